@@ -1,0 +1,216 @@
+//! The case projection: one value per citizen case, folded from the log.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::EventKind;
+use crate::ids::{AgencyId, ApplicationId, ServiceId, TrackingNumber};
+use crate::state::AppState;
+
+/// A published service standard (standar pelayanan), in force from the log
+/// entry that published it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStandard {
+    /// Agency.
+    pub agency: AgencyId,
+    /// Service.
+    pub service: ServiceId,
+    /// Name in Bahasa Indonesia.
+    pub name_id: String,
+    /// Name in English.
+    pub name_en: String,
+    /// Completion time in working days.
+    pub completion_working_days: u32,
+    /// Fee in rupiah.
+    pub fee_idr: i64,
+    /// Requirements.
+    pub requirements: Vec<String>,
+    /// Approval by default at the deadline.
+    pub fiktif_positif: bool,
+    /// The agency's version.
+    pub version: u32,
+    /// Hub sequence of the entry that published it.
+    pub effective_from_seq: u64,
+    /// Time of record of that entry, Unix ms.
+    pub effective_from_ms: i64,
+}
+
+/// One accepted event in an application's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineItem {
+    /// Hub log sequence (the case → entries index).
+    pub seq: u64,
+    /// Time of record, Unix ms.
+    pub recorded_at_ms: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The state it led to.
+    pub state_after: AppState,
+    /// Short detail for the citizen (documents, fee, appointment); no personal data.
+    pub detail: String,
+}
+
+/// What the citizen must do for one application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pending {
+    /// Bring documents to a counter.
+    BringDocuments {
+        /// Which documents.
+        documents: Vec<String>,
+        /// Where.
+        counter: String,
+    },
+    /// Pay a fee.
+    PayFee {
+        /// How much.
+        amount_idr: i64,
+        /// Where.
+        payment_channel: String,
+        /// Billing code.
+        billing_code: String,
+    },
+    /// Attend an appointment.
+    Attend {
+        /// Kind of appointment.
+        kind: String,
+        /// When, Unix ms.
+        at_ms: i64,
+        /// Where.
+        place: String,
+    },
+    /// Collect the issued document.
+    Collect,
+}
+
+/// One application (permohonan) of a case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Application {
+    /// Id within the case.
+    pub id: ApplicationId,
+    /// Owning agency.
+    pub agency: AgencyId,
+    /// Service.
+    pub service: ServiceId,
+    /// Current state.
+    pub state: AppState,
+    /// Time of record of the filing, Unix ms.
+    pub filed_at_ms: i64,
+    /// Time of record of the last state change, Unix ms.
+    pub state_since_ms: i64,
+    /// What the citizen must do now, if anything.
+    pub pending: Option<Pending>,
+    /// Accepted events, in log order.
+    pub timeline: Vec<TimelineItem>,
+}
+
+/// The overall status a citizen sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CaseStatus {
+    /// Selesai.
+    Done,
+    /// Perlu tindakan Anda.
+    ActionNeeded,
+    /// Diproses.
+    InProgress,
+    /// Terlambat.
+    Overdue,
+}
+
+impl CaseStatus {
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseStatus::Done => "done",
+            CaseStatus::ActionNeeded => "action_needed",
+            CaseStatus::InProgress => "in_progress",
+            CaseStatus::Overdue => "overdue",
+        }
+    }
+
+    /// Label in Bahasa Indonesia.
+    pub fn label_id(self) -> &'static str {
+        match self {
+            CaseStatus::Done => "Selesai",
+            CaseStatus::ActionNeeded => "Perlu tindakan Anda",
+            CaseStatus::InProgress => "Diproses",
+            CaseStatus::Overdue => "Terlambat",
+        }
+    }
+}
+
+/// A next action for the citizen, derived from an application's [`Pending`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextAction {
+    /// Which application.
+    pub application_id: ApplicationId,
+    /// What to do.
+    pub pending: Pending,
+}
+
+/// A citizen's case (berkas) at one MPP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Case {
+    /// Tracking number.
+    pub tracking_number: TrackingNumber,
+    /// Agency that opened it.
+    pub opened_by: AgencyId,
+    /// Time of record of the opening, Unix ms.
+    pub opened_at_ms: i64,
+    /// Hub sequence of the opening entry.
+    pub opened_seq: u64,
+    /// Keyed hash of the lookup PIN.
+    pub pin_verifier: Vec<u8>,
+    /// Keyed hash of the NIK.
+    pub nik_keyed_hash: Vec<u8>,
+    /// Time of record of the last accepted event, Unix ms.
+    pub updated_at_ms: i64,
+    /// Hub sequence of the last accepted event.
+    pub last_seq: u64,
+    /// Applications in filing order.
+    pub applications: Vec<Application>,
+}
+
+impl Case {
+    /// The application with this id.
+    pub fn application(&self, id: &ApplicationId) -> Option<&Application> {
+        self.applications.iter().find(|a| &a.id == id)
+    }
+
+    /// The application with this id, mutably.
+    pub fn application_mut(&mut self, id: &ApplicationId) -> Option<&mut Application> {
+        self.applications.iter_mut().find(|a| &a.id == id)
+    }
+
+    /// Everything the citizen must do now, in application order.
+    pub fn next_actions(&self) -> Vec<NextAction> {
+        self.applications
+            .iter()
+            .filter_map(|a| {
+                a.pending.clone().map(|pending| NextAction { application_id: a.id.clone(), pending })
+            })
+            .collect()
+    }
+
+    /// The overall status, without SLA deadlines (those need a calendar and
+    /// "now", which the SLA module adds): action needed if anything waits on
+    /// the citizen, done if every application is finished, else in progress.
+    /// A case with no application yet is in progress.
+    pub fn status(&self) -> CaseStatus {
+        if self.applications.iter().any(|a| a.state.waits_on_citizen()) {
+            CaseStatus::ActionNeeded
+        } else if !self.applications.is_empty() && self.applications.iter().all(|a| a.state.is_finished()) {
+            CaseStatus::Done
+        } else {
+            CaseStatus::InProgress
+        }
+    }
+
+    /// Every log sequence that touched this case, ascending (the case →
+    /// entries index).
+    pub fn entry_seqs(&self) -> Vec<u64> {
+        let mut seqs: Vec<u64> = std::iter::once(self.opened_seq)
+            .chain(self.applications.iter().flat_map(|a| a.timeline.iter().map(|t| t.seq)))
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    }
+}

@@ -1,0 +1,278 @@
+//! Business rules: [`decide`] says whether a validated envelope may be
+//! applied to the current state; [`apply`] applies it and cannot fail.
+//! The projection is the fold of `apply` over the accepted entries of the log.
+
+use std::collections::BTreeMap;
+
+use crate::case::{Application, Case, Pending, ServiceStandard, TimelineItem};
+use crate::event::{Envelope, EventBody, EventKind, Target};
+use crate::ids::{AgencyId, ServiceId, TrackingNumber};
+use crate::limits;
+use crate::reason::{ReasonCode, Rejection};
+use crate::state::{next_state, AppState};
+
+/// Read access to the state a decision needs. Implementations must have
+/// every case the envelope names loaded (the store preloads them).
+pub trait State {
+    /// The case, if opened.
+    fn case(&self, id: &TrackingNumber) -> Option<&Case>;
+    /// The service standard in force, if any was published.
+    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard>;
+}
+
+/// Write access for [`apply`].
+pub trait StateMut: State {
+    /// The case, mutably.
+    fn case_mut(&mut self, id: &TrackingNumber) -> Option<&mut Case>;
+    /// Stores a newly opened case.
+    fn insert_case(&mut self, case: Case);
+    /// Stores a newly published standard (replacing the one in force).
+    fn put_standard(&mut self, standard: ServiceStandard);
+}
+
+/// Where the entry being applied sits in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Hub log sequence.
+    pub seq: u64,
+    /// Time of record (the JetStream timestamp), Unix ms.
+    pub recorded_at_ms: i64,
+}
+
+/// Decides whether `env` may be applied to `state`.
+pub fn decide(state: &impl State, env: &Envelope) -> Result<(), Rejection> {
+    let kind = env.body.kind();
+    if let Target::Catalogue = env.target {
+        if let (Some(cur), EventBody::ServiceStandardPublished { version, .. }) =
+            (state.standard(&env.agency, &env.service), &env.body)
+        {
+            if *version <= cur.version {
+                return Err(Rejection::new(
+                    ReasonCode::StaleStandardVersion,
+                    format!("version {version} is not above the version {} in force", cur.version),
+                ));
+            }
+        }
+        return Ok(());
+    }
+    if kind != EventKind::CaseOpened && state.standard(&env.agency, &env.service).is_none() {
+        return Err(Rejection::new(
+            ReasonCode::UnknownService,
+            format!("agency {} has published no standard for service {}", env.agency, env.service),
+        ));
+    }
+    match &env.target {
+        Target::Catalogue => Ok(()),
+        Target::Case(id) => match state.case(id) {
+            Some(_) => Err(Rejection::new(ReasonCode::CaseAlreadyOpen, format!("case {id} is already open"))),
+            None => Ok(()),
+        },
+        Target::Application(id, app_id) => {
+            let case = state.case(id).ok_or_else(|| {
+                Rejection::new(ReasonCode::UnknownCase, format!("case {id} was never opened"))
+            })?;
+            let app = case.application(app_id);
+            if kind == EventKind::ApplicationFiled {
+                if app.is_some() {
+                    return Err(Rejection::new(
+                        ReasonCode::ApplicationAlreadyFiled,
+                        format!("application {app_id} is already filed in case {id}"),
+                    ));
+                }
+                if case.applications.len() >= limits::APPLICATIONS_PER_CASE_MAX {
+                    return Err(Rejection::new(
+                        ReasonCode::CaseLimitExceeded,
+                        format!("a case holds at most {} applications", limits::APPLICATIONS_PER_CASE_MAX),
+                    ));
+                }
+                return Ok(());
+            }
+            let app = app.ok_or_else(|| {
+                Rejection::new(
+                    ReasonCode::UnknownApplication,
+                    format!("application {app_id} was never filed in case {id}"),
+                )
+            })?;
+            if app.agency != env.agency || app.service != env.service {
+                return Err(Rejection::new(
+                    ReasonCode::ApplicationOwnerMismatch,
+                    format!("application {app_id} belongs to {}/{}", app.agency, app.service),
+                ));
+            }
+            if next_state(Some(app.state), kind).is_none() {
+                return Err(Rejection::new(
+                    ReasonCode::IllegalTransition,
+                    format!("{} is not allowed in state {}", kind.as_str(), app.state.as_str()),
+                ));
+            }
+            if app.timeline.len() >= limits::TIMELINE_ITEMS_PER_APPLICATION_MAX {
+                return Err(Rejection::new(
+                    ReasonCode::CaseLimitExceeded,
+                    format!(
+                        "an application holds at most {} events",
+                        limits::TIMELINE_ITEMS_PER_APPLICATION_MAX
+                    ),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A short, deterministic description of an event for the timeline.
+fn timeline_detail(body: &EventBody) -> String {
+    match body {
+        EventBody::ApplicationFiled { documents } | EventBody::DocumentsReceived { documents } => {
+            documents.join(", ")
+        }
+        EventBody::DocumentsRequested { documents, counter, .. } => {
+            format!("{} @ {counter}", documents.join(", "))
+        }
+        EventBody::FeeAssessed { amount_idr, payment_channel, .. } => {
+            format!("Rp {amount_idr} @ {payment_channel}")
+        }
+        EventBody::PaymentReceived { amount_idr, .. } => format!("Rp {amount_idr}"),
+        EventBody::AppointmentScheduled { kind, place, .. } => format!("{kind} @ {place}"),
+        EventBody::Issued { document_number } => document_number.clone(),
+        EventBody::Rejected { reason_code, reason } if reason_code.is_empty() => reason.clone(),
+        EventBody::Rejected { reason_code, reason } => format!("{reason_code}: {reason}"),
+        EventBody::Withdrawn { reason } => reason.clone(),
+        EventBody::CaseOpened { .. }
+        | EventBody::ReviewStarted
+        | EventBody::Collected
+        | EventBody::ServiceStandardPublished { .. } => String::new(),
+    }
+}
+
+/// What the citizen must do after `body` moved an application to `state`.
+fn pending_after(state: AppState, body: &EventBody) -> Option<Pending> {
+    match (state, body) {
+        (AppState::DocumentsRequired, EventBody::DocumentsRequested { documents, counter, .. }) => {
+            Some(Pending::BringDocuments { documents: documents.clone(), counter: counter.clone() })
+        }
+        (AppState::AwaitingPayment, EventBody::FeeAssessed { amount_idr, payment_channel, billing_code }) => {
+            Some(Pending::PayFee {
+                amount_idr: *amount_idr,
+                payment_channel: payment_channel.clone(),
+                billing_code: billing_code.clone(),
+            })
+        }
+        (AppState::Scheduled, EventBody::AppointmentScheduled { kind, at_ms, place }) => {
+            Some(Pending::Attend { kind: kind.clone(), at_ms: *at_ms, place: place.clone() })
+        }
+        (AppState::Issued, _) => Some(Pending::Collect),
+        _ => None,
+    }
+}
+
+/// Applies an envelope that [`decide`] accepted. Infallible: an envelope
+/// that does not fit (which `decide` rules out) leaves the state unchanged.
+pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
+    let kind = env.body.kind();
+    match (&env.target, &env.body) {
+        (
+            Target::Catalogue,
+            EventBody::ServiceStandardPublished {
+                name_id,
+                name_en,
+                completion_working_days,
+                fee_idr,
+                requirements,
+                fiktif_positif,
+                version,
+            },
+        ) => state.put_standard(ServiceStandard {
+            agency: env.agency.clone(),
+            service: env.service.clone(),
+            name_id: name_id.clone(),
+            name_en: name_en.clone(),
+            completion_working_days: *completion_working_days,
+            fee_idr: *fee_idr,
+            requirements: requirements.clone(),
+            fiktif_positif: *fiktif_positif,
+            version: *version,
+            effective_from_seq: meta.seq,
+            effective_from_ms: meta.recorded_at_ms,
+        }),
+        (Target::Catalogue, _) => {}
+        (Target::Case(id), EventBody::CaseOpened { pin_verifier, nik_keyed_hash }) => {
+            state.insert_case(Case {
+                tracking_number: *id,
+                opened_by: env.agency.clone(),
+                opened_at_ms: meta.recorded_at_ms,
+                opened_seq: meta.seq,
+                pin_verifier: pin_verifier.clone(),
+                nik_keyed_hash: nik_keyed_hash.clone(),
+                updated_at_ms: meta.recorded_at_ms,
+                last_seq: meta.seq,
+                applications: Vec::new(),
+            })
+        }
+        (Target::Case(_), _) => {}
+        (Target::Application(id, app_id), body) => {
+            let Some(case) = state.case_mut(id) else { return };
+            let from = case.application(app_id).map(|a| a.state);
+            let Some(to) = next_state(from, kind) else { return };
+            let item = TimelineItem {
+                seq: meta.seq,
+                recorded_at_ms: meta.recorded_at_ms,
+                kind,
+                state_after: to,
+                detail: timeline_detail(body),
+            };
+            case.updated_at_ms = meta.recorded_at_ms;
+            case.last_seq = meta.seq;
+            match case.application_mut(app_id) {
+                Some(app) => {
+                    app.state = to;
+                    app.state_since_ms = meta.recorded_at_ms;
+                    app.pending = pending_after(to, body);
+                    app.timeline.push(item);
+                }
+                None => case.applications.push(Application {
+                    id: app_id.clone(),
+                    agency: env.agency.clone(),
+                    service: env.service.clone(),
+                    state: to,
+                    filed_at_ms: meta.recorded_at_ms,
+                    state_since_ms: meta.recorded_at_ms,
+                    pending: pending_after(to, body),
+                    timeline: vec![item],
+                }),
+            }
+        }
+    }
+}
+
+/// An in-memory state: the model for tests and the engine of offline rebuilds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemState {
+    /// Cases by tracking number.
+    pub cases: BTreeMap<TrackingNumber, Case>,
+    /// Standards in force by agency and service.
+    pub standards: BTreeMap<(AgencyId, ServiceId), ServiceStandard>,
+}
+
+impl State for MemState {
+    fn case(&self, id: &TrackingNumber) -> Option<&Case> {
+        self.cases.get(id)
+    }
+
+    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard> {
+        self.standards.get(&(agency.clone(), service.clone()))
+    }
+}
+
+impl StateMut for MemState {
+    fn case_mut(&mut self, id: &TrackingNumber) -> Option<&mut Case> {
+        self.cases.get_mut(id)
+    }
+
+    fn insert_case(&mut self, case: Case) {
+        self.cases.insert(case.tracking_number, case);
+    }
+
+    fn put_standard(&mut self, standard: ServiceStandard) {
+        self.standards.insert((standard.agency.clone(), standard.service.clone()), standard);
+    }
+}

@@ -1,0 +1,269 @@
+//! The core's own event types. The hub's edge converts the protobuf
+//! `mpp.v1.Envelope` into an [`UncheckedEnvelope`] field by field;
+//! [`crate::validate::validate`] turns that into an [`Envelope`] whose ids are
+//! typed and whose fields respect every limit.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AgencyId, ApplicationId, EventId, OfficerId, RegionCode, ServiceId, TrackingNumber};
+
+/// The body of an event: one of the common lifecycle events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventBody {
+    /// A case was opened at an MPP counter.
+    CaseOpened {
+        /// Keyed hash of the lookup PIN.
+        pin_verifier: Vec<u8>,
+        /// Keyed hash of the NIK.
+        nik_keyed_hash: Vec<u8>,
+    },
+    /// An application was filed.
+    ApplicationFiled {
+        /// Documents handed in.
+        documents: Vec<String>,
+    },
+    /// Documents are required from the citizen.
+    DocumentsRequested {
+        /// Which documents.
+        documents: Vec<String>,
+        /// Where to bring them.
+        counter: String,
+        /// A note for the citizen.
+        note: String,
+    },
+    /// The citizen brought the documents.
+    DocumentsReceived {
+        /// Which documents.
+        documents: Vec<String>,
+    },
+    /// A fee was assessed.
+    FeeAssessed {
+        /// Amount in rupiah, > 0.
+        amount_idr: i64,
+        /// Where to pay.
+        payment_channel: String,
+        /// Billing code.
+        billing_code: String,
+    },
+    /// The fee was paid.
+    PaymentReceived {
+        /// Amount in rupiah, > 0.
+        amount_idr: i64,
+        /// Payment reference.
+        payment_reference: String,
+    },
+    /// An appointment was scheduled.
+    AppointmentScheduled {
+        /// interview, inspection, survey, installation, collection or other.
+        kind: String,
+        /// When, Unix ms.
+        at_ms: i64,
+        /// Where.
+        place: String,
+    },
+    /// Review started.
+    ReviewStarted,
+    /// The document or permit was issued.
+    Issued {
+        /// Register number of the issued document.
+        document_number: String,
+    },
+    /// The application was rejected by the agency.
+    Rejected {
+        /// The agency's own reason code.
+        reason_code: String,
+        /// The agency's reason text.
+        reason: String,
+    },
+    /// The application was withdrawn.
+    Withdrawn {
+        /// Why.
+        reason: String,
+    },
+    /// The citizen collected the document.
+    Collected,
+    /// A service standard was published.
+    ServiceStandardPublished {
+        /// Name in Bahasa Indonesia.
+        name_id: String,
+        /// Name in English.
+        name_en: String,
+        /// Completion time in working days.
+        completion_working_days: u32,
+        /// Fee in rupiah.
+        fee_idr: i64,
+        /// Requirements.
+        requirements: Vec<String>,
+        /// Approval by default at the deadline.
+        fiktif_positif: bool,
+        /// The agency's version of the standard.
+        version: u32,
+    },
+}
+
+/// The kind of an event, with its stable snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EventKind {
+    /// See [`EventBody::CaseOpened`].
+    CaseOpened,
+    /// See [`EventBody::ApplicationFiled`].
+    ApplicationFiled,
+    /// See [`EventBody::DocumentsRequested`].
+    DocumentsRequested,
+    /// See [`EventBody::DocumentsReceived`].
+    DocumentsReceived,
+    /// See [`EventBody::FeeAssessed`].
+    FeeAssessed,
+    /// See [`EventBody::PaymentReceived`].
+    PaymentReceived,
+    /// See [`EventBody::AppointmentScheduled`].
+    AppointmentScheduled,
+    /// See [`EventBody::ReviewStarted`].
+    ReviewStarted,
+    /// See [`EventBody::Issued`].
+    Issued,
+    /// See [`EventBody::Rejected`].
+    Rejected,
+    /// See [`EventBody::Withdrawn`].
+    Withdrawn,
+    /// See [`EventBody::Collected`].
+    Collected,
+    /// See [`EventBody::ServiceStandardPublished`].
+    ServiceStandardPublished,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: &'static [EventKind] = &[
+        EventKind::CaseOpened,
+        EventKind::ApplicationFiled,
+        EventKind::DocumentsRequested,
+        EventKind::DocumentsReceived,
+        EventKind::FeeAssessed,
+        EventKind::PaymentReceived,
+        EventKind::AppointmentScheduled,
+        EventKind::ReviewStarted,
+        EventKind::Issued,
+        EventKind::Rejected,
+        EventKind::Withdrawn,
+        EventKind::Collected,
+        EventKind::ServiceStandardPublished,
+    ];
+
+    /// Stable snake_case name, as in the protobuf oneof.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::CaseOpened => "case_opened",
+            EventKind::ApplicationFiled => "application_filed",
+            EventKind::DocumentsRequested => "documents_requested",
+            EventKind::DocumentsReceived => "documents_received",
+            EventKind::FeeAssessed => "fee_assessed",
+            EventKind::PaymentReceived => "payment_received",
+            EventKind::AppointmentScheduled => "appointment_scheduled",
+            EventKind::ReviewStarted => "review_started",
+            EventKind::Issued => "issued",
+            EventKind::Rejected => "rejected",
+            EventKind::Withdrawn => "withdrawn",
+            EventKind::Collected => "collected",
+            EventKind::ServiceStandardPublished => "service_standard_published",
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+
+    /// Whether this kind acts on one application (needs `application_id`).
+    pub fn is_application_event(self) -> bool {
+        !matches!(self, EventKind::CaseOpened | EventKind::ServiceStandardPublished)
+    }
+}
+
+impl EventBody {
+    /// The kind of this body.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            EventBody::CaseOpened { .. } => EventKind::CaseOpened,
+            EventBody::ApplicationFiled { .. } => EventKind::ApplicationFiled,
+            EventBody::DocumentsRequested { .. } => EventKind::DocumentsRequested,
+            EventBody::DocumentsReceived { .. } => EventKind::DocumentsReceived,
+            EventBody::FeeAssessed { .. } => EventKind::FeeAssessed,
+            EventBody::PaymentReceived { .. } => EventKind::PaymentReceived,
+            EventBody::AppointmentScheduled { .. } => EventKind::AppointmentScheduled,
+            EventBody::ReviewStarted => EventKind::ReviewStarted,
+            EventBody::Issued { .. } => EventKind::Issued,
+            EventBody::Rejected { .. } => EventKind::Rejected,
+            EventBody::Withdrawn { .. } => EventKind::Withdrawn,
+            EventBody::Collected => EventKind::Collected,
+            EventBody::ServiceStandardPublished { .. } => EventKind::ServiceStandardPublished,
+        }
+    }
+}
+
+/// An envelope as decoded from the wire, nothing checked yet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UncheckedEnvelope {
+    /// See `mpp.v1.Envelope`.
+    pub schema_version: u32,
+    /// See `mpp.v1.Envelope`.
+    pub event_id: String,
+    /// See `mpp.v1.Envelope`.
+    pub case_id: String,
+    /// See `mpp.v1.Envelope`.
+    pub region_code: String,
+    /// See `mpp.v1.Envelope`.
+    pub agency_id: String,
+    /// See `mpp.v1.Envelope`.
+    pub service_id: String,
+    /// See `mpp.v1.Envelope`.
+    pub application_id: String,
+    /// See `mpp.v1.Envelope`.
+    pub occurred_at_ms: i64,
+    /// See `mpp.v1.Envelope`.
+    pub officer: String,
+    /// `None` when the oneof was empty or of a kind this hub does not know.
+    pub body: Option<EventBody>,
+}
+
+/// The scope an event applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A case-level event (case opened).
+    Case(TrackingNumber),
+    /// An application-level event.
+    Application(TrackingNumber, ApplicationId),
+    /// A catalogue event (service standard); no case.
+    Catalogue,
+}
+
+/// A validated envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// Idempotency key.
+    pub event_id: EventId,
+    /// What the event applies to.
+    pub target: Target,
+    /// The MPP.
+    pub region: RegionCode,
+    /// The publishing agency.
+    pub agency: AgencyId,
+    /// The agency's service.
+    pub service: ServiceId,
+    /// When it happened at the agency (informational).
+    pub occurred_at_ms: i64,
+    /// The acting officer (pseudonymous).
+    pub officer: OfficerId,
+    /// The event.
+    pub body: EventBody,
+}
+
+impl Envelope {
+    /// The tracking number, for case and application events.
+    pub fn case_id(&self) -> Option<TrackingNumber> {
+        match &self.target {
+            Target::Case(t) | Target::Application(t, _) => Some(*t),
+            Target::Catalogue => None,
+        }
+    }
+}

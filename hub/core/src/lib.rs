@@ -1,0 +1,34 @@
+//! MPP Hub's pure core.
+//!
+//! Architecture invariant: this crate knows nothing about tokio, sled, tonic,
+//! prost or NATS, and never reads a clock or a random source. Every function is
+//! a pure function of its arguments, so two hubs that feed it the same stream
+//! compute byte-identical logs and projections. Time arrives as data: the
+//! JetStream timestamp of the message being decided.
+//!
+//! The flow for one inbound message is:
+//! [`validate::validate`] (fields → typed [`event::Envelope`]) →
+//! [`decide::decide`] (envelope + current state → `Ok` or a
+//! [`reason::Rejection`]) → [`decide::apply`] (infallible state change) →
+//! [`log::LogEntry`] (the hash-chained record of the verdict).
+
+#![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
+
+pub mod case;
+pub mod decide;
+pub mod event;
+pub mod ids;
+pub mod limits;
+pub mod log;
+pub mod reason;
+pub mod state;
+pub mod validate;
+
+pub use case::{Application, Case, CaseStatus, NextAction, ServiceStandard, TimelineItem};
+pub use decide::{apply, decide, EntryMeta, State, StateMut};
+pub use event::{Envelope, EventBody, EventKind, UncheckedEnvelope};
+pub use ids::{AgencyId, ApplicationId, EventId, Nik, RegionCode, ServiceId, TrackingNumber};
+pub use log::{LogEntry, Verdict};
+pub use reason::{ReasonCode, Rejection};
+pub use state::AppState;

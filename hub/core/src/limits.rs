@@ -1,0 +1,49 @@
+//! Every bound the core enforces, in one place. Each is part of the public
+//! contract: an input beyond a limit is rejected with the reason code named
+//! next to it, never truncated silently.
+
+/// Largest message payload the hub accepts as an event (`MESSAGE_TOO_LARGE`).
+/// The stream itself admits up to NATS `max_payload` (1 MiB) so that an
+/// oversized message still reaches the hub and is recorded with its verdict.
+pub const MESSAGE_BYTES_MAX: usize = 64 * 1024;
+
+/// Longest agency or service id (`MALFORMED_AGENCY_ID`, `MALFORMED_SERVICE_ID`).
+pub const SLUG_BYTES_MAX: usize = 32;
+
+/// Longest application id or officer id (`MALFORMED_APPLICATION_ID`, `MALFORMED_OFFICER`).
+pub const LOCAL_ID_BYTES_MAX: usize = 64;
+
+/// Longest free-text field: notes, reasons, places, document names (`FIELD_TOO_LONG`).
+pub const TEXT_BYTES_MAX: usize = 500;
+
+/// Most entries in one list field, e.g. documents requested (`FIELD_TOO_LONG`).
+pub const LIST_ITEMS_MAX: usize = 32;
+
+/// Longest opaque hash field (PIN verifier, NIK keyed hash) (`FIELD_TOO_LONG`).
+pub const HASH_BYTES_MAX: usize = 64;
+
+/// Most applications in one case (`CASE_LIMIT_EXCEEDED`).
+pub const APPLICATIONS_PER_CASE_MAX: usize = 32;
+
+/// Most timeline items (accepted events) in one application (`CASE_LIMIT_EXCEEDED`).
+pub const TIMELINE_ITEMS_PER_APPLICATION_MAX: usize = 256;
+
+/// Longest subject recorded in a log entry; NATS subjects are far shorter in
+/// practice (`BAD_SUBJECT` beyond this, the subject is stored truncated).
+pub const SUBJECT_BYTES_MAX: usize = 256;
+
+/// Longest detail text of a rejection in a log entry.
+pub const DETAIL_BYTES_MAX: usize = 512;
+
+/// Largest fee or payment, in rupiah: 1 trillion (`INVALID_FIELD_VALUE`).
+pub const AMOUNT_IDR_MAX: i64 = 1_000_000_000_000;
+
+/// Longest service standard completion time, in working days (`INVALID_FIELD_VALUE`).
+pub const COMPLETION_WORKING_DAYS_MAX: u32 = 365;
+
+/// Earliest acceptable `occurred_at_ms`: 2000-01-01T00:00:00Z (`TIMESTAMP_OUT_OF_RANGE`).
+pub const OCCURRED_AT_MS_MIN: i64 = 946_684_800_000;
+
+/// How far `occurred_at_ms` may lie after the time of record (clock skew at an
+/// agency), in milliseconds: 24 hours (`TIMESTAMP_OUT_OF_RANGE`).
+pub const OCCURRED_AT_FUTURE_SKEW_MS_MAX: i64 = 24 * 60 * 60 * 1000;

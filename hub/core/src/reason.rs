@@ -1,0 +1,137 @@
+//! Stable reason codes. An agency that sees a rejected event, a back-office
+//! developer reading an RPC error and an auditor reading the log all see the
+//! same code. Codes are never renamed or reused; new ones are only added.
+//! `docs/REASON_CODES.md` is generated from [`ReasonCode::ALL`] by a test, so
+//! the documentation cannot drift from the code.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! reason_codes {
+    ($( $(#[$doc:meta])* $variant:ident => $code:literal, $desc:literal; )*) => {
+        /// Why something was rejected. See the module docs.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ReasonCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ReasonCode {
+            /// Every code, in documentation order.
+            pub const ALL: &'static [ReasonCode] = &[ $( ReasonCode::$variant, )* ];
+
+            /// The stable text form, e.g. `ILLEGAL_TRANSITION`.
+            pub fn as_str(self) -> &'static str {
+                match self { $( ReasonCode::$variant => $code, )* }
+            }
+
+            /// One sentence on what the code means and what to do about it.
+            pub fn description(self) -> &'static str {
+                match self { $( ReasonCode::$variant => $desc, )* }
+            }
+
+            /// Parses the stable text form.
+            pub fn from_code(s: &str) -> Option<Self> {
+                match s { $( $code => Some(ReasonCode::$variant), )* _ => None }
+            }
+        }
+    };
+}
+
+reason_codes! {
+    /// The message had no payload.
+    EmptyMessage => "EMPTY_MESSAGE", "The message payload was empty.";
+    /// The payload exceeds `limits::MESSAGE_BYTES_MAX`.
+    MessageTooLarge => "MESSAGE_TOO_LARGE", "The message payload exceeds 64 KiB (limits::MESSAGE_BYTES_MAX).";
+    /// The payload is not a protobuf `mpp.v1.Envelope`.
+    UndecodableEnvelope => "UNDECODABLE_ENVELOPE", "The payload is not a valid protobuf mpp.v1.Envelope.";
+    /// `schema_version` is not one the hub knows.
+    UnsupportedSchemaVersion => "UNSUPPORTED_SCHEMA_VERSION", "The envelope's schema_version is not supported (this hub knows version 1).";
+    /// `event_id` is empty.
+    MissingEventId => "MISSING_EVENT_ID", "The envelope has no event_id.";
+    /// `event_id` is not a canonical UUIDv7.
+    MalformedEventId => "MALFORMED_EVENT_ID", "The event_id is not a canonical version 7 UUID.";
+    /// The case id is not a well-formed tracking number.
+    MalformedTrackingNumber => "MALFORMED_TRACKING_NUMBER", "The tracking number is not 15 digits RRRR-SSSSSSSSSS-C.";
+    /// The tracking number's check digit does not match.
+    BadCheckDigit => "BAD_CHECK_DIGIT", "The tracking number's check digit does not match: it was probably mistyped.";
+    /// The region code is not 4 digits.
+    MalformedRegionCode => "MALFORMED_REGION_CODE", "The region code is not a 4-digit BPS code.";
+    /// The envelope's region differs from the tracking number's.
+    RegionMismatch => "REGION_MISMATCH", "The envelope's region_code differs from the region in the tracking number.";
+    /// Bad agency id.
+    MalformedAgencyId => "MALFORMED_AGENCY_ID", "The agency_id is not a lowercase slug of at most 32 bytes.";
+    /// Bad service id.
+    MalformedServiceId => "MALFORMED_SERVICE_ID", "The service_id is not a lowercase slug of at most 32 bytes.";
+    /// Bad application id.
+    MalformedApplicationId => "MALFORMED_APPLICATION_ID", "The application_id is missing or not 1..=64 bytes of [A-Za-z0-9._/-].";
+    /// Bad officer id.
+    MalformedOfficer => "MALFORMED_OFFICER", "The officer is missing or not a pseudonymous id of 1..=64 bytes.";
+    /// Bad NIK.
+    MalformedNik => "MALFORMED_NIK", "The NIK is not 16 digits with a valid region and birth date.";
+    /// The envelope has no event body.
+    MissingBody => "MISSING_BODY", "The envelope carries no event (the oneof body is empty or of an unknown kind).";
+    /// A field or list is longer than its limit.
+    FieldTooLong => "FIELD_TOO_LONG", "A text field, list or hash exceeds its documented limit (see limits.rs).";
+    /// A field holds a value outside its domain.
+    InvalidFieldValue => "INVALID_FIELD_VALUE", "A field holds a value outside its domain (negative or absurd amount, empty required text, control characters).";
+    /// `occurred_at_ms` is before 2000 or more than 24 h after the time of record.
+    TimestampOutOfRange => "TIMESTAMP_OUT_OF_RANGE", "occurred_at_ms is before 2000-01-01 or more than 24 hours after the time of record.";
+    /// The subject is not `mpp.events.<agency>.<service>`.
+    BadSubject => "BAD_SUBJECT", "The NATS subject is not mpp.events.<agency_id>.<service_id>.";
+    /// The subject's agency differs from the envelope's.
+    AgencySubjectMismatch => "AGENCY_SUBJECT_MISMATCH", "The agency in the subject differs from the envelope's agency_id.";
+    /// The subject's service differs from the envelope's.
+    ServiceSubjectMismatch => "SERVICE_SUBJECT_MISMATCH", "The service in the subject differs from the envelope's service_id.";
+    /// No service standard was ever published for this agency and service.
+    UnknownService => "UNKNOWN_SERVICE", "The agency has published no service standard for this service.";
+    /// A service standard's version does not increase.
+    StaleStandardVersion => "STALE_STANDARD_VERSION", "A service standard was published with a version not above the one in force.";
+    /// The case was never opened.
+    UnknownCase => "UNKNOWN_CASE", "The case was never opened.";
+    /// The case is already open.
+    CaseAlreadyOpen => "CASE_ALREADY_OPEN", "A case with this tracking number is already open.";
+    /// The application was never filed.
+    UnknownApplication => "UNKNOWN_APPLICATION", "The application was never filed in this case.";
+    /// The application was already filed.
+    ApplicationAlreadyFiled => "APPLICATION_ALREADY_FILED", "An application with this id is already filed in this case.";
+    /// The application belongs to another agency or service.
+    ApplicationOwnerMismatch => "APPLICATION_OWNER_MISMATCH", "The application belongs to another agency or service.";
+    /// The event is not allowed in the application's current state.
+    IllegalTransition => "ILLEGAL_TRANSITION", "The event is not allowed in the application's current state.";
+    /// A case or application reached its size limit.
+    CaseLimitExceeded => "CASE_LIMIT_EXCEEDED", "The case already holds the most applications or events allowed (see limits.rs).";
+    /// The event id was seen before.
+    DuplicateEventId => "DUPLICATE_EVENT_ID", "An event with this event_id is already in the log; this one has no effect.";
+    /// The caller is not authenticated.
+    Unauthenticated => "UNAUTHENTICATED", "The caller presented no valid token.";
+    /// The case does not exist (lookups).
+    CaseNotFound => "CASE_NOT_FOUND", "No case with this tracking number exists.";
+    /// A required request field is missing (RPCs).
+    MissingField => "MISSING_FIELD", "A required field of the request is missing.";
+    /// The event could not be published (RPCs).
+    PublishFailed => "PUBLISH_FAILED", "The event could not be published to NATS JetStream; nothing was accepted, retry.";
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rejection: a stable code plus a deterministic detail sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {detail}")]
+pub struct Rejection {
+    /// The stable code.
+    pub code: ReasonCode,
+    /// Detail for a developer; deterministic, without personal data.
+    pub detail: String,
+}
+
+impl Rejection {
+    /// A rejection with the given code and detail.
+    pub fn new(code: ReasonCode, detail: impl Into<String>) -> Self {
+        Self { code, detail: detail.into() }
+    }
+}
