@@ -42,6 +42,20 @@ pub struct EntryMeta {
 /// Decides whether `env` may be applied to `state`.
 pub fn decide(state: &impl State, env: &Envelope) -> Result<(), Rejection> {
     let kind = env.body.kind();
+    // `validate` always pairs a body with the target its kind needs, but an
+    // `Envelope` can be built by hand: refuse a mismatch rather than accept
+    // an event that `apply` would then silently ignore.
+    let target_fits = match env.target {
+        Target::Catalogue => kind == EventKind::ServiceStandardPublished,
+        Target::Case(_) => kind == EventKind::CaseOpened,
+        Target::Application(..) => kind.is_application_event(),
+    };
+    if !target_fits {
+        return Err(Rejection::new(
+            ReasonCode::InvalidFieldValue,
+            format!("{} does not apply to this target", kind.as_str()),
+        ));
+    }
     if let Target::Catalogue = env.target {
         if let (Some(cur), EventBody::ServiceStandardPublished { version, .. }) =
             (state.standard(&env.agency, &env.service), &env.body)
@@ -99,18 +113,27 @@ pub fn decide(state: &impl State, env: &Envelope) -> Result<(), Rejection> {
                     format!("application {app_id} belongs to {}/{}", app.agency, app.service),
                 ));
             }
-            if next_state(Some(app.state), kind).is_none() {
+            let Some(to) = next_state(Some(app.state), kind) else {
                 return Err(Rejection::new(
                     ReasonCode::IllegalTransition,
                     format!("{} is not allowed in state {}", kind.as_str(), app.state.as_str()),
                 ));
-            }
-            if app.timeline.len() >= limits::TIMELINE_ITEMS_PER_APPLICATION_MAX {
+            };
+            // The last few slots are kept for events that finish the
+            // application, so one at its limit can still be closed.
+            let room = if to.is_finished() {
+                limits::TIMELINE_ITEMS_PER_APPLICATION_MAX
+            } else {
+                limits::TIMELINE_ITEMS_PER_APPLICATION_MAX - limits::TIMELINE_ITEMS_RESERVED_FOR_FINISH
+            };
+            if app.timeline.len() >= room {
                 return Err(Rejection::new(
                     ReasonCode::CaseLimitExceeded,
                     format!(
-                        "an application holds at most {} events",
-                        limits::TIMELINE_ITEMS_PER_APPLICATION_MAX
+                        "an application holds at most {} events, the last {} of them only to issue, \
+                         collect, reject or withdraw it",
+                        limits::TIMELINE_ITEMS_PER_APPLICATION_MAX,
+                        limits::TIMELINE_ITEMS_RESERVED_FOR_FINISH
                     ),
                 ));
             }

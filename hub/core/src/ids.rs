@@ -9,11 +9,36 @@ use crate::limits;
 use crate::reason::{ReasonCode, Rejection};
 
 /// A BPS region code of an MPP's kabupaten/kota: four digits, province (2) +
-/// regency/city (2), e.g. `1771` Kota Bengkulu.
+/// regency/city (2), e.g. `1771` Kota Bengkulu. Serialized as its number;
+/// deserializing checks the range like [`RegionCode::parse`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u16", into = "u16")]
 pub struct RegionCode(u16);
 
+impl TryFrom<u16> for RegionCode {
+    type Error = Rejection;
+
+    fn try_from(v: u16) -> Result<Self, Rejection> {
+        if (Self::MIN..=Self::MAX).contains(&v) {
+            Ok(Self(v))
+        } else {
+            Err(Rejection::new(ReasonCode::MalformedRegionCode, "region code must be 1100..=9999"))
+        }
+    }
+}
+
+impl From<RegionCode> for u16 {
+    fn from(r: RegionCode) -> u16 {
+        r.0
+    }
+}
+
 impl RegionCode {
+    /// The smallest region code (province 11, Aceh).
+    pub const MIN: u16 = 1100;
+    /// The largest four-digit region code.
+    pub const MAX: u16 = 9999;
+
     /// Parses four ASCII digits with a province code of 11..=99.
     pub fn parse(s: &str) -> Result<Self, Rejection> {
         let bad =
@@ -22,10 +47,7 @@ impl RegionCode {
             return Err(bad());
         }
         let v: u16 = s.parse().map_err(|_| bad())?;
-        if v < 1100 {
-            return Err(bad());
-        }
-        Ok(Self(v))
+        Self::try_from(v).map_err(|_| bad())
     }
 
     /// The numeric value (1100..=9999).
@@ -44,11 +66,34 @@ impl fmt::Display for RegionCode {
 /// serial (10 digits) and a Damm check digit over the 14 digits before it.
 /// Canonical text: `RRRR-SSSSSSSSSS-C`. Parsing accepts the digits with or
 /// without hyphens and spaces. The Damm algorithm catches every single-digit
-/// error and every adjacent transposition.
+/// error and every adjacent transposition. Serialized as its region and
+/// serial; deserializing checks both like [`TrackingNumber::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "TrackingNumberParts")]
 pub struct TrackingNumber {
     region: RegionCode,
     serial: u64,
+}
+
+/// The serialized shape of a [`TrackingNumber`], checked on the way in.
+#[derive(Deserialize)]
+#[serde(rename = "TrackingNumber")]
+struct TrackingNumberParts {
+    region: RegionCode,
+    serial: u64,
+}
+
+impl TryFrom<TrackingNumberParts> for TrackingNumber {
+    type Error = Rejection;
+
+    fn try_from(p: TrackingNumberParts) -> Result<Self, Rejection> {
+        Self::new(p.region, p.serial).ok_or_else(|| {
+            Rejection::new(
+                ReasonCode::MalformedTrackingNumber,
+                "tracking number serial has more than 10 digits",
+            )
+        })
+    }
 }
 
 /// Longest text accepted as a tracking number before any parsing
@@ -68,9 +113,16 @@ const DAMM: [[u8; 10]; 10] = [
     [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
 ];
 
-/// The Damm check digit of a string of ASCII digits.
+/// The Damm check digit of the ASCII digits in `digits`. Any other byte
+/// (a separator, or garbage) is skipped rather than trusted, so the function
+/// is total: `damm_check_digit(b"1771-0000000001")` equals
+/// `damm_check_digit(b"17710000000001")`. A string followed by its check
+/// digit checks to 0.
 pub fn damm_check_digit(digits: &[u8]) -> u8 {
-    digits.iter().fold(0u8, |interim, d| DAMM[interim as usize][(d - b'0') as usize])
+    digits
+        .iter()
+        .filter(|d| d.is_ascii_digit())
+        .fold(0u8, |interim, d| DAMM[usize::from(interim)][usize::from(d - b'0')])
 }
 
 impl TrackingNumber {
@@ -140,8 +192,18 @@ impl TrackingNumber {
     /// The 15 digits without separators, used as the store key.
     pub fn digits(&self) -> [u8; 15] {
         let mut out = [0u8; 15];
-        let text = format!("{:04}{:010}", self.region.get(), self.serial);
-        out[..14].copy_from_slice(text.as_bytes());
+        // Both parts are in range by construction; the modulo keeps this
+        // total (and allocation-free) regardless.
+        let mut region = u64::from(self.region.get()) % 10_000;
+        let mut serial = self.serial % (Self::SERIAL_MAX + 1);
+        for d in out[4..14].iter_mut().rev() {
+            *d = b'0' + (serial % 10) as u8;
+            serial /= 10;
+        }
+        for d in out[..4].iter_mut().rev() {
+            *d = b'0' + (region % 10) as u8;
+            region /= 10;
+        }
         out[14] = b'0' + damm_check_digit(&out[..14]);
         out
     }

@@ -25,7 +25,8 @@ pub const HASH_BYTES_MAX: usize = 64;
 /// Most applications in one case (`CASE_LIMIT_EXCEEDED`).
 pub const APPLICATIONS_PER_CASE_MAX: usize = 32;
 
-/// Most timeline items (accepted events) in one application (`CASE_LIMIT_EXCEEDED`).
+/// Most timeline items (accepted events) in one application (`CASE_LIMIT_EXCEEDED`);
+/// see also [`TIMELINE_ITEMS_RESERVED_FOR_FINISH`].
 pub const TIMELINE_ITEMS_PER_APPLICATION_MAX: usize = 256;
 
 /// Longest subject recorded in a log entry; NATS subjects are far shorter in
@@ -47,3 +48,15 @@ pub const OCCURRED_AT_MS_MIN: i64 = 946_684_800_000;
 /// How far `occurred_at_ms` may lie after the time of record (clock skew at an
 /// agency), in milliseconds: 24 hours (`TIMESTAMP_OUT_OF_RANGE`).
 pub const OCCURRED_AT_FUTURE_SKEW_MS_MAX: i64 = 24 * 60 * 60 * 1000;
+
+/// How many of an application's last timeline slots are kept for events that
+/// finish it (issued, collected, rejected, withdrawn): once an application
+/// holds `TIMELINE_ITEMS_PER_APPLICATION_MAX - TIMELINE_ITEMS_RESERVED_FOR_FINISH`
+/// items, only those are accepted (`CASE_LIMIT_EXCEEDED` otherwise), so an
+/// application at its limit can always still be closed. Two slots suffice for
+/// issued then collected; rejected and withdrawn need one.
+pub const TIMELINE_ITEMS_RESERVED_FOR_FINISH: usize = 2;
+
+/// How far after the time of record an appointment may be scheduled, in
+/// milliseconds: two years of 366 days (`INVALID_FIELD_VALUE`).
+pub const APPOINTMENT_AHEAD_MS_MAX: i64 = 2 * 366 * 24 * 60 * 60 * 1000;

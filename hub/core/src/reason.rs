@@ -111,6 +111,8 @@ reason_codes! {
     MissingField => "MISSING_FIELD", "A required field of the request is missing.";
     /// The event could not be published (RPCs).
     PublishFailed => "PUBLISH_FAILED", "The event could not be published to NATS JetStream; nothing was accepted, retry.";
+    /// The server cannot answer right now (store or broker unavailable).
+    Unavailable => "UNAVAILABLE", "The server cannot answer right now (its store or NATS is unavailable); retry later.";
 }
 
 impl fmt::Display for ReasonCode {

@@ -27,10 +27,14 @@ pub fn subject_for(agency: &AgencyId, service: &ServiceId) -> String {
     format!("{SUBJECT_PREFIX}{agency}.{service}")
 }
 
-/// Splits a subject into its agency and service tokens.
+/// Splits a subject into its agency and service tokens. A subject longer
+/// than [`limits::SUBJECT_BYTES_MAX`] is refused whatever its shape.
 pub fn parse_subject(subject: &str) -> Result<(&str, &str), Rejection> {
     let bad =
         || Rejection::new(ReasonCode::BadSubject, "subject must be mpp.events.<agency_id>.<service_id>");
+    if subject.len() > limits::SUBJECT_BYTES_MAX {
+        return Err(bad());
+    }
     let rest = subject.strip_prefix(SUBJECT_PREFIX).ok_or_else(bad)?;
     let mut parts = rest.split('.');
     match (parts.next(), parts.next(), parts.next()) {
@@ -102,7 +106,7 @@ pub fn validate(subject: &str, u: &UncheckedEnvelope, record_ms: i64) -> Result<
             "occurred_at_ms must be after 2000-01-01 and at most 24 h after the time of record",
         ));
     }
-    validate_body(&body)?;
+    validate_body(&body, record_ms)?;
     Ok(Envelope {
         event_id,
         target,
@@ -136,13 +140,23 @@ fn text(field: &str, value: &str, required: bool) -> Result<(), Rejection> {
     if required && value.trim().is_empty() {
         return Err(Rejection::new(ReasonCode::InvalidFieldValue, format!("{field} is required")));
     }
-    if value.chars().any(char::is_control) {
+    if value.chars().any(is_forbidden_char) {
         return Err(Rejection::new(
             ReasonCode::InvalidFieldValue,
-            format!("{field} contains control characters"),
+            format!("{field} contains control, line separator or bidirectional override characters"),
         ));
     }
     Ok(())
+}
+
+/// Characters no text field may hold: control characters (C0, DEL, C1),
+/// the Unicode line and paragraph separators (they break lines like `\n`),
+/// and the bidirectional embeddings, overrides and isolates, which reorder
+/// what a citizen or auditor sees (the "Trojan Source" trick). Other format
+/// characters stay allowed: emoji need the zero-width joiner and variation
+/// selectors.
+fn is_forbidden_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn list(field: &str, values: &[String], required: bool) -> Result<(), Rejection> {
@@ -185,7 +199,7 @@ fn hash(field: &str, v: &[u8], required: bool) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn validate_body(body: &EventBody) -> Result<(), Rejection> {
+fn validate_body(body: &EventBody, record_ms: i64) -> Result<(), Rejection> {
     match body {
         EventBody::CaseOpened { pin_verifier, nik_keyed_hash } => {
             hash("pin_verifier", pin_verifier, true)?;
@@ -214,10 +228,12 @@ fn validate_body(body: &EventBody) -> Result<(), Rejection> {
                     format!("appointment kind must be one of {}", APPOINTMENT_KINDS.join(", ")),
                 ));
             }
-            if *at_ms < limits::OCCURRED_AT_MS_MIN {
+            if *at_ms < limits::OCCURRED_AT_MS_MIN
+                || *at_ms > record_ms.saturating_add(limits::APPOINTMENT_AHEAD_MS_MAX)
+            {
                 return Err(Rejection::new(
                     ReasonCode::InvalidFieldValue,
-                    "appointment at_ms must be after 2000-01-01",
+                    "appointment at_ms must be after 2000-01-01 and at most two years after the time of record",
                 ));
             }
             text("place", place, true)
