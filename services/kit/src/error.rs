@@ -1,0 +1,131 @@
+//! Errors of the request path and their one mapping to `tonic::Status`.
+//!
+//! Every status an agency service returns carries a stable reason code (see
+//! `mpp_core::reason::ReasonCode`) in the metadata entry
+//! [`REASON_CODE_METADATA_KEY`], the same codes the hub writes into its log, and
+//! a message a back-office developer can act on.
+
+use mpp_core::{ReasonCode, Rejection};
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
+
+use crate::publish::PublishError;
+
+/// The gRPC metadata key that carries the stable reason code of an error.
+pub const REASON_CODE_METADATA_KEY: &str = "mpp-reason-code";
+
+/// Why a request was refused. Nothing was published for any of these, except
+/// for [`KitError::Publish`] (see [`PublishError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum KitError {
+    /// A field of the RPC request is missing or malformed.
+    #[error("{field}: {}", rejection.detail)]
+    Input {
+        /// The RPC field, as named in the agency's proto (e.g. `nomor_berkas`).
+        field: &'static str,
+        /// The stable code and detail.
+        rejection: Rejection,
+    },
+    /// The event built from the request would be rejected by the hub's
+    /// validation, so it was not published.
+    #[error("the event built from this request is invalid: {}", .0.detail)]
+    Event(Rejection),
+    /// Publishing failed; see the error for what may have been stored.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+impl KitError {
+    /// An input error for `field`.
+    pub fn input(field: &'static str, code: ReasonCode, detail: impl Into<String>) -> Self {
+        Self::Input { field, rejection: Rejection::new(code, detail) }
+    }
+
+    /// The stable reason code.
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            KitError::Input { rejection, .. } | KitError::Event(rejection) => rejection.code,
+            KitError::Publish(_) => ReasonCode::PublishFailed,
+        }
+    }
+}
+
+/// The one mapping from a kit error to a gRPC status.
+///
+/// - Field errors are `INVALID_ARGUMENT`, except `REGION_MISMATCH` (the case
+///   belongs to another MPP than the one this service runs for), which is
+///   `FAILED_PRECONDITION`: the request is well-formed, but this deployment
+///   cannot act on it.
+/// - Publish failures are `UNAVAILABLE` with `PUBLISH_FAILED`; the message
+///   names the event ids involved and says whether any of them may be stored.
+pub fn to_status(err: &KitError) -> Status {
+    let reason = err.reason_code();
+    let code = match err {
+        KitError::Input { .. } | KitError::Event(_) if reason == ReasonCode::RegionMismatch => {
+            Code::FailedPrecondition
+        }
+        KitError::Input { .. } | KitError::Event(_) => Code::InvalidArgument,
+        KitError::Publish(_) => Code::Unavailable,
+    };
+    let mut status = Status::new(code, format!("{reason}: {err}"));
+    status.metadata_mut().insert(REASON_CODE_METADATA_KEY, MetadataValue::from_static(reason.as_str()));
+    status
+}
+
+impl From<KitError> for Status {
+    fn from(err: KitError) -> Self {
+        to_status(&err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::PublishOutcome;
+
+    fn reason_of(s: &Status) -> &str {
+        s.metadata().get(REASON_CODE_METADATA_KEY).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    #[test]
+    fn input_errors_are_invalid_argument_with_reason_metadata() {
+        let s = to_status(&KitError::input("nomor_berkas", ReasonCode::BadCheckDigit, "check the number"));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(reason_of(&s), "BAD_CHECK_DIGIT");
+        assert_eq!(s.message(), "BAD_CHECK_DIGIT: nomor_berkas: check the number");
+        let s =
+            to_status(&KitError::Event(Rejection::new(ReasonCode::InvalidFieldValue, "counter is required")));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(reason_of(&s), "INVALID_FIELD_VALUE");
+    }
+
+    #[test]
+    fn region_mismatch_is_failed_precondition() {
+        let s: Status = KitError::input("nomor_berkas", ReasonCode::RegionMismatch, "other MPP").into();
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(reason_of(&s), "REGION_MISMATCH");
+    }
+
+    #[test]
+    fn publish_failures_are_unavailable() {
+        let s = to_status(&KitError::Publish(PublishError {
+            event_id: "0190-x".into(),
+            outcome: PublishOutcome::Unknown,
+            attempts: 3,
+            last_error: "timed out".into(),
+            accepted_before: vec![],
+        }));
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(reason_of(&s), "PUBLISH_FAILED");
+        assert!(s.message().contains("0190-x"), "{}", s.message());
+    }
+
+    #[test]
+    fn every_reason_code_is_a_valid_metadata_value() {
+        // `MetadataValue::from_static` panics on invalid header text.
+        for code in ReasonCode::ALL {
+            let s = to_status(&KitError::input("f", *code, "x"));
+            assert_eq!(reason_of(&s), code.as_str());
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Identifiers an agency service allocates: tracking numbers of new cases,
+//! application ids, and the citizen's lookup PIN with its verifier.
+//!
+//! Randomness comes from UUIDv4 (122 random bits from the operating system's
+//! generator via `getrandom`), so the kit needs no separate RNG crate.
+
+use std::fmt;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use mpp_core::ids::{ApplicationId, RegionCode, TrackingNumber};
+use mpp_core::Rejection;
+use sha2::{Digest, Sha256};
+
+/// Fourteen random bytes from one UUIDv4: bytes 0..=5, 7 and 9..=15 (byte 6
+/// holds the version nibble and byte 8 the variant bits, so both are skipped).
+fn random_bytes() -> [u8; 14] {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    let mut out = [0u8; 14];
+    out[..6].copy_from_slice(&b[..6]);
+    out[6] = b[7];
+    out[7..].copy_from_slice(&b[9..]);
+    out
+}
+
+fn random_u64() -> u64 {
+    let b = random_bytes();
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(eight)
+}
+
+/// Allocates the tracking number of a new case at the MPP of `region`: the
+/// region code, a uniformly random 10-digit serial and the Damm check digit.
+///
+/// The serial is 64 random bits reduced modulo 10^10 (the bias is below
+/// 10^10 / 2^64 ≈ 5·10^-10, negligible). Nothing is coordinated between
+/// agency services, so two cases can draw the same number. The odds: with `n`
+/// cases already open in the region, a new case collides with probability
+/// `n / 10^10` (1 in 100 000 at 100 000 cases, 1 in 10 000 at one million);
+/// the chance that some collision has happened among `n` cases is about
+/// `1 - exp(-n² / (2·10^10))` (0.5 % at 10 000 cases, 39 % at 100 000). The
+/// hub rejects the second `case_opened` with `CASE_ALREADY_OPEN`, visible in
+/// the agency's log.
+pub fn allocate_tracking_number(region: RegionCode) -> TrackingNumber {
+    let serial = random_u64() % (TrackingNumber::SERIAL_MAX + 1);
+    // The modulo keeps the serial within SERIAL_MAX, so `new` cannot refuse it.
+    TrackingNumber::new(region, serial).expect("serial is reduced modulo SERIAL_MAX + 1")
+}
+
+/// Crockford's base32 alphabet (no I, L, O, U): unambiguous when read aloud
+/// or retyped from a receipt.
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Characters of the random part of an application id (60 random bits).
+pub const APPLICATION_ID_RANDOM_CHARS: usize = 12;
+
+/// A new application id `<prefix>-<12 Crockford base32 characters>`, e.g.
+/// `DKC-KK-7Q2M9X4TB0RZ`. The random part carries 60 bits, so two
+/// applications of one case collide with negligible probability (the hub
+/// would reject the second with `APPLICATION_ALREADY_FILED`). Fails with
+/// `MALFORMED_APPLICATION_ID` when the prefix makes the id invalid or longer
+/// than `limits::LOCAL_ID_BYTES_MAX`.
+pub fn new_application_id(prefix: &str) -> Result<ApplicationId, Rejection> {
+    let mut bits = random_u64();
+    let mut id = String::with_capacity(prefix.len() + 1 + APPLICATION_ID_RANDOM_CHARS);
+    id.push_str(prefix);
+    id.push('-');
+    for _ in 0..APPLICATION_ID_RANDOM_CHARS {
+        id.push(char::from(CROCKFORD[(bits & 31) as usize]));
+        bits >>= 5;
+    }
+    ApplicationId::parse(&id)
+}
+
+/// Digits of a citizen's lookup PIN.
+pub const PIN_DIGITS: usize = 6;
+
+/// A citizen's lookup PIN: six digits, returned once to the caller (the
+/// counter prints it on the receipt) and never stored or published. Its
+/// `Debug` output is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pin([u8; PIN_DIGITS]);
+
+impl fmt::Debug for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pin(<redacted>)")
+    }
+}
+
+impl Pin {
+    /// A uniformly random PIN.
+    pub fn generate() -> Self {
+        // 64 random bits modulo 10^6: the bias is below 10^6 / 2^64, negligible.
+        let mut n = random_u64() % 1_000_000;
+        let mut out = [b'0'; PIN_DIGITS];
+        for d in out.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        Self(out)
+    }
+
+    /// Parses six ASCII digits.
+    pub fn parse(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        if b.len() != PIN_DIGITS || !b.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let mut out = [0u8; PIN_DIGITS];
+        out.copy_from_slice(b);
+        Some(Self(out))
+    }
+
+    /// The digits, to hand to the citizen. Do not log.
+    pub fn expose(&self) -> &str {
+        // Digits are ASCII by construction; the fallback is unreachable.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+/// Shortest accepted PIN pepper, in bytes.
+pub const PIN_PEPPER_BYTES_MIN: usize = 16;
+
+/// Longest accepted PIN pepper, in bytes (and the most read from its file).
+pub const PIN_PEPPER_BYTES_MAX: usize = 4096;
+
+/// The pepper used when no `--pin-pepper-file` is given. Public on purpose:
+/// it protects nothing, and every service using it logs a warning at start.
+pub const DEV_PIN_PEPPER: &[u8] = b"mpp-dev-pin-pepper-NOT-FOR-PRODUCTION";
+
+/// Domain tag of [`pin_verifier`], versioned so the construction can change.
+pub const PIN_VERIFIER_DOMAIN: &[u8] = b"mpp-pin-verifier-v1";
+
+/// A secret key for [`pin_verifier`], shared by the agency services and the
+/// hub of one province. A six-digit PIN has only 10^6 values, so without the
+/// pepper anyone holding the log could find every PIN by trying them all; the
+/// pepper is what makes the published verifier useless to them. `Debug`
+/// output is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PinPepper(Vec<u8>);
+
+impl fmt::Debug for PinPepper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PinPepper(<redacted>)")
+    }
+}
+
+/// Why a PIN pepper could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PepperError {
+    /// The file could not be read.
+    #[error("cannot read PIN pepper file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The pepper is shorter than [`PIN_PEPPER_BYTES_MIN`] or longer than
+    /// [`PIN_PEPPER_BYTES_MAX`].
+    #[error(
+        "PIN pepper must be {PIN_PEPPER_BYTES_MIN}..={PIN_PEPPER_BYTES_MAX} bytes after trimming, got {len}"
+    )]
+    Length {
+        /// Its length after trimming.
+        len: usize,
+    },
+}
+
+impl PinPepper {
+    /// A pepper from raw bytes: leading and trailing ASCII whitespace (e.g.
+    /// the final newline of a file) is not part of it.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, PepperError> {
+        let trimmed = bytes.trim_ascii();
+        if !(PIN_PEPPER_BYTES_MIN..=PIN_PEPPER_BYTES_MAX).contains(&trimmed.len()) {
+            return Err(PepperError::Length { len: trimmed.len() });
+        }
+        Ok(Self(trimmed.to_vec()))
+    }
+
+    /// Reads a pepper file (at most [`PIN_PEPPER_BYTES_MAX`] + 1 bytes are
+    /// read, so a wrong path to a huge file fails fast).
+    pub fn from_file(path: &Path) -> Result<Self, PepperError> {
+        let io = |source| PepperError::Io { path: path.to_owned(), source };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mut buf = Vec::new();
+        file.take(PIN_PEPPER_BYTES_MAX as u64 + 1).read_to_end(&mut buf).map_err(io)?;
+        Self::from_bytes(&buf)
+    }
+
+    /// The development pepper [`DEV_PIN_PEPPER`], with a loud warning.
+    pub fn dev_default() -> Self {
+        tracing::warn!(
+            "No --pin-pepper-file given: using the PUBLIC development PIN pepper. Every citizen PIN \
+             published by this service can be recovered from the log. Never run this in production"
+        );
+        Self(DEV_PIN_PEPPER.to_vec())
+    }
+
+    /// The file's pepper if `path` is given, else [`PinPepper::dev_default`].
+    pub fn load(path: Option<&Path>) -> Result<Self, PepperError> {
+        match path {
+            Some(p) => Self::from_file(p),
+            None => Ok(Self::dev_default()),
+        }
+    }
+}
+
+/// The verifier of a case's lookup PIN, published in `case_opened` instead of
+/// the PIN:
+///
+/// ```text
+/// SHA-256( "mpp-pin-verifier-v1" || 0x00 || u32_be(len(pepper)) || pepper
+///          || the tracking number's 15 ASCII digits (no hyphens) || the PIN's 6 ASCII digits )
+/// ```
+///
+/// Every part has a fixed length or a length prefix, so no two inputs share
+/// an encoding. The hub computes the same function to check a PIN; keep this
+/// the one definition (the hub mirrors it byte for byte).
+pub fn pin_verifier(pepper: &PinPepper, tracking: &TrackingNumber, pin: &Pin) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(PIN_VERIFIER_DOMAIN);
+    h.update([0u8]);
+    // The pepper is at most PIN_PEPPER_BYTES_MAX (4096) bytes, so it fits in u32.
+    h.update((pepper.0.len() as u32).to_be_bytes());
+    h.update(&pepper.0);
+    h.update(tracking.digits());
+    h.update(pin.0);
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region() -> RegionCode {
+        RegionCode::parse("1771").unwrap()
+    }
+
+    #[test]
+    fn allocated_tracking_numbers_are_valid_and_differ() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..1000 {
+            let t = allocate_tracking_number(region());
+            assert_eq!(t.region(), region());
+            assert!(t.serial() <= TrackingNumber::SERIAL_MAX);
+            // The canonical text parses back, check digit included.
+            assert_eq!(TrackingNumber::parse(&t.to_string()).unwrap(), t);
+            seen.insert(t);
+        }
+        // 1000 draws from 10^10: a repeat has probability ~5e-5.
+        assert!(seen.len() >= 999, "{} distinct of 1000", seen.len());
+    }
+
+    #[test]
+    fn application_ids() {
+        let a = new_application_id("DKC-KK").unwrap();
+        let b = new_application_id("DKC-KK").unwrap();
+        assert_ne!(a, b);
+        assert!(a.as_str().starts_with("DKC-KK-"));
+        assert_eq!(a.as_str().len(), "DKC-KK-".len() + APPLICATION_ID_RANDOM_CHARS);
+        assert!(new_application_id("bad prefix").is_err());
+        assert!(new_application_id(&"X".repeat(60)).is_err());
+    }
+
+    #[test]
+    fn pins_are_six_digits_and_redacted() {
+        for _ in 0..100 {
+            let p = Pin::generate();
+            assert_eq!(p.expose().len(), PIN_DIGITS);
+            assert!(p.expose().bytes().all(|b| b.is_ascii_digit()));
+            assert_eq!(Pin::parse(p.expose()), Some(p.clone()));
+            assert_eq!(format!("{p:?}"), "Pin(<redacted>)");
+        }
+        assert_eq!(Pin::parse("12345"), None);
+        assert_eq!(Pin::parse("12345a"), None);
+    }
+
+    #[test]
+    fn pin_verifier_is_keyed_and_bound_to_case_and_pin() {
+        let pepper = PinPepper::from_bytes(b"0123456789abcdef\n").unwrap();
+        let other_pepper = PinPepper::from_bytes(b"0123456789abcdeX").unwrap();
+        let t = TrackingNumber::new(region(), 12345).unwrap();
+        let t2 = TrackingNumber::new(region(), 12346).unwrap();
+        let pin = Pin::parse("042137").unwrap();
+        let pin2 = Pin::parse("042138").unwrap();
+        let v = pin_verifier(&pepper, &t, &pin);
+        assert_eq!(v, pin_verifier(&pepper, &t, &pin), "deterministic");
+        assert_ne!(v, pin_verifier(&other_pepper, &t, &pin));
+        assert_ne!(v, pin_verifier(&pepper, &t2, &pin));
+        assert_ne!(v, pin_verifier(&pepper, &t, &pin2));
+        // The documented construction, spelled out.
+        let mut h = Sha256::new();
+        h.update(b"mpp-pin-verifier-v1\0");
+        h.update(16u32.to_be_bytes());
+        h.update(b"0123456789abcdef");
+        h.update(b"177100000123457");
+        h.update(b"042137");
+        let expected: [u8; 32] = h.finalize().into();
+        assert_eq!(t.digits(), *b"177100000123457", "check digit of the fixture");
+        assert_eq!(v, expected);
+    }
+
+    #[test]
+    fn pepper_bounds() {
+        assert!(matches!(PinPepper::from_bytes(b"short"), Err(PepperError::Length { len: 5 })));
+        assert!(PinPepper::from_bytes(&vec![b'x'; PIN_PEPPER_BYTES_MAX + 1]).is_err());
+        assert!(PinPepper::from_bytes(&vec![b'x'; PIN_PEPPER_BYTES_MAX]).is_ok());
+        assert_eq!(format!("{:?}", PinPepper::dev_default()), "PinPepper(<redacted>)");
+        let missing = PinPepper::from_file(Path::new("/nonexistent/mpp-pepper"));
+        assert!(matches!(missing, Err(PepperError::Io { .. })));
+    }
+}

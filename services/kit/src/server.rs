@@ -1,0 +1,215 @@
+//! Serving an agency's gRPC service: gRPC health and reflection alongside it,
+//! bounded connections and requests, graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::service::Routes;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+/// Most simultaneous gRPC connections. Further clients wait in the listen
+/// backlog until a connection closes: a burst of back-office clients pushes
+/// back instead of exhausting file descriptors.
+pub const GRPC_CONNECTIONS_MAX: usize = 256;
+
+/// Most requests in flight on one connection (HTTP/2 streams served at once).
+pub const GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX: usize = 64;
+
+/// Longest a request may run, in milliseconds, before it fails with
+/// `CANCELLED`. Covers two events published with every retry
+/// (2 × ≈ 9.6 s, see [`crate::publish::PUBLISH_RETRY_BACKOFF_MS`]).
+pub const GRPC_REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+/// After the shutdown signal, how long open connections may drain, in
+/// milliseconds, before the server stops anyway.
+pub const SHUTDOWN_DRAIN_MS_MAX: u64 = 15_000;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors), in
+/// milliseconds, so the accept loop does not spin.
+pub const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection service could not be built from the descriptor set.
+    #[error("cannot build the gRPC reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves `routes` (the agency's service) on `listener` until `shutdown`
+/// resolves, together with gRPC health (each of `serving` reported SERVING,
+/// and NOT_SERVING once shutdown begins) and gRPC reflection over
+/// `mpp_proto::FILE_DESCRIPTOR_SET`.
+///
+/// Limits: [`GRPC_CONNECTIONS_MAX`], [`GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX`],
+/// [`GRPC_REQUEST_TIMEOUT_MS`]; the drain after shutdown is bounded by
+/// [`SHUTDOWN_DRAIN_MS_MAX`].
+pub async fn serve(
+    routes: Routes,
+    serving: &[&'static str],
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in serving {
+        health.set_service_status(*name, ServingStatus::Serving).await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(mpp_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let routes = routes.add_service(health_service).add_service(reflection);
+
+    let local = listener.local_addr().ok();
+    tracing::info!(addr = ?local, services = ?serving, "gRPC server listening");
+
+    let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+    let names: Vec<&'static str> = serving.to_vec();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("Shutting down: draining gRPC connections");
+        for name in names {
+            health.set_service_status(name, ServingStatus::NotServing).await;
+        }
+        let _ = began_tx.send(());
+    };
+    let server = Server::builder()
+        .concurrency_limit_per_connection(GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX)
+        .timeout(Duration::from_millis(GRPC_REQUEST_TIMEOUT_MS))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(limited_incoming(listener, GRPC_CONNECTIONS_MAX), signal);
+    let drain_deadline = async move {
+        if began_rx.await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX)).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        biased;
+        r = server => r?,
+        () = drain_deadline => {
+            tracing::warn!(drain_ms_max = SHUTDOWN_DRAIN_MS_MAX, "Connections still open after the drain deadline; stopping anyway");
+        }
+    }
+    tracing::info!("gRPC server stopped");
+    Ok(())
+}
+
+/// Resolves on ctrl-c (SIGINT) or, on Unix, SIGTERM. If a handler cannot be
+/// installed the error is logged and that signal is ignored.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "Cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Received ctrl-c"),
+        () = term => tracing::info!("Received SIGTERM"),
+    }
+}
+
+/// A TCP connection that holds one of the [`GRPC_CONNECTIONS_MAX`] permits
+/// until it is dropped.
+#[derive(Debug)]
+struct LimitedConn {
+    io: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for LimitedConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LimitedConn {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+impl Connected for LimitedConn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+/// Accepts connections only while fewer than `max` are open.
+fn limited_incoming(
+    listener: TcpListener,
+    max: usize,
+) -> impl futures::Stream<Item = io::Result<LimitedConn>> + Send {
+    let permits = Arc::new(Semaphore::new(max));
+    futures::stream::unfold((listener, permits), |(listener, permits)| async move {
+        // The semaphore is never closed, so acquiring only fails if it were.
+        let permit = permits.clone().acquire_owned().await.ok()?;
+        let item = match listener.accept().await {
+            Ok((io, _peer)) => {
+                if let Err(e) = io.set_nodelay(true) {
+                    tracing::debug!(error = %e, "Cannot set TCP_NODELAY");
+                }
+                Ok(LimitedConn { io, _permit: permit })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Accepting a gRPC connection failed");
+                tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
+                Err(e)
+            }
+        };
+        Some((item, (listener, permits)))
+    })
+}
