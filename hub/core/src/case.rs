@@ -100,6 +100,17 @@ pub struct Application {
     pub pending: Option<Pending>,
     /// Accepted events, in log order.
     pub timeline: Vec<TimelineItem>,
+    /// Completion time in working days, from the service standard in force
+    /// when the application was filed. That standard governs the application
+    /// for its whole life: a standard published later applies only to
+    /// applications filed after it (see [`crate::sla`]).
+    pub sla_working_days: u32,
+    /// Whether that standard grants approval by default at the deadline
+    /// (fiktif positif).
+    pub fiktif_positif: bool,
+    /// The version of that standard; 0 when none was in force, which
+    /// [`crate::decide::decide`] rules out (versions start at 1).
+    pub standard_version: u32,
 }
 
 /// The overall status a citizen sees.

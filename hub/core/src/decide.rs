@@ -233,6 +233,16 @@ pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
         }
         (Target::Case(_), _) => {}
         (Target::Application(id, app_id), body) => {
+            // The standard in force at filing governs the application for its
+            // whole life (see `crate::sla`), so it is copied in now; read it
+            // before the case is borrowed mutably.
+            let terms = if kind == EventKind::ApplicationFiled {
+                state
+                    .standard(&env.agency, &env.service)
+                    .map(|s| (s.completion_working_days, s.fiktif_positif, s.version))
+            } else {
+                None
+            };
             let Some(case) = state.case_mut(id) else { return };
             let from = case.application(app_id).map(|a| a.state);
             let Some(to) = next_state(from, kind) else { return };
@@ -261,6 +271,9 @@ pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
                     state_since_ms: meta.recorded_at_ms,
                     pending: pending_after(to, body),
                     timeline: vec![item],
+                    sla_working_days: terms.map_or(0, |t| t.0),
+                    fiktif_positif: terms.is_some_and(|t| t.1),
+                    standard_version: terms.map_or(0, |t| t.2),
                 }),
             }
         }

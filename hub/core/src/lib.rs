@@ -11,10 +11,16 @@
 //! [`decide::decide`] (envelope + current state → `Ok` or a
 //! [`reason::Rejection`]) → [`decide::apply`] (infallible state change) →
 //! [`log::LogEntry`] (the hash-chained record of the verdict).
+//!
+//! Reading a case adds its SLA clocks: [`sla::sla`] and
+//! [`sla::case_status_at`] take the case, the region calendars
+//! ([`calendar::CalendarSet`], parsed from text the edge reads) and the
+//! instant to report as of, passed in by the caller.
 
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
+pub mod calendar;
 pub mod case;
 pub mod decide;
 pub mod event;
@@ -22,13 +28,16 @@ pub mod ids;
 pub mod limits;
 pub mod log;
 pub mod reason;
+pub mod sla;
 pub mod state;
 pub mod validate;
 
+pub use calendar::{Calendar, CalendarError, CalendarSet, Date, Weekday, Zone};
 pub use case::{Application, Case, CaseStatus, NextAction, ServiceStandard, TimelineItem};
 pub use decide::{apply, decide, EntryMeta, State, StateMut};
 pub use event::{Envelope, EventBody, EventKind, UncheckedEnvelope};
 pub use ids::{AgencyId, ApplicationId, EventId, Nik, RegionCode, ServiceId, TrackingNumber};
 pub use log::{LogEntry, Verdict};
 pub use reason::{ReasonCode, Rejection};
+pub use sla::{case_status_at, SlaView};
 pub use state::AppState;

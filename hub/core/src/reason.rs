@@ -113,6 +113,8 @@ reason_codes! {
     PublishFailed => "PUBLISH_FAILED", "The event could not be published to NATS JetStream; nothing was accepted, retry.";
     /// The server cannot answer right now (store or broker unavailable).
     Unavailable => "UNAVAILABLE", "The server cannot answer right now (its store or NATS is unavailable); retry later.";
+    /// The agency service's durable outbox is full (RPCs).
+    OutboxFull => "OUTBOX_FULL", "The agency service's durable outbox is full (NATS JetStream has been unreachable for long); nothing was accepted, retry later.";
 }
 
 impl fmt::Display for ReasonCode {
