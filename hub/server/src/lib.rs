@@ -1,1 +1,22 @@
-//! placeholder
+//! The MPP Hub daemon: ingest from NATS JetStream into the sled log, and
+//! case lookups over gRPC and HTTP.
+//!
+//! Architecture invariant: business decisions live in `mpp-core`; this crate
+//! only moves bytes between NATS, sled, gRPC and HTTP and converts wire types
+//! by hand ([`wire`]). One thread owns the sled writer ([`ingest`]); every
+//! other task only reads.
+
+#![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
+
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod health;
+pub mod http;
+pub mod ingest;
+pub mod json;
+pub mod ledger;
+pub mod server;
+pub mod stream;
+pub mod wire;

@@ -1,0 +1,105 @@
+//! Liveness and readiness, shared between the ingest task and the servers.
+
+use std::sync::Mutex;
+
+use mpp_store::Head;
+use serde::Serialize;
+
+/// Why the hub is not ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NotReady {
+    /// Ingest has not started yet.
+    Starting,
+    /// NATS or the stream cannot be reached; ingest retries.
+    NatsUnavailable {
+        /// What failed.
+        error: String,
+    },
+    /// The next stream message is not checkpoint + 1: ingest halted.
+    Gap {
+        /// The sequence the hub expected.
+        expected: u64,
+        /// The sequence it received.
+        got: u64,
+    },
+    /// The store failed to commit; ingest halted without acking.
+    StoreFailed {
+        /// What failed.
+        error: String,
+    },
+    /// The hub is shutting down.
+    Stopping,
+}
+
+/// Shared health state.
+#[derive(Debug)]
+pub struct Health {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    not_ready: Option<NotReady>,
+    head: Head,
+}
+
+/// A snapshot for `/readyz` and `/api/v1/head`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    /// Ingest runs with no gap.
+    pub ready: bool,
+    /// Why not, if not.
+    pub reason: Option<NotReady>,
+    /// Last applied log sequence.
+    pub last_seq: u64,
+    /// Last applied stream sequence (the checkpoint).
+    pub last_stream_seq: u64,
+    /// Hash of the last log entry, hex.
+    pub head_hash: String,
+}
+
+impl Health {
+    /// Starting, at the given head.
+    pub fn new(head: Head) -> Self {
+        Self { inner: Mutex::new(Inner { not_ready: Some(NotReady::Starting), head }) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock only means another thread panicked mid-update of
+        // two plain fields; the values are still usable.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks ingest as running.
+    pub fn set_ready(&self) {
+        self.lock().not_ready = None;
+    }
+
+    /// Marks the hub not ready, keeping a halt (gap, store failure) sticky
+    /// against later transient reasons.
+    pub fn set_not_ready(&self, why: NotReady) {
+        let mut g = self.lock();
+        let sticky = matches!(g.not_ready, Some(NotReady::Gap { .. }) | Some(NotReady::StoreFailed { .. }));
+        if !sticky || matches!(why, NotReady::Stopping) {
+            g.not_ready = Some(why);
+        }
+    }
+
+    /// Records the head after a commit.
+    pub fn set_head(&self, head: Head) {
+        self.lock().head = head;
+    }
+
+    /// The current snapshot.
+    pub fn readiness(&self) -> Readiness {
+        let g = self.lock();
+        Readiness {
+            ready: g.not_ready.is_none(),
+            reason: g.not_ready.clone(),
+            last_seq: g.head.last_seq,
+            last_stream_seq: g.head.last_stream_seq,
+            head_hash: hex::encode(g.head.head_hash),
+        }
+    }
+}

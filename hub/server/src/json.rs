@@ -1,0 +1,174 @@
+//! The JSON shape of a case (`GET /api/v1/cases/{tracking_number}`), version 1.
+//! Documented in docs/API.md; fields are only ever added.
+
+use mpp_core::case::Pending;
+use mpp_core::{Application, Case, TimelineItem};
+use serde::Serialize;
+
+/// A case as JSON.
+#[derive(Debug, Serialize)]
+pub struct CaseJson {
+    /// `RRRR-SSSSSSSSSS-C`.
+    pub tracking_number: String,
+    /// BPS region code of the MPP.
+    pub region_code: String,
+    /// `done`, `action_needed`, `in_progress` or `overdue`.
+    pub status: &'static str,
+    /// The status in Bahasa Indonesia.
+    pub status_label: &'static str,
+    /// Time of record of the opening, Unix ms.
+    pub opened_at_ms: i64,
+    /// Time of record of the last change, Unix ms.
+    pub updated_at_ms: i64,
+    /// Hub log sequence of the last change.
+    pub last_seq: u64,
+    /// Applications in filing order.
+    pub applications: Vec<ApplicationJson>,
+    /// What the citizen must do now.
+    pub next_actions: Vec<NextActionJson>,
+}
+
+/// An application as JSON.
+#[derive(Debug, Serialize)]
+pub struct ApplicationJson {
+    /// Id within the case.
+    pub application_id: String,
+    /// Agency.
+    pub agency_id: String,
+    /// Service.
+    pub service_id: String,
+    /// State, snake_case.
+    pub state: &'static str,
+    /// State in Bahasa Indonesia.
+    pub state_label_id: &'static str,
+    /// State in English.
+    pub state_label_en: &'static str,
+    /// Filing time of record, Unix ms.
+    pub filed_at_ms: i64,
+    /// Time of record of the last state change, Unix ms.
+    pub state_since_ms: i64,
+    /// Accepted events in order.
+    pub timeline: Vec<TimelineJson>,
+}
+
+/// A timeline item as JSON.
+#[derive(Debug, Serialize)]
+pub struct TimelineJson {
+    /// Hub log sequence.
+    pub seq: u64,
+    /// Time of record, Unix ms.
+    pub recorded_at_ms: i64,
+    /// Event type, snake_case.
+    pub event_type: &'static str,
+    /// State after the event.
+    pub state_after: &'static str,
+    /// Short detail.
+    pub detail: String,
+}
+
+/// A next action as JSON.
+#[derive(Debug, Serialize)]
+pub struct NextActionJson {
+    /// Which application.
+    pub application_id: String,
+    /// `bring_documents`, `pay_fee`, `attend_appointment` or `collect_document`.
+    pub kind: &'static str,
+    /// Documents to bring.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub documents: Vec<String>,
+    /// Where (counter, payment channel, appointment place).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub place: String,
+    /// Amount to pay, rupiah.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount_idr: Option<i64>,
+    /// Billing code for the payment.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub billing_code: String,
+    /// Appointment time, Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<i64>,
+}
+
+fn timeline(t: &TimelineItem) -> TimelineJson {
+    TimelineJson {
+        seq: t.seq,
+        recorded_at_ms: t.recorded_at_ms,
+        event_type: t.kind.as_str(),
+        state_after: t.state_after.as_str(),
+        detail: t.detail.clone(),
+    }
+}
+
+fn application(a: &Application) -> ApplicationJson {
+    ApplicationJson {
+        application_id: a.id.to_string(),
+        agency_id: a.agency.to_string(),
+        service_id: a.service.to_string(),
+        state: a.state.as_str(),
+        state_label_id: a.state.label_id(),
+        state_label_en: a.state.label_en(),
+        filed_at_ms: a.filed_at_ms,
+        state_since_ms: a.state_since_ms,
+        timeline: a.timeline.iter().map(timeline).collect(),
+    }
+}
+
+/// The stable name of a next action's kind.
+pub fn pending_kind(p: &Pending) -> &'static str {
+    match p {
+        Pending::BringDocuments { .. } => "bring_documents",
+        Pending::PayFee { .. } => "pay_fee",
+        Pending::Attend { .. } => "attend_appointment",
+        Pending::Collect => "collect_document",
+    }
+}
+
+fn next_action(application_id: String, p: &Pending) -> NextActionJson {
+    let mut out = NextActionJson {
+        application_id,
+        kind: pending_kind(p),
+        documents: Vec::new(),
+        place: String::new(),
+        amount_idr: None,
+        billing_code: String::new(),
+        at_ms: None,
+    };
+    match p {
+        Pending::BringDocuments { documents, counter } => {
+            out.documents = documents.clone();
+            out.place = counter.clone();
+        }
+        Pending::PayFee { amount_idr, payment_channel, billing_code } => {
+            out.amount_idr = Some(*amount_idr);
+            out.place = payment_channel.clone();
+            out.billing_code = billing_code.clone();
+        }
+        Pending::Attend { kind: _, at_ms, place } => {
+            out.at_ms = Some(*at_ms);
+            out.place = place.clone();
+        }
+        Pending::Collect => {}
+    }
+    out
+}
+
+/// The JSON view of a case. Carries no PIN verifier or NIK hash.
+pub fn case_json(c: &Case) -> CaseJson {
+    let status = c.status();
+    CaseJson {
+        tracking_number: c.tracking_number.to_string(),
+        region_code: c.tracking_number.region().to_string(),
+        status: status.as_str(),
+        status_label: status.label_id(),
+        opened_at_ms: c.opened_at_ms,
+        updated_at_ms: c.updated_at_ms,
+        last_seq: c.last_seq,
+        applications: c.applications.iter().map(application).collect(),
+        next_actions: c
+            .next_actions()
+            .into_iter()
+            .map(|n| next_action(n.application_id.to_string(), &n.pending))
+            .collect(),
+    }
+}

@@ -1,0 +1,641 @@
+//! The ledger: the deterministic batch pipeline from raw stream messages to
+//! one atomic store commit, and its offline twins [`rebuild`],
+//! [`verify_chain`] and [`projection`] for auditors and tests.
+//!
+//! # The verdict of one message
+//!
+//! Every message above the checkpoint becomes exactly one [`LogEntry`], in
+//! stream order, whatever its content. Its verdict is decided in this fixed
+//! order, the first failing step giving the reason:
+//!
+//! 1. the payload is empty → `EMPTY_MESSAGE`; longer than
+//!    [`limits::MESSAGE_BYTES_MAX`] → `MESSAGE_TOO_LARGE`;
+//! 2. the subject is longer than [`SUBJECT_CHECKED_BYTES_MAX`] → `BAD_SUBJECT`;
+//! 3. the payload is not a protobuf `mpp.v1.Envelope` → `UNDECODABLE_ENVELOPE`;
+//! 4. [`validate`] (fields, ids, subject) → its reason code;
+//! 5. the event id was already **accepted** (earlier in the log, or earlier in
+//!    this batch) → verdict *duplicate*, `DUPLICATE_EVENT_ID`, no effect;
+//! 6. [`decide`] against the current projection → its reason code;
+//! 7. otherwise *accepted*: [`apply`] changes the projection and the event id
+//!    enters the permanent dedupe index.
+//!
+//! # Which event ids are burned
+//!
+//! Only accepted events enter the dedupe index. An event rejected at any
+//! step leaves its id free, so the same event published again later (an
+//! operator's redrive of a rejected event, or the agency's outbox resending
+//! it after the state it was waiting for arrived) is judged afresh against
+//! the state at that point. Once an id was accepted, every later message with
+//! it is a duplicate, forever, whatever its content. The rule reads only the
+//! log: the index at entry `n` is the set of event ids of the accepted entries
+//! before `n`, which is how [`rebuild`] recomputes it.
+//!
+//! # Determinism
+//!
+//! Every step is a pure function of the entry's stored fields (subject,
+//! payload, stream timestamp) and of the entries before it; detail texts
+//! never include library error messages. [`rebuild`] replays every entry
+//! from scratch and requires the recomputed entry to hash exactly like the
+//! stored one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bytes::Bytes;
+use mpp_core::decide::MemState;
+use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
+use mpp_core::log::Verdict;
+use mpp_core::validate::validate;
+use mpp_core::{
+    apply, decide, limits, Case, EntryMeta, Envelope, LogEntry, ReasonCode, Rejection, ServiceStandard,
+    State, StateMut,
+};
+use mpp_proto::v1 as pb;
+use mpp_store::{CommitBatch, Head, Store, StoreError};
+use prost::Message as _;
+
+use crate::wire;
+
+/// Most messages in one [`Ledger::commit_batch`]. A batch is one sled batch
+/// held in memory with the cases it touches, so it is bounded; ingest's pull
+/// batch size must not exceed it.
+pub const BATCH_MESSAGES_MAX: usize = 10_000;
+
+/// Longest subject the ledger validates, in bytes (`BAD_SUBJECT` beyond).
+/// A valid subject `mpp.events.<agency>.<service>` is at most 76 bytes. The
+/// bound lies well below the length at which a log entry truncates a subject
+/// (`limits::SUBJECT_BYTES_MAX`), so a replay of the stored, truncated
+/// subject reaches the same verdict as the original.
+pub const SUBJECT_CHECKED_BYTES_MAX: usize = 128;
+
+/// One message as consumed from the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    /// JetStream stream sequence.
+    pub stream_seq: u64,
+    /// JetStream timestamp, Unix nanoseconds: the time of record.
+    pub stream_time_ns: i64,
+    /// The NATS subject.
+    pub subject: String,
+    /// The payload as received.
+    pub payload: Bytes,
+}
+
+/// A hole in the stream: the next message was not checkpoint + 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// The stream sequence the ledger needed next.
+    pub expected: u64,
+    /// The stream sequence it received instead.
+    pub got: u64,
+}
+
+/// What one [`Ledger::commit_batch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Messages at or below the checkpoint (redeliveries), not recorded again.
+    pub skipped: usize,
+    /// Entries recorded as accepted.
+    pub accepted: usize,
+    /// Entries recorded as rejected.
+    pub rejected: usize,
+    /// Entries recorded as duplicates.
+    pub duplicates: usize,
+    /// The first gap, if any; nothing from it on was processed.
+    pub gap: Option<Gap>,
+    /// The head after the batch (durable once this is returned).
+    pub head: Head,
+    /// Cases whose projection the batch changed, in tracking-number order.
+    pub touched_cases: Vec<TrackingNumber>,
+}
+
+/// A broken log: the first entry at which verification failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("log entry {seq}: {what}")]
+pub struct ChainError {
+    /// The sequence of the first bad entry (for a head that does not match
+    /// the log, the head's sequence).
+    pub seq: u64,
+    /// What is wrong.
+    pub what: String,
+}
+
+/// Errors of the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The store failed; nothing of the batch was committed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The caller passed more than [`BATCH_MESSAGES_MAX`] messages.
+    #[error("a batch of {len} messages exceeds BATCH_MESSAGES_MAX ({max})")]
+    BatchTooLarge {
+        /// Messages passed.
+        len: usize,
+        /// [`BATCH_MESSAGES_MAX`].
+        max: usize,
+    },
+    /// The stored log or head is inconsistent.
+    #[error("broken log: {0}")]
+    Chain(#[from] ChainError),
+    /// Replaying an entry gives another verdict, reason or detail than the
+    /// one stored (the log was altered, or this build decides differently).
+    #[error("replaying log entry {seq} gives another result: {what}")]
+    Replay {
+        /// The entry.
+        seq: u64,
+        /// Stored versus replayed.
+        what: String,
+    },
+}
+
+type StandardKey = (AgencyId, ServiceId);
+
+/// The single writer of the log. Owns the in-memory head and the catalogue of
+/// standards in force; cases are read from the store as messages need them.
+#[derive(Debug)]
+pub struct Ledger<S: Store> {
+    store: S,
+    head: Head,
+    standards: BTreeMap<StandardKey, ServiceStandard>,
+}
+
+impl<S: Store> Ledger<S> {
+    /// Opens the ledger on `store`: reads the head, checks it against the
+    /// last entry, and loads the standards in force.
+    pub fn open(store: S) -> Result<Self, LedgerError> {
+        let head = store.head()?;
+        check_head_entry(&store, &head)?;
+        let standards =
+            store.standards()?.into_iter().map(|s| ((s.agency.clone(), s.service.clone()), s)).collect();
+        Ok(Ledger { store, head, standards })
+    }
+
+    /// The head and checkpoint as of the last commit.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    /// The store (for reads).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Processes messages in stream order as ONE atomic commit and flush.
+    /// Messages at or below the running checkpoint are skipped (counted).
+    /// The rest must be contiguous from checkpoint + 1: at the first gap,
+    /// what came before is committed and the gap is reported; ingest must
+    /// then halt. A batch of nothing but redeliveries writes nothing.
+    ///
+    /// On an error nothing of the batch is committed and the ledger is
+    /// unchanged.
+    pub fn commit_batch(&mut self, msgs: &[RawMessage]) -> Result<BatchOutcome, LedgerError> {
+        if msgs.len() > BATCH_MESSAGES_MAX {
+            return Err(LedgerError::BatchTooLarge { len: msgs.len(), max: BATCH_MESSAGES_MAX });
+        }
+        let mut overlay = Overlay::new(&self.store, &self.standards);
+        let mut head = self.head;
+        let mut out = BatchOutcome {
+            skipped: 0,
+            accepted: 0,
+            rejected: 0,
+            duplicates: 0,
+            gap: None,
+            head,
+            touched_cases: Vec::new(),
+        };
+        let mut entries = Vec::new();
+        for m in msgs {
+            if m.stream_seq <= head.last_stream_seq {
+                out.skipped += 1;
+                continue;
+            }
+            let expected = head.last_stream_seq.saturating_add(1);
+            if m.stream_seq != expected {
+                out.gap = Some(Gap { expected, got: m.stream_seq });
+                break;
+            }
+            let seq = head.last_seq + 1;
+            let j = judge(&mut overlay, seq, &m.subject, &m.payload, m.stream_time_ns)?;
+            match j.verdict {
+                Verdict::Accepted => out.accepted += 1,
+                Verdict::Rejected => out.rejected += 1,
+                Verdict::Duplicate => out.duplicates += 1,
+            }
+            let entry = LogEntry::new(
+                seq,
+                m.stream_seq,
+                m.stream_time_ns,
+                j.verdict,
+                j.reason,
+                &j.detail,
+                &m.subject,
+                m.payload.to_vec(),
+                head.head_hash,
+            );
+            head = Head { last_seq: seq, last_stream_seq: m.stream_seq, head_hash: entry.hash };
+            entries.push(entry);
+        }
+        if entries.is_empty() {
+            return Ok(out);
+        }
+        let Overlay { mut cases, dirty, standards, new_ids, .. } = overlay;
+        let changed: Vec<Case> = dirty.iter().filter_map(|id| cases.remove(id).flatten()).collect();
+        let batch = CommitBatch {
+            entries,
+            cases: changed,
+            standards: standards.values().cloned().collect(),
+            event_ids: new_ids,
+            head,
+        };
+        self.store.commit(batch)?;
+        self.head = head;
+        self.standards.extend(standards);
+        out.head = head;
+        out.touched_cases = dirty.into_iter().collect();
+        Ok(out)
+    }
+}
+
+/// Checks that the head names the last entry of the log.
+fn check_head_entry(store: &impl Store, head: &Head) -> Result<(), LedgerError> {
+    if head.last_seq == 0 {
+        if *head != Head::GENESIS {
+            return Err(ChainError { seq: 0, what: format!("empty log but head {head:?}") }.into());
+        }
+        return Ok(());
+    }
+    let bad = |what: &str| ChainError { seq: head.last_seq, what: format!("the head {what}") };
+    let last = store.entry(head.last_seq)?.ok_or_else(|| bad("names a missing entry"))?;
+    if last.hash != head.head_hash {
+        return Err(bad("hash differs from the last entry's hash").into());
+    }
+    if last.stream_seq != head.last_stream_seq {
+        return Err(bad("checkpoint differs from the last entry's stream sequence").into());
+    }
+    if store.entry(head.last_seq + 1)?.is_some() {
+        return Err(bad("is not the last entry").into());
+    }
+    Ok(())
+}
+
+/// The verdict of one message.
+struct Judgement {
+    verdict: Verdict,
+    reason: Option<ReasonCode>,
+    detail: String,
+}
+
+impl Judgement {
+    fn rejected(r: Rejection) -> Self {
+        Judgement { verdict: Verdict::Rejected, reason: Some(r.code), detail: r.detail }
+    }
+}
+
+/// The state a verdict needs beyond the projection: the dedupe index, and
+/// loading cases on demand.
+trait Fold: StateMut {
+    /// The seq of the entry that accepted this event id, if any.
+    fn accepted_seq(&self, id: &EventId) -> Result<Option<u64>, LedgerError>;
+    /// Makes the case visible through [`State::case`] (if it exists).
+    fn load_case(&mut self, id: &TrackingNumber) -> Result<(), LedgerError>;
+    /// Records an accepted event id.
+    fn note_accepted(&mut self, id: EventId, seq: u64);
+}
+
+/// Steps 1-4 of the module docs: bytes and subject to a valid envelope.
+fn check_message(subject: &str, payload: &[u8], record_ms: i64) -> Result<Envelope, Rejection> {
+    if payload.is_empty() {
+        return Err(Rejection::new(ReasonCode::EmptyMessage, "the message payload is empty"));
+    }
+    if payload.len() > limits::MESSAGE_BYTES_MAX {
+        return Err(Rejection::new(
+            ReasonCode::MessageTooLarge,
+            format!(
+                "the payload is {} bytes; limits::MESSAGE_BYTES_MAX is {}",
+                payload.len(),
+                limits::MESSAGE_BYTES_MAX
+            ),
+        ));
+    }
+    if subject.len() > SUBJECT_CHECKED_BYTES_MAX {
+        return Err(Rejection::new(
+            ReasonCode::BadSubject,
+            format!("the subject is longer than {SUBJECT_CHECKED_BYTES_MAX} bytes"),
+        ));
+    }
+    // The decoder's own message is left out of the detail: it may change
+    // between prost versions, and the detail is part of the hashed log.
+    let decoded = pb::Envelope::decode(payload).map_err(|_| {
+        Rejection::new(ReasonCode::UndecodableEnvelope, "the payload is not a protobuf mpp.v1.Envelope")
+    })?;
+    validate(subject, &wire::to_unchecked(&decoded), record_ms)
+}
+
+/// Steps 1-7 of the module docs for the entry `seq`; applies it to `f` when
+/// accepted.
+fn judge(
+    f: &mut impl Fold,
+    seq: u64,
+    subject: &str,
+    payload: &[u8],
+    stream_time_ns: i64,
+) -> Result<Judgement, LedgerError> {
+    let recorded_at_ms = stream_time_ns.div_euclid(1_000_000);
+    let env = match check_message(subject, payload, recorded_at_ms) {
+        Ok(env) => env,
+        Err(r) => return Ok(Judgement::rejected(r)),
+    };
+    if let Some(first) = f.accepted_seq(&env.event_id)? {
+        return Ok(Judgement {
+            verdict: Verdict::Duplicate,
+            reason: Some(ReasonCode::DuplicateEventId),
+            detail: format!("event_id {} was accepted at seq {first}", env.event_id),
+        });
+    }
+    if let Some(case) = env.case_id() {
+        f.load_case(&case)?;
+    }
+    if let Err(r) = decide(f, &env) {
+        return Ok(Judgement::rejected(r));
+    }
+    apply(f, &env, EntryMeta { seq, recorded_at_ms });
+    f.note_accepted(env.event_id, seq);
+    Ok(Judgement { verdict: Verdict::Accepted, reason: None, detail: String::new() })
+}
+
+/// The projection as a batch sees it: the store plus the batch's changes.
+struct Overlay<'a, S: Store> {
+    store: &'a S,
+    committed_standards: &'a BTreeMap<StandardKey, ServiceStandard>,
+    /// Standards published in this batch.
+    standards: BTreeMap<StandardKey, ServiceStandard>,
+    /// Cases read or created in this batch; `None` = not in the store.
+    cases: HashMap<TrackingNumber, Option<Case>>,
+    /// Cases changed in this batch.
+    dirty: BTreeSet<TrackingNumber>,
+    /// Event ids accepted in this batch.
+    ids: HashMap<EventId, u64>,
+    new_ids: Vec<(EventId, u64)>,
+}
+
+impl<'a, S: Store> Overlay<'a, S> {
+    fn new(store: &'a S, committed_standards: &'a BTreeMap<StandardKey, ServiceStandard>) -> Self {
+        Overlay {
+            store,
+            committed_standards,
+            standards: BTreeMap::new(),
+            cases: HashMap::new(),
+            dirty: BTreeSet::new(),
+            ids: HashMap::new(),
+            new_ids: Vec::new(),
+        }
+    }
+}
+
+impl<S: Store> State for Overlay<'_, S> {
+    fn case(&self, id: &TrackingNumber) -> Option<&Case> {
+        self.cases.get(id).and_then(Option::as_ref)
+    }
+
+    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard> {
+        let key = (agency.clone(), service.clone());
+        self.standards.get(&key).or_else(|| self.committed_standards.get(&key))
+    }
+}
+
+impl<S: Store> StateMut for Overlay<'_, S> {
+    fn case_mut(&mut self, id: &TrackingNumber) -> Option<&mut Case> {
+        let case = self.cases.get_mut(id).and_then(Option::as_mut)?;
+        self.dirty.insert(*id);
+        Some(case)
+    }
+
+    fn insert_case(&mut self, case: Case) {
+        self.dirty.insert(case.tracking_number);
+        self.cases.insert(case.tracking_number, Some(case));
+    }
+
+    fn put_standard(&mut self, standard: ServiceStandard) {
+        self.standards.insert((standard.agency.clone(), standard.service.clone()), standard);
+    }
+}
+
+impl<S: Store> Fold for Overlay<'_, S> {
+    fn accepted_seq(&self, id: &EventId) -> Result<Option<u64>, LedgerError> {
+        match self.ids.get(id) {
+            Some(seq) => Ok(Some(*seq)),
+            None => Ok(self.store.event_seq(id)?),
+        }
+    }
+
+    fn load_case(&mut self, id: &TrackingNumber) -> Result<(), LedgerError> {
+        if !self.cases.contains_key(id) {
+            let case = self.store.case(id)?;
+            self.cases.insert(*id, case);
+        }
+        Ok(())
+    }
+
+    fn note_accepted(&mut self, id: EventId, seq: u64) {
+        self.ids.insert(id, seq);
+        self.new_ids.push((id, seq));
+    }
+}
+
+/// The state of a replay from scratch: the projection and the dedupe index,
+/// both in memory (about 40 bytes per accepted event for the index).
+#[derive(Default)]
+struct Replay {
+    state: MemState,
+    ids: HashMap<EventId, u64>,
+}
+
+impl State for Replay {
+    fn case(&self, id: &TrackingNumber) -> Option<&Case> {
+        self.state.case(id)
+    }
+
+    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard> {
+        self.state.standard(agency, service)
+    }
+}
+
+impl StateMut for Replay {
+    fn case_mut(&mut self, id: &TrackingNumber) -> Option<&mut Case> {
+        self.state.case_mut(id)
+    }
+
+    fn insert_case(&mut self, case: Case) {
+        self.state.insert_case(case)
+    }
+
+    fn put_standard(&mut self, standard: ServiceStandard) {
+        self.state.put_standard(standard)
+    }
+}
+
+impl Fold for Replay {
+    fn accepted_seq(&self, id: &EventId) -> Result<Option<u64>, LedgerError> {
+        Ok(self.ids.get(id).copied())
+    }
+
+    fn load_case(&mut self, _id: &TrackingNumber) -> Result<(), LedgerError> {
+        Ok(())
+    }
+
+    fn note_accepted(&mut self, id: EventId, seq: u64) {
+        self.ids.insert(id, seq);
+    }
+}
+
+/// Checks that `e` follows `prev` (the head before it): dense sequence,
+/// hash link, stream sequence above the previous one.
+fn check_link(prev: &Head, e: &LogEntry) -> Result<(), ChainError> {
+    let want = prev.last_seq + 1;
+    if e.seq != want {
+        return Err(ChainError { seq: want, what: format!("found seq {} where {want} belongs", e.seq) });
+    }
+    if e.prev_hash != prev.head_hash {
+        return Err(ChainError { seq: e.seq, what: "prev_hash is not the previous entry's hash".to_owned() });
+    }
+    if e.stream_seq <= prev.last_stream_seq {
+        return Err(ChainError {
+            seq: e.seq,
+            what: format!("stream seq {} is not above the previous {}", e.stream_seq, prev.last_stream_seq),
+        });
+    }
+    Ok(())
+}
+
+fn head_after(e: &LogEntry) -> Head {
+    Head { last_seq: e.seq, last_stream_seq: e.stream_seq, head_hash: e.hash }
+}
+
+/// Checks the stored head against the head the entries lead to.
+fn check_stored_head(stored: &Head, walked: &Head) -> Result<(), ChainError> {
+    if stored != walked {
+        return Err(ChainError {
+            seq: stored.last_seq,
+            what: format!("the stored head {stored:?} differs from the end of the log {walked:?}"),
+        });
+    }
+    Ok(())
+}
+
+/// Verifies the whole log: every entry decodes and hashes to its stored hash
+/// (checked by the store on read), sequences are dense from 1, each
+/// `prev_hash` is the previous entry's hash, stream sequences increase, and
+/// the stored head describes the last entry. Reads up to the head as it was
+/// when called, so it also works on a live store. Returns the number of
+/// entries, or the first bad sequence.
+pub fn verify_chain(store: &impl Store) -> Result<u64, ChainError> {
+    let stored = store.head().map_err(|e| ChainError { seq: 0, what: format!("reading the head: {e}") })?;
+    let mut head = Head::GENESIS;
+    // Up to the head read above: a live store may commit more meanwhile.
+    for e in store.entries(1).take(usize::try_from(stored.last_seq).unwrap_or(usize::MAX)) {
+        let e = e.map_err(|err| ChainError { seq: head.last_seq + 1, what: err.to_string() })?;
+        check_link(&head, &e)?;
+        head = head_after(&e);
+    }
+    check_stored_head(&stored, &head)?;
+    Ok(head.last_seq)
+}
+
+/// Rebuilds the projection from the log alone, the way an auditor does:
+/// replays every entry from scratch (decode, validate, dedupe, decide, apply)
+/// while checking the chain, and requires every replayed entry to hash
+/// exactly like the stored one, so a verdict, reason or detail that the rules
+/// would not produce is found too. Reads up to the head as it was when
+/// called. Returns the projection and the head.
+pub fn rebuild(store: &impl Store) -> Result<(MemState, Head), LedgerError> {
+    let stored = store.head()?;
+    let mut replay = Replay::default();
+    let mut head = Head::GENESIS;
+    // Up to the head read above: a live store may commit more meanwhile.
+    for e in store.entries(1).take(usize::try_from(stored.last_seq).unwrap_or(usize::MAX)) {
+        let e = e.map_err(|err| ChainError { seq: head.last_seq + 1, what: err.to_string() })?;
+        check_link(&head, &e)?;
+        let j = judge(&mut replay, e.seq, &e.subject, &e.payload, e.stream_time_ns)?;
+        // The replayed entry, built exactly as the ledger builds it (detail
+        // truncated the same way), must hash like the stored one.
+        let again = LogEntry::new(
+            e.seq,
+            e.stream_seq,
+            e.stream_time_ns,
+            j.verdict,
+            j.reason,
+            &j.detail,
+            &e.subject,
+            e.payload.clone(),
+            e.prev_hash,
+        );
+        if again.hash != e.hash {
+            return Err(LedgerError::Replay {
+                seq: e.seq,
+                what: format!(
+                    "stored {} {} {:?}, replayed {} {} {:?}",
+                    e.verdict.as_str(),
+                    e.reason.map_or("-", |r| r.as_str()),
+                    e.detail,
+                    again.verdict.as_str(),
+                    again.reason.map_or("-", |r| r.as_str()),
+                    again.detail
+                ),
+            });
+        }
+        head = head_after(&e);
+    }
+    check_stored_head(&stored, &head)?;
+    Ok((replay.state, head))
+}
+
+/// The projection as stored (every case and every standard in force), to
+/// compare with [`rebuild`].
+pub fn projection(store: &impl Store) -> Result<MemState, StoreError> {
+    let mut state = MemState::default();
+    for c in store.cases() {
+        let c = c?;
+        state.cases.insert(c.tracking_number, c);
+    }
+    for s in store.standards()? {
+        state.standards.insert((s.agency.clone(), s.service.clone()), s);
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, stream_seq: u64, prev: &Head) -> LogEntry {
+        LogEntry::new(
+            seq,
+            stream_seq,
+            0,
+            Verdict::Rejected,
+            Some(ReasonCode::EmptyMessage),
+            "",
+            "s",
+            vec![],
+            prev.head_hash,
+        )
+    }
+
+    #[test]
+    fn check_link_names_the_first_bad_seq() {
+        let g = Head::GENESIS;
+        let e1 = entry(1, 5, &g);
+        assert_eq!(check_link(&g, &e1), Ok(()));
+        let h1 = head_after(&e1);
+        // A missing entry: seq 3 where 2 belongs.
+        assert_eq!(check_link(&h1, &entry(3, 6, &h1)).unwrap_err().seq, 2);
+        // A broken link.
+        let err = check_link(&h1, &entry(2, 6, &g)).unwrap_err();
+        assert_eq!(err.seq, 2);
+        assert!(err.what.contains("prev_hash"), "{}", err.what);
+        // A stream sequence going back.
+        let err = check_link(&h1, &entry(2, 5, &h1)).unwrap_err();
+        assert!(err.what.contains("stream seq"), "{}", err.what);
+        // A head that does not describe the end of the log.
+        assert_eq!(check_stored_head(&g, &h1).unwrap_err().seq, 0);
+    }
+}

@@ -1,0 +1,246 @@
+//! The store's logic over a minimal ordered key-value interface, shared by
+//! [`crate::SledStore`] and [`crate::MemStore`], so the twin differs from the
+//! real store only in where the bytes live.
+
+use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
+use mpp_core::{Case, LogEntry, ServiceStandard};
+
+use crate::layout::{self, corrupt, Block};
+use crate::{CommitBatch, Entries, Head, StoreError};
+
+/// One key-value pair as read.
+pub(crate) type Pair = (Vec<u8>, Vec<u8>);
+
+/// The ordered key-value operations the store needs.
+pub(crate) trait Kv: Send + Sync {
+    /// The value under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The last pair with `lo <= key <= hi`.
+    fn last_in(&self, lo: &[u8], hi: &[u8]) -> Result<Option<Pair>, StoreError>;
+    /// The first pair with `key > after` that starts with `prefix`.
+    fn next_with_prefix(&self, prefix: u8, after: &[u8]) -> Result<Option<Pair>, StoreError>;
+    /// Writes all `(key, value)` pairs as one atomic batch and makes them
+    /// durable before returning.
+    fn write_atomic(&self, pairs: Vec<Pair>) -> Result<(), StoreError>;
+}
+
+/// Checks the format tag, writing it into an empty store.
+pub(crate) fn check_format(kv: &impl Kv, is_empty: bool) -> Result<(), StoreError> {
+    match kv.get(&layout::format_key())? {
+        Some(tag) if tag == layout::FORMAT_TAG.as_bytes() => Ok(()),
+        Some(tag) => Err(StoreError::UnsupportedFormat {
+            found: String::from_utf8_lossy(&tag).into_owned(),
+            expected: layout::FORMAT_TAG,
+        }),
+        None if is_empty => {
+            kv.write_atomic(vec![(layout::format_key().to_vec(), layout::FORMAT_TAG.as_bytes().to_vec())])
+        }
+        None => Err(StoreError::UnsupportedFormat {
+            found: "no format tag in a non-empty store".to_owned(),
+            expected: layout::FORMAT_TAG,
+        }),
+    }
+}
+
+pub(crate) fn head(kv: &impl Kv) -> Result<Head, StoreError> {
+    match kv.get(&layout::head_key())? {
+        Some(v) => layout::decode_head(&v),
+        None => Ok(Head::GENESIS),
+    }
+}
+
+pub(crate) fn case(kv: &impl Kv, id: &TrackingNumber) -> Result<Option<Case>, StoreError> {
+    let key = layout::case_key(id);
+    kv.get(&key)?.map(|v| layout::decode_case(&key, &v)).transpose()
+}
+
+pub(crate) fn standard(
+    kv: &impl Kv,
+    agency: &AgencyId,
+    service: &ServiceId,
+) -> Result<Option<ServiceStandard>, StoreError> {
+    let key = layout::standard_key(agency, service);
+    kv.get(&key)?.map(|v| layout::decode_standard(&key, &v)).transpose()
+}
+
+/// Every value under `prefix`, in key order, decoded.
+pub(crate) fn scan<'a, K: Kv, T: 'a>(
+    kv: &'a K,
+    prefix: u8,
+    decode: fn(&[u8], &[u8]) -> Result<T, StoreError>,
+) -> impl Iterator<Item = Result<T, StoreError>> + Send + 'a {
+    let mut after = vec![prefix];
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match kv.next_with_prefix(prefix, &after) {
+            Ok(Some((k, v))) => {
+                let item = decode(&k, &v);
+                done = item.is_err();
+                after = k;
+                Some(item)
+            }
+            Ok(None) => {
+                done = true;
+                None
+            }
+            Err(e) => {
+                done = true;
+                Some(Err(e))
+            }
+        }
+    })
+}
+
+pub(crate) fn standards(kv: &impl Kv) -> Result<Vec<ServiceStandard>, StoreError> {
+    scan(kv, layout::PREFIX_STANDARD, layout::decode_standard).collect()
+}
+
+pub(crate) fn event_seq(kv: &impl Kv, id: &EventId) -> Result<Option<u64>, StoreError> {
+    let key = layout::event_key(id);
+    kv.get(&key)?.map(|v| layout::decode_seq(&v, &key)).transpose()
+}
+
+pub(crate) fn entry(kv: &impl Kv, seq: u64) -> Result<Option<LogEntry>, StoreError> {
+    if seq == 0 {
+        return Ok(None);
+    }
+    let found = kv.last_in(&layout::log_key(1), &layout::log_key(seq))?;
+    if let Some((key, bytes)) = found {
+        let first = layout::log_key_seq(&key).ok_or_else(|| corrupt("log key has a bad length", &key))?;
+        let block = Block::parse(first, &bytes)?;
+        if seq < block.end_seq() {
+            return block.entry((seq - first) as usize).map(Some);
+        }
+    }
+    // Not found: fine past the head, corruption below it.
+    if seq <= head(kv)?.last_seq {
+        return Err(corrupt(format!("no log block holds entry {seq}"), &layout::log_key(seq)));
+    }
+    Ok(None)
+}
+
+pub(crate) fn entries<K: Kv>(kv: &K, from_seq: u64) -> Entries<'_> {
+    let from_seq = from_seq.max(1);
+    let last_seq = match head(kv) {
+        Ok(h) => h.last_seq,
+        Err(e) => return Box::new(std::iter::once(Err(e))),
+    };
+    // Entries of the current block, in reverse so `pop` yields them in order.
+    let mut pending: Vec<LogEntry> = Vec::new();
+    let mut next = from_seq;
+    let mut failed = false;
+    Box::new(std::iter::from_fn(move || {
+        if failed {
+            return None;
+        }
+        if let Some(e) = pending.pop() {
+            next = e.seq + 1;
+            return Some(Ok(e));
+        }
+        if next > last_seq {
+            return None;
+        }
+        let r = load_block_from(kv, next).map(|mut es| {
+            es.reverse();
+            es
+        });
+        match r {
+            Ok(es) => {
+                pending = es;
+                let e = pending.pop()?;
+                next = e.seq + 1;
+                Some(Ok(e))
+            }
+            Err(e) => {
+                failed = true;
+                Some(Err(e))
+            }
+        }
+    }))
+}
+
+/// The entries from `seq` to the end of the block holding `seq`.
+fn load_block_from(kv: &impl Kv, seq: u64) -> Result<Vec<LogEntry>, StoreError> {
+    let missing = || corrupt(format!("no log block holds entry {seq}"), &layout::log_key(seq));
+    let (key, bytes) = kv.last_in(&layout::log_key(1), &layout::log_key(seq))?.ok_or_else(missing)?;
+    let first = layout::log_key_seq(&key).ok_or_else(|| corrupt("log key has a bad length", &key))?;
+    let block = Block::parse(first, &bytes)?;
+    if seq >= block.end_seq() {
+        return Err(missing());
+    }
+    ((seq - first) as usize..block.len()).map(|i| block.entry(i)).collect()
+}
+
+/// Checks a batch against the current head (see [`CommitBatch`]).
+fn check_batch(cur: &Head, b: &CommitBatch) -> Result<(), StoreError> {
+    let bad = |s: String| Err(StoreError::InvalidBatch(s));
+    let Some(last) = b.entries.last() else {
+        if b.head != *cur || !b.cases.is_empty() || !b.standards.is_empty() || !b.event_ids.is_empty() {
+            return bad("a batch without entries must change nothing".to_owned());
+        }
+        return Ok(());
+    };
+    let mut prev_hash = cur.head_hash;
+    let mut prev_stream = cur.last_stream_seq;
+    for (i, e) in b.entries.iter().enumerate() {
+        let want = cur.last_seq + 1 + i as u64;
+        if e.seq != want {
+            return bad(format!("entry {i} has seq {}, expected {want}", e.seq));
+        }
+        if e.prev_hash != prev_hash {
+            return bad(format!("entry {} does not chain to the previous hash", e.seq));
+        }
+        if e.stream_seq <= prev_stream {
+            return bad(format!("entry {} has stream seq {}, not above {prev_stream}", e.seq, e.stream_seq));
+        }
+        prev_hash = e.hash;
+        prev_stream = e.stream_seq;
+    }
+    let want_head = Head { last_seq: last.seq, last_stream_seq: last.stream_seq, head_hash: last.hash };
+    if b.head != want_head {
+        return bad(format!("head {:?} does not describe the last entry {}", b.head, last.seq));
+    }
+    let range = cur.last_seq + 1..=last.seq;
+    if let Some((id, seq)) = b.event_ids.iter().find(|(_, s)| !range.contains(s)) {
+        return bad(format!("event id {id} points at seq {seq}, outside this batch"));
+    }
+    Ok(())
+}
+
+/// Commits a batch. The caller holds its store's writer lock, so the head
+/// read here is the head the batch is written on.
+pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<(), StoreError> {
+    let cur = head(kv)?;
+    check_batch(&cur, &b)?;
+    if b.entries.is_empty() {
+        return Ok(());
+    }
+    let blocks = layout::encode_blocks(&b.entries);
+    let mut pairs: Vec<Pair> = Vec::with_capacity(blocks.len() + b.event_ids.len() + b.cases.len() + 2);
+    for (first, block) in blocks {
+        pairs.push((layout::log_key(first).to_vec(), block));
+    }
+    for (id, seq) in &b.event_ids {
+        pairs.push((layout::event_key(id).to_vec(), layout::encode_seq(*seq).to_vec()));
+    }
+    for c in &b.cases {
+        let key = layout::case_key(&c.tracking_number);
+        let v = layout::encode_value(c, &key)?;
+        pairs.push((key.to_vec(), v));
+    }
+    for s in &b.standards {
+        let key = layout::standard_key(&s.agency, &s.service);
+        let v = layout::encode_value(s, &key)?;
+        pairs.push((key, v));
+    }
+    pairs.push((layout::head_key().to_vec(), layout::encode_head(&b.head)));
+    kv.write_atomic(pairs)
+}
+
+/// Every case, via [`scan`].
+pub(crate) fn cases<K: Kv>(kv: &K) -> crate::Cases<'_> {
+    Box::new(scan(kv, layout::PREFIX_CASE, layout::decode_case))
+}

@@ -1,0 +1,346 @@
+//! Keys and value encodings of the store (see the crate docs for the table).
+//! Every decoder here checks what it reads and returns
+//! [`StoreError::Corrupt`] instead of panicking.
+
+use bincode::Options;
+use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
+use mpp_core::log::Hash32;
+use mpp_core::{Case, LogEntry, ServiceStandard};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{Head, StoreError};
+
+/// The format tag stored under `V`. A store with another tag is refused.
+pub const FORMAT_TAG: &str = "mpp-store/v1";
+
+/// A commit's entries are packed into blocks; a block is closed once it holds
+/// at least this many bytes of records (1 MiB), so one entry lookup never
+/// reads much more than this (a single larger entry gets a block of its own).
+pub const BLOCK_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most entries in one block.
+pub const BLOCK_ENTRIES_MAX: usize = 4096;
+
+pub(crate) const PREFIX_FORMAT: u8 = b'V';
+pub(crate) const PREFIX_HEAD: u8 = b'H';
+pub(crate) const PREFIX_LOG: u8 = b'L';
+pub(crate) const PREFIX_EVENT: u8 = b'E';
+pub(crate) const PREFIX_CASE: u8 = b'C';
+pub(crate) const PREFIX_STANDARD: u8 = b'S';
+
+const BLOCK_FORMAT_V1: u8 = 1;
+const HEAD_BYTES: usize = 8 + 8 + 32;
+
+/// A printable form of a key for error messages: the prefix letter, then hex.
+pub(crate) fn show_key(key: &[u8]) -> String {
+    match key.split_first() {
+        Some((p, rest)) if p.is_ascii_graphic() => {
+            let hex: String = rest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{}:{hex}", *p as char)
+        }
+        _ => key.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+pub(crate) fn corrupt(what: impl Into<String>, key: &[u8]) -> StoreError {
+    StoreError::Corrupt { what: what.into(), key: show_key(key) }
+}
+
+pub(crate) fn format_key() -> [u8; 1] {
+    [PREFIX_FORMAT]
+}
+
+pub(crate) fn head_key() -> [u8; 1] {
+    [PREFIX_HEAD]
+}
+
+pub(crate) fn log_key(first_seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = PREFIX_LOG;
+    k[1..].copy_from_slice(&first_seq.to_be_bytes());
+    k
+}
+
+/// The first sequence of a block key, `None` if the key is not a block key.
+pub(crate) fn log_key_seq(key: &[u8]) -> Option<u64> {
+    match key {
+        [PREFIX_LOG, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+pub(crate) fn event_key(id: &EventId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = PREFIX_EVENT;
+    k[1..].copy_from_slice(&id.0);
+    k
+}
+
+pub(crate) fn case_key(id: &TrackingNumber) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[0] = PREFIX_CASE;
+    k[1..].copy_from_slice(&id.digits());
+    k
+}
+
+pub(crate) fn standard_key(agency: &AgencyId, service: &ServiceId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + agency.as_str().len() + service.as_str().len());
+    k.push(PREFIX_STANDARD);
+    k.extend_from_slice(agency.as_str().as_bytes());
+    k.push(0);
+    k.extend_from_slice(service.as_str().as_bytes());
+    k
+}
+
+pub(crate) fn encode_head(h: &Head) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEAD_BYTES);
+    v.extend_from_slice(&h.last_seq.to_be_bytes());
+    v.extend_from_slice(&h.last_stream_seq.to_be_bytes());
+    v.extend_from_slice(&h.head_hash);
+    v
+}
+
+pub(crate) fn decode_head(v: &[u8]) -> Result<Head, StoreError> {
+    if v.len() != HEAD_BYTES {
+        return Err(corrupt(format!("head is {} bytes, not {HEAD_BYTES}", v.len()), &head_key()));
+    }
+    let u64_at = |i: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&v[i..i + 8]);
+        u64::from_be_bytes(a)
+    };
+    let mut head_hash: Hash32 = [0u8; 32];
+    head_hash.copy_from_slice(&v[16..]);
+    Ok(Head { last_seq: u64_at(0), last_stream_seq: u64_at(8), head_hash })
+}
+
+pub(crate) fn encode_seq(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+pub(crate) fn decode_seq(v: &[u8], key: &[u8]) -> Result<u64, StoreError> {
+    let a: [u8; 8] = v.try_into().map_err(|_| corrupt("event index value is not 8 bytes", key))?;
+    Ok(u64::from_be_bytes(a))
+}
+
+fn bincode_options() -> impl Options {
+    // Varint integers, little-endian, no trailing bytes: our own format, fixed
+    // here so that writer and reader always agree.
+    bincode::DefaultOptions::new()
+}
+
+pub(crate) fn encode_value<T: Serialize>(v: &T, key: &[u8]) -> Result<Vec<u8>, StoreError> {
+    // Serialising our own plain data types cannot fail; should it ever, the
+    // commit fails without writing anything.
+    bincode_options().serialize(v).map_err(|e| StoreError::InvalidBatch(format!("{}: {e}", show_key(key))))
+}
+
+fn decode_value<T: DeserializeOwned>(v: &[u8], key: &[u8], what: &str) -> Result<T, StoreError> {
+    bincode_options().deserialize(v).map_err(|e| corrupt(format!("{what} does not decode: {e}"), key))
+}
+
+pub(crate) fn decode_case(key: &[u8], v: &[u8]) -> Result<Case, StoreError> {
+    let case: Case = decode_value(v, key, "case")?;
+    if case_key(&case.tracking_number) != key {
+        return Err(corrupt("case is stored under another tracking number", key));
+    }
+    Ok(case)
+}
+
+pub(crate) fn decode_standard(key: &[u8], v: &[u8]) -> Result<ServiceStandard, StoreError> {
+    let s: ServiceStandard = decode_value(v, key, "service standard")?;
+    if standard_key(&s.agency, &s.service) != key {
+        return Err(corrupt("service standard is stored under another agency or service", key));
+    }
+    Ok(s)
+}
+
+/// Packs entries (dense, in order) into blocks: `(first_seq, block bytes)`.
+pub(crate) fn encode_blocks(entries: &[LogEntry]) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < entries.len() {
+        let mut records = Vec::new();
+        let mut ends: Vec<u32> = Vec::new();
+        let mut i = start;
+        while i < entries.len() && ends.len() < BLOCK_ENTRIES_MAX && records.len() < BLOCK_BYTES_MAX {
+            entries[i].encode_into(&mut records);
+            // A record is at most a NATS payload (1 MiB) plus ~1 KiB of
+            // fields, so a block stays far below 4 GiB.
+            ends.push(records.len() as u32);
+            i += 1;
+        }
+        let mut block = Vec::with_capacity(1 + 4 + 4 * ends.len() + records.len());
+        block.push(BLOCK_FORMAT_V1);
+        block.extend_from_slice(&(ends.len() as u32).to_be_bytes());
+        for e in &ends {
+            block.extend_from_slice(&e.to_be_bytes());
+        }
+        block.extend_from_slice(&records);
+        out.push((entries[start].seq, block));
+        start = i;
+    }
+    out
+}
+
+/// A block read back: its first sequence and the offsets of its records.
+#[derive(Debug)]
+pub(crate) struct Block<'a> {
+    first_seq: u64,
+    key: [u8; 9],
+    ends: Vec<usize>,
+    records: &'a [u8],
+}
+
+impl<'a> Block<'a> {
+    /// Parses and checks the block header.
+    pub(crate) fn parse(first_seq: u64, bytes: &'a [u8]) -> Result<Self, StoreError> {
+        let key = log_key(first_seq);
+        let bad = |what: &str| corrupt(format!("log block {what}"), &key);
+        let (&format, rest) = bytes.split_first().ok_or_else(|| bad("is empty"))?;
+        if format != BLOCK_FORMAT_V1 {
+            return Err(bad(&format!("has unknown format {format}")));
+        }
+        let count_bytes: [u8; 4] =
+            rest.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(|| bad("header is truncated"))?;
+        let count = u32::from_be_bytes(count_bytes) as usize;
+        if count == 0 || count > BLOCK_ENTRIES_MAX {
+            return Err(bad(&format!("claims {count} entries")));
+        }
+        let offsets_end = 4 + 4 * count;
+        let offsets = rest.get(4..offsets_end).ok_or_else(|| bad("offsets are truncated"))?;
+        let records = &rest[offsets_end..];
+        let mut ends = Vec::with_capacity(count);
+        let mut prev = 0usize;
+        for chunk in offsets.chunks_exact(4) {
+            let end = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) as usize;
+            if end <= prev || end > records.len() {
+                return Err(bad("offsets are out of order or out of bounds"));
+            }
+            ends.push(end);
+            prev = end;
+        }
+        if prev != records.len() {
+            return Err(bad("has bytes after its last record"));
+        }
+        Ok(Block { first_seq, key, ends, records })
+    }
+
+    /// Number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The sequence after the block's last entry.
+    pub(crate) fn end_seq(&self) -> u64 {
+        self.first_seq + self.ends.len() as u64
+    }
+
+    /// Decodes the entry at index `i` (sequence `first_seq + i`).
+    pub(crate) fn entry(&self, i: usize) -> Result<LogEntry, StoreError> {
+        let end = *self.ends.get(i).ok_or_else(|| corrupt("log block index out of range", &self.key))?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let e = LogEntry::decode(&self.records[start..end])
+            .map_err(|err| corrupt(format!("log entry {i} of block: {err}"), &self.key))?;
+        let want = self.first_seq + i as u64;
+        if e.seq != want {
+            return Err(corrupt(
+                format!("log entry {i} of block has seq {}, expected {want}", e.seq),
+                &self.key,
+            ));
+        }
+        Ok(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mpp_core::log::{Verdict, GENESIS_HASH};
+
+    use super::*;
+
+    fn entries(from: u64, n: usize, payload_bytes: usize) -> Vec<LogEntry> {
+        let mut prev = GENESIS_HASH;
+        (0..n as u64)
+            .map(|i| {
+                let e = LogEntry::new(
+                    from + i,
+                    100 + from + i,
+                    1_700_000_000_000_000_000,
+                    Verdict::Accepted,
+                    None,
+                    "",
+                    "mpp.events.a.b",
+                    vec![7u8; payload_bytes],
+                    prev,
+                );
+                prev = e.hash;
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocks_round_trip_and_split_at_the_byte_limit() {
+        let es = entries(5, 40, 100 * 1024);
+        let blocks = encode_blocks(&es);
+        // 1 MiB / ~100 KiB per entry: 11 entries per block (the one that
+        // crosses the limit closes the block).
+        assert!(blocks.len() >= 3, "expected several blocks, got {}", blocks.len());
+        let mut next = 5u64;
+        for (first, bytes) in &blocks {
+            assert_eq!(*first, next);
+            let b = Block::parse(*first, bytes).unwrap();
+            for i in 0..b.len() {
+                assert_eq!(b.entry(i).unwrap(), es[(first - 5) as usize + i]);
+            }
+            next = b.end_seq();
+        }
+        assert_eq!(next, 45);
+    }
+
+    #[test]
+    fn blocks_split_at_the_entry_limit() {
+        let es = entries(1, BLOCK_ENTRIES_MAX + 3, 0);
+        let blocks = encode_blocks(&es);
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[1].0, BLOCK_ENTRIES_MAX as u64 + 1);
+    }
+
+    #[test]
+    fn damaged_blocks_are_corrupt_not_panics() {
+        let es = entries(1, 3, 10);
+        let (_, bytes) = encode_blocks(&es).remove(0);
+        for cut in 0..bytes.len() {
+            let r = Block::parse(1, &bytes[..cut])
+                .and_then(|b| (0..b.len()).try_for_each(|i| b.entry(i).map(drop)));
+            assert!(matches!(r, Err(StoreError::Corrupt { .. })), "cut at {cut} gave {r:?}");
+        }
+        for i in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x40;
+            let r =
+                Block::parse(1, &damaged).and_then(|b| (0..b.len()).try_for_each(|i| b.entry(i).map(drop)));
+            assert!(r.is_err(), "flipping byte {i} went unnoticed");
+        }
+        // The right bytes under the wrong key.
+        let b = Block::parse(2, &bytes).unwrap();
+        assert!(matches!(b.entry(0), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn head_round_trips_and_rejects_wrong_lengths() {
+        let h = Head { last_seq: 9, last_stream_seq: 12, head_hash: [3u8; 32] };
+        assert_eq!(decode_head(&encode_head(&h)).unwrap(), h);
+        assert!(decode_head(&[0u8; 47]).is_err());
+    }
+
+    #[test]
+    fn keys_sort_by_sequence() {
+        assert!(log_key(255) < log_key(256));
+        assert_eq!(log_key_seq(&log_key(1 << 40)), Some(1 << 40));
+        assert_eq!(log_key_seq(&event_key(&EventId([0; 16]))), None);
+        assert_eq!(show_key(&log_key(1)), "L:0000000000000001");
+    }
+}

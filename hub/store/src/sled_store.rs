@@ -1,0 +1,177 @@
+//! The store on disk, in sled 0.34.7.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
+use mpp_core::{Case, LogEntry, ServiceStandard};
+
+use crate::kv::{self, Kv, Pair};
+use crate::{Cases, CommitBatch, Entries, Head, Store, StoreError};
+
+/// sled's page cache bound, in bytes (256 MiB). sled's default is 1 GiB; the
+/// hub's working set is the recent log blocks, the cases being worked on and
+/// the dedupe index pages of recent event ids.
+pub const CACHE_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How long [`SledStore::open`] keeps retrying while the directory's lock is
+/// held, in milliseconds. sled's IO thread pool can hold the lock for a moment
+/// after the last handle of a database is dropped (sled's own test suite
+/// blocks on the lock for the same reason), so a reopen in the same process,
+/// or a restart racing the old process's exit, waits instead of failing.
+pub const OPEN_LOCK_WAIT_MS_MAX: u64 = 5_000;
+
+/// Interval between attempts while waiting for the lock, in milliseconds.
+const OPEN_LOCK_POLL_MS: u64 = 10;
+
+/// Opens the database, polling while another handle still holds its lock.
+fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> {
+    let deadline = Instant::now() + Duration::from_millis(OPEN_LOCK_WAIT_MS_MAX);
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            // sled 0.34.7 reports a held lock only in the error text.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && Instant::now() < deadline =>
+            {
+                tracing::debug!(error = %e, "Store lock held, retrying");
+                std::thread::sleep(Duration::from_millis(OPEN_LOCK_POLL_MS));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The store in a sled database directory. Cloning shares the database.
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    /// Serialises commits, so the head a commit checks against is the head
+    /// it writes on.
+    writer: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore").field("was_recovered", &self.db.was_recovered()).finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir`, with a page cache of
+    /// [`CACHE_CAPACITY_BYTES`]. Refuses a store of another format version.
+    /// sled locks the directory: a second open, in this or another process,
+    /// waits up to [`OPEN_LOCK_WAIT_MS_MAX`] for every handle of the first to
+    /// be dropped, then fails.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, CACHE_CAPACITY_BYTES)
+    }
+
+    /// [`SledStore::open`] with another page cache size, in bytes.
+    pub fn open_with_cache(dir: impl AsRef<Path>, cache_capacity_bytes: u64) -> Result<Self, StoreError> {
+        let config = sled::Config::new()
+            .path(dir.as_ref())
+            .cache_capacity(cache_capacity_bytes)
+            // Every commit flushes synchronously, so sled's periodic
+            // background flusher adds nothing.
+            .flush_every_ms(None);
+        let db = open_waiting_for_lock(&config)?;
+        let store = SledStore { db, writer: Arc::new(Mutex::new(())) };
+        let is_empty = store.db.is_empty();
+        kv::check_format(&store, is_empty)?;
+        tracing::debug!(dir = %dir.as_ref().display(), recovered = store.db.was_recovered(), "Store opened");
+        Ok(store)
+    }
+
+    /// The size of the database files, in bytes (for metrics).
+    pub fn size_on_disk_bytes(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+impl Kv for SledStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn last_in(&self, lo: &[u8], hi: &[u8]) -> Result<Option<Pair>, StoreError> {
+        match self.db.range(lo..=hi).next_back() {
+            Some(r) => {
+                let (k, v) = r?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_with_prefix(&self, prefix: u8, after: &[u8]) -> Result<Option<Pair>, StoreError> {
+        use std::ops::Bound;
+        let mut it = self.db.range::<&[u8], _>((Bound::Excluded(after), Bound::Unbounded));
+        match it.next() {
+            Some(r) => {
+                let (k, v) = r?;
+                Ok((k.first() == Some(&prefix)).then(|| (k.to_vec(), v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn write_atomic(&self, pairs: Vec<Pair>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in pairs {
+            batch.insert(k, v);
+        }
+        self.db.apply_batch(batch)?;
+        // Synchronous flush: the batch is durable (as far as sled 0.34 makes
+        // anything durable) before the caller acks the messages. Never
+        // flush_async, which is known to deadlock.
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn head(&self) -> Result<Head, StoreError> {
+        kv::head(self)
+    }
+
+    fn case(&self, id: &TrackingNumber) -> Result<Option<Case>, StoreError> {
+        kv::case(self, id)
+    }
+
+    fn cases(&self) -> Cases<'_> {
+        kv::cases(self)
+    }
+
+    fn standard(
+        &self,
+        agency: &AgencyId,
+        service: &ServiceId,
+    ) -> Result<Option<ServiceStandard>, StoreError> {
+        kv::standard(self, agency, service)
+    }
+
+    fn standards(&self) -> Result<Vec<ServiceStandard>, StoreError> {
+        kv::standards(self)
+    }
+
+    fn event_seq(&self, id: &EventId) -> Result<Option<u64>, StoreError> {
+        kv::event_seq(self, id)
+    }
+
+    fn entry(&self, seq: u64) -> Result<Option<LogEntry>, StoreError> {
+        kv::entry(self, seq)
+    }
+
+    fn entries(&self, from_seq: u64) -> Entries<'_> {
+        kv::entries(self, from_seq)
+    }
+
+    fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
+        // A poisoned lock only means another commit panicked; the store
+        // itself is consistent (sled batches are atomic), so carry on.
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        kv::commit(self, batch)
+    }
+}

@@ -1,0 +1,509 @@
+//! The store against a `BTreeMap` model: round trips, block boundaries,
+//! all-or-nothing commits across reopen, and the in-memory twin behaving
+//! exactly like sled.
+
+use std::collections::BTreeMap;
+
+use mpp_core::decide::MemState;
+use mpp_core::event::Target;
+use mpp_core::ids::{AgencyId, ApplicationId, EventId, OfficerId, RegionCode, ServiceId, TrackingNumber};
+use mpp_core::log::Verdict;
+use mpp_core::{
+    apply, Case, EntryMeta, Envelope, EventBody, LogEntry, ReasonCode, ServiceStandard, StateMut,
+};
+use mpp_store::{CommitBatch, Head, MemStore, SledStore, Store, StoreError, BLOCK_BYTES_MAX, FORMAT_TAG};
+use proptest::prelude::*;
+
+fn tn(serial: u64) -> TrackingNumber {
+    TrackingNumber::new(RegionCode::parse("1771").unwrap(), serial).unwrap()
+}
+
+fn eid(n: u64) -> EventId {
+    let mut b = [0u8; 16];
+    b[8..].copy_from_slice(&n.to_be_bytes());
+    b[6] = 0x70;
+    b[8] |= 0x80;
+    EventId(b)
+}
+
+/// A case folded by the core itself (so the test does not depend on every
+/// field of `Case`): opened at `seq`, with `apps` applications filed.
+fn case(serial: u64, seq: u64, apps: usize) -> Case {
+    let mut state = MemState::default();
+    let env = |target: Target, body: EventBody| Envelope {
+        event_id: eid(0),
+        target,
+        region: RegionCode::parse("1771").unwrap(),
+        agency: AgencyId::parse("dukcapil").unwrap(),
+        service: ServiceId::parse("kk").unwrap(),
+        occurred_at_ms: 1_700_000_000_000,
+        officer: OfficerId::parse("petugas-1").unwrap(),
+        body,
+    };
+    let meta = EntryMeta { seq, recorded_at_ms: 1_700_000_000_000 + seq as i64 };
+    state.put_standard(standard("dukcapil", "kk", 1, seq));
+    apply(
+        &mut state,
+        &env(
+            Target::Case(tn(serial)),
+            EventBody::CaseOpened { pin_verifier: vec![1, 2, 3], nik_keyed_hash: vec![] },
+        ),
+        meta,
+    );
+    for i in 0..apps {
+        let app = ApplicationId::parse(&format!("app-{i}")).unwrap();
+        let filed = env(
+            Target::Application(tn(serial), app),
+            EventBody::ApplicationFiled { documents: vec!["berkas".to_owned()] },
+        );
+        apply(&mut state, &filed, meta);
+    }
+    let c = state.cases.remove(&tn(serial)).unwrap();
+    assert_eq!(c.applications.len(), apps);
+    c
+}
+
+fn standard(agency: &str, service: &str, version: u32, seq: u64) -> ServiceStandard {
+    ServiceStandard {
+        agency: AgencyId::parse(agency).unwrap(),
+        service: ServiceId::parse(service).unwrap(),
+        name_id: "Kartu Keluarga".to_owned(),
+        name_en: "Family card".to_owned(),
+        completion_working_days: 3,
+        fee_idr: 0,
+        requirements: vec!["surat pengantar".to_owned()],
+        fiktif_positif: false,
+        version,
+        effective_from_seq: seq,
+        effective_from_ms: 5,
+    }
+}
+
+/// `n` entries chained onto `head`, payloads of `payload_bytes` bytes.
+fn entries_after(head: &Head, n: usize, payload_bytes: usize, stream_gap: u64) -> Vec<LogEntry> {
+    let mut prev = head.head_hash;
+    let mut stream = head.last_stream_seq;
+    (0..n as u64)
+        .map(|i| {
+            let seq = head.last_seq + 1 + i;
+            stream += 1 + stream_gap;
+            let (verdict, reason) = if seq % 3 == 0 {
+                (Verdict::Rejected, Some(ReasonCode::IllegalTransition))
+            } else {
+                (Verdict::Accepted, None)
+            };
+            let e = LogEntry::new(
+                seq,
+                stream,
+                1_700_000_000_000_000_000 + seq as i64,
+                verdict,
+                reason,
+                "detail",
+                "mpp.events.dukcapil.kk",
+                vec![(seq % 251) as u8; payload_bytes],
+                prev,
+            );
+            prev = e.hash;
+            e
+        })
+        .collect()
+}
+
+fn head_after(head: &Head, entries: &[LogEntry]) -> Head {
+    entries.last().map_or(*head, |l| Head {
+        last_seq: l.seq,
+        last_stream_seq: l.stream_seq,
+        head_hash: l.hash,
+    })
+}
+
+/// What a store should hold.
+#[derive(Debug, Default, Clone)]
+struct Model {
+    entries: Vec<LogEntry>,
+    cases: BTreeMap<TrackingNumber, Case>,
+    standards: BTreeMap<(AgencyId, ServiceId), ServiceStandard>,
+    events: BTreeMap<EventId, u64>,
+    head: Head,
+}
+
+impl Model {
+    fn apply(&mut self, b: &CommitBatch) {
+        self.entries.extend(b.entries.iter().cloned());
+        for c in &b.cases {
+            self.cases.insert(c.tracking_number, c.clone());
+        }
+        for s in &b.standards {
+            self.standards.insert((s.agency.clone(), s.service.clone()), s.clone());
+        }
+        for (id, seq) in &b.event_ids {
+            self.events.insert(*id, *seq);
+        }
+        self.head = b.head;
+    }
+
+    fn check(&self, store: &impl Store) {
+        assert_eq!(store.head().unwrap(), self.head);
+        let all: Vec<LogEntry> = store.entries(1).collect::<Result<_, _>>().unwrap();
+        assert_eq!(all, self.entries);
+        for e in &self.entries {
+            assert_eq!(store.entry(e.seq).unwrap().as_ref(), Some(e));
+        }
+        assert_eq!(store.entry(0).unwrap(), None);
+        assert_eq!(store.entry(self.head.last_seq + 1).unwrap(), None);
+        let cases: Vec<Case> = store.cases().collect::<Result<_, _>>().unwrap();
+        assert_eq!(cases, self.cases.values().cloned().collect::<Vec<_>>());
+        for (id, c) in &self.cases {
+            assert_eq!(store.case(id).unwrap().as_ref(), Some(c));
+        }
+        assert_eq!(store.case(&tn(9_999_999)).unwrap(), None);
+        assert_eq!(store.standards().unwrap(), self.standards.values().cloned().collect::<Vec<_>>());
+        for ((a, s), st) in &self.standards {
+            assert_eq!(store.standard(a, s).unwrap().as_ref(), Some(st));
+        }
+        for (id, seq) in &self.events {
+            assert_eq!(store.event_seq(id).unwrap(), Some(*seq));
+        }
+        assert_eq!(store.event_seq(&eid(u64::MAX)).unwrap(), None);
+    }
+}
+
+/// One step of a random run.
+#[derive(Debug, Clone)]
+enum Op {
+    /// Commit `n` entries (payload size class), touching some cases,
+    /// standards and event ids; `fault` spoils the batch so it must be refused.
+    Commit {
+        n: usize,
+        big: bool,
+        cases: Vec<(u64, usize)>,
+        standard: Option<u8>,
+        events: usize,
+        fault: Option<u8>,
+    },
+    /// Drop every handle and reopen (sled: the directory).
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (
+            0usize..12,
+            prop::bool::weighted(0.05),
+            prop::collection::vec((0u64..6, 0usize..3), 0..4),
+            prop::option::weighted(0.3, 0u8..3),
+            0usize..5,
+            prop::option::weighted(0.25, 0u8..6),
+        )
+            .prop_map(|(n, big, cases, standard, events, fault)| Op::Commit { n, big, cases, standard, events, fault }),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// Builds the batch of a `Commit` op on top of the model.
+fn batch_for(m: &Model, op: &Op, counter: &mut u64) -> Option<(CommitBatch, bool)> {
+    let Op::Commit { n, big, cases, standard: std_choice, events, fault } = op else { return None };
+    let payload = if *big { 120 * 1024 } else { 40 };
+    let entries = entries_after(&m.head, *n, payload, 0);
+    let head = head_after(&m.head, &entries);
+    let mut b = CommitBatch { entries, head, ..Default::default() };
+    if let Some(first) = b.entries.first().map(|e| e.seq) {
+        for (serial, apps) in cases {
+            b.cases.push(case(*serial, first, *apps));
+        }
+        if let Some(s) = std_choice {
+            let services = ["kk", "ktp-el", "akta-lahir"];
+            *counter += 1;
+            b.standards.push(standard("dukcapil", services[*s as usize], *counter as u32, first));
+        }
+        for i in 0..*events.min(n) {
+            *counter += 1;
+            b.event_ids.push((eid(*counter), first + i as u64));
+        }
+    }
+    let mut valid = true;
+    if let Some(f) = fault {
+        valid = false;
+        match f {
+            0 if b.entries.len() >= 2 => b.entries.swap(0, 1),
+            1 if !b.entries.is_empty() => b.head.last_seq += 1,
+            2 if !b.entries.is_empty() => b.event_ids.push((eid(u64::MAX - 1), b.head.last_seq + 1)),
+            3 if !b.entries.is_empty() => {
+                // Re-chain on a wrong previous hash.
+                let wrong = Head { head_hash: [9u8; 32], ..m.head };
+                b.entries = entries_after(&wrong, b.entries.len(), payload, 0);
+                b.head = head_after(&wrong, &b.entries);
+            }
+            4 if !b.entries.is_empty() && m.head.last_stream_seq > 0 => {
+                // The first stream sequence equals the checkpoint instead of
+                // lying above it.
+                let back = Head { last_stream_seq: m.head.last_stream_seq - 1, ..m.head };
+                b.entries = entries_after(&back, b.entries.len(), payload, 0);
+                b.head = head_after(&back, &b.entries);
+            }
+            5 if b.entries.is_empty() => b.cases.push(case(1, 1, 0)),
+            _ => valid = true,
+        }
+    }
+    Some((b, valid))
+}
+
+trait Reopen: Store {
+    fn reopen(self) -> Self;
+}
+
+impl Reopen for MemStore {
+    fn reopen(self) -> Self {
+        self
+    }
+}
+
+struct SledAt {
+    dir: tempfile::TempDir,
+}
+
+impl SledAt {
+    fn new() -> Self {
+        SledAt { dir: tempfile::tempdir().unwrap() }
+    }
+    fn open(&self) -> SledStore {
+        SledStore::open_with_cache(self.dir.path(), 16 * 1024 * 1024).unwrap()
+    }
+}
+
+fn run<S: Store>(ops: &[Op], mut reopen: impl FnMut(S) -> S, store: S) -> (Model, S) {
+    let mut store = store;
+    let mut m = Model::default();
+    let mut counter = 0u64;
+    for op in ops {
+        match op {
+            Op::Reopen => {
+                store = reopen(store);
+                m.check(&store);
+            }
+            Op::Commit { .. } => {
+                let Some((b, valid)) = batch_for(&m, op, &mut counter) else { continue };
+                let r = store.commit(b.clone());
+                if valid {
+                    r.unwrap_or_else(|e| panic!("valid batch refused: {e}"));
+                    m.apply(&b);
+                } else {
+                    assert!(matches!(r, Err(StoreError::InvalidBatch(_))), "invalid batch gave {r:?}");
+                }
+            }
+        }
+    }
+    m.check(&store);
+    (m, store)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Every commit is all or nothing, also across reopening the directory,
+    /// and refused batches leave no trace.
+    #[test]
+    fn sled_matches_the_model_across_reopen(ops in prop::collection::vec(op(), 1..24)) {
+        let at = SledAt::new();
+        let (m, store) = run(&ops, |s: SledStore| { drop(s); at.open() }, at.open());
+        drop(store);
+        m.check(&at.open());
+    }
+
+    /// The in-memory twin gives the same answers as sled for the same operations.
+    #[test]
+    fn mem_and_sled_agree(ops in prop::collection::vec(op(), 1..24)) {
+        let at = SledAt::new();
+        let (mm, mem) = run(&ops, MemStore::reopen, MemStore::new());
+        let (sm, sled) = run(&ops, |s: SledStore| { drop(s); at.open() }, at.open());
+        prop_assert_eq!(mm.head, sm.head);
+        let a: Vec<_> = mem.entries(1).map(|e| e.unwrap().encode()).collect();
+        let b: Vec<_> = sled.entries(1).map(|e| e.unwrap().encode()).collect();
+        prop_assert_eq!(a, b);
+        let a: Vec<_> = mem.cases().map(Result::unwrap).collect();
+        let b: Vec<_> = sled.cases().map(Result::unwrap).collect();
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(mem.standards().unwrap(), sled.standards().unwrap());
+    }
+}
+
+#[test]
+fn round_trip_of_every_kind_of_value() {
+    let at = SledAt::new();
+    round_trip(MemStore::new());
+    round_trip(at.open());
+}
+
+fn round_trip<S: Store>(store: S) {
+    assert_eq!(store.head().unwrap(), Head::GENESIS);
+    assert_eq!(store.entries(1).count(), 0);
+    assert_eq!(store.entry(1).unwrap(), None);
+    let entries = entries_after(&Head::GENESIS, 3, 10, 4);
+    let head = head_after(&Head::GENESIS, &entries);
+    let b = CommitBatch {
+        entries,
+        cases: vec![case(7, 1, 2), case(8, 2, 0)],
+        standards: vec![standard("dukcapil", "kk", 1, 1), standard("pdam", "sambungan-baru", 2, 3)],
+        event_ids: vec![(eid(1), 1), (eid(2), 3)],
+        head,
+    };
+    store.commit(b.clone()).unwrap();
+    let mut m = Model::default();
+    m.apply(&b);
+    m.check(&store);
+    // Stream sequences may jump (gaps are the ledger's business).
+    assert_eq!(store.head().unwrap().last_stream_seq, 15);
+    // An empty batch that changes nothing is a no-op.
+    store.commit(CommitBatch { head: m.head, ..Default::default() }).unwrap();
+    m.check(&store);
+}
+
+#[test]
+fn entry_lookup_at_block_boundaries() {
+    let at = SledAt::new();
+    boundaries(MemStore::new());
+    boundaries(at.open());
+}
+
+fn boundaries<S: Store>(store: S) {
+    let mut m = Model::default();
+    // Batches of 1, 2, 5 entries, then one that spans several blocks
+    // (~300 KiB payloads, so a block closes after 4 entries), then 1 more.
+    for (n, bytes) in [(1, 10), (2, 10), (5, 10), (9, 300 * 1024), (1, 10)] {
+        let entries = entries_after(&m.head, n, bytes, 0);
+        let head = head_after(&m.head, &entries);
+        let b = CommitBatch { entries, head, ..Default::default() };
+        store.commit(b.clone()).unwrap();
+        m.apply(&b);
+    }
+    const { assert!(9 * 300 * 1024 > 2 * BLOCK_BYTES_MAX, "the big batch must span several blocks") };
+    m.check(&store);
+    for from in 0..=m.head.last_seq + 2 {
+        let got: Vec<u64> = store.entries(from).map(|e| e.unwrap().seq).collect();
+        let want: Vec<u64> = (from.max(1)..=m.head.last_seq).collect();
+        assert_eq!(got, want, "entries({from})");
+    }
+}
+
+#[test]
+fn a_store_of_another_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = raw_sled(dir.path());
+        db.insert("V", "mpp-store/v0").unwrap();
+        db.flush().unwrap();
+    }
+    match SledStore::open(dir.path()) {
+        Err(StoreError::UnsupportedFormat { found, expected }) => {
+            assert_eq!(found, "mpp-store/v0");
+            assert_eq!(expected, FORMAT_TAG);
+        }
+        other => panic!("expected UnsupportedFormat, got {other:?}"),
+    }
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = raw_sled(dir.path());
+        db.insert("something", "else").unwrap();
+        db.flush().unwrap();
+    }
+    assert!(matches!(SledStore::open(dir.path()), Err(StoreError::UnsupportedFormat { .. })));
+    // A fresh store reopens fine.
+    let dir = tempfile::tempdir().unwrap();
+    drop(SledStore::open(dir.path()).unwrap());
+    SledStore::open(dir.path()).unwrap();
+}
+
+#[test]
+fn corrupt_values_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        let entries = entries_after(&Head::GENESIS, 3, 10, 0);
+        let head = head_after(&Head::GENESIS, &entries);
+        s.commit(CommitBatch {
+            entries,
+            cases: vec![case(7, 1, 1)],
+            event_ids: vec![(eid(1), 1)],
+            head,
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    {
+        let db = raw_sled(dir.path());
+        let mut case_key = b"C".to_vec();
+        case_key.extend_from_slice(&tn(7).digits());
+        db.insert(case_key, vec![0xff; 5]).unwrap();
+        let mut ev = b"E".to_vec();
+        ev.extend_from_slice(&eid(1).0);
+        db.insert(ev, vec![1, 2, 3]).unwrap();
+        let mut block_key = b"L".to_vec();
+        block_key.extend_from_slice(&1u64.to_be_bytes());
+        let mut block = db.get(&block_key).unwrap().unwrap().to_vec();
+        let last = block.len() - 1;
+        block[last] ^= 1;
+        db.insert(block_key, block).unwrap();
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    assert!(matches!(s.case(&tn(7)), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(s.cases().next(), Some(Err(StoreError::Corrupt { .. }))));
+    assert!(matches!(s.event_seq(&eid(1)), Err(StoreError::Corrupt { .. })));
+    // Entries 1 and 2 are intact; the last record's hash was damaged.
+    assert_eq!(s.entry(2).unwrap().unwrap().seq, 2);
+    assert!(matches!(s.entry(3), Err(StoreError::Corrupt { .. })));
+    let got: Vec<_> = s.entries(1).collect();
+    assert!(matches!(got.last(), Some(Err(StoreError::Corrupt { .. }))), "{got:?}");
+}
+
+#[test]
+fn readers_on_other_threads_see_whole_commits() {
+    let at = SledAt::new();
+    let store = at.open();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reader = store.clone();
+        let done = &done;
+        let r = s.spawn(move || {
+            let mut seen = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let h = reader.head().unwrap();
+                if h.last_seq > 0 {
+                    // Everything the head names is already visible.
+                    let e = reader.entry(h.last_seq).unwrap().expect("entry named by the head");
+                    assert!(e.seq >= h.last_seq);
+                    let c = reader.case(&tn(1)).unwrap().expect("case committed with the first batch");
+                    assert!(c.last_seq >= 1);
+                }
+                seen = seen.max(h.last_seq);
+            }
+            seen
+        });
+        let mut m = Model::default();
+        for i in 0..20u64 {
+            let entries = entries_after(&m.head, 3, 10, 0);
+            let head = head_after(&m.head, &entries);
+            let b = CommitBatch { cases: vec![case(1, i * 3 + 1, 0)], entries, head, ..Default::default() };
+            store.commit(b.clone()).unwrap();
+            m.apply(&b);
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        assert!(r.join().unwrap() <= 60);
+    });
+}
+
+/// Opens the directory with sled itself, waiting (with a deadline) for the
+/// lock a just-dropped store may still hold.
+fn raw_sled(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("could not acquire lock"), "{e}");
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
