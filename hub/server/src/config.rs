@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// Name of this hub's durable JetStream consumer; give each hub replica its own.
     #[arg(long, env = "MPP_CONSUMER_NAME", default_value = "mpp-hub")]
     pub consumer_name: String,
+    /// Directory of region calendars (`<dir>/<region>/<year>.txt`) for SLA
+    /// working days. Without it, only weekends are days off (logged).
+    #[arg(long, env = "MPP_CALENDARS_DIR")]
+    pub calendars_dir: Option<PathBuf>,
     /// Most messages decided and committed in one atomic sled batch (1..=4096).
     #[arg(long, env = "MPP_BATCH_MAX", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=BATCH_MESSAGES_MAX as i64))]

@@ -9,13 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use mpp_core::ReasonCode;
-use mpp_store::SledStore;
 use tower::limit::ConcurrencyLimitLayer;
 
 use crate::error::ApiError;
-use crate::grpc::lookup;
 use crate::health::Health;
 use crate::json::case_json;
+use crate::lookup::Lookups;
 
 /// Most HTTP requests served at once; further ones wait (back-pressure).
 pub const HTTP_CONCURRENT_REQUESTS_MAX: usize = 1024;
@@ -23,8 +22,8 @@ pub const HTTP_CONCURRENT_REQUESTS_MAX: usize = 1024;
 /// State shared by the handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The store (read-only use).
-    pub store: SledStore,
+    /// Case lookups.
+    pub lookups: Lookups,
     /// Health.
     pub health: Arc<Health>,
 }
@@ -63,8 +62,8 @@ async fn get_case(State(s): State<AppState>, path: Result<Path<String>, PathReje
         )
         .into_response();
     };
-    match lookup(&s.store, &tracking_number) {
-        Ok(case) => Json(case_json(&case)).into_response(),
+    match s.lookups.get(&tracking_number) {
+        Ok(found) => Json(case_json(&found)).into_response(),
         Err(e) => e.into_response(),
     }
 }

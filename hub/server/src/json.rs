@@ -2,8 +2,11 @@
 //! Documented in docs/API.md; fields are only ever added.
 
 use mpp_core::case::Pending;
-use mpp_core::{Application, Case, TimelineItem};
+use mpp_core::sla::SlaView;
+use mpp_core::{Application, TimelineItem};
 use serde::Serialize;
+
+use crate::lookup::Found;
 
 /// A case as JSON.
 #[derive(Debug, Serialize)]
@@ -49,6 +52,65 @@ pub struct ApplicationJson {
     pub state_since_ms: i64,
     /// Accepted events in order.
     pub timeline: Vec<TimelineJson>,
+    /// The service-standard clock as of the lookup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sla: Option<SlaJson>,
+}
+
+/// An application's SLA clock as JSON (dates `YYYY-MM-DD` in the MPP's zone).
+#[derive(Debug, Serialize)]
+pub struct SlaJson {
+    /// Version of the standard in force at filing.
+    pub standard_version: u32,
+    /// Completion time the standard grants, in working days.
+    pub standard_working_days: u32,
+    /// Filing date.
+    pub filed_on: String,
+    /// Working days the clock ran.
+    pub working_days_used: u32,
+    /// Working days the clock stood still (waiting on the citizen).
+    pub working_days_stopped: u32,
+    /// Working days left; negative once overdue.
+    pub working_days_left: i32,
+    /// Due date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_date: Option<String>,
+    /// Past the due date and not finished.
+    pub overdue: bool,
+    /// The clock is stopped.
+    pub paused: bool,
+    /// When the agency finished (issued, rejected, withdrawn).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_on: Option<String>,
+    /// Whether it finished within the standard.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_on_time: Option<bool>,
+    /// Approval by default (fiktif positif) at this date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fiktif_positif_deadline: Option<String>,
+    /// The fiktif-positif deadline has passed.
+    pub fiktif_positif_reached: bool,
+    /// False when holidays were unknown for part of the period.
+    pub calendar_covers_period: bool,
+}
+
+fn sla(v: &SlaView) -> SlaJson {
+    SlaJson {
+        standard_version: v.standard_version,
+        standard_working_days: v.standard_working_days,
+        filed_on: v.filed_on.to_string(),
+        working_days_used: v.working_days_used,
+        working_days_stopped: v.working_days_stopped,
+        working_days_left: v.working_days_left,
+        due_date: v.due_date.map(|d| d.to_string()),
+        overdue: v.overdue,
+        paused: v.paused,
+        finished_on: v.finished_on.map(|d| d.to_string()),
+        finished_on_time: v.finished_on_time,
+        fiktif_positif_deadline: v.fiktif_positif_deadline.map(|d| d.to_string()),
+        fiktif_positif_reached: v.fiktif_positif_reached,
+        calendar_covers_period: v.calendar_covers_period,
+    }
 }
 
 /// A timeline item as JSON.
@@ -85,6 +147,9 @@ pub struct NextActionJson {
     /// Billing code for the payment.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub billing_code: String,
+    /// Kind of appointment (interview, inspection, survey, installation, collection, other).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub appointment_kind: String,
     /// Appointment time, Unix ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at_ms: Option<i64>,
@@ -100,8 +165,9 @@ fn timeline(t: &TimelineItem) -> TimelineJson {
     }
 }
 
-fn application(a: &Application) -> ApplicationJson {
+fn application(a: &Application, v: Option<&SlaView>) -> ApplicationJson {
     ApplicationJson {
+        sla: v.map(sla),
         application_id: a.id.to_string(),
         agency_id: a.agency.to_string(),
         service_id: a.service.to_string(),
@@ -132,6 +198,7 @@ fn next_action(application_id: String, p: &Pending) -> NextActionJson {
         place: String::new(),
         amount_idr: None,
         billing_code: String::new(),
+        appointment_kind: String::new(),
         at_ms: None,
     };
     match p {
@@ -144,7 +211,8 @@ fn next_action(application_id: String, p: &Pending) -> NextActionJson {
             out.place = payment_channel.clone();
             out.billing_code = billing_code.clone();
         }
-        Pending::Attend { kind: _, at_ms, place } => {
+        Pending::Attend { kind, at_ms, place } => {
+            out.appointment_kind = kind.clone();
             out.at_ms = Some(*at_ms);
             out.place = place.clone();
         }
@@ -154,8 +222,9 @@ fn next_action(application_id: String, p: &Pending) -> NextActionJson {
 }
 
 /// The JSON view of a case. Carries no PIN verifier or NIK hash.
-pub fn case_json(c: &Case) -> CaseJson {
-    let status = c.status();
+pub fn case_json(found: &Found) -> CaseJson {
+    let c = &found.case;
+    let status = found.status;
     CaseJson {
         tracking_number: c.tracking_number.to_string(),
         region_code: c.tracking_number.region().to_string(),
@@ -164,7 +233,12 @@ pub fn case_json(c: &Case) -> CaseJson {
         opened_at_ms: c.opened_at_ms,
         updated_at_ms: c.updated_at_ms,
         last_seq: c.last_seq,
-        applications: c.applications.iter().map(application).collect(),
+        applications: c
+            .applications
+            .iter()
+            .enumerate()
+            .map(|(i, a)| application(a, found.slas.get(i)))
+            .collect(),
         next_actions: c
             .next_actions()
             .into_iter()

@@ -17,6 +17,7 @@ pub mod http;
 pub mod ingest;
 pub mod json;
 pub mod ledger;
+pub mod lookup;
 pub mod server;
 pub mod stream;
 pub mod wire;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use mpp_core::calendar::CalendarSet;
 use mpp_proto::v1::cases_service_server::CasesServiceServer;
 use mpp_store::SledStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::ServeArgs;
 use crate::grpc::Cases;
@@ -18,6 +19,7 @@ use crate::health::{Health, NotReady};
 use crate::http::{router, AppState};
 use crate::ingest::{self, IngestConfig, Writer};
 use crate::ledger::Ledger;
+use crate::lookup::{load_calendars, system_clock, Lookups};
 
 /// Concurrent gRPC requests per connection.
 pub const GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX: usize = 256;
@@ -34,6 +36,14 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
     let ledger = Ledger::open(store.clone()).context("reading the ledger head")?;
     let head = ledger.head();
     info!(last_seq = head.last_seq, last_stream_seq = head.last_stream_seq, "Store opened");
+    let calendars = match &args.calendars_dir {
+        Some(dir) => load_calendars(dir)?,
+        None => {
+            warn!("No --calendars-dir: SLA clocks count only weekends as days off");
+            CalendarSet::new()
+        }
+    };
+    let lookups = Lookups::new(store.clone(), Arc::new(calendars), system_clock());
     let health = Arc::new(Health::new(head));
     let writer = Arc::new(Writer::spawn(ledger).context("starting the ledger writer")?);
 
@@ -57,14 +67,14 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
         .concurrency_limit_per_connection(GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(CasesServiceServer::new(Cases::new(store.clone())))
+        .add_service(CasesServiceServer::new(Cases::new(lookups.clone())))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), {
             let mut rx = stop_rx.clone();
             async move {
                 let _ = rx.wait_for(|s| *s).await;
             }
         });
-    let http = axum::serve(http_listener, router(AppState { store: store.clone(), health: health.clone() }))
+    let http = axum::serve(http_listener, router(AppState { lookups, health: health.clone() }))
         .with_graceful_shutdown({
             let mut rx = stop_rx.clone();
             async move {

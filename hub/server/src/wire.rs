@@ -5,6 +5,7 @@
 
 use mpp_core::case::Pending;
 use mpp_core::log::Verdict;
+use mpp_core::sla::SlaView;
 use mpp_core::{
     AppState, Application, Case, CaseStatus, EventBody, LogEntry, TimelineItem, UncheckedEnvelope,
 };
@@ -215,15 +216,15 @@ fn next_action(application_id: &str, p: &Pending) -> pb::NextAction {
             a.documents = documents.clone();
             a.place = counter.clone();
         }
-        // The wire NextAction has no billing code field yet: the citizen sees
-        // the channel and the amount.
-        Pending::PayFee { amount_idr, payment_channel, billing_code: _ } => {
+        Pending::PayFee { amount_idr, payment_channel, billing_code } => {
             a.amount_idr = *amount_idr;
             a.place = payment_channel.clone();
+            a.billing_code = billing_code.clone();
         }
-        Pending::Attend { kind: _, at_ms, place } => {
+        Pending::Attend { kind, at_ms, place } => {
             a.at_ms = *at_ms;
             a.place = place.clone();
+            a.appointment_kind = kind.clone();
         }
         Pending::Collect => {}
     }
@@ -240,8 +241,33 @@ fn timeline_item(t: &TimelineItem) -> pb::TimelineItem {
     }
 }
 
-fn application_view(a: &Application) -> pb::ApplicationView {
+fn date_text(d: Option<mpp_core::calendar::Date>) -> String {
+    d.map(|d| d.to_string()).unwrap_or_default()
+}
+
+/// The wire form of an application's SLA clock.
+pub fn sla_view(v: &SlaView) -> pb::SlaView {
+    pb::SlaView {
+        standard_version: v.standard_version,
+        standard_working_days: v.standard_working_days,
+        filed_on: v.filed_on.to_string(),
+        working_days_used: v.working_days_used,
+        working_days_stopped: v.working_days_stopped,
+        working_days_left: v.working_days_left,
+        due_date: date_text(v.due_date),
+        overdue: v.overdue,
+        paused: v.paused,
+        finished_on: date_text(v.finished_on),
+        finished_on_time: v.finished_on_time,
+        fiktif_positif_deadline: date_text(v.fiktif_positif_deadline),
+        fiktif_positif_reached: v.fiktif_positif_reached,
+        calendar_covers_period: v.calendar_covers_period,
+    }
+}
+
+fn application_view(a: &Application, sla: Option<&SlaView>) -> pb::ApplicationView {
     pb::ApplicationView {
+        sla: sla.map(sla_view),
         application_id: a.id.as_str().to_owned(),
         agency_id: a.agency.as_str().to_owned(),
         service_id: a.service.as_str().to_owned(),
@@ -252,18 +278,23 @@ fn application_view(a: &Application) -> pb::ApplicationView {
     }
 }
 
-/// The citizen's view of a case. The status is [`Case::status`], which knows
-/// no deadlines; a caller with a calendar and a clock may overwrite `status`
-/// with `CASE_STATUS_OVERDUE`.
-pub fn case_view(c: &Case) -> pb::CaseView {
+/// The citizen's view of a case, with the status and SLA clocks computed at
+/// lookup time (`slas` in application order, as [`mpp_core::sla::case_sla`]
+/// gives them).
+pub fn case_view(c: &Case, status: CaseStatus, slas: &[SlaView]) -> pb::CaseView {
     pb::CaseView {
         tracking_number: c.tracking_number.to_string(),
         region_code: c.tracking_number.region().to_string(),
-        status: case_status(c.status()) as i32,
+        status: case_status(status) as i32,
         opened_at_ms: c.opened_at_ms,
         updated_at_ms: c.updated_at_ms,
         last_seq: c.last_seq,
-        applications: c.applications.iter().map(application_view).collect(),
+        applications: c
+            .applications
+            .iter()
+            .enumerate()
+            .map(|(i, a)| application_view(a, slas.get(i)))
+            .collect(),
         next_actions: c
             .next_actions()
             .iter()
@@ -408,7 +439,11 @@ mod tests {
         step(app("a-1"), bodies[4].clone()); // fee assessed
         step(app("a-2"), bodies[1].clone());
         let case = &state.cases[&tn];
-        let v = case_view(case);
+        let calendars = mpp_core::calendar::CalendarSet::new();
+        let now_ms = 10_000;
+        let slas = mpp_core::sla::case_sla(case, &calendars, now_ms);
+        let v = case_view(case, mpp_core::sla::case_status_at(case, &calendars, now_ms), &slas);
+        assert_eq!(v.applications[0].sla.as_ref().map(|s| s.paused), Some(true));
         assert_eq!(v.tracking_number, tn.to_string());
         assert_eq!(v.region_code, "1771");
         assert_eq!(v.status, pb::CaseStatus::ActionNeeded as i32);
