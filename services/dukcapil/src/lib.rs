@@ -2,9 +2,10 @@
 //! RPCs, each translated into the hub's common events (see `MAPPING.md`,
 //! mapping v1).
 //!
-//! The service is stateless. It checks the shape of each request, builds the
-//! event, publishes it to JetStream and answers "accepted" once JetStream has
-//! acknowledged it. Whether the step is legal in the application's current
+//! The service keeps no case state. It checks the shape of each request,
+//! builds the event, hands it to the kit's publisher and answers "accepted"
+//! once the publisher accepted it (in the binary: flushed to the durable
+//! outbox, from where it reaches JetStream). Whether the step is legal in the application's current
 //! state is the hub's decision: an illegal step is recorded there as a
 //! rejected log entry the agency can see.
 //!

@@ -2,31 +2,32 @@
 
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
-
-use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches, Parser};
-use mpp_agency_kit::cli::{connect_nats, with_grpc_addr_default};
-use mpp_agency_kit::{
-    ensure_stream, init_tracing, shutdown_signal, Agency, CommonArgs, EventBuilder, JetStreamPublisher,
-    PinPepper, SystemClock,
-};
+use mpp_agency_kit::cli::with_grpc_addr_default;
+use mpp_agency_kit::{AgencyConfig, CommonArgs};
 use mpp_core::ids::AgencyId;
-use mpp_dukcapil::{run, AGENCY_ID, DEFAULT_GRPC_ADDR};
+use mpp_dukcapil::{catalogue, Dukcapil, AGENCY_ID, DEFAULT_GRPC_ADDR};
 
 /// Disdukcapil's MPP agency service.
 ///
 /// Serves mpp.agency.dukcapil.v1.DukcapilService over gRPC (with gRPC health
 /// and reflection). Each RPC (AjukanPermohonan, MintaKelengkapan,
 /// TerimaKelengkapan, MulaiVerifikasi, CetakDokumen, SerahkanDokumen,
-/// TolakPermohonan, BatalkanPermohonan) becomes one of the hub's common events,
-/// published to NATS JetStream on mpp.events.dukcapil.<kk|ktp-el|akta-lahir>
-/// with Nats-Msg-Id = event id. A call is answered only after JetStream
-/// acknowledged its events.
+/// TolakPermohonan, BatalkanPermohonan) becomes one of the hub's common events.
+/// A call is answered once its events are flushed to the durable outbox in
+/// --data-dir; the outbox publishes them to NATS JetStream on
+/// mpp.events.dukcapil.<kk|ktp-el|akta-lahir> with Nats-Msg-Id = event id,
+/// retrying while NATS is down and after restarts.
+///
+/// Callers authenticate with `authorization: Bearer <token>`; the tokens of
+/// the client systems are listed hashed in --tokens-file (`client_id:` and the
+/// output of `printf %s "$TOKEN" | sha256sum`). Without a tokens file the
+/// service refuses to start unless --insecure-no-auth is given.
 ///
 /// On start it creates the MPP_EVENTS stream if missing (unless
 /// --skip-stream-setup) and publishes its service standards (re-publishing
-/// an unchanged standard is a no-op). It stops gracefully on SIGTERM or ctrl-c.
+/// an unchanged standard is a no-op). It stops gracefully on SIGTERM or
+/// ctrl-c, draining the outbox for a bounded time.
 #[derive(Debug, Parser)]
 #[command(name = "mpp-dukcapil", version)]
 struct Cli {
@@ -38,23 +39,8 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let matches = with_grpc_addr_default(Cli::command(), DEFAULT_GRPC_ADDR).get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
-    let args = cli.common;
-    init_tracing(args.log_format)?;
-
-    let pepper = PinPepper::load(args.pin_pepper_file.as_deref())?;
-    let client = connect_nats(&args.nats_url, "mpp-dukcapil")
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", args.nats_url))?;
-    let publisher = JetStreamPublisher::new(client);
-    if !args.skip_stream_setup {
-        ensure_stream(publisher.context()).await?;
-    }
-    let builder = EventBuilder::new(args.region_code, AgencyId::parse(AGENCY_ID)?, Arc::new(SystemClock));
-    let agency = Agency::new(builder, Arc::new(publisher), pepper);
-    let listener = tokio::net::TcpListener::bind(args.grpc_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.grpc_addr))?;
-    tracing::info!(region = %args.region_code, nats = %args.nats_url, "mpp-dukcapil starting");
-    run(agency, listener, shutdown_signal()).await?;
+    let config =
+        AgencyConfig { agency_id: AgencyId::parse(AGENCY_ID)?, args: cli.common, standards: catalogue()? };
+    mpp_agency_kit::run(config, |agency| Dukcapil::new(agency).into_server()).await?;
     Ok(())
 }

@@ -4,7 +4,10 @@
 //! The service is stateless. It does not know whether a step is legal in the
 //! application's current state: the hub decides, and an illegal step ends as a
 //! rejected log entry (`ILLEGAL_TRANSITION`, `UNKNOWN_APPLICATION`, ...) that
-//! the agency can see. "Accepted" here means "durably in JetStream".
+//! the agency can see. "Accepted" here means what the [`Publisher`] says:
+//! durably in the service's outbox ([`crate::outbox::OutboxPublisher`], the
+//! production set-up) or acknowledged by JetStream
+//! ([`crate::JetStreamPublisher`]).
 
 use std::sync::Arc;
 
@@ -64,11 +67,12 @@ impl Agency {
     /// Files an application for `service`. With `case` = `None` a new case is
     /// opened first: a tracking number and PIN are allocated, and
     /// `case_opened` (carrying only the PIN verifier) is published before
-    /// `application_filed`, each after the PubAck of the one before.
+    /// `application_filed`, in one call to the publisher.
     ///
-    /// Until the outbox arrives, a failure between the two events leaves an
-    /// opened case without the application; the error lists the published
-    /// event id.
+    /// The outbox writes both in one batch: both are accepted or neither.
+    /// With the direct [`crate::JetStreamPublisher`], a failure between the two
+    /// events leaves an opened case without the application; the error lists
+    /// the published event id.
     pub async fn file_application(
         &self,
         service: &ServiceId,
@@ -127,7 +131,11 @@ impl Agency {
         tracing::info!(case = %case, application = %application_id, service = %service, event = kind.as_str(), "Step published");
         // `publish_all` returned Ok, so the event is accepted; a publisher
         // returns one receipt per event, the fallback only covers one that does not.
-        Ok(accepted.pop().unwrap_or(Accepted { event_id: ev.event_id().to_owned(), ack: None }))
+        Ok(accepted.pop().unwrap_or(Accepted {
+            event_id: ev.event_id().to_owned(),
+            ack: None,
+            outbox_seq: None,
+        }))
     }
 
     /// Publishes the service standards, one event each, with deterministic

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use mpp_core::ids::RegionCode;
 
+use crate::outbox::{OUTBOX_BYTES_MAX_DEFAULT, OUTBOX_ENTRIES_MAX_DEFAULT};
+use crate::run::OUTBOX_DRAIN_MS_DEFAULT;
+
 /// Flags common to every agency service (`#[command(flatten)]` them). Each
 /// has an `MPP_*` environment fallback.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,6 +43,50 @@ pub struct CommonArgs {
     /// where agencies may only publish; the operator or the hub creates it).
     #[arg(long, env = "MPP_SKIP_STREAM_SETUP")]
     pub skip_stream_setup: bool,
+
+    /// Directory of the durable outbox (sled; created if missing). A call is
+    /// answered once its events are flushed here; they are published to
+    /// JetStream from here, also after a restart. One service per directory.
+    /// Default: ./data/<agency_id>.
+    #[arg(long, env = "MPP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Most events waiting in the outbox; calls beyond it are refused with
+    /// UNAVAILABLE / OUTBOX_FULL.
+    #[arg(long, env = "MPP_OUTBOX_ENTRIES_MAX", default_value_t = OUTBOX_ENTRIES_MAX_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub outbox_entries_max: u64,
+
+    /// Most bytes of events waiting in the outbox (default 1 GiB); calls
+    /// beyond it are refused with UNAVAILABLE / OUTBOX_FULL.
+    #[arg(long, env = "MPP_OUTBOX_BYTES_MAX", default_value_t = OUTBOX_BYTES_MAX_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub outbox_bytes_max: u64,
+
+    /// At shutdown, after open calls finished, how long the outbox may keep
+    /// publishing what is left, in milliseconds; the rest stays on disk and
+    /// is published first after the next start.
+    #[arg(long, env = "MPP_OUTBOX_DRAIN_MS", default_value_t = OUTBOX_DRAIN_MS_DEFAULT)]
+    pub outbox_drain_ms: u64,
+
+    /// File of the client systems allowed to call, one `client_id:sha256-hex`
+    /// per line (`#` starts a comment). The hash of a token is the output of
+    /// `printf %s "$TOKEN" | sha256sum`; clients send `authorization: Bearer
+    /// <token>`. Required unless --insecure-no-auth is given.
+    #[arg(long, env = "MPP_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Accept calls without any token (development only; logged loudly at
+    /// start). Without it the service refuses to start when no
+    /// --tokens-file is given.
+    #[arg(long, env = "MPP_INSECURE_NO_AUTH", conflicts_with = "tokens_file")]
+    pub insecure_no_auth: bool,
+
+    /// Address of the Prometheus `/metrics` endpoint (host:port): outbox
+    /// depth, size, oldest age, published and failed counts. Not served
+    /// when absent.
+    #[arg(long, env = "MPP_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Sets the default of `--grpc-addr` on a binary's command (call it on
@@ -102,6 +149,32 @@ pub async fn connect_nats(urls: &str, name: &str) -> Result<async_nats::Client, 
         .await
 }
 
+/// Longest wait between two reconnect attempts to NATS, in milliseconds.
+pub const NATS_RECONNECT_DELAY_MS_MAX: u64 = 2_000;
+
+/// Connects to NATS as `name` in the background: returns at once, even when
+/// no server is reachable yet, and keeps (re)connecting forever (waits
+/// doubling from 50 ms up to [`NATS_RECONNECT_DELAY_MS_MAX`]). For the outbox
+/// relay, which must not keep a service from starting while NATS is down.
+/// Fails only on unusable options (e.g. a malformed URL).
+pub async fn connect_nats_in_background(
+    urls: &str,
+    name: &str,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let servers: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_millis(NATS_CONNECT_TIMEOUT_MS))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| {
+            let exp = u32::try_from(attempts.min(6)).unwrap_or(6);
+            Duration::from_millis((50u64 << exp).min(NATS_RECONNECT_DELAY_MS_MAX))
+        })
+        .connect(servers)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, FromArgMatches, Parser};
@@ -127,9 +200,21 @@ mod tests {
         assert_eq!(cli.common.nats_url, "nats://127.0.0.1:4222");
         assert_eq!(cli.common.log_format, LogFormat::Pretty);
         assert!(!cli.common.skip_stream_setup);
+        assert_eq!(cli.common.data_dir, None);
+        assert_eq!(cli.common.tokens_file, None);
+        assert!(!cli.common.insecure_no_auth);
+        assert_eq!(cli.common.metrics_addr, None);
+        assert_eq!(cli.common.outbox_entries_max, 1_000_000);
         let cli = parse(&["x", "--region-code", "1707", "--log-format", "json"]).unwrap();
         assert_eq!(cli.common.region_code.to_string(), "1707");
         assert_eq!(cli.common.log_format, LogFormat::Json);
         assert!(parse(&["x", "--region-code", "17"]).is_err());
+        let cli =
+            parse(&["x", "--data-dir", "/tmp/o", "--tokens-file", "/t", "--metrics-addr", "127.0.0.1:9100"])
+                .unwrap();
+        assert_eq!(cli.common.data_dir.as_deref(), Some(std::path::Path::new("/tmp/o")));
+        assert_eq!(cli.common.metrics_addr.map(|a| a.port()), Some(9100));
+        assert!(parse(&["x", "--tokens-file", "/t", "--insecure-no-auth"]).is_err(), "conflicting");
+        assert!(parse(&["x", "--outbox-entries-max", "0"]).is_err());
     }
 }

@@ -45,7 +45,7 @@ impl KitError {
     pub fn reason_code(&self) -> ReasonCode {
         match self {
             KitError::Input { rejection, .. } | KitError::Event(rejection) => rejection.code,
-            KitError::Publish(_) => ReasonCode::PublishFailed,
+            KitError::Publish(e) => e.reason,
         }
     }
 }
@@ -56,8 +56,11 @@ impl KitError {
 ///   belongs to another MPP than the one this service runs for), which is
 ///   `FAILED_PRECONDITION`: the request is well-formed, but this deployment
 ///   cannot act on it.
-/// - Publish failures are `UNAVAILABLE` with `PUBLISH_FAILED`; the message
-///   names the event ids involved and says whether any of them may be stored.
+/// - Publish failures are `UNAVAILABLE`, with the publisher's reason:
+///   `PUBLISH_FAILED` (JetStream did not acknowledge), `OUTBOX_FULL` (the
+///   durable outbox is at its limit) or `UNAVAILABLE` (the outbox cannot write
+///   or is shutting down). The message names the event ids involved and says
+///   whether any of them may be stored.
 pub fn to_status(err: &KitError) -> Status {
     let reason = err.reason_code();
     let code = match err {
@@ -109,6 +112,7 @@ mod tests {
     #[test]
     fn publish_failures_are_unavailable() {
         let s = to_status(&KitError::Publish(PublishError {
+            reason: ReasonCode::PublishFailed,
             event_id: "0190-x".into(),
             outcome: PublishOutcome::Unknown,
             attempts: 3,
@@ -118,6 +122,16 @@ mod tests {
         assert_eq!(s.code(), Code::Unavailable);
         assert_eq!(reason_of(&s), "PUBLISH_FAILED");
         assert!(s.message().contains("0190-x"), "{}", s.message());
+        let s = to_status(&KitError::Publish(PublishError {
+            reason: ReasonCode::OutboxFull,
+            event_id: "0190-y".into(),
+            outcome: PublishOutcome::NotStored,
+            attempts: 1,
+            last_error: "outbox full".into(),
+            accepted_before: vec![],
+        }));
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(reason_of(&s), "OUTBOX_FULL");
     }
 
     #[test]

@@ -95,6 +95,12 @@ impl EventBuilder {
         &self.agency
     }
 
+    /// Now on the builder's clock, in Unix milliseconds (for input checks
+    /// that must agree with the validation gate, e.g. appointment times).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// Builds an event with a fresh UUIDv7 event id.
     pub fn build(
         &self,

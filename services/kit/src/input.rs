@@ -118,6 +118,53 @@ pub fn list(field: &'static str, values: &[String], required: bool) -> Result<Ve
     values.iter().map(|v| text(field, v, true)).collect()
 }
 
+/// An amount of money in whole rupiah that a citizen pays or is billed:
+/// `MISSING_FIELD` when 0 (proto3's unset value), `INVALID_FIELD_VALUE` when
+/// negative or above `max_idr` (the agency's documented ceiling for that
+/// field, itself capped at `limits::AMOUNT_IDR_MAX`). Returned unchanged.
+pub fn amount_idr(field: &'static str, value: i64, max_idr: i64) -> Result<i64, KitError> {
+    let max_idr = max_idr.min(limits::AMOUNT_IDR_MAX);
+    if value == 0 {
+        return Err(KitError::input(field, ReasonCode::MissingField, "an amount in rupiah is required"));
+    }
+    if value < 0 || value > max_idr {
+        return Err(KitError::input(
+            field,
+            ReasonCode::InvalidFieldValue,
+            format!("{value} rupiah is not an amount this service bills; expected 1..={max_idr} rupiah"),
+        ));
+    }
+    Ok(value)
+}
+
+/// The time of an appointment, survey, inspection or installation in Unix
+/// milliseconds, given the edge's clock `now_ms`: `MISSING_FIELD` when 0
+/// (unset), `INVALID_FIELD_VALUE` before 2000-01-01 or more than
+/// `limits::APPOINTMENT_AHEAD_MS_MAX` after `now_ms` (the hub's own bounds).
+/// Returned unchanged.
+pub fn appointment_at_ms(field: &'static str, value: i64, now_ms: i64) -> Result<i64, KitError> {
+    if value == 0 {
+        return Err(KitError::input(
+            field,
+            ReasonCode::MissingField,
+            "a time in Unix milliseconds is required",
+        ));
+    }
+    let latest = now_ms.saturating_add(limits::APPOINTMENT_AHEAD_MS_MAX);
+    if value < limits::OCCURRED_AT_MS_MIN || value > latest {
+        return Err(KitError::input(
+            field,
+            ReasonCode::InvalidFieldValue,
+            format!(
+                "{value} is not a time this service can schedule; expected Unix milliseconds between \
+                 2000-01-01 and {} ms from now",
+                limits::APPOINTMENT_AHEAD_MS_MAX
+            ),
+        ));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +222,29 @@ mod tests {
         assert_eq!(code(list("dokumen", &["".to_owned()], false)), ReasonCode::MissingField);
         assert_eq!(list("dokumen", &["KK lama".to_owned()], true).unwrap(), vec!["KK lama".to_owned()]);
         assert_eq!(code(message::<u8>("langkah", None)), ReasonCode::MissingField);
+    }
+
+    #[test]
+    fn amounts_and_appointment_times() {
+        assert_eq!(amount_idr("jumlah", 350_000, 1_000_000).unwrap(), 350_000);
+        assert_eq!(amount_idr("jumlah", 1_000_000, 1_000_000).unwrap(), 1_000_000);
+        assert_eq!(code(amount_idr("jumlah", 0, 1_000_000)), ReasonCode::MissingField);
+        assert_eq!(code(amount_idr("jumlah", -1, 1_000_000)), ReasonCode::InvalidFieldValue);
+        assert_eq!(code(amount_idr("jumlah", 1_000_001, 1_000_000)), ReasonCode::InvalidFieldValue);
+        assert_eq!(code(amount_idr("jumlah", i64::MAX, i64::MAX)), ReasonCode::InvalidFieldValue);
+        let err = amount_idr("jumlah_pnbp", -5, 10).unwrap_err();
+        assert!(err.to_string().starts_with("jumlah_pnbp: "), "{err}");
+
+        let now = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        assert_eq!(appointment_at_ms("waktu_ms", now + 86_400_000, now).unwrap(), now + 86_400_000);
+        assert_eq!(code(appointment_at_ms("waktu_ms", 0, now)), ReasonCode::MissingField);
+        assert_eq!(code(appointment_at_ms("waktu_ms", -1, now)), ReasonCode::InvalidFieldValue);
+        assert_eq!(
+            code(appointment_at_ms("waktu_ms", limits::OCCURRED_AT_MS_MIN - 1, now)),
+            ReasonCode::InvalidFieldValue
+        );
+        let latest = now + limits::APPOINTMENT_AHEAD_MS_MAX;
+        assert!(appointment_at_ms("waktu_ms", latest, now).is_ok());
+        assert_eq!(code(appointment_at_ms("waktu_ms", latest + 1, now)), ReasonCode::InvalidFieldValue);
     }
 }

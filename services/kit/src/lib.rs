@@ -11,6 +11,12 @@
 //! - [`ids`]: tracking numbers, application ids, citizen PINs and their verifier;
 //! - [`publish`]: the [`Publisher`] seam and the [`JetStreamPublisher`] behind it
 //!   (`Nats-Msg-Id` = event id, awaiting the PubAck, bounded retries);
+//! - [`outbox`]: the durable outbox in sled ([`OutboxPublisher`], group
+//!   commit, the relay that publishes to JetStream in outbox order);
+//! - [`auth`]: bearer tokens of the calling back-office systems, checked by
+//!   the [`AuthInterceptor`];
+//! - [`metrics`]: the `/metrics` endpoint;
+//! - [`run`](mod@run): [`run()`], the one function an agency binary calls;
 //! - [`stream`]: the one definition of the `MPP_EVENTS` stream;
 //! - [`catalogue`]: service standards and their deterministic event ids;
 //! - [`agency`]: the [`Agency`] handle an RPC implementation calls;
@@ -19,9 +25,46 @@
 //!   shutdown), common flags and tracing set-up.
 //!
 //! Guarantee: an RPC is answered "accepted" only after every event it produced
-//! was acknowledged by JetStream (a PubAck), in order. A later issue puts a
-//! durable outbox behind the same [`Publisher`] trait; the answer then means
-//! "durably queued", and the RPC code does not change.
+//! is durably in the service's outbox (one sled batch, flushed); the relay
+//! then publishes it to JetStream with `Nats-Msg-Id` = event id until a PubAck
+//! arrives, across NATS outages and restarts. The answer carries the event
+//! ids, no stream sequence. (With the [`JetStreamPublisher`] instead, used by
+//! tests, "accepted" means "acknowledged by JetStream".)
+//!
+//! # Writing an agency binary
+//!
+//! An agency binary is its flags, its agency id, its standards and its
+//! generated service; [`run()`] does everything else — tracing, client
+//! authentication (`--tokens-file` or `--insecure-no-auth`), the outbox in
+//! `--data-dir`, the NATS connection and relay, `/metrics` on
+//! `--metrics-addr`, gRPC health and reflection, graceful shutdown:
+//!
+//! ```text
+//! #[derive(clap::Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     common: mpp_agency_kit::CommonArgs,
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     let m = with_grpc_addr_default(Cli::command(), "127.0.0.1:50062").get_matches();
+//!     let cli = Cli::from_arg_matches(&m)?;
+//!     let config = mpp_agency_kit::AgencyConfig {
+//!         agency_id: AgencyId::parse("imigrasi")?,
+//!         args: cli.common,
+//!         standards: mpp_imigrasi::catalogue()?,
+//!     };
+//!     mpp_agency_kit::run(config, |agency| ImigrasiServiceServer::new(Imigrasi::new(agency))).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Handlers find the authenticated calling system in the request extensions
+//! (`request.extensions().get::<mpp_agency_kit::ClientId>()`); every log line
+//! of a call carries it in the `rpc` span. Client tokens are stored hashed:
+//! `printf %s "$TOKEN" | sha256sum` gives the line `client_id:<hash>` of the
+//! tokens file.
 //!
 //! Architecture invariant: the kit knows nothing about any one agency's
 //! vocabulary; services know nothing about NATS.
@@ -30,24 +73,31 @@
 #![deny(unreachable_pub)]
 
 pub mod agency;
+pub mod auth;
 pub mod catalogue;
 pub mod cli;
 pub mod error;
 pub mod event;
 pub mod ids;
 pub mod input;
+pub mod metrics;
+pub mod outbox;
 pub mod publish;
+pub mod run;
 pub mod server;
 pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use agency::{Agency, Filed};
+pub use auth::{AuthInterceptor, AuthMode, ClientId, TokenTable};
 pub use catalogue::{standard_event_id, ServiceStandardSpec};
 pub use cli::{init_tracing, CommonArgs, LogFormat};
 pub use error::{to_status, KitError, REASON_CODE_METADATA_KEY};
 pub use event::{Clock, EventBuilder, OutgoingEvent, SystemClock};
 pub use ids::{allocate_tracking_number, new_application_id, pin_verifier, Pin, PinPepper};
+pub use outbox::{Outbox, OutboxConfig, OutboxPublisher, OutboxSnapshot, OutboxStatus, RelayConfig};
 pub use publish::{Accepted, JetStreamPublisher, PubAckInfo, PublishError, Publisher};
-pub use server::{serve, shutdown_signal};
+pub use run::{run, run_with, AgencyConfig, Listeners, RunError};
+pub use server::{serve, serve_with_readiness, shutdown_signal, Readiness};
 pub use stream::{ensure_stream, stream_config, STREAM_NAME, STREAM_SUBJECTS};

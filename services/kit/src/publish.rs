@@ -7,9 +7,9 @@
 //! is recognised by JetStream's duplicate window and acknowledged as a
 //! duplicate instead of being stored twice.
 //!
-//! A later issue puts a durable outbox behind [`Publisher`]: it will accept an
-//! event once it is in the outbox and publish it (with the same machinery)
-//! in the background. RPC implementations only see the trait.
+//! [`crate::outbox::OutboxPublisher`] is the other implementation: it accepts
+//! an event once it is durably in the service's outbox and publishes it in
+//! the background. RPC implementations only see the trait.
 
 use std::fmt;
 use std::future::Future;
@@ -20,6 +20,7 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, context::ContextBuilder};
 use bytes::Bytes;
+use mpp_core::ReasonCode;
 use mpp_proto::v1 as pb;
 use prost::Message as _;
 
@@ -59,9 +60,12 @@ pub struct PubAckInfo {
 pub struct Accepted {
     /// The event id.
     pub event_id: String,
-    /// The PubAck, when the event is already in JetStream. `None` is reserved
-    /// for a publisher that accepts into a durable outbox and publishes later.
+    /// The PubAck, when the event is already in JetStream. `None` for a
+    /// publisher that accepts into a durable outbox and publishes later.
     pub ack: Option<PubAckInfo>,
+    /// The event's outbox sequence, when it was accepted into a durable
+    /// outbox (the event is flushed to disk under this key).
+    pub outbox_seq: Option<u64>,
 }
 
 /// Whether a failed event may nevertheless be in the stream.
@@ -76,6 +80,9 @@ pub enum PublishOutcome {
 /// Why an event could not be published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishError {
+    /// The stable reason code the caller sees: `PUBLISH_FAILED` (JetStream),
+    /// `OUTBOX_FULL` or `UNAVAILABLE` (the outbox cannot take the call).
+    pub reason: ReasonCode,
     /// The event that failed.
     pub event_id: String,
     /// Whether it may be stored anyway.
@@ -121,8 +128,9 @@ pub trait Publisher: Send + Sync + fmt::Debug {
     fn publish_all<'a>(&'a self, events: &'a [OutgoingEvent]) -> PublishFuture<'a>;
 }
 
-fn too_many(events: &[OutgoingEvent]) -> Option<PublishError> {
+pub(crate) fn too_many(events: &[OutgoingEvent]) -> Option<PublishError> {
     (events.len() > EVENTS_PER_CALL_MAX).then(|| PublishError {
+        reason: ReasonCode::PublishFailed,
         event_id: events.first().map(|e| e.event_id().to_owned()).unwrap_or_default(),
         outcome: PublishOutcome::NotStored,
         attempts: 0,
@@ -203,6 +211,7 @@ impl JetStreamPublisher {
             if !transient || attempt >= PUBLISH_ATTEMPTS_MAX {
                 tracing::error!(attempt, error = %err, "Event publish failed");
                 return Err(PublishError {
+                    reason: ReasonCode::PublishFailed,
                     event_id,
                     outcome,
                     attempts: attempt,
@@ -226,7 +235,11 @@ impl Publisher for JetStreamPublisher {
             let mut accepted = Vec::with_capacity(events.len());
             for ev in events {
                 match self.publish(ev.subject(), ev.envelope()).await {
-                    Ok(ack) => accepted.push(Accepted { event_id: ev.event_id().to_owned(), ack: Some(ack) }),
+                    Ok(ack) => accepted.push(Accepted {
+                        event_id: ev.event_id().to_owned(),
+                        ack: Some(ack),
+                        outbox_seq: None,
+                    }),
                     Err(mut err) => {
                         err.accepted_before = accepted.into_iter().map(|a| a.event_id).collect();
                         return Err(err);
@@ -245,6 +258,7 @@ mod tests {
     #[test]
     fn error_text_says_what_may_be_stored() {
         let mut e = PublishError {
+            reason: ReasonCode::PublishFailed,
             event_id: "e2".into(),
             outcome: PublishOutcome::Unknown,
             attempts: 3,

@@ -25,8 +25,10 @@ pub const GRPC_CONNECTIONS_MAX: usize = 256;
 pub const GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX: usize = 64;
 
 /// Longest a request may run, in milliseconds, before it fails with
-/// `CANCELLED`. Covers two events published with every retry
-/// (2 × ≈ 9.6 s, see [`crate::publish::PUBLISH_RETRY_BACKOFF_MS`]).
+/// `CANCELLED`. With the outbox a call waits for one group-commit flush (and,
+/// under a burst, its place in the writer's queue); with the direct
+/// [`crate::JetStreamPublisher`] it covers two events published with every
+/// retry (2 × ≈ 9.6 s, see [`crate::publish::PUBLISH_RETRY_BACKOFF_MS`]).
 pub const GRPC_REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 /// After the shutdown signal, how long open connections may drain, in
@@ -36,6 +38,17 @@ pub const SHUTDOWN_DRAIN_MS_MAX: u64 = 15_000;
 /// Pause after a failed `accept` (e.g. out of file descriptors), in
 /// milliseconds, so the accept loop does not spin.
 pub const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
+
+/// How often gRPC health asks the [`Readiness`] source, in milliseconds.
+pub const HEALTH_POLL_MS: u64 = 1_000;
+
+/// Whether the service can take calls right now, for gRPC health. The
+/// outbox's [`crate::outbox::OutboxStatus`] is one: NOT_SERVING while it is
+/// full, its last write failed, or it is shutting down.
+pub trait Readiness: Send + Sync + std::fmt::Debug {
+    /// `Ok` when calls can be taken, else why not.
+    fn check(&self) -> Result<(), String>;
+}
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +75,26 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    serve_with_readiness(routes, serving, listener, shutdown, None).await
+}
+
+/// [`serve`], with the health of each of `serving` following `readiness`
+/// (asked every [`HEALTH_POLL_MS`]; changes are logged): SERVING while it
+/// says `Ok`, NOT_SERVING otherwise, and NOT_SERVING once shutdown begins.
+/// The overall health (service name `""`) stays SERVING while the process
+/// serves.
+pub async fn serve_with_readiness(
+    routes: Routes,
+    serving: &[&'static str],
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    readiness: Option<Arc<dyn Readiness>>,
+) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in serving {
         health.set_service_status(*name, ServingStatus::Serving).await;
     }
+    let poller = readiness.map(|r| tokio::spawn(follow_readiness(health.clone(), serving.to_vec(), r)));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(mpp_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -79,6 +108,9 @@ pub async fn serve(
     let signal = async move {
         shutdown.await;
         tracing::info!("Shutting down: draining gRPC connections");
+        if let Some(poller) = poller {
+            poller.abort();
+        }
         for name in names {
             health.set_service_status(name, ServingStatus::NotServing).await;
         }
@@ -105,6 +137,38 @@ pub async fn serve(
     }
     tracing::info!("gRPC server stopped");
     Ok(())
+}
+
+/// Sets the health of `names` from `readiness`, every [`HEALTH_POLL_MS`].
+async fn follow_readiness(
+    health: tonic_health::server::HealthReporter,
+    names: Vec<&'static str>,
+    readiness: Arc<dyn Readiness>,
+) {
+    let mut was_ready = true;
+    let mut tick = tokio::time::interval(Duration::from_millis(HEALTH_POLL_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = readiness.check();
+        if now.is_ok() == was_ready {
+            continue;
+        }
+        was_ready = now.is_ok();
+        let status = match &now {
+            Ok(()) => {
+                tracing::info!(services = ?names, "Service can take calls again: health SERVING");
+                ServingStatus::Serving
+            }
+            Err(why) => {
+                tracing::warn!(services = ?names, reason = %why, "Service cannot take calls: health NOT_SERVING");
+                ServingStatus::NotServing
+            }
+        };
+        for name in &names {
+            health.set_service_status(*name, status).await;
+        }
+    }
 }
 
 /// Resolves on ctrl-c (SIGINT) or, on Unix, SIGTERM. If a handler cannot be

@@ -44,6 +44,7 @@ impl Publisher for MemoryPublisher {
             for ev in events {
                 if self.fail_from.is_some_and(|n| stored.len() >= n) {
                     return Err(PublishError {
+                        reason: mpp_core::ReasonCode::PublishFailed,
                         event_id: ev.event_id().to_owned(),
                         outcome: PublishOutcome::NotStored,
                         attempts: 1,
@@ -59,11 +60,17 @@ impl Publisher for MemoryPublisher {
                         stream_seq: stored.len() as u64,
                         duplicate: false,
                     }),
+                    outbox_seq: None,
                 });
             }
             Ok(accepted)
         })
     }
+}
+
+/// A local TCP port that was free a moment ago (bound and released).
+pub fn free_port() -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// How long a test waits for its nats-server to accept connections, in milliseconds.
@@ -83,7 +90,12 @@ impl NatsServer {
     /// Starts the server (it may not accept connections yet: use
     /// [`NatsServer::connect`]).
     pub fn start() -> io::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        Self::start_on(free_port()?)
+    }
+
+    /// Starts the server on `port` (e.g. one from [`free_port`] that a client
+    /// was pointed at before the server existed).
+    pub fn start_on(port: u16) -> io::Result<Self> {
         let dir = std::env::temp_dir().join(format!("mpp-nats-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(dir.join("js"))?;
         let conf = dir.join("nats.conf");

@@ -1,0 +1,184 @@
+//! A tiny `/metrics` endpoint in the Prometheus text format (version 0.0.4),
+//! served with a plain [`TcpListener`] and a hand-written HTTP/1.1 answer: one
+//! request per connection, `GET /metrics` only.
+//!
+//! Metrics:
+//!
+//! | name | type | meaning |
+//! |---|---|---|
+//! | `mpp_outbox_depth` | gauge | events in the outbox, waiting for their PubAck |
+//! | `mpp_outbox_bytes` | gauge | bytes of those events |
+//! | `mpp_outbox_oldest_age_seconds` | gauge | age of the oldest waiting event (0 when empty) |
+//! | `mpp_outbox_published_total` | counter | events acknowledged by JetStream |
+//! | `mpp_outbox_publish_errors_total` | counter | failed publish attempts |
+//! | `mpp_outbox_accepted_events_total` | counter | events accepted into the outbox |
+//! | `mpp_outbox_flushes_total` | counter | group-commit flushes |
+//! | `mpp_outbox_full_total` | counter | calls refused with `OUTBOX_FULL` |
+//! | `mpp_auth_failures_total` | counter | calls refused with `UNAUTHENTICATED` |
+//!
+//! Alert on `mpp_outbox_oldest_age_seconds`: it grows while JetStream does
+//! not take events, and the outbox fills behind it.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::outbox::OutboxStatus;
+
+/// Most metrics connections served at once; more wait in the backlog.
+pub const METRICS_CONNECTIONS_MAX: usize = 8;
+
+/// Largest request head read, in bytes; a longer one is refused.
+pub const METRICS_REQUEST_BYTES_MAX: usize = 8 * 1024;
+
+/// Longest one metrics connection may take, in milliseconds.
+pub const METRICS_CONNECTION_TIMEOUT_MS: u64 = 5_000;
+
+/// What the endpoint reports.
+#[derive(Debug, Clone)]
+pub struct MetricsSource {
+    /// The outbox.
+    pub outbox: OutboxStatus,
+    /// Calls refused by authentication.
+    pub auth_failures: Arc<AtomicU64>,
+}
+
+/// The metrics text.
+pub fn render(source: &MetricsSource) -> String {
+    let s = source.outbox.snapshot();
+    let mut out = String::with_capacity(1024);
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+    };
+    metric(
+        "mpp_outbox_depth",
+        "gauge",
+        "Events in the outbox waiting for their JetStream PubAck.",
+        s.depth.to_string(),
+    );
+    metric("mpp_outbox_bytes", "gauge", "Bytes of the events waiting in the outbox.", s.bytes.to_string());
+    metric(
+        "mpp_outbox_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest event waiting in the outbox (0 when empty).",
+        format!("{:.3}", s.oldest_age_s),
+    );
+    metric(
+        "mpp_outbox_published_total",
+        "counter",
+        "Events acknowledged by JetStream, duplicates included.",
+        s.published_total.to_string(),
+    );
+    metric(
+        "mpp_outbox_publish_errors_total",
+        "counter",
+        "Failed attempts to publish outbox events.",
+        s.publish_errors_total.to_string(),
+    );
+    metric(
+        "mpp_outbox_accepted_events_total",
+        "counter",
+        "Events accepted into the outbox.",
+        s.accepted_events_total.to_string(),
+    );
+    metric(
+        "mpp_outbox_flushes_total",
+        "counter",
+        "Group-commit flushes of the outbox.",
+        s.flushes_total.to_string(),
+    );
+    metric(
+        "mpp_outbox_full_total",
+        "counter",
+        "Calls refused because the outbox was full.",
+        s.full_total.to_string(),
+    );
+    metric(
+        "mpp_auth_failures_total",
+        "counter",
+        "Calls refused because the caller presented no valid token.",
+        source.auth_failures.load(Ordering::Relaxed).to_string(),
+    );
+    out
+}
+
+/// Serves `/metrics` on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, source: MetricsSource, shutdown: impl Future<Output = ()> + Send) {
+    let permits = Arc::new(Semaphore::new(METRICS_CONNECTIONS_MAX));
+    tracing::info!(addr = ?listener.local_addr().ok(), "Metrics endpoint listening");
+    let accept = async {
+        loop {
+            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let source = source.clone();
+                    tokio::spawn(async move {
+                        let timeout = Duration::from_millis(METRICS_CONNECTION_TIMEOUT_MS);
+                        if let Err(e) = tokio::time::timeout(timeout, answer(stream, &source)).await {
+                            tracing::debug!(error = %e, "Metrics connection timed out");
+                        }
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Accepting a metrics connection failed");
+                    tokio::time::sleep(Duration::from_millis(crate::server::ACCEPT_ERROR_BACKOFF_MS)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = accept => {}
+        () = shutdown => {}
+    }
+}
+
+async fn answer(mut stream: TcpStream, source: &MetricsSource) {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    let complete = loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            break true;
+        }
+        if buf.len() > METRICS_REQUEST_BYTES_MAX {
+            break false;
+        }
+    };
+    let first_line = buf.split(|&b| b == b'\r').next().unwrap_or(&[]);
+    let mut parts = first_line.split(|&b| b == b' ');
+    let (method, target) = (parts.next().unwrap_or(&[]), parts.next().unwrap_or(&[]));
+    let path = target.split(|&b| b == b'?').next().unwrap_or(&[]);
+    let (status, body) = if !complete {
+        ("400 Bad Request", "bad request\n".to_owned())
+    } else if path != b"/metrics" {
+        ("404 Not Found", "only /metrics is served here\n".to_owned())
+    } else if method != b"GET" && method != b"HEAD" {
+        ("405 Method Not Allowed", "use GET\n".to_owned())
+    } else {
+        ("200 OK", render(source))
+    };
+    let content_type = if status.starts_with("200") {
+        "text/plain; version=0.0.4; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if method != b"HEAD" {
+        response.push_str(&body);
+    }
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}

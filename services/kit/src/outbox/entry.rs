@@ -1,0 +1,177 @@
+//! The on-disk form of one outbox entry.
+//!
+//! Key: the outbox sequence as 8 bytes big-endian, so sled's key order is the
+//! outbox order. Value (format 1):
+//!
+//! ```text
+//! u8      format = 1
+//! i64 BE  enqueued_at_ms (the service's clock when the entry was written)
+//! u16 BE  subject length, then the subject (UTF-8)
+//! u8      event id length, then the event id (UTF-8, canonical UUIDv7 text)
+//! ...     the encoded mpp.v1.Envelope (the message payload), to the end
+//! ```
+//!
+//! Every length is checked on write and on read; a value that does not parse
+//! is reported, never guessed at.
+
+use bytes::Bytes;
+use mpp_core::limits;
+
+/// The format byte of entries written by this version.
+pub const ENTRY_FORMAT: u8 = 1;
+
+/// Bytes of the fixed header before the subject (format, time, subject length).
+const HEADER_BYTES: usize = 1 + 8 + 2;
+
+/// Longest event id accepted in an entry, in bytes (a UUID's text is 36).
+pub const EVENT_ID_BYTES_MAX: usize = 64;
+
+/// Largest value of one entry, in bytes: header, subject, event id, payload.
+pub const ENTRY_BYTES_MAX: usize =
+    HEADER_BYTES + limits::SUBJECT_BYTES_MAX + 1 + EVENT_ID_BYTES_MAX + limits::MESSAGE_BYTES_MAX;
+
+/// One event as stored in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Its outbox sequence.
+    pub seq: u64,
+    /// When it was written to the outbox, Unix milliseconds (service clock).
+    pub enqueued_at_ms: i64,
+    /// The NATS subject.
+    pub subject: String,
+    /// The event id, sent as `Nats-Msg-Id`.
+    pub event_id: String,
+    /// The encoded envelope.
+    pub payload: Bytes,
+}
+
+/// Why an entry could not be written or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// A part is longer than the format allows.
+    #[error("outbox entry {part} is {len} bytes, more than {max}")]
+    TooLong {
+        /// Which part.
+        part: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A stored value does not parse.
+    #[error("outbox entry {seq} is corrupt: {what}")]
+    Corrupt {
+        /// The entry's sequence.
+        seq: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
+}
+
+/// The key of outbox sequence `seq`.
+pub(crate) fn key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// The sequence of a key (`None` if it is not 8 bytes).
+pub(crate) fn seq_of(key: &[u8]) -> Option<u64> {
+    let eight: [u8; 8] = key.try_into().ok()?;
+    Some(u64::from_be_bytes(eight))
+}
+
+/// Encodes one entry's value.
+pub(crate) fn encode(
+    enqueued_at_ms: i64,
+    subject: &str,
+    event_id: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, EntryError> {
+    let check = |part, len, max| if len > max { Err(EntryError::TooLong { part, len, max }) } else { Ok(()) };
+    check("subject", subject.len(), limits::SUBJECT_BYTES_MAX)?;
+    check("event id", event_id.len(), EVENT_ID_BYTES_MAX)?;
+    check("payload", payload.len(), limits::MESSAGE_BYTES_MAX)?;
+    let mut out = Vec::with_capacity(HEADER_BYTES + subject.len() + 1 + event_id.len() + payload.len());
+    out.push(ENTRY_FORMAT);
+    out.extend_from_slice(&enqueued_at_ms.to_be_bytes());
+    // Both lengths were checked against limits that fit their widths.
+    out.extend_from_slice(&(subject.len() as u16).to_be_bytes());
+    out.extend_from_slice(subject.as_bytes());
+    out.push(event_id.len() as u8);
+    out.extend_from_slice(event_id.as_bytes());
+    out.extend_from_slice(payload);
+    Ok(out)
+}
+
+/// Reads the enqueue time of a stored value without decoding the rest.
+pub(crate) fn enqueued_at_ms(value: &[u8]) -> Option<i64> {
+    let eight: [u8; 8] = value.get(1..9)?.try_into().ok()?;
+    (value.first() == Some(&ENTRY_FORMAT)).then(|| i64::from_be_bytes(eight))
+}
+
+/// Decodes the value of entry `seq`.
+pub(crate) fn decode(seq: u64, value: &[u8]) -> Result<StoredEvent, EntryError> {
+    let corrupt = |what| EntryError::Corrupt { seq, what };
+    if value.len() > ENTRY_BYTES_MAX {
+        return Err(corrupt("longer than the largest entry"));
+    }
+    if value.first() != Some(&ENTRY_FORMAT) {
+        return Err(corrupt("unknown format byte"));
+    }
+    let enqueued_at_ms = enqueued_at_ms(value).ok_or_else(|| corrupt("truncated header"))?;
+    let subject_len = value
+        .get(9..11)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        .ok_or_else(|| corrupt("truncated header"))?;
+    let subject_end = HEADER_BYTES + subject_len;
+    let subject = value.get(HEADER_BYTES..subject_end).ok_or_else(|| corrupt("truncated subject"))?;
+    let id_len = usize::from(*value.get(subject_end).ok_or_else(|| corrupt("truncated event id length"))?);
+    let id_end = subject_end + 1 + id_len;
+    let event_id = value.get(subject_end + 1..id_end).ok_or_else(|| corrupt("truncated event id"))?;
+    let payload = value.get(id_end..).ok_or_else(|| corrupt("truncated payload"))?;
+    if subject.is_empty() || event_id.is_empty() || payload.is_empty() {
+        return Err(corrupt("empty subject, event id or payload"));
+    }
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| corrupt("text is not UTF-8"));
+    Ok(StoredEvent {
+        seq,
+        enqueued_at_ms,
+        subject: text(subject)?,
+        event_id: text(event_id)?,
+        payload: Bytes::copy_from_slice(payload),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_key_order() {
+        let v = encode(1_767_225_600_000, "mpp.events.dukcapil.kk", "0190-abc", b"\x08\x01payload").unwrap();
+        let e = decode(7, &v).unwrap();
+        assert_eq!(e.seq, 7);
+        assert_eq!(e.enqueued_at_ms, 1_767_225_600_000);
+        assert_eq!(e.subject, "mpp.events.dukcapil.kk");
+        assert_eq!(e.event_id, "0190-abc");
+        assert_eq!(&e.payload[..], b"\x08\x01payload");
+        assert_eq!(enqueued_at_ms(&v), Some(1_767_225_600_000));
+        assert!(key(255) < key(256), "big-endian keys sort numerically");
+        assert_eq!(seq_of(&key(u64::MAX - 1)), Some(u64::MAX - 1));
+        assert_eq!(seq_of(b"short"), None);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let v = encode(1, "s", "id", b"p").unwrap();
+        for cut in 0..v.len() {
+            assert!(decode(1, &v[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut other = v.clone();
+        other[0] = 9;
+        assert!(matches!(decode(1, &other), Err(EntryError::Corrupt { seq: 1, .. })));
+        assert!(encode(1, &"s".repeat(limits::SUBJECT_BYTES_MAX + 1), "id", b"p").is_err());
+        assert!(encode(1, "s", &"i".repeat(EVENT_ID_BYTES_MAX + 1), b"p").is_err());
+        assert!(encode(1, "s", "id", &vec![0; limits::MESSAGE_BYTES_MAX + 1]).is_err());
+        assert!(encode(1, "s", "id", &vec![0; limits::MESSAGE_BYTES_MAX]).is_ok());
+    }
+}

@@ -1,0 +1,412 @@
+//! The relay task: outbox entries to JetStream, in outbox order, each kept
+//! until its PubAck (see the module docs of [`super`]).
+
+use std::collections::VecDeque;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::{ContextBuilder, PublishError as JsPublishError};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::publish::PublishAck;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use super::{entry, Counters, EntryError, Store, KEY_BYTES};
+use crate::event::Clock;
+use crate::publish::PUBACK_TIMEOUT_MS;
+use crate::stream::{ensure_stream, STREAM_NAME};
+
+/// Most events sent and awaiting their PubAck at once. Acknowledgements are
+/// taken in the order of sending.
+pub const PUBLISH_IN_FLIGHT_MAX: usize = 256;
+
+/// First wait after a failure, in milliseconds; doubled after each further
+/// failure up to [`RELAY_BACKOFF_MS_MAX`], back to this after a success.
+pub const RELAY_BACKOFF_MS_MIN: u64 = 100;
+
+/// Longest wait between two attempts, in milliseconds.
+pub const RELAY_BACKOFF_MS_MAX: u64 = 5_000;
+
+/// Most acknowledged entries deleted in one sled batch. Deletes are also made
+/// whenever nothing is in flight.
+pub const DELETE_BATCH_MAX: usize = 256;
+
+/// How often the relay looks at the NATS connection while it is down, in
+/// milliseconds (it sends nothing until the client is connected).
+pub const RELAY_CONNECTION_POLL_MS: u64 = 100;
+
+/// Longest the idle relay waits for a new-entries signal before looking at
+/// the outbox anyway, in milliseconds (a safety net; the writer signals).
+pub const RELAY_IDLE_POLL_MS: u64 = 1_000;
+
+/// After the drain deadline of a shutdown, how long the relay may take to
+/// stop (record its last deletions), in milliseconds, before it is aborted.
+pub const RELAY_STOP_WAIT_MS: u64 = 2_000;
+
+/// Least time between two warnings about failing publishes or an outbox that
+/// does not drain, in milliseconds (the rest are counted, not logged).
+pub const RELAY_WARN_INTERVAL_MS: u64 = 30_000;
+
+/// An outbox whose oldest entry is older than this, in seconds, is reported
+/// in a warning (every [`RELAY_WARN_INTERVAL_MS`]).
+pub const OUTBOX_AGE_WARN_S: f64 = 60.0;
+
+/// How the relay publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// The events stream: every message carries `Nats-Expected-Stream` = this.
+    pub stream: String,
+    /// Create the stream (with [`crate::stream::stream_config`]) before
+    /// publishing, retrying until it succeeds. Off where the agency may only
+    /// publish.
+    pub ensure_stream: bool,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self { stream: STREAM_NAME.to_owned(), ensure_stream: true }
+    }
+}
+
+/// What the relay is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Publish forever.
+    Run,
+    /// Publish until the outbox is empty, then stop.
+    Drain,
+    /// Stop now.
+    Stop,
+}
+
+/// The running relay.
+#[derive(Debug)]
+pub(super) struct RelayHandle {
+    mode: watch::Sender<Mode>,
+    task: JoinHandle<()>,
+}
+
+impl RelayHandle {
+    /// Lets the relay empty the outbox for at most `drain`, then stops it.
+    /// Returns whether the outbox was emptied.
+    pub(super) async fn drain(mut self, drain: Duration) -> bool {
+        let _ = self.mode.send(Mode::Drain);
+        if tokio::time::timeout(drain, &mut self.task).await.is_ok() {
+            return true;
+        }
+        let _ = self.mode.send(Mode::Stop);
+        if tokio::time::timeout(Duration::from_millis(RELAY_STOP_WAIT_MS), &mut self.task).await.is_err() {
+            tracing::warn!("Outbox relay did not stop in time; aborting it");
+            self.task.abort();
+            let _ = self.task.await;
+        }
+        false
+    }
+
+    /// Stops the relay at once, as a crash would.
+    pub(super) fn abort(self) {
+        self.task.abort();
+    }
+}
+
+pub(super) fn spawn(
+    store: Arc<Store>,
+    counters: Arc<Counters>,
+    notify: Arc<Notify>,
+    clock: Arc<dyn Clock>,
+    client: async_nats::Client,
+    config: RelayConfig,
+) -> RelayHandle {
+    let (mode_tx, mode_rx) = watch::channel(Mode::Run);
+    let js = ContextBuilder::new().timeout(Duration::from_millis(PUBACK_TIMEOUT_MS)).build(client.clone());
+    let cursor = store.tree.first().ok().flatten().and_then(|(k, _)| entry::seq_of(&k)).unwrap_or(0);
+    let relay = Relay {
+        store,
+        counters,
+        notify,
+        clock,
+        client,
+        js,
+        config,
+        mode: mode_rx,
+        inflight: VecDeque::with_capacity(PUBLISH_IN_FLIGHT_MAX),
+        cursor,
+        done: Vec::with_capacity(DELETE_BATCH_MAX),
+        backoff: Duration::from_millis(RELAY_BACKOFF_MS_MIN),
+        failing_since: None,
+        last_warn: None,
+        errors_since_warn: 0,
+    };
+    RelayHandle { mode: mode_tx, task: tokio::spawn(relay.run()) }
+}
+
+type AckFuture = Pin<Box<dyn Future<Output = Result<PublishAck, JsPublishError>> + Send>>;
+
+/// One sent entry awaiting its PubAck.
+struct InFlight {
+    seq: u64,
+    bytes: u64,
+    ack: AckFuture,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("JetStream publish failed: {0}")]
+    Publish(#[from] JsPublishError),
+    #[error("cannot set up the events stream: {0}")]
+    Stream(#[from] crate::stream::StreamSetupError),
+    #[error("cannot read the outbox: {0}")]
+    Read(#[from] sled::Error),
+    #[error(transparent)]
+    Corrupt(#[from] EntryError),
+}
+
+struct Relay {
+    store: Arc<Store>,
+    counters: Arc<Counters>,
+    notify: Arc<Notify>,
+    clock: Arc<dyn Clock>,
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    config: RelayConfig,
+    mode: watch::Receiver<Mode>,
+    /// Sent entries, consecutive sequences from the oldest unacknowledged one.
+    inflight: VecDeque<InFlight>,
+    /// The next sequence to send.
+    cursor: u64,
+    /// Acknowledged entries not yet deleted: (sequence, bytes).
+    done: Vec<(u64, u64)>,
+    backoff: Duration,
+    failing_since: Option<Instant>,
+    last_warn: Option<Instant>,
+    errors_since_warn: u64,
+}
+
+impl Relay {
+    fn mode(&mut self) -> Mode {
+        // A dropped handle means the outbox is gone: stop.
+        if self.mode.has_changed().is_err() {
+            return Mode::Stop;
+        }
+        *self.mode.borrow_and_update()
+    }
+
+    fn connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
+    }
+
+    async fn run(mut self) {
+        if self.config.ensure_stream && !self.set_up_stream().await {
+            return;
+        }
+        loop {
+            let mode = self.mode();
+            if mode == Mode::Stop {
+                break;
+            }
+            if let Err(e) = self.fill().await {
+                self.failed(e).await;
+                continue;
+            }
+            let Some(front) = self.inflight.front_mut() else {
+                self.delete_done();
+                if mode == Mode::Drain && self.counters.depth.load(Ordering::Relaxed) == 0 {
+                    break;
+                }
+                self.idle().await;
+                continue;
+            };
+            let outcome = tokio::select! {
+                biased;
+                r = &mut front.ack => Some(r),
+                _ = self.mode.changed() => None,
+            };
+            match outcome {
+                Some(Ok(ack)) => self.acked(&ack),
+                Some(Err(e)) => self.failed(e.into()).await,
+                None => {}
+            }
+        }
+        self.delete_done();
+        tracing::debug!(cursor = self.cursor, "Outbox relay stopped");
+    }
+
+    /// Creates the events stream, retrying until it works. False if told to
+    /// stop first.
+    async fn set_up_stream(&mut self) -> bool {
+        loop {
+            if self.mode() == Mode::Stop {
+                return false;
+            }
+            if self.connected() {
+                match ensure_stream(&self.js).await {
+                    Ok(_) => return true,
+                    Err(e) => self.failed(e.into()).await,
+                }
+            } else {
+                self.wait(Duration::from_millis(RELAY_CONNECTION_POLL_MS)).await;
+            }
+        }
+    }
+
+    /// Sends entries from the cursor until [`PUBLISH_IN_FLIGHT_MAX`] are in
+    /// flight. Sends nothing while the client is not connected.
+    async fn fill(&mut self) -> Result<(), RelayError> {
+        let room = PUBLISH_IN_FLIGHT_MAX.saturating_sub(self.inflight.len());
+        if room == 0 || !self.connected() {
+            return Ok(());
+        }
+        let mut batch = Vec::with_capacity(room.min(64));
+        for kv in self.store.tree.range(&entry::key(self.cursor)[..]..).take(room) {
+            let (k, v) = kv?;
+            let seq = entry::seq_of(&k)
+                .ok_or(EntryError::Corrupt { seq: self.cursor, what: "key is not 8 bytes" })?;
+            batch.push((entry::decode(seq, &v)?, KEY_BYTES + v.len() as u64));
+        }
+        for (ev, bytes) in batch {
+            let message = PublishMessage::build()
+                .payload(ev.payload)
+                .message_id(&ev.event_id)
+                .expected_stream(&self.config.stream);
+            let ack = self.js.send_publish(ev.subject, message).await?;
+            self.inflight.push_back(InFlight { seq: ev.seq, bytes, ack: ack.into_future() });
+            self.cursor = ev.seq + 1;
+        }
+        Ok(())
+    }
+
+    fn acked(&mut self, ack: &PublishAck) {
+        let Some(sent) = self.inflight.pop_front() else { return };
+        self.counters.published_total.fetch_add(1, Ordering::Relaxed);
+        if ack.duplicate {
+            tracing::debug!(
+                seq = sent.seq,
+                stream_seq = ack.sequence,
+                "Outbox entry was already in the stream"
+            );
+        }
+        self.done.push((sent.seq, sent.bytes));
+        if let Some(since) = self.failing_since.take() {
+            tracing::info!(
+                failed_for_ms = since.elapsed().as_millis() as u64,
+                errors = self.errors_since_warn,
+                "Outbox publishing resumed"
+            );
+            self.errors_since_warn = 0;
+            self.last_warn = None;
+        }
+        self.backoff = Duration::from_millis(RELAY_BACKOFF_MS_MIN);
+        if self.done.len() >= DELETE_BATCH_MAX {
+            self.delete_done();
+        }
+    }
+
+    /// Deletes acknowledged entries in one batch (not flushed: see the module
+    /// docs). On failure they stay listed and are tried again.
+    fn delete_done(&mut self) {
+        if self.done.is_empty() {
+            return;
+        }
+        let mut batch = sled::Batch::default();
+        for (seq, _) in &self.done {
+            batch.remove(&entry::key(*seq)[..]);
+        }
+        match self.store.tree.apply_batch(batch) {
+            Ok(()) => {
+                let bytes: u64 = self.done.iter().map(|(_, b)| *b).sum();
+                self.counters.depth.fetch_sub(self.done.len() as u64, Ordering::Relaxed);
+                self.counters.bytes.fetch_sub(bytes, Ordering::Relaxed);
+                self.done.clear();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, entries = self.done.len(), "Cannot delete published outbox entries")
+            }
+        }
+    }
+
+    /// A failure: forget what is in flight, resend from the oldest
+    /// unacknowledged entry after the backoff.
+    async fn failed(&mut self, err: RelayError) {
+        self.counters.publish_errors_total.fetch_add(1, Ordering::Relaxed);
+        if let Some(front) = self.inflight.front() {
+            self.cursor = front.seq;
+        }
+        let dropped = self.inflight.len();
+        self.inflight.clear();
+        self.delete_done();
+        self.failing_since.get_or_insert_with(Instant::now);
+        self.errors_since_warn += 1;
+        let warn_due =
+            self.last_warn.is_none_or(|t| t.elapsed() >= Duration::from_millis(RELAY_WARN_INTERVAL_MS));
+        if warn_due {
+            tracing::warn!(
+                error = %err,
+                resend_from = self.cursor,
+                dropped_in_flight = dropped,
+                errors = self.errors_since_warn,
+                retry_in_ms = self.backoff.as_millis() as u64,
+                depth = self.counters.depth.load(Ordering::Relaxed),
+                "Outbox publish failed; retrying with the same event ids"
+            );
+            self.last_warn = Some(Instant::now());
+            self.errors_since_warn = 0;
+        } else {
+            tracing::debug!(error = %err, resend_from = self.cursor, "Outbox publish failed");
+        }
+        self.warn_if_stale();
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(Duration::from_millis(RELAY_BACKOFF_MS_MAX));
+        self.wait(wait).await;
+    }
+
+    /// Nothing in flight: wait for new entries, a mode change, or (while
+    /// disconnected) the next look at the connection.
+    async fn idle(&mut self) {
+        self.warn_if_stale();
+        if !self.connected() {
+            self.wait(Duration::from_millis(RELAY_CONNECTION_POLL_MS)).await;
+            return;
+        }
+        let notified = self.notify.notified();
+        tokio::select! {
+            () = notified => {}
+            _ = self.mode.changed() => {}
+            () = tokio::time::sleep(Duration::from_millis(RELAY_IDLE_POLL_MS)) => {}
+        }
+    }
+
+    /// Sleeps for `d`, or less if the mode changes.
+    async fn wait(&mut self, d: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(d) => {}
+            _ = self.mode.changed() => {}
+        }
+    }
+
+    fn warn_if_stale(&mut self) {
+        if self.counters.depth.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(oldest_ms) =
+            self.store.tree.first().ok().flatten().and_then(|(_, v)| entry::enqueued_at_ms(&v))
+        else {
+            return;
+        };
+        let age_s = self.clock.now_ms().saturating_sub(oldest_ms) as f64 / 1000.0;
+        let due = self.last_warn.is_none_or(|t| t.elapsed() >= Duration::from_millis(RELAY_WARN_INTERVAL_MS));
+        if age_s > OUTBOX_AGE_WARN_S && due {
+            tracing::warn!(
+                oldest_age_s = age_s,
+                depth = self.counters.depth.load(Ordering::Relaxed),
+                connected = self.connected(),
+                "Outbox is not draining: events wait for JetStream"
+            );
+            self.last_warn = Some(Instant::now());
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The whole life of an agency service in one call: [`run`].
+//!
+//! An agency binary parses its flags ([`CommonArgs`] flattened), names its
+//! agency and service standards in an [`AgencyConfig`], and hands [`run`] a
+//! function that builds its generated tonic server from an [`Agency`]:
+//!
+//! ```text
+//! mpp_agency_kit::run(config, |agency| DukcapilServiceServer::new(Dukcapil::new(agency))).await?;
+//! ```
+//!
+//! [`run`] then, in order:
+//!
+//! 1. sets up tracing (`--log-format`, RUST_LOG);
+//! 2. loads the client tokens (`--tokens-file`), or refuses to start unless
+//!    `--insecure-no-auth` is given (then warns loudly);
+//! 3. loads the PIN pepper (`--pin-pepper-file`);
+//! 4. opens the durable outbox in `--data-dir` (default `./data/<agency_id>`)
+//!    with its limits;
+//! 5. connects to NATS in the background (the service starts and takes calls
+//!    while NATS is down) and starts the outbox relay, which first creates the
+//!    `MPP_EVENTS` stream unless `--skip-stream-setup`;
+//! 6. binds `--grpc-addr` and, if given, `--metrics-addr` (`/metrics`);
+//! 7. puts the service standards into the outbox (deterministic event ids, so
+//!    a restart re-sends duplicates JetStream drops; if the outbox cannot take
+//!    them, e.g. it is full, that is logged and the service serves anyway);
+//! 8. serves the agency's service behind the [`AuthInterceptor`], with gRPC
+//!    health (NOT_SERVING while the outbox cannot take calls) and reflection;
+//! 9. on SIGTERM or ctrl-c: stops taking connections, lets open calls finish
+//!    (bounded by [`crate::server::SHUTDOWN_DRAIN_MS_MAX`]), then lets the
+//!    relay drain the outbox for at most `--outbox-drain-ms`; what is
+//!    left stays on disk and is published first after the next start.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mpp_core::ids::AgencyId;
+use tokio::net::TcpListener;
+use tonic::codegen::http;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+
+use crate::agency::Agency;
+use crate::auth::{authenticated, AuthInterceptor, AuthMode, TokenTable, TokensError};
+use crate::catalogue::ServiceStandardSpec;
+use crate::cli::{connect_nats_in_background, init_tracing, CommonArgs, TracingInitError};
+use crate::error::KitError;
+use crate::event::{EventBuilder, SystemClock};
+use crate::ids::{PepperError, PinPepper};
+use crate::metrics::MetricsSource;
+use crate::outbox::{Outbox, OutboxConfig, OutboxError, RelayConfig};
+use crate::server::{serve_with_readiness, shutdown_signal, ServeError};
+use crate::stream::STREAM_NAME;
+
+/// Default of `--outbox-drain-ms`: after the gRPC server stopped, how long
+/// the relay may publish what is left in the outbox, in milliseconds. The rest
+/// stays on disk. With [`crate::server::SHUTDOWN_DRAIN_MS_MAX`] it fits in a
+/// 30-second termination grace period.
+pub const OUTBOX_DRAIN_MS_DEFAULT: u64 = 10_000;
+
+/// What one agency service is.
+#[derive(Debug, Clone)]
+pub struct AgencyConfig {
+    /// The agency id on every event and subject (`dukcapil`).
+    pub agency_id: AgencyId,
+    /// The parsed common flags.
+    pub args: CommonArgs,
+    /// The service standards published at every start.
+    pub standards: Vec<ServiceStandardSpec>,
+}
+
+impl AgencyConfig {
+    /// The binary's name, `mpp-<agency_id>` (also its NATS connection name).
+    pub fn binary_name(&self) -> String {
+        format!("mpp-{}", self.agency_id)
+    }
+
+    /// The outbox directory: `--data-dir`, or `./data/<agency_id>`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.args.data_dir.clone().unwrap_or_else(|| PathBuf::from("data").join(self.agency_id.as_str()))
+    }
+}
+
+/// Why an agency service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Tracing could not be set up.
+    #[error(transparent)]
+    Tracing(#[from] TracingInitError),
+    /// Neither `--tokens-file` nor `--insecure-no-auth` was given.
+    #[error(
+        "no --tokens-file (MPP_TOKENS_FILE) given: refusing to serve without authentication. \
+         Give a tokens file, or --insecure-no-auth for development"
+    )]
+    NoAuth,
+    /// The tokens file is unusable.
+    #[error(transparent)]
+    Tokens(#[from] TokensError),
+    /// The PIN pepper is unusable.
+    #[error(transparent)]
+    Pepper(#[from] PepperError),
+    /// The outbox could not be opened.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// The NATS options are unusable (e.g. a malformed URL).
+    #[error("cannot set up the NATS client for {url}: {source}")]
+    Nats {
+        /// `--nats-url`.
+        url: String,
+        /// The cause.
+        source: async_nats::ConnectError,
+    },
+    /// An address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A service standard does not make a valid event (a bug of the binary).
+    #[error("invalid service standard: {0}")]
+    Standards(#[source] KitError),
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// The listeners [`run_with`] serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The gRPC listener.
+    pub grpc: TcpListener,
+    /// The `/metrics` listener, if metrics are served.
+    pub metrics: Option<TcpListener>,
+}
+
+/// Runs an agency service until SIGTERM or ctrl-c (see the module docs):
+/// tracing, authentication, the durable outbox and its relay, metrics and
+/// the gRPC server. `make_service` builds the agency's generated tonic
+/// server (e.g. `|agency| DukcapilServiceServer::new(Dukcapil::new(agency))`).
+pub async fn run<S, F>(config: AgencyConfig, make_service: F) -> Result<(), RunError>
+where
+    F: FnOnce(Agency) -> S,
+    S: tonic::codegen::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    init_tracing(config.args.log_format)?;
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr).await.map_err(|source| RunError::Bind { addr, source })
+    };
+    let grpc = bind(config.args.grpc_addr).await?;
+    let metrics = match config.args.metrics_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    run_with(config, make_service, Listeners { grpc, metrics }, shutdown_signal()).await
+}
+
+/// [`run`] without tracing set-up, on given listeners, until `shutdown`
+/// resolves (for tests and embedding).
+pub async fn run_with<S, F>(
+    config: AgencyConfig,
+    make_service: F,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError>
+where
+    F: FnOnce(Agency) -> S,
+    S: tonic::codegen::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let name = config.binary_name();
+    let args = &config.args;
+    let auth = match (&args.tokens_file, args.insecure_no_auth) {
+        (Some(path), _) => {
+            let table = TokenTable::load(path)?;
+            let clients: Vec<&str> = table.clients().map(|c| c.as_str()).collect();
+            tracing::info!(file = %path.display(), clients = %clients.join(","), "Client tokens loaded");
+            AuthMode::Tokens(Arc::new(table))
+        }
+        (None, true) => {
+            tracing::warn!(
+                "AUTHENTICATION DISABLED (--insecure-no-auth): ANY caller that reaches the gRPC port can \
+                 file and change applications. Development only; never in production"
+            );
+            AuthMode::Insecure
+        }
+        (None, false) => return Err(RunError::NoAuth),
+    };
+    let interceptor = AuthInterceptor::new(auth);
+    let pepper = PinPepper::load(args.pin_pepper_file.as_deref())?;
+
+    let clock = Arc::new(SystemClock);
+    let outbox_config = OutboxConfig {
+        dir: config.data_dir(),
+        entries_max: args.outbox_entries_max,
+        bytes_max: args.outbox_bytes_max,
+    };
+    let mut outbox = Outbox::open(outbox_config, clock.clone())?;
+    let client = connect_nats_in_background(&args.nats_url, &name)
+        .await
+        .map_err(|source| RunError::Nats { url: args.nats_url.clone(), source })?;
+    outbox.start_relay(
+        client,
+        RelayConfig { stream: STREAM_NAME.to_owned(), ensure_stream: !args.skip_stream_setup },
+    );
+    let status = outbox.status();
+
+    let builder = EventBuilder::new(args.region_code, config.agency_id.clone(), clock);
+    let agency = Agency::new(builder, Arc::new(outbox.publisher()), pepper);
+    tracing::info!(
+        region = %args.region_code,
+        nats = %args.nats_url,
+        data_dir = %config.data_dir().display(),
+        "{name} starting"
+    );
+
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = listeners.metrics.map(|listener| {
+        let source = MetricsSource { outbox: status.clone(), auth_failures: interceptor.failures_counter() };
+        tokio::spawn(crate::metrics::serve(listener, source, async {
+            let _ = metrics_stopped.await;
+        }))
+    });
+
+    let result = async {
+        match agency.publish_standards(&config.standards).await {
+            Ok(_) => {}
+            // The outbox cannot take them right now (full after a long NATS
+            // outage): serve anyway, so the relay can drain it; health says
+            // NOT_SERVING meanwhile. The standards went out on an earlier
+            // start, or go out on the next one.
+            Err(KitError::Publish(e)) => tracing::error!(
+                error = %e,
+                "Cannot queue the service standards; serving without re-publishing them"
+            ),
+            Err(e) => return Err(RunError::Standards(e)),
+        }
+        let service = authenticated(make_service(agency), interceptor);
+        let routes = Routes::new(service);
+        serve_with_readiness(routes, &[S::NAME], listeners.grpc, shutdown, Some(Arc::new(status))).await?;
+        Ok(())
+    }
+    .await;
+
+    let report = outbox.shutdown(Duration::from_millis(args.outbox_drain_ms)).await;
+    if report.remaining_entries > 0 {
+        tracing::warn!(
+            remaining_entries = report.remaining_entries,
+            "Outbox not empty at shutdown: the events stay on disk and are published after the next start"
+        );
+    }
+    let _ = stop_metrics.send(());
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    tracing::info!("{name} stopped");
+    result
+}
