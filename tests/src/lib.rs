@@ -1,1 +1,58 @@
-//! placeholder
+//! Harness for MPP Hub's end-to-end tests: real `nats-server`, `mpp-hub` and
+//! agency service processes on free local ports, each with its own temporary
+//! directory, stopped (SIGKILL) when dropped.
+//!
+//! Guarantees the tests rely on:
+//! - Every process runs on ports this harness picked and on data under a
+//!   temporary directory it created; the harness never connects to a NATS
+//!   server it did not start (it checks the server name it configured).
+//! - Nothing waits by sleeping: every wait polls a condition until a deadline
+//!   ([`wait::wait_for`]) and fails with what it waited for and the last answer.
+//! - Randomness comes from a printed seed ([`rng::Rng`]), so a failure replays.
+//!
+//! Binaries are found next to the test executable (`target/<profile>/`);
+//! build them first with `cargo build --workspace --bins` (tests/run-all.sh
+//! does).
+//!
+//! Environment:
+//! - `MPP_NATS_SERVER`: the nats-server binary (else `nats-server` on `PATH`);
+//! - `MPP_TEST_SEED`: replay a seeded test; `MPP_CRASH_CYCLES`: kills in the
+//!   crash test (default 20); `MPP_SPINE_CASES`: cases in the spine test;
+//! - `MPP_KEEP_TEST_DIRS=1`: keep every temporary directory (data, logs);
+//! - `MPP_TEST_HUB_LOG`, `MPP_TEST_AGENCY_LOG`: log filters of the children
+//!   (default `info`; their logs are in their temporary directories).
+
+#![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
+
+pub mod bins;
+pub mod check;
+pub mod envelope;
+pub mod http;
+pub mod nats;
+pub mod ports;
+pub mod process;
+pub mod rng;
+pub mod services;
+pub mod store;
+pub mod wait;
+
+pub use nats::NatsServer;
+pub use process::ManagedProcess;
+pub use services::{AgencyProcess, Bearer, HubProcess};
+pub use wait::wait_for;
+
+/// A temporary directory named `<prefix>…`. With `MPP_KEEP_TEST_DIRS=1` it
+/// is kept after the test (for a post-mortem) and its path is printed.
+pub fn temp_dir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+    use anyhow::Context;
+    let mut dir = tempfile::Builder::new().prefix(prefix).tempdir().context("cannot create a temp dir")?;
+    if std::env::var("MPP_KEEP_TEST_DIRS").is_ok_and(|v| v == "1") {
+        dir.disable_cleanup(true);
+        println!("[harness] keeping {}", dir.path().display());
+    }
+    Ok(dir)
+}
+
+/// The JetStream stream every agency publishes onto.
+pub const STREAM_NAME: &str = "MPP_EVENTS";

@@ -1,0 +1,215 @@
+//! A private nats-server with JetStream for one test: a free 127.0.0.1 port,
+//! its store in a temporary directory, `sync_interval: always` (JetStream
+//! fsyncs before it acknowledges), stopped when dropped.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::bins;
+use crate::ports::free_port;
+use crate::process::ManagedProcess;
+use crate::wait::wait_for;
+
+/// How long the server may take to accept connections with JetStream on.
+pub const START_DEADLINE_MS: u64 = 20_000;
+
+/// How long a clean stop (SIGTERM) may take.
+pub const STOP_DEADLINE_MS: u64 = 20_000;
+
+/// Largest message the test server admits (NATS' default, 1 MiB), so that an
+/// oversized event (> 64 KiB) still reaches the hub and gets its verdict.
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// A nats-server process owned by one test.
+#[derive(Debug)]
+pub struct NatsServer {
+    process: ManagedProcess,
+    port: u16,
+    server_name: String,
+    config_path: PathBuf,
+    store_dir: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server on a free port and waits until it accepts clients.
+    pub async fn start() -> Result<Self> {
+        let exe = bins::nats_server()?;
+        let dir = crate::temp_dir("mpp-nats-")?;
+        let port = free_port()?;
+        let store_dir = dir.path().join("jetstream");
+        let server_name = format!("mpp-test-{port}-{}", std::process::id());
+        let config_path = dir.path().join("nats.conf");
+        std::fs::write(&config_path, config_text(&server_name, port, &store_dir))
+            .context("cannot write nats config")?;
+        check_config(&exe, &config_path)?;
+        let process = ManagedProcess::new(
+            "nats-server",
+            exe,
+            vec!["-c".to_owned(), config_path.display().to_string()],
+            dir.path().join("nats-server.log"),
+        );
+        let mut server = Self { process, port, server_name, config_path, store_dir, dir };
+        server.spawn_and_wait().await?;
+        println!("[harness] nats-server {} on {}", server.server_name, server.url());
+        Ok(server)
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<()> {
+        self.process.start()?;
+        let deadline = Duration::from_millis(START_DEADLINE_MS);
+        let (port, name) = (self.port, self.server_name.clone());
+        let process = &mut self.process;
+        wait_for("nats-server to accept clients", deadline, || {
+            let running = process.ensure_running();
+            let name = name.clone();
+            async move {
+                running?;
+                probe_info(port, &name).await
+            }
+        })
+        .await?;
+        // JetStream answers on the account API once it is enabled.
+        let url = self.url();
+        wait_for("JetStream to be enabled", deadline, || {
+            let url = url.clone();
+            async move {
+                let client = async_nats::connect(&url).await?;
+                let js = async_nats::jetstream::new(client);
+                js.query_account().await?;
+                Ok(Some(()))
+            }
+        })
+        .await
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The port (kept across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The JetStream store directory (kept across restarts).
+    pub fn store_dir(&self) -> &Path {
+        &self.store_dir
+    }
+
+    /// The config file the server runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The server's working directory (config, store, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The end of the server's log.
+    pub fn log_tail(&self) -> String {
+        self.process.log_tail()
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
+    }
+
+    /// A client connected to this server.
+    pub async fn connect(&self) -> Result<async_nats::Client> {
+        async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(self.url())
+            .await
+            .with_context(|| format!("cannot connect to {}", self.url()))
+    }
+
+    /// A JetStream context on a fresh connection to this server.
+    pub async fn jetstream(&self) -> Result<async_nats::jetstream::Context> {
+        Ok(async_nats::jetstream::new(self.connect().await?))
+    }
+
+    /// Clean stop (SIGTERM, wait).
+    pub async fn stop(&mut self) -> Result<()> {
+        let status = self.process.terminate(Duration::from_millis(STOP_DEADLINE_MS)).await?;
+        println!("[harness] nats-server stopped: {status}");
+        Ok(())
+    }
+
+    /// Crash stop (SIGKILL, reap).
+    pub fn kill9(&mut self) -> Result<()> {
+        self.process.kill9()
+    }
+
+    /// Starts the server again on the same port with the same store. Stops
+    /// it cleanly first if it is running.
+    pub async fn restart(&mut self) -> Result<()> {
+        if self.process.is_running() {
+            self.stop().await?;
+        }
+        self.spawn_and_wait().await
+    }
+}
+
+/// The server configuration. `sync_interval: always` makes JetStream fsync
+/// every message before acknowledging it.
+pub fn config_text(server_name: &str, port: u16, store_dir: &Path) -> String {
+    format!(
+        "# Written by the mpp-tests harness; one server per test.\n\
+         server_name: \"{server_name}\"\n\
+         listen: \"127.0.0.1:{port}\"\n\
+         max_payload: {MAX_PAYLOAD_BYTES}\n\
+         jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+        store_dir.display()
+    )
+}
+
+/// Runs `nats-server -t -c <config>` so a bad config fails with the server's
+/// own message rather than as a start timeout.
+fn check_config(exe: &Path, config: &Path) -> Result<()> {
+    let out = std::process::Command::new(exe)
+        .arg("-t")
+        .arg("-c")
+        .arg(config)
+        .output()
+        .with_context(|| format!("cannot run {} -t", exe.display()))?;
+    if !out.status.success() {
+        bail!(
+            "nats-server rejected its config {}: {}{}",
+            config.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Connects to the port and reads the server's INFO line; `Some` only if it
+/// names our server, so a foreign server on the port is never used.
+async fn probe_info(port: u16, server_name: &str) -> Result<Option<()>> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut buf = vec![0u8; 8192];
+    let mut n = 0;
+    while !buf[..n].contains(&b'\n') && n < buf.len() {
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf[n..])).await??;
+        if read == 0 {
+            break;
+        }
+        n += read;
+    }
+    let line = String::from_utf8_lossy(&buf[..n]);
+    let json = line.trim().strip_prefix("INFO ").context("no INFO line")?;
+    let info: serde_json::Value = serde_json::from_str(json).context("INFO is not JSON")?;
+    let name = info.get("server_name").and_then(|v| v.as_str()).unwrap_or("");
+    if name != server_name {
+        bail!("port {port} is served by {name:?}, not by our server {server_name:?}: refusing to use it");
+    }
+    Ok(Some(()))
+}
