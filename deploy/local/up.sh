@@ -98,7 +98,8 @@ wait_until nats-server "${PIDS[-1]}" port_in_use "127.0.0.1:$NATS_PORT"
 echo "nats-server  up: $NATS_URL (monitoring http://127.0.0.1:18222/jsz)" >&2
 
 "$BIN/mpp-hub" serve --nats-url "$NATS_URL" --data-dir .local/hub \
-    --grpc-addr "$HUB_GRPC" --http-addr "$HUB_HTTP" >>.local/logs/mpp-hub.log 2>&1 &
+    --grpc-addr "$HUB_GRPC" --http-addr "$HUB_HTTP" \
+    --calendars-dir deploy/calendars >>.local/logs/mpp-hub.log 2>&1 &
 PIDS+=($!)
 wait_until mpp-hub "${PIDS[-1]}" http_ok "http://$HUB_HTTP/readyz"
 echo "mpp-hub      up: gRPC $HUB_GRPC, HTTP http://$HUB_HTTP" >&2
