@@ -4,6 +4,7 @@
 //! filed ─▶ Submitted ⇄ DocumentsRequired
 //!            │  ▲
 //!            ▼  │ (documents requested during review)
+//!          InReview ◀─ Scheduled (interview/inspection held)
 //!          InReview ─▶ AwaitingPayment ─▶ Paid ─▶ Scheduled ─▶ Issued ─▶ Collected
 //!            any open state ─▶ Rejected | Withdrawn
 //! ```
@@ -135,7 +136,8 @@ pub fn next_state(from: Option<AppState>, event: EventKind) -> Option<AppState> 
     match (event, from) {
         (E::DocumentsRequested, S::Submitted | S::InReview | S::Scheduled) => Some(S::DocumentsRequired),
         (E::DocumentsReceived, S::DocumentsRequired) => Some(S::Submitted),
-        (E::ReviewStarted, S::Submitted) => Some(S::InReview),
+        // From Scheduled: an interview or inspection was held and review goes on.
+        (E::ReviewStarted, S::Submitted | S::Scheduled) => Some(S::InReview),
         (E::FeeAssessed, S::Submitted | S::InReview | S::Scheduled) => Some(S::AwaitingPayment),
         (E::PaymentReceived, S::AwaitingPayment) => Some(S::Paid),
         (E::AppointmentScheduled, S::Submitted | S::InReview | S::Paid | S::Scheduled) => Some(S::Scheduled),

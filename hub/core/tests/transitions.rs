@@ -25,6 +25,7 @@ fn spec() -> BTreeMap<(S, E), S> {
     }
     m.insert((S::DocumentsRequired, E::DocumentsReceived), S::Submitted);
     m.insert((S::Submitted, E::ReviewStarted), S::InReview);
+    m.insert((S::Scheduled, E::ReviewStarted), S::InReview);
     m.insert((S::AwaitingPayment, E::PaymentReceived), S::Paid);
     for from in [S::Submitted, S::InReview, S::Paid, S::Scheduled] {
         m.insert((from, E::AppointmentScheduled), S::Scheduled);
