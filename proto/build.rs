@@ -7,7 +7,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // documented way to point prost-build at a protoc binary.
     std::env::set_var("PROTOC", protoc);
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-    let files = ["proto/mpp/v1/event.proto", "proto/mpp/v1/hub.proto", "proto/mpp/v1/dukcapil.proto"];
+    let files = [
+        "proto/mpp/v1/event.proto",
+        "proto/mpp/v1/hub.proto",
+        "proto/mpp/v1/dukcapil.proto",
+        "proto/mpp/v1/imigrasi.proto",
+        "proto/mpp/v1/bpn.proto",
+        "proto/mpp/v1/pln.proto",
+        "proto/mpp/v1/pdam.proto",
+        "proto/mpp/v1/bank.proto",
+        "proto/mpp/v1/dpmptsp.proto",
+        "proto/mpp/v1/frontoffice.proto",
+    ];
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("mpp_descriptor.bin"))
         .compile_protos(&files, &["proto"])?;

@@ -18,6 +18,56 @@ pub mod agency {
             tonic::include_proto!("mpp.agency.dukcapil.v1");
         }
     }
+    /// Kantor Imigrasi (vertikal).
+    pub mod imigrasi {
+        /// `mpp.agency.imigrasi.v1`.
+        pub mod v1 {
+            tonic::include_proto!("mpp.agency.imigrasi.v1");
+        }
+    }
+    /// Kantor Pertanahan, ATR/BPN (pusat).
+    pub mod bpn {
+        /// `mpp.agency.bpn.v1`.
+        pub mod v1 {
+            tonic::include_proto!("mpp.agency.bpn.v1");
+        }
+    }
+    /// PT PLN (BUMN).
+    pub mod pln {
+        /// `mpp.agency.pln.v1`.
+        pub mod v1 {
+            tonic::include_proto!("mpp.agency.pln.v1");
+        }
+    }
+    /// Perumda Air Minum, PDAM (BUMD).
+    pub mod pdam {
+        /// `mpp.agency.pdam.v1`.
+        pub mod v1 {
+            tonic::include_proto!("mpp.agency.pdam.v1");
+        }
+    }
+    /// A private bank's MPP desk (swasta).
+    pub mod bank {
+        /// `mpp.agency.bank.v1`.
+        pub mod v1 {
+            tonic::include_proto!("mpp.agency.bank.v1");
+        }
+    }
+    /// DPMPTSP, regional licensing (daerah).
+    pub mod dpmptsp {
+        /// `mpp.agency.dpmptsp.v1`.
+        pub mod v1 {
+            tonic::include_proto!("mpp.agency.dpmptsp.v1");
+        }
+    }
+}
+
+/// The MPP front office (loket penerimaan), where cases are opened.
+pub mod frontoffice {
+    /// `mpp.frontoffice.v1`.
+    pub mod v1 {
+        tonic::include_proto!("mpp.frontoffice.v1");
+    }
 }
 
 /// Encoded `FileDescriptorSet` of every proto, for gRPC reflection.

@@ -114,6 +114,38 @@ impl Agency {
         Ok(Filed { tracking_number, pin, application_id, accepted })
     }
 
+    /// Opens the case `tracking` on its own, as the MPP front office does: a
+    /// PIN is generated and `case_opened` is published with its verifier and
+    /// `nik_keyed_hash` (a keyed hash of the citizen's NIK, never the NIK;
+    /// empty when unknown). The caller allocated `tracking` (e.g. from a
+    /// durable counter). Returns the PIN, to hand to the caller once, and the
+    /// accepted event.
+    pub async fn open_case(
+        &self,
+        service: &ServiceId,
+        tracking: TrackingNumber,
+        officer: &OfficerId,
+        nik_keyed_hash: Vec<u8>,
+    ) -> Result<(Pin, Accepted), KitError> {
+        let pin = Pin::generate();
+        let pin_verifier = pin_verifier(&self.pepper, &tracking, &pin).to_vec();
+        let ev = self.builder.build(
+            service,
+            Target::Case(tracking),
+            officer,
+            EventBody::CaseOpened { pin_verifier, nik_keyed_hash },
+        )?;
+        let mut accepted = self.publish(std::slice::from_ref(&ev)).await?;
+        // `publish_all` returned Ok, so the event is accepted; a publisher
+        // returns one receipt per event, the fallback only covers one that does not.
+        let accepted = accepted.pop().unwrap_or(Accepted {
+            event_id: ev.event_id().to_owned(),
+            ack: None,
+            outbox_seq: None,
+        });
+        Ok((pin, accepted))
+    }
+
     /// Publishes one step of an application (documents requested, review
     /// started, issued, ...).
     pub async fn step(
@@ -221,6 +253,31 @@ mod tests {
         assert!(matches!(events[1].envelope().body, Some(Body::ApplicationFiled(_))));
         assert_eq!(events[1].envelope().case_id, case_id);
         assert_eq!(events[1].envelope().application_id, app.as_str());
+    }
+
+    #[tokio::test]
+    async fn open_case_publishes_only_case_opened_with_both_hashes() {
+        let publisher = Arc::new(MemoryPublisher::new());
+        let a = agency(publisher.clone());
+        let case = TrackingNumber::new(a.region(), 7).unwrap();
+        let (pin, accepted) = a.open_case(&kk(), case, &officer(), vec![9; 32]).await.unwrap();
+        let events = publisher.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(accepted.event_id, events[0].event_id());
+        assert_eq!(events[0].envelope().case_id, case.to_string());
+        assert!(events[0].envelope().application_id.is_empty());
+        match &events[0].envelope().body {
+            Some(Body::CaseOpened(o)) => {
+                let pepper = PinPepper::from_bytes(b"test-pepper-0123456789").unwrap();
+                assert_eq!(o.pin_verifier, pin_verifier(&pepper, &case, &pin).to_vec());
+                assert_eq!(o.nik_keyed_hash, vec![9; 32]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // An oversized hash is refused by the validation gate, nothing published.
+        let err = a.open_case(&kk(), case, &officer(), vec![0; 65]).await.unwrap_err();
+        assert!(matches!(err, KitError::Event(_)), "{err:?}");
+        assert_eq!(publisher.events().len(), 1);
     }
 
     #[tokio::test]

@@ -30,22 +30,40 @@ fn random_u64() -> u64 {
     u64::from_be_bytes(eight)
 }
 
-/// Allocates the tracking number of a new case at the MPP of `region`: the
-/// region code, a uniformly random 10-digit serial and the Damm check digit.
+/// The smallest serial [`allocate_tracking_number`] draws. The 10-digit
+/// serial space of a region is split in two, so that the two ways of opening
+/// a case never hand out the same number:
 ///
-/// The serial is 64 random bits reduced modulo 10^10 (the bias is below
-/// 10^10 / 2^64 ≈ 5·10^-10, negligible). Nothing is coordinated between
-/// agency services, so two cases can draw the same number. The odds: with `n`
-/// cases already open in the region, a new case collides with probability
-/// `n / 10^10` (1 in 100 000 at 100 000 cases, 1 in 10 000 at one million);
+/// - `0..RANDOM_SERIAL_MIN` (0 ..= 4 999 999 999) belongs to counters: the
+///   MPP front office (`mpp-frontoffice`) allocates its serials from a durable
+///   counter in this range (one front office per region; several get disjoint
+///   sub-ranges);
+/// - `RANDOM_SERIAL_MIN..=TrackingNumber::SERIAL_MAX` (5 000 000 000 ..=
+///   9 999 999 999) belongs to the random serials an agency service draws
+///   when it opens a case for a walk-in citizen itself.
+pub const RANDOM_SERIAL_MIN: u64 = 5_000_000_000;
+
+/// Allocates the tracking number of a new case at the MPP of `region`: the
+/// region code, a uniformly random 10-digit serial from
+/// `RANDOM_SERIAL_MIN..=TrackingNumber::SERIAL_MAX` (the upper half of the
+/// serial space; the lower half belongs to the front office's counter, see
+/// [`RANDOM_SERIAL_MIN`]) and the Damm check digit.
+///
+/// The serial is `RANDOM_SERIAL_MIN` plus 64 random bits reduced modulo
+/// 5·10^9 (the bias is below 5·10^9 / 2^64 ≈ 3·10^-10, negligible). Nothing
+/// is coordinated between agency services, so two random cases can draw the
+/// same number (never one of the front office's). The odds: with `n` random
+/// cases already open in the region, a new one collides with probability
+/// `n / (5·10^9)` (1 in 50 000 at 100 000 cases, 1 in 5 000 at one million);
 /// the chance that some collision has happened among `n` cases is about
-/// `1 - exp(-n² / (2·10^10))` (0.5 % at 10 000 cases, 39 % at 100 000). The
-/// hub rejects the second `case_opened` with `CASE_ALREADY_OPEN`, visible in
-/// the agency's log.
+/// `1 - exp(-n² / 10^10)` (1 % at 10 000 cases, 63 % at 100 000). The hub
+/// rejects the second `case_opened` with `CASE_ALREADY_OPEN`, visible in the
+/// agency's log. Opening cases at the front office avoids this entirely.
 pub fn allocate_tracking_number(region: RegionCode) -> TrackingNumber {
-    let serial = random_u64() % (TrackingNumber::SERIAL_MAX + 1);
+    let span = TrackingNumber::SERIAL_MAX + 1 - RANDOM_SERIAL_MIN;
+    let serial = RANDOM_SERIAL_MIN + random_u64() % span;
     // The modulo keeps the serial within SERIAL_MAX, so `new` cannot refuse it.
-    TrackingNumber::new(region, serial).expect("serial is reduced modulo SERIAL_MAX + 1")
+    TrackingNumber::new(region, serial).expect("serial is at most RANDOM_SERIAL_MIN + span - 1 = SERIAL_MAX")
 }
 
 /// Crockford's base32 alphabet (no I, L, O, U): unambiguous when read aloud
@@ -245,12 +263,18 @@ mod tests {
             let t = allocate_tracking_number(region());
             assert_eq!(t.region(), region());
             assert!(t.serial() <= TrackingNumber::SERIAL_MAX);
+            assert!(t.serial() >= RANDOM_SERIAL_MIN, "random serials stay out of the counters' range");
             // The canonical text parses back, check digit included.
             assert_eq!(TrackingNumber::parse(&t.to_string()).unwrap(), t);
             seen.insert(t);
         }
-        // 1000 draws from 10^10: a repeat has probability ~5e-5.
+        // 1000 draws from 5·10^9: a repeat has probability ~1e-4.
         assert!(seen.len() >= 999, "{} distinct of 1000", seen.len());
+        // They cover the whole upper half: each bound below fails with probability 0.9^1000.
+        let lowest = seen.iter().map(TrackingNumber::serial).min().unwrap();
+        let highest = seen.iter().map(TrackingNumber::serial).max().unwrap();
+        assert!(lowest < RANDOM_SERIAL_MIN + 500_000_000, "lowest {lowest}");
+        assert!(highest > TrackingNumber::SERIAL_MAX - 500_000_000, "highest {highest}");
     }
 
     #[test]

@@ -1,0 +1,299 @@
+//! A private bank's MPP desk (category: swasta), e.g. "Bank Mitra Swasta":
+//! savings accounts and KUR credit, `mpp.agency.bank.v1.BankService` →
+//! common events (`MAPPING.md`, section Bank, mapping v1).
+//!
+//! Customer service checks the customer's data, asks for missing documents,
+//! takes the initial deposit (setoran awal: "awaiting payment" until it is
+//! paid in), activates the account ("issued") and hands over passbook and
+//! debit card ("collected"). A KUR credit is surveyed at the business
+//! instead of paid for; the active loan account is its "issued".
+//!
+//! Account numbers never reach the hub: the event carries the last four
+//! digits only.
+
+use mpp_agency_kit::catalogue::ServiceStandardSpec;
+use mpp_agency_kit::{input, Agency, KitError};
+use mpp_core::{EventBody, EventKind, Rejection};
+use mpp_proto::agency::bank::v1 as pb;
+use pb::bank_service_server::{BankService, BankServiceServer};
+use tonic::server::NamedService;
+use tonic::{Request, Response, Status};
+
+use crate::common::{
+    self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
+};
+
+/// The agency id on every event and subject.
+pub const AGENCY_ID: &str = "bank";
+
+/// Largest initial deposit the MPP desk takes, in rupiah; a larger opening
+/// deposit is a branch matter, and larger amounts here are typos.
+pub const SETORAN_IDR_MAX: i64 = 1_000_000_000;
+
+/// Digits of the account number the service publishes.
+pub const ACCOUNT_DIGITS_SHOWN: usize = 4;
+
+/// Everything fixed about the bank's desk.
+pub static INFO: AgencyInfo = AgencyInfo {
+    agency_id: AGENCY_ID,
+    name: "Bank Mitra Swasta",
+    category: Category::Swasta,
+    binary: "mpp-bank",
+    default_grpc_addr: "127.0.0.1:50066",
+    grpc_service: <BankServiceServer<Bank> as NamedService>::NAME,
+    service_field: "produk",
+    application_prefix: "BNK",
+    application_field: "nomor_referensi",
+    services: &[
+        ServiceInfo {
+            value: pb::Produk::Tabungan as i32,
+            enum_name: "PRODUK_TABUNGAN",
+            service_id: "tabungan",
+            code: "TAB",
+        },
+        ServiceInfo {
+            value: pb::Produk::Kur as i32,
+            enum_name: "PRODUK_KUR",
+            service_id: "kur",
+            code: "KUR",
+        },
+    ],
+    rpcs: &[
+        RpcMapping { rpc: "AjukanPermohonan", event: EventKind::ApplicationFiled },
+        RpcMapping { rpc: "VerifikasiDataNasabah", event: EventKind::ReviewStarted },
+        RpcMapping { rpc: "MintaDokumen", event: EventKind::DocumentsRequested },
+        RpcMapping { rpc: "TerimaDokumen", event: EventKind::DocumentsReceived },
+        RpcMapping { rpc: "JadwalkanSurveiUsaha", event: EventKind::AppointmentScheduled },
+        RpcMapping { rpc: "TagihSetoranAwal", event: EventKind::FeeAssessed },
+        RpcMapping { rpc: "TerimaSetoranAwal", event: EventKind::PaymentReceived },
+        RpcMapping { rpc: "AktifkanRekening", event: EventKind::Issued },
+        RpcMapping { rpc: "SerahkanKartu", event: EventKind::Collected },
+        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected },
+        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn },
+    ],
+    journey: &[
+        "AjukanPermohonan",
+        "VerifikasiDataNasabah",
+        "MintaDokumen",
+        "TerimaDokumen",
+        "TagihSetoranAwal",
+        "TerimaSetoranAwal",
+        "AktifkanRekening",
+        "SerahkanKartu",
+    ],
+};
+
+/// The bank's built-in service standards (version 1). Opening an account
+/// costs nothing (the initial deposit is the customer's own money, billed
+/// with `TagihSetoranAwal`); KUR carries no provision or administration fee.
+pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, Rejection> {
+    common::standards(&[
+        (
+            "tabungan",
+            "Pembukaan Rekening Tabungan",
+            "Savings account opening",
+            1,
+            0,
+            false,
+            &["KTP-el", "NPWP (bila ada)", "Setoran awal minimal Rp100.000"],
+        ),
+        (
+            "kur",
+            "Kredit Usaha Rakyat (KUR) Mikro",
+            "People's business credit (KUR), micro",
+            14,
+            0,
+            false,
+            &[
+                "KTP-el pemohon dan pasangan",
+                "Kartu Keluarga",
+                "NIB atau surat keterangan usaha",
+                "NPWP (plafon di atas Rp50 juta)",
+            ],
+        ),
+    ])
+}
+
+/// `nomor_rekening` with all but its last [`ACCOUNT_DIGITS_SHOWN`] digits
+/// replaced by `*`, after checking it is 10 to 16 digits.
+fn masked_account(field: &'static str, value: &str) -> Result<String, KitError> {
+    let digits = common::shaped(field, value, "an account number (10 to 16 digits)", |s| {
+        common::is_digits(s, 10..=16)
+    })?;
+    let hidden = digits.len() - ACCOUNT_DIGITS_SHOWN;
+    Ok(format!("{}{}", "*".repeat(hidden), &digits[hidden..]))
+}
+
+const FILING: FilingFields = FilingFields { case: "nomor_berkas", documents: "dokumen", officer: "petugas" };
+
+const TOP: StepFields = StepFields {
+    message: "langkah",
+    case: "nomor_berkas",
+    application: "nomor_referensi",
+    officer: "petugas",
+};
+
+const NESTED: StepFields = StepFields {
+    message: "langkah",
+    case: "langkah.nomor_berkas",
+    application: "langkah.nomor_referensi",
+    officer: "langkah.petugas",
+};
+
+/// The RPC implementation.
+#[derive(Debug, Clone)]
+pub struct Bank {
+    agency: Agency,
+}
+
+impl Bank {
+    /// The service over `agency`.
+    pub fn new(agency: Agency) -> Self {
+        Self { agency }
+    }
+
+    /// The tonic server of the service over `agency`.
+    pub fn server(agency: Agency) -> BankServiceServer<Self> {
+        BankServiceServer::new(Self::new(agency))
+    }
+
+    fn langkah(&self, l: Option<&pb::Langkah>, f: &StepFields) -> Result<Step, KitError> {
+        let l = input::message(f.message, l)?;
+        common::step(&self.agency, &INFO, f, &l.nomor_berkas, &l.nomor_referensi, &l.petugas)
+    }
+
+    async fn publish(&self, step: Step, body: EventBody) -> Result<Response<pb::Diterima>, Status> {
+        let event_id = common::publish(&self.agency, step, body).await?;
+        Ok(Response::new(pb::Diterima { event_id }))
+    }
+}
+
+#[tonic::async_trait]
+impl BankService for Bank {
+    async fn ajukan_permohonan(
+        &self,
+        request: Request<pb::PermohonanNasabah>,
+    ) -> Result<Response<pb::PermohonanDiterima>, Status> {
+        let p = request.into_inner();
+        let filed =
+            common::file(&self.agency, &INFO, &FILING, p.produk, &p.nomor_berkas, &p.dokumen, &p.petugas)
+                .await?;
+        Ok(Response::new(pb::PermohonanDiterima {
+            nomor_berkas: filed.tracking_number.to_string(),
+            nomor_referensi: filed.application_id.to_string(),
+            event_ids: filed.accepted.into_iter().map(|a| a.event_id).collect(),
+            pin: filed.pin.map(|p| p.expose().to_owned()).unwrap_or_default(),
+        }))
+    }
+
+    async fn verifikasi_data_nasabah(
+        &self,
+        request: Request<pb::Langkah>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let step = self.langkah(Some(request.get_ref()), &TOP)?;
+        self.publish(step, EventBody::ReviewStarted).await
+    }
+
+    async fn minta_dokumen(
+        &self,
+        request: Request<pb::DokumenKurang>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::documents_requested(
+            ("dokumen", &r.dokumen),
+            ("meja_layanan", &r.meja_layanan),
+            ("catatan", &r.catatan),
+        )?;
+        self.publish(step, body).await
+    }
+
+    async fn terima_dokumen(
+        &self,
+        request: Request<pb::DokumenDiterima>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::documents_received("dokumen", &r.dokumen)?;
+        self.publish(step, body).await
+    }
+
+    async fn jadwalkan_survei_usaha(
+        &self,
+        request: Request<pb::SurveiUsaha>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::appointment(
+            &self.agency,
+            AppointmentKind::Survey,
+            ("waktu_ms", r.waktu_ms),
+            ("lokasi_usaha", &r.lokasi_usaha),
+        )?;
+        self.publish(step, body).await
+    }
+
+    async fn tagih_setoran_awal(
+        &self,
+        request: Request<pb::TagihanSetoranAwal>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::fee(
+            ("jumlah_setoran", r.jumlah_setoran),
+            SETORAN_IDR_MAX,
+            ("saluran_setoran", &r.saluran_setoran),
+            String::new(),
+        )?;
+        self.publish(step, body).await
+    }
+
+    async fn terima_setoran_awal(
+        &self,
+        request: Request<pb::SetoranAwal>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let reference = input::text("nomor_transaksi", &r.nomor_transaksi, false)?;
+        let body = common::payment(("jumlah_setoran", r.jumlah_setoran), SETORAN_IDR_MAX, reference)?;
+        self.publish(step, body).await
+    }
+
+    async fn aktifkan_rekening(
+        &self,
+        request: Request<pb::RekeningAktif>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let document_number = masked_account("nomor_rekening", &r.nomor_rekening)?;
+        self.publish(step, EventBody::Issued { document_number }).await
+    }
+
+    async fn serahkan_kartu(&self, request: Request<pb::Langkah>) -> Result<Response<pb::Diterima>, Status> {
+        let step = self.langkah(Some(request.get_ref()), &TOP)?;
+        self.publish(step, EventBody::Collected).await
+    }
+
+    async fn tolak_permohonan(
+        &self,
+        request: Request<pb::Penolakan>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::rejected(("kode_alasan", &r.kode_alasan), ("alasan", &r.alasan))?;
+        self.publish(step, body).await
+    }
+
+    async fn batalkan_permohonan(
+        &self,
+        request: Request<pb::Pembatalan>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::withdrawn("alasan", &r.alasan)?;
+        self.publish(step, body).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

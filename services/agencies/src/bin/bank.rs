@@ -1,0 +1,13 @@
+//! `mpp-bank`: the MPP agency service of a private bank desk (swasta): accounts and KUR credit.
+//! `--help` describes the RPCs, the events they become and every flag.
+
+#![forbid(unsafe_code)]
+
+use mpp_agencies::bank::{catalogue, Bank, INFO};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = mpp_agencies::cli::parse_args(&INFO);
+    mpp_agency_kit::run(INFO.config(args, catalogue()?)?, Bank::server).await?;
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! `mpp-dpmptsp`: the MPP agency service of DPMPTSP (daerah): building approval (PBG) and NIB guidance.
+//! `--help` describes the RPCs, the events they become and every flag.
+
+#![forbid(unsafe_code)]
+
+use mpp_agencies::dpmptsp::{catalogue, Dpmptsp, INFO};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = mpp_agencies::cli::parse_args(&INFO);
+    mpp_agency_kit::run(INFO.config(args, catalogue()?)?, Dpmptsp::server).await?;
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! `mpp-imigrasi`: the MPP agency service of Kantor Imigrasi (vertikal): passports.
+//! `--help` describes the RPCs, the events they become and every flag.
+
+#![forbid(unsafe_code)]
+
+use mpp_agencies::imigrasi::{catalogue, Imigrasi, INFO};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = mpp_agencies::cli::parse_args(&INFO);
+    mpp_agency_kit::run(INFO.config(args, catalogue()?)?, Imigrasi::server).await?;
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Kantor Pertanahan, ATR/BPN (category: pusat): land services at the MPP,
+//! `mpp.agency.bpn.v1.BpnService` → common events (`MAPPING.md`, section
+//! BPN, mapping v1).
+//!
+//! The land office registers a berkas, checks it, issues a deposit order
+//! (SPS) for the PNBP, and for a measurement sends a surveyor after payment;
+//! the product (certificate, check note, parcel map) is then collected.
+
+use mpp_agency_kit::catalogue::ServiceStandardSpec;
+use mpp_agency_kit::{input, Agency, KitError};
+use mpp_core::{EventBody, EventKind, Rejection};
+use mpp_proto::agency::bpn::v1 as pb;
+use pb::bpn_service_server::{BpnService, BpnServiceServer};
+use tonic::server::NamedService;
+use tonic::{Request, Response, Status};
+
+use crate::common::{
+    self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
+};
+
+/// The agency id on every event and subject.
+pub const AGENCY_ID: &str = "bpn";
+
+/// Largest PNBP one deposit order or payment may carry, in rupiah. Land
+/// PNBP grows with the land's value (transfer: 1‰ of it) and area
+/// (measurement), so the ceiling is high; beyond it an amount is a typo.
+pub const PNBP_IDR_MAX: i64 = 1_000_000_000;
+
+/// Everything fixed about the land office.
+pub static INFO: AgencyInfo = AgencyInfo {
+    agency_id: AGENCY_ID,
+    name: "Kantor Pertanahan (ATR/BPN)",
+    category: Category::Pusat,
+    binary: "mpp-bpn",
+    default_grpc_addr: "127.0.0.1:50063",
+    grpc_service: <BpnServiceServer<Bpn> as NamedService>::NAME,
+    service_field: "layanan",
+    application_prefix: "BPN",
+    application_field: "nomor_permohonan",
+    services: &[
+        ServiceInfo {
+            value: pb::LayananPertanahan::Pengecekan as i32,
+            enum_name: "LAYANAN_PERTANAHAN_PENGECEKAN",
+            service_id: "pengecekan",
+            code: "CEK",
+        },
+        ServiceInfo {
+            value: pb::LayananPertanahan::PeralihanHak as i32,
+            enum_name: "LAYANAN_PERTANAHAN_PERALIHAN_HAK",
+            service_id: "peralihan-hak",
+            code: "PHAK",
+        },
+        ServiceInfo {
+            value: pb::LayananPertanahan::Pengukuran as i32,
+            enum_name: "LAYANAN_PERTANAHAN_PENGUKURAN",
+            service_id: "pengukuran",
+            code: "UKUR",
+        },
+    ],
+    rpcs: &[
+        RpcMapping { rpc: "DaftarkanBerkas", event: EventKind::ApplicationFiled },
+        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested },
+        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived },
+        RpcMapping { rpc: "MulaiPemeriksaan", event: EventKind::ReviewStarted },
+        RpcMapping { rpc: "TerbitkanSps", event: EventKind::FeeAssessed },
+        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived },
+        RpcMapping { rpc: "JadwalkanPengukuran", event: EventKind::AppointmentScheduled },
+        RpcMapping { rpc: "TerbitkanProduk", event: EventKind::Issued },
+        RpcMapping { rpc: "SerahkanProduk", event: EventKind::Collected },
+        RpcMapping { rpc: "TolakBerkas", event: EventKind::Rejected },
+        RpcMapping { rpc: "BatalkanBerkas", event: EventKind::Withdrawn },
+    ],
+    journey: &[
+        "DaftarkanBerkas",
+        "MintaKelengkapan",
+        "TerimaKelengkapan",
+        "MulaiPemeriksaan",
+        "TerbitkanSps",
+        "KonfirmasiPembayaran",
+        "JadwalkanPengukuran",
+        "TerbitkanProduk",
+        "SerahkanProduk",
+    ],
+};
+
+/// The land office's built-in service standards (version 1). PNBP per PP
+/// 128/2015: a certificate check is a flat Rp50 000; a transfer of title is
+/// 1‰ of the land value plus Rp50 000 and a measurement follows an area
+/// formula plus Rp100 000, so their standard names the fixed part and the
+/// SPS assesses the whole amount. Completion times follow the land office's
+/// published service standards.
+pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, Rejection> {
+    common::standards(&[
+        (
+            "pengecekan",
+            "Pengecekan Sertipikat",
+            "Land certificate check",
+            1,
+            50_000,
+            false,
+            &[
+                "Formulir permohonan",
+                "Fotokopi KTP-el pemohon (dan kuasa, bila dikuasakan)",
+                "Surat kuasa (bila dikuasakan)",
+                "Sertipikat asli",
+            ],
+        ),
+        (
+            "peralihan-hak",
+            "Peralihan Hak - Jual Beli",
+            "Transfer of land title (sale)",
+            5,
+            50_000,
+            false,
+            &[
+                "Formulir permohonan",
+                "Sertipikat asli",
+                "Akta jual beli dari PPAT",
+                "Fotokopi KTP-el dan Kartu Keluarga para pihak",
+                "Bukti pembayaran BPHTB dan PPh",
+                "SPPT PBB tahun berjalan",
+            ],
+        ),
+        (
+            "pengukuran",
+            "Pengukuran dan Pemetaan Bidang Tanah",
+            "Land parcel measurement and mapping",
+            14,
+            100_000,
+            false,
+            &[
+                "Formulir permohonan",
+                "Fotokopi KTP-el pemohon",
+                "Bukti penguasaan atau pemilikan tanah",
+                "Surat pernyataan telah memasang tanda batas",
+                "Fotokopi SPPT PBB tahun berjalan",
+            ],
+        ),
+    ])
+}
+
+const FILING: FilingFields =
+    FilingFields { case: "nomor_berkas_mpp", documents: "dokumen", officer: "petugas" };
+
+const TOP: StepFields = StepFields {
+    message: "langkah",
+    case: "nomor_berkas_mpp",
+    application: "nomor_permohonan",
+    officer: "petugas",
+};
+
+const NESTED: StepFields = StepFields {
+    message: "langkah",
+    case: "langkah.nomor_berkas_mpp",
+    application: "langkah.nomor_permohonan",
+    officer: "langkah.petugas",
+};
+
+/// The RPC implementation.
+#[derive(Debug, Clone)]
+pub struct Bpn {
+    agency: Agency,
+}
+
+impl Bpn {
+    /// The service over `agency`.
+    pub fn new(agency: Agency) -> Self {
+        Self { agency }
+    }
+
+    /// The tonic server of the service over `agency`.
+    pub fn server(agency: Agency) -> BpnServiceServer<Self> {
+        BpnServiceServer::new(Self::new(agency))
+    }
+
+    fn langkah(&self, l: Option<&pb::Langkah>, f: &StepFields) -> Result<Step, KitError> {
+        let l = input::message(f.message, l)?;
+        common::step(&self.agency, &INFO, f, &l.nomor_berkas_mpp, &l.nomor_permohonan, &l.petugas)
+    }
+
+    async fn publish(&self, step: Step, body: EventBody) -> Result<Response<pb::Diterima>, Status> {
+        let event_id = common::publish(&self.agency, step, body).await?;
+        Ok(Response::new(pb::Diterima { event_id }))
+    }
+}
+
+#[tonic::async_trait]
+impl BpnService for Bpn {
+    async fn daftarkan_berkas(
+        &self,
+        request: Request<pb::PendaftaranBerkas>,
+    ) -> Result<Response<pb::BerkasTerdaftar>, Status> {
+        let p = request.into_inner();
+        let filed = common::file(
+            &self.agency,
+            &INFO,
+            &FILING,
+            p.layanan,
+            &p.nomor_berkas_mpp,
+            &p.dokumen,
+            &p.petugas,
+        )
+        .await?;
+        Ok(Response::new(pb::BerkasTerdaftar {
+            nomor_berkas_mpp: filed.tracking_number.to_string(),
+            nomor_permohonan: filed.application_id.to_string(),
+            event_ids: filed.accepted.into_iter().map(|a| a.event_id).collect(),
+            pin: filed.pin.map(|p| p.expose().to_owned()).unwrap_or_default(),
+        }))
+    }
+
+    async fn minta_kelengkapan(
+        &self,
+        request: Request<pb::KekuranganBerkas>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::documents_requested(
+            ("dokumen", &r.dokumen),
+            ("loket", &r.loket),
+            ("catatan", &r.catatan),
+        )?;
+        self.publish(step, body).await
+    }
+
+    async fn terima_kelengkapan(
+        &self,
+        request: Request<pb::BerkasDilengkapi>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::documents_received("dokumen", &r.dokumen)?;
+        self.publish(step, body).await
+    }
+
+    async fn mulai_pemeriksaan(
+        &self,
+        request: Request<pb::Langkah>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let step = self.langkah(Some(request.get_ref()), &TOP)?;
+        self.publish(step, EventBody::ReviewStarted).await
+    }
+
+    async fn terbitkan_sps(
+        &self,
+        request: Request<pb::SuratPerintahSetor>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let billing_code = common::simponi_billing_code("kode_billing", &r.kode_billing)?;
+        let body = common::fee(
+            ("jumlah_pnbp", r.jumlah_pnbp),
+            PNBP_IDR_MAX,
+            ("saluran_pembayaran", &r.saluran_pembayaran),
+            billing_code,
+        )?;
+        self.publish(step, body).await
+    }
+
+    async fn konfirmasi_pembayaran(
+        &self,
+        request: Request<pb::PembayaranPnbp>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let reference = common::ntpn("ntpn", &r.ntpn)?;
+        let body = common::payment(("jumlah_pnbp", r.jumlah_pnbp), PNBP_IDR_MAX, reference)?;
+        self.publish(step, body).await
+    }
+
+    async fn jadwalkan_pengukuran(
+        &self,
+        request: Request<pb::JadwalPengukuran>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::appointment(
+            &self.agency,
+            AppointmentKind::Survey,
+            ("waktu_ms", r.waktu_ms),
+            ("lokasi", &r.lokasi),
+        )?;
+        self.publish(step, body).await
+    }
+
+    async fn terbitkan_produk(
+        &self,
+        request: Request<pb::ProdukTerbit>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let document_number = input::text("nomor_produk", &r.nomor_produk, false)?;
+        self.publish(step, EventBody::Issued { document_number }).await
+    }
+
+    async fn serahkan_produk(&self, request: Request<pb::Langkah>) -> Result<Response<pb::Diterima>, Status> {
+        let step = self.langkah(Some(request.get_ref()), &TOP)?;
+        self.publish(step, EventBody::Collected).await
+    }
+
+    async fn tolak_berkas(&self, request: Request<pb::Penolakan>) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::rejected(("kode_alasan", &r.kode_alasan), ("alasan", &r.alasan))?;
+        self.publish(step, body).await
+    }
+
+    async fn batalkan_berkas(
+        &self,
+        request: Request<pb::Pembatalan>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::withdrawn("alasan", &r.alasan)?;
+        self.publish(step, body).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,297 @@
+//! DPMPTSP, the regional investment and one-stop licensing office
+//! (category: daerah): building approvals (PBG) and NIB guidance at the
+//! MPP, `mpp.agency.dpmptsp.v1.DpmptspService` → common events
+//! (`MAPPING.md`, section DPMPTSP, mapping v1).
+//!
+//! For a PBG the technical team checks the documents, inspects the site,
+//! the office sets the regional retribution (SKRD), and the approval is
+//! issued once it is paid. PBG carries fiktif positif: the projection shows
+//! it as granted when the deadline passes without a decision. NIB guidance
+//! is free: checked, then issued with the 13-digit NIB.
+
+use mpp_agency_kit::catalogue::ServiceStandardSpec;
+use mpp_agency_kit::{input, Agency, KitError};
+use mpp_core::{EventBody, EventKind, Rejection};
+use mpp_proto::agency::dpmptsp::v1 as pb;
+use pb::dpmptsp_service_server::{DpmptspService, DpmptspServiceServer};
+use tonic::server::NamedService;
+use tonic::{Request, Response, Status};
+
+use crate::common::{
+    self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
+};
+
+/// The agency id on every event and subject.
+pub const AGENCY_ID: &str = "dpmptsp";
+
+/// Largest retribution one SKRD or payment may carry, in rupiah. The PBG
+/// retribution grows with floor area and building class; even a large
+/// commercial building stays below it.
+pub const RETRIBUSI_IDR_MAX: i64 = 10_000_000_000;
+
+/// Digits of a NIB (Nomor Induk Berusaha).
+pub const NIB_DIGITS: usize = 13;
+
+/// The service id of NIB guidance, whose issued number is a NIB.
+const NIB_SERVICE: &str = "nib";
+
+/// Everything fixed about DPMPTSP.
+pub static INFO: AgencyInfo = AgencyInfo {
+    agency_id: AGENCY_ID,
+    name: "DPMPTSP",
+    category: Category::Daerah,
+    binary: "mpp-dpmptsp",
+    default_grpc_addr: "127.0.0.1:50067",
+    grpc_service: <DpmptspServiceServer<Dpmptsp> as NamedService>::NAME,
+    service_field: "jenis_izin",
+    application_prefix: "DPM",
+    application_field: "nomor_registrasi",
+    services: &[
+        ServiceInfo {
+            value: pb::JenisIzin::Pbg as i32,
+            enum_name: "JENIS_IZIN_PBG",
+            service_id: "pbg",
+            code: "PBG",
+        },
+        ServiceInfo {
+            value: pb::JenisIzin::Nib as i32,
+            enum_name: "JENIS_IZIN_NIB",
+            service_id: NIB_SERVICE,
+            code: "NIB",
+        },
+    ],
+    rpcs: &[
+        RpcMapping { rpc: "AjukanPermohonan", event: EventKind::ApplicationFiled },
+        RpcMapping { rpc: "MintaPerbaikan", event: EventKind::DocumentsRequested },
+        RpcMapping { rpc: "TerimaPerbaikan", event: EventKind::DocumentsReceived },
+        RpcMapping { rpc: "MulaiPemeriksaan", event: EventKind::ReviewStarted },
+        RpcMapping { rpc: "JadwalkanPeninjauan", event: EventKind::AppointmentScheduled },
+        RpcMapping { rpc: "TetapkanRetribusi", event: EventKind::FeeAssessed },
+        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived },
+        RpcMapping { rpc: "TerbitkanIzin", event: EventKind::Issued },
+        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected },
+        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn },
+    ],
+    journey: &[
+        "AjukanPermohonan",
+        "MulaiPemeriksaan",
+        "JadwalkanPeninjauan",
+        "TetapkanRetribusi",
+        "KonfirmasiPembayaran",
+        "TerbitkanIzin",
+    ],
+};
+
+/// DPMPTSP's built-in service standards (version 1). PBG: 28 working days
+/// and fiktif positif (the approval is deemed granted when the office does
+/// not decide in time; PP 16/2021 on buildings, UU 30/2014 art. 53 as
+/// amended). Its retribution follows the regional regulation's formula
+/// (floor area, building class and use); the standard names an indicative
+/// amount for a small house and the SKRD carries the real one. NIB guidance
+/// in OSS-RBA is free and done the same day.
+pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, Rejection> {
+    common::standards(&[
+        (
+            "pbg",
+            "Persetujuan Bangunan Gedung (PBG)",
+            "Building approval (PBG)",
+            28,
+            1_500_000,
+            true,
+            &[
+                "KTP-el pemohon / pemilik bangunan",
+                "Bukti kepemilikan atau penguasaan tanah",
+                "Dokumen rencana teknis (arsitektur, struktur, mekanikal-elektrikal-plambing)",
+                "Konfirmasi KKPR / informasi tata ruang",
+                "Persetujuan lingkungan (bila wajib)",
+            ],
+        ),
+        (
+            NIB_SERVICE,
+            "Pendampingan Pendaftaran NIB (OSS-RBA)",
+            "Guided registration of a business identification number (NIB)",
+            1,
+            0,
+            false,
+            &[
+                "KTP-el",
+                "NPWP (bila ada)",
+                "Alamat email dan nomor telepon aktif",
+                "Data usaha (KBLI, lokasi, modal usaha)",
+            ],
+        ),
+    ])
+}
+
+const FILING: FilingFields = FilingFields { case: "nomor_berkas", documents: "dokumen", officer: "petugas" };
+
+const TOP: StepFields = StepFields {
+    message: "langkah",
+    case: "nomor_berkas",
+    application: "nomor_registrasi",
+    officer: "petugas",
+};
+
+const NESTED: StepFields = StepFields {
+    message: "langkah",
+    case: "langkah.nomor_berkas",
+    application: "langkah.nomor_registrasi",
+    officer: "langkah.petugas",
+};
+
+/// The RPC implementation.
+#[derive(Debug, Clone)]
+pub struct Dpmptsp {
+    agency: Agency,
+}
+
+impl Dpmptsp {
+    /// The service over `agency`.
+    pub fn new(agency: Agency) -> Self {
+        Self { agency }
+    }
+
+    /// The tonic server of the service over `agency`.
+    pub fn server(agency: Agency) -> DpmptspServiceServer<Self> {
+        DpmptspServiceServer::new(Self::new(agency))
+    }
+
+    fn langkah(&self, l: Option<&pb::Langkah>, f: &StepFields) -> Result<Step, KitError> {
+        let l = input::message(f.message, l)?;
+        common::step(&self.agency, &INFO, f, &l.nomor_berkas, &l.nomor_registrasi, &l.petugas)
+    }
+
+    async fn publish(&self, step: Step, body: EventBody) -> Result<Response<pb::Diterima>, Status> {
+        let event_id = common::publish(&self.agency, step, body).await?;
+        Ok(Response::new(pb::Diterima { event_id }))
+    }
+}
+
+#[tonic::async_trait]
+impl DpmptspService for Dpmptsp {
+    async fn ajukan_permohonan(
+        &self,
+        request: Request<pb::Permohonan>,
+    ) -> Result<Response<pb::PermohonanDiterima>, Status> {
+        let p = request.into_inner();
+        let filed =
+            common::file(&self.agency, &INFO, &FILING, p.jenis_izin, &p.nomor_berkas, &p.dokumen, &p.petugas)
+                .await?;
+        Ok(Response::new(pb::PermohonanDiterima {
+            nomor_berkas: filed.tracking_number.to_string(),
+            nomor_registrasi: filed.application_id.to_string(),
+            event_ids: filed.accepted.into_iter().map(|a| a.event_id).collect(),
+            pin: filed.pin.map(|p| p.expose().to_owned()).unwrap_or_default(),
+        }))
+    }
+
+    async fn minta_perbaikan(
+        &self,
+        request: Request<pb::PerbaikanDokumen>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::documents_requested(
+            ("dokumen", &r.dokumen),
+            ("loket", &r.loket),
+            ("catatan", &r.catatan),
+        )?;
+        self.publish(step, body).await
+    }
+
+    async fn terima_perbaikan(
+        &self,
+        request: Request<pb::DokumenDiperbaiki>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::documents_received("dokumen", &r.dokumen)?;
+        self.publish(step, body).await
+    }
+
+    async fn mulai_pemeriksaan(
+        &self,
+        request: Request<pb::Langkah>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let step = self.langkah(Some(request.get_ref()), &TOP)?;
+        self.publish(step, EventBody::ReviewStarted).await
+    }
+
+    async fn jadwalkan_peninjauan(
+        &self,
+        request: Request<pb::PeninjauanLapangan>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::appointment(
+            &self.agency,
+            AppointmentKind::Inspection,
+            ("waktu_ms", r.waktu_ms),
+            ("lokasi", &r.lokasi),
+        )?;
+        self.publish(step, body).await
+    }
+
+    async fn tetapkan_retribusi(&self, request: Request<pb::Skrd>) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let nomor_skrd = input::text("nomor_skrd", &r.nomor_skrd, true)?;
+        let body = common::fee(
+            ("jumlah_retribusi", r.jumlah_retribusi),
+            RETRIBUSI_IDR_MAX,
+            ("saluran_pembayaran", &r.saluran_pembayaran),
+            nomor_skrd,
+        )?;
+        self.publish(step, body).await
+    }
+
+    async fn konfirmasi_pembayaran(
+        &self,
+        request: Request<pb::PembayaranRetribusi>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let reference = input::text("nomor_sts", &r.nomor_sts, false)?;
+        let body = common::payment(("jumlah_bayar", r.jumlah_bayar), RETRIBUSI_IDR_MAX, reference)?;
+        self.publish(step, body).await
+    }
+
+    async fn terbitkan_izin(
+        &self,
+        request: Request<pb::IzinTerbit>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let document_number = if step.info.service_id == NIB_SERVICE {
+            common::shaped("nomor_izin", &r.nomor_izin, "a NIB (13 digits)", |s| {
+                common::is_digits(s, NIB_DIGITS..=NIB_DIGITS)
+            })?
+        } else {
+            input::text("nomor_izin", &r.nomor_izin, true)?
+        };
+        self.publish(step, EventBody::Issued { document_number }).await
+    }
+
+    async fn tolak_permohonan(
+        &self,
+        request: Request<pb::Penolakan>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::rejected(("kode_alasan", &r.kode_alasan), ("alasan", &r.alasan))?;
+        self.publish(step, body).await
+    }
+
+    async fn batalkan_permohonan(
+        &self,
+        request: Request<pb::Pembatalan>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::withdrawn("alasan", &r.alasan)?;
+        self.publish(step, body).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,287 @@
+//! PT PLN (Persero) (category: BUMN): new connections and power upgrades at
+//! the MPP, `mpp.agency.pln.v1.PlnService` → common events (`MAPPING.md`,
+//! section PLN, mapping v1).
+//!
+//! PLN surveys the site, bills the connection cost (biaya penyambungan),
+//! schedules the installation of the meter once it is paid, and switches the
+//! supply on (penyalaan), which is the "issued" of a connection: there is
+//! nothing to collect.
+
+use mpp_agency_kit::catalogue::ServiceStandardSpec;
+use mpp_agency_kit::{input, Agency, KitError};
+use mpp_core::{EventBody, EventKind, Rejection};
+use mpp_proto::agency::pln::v1 as pb;
+use pb::pln_service_server::{PlnService, PlnServiceServer};
+use tonic::server::NamedService;
+use tonic::{Request, Response, Status};
+
+use crate::common::{
+    self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
+};
+
+/// The agency id on every event and subject.
+pub const AGENCY_ID: &str = "pln";
+
+/// Largest bill or payment, in rupiah. The connection cost grows with the
+/// power asked for; low-voltage connections (up to 197 kVA, what an MPP
+/// counter handles) stay well below it.
+pub const TAGIHAN_IDR_MAX: i64 = 500_000_000;
+
+/// Digits of a PLN customer id (ID pelanggan).
+pub const ID_PELANGGAN_DIGITS: usize = 12;
+
+/// Everything fixed about PLN.
+pub static INFO: AgencyInfo = AgencyInfo {
+    agency_id: AGENCY_ID,
+    name: "PT PLN (Persero)",
+    category: Category::Bumn,
+    binary: "mpp-pln",
+    default_grpc_addr: "127.0.0.1:50064",
+    grpc_service: <PlnServiceServer<Pln> as NamedService>::NAME,
+    service_field: "jenis_layanan",
+    application_prefix: "PLN",
+    application_field: "nomor_agenda",
+    services: &[
+        ServiceInfo {
+            value: pb::JenisLayanan::PasangBaru as i32,
+            enum_name: "JENIS_LAYANAN_PASANG_BARU",
+            service_id: "pasang-baru",
+            code: "PB",
+        },
+        ServiceInfo {
+            value: pb::JenisLayanan::TambahDaya as i32,
+            enum_name: "JENIS_LAYANAN_TAMBAH_DAYA",
+            service_id: "tambah-daya",
+            code: "TD",
+        },
+    ],
+    rpcs: &[
+        RpcMapping { rpc: "DaftarPermohonan", event: EventKind::ApplicationFiled },
+        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested },
+        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived },
+        RpcMapping { rpc: "JadwalkanSurvei", event: EventKind::AppointmentScheduled },
+        RpcMapping { rpc: "TerbitkanTagihan", event: EventKind::FeeAssessed },
+        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived },
+        RpcMapping { rpc: "JadwalkanPemasangan", event: EventKind::AppointmentScheduled },
+        RpcMapping { rpc: "NyalakanSambungan", event: EventKind::Issued },
+        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected },
+        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn },
+    ],
+    journey: &[
+        "DaftarPermohonan",
+        "JadwalkanSurvei",
+        "TerbitkanTagihan",
+        "KonfirmasiPembayaran",
+        "JadwalkanPemasangan",
+        "NyalakanSambungan",
+    ],
+};
+
+/// PLN's built-in service standards (version 1). The connection cost of a
+/// household (R-1, low voltage) is Rp969 per VA: the standard names the
+/// commonest case (a new 1 300 VA connection, Rp1 259 700; an upgrade from
+/// 1 300 to 2 200 VA, Rp872 100) and the bill carries the real amount.
+pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, Rejection> {
+    common::standards(&[
+        (
+            "pasang-baru",
+            "Pasang Baru Listrik",
+            "New electricity connection",
+            5,
+            1_259_700,
+            false,
+            &[
+                "KTP-el pemohon",
+                "Sertifikat Laik Operasi (SLO) instalasi listrik",
+                "Denah lokasi atau titik koordinat bangunan",
+                "Nomor telepon yang dapat dihubungi",
+            ],
+        ),
+        (
+            "tambah-daya",
+            "Tambah Daya Listrik",
+            "Electricity power upgrade",
+            5,
+            872_100,
+            false,
+            &[
+                "KTP-el pemohon",
+                "ID pelanggan atau rekening listrik terakhir",
+                "Sertifikat Laik Operasi (SLO) instalasi (bila instalasi diubah)",
+            ],
+        ),
+    ])
+}
+
+const FILING: FilingFields = FilingFields { case: "nomor_berkas", documents: "dokumen", officer: "petugas" };
+
+const NESTED: StepFields = StepFields {
+    message: "langkah",
+    case: "langkah.nomor_berkas",
+    application: "langkah.nomor_agenda",
+    officer: "langkah.petugas",
+};
+
+/// The RPC implementation.
+#[derive(Debug, Clone)]
+pub struct Pln {
+    agency: Agency,
+}
+
+impl Pln {
+    /// The service over `agency`.
+    pub fn new(agency: Agency) -> Self {
+        Self { agency }
+    }
+
+    /// The tonic server of the service over `agency`.
+    pub fn server(agency: Agency) -> PlnServiceServer<Self> {
+        PlnServiceServer::new(Self::new(agency))
+    }
+
+    fn langkah(&self, l: Option<&pb::Langkah>, f: &StepFields) -> Result<Step, KitError> {
+        let l = input::message(f.message, l)?;
+        common::step(&self.agency, &INFO, f, &l.nomor_berkas, &l.nomor_agenda, &l.petugas)
+    }
+
+    async fn publish(&self, step: Step, body: EventBody) -> Result<Response<pb::Diterima>, Status> {
+        let event_id = common::publish(&self.agency, step, body).await?;
+        Ok(Response::new(pb::Diterima { event_id }))
+    }
+
+    async fn visit(&self, kind: AppointmentKind, r: pb::Kunjungan) -> Result<Response<pb::Diterima>, Status> {
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::appointment(&self.agency, kind, ("waktu_ms", r.waktu_ms), ("alamat", &r.alamat))?;
+        self.publish(step, body).await
+    }
+}
+
+#[tonic::async_trait]
+impl PlnService for Pln {
+    async fn daftar_permohonan(
+        &self,
+        request: Request<pb::Permohonan>,
+    ) -> Result<Response<pb::PermohonanTerdaftar>, Status> {
+        let p = request.into_inner();
+        let filed = common::file(
+            &self.agency,
+            &INFO,
+            &FILING,
+            p.jenis_layanan,
+            &p.nomor_berkas,
+            &p.dokumen,
+            &p.petugas,
+        )
+        .await?;
+        Ok(Response::new(pb::PermohonanTerdaftar {
+            nomor_berkas: filed.tracking_number.to_string(),
+            nomor_agenda: filed.application_id.to_string(),
+            event_ids: filed.accepted.into_iter().map(|a| a.event_id).collect(),
+            pin: filed.pin.map(|p| p.expose().to_owned()).unwrap_or_default(),
+        }))
+    }
+
+    async fn minta_kelengkapan(
+        &self,
+        request: Request<pb::KekuranganData>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::documents_requested(
+            ("dokumen", &r.dokumen),
+            ("loket", &r.loket),
+            ("catatan", &r.catatan),
+        )?;
+        self.publish(step, body).await
+    }
+
+    async fn terima_kelengkapan(
+        &self,
+        request: Request<pb::DataDilengkapi>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::documents_received("dokumen", &r.dokumen)?;
+        self.publish(step, body).await
+    }
+
+    async fn jadwalkan_survei(
+        &self,
+        request: Request<pb::Kunjungan>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        self.visit(AppointmentKind::Survey, request.into_inner()).await
+    }
+
+    async fn terbitkan_tagihan(
+        &self,
+        request: Request<pb::Tagihan>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let kode_bayar =
+            common::shaped("kode_bayar", &r.kode_bayar, "a PLN payment code (10 to 16 digits)", |s| {
+                common::is_digits(s, 10..=16)
+            })?;
+        let body = common::fee(
+            ("jumlah_tagihan", r.jumlah_tagihan),
+            TAGIHAN_IDR_MAX,
+            ("saluran_pembayaran", &r.saluran_pembayaran),
+            kode_bayar,
+        )?;
+        self.publish(step, body).await
+    }
+
+    async fn konfirmasi_pembayaran(
+        &self,
+        request: Request<pb::Pembayaran>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let reference = input::text("nomor_referensi", &r.nomor_referensi, false)?;
+        let body = common::payment(("jumlah_bayar", r.jumlah_bayar), TAGIHAN_IDR_MAX, reference)?;
+        self.publish(step, body).await
+    }
+
+    async fn jadwalkan_pemasangan(
+        &self,
+        request: Request<pb::Kunjungan>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        self.visit(AppointmentKind::Installation, request.into_inner()).await
+    }
+
+    async fn nyalakan_sambungan(
+        &self,
+        request: Request<pb::Penyalaan>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let document_number =
+            common::shaped("id_pelanggan", &r.id_pelanggan, "a PLN customer id (12 digits)", |s| {
+                common::is_digits(s, ID_PELANGGAN_DIGITS..=ID_PELANGGAN_DIGITS)
+            })?;
+        self.publish(step, EventBody::Issued { document_number }).await
+    }
+
+    async fn tolak_permohonan(
+        &self,
+        request: Request<pb::Penolakan>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::rejected(("kode_alasan", &r.kode_alasan), ("alasan", &r.alasan))?;
+        self.publish(step, body).await
+    }
+
+    async fn batalkan_permohonan(
+        &self,
+        request: Request<pb::Pembatalan>,
+    ) -> Result<Response<pb::Diterima>, Status> {
+        let r = request.into_inner();
+        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
+        let body = common::withdrawn("alasan", &r.alasan)?;
+        self.publish(step, body).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+//! Tests across every agency of the crate: categories, catalogues, the
+//! mapping tables against the protos and `MAPPING.md`, and the journeys
+//! against the hub's state machine.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use mpp_agency_kit::{EventBuilder, SystemClock};
+use mpp_core::ids::RegionCode;
+use mpp_core::{AppState, EventKind};
+use prost::Message as _;
+
+use crate::test_support::legal_path;
+use crate::{bank, bpn, dpmptsp, imigrasi, pdam, pln, AgencyInfo, Category, AGENCIES, MAPPING_VERSION};
+
+const MAPPING_MD: &str = include_str!("../MAPPING.md");
+
+fn catalogue(info: &AgencyInfo) -> Vec<mpp_agency_kit::ServiceStandardSpec> {
+    match info.agency_id {
+        imigrasi::AGENCY_ID => imigrasi::catalogue(),
+        bpn::AGENCY_ID => bpn::catalogue(),
+        pln::AGENCY_ID => pln::catalogue(),
+        pdam::AGENCY_ID => pdam::catalogue(),
+        bank::AGENCY_ID => bank::catalogue(),
+        dpmptsp::AGENCY_ID => dpmptsp::catalogue(),
+        other => panic!("no catalogue for {other}"),
+    }
+    .unwrap()
+}
+
+#[test]
+fn every_category_the_law_names_is_covered() {
+    // Disdukcapil (mpp-dukcapil, its own crate) is daerah as well.
+    let covered: BTreeSet<Category> = AGENCIES.iter().map(|a| a.category).collect();
+    assert_eq!(covered, Category::ALL.iter().copied().collect());
+    assert!(AGENCIES.len() >= 5);
+}
+
+#[test]
+fn ids_prefixes_and_binaries_are_distinct_and_well_formed() {
+    let mut agencies = BTreeSet::new();
+    let mut prefixes = BTreeSet::from(["DKC"]);
+    for info in AGENCIES {
+        assert!(info.agency_id().is_ok(), "{}", info.agency_id);
+        assert!(agencies.insert(info.agency_id), "{}", info.agency_id);
+        assert!(prefixes.insert(info.application_prefix), "{}", info.application_prefix);
+        assert_eq!(info.binary, format!("mpp-{}", info.agency_id));
+        assert!(
+            info.grpc_service.starts_with(&format!("mpp.agency.{}.v1.", info.agency_id)),
+            "{}",
+            info.grpc_service
+        );
+        let mut codes = BTreeSet::new();
+        for s in info.services {
+            assert!(s.service().is_ok(), "{}", s.service_id);
+            assert!(codes.insert(s.code), "{}", s.code);
+            assert!(s.value > 0, "UNSPECIFIED is never a service");
+            // An application id with this prefix is valid and names its service.
+            let id = mpp_agency_kit::ids::new_application_id(&info.application_prefix(s)).unwrap();
+            let info: &'static AgencyInfo = info;
+            assert_eq!(info.service_of_application("x", &id).unwrap(), s);
+        }
+    }
+}
+
+#[test]
+fn every_service_has_exactly_one_valid_standard() {
+    for info in AGENCIES {
+        let cat = catalogue(info);
+        let ids: Vec<&str> = cat.iter().map(|s| s.service.as_str()).collect();
+        let services: Vec<&str> = info.services.iter().map(|s| s.service_id).collect();
+        assert_eq!(ids, services, "{}", info.agency_id);
+        let builder = EventBuilder::new(
+            RegionCode::parse("1771").unwrap(),
+            info.agency_id().unwrap(),
+            Arc::new(SystemClock),
+        );
+        for spec in &cat {
+            assert_eq!(spec.version, 1);
+            assert!(!spec.requirements.is_empty(), "{}", spec.service);
+            // The standard passes the hub's own validation.
+            spec.to_event(&builder).unwrap_or_else(|e| panic!("{}/{}: {e}", info.agency_id, spec.service));
+        }
+    }
+}
+
+/// The RPC names of each `mpp.agency.<id>.v1` service in the descriptor set.
+fn proto_rpcs(info: &AgencyInfo) -> Vec<String> {
+    let set = prost_types::FileDescriptorSet::decode(mpp_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let package = format!("mpp.agency.{}.v1", info.agency_id);
+    let file = set.file.iter().find(|f| f.package() == package).unwrap_or_else(|| panic!("no {package}"));
+    let service =
+        file.service.iter().find(|s| info.grpc_service == format!("{package}.{}", s.name())).unwrap();
+    service.method.iter().map(|m| m.name().to_owned()).collect()
+}
+
+#[test]
+fn the_mapping_table_lists_every_rpc_of_the_proto_in_order() {
+    for info in AGENCIES {
+        let table: Vec<&str> = info.rpcs.iter().map(|m| m.rpc).collect();
+        assert_eq!(proto_rpcs(info), table, "{}", info.agency_id);
+        assert_eq!(info.rpcs[0].event, EventKind::ApplicationFiled, "the filing RPC comes first");
+        assert!(info.rpcs[1..]
+            .iter()
+            .all(|m| m.event.is_application_event() && m.event != EventKind::ApplicationFiled));
+        for needed in
+            [EventKind::Issued, EventKind::Rejected, EventKind::Withdrawn, EventKind::DocumentsRequested]
+        {
+            assert!(
+                info.rpcs.iter().any(|m| m.event == needed),
+                "{} has no {}",
+                info.agency_id,
+                needed.as_str()
+            );
+        }
+    }
+}
+
+/// The `MAPPING.md` section of an agency: from its `## ` heading (which
+/// names the agency id in backticks) to the next.
+fn section(info: &AgencyInfo) -> &'static str {
+    let heading = format!("## {} ", info.name);
+    let start = MAPPING_MD.find(&heading).unwrap_or_else(|| panic!("MAPPING.md has no section {heading:?}"));
+    let rest = &MAPPING_MD[start + heading.len()..];
+    let end = rest.find("\n## ").unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[test]
+fn mapping_md_documents_every_rpc_service_and_journey() {
+    assert!(MAPPING_MD.contains(&format!("mapping v{MAPPING_VERSION}")));
+    for info in AGENCIES {
+        let s = section(info);
+        assert!(s.contains(&format!("`{}`", info.agency_id)), "{}", info.agency_id);
+        for m in info.rpcs {
+            let row = s
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}`", m.rpc)))
+                .unwrap_or_else(|| panic!("{}: no row for {}", info.agency_id, m.rpc));
+            assert!(row.contains(&format!("`{}`", m.event.as_str())), "{}: {row}", info.agency_id);
+        }
+        for svc in info.services {
+            assert!(s.contains(&format!("`{}`", svc.service_id)), "{}: {}", info.agency_id, svc.service_id);
+            assert!(s.contains(&format!("`{}-{}-", info.application_prefix, svc.code)), "{}", svc.code);
+        }
+        let journey = info.journey.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(" → ");
+        assert!(s.contains(&journey), "{}: journey {journey} not documented", info.agency_id);
+    }
+}
+
+#[test]
+fn every_journey_is_legal_in_the_hubs_state_machine() {
+    for info in AGENCIES {
+        let kinds: Vec<EventKind> = info
+            .journey
+            .iter()
+            .map(|rpc| {
+                info.event_of(rpc).unwrap_or_else(|| panic!("{}: {rpc} not in the table", info.agency_id))
+            })
+            .collect();
+        let end = legal_path(&kinds);
+        assert!(matches!(end, AppState::Issued | AppState::Collected), "{}: ends {end:?}", info.agency_id);
+        assert!(kinds.contains(&EventKind::Issued), "{}", info.agency_id);
+    }
+}
+
+#[test]
+fn the_imigrasi_booked_interview_path_is_legal_too() {
+    // Booked interview: the appointment, then straight to the billing code.
+    let booked = [
+        "AjukanPermohonan",
+        "JadwalkanWawancara",
+        "TerbitkanKodeBilling",
+        "KonfirmasiPembayaran",
+        "CetakPaspor",
+    ];
+    let kinds: Vec<EventKind> = booked.iter().map(|r| imigrasi::INFO.event_of(r).unwrap()).collect();
+    assert_eq!(legal_path(&kinds), AppState::Issued);
+}

@@ -1,0 +1,586 @@
+//! Every agency of `mpp-agencies` over real gRPC against a real nats-server,
+//! started the way its binary starts (the kit's `run_with`: durable outbox
+//! in a temporary directory, relay to JetStream, no client tokens).
+//!
+//! One citizen's case goes through all six agencies: DPMPTSP opens it with a
+//! building approval, the others file into it and walk their documented
+//! journey. The stream must then hold each agency's service standards exactly
+//! once, and each agency's events in the order of its journey, with the
+//! kinds its mapping table names, the event ids the RPCs returned, and
+//! `Nats-Msg-Id` = event id.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mpp_agencies::{bank, bpn, cli, dpmptsp, imigrasi, pdam, pln, AgencyInfo, AGENCIES};
+use mpp_agency_kit::testing::NatsServer;
+use mpp_agency_kit::{
+    run_with, standard_event_id, Agency, Listeners, RunError, ServiceStandardSpec, STREAM_NAME,
+};
+use mpp_core::EventKind;
+use mpp_proto::v1 as ev;
+use prost::Message as _;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::codegen::http;
+use tonic::server::NamedService;
+use tonic::transport::Channel;
+
+/// How long the relays may take to bring every event into the stream.
+const STREAM_DEADLINE_MS: u64 = 30_000;
+
+/// Poll interval while waiting for the stream.
+const POLL_MS: u64 = 25;
+
+/// One agency service running in this process.
+struct Running {
+    info: &'static AgencyInfo,
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), RunError>>,
+    _data: tempfile::TempDir,
+}
+
+/// Starts `info`'s service as its binary would, on 127.0.0.1:0.
+async fn start<S, F>(
+    info: &'static AgencyInfo,
+    standards: Vec<ServiceStandardSpec>,
+    make: F,
+    nats: &str,
+) -> Running
+where
+    F: FnOnce(Agency) -> S + Send + 'static,
+    S: tonic::codegen::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let data = tempfile::tempdir().unwrap();
+    let args = cli::try_parse_args_from(
+        info,
+        [
+            info.binary,
+            "--nats-url",
+            nats,
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--insecure-no-auth",
+            "--region-code",
+            "1771",
+        ],
+    )
+    .unwrap();
+    let config = info.config(args, standards).unwrap();
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = grpc.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(run_with(config, make, Listeners { grpc, metrics: None }, async {
+        let _ = stopped.await;
+    }));
+    Running { info, addr, stop, task, _data: data }
+}
+
+async fn channel(addr: SocketAddr) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
+}
+
+fn in_days(days: i64) -> i64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    now + days * 24 * 60 * 60 * 1000
+}
+
+/// What one journey produced: the case and the event ids, in order.
+struct Walked {
+    case: String,
+    event_ids: Vec<String>,
+}
+
+async fn dpmptsp_journey(addr: SocketAddr) -> Walked {
+    use dpmptsp::INFO;
+    use mpp_proto::agency::dpmptsp::v1 as pb;
+    let mut c = pb::dpmptsp_service_client::DpmptspServiceClient::new(channel(addr).await);
+    let filed = c
+        .ajukan_permohonan(pb::Permohonan {
+            nomor_berkas: String::new(),
+            jenis_izin: pb::JenisIzin::Pbg as i32,
+            dokumen: vec!["Gambar arsitektur".into()],
+            petugas: "ptsp-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(filed.pin.len(), 6, "the first agency opens the case");
+    let l = Some(pb::Langkah {
+        nomor_berkas: filed.nomor_berkas.clone(),
+        nomor_registrasi: filed.nomor_registrasi.clone(),
+        petugas: "ptsp-2".into(),
+    });
+    let mut ids = filed.event_ids;
+    ids.push(c.mulai_pemeriksaan(l.clone().unwrap()).await.unwrap().into_inner().event_id);
+    let r = c
+        .jadwalkan_peninjauan(pb::PeninjauanLapangan {
+            langkah: l.clone(),
+            waktu_ms: in_days(3),
+            lokasi: "Kel. Anggut Atas".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c
+        .tetapkan_retribusi(pb::Skrd {
+            langkah: l.clone(),
+            jumlah_retribusi: 2_340_000,
+            nomor_skrd: "SKRD/PBG/2026/0042".into(),
+            saluran_pembayaran: "Bank daerah".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c
+        .konfirmasi_pembayaran(pb::PembayaranRetribusi {
+            langkah: l.clone(),
+            jumlah_bayar: 2_340_000,
+            nomor_sts: "STS-1187".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c
+        .terbitkan_izin(pb::IzinTerbit { langkah: l.clone(), nomor_izin: "SK-PBG-177101-0001".into() })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    assert_eq!(INFO.journey.len() + 1, ids.len());
+    Walked { case: filed.nomor_berkas, event_ids: ids }
+}
+
+async fn pln_journey(addr: SocketAddr, case: &str) -> Walked {
+    use mpp_proto::agency::pln::v1 as pb;
+    let mut c = pb::pln_service_client::PlnServiceClient::new(channel(addr).await);
+    let filed = c
+        .daftar_permohonan(pb::Permohonan {
+            nomor_berkas: case.to_owned(),
+            jenis_layanan: pb::JenisLayanan::PasangBaru as i32,
+            dokumen: vec!["KTP-el".into(), "SLO instalasi".into()],
+            petugas: "pln-11".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let l = Some(pb::Langkah {
+        nomor_berkas: filed.nomor_berkas.clone(),
+        nomor_agenda: filed.nomor_agenda.clone(),
+        petugas: "pln-12".into(),
+    });
+    let visit =
+        |days| pb::Kunjungan { langkah: l.clone(), waktu_ms: in_days(days), alamat: "Jl. Merapi 5".into() };
+    let mut ids = filed.event_ids;
+    ids.push(c.jadwalkan_survei(visit(1)).await.unwrap().into_inner().event_id);
+    let r = c
+        .terbitkan_tagihan(pb::Tagihan {
+            langkah: l.clone(),
+            jumlah_tagihan: 1_259_700,
+            kode_bayar: "521100123456".into(),
+            saluran_pembayaran: "PLN Mobile".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c
+        .konfirmasi_pembayaran(pb::Pembayaran {
+            langkah: l.clone(),
+            jumlah_bayar: 1_259_700,
+            nomor_referensi: "BANK-REF-1".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    ids.push(c.jadwalkan_pemasangan(visit(4)).await.unwrap().into_inner().event_id);
+    let r =
+        c.nyalakan_sambungan(pb::Penyalaan { langkah: l.clone(), id_pelanggan: "172010012345".into() }).await;
+    ids.push(r.unwrap().into_inner().event_id);
+    Walked { case: filed.nomor_berkas, event_ids: ids }
+}
+
+async fn pdam_journey(addr: SocketAddr, case: &str) -> Walked {
+    use mpp_proto::agency::pdam::v1 as pb;
+    let mut c = pb::pdam_service_client::PdamServiceClient::new(channel(addr).await);
+    let filed = c
+        .ajukan_pendaftaran(pb::Pendaftaran {
+            nomor_berkas: case.to_owned(),
+            layanan: pb::Layanan::SambunganBaru as i32,
+            dokumen: vec!["KTP-el".into()],
+            petugas: "pdam-4".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let l = Some(pb::Langkah {
+        nomor_berkas: filed.nomor_berkas.clone(),
+        nomor_pendaftaran: filed.nomor_pendaftaran.clone(),
+        petugas: "pdam-5".into(),
+    });
+    let visit =
+        |days| pb::Kunjungan { langkah: l.clone(), waktu_ms: in_days(days), alamat: "Jl. Salak 9".into() };
+    let mut ids = filed.event_ids;
+    ids.push(c.jadwalkan_survei(visit(1)).await.unwrap().into_inner().event_id);
+    let r = c
+        .terbitkan_rab(pb::Rab {
+            langkah: l.clone(),
+            jumlah_biaya: 1_750_000,
+            nomor_rab: "RAB/2026/00123".into(),
+            saluran_pembayaran: "Kasir PDAM".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c
+        .konfirmasi_pembayaran(pb::Pembayaran {
+            langkah: l.clone(),
+            jumlah_bayar: 1_750_000,
+            nomor_kuitansi: "KW-0099".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    ids.push(c.jadwalkan_pemasangan(visit(6)).await.unwrap().into_inner().event_id);
+    let r = c
+        .aktifkan_sambungan(pb::SambunganAktif { langkah: l.clone(), nomor_sambungan: "0104512".into() })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    Walked { case: filed.nomor_berkas, event_ids: ids }
+}
+
+async fn bpn_journey(addr: SocketAddr, case: &str) -> Walked {
+    use mpp_proto::agency::bpn::v1 as pb;
+    let mut c = pb::bpn_service_client::BpnServiceClient::new(channel(addr).await);
+    let filed = c
+        .daftarkan_berkas(pb::PendaftaranBerkas {
+            nomor_berkas_mpp: case.to_owned(),
+            layanan: pb::LayananPertanahan::Pengukuran as i32,
+            dokumen: vec!["Formulir permohonan".into()],
+            petugas: "bpn-02".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let top = pb::Langkah {
+        nomor_berkas_mpp: filed.nomor_berkas_mpp.clone(),
+        nomor_permohonan: filed.nomor_permohonan.clone(),
+        petugas: "bpn-03".into(),
+    };
+    let l = Some(top.clone());
+    let mut ids = filed.event_ids;
+    let r = c
+        .minta_kelengkapan(pb::KekuranganBerkas {
+            langkah: l.clone(),
+            dokumen: vec!["Surat pernyataan tanda batas".into()],
+            loket: "Loket BPN".into(),
+            catatan: String::new(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c
+        .terima_kelengkapan(pb::BerkasDilengkapi {
+            langkah: l.clone(),
+            dokumen: vec!["Surat pernyataan tanda batas".into()],
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    ids.push(c.mulai_pemeriksaan(top.clone()).await.unwrap().into_inner().event_id);
+    let r = c
+        .terbitkan_sps(pb::SuratPerintahSetor {
+            langkah: l.clone(),
+            jumlah_pnbp: 1_250_000,
+            kode_billing: "820260115000777".into(),
+            saluran_pembayaran: "SIMPONI".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c
+        .konfirmasi_pembayaran(pb::PembayaranPnbp {
+            langkah: l.clone(),
+            jumlah_pnbp: 1_250_000,
+            ntpn: "A1B2C3D4E5F6G7H8".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c
+        .jadwalkan_pengukuran(pb::JadwalPengukuran {
+            langkah: l.clone(),
+            waktu_ms: in_days(5),
+            lokasi: "Kel. Padang Jati".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c
+        .terbitkan_produk(pb::ProdukTerbit { langkah: l.clone(), nomor_produk: "PBT 00123/2026".into() })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    ids.push(c.serahkan_produk(top).await.unwrap().into_inner().event_id);
+    Walked { case: filed.nomor_berkas_mpp, event_ids: ids }
+}
+
+async fn imigrasi_journey(addr: SocketAddr, case: &str) -> Walked {
+    use mpp_proto::agency::imigrasi::v1 as pb;
+    let mut c = pb::imigrasi_service_client::ImigrasiServiceClient::new(channel(addr).await);
+    let filed = c
+        .ajukan_permohonan(pb::Permohonan {
+            nomor_berkas: case.to_owned(),
+            jenis_paspor: pb::JenisPaspor::Elektronik as i32,
+            dokumen: vec!["KTP-el".into(), "Kartu Keluarga".into()],
+            petugas: "img-07".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let top = pb::Langkah {
+        nomor_berkas: filed.nomor_berkas.clone(),
+        nomor_permohonan: filed.nomor_permohonan.clone(),
+        petugas: "img-08".into(),
+    };
+    let l = Some(top.clone());
+    let mut ids = filed.event_ids;
+    ids.push(c.mulai_wawancara(top.clone()).await.unwrap().into_inner().event_id);
+    let r = c
+        .terbitkan_kode_billing(pb::KodeBilling {
+            langkah: l.clone(),
+            jumlah_pnbp: 650_000,
+            kode_billing: "820260114000123".into(),
+            saluran_pembayaran: "SIMPONI".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c
+        .konfirmasi_pembayaran(pb::PembayaranPnbp {
+            langkah: l.clone(),
+            jumlah_pnbp: 650_000,
+            ntpn: "0A1B2C3D4E5F6G7H".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c.cetak_paspor(pb::PasporDicetak { langkah: l.clone(), nomor_paspor: "E1234567".into() }).await;
+    ids.push(r.unwrap().into_inner().event_id);
+    ids.push(c.serahkan_paspor(top).await.unwrap().into_inner().event_id);
+    Walked { case: filed.nomor_berkas, event_ids: ids }
+}
+
+async fn bank_journey(addr: SocketAddr, case: &str) -> Walked {
+    use mpp_proto::agency::bank::v1 as pb;
+    let mut c = pb::bank_service_client::BankServiceClient::new(channel(addr).await);
+    let filed = c
+        .ajukan_permohonan(pb::PermohonanNasabah {
+            nomor_berkas: case.to_owned(),
+            produk: pb::Produk::Tabungan as i32,
+            dokumen: vec!["KTP-el".into()],
+            petugas: "cs-21".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let top = pb::Langkah {
+        nomor_berkas: filed.nomor_berkas.clone(),
+        nomor_referensi: filed.nomor_referensi.clone(),
+        petugas: "cs-22".into(),
+    };
+    let l = Some(top.clone());
+    let mut ids = filed.event_ids;
+    ids.push(c.verifikasi_data_nasabah(top.clone()).await.unwrap().into_inner().event_id);
+    let r = c
+        .minta_dokumen(pb::DokumenKurang {
+            langkah: l.clone(),
+            dokumen: vec!["NPWP".into()],
+            meja_layanan: "Meja Bank Mitra Swasta".into(),
+            catatan: String::new(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c.terima_dokumen(pb::DokumenDiterima { langkah: l.clone(), dokumen: vec!["NPWP".into()] }).await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c
+        .tagih_setoran_awal(pb::TagihanSetoranAwal {
+            langkah: l.clone(),
+            jumlah_setoran: 100_000,
+            saluran_setoran: "Teller".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c
+        .terima_setoran_awal(pb::SetoranAwal {
+            langkah: l.clone(),
+            jumlah_setoran: 100_000,
+            nomor_transaksi: "TRX-1".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    let r = c
+        .aktifkan_rekening(pb::RekeningAktif { langkah: l.clone(), nomor_rekening: "0081234567890".into() })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    ids.push(c.serahkan_kartu(top).await.unwrap().into_inner().event_id);
+    Walked { case: filed.nomor_berkas, event_ids: ids }
+}
+
+fn kind(body: &ev::envelope::Body) -> EventKind {
+    use ev::envelope::Body as B;
+    match body {
+        B::CaseOpened(_) => EventKind::CaseOpened,
+        B::ApplicationFiled(_) => EventKind::ApplicationFiled,
+        B::DocumentsRequested(_) => EventKind::DocumentsRequested,
+        B::DocumentsReceived(_) => EventKind::DocumentsReceived,
+        B::FeeAssessed(_) => EventKind::FeeAssessed,
+        B::PaymentReceived(_) => EventKind::PaymentReceived,
+        B::AppointmentScheduled(_) => EventKind::AppointmentScheduled,
+        B::ReviewStarted(_) => EventKind::ReviewStarted,
+        B::Issued(_) => EventKind::Issued,
+        B::Rejected(_) => EventKind::Rejected,
+        B::Withdrawn(_) => EventKind::Withdrawn,
+        B::Collected(_) => EventKind::Collected,
+        B::ServiceStandardPublished(_) => EventKind::ServiceStandardPublished,
+    }
+}
+
+/// A message of the stream, decoded.
+struct Stored {
+    subject: String,
+    msg_id: Option<String>,
+    envelope: ev::Envelope,
+}
+
+/// Waits until the stream holds `expected` messages (not fewer: the relays
+/// publish in the background; not more: nothing may be duplicated), then
+/// reads them all in stream order.
+async fn read_stream(client: async_nats::Client, expected: u64) -> Vec<Stored> {
+    let js = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_millis(STREAM_DEADLINE_MS);
+    let mut stream = loop {
+        let seen = match js.get_stream(STREAM_NAME).await {
+            Ok(mut s) => match s.info().await {
+                Ok(info) if info.state.messages >= expected => break s,
+                Ok(info) => info.state.messages,
+                Err(_) => 0,
+            },
+            Err(_) => 0,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "the stream holds {seen} of {expected} messages after the deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+    };
+    assert_eq!(stream.info().await.unwrap().state.messages, expected, "no message more than expected");
+    let mut out = Vec::new();
+    for seq in 1..=expected {
+        let msg = stream.get_raw_message(seq).await.unwrap();
+        let msg_id = msg.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_owned());
+        let envelope = ev::Envelope::decode(msg.payload.clone()).unwrap();
+        out.push(Stored { subject: msg.subject.to_string(), msg_id, envelope });
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_case_walks_every_agency_and_the_stream_holds_each_journey_in_order() {
+    let mut nats = NatsServer::start().expect("spawn nats-server (is it on PATH?)");
+    let client = nats.connect().await.unwrap();
+    let url = nats.url();
+
+    let running = vec![
+        start(&dpmptsp::INFO, dpmptsp::catalogue().unwrap(), dpmptsp::Dpmptsp::server, &url).await,
+        start(&pln::INFO, pln::catalogue().unwrap(), pln::Pln::server, &url).await,
+        start(&pdam::INFO, pdam::catalogue().unwrap(), pdam::Pdam::server, &url).await,
+        start(&bpn::INFO, bpn::catalogue().unwrap(), bpn::Bpn::server, &url).await,
+        start(&imigrasi::INFO, imigrasi::catalogue().unwrap(), imigrasi::Imigrasi::server, &url).await,
+        start(&bank::INFO, bank::catalogue().unwrap(), bank::Bank::server, &url).await,
+    ];
+    assert_eq!(running.len(), AGENCIES.len(), "every agency is started");
+    let addr = |id: &str| running.iter().find(|r| r.info.agency_id == id).unwrap().addr;
+
+    // DPMPTSP opens the case; every other agency files into it.
+    let mut walked: BTreeMap<&str, Walked> = BTreeMap::new();
+    let first = dpmptsp_journey(addr("dpmptsp")).await;
+    let case = first.case.clone();
+    walked.insert("dpmptsp", first);
+    walked.insert("pln", pln_journey(addr("pln"), &case).await);
+    walked.insert("pdam", pdam_journey(addr("pdam"), &case).await);
+    walked.insert("bpn", bpn_journey(addr("bpn"), &case).await);
+    walked.insert("imigrasi", imigrasi_journey(addr("imigrasi"), &case).await);
+    walked.insert("bank", bank_journey(addr("bank"), &case).await);
+
+    let standards: usize = AGENCIES.iter().map(|a| a.services.len()).sum();
+    let events: usize = walked.values().map(|w| w.event_ids.len()).sum();
+    let stored = read_stream(client, (standards + events) as u64).await;
+
+    for s in &stored {
+        let e = &s.envelope;
+        assert_eq!(s.msg_id.as_deref(), Some(e.event_id.as_str()), "Nats-Msg-Id = event id");
+        assert_eq!(s.subject, format!("mpp.events.{}.{}", e.agency_id, e.service_id));
+        assert_eq!(e.region_code, "1771");
+    }
+
+    for info in AGENCIES {
+        let mine: Vec<&ev::Envelope> =
+            stored.iter().map(|s| &s.envelope).filter(|e| e.agency_id == info.agency_id).collect();
+
+        // Each service's standard exactly once, with its deterministic id.
+        let published: Vec<&ev::Envelope> = mine
+            .iter()
+            .copied()
+            .filter(|e| matches!(e.body, Some(ev::envelope::Body::ServiceStandardPublished(_))))
+            .collect();
+        assert_eq!(published.len(), info.services.len(), "{}: one standard per service", info.agency_id);
+        for svc in info.services {
+            let one: Vec<_> = published.iter().filter(|e| e.service_id == svc.service_id).collect();
+            assert_eq!(one.len(), 1, "{}/{}", info.agency_id, svc.service_id);
+            let id = standard_event_id(&info.agency_id().unwrap(), &svc.service().unwrap(), 1);
+            assert_eq!(one[0].event_id, id.hyphenated().to_string());
+        }
+
+        // The journey: the returned ids, in order, with the table's kinds.
+        let journey: Vec<&ev::Envelope> = mine
+            .iter()
+            .copied()
+            .filter(|e| !matches!(e.body, Some(ev::envelope::Body::ServiceStandardPublished(_))))
+            .collect();
+        let w = &walked[info.agency_id];
+        let ids: Vec<&str> = journey.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, w.event_ids.iter().map(String::as_str).collect::<Vec<_>>(), "{}", info.agency_id);
+        let mut expected: Vec<EventKind> =
+            info.journey.iter().map(|rpc| info.event_of(rpc).unwrap()).collect();
+        if info.agency_id == "dpmptsp" {
+            expected.insert(0, EventKind::CaseOpened);
+        }
+        let kinds: Vec<EventKind> = journey.iter().map(|e| kind(e.body.as_ref().unwrap())).collect();
+        assert_eq!(kinds, expected, "{}", info.agency_id);
+        assert!(journey.iter().all(|e| e.case_id == case), "{}: one case for every agency", info.agency_id);
+        assert_eq!(w.case, case);
+        let apps: std::collections::BTreeSet<&str> = journey
+            .iter()
+            .filter(|e| !e.application_id.is_empty())
+            .map(|e| e.application_id.as_str())
+            .collect();
+        assert_eq!(apps.len(), 1, "{}: one application", info.agency_id);
+        assert!(
+            apps.iter().all(|a| a.starts_with(&format!("{}-", info.application_prefix))),
+            "{}: {apps:?}",
+            info.agency_id
+        );
+    }
+
+    // The bank published only the masked account number.
+    let issued_bank = stored
+        .iter()
+        .filter(|s| s.envelope.agency_id == "bank")
+        .find_map(|s| match &s.envelope.body {
+            Some(ev::envelope::Body::Issued(i)) => Some(i.document_number.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(issued_bank, "*********7890");
+
+    for r in running {
+        let _ = r.stop.send(());
+        r.task.await.unwrap().unwrap();
+    }
+}

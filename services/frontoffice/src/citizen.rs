@@ -1,0 +1,175 @@
+//! Parsing of the citizen's fields of `BukaBerkas`: NIK, name, phone.
+//!
+//! No error message repeats the value it refuses: a refused NIK, name or
+//! phone number must not end up in a status message that a caller may log.
+
+use mpp_agency_kit::KitError;
+use mpp_core::ids::Nik;
+use mpp_core::ReasonCode;
+
+/// Longest name printed on a receipt, in bytes.
+pub const NAMA_BYTES_MAX: usize = 200;
+
+/// Longest phone number text accepted, in bytes (digits, separators).
+pub const TELEPON_BYTES_MAX: usize = 32;
+
+/// Fewest digits of a phone number (Indonesian fixed lines without area code are 7; with it, ≥ 9).
+pub const TELEPON_DIGITS_MIN: usize = 8;
+
+/// Most digits of a phone number (E.164).
+pub const TELEPON_DIGITS_MAX: usize = 15;
+
+/// What a NIK is, appended to every NIK error so the officer knows what to check.
+const NIK_HELP: &str = "a NIK is 16 digits: province (2), regency/city (2), district (2), birth date \
+                        DDMMYY with the day + 40 for women, serial (4); copy it from the citizen's \
+                        KTP-el or Kartu Keluarga";
+
+/// The citizen's NIK: `MISSING_FIELD` when empty, `MALFORMED_NIK` (with what
+/// is wrong and what a NIK looks like) otherwise. Surrounding whitespace is
+/// ignored.
+pub fn nik(field: &'static str, value: &str) -> Result<Nik, KitError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(KitError::input(field, ReasonCode::MissingField, "the citizen's NIK is required"));
+    }
+    Nik::parse(value).map_err(|r| {
+        // The core's detail names the fault ("NIK has an invalid birth day")
+        // and never the value.
+        KitError::input(field, ReasonCode::MalformedNik, format!("{}; {NIK_HELP}", r.detail))
+    })
+}
+
+/// Characters no receipt field may hold: control characters, the Unicode
+/// line and paragraph separators, and the bidirectional overrides that
+/// reorder what is printed (the hub's own rule for text fields).
+fn forbidden(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The citizen's name, for the receipt only: required, at most
+/// [`NAMA_BYTES_MAX`] bytes, one line. Returned trimmed.
+pub fn nama(field: &'static str, value: &str) -> Result<String, KitError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(KitError::input(field, ReasonCode::MissingField, "the citizen's name is required"));
+    }
+    if value.len() > NAMA_BYTES_MAX {
+        return Err(KitError::input(
+            field,
+            ReasonCode::FieldTooLong,
+            format!("{} bytes is longer than the limit of {NAMA_BYTES_MAX} bytes", value.len()),
+        ));
+    }
+    if value.chars().any(forbidden) {
+        return Err(KitError::input(
+            field,
+            ReasonCode::InvalidFieldValue,
+            "contains control, line separator or text direction characters; send the name as one line",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// The citizen's phone number, for the receipt only: optional (`None` when
+/// empty); otherwise [`TELEPON_DIGITS_MIN`]..=[`TELEPON_DIGITS_MAX`] digits
+/// with an optional leading `+` and spaces or hyphens between them
+/// (`INVALID_FIELD_VALUE`). Returned trimmed, as written.
+pub fn telepon(field: &'static str, value: &str) -> Result<Option<String>, KitError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        KitError::input(
+            field,
+            ReasonCode::InvalidFieldValue,
+            format!(
+                "not a phone number: expected {TELEPON_DIGITS_MIN}..={TELEPON_DIGITS_MAX} digits, an \
+                 optional leading +, spaces or hyphens, e.g. 0812-3456-7890 or +62 812 3456 7890"
+            ),
+        )
+    };
+    if value.len() > TELEPON_BYTES_MAX {
+        return Err(bad());
+    }
+    let body = value.strip_prefix('+').unwrap_or(value);
+    if !body.bytes().all(|b| b.is_ascii_digit() || b == b' ' || b == b'-') {
+        return Err(bad());
+    }
+    let digits = body.bytes().filter(u8::is_ascii_digit).count();
+    if !(TELEPON_DIGITS_MIN..=TELEPON_DIGITS_MAX).contains(&digits) {
+        return Err(bad());
+    }
+    Ok(Some(value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code<T: std::fmt::Debug>(r: Result<T, KitError>) -> ReasonCode {
+        r.unwrap_err().reason_code()
+    }
+
+    #[test]
+    fn nik_errors_are_malformed_nik_with_help_and_without_the_value() {
+        assert!(nik("nik", "1771014501900001").is_ok(), "a woman born 5 Jan 1990");
+        assert!(nik("nik", " 1771010501900001 ").is_ok(), "a man born 5 Jan 1990, trimmed");
+        assert!(nik("nik", "1771012902000001").is_ok(), "29 Feb 2000");
+        assert_eq!(code(nik("nik", "")), ReasonCode::MissingField);
+        assert_eq!(code(nik("nik", "   ")), ReasonCode::MissingField);
+        for (bad, what) in [
+            ("177101450190000", "16 digits"),
+            ("17710145019000011", "16 digits"),
+            ("17710145019O0001", "16 digits"),
+            ("0971014501900001", "province"),
+            ("1700014501900001", "regency or district"),
+            ("1771004501900001", "regency or district"),
+            ("1771013201900001", "birth day"),
+            ("1771017201900001", "birth day"),
+            ("1771014001900001", "birth day"),
+            ("1771010013900001", "birth month"),
+            ("1771013002900001", "birth day"),
+            ("1771012902010001", "birth day"),
+            ("1771014501900000", "zero serial"),
+        ] {
+            let err = nik("nik", bad).unwrap_err();
+            assert_eq!(err.reason_code(), ReasonCode::MalformedNik, "{bad}");
+            let msg = err.to_string();
+            assert!(msg.starts_with("nik: NIK "), "{msg}");
+            assert!(msg.contains(what), "{bad}: {msg}");
+            assert!(msg.contains("day + 40 for women"), "{msg}");
+            assert!(!msg.contains(bad), "the message repeats the NIK: {msg}");
+        }
+    }
+
+    #[test]
+    fn names_are_one_bounded_line() {
+        assert_eq!(nama("nama", "  Siti Aminah ").unwrap(), "Siti Aminah");
+        assert_eq!(nama("nama", "Ni Luh Putu Ayu Kadek Oka").unwrap(), "Ni Luh Putu Ayu Kadek Oka");
+        assert_eq!(code(nama("nama", " ")), ReasonCode::MissingField);
+        assert_eq!(code(nama("nama", &"a".repeat(NAMA_BYTES_MAX + 1))), ReasonCode::FieldTooLong);
+        assert!(nama("nama", &"a".repeat(NAMA_BYTES_MAX)).is_ok());
+        for bad in ["Siti\nAminah", "Siti\u{202E}Aminah", "Siti\u{2028}Aminah", "a\u{7}"] {
+            let err = nama("nama", bad).unwrap_err();
+            assert_eq!(err.reason_code(), ReasonCode::InvalidFieldValue);
+            assert!(!err.to_string().contains("Siti"), "{err}");
+        }
+    }
+
+    #[test]
+    fn phone_numbers() {
+        assert_eq!(telepon("telepon", "").unwrap(), None);
+        assert_eq!(telepon("telepon", "0812-3456-7890").unwrap().as_deref(), Some("0812-3456-7890"));
+        assert_eq!(telepon("telepon", " +62 812 3456 7890 ").unwrap().as_deref(), Some("+62 812 3456 7890"));
+        assert!(telepon("telepon", "0736 21234").is_ok());
+        for bad in ["1234567", "+1234567890123456", "0812 3456 78x0", "++62812345678", "0812+345678", "62-"] {
+            let err = telepon("telepon", bad).unwrap_err();
+            assert_eq!(err.reason_code(), ReasonCode::InvalidFieldValue, "{bad}");
+            assert!(!err.to_string().contains(bad), "{err}");
+        }
+        let padded = format!("{}0812 3456 7890{}", " ".repeat(20), " ".repeat(20));
+        assert!(telepon("telepon", &padded).is_ok(), "trimmed before the length check");
+        assert!(telepon("telepon", &format!("08{}12345678", " ".repeat(30))).is_err());
+    }
+}

@@ -1,0 +1,320 @@
+//! The RPC against an in-memory publisher and a real counter in a temporary
+//! directory.
+
+use std::sync::{Arc, Mutex};
+
+use mpp_agency_kit::testing::MemoryPublisher;
+use mpp_agency_kit::{pin_verifier, EventBuilder, Pin, PinPepper, SystemClock, REASON_CODE_METADATA_KEY};
+use mpp_proto::v1::envelope::Body;
+use prost::Message as _;
+
+use super::*;
+use crate::nik_key::hmac_sha256;
+
+const NIK: &str = "1771014501900001";
+const NAMA: &str = "Siti Nurhaliza Zulkarnain";
+const TELEPON: &str = "0812-7788-9911";
+const PEPPER: &[u8] = b"unit-test-pepper-000";
+const KEY: &[u8] = b"unit-test-nik-key-0123456789abcdef";
+
+struct Fixture {
+    svc: FrontOffice,
+    publisher: Arc<MemoryPublisher>,
+    counter: SerialCounter,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture_with(publisher: Arc<MemoryPublisher>, range: SerialRange) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let region = RegionCode::parse("1771").unwrap();
+    let builder = EventBuilder::new(region, agency_id(region).unwrap(), Arc::new(SystemClock));
+    let agency = Agency::new(builder, publisher.clone(), PinPepper::from_bytes(PEPPER).unwrap());
+    let counter = SerialCounter::open(&dir.path().join(COUNTER_DIR), range).unwrap();
+    let receipt = ReceiptConfig {
+        mpp_name: "MPP Kota Bengkulu".into(),
+        lookup: LookupUrl::parse("http://127.0.0.1:8080/lacak").unwrap(),
+    };
+    let svc = FrontOffice::new(agency, counter.clone(), NikKey::from_bytes(KEY).unwrap(), receipt);
+    Fixture { svc, publisher, counter, _dir: dir }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(Arc::new(MemoryPublisher::new()), SerialRange::default())
+}
+
+fn request() -> pb::PembukaanBerkas {
+    pb::PembukaanBerkas {
+        nik: NIK.into(),
+        nama: NAMA.into(),
+        telepon: TELEPON.into(),
+        petugas: "ptg-07".into(),
+    }
+}
+
+fn reason(s: &Status) -> &str {
+    s.metadata().get(REASON_CODE_METADATA_KEY).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn ids_are_the_documented_ones() {
+    let region = RegionCode::parse("1771").unwrap();
+    assert_eq!(agency_id(region).unwrap().as_str(), "mpp-1771");
+    assert_eq!(service_id().as_str(), "loket");
+    assert_eq!(
+        mpp_core::validate::subject_for(&agency_id(region).unwrap(), &service_id()),
+        "mpp.events.mpp-1771.loket"
+    );
+}
+
+#[tokio::test]
+async fn a_case_is_opened_with_a_counter_serial_and_one_case_opened_event() {
+    let f = fixture();
+    let r = f.svc.buka_berkas(&request()).await.unwrap();
+    let tracking = TrackingNumber::parse(&r.nomor_berkas).unwrap();
+    assert_eq!(tracking, TrackingNumber::new(RegionCode::parse("1771").unwrap(), 1).unwrap());
+    assert_eq!(r.nomor_berkas, "1771-0000000001-".to_owned() + &r.nomor_berkas[16..]);
+    let pin = Pin::parse(&r.pin).expect("a 6-digit PIN");
+
+    let events = f.publisher.events();
+    assert_eq!(events.len(), 1);
+    let ev = &events[0];
+    assert_eq!(ev.event_id(), r.event_id);
+    assert_eq!(ev.subject(), "mpp.events.mpp-1771.loket");
+    let env = ev.envelope();
+    assert_eq!((env.agency_id.as_str(), env.service_id.as_str()), ("mpp-1771", "loket"));
+    assert_eq!(env.case_id, r.nomor_berkas);
+    assert_eq!(env.officer, "ptg-07");
+    match &env.body {
+        Some(Body::CaseOpened(o)) => {
+            let pepper = PinPepper::from_bytes(PEPPER).unwrap();
+            assert_eq!(o.pin_verifier, pin_verifier(&pepper, &tracking, &pin).to_vec());
+            assert_eq!(o.nik_keyed_hash, hmac_sha256(KEY, NIK.as_bytes()).to_vec());
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The next case gets the next serial.
+    let r2 = f.svc.buka_berkas(&request()).await.unwrap();
+    assert_eq!(TrackingNumber::parse(&r2.nomor_berkas).unwrap().serial(), 2);
+    assert_eq!(f.counter.last().unwrap(), Some(2));
+}
+
+#[tokio::test]
+async fn the_envelope_carries_no_personal_data() {
+    let f = fixture();
+    let r = f.svc.buka_berkas(&request()).await.unwrap();
+    let bytes = f.publisher.events()[0].encode();
+    let phone_digits: String = TELEPON.chars().filter(char::is_ascii_digit).collect();
+    for needle in [NIK, NAMA, "Siti", "Zulkarnain", TELEPON, &phone_digits, "7788", &r.pin] {
+        assert!(!contains(&bytes, needle.as_bytes()), "{needle:?} is in the published envelope");
+    }
+    // Nor in the envelope's debug rendering (what a careless log line would print).
+    let debug = format!("{:?}", f.publisher.events()[0].envelope());
+    assert!(!debug.contains(NIK) && !debug.contains("Siti") && !debug.contains(&phone_digits));
+    // The receipt, which is the only place they go, has them.
+    let receipt = r.tanda_terima.join("\n");
+    assert!(receipt.contains(NAMA) && receipt.contains(TELEPON) && receipt.contains(&r.pin));
+    assert!(receipt.contains(&r.nomor_berkas));
+    assert!(!receipt.contains(NIK), "the NIK is not printed either");
+    assert!(receipt.contains(&format!("http://127.0.0.1:8080/api/v1/cases/{}", r.nomor_berkas)));
+    let decoded = mpp_proto::v1::Envelope::decode(bytes.as_slice()).unwrap();
+    assert_eq!(&decoded, f.publisher.events()[0].envelope());
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_reason_codes_and_use_no_serial() {
+    let f = fixture();
+    let cases: Vec<(pb::PembukaanBerkas, Code, &str, &str)> = vec![
+        (
+            pb::PembukaanBerkas { nik: "1771013201900001".into(), ..request() },
+            Code::InvalidArgument,
+            "MALFORMED_NIK",
+            "birth day",
+        ),
+        (
+            pb::PembukaanBerkas { nik: "12345".into(), ..request() },
+            Code::InvalidArgument,
+            "MALFORMED_NIK",
+            "16 digits",
+        ),
+        (
+            pb::PembukaanBerkas { nik: String::new(), ..request() },
+            Code::InvalidArgument,
+            "MISSING_FIELD",
+            "nik: ",
+        ),
+        (
+            pb::PembukaanBerkas { nama: " ".into(), ..request() },
+            Code::InvalidArgument,
+            "MISSING_FIELD",
+            "nama: ",
+        ),
+        (
+            pb::PembukaanBerkas { nama: "Siti\nX".into(), ..request() },
+            Code::InvalidArgument,
+            "INVALID_FIELD_VALUE",
+            "nama: ",
+        ),
+        (
+            pb::PembukaanBerkas { telepon: "12ab".into(), ..request() },
+            Code::InvalidArgument,
+            "INVALID_FIELD_VALUE",
+            "telepon: ",
+        ),
+        (
+            pb::PembukaanBerkas { petugas: "Budi Santoso".into(), ..request() },
+            Code::InvalidArgument,
+            "MALFORMED_OFFICER",
+            "petugas: ",
+        ),
+        (
+            pb::PembukaanBerkas { petugas: String::new(), ..request() },
+            Code::InvalidArgument,
+            "MISSING_FIELD",
+            "petugas: ",
+        ),
+    ];
+    for (req, code, want_reason, want_text) in cases {
+        let s = Status::from(f.svc.buka_berkas(&req).await.unwrap_err());
+        assert_eq!(s.code(), code, "{s:?}");
+        assert_eq!(reason(&s), want_reason, "{s:?}");
+        assert!(s.message().contains(want_text), "{want_text:?} not in {:?}", s.message());
+        assert!(!s.message().contains(&req.nik) || req.nik.is_empty(), "NIK echoed: {}", s.message());
+    }
+    // The MALFORMED_NIK message says what a NIK is.
+    let s = Status::from(
+        f.svc.buka_berkas(&pb::PembukaanBerkas { nik: "9".repeat(16), ..request() }).await.unwrap_err(),
+    );
+    assert!(s.message().contains("day + 40 for women"), "{}", s.message());
+    assert!(f.publisher.events().is_empty());
+    assert_eq!(f.counter.last().unwrap(), None, "no serial used");
+    // A phone number is optional.
+    let r = f.svc.buka_berkas(&pb::PembukaanBerkas { telepon: String::new(), ..request() }).await.unwrap();
+    assert!(r.tanda_terima.iter().all(|l| !l.starts_with("Telepon")));
+    assert_eq!(f.counter.last().unwrap(), Some(1));
+}
+
+#[tokio::test]
+async fn a_used_up_range_and_a_closed_counter_are_refused_with_reasons() {
+    let f = fixture_with(Arc::new(MemoryPublisher::new()), SerialRange::new(7, 8).unwrap());
+    let r = f.svc.buka_berkas(&request()).await.unwrap();
+    assert_eq!(TrackingNumber::parse(&r.nomor_berkas).unwrap().serial(), 7);
+    let s = Status::from(f.svc.buka_berkas(&request()).await.unwrap_err());
+    assert_eq!(s.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&s), "UNAVAILABLE");
+    assert!(s.message().contains("--serial-range-start"), "{}", s.message());
+    f.counter.close().unwrap();
+    let s = Status::from(f.svc.buka_berkas(&request()).await.unwrap_err());
+    assert_eq!(s.code(), Code::Unavailable);
+    assert_eq!(f.publisher.events().len(), 1);
+}
+
+#[tokio::test]
+async fn a_publish_failure_burns_the_serial_and_never_reuses_it() {
+    let f = fixture_with(Arc::new(MemoryPublisher::failing_after(1)), SerialRange::default());
+    assert!(f.svc.buka_berkas(&request()).await.is_ok());
+    let s = Status::from(f.svc.buka_berkas(&request()).await.unwrap_err());
+    assert_eq!(s.code(), Code::Unavailable);
+    assert_eq!(reason(&s), "PUBLISH_FAILED");
+    assert_eq!(f.counter.last().unwrap(), Some(2), "serial 2 was taken and stays taken");
+}
+
+/// Everything logged by this test binary, at TRACE level: one global
+/// subscriber (a thread-scoped one misses events whose callsites another test
+/// thread registered first), so every test's log lines are checked too.
+fn captured_log() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOG: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(buf.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("install the test subscriber");
+        buf
+    })
+}
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn nothing_personal_is_logged_even_at_trace_level() {
+    captured_log();
+    let f = fixture();
+    let r = f.svc.buka_berkas(&request()).await.unwrap();
+    // A refused request too: its error must not carry the values either.
+    let _ = f.svc.buka_berkas(&pb::PembukaanBerkas { nik: "1771013201900001".into(), ..request() }).await;
+    let log = String::from_utf8_lossy(&captured_log().lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    assert!(
+        log.lines().any(|l| l.contains("Case opened") && l.contains(&r.event_id)),
+        "the test sees the log:\n{log}"
+    );
+    let phone_digits: String = TELEPON.chars().filter(char::is_ascii_digit).collect();
+    for needle in [NIK, "1771013201900001", NAMA, "Siti", TELEPON, &phone_digits] {
+        assert!(!log.contains(needle), "{needle:?} was logged:\n{log}");
+    }
+    assert!(!log.contains(&format!("PIN: {}", r.pin)) && !log.contains(&format!("pin={}", r.pin)), "{log}");
+}
+
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    front: FrontOfficeArgs,
+}
+
+fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let cmd = mpp_agency_kit::cli::with_grpc_addr_default(Cli::command(), DEFAULT_GRPC_ADDR);
+    Cli::from_arg_matches(&cmd.try_get_matches_from(args)?)
+}
+
+#[test]
+fn flags_have_safe_defaults_and_are_validated() {
+    let cli = parse(&["mpp-frontoffice"]).unwrap();
+    assert_eq!(cli.common.grpc_addr.to_string(), DEFAULT_GRPC_ADDR);
+    assert_eq!(cli.front.nik_key_file, None);
+    assert!(!cli.front.insecure_dev_keys);
+    assert_eq!(cli.front.lookup_base_url.page(), "http://127.0.0.1:8080/lacak");
+    assert_eq!(cli.front.mpp_name, None);
+    assert_eq!((cli.front.serial_range_start, cli.front.serial_range_end), (1, 5_000_000_000));
+    let cli = parse(&[
+        "mpp-frontoffice",
+        "--nik-key-file",
+        "/k",
+        "--insecure-dev-keys",
+        "--lookup-base-url",
+        "https://mpp.example.go.id/lacak",
+        "--mpp-name",
+        "MPP Kota Bengkulu",
+        "--serial-range-start",
+        "2500000000",
+    ])
+    .unwrap();
+    assert_eq!(cli.front.nik_key_file.as_deref(), Some(std::path::Path::new("/k")));
+    assert!(cli.front.insecure_dev_keys);
+    assert_eq!(cli.front.mpp_name.as_deref(), Some("MPP Kota Bengkulu"));
+    assert_eq!(cli.front.serial_range_start, 2_500_000_000);
+    assert!(parse(&["x", "--lookup-base-url", "mpp.example.go.id"]).is_err());
+    assert!(parse(&["x", "--mpp-name", ""]).is_err());
+    assert!(parse(&["x", "--serial-range-start", "-1"]).is_err());
+}
