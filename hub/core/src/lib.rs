@@ -16,17 +16,24 @@
 //! [`sla::case_status_at`] take the case, the region calendars
 //! ([`calendar::CalendarSet`], parsed from text the edge reads) and the
 //! instant to report as of, passed in by the caller.
+//!
+//! Auditing: [`merkle`] builds the RFC 9162 Merkle tree over the entries'
+//! chain hashes (frontier, inclusion and consistency proofs and their
+//! verification), and [`checkpoint`] defines what the hub signs about it.
 
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
 pub mod calendar;
 pub mod case;
+pub mod checkpoint;
 pub mod decide;
 pub mod event;
 pub mod ids;
 pub mod limits;
 pub mod log;
+pub mod merkle;
+pub mod pin;
 pub mod reason;
 pub mod sla;
 pub mod state;
