@@ -11,9 +11,9 @@
 //! Account numbers never reach the hub: the event carries the last four
 //! digits only.
 
-use mpp_agency_kit::catalogue::ServiceStandardSpec;
+use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::{input, Agency, KitError};
-use mpp_core::{EventBody, EventKind, Rejection};
+use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::bank::v1 as pb;
 use pb::bank_service_server::{BankService, BankServiceServer};
 use tonic::server::NamedService;
@@ -44,6 +44,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "produk",
     application_prefix: "BNK",
     application_field: "nomor_referensi",
+    catalogue: CATALOGUE,
     services: &[
         ServiceInfo {
             value: pb::Produk::Tabungan as i32,
@@ -83,35 +84,17 @@ pub static INFO: AgencyInfo = AgencyInfo {
     ],
 };
 
-/// The bank's built-in service standards (version 1). Opening an account
-/// costs nothing (the initial deposit is the customer's own money, billed
-/// with `TagihSetoranAwal`); KUR carries no provision or administration fee.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, Rejection> {
-    common::standards(&[
-        (
-            "tabungan",
-            "Pembukaan Rekening Tabungan",
-            "Savings account opening",
-            1,
-            0,
-            false,
-            &["KTP-el", "NPWP (bila ada)", "Setoran awal minimal Rp100.000"],
-        ),
-        (
-            "kur",
-            "Kredit Usaha Rakyat (KUR) Mikro",
-            "People's business credit (KUR), micro",
-            14,
-            0,
-            false,
-            &[
-                "KTP-el pemohon dan pasangan",
-                "Kartu Keluarga",
-                "NIB atau surat keterangan usaha",
-                "NPWP (plafon di atas Rp50 juta)",
-            ],
-        ),
-    ])
+/// The bank's built-in catalogue: `deploy/catalogue/bank.toml` (which explains
+/// the fees and completion times), compiled in. `--catalogue-file` replaces
+/// it in the binary.
+pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
+    path: "deploy/catalogue/bank.toml",
+    text: include_str!("../../../deploy/catalogue/bank.toml"),
+};
+
+/// The bank's built-in service standards, parsed and validated.
+pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
+    INFO.builtin_standards()
 }
 
 /// `nomor_rekening` with all but its last [`ACCOUNT_DIGITS_SHOWN`] digits

@@ -6,9 +6,9 @@
 //! (SPS) for the PNBP, and for a measurement sends a surveyor after payment;
 //! the product (certificate, check note, parcel map) is then collected.
 
-use mpp_agency_kit::catalogue::ServiceStandardSpec;
+use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::{input, Agency, KitError};
-use mpp_core::{EventBody, EventKind, Rejection};
+use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::bpn::v1 as pb;
 use pb::bpn_service_server::{BpnService, BpnServiceServer};
 use tonic::server::NamedService;
@@ -37,6 +37,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "layanan",
     application_prefix: "BPN",
     application_field: "nomor_permohonan",
+    catalogue: CATALOGUE,
     services: &[
         ServiceInfo {
             value: pb::LayananPertanahan::Pengecekan as i32,
@@ -83,60 +84,17 @@ pub static INFO: AgencyInfo = AgencyInfo {
     ],
 };
 
-/// The land office's built-in service standards (version 1). PNBP per PP
-/// 128/2015: a certificate check is a flat Rp50 000; a transfer of title is
-/// 1‰ of the land value plus Rp50 000 and a measurement follows an area
-/// formula plus Rp100 000, so their standard names the fixed part and the
-/// SPS assesses the whole amount. Completion times follow the land office's
-/// published service standards.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, Rejection> {
-    common::standards(&[
-        (
-            "pengecekan",
-            "Pengecekan Sertipikat",
-            "Land certificate check",
-            1,
-            50_000,
-            false,
-            &[
-                "Formulir permohonan",
-                "Fotokopi KTP-el pemohon (dan kuasa, bila dikuasakan)",
-                "Surat kuasa (bila dikuasakan)",
-                "Sertipikat asli",
-            ],
-        ),
-        (
-            "peralihan-hak",
-            "Peralihan Hak - Jual Beli",
-            "Transfer of land title (sale)",
-            5,
-            50_000,
-            false,
-            &[
-                "Formulir permohonan",
-                "Sertipikat asli",
-                "Akta jual beli dari PPAT",
-                "Fotokopi KTP-el dan Kartu Keluarga para pihak",
-                "Bukti pembayaran BPHTB dan PPh",
-                "SPPT PBB tahun berjalan",
-            ],
-        ),
-        (
-            "pengukuran",
-            "Pengukuran dan Pemetaan Bidang Tanah",
-            "Land parcel measurement and mapping",
-            14,
-            100_000,
-            false,
-            &[
-                "Formulir permohonan",
-                "Fotokopi KTP-el pemohon",
-                "Bukti penguasaan atau pemilikan tanah",
-                "Surat pernyataan telah memasang tanda batas",
-                "Fotokopi SPPT PBB tahun berjalan",
-            ],
-        ),
-    ])
+/// The land office's built-in catalogue: `deploy/catalogue/bpn.toml` (which explains
+/// the fees and completion times), compiled in. `--catalogue-file` replaces
+/// it in the binary.
+pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
+    path: "deploy/catalogue/bpn.toml",
+    text: include_str!("../../../deploy/catalogue/bpn.toml"),
+};
+
+/// The land office's built-in service standards, parsed and validated.
+pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
+    INFO.builtin_standards()
 }
 
 const FILING: FilingFields =

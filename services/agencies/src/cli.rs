@@ -37,14 +37,18 @@ pub fn long_about(info: &AgencyInfo) -> String {
          systems are listed hashed in --tokens-file (`client_id:` and the output of \
          `printf %s \"$TOKEN\" | sha256sum`). Without a tokens file the service refuses to start \
          unless --insecure-no-auth is given.\n\n\
-         On start it creates the MPP_EVENTS stream if missing (unless --skip-stream-setup) and \
-         publishes its service standards (re-publishing an unchanged standard is a no-op). It \
-         stops gracefully on SIGTERM or ctrl-c, draining the outbox for a bounded time.",
+         Its service standards (completion time, fee, requirements, fiktif positif) come from \
+         {catalogue}, compiled in, or from --catalogue-file; they are checked at start. On start \
+         it creates the MPP_EVENTS stream if missing (unless --skip-stream-setup) and publishes \
+         each standard whose version is higher than the one it published last; a standard \
+         changed without a version bump makes it refuse to start. It stops gracefully on SIGTERM \
+         or ctrl-c, draining the outbox for a bounded time.",
         about = about(info),
         grpc = info.grpc_service,
         rpcs = rpcs.join(", "),
         agency = info.agency_id,
         services = services.join("|"),
+        catalogue = info.catalogue.path,
     )
 }
 
@@ -92,6 +96,8 @@ mod tests {
             let help = command(info).render_long_help().to_string();
             assert!(help.contains(info.grpc_service), "{help}");
             assert!(help.contains("--insecure-no-auth"), "{help}");
+            assert!(help.contains("--catalogue-file"), "{help}");
+            assert!(help.contains(info.catalogue.path), "{help}");
             for m in info.rpcs {
                 assert!(help.contains(&format!("{} → {}", m.rpc, m.event.as_str())), "{}", m.rpc);
             }

@@ -7,7 +7,7 @@
 //! Field names are passed in as each agency's proto spells them, so an error
 //! names the field the caller actually sent (`nomor_agenda: …`).
 
-use mpp_agency_kit::catalogue::ServiceStandardSpec;
+use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::ids::new_application_id;
 use mpp_agency_kit::{input, Accepted, Agency, AgencyConfig, CommonArgs, Filed, KitError};
 use mpp_core::ids::{AgencyId, ApplicationId, OfficerId, ServiceId, TrackingNumber};
@@ -113,6 +113,9 @@ pub struct AgencyInfo {
     /// The name of the application id field in the agency's proto, e.g.
     /// `nomor_agenda`, for error messages.
     pub application_field: &'static str,
+    /// The built-in catalogue (`deploy/catalogue/<agency_id>.toml`, compiled
+    /// in): a standard for each of [`AgencyInfo::services`] and no other.
+    pub catalogue: BuiltinCatalogue,
     /// The services, explicitly mapped; the enum's `UNSPECIFIED` has no entry.
     pub services: &'static [ServiceInfo],
     /// The RPC → event table, in the order of the proto's service.
@@ -182,37 +185,27 @@ impl AgencyInfo {
         })
     }
 
-    /// The kit's configuration of this agency's binary.
-    pub fn config(
-        &self,
-        args: CommonArgs,
-        standards: Vec<ServiceStandardSpec>,
-    ) -> Result<AgencyConfig, Rejection> {
-        Ok(AgencyConfig { agency_id: self.agency_id()?, args, standards })
+    /// The ids of the agency's services: those its RPCs can file, each of
+    /// which needs a standard in the catalogue.
+    pub fn service_ids(&self) -> Result<Vec<ServiceId>, Rejection> {
+        self.services.iter().map(|s| ServiceId::parse(s.service_id)).collect()
     }
-}
 
-/// A row of a built-in catalogue: (service id, name in Indonesian, name in
-/// English, completion working days, fee in rupiah, fiktif positif,
-/// requirements).
-pub(crate) type StandardRow<'a> = (&'a str, &'a str, &'a str, u32, i64, bool, &'a [&'a str]);
+    /// The built-in catalogue, parsed and validated.
+    pub fn builtin_standards(&self) -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
+        let agency = self.agency_id().map_err(CatalogueError::Binary)?;
+        let services = self.service_ids().map_err(CatalogueError::Binary)?;
+        self.catalogue.parse(&agency, &services)
+    }
 
-/// Builds version-1 service standards from catalogue rows.
-pub(crate) fn standards(rows: &[StandardRow<'_>]) -> Result<Vec<ServiceStandardSpec>, Rejection> {
-    rows.iter()
-        .map(|&(service_id, name_id, name_en, days, fee_idr, fiktif_positif, requirements)| {
-            Ok(ServiceStandardSpec {
-                service: ServiceId::parse(service_id)?,
-                name_id: name_id.to_owned(),
-                name_en: name_en.to_owned(),
-                completion_working_days: days,
-                fee_idr,
-                requirements: requirements.iter().map(|r| (*r).to_owned()).collect(),
-                fiktif_positif,
-                version: 1,
-            })
-        })
-        .collect()
+    /// The kit's configuration of this agency's binary: the standards of
+    /// `--catalogue-file` when given, else the built-in catalogue; parsed
+    /// and validated against this agency's services.
+    pub fn config(&self, args: CommonArgs) -> Result<AgencyConfig, CatalogueError> {
+        let agency = self.agency_id().map_err(CatalogueError::Binary)?;
+        let services = self.service_ids().map_err(CatalogueError::Binary)?;
+        AgencyConfig::new(agency, args, &self.catalogue, &services)
+    }
 }
 
 /// The field names of an agency's filing request.

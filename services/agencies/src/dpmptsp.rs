@@ -9,9 +9,9 @@
 //! it as granted when the deadline passes without a decision. NIB guidance
 //! is free: checked, then issued with the 13-digit NIB.
 
-use mpp_agency_kit::catalogue::ServiceStandardSpec;
+use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::{input, Agency, KitError};
-use mpp_core::{EventBody, EventKind, Rejection};
+use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::dpmptsp::v1 as pb;
 use pb::dpmptsp_service_server::{DpmptspService, DpmptspServiceServer};
 use tonic::server::NamedService;
@@ -46,6 +46,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "jenis_izin",
     application_prefix: "DPM",
     application_field: "nomor_registrasi",
+    catalogue: CATALOGUE,
     services: &[
         ServiceInfo {
             value: pb::JenisIzin::Pbg as i32,
@@ -82,45 +83,17 @@ pub static INFO: AgencyInfo = AgencyInfo {
     ],
 };
 
-/// DPMPTSP's built-in service standards (version 1). PBG: 28 working days
-/// and fiktif positif (the approval is deemed granted when the office does
-/// not decide in time; PP 16/2021 on buildings, UU 30/2014 art. 53 as
-/// amended). Its retribution follows the regional regulation's formula
-/// (floor area, building class and use); the standard names an indicative
-/// amount for a small house and the SKRD carries the real one. NIB guidance
-/// in OSS-RBA is free and done the same day.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, Rejection> {
-    common::standards(&[
-        (
-            "pbg",
-            "Persetujuan Bangunan Gedung (PBG)",
-            "Building approval (PBG)",
-            28,
-            1_500_000,
-            true,
-            &[
-                "KTP-el pemohon / pemilik bangunan",
-                "Bukti kepemilikan atau penguasaan tanah",
-                "Dokumen rencana teknis (arsitektur, struktur, mekanikal-elektrikal-plambing)",
-                "Konfirmasi KKPR / informasi tata ruang",
-                "Persetujuan lingkungan (bila wajib)",
-            ],
-        ),
-        (
-            NIB_SERVICE,
-            "Pendampingan Pendaftaran NIB (OSS-RBA)",
-            "Guided registration of a business identification number (NIB)",
-            1,
-            0,
-            false,
-            &[
-                "KTP-el",
-                "NPWP (bila ada)",
-                "Alamat email dan nomor telepon aktif",
-                "Data usaha (KBLI, lokasi, modal usaha)",
-            ],
-        ),
-    ])
+/// DPMPTSP's built-in catalogue: `deploy/catalogue/dpmptsp.toml` (which explains
+/// the fees and completion times), compiled in. `--catalogue-file` replaces
+/// it in the binary.
+pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
+    path: "deploy/catalogue/dpmptsp.toml",
+    text: include_str!("../../../deploy/catalogue/dpmptsp.toml"),
+};
+
+/// DPMPTSP's built-in service standards, parsed and validated.
+pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
+    INFO.builtin_standards()
 }
 
 const FILING: FilingFields = FilingFields { case: "nomor_berkas", documents: "dokumen", officer: "petugas" };

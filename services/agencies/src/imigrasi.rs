@@ -9,9 +9,9 @@
 //! because the hub's state machine has no step from "scheduled" back to "in
 //! review".
 
-use mpp_agency_kit::catalogue::ServiceStandardSpec;
+use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::{input, Agency, KitError};
-use mpp_core::{EventBody, EventKind, Rejection};
+use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::imigrasi::v1 as pb;
 use pb::imigrasi_service_server::{ImigrasiService, ImigrasiServiceServer};
 use tonic::server::NamedService;
@@ -40,6 +40,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "jenis_paspor",
     application_prefix: "IMG",
     application_field: "nomor_permohonan",
+    catalogue: CATALOGUE,
     services: &[
         ServiceInfo {
             value: pb::JenisPaspor::Biasa as i32,
@@ -77,30 +78,17 @@ pub static INFO: AgencyInfo = AgencyInfo {
     ],
 };
 
-/// Kantor Imigrasi's built-in service standards (version 1). PNBP per the
-/// immigration tariff regulation: Rp350 000 for the ordinary 48-page
-/// passport, Rp650 000 for the 48-page e-passport; both are finished in 4
-/// working days after the interview and payment.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, Rejection> {
-    const REQUIREMENTS: &[&str] = &[
-        "KTP-el",
-        "Kartu Keluarga",
-        "Akta kelahiran, akta perkawinan / buku nikah, ijazah, atau surat baptis",
-        "Paspor lama (bila penggantian)",
-        "Surat penetapan ganti nama (bila ada perubahan nama)",
-    ];
-    common::standards(&[
-        ("paspor", "Paspor Biasa 48 Halaman", "Ordinary passport, 48 pages", 4, 350_000, false, REQUIREMENTS),
-        (
-            "paspor-el",
-            "Paspor Elektronik 48 Halaman",
-            "Electronic passport (e-passport), 48 pages",
-            4,
-            650_000,
-            false,
-            REQUIREMENTS,
-        ),
-    ])
+/// Kantor Imigrasi's built-in catalogue: `deploy/catalogue/imigrasi.toml` (which explains
+/// the fees and completion times), compiled in. `--catalogue-file` replaces
+/// it in the binary.
+pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
+    path: "deploy/catalogue/imigrasi.toml",
+    text: include_str!("../../../deploy/catalogue/imigrasi.toml"),
+};
+
+/// Kantor Imigrasi's built-in service standards, parsed and validated.
+pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
+    INFO.builtin_standards()
 }
 
 /// Whether `s` looks like an Indonesian passport number: one or two capital

@@ -7,9 +7,9 @@
 //! (water flows) is the "issued". A change of customer (balik nama) is
 //! checked, billed and recorded on the same connection number.
 
-use mpp_agency_kit::catalogue::ServiceStandardSpec;
+use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::{input, Agency, KitError};
-use mpp_core::{EventBody, EventKind, Rejection};
+use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::pdam::v1 as pb;
 use pb::pdam_service_server::{PdamService, PdamServiceServer};
 use tonic::server::NamedService;
@@ -38,6 +38,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "layanan",
     application_prefix: "PDAM",
     application_field: "nomor_pendaftaran",
+    catalogue: CATALOGUE,
     services: &[
         ServiceInfo {
             value: pb::Layanan::SambunganBaru as i32,
@@ -74,41 +75,17 @@ pub static INFO: AgencyInfo = AgencyInfo {
     ],
 };
 
-/// The PDAM's built-in service standards (version 1). The fee of a new
-/// connection is the standard package (registration plus a ½-inch
-/// connection up to 6 m from the main); the RAB carries the real amount.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, Rejection> {
-    common::standards(&[
-        (
-            "sambungan",
-            "Sambungan Baru Air Minum",
-            "New drinking-water house connection",
-            10,
-            1_500_000,
-            false,
-            &[
-                "Formulir pendaftaran",
-                "KTP-el pemohon",
-                "Kartu Keluarga",
-                "Denah lokasi rumah",
-                "Bukti kepemilikan atau sewa bangunan",
-            ],
-        ),
-        (
-            "balik-nama",
-            "Balik Nama Pelanggan",
-            "Transfer of a water connection to a new customer",
-            3,
-            50_000,
-            false,
-            &[
-                "Formulir balik nama",
-                "KTP-el pelanggan baru",
-                "Bukti kepemilikan bangunan (akta jual beli, sertipikat, atau surat waris)",
-                "Rekening air bulan terakhir (lunas)",
-            ],
-        ),
-    ])
+/// The PDAM's built-in catalogue: `deploy/catalogue/pdam.toml` (which explains
+/// the fees and completion times), compiled in. `--catalogue-file` replaces
+/// it in the binary.
+pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
+    path: "deploy/catalogue/pdam.toml",
+    text: include_str!("../../../deploy/catalogue/pdam.toml"),
+};
+
+/// The PDAM's built-in service standards, parsed and validated.
+pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
+    INFO.builtin_standards()
 }
 
 const FILING: FilingFields = FilingFields { case: "nomor_berkas", documents: "dokumen", officer: "petugas" };

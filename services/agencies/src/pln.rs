@@ -7,9 +7,9 @@
 //! supply on (penyalaan), which is the "issued" of a connection: there is
 //! nothing to collect.
 
-use mpp_agency_kit::catalogue::ServiceStandardSpec;
+use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::{input, Agency, KitError};
-use mpp_core::{EventBody, EventKind, Rejection};
+use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::pln::v1 as pb;
 use pb::pln_service_server::{PlnService, PlnServiceServer};
 use tonic::server::NamedService;
@@ -41,6 +41,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "jenis_layanan",
     application_prefix: "PLN",
     application_field: "nomor_agenda",
+    catalogue: CATALOGUE,
     services: &[
         ServiceInfo {
             value: pb::JenisLayanan::PasangBaru as i32,
@@ -77,40 +78,17 @@ pub static INFO: AgencyInfo = AgencyInfo {
     ],
 };
 
-/// PLN's built-in service standards (version 1). The connection cost of a
-/// household (R-1, low voltage) is Rp969 per VA: the standard names the
-/// commonest case (a new 1 300 VA connection, Rp1 259 700; an upgrade from
-/// 1 300 to 2 200 VA, Rp872 100) and the bill carries the real amount.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, Rejection> {
-    common::standards(&[
-        (
-            "pasang-baru",
-            "Pasang Baru Listrik",
-            "New electricity connection",
-            5,
-            1_259_700,
-            false,
-            &[
-                "KTP-el pemohon",
-                "Sertifikat Laik Operasi (SLO) instalasi listrik",
-                "Denah lokasi atau titik koordinat bangunan",
-                "Nomor telepon yang dapat dihubungi",
-            ],
-        ),
-        (
-            "tambah-daya",
-            "Tambah Daya Listrik",
-            "Electricity power upgrade",
-            5,
-            872_100,
-            false,
-            &[
-                "KTP-el pemohon",
-                "ID pelanggan atau rekening listrik terakhir",
-                "Sertifikat Laik Operasi (SLO) instalasi (bila instalasi diubah)",
-            ],
-        ),
-    ])
+/// PLN's built-in catalogue: `deploy/catalogue/pln.toml` (which explains
+/// the fees and completion times), compiled in. `--catalogue-file` replaces
+/// it in the binary.
+pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
+    path: "deploy/catalogue/pln.toml",
+    text: include_str!("../../../deploy/catalogue/pln.toml"),
+};
+
+/// PLN's built-in service standards, parsed and validated.
+pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
+    INFO.builtin_standards()
 }
 
 const FILING: FilingFields = FilingFields { case: "nomor_berkas", documents: "dokumen", officer: "petugas" };

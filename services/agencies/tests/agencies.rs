@@ -16,9 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mpp_agencies::{bank, bpn, cli, dpmptsp, imigrasi, pdam, pln, AgencyInfo, AGENCIES};
 use mpp_agency_kit::testing::NatsServer;
-use mpp_agency_kit::{
-    run_with, standard_event_id, Agency, Listeners, RunError, ServiceStandardSpec, STREAM_NAME,
-};
+use mpp_agency_kit::{run_with, standard_event_id, Agency, Listeners, RunError, STREAM_NAME};
 use mpp_core::EventKind;
 use mpp_proto::v1 as ev;
 use prost::Message as _;
@@ -45,12 +43,7 @@ struct Running {
 }
 
 /// Starts `info`'s service as its binary would, on 127.0.0.1:0.
-async fn start<S, F>(
-    info: &'static AgencyInfo,
-    standards: Vec<ServiceStandardSpec>,
-    make: F,
-    nats: &str,
-) -> Running
+async fn start<S, F>(info: &'static AgencyInfo, make: F, nats: &str) -> Running
 where
     F: FnOnce(Agency) -> S + Send + 'static,
     S: tonic::codegen::Service<
@@ -79,7 +72,7 @@ where
         ],
     )
     .unwrap();
-    let config = info.config(args, standards).unwrap();
+    let config = info.config(args).unwrap();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = grpc.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -487,12 +480,12 @@ async fn one_case_walks_every_agency_and_the_stream_holds_each_journey_in_order(
     let url = nats.url();
 
     let running = vec![
-        start(&dpmptsp::INFO, dpmptsp::catalogue().unwrap(), dpmptsp::Dpmptsp::server, &url).await,
-        start(&pln::INFO, pln::catalogue().unwrap(), pln::Pln::server, &url).await,
-        start(&pdam::INFO, pdam::catalogue().unwrap(), pdam::Pdam::server, &url).await,
-        start(&bpn::INFO, bpn::catalogue().unwrap(), bpn::Bpn::server, &url).await,
-        start(&imigrasi::INFO, imigrasi::catalogue().unwrap(), imigrasi::Imigrasi::server, &url).await,
-        start(&bank::INFO, bank::catalogue().unwrap(), bank::Bank::server, &url).await,
+        start(&dpmptsp::INFO, dpmptsp::Dpmptsp::server, &url).await,
+        start(&pln::INFO, pln::Pln::server, &url).await,
+        start(&pdam::INFO, pdam::Pdam::server, &url).await,
+        start(&bpn::INFO, bpn::Bpn::server, &url).await,
+        start(&imigrasi::INFO, imigrasi::Imigrasi::server, &url).await,
+        start(&bank::INFO, bank::Bank::server, &url).await,
     ];
     assert_eq!(running.len(), AGENCIES.len(), "every agency is started");
     let addr = |id: &str| running.iter().find(|r| r.info.agency_id == id).unwrap().addr;

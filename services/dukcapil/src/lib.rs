@@ -17,11 +17,11 @@
 
 use std::future::Future;
 
-use mpp_agency_kit::catalogue::ServiceStandardSpec;
+use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::ids::new_application_id;
 use mpp_agency_kit::input;
 use mpp_agency_kit::{Accepted, Agency, KitError};
-use mpp_core::ids::{ApplicationId, OfficerId, ServiceId, TrackingNumber};
+use mpp_core::ids::{AgencyId, ApplicationId, OfficerId, ServiceId, TrackingNumber};
 use mpp_core::{EventBody, ReasonCode, Rejection};
 use mpp_proto::agency::dukcapil::v1 as pb;
 use pb::dukcapil_service_server::{DukcapilService, DukcapilServiceServer};
@@ -111,67 +111,25 @@ pub fn layanan_of_application(
     })
 }
 
-/// Dukcapil's built-in service standards (the next issue moves them to
-/// configuration under `deploy/`). Dukcapil services are free of charge
-/// (UU 24/2013 art. 79A). Completion times are typical published standar
-/// pelayanan values; an MPP sets its own.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, Rejection> {
-    let spec = |service_id: &str,
-                name_id: &str,
-                name_en: &str,
-                days: u32,
-                requirements: &[&str]|
-     -> Result<ServiceStandardSpec, Rejection> {
-        Ok(ServiceStandardSpec {
-            service: ServiceId::parse(service_id)?,
-            name_id: name_id.to_owned(),
-            name_en: name_en.to_owned(),
-            completion_working_days: days,
-            fee_idr: 0,
-            requirements: requirements.iter().map(|r| (*r).to_owned()).collect(),
-            fiktif_positif: false,
-            version: 1,
-        })
-    };
-    Ok(vec![
-        spec(
-            "kk",
-            "Kartu Keluarga",
-            "Family card",
-            3,
-            &[
-                "Formulir F-1.01 (biodata keluarga)",
-                "Buku nikah / kutipan akta perkawinan",
-                "Surat keterangan pindah (bila pindah datang)",
-                "KK lama (bila perubahan data)",
-            ],
-        )?,
-        spec(
-            "ktp-el",
-            "Kartu Tanda Penduduk elektronik",
-            "Electronic identity card (KTP-el)",
-            14,
-            &[
-                "Kartu Keluarga",
-                "Berusia 17 tahun, sudah kawin, atau pernah kawin",
-                "Surat keterangan kehilangan dari kepolisian (bila hilang)",
-                "KTP-el lama (bila rusak atau perubahan data)",
-            ],
-        )?,
-        spec(
-            "akta-lahir",
-            "Akta Kelahiran",
-            "Birth certificate",
-            5,
-            &[
-                "Formulir F-2.01",
-                "Surat keterangan lahir dari rumah sakit, puskesmas, bidan atau kepala desa",
-                "Kartu Keluarga orang tua",
-                "Buku nikah / kutipan akta perkawinan orang tua",
-                "SPTJM kebenaran data kelahiran (bila tidak ada surat keterangan lahir)",
-            ],
-        )?,
-    ])
+/// Dukcapil's built-in catalogue: `deploy/catalogue/dukcapil.toml`, compiled
+/// in. `--catalogue-file` replaces it in the binary.
+pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
+    path: "deploy/catalogue/dukcapil.toml",
+    text: include_str!("../../../deploy/catalogue/dukcapil.toml"),
+};
+
+/// The ids of every layanan: the services the RPCs can file, each of which
+/// needs a standard in the catalogue.
+pub fn service_ids() -> Result<Vec<ServiceId>, Rejection> {
+    LAYANAN.iter().map(|l| ServiceId::parse(l.service_id)).collect()
+}
+
+/// Dukcapil's built-in service standards, parsed and validated. Dukcapil
+/// services are free of charge (UU 24/2013 art. 79A); the file explains the
+/// completion times.
+pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
+    let agency = AgencyId::parse(AGENCY_ID).map_err(CatalogueError::Binary)?;
+    CATALOGUE.parse(&agency, &service_ids().map_err(CatalogueError::Binary)?)
 }
 
 /// The names reported SERVING by gRPC health.
@@ -180,9 +138,9 @@ pub const SERVING: &[&str] = &[<DukcapilServiceServer<Dukcapil> as NamedService>
 /// Why the service stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The built-in catalogue is invalid (a bug).
-    #[error("invalid built-in catalogue: {0}")]
-    Catalogue(#[from] Rejection),
+    /// The built-in catalogue is invalid.
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
     /// Publishing the service standards failed.
     #[error("cannot publish the service standards: {0}")]
     Standards(#[from] KitError),

@@ -6,7 +6,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use mpp_agency_kit::cli::with_grpc_addr_default;
 use mpp_agency_kit::{AgencyConfig, CommonArgs};
 use mpp_core::ids::AgencyId;
-use mpp_dukcapil::{catalogue, Dukcapil, AGENCY_ID, DEFAULT_GRPC_ADDR};
+use mpp_dukcapil::{service_ids, Dukcapil, AGENCY_ID, CATALOGUE, DEFAULT_GRPC_ADDR};
 
 /// Disdukcapil's MPP agency service.
 ///
@@ -24,10 +24,14 @@ use mpp_dukcapil::{catalogue, Dukcapil, AGENCY_ID, DEFAULT_GRPC_ADDR};
 /// output of `printf %s "$TOKEN" | sha256sum`). Without a tokens file the
 /// service refuses to start unless --insecure-no-auth is given.
 ///
-/// On start it creates the MPP_EVENTS stream if missing (unless
-/// --skip-stream-setup) and publishes its service standards (re-publishing
-/// an unchanged standard is a no-op). It stops gracefully on SIGTERM or
-/// ctrl-c, draining the outbox for a bounded time.
+/// Its service standards (completion time, fee, requirements, fiktif
+/// positif) come from deploy/catalogue/dukcapil.toml, compiled in, or from
+/// --catalogue-file; they are checked at start. On start it creates the
+/// MPP_EVENTS stream if missing (unless --skip-stream-setup) and publishes
+/// each standard whose version is higher than the one it published last; a
+/// standard changed without a version bump makes it refuse to start. It
+/// stops gracefully on SIGTERM or ctrl-c, draining the outbox for a bounded
+/// time.
 #[derive(Debug, Parser)]
 #[command(name = "mpp-dukcapil", version)]
 struct Cli {
@@ -39,8 +43,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let matches = with_grpc_addr_default(Cli::command(), DEFAULT_GRPC_ADDR).get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
-    let config =
-        AgencyConfig { agency_id: AgencyId::parse(AGENCY_ID)?, args: cli.common, standards: catalogue()? };
+    let config = AgencyConfig::new(AgencyId::parse(AGENCY_ID)?, cli.common, &CATALOGUE, &service_ids()?)?;
     mpp_agency_kit::run(config, |agency| Dukcapil::new(agency).into_server()).await?;
     Ok(())
 }

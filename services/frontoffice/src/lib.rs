@@ -262,6 +262,13 @@ pub enum RunError {
     /// The counter could not be opened.
     #[error(transparent)]
     Counter(#[from] CounterError),
+    /// `--catalogue-file` was given: the front office files no applications,
+    /// so it has no service standards to publish.
+    #[error(
+        "--catalogue-file (MPP_CATALOGUE_FILE) is not used by the front office: it only opens cases, \
+         which need no service standard. Give the catalogue to the agency services instead"
+    )]
+    CatalogueNotUsed,
     /// The region makes no valid agency id (a bug: region codes are 4 digits).
     #[error("no agency id for this region: {0}")]
     AgencyId(Rejection),
@@ -298,6 +305,9 @@ pub async fn run_with(
     }
     if common.pin_pepper_file.is_none() && !args.insecure_dev_keys {
         return Err(RunError::NoPepper);
+    }
+    if common.catalogue_file.is_some() {
+        return Err(RunError::CatalogueNotUsed);
     }
     let range = SerialRange::new(args.serial_range_start, args.serial_range_end)?;
     let nik_key = NikKey::load(args.nik_key_file.as_deref(), args.insecure_dev_keys)?;

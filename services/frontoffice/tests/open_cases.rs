@@ -73,6 +73,7 @@ fn common(nats_url: String, data_dir: PathBuf, pepper: Option<PathBuf>) -> Commo
         tokens_file: None,
         insecure_no_auth: true,
         metrics_addr: None,
+        catalogue_file: None,
     }
 }
 
@@ -318,6 +319,11 @@ async fn it_refuses_to_start_without_keys_before_opening_anything() {
     no_auth.insecure_no_auth = false;
     let refused = run_with(no_auth, front(Some(key.clone()), false), listeners().await, async {}).await;
     assert!(matches!(refused, Err(RunError::Kit(mpp_agency_kit::RunError::NoAuth))), "{refused:?}");
+    let mut with_catalogue = common(url.clone(), data.clone(), Some(pepper.clone()));
+    with_catalogue.catalogue_file = Some(data.join("catalogue.toml"));
+    let refused =
+        run_with(with_catalogue, front(Some(key.clone()), false), listeners().await, async {}).await;
+    assert!(matches!(refused, Err(RunError::CatalogueNotUsed)), "{refused:?}");
     assert!(!data.exists(), "nothing opened before a refusal");
 
     // With --insecure-dev-keys it starts (NATS down: the case waits in the

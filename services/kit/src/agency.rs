@@ -172,7 +172,9 @@ impl Agency {
 
     /// Publishes the service standards, one event each, with deterministic
     /// ids (re-publishing an unchanged standard is a no-op; see
-    /// [`crate::catalogue::standard_event_id`]).
+    /// [`crate::catalogue::standard_event_id`]), whether or not they were
+    /// published before. [`crate::run()`] publishes only what changed, with
+    /// [`crate::catalogue::publish_standard_changes`].
     pub async fn publish_standards(
         &self,
         standards: &[ServiceStandardSpec],

@@ -82,6 +82,17 @@ pub struct CommonArgs {
     #[arg(long, env = "MPP_INSECURE_NO_AUTH", conflicts_with = "tokens_file")]
     pub insecure_no_auth: bool,
 
+    /// Service catalogue file (TOML, the format of
+    /// deploy/catalogue/<agency_id>.toml): each service's completion time in
+    /// working days, fee, requirements, fiktif positif and version. Without
+    /// it the catalogue built into the binary (the shipped
+    /// deploy/catalogue/<agency_id>.toml) is used. Checked at start with the
+    /// hub's rules; a service's standard is published when its version rises.
+    /// A standard changed without raising its version, or with a lower one,
+    /// makes the service refuse to start.
+    #[arg(long, env = "MPP_CATALOGUE_FILE")]
+    pub catalogue_file: Option<PathBuf>,
+
     /// Address of the Prometheus `/metrics` endpoint (host:port): outbox
     /// depth, size, oldest age, published and failed counts. Not served
     /// when absent.
@@ -204,6 +215,7 @@ mod tests {
         assert_eq!(cli.common.tokens_file, None);
         assert!(!cli.common.insecure_no_auth);
         assert_eq!(cli.common.metrics_addr, None);
+        assert_eq!(cli.common.catalogue_file, None);
         assert_eq!(cli.common.outbox_entries_max, 1_000_000);
         let cli = parse(&["x", "--region-code", "1707", "--log-format", "json"]).unwrap();
         assert_eq!(cli.common.region_code.to_string(), "1707");
@@ -215,6 +227,11 @@ mod tests {
         assert_eq!(cli.common.data_dir.as_deref(), Some(std::path::Path::new("/tmp/o")));
         assert_eq!(cli.common.metrics_addr.map(|a| a.port()), Some(9100));
         assert!(parse(&["x", "--tokens-file", "/t", "--insecure-no-auth"]).is_err(), "conflicting");
+        let cli = parse(&["x", "--catalogue-file", "deploy/catalogue/pln.toml"]).unwrap();
+        assert_eq!(
+            cli.common.catalogue_file.as_deref(),
+            Some(std::path::Path::new("deploy/catalogue/pln.toml"))
+        );
         assert!(parse(&["x", "--outbox-entries-max", "0"]).is_err());
     }
 }

@@ -9,8 +9,10 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use mpp_core::ids::{ApplicationId, RegionCode, TrackingNumber};
+pub use mpp_core::pin::{
+    DEV_PIN_PEPPER, PIN_DIGITS, PIN_PEPPER_BYTES_MAX, PIN_PEPPER_BYTES_MIN, PIN_VERIFIER_DOMAIN,
+};
 use mpp_core::Rejection;
-use sha2::{Digest, Sha256};
 
 /// Fourteen random bytes from one UUIDv4: bytes 0..=5, 7 and 9..=15 (byte 6
 /// holds the version nibble and byte 8 the variant bits, so both are skipped).
@@ -91,14 +93,11 @@ pub fn new_application_id(prefix: &str) -> Result<ApplicationId, Rejection> {
     ApplicationId::parse(&id)
 }
 
-/// Digits of a citizen's lookup PIN.
-pub const PIN_DIGITS: usize = 6;
-
 /// A citizen's lookup PIN: six digits, returned once to the caller (the
 /// counter prints it on the receipt) and never stored or published. Its
 /// `Debug` output is redacted.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Pin([u8; PIN_DIGITS]);
+pub struct Pin(mpp_core::pin::Pin);
 
 impl fmt::Debug for Pin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -110,45 +109,20 @@ impl Pin {
     /// A uniformly random PIN.
     pub fn generate() -> Self {
         // 64 random bits modulo 10^6: the bias is below 10^6 / 2^64, negligible.
-        let mut n = random_u64() % 1_000_000;
-        let mut out = [b'0'; PIN_DIGITS];
-        for d in out.iter_mut().rev() {
-            *d = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        Self(out)
+        let n = (random_u64() % 1_000_000) as u32;
+        Self(mpp_core::pin::Pin::from_number(n).expect("n is reduced modulo 10^6"))
     }
 
     /// Parses six ASCII digits.
     pub fn parse(s: &str) -> Option<Self> {
-        let b = s.as_bytes();
-        if b.len() != PIN_DIGITS || !b.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let mut out = [0u8; PIN_DIGITS];
-        out.copy_from_slice(b);
-        Some(Self(out))
+        mpp_core::pin::Pin::parse(s).map(Self)
     }
 
     /// The digits, to hand to the citizen. Do not log.
     pub fn expose(&self) -> &str {
-        // Digits are ASCII by construction; the fallback is unreachable.
-        std::str::from_utf8(&self.0).unwrap_or("")
+        self.0.expose()
     }
 }
-
-/// Shortest accepted PIN pepper, in bytes.
-pub const PIN_PEPPER_BYTES_MIN: usize = 16;
-
-/// Longest accepted PIN pepper, in bytes (and the most read from its file).
-pub const PIN_PEPPER_BYTES_MAX: usize = 4096;
-
-/// The pepper used when no `--pin-pepper-file` is given. Public on purpose:
-/// it protects nothing, and every service using it logs a warning at start.
-pub const DEV_PIN_PEPPER: &[u8] = b"mpp-dev-pin-pepper-NOT-FOR-PRODUCTION";
-
-/// Domain tag of [`pin_verifier`], versioned so the construction can change.
-pub const PIN_VERIFIER_DOMAIN: &[u8] = b"mpp-pin-verifier-v1";
 
 /// A secret key for [`pin_verifier`], shared by the agency services and the
 /// hub of one province. A six-digit PIN has only 10^6 values, so without the
@@ -156,7 +130,7 @@ pub const PIN_VERIFIER_DOMAIN: &[u8] = b"mpp-pin-verifier-v1";
 /// pepper is what makes the published verifier useless to them. `Debug`
 /// output is redacted.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PinPepper(Vec<u8>);
+pub struct PinPepper(mpp_core::pin::PinPepper);
 
 impl fmt::Debug for PinPepper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -190,11 +164,7 @@ impl PinPepper {
     /// A pepper from raw bytes: leading and trailing ASCII whitespace (e.g.
     /// the final newline of a file) is not part of it.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, PepperError> {
-        let trimmed = bytes.trim_ascii();
-        if !(PIN_PEPPER_BYTES_MIN..=PIN_PEPPER_BYTES_MAX).contains(&trimmed.len()) {
-            return Err(PepperError::Length { len: trimmed.len() });
-        }
-        Ok(Self(trimmed.to_vec()))
+        mpp_core::pin::PinPepper::from_bytes(bytes).map(Self).map_err(|e| PepperError::Length { len: e.len })
     }
 
     /// Reads a pepper file (at most [`PIN_PEPPER_BYTES_MAX`] + 1 bytes are
@@ -213,7 +183,7 @@ impl PinPepper {
             "No --pin-pepper-file given: using the PUBLIC development PIN pepper. Every citizen PIN \
              published by this service can be recovered from the log. Never run this in production"
         );
-        Self(DEV_PIN_PEPPER.to_vec())
+        Self(mpp_core::pin::PinPepper::insecure_dev())
     }
 
     /// The file's pepper if `path` is given, else [`PinPepper::dev_default`].
@@ -234,22 +204,16 @@ impl PinPepper {
 /// ```
 ///
 /// Every part has a fixed length or a length prefix, so no two inputs share
-/// an encoding. The hub computes the same function to check a PIN; keep this
-/// the one definition (the hub mirrors it byte for byte).
+/// an encoding. The one definition is [`mpp_core::pin::pin_verifier`], which
+/// the hub uses to check a PIN; this delegates to it.
 pub fn pin_verifier(pepper: &PinPepper, tracking: &TrackingNumber, pin: &Pin) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(PIN_VERIFIER_DOMAIN);
-    h.update([0u8]);
-    // The pepper is at most PIN_PEPPER_BYTES_MAX (4096) bytes, so it fits in u32.
-    h.update((pepper.0.len() as u32).to_be_bytes());
-    h.update(&pepper.0);
-    h.update(tracking.digits());
-    h.update(pin.0);
-    h.finalize().into()
+    mpp_core::pin::pin_verifier(&pepper.0, tracking, &pin.0)
 }
 
 #[cfg(test)]
 mod tests {
+    use sha2::{Digest, Sha256};
+
     use super::*;
 
     fn region() -> RegionCode {

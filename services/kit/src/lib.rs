@@ -18,7 +18,11 @@
 //! - [`metrics`]: the `/metrics` endpoint;
 //! - [`run`](mod@run): [`run()`], the one function an agency binary calls;
 //! - [`stream`]: the one definition of the `MPP_EVENTS` stream;
-//! - [`catalogue`]: service standards and their deterministic event ids;
+//! - [`catalogue`]: service standards — the catalogue files
+//!   (`deploy/catalogue/<agency_id>.toml`, built in or `--catalogue-file`),
+//!   their validation, deterministic event ids, and publication when a
+//!   standard's version rises (a change without a version bump refuses to
+//!   start);
 //! - [`agency`]: the [`Agency`] handle an RPC implementation calls;
 //! - [`error`]: the one mapping from kit errors to `tonic::Status`;
 //! - [`server`] and [`cli`]: gRPC serving (health, reflection, limits, graceful
@@ -33,8 +37,8 @@
 //!
 //! # Writing an agency binary
 //!
-//! An agency binary is its flags, its agency id, its standards and its
-//! generated service; [`run()`] does everything else — tracing, client
+//! An agency binary is its flags, its agency id, its built-in catalogue and
+//! its generated service; [`run()`] does everything else — tracing, client
 //! authentication (`--tokens-file` or `--insecure-no-auth`), the outbox in
 //! `--data-dir`, the NATS connection and relay, `/metrics` on
 //! `--metrics-addr`, gRPC health and reflection, graceful shutdown:
@@ -50,11 +54,14 @@
 //! async fn main() -> anyhow::Result<()> {
 //!     let m = with_grpc_addr_default(Cli::command(), "127.0.0.1:50062").get_matches();
 //!     let cli = Cli::from_arg_matches(&m)?;
-//!     let config = mpp_agency_kit::AgencyConfig {
-//!         agency_id: AgencyId::parse("imigrasi")?,
-//!         args: cli.common,
-//!         standards: mpp_imigrasi::catalogue()?,
+//!     // deploy/catalogue/imigrasi.toml, compiled in; --catalogue-file replaces it.
+//!     const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
+//!         path: "deploy/catalogue/imigrasi.toml",
+//!         text: include_str!("../../../deploy/catalogue/imigrasi.toml"),
 //!     };
+//!     let services = [ServiceId::parse("paspor")?, ServiceId::parse("paspor-el")?];
+//!     let config =
+//!         AgencyConfig::new(AgencyId::parse("imigrasi")?, cli.common, &CATALOGUE, &services)?;
 //!     mpp_agency_kit::run(config, |agency| ImigrasiServiceServer::new(Imigrasi::new(agency))).await?;
 //!     Ok(())
 //! }
@@ -91,7 +98,10 @@ pub mod testing;
 
 pub use agency::{Agency, Filed};
 pub use auth::{AuthInterceptor, AuthMode, ClientId, TokenTable};
-pub use catalogue::{standard_event_id, ServiceStandardSpec};
+pub use catalogue::{
+    publish_standard_changes, standard_event_id, BuiltinCatalogue, CatalogueError, CatalogueFault,
+    ServiceStandardSpec, StandardsError,
+};
 pub use cli::{init_tracing, CommonArgs, LogFormat};
 pub use error::{to_status, KitError, REASON_CODE_METADATA_KEY};
 pub use event::{Clock, EventBuilder, OutgoingEvent, SystemClock};

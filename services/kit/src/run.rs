@@ -1,10 +1,13 @@
 //! The whole life of an agency service in one call: [`run`].
 //!
-//! An agency binary parses its flags ([`CommonArgs`] flattened), names its
-//! agency and service standards in an [`AgencyConfig`], and hands [`run`] a
-//! function that builds its generated tonic server from an [`Agency`]:
+//! An agency binary parses its flags ([`CommonArgs`] flattened), builds its
+//! [`AgencyConfig`] with [`AgencyConfig::new`] (its agency id, its built-in
+//! catalogue and the services its RPCs can file; `--catalogue-file`
+//! replaces the built-in catalogue), and hands [`run`] a function that
+//! builds its generated tonic server from an [`Agency`]:
 //!
 //! ```text
+//! let config = AgencyConfig::new(agency_id, args, &CATALOGUE, &services)?;
 //! mpp_agency_kit::run(config, |agency| DukcapilServiceServer::new(Dukcapil::new(agency))).await?;
 //! ```
 //!
@@ -14,15 +17,22 @@
 //! 2. loads the client tokens (`--tokens-file`), or refuses to start unless
 //!    `--insecure-no-auth` is given (then warns loudly);
 //! 3. loads the PIN pepper (`--pin-pepper-file`);
-//! 4. opens the durable outbox in `--data-dir` (default `./data/<agency_id>`)
+//! 4. compares the catalogue with the standards recorded as published in
+//!    `--data-dir` (default `./data/<agency_id>`) and refuses to start, before
+//!    anything is opened or published, when a standard changed without a
+//!    version bump or its version went down (see
+//!    [`crate::catalogue::published`]); then opens the durable outbox there
 //!    with its limits;
 //! 5. connects to NATS in the background (the service starts and takes calls
 //!    while NATS is down) and starts the outbox relay, which first creates the
 //!    `MPP_EVENTS` stream unless `--skip-stream-setup`;
 //! 6. binds `--grpc-addr` and, if given, `--metrics-addr` (`/metrics`);
-//! 7. puts the service standards into the outbox (deterministic event ids, so
-//!    a restart re-sends duplicates JetStream drops; if the outbox cannot take
-//!    them, e.g. it is full, that is logged and the service serves anyway);
+//! 7. puts the standards that are new or have a higher version than the
+//!    recorded ones into the outbox and records them (unchanged ones are not
+//!    published again; event ids are deterministic, so a re-publication is a
+//!    duplicate JetStream or the hub drops; if the outbox cannot take them,
+//!    e.g. it is full, that is logged and the service serves anyway, and
+//!    they go out on the next start);
 //! 8. serves the agency's service behind the [`AuthInterceptor`], with gRPC
 //!    health (NOT_SERVING while the outbox cannot take calls) and reflection;
 //! 9. on SIGTERM or ctrl-c: stops taking connections, lets open calls finish
@@ -37,7 +47,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mpp_core::ids::AgencyId;
+use mpp_core::ids::{AgencyId, ServiceId};
 use tokio::net::TcpListener;
 use tonic::codegen::http;
 use tonic::server::NamedService;
@@ -45,7 +55,10 @@ use tonic::service::Routes;
 
 use crate::agency::Agency;
 use crate::auth::{authenticated, AuthInterceptor, AuthMode, TokenTable, TokensError};
-use crate::catalogue::ServiceStandardSpec;
+use crate::catalogue::{
+    load_catalogue, publish_standard_changes, BuiltinCatalogue, CatalogueError, PublishedStandards,
+    ServiceStandardSpec, StandardsError,
+};
 use crate::cli::{connect_nats_in_background, init_tracing, CommonArgs, TracingInitError};
 use crate::error::KitError;
 use crate::event::{EventBuilder, SystemClock};
@@ -68,11 +81,26 @@ pub struct AgencyConfig {
     pub agency_id: AgencyId,
     /// The parsed common flags.
     pub args: CommonArgs,
-    /// The service standards published at every start.
+    /// The service standards (the catalogue), published when they change.
     pub standards: Vec<ServiceStandardSpec>,
 }
 
 impl AgencyConfig {
+    /// The configuration of an agency binary: its standards are read from
+    /// `--catalogue-file` when given, else from its built-in catalogue
+    /// `builtin`, and validated (see [`crate::catalogue::file`]); `services`
+    /// are the services its RPCs can file, each of which must have a
+    /// standard, and no other.
+    pub fn new(
+        agency_id: AgencyId,
+        args: CommonArgs,
+        builtin: &BuiltinCatalogue,
+        services: &[ServiceId],
+    ) -> Result<Self, CatalogueError> {
+        let standards = load_catalogue(args.catalogue_file.as_deref(), builtin, &agency_id, services)?;
+        Ok(Self { agency_id, args, standards })
+    }
+
     /// The binary's name, `mpp-<agency_id>` (also its NATS connection name).
     pub fn binary_name(&self) -> String {
         format!("mpp-{}", self.agency_id)
@@ -121,9 +149,11 @@ pub enum RunError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A service standard does not make a valid event (a bug of the binary).
-    #[error("invalid service standard: {0}")]
-    Standards(#[source] KitError),
+    /// The service standards cannot be published: a standard changed
+    /// without a version bump or went down, the record of published
+    /// standards is unreadable, or a standard does not make a valid event.
+    #[error(transparent)]
+    Standards(StandardsError),
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -210,9 +240,17 @@ where
     let interceptor = AuthInterceptor::new(auth);
     let pepper = PinPepper::load(args.pin_pepper_file.as_deref())?;
 
+    // Refuse a catalogue the hub would never apply before anything is
+    // opened or published (checked again, against the same record, when
+    // publishing below).
+    let data_dir = config.data_dir();
+    PublishedStandards::load(&data_dir)
+        .and_then(|record| record.plan(&config.standards).map(|_| ()))
+        .map_err(RunError::Standards)?;
+
     let clock = Arc::new(SystemClock);
     let outbox_config = OutboxConfig {
-        dir: config.data_dir(),
+        dir: data_dir.clone(),
         entries_max: args.outbox_entries_max,
         bytes_max: args.outbox_bytes_max,
     };
@@ -231,7 +269,9 @@ where
     tracing::info!(
         region = %args.region_code,
         nats = %args.nats_url,
-        data_dir = %config.data_dir().display(),
+        data_dir = %data_dir.display(),
+        catalogue = %args.catalogue_file.as_ref().map_or("built in".into(), |f| f.display().to_string()),
+        services = config.standards.len(),
         "{name} starting"
     );
 
@@ -244,15 +284,25 @@ where
     });
 
     let result = async {
-        match agency.publish_standards(&config.standards).await {
-            Ok(_) => {}
+        match publish_standard_changes(&agency, &config.standards, &data_dir).await {
+            Ok(report) => tracing::info!(
+                published = report.published.len(),
+                unchanged = report.unchanged.len(),
+                "Service standards checked"
+            ),
             // The outbox cannot take them right now (full after a long NATS
             // outage): serve anyway, so the relay can drain it; health says
-            // NOT_SERVING meanwhile. The standards went out on an earlier
-            // start, or go out on the next one.
-            Err(KitError::Publish(e)) => tracing::error!(
+            // NOT_SERVING meanwhile. What was not recorded goes out on the
+            // next start.
+            Err(StandardsError::Publish(KitError::Publish(e))) => tracing::error!(
                 error = %e,
-                "Cannot queue the service standards; serving without re-publishing them"
+                "Cannot queue the service standards; serving without publishing them (retried at the next start)"
+            ),
+            // They are in the outbox; only the record is missing, so the
+            // next start publishes them again (duplicates, dropped).
+            Err(e @ StandardsError::Write { .. }) => tracing::error!(
+                error = %e,
+                "Cannot record the published service standards; they are published again at the next start"
             ),
             Err(e) => return Err(RunError::Standards(e)),
         }

@@ -3,11 +3,11 @@
 
 #![forbid(unsafe_code)]
 
-use mpp_agencies::bank::{catalogue, Bank, INFO};
+use mpp_agencies::bank::{Bank, INFO};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = mpp_agencies::cli::parse_args(&INFO);
-    mpp_agency_kit::run(INFO.config(args, catalogue()?)?, Bank::server).await?;
+    mpp_agency_kit::run(INFO.config(args)?, Bank::server).await?;
     Ok(())
 }

@@ -3,11 +3,11 @@
 
 #![forbid(unsafe_code)]
 
-use mpp_agencies::bpn::{catalogue, Bpn, INFO};
+use mpp_agencies::bpn::{Bpn, INFO};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = mpp_agencies::cli::parse_args(&INFO);
-    mpp_agency_kit::run(INFO.config(args, catalogue()?)?, Bpn::server).await?;
+    mpp_agency_kit::run(INFO.config(args)?, Bpn::server).await?;
     Ok(())
 }

@@ -3,11 +3,11 @@
 
 #![forbid(unsafe_code)]
 
-use mpp_agencies::dpmptsp::{catalogue, Dpmptsp, INFO};
+use mpp_agencies::dpmptsp::{Dpmptsp, INFO};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = mpp_agencies::cli::parse_args(&INFO);
-    mpp_agency_kit::run(INFO.config(args, catalogue()?)?, Dpmptsp::server).await?;
+    mpp_agency_kit::run(INFO.config(args)?, Dpmptsp::server).await?;
     Ok(())
 }

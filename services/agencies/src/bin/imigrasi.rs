@@ -3,11 +3,11 @@
 
 #![forbid(unsafe_code)]
 
-use mpp_agencies::imigrasi::{catalogue, Imigrasi, INFO};
+use mpp_agencies::imigrasi::{Imigrasi, INFO};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = mpp_agencies::cli::parse_args(&INFO);
-    mpp_agency_kit::run(INFO.config(args, catalogue()?)?, Imigrasi::server).await?;
+    mpp_agency_kit::run(INFO.config(args)?, Imigrasi::server).await?;
     Ok(())
 }

@@ -3,11 +3,11 @@
 
 #![forbid(unsafe_code)]
 
-use mpp_agencies::pdam::{catalogue, Pdam, INFO};
+use mpp_agencies::pdam::{Pdam, INFO};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = mpp_agencies::cli::parse_args(&INFO);
-    mpp_agency_kit::run(INFO.config(args, catalogue()?)?, Pdam::server).await?;
+    mpp_agency_kit::run(INFO.config(args)?, Pdam::server).await?;
     Ok(())
 }

@@ -3,11 +3,11 @@
 
 #![forbid(unsafe_code)]
 
-use mpp_agencies::pln::{catalogue, Pln, INFO};
+use mpp_agencies::pln::{Pln, INFO};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = mpp_agencies::cli::parse_args(&INFO);
-    mpp_agency_kit::run(INFO.config(args, catalogue()?)?, Pln::server).await?;
+    mpp_agency_kit::run(INFO.config(args)?, Pln::server).await?;
     Ok(())
 }

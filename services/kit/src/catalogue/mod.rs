@@ -1,9 +1,42 @@
-//! Service standards (standar pelayanan) and their publication.
+//! Service standards (standar pelayanan): the catalogue files they come
+//! from, their events, and publishing them when they change.
 //!
-//! An agency publishes the standard of each of its services on every start:
-//! the hub rejects application events of a service it has no standard for
-//! (`UNKNOWN_SERVICE`). Re-publishing an unchanged standard must be a no-op,
-//! so the event id of a standard is deterministic: see [`standard_event_id`].
+//! Each agency's catalogue is a TOML file, `deploy/catalogue/<agency_id>.toml`
+//! (format and rules in `deploy/catalogue/README.md`). The file shipped in
+//! the repository is compiled into the agency's binary as its default
+//! ([`BuiltinCatalogue`], `include_str!`), so there is one source of truth;
+//! an MPP whose standards differ passes its own copy with `--catalogue-file`
+//! (`MPP_CATALOGUE_FILE`). [`load_catalogue`] parses and validates either at
+//! start with errors that name the file, line, service and field
+//! ([`file`](mod@file)): the hub's own validation of a `service_standard_published`
+//! body, unique service ids, and exactly the services the agency's RPCs can
+//! file.
+//!
+//! The hub rejects application events of a service it has no standard for
+//! (`UNKNOWN_SERVICE`), and a standard whose version is not above the one in
+//! force (`STALE_STANDARD_VERSION`). An application keeps the standard in
+//! force when it was filed, so a replay of the log uses the standard of the
+//! time.
+//!
+//! A standard is published when it changes ([`published`]): the service
+//! records, in its data directory, the version and content hash of each
+//! standard it put into its outbox, and at start
+//!
+//! - publishes a service whose version is higher than the recorded one (or
+//!   that was never published),
+//! - skips one whose version and content are both unchanged,
+//! - refuses to start when a service's content changed without a higher
+//!   version, or its version went down.
+//!
+//! The event id of a standard is deterministic ([`standard_event_id`]): a
+//! re-publication of the same version (after a crash between the outbox and
+//! the record, or with the record deleted) is a duplicate the stream or the
+//! hub drops. That is also why a change without a version bump must be
+//! refused: its event would carry the id of the version already published,
+//! and the hub would ignore it as a duplicate.
+
+pub mod file;
+pub mod published;
 
 use mpp_core::event::Target;
 use mpp_core::ids::{AgencyId, OfficerId, ServiceId};
@@ -11,6 +44,15 @@ use mpp_core::EventBody;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+pub use self::file::{
+    load_catalogue, parse_catalogue, BuiltinCatalogue, CatalogueError, CatalogueFault,
+    CATALOGUE_FILE_BYTES_MAX, CATALOGUE_SERVICES_MAX,
+};
+pub use self::published::{
+    publish_standard_changes, PublishedStandard, PublishedStandards, StandardConflict, StandardsError,
+    StandardsPlan, StandardsReport, PUBLISHED_STANDARDS_FILE, PUBLISHED_STANDARDS_FILE_BYTES_MAX,
+    PUBLISHED_STANDARDS_RECORDS_MAX,
+};
 use crate::error::KitError;
 use crate::event::{EventBuilder, OutgoingEvent};
 
@@ -23,6 +65,9 @@ pub const STANDARD_EVENT_ID_EPOCH_MS: u64 = 1_577_836_800_000;
 
 /// Domain tag of [`standard_event_id`].
 pub const STANDARD_EVENT_ID_DOMAIN: &[u8] = b"mpp-standard-event-id-v1";
+
+/// Domain tag of [`ServiceStandardSpec::content_sha256`].
+pub const STANDARD_CONTENT_DOMAIN: &[u8] = b"mpp-standard-content-v1";
 
 /// The standard of one service, as the agency declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +121,34 @@ pub fn standard_event_id(agency: &AgencyId, service: &ServiceId, version: u32) -
 }
 
 impl ServiceStandardSpec {
+    /// The SHA-256 of what this standard says, without its version:
+    /// `SHA-256("mpp-standard-content-v1" || 0x00 || service || name_id ||
+    /// name_en || u32_be(completion_working_days) || i64_be(fee_idr) ||
+    /// u32_be(requirement count) || each requirement || u8(fiktif_positif))`,
+    /// each text as `u64_be(byte length) || UTF-8 bytes`. Two standards of
+    /// a service with the same hash say the same thing.
+    pub fn content_sha256(&self) -> [u8; 32] {
+        fn text(h: &mut Sha256, s: &str) {
+            h.update((s.len() as u64).to_be_bytes());
+            h.update(s.as_bytes());
+        }
+        let mut h = Sha256::new();
+        h.update(STANDARD_CONTENT_DOMAIN);
+        h.update([0u8]);
+        text(&mut h, self.service.as_str());
+        text(&mut h, &self.name_id);
+        text(&mut h, &self.name_en);
+        h.update(self.completion_working_days.to_be_bytes());
+        h.update(self.fee_idr.to_be_bytes());
+        // A catalogue holds at most `limits::LIST_ITEMS_MAX` requirements.
+        h.update(u32::try_from(self.requirements.len()).unwrap_or(u32::MAX).to_be_bytes());
+        for r in &self.requirements {
+            text(&mut h, r);
+        }
+        h.update([u8::from(self.fiktif_positif)]);
+        h.finalize().into()
+    }
+
     /// The `service_standard_published` event of this standard, with its
     /// deterministic id.
     pub fn to_event(&self, builder: &EventBuilder) -> Result<OutgoingEvent, KitError> {
