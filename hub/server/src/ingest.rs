@@ -128,6 +128,28 @@ fn nats_err(e: impl std::fmt::Display) -> IngestError {
     IngestError::Nats(e.to_string())
 }
 
+/// A delivery that skips past checkpoint + 1 is only a real gap if the
+/// stream lacks the expected message. After a NATS restart a durable
+/// consumer can resume beyond messages it had sent but the hub never
+/// received (they would come back only after `ACK_WAIT`); that is a
+/// retryable delivery hole: resubscribing at the checkpoint fills it.
+async fn classify_gap(stream: &jetstream::stream::Stream, expected: u64, got: u64) -> IngestError {
+    use async_nats::jetstream::stream::LastRawMessageErrorKind;
+    match stream.get_raw_message(expected).await {
+        Ok(_) => {
+            warn!(
+                expected,
+                got, "Consumer skipped messages the stream holds; resubscribing at the checkpoint"
+            );
+            IngestError::Nats(format!("delivery skipped from {expected} to {got}; resubscribing"))
+        }
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+            IngestError::Gap { expected, got }
+        }
+        Err(e) => nats_err(format!("checking stream sequence {expected} after a delivery gap: {e}")),
+    }
+}
+
 /// Runs ingest until `shutdown` turns true or ingest halts (gap, store
 /// failure). NATS trouble is retried with capped backoff, forever: the hub
 /// keeps serving lookups meanwhile and reports not ready.
@@ -144,7 +166,13 @@ pub async fn run(
         if *shutdown.borrow() {
             return Ok(());
         }
-        match consume(&cfg, &writer, &health, &mut head, &mut shutdown).await {
+        let head_before = head;
+        let result = consume(&cfg, &writer, &health, &mut head, &mut shutdown).await;
+        if head.last_stream_seq > head_before.last_stream_seq {
+            // Progress since the last failure: start the backoff afresh.
+            backoff = RETRY_BACKOFF_MIN;
+        }
+        match result {
             Ok(()) => return Ok(()),
             Err(IngestError::Nats(e)) => {
                 warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "NATS unavailable, retrying");
@@ -255,7 +283,7 @@ async fn consume(
             "Batch committed"
         );
         if let Some(gap) = outcome.gap {
-            return Err(IngestError::Gap { expected: gap.expected, got: gap.got });
+            return Err(classify_gap(&stream, gap.expected, gap.got).await);
         }
         // Durable: ack the batch. AckAll on the last message covers the rest.
         if let Some(last) = batch.last() {
