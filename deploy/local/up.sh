@@ -1,28 +1,43 @@
 #!/usr/bin/env bash
 # Runs the whole local MPP Hub system on this machine until Ctrl-C:
-#   nats-server (JetStream)  127.0.0.1:14222   data .local/nats/
-#   mpp-hub                  gRPC 127.0.0.1:50051, HTTP 127.0.0.1:8080   data .local/hub/
-#   mpp-dukcapil             gRPC 127.0.0.1:50061   data .local/dukcapil/
-# then creates sample cases with mpp-sim and prints where to look them up.
-# Logs: .local/logs/. Data persists across runs; delete .local/ to start over.
+#   nats-server (JetStream)   127.0.0.1:14222 (monitoring :18222)   .local/nats/
+#   mpp-hub                   gRPC :50051, HTTP :8080               .local/data/hub/
+#   mpp-frontoffice           gRPC :50060, metrics :9160            .local/data/frontoffice/
+#   mpp-dukcapil              gRPC :50061, metrics :9161            .local/data/dukcapil/
+#   mpp-imigrasi, mpp-bpn, mpp-pln, mpp-pdam, mpp-bank, mpp-dpmptsp
+#                             gRPC :50062..:50067, metrics :9162..:9167, .local/data/<agency>/
+# then drives sample journeys with mpp-sim (cases opened at the front office,
+# filed into by the agencies) and prints where to look them up, with PINs.
+# Secrets are generated once into .local/secrets/ (mode 0600, never commit):
+# the province's PIN pepper, the NIK key, mpp-sim's token (services keep only
+# its SHA-256 in .local/secrets/tokens). Logs: .local/logs/. Data persists
+# across runs; delete .local/ to start over. Ctrl-C (or SIGTERM) stops all.
 #
-# Usage: deploy/local/up.sh [--release] [--cases N] [--seed S] [--no-sim]
+# Usage: deploy/local/up.sh [--release] [--cases N] [--seed S] [--rate R]
+#                           [--journey NAME[,NAME]] [--no-sim] [--secure-nats]
+# --secure-nats: NATS with one user per agency (deploy/nats/secure.conf; config and passwords in .local/nats/secure/).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 
 PROFILE=debug
-CASES=8
+CASES=12
 SEED=1771
+RATE=50
+JOURNEYS=
 RUN_SIM=1
+SECURE_NATS=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --release) PROFILE=release ;;
     --cases) CASES=$2; shift ;;
     --seed) SEED=$2; shift ;;
+    --rate) RATE=$2; shift ;;
+    --journey) JOURNEYS=$2; shift ;;
     --no-sim) RUN_SIM=0 ;;
-    -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
+    --secure-nats) SECURE_NATS=1 ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -30,18 +45,36 @@ done
 
 NATS_PORT=14222
 NATS_URL="nats://127.0.0.1:$NATS_PORT"
+NATS_MONITOR=127.0.0.1:18222
 HUB_GRPC=127.0.0.1:50051
 HUB_HTTP=127.0.0.1:8080
-DUKCAPIL_GRPC=127.0.0.1:50061
 REGION=1771
 START_DEADLINE_S=60
+CATCH_UP_DEADLINE_S=60
+SAMPLES=4
+# name  gRPC port  metrics port (the agencies' default gRPC ports)
+SERVICES=(
+    "frontoffice 50060 9160"
+    "dukcapil 50061 9161"
+    "imigrasi 50062 9162"
+    "bpn 50063 9163"
+    "pln 50064 9164"
+    "pdam 50065 9165"
+    "bank 50066 9166"
+    "dpmptsp 50067 9167"
+)
 
 # shellcheck source=../lib/ensure-nats.sh
 source deploy/lib/ensure-nats.sh
 mpp_ensure_nats_server
 
 port_in_use() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
-for addr in "127.0.0.1:$NATS_PORT" "$HUB_GRPC" "$HUB_HTTP" "$DUKCAPIL_GRPC"; do
+ADDRS=("127.0.0.1:$NATS_PORT" "$NATS_MONITOR" "$HUB_GRPC" "$HUB_HTTP")
+for s in "${SERVICES[@]}"; do
+    read -r _ grpc metrics <<<"$s"
+    ADDRS+=("127.0.0.1:$grpc" "127.0.0.1:$metrics")
+done
+for addr in "${ADDRS[@]}"; do
     if port_in_use "$addr"; then
         echo "error: $addr is already in use (another local stack running?)" >&2
         exit 1
@@ -49,112 +82,236 @@ for addr in "127.0.0.1:$NATS_PORT" "$HUB_GRPC" "$HUB_HTTP" "$DUKCAPIL_GRPC"; do
 done
 
 echo "building ($PROFILE) ..." >&2
+BUILD=(cargo build -p mpp-hub -p mpp-dukcapil -p mpp-agencies -p mpp-frontoffice -p mpp-sim --bins)
 if [ "$PROFILE" = release ]; then
-    cargo build --release -p mpp-hub -p mpp-dukcapil -p mpp-sim
-else
-    cargo build -p mpp-hub -p mpp-dukcapil -p mpp-sim
+    BUILD+=(--release)
 fi
+"${BUILD[@]}"
 BIN="$ROOT/target/$PROFILE"
 
-mkdir -p .local/logs .local/nats .local/hub .local/dukcapil
+mkdir -p .local/logs .local/nats .local/data
+(umask 077 && mkdir -p .local/secrets)
+chmod 700 .local/secrets
+
+# Writes $2 random bytes, hex-encoded, to .local/secrets/$1 (mode 0600) unless it exists.
+secret() {
+    if [ ! -s ".local/secrets/$1" ]; then
+        (umask 077 && od -An -tx1 -N"$2" /dev/urandom | tr -d ' \n' >".local/secrets/$1")
+    fi
+    chmod 600 ".local/secrets/$1"
+}
+# The province's PIN pepper: the front office publishes PIN verifiers under
+# it, the hub checks citizens' PINs with it. The NIK key: keyed NIK hashes.
+secret pin-pepper 32
+secret nik-key 32
+# mpp-sim's bearer token; every service keeps only its SHA-256
+# (printf %s TOKEN | sha256sum).
+secret sim-token 24
+SIM_TOKEN=$(cat .local/secrets/sim-token)
+(umask 077 && printf '# written by deploy/local/up.sh: client_id:sha256(token)\nmpp-sim:%s\n' \
+    "$(printf %s "$SIM_TOKEN" | sha256sum | cut -d' ' -f1)" >.local/secrets/tokens)
+PEPPER=.local/secrets/pin-pepper
+
 PIDS=()
+NAMES=()
 cleanup() {
     trap - EXIT INT TERM
     echo >&2
     echo "stopping ..." >&2
     local i
-    # Stop in reverse order of start: agency service, hub, then NATS.
+    # Stop in reverse order of start, each before the next: the services
+    # drain their outboxes into NATS, then the hub stops, then NATS.
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         kill -TERM "${PIDS[i]}" 2>/dev/null || true
         wait "${PIDS[i]}" 2>/dev/null || true
     done
-    echo "stopped; data kept in .local/ (logs in .local/logs/)" >&2
+    echo "stopped ${#PIDS[@]} processes; data kept in .local/ (logs in .local/logs/)" >&2
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# Job control: each child runs in its own process group, so Ctrl-C reaches
+# this script (which stops the children in order), not every child at once.
+set -m
 
-# Polls "$@" until it succeeds or START_DEADLINE_S passes.
-wait_until() {
+# Starts "$@" in the background as $1's basename, logging to .local/logs/.
+start() {
+    local name
+    name=$(basename "$1")
+    "$@" >>".local/logs/$name.log" 2>&1 &
+    PIDS+=($!)
+    NAMES+=("$name")
+}
+
+# Polls "$@" until it succeeds or START_DEADLINE_S passes (then exits the
+# script). Returns 1 if process $2 exits first.
+poll_until() {
     local what=$1 pid=$2
     shift 2
     local deadline=$((SECONDS + START_DEADLINE_S))
     until "$@" 2>/dev/null; do
         if ! kill -0 "$pid" 2>/dev/null; then
-            echo "error: $what exited; see its log in .local/logs/" >&2
-            exit 1
+            return 1
         fi
         if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "error: $what not up after ${START_DEADLINE_S}s; see .local/logs/" >&2
+            echo "error: $what not up after ${START_DEADLINE_S}s; see .local/logs/$what.log" >&2
             exit 1
         fi
         sleep 0.2
     done
 }
+# Like poll_until, but a process exit ends the script, with its log's end.
+wait_until() {
+    if ! poll_until "$@"; then
+        echo "error: $1 exited; see .local/logs/$1.log:" >&2
+        grep -v '^ *[0-9]*: \|^ *at ' ".local/logs/$1.log" | tail -n 12 >&2 || true
+        exit 1
+    fi
+}
+# Starts an agency service and waits for its gRPC port. The default ports
+# lie in Linux's ephemeral range, so another program's outgoing connection
+# may hold one for a moment: a start that fails with "Address already in
+# use" is retried a few times.
+BIND_ATTEMPTS_MAX=5
+start_service() {
+    local name=$1 port=$2 attempt lines log=".local/logs/$1.log"
+    shift 2
+    for ((attempt = 1; ; attempt++)); do
+        lines=$( (wc -l <"$log") 2>/dev/null || echo 0)
+        start "$@"
+        if poll_until "$name" "${PIDS[-1]}" port_in_use "127.0.0.1:$port"; then
+            return 0
+        fi
+        wait "${PIDS[-1]}" 2>/dev/null || true
+        unset 'PIDS[-1]' 'NAMES[-1]'
+        if [ "$attempt" -ge "$BIND_ATTEMPTS_MAX" ] ||
+            ! tail -n +"$((lines + 1))" "$log" | grep -q "Address already in use"; then
+            echo "error: $name exited; see .local/logs/$name.log:" >&2
+            grep -v '^ *[0-9]*: \|^ *at ' ".local/logs/$name.log" | tail -n 12 >&2 || true
+            exit 1
+        fi
+        echo "$name: a port was busy (attempt $attempt of $BIND_ATTEMPTS_MAX); retrying" >&2
+        sleep 1
+    done
+}
 http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
+has_flag() { grep -q -- "$2" <<<"$1"; }
 
-"$MPP_NATS_SERVER" -c deploy/nats/local.conf >>.local/logs/nats-server.log 2>&1 &
-PIDS+=($!)
+# With --secure-nats every process logs in as its own NATS user (password
+# from .local/nats/secure/creds/<user>.pass); agencies may only publish
+# their own events, so the hub creates the stream (--skip-stream-setup).
+NATS_CONF=deploy/nats/local.conf
+nats_login() { :; }
+if [ "$SECURE_NATS" = 1 ]; then
+    MPP_NATS_SERVER=$MPP_NATS_SERVER deploy/nats/gen-secure.sh .local/nats/secure
+    NATS_CONF=.local/nats/secure/nats.conf
+    nats_login() { echo "--nats-user $1 --nats-password-file .local/nats/secure/creds/$1.pass"; }
+fi
+start "$MPP_NATS_SERVER" -c "$NATS_CONF"
 wait_until nats-server "${PIDS[-1]}" port_in_use "127.0.0.1:$NATS_PORT"
-echo "nats-server  up: $NATS_URL (monitoring http://127.0.0.1:18222/jsz)" >&2
+echo "nats-server     up: $NATS_URL (monitoring http://$NATS_MONITOR/jsz)" >&2
 
-"$BIN/mpp-hub" serve --nats-url "$NATS_URL" --data-dir .local/hub \
-    --grpc-addr "$HUB_GRPC" --http-addr "$HUB_HTTP" \
-    --calendars-dir deploy/calendars >>.local/logs/mpp-hub.log 2>&1 &
-PIDS+=($!)
+HUB_ARGS=(serve --nats-url "$NATS_URL" --data-dir .local/data/hub --grpc-addr "$HUB_GRPC"
+    --http-addr "$HUB_HTTP" --calendars-dir deploy/calendars)
+# shellcheck disable=SC2207 # user names and paths without spaces
+HUB_ARGS+=($(nats_login hub))
+HUB_HELP=$("$BIN/mpp-hub" serve --help 2>&1 || true)
+if has_flag "$HUB_HELP" --pin-pepper-file; then
+    HUB_ARGS+=(--pin-pepper-file "$PEPPER")
+fi
+start "$BIN/mpp-hub" "${HUB_ARGS[@]}"
 wait_until mpp-hub "${PIDS[-1]}" http_ok "http://$HUB_HTTP/readyz"
-echo "mpp-hub      up: gRPC $HUB_GRPC, HTTP http://$HUB_HTTP" >&2
+echo "mpp-hub         up: gRPC $HUB_GRPC, HTTP http://$HUB_HTTP" >&2
 
-DUKCAPIL_ARGS=(--nats-url "$NATS_URL" --grpc-addr "$DUKCAPIL_GRPC" --region-code "$REGION")
-DUKCAPIL_HELP=$("$BIN/mpp-dukcapil" --help 2>&1 || true)
-if grep -q -- '--pin-pepper-file' <<<"$DUKCAPIL_HELP"; then
-    if [ ! -s .local/dukcapil/pin-pepper ]; then
-        # A local, random pepper for citizens' lookup PINs; never commit it.
-        (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >.local/dukcapil/pin-pepper)
+for s in "${SERVICES[@]}"; do
+    read -r name grpc metrics <<<"$s"
+    exe="$BIN/mpp-$name"
+    help=$("$exe" --help 2>&1 || true)
+    args=(--nats-url "$NATS_URL" --grpc-addr "127.0.0.1:$grpc" --region-code "$REGION"
+        --data-dir ".local/data/$name" --tokens-file .local/secrets/tokens
+        --pin-pepper-file "$PEPPER" --metrics-addr "127.0.0.1:$metrics")
+    if [ "$SECURE_NATS" = 1 ]; then
+        # shellcheck disable=SC2207 # user names and paths without spaces
+        args+=($(nats_login "$name") --skip-stream-setup)
     fi
-    DUKCAPIL_ARGS+=(--pin-pepper-file .local/dukcapil/pin-pepper)
-fi
-if grep -q -- '--tokens-file' <<<"$DUKCAPIL_HELP"; then
-    # The sample-traffic client (mpp-sim) gets a local token; the service
-    # keeps only its SHA-256 (printf %s TOKEN | sha256sum).
-    if [ ! -s .local/dukcapil/sim-token ]; then
-        (umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >.local/dukcapil/sim-token)
+    if [ "$name" = frontoffice ]; then
+        args+=(--nik-key-file .local/secrets/nik-key --mpp-name "MPP Kota Bengkulu"
+            --lookup-base-url "http://$HUB_HTTP/lacak")
+    elif [ -f "deploy/catalogue/$name.toml" ] && has_flag "$help" --catalogue-file; then
+        args+=(--catalogue-file "deploy/catalogue/$name.toml")
     fi
-    printf '# written by deploy/local/up.sh\nmpp-sim:%s\n' \
-        "$(tr -d '\n' <.local/dukcapil/sim-token | sha256sum | cut -d' ' -f1)" >.local/dukcapil/tokens
-    DUKCAPIL_ARGS+=(--tokens-file .local/dukcapil/tokens)
-    MPP_DUKCAPIL_TOKEN=$(cat .local/dukcapil/sim-token)
-    export MPP_DUKCAPIL_TOKEN
-fi
-if grep -q -- '--data-dir' <<<"$DUKCAPIL_HELP"; then
-    DUKCAPIL_ARGS+=(--data-dir .local/dukcapil/data)
-fi
-"$BIN/mpp-dukcapil" "${DUKCAPIL_ARGS[@]}" >>.local/logs/mpp-dukcapil.log 2>&1 &
-PIDS+=($!)
-wait_until mpp-dukcapil "${PIDS[-1]}" port_in_use "$DUKCAPIL_GRPC"
-echo "mpp-dukcapil up: gRPC $DUKCAPIL_GRPC (region $REGION)" >&2
+    start_service "mpp-$name" "$grpc" "$exe" "${args[@]}"
+    printf '%-15s up: gRPC 127.0.0.1:%s, metrics http://127.0.0.1:%s/metrics\n' "mpp-$name" "$grpc" "$metrics" >&2
+done
 
+# The stream's last sequence, from the NATS monitoring endpoint.
+stream_last_seq() {
+    curl -fsS --max-time 2 "http://$NATS_MONITOR/jsz?streams=true" | jq -r '[.account_details[]?.stream_detail[]? | select(.name == "MPP_EVENTS") | .state.last_seq] | first // 0'
+}
+hub_last_stream_seq() { curl -fsS --max-time 2 "http://$HUB_HTTP/api/v1/head" | jq -r '.last_stream_seq // 0'; }
+caught_up() {
+    local want have
+    want=$(stream_last_seq) && have=$(hub_last_stream_seq) && [ "$want" -gt 0 ] && [ "$have" -ge "$want" ]
+}
+
+SAMPLE_LINES=()
 if [ "$RUN_SIM" = 1 ]; then
+    SIM_ARGS=(--cases "$CASES" --seed "$SEED" --rate "$RATE" --region-code "$REGION"
+        --lookup-base "http://$HUB_HTTP/api/v1/cases/")
+    if [ -n "$JOURNEYS" ]; then
+        SIM_ARGS+=(--journey "$JOURNEYS")
+    fi
+    for s in "${SERVICES[@]}"; do
+        read -r name grpc _ <<<"$s"
+        SIM_ARGS+=("--$name-addr" "http://127.0.0.1:$grpc")
+    done
     echo >&2
-    echo "sample cases (mpp-sim --cases $CASES --seed $SEED):" >&2
-    "$BIN/mpp-sim" --dukcapil-addr "http://$DUKCAPIL_GRPC" --cases "$CASES" --seed "$SEED" \
-        --lookup-base "http://$HUB_HTTP/api/v1/cases/" | tee -a .local/logs/mpp-sim.out
+    echo "sample traffic: mpp-sim ${SIM_ARGS[*]:0:8} (token from .local/secrets/sim-token)" >&2
+    MPP_SIM_TOKEN=$SIM_TOKEN "$BIN/mpp-sim" "${SIM_ARGS[@]}" | tee .local/logs/mpp-sim.out
+    mapfile -t SAMPLE_LINES < <(grep -v '^#' .local/logs/mpp-sim.out | head -n "$SAMPLES")
+    wait_until mpp-hub "${PIDS[1]}" caught_up
+    echo "mpp-hub ingested everything up to stream seq $(hub_last_stream_seq)" >&2
 fi
 
-cat <<MSG
-
-Look up a case:   http://$HUB_HTTP/api/v1/cases/<tracking number>   (e.g. the URLs above)
-                  gRPC mpp.v1.CasesService/GetCase on $HUB_GRPC
-Health:           http://$HUB_HTTP/healthz   http://$HUB_HTTP/readyz
-Head of the log:  http://$HUB_HTTP/api/v1/head
-Logs:             .local/logs/
-mpp-dukcapil:     gRPC $DUKCAPIL_GRPC; the mpp-sim client token is in .local/dukcapil/sim-token
-Press Ctrl-C to stop everything.
-MSG
+echo
+echo "MPP Hub, local stack (region $REGION):"
+echo "  tracking page   http://$HUB_HTTP/lacak   (tracking number + PIN)"
+echo "  JSON lookup     curl -H 'X-MPP-PIN: <pin>' http://$HUB_HTTP/api/v1/cases/<tracking number>"
+echo "  gRPC            mpp.v1.CasesService/GetCase on $HUB_GRPC"
+echo "  health          http://$HUB_HTTP/healthz   http://$HUB_HTTP/readyz   http://$HUB_HTTP/api/v1/head"
+if http_ok "http://$HUB_HTTP/metrics" 2>/dev/null; then
+    echo "  hub metrics     http://$HUB_HTTP/metrics"
+fi
+if [ ${#SAMPLE_LINES[@]} -gt 0 ]; then
+    echo
+    echo "Sample cases (all in .local/logs/mpp-sim.out):"
+    for line in "${SAMPLE_LINES[@]}"; do
+        IFS=$'\t' read -r tn pin journey url _ <<<"$line"
+        body=$(curl -sS --max-time 5 -H "X-MPP-PIN: $pin" "$url" || true)
+        status=$(jq -r '.status // .error.code // "?"' <<<"$body" 2>/dev/null || echo "?")
+        next=$(jq -r '[.next_actions[]?.kind] | unique | join(",")' <<<"$body" 2>/dev/null || true)
+        printf '  %-12s %s  PIN %s  status %s%s\n' "$journey" "$tn" "$pin" "$status" "${next:+ (next: $next)}"
+        printf '               curl -H '\''X-MPP-PIN: %s'\'' %s\n' "$pin" "$url"
+    done
+fi
+echo
+echo "Service metrics:"
+for s in "${SERVICES[@]}"; do
+    read -r name _ metrics <<<"$s"
+    printf '  %-15s http://127.0.0.1:%s/metrics\n' "mpp-$name" "$metrics"
+done
+echo
+echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, sim-token (mpp-sim's token; tokens = its hash)."
+echo "More traffic: MPP_SIM_TOKEN=\$(cat .local/secrets/sim-token) $BIN/mpp-sim --cases 20 --seed 7"
+echo "Logs: .local/logs/.  Stop: Ctrl-C here (or kill -TERM $$); everything started here stops."
 
 # Run until Ctrl-C, or until one of the processes exits on its own.
 set +e
 wait -n "${PIDS[@]}"
 status=$?
 set -e
-echo "a process exited on its own (status $status); see .local/logs/" >&2
+for i in "${!PIDS[@]}"; do
+    if ! kill -0 "${PIDS[i]}" 2>/dev/null; then
+        echo "${NAMES[i]} exited on its own (status $status); see .local/logs/${NAMES[i]}.log" >&2
+    fi
+done
 exit 1

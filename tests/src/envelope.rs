@@ -117,12 +117,14 @@ impl EventFactory {
         )
     }
 
-    /// Opens case `tracking_number`.
+    /// Opens case `tracking_number` with lookup PIN [`crate::pin::TEST_PIN`]
+    /// (its verifier under [`crate::pin::TEST_PIN_PEPPER`]).
     pub fn case_opened(&self, tracking_number: &str) -> Envelope {
+        let pin_verifier = crate::pin::verifier(tracking_number, crate::pin::TEST_PIN).unwrap_or_default();
         self.base(
             tracking_number,
             "",
-            Body::CaseOpened(pb::CaseOpened { pin_verifier: vec![7u8; 32], nik_keyed_hash: vec![9u8; 32] }),
+            Body::CaseOpened(pb::CaseOpened { pin_verifier, nik_keyed_hash: vec![9u8; 32] }),
         )
     }
 
@@ -297,4 +299,76 @@ pub async fn stream_last_seq(js: &async_nats::jetstream::Context) -> Result<u64>
     let mut stream = js.get_stream(crate::STREAM_NAME).await.context("get stream MPP_EVENTS")?;
     let info = stream.info().await.context("stream info")?;
     Ok(info.state.last_sequence)
+}
+
+/// The event ids a stream holds, read incrementally from sequence 1: each
+/// message's `Nats-Msg-Id` header (or, without one, the event id in its
+/// envelope), with the stream sequences it was stored at.
+#[derive(Debug, Default, Clone)]
+pub struct StreamIds {
+    next_seq: u64,
+    by_id: std::collections::BTreeMap<String, Vec<u64>>,
+    without_id: Vec<u64>,
+}
+
+impl StreamIds {
+    /// Nothing read yet.
+    pub fn new() -> Self {
+        Self { next_seq: 1, ..Self::default() }
+    }
+
+    /// Reads every message stored since the last call, up to the stream's
+    /// current last sequence, which it returns.
+    pub async fn read_to_end(&mut self, js: &async_nats::jetstream::Context) -> Result<u64> {
+        let stream = js.get_stream(crate::STREAM_NAME).await.context("get stream MPP_EVENTS")?;
+        let last = stream.get_info().await.context("stream info")?.state.last_sequence;
+        self.next_seq = self.next_seq.max(1);
+        while self.next_seq <= last {
+            let seq = self.next_seq;
+            let msg =
+                stream.get_raw_message(seq).await.with_context(|| format!("get stream message {seq}"))?;
+            let id = msg
+                .headers
+                .get(async_nats::header::NATS_MESSAGE_ID)
+                .map(|v| v.as_str().to_owned())
+                .filter(|id| !id.is_empty())
+                .or_else(|| {
+                    Envelope::decode(msg.payload.as_ref())
+                        .ok()
+                        .map(|e| e.event_id)
+                        .filter(|id| !id.is_empty())
+                });
+            match id {
+                Some(id) => self.by_id.entry(id).or_default().push(seq),
+                None => self.without_id.push(seq),
+            }
+            self.next_seq += 1;
+        }
+        Ok(last)
+    }
+
+    /// Messages read so far.
+    pub fn messages(&self) -> u64 {
+        self.next_seq.saturating_sub(1)
+    }
+
+    /// The stream sequences `event_id` was stored at (empty if none).
+    pub fn seqs(&self, event_id: &str) -> &[u64] {
+        self.by_id.get(event_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether the stream holds `event_id`.
+    pub fn contains(&self, event_id: &str) -> bool {
+        self.by_id.contains_key(event_id)
+    }
+
+    /// Those of `ids` the stream does not hold (yet).
+    pub fn missing<'a>(&self, ids: &'a [String]) -> Vec<&'a String> {
+        ids.iter().filter(|id| !self.contains(id)).collect()
+    }
+
+    /// Event ids stored more than once (JetStream's duplicate window missed a resend).
+    pub fn stored_twice(&self) -> usize {
+        self.by_id.values().filter(|seqs| seqs.len() > 1).count()
+    }
 }

@@ -46,15 +46,29 @@ impl HttpResponse {
 
 /// `GET path` on `addr`, with `Connection: close`.
 pub async fn get(addr: SocketAddr, path: &str) -> Result<HttpResponse> {
-    tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), get_inner(addr, path))
+    get_with_headers(addr, path, &[]).await
+}
+
+/// `GET path` on `addr` with extra request headers (e.g. the hub's
+/// `x-mpp-pin`), with `Connection: close`.
+pub async fn get_with_headers(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<HttpResponse> {
+    tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), get_inner(addr, path, headers))
         .await
         .map_err(|_| anyhow!("GET http://{addr}{path} timed out after {REQUEST_TIMEOUT_MS} ms"))?
 }
 
-async fn get_inner(addr: SocketAddr, path: &str) -> Result<HttpResponse> {
+async fn get_inner(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<HttpResponse> {
+    if headers.iter().any(|(k, v)| [k, v].iter().any(|s| s.contains(['\r', '\n']))) {
+        bail!("a request header contains a line break");
+    }
     let mut stream = TcpStream::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{extra}Connection: close\r\n\r\n"
     );
     stream.write_all(req.as_bytes()).await.context("cannot send request")?;
     let mut raw = Vec::new();

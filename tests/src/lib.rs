@@ -26,10 +26,13 @@
 #![deny(unreachable_pub)]
 
 pub mod bins;
+pub mod browser;
 pub mod check;
+pub mod dukcapil;
 pub mod envelope;
 pub mod http;
 pub mod nats;
+pub mod pin;
 pub mod ports;
 pub mod process;
 pub mod rng;

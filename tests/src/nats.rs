@@ -32,20 +32,86 @@ pub struct NatsServer {
     server_name: String,
     config_path: PathBuf,
     store_dir: PathBuf,
+    user: Option<NatsUser>,
     dir: tempfile::TempDir,
+}
+
+/// Where a server started with [`NatsServer::start_with_config`] must
+/// listen, be named and keep its store (the harness chose them).
+#[derive(Debug, Clone)]
+pub struct ConfigSlots {
+    /// The `server_name` (the harness checks it before using the port).
+    pub server_name: String,
+    /// The port to listen on, on 127.0.0.1.
+    pub port: u16,
+    /// A second free port, for the monitoring endpoint if the config has one.
+    pub http_port: u16,
+    /// The JetStream store directory.
+    pub store_dir: PathBuf,
+}
+
+/// A NATS user the harness itself connects as (readiness probes,
+/// [`NatsServer::connect`]). Its connections use the inbox prefix
+/// `_INBOX.<user>`, as the services' do with `--nats-user`.
+#[derive(Clone)]
+pub struct NatsUser {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for NatsUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsUser").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+impl NatsUser {
+    /// Connection options logging in as this user, with its inbox prefix.
+    pub fn options(&self) -> async_nats::ConnectOptions {
+        async_nats::ConnectOptions::new()
+            .user_and_password(self.user.clone(), self.password.clone())
+            .custom_inbox_prefix(format!("_INBOX.{}", self.user))
+    }
+}
+
+fn options(user: Option<&NatsUser>) -> async_nats::ConnectOptions {
+    user.map_or_else(async_nats::ConnectOptions::new, NatsUser::options)
+        .connection_timeout(Duration::from_secs(5))
 }
 
 impl NatsServer {
     /// Starts a server on a free port and waits until it accepts clients.
     pub async fn start() -> Result<Self> {
+        Self::start_with_config(
+            |slots| Ok(config_text(&slots.server_name, slots.port, &slots.store_dir)),
+            None,
+        )
+        .await
+    }
+
+    /// Starts a server with the config `make_config` writes for the
+    /// harness's [`ConfigSlots`] (it must use them: the harness probes that
+    /// port for that server name), and waits until it accepts clients and
+    /// JetStream answers. With `user`, the harness connects as that user,
+    /// which must be allowed to publish on `$JS.API.INFO` and subscribe to
+    /// `_INBOX.<user>.>`.
+    pub async fn start_with_config(
+        make_config: impl FnOnce(&ConfigSlots) -> Result<String>,
+        user: Option<NatsUser>,
+    ) -> Result<Self> {
         let exe = bins::nats_server()?;
         let dir = crate::temp_dir("mpp-nats-")?;
         let port = free_port()?;
-        let store_dir = dir.path().join("jetstream");
-        let server_name = format!("mpp-test-{port}-{}", std::process::id());
+        let slots = ConfigSlots {
+            server_name: format!("mpp-test-{port}-{}", std::process::id()),
+            port,
+            http_port: free_port()?,
+            store_dir: dir.path().join("jetstream"),
+        };
         let config_path = dir.path().join("nats.conf");
-        std::fs::write(&config_path, config_text(&server_name, port, &store_dir))
-            .context("cannot write nats config")?;
+        std::fs::write(&config_path, make_config(&slots)?).context("cannot write nats config")?;
         check_config(&exe, &config_path)?;
         let process = ManagedProcess::new(
             "nats-server",
@@ -53,7 +119,8 @@ impl NatsServer {
             vec!["-c".to_owned(), config_path.display().to_string()],
             dir.path().join("nats-server.log"),
         );
-        let mut server = Self { process, port, server_name, config_path, store_dir, dir };
+        let ConfigSlots { server_name, store_dir, .. } = slots;
+        let mut server = Self { process, port, server_name, config_path, store_dir, user, dir };
         server.spawn_and_wait().await?;
         println!("[harness] nats-server {} on {}", server.server_name, server.url());
         Ok(server)
@@ -75,10 +142,12 @@ impl NatsServer {
         .await?;
         // JetStream answers on the account API once it is enabled.
         let url = self.url();
+        let user = self.user.clone();
         wait_for("JetStream to be enabled", deadline, || {
             let url = url.clone();
+            let options = options(user.as_ref());
             async move {
-                let client = async_nats::connect(&url).await?;
+                let client = options.connect(&url).await?;
                 let js = async_nats::jetstream::new(client);
                 js.query_account().await?;
                 Ok(Some(()))
@@ -122,10 +191,10 @@ impl NatsServer {
         self.process.is_running()
     }
 
-    /// A client connected to this server.
+    /// A client connected to this server (as the harness's user, if it was
+    /// started with one).
     pub async fn connect(&self) -> Result<async_nats::Client> {
-        async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
+        options(self.user.as_ref())
             .connect(self.url())
             .await
             .with_context(|| format!("cannot connect to {}", self.url()))

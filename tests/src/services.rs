@@ -1,5 +1,6 @@
-//! The project's own daemons as child processes: `mpp-hub serve` and the
-//! agency services (`mpp-dukcapil`), each on free ports with a temporary
+//! The project's own daemons as child processes: `mpp-hub serve`, the
+//! agency services (`mpp-dukcapil`, `mpp-pdam`, …) and the front office
+//! (`mpp-frontoffice`), each on free ports with a temporary
 //! data directory that survives restarts of the process.
 
 use std::net::SocketAddr;
@@ -36,7 +37,22 @@ pub struct HubOptions {
     pub consumer_name: Option<String>,
     /// `--batch-max` (the hub's default when `None`).
     pub batch_max: Option<u32>,
+    /// `--pin-pepper-file` (the hub verifies citizens' PINs with the pepper
+    /// the agencies use); `None` writes [`TEST_PIN_PEPPER`], the agency
+    /// services' default, into the hub's temporary directory.
+    pub pin_pepper_file: Option<PathBuf>,
+    /// Keep the hub's documented lookup rate limits (60 a minute, bursts of
+    /// 20 per client address). By default the harness lifts them to
+    /// [`HARNESS_LOOKUPS_PER_MINUTE`], because every test looks cases up
+    /// from one address, far faster than a citizen would.
+    pub documented_rate_limits: bool,
+    /// `--nats-user` and `--nats-password-file` (anonymous when `None`).
+    pub nats_login: Option<(String, PathBuf)>,
 }
+
+/// Lookup rate (and burst) per client address of the hubs the harness
+/// starts, unless [`HubOptions::documented_rate_limits`].
+pub const HARNESS_LOOKUPS_PER_MINUTE: u32 = 10_000_000;
 
 /// `mpp-hub serve` on free ports with a temporary data directory.
 #[derive(Debug)]
@@ -78,6 +94,27 @@ impl HubProcess {
         }
         if let Some(n) = options.batch_max {
             args.extend(["--batch-max".to_owned(), n.to_string()]);
+        }
+        let pepper = match options.pin_pepper_file {
+            Some(p) => p,
+            None => {
+                let p = dir.path().join("pin-pepper");
+                std::fs::write(&p, TEST_PIN_PEPPER).context("cannot write pepper file")?;
+                p
+            }
+        };
+        args.extend(["--pin-pepper-file".to_owned(), pepper.display().to_string()]);
+        if let Some((user, password_file)) = options.nats_login {
+            args.extend([
+                "--nats-user".to_owned(),
+                user,
+                "--nats-password-file".to_owned(),
+                password_file.display().to_string(),
+            ]);
+        }
+        if !options.documented_rate_limits {
+            let rate = HARNESS_LOOKUPS_PER_MINUTE.to_string();
+            args.extend(["--lookups-per-minute".to_owned(), rate.clone(), "--lookup-burst".to_owned(), rate]);
         }
         let mut process = ManagedProcess::new("mpp-hub", exe, args, dir.path().join("mpp-hub.log"));
         process.env("MPP_LOG", &std::env::var("MPP_TEST_HUB_LOG").unwrap_or_else(|_| "info".to_owned()));
@@ -185,9 +222,11 @@ impl HubProcess {
         .await
     }
 
-    /// `GET /api/v1/cases/{tracking_number}`: status and JSON body.
-    pub async fn case_json(&self, tracking_number: &str) -> Result<(u16, serde_json::Value)> {
-        let resp = self.get(&format!("/api/v1/cases/{tracking_number}")).await?;
+    /// `GET /api/v1/cases/{tracking_number}` with the case's PIN in the
+    /// `X-MPP-PIN` header: status and JSON body.
+    pub async fn case_json(&self, tracking_number: &str, pin: &str) -> Result<(u16, serde_json::Value)> {
+        let path = format!("/api/v1/cases/{tracking_number}");
+        let resp = http::get_with_headers(self.http_addr, &path, &[("X-MPP-PIN", pin)]).await?;
         Ok((resp.status, resp.json()?))
     }
 
@@ -232,6 +271,24 @@ pub async fn read_head(addr: SocketAddr) -> Result<Head> {
     Ok(Head { last_seq: field("last_seq")?, last_stream_seq: field("last_stream_seq")? })
 }
 
+/// `reason.kind` values of `GET /api/v1/head` after which the hub's ingest
+/// has stopped for good (until an operator acts): waiting longer is useless.
+pub const INGEST_HALT_KINDS: [&str; 2] = ["gap", "store_failed"];
+
+/// Why the hub's ingest halted for good, if it did: the `reason` object of
+/// `GET /api/v1/head` when its `kind` is one of [`INGEST_HALT_KINDS`].
+pub async fn ingest_halted(addr: SocketAddr) -> Result<Option<serde_json::Value>> {
+    let resp = http::get(addr, "/api/v1/head").await?;
+    if resp.status != 200 {
+        bail!("GET /api/v1/head answered {}: {}", resp.status, resp.text());
+    }
+    let v = resp.json()?;
+    let reason = v.get("reason").filter(|r| !r.is_null()).cloned();
+    Ok(reason.filter(|r| {
+        r.get("kind").and_then(serde_json::Value::as_str).is_some_and(|k| INGEST_HALT_KINDS.contains(&k))
+    }))
+}
+
 /// A tonic interceptor that sends `authorization: Bearer <token>`, as a
 /// back-office system calling an agency service does.
 #[derive(Debug, Clone)]
@@ -251,27 +308,79 @@ impl Interceptor for Bearer {
     }
 }
 
-/// An agency service binary (`mpp-<agency_id>`) on a free gRPC port, with a
-/// tokens file naming one client system (`e2e-tests`) whose token the
-/// harness holds.
+/// An agency service binary (`mpp-<agency_id>`, or `mpp-frontoffice`) on a
+/// free gRPC port, with a tokens file naming one client system (`e2e-tests`)
+/// whose token the harness holds.
 #[derive(Debug)]
 pub struct AgencyProcess {
+    name: String,
     process: ManagedProcess,
     grpc_addr: SocketAddr,
     token: String,
     dir: tempfile::TempDir,
 }
 
+/// Options of an agency service process.
+#[derive(Debug, Clone)]
+pub struct AgencyOptions {
+    /// `--region-code`.
+    pub region_code: String,
+    /// `--pin-pepper-file`; `None` writes a test pepper into the process's
+    /// temporary directory. Give every process of one test (and the hub) the
+    /// same file, as a province does.
+    pub pin_pepper_file: Option<PathBuf>,
+    /// More arguments, appended as given.
+    pub extra_args: Vec<String>,
+}
+
+impl AgencyOptions {
+    /// Defaults for region `region_code`.
+    pub fn region(region_code: &str) -> Self {
+        Self { region_code: region_code.to_owned(), pin_pepper_file: None, extra_args: Vec::new() }
+    }
+}
+
+/// The test pepper written when a process gets no `--pin-pepper-file`.
+pub const TEST_PIN_PEPPER: &[u8] = b"test pepper: not a secret, only for this test run\n";
+
 impl AgencyProcess {
     /// Spawns `mpp-dukcapil` for region `region_code` against `nats_url`.
     pub fn spawn_dukcapil(nats_url: &str, region_code: &str) -> Result<Self> {
-        let exe = bins::workspace_bin("mpp-dukcapil")?;
-        let dir = crate::temp_dir("mpp-dukcapil-")?;
+        Self::spawn("mpp-dukcapil", nats_url, AgencyOptions::region(region_code))
+    }
+
+    /// Spawns the front office (`mpp-frontoffice`) with a test NIK key
+    /// written into its temporary directory (`--nik-key-file`).
+    pub fn spawn_frontoffice(nats_url: &str, options: AgencyOptions) -> Result<Self> {
+        Self::spawn_with("mpp-frontoffice", nats_url, options, |dir| {
+            let key = dir.join("nik-key");
+            std::fs::write(&key, b"test NIK key: not a secret, only for this test run\n")
+                .context("cannot write NIK key file")?;
+            Ok(vec!["--nik-key-file".to_owned(), key.display().to_string()])
+        })
+    }
+
+    /// Spawns the agency service binary `binary` (e.g. `mpp-pdam`) against
+    /// `nats_url` (not yet waiting for it to listen).
+    pub fn spawn(binary: &str, nats_url: &str, options: AgencyOptions) -> Result<Self> {
+        Self::spawn_with(binary, nats_url, options, |_| Ok(Vec::new()))
+    }
+
+    /// [`AgencyProcess::spawn`] with more arguments made from the process's
+    /// temporary directory (for files the binary reads).
+    fn spawn_with(
+        binary: &str,
+        nats_url: &str,
+        options: AgencyOptions,
+        more_args: impl FnOnce(&Path) -> Result<Vec<String>>,
+    ) -> Result<Self> {
+        let exe = bins::workspace_bin(binary)?;
+        let dir = crate::temp_dir(&format!("{binary}-"))?;
         let grpc_addr = free_addr()?;
-        let pepper = dir.path().join("pin-pepper");
-        std::fs::write(&pepper, b"test pepper: not a secret, only for this test run\n")
-            .context("cannot write pepper file")?;
-        let help = std::process::Command::new(&exe).arg("--help").output().context("mpp-dukcapil --help")?;
+        let help = std::process::Command::new(&exe)
+            .arg("--help")
+            .output()
+            .with_context(|| format!("{binary} --help"))?;
         let help = String::from_utf8_lossy(&help.stdout).into_owned();
         let mut args = vec![
             "--nats-url".to_owned(),
@@ -279,7 +388,7 @@ impl AgencyProcess {
             "--grpc-addr".to_owned(),
             grpc_addr.to_string(),
             "--region-code".to_owned(),
-            region_code.to_owned(),
+            options.region_code.clone(),
         ];
         // A fresh token per process; the service keeps only its SHA-256.
         let token = format!("e2e-{}", uuid::Uuid::now_v7().simple());
@@ -291,18 +400,34 @@ impl AgencyProcess {
             args.extend(["--tokens-file".to_owned(), tokens.display().to_string()]);
         }
         if help.contains("--pin-pepper-file") {
+            let pepper = match options.pin_pepper_file {
+                Some(p) => p,
+                None => {
+                    let p = dir.path().join("pin-pepper");
+                    std::fs::write(&p, TEST_PIN_PEPPER).context("cannot write pepper file")?;
+                    p
+                }
+            };
             args.extend(["--pin-pepper-file".to_owned(), pepper.display().to_string()]);
         }
         // The durable outbox lives under the data directory, if the service has one.
         if help.contains("--data-dir") {
             args.extend(["--data-dir".to_owned(), dir.path().join("data").display().to_string()]);
         }
-        let mut process = ManagedProcess::new("mpp-dukcapil", exe, args, dir.path().join("mpp-dukcapil.log"));
+        args.extend(options.extra_args);
+        args.extend(more_args(dir.path())?);
+        let log = dir.path().join(format!("{binary}.log"));
+        let mut process = ManagedProcess::new(binary, exe, args, log);
         let level = std::env::var("MPP_TEST_AGENCY_LOG").unwrap_or_else(|_| "info".to_owned());
         process.env("MPP_LOG", &level);
         process.env("RUST_LOG", &level);
         process.start()?;
-        Ok(Self { process, grpc_addr, token, dir })
+        Ok(Self { name: binary.to_owned(), process, grpc_addr, token, dir })
+    }
+
+    /// The binary's name, e.g. `mpp-pdam`.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The bearer token of the `e2e-tests` client system.
@@ -344,7 +469,7 @@ impl AgencyProcess {
     pub async fn wait_listening(&mut self, deadline: Duration) -> Result<()> {
         let addr = self.grpc_addr;
         let process = &mut self.process;
-        let r = wait_for("mpp-dukcapil to accept gRPC connections", deadline, || {
+        let r = wait_for(&format!("{} to accept gRPC connections", self.name), deadline, || {
             let running = process.ensure_running();
             async move {
                 running?;
@@ -357,7 +482,7 @@ impl AgencyProcess {
             if e.is::<Fatal>() {
                 e
             } else {
-                e.context(format!("mpp-dukcapil log tail:\n{}", self.log_tail()))
+                e.context(format!("{} log tail:\n{}", self.name, self.log_tail()))
             }
         })
     }
@@ -371,7 +496,7 @@ impl AgencyProcess {
     pub async fn terminate(&mut self) -> Result<()> {
         let status = self.process.terminate(Duration::from_millis(TERMINATE_DEADLINE_MS)).await?;
         if !status.success() {
-            bail!("mpp-dukcapil exited with {status} after SIGTERM; log tail:\n{}", self.log_tail());
+            bail!("{} exited with {status} after SIGTERM; log tail:\n{}", self.name, self.log_tail());
         }
         Ok(())
     }

@@ -166,7 +166,8 @@ pub struct Case {
     pub opened_by: AgencyId,
     /// Time of record of the opening, Unix ms.
     pub opened_at_ms: i64,
-    /// Hub sequence of the opening entry.
+    /// Hub sequence of the opening entry; 0 while the case is a shell
+    /// (see [`Case::is_shell`]).
     pub opened_seq: u64,
     /// Keyed hash of the lookup PIN.
     pub pin_verifier: Vec<u8>,
@@ -215,10 +216,19 @@ impl Case {
         }
     }
 
+    /// A shell: the case is known from an application filed before its
+    /// `case_opened` reached the hub (agencies publish independently). It
+    /// has no PIN verifier yet, so no citizen can look it up until the
+    /// opening arrives and fills it in.
+    pub fn is_shell(&self) -> bool {
+        self.opened_seq == 0
+    }
+
     /// Every log sequence that touched this case, ascending (the case →
     /// entries index).
     pub fn entry_seqs(&self) -> Vec<u64> {
         let mut seqs: Vec<u64> = std::iter::once(self.opened_seq)
+            .filter(|s| *s != 0)
             .chain(self.applications.iter().flat_map(|a| a.timeline.iter().map(|t| t.seq)))
             .collect();
         seqs.sort_unstable();

@@ -77,10 +77,22 @@ pub fn decide(state: &impl State, env: &Envelope) -> Result<(), Rejection> {
     }
     match &env.target {
         Target::Catalogue => Ok(()),
+        // A case known only from an application filed before its opening
+        // (see `Case::is_shell`) may still be opened, once.
         Target::Case(id) => match state.case(id) {
-            Some(_) => Err(Rejection::new(ReasonCode::CaseAlreadyOpen, format!("case {id} is already open"))),
-            None => Ok(()),
+            Some(case) if !case.is_shell() => {
+                Err(Rejection::new(ReasonCode::CaseAlreadyOpen, format!("case {id} is already open")))
+            }
+            Some(_) | None => Ok(()),
         },
+        Target::Application(id, _) if kind == EventKind::ApplicationFiled && state.case(id).is_none() => {
+            // Agencies publish independently: the front office's case_opened
+            // and an agency's application_filed for that case can reach the
+            // stream in either order (each agency's outbox keeps only its own
+            // order). Filing into a case not yet opened is therefore accepted
+            // and creates the case's shell; the opening fills it in later.
+            Ok(())
+        }
         Target::Application(id, app_id) => {
             let case = state.case(id).ok_or_else(|| {
                 Rejection::new(ReasonCode::UnknownCase, format!("case {id} was never opened"))
@@ -219,6 +231,16 @@ pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
         }),
         (Target::Catalogue, _) => {}
         (Target::Case(id), EventBody::CaseOpened { pin_verifier, nik_keyed_hash }) => {
+            if let Some(shell) = state.case_mut(id) {
+                // Fill in the shell an earlier application created.
+                shell.opened_by = env.agency.clone();
+                shell.opened_seq = meta.seq;
+                shell.pin_verifier = pin_verifier.clone();
+                shell.nik_keyed_hash = nik_keyed_hash.clone();
+                shell.updated_at_ms = meta.recorded_at_ms;
+                shell.last_seq = meta.seq;
+                return;
+            }
             state.insert_case(Case {
                 tracking_number: *id,
                 opened_by: env.agency.clone(),
@@ -243,6 +265,19 @@ pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
             } else {
                 None
             };
+            if state.case(id).is_none() && kind == EventKind::ApplicationFiled {
+                state.insert_case(Case {
+                    tracking_number: *id,
+                    opened_by: env.agency.clone(),
+                    opened_at_ms: meta.recorded_at_ms,
+                    opened_seq: 0,
+                    pin_verifier: Vec::new(),
+                    nik_keyed_hash: Vec::new(),
+                    updated_at_ms: meta.recorded_at_ms,
+                    last_seq: meta.seq,
+                    applications: Vec::new(),
+                });
+            }
             let Some(case) = state.case_mut(id) else { return };
             let from = case.application(app_id).map(|a| a.state);
             let Some(to) = next_state(from, kind) else { return };

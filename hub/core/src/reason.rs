@@ -105,8 +105,10 @@ reason_codes! {
     DuplicateEventId => "DUPLICATE_EVENT_ID", "An event with this event_id is already in the log; this one has no effect.";
     /// The caller is not authenticated.
     Unauthenticated => "UNAUTHENTICATED", "The caller presented no valid token.";
-    /// The case does not exist (lookups).
-    CaseNotFound => "CASE_NOT_FOUND", "No case with this tracking number exists.";
+    /// No case with this tracking number and PIN (lookups). An unknown case
+    /// and a wrong PIN get this same answer, so lookups cannot tell which
+    /// tracking numbers exist.
+    CaseNotFound => "CASE_NOT_FOUND", "No case with this tracking number and PIN: an unknown case and a wrong PIN get this same answer, so check both.";
     /// A required request field is missing (RPCs).
     MissingField => "MISSING_FIELD", "A required field of the request is missing.";
     /// The event could not be published (RPCs).
@@ -115,6 +117,14 @@ reason_codes! {
     Unavailable => "UNAVAILABLE", "The server cannot answer right now (its store or NATS is unavailable); retry later.";
     /// The agency service's durable outbox is full (RPCs).
     OutboxFull => "OUTBOX_FULL", "The agency service's durable outbox is full (NATS JetStream has been unreachable for long); nothing was accepted, retry later.";
+    /// A case lookup came without a PIN.
+    PinRequired => "PIN_REQUIRED", "A case lookup needs the case's 6-digit PIN (printed on the receipt); none was given.";
+    /// The PIN given is not six digits.
+    MalformedPin => "MALFORMED_PIN", "The PIN is not 6 digits.";
+    /// Too many lookups from one client address.
+    RateLimited => "RATE_LIMITED", "Too many lookups from this client address; wait as long as Retry-After says, then retry.";
+    /// Too many wrong PINs for one tracking number.
+    LookupLocked => "LOOKUP_LOCKED", "Too many wrong PINs were tried for this tracking number (whether or not it exists); its lookups are locked for a while (see Retry-After).";
 }
 
 impl fmt::Display for ReasonCode {

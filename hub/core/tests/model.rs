@@ -142,6 +142,8 @@ struct ModelApp {
 struct Model {
     versions: BTreeMap<usize, u32>,
     cases: BTreeSet<u64>,
+    /// Cases known only from an application filed before their opening.
+    shells: BTreeSet<u64>,
     apps: BTreeMap<(u64, usize), ModelApp>,
 }
 
@@ -182,8 +184,10 @@ impl Model {
                 if !self.versions.contains_key(&svc) {
                     return Err(R::UnknownService);
                 }
-                if !self.cases.contains(&case) {
-                    return Err(R::UnknownCase);
+                let known = self.cases.contains(&case) || self.shells.contains(&case);
+                if !known {
+                    // Filing into a case not yet opened creates its shell.
+                    return if kind == EventKind::ApplicationFiled { Ok(()) } else { Err(R::UnknownCase) };
                 }
                 let existing = self.apps.get(&(case, app));
                 if kind == EventKind::ApplicationFiled {
@@ -217,9 +221,13 @@ impl Model {
                 self.versions.insert(svc, version);
             }
             Op::Open { case } => {
+                self.shells.remove(&case);
                 self.cases.insert(case);
             }
             Op::App { svc, case, app, kind } => {
+                if !self.cases.contains(&case) {
+                    self.shells.insert(case);
+                }
                 self.apps.entry((case, app)).or_insert(ModelApp { svc, kinds: vec![] }).kinds.push(kind)
             }
         }
@@ -227,8 +235,12 @@ impl Model {
 }
 
 fn check_invariants(state: &MemState, model: &Model) -> Result<(), TestCaseError> {
-    let open: BTreeSet<u64> = state.cases.keys().map(|t| t.serial()).collect();
+    let open: BTreeSet<u64> =
+        state.cases.values().filter(|c| !c.is_shell()).map(|c| c.tracking_number.serial()).collect();
     prop_assert_eq!(&open, &model.cases);
+    let shells: BTreeSet<u64> =
+        state.cases.values().filter(|c| c.is_shell()).map(|c| c.tracking_number.serial()).collect();
+    prop_assert_eq!(&shells, &model.shells);
     prop_assert_eq!(state.standards.len(), model.versions.len());
     for (svc, version) in &model.versions {
         let key = (

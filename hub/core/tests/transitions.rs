@@ -182,9 +182,28 @@ fn application_events_for_a_never_filed_application_are_unknown_application() {
 
 #[test]
 fn application_events_for_an_unopened_case_are_unknown_case() {
-    for kind in application_kinds() {
+    for kind in application_kinds().filter(|k| *k != E::ApplicationFiled) {
         given([standard(), open(1)]).when(app_event(2, "A", kind)).then_expect(Err(R::UnknownCase));
     }
+}
+
+#[test]
+fn an_application_filed_before_the_case_opening_creates_a_shell_the_opening_fills_in() {
+    // Given an application filed into case 2 before its opening reached the hub,
+    let s = given([standard(), app_event(2, "A", E::ApplicationFiled)]);
+    let shell = s.case(2);
+    assert!(shell.is_shell());
+    assert!(shell.pin_verifier.is_empty(), "a shell holds no PIN verifier");
+    assert_eq!(shell.entry_seqs().len(), 1);
+    // when the opening arrives, it is accepted and fills the shell in,
+    let s = s.when(open(2)).then_expect(Ok(()));
+    let case = s.case(2);
+    assert!(!case.is_shell());
+    assert!(!case.pin_verifier.is_empty());
+    assert_eq!(case.applications.len(), 1);
+    assert_eq!(case.entry_seqs().len(), 2);
+    // and a second opening is refused.
+    s.when(open(2)).then_expect(Err(R::CaseAlreadyOpen));
 }
 
 #[test]

@@ -38,6 +38,21 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the hub: ingest from NATS JetStream, serve lookups over gRPC and HTTP.
     Serve(ServeArgs),
+    /// Audit a hub's log offline (on a copy of its data directory, or an
+    /// export): verify, export, rebuild, case-at, prove, check-proof,
+    /// sla-report.
+    Audit(crate::cli::AuditArgs),
+    /// Print the hub's checkpoint public key (64 hex digits, Ed25519) from
+    /// `<data-dir>/keys/checkpoint.pub`, for auditors to verify checkpoints.
+    ExportPublicKey(ExportPublicKeyArgs),
+}
+
+/// Flags of `mpp-hub export-public-key`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportPublicKeyArgs {
+    /// Directory of the hub's store (its keys are in `<data-dir>/keys/`).
+    #[arg(long, env = "MPP_DATA_DIR", default_value = "./data/hub")]
+    pub data_dir: PathBuf,
 }
 
 /// Flags of `mpp-hub serve`.
@@ -46,13 +61,23 @@ pub struct ServeArgs {
     /// NATS server URL.
     #[arg(long, env = "MPP_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// User name on the NATS server (the hub's own user in
+    /// deploy/nats/secure.conf); requires --nats-password-file. Replies and
+    /// deliveries then come to the inbox prefix `_INBOX.<user>`. Without it
+    /// the connection is anonymous.
+    #[arg(long, env = "MPP_NATS_USER", requires = "nats_password_file")]
+    pub nats_user: Option<String>,
+    /// File holding the NATS password of --nats-user (at most 1 KiB;
+    /// surrounding whitespace ignored). Read once at start, never logged.
+    #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
+    pub nats_password_file: Option<PathBuf>,
     /// Directory of the hub's sled store (created if missing).
     #[arg(long, env = "MPP_DATA_DIR", default_value = "./data/hub")]
     pub data_dir: PathBuf,
     /// Address of the gRPC server (cases service, health, reflection).
     #[arg(long, env = "MPP_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
-    /// Address of the HTTP server (JSON API, /healthz, /readyz).
+    /// Address of the HTTP server (tracking page /lacak, JSON API, /healthz, /readyz).
     #[arg(long, env = "MPP_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
     /// Name of this hub's durable JetStream consumer; give each hub replica its own.
@@ -66,4 +91,76 @@ pub struct ServeArgs {
     #[arg(long, env = "MPP_BATCH_MAX", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=BATCH_MESSAGES_MAX as i64))]
     pub batch_max: u32,
+    /// File holding the province's secret PIN pepper (16..=4096 bytes after
+    /// trimming whitespace), the same file the agency services use: the hub
+    /// checks citizens' PINs against the verifiers they publish. Required
+    /// unless --insecure-dev-keys is given.
+    #[arg(long, env = "MPP_PIN_PEPPER_FILE")]
+    pub pin_pepper_file: Option<PathBuf>,
+    /// Development only: without --pin-pepper-file, use the PUBLIC
+    /// development pepper (the agency services' default). Logged loudly.
+    #[arg(long, env = "MPP_INSECURE_DEV_KEYS", conflicts_with = "pin_pepper_file")]
+    pub insecure_dev_keys: bool,
+    /// Case lookups a client address may make per minute (token bucket
+    /// refill; IPv6 clients counted per /64).
+    #[arg(long, env = "MPP_LOOKUPS_PER_MINUTE", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..=LOOKUP_RATE_MAX as i64))]
+    pub lookups_per_minute: u32,
+    /// Case lookups a client address may make in a burst (bucket size).
+    #[arg(long, env = "MPP_LOOKUP_BURST", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=LOOKUP_RATE_MAX as i64))]
+    pub lookup_burst: u32,
+    /// Wrong PINs (or lookups of an unknown case) that lock a tracking number.
+    #[arg(long, env = "MPP_PIN_FAILURES_MAX", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub pin_failures_max: u32,
+    /// How long a locked tracking number stays locked, in minutes.
+    #[arg(long, env = "MPP_LOCKOUT_MINUTES", default_value_t = 15,
+          value_parser = clap::value_parser!(u32).range(1..=24 * 60))]
+    pub lockout_minutes: u32,
+    /// Take the client address (for rate limits) from the last entry of
+    /// X-Forwarded-For (HTTP) / x-forwarded-for (gRPC metadata). Only behind
+    /// a reverse proxy that appends it; otherwise clients could pick their
+    /// own address.
+    #[arg(long, env = "MPP_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+    /// Public base URL of the tracking page, e.g.
+    /// https://lacak.mpp.example.go.id; receipts' QR codes point to
+    /// <url>/lacak/<tracking number>. Without it, the request's Host header
+    /// is used. An https URL also marks the session cookie Secure.
+    #[arg(long, env = "MPP_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// This hub's id: its signed checkpoints name the log `mpp-hub/<hub id>`
+    /// (printable ASCII, no spaces, at most 120 bytes). Give each province's
+    /// hub set its own; replicas of one set share it.
+    #[arg(long, env = "MPP_HUB_ID", default_value = crate::signer::HUB_ID_DEFAULT)]
+    pub hub_id: String,
+    /// Sign a checkpoint of the log after this many new entries (or after
+    /// --checkpoint-every-ms, whichever comes first; never when the log did
+    /// not grow). The signing key is created on first start in
+    /// `<data-dir>/keys/` (see `mpp-hub export-public-key`).
+    #[arg(long, env = "MPP_CHECKPOINT_EVERY_ENTRIES", default_value_t = crate::signer::CHECKPOINT_EVERY_ENTRIES_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub checkpoint_every_entries: u64,
+    /// Sign a checkpoint at least this often, in milliseconds, while the log grows.
+    #[arg(long, env = "MPP_CHECKPOINT_EVERY_MS", default_value_t = crate::signer::CHECKPOINT_EVERY_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    pub checkpoint_every_ms: u64,
+    /// Auditors' tokens for the audit gRPC service: `auditor_id:sha256-hex`
+    /// per line (`printf %s "$TOKEN" | sha256sum`), the agency services'
+    /// tokens-file format. Without it every audit call is refused.
+    #[arg(long, env = "MPP_AUDITOR_TOKENS_FILE")]
+    pub auditor_tokens_file: Option<PathBuf>,
+    /// The hub is not ready (`/readyz` 503, reason `disk_low`) while the
+    /// data directory has less than this many MiB free (checked every 5 s).
+    /// 0 turns the check off.
+    #[arg(long, env = "MPP_MIN_FREE_DISK_MB", default_value_t = crate::metrics::MIN_FREE_DISK_MB_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(0..=MIN_FREE_DISK_MB_MAX))]
+    pub min_free_disk_mb: u64,
 }
+
+/// Highest accepted `--min-free-disk-mb` (1 EiB in MiB; no disk is larger).
+pub const MIN_FREE_DISK_MB_MAX: u64 = 1 << 40;
+
+/// Highest accepted `--lookups-per-minute` and `--lookup-burst`.
+pub const LOOKUP_RATE_MAX: u32 = 10_000_000;

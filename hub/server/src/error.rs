@@ -23,9 +23,10 @@ impl ApiError {
         Self { code, message: message.into() }
     }
 
-    /// Lookup of an unknown case.
+    /// Lookup of an unknown case, or of a known case with a wrong PIN: one
+    /// answer for both, so lookups cannot tell which cases exist.
     pub fn case_not_found() -> Self {
-        Self::new(ReasonCode::CaseNotFound, "no case with this tracking number")
+        Self::new(ReasonCode::CaseNotFound, "no case with this tracking number and PIN")
     }
 
     /// A failure of the hub itself (store unreadable); details go to the log.
@@ -38,6 +39,7 @@ impl ApiError {
             ReasonCode::CaseNotFound => tonic::Code::NotFound,
             ReasonCode::Unauthenticated => tonic::Code::Unauthenticated,
             ReasonCode::Unavailable | ReasonCode::PublishFailed => tonic::Code::Unavailable,
+            ReasonCode::RateLimited | ReasonCode::LookupLocked => tonic::Code::ResourceExhausted,
             _ => tonic::Code::InvalidArgument,
         }
     }
@@ -47,6 +49,7 @@ impl ApiError {
             ReasonCode::CaseNotFound => StatusCode::NOT_FOUND,
             ReasonCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ReasonCode::Unavailable | ReasonCode::PublishFailed => StatusCode::SERVICE_UNAVAILABLE,
+            ReasonCode::RateLimited | ReasonCode::LookupLocked => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }

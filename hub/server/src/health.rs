@@ -1,9 +1,18 @@
-//! Liveness and readiness, shared between the ingest task and the servers.
+//! Liveness and readiness, shared between the ingest task and the servers,
+//! and the hub's metrics registry ([`HubMetrics`]) that travels with them.
+//!
+//! Ready means "ingesting, no gap, disk ok": ingest runs (NATS reachable, no
+//! stream gap, no store failure) and the data directory has at least
+//! `--min-free-disk-mb` free (checked every few seconds, see
+//! [`crate::metrics::check_disk`]). A halt (gap, store failure) and stopping
+//! outrank a low disk; a low disk outranks the transient ingest reasons.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use mpp_store::Head;
 use serde::Serialize;
+
+use crate::metrics::HubMetrics;
 
 /// Why the hub is not ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,17 +39,28 @@ pub enum NotReady {
     },
     /// The hub is shutting down.
     Stopping,
+    /// The data directory has less free space than `--min-free-disk-mb`.
+    DiskLow {
+        /// Free bytes available to the hub at the last check.
+        free_bytes: u64,
+        /// The configured minimum, in bytes.
+        min_free_bytes: u64,
+    },
 }
 
 /// Shared health state.
 #[derive(Debug)]
 pub struct Health {
     inner: Mutex<Inner>,
+    metrics: Arc<HubMetrics>,
 }
 
 #[derive(Debug)]
 struct Inner {
+    /// Why ingest is not running, if it is not.
     not_ready: Option<NotReady>,
+    /// A [`NotReady::DiskLow`] while the disk is low.
+    disk_low: Option<NotReady>,
     head: Head,
 }
 
@@ -60,9 +80,17 @@ pub struct Readiness {
 }
 
 impl Health {
-    /// Starting, at the given head.
+    /// Starting, at the given head, with a fresh metrics registry.
     pub fn new(head: Head) -> Self {
-        Self { inner: Mutex::new(Inner { not_ready: Some(NotReady::Starting), head }) }
+        Self {
+            inner: Mutex::new(Inner { not_ready: Some(NotReady::Starting), disk_low: None, head }),
+            metrics: Arc::new(HubMetrics::new()),
+        }
+    }
+
+    /// The hub's metrics registry.
+    pub fn metrics(&self) -> &Arc<HubMetrics> {
+        &self.metrics
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -86,6 +114,13 @@ impl Health {
         }
     }
 
+    /// Records the outcome of a disk check: `Some(free, min)` when the free
+    /// space is below the minimum, `None` when it is enough again.
+    pub fn set_disk_low(&self, low: Option<(u64, u64)>) {
+        self.lock().disk_low =
+            low.map(|(free_bytes, min_free_bytes)| NotReady::DiskLow { free_bytes, min_free_bytes });
+    }
+
     /// Records the head after a commit.
     pub fn set_head(&self, head: Head) {
         self.lock().head = head;
@@ -94,9 +129,15 @@ impl Health {
     /// The current snapshot.
     pub fn readiness(&self) -> Readiness {
         let g = self.lock();
+        let reason = match &g.not_ready {
+            halt @ Some(NotReady::Gap { .. } | NotReady::StoreFailed { .. } | NotReady::Stopping) => {
+                halt.clone()
+            }
+            other => g.disk_low.clone().or_else(|| other.clone()),
+        };
         Readiness {
-            ready: g.not_ready.is_none(),
-            reason: g.not_ready.clone(),
+            ready: reason.is_none(),
+            reason,
             last_seq: g.head.last_seq,
             last_stream_seq: g.head.last_stream_seq,
             head_hash: hex::encode(g.head.head_hash),

@@ -26,6 +26,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::health::{Health, NotReady};
 use crate::ledger::{BatchOutcome, Ledger, LedgerError, RawMessage};
+use crate::metrics::HubMetrics;
+use crate::signer::Checkpointer;
 use crate::stream::{stream_config, STREAM_NAME, STREAM_SUBJECTS};
 
 /// Batches queued for the writer thread beyond the one it is committing.
@@ -60,9 +62,104 @@ pub struct IngestConfig {
     pub consumer_name: String,
     /// Most messages per batch.
     pub batch_max: usize,
+    /// Where to announce the cases each committed batch changed (live updates).
+    pub changes: Option<crate::watch::CaseChanges>,
 }
 
-type WriterJob = (Vec<RawMessage>, oneshot::Sender<Result<BatchOutcome, LedgerError>>);
+/// Largest NATS password file, in bytes.
+pub const NATS_PASSWORD_FILE_BYTES_MAX: u64 = 1024;
+
+/// Longest NATS user name, in bytes.
+pub const NATS_USER_BYTES_MAX: usize = 64;
+
+/// The hub's NATS user and password (`--nats-user`,
+/// `--nats-password-file`). `Debug` never shows the password.
+#[derive(Clone)]
+pub struct NatsCredentials {
+    user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for NatsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsCredentials").field("user", &self.user).field("password", &"<redacted>").finish()
+    }
+}
+
+/// Why the NATS credentials are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsCredentialsError {
+    /// The user name is empty, too long, or has characters other than ASCII
+    /// letters, digits, `-` and `_` (it becomes a subject token of the inbox).
+    #[error("NATS user {0:?} must be 1..={NATS_USER_BYTES_MAX} bytes of ASCII letters, digits, '-' and '_'")]
+    BadUser(String),
+    /// The password file cannot be read.
+    #[error("cannot read the NATS password file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The password file is larger than [`NATS_PASSWORD_FILE_BYTES_MAX`].
+    #[error("the NATS password file {} is larger than {NATS_PASSWORD_FILE_BYTES_MAX} bytes", path.display())]
+    TooLarge {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// The password file holds no password (empty, blank or not UTF-8).
+    #[error("the NATS password file {} holds no password (empty, blank or not UTF-8)", path.display())]
+    Empty {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+}
+
+impl NatsCredentials {
+    /// `user` with the password read from `password_file` (surrounding
+    /// whitespace trimmed).
+    pub fn load(user: &str, password_file: &std::path::Path) -> Result<Self, NatsCredentialsError> {
+        use std::io::Read;
+        let user_ok = !user.is_empty()
+            && user.len() <= NATS_USER_BYTES_MAX
+            && user.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !user_ok {
+            return Err(NatsCredentialsError::BadUser(user.to_owned()));
+        }
+        let read_err = |source| NatsCredentialsError::Read { path: password_file.to_owned(), source };
+        let file = std::fs::File::open(password_file).map_err(read_err)?;
+        let mut bytes = Vec::new();
+        file.take(NATS_PASSWORD_FILE_BYTES_MAX + 1).read_to_end(&mut bytes).map_err(read_err)?;
+        if bytes.len() as u64 > NATS_PASSWORD_FILE_BYTES_MAX {
+            return Err(NatsCredentialsError::TooLarge { path: password_file.to_owned() });
+        }
+        let password = String::from_utf8(bytes).ok().map(|s| s.trim().to_owned()).unwrap_or_default();
+        if password.is_empty() {
+            return Err(NatsCredentialsError::Empty { path: password_file.to_owned() });
+        }
+        Ok(Self { user: user.to_owned(), password })
+    }
+
+    /// The user name.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The inbox prefix of the hub's connection, `_INBOX.<user>`: the
+    /// server lets the user subscribe to `_INBOX.<user>.>` only, and no
+    /// other user may subscribe there, so no agency reads the hub's deliveries.
+    pub fn inbox_prefix(&self) -> String {
+        format!("_INBOX.{}", self.user)
+    }
+}
+
+/// What the writer thread is asked to do.
+enum WriterJob {
+    /// Commit a batch and report its outcome.
+    Commit(Vec<RawMessage>, oneshot::Sender<Result<BatchOutcome, LedgerError>>),
+    /// Sign a checkpoint if the policy says one is due (a timer tick).
+    Tick,
+}
 
 /// Handle of the writer thread.
 #[derive(Debug)]
@@ -72,24 +169,87 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread owning `ledger`.
-    pub fn spawn(mut ledger: Ledger<SledStore>) -> std::io::Result<Self> {
+    /// Starts the writer thread owning `ledger`, without checkpoints.
+    pub fn spawn(ledger: Ledger<SledStore>) -> std::io::Result<Self> {
+        Self::spawn_with_checkpoints(ledger, None)
+    }
+
+    /// Starts the writer thread owning `ledger`. With a `checkpointer`, the
+    /// thread signs and stores checkpoints by its policy right after the
+    /// commits (after replying, so acks do not wait for them) and on
+    /// [`Writer::tick`], and a last one of the final head when it stops.
+    /// A failure to store a checkpoint is logged; ingest goes on.
+    pub fn spawn_with_checkpoints(
+        ledger: Ledger<SledStore>,
+        checkpointer: Option<Checkpointer>,
+    ) -> std::io::Result<Self> {
+        Self::start(ledger, checkpointer, None)
+    }
+
+    /// As [`Writer::spawn_with_checkpoints`], recording every batch (size,
+    /// verdicts, reasons, decide + commit + flush time) and every
+    /// checkpoint in `metrics`.
+    pub fn spawn_with_metrics(
+        ledger: Ledger<SledStore>,
+        checkpointer: Option<Checkpointer>,
+        metrics: Arc<HubMetrics>,
+    ) -> std::io::Result<Self> {
+        Self::start(ledger, checkpointer, Some(metrics))
+    }
+
+    fn start(
+        mut ledger: Ledger<SledStore>,
+        mut checkpointer: Option<Checkpointer>,
+        metrics: Option<Arc<HubMetrics>>,
+    ) -> std::io::Result<Self> {
         let (tx, mut rx) = mpsc::channel::<WriterJob>(WRITER_QUEUE_BATCHES_MAX);
         let thread = std::thread::Builder::new().name("mpp-ledger-writer".into()).spawn(move || {
-            while let Some((batch, reply)) = rx.blocking_recv() {
-                let outcome = ledger.commit_batch(&batch);
-                // The ingest task may have gone away (shutdown); nothing to do then.
-                let _ = reply.send(outcome);
+            while let Some(job) = rx.blocking_recv() {
+                if let WriterJob::Commit(batch, reply) = job {
+                    let started = std::time::Instant::now();
+                    let outcome = ledger.commit_batch(&batch);
+                    if let (Some(m), Ok(o)) = (&metrics, &outcome) {
+                        let last = batch.iter().rev().find(|r| r.stream_seq == o.head.last_stream_seq);
+                        m.record_batch(batch.len(), o, last.map(|r| r.stream_time_ns), started.elapsed());
+                    }
+                    // The ingest task may have gone away (shutdown); nothing to do then.
+                    let _ = reply.send(outcome);
+                }
+                if let Some(c) = checkpointer.as_mut() {
+                    match c.maybe_checkpoint(&ledger, std::time::Instant::now()) {
+                        Ok(Some(_)) => {
+                            if let Some(m) = &metrics {
+                                m.record_checkpoint();
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            error!(error = %e, "Signing a checkpoint failed; auditors see no newer checkpoint")
+                        }
+                    }
+                }
+            }
+            if let Some(c) = checkpointer.as_mut() {
+                if let Err(e) = c.finish(&ledger, std::time::Instant::now()) {
+                    error!(error = %e, "Signing the last checkpoint failed");
+                }
             }
             debug!("Ledger writer stopped");
         })?;
         Ok(Self { tx, thread })
     }
 
+    /// Offers the writer a timer tick for time-based checkpoints. Never
+    /// waits: when the queue is full a commit is pending, and the writer
+    /// checks the policy after it anyway.
+    pub fn tick(&self) {
+        let _ = self.tx.try_send(WriterJob::Tick);
+    }
+
     /// Commits one batch, durably, and reports its outcome.
     pub async fn commit(&self, batch: Vec<RawMessage>) -> Result<BatchOutcome, IngestError> {
         let (reply_tx, reply_rx) = oneshot::channel();
-        self.tx.send((batch, reply_tx)).await.map_err(|_| IngestError::WriterGone)?;
+        self.tx.send(WriterJob::Commit(batch, reply_tx)).await.map_err(|_| IngestError::WriterGone)?;
         reply_rx.await.map_err(|_| IngestError::WriterGone)?.map_err(IngestError::Ledger)
     }
 
@@ -158,6 +318,18 @@ pub async fn run(
     writer: Arc<Writer>,
     health: Arc<Health>,
     initial_head: Head,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    run_with_credentials(cfg, None, writer, health, initial_head, shutdown).await
+}
+
+/// [`run`], connecting to NATS as `credentials` (anonymously when `None`).
+pub async fn run_with_credentials(
+    cfg: IngestConfig,
+    credentials: Option<NatsCredentials>,
+    writer: Arc<Writer>,
+    health: Arc<Health>,
+    initial_head: Head,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
     let mut head = initial_head;
@@ -167,7 +339,7 @@ pub async fn run(
             return Ok(());
         }
         let head_before = head;
-        let result = consume(&cfg, &writer, &health, &mut head, &mut shutdown).await;
+        let result = consume(&cfg, credentials.as_ref(), &writer, &health, &mut head, &mut shutdown).await;
         if head.last_stream_seq > head_before.last_stream_seq {
             // Progress since the last failure: start the backoff afresh.
             backoff = RETRY_BACKOFF_MIN;
@@ -199,16 +371,25 @@ pub async fn run(
 
 async fn consume(
     cfg: &IngestConfig,
+    credentials: Option<&NatsCredentials>,
     writer: &Writer,
     health: &Health,
     head: &mut Head,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("mpp-hub/{}", cfg.consumer_name))
-        .connect(&cfg.nats_url)
-        .await
-        .map_err(nats_err)?;
+    let mut options = async_nats::ConnectOptions::new().name(format!("mpp-hub/{}", cfg.consumer_name));
+    if let Some(c) = credentials {
+        options = options
+            .user_and_password(c.user.clone(), c.password.clone())
+            .custom_inbox_prefix(c.inbox_prefix());
+    }
+    // The server's errors (a permission refused) otherwise show only as timeouts.
+    let options = options.event_callback(|event| async move {
+        if let async_nats::Event::ServerError(e) = event {
+            error!(error = %e, "NATS server error");
+        }
+    });
+    let client = options.connect(&cfg.nats_url).await.map_err(nats_err)?;
     let js = jetstream::new(client);
     let stream = js.get_or_create_stream(stream_config()).await.map_err(nats_err)?;
     // Start exactly after the checkpoint, whatever the consumer remembered.
@@ -261,8 +442,12 @@ async fn consume(
             }
         }
         let mut raws = Vec::with_capacity(batch.len());
+        let mut pending = 0;
         for m in &batch {
             let info = m.info().map_err(nats_err)?;
+            // JetStream's count of messages beyond this one; the batch's
+            // last message gives the lag after the batch.
+            pending = info.pending;
             let ns = info.published.unix_timestamp_nanos();
             raws.push(RawMessage {
                 stream_seq: info.stream_sequence,
@@ -274,6 +459,10 @@ async fn consume(
         let outcome = writer.commit(raws).await?;
         *head = outcome.head;
         health.set_head(outcome.head);
+        health.metrics().set_ingest_lag(pending);
+        if let Some(changes) = &cfg.changes {
+            changes.publish(&outcome.touched_cases);
+        }
         debug!(
             accepted = outcome.accepted,
             rejected = outcome.rejected,
@@ -289,5 +478,33 @@ async fn consume(
         if let Some(last) = batch.last() {
             last.ack().await.map_err(nats_err)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod credentials_tests {
+    use super::*;
+
+    #[test]
+    fn nats_credentials_come_from_a_file_and_are_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hub.pass");
+        std::fs::write(&file, "s3cret-Pa55\n").unwrap();
+        let c = NatsCredentials::load("hub", &file).unwrap();
+        assert_eq!((c.user(), c.password.as_str()), ("hub", "s3cret-Pa55"));
+        assert_eq!(c.inbox_prefix(), "_INBOX.hub");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        for bad in ["", "a.b", "a*", "a>", "a b"] {
+            assert!(
+                matches!(NatsCredentials::load(bad, &file), Err(NatsCredentialsError::BadUser(_))),
+                "{bad:?}"
+            );
+        }
+        let missing = dir.path().join("missing");
+        assert!(matches!(NatsCredentials::load("hub", &missing), Err(NatsCredentialsError::Read { .. })));
+        std::fs::write(&file, "\n").unwrap();
+        assert!(matches!(NatsCredentials::load("hub", &file), Err(NatsCredentialsError::Empty { .. })));
+        std::fs::write(&file, "x".repeat(NATS_PASSWORD_FILE_BYTES_MAX as usize + 1)).unwrap();
+        assert!(matches!(NatsCredentials::load("hub", &file), Err(NatsCredentialsError::TooLarge { .. })));
     }
 }

@@ -6,7 +6,8 @@ use mpp_core::sla::SlaView;
 use mpp_core::{Application, TimelineItem};
 use serde::Serialize;
 
-use crate::lookup::Found;
+use crate::access::AccessEvent;
+use crate::lookup::{Found, ServiceName};
 
 /// A case as JSON.
 #[derive(Debug, Serialize)]
@@ -19,6 +20,8 @@ pub struct CaseJson {
     pub status: &'static str,
     /// The status in Bahasa Indonesia.
     pub status_label: &'static str,
+    /// The status in English.
+    pub status_label_en: &'static str,
     /// Time of record of the opening, Unix ms.
     pub opened_at_ms: i64,
     /// Time of record of the last change, Unix ms.
@@ -29,6 +32,32 @@ pub struct CaseJson {
     pub applications: Vec<ApplicationJson>,
     /// What the citizen must do now.
     pub next_actions: Vec<NextActionJson>,
+    /// The newest lookups of the case, newest first ("who looked at my case").
+    pub access_events: Vec<AccessEventJson>,
+}
+
+/// One lookup of the case as JSON.
+#[derive(Debug, Serialize)]
+pub struct AccessEventJson {
+    /// Hub clock, Unix ms.
+    pub at_ms: i64,
+    /// `citizen`, `officer` or `auditor`.
+    pub accessor: &'static str,
+    /// The officer's agency (accessor `officer`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agency_id: Option<String>,
+    /// `web`, `api`, `grpc` or `audit`.
+    pub channel: &'static str,
+}
+
+/// The JSON form of an access event.
+pub fn access_event(e: &AccessEvent) -> AccessEventJson {
+    AccessEventJson {
+        at_ms: e.at_ms,
+        accessor: e.accessor.as_str(),
+        agency_id: e.accessor.agency().map(ToString::to_string),
+        channel: e.channel.as_str(),
+    }
 }
 
 /// An application as JSON.
@@ -40,6 +69,12 @@ pub struct ApplicationJson {
     pub agency_id: String,
     /// Service.
     pub service_id: String,
+    /// The service's name in Bahasa Indonesia (from its current standard).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub service_name_id: String,
+    /// The service's name in English.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub service_name_en: String,
     /// State, snake_case.
     pub state: &'static str,
     /// State in Bahasa Indonesia.
@@ -165,12 +200,14 @@ fn timeline(t: &TimelineItem) -> TimelineJson {
     }
 }
 
-fn application(a: &Application, v: Option<&SlaView>) -> ApplicationJson {
+fn application(a: &Application, v: Option<&SlaView>, name: Option<&ServiceName>) -> ApplicationJson {
     ApplicationJson {
         sla: v.map(sla),
         application_id: a.id.to_string(),
         agency_id: a.agency.to_string(),
         service_id: a.service.to_string(),
+        service_name_id: name.map(|n| n.id.clone()).unwrap_or_default(),
+        service_name_en: name.map(|n| n.en.clone()).unwrap_or_default(),
         state: a.state.as_str(),
         state_label_id: a.state.label_id(),
         state_label_en: a.state.label_en(),
@@ -221,7 +258,8 @@ fn next_action(application_id: String, p: &Pending) -> NextActionJson {
     out
 }
 
-/// The JSON view of a case. Carries no PIN verifier or NIK hash.
+/// The JSON view of a case. Carries no PIN verifier, NIK hash or any other
+/// personal data.
 pub fn case_json(found: &Found) -> CaseJson {
     let c = &found.case;
     let status = found.status;
@@ -230,6 +268,7 @@ pub fn case_json(found: &Found) -> CaseJson {
         region_code: c.tracking_number.region().to_string(),
         status: status.as_str(),
         status_label: status.label_id(),
+        status_label_en: crate::i18n::status_label(status, crate::i18n::Lang::En),
         opened_at_ms: c.opened_at_ms,
         updated_at_ms: c.updated_at_ms,
         last_seq: c.last_seq,
@@ -237,12 +276,13 @@ pub fn case_json(found: &Found) -> CaseJson {
             .applications
             .iter()
             .enumerate()
-            .map(|(i, a)| application(a, found.slas.get(i)))
+            .map(|(i, a)| application(a, found.slas.get(i), found.service_names.get(i)))
             .collect(),
         next_actions: c
             .next_actions()
             .into_iter()
             .map(|n| next_action(n.application_id.to_string(), &n.pending))
             .collect(),
+        access_events: found.access.iter().map(access_event).collect(),
     }
 }

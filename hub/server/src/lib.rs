@@ -9,15 +9,29 @@
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
+pub mod access;
+pub mod audit;
+pub mod audit_service;
+pub mod auth;
+#[cfg(test)]
+mod citizen_tests;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod health;
 pub mod http;
+pub mod i18n;
 pub mod ingest;
 pub mod json;
 pub mod ledger;
 pub mod lookup;
+pub mod metrics;
+pub mod page;
+pub mod ratelimit;
 pub mod server;
+pub mod session;
+pub mod signer;
 pub mod stream;
+pub mod watch;
 pub mod wire;

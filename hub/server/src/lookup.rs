@@ -1,25 +1,66 @@
-//! Case lookups shared by gRPC and HTTP: read the projection, then compute
-//! the status and SLA clocks at the moment of the lookup. The projection
-//! itself holds no "now"; only this edge reads the clock.
+//! Case lookups shared by gRPC, the JSON API and the tracking page: check the
+//! caller's limits and PIN, read the projection, then compute the status and
+//! SLA clocks at the moment of the lookup. The projection itself holds no
+//! "now"; only this edge reads the clock.
+//!
+//! # The PIN check
+//!
+//! Every lookup needs the case's six-digit PIN. The hub computes the PIN's
+//! verifier ([`mpp_core::pin::pin_verifier`], under the province's pepper
+//! from `--pin-pepper-file`) and compares it in constant time with the one
+//! the agency published in `case_opened`. An unknown case and a wrong PIN
+//! take the same steps (the verifier is computed and compared against a
+//! dummy when there is no case) and get the same answer, byte for byte:
+//! `CASE_NOT_FOUND`, "no case with this tracking number and PIN". Both count
+//! towards the tracking number's lockout (see [`crate::ratelimit`]).
+//!
+//! Order of checks, the first failing one answering: the client's rate
+//! limit (`RATE_LIMITED`), the tracking number's form (`FIELD_TOO_LONG`,
+//! `MALFORMED_TRACKING_NUMBER`, `BAD_CHECK_DIGIT`), the PIN's presence and
+//! form (`PIN_REQUIRED`, `MALFORMED_PIN`), the tracking number's lockout
+//! (`LOOKUP_LOCKED`), then case and PIN together (`CASE_NOT_FOUND`).
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use mpp_core::calendar::CalendarSet;
+use mpp_core::pin::{pin_verifier, verifier_matches, Pin, PinPepper, PIN_VERIFIER_BYTES};
 use mpp_core::sla::{case_sla, case_status_at, SlaView};
-use mpp_core::{Case, CaseStatus, RegionCode, TrackingNumber};
+use mpp_core::{Case, CaseStatus, ReasonCode, RegionCode, TrackingNumber};
 use mpp_store::{SledStore, Store};
 use tracing::{error, info, warn};
 
+use crate::access::{AccessChannel, AccessEvent, AccessLog, Accessor, ACCESS_EVENTS_SHOWN_MAX};
 use crate::error::ApiError;
+use crate::metrics::{HubMetrics, LookupOutcome};
+use crate::ratelimit::{ClientKey, Guard, LookupLimits, RetryAfter};
 
 /// Most calendar files read at start (regions × years).
 pub const CALENDAR_FILES_MAX: usize = 4096;
 
 /// Largest calendar file read, in bytes.
 pub const CALENDAR_FILE_BYTES_MAX: u64 = 64 * 1024;
+
+/// Longest tracking number input accepted, in bytes (a tracking number has
+/// 15 digits; room is left for separators and spaces) (`FIELD_TOO_LONG`).
+pub const TRACKING_NUMBER_INPUT_BYTES_MAX: usize = 64;
+
+/// Longest PIN input accepted, in bytes (`FIELD_TOO_LONG`).
+pub const PIN_INPUT_BYTES_MAX: usize = 32;
+
+/// The name of a service in both languages (empty when unknown).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceName {
+    /// Bahasa Indonesia.
+    pub id: String,
+    /// English.
+    pub en: String,
+}
 
 /// A case as a citizen sees it at one moment.
 #[derive(Debug, Clone)]
@@ -30,23 +71,116 @@ pub struct Found {
     pub status: CaseStatus,
     /// SLA clock of each application, in application order.
     pub slas: Vec<SlaView>,
+    /// Name of each application's service, in application order.
+    pub service_names: Vec<ServiceName>,
+    /// The newest lookups of the case, newest first (this one included).
+    pub access: Vec<AccessEvent>,
+    /// The lookup's time, Unix ms.
+    pub now_ms: i64,
 }
 
 /// Where "now" comes from: the system clock in production, a fixed or
-/// stepped value in tests.
+/// stepped value in tests. Unix milliseconds.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// A monotonic clock for rate limits, milliseconds since some start.
+pub type MonoClock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// The system clock, Unix milliseconds.
 pub fn system_clock() -> Clock {
     Arc::new(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0))
 }
 
-/// Reads cases from the store and dresses them for citizens.
+/// The system's monotonic clock, milliseconds since this call.
+pub fn system_mono_clock() -> MonoClock {
+    let start = Instant::now();
+    Arc::new(move || start.elapsed().as_millis() as u64)
+}
+
+/// A failed lookup: the error answered, and how long to wait for the
+/// rate-limit codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct LookupError {
+    /// The error.
+    pub error: ApiError,
+    /// Seconds to wait (`RATE_LIMITED`, `LOOKUP_LOCKED`).
+    pub retry_after: Option<RetryAfter>,
+}
+
+impl From<ApiError> for LookupError {
+    fn from(error: ApiError) -> Self {
+        Self { error, retry_after: None }
+    }
+}
+
+impl From<mpp_core::Rejection> for LookupError {
+    fn from(r: mpp_core::Rejection) -> Self {
+        ApiError::from(r).into()
+    }
+}
+
+impl LookupError {
+    fn limited(code: ReasonCode, message: &str, retry: RetryAfter) -> Self {
+        Self { error: ApiError::new(code, message), retry_after: Some(retry) }
+    }
+
+    /// The reason code.
+    pub fn code(&self) -> ReasonCode {
+        self.error.code
+    }
+}
+
+impl IntoResponse for LookupError {
+    fn into_response(self) -> Response {
+        let mut resp = self.error.into_response();
+        if let Some(r) = self.retry_after {
+            resp.headers_mut().insert("retry-after", HeaderValue::from(r.seconds));
+        }
+        resp
+    }
+}
+
+impl From<LookupError> for tonic::Status {
+    fn from(e: LookupError) -> Self {
+        let mut status = tonic::Status::from(e.error);
+        if let Some(r) = e.retry_after {
+            status.metadata_mut().insert("retry-after", r.seconds.into());
+        }
+        status
+    }
+}
+
+/// The HTTP status of an error (for pages that render their own body).
+pub fn http_status(e: &LookupError) -> StatusCode {
+    e.error.clone().into_response().status()
+}
+
+/// What a lookup names: the case, the PIN, the caller and its channel.
+#[derive(Debug, Clone, Copy)]
+pub struct LookupRequest<'a> {
+    /// The tracking number as typed (separators and spaces allowed).
+    pub tracking_number: &'a str,
+    /// The PIN as typed; `None` when not given.
+    pub pin: Option<&'a str>,
+    /// The client's address (for its rate limit).
+    pub client: IpAddr,
+    /// How the citizen looks (recorded in the access event).
+    pub channel: AccessChannel,
+}
+
+/// Reads cases from the store, checks PINs and limits, and dresses cases for
+/// citizens.
 #[derive(Clone)]
 pub struct Lookups {
     store: SledStore,
     calendars: Arc<CalendarSet>,
     clock: Clock,
+    mono: MonoClock,
+    pepper: Arc<PinPepper>,
+    guard: Arc<Guard>,
+    access: Option<AccessLog>,
+    metrics: Option<Arc<HubMetrics>>,
 }
 
 impl std::fmt::Debug for Lookups {
@@ -55,10 +189,96 @@ impl std::fmt::Debug for Lookups {
     }
 }
 
+/// Keeps digits (ASCII, and full-width ones as a phone keyboard may type
+/// them) and drops spaces and dashes of any kind; anything else (letters,
+/// control characters, other Unicode) makes the input invalid (`None`).
+pub fn digits_of(input: &str) -> Option<String> {
+    let mut out = String::with_capacity(input.len());
+    for c in input.chars() {
+        match c {
+            '0'..='9' => out.push(c),
+            // Full-width digits U+FF10..U+FF19.
+            '\u{FF10}'..='\u{FF19}' => out.push(char::from(b'0' + (c as u32 - 0xFF10) as u8)),
+            '-' | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FF0D}' | '.' | '/' => {}
+            c if c.is_whitespace() => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Parses a tracking number as a person or a program may type it.
+pub fn parse_tracking_number(input: &str) -> Result<TrackingNumber, ApiError> {
+    if input.len() > TRACKING_NUMBER_INPUT_BYTES_MAX {
+        return Err(ApiError::new(
+            ReasonCode::FieldTooLong,
+            format!("the tracking number is longer than {TRACKING_NUMBER_INPUT_BYTES_MAX} bytes"),
+        ));
+    }
+    let digits = digits_of(input).ok_or_else(|| {
+        ApiError::new(
+            ReasonCode::MalformedTrackingNumber,
+            "tracking number must be 15 digits: RRRR-SSSSSSSSSS-C",
+        )
+    })?;
+    Ok(TrackingNumber::parse(&digits)?)
+}
+
+/// Parses a PIN as typed: `PIN_REQUIRED` when absent or blank.
+pub fn parse_pin(input: Option<&str>) -> Result<Pin, ApiError> {
+    let input = input.unwrap_or("");
+    if input.len() > PIN_INPUT_BYTES_MAX {
+        return Err(ApiError::new(
+            ReasonCode::FieldTooLong,
+            format!("the PIN is longer than {PIN_INPUT_BYTES_MAX} bytes"),
+        ));
+    }
+    if input.trim().is_empty() {
+        return Err(ApiError::new(ReasonCode::PinRequired, "the case's 6-digit PIN is required"));
+    }
+    digits_of(input)
+        .and_then(|d| Pin::parse(&d))
+        .ok_or_else(|| ApiError::new(ReasonCode::MalformedPin, "the PIN must be 6 digits"))
+}
+
 impl Lookups {
-    /// Lookups over `store` with the given calendars and clock.
-    pub fn new(store: SledStore, calendars: Arc<CalendarSet>, clock: Clock) -> Self {
-        Self { store, calendars, clock }
+    /// Lookups over `store` with the given calendars, clock, PIN pepper and
+    /// limits; no access log, the system's monotonic clock.
+    pub fn new(
+        store: SledStore,
+        calendars: Arc<CalendarSet>,
+        clock: Clock,
+        pepper: PinPepper,
+        limits: LookupLimits,
+    ) -> Self {
+        Self {
+            store,
+            calendars,
+            clock,
+            mono: system_mono_clock(),
+            pepper: Arc::new(pepper),
+            guard: Arc::new(Guard::new(limits)),
+            access: None,
+            metrics: None,
+        }
+    }
+
+    /// Records every successful lookup in `log`.
+    pub fn with_access_log(mut self, log: AccessLog) -> Self {
+        self.access = Some(log);
+        self
+    }
+
+    /// Counts every lookup by channel and outcome, and times it, in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<HubMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Uses `mono` for rate limits (tests step it by hand).
+    pub fn with_mono_clock(mut self, mono: MonoClock) -> Self {
+        self.mono = mono;
+        self
     }
 
     /// The store.
@@ -66,21 +286,129 @@ impl Lookups {
         &self.store
     }
 
-    /// Looks a case up by its tracking number text.
-    pub fn get(&self, tracking_number: &str) -> Result<Found, ApiError> {
-        let id = TrackingNumber::parse(tracking_number.trim())?;
-        let case = match self.store.case(&id) {
-            Ok(Some(case)) => case,
-            Ok(None) => return Err(ApiError::case_not_found()),
+    /// The access log, if any (other surfaces, e.g. an audit API, record
+    /// their reads in it).
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.access.as_ref()
+    }
+
+    /// The rate limits and lockouts.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// Now, Unix ms.
+    pub fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Takes one token of `client`'s rate limit (every lookup does; pages
+    /// shown through a session too).
+    pub fn admit(&self, client: IpAddr) -> Result<(), LookupError> {
+        self.guard.admit(ClientKey::of(client), (self.mono)()).map_err(|r| {
+            LookupError::limited(
+                ReasonCode::RateLimited,
+                "too many lookups from this address; retry later",
+                r,
+            )
+        })
+    }
+
+    /// A citizen's lookup with the case's PIN. See the module docs for the
+    /// order of checks. A success is recorded in the access log.
+    pub fn lookup(&self, req: &LookupRequest<'_>) -> Result<Found, LookupError> {
+        let Some(metrics) = &self.metrics else { return self.lookup_unmetered(req) };
+        let started = Instant::now();
+        let result = self.lookup_unmetered(req);
+        metrics.record_lookup(req.channel, LookupOutcome::of(&result), started.elapsed());
+        result
+    }
+
+    fn lookup_unmetered(&self, req: &LookupRequest<'_>) -> Result<Found, LookupError> {
+        self.admit(req.client)?;
+        let tn = parse_tracking_number(req.tracking_number)?;
+        let pin = parse_pin(req.pin)?;
+        let digits = tn.digits();
+        let mono_now = (self.mono)();
+        self.guard.check_lock(&digits, mono_now).map_err(|r| {
+            LookupError::limited(
+                ReasonCode::LookupLocked,
+                "too many wrong PINs for this tracking number; retry later",
+                r,
+            )
+        })?;
+        let computed = pin_verifier(&self.pepper, &tn, &pin);
+        let case = match self.store.case(&tn) {
+            Ok(c) => c,
             Err(e) => {
                 error!(error = %e, "Case lookup failed in the store");
-                return Err(ApiError::internal());
+                return Err(ApiError::internal().into());
             }
         };
-        let now_ms = (self.clock)();
+        // The same comparison with or without a case: against a dummy that
+        // no verifier equals when there is none.
+        let dummy = [0u8; PIN_VERIFIER_BYTES];
+        let stored = case.as_ref().map_or(&dummy[..], |c| &c.pin_verifier[..]);
+        let matches = verifier_matches(stored, &computed) && case.is_some();
+        let Some(case) = case.filter(|_| matches) else {
+            if self.guard.record_failure(&digits, mono_now).is_some() {
+                info!(region = %tn.region(), "A tracking number was locked after repeated wrong PINs");
+            }
+            return Err(ApiError::case_not_found().into());
+        };
+        self.guard.record_success(&digits);
+        let event = AccessEvent { at_ms: self.now_ms(), accessor: Accessor::Citizen, channel: req.channel };
+        Ok(self.dress(case, Some(event)))
+    }
+
+    /// Reads a case without a PIN, for callers that already proved they may
+    /// see it (a page session, a running watch). Records nothing.
+    pub fn read(&self, tn: &TrackingNumber) -> Result<Option<Found>, LookupError> {
+        match self.store.case(tn) {
+            Ok(Some(case)) => Ok(Some(self.dress(case, None))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                error!(error = %e, "Case lookup failed in the store");
+                Err(ApiError::internal().into())
+            }
+        }
+    }
+
+    /// Status, SLA clocks, service names and access history, as of now. A
+    /// `new_access` is recorded and shown first.
+    fn dress(&self, case: Case, new_access: Option<AccessEvent>) -> Found {
+        let now_ms = self.now_ms();
         let status = case_status_at(&case, &self.calendars, now_ms);
         let slas = case_sla(&case, &self.calendars, now_ms);
-        Ok(Found { case, status, slas })
+        let service_names = case
+            .applications
+            .iter()
+            .map(|a| match self.store.standard(&a.agency, &a.service) {
+                Ok(Some(s)) => ServiceName { id: s.name_id, en: s.name_en },
+                Ok(None) => ServiceName::default(),
+                Err(e) => {
+                    warn!(error = %e, "Reading a service standard failed; showing the service id");
+                    ServiceName::default()
+                }
+            })
+            .collect();
+        let mut access = Vec::new();
+        if let Some(log) = &self.access {
+            // Read before recording, so the new event is shown exactly once.
+            let shown = ACCESS_EVENTS_SHOWN_MAX - usize::from(new_access.is_some());
+            let recent = log.recent(&case.tracking_number, shown);
+            if let Some(e) = new_access {
+                log.record(case.tracking_number, e.clone());
+                access.push(e);
+            }
+            access.extend(recent);
+        }
+        Found { case, status, slas, service_names, access, now_ms }
+    }
+
+    /// The calendars.
+    pub fn calendars(&self) -> &CalendarSet {
+        &self.calendars
     }
 }
 
@@ -124,4 +452,58 @@ pub fn load_calendars(dir: &Path) -> anyhow::Result<CalendarSet> {
     }
     info!(dir = %dir.display(), files, "Calendars loaded");
     Ok(set)
+}
+
+/// Reads a PIN pepper file: at most `PIN_PEPPER_BYTES_MAX + 1` bytes are
+/// read (a wrong path to a huge file fails fast), trimmed and bounded as
+/// [`PinPepper::from_bytes`] says.
+pub fn read_pepper_file(path: &Path) -> anyhow::Result<PinPepper> {
+    use std::io::Read as _;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("opening PIN pepper file {}", path.display()))?;
+    let mut buf = Vec::new();
+    file.take(mpp_core::pin::PIN_PEPPER_BYTES_MAX as u64 + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading PIN pepper file {}", path.display()))?;
+    PinPepper::from_bytes(&buf).with_context(|| format!("in PIN pepper file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_tracking_numbers_are_normalised_or_refused_with_a_reason() {
+        let canonical = "1771-0000012345-7";
+        let want = TrackingNumber::parse(canonical).unwrap();
+        for ok in [
+            canonical,
+            " 1771 0000012345 7 ",
+            "177100000123457",
+            "1771–0000012345–7",
+            "１７７１-0000012345-7",
+        ] {
+            assert_eq!(parse_tracking_number(ok), Ok(want), "{ok:?}");
+        }
+        let code = |s: &str| parse_tracking_number(s).unwrap_err().code;
+        assert_eq!(code("1771-0000012345-8"), ReasonCode::BadCheckDigit);
+        assert_eq!(code("1771-12"), ReasonCode::MalformedTrackingNumber);
+        assert_eq!(code("1771-0000012345-7\u{0}"), ReasonCode::MalformedTrackingNumber);
+        assert_eq!(code("<script>alert(1)</script>"), ReasonCode::MalformedTrackingNumber);
+        assert_eq!(code("1771\u{202E}0000012345-7"), ReasonCode::MalformedTrackingNumber);
+        assert_eq!(code(&"1".repeat(65)), ReasonCode::FieldTooLong);
+        assert_eq!(code(""), ReasonCode::MalformedTrackingNumber);
+    }
+
+    #[test]
+    fn typed_pins_are_normalised_or_refused_with_a_reason() {
+        assert_eq!(parse_pin(Some(" 042 137 ")).unwrap().expose(), "042137");
+        assert_eq!(parse_pin(Some("０４２１３７")).unwrap().expose(), "042137");
+        let code = |s: Option<&str>| parse_pin(s).unwrap_err().code;
+        assert_eq!(code(None), ReasonCode::PinRequired);
+        assert_eq!(code(Some("   ")), ReasonCode::PinRequired);
+        assert_eq!(code(Some("12345")), ReasonCode::MalformedPin);
+        assert_eq!(code(Some("12345x")), ReasonCode::MalformedPin);
+        assert_eq!(code(Some(&"1".repeat(33))), ReasonCode::FieldTooLong);
+    }
 }

@@ -1,5 +1,6 @@
 //! `mpp-hub`: see `mpp-hub --help`.
 
+use anyhow::Context as _;
 use clap::Parser;
 use mpp_hub::config::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
@@ -41,5 +42,20 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(cli.log_format);
     match cli.command {
         Command::Serve(args) => mpp_hub::server::serve(args, shutdown_signal()).await,
+        Command::ExportPublicKey(args) => {
+            let key = mpp_hub::signer::read_public_key(&args.data_dir).context(
+                "reading the checkpoint public key (the hub creates its key on its first `mpp-hub serve`)",
+            )?;
+            println!("{}", hex::encode(key));
+            Ok(())
+        }
+        Command::Audit(args) => match mpp_hub::cli::run(args).await {
+            Ok(0) => Ok(()),
+            Ok(status) => std::process::exit(i32::from(status)),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(i32::from(mpp_hub::cli::EXIT_ERROR))
+            }
+        },
     }
 }

@@ -7,19 +7,27 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mpp_core::calendar::CalendarSet;
+use mpp_proto::v1::audit_service_server::AuditServiceServer;
 use mpp_proto::v1::cases_service_server::CasesServiceServer;
 use mpp_store::SledStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::access::AccessLog;
+use crate::audit_service::Audit;
+use crate::auth::{AuditorAuth, TokenTable};
 use crate::config::ServeArgs;
 use crate::grpc::Cases;
 use crate::health::{Health, NotReady};
 use crate::http::{router, AppState};
 use crate::ingest::{self, IngestConfig, Writer};
 use crate::ledger::Ledger;
-use crate::lookup::{load_calendars, system_clock, Lookups};
+use crate::lookup::{load_calendars, read_pepper_file, system_clock, Lookups};
+use crate::page::{Web, WebSettings};
+use crate::ratelimit::LookupLimits;
+use crate::signer::{CheckpointPolicy, Checkpointer, Signer};
+use crate::watch::CaseChanges;
 
 /// Concurrent gRPC requests per connection.
 pub const GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX: usize = 256;
@@ -43,11 +51,84 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
             CalendarSet::new()
         }
     };
-    let lookups = Lookups::new(store.clone(), Arc::new(calendars), system_clock());
+    let pepper = match &args.pin_pepper_file {
+        Some(path) => read_pepper_file(path)?,
+        None if args.insecure_dev_keys => {
+            warn!(
+                "--insecure-dev-keys: checking citizens' PINs with the PUBLIC development pepper. Anyone \
+                 holding the log can recover every PIN. Never run this in production"
+            );
+            mpp_core::pin::PinPepper::insecure_dev()
+        }
+        None => anyhow::bail!(
+            "no --pin-pepper-file (MPP_PIN_PEPPER_FILE): the hub needs the province's PIN pepper to check \
+             citizens' PINs (for development only, --insecure-dev-keys uses the public one)"
+        ),
+    };
+    let nats_credentials = match (&args.nats_user, &args.nats_password_file) {
+        (Some(user), Some(file)) => {
+            let c = ingest::NatsCredentials::load(user, file).context("loading the NATS credentials")?;
+            info!(nats_user = c.user(), "Connecting to NATS as a user (password from a file)");
+            Some(c)
+        }
+        (None, None) => None,
+        _ => anyhow::bail!("--nats-user and --nats-password-file go together"),
+    };
+    let limits = LookupLimits {
+        per_minute: args.lookups_per_minute,
+        burst: args.lookup_burst,
+        pin_failures_max: args.pin_failures_max,
+        lockout_ms: u64::from(args.lockout_minutes) * 60_000,
+    };
+    let access = AccessLog::open(&args.data_dir.join("access")).context("opening the access log")?;
     let health = Arc::new(Health::new(head));
-    let writer = Arc::new(Writer::spawn(ledger).context("starting the ledger writer")?);
+    let metrics = health.metrics().clone();
+    let lookups = Lookups::new(store.clone(), Arc::new(calendars), system_clock(), pepper, limits)
+        .with_access_log(access.clone())
+        .with_metrics(metrics.clone());
+    // Readiness knows the disk from the start; then a task checks it every few seconds.
+    let min_free_bytes = args.min_free_disk_mb.saturating_mul(crate::metrics::BYTES_PER_MB);
+    match crate::metrics::check_disk(&health, &args.data_dir, min_free_bytes) {
+        Ok(free) if free < min_free_bytes => {
+            warn!(free_bytes = free, min_free_bytes, "Disk low: the hub reports not ready")
+        }
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "Checking free disk space failed"),
+    }
+    let origin = mpp_core::checkpoint::Origin::for_hub(&args.hub_id)
+        .with_context(|| format!("--hub-id {:?} is not a usable id", args.hub_id))?;
+    let signer = Arc::new(
+        Signer::load_or_create(&args.data_dir, origin).context("loading the checkpoint signing key")?,
+    );
+    info!(key_id = %signer.key_id(), origin = %signer.origin(), "Checkpoint signing key ready");
+    let policy =
+        CheckpointPolicy { every_entries: args.checkpoint_every_entries, every_ms: args.checkpoint_every_ms };
+    let checkpointer = Checkpointer::new(signer, policy, crate::lookup::system_clock(), &store)
+        .context("reading the latest checkpoint")?;
+    let auditors = match &args.auditor_tokens_file {
+        Some(path) => Some(Arc::new(TokenTable::load(path).context("loading --auditor-tokens-file")?)),
+        None => {
+            warn!("No --auditor-tokens-file: every audit gRPC call will be refused");
+            None
+        }
+    };
+    let writer = Arc::new(
+        Writer::spawn_with_metrics(ledger, Some(checkpointer), metrics)
+            .context("starting the ledger writer")?,
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let changes = CaseChanges::new(stop_rx.clone());
+    let web = Arc::new(
+        Web::new(
+            changes.clone(),
+            WebSettings {
+                public_url: args.public_url.clone(),
+                trust_forwarded_for: args.trust_forwarded_for,
+            },
+        )
+        .context("setting up the tracking page")?,
+    );
 
     let grpc_listener = TcpListener::bind(args.grpc_addr)
         .await
@@ -59,22 +140,37 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<CasesServiceServer<Cases>>().await;
+    health_reporter.set_serving::<AuditServiceServer<Audit>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(mpp_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building gRPC reflection")?;
+    // TCP_NODELAY: without it, small gRPC answers wait for delayed ACKs
+    // (about 40 ms each on Linux).
+    let grpc_incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(CasesServiceServer::new(Cases::new(lookups.clone())))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), {
+        .add_service(AuditServiceServer::with_interceptor(
+            Audit::new(lookups.clone()),
+            AuditorAuth::new(auditors),
+        ))
+        .add_service(CasesServiceServer::new(Cases::new(
+            lookups.clone(),
+            changes.clone(),
+            args.trust_forwarded_for,
+        )))
+        .serve_with_incoming_shutdown(grpc_incoming, {
             let mut rx = stop_rx.clone();
             async move {
                 let _ = rx.wait_for(|s| *s).await;
             }
         });
-    let http = axum::serve(http_listener, router(AppState { lookups, health: health.clone() }))
+    crate::metrics::spawn_disk_check(health.clone(), args.data_dir.clone(), min_free_bytes, stop_rx.clone());
+    crate::metrics::spawn_sla_refresh(health.clone(), lookups.clone(), stop_rx.clone());
+    let app = router(AppState { lookups, health: health.clone(), web });
+    let http = axum::serve(http_listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown({
             let mut rx = stop_rx.clone();
             async move {
@@ -83,12 +179,31 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
         });
     let grpc_task = tokio::spawn(grpc);
     let http_task = tokio::spawn(async move { http.await });
-    let ingest_task = tokio::spawn(ingest::run(
+    // Time-based checkpoints: the writer checks its policy on every tick.
+    tokio::spawn({
+        let writer = Arc::downgrade(&writer);
+        let mut rx = stop_rx.clone();
+        let mut every = tokio::time::interval(policy.tick_interval());
+        async move {
+            loop {
+                tokio::select! {
+                    _ = every.tick() => match writer.upgrade() {
+                        Some(w) => w.tick(),
+                        None => return,
+                    },
+                    _ = rx.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    });
+    let ingest_task = tokio::spawn(ingest::run_with_credentials(
         IngestConfig {
             nats_url: args.nats_url.clone(),
             consumer_name: args.consumer_name.clone(),
             batch_max: args.batch_max as usize,
+            changes: Some(changes),
         },
+        nats_credentials,
         writer.clone(),
         health.clone(),
         head,
@@ -116,6 +231,7 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
     if let Ok(writer) = Arc::try_unwrap(writer) {
         writer.join();
     }
+    access.settle().await;
     info!("Stopped");
     Ok(())
 }

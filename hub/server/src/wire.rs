@@ -275,6 +275,8 @@ fn application_view(a: &Application, sla: Option<&SlaView>) -> pb::ApplicationVi
         filed_at_ms: a.filed_at_ms,
         state_since_ms: a.state_since_ms,
         timeline: a.timeline.iter().map(timeline_item).collect(),
+        // Service names come from the standards, not the case (see grpc::view).
+        ..Default::default()
     }
 }
 
@@ -300,6 +302,8 @@ pub fn case_view(c: &Case, status: CaseStatus, slas: &[SlaView]) -> pb::CaseView
             .iter()
             .map(|n| next_action(n.application_id.as_str(), &n.pending))
             .collect(),
+        // Access events come from the access log, not the case (see grpc::view).
+        ..Default::default()
     }
 }
 

@@ -13,7 +13,7 @@ use mpp_core::log::Verdict;
 use mpp_core::{limits, AppState, EventBody, LogEntry, ReasonCode, UncheckedEnvelope};
 use mpp_hub::ledger::{self, BatchOutcome, Gap, Ledger, LedgerError, RawMessage, BATCH_MESSAGES_MAX};
 use mpp_hub::wire;
-use mpp_store::{CommitBatch, Head, MemStore, SledStore, Store};
+use mpp_store::{push_entry, CommitBatch, Head, MemStore, SledStore, Store};
 use proptest::prelude::*;
 use prost::Message as _;
 
@@ -709,8 +709,17 @@ fn rebuild_finds_a_verdict_the_rules_would_not_give() {
         head.head_hash,
     );
     let new_head = Head { last_seq: forged.seq, last_stream_seq: forged.stream_seq, head_hash: forged.hash };
+    let mut frontier = store.head_and_frontier().unwrap().1;
+    let mut subtrees = Vec::new();
+    push_entry(&mut frontier, &forged.hash, &mut subtrees).unwrap();
     store
-        .commit(CommitBatch { entries: vec![forged.clone()], head: new_head, ..Default::default() })
+        .commit(CommitBatch {
+            entries: vec![forged.clone()],
+            head: new_head,
+            frontier,
+            subtrees,
+            ..Default::default()
+        })
         .unwrap();
     // The chain itself is intact ...
     assert_eq!(ledger::verify_chain(&store).unwrap(), forged.seq);

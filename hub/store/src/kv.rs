@@ -2,11 +2,14 @@
 //! [`crate::SledStore`] and [`crate::MemStore`], so the twin differs from the
 //! real store only in where the bytes live.
 
+use mpp_core::checkpoint::SignedCheckpoint;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
+use mpp_core::log::{Hash32, GENESIS_HASH};
+use mpp_core::merkle::{self, entry_leaf_hash, MerkleFrontier, NodeSource};
 use mpp_core::{Case, LogEntry, ServiceStandard};
 
 use crate::layout::{self, corrupt, Block};
-use crate::{CommitBatch, Entries, Head, StoreError};
+use crate::{push_entry, Checkpoints, CommitBatch, Entries, Head, StoreError, STORED_SUBTREE_LEVEL_MIN};
 
 /// One key-value pair as read.
 pub(crate) type Pair = (Vec<u8>, Vec<u8>);
@@ -43,10 +46,45 @@ pub(crate) fn check_format(kv: &impl Kv, is_empty: bool) -> Result<(), StoreErro
 }
 
 pub(crate) fn head(kv: &impl Kv) -> Result<Head, StoreError> {
+    Ok(head_and_frontier(kv)?.0)
+}
+
+pub(crate) fn head_and_frontier(kv: &impl Kv) -> Result<(Head, MerkleFrontier), StoreError> {
     match kv.get(&layout::head_key())? {
         Some(v) => layout::decode_head(&v),
-        None => Ok(Head::GENESIS),
+        None => Ok((Head::GENESIS, MerkleFrontier::new())),
     }
+}
+
+pub(crate) fn subtree(kv: &impl Kv, level: u32, index: u64) -> Result<Option<Hash32>, StoreError> {
+    if !(STORED_SUBTREE_LEVEL_MIN..merkle::TREE_LEVELS_MAX).contains(&level) {
+        return Ok(None);
+    }
+    let key = layout::subtree_key(level, index);
+    kv.get(&key)?.map(|v| layout::decode_subtree(&v, &key)).transpose()
+}
+
+pub(crate) fn checkpoint(kv: &impl Kv, tree_size: u64) -> Result<Option<SignedCheckpoint>, StoreError> {
+    let key = layout::checkpoint_key(tree_size);
+    kv.get(&key)?.map(|v| layout::decode_checkpoint(&key, &v)).transpose()
+}
+
+pub(crate) fn latest_checkpoint(kv: &impl Kv) -> Result<Option<SignedCheckpoint>, StoreError> {
+    let found = kv.last_in(&layout::checkpoint_key(0), &layout::checkpoint_key(u64::MAX))?;
+    found.map(|(k, v)| layout::decode_checkpoint(&k, &v)).transpose()
+}
+
+pub(crate) fn checkpoints<K: Kv>(kv: &K, from_size: u64, to_size: u64) -> Checkpoints<'_> {
+    let after = match from_size.checked_sub(1) {
+        Some(before) => layout::checkpoint_key(before).to_vec(),
+        None => vec![layout::PREFIX_CHECKPOINT],
+    };
+    if from_size > to_size {
+        return Box::new(std::iter::empty());
+    }
+    let it = scan_after(kv, layout::PREFIX_CHECKPOINT, after, layout::decode_checkpoint);
+    // An error ends the scan by itself; keep it.
+    Box::new(it.take_while(move |r| r.as_ref().map_or(true, |cp| cp.checkpoint.tree_size <= to_size)))
 }
 
 pub(crate) fn case(kv: &impl Kv, id: &TrackingNumber) -> Result<Option<Case>, StoreError> {
@@ -69,7 +107,16 @@ pub(crate) fn scan<'a, K: Kv, T: 'a>(
     prefix: u8,
     decode: fn(&[u8], &[u8]) -> Result<T, StoreError>,
 ) -> impl Iterator<Item = Result<T, StoreError>> + Send + 'a {
-    let mut after = vec![prefix];
+    scan_after(kv, prefix, vec![prefix], decode)
+}
+
+/// Every value under `prefix` with a key above `after`, in key order, decoded.
+pub(crate) fn scan_after<'a, K: Kv, T: 'a>(
+    kv: &'a K,
+    prefix: u8,
+    mut after: Vec<u8>,
+    decode: fn(&[u8], &[u8]) -> Result<T, StoreError>,
+) -> impl Iterator<Item = Result<T, StoreError>> + Send + 'a {
     let mut done = false;
     std::iter::from_fn(move || {
         if done {
@@ -174,11 +221,17 @@ fn load_block_from(kv: &impl Kv, seq: u64) -> Result<Vec<LogEntry>, StoreError> 
     ((seq - first) as usize..block.len()).map(|i| block.entry(i)).collect()
 }
 
-/// Checks a batch against the current head (see [`CommitBatch`]).
-fn check_batch(cur: &Head, b: &CommitBatch) -> Result<(), StoreError> {
+/// Checks a batch against the current head and frontier (see [`CommitBatch`]).
+fn check_batch(cur: &Head, cur_frontier: &MerkleFrontier, b: &CommitBatch) -> Result<(), StoreError> {
     let bad = |s: String| Err(StoreError::InvalidBatch(s));
     let Some(last) = b.entries.last() else {
-        if b.head != *cur || !b.cases.is_empty() || !b.standards.is_empty() || !b.event_ids.is_empty() {
+        if b.head != *cur
+            || b.frontier != *cur_frontier
+            || !b.subtrees.is_empty()
+            || !b.cases.is_empty()
+            || !b.standards.is_empty()
+            || !b.event_ids.is_empty()
+        {
             return bad("a batch without entries must change nothing".to_owned());
         }
         return Ok(());
@@ -207,21 +260,44 @@ fn check_batch(cur: &Head, b: &CommitBatch) -> Result<(), StoreError> {
     if let Some((id, seq)) = b.event_ids.iter().find(|(_, s)| !range.contains(s)) {
         return bad(format!("event id {id} points at seq {seq}, outside this batch"));
     }
+    // The tree, recomputed: two SHA-256 calls per entry on average.
+    let mut frontier = cur_frontier.clone();
+    let mut subtrees = Vec::new();
+    for e in &b.entries {
+        if push_entry(&mut frontier, &e.hash, &mut subtrees).is_err() {
+            return bad("the Merkle tree is full".to_owned());
+        }
+    }
+    if b.frontier != frontier {
+        return bad(format!("the Merkle frontier does not describe entries 1..={}", last.seq));
+    }
+    if b.subtrees != subtrees {
+        return bad(format!(
+            "the batch carries {} subtree hashes, its entries complete {} others",
+            b.subtrees.len(),
+            subtrees.len()
+        ));
+    }
     Ok(())
 }
 
 /// Commits a batch. The caller holds its store's writer lock, so the head
 /// read here is the head the batch is written on.
 pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<(), StoreError> {
-    let cur = head(kv)?;
-    check_batch(&cur, &b)?;
+    let (cur, cur_frontier) = head_and_frontier(kv)?;
+    check_batch(&cur, &cur_frontier, &b)?;
     if b.entries.is_empty() {
         return Ok(());
     }
     let blocks = layout::encode_blocks(&b.entries);
-    let mut pairs: Vec<Pair> = Vec::with_capacity(blocks.len() + b.event_ids.len() + b.cases.len() + 2);
+    let mut pairs: Vec<Pair> = Vec::with_capacity(
+        blocks.len() + b.subtrees.len() + b.event_ids.len() + b.cases.len() + b.standards.len() + 1,
+    );
     for (first, block) in blocks {
         pairs.push((layout::log_key(first).to_vec(), block));
+    }
+    for t in &b.subtrees {
+        pairs.push((layout::subtree_key(t.level, t.index).to_vec(), t.hash.to_vec()));
     }
     for (id, seq) in &b.event_ids {
         pairs.push((layout::event_key(id).to_vec(), layout::encode_seq(*seq).to_vec()));
@@ -236,8 +312,126 @@ pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<(), StoreError> {
         let v = layout::encode_value(s, &key)?;
         pairs.push((key, v));
     }
-    pairs.push((layout::head_key().to_vec(), layout::encode_head(&b.head)));
+    pairs.push((layout::head_key().to_vec(), layout::encode_head(&b.head, &b.frontier)));
     kv.write_atomic(pairs)
+}
+
+/// Stores a checkpoint after checking it against the log (see
+/// [`crate::Store::put_checkpoint`]). The caller holds its store's writer lock.
+pub(crate) fn put_checkpoint(kv: &impl Kv, cp: &SignedCheckpoint) -> Result<(), StoreError> {
+    let c = &cp.checkpoint;
+    let (head, frontier) = head_and_frontier(kv)?;
+    if c.tree_size > head.last_seq {
+        return Err(StoreError::InvalidBatch(format!(
+            "checkpoint of tree size {} is beyond the head (seq {})",
+            c.tree_size, head.last_seq
+        )));
+    }
+    let (root, head_hash, stream_seq, time_ns) = if c.tree_size == 0 {
+        (merkle::EMPTY_ROOT, GENESIS_HASH, 0, 0)
+    } else {
+        let last = entry(kv, c.tree_size)?.ok_or_else(|| {
+            corrupt(format!("no log block holds entry {}", c.tree_size), &layout::log_key(c.tree_size))
+        })?;
+        let root = if c.tree_size == head.last_seq {
+            frontier.root()
+        } else {
+            merkle::root_at(&Tree(kv), c.tree_size)?
+        };
+        (root, last.hash, last.stream_seq, last.stream_time_ns)
+    };
+    let mismatch = [
+        (c.root_hash != root, "root hash"),
+        (c.head_hash != head_hash, "head hash"),
+        (c.last_stream_seq != stream_seq, "stream sequence"),
+        (c.last_entry_time_ns != time_ns, "entry time"),
+    ];
+    if let Some((_, what)) = mismatch.iter().find(|(differs, _)| *differs) {
+        return Err(StoreError::InvalidBatch(format!(
+            "checkpoint of tree size {}: its {what} is not the log's",
+            c.tree_size
+        )));
+    }
+    match checkpoint(kv, c.tree_size)? {
+        Some(stored) if stored == *cp => Ok(()),
+        Some(_) => Err(StoreError::InvalidBatch(format!(
+            "another checkpoint of tree size {} is already stored",
+            c.tree_size
+        ))),
+        None => kv.write_atomic(vec![(layout::checkpoint_key(c.tree_size).to_vec(), cp.encode())]),
+    }
+}
+
+/// The leaf hashes of entries `start + 1 ..= start + out.len()`, decoding
+/// each block once and each needed entry once (its hash checked).
+pub(crate) fn leaf_hashes(kv: &impl Kv, start: u64, out: &mut [Hash32]) -> Result<(), StoreError> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let last_seq = head(kv)?.last_seq;
+    let first_seq = start.saturating_add(1);
+    let end_seq = start.saturating_add(out.len() as u64);
+    if end_seq > last_seq {
+        return Err(StoreError::BeyondHead { seq: first_seq.max(last_seq + 1), last_seq });
+    }
+    let mut seq = first_seq;
+    let mut filled = 0usize;
+    while filled < out.len() {
+        let missing = || corrupt(format!("no log block holds entry {seq}"), &layout::log_key(seq));
+        let (key, bytes) = kv.last_in(&layout::log_key(1), &layout::log_key(seq))?.ok_or_else(missing)?;
+        let first = layout::log_key_seq(&key).ok_or_else(|| corrupt("log key has a bad length", &key))?;
+        let block = Block::parse(first, &bytes)?;
+        if seq >= block.end_seq() {
+            return Err(missing());
+        }
+        let from = (seq - first) as usize;
+        let n = (block.len() - from).min(out.len() - filled);
+        for i in from..from + n {
+            out[filled] = entry_leaf_hash(&block.entry(i)?.hash);
+            filled += 1;
+        }
+        seq += n as u64;
+    }
+    Ok(())
+}
+
+/// The Merkle tree over a store's entries, as a [`NodeSource`].
+#[derive(Debug)]
+pub(crate) struct Tree<'a, K>(pub(crate) &'a K);
+
+impl<K: Kv> NodeSource for Tree<'_, K> {
+    type Error = StoreError;
+
+    fn leaf_hash(&self, index: u64) -> Result<Hash32, StoreError> {
+        let seq = index.saturating_add(1);
+        match entry(self.0, seq)? {
+            Some(e) => Ok(entry_leaf_hash(&e.hash)),
+            None => Err(StoreError::BeyondHead { seq, last_seq: head(self.0)?.last_seq }),
+        }
+    }
+
+    fn leaf_hashes(&self, start: u64, out: &mut [Hash32]) -> Result<(), StoreError> {
+        leaf_hashes(self.0, start, out)
+    }
+
+    fn stored_subtree_hash(&self, level: u32, index: u64) -> Result<Option<Hash32>, StoreError> {
+        if !(STORED_SUBTREE_LEVEL_MIN..merkle::TREE_LEVELS_MAX).contains(&level) {
+            return Ok(None);
+        }
+        if let Some(h) = subtree(self.0, level, index)? {
+            return Ok(Some(h));
+        }
+        // Every complete subtree at this level within the head is stored.
+        let last_seq = head(self.0)?.last_seq;
+        let end = index.checked_add(1).and_then(|i| i.checked_mul(1u64 << level));
+        match end {
+            Some(end) if end <= last_seq => Err(corrupt(
+                format!("the hash of the complete subtree at level {level}, index {index} is missing"),
+                &layout::subtree_key(level, index),
+            )),
+            _ => Err(StoreError::BeyondHead { seq: end.unwrap_or(u64::MAX), last_seq }),
+        }
+    }
 }
 
 /// Every case, via [`scan`].

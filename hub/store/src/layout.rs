@@ -3,8 +3,10 @@
 //! [`StoreError::Corrupt`] instead of panicking.
 
 use bincode::Options;
+use mpp_core::checkpoint::SignedCheckpoint;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::Hash32;
+use mpp_core::merkle::MerkleFrontier;
 use mpp_core::{Case, LogEntry, ServiceStandard};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -12,7 +14,7 @@ use serde::Serialize;
 use crate::{Head, StoreError};
 
 /// The format tag stored under `V`. A store with another tag is refused.
-pub const FORMAT_TAG: &str = "mpp-store/v1";
+pub const FORMAT_TAG: &str = "mpp-store/v2";
 
 /// A commit's entries are packed into blocks; a block is closed once it holds
 /// at least this many bytes of records (1 MiB), so one entry lookup never
@@ -28,9 +30,12 @@ pub(crate) const PREFIX_LOG: u8 = b'L';
 pub(crate) const PREFIX_EVENT: u8 = b'E';
 pub(crate) const PREFIX_CASE: u8 = b'C';
 pub(crate) const PREFIX_STANDARD: u8 = b'S';
+pub(crate) const PREFIX_SUBTREE: u8 = b'M';
+pub(crate) const PREFIX_CHECKPOINT: u8 = b'K';
 
 const BLOCK_FORMAT_V1: u8 = 1;
-const HEAD_BYTES: usize = 8 + 8 + 32;
+/// The fixed part of the head value; the frontier follows it.
+const HEAD_FIXED_BYTES: usize = 8 + 8 + 32;
 
 /// A printable form of a key for error messages: the prefix letter, then hex.
 pub(crate) fn show_key(key: &[u8]) -> String {
@@ -93,17 +98,24 @@ pub(crate) fn standard_key(agency: &AgencyId, service: &ServiceId) -> Vec<u8> {
     k
 }
 
-pub(crate) fn encode_head(h: &Head) -> Vec<u8> {
-    let mut v = Vec::with_capacity(HEAD_BYTES);
+/// The head value: `last_seq u64 | last_stream_seq u64 | head_hash [32] |
+/// MerkleFrontier::to_bytes`.
+pub(crate) fn encode_head(h: &Head, frontier: &MerkleFrontier) -> Vec<u8> {
+    let tree = frontier.to_bytes();
+    let mut v = Vec::with_capacity(HEAD_FIXED_BYTES + tree.len());
     v.extend_from_slice(&h.last_seq.to_be_bytes());
     v.extend_from_slice(&h.last_stream_seq.to_be_bytes());
     v.extend_from_slice(&h.head_hash);
+    v.extend_from_slice(&tree);
     v
 }
 
-pub(crate) fn decode_head(v: &[u8]) -> Result<Head, StoreError> {
-    if v.len() != HEAD_BYTES {
-        return Err(corrupt(format!("head is {} bytes, not {HEAD_BYTES}", v.len()), &head_key()));
+/// Decodes the head value and checks that the frontier's size is the head's
+/// `last_seq`.
+pub(crate) fn decode_head(v: &[u8]) -> Result<(Head, MerkleFrontier), StoreError> {
+    let key = head_key();
+    if v.len() < HEAD_FIXED_BYTES {
+        return Err(corrupt(format!("head is {} bytes, fewer than {HEAD_FIXED_BYTES}", v.len()), &key));
     }
     let u64_at = |i: usize| {
         let mut a = [0u8; 8];
@@ -111,8 +123,52 @@ pub(crate) fn decode_head(v: &[u8]) -> Result<Head, StoreError> {
         u64::from_be_bytes(a)
     };
     let mut head_hash: Hash32 = [0u8; 32];
-    head_hash.copy_from_slice(&v[16..]);
-    Ok(Head { last_seq: u64_at(0), last_stream_seq: u64_at(8), head_hash })
+    head_hash.copy_from_slice(&v[16..HEAD_FIXED_BYTES]);
+    let head = Head { last_seq: u64_at(0), last_stream_seq: u64_at(8), head_hash };
+    let frontier = MerkleFrontier::from_bytes(&v[HEAD_FIXED_BYTES..])
+        .map_err(|e| corrupt(format!("Merkle frontier of the head: {e}"), &key))?;
+    if frontier.size() != head.last_seq {
+        return Err(corrupt(
+            format!(
+                "Merkle frontier has {} leaves but the head is at seq {}",
+                frontier.size(),
+                head.last_seq
+            ),
+            &key,
+        ));
+    }
+    Ok((head, frontier))
+}
+
+/// `"M" level:u8 index:u64`: the hash of a complete aligned subtree.
+pub(crate) fn subtree_key(level: u32, index: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = PREFIX_SUBTREE;
+    // Levels are below 64 (merkle::TREE_LEVELS_MAX).
+    k[1] = level as u8;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+pub(crate) fn decode_subtree(v: &[u8], key: &[u8]) -> Result<Hash32, StoreError> {
+    v.try_into().map_err(|_| corrupt(format!("subtree hash is {} bytes, not 32", v.len()), key))
+}
+
+/// `"K" tree_size:u64`: a signed checkpoint.
+pub(crate) fn checkpoint_key(tree_size: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = PREFIX_CHECKPOINT;
+    k[1..].copy_from_slice(&tree_size.to_be_bytes());
+    k
+}
+
+pub(crate) fn decode_checkpoint(key: &[u8], v: &[u8]) -> Result<SignedCheckpoint, StoreError> {
+    let cp =
+        SignedCheckpoint::decode(v).map_err(|e| corrupt(format!("checkpoint does not decode: {e}"), key))?;
+    if checkpoint_key(cp.checkpoint.tree_size) != key {
+        return Err(corrupt("checkpoint is stored under another tree size", key));
+    }
+    Ok(cp)
 }
 
 pub(crate) fn encode_seq(seq: u64) -> [u8; 8] {
@@ -331,9 +387,21 @@ mod tests {
 
     #[test]
     fn head_round_trips_and_rejects_wrong_lengths() {
+        let mut f = MerkleFrontier::new();
+        for i in 0..9u8 {
+            f.push([i; 32]).unwrap();
+        }
         let h = Head { last_seq: 9, last_stream_seq: 12, head_hash: [3u8; 32] };
-        assert_eq!(decode_head(&encode_head(&h)).unwrap(), h);
+        assert_eq!(decode_head(&encode_head(&h, &f)).unwrap(), (h, f.clone()));
         assert!(decode_head(&[0u8; 47]).is_err());
+        // A frontier of another size than the head's last_seq.
+        let h10 = Head { last_seq: 10, ..h };
+        assert!(decode_head(&encode_head(&h10, &f)).is_err());
+        // Trailing or missing frontier bytes.
+        let mut v = encode_head(&h, &f);
+        v.push(0);
+        assert!(decode_head(&v).is_err());
+        assert!(decode_head(&v[..HEAD_FIXED_BYTES]).is_err());
     }
 
     #[test]
@@ -342,5 +410,8 @@ mod tests {
         assert_eq!(log_key_seq(&log_key(1 << 40)), Some(1 << 40));
         assert_eq!(log_key_seq(&event_key(&EventId([0; 16]))), None);
         assert_eq!(show_key(&log_key(1)), "L:0000000000000001");
+        assert!(subtree_key(6, 255) < subtree_key(6, 256));
+        assert!(subtree_key(6, u64::MAX) < subtree_key(7, 0));
+        assert!(checkpoint_key(255) < checkpoint_key(256));
     }
 }

@@ -1,5 +1,6 @@
-//! MPP Hub's store: the hash-chained log, the event-id dedupe index, the case
-//! and service-standard projections and the ingest checkpoint, behind one
+//! MPP Hub's store: the hash-chained log and the Merkle tree over it, the
+//! event-id dedupe index, the case and service-standard projections, the
+//! ingest checkpoint and the hub's signed checkpoints, behind one
 //! [`Store`] trait with two implementations: [`SledStore`] (sled 0.34.7 on
 //! disk) and [`MemStore`] (an in-memory twin for tests).
 //!
@@ -11,8 +12,9 @@
 //! # Guarantees
 //!
 //! * A [`CommitBatch`] is 100% visible or 0% visible, also after crash
-//!   recovery: every key of a commit (log entries, dedupe index, cases,
-//!   standards and the head with the checkpoint) is written by one sled
+//!   recovery: every key of a commit (log entries, Merkle subtree hashes,
+//!   dedupe index, cases, standards and the head with the checkpoint and the
+//!   Merkle frontier) is written by one sled
 //!   `apply_batch` on one tree, then `flush()` (sled's synchronous flush) runs
 //!   before [`Store::commit`] returns. The checkpoint therefore never runs
 //!   ahead of, or behind, the entries and projections it describes.
@@ -25,6 +27,18 @@
 //!   case) may see them from different commits; every single value is
 //!   consistent.
 //! * Corrupt bytes give [`StoreError::Corrupt`], never a panic.
+//! * The Merkle frontier in the head always describes exactly the entries
+//!   `1..=last_seq` (the store recomputes it from the batch's entries and
+//!   refuses a batch whose frontier or subtree hashes differ), and every
+//!   complete aligned subtree of level [`STORED_SUBTREE_LEVEL_MIN`] and above
+//!   within the head has its hash stored. Stores implement
+//!   [`mpp_core::merkle::NodeSource`], so inclusion and consistency proofs
+//!   cost O(log n + 2^STORED_SUBTREE_LEVEL_MIN) reads whatever the log's length.
+//! * A signed checkpoint is written by its own small commit
+//!   ([`Store::put_checkpoint`]), after the entries it describes; the store
+//!   checks its tree size, root, head hash, stream sequence and entry time
+//!   against the log before writing it (not its signature: the store knows
+//!   no keys).
 //!
 //! # Layout
 //!
@@ -35,9 +49,13 @@
 //!
 //! ```text
 //! key                                  value
-//! "V"                                  format tag, FORMAT_TAG ("mpp-store/v1")
+//! "V"                                  format tag, FORMAT_TAG ("mpp-store/v2")
 //! "H"                                  head: last_seq u64 | last_stream_seq u64 | head_hash [32]
+//!                                        | Merkle frontier (MerkleFrontier::to_bytes, size = last_seq)
 //! "L" first_seq:u64                    block: every entry of one commit (see below)
+//! "M" level:u8 index:u64               [32] hash of the complete aligned subtree of 2^level leaves
+//!                                        from leaf index << level (level >= STORED_SUBTREE_LEVEL_MIN)
+//! "K" tree_size:u64                    SignedCheckpoint::encode (signed bytes | 64-byte signature)
 //! "E" event_id:[16]                    seq:u64 of the entry that accepted the event
 //! "C" tracking_number:15 ASCII digits  bincode 1.3 (varint) of mpp_core::Case
 //! "S" agency 0x00 service              bincode 1.3 (varint) of mpp_core::ServiceStandard
@@ -58,6 +76,12 @@
 //! (one reverse range lookup) and decodes only the record it needs. Blocks are
 //! contiguous: the block after `L first` is `L first+count`.
 //!
+//! The Merkle tree is RFC 9162's over the entries' chain hashes (leaf `i` is
+//! `entry_leaf_hash` of entry `seq = i + 1`; see [`mpp_core::merkle`]). Its
+//! frontier (at most 64 hashes) rides in the head, so the head and the tree
+//! can never disagree; subtree hashes cost about `2 / 2^STORED_SUBTREE_LEVEL_MIN`
+//! keys of 32 bytes per entry (1 + 1/2 + 1/4 + ... per 64 entries).
+//!
 //! The case → entries index is the case itself: every [`mpp_core::Case`]
 //! holds the sequence of each accepted event in its timeline. The only key
 //! written per event is the dedupe index entry, so a commit of `n` events
@@ -75,8 +99,10 @@ mod layout;
 mod mem;
 mod sled_store;
 
+use mpp_core::checkpoint::SignedCheckpoint;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::{Hash32, GENESIS_HASH};
+use mpp_core::merkle::{entry_leaf_hash, MerkleFrontier, NodeSource, Subtree, TreeFull};
 use mpp_core::{Case, LogEntry, ServiceStandard};
 
 pub use layout::{BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, FORMAT_TAG};
@@ -107,6 +133,31 @@ impl Default for Head {
     }
 }
 
+/// Lowest level of complete aligned subtree whose hash the store persists
+/// (subtrees of 64 leaves and up). The core's recommendation
+/// (`mpp_core::merkle::STORED_SUBTREE_LEVEL_MIN`, 1024 leaves) minimises
+/// keys; this store spends a few more (about 1/32 of a key per entry) so that
+/// a proof decodes at most about 2 × 64 entries from the log blocks instead
+/// of 2 × 1024, which matters because every leaf read decodes and re-hashes
+/// a whole entry.
+pub const STORED_SUBTREE_LEVEL_MIN: u32 = 6;
+
+/// Appends the leaf of the entry with chain hash `entry_hash` to `frontier`
+/// and pushes onto `subtrees` every complete aligned subtree it completes at
+/// level [`STORED_SUBTREE_LEVEL_MIN`] or above: exactly what a
+/// [`CommitBatch`] must carry for that entry.
+pub fn push_entry(
+    frontier: &mut MerkleFrontier,
+    entry_hash: &Hash32,
+    subtrees: &mut Vec<Subtree>,
+) -> Result<(), TreeFull> {
+    frontier.push_with(entry_leaf_hash(entry_hash), |s| {
+        if s.level >= STORED_SUBTREE_LEVEL_MIN {
+            subtrees.push(s);
+        }
+    })
+}
+
 /// Everything one ingest batch changes, written atomically by
 /// [`Store::commit`].
 ///
@@ -114,9 +165,11 @@ impl Default for Head {
 /// [`StoreError::InvalidBatch`] and writes nothing): `entries` are dense from
 /// the current `last_seq + 1` and chained to the current head hash; their
 /// stream sequences strictly increase above the current checkpoint; `head`
-/// describes the last entry; every event id points at an entry of this batch.
-/// A batch without entries must leave the head unchanged and carry nothing
-/// else; committing it is a no-op.
+/// describes the last entry; every event id points at an entry of this batch;
+/// `frontier` and `subtrees` are what [`push_entry`] gives for the entries,
+/// in order, starting from the stored frontier. A batch without entries must
+/// leave the head and frontier unchanged and carry nothing else; committing
+/// it is a no-op.
 ///
 /// Uniqueness of event ids is the caller's responsibility (the ledger looks
 /// every id up before accepting it); the store does not read the index again.
@@ -132,6 +185,12 @@ pub struct CommitBatch {
     pub event_ids: Vec<(EventId, u64)>,
     /// The head after the batch.
     pub head: Head,
+    /// The Merkle frontier after the batch (its size is `head.last_seq`).
+    pub frontier: MerkleFrontier,
+    /// The complete aligned subtrees of level [`STORED_SUBTREE_LEVEL_MIN`] and
+    /// above that the batch's entries complete, in the order [`push_entry`]
+    /// reports them.
+    pub subtrees: Vec<Subtree>,
 }
 
 /// Errors of the store.
@@ -156,10 +215,19 @@ pub enum StoreError {
         /// [`FORMAT_TAG`].
         expected: &'static str,
     },
-    /// The caller handed [`Store::commit`] a batch that violates its
+    /// The caller handed [`Store::commit`] a batch (or
+    /// [`Store::put_checkpoint`] a checkpoint) that violates its
     /// preconditions; nothing was written.
     #[error("invalid commit batch: {0}")]
     InvalidBatch(String),
+    /// A leaf of the Merkle tree past the head was asked for.
+    #[error("entry {seq} is beyond the head of the log (seq {last_seq})")]
+    BeyondHead {
+        /// The sequence asked for.
+        seq: u64,
+        /// The head's sequence.
+        last_seq: u64,
+    },
 }
 
 /// Log entries in sequence order, or the first error.
@@ -168,13 +236,48 @@ pub type Entries<'a> = Box<dyn Iterator<Item = Result<LogEntry, StoreError>> + S
 /// Every stored case, in tracking-number order, or the first error.
 pub type Cases<'a> = Box<dyn Iterator<Item = Result<Case, StoreError>> + Send + 'a>;
 
+/// Signed checkpoints in tree-size order, or the first error.
+pub type Checkpoints<'a> = Box<dyn Iterator<Item = Result<SignedCheckpoint, StoreError>> + Send + 'a>;
+
 /// The hub's store. Handles are cheap to clone and share one underlying
 /// store, so lookups run on other threads while one writer commits. There
 /// must be one writer ([`Store::commit`] serialises callers, but the ledger's
 /// read-decide-commit cycle assumes nobody else commits in between).
-pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
+///
+/// As a [`NodeSource`], a store serves the Merkle tree over its entries:
+/// leaf hashes decoded from the log blocks (each entry's hash checked), and
+/// the stored subtree hashes; a stored subtree that should exist but does not
+/// is [`StoreError::Corrupt`], a leaf past the head [`StoreError::BeyondHead`].
+pub trait Store: NodeSource<Error = StoreError> + Clone + Send + Sync + std::fmt::Debug + 'static {
     /// The head and checkpoint ([`Head::GENESIS`] when empty).
     fn head(&self) -> Result<Head, StoreError>;
+
+    /// The head and the Merkle frontier of entries `1..=last_seq`, read
+    /// together from one key (so they always agree).
+    fn head_and_frontier(&self) -> Result<(Head, MerkleFrontier), StoreError>;
+
+    /// The stored hash of the complete aligned subtree `(level, index)`, if
+    /// stored (levels below [`STORED_SUBTREE_LEVEL_MIN`] never are).
+    fn subtree(&self, level: u32, index: u64) -> Result<Option<Hash32>, StoreError>;
+
+    /// The signed checkpoint of exactly this tree size, if one was stored.
+    fn checkpoint(&self, tree_size: u64) -> Result<Option<SignedCheckpoint>, StoreError>;
+
+    /// The stored checkpoint of the largest tree size, if any.
+    fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StoreError>;
+
+    /// The stored checkpoints with `from_size <= tree_size <= to_size`, in
+    /// tree-size order. Checkpoints stored while the iterator runs may or may
+    /// not appear.
+    fn checkpoints(&self, from_size: u64, to_size: u64) -> Checkpoints<'_>;
+
+    /// Stores a signed checkpoint, durably, by its own atomic write. Checks
+    /// (without the signature) that it describes this log: its tree size is
+    /// at most the head's, and its root, head hash, stream sequence and entry
+    /// time are those of the first `tree_size` entries. Storing the same
+    /// checkpoint again is a no-op; another one of the same size is refused
+    /// ([`StoreError::InvalidBatch`]).
+    fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError>;
 
     /// The case, if opened.
     fn case(&self, id: &TrackingNumber) -> Result<Option<Case>, StoreError>;

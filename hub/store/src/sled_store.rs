@@ -4,11 +4,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mpp_core::checkpoint::SignedCheckpoint;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
+use mpp_core::log::Hash32;
+use mpp_core::merkle::{MerkleFrontier, NodeSource};
 use mpp_core::{Case, LogEntry, ServiceStandard};
 
 use crate::kv::{self, Kv, Pair};
-use crate::{Cases, CommitBatch, Entries, Head, Store, StoreError};
+use crate::{Cases, Checkpoints, CommitBatch, Entries, Head, Store, StoreError};
 
 /// sled's page cache bound, in bytes (256 MiB). sled's default is 1 GiB; the
 /// hub's working set is the recent log blocks, the cases being worked on and
@@ -136,6 +139,31 @@ impl Store for SledStore {
         kv::head(self)
     }
 
+    fn head_and_frontier(&self) -> Result<(Head, MerkleFrontier), StoreError> {
+        kv::head_and_frontier(self)
+    }
+
+    fn subtree(&self, level: u32, index: u64) -> Result<Option<Hash32>, StoreError> {
+        kv::subtree(self, level, index)
+    }
+
+    fn checkpoint(&self, tree_size: u64) -> Result<Option<SignedCheckpoint>, StoreError> {
+        kv::checkpoint(self, tree_size)
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StoreError> {
+        kv::latest_checkpoint(self)
+    }
+
+    fn checkpoints(&self, from_size: u64, to_size: u64) -> Checkpoints<'_> {
+        kv::checkpoints(self, from_size, to_size)
+    }
+
+    fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        kv::put_checkpoint(self, checkpoint)
+    }
+
     fn case(&self, id: &TrackingNumber) -> Result<Option<Case>, StoreError> {
         kv::case(self, id)
     }
@@ -173,5 +201,21 @@ impl Store for SledStore {
         // itself is consistent (sled batches are atomic), so carry on.
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         kv::commit(self, batch)
+    }
+}
+
+impl NodeSource for SledStore {
+    type Error = StoreError;
+
+    fn leaf_hash(&self, index: u64) -> Result<Hash32, StoreError> {
+        kv::Tree(self).leaf_hash(index)
+    }
+
+    fn leaf_hashes(&self, start: u64, out: &mut [Hash32]) -> Result<(), StoreError> {
+        kv::Tree(self).leaf_hashes(start, out)
+    }
+
+    fn stored_subtree_hash(&self, level: u32, index: u64) -> Result<Option<Hash32>, StoreError> {
+        kv::Tree(self).stored_subtree_hash(level, index)
     }
 }

@@ -4,14 +4,19 @@
 
 use std::collections::BTreeMap;
 
+use mpp_core::checkpoint::{Checkpoint, KeyId, Origin, SignedCheckpoint};
 use mpp_core::decide::MemState;
 use mpp_core::event::Target;
 use mpp_core::ids::{AgencyId, ApplicationId, EventId, OfficerId, RegionCode, ServiceId, TrackingNumber};
 use mpp_core::log::Verdict;
+use mpp_core::merkle::{self, MemTree, MerkleFrontier, Subtree};
 use mpp_core::{
     apply, Case, EntryMeta, Envelope, EventBody, LogEntry, ReasonCode, ServiceStandard, StateMut,
 };
-use mpp_store::{CommitBatch, Head, MemStore, SledStore, Store, StoreError, BLOCK_BYTES_MAX, FORMAT_TAG};
+use mpp_store::{
+    push_entry, CommitBatch, Head, MemStore, SledStore, Store, StoreError, BLOCK_BYTES_MAX, FORMAT_TAG,
+    STORED_SUBTREE_LEVEL_MIN,
+};
 use proptest::prelude::*;
 
 fn tn(serial: u64) -> TrackingNumber {
@@ -117,6 +122,22 @@ fn head_after(head: &Head, entries: &[LogEntry]) -> Head {
     })
 }
 
+/// The frontier after `entries` and the subtrees they complete.
+fn tree_after(frontier: &MerkleFrontier, entries: &[LogEntry]) -> (MerkleFrontier, Vec<Subtree>) {
+    let mut f = frontier.clone();
+    let mut subtrees = Vec::new();
+    for e in entries {
+        push_entry(&mut f, &e.hash, &mut subtrees).unwrap();
+    }
+    (f, subtrees)
+}
+
+/// A batch of nothing but `entries` on top of `head` and `frontier`.
+fn plain_batch(head: &Head, frontier: &MerkleFrontier, entries: Vec<LogEntry>) -> CommitBatch {
+    let (frontier, subtrees) = tree_after(frontier, &entries);
+    CommitBatch { head: head_after(head, &entries), entries, frontier, subtrees, ..Default::default() }
+}
+
 /// What a store should hold.
 #[derive(Debug, Default, Clone)]
 struct Model {
@@ -125,10 +146,14 @@ struct Model {
     standards: BTreeMap<(AgencyId, ServiceId), ServiceStandard>,
     events: BTreeMap<EventId, u64>,
     head: Head,
+    tree: MemTree,
 }
 
 impl Model {
     fn apply(&mut self, b: &CommitBatch) {
+        for e in &b.entries {
+            self.tree.push(merkle::entry_leaf_hash(&e.hash)).unwrap();
+        }
         self.entries.extend(b.entries.iter().cloned());
         for c in &b.cases {
             self.cases.insert(c.tracking_number, c.clone());
@@ -165,6 +190,44 @@ impl Model {
             assert_eq!(store.event_seq(id).unwrap(), Some(*seq));
         }
         assert_eq!(store.event_seq(&eid(u64::MAX)).unwrap(), None);
+        self.check_tree(store);
+    }
+
+    /// The frontier, every stored subtree, and proofs against the model tree.
+    fn check_tree(&self, store: &impl Store) {
+        let n = self.head.last_seq;
+        let (head, frontier) = store.head_and_frontier().unwrap();
+        assert_eq!(head, self.head);
+        assert_eq!(&frontier, self.tree.frontier());
+        for level in STORED_SUBTREE_LEVEL_MIN..16 {
+            let complete = n >> level;
+            for index in 0..=complete {
+                let want = (index < complete).then(|| {
+                    let start = (index << level) as usize;
+                    merkle::root_of(&self.tree.leaves()[start..start + (1usize << level)])
+                });
+                assert_eq!(store.subtree(level, index).unwrap(), want, "subtree {level}/{index}");
+            }
+        }
+        assert_eq!(store.subtree(STORED_SUBTREE_LEVEL_MIN - 1, 0).unwrap(), None);
+        for size in [0, 1, n / 3, n / 2, n.saturating_sub(1), n] {
+            if size > n {
+                continue;
+            }
+            assert_eq!(merkle::root_at(store, size).unwrap(), merkle::root_at(&self.tree, size).unwrap());
+            for index in [0, size / 2, size.saturating_sub(1)] {
+                if index < size {
+                    assert_eq!(
+                        merkle::inclusion_proof(store, index, size).unwrap(),
+                        merkle::inclusion_proof(&self.tree, index, size).unwrap()
+                    );
+                }
+            }
+            assert_eq!(
+                merkle::consistency_proof(store, size, n).unwrap(),
+                merkle::consistency_proof(&self.tree, size, n).unwrap()
+            );
+        }
     }
 }
 
@@ -193,7 +256,7 @@ fn op() -> impl Strategy<Value = Op> {
             prop::collection::vec((0u64..6, 0usize..3), 0..4),
             prop::option::weighted(0.3, 0u8..3),
             0usize..5,
-            prop::option::weighted(0.25, 0u8..6),
+            prop::option::weighted(0.25, 0u8..8),
         )
             .prop_map(|(n, big, cases, standard, events, fault)| Op::Commit { n, big, cases, standard, events, fault }),
         1 => Just(Op::Reopen),
@@ -205,8 +268,7 @@ fn batch_for(m: &Model, op: &Op, counter: &mut u64) -> Option<(CommitBatch, bool
     let Op::Commit { n, big, cases, standard: std_choice, events, fault } = op else { return None };
     let payload = if *big { 120 * 1024 } else { 40 };
     let entries = entries_after(&m.head, *n, payload, 0);
-    let head = head_after(&m.head, &entries);
-    let mut b = CommitBatch { entries, head, ..Default::default() };
+    let mut b = plain_batch(&m.head, m.tree.frontier(), entries);
     if let Some(first) = b.entries.first().map(|e| e.seq) {
         for (serial, apps) in cases {
             b.cases.push(case(*serial, first, *apps));
@@ -242,6 +304,13 @@ fn batch_for(m: &Model, op: &Op, counter: &mut u64) -> Option<(CommitBatch, bool
                 b.head = head_after(&back, &b.entries);
             }
             5 if b.entries.is_empty() => b.cases.push(case(1, 1, 0)),
+            // A frontier that leaves out the last entry.
+            6 if !b.entries.is_empty() => b.frontier = tree_after(m.tree.frontier(), &b.entries[1..]).0,
+            // A subtree hash the entries did not complete, or a wrong one.
+            7 => match b.subtrees.first_mut() {
+                Some(t) => t.hash[0] ^= 1,
+                None => b.subtrees.push(Subtree { level: STORED_SUBTREE_LEVEL_MIN, index: 0, hash: [1; 32] }),
+            },
             _ => valid = true,
         }
     }
@@ -339,13 +408,11 @@ fn round_trip<S: Store>(store: S) {
     assert_eq!(store.entries(1).count(), 0);
     assert_eq!(store.entry(1).unwrap(), None);
     let entries = entries_after(&Head::GENESIS, 3, 10, 4);
-    let head = head_after(&Head::GENESIS, &entries);
     let b = CommitBatch {
-        entries,
         cases: vec![case(7, 1, 2), case(8, 2, 0)],
         standards: vec![standard("dukcapil", "kk", 1, 1), standard("pdam", "sambungan-baru", 2, 3)],
         event_ids: vec![(eid(1), 1), (eid(2), 3)],
-        head,
+        ..plain_batch(&Head::GENESIS, &MerkleFrontier::new(), entries)
     };
     store.commit(b.clone()).unwrap();
     let mut m = Model::default();
@@ -354,7 +421,9 @@ fn round_trip<S: Store>(store: S) {
     // Stream sequences may jump (gaps are the ledger's business).
     assert_eq!(store.head().unwrap().last_stream_seq, 15);
     // An empty batch that changes nothing is a no-op.
-    store.commit(CommitBatch { head: m.head, ..Default::default() }).unwrap();
+    store
+        .commit(CommitBatch { head: m.head, frontier: m.tree.frontier().clone(), ..Default::default() })
+        .unwrap();
     m.check(&store);
 }
 
@@ -371,8 +440,7 @@ fn boundaries<S: Store>(store: S) {
     // (~300 KiB payloads, so a block closes after 4 entries), then 1 more.
     for (n, bytes) in [(1, 10), (2, 10), (5, 10), (9, 300 * 1024), (1, 10)] {
         let entries = entries_after(&m.head, n, bytes, 0);
-        let head = head_after(&m.head, &entries);
-        let b = CommitBatch { entries, head, ..Default::default() };
+        let b = plain_batch(&m.head, m.tree.frontier(), entries);
         store.commit(b.clone()).unwrap();
         m.apply(&b);
     }
@@ -419,13 +487,10 @@ fn corrupt_values_are_errors_not_panics() {
     {
         let s = SledStore::open(dir.path()).unwrap();
         let entries = entries_after(&Head::GENESIS, 3, 10, 0);
-        let head = head_after(&Head::GENESIS, &entries);
         s.commit(CommitBatch {
-            entries,
             cases: vec![case(7, 1, 1)],
             event_ids: vec![(eid(1), 1)],
-            head,
-            ..Default::default()
+            ..plain_batch(&Head::GENESIS, &MerkleFrontier::new(), entries)
         })
         .unwrap();
     }
@@ -482,8 +547,10 @@ fn readers_on_other_threads_see_whole_commits() {
         let mut m = Model::default();
         for i in 0..20u64 {
             let entries = entries_after(&m.head, 3, 10, 0);
-            let head = head_after(&m.head, &entries);
-            let b = CommitBatch { cases: vec![case(1, i * 3 + 1, 0)], entries, head, ..Default::default() };
+            let b = CommitBatch {
+                cases: vec![case(1, i * 3 + 1, 0)],
+                ..plain_batch(&m.head, m.tree.frontier(), entries)
+            };
             store.commit(b.clone()).unwrap();
             m.apply(&b);
         }
@@ -506,4 +573,132 @@ fn raw_sled(dir: &std::path::Path) -> sled::Db {
             Err(e) => panic!("{e}"),
         }
     }
+}
+
+/// A checkpoint of the first `size` entries of the model, with a dummy
+/// signature (the store does not verify signatures).
+fn checkpoint_of(m: &Model, size: u64, signed_at_ms: i64) -> SignedCheckpoint {
+    let last = size.checked_sub(1).map(|i| &m.entries[i as usize]);
+    Checkpoint {
+        origin: Origin::for_hub("test").unwrap(),
+        key_id: KeyId([1; 8]),
+        tree_size: size,
+        root_hash: merkle::root_at(&m.tree, size).unwrap(),
+        head_hash: last.map_or(mpp_core::log::GENESIS_HASH, |e| e.hash),
+        last_stream_seq: last.map_or(0, |e| e.stream_seq),
+        last_entry_time_ns: last.map_or(0, |e| e.stream_time_ns),
+        signed_at_ms,
+    }
+    .sign(|_| [7; 64])
+}
+
+#[test]
+fn the_tree_spans_many_batches_and_proofs_match_the_model() {
+    let at = SledAt::new();
+    let store = at.open();
+    let mut m = Model::default();
+    // 1 + 2 + ... batches, enough entries for subtrees of several levels.
+    let mut n = 1;
+    while m.head.last_seq < 700 {
+        let b = plain_batch(&m.head, m.tree.frontier(), entries_after(&m.head, n, 8, 0));
+        store.commit(b.clone()).unwrap();
+        m.apply(&b);
+        n = n % 97 + 13;
+    }
+    m.check(&store);
+    let mem = MemStore::new();
+    let mut mm = Model::default();
+    for e in m.entries.chunks(150) {
+        let b = plain_batch(&mm.head, mm.tree.frontier(), e.to_vec());
+        mem.commit(b.clone()).unwrap();
+        mm.apply(&b);
+    }
+    mm.check(&mem);
+    // Every inclusion proof verifies against the store's own root.
+    let size = m.head.last_seq;
+    let root = store.head_and_frontier().unwrap().1.root();
+    for e in m.entries.iter().step_by(37) {
+        let proof = merkle::inclusion_proof(&store, e.seq - 1, size).unwrap();
+        merkle::verify_inclusion(&merkle::entry_leaf_hash(&e.hash), e.seq - 1, size, &proof, &root).unwrap();
+    }
+    // A leaf past the head is an error, not a panic or a wrong proof.
+    assert!(matches!(
+        merkle::inclusion_proof(&store, 0, size + 1),
+        Err(merkle::ProveError::Source(StoreError::BeyondHead { .. }))
+    ));
+}
+
+#[test]
+fn checkpoints_are_checked_against_the_log_and_kept() {
+    let at = SledAt::new();
+    let store = at.open();
+    let mut m = Model::default();
+    for n in [5, 70, 3] {
+        let b = plain_batch(&m.head, m.tree.frontier(), entries_after(&m.head, n, 8, 0));
+        store.commit(b.clone()).unwrap();
+        m.apply(&b);
+    }
+    assert_eq!(store.latest_checkpoint().unwrap(), None);
+    let cps: Vec<_> = [5, 75, 78].iter().map(|&s| checkpoint_of(&m, s, 1_000 + s as i64)).collect();
+    for cp in &cps {
+        store.put_checkpoint(cp).unwrap();
+    }
+    // Again: a no-op. Another one of the same size: refused.
+    store.put_checkpoint(&cps[1]).unwrap();
+    let resigned = checkpoint_of(&m, 75, 9);
+    assert!(matches!(store.put_checkpoint(&resigned), Err(StoreError::InvalidBatch(_))));
+    // Beyond the head, or not the log's root, head, stream seq or time: refused.
+    let mut beyond = checkpoint_of(&m, 78, 1);
+    beyond.checkpoint.tree_size = 79;
+    assert!(matches!(store.put_checkpoint(&beyond), Err(StoreError::InvalidBatch(_))));
+    for field in 0..4 {
+        let mut bad = checkpoint_of(&m, 40, 1);
+        match field {
+            0 => bad.checkpoint.root_hash[0] ^= 1,
+            1 => bad.checkpoint.head_hash[0] ^= 1,
+            2 => bad.checkpoint.last_stream_seq += 1,
+            _ => bad.checkpoint.last_entry_time_ns += 1,
+        }
+        let r = store.put_checkpoint(&bad);
+        assert!(matches!(r, Err(StoreError::InvalidBatch(_))), "field {field}: {r:?}");
+    }
+    assert_eq!(store.checkpoint(40).unwrap(), None);
+    drop(store);
+    let store = at.open();
+    assert_eq!(store.latest_checkpoint().unwrap().as_ref(), Some(&cps[2]));
+    assert_eq!(store.checkpoint(75).unwrap().as_ref(), Some(&cps[1]));
+    assert_eq!(store.checkpoint(6).unwrap(), None);
+    let all: Vec<_> = store.checkpoints(0, u64::MAX).map(Result::unwrap).collect();
+    assert_eq!(all, cps);
+    let some: Vec<_> = store.checkpoints(6, 78).map(Result::unwrap).collect();
+    assert_eq!(some, cps[1..]);
+    assert_eq!(store.checkpoints(76, 77).count(), 0);
+    assert_eq!(store.checkpoints(9, 2).count(), 0);
+    // The empty log has a checkpoint too.
+    let mem = MemStore::new();
+    mem.put_checkpoint(&checkpoint_of(&Model::default(), 0, 1)).unwrap();
+    assert_eq!(mem.latest_checkpoint().unwrap().map(|c| c.checkpoint.tree_size), Some(0));
+}
+
+#[test]
+fn a_missing_subtree_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Model::default();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        let b = plain_batch(&m.head, m.tree.frontier(), entries_after(&m.head, 200, 8, 0));
+        s.commit(b.clone()).unwrap();
+        m.apply(&b);
+    }
+    {
+        let db = raw_sled(dir.path());
+        let mut key = b"M".to_vec();
+        key.push(STORED_SUBTREE_LEVEL_MIN as u8);
+        key.extend_from_slice(&1u64.to_be_bytes());
+        assert!(db.remove(key).unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    let r = merkle::inclusion_proof(&s, 0, 200);
+    assert!(matches!(r, Err(merkle::ProveError::Source(StoreError::Corrupt { .. }))), "{r:?}");
 }

@@ -24,8 +24,9 @@
 //!    [`crate::catalogue::published`]); then opens the durable outbox there
 //!    with its limits;
 //! 5. connects to NATS in the background (the service starts and takes calls
-//!    while NATS is down) and starts the outbox relay, which first creates the
-//!    `MPP_EVENTS` stream unless `--skip-stream-setup`;
+//!    while NATS is down), as `--nats-user` with the password in
+//!    `--nats-password-file` if given, and starts the outbox relay, which
+//!    first creates the `MPP_EVENTS` stream unless `--skip-stream-setup`;
 //! 6. binds `--grpc-addr` and, if given, `--metrics-addr` (`/metrics`);
 //! 7. puts the standards that are new or have a higher version than the
 //!    recorded ones into the outbox and records them (unchanged ones are not
@@ -59,7 +60,9 @@ use crate::catalogue::{
     load_catalogue, publish_standard_changes, BuiltinCatalogue, CatalogueError, PublishedStandards,
     ServiceStandardSpec, StandardsError,
 };
-use crate::cli::{connect_nats_in_background, init_tracing, CommonArgs, TracingInitError};
+use crate::cli::{
+    connect_nats_in_background, init_tracing, CommonArgs, NatsCredentialsError, TracingInitError,
+};
 use crate::error::KitError;
 use crate::event::{EventBuilder, SystemClock};
 use crate::ids::{PepperError, PinPepper};
@@ -133,6 +136,9 @@ pub enum RunError {
     /// The outbox could not be opened.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    /// `--nats-user` / `--nats-password-file` are unusable.
+    #[error(transparent)]
+    NatsCredentials(#[from] NatsCredentialsError),
     /// The NATS options are unusable (e.g. a malformed URL).
     #[error("cannot set up the NATS client for {url}: {source}")]
     Nats {
@@ -239,6 +245,7 @@ where
     };
     let interceptor = AuthInterceptor::new(auth);
     let pepper = PinPepper::load(args.pin_pepper_file.as_deref())?;
+    let nats_credentials = args.nats_credentials()?;
 
     // Refuse a catalogue the hub would never apply before anything is
     // opened or published (checked again, against the same record, when
@@ -255,7 +262,7 @@ where
         bytes_max: args.outbox_bytes_max,
     };
     let mut outbox = Outbox::open(outbox_config, clock.clone())?;
-    let client = connect_nats_in_background(&args.nats_url, &name)
+    let client = connect_nats_in_background(&args.nats_url, &name, nats_credentials.as_ref())
         .await
         .map_err(|source| RunError::Nats { url: args.nats_url.clone(), source })?;
     outbox.start_relay(
@@ -269,6 +276,7 @@ where
     tracing::info!(
         region = %args.region_code,
         nats = %args.nats_url,
+        nats_user = nats_credentials.as_ref().map_or("(anonymous)", |c| c.user()),
         data_dir = %data_dir.display(),
         catalogue = %args.catalogue_file.as_ref().map_or("built in".into(), |f| f.display().to_string()),
         services = config.standards.len(),

@@ -183,7 +183,7 @@ async fn calls_are_accepted_while_nats_is_down_and_published_in_order_once_it_is
     let mut outbox = open(&OutboxConfig::new(dir.path()));
     // Given a relay pointed at a NATS server that does not exist yet.
     let client =
-        connect_nats_in_background(&format!("nats://127.0.0.1:{port}"), "outbox-test").await.unwrap();
+        connect_nats_in_background(&format!("nats://127.0.0.1:{port}"), "outbox-test", None).await.unwrap();
     outbox.start_relay(client, RelayConfig::default());
     let publisher = outbox.publisher();
 
@@ -267,8 +267,10 @@ async fn shutdown_keeps_what_could_not_be_published_for_the_next_start() {
     let port = free_port().unwrap();
     let url = format!("nats://127.0.0.1:{port}");
     let mut outbox = open(&config);
-    outbox
-        .start_relay(connect_nats_in_background(&url, "outbox-test").await.unwrap(), RelayConfig::default());
+    outbox.start_relay(
+        connect_nats_in_background(&url, "outbox-test", None).await.unwrap(),
+        RelayConfig::default(),
+    );
     let publisher = outbox.publisher();
     let b = builder();
     let mut accepted = Vec::new();
@@ -290,8 +292,10 @@ async fn shutdown_keeps_what_could_not_be_published_for_the_next_start() {
     let mut nats = NatsServer::start_on(port).unwrap();
     let mut outbox = reopen(&config).await;
     assert_eq!(ids(&outbox.entries(0, 1000).unwrap()), accepted_ids(&accepted));
-    outbox
-        .start_relay(connect_nats_in_background(&url, "outbox-test").await.unwrap(), RelayConfig::default());
+    outbox.start_relay(
+        connect_nats_in_background(&url, "outbox-test", None).await.unwrap(),
+        RelayConfig::default(),
+    );
     let newer = outbox.publisher().publish_all(&call_events(&b, 1)).await.unwrap();
     let status = outbox.status();
     wait_until("the outbox is empty", || status.snapshot().depth == 0).await;

@@ -1,355 +1,257 @@
 //! `mpp-sim`: sample traffic for a local MPP Hub. It plays citizens and
-//! counter officers at Disdukcapil, driving realistic journeys through the
-//! agency service's own gRPC API (never NATS directly), and prints each
-//! tracking number with its journey so a person can look the cases up.
-//!
-//! The journeys are chosen deterministically from `--seed` (the ids the
-//! service allocates are not). The first four cases always cover, in order:
-//! a family card (KK) with missing documents that are then brought, a KTP-el
-//! issued and collected, a birth certificate (akta lahir) rejected, and a
-//! withdrawn application.
+//! counter officers: each case is opened at the front office and then filed
+//! into by every agency its journey needs, through the services' own gRPC
+//! APIs. It prints each case's tracking number, PIN, journey and lookup URL.
+//! See `mpp-sim --help` and the library docs (`mpp_sim`).
 
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
-use mpp_proto::agency::dukcapil::v1 as dk;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::interceptor::InterceptedService;
-use tonic::service::Interceptor;
-use tonic::transport::Channel;
+use mpp_sim::plan::Agency;
+use mpp_sim::run::{CASES_MAX, IN_FLIGHT_CASES_MAX};
+use mpp_sim::stack::Target;
+use mpp_sim::{CaseRun, Endpoints, Journey, Pacer, RunConfig, Stack};
 
-use dk::dukcapil_service_client::DukcapilServiceClient;
+const ABOUT: &str = "Drive sample citizen journeys that span agencies through the MPP services' gRPC APIs";
 
-type Client = DukcapilServiceClient<InterceptedService<Channel, Bearer>>;
+const LONG_ABOUT: &str = "\
+Drive sample citizen journeys that span agencies through the MPP services' gRPC APIs.
 
-/// Most cases one run may create.
-const CASES_MAX: u32 = 10_000;
+Every case is opened at the front office (mpp-frontoffice BukaBerkas) with a synthetic citizen: a \
+valid NIK of --region-code (women's birth day + 40), a made-up name and phone number. Each agency \
+then files its application into the case with the tracking number and walks it through its own \
+RPCs. Journeys (--journey):
+
+  usaha-baru  new small business: DPMPTSP NIB + PBG (inspection, retribution, paid, issued), PDAM \
+sambungan (survey, RAB, paid, installation, active), PLN pasang baru (survey, bill, paid, \
+installation, connected)
+  kelahiran   newborn: Disdukcapil akta kelahiran + KK (collected), bank savings account (deposit, \
+card collected)
+  paspor      Imigrasi passport: interview booked and held, PNBP billed and paid, printed, collected
+  tanah       BPN pengecekan sertipikat: PNBP billed and paid, check note collected
+
+Any application may have documents missing (then brought), be left waiting on a payment, \
+documents or an interview (so the case shows what the citizen must do next), be rejected or be \
+withdrawn. The first cases take the journeys in order; later ones are drawn. Everything is \
+deterministic from --seed except what the services allocate (tracking numbers, PINs, ids) and \
+times.
+
+Output (stdout), one tab-separated line per case when its plan is done: tracking number, PIN, \
+journey, lookup URL (--lookup-base + tracking number), and each application's fate \
+(service=fate, +docs when documents were missing). Lines starting with # are comments.
+
+Addresses and tokens: every service has --<service>-addr and --<service>-token (env \
+MPP_<SERVICE>_ADDR, MPP_<SERVICE>_TOKEN); --token (MPP_SIM_TOKEN) is the token for every service \
+without its own. A token's SHA-256 must be in the service's --tokens-file. Only the services the \
+chosen journeys need are contacted.";
 
 /// Flags of `mpp-sim`.
 #[derive(Debug, Parser)]
-#[command(name = "mpp-sim", version, about = "Drive sample citizen journeys through the MPP agency services")]
+#[command(name = "mpp-sim", version, about = ABOUT, long_about = LONG_ABOUT)]
 struct Cli {
-    /// gRPC address of the mpp-dukcapil service.
-    #[arg(long, env = "MPP_DUKCAPIL_ADDR", default_value = "http://127.0.0.1:50061")]
-    dukcapil_addr: String,
     /// How many cases to create (1..=10000).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=CASES_MAX as i64))]
+    #[arg(long, env = "MPP_SIM_CASES", default_value_t = 12,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(CASES_MAX)))]
     cases: u32,
-    /// Seed of the journey choices: the same seed gives the same journeys.
-    #[arg(long, default_value_t = 1771)]
+    /// Seed of every choice: the same seed gives the same journeys, citizens and outcomes.
+    #[arg(long, env = "MPP_SIM_SEED", default_value_t = 1771)]
     seed: u64,
-    /// How long to keep trying to reach the service before giving up, in seconds.
+    /// Pace, in events (RPCs) per second, token-bucket paced; 0 = as fast as the services answer.
+    #[arg(long, env = "MPP_SIM_RATE", default_value_t = 20.0)]
+    rate: f64,
+    /// Only these journeys (repeat the flag or separate with commas):
+    /// usaha-baru, kelahiran, paspor, tanah. Default: all.
+    #[arg(long = "journey", value_delimiter = ',', value_parser = parse_journey)]
+    journeys: Vec<Journey>,
+    /// Cases in progress at once (1..=64); their steps interleave, like citizens at several counters.
+    #[arg(long, default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=IN_FLIGHT_CASES_MAX as i64))]
+    in_flight: u32,
+    /// BPS region code of the MPP (4 digits): the citizens' NIKs are of this region.
+    #[arg(long, env = "MPP_REGION_CODE", default_value = "1771", value_parser = parse_region)]
+    region_code: String,
+    /// Prefix of the printed lookup URL; the tracking number is appended.
+    #[arg(long, env = "MPP_LOOKUP_BASE", default_value = "http://127.0.0.1:8080/api/v1/cases/")]
+    lookup_base: String,
+    /// How long to wait for the services to accept connections at start, in seconds.
     #[arg(long, default_value_t = 30)]
     connect_timeout_secs: u64,
-    /// If set, print this prefix followed by each tracking number (e.g.
-    /// `http://127.0.0.1:8080/api/v1/cases/`), a ready-made lookup URL.
+    /// Print each case's plan (every RPC in order) and contact nothing.
     #[arg(long)]
-    lookup_base: Option<String>,
-    /// Bearer token of this client system at the agency service (its SHA-256
-    /// must be in the service's --tokens-file). Not needed when the service
-    /// runs with --insecure-no-auth.
-    #[arg(long, env = "MPP_DUKCAPIL_TOKEN", hide_env_values = true)]
+    dry_run: bool,
+
+    /// gRPC address of mpp-frontoffice.
+    #[arg(long, env = "MPP_FRONTOFFICE_ADDR", default_value = "http://127.0.0.1:50060")]
+    frontoffice_addr: String,
+    /// gRPC address of mpp-dukcapil.
+    #[arg(long, env = "MPP_DUKCAPIL_ADDR", default_value = "http://127.0.0.1:50061")]
+    dukcapil_addr: String,
+    /// gRPC address of mpp-imigrasi.
+    #[arg(long, env = "MPP_IMIGRASI_ADDR", default_value = "http://127.0.0.1:50062")]
+    imigrasi_addr: String,
+    /// gRPC address of mpp-bpn.
+    #[arg(long, env = "MPP_BPN_ADDR", default_value = "http://127.0.0.1:50063")]
+    bpn_addr: String,
+    /// gRPC address of mpp-pln.
+    #[arg(long, env = "MPP_PLN_ADDR", default_value = "http://127.0.0.1:50064")]
+    pln_addr: String,
+    /// gRPC address of mpp-pdam.
+    #[arg(long, env = "MPP_PDAM_ADDR", default_value = "http://127.0.0.1:50065")]
+    pdam_addr: String,
+    /// gRPC address of mpp-bank.
+    #[arg(long, env = "MPP_BANK_ADDR", default_value = "http://127.0.0.1:50066")]
+    bank_addr: String,
+    /// gRPC address of mpp-dpmptsp.
+    #[arg(long, env = "MPP_DPMPTSP_ADDR", default_value = "http://127.0.0.1:50067")]
+    dpmptsp_addr: String,
+
+    /// Bearer token for every service without its own --<service>-token.
+    #[arg(long, env = "MPP_SIM_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Pseudonymous id of the counter officer recorded on each step.
-    #[arg(long, default_value = "petugas-sim-01")]
-    officer: String,
+    /// Bearer token at mpp-frontoffice.
+    #[arg(long, env = "MPP_FRONTOFFICE_TOKEN", hide_env_values = true)]
+    frontoffice_token: Option<String>,
+    /// Bearer token at mpp-dukcapil.
+    #[arg(long, env = "MPP_DUKCAPIL_TOKEN", hide_env_values = true)]
+    dukcapil_token: Option<String>,
+    /// Bearer token at mpp-imigrasi.
+    #[arg(long, env = "MPP_IMIGRASI_TOKEN", hide_env_values = true)]
+    imigrasi_token: Option<String>,
+    /// Bearer token at mpp-bpn.
+    #[arg(long, env = "MPP_BPN_TOKEN", hide_env_values = true)]
+    bpn_token: Option<String>,
+    /// Bearer token at mpp-pln.
+    #[arg(long, env = "MPP_PLN_TOKEN", hide_env_values = true)]
+    pln_token: Option<String>,
+    /// Bearer token at mpp-pdam.
+    #[arg(long, env = "MPP_PDAM_TOKEN", hide_env_values = true)]
+    pdam_token: Option<String>,
+    /// Bearer token at mpp-bank.
+    #[arg(long, env = "MPP_BANK_TOKEN", hide_env_values = true)]
+    bank_token: Option<String>,
+    /// Bearer token at mpp-dpmptsp.
+    #[arg(long, env = "MPP_DPMPTSP_TOKEN", hide_env_values = true)]
+    dpmptsp_token: Option<String>,
 }
 
-/// Sends `authorization: Bearer <token>` with every call, if a token is set.
-#[derive(Debug, Clone)]
-struct Bearer(Option<MetadataValue<Ascii>>);
+fn parse_journey(s: &str) -> Result<Journey, String> {
+    Journey::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = Journey::ALL.iter().map(|j| j.name()).collect();
+        format!("unknown journey {s:?}; use one of {}", names.join(", "))
+    })
+}
 
-impl Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
+fn parse_region(s: &str) -> Result<String, String> {
+    if s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0') {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?} is not a BPS region code (4 digits, e.g. 1771)"))
+    }
+}
+
+impl Cli {
+    fn endpoints(&self) -> Endpoints {
+        let mut e = Endpoints::default();
+        let shared = self.token.as_ref();
+        let pairs = [
+            (Agency::FrontOffice, &self.frontoffice_addr, &self.frontoffice_token),
+            (Agency::Dukcapil, &self.dukcapil_addr, &self.dukcapil_token),
+            (Agency::Imigrasi, &self.imigrasi_addr, &self.imigrasi_token),
+            (Agency::Bpn, &self.bpn_addr, &self.bpn_token),
+            (Agency::Pln, &self.pln_addr, &self.pln_token),
+            (Agency::Pdam, &self.pdam_addr, &self.pdam_token),
+            (Agency::Bank, &self.bank_addr, &self.bank_token),
+            (Agency::Dpmptsp, &self.dpmptsp_addr, &self.dpmptsp_token),
+        ];
+        for (agency, addr, token) in pairs {
+            let token = token.as_ref().or(shared).cloned();
+            e.set(agency, Target { addr: addr.clone(), token });
         }
-        Ok(req)
+        e
     }
 }
 
-/// SplitMix64: a tiny deterministic generator for the journey choices.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
+fn print_case(case: &CaseRun, lookup_base: &str) {
+    let tn = case.tracking_number().unwrap_or("-");
+    println!(
+        "{tn}\t{}\t{}\t{lookup_base}{tn}\t{}",
+        case.pin().unwrap_or("-"),
+        case.plan().journey,
+        case.plan().summary()
+    );
 }
 
-/// The journeys the simulator knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Journey {
-    /// KK: documents missing, then brought; verified, printed (waiting for collection).
-    KkMissingDocuments,
-    /// KTP-el: verified, printed, collected.
-    KtpIssuedCollected,
-    /// Akta kelahiran: verified, rejected.
-    AktaRejected,
-    /// KK: documents missing, then withdrawn by the citizen.
-    KkWithdrawn,
-    /// KK: documents missing and not yet brought (the citizen must act).
-    KkWaitingOnCitizen,
-    /// KK and KTP-el in one case: KTP-el in review, KK just filed.
-    TwoApplications,
-}
-
-impl Journey {
-    const ALL: [Journey; 6] = [
-        Journey::KkMissingDocuments,
-        Journey::KtpIssuedCollected,
-        Journey::AktaRejected,
-        Journey::KkWithdrawn,
-        Journey::KkWaitingOnCitizen,
-        Journey::TwoApplications,
-    ];
-
-    fn describe(self) -> &'static str {
-        match self {
-            Journey::KkMissingDocuments => {
-                "KK: dokumen kurang, lalu dilengkapi; diverifikasi, dicetak (siap diambil)"
+fn print_plan(config: &RunConfig, index: u32) {
+    let plan = config.plan_case(index);
+    println!("# case #{index}: {} ({})", plan.journey, plan.summary());
+    let ends = plan.round_ends();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let who = match step.app.and_then(|a| plan.service(a)) {
+            Some(s) => {
+                let rpc = mpp_sim::stack::rpc_name(s, &step.action).unwrap_or("?");
+                format!("mpp-{} {}/{} {rpc}", s.agency_id(), s.service_id(), step.action.event_type())
             }
-            Journey::KtpIssuedCollected => "KTP-el: diverifikasi, dicetak, diambil",
-            Journey::AktaRejected => "Akta kelahiran: diverifikasi, ditolak",
-            Journey::KkWithdrawn => "KK: dokumen kurang, lalu dibatalkan pemohon",
-            Journey::KkWaitingOnCitizen => "KK: menunggu kelengkapan dokumen dari pemohon",
-            Journey::TwoApplications => "KK + KTP-el dalam satu berkas: KTP-el diproses, KK diterima",
-        }
-    }
-}
-
-/// The journey of case `i`: the first four are fixed, the rest seeded.
-fn journey_for(i: u32, rng: &mut Rng) -> Journey {
-    match i {
-        0..=3 => Journey::ALL[i as usize],
-        _ => Journey::ALL[rng.below(Journey::ALL.len() as u64) as usize],
-    }
-}
-
-/// One simulated counter: the gRPC client and the officer id.
-#[derive(Debug)]
-struct Counter {
-    client: Client,
-    officer: String,
-    events: usize,
-}
-
-impl Counter {
-    fn langkah(&self, tn: &str, app: &str) -> dk::Langkah {
-        dk::Langkah {
-            nomor_berkas: tn.to_owned(),
-            nomor_permohonan: app.to_owned(),
-            petugas: self.officer.clone(),
-        }
-    }
-
-    async fn ajukan(
-        &mut self,
-        nomor_berkas: &str,
-        layanan: dk::Layanan,
-        dokumen: &[&str],
-    ) -> Result<(String, String)> {
-        let r = self
-            .client
-            .ajukan_permohonan(dk::Permohonan {
-                nomor_berkas: nomor_berkas.to_owned(),
-                layanan: layanan as i32,
-                dokumen: dokumen.iter().map(|d| (*d).to_owned()).collect(),
-                petugas: self.officer.clone(),
-            })
-            .await
-            .map_err(|s| status_error("AjukanPermohonan", &s))?
-            .into_inner();
-        ensure!(
-            !r.nomor_berkas.is_empty() && !r.nomor_permohonan.is_empty(),
-            "AjukanPermohonan answered {r:?}"
-        );
-        self.events += r.event_ids.len();
-        Ok((r.nomor_berkas, r.nomor_permohonan))
-    }
-
-    async fn minta(&mut self, tn: &str, app: &str) -> Result<()> {
-        let req = dk::KekuranganBerkas {
-            langkah: Some(self.langkah(tn, app)),
-            dokumen: vec!["akta nikah".to_owned(), "surat keterangan pindah".to_owned()],
-            loket: "Loket 3 Disdukcapil, MPP Kota Bengkulu".to_owned(),
-            catatan: "Bawa dokumen asli dan satu fotokopi".to_owned(),
+            None => "mpp-frontoffice BukaBerkas".to_owned(),
         };
-        self.client.minta_kelengkapan(req).await.map_err(|s| status_error("MintaKelengkapan", &s))?;
-        self.events += 1;
-        Ok(())
-    }
-
-    async fn terima(&mut self, tn: &str, app: &str) -> Result<()> {
-        let req = dk::BerkasDilengkapi {
-            langkah: Some(self.langkah(tn, app)),
-            dokumen: vec!["akta nikah".to_owned(), "surat keterangan pindah".to_owned()],
-        };
-        self.client.terima_kelengkapan(req).await.map_err(|s| status_error("TerimaKelengkapan", &s))?;
-        self.events += 1;
-        Ok(())
-    }
-
-    async fn verifikasi(&mut self, tn: &str, app: &str) -> Result<()> {
-        let req = self.langkah(tn, app);
-        self.client.mulai_verifikasi(req).await.map_err(|s| status_error("MulaiVerifikasi", &s))?;
-        self.events += 1;
-        Ok(())
-    }
-
-    async fn cetak(&mut self, tn: &str, app: &str, register: &str) -> Result<()> {
-        let req =
-            dk::DokumenDicetak { langkah: Some(self.langkah(tn, app)), nomor_register: register.to_owned() };
-        self.client.cetak_dokumen(req).await.map_err(|s| status_error("CetakDokumen", &s))?;
-        self.events += 1;
-        Ok(())
-    }
-
-    async fn serahkan(&mut self, tn: &str, app: &str) -> Result<()> {
-        let req = self.langkah(tn, app);
-        self.client.serahkan_dokumen(req).await.map_err(|s| status_error("SerahkanDokumen", &s))?;
-        self.events += 1;
-        Ok(())
-    }
-
-    async fn tolak(&mut self, tn: &str, app: &str) -> Result<()> {
-        let req = dk::Penolakan {
-            langkah: Some(self.langkah(tn, app)),
-            kode_alasan: "DATA_TIDAK_SESUAI".to_owned(),
-            alasan: "Nama ayah pada surat keterangan lahir tidak sesuai dengan KK".to_owned(),
-        };
-        self.client.tolak_permohonan(req).await.map_err(|s| status_error("TolakPermohonan", &s))?;
-        self.events += 1;
-        Ok(())
-    }
-
-    async fn batalkan(&mut self, tn: &str, app: &str) -> Result<()> {
-        let req = self.langkah(tn, app);
-        self.client.batalkan_permohonan(req).await.map_err(|s| status_error("BatalkanPermohonan", &s))?;
-        self.events += 1;
-        Ok(())
-    }
-
-    /// Drives one journey for a new case; returns its tracking number.
-    async fn run(&mut self, journey: Journey, n: u32) -> Result<String> {
-        let register = format!("SIM/{n:05}");
-        match journey {
-            Journey::KkMissingDocuments => {
-                let (tn, app) =
-                    self.ajukan("", dk::Layanan::Kk, &["surat pengantar RT/RW", "KK lama"]).await?;
-                self.minta(&tn, &app).await?;
-                self.terima(&tn, &app).await?;
-                self.verifikasi(&tn, &app).await?;
-                self.cetak(&tn, &app, &register).await?;
-                Ok(tn)
-            }
-            Journey::KtpIssuedCollected => {
-                let (tn, app) = self.ajukan("", dk::Layanan::KtpEl, &["kartu keluarga"]).await?;
-                self.verifikasi(&tn, &app).await?;
-                self.cetak(&tn, &app, &register).await?;
-                self.serahkan(&tn, &app).await?;
-                Ok(tn)
-            }
-            Journey::AktaRejected => {
-                let (tn, app) = self
-                    .ajukan("", dk::Layanan::AktaLahir, &["surat keterangan lahir", "kartu keluarga"])
-                    .await?;
-                self.verifikasi(&tn, &app).await?;
-                self.tolak(&tn, &app).await?;
-                Ok(tn)
-            }
-            Journey::KkWithdrawn => {
-                let (tn, app) = self.ajukan("", dk::Layanan::Kk, &["surat pengantar RT/RW"]).await?;
-                self.minta(&tn, &app).await?;
-                self.batalkan(&tn, &app).await?;
-                Ok(tn)
-            }
-            Journey::KkWaitingOnCitizen => {
-                let (tn, app) = self.ajukan("", dk::Layanan::Kk, &["surat pengantar RT/RW"]).await?;
-                self.minta(&tn, &app).await?;
-                Ok(tn)
-            }
-            Journey::TwoApplications => {
-                let (tn, _kk) = self.ajukan("", dk::Layanan::Kk, &["surat pengantar RT/RW"]).await?;
-                let (_, ktp) = self.ajukan(&tn, dk::Layanan::KtpEl, &["kartu keluarga"]).await?;
-                self.verifikasi(&tn, &ktp).await?;
-                Ok(tn)
-            }
-        }
-    }
-}
-
-fn status_error(rpc: &str, s: &tonic::Status) -> anyhow::Error {
-    let reason = s.metadata().get("mpp-reason-code").and_then(|v| v.to_str().ok()).unwrap_or("-");
-    anyhow::anyhow!("{rpc} failed: {:?}: {} (reason {reason})", s.code(), s.message())
-}
-
-/// Connects, retrying until `timeout` passes (the service may still be starting).
-async fn connect(addr: &str, timeout: Duration, token: Option<&str>) -> Result<Client> {
-    let endpoint = Channel::from_shared(addr.to_owned()).with_context(|| format!("bad address {addr}"))?;
-    let bearer = Bearer(match token {
-        Some(t) => Some(format!("Bearer {t}").parse().context("the token is not printable ASCII")?),
-        None => None,
-    });
-    let start = Instant::now();
-    loop {
-        match endpoint.connect().await {
-            Ok(channel) => return Ok(DukcapilServiceClient::with_interceptor(channel, bearer)),
-            Err(e) if start.elapsed() >= timeout => {
-                bail!("cannot reach mpp-dukcapil at {addr} after {timeout:?}: {e}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
+        let end = if ends.contains(&(i + 1)) { "   <- end of visit" } else { "" };
+        println!("  {i:>3} visit {} {who}{end}", step.round);
     }
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    let client =
-        connect(&cli.dukcapil_addr, Duration::from_secs(cli.connect_timeout_secs), cli.token.as_deref())
-            .await?;
-    let mut counter = Counter { client, officer: cli.officer.clone(), events: 0 };
-    let mut rng = Rng(cli.seed);
-    println!("# mpp-sim: {} cases, seed {}, via {}", cli.cases, cli.seed, cli.dukcapil_addr);
-    for i in 0..cli.cases {
-        let journey = journey_for(i, &mut rng);
-        let tn = counter.run(journey, i).await.with_context(|| format!("case #{i} ({journey:?})"))?;
-        match &cli.lookup_base {
-            Some(base) => println!("{tn}\t{}\t{base}{tn}", journey.describe()),
-            None => println!("{tn}\t{}", journey.describe()),
+    let config = RunConfig {
+        cases: cli.cases,
+        seed: cli.seed,
+        journeys: cli.journeys.clone(),
+        region: cli.region_code.clone(),
+        in_flight: cli.in_flight as usize,
+    };
+    let journeys = config.journeys();
+    let names: Vec<&str> = journeys.iter().map(|j| j.name()).collect();
+    if cli.dry_run {
+        for i in 0..cli.cases {
+            print_plan(&config, i);
+        }
+        return Ok(());
+    }
+    let mut pacer = Pacer::new(cli.rate).context("--rate")?;
+    let mut stack = Stack::connect_lazy(cli.endpoints())?;
+    let mut needed: Vec<Agency> = vec![Agency::FrontOffice];
+    for j in &journeys {
+        for s in j.services() {
+            if !needed.contains(&s.agency()) {
+                needed.push(s.agency());
+            }
         }
     }
-    println!("# {} events accepted by mpp-dukcapil", counter.events);
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_four_journeys_are_fixed_and_the_rest_follow_the_seed() {
-        let pick = |seed| {
-            let mut rng = Rng(seed);
-            (0..20).map(|i| journey_for(i, &mut rng)).collect::<Vec<_>>()
-        };
-        let a = pick(7);
-        assert_eq!(a[..4], Journey::ALL[..4]);
-        assert_eq!(a, pick(7));
-        assert_ne!(a, pick(8));
+    stack.wait_reachable(&needed, Duration::from_secs(cli.connect_timeout_secs)).await?;
+    let rate = if cli.rate == 0.0 { "unpaced".to_owned() } else { format!("{} events/s", cli.rate) };
+    println!(
+        "# mpp-sim: {} cases, seed {}, {rate}, {} in flight, journeys {}",
+        cli.cases,
+        cli.seed,
+        cli.in_flight,
+        names.join(",")
+    );
+    println!("# tracking_number\tpin\tjourney\tlookup_url\tapplications");
+    let started = Instant::now();
+    let summary = mpp_sim::run(&config, &mut stack, &mut pacer, |case| print_case(case, &cli.lookup_base))
+        .await
+        .context("the simulation stopped")?;
+    if summary.cases != cli.cases {
+        bail!("{} of {} cases finished", summary.cases, cli.cases);
     }
+    println!(
+        "# {} cases, {} events accepted by the services in {:.1} s",
+        summary.cases,
+        summary.events,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

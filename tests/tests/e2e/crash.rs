@@ -147,7 +147,7 @@ async fn kill9_hub_repeatedly_loses_nothing_and_applies_nothing_twice() -> Resul
 
     // Every journey reads back in its final state.
     for j in &acked.journeys {
-        let (status, v) = hub.case_json(&j.tracking_number).await?;
+        let (status, v) = hub.case_json(&j.tracking_number, mpp_tests::pin::TEST_PIN).await?;
         ensure!(status == 200, "case {} missing after crashes: {status} {v}", j.tracking_number);
         let state = v.pointer("/applications/0/state").and_then(|s| s.as_str()).unwrap_or("");
         let timeline = v.pointer("/applications/0/timeline").and_then(|t| t.as_array()).map_or(0, Vec::len);

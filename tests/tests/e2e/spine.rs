@@ -53,6 +53,8 @@ struct ExpectedApp {
 #[derive(Debug, Clone)]
 struct ExpectedCase {
     tracking_number: String,
+    /// The lookup PIN mpp-dukcapil answered when it opened the case.
+    pin: String,
     status: &'static str,
     apps: Vec<ExpectedApp>,
 }
@@ -92,7 +94,7 @@ async fn ajukan(
     nomor_berkas: &str,
     layanan: dk::Layanan,
     dokumen: &[&str],
-) -> Result<(String, String)> {
+) -> Result<(String, String, String)> {
     let r = ret(
         c.ajukan_permohonan(dk::Permohonan {
             nomor_berkas: nomor_berkas.to_owned(),
@@ -110,8 +112,15 @@ async fn ajukan(
         r.event_ids.len()
     );
     ensure!(nomor_berkas.is_empty() || r.nomor_berkas == nomor_berkas, "answered another case: {r:?}");
+    let pin_ok = r.pin.len() == 6 && r.pin.bytes().all(|b| b.is_ascii_digit());
+    ensure!(
+        if nomor_berkas.is_empty() { pin_ok } else { r.pin.is_empty() },
+        "AjukanPermohonan (nomor_berkas {nomor_berkas:?}) answered PIN {:?}: a new case needs 6 digits, \
+         an existing one none",
+        r.pin
+    );
     answers.event_ids.extend(r.event_ids);
-    Ok((r.nomor_berkas, r.nomor_permohonan))
+    Ok((r.nomor_berkas, r.nomor_permohonan, r.pin))
 }
 
 async fn minta(c: &mut Dukcapil, a: &mut Answers, tn: &str, app: &str) -> Result<()> {
@@ -190,7 +199,7 @@ async fn journey(c: &mut Dukcapil, a: &mut Answers, kind: usize) -> Result<Expec
     match kind {
         // Kartu Keluarga: documents missing, brought, verified, printed, collected.
         0 => {
-            let (tn, id) = ajukan(c, a, "", dk::Layanan::Kk, &["surat pengantar RT/RW"]).await?;
+            let (tn, id, pin) = ajukan(c, a, "", dk::Layanan::Kk, &["surat pengantar RT/RW"]).await?;
             minta(c, a, &tn, &id).await?;
             terima(c, a, &tn, &id).await?;
             verifikasi(c, a, &tn, &id).await?;
@@ -200,56 +209,61 @@ async fn journey(c: &mut Dukcapil, a: &mut Answers, kind: usize) -> Result<Expec
                 [FILED, "documents_requested", "documents_received", "review_started", "issued", "collected"];
             Ok(ExpectedCase {
                 tracking_number: tn,
+                pin,
                 status: "done",
                 apps: vec![app(id, "kk", "collected", S::Collected, &types)],
             })
         }
         // KTP-el: verified, printed, collected.
         1 => {
-            let (tn, id) = ajukan(c, a, "", dk::Layanan::KtpEl, &["kartu keluarga"]).await?;
+            let (tn, id, pin) = ajukan(c, a, "", dk::Layanan::KtpEl, &["kartu keluarga"]).await?;
             verifikasi(c, a, &tn, &id).await?;
             cetak(c, a, &tn, &id).await?;
             serahkan(c, a, &tn, &id).await?;
             let types = [FILED, "review_started", "issued", "collected"];
             Ok(ExpectedCase {
                 tracking_number: tn,
+                pin,
                 status: "done",
                 apps: vec![app(id, "ktp-el", "collected", S::Collected, &types)],
             })
         }
         // Akta kelahiran: verified, then rejected.
         2 => {
-            let (tn, id) = ajukan(c, a, "", dk::Layanan::AktaLahir, &["surat keterangan lahir"]).await?;
+            let (tn, id, pin) = ajukan(c, a, "", dk::Layanan::AktaLahir, &["surat keterangan lahir"]).await?;
             verifikasi(c, a, &tn, &id).await?;
             tolak(c, a, &tn, &id).await?;
             let types = [FILED, "review_started", "rejected"];
             Ok(ExpectedCase {
                 tracking_number: tn,
+                pin,
                 status: "done",
                 apps: vec![app(id, "akta-lahir", "rejected", S::Rejected, &types)],
             })
         }
         // Kartu Keluarga: documents missing, then withdrawn.
         3 => {
-            let (tn, id) = ajukan(c, a, "", dk::Layanan::Kk, &["surat pengantar RT/RW"]).await?;
+            let (tn, id, pin) = ajukan(c, a, "", dk::Layanan::Kk, &["surat pengantar RT/RW"]).await?;
             minta(c, a, &tn, &id).await?;
             batalkan(c, a, &tn, &id).await?;
             let types = [FILED, "documents_requested", "withdrawn"];
             Ok(ExpectedCase {
                 tracking_number: tn,
+                pin,
                 status: "done",
                 apps: vec![app(id, "kk", "withdrawn", S::Withdrawn, &types)],
             })
         }
         // Two applications in one case: KK issued, KTP-el waiting on documents.
         _ => {
-            let (tn, kk) = ajukan(c, a, "", dk::Layanan::Kk, &["surat pengantar RT/RW"]).await?;
-            let (_, ktp) = ajukan(c, a, &tn, dk::Layanan::KtpEl, &["kartu keluarga"]).await?;
+            let (tn, kk, pin) = ajukan(c, a, "", dk::Layanan::Kk, &["surat pengantar RT/RW"]).await?;
+            let (_, ktp, _) = ajukan(c, a, &tn, dk::Layanan::KtpEl, &["kartu keluarga"]).await?;
             verifikasi(c, a, &tn, &kk).await?;
             cetak(c, a, &tn, &kk).await?;
             minta(c, a, &tn, &ktp).await?;
             Ok(ExpectedCase {
                 tracking_number: tn,
+                pin,
                 status: "action_needed",
                 apps: vec![
                     app(kk, "kk", "issued", S::Issued, &[FILED, "review_started", "issued"]),
@@ -327,17 +341,33 @@ fn reason_of(status: &tonic::Status) -> String {
     status.metadata().get("mpp-reason-code").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
 }
 
-/// Lookups of numbers that are mistyped, malformed or unknown fail with
-/// their reason codes over HTTP and gRPC.
-async fn check_lookup_errors(hub: &HubProcess, any_tn: &str) -> Result<()> {
+/// A PIN that differs from `pin` (six digits either way).
+fn other_pin(pin: &str) -> String {
+    pin.bytes().map(|b| char::from(b'0' + (b.wrapping_sub(b'0') + 1) % 10)).collect()
+}
+
+/// Lookups of numbers that are mistyped, malformed or unknown, and of a
+/// known case with a wrong PIN, fail with their reason codes over HTTP and
+/// gRPC; an unknown case and a wrong PIN get the same answer.
+async fn check_lookup_errors(hub: &HubProcess, any: &ExpectedCase) -> Result<()> {
+    let (any_tn, pin) = (any.tracking_number.as_str(), any.pin.as_str());
+    let wrong_pin = other_pin(pin);
     let bad = with_bad_check_digit(any_tn);
     let unknown = tracking_number(1771, 9_999_999_999)?;
-    for (tn, status, code) in [
-        (bad.as_str(), 400, "BAD_CHECK_DIGIT"),
-        ("1771-12", 400, "MALFORMED_TRACKING_NUMBER"),
-        (unknown.as_str(), 404, "CASE_NOT_FOUND"),
+    let unknown_answer = hub.case_json(&unknown, pin).await?;
+    let wrong_pin_answer = hub.case_json(any_tn, &wrong_pin).await?;
+    ensure!(
+        unknown_answer == wrong_pin_answer,
+        "an unknown case and a wrong PIN must get the same answer: {unknown_answer:?} vs {wrong_pin_answer:?}"
+    );
+    for (tn, pin, status, code) in [
+        (bad.as_str(), pin, 400, "BAD_CHECK_DIGIT"),
+        ("1771-12", pin, 400, "MALFORMED_TRACKING_NUMBER"),
+        (unknown.as_str(), pin, 404, "CASE_NOT_FOUND"),
+        (any_tn, wrong_pin.as_str(), 404, "CASE_NOT_FOUND"),
+        (any_tn, "", 400, "PIN_REQUIRED"),
     ] {
-        let (got_status, body) = hub.case_json(tn).await?;
+        let (got_status, body) = hub.case_json(tn, pin).await?;
         let got_code = body.pointer("/error/code").and_then(|c| c.as_str()).unwrap_or("");
         ensure!(
             got_status == status && got_code == code,
@@ -345,11 +375,14 @@ async fn check_lookup_errors(hub: &HubProcess, any_tn: &str) -> Result<()> {
         );
     }
     let mut cases = CasesServiceClient::connect(hub.grpc_endpoint()).await?;
-    for (tn, code, reason) in [
-        (bad.as_str(), tonic::Code::InvalidArgument, "BAD_CHECK_DIGIT"),
-        (unknown.as_str(), tonic::Code::NotFound, "CASE_NOT_FOUND"),
+    for (tn, pin, code, reason) in [
+        (bad.as_str(), pin, tonic::Code::InvalidArgument, "BAD_CHECK_DIGIT"),
+        (unknown.as_str(), pin, tonic::Code::NotFound, "CASE_NOT_FOUND"),
+        (any_tn, wrong_pin.as_str(), tonic::Code::NotFound, "CASE_NOT_FOUND"),
+        (any_tn, "", tonic::Code::InvalidArgument, "PIN_REQUIRED"),
     ] {
-        match cases.get_case(GetCaseRequest { tracking_number: tn.to_owned() }).await {
+        let request = GetCaseRequest { tracking_number: tn.to_owned(), pin: pin.to_owned() };
+        match cases.get_case(request).await {
             Ok(r) => bail!("GetCase({tn}) answered a case: {:?}", r.into_inner()),
             Err(s) => ensure!(
                 s.code() == code && reason_of(&s) == reason,
@@ -439,7 +472,7 @@ async fn thousand_events_through_dukcapil_are_all_visible_with_exact_counts() ->
     let mut failed: Vec<(String, String)> = Vec::new();
     for want in &expected {
         let tn = &want.tracking_number;
-        let (status, body) = hub.case_json(tn).await?;
+        let (status, body) = hub.case_json(tn, &want.pin).await?;
         let http = if status == 200 {
             check_case_json(want, &body)
         } else {
@@ -450,7 +483,7 @@ async fn thousand_events_through_dukcapil_are_all_visible_with_exact_counts() ->
             continue;
         }
         let view = grpc
-            .get_case(GetCaseRequest { tracking_number: tn.clone() })
+            .get_case(GetCaseRequest { tracking_number: tn.clone(), pin: want.pin.clone() })
             .await
             .with_context(|| format!("gRPC GetCase {tn}"))?
             .into_inner();
@@ -458,7 +491,7 @@ async fn thousand_events_through_dukcapil_are_all_visible_with_exact_counts() ->
             failed.push((tn.clone(), format!("gRPC: {e:#}")));
         }
     }
-    check_lookup_errors(&hub, &expected[0].tracking_number).await?;
+    check_lookup_errors(&hub, &expected[0]).await?;
     let ready = hub.get("/readyz").await?;
     ensure!(ready.status == 200, "hub not ready after the run: {} {}", ready.status, ready.text());
 

@@ -1,0 +1,586 @@
+//! Every string the tracking page shows, in Bahasa Indonesia (the default)
+//! and English, plus the formatting of dates, times and rupiah amounts in
+//! each language. Templates only place these strings; they hold no prose.
+
+use mpp_core::calendar::Date;
+use mpp_core::{AppState, CaseStatus, EventKind};
+use serde::Serialize;
+
+/// A language of the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Lang {
+    /// Bahasa Indonesia (default).
+    Id,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// `en` (any case) is English; anything else, or nothing, is Indonesian.
+    pub fn parse(s: Option<&str>) -> Lang {
+        match s {
+            Some(v) if v.trim().eq_ignore_ascii_case("en") => Lang::En,
+            _ => Lang::Id,
+        }
+    }
+
+    /// The BCP 47 code for the `lang` attribute and the `lang` parameter.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Id => "id",
+            Lang::En => "en",
+        }
+    }
+
+    /// The other language (the switch).
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Id => Lang::En,
+            Lang::En => Lang::Id,
+        }
+    }
+
+    /// The strings of this language.
+    pub fn text(self) -> &'static Text {
+        match self {
+            Lang::Id => &ID,
+            Lang::En => &EN,
+        }
+    }
+}
+
+/// The page's fixed strings.
+#[derive(Debug, Serialize)]
+pub struct Text {
+    /// Name of this language, in itself (shown on the switch to it).
+    pub language_name: &'static str,
+    /// Label of the language switch.
+    pub switch_label: &'static str,
+    /// Site name in the header.
+    pub site_name: &'static str,
+    /// Skip link.
+    pub skip_to_content: &'static str,
+    /// Title of the lookup form.
+    pub form_title: &'static str,
+    /// Introduction of the lookup form.
+    pub form_intro: &'static str,
+    /// Label of the tracking number field.
+    pub tracking_number_label: &'static str,
+    /// Hint below the tracking number field.
+    pub tracking_number_hint: &'static str,
+    /// Label of the PIN field.
+    pub pin_label: &'static str,
+    /// Hint below the PIN field.
+    pub pin_hint: &'static str,
+    /// Submit button.
+    pub submit: &'static str,
+    /// Shown on `/lacak/{tn}` above the PIN form.
+    pub pin_prompt: &'static str,
+    /// Title of the case page.
+    pub case_title: &'static str,
+    /// "Tracking number" as a caption.
+    pub tracking_number_caption: &'static str,
+    /// Heading of the overall status.
+    pub status_heading: &'static str,
+    /// Heading of the next actions.
+    pub next_heading: &'static str,
+    /// No action needed now.
+    pub next_none: &'static str,
+    /// Heading of the applications.
+    pub applications_heading: &'static str,
+    /// Caption: agency.
+    pub agency_caption: &'static str,
+    /// Caption: state.
+    pub state_caption: &'static str,
+    /// Caption: filed on.
+    pub filed_caption: &'static str,
+    /// Caption: due date.
+    pub due_caption: &'static str,
+    /// Overdue mark.
+    pub overdue_mark: &'static str,
+    /// The clock is stopped while waiting on the citizen.
+    pub paused_note: &'static str,
+    /// Heading of the timeline (summary of the details element).
+    pub timeline_heading: &'static str,
+    /// Heading of the access history.
+    pub access_heading: &'static str,
+    /// Explains the access history.
+    pub access_intro: &'static str,
+    /// No access recorded.
+    pub access_none: &'static str,
+    /// Caption: documents.
+    pub documents_caption: &'static str,
+    /// Caption: where.
+    pub place_caption: &'static str,
+    /// Caption: amount.
+    pub amount_caption: &'static str,
+    /// Caption: billing code.
+    pub billing_caption: &'static str,
+    /// Caption: when.
+    pub when_caption: &'static str,
+    /// Caption: for which application.
+    pub for_caption: &'static str,
+    /// Link to the receipt.
+    pub receipt_link: &'static str,
+    /// Link to look up another case.
+    pub other_case_link: &'static str,
+    /// Note that the page updates itself.
+    pub live_note: &'static str,
+    /// Caption: last change.
+    pub updated_caption: &'static str,
+    /// Title of the receipt page.
+    pub receipt_title: &'static str,
+    /// Receipt text.
+    pub receipt_intro: &'static str,
+    /// Where the PIN is.
+    pub receipt_pin_note: &'static str,
+    /// Accessible label of the QR code.
+    pub qr_label: &'static str,
+    /// Print button text.
+    pub print: &'static str,
+    /// The generic answer for an unknown case or a wrong PIN.
+    pub not_found: &'static str,
+    /// Bad check digit.
+    pub bad_check_digit: &'static str,
+    /// Malformed tracking number.
+    pub malformed_tracking_number: &'static str,
+    /// No PIN.
+    pub pin_required: &'static str,
+    /// Malformed PIN.
+    pub malformed_pin: &'static str,
+    /// A field too long.
+    pub too_long: &'static str,
+    /// The form could not be read.
+    pub bad_form: &'static str,
+    /// Rate limited: before the seconds.
+    pub rate_limited: &'static str,
+    /// Locked: before the minutes.
+    pub locked: &'static str,
+    /// The hub cannot answer.
+    pub unavailable: &'static str,
+    /// Unknown page.
+    pub page_not_found: &'static str,
+    /// Seconds (after a number).
+    pub seconds: &'static str,
+    /// Minutes (after a number).
+    pub minutes: &'static str,
+    /// "working days left" (after a number).
+    pub working_days_left: &'static str,
+    /// "working days late" (after a number).
+    pub working_days_late: &'static str,
+    /// "service standard" (before a number of working days).
+    pub standard_caption: &'static str,
+    /// "working days" (after a number).
+    pub working_days: &'static str,
+    /// Finished on time.
+    pub finished_on_time: &'static str,
+    /// Finished late.
+    pub finished_late: &'static str,
+    /// Approval by default reached.
+    pub fiktif_positif_reached: &'static str,
+    /// Approval by default at the due date.
+    pub fiktif_positif_note: &'static str,
+    /// Holidays unknown for part of the period.
+    pub calendar_note: &'static str,
+    /// The citizen (access history).
+    pub accessor_citizen: &'static str,
+    /// An officer (access history), before the agency name.
+    pub accessor_officer: &'static str,
+    /// An auditor (access history).
+    pub accessor_auditor: &'static str,
+    /// Due-date note for actions waiting on the citizen.
+    pub act_by_note: &'static str,
+    /// Time zone names: WIB, WITA, WIT are the same in both languages.
+    pub at: &'static str,
+}
+
+/// Bahasa Indonesia.
+pub static ID: Text = Text {
+    language_name: "Bahasa Indonesia",
+    switch_label: "Ganti bahasa",
+    site_name: "Mal Pelayanan Publik — Lacak Berkas",
+    skip_to_content: "Langsung ke isi",
+    form_title: "Lacak berkas Anda",
+    form_intro: "Masukkan nomor berkas dan PIN yang tercetak pada tanda terima Anda.",
+    tracking_number_label: "Nomor berkas",
+    tracking_number_hint: "15 angka, contoh 1771-0000012345-7",
+    pin_label: "PIN",
+    pin_hint: "6 angka pada tanda terima",
+    submit: "Lihat status",
+    pin_prompt: "Masukkan PIN untuk melihat status berkas ini.",
+    case_title: "Status berkas",
+    tracking_number_caption: "Nomor berkas",
+    status_heading: "Status",
+    next_heading: "Yang perlu Anda lakukan",
+    next_none: "Tidak ada yang perlu Anda lakukan saat ini.",
+    applications_heading: "Permohonan per instansi",
+    agency_caption: "Instansi",
+    state_caption: "Tahap",
+    filed_caption: "Diajukan",
+    due_caption: "Batas waktu layanan",
+    overdue_mark: "TERLAMBAT",
+    paused_note: "Waktu layanan berhenti sampai Anda melengkapi.",
+    timeline_heading: "Riwayat permohonan",
+    access_heading: "Riwayat akses",
+    access_intro: "Siapa yang melihat berkas ini.",
+    access_none: "Belum ada catatan akses.",
+    documents_caption: "Dokumen",
+    place_caption: "Tempat",
+    amount_caption: "Biaya",
+    billing_caption: "Kode bayar",
+    when_caption: "Waktu",
+    for_caption: "Untuk",
+    receipt_link: "Tanda terima dengan kode QR",
+    other_case_link: "Lacak berkas lain",
+    live_note: "Halaman ini diperbarui otomatis bila ada perubahan.",
+    updated_caption: "Perubahan terakhir",
+    receipt_title: "Tanda terima",
+    receipt_intro: "Pindai kode QR atau buka alamat di bawah untuk melacak berkas ini.",
+    receipt_pin_note: "PIN tidak dicantumkan di sini. Simpan PIN dari tanda terima loket; Anda membutuhkannya untuk melihat status.",
+    qr_label: "Kode QR menuju halaman lacak berkas ini",
+    print: "Cetak",
+    not_found: "Nomor berkas atau PIN tidak cocok. Periksa kembali keduanya.",
+    bad_check_digit: "Periksa kembali nomor berkas: angka terakhirnya tidak cocok dengan angka lainnya (mungkin salah ketik).",
+    malformed_tracking_number: "Nomor berkas terdiri dari 15 angka, contoh 1771-0000012345-7.",
+    pin_required: "Masukkan PIN 6 angka yang tercetak pada tanda terima.",
+    malformed_pin: "PIN terdiri dari 6 angka.",
+    too_long: "Isian terlalu panjang. Periksa kembali nomor berkas dan PIN.",
+    bad_form: "Formulir tidak dapat dibaca. Silakan isi kembali.",
+    rate_limited: "Terlalu banyak permintaan dari perangkat Anda. Coba lagi dalam",
+    locked: "Terlalu banyak PIN salah untuk nomor berkas ini. Coba lagi dalam",
+    unavailable: "Layanan sedang tidak dapat menjawab. Coba lagi nanti.",
+    page_not_found: "Halaman tidak ditemukan.",
+    seconds: "detik",
+    minutes: "menit",
+    working_days_left: "hari kerja tersisa",
+    working_days_late: "hari kerja terlambat",
+    standard_caption: "Standar layanan",
+    working_days: "hari kerja",
+    finished_on_time: "Selesai tepat waktu",
+    finished_late: "Selesai melewati standar",
+    fiktif_positif_reached: "Batas waktu terlewati: permohonan dianggap disetujui (fiktif positif).",
+    fiktif_positif_note: "Jika belum diputuskan pada batas waktu, permohonan dianggap disetujui (fiktif positif).",
+    calendar_note: "Hari libur belum diketahui untuk sebagian periode; hanya akhir pekan yang dihitung libur.",
+    accessor_citizen: "Anda (warga)",
+    accessor_officer: "Petugas",
+    accessor_auditor: "Auditor",
+    act_by_note: "Selesaikan secepatnya: waktu layanan berhenti sampai Anda melakukannya. Jika selesai hari ini, batas waktu layanan menjadi",
+    at: "pukul",
+};
+
+/// English.
+pub static EN: Text = Text {
+    language_name: "English",
+    switch_label: "Change language",
+    site_name: "Public Service Mall — Track your case",
+    skip_to_content: "Skip to content",
+    form_title: "Track your case",
+    form_intro: "Enter the tracking number and the PIN printed on your receipt.",
+    tracking_number_label: "Tracking number",
+    tracking_number_hint: "15 digits, e.g. 1771-0000012345-7",
+    pin_label: "PIN",
+    pin_hint: "6 digits on the receipt",
+    submit: "Show status",
+    pin_prompt: "Enter the PIN to see the status of this case.",
+    case_title: "Case status",
+    tracking_number_caption: "Tracking number",
+    status_heading: "Status",
+    next_heading: "What you need to do",
+    next_none: "Nothing is needed from you right now.",
+    applications_heading: "Applications by agency",
+    agency_caption: "Agency",
+    state_caption: "Stage",
+    filed_caption: "Filed",
+    due_caption: "Service deadline",
+    overdue_mark: "OVERDUE",
+    paused_note: "The service clock is stopped until you complete this.",
+    timeline_heading: "Application history",
+    access_heading: "Access history",
+    access_intro: "Who looked at this case.",
+    access_none: "No access recorded yet.",
+    documents_caption: "Documents required",
+    place_caption: "Where",
+    amount_caption: "Fee",
+    billing_caption: "Billing code",
+    when_caption: "When",
+    for_caption: "For",
+    receipt_link: "Receipt with QR code",
+    other_case_link: "Track another case",
+    live_note: "This page updates itself when something changes.",
+    updated_caption: "Last change",
+    receipt_title: "Receipt",
+    receipt_intro: "Scan the QR code or open the address below to track this case.",
+    receipt_pin_note: "The PIN is not shown here. Keep the PIN from the counter receipt; you need it to see the status.",
+    qr_label: "QR code leading to this case's tracking page",
+    print: "Print",
+    not_found: "The tracking number or the PIN does not match. Check both.",
+    bad_check_digit: "Check the tracking number: its last digit does not match the others (probably a typo).",
+    malformed_tracking_number: "A tracking number has 15 digits, e.g. 1771-0000012345-7.",
+    pin_required: "Enter the 6-digit PIN printed on your receipt.",
+    malformed_pin: "The PIN has 6 digits.",
+    too_long: "Too long. Check the tracking number and the PIN.",
+    bad_form: "The form could not be read. Please fill it in again.",
+    rate_limited: "Too many requests from your device. Try again in",
+    locked: "Too many wrong PINs for this tracking number. Try again in",
+    unavailable: "The service cannot answer right now. Try again later.",
+    page_not_found: "Page not found.",
+    seconds: "seconds",
+    minutes: "minutes",
+    working_days_left: "working days left",
+    working_days_late: "working days late",
+    standard_caption: "Service standard",
+    working_days: "working days",
+    finished_on_time: "Finished on time",
+    finished_late: "Finished later than the standard",
+    fiktif_positif_reached: "The deadline has passed: the application counts as approved (fiktif positif).",
+    fiktif_positif_note: "If not decided by the deadline, the application counts as approved (fiktif positif).",
+    calendar_note: "Holidays are not known for part of the period; only weekends were counted as days off.",
+    accessor_citizen: "You (citizen)",
+    accessor_officer: "Officer of",
+    accessor_auditor: "Auditor",
+    act_by_note: "Act soon: the service clock is stopped until you do. If you do it today, the service deadline becomes",
+    at: "at",
+};
+
+/// The overall status in words.
+pub fn status_label(s: CaseStatus, lang: Lang) -> &'static str {
+    match lang {
+        Lang::Id => s.label_id(),
+        Lang::En => match s {
+            CaseStatus::Done => "Done",
+            CaseStatus::ActionNeeded => "Action needed from you",
+            CaseStatus::InProgress => "In progress",
+            CaseStatus::Overdue => "Overdue",
+        },
+    }
+}
+
+/// One sentence explaining the overall status.
+pub fn status_explain(s: CaseStatus, lang: Lang) -> &'static str {
+    match (lang, s) {
+        (Lang::Id, CaseStatus::Done) => "Semua permohonan sudah selesai diproses.",
+        (Lang::Id, CaseStatus::ActionNeeded) => {
+            "Ada yang menunggu Anda. Lihat di bawah apa yang perlu dilakukan."
+        }
+        (Lang::Id, CaseStatus::InProgress) => "Permohonan Anda sedang diproses oleh instansi.",
+        (Lang::Id, CaseStatus::Overdue) => "Ada permohonan yang melewati batas waktu standar layanan.",
+        (Lang::En, CaseStatus::Done) => "Every application is finished.",
+        (Lang::En, CaseStatus::ActionNeeded) => "Something is waiting for you. See below what to do.",
+        (Lang::En, CaseStatus::InProgress) => "The agencies are working on your applications.",
+        (Lang::En, CaseStatus::Overdue) => "An application has passed its service-standard deadline.",
+    }
+}
+
+/// An application state in words.
+pub fn state_label(s: AppState, lang: Lang) -> &'static str {
+    match lang {
+        Lang::Id => s.label_id(),
+        Lang::En => s.label_en(),
+    }
+}
+
+/// An event type in words (timeline).
+pub fn event_label(k: EventKind, lang: Lang) -> &'static str {
+    use EventKind as E;
+    match (lang, k) {
+        (Lang::Id, E::CaseOpened) => "Berkas dibuka",
+        (Lang::Id, E::ApplicationFiled) => "Permohonan diterima",
+        (Lang::Id, E::DocumentsRequested) => "Diminta melengkapi dokumen",
+        (Lang::Id, E::DocumentsReceived) => "Dokumen diterima",
+        (Lang::Id, E::FeeAssessed) => "Biaya ditetapkan",
+        (Lang::Id, E::PaymentReceived) => "Pembayaran diterima",
+        (Lang::Id, E::AppointmentScheduled) => "Jadwal ditetapkan",
+        (Lang::Id, E::ReviewStarted) => "Mulai diproses",
+        (Lang::Id, E::Issued) => "Dokumen terbit",
+        (Lang::Id, E::Rejected) => "Ditolak",
+        (Lang::Id, E::Withdrawn) => "Dibatalkan",
+        (Lang::Id, E::Collected) => "Dokumen diambil",
+        (Lang::Id, E::ServiceStandardPublished) => "Standar layanan terbit",
+        (Lang::En, E::CaseOpened) => "Case opened",
+        (Lang::En, E::ApplicationFiled) => "Application received",
+        (Lang::En, E::DocumentsRequested) => "Documents requested",
+        (Lang::En, E::DocumentsReceived) => "Documents received",
+        (Lang::En, E::FeeAssessed) => "Fee assessed",
+        (Lang::En, E::PaymentReceived) => "Payment received",
+        (Lang::En, E::AppointmentScheduled) => "Appointment scheduled",
+        (Lang::En, E::ReviewStarted) => "Review started",
+        (Lang::En, E::Issued) => "Document issued",
+        (Lang::En, E::Rejected) => "Rejected",
+        (Lang::En, E::Withdrawn) => "Withdrawn",
+        (Lang::En, E::Collected) => "Document collected",
+        (Lang::En, E::ServiceStandardPublished) => "Service standard published",
+    }
+}
+
+/// The title of a next action by its kind (`bring_documents`, …).
+pub fn action_title(kind: &str, lang: Lang) -> &'static str {
+    match (lang, kind) {
+        (Lang::Id, "bring_documents") => "Bawa dokumen yang kurang",
+        (Lang::Id, "pay_fee") => "Bayar biaya",
+        (Lang::Id, "attend_appointment") => "Datang sesuai jadwal",
+        (Lang::Id, "collect_document") => "Ambil dokumen Anda",
+        (Lang::Id, _) => "Tindakan",
+        (Lang::En, "bring_documents") => "Bring the missing documents",
+        (Lang::En, "pay_fee") => "Pay the fee",
+        (Lang::En, "attend_appointment") => "Come to your appointment",
+        (Lang::En, "collect_document") => "Collect your document",
+        (Lang::En, _) => "Action",
+    }
+}
+
+/// An appointment kind in words; unknown kinds are shown as given.
+pub fn appointment_kind(kind: &str, lang: Lang) -> String {
+    let known = match (lang, kind) {
+        (Lang::Id, "interview") => "Wawancara",
+        (Lang::Id, "inspection") => "Pemeriksaan lapangan",
+        (Lang::Id, "survey") => "Survei",
+        (Lang::Id, "installation") => "Pemasangan",
+        (Lang::Id, "collection") => "Pengambilan",
+        (Lang::En, "interview") => "Interview",
+        (Lang::En, "inspection") => "Field inspection",
+        (Lang::En, "survey") => "Survey",
+        (Lang::En, "installation") => "Installation",
+        (Lang::En, "collection") => "Collection",
+        _ => "",
+    };
+    if known.is_empty() {
+        kind.to_owned()
+    } else {
+        known.to_owned()
+    }
+}
+
+/// The display name of an agency id; unknown agencies are shown as their id.
+pub fn agency_name(agency_id: &str) -> String {
+    let known = match agency_id {
+        "dukcapil" => "Disdukcapil",
+        "dpmptsp" => "DPMPTSP",
+        "imigrasi" => "Kantor Imigrasi",
+        "samsat" => "Samsat",
+        "kpp" => "KPP Pratama",
+        "bpn" => "Kantor Pertanahan (BPN)",
+        "pln" => "PLN",
+        "pdam" => "PDAM",
+        "bpjs" => "BPJS",
+        "bank" => "Bank",
+        _ => "",
+    };
+    if known.is_empty() {
+        agency_id.to_owned()
+    } else {
+        known.to_owned()
+    }
+}
+
+const MONTHS_ID: [&str; 12] = [
+    "Januari",
+    "Februari",
+    "Maret",
+    "April",
+    "Mei",
+    "Juni",
+    "Juli",
+    "Agustus",
+    "September",
+    "Oktober",
+    "November",
+    "Desember",
+];
+const MONTHS_EN: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// A date in words, e.g. `2 Desember 2026` / `2 December 2026`.
+pub fn date(d: Date, lang: Lang) -> String {
+    let (y, m, day) = d.ymd();
+    let months = match lang {
+        Lang::Id => &MONTHS_ID,
+        Lang::En => &MONTHS_EN,
+    };
+    let month = months.get((m as usize).wrapping_sub(1)).copied().unwrap_or("?");
+    format!("{day} {month} {y}")
+}
+
+/// A moment in the MPP's local time, e.g. `2 Desember 2026 pukul 14.05 WIB`
+/// / `2 December 2026 at 14:05 WIB`.
+pub fn date_time(unix_ms: i64, offset_minutes: i32, zone: &str, lang: Lang) -> String {
+    let d = Date::from_unix_ms(unix_ms, offset_minutes);
+    let local_ms = unix_ms.saturating_add(i64::from(offset_minutes) * 60_000);
+    let minute_of_day = local_ms.rem_euclid(86_400_000) / 60_000;
+    let (h, m) = (minute_of_day / 60, minute_of_day % 60);
+    match lang {
+        Lang::Id => format!("{} {} {h:02}.{m:02} {zone}", date(d, lang), lang.text().at),
+        Lang::En => format!("{} {} {h:02}:{m:02} {zone}", date(d, lang), lang.text().at),
+    }
+}
+
+/// A rupiah amount: `Rp 50.000` / `Rp 50,000`.
+pub fn rupiah(amount: i64, lang: Lang) -> String {
+    let sep = match lang {
+        Lang::Id => '.',
+        Lang::En => ',',
+    };
+    let digits = amount.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 4);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(sep);
+        }
+        out.push(c);
+    }
+    let sign = if amount < 0 { "-" } else { "" };
+    format!("{sign}Rp {out}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_in_both_languages() {
+        let d = Date::from_ymd(2026, 12, 2).unwrap();
+        assert_eq!(date(d, Lang::Id), "2 Desember 2026");
+        assert_eq!(date(d, Lang::En), "2 December 2026");
+        assert_eq!(rupiah(50_000, Lang::Id), "Rp 50.000");
+        assert_eq!(rupiah(1_234_567, Lang::En), "Rp 1,234,567");
+        assert_eq!(rupiah(999, Lang::Id), "Rp 999");
+        assert_eq!(rupiah(0, Lang::Id), "Rp 0");
+        // 2026-12-02T07:05:00Z is 14:05 WIB (UTC+7).
+        let ms = d.start_unix_ms(0) + (7 * 60 + 5) * 60_000;
+        assert_eq!(date_time(ms, 420, "WIB", Lang::Id), "2 Desember 2026 pukul 14.05 WIB");
+        assert_eq!(date_time(ms, 420, "WIB", Lang::En), "2 December 2026 at 14:05 WIB");
+    }
+
+    #[test]
+    fn language_parameter() {
+        assert_eq!(Lang::parse(None), Lang::Id);
+        assert_eq!(Lang::parse(Some("EN")), Lang::En);
+        assert_eq!(Lang::parse(Some("fr")), Lang::Id);
+        assert_eq!(Lang::parse(Some("<x>")), Lang::Id);
+        assert_eq!(Lang::En.other(), Lang::Id);
+    }
+
+    #[test]
+    fn every_status_and_state_has_words_in_both_languages() {
+        for s in [CaseStatus::Done, CaseStatus::ActionNeeded, CaseStatus::InProgress, CaseStatus::Overdue] {
+            for l in [Lang::Id, Lang::En] {
+                assert!(!status_label(s, l).is_empty() && !status_explain(s, l).is_empty());
+            }
+        }
+        assert_eq!(status_label(CaseStatus::ActionNeeded, Lang::Id), "Perlu tindakan Anda");
+        for s in AppState::ALL {
+            assert_ne!(state_label(*s, Lang::Id), state_label(*s, Lang::En).to_owned() + "x");
+        }
+    }
+}

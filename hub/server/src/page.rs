@@ -1,0 +1,772 @@
+//! The citizen's tracking page: server-rendered HTML (minijinja templates
+//! in `templates/`, autoescaped), usable without JavaScript and on a small
+//! phone, in Bahasa Indonesia by default with an English switch.
+//!
+//! | method, path | what |
+//! |---|---|
+//! | `GET /lacak` | the lookup form (tracking number + PIN) |
+//! | `POST /lacak` | form fields `nomor`, `pin`, `lang`: the case page, or the form again with a message |
+//! | `GET /lacak/{tn}` | the case page with a session cookie, else the form with `tn` filled in (the QR target) |
+//! | `GET /lacak/{tn}/tanda-terima` | the receipt: tracking number and a QR code of `/lacak/{tn}`; never the PIN |
+//! | `GET /lacak/{tn}/events` | server-sent events `case` (the re-rendered case section) for the session's case |
+//! | `GET /lacak/live.js` | the small script that applies those events |
+//!
+//! Every page takes `?lang=en` (or the form's `lang` field). The PIN travels
+//! only in the POST body, never in a URL. A successful POST sets the session
+//! cookie ([`crate::session`]), so the language switch and live updates work
+//! without typing the PIN again. Bad input of any kind gets the form back
+//! with a sentence saying what to fix, never an error trace.
+
+use std::convert::Infallible;
+
+use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use minijinja::value::Serde;
+use minijinja::Environment;
+use mpp_core::case::Pending;
+use mpp_core::{ReasonCode, TrackingNumber};
+use serde::{Deserialize, Serialize};
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{error, warn};
+
+use crate::access::{AccessChannel, Accessor};
+use crate::http::{AppState, ClientAddr};
+use crate::i18n::{self, Lang, Text};
+use crate::lookup::{http_status, parse_tracking_number, LookupError, LookupRequest};
+use crate::session::{Sessions, SESSION_COOKIE, SESSION_TTL_MS};
+use crate::watch::{CaseChanges, WATCH_BUFFER_VIEWS_MAX};
+
+/// Largest request body accepted anywhere on the HTTP server, in bytes.
+pub const REQUEST_BODY_BYTES_MAX: usize = 8 * 1024;
+
+/// Longest `Cookie` header read, in bytes.
+pub const COOKIE_HEADER_BYTES_MAX: usize = 4096;
+
+/// Longest public URL (`--public-url`) or `Host` header used in QR codes.
+pub const PUBLIC_URL_BYTES_MAX: usize = 200;
+
+/// The security headers of every page: no caching (pages show a case), no
+/// framing, no referrer, and a content security policy that allows only
+/// this origin's script and the pages' inline styles.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; \
+                   img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+const LIVE_JS: &str = include_str!("templates/live.js");
+
+/// How the page is served.
+#[derive(Debug, Clone, Default)]
+pub struct WebSettings {
+    /// Public base URL of the hub (`--public-url`), e.g.
+    /// `https://lacak.mpp.example.go.id`; QR codes point there. Without it,
+    /// the request's `Host` header is used.
+    pub public_url: Option<String>,
+    /// Take the client address from the last `X-Forwarded-For` entry
+    /// (`--trust-forwarded-for`).
+    pub trust_forwarded_for: bool,
+}
+
+/// The page's templates, sessions and live-update source.
+pub struct Web {
+    env: Environment<'static>,
+    sessions: Sessions,
+    changes: CaseChanges,
+    settings: WebSettings,
+}
+
+impl std::fmt::Debug for Web {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Web").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// Why the page could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// A template does not compile (a build defect).
+    #[error("template: {0}")]
+    Template(#[from] minijinja::Error),
+    /// No random key for sessions.
+    #[error(transparent)]
+    Random(#[from] crate::session::RandomUnavailable),
+    /// `--public-url` is not an http(s) URL.
+    #[error("--public-url must start with http:// or https://, hold no spaces or quotes, and be at most {PUBLIC_URL_BYTES_MAX} bytes")]
+    PublicUrl,
+}
+
+/// The templates, compiled once.
+pub fn templates() -> Result<Environment<'static>, minijinja::Error> {
+    let mut env = Environment::new();
+    // Names end in .html, so minijinja's default callback escapes HTML.
+    env.add_template("base.html", include_str!("templates/base.html"))?;
+    env.add_template("form.html", include_str!("templates/form.html"))?;
+    env.add_template("case.html", include_str!("templates/case.html"))?;
+    env.add_template("case_body.html", include_str!("templates/case_body.html"))?;
+    env.add_template("receipt.html", include_str!("templates/receipt.html"))?;
+    env.add_template("message.html", include_str!("templates/message.html"))?;
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    Ok(env)
+}
+
+fn valid_base_url(s: &str) -> bool {
+    s.len() <= PUBLIC_URL_BYTES_MAX
+        && (s.starts_with("http://") || s.starts_with("https://"))
+        && s.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '<' | '>' | '\\'))
+}
+
+impl Web {
+    /// The page with a fresh session key.
+    pub fn new(changes: CaseChanges, mut settings: WebSettings) -> Result<Self, WebError> {
+        if let Some(url) = &settings.public_url {
+            if !valid_base_url(url) {
+                return Err(WebError::PublicUrl);
+            }
+            settings.public_url = Some(url.trim_end_matches('/').to_owned());
+        }
+        Ok(Self { env: templates()?, sessions: Sessions::new()?, changes, settings })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &WebSettings {
+        &self.settings
+    }
+
+    /// The live-update source.
+    pub fn changes(&self) -> &CaseChanges {
+        &self.changes
+    }
+
+    fn render<S: Serialize>(&self, name: &str, ctx: &S) -> Result<String, minijinja::Error> {
+        self.env.get_template(name)?.render(minijinja::Value::from(Serde(ctx)))
+    }
+
+    /// Renders a page, or a plain apology if a template fails (a defect,
+    /// logged; never shown).
+    fn page<S: Serialize>(&self, status: StatusCode, name: &str, ctx: &S) -> Response {
+        match self.render(name, ctx) {
+            Ok(body) => html(status, body),
+            Err(e) => {
+                error!(error = %e, template = name, "Rendering a page failed");
+                html(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "<!doctype html><html lang=\"id\"><title>MPP</title><p>Layanan sedang tidak dapat \
+                     menjawab. / The service cannot answer right now.</p></html>"
+                        .to_owned(),
+                )
+            }
+        }
+    }
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    security_headers(h);
+    resp
+}
+
+fn security_headers(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+/// The `lang` query parameter; a malformed query string is ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct LangQuery {
+    lang: Option<String>,
+}
+
+fn lang_of(q: &Result<Query<LangQuery>, QueryRejection>) -> Lang {
+    match q {
+        Ok(Query(q)) => Lang::parse(q.lang.as_deref()),
+        Err(_) => Lang::Id,
+    }
+}
+
+/// The lookup form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct LookupForm {
+    nomor: Option<String>,
+    pin: Option<String>,
+    lang: Option<String>,
+}
+
+/// What every page's layout needs.
+#[derive(Debug, Serialize)]
+struct Layout {
+    lang: &'static str,
+    t: &'static Text,
+    switch_href: String,
+    other_lang: &'static str,
+    other_name: &'static str,
+    form_href: String,
+}
+
+fn layout(lang: Lang, switch_path: &str) -> Layout {
+    let other = lang.other();
+    Layout {
+        lang: lang.code(),
+        t: lang.text(),
+        switch_href: format!("{switch_path}?lang={}", other.code()),
+        other_lang: other.code(),
+        other_name: other.text().language_name,
+        form_href: format!("/lacak?lang={}", lang.code()),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct FormPage {
+    #[serde(flatten)]
+    layout: Layout,
+    tracking_number: String,
+    message: Option<String>,
+    prompt: Option<&'static str>,
+    field: &'static str,
+    focus_pin: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct MessagePage {
+    #[serde(flatten)]
+    layout: Layout,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ReceiptPage {
+    #[serde(flatten)]
+    layout: Layout,
+    tn: String,
+    qr_svg: String,
+    case_url: String,
+    case_href: String,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusVm {
+    code: &'static str,
+    label: &'static str,
+    explain: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct ActionVm {
+    kind: &'static str,
+    title: &'static str,
+    service: String,
+    documents: Vec<String>,
+    place: String,
+    amount: Option<String>,
+    billing_code: String,
+    when: Option<String>,
+    act_by: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct TimelineVm {
+    label: &'static str,
+    when: String,
+    detail: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ApplicationVm {
+    agency_id: String,
+    agency: String,
+    service: String,
+    state_code: &'static str,
+    state: &'static str,
+    overdue: bool,
+    paused: bool,
+    filed_on: String,
+    standard: Option<String>,
+    due: Option<String>,
+    days: Option<String>,
+    finished: Option<String>,
+    fiktif: Option<&'static str>,
+    calendar_note: bool,
+    timeline: Vec<TimelineVm>,
+}
+
+#[derive(Debug, Serialize)]
+struct AccessVm {
+    who: String,
+    when: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CasePage {
+    #[serde(flatten)]
+    layout: Layout,
+    tn: String,
+    status: StatusVm,
+    updated: Option<String>,
+    actions: Vec<ActionVm>,
+    applications: Vec<ApplicationVm>,
+    access: Vec<AccessVm>,
+    receipt_href: String,
+    events_href: String,
+}
+
+fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, lang: Lang) -> CasePage {
+    let c = &found.case;
+    let t = lang.text();
+    let tn = c.tracking_number.to_string();
+    let cal = calendars.calendar(c.tracking_number.region());
+    let offset = cal.zone_offset_minutes();
+    let zone = cal.zone().as_str();
+    let moment = |ms: i64| i18n::date_time(ms, offset, zone, lang);
+    let service_of = |i: usize| -> String {
+        let a = &c.applications[i];
+        let name = found.service_names.get(i).map_or("", |n| match lang {
+            Lang::Id => n.id.as_str(),
+            Lang::En => n.en.as_str(),
+        });
+        let name = if name.is_empty() { a.service.as_str() } else { name };
+        format!("{name} ({})", i18n::agency_name(a.agency.as_str()))
+    };
+    let applications = c
+        .applications
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let sla = found.slas.get(i);
+            let open = sla.is_some_and(|s| s.finished_on.is_none());
+            ApplicationVm {
+                agency_id: a.agency.to_string(),
+                agency: i18n::agency_name(a.agency.as_str()),
+                service: service_of(i),
+                state_code: a.state.as_str(),
+                state: i18n::state_label(a.state, lang),
+                overdue: sla.is_some_and(|s| s.overdue),
+                paused: sla.is_some_and(|s| s.paused),
+                filed_on: moment(a.filed_at_ms),
+                standard: sla.map(|s| format!("{} {}", s.standard_working_days, t.working_days)),
+                due: sla.filter(|_| open).and_then(|s| s.due_date).map(|d| i18n::date(d, lang)),
+                days: sla.filter(|_| open).map(|s| {
+                    if s.working_days_left < 0 {
+                        format!("{} {}", -i64::from(s.working_days_left), t.working_days_late)
+                    } else {
+                        format!("{} {}", s.working_days_left, t.working_days_left)
+                    }
+                }),
+                finished: sla.and_then(|s| {
+                    let on = s.finished_on?;
+                    let verdict =
+                        if s.finished_on_time == Some(false) { t.finished_late } else { t.finished_on_time };
+                    Some(format!("{verdict}: {}", i18n::date(on, lang)))
+                }),
+                fiktif: sla.and_then(|s| {
+                    if s.fiktif_positif_reached {
+                        Some(t.fiktif_positif_reached)
+                    } else {
+                        s.fiktif_positif_deadline.map(|_| t.fiktif_positif_note)
+                    }
+                }),
+                calendar_note: sla.is_some_and(|s| !s.calendar_covers_period),
+                timeline: a
+                    .timeline
+                    .iter()
+                    .map(|item| TimelineVm {
+                        label: i18n::event_label(item.kind, lang),
+                        when: moment(item.recorded_at_ms),
+                        detail: item.detail.clone(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let actions = c
+        .next_actions()
+        .into_iter()
+        .map(|n| {
+            let i = c.applications.iter().position(|a| a.id == n.application_id).unwrap_or(0);
+            let kind = crate::json::pending_kind(&n.pending);
+            let mut vm = ActionVm {
+                kind,
+                title: i18n::action_title(kind, lang),
+                service: if c.applications.is_empty() { String::new() } else { service_of(i) },
+                documents: Vec::new(),
+                place: String::new(),
+                amount: None,
+                billing_code: String::new(),
+                when: None,
+                act_by: None,
+            };
+            let projected_due = found.slas.get(i).and_then(|s| s.due_date).map(|d| i18n::date(d, lang));
+            match &n.pending {
+                Pending::BringDocuments { documents, counter } => {
+                    vm.documents = documents.clone();
+                    vm.place = counter.clone();
+                    vm.act_by = projected_due;
+                }
+                Pending::PayFee { amount_idr, payment_channel, billing_code } => {
+                    vm.amount = Some(i18n::rupiah(*amount_idr, lang));
+                    vm.place = payment_channel.clone();
+                    vm.billing_code = billing_code.clone();
+                    vm.act_by = projected_due;
+                }
+                Pending::Attend { kind, at_ms, place } => {
+                    vm.when = Some(format!("{} — {}", i18n::appointment_kind(kind, lang), moment(*at_ms)));
+                    vm.place = place.clone();
+                }
+                Pending::Collect => {}
+            }
+            vm
+        })
+        .collect();
+    let access = found
+        .access
+        .iter()
+        .map(|e| AccessVm {
+            who: match &e.accessor {
+                Accessor::Citizen => t.accessor_citizen.to_owned(),
+                Accessor::Officer { agency } => {
+                    format!("{} {}", t.accessor_officer, i18n::agency_name(agency.as_str()))
+                }
+                Accessor::Auditor => t.accessor_auditor.to_owned(),
+            },
+            when: moment(e.at_ms),
+        })
+        .collect();
+    CasePage {
+        layout: layout(lang, &format!("/lacak/{tn}")),
+        status: StatusVm {
+            code: found.status.as_str(),
+            label: i18n::status_label(found.status, lang),
+            explain: i18n::status_explain(found.status, lang),
+        },
+        updated: (c.updated_at_ms > 0).then(|| moment(c.updated_at_ms)),
+        actions,
+        applications,
+        access,
+        receipt_href: format!("/lacak/{tn}/tanda-terima?lang={}", lang.code()),
+        events_href: format!("/lacak/{tn}/events?lang={}", lang.code()),
+        tn,
+    }
+}
+
+/// The sentence for a failed lookup, and the form field it concerns.
+fn message_of(e: &LookupError, lang: Lang) -> (String, &'static str) {
+    let t = lang.text();
+    let secs = e.retry_after.map_or(60, |r| r.seconds);
+    match e.code() {
+        ReasonCode::CaseNotFound => (t.not_found.to_owned(), "pin"),
+        ReasonCode::BadCheckDigit => (t.bad_check_digit.to_owned(), "nomor"),
+        ReasonCode::MalformedTrackingNumber => (t.malformed_tracking_number.to_owned(), "nomor"),
+        ReasonCode::PinRequired => (t.pin_required.to_owned(), "pin"),
+        ReasonCode::MalformedPin => (t.malformed_pin.to_owned(), "pin"),
+        ReasonCode::FieldTooLong => (t.too_long.to_owned(), "nomor"),
+        ReasonCode::RateLimited => (format!("{} {secs} {}.", t.rate_limited, t.seconds), ""),
+        ReasonCode::LookupLocked => (format!("{} {} {}.", t.locked, secs.div_ceil(60), t.minutes), ""),
+        _ => (t.unavailable.to_owned(), ""),
+    }
+}
+
+/// Keeps what a person typed for showing it back: at most 64 characters,
+/// without control characters (the template escapes the rest).
+fn echo(input: &str) -> String {
+    input.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+fn form_page(
+    web: &Web,
+    status: StatusCode,
+    lang: Lang,
+    tracking_number: String,
+    message: Option<(String, &'static str)>,
+    prompt: bool,
+) -> Response {
+    let switch_path = "/lacak".to_owned();
+    let field = message.as_ref().map_or("", |m| m.1);
+    let ctx = FormPage {
+        layout: layout(lang, &switch_path),
+        focus_pin: prompt || field == "pin",
+        tracking_number,
+        message: message.map(|m| m.0),
+        prompt: prompt.then_some(lang.text().pin_prompt),
+        field,
+    };
+    web.page(status, "form.html", &ctx)
+}
+
+/// `GET /lacak`.
+pub async fn form(State(s): State<AppState>, q: Result<Query<LangQuery>, QueryRejection>) -> Response {
+    form_page(&s.web, StatusCode::OK, lang_of(&q), String::new(), None, false)
+}
+
+fn session_cookie(web: &Web, tn: &TrackingNumber, value: &str) -> HeaderValue {
+    let secure = web.settings.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    let cookie = format!(
+        "{SESSION_COOKIE}={value}; Path=/lacak/{tn}; Max-Age={}; HttpOnly; SameSite=Strict{}",
+        SESSION_TTL_MS / 1000,
+        if secure { "; Secure" } else { "" }
+    );
+    // The value is digits, dots and hex; the path is digits and hyphens.
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `POST /lacak`.
+pub async fn submit(
+    State(s): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    q: Result<Query<LangQuery>, QueryRejection>,
+    form: Result<Form<LookupForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        let lang = lang_of(&q);
+        return form_page(
+            &s.web,
+            StatusCode::BAD_REQUEST,
+            lang,
+            String::new(),
+            Some((lang.text().bad_form.to_owned(), "")),
+            false,
+        );
+    };
+    let lang = match f.lang.as_deref() {
+        Some(l) => Lang::parse(Some(l)),
+        None => lang_of(&q),
+    };
+    let typed = f.nomor.unwrap_or_default();
+    let req =
+        LookupRequest { tracking_number: &typed, pin: f.pin.as_deref(), client, channel: AccessChannel::Web };
+    match s.lookups.lookup(&req) {
+        Ok(found) => {
+            let ctx = case_page(&found, s.lookups.calendars(), lang);
+            let mut resp = s.web.page(StatusCode::OK, "case.html", &ctx);
+            let value = s.web.sessions.issue(&found.case.tracking_number, found.now_ms);
+            resp.headers_mut()
+                .insert(header::SET_COOKIE, session_cookie(&s.web, &found.case.tracking_number, &value));
+            resp
+        }
+        Err(e) => form_page(&s.web, http_status(&e), lang, echo(&typed), Some(message_of(&e, lang)), false),
+    }
+}
+
+fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        if v.len() > COOKIE_HEADER_BYTES_MAX {
+            return None;
+        }
+        v.split(';').filter_map(|kv| kv.trim().split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+    })
+}
+
+fn has_session(web: &Web, headers: &HeaderMap, tn: &TrackingNumber, now_ms: i64) -> bool {
+    cookie_value(headers, SESSION_COOKIE).is_some_and(|v| web.sessions.check(v, tn, now_ms))
+}
+
+/// A tracking number from the path (and the path's text), or the form
+/// with a message saying what is wrong with it.
+fn path_tracking_number(
+    s: &AppState,
+    path: Result<Path<String>, PathRejection>,
+    lang: Lang,
+) -> Result<(TrackingNumber, String), Box<Response>> {
+    let text = match path {
+        Ok(Path(p)) => p,
+        Err(_) => String::new(),
+    };
+    parse_tracking_number(&text).map(|tn| (tn, text.clone())).map_err(|e| {
+        let e = LookupError::from(e);
+        Box::new(form_page(&s.web, http_status(&e), lang, echo(&text), Some(message_of(&e, lang)), false))
+    })
+}
+
+fn redirect(to: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    security_headers(resp.headers_mut());
+    resp
+}
+
+/// `GET /lacak/{tn}`.
+pub async fn case(
+    State(s): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    q: Result<Query<LangQuery>, QueryRejection>,
+) -> Response {
+    let lang = lang_of(&q);
+    let (tn, text) = match path_tracking_number(&s, path, lang) {
+        Ok(v) => v,
+        Err(resp) => return *resp,
+    };
+    if text != tn.to_string() {
+        // One canonical address per case (the session cookie's path).
+        return redirect(&format!("/lacak/{tn}?lang={}", lang.code()));
+    }
+    if let Err(e) = s.lookups.admit(client) {
+        return form_page(&s.web, http_status(&e), lang, tn.to_string(), Some(message_of(&e, lang)), false);
+    }
+    let now = s.lookups.now_ms();
+    if has_session(&s.web, &headers, &tn, now) {
+        match s.lookups.read(&tn) {
+            Ok(Some(found)) => {
+                return s.web.page(
+                    StatusCode::OK,
+                    "case.html",
+                    &case_page(&found, s.lookups.calendars(), lang),
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return form_page(
+                    &s.web,
+                    http_status(&e),
+                    lang,
+                    tn.to_string(),
+                    Some(message_of(&e, lang)),
+                    false,
+                )
+            }
+        }
+    }
+    form_page(&s.web, StatusCode::OK, lang, tn.to_string(), None, true)
+}
+
+fn base_url(web: &Web, headers: &HeaderMap) -> String {
+    if let Some(u) = &web.settings.public_url {
+        return u.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= PUBLIC_URL_BYTES_MAX
+                && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+/// An SVG QR code of `text` (medium error correction), without the XML
+/// declaration so it can sit inside HTML.
+pub fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .dark_color(qrcode::render::svg::Color("#000000"))
+        .light_color(qrcode::render::svg::Color("#ffffff"))
+        .build();
+    let start = svg.find("<svg")?;
+    Some(svg[start..].to_owned())
+}
+
+/// `GET /lacak/{tn}/tanda-terima`: shows only what the URL already holds
+/// (the tracking number), for any well-formed number, so it reveals
+/// nothing about which cases exist.
+pub async fn receipt(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    q: Result<Query<LangQuery>, QueryRejection>,
+) -> Response {
+    let lang = lang_of(&q);
+    let (tn, _) = match path_tracking_number(&s, path, lang) {
+        Ok(v) => v,
+        Err(resp) => return *resp,
+    };
+    let case_url = format!("{}/lacak/{tn}", base_url(&s.web, &headers));
+    let qr = qr_svg(&case_url).unwrap_or_default();
+    let ctx = ReceiptPage {
+        layout: layout(lang, &format!("/lacak/{tn}/tanda-terima")),
+        tn: tn.to_string(),
+        qr_svg: qr,
+        case_href: format!("/lacak/{tn}?lang={}", lang.code()),
+        case_url,
+    };
+    s.web.page(StatusCode::OK, "receipt.html", &ctx)
+}
+
+/// `GET /lacak/{tn}/events`: server-sent events for the session's case.
+pub async fn events(
+    State(s): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    q: Result<Query<LangQuery>, QueryRejection>,
+) -> Response {
+    let lang = lang_of(&q);
+    let plain = |status: StatusCode, text: &'static str| {
+        let mut r = (status, text).into_response();
+        security_headers(r.headers_mut());
+        r
+    };
+    let Ok(Path(text)) = path else { return plain(StatusCode::BAD_REQUEST, "bad tracking number\n") };
+    let Ok(tn) = parse_tracking_number(&text) else {
+        return plain(StatusCode::BAD_REQUEST, "bad tracking number\n");
+    };
+    if !has_session(&s.web, &headers, &tn, s.lookups.now_ms()) {
+        return plain(StatusCode::FORBIDDEN, "no session for this case: look it up with its PIN first\n");
+    }
+    if let Err(e) = s.lookups.admit(client) {
+        return e.into_response();
+    }
+    let Ok(mut sub) = s.web.changes.subscribe(tn) else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "too many live updates open; reload later\n");
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(WATCH_BUFFER_VIEWS_MAX);
+    let web = s.web.clone();
+    let lookups = s.lookups.clone();
+    tokio::spawn(async move {
+        let mut last: Option<String> = None;
+        loop {
+            // A store error is logged by `read`; the next change retries.
+            if let Ok(Some(found)) = lookups.read(&tn) {
+                let ctx = case_page(&found, lookups.calendars(), lang);
+                match web.render("case_body.html", &ctx) {
+                    Ok(fragment) if last.as_deref() != Some(fragment.as_str()) => {
+                        if tx.send(Ok(Event::default().event("case").data(&fragment))).await.is_err() {
+                            return;
+                        }
+                        last = Some(fragment);
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "Rendering a live update failed"),
+                }
+            }
+            tokio::select! {
+                r = sub.changed() => {
+                    if r.is_err() {
+                        let _ = tx.send(Ok(Event::default().event("end").data("end"))).await;
+                        return;
+                    }
+                }
+                // The browser went away: free the watch at once.
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let mut resp = Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `GET /lacak/live.js`.
+pub async fn live_js() -> Response {
+    let mut resp = LIVE_JS.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
+
+/// Unknown paths under `/lacak`: a friendly page.
+pub fn not_found_page(web: &Web, lang: Lang) -> Response {
+    let ctx = MessagePage { layout: layout(lang, "/lacak"), message: lang.text().page_not_found.to_owned() };
+    web.page(StatusCode::NOT_FOUND, "message.html", &ctx)
+}

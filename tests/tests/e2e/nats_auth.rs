@@ -1,0 +1,282 @@
+//! NATS authorization: on a server run with the config deploy/nats/gen-secure.sh
+//! writes from deploy/nats/secure.conf (one user per agency, the hub's own
+//! user, passwords from files), an agency publishes its own events, which
+//! reach the hub, and NATS refuses a publish on another agency's subject, a
+//! subscription to the events and any JetStream API call; a client without a
+//! user cannot log in. On a misconfigured (open) server the same foreign
+//! publish gets through NATS, and the hub records it as rejected with
+//! AGENCY_SUBJECT_MISMATCH (bad_input covers every other bad message).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use async_nats::jetstream::message::PublishMessage;
+use mpp_core::{ReasonCode, Verdict};
+use mpp_proto::agency::dukcapil::v1 as dk;
+use mpp_tests::dukcapil::client;
+use mpp_tests::envelope::{body, encode, event_id, publish, stream_last_seq, EventFactory, StreamIds};
+use mpp_tests::nats::{ConfigSlots, NatsUser};
+use mpp_tests::services::{AgencyOptions, HubOptions};
+use mpp_tests::store::audit_stopped_hub;
+use mpp_tests::{AgencyProcess, HubProcess, NatsServer};
+use tokio::sync::mpsc;
+
+const REGION: &str = "1771";
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a refused request waits for an answer that never comes.
+const REFUSED_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the server's permission error may take to arrive.
+const SERVER_ERROR_DEADLINE: Duration = Duration::from_secs(10);
+/// Another agency's subject, which the Dukcapil user must not publish on.
+const FOREIGN_SUBJECT: &str = "mpp.events.pln.pasang-baru";
+/// The hub's password, written before the generator runs (it keeps an
+/// existing password file), so the harness can log in as the hub.
+const HUB_PASSWORD: &str = "e2e-hub-password-not-a-secret";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs deploy/nats/gen-secure.sh into `out` for the harness's slots and
+/// returns the config it wrote.
+fn generate(out: &Path, slots: &ConfigSlots) -> Result<String> {
+    let script = repo_root().join("deploy/nats/gen-secure.sh");
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(&script)
+        .arg(out)
+        .args(["--listen", &format!("127.0.0.1:{}", slots.port)])
+        .args(["--http", &format!("127.0.0.1:{}", slots.http_port)])
+        .args(["--store-dir", &slots.store_dir.display().to_string()])
+        .args(["--server-name", &slots.server_name]);
+    if let Ok(exe) = mpp_tests::bins::nats_server() {
+        cmd.env("MPP_NATS_SERVER", exe);
+    }
+    let output = cmd.output().with_context(|| format!("running {}", script.display()))?;
+    ensure!(
+        output.status.success(),
+        "{} failed: {}{}",
+        script.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let conf = out.join("nats.conf");
+    let text = std::fs::read_to_string(&conf).with_context(|| format!("reading {}", conf.display()))?;
+    ensure!(!text.contains("\"@PASS_"), "unfilled password fields in {}", conf.display());
+    Ok(text)
+}
+
+fn password(gen: &Path, user: &str) -> Result<NatsUser> {
+    let file = gen.join("creds").join(format!("{user}.pass"));
+    let password = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    ensure!(!password.trim().is_empty(), "{} is empty", file.display());
+    Ok(NatsUser { user: user.to_owned(), password: password.trim().to_owned() })
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::metadata(path).with_context(|| format!("stat {}", path.display()))?.permissions().mode()
+        & 0o777)
+}
+
+/// Waits for the server error naming `what` among the connection's events.
+async fn server_error(events: &mut mpsc::UnboundedReceiver<String>, what: &str) -> Result<String> {
+    let deadline = tokio::time::Instant::now() + SERVER_ERROR_DEADLINE;
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(e)) if e.contains(what) => return Ok(e),
+            Ok(Some(e)) => seen.push(e),
+            Ok(None) => bail!("the connection's events ended; seen: {seen:?}"),
+            Err(_) => {
+                bail!("no server error containing {what:?} within {SERVER_ERROR_DEADLINE:?}; seen: {seen:?}")
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
+    let gen = mpp_tests::temp_dir("mpp-nats-secure-")?;
+    let creds = gen.path().join("creds");
+    std::fs::create_dir_all(&creds)?;
+    std::fs::write(creds.join("hub.pass"), format!("{HUB_PASSWORD}\n"))?;
+    let hub_user = NatsUser { user: "hub".to_owned(), password: HUB_PASSWORD.to_owned() };
+    let nats = NatsServer::start_with_config(|slots| generate(gen.path(), slots), Some(hub_user)).await?;
+    #[cfg(unix)]
+    for file in [gen.path().join("nats.conf"), creds.join("dukcapil.pass")] {
+        ensure!(mode(&file)? == 0o600, "{} has mode {:o}, not 0600", file.display(), mode(&file)?);
+    }
+    let dukcapil = password(gen.path(), "dukcapil")?;
+    ensure!(password(gen.path(), "hub")?.password == HUB_PASSWORD, "the generator replaced a password file");
+
+    // A client without a user cannot log in.
+    let anonymous =
+        async_nats::ConnectOptions::new().connection_timeout(REFUSED_TIMEOUT).connect(nats.url()).await;
+    ensure!(anonymous.is_err(), "an anonymous client logged in to the secure server");
+    // Nor with another user's name and a wrong password.
+    let wrong = NatsUser { user: "pln".to_owned(), password: dukcapil.password.clone() };
+    ensure!(
+        wrong.options().connection_timeout(REFUSED_TIMEOUT).connect(nats.url()).await.is_err(),
+        "logged in as pln with dukcapil's password"
+    );
+
+    // The hub as its user; it creates the stream. Dukcapil as its user,
+    // which may not create the stream.
+    let mut hub = HubProcess::spawn_with(
+        &nats.url(),
+        HubOptions { nats_login: Some(("hub".to_owned(), creds.join("hub.pass"))), ..HubOptions::default() },
+    )?;
+    hub.wait_ready(READY_DEADLINE).await?;
+    let mut options = AgencyOptions::region(REGION);
+    options.extra_args = vec![
+        "--nats-user".to_owned(),
+        "dukcapil".to_owned(),
+        "--nats-password-file".to_owned(),
+        creds.join("dukcapil.pass").display().to_string(),
+        "--skip-stream-setup".to_owned(),
+    ];
+    let mut agency = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
+    agency.wait_listening(READY_DEADLINE).await?;
+    ensure!(!agency.log_tail().contains(&dukcapil.password), "mpp-dukcapil logged its NATS password");
+
+    // (1) A normal Dukcapil call reaches the hub.
+    let mut c = client(&agency)?;
+    let r = c
+        .ajukan_permohonan(dk::Permohonan {
+            nomor_berkas: String::new(),
+            layanan: dk::Layanan::Kk as i32,
+            dokumen: vec!["surat pengantar RT/RW".to_owned()],
+            petugas: "petugas-loket-1".to_owned(),
+        })
+        .await
+        .context("AjukanPermohonan")?
+        .into_inner();
+    let (tn, pin) = (r.nomor_berkas.clone(), r.pin.clone());
+    // A lookup before the case exists counts as a wrong PIN: wait for the
+    // events in the stream and the hub to ingest them first.
+    let js = nats.jetstream().await?;
+    let last = mpp_tests::wait_for("the answered events in the stream", CATCH_UP_DEADLINE, || {
+        let (js, answered) = (&js, &r.event_ids);
+        async move {
+            // A handful of messages: read them all on every probe.
+            let mut ids = StreamIds::new();
+            let last = ids.read_to_end(js).await?;
+            let missing = ids.missing(answered);
+            if missing.is_empty() {
+                Ok(Some(last))
+            } else {
+                bail!("missing {missing:?}")
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("mpp-dukcapil log tail:\n{}", agency.log_tail()))?;
+    hub.wait_caught_up(last, CATCH_UP_DEADLINE).await?;
+    let (status, lookup) = hub.case_json(&tn, &pin).await?;
+    ensure!(status == 200, "case {tn} not visible at the hub: {status} {lookup}");
+    ensure!(
+        lookup.pointer("/applications/0/state").and_then(|s| s.as_str()) == Some("submitted"),
+        "{lookup}"
+    );
+    let before = stream_last_seq(&js).await?;
+    hub.wait_caught_up(before, CATCH_UP_DEADLINE).await?;
+
+    // (2) A raw publish as the Dukcapil user on PLN's subject is refused by NATS.
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let raw = dukcapil
+        .options()
+        .connection_timeout(REFUSED_TIMEOUT)
+        .event_callback(move |event| {
+            let tx = events_tx.clone();
+            async move {
+                let _ = tx.send(event.to_string());
+            }
+        })
+        .connect(nats.url())
+        .await
+        .context("connecting as the dukcapil user")?;
+    let raw_js = async_nats::jetstream::ContextBuilder::new().timeout(REFUSED_TIMEOUT).build(raw.clone());
+    let foreign = EventFactory::new("dukcapil", "kk", REGION).app_event(
+        &tn,
+        &r.nomor_permohonan,
+        body::review_started(),
+    );
+    let ack = raw_js
+        .send_publish(
+            FOREIGN_SUBJECT,
+            PublishMessage::build().payload(encode(&foreign)).message_id(event_id()),
+        )
+        .await
+        .context("sending the foreign publish")?
+        .await;
+    ensure!(ack.is_err(), "NATS acknowledged a publish on {FOREIGN_SUBJECT} by the dukcapil user: {ack:?}");
+    let refused =
+        server_error(&mut events, &format!("Permissions Violation for Publish to \"{FOREIGN_SUBJECT}\""))
+            .await?;
+    println!("foreign publish refused: {refused}; PubAck: {:?}", ack.err());
+    // Its own subject still works, and lands right after the last message:
+    // the refused one was never stored (a client's messages keep their order).
+    let own = raw_js
+        .send_publish(
+            "mpp.events.dukcapil.kk",
+            PublishMessage::build().payload(encode(&foreign)).message_id(event_id()),
+        )
+        .await
+        .context("publishing on the own subject")?
+        .await
+        .context("PubAck on the own subject")?;
+    ensure!(own.sequence == before + 1, "own publish stored at {}, expected {}", own.sequence, before + 1);
+    // It cannot read events or the stream either.
+    let _sub = raw.subscribe("mpp.events.>").await.context("sending the subscription")?;
+    server_error(&mut events, "Permissions Violation for Subscription to \"mpp.events.>\"").await?;
+    let info = raw_js.get_stream(mpp_tests::STREAM_NAME).await;
+    ensure!(info.is_err(), "the dukcapil user read the stream's info");
+    server_error(&mut events, "Permissions Violation for Publish to \"$JS.API.STREAM.INFO.MPP_EVENTS\"")
+        .await?;
+
+    let last = stream_last_seq(&js).await?;
+    ensure!(last == before + 1, "the stream grew from {before} to {last}; expected one message");
+    hub.wait_caught_up(last, CATCH_UP_DEADLINE).await?;
+    agency.terminate().await?;
+    hub.terminate().await?;
+    let audit = audit_stopped_hub(hub.data_dir())?;
+    ensure!(
+        audit.entries.iter().all(|e| !e.subject.starts_with("mpp.events.pln.")),
+        "the hub's log holds an entry on PLN's subjects"
+    );
+    ensure!(audit.summary.rejected_total() == 0, "rejected entries: {:?}", audit.summary);
+    Ok(())
+}
+
+/// On a misconfigured server (no users: anyone publishes anywhere) the
+/// foreign publish gets in, and the hub rejects it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_publish_past_nats_is_rejected_by_the_hub() -> Result<()> {
+    let nats = NatsServer::start().await?;
+    let mut hub = HubProcess::spawn(&nats.url())?;
+    hub.wait_ready(READY_DEADLINE).await?;
+    let js = nats.jetstream().await?;
+    let tn = mpp_tests::envelope::tracking_number(1771, 424_242)?;
+    let foreign = EventFactory::new("dukcapil", "kk", REGION).case_opened(&tn);
+    let ack = publish(&js, FOREIGN_SUBJECT, Some(&foreign.event_id), encode(&foreign)).await?;
+    hub.wait_caught_up(ack.sequence, CATCH_UP_DEADLINE).await?;
+    hub.terminate().await?;
+    let audit = audit_stopped_hub(hub.data_dir())?;
+    let entry = audit
+        .entries
+        .iter()
+        .find(|e| e.stream_seq == ack.sequence)
+        .with_context(|| format!("no log entry for stream seq {}", ack.sequence))?;
+    ensure!(
+        entry.verdict == Verdict::Rejected && entry.reason == Some(ReasonCode::AgencySubjectMismatch),
+        "recorded {:?} {:?} {:?}, expected rejected AGENCY_SUBJECT_MISMATCH",
+        entry.verdict,
+        entry.reason.map(ReasonCode::as_str),
+        entry.detail
+    );
+    ensure!(entry.subject == FOREIGN_SUBJECT, "recorded on {:?}", entry.subject);
+    Ok(())
+}
