@@ -38,9 +38,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the hub: ingest from NATS JetStream, serve lookups over gRPC and HTTP.
     Serve(ServeArgs),
-    /// Audit a hub's log offline (on a copy of its data directory, or an
-    /// export): verify, export, rebuild, case-at, prove, check-proof,
-    /// sla-report.
+    /// Audit a hub's log: verify, export, rebuild, case-at, prove,
+    /// check-proof, sla-report; on a copy of its data directory, on an
+    /// export, or (verify, export, prove) over its audit gRPC service.
     Audit(crate::cli::AuditArgs),
     /// Print the hub's checkpoint public key (64 hex digits, Ed25519) from
     /// `<data-dir>/keys/checkpoint.pub`, for auditors to verify checkpoints.

@@ -7,6 +7,7 @@
 //! - `citizen`: the tracking page in a real headless browser (Chromium),
 //!   lookup rate limits and lockouts, identical answers for an unknown case
 //!   and a wrong PIN, and live updates over a gRPC watch.
+//! - `audit`: two hubs on one stream (one killed and restarted) hold
 //!   byte-identical logs and sign equal Merkle roots; `mpp-hub audit`
 //!   verify, export and rebuild agree on both.
 //! - `harness`: the harness itself (nats-server start, restart, kill -9).
@@ -26,8 +27,10 @@
 //! Build the binaries first: `cargo build --workspace --bins` (tests/run-all.sh).
 
 mod agency_faults;
+mod audit;
 mod bad_input;
 mod citizen;
+mod corpus;
 mod crash;
 mod harness;
 mod journey;
