@@ -15,6 +15,7 @@
 //!   DPMPTSP, PDAM and PLN: every agency's step and what the citizen must do
 //!   next, visit by visit, until done.
 //! - `spine`: 1,000 events through the Dukcapil service → NATS → hub → lookup.
+//! - `bench_smoke`: `mpp-bench --quick` runs and writes a report that parses
 //!   (no timing is asserted).
 //! - `bad_input`: every kind of bad message ends as a rejected log entry with
 //!   its reason code, and ingest carries on.
@@ -29,6 +30,7 @@
 mod agency_faults;
 mod audit;
 mod bad_input;
+mod bench_smoke;
 mod citizen;
 mod corpus;
 mod crash;

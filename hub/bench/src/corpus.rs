@@ -1,0 +1,198 @@
+//! The pre-filled stream shared by sections 1 (raw consume), 2 (ingest),
+//! 5 (lookups), 6 (audit) and 7 (footprint): the service standards, then
+//! journeys of many interleaved cases.
+//!
+//! Filling a stream under `sync_interval: always` runs at a few thousand
+//! messages per second (one fsync per message), so a million would take
+//! minutes. The stream is therefore filled by a server with JetStream's
+//! default sync, stopped cleanly (which flushes its store), and restarted
+//! with `sync_interval: always` on the same store before anything is
+//! measured. Only the filling is done in the fast mode.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use async_nats::jetstream::{self, message::PublishMessage};
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use mpp_core::ids::TrackingNumber;
+use prost::Message as _;
+
+use crate::nats::{NatsServer, Sync};
+use crate::workload::{now_ms, standards, Interleaved, OPEN_CASES_DEFAULT};
+
+/// Publishes awaiting their PubAck at once while filling.
+pub(crate) const FILL_IN_FLIGHT_MAX: usize = 4096;
+
+/// Tracking numbers remembered for lookups.
+pub(crate) const SAMPLE_CASES_MAX: usize = 100_000;
+
+/// The filled stream.
+#[derive(Debug)]
+pub(crate) struct Corpus {
+    /// Its server, now with `sync_interval: always`.
+    pub(crate) nats: NatsServer,
+    /// Messages in the stream.
+    pub(crate) messages: u64,
+    /// Sum of their payload sizes, bytes.
+    pub(crate) payload_bytes: u64,
+    /// The generator, to go on producing the same traffic (section 5).
+    pub(crate) generator: Interleaved,
+    /// How long filling took.
+    pub(crate) fill_secs: f64,
+}
+
+impl Corpus {
+    /// Mean payload size, bytes.
+    pub(crate) fn mean_payload_bytes(&self) -> f64 {
+        self.payload_bytes as f64 / self.messages.max(1) as f64
+    }
+
+    /// Tracking numbers of cases whose opening is in the stream.
+    pub(crate) fn sample_cases(&self) -> &[TrackingNumber] {
+        &self.generator.started
+    }
+}
+
+type AckFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+            > + Send,
+    >,
+>;
+
+/// Sends messages on one connection with a bounded number awaiting their
+/// PubAck. One connection keeps the order of sending, so each case's
+/// events are stored in order.
+pub(crate) struct Pipeline {
+    js: jetstream::Context,
+    acks: FuturesUnordered<AckFuture>,
+    in_flight_max: usize,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("in_flight", &self.acks.len()).finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline on `client`.
+    pub(crate) fn new(client: async_nats::Client, in_flight_max: usize) -> Self {
+        Self {
+            js: jetstream::new(client),
+            acks: FuturesUnordered::new(),
+            in_flight_max: in_flight_max.max(1),
+        }
+    }
+
+    /// The JetStream context.
+    pub(crate) fn context(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Sends one message (`Nats-Msg-Id` = `msg_id`), first waiting for acks
+    /// while the window is full.
+    pub(crate) async fn send(&mut self, subject: String, msg_id: &str, payload: Bytes) -> Result<()> {
+        while self.acks.len() >= self.in_flight_max {
+            self.next_ack().await?;
+        }
+        let msg = PublishMessage::build().payload(payload).message_id(msg_id);
+        let ack = self.js.send_publish(subject, msg).await.context("publish")?;
+        self.acks.push(Box::pin(std::future::IntoFuture::into_future(ack)));
+        Ok(())
+    }
+
+    async fn next_ack(&mut self) -> Result<()> {
+        if let Some(r) = self.acks.next().await {
+            let ack = r.context("PubAck")?;
+            if ack.duplicate {
+                bail!("JetStream took a bench message for a duplicate (seq {})", ack.sequence);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every outstanding ack.
+    pub(crate) async fn flush(&mut self) -> Result<()> {
+        while !self.acks.is_empty() {
+            self.next_ack().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Fills a new stream with the standards and then `messages` events in all
+/// (at least the standards), and restarts its server with
+/// `sync_interval: always`.
+pub(crate) async fn fill(parent: &Path, messages: u64, seed: u64) -> Result<Corpus> {
+    let started = Instant::now();
+    let mut nats = NatsServer::start(parent, Sync::Default).await?;
+    let client = nats.connect().await?;
+    let mut pipe = Pipeline::new(client.clone(), FILL_IN_FLIGHT_MAX);
+    pipe.context()
+        .get_or_create_stream(mpp_hub::stream::stream_config())
+        .await
+        .context("creating the stream")?;
+    let mut generator = Interleaved::new(seed, 1, OPEN_CASES_DEFAULT, SAMPLE_CASES_MAX)?;
+    let region = generator.region();
+    let now = now_ms();
+    let mut payload_bytes = 0u64;
+    let mut sent = 0u64;
+    for step in standards(1)? {
+        let env = step.envelope(region, now);
+        let payload = Bytes::from(env.encode_to_vec());
+        payload_bytes += payload.len() as u64;
+        pipe.send(step.subject(), &env.event_id, payload).await?;
+        sent += 1;
+    }
+    while sent < messages {
+        let step = generator.next_step()?;
+        let env = step.envelope(region, now);
+        let payload = Bytes::from(env.encode_to_vec());
+        payload_bytes += payload.len() as u64;
+        pipe.send(step.subject(), &env.event_id, payload).await?;
+        sent += 1;
+    }
+    pipe.flush().await?;
+    drop(pipe);
+    drop(client);
+    nats.restart(Sync::Always).await?;
+    let js = jetstream::new(nats.connect().await?);
+    let mut stream = js.get_stream(mpp_hub::stream::STREAM_NAME).await.context("the filled stream")?;
+    let stored = stream.info().await.context("stream info")?.state.messages;
+    if stored != sent {
+        bail!("the filled stream holds {stored} messages after the restart, {sent} were sent");
+    }
+    Ok(Corpus { nats, messages: sent, payload_bytes, generator, fill_secs: started.elapsed().as_secs_f64() })
+}
+
+/// Publishes further events of `generator` at `rate` events per second
+/// until `stop` turns true; returns how many were acknowledged.
+pub(crate) async fn publish_paced(
+    client: async_nats::Client,
+    generator: &mut Interleaved,
+    rate: f64,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<u64> {
+    let mut pipe = Pipeline::new(client, 512);
+    let region = generator.region();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    while !*stop.borrow() {
+        tick.tick().await;
+        let due = (start.elapsed().as_secs_f64() * rate) as u64;
+        while sent < due {
+            let step = generator.next_step()?;
+            let env = step.envelope(region, now_ms());
+            pipe.send(step.subject(), &env.event_id, Bytes::from(env.encode_to_vec())).await?;
+            sent += 1;
+        }
+    }
+    pipe.flush().await?;
+    Ok(sent)
+}

@@ -1,0 +1,119 @@
+//! Section 5: case lookups per second, gRPC `GetCase` and HTTP
+//! `GET /api/v1/cases/{tn}` (with the PIN), from a load generator on the same
+//! machine, while the hub ingests new events at a steady rate.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use mpp_core::ids::TrackingNumber;
+use mpp_proto::v1::cases_service_client::CasesServiceClient;
+use mpp_proto::v1::GetCaseRequest;
+use mpp_sim::Rng;
+
+use crate::proc::Hub;
+use crate::report::{percentiles, Percentiles};
+use crate::workload::BENCH_PIN;
+
+/// gRPC connections shared by the gRPC load tasks (HTTP/2 multiplexes).
+pub(crate) const GRPC_CHANNELS: usize = 4;
+
+/// One protocol's result.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LookupRun {
+    /// Successful lookups per second.
+    pub(crate) per_s: f64,
+    /// Their latency.
+    pub(crate) latency: Percentiles,
+    /// Failed lookups.
+    pub(crate) errors: u64,
+}
+
+/// Which API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Api {
+    /// `mpp.v1.CasesService/GetCase`.
+    Grpc,
+    /// `GET /api/v1/cases/{tn}` with `X-MPP-PIN`.
+    Http,
+}
+
+/// Looks up random cases of `cases` from `tasks` concurrent tasks for `window`.
+pub(crate) async fn run(
+    hub: &Hub,
+    api: Api,
+    cases: Arc<Vec<TrackingNumber>>,
+    tasks: usize,
+    window: Duration,
+    seed: u64,
+) -> Result<LookupRun> {
+    if cases.is_empty() {
+        bail!("no cases to look up");
+    }
+    let mut channels = Vec::new();
+    if api == Api::Grpc {
+        for _ in 0..GRPC_CHANNELS {
+            channels.push(CasesServiceClient::connect(hub.grpc_url.clone()).await.context("gRPC connect")?);
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..tasks.max(1) {
+        let cases = cases.clone();
+        let stop = stop.clone();
+        let mut rng = Rng::new(seed ^ (t as u64 + 1));
+        let grpc = channels.get(t % GRPC_CHANNELS.max(1)).cloned();
+        let http_addr = hub.http_addr.clone();
+        handles.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(1 << 16);
+            let mut errors = 0u64;
+            let mut conn = match api {
+                Api::Http => Some(crate::http::Conn::connect(&http_addr).await?),
+                Api::Grpc => None,
+            };
+            let mut grpc = grpc;
+            while !stop.load(Ordering::Relaxed) {
+                let tn = cases[rng.below(cases.len() as u64) as usize].to_string();
+                let t0 = Instant::now();
+                let ok = match (&mut grpc, &mut conn) {
+                    (Some(c), _) => c
+                        .get_case(GetCaseRequest { tracking_number: tn, pin: BENCH_PIN.to_owned() })
+                        .await
+                        .is_ok(),
+                    (None, Some(c)) => {
+                        let path = format!("/api/v1/cases/{tn}");
+                        match c.get(&path, &[("x-mpp-pin", BENCH_PIN)]).await {
+                            Ok(r) => r.status == 200,
+                            Err(_) => {
+                                // A broken connection: count it and reconnect.
+                                *c = crate::http::Conn::connect(&http_addr).await?;
+                                false
+                            }
+                        }
+                    }
+                    (None, None) => false,
+                };
+                if ok {
+                    samples.push(t0.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            Ok::<_, anyhow::Error>((samples, errors))
+        }));
+    }
+    tokio::time::sleep(window).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut samples = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (s, e) = h.await.context("lookup task")??;
+        samples.extend(s);
+        errors += e;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let per_s = samples.len() as f64 / secs;
+    Ok(LookupRun { per_s, latency: percentiles(&mut samples), errors })
+}

@@ -1,0 +1,242 @@
+//! Child processes (`mpp-hub serve`), ports, memory and disk readings.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::workload::BENCH_PEPPER;
+
+/// How long `mpp-hub serve` may take to answer `/healthz`.
+pub(crate) const HUB_START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long a hub may take to stop after SIGTERM.
+pub(crate) const HUB_STOP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Lookups per minute and burst given to the bench's hubs: the rate limit
+/// is a defence against guessing, not a capacity limit, and every bench
+/// client shares one address.
+pub(crate) const BENCH_LOOKUP_RATE: u32 = 10_000_000;
+
+/// A local TCP port that was free a moment ago.
+pub(crate) fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// SIGTERM (through `kill`, as the crate forbids unsafe code), then waits
+/// for the exit; SIGKILL after `deadline`.
+pub(crate) async fn terminate(child: &mut Child, deadline: Duration) -> Result<()> {
+    if child.try_wait()?.is_some() {
+        return Ok(());
+    }
+    let pid = child.id().to_string();
+    let out = Command::new("kill").args(["-TERM", &pid]).output().context("running kill -TERM")?;
+    if !out.status.success() {
+        bail!("kill -TERM {pid}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let until = Instant::now() + deadline;
+    while Instant::now() < until {
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    bail!("process {pid} ignored SIGTERM for {deadline:?}; killed")
+}
+
+/// A workspace binary next to this executable (`target/<profile>/`), or the
+/// path in `env_var`.
+pub(crate) fn sibling_bin(name: &str, env_var: &str) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("current_exe")?;
+    let dir = exe.parent().ok_or_else(|| anyhow!("executable without a directory"))?;
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} not found next to mpp-bench (build it: cargo build -p mpp-hub; or set {env_var})",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Resident and peak resident memory of a process, in bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Memory {
+    /// `VmRSS`.
+    pub(crate) rss_bytes: u64,
+    /// `VmHWM`, the peak.
+    pub(crate) peak_rss_bytes: u64,
+}
+
+/// Reads `/proc/<pid>/status`.
+pub(crate) fn memory(pid: u32) -> Result<Memory> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    Ok(Memory { rss_bytes: field("VmRSS:"), peak_rss_bytes: field("VmHWM:") })
+}
+
+/// Bytes a directory tree takes on disk: (apparent size, allocated blocks).
+pub(crate) fn dir_bytes(dir: &Path) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut apparent = 0u64;
+    let mut allocated = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                apparent += meta.len();
+                allocated += meta.blocks() * 512;
+            }
+        }
+    }
+    Ok((apparent, allocated))
+}
+
+/// A running `mpp-hub serve`.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    child: Option<Child>,
+    /// Its data directory.
+    pub(crate) data_dir: PathBuf,
+    /// `http://127.0.0.1:<port>` of its gRPC server.
+    pub(crate) grpc_url: String,
+    /// `127.0.0.1:<port>` of its HTTP server.
+    pub(crate) http_addr: String,
+    log: PathBuf,
+}
+
+impl Hub {
+    /// Starts `mpp-hub serve` on free ports against `nats_url`, with its data
+    /// and log under `dir`, the bench's pepper and no practical lookup rate
+    /// limit; waits for `/healthz`.
+    pub(crate) async fn start(exe: &Path, dir: &Path, nats_url: &str) -> Result<Self> {
+        let data_dir = dir.join("hub-data");
+        let pepper = dir.join("pepper");
+        std::fs::write(&pepper, BENCH_PEPPER)?;
+        let grpc_port = free_port()?;
+        let http_port = free_port()?;
+        let log = dir.join("mpp-hub.log");
+        let rate = BENCH_LOOKUP_RATE.to_string();
+        let child = Command::new(exe)
+            .arg("--log-format")
+            .arg("json")
+            .arg("serve")
+            .args(["--nats-url", nats_url])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
+            .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
+            .arg("--pin-pepper-file")
+            .arg(&pepper)
+            .args(["--lookups-per-minute", &rate, "--lookup-burst", &rate])
+            // Probes poll a case until it exists; misses must not lock it.
+            .args(["--pin-failures-max", "1000"])
+            .env("MPP_LOG", std::env::var("MPP_BENCH_HUB_LOG").unwrap_or_else(|_| "warn".to_owned()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log)?))
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let mut hub = Self {
+            child: Some(child),
+            data_dir,
+            grpc_url: format!("http://127.0.0.1:{grpc_port}"),
+            http_addr: format!("127.0.0.1:{http_port}"),
+            log,
+        };
+        let until = Instant::now() + HUB_START_DEADLINE;
+        loop {
+            if let Some(status) = hub.child.as_mut().map(Child::try_wait).transpose()?.flatten() {
+                bail!("mpp-hub exited with {status}: {}", hub.log_tail());
+            }
+            if crate::http::get(&hub.http_addr, "/healthz", &[]).await.is_ok_and(|r| r.status == 200) {
+                return Ok(hub);
+            }
+            if Instant::now() >= until {
+                bail!("mpp-hub did not answer /healthz within {HUB_START_DEADLINE:?}: {}", hub.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `last_stream_seq` from `/api/v1/head`.
+    pub(crate) async fn last_stream_seq(&self) -> Result<u64> {
+        let r = crate::http::get(&self.http_addr, "/api/v1/head", &[]).await?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).context("head is not JSON")?;
+        if v.get("reason").and_then(|r| r.get("kind")).and_then(|k| k.as_str()) == Some("gap") {
+            bail!("the hub halted on a gap: {v}");
+        }
+        v.get("last_stream_seq")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| anyhow!("no last_stream_seq in {v}"))
+    }
+
+    /// Polls the head until it reaches `stream_seq`; `on_poll` sees every
+    /// reading. Fails after `deadline`.
+    pub(crate) async fn wait_for_stream_seq(
+        &self,
+        stream_seq: u64,
+        deadline: Duration,
+        mut on_poll: impl FnMut(u64),
+    ) -> Result<Instant> {
+        let until = Instant::now() + deadline;
+        loop {
+            let seq = self.last_stream_seq().await?;
+            on_poll(seq);
+            if seq >= stream_seq {
+                return Ok(Instant::now());
+            }
+            if Instant::now() >= until {
+                bail!(
+                    "the hub reached stream seq {seq} of {stream_seq} within {deadline:?}: {}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the hub (SIGTERM) and waits for it.
+    pub(crate) async fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child, HUB_STOP_DEADLINE).await?;
+        }
+        Ok(())
+    }
+
+    /// The end of its log.
+    pub(crate) fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(3000);
+        text.get(start..).unwrap_or("").to_owned()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The benchmark command keeps working: `mpp-bench --quick` runs every
+//! section at tiny sizes (a few seconds), exits 0 and writes a report.md and
+//! a report.json that parse and hold all eight sections. No figure is
+//! checked: timing is the full benchmark's business, never a test's.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// How long the quick run may take (it takes seconds; the bound is for a
+/// loaded machine and a debug build).
+const QUICK_RUN_DEADLINE: Duration = Duration::from_secs(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_bench_writes_a_parseable_report() -> Result<()> {
+    let exe = mpp_tests::bins::workspace_bin("mpp-bench")?;
+    let dir = mpp_tests::temp_dir("mpp-bench-smoke-")?;
+    let out = dir.path().join("report");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work)?;
+    let mut cmd = tokio::process::Command::new(&exe);
+    cmd.arg("--quick").arg("--out").arg(&out).arg("--work-dir").arg(&work).kill_on_drop(true);
+    if let Ok(nats) = mpp_tests::bins::nats_server() {
+        cmd.env("MPP_NATS_SERVER", nats);
+    }
+    let output = tokio::time::timeout(QUICK_RUN_DEADLINE, cmd.output())
+        .await
+        .context("mpp-bench --quick did not finish in time")?
+        .context("running mpp-bench")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!("mpp-bench --quick failed with {}:\n{stderr}", output.status);
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).context("report.md")?;
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).context("report.json")?)
+            .context("report.json is not JSON")?;
+    let sections = json["sections"].as_array().context("report.json has no sections")?;
+    let ids: Vec<u64> = sections.iter().filter_map(|s| s["id"].as_u64()).collect();
+    assert_eq!(ids, (1..=8).collect::<Vec<u64>>(), "sections in report.json");
+    for s in sections {
+        let id = &s["id"];
+        assert!(s["error"].is_null(), "section {id} failed: {}", s["error"]);
+        if s["skipped"].is_null() {
+            let rows = s["rows"].as_array().with_context(|| format!("section {id} has no rows"))?;
+            assert!(!rows.is_empty(), "section {id} measured nothing");
+            for r in rows {
+                assert!(r["value"].as_f64().is_some_and(f64::is_finite), "section {id}: {r}");
+            }
+        }
+    }
+    // Only the peer may be skipped (it is outside the default build).
+    for s in sections.iter().filter(|s| !s["skipped"].is_null()) {
+        assert_eq!(s["id"], 8, "section {} skipped: {}", s["id"], s["skipped"]);
+    }
+    for title in ["## 1. Raw limits", "## 2. Hub ingest", "## 8. Peer"] {
+        assert!(md.contains(title), "report.md lacks {title:?}");
+    }
+    assert!(json["machine"]["cpus"].as_u64().is_some_and(|n| n > 0), "machine: {}", json["machine"]);
+    Ok(())
+}
