@@ -26,6 +26,9 @@ use crate::workload::{now_ms, standards, Interleaved, OPEN_CASES_DEFAULT};
 /// Publishes awaiting their PubAck at once while filling.
 pub(crate) const FILL_IN_FLIGHT_MAX: usize = 4096;
 
+/// How long one PubAck may take while filling (not a measured path).
+pub(crate) const FILL_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Tracking numbers remembered for lookups.
 pub(crate) const SAMPLE_CASES_MAX: usize = 100_000;
 
@@ -82,11 +85,12 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// A pipeline on `client`.
     pub(crate) fn new(client: async_nats::Client, in_flight_max: usize) -> Self {
-        Self {
-            js: jetstream::new(client),
-            acks: FuturesUnordered::new(),
-            in_flight_max: in_flight_max.max(1),
-        }
+        let mut js = jetstream::new(client);
+        // With thousands of publishes in flight on a loaded machine (the
+        // test suite runs this in --quick mode beside other tests), a PubAck
+        // can take longer than async-nats' default 5 s; the fill is not timed.
+        js.set_timeout(FILL_ACK_TIMEOUT);
+        Self { js, acks: FuturesUnordered::new(), in_flight_max: in_flight_max.max(1) }
     }
 
     /// The JetStream context.
