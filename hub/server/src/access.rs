@@ -161,11 +161,12 @@ impl AccessLog {
     /// Opens (creating) the access store in `dir` and starts its writer
     /// thread, which stops when the last handle is dropped.
     pub fn open(dir: &Path) -> Result<Self, AccessError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(ACCESS_CACHE_BYTES_MAX)
-            .flush_every_ms(Some(ACCESS_FLUSH_EVERY_MS))
-            .open()?;
+        let db = mpp_store::open_waiting_for_lock(
+            &sled::Config::new()
+                .path(dir)
+                .cache_capacity(ACCESS_CACHE_BYTES_MAX)
+                .flush_every_ms(Some(ACCESS_FLUSH_EVERY_MS)),
+        )?;
         let (tx, rx) = mpsc::channel(ACCESS_QUEUE_EVENTS_MAX);
         let writer_db = db.clone();
         std::thread::Builder::new()

@@ -107,7 +107,7 @@ use mpp_core::{Case, LogEntry, ServiceStandard};
 
 pub use layout::{BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, FORMAT_TAG};
 pub use mem::MemStore;
-pub use sled_store::{SledStore, CACHE_CAPACITY_BYTES, OPEN_LOCK_WAIT_MS_MAX};
+pub use sled_store::{open_waiting_for_lock, SledStore, CACHE_CAPACITY_BYTES, OPEN_LOCK_WAIT_MS_MAX};
 
 /// The head of the log and the ingest checkpoint, written in the same batch as
 /// the entries it describes.

@@ -28,8 +28,11 @@ pub const OPEN_LOCK_WAIT_MS_MAX: u64 = 5_000;
 /// Interval between attempts while waiting for the lock, in milliseconds.
 const OPEN_LOCK_POLL_MS: u64 = 10;
 
-/// Opens the database, polling while another handle still holds its lock.
-fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> {
+/// Opens the sled database of `config`, polling for up to
+/// [`OPEN_LOCK_WAIT_MS_MAX`] while another handle still holds its lock. Every
+/// sled database of the project (the hub's store, its access log, the agency
+/// outboxes, the front office's counter) is opened through it.
+pub fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, sled::Error> {
     let deadline = Instant::now() + Duration::from_millis(OPEN_LOCK_WAIT_MS_MAX);
     loop {
         match config.open() {
@@ -41,7 +44,7 @@ fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> 
                 tracing::debug!(error = %e, "Store lock held, retrying");
                 std::thread::sleep(Duration::from_millis(OPEN_LOCK_POLL_MS));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
 }

@@ -184,11 +184,10 @@ impl SerialCounter {
     pub fn open(dir: &Path, range: SerialRange) -> Result<Self, CounterError> {
         std::fs::create_dir_all(dir)
             .map_err(|source| CounterError::CreateDir { dir: dir.to_owned(), source })?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(COUNTER_CACHE_BYTES)
-            .open()
-            .map_err(|source| CounterError::Open { dir: dir.to_owned(), source })?;
+        let db = mpp_store::open_waiting_for_lock(
+            &sled::Config::new().path(dir).cache_capacity(COUNTER_CACHE_BYTES),
+        )
+        .map_err(|source| CounterError::Open { dir: dir.to_owned(), source })?;
         let last = decode(db.get(COUNTER_KEY)?)?;
         let next = range.next_after(last).ok_or(CounterError::Exhausted { last, end: range.end })?;
         tracing::info!(

@@ -257,11 +257,10 @@ impl Outbox {
         }
         std::fs::create_dir_all(&config.dir)
             .map_err(|source| OutboxError::CreateDir { dir: config.dir.clone(), source })?;
-        let db = sled::Config::new()
-            .path(&config.dir)
-            .cache_capacity(OUTBOX_CACHE_BYTES)
-            .open()
-            .map_err(|source| OutboxError::Open { dir: config.dir.clone(), source })?;
+        let db = mpp_store::open_waiting_for_lock(
+            &sled::Config::new().path(&config.dir).cache_capacity(OUTBOX_CACHE_BYTES),
+        )
+        .map_err(|source| OutboxError::Open { dir: config.dir.clone(), source })?;
         let tree = db.open_tree(OUTBOX_TREE)?;
         let (mut depth, mut bytes, mut last_seq) = (0u64, 0u64, None);
         for kv in tree.iter() {
