@@ -14,8 +14,9 @@
 # across runs; delete .local/ to start over. Ctrl-C (or SIGTERM) stops all.
 #
 # Usage: deploy/local/up.sh [--release] [--cases N] [--seed S] [--rate R]
-#                           [--journey NAME[,NAME]] [--no-sim] [--secure-nats]
+#                           [--journey NAME[,NAME]] [--no-sim] [--secure-nats] [--tls]
 # --secure-nats: NATS with one user per agency (deploy/nats/secure.conf; config and passwords in .local/nats/secure/).
+# --tls: every gRPC and HTTP server over TLS, with a local CA made by openssl in .local/secrets/tls/ (docs/TLS.md).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -28,6 +29,7 @@ RATE=50
 JOURNEYS=
 RUN_SIM=1
 SECURE_NATS=0
+TLS=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --release) PROFILE=release ;;
@@ -37,7 +39,8 @@ while [ $# -gt 0 ]; do
     --journey) JOURNEYS=$2; shift ;;
     --no-sim) RUN_SIM=0 ;;
     --secure-nats) SECURE_NATS=1 ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    --tls) TLS=1 ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -111,6 +114,35 @@ SIM_TOKEN=$(cat .local/secrets/sim-token)
 (umask 077 && printf '# written by deploy/local/up.sh: client_id:sha256(token)\nmpp-sim:%s\n' \
     "$(printf %s "$SIM_TOKEN" | sha256sum | cut -d' ' -f1)" >.local/secrets/tokens)
 PEPPER=.local/secrets/pin-pepper
+
+# With --tls: a local CA and one certificate for 127.0.0.1 and localhost,
+# made once (mode 0600 keys); every server gets --tls-cert-file and
+# --tls-key-file, every client (curl, mpp-sim) trusts ca.pem.
+SCHEME=http
+TLS_ARGS=()
+CURL_TLS=()
+if [ "$TLS" = 1 ]; then
+    TLS_DIR=.local/secrets/tls
+    if [ ! -s "$TLS_DIR/server.pem" ]; then
+        (umask 077 && mkdir -p "$TLS_DIR")
+        (
+            umask 077
+            cd "$TLS_DIR"
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+                -subj "/CN=MPP local CA" -keyout ca.key -out ca.pem 2>/dev/null
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >san.ext
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 365 \
+                -extfile san.ext -out server.pem 2>/dev/null
+        )
+    fi
+    SCHEME=https
+    TLS_ARGS=(--tls-cert-file "$TLS_DIR/server.pem" --tls-key-file "$TLS_DIR/server.key")
+    CURL_TLS=(--cacert "$TLS_DIR/ca.pem")
+fi
+# curl, trusting the local CA with --tls.
+curl_() { curl ${CURL_TLS[@]+"${CURL_TLS[@]}"} "$@"; }
 
 PIDS=()
 NAMES=()
@@ -193,7 +225,7 @@ start_service() {
         sleep 1
     done
 }
-http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
+http_ok() { curl_ -fsS -o /dev/null --max-time 2 "$1"; }
 has_flag() { grep -q -- "$2" <<<"$1"; }
 
 # With --secure-nats every process logs in as its own NATS user (password
@@ -211,7 +243,7 @@ wait_until nats-server "${PIDS[-1]}" port_in_use "127.0.0.1:$NATS_PORT"
 echo "nats-server     up: $NATS_URL (monitoring http://$NATS_MONITOR/jsz)" >&2
 
 HUB_ARGS=(serve --nats-url "$NATS_URL" --data-dir .local/data/hub --grpc-addr "$HUB_GRPC"
-    --http-addr "$HUB_HTTP" --calendars-dir deploy/calendars)
+    --http-addr "$HUB_HTTP" --calendars-dir deploy/calendars ${TLS_ARGS[@]+"${TLS_ARGS[@]}"})
 # shellcheck disable=SC2207 # user names and paths without spaces
 HUB_ARGS+=($(nats_login hub))
 HUB_HELP=$("$BIN/mpp-hub" serve --help 2>&1 || true)
@@ -219,8 +251,8 @@ if has_flag "$HUB_HELP" --pin-pepper-file; then
     HUB_ARGS+=(--pin-pepper-file "$PEPPER")
 fi
 start "$BIN/mpp-hub" "${HUB_ARGS[@]}"
-wait_until mpp-hub "${PIDS[-1]}" http_ok "http://$HUB_HTTP/readyz"
-echo "mpp-hub         up: gRPC $HUB_GRPC, HTTP http://$HUB_HTTP" >&2
+wait_until mpp-hub "${PIDS[-1]}" http_ok "$SCHEME://$HUB_HTTP/readyz"
+echo "mpp-hub         up: gRPC $HUB_GRPC, HTTP $SCHEME://$HUB_HTTP" >&2
 
 for s in "${SERVICES[@]}"; do
     read -r name grpc metrics <<<"$s"
@@ -228,26 +260,26 @@ for s in "${SERVICES[@]}"; do
     help=$("$exe" --help 2>&1 || true)
     args=(--nats-url "$NATS_URL" --grpc-addr "127.0.0.1:$grpc" --region-code "$REGION"
         --data-dir ".local/data/$name" --tokens-file .local/secrets/tokens
-        --pin-pepper-file "$PEPPER" --metrics-addr "127.0.0.1:$metrics")
+        --pin-pepper-file "$PEPPER" --metrics-addr "127.0.0.1:$metrics" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"})
     if [ "$SECURE_NATS" = 1 ]; then
         # shellcheck disable=SC2207 # user names and paths without spaces
         args+=($(nats_login "$name") --skip-stream-setup)
     fi
     if [ "$name" = frontoffice ]; then
         args+=(--nik-key-file .local/secrets/nik-key --mpp-name "MPP Kota Bengkulu"
-            --lookup-base-url "http://$HUB_HTTP/lacak")
+            --lookup-base-url "$SCHEME://$HUB_HTTP/lacak")
     elif [ -f "deploy/catalogue/$name.toml" ] && has_flag "$help" --catalogue-file; then
         args+=(--catalogue-file "deploy/catalogue/$name.toml")
     fi
     start_service "mpp-$name" "$grpc" "$exe" "${args[@]}"
-    printf '%-15s up: gRPC 127.0.0.1:%s, metrics http://127.0.0.1:%s/metrics\n' "mpp-$name" "$grpc" "$metrics" >&2
+    printf '%-15s up: gRPC 127.0.0.1:%s, metrics %s://127.0.0.1:%s/metrics\n' "mpp-$name" "$grpc" "$SCHEME" "$metrics" >&2
 done
 
 # The stream's last sequence, from the NATS monitoring endpoint.
 stream_last_seq() {
     curl -fsS --max-time 2 "http://$NATS_MONITOR/jsz?streams=true" | jq -r '[.account_details[]?.stream_detail[]? | select(.name == "MPP_EVENTS") | .state.last_seq] | first // 0'
 }
-hub_last_stream_seq() { curl -fsS --max-time 2 "http://$HUB_HTTP/api/v1/head" | jq -r '.last_stream_seq // 0'; }
+hub_last_stream_seq() { curl_ -fsS --max-time 2 "$SCHEME://$HUB_HTTP/api/v1/head" | jq -r '.last_stream_seq // 0'; }
 caught_up() {
     local want have
     want=$(stream_last_seq) && have=$(hub_last_stream_seq) && [ "$want" -gt 0 ] && [ "$have" -ge "$want" ]
@@ -256,13 +288,16 @@ caught_up() {
 SAMPLE_LINES=()
 if [ "$RUN_SIM" = 1 ]; then
     SIM_ARGS=(--cases "$CASES" --seed "$SEED" --rate "$RATE" --region-code "$REGION"
-        --lookup-base "http://$HUB_HTTP/api/v1/cases/")
+        --lookup-base "$SCHEME://$HUB_HTTP/api/v1/cases/")
+    if [ "$TLS" = 1 ]; then
+        SIM_ARGS+=(--tls-ca-file "$TLS_DIR/ca.pem")
+    fi
     if [ -n "$JOURNEYS" ]; then
         SIM_ARGS+=(--journey "$JOURNEYS")
     fi
     for s in "${SERVICES[@]}"; do
         read -r name grpc _ <<<"$s"
-        SIM_ARGS+=("--$name-addr" "http://127.0.0.1:$grpc")
+        SIM_ARGS+=("--$name-addr" "$SCHEME://127.0.0.1:$grpc")
     done
     echo >&2
     echo "sample traffic: mpp-sim ${SIM_ARGS[*]:0:8} (token from .local/secrets/sim-token)" >&2
@@ -274,34 +309,39 @@ fi
 
 echo
 echo "MPP Hub, local stack (region $REGION):"
-echo "  tracking page   http://$HUB_HTTP/lacak   (tracking number + PIN)"
-echo "  JSON lookup     curl -H 'X-MPP-PIN: <pin>' http://$HUB_HTTP/api/v1/cases/<tracking number>"
-echo "  gRPC            mpp.v1.CasesService/GetCase on $HUB_GRPC"
-echo "  health          http://$HUB_HTTP/healthz   http://$HUB_HTTP/readyz   http://$HUB_HTTP/api/v1/head"
-if http_ok "http://$HUB_HTTP/metrics" 2>/dev/null; then
-    echo "  hub metrics     http://$HUB_HTTP/metrics"
+CURL_SHOWN="curl${CURL_TLS[*]+ ${CURL_TLS[*]}}"
+echo "  tracking page   $SCHEME://$HUB_HTTP/lacak   (tracking number + PIN)"
+echo "  JSON lookup     $CURL_SHOWN -H 'X-MPP-PIN: <pin>' $SCHEME://$HUB_HTTP/api/v1/cases/<tracking number>"
+echo "  gRPC            mpp.v1.CasesService/GetCase on $HUB_GRPC${CURL_TLS[*]+ (TLS, CA $TLS_DIR/ca.pem)}"
+echo "  health          $SCHEME://$HUB_HTTP/healthz   $SCHEME://$HUB_HTTP/readyz   $SCHEME://$HUB_HTTP/api/v1/head"
+if http_ok "$SCHEME://$HUB_HTTP/metrics" 2>/dev/null; then
+    echo "  hub metrics     $SCHEME://$HUB_HTTP/metrics"
 fi
 if [ ${#SAMPLE_LINES[@]} -gt 0 ]; then
     echo
     echo "Sample cases (all in .local/logs/mpp-sim.out):"
     for line in "${SAMPLE_LINES[@]}"; do
         IFS=$'\t' read -r tn pin journey url _ <<<"$line"
-        body=$(curl -sS --max-time 5 -H "X-MPP-PIN: $pin" "$url" || true)
+        body=$(curl_ -sS --max-time 5 -H "X-MPP-PIN: $pin" "$url" || true)
         status=$(jq -r '.status // .error.code // "?"' <<<"$body" 2>/dev/null || echo "?")
         next=$(jq -r '[.next_actions[]?.kind] | unique | join(",")' <<<"$body" 2>/dev/null || true)
         printf '  %-12s %s  PIN %s  status %s%s\n' "$journey" "$tn" "$pin" "$status" "${next:+ (next: $next)}"
-        printf '               curl -H '\''X-MPP-PIN: %s'\'' %s\n' "$pin" "$url"
+        printf '               %s -H '\''X-MPP-PIN: %s'\'' %s\n' "$CURL_SHOWN" "$pin" "$url"
     done
 fi
 echo
 echo "Service metrics:"
 for s in "${SERVICES[@]}"; do
     read -r name _ metrics <<<"$s"
-    printf '  %-15s http://127.0.0.1:%s/metrics\n' "mpp-$name" "$metrics"
+    printf '  %-15s %s://127.0.0.1:%s/metrics\n' "mpp-$name" "$SCHEME" "$metrics"
 done
 echo
 echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, sim-token (mpp-sim's token; tokens = its hash)."
-echo "More traffic: MPP_SIM_TOKEN=\$(cat .local/secrets/sim-token) $BIN/mpp-sim --cases 20 --seed 7"
+if [ "$TLS" = 1 ]; then
+    echo "More traffic: MPP_SIM_TOKEN=\$(cat .local/secrets/sim-token) $BIN/mpp-sim --cases 20 --seed 7 --tls-ca-file $TLS_DIR/ca.pem --<service>-addr https://127.0.0.1:<port> (each service)"
+else
+    echo "More traffic: MPP_SIM_TOKEN=\$(cat .local/secrets/sim-token) $BIN/mpp-sim --cases 20 --seed 7"
+fi
 echo "Logs: .local/logs/.  Stop: Ctrl-C here (or kill -TERM $$); everything started here stops."
 
 # Run until Ctrl-C, or until one of the processes exits on its own.

@@ -119,6 +119,8 @@ pub fn body_name(env: &mpp_proto::v1::Envelope) -> &'static str {
         Some(Body::Withdrawn(_)) => "withdrawn",
         Some(Body::Collected(_)) => "collected",
         Some(Body::ServiceStandardPublished(_)) => "service_standard_published",
+        Some(Body::PersonalDataSealed(_)) => "personal_data_sealed",
+        Some(Body::PersonalDataErased(_)) => "personal_data_erased",
     }
 }
 

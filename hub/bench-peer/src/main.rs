@@ -85,6 +85,8 @@ enum CaseEvent {
     },
     /// A service standard was published.
     Standard { version: u32, payload_hex: String },
+    /// The citizen's sealed personal data was stored, or its key erased.
+    PersonalData { kind: String, payload_hex: String },
 }
 
 impl DomainEvent for CaseEvent {
@@ -93,6 +95,7 @@ impl DomainEvent for CaseEvent {
             CaseEvent::Opened { .. } => "case_opened".to_owned(),
             CaseEvent::Application { kind, .. } => kind.clone(),
             CaseEvent::Standard { .. } => "service_standard_published".to_owned(),
+            CaseEvent::PersonalData { kind, .. } => kind.clone(),
         }
     }
 
@@ -138,6 +141,12 @@ impl Aggregate for Case {
                 return Err(Refused::Stale)
             }
             EventKind::ServiceStandardPublished => CaseEvent::Standard { version: cmd.version, payload_hex },
+            EventKind::PersonalDataSealed | EventKind::PersonalDataErased if !self.opened => {
+                return Err(Refused::UnknownCase)
+            }
+            kind @ (EventKind::PersonalDataSealed | EventKind::PersonalDataErased) => {
+                CaseEvent::PersonalData { kind: kind.as_str().to_owned(), payload_hex }
+            }
             kind => {
                 if !self.opened {
                     return Err(Refused::UnknownCase);
@@ -164,6 +173,7 @@ impl Aggregate for Case {
                 self.applications.insert(application_id, state);
             }
             CaseEvent::Standard { version, .. } => self.standard_version = version,
+            CaseEvent::PersonalData { .. } => {}
         }
     }
 }
@@ -202,6 +212,8 @@ fn kind_of(body: &Body) -> EventKind {
         Body::Withdrawn(_) => EventKind::Withdrawn,
         Body::Collected(_) => EventKind::Collected,
         Body::ServiceStandardPublished(_) => EventKind::ServiceStandardPublished,
+        Body::PersonalDataSealed(_) => EventKind::PersonalDataSealed,
+        Body::PersonalDataErased(_) => EventKind::PersonalDataErased,
     }
 }
 

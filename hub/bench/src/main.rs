@@ -14,6 +14,13 @@
 
 #![forbid(unsafe_code)]
 
+/// mimalloc instead of glibc malloc: the in-process ledger writer (sections 2
+/// and 6) allocates and frees
+/// every case, entry and key of a batch, and glibc's `_int_malloc`, `free` and
+/// `malloc_consolidate` were about a third of its time (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod audit;
 mod corpus;
 mod http;
@@ -91,7 +98,8 @@ struct Cli {
     hub_bin: Option<PathBuf>,
     /// Directory for the run's temporary data (default: the system's temp
     /// dir). With MPP_BENCH_KEEP=1 it is kept (hub and nats-server logs
-    /// included); MPP_BENCH_HUB_LOG sets the hubs' log filter (default warn).
+    /// included); MPP_BENCH_HUB_LOG sets the hubs' log filter (default warn),
+    /// MPP_BENCH_LOG that of the in-process components (default: silent).
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Seed of the generated journeys.
@@ -245,6 +253,14 @@ fn skipped(id: u8, why: &str) -> Section {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The in-process hub components' logs (e.g. `mpp_hub::ingest=debug` shows
+    // every committed batch), for profiling; silent by default.
+    if let Ok(filter) = std::env::var("MPP_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let sizes = Sizes::of(&cli);
     let want = |id: u8| cli.sections.is_empty() || cli.sections.contains(&id);
     let started = Instant::now();

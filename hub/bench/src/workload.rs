@@ -36,6 +36,31 @@ pub(crate) const BENCH_PEPPER: &[u8] = b"mpp-bench-pin-pepper-not-a-secret";
 /// The front office's service id: case openings.
 const FRONT_OFFICE_SERVICE: &str = "loket";
 
+/// The year in the agencies' register numbers (application ids).
+const APPLICATION_YEAR: u32 = 2026;
+
+/// Streets of Kota Bengkulu, for the sealed home addresses.
+const STREETS: [&str; 8] = [
+    "Jl. Jenderal Sudirman",
+    "Jl. Suprapto",
+    "Jl. S. Parman",
+    "Jl. Pariwisata",
+    "Jl. Soekarno-Hatta",
+    "Jl. Kapuas Raya",
+    "Jl. Salak Raya",
+    "Jl. WR. Supratman",
+];
+
+/// Kelurahan of Kota Bengkulu with their kecamatan and postcode.
+const KELURAHAN: [(&str, &str, &str); 6] = [
+    ("Padang Jati", "Ratu Samban", "38222"),
+    ("Tanah Patah", "Ratu Agung", "38224"),
+    ("Sawah Lebar", "Ratu Agung", "38222"),
+    ("Lingkar Barat", "Gading Cempaka", "38225"),
+    ("Pasar Melintang", "Teluk Segara", "38118"),
+    ("Kandang Limun", "Muara Bangka Hulu", "38371"),
+];
+
 /// Cases open at once in the generated stream: each next event belongs to
 /// one of them, picked at random, so a batch of 1,000 messages touches
 /// several hundred different cases, as at a busy mall.
@@ -209,19 +234,39 @@ impl Cases {
                     Some(c) => Sha256::digest(c.nik.as_bytes()).to_vec(),
                     None => vec![0; 32],
                 };
+                let front_officer =
+                    officer(plan.officers.first().map_or("petugas-loket-01", String::as_str))?;
                 steps.push(Step {
                     agency: agency(&format!("mpp-{REGION}"))?,
                     service: service(FRONT_OFFICE_SERVICE)?,
                     target: Target::Case(tn),
-                    officer: officer(plan.officers.first().map_or("petugas-loket-01", String::as_str))?,
+                    officer: front_officer.clone(),
                     body: EventBody::CaseOpened { pin_verifier: verifier.to_vec(), nik_keyed_hash: nik_hash },
                 });
+                // Then the citizen's contact details, sealed under their own
+                // key (DESIGN invariant 7), as the front office records them.
+                if let Some(citizen) = plan.citizen() {
+                    steps.push(Step {
+                        agency: agency(&format!("mpp-{REGION}"))?,
+                        service: service(FRONT_OFFICE_SERVICE)?,
+                        target: Target::Case(tn),
+                        officer: front_officer,
+                        body: self.sealed_personal_data(serial, citizen)?,
+                    });
+                }
                 continue;
             };
             let slot = step.app.ok_or_else(|| anyhow!("an application step without a slot"))?;
             let svc = plan.service(slot).ok_or_else(|| anyhow!("slot {slot} out of range"))?;
-            let app = ApplicationId::parse(&format!("{}-{serial}-{slot}", svc.service_id().to_uppercase()))
-                .map_err(|e| anyhow!("application id: {e}"))?;
+            // The agency's own register number, as back offices number
+            // their files: agency, service, region, year, serial, slot.
+            let app = ApplicationId::parse(&format!(
+                "{}-{}-{REGION}-{}-{serial:07}-{slot}",
+                svc.agency_id().to_uppercase(),
+                svc.service_id().to_uppercase(),
+                APPLICATION_YEAR
+            ))
+            .map_err(|e| anyhow!("application id: {e}"))?;
             steps.push(Step {
                 agency: agency(svc.agency_id())?,
                 service: service(svc.service_id())?,
@@ -231,6 +276,44 @@ impl Cases {
             });
         }
         Ok(CaseSteps { tracking_number: tn, steps })
+    }
+
+    /// The citizen's name, NIK, mobile number, e-mail and home address as
+    /// JSON, sealed with ChaCha20-Poly1305 under a key of their own (derived
+    /// here from the case serial; a real front office draws it at random and
+    /// keeps it in its key store): what a `personal_data_sealed` event
+    /// carries, 16 bytes of tag on top of the plaintext.
+    fn sealed_personal_data(&mut self, serial: u64, c: &mpp_sim::citizen::Citizen) -> Result<EventBody> {
+        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+        let street = *self.rng.pick(&STREETS);
+        let (kelurahan, kecamatan, postcode) = *self.rng.pick(&KELURAHAN);
+        let alamat = format!(
+            "{street} No. {}, RT {:03}/RW {:03}, Kel. {kelurahan}, Kec. {kecamatan}, Kota Bengkulu {postcode}",
+            1 + self.rng.below(120),
+            1 + self.rng.below(12),
+            1 + self.rng.below(6)
+        );
+        let email = format!(
+            "{}{}@{}",
+            c.nama.to_lowercase().replace(' ', "."),
+            self.rng.below(100),
+            self.rng.pick(&["gmail.com", "yahoo.co.id", "gmail.com", "outlook.com"])
+        );
+        let plaintext = serde_json::json!({
+            "nama": c.nama, "nik": c.nik, "telepon": c.telepon, "email": email, "alamat": alamat,
+        })
+        .to_string();
+        let key_bytes = Sha256::digest([b"mpp-bench-citizen-key".as_slice(), &serial.to_be_bytes()].concat());
+        let key_id = Sha256::digest(key_bytes)[..mpp_core::limits::KEY_ID_BYTES].to_vec();
+        let mut nonce = [0u8; mpp_core::limits::SEAL_NONCE_BYTES];
+        nonce[..8].copy_from_slice(&self.rng.next_u64().to_be_bytes());
+        let key = LessSafeKey::new(
+            UnboundKey::new(&CHACHA20_POLY1305, &key_bytes).map_err(|_| anyhow!("ChaCha20-Poly1305 key"))?,
+        );
+        let mut ciphertext = plaintext.into_bytes();
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut ciphertext)
+            .map_err(|_| anyhow!("sealing the personal data"))?;
+        Ok(EventBody::PersonalDataSealed { key_id, nonce: nonce.to_vec(), ciphertext })
     }
 
     /// The event of an application step; `None` for the case opening.

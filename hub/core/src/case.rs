@@ -157,6 +157,54 @@ pub struct NextAction {
     pub pending: Pending,
 }
 
+/// The state of the citizen's name and contact details for one case
+/// (docs/PRIVACY.md). The projection holds only which key they are sealed
+/// under and where in the log that happened, never the data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PersonalData {
+    /// None was ever sealed for this case.
+    #[default]
+    None,
+    /// Sealed under a citizen's data key held by the front office.
+    Sealed {
+        /// The data key's random id.
+        key_id: Vec<u8>,
+        /// Hub sequence of the latest `personal_data_sealed` entry.
+        sealed_seq: u64,
+    },
+    /// The data key was destroyed on an erasure request: the sealed bytes in
+    /// the log can no longer be read by anyone.
+    Erased {
+        /// The destroyed key's id.
+        key_id: Vec<u8>,
+        /// Hub sequence of the latest `personal_data_sealed` entry.
+        sealed_seq: u64,
+        /// Hub sequence of the `personal_data_erased` entry.
+        erased_seq: u64,
+    },
+}
+
+impl PersonalData {
+    /// Stable name shown in case views: `none`, `sealed` or `erased`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PersonalData::None => "none",
+            PersonalData::Sealed { .. } => "sealed",
+            PersonalData::Erased { .. } => "erased",
+        }
+    }
+
+    /// The log sequences of the personal-data entries applied to the case.
+    fn seqs(&self) -> impl Iterator<Item = u64> {
+        let (a, b) = match self {
+            PersonalData::None => (None, None),
+            PersonalData::Sealed { sealed_seq, .. } => (Some(*sealed_seq), None),
+            PersonalData::Erased { sealed_seq, erased_seq, .. } => (Some(*sealed_seq), Some(*erased_seq)),
+        };
+        a.into_iter().chain(b)
+    }
+}
+
 /// A citizen's case (berkas) at one MPP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Case {
@@ -179,6 +227,9 @@ pub struct Case {
     pub last_seq: u64,
     /// Applications in filing order.
     pub applications: Vec<Application>,
+    /// The state of the citizen's personal data (last field: added after the
+    /// others, so the store's encoding of a case only grew at its end).
+    pub personal_data: PersonalData,
 }
 
 impl Case {
@@ -230,6 +281,7 @@ impl Case {
         let mut seqs: Vec<u64> = std::iter::once(self.opened_seq)
             .filter(|s| *s != 0)
             .chain(self.applications.iter().flat_map(|a| a.timeline.iter().map(|t| t.seq)))
+            .chain(self.personal_data.seqs())
             .collect();
         seqs.sort_unstable();
         seqs

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::case::{Application, Case, Pending, ServiceStandard, TimelineItem};
+use crate::case::{Application, Case, Pending, PersonalData, ServiceStandard, TimelineItem};
 use crate::event::{Envelope, EventBody, EventKind, Target};
 use crate::ids::{AgencyId, ServiceId, TrackingNumber};
 use crate::limits;
@@ -47,7 +47,7 @@ pub fn decide(state: &impl State, env: &Envelope) -> Result<(), Rejection> {
     // an event that `apply` would then silently ignore.
     let target_fits = match env.target {
         Target::Catalogue => kind == EventKind::ServiceStandardPublished,
-        Target::Case(_) => kind == EventKind::CaseOpened,
+        Target::Case(_) => kind.is_case_event(),
         Target::Application(..) => kind.is_application_event(),
     };
     if !target_fits {
@@ -69,7 +69,7 @@ pub fn decide(state: &impl State, env: &Envelope) -> Result<(), Rejection> {
         }
         return Ok(());
     }
-    if kind != EventKind::CaseOpened && state.standard(&env.agency, &env.service).is_none() {
+    if !kind.is_case_event() && state.standard(&env.agency, &env.service).is_none() {
         return Err(Rejection::new(
             ReasonCode::UnknownService,
             format!("agency {} has published no standard for service {}", env.agency, env.service),
@@ -79,12 +79,13 @@ pub fn decide(state: &impl State, env: &Envelope) -> Result<(), Rejection> {
         Target::Catalogue => Ok(()),
         // A case known only from an application filed before its opening
         // (see `Case::is_shell`) may still be opened, once.
-        Target::Case(id) => match state.case(id) {
+        Target::Case(id) if kind == EventKind::CaseOpened => match state.case(id) {
             Some(case) if !case.is_shell() => {
                 Err(Rejection::new(ReasonCode::CaseAlreadyOpen, format!("case {id} is already open")))
             }
             Some(_) | None => Ok(()),
         },
+        Target::Case(id) => decide_personal_data(state.case(id), id, env),
         Target::Application(id, _) if kind == EventKind::ApplicationFiled && state.case(id).is_none() => {
             // Agencies publish independently: the front office's case_opened
             // and an agency's application_filed for that case can reach the
@@ -154,6 +155,47 @@ pub fn decide(state: &impl State, env: &Envelope) -> Result<(), Rejection> {
     }
 }
 
+/// Decides a `personal_data_sealed` or `personal_data_erased` for case `id`:
+/// the case must be open (not a shell), the event must come from the agency
+/// that opened it (the custodian of the citizen's data key), a case is
+/// sealed once, and only data sealed under the same key can be erased, once.
+fn decide_personal_data(case: Option<&Case>, id: &TrackingNumber, env: &Envelope) -> Result<(), Rejection> {
+    let case = case
+        .filter(|c| !c.is_shell())
+        .ok_or_else(|| Rejection::new(ReasonCode::UnknownCase, format!("case {id} was never opened")))?;
+    if case.opened_by != env.agency {
+        return Err(Rejection::new(
+            ReasonCode::NotCaseOpener,
+            format!("case {id} was opened by {}, not {}", case.opened_by, env.agency),
+        ));
+    }
+    match (&env.body, &case.personal_data) {
+        (_, PersonalData::Erased { .. }) => Err(Rejection::new(
+            ReasonCode::PersonalDataErased,
+            format!("the personal data of case {id} was erased"),
+        )),
+        (EventBody::PersonalDataSealed { .. }, PersonalData::None) => Ok(()),
+        (EventBody::PersonalDataSealed { .. }, PersonalData::Sealed { .. }) => Err(Rejection::new(
+            ReasonCode::PersonalDataAlreadySealed,
+            format!("the personal data of case {id} is already sealed"),
+        )),
+        (EventBody::PersonalDataErased { key_id }, PersonalData::Sealed { key_id: sealed, .. })
+            if key_id == sealed =>
+        {
+            Ok(())
+        }
+        (EventBody::PersonalDataErased { .. }, _) => Err(Rejection::new(
+            ReasonCode::UnknownDataKey,
+            format!("the personal data of case {id} is not sealed under this key"),
+        )),
+        // `decide` calls this only for the two personal-data kinds.
+        _ => Err(Rejection::new(
+            ReasonCode::InvalidFieldValue,
+            format!("{} does not apply to this target", env.body.kind().as_str()),
+        )),
+    }
+}
+
 /// A short, deterministic description of an event for the timeline.
 fn timeline_detail(body: &EventBody) -> String {
     match body {
@@ -175,7 +217,9 @@ fn timeline_detail(body: &EventBody) -> String {
         EventBody::CaseOpened { .. }
         | EventBody::ReviewStarted
         | EventBody::Collected
-        | EventBody::ServiceStandardPublished { .. } => String::new(),
+        | EventBody::ServiceStandardPublished { .. }
+        | EventBody::PersonalDataSealed { .. }
+        | EventBody::PersonalDataErased { .. } => String::new(),
     }
 }
 
@@ -251,7 +295,22 @@ pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
                 updated_at_ms: meta.recorded_at_ms,
                 last_seq: meta.seq,
                 applications: Vec::new(),
+                personal_data: PersonalData::None,
             })
+        }
+        (Target::Case(id), EventBody::PersonalDataSealed { key_id, .. }) => {
+            let Some(case) = state.case_mut(id) else { return };
+            case.personal_data = PersonalData::Sealed { key_id: key_id.clone(), sealed_seq: meta.seq };
+            case.updated_at_ms = meta.recorded_at_ms;
+            case.last_seq = meta.seq;
+        }
+        (Target::Case(id), EventBody::PersonalDataErased { key_id }) => {
+            let Some(case) = state.case_mut(id) else { return };
+            let PersonalData::Sealed { sealed_seq, .. } = case.personal_data else { return };
+            case.personal_data =
+                PersonalData::Erased { key_id: key_id.clone(), sealed_seq, erased_seq: meta.seq };
+            case.updated_at_ms = meta.recorded_at_ms;
+            case.last_seq = meta.seq;
         }
         (Target::Case(_), _) => {}
         (Target::Application(id, app_id), body) => {
@@ -276,6 +335,7 @@ pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
                     updated_at_ms: meta.recorded_at_ms,
                     last_seq: meta.seq,
                     applications: Vec::new(),
+                    personal_data: PersonalData::None,
                 });
             }
             let Some(case) = state.case_mut(id) else { return };

@@ -99,6 +99,24 @@ pub enum EventBody {
         /// The agency's version of the standard.
         version: u32,
     },
+    /// The citizen's name and contact details, sealed under their data key,
+    /// were attached to the case (docs/PRIVACY.md). The core never sees the
+    /// plaintext and never needs it: it checks the sizes and records which
+    /// key the case's data is sealed under.
+    PersonalDataSealed {
+        /// Random id of the citizen's data key (`limits::KEY_ID_BYTES`).
+        key_id: Vec<u8>,
+        /// AEAD nonce (`limits::SEAL_NONCE_BYTES`).
+        nonce: Vec<u8>,
+        /// AEAD ciphertext with its tag.
+        ciphertext: Vec<u8>,
+    },
+    /// The citizen's data key was destroyed on an erasure request (UU
+    /// 27/2022): the case's sealed personal data is unreadable from now on.
+    PersonalDataErased {
+        /// The destroyed key's id.
+        key_id: Vec<u8>,
+    },
 }
 
 /// The kind of an event, with its stable snake_case name.
@@ -130,6 +148,10 @@ pub enum EventKind {
     Collected,
     /// See [`EventBody::ServiceStandardPublished`].
     ServiceStandardPublished,
+    /// See [`EventBody::PersonalDataSealed`].
+    PersonalDataSealed,
+    /// See [`EventBody::PersonalDataErased`].
+    PersonalDataErased,
 }
 
 impl EventKind {
@@ -148,6 +170,8 @@ impl EventKind {
         EventKind::Withdrawn,
         EventKind::Collected,
         EventKind::ServiceStandardPublished,
+        EventKind::PersonalDataSealed,
+        EventKind::PersonalDataErased,
     ];
 
     /// Stable snake_case name, as in the protobuf oneof.
@@ -166,6 +190,8 @@ impl EventKind {
             EventKind::Withdrawn => "withdrawn",
             EventKind::Collected => "collected",
             EventKind::ServiceStandardPublished => "service_standard_published",
+            EventKind::PersonalDataSealed => "personal_data_sealed",
+            EventKind::PersonalDataErased => "personal_data_erased",
         }
     }
 
@@ -176,7 +202,13 @@ impl EventKind {
 
     /// Whether this kind acts on one application (needs `application_id`).
     pub fn is_application_event(self) -> bool {
-        !matches!(self, EventKind::CaseOpened | EventKind::ServiceStandardPublished)
+        !matches!(self, EventKind::ServiceStandardPublished) && !self.is_case_event()
+    }
+
+    /// Whether this kind acts on a case as a whole (a case id, no
+    /// `application_id`): the opening and the citizen's personal data.
+    pub fn is_case_event(self) -> bool {
+        matches!(self, EventKind::CaseOpened | EventKind::PersonalDataSealed | EventKind::PersonalDataErased)
     }
 }
 
@@ -197,6 +229,8 @@ impl EventBody {
             EventBody::Withdrawn { .. } => EventKind::Withdrawn,
             EventBody::Collected => EventKind::Collected,
             EventBody::ServiceStandardPublished { .. } => EventKind::ServiceStandardPublished,
+            EventBody::PersonalDataSealed { .. } => EventKind::PersonalDataSealed,
+            EventBody::PersonalDataErased { .. } => EventKind::PersonalDataErased,
         }
     }
 }
@@ -229,7 +263,7 @@ pub struct UncheckedEnvelope {
 /// The scope an event applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// A case-level event (case opened).
+    /// A case-level event (case opened, personal data sealed or erased).
     Case(TrackingNumber),
     /// An application-level event.
     Application(TrackingNumber, ApplicationId),

@@ -40,7 +40,7 @@ pub mod state;
 pub mod validate;
 
 pub use calendar::{Calendar, CalendarError, CalendarSet, Date, Weekday, Zone};
-pub use case::{Application, Case, CaseStatus, NextAction, ServiceStandard, TimelineItem};
+pub use case::{Application, Case, CaseStatus, NextAction, PersonalData, ServiceStandard, TimelineItem};
 pub use decide::{apply, decide, EntryMeta, State, StateMut};
 pub use event::{Envelope, EventBody, EventKind, UncheckedEnvelope};
 pub use ids::{AgencyId, ApplicationId, EventId, Nik, RegionCode, ServiceId, TrackingNumber};

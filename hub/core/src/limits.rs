@@ -60,3 +60,21 @@ pub const TIMELINE_ITEMS_RESERVED_FOR_FINISH: usize = 2;
 /// How far after the time of record an appointment may be scheduled, in
 /// milliseconds: two years of 366 days (`INVALID_FIELD_VALUE`).
 pub const APPOINTMENT_AHEAD_MS_MAX: i64 = 2 * 366 * 24 * 60 * 60 * 1000;
+
+/// Length of a citizen's data-key id in `personal_data_sealed` and
+/// `personal_data_erased`, in bytes: 128 random bits (`INVALID_FIELD_VALUE`
+/// otherwise).
+pub const KEY_ID_BYTES: usize = 16;
+
+/// Length of the AES-256-GCM nonce of `personal_data_sealed`, in bytes
+/// (`INVALID_FIELD_VALUE` otherwise).
+pub const SEAL_NONCE_BYTES: usize = 12;
+
+/// Shortest ciphertext of `personal_data_sealed`, in bytes: the 16-byte
+/// AES-GCM tag (`INVALID_FIELD_VALUE` below it).
+pub const SEALED_CIPHERTEXT_BYTES_MIN: usize = 16;
+
+/// Longest ciphertext of `personal_data_sealed`, in bytes: room for a name,
+/// a phone number and an e-mail address at their front-office limits with
+/// the encoding's overhead and the tag (`FIELD_TOO_LONG` beyond it).
+pub const SEALED_CIPHERTEXT_BYTES_MAX: usize = 1024;

@@ -125,6 +125,14 @@ reason_codes! {
     RateLimited => "RATE_LIMITED", "Too many lookups from this client address; wait as long as Retry-After says, then retry.";
     /// Too many wrong PINs for one tracking number.
     LookupLocked => "LOOKUP_LOCKED", "Too many wrong PINs were tried for this tracking number (whether or not it exists); its lookups are locked for a while (see Retry-After).";
+    /// The case's personal data was erased (its data key destroyed).
+    PersonalDataErased => "PERSONAL_DATA_ERASED", "The citizen's personal data of this case was erased on request (UU 27/2022): its data key was destroyed, so it can no longer be read, sealed again or erased again.";
+    /// Only the agency that opened a case may seal or erase its personal data.
+    NotCaseOpener => "NOT_CASE_OPENER", "Only the agency that opened the case (the front office holding the citizen's data key) may seal or erase the case's personal data.";
+    /// The case's personal data is not sealed under the key being erased.
+    UnknownDataKey => "UNKNOWN_DATA_KEY", "The case's personal data is not sealed under this key id (or was never sealed), so there is nothing of it to erase.";
+    /// The case's personal data is already sealed.
+    PersonalDataAlreadySealed => "PERSONAL_DATA_ALREADY_SEALED", "The case's personal data is already sealed; a case holds one sealing.";
 }
 
 impl fmt::Display for ReasonCode {

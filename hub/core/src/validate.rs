@@ -84,11 +84,11 @@ pub fn validate(subject: &str, u: &UncheckedEnvelope, record_ms: i64) -> Result<
             }
             Target::Catalogue
         }
-        EventKind::CaseOpened => {
+        k if k.is_case_event() => {
             if !u.application_id.is_empty() {
                 return Err(Rejection::new(
                     ReasonCode::InvalidFieldValue,
-                    "case_opened carries no application_id",
+                    format!("{} carries no application_id", k.as_str()),
                 ));
             }
             Target::Case(case_in_region(&u.case_id, region)?)
@@ -199,8 +199,37 @@ fn hash(field: &str, v: &[u8], required: bool) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// A field of exactly `len` bytes (`INVALID_FIELD_VALUE` otherwise).
+fn exact_bytes(field: &str, v: &[u8], len: usize) -> Result<(), Rejection> {
+    if v.len() != len {
+        return Err(Rejection::new(ReasonCode::InvalidFieldValue, format!("{field} must be {len} bytes")));
+    }
+    Ok(())
+}
+
 fn validate_body(body: &EventBody, record_ms: i64) -> Result<(), Rejection> {
     match body {
+        EventBody::PersonalDataSealed { key_id, nonce, ciphertext } => {
+            exact_bytes("key_id", key_id, limits::KEY_ID_BYTES)?;
+            exact_bytes("nonce", nonce, limits::SEAL_NONCE_BYTES)?;
+            if ciphertext.len() > limits::SEALED_CIPHERTEXT_BYTES_MAX {
+                return Err(Rejection::new(
+                    ReasonCode::FieldTooLong,
+                    format!("ciphertext is longer than {} bytes", limits::SEALED_CIPHERTEXT_BYTES_MAX),
+                ));
+            }
+            if ciphertext.len() < limits::SEALED_CIPHERTEXT_BYTES_MIN {
+                return Err(Rejection::new(
+                    ReasonCode::InvalidFieldValue,
+                    format!(
+                        "ciphertext is shorter than its {}-byte tag",
+                        limits::SEALED_CIPHERTEXT_BYTES_MIN
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        EventBody::PersonalDataErased { key_id } => exact_bytes("key_id", key_id, limits::KEY_ID_BYTES),
         EventBody::CaseOpened { pin_verifier, nik_keyed_hash } => {
             hash("pin_verifier", pin_verifier, true)?;
             hash("nik_keyed_hash", nik_keyed_hash, false)

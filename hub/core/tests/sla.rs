@@ -107,6 +107,10 @@ fn body(kind: E, record_ms: i64) -> EventBody {
         E::Withdrawn => EventBody::Withdrawn { reason: s("") },
         E::Collected => EventBody::Collected,
         E::ServiceStandardPublished => standard_body(3, false, 1),
+        E::PersonalDataSealed => {
+            EventBody::PersonalDataSealed { key_id: vec![7; 16], nonce: vec![8; 12], ciphertext: vec![9; 48] }
+        }
+        E::PersonalDataErased => EventBody::PersonalDataErased { key_id: vec![7; 16] },
     }
 }
 

@@ -36,6 +36,7 @@ fn sample(kind: E) -> UncheckedEnvelope {
     match kind {
         E::CaseOpened => open(1),
         E::ServiceStandardPublished => standard(),
+        k if k.is_case_event() => envelope(AGENCY, SERVICE, Some(1), None, body(k)),
         _ => app_event(1, "A", kind),
     }
 }
@@ -64,7 +65,7 @@ fn a_valid_envelope_of_every_kind_is_typed() {
         assert_eq!(env.occurred_at_ms, RECORD_MS);
         assert_eq!(env.body, body(kind));
         let want = match kind {
-            E::CaseOpened => Target::Case(tracking_number(1)),
+            k if k.is_case_event() => Target::Case(tracking_number(1)),
             E::ServiceStandardPublished => Target::Catalogue,
             _ => Target::Application(tracking_number(1), app_id("A")),
         };

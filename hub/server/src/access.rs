@@ -15,20 +15,30 @@
 //! # Bounds and guarantees
 //!
 //! - The read path never waits for the access log: it hands the event to a
-//!   bounded queue ([`ACCESS_QUEUE_EVENTS_MAX`]) with `try_send`. When the
-//!   queue is full the event is dropped and counted
-//!   ([`AccessLog::dropped`], logged as a warning): a burst of lookups can
-//!   cost some history, never lookup latency.
-//! - One thread owns the writes (as the ledger writer owns the main store),
-//!   taking up to [`ACCESS_WRITE_BATCH_MAX`] queued events per sled batch.
-//!   Each case is a ring of [`ACCESS_EVENTS_PER_CASE_MAX`] slots: a new
-//!   event overwrites the oldest, so storage per case is bounded and a write
-//!   costs one read and two inserts.
-//! - Durability is best effort: sled flushes every
-//!   [`ACCESS_FLUSH_EVERY_MS`] ms, so a crash can lose the last moments of
-//!   history. No event holds personal data: the time, the kind of accessor
-//!   (citizen, an officer of agency X, an auditor) and the channel; never an
-//!   address, a name or the PIN.
+//!   bounded queue ([`ACCESS_QUEUE_EVENTS_MAX`]) with `try_send`. A citizen
+//!   lookup ([`AccessLog::try_record`]) whose event finds the queue full is
+//!   *refused* (`UNAVAILABLE`, retry later) instead of answered: a case is
+//!   never shown without its access event being on its way to the store.
+//!   Only [`AccessLog::record`] (for surfaces that cannot refuse) drops and
+//!   counts an event when the queue is full ([`AccessLog::dropped`], logged
+//!   as a warning and exported as a metric).
+//! - One thread owns the writes (as the ledger writer owns the main store).
+//!   After the first queued event it gathers for at most
+//!   [`ACCESS_BATCH_GATHER_MS`] ms, then writes up to
+//!   [`ACCESS_WRITE_BATCH_MAX`] events as one sled batch: at thousands of
+//!   lookups a second that is a few hundred batches a second, not one per
+//!   lookup. Each case is a ring of [`ACCESS_EVENTS_PER_CASE_MAX`] slots: a
+//!   new event overwrites the oldest, so storage per case is bounded and a
+//!   write costs one read and two inserts.
+//! - Durability: sled flushes every [`ACCESS_FLUSH_EVERY_MS`] ms, and the
+//!   writer flushes on an orderly stop. A crash (or `kill -9`) can therefore
+//!   lose the events still queued (at most [`ACCESS_QUEUE_EVENTS_MAX`]), the
+//!   batch being gathered (at most [`ACCESS_BATCH_GATHER_MS`] ms) and what
+//!   was written but not yet flushed (at most about
+//!   [`ACCESS_FLUSH_EVERY_MS`] ms of history): a bounded, documented window
+//!   of the last moments, never more. No event holds personal data: the
+//!   time, the kind of accessor (citizen, an officer of agency X, an
+//!   auditor) and the channel; never an address, a name or the PIN.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -38,10 +48,16 @@ use std::sync::Arc;
 use mpp_core::{AgencyId, TrackingNumber};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
-/// Events queued for the writer thread; beyond this, events are dropped.
-pub const ACCESS_QUEUE_EVENTS_MAX: usize = 1024;
+/// Events queued for the writer thread; beyond this, citizen lookups are
+/// refused (see the module docs). About 16 k events of ~40 bytes: under
+/// 1 MiB, and close to a second of lookups at the hub's target rate.
+pub const ACCESS_QUEUE_EVENTS_MAX: usize = 16 * 1024;
+
+/// How long the writer gathers queued events after the first one before it
+/// writes them as one batch, in milliseconds.
+pub const ACCESS_BATCH_GATHER_MS: u64 = 5;
 
 /// Events kept per case (the newest).
 pub const ACCESS_EVENTS_PER_CASE_MAX: usize = 50;
@@ -137,6 +153,18 @@ pub enum AccessError {
     Thread(#[from] std::io::Error),
 }
 
+/// The access log's queue is full: the event was not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the access log's queue is full")]
+pub struct AccessQueueFull;
+
+/// Holds the queue of a log made by `AccessLog::open_stalled` without
+/// writing it.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct StalledWriter(#[allow(dead_code)] mpsc::Receiver<Job>);
+
+#[derive(Debug)]
 enum Job {
     Record(TrackingNumber, AccessEvent),
     /// Answered once every job queued before it is written.
@@ -149,11 +177,15 @@ pub struct AccessLog {
     db: sled::Db,
     tx: mpsc::Sender<Job>,
     dropped: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for AccessLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessLog").field("dropped", &self.dropped()).finish_non_exhaustive()
+        f.debug_struct("AccessLog")
+            .field("dropped", &self.dropped())
+            .field("refused", &self.refused())
+            .finish_non_exhaustive()
     }
 }
 
@@ -167,24 +199,56 @@ impl AccessLog {
                 .cache_capacity(ACCESS_CACHE_BYTES_MAX)
                 .flush_every_ms(Some(ACCESS_FLUSH_EVERY_MS)),
         )?;
+        migrate_legacy(&db)?;
         let (tx, rx) = mpsc::channel(ACCESS_QUEUE_EVENTS_MAX);
         let writer_db = db.clone();
         std::thread::Builder::new()
             .name("mpp-access-writer".into())
             .spawn(move || write_loop(writer_db, rx))?;
-        Ok(Self { db, tx, dropped: Arc::default() })
+        Ok(Self { db, tx, dropped: Arc::default(), refused: Arc::default() })
+    }
+
+    /// An access log whose queue holds `queue_max` events and whose writer
+    /// does not run while the returned guard lives (tests of a full queue).
+    #[cfg(test)]
+    pub(crate) fn open_stalled(dir: &Path, queue_max: usize) -> Result<(Self, StalledWriter), AccessError> {
+        let db = sled::Config::new().path(dir).open()?;
+        let (tx, rx) = mpsc::channel(queue_max);
+        Ok((Self { db, tx, dropped: Arc::default(), refused: Arc::default() }, StalledWriter(rx)))
+    }
+
+    /// Queues `event` for `case` without waiting, or says the queue is full
+    /// (the caller must then not show the case; see the module docs).
+    /// Refusals are counted ([`AccessLog::refused`]) and logged as a warning
+    /// (once per 1000).
+    pub fn try_record(&self, case: TrackingNumber, event: AccessEvent) -> Result<(), AccessQueueFull> {
+        self.enqueue(case, event).inspect_err(|_| {
+            let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            if n % 1000 == 1 {
+                warn!(refused_total = n, "Access log queue full, lookups refused");
+            }
+        })
+    }
+
+    fn enqueue(&self, case: TrackingNumber, event: AccessEvent) -> Result<(), AccessQueueFull> {
+        self.tx.try_send(Job::Record(case, event)).map_err(|_| AccessQueueFull)
     }
 
     /// Queues `event` for `case` without waiting; drops and counts it when
     /// the queue is full.
     pub fn record(&self, case: TrackingNumber, event: AccessEvent) {
-        if self.tx.try_send(Job::Record(case, event)).is_err() {
+        if self.enqueue(case, event).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // One warning per 1000 drops is enough to see the problem.
             if n % 1000 == 1 {
                 warn!(dropped_total = n, "Access log queue full, access events dropped");
             }
         }
+    }
+
+    /// Lookups refused because the queue was full, since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Access events dropped because the queue was full, since start.
@@ -195,22 +259,20 @@ impl AccessLog {
     /// The newest events of `case`, newest first, at most `limit`. A read
     /// error gives what was read (the history is informative, not critical).
     pub fn recent(&self, case: &TrackingNumber, limit: usize) -> Vec<AccessEvent> {
-        let mut stored: Vec<Stored> = Vec::with_capacity(ACCESS_EVENTS_PER_CASE_MAX);
-        // At most ACCESS_EVENTS_PER_CASE_MAX slots exist per case.
-        for item in self.db.scan_prefix(slot_prefix(case)).take(ACCESS_EVENTS_PER_CASE_MAX) {
-            match item {
-                Ok((_, v)) => match serde_json::from_slice::<Stored>(&v) {
-                    Ok(e) => stored.push(e),
-                    Err(e) => debug!(error = %e, "Skipping an unreadable access event"),
-                },
-                Err(e) => {
-                    error!(error = %e, "Reading the access log failed");
-                    break;
+        match self.db.get(ring_key(case)) {
+            Ok(Some(v)) => match Ring::decode(&v) {
+                Some(ring) => ring.events.into_iter().rev().take(limit).collect(),
+                None => {
+                    error!("Skipping an unreadable access history");
+                    Vec::new()
                 }
+            },
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                error!(error = %e, "Reading the access log failed");
+                Vec::new()
             }
         }
-        stored.sort_by_key(|s| std::cmp::Reverse(s.seq));
-        stored.into_iter().take(limit).map(|s| s.event).collect()
     }
 
     /// Waits until every event queued before this call is written (for
@@ -225,87 +287,260 @@ impl AccessLog {
 }
 
 /// Most jobs the writer takes from the queue for one sled batch.
-pub const ACCESS_WRITE_BATCH_MAX: usize = 256;
+pub const ACCESS_WRITE_BATCH_MAX: usize = 4096;
 
-/// An event as stored: with its sequence number within the case, which
-/// orders the events and picks the slot it overwrites.
+/// Cases converted from the first layout per sled batch when an old access
+/// store is opened.
+pub const ACCESS_MIGRATION_CASES_PER_BATCH_MAX: usize = 4096;
+
+/// The format tag of the access store (key `V`). A store without it may hold
+/// the first layout, which [`migrate_legacy`] converts when it is opened.
+const FORMAT_TAG: &[u8] = b"mpp-access/v2";
+
+/// The key of the format tag.
+const FORMAT_KEY: &[u8] = b"V";
+
+/// Each case's history is one value under `'r' <15 digits>`: a ring of its
+/// newest [`ACCESS_EVENTS_PER_CASE_MAX`] events, so reading the history is
+/// one `get` and recording a batch of events for a case is one `get` and
+/// one `insert`. (The first layout, one key per event under
+/// `<15 digits> 's' <slot>` plus `<15 digits> 'n'`, cost a range scan per
+/// read and is converted on open.)
+fn ring_key(case: &TrackingNumber) -> [u8; 16] {
+    let mut k = [b'r'; 16];
+    k[1..].copy_from_slice(&case.digits());
+    k
+}
+
+/// The version byte of an encoded [`Ring`].
+const RING_VERSION: u8 = 1;
+
+/// A case's newest events, oldest first, and how many were ever recorded.
+///
+/// ```text
+/// u8  RING_VERSION | u64 recorded (big-endian) | u8 count
+/// count × ( i64 at_ms (big-endian) | u8 channel | u8 accessor [| u8 len | agency id] )
+/// ```
+///
+/// channel: 0 web, 1 api, 2 grpc, 3 audit; accessor: 0 citizen, 1 officer
+/// (followed by its agency id), 2 auditor.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Ring {
+    recorded: u64,
+    events: std::collections::VecDeque<AccessEvent>,
+}
+
+impl Ring {
+    fn push(&mut self, e: AccessEvent) {
+        if self.events.len() == ACCESS_EVENTS_PER_CASE_MAX {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+        self.recorded = self.recorded.saturating_add(1);
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(10 + self.events.len() * 10);
+        v.push(RING_VERSION);
+        v.extend_from_slice(&self.recorded.to_be_bytes());
+        // At most ACCESS_EVENTS_PER_CASE_MAX (50) events, so it fits a byte.
+        v.push(self.events.len().min(ACCESS_EVENTS_PER_CASE_MAX) as u8);
+        for e in self.events.iter().take(ACCESS_EVENTS_PER_CASE_MAX) {
+            v.extend_from_slice(&e.at_ms.to_be_bytes());
+            v.push(match e.channel {
+                AccessChannel::Web => 0,
+                AccessChannel::Api => 1,
+                AccessChannel::Grpc => 2,
+                AccessChannel::Audit => 3,
+            });
+            match &e.accessor {
+                Accessor::Citizen => v.push(0),
+                Accessor::Officer { agency } => {
+                    v.push(1);
+                    // Agency ids are slugs of at most 32 bytes.
+                    let id = agency.as_str().as_bytes();
+                    v.push(id.len().min(usize::from(u8::MAX)) as u8);
+                    v.extend_from_slice(&id[..id.len().min(usize::from(u8::MAX))]);
+                }
+                Accessor::Auditor => v.push(2),
+            }
+        }
+        v
+    }
+
+    /// `None` for bytes that are not an encoded ring (checked right after
+    /// reading, so corruption never reaches a citizen as nonsense).
+    fn decode(b: &[u8]) -> Option<Self> {
+        let (&version, rest) = b.split_first()?;
+        if version != RING_VERSION || rest.len() < 9 {
+            return None;
+        }
+        let recorded = u64::from_be_bytes(rest[..8].try_into().ok()?);
+        let count = usize::from(rest[8]);
+        if count > ACCESS_EVENTS_PER_CASE_MAX {
+            return None;
+        }
+        let mut rest = &rest[9..];
+        let mut events = std::collections::VecDeque::with_capacity(count);
+        for _ in 0..count {
+            if rest.len() < 10 {
+                return None;
+            }
+            let at_ms = i64::from_be_bytes(rest[..8].try_into().ok()?);
+            let channel = match rest[8] {
+                0 => AccessChannel::Web,
+                1 => AccessChannel::Api,
+                2 => AccessChannel::Grpc,
+                3 => AccessChannel::Audit,
+                _ => return None,
+            };
+            let (accessor, used) = match rest[9] {
+                0 => (Accessor::Citizen, 10),
+                2 => (Accessor::Auditor, 10),
+                1 => {
+                    let len = usize::from(*rest.get(10)?);
+                    let id = std::str::from_utf8(rest.get(11..11 + len)?).ok()?;
+                    (Accessor::Officer { agency: AgencyId::parse(id).ok()? }, 11 + len)
+                }
+                _ => return None,
+            };
+            events.push_back(AccessEvent { at_ms, accessor, channel });
+            rest = &rest[used..];
+        }
+        rest.is_empty().then_some(Self { recorded, events })
+    }
+}
+
+fn read_ring(db: &sled::Db, case: &TrackingNumber) -> Ring {
+    match db.get(ring_key(case)) {
+        Ok(Some(v)) => Ring::decode(&v).unwrap_or_else(|| {
+            // Start the case's history again rather than stop recording.
+            error!("An unreadable access history is replaced");
+            Ring::default()
+        }),
+        Ok(None) => Ring::default(),
+        Err(e) => {
+            error!(error = %e, "Reading the access log failed");
+            Ring::default()
+        }
+    }
+}
+
+/// An event as the first layout stored it (JSON): with its sequence number
+/// within the case, which ordered the events.
 #[derive(Debug, Serialize, Deserialize)]
-struct Stored {
+struct LegacyStored {
     seq: u64,
     #[serde(flatten)]
     event: AccessEvent,
 }
 
-/// Each case is a ring of ACCESS_EVENTS_PER_CASE_MAX slots,
-/// `<15 digits> 's' <slot>`, plus its next sequence number under
-/// `<15 digits> 'n'`: a new event overwrites the oldest, so a case never
-/// holds more than the bound and a write costs one read and two inserts.
-fn slot_prefix(case: &TrackingNumber) -> [u8; 16] {
-    let mut k = [b's'; 16];
-    k[..15].copy_from_slice(&case.digits());
-    k
-}
-
-fn slot_key(case: &TrackingNumber, seq: u64) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[..16].copy_from_slice(&slot_prefix(case));
-    // The modulo keeps the slot below ACCESS_EVENTS_PER_CASE_MAX (50).
-    k[16] = (seq % ACCESS_EVENTS_PER_CASE_MAX as u64) as u8;
-    k
-}
-
-fn next_key(case: &TrackingNumber) -> [u8; 16] {
-    let mut k = [b'n'; 16];
-    k[..15].copy_from_slice(&case.digits());
-    k
-}
-
-fn read_next(db: &sled::Db, case: &TrackingNumber) -> u64 {
-    match db.get(next_key(case)) {
-        Ok(Some(v)) if v.len() == 8 => {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&v);
-            u64::from_be_bytes(b)
+/// Converts a store of the first layout (keys starting with a tracking
+/// number's digits) into rings, a bounded number of cases per atomic batch:
+/// each batch inserts the rings of whole cases and removes their old keys,
+/// so a crash half-way leaves every case in exactly one layout and the next
+/// open continues. Then writes the format tag.
+fn migrate_legacy(db: &sled::Db) -> Result<(), sled::Error> {
+    if db.get(FORMAT_KEY)?.as_deref() == Some(FORMAT_TAG) {
+        return Ok(());
+    }
+    let mut converted = 0usize;
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut cases: Vec<([u8; 15], Vec<LegacyStored>, u64)> = Vec::new();
+        // Old keys start with an ASCII digit; new ones with a letter.
+        let legacy: std::ops::Range<&[u8]> = b"0".as_slice()..b":".as_slice();
+        for item in db.range(legacy) {
+            let (k, v) = item?;
+            if k.len() < 16 {
+                batch.remove(k);
+                continue;
+            }
+            let mut digits = [0u8; 15];
+            digits.copy_from_slice(&k[..15]);
+            if cases.last().map(|c| c.0) != Some(digits) {
+                if cases.len() == ACCESS_MIGRATION_CASES_PER_BATCH_MAX {
+                    break;
+                }
+                cases.push((digits, Vec::new(), 0));
+            }
+            if let Some(case) = cases.last_mut() {
+                match k[15] {
+                    b's' => match serde_json::from_slice::<LegacyStored>(&v) {
+                        Ok(e) => case.1.push(e),
+                        Err(e) => debug!(error = %e, "Skipping an unreadable old access event"),
+                    },
+                    b'n' if v.len() == 8 => {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&v);
+                        case.2 = u64::from_be_bytes(b);
+                    }
+                    _ => {}
+                }
+            }
+            batch.remove(k);
         }
-        Ok(_) => 0,
-        Err(e) => {
-            error!(error = %e, "Reading the access log failed");
-            0
+        let done = cases.is_empty();
+        for (digits, mut events, next) in cases {
+            events.sort_by_key(|e| e.seq);
+            let mut ring = Ring::default();
+            for e in events {
+                ring.push(e.event);
+            }
+            ring.recorded = ring.recorded.max(next);
+            let mut key = [b'r'; 16];
+            key[1..].copy_from_slice(&digits);
+            batch.insert(&key[..], ring.encode());
+            converted += 1;
+        }
+        db.apply_batch(batch)?;
+        if done {
+            break;
         }
     }
+    db.insert(FORMAT_KEY, FORMAT_TAG)?;
+    db.flush()?;
+    if converted > 0 {
+        info!(cases = converted, "Access log converted to one history per case");
+    }
+    Ok(())
 }
 
 fn write_loop(db: sled::Db, mut rx: mpsc::Receiver<Job>) {
+    let gather = std::time::Duration::from_millis(ACCESS_BATCH_GATHER_MS);
     while let Some(first) = rx.blocking_recv() {
-        // Take what is queued (bounded), write it as one sled batch.
+        // Take what is queued (bounded); if that is not a full batch, give
+        // the queue one short gathering pause (a pacing delay of this
+        // thread, not a synchronisation: nothing waits on it but barriers),
+        // then write everything as one sled batch.
         let mut jobs = vec![first];
-        while jobs.len() < ACCESS_WRITE_BATCH_MAX {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+        let mut drain = |jobs: &mut Vec<Job>| {
+            while jobs.len() < ACCESS_WRITE_BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
             }
+        };
+        drain(&mut jobs);
+        if jobs.len() < ACCESS_WRITE_BATCH_MAX {
+            std::thread::sleep(gather);
+            drain(&mut jobs);
         }
-        let mut batch = sled::Batch::default();
-        let mut next: HashMap<TrackingNumber, u64> = HashMap::new();
+        // One read and one write per case of the batch, events in queue order.
+        let mut rings: HashMap<TrackingNumber, Ring> = HashMap::new();
         let mut barriers = Vec::new();
         for job in jobs {
             match job {
                 Job::Record(case, event) => {
-                    let seq = *next.entry(case).or_insert_with(|| read_next(&db, &case));
-                    match serde_json::to_vec(&Stored { seq, event }) {
-                        Ok(v) => batch.insert(&slot_key(&case, seq)[..], v),
-                        Err(e) => {
-                            error!(error = %e, "Encoding an access event failed");
-                            continue;
-                        }
-                    }
-                    next.insert(case, seq + 1);
+                    rings.entry(case).or_insert_with(|| read_ring(&db, &case)).push(event);
                 }
                 Job::Barrier(done) => barriers.push(done),
             }
         }
-        for (case, seq) in &next {
-            batch.insert(&next_key(case)[..], &seq.to_be_bytes()[..]);
+        let mut batch = sled::Batch::default();
+        for (case, ring) in &rings {
+            batch.insert(&ring_key(case)[..], ring.encode());
         }
         if let Err(e) = db.apply_batch(batch) {
             error!(error = %e, "Writing the access log failed");
@@ -358,6 +593,75 @@ mod tests {
         assert_eq!(third[0].at_ms, 100 + ACCESS_EVENTS_PER_CASE_MAX as i64 + 9);
         assert_eq!(log.recent(&tn(3), 3).len(), 3);
         assert_eq!(log.dropped(), 0);
+    }
+
+    #[test]
+    fn a_ring_round_trips_and_refuses_damaged_bytes() {
+        let mut ring = Ring::default();
+        ring.push(citizen(1));
+        ring.push(AccessEvent {
+            at_ms: -5,
+            accessor: Accessor::Officer { agency: AgencyId::parse("bpn").unwrap() },
+            channel: AccessChannel::Api,
+        });
+        ring.push(AccessEvent {
+            at_ms: i64::MAX,
+            accessor: Accessor::Auditor,
+            channel: AccessChannel::Audit,
+        });
+        let bytes = ring.encode();
+        assert_eq!(Ring::decode(&bytes), Some(ring));
+        for cut in 0..bytes.len() {
+            assert_eq!(Ring::decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Ring::decode(&longer), None, "trailing bytes");
+        let mut bad_channel = bytes;
+        bad_channel[10 + 8] = 9;
+        assert_eq!(Ring::decode(&bad_channel), None);
+    }
+
+    #[tokio::test]
+    async fn a_store_of_the_first_layout_is_converted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let officer = AccessEvent {
+            at_ms: 7,
+            accessor: Accessor::Officer { agency: AgencyId::parse("dukcapil").unwrap() },
+            channel: AccessChannel::Grpc,
+        };
+        {
+            // The first layout: a ring of slots per case and its next sequence.
+            let db = sled::open(dir.path()).unwrap();
+            let put = |case: &TrackingNumber, seq: u64, e: &AccessEvent| {
+                let mut k = case.digits().to_vec();
+                k.push(b's');
+                k.push((seq % ACCESS_EVENTS_PER_CASE_MAX as u64) as u8);
+                let v = serde_json::to_vec(&LegacyStored { seq, event: e.clone() }).unwrap();
+                db.insert(k, v).unwrap();
+            };
+            // Case 1 wrapped around its ring: seq 50 overwrote slot 0.
+            put(&tn(1), 50, &officer);
+            for seq in 1..ACCESS_EVENTS_PER_CASE_MAX as u64 {
+                put(&tn(1), seq, &citizen(seq as i64));
+            }
+            let mut n = tn(1).digits().to_vec();
+            n.push(b'n');
+            db.insert(n, &51u64.to_be_bytes()[..]).unwrap();
+            put(&tn(2), 0, &citizen(99));
+            db.flush().unwrap();
+        }
+        let log = AccessLog::open(dir.path()).unwrap();
+        let first = log.recent(&tn(1), 3);
+        assert_eq!(first, vec![officer, citizen(49), citizen(48)]);
+        assert_eq!(log.recent(&tn(1), 1000).len(), ACCESS_EVENTS_PER_CASE_MAX);
+        assert_eq!(log.recent(&tn(2), 10), vec![citizen(99)]);
+        let legacy_left = log.db.range(b"0".as_slice()..b":".as_slice()).count();
+        assert_eq!(legacy_left, 0, "old keys are removed");
+        // New events go on top of the converted history.
+        log.record(tn(2), citizen(100));
+        log.settle().await;
+        assert_eq!(log.recent(&tn(2), 10), vec![citizen(100), citizen(99)]);
     }
 
     #[tokio::test]

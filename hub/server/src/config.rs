@@ -34,6 +34,8 @@ pub enum LogFormat {
 }
 
 /// Subcommands.
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub: ingest from NATS JetStream, serve lookups over gRPC and HTTP.
@@ -45,6 +47,9 @@ pub enum Command {
     /// Print the hub's checkpoint public key (64 hex digits, Ed25519) from
     /// `<data-dir>/keys/checkpoint.pub`, for auditors to verify checkpoints.
     ExportPublicKey(ExportPublicKeyArgs),
+    /// Operator tools: back up a hub's log (from a running hub or a stopped
+    /// one's data directory) and restore it into a fresh data directory.
+    Admin(crate::cli::admin::AdminArgs),
 }
 
 /// Flags of `mpp-hub export-public-key`.
@@ -58,7 +63,8 @@ pub struct ExportPublicKeyArgs {
 /// Flags of `mpp-hub serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// NATS server URL.
+    /// NATS server URL, or a comma-separated list of a cluster's nodes (the
+    /// hub connects to one and fails over to the others).
     #[arg(long, env = "MPP_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// User name on the NATS server (the hub's own user in
@@ -151,12 +157,21 @@ pub struct ServeArgs {
     /// tokens-file format. Without it every audit call is refused.
     #[arg(long, env = "MPP_AUDITOR_TOKENS_FILE")]
     pub auditor_tokens_file: Option<PathBuf>,
+    /// Operators' tokens for the dashboard (`/ops`, `/api/v1/ops/…`), in
+    /// the format of --auditor-tokens-file. Without it every operator
+    /// request is refused.
+    #[arg(long, env = "MPP_OPERATOR_TOKENS_FILE")]
+    pub operator_tokens_file: Option<PathBuf>,
     /// The hub is not ready (`/readyz` 503, reason `disk_low`) while the
     /// data directory has less than this many MiB free (checked every 5 s).
     /// 0 turns the check off.
     #[arg(long, env = "MPP_MIN_FREE_DISK_MB", default_value_t = crate::metrics::MIN_FREE_DISK_MB_DEFAULT,
           value_parser = clap::value_parser!(u64).range(0..=MIN_FREE_DISK_MB_MAX))]
     pub min_free_disk_mb: u64,
+    /// TLS of the gRPC and HTTP servers: --tls-cert-file, --tls-key-file,
+    /// --tls-client-ca-file, --insecure-plaintext (see docs/TLS.md).
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 /// Highest accepted `--min-free-disk-mb` (1 EiB in MiB; no disk is larger).

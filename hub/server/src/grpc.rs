@@ -29,8 +29,11 @@ pub struct Cases {
 impl Cases {
     /// A service answering from `lookups`, watching through `changes`. With
     /// `trust_forwarded_for`, the client address for rate limits is the last
-    /// entry of the `x-forwarded-for` metadata, if any.
+    /// entry of the `x-forwarded-for` metadata, if any. `lookups` (and every
+    /// clone of it, e.g. the HTTP API's) follows the commits `changes`
+    /// announces ([`Lookups::follow_commits`]).
     pub fn new(lookups: Lookups, changes: CaseChanges, trust_forwarded_for: bool) -> Self {
+        lookups.follow_commits(&changes);
         Self { lookups, changes, trust_forwarded_for }
     }
 

@@ -121,6 +121,12 @@ impl Health {
             low.map(|(free_bytes, min_free_bytes)| NotReady::DiskLow { free_bytes, min_free_bytes });
     }
 
+    /// Whether the last disk check found less free space than the minimum:
+    /// ingest pulls nothing new meanwhile, so sled never meets a full disk.
+    pub fn disk_low(&self) -> bool {
+        self.lock().disk_low.is_some()
+    }
+
     /// Records the head after a commit.
     pub fn set_head(&self, head: Head) {
         self.lock().head = head;

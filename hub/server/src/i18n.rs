@@ -396,6 +396,8 @@ pub fn event_label(k: EventKind, lang: Lang) -> &'static str {
         (Lang::Id, E::Withdrawn) => "Dibatalkan",
         (Lang::Id, E::Collected) => "Dokumen diambil",
         (Lang::Id, E::ServiceStandardPublished) => "Standar layanan terbit",
+        (Lang::Id, E::PersonalDataSealed) => "Data pribadi disimpan terenkripsi",
+        (Lang::Id, E::PersonalDataErased) => "Data pribadi dihapus",
         (Lang::En, E::CaseOpened) => "Case opened",
         (Lang::En, E::ApplicationFiled) => "Application received",
         (Lang::En, E::DocumentsRequested) => "Documents requested",
@@ -409,6 +411,8 @@ pub fn event_label(k: EventKind, lang: Lang) -> &'static str {
         (Lang::En, E::Withdrawn) => "Withdrawn",
         (Lang::En, E::Collected) => "Document collected",
         (Lang::En, E::ServiceStandardPublished) => "Service standard published",
+        (Lang::En, E::PersonalDataSealed) => "Personal data stored encrypted",
+        (Lang::En, E::PersonalDataErased) => "Personal data erased",
     }
 }
 

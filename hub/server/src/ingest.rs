@@ -3,10 +3,17 @@
 //! Two parts, connected by a bounded channel:
 //! - the **writer thread** owns the [`Ledger`] (and so the only sled writer):
 //!   it decides a batch, commits it as one atomic sled batch and flushes;
-//! - the **ingest task** owns the JetStream subscription: it gathers a batch of
-//!   up to `batch_max` ready messages, hands it to the writer, and only after
-//!   the writer reports the batch durable does it ack (one `AckAll` for the
-//!   batch's last message).
+//! - the **ingest task** owns the JetStream subscription: it gathers a batch
+//!   (up to `batch_max` messages; when the writer is idle, only what arrives
+//!   within [`BATCH_GATHER_WAIT`] of the batch's first message), hands it to
+//!   the writer, and only after the writer reports the batch durable does it
+//!   ack (one `AckAll` for the batch's last message).
+//!
+//! The two overlap: while the writer decides, commits and flushes batch N,
+//! the task gathers batch N+1 and queues it behind N, so under load the
+//! writer never waits for the network. Replies (and so acks) come back in
+//! submission order; N is acked only after N's flush, and never before the
+//! batches before it.
 //!
 //! On every (re)start the task recreates its durable consumer at the ledger's
 //! checkpoint + 1, so the stream — not the consumer's memory — decides where
@@ -15,11 +22,12 @@
 //! checkpoint (redeliveries) are acked and skipped by the ledger. A gap halts
 //! ingest and readiness until an operator intervenes.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use mpp_store::{Head, SledStore};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
@@ -41,6 +49,17 @@ pub const ACK_PENDING_MESSAGES_MAX: i64 = 8192;
 /// How long JetStream waits for an ack before redelivering.
 pub const ACK_WAIT: Duration = Duration::from_secs(60);
 
+/// How long the ingest task keeps gathering a batch after its first message
+/// while the writer is idle, before handing over what it has (2 ms). While
+/// the writer is busy the batch fills up to `batch_max` instead; so an idle
+/// hub adds at most this to an event's latency, and a loaded one commits
+/// full batches.
+pub const BATCH_GATHER_WAIT: Duration = Duration::from_millis(2);
+
+/// How often a paused ingest (disk below `--min-free-disk-mb`) looks again
+/// whether the disk check cleared.
+pub const DISK_LOW_RECHECK: Duration = Duration::from_millis(500);
+
 /// Pull request expiry: how long one pull waits for messages on an idle stream.
 pub const PULL_EXPIRY: Duration = Duration::from_secs(5);
 
@@ -56,7 +75,7 @@ pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Ingest settings.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
-    /// NATS URL.
+    /// NATS URL, or a comma-separated list of a cluster's nodes.
     pub nats_url: String,
     /// Durable consumer name.
     pub consumer_name: String,
@@ -248,9 +267,21 @@ impl Writer {
 
     /// Commits one batch, durably, and reports its outcome.
     pub async fn commit(&self, batch: Vec<RawMessage>) -> Result<BatchOutcome, IngestError> {
+        let reply = self.submit(batch).await?;
+        reply.await.map_err(|_| IngestError::WriterGone)?.map_err(IngestError::Ledger)
+    }
+
+    /// Queues one batch for the writer (waiting while its queue of
+    /// [`WRITER_QUEUE_BATCHES_MAX`] is full) and returns the receiver of its
+    /// outcome, so the caller can gather the next batch meanwhile. Batches
+    /// are committed in the order they were submitted.
+    pub async fn submit(
+        &self,
+        batch: Vec<RawMessage>,
+    ) -> Result<oneshot::Receiver<Result<BatchOutcome, LedgerError>>, IngestError> {
         let (reply_tx, reply_rx) = oneshot::channel();
         self.tx.send(WriterJob::Commit(batch, reply_tx)).await.map_err(|_| IngestError::WriterGone)?;
-        reply_rx.await.map_err(|_| IngestError::WriterGone)?.map_err(IngestError::Ledger)
+        Ok(reply_rx)
     }
 
     /// Stops the thread after the batches already queued.
@@ -389,7 +420,10 @@ async fn consume(
             error!(error = %e, "NATS server error");
         }
     });
-    let client = options.connect(&cfg.nats_url).await.map_err(nats_err)?;
+    // A comma-separated list names the nodes of a cluster; the client picks
+    // one and fails over to the others.
+    let servers: Vec<&str> = cfg.nats_url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let client = options.connect(servers).await.map_err(nats_err)?;
     let js = jetstream::new(client);
     let stream = js.get_or_create_stream(stream_config()).await.map_err(nats_err)?;
     // Start exactly after the checkpoint, whatever the consumer remembered.
@@ -424,59 +458,187 @@ async fn consume(
     info!(stream = STREAM_NAME, consumer = %cfg.consumer_name, from_stream_seq = head.last_stream_seq + 1, "Ingest started");
     health.set_ready();
 
+    // Batches handed to the writer and not yet reported, oldest first: the
+    // one it commits and the one queued behind it. Their acks go out in this
+    // order, each only after its batch's flush.
+    let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(IN_FLIGHT_BATCHES_MAX);
+    let mut batch: Vec<jetstream::Message> = Vec::with_capacity(cfg.batch_max);
+    // Set once the batch's gathering deadline has passed.
+    let mut deadline_passed = false;
+    let gather = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(gather);
+    let mut paused = false;
     loop {
-        let first = tokio::select! {
-            m = messages.next() => m,
-            _ = shutdown.changed() => return Ok(()),
-        };
-        let Some(first) = first else { return Err(IngestError::Nats("message stream ended".into())) };
-        let mut batch = vec![first.map_err(nats_err)?];
-        while batch.len() < cfg.batch_max {
-            match messages.next().now_or_never() {
-                Some(Some(Ok(m))) => batch.push(m),
-                Some(Some(Err(e))) => {
-                    warn!(error = %e, "Pull error while gathering a batch; committing what arrived");
-                    break;
-                }
-                Some(None) | None => break,
+        // A low disk pauses pulling (nothing new is taken, nothing unacked
+        // is lost: JetStream redelivers) before sled could meet ENOSPC, a
+        // failure sled 0.34 does not recover from without a restart.
+        if health.disk_low() != paused {
+            paused = !paused;
+            if paused {
+                warn!("Free disk below --min-free-disk-mb: ingest paused until space returns");
+            } else {
+                info!("Free disk back above --min-free-disk-mb: ingest resumed");
             }
         }
-        let mut raws = Vec::with_capacity(batch.len());
-        let mut pending = 0;
-        for m in &batch {
-            let info = m.info().map_err(nats_err)?;
-            // JetStream's count of messages beyond this one; the batch's
-            // last message gives the lag after the batch.
-            pending = info.pending;
-            let ns = info.published.unix_timestamp_nanos();
-            raws.push(RawMessage {
-                stream_seq: info.stream_sequence,
-                stream_time_ns: i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX }),
-                subject: m.subject.to_string(),
-                payload: m.payload.clone(),
-            });
+        let can_gather = !paused && batch.len() < cfg.batch_max && in_flight.len() < IN_FLIGHT_BATCHES_MAX;
+        let waiting_for_deadline = !batch.is_empty() && !deadline_passed;
+        tokio::select! {
+            biased;
+            reply = next_reply(&mut in_flight) => {
+                // `next_reply` only completes when a batch is in flight.
+                let Some(done) = in_flight.pop_front() else { continue };
+                if let Err(e) = finish(cfg, &stream, health, head, reply, &done.last, done.pending).await {
+                    drain(&mut in_flight, head).await;
+                    return Err(e);
+                }
+            }
+            _ = shutdown.changed() => {
+                // Whatever was handed over is committed; ack it, leave the rest.
+                while let Some(done) = in_flight.pop_front() {
+                    let reply = done.reply.await;
+                    if let Err(e) = finish(cfg, &stream, health, head, reply, &done.last, done.pending).await {
+                        drain(&mut in_flight, head).await;
+                        return Err(e);
+                    }
+                }
+                return Ok(());
+            }
+            m = messages.next(), if can_gather => {
+                match m {
+                    Some(Ok(m)) => {
+                        if batch.is_empty() {
+                            gather.as_mut().reset(tokio::time::Instant::now() + BATCH_GATHER_WAIT);
+                            deadline_passed = false;
+                        }
+                        batch.push(m);
+                    }
+                    Some(Err(e)) if !batch.is_empty() => {
+                        warn!(error = %e, "Pull error while gathering a batch; committing what arrived");
+                        deadline_passed = true;
+                    }
+                    Some(Err(e)) => {
+                        drain(&mut in_flight, head).await;
+                        return Err(nats_err(e));
+                    }
+                    None => {
+                        drain(&mut in_flight, head).await;
+                        return Err(IngestError::Nats("message stream ended".into()));
+                    }
+                }
+            }
+            _ = &mut gather, if waiting_for_deadline => deadline_passed = true,
+            _ = tokio::time::sleep(DISK_LOW_RECHECK), if paused => {}
         }
-        let outcome = writer.commit(raws).await?;
-        *head = outcome.head;
-        health.set_head(outcome.head);
-        health.metrics().set_ingest_lag(pending);
-        if let Some(changes) = &cfg.changes {
-            changes.publish(&outcome.touched_cases);
+        // Hand the batch over when it is full, or when its deadline passed
+        // and the writer is idle. While the writer is busy the batch keeps
+        // filling up to `batch_max`, so under load every commit and flush
+        // carries a full batch, and the writer never waits for the task.
+        let ready = batch.len() >= cfg.batch_max || (deadline_passed && in_flight.is_empty());
+        if !batch.is_empty() && ready && in_flight.len() < IN_FLIGHT_BATCHES_MAX {
+            let msgs = std::mem::replace(&mut batch, Vec::with_capacity(cfg.batch_max));
+            deadline_passed = false;
+            match submit(writer, msgs).await {
+                Ok(f) => in_flight.push_back(f),
+                Err(e) => {
+                    drain(&mut in_flight, head).await;
+                    return Err(e);
+                }
+            }
         }
-        debug!(
-            accepted = outcome.accepted,
-            rejected = outcome.rejected,
-            duplicates = outcome.duplicates,
-            skipped = outcome.skipped,
-            last_seq = outcome.head.last_seq,
-            "Batch committed"
-        );
-        if let Some(gap) = outcome.gap {
-            return Err(classify_gap(&stream, gap.expected, gap.got).await);
-        }
-        // Durable: ack the batch. AckAll on the last message covers the rest.
-        if let Some(last) = batch.last() {
-            last.ack().await.map_err(nats_err)?;
+    }
+}
+
+/// Most batches handed to the writer and not yet reported: the one it
+/// commits plus [`WRITER_QUEUE_BATCHES_MAX`] queued behind it.
+const IN_FLIGHT_BATCHES_MAX: usize = WRITER_QUEUE_BATCHES_MAX + 1;
+
+/// The writer's answer for one batch.
+type Reply = Result<Result<BatchOutcome, LedgerError>, oneshot::error::RecvError>;
+
+/// A batch handed to the writer: its reply, and the message whose `AckAll`
+/// acknowledges the whole batch once it is durable.
+struct InFlight {
+    reply: oneshot::Receiver<Result<BatchOutcome, LedgerError>>,
+    last: jetstream::Message,
+    /// JetStream's count of messages beyond the batch's last one (the lag).
+    pending: u64,
+}
+
+/// The reply of the oldest batch in flight; never completes when none is.
+async fn next_reply(in_flight: &mut VecDeque<InFlight>) -> Reply {
+    match in_flight.front_mut() {
+        Some(f) => (&mut f.reply).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Converts the batch's messages and queues them for the writer (waiting
+/// while its queue is full).
+async fn submit(writer: &Writer, batch: Vec<jetstream::Message>) -> Result<InFlight, IngestError> {
+    let mut raws = Vec::with_capacity(batch.len());
+    let mut pending = 0;
+    for m in &batch {
+        let info = m.info().map_err(nats_err)?;
+        // JetStream's count of messages beyond this one; the batch's
+        // last message gives the lag after the batch.
+        pending = info.pending;
+        let ns = info.published.unix_timestamp_nanos();
+        raws.push(RawMessage {
+            stream_seq: info.stream_sequence,
+            stream_time_ns: i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX }),
+            subject: m.subject.to_string(),
+            payload: m.payload.clone(),
+        });
+    }
+    let Some(last) = batch.into_iter().next_back() else {
+        return Err(IngestError::Nats("an empty batch was handed to the writer".into()));
+    };
+    let reply = writer.submit(raws).await?;
+    Ok(InFlight { reply, last, pending })
+}
+
+/// Handles the writer's reply for one batch: records the new head, announces
+/// the changed cases, and acks the batch (AckAll on its last message), or
+/// reports the gap or failure.
+async fn finish(
+    cfg: &IngestConfig,
+    stream: &jetstream::stream::Stream,
+    health: &Health,
+    head: &mut Head,
+    reply: Reply,
+    last: &jetstream::Message,
+    pending: u64,
+) -> Result<(), IngestError> {
+    let outcome = reply.map_err(|_| IngestError::WriterGone)?.map_err(IngestError::Ledger)?;
+    *head = outcome.head;
+    health.set_head(outcome.head);
+    health.metrics().set_ingest_lag(pending);
+    if let Some(changes) = &cfg.changes {
+        changes.publish(&outcome.touched_cases);
+    }
+    debug!(
+        accepted = outcome.accepted,
+        rejected = outcome.rejected,
+        duplicates = outcome.duplicates,
+        skipped = outcome.skipped,
+        last_seq = outcome.head.last_seq,
+        "Batch committed"
+    );
+    if let Some(gap) = outcome.gap {
+        return Err(classify_gap(stream, gap.expected, gap.got).await);
+    }
+    // Durable: ack the batch. AckAll on the last message covers the rest.
+    last.ack().await.map_err(nats_err)
+}
+
+/// Before giving up on a consumer: waits for the batches still in flight
+/// (the writer commits them whatever happens here) so that `head` is the
+/// ledger's, without acking them (the consumer is recreated at the
+/// checkpoint anyway).
+async fn drain(in_flight: &mut VecDeque<InFlight>, head: &mut Head) {
+    while let Some(f) = in_flight.pop_front() {
+        if let Ok(Ok(outcome)) = f.reply.await {
+            *head = outcome.head;
         }
     }
 }

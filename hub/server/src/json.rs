@@ -34,6 +34,10 @@ pub struct CaseJson {
     pub next_actions: Vec<NextActionJson>,
     /// The newest lookups of the case, newest first ("who looked at my case").
     pub access_events: Vec<AccessEventJson>,
+    /// The citizen's name and contact details: `sealed` (held encrypted,
+    /// readable only at the front office), `erased` (key destroyed on an
+    /// erasure request) or `none`. Never the data (docs/PRIVACY.md).
+    pub personal_data: &'static str,
 }
 
 /// One lookup of the case as JSON.
@@ -284,5 +288,6 @@ pub fn case_json(found: &Found) -> CaseJson {
             .map(|n| next_action(n.application_id.to_string(), &n.pending))
             .collect(),
         access_events: found.access.iter().map(access_event).collect(),
+        personal_data: c.personal_data.as_str(),
     }
 }

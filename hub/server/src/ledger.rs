@@ -161,14 +161,46 @@ pub enum LedgerError {
 
 type StandardKey = (AgencyId, ServiceId);
 
-/// The single writer of the log. Owns the in-memory head and the catalogue of
-/// standards in force; cases are read from the store as messages need them.
+/// Most cases the ledger keeps decoded in memory between batches (the
+/// cases of recent batches, in two generations of up to half this each).
+/// A busy mall works on a few thousand cases at once; keeping them saves
+/// reading and decoding each case and its timeline from the store in every
+/// batch that touches it. About 2 KiB per case, so at most ~16 MiB.
+pub const CASE_CACHE_CASES_MAX: usize = 8192;
+
+/// The single writer of the log. Owns the in-memory head, the catalogue of
+/// standards in force and a cache of recently committed cases; other cases
+/// are read from the store as messages need them.
 #[derive(Debug)]
 pub struct Ledger<S: Store> {
     store: S,
     head: Head,
     frontier: MerkleFrontier,
     standards: BTreeMap<StandardKey, ServiceStandard>,
+    cache: CaseCache,
+}
+
+/// Cases exactly as committed, by the only writer, so never stale: two
+/// generations, the older dropped whole when the younger fills up (a cheap
+/// approximation of least-recently-used). A batch takes the cases it needs
+/// out, and puts them back only once its commit succeeded.
+#[derive(Debug, Default)]
+struct CaseCache {
+    young: HashMap<TrackingNumber, Case>,
+    old: HashMap<TrackingNumber, Case>,
+}
+
+impl CaseCache {
+    fn take(&mut self, id: &TrackingNumber) -> Option<Case> {
+        self.young.remove(id).or_else(|| self.old.remove(id))
+    }
+
+    fn put(&mut self, case: Case) {
+        if self.young.len() >= CASE_CACHE_CASES_MAX / 2 {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(case.tracking_number, case);
+    }
 }
 
 impl<S: Store> Ledger<S> {
@@ -180,7 +212,7 @@ impl<S: Store> Ledger<S> {
         check_head_entry(&store, &head)?;
         let standards =
             store.standards()?.into_iter().map(|s| ((s.agency.clone(), s.service.clone()), s)).collect();
-        Ok(Ledger { store, head, frontier, standards })
+        Ok(Ledger { store, head, frontier, standards, cache: CaseCache::default() })
     }
 
     /// The head and checkpoint as of the last commit.
@@ -211,7 +243,7 @@ impl<S: Store> Ledger<S> {
         if msgs.len() > BATCH_MESSAGES_MAX {
             return Err(LedgerError::BatchTooLarge { len: msgs.len(), max: BATCH_MESSAGES_MAX });
         }
-        let mut overlay = Overlay::new(&self.store, &self.standards);
+        let mut overlay = Overlay::new(&self.store, &self.standards, &mut self.cache);
         let mut head = self.head;
         let mut out = BatchOutcome {
             skipped: 0,
@@ -267,8 +299,8 @@ impl<S: Store> Ledger<S> {
         if entries.is_empty() {
             return Ok(out);
         }
-        let Overlay { mut cases, dirty, standards, new_ids, .. } = overlay;
-        let changed: Vec<Case> = dirty.iter().filter_map(|id| cases.remove(id).flatten()).collect();
+        let Overlay { cases, dirty, standards, new_ids, cache, .. } = overlay;
+        let changed: Vec<Case> = dirty.iter().filter_map(|id| cases.get(id).cloned().flatten()).collect();
         let batch = CommitBatch {
             entries,
             cases: changed,
@@ -279,6 +311,10 @@ impl<S: Store> Ledger<S> {
             subtrees,
         };
         self.store.commit(batch)?;
+        // Committed: the batch's cases are the store's now.
+        for case in cases.into_values().flatten() {
+            cache.put(case);
+        }
         self.head = head;
         self.frontier = frontier;
         self.standards.extend(standards);
@@ -408,13 +444,20 @@ struct Overlay<'a, S: Store> {
     /// Event ids accepted in this batch.
     ids: HashMap<EventId, u64>,
     new_ids: Vec<(EventId, u64)>,
+    /// The ledger's cache of committed cases, taken from as cases load.
+    cache: &'a mut CaseCache,
 }
 
 impl<'a, S: Store> Overlay<'a, S> {
-    fn new(store: &'a S, committed_standards: &'a BTreeMap<StandardKey, ServiceStandard>) -> Self {
+    fn new(
+        store: &'a S,
+        committed_standards: &'a BTreeMap<StandardKey, ServiceStandard>,
+        cache: &'a mut CaseCache,
+    ) -> Self {
         Overlay {
             store,
             committed_standards,
+            cache,
             standards: BTreeMap::new(),
             cases: HashMap::new(),
             dirty: BTreeSet::new(),
@@ -462,7 +505,10 @@ impl<S: Store> Fold for Overlay<'_, S> {
 
     fn load_case(&mut self, id: &TrackingNumber) -> Result<(), LedgerError> {
         if !self.cases.contains_key(id) {
-            let case = self.store.case(id)?;
+            let case = match self.cache.take(id) {
+                Some(c) => Some(c),
+                None => self.store.case(id)?,
+            };
             self.cases.insert(*id, case);
         }
         Ok(())

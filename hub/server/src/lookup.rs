@@ -20,9 +20,10 @@
 //! form (`PIN_REQUIRED`, `MALFORMED_PIN`), the tracking number's lockout
 //! (`LOOKUP_LOCKED`), then case and PIN together (`CASE_NOT_FOUND`).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -31,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use mpp_core::calendar::CalendarSet;
 use mpp_core::pin::{pin_verifier, verifier_matches, Pin, PinPepper, PIN_VERIFIER_BYTES};
 use mpp_core::sla::{case_sla, case_status_at, SlaView};
-use mpp_core::{Case, CaseStatus, ReasonCode, RegionCode, TrackingNumber};
+use mpp_core::{AgencyId, Case, CaseStatus, ReasonCode, RegionCode, ServiceId, TrackingNumber};
 use mpp_store::{SledStore, Store};
 use tracing::{error, info, warn};
 
@@ -39,6 +40,7 @@ use crate::access::{AccessChannel, AccessEvent, AccessLog, Accessor, ACCESS_EVEN
 use crate::error::ApiError;
 use crate::metrics::{HubMetrics, LookupOutcome};
 use crate::ratelimit::{ClientKey, Guard, LookupLimits, RetryAfter};
+use crate::watch::{CaseChanges, CommitEpoch};
 
 /// Most calendar files read at start (regions × years).
 pub const CALENDAR_FILES_MAX: usize = 4096;
@@ -52,6 +54,20 @@ pub const TRACKING_NUMBER_INPUT_BYTES_MAX: usize = 64;
 
 /// Longest PIN input accepted, in bytes (`FIELD_TOO_LONG`).
 pub const PIN_INPUT_BYTES_MAX: usize = 32;
+
+/// Service names kept in memory between commits (one per agency service; a
+/// province publishes a few hundred). Beyond this, names are read from the
+/// store on every lookup.
+pub const SERVICE_NAMES_CACHED_MAX: usize = 4096;
+
+/// Service names read from the store's standards, valid while no commit
+/// was announced since `epoch` (see [`Lookups::follow_commits`]).
+#[derive(Debug, Default)]
+struct NameCache {
+    epoch: u64,
+    len: usize,
+    names: HashMap<AgencyId, HashMap<ServiceId, ServiceName>>,
+}
 
 /// The name of a service in both languages (empty when unknown).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -181,6 +197,9 @@ pub struct Lookups {
     guard: Arc<Guard>,
     access: Option<AccessLog>,
     metrics: Option<Arc<HubMetrics>>,
+    /// Set once by [`Lookups::follow_commits`], shared by every clone.
+    commits: Arc<OnceLock<Arc<CommitEpoch>>>,
+    names: Arc<Mutex<NameCache>>,
 }
 
 impl std::fmt::Debug for Lookups {
@@ -260,7 +279,17 @@ impl Lookups {
             guard: Arc::new(Guard::new(limits)),
             access: None,
             metrics: None,
+            commits: Arc::default(),
+            names: Arc::default(),
         }
+    }
+
+    /// Lets this handle and every clone of it cache what it reads of service
+    /// standards, dropping it whenever `changes` announces a commit (which
+    /// ingest does after every batch). Without it nothing is cached. The
+    /// first call wins; later ones (with the same announcer) change nothing.
+    pub fn follow_commits(&self, changes: &CaseChanges) {
+        let _ = self.commits.set(changes.epoch());
     }
 
     /// Records every successful lookup in `log`.
@@ -358,14 +387,14 @@ impl Lookups {
         };
         self.guard.record_success(&digits);
         let event = AccessEvent { at_ms: self.now_ms(), accessor: Accessor::Citizen, channel: req.channel };
-        Ok(self.dress(case, Some(event)))
+        self.dress(case, Some(event))
     }
 
     /// Reads a case without a PIN, for callers that already proved they may
     /// see it (a page session, a running watch). Records nothing.
     pub fn read(&self, tn: &TrackingNumber) -> Result<Option<Found>, LookupError> {
         match self.store.case(tn) {
-            Ok(Some(case)) => Ok(Some(self.dress(case, None))),
+            Ok(Some(case)) => self.dress(case, None).map(Some),
             Ok(None) => Ok(None),
             Err(e) => {
                 error!(error = %e, "Case lookup failed in the store");
@@ -376,40 +405,88 @@ impl Lookups {
 
     /// Status, SLA clocks, service names and access history, as of now. A
     /// `new_access` is recorded and shown first.
-    fn dress(&self, case: Case, new_access: Option<AccessEvent>) -> Found {
+    fn dress(&self, case: Case, new_access: Option<AccessEvent>) -> Result<Found, LookupError> {
         let now_ms = self.now_ms();
         let status = case_status_at(&case, &self.calendars, now_ms);
         let slas = case_sla(&case, &self.calendars, now_ms);
-        let service_names = case
-            .applications
-            .iter()
-            .map(|a| match self.store.standard(&a.agency, &a.service) {
-                Ok(Some(s)) => ServiceName { id: s.name_id, en: s.name_en },
-                Ok(None) => ServiceName::default(),
-                Err(e) => {
-                    warn!(error = %e, "Reading a service standard failed; showing the service id");
-                    ServiceName::default()
-                }
-            })
-            .collect();
+        let service_names =
+            case.applications.iter().map(|a| self.service_name(&a.agency, &a.service)).collect();
         let mut access = Vec::new();
         if let Some(log) = &self.access {
             // Read before recording, so the new event is shown exactly once.
             let shown = ACCESS_EVENTS_SHOWN_MAX - usize::from(new_access.is_some());
             let recent = log.recent(&case.tracking_number, shown);
             if let Some(e) = new_access {
-                log.record(case.tracking_number, e.clone());
+                // No case is shown without its access event on its way to
+                // the store: a full queue refuses the lookup instead.
+                if log.try_record(case.tracking_number, e.clone()).is_err() {
+                    return Err(ApiError::new(
+                        ReasonCode::Unavailable,
+                        "the hub is busy; try again in a moment",
+                    )
+                    .into());
+                }
                 access.push(e);
             }
             access.extend(recent);
         }
-        Found { case, status, slas, service_names, access, now_ms }
+        Ok(Found { case, status, slas, service_names, access, now_ms })
+    }
+
+    /// The name of a service from its current standard: from memory while
+    /// no commit was announced since it was read (see
+    /// [`Lookups::follow_commits`]), else from the store.
+    fn service_name(&self, agency: &AgencyId, service: &ServiceId) -> ServiceName {
+        let Some(commits) = self.commits.get() else { return self.read_service_name(agency, service) };
+        // Read the counter before the store: a commit announced after this
+        // read moves it, and what is read below is then never trusted.
+        let epoch = commits.current();
+        {
+            let cache = lock(&self.names);
+            if cache.epoch == epoch {
+                if let Some(name) = cache.names.get(agency).and_then(|m| m.get(service)) {
+                    return name.clone();
+                }
+            }
+        }
+        let name = self.read_service_name(agency, service);
+        let mut cache = lock(&self.names);
+        if cache.epoch < epoch {
+            *cache = NameCache { epoch, ..NameCache::default() };
+        }
+        if cache.epoch == epoch && cache.len < SERVICE_NAMES_CACHED_MAX {
+            let fresh = cache
+                .names
+                .entry(agency.clone())
+                .or_default()
+                .insert(service.clone(), name.clone())
+                .is_none();
+            cache.len += usize::from(fresh);
+        }
+        name
+    }
+
+    fn read_service_name(&self, agency: &AgencyId, service: &ServiceId) -> ServiceName {
+        match self.store.standard(agency, service) {
+            Ok(Some(s)) => ServiceName { id: s.name_id, en: s.name_en },
+            Ok(None) => ServiceName::default(),
+            Err(e) => {
+                warn!(error = %e, "Reading a service standard failed; showing the service id");
+                ServiceName::default()
+            }
+        }
     }
 
     /// The calendars.
     pub fn calendars(&self) -> &CalendarSet {
         &self.calendars
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves a cache behind that is still
+    // consistent (entries are inserted whole).
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Loads every `<dir>/<region>/<year>.txt` calendar file. A missing `dir`
@@ -493,6 +570,148 @@ mod tests {
         assert_eq!(code("1771\u{202E}0000012345-7"), ReasonCode::MalformedTrackingNumber);
         assert_eq!(code(&"1".repeat(65)), ReasonCode::FieldTooLong);
         assert_eq!(code(""), ReasonCode::MalformedTrackingNumber);
+    }
+
+    /// A store with a standard of dukcapil/kk named `name_id` (version
+    /// `version`) committed through the ledger at `seq`.
+    fn standard_message(seq: u64, name_id: &str, version: u32) -> crate::ledger::RawMessage {
+        let body = mpp_core::EventBody::ServiceStandardPublished {
+            name_id: name_id.to_owned(),
+            name_en: format!("{name_id} (en)"),
+            completion_working_days: 5,
+            fee_idr: 0,
+            requirements: vec![],
+            fiktif_positif: false,
+            version,
+        };
+        message(seq, None, "", body)
+    }
+
+    const T0_MS: i64 = 1_750_039_200_000;
+
+    fn message(
+        seq: u64,
+        case: Option<TrackingNumber>,
+        app: &str,
+        body: mpp_core::EventBody,
+    ) -> crate::ledger::RawMessage {
+        use prost::Message as _;
+        let ms = T0_MS as u64 + seq;
+        let hex = format!("{ms:012x}");
+        let event_id = format!(
+            "{}-{}-7{:03x}-{:04x}-{:012x}",
+            &hex[..8],
+            &hex[8..],
+            seq & 0xfff,
+            0x8000 | (seq & 0x3fff),
+            seq
+        );
+        let u = mpp_core::UncheckedEnvelope {
+            schema_version: 1,
+            event_id,
+            case_id: case.map(|c| c.to_string()).unwrap_or_default(),
+            region_code: "1771".to_owned(),
+            agency_id: "dukcapil".to_owned(),
+            service_id: "kk".to_owned(),
+            application_id: app.to_owned(),
+            occurred_at_ms: T0_MS,
+            officer: "petugas-7".to_owned(),
+            body: Some(body),
+        };
+        crate::ledger::RawMessage {
+            stream_seq: seq,
+            stream_time_ns: (T0_MS + seq as i64 * 1000) * 1_000_000,
+            subject: "mpp.events.dukcapil.kk".to_owned(),
+            payload: bytes::Bytes::from(crate::wire::from_unchecked(&u).encode_to_vec()),
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_service_names_follow_a_new_standard_once_its_commit_is_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path().join("store")).unwrap();
+        let mut ledger = crate::ledger::Ledger::open(store.clone()).unwrap();
+        let pepper = PinPepper::from_bytes(b"lookup-tests-pepper-0123456789").unwrap();
+        let case = TrackingNumber::new(RegionCode::parse("1771").unwrap(), 77).unwrap();
+        let pin = Pin::parse("123456").unwrap();
+        let verifier = pin_verifier(&pepper, &case, &pin).to_vec();
+        let opened =
+            mpp_core::EventBody::CaseOpened { pin_verifier: verifier, nik_keyed_hash: vec![0xAB; 32] };
+        let filed = mpp_core::EventBody::ApplicationFiled { documents: vec![] };
+        let first = [
+            standard_message(1, "Kartu Keluarga", 1),
+            message(2, Some(case), "", opened),
+            message(3, Some(case), "KK-1", filed),
+        ];
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let changes = CaseChanges::new(stop_rx);
+        let outcome = ledger.commit_batch(&first).unwrap();
+        assert_eq!(outcome.rejected, 0, "{outcome:?}");
+        changes.publish(&outcome.touched_cases);
+        let lookups = Lookups::new(
+            store,
+            Arc::new(CalendarSet::new()),
+            Arc::new(|| T0_MS + 3_600_000),
+            pepper,
+            LookupLimits { per_minute: 1_000_000, burst: 1_000_000, ..LookupLimits::DEFAULT },
+        );
+        // A clone made before following still shares the cache and the counter.
+        let other = lookups.clone();
+        lookups.follow_commits(&changes);
+        let req = LookupRequest {
+            tracking_number: &case.to_string(),
+            pin: Some("123456"),
+            client: IpAddr::from([127, 0, 0, 1]),
+            channel: AccessChannel::Api,
+        };
+        let name = |l: &Lookups| l.lookup(&req).unwrap().service_names[0].id.clone();
+        assert_eq!(name(&lookups), "Kartu Keluarga");
+        assert_eq!(name(&other), "Kartu Keluarga", "served from the cache");
+        let outcome = ledger.commit_batch(&[standard_message(4, "Kartu Keluarga Baru", 2)]).unwrap();
+        assert_eq!(outcome.rejected, 0, "{outcome:?}");
+        assert!(outcome.touched_cases.is_empty(), "a standard touches no case, and is still announced");
+        changes.publish(&outcome.touched_cases);
+        assert_eq!(name(&other), "Kartu Keluarga Baru");
+        assert_eq!(name(&lookups), "Kartu Keluarga Baru");
+        drop(stop_tx);
+    }
+
+    #[test]
+    fn a_lookup_whose_access_event_cannot_be_queued_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path().join("store")).unwrap();
+        let mut ledger = crate::ledger::Ledger::open(store.clone()).unwrap();
+        let pepper = PinPepper::from_bytes(b"lookup-tests-pepper-0123456789").unwrap();
+        let case = TrackingNumber::new(RegionCode::parse("1771").unwrap(), 78).unwrap();
+        let verifier = pin_verifier(&pepper, &case, &Pin::parse("123456").unwrap()).to_vec();
+        let opened =
+            mpp_core::EventBody::CaseOpened { pin_verifier: verifier, nik_keyed_hash: vec![0xAB; 32] };
+        let outcome = ledger.commit_batch(&[message(1, Some(case), "", opened)]).unwrap();
+        assert_eq!(outcome.rejected, 0, "{outcome:?}");
+        // A queue of one event, and no writer draining it.
+        let (log, _stalled) = AccessLog::open_stalled(&dir.path().join("access"), 1).unwrap();
+        let lookups = Lookups::new(
+            store,
+            Arc::new(CalendarSet::new()),
+            Arc::new(|| T0_MS + 3_600_000),
+            pepper,
+            LookupLimits { per_minute: 1_000_000, burst: 1_000_000, ..LookupLimits::DEFAULT },
+        )
+        .with_access_log(log.clone());
+        let req = LookupRequest {
+            tracking_number: &case.to_string(),
+            pin: Some("123456"),
+            client: IpAddr::from([127, 0, 0, 1]),
+            channel: AccessChannel::Web,
+        };
+        let first = lookups.lookup(&req).unwrap();
+        assert_eq!(first.access.len(), 1, "this lookup is shown as queued");
+        let refused = lookups.lookup(&req).unwrap_err();
+        assert_eq!(refused.code(), ReasonCode::Unavailable, "no case without its access event");
+        assert_eq!(log.refused(), 1);
+        assert_eq!(log.dropped(), 0);
+        // A re-read (page session, watch) records nothing, so it still answers.
+        assert!(lookups.read(&case).unwrap().is_some());
     }
 
     #[test]

@@ -1,5 +1,12 @@
 //! `mpp-hub`: see `mpp-hub --help`.
 
+/// mimalloc instead of glibc malloc: the ledger writer allocates and frees
+/// every case, entry and key of a batch, and glibc's `_int_malloc`, `free` and
+/// `malloc_consolidate` were about a third of its time (see BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context as _;
 use clap::Parser;
 use mpp_hub::config::{Cli, Command, LogFormat};
@@ -49,6 +56,13 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", hex::encode(key));
             Ok(())
         }
+        Command::Admin(args) => match mpp_hub::cli::admin::run(args).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(i32::from(mpp_hub::cli::EXIT_ERROR))
+            }
+        },
         Command::Audit(args) => match mpp_hub::cli::run(args).await {
             Ok(0) => Ok(()),
             Ok(status) => std::process::exit(i32::from(status)),

@@ -25,6 +25,8 @@
 //! | `mpp_hub_watchers` | gauge | open watches (gRPC `WatchCase` and page live updates) |
 //! | `mpp_hub_access_events_dropped_total` | counter | access events dropped because their queue was full |
 //! | `mpp_hub_checkpoints_total` | counter | signed checkpoints stored since start |
+//! | `mpp_hub_ops_redrives_total{outcome}` | counter | operators' redrives (`published`, `refused`: not redrivable, or NATS failed) |
+//! | `mpp_hub_ops_auth_failures_total` | counter | operator requests refused for a missing or wrong token |
 //!
 //! # The SLA gauge and its cost
 //!
@@ -283,6 +285,9 @@ pub struct HubMetrics {
     sla_overdue: AtomicU64,
     sla_state: AtomicU8,
     checkpoints: AtomicU64,
+    /// Redrives published, refused.
+    ops_redrives: [AtomicU64; 2],
+    ops_auth_failures: AtomicU64,
     disk_free_bytes: AtomicU64,
 }
 
@@ -330,6 +335,8 @@ impl HubMetrics {
             sla_overdue: AtomicU64::new(0),
             sla_state: AtomicU8::new(SLA_NOT_SCANNED),
             checkpoints: AtomicU64::new(0),
+            ops_redrives: std::array::from_fn(|_| AtomicU64::new(0)),
+            ops_auth_failures: AtomicU64::new(0),
             disk_free_bytes: AtomicU64::new(DISK_UNKNOWN),
         }
     }
@@ -548,7 +555,28 @@ impl HubMetrics {
             "Signed checkpoints stored since start.",
             load(&self.checkpoints),
         );
+        header(&mut out, "mpp_hub_ops_redrives_total", "counter", "Operators' redrives, by outcome.");
+        for (outcome, n) in ["published", "refused"].iter().zip(&self.ops_redrives) {
+            let _ = writeln!(out, "mpp_hub_ops_redrives_total{{outcome=\"{outcome}\"}} {}", load(n));
+        }
+        single(
+            &mut out,
+            "mpp_hub_ops_auth_failures_total",
+            "counter",
+            "Operator requests refused for a missing or wrong token.",
+            load(&self.ops_auth_failures),
+        );
         out
+    }
+
+    /// Counts one operator's redrive: published onto the stream, or refused.
+    pub fn record_redrive(&self, published: bool) {
+        self.ops_redrives[usize::from(!published)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one operator request refused for its token.
+    pub fn record_ops_auth_failure(&self) {
+        self.ops_auth_failures.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -805,6 +833,15 @@ mod tests {
         assert_eq!(s["mpp_hub_watchers"], 3.0);
         assert_eq!(s["mpp_hub_access_events_dropped_total"], 7.0);
         assert_eq!(s["mpp_hub_checkpoints_total"], 0.0);
+        assert_eq!(s["mpp_hub_ops_auth_failures_total"], 0.0);
+        health.metrics().record_redrive(true);
+        health.metrics().record_redrive(false);
+        health.metrics().record_redrive(false);
+        health.metrics().record_ops_auth_failure();
+        let s = parse(&health.metrics().render(&scrape(&health, now_ms)));
+        assert_eq!(s["mpp_hub_ops_redrives_total{outcome=\"published\"}"], 1.0);
+        assert_eq!(s["mpp_hub_ops_redrives_total{outcome=\"refused\"}"], 2.0);
+        assert_eq!(s["mpp_hub_ops_auth_failures_total"], 1.0);
         assert!(!s.contains_key("mpp_hub_sla_overdue_applications"), "no scan yet");
         // Caught up: no lag in seconds, however old the last message.
         health.metrics().set_ingest_lag(0);

@@ -27,7 +27,9 @@ use crate::lookup::{load_calendars, read_pepper_file, system_clock, Lookups};
 use crate::page::{Web, WebSettings};
 use crate::ratelimit::LookupLimits;
 use crate::signer::{CheckpointPolicy, Checkpointer, Signer};
+use crate::tls::{HttpsListener, Transport};
 use crate::watch::CaseChanges;
+use axum::serve::ListenerExt;
 
 /// Concurrent gRPC requests per connection.
 pub const GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX: usize = 256;
@@ -37,6 +39,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the hub until `shutdown` completes.
 pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // TLS files are read (and plaintext on a non-loopback address refused)
+    // before anything else is opened.
+    let transport = Transport::from_args(&args.tls, &[args.grpc_addr, args.http_addr])?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let store = SledStore::open(&args.data_dir)
@@ -136,7 +141,12 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
     let http_listener = TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
-    info!(grpc = %grpc_listener.local_addr()?, http = %http_listener.local_addr()?, "Listening");
+    info!(
+        grpc = %grpc_listener.local_addr()?,
+        http = %http_listener.local_addr()?,
+        tls = transport.tls().is_some(),
+        "Listening"
+    );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<CasesServiceServer<Cases>>().await;
@@ -145,9 +155,6 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
         .register_encoded_file_descriptor_set(mpp_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building gRPC reflection")?;
-    // TCP_NODELAY: without it, small gRPC answers wait for delayed ACKs
-    // (about 40 ms each on Linux).
-    let grpc_incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX)
         .add_service(health_service)
@@ -160,25 +167,65 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
             lookups.clone(),
             changes.clone(),
             args.trust_forwarded_for,
-        )))
-        .serve_with_incoming_shutdown(grpc_incoming, {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
+        )));
+    let stopped = |rx: &watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let grpc_task =
+        match transport.tls() {
+            None => {
+                // TCP_NODELAY: without it, small gRPC answers wait for delayed
+                // ACKs (about 40 ms each on Linux).
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+                tokio::spawn(grpc.serve_with_incoming_shutdown(incoming, stopped(&stop_rx)))
             }
-        });
+            Some(tls) => tokio::spawn(grpc.serve_with_incoming_shutdown(
+                crate::tls::grpc_incoming(grpc_listener, tls),
+                stopped(&stop_rx),
+            )),
+        };
     crate::metrics::spawn_disk_check(health.clone(), args.data_dir.clone(), min_free_bytes, stop_rx.clone());
     crate::metrics::spawn_sla_refresh(health.clone(), lookups.clone(), stop_rx.clone());
-    let app = router(AppState { lookups, health: health.clone(), web });
-    let http = axum::serve(http_listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown({
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        });
-    let grpc_task = tokio::spawn(grpc);
-    let http_task = tokio::spawn(async move { http.await });
+    let operators = match &args.operator_tokens_file {
+        Some(path) => Some(Arc::new(TokenTable::load(path).context("loading --operator-tokens-file")?)),
+        None => {
+            warn!("No --operator-tokens-file: every operator dashboard request will be refused");
+            None
+        }
+    };
+    let ops = crate::ops::Ops::new(
+        crate::ops::OpsSettings {
+            tokens: operators,
+            redrive: Some(crate::ops::RedriveTarget {
+                nats_url: args.nats_url.clone(),
+                login: args.nats_user.clone().zip(args.nats_password_file.clone()),
+            }),
+            secure_cookie: args.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+        },
+        lookups.clone(),
+        health.clone(),
+    )
+    .context("setting up the operators' dashboard")?;
+    let app = router(AppState { lookups, health: health.clone(), web }).merge(crate::ops::router(ops));
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let http_task = match transport.tls() {
+        None => {
+            let http = axum::serve(http_listener, app).with_graceful_shutdown(stopped(&stop_rx));
+            tokio::spawn(async move { http.await })
+        }
+        Some(tls) => {
+            // `tap_io` only to get axum's connect info for a custom listener.
+            let listener = HttpsListener::new(http_listener, tls)
+                .context("setting up TLS on the HTTP listener")?
+                .tap_io(|_| {});
+            let http = axum::serve(listener, app).with_graceful_shutdown(stopped(&stop_rx));
+            tokio::spawn(async move { http.await })
+        }
+    };
     // Time-based checkpoints: the writer checks its policy on every tick.
     tokio::spawn({
         let writer = Arc::downgrade(&writer);

@@ -14,7 +14,13 @@
 //! - every [`WATCH_RECHECK`] a watcher re-reads its case even without an
 //!   announcement, because a status can change with time alone (a deadline
 //!   passes and the case becomes overdue).
+//!
+//! Every announcement also advances a commit counter ([`CommitEpoch`]),
+//! whether or not anyone watches and whether or not the batch touched a
+//! case: lookups stamp what they cache from the store (service names) with
+//! it and trust a cached value only while the counter has not moved.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,10 +42,30 @@ pub const WATCH_RECHECK: Duration = Duration::from_secs(60);
 /// Case views buffered per watch before the watcher waits for its client.
 pub const WATCH_BUFFER_VIEWS_MAX: usize = 4;
 
+/// Counts the store commits announced so far (see the module docs). A
+/// value read before a store read and found unchanged afterwards proves no
+/// announced commit came in between.
+#[derive(Debug, Default)]
+pub struct CommitEpoch(AtomicU64);
+
+impl CommitEpoch {
+    /// The commits announced so far.
+    pub fn current(&self) -> u64 {
+        // Acquire pairs with the Release of `advance`: whoever sees the new
+        // value also sees the commit it announces.
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn advance(&self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
 /// The announcement side, shared by ingest and the servers.
 #[derive(Clone)]
 pub struct CaseChanges {
     tx: broadcast::Sender<Arc<[TrackingNumber]>>,
+    epoch: Arc<CommitEpoch>,
     permits: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
 }
@@ -75,12 +101,14 @@ impl CaseChanges {
     /// As [`CaseChanges::new`] with another watcher bound (tests).
     pub fn with_watchers_max(stop: watch::Receiver<bool>, watchers_max: usize) -> Self {
         let (tx, _) = broadcast::channel(CASE_CHANGE_BATCHES_MAX);
-        Self { tx, permits: Arc::new(Semaphore::new(watchers_max)), stop }
+        Self { tx, epoch: Arc::default(), permits: Arc::new(Semaphore::new(watchers_max)), stop }
     }
 
     /// Announces the cases one committed batch changed (ingest calls this
-    /// after the batch is durable). Never blocks.
+    /// after the batch is durable, for every batch, even one that touched
+    /// no case). Never blocks.
     pub fn publish(&self, touched: &[TrackingNumber]) {
+        self.epoch.advance();
         if !touched.is_empty() && self.tx.receiver_count() > 0 {
             // An error only means nobody listens right now.
             let _ = self.tx.send(Arc::from(touched));
@@ -97,6 +125,11 @@ impl CaseChanges {
             deadline: tokio::time::Instant::now() + WATCH_DURATION_MAX,
             _permit: permit,
         })
+    }
+
+    /// The commit counter this announcer advances.
+    pub fn epoch(&self) -> Arc<CommitEpoch> {
+        self.epoch.clone()
     }
 
     /// Watches open now.
@@ -193,6 +226,22 @@ mod tests {
         let mut third = changes.subscribe(tn(1)).unwrap();
         stop_tx.send(true).unwrap();
         assert_eq!(third.changed().await, Err(WatchEnd::Stopping));
+    }
+
+    #[test]
+    fn every_announcement_advances_the_commit_epoch() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let changes = CaseChanges::new(stop);
+        let epoch = changes.epoch();
+        assert_eq!(epoch.current(), 0);
+        changes.publish(&[]);
+        assert_eq!(
+            epoch.current(),
+            1,
+            "a batch that touched no case still counts (a standard may have changed)"
+        );
+        changes.clone().publish(&[tn(1)]);
+        assert_eq!(epoch.current(), 2, "clones share the counter");
     }
 
     #[tokio::test(start_paused = true)]

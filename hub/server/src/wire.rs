@@ -71,6 +71,12 @@ fn body_to_core(b: &Body) -> EventBody {
             fiktif_positif: x.fiktif_positif,
             version: x.version,
         },
+        Body::PersonalDataSealed(x) => EventBody::PersonalDataSealed {
+            key_id: x.key_id.clone(),
+            nonce: x.nonce.clone(),
+            ciphertext: x.ciphertext.clone(),
+        },
+        Body::PersonalDataErased(x) => EventBody::PersonalDataErased { key_id: x.key_id.clone() },
     }
 }
 
@@ -157,6 +163,16 @@ pub fn body_to_wire(b: &EventBody) -> Body {
             fiktif_positif: *fiktif_positif,
             version: *version,
         }),
+        EventBody::PersonalDataSealed { key_id, nonce, ciphertext } => {
+            Body::PersonalDataSealed(pb::PersonalDataSealed {
+                key_id: key_id.clone(),
+                nonce: nonce.clone(),
+                ciphertext: ciphertext.clone(),
+            })
+        }
+        EventBody::PersonalDataErased { key_id } => {
+            Body::PersonalDataErased(pb::PersonalDataErased { key_id: key_id.clone() })
+        }
     }
 }
 
@@ -302,6 +318,8 @@ pub fn case_view(c: &Case, status: CaseStatus, slas: &[SlaView]) -> pb::CaseView
             .iter()
             .map(|n| next_action(n.application_id.as_str(), &n.pending))
             .collect(),
+        // Only the state ("none", "sealed", "erased"), never the data.
+        personal_data: c.personal_data.as_str().to_owned(),
         // Access events come from the access log, not the case (see grpc::view).
         ..Default::default()
     }
@@ -360,6 +378,12 @@ mod tests {
                 fiktif_positif: true,
                 version: 2,
             },
+            EventBody::PersonalDataSealed {
+                key_id: vec![3; 16],
+                nonce: vec![4; 12],
+                ciphertext: vec![5; 20],
+            },
+            EventBody::PersonalDataErased { key_id: vec![3; 16] },
         ]
     }
 

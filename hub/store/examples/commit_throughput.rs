@@ -54,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     updated_at_ms: 1,
                     last_seq: n,
                     applications: Vec::new(),
+                    personal_data: Default::default(),
                 });
             }
         }

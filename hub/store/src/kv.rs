@@ -6,7 +6,7 @@ use mpp_core::checkpoint::SignedCheckpoint;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::{Hash32, GENESIS_HASH};
 use mpp_core::merkle::{self, entry_leaf_hash, MerkleFrontier, NodeSource};
-use mpp_core::{Case, LogEntry, ServiceStandard};
+use mpp_core::{Case, LogEntry, ServiceStandard, TimelineItem};
 
 use crate::layout::{self, corrupt, Block};
 use crate::{push_entry, Checkpoints, CommitBatch, Entries, Head, StoreError, STORED_SUBTREE_LEVEL_MIN};
@@ -22,6 +22,9 @@ pub(crate) trait Kv: Send + Sync {
     fn last_in(&self, lo: &[u8], hi: &[u8]) -> Result<Option<Pair>, StoreError>;
     /// The first pair with `key > after` that starts with `prefix`.
     fn next_with_prefix(&self, prefix: u8, after: &[u8]) -> Result<Option<Pair>, StoreError>;
+    /// Every pair whose key starts with `prefix`, in key order. Callers
+    /// bound the result by what they store under the prefix.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Pair>, StoreError>;
     /// Writes all `(key, value)` pairs as one atomic batch and makes them
     /// durable before returning.
     fn write_atomic(&self, pairs: Vec<Pair>) -> Result<(), StoreError>;
@@ -89,7 +92,23 @@ pub(crate) fn checkpoints<K: Kv>(kv: &K, from_size: u64, to_size: u64) -> Checkp
 
 pub(crate) fn case(kv: &impl Kv, id: &TrackingNumber) -> Result<Option<Case>, StoreError> {
     let key = layout::case_key(id);
-    kv.get(&key)?.map(|v| layout::decode_case(&key, &v)).transpose()
+    match kv.get(&key)? {
+        Some(v) => case_with_timeline(kv, &key, &v).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The case of the value `v` under `key`, with its timeline chunks read
+/// back in. A timeline is bounded (`limits::TIMELINE_ITEMS_PER_APPLICATION_MAX`
+/// items per application, one chunk per commit that added some), so the
+/// scan is too.
+fn case_with_timeline(kv: &impl Kv, key: &[u8], v: &[u8]) -> Result<Case, StoreError> {
+    let id_digits = key.get(1..).ok_or_else(|| corrupt("case key has a bad length", key))?;
+    let mut prefix = Vec::with_capacity(1 + id_digits.len());
+    prefix.push(layout::PREFIX_TIMELINE);
+    prefix.extend_from_slice(id_digits);
+    let chunks = kv.scan_prefix(&prefix)?;
+    layout::decode_case(key, v, &chunks)
 }
 
 pub(crate) fn standard(
@@ -302,9 +321,59 @@ pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<(), StoreError> {
     for (id, seq) in &b.event_ids {
         pairs.push((layout::event_key(id).to_vec(), layout::encode_seq(*seq).to_vec()));
     }
-    for c in &b.cases {
+    let commit_seq = b.entries[0].seq;
+    // A case listed twice: its last value is the one that counts.
+    let mut last_of: std::collections::HashMap<TrackingNumber, usize> =
+        std::collections::HashMap::with_capacity(b.cases.len());
+    for (i, c) in b.cases.iter().enumerate() {
+        last_of.insert(c.tracking_number, i);
+    }
+    for (i, mut c) in b.cases.into_iter().enumerate() {
+        if last_of.get(&c.tracking_number) != Some(&i) {
+            continue;
+        }
         let key = layout::case_key(&c.tracking_number);
-        let v = layout::encode_value(c, &key)?;
+        let shape = layout::timeline_shape(&c);
+        let stored = match kv.get(&key)? {
+            Some(v) => layout::decode_case_shape(&key, &v)?.0,
+            None => Vec::new(),
+        };
+        // Only what the stored timelines lack is written: the items of each
+        // application past its stored count, as one chunk for the case.
+        let mut appended: Vec<(u32, TimelineItem)> = Vec::new();
+        for (i, app) in c.applications.iter_mut().enumerate() {
+            let items = std::mem::take(&mut app.timeline);
+            let from = match stored.get(i) {
+                None => 0,
+                Some(&(len, last_seq)) => {
+                    let len = len as usize;
+                    let grows = items.len() >= len
+                        && (len == 0 || items.get(len - 1).map(|t| t.seq) == Some(last_seq));
+                    if !grows {
+                        return Err(StoreError::InvalidBatch(format!(
+                            "case {}: the timeline of application {} does not extend the stored one",
+                            c.tracking_number, app.id
+                        )));
+                    }
+                    len
+                }
+            };
+            appended.extend(items.into_iter().skip(from).map(|t| (i as u32, t)));
+        }
+        if c.applications.len() < stored.len() {
+            return Err(StoreError::InvalidBatch(format!(
+                "case {}: it has {} applications, the stored case {}",
+                c.tracking_number,
+                c.applications.len(),
+                stored.len()
+            )));
+        }
+        if !appended.is_empty() {
+            let tkey = layout::timeline_key(&c.tracking_number, commit_seq);
+            let v = layout::encode_timeline_chunk(&appended, &tkey)?;
+            pairs.push((tkey.to_vec(), v));
+        }
+        let v = layout::encode_case_value(&shape, &c, &key)?;
         pairs.push((key.to_vec(), v));
     }
     for s in &b.standards {
@@ -434,7 +503,27 @@ impl<K: Kv> NodeSource for Tree<'_, K> {
     }
 }
 
-/// Every case, via [`scan`].
+/// Every case, in tracking-number order, each with its timeline.
 pub(crate) fn cases<K: Kv>(kv: &K) -> crate::Cases<'_> {
-    Box::new(scan(kv, layout::PREFIX_CASE, layout::decode_case))
+    let mut after = vec![layout::PREFIX_CASE];
+    let mut done = false;
+    Box::new(std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let item = match kv.next_with_prefix(layout::PREFIX_CASE, &after) {
+            Ok(Some((k, v))) => {
+                let c = case_with_timeline(kv, &k, &v);
+                after = k;
+                c
+            }
+            Ok(None) => {
+                done = true;
+                return None;
+            }
+            Err(e) => Err(e),
+        };
+        done = item.is_err();
+        Some(item)
+    }))
 }

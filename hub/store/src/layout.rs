@@ -7,14 +7,15 @@ use mpp_core::checkpoint::SignedCheckpoint;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::Hash32;
 use mpp_core::merkle::MerkleFrontier;
-use mpp_core::{Case, LogEntry, ServiceStandard};
+use mpp_core::{Case, LogEntry, ServiceStandard, TimelineItem};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::kv::Pair;
 use crate::{Head, StoreError};
 
 /// The format tag stored under `V`. A store with another tag is refused.
-pub const FORMAT_TAG: &str = "mpp-store/v2";
+pub const FORMAT_TAG: &str = "mpp-store/v3";
 
 /// A commit's entries are packed into blocks; a block is closed once it holds
 /// at least this many bytes of records (1 MiB), so one entry lookup never
@@ -29,6 +30,7 @@ pub(crate) const PREFIX_HEAD: u8 = b'H';
 pub(crate) const PREFIX_LOG: u8 = b'L';
 pub(crate) const PREFIX_EVENT: u8 = b'E';
 pub(crate) const PREFIX_CASE: u8 = b'C';
+pub(crate) const PREFIX_TIMELINE: u8 = b'T';
 pub(crate) const PREFIX_STANDARD: u8 = b'S';
 pub(crate) const PREFIX_SUBTREE: u8 = b'M';
 pub(crate) const PREFIX_CHECKPOINT: u8 = b'K';
@@ -85,6 +87,23 @@ pub(crate) fn event_key(id: &EventId) -> [u8; 17] {
 pub(crate) fn case_key(id: &TrackingNumber) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[0] = PREFIX_CASE;
+    k[1..].copy_from_slice(&id.digits());
+    k
+}
+
+/// `"T" tracking_number:15 commit_seq:u64`: the timeline items one commit
+/// appended to a case, keyed by the first log sequence of that commit.
+pub(crate) fn timeline_key(id: &TrackingNumber, commit_seq: u64) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..16].copy_from_slice(&timeline_prefix(id));
+    k[16..].copy_from_slice(&commit_seq.to_be_bytes());
+    k
+}
+
+/// The prefix of every timeline chunk key of a case.
+pub(crate) fn timeline_prefix(id: &TrackingNumber) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[0] = PREFIX_TIMELINE;
     k[1..].copy_from_slice(&id.digits());
     k
 }
@@ -196,10 +215,87 @@ fn decode_value<T: DeserializeOwned>(v: &[u8], key: &[u8], what: &str) -> Result
     bincode_options().deserialize(v).map_err(|e| corrupt(format!("{what} does not decode: {e}"), key))
 }
 
-pub(crate) fn decode_case(key: &[u8], v: &[u8]) -> Result<Case, StoreError> {
-    let case: Case = decode_value(v, key, "case")?;
+/// What the case value records of each application's timeline (in
+/// application order): how many items it holds, and the log sequence of the
+/// last one (0 when empty). A commit checks the new value against it, so a
+/// timeline only ever grows, and a read checks the reassembled timelines.
+pub(crate) type TimelineShape = Vec<(u32, u64)>;
+
+/// The shape of `case`'s timelines.
+pub(crate) fn timeline_shape(case: &Case) -> TimelineShape {
+    case.applications
+        .iter()
+        .map(|a| (a.timeline.len() as u32, a.timeline.last().map_or(0, |t| t.seq)))
+        .collect()
+}
+
+/// The case value: `bincode(TimelineShape) ++ bincode(Case)`, the case
+/// with every application's timeline empty (its items live in `"T"` chunks).
+/// `case` must already have its timelines taken out.
+pub(crate) fn encode_case_value(
+    shape: &TimelineShape,
+    case: &Case,
+    key: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let mut v = encode_value(shape, key)?;
+    v.extend_from_slice(&encode_value(case, key)?);
+    Ok(v)
+}
+
+/// The timeline shape at the front of a case value, and the rest of the value.
+pub(crate) fn decode_case_shape<'v>(
+    key: &[u8],
+    v: &'v [u8],
+) -> Result<(TimelineShape, &'v [u8]), StoreError> {
+    let mut rest = v;
+    let shape: TimelineShape = bincode_options()
+        .deserialize_from(&mut rest)
+        .map_err(|e| corrupt(format!("case timeline shape does not decode: {e}"), key))?;
+    Ok((shape, rest))
+}
+
+/// One timeline chunk: the items one commit appended to a case, each with
+/// the index of its application, in application order then timeline order.
+pub(crate) fn encode_timeline_chunk(
+    items: &[(u32, TimelineItem)],
+    key: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    encode_value(&items, key)
+}
+
+/// Decodes a case value and its timeline chunks (in key order) back into
+/// the case, checking that the chunks rebuild exactly the recorded shape.
+pub(crate) fn decode_case(key: &[u8], v: &[u8], chunks: &[Pair]) -> Result<Case, StoreError> {
+    let (shape, rest) = decode_case_shape(key, v)?;
+    let mut case: Case = decode_value(rest, key, "case")?;
     if case_key(&case.tracking_number) != key {
         return Err(corrupt("case is stored under another tracking number", key));
+    }
+    if shape.len() != case.applications.len() {
+        return Err(corrupt("case timeline shape does not match its applications", key));
+    }
+    for (chunk_key, chunk) in chunks {
+        let items: Vec<(u32, TimelineItem)> = decode_value(chunk, chunk_key, "timeline chunk")?;
+        if items.is_empty() {
+            return Err(corrupt("timeline chunk is empty", chunk_key));
+        }
+        for (app, item) in items {
+            let Some(a) = case.applications.get_mut(app as usize) else {
+                return Err(corrupt(
+                    format!("timeline chunk names application {app} of a case with fewer"),
+                    chunk_key,
+                ));
+            };
+            a.timeline.push(item);
+        }
+    }
+    for (a, (len, last_seq)) in case.applications.iter().zip(&shape) {
+        if a.timeline.len() != *len as usize || a.timeline.last().map_or(0, |t| t.seq) != *last_seq {
+            return Err(corrupt(
+                format!("the timeline chunks of application {} do not rebuild its recorded timeline", a.id),
+                key,
+            ));
+        }
     }
     Ok(case)
 }

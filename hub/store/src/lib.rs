@@ -49,7 +49,7 @@
 //!
 //! ```text
 //! key                                  value
-//! "V"                                  format tag, FORMAT_TAG ("mpp-store/v2")
+//! "V"                                  format tag, FORMAT_TAG ("mpp-store/v3")
 //! "H"                                  head: last_seq u64 | last_stream_seq u64 | head_hash [32]
 //!                                        | Merkle frontier (MerkleFrontier::to_bytes, size = last_seq)
 //! "L" first_seq:u64                    block: every entry of one commit (see below)
@@ -57,7 +57,14 @@
 //!                                        from leaf index << level (level >= STORED_SUBTREE_LEVEL_MIN)
 //! "K" tree_size:u64                    SignedCheckpoint::encode (signed bytes | 64-byte signature)
 //! "E" event_id:[16]                    seq:u64 of the entry that accepted the event
-//! "C" tracking_number:15 ASCII digits  bincode 1.3 (varint) of mpp_core::Case
+//! "C" tracking_number:15 ASCII digits  case value: bincode 1.3 (varint) of the timeline shape
+//!                                        Vec<(u32 items, u64 seq of the last item)>, one per
+//!                                        application, then of mpp_core::Case with every
+//!                                        application's timeline left empty
+//! "T" tracking_number:15 commit_seq:u64  timeline chunk: bincode of Vec<(u32 application index,
+//!                                        TimelineItem)>, the items one commit (whose first entry
+//!                                        is commit_seq) appended to the case, in application
+//!                                        order then timeline order
 //! "S" agency 0x00 service              bincode 1.3 (varint) of mpp_core::ServiceStandard
 //! ```
 //!
@@ -83,9 +90,19 @@
 //! keys of 32 bytes per entry (1 + 1/2 + 1/4 + ... per 64 entries).
 //!
 //! The case → entries index is the case itself: every [`mpp_core::Case`]
-//! holds the sequence of each accepted event in its timeline. The only key
-//! written per event is the dedupe index entry, so a commit of `n` events
-//! writes about `n + cases touched + 2` keys.
+//! holds the sequence of each accepted event in its timeline. A case's
+//! timelines grow by one item per accepted event for its life, so they are
+//! not in the case value (which a commit rewrites whenever the case changes):
+//! each commit appends the items it added to a case as one `"T"` chunk, and
+//! the case value keeps only the small, current part of the case and the
+//! timeline shape. [`Store::case`] reads the value and the case's chunks (one
+//! prefix scan) and reassembles the full [`mpp_core::Case`]; it checks that
+//! the chunks rebuild exactly the recorded shape. A commit reads the stored
+//! shape and writes only the items beyond it, so a case of `n` events costs
+//! about `n` small case values and `n` items on disk instead of `n` ever
+//! larger copies of its timeline. The only key written per event is the
+//! dedupe index entry, so a commit of `n` events writes about
+//! `n + 2 × cases touched + 2` keys.
 //!
 //! sled 0.34 cannot open a directory read-only, and holds a lock on it: an
 //! auditor who wants to inspect a live hub's store copies the directory (or
@@ -171,13 +188,21 @@ pub fn push_entry(
 /// leave the head and frontier unchanged and carry nothing else; committing
 /// it is a no-op.
 ///
+/// A case's timelines only grow: every application of the stored case is
+/// still there, in the same place, and its timeline starts with the stored
+/// items (`commit` checks the count and the last item's sequence, and refuses
+/// anything else with [`StoreError::InvalidBatch`]). The core only ever
+/// appends applications and timeline items, so the ledger's cases do.
+///
 /// Uniqueness of event ids is the caller's responsibility (the ledger looks
 /// every id up before accepting it); the store does not read the index again.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommitBatch {
     /// New log entries, in sequence order.
     pub entries: Vec<LogEntry>,
-    /// New full values of every case the batch created or changed.
+    /// New full values of every case the batch created or changed
+    /// (timelines extend the stored ones, see above; a case listed twice
+    /// counts with its last value).
     pub cases: Vec<Case>,
     /// Service standards published in the batch (each replaces the one in force).
     pub standards: Vec<ServiceStandard>,

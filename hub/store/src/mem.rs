@@ -77,6 +77,15 @@ impl Kv for MemStore {
         Ok(next.filter(|(k, _)| k.first() == Some(&prefix)).map(|(k, v)| (k.clone(), v.clone())))
     }
 
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Pair>, StoreError> {
+        let map = self.read();
+        Ok(map
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn write_atomic(&self, pairs: Vec<Pair>) -> Result<(), StoreError> {
         let mut map = self.write();
         for (k, v) in pairs {

@@ -13,10 +13,14 @@ use mpp_core::{Case, LogEntry, ServiceStandard};
 use crate::kv::{self, Kv, Pair};
 use crate::{Cases, Checkpoints, CommitBatch, Entries, Head, Store, StoreError};
 
-/// sled's page cache bound, in bytes (256 MiB). sled's default is 1 GiB; the
-/// hub's working set is the recent log blocks, the cases being worked on and
-/// the dedupe index pages of recent event ids.
-pub const CACHE_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
+/// sled's page cache bound, in bytes (160 MiB). sled's default is 1 GiB; the
+/// hub's working set is the recent log blocks, the cases being worked on
+/// (which the ledger also keeps decoded, `mpp_hub::ledger::CASE_CACHE_CASES_MAX`)
+/// and the dedupe index pages of recent event ids. sled counts its cache
+/// below what the process holds for it (at 256 MiB the hub's RSS reached
+/// 530 MiB at 1M events), so the bound leaves room under the hub's 512 MiB
+/// target.
+pub const CACHE_CAPACITY_BYTES: u64 = 160 * 1024 * 1024;
 
 /// How long [`SledStore::open`] keeps retrying while the directory's lock is
 /// held, in milliseconds. sled's IO thread pool can hold the lock for a moment
@@ -121,6 +125,13 @@ impl Kv for SledStore {
             }
             None => Ok(None),
         }
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Pair>, StoreError> {
+        self.db
+            .scan_prefix(prefix)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
+            .collect()
     }
 
     fn write_atomic(&self, pairs: Vec<Pair>) -> Result<(), StoreError> {

@@ -12,6 +12,7 @@ use mpp_core::log::Verdict;
 use mpp_core::merkle::{self, MemTree, MerkleFrontier, Subtree};
 use mpp_core::{
     apply, Case, EntryMeta, Envelope, EventBody, LogEntry, ReasonCode, ServiceStandard, StateMut,
+    TimelineItem,
 };
 use mpp_store::{
     push_entry, CommitBatch, Head, MemStore, SledStore, Store, StoreError, BLOCK_BYTES_MAX, FORMAT_TAG,
@@ -65,6 +66,25 @@ fn case(serial: u64, seq: u64, apps: usize) -> Case {
     }
     let c = state.cases.remove(&tn(serial)).unwrap();
     assert_eq!(c.applications.len(), apps);
+    c
+}
+
+/// The model's case `serial` grown the way the core grows a case (a new
+/// timeline item, recorded at `seq`, on each of its applications, and `apps`
+/// more applications filed at `seq`), or a new case like [`case`] when the
+/// model has none.
+fn grown(m: &Model, serial: u64, seq: u64, apps: usize) -> Case {
+    let Some(old) = m.cases.get(&tn(serial)) else { return case(serial, seq, apps) };
+    let mut c = old.clone();
+    for a in &mut c.applications {
+        if let Some(last) = a.timeline.last() {
+            let item = TimelineItem { seq, recorded_at_ms: last.recorded_at_ms + 1, ..last.clone() };
+            a.timeline.push(item);
+        }
+    }
+    let have = c.applications.len();
+    c.applications.extend(case(serial, seq, have + apps).applications.into_iter().skip(have));
+    c.last_seq = seq;
     c
 }
 
@@ -271,7 +291,7 @@ fn batch_for(m: &Model, op: &Op, counter: &mut u64) -> Option<(CommitBatch, bool
     let mut b = plain_batch(&m.head, m.tree.frontier(), entries);
     if let Some(first) = b.entries.first().map(|e| e.seq) {
         for (serial, apps) in cases {
-            b.cases.push(case(*serial, first, *apps));
+            b.cases.push(grown(m, *serial, first, *apps));
         }
         if let Some(s) = std_choice {
             let services = ["kk", "ktp-el", "akta-lahir"];
@@ -701,4 +721,47 @@ fn a_missing_subtree_is_corruption() {
     let s = SledStore::open(dir.path()).unwrap();
     let r = merkle::inclusion_proof(&s, 0, 200);
     assert!(matches!(r, Err(merkle::ProveError::Source(StoreError::Corrupt { .. }))), "{r:?}");
+}
+
+#[test]
+fn timelines_only_grow() {
+    let at = SledAt::new();
+    timelines_grow(MemStore::new());
+    timelines_grow(at.open());
+}
+
+fn timelines_grow<S: Store>(store: S) {
+    let mut m = Model::default();
+    let commit = |m: &mut Model, cases: Vec<Case>| {
+        let entries = entries_after(&m.head, 2, 10, 0);
+        let b = CommitBatch { cases, ..plain_batch(&m.head, m.tree.frontier(), entries) };
+        let r = store.commit(b.clone());
+        if r.is_ok() {
+            m.apply(&b);
+        }
+        r
+    };
+    commit(&mut m, vec![case(3, 1, 2)]).unwrap();
+    // Three more commits, each appending to both timelines and filing one more.
+    for _ in 0..3 {
+        let next = grown(&m, 3, m.head.last_seq + 1, 1);
+        commit(&mut m, vec![next]).unwrap();
+    }
+    m.check(&store);
+    let c = store.case(&tn(3)).unwrap().unwrap();
+    assert_eq!(c.applications.len(), 5);
+    assert_eq!(c.applications[0].timeline.len(), 4);
+    // A timeline that drops its last item, one whose last stored item was
+    // replaced, and a case that lost an application are all refused.
+    let mut shorter = m.cases[&tn(3)].clone();
+    shorter.applications[0].timeline.pop();
+    let mut rewritten = m.cases[&tn(3)].clone();
+    rewritten.applications[1].timeline.last_mut().unwrap().seq += 1;
+    let mut fewer = m.cases[&tn(3)].clone();
+    fewer.applications.pop();
+    for bad in [shorter, rewritten, fewer] {
+        let r = commit(&mut m, vec![bad]);
+        assert!(matches!(r, Err(StoreError::InvalidBatch(_))), "{r:?}");
+    }
+    m.check(&store);
 }

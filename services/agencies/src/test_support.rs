@@ -72,6 +72,8 @@ pub(crate) fn kind(body: &Body) -> EventKind {
         Body::Withdrawn(_) => EventKind::Withdrawn,
         Body::Collected(_) => EventKind::Collected,
         Body::ServiceStandardPublished(_) => EventKind::ServiceStandardPublished,
+        Body::PersonalDataSealed(_) => EventKind::PersonalDataSealed,
+        Body::PersonalDataErased(_) => EventKind::PersonalDataErased,
     }
 }
 

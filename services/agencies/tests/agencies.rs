@@ -431,6 +431,8 @@ fn kind(body: &ev::envelope::Body) -> EventKind {
         B::Withdrawn(_) => EventKind::Withdrawn,
         B::Collected(_) => EventKind::Collected,
         B::ServiceStandardPublished(_) => EventKind::ServiceStandardPublished,
+        B::PersonalDataSealed(_) => EventKind::PersonalDataSealed,
+        B::PersonalDataErased(_) => EventKind::PersonalDataErased,
     }
 }
 

@@ -78,6 +78,7 @@ fn args(nats_url: String, data_dir: PathBuf, tokens_file: Option<PathBuf>, insec
         tokens_file,
         insecure_no_auth: insecure,
         metrics_addr: None,
+        tls: Default::default(),
         catalogue_file: None,
     }
 }

@@ -1,4 +1,4 @@
-//! Parsing of the citizen's fields of `BukaBerkas`: NIK, name, phone.
+//! Parsing of the citizen's fields of `BukaBerkas`: NIK, name, phone, e-mail.
 //!
 //! No error message repeats the value it refuses: a refused NIK, name or
 //! phone number must not end up in a status message that a caller may log.
@@ -6,9 +6,17 @@
 use mpp_agency_kit::KitError;
 use mpp_core::ids::Nik;
 use mpp_core::ReasonCode;
+use unicode_normalization::UnicodeNormalization as _;
 
-/// Longest name printed on a receipt, in bytes.
+/// Longest name printed on a receipt and sealed, in bytes (after NFC
+/// normalisation).
 pub const NAMA_BYTES_MAX: usize = 200;
+
+/// Longest e-mail address, in bytes (RFC 5321's path limit less the brackets).
+pub const SUREL_BYTES_MAX: usize = 254;
+
+/// Longest local part (before the `@`) of an e-mail address, in bytes (RFC 5321).
+pub const SUREL_LOCAL_BYTES_MAX: usize = 64;
 
 /// Longest phone number text accepted, in bytes (digits, separators).
 pub const TELEPON_BYTES_MAX: usize = 32;
@@ -46,10 +54,12 @@ fn forbidden(c: char) -> bool {
     c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// The citizen's name, for the receipt only: required, at most
-/// [`NAMA_BYTES_MAX`] bytes, one line. Returned trimmed.
+/// The citizen's name: required, at most [`NAMA_BYTES_MAX`] bytes, one
+/// line. Returned trimmed and NFC-normalised, so the same name typed on
+/// different keyboards (precomposed or combining accents) is the same text.
 pub fn nama(field: &'static str, value: &str) -> Result<String, KitError> {
-    let value = value.trim();
+    let normalised: String = value.trim().nfc().collect();
+    let value = normalised.as_str();
     if value.is_empty() {
         return Err(KitError::input(field, ReasonCode::MissingField, "the citizen's name is required"));
     }
@@ -98,6 +108,48 @@ pub fn telepon(field: &'static str, value: &str) -> Result<Option<String>, KitEr
     }
     let digits = body.bytes().filter(u8::is_ascii_digit).count();
     if !(TELEPON_DIGITS_MIN..=TELEPON_DIGITS_MAX).contains(&digits) {
+        return Err(bad());
+    }
+    Ok(Some(value.to_owned()))
+}
+
+/// The citizen's e-mail address: optional (`None` when empty); otherwise
+/// at most [`SUREL_BYTES_MAX`] bytes of printable ASCII without spaces, one
+/// `@` after a local part of 1..=[`SUREL_LOCAL_BYTES_MAX`] bytes, and a
+/// domain of dot-separated labels of letters, digits and hyphens with at
+/// least one dot (`INVALID_FIELD_VALUE`, `FIELD_TOO_LONG`). Returned trimmed,
+/// as written.
+pub fn surel(field: &'static str, value: &str) -> Result<Option<String>, KitError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.len() > SUREL_BYTES_MAX {
+        return Err(KitError::input(
+            field,
+            ReasonCode::FieldTooLong,
+            format!("{} bytes is longer than the limit of {SUREL_BYTES_MAX} bytes", value.len()),
+        ));
+    }
+    let bad = || {
+        KitError::input(
+            field,
+            ReasonCode::InvalidFieldValue,
+            "not an e-mail address: expected local@domain.tld in ASCII without spaces, e.g. nama@contoh.id",
+        )
+    };
+    let (local, domain) = value.split_once('@').ok_or_else(bad)?;
+    let local_ok = !local.is_empty()
+        && local.len() <= SUREL_LOCAL_BYTES_MAX
+        && local.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'@' | b'"' | b'\\' | b'<' | b'>'));
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let domain_ok = domain.contains('.') && domain.split('.').all(label_ok);
+    if !(local_ok && domain_ok) {
         return Err(bad());
     }
     Ok(Some(value.to_owned()))
@@ -155,6 +207,51 @@ mod tests {
             assert_eq!(err.reason_code(), ReasonCode::InvalidFieldValue);
             assert!(!err.to_string().contains("Siti"), "{err}");
         }
+    }
+
+    #[test]
+    fn names_are_nfc_normalised() {
+        // "é" as e + combining acute becomes the precomposed U+00E9.
+        assert_eq!(nama("nama", "Rene\u{301} Simanjuntak").unwrap(), "Ren\u{e9} Simanjuntak");
+        assert_eq!(nama("nama", "Ren\u{e9}").unwrap(), "Ren\u{e9}");
+        // The limit applies after normalisation: 300 bytes of e + combining
+        // accent are 200 bytes of precomposed é.
+        let combining = "e\u{301}".repeat(NAMA_BYTES_MAX / 2);
+        assert_eq!(combining.len(), 3 * NAMA_BYTES_MAX / 2);
+        assert_eq!(nama("nama", &combining).unwrap(), "\u{e9}".repeat(NAMA_BYTES_MAX / 2));
+        let longer = "e\u{301}".repeat(NAMA_BYTES_MAX / 2 + 1);
+        assert_eq!(code(nama("nama", &longer)), ReasonCode::FieldTooLong);
+    }
+
+    #[test]
+    fn email_addresses() {
+        assert_eq!(surel("surel", " ").unwrap(), None);
+        assert_eq!(
+            surel("surel", " siti.aminah@contoh.id ").unwrap().as_deref(),
+            Some("siti.aminah@contoh.id")
+        );
+        assert!(surel("surel", "a+b_c@mail.bengkulu.go.id").is_ok());
+        for bad in [
+            "siti",
+            "siti@",
+            "@contoh.id",
+            "siti@contoh",
+            "siti aminah@contoh.id",
+            "siti@@contoh.id",
+            "siti@contoh..id",
+            "siti@-contoh.id",
+            "s\u{e9}@contoh.id",
+            "siti@con\ntoh.id",
+            "siti@con_toh.id",
+        ] {
+            let err = surel("surel", bad).unwrap_err();
+            assert_eq!(err.reason_code(), ReasonCode::InvalidFieldValue, "{bad:?}");
+            assert!(!err.to_string().contains("siti"), "{err}");
+        }
+        let long_local = format!("{}@contoh.id", "a".repeat(SUREL_LOCAL_BYTES_MAX + 1));
+        assert_eq!(code(surel("surel", &long_local)), ReasonCode::InvalidFieldValue);
+        let long = format!("a@{}.id", "b".repeat(SUREL_BYTES_MAX));
+        assert_eq!(code(surel("surel", &long)), ReasonCode::FieldTooLong);
     }
 
     #[test]

@@ -2,19 +2,29 @@
 //! Pelayanan Publik, where a citizen's case (berkas) is opened before any
 //! agency files an application into it.
 //!
-//! One RPC, `BukaBerkas`: the officer enters the citizen's NIK, name and
-//! (optionally) phone number; the service
+//! `BukaBerkas` opens a case: the officer enters the citizen's NIK, name and
+//! (optionally) phone number and e-mail address; the service
 //!
 //! 1. checks every field (a malformed NIK is `INVALID_ARGUMENT` /
 //!    `MALFORMED_NIK` with what is wrong and what a NIK looks like);
-//! 2. allocates the next serial from its durable [`counter`] (flushed to disk
+//! 2. takes the citizen's data key from its [`vault`] (created and flushed on
+//!    their first case);
+//! 3. allocates the next serial from its durable [`counter`] (flushed to disk
 //!    before anything is published), so tracking numbers are unique without
 //!    relying on chance;
-//! 3. generates the citizen's 6-digit PIN and publishes one `case_opened`
-//!    event as agency `mpp-<region>` (e.g. `mpp-1771`), service `loket`,
-//!    carrying the PIN verifier and the NIK's keyed hash ([`nik_key`]);
-//! 4. answers with the tracking number, the PIN (once), the event id and the
+//! 4. seals the name and contact details for that case (AES-256-GCM) and
+//!    records the sealing in the vault (flushed);
+//! 5. generates the citizen's 6-digit PIN and publishes, in one outbox
+//!    batch, `case_opened` (the PIN verifier and the NIK's keyed hash,
+//!    [`nik_key`]) and `personal_data_sealed` (key id, nonce, ciphertext) as
+//!    agency `mpp-<region>` (e.g. `mpp-1771`), service `loket`;
+//! 6. answers with the tracking number, the PIN (once), the event id and the
 //!    [`receipt`] lines to print.
+//!
+//! `LihatDataPribadi` decrypts a case's personal data for an officer;
+//! `HapusDataPribadi` destroys the citizen's key (crypto-shredding, UU
+//! 27/2022) and publishes `personal_data_erased` for each of their cases
+//! (docs/PRIVACY.md).
 //!
 //! Everything else — authentication, the durable outbox and its relay to
 //! JetStream, metrics, health, graceful shutdown — is the agency kit's
@@ -22,9 +32,9 @@
 //! without a published standard, so the front office publishes none.
 //!
 //! Privacy (DESIGN.md, invariant 7): the NIK leaves the service only as
-//! HMAC-SHA-256 under the NIK key; the name and phone number are accepted
-//! only to be printed on the receipt: they are in no event and no log line,
-//! and no error message repeats them.
+//! HMAC-SHA-256 under the NIK key; the name, phone number and e-mail
+//! address leave it only sealed under the citizen's data key (and printed on
+//! the receipt): they are in no log line, and no error message repeats them.
 //!
 //! Architecture invariant: this crate knows the reception desk's vocabulary
 //! and nothing about NATS; everything below the RPC goes through
@@ -37,14 +47,16 @@ pub mod citizen;
 pub mod counter;
 pub mod nik_key;
 pub mod receipt;
+pub mod vault;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use mpp_agency_kit::{input, to_status, Agency, AgencyConfig, CommonArgs, KitError, Listeners};
-use mpp_core::ids::{AgencyId, RegionCode, ServiceId, TrackingNumber};
-use mpp_core::{ReasonCode, Rejection};
+use mpp_agency_kit::{input, to_status, Agency, AgencyConfig, ClientId, CommonArgs, KitError, Listeners};
+use mpp_core::event::Target;
+use mpp_core::ids::{AgencyId, OfficerId, RegionCode, ServiceId, TrackingNumber};
+use mpp_core::{EventBody, ReasonCode, Rejection};
 use mpp_proto::frontoffice::v1 as pb;
 use pb::front_office_service_server::{FrontOfficeService, FrontOfficeServiceServer};
 use tokio::net::TcpListener;
@@ -57,6 +69,7 @@ use crate::counter::{
 };
 use crate::nik_key::{nik_keyed_hash, NikKey, NikKeyError};
 use crate::receipt::{parse_mpp_name, LookupUrl, Receipt, ReceiptConfig, LOOKUP_BASE_URL_DEFAULT};
+use crate::vault::{CaseRecord, PersonalData, Vault, VaultError, VAULT_DIR};
 
 /// First part of the agency id: the front office of region `1771` publishes
 /// as agency `mpp-1771`.
@@ -135,6 +148,10 @@ pub enum OpenError {
     /// No serial could be allocated.
     #[error(transparent)]
     Counter(#[from] CounterError),
+    /// The key vault failed or refused (e.g. the citizen's key seals too
+    /// many cases).
+    #[error(transparent)]
+    Vault(#[from] VaultError),
 }
 
 impl OpenError {
@@ -143,6 +160,80 @@ impl OpenError {
         match self {
             OpenError::Kit(e) => e.reason_code(),
             OpenError::Counter(_) => ReasonCode::Unavailable,
+            OpenError::Vault(e) => vault_reason(e),
+        }
+    }
+}
+
+/// The reason code of a vault failure.
+fn vault_reason(e: &VaultError) -> ReasonCode {
+    match e {
+        VaultError::TooManyCases => ReasonCode::CaseLimitExceeded,
+        _ => ReasonCode::Unavailable,
+    }
+}
+
+/// A status with its reason code in the `mpp-reason-code` metadata.
+fn status_with(code: Code, reason: ReasonCode, message: String) -> Status {
+    let mut status = Status::new(code, format!("{reason}: {message}"));
+    status
+        .metadata_mut()
+        .insert(mpp_agency_kit::REASON_CODE_METADATA_KEY, MetadataValue::from_static(reason.as_str()));
+    status
+}
+
+/// The status of a vault failure: a refusal the caller can act on
+/// (`FAILED_PRECONDITION`), a ciphertext that does not open (`DATA_LOSS`:
+/// the vault needs an operator) or the disk (`UNAVAILABLE`).
+fn vault_status(e: &VaultError) -> Status {
+    let code = match e {
+        VaultError::TooManyCases | VaultError::AlreadySealed(_) => Code::FailedPrecondition,
+        VaultError::Crypto | VaultError::Corrupt { .. } => Code::DataLoss,
+        _ => Code::Unavailable,
+    };
+    status_with(code, vault_reason(e), e.to_string())
+}
+
+/// Why reading or erasing a case's personal data failed. Nothing was
+/// published for any of these except [`PrivacyError::Kit`] with
+/// [`KitError::Publish`].
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    /// A request field was refused, or publishing failed.
+    #[error(transparent)]
+    Kit(#[from] KitError),
+    /// The key vault failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// No personal data was sealed for this case at this front office.
+    #[error("no personal data was sealed for case {0} at this front office")]
+    NotFound(TrackingNumber),
+    /// The citizen's key was destroyed on an erasure request.
+    #[error("the personal data of case {0} was erased on request; it can no longer be read")]
+    Erased(TrackingNumber),
+}
+
+impl PrivacyError {
+    /// The stable reason code.
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            PrivacyError::Kit(e) => e.reason_code(),
+            PrivacyError::Vault(e) => vault_reason(e),
+            PrivacyError::NotFound(_) => ReasonCode::UnknownCase,
+            PrivacyError::Erased(_) => ReasonCode::PersonalDataErased,
+        }
+    }
+}
+
+impl From<PrivacyError> for Status {
+    fn from(err: PrivacyError) -> Self {
+        match &err {
+            PrivacyError::Kit(e) => to_status(e),
+            PrivacyError::Vault(e) => vault_status(e),
+            PrivacyError::NotFound(_) => status_with(Code::NotFound, err.reason_code(), err.to_string()),
+            PrivacyError::Erased(_) => {
+                status_with(Code::FailedPrecondition, err.reason_code(), err.to_string())
+            }
         }
     }
 }
@@ -158,14 +249,9 @@ impl From<OpenError> for Status {
                     CounterError::Exhausted { .. } => Code::FailedPrecondition,
                     _ => Code::Unavailable,
                 };
-                let reason = ReasonCode::Unavailable;
-                let mut status = Status::new(code, format!("{reason}: {e}"));
-                status.metadata_mut().insert(
-                    mpp_agency_kit::REASON_CODE_METADATA_KEY,
-                    MetadataValue::from_static(reason.as_str()),
-                );
-                status
+                status_with(code, ReasonCode::Unavailable, e.to_string())
             }
+            OpenError::Vault(e) => vault_status(&e),
         }
     }
 }
@@ -176,14 +262,22 @@ pub struct FrontOffice {
     agency: Agency,
     service: ServiceId,
     counter: SerialCounter,
+    vault: Vault,
     nik_key: NikKey,
     receipt: ReceiptConfig,
 }
 
 impl FrontOffice {
-    /// The front office over `agency`, allocating from `counter`.
-    pub fn new(agency: Agency, counter: SerialCounter, nik_key: NikKey, receipt: ReceiptConfig) -> Self {
-        Self { agency, service: service_id(), counter, nik_key, receipt }
+    /// The front office over `agency`, allocating from `counter`, keeping
+    /// citizens' data keys in `vault`.
+    pub fn new(
+        agency: Agency,
+        counter: SerialCounter,
+        vault: Vault,
+        nik_key: NikKey,
+        receipt: ReceiptConfig,
+    ) -> Self {
+        Self { agency, service: service_id(), counter, vault, nik_key, receipt }
     }
 
     /// The tonic server wrapper.
@@ -198,8 +292,22 @@ impl FrontOffice {
         let nik = citizen::nik("nik", &r.nik)?;
         let nama = citizen::nama("nama", &r.nama)?;
         let telepon = citizen::telepon("telepon", &r.telepon)?;
+        let surel = citizen::surel("surel", &r.surel)?;
         let nik_hash = nik_keyed_hash(&self.nik_key, &nik).to_vec();
+        let plaintext = PersonalData {
+            nama: nama.clone(),
+            telepon: telepon.clone().unwrap_or_default(),
+            surel: surel.unwrap_or_default(),
+        }
+        .encode()?;
 
+        // The key before the serial, so a citizen at their case limit uses none.
+        let key = {
+            let nik_hash = nik_hash.clone();
+            self.vault.blocking(move |v| v.key_for(&nik_hash)).await.inspect_err(|e| {
+                tracing::error!(error = %e, "Cannot take the citizen's data key; no case opened");
+            })?
+        };
         let serial = self.counter.allocate().await.inspect_err(|e| {
             tracing::error!(error = %e, "Cannot allocate a tracking number; no case opened");
         })?;
@@ -207,10 +315,38 @@ impl FrontOffice {
             // The range is validated below SERIAL_RANGE_END_MAX < SERIAL_MAX.
             KitError::Event(Rejection::new(ReasonCode::MalformedTrackingNumber, "serial out of range"))
         })?;
-        let (pin, accepted) = self.agency.open_case(&self.service, tracking, &officer, nik_hash).await?;
+        // The sealing's event id is chosen first: it is in the AAD.
+        let sealed_id = uuid::Uuid::now_v7();
+        let sealed = key.seal(&tracking, sealed_id.as_bytes(), &plaintext)?;
+        {
+            let sealed = sealed.clone();
+            self.vault.blocking(move |v| v.record(&tracking, &sealed)).await?;
+        }
+        let sealed_event = self.agency.builder().build_with_id(
+            sealed_id,
+            &self.service,
+            Target::Case(tracking),
+            &officer,
+            EventBody::PersonalDataSealed {
+                key_id: sealed.key_id.to_vec(),
+                nonce: sealed.nonce.to_vec(),
+                ciphertext: sealed.ciphertext,
+            },
+        )?;
+        let (pin, accepted) = self
+            .agency
+            .open_case_with(&self.service, tracking, &officer, nik_hash, std::slice::from_ref(&sealed_event))
+            .await?;
+        let Some(accepted) = accepted.into_iter().next() else {
+            return Err(OpenError::Kit(KitError::Event(Rejection::new(
+                ReasonCode::Unavailable,
+                "the publisher returned no receipt",
+            ))));
+        };
         tracing::info!(
             case = %tracking,
             event_id = %accepted.event_id,
+            sealed_event_id = %sealed_id,
             outbox_seq = ?accepted.outbox_seq,
             officer = %officer,
             "Case opened"
@@ -227,7 +363,91 @@ impl FrontOffice {
             pin: pin.expose().to_owned(),
             event_id: accepted.event_id,
             tanda_terima,
+            event_id_data_pribadi: sealed_id.hyphenated().to_string(),
         })
+    }
+}
+
+impl FrontOffice {
+    /// The name and contact details of a case, decrypted. Every call is
+    /// logged with the case, the officer and the calling system (never the
+    /// data).
+    pub async fn lihat_data_pribadi(
+        &self,
+        r: &pb::PermintaanDataPribadi,
+        client: Option<&ClientId>,
+    ) -> Result<pb::DataPribadi, PrivacyError> {
+        let officer = input::officer("petugas", &r.petugas)?;
+        let tracking = input::tracking_number("nomor_berkas", &r.nomor_berkas, self.agency.region())?;
+        let record = self.vault.blocking(move |v| v.case(&tracking)).await?;
+        let outcome = match record {
+            None => Err(PrivacyError::NotFound(tracking)),
+            Some(CaseRecord::Erased(_)) => Err(PrivacyError::Erased(tracking)),
+            Some(CaseRecord::Sealed(key, sealed)) => sealed
+                .open(&key, &tracking)
+                .and_then(|plain| PersonalData::decode(&plain))
+                .map_err(PrivacyError::from),
+        };
+        let reason = outcome.as_ref().err().map(|e| e.reason_code().as_str()).unwrap_or("");
+        tracing::info!(
+            case = %tracking,
+            officer = %officer,
+            client = client.map(ClientId::as_str).unwrap_or(""),
+            reason,
+            "Personal data read"
+        );
+        let d = outcome?;
+        Ok(pb::DataPribadi { nama: d.nama, telepon: d.telepon, surel: d.surel })
+    }
+
+    /// Destroys the data key of the citizen of a case and publishes
+    /// `personal_data_erased` for each case sealed under it, in one outbox
+    /// batch. The key is destroyed (flushed) before anything is published;
+    /// repeating the call after a failed publish publishes the events again.
+    pub async fn hapus_data_pribadi(
+        &self,
+        r: &pb::PenghapusanDataPribadi,
+        client: Option<&ClientId>,
+    ) -> Result<pb::DataPribadiDihapus, PrivacyError> {
+        let officer = input::officer("petugas", &r.petugas)?;
+        let tracking = input::tracking_number("nomor_berkas", &r.nomor_berkas, self.agency.region())?;
+        let erasure = self
+            .vault
+            .blocking(move |v| v.erase(&tracking))
+            .await?
+            .ok_or(PrivacyError::NotFound(tracking))?;
+        let events = erasure
+            .cases
+            .iter()
+            .map(|case| self.erased_event(*case, &officer, &erasure.key_id))
+            .collect::<Result<Vec<_>, KitError>>()?;
+        let accepted = self.agency.publish_events(&events).await?;
+        tracing::info!(
+            case = %tracking,
+            officer = %officer,
+            client = client.map(ClientId::as_str).unwrap_or(""),
+            cases = erasure.cases.len(),
+            destroyed_now = erasure.destroyed_now,
+            "Personal data erased"
+        );
+        Ok(pb::DataPribadiDihapus {
+            nomor_berkas: erasure.cases.iter().map(ToString::to_string).collect(),
+            event_ids: accepted.into_iter().map(|a| a.event_id).collect(),
+        })
+    }
+
+    fn erased_event(
+        &self,
+        case: TrackingNumber,
+        officer: &OfficerId,
+        key_id: &[u8],
+    ) -> Result<mpp_agency_kit::OutgoingEvent, KitError> {
+        self.agency.builder().build(
+            &self.service,
+            Target::Case(case),
+            officer,
+            EventBody::PersonalDataErased { key_id: key_id.to_vec() },
+        )
     }
 }
 
@@ -238,6 +458,22 @@ impl FrontOfficeService for FrontOffice {
         request: Request<pb::PembukaanBerkas>,
     ) -> Result<Response<pb::BerkasDibuka>, Status> {
         Ok(Response::new(FrontOffice::buka_berkas(self, request.get_ref()).await?))
+    }
+
+    async fn lihat_data_pribadi(
+        &self,
+        request: Request<pb::PermintaanDataPribadi>,
+    ) -> Result<Response<pb::DataPribadi>, Status> {
+        let client = request.extensions().get::<ClientId>();
+        Ok(Response::new(FrontOffice::lihat_data_pribadi(self, request.get_ref(), client).await?))
+    }
+
+    async fn hapus_data_pribadi(
+        &self,
+        request: Request<pb::PenghapusanDataPribadi>,
+    ) -> Result<Response<pb::DataPribadiDihapus>, Status> {
+        let client = request.extensions().get::<ClientId>();
+        Ok(Response::new(FrontOffice::hapus_data_pribadi(self, request.get_ref(), client).await?))
     }
 }
 
@@ -262,6 +498,9 @@ pub enum RunError {
     /// The counter could not be opened.
     #[error(transparent)]
     Counter(#[from] CounterError),
+    /// The key vault could not be opened.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
     /// `--catalogue-file` was given: the front office files no applications,
     /// so it has no service standards to publish.
     #[error(
@@ -293,7 +532,8 @@ pub async fn run(common: CommonArgs, args: FrontOfficeArgs) -> Result<(), RunErr
 /// resolves (for tests and embedding). Refuses to start, before opening
 /// anything, without authentication, without keys (unless
 /// `--insecure-dev-keys`) or with an invalid serial range; then opens the
-/// counter in `<data-dir>/counter` and hands over to the kit.
+/// counter in `<data-dir>/counter` and the key vault in `<data-dir>/vault`
+/// and hands over to the kit.
 pub async fn run_with(
     common: CommonArgs,
     args: FrontOfficeArgs,
@@ -322,13 +562,17 @@ pub async fn run_with(
         standards: vec![],
     };
     let counter = SerialCounter::open(&config.data_dir().join(COUNTER_DIR), range)?;
+    let vault = Vault::open(&config.data_dir().join(VAULT_DIR))?;
     let make = {
-        let counter = counter.clone();
-        move |agency| FrontOffice::new(agency, counter, nik_key, receipt).into_server()
+        let (counter, vault) = (counter.clone(), vault.clone());
+        move |agency| FrontOffice::new(agency, counter, vault, nik_key, receipt).into_server()
     };
     let result = mpp_agency_kit::run_with(config, make, listeners, shutdown).await;
     if let Err(e) = counter.close() {
         tracing::error!(error = %e, "Cannot flush the tracking-number counter at shutdown");
+    }
+    if let Err(e) = vault.close() {
+        tracing::error!(error = %e, "Cannot flush the key vault at shutdown");
     }
     Ok(result?)
 }

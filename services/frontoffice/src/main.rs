@@ -12,11 +12,17 @@ use mpp_frontoffice::{FrontOfficeArgs, DEFAULT_GRPC_ADDR};
 /// Serves mpp.frontoffice.v1.FrontOfficeService over gRPC (with gRPC health
 /// and reflection). BukaBerkas checks the citizen's NIK, allocates the next
 /// tracking number from a durable counter in <data-dir>/counter, and
-/// publishes one case_opened event on mpp.events.mpp-<region>.loket (e.g.
+/// publishes case_opened on mpp.events.mpp-<region>.loket (e.g.
 /// mpp.events.mpp-1771.loket) with the citizen's PIN verifier and the NIK's
-/// keyed hash (HMAC-SHA-256 under --nik-key-file). The answer carries the
-/// tracking number, the PIN (once) and the receipt to print. The citizen's
-/// name and phone number are printed on the receipt and go nowhere else.
+/// keyed hash (HMAC-SHA-256 under --nik-key-file), followed by
+/// personal_data_sealed: the name, phone and e-mail encrypted (AES-256-GCM)
+/// under the citizen's own data key, kept in the key vault in
+/// <data-dir>/vault and nowhere else. The answer carries the tracking
+/// number, the PIN (once) and the receipt to print. LihatDataPribadi
+/// decrypts a case's personal data; HapusDataPribadi (erasure under UU
+/// 27/2022) destroys the citizen's key and publishes personal_data_erased
+/// for each of their cases (docs/PRIVACY.md). Keep <data-dir>/vault on an
+/// encrypted volume and out of ordinary backups.
 ///
 /// A call is answered once its event is flushed to the durable outbox in
 /// --data-dir; the outbox publishes it to NATS JetStream with Nats-Msg-Id =

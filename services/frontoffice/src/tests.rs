@@ -1,5 +1,5 @@
-//! The RPC against an in-memory publisher and a real counter in a temporary
-//! directory.
+//! The RPCs against an in-memory publisher and a real counter and key vault
+//! in a temporary directory.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +14,7 @@ use crate::nik_key::hmac_sha256;
 const NIK: &str = "1771014501900001";
 const NAMA: &str = "Siti Nurhaliza Zulkarnain";
 const TELEPON: &str = "0812-7788-9911";
+const SUREL: &str = "siti.nurhaliza@contoh.id";
 const PEPPER: &[u8] = b"unit-test-pepper-000";
 const KEY: &[u8] = b"unit-test-nik-key-0123456789abcdef";
 
@@ -21,6 +22,7 @@ struct Fixture {
     svc: FrontOffice,
     publisher: Arc<MemoryPublisher>,
     counter: SerialCounter,
+    vault: Vault,
     _dir: tempfile::TempDir,
 }
 
@@ -34,8 +36,10 @@ fn fixture_with(publisher: Arc<MemoryPublisher>, range: SerialRange) -> Fixture 
         mpp_name: "MPP Kota Bengkulu".into(),
         lookup: LookupUrl::parse("http://127.0.0.1:8080/lacak").unwrap(),
     };
-    let svc = FrontOffice::new(agency, counter.clone(), NikKey::from_bytes(KEY).unwrap(), receipt);
-    Fixture { svc, publisher, counter, _dir: dir }
+    let vault = Vault::open(&dir.path().join(VAULT_DIR)).unwrap();
+    let svc =
+        FrontOffice::new(agency, counter.clone(), vault.clone(), NikKey::from_bytes(KEY).unwrap(), receipt);
+    Fixture { svc, publisher, counter, vault, _dir: dir }
 }
 
 fn fixture() -> Fixture {
@@ -48,6 +52,7 @@ fn request() -> pb::PembukaanBerkas {
         nama: NAMA.into(),
         telepon: TELEPON.into(),
         petugas: "ptg-07".into(),
+        surel: SUREL.into(),
     }
 }
 
@@ -80,7 +85,7 @@ async fn a_case_is_opened_with_a_counter_serial_and_one_case_opened_event() {
     let pin = Pin::parse(&r.pin).expect("a 6-digit PIN");
 
     let events = f.publisher.events();
-    assert_eq!(events.len(), 1);
+    assert_eq!(events.len(), 2, "case_opened, then personal_data_sealed");
     let ev = &events[0];
     assert_eq!(ev.event_id(), r.event_id);
     assert_eq!(ev.subject(), "mpp.events.mpp-1771.loket");
@@ -96,11 +101,127 @@ async fn a_case_is_opened_with_a_counter_serial_and_one_case_opened_event() {
         }
         other => panic!("{other:?}"),
     }
+    let sealed = events[1].envelope();
+    assert_eq!((sealed.case_id.as_str(), sealed.officer.as_str()), (r.nomor_berkas.as_str(), "ptg-07"));
+    assert!(sealed.application_id.is_empty());
+    let key = f.vault.key_for(&hmac_sha256(KEY, NIK.as_bytes())).unwrap();
+    match &sealed.body {
+        Some(Body::PersonalDataSealed(p)) => {
+            assert_eq!(p.key_id, key.id().to_vec());
+            // It opens with the citizen's key, bound to this case and this event.
+            let s = vault::Sealed {
+                key_id: key.id(),
+                event_id: *uuid::Uuid::parse_str(&sealed.event_id).unwrap().as_bytes(),
+                nonce: p.nonce.clone().try_into().unwrap(),
+                ciphertext: p.ciphertext.clone(),
+            };
+            let d = PersonalData::decode(&s.open(&key, &tracking).unwrap()).unwrap();
+            assert_eq!((d.nama.as_str(), d.telepon.as_str(), d.surel.as_str()), (NAMA, TELEPON, SUREL));
+        }
+        other => panic!("{other:?}"),
+    }
 
-    // The next case gets the next serial.
+    // The next case gets the next serial, under the same citizen's key.
     let r2 = f.svc.buka_berkas(&request()).await.unwrap();
     assert_eq!(TrackingNumber::parse(&r2.nomor_berkas).unwrap().serial(), 2);
     assert_eq!(f.counter.last().unwrap(), Some(2));
+    match &f.publisher.events()[3].envelope().body {
+        Some(Body::PersonalDataSealed(p)) => assert_eq!(p.key_id, key.id().to_vec()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn personal_data_is_read_back_then_erased_for_every_case_of_the_citizen() {
+    let f = fixture();
+    let r1 = f.svc.buka_berkas(&request()).await.unwrap();
+    let r2 = f.svc.buka_berkas(&pb::PembukaanBerkas { telepon: String::new(), ..request() }).await.unwrap();
+    let other = f
+        .svc
+        .buka_berkas(&pb::PembukaanBerkas {
+            nik: "1771010501900002".into(),
+            nama: "Budi Hartono".into(),
+            surel: String::new(),
+            ..request()
+        })
+        .await
+        .unwrap();
+    let ask =
+        |nomor: &str| pb::PermintaanDataPribadi { nomor_berkas: nomor.into(), petugas: "ptg-09".into() };
+    let d = f.svc.lihat_data_pribadi(&ask(&r1.nomor_berkas), None).await.unwrap();
+    assert_eq!((d.nama.as_str(), d.telepon.as_str(), d.surel.as_str()), (NAMA, TELEPON, SUREL));
+    let d = f.svc.lihat_data_pribadi(&ask(&r2.nomor_berkas), None).await.unwrap();
+    assert_eq!((d.nama.as_str(), d.telepon.as_str()), (NAMA, ""));
+    let d = f.svc.lihat_data_pribadi(&ask(&other.nomor_berkas), None).await.unwrap();
+    assert_eq!((d.nama.as_str(), d.surel.as_str()), ("Budi Hartono", ""));
+
+    // Unknown and malformed cases.
+    let unknown = TrackingNumber::new(RegionCode::parse("1771").unwrap(), 999).unwrap().to_string();
+    let s = Status::from(f.svc.lihat_data_pribadi(&ask(&unknown), None).await.unwrap_err());
+    assert_eq!((s.code(), reason(&s)), (Code::NotFound, "UNKNOWN_CASE"));
+    let s = Status::from(f.svc.lihat_data_pribadi(&ask("1771-0000000001-0"), None).await.unwrap_err());
+    assert_eq!(s.code(), Code::InvalidArgument);
+    let foreign = TrackingNumber::new(RegionCode::parse("1707").unwrap(), 1).unwrap().to_string();
+    let s = Status::from(f.svc.lihat_data_pribadi(&ask(&foreign), None).await.unwrap_err());
+    assert_eq!((s.code(), reason(&s)), (Code::FailedPrecondition, "REGION_MISMATCH"));
+    let s = Status::from(
+        f.svc
+            .lihat_data_pribadi(
+                &pb::PermintaanDataPribadi { petugas: String::new(), ..ask(&r1.nomor_berkas) },
+                None,
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(reason(&s), "MISSING_FIELD");
+
+    // Erasing by one case erases both cases of the citizen.
+    let before = f.publisher.events().len();
+    let sealed_key = match &f.publisher.events()[1].envelope().body {
+        Some(Body::PersonalDataSealed(p)) => p.key_id.clone(),
+        other => panic!("{other:?}"),
+    };
+    let erase =
+        |nomor: &str| pb::PenghapusanDataPribadi { nomor_berkas: nomor.into(), petugas: "ptg-09".into() };
+    let e = f.svc.hapus_data_pribadi(&erase(&r2.nomor_berkas), None).await.unwrap();
+    assert_eq!(e.nomor_berkas, vec![r1.nomor_berkas.clone(), r2.nomor_berkas.clone()]);
+    let published = f.publisher.events();
+    assert_eq!(published.len(), before + 2);
+    for (ev, nomor) in published[before..].iter().zip([&r1.nomor_berkas, &r2.nomor_berkas]) {
+        assert_eq!(&ev.envelope().case_id, nomor);
+        assert!(e.event_ids.contains(&ev.event_id().to_owned()));
+        match &ev.envelope().body {
+            Some(Body::PersonalDataErased(p)) => assert_eq!(p.key_id, sealed_key, "the key the cases used"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // The citizen's next visit gets a fresh key.
+    assert_ne!(f.vault.key_for(&hmac_sha256(KEY, NIK.as_bytes())).unwrap().id().to_vec(), sealed_key);
+    for nomor in [&r1.nomor_berkas, &r2.nomor_berkas] {
+        let s = Status::from(f.svc.lihat_data_pribadi(&ask(nomor), None).await.unwrap_err());
+        assert_eq!((s.code(), reason(&s)), (Code::FailedPrecondition, "PERSONAL_DATA_ERASED"));
+        assert!(!s.message().contains("Siti"), "{}", s.message());
+    }
+    // The other citizen keeps theirs.
+    assert_eq!(f.svc.lihat_data_pribadi(&ask(&other.nomor_berkas), None).await.unwrap().nama, "Budi Hartono");
+    // Repeating publishes the events again and answers the same cases.
+    let again = f.svc.hapus_data_pribadi(&erase(&r1.nomor_berkas), None).await.unwrap();
+    assert_eq!(again.nomor_berkas, e.nomor_berkas);
+    assert_eq!(f.publisher.events().len(), before + 4);
+    let s = Status::from(f.svc.hapus_data_pribadi(&erase(&unknown), None).await.unwrap_err());
+    assert_eq!((s.code(), reason(&s)), (Code::NotFound, "UNKNOWN_CASE"));
+}
+
+#[tokio::test]
+async fn erasure_survives_a_restart_of_the_vault() {
+    let f = fixture();
+    let r = f.svc.buka_berkas(&request()).await.unwrap();
+    let tracking = TrackingNumber::parse(&r.nomor_berkas).unwrap();
+    let erase = pb::PenghapusanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "ptg-09".into() };
+    f.svc.hapus_data_pribadi(&erase, None).await.unwrap();
+    f.vault.close().unwrap();
+    let reopened = Vault::open(&f._dir.path().join(VAULT_DIR)).unwrap();
+    assert!(matches!(reopened.case(&tracking).unwrap(), Some(vault::CaseRecord::Erased(_))));
 }
 
 #[tokio::test]
@@ -166,6 +287,12 @@ async fn bad_requests_are_refused_with_reason_codes_and_use_no_serial() {
             "telepon: ",
         ),
         (
+            pb::PembukaanBerkas { surel: "siti at contoh.id".into(), ..request() },
+            Code::InvalidArgument,
+            "INVALID_FIELD_VALUE",
+            "surel: ",
+        ),
+        (
             pb::PembukaanBerkas { petugas: "Budi Santoso".into(), ..request() },
             Code::InvalidArgument,
             "MALFORMED_OFFICER",
@@ -192,6 +319,10 @@ async fn bad_requests_are_refused_with_reason_codes_and_use_no_serial() {
     assert!(s.message().contains("day + 40 for women"), "{}", s.message());
     assert!(f.publisher.events().is_empty());
     assert_eq!(f.counter.last().unwrap(), None, "no serial used");
+    assert_eq!(
+        f.vault.case(&TrackingNumber::new(RegionCode::parse("1771").unwrap(), 1).unwrap()).unwrap(),
+        None
+    );
     // A phone number is optional.
     let r = f.svc.buka_berkas(&pb::PembukaanBerkas { telepon: String::new(), ..request() }).await.unwrap();
     assert!(r.tanda_terima.iter().all(|l| !l.starts_with("Telepon")));
@@ -210,12 +341,13 @@ async fn a_used_up_range_and_a_closed_counter_are_refused_with_reasons() {
     f.counter.close().unwrap();
     let s = Status::from(f.svc.buka_berkas(&request()).await.unwrap_err());
     assert_eq!(s.code(), Code::Unavailable);
-    assert_eq!(f.publisher.events().len(), 1);
+    assert_eq!(f.publisher.events().len(), 2);
 }
 
 #[tokio::test]
 async fn a_publish_failure_burns_the_serial_and_never_reuses_it() {
-    let f = fixture_with(Arc::new(MemoryPublisher::failing_after(1)), SerialRange::default());
+    // Each case publishes two events (case_opened, personal_data_sealed).
+    let f = fixture_with(Arc::new(MemoryPublisher::failing_after(2)), SerialRange::default());
     assert!(f.svc.buka_berkas(&request()).await.is_ok());
     let s = Status::from(f.svc.buka_berkas(&request()).await.unwrap_err());
     assert_eq!(s.code(), Code::Unavailable);
@@ -262,13 +394,21 @@ async fn nothing_personal_is_logged_even_at_trace_level() {
     let r = f.svc.buka_berkas(&request()).await.unwrap();
     // A refused request too: its error must not carry the values either.
     let _ = f.svc.buka_berkas(&pb::PembukaanBerkas { nik: "1771013201900001".into(), ..request() }).await;
+    let _ = f.svc.buka_berkas(&pb::PembukaanBerkas { surel: format!("{SUREL} x"), ..request() }).await;
+    // Reading and erasing log the case and the officer, not the data.
+    let ask = pb::PermintaanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "ptg-09".into() };
+    assert_eq!(f.svc.lihat_data_pribadi(&ask, None).await.unwrap().nama, NAMA);
+    let erase = pb::PenghapusanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "ptg-09".into() };
+    f.svc.hapus_data_pribadi(&erase, None).await.unwrap();
+    let _ = f.svc.lihat_data_pribadi(&ask, None).await.unwrap_err();
     let log = String::from_utf8_lossy(&captured_log().lock().unwrap_or_else(|e| e.into_inner())).into_owned();
     assert!(
         log.lines().any(|l| l.contains("Case opened") && l.contains(&r.event_id)),
         "the test sees the log:\n{log}"
     );
     let phone_digits: String = TELEPON.chars().filter(char::is_ascii_digit).collect();
-    for needle in [NIK, "1771013201900001", NAMA, "Siti", TELEPON, &phone_digits] {
+    assert!(log.contains("Personal data read") && log.contains("Personal data erased"), "{log}");
+    for needle in [NIK, "1771013201900001", NAMA, "Siti", TELEPON, &phone_digits, SUREL, "nurhaliza"] {
         assert!(!log.contains(needle), "{needle:?} was logged:\n{log}");
     }
     assert!(!log.contains(&format!("PIN: {}", r.pin)) && !log.contains(&format!("pin={}", r.pin)), "{log}");

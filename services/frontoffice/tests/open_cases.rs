@@ -1,7 +1,8 @@
 //! mpp-frontoffice wired by the kit as the binary runs it, against a real
 //! nats-server: concurrent cases get distinct counter-allocated tracking
-//! numbers, every case_opened reaches MPP_EVENTS with Nats-Msg-Id, a restart
-//! continues the counter, and nothing personal reaches the stream or the log.
+//! numbers, every case_opened (each followed by its personal_data_sealed)
+//! reaches MPP_EVENTS with Nats-Msg-Id, a restart continues the counter, and
+//! nothing personal reaches the stream or the log in the clear.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -75,6 +76,7 @@ fn common(nats_url: String, data_dir: PathBuf, pepper: Option<PathBuf>) -> Commo
         tokens_file: None,
         insecure_no_auth: true,
         metrics_addr: None,
+        tls: Default::default(),
         catalogue_file: None,
     }
 }
@@ -112,6 +114,7 @@ fn request(c: &Citizen) -> pb::PembukaanBerkas {
         nama: c.nama.clone(),
         telepon: c.telepon.clone(),
         petugas: "ptg-loket-2".into(),
+        surel: format!("kirana.{}@contoh.id", c.telepon_digits),
     }
 }
 
@@ -210,35 +213,47 @@ async fn concurrent_cases_get_unique_numbers_that_survive_a_restart() {
         assert!(r.tanda_terima.iter().any(|l| l == &format!("Nomor berkas / Tracking number: {t}")));
     }
 
-    // Every case_opened reaches the stream with its event id as Nats-Msg-Id.
-    let stream = wait_for_messages(&js, CASES as u64).await;
+    // Every case_opened reaches the stream with its event id as Nats-Msg-Id,
+    // followed (in the same outbox batch) by the case's personal_data_sealed.
+    let stream = wait_for_messages(&js, 2 * CASES as u64).await;
     let mut seen_cases = BTreeSet::new();
     let mut seen_ids = BTreeSet::new();
     let mut nik_hashes = BTreeSet::new();
-    for seq in 1..=CASES as u64 {
+    let mut sealed_cases = BTreeSet::new();
+    for seq in 1..=2 * CASES as u64 {
         let msg = stream.get_raw_message(seq).await.unwrap();
         assert_eq!(msg.subject.as_str(), "mpp.events.mpp-1771.loket");
         let env = ev::Envelope::decode(msg.payload.clone()).unwrap();
         let header = msg.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_owned());
         assert_eq!(header.as_deref(), Some(env.event_id.as_str()));
         assert_eq!((env.agency_id.as_str(), env.service_id.as_str()), ("mpp-1771", "loket"));
-        match &env.body {
+        let opened = match &env.body {
             Some(ev::envelope::Body::CaseOpened(o)) => {
                 assert_eq!(o.pin_verifier.len(), 32);
                 nik_hashes.insert(o.nik_keyed_hash.clone());
+                true
+            }
+            Some(ev::envelope::Body::PersonalDataSealed(p)) => {
+                assert_eq!((p.key_id.len(), p.nonce.len()), (16, 12));
+                assert!(seen_cases.contains(&env.case_id), "sealed after its case_opened");
+                assert!(sealed_cases.insert(env.case_id.clone()), "one sealing per case");
+                false
             }
             other => panic!("{other:?}"),
-        }
+        };
         for i in 0..CASES {
             let c = citizen(i);
             for needle in [&c.nik, &c.nama, &c.telepon, &c.telepon_digits] {
                 assert!(!contains(&msg.payload, needle.as_bytes()), "{needle:?} in the stream at {seq}");
             }
         }
-        seen_cases.insert(env.case_id);
-        seen_ids.insert(env.event_id);
+        if opened {
+            seen_cases.insert(env.case_id);
+            seen_ids.insert(env.event_id);
+        }
     }
     assert_eq!(seen_cases, first.iter().map(|r| r.nomor_berkas.clone()).collect());
+    assert_eq!(sealed_cases, seen_cases, "every case is sealed");
     assert_eq!(seen_ids, first.iter().map(|r| r.event_id.clone()).collect());
     let expected_hashes: BTreeSet<Vec<u8>> =
         (0..CASES).map(|i| hmac_sha256(NIK_KEY, citizen(i).nik.as_bytes()).to_vec()).collect();
@@ -252,7 +267,7 @@ async fn concurrent_cases_get_unique_numbers_that_survive_a_restart() {
     let more: BTreeSet<u64> =
         second.iter().map(|r| TrackingNumber::parse(&r.nomor_berkas).unwrap().serial()).collect();
     assert_eq!(more, (CASES as u64 + 1..=CASES as u64 + 5).collect(), "no serial reused");
-    wait_for_messages(&js, CASES as u64 + 5).await;
+    wait_for_messages(&js, 2 * (CASES as u64 + 5)).await;
     running.stop().await;
 
     // Nothing personal was logged, by the service, the kit or a dependency.

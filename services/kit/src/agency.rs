@@ -127,6 +127,28 @@ impl Agency {
         officer: &OfficerId,
         nik_keyed_hash: Vec<u8>,
     ) -> Result<(Pin, Accepted), KitError> {
+        let (pin, accepted) = self.open_case_with(service, tracking, officer, nik_keyed_hash, &[]).await?;
+        // `open_case_with` returns one receipt per event, so this is never empty.
+        let accepted = accepted.into_iter().next().unwrap_or(Accepted {
+            event_id: String::new(),
+            ack: None,
+            outbox_seq: None,
+        });
+        Ok((pin, accepted))
+    }
+
+    /// [`Agency::open_case`], then `more` (case-level events the caller built
+    /// for `tracking`, e.g. the front office's `personal_data_sealed`) in the
+    /// same call to the publisher: with the outbox, all are accepted or none.
+    /// Returns the receipts in order, `case_opened` first.
+    pub async fn open_case_with(
+        &self,
+        service: &ServiceId,
+        tracking: TrackingNumber,
+        officer: &OfficerId,
+        nik_keyed_hash: Vec<u8>,
+        more: &[OutgoingEvent],
+    ) -> Result<(Pin, Vec<Accepted>), KitError> {
         let pin = Pin::generate();
         let pin_verifier = pin_verifier(&self.pepper, &tracking, &pin).to_vec();
         let ev = self.builder.build(
@@ -135,15 +157,25 @@ impl Agency {
             officer,
             EventBody::CaseOpened { pin_verifier, nik_keyed_hash },
         )?;
-        let mut accepted = self.publish(std::slice::from_ref(&ev)).await?;
-        // `publish_all` returned Ok, so the event is accepted; a publisher
-        // returns one receipt per event, the fallback only covers one that does not.
-        let accepted = accepted.pop().unwrap_or(Accepted {
-            event_id: ev.event_id().to_owned(),
-            ack: None,
-            outbox_seq: None,
-        });
+        let mut events = Vec::with_capacity(1 + more.len());
+        events.push(ev);
+        events.extend_from_slice(more);
+        let mut accepted = self.publish(&events).await?;
+        // `publish_all` returned Ok, so every event is accepted; a publisher
+        // returns one receipt per event, this only covers one that does not.
+        let missing: Vec<Accepted> = events
+            .iter()
+            .skip(accepted.len())
+            .map(|ev| Accepted { event_id: ev.event_id().to_owned(), ack: None, outbox_seq: None })
+            .collect();
+        accepted.extend(missing);
         Ok((pin, accepted))
+    }
+
+    /// Publishes events the caller built with [`Agency::builder`], in order,
+    /// in one call to the publisher (one outbox batch).
+    pub async fn publish_events(&self, events: &[OutgoingEvent]) -> Result<Vec<Accepted>, KitError> {
+        self.publish(events).await
     }
 
     /// Publishes one step of an application (documents requested, review
@@ -280,6 +312,41 @@ mod tests {
         let err = a.open_case(&kk(), case, &officer(), vec![0; 65]).await.unwrap_err();
         assert!(matches!(err, KitError::Event(_)), "{err:?}");
         assert_eq!(publisher.events().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn open_case_with_publishes_the_extra_events_after_case_opened_in_one_call() {
+        let publisher = Arc::new(MemoryPublisher::new());
+        let a = agency(publisher.clone());
+        let case = TrackingNumber::new(a.region(), 8).unwrap();
+        let extra = a
+            .builder()
+            .build(
+                &kk(),
+                Target::Case(case),
+                &officer(),
+                EventBody::PersonalDataSealed {
+                    key_id: vec![1; 16],
+                    nonce: vec![2; 12],
+                    ciphertext: vec![3; 32],
+                },
+            )
+            .unwrap();
+        let (_pin, accepted) = a
+            .open_case_with(&kk(), case, &officer(), vec![9; 32], std::slice::from_ref(&extra))
+            .await
+            .unwrap();
+        let events = publisher.events();
+        assert_eq!(events.len(), 2);
+        assert!(matches!(events[0].envelope().body, Some(Body::CaseOpened(_))));
+        assert_eq!(events[1], extra);
+        assert_eq!(
+            accepted.iter().map(|x| x.event_id.as_str()).collect::<Vec<_>>(),
+            vec![events[0].event_id(), extra.event_id()]
+        );
+        // A failure of the extra event fails the call.
+        let b = agency(Arc::new(MemoryPublisher::failing_after(1)));
+        assert!(b.open_case_with(&kk(), case, &officer(), vec![], &[extra]).await.is_err());
     }
 
     #[tokio::test]

@@ -111,6 +111,10 @@ pub struct CommonArgs {
     /// when absent.
     #[arg(long, env = "MPP_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// TLS of the gRPC server (see docs/TLS.md).
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 /// Sets the default of `--grpc-addr` on a binary's command (call it on

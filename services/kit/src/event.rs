@@ -223,6 +223,12 @@ pub fn body_to_proto(body: EventBody) -> pb::envelope::Body {
             fiktif_positif,
             version,
         }),
+        EventBody::PersonalDataSealed { key_id, nonce, ciphertext } => {
+            Body::PersonalDataSealed(pb::PersonalDataSealed { key_id, nonce, ciphertext })
+        }
+        EventBody::PersonalDataErased { key_id } => {
+            Body::PersonalDataErased(pb::PersonalDataErased { key_id })
+        }
     }
 }
 

@@ -95,6 +95,7 @@ pub mod server;
 pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 
 pub use agency::{Agency, Filed};
 pub use auth::{AuthInterceptor, AuthMode, ClientId, TokenTable};
@@ -109,5 +110,5 @@ pub use ids::{allocate_tracking_number, new_application_id, pin_verifier, Pin, P
 pub use outbox::{Outbox, OutboxConfig, OutboxPublisher, OutboxSnapshot, OutboxStatus, RelayConfig};
 pub use publish::{Accepted, JetStreamPublisher, PubAckInfo, PublishError, Publisher};
 pub use run::{run, run_with, AgencyConfig, Listeners, RunError};
-pub use server::{serve, serve_with_readiness, shutdown_signal, Readiness};
+pub use server::{serve, serve_with_readiness, serve_with_transport, shutdown_signal, Readiness};
 pub use stream::{ensure_stream, stream_config, STREAM_NAME, STREAM_SUBJECTS};

@@ -1,6 +1,7 @@
 //! A tiny `/metrics` endpoint in the Prometheus text format (version 0.0.4),
-//! served with a plain [`TcpListener`] and a hand-written HTTP/1.1 answer: one
-//! request per connection, `GET /metrics` only.
+//! served with a plain [`TcpListener`] (over TLS when the service has a
+//! certificate) and a hand-written HTTP/1.1 answer: one request per
+//! connection, `GET /metrics` only.
 //!
 //! Metrics:
 //!
@@ -25,8 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::outbox::OutboxStatus;
@@ -110,17 +111,40 @@ pub fn render(source: &MetricsSource) -> String {
 
 /// Serves `/metrics` on `listener` until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, source: MetricsSource, shutdown: impl Future<Output = ()> + Send) {
+    serve_with_tls(listener, source, None, shutdown).await
+}
+
+/// [`serve`], over TLS with `tls` when given (the service's own
+/// certificate, see [`crate::tls`]). The handshake runs in the
+/// connection's task, inside its [`METRICS_CONNECTION_TIMEOUT_MS`] and
+/// under [`METRICS_CONNECTIONS_MAX`].
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    source: MetricsSource,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
     let permits = Arc::new(Semaphore::new(METRICS_CONNECTIONS_MAX));
-    tracing::info!(addr = ?listener.local_addr().ok(), "Metrics endpoint listening");
+    tracing::info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), "Metrics endpoint listening");
     let accept = async {
         loop {
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
             match listener.accept().await {
                 Ok((stream, _)) => {
                     let source = source.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
                         let timeout = Duration::from_millis(METRICS_CONNECTION_TIMEOUT_MS);
-                        if let Err(e) = tokio::time::timeout(timeout, answer(stream, &source)).await {
+                        let served = async {
+                            match tls {
+                                None => answer(stream, &source).await,
+                                Some(tls) => match tls.accept(stream).await {
+                                    Ok(stream) => answer(stream, &source).await,
+                                    Err(e) => tracing::debug!(error = %e, "Metrics TLS handshake failed"),
+                                },
+                            }
+                        };
+                        if let Err(e) = tokio::time::timeout(timeout, served).await {
                             tracing::debug!(error = %e, "Metrics connection timed out");
                         }
                         drop(permit);
@@ -139,7 +163,7 @@ pub async fn serve(listener: TcpListener, source: MetricsSource, shutdown: impl 
     }
 }
 
-async fn answer(mut stream: TcpStream, source: &MetricsSource) {
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, source: &MetricsSource) {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     let complete = loop {

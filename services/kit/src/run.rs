@@ -28,6 +28,9 @@
 //!    `--nats-password-file` if given, and starts the outbox relay, which
 //!    first creates the `MPP_EVENTS` stream unless `--skip-stream-setup`;
 //! 6. binds `--grpc-addr` and, if given, `--metrics-addr` (`/metrics`);
+//!    loads the TLS certificate and key (`--tls-cert-file`, `--tls-key-file`,
+//!    see [`crate::tls`]) and refuses plaintext on a non-loopback address
+//!    unless `--insecure-plaintext`;
 //! 7. puts the standards that are new or have a higher version than the
 //!    recorded ones into the outbox and records them (unchanged ones are not
 //!    published again; event ids are deterministic, so a re-publication is a
@@ -35,7 +38,8 @@
 //!    e.g. it is full, that is logged and the service serves anyway, and
 //!    they go out on the next start);
 //! 8. serves the agency's service behind the [`AuthInterceptor`], with gRPC
-//!    health (NOT_SERVING while the outbox cannot take calls) and reflection;
+//!    health (NOT_SERVING while the outbox cannot take calls) and reflection,
+//!    over TLS when a certificate is given (`/metrics` too);
 //! 9. on SIGTERM or ctrl-c: stops taking connections, lets open calls finish
 //!    (bounded by [`crate::server::SHUTDOWN_DRAIN_MS_MAX`]), then lets the
 //!    relay drain the outbox for at most `--outbox-drain-ms`; what is
@@ -68,8 +72,9 @@ use crate::event::{EventBuilder, SystemClock};
 use crate::ids::{PepperError, PinPepper};
 use crate::metrics::MetricsSource;
 use crate::outbox::{Outbox, OutboxConfig, OutboxError, RelayConfig};
-use crate::server::{serve_with_readiness, shutdown_signal, ServeError};
+use crate::server::{serve_with_transport, shutdown_signal, ServeError};
 use crate::stream::STREAM_NAME;
+use crate::tls::{TlsError, Transport};
 
 /// Default of `--outbox-drain-ms`: after the gRPC server stopped, how long
 /// the relay may publish what is left in the outbox, in milliseconds. The rest
@@ -160,6 +165,10 @@ pub enum RunError {
     /// standards is unreadable, or a standard does not make a valid event.
     #[error(transparent)]
     Standards(StandardsError),
+    /// TLS cannot be set up (a certificate or key file is unusable), or
+    /// plaintext was refused on a non-loopback address.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -244,6 +253,16 @@ where
         (None, false) => return Err(RunError::NoAuth),
     };
     let interceptor = AuthInterceptor::new(auth);
+    // TLS files are read (and a plaintext non-loopback address refused)
+    // before anything is opened or published.
+    let grpc_addr =
+        listeners.grpc.local_addr().map_err(|source| RunError::Bind { addr: args.grpc_addr, source })?;
+    let mut addrs = vec![grpc_addr];
+    if let Some(metrics) = &listeners.metrics {
+        let addr = args.metrics_addr.unwrap_or(grpc_addr);
+        addrs.push(metrics.local_addr().map_err(|source| RunError::Bind { addr, source })?);
+    }
+    let transport = Transport::from_args(&args.tls, &addrs)?;
     let pepper = PinPepper::load(args.pin_pepper_file.as_deref())?;
     let nats_credentials = args.nats_credentials()?;
 
@@ -286,7 +305,8 @@ where
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_task = listeners.metrics.map(|listener| {
         let source = MetricsSource { outbox: status.clone(), auth_failures: interceptor.failures_counter() };
-        tokio::spawn(crate::metrics::serve(listener, source, async {
+        let tls = transport.tls().map(|t| t.acceptor(&[crate::tls::ALPN_HTTP11]));
+        tokio::spawn(crate::metrics::serve_with_tls(listener, source, tls, async {
             let _ = metrics_stopped.await;
         }))
     });
@@ -316,7 +336,15 @@ where
         }
         let service = authenticated(make_service(agency), interceptor);
         let routes = Routes::new(service);
-        serve_with_readiness(routes, &[S::NAME], listeners.grpc, shutdown, Some(Arc::new(status))).await?;
+        serve_with_transport(
+            routes,
+            &[S::NAME],
+            listeners.grpc,
+            shutdown,
+            Some(Arc::new(status)),
+            transport.tls(),
+        )
+        .await?;
         Ok(())
     }
     .await;

@@ -16,6 +16,8 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::tls::ServerTls;
+
 /// Most simultaneous gRPC connections. Further clients wait in the listen
 /// backlog until a connection closes: a burst of back-office clients pushes
 /// back instead of exhausting file descriptors.
@@ -90,6 +92,20 @@ pub async fn serve_with_readiness(
     shutdown: impl Future<Output = ()> + Send,
     readiness: Option<Arc<dyn Readiness>>,
 ) -> Result<(), ServeError> {
+    serve_with_transport(routes, serving, listener, shutdown, readiness, None).await
+}
+
+/// [`serve_with_readiness`], over TLS when `tls` is given (HTTP/2 by ALPN;
+/// handshakes bounded as [`crate::tls::tls_incoming`] says, and counted
+/// against [`GRPC_CONNECTIONS_MAX`] while they run).
+pub async fn serve_with_transport(
+    routes: Routes,
+    serving: &[&'static str],
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    readiness: Option<Arc<dyn Readiness>>,
+    tls: Option<&ServerTls>,
+) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in serving {
         health.set_service_status(*name, ServingStatus::Serving).await;
@@ -101,7 +117,7 @@ pub async fn serve_with_readiness(
     let routes = routes.add_service(health_service).add_service(reflection);
 
     let local = listener.local_addr().ok();
-    tracing::info!(addr = ?local, services = ?serving, "gRPC server listening");
+    tracing::info!(addr = ?local, services = ?serving, tls = tls.is_some(), "gRPC server listening");
 
     let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
     let names: Vec<&'static str> = serving.to_vec();
@@ -116,13 +132,36 @@ pub async fn serve_with_readiness(
         }
         let _ = began_tx.send(());
     };
+    let incoming = limited_incoming(listener, GRPC_CONNECTIONS_MAX);
+    match tls {
+        None => serve_incoming(routes, incoming, signal, began_rx).await,
+        Some(tls) => {
+            let incoming = crate::tls::tls_incoming(incoming, tls.acceptor(&[crate::tls::ALPN_H2]));
+            serve_incoming(routes, incoming, signal, began_rx).await
+        }
+    }
+}
+
+/// Serves `routes` on the connections of `incoming` until `signal`, then
+/// drains for at most [`SHUTDOWN_DRAIN_MS_MAX`] after `began` fires.
+async fn serve_incoming<I, IO>(
+    routes: Routes,
+    incoming: I,
+    signal: impl Future<Output = ()> + Send,
+    began: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), ServeError>
+where
+    I: futures::Stream<Item = io::Result<IO>> + Send,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+{
     let server = Server::builder()
         .concurrency_limit_per_connection(GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX)
         .timeout(Duration::from_millis(GRPC_REQUEST_TIMEOUT_MS))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(limited_incoming(listener, GRPC_CONNECTIONS_MAX), signal);
+        .serve_with_incoming_shutdown(incoming, signal);
     let drain_deadline = async move {
-        if began_rx.await.is_ok() {
+        if began.await.is_ok() {
             tokio::time::sleep(Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX)).await;
         } else {
             std::future::pending::<()>().await;

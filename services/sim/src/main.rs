@@ -109,6 +109,11 @@ struct Cli {
     #[arg(long, env = "MPP_DPMPTSP_ADDR", default_value = "http://127.0.0.1:50067")]
     dpmptsp_addr: String,
 
+    /// PEM file of the CA that signed the services' TLS certificates; give
+    /// the services' addresses as https://host:port then (docs/TLS.md).
+    #[arg(long, env = "MPP_TLS_CA_FILE")]
+    tls_ca_file: Option<std::path::PathBuf>,
+
     /// Bearer token for every service without its own --<service>-token.
     #[arg(long, env = "MPP_SIM_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -136,6 +141,25 @@ struct Cli {
     /// Bearer token at mpp-dpmptsp.
     #[arg(long, env = "MPP_DPMPTSP_TOKEN", hide_env_values = true)]
     dpmptsp_token: Option<String>,
+}
+
+/// Largest `--tls-ca-file` read, in bytes (a CA bundle is a few KiB).
+const TLS_CA_FILE_BYTES_MAX: u64 = 1024 * 1024;
+
+/// Reads `--tls-ca-file` (bounded), checking it holds a PEM certificate.
+fn read_ca_file(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut pem = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(TLS_CA_FILE_BYTES_MAX + 1).read_to_end(&mut pem))
+        .with_context(|| format!("--tls-ca-file {}: cannot read it", file.display()))?;
+    if pem.len() as u64 > TLS_CA_FILE_BYTES_MAX {
+        anyhow::bail!("--tls-ca-file {}: larger than {TLS_CA_FILE_BYTES_MAX} bytes", file.display());
+    }
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        anyhow::bail!("--tls-ca-file {}: no PEM CERTIFICATE in it", file.display());
+    }
+    Ok(pem)
 }
 
 fn parse_journey(s: &str) -> Result<Journey, String> {
@@ -221,7 +245,11 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let mut pacer = Pacer::new(cli.rate).context("--rate")?;
-    let mut stack = Stack::connect_lazy(cli.endpoints())?;
+    let mut endpoints = cli.endpoints();
+    if let Some(file) = &cli.tls_ca_file {
+        endpoints.set_tls_ca_pem(read_ca_file(file)?);
+    }
+    let mut stack = Stack::connect_lazy(endpoints)?;
     let mut needed: Vec<Agency> = vec![Agency::FrontOffice];
     for j in &journeys {
         for s in j.services() {

@@ -137,6 +137,8 @@ impl CaseRun {
                 let officer = self.plan.officers.first().map_or("petugas-loket-01", String::as_str);
                 let opened = stack.open_case(citizen, officer).await?;
                 self.event_ids.push(opened.event_id.clone());
+                // The sealed personal data is answered with the opening.
+                self.event_ids.extend(opened.sealed_event_id.clone());
                 self.opened = Some(opened);
             }
             (Some(app), action) => {

@@ -15,7 +15,7 @@ use mpp_proto::frontoffice::v1 as fo;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::citizen::Citizen;
 use crate::error::SimError;
@@ -52,6 +52,9 @@ impl fmt::Debug for Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoints {
     targets: BTreeMap<Agency, Target>,
+    /// PEM certificates of the CA(s) the services' TLS certificates chain
+    /// to; with them every `https://` target is reached over TLS.
+    tls_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for Endpoints {
@@ -61,7 +64,7 @@ impl Default for Endpoints {
             .into_iter()
             .map(|a| (a, Target { addr: a.default_addr().to_owned(), token: None }))
             .collect();
-        Self { targets }
+        Self { targets, tls_ca_pem: None }
     }
 }
 
@@ -75,6 +78,12 @@ impl Endpoints {
     /// Sets the target of `agency`.
     pub fn set(&mut self, agency: Agency, target: Target) {
         self.targets.insert(agency, target);
+    }
+
+    /// Trusts the CA(s) in `pem` (PEM certificates, e.g. the content of
+    /// `--tls-ca-file`) for every `https://` target.
+    pub fn set_tls_ca_pem(&mut self, pem: Vec<u8>) {
+        self.tls_ca_pem = Some(pem);
     }
 }
 
@@ -115,6 +124,9 @@ pub struct Opened {
     pub pin: String,
     /// The `case_opened` event.
     pub event_id: String,
+    /// The `personal_data_sealed` event published with it (the citizen's
+    /// name and contacts, sealed), when the front office reports one.
+    pub sealed_event_id: Option<String>,
 }
 
 impl fmt::Debug for Opened {
@@ -123,6 +135,7 @@ impl fmt::Debug for Opened {
             .field("tracking_number", &self.tracking_number)
             .field("pin", &"<redacted>")
             .field("event_id", &self.event_id)
+            .field("sealed_event_id", &self.sealed_event_id)
             .finish()
     }
 }
@@ -250,7 +263,7 @@ pub fn rpc_name(service: Service, action: &Action) -> Option<&'static str> {
     Some(name)
 }
 
-/// Normalises an address to an `http://` URI.
+/// Normalises an address to a URI (`http://` unless a scheme is given).
 fn uri(addr: &str) -> String {
     if addr.contains("://") {
         addr.to_owned()
@@ -259,12 +272,18 @@ fn uri(addr: &str) -> String {
     }
 }
 
-fn endpoint(agency: Agency, addr: &str) -> Result<Endpoint, SimError> {
-    let e = Channel::from_shared(uri(addr)).map_err(|e| SimError::BadAddress {
-        agency,
-        addr: addr.to_owned(),
-        detail: e.to_string(),
-    })?;
+fn endpoint(agency: Agency, addr: &str, tls_ca_pem: Option<&[u8]>) -> Result<Endpoint, SimError> {
+    let bad = |detail: String| SimError::BadAddress { agency, addr: addr.to_owned(), detail };
+    let mut e = Channel::from_shared(uri(addr)).map_err(|e| bad(e.to_string()))?;
+    if e.uri().scheme_str() == Some("https") {
+        let Some(pem) = tls_ca_pem else {
+            return Err(bad(
+                "an https:// address needs --tls-ca-file (the CA of the service's certificate)".into()
+            ));
+        };
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+        e = e.tls_config(tls).map_err(|e| bad(format!("TLS: {e}")))?;
+    }
     Ok(e.timeout(Duration::from_millis(CALL_TIMEOUT_MS))
         .connect_timeout(Duration::from_millis(CALL_TIMEOUT_MS)))
 }
@@ -320,7 +339,10 @@ impl Stack {
     pub fn connect_lazy(endpoints: Endpoints) -> Result<Self, SimError> {
         let ch = |agency: Agency| -> Result<(Channel, Bearer), SimError> {
             let t = endpoints.get(agency);
-            Ok((endpoint(agency, &t.addr)?.connect_lazy(), Bearer::new(agency, t.token.as_deref())?))
+            Ok((
+                endpoint(agency, &t.addr, endpoints.tls_ca_pem.as_deref())?.connect_lazy(),
+                Bearer::new(agency, t.token.as_deref())?,
+            ))
         };
         let (c, b) = ch(Agency::FrontOffice)?;
         let frontoffice = fo::front_office_service_client::FrontOfficeServiceClient::with_interceptor(c, b);
@@ -352,7 +374,7 @@ impl Stack {
         let start = tokio::time::Instant::now();
         for &agency in agencies {
             let addr = &self.endpoints.get(agency).addr;
-            let e = endpoint(agency, addr)?;
+            let e = endpoint(agency, addr, self.endpoints.tls_ca_pem.as_deref())?;
             let mut retry = tokio::time::interval(Duration::from_millis(CONNECT_RETRY_MS));
             loop {
                 retry.tick().await;
@@ -386,6 +408,8 @@ impl Stack {
                     nama: citizen.nama.clone(),
                     telepon: citizen.telepon.clone(),
                     petugas: officer.to_owned(),
+                    // A fake address on a placeholder domain, from the fake name.
+                    surel: format!("{}@contoh.id", citizen.nama.to_lowercase().replace(' ', ".")),
                 })
                 .await,
         )?;
@@ -395,7 +419,18 @@ impl Stack {
         if r.pin.is_empty() {
             return Err(SimError::BadAnswer { agency: a, rpc: RPC, what: "a PIN" });
         }
-        Ok(Opened { tracking_number: r.nomor_berkas, pin: r.pin, event_id: event_id(a, RPC, r.event_id)? })
+        // Empty from a front office that seals nothing (before personal data).
+        let sealed_event_id = if r.event_id_data_pribadi.is_empty() {
+            None
+        } else {
+            Some(event_id(a, RPC, r.event_id_data_pribadi)?)
+        };
+        Ok(Opened {
+            tracking_number: r.nomor_berkas,
+            pin: r.pin,
+            event_id: event_id(a, RPC, r.event_id)?,
+            sealed_event_id,
+        })
     }
 
     /// Files an application of `service` into case `tracking_number`.

@@ -95,6 +95,10 @@ pub(crate) fn body(kind: EventKind) -> EventBody {
         EventKind::Withdrawn => EventBody::Withdrawn { reason: s("Pemohon membatalkan") },
         EventKind::Collected => EventBody::Collected,
         EventKind::ServiceStandardPublished => standard_body(1),
+        EventKind::PersonalDataSealed => {
+            EventBody::PersonalDataSealed { key_id: vec![7; 16], nonce: vec![8; 12], ciphertext: vec![9; 48] }
+        }
+        EventKind::PersonalDataErased => EventBody::PersonalDataErased { key_id: vec![7; 16] },
     }
 }
 

@@ -135,6 +135,13 @@ struct ActiveCase {
     /// A slow case advances one time in [`SLOW_CASE_SKIPS`] it is picked
     /// (a late agency, or a citizen who takes weeks).
     slow: bool,
+    /// The service whose agency opened the case (it alone may seal and
+    /// erase the case's personal data).
+    opener: usize,
+    /// The serial, from which the personal-data key id is made.
+    serial: u64,
+    /// 0: no personal data yet; 1: sealed; 2: erased.
+    personal: u8,
 }
 
 /// The generator: an endless iterator of stream messages.
@@ -264,7 +271,9 @@ impl Generator {
                 reason: "berkas tidak memenuhi syarat".to_owned(),
             },
             K::Withdrawn => EventBody::Withdrawn { reason: "atas permintaan pemohon".to_owned() },
-            K::CaseOpened | K::ServiceStandardPublished => EventBody::ReviewStarted,
+            K::CaseOpened | K::ServiceStandardPublished | K::PersonalDataSealed | K::PersonalDataErased => {
+                EventBody::ReviewStarted
+            }
         }
     }
 
@@ -314,10 +323,36 @@ impl Generator {
                 return (Self::subject(0), Self::encode(&u), id);
             }
         }
+        if (35..45).contains(&roll) {
+            if let Some(m) = self.personal_data() {
+                return m;
+            }
+        }
         if self.active.len() < ACTIVE_CASES_MAX && (self.active.is_empty() || self.rng.below(5) == 0) {
             return self.open_case();
         }
         self.advance()
+    }
+
+    /// The next personal-data step of the first active case that has one:
+    /// `personal_data_sealed`, later `personal_data_erased`, by the agency
+    /// that opened it (no randomness drawn).
+    fn personal_data(&mut self) -> Option<(String, Bytes, String)> {
+        let case = self.active.iter_mut().find(|c| c.personal < 2)?;
+        let key_id = [&case.serial.to_be_bytes()[..], &[0x4b; 8][..]].concat();
+        let body = if case.personal == 0 {
+            EventBody::PersonalDataSealed {
+                key_id,
+                nonce: vec![0x6e; 12],
+                ciphertext: (0..48).map(|i| (case.serial as u8).wrapping_mul(31).wrapping_add(i)).collect(),
+            }
+        } else {
+            EventBody::PersonalDataErased { key_id }
+        };
+        case.personal += 1;
+        let (tn, region, opener) = (case.tn.clone(), case.region, case.opener);
+        let u = self.envelope(&tn, "", region, opener, body);
+        Some((Self::subject(opener), Self::encode(&u), u.event_id))
     }
 
     fn tn(&self, serial: u64) -> String {
@@ -350,7 +385,7 @@ impl Generator {
             EventBody::CaseOpened { pin_verifier: self.rng.bytes32(), nik_keyed_hash: self.rng.bytes32() };
         let u = self.envelope(&tn, "", region, first, body);
         let slow = self.rng.below(SLOW_CASE_ONE_IN) == 0;
-        self.active.push(ActiveCase { tn, region, apps, slow });
+        self.active.push(ActiveCase { tn, region, apps, slow, opener: first, serial, personal: 0 });
         (Self::subject(first), Self::encode(&u), u.event_id)
     }
 

@@ -27,6 +27,7 @@
 //! a second ([`Progress`]). Results go to stdout; a failed check exits with
 //! status 1 ([`EXIT_FAILED`]), a usage or IO error with status 2.
 
+pub mod admin;
 pub mod case_at;
 pub mod export;
 pub mod fixture;
@@ -111,6 +112,10 @@ pub struct RemoteArgs {
     /// The auditor's bearer token for the hub's audit service.
     #[arg(long, env = "MPP_AUDITOR_TOKEN", requires = "hub_grpc")]
     pub auditor_token: Option<String>,
+    /// PEM file of the CA that signed the hub's TLS certificate; with it
+    /// --hub-grpc must be an https:// URL (see docs/TLS.md).
+    #[arg(long, env = "MPP_TLS_CA_FILE", requires = "hub_grpc")]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// Flags of `mpp-hub audit verify`.

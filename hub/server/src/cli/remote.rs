@@ -12,6 +12,7 @@
 //! the log.
 
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use mpp_core::checkpoint::SignedCheckpoint;
@@ -58,16 +59,39 @@ fn status(what: &str, s: tonic::Status) -> anyhow::Error {
 }
 
 impl Remote {
-    /// Connects to `url` with `token`.
+    /// Connects to `url` with `token` in plaintext (an `https://` URL is
+    /// refused: use [`Remote::connect_with`] and a CA file).
     pub async fn connect(url: &str, token: &str) -> anyhow::Result<Remote> {
-        let bearer =
-            Bearer(format!("Bearer {token}").parse().context("the token is not valid ASCII metadata")?);
-        let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        Remote::connect_with(url, token, None).await
+    }
+
+    /// Connects to `url` with `token`; with `tls_ca_file`, over TLS
+    /// trusting exactly the CA(s) in that PEM file (`url` must then be
+    /// `https://`).
+    pub async fn connect_with(url: &str, token: &str, tls_ca_file: Option<&Path>) -> anyhow::Result<Remote> {
+        // The token is never part of an error: only whether it parses.
+        let bearer = Bearer(
+            format!("Bearer {token}")
+                .parse()
+                .map_err(|_| anyhow::anyhow!("the token is not valid ASCII metadata"))?,
+        );
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
             .with_context(|| format!("--hub-grpc {url:?} is not a URI"))?
-            .connect_timeout(std::time::Duration::from_millis(CONNECT_TIMEOUT_MS))
-            .connect()
-            .await
-            .with_context(|| format!("connecting to {url}"))?;
+            .connect_timeout(std::time::Duration::from_millis(CONNECT_TIMEOUT_MS));
+        match tls_ca_file {
+            Some(ca) => {
+                if endpoint.uri().scheme_str() != Some("https") {
+                    bail!("--hub-grpc {url:?} must be an https:// URL with --tls-ca-file");
+                }
+                let tls = mpp_agency_kit::tls::client_tls_config(ca)?;
+                endpoint = endpoint.tls_config(tls).context("setting up TLS")?;
+            }
+            None if endpoint.uri().scheme_str() == Some("https") => {
+                bail!("--hub-grpc {url:?} is https: give the CA of the hub's certificate with --tls-ca-file")
+            }
+            None => {}
+        }
+        let channel = endpoint.connect().await.with_context(|| format!("connecting to {url}"))?;
         Ok(Remote { client: AuditServiceClient::with_interceptor(channel, bearer), url: url.to_owned() })
     }
 
@@ -77,7 +101,7 @@ impl Remote {
         let Some(token) = &args.auditor_token else {
             bail!("--auditor-token (MPP_AUDITOR_TOKEN) is required with --hub-grpc")
         };
-        Remote::connect(url, token).await
+        Remote::connect_with(url, token, args.tls_ca_file.as_deref()).await
     }
 
     /// The hub's latest signed checkpoint, `None` before the first.

@@ -1,0 +1,708 @@
+//! The key vault of one front office: one random data key per citizen, the
+//! sealing of their name and contact details, and crypto-shredding on an
+//! erasure request (UU 27/2022; docs/PRIVACY.md).
+//!
+//! Guarantees, first:
+//!
+//! - **One key per citizen, never derived from who they are.** A citizen
+//!   (identified by the NIK's keyed hash) gets a random 256-bit AES-GCM key
+//!   and a random 128-bit key id the first time a case is opened for them;
+//!   later cases reuse it. Both are flushed to disk before anything sealed
+//!   under them is published, and the creation runs under a lock, so two
+//!   concurrent first visits cannot create two keys.
+//! - **A ciphertext belongs to one case.** The additional authenticated data
+//!   is a domain tag, the tracking number and the event id of the
+//!   `personal_data_sealed` event, so a ciphertext copied into another case
+//!   or another event does not open ([`Sealed::open`]).
+//! - **Every case of a key is known before its sealing is published.** The
+//!   vault records (case → key) and (key → case) and flushes before the
+//!   event enters the outbox, so an erasure reaches every case sealed under
+//!   the key.
+//! - **Erasure is one atomic, flushed batch**: the key, the citizen's NIK-hash
+//!   link and the stored ciphertexts are removed, a tombstone for the key id
+//!   is written. After it no code path of this service can decrypt the data,
+//!   and no other copy of the key ever existed outside this database.
+//!
+//! Known limits, honestly: sled 0.34 is log-structured. A removed value stays
+//! in the database files until sled rewrites that segment, so someone who
+//! reads the raw files of `<data-dir>/vault` (a disk image, a backup of the
+//! directory) may still find a destroyed key for a while. The vault
+//! directory must therefore be on an encrypted volume and kept out of
+//! ordinary backups; docs/PRIVACY.md says what it protects and what not.
+//! Keys in memory are not zeroed on drop (no zeroize dependency).
+//!
+//! Layout (one sled tree, key prefixes; tracking numbers as their 17-byte
+//! text `RRRR-SSSSSSSSSS-C`):
+//!
+//! ```text
+//! "n" nik_keyed_hash           key_id [16]
+//! "k" key_id [16]              key [32] | nik_keyed_hash
+//! "e" key_id [16]              (empty): the key was destroyed
+//! "x" key_id [16] tracking     (empty): a case sealed under the key
+//! "c" tracking                 key_id [16] | event_id [16] | nonce [12] | ciphertext
+//!                              (after erasure: key_id [16] only)
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use mpp_core::ids::TrackingNumber;
+use mpp_core::limits::{KEY_ID_BYTES, SEALED_CIPHERTEXT_BYTES_MAX, SEAL_NONCE_BYTES};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// The vault's directory inside the service's data directory.
+pub const VAULT_DIR: &str = "vault";
+
+/// sled's page cache for the vault, in bytes.
+pub const VAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Length of a data key, in bytes (AES-256).
+pub const DATA_KEY_BYTES: usize = 32;
+
+/// Length of an event id in the additional authenticated data, in bytes.
+pub const EVENT_ID_BYTES: usize = 16;
+
+/// Most cases one citizen's key seals. Past it, opening another case for the
+/// citizen is refused (`CASE_LIMIT_EXCEEDED`), which keeps an erasure — one
+/// event per case, in one outbox batch — bounded.
+pub const CASES_PER_DATA_KEY_MAX: usize = 1000;
+
+/// Longest NIK keyed hash accepted, in bytes (the hub's own hash limit).
+pub const NIK_HASH_BYTES_MAX: usize = mpp_core::limits::HASH_BYTES_MAX;
+
+/// Domain tag at the start of the additional authenticated data.
+pub const AAD_DOMAIN: &[u8] = b"mpp-frontoffice/personal-data/v1\0";
+
+/// Format byte at the start of a sealed plaintext.
+pub const PLAINTEXT_FORMAT_V1: u8 = 1;
+
+/// Longest sealed plaintext, in bytes: the ciphertext limit less the tag.
+pub const PLAINTEXT_BYTES_MAX: usize = SEALED_CIPHERTEXT_BYTES_MAX - TAG_BYTES;
+
+/// Length of the AES-GCM tag, in bytes.
+const TAG_BYTES: usize = 16;
+
+/// A data key's random id.
+pub type KeyId = [u8; KEY_ID_BYTES];
+
+/// Why the vault failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The directory could not be created.
+    #[error("cannot create the key vault directory {dir}: {source}")]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// sled refused to open the directory.
+    #[error("cannot open the key vault in {dir}: {source}")]
+    Open {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        source: sled::Error,
+    },
+    /// Reading, writing or flushing failed.
+    #[error("key vault storage failed: {0}")]
+    Storage(#[from] sled::Error),
+    /// A stored value has the wrong shape.
+    #[error("the key vault holds a malformed {what}; restore the vault from its backup")]
+    Corrupt {
+        /// Which kind of value.
+        what: &'static str,
+    },
+    /// The operating system's random source failed.
+    #[error("the random source failed")]
+    Random,
+    /// The citizen's key already seals [`CASES_PER_DATA_KEY_MAX`] cases.
+    #[error("this citizen already has {CASES_PER_DATA_KEY_MAX} cases at this front office")]
+    TooManyCases,
+    /// The plaintext is longer than [`PLAINTEXT_BYTES_MAX`].
+    #[error("the personal data is {len} bytes, more than the limit of {PLAINTEXT_BYTES_MAX} bytes")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+    },
+    /// The NIK keyed hash is empty or longer than [`NIK_HASH_BYTES_MAX`].
+    #[error("the NIK keyed hash must be 1..={NIK_HASH_BYTES_MAX} bytes")]
+    BadNikHash,
+    /// The case is already sealed in this vault.
+    #[error("the personal data of case {0} is already sealed")]
+    AlreadySealed(TrackingNumber),
+    /// Sealing or opening failed: a ciphertext that was altered, moved to
+    /// another case or event, or a wrong key.
+    #[error("the sealed personal data does not open under its key (altered, or not of this case)")]
+    Crypto,
+    /// The vault was closed (the service is stopping).
+    #[error("the key vault is closed")]
+    Closed,
+    /// The blocking task failed.
+    #[error("the key vault task failed: {0}")]
+    Task(String),
+}
+
+/// A citizen's data key, in memory only while sealing or opening.
+#[derive(Clone)]
+pub struct DataKey {
+    id: KeyId,
+    bytes: [u8; DATA_KEY_BYTES],
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key bytes.
+        f.debug_struct("DataKey").field("id", &hex(&self.id)).finish_non_exhaustive()
+    }
+}
+
+impl DataKey {
+    /// The key's id.
+    pub fn id(&self) -> KeyId {
+        self.id
+    }
+
+    fn aead(&self) -> Result<LessSafeKey, VaultError> {
+        let unbound = UnboundKey::new(&AES_256_GCM, &self.bytes).map_err(|_| VaultError::Crypto)?;
+        Ok(LessSafeKey::new(unbound))
+    }
+
+    /// Seals `plaintext` for `case` and the event `event_id` under a fresh
+    /// random nonce.
+    pub fn seal(
+        &self,
+        case: &TrackingNumber,
+        event_id: &[u8; EVENT_ID_BYTES],
+        plaintext: &[u8],
+    ) -> Result<Sealed, VaultError> {
+        if plaintext.len() > PLAINTEXT_BYTES_MAX {
+            return Err(VaultError::TooLarge { len: plaintext.len() });
+        }
+        let mut nonce = [0u8; SEAL_NONCE_BYTES];
+        SystemRandom::new().fill(&mut nonce).map_err(|_| VaultError::Random)?;
+        let mut ciphertext = plaintext.to_vec();
+        self.aead()?
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad(case, event_id)),
+                &mut ciphertext,
+            )
+            .map_err(|_| VaultError::Crypto)?;
+        Ok(Sealed { key_id: self.id, event_id: *event_id, nonce, ciphertext })
+    }
+}
+
+/// The additional authenticated data of a sealing: domain tag, tracking
+/// number text, event id bytes.
+pub fn aad(case: &TrackingNumber, event_id: &[u8; EVENT_ID_BYTES]) -> Vec<u8> {
+    let case = case.to_string();
+    let mut v = Vec::with_capacity(AAD_DOMAIN.len() + case.len() + EVENT_ID_BYTES);
+    v.extend_from_slice(AAD_DOMAIN);
+    v.extend_from_slice(case.as_bytes());
+    v.extend_from_slice(event_id);
+    v
+}
+
+/// Personal data sealed for one case and one event.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// The data key's id.
+    pub key_id: KeyId,
+    /// The `personal_data_sealed` event's id (part of the AAD).
+    pub event_id: [u8; EVENT_ID_BYTES],
+    /// The AES-GCM nonce.
+    pub nonce: [u8; SEAL_NONCE_BYTES],
+    /// Ciphertext and tag.
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealed")
+            .field("key_id", &hex(&self.key_id))
+            .field("ciphertext_bytes", &self.ciphertext.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sealed {
+    /// Opens the sealing of `case` with `key`: [`VaultError::Crypto`] when
+    /// the key is not this sealing's, or the ciphertext, nonce, case or
+    /// event id differ from what was sealed.
+    pub fn open(&self, key: &DataKey, case: &TrackingNumber) -> Result<Vec<u8>, VaultError> {
+        if key.id != self.key_id {
+            return Err(VaultError::Crypto);
+        }
+        let mut buf = self.ciphertext.clone();
+        let plain = key
+            .aead()?
+            .open_in_place(
+                Nonce::assume_unique_for_key(self.nonce),
+                Aad::from(aad(case, &self.event_id)),
+                &mut buf,
+            )
+            .map_err(|_| VaultError::Crypto)?;
+        Ok(plain.to_vec())
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut v =
+            Vec::with_capacity(KEY_ID_BYTES + EVENT_ID_BYTES + SEAL_NONCE_BYTES + self.ciphertext.len());
+        v.extend_from_slice(&self.key_id);
+        v.extend_from_slice(&self.event_id);
+        v.extend_from_slice(&self.nonce);
+        v.extend_from_slice(&self.ciphertext);
+        v
+    }
+}
+
+/// What the vault knows of a case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseRecord {
+    /// Sealed under a live key: the key and the sealing.
+    Sealed(DataKey, Sealed),
+    /// The key was destroyed.
+    Erased(KeyId),
+}
+
+impl PartialEq for DataKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.bytes == other.bytes
+    }
+}
+
+impl Eq for DataKey {}
+
+/// What an erasure destroyed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    /// The destroyed key's id.
+    pub key_id: KeyId,
+    /// Every case sealed under it, in tracking-number order.
+    pub cases: Vec<TrackingNumber>,
+    /// Whether this call destroyed the key (`false`: it was destroyed before).
+    pub destroyed_now: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// `None` once closed. The lock serialises every read-modify-write.
+    db: Mutex<Option<sled::Db>>,
+}
+
+/// The vault. Cheap to clone; [`Vault::close`] releases it for every clone.
+#[derive(Debug, Clone)]
+pub struct Vault {
+    inner: Arc<Inner>,
+}
+
+fn prefixed(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = vec![prefix];
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn key_id_of(v: &[u8], what: &'static str) -> Result<KeyId, VaultError> {
+    v.get(..KEY_ID_BYTES).and_then(|b| b.try_into().ok()).ok_or(VaultError::Corrupt { what })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Vault {
+    /// Opens (or creates) the vault in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, VaultError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| VaultError::CreateDir { dir: dir.to_owned(), source })?;
+        let db = mpp_store::open_waiting_for_lock(
+            &sled::Config::new().path(dir).cache_capacity(VAULT_CACHE_BYTES),
+        )
+        .map_err(|source| VaultError::Open { dir: dir.to_owned(), source })?;
+        tracing::info!(dir = %dir.display(), "Key vault opened");
+        Ok(Self { inner: Arc::new(Inner { db: Mutex::new(Some(db)) }) })
+    }
+
+    fn with_db<T>(&self, f: impl FnOnce(&sled::Db) -> Result<T, VaultError>) -> Result<T, VaultError> {
+        let guard = self.inner.db.lock().unwrap_or_else(|e| e.into_inner());
+        let db = guard.as_ref().ok_or(VaultError::Closed)?;
+        f(db)
+    }
+
+    fn load_key(db: &sled::Db, id: &KeyId) -> Result<Option<DataKey>, VaultError> {
+        let Some(v) = db.get(prefixed(b'k', &[id]))? else { return Ok(None) };
+        let bytes: [u8; DATA_KEY_BYTES] = v
+            .get(..DATA_KEY_BYTES)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(VaultError::Corrupt { what: "data key" })?;
+        Ok(Some(DataKey { id: *id, bytes }))
+    }
+
+    /// The citizen's data key, created (and flushed) on their first case.
+    /// Refuses with [`VaultError::TooManyCases`] when the key already seals
+    /// [`CASES_PER_DATA_KEY_MAX`] cases.
+    pub fn key_for(&self, nik_keyed_hash: &[u8]) -> Result<DataKey, VaultError> {
+        if nik_keyed_hash.is_empty() || nik_keyed_hash.len() > NIK_HASH_BYTES_MAX {
+            return Err(VaultError::BadNikHash);
+        }
+        self.with_db(|db| {
+            let link = prefixed(b'n', &[nik_keyed_hash]);
+            if let Some(v) = db.get(&link)? {
+                let id = key_id_of(&v, "citizen key link")?;
+                let key = Self::load_key(db, &id)?.ok_or(VaultError::Corrupt { what: "citizen key link" })?;
+                let cases = db.scan_prefix(prefixed(b'x', &[&id])).take(CASES_PER_DATA_KEY_MAX).count();
+                if cases >= CASES_PER_DATA_KEY_MAX {
+                    return Err(VaultError::TooManyCases);
+                }
+                return Ok(key);
+            }
+            let rng = SystemRandom::new();
+            let mut id = [0u8; KEY_ID_BYTES];
+            let mut bytes = [0u8; DATA_KEY_BYTES];
+            rng.fill(&mut id).map_err(|_| VaultError::Random)?;
+            rng.fill(&mut bytes).map_err(|_| VaultError::Random)?;
+            let mut batch = sled::Batch::default();
+            let mut key_value = bytes.to_vec();
+            key_value.extend_from_slice(nik_keyed_hash);
+            batch.insert(prefixed(b'k', &[&id]), key_value);
+            batch.insert(link, id.to_vec());
+            db.apply_batch(batch)?;
+            db.flush()?;
+            tracing::info!(key_id = %hex(&id), "Data key created for a citizen");
+            Ok(DataKey { id, bytes })
+        })
+    }
+
+    /// Records the sealing of `case` (case → key and key → case), flushed
+    /// before it returns. Publish the sealing only after this.
+    pub fn record(&self, case: &TrackingNumber, sealed: &Sealed) -> Result<(), VaultError> {
+        let tn = case.to_string();
+        self.with_db(|db| {
+            let ckey = prefixed(b'c', &[tn.as_bytes()]);
+            if db.get(&ckey)?.is_some() {
+                return Err(VaultError::AlreadySealed(*case));
+            }
+            let mut batch = sled::Batch::default();
+            batch.insert(ckey, sealed.encode());
+            batch.insert(prefixed(b'x', &[&sealed.key_id, tn.as_bytes()]), Vec::new());
+            db.apply_batch(batch)?;
+            db.flush()?;
+            Ok(())
+        })
+    }
+
+    /// What the vault knows of `case`: `None` when nothing was sealed for it
+    /// here.
+    pub fn case(&self, case: &TrackingNumber) -> Result<Option<CaseRecord>, VaultError> {
+        let tn = case.to_string();
+        self.with_db(|db| {
+            let Some(v) = db.get(prefixed(b'c', &[tn.as_bytes()]))? else { return Ok(None) };
+            let key_id = key_id_of(&v, "case record")?;
+            let Some(key) = Self::load_key(db, &key_id)? else {
+                return Ok(Some(CaseRecord::Erased(key_id)));
+            };
+            let rest = &v[KEY_ID_BYTES..];
+            let (event_id, rest) =
+                rest.split_at_checked(EVENT_ID_BYTES).ok_or(VaultError::Corrupt { what: "case record" })?;
+            let (nonce, ciphertext) =
+                rest.split_at_checked(SEAL_NONCE_BYTES).ok_or(VaultError::Corrupt { what: "case record" })?;
+            let sealed = Sealed {
+                key_id,
+                event_id: event_id.try_into().map_err(|_| VaultError::Corrupt { what: "case record" })?,
+                nonce: nonce.try_into().map_err(|_| VaultError::Corrupt { what: "case record" })?,
+                ciphertext: ciphertext.to_vec(),
+            };
+            Ok(Some(CaseRecord::Sealed(key, sealed)))
+        })
+    }
+
+    /// Erases the personal data of the citizen of `case`: in one flushed
+    /// batch, removes their key, the link from their NIK hash and the stored
+    /// ciphertexts of all their cases, and writes a tombstone. Repeating it
+    /// changes nothing and answers the same cases. `None` when nothing was
+    /// sealed for `case` here.
+    pub fn erase(&self, case: &TrackingNumber) -> Result<Option<Erasure>, VaultError> {
+        let tn = case.to_string();
+        self.with_db(|db| {
+            let Some(v) = db.get(prefixed(b'c', &[tn.as_bytes()]))? else { return Ok(None) };
+            let key_id = key_id_of(&v, "case record")?;
+            let mut cases = Vec::new();
+            for item in db.scan_prefix(prefixed(b'x', &[&key_id])).take(CASES_PER_DATA_KEY_MAX) {
+                let (k, _) = item?;
+                let text = k
+                    .get(1 + KEY_ID_BYTES..)
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .ok_or(VaultError::Corrupt { what: "key index" })?;
+                cases.push(TrackingNumber::parse(text).map_err(|_| VaultError::Corrupt { what: "key index" })?);
+            }
+            let kkey = prefixed(b'k', &[&key_id]);
+            let Some(key_value) = db.get(&kkey)? else {
+                return Ok(Some(Erasure { key_id, cases, destroyed_now: false }));
+            };
+            let mut batch = sled::Batch::default();
+            // The key value is key [32] | nik_keyed_hash: unlink the citizen.
+            if let Some(nik_hash) = key_value.get(DATA_KEY_BYTES..).filter(|h| !h.is_empty()) {
+                batch.remove(prefixed(b'n', &[nik_hash]));
+            }
+            batch.remove(kkey);
+            batch.insert(prefixed(b'e', &[&key_id]), Vec::new());
+            for c in &cases {
+                batch.insert(prefixed(b'c', &[c.to_string().as_bytes()]), key_id.to_vec());
+            }
+            db.apply_batch(batch)?;
+            db.flush()?;
+            tracing::info!(key_id = %hex(&key_id), cases = cases.len(), "Data key destroyed on an erasure request");
+            Ok(Some(Erasure { key_id, cases, destroyed_now: true }))
+        })
+    }
+
+    /// Flushes and releases the directory; later calls fail with
+    /// [`VaultError::Closed`].
+    pub fn close(&self) -> Result<(), VaultError> {
+        let db = self.inner.db.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(db) = db {
+            db.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the blocking thread pool (every vault call flushes).
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Vault) -> Result<T, VaultError> + Send + 'static,
+    ) -> Result<T, VaultError> {
+        let vault = self.clone();
+        tokio::task::spawn_blocking(move || f(&vault)).await.map_err(|e| VaultError::Task(e.to_string()))?
+    }
+}
+
+/// The citizen's personal data, as sealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PersonalData {
+    /// The name (required).
+    pub nama: String,
+    /// The phone number, empty when none.
+    pub telepon: String,
+    /// The e-mail address, empty when none.
+    pub surel: String,
+}
+
+impl std::fmt::Debug for PersonalData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the values: a Debug print must not leak them into a log.
+        f.write_str("PersonalData { .. }")
+    }
+}
+
+impl PersonalData {
+    /// The plaintext: format byte, then each field as u16 big-endian length
+    /// and UTF-8 bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, VaultError> {
+        let mut v = vec![PLAINTEXT_FORMAT_V1];
+        for f in [&self.nama, &self.telepon, &self.surel] {
+            let len = u16::try_from(f.len()).map_err(|_| VaultError::TooLarge { len: f.len() })?;
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(f.as_bytes());
+        }
+        if v.len() > PLAINTEXT_BYTES_MAX {
+            return Err(VaultError::TooLarge { len: v.len() });
+        }
+        Ok(v)
+    }
+
+    /// The reverse of [`PersonalData::encode`].
+    pub fn decode(b: &[u8]) -> Result<Self, VaultError> {
+        let bad = || VaultError::Corrupt { what: "sealed plaintext" };
+        let (&format, mut rest) = b.split_first().ok_or_else(bad)?;
+        if format != PLAINTEXT_FORMAT_V1 {
+            return Err(bad());
+        }
+        let mut field = || -> Result<String, VaultError> {
+            let (len, tail) = rest.split_at_checked(2).ok_or_else(bad)?;
+            let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+            let (text, tail) = tail.split_at_checked(len).ok_or_else(bad)?;
+            rest = tail;
+            String::from_utf8(text.to_vec()).map_err(|_| bad())
+        };
+        let (nama, telepon, surel) = (field()?, field()?, field()?);
+        if !rest.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self { nama, telepon, surel })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mpp_core::ids::RegionCode;
+
+    use super::*;
+
+    fn tn(serial: u64) -> TrackingNumber {
+        TrackingNumber::new(RegionCode::parse("1771").unwrap(), serial).unwrap()
+    }
+
+    fn data() -> PersonalData {
+        PersonalData {
+            nama: "Siti Aminah".into(),
+            telepon: "0812-3456-7890".into(),
+            surel: "siti@contoh.id".into(),
+        }
+    }
+
+    fn seal_case(v: &Vault, nik: &[u8], case: TrackingNumber, event: u8) -> Sealed {
+        let key = v.key_for(nik).unwrap();
+        let sealed = key.seal(&case, &[event; 16], &data().encode().unwrap()).unwrap();
+        v.record(&case, &sealed).unwrap();
+        sealed
+    }
+
+    #[test]
+    fn one_key_per_citizen_that_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::open(dir.path()).unwrap();
+        let a = v.key_for(b"nik-hash-a").unwrap();
+        let a2 = v.key_for(b"nik-hash-a").unwrap();
+        let b = v.key_for(b"nik-hash-b").unwrap();
+        assert_eq!(a, a2, "the same citizen gets the same key");
+        assert_ne!(a.id(), b.id());
+        assert_ne!(a.bytes, b.bytes);
+        assert!(!a.id().windows(4).any(|w| b"nik-hash-a".windows(4).any(|x| x == w)), "id is not the hash");
+        assert!(!format!("{a:?}").contains(&hex(&a.bytes)), "Debug hides the key");
+        v.close().unwrap();
+        assert!(matches!(v.key_for(b"nik-hash-a"), Err(VaultError::Closed)));
+        drop(v);
+        let v = Vault::open(dir.path()).unwrap();
+        assert_eq!(v.key_for(b"nik-hash-a").unwrap(), a, "survives a reopen");
+        assert!(matches!(v.key_for(b""), Err(VaultError::BadNikHash)));
+    }
+
+    #[test]
+    fn a_sealing_opens_only_for_its_case_and_event_and_untampered() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::open(dir.path()).unwrap();
+        let sealed = seal_case(&v, b"nik", tn(1), 7);
+        let key = v.key_for(b"nik").unwrap();
+        let plain = sealed.open(&key, &tn(1)).unwrap();
+        assert_eq!(PersonalData::decode(&plain).unwrap(), data());
+        assert!(!sealed.ciphertext.windows(4).any(|w| w == b"Siti"), "no name in the clear");
+        // Moved to another case.
+        assert!(matches!(sealed.open(&key, &tn(2)), Err(VaultError::Crypto)));
+        // Attached to another event.
+        let mut other_event = sealed.clone();
+        other_event.event_id[0] ^= 1;
+        assert!(matches!(other_event.open(&key, &tn(1)), Err(VaultError::Crypto)));
+        // Any flipped bit of the ciphertext or tag.
+        for i in [0, sealed.ciphertext.len() / 2, sealed.ciphertext.len() - 1] {
+            let mut t = sealed.clone();
+            t.ciphertext[i] ^= 0x01;
+            assert!(matches!(t.open(&key, &tn(1)), Err(VaultError::Crypto)), "byte {i}");
+        }
+        let mut t = sealed.clone();
+        t.nonce[0] ^= 1;
+        assert!(matches!(t.open(&key, &tn(1)), Err(VaultError::Crypto)));
+        // Another citizen's key.
+        let other = v.key_for(b"other").unwrap();
+        let mut wrong = sealed.clone();
+        wrong.key_id = other.id();
+        assert!(matches!(wrong.open(&other, &tn(1)), Err(VaultError::Crypto)));
+        // Two sealings of the same data differ (fresh nonces).
+        let again = key.seal(&tn(1), &[7; 16], &data().encode().unwrap()).unwrap();
+        assert_ne!(again.nonce, sealed.nonce);
+        assert_ne!(again.ciphertext, sealed.ciphertext);
+    }
+
+    #[test]
+    fn records_survive_reopen_and_a_case_is_sealed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::open(dir.path()).unwrap();
+        let sealed = seal_case(&v, b"nik", tn(1), 1);
+        assert!(matches!(v.record(&tn(1), &sealed), Err(VaultError::AlreadySealed(_))));
+        assert_eq!(v.case(&tn(2)).unwrap(), None);
+        v.close().unwrap();
+        drop(v);
+        let v = Vault::open(dir.path()).unwrap();
+        match v.case(&tn(1)).unwrap() {
+            Some(CaseRecord::Sealed(key, s)) => {
+                assert_eq!(s, sealed);
+                assert_eq!(PersonalData::decode(&s.open(&key, &tn(1)).unwrap()).unwrap(), data());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn erasure_destroys_the_key_for_every_case_of_the_citizen_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::open(dir.path()).unwrap();
+        let s1 = seal_case(&v, b"nik-a", tn(1), 1);
+        let _ = seal_case(&v, b"nik-a", tn(3), 3);
+        let _ = seal_case(&v, b"nik-b", tn(2), 2);
+        let key_a = v.key_for(b"nik-a").unwrap();
+        assert_eq!(v.erase(&tn(9)).unwrap(), None, "nothing sealed for that case");
+        let e = v.erase(&tn(3)).unwrap().unwrap();
+        assert_eq!(e, Erasure { key_id: key_a.id(), cases: vec![tn(1), tn(3)], destroyed_now: true });
+        for c in [tn(1), tn(3)] {
+            assert_eq!(v.case(&c).unwrap(), Some(CaseRecord::Erased(key_a.id())));
+        }
+        assert!(
+            matches!(v.case(&tn(2)).unwrap(), Some(CaseRecord::Sealed(..))),
+            "another citizen keeps theirs"
+        );
+        let again = v.erase(&tn(1)).unwrap().unwrap();
+        assert_eq!(again, Erasure { destroyed_now: false, ..e.clone() }, "repeating changes nothing");
+        v.close().unwrap();
+        drop(v);
+
+        let v = Vault::open(dir.path()).unwrap();
+        assert_eq!(v.case(&tn(1)).unwrap(), Some(CaseRecord::Erased(key_a.id())), "gone after reopen");
+        // No live value of the database holds the key bytes or the ciphertext.
+        v.with_db(|db| {
+            for item in db.iter() {
+                let (k, val) = item?;
+                assert!(!val.windows(16).any(|w| w == &key_a.bytes[..16]), "key bytes under {k:?}");
+                assert!(!val.windows(16).any(|w| w == &s1.ciphertext[..16]), "ciphertext under {k:?}");
+            }
+            Ok(())
+        })
+        .unwrap();
+        // The citizen coming back gets a new key.
+        let fresh = v.key_for(b"nik-a").unwrap();
+        assert_ne!(fresh.id(), key_a.id());
+        assert_ne!(fresh.bytes, key_a.bytes);
+    }
+
+    #[test]
+    fn plaintext_round_trips_and_refuses_garbage() {
+        let d = data();
+        let b = d.encode().unwrap();
+        assert_eq!(PersonalData::decode(&b).unwrap(), d);
+        assert!(PersonalData::decode(&[]).is_err());
+        assert!(PersonalData::decode(&[2, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(PersonalData::decode(&b[..b.len() - 1]).is_err());
+        let mut long = b.clone();
+        long.push(0);
+        assert!(PersonalData::decode(&long).is_err());
+        assert_eq!(format!("{d:?}"), "PersonalData { .. }");
+        let huge = PersonalData { nama: "a".repeat(PLAINTEXT_BYTES_MAX), ..d };
+        assert!(matches!(huge.encode(), Err(VaultError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_key_seals_a_bounded_number_of_cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::open(dir.path()).unwrap();
+        let key = v.key_for(b"nik").unwrap();
+        for serial in 1..=CASES_PER_DATA_KEY_MAX as u64 {
+            let s = key.seal(&tn(serial), &[1; 16], b"\x01\0\x01a\0\0\0\0").unwrap();
+            v.record(&tn(serial), &s).unwrap();
+        }
+        assert!(matches!(v.key_for(b"nik"), Err(VaultError::TooManyCases)));
+        let e = v.erase(&tn(1)).unwrap().unwrap();
+        assert_eq!(e.cases.len(), CASES_PER_DATA_KEY_MAX);
+    }
+}

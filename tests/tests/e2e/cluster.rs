@@ -1,0 +1,237 @@
+//! A 3-node NATS JetStream cluster on loopback, made from the deployment
+//! template `deploy/nats/cluster/node.conf.template` (so the tests run the
+//! config operators deploy), with the stream `MPP_EVENTS` at replicas 3.
+//!
+//! Each node is a [`NatsServer`] of the harness (its own free ports, its own
+//! store in a temporary directory, `kill -9` and restart on the same ports).
+//! The nodes start together: JetStream in a cluster answers only once a
+//! meta leader is elected, which needs two nodes up.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use mpp_tests::ports::free_port;
+use mpp_tests::{wait_for, NatsServer, STREAM_NAME};
+
+/// The node config template operators deploy; the harness fills it in.
+pub(crate) const NODE_TEMPLATE: &str = include_str!("../../../deploy/nats/cluster/node.conf.template");
+
+/// Nodes in the cluster (the stream's replica count too).
+pub(crate) const NODES: usize = 3;
+
+/// How long the cluster may take to elect a stream leader and answer
+/// stream info, after a start or after a node was killed.
+pub(crate) const LEADER_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long a restarted node may take to hold the stream again (its replica
+/// current with the leader).
+pub(crate) const REPLICA_CURRENT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Times the harness starts a fresh cluster (new ports, new stores) when
+/// one does not come up: on two loaded cores the meta-leader election has
+/// once taken longer than the harness's 20 s start deadline.
+pub(crate) const START_ATTEMPTS: u32 = 2;
+
+/// The template with every placeholder filled in. Fails if one is left.
+pub(crate) fn render_node_config(
+    server_name: &str,
+    client_port: u16,
+    cluster_port: u16,
+    cluster_ports: &[u16],
+    store_dir: &std::path::Path,
+) -> Result<String> {
+    let routes = cluster_ports
+        .iter()
+        .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = NODE_TEMPLATE
+        .replace("{{SERVER_NAME}}", server_name)
+        .replace("{{HOST}}", "127.0.0.1")
+        .replace("{{CLIENT_PORT}}", &client_port.to_string())
+        .replace("{{CLUSTER_PORT}}", &cluster_port.to_string())
+        .replace("{{ROUTES}}", &routes)
+        .replace("{{STORE_DIR}}", &store_dir.display().to_string());
+    // The comment block names the placeholders too; only the config lines count.
+    let config_lines: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
+    if let Some(left) = config_lines.iter().find(|l| l.contains("{{")) {
+        bail!("node config template has an unfilled placeholder: {left}");
+    }
+    Ok(text)
+}
+
+/// A 3-node cluster; every node is killed when the cluster is dropped.
+#[derive(Debug)]
+pub(crate) struct NatsCluster {
+    nodes: Vec<NatsServer>,
+    /// Each node's `server_name`, read back from its config file.
+    names: Vec<String>,
+}
+
+/// The stream's cluster placement as the current leader reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Placement {
+    /// Index (into the cluster's nodes) of the stream leader.
+    pub(crate) leader: usize,
+    /// Indexes of the replicas the leader reports current.
+    pub(crate) current: Vec<usize>,
+}
+
+impl NatsCluster {
+    /// Starts three nodes together and creates `MPP_EVENTS` at replicas 3
+    /// with the hub's stream settings.
+    pub(crate) async fn start() -> Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once().await {
+                Ok(cluster) => return Ok(cluster),
+                Err(e) if attempt < START_ATTEMPTS => {
+                    println!("[cluster] start attempt {attempt} failed, starting afresh: {e:#}");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn start_once() -> Result<Self> {
+        let cluster_ports = (0..NODES).map(|_| free_port()).collect::<Result<Vec<u16>>>()?;
+        let starts = cluster_ports.iter().map(|&cluster_port| {
+            let ports = cluster_ports.clone();
+            NatsServer::start_with_config(
+                move |slots| {
+                    render_node_config(&slots.server_name, slots.port, cluster_port, &ports, &slots.store_dir)
+                },
+                None,
+            )
+        });
+        let nodes =
+            futures::future::try_join_all(starts).await.context("starting the 3-node NATS cluster")?;
+        let names = nodes.iter().map(|n| server_name_of(n.config_path())).collect::<Result<Vec<_>>>()?;
+        let cluster = Self { nodes, names };
+        let js = cluster.jetstream().await?;
+        let config =
+            async_nats::jetstream::stream::Config { num_replicas: NODES, ..mpp_hub::stream::stream_config() };
+        wait_for("the cluster to create MPP_EVENTS at replicas 3", LEADER_DEADLINE, || {
+            let (js, config) = (js.clone(), config.clone());
+            async move {
+                let mut s = js.get_or_create_stream(config).await.map_err(|e| anyhow!("{e}"))?;
+                let info = s.info().await.map_err(|e| anyhow!("{e}"))?;
+                ensure!(
+                    info.config.num_replicas == NODES,
+                    "stream has {} replicas",
+                    info.config.num_replicas
+                );
+                Ok(Some(()))
+            }
+        })
+        .await?;
+        cluster.wait_placement(|_| true).await?;
+        println!("[cluster] 3 NATS nodes on {} with {STREAM_NAME} at R{NODES}", cluster.urls());
+        Ok(cluster)
+    }
+
+    /// Comma-separated client URLs of every node (what agency services and
+    /// hubs get as `--nats-url`; they connect to whichever node answers and
+    /// fail over to the others).
+    pub(crate) fn urls(&self) -> String {
+        self.nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",")
+    }
+
+    /// A JetStream context on a connection to any running node.
+    pub(crate) async fn jetstream(&self) -> Result<async_nats::jetstream::Context> {
+        let urls: Vec<String> = self.nodes.iter().map(NatsServer::url).collect();
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(urls.iter().map(String::as_str).collect::<Vec<_>>())
+            .await
+            .context("cannot connect to the NATS cluster")?;
+        Ok(async_nats::jetstream::new(client))
+    }
+
+    /// The stream's leader and current replicas, from stream info.
+    pub(crate) async fn placement(&self, js: &async_nats::jetstream::Context) -> Result<Placement> {
+        let mut stream = js.get_stream(STREAM_NAME).await.map_err(|e| anyhow!("get stream: {e}"))?;
+        let info = stream.info().await.map_err(|e| anyhow!("stream info: {e}"))?;
+        let cluster = info.cluster.as_ref().ok_or_else(|| anyhow!("stream info has no cluster section"))?;
+        let name = cluster.leader.clone().ok_or_else(|| anyhow!("the stream has no leader"))?;
+        let leader = self.index_of(&name)?;
+        let mut current = vec![leader];
+        for r in &cluster.replicas {
+            if r.current && !r.offline {
+                current.push(self.index_of(&r.name)?);
+            }
+        }
+        current.sort_unstable();
+        Ok(Placement { leader, current })
+    }
+
+    /// Waits until the stream has a leader on a running node and `accept`
+    /// says yes to the placement.
+    pub(crate) async fn wait_placement(&self, accept: impl Fn(&Placement) -> bool) -> Result<Placement> {
+        let js = self.jetstream().await?;
+        wait_for("the stream's leader and replicas", LEADER_DEADLINE.max(REPLICA_CURRENT_DEADLINE), || {
+            let (js, accept) = (js.clone(), &accept);
+            async move {
+                let p = self.placement(&js).await?;
+                if accept(&p) {
+                    Ok(Some(p))
+                } else {
+                    bail!("placement {p:?}")
+                }
+            }
+        })
+        .await
+    }
+
+    /// `kill -9` of node `i`.
+    pub(crate) fn kill9(&mut self, i: usize) -> Result<()> {
+        self.nodes[i].kill9()
+    }
+
+    /// Starts node `i` again (same ports, same store) and waits until every
+    /// node's replica is current.
+    pub(crate) async fn restart(&mut self, i: usize) -> Result<Placement> {
+        self.nodes[i].restart().await?;
+        self.wait_placement(|p| p.current.len() == NODES).await
+    }
+
+    fn index_of(&self, server_name: &str) -> Result<usize> {
+        self.names
+            .iter()
+            .position(|n| n == server_name)
+            .ok_or_else(|| anyhow!("{server_name:?} is not a node of this cluster"))
+    }
+}
+
+/// The `server_name` a config file sets.
+fn server_name_of(config: &std::path::Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("cannot read {}", config.display()))?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("server_name:"))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .ok_or_else(|| anyhow!("{} sets no server_name", config.display()))
+}
+
+/// The cluster harness's own guarantee: the stream survives a `kill -9` of
+/// its leader (another node takes over and holds every acknowledged
+/// message), and the restarted node catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_keeps_acknowledged_messages_when_the_stream_leader_is_killed() -> Result<()> {
+    let mut cluster = NatsCluster::start().await?;
+    let js = cluster.jetstream().await?;
+    let f = mpp_tests::envelope::EventFactory::new("e2e-cluster", "izin", "1771");
+    for v in 1..=20 {
+        mpp_tests::envelope::publish_envelope(&js, &f.standard(v)).await?;
+    }
+    let before = cluster.wait_placement(|p| p.current.len() == NODES).await?;
+    cluster.kill9(before.leader)?;
+    let after = cluster.wait_placement(|p| p.leader != before.leader).await?;
+    let js = cluster.jetstream().await?;
+    let last = mpp_tests::envelope::stream_last_seq(&js).await?;
+    ensure!(last == 20, "the new leader holds {last} messages, 20 were acknowledged");
+    let restarted = cluster.restart(before.leader).await?;
+    println!("leader {} killed; new leader {}; after restart {restarted:?}", before.leader, after.leader);
+    Ok(())
+}

@@ -1,0 +1,470 @@
+//! The deployment files under `deploy/`, checked with the tools that run
+//! here without a cluster or a container daemon:
+//!
+//! - every YAML file parses (python3 with PyYAML, which the test machine
+//!   has; the test fails when it does not), and the Kubernetes objects are
+//!   complete: probes, resource limits, persistent volumes, secrets mounted
+//!   as files; `kubectl kustomize deploy/k8s` builds offline (`kubectl apply
+//!   --dry-run=client` needs an API server, so it is not run);
+//! - every NATS configuration passes `nats-server -t` and syncs always;
+//! - the systemd units pass `systemd-analyze verify` (with the ExecStart
+//!   paths pointed at the built binaries: the units name the install paths);
+//! - every flag and `MPP_*` variable the files pass to a binary appears in
+//!   that binary's `--help` (so the files cannot drift from the code);
+//! - the container build files are multi-stage and identical.
+//!
+//! Not run here: `docker build` (no daemon), a real cluster.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+
+/// The agency binaries the deployment files run (besides `mpp-hub`).
+const SERVICE_BINARIES: [&str; 8] = [
+    "mpp-frontoffice",
+    "mpp-dukcapil",
+    "mpp-imigrasi",
+    "mpp-bpn",
+    "mpp-pln",
+    "mpp-pdam",
+    "mpp-bank",
+    "mpp-dpmptsp",
+];
+
+/// The repository's `deploy/` (the tests crate sits at `<root>/tests`; the
+/// target directory may be anywhere, e.g. `CARGO_TARGET_DIR`).
+fn deploy_dir() -> Result<PathBuf> {
+    let root =
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("no workspace above the tests crate")?;
+    Ok(root.join("deploy"))
+}
+
+/// Files under `dir` (recursively) whose name ends with one of `exts`.
+fn files(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if exts.iter().any(|x| p.to_string_lossy().ends_with(x)) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every document of a YAML file, as JSON (through python3 + PyYAML).
+fn yaml_docs(path: &Path) -> Result<Vec<Value>> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, yaml\nprint(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]))",
+        ])
+        .arg(path)
+        .output()
+        .context("running python3 (with PyYAML) to parse YAML")?;
+    if !out.status.success() {
+        bail!("{} does not parse as YAML: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    match serde_json::from_slice(&out.stdout)? {
+        Value::Array(docs) => Ok(docs),
+        other => bail!("unexpected parser output {other}"),
+    }
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+}
+
+/// One invocation found in a deployment file: binary, arguments, `MPP_*`
+/// variables set for it, and where it was found.
+#[derive(Debug, Clone)]
+struct Invocation {
+    binary: String,
+    args: Vec<String>,
+    env: Vec<String>,
+    origin: String,
+}
+
+fn pod_invocations(doc: &Value, origin: &str, out: &mut Vec<Invocation>) {
+    let containers = &doc["spec"]["template"]["spec"]["containers"];
+    for c in containers.as_array().into_iter().flatten() {
+        let args = strs(&c["args"]);
+        let Some((bin, rest)) = args.split_first() else { continue };
+        if !bin.starts_with("mpp-") {
+            continue;
+        }
+        let env =
+            c["env"].as_array().into_iter().flatten().filter_map(|e| e["name"].as_str()).map(str::to_owned);
+        out.push(Invocation {
+            binary: bin.clone(),
+            args: rest.to_vec(),
+            env: env.filter(|n| n.starts_with("MPP_")).collect(),
+            origin: origin.to_owned(),
+        });
+    }
+}
+
+fn compose_invocations(doc: &Value, origin: &str, out: &mut Vec<Invocation>) {
+    for (name, svc) in doc["services"].as_object().into_iter().flatten() {
+        let cmd = strs(&svc["command"]);
+        let Some((bin, rest)) = cmd.split_first() else { continue };
+        if !bin.starts_with("mpp-") {
+            continue;
+        }
+        let env = svc["environment"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        out.push(Invocation {
+            binary: bin.clone(),
+            args: rest.to_vec(),
+            env,
+            origin: format!("{origin} service {name}"),
+        });
+    }
+}
+
+/// `ExecStart=` of a unit, continuation lines joined, split on whitespace.
+fn exec_start(text: &str) -> Option<Vec<String>> {
+    let joined = text.replace("\\\n", " ");
+    let line = joined.lines().find_map(|l| l.trim().strip_prefix("ExecStart="))?;
+    let line = line
+        .strip_prefix("/bin/sh -c '")
+        .map_or(line, |l| l.trim_start_matches("exec ").trim_end_matches('\''));
+    Some(line.split_whitespace().map(str::to_owned).collect())
+}
+
+fn unit_invocations(path: &Path, out: &mut Vec<Invocation>) -> Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let Some(words) = exec_start(&text) else { return Ok(()) };
+    let Some((exe, rest)) = words.split_first() else { return Ok(()) };
+    let bin = exe.rsplit('/').next().unwrap_or(exe);
+    // Variables named in the unit's comments as settings for the binary.
+    let env: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("#").map(str::trim))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_owned()))
+        .chain(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("Environment="))
+                .filter_map(|l| l.split_once('=').map(|(k, _)| k.to_owned())),
+        )
+        .filter(|k| k.starts_with("MPP_") && k.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .collect();
+    let bins: Vec<String> = if bin == "mpp-%i" {
+        SERVICE_BINARIES.iter().map(|s| (*s).to_owned()).collect()
+    } else if bin.starts_with("mpp-") {
+        vec![bin.to_owned()]
+    } else {
+        return Ok(());
+    };
+    for b in bins {
+        out.push(Invocation {
+            binary: b,
+            args: rest.iter().map(|a| a.replace("%i", "x")).collect(),
+            env: env.clone(),
+            origin: path.display().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// `--help` of a binary (for `mpp-hub`, of the subcommand the arguments name).
+fn help(binary: &str, args: &[String]) -> Result<String> {
+    let exe = mpp_tests::bins::workspace_bin(binary)?;
+    let mut cmd_args: Vec<String> = Vec::new();
+    if binary == "mpp-hub" {
+        cmd_args.extend(args.iter().take_while(|a| !a.starts_with('-')).cloned());
+    }
+    cmd_args.push("--help".to_owned());
+    let out = Command::new(&exe).args(&cmd_args).output()?;
+    ensure!(out.status.success(), "{binary} {cmd_args:?} failed");
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn flags(args: &[String]) -> BTreeSet<String> {
+    args.iter().filter(|a| a.starts_with("--")).map(|a| a.split('=').next().unwrap_or(a).to_owned()).collect()
+}
+
+#[test]
+fn every_yaml_file_parses_and_the_kubernetes_objects_are_complete() -> Result<()> {
+    let deploy = deploy_dir()?;
+    let yamls = files(&deploy, &[".yaml", ".yml"])?;
+    ensure!(yamls.len() >= 6, "too few YAML files under {}: {yamls:?}", deploy.display());
+    for y in &yamls {
+        yaml_docs(y)?;
+    }
+    // The parser does refuse broken YAML.
+    let tmp = tempfile::tempdir()?;
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, "a: [1, 2\nb: {")?;
+    ensure!(yaml_docs(&bad).is_err(), "broken YAML must not parse");
+
+    let mut docs = Vec::new();
+    for y in files(&deploy.join("k8s"), &[".yaml"])? {
+        if y.ends_with("kustomization.yaml") {
+            continue;
+        }
+        docs.extend(yaml_docs(&y)?.into_iter().map(|d| (y.display().to_string(), d)));
+    }
+    let mut workloads = Vec::new();
+    for (file, d) in &docs {
+        for field in ["apiVersion", "kind"] {
+            ensure!(d[field].is_string(), "{file}: an object without {field}");
+        }
+        ensure!(d["metadata"]["name"].is_string(), "{file}: an object without metadata.name");
+        let kind = d["kind"].as_str().unwrap_or("");
+        if kind != "StatefulSet" && kind != "Deployment" {
+            continue;
+        }
+        let name = d["metadata"]["name"].as_str().unwrap_or("").to_owned();
+        workloads.push((kind.to_owned(), name.clone()));
+        let spec = &d["spec"]["template"]["spec"];
+        for c in spec["containers"].as_array().context("containers")? {
+            for probe in ["livenessProbe", "readinessProbe"] {
+                ensure!(c[probe].is_object(), "{file} {name}: container without {probe}");
+            }
+            for r in ["cpu", "memory"] {
+                ensure!(c["resources"]["limits"][r].is_string(), "{file} {name}: no {r} limit");
+                ensure!(c["resources"]["requests"][r].is_string(), "{file} {name}: no {r} request");
+            }
+        }
+        let uses_secret = spec["volumes"].as_array().into_iter().flatten().any(|v| v["secret"].is_object());
+        let persistent = d["spec"]["volumeClaimTemplates"].is_array()
+            || spec["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|v| v["persistentVolumeClaim"].is_object());
+        ensure!(
+            persistent,
+            "{file} {name}: no persistent volume (hub log, NATS store and outboxes must survive)"
+        );
+        if name != "mpp-nats" {
+            ensure!(uses_secret, "{file} {name}: secrets must be mounted as files");
+        }
+        if kind == "Deployment" {
+            ensure!(
+                d["spec"]["strategy"]["type"] == "Recreate",
+                "{file} {name}: one outbox writer at a time"
+            );
+        }
+    }
+    // The stream is created at 3 replicas by a Job, never at 1 by a service.
+    let stream_job = docs.iter().any(|(_, d)| d["kind"] == "Job" && d.to_string().contains("--replicas 3"));
+    ensure!(stream_job, "no Job creating MPP_EVENTS at 3 replicas");
+    let has = |k: &str, n: &str| workloads.iter().any(|(kind, name)| kind == k && name == n);
+    ensure!(has("StatefulSet", "mpp-nats") && has("StatefulSet", "mpp-hub"), "workloads: {workloads:?}");
+    for b in SERVICE_BINARIES {
+        ensure!(has("Deployment", b), "no Deployment {b}: {workloads:?}");
+    }
+
+    // kustomize builds offline (kubectl is on the test machine).
+    let out = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(deploy.join("k8s"))
+        .output()
+        .context("running kubectl kustomize")?;
+    ensure!(out.status.success(), "kubectl kustomize deploy/k8s: {}", String::from_utf8_lossy(&out.stderr));
+    let built = tmp.path().join("built.yaml");
+    std::fs::write(&built, &out.stdout)?;
+    let built = yaml_docs(&built)?;
+    ensure!(built.iter().all(|d| d["metadata"]["namespace"] == "mpp" || d["kind"] == "Namespace"));
+    ensure!(
+        built.len() == docs.len() - 1,
+        "kustomize built {} objects of {} (all but the example secret)",
+        built.len(),
+        docs.len()
+    );
+    Ok(())
+}
+
+fn nats_check(conf: &Path, env: &[(&str, &str)]) -> Result<()> {
+    let text = std::fs::read_to_string(conf)?;
+    ensure!(text.contains("sync_interval: always"), "{}: JetStream must sync always", conf.display());
+    let mut cmd = Command::new(mpp_tests::bins::nats_server()?);
+    cmd.arg("-t").arg("-c").arg(conf);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output()?;
+    ensure!(
+        out.status.success(),
+        "nats-server -t -c {}: {}{}",
+        conf.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn every_nats_config_passes_nats_server_t() -> Result<()> {
+    let deploy = deploy_dir()?;
+    let tmp = tempfile::tempdir()?;
+    let mut checked = 0;
+    for conf in files(&deploy, &[".conf"])? {
+        let text = std::fs::read_to_string(&conf)?;
+        if text.contains('@') {
+            // A template (secure.conf): fill every @PLACEHOLDER@.
+            let mut filled = String::new();
+            for (i, part) in text.split('@').enumerate() {
+                filled.push_str(if i % 2 == 1 {
+                    match part {
+                        "STORE_DIR" => "/tmp/mpp-nats-check",
+                        "LISTEN" => "127.0.0.1:4222",
+                        "HTTP" => "127.0.0.1:8222",
+                        _ => "placeholder-value",
+                    }
+                } else {
+                    part
+                });
+            }
+            let p = tmp.path().join(conf.file_name().context("name")?);
+            std::fs::write(&p, filled)?;
+            nats_check(&p, &[])?;
+        } else {
+            nats_check(&conf, &[])?;
+        }
+        checked += 1;
+    }
+    // The cluster node template (H3's harness fills it the same way).
+    let template = deploy.join("nats/cluster/node.conf.template");
+    if template.is_file() {
+        let text = std::fs::read_to_string(&template)?
+            .replace("{{SERVER_NAME}}", "mpp-nats-1")
+            .replace("{{HOST}}", "127.0.0.1")
+            .replace("{{CLIENT_PORT}}", "4222")
+            .replace("{{CLUSTER_PORT}}", "6222")
+            .replace("{{ROUTES}}", "nats-route://127.0.0.1:6222, nats-route://127.0.0.1:6223")
+            .replace("{{STORE_DIR}}", "/tmp/mpp-nats-check");
+        let p = tmp.path().join("node.conf");
+        std::fs::write(&p, text)?;
+        nats_check(&p, &[])?;
+        checked += 1;
+    }
+    // The Kubernetes ConfigMap's config.
+    for d in yaml_docs(&deploy.join("k8s/nats.yaml"))? {
+        if let Some(conf) = d["data"]["nats.conf"].as_str() {
+            let p = tmp.path().join("k8s-nats.conf");
+            std::fs::write(&p, conf)?;
+            nats_check(&p, &[("POD_NAME", "mpp-nats-0")])?;
+            checked += 1;
+        }
+    }
+    ensure!(checked >= 5, "only {checked} NATS configs checked");
+    // nats-server -t does refuse a broken config.
+    let bad = tmp.path().join("bad.conf");
+    std::fs::write(&bad, "jetstream { sync_interval: always\n listen: [\n")?;
+    ensure!(nats_check(&bad, &[]).is_err(), "a broken NATS config must fail nats-server -t");
+    Ok(())
+}
+
+#[test]
+fn the_systemd_units_pass_systemd_analyze_verify() -> Result<()> {
+    let units = deploy_dir()?.join("systemd");
+    let tmp = tempfile::tempdir()?;
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin)?;
+    #[cfg(unix)]
+    {
+        for b in SERVICE_BINARIES.iter().chain(["mpp-hub"].iter()) {
+            std::os::unix::fs::symlink(mpp_tests::bins::workspace_bin(b)?, bin.join(b))?;
+        }
+        std::os::unix::fs::symlink(mpp_tests::bins::nats_server()?, bin.join("nats-server"))?;
+    }
+    let mut names = Vec::new();
+    for u in files(&units, &[".service", ".timer"])? {
+        let text = std::fs::read_to_string(&u)?.replace("/usr/local/bin/", &format!("{}/", bin.display()));
+        let name = u.file_name().context("name")?.to_string_lossy().into_owned();
+        // A template is verified through one instance.
+        let name = name.replace("@.", "@dukcapil.");
+        std::fs::write(tmp.path().join(&name), text)?;
+        names.push(name);
+    }
+    ensure!(names.len() >= 5, "units: {names:?}");
+    let verify = |names: &[String]| -> Result<(bool, String)> {
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg("--man=no")
+            .args(names.iter().map(|n| format!("./{n}")))
+            .current_dir(tmp.path())
+            .output()
+            .context("running systemd-analyze (systemd is on the test machine)")?;
+        Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    };
+    let (ok, err) = verify(&names)?;
+    ensure!(ok && err.trim().is_empty(), "systemd-analyze verify {names:?}: {err}");
+    // It does refuse a unit with an unknown key and a missing binary.
+    std::fs::write(tmp.path().join("bad.service"), "[Service]\nExecStart=/nonexistent/mpp-x\nBogus=1\n")?;
+    let (ok, err) = verify(&["bad.service".to_owned()])?;
+    ensure!(!ok && err.contains("Bogus"), "a bad unit passed: {err}");
+    Ok(())
+}
+
+#[test]
+fn every_flag_in_the_deployment_files_exists_in_the_binaries() -> Result<()> {
+    let deploy = deploy_dir()?;
+    let mut inv = Vec::new();
+    for y in files(&deploy.join("k8s"), &[".yaml"])? {
+        for d in yaml_docs(&y)? {
+            pod_invocations(&d, &y.display().to_string(), &mut inv);
+        }
+    }
+    for y in files(&deploy.join("compose"), &[".yaml"])? {
+        for d in yaml_docs(&y)? {
+            compose_invocations(&d, &y.display().to_string(), &mut inv);
+        }
+    }
+    for u in files(&deploy.join("systemd"), &[".service"])? {
+        unit_invocations(&u, &mut inv)?;
+    }
+    let binaries: BTreeSet<&str> = inv.iter().map(|i| i.binary.as_str()).collect();
+    ensure!(
+        binaries.contains("mpp-hub") && SERVICE_BINARIES.iter().all(|b| binaries.contains(b)),
+        "{binaries:?}"
+    );
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for i in &inv {
+        let h = help(&i.binary, &i.args)?;
+        for f in flags(&i.args) {
+            checked += 1;
+            if !h.contains(&format!("{f} ")) && !h.contains(&format!("{f}\n")) {
+                problems.push(format!("{}: {} has no flag {f}", i.origin, i.binary));
+            }
+        }
+        for e in &i.env {
+            checked += 1;
+            if !h.contains(&format!("env: {e}=")) {
+                problems.push(format!("{}: {} reads no variable {e}", i.origin, i.binary));
+            }
+        }
+    }
+    ensure!(problems.is_empty(), "flags drifted:\n{}", problems.join("\n"));
+    ensure!(checked > 100, "only {checked} flags checked");
+    // The check does catch a flag that does not exist.
+    let h = help("mpp-hub", &["serve".to_owned()])?;
+    ensure!(h.contains("--operator-tokens-file ") && !h.contains("--no-such-flag"));
+    Ok(())
+}
+
+#[test]
+fn the_container_build_files_are_multi_stage_and_identical() -> Result<()> {
+    let dir = deploy_dir()?.join("container");
+    let a = std::fs::read_to_string(dir.join("Containerfile"))?;
+    let b = std::fs::read_to_string(dir.join("Dockerfile"))?;
+    ensure!(a == b, "Containerfile and Dockerfile differ");
+    let stages = a.lines().filter(|l| l.starts_with("FROM ")).count();
+    ensure!(stages >= 2, "{stages} stages");
+    ensure!(a.contains("--locked") && a.contains("USER 10001"));
+    for bin in SERVICE_BINARIES.iter().chain(["mpp-hub"].iter()) {
+        ensure!(a.contains(bin), "the image lacks {bin}");
+    }
+    Ok(())
+}
