@@ -88,6 +88,11 @@ impl HubProcess {
             http_addr.to_string(),
             "--log-format".to_owned(),
             "json".to_owned(),
+            // sled can find its files corrupt after a `kill -9` (rarely; see
+            // docs/FAULTS.md): the hub then re-derives its log from the
+            // stream, and the checkers verify the result like any other.
+            "--on-corrupt-store".to_owned(),
+            "rebuild".to_owned(),
         ];
         if let Some(name) = options.consumer_name {
             args.extend(["--consumer-name".to_owned(), name]);

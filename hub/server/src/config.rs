@@ -168,6 +168,13 @@ pub struct ServeArgs {
     #[arg(long, env = "MPP_MIN_FREE_DISK_MB", default_value_t = crate::metrics::MIN_FREE_DISK_MB_DEFAULT,
           value_parser = clap::value_parser!(u64).range(0..=MIN_FREE_DISK_MB_MAX))]
     pub min_free_disk_mb: u64,
+    /// What to do when sled reports its files corrupt on open (seen after
+    /// `kill -9`, see docs/FAULTS.md): `fail` (exit, an operator decides) or
+    /// `rebuild` (move sled's files aside into `corrupt-store-<ms>/`, keep
+    /// `keys/` and `access/`, and re-ingest the stream from sequence 1 into
+    /// a byte-identical log; lookups miss cases until it has caught up).
+    #[arg(long, env = "MPP_ON_CORRUPT_STORE", value_enum, default_value_t = crate::recover::OnCorruptStore::Fail)]
+    pub on_corrupt_store: crate::recover::OnCorruptStore,
     /// TLS of the gRPC and HTTP servers: --tls-cert-file, --tls-key-file,
     /// --tls-client-ca-file, --insecure-plaintext (see docs/TLS.md).
     #[command(flatten)]

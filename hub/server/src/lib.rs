@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod ops;
 pub mod page;
 pub mod ratelimit;
+pub mod recover;
 pub mod server;
 pub mod session;
 pub mod signer;

@@ -44,7 +44,7 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
     let transport = Transport::from_args(&args.tls, &[args.grpc_addr, args.http_addr])?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let store = SledStore::open(&args.data_dir)
+    let store = crate::recover::open_store(&args.data_dir, args.on_corrupt_store, |d| SledStore::open(d))
         .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let ledger = Ledger::open(store.clone()).context("reading the ledger head")?;
     let head = ledger.head();
