@@ -66,6 +66,17 @@ pub struct WebSettings {
     /// Take the client address from the last `X-Forwarded-For` entry
     /// (`--trust-forwarded-for`).
     pub trust_forwarded_for: bool,
+    /// The hub serves TLS itself (`--tls-cert-file`): session cookies are
+    /// `Secure` then, as they are behind an `https://` `--public-url`.
+    pub serves_tls: bool,
+}
+
+impl WebSettings {
+    /// Whether cookies must carry `Secure`: the browser reaches the hub
+    /// over https (its own TLS, or a TLS proxy named by `--public-url`).
+    pub fn secure_cookies(&self) -> bool {
+        self.serves_tls || self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
 }
 
 /// The page's templates, sessions and live-update source.
@@ -502,7 +513,7 @@ pub async fn form(State(s): State<AppState>, q: Result<Query<LangQuery>, QueryRe
 }
 
 fn session_cookie(web: &Web, tn: &TrackingNumber, value: &str) -> HeaderValue {
-    let secure = web.settings.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    let secure = web.settings.secure_cookies();
     let cookie = format!(
         "{SESSION_COOKIE}={value}; Path=/lacak/{tn}; Max-Age={}; HttpOnly; SameSite=Strict{}",
         SESSION_TTL_MS / 1000,
@@ -769,4 +780,23 @@ pub async fn live_js() -> Response {
 pub fn not_found_page(web: &Web, lang: Lang) -> Response {
     let ctx = MessagePage { layout: layout(lang, "/lacak"), message: lang.text().page_not_found.to_owned() };
     web.page(StatusCode::NOT_FOUND, "message.html", &ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WebSettings;
+
+    #[test]
+    fn cookies_are_secure_whenever_the_browser_comes_over_https() {
+        let s = |public_url: Option<&str>, serves_tls| WebSettings {
+            public_url: public_url.map(str::to_owned),
+            trust_forwarded_for: false,
+            serves_tls,
+        };
+        assert!(!s(None, false).secure_cookies());
+        assert!(!s(Some("http://lacak.example"), false).secure_cookies());
+        assert!(s(Some("https://lacak.example"), false).secure_cookies());
+        assert!(s(None, true).secure_cookies(), "the hub's own TLS");
+        assert!(s(Some("http://lacak.example"), true).secure_cookies());
+    }
 }

@@ -130,6 +130,7 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
             WebSettings {
                 public_url: args.public_url.clone(),
                 trust_forwarded_for: args.trust_forwarded_for,
+                serves_tls: matches!(transport, Transport::Tls(_)),
             },
         )
         .context("setting up the tracking page")?,
@@ -204,7 +205,7 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
                 nats_url: args.nats_url.clone(),
                 login: args.nats_user.clone().zip(args.nats_password_file.clone()),
             }),
-            secure_cookie: args.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+            secure_cookie: web.settings().secure_cookies(),
         },
         lookups.clone(),
         health.clone(),

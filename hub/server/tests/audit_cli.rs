@@ -87,17 +87,36 @@ fn big() -> &'static Fixture {
     BIG.get_or_init(|| Fixture::build(BIG_ENTRIES, 10_000))
 }
 
+/// Attempts at copying a directory before giving up: sled's IO threads may
+/// still rename a file (a snapshot being finished) for a moment after the
+/// store was dropped, so a file listed can be gone when it is copied.
+const COPY_ATTEMPTS_MAX: u32 = 100;
+
 fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
+    for attempt in 1..=COPY_ATTEMPTS_MAX {
+        let _ = std::fs::remove_dir_all(to);
+        match try_copy_dir(from, to) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < COPY_ATTEMPTS_MAX => {
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("copying {} to {}: {e}", from.display(), to.display()),
         }
     }
+}
+
+fn try_copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            try_copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 /// Opens the raw sled database, waiting (with a deadline) for the lock a
