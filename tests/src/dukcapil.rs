@@ -94,6 +94,18 @@ fn langkah(tn: &str, app: &str) -> dk::Langkah {
     dk::Langkah { nomor_berkas: tn.to_owned(), nomor_permohonan: app.to_owned(), petugas: OFFICER.to_owned() }
 }
 
+/// The `AjukanPermohonan` request the tests file: service `layanan` in case
+/// `nomor_berkas` (empty: a new case), handing in a neighbourhood letter, by
+/// [`OFFICER`].
+pub fn permohonan(nomor_berkas: &str, layanan: dk::Layanan) -> dk::Permohonan {
+    dk::Permohonan {
+        nomor_berkas: nomor_berkas.to_owned(),
+        layanan: layanan as i32,
+        dokumen: vec!["surat pengantar RT/RW".to_owned()],
+        petugas: OFFICER.to_owned(),
+    }
+}
+
 /// `AjukanPermohonan`; an empty `nomor_berkas` opens a new case. Returns the
 /// case's tracking number and the new application id.
 pub async fn ajukan(
@@ -102,16 +114,7 @@ pub async fn ajukan(
     nomor_berkas: &str,
     layanan: dk::Layanan,
 ) -> Result<(String, String)> {
-    let r = ret(
-        c.ajukan_permohonan(dk::Permohonan {
-            nomor_berkas: nomor_berkas.to_owned(),
-            layanan: layanan as i32,
-            dokumen: vec!["surat pengantar RT/RW".to_owned()],
-            petugas: OFFICER.to_owned(),
-        })
-        .await,
-        "AjukanPermohonan",
-    )?;
+    let r = ret(c.ajukan_permohonan(permohonan(nomor_berkas, layanan)).await, "AjukanPermohonan")?;
     let want = if nomor_berkas.is_empty() { 2 } else { 1 };
     ensure!(
         r.event_ids.len() == want,

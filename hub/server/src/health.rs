@@ -7,6 +7,7 @@
 //! [`crate::metrics::check_disk`]). A halt (gap, store failure) and stopping
 //! outrank a low disk; a low disk outranks the transient ingest reasons.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mpp_store::Head;
@@ -53,6 +54,9 @@ pub enum NotReady {
 pub struct Health {
     inner: Mutex<Inner>,
     metrics: Arc<HubMetrics>,
+    /// Mirrors `Inner::disk_low.is_some()` for the ingest loop, which reads
+    /// it once per message and should not take the lock for it.
+    disk_low_flag: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -85,6 +89,7 @@ impl Health {
         Self {
             inner: Mutex::new(Inner { not_ready: Some(NotReady::Starting), disk_low: None, head }),
             metrics: Arc::new(HubMetrics::new()),
+            disk_low_flag: AtomicBool::new(false),
         }
     }
 
@@ -117,14 +122,15 @@ impl Health {
     /// Records the outcome of a disk check: `Some(free, min)` when the free
     /// space is below the minimum, `None` when it is enough again.
     pub fn set_disk_low(&self, low: Option<(u64, u64)>) {
-        self.lock().disk_low =
-            low.map(|(free_bytes, min_free_bytes)| NotReady::DiskLow { free_bytes, min_free_bytes });
+        let mut g = self.lock();
+        g.disk_low = low.map(|(free_bytes, min_free_bytes)| NotReady::DiskLow { free_bytes, min_free_bytes });
+        self.disk_low_flag.store(g.disk_low.is_some(), Ordering::Relaxed);
     }
 
     /// Whether the last disk check found less free space than the minimum:
     /// ingest pulls nothing new meanwhile, so sled never meets a full disk.
     pub fn disk_low(&self) -> bool {
-        self.lock().disk_low.is_some()
+        self.disk_low_flag.load(Ordering::Relaxed)
     }
 
     /// Records the head after a commit.

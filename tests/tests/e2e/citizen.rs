@@ -75,12 +75,7 @@ impl World {
 
         // Dukcapil opens the case with a KK application and asks for documents.
         let opened = client
-            .ajukan_permohonan(dk::Permohonan {
-                nomor_berkas: String::new(),
-                layanan: dk::Layanan::Kk as i32,
-                dokumen: vec!["surat pengantar RT/RW".to_owned()],
-                petugas: "petugas-loket-1".to_owned(),
-            })
+            .ajukan_permohonan(mpp_tests::dukcapil::permohonan("", dk::Layanan::Kk))
             .await
             .context("AjukanPermohonan")?
             .into_inner();

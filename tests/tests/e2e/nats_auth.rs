@@ -145,12 +145,7 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
     // (1) A normal Dukcapil call reaches the hub.
     let mut c = client(&agency)?;
     let r = c
-        .ajukan_permohonan(dk::Permohonan {
-            nomor_berkas: String::new(),
-            layanan: dk::Layanan::Kk as i32,
-            dokumen: vec!["surat pengantar RT/RW".to_owned()],
-            petugas: "petugas-loket-1".to_owned(),
-        })
+        .ajukan_permohonan(mpp_tests::dukcapil::permohonan("", dk::Layanan::Kk))
         .await
         .context("AjukanPermohonan")?
         .into_inner();

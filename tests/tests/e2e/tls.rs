@@ -148,12 +148,7 @@ async fn an_event_filed_over_tls_reaches_a_lookup_over_https() -> Result<()> {
     let mut client =
         dk::dukcapil_service_client::DukcapilServiceClient::with_interceptor(channel, agency.bearer()?);
     let filed = client
-        .ajukan_permohonan(dk::Permohonan {
-            nomor_berkas: String::new(),
-            layanan: dk::Layanan::Kk as i32,
-            dokumen: vec!["surat pengantar RT/RW".to_owned()],
-            petugas: "petugas-loket-1".to_owned(),
-        })
+        .ajukan_permohonan(mpp_tests::dukcapil::permohonan("", dk::Layanan::Kk))
         .await
         .context("AjukanPermohonan over TLS")?
         .into_inner();
