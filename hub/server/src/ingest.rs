@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::health::{Health, NotReady};
-use crate::ledger::{BatchOutcome, Ledger, LedgerError, RawMessage};
+use crate::ledger::{BatchOutcome, CheckedBatch, Ledger, LedgerError, RawMessage};
 use crate::metrics::HubMetrics;
 use crate::signer::Checkpointer;
 use crate::stream::{stream_config, STREAM_NAME, STREAM_SUBJECTS};
@@ -175,7 +175,7 @@ impl NatsCredentials {
 /// What the writer thread is asked to do.
 enum WriterJob {
     /// Commit a batch and report its outcome.
-    Commit(Vec<RawMessage>, oneshot::Sender<Result<BatchOutcome, LedgerError>>),
+    Commit(CheckedBatch, oneshot::Sender<Result<BatchOutcome, LedgerError>>),
     /// Sign a checkpoint if the policy says one is due (a timer tick).
     Tick,
 }
@@ -224,12 +224,13 @@ impl Writer {
         let (tx, mut rx) = mpsc::channel::<WriterJob>(WRITER_QUEUE_BATCHES_MAX);
         let thread = std::thread::Builder::new().name("mpp-ledger-writer".into()).spawn(move || {
             while let Some(job) = rx.blocking_recv() {
-                if let WriterJob::Commit(batch, reply) = job {
+                if let WriterJob::Commit(mut batch, reply) = job {
                     let started = std::time::Instant::now();
-                    let outcome = ledger.commit_batch(&batch);
+                    let outcome = ledger.commit_checked(&mut batch);
                     if let (Some(m), Ok(o)) = (&metrics, &outcome) {
-                        let last = batch.iter().rev().find(|r| r.stream_seq == o.head.last_stream_seq);
-                        m.record_batch(batch.len(), o, last.map(|r| r.stream_time_ns), started.elapsed());
+                        let msgs = batch.messages();
+                        let last = msgs.iter().rev().find(|r| r.stream_seq == o.head.last_stream_seq);
+                        m.record_batch(msgs.len(), o, last.map(|r| r.stream_time_ns), started.elapsed());
                     }
                     // The ingest task may have gone away (shutdown); nothing to do then.
                     let _ = reply.send(outcome);
@@ -280,6 +281,9 @@ impl Writer {
         batch: Vec<RawMessage>,
     ) -> Result<oneshot::Receiver<Result<BatchOutcome, LedgerError>>, IngestError> {
         let (reply_tx, reply_rx) = oneshot::channel();
+        // Decoding and validating here, on the caller's thread, runs in
+        // parallel with the writer committing the batch before.
+        let batch = CheckedBatch::new(batch);
         self.tx.send(WriterJob::Commit(batch, reply_tx)).await.map_err(|_| IngestError::WriterGone)?;
         Ok(reply_rx)
     }

@@ -240,6 +240,23 @@ impl<S: Store> Ledger<S> {
     /// On an error nothing of the batch is committed and the ledger is
     /// unchanged.
     pub fn commit_batch(&mut self, msgs: &[RawMessage]) -> Result<BatchOutcome, LedgerError> {
+        let checked = msgs.iter().map(|m| Some(check_raw(m))).collect();
+        self.commit_inner(msgs, checked)
+    }
+
+    /// [`Ledger::commit_batch`] of a batch whose messages were already
+    /// decoded and validated (on another thread, see [`CheckedBatch`]).
+    pub fn commit_checked(&mut self, batch: &mut CheckedBatch) -> Result<BatchOutcome, LedgerError> {
+        let checked = std::mem::take(&mut batch.checked).into_iter().map(Some).collect();
+        self.commit_inner(&batch.msgs, checked)
+    }
+
+    /// `checked` holds [`check_raw`] of each message of `msgs`, in order.
+    fn commit_inner(
+        &mut self,
+        msgs: &[RawMessage],
+        mut checked: Vec<Option<Result<Envelope, Rejection>>>,
+    ) -> Result<BatchOutcome, LedgerError> {
         if msgs.len() > BATCH_MESSAGES_MAX {
             return Err(LedgerError::BatchTooLarge { len: msgs.len(), max: BATCH_MESSAGES_MAX });
         }
@@ -258,7 +275,22 @@ impl<S: Store> Ledger<S> {
         let mut entries = Vec::new();
         let mut frontier = self.frontier.clone();
         let mut subtrees: Vec<Subtree> = Vec::new();
-        for m in msgs {
+        // Steps 1-4 were done for every message first (by the caller or
+        // above), so that the dedupe index is read once per bucket for the
+        // whole batch.
+        let ids: Vec<EventId> = msgs
+            .iter()
+            .zip(&checked)
+            .filter(|(m, _)| m.stream_seq > head.last_stream_seq)
+            .filter_map(|(_, c)| c.as_ref()?.as_ref().ok().map(|env| env.event_id))
+            .collect();
+        for (id, seq) in ids.iter().zip(self.store.event_seqs(&ids)?) {
+            if let Some(seq) = seq {
+                overlay.stored_ids.insert(*id, seq);
+            }
+        }
+        overlay.prefetched = true;
+        for (m, checked) in msgs.iter().zip(checked.iter_mut()) {
             if m.stream_seq <= head.last_stream_seq {
                 out.skipped += 1;
                 continue;
@@ -269,7 +301,9 @@ impl<S: Store> Ledger<S> {
                 break;
             }
             let seq = head.last_seq + 1;
-            let j = judge(&mut overlay, seq, &m.subject, &m.payload, m.stream_time_ns)?;
+            // Each message's result is taken once (`checked` has one per message).
+            let checked = checked.take().unwrap_or_else(|| check_raw(m));
+            let j = judge_checked(&mut overlay, seq, checked, m.stream_time_ns.div_euclid(1_000_000))?;
             match j.verdict {
                 Verdict::Accepted => out.accepted += 1,
                 Verdict::Rejected => {
@@ -299,8 +333,8 @@ impl<S: Store> Ledger<S> {
         if entries.is_empty() {
             return Ok(out);
         }
-        let Overlay { cases, dirty, standards, new_ids, cache, .. } = overlay;
-        let changed: Vec<Case> = dirty.iter().filter_map(|id| cases.get(id).cloned().flatten()).collect();
+        let Overlay { mut cases, dirty, standards, new_ids, cache, .. } = overlay;
+        let changed: Vec<Case> = dirty.iter().filter_map(|id| cases.remove(id).flatten()).collect();
         let batch = CommitBatch {
             entries,
             cases: changed,
@@ -310,9 +344,9 @@ impl<S: Store> Ledger<S> {
             frontier: frontier.clone(),
             subtrees,
         };
-        self.store.commit(batch)?;
+        let committed = self.store.commit_returning_cases(batch)?;
         // Committed: the batch's cases are the store's now.
-        for case in cases.into_values().flatten() {
+        for case in committed.into_iter().chain(cases.into_values().flatten()) {
             cache.put(case);
         }
         self.head = head;
@@ -370,6 +404,33 @@ trait Fold: StateMut {
     fn note_accepted(&mut self, id: EventId, seq: u64);
 }
 
+/// A batch of messages with steps 1-4 of the module docs (decode, validate)
+/// done: a pure function of the messages, so the ingest task does it while
+/// the writer thread commits the previous batch.
+#[derive(Debug)]
+pub struct CheckedBatch {
+    msgs: Vec<RawMessage>,
+    checked: Vec<Result<Envelope, Rejection>>,
+}
+
+impl CheckedBatch {
+    /// Decodes and validates every message.
+    pub fn new(msgs: Vec<RawMessage>) -> Self {
+        let checked = msgs.iter().map(check_raw).collect();
+        CheckedBatch { msgs, checked }
+    }
+
+    /// The messages, in the order given.
+    pub fn messages(&self) -> &[RawMessage] {
+        &self.msgs
+    }
+}
+
+/// [`check_message`] of a stream message, at its time of record.
+fn check_raw(m: &RawMessage) -> Result<Envelope, Rejection> {
+    check_message(&m.subject, &m.payload, m.stream_time_ns.div_euclid(1_000_000))
+}
+
 /// Steps 1-4 of the module docs: bytes and subject to a valid envelope.
 fn check_message(subject: &str, payload: &[u8], record_ms: i64) -> Result<Envelope, Rejection> {
     if payload.is_empty() {
@@ -409,7 +470,18 @@ fn judge(
     stream_time_ns: i64,
 ) -> Result<Judgement, LedgerError> {
     let recorded_at_ms = stream_time_ns.div_euclid(1_000_000);
-    let env = match check_message(subject, payload, recorded_at_ms) {
+    judge_checked(f, seq, check_message(subject, payload, recorded_at_ms), recorded_at_ms)
+}
+
+/// Steps 5-7 of the module docs, for a message [`check_message`] already
+/// checked.
+fn judge_checked(
+    f: &mut impl Fold,
+    seq: u64,
+    checked: Result<Envelope, Rejection>,
+    recorded_at_ms: i64,
+) -> Result<Judgement, LedgerError> {
+    let env = match checked {
         Ok(env) => env,
         Err(r) => return Ok(Judgement::rejected(r)),
     };
@@ -444,6 +516,11 @@ struct Overlay<'a, S: Store> {
     /// Event ids accepted in this batch.
     ids: HashMap<EventId, u64>,
     new_ids: Vec<(EventId, u64)>,
+    /// Event ids of the batch's messages already in the store's index, read
+    /// before judging (one read per index bucket, not per message).
+    stored_ids: HashMap<EventId, u64>,
+    /// Whether `stored_ids` holds every stored id of the batch's messages.
+    prefetched: bool,
     /// The ledger's cache of committed cases, taken from as cases load.
     cache: &'a mut CaseCache,
 }
@@ -463,6 +540,8 @@ impl<'a, S: Store> Overlay<'a, S> {
             dirty: BTreeSet::new(),
             ids: HashMap::new(),
             new_ids: Vec::new(),
+            stored_ids: HashMap::new(),
+            prefetched: false,
         }
     }
 }
@@ -497,8 +576,9 @@ impl<S: Store> StateMut for Overlay<'_, S> {
 
 impl<S: Store> Fold for Overlay<'_, S> {
     fn accepted_seq(&self, id: &EventId) -> Result<Option<u64>, LedgerError> {
-        match self.ids.get(id) {
+        match self.ids.get(id).or_else(|| self.stored_ids.get(id)) {
             Some(seq) => Ok(Some(*seq)),
+            None if self.prefetched => Ok(None),
             None => Ok(self.store.event_seq(id)?),
         }
     }

@@ -99,15 +99,23 @@ pub(crate) fn case(kv: &impl Kv, id: &TrackingNumber) -> Result<Option<Case>, St
 }
 
 /// The case of the value `v` under `key`, with its timeline chunks read
-/// back in. A timeline is bounded (`limits::TIMELINE_ITEMS_PER_APPLICATION_MAX`
-/// items per application, one chunk per commit that added some), so the
-/// scan is too.
+/// back in: the shape in the value gives the number of items, so the number
+/// of chunks, each read by one `get` (a timeline is bounded by
+/// `limits::TIMELINE_ITEMS_PER_APPLICATION_MAX` items per application, so
+/// the reads are too).
 fn case_with_timeline(kv: &impl Kv, key: &[u8], v: &[u8]) -> Result<Case, StoreError> {
-    let id_digits = key.get(1..).ok_or_else(|| corrupt("case key has a bad length", key))?;
-    let mut prefix = Vec::with_capacity(1 + id_digits.len());
-    prefix.push(layout::PREFIX_TIMELINE);
-    prefix.extend_from_slice(id_digits);
-    let chunks = kv.scan_prefix(&prefix)?;
+    let digits =
+        key.get(1..).filter(|d| d.len() == 15).ok_or_else(|| corrupt("case key has a bad length", key))?;
+    let (shape, _) = layout::decode_case_shape(key, v)?;
+    let total: usize = shape.iter().map(|(n, _)| *n as usize).sum();
+    // Chunk 0 is in the value itself.
+    let count = total.div_ceil(layout::TIMELINE_CHUNK_ITEMS).max(1);
+    let mut chunks = Vec::with_capacity(count - 1);
+    for n in 1..count {
+        let tkey = layout::timeline_key_of(digits, n as u32);
+        let chunk = kv.get(&tkey)?.ok_or_else(|| corrupt("timeline chunk is missing", &tkey))?;
+        chunks.push((tkey, chunk));
+    }
     layout::decode_case(key, v, &chunks)
 }
 
@@ -165,8 +173,68 @@ pub(crate) fn standards(kv: &impl Kv) -> Result<Vec<ServiceStandard>, StoreError
 }
 
 pub(crate) fn event_seq(kv: &impl Kv, id: &EventId) -> Result<Option<u64>, StoreError> {
-    let key = layout::event_key(id);
-    kv.get(&key)?.map(|v| layout::decode_seq(&v, &key)).transpose()
+    Ok(event_seqs(kv, std::slice::from_ref(id))?.pop().flatten())
+}
+
+/// [`event_seq`] of each id, reading each bucket once.
+pub(crate) fn event_seqs(kv: &impl Kv, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError> {
+    let mut parts: std::collections::HashMap<u64, Vec<Pair>> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let bucket = layout::event_bucket(id);
+        let ps = match parts.entry(bucket) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(kv.scan_prefix(&layout::event_bucket_prefix(bucket))?)
+            }
+        };
+        let mut found = None;
+        for (k, v) in ps.iter() {
+            if let Some(seq) = layout::find_event(k, v, id)? {
+                found = Some(seq);
+                break;
+            }
+        }
+        out.push(found);
+    }
+    Ok(out)
+}
+
+/// The index pairs that add `ids` (new, of one commit) to their buckets:
+/// each bucket's last part is read, merged with its new ids and rewritten,
+/// spilling into new parts of at most [`layout::EVENT_PART_IDS_MAX`] ids.
+fn event_index_pairs(kv: &impl Kv, ids: &[(EventId, u64)]) -> Result<Vec<Pair>, StoreError> {
+    let mut by_bucket: std::collections::BTreeMap<u64, Vec<(EventId, u64)>> =
+        std::collections::BTreeMap::new();
+    for &(id, seq) in ids {
+        by_bucket.entry(layout::event_bucket(&id)).or_default().push((id, seq));
+    }
+    let mut pairs = Vec::new();
+    for (bucket, new) in by_bucket {
+        let last =
+            kv.last_in(&layout::event_part_key(bucket, 0), &layout::event_part_key(bucket, u32::MAX))?;
+        let (mut part, mut records) = match last {
+            Some((k, v)) => (layout::event_part_of(&k)?.1, layout::decode_event_part(&k, &v)?),
+            None => (0, Vec::new()),
+        };
+        for r in new {
+            if records.len() == layout::EVENT_PART_IDS_MAX {
+                records.sort_unstable_by_key(|(id, _)| id.0);
+                pairs.push((
+                    layout::event_part_key(bucket, part).to_vec(),
+                    layout::encode_event_part(&records),
+                ));
+                records.clear();
+                part = part.checked_add(1).ok_or_else(|| {
+                    StoreError::InvalidBatch(format!("event index bucket {bucket} is full"))
+                })?;
+            }
+            records.push(r);
+        }
+        records.sort_unstable_by_key(|(id, _)| id.0);
+        pairs.push((layout::event_part_key(bucket, part).to_vec(), layout::encode_event_part(&records)));
+    }
+    Ok(pairs)
 }
 
 pub(crate) fn entry(kv: &impl Kv, seq: u64) -> Result<Option<LogEntry>, StoreError> {
@@ -300,81 +368,67 @@ fn check_batch(cur: &Head, cur_frontier: &MerkleFrontier, b: &CommitBatch) -> Re
     Ok(())
 }
 
-/// Commits a batch. The caller holds its store's writer lock, so the head
-/// read here is the head the batch is written on.
-pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<(), StoreError> {
+/// Commits a batch and hands its cases back, unchanged (the ledger keeps
+/// them cached). The caller holds its store's writer lock, so the head read
+/// here is the head the batch is written on.
+pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Case>, StoreError> {
     let (cur, cur_frontier) = head_and_frontier(kv)?;
     check_batch(&cur, &cur_frontier, &b)?;
     if b.entries.is_empty() {
-        return Ok(());
+        return Ok(b.cases);
     }
     let blocks = layout::encode_blocks(&b.entries);
-    let mut pairs: Vec<Pair> = Vec::with_capacity(
-        blocks.len() + b.subtrees.len() + b.event_ids.len() + b.cases.len() + b.standards.len() + 1,
-    );
+    let mut pairs: Vec<Pair> =
+        Vec::with_capacity(blocks.len() + b.subtrees.len() + 2 * b.cases.len() + b.standards.len() + 8);
     for (first, block) in blocks {
         pairs.push((layout::log_key(first).to_vec(), block));
     }
     for t in &b.subtrees {
         pairs.push((layout::subtree_key(t.level, t.index).to_vec(), t.hash.to_vec()));
     }
-    for (id, seq) in &b.event_ids {
-        pairs.push((layout::event_key(id).to_vec(), layout::encode_seq(*seq).to_vec()));
-    }
-    let commit_seq = b.entries[0].seq;
+    pairs.extend(event_index_pairs(kv, &b.event_ids)?);
+    let batch_seqs = cur.last_seq + 1..=b.head.last_seq;
     // A case listed twice: its last value is the one that counts.
     let mut last_of: std::collections::HashMap<TrackingNumber, usize> =
         std::collections::HashMap::with_capacity(b.cases.len());
     for (i, c) in b.cases.iter().enumerate() {
         last_of.insert(c.tracking_number, i);
     }
-    for (i, mut c) in b.cases.into_iter().enumerate() {
+    let mut cases = b.cases;
+    for (i, c) in cases.iter_mut().enumerate() {
         if last_of.get(&c.tracking_number) != Some(&i) {
             continue;
         }
         let key = layout::case_key(&c.tracking_number);
-        let shape = layout::timeline_shape(&c);
+        let shape = layout::timeline_shape(c);
         let stored = match kv.get(&key)? {
             Some(v) => layout::decode_case_shape(&key, &v)?.0,
             None => Vec::new(),
         };
-        // Only what the stored timelines lack is written: the items of each
-        // application past its stored count, as one chunk for the case.
-        let mut appended: Vec<(u32, TimelineItem)> = Vec::new();
-        for (i, app) in c.applications.iter_mut().enumerate() {
-            let items = std::mem::take(&mut app.timeline);
-            let from = match stored.get(i) {
-                None => 0,
-                Some(&(len, last_seq)) => {
-                    let len = len as usize;
-                    let grows = items.len() >= len
-                        && (len == 0 || items.get(len - 1).map(|t| t.seq) == Some(last_seq));
-                    if !grows {
-                        return Err(StoreError::InvalidBatch(format!(
-                            "case {}: the timeline of application {} does not extend the stored one",
-                            c.tracking_number, app.id
-                        )));
-                    }
-                    len
-                }
-            };
-            appended.extend(items.into_iter().skip(from).map(|t| (i as u32, t)));
+        check_timelines_extend(c, &stored, &batch_seqs)?;
+        // Chunk 0 rides in the case value. Of the others, only those past
+        // the stored items' full ones are written: the last, partly filled
+        // chunk again, and any new ones.
+        let stored_items: usize = stored.iter().map(|(n, _)| *n as usize).sum();
+        let items = layout::timeline_items(c);
+        let first = (stored_items / layout::TIMELINE_CHUNK_ITEMS).max(1);
+        for (n, chunk) in items.chunks(layout::TIMELINE_CHUNK_ITEMS).enumerate().skip(first) {
+            let tkey = layout::timeline_key(&c.tracking_number, n as u32);
+            let v = layout::encode_timeline_chunk(chunk, &tkey)?;
+            pairs.push((tkey, v));
         }
-        if c.applications.len() < stored.len() {
-            return Err(StoreError::InvalidBatch(format!(
-                "case {}: it has {} applications, the stored case {}",
-                c.tracking_number,
-                c.applications.len(),
-                stored.len()
-            )));
+        let chunk0 =
+            layout::encode_timeline_chunk(&items[..items.len().min(layout::TIMELINE_CHUNK_ITEMS)], &key)?;
+        drop(items);
+        // The value holds the case without its timelines: take them out for
+        // the encoding and put them back.
+        let timelines: Vec<Vec<TimelineItem>> =
+            c.applications.iter_mut().map(|a| std::mem::take(&mut a.timeline)).collect();
+        let v = layout::encode_case_value(&shape, c, &chunk0, &key);
+        for (a, t) in c.applications.iter_mut().zip(timelines) {
+            a.timeline = t;
         }
-        if !appended.is_empty() {
-            let tkey = layout::timeline_key(&c.tracking_number, commit_seq);
-            let v = layout::encode_timeline_chunk(&appended, &tkey)?;
-            pairs.push((tkey.to_vec(), v));
-        }
-        let v = layout::encode_case_value(&shape, &c, &key)?;
-        pairs.push((key.to_vec(), v));
+        pairs.push((key.to_vec(), v?));
     }
     for s in &b.standards {
         let key = layout::standard_key(&s.agency, &s.service);
@@ -382,7 +436,48 @@ pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<(), StoreError> {
         pairs.push((key, v));
     }
     pairs.push((layout::head_key().to_vec(), layout::encode_head(&b.head, &b.frontier)));
-    kv.write_atomic(pairs)
+    kv.write_atomic(pairs)?;
+    Ok(cases)
+}
+
+/// Checks that `case` keeps every stored application in its place and that
+/// each timeline extends the stored one (same count-th item) with items of
+/// this batch only, so the stored items keep their places in the chunks.
+fn check_timelines_extend(
+    case: &Case,
+    stored: &layout::TimelineShape,
+    batch_seqs: &std::ops::RangeInclusive<u64>,
+) -> Result<(), StoreError> {
+    let bad = |what: String| Err(StoreError::InvalidBatch(format!("case {}: {what}", case.tracking_number)));
+    if case.applications.len() < stored.len() {
+        return bad(format!(
+            "it has {} applications, the stored case {}",
+            case.applications.len(),
+            stored.len()
+        ));
+    }
+    for (i, app) in case.applications.iter().enumerate() {
+        let items = &app.timeline;
+        let from = match stored.get(i) {
+            None => 0,
+            Some(&(len, last_seq)) => {
+                let len = len as usize;
+                let grows =
+                    items.len() >= len && (len == 0 || items.get(len - 1).map(|t| t.seq) == Some(last_seq));
+                if !grows {
+                    return bad(format!(
+                        "the timeline of application {} does not extend the stored one",
+                        app.id
+                    ));
+                }
+                len
+            }
+        };
+        if items[from..].iter().any(|t| !batch_seqs.contains(&t.seq)) {
+            return bad(format!("a new timeline item of application {} is not of this batch", app.id));
+        }
+    }
+    Ok(())
 }
 
 /// Stores a checkpoint after checking it against the log (see

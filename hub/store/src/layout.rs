@@ -15,7 +15,7 @@ use crate::kv::Pair;
 use crate::{Head, StoreError};
 
 /// The format tag stored under `V`. A store with another tag is refused.
-pub const FORMAT_TAG: &str = "mpp-store/v3";
+pub const FORMAT_TAG: &str = "mpp-store/v4";
 
 /// A commit's entries are packed into blocks; a block is closed once it holds
 /// at least this many bytes of records (1 MiB), so one entry lookup never
@@ -77,11 +77,116 @@ pub(crate) fn log_key_seq(key: &[u8]) -> Option<u64> {
     }
 }
 
-pub(crate) fn event_key(id: &EventId) -> [u8; 17] {
-    let mut k = [0u8; 17];
+/// Event ids are indexed in buckets of `2^EVENT_BUCKET_MS_SHIFT` ms (16 ms)
+/// of their UUIDv7 timestamp (the first 48 bits; any 16 bytes have one), so
+/// that the ids of one ingest batch, which agencies minted within moments of
+/// each other, land in a few keys that grow instead of a thousand new keys:
+/// in sled a new key costs several times what rewriting an existing one
+/// does (node splits, page-table growth).
+pub const EVENT_BUCKET_MS_SHIFT: u32 = 4;
+
+/// Most ids in one part of a bucket (24 KiB of records). A busier bucket
+/// (more than ~64,000 events/s, or an agency whose clock is stuck) spills
+/// into further parts, so no commit rewrites more than one full part per
+/// bucket.
+pub const EVENT_PART_IDS_MAX: usize = 1024;
+
+/// One record of an event-index part: the id, then the sequence of the entry
+/// that accepted it.
+const EVENT_RECORD_BYTES: usize = 16 + 8;
+
+/// The bucket of an event id.
+pub(crate) fn event_bucket(id: &EventId) -> u64 {
+    let mut a = [0u8; 8];
+    a[2..].copy_from_slice(&id.0[..6]);
+    u64::from_be_bytes(a) >> EVENT_BUCKET_MS_SHIFT
+}
+
+/// `"E" bucket:u64`: the prefix of every part key of a bucket.
+pub(crate) fn event_bucket_prefix(bucket: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
     k[0] = PREFIX_EVENT;
-    k[1..].copy_from_slice(&id.0);
+    k[1..].copy_from_slice(&bucket.to_be_bytes());
     k
+}
+
+/// `"E" bucket:u64 part:u32`.
+pub(crate) fn event_part_key(bucket: u64, part: u32) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[..9].copy_from_slice(&event_bucket_prefix(bucket));
+    k[9..].copy_from_slice(&part.to_be_bytes());
+    k
+}
+
+/// The bucket and part number of a part key.
+pub(crate) fn event_part_of(key: &[u8]) -> Result<(u64, u32), StoreError> {
+    match key {
+        [PREFIX_EVENT, rest @ ..] if rest.len() == 12 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&rest[..8]);
+            let mut p = [0u8; 4];
+            p.copy_from_slice(&rest[8..]);
+            Ok((u64::from_be_bytes(b), u32::from_be_bytes(p)))
+        }
+        _ => Err(corrupt("event index key has a bad length", key)),
+    }
+}
+
+/// A part value: records of `id [16] | seq u64`, sorted by id.
+pub(crate) fn encode_event_part(records: &[(EventId, u64)]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(records.len() * EVENT_RECORD_BYTES);
+    for (id, seq) in records {
+        v.extend_from_slice(&id.0);
+        v.extend_from_slice(&seq.to_be_bytes());
+    }
+    v
+}
+
+fn event_record(v: &[u8], i: usize) -> (EventId, u64) {
+    let r = &v[i * EVENT_RECORD_BYTES..(i + 1) * EVENT_RECORD_BYTES];
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&r[..16]);
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&r[16..]);
+    (EventId(id), u64::from_be_bytes(seq))
+}
+
+fn check_event_part_len(key: &[u8], v: &[u8]) -> Result<usize, StoreError> {
+    let n = v.len() / EVENT_RECORD_BYTES;
+    if v.len() % EVENT_RECORD_BYTES != 0 || n == 0 || n > EVENT_PART_IDS_MAX {
+        return Err(corrupt(format!("event index part of {} bytes", v.len()), key));
+    }
+    Ok(n)
+}
+
+/// Every record of a part, checked: sorted, each id in the key's bucket.
+pub(crate) fn decode_event_part(key: &[u8], v: &[u8]) -> Result<Vec<(EventId, u64)>, StoreError> {
+    let (bucket, _) = event_part_of(key)?;
+    let n = check_event_part_len(key, v)?;
+    let records: Vec<(EventId, u64)> = (0..n).map(|i| event_record(v, i)).collect();
+    if records.windows(2).any(|w| w[0].0 .0 >= w[1].0 .0) {
+        return Err(corrupt("event index part is not sorted by id", key));
+    }
+    if records.iter().any(|(id, _)| event_bucket(id) != bucket) {
+        return Err(corrupt("event index part holds an id of another bucket", key));
+    }
+    Ok(records)
+}
+
+/// The sequence recorded for `id` in a part (binary search on the bytes).
+pub(crate) fn find_event(key: &[u8], v: &[u8], id: &EventId) -> Result<Option<u64>, StoreError> {
+    let n = check_event_part_len(key, v)?;
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let (found, seq) = event_record(v, mid);
+        match found.0.cmp(&id.0) {
+            std::cmp::Ordering::Equal => return Ok(Some(seq)),
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+        }
+    }
+    Ok(None)
 }
 
 pub(crate) fn case_key(id: &TrackingNumber) -> [u8; 16] {
@@ -91,20 +196,24 @@ pub(crate) fn case_key(id: &TrackingNumber) -> [u8; 16] {
     k
 }
 
-/// `"T" tracking_number:15 commit_seq:u64`: the timeline items one commit
-/// appended to a case, keyed by the first log sequence of that commit.
-pub(crate) fn timeline_key(id: &TrackingNumber, commit_seq: u64) -> [u8; 24] {
-    let mut k = [0u8; 24];
-    k[..16].copy_from_slice(&timeline_prefix(id));
-    k[16..].copy_from_slice(&commit_seq.to_be_bytes());
-    k
+/// Timeline items per `"T"` chunk. A case's items (all its applications',
+/// in log order) fill chunk 0, then 1, ...; a commit rewrites only the last,
+/// partly filled chunk and adds new ones, so a case costs one new key per
+/// 32 events instead of one per commit, and a read costs one `get` per
+/// chunk (most cases have one).
+pub const TIMELINE_CHUNK_ITEMS: usize = 32;
+
+/// `"T" tracking_number:15 chunk:u32`: chunk `chunk` of a case's timeline items.
+pub(crate) fn timeline_key(id: &TrackingNumber, chunk: u32) -> Vec<u8> {
+    timeline_key_of(&id.digits(), chunk)
 }
 
-/// The prefix of every timeline chunk key of a case.
-pub(crate) fn timeline_prefix(id: &TrackingNumber) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[0] = PREFIX_TIMELINE;
-    k[1..].copy_from_slice(&id.digits());
+/// [`timeline_key`] from the case's 15 digits (as in its case key).
+pub(crate) fn timeline_key_of(digits: &[u8], chunk: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + digits.len() + 4);
+    k.push(PREFIX_TIMELINE);
+    k.extend_from_slice(digits);
+    k.extend_from_slice(&chunk.to_be_bytes());
     k
 }
 
@@ -190,15 +299,6 @@ pub(crate) fn decode_checkpoint(key: &[u8], v: &[u8]) -> Result<SignedCheckpoint
     Ok(cp)
 }
 
-pub(crate) fn encode_seq(seq: u64) -> [u8; 8] {
-    seq.to_be_bytes()
-}
-
-pub(crate) fn decode_seq(v: &[u8], key: &[u8]) -> Result<u64, StoreError> {
-    let a: [u8; 8] = v.try_into().map_err(|_| corrupt("event index value is not 8 bytes", key))?;
-    Ok(u64::from_be_bytes(a))
-}
-
 fn bincode_options() -> impl Options {
     // Varint integers, little-endian, no trailing bytes: our own format, fixed
     // here so that writer and reader always agree.
@@ -229,16 +329,21 @@ pub(crate) fn timeline_shape(case: &Case) -> TimelineShape {
         .collect()
 }
 
-/// The case value: `bincode(TimelineShape) ++ bincode(Case)`, the case
-/// with every application's timeline empty (its items live in `"T"` chunks).
-/// `case` must already have its timelines taken out.
+/// The case value: `bincode(TimelineShape) ++ bincode(Case) ++
+/// bincode(chunk 0)`, the case with every application's timeline empty
+/// (`case` must already have its timelines taken out), then `chunk0`, the
+/// encoded first [`TIMELINE_CHUNK_ITEMS`] of its timeline items (see
+/// [`timeline_items`], [`encode_timeline_chunk`]); chunks 1, 2, ... live
+/// under `"T"` keys.
 pub(crate) fn encode_case_value(
     shape: &TimelineShape,
     case: &Case,
+    chunk0: &[u8],
     key: &[u8],
 ) -> Result<Vec<u8>, StoreError> {
     let mut v = encode_value(shape, key)?;
     v.extend_from_slice(&encode_value(case, key)?);
+    v.extend_from_slice(chunk0);
     Ok(v)
 }
 
@@ -254,30 +359,61 @@ pub(crate) fn decode_case_shape<'v>(
     Ok((shape, rest))
 }
 
-/// One timeline chunk: the items one commit appended to a case, each with
-/// the index of its application, in application order then timeline order.
+/// One timeline chunk: up to [`TIMELINE_CHUNK_ITEMS`] items of a case, each
+/// with the index of its application, in log order (see [`timeline_items`]).
 pub(crate) fn encode_timeline_chunk(
-    items: &[(u32, TimelineItem)],
+    items: &[(u32, &TimelineItem)],
     key: &[u8],
 ) -> Result<Vec<u8>, StoreError> {
     encode_value(&items, key)
 }
 
+/// A decoded timeline chunk: items with their application's index.
+type Chunk = Vec<(u32, TimelineItem)>;
+
+/// Every timeline item of a case with its application's index, in log order
+/// (by sequence; items of one sequence by application, then timeline order),
+/// the order in which they fill the `"T"` chunks. New items always carry
+/// sequences above the stored ones, so the stored items keep their places.
+pub(crate) fn timeline_items(case: &Case) -> Vec<(u32, &TimelineItem)> {
+    let mut items: Vec<(u32, &TimelineItem)> = case
+        .applications
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| a.timeline.iter().map(move |t| (i as u32, t)))
+        .collect();
+    // Stable: one application's items keep their timeline order.
+    items.sort_by_key(|(app, t)| (t.seq, *app));
+    items
+}
+
 /// Decodes a case value and its timeline chunks (in key order) back into
 /// the case, checking that the chunks rebuild exactly the recorded shape.
 pub(crate) fn decode_case(key: &[u8], v: &[u8], chunks: &[Pair]) -> Result<Case, StoreError> {
-    let (shape, rest) = decode_case_shape(key, v)?;
-    let mut case: Case = decode_value(rest, key, "case")?;
+    let (shape, mut rest) = decode_case_shape(key, v)?;
+    let mut case: Case = bincode_options()
+        .deserialize_from(&mut rest)
+        .map_err(|e| corrupt(format!("case does not decode: {e}"), key))?;
+    let chunk0: Chunk = decode_value(rest, key, "case's first timeline chunk")?;
     if case_key(&case.tracking_number) != key {
         return Err(corrupt("case is stored under another tracking number", key));
     }
     if shape.len() != case.applications.len() {
         return Err(corrupt("case timeline shape does not match its applications", key));
     }
-    for (chunk_key, chunk) in chunks {
-        let items: Vec<(u32, TimelineItem)> = decode_value(chunk, chunk_key, "timeline chunk")?;
-        if items.is_empty() {
-            return Err(corrupt("timeline chunk is empty", chunk_key));
+    let mut all: Vec<(&[u8], Chunk)> = vec![(key, chunk0)];
+    for (k, c) in chunks {
+        all.push((k, decode_value(c, k, "timeline chunk")?));
+    }
+    let count = all.len();
+    for (n, (chunk_key, items)) in all.into_iter().enumerate() {
+        let last = n + 1 == count;
+        let empty_ok = n == 0 && last;
+        if (items.is_empty() && !empty_ok)
+            || items.len() > TIMELINE_CHUNK_ITEMS
+            || (!last && items.len() < TIMELINE_CHUNK_ITEMS)
+        {
+            return Err(corrupt(format!("timeline chunk {n} of {} items", items.len()), chunk_key));
         }
         for (app, item) in items {
             let Some(a) = case.applications.get_mut(app as usize) else {
@@ -504,7 +640,7 @@ mod tests {
     fn keys_sort_by_sequence() {
         assert!(log_key(255) < log_key(256));
         assert_eq!(log_key_seq(&log_key(1 << 40)), Some(1 << 40));
-        assert_eq!(log_key_seq(&event_key(&EventId([0; 16]))), None);
+        assert_eq!(log_key_seq(&event_part_key(0, 0)), None);
         assert_eq!(show_key(&log_key(1)), "L:0000000000000001");
         assert!(subtree_key(6, 255) < subtree_key(6, 256));
         assert!(subtree_key(6, u64::MAX) < subtree_key(7, 0));

@@ -49,22 +49,26 @@
 //!
 //! ```text
 //! key                                  value
-//! "V"                                  format tag, FORMAT_TAG ("mpp-store/v3")
+//! "V"                                  format tag, FORMAT_TAG ("mpp-store/v4")
 //! "H"                                  head: last_seq u64 | last_stream_seq u64 | head_hash [32]
 //!                                        | Merkle frontier (MerkleFrontier::to_bytes, size = last_seq)
 //! "L" first_seq:u64                    block: every entry of one commit (see below)
 //! "M" level:u8 index:u64               [32] hash of the complete aligned subtree of 2^level leaves
 //!                                        from leaf index << level (level >= STORED_SUBTREE_LEVEL_MIN)
 //! "K" tree_size:u64                    SignedCheckpoint::encode (signed bytes | 64-byte signature)
-//! "E" event_id:[16]                    seq:u64 of the entry that accepted the event
+//! "E" bucket:u64 part:u32              event-id index part: records (event_id [16] | seq u64 of the
+//!                                        entry that accepted it), sorted by id, at most
+//!                                        EVENT_PART_IDS_MAX; bucket = the id's first 48 bits (its
+//!                                        UUIDv7 ms timestamp) >> EVENT_BUCKET_MS_SHIFT
 //! "C" tracking_number:15 ASCII digits  case value: bincode 1.3 (varint) of the timeline shape
 //!                                        Vec<(u32 items, u64 seq of the last item)>, one per
 //!                                        application, then of mpp_core::Case with every
-//!                                        application's timeline left empty
-//! "T" tracking_number:15 commit_seq:u64  timeline chunk: bincode of Vec<(u32 application index,
-//!                                        TimelineItem)>, the items one commit (whose first entry
-//!                                        is commit_seq) appended to the case, in application
-//!                                        order then timeline order
+//!                                        application's timeline left empty, then timeline
+//!                                        chunk 0 (as a "T" chunk, possibly empty)
+//! "T" tracking_number:15 chunk:u32      timeline chunk >= 1: bincode of Vec<(u32 application index,
+//!                                        TimelineItem)>, items chunk*32 .. chunk*32+31 of the
+//!                                        case's items in log order (TIMELINE_CHUNK_ITEMS = 32;
+//!                                        every chunk but the last is full)
 //! "S" agency 0x00 service              bincode 1.3 (varint) of mpp_core::ServiceStandard
 //! ```
 //!
@@ -93,16 +97,24 @@
 //! holds the sequence of each accepted event in its timeline. A case's
 //! timelines grow by one item per accepted event for its life, so they are
 //! not in the case value (which a commit rewrites whenever the case changes):
-//! each commit appends the items it added to a case as one `"T"` chunk, and
-//! the case value keeps only the small, current part of the case and the
-//! timeline shape. [`Store::case`] reads the value and the case's chunks (one
-//! prefix scan) and reassembles the full [`mpp_core::Case`]; it checks that
-//! the chunks rebuild exactly the recorded shape. A commit reads the stored
-//! shape and writes only the items beyond it, so a case of `n` events costs
-//! about `n` small case values and `n` items on disk instead of `n` ever
-//! larger copies of its timeline. The only key written per event is the
-//! dedupe index entry, so a commit of `n` events writes about
-//! `n + 2 × cases touched + 2` keys.
+//! the items of all its applications, in log order, fill fixed chunks of
+//! [`TIMELINE_CHUNK_ITEMS`]; a commit rewrites the last, partly filled chunk
+//! and adds new ones. The case value keeps the small, current part of the
+//! case, the timeline shape (each timeline's length and last sequence) and
+//! chunk 0, so a case of up to 32 events is one key. [`Store::case`] reads
+//! the value, then each further chunk by one `get`,
+//! and reassembles the full [`mpp_core::Case`]; it checks that the chunks
+//! rebuild exactly the recorded shape. A commit checks that every timeline
+//! extends the stored one with items of this batch only.
+//!
+//! No key is written per event. In sled 0.34 a new key costs several times
+//! what rewriting an existing one does (node splits and page-table growth;
+//! `hub/store/examples/sled_keys.rs` measures it), so the indexes are laid
+//! out to grow existing keys: the event-id index is bucketed by the ids'
+//! UUIDv7 timestamps (an ingest batch's ids fall in a few 16 ms buckets,
+//! whose last part the commit rewrites), timelines by chunk. A commit of `n`
+//! events touching `c` cases writes about `c + n / 1000 + 3` keys, of which
+//! new ones only for new cases, new buckets and full chunks.
 //!
 //! sled 0.34 cannot open a directory read-only, and holds a lock on it: an
 //! auditor who wants to inspect a live hub's store copies the directory (or
@@ -122,7 +134,10 @@ use mpp_core::log::{Hash32, GENESIS_HASH};
 use mpp_core::merkle::{entry_leaf_hash, MerkleFrontier, NodeSource, Subtree, TreeFull};
 use mpp_core::{Case, LogEntry, ServiceStandard};
 
-pub use layout::{BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, FORMAT_TAG};
+pub use layout::{
+    BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, EVENT_BUCKET_MS_SHIFT, EVENT_PART_IDS_MAX, FORMAT_TAG,
+    TIMELINE_CHUNK_ITEMS,
+};
 pub use mem::MemStore;
 pub use sled_store::{open_waiting_for_lock, SledStore, CACHE_CAPACITY_BYTES, OPEN_LOCK_WAIT_MS_MAX};
 
@@ -322,6 +337,10 @@ pub trait Store: NodeSource<Error = StoreError> + Clone + Send + Sync + std::fmt
     /// dedupe index).
     fn event_seq(&self, id: &EventId) -> Result<Option<u64>, StoreError>;
 
+    /// [`Store::event_seq`] of each id, in order; ids of one index bucket
+    /// cost one read together.
+    fn event_seqs(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError>;
+
     /// The entry with this sequence, `None` past the head.
     fn entry(&self, seq: u64) -> Result<Option<LogEntry>, StoreError>;
 
@@ -333,5 +352,11 @@ pub trait Store: NodeSource<Error = StoreError> + Clone + Send + Sync + std::fmt
 
     /// Writes the batch as one atomic write, then flushes it durably. See
     /// [`CommitBatch`] for the preconditions.
-    fn commit(&self, batch: CommitBatch) -> Result<(), StoreError>;
+    fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
+        self.commit_returning_cases(batch).map(drop)
+    }
+
+    /// [`Store::commit`], handing the batch's cases back unchanged once
+    /// committed (so the single writer can keep them without a copy).
+    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Case>, StoreError>;
 }

@@ -149,6 +149,10 @@ impl Store for MemStore {
         kv::event_seq(self, id)
     }
 
+    fn event_seqs(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError> {
+        kv::event_seqs(self, ids)
+    }
+
     fn entry(&self, seq: u64) -> Result<Option<LogEntry>, StoreError> {
         kv::entry(self, seq)
     }
@@ -157,7 +161,7 @@ impl Store for MemStore {
         kv::entries(self, from_seq)
     }
 
-    fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
+    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Case>, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         kv::commit(self, batch)
     }

@@ -202,6 +202,10 @@ impl Store for SledStore {
         kv::event_seq(self, id)
     }
 
+    fn event_seqs(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError> {
+        kv::event_seqs(self, ids)
+    }
+
     fn entry(&self, seq: u64) -> Result<Option<LogEntry>, StoreError> {
         kv::entry(self, seq)
     }
@@ -210,7 +214,7 @@ impl Store for SledStore {
         kv::entries(self, from_seq)
     }
 
-    fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
+    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Case>, StoreError> {
         // A poisoned lock only means another commit panicked; the store
         // itself is consistent (sled batches are atomic), so carry on.
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());

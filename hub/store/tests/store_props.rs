@@ -519,8 +519,10 @@ fn corrupt_values_are_errors_not_panics() {
         let mut case_key = b"C".to_vec();
         case_key.extend_from_slice(&tn(7).digits());
         db.insert(case_key, vec![0xff; 5]).unwrap();
+        // eid(1) lies in event-index bucket 0: part 0 of it.
         let mut ev = b"E".to_vec();
-        ev.extend_from_slice(&eid(1).0);
+        ev.extend_from_slice(&0u64.to_be_bytes());
+        ev.extend_from_slice(&0u32.to_be_bytes());
         db.insert(ev, vec![1, 2, 3]).unwrap();
         let mut block_key = b"L".to_vec();
         block_key.extend_from_slice(&1u64.to_be_bytes());
@@ -742,15 +744,18 @@ fn timelines_grow<S: Store>(store: S) {
         r
     };
     commit(&mut m, vec![case(3, 1, 2)]).unwrap();
-    // Three more commits, each appending to both timelines and filing one more.
-    for _ in 0..3 {
+    // Twelve more commits, each appending to every timeline and filing one
+    // more application: 13 + 12 + 11 + ... items, several timeline chunks.
+    for _ in 0..12 {
         let next = grown(&m, 3, m.head.last_seq + 1, 1);
         commit(&mut m, vec![next]).unwrap();
     }
     m.check(&store);
     let c = store.case(&tn(3)).unwrap().unwrap();
-    assert_eq!(c.applications.len(), 5);
-    assert_eq!(c.applications[0].timeline.len(), 4);
+    assert_eq!(c.applications.len(), 14);
+    assert_eq!(c.applications[0].timeline.len(), 13);
+    let items: usize = c.applications.iter().map(|a| a.timeline.len()).sum();
+    assert!(items > 3 * mpp_store::TIMELINE_CHUNK_ITEMS, "{items} items");
     // A timeline that drops its last item, one whose last stored item was
     // replaced, and a case that lost an application are all refused.
     let mut shorter = m.cases[&tn(3)].clone();
@@ -759,9 +764,58 @@ fn timelines_grow<S: Store>(store: S) {
     rewritten.applications[1].timeline.last_mut().unwrap().seq += 1;
     let mut fewer = m.cases[&tn(3)].clone();
     fewer.applications.pop();
-    for bad in [shorter, rewritten, fewer] {
+    // A new item must come from the batch that commits it.
+    let mut stale = m.cases[&tn(3)].clone();
+    let old = stale.applications[0].timeline[0].clone();
+    stale.applications[0].timeline.push(old);
+    for bad in [shorter, rewritten, fewer, stale] {
         let r = commit(&mut m, vec![bad]);
         assert!(matches!(r, Err(StoreError::InvalidBatch(_))), "{r:?}");
     }
+    m.check(&store);
+}
+
+#[test]
+fn event_index_finds_every_id_across_buckets_and_parts() {
+    let at = SledAt::new();
+    event_index(MemStore::new());
+    event_index(at.open());
+}
+
+/// An id in its own bucket (the UUIDv7 timestamp `ms`).
+fn eid_at(ms: u64, n: u64) -> EventId {
+    let mut b = eid(n).0;
+    b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    EventId(b)
+}
+
+fn event_index<S: Store>(store: S) {
+    let mut m = Model::default();
+    // 3 commits of 1,000: ids 1..=2,500 all in bucket 0 (more than two full
+    // parts), the rest spread over buckets 16 ms apart.
+    let mut all = Vec::new();
+    for _ in 0..3 {
+        let entries = entries_after(&m.head, 1000, 10, 0);
+        let ids: Vec<(EventId, u64)> = entries
+            .iter()
+            .map(|e| {
+                let n = e.seq;
+                let id = if n <= 2500 { eid(n) } else { eid_at(1_700_000_000_000 + 16 * n, n) };
+                (id, e.seq)
+            })
+            .collect();
+        let b = CommitBatch { event_ids: ids.clone(), ..plain_batch(&m.head, m.tree.frontier(), entries) };
+        store.commit(b.clone()).unwrap();
+        m.apply(&b);
+        all.extend(ids);
+    }
+    for (id, seq) in &all {
+        assert_eq!(store.event_seq(id).unwrap(), Some(*seq), "{id}");
+    }
+    let ids: Vec<EventId> =
+        all.iter().map(|(id, _)| *id).chain([eid(9999), eid_at(1_800_000_000_000, 1)]).collect();
+    let got = store.event_seqs(&ids).unwrap();
+    let want: Vec<Option<u64>> = all.iter().map(|(_, s)| Some(*s)).chain([None, None]).collect();
+    assert_eq!(got, want);
     m.check(&store);
 }

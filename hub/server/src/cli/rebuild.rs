@@ -129,6 +129,10 @@ impl<S: Store> Store for Counted<S> {
         self.inner.event_seq(id)
     }
 
+    fn event_seqs(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError> {
+        self.inner.event_seqs(ids)
+    }
+
     fn entry(&self, seq: u64) -> Result<Option<LogEntry>, StoreError> {
         self.inner.entry(seq)
     }
@@ -140,8 +144,8 @@ impl<S: Store> Store for Counted<S> {
         }))
     }
 
-    fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
-        self.inner.commit(batch)
+    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Case>, StoreError> {
+        self.inner.commit_returning_cases(batch)
     }
 }
 
@@ -268,6 +272,10 @@ impl Store for Windowed {
         self.with(|s| s.event_seq(id))
     }
 
+    fn event_seqs(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError> {
+        self.with(|s| s.event_seqs(ids))
+    }
+
     fn entry(&self, seq: u64) -> Result<Option<LogEntry>, StoreError> {
         self.with(|s| s.entry(seq))
     }
@@ -313,16 +321,16 @@ impl Store for Windowed {
         }))
     }
 
-    fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
+    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Case>, StoreError> {
         use std::sync::atomic::Ordering;
         let n = batch.entries.len() as u64;
-        self.with(|s| s.commit(batch))?;
+        let cases = self.with(|s| s.commit_returning_cases(batch))?;
         // Let go of the blocks written (sled keeps them too) every window.
         if self.written.fetch_add(n, Ordering::Relaxed) + n >= self.window {
             self.written.store(0, Ordering::Relaxed);
             self.close();
         }
-        Ok(())
+        Ok(cases)
     }
 }
 
