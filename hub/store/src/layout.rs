@@ -18,9 +18,11 @@ use crate::{Head, StoreError};
 pub const FORMAT_TAG: &str = "mpp-store/v4";
 
 /// A commit's entries are packed into blocks; a block is closed once it holds
-/// at least this many bytes of records (1 MiB), so one entry lookup never
-/// reads much more than this (a single larger entry gets a block of its own).
-pub const BLOCK_BYTES_MAX: usize = 1024 * 1024;
+/// at least this many bytes of records (64 KiB, about 200 entries of the
+/// usual size), so one entry lookup (a proof, a receipt, a checkpoint's
+/// check) never reads much more than this (a single larger entry gets a
+/// block of its own). Larger blocks did not make ingest faster.
+pub const BLOCK_BYTES_MAX: usize = 64 * 1024;
 
 /// Most entries in one block.
 pub const BLOCK_ENTRIES_MAX: usize = 4096;
