@@ -24,8 +24,9 @@ pub const FORMAT_TAG: &str = "mpp-store/v4";
 /// block of its own). Larger blocks did not make ingest faster.
 pub const BLOCK_BYTES_MAX: usize = 64 * 1024;
 
-/// Most entries in one block.
-pub const BLOCK_ENTRIES_MAX: usize = 4096;
+/// Most entries in one block (binds for entries under 128 bytes, such as
+/// rejections of tiny messages).
+pub const BLOCK_ENTRIES_MAX: usize = 512;
 
 pub(crate) const PREFIX_FORMAT: u8 = b'V';
 pub(crate) const PREFIX_HEAD: u8 = b'H';

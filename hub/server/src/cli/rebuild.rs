@@ -23,10 +23,7 @@ use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::Hash32;
 use mpp_core::merkle::{MerkleFrontier, NodeSource};
 use mpp_core::{Case, LogEntry, ServiceStandard};
-use mpp_store::{
-    push_entry, Cases, Checkpoints, CommitBatch, Entries, Head, SledStore, Store, StoreError,
-    BLOCK_ENTRIES_MAX,
-};
+use mpp_store::{push_entry, Cases, Checkpoints, CommitBatch, Entries, Head, SledStore, Store, StoreError};
 use serde_json::Value;
 
 use super::export::{ExportReader, Line, EXPORT_FORMAT};
@@ -34,7 +31,7 @@ use super::verify::{ChainVerifier, Failure, VerifyReport};
 use super::{open_store, say, Progress, PublicKey, RebuildArgs, AUDIT_CACHE_BYTES, EXIT_FAILED};
 
 /// Entries per commit when loading an export into a scratch store.
-pub const IMPORT_BATCH_ENTRIES_MAX: usize = BLOCK_ENTRIES_MAX;
+pub const IMPORT_BATCH_ENTRIES_MAX: usize = 4096;
 
 /// Differing cases listed by a diff.
 pub const DIFF_CASES_SHOWN_MAX: usize = 10;
