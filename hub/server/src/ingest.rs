@@ -254,6 +254,11 @@ impl Writer {
                     error!(error = %e, "Signing the last checkpoint failed");
                 }
             }
+            // Held-back case values: written now, or re-derived from the log
+            // at the next start.
+            if let Err(e) = ledger.flush_projection() {
+                error!(error = %e, "Writing the held-back case values failed; the next start re-derives them");
+            }
             debug!("Ledger writer stopped");
         })?;
         Ok(Self { tx, thread })

@@ -207,12 +207,101 @@ impl<S: Store> Ledger<S> {
     /// Opens the ledger on `store`: reads the head and the Merkle frontier,
     /// checks the head against the last entry, and loads the standards in
     /// force.
+    ///
+    /// The store writes case values behind the log (see
+    /// [`Store::projected_through`]); after a crash the cases changed by the
+    /// last few commits (at most `mpp_store::PROJECTION_EVERY_COMMITS`
+    /// batches) are re-derived here from their log entries, each entry
+    /// judged again and checked against its stored verdict, and handed back
+    /// to the store, so every reader sees the projection of the whole log.
     pub fn open(store: S) -> Result<Self, LedgerError> {
+        // Cases this handle (or a clone) still holds back: write them.
+        store.flush_projection()?;
         let (head, frontier) = store.head_and_frontier()?;
         check_head_entry(&store, &head)?;
         let standards =
             store.standards()?.into_iter().map(|s| ((s.agency.clone(), s.service.clone()), s)).collect();
-        Ok(Ledger { store, head, frontier, standards, cache: CaseCache::default() })
+        let mut ledger = Ledger { store, head, frontier, standards, cache: CaseCache::default() };
+        ledger.catch_up()?;
+        Ok(ledger)
+    }
+
+    /// Re-derives the cases the entries after the stored projection changed
+    /// and hands them to the store (see [`Ledger::open`]).
+    fn catch_up(&mut self) -> Result<(), LedgerError> {
+        let projected = self.store.projected_through()?;
+        let lag = self.head.last_seq.saturating_sub(projected);
+        if lag == 0 {
+            return Ok(());
+        }
+        let entries: Vec<LogEntry> = self
+            .store
+            .entries(projected + 1)
+            .take(usize::try_from(lag).unwrap_or(usize::MAX))
+            .collect::<Result<_, _>>()?;
+        let checked: Vec<Result<Envelope, Rejection>> = entries
+            .iter()
+            .map(|e| check_message(&e.subject, &e.payload, e.stream_time_ns.div_euclid(1_000_000)))
+            .collect();
+        let mut overlay = Overlay::new(&self.store, &self.standards, &mut self.cache);
+        // The index already holds the ids these entries accepted; only ids
+        // accepted up to the projection count as seen before them.
+        let ids: Vec<EventId> = checked.iter().flatten().map(|env| env.event_id).collect();
+        for (id, seq) in ids.iter().zip(self.store.event_seqs(&ids)?) {
+            if let Some(seq) = seq.filter(|s| *s <= projected) {
+                overlay.stored_ids.insert(*id, seq);
+            }
+        }
+        overlay.prefetched = true;
+        for (e, checked) in entries.iter().zip(checked) {
+            let j = judge_checked(&mut overlay, e.seq, checked, e.stream_time_ns.div_euclid(1_000_000))?;
+            let again = LogEntry::new(
+                e.seq,
+                e.stream_seq,
+                e.stream_time_ns,
+                j.verdict,
+                j.reason,
+                &j.detail,
+                &e.subject,
+                e.payload.clone(),
+                e.prev_hash,
+            );
+            if again.hash != e.hash {
+                return Err(LedgerError::Replay {
+                    seq: e.seq,
+                    what: format!(
+                        "catching the projection up: stored {} {}, replayed {} {}",
+                        e.verdict.as_str(),
+                        e.reason.map_or("-", |r| r.as_str()),
+                        again.verdict.as_str(),
+                        again.reason.map_or("-", |r| r.as_str()),
+                    ),
+                });
+            }
+        }
+        let Overlay { mut cases, dirty, standards, .. } = overlay;
+        if !standards.is_empty() {
+            // A commit that changes a standard always writes the projection.
+            return Err(LedgerError::Replay {
+                seq: projected + 1,
+                what: "a service standard changed after the stored projection".to_owned(),
+            });
+        }
+        let changed: Vec<Case> = dirty.iter().filter_map(|id| cases.remove(id).flatten()).collect();
+        tracing::info!(
+            projected,
+            head = self.head.last_seq,
+            cases = changed.len(),
+            "Projection caught up from the log"
+        );
+        self.store.stage_replayed(changed)?;
+        Ok(())
+    }
+
+    /// Writes the case values the store still holds back (the hub calls it
+    /// when it stops, so the next start has nothing to re-derive).
+    pub fn flush_projection(&self) -> Result<(), LedgerError> {
+        Ok(self.store.flush_projection()?)
     }
 
     /// The head and checkpoint as of the last commit.

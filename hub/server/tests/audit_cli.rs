@@ -134,7 +134,8 @@ fn raw_sled(dir: &Path) -> sled::Db {
     }
 }
 
-/// A log block as stored: `u8 1 | u32 count | u32 end per record | records`.
+/// A log block as stored: `u8 2 | u32 LE size | LZ4 of the body`, the body
+/// `u32 count | u32 end per record | records` (format 1: `u8 1 | body`).
 struct Block {
     key: Vec<u8>,
     first_seq: u64,
@@ -143,7 +144,11 @@ struct Block {
 
 impl Block {
     fn parse(key: &[u8], v: &[u8]) -> Block {
-        assert_eq!(v[0], 1, "block format");
+        let v = match v[0] {
+            1 => v.to_vec(),
+            2 => [&[1u8][..], &lz4_flex::block::decompress_size_prepended(&v[1..]).unwrap()].concat(),
+            other => panic!("block format {other}"),
+        };
         let count = u32::from_be_bytes(v[1..5].try_into().unwrap()) as usize;
         let body = &v[5 + 4 * count..];
         let mut records = Vec::new();
@@ -167,7 +172,8 @@ impl Block {
         for r in &self.records {
             out.extend_from_slice(r);
         }
-        out
+        // Stored as the hub stores it.
+        [&[2u8][..], &lz4_flex::block::compress_prepend_size(&out[1..])].concat()
     }
 }
 
@@ -544,7 +550,7 @@ fn rebuild_equals_live_for_100k_events_of_every_type_and_so_does_export_then_reb
     let dir = copy.path();
     let log = Windowed::new(dir);
     let open_live = || {
-        log.close();
+        log.close()?;
         Ok(SledStore::open(dir)?)
     };
     let windowed = rebuild_and_compare(&log, Some(&open_live), quiet()).unwrap().unwrap();

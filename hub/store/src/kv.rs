@@ -28,6 +28,69 @@ pub(crate) trait Kv: Send + Sync {
     /// Writes all `(key, value)` pairs as one atomic batch and makes them
     /// durable before returning.
     fn write_atomic(&self, pairs: Vec<Pair>) -> Result<(), StoreError>;
+    /// The case values this handle's store holds back (shared by clones).
+    fn pending(&self) -> &Pending;
+}
+
+/// Most cases whose new values a store holds back in memory instead of
+/// writing them with every commit (about 1-3 KiB each encoded, so at most
+/// about 24 MiB).
+pub const PENDING_CASES_MAX: usize = 8192;
+
+/// Most commits between two writes of the held-back case values.
+pub const PROJECTION_EVERY_COMMITS: u32 = 16;
+
+/// Case values committed to the log but not yet written (write-behind).
+///
+/// A case busy enough to change in every ingest batch would otherwise be
+/// rewritten in every batch; held back, it is written once per
+/// [`PROJECTION_EVERY_COMMITS`] commits (or sooner, when
+/// [`PENDING_CASES_MAX`] cases are held, or a batch changes a service
+/// standard). The stored case values (and standards) are then always the
+/// projection as of one sequence, `projected_through` in the head, written
+/// in the same atomic batch as them; readers of this handle see the held
+/// back values first, so they see every committed case. After a crash the
+/// held-back values are gone and the ledger re-derives them from the log
+/// entries after `projected_through` (see `mpp_hub::ledger::Ledger::open`),
+/// then hands them back with [`crate::Store::stage_replayed`].
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    inner: std::sync::RwLock<PendingInner>,
+}
+
+#[derive(Debug, Default)]
+struct PendingInner {
+    cases: std::collections::HashMap<[u8; 16], PendingCase>,
+    commits: u32,
+}
+
+/// One held-back case: the pairs that write it.
+#[derive(Debug, Clone)]
+struct PendingCase {
+    /// How many timeline items the written value holds.
+    stored_items: usize,
+    /// The case's timeline shape now.
+    shape: layout::TimelineShape,
+    /// The case value and its timeline chunks from the first one the
+    /// written value lacks.
+    pairs: Vec<Pair>,
+}
+
+impl Pending {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, PendingInner> {
+        // A poisoned lock means a panic elsewhere mid-update of plain data;
+        // every update leaves the map consistent, so carry on.
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, PendingInner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, key: &[u8]) -> Option<PendingCase> {
+        let key: [u8; 16] = key.try_into().ok()?;
+        self.read().cases.get(&key).cloned()
+    }
 }
 
 /// Checks the format tag, writing it into an empty store.
@@ -91,19 +154,28 @@ pub(crate) fn checkpoints<K: Kv>(kv: &K, from_size: u64, to_size: u64) -> Checkp
 }
 
 pub(crate) fn case(kv: &impl Kv, id: &TrackingNumber) -> Result<Option<Case>, StoreError> {
-    let key = layout::case_key(id);
-    match kv.get(&key)? {
-        Some(v) => case_with_timeline(kv, &key, &v).map(Some),
+    case_by_key(kv, &layout::case_key(id))
+}
+
+/// The case under a case key: held back, or as written.
+fn case_by_key(kv: &impl Kv, key: &[u8]) -> Result<Option<Case>, StoreError> {
+    if let Some(pc) = kv.pending().get(key) {
+        let value = pc.pairs.first().map(|(_, v)| v.as_slice()).unwrap_or_default();
+        return case_with_timeline(kv, key, value, &pc.pairs).map(Some);
+    }
+    match kv.get(key)? {
+        Some(v) => case_with_timeline(kv, key, &v, &[]).map(Some),
         None => Ok(None),
     }
 }
 
 /// The case of the value `v` under `key`, with its timeline chunks read
 /// back in: the shape in the value gives the number of items, so the number
-/// of chunks, each read by one `get` (a timeline is bounded by
+/// of chunks, each taken from `held` (the pairs of a held-back case) or
+/// read by one `get` (a timeline is bounded by
 /// `limits::TIMELINE_ITEMS_PER_APPLICATION_MAX` items per application, so
 /// the reads are too).
-fn case_with_timeline(kv: &impl Kv, key: &[u8], v: &[u8]) -> Result<Case, StoreError> {
+fn case_with_timeline(kv: &impl Kv, key: &[u8], v: &[u8], held: &[Pair]) -> Result<Case, StoreError> {
     let digits =
         key.get(1..).filter(|d| d.len() == 15).ok_or_else(|| corrupt("case key has a bad length", key))?;
     let (shape, _) = layout::decode_case_shape(key, v)?;
@@ -113,7 +185,10 @@ fn case_with_timeline(kv: &impl Kv, key: &[u8], v: &[u8]) -> Result<Case, StoreE
     let mut chunks = Vec::with_capacity(count - 1);
     for n in 1..count {
         let tkey = layout::timeline_key_of(digits, n as u32);
-        let chunk = kv.get(&tkey)?.ok_or_else(|| corrupt("timeline chunk is missing", &tkey))?;
+        let chunk = match held.iter().find(|(k, _)| *k == tkey) {
+            Some((_, c)) => c.clone(),
+            None => kv.get(&tkey)?.ok_or_else(|| corrupt("timeline chunk is missing", &tkey))?,
+        };
         chunks.push((tkey, chunk));
     }
     layout::decode_case(key, v, &chunks)
@@ -370,16 +445,17 @@ fn check_batch(cur: &Head, cur_frontier: &MerkleFrontier, b: &CommitBatch) -> Re
 
 /// Commits a batch and hands its cases back, unchanged (the ledger keeps
 /// them cached). The caller holds its store's writer lock, so the head read
-/// here is the head the batch is written on.
+/// here is the head the batch is written on. The batch's cases are held
+/// back (see [`Pending`]) unless the projection is due, in which case every
+/// held-back case is written with them.
 pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Case>, StoreError> {
-    let (cur, cur_frontier) = head_and_frontier(kv)?;
+    let (cur, projected, cur_frontier) = head_value(kv)?;
     check_batch(&cur, &cur_frontier, &b)?;
     if b.entries.is_empty() {
         return Ok(b.cases);
     }
     let blocks = layout::encode_blocks(&b.entries);
-    let mut pairs: Vec<Pair> =
-        Vec::with_capacity(blocks.len() + b.subtrees.len() + 2 * b.cases.len() + b.standards.len() + 8);
+    let mut pairs: Vec<Pair> = Vec::with_capacity(blocks.len() + b.subtrees.len() + b.standards.len() + 8);
     for (first, block) in blocks {
         pairs.push((layout::log_key(first).to_vec(), block));
     }
@@ -395,49 +471,141 @@ pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Case>, StoreErr
         last_of.insert(c.tracking_number, i);
     }
     let mut cases = b.cases;
+    let mut staged: Vec<([u8; 16], PendingCase)> = Vec::with_capacity(last_of.len());
     for (i, c) in cases.iter_mut().enumerate() {
         if last_of.get(&c.tracking_number) != Some(&i) {
             continue;
         }
         let key = layout::case_key(&c.tracking_number);
-        let shape = layout::timeline_shape(c);
-        let stored = match kv.get(&key)? {
-            Some(v) => layout::decode_case_shape(&key, &v)?.0,
-            None => Vec::new(),
+        let (stored_items, latest) = match kv.pending().get(&key) {
+            Some(pc) => (pc.stored_items, pc.shape),
+            None => match kv.get(&key)? {
+                Some(v) => {
+                    let shape = layout::decode_case_shape(&key, &v)?.0;
+                    (shape.iter().map(|(n, _)| *n as usize).sum(), shape)
+                }
+                None => (0, Vec::new()),
+            },
         };
-        check_timelines_extend(c, &stored, &batch_seqs)?;
-        // Chunk 0 rides in the case value. Of the others, only those past
-        // the stored items' full ones are written: the last, partly filled
-        // chunk again, and any new ones.
-        let stored_items: usize = stored.iter().map(|(n, _)| *n as usize).sum();
-        let items = layout::timeline_items(c);
-        let first = (stored_items / layout::TIMELINE_CHUNK_ITEMS).max(1);
-        for (n, chunk) in items.chunks(layout::TIMELINE_CHUNK_ITEMS).enumerate().skip(first) {
-            let tkey = layout::timeline_key(&c.tracking_number, n as u32);
-            let v = layout::encode_timeline_chunk(chunk, &tkey)?;
-            pairs.push((tkey, v));
+        check_timelines_extend(c, &latest, &batch_seqs)?;
+        staged.push((key, encode_pending(c, &key, stored_items)?));
+    }
+    let mut pending = kv.pending().write();
+    let new_cases = staged.iter().filter(|(k, _)| !pending.cases.contains_key(k)).count();
+    // Standards are written only with the projection, so the stored
+    // standards are always those in force at `projected_through`.
+    let due = !b.standards.is_empty()
+        || pending.commits + 1 >= PROJECTION_EVERY_COMMITS
+        || pending.cases.len() + new_cases > PENDING_CASES_MAX;
+    if !due {
+        // Nothing held back, before or now: the written projection is
+        // current.
+        let projected =
+            if pending.cases.is_empty() && staged.is_empty() { b.head.last_seq } else { projected };
+        pairs.push((layout::head_key().to_vec(), layout::encode_head(&b.head, projected, &b.frontier)));
+        kv.write_atomic(pairs)?;
+        pending.cases.extend(staged);
+        pending.commits += 1;
+        return Ok(cases);
+    }
+    let restaged: std::collections::HashSet<[u8; 16]> = staged.iter().map(|(k, _)| *k).collect();
+    for (k, pc) in &pending.cases {
+        if !restaged.contains(k) {
+            pairs.extend(pc.pairs.iter().cloned());
         }
-        let chunk0 =
-            layout::encode_timeline_chunk(&items[..items.len().min(layout::TIMELINE_CHUNK_ITEMS)], &key)?;
-        drop(items);
-        // The value holds the case without its timelines: take them out for
-        // the encoding and put them back.
-        let timelines: Vec<Vec<TimelineItem>> =
-            c.applications.iter_mut().map(|a| std::mem::take(&mut a.timeline)).collect();
-        let v = layout::encode_case_value(&shape, c, &chunk0, &key);
-        for (a, t) in c.applications.iter_mut().zip(timelines) {
-            a.timeline = t;
-        }
-        pairs.push((key.to_vec(), v?));
+    }
+    for (_, pc) in staged {
+        pairs.extend(pc.pairs);
     }
     for s in &b.standards {
         let key = layout::standard_key(&s.agency, &s.service);
         let v = layout::encode_value(s, &key)?;
         pairs.push((key, v));
     }
-    pairs.push((layout::head_key().to_vec(), layout::encode_head(&b.head, &b.frontier)));
+    pairs.push((layout::head_key().to_vec(), layout::encode_head(&b.head, b.head.last_seq, &b.frontier)));
     kv.write_atomic(pairs)?;
+    pending.cases.clear();
+    pending.commits = 0;
     Ok(cases)
+}
+
+/// The pairs that write `c` over a stored value holding `stored_items`
+/// timeline items: the case value (with chunk 0) and the chunks from the
+/// first one the stored value lacks.
+fn encode_pending(c: &mut Case, key: &[u8], stored_items: usize) -> Result<PendingCase, StoreError> {
+    let shape = layout::timeline_shape(c);
+    let mut pairs = Vec::with_capacity(2);
+    let items = layout::timeline_items(c);
+    let first = (stored_items / layout::TIMELINE_CHUNK_ITEMS).max(1);
+    let mut chunks = Vec::new();
+    for (n, chunk) in items.chunks(layout::TIMELINE_CHUNK_ITEMS).enumerate().skip(first) {
+        let tkey = layout::timeline_key(&c.tracking_number, n as u32);
+        let v = layout::encode_timeline_chunk(chunk, &tkey)?;
+        chunks.push((tkey, v));
+    }
+    let chunk0 = layout::encode_timeline_chunk(&items[..items.len().min(layout::TIMELINE_CHUNK_ITEMS)], key)?;
+    drop(items);
+    // The value holds the case without its timelines: take them out for
+    // the encoding and put them back.
+    let timelines: Vec<Vec<TimelineItem>> =
+        c.applications.iter_mut().map(|a| std::mem::take(&mut a.timeline)).collect();
+    let v = layout::encode_case_value(&shape, c, &chunk0, key);
+    for (a, t) in c.applications.iter_mut().zip(timelines) {
+        a.timeline = t;
+    }
+    pairs.push((key.to_vec(), v?));
+    pairs.extend(chunks);
+    Ok(PendingCase { stored_items, shape, pairs })
+}
+
+/// The head, the sequence the stored projection describes, and the frontier.
+fn head_value(kv: &impl Kv) -> Result<(Head, u64, MerkleFrontier), StoreError> {
+    match kv.get(&layout::head_key())? {
+        Some(v) => layout::decode_head_value(&v),
+        None => Ok((Head::GENESIS, 0, MerkleFrontier::new())),
+    }
+}
+
+/// The last sequence the stored (written) case values describe.
+pub(crate) fn projected_through(kv: &impl Kv) -> Result<u64, StoreError> {
+    Ok(head_value(kv)?.1)
+}
+
+/// Writes every held-back case value, so the stored projection describes
+/// the whole log; does nothing when none is held back. The caller holds its
+/// store's writer lock.
+pub(crate) fn flush_projection(kv: &impl Kv) -> Result<(), StoreError> {
+    let (head, _, frontier) = head_value(kv)?;
+    let mut pending = kv.pending().write();
+    // Nothing held back: the written projection is as current as this
+    // handle knows. (After a crash it may lag the log with nothing held
+    // back; only the ledger's catch-up can bring it forward.)
+    if pending.cases.is_empty() {
+        return Ok(());
+    }
+    let mut pairs: Vec<Pair> = pending.cases.values().flat_map(|pc| pc.pairs.iter().cloned()).collect();
+    pairs.push((layout::head_key().to_vec(), layout::encode_head(&head, head.last_seq, &frontier)));
+    kv.write_atomic(pairs)?;
+    pending.cases.clear();
+    pending.commits = 0;
+    Ok(())
+}
+
+/// Holds back `cases`, re-derived from the log entries after
+/// `projected_through`, as if their commits had held them back. The caller
+/// holds its store's writer lock.
+pub(crate) fn stage_replayed(kv: &impl Kv, cases: Vec<Case>) -> Result<(), StoreError> {
+    let mut staged = Vec::with_capacity(cases.len());
+    for mut c in cases {
+        let key = layout::case_key(&c.tracking_number);
+        let stored_items = match kv.get(&key)? {
+            Some(v) => layout::decode_case_shape(&key, &v)?.0.iter().map(|(n, _)| *n as usize).sum(),
+            None => 0,
+        };
+        staged.push((key, encode_pending(&mut c, &key, stored_items)?));
+    }
+    kv.pending().write().cases.extend(staged);
+    Ok(())
 }
 
 /// Checks that `case` keeps every stored application in its place and that
@@ -598,27 +766,59 @@ impl<K: Kv> NodeSource for Tree<'_, K> {
     }
 }
 
-/// Every case, in tracking-number order, each with its timeline.
+/// Every case, in tracking-number order, each with its timeline: the
+/// written ones merged with those held back (as of the moment the iterator
+/// was created; each case is read when the iterator reaches it).
 pub(crate) fn cases<K: Kv>(kv: &K) -> crate::Cases<'_> {
+    let mut held: Vec<[u8; 16]> = kv.pending().read().cases.keys().copied().collect();
+    held.sort_unstable();
+    let mut held = held.into_iter().peekable();
     let mut after = vec![layout::PREFIX_CASE];
+    let mut next_written: Option<Vec<u8>> = None;
+    let mut written_done = false;
     let mut done = false;
     Box::new(std::iter::from_fn(move || {
         if done {
             return None;
         }
-        let item = match kv.next_with_prefix(layout::PREFIX_CASE, &after) {
-            Ok(Some((k, v))) => {
-                let c = case_with_timeline(kv, &k, &v);
-                after = k;
-                c
+        if next_written.is_none() && !written_done {
+            match kv.next_with_prefix(layout::PREFIX_CASE, &after) {
+                Ok(Some((k, _))) => {
+                    after = k.clone();
+                    next_written = Some(k);
+                }
+                Ok(None) => written_done = true,
+                Err(e) => {
+                    done = true;
+                    return Some(Err(e));
+                }
             }
-            Ok(None) => {
+        }
+        let key: Vec<u8> = match (next_written.as_deref(), held.peek()) {
+            (Some(w), Some(h)) if h.as_slice() < w => held.next()?.to_vec(),
+            (Some(w), Some(h)) if h.as_slice() == w => {
+                held.next();
+                next_written.take()?
+            }
+            (Some(_), _) => next_written.take()?,
+            (None, Some(_)) => held.next()?.to_vec(),
+            (None, None) => {
                 done = true;
                 return None;
             }
-            Err(e) => Err(e),
         };
-        done = item.is_err();
-        Some(item)
+        match case_by_key(kv, &key) {
+            Ok(Some(c)) => Some(Ok(c)),
+            // Not reached: a written case is never deleted, and a held-back
+            // case is written before it leaves the held-back set.
+            Ok(None) => {
+                done = true;
+                Some(Err(corrupt("a listed case has no value", &key)))
+            }
+            Err(e) => {
+                done = true;
+                Some(Err(e))
+            }
+        }
     }))
 }

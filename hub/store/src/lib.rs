@@ -134,6 +134,7 @@ use mpp_core::log::{Hash32, GENESIS_HASH};
 use mpp_core::merkle::{entry_leaf_hash, MerkleFrontier, NodeSource, Subtree, TreeFull};
 use mpp_core::{Case, LogEntry, ServiceStandard};
 
+pub use kv::{PENDING_CASES_MAX, PROJECTION_EVERY_COMMITS};
 pub use layout::{
     BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, EVENT_BUCKET_MS_SHIFT, EVENT_PART_IDS_MAX, FORMAT_TAG,
     TIMELINE_CHUNK_ITEMS,
@@ -359,4 +360,21 @@ pub trait Store: NodeSource<Error = StoreError> + Clone + Send + Sync + std::fmt
     /// [`Store::commit`], handing the batch's cases back unchanged once
     /// committed (so the single writer can keep them without a copy).
     fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Case>, StoreError>;
+
+    /// The last sequence the written case values and standards describe.
+    /// Commits hold case values back in memory and write them every few
+    /// commits (write-behind, see [`PROJECTION_EVERY_COMMITS`]); this handle
+    /// and its clones read the held-back values first. Below the head after
+    /// a crash: the ledger then re-derives the cases changed since from the
+    /// log and hands them to [`Store::stage_replayed`].
+    fn projected_through(&self) -> Result<u64, StoreError>;
+
+    /// Holds back `cases` (re-derived from the entries after
+    /// [`Store::projected_through`]) as if their commits had held them back.
+    fn stage_replayed(&self, cases: Vec<Case>) -> Result<(), StoreError>;
+
+    /// Writes every held-back case value, durably, so that
+    /// [`Store::projected_through`] is the head's sequence. A hub calls it
+    /// when it stops; without it a restart re-derives them from the log.
+    fn flush_projection(&self) -> Result<(), StoreError>;
 }

@@ -11,7 +11,7 @@ use mpp_core::log::Hash32;
 use mpp_core::merkle::{MerkleFrontier, NodeSource};
 use mpp_core::{Case, LogEntry, ServiceStandard};
 
-use crate::kv::{self, Kv, Pair};
+use crate::kv::{self, Kv, Pair, Pending};
 use crate::{Cases, Checkpoints, CommitBatch, Entries, Head, Store, StoreError};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -22,6 +22,7 @@ type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 pub struct MemStore {
     map: Arc<RwLock<Map>>,
     writer: Arc<Mutex<()>>,
+    pending: Arc<Pending>,
 }
 
 impl std::fmt::Debug for MemStore {
@@ -39,7 +40,11 @@ impl Default for MemStore {
 impl MemStore {
     /// An empty store (with its format tag, like a fresh [`crate::SledStore`]).
     pub fn new() -> Self {
-        let s = MemStore { map: Arc::new(RwLock::new(Map::new())), writer: Arc::new(Mutex::new(())) };
+        let s = MemStore {
+            map: Arc::new(RwLock::new(Map::new())),
+            writer: Arc::new(Mutex::new(())),
+            pending: Arc::new(Pending::default()),
+        };
         s.write().insert(crate::layout::format_key().to_vec(), crate::FORMAT_TAG.as_bytes().to_vec());
         s
     }
@@ -52,6 +57,15 @@ impl MemStore {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl MemStore {
+    /// A new handle on the same data without the case values held back
+    /// from writing (see [`crate::Store::projected_through`]): what a crash
+    /// leaves, for tests of recovery.
+    pub fn without_held_back(self) -> Self {
+        MemStore { map: self.map, writer: self.writer, pending: Arc::new(Pending::default()) }
     }
 }
 
@@ -84,6 +98,10 @@ impl Kv for MemStore {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    fn pending(&self) -> &Pending {
+        &self.pending
     }
 
     fn write_atomic(&self, pairs: Vec<Pair>) -> Result<(), StoreError> {
@@ -151,6 +169,20 @@ impl Store for MemStore {
 
     fn event_seqs(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError> {
         kv::event_seqs(self, ids)
+    }
+
+    fn projected_through(&self) -> Result<u64, StoreError> {
+        kv::projected_through(self)
+    }
+
+    fn stage_replayed(&self, cases: Vec<Case>) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        kv::stage_replayed(self, cases)
+    }
+
+    fn flush_projection(&self) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        kv::flush_projection(self)
     }
 
     fn entry(&self, seq: u64) -> Result<Option<LogEntry>, StoreError> {

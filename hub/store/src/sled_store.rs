@@ -10,7 +10,7 @@ use mpp_core::log::Hash32;
 use mpp_core::merkle::{MerkleFrontier, NodeSource};
 use mpp_core::{Case, LogEntry, ServiceStandard};
 
-use crate::kv::{self, Kv, Pair};
+use crate::kv::{self, Kv, Pair, Pending};
 use crate::{Cases, Checkpoints, CommitBatch, Entries, Head, Store, StoreError};
 
 /// sled's page cache bound, in bytes (160 MiB). sled's default is 1 GiB; the
@@ -60,6 +60,8 @@ pub struct SledStore {
     /// Serialises commits, so the head a commit checks against is the head
     /// it writes on.
     writer: Arc<Mutex<()>>,
+    /// Case values held back from writing (write-behind), shared by clones.
+    pending: Arc<Pending>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -87,7 +89,7 @@ impl SledStore {
             // background flusher adds nothing.
             .flush_every_ms(None);
         let db = open_waiting_for_lock(&config)?;
-        let store = SledStore { db, writer: Arc::new(Mutex::new(())) };
+        let store = SledStore { db, writer: Arc::new(Mutex::new(())), pending: Arc::new(Pending::default()) };
         let is_empty = store.db.is_empty();
         kv::check_format(&store, is_empty)?;
         tracing::debug!(dir = %dir.as_ref().display(), recovered = store.db.was_recovered(), "Store opened");
@@ -132,6 +134,10 @@ impl Kv for SledStore {
             .scan_prefix(prefix)
             .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
             .collect()
+    }
+
+    fn pending(&self) -> &Pending {
+        &self.pending
     }
 
     fn write_atomic(&self, pairs: Vec<Pair>) -> Result<(), StoreError> {
@@ -204,6 +210,20 @@ impl Store for SledStore {
 
     fn event_seqs(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError> {
         kv::event_seqs(self, ids)
+    }
+
+    fn projected_through(&self) -> Result<u64, StoreError> {
+        kv::projected_through(self)
+    }
+
+    fn stage_replayed(&self, cases: Vec<Case>) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        kv::stage_replayed(self, cases)
+    }
+
+    fn flush_projection(&self) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        kv::flush_projection(self)
     }
 
     fn entry(&self, seq: u64) -> Result<Option<LogEntry>, StoreError> {

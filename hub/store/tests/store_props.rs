@@ -167,9 +167,21 @@ struct Model {
     events: BTreeMap<EventId, u64>,
     head: Head,
     tree: MemTree,
+    /// The cases after each commit, by the commit's last sequence (what a
+    /// store that lost its held-back case values still has written).
+    history: BTreeMap<u64, BTreeMap<TrackingNumber, Case>>,
 }
 
 impl Model {
+    /// The cases as of sequence `seq` (after the last commit up to it).
+    fn cases_at(&self, seq: u64) -> Vec<Case> {
+        self.history
+            .range(..=seq)
+            .next_back()
+            .map(|(_, cs)| cs.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     fn apply(&mut self, b: &CommitBatch) {
         for e in &b.entries {
             self.tree.push(merkle::entry_leaf_hash(&e.hash)).unwrap();
@@ -185,6 +197,9 @@ impl Model {
             self.events.insert(*id, *seq);
         }
         self.head = b.head;
+        if !b.entries.is_empty() {
+            self.history.insert(b.head.last_seq, self.cases.clone());
+        }
     }
 
     fn check(&self, store: &impl Store) {
@@ -264,8 +279,12 @@ enum Op {
         events: usize,
         fault: Option<u8>,
     },
-    /// Drop every handle and reopen (sled: the directory).
+    /// Write the held-back case values, drop every handle and reopen
+    /// (sled: the directory).
     Reopen,
+    /// Drop every handle without writing the held-back case values (a
+    /// crash), reopen, and hand the lost ones back as the ledger would.
+    Crash,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -280,6 +299,7 @@ fn op() -> impl Strategy<Value = Op> {
         )
             .prop_map(|(n, big, cases, standard, events, fault)| Op::Commit { n, big, cases, standard, events, fault }),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Crash),
     ]
 }
 
@@ -347,6 +367,11 @@ impl Reopen for MemStore {
     }
 }
 
+/// What a crash leaves of a store: a fresh handle on its written data.
+fn mem_crash(s: MemStore) -> MemStore {
+    s.without_held_back()
+}
+
 struct SledAt {
     dir: tempfile::TempDir,
 }
@@ -360,14 +385,41 @@ impl SledAt {
     }
 }
 
-fn run<S: Store>(ops: &[Op], mut reopen: impl FnMut(S) -> S, store: S) -> (Model, S) {
+fn run<S: Store>(
+    ops: &[Op],
+    mut reopen: impl FnMut(S) -> S,
+    mut crash: impl FnMut(S) -> S,
+    store: S,
+) -> (Model, S) {
     let mut store = store;
     let mut m = Model::default();
     let mut counter = 0u64;
     for op in ops {
         match op {
             Op::Reopen => {
+                store.flush_projection().unwrap();
                 store = reopen(store);
+                assert_eq!(store.projected_through().unwrap(), m.head.last_seq);
+                m.check(&store);
+            }
+            Op::Crash => {
+                store = crash(store);
+                // The log is whole; the written cases are the projection as
+                // of `projected_through`, a commit boundary.
+                let projected = store.projected_through().unwrap();
+                assert!(projected <= m.head.last_seq);
+                assert!(projected == 0 || m.history.contains_key(&projected), "{projected}");
+                let written: Vec<Case> = store.cases().collect::<Result<_, _>>().unwrap();
+                assert_eq!(written, m.cases_at(projected));
+                let before: BTreeMap<TrackingNumber, Case> =
+                    m.cases_at(projected).into_iter().map(|c| (c.tracking_number, c)).collect();
+                let lost: Vec<Case> = m
+                    .cases
+                    .values()
+                    .filter(|c| before.get(&c.tracking_number) != Some(*c))
+                    .cloned()
+                    .collect();
+                store.stage_replayed(lost).unwrap();
                 m.check(&store);
             }
             Op::Commit { .. } => {
@@ -394,7 +446,9 @@ proptest! {
     #[test]
     fn sled_matches_the_model_across_reopen(ops in prop::collection::vec(op(), 1..24)) {
         let at = SledAt::new();
-        let (m, store) = run(&ops, |s: SledStore| { drop(s); at.open() }, at.open());
+        let reopen = |s: SledStore| { drop(s); at.open() };
+        let (m, store) = run(&ops, reopen, reopen, at.open());
+        store.flush_projection().unwrap();
         drop(store);
         m.check(&at.open());
     }
@@ -403,8 +457,9 @@ proptest! {
     #[test]
     fn mem_and_sled_agree(ops in prop::collection::vec(op(), 1..24)) {
         let at = SledAt::new();
-        let (mm, mem) = run(&ops, MemStore::reopen, MemStore::new());
-        let (sm, sled) = run(&ops, |s: SledStore| { drop(s); at.open() }, at.open());
+        let (mm, mem) = run(&ops, MemStore::reopen, mem_crash, MemStore::new());
+        let reopen = |s: SledStore| { drop(s); at.open() };
+        let (sm, sled) = run(&ops, reopen, reopen, at.open());
         prop_assert_eq!(mm.head, sm.head);
         let a: Vec<_> = mem.entries(1).map(|e| e.unwrap().encode()).collect();
         let b: Vec<_> = sled.entries(1).map(|e| e.unwrap().encode()).collect();
@@ -818,4 +873,38 @@ fn event_index<S: Store>(store: S) {
     let want: Vec<Option<u64>> = all.iter().map(|(_, s)| Some(*s)).chain([None, None]).collect();
     assert_eq!(got, want);
     m.check(&store);
+}
+
+#[test]
+fn case_values_are_written_behind_the_log_and_read_first() {
+    let at = SledAt::new();
+    let store = at.open();
+    let mut m = Model::default();
+    // Two commits changing a case: the log and head advance, the written
+    // projection stays behind, readers see the newest case.
+    for serial in [1, 2] {
+        let entries = entries_after(&m.head, 1, 10, 0);
+        let seq = m.head.last_seq + 1;
+        let b = CommitBatch {
+            cases: vec![case(serial, seq, 1)],
+            ..plain_batch(&m.head, m.tree.frontier(), entries)
+        };
+        store.commit(b.clone()).unwrap();
+        m.apply(&b);
+        assert_eq!(store.projected_through().unwrap(), 0);
+        m.check(&store);
+    }
+    // Another handle on the same directory after a crash has only what was written.
+    drop(store);
+    let crashed = at.open();
+    assert_eq!(crashed.projected_through().unwrap(), 0);
+    assert_eq!(crashed.cases().count(), 0);
+    assert_eq!(crashed.head().unwrap(), m.head);
+    // Handed back and written, they survive a reopen.
+    crashed.stage_replayed(m.cases.values().cloned().collect()).unwrap();
+    m.check(&crashed);
+    crashed.flush_projection().unwrap();
+    assert_eq!(crashed.projected_through().unwrap(), m.head.last_seq);
+    drop(crashed);
+    m.check(&at.open());
 }

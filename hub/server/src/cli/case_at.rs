@@ -22,7 +22,7 @@ use prost::Message as _;
 
 use super::export::ExportReader;
 use super::rebuild::{import_export, ImportError, Scratch};
-use super::{calendars, open_store, parse_instant, say, CaseAtArgs, Progress, EXIT_FAILED};
+use super::{calendars, open_store_with_projection, parse_instant, say, CaseAtArgs, Progress, EXIT_FAILED};
 use crate::lookup::{Found, ServiceName};
 
 /// Where in the log to stop.
@@ -172,7 +172,7 @@ pub(crate) fn run(args: &CaseAtArgs, out: &mut dyn Write) -> anyhow::Result<u8> 
     let (cals, _) = calendars(args.calendars_dir.as_deref())?;
     let mut progress = Progress::new("case-at");
     let result = match (&args.data_dir, &args.export) {
-        (Some(dir), _) => case_at_indexed(&open_store(dir)?, &tn, point)?,
+        (Some(dir), _) => case_at_indexed(&open_store_with_projection(dir)?, &tn, point)?,
         (None, Some(path)) => {
             let scratch = Scratch::create(None)?;
             let mut load = Progress::new("load export");

@@ -570,6 +570,8 @@ pub fn fill<S: Store>(
             }
         }
     }
+    // As a hub does when it stops.
+    ledger.flush_projection().context("writing the held-back case values")?;
     Ok(())
 }
 

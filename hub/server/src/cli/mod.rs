@@ -307,6 +307,17 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<u8> {
     }
 }
 
+/// [`open_store`], then brings the projection up to the head of the log
+/// the way the hub does when it starts ([`crate::ledger::Ledger::open`]):
+/// the store writes case values behind the log, so a store whose hub
+/// stopped abruptly holds the newest ones only in its log.
+pub fn open_store_with_projection(dir: &Path) -> anyhow::Result<SledStore> {
+    let store = open_store(dir)?;
+    crate::ledger::Ledger::open(store.clone())
+        .map_err(|e| anyhow::anyhow!("catching the projection up with the log: {e}"))?;
+    Ok(store)
+}
+
 /// Opens the store in a data directory for auditing, with a page cache of
 /// [`AUDIT_CACHE_BYTES`]. Refuses a missing directory (sled would create an
 /// empty store there) and explains a held lock.

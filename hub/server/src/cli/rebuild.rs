@@ -144,6 +144,18 @@ impl<S: Store> Store for Counted<S> {
     fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Case>, StoreError> {
         self.inner.commit_returning_cases(batch)
     }
+
+    fn projected_through(&self) -> Result<u64, StoreError> {
+        self.inner.projected_through()
+    }
+
+    fn stage_replayed(&self, cases: Vec<Case>) -> Result<(), StoreError> {
+        self.inner.stage_replayed(cases)
+    }
+
+    fn flush_projection(&self) -> Result<(), StoreError> {
+        self.inner.flush_projection()
+    }
 }
 
 /// Entries a [`Windowed`] store reads per opening of the database.
@@ -177,9 +189,13 @@ impl Windowed {
         }
     }
 
-    /// Closes the database (the next call opens it again).
-    pub fn close(&self) {
-        drop(self.handle.lock().unwrap_or_else(|p| p.into_inner()).take());
+    /// Writes the case values the store holds back, then closes the
+    /// database (the next call opens it again).
+    pub fn close(&self) -> Result<(), StoreError> {
+        match self.handle.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(store) => store.flush_projection(),
+            None => Ok(()),
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&SledStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -295,7 +311,10 @@ impl Store for Windowed {
                 }
                 let n = usize::try_from(self.window.min(end - next + 1)).unwrap_or(usize::MAX);
                 // Let go of the blocks the previous window read.
-                self.close();
+                if let Err(e) = self.close() {
+                    failed = true;
+                    return Some(Err(e));
+                }
                 match self.with(|s| s.entries(next).take(n).collect::<Result<Vec<_>, _>>()) {
                     Ok(v) if v.is_empty() => {
                         failed = true;
@@ -318,6 +337,18 @@ impl Store for Windowed {
         }))
     }
 
+    fn projected_through(&self) -> Result<u64, StoreError> {
+        self.with(|s| s.projected_through())
+    }
+
+    fn stage_replayed(&self, cases: Vec<Case>) -> Result<(), StoreError> {
+        self.with(|s| s.stage_replayed(cases))
+    }
+
+    fn flush_projection(&self) -> Result<(), StoreError> {
+        self.with(|s| s.flush_projection())
+    }
+
     fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Case>, StoreError> {
         use std::sync::atomic::Ordering;
         let n = batch.entries.len() as u64;
@@ -325,7 +356,7 @@ impl Store for Windowed {
         // Let go of the blocks written (sled keeps them too) every window.
         if self.written.fetch_add(n, Ordering::Relaxed) + n >= self.window {
             self.written.store(0, Ordering::Relaxed);
-            self.close();
+            self.close()?;
         }
         Ok(cases)
     }
@@ -373,7 +404,9 @@ pub struct ScratchDir(PathBuf, Windowed);
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        self.1.close();
+        if let Err(e) = self.1.close() {
+            eprintln!("warning: closing the scratch store {}: {e}", self.0.display());
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.0) {
             eprintln!("warning: could not remove scratch dir {}: {e}", self.0.display());
         }
@@ -529,6 +562,11 @@ pub fn rebuild_and_compare<L: Store, V: Store>(
                 hex::encode(live_head.head_hash)
             );
         }
+        // The store writes case values behind the log; after a crash the
+        // newest (at most PROJECTION_EVERY_COMMITS batches) are re-derived
+        // from their entries first, as the hub does when it starts.
+        crate::ledger::Ledger::open(live.clone())
+            .map_err(|e| anyhow::anyhow!("catching the live projection up with its log: {e}"))?;
         let stored = crate::ledger::projection(&live).context("reading the live projection")?;
         report.differences = diff_projections(&stored, &rebuilt, DIFF_CASES_SHOWN_MAX)?;
     }
@@ -666,7 +704,7 @@ pub(crate) fn run(args: &RebuildArgs, out: &mut dyn Write) -> anyhow::Result<u8>
             let Some(dir) = &args.data_dir else { bail!("give --data-dir, --export or both") };
             let log = Windowed::new(dir);
             let open_live = || {
-                log.close();
+                log.close().context("closing the store")?;
                 open_store(dir)
             };
             rebuild_and_compare(&log, Some(&open_live), Progress::new("rebuild"))?

@@ -26,7 +26,9 @@ use serde::Serialize;
 
 use super::export::ExportReader;
 use super::rebuild::{import_export, ImportError, Scratch};
-use super::{calendars, open_store, parse_instant, say, Progress, SlaReportArgs, EXIT_FAILED};
+use super::{
+    calendars, open_store_with_projection, parse_instant, say, Progress, SlaReportArgs, EXIT_FAILED,
+};
 
 /// Counts for one group of applications.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -245,7 +247,7 @@ pub(crate) fn run(args: &SlaReportArgs, out: &mut dyn Write) -> anyhow::Result<u
     };
     let report = match (&args.data_dir, &args.export) {
         (Some(dir), _) => {
-            let store = open_store(dir)?;
+            let store = open_store_with_projection(dir)?;
             let ms = as_of(last_entry_ms(&store)?)?;
             let cases = store.cases().map(|c| c.context("reading a case"));
             sla_report(cases, &cals, from, to, ms, label)?
