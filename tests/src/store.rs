@@ -64,6 +64,12 @@ pub fn audit_stopped_hub(data_dir: &Path) -> Result<StoreAudit> {
         Err(e) => bail!("rebuild from the log failed: {e}"),
     };
     ensure!(rebuilt_head == head, "rebuilt head {rebuilt_head:?} differs from the stored head {head:?}");
+    // The store writes case values behind the log; a hub that was killed
+    // re-derives the newest from the log when it opens its ledger: so does
+    // this check.
+    if let Err(e) = mpp_hub::ledger::Ledger::open(store.clone()) {
+        bail!("catching the projection up with the log failed: {e}");
+    }
     let stored = match mpp_hub::ledger::projection(&store) {
         Ok(p) => p,
         Err(e) => bail!("reading the stored projection failed: {e}"),
