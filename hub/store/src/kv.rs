@@ -91,6 +91,12 @@ impl Pending {
         let key: [u8; 16] = key.try_into().ok()?;
         self.read().cases.get(&key).cloned()
     }
+
+    /// What a commit needs of a held-back case (not its bytes): how many
+    /// items its written value holds, and its shape now.
+    fn shape_of(&self, key: &[u8; 16]) -> Option<(usize, layout::TimelineShape)> {
+        self.read().cases.get(key).map(|pc| (pc.stored_items, pc.shape.clone()))
+    }
 }
 
 /// Checks the format tag, writing it into an empty store.
@@ -477,8 +483,8 @@ pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Case>, StoreErr
             continue;
         }
         let key = layout::case_key(&c.tracking_number);
-        let (stored_items, latest) = match kv.pending().get(&key) {
-            Some(pc) => (pc.stored_items, pc.shape),
+        let (stored_items, latest) = match kv.pending().shape_of(&key) {
+            Some(held) => held,
             None => match kv.get(&key)? {
                 Some(v) => {
                     let shape = layout::decode_case_shape(&key, &v)?.0;

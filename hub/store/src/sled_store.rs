@@ -13,14 +13,15 @@ use mpp_core::{Case, LogEntry, ServiceStandard};
 use crate::kv::{self, Kv, Pair, Pending};
 use crate::{Cases, Checkpoints, CommitBatch, Entries, Head, Store, StoreError};
 
-/// sled's page cache bound, in bytes (160 MiB). sled's default is 1 GiB; the
+/// sled's page cache bound, in bytes (96 MiB). sled's default is 1 GiB; the
 /// hub's working set is the recent log blocks, the cases being worked on
-/// (which the ledger also keeps decoded, `mpp_hub::ledger::CASE_CACHE_CASES_MAX`)
-/// and the dedupe index pages of recent event ids. sled counts its cache
-/// below what the process holds for it (at 256 MiB the hub's RSS reached
-/// 530 MiB at 1M events), so the bound leaves room under the hub's 512 MiB
-/// target.
-pub const CACHE_CAPACITY_BYTES: u64 = 160 * 1024 * 1024;
+/// (which the ledger also keeps decoded, `mpp_hub::ledger::CASE_CACHE_CASES_MAX`,
+/// and the store holds back from writing, `PENDING_CASES_MAX`) and the
+/// event-id index parts of recent ids. sled counts its cache below what the
+/// process holds for it: with 160 MiB the hub's RSS reached 540 MiB at 10M
+/// events (peak 601), with 96 MiB 378 MiB (peak 437) at the same ingest
+/// rate and lookup rates (`mpp-bench --sections 5,7 --footprint-10m`).
+pub const CACHE_CAPACITY_BYTES: u64 = 96 * 1024 * 1024;
 
 /// How long [`SledStore::open`] keeps retrying while the directory's lock is
 /// held, in milliseconds. sled's IO thread pool can hold the lock for a moment
