@@ -76,7 +76,7 @@ struct Cli {
     #[arg(long)]
     corpus_events: Option<u64>,
     /// Footprint at 10 million events as well (readings at 1M and 10M);
-    /// adds about half an hour and ~10 GB of temporary disk.
+    /// adds about 6 minutes and ~8 GB of temporary disk.
     #[arg(long)]
     footprint_10m: bool,
     /// Seconds per offered load (section 4) and per lookup API (section 5);
