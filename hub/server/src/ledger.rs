@@ -247,37 +247,10 @@ impl<S: Store> Ledger<S> {
         // The index already holds the ids these entries accepted; only ids
         // accepted up to the projection count as seen before them.
         let ids: Vec<EventId> = checked.iter().flatten().map(|env| env.event_id).collect();
-        for (id, seq) in ids.iter().zip(self.store.event_seqs(&ids)?) {
-            if let Some(seq) = seq.filter(|s| *s <= projected) {
-                overlay.stored_ids.insert(*id, seq);
-            }
-        }
-        overlay.prefetched = true;
+        overlay.prefetch_ids(&ids, projected)?;
         for (e, checked) in entries.iter().zip(checked) {
             let j = judge_checked(&mut overlay, e.seq, checked, e.stream_time_ns.div_euclid(1_000_000))?;
-            let again = LogEntry::new(
-                e.seq,
-                e.stream_seq,
-                e.stream_time_ns,
-                j.verdict,
-                j.reason,
-                &j.detail,
-                &e.subject,
-                e.payload.clone(),
-                e.prev_hash,
-            );
-            if again.hash != e.hash {
-                return Err(LedgerError::Replay {
-                    seq: e.seq,
-                    what: format!(
-                        "catching the projection up: stored {} {}, replayed {} {}",
-                        e.verdict.as_str(),
-                        e.reason.map_or("-", |r| r.as_str()),
-                        again.verdict.as_str(),
-                        again.reason.map_or("-", |r| r.as_str()),
-                    ),
-                });
-            }
+            check_replayed(e, &j)?;
         }
         let Overlay { mut cases, dirty, standards, .. } = overlay;
         if !standards.is_empty() {
@@ -373,12 +346,7 @@ impl<S: Store> Ledger<S> {
             .filter(|(m, _)| m.stream_seq > head.last_stream_seq)
             .filter_map(|(_, c)| c.as_ref()?.as_ref().ok().map(|env| env.event_id))
             .collect();
-        for (id, seq) in ids.iter().zip(self.store.event_seqs(&ids)?) {
-            if let Some(seq) = seq {
-                overlay.stored_ids.insert(*id, seq);
-            }
-        }
-        overlay.prefetched = true;
+        overlay.prefetch_ids(&ids, u64::MAX)?;
         for (m, checked) in msgs.iter().zip(checked.iter_mut()) {
             if m.stream_seq <= head.last_stream_seq {
                 out.skipped += 1;
@@ -632,6 +600,21 @@ impl<'a, S: Store> Overlay<'a, S> {
             stored_ids: HashMap::new(),
             prefetched: false,
         }
+    }
+}
+
+impl<S: Store> Overlay<'_, S> {
+    /// Reads the index entries of `ids` (one read per index bucket) that
+    /// were accepted at or below `up_to`; from then on, an id not found
+    /// among them nor accepted in this batch is new.
+    fn prefetch_ids(&mut self, ids: &[EventId], up_to: u64) -> Result<(), LedgerError> {
+        for (id, seq) in ids.iter().zip(self.store.event_seqs(ids)?) {
+            if let Some(seq) = seq.filter(|s| *s <= up_to) {
+                self.stored_ids.insert(*id, seq);
+            }
+        }
+        self.prefetched = true;
+        Ok(())
     }
 }
 
@@ -901,36 +884,42 @@ pub fn rebuild(store: &impl Store) -> Result<(MemState, Head), LedgerError> {
         let e = e.map_err(|err| ChainError { seq: walk.head.last_seq + 1, what: err.to_string() })?;
         walk.step(&e)?;
         let j = judge(&mut replay, e.seq, &e.subject, &e.payload, e.stream_time_ns)?;
-        // The replayed entry, built exactly as the ledger builds it (detail
-        // truncated the same way), must hash like the stored one.
-        let again = LogEntry::new(
-            e.seq,
-            e.stream_seq,
-            e.stream_time_ns,
-            j.verdict,
-            j.reason,
-            &j.detail,
-            &e.subject,
-            e.payload.clone(),
-            e.prev_hash,
-        );
-        if again.hash != e.hash {
-            return Err(LedgerError::Replay {
-                seq: e.seq,
-                what: format!(
-                    "stored {} {} {:?}, replayed {} {} {:?}",
-                    e.verdict.as_str(),
-                    e.reason.map_or("-", |r| r.as_str()),
-                    e.detail,
-                    again.verdict.as_str(),
-                    again.reason.map_or("-", |r| r.as_str()),
-                    again.detail
-                ),
-            });
-        }
+        check_replayed(&e, &j)?;
     }
     let head = walk.finish(&stored, &stored_frontier)?;
     Ok((replay.state, head))
+}
+
+/// Checks that judging the stored entry `e` again gave its verdict, reason
+/// and detail: the replayed entry, built exactly as the ledger builds it
+/// (detail truncated the same way), must hash like the stored one.
+fn check_replayed(e: &LogEntry, j: &Judgement) -> Result<(), LedgerError> {
+    let again = LogEntry::new(
+        e.seq,
+        e.stream_seq,
+        e.stream_time_ns,
+        j.verdict,
+        j.reason,
+        &j.detail,
+        &e.subject,
+        e.payload.clone(),
+        e.prev_hash,
+    );
+    if again.hash == e.hash {
+        return Ok(());
+    }
+    Err(LedgerError::Replay {
+        seq: e.seq,
+        what: format!(
+            "stored {} {} {:?}, replayed {} {} {:?}",
+            e.verdict.as_str(),
+            e.reason.map_or("-", |r| r.as_str()),
+            e.detail,
+            again.verdict.as_str(),
+            again.reason.map_or("-", |r| r.as_str()),
+            again.detail
+        ),
+    })
 }
 
 /// The projection as stored (every case and every standard in force), to

@@ -496,6 +496,9 @@ pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Case>, StoreErr
         check_timelines_extend(c, &latest, &batch_seqs)?;
         staged.push((key, encode_pending(c, &key, stored_items)?));
     }
+    // The held-back set stays write-locked across the write, so a reader
+    // never sees a head whose cases are not yet readable (nor a held-back
+    // value that is not durable); readers wait for the flush instead.
     let mut pending = kv.pending().write();
     let new_cases = staged.iter().filter(|(k, _)| !pending.cases.contains_key(k)).count();
     // Standards are written only with the projection, so the stored
