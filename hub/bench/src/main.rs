@@ -338,6 +338,10 @@ async fn main() -> Result<()> {
                                 .ratio("raw consume", raw.consume_per_s)
                                 .target(">= 0.5x raw consume", ratio >= 0.5),
                         );
+                        sec.row(
+                            Row::new("hub ingest, against a raw consume acking like the hub", rate, "events/s")
+                                .ratio("raw consume with AckAll per batch", raw.consume_ack_all_per_s),
+                        );
                         sec.note(format!(
                             "{} messages of the pre-filled stream (standards, then journeys of 2,048 interleaved \
                              cases: front office openings and the applications of 7 agencies, 9 services, every \

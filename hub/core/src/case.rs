@@ -45,8 +45,12 @@ pub struct TimelineItem {
     pub kind: EventKind,
     /// The state it led to.
     pub state_after: AppState,
-    /// Short detail for the citizen (documents, fee, appointment); no personal data.
-    pub detail: String,
+    /// Short detail for the citizen (documents, fee, appointment); no
+    /// personal data. Shared, not copied, when a case is cloned: the ledger
+    /// copies a case it changes while the store still holds the committed
+    /// value for readers, and a case's items outnumber its other fields.
+    /// (Serialised exactly as a `String`.)
+    pub detail: std::sync::Arc<str>,
 }
 
 /// What the citizen must do for one application.

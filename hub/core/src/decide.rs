@@ -346,7 +346,7 @@ pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
                 recorded_at_ms: meta.recorded_at_ms,
                 kind,
                 state_after: to,
-                detail: timeline_detail(body),
+                detail: timeline_detail(body).into(),
             };
             case.updated_at_ms = meta.recorded_at_ms;
             case.last_seq = meta.seq;

@@ -200,7 +200,7 @@ fn timeline(t: &TimelineItem) -> TimelineJson {
         recorded_at_ms: t.recorded_at_ms,
         event_type: t.kind.as_str(),
         state_after: t.state_after.as_str(),
-        detail: t.detail.clone(),
+        detail: t.detail.to_string(),
     }
 }
 

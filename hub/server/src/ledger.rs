@@ -47,6 +47,7 @@
 //! stored one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use mpp_core::decide::MemState;
@@ -186,16 +187,19 @@ pub struct Ledger<S: Store> {
 /// out, and puts them back only once its commit succeeded.
 #[derive(Debug, Default)]
 struct CaseCache {
-    young: HashMap<TrackingNumber, Case>,
-    old: HashMap<TrackingNumber, Case>,
+    young: HashMap<TrackingNumber, Arc<Case>>,
+    old: HashMap<TrackingNumber, Arc<Case>>,
 }
 
 impl CaseCache {
+    /// The case, to change: copied only while the store still holds it
+    /// back (its readers see the committed value until the next commit).
     fn take(&mut self, id: &TrackingNumber) -> Option<Case> {
-        self.young.remove(id).or_else(|| self.old.remove(id))
+        let shared = self.young.remove(id).or_else(|| self.old.remove(id))?;
+        Some(Arc::try_unwrap(shared).unwrap_or_else(|held| Case::clone(&held)))
     }
 
-    fn put(&mut self, case: Case) {
+    fn put(&mut self, case: Arc<Case>) {
         if self.young.len() >= CASE_CACHE_CASES_MAX / 2 {
             self.old = std::mem::take(&mut self.young);
         }
@@ -403,7 +407,7 @@ impl<S: Store> Ledger<S> {
         };
         let committed = self.store.commit_returning_cases(batch)?;
         // Committed: the batch's cases are the store's now.
-        for case in committed.into_iter().chain(cases.into_values().flatten()) {
+        for case in committed.into_iter().chain(cases.into_values().flatten().map(Arc::new)) {
             cache.put(case);
         }
         self.head = head;

@@ -387,7 +387,7 @@ fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, la
                     .map(|item| TimelineVm {
                         label: i18n::event_label(item.kind, lang),
                         when: moment(item.recorded_at_ms),
-                        detail: item.detail.clone(),
+                        detail: item.detail.to_string(),
                     })
                     .collect(),
             }

@@ -253,7 +253,7 @@ fn timeline_item(t: &TimelineItem) -> pb::TimelineItem {
         recorded_at_ms: t.recorded_at_ms,
         event_type: t.kind.as_str().to_owned(),
         state_after: application_state(t.state_after) as i32,
-        detail: t.detail.clone(),
+        detail: t.detail.to_string(),
     }
 }
 

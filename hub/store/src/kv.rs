@@ -6,7 +6,9 @@ use mpp_core::checkpoint::SignedCheckpoint;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::{Hash32, GENESIS_HASH};
 use mpp_core::merkle::{self, entry_leaf_hash, MerkleFrontier, NodeSource};
-use mpp_core::{Case, LogEntry, ServiceStandard, TimelineItem};
+use std::sync::Arc;
+
+use mpp_core::{Application, Case, LogEntry, ServiceStandard};
 
 use crate::layout::{self, corrupt, Block};
 use crate::{push_entry, Checkpoints, CommitBatch, Entries, Head, StoreError, STORED_SUBTREE_LEVEL_MIN};
@@ -64,16 +66,16 @@ struct PendingInner {
     commits: u32,
 }
 
-/// One held-back case: the pairs that write it.
+/// One held-back case: its value as committed, shared with the ledger's
+/// cache (so holding it back costs no copy), encoded only when written.
 #[derive(Debug, Clone)]
 struct PendingCase {
-    /// How many timeline items the written value holds.
+    /// How many timeline items the written value holds (at most: the write
+    /// rewrites every chunk from the one holding item `stored_items`, so a
+    /// lower count only rewrites more).
     stored_items: usize,
-    /// The case's timeline shape now.
-    shape: layout::TimelineShape,
-    /// The case value and its timeline chunks from the first one the
-    /// written value lacks.
-    pairs: Vec<Pair>,
+    /// The case as of the last commit that changed it.
+    case: Arc<Case>,
 }
 
 impl Pending {
@@ -87,15 +89,15 @@ impl Pending {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self, key: &[u8]) -> Option<PendingCase> {
+    fn get(&self, key: &[u8]) -> Option<Arc<Case>> {
         let key: [u8; 16] = key.try_into().ok()?;
-        self.read().cases.get(&key).cloned()
+        self.read().cases.get(&key).map(|pc| pc.case.clone())
     }
 
-    /// What a commit needs of a held-back case (not its bytes): how many
-    /// items its written value holds, and its shape now.
-    fn shape_of(&self, key: &[u8; 16]) -> Option<(usize, layout::TimelineShape)> {
-        self.read().cases.get(key).map(|pc| (pc.stored_items, pc.shape.clone()))
+    /// What a commit needs of a held-back case: how many items its written
+    /// value holds, and the case now.
+    fn held(&self, key: &[u8; 16]) -> Option<(usize, Arc<Case>)> {
+        self.read().cases.get(key).map(|pc| (pc.stored_items, pc.case.clone()))
     }
 }
 
@@ -165,23 +167,21 @@ pub(crate) fn case(kv: &impl Kv, id: &TrackingNumber) -> Result<Option<Case>, St
 
 /// The case under a case key: held back, or as written.
 fn case_by_key(kv: &impl Kv, key: &[u8]) -> Result<Option<Case>, StoreError> {
-    if let Some(pc) = kv.pending().get(key) {
-        let value = pc.pairs.first().map(|(_, v)| v.as_slice()).unwrap_or_default();
-        return case_with_timeline(kv, key, value, &pc.pairs).map(Some);
+    if let Some(held) = kv.pending().get(key) {
+        return Ok(Some(Case::clone(&held)));
     }
     match kv.get(key)? {
-        Some(v) => case_with_timeline(kv, key, &v, &[]).map(Some),
+        Some(v) => case_with_timeline(kv, key, &v).map(Some),
         None => Ok(None),
     }
 }
 
 /// The case of the value `v` under `key`, with its timeline chunks read
 /// back in: the shape in the value gives the number of items, so the number
-/// of chunks, each taken from `held` (the pairs of a held-back case) or
-/// read by one `get` (a timeline is bounded by
+/// of chunks, each read by one `get` (a timeline is bounded by
 /// `limits::TIMELINE_ITEMS_PER_APPLICATION_MAX` items per application, so
 /// the reads are too).
-fn case_with_timeline(kv: &impl Kv, key: &[u8], v: &[u8], held: &[Pair]) -> Result<Case, StoreError> {
+fn case_with_timeline(kv: &impl Kv, key: &[u8], v: &[u8]) -> Result<Case, StoreError> {
     let digits =
         key.get(1..).filter(|d| d.len() == 15).ok_or_else(|| corrupt("case key has a bad length", key))?;
     let (shape, _) = layout::decode_case_shape(key, v)?;
@@ -191,10 +191,7 @@ fn case_with_timeline(kv: &impl Kv, key: &[u8], v: &[u8], held: &[Pair]) -> Resu
     let mut chunks = Vec::with_capacity(count - 1);
     for n in 1..count {
         let tkey = layout::timeline_key_of(digits, n as u32);
-        let chunk = match held.iter().find(|(k, _)| *k == tkey) {
-            Some((_, c)) => c.clone(),
-            None => kv.get(&tkey)?.ok_or_else(|| corrupt("timeline chunk is missing", &tkey))?,
-        };
+        let chunk = kv.get(&tkey)?.ok_or_else(|| corrupt("timeline chunk is missing", &tkey))?;
         chunks.push((tkey, chunk));
     }
     layout::decode_case(key, v, &chunks)
@@ -449,16 +446,18 @@ fn check_batch(cur: &Head, cur_frontier: &MerkleFrontier, b: &CommitBatch) -> Re
     Ok(())
 }
 
-/// Commits a batch and hands its cases back, unchanged (the ledger keeps
-/// them cached). The caller holds its store's writer lock, so the head read
-/// here is the head the batch is written on. The batch's cases are held
-/// back (see [`Pending`]) unless the projection is due, in which case every
-/// held-back case is written with them.
-pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Case>, StoreError> {
+/// Commits a batch and hands its cases back, unchanged and shared with the
+/// held-back set (the ledger keeps them cached). The caller holds its
+/// store's writer lock, so the head read here is the head the batch is
+/// written on. The batch's cases are held back (see [`Pending`]) unless the
+/// projection is due, in which case every held-back case is encoded and
+/// written with them.
+pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Arc<Case>>, StoreError> {
     let (cur, projected, cur_frontier) = head_value(kv)?;
     check_batch(&cur, &cur_frontier, &b)?;
+    let cases: Vec<Arc<Case>> = b.cases.into_iter().map(Arc::new).collect();
     if b.entries.is_empty() {
-        return Ok(b.cases);
+        return Ok(cases);
     }
     let blocks = layout::encode_blocks(&b.entries);
     let mut pairs: Vec<Pair> = Vec::with_capacity(blocks.len() + b.subtrees.len() + b.standards.len() + 8);
@@ -472,29 +471,28 @@ pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Case>, StoreErr
     let batch_seqs = cur.last_seq + 1..=b.head.last_seq;
     // A case listed twice: its last value is the one that counts.
     let mut last_of: std::collections::HashMap<TrackingNumber, usize> =
-        std::collections::HashMap::with_capacity(b.cases.len());
-    for (i, c) in b.cases.iter().enumerate() {
+        std::collections::HashMap::with_capacity(cases.len());
+    for (i, c) in cases.iter().enumerate() {
         last_of.insert(c.tracking_number, i);
     }
-    let mut cases = b.cases;
     let mut staged: Vec<([u8; 16], PendingCase)> = Vec::with_capacity(last_of.len());
-    for (i, c) in cases.iter_mut().enumerate() {
+    for (i, c) in cases.iter().enumerate() {
         if last_of.get(&c.tracking_number) != Some(&i) {
             continue;
         }
         let key = layout::case_key(&c.tracking_number);
-        let (stored_items, latest) = match kv.pending().shape_of(&key) {
-            Some(held) => held,
-            None => match kv.get(&key)? {
-                Some(v) => {
-                    let shape = layout::decode_case_shape(&key, &v)?.0;
-                    (shape.iter().map(|(n, _)| *n as usize).sum(), shape)
-                }
-                None => (0, Vec::new()),
-            },
+        let stored_items = match kv.pending().held(&key) {
+            Some((stored_items, held)) => {
+                check_timelines_extend(c, layout::timeline_shape_iter(&held), &batch_seqs)?;
+                stored_items
+            }
+            None => {
+                let shape = stored_shape(kv, &key)?;
+                check_timelines_extend(c, shape.iter().copied(), &batch_seqs)?;
+                shape.iter().map(|(n, _)| *n as usize).sum()
+            }
         };
-        check_timelines_extend(c, &latest, &batch_seqs)?;
-        staged.push((key, encode_pending(c, &key, stored_items)?));
+        staged.push((key, PendingCase { stored_items, case: c.clone() }));
     }
     // The held-back set stays write-locked across the write, so a reader
     // never sees a head whose cases are not yet readable (nor a held-back
@@ -518,13 +516,13 @@ pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Case>, StoreErr
         return Ok(cases);
     }
     let restaged: std::collections::HashSet<[u8; 16]> = staged.iter().map(|(k, _)| *k).collect();
-    for (k, pc) in &pending.cases {
-        if !restaged.contains(k) {
-            pairs.extend(pc.pairs.iter().cloned());
-        }
-    }
-    for (_, pc) in staged {
-        pairs.extend(pc.pairs);
+    for (key, pc) in pending
+        .cases
+        .iter()
+        .filter(|(k, _)| !restaged.contains(*k))
+        .chain(staged.iter().map(|(k, pc)| (k, pc)))
+    {
+        pairs.extend(encode_case(&pc.case, key, pc.stored_items)?);
     }
     for s in &b.standards {
         let key = layout::standard_key(&s.agency, &s.service);
@@ -538,33 +536,92 @@ pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Case>, StoreErr
     Ok(cases)
 }
 
+/// The timeline shape of the written value under a case key (empty for a
+/// new case).
+fn stored_shape(kv: &impl Kv, key: &[u8]) -> Result<layout::TimelineShape, StoreError> {
+    match kv.get(key)? {
+        Some(v) => Ok(layout::decode_case_shape(key, &v)?.0),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The pairs that write `c` over a stored value holding `stored_items`
 /// timeline items: the case value (with chunk 0) and the chunks from the
 /// first one the stored value lacks.
-fn encode_pending(c: &mut Case, key: &[u8], stored_items: usize) -> Result<PendingCase, StoreError> {
+fn encode_case(c: &Case, key: &[u8], stored_items: usize) -> Result<Vec<Pair>, StoreError> {
     let shape = layout::timeline_shape(c);
-    let mut pairs = Vec::with_capacity(2);
     let items = layout::timeline_items(c);
     let first = (stored_items / layout::TIMELINE_CHUNK_ITEMS).max(1);
-    let mut chunks = Vec::new();
+    let mut pairs = Vec::with_capacity(2);
+    let chunk0 = layout::encode_timeline_chunk(&items[..items.len().min(layout::TIMELINE_CHUNK_ITEMS)], key)?;
+    pairs.push((key.to_vec(), layout::encode_case_value(&shape, &without_timelines(c), &chunk0, key)?));
     for (n, chunk) in items.chunks(layout::TIMELINE_CHUNK_ITEMS).enumerate().skip(first) {
         let tkey = layout::timeline_key(&c.tracking_number, n as u32);
         let v = layout::encode_timeline_chunk(chunk, &tkey)?;
-        chunks.push((tkey, v));
+        pairs.push((tkey, v));
     }
-    let chunk0 = layout::encode_timeline_chunk(&items[..items.len().min(layout::TIMELINE_CHUNK_ITEMS)], key)?;
-    drop(items);
-    // The value holds the case without its timelines: take them out for
-    // the encoding and put them back.
-    let timelines: Vec<Vec<TimelineItem>> =
-        c.applications.iter_mut().map(|a| std::mem::take(&mut a.timeline)).collect();
-    let v = layout::encode_case_value(&shape, c, &chunk0, key);
-    for (a, t) in c.applications.iter_mut().zip(timelines) {
-        a.timeline = t;
+    Ok(pairs)
+}
+
+/// `c` with every application's timeline left empty: what the case value
+/// encodes besides the shape and chunk 0. Spelled out field by field so
+/// that a field added to either struct fails to compile here.
+fn without_timelines(c: &Case) -> Case {
+    let Case {
+        tracking_number,
+        opened_by,
+        opened_at_ms,
+        opened_seq,
+        pin_verifier,
+        nik_keyed_hash,
+        updated_at_ms,
+        last_seq,
+        applications,
+        personal_data,
+    } = c;
+    let applications = applications
+        .iter()
+        .map(|a| {
+            let Application {
+                id,
+                agency,
+                service,
+                state,
+                filed_at_ms,
+                state_since_ms,
+                pending,
+                timeline: _,
+                sla_working_days,
+                fiktif_positif,
+                standard_version,
+            } = a;
+            Application {
+                id: id.clone(),
+                agency: agency.clone(),
+                service: service.clone(),
+                state: *state,
+                filed_at_ms: *filed_at_ms,
+                state_since_ms: *state_since_ms,
+                pending: pending.clone(),
+                timeline: Vec::new(),
+                sla_working_days: *sla_working_days,
+                fiktif_positif: *fiktif_positif,
+                standard_version: *standard_version,
+            }
+        })
+        .collect();
+    Case {
+        tracking_number: *tracking_number,
+        opened_by: opened_by.clone(),
+        opened_at_ms: *opened_at_ms,
+        opened_seq: *opened_seq,
+        pin_verifier: pin_verifier.clone(),
+        nik_keyed_hash: nik_keyed_hash.clone(),
+        updated_at_ms: *updated_at_ms,
+        last_seq: *last_seq,
+        applications,
+        personal_data: personal_data.clone(),
     }
-    pairs.push((key.to_vec(), v?));
-    pairs.extend(chunks);
-    Ok(PendingCase { stored_items, shape, pairs })
 }
 
 /// The head, the sequence the stored projection describes, and the frontier.
@@ -592,7 +649,10 @@ pub(crate) fn flush_projection(kv: &impl Kv) -> Result<(), StoreError> {
     if pending.cases.is_empty() {
         return Ok(());
     }
-    let mut pairs: Vec<Pair> = pending.cases.values().flat_map(|pc| pc.pairs.iter().cloned()).collect();
+    let mut pairs: Vec<Pair> = Vec::with_capacity(pending.cases.len() + 1);
+    for (key, pc) in pending.cases.iter() {
+        pairs.extend(encode_case(&pc.case, key, pc.stored_items)?);
+    }
     pairs.push((layout::head_key().to_vec(), layout::encode_head(&head, head.last_seq, &frontier)));
     kv.write_atomic(pairs)?;
     pending.cases.clear();
@@ -605,13 +665,10 @@ pub(crate) fn flush_projection(kv: &impl Kv) -> Result<(), StoreError> {
 /// holds its store's writer lock.
 pub(crate) fn stage_replayed(kv: &impl Kv, cases: Vec<Case>) -> Result<(), StoreError> {
     let mut staged = Vec::with_capacity(cases.len());
-    for mut c in cases {
+    for c in cases {
         let key = layout::case_key(&c.tracking_number);
-        let stored_items = match kv.get(&key)? {
-            Some(v) => layout::decode_case_shape(&key, &v)?.0.iter().map(|(n, _)| *n as usize).sum(),
-            None => 0,
-        };
-        staged.push((key, encode_pending(&mut c, &key, stored_items)?));
+        let stored_items = stored_shape(kv, &key)?.iter().map(|(n, _)| *n as usize).sum();
+        staged.push((key, PendingCase { stored_items, case: Arc::new(c) }));
     }
     kv.pending().write().cases.extend(staged);
     Ok(())
@@ -622,7 +679,7 @@ pub(crate) fn stage_replayed(kv: &impl Kv, cases: Vec<Case>) -> Result<(), Store
 /// this batch only, so the stored items keep their places in the chunks.
 fn check_timelines_extend(
     case: &Case,
-    stored: &layout::TimelineShape,
+    stored: impl ExactSizeIterator<Item = (u32, u64)>,
     batch_seqs: &std::ops::RangeInclusive<u64>,
 ) -> Result<(), StoreError> {
     let bad = |what: String| Err(StoreError::InvalidBatch(format!("case {}: {what}", case.tracking_number)));
@@ -633,11 +690,12 @@ fn check_timelines_extend(
             stored.len()
         ));
     }
-    for (i, app) in case.applications.iter().enumerate() {
+    let mut stored = stored.fuse();
+    for app in &case.applications {
         let items = &app.timeline;
-        let from = match stored.get(i) {
+        let from = match stored.next() {
             None => 0,
-            Some(&(len, last_seq)) => {
+            Some((len, last_seq)) => {
                 let len = len as usize;
                 let grows =
                     items.len() >= len && (len == 0 || items.get(len - 1).map(|t| t.seq) == Some(last_seq));

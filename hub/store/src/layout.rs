@@ -348,10 +348,12 @@ pub(crate) type TimelineShape = Vec<(u32, u64)>;
 
 /// The shape of `case`'s timelines.
 pub(crate) fn timeline_shape(case: &Case) -> TimelineShape {
-    case.applications
-        .iter()
-        .map(|a| (a.timeline.len() as u32, a.timeline.last().map_or(0, |t| t.seq)))
-        .collect()
+    timeline_shape_iter(case).collect()
+}
+
+/// [`timeline_shape`] without collecting it.
+pub(crate) fn timeline_shape_iter(case: &Case) -> impl ExactSizeIterator<Item = (u32, u64)> + '_ {
+    case.applications.iter().map(|a| (a.timeline.len() as u32, a.timeline.last().map_or(0, |t| t.seq)))
 }
 
 /// The case value: `bincode(TimelineShape) ++ bincode(Case) ++

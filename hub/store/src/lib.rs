@@ -358,8 +358,10 @@ pub trait Store: NodeSource<Error = StoreError> + Clone + Send + Sync + std::fmt
     }
 
     /// [`Store::commit`], handing the batch's cases back unchanged once
-    /// committed (so the single writer can keep them without a copy).
-    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Case>, StoreError>;
+    /// committed, shared with the values the store holds back (so the
+    /// single writer can keep them without a copy; it copies one only to
+    /// change it while the store still holds it).
+    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<std::sync::Arc<Case>>, StoreError>;
 
     /// The last sequence the written case values and standards describe.
     /// Commits hold case values back in memory and write them every few

@@ -193,7 +193,7 @@ impl Store for MemStore {
         kv::entries(self, from_seq)
     }
 
-    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Case>, StoreError> {
+    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<std::sync::Arc<Case>>, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         kv::commit(self, batch)
     }

@@ -235,7 +235,7 @@ impl Store for SledStore {
         kv::entries(self, from_seq)
     }
 
-    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Case>, StoreError> {
+    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<std::sync::Arc<Case>>, StoreError> {
         // A poisoned lock only means another commit panicked; the store
         // itself is consistent (sled batches are atomic), so carry on.
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());

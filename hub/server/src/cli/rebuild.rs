@@ -141,7 +141,7 @@ impl<S: Store> Store for Counted<S> {
         }))
     }
 
-    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Case>, StoreError> {
+    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<std::sync::Arc<Case>>, StoreError> {
         self.inner.commit_returning_cases(batch)
     }
 
@@ -349,7 +349,7 @@ impl Store for Windowed {
         self.with(|s| s.flush_projection())
     }
 
-    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Case>, StoreError> {
+    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<std::sync::Arc<Case>>, StoreError> {
         use std::sync::atomic::Ordering;
         let n = batch.entries.len() as u64;
         let cases = self.with(|s| s.commit_returning_cases(batch))?;
