@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use mpp_core::ids::TrackingNumber;
-use mpp_proto::v1::cases_service_client::CasesServiceClient;
 use mpp_proto::v1::GetCaseRequest;
 use mpp_sim::Rng;
 
 use crate::proc::Hub;
 use crate::report::{percentiles, Percentiles};
 use crate::workload::BENCH_PIN;
+
+/// The gRPC method the load calls.
+const GET_CASE_PATH: &str = "/mpp.v1.CasesService/GetCase";
 
 /// gRPC connections shared by the gRPC load tasks (HTTP/2 multiplexes).
 pub(crate) const GRPC_CHANNELS: usize = 4;
@@ -54,7 +56,7 @@ pub(crate) async fn run(
     let mut channels = Vec::new();
     if api == Api::Grpc {
         for _ in 0..GRPC_CHANNELS {
-            channels.push(CasesServiceClient::connect(hub.grpc_url.clone()).await.context("gRPC connect")?);
+            channels.push(crate::grpc::GrpcConn::connect(&hub.grpc_url).await.context("gRPC connect")?);
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -78,10 +80,10 @@ pub(crate) async fn run(
                 let tn = cases[rng.below(cases.len() as u64) as usize].to_string();
                 let t0 = Instant::now();
                 let ok = match (&mut grpc, &mut conn) {
-                    (Some(c), _) => c
-                        .get_case(GetCaseRequest { tracking_number: tn, pin: BENCH_PIN.to_owned() })
-                        .await
-                        .is_ok(),
+                    (Some(c), _) => {
+                        let req = GetCaseRequest { tracking_number: tn, pin: BENCH_PIN.to_owned() };
+                        c.unary(GET_CASE_PATH, &req).await.unwrap_or(false)
+                    }
                     (None, Some(c)) => {
                         let path = format!("/api/v1/cases/{tn}");
                         match c.get(&path, &[("x-mpp-pin", BENCH_PIN)]).await {

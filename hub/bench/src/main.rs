@@ -23,6 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod audit;
 mod corpus;
+mod grpc;
 mod http;
 mod ingest;
 mod lookups;
@@ -657,8 +658,9 @@ async fn big_hub(
         hub.wait_for_stream_seq(last, Duration::from_secs(300), |_| {}).await?;
         sec.row(Row::new("background ingest during the lookups", published as f64 / bg_secs, "events/s"));
         sec.note(format!(
-            "{} concurrent clients per API on the same machine (gRPC: {} HTTP/2 connections; HTTP: one keep-alive \
-             connection each, a minimal client), each looking up random cases among {} of the stream's cases \
+            "{} concurrent clients per API on the same machine, each with a minimal client that checks the \
+             status and reads the answer without decoding it (gRPC: the h2 crate without tonic's stack, {} \
+             HTTP/2 connections; HTTP: one keep-alive HTTP/1.1 connection each), each looking up random cases among {} of the stream's cases \
              with their PIN for {:?}, while new events were published at {}/s and ingested (caught up {:.1} s \
              after the lookups). The hub's per-address rate limit was raised to {}/min for the bench (all \
              clients share 127.0.0.1); every successful lookup is also recorded in its access log.",
