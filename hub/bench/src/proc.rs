@@ -88,6 +88,7 @@ pub(crate) fn memory(pid: u32) -> Result<Memory> {
 }
 
 /// Bytes a directory tree takes on disk: (apparent size, allocated blocks).
+/// Files that vanish during the walk count as gone.
 pub(crate) fn dir_bytes(dir: &Path) -> Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let mut apparent = 0u64;
@@ -96,7 +97,13 @@ pub(crate) fn dir_bytes(dir: &Path) -> Result<(u64, u64)> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
             let entry = entry?;
-            let meta = entry.metadata()?;
+            // The hub runs while this walks: sled deletes blob files it no
+            // longer needs, so a file listed a moment ago may be gone.
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", entry.path().display())),
+            };
             if meta.is_dir() {
                 stack.push(entry.path());
             } else {

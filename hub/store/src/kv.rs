@@ -35,8 +35,8 @@ pub(crate) trait Kv: Send + Sync {
 }
 
 /// Most cases whose new values a store holds back in memory instead of
-/// writing them with every commit (about 1-3 KiB each encoded, so at most
-/// about 24 MiB).
+/// writing them with every commit (a few KiB each, decoded; mostly the
+/// same values the ledger's case cache holds, shared, not copied).
 pub const PENDING_CASES_MAX: usize = 8192;
 
 /// Most commits between two writes of the held-back case values.
