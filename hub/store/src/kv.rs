@@ -185,7 +185,7 @@ fn case_with_timeline(kv: &impl Kv, key: &[u8], v: &[u8]) -> Result<Case, StoreE
     let digits =
         key.get(1..).filter(|d| d.len() == 15).ok_or_else(|| corrupt("case key has a bad length", key))?;
     let (shape, _) = layout::decode_case_shape(key, v)?;
-    let total: usize = shape.iter().map(|(n, _)| *n as usize).sum();
+    let total = layout::shape_items(&shape);
     // Chunk 0 is in the value itself.
     let count = total.div_ceil(layout::TIMELINE_CHUNK_ITEMS).max(1);
     let mut chunks = Vec::with_capacity(count - 1);
@@ -489,7 +489,7 @@ pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Arc<Case>>, Sto
             None => {
                 let shape = stored_shape(kv, &key)?;
                 check_timelines_extend(c, shape.iter().copied(), &batch_seqs)?;
-                shape.iter().map(|(n, _)| *n as usize).sum()
+                layout::shape_items(&shape)
             }
         };
         staged.push((key, PendingCase { stored_items, case: c.clone() }));
@@ -667,7 +667,7 @@ pub(crate) fn stage_replayed(kv: &impl Kv, cases: Vec<Case>) -> Result<(), Store
     let mut staged = Vec::with_capacity(cases.len());
     for c in cases {
         let key = layout::case_key(&c.tracking_number);
-        let stored_items = stored_shape(kv, &key)?.iter().map(|(n, _)| *n as usize).sum();
+        let stored_items = layout::shape_items(&stored_shape(kv, &key)?);
         staged.push((key, PendingCase { stored_items, case: Arc::new(c) }));
     }
     kv.pending().write().cases.extend(staged);

@@ -351,6 +351,11 @@ pub(crate) fn timeline_shape(case: &Case) -> TimelineShape {
     timeline_shape_iter(case).collect()
 }
 
+/// How many timeline items a shape counts, over all applications.
+pub(crate) fn shape_items(shape: &TimelineShape) -> usize {
+    shape.iter().map(|(n, _)| *n as usize).sum()
+}
+
 /// [`timeline_shape`] without collecting it.
 pub(crate) fn timeline_shape_iter(case: &Case) -> impl ExactSizeIterator<Item = (u32, u64)> + '_ {
     case.applications.iter().map(|a| (a.timeline.len() as u32, a.timeline.last().map_or(0, |t| t.seq)))
