@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod grpc_serve;
 pub mod health;
 pub mod http;
 pub mod i18n;

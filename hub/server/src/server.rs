@@ -31,9 +31,6 @@ use crate::tls::{HttpsListener, Transport};
 use crate::watch::CaseChanges;
 use axum::serve::ListenerExt;
 
-/// Concurrent gRPC requests per connection.
-pub const GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX: usize = 256;
-
 /// How long shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -156,9 +153,7 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
         .register_encoded_file_descriptor_set(mpp_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building gRPC reflection")?;
-    let grpc = tonic::transport::Server::builder()
-        .concurrency_limit_per_connection(GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX)
-        .add_service(health_service)
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(AuditServiceServer::with_interceptor(
             Audit::new(lookups.clone()),
@@ -175,20 +170,18 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let grpc_task =
-        match transport.tls() {
-            None => {
-                // TCP_NODELAY: without it, small gRPC answers wait for delayed
-                // ACKs (about 40 ms each on Linux).
-                let incoming =
-                    tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-                tokio::spawn(grpc.serve_with_incoming_shutdown(incoming, stopped(&stop_rx)))
-            }
-            Some(tls) => tokio::spawn(grpc.serve_with_incoming_shutdown(
-                crate::tls::grpc_incoming(grpc_listener, tls),
-                stopped(&stop_rx),
-            )),
-        };
+    let grpc_task = match transport.tls() {
+        None => tokio::spawn(crate::grpc_serve::serve(
+            routes,
+            crate::tls::tcp_incoming(grpc_listener),
+            stop_rx.clone(),
+        )),
+        Some(tls) => tokio::spawn(crate::grpc_serve::serve(
+            routes,
+            crate::tls::grpc_incoming(grpc_listener, tls),
+            stop_rx.clone(),
+        )),
+    };
     crate::metrics::spawn_disk_check(health.clone(), args.data_dir.clone(), min_free_bytes, stop_rx.clone());
     crate::metrics::spawn_sla_refresh(health.clone(), lookups.clone(), stop_rx.clone());
     let operators = match &args.operator_tokens_file {
@@ -268,7 +261,8 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
         Ok(Err(e)) => error!(error = %e, "Ingest task failed"),
         Err(_) => error!("Ingest did not stop in time"),
     }
-    for (name, task) in [("gRPC", grpc_task.map_err_to_string()), ("HTTP", http_task.map_err_to_string())] {
+    let grpc_task = async move { grpc_task.await.map_err(|e| e.to_string()) };
+    for (name, task) in [("gRPC", Box::pin(grpc_task) as _), ("HTTP", http_task.map_err_to_string())] {
         match tokio::time::timeout(SHUTDOWN_GRACE, task).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => error!(server = name, error = %e, "Server failed"),

@@ -24,7 +24,9 @@ pub const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
 /// Accepted TCP connections of `listener`, with TCP_NODELAY set (without
 /// it, small gRPC answers wait for delayed ACKs, about 40 ms each on Linux).
 /// An accept error is passed on after [`ACCEPT_ERROR_BACKOFF_MS`].
-fn tcp_incoming(listener: TcpListener) -> impl Stream<Item = io::Result<TcpStream>> + Send + 'static {
+pub(crate) fn tcp_incoming(
+    listener: TcpListener,
+) -> impl Stream<Item = io::Result<TcpStream>> + Send + 'static {
     futures::stream::unfold(listener, |listener| async move {
         let item = match listener.accept().await {
             Ok((io, _peer)) => {
