@@ -22,12 +22,13 @@
 //! own call.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use futures::task::AtomicWaker;
 use hyper::body::Incoming;
@@ -38,7 +39,7 @@ use tokio::sync::{watch, Semaphore};
 use tonic::service::Routes;
 use tonic::transport::server::Connected;
 use tower::Service;
-use tracing::debug;
+use tracing::{debug, error};
 
 /// Concurrent request streams per connection (HTTP/2
 /// `SETTINGS_MAX_CONCURRENT_STREAMS`: the client holds further calls back).
@@ -164,6 +165,13 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, fut: F) {
+        // As with a spawned task, a panic ends only its own stream (hyper
+        // resets it), not the connection's other streams.
+        let fut = AssertUnwindSafe(fut).catch_unwind().map(|r| {
+            if r.is_err() {
+                error!("A gRPC request stream panicked; it was reset");
+            }
+        });
         self.0.queue.lock().unwrap_or_else(PoisonError::into_inner).push(Box::pin(fut));
         self.0.waker.wake();
     }
@@ -313,23 +321,63 @@ mod tests {
         served.done.await.expect("server task");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn stop_lets_calls_in_flight_finish_then_returns() {
+    /// Routes with `/mpp.test.Slow/Call`, which answers "finished" once a
+    /// permit is added to the returned semaphore (the notify fires when it
+    /// starts waiting), and `/mpp.test.Bad/Panic`, which panics.
+    fn slow_and_panicking_routes() -> (Routes, Arc<Notify>, Arc<Semaphore>) {
         let entered = Arc::new(Notify::new());
         let release = Arc::new(Semaphore::new(0));
-        let router = axum::Router::new().route(
-            "/mpp.test.Slow/Call",
-            axum::routing::post({
-                let entered = entered.clone();
-                let release = release.clone();
-                move || async move {
-                    entered.notify_one();
-                    let _permit = release.acquire().await.expect("open");
-                    "finished"
-                }
-            }),
-        );
-        let served = start(Routes::from(router)).await;
+        let router = axum::Router::new()
+            .route(
+                "/mpp.test.Slow/Call",
+                axum::routing::post({
+                    let entered = entered.clone();
+                    let release = release.clone();
+                    move || async move {
+                        entered.notify_one();
+                        let _permit = release.acquire().await.expect("open");
+                        "finished"
+                    }
+                }),
+            )
+            .route(
+                "/mpp.test.Bad/Panic",
+                axum::routing::post(|| async {
+                    if std::hint::black_box(true) {
+                        panic!("a handler bug");
+                    }
+                    "unreachable"
+                }),
+            );
+        (Routes::from(router), entered, release)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_call_ends_only_its_own_stream() {
+        let (routes, entered, release) = slow_and_panicking_routes();
+        let served = start(routes).await;
+        let mut channel = channel(served.addr).await;
+        let slow = tokio::spawn({
+            let mut channel = channel.clone();
+            async move { post(&mut channel, "/mpp.test.Slow/Call").await }
+        });
+        entered.notified().await;
+        let req = axum::http::Request::post("http://hub/mpp.test.Bad/Panic")
+            .body(tonic::body::Body::empty())
+            .expect("request");
+        let answer = tower::ServiceExt::ready(&mut channel).await.expect("ready").call(req).await;
+        assert!(answer.is_err(), "the panicking call's stream is reset: {answer:?}");
+        // The call in flight on the same connection lives on.
+        release.add_permits(1);
+        assert_eq!(slow.await.expect("slow call task"), "finished");
+        served.stop.send(true).expect("stop");
+        served.done.await.expect("server task");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stop_lets_calls_in_flight_finish_then_returns() {
+        let (routes, entered, release) = slow_and_panicking_routes();
+        let served = start(routes).await;
         let mut channel = channel(served.addr).await;
         let call = tokio::spawn(async move { post(&mut channel, "/mpp.test.Slow/Call").await });
         entered.notified().await;
