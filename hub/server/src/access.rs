@@ -25,25 +25,37 @@
 //! - One thread owns the writes (as the ledger writer owns the main store).
 //!   After the first queued event it gathers for at most
 //!   [`ACCESS_BATCH_GATHER_MS`] ms, then writes up to
-//!   [`ACCESS_WRITE_BATCH_MAX`] events as one sled batch: at thousands of
-//!   lookups a second that is a few hundred batches a second, not one per
-//!   lookup. Each case is a ring of [`ACCESS_EVENTS_PER_CASE_MAX`] slots: a
-//!   new event overwrites the oldest, so storage per case is bounded and a
-//!   write costs one read and two inserts.
+//!   [`ACCESS_WRITE_BATCH_MAX`] events as **one block** (one sled insert,
+//!   whatever the cases), numbered by a hub-wide access sequence. The
+//!   block's events are also kept in memory per case ("pending"), which
+//!   reads merge with the case's stored history. Each case's stored history
+//!   is a ring of [`ACCESS_EVENTS_PER_CASE_MAX`] slots (a new event
+//!   overwrites the oldest), so storage per case is bounded. Once
+//!   [`ACCESS_PENDING_EVENTS_MAX`] events are pending, the writer *folds*
+//!   them into the rings, [`ACCESS_FOLD_CASES_PER_BATCH_MAX`] cases per sled
+//!   batch between its regular blocks (so lookups are never held up by a
+//!   fold), then removes the folded blocks. Before blocks, every event cost
+//!   a read and a write of its case's ring; at 20k lookups a second of
+//!   cases spread over tens of thousands that was a fifth of the hub's CPU
+//!   and 20 MB/s of disk writes. A ring records the sequence it was folded
+//!   through, so an event is never folded, or shown, twice: not after a
+//!   crash in the middle of a fold (the blocks are read back on open), not
+//!   to a reader racing a fold.
 //! - Durability: sled flushes every [`ACCESS_FLUSH_EVERY_MS`] ms, and the
 //!   writer flushes on an orderly stop. A crash (or `kill -9`) can therefore
 //!   lose the events still queued (at most [`ACCESS_QUEUE_EVENTS_MAX`]), the
 //!   batch being gathered (at most [`ACCESS_BATCH_GATHER_MS`] ms) and what
 //!   was written but not yet flushed (at most about
 //!   [`ACCESS_FLUSH_EVERY_MS`] ms of history): a bounded, documented window
-//!   of the last moments, never more. No event holds personal data: the
+//!   of the last moments, never more. Pending events are in their blocks on
+//!   disk and are read back into memory when the store is opened. No event holds personal data: the
 //!   time, the kind of accessor (citizen, an officer of agency X, an
 //!   auditor) and the channel; never an address, a name or the PIN.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use mpp_core::{AgencyId, TrackingNumber};
 use serde::{Deserialize, Serialize};
@@ -67,6 +79,15 @@ pub const ACCESS_EVENTS_SHOWN_MAX: usize = 20;
 
 /// How often the access store is flushed to disk, in milliseconds.
 pub const ACCESS_FLUSH_EVERY_MS: u64 = 1000;
+
+/// Events kept pending (in their blocks on disk and in memory per case)
+/// before the writer folds them into the cases' rings. About 48 bytes of
+/// memory each: at most about 12 MiB, plus what arrives during a fold.
+pub const ACCESS_PENDING_EVENTS_MAX: usize = 256 * 1024;
+
+/// Cases whose rings one sled batch of a fold rewrites; the writer writes
+/// its regular blocks between these batches.
+pub const ACCESS_FOLD_CASES_PER_BATCH_MAX: usize = 4096;
 
 /// Cache of the access store's sled database, in bytes.
 pub const ACCESS_CACHE_BYTES_MAX: u64 = 16 * 1024 * 1024;
@@ -175,6 +196,7 @@ enum Job {
 #[derive(Clone)]
 pub struct AccessLog {
     db: sled::Db,
+    pending: Arc<RwLock<Pending>>,
     tx: mpsc::Sender<Job>,
     dropped: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
@@ -200,12 +222,11 @@ impl AccessLog {
                 .flush_every_ms(Some(ACCESS_FLUSH_EVERY_MS)),
         )?;
         migrate_legacy(&db)?;
+        let writer = Writer::open(db.clone())?;
+        let pending = writer.pending.clone();
         let (tx, rx) = mpsc::channel(ACCESS_QUEUE_EVENTS_MAX);
-        let writer_db = db.clone();
-        std::thread::Builder::new()
-            .name("mpp-access-writer".into())
-            .spawn(move || write_loop(writer_db, rx))?;
-        Ok(Self { db, tx, dropped: Arc::default(), refused: Arc::default() })
+        std::thread::Builder::new().name("mpp-access-writer".into()).spawn(move || writer.run(rx))?;
+        Ok(Self { db, pending, tx, dropped: Arc::default(), refused: Arc::default() })
     }
 
     /// An access log whose queue holds `queue_max` events and whose writer
@@ -214,7 +235,8 @@ impl AccessLog {
     pub(crate) fn open_stalled(dir: &Path, queue_max: usize) -> Result<(Self, StalledWriter), AccessError> {
         let db = sled::Config::new().path(dir).open()?;
         let (tx, rx) = mpsc::channel(queue_max);
-        Ok((Self { db, tx, dropped: Arc::default(), refused: Arc::default() }, StalledWriter(rx)))
+        let pending = Arc::default();
+        Ok((Self { db, pending, tx, dropped: Arc::default(), refused: Arc::default() }, StalledWriter(rx)))
     }
 
     /// Queues `event` for `case` without waiting, or says the queue is full
@@ -259,20 +281,31 @@ impl AccessLog {
     /// The newest events of `case`, newest first, at most `limit`. A read
     /// error gives what was read (the history is informative, not critical).
     pub fn recent(&self, case: &TrackingNumber, limit: usize) -> Vec<AccessEvent> {
-        match self.db.get(ring_key(case)) {
-            Ok(Some(v)) => match Ring::decode(&v) {
-                Some(ring) => ring.events.into_iter().rev().take(limit).collect(),
-                None => {
-                    error!("Skipping an unreadable access history");
-                    Vec::new()
-                }
-            },
-            Ok(None) => Vec::new(),
+        // Pending events first, then the ring: a fold writes a ring before
+        // it drops the events from pending, and the ring says which it
+        // holds, so no event is missed or shown twice.
+        let pending: Vec<(u64, AccessEvent)> = read(&self.pending)
+            .by_case
+            .get(case)
+            .map(|events| events.iter().rev().take(limit).cloned().collect())
+            .unwrap_or_default();
+        let ring = match self.db.get(ring_key(case)) {
+            Ok(Some(v)) => Ring::decode(&v).unwrap_or_else(|| {
+                error!("Skipping an unreadable access history");
+                Ring::default()
+            }),
+            Ok(None) => Ring::default(),
             Err(e) => {
                 error!(error = %e, "Reading the access log failed");
-                Vec::new()
+                Ring::default()
             }
-        }
+        };
+        let mut newest: Vec<AccessEvent> =
+            pending.into_iter().filter(|(seq, _)| *seq > ring.folded_through).map(|(_, e)| e).collect();
+        newest.extend(ring.events.into_iter().rev());
+        // What a ring keeps, whether or not the events are folded yet.
+        newest.truncate(limit.min(ACCESS_EVENTS_PER_CASE_MAX));
+        newest
     }
 
     /// Waits until every event queued before this call is written (for
@@ -293,9 +326,14 @@ pub const ACCESS_WRITE_BATCH_MAX: usize = 4096;
 /// store is opened.
 pub const ACCESS_MIGRATION_CASES_PER_BATCH_MAX: usize = 4096;
 
-/// The format tag of the access store (key `V`). A store without it may hold
-/// the first layout, which [`migrate_legacy`] converts when it is opened.
-const FORMAT_TAG: &[u8] = b"mpp-access/v2";
+/// The format tag of the access store (key `V`): rings, blocks of pending
+/// events and the fold mark. A store without a tag may hold the first
+/// layout, which [`migrate_legacy`] converts when it is opened; one tagged
+/// [`FORMAT_TAG_V2`] (rings only) is this layout without pending events.
+const FORMAT_TAG: &[u8] = b"mpp-access/v3";
+
+/// The tag of the layout before blocks (rings only, version 1).
+const FORMAT_TAG_V2: &[u8] = b"mpp-access/v2";
 
 /// The key of the format tag.
 const FORMAT_KEY: &[u8] = b"V";
@@ -312,21 +350,25 @@ fn ring_key(case: &TrackingNumber) -> [u8; 16] {
     k
 }
 
-/// The version byte of an encoded [`Ring`].
-const RING_VERSION: u8 = 1;
+/// The version byte of an encoded [`Ring`] (version 1, without
+/// `folded_through`, is still read).
+const RING_VERSION: u8 = 2;
 
-/// A case's newest events, oldest first, and how many were ever recorded.
+/// A case's newest events, oldest first, how many were ever recorded, and
+/// the access sequence it holds every event of the case up to.
 ///
 /// ```text
-/// u8  RING_VERSION | u64 recorded (big-endian) | u8 count
-/// count × ( i64 at_ms (big-endian) | u8 channel | u8 accessor [| u8 len | agency id] )
+/// u8 RING_VERSION | u64 recorded | u64 folded_through | u8 count | count × event
+/// event = i64 at_ms | u8 channel | u8 accessor [| u8 len | agency id]
 /// ```
 ///
-/// channel: 0 web, 1 api, 2 grpc, 3 audit; accessor: 0 citizen, 1 officer
-/// (followed by its agency id), 2 auditor.
+/// (integers big-endian; version 1 has no `folded_through`). channel: 0
+/// web, 1 api, 2 grpc, 3 audit; accessor: 0 citizen, 1 officer (followed by
+/// its agency id), 2 auditor.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Ring {
     recorded: u64,
+    folded_through: u64,
     events: std::collections::VecDeque<AccessEvent>,
 }
 
@@ -340,30 +382,14 @@ impl Ring {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(10 + self.events.len() * 10);
+        let mut v = Vec::with_capacity(18 + self.events.len() * 10);
         v.push(RING_VERSION);
         v.extend_from_slice(&self.recorded.to_be_bytes());
+        v.extend_from_slice(&self.folded_through.to_be_bytes());
         // At most ACCESS_EVENTS_PER_CASE_MAX (50) events, so it fits a byte.
         v.push(self.events.len().min(ACCESS_EVENTS_PER_CASE_MAX) as u8);
         for e in self.events.iter().take(ACCESS_EVENTS_PER_CASE_MAX) {
-            v.extend_from_slice(&e.at_ms.to_be_bytes());
-            v.push(match e.channel {
-                AccessChannel::Web => 0,
-                AccessChannel::Api => 1,
-                AccessChannel::Grpc => 2,
-                AccessChannel::Audit => 3,
-            });
-            match &e.accessor {
-                Accessor::Citizen => v.push(0),
-                Accessor::Officer { agency } => {
-                    v.push(1);
-                    // Agency ids are slugs of at most 32 bytes.
-                    let id = agency.as_str().as_bytes();
-                    v.push(id.len().min(usize::from(u8::MAX)) as u8);
-                    v.extend_from_slice(&id[..id.len().min(usize::from(u8::MAX))]);
-                }
-                Accessor::Auditor => v.push(2),
-            }
+            encode_event(e, &mut v);
         }
         v
     }
@@ -372,43 +398,144 @@ impl Ring {
     /// reading, so corruption never reaches a citizen as nonsense).
     fn decode(b: &[u8]) -> Option<Self> {
         let (&version, rest) = b.split_first()?;
-        if version != RING_VERSION || rest.len() < 9 {
-            return None;
-        }
-        let recorded = u64::from_be_bytes(rest[..8].try_into().ok()?);
-        let count = usize::from(rest[8]);
+        let (recorded, folded_through, rest) = match version {
+            1 => (u64::from_be_bytes(rest.get(..8)?.try_into().ok()?), 0, rest.get(8..)?),
+            2 => (
+                u64::from_be_bytes(rest.get(..8)?.try_into().ok()?),
+                u64::from_be_bytes(rest.get(8..16)?.try_into().ok()?),
+                rest.get(16..)?,
+            ),
+            _ => return None,
+        };
+        let (&count, mut rest) = rest.split_first()?;
+        let count = usize::from(count);
         if count > ACCESS_EVENTS_PER_CASE_MAX {
             return None;
         }
-        let mut rest = &rest[9..];
         let mut events = std::collections::VecDeque::with_capacity(count);
         for _ in 0..count {
-            if rest.len() < 10 {
-                return None;
-            }
-            let at_ms = i64::from_be_bytes(rest[..8].try_into().ok()?);
-            let channel = match rest[8] {
-                0 => AccessChannel::Web,
-                1 => AccessChannel::Api,
-                2 => AccessChannel::Grpc,
-                3 => AccessChannel::Audit,
-                _ => return None,
-            };
-            let (accessor, used) = match rest[9] {
-                0 => (Accessor::Citizen, 10),
-                2 => (Accessor::Auditor, 10),
-                1 => {
-                    let len = usize::from(*rest.get(10)?);
-                    let id = std::str::from_utf8(rest.get(11..11 + len)?).ok()?;
-                    (Accessor::Officer { agency: AgencyId::parse(id).ok()? }, 11 + len)
-                }
-                _ => return None,
-            };
-            events.push_back(AccessEvent { at_ms, accessor, channel });
+            let (e, used) = decode_event(rest)?;
+            events.push_back(e);
             rest = &rest[used..];
         }
-        rest.is_empty().then_some(Self { recorded, events })
+        rest.is_empty().then_some(Self { recorded, folded_through, events })
     }
+}
+
+fn encode_event(e: &AccessEvent, v: &mut Vec<u8>) {
+    v.extend_from_slice(&e.at_ms.to_be_bytes());
+    v.push(match e.channel {
+        AccessChannel::Web => 0,
+        AccessChannel::Api => 1,
+        AccessChannel::Grpc => 2,
+        AccessChannel::Audit => 3,
+    });
+    match &e.accessor {
+        Accessor::Citizen => v.push(0),
+        Accessor::Officer { agency } => {
+            v.push(1);
+            // Agency ids are slugs of at most 32 bytes.
+            let id = agency.as_str().as_bytes();
+            v.push(id.len().min(usize::from(u8::MAX)) as u8);
+            v.extend_from_slice(&id[..id.len().min(usize::from(u8::MAX))]);
+        }
+        Accessor::Auditor => v.push(2),
+    }
+}
+
+/// An event at the start of `b` and the bytes it took.
+fn decode_event(b: &[u8]) -> Option<(AccessEvent, usize)> {
+    if b.len() < 10 {
+        return None;
+    }
+    let at_ms = i64::from_be_bytes(b[..8].try_into().ok()?);
+    let channel = match b[8] {
+        0 => AccessChannel::Web,
+        1 => AccessChannel::Api,
+        2 => AccessChannel::Grpc,
+        3 => AccessChannel::Audit,
+        _ => return None,
+    };
+    let (accessor, used) = match b[9] {
+        0 => (Accessor::Citizen, 10),
+        2 => (Accessor::Auditor, 10),
+        1 => {
+            let len = usize::from(*b.get(10)?);
+            let id = std::str::from_utf8(b.get(11..11 + len)?).ok()?;
+            (Accessor::Officer { agency: AgencyId::parse(id).ok()? }, 11 + len)
+        }
+        _ => return None,
+    };
+    Some((AccessEvent { at_ms, accessor, channel }, used))
+}
+
+/// The key of a block: `'b'` and the access sequence of its first event.
+fn block_key(first: u64) -> [u8; 9] {
+    let mut k = [b'b'; 9];
+    k[1..].copy_from_slice(&first.to_be_bytes());
+    k
+}
+
+/// The version byte of an encoded block.
+const BLOCK_VERSION: u8 = 1;
+
+/// One write batch's events, in order; the i-th has access sequence
+/// `first + i` (the key's).
+///
+/// ```text
+/// u8 BLOCK_VERSION | u32 count | count × ( 15 tracking-number digits | event )
+/// ```
+fn encode_block(events: &[(TrackingNumber, AccessEvent)]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(5 + events.len() * 25);
+    v.push(BLOCK_VERSION);
+    // At most ACCESS_WRITE_BATCH_MAX events.
+    v.extend_from_slice(&(events.len() as u32).to_be_bytes());
+    for (case, e) in events {
+        v.extend_from_slice(&case.digits());
+        encode_event(e, &mut v);
+    }
+    v
+}
+
+/// `None` for bytes that are not an encoded block.
+fn decode_block(b: &[u8]) -> Option<Vec<(TrackingNumber, AccessEvent)>> {
+    let (&version, rest) = b.split_first()?;
+    if version != BLOCK_VERSION {
+        return None;
+    }
+    let count = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    if count > ACCESS_WRITE_BATCH_MAX {
+        return None;
+    }
+    let mut rest = &rest[4..];
+    let mut events = Vec::with_capacity(count);
+    for _ in 0..count {
+        let digits = std::str::from_utf8(rest.get(..15)?).ok()?;
+        let case = TrackingNumber::parse(digits).ok()?;
+        let (e, used) = decode_event(&rest[15..])?;
+        events.push((case, e));
+        rest = &rest[15 + used..];
+    }
+    rest.is_empty().then_some(events)
+}
+
+/// The key of the access sequence the next fold starts after (u64).
+const FOLDED_KEY: &[u8] = b"G";
+
+/// Events written in blocks and not yet folded into their cases' rings,
+/// with their access sequence, oldest first per case.
+#[derive(Debug, Default)]
+struct Pending {
+    by_case: HashMap<TrackingNumber, Vec<(u64, AccessEvent)>>,
+    events: usize,
+}
+
+fn read(pending: &RwLock<Pending>) -> std::sync::RwLockReadGuard<'_, Pending> {
+    pending.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(pending: &RwLock<Pending>) -> std::sync::RwLockWriteGuard<'_, Pending> {
+    pending.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn read_ring(db: &sled::Db, case: &TrackingNumber) -> Ring {
@@ -441,8 +568,15 @@ struct LegacyStored {
 /// so a crash half-way leaves every case in exactly one layout and the next
 /// open continues. Then writes the format tag.
 fn migrate_legacy(db: &sled::Db) -> Result<(), sled::Error> {
-    if db.get(FORMAT_KEY)?.as_deref() == Some(FORMAT_TAG) {
-        return Ok(());
+    match db.get(FORMAT_KEY)?.as_deref() {
+        Some(FORMAT_TAG) => return Ok(()),
+        Some(FORMAT_TAG_V2) => {
+            // Its rings (version 1) are read as they are.
+            db.insert(FORMAT_KEY, FORMAT_TAG)?;
+            db.flush()?;
+            return Ok(());
+        }
+        _ => {}
     }
     let mut converted = 0usize;
     loop {
@@ -506,53 +640,213 @@ fn migrate_legacy(db: &sled::Db) -> Result<(), sled::Error> {
     Ok(())
 }
 
-fn write_loop(db: sled::Db, mut rx: mpsc::Receiver<Job>) {
-    let gather = std::time::Duration::from_millis(ACCESS_BATCH_GATHER_MS);
-    while let Some(first) = rx.blocking_recv() {
-        // Take what is queued (bounded); if that is not a full batch, give
-        // the queue one short gathering pause (a pacing delay of this
-        // thread, not a synchronisation: nothing waits on it but barriers),
-        // then write everything as one sled batch.
-        let mut jobs = vec![first];
-        let mut drain = |jobs: &mut Vec<Job>| {
-            while jobs.len() < ACCESS_WRITE_BATCH_MAX {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
-                }
-            }
+/// The writer thread's state: the store, the pending events (shared with
+/// readers), the blocks not yet folded, and a fold in progress.
+struct Writer {
+    db: sled::Db,
+    pending: Arc<RwLock<Pending>>,
+    /// The access sequence of the next event.
+    next_seq: u64,
+    /// Keys of the blocks written and not yet folded, with the sequence of
+    /// their last event, oldest first.
+    blocks: std::collections::VecDeque<([u8; 9], u64)>,
+    fold: Option<Fold>,
+    /// [`ACCESS_PENDING_EVENTS_MAX`] (smaller in tests).
+    fold_at: usize,
+    /// [`ACCESS_FOLD_CASES_PER_BATCH_MAX`] (smaller in tests).
+    fold_cases_per_batch: usize,
+}
+
+/// A fold in progress: every pending event up to `through` goes into its
+/// case's ring, a batch of cases at a time.
+struct Fold {
+    through: u64,
+    cases: Vec<TrackingNumber>,
+    done: usize,
+}
+
+impl Writer {
+    /// Reads back the blocks not yet folded (a crash or stop left them).
+    fn open(db: sled::Db) -> Result<Self, sled::Error> {
+        let mut next_seq = match db.get(FOLDED_KEY)? {
+            Some(v) if v.len() == 8 => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])) + 1,
+            _ => 1,
         };
-        drain(&mut jobs);
-        if jobs.len() < ACCESS_WRITE_BATCH_MAX {
-            std::thread::sleep(gather);
-            drain(&mut jobs);
+        let mut pending = Pending::default();
+        let mut blocks = std::collections::VecDeque::new();
+        for item in db.scan_prefix(b"b") {
+            let (k, v) = item?;
+            let (Ok(key), Some(events)) = (<[u8; 9]>::try_from(k.as_ref()), decode_block(&v)) else {
+                error!("Skipping an unreadable block of access events");
+                continue;
+            };
+            let first = u64::from_be_bytes(key[1..].try_into().unwrap_or([0; 8]));
+            let mut last = first;
+            for (i, (case, e)) in events.into_iter().enumerate() {
+                last = first + i as u64;
+                pending.by_case.entry(case).or_default().push((last, e));
+                pending.events += 1;
+            }
+            next_seq = next_seq.max(last + 1);
+            blocks.push_back((key, last));
         }
-        // One read and one write per case of the batch, events in queue order.
-        let mut rings: HashMap<TrackingNumber, Ring> = HashMap::new();
+        if pending.events > 0 {
+            info!(events = pending.events, blocks = blocks.len(), "Access events pending a fold read back");
+        }
+        Ok(Self {
+            db,
+            pending: Arc::new(RwLock::new(pending)),
+            next_seq,
+            blocks,
+            fold: None,
+            fold_at: ACCESS_PENDING_EVENTS_MAX,
+            fold_cases_per_batch: ACCESS_FOLD_CASES_PER_BATCH_MAX,
+        })
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let gather = std::time::Duration::from_millis(ACCESS_BATCH_GATHER_MS);
+        loop {
+            // While a fold is in progress, do not wait for events: fold on.
+            let first = if self.fold.is_some() {
+                match rx.try_recv() {
+                    Ok(j) => Some(j),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match rx.blocking_recv() {
+                    Some(j) => Some(j),
+                    None => break,
+                }
+            };
+            if let Some(first) = first {
+                // Take what is queued (bounded); if that is not a full
+                // batch, give the queue one short gathering pause (a pacing
+                // delay of this thread, not a synchronisation: nothing waits
+                // on it but barriers), then write everything as one block.
+                let mut jobs = vec![first];
+                let mut drain = |jobs: &mut Vec<Job>| {
+                    while jobs.len() < ACCESS_WRITE_BATCH_MAX {
+                        match rx.try_recv() {
+                            Ok(j) => jobs.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                };
+                drain(&mut jobs);
+                if jobs.len() < ACCESS_WRITE_BATCH_MAX && self.fold.is_none() {
+                    std::thread::sleep(gather);
+                    drain(&mut jobs);
+                }
+                self.write(jobs);
+            }
+            self.fold_step();
+        }
+        if let Err(e) = self.db.flush() {
+            error!(error = %e, "Flushing the access log failed");
+        }
+        debug!("Access writer stopped");
+    }
+
+    /// Writes the events of `jobs` as one block, then answers the barriers.
+    fn write(&mut self, jobs: Vec<Job>) {
+        let mut events = Vec::with_capacity(jobs.len());
         let mut barriers = Vec::new();
         for job in jobs {
             match job {
-                Job::Record(case, event) => {
-                    rings.entry(case).or_insert_with(|| read_ring(&db, &case)).push(event);
-                }
+                Job::Record(case, event) => events.push((case, event)),
                 Job::Barrier(done) => barriers.push(done),
             }
         }
-        let mut batch = sled::Batch::default();
-        for (case, ring) in &rings {
-            batch.insert(&ring_key(case)[..], ring.encode());
-        }
-        if let Err(e) = db.apply_batch(batch) {
-            error!(error = %e, "Writing the access log failed");
+        if !events.is_empty() {
+            let first = self.next_seq;
+            let key = block_key(first);
+            match self.db.insert(key, encode_block(&events)) {
+                Ok(_) => {
+                    let n = events.len() as u64;
+                    self.next_seq += n;
+                    self.blocks.push_back((key, first + n - 1));
+                    let mut pending = write(&self.pending);
+                    pending.events += events.len();
+                    for (i, (case, e)) in events.into_iter().enumerate() {
+                        pending.by_case.entry(case).or_default().push((first + i as u64, e));
+                    }
+                }
+                Err(e) => error!(error = %e, "Writing the access log failed"),
+            }
         }
         for done in barriers {
             let _ = done.send(());
         }
     }
-    if let Err(e) = db.flush() {
-        error!(error = %e, "Flushing the access log failed");
+
+    /// Starts a fold when enough events are pending, or folds the next
+    /// batch of cases of the one in progress; the last batch also removes
+    /// the folded blocks and drops the folded events from memory.
+    fn fold_step(&mut self) {
+        if self.fold.is_none() {
+            let pending = read(&self.pending);
+            if pending.events < self.fold_at {
+                return;
+            }
+            let cases = pending.by_case.keys().copied().collect();
+            drop(pending);
+            self.fold = Some(Fold { through: self.next_seq - 1, cases, done: 0 });
+        }
+        let Some(fold) = &self.fold else { return };
+        let through = fold.through;
+        let chunk = &fold.cases[fold.done..(fold.done + self.fold_cases_per_batch).min(fold.cases.len())];
+        let chunk_len = chunk.len();
+        let last = fold.done + chunk_len == fold.cases.len();
+        let mut batch = sled::Batch::default();
+        {
+            let pending = read(&self.pending);
+            for case in chunk {
+                let mut ring = read_ring(&self.db, case);
+                let events = pending.by_case.get(case).map(Vec::as_slice).unwrap_or_default();
+                for (seq, e) in events {
+                    // Not twice (a fold cut short by a crash), not beyond
+                    // this fold (events that came in during it).
+                    if *seq > ring.folded_through && *seq <= through {
+                        ring.push(e.clone());
+                    }
+                }
+                ring.folded_through = ring.folded_through.max(through);
+                batch.insert(&ring_key(case)[..], ring.encode());
+            }
+        }
+        if last {
+            for (key, end) in &self.blocks {
+                if *end > through {
+                    break;
+                }
+                batch.remove(&key[..]);
+            }
+            batch.insert(FOLDED_KEY, &through.to_be_bytes()[..]);
+        }
+        if let Err(e) = self.db.apply_batch(batch) {
+            // Tried again from this batch of cases on the next round.
+            error!(error = %e, "Folding access events failed");
+            return;
+        }
+        let Some(fold) = &mut self.fold else { return };
+        fold.done += chunk_len;
+        if last {
+            while self.blocks.front().is_some_and(|(_, end)| *end <= through) {
+                self.blocks.pop_front();
+            }
+            let mut pending = write(&self.pending);
+            let Pending { by_case, events } = &mut *pending;
+            by_case.retain(|_, list| {
+                let before = list.len();
+                list.retain(|(seq, _)| *seq > through);
+                *events -= before - list.len();
+                !list.is_empty()
+            });
+            self.fold = None;
+        }
     }
-    debug!("Access writer stopped");
 }
 
 #[cfg(test)]
@@ -618,7 +912,8 @@ mod tests {
         longer.push(0);
         assert_eq!(Ring::decode(&longer), None, "trailing bytes");
         let mut bad_channel = bytes;
-        bad_channel[10 + 8] = 9;
+        // Header (18 bytes), then the first event's at_ms (8), then its channel.
+        bad_channel[18 + 8] = 9;
         assert_eq!(Ring::decode(&bad_channel), None);
     }
 
@@ -686,5 +981,143 @@ mod tests {
             }
         };
         assert_eq!(log.recent(&tn(1), 10), vec![citizen(1)]);
+    }
+
+    /// An access log whose writer the test drives by hand (no thread).
+    fn log_over(writer: &Writer) -> AccessLog {
+        let (tx, _rx) = mpsc::channel(1);
+        AccessLog {
+            db: writer.db.clone(),
+            pending: writer.pending.clone(),
+            tx,
+            dropped: Arc::default(),
+            refused: Arc::default(),
+        }
+    }
+
+    fn record_all(writer: &mut Writer, events: &[(u64, i64)]) {
+        let jobs = events.iter().map(|&(case, at)| Job::Record(tn(case), citizen(at))).collect();
+        writer.write(jobs);
+    }
+
+    fn times(log: &AccessLog, case: u64) -> Vec<i64> {
+        log.recent(&tn(case), 1000).iter().map(|e| e.at_ms).collect()
+    }
+
+    #[test]
+    fn a_ring_of_the_layout_before_blocks_is_read() {
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&7u64.to_be_bytes());
+        v1.push(1);
+        encode_event(&citizen(42), &mut v1);
+        let ring = Ring::decode(&v1).expect("a version-1 ring");
+        assert_eq!((ring.recorded, ring.folded_through), (7, 0));
+        assert_eq!(ring.events, vec![citizen(42)]);
+    }
+
+    #[test]
+    fn a_block_round_trips_and_refuses_damaged_bytes() {
+        let events = vec![
+            (tn(1), citizen(1)),
+            (
+                tn(2),
+                AccessEvent {
+                    at_ms: 2,
+                    accessor: Accessor::Officer { agency: AgencyId::parse("bpn").unwrap() },
+                    channel: AccessChannel::Grpc,
+                },
+            ),
+        ];
+        let bytes = encode_block(&events);
+        assert_eq!(decode_block(&bytes), Some(events));
+        for cut in 0..bytes.len() {
+            assert_eq!(decode_block(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut bad_digit = bytes;
+        bad_digit[5 + 14] ^= 1;
+        assert_eq!(decode_block(&bad_digit), None, "a tracking number with a wrong check digit");
+    }
+
+    #[test]
+    fn pending_events_fold_into_rings_and_their_blocks_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let mut writer = Writer::open(db.clone()).unwrap();
+        writer.fold_at = 8;
+        writer.fold_cases_per_batch = 2;
+        let log = log_over(&writer);
+        // Case 3 gets more events than its ring holds.
+        let mut expected: HashMap<u64, Vec<i64>> = HashMap::new();
+        let mut at = 0;
+        for round in 0..30 {
+            let mut batch = Vec::new();
+            for case in [1, 2, 3, 3, 3] {
+                if case == 1 && round % 3 != 0 {
+                    continue;
+                }
+                at += 1;
+                batch.push((case, at));
+                expected.entry(case).or_default().insert(0, at);
+            }
+            record_all(&mut writer, &batch);
+            writer.fold_step();
+            for (case, want) in &expected {
+                let mut want = want.clone();
+                want.truncate(ACCESS_EVENTS_PER_CASE_MAX);
+                assert_eq!(times(&log, *case), want, "case {case} after round {round}");
+            }
+        }
+        let folded = Ring::decode(&db.get(ring_key(&tn(3))).unwrap().unwrap()).unwrap();
+        assert!(folded.folded_through > 0, "rings were written");
+        assert!(read(&writer.pending).events < 8 + 5, "pending is bounded by the fold");
+        assert!(db.scan_prefix(b"b").count() <= 3, "folded blocks are removed");
+        // Reopened (pending blocks read back): the same histories.
+        while writer.fold.is_some() {
+            writer.fold_step();
+        }
+        drop(writer);
+        let reopened = Writer::open(db.clone()).unwrap();
+        assert!(reopened.next_seq > at as u64, "sequences go on after the last one");
+        let log = log_over(&reopened);
+        for (case, want) in &expected {
+            let mut want = want.clone();
+            want.truncate(ACCESS_EVENTS_PER_CASE_MAX);
+            assert_eq!(times(&log, *case), want, "case {case} after a reopen");
+        }
+    }
+
+    #[test]
+    fn a_fold_cut_short_shows_and_folds_each_event_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let mut writer = Writer::open(db.clone()).unwrap();
+        writer.fold_at = 6;
+        writer.fold_cases_per_batch = 1;
+        record_all(&mut writer, &[(1, 1), (2, 2), (3, 3), (1, 4), (2, 5), (3, 6)]);
+        // The first batch of the fold: case 1's ring is written while its
+        // events are still pending (and their blocks still there).
+        writer.fold_step();
+        assert!(writer.fold.is_some());
+        let log = log_over(&writer);
+        assert_eq!(times(&log, 1), vec![4, 1], "a reader racing the fold");
+        assert_eq!(times(&log, 2), vec![5, 2]);
+        // A crash here: the process ends mid-fold.
+        drop(writer);
+        let mut writer = Writer::open(db.clone()).unwrap();
+        writer.fold_at = 6;
+        writer.fold_cases_per_batch = 1;
+        let log = log_over(&writer);
+        for (case, want) in [(1, vec![4, 1]), (2, vec![5, 2]), (3, vec![6, 3])] {
+            assert_eq!(times(&log, case), want, "case {case} after the crash");
+        }
+        record_all(&mut writer, &[(1, 7)]);
+        while {
+            writer.fold_step();
+            writer.fold.is_some()
+        } {}
+        assert_eq!(read(&writer.pending).events, 0, "everything folded");
+        assert_eq!(times(&log, 1), vec![7, 4, 1], "folded once, not twice");
+        assert_eq!(times(&log, 3), vec![6, 3]);
+        assert_eq!(db.scan_prefix(b"b").count(), 0);
     }
 }
