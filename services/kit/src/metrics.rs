@@ -1,7 +1,10 @@
 //! A tiny `/metrics` endpoint in the Prometheus text format (version 0.0.4),
 //! served with a plain [`TcpListener`] (over TLS when the service has a
 //! certificate) and a hand-written HTTP/1.1 answer: one request per
-//! connection, `GET /metrics` only.
+//! connection, `GET /metrics`, and the probes `GET /healthz` (200 while the
+//! process answers) and `GET /readyz` (200, or 503 naming why the outbox
+//! cannot take calls: the check behind gRPC health's `NOT_SERVING`), for
+//! orchestrators whose probes speak neither gRPC over TLS nor gRPC health.
 //!
 //! Metrics:
 //!
@@ -184,10 +187,18 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, source: &Metri
     let path = target.split(|&b| b == b'?').next().unwrap_or(&[]);
     let (status, body) = if !complete {
         ("400 Bad Request", "bad request\n".to_owned())
-    } else if path != b"/metrics" {
-        ("404 Not Found", "only /metrics is served here\n".to_owned())
+    } else if !matches!(path, b"/metrics" | b"/healthz" | b"/readyz") {
+        ("404 Not Found", "served here: /metrics, /healthz, /readyz\n".to_owned())
     } else if method != b"GET" && method != b"HEAD" {
         ("405 Method Not Allowed", "use GET\n".to_owned())
+    } else if path == b"/healthz" {
+        ("200 OK", "ok\n".to_owned())
+    } else if path == b"/readyz" {
+        // The same check as gRPC health: can the outbox take calls?
+        match source.outbox.accepting() {
+            Ok(()) => ("200 OK", "ready\n".to_owned()),
+            Err(why) => ("503 Service Unavailable", format!("not ready: {why}\n")),
+        }
     } else {
         ("200 OK", render(source))
     };
@@ -205,4 +216,37 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, source: &Metri
     }
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::{Outbox, OutboxConfig};
+    use crate::tls::test_pki::http_get;
+
+    #[tokio::test]
+    async fn the_probes_follow_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox =
+            Outbox::open(OutboxConfig::new(dir.path()), Arc::new(crate::event::SystemClock)).unwrap();
+        let source = MetricsSource { outbox: outbox.status(), auth_failures: Arc::default() };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve(listener, source, async {
+            let _ = stopped.await;
+        }));
+        assert_eq!(http_get(addr, "/healthz").await.unwrap(), (200, "ok\n".to_owned()));
+        assert_eq!(http_get(addr, "/readyz").await.unwrap(), (200, "ready\n".to_owned()));
+        let (status, body) = http_get(addr, "/metrics").await.unwrap();
+        assert!(status == 200 && body.contains("mpp_outbox_depth 0"), "{status} {body}");
+        assert_eq!(http_get(addr, "/nope").await.unwrap().0, 404);
+        // A closed outbox takes no calls: not ready, still alive.
+        let _ = outbox.shutdown(Duration::ZERO).await;
+        let (status, body) = http_get(addr, "/readyz").await.unwrap();
+        assert_eq!((status, body.as_str()), (503, "not ready: the outbox is shutting down\n"));
+        assert_eq!(http_get(addr, "/healthz").await.unwrap().0, 200);
+        let _ = stop.send(());
+        served.await.unwrap();
+    }
 }

@@ -228,6 +228,12 @@ fn every_yaml_file_parses_and_the_kubernetes_objects_are_complete() -> Result<()
         for c in spec["containers"].as_array().context("containers")? {
             for probe in ["livenessProbe", "readinessProbe"] {
                 ensure!(c[probe].is_object(), "{file} {name}: container without {probe}");
+                // A probe naming a port must name one the container declares.
+                if let Some(port) = c[probe]["httpGet"]["port"].as_str() {
+                    let declared =
+                        c["ports"].as_array().into_iter().flatten().any(|p| p["name"].as_str() == Some(port));
+                    ensure!(declared, "{file} {name}: {probe} on undeclared port {port:?}");
+                }
             }
             for r in ["cpu", "memory"] {
                 ensure!(c["resources"]["limits"][r].is_string(), "{file} {name}: no {r} limit");

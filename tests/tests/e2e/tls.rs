@@ -256,6 +256,10 @@ async fn an_event_filed_over_tls_reaches_a_lookup_over_https() -> Result<()> {
     let (status, body) =
         https_get(metrics, "localhost", &pki.ca, "/metrics", &[]).await.map_err(anyhow::Error::msg)?;
     ensure!(status == 200 && body.contains("mpp_outbox_depth"), "/metrics over HTTPS: {status} {body}");
+    // So are the probes Kubernetes uses (deploy/k8s/agencies.yaml).
+    let (status, body) =
+        https_get(metrics, "localhost", &pki.ca, "/readyz", &[]).await.map_err(anyhow::Error::msg)?;
+    ensure!((status, body.as_str()) == (200, "ready\n"), "/readyz over HTTPS: {status} {body}");
     let plain_metrics = mpp_agency_kit::tls::test_pki::http_get(metrics, "/metrics").await;
     ensure!(plain_metrics.is_err(), "plaintext /metrics got {plain_metrics:?}");
     let other = https_get(hub_http, "localhost", &pki.other_ca, "/healthz", &[]).await;
