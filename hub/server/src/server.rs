@@ -261,8 +261,7 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
         Ok(Err(e)) => error!(error = %e, "Ingest task failed"),
         Err(_) => error!("Ingest did not stop in time"),
     }
-    let grpc_task = async move { grpc_task.await.map_err(|e| e.to_string()) };
-    for (name, task) in [("gRPC", Box::pin(grpc_task) as _), ("HTTP", http_task.map_err_to_string())] {
+    for (name, task) in [("gRPC", grpc_task.map_err_to_string()), ("HTTP", http_task.map_err_to_string())] {
         match tokio::time::timeout(SHUTDOWN_GRACE, task).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => error!(server = name, error = %e, "Server failed"),
@@ -280,6 +279,12 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
 
 trait JoinToString {
     fn map_err_to_string(self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+}
+
+impl JoinToString for tokio::task::JoinHandle<()> {
+    fn map_err_to_string(self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        Box::pin(async move { self.await.map_err(|e| e.to_string()) })
+    }
 }
 
 impl<E: std::fmt::Display + Send + 'static> JoinToString for tokio::task::JoinHandle<Result<(), E>> {
