@@ -50,7 +50,7 @@ pub fn audit_stopped_hub(data_dir: &Path) -> Result<StoreAudit> {
             ensure!(head.head_hash == last.hash, "head hash differs from the last entry's hash");
         }
     }
-    let verified = match mpp_hub::ledger::verify_chain(&store) {
+    let verified = match mpp_ledger::ledger::verify_chain(&store) {
         Ok(n) => n,
         Err(e) => bail!("verify_chain failed: {e}"),
     };
@@ -59,7 +59,7 @@ pub fn audit_stopped_hub(data_dir: &Path) -> Result<StoreAudit> {
         "verify_chain verified {verified} entries, head says {}",
         head.last_seq
     );
-    let (rebuilt, rebuilt_head) = match mpp_hub::ledger::rebuild(&store) {
+    let (rebuilt, rebuilt_head) = match mpp_ledger::ledger::rebuild(&store) {
         Ok(r) => r,
         Err(e) => bail!("rebuild from the log failed: {e}"),
     };
@@ -67,10 +67,10 @@ pub fn audit_stopped_hub(data_dir: &Path) -> Result<StoreAudit> {
     // The store writes case values behind the log; a hub that was killed
     // re-derives the newest from the log when it opens its ledger: so does
     // this check.
-    if let Err(e) = mpp_hub::ledger::Ledger::open(store.clone()) {
+    if let Err(e) = mpp_ledger::ledger::Ledger::open(store.clone()) {
         bail!("catching the projection up with the log failed: {e}");
     }
-    let stored = match mpp_hub::ledger::projection(&store) {
+    let stored = match mpp_ledger::ledger::projection(&store) {
         Ok(p) => p,
         Err(e) => bail!("reading the stored projection failed: {e}"),
     };

@@ -1,6 +1,6 @@
 //! Section 6: the auditor's offline passes over a hub's store, timed:
-//! [`mpp_hub::ledger::verify_chain`] (chain, Merkle tree, checkpoints) and
-//! [`mpp_hub::ledger::rebuild`] (replaying every entry from scratch).
+//! [`mpp_ledger::ledger::verify_chain`] (chain, Merkle tree, checkpoints) and
+//! [`mpp_ledger::ledger::rebuild`] (replaying every entry from scratch).
 
 use std::path::Path;
 use std::time::Instant;
@@ -23,10 +23,10 @@ pub(crate) struct AuditRun {
 pub(crate) fn run(data_dir: &Path) -> Result<AuditRun> {
     let store = SledStore::open(data_dir).context("opening the hub's store")?;
     let t = Instant::now();
-    let entries = mpp_hub::ledger::verify_chain(&store).map_err(|e| anyhow!("verify: {e}"))?;
+    let entries = mpp_ledger::ledger::verify_chain(&store).map_err(|e| anyhow!("verify: {e}"))?;
     let verify = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let (_, head) = mpp_hub::ledger::rebuild(&store).map_err(|e| anyhow!("rebuild: {e}"))?;
+    let (_, head) = mpp_ledger::ledger::rebuild(&store).map_err(|e| anyhow!("rebuild: {e}"))?;
     let rebuild = t.elapsed().as_secs_f64();
     if head.last_seq != entries {
         return Err(anyhow!("rebuild ended at {} but verify counted {entries}", head.last_seq));

@@ -138,7 +138,7 @@ pub(crate) async fn fill(parent: &Path, messages: u64, seed: u64) -> Result<Corp
     let client = nats.connect().await?;
     let mut pipe = Pipeline::new(client.clone(), FILL_IN_FLIGHT_MAX);
     pipe.context()
-        .get_or_create_stream(mpp_hub::stream::stream_config())
+        .get_or_create_stream(mpp_edge::stream::stream_config())
         .await
         .context("creating the stream")?;
     let mut generator = Interleaved::new(seed, 1, OPEN_CASES_DEFAULT, SAMPLE_CASES_MAX)?;
@@ -166,7 +166,7 @@ pub(crate) async fn fill(parent: &Path, messages: u64, seed: u64) -> Result<Corp
     drop(client);
     nats.restart(Sync::Always).await?;
     let js = jetstream::new(nats.connect().await?);
-    let mut stream = js.get_stream(mpp_hub::stream::STREAM_NAME).await.context("the filled stream")?;
+    let mut stream = js.get_stream(mpp_edge::stream::STREAM_NAME).await.context("the filled stream")?;
     let stored = stream.info().await.context("stream info")?.state.messages;
     if stored != sent {
         bail!("the filled stream holds {stored} messages after the restart, {sent} were sent");

@@ -1,5 +1,5 @@
 //! Section 2: hub ingest, in-process, wired exactly as `mpp-hub serve`
-//! wires it: [`mpp_hub::ingest::run`] (the JetStream pull loop that acks
+//! wires it: [`mpp_ledger::ingest::run`] (the JetStream pull loop that acks
 //! only after the batch is durable) feeding the [`Writer`] thread that owns
 //! the [`Ledger`] over a [`SledStore`], with checkpoint signing on.
 
@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use mpp_core::checkpoint::Origin;
 use mpp_core::log::Verdict;
-use mpp_hub::health::Health;
-use mpp_hub::ingest::{self, IngestConfig, Writer};
-use mpp_hub::ledger::Ledger;
-use mpp_hub::signer::{CheckpointPolicy, Checkpointer, Signer};
+use mpp_ledger::ingest::{self, IngestConfig, Writer};
+use mpp_ledger::ledger::Ledger;
+use mpp_ledger::signer::{CheckpointPolicy, Checkpointer, Signer};
 use mpp_store::{SledStore, Store};
 use tokio::sync::watch;
 
@@ -54,10 +53,10 @@ pub(crate) async fn run(tmp: &Path, corpus: &Corpus, n: u64) -> Result<IngestRun
     let origin = Origin::for_hub("mpp-bench").map_err(|e| anyhow!("{e:?}"))?;
     let signer = Arc::new(Signer::load_or_create(dir.path(), origin).map_err(|e| anyhow!("{e}"))?);
     let checkpointer =
-        Checkpointer::new(signer, CheckpointPolicy::default(), mpp_hub::lookup::system_clock(), &store)
+        Checkpointer::new(signer, CheckpointPolicy::default(), mpp_lookup::lookup::system_clock(), &store)
             .map_err(|e| anyhow!("{e}"))?;
     let writer = Arc::new(Writer::spawn_with_checkpoints(ledger, Some(checkpointer))?);
-    let health = Arc::new(Health::new(head));
+    let health = Arc::new(mpp_ledger::observe::health(&head));
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = IngestConfig {
         nats_url: corpus.nats.url(),

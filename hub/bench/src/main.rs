@@ -254,7 +254,7 @@ fn skipped(id: u8, why: &str) -> Section {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    // The in-process hub components' logs (e.g. `mpp_hub::ingest=debug` shows
+    // The in-process hub components' logs (e.g. `mpp_ledger::ingest=debug` shows
     // every committed batch), for profiling; silent by default.
     if let Ok(filter) = std::env::var("MPP_BENCH_LOG") {
         tracing_subscriber::fmt()
@@ -346,7 +346,7 @@ async fn main() -> Result<()> {
                         sec.note(format!(
                             "{} messages of the pre-filled stream (standards, then journeys of 2,048 interleaved \
                              cases: front office openings and the applications of 7 agencies, 9 services, every \
-                             event type; mean payload {:.0} B) through mpp_hub::ingest::run and its Writer thread \
+                             event type; mean payload {:.0} B) through mpp_ledger::ingest::run and its Writer thread \
                              (Ledger over SledStore, checkpoint signing every 1,000 entries), batches of {}; \
                              timed from start until the head reached the last of them.",
                             run.messages,
@@ -650,7 +650,7 @@ async fn big_hub(
         let published = published?;
         let bg_secs = b0.elapsed().as_secs_f64();
         let mut js_stream = async_nats::jetstream::new(corpus.nats.connect().await?)
-            .get_stream(mpp_hub::stream::STREAM_NAME)
+            .get_stream(mpp_edge::stream::STREAM_NAME)
             .await
             .context("stream")?;
         let last = js_stream.info().await.context("stream info")?.state.last_sequence;
@@ -697,7 +697,7 @@ async fn big_hub(
                         .target(">= 200k entries/s", a.rebuild_per_s >= 200_000.0),
                 );
                 sec.note(format!(
-                    "mpp_hub::ledger::verify_chain and rebuild (what `mpp-hub audit verify` / `rebuild` run) over \
+                    "mpp_ledger::ledger::verify_chain and rebuild (what `mpp-hub audit verify` / `rebuild` run) over \
                      the {} entries of the section-7 hub's store, opened after the hub stopped.",
                     a.entries
                 ));

@@ -149,7 +149,7 @@ pub(crate) enum Acks {
 /// returns messages/s.
 pub(crate) async fn consume(nats: &NatsServer, n: u64, name: &str, acks: Acks) -> Result<f64> {
     let js = jetstream::new(nats.connect().await?);
-    let stream = js.get_stream(mpp_hub::stream::STREAM_NAME).await.context("stream")?;
+    let stream = js.get_stream(mpp_edge::stream::STREAM_NAME).await.context("stream")?;
     let consumer: consumer::PullConsumer = stream
         .create_consumer(consumer::pull::Config {
             durable_name: Some(name.to_owned()),
@@ -159,7 +159,7 @@ pub(crate) async fn consume(nats: &NatsServer, n: u64, name: &str, acks: Acks) -
                 Acks::AllPerBatch => consumer::AckPolicy::All,
             },
             ack_wait: Duration::from_secs(60),
-            max_ack_pending: mpp_hub::ingest::ACK_PENDING_MESSAGES_MAX,
+            max_ack_pending: mpp_ledger::ingest::ACK_PENDING_MESSAGES_MAX,
             ..Default::default()
         })
         .await
@@ -207,7 +207,7 @@ pub(crate) async fn consume(nats: &NatsServer, n: u64, name: &str, acks: Acks) -
 async fn publish(nats: &NatsServer, one: u64, window: u64, seed: u64) -> Result<(f64, f64)> {
     let client = nats.connect().await?;
     let js = jetstream::new(client.clone());
-    js.get_or_create_stream(mpp_hub::stream::stream_config()).await.context("stream")?;
+    js.get_or_create_stream(mpp_edge::stream::stream_config()).await.context("stream")?;
     let mut gen = Interleaved::new(seed ^ 0x9b, 50_000_000, 256, 0)?;
     let region = gen.region();
     let mut make = || -> Result<(String, String, Bytes)> {

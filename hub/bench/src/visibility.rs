@@ -202,7 +202,7 @@ async fn settle(status: &OutboxStatus, js: &async_nats::jetstream::Context, hub:
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let mut stream = js.get_stream(mpp_hub::stream::STREAM_NAME).await.context("stream")?;
+    let mut stream = js.get_stream(mpp_edge::stream::STREAM_NAME).await.context("stream")?;
     let last = stream.info().await.context("stream info")?.state.last_sequence;
     hub.wait_for_stream_seq(last, SETTLE_DEADLINE, |_| {}).await?;
     Ok(started.elapsed().as_secs_f64())

@@ -43,13 +43,13 @@ pub enum Command {
     /// Audit a hub's log: verify, export, rebuild, case-at, prove,
     /// check-proof, sla-report; on a copy of its data directory, on an
     /// export, or (verify, export, prove) over its audit gRPC service.
-    Audit(crate::cli::AuditArgs),
+    Audit(mpp_audit::cli::AuditArgs),
     /// Print the hub's checkpoint public key (64 hex digits, Ed25519) from
     /// `<data-dir>/keys/checkpoint.pub`, for auditors to verify checkpoints.
     ExportPublicKey(ExportPublicKeyArgs),
     /// Operator tools: back up a hub's log (from a running hub or a stopped
     /// one's data directory) and restore it into a fresh data directory.
-    Admin(crate::cli::admin::AdminArgs),
+    Admin(mpp_audit::cli::admin::AdminArgs),
 }
 
 /// Flags of `mpp-hub export-public-key`.
@@ -139,17 +139,17 @@ pub struct ServeArgs {
     /// This hub's id: its signed checkpoints name the log `mpp-hub/<hub id>`
     /// (printable ASCII, no spaces, at most 120 bytes). Give each province's
     /// hub set its own; replicas of one set share it.
-    #[arg(long, env = "MPP_HUB_ID", default_value = crate::signer::HUB_ID_DEFAULT)]
+    #[arg(long, env = "MPP_HUB_ID", default_value = mpp_ledger::signer::HUB_ID_DEFAULT)]
     pub hub_id: String,
     /// Sign a checkpoint of the log after this many new entries (or after
     /// --checkpoint-every-ms, whichever comes first; never when the log did
     /// not grow). The signing key is created on first start in
     /// `<data-dir>/keys/` (see `mpp-hub export-public-key`).
-    #[arg(long, env = "MPP_CHECKPOINT_EVERY_ENTRIES", default_value_t = crate::signer::CHECKPOINT_EVERY_ENTRIES_DEFAULT,
+    #[arg(long, env = "MPP_CHECKPOINT_EVERY_ENTRIES", default_value_t = mpp_ledger::signer::CHECKPOINT_EVERY_ENTRIES_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     pub checkpoint_every_entries: u64,
     /// Sign a checkpoint at least this often, in milliseconds, while the log grows.
-    #[arg(long, env = "MPP_CHECKPOINT_EVERY_MS", default_value_t = crate::signer::CHECKPOINT_EVERY_MS_DEFAULT,
+    #[arg(long, env = "MPP_CHECKPOINT_EVERY_MS", default_value_t = mpp_ledger::signer::CHECKPOINT_EVERY_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
     pub checkpoint_every_ms: u64,
     /// Auditors' tokens for the audit gRPC service: `auditor_id:sha256-hex`
@@ -165,7 +165,7 @@ pub struct ServeArgs {
     /// The hub is not ready (`/readyz` 503, reason `disk_low`) while the
     /// data directory has less than this many MiB free (checked every 5 s).
     /// 0 turns the check off.
-    #[arg(long, env = "MPP_MIN_FREE_DISK_MB", default_value_t = crate::metrics::MIN_FREE_DISK_MB_DEFAULT,
+    #[arg(long, env = "MPP_MIN_FREE_DISK_MB", default_value_t = mpp_obs::metrics::MIN_FREE_DISK_MB_DEFAULT,
           value_parser = clap::value_parser!(u64).range(0..=MIN_FREE_DISK_MB_MAX))]
     pub min_free_disk_mb: u64,
     /// What to do when sled reports its files corrupt on open (seen after
@@ -173,12 +173,12 @@ pub struct ServeArgs {
     /// `rebuild` (move sled's files aside into `corrupt-store-<ms>/`, keep
     /// `keys/` and `access/`, and re-ingest the stream from sequence 1 into
     /// a byte-identical log; lookups miss cases until it has caught up).
-    #[arg(long, env = "MPP_ON_CORRUPT_STORE", value_enum, default_value_t = crate::recover::OnCorruptStore::Fail)]
-    pub on_corrupt_store: crate::recover::OnCorruptStore,
+    #[arg(long, env = "MPP_ON_CORRUPT_STORE", value_enum, default_value_t = mpp_ledger::recover::OnCorruptStore::Fail)]
+    pub on_corrupt_store: mpp_ledger::recover::OnCorruptStore,
     /// TLS of the gRPC and HTTP servers: --tls-cert-file, --tls-key-file,
     /// --tls-client-ca-file, --insecure-plaintext (see docs/TLS.md).
     #[command(flatten)]
-    pub tls: crate::tls::TlsArgs,
+    pub tls: mpp_edge::tls::TlsArgs,
 }
 
 /// Highest accepted `--min-free-disk-mb` (1 EiB in MiB; no disk is larger).

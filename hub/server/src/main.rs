@@ -50,25 +50,25 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => mpp_hub::server::serve(args, shutdown_signal()).await,
         Command::ExportPublicKey(args) => {
-            let key = mpp_hub::signer::read_public_key(&args.data_dir).context(
+            let key = mpp_ledger::signer::read_public_key(&args.data_dir).context(
                 "reading the checkpoint public key (the hub creates its key on its first `mpp-hub serve`)",
             )?;
             println!("{}", hex::encode(key));
             Ok(())
         }
-        Command::Admin(args) => match mpp_hub::cli::admin::run(args).await {
+        Command::Admin(args) => match mpp_audit::cli::admin::run(args).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 eprintln!("error: {e:#}");
-                std::process::exit(i32::from(mpp_hub::cli::EXIT_ERROR))
+                std::process::exit(i32::from(mpp_audit::cli::EXIT_ERROR))
             }
         },
-        Command::Audit(args) => match mpp_hub::cli::run(args).await {
+        Command::Audit(args) => match mpp_audit::cli::run(args).await {
             Ok(0) => Ok(()),
             Ok(status) => std::process::exit(i32::from(status)),
             Err(e) => {
                 eprintln!("error: {e:#}");
-                std::process::exit(i32::from(mpp_hub::cli::EXIT_ERROR))
+                std::process::exit(i32::from(mpp_audit::cli::EXIT_ERROR))
             }
         },
     }

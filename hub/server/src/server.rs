@@ -14,22 +14,26 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::access::AccessLog;
-use crate::audit_service::Audit;
-use crate::auth::{AuditorAuth, TokenTable};
-use crate::config::ServeArgs;
-use crate::grpc::Cases;
-use crate::health::{Health, NotReady};
-use crate::http::{router, AppState};
-use crate::ingest::{self, IngestConfig, Writer};
-use crate::ledger::Ledger;
-use crate::lookup::{load_calendars, read_pepper_file, system_clock, Lookups};
-use crate::page::{Web, WebSettings};
-use crate::ratelimit::LookupLimits;
-use crate::signer::{CheckpointPolicy, Checkpointer, Signer};
-use crate::tls::{HttpsListener, Transport};
-use crate::watch::CaseChanges;
 use axum::serve::ListenerExt;
+use mpp_audit::audit_service::Audit;
+use mpp_audit::auth::AuditorAuth;
+use mpp_edge::auth::TokenTable;
+use mpp_edge::listen::{grpc_incoming, tcp_incoming, HttpsListener};
+use mpp_edge::nats::NatsCredentials;
+use mpp_edge::tls::Transport;
+use mpp_ledger::ingest::{self, IngestConfig, OnCommit, Writer};
+use mpp_ledger::ledger::Ledger;
+use mpp_ledger::signer::{CheckpointPolicy, Checkpointer, Signer};
+use mpp_lookup::access::AccessLog;
+use mpp_lookup::grpc::Cases;
+use mpp_lookup::http::{router, AppState};
+use mpp_lookup::lookup::{load_calendars, read_pepper_file, system_clock, Lookups};
+use mpp_lookup::page::{Web, WebSettings};
+use mpp_lookup::ratelimit::LookupLimits;
+use mpp_lookup::watch::CaseChanges;
+use mpp_obs::health::NotReady;
+
+use crate::config::ServeArgs;
 
 /// How long shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -41,8 +45,9 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
     let transport = Transport::from_args(&args.tls, &[args.grpc_addr, args.http_addr])?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let store = crate::recover::open_store(&args.data_dir, args.on_corrupt_store, |d| SledStore::open(d))
-        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let store =
+        mpp_ledger::recover::open_store(&args.data_dir, args.on_corrupt_store, |d| SledStore::open(d))
+            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let ledger = Ledger::open(store.clone()).context("reading the ledger head")?;
     let head = ledger.head();
     info!(last_seq = head.last_seq, last_stream_seq = head.last_stream_seq, "Store opened");
@@ -69,7 +74,7 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
     };
     let nats_credentials = match (&args.nats_user, &args.nats_password_file) {
         (Some(user), Some(file)) => {
-            let c = ingest::NatsCredentials::load(user, file).context("loading the NATS credentials")?;
+            let c = NatsCredentials::load(user, file).context("loading the NATS credentials")?;
             info!(nats_user = c.user(), "Connecting to NATS as a user (password from a file)");
             Some(c)
         }
@@ -83,14 +88,14 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
         lockout_ms: u64::from(args.lockout_minutes) * 60_000,
     };
     let access = AccessLog::open(&args.data_dir.join("access")).context("opening the access log")?;
-    let health = Arc::new(Health::new(head));
+    let health = Arc::new(mpp_ledger::observe::health(&head));
     let metrics = health.metrics().clone();
     let lookups = Lookups::new(store.clone(), Arc::new(calendars), system_clock(), pepper, limits)
         .with_access_log(access.clone())
         .with_metrics(metrics.clone());
     // Readiness knows the disk from the start; then a task checks it every few seconds.
-    let min_free_bytes = args.min_free_disk_mb.saturating_mul(crate::metrics::BYTES_PER_MB);
-    match crate::metrics::check_disk(&health, &args.data_dir, min_free_bytes) {
+    let min_free_bytes = args.min_free_disk_mb.saturating_mul(mpp_obs::metrics::BYTES_PER_MB);
+    match mpp_obs::metrics::check_disk(&health, &args.data_dir, min_free_bytes) {
         Ok(free) if free < min_free_bytes => {
             warn!(free_bytes = free, min_free_bytes, "Disk low: the hub reports not ready")
         }
@@ -105,7 +110,7 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
     info!(key_id = %signer.key_id(), origin = %signer.origin(), "Checkpoint signing key ready");
     let policy =
         CheckpointPolicy { every_entries: args.checkpoint_every_entries, every_ms: args.checkpoint_every_ms };
-    let checkpointer = Checkpointer::new(signer, policy, crate::lookup::system_clock(), &store)
+    let checkpointer = Checkpointer::new(signer, policy, mpp_lookup::lookup::system_clock(), &store)
         .context("reading the latest checkpoint")?;
     let auditors = match &args.auditor_tokens_file {
         Some(path) => Some(Arc::new(TokenTable::load(path).context("loading --auditor-tokens-file")?)),
@@ -171,19 +176,22 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
         }
     };
     let grpc_task = match transport.tls() {
-        None => tokio::spawn(crate::grpc_serve::serve(
+        None => {
+            tokio::spawn(mpp_edge::grpc_serve::serve(routes, tcp_incoming(grpc_listener), stop_rx.clone()))
+        }
+        Some(tls) => tokio::spawn(mpp_edge::grpc_serve::serve(
             routes,
-            crate::tls::tcp_incoming(grpc_listener),
-            stop_rx.clone(),
-        )),
-        Some(tls) => tokio::spawn(crate::grpc_serve::serve(
-            routes,
-            crate::tls::grpc_incoming(grpc_listener, tls),
+            grpc_incoming(grpc_listener, tls),
             stop_rx.clone(),
         )),
     };
-    crate::metrics::spawn_disk_check(health.clone(), args.data_dir.clone(), min_free_bytes, stop_rx.clone());
-    crate::metrics::spawn_sla_refresh(health.clone(), lookups.clone(), stop_rx.clone());
+    mpp_obs::metrics::spawn_disk_check(
+        health.clone(),
+        args.data_dir.clone(),
+        min_free_bytes,
+        stop_rx.clone(),
+    );
+    mpp_lookup::sla_gauge::spawn_sla_refresh(health.clone(), lookups.clone(), stop_rx.clone());
     let operators = match &args.operator_tokens_file {
         Some(path) => Some(Arc::new(TokenTable::load(path).context("loading --operator-tokens-file")?)),
         None => {
@@ -191,10 +199,10 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
             None
         }
     };
-    let ops = crate::ops::Ops::new(
-        crate::ops::OpsSettings {
+    let ops = mpp_ops::Ops::new(
+        mpp_ops::OpsSettings {
             tokens: operators,
-            redrive: Some(crate::ops::RedriveTarget {
+            redrive: Some(mpp_ops::RedriveTarget {
                 nats_url: args.nats_url.clone(),
                 login: args.nats_user.clone().zip(args.nats_password_file.clone()),
             }),
@@ -204,7 +212,7 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
         health.clone(),
     )
     .context("setting up the operators' dashboard")?;
-    let app = router(AppState { lookups, health: health.clone(), web }).merge(crate::ops::router(ops));
+    let app = router(AppState { lookups, health: health.clone(), web }).merge(mpp_ops::router(ops));
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http_task = match transport.tls() {
         None => {
@@ -242,7 +250,7 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
             nats_url: args.nats_url.clone(),
             consumer_name: args.consumer_name.clone(),
             batch_max: args.batch_max as usize,
-            changes: Some(changes),
+            changes: Some(OnCommit(Arc::new(move |touched| changes.publish(touched)))),
         },
         nats_credentials,
         writer.clone(),

@@ -1,6 +1,6 @@
 //! `mpp-hub audit`: verify, export, rebuild, case-at, prove, check-proof and
 //! sla-report, on stores filled through the real ledger with the generated
-//! stream (`mpp_hub::cli::fixture`: every event type, rejections,
+//! stream (`mpp_audit::cli::fixture`: every event type, rejections,
 //! duplicates), and on exports.
 //!
 //! Tampering is done both where the auditor finds it: in the store (a sled
@@ -17,20 +17,20 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mpp_audit::cli::case_at::{case_at, case_at_indexed, Point};
+use mpp_audit::cli::export::{export_store, CheckpointLine, EntryLine, ExportReader, Line};
+use mpp_audit::cli::fixture::{fill, FixtureKey, Generator};
+use mpp_audit::cli::prove::{check_bundle, prove};
+use mpp_audit::cli::rebuild::{
+    diff_projections, import_export, rebuild_and_compare, Scratch, Windowed, WINDOW_ENTRIES,
+};
+use mpp_audit::cli::sla_report::{sla_report, Tally};
+use mpp_audit::cli::verify::{verify_dir, verify_export, verify_store, Failure};
+use mpp_audit::cli::{parse_instant, Progress, PublicKey};
 use mpp_core::calendar::CalendarSet;
 use mpp_core::log::Verdict;
 use mpp_core::{AppState, Date, EventBody, EventKind, LogEntry, TrackingNumber, UncheckedEnvelope};
-use mpp_hub::cli::case_at::{case_at, case_at_indexed, Point};
-use mpp_hub::cli::export::{export_store, CheckpointLine, EntryLine, ExportReader, Line};
-use mpp_hub::cli::fixture::{fill, FixtureKey, Generator};
-use mpp_hub::cli::prove::{check_bundle, prove};
-use mpp_hub::cli::rebuild::{
-    diff_projections, import_export, rebuild_and_compare, Scratch, Windowed, WINDOW_ENTRIES,
-};
-use mpp_hub::cli::sla_report::{sla_report, Tally};
-use mpp_hub::cli::verify::{verify_dir, verify_export, verify_store, Failure};
-use mpp_hub::cli::{parse_instant, Progress, PublicKey};
-use mpp_hub::ledger::{self, Ledger, RawMessage};
+use mpp_ledger::ledger::{self, Ledger, RawMessage};
 use mpp_store::{MemStore, SledStore, Store};
 use prost::Message as _;
 
@@ -505,7 +505,7 @@ fn rebuild_equals_live_for_100k_events_of_every_type_and_so_does_export_then_reb
         *verdicts.entry(e.reason.map_or("ACCEPTED".to_owned(), |r| r.as_str().to_owned())).or_default() += 1;
         if e.verdict == Verdict::Accepted {
             let env = mpp_proto::v1::Envelope::decode(e.payload.as_slice()).unwrap();
-            kinds.insert(mpp_hub::wire::to_unchecked(&env).body.unwrap().kind());
+            kinds.insert(mpp_wire::to_unchecked(&env).body.unwrap().kind());
         }
     }
     assert_eq!(kinds.len(), EventKind::ALL.len(), "accepted event types: {kinds:?}");
@@ -573,7 +573,7 @@ fn rebuild_names_the_cases_whose_live_projection_differs() {
     };
     let store = SledStore::open(copy.path()).unwrap();
     let report = rebuild_and_compare(&store, Some(&|| Ok(store.clone())), quiet()).unwrap().unwrap();
-    let tn = mpp_hub::lookup::parse_tracking_number(&removed).unwrap();
+    let tn = mpp_lookup::lookup::parse_tracking_number(&removed).unwrap();
     assert_eq!(report.differences, vec![format!("case {tn}: in the rebuilt projection only")]);
     // A changed field is named with both values.
     let live = ledger::projection(&store).unwrap();
@@ -740,7 +740,7 @@ fn the_sla_report_counts_on_time_late_open_and_overdue_in_working_days() {
                 stream_seq: i as u64 + 1,
                 stream_time_ns: ms * 1_000_000,
                 subject: format!("mpp.events.dukcapil.{service}"),
-                payload: Bytes::from(mpp_hub::wire::from_unchecked(&u).encode_to_vec()),
+                payload: Bytes::from(mpp_wire::from_unchecked(&u).encode_to_vec()),
             }
         })
         .collect();

@@ -184,7 +184,7 @@ impl SerialCounter {
     pub fn open(dir: &Path, range: SerialRange) -> Result<Self, CounterError> {
         std::fs::create_dir_all(dir)
             .map_err(|source| CounterError::CreateDir { dir: dir.to_owned(), source })?;
-        let db = mpp_store::open_waiting_for_lock(
+        let db = mpp_edge::sled_open::open_waiting_for_lock(
             &sled::Config::new().path(dir).cache_capacity(COUNTER_CACHE_BYTES),
         )
         .map_err(|source| CounterError::Open { dir: dir.to_owned(), source })?;

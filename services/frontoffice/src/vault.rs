@@ -319,7 +319,7 @@ impl Vault {
     pub fn open(dir: &Path) -> Result<Self, VaultError> {
         std::fs::create_dir_all(dir)
             .map_err(|source| VaultError::CreateDir { dir: dir.to_owned(), source })?;
-        let db = mpp_store::open_waiting_for_lock(
+        let db = mpp_edge::sled_open::open_waiting_for_lock(
             &sled::Config::new().path(dir).cache_capacity(VAULT_CACHE_BYTES),
         )
         .map_err(|source| VaultError::Open { dir: dir.to_owned(), source })?;

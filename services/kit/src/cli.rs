@@ -1,10 +1,15 @@
-//! Flags every agency binary shares, tracing set-up and the NATS connection.
+//! Flags every agency binary shares and tracing set-up; the NATS connection
+//! itself is the edge's (`mpp_edge::nats`), re-exported here.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use mpp_core::ids::RegionCode;
+
+pub use mpp_edge::nats::{
+    check_nats_user, connect_nats, connect_nats_in_background, NatsCredentials, NatsCredentialsError,
+    NATS_CONNECT_TIMEOUT_MS, NATS_PASSWORD_FILE_BYTES_MAX, NATS_RECONNECT_DELAY_MS_MAX, NATS_USER_BYTES_MAX,
+};
 
 use crate::outbox::{OUTBOX_BYTES_MAX_DEFAULT, OUTBOX_ENTRIES_MAX_DEFAULT};
 use crate::run::OUTBOX_DRAIN_MS_DEFAULT;
@@ -145,102 +150,6 @@ fn parse_nats_user(s: &str) -> Result<String, String> {
     check_nats_user(s).map(|()| s.to_owned()).map_err(|e| e.to_string())
 }
 
-/// Longest NATS user name, in bytes.
-pub const NATS_USER_BYTES_MAX: usize = 64;
-
-/// Largest NATS password file, in bytes.
-pub const NATS_PASSWORD_FILE_BYTES_MAX: u64 = 1024;
-
-/// A NATS user and its password. The password is never shown: `Debug`
-/// prints it as `<redacted>`.
-#[derive(Clone)]
-pub struct NatsCredentials {
-    user: String,
-    password: String,
-}
-
-impl std::fmt::Debug for NatsCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsCredentials").field("user", &self.user).field("password", &"<redacted>").finish()
-    }
-}
-
-/// Why NATS credentials are unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum NatsCredentialsError {
-    /// The user name is empty, too long, or has characters other than ASCII
-    /// letters, digits, `-` and `_` (it becomes a subject token of the inbox).
-    #[error("NATS user {0:?} must be 1..={NATS_USER_BYTES_MAX} bytes of ASCII letters, digits, '-' and '_'")]
-    BadUser(String),
-    /// The password file cannot be read.
-    #[error("cannot read the NATS password file {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The password file is larger than [`NATS_PASSWORD_FILE_BYTES_MAX`].
-    #[error("the NATS password file {} is larger than {NATS_PASSWORD_FILE_BYTES_MAX} bytes", path.display())]
-    TooLarge {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The password file holds no password (or not UTF-8 text).
-    #[error("the NATS password file {} holds no password (empty, blank or not UTF-8)", path.display())]
-    Empty {
-        /// The file.
-        path: PathBuf,
-    },
-    /// Only one of user and password file was given.
-    #[error("{0}")]
-    Incomplete(&'static str),
-}
-
-fn check_nats_user(user: &str) -> Result<(), NatsCredentialsError> {
-    let ok = !user.is_empty()
-        && user.len() <= NATS_USER_BYTES_MAX
-        && user.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(NatsCredentialsError::BadUser(user.to_owned()))
-    }
-}
-
-impl NatsCredentials {
-    /// `user` with the password read from `password_file` (surrounding
-    /// whitespace trimmed).
-    pub fn load(user: &str, password_file: &Path) -> Result<Self, NatsCredentialsError> {
-        use std::io::Read;
-        check_nats_user(user)?;
-        let read_err = |source| NatsCredentialsError::Read { path: password_file.to_owned(), source };
-        let file = std::fs::File::open(password_file).map_err(read_err)?;
-        let mut bytes = Vec::new();
-        file.take(NATS_PASSWORD_FILE_BYTES_MAX + 1).read_to_end(&mut bytes).map_err(read_err)?;
-        if bytes.len() as u64 > NATS_PASSWORD_FILE_BYTES_MAX {
-            return Err(NatsCredentialsError::TooLarge { path: password_file.to_owned() });
-        }
-        let password = String::from_utf8(bytes).ok().map(|s| s.trim().to_owned()).unwrap_or_default();
-        if password.is_empty() {
-            return Err(NatsCredentialsError::Empty { path: password_file.to_owned() });
-        }
-        Ok(Self { user: user.to_owned(), password })
-    }
-
-    /// The user name.
-    pub fn user(&self) -> &str {
-        &self.user
-    }
-
-    /// The inbox prefix of this user's connections, `_INBOX.<user>`: the
-    /// server's configuration lets the user subscribe to `_INBOX.<user>.>`
-    /// only, so no agency reads another's replies (or the hub's deliveries).
-    pub fn inbox_prefix(&self) -> String {
-        format!("_INBOX.{}", self.user)
-    }
-}
-
 fn parse_region(s: &str) -> Result<RegionCode, String> {
     RegionCode::parse(s).map_err(|r| r.detail)
 }
@@ -277,73 +186,6 @@ pub fn init_tracing(format: LogFormat) -> Result<(), TracingInitError> {
         LogFormat::Pretty => builder.try_init(),
     };
     result.map_err(|e| TracingInitError::Install(e.to_string()))
-}
-
-/// How long connecting to NATS may take at start, in milliseconds.
-pub const NATS_CONNECT_TIMEOUT_MS: u64 = 5_000;
-
-/// The connection options shared by both connect functions: the name,
-/// the connect timeout and, with credentials, user, password and the
-/// user's inbox prefix.
-fn connect_options(name: &str, credentials: Option<&NatsCredentials>) -> async_nats::ConnectOptions {
-    // The server's errors (a refused login, a publish outside the user's
-    // permissions) otherwise show only as PubAck timeouts.
-    let options = async_nats::ConnectOptions::new()
-        .name(name)
-        .connection_timeout(Duration::from_millis(NATS_CONNECT_TIMEOUT_MS))
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::ServerError(e) => tracing::error!(error = %e, "NATS server error"),
-                async_nats::Event::ClientError(e) => tracing::warn!(error = %e, "NATS client error"),
-                _ => {}
-            }
-        });
-    match credentials {
-        Some(c) => options
-            .user_and_password(c.user.clone(), c.password.clone())
-            .custom_inbox_prefix(c.inbox_prefix()),
-        None => options,
-    }
-}
-
-/// Connects to NATS as `name` (shown in the server's connection list),
-/// anonymously or with `credentials`. `urls` may list several servers of a
-/// cluster, comma-separated. The client reconnects by itself after a later
-/// disconnect.
-pub async fn connect_nats(
-    urls: &str,
-    name: &str,
-    credentials: Option<&NatsCredentials>,
-) -> Result<async_nats::Client, async_nats::ConnectError> {
-    let servers: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    connect_options(name, credentials).connect(servers).await
-}
-
-/// Longest wait between two reconnect attempts to NATS, in milliseconds.
-pub const NATS_RECONNECT_DELAY_MS_MAX: u64 = 2_000;
-
-/// Connects to NATS as `name` in the background: returns at once, even when
-/// no server is reachable yet, and keeps (re)connecting forever (waits
-/// doubling from 50 ms up to [`NATS_RECONNECT_DELAY_MS_MAX`]). For the outbox
-/// relay, which must not keep a service from starting while NATS is down.
-/// A login the server refuses (`credentials`) is retried the same way, and
-/// each refusal is logged. Fails only on unusable options (e.g. a malformed
-/// URL).
-pub async fn connect_nats_in_background(
-    urls: &str,
-    name: &str,
-    credentials: Option<&NatsCredentials>,
-) -> Result<async_nats::Client, async_nats::ConnectError> {
-    let servers: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    connect_options(name, credentials)
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .reconnect_delay_callback(|attempts| {
-            let exp = u32::try_from(attempts.min(6)).unwrap_or(6);
-            Duration::from_millis((50u64 << exp).min(NATS_RECONNECT_DELAY_MS_MAX))
-        })
-        .connect(servers)
-        .await
 }
 
 #[cfg(test)]
@@ -406,7 +248,7 @@ mod tests {
         let cli = parse(&["x", "--nats-user", "dukcapil", "--nats-password-file", f]).unwrap();
         let c = cli.common.nats_credentials().unwrap().unwrap();
         assert_eq!(c.user(), "dukcapil");
-        assert_eq!(c.password, "s3cret-Pa55", "surrounding whitespace trimmed");
+        assert_eq!(c.password(), "s3cret-Pa55", "surrounding whitespace trimmed");
         assert_eq!(c.inbox_prefix(), "_INBOX.dukcapil");
         let shown = format!("{c:?} {cli:?}");
         assert!(!shown.contains("s3cret"), "password shown: {shown}");

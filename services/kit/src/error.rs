@@ -11,8 +11,7 @@ use tonic::{Code, Status};
 
 use crate::publish::PublishError;
 
-/// The gRPC metadata key that carries the stable reason code of an error.
-pub const REASON_CODE_METADATA_KEY: &str = "mpp-reason-code";
+pub use mpp_edge::meta::REASON_CODE_METADATA_KEY;
 
 /// Why a request was refused. Nothing was published for any of these, except
 /// for [`KitError::Publish`] (see [`PublishError`]).

@@ -80,7 +80,6 @@
 #![deny(unreachable_pub)]
 
 pub mod agency;
-pub mod auth;
 pub mod catalogue;
 pub mod cli;
 pub mod error;
@@ -92,10 +91,13 @@ pub mod outbox;
 pub mod publish;
 pub mod run;
 pub mod server;
-pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod tls;
+#[cfg(test)]
+mod tls_tests;
+
+// The edge's modules, under the paths agency services have always used.
+pub use mpp_edge::{auth, stream, tls};
 
 pub use agency::{Agency, Filed};
 pub use auth::{AuthInterceptor, AuthMode, ClientId, TokenTable};

@@ -110,8 +110,10 @@ impl NatsCluster {
         let names = nodes.iter().map(|n| server_name_of(n.config_path())).collect::<Result<Vec<_>>>()?;
         let cluster = Self { nodes, names };
         let js = cluster.jetstream().await?;
-        let config =
-            async_nats::jetstream::stream::Config { num_replicas: NODES, ..mpp_hub::stream::stream_config() };
+        let config = async_nats::jetstream::stream::Config {
+            num_replicas: NODES,
+            ..mpp_edge::stream::stream_config()
+        };
         wait_for("the cluster to create MPP_EVENTS at replicas 3", LEADER_DEADLINE, || {
             let (js, config) = (js.clone(), config.clone());
             async move {

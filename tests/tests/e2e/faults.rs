@@ -818,7 +818,7 @@ async fn slow_consumer(plan: Plan) -> Result<Counts> {
         None => NatsServer::start().await?,
     };
     let js = nats.jetstream().await?;
-    js.get_or_create_stream(mpp_hub::stream::stream_config())
+    js.get_or_create_stream(mpp_edge::stream::stream_config())
         .await
         .map_err(|e| anyhow!("create stream: {e}"))?;
     let f = EventFactory::new("e2e-backlog", "izin", REGION);

@@ -13,8 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use mpp_agency_kit::tls::client_tls_config;
-use mpp_agency_kit::tls::test_pki::{https_get, TestPki};
+use mpp_edge::tls::client_tls_config;
+use mpp_edge::tls::test_pki::{https_get, TestPki};
 use mpp_proto::agency::dukcapil::v1 as dk;
 use mpp_tests::bins;
 use mpp_tests::envelope::StreamIds;
@@ -69,7 +69,10 @@ fn spawn_hub(
     let mut hub =
         ManagedProcess::new("mpp-hub", bins::workspace_bin("mpp-hub")?, args, dir.join("mpp-hub.log"));
     // The hub's own debug logs too: even there no secret may appear.
-    hub.env("MPP_LOG", "info,mpp_hub=debug,mpp_agency_kit=debug");
+    hub.env(
+        "MPP_LOG",
+        "info,mpp_hub=debug,mpp_ledger=debug,mpp_lookup=debug,mpp_ops=debug,mpp_audit=debug,mpp_edge=debug,mpp_agency_kit=debug",
+    );
     hub.start()?;
     Ok((hub, grpc, http))
 }
@@ -235,7 +238,7 @@ async fn an_event_filed_over_tls_reaches_a_lookup_over_https() -> Result<()> {
     ensure!(!untrusted_err.contains(&auditor_token), "the CLI printed the auditor's token: {untrusted_err}");
 
     // Plaintext clients and clients trusting another CA get nothing.
-    let plain = mpp_agency_kit::tls::test_pki::http_get(hub_http, "/healthz").await;
+    let plain = mpp_edge::tls::test_pki::http_get(hub_http, "/healthz").await;
     ensure!(plain.is_err(), "plaintext HTTP got {plain:?}");
     let plain_grpc =
         Endpoint::from_shared(agency.grpc_endpoint())?.connect_timeout(CALL_TIMEOUT).connect().await;
@@ -260,7 +263,7 @@ async fn an_event_filed_over_tls_reaches_a_lookup_over_https() -> Result<()> {
     let (status, body) =
         https_get(metrics, "localhost", &pki.ca, "/readyz", &[]).await.map_err(anyhow::Error::msg)?;
     ensure!((status, body.as_str()) == (200, "ready\n"), "/readyz over HTTPS: {status} {body}");
-    let plain_metrics = mpp_agency_kit::tls::test_pki::http_get(metrics, "/metrics").await;
+    let plain_metrics = mpp_edge::tls::test_pki::http_get(metrics, "/metrics").await;
     ensure!(plain_metrics.is_err(), "plaintext /metrics got {plain_metrics:?}");
     let other = https_get(hub_http, "localhost", &pki.other_ca, "/healthz", &[]).await;
     ensure!(other.is_err(), "a client trusting another CA got {other:?}");

@@ -38,7 +38,7 @@
 //!   become durable with the next group-commit flush, sled's background flush
 //!   (every 500 ms) or shutdown. A crash before that republishes those
 //!   entries, which JetStream drops as duplicates while they are inside its
-//!   duplicate window (10 minutes, see [`crate::stream`]).
+//!   duplicate window (10 minutes, see [`mpp_edge::stream`]).
 //! - Pipelining keeps the order of sending, and a resend starts from the
 //!   oldest unacknowledged entry, so the stream receives the first copy of
 //!   every event in outbox order — unless the NATS connection breaks while a
@@ -257,7 +257,7 @@ impl Outbox {
         }
         std::fs::create_dir_all(&config.dir)
             .map_err(|source| OutboxError::CreateDir { dir: config.dir.clone(), source })?;
-        let db = mpp_store::open_waiting_for_lock(
+        let db = mpp_edge::sled_open::open_waiting_for_lock(
             &sled::Config::new().path(&config.dir).cache_capacity(OUTBOX_CACHE_BYTES),
         )
         .map_err(|source| OutboxError::Open { dir: config.dir.clone(), source })?;

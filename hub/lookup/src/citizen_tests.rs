@@ -1,0 +1,580 @@
+//! In-process tests of the citizen surfaces (JSON API, tracking page, gRPC
+//! lookups and watches) over a real sled store filled through the ledger:
+//! PIN checks, the identical answer for unknown case and wrong PIN, rate
+//! limits and lockouts on an injected clock, hostile input, escaping, access
+//! events and live updates.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::connect_info::ConnectInfo;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use bytes::Bytes;
+use mpp_core::calendar::CalendarSet;
+use mpp_core::pin::{pin_verifier, Pin, PinPepper};
+use mpp_core::{EventBody, RegionCode, TrackingNumber, UncheckedEnvelope};
+use mpp_proto::v1 as pb;
+use mpp_proto::v1::cases_service_server::CasesService;
+use mpp_store::SledStore;
+use prost::Message as _;
+use tokio::sync::watch;
+use tower::ServiceExt as _;
+
+use crate::access::AccessLog;
+use crate::grpc::Cases;
+use crate::http::{router, AppState};
+use crate::lookup::Lookups;
+use crate::page::{Web, WebSettings};
+use crate::ratelimit::LookupLimits;
+use crate::watch::CaseChanges;
+use mpp_ledger::ledger::{Ledger, RawMessage};
+use mpp_wire as wire;
+
+/// Time of record of the first message: 2025-06-16 (a Monday) 02:00 UTC.
+const T0_MS: i64 = 1_750_039_200_000;
+const PIN: &str = "042137";
+const WRONG_PIN: &str = "042138";
+const PEPPER: &[u8] = b"citizen-tests-pepper-0123456789";
+
+fn tn(serial: u64) -> TrackingNumber {
+    TrackingNumber::new(RegionCode::parse("1771").unwrap(), serial).unwrap()
+}
+
+fn event_id(n: u64) -> String {
+    let ms = T0_MS as u64 + n;
+    let hex = format!("{ms:012x}");
+    format!("{}-{}-7{:03x}-{:04x}-{:012x}", &hex[..8], &hex[8..], n & 0xfff, 0x8000 | (n & 0x3fff), n)
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    ledger: Ledger<SledStore>,
+    next_seq: u64,
+    app: Router,
+    lookups: Lookups,
+    changes: CaseChanges,
+    mono: Arc<AtomicU64>,
+    _stop: watch::Sender<bool>,
+}
+
+impl Fixture {
+    fn new(limits: LookupLimits) -> Self {
+        Self::new_at(limits, T0_MS + 3_600_000)
+    }
+
+    /// A fixture whose wall clock stands at `now_ms`.
+    fn new_at(limits: LookupLimits, now_ms: i64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path().join("store")).unwrap();
+        let ledger = Ledger::open(store.clone()).unwrap();
+        let mono = Arc::new(AtomicU64::new(0));
+        let m = mono.clone();
+        let access = AccessLog::open(&dir.path().join("access")).unwrap();
+        let health = Arc::new(mpp_ledger::observe::health(&ledger.head()));
+        let lookups = Lookups::new(
+            store,
+            Arc::new(CalendarSet::new()),
+            Arc::new(move || now_ms),
+            PinPepper::from_bytes(PEPPER).unwrap(),
+            limits,
+        )
+        .with_access_log(access)
+        .with_metrics(health.metrics().clone())
+        .with_mono_clock(Arc::new(move || m.load(Ordering::SeqCst)));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let changes = CaseChanges::new(stop_rx);
+        let web = Arc::new(Web::new(changes.clone(), WebSettings::default()).unwrap());
+        let app = router(AppState { lookups: lookups.clone(), health, web });
+        Self { _dir: dir, ledger, next_seq: 1, app, lookups, changes, mono, _stop: stop_tx }
+    }
+
+    fn advance_ms(&self, ms: u64) {
+        self.mono.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// Commits events (agency, service, case, application, body) and
+    /// announces the touched cases, as ingest does.
+    fn commit(&mut self, events: &[(&str, &str, Option<TrackingNumber>, &str, EventBody)]) {
+        let mut raws = Vec::new();
+        for (agency, service, case, app, body) in events {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let u = UncheckedEnvelope {
+                schema_version: 1,
+                event_id: event_id(seq),
+                case_id: case.map(|c| c.to_string()).unwrap_or_default(),
+                region_code: "1771".to_owned(),
+                agency_id: (*agency).to_owned(),
+                service_id: (*service).to_owned(),
+                application_id: (*app).to_owned(),
+                occurred_at_ms: T0_MS,
+                officer: "petugas-7".to_owned(),
+                body: Some(body.clone()),
+            };
+            raws.push(RawMessage {
+                stream_seq: seq,
+                stream_time_ns: (T0_MS + seq as i64 * 1000) * 1_000_000,
+                subject: format!("mpp.events.{agency}.{service}"),
+                payload: Bytes::from(wire::from_unchecked(&u).encode_to_vec()),
+            });
+        }
+        let outcome = self.ledger.commit_batch(&raws).unwrap();
+        assert_eq!(outcome.rejected, 0, "fixture events must be accepted: {outcome:?}");
+        self.changes.publish(&outcome.touched_cases);
+    }
+
+    /// Standards of two agencies and one case with an application at each:
+    /// Dukcapil waits on documents (one named with markup), DPMPTSP on a fee.
+    fn with_multi_agency_case(limits: LookupLimits) -> (Self, TrackingNumber) {
+        let mut f = Self::new(limits);
+        let case = tn(4242);
+        let verifier =
+            pin_verifier(&PinPepper::from_bytes(PEPPER).unwrap(), &case, &Pin::parse(PIN).unwrap()).to_vec();
+        let standard = |name_id: &str, name_en: &str| EventBody::ServiceStandardPublished {
+            name_id: name_id.to_owned(),
+            name_en: name_en.to_owned(),
+            completion_working_days: 5,
+            fee_idr: 0,
+            requirements: vec![],
+            fiktif_positif: false,
+            version: 1,
+        };
+        f.commit(&[
+            ("dukcapil", "kk", None, "", standard("Kartu Keluarga", "Family card")),
+            ("dpmptsp", "pbg", None, "", standard("Persetujuan Bangunan Gedung", "Building approval")),
+            (
+                "dukcapil",
+                "kk",
+                Some(case),
+                "",
+                EventBody::CaseOpened { pin_verifier: verifier, nik_keyed_hash: vec![0xAB; 32] },
+            ),
+            ("dukcapil", "kk", Some(case), "KK-1", EventBody::ApplicationFiled { documents: vec![] }),
+            (
+                "dukcapil",
+                "kk",
+                Some(case),
+                "KK-1",
+                EventBody::DocumentsRequested {
+                    documents: vec!["akta nikah".to_owned(), "<script>alert(1)</script>".to_owned()],
+                    counter: "Loket 3 Disdukcapil".to_owned(),
+                    note: String::new(),
+                },
+            ),
+            ("dpmptsp", "pbg", Some(case), "PBG-1", EventBody::ApplicationFiled { documents: vec![] }),
+            ("dpmptsp", "pbg", Some(case), "PBG-1", EventBody::ReviewStarted),
+            (
+                "dpmptsp",
+                "pbg",
+                Some(case),
+                "PBG-1",
+                EventBody::FeeAssessed {
+                    amount_idr: 1_250_000,
+                    payment_channel: "Bank Bengkulu".to_owned(),
+                    billing_code: "820001234567".to_owned(),
+                },
+            ),
+        ]);
+        (f, case)
+    }
+
+    async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+        self.send_from(req, Ipv4Addr::new(198, 51, 100, 7)).await
+    }
+
+    async fn send_from(
+        &self,
+        mut req: Request<Body>,
+        ip: Ipv4Addr,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        req.extensions_mut().insert(ConnectInfo(SocketAddr::new(IpAddr::V4(ip), 40_000)));
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn api(&self, tracking: &str, pin: Option<&str>) -> (StatusCode, axum::http::HeaderMap, String) {
+        let mut b = Request::get(format!("/api/v1/cases/{tracking}"));
+        if let Some(p) = pin {
+            b = b.header("x-mpp-pin", p);
+        }
+        self.send(b.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post_form(&self, body: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+        let req = Request::post("/lacak")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        self.send(req).await
+    }
+}
+
+fn generous() -> LookupLimits {
+    LookupLimits { per_minute: 1_000_000, burst: 1_000_000, ..LookupLimits::DEFAULT }
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+fn code(body: &str) -> String {
+    json(body).pointer("/error/code").and_then(|c| c.as_str()).unwrap_or("").to_owned()
+}
+
+#[tokio::test]
+async fn the_json_api_needs_the_right_pin_and_answers_unknown_and_wrong_alike() {
+    let (f, case) = Fixture::with_multi_agency_case(generous());
+    let (status, _, body) = f.api(&case.to_string(), Some(PIN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v = json(&body);
+    assert_eq!(v["status"], "action_needed");
+    assert_eq!(v["status_label"], "Perlu tindakan Anda");
+    let states: Vec<_> = v["applications"].as_array().unwrap().iter().map(|a| a["state"].clone()).collect();
+    assert_eq!(states, ["documents_required", "awaiting_payment"]);
+    assert_eq!(v["applications"][1]["service_name_en"], "Building approval");
+    assert_eq!(v["next_actions"][1]["amount_idr"], 1_250_000);
+    assert!(
+        !body.contains("abababab") && !body.contains("ABABABAB"),
+        "the NIK hash must never be served: {body}"
+    );
+    assert!(!body.contains("pin_verifier") && !body.contains("nik_keyed_hash"), "{body}");
+
+    let wrong = f.api(&case.to_string(), Some(WRONG_PIN)).await;
+    let unknown = f.api(&tn(99_999).to_string(), Some(PIN)).await;
+    assert_eq!(wrong.0, StatusCode::NOT_FOUND);
+    assert_eq!((wrong.0, &wrong.2), (unknown.0, &unknown.2), "unknown case and wrong PIN must be identical");
+    assert_eq!(wrong.1.get(header::CONTENT_LENGTH), unknown.1.get(header::CONTENT_LENGTH));
+    assert_eq!(code(&wrong.2), "CASE_NOT_FOUND");
+
+    for (tracking, pin, want_status, want_code) in [
+        (case.to_string(), None, 400, "PIN_REQUIRED"),
+        (case.to_string(), Some(""), 400, "PIN_REQUIRED"),
+        (case.to_string(), Some("12ab56"), 400, "MALFORMED_PIN"),
+        ("1771-0000012345-8".to_owned(), Some(PIN), 400, "BAD_CHECK_DIGIT"),
+        ("1771-12".to_owned(), Some(PIN), 400, "MALFORMED_TRACKING_NUMBER"),
+        ("9".repeat(100), Some(PIN), 400, "FIELD_TOO_LONG"),
+        ("%E2%80%AE1771".to_owned(), Some(PIN), 400, "MALFORMED_TRACKING_NUMBER"),
+        ("%FF%FE".to_owned(), Some(PIN), 400, "MALFORMED_TRACKING_NUMBER"),
+    ] {
+        let (status, _, body) = f.api(&tracking, pin).await;
+        assert_eq!(
+            (status.as_u16(), code(&body).as_str()),
+            (want_status, want_code),
+            "{tracking} {pin:?}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lookups_are_rate_limited_per_client_with_retry_after() {
+    let (f, case) = Fixture::with_multi_agency_case(LookupLimits::DEFAULT);
+    for i in 0..20 {
+        let (status, _, body) = f.api(&case.to_string(), Some(PIN)).await;
+        assert_eq!(status, StatusCode::OK, "lookup {i}: {body}");
+    }
+    let (status, headers, body) = f.api(&case.to_string(), Some(PIN)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(code(&body), "RATE_LIMITED");
+    assert_eq!(headers.get("retry-after").unwrap(), "1");
+    // Another address is not limited; the first gets a token a second.
+    let req =
+        Request::get(format!("/api/v1/cases/{case}")).header("x-mpp-pin", PIN).body(Body::empty()).unwrap();
+    assert_eq!(f.send_from(req, Ipv4Addr::new(203, 0, 113, 1)).await.0, StatusCode::OK);
+    f.advance_ms(1_000);
+    assert_eq!(f.api(&case.to_string(), Some(PIN)).await.0, StatusCode::OK);
+    assert_eq!(f.api(&case.to_string(), Some(PIN)).await.0, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn five_wrong_pins_lock_known_and_unknown_numbers_alike_for_fifteen_minutes() {
+    let (f, case) = Fixture::with_multi_agency_case(generous());
+    let unknown = tn(99_999);
+    let mut answers = Vec::new();
+    for target in [case, unknown] {
+        for i in 0..5 {
+            let (status, _, body) = f.api(&target.to_string(), Some(WRONG_PIN)).await;
+            assert_eq!((status, code(&body).as_str()), (StatusCode::NOT_FOUND, "CASE_NOT_FOUND"), "try {i}");
+        }
+        // Locked now, even with the right PIN.
+        let (status, headers, body) = f.api(&target.to_string(), Some(PIN)).await;
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (StatusCode::TOO_MANY_REQUESTS, "LOOKUP_LOCKED"),
+            "{body}"
+        );
+        assert_eq!(headers.get("retry-after").unwrap(), "900");
+        answers.push((status, body));
+    }
+    assert_eq!(answers[0], answers[1], "a lockout must not tell known from unknown numbers");
+    f.advance_ms(15 * 60 * 1000);
+    assert_eq!(f.api(&case.to_string(), Some(PIN)).await.0, StatusCode::OK, "the lock ends");
+}
+
+#[tokio::test]
+async fn the_page_shows_a_multi_agency_case_in_both_languages() {
+    let (f, case) = Fixture::with_multi_agency_case(generous());
+    let (status, headers, form) = f.send(Request::get("/lacak").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        form.contains("<html lang=\"id\">") && form.contains("<label for=\"nomor\">Nomor berkas</label>")
+    );
+    assert!(headers.get(header::CONTENT_SECURITY_POLICY).is_some());
+    assert_eq!(headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
+
+    let (status, headers, page) = f.post_form(&format!("nomor={case}&pin={PIN}&lang=id")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    for want in [
+        "Perlu tindakan Anda",
+        "Perlu Kelengkapan",
+        "Menunggu Pembayaran",
+        "Kartu Keluarga (Disdukcapil)",
+        "Persetujuan Bangunan Gedung (DPMPTSP)",
+        "Loket 3 Disdukcapil",
+        "Rp 1.250.000",
+        "Bank Bengkulu",
+        "Anda (warga)",
+        "&lt;script&gt;alert(1)&lt;",
+    ] {
+        assert!(page.contains(want), "case page lacks {want:?}:\n{page}");
+    }
+    assert!(!page.contains("<script>alert"), "markup from events must be escaped");
+    assert!(!page.contains(PIN), "the PIN must never be shown");
+    let cookie = headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+
+    // The English switch keeps the session: no PIN again.
+    let req =
+        Request::get(format!("/lacak/{case}?lang=en")).header(header::COOKIE, &session).body(Body::empty());
+    let (status, _, en) = f.send(req.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    for want in [
+        "<html lang=\"en\">",
+        "Action needed from you",
+        "Documents required",
+        "Awaiting payment",
+        "Family card",
+    ] {
+        assert!(en.contains(want), "English page lacks {want:?}:\n{en}");
+    }
+    // Without the session the same address asks for the PIN, tracking number filled in.
+    let (status, _, ask) = f.send(Request::get(format!("/lacak/{case}")).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ask.contains(&format!("value=\"{case}\"")) && ask.contains("Masukkan PIN"), "{ask}");
+    assert!(!ask.contains("Menunggu Pembayaran"));
+}
+
+#[tokio::test]
+async fn wrong_pin_and_unknown_case_get_the_same_page_and_bad_input_a_clear_message() {
+    let (f, case) = Fixture::with_multi_agency_case(generous());
+    let wrong = f.post_form(&format!("nomor={case}&pin={WRONG_PIN}")).await;
+    let unknown_tn = tn(99_999);
+    // The unknown number typed exactly as long as the known one, so the echo matches byte for byte.
+    let unknown = f.post_form(&format!("nomor={unknown_tn}&pin={WRONG_PIN}")).await;
+    assert_eq!(wrong.0, StatusCode::NOT_FOUND);
+    assert!(wrong.2.contains("Nomor berkas atau PIN tidak cocok"), "{}", wrong.2);
+    assert_eq!(
+        (wrong.0, wrong.2.replace(&case.to_string(), "N")),
+        (unknown.0, unknown.2.replace(&unknown_tn.to_string(), "N")),
+        "the pages differ only in the number typed"
+    );
+    let long = "1".repeat(5000);
+    for (body, want) in [
+        ("nomor=1771-0000012345-8&pin=042137".to_owned(), "angka terakhirnya tidak cocok"),
+        ("nomor=1771-12&pin=042137".to_owned(), "terdiri dari 15 angka"),
+        (format!("nomor={case}"), "Masukkan PIN 6 angka"),
+        (format!("nomor={case}&pin=12"), "PIN terdiri dari 6 angka"),
+        (format!("nomor={long}&pin=042137"), "Isian terlalu panjang"),
+        ("nomor=%3Cb%3Ex%3C%2Fb%3E%00&pin=1".to_owned(), "terdiri dari 15 angka"),
+        ("%%%&&&=&nomor".to_owned(), "terdiri dari 15 angka"),
+        (format!("nomor={case}&pin={PIN}&lang=en&lang=id"), "Formulir tidak dapat dibaca"),
+        (format!("nomor={}&pin=1", "x".repeat(20_000)), "Formulir tidak dapat dibaca"),
+    ] {
+        let (status, headers, page) = f.post_form(&body).await;
+        assert!(status.is_client_error(), "{status} for {}", &body[..body.len().min(80)]);
+        assert!(page.contains(want), "{}: page lacks {want:?}:\n{page}", &body[..body.len().min(80)]);
+        assert_eq!(headers.get(header::CONTENT_TYPE).unwrap(), "text/html; charset=utf-8");
+        assert!(!page.contains("<b>x"), "typed markup must be escaped");
+    }
+    // Hostile query strings and paths: a page, never an error trace.
+    for path in [
+        "/lacak?lang=%ZZ&&&==",
+        "/lacak/%FF%FE",
+        "/lacak/%3Cscript%3E",
+        "/lacak/x/y/z",
+        "/lacak/1771-12/tanda-terima",
+    ] {
+        let (status, headers, page) = f.send(Request::get(path).body(Body::empty()).unwrap()).await;
+        assert!(status.as_u16() < 500, "{path}: {status}");
+        assert_eq!(headers.get(header::CONTENT_TYPE).unwrap(), "text/html; charset=utf-8", "{path}");
+        assert!(page.contains("<html lang="), "{path}: {page}");
+        assert!(!page.contains("<script>"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_receipt_has_a_qr_code_of_the_case_page_and_no_pin() {
+    let (f, case) = Fixture::with_multi_agency_case(generous());
+    let req = Request::get(format!("/lacak/{case}/tanda-terima")).header(header::HOST, "mpp.example:8080");
+    let (status, _, page) = f.send(req.body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<svg") && page.contains("role=\"img\""), "{page}");
+    assert!(page.replace("&#x2f;", "/").contains(&format!("http://mpp.example:8080/lacak/{case}")), "{page}");
+    assert!(!page.contains(PIN));
+    // A receipt exists for any well-formed number: it tells nothing about cases.
+    let (status, _, _) = f
+        .send(Request::get(format!("/lacak/{}/tanda-terima", tn(99_999))).body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn successful_lookups_are_access_events_the_citizen_sees() {
+    let (f, case) = Fixture::with_multi_agency_case(generous());
+    let _ = f.api(&case.to_string(), Some(WRONG_PIN)).await;
+    let (_, _, first) = f.api(&case.to_string(), Some(PIN)).await;
+    assert_eq!(json(&first)["access_events"].as_array().unwrap().len(), 1, "failed lookups are not accesses");
+    f.lookups.access_log().unwrap().settle().await;
+    let (_, _, second) = f.api(&case.to_string(), Some(PIN)).await;
+    let events = json(&second)["access_events"].clone();
+    assert_eq!(events.as_array().unwrap().len(), 2, "{events}");
+    assert_eq!(events[0]["accessor"], "citizen");
+    assert_eq!(events[0]["channel"], "api");
+}
+
+#[tokio::test]
+async fn grpc_lookups_need_the_pin_and_a_watch_sees_the_next_change() {
+    let (mut f, case) = Fixture::with_multi_agency_case(generous());
+    let cases = Cases::new(f.lookups.clone(), f.changes.clone(), false);
+    let get = |pin: &str| pb::GetCaseRequest { tracking_number: case.to_string(), pin: pin.to_owned() };
+    let view = cases.get_case(tonic::Request::new(get(PIN))).await.unwrap().into_inner();
+    assert_eq!(view.applications.len(), 2);
+    assert_eq!(view.applications[0].service_name_id, "Kartu Keluarga");
+    assert_eq!(view.access_events.first().map(|e| e.accessor.as_str()), Some("citizen"));
+    let wrong = cases.get_case(tonic::Request::new(get(WRONG_PIN))).await.unwrap_err();
+    let unknown = cases
+        .get_case(tonic::Request::new(pb::GetCaseRequest {
+            tracking_number: tn(99_999).to_string(),
+            pin: PIN.to_owned(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!((wrong.code(), wrong.message()), (unknown.code(), unknown.message()));
+    assert_eq!(wrong.code(), tonic::Code::NotFound);
+    let missing = cases.get_case(tonic::Request::new(get(""))).await.unwrap_err();
+    assert_eq!(missing.metadata().get("mpp-reason-code").unwrap(), "PIN_REQUIRED");
+
+    let watch = pb::WatchCaseRequest { tracking_number: case.to_string(), pin: PIN.to_owned() };
+    let mut stream = cases.watch_case(tonic::Request::new(watch)).await.unwrap().into_inner();
+    use futures::StreamExt as _;
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first.applications[1].state, pb::ApplicationState::AwaitingPayment as i32);
+    f.commit(&[(
+        "dpmptsp",
+        "pbg",
+        Some(case),
+        "PBG-1",
+        EventBody::PaymentReceived { amount_idr: 1_250_000, payment_reference: "NTPN-1".to_owned() },
+    )]);
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+        .await
+        .expect("the watch must see the change")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.applications[1].state, pb::ApplicationState::Paid as i32);
+    assert!(next.last_seq > first.last_seq);
+    assert_eq!(f.changes.watchers(), 1);
+    // A client that goes away frees its watch at once, not at the next change.
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while f.changes.watchers() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the watch was not freed");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn an_overdue_case_says_terlambat_with_a_mark_in_both_languages() {
+    // Thirty days after filing, a 5-working-day standard is long past.
+    let mut f = Fixture::new_at(generous(), T0_MS + 30 * 86_400_000);
+    let case = tn(777);
+    let verifier =
+        pin_verifier(&PinPepper::from_bytes(PEPPER).unwrap(), &case, &Pin::parse(PIN).unwrap()).to_vec();
+    f.commit(&[
+        (
+            "pdam",
+            "sambungan",
+            None,
+            "",
+            EventBody::ServiceStandardPublished {
+                name_id: "Sambungan baru".to_owned(),
+                name_en: "New connection".to_owned(),
+                completion_working_days: 5,
+                fee_idr: 0,
+                requirements: vec![],
+                fiktif_positif: false,
+                version: 1,
+            },
+        ),
+        (
+            "pdam",
+            "sambungan",
+            Some(case),
+            "",
+            EventBody::CaseOpened { pin_verifier: verifier, nik_keyed_hash: vec![] },
+        ),
+        ("pdam", "sambungan", Some(case), "SB-1", EventBody::ApplicationFiled { documents: vec![] }),
+        ("pdam", "sambungan", Some(case), "SB-1", EventBody::ReviewStarted),
+    ]);
+    let (_, _, body) = f.api(&case.to_string(), Some(PIN)).await;
+    let v = json(&body);
+    assert_eq!(v["status"], "overdue", "{body}");
+    assert_eq!(v["applications"][0]["sla"]["overdue"], true);
+    let (status, headers, page) = f.post_form(&format!("nomor={case}&pin={PIN}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Terlambat") && page.contains("TERLAMBAT") && page.contains("hari kerja terlambat"),
+        "{page}"
+    );
+    let session =
+        headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().split(';').next().unwrap().to_owned();
+    let req =
+        Request::get(format!("/lacak/{case}?lang=en")).header(header::COOKIE, session).body(Body::empty());
+    let (_, _, en) = f.send(req.unwrap()).await;
+    assert!(en.contains("Overdue") && en.contains("OVERDUE") && en.contains("working days late"), "{en}");
+
+    // The metrics count the lookups above by channel and outcome, and the
+    // SLA scan finds the overdue application.
+    let (_, _, _) = f.api(&case.to_string(), Some(WRONG_PIN)).await;
+    let scan = crate::sla_gauge::scan_sla_overdue(
+        f.lookups.store(),
+        f.lookups.calendars(),
+        f.lookups.now_ms(),
+        crate::sla_gauge::SLA_SCAN_CASES_MAX,
+    )
+    .unwrap();
+    assert_eq!((scan.overdue_applications, scan.cases, scan.truncated), (1, 1, false));
+    let bounded =
+        crate::sla_gauge::scan_sla_overdue(f.lookups.store(), f.lookups.calendars(), f.lookups.now_ms(), 0)
+            .unwrap();
+    assert!(bounded.truncated, "a store with more cases than the bound is not counted");
+    let (status, headers, text) = f.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], mpp_obs::metrics::METRICS_CONTENT_TYPE);
+    for line in [
+        "mpp_hub_lookups_total{channel=\"http\",outcome=\"found\"} 1\n",
+        "mpp_hub_lookups_total{channel=\"http\",outcome=\"not_found_or_pin\"} 1\n",
+        "mpp_hub_lookups_total{channel=\"page\",outcome=\"found\"} 1\n",
+        "mpp_hub_lookup_seconds_count 3\n",
+        "mpp_hub_watchers 0\n",
+        "mpp_hub_access_events_dropped_total 0\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+}

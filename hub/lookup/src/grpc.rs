@@ -1,0 +1,148 @@
+//! The hub's gRPC services.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+
+use futures::Stream;
+use mpp_proto::v1 as pb;
+use mpp_proto::v1::cases_service_server::CasesService;
+use mpp_proto::v1::{CaseView, GetCaseRequest, WatchCaseRequest};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::access::AccessChannel;
+use crate::error::ApiError;
+use crate::http::last_forwarded_for;
+use crate::json::access_event;
+use crate::lookup::{Found, LookupRequest, Lookups};
+use crate::watch::{CaseChanges, WATCH_BUFFER_VIEWS_MAX};
+use mpp_wire as wire;
+
+/// Citizen-facing case lookups.
+#[derive(Debug, Clone)]
+pub struct Cases {
+    lookups: Lookups,
+    changes: CaseChanges,
+    trust_forwarded_for: bool,
+}
+
+impl Cases {
+    /// A service answering from `lookups`, watching through `changes`. With
+    /// `trust_forwarded_for`, the client address for rate limits is the last
+    /// entry of the `x-forwarded-for` metadata, if any. `lookups` (and every
+    /// clone of it, e.g. the HTTP API's) follows the commits `changes`
+    /// announces ([`Lookups::follow_commits`]).
+    pub fn new(lookups: Lookups, changes: CaseChanges, trust_forwarded_for: bool) -> Self {
+        lookups.follow_commits(&changes);
+        Self { lookups, changes, trust_forwarded_for }
+    }
+
+    fn client<T>(&self, request: &Request<T>) -> IpAddr {
+        if self.trust_forwarded_for {
+            let forwarded = request
+                .metadata()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(last_forwarded_for);
+            if let Some(ip) = forwarded {
+                return ip;
+            }
+        }
+        request.remote_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
+    }
+}
+
+/// The wire view of a lookup: the case, its service names and access history.
+pub fn view(found: &Found) -> CaseView {
+    let mut v = wire::case_view(&found.case, found.status, &found.slas);
+    for (a, name) in v.applications.iter_mut().zip(&found.service_names) {
+        a.service_name_id = name.id.clone();
+        a.service_name_en = name.en.clone();
+    }
+    v.access_events = found
+        .access
+        .iter()
+        .map(|e| {
+            let j = access_event(e);
+            pb::AccessEvent {
+                at_ms: j.at_ms,
+                accessor: j.accessor.to_owned(),
+                agency_id: j.agency_id.unwrap_or_default(),
+                channel: j.channel.to_owned(),
+            }
+        })
+        .collect();
+    v
+}
+
+/// The stream type of `WatchCase`.
+pub type CaseViewStream = Pin<Box<dyn Stream<Item = Result<CaseView, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl CasesService for Cases {
+    async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<CaseView>, Status> {
+        let client = self.client(&request);
+        let r = request.get_ref();
+        let req = LookupRequest {
+            tracking_number: &r.tracking_number,
+            pin: Some(&r.pin),
+            client,
+            channel: AccessChannel::Grpc,
+        };
+        let found = self.lookups.lookup(&req)?;
+        Ok(Response::new(view(&found)))
+    }
+
+    type WatchCaseStream = CaseViewStream;
+
+    async fn watch_case(
+        &self,
+        request: Request<WatchCaseRequest>,
+    ) -> Result<Response<Self::WatchCaseStream>, Status> {
+        let client = self.client(&request);
+        let r = request.get_ref();
+        let req = LookupRequest {
+            tracking_number: &r.tracking_number,
+            pin: Some(&r.pin),
+            client,
+            channel: AccessChannel::Grpc,
+        };
+        let found = self.lookups.lookup(&req)?;
+        let tn = found.case.tracking_number;
+        let mut sub = self.changes.subscribe(tn).map_err(|e| {
+            Status::from(ApiError::new(mpp_core::ReasonCode::Unavailable, format!("{e}; retry later")))
+        })?;
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER_VIEWS_MAX);
+        let lookups = self.lookups.clone();
+        tokio::spawn(async move {
+            let mut last = view(&found);
+            if tx.send(Ok(last.clone())).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    r = sub.changed() => if r.is_err() { return },
+                    // The client went away: free the watch at once.
+                    _ = tx.closed() => return,
+                }
+                match lookups.read(&tn) {
+                    Ok(Some(found)) => {
+                        let next = view(&found);
+                        if next != last {
+                            if tx.send(Ok(next.clone())).await.is_err() {
+                                return;
+                            }
+                            last = next;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
