@@ -542,6 +542,16 @@ fn entries<K: Kv>(kv: &K, from_seq: u64) -> Entries<'_> {
 
 /// The entries from `seq` to the end of the block holding `seq`.
 fn load_block_from(kv: &impl Kv, seq: u64) -> Result<Vec<LogEntry>, StoreError> {
+    with_block_holding(kv, seq, |block, from| (from..block.len()).map(|i| block.entry(i)).collect())
+}
+
+/// Calls `f` with the block holding entry `seq` (which must exist: the
+/// caller has checked `seq` against the head) and the index of `seq` in it.
+fn with_block_holding<T>(
+    kv: &impl Kv,
+    seq: u64,
+    f: impl FnOnce(&Block<'_>, usize) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     let missing = || corrupt(format!("no log block holds entry {seq}"), &layout::log_key(seq));
     let (key, bytes) = kv.last_in(&layout::log_key(1), &layout::log_key(seq))?.ok_or_else(missing)?;
     let first = layout::log_key_seq(&key).ok_or_else(|| corrupt("log key has a bad length", &key))?;
@@ -549,7 +559,7 @@ fn load_block_from(kv: &impl Kv, seq: u64) -> Result<Vec<LogEntry>, StoreError> 
     if seq >= block.end_seq() {
         return Err(missing());
     }
-    ((seq - first) as usize..block.len()).map(|i| block.entry(i)).collect()
+    f(&block, (seq - first) as usize)
 }
 
 /// Checks a batch against the current head and frontier (see [`CommitBatch`]).
@@ -942,19 +952,14 @@ fn leaf_hashes(kv: &impl Kv, start: u64, out: &mut [Hash32]) -> Result<(), Store
     let mut seq = first_seq;
     let mut filled = 0usize;
     while filled < out.len() {
-        let missing = || corrupt(format!("no log block holds entry {seq}"), &layout::log_key(seq));
-        let (key, bytes) = kv.last_in(&layout::log_key(1), &layout::log_key(seq))?.ok_or_else(missing)?;
-        let first = layout::log_key_seq(&key).ok_or_else(|| corrupt("log key has a bad length", &key))?;
-        let block = Block::parse(first, &bytes)?;
-        if seq >= block.end_seq() {
-            return Err(missing());
-        }
-        let from = (seq - first) as usize;
-        let n = (block.len() - from).min(out.len() - filled);
-        for i in from..from + n {
-            out[filled] = entry_leaf_hash(&block.entry(i)?.hash);
-            filled += 1;
-        }
+        let n = with_block_holding(kv, seq, |block, from| {
+            let n = (block.len() - from).min(out.len() - filled);
+            for (slot, i) in out[filled..filled + n].iter_mut().zip(from..) {
+                *slot = entry_leaf_hash(&block.entry(i)?.hash);
+            }
+            Ok(n)
+        })?;
+        filled += n;
         seq += n as u64;
     }
     Ok(())
