@@ -1,6 +1,7 @@
 //! Measures the store's commit throughput with the hub's write pattern: per
 //! batch, one entry per event (400-byte payloads), one dedupe key per event,
-//! a case value per touched case, the head, then a synchronous flush.
+//! a case value per touched case, the head with the Merkle frontier (and the
+//! subtree hashes the batch completes), then a synchronous flush.
 //!
 //! `cargo run --release -p mpp-store --example commit_throughput -- [events] [batch]`
 
@@ -8,8 +9,9 @@ use std::time::Instant;
 
 use mpp_core::ids::{AgencyId, EventId, RegionCode, TrackingNumber};
 use mpp_core::log::Verdict;
+use mpp_core::merkle::MerkleFrontier;
 use mpp_core::{Case, LogEntry};
-use mpp_store::{CommitBatch, Head, SledStore, Store};
+use mpp_store::{push_entry, CommitBatch, Head, SledStore, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -20,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let region = RegionCode::parse("1771")?;
     let agency = AgencyId::parse("dukcapil")?;
     let mut head = Head::GENESIS;
+    let mut frontier = MerkleFrontier::new();
     let started = Instant::now();
     let mut n = 0u64;
     while n < events {
@@ -38,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 head.head_hash,
             );
             head = Head { last_seq: n, last_stream_seq: n, head_hash: e.hash };
+            push_entry(&mut frontier, &e.hash, &mut b.subtrees)?;
             let mut id = [0u8; 16];
             id[8..].copy_from_slice(&n.to_be_bytes());
             b.event_ids.push((EventId(id), n));
@@ -59,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         b.head = head;
+        b.frontier = frontier.clone();
         store.commit(b)?;
     }
     let secs = started.elapsed().as_secs_f64();

@@ -1,23 +1,34 @@
-//! The store's logic over a minimal ordered key-value interface, shared by
-//! [`crate::SledStore`] and [`crate::MemStore`], so the twin differs from the
-//! real store only in where the bytes live.
+//! The store's logic over a minimal ordered key-value interface: one
+//! [`KvStore`] implements [`Store`] and [`NodeSource`] for both backends,
+//! [`crate::SledKv`] (sled on disk) and [`crate::MemKv`] (a `BTreeMap`), so
+//! the in-memory twin differs from the real store only in where the bytes
+//! live.
 
 use mpp_core::checkpoint::SignedCheckpoint;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::{Hash32, GENESIS_HASH};
 use mpp_core::merkle::{self, entry_leaf_hash, MerkleFrontier, NodeSource};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use mpp_core::{Application, Case, LogEntry, ServiceStandard};
 
 use crate::layout::{self, corrupt, Block};
-use crate::{push_entry, Checkpoints, CommitBatch, Entries, Head, StoreError, STORED_SUBTREE_LEVEL_MIN};
+use crate::{
+    push_entry, Cases, Checkpoints, CommitBatch, Entries, Head, Store, StoreError, STORED_SUBTREE_LEVEL_MIN,
+};
 
 /// One key-value pair as read.
 pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 
-/// The ordered key-value operations the store needs.
-pub(crate) trait Kv: Send + Sync {
+/// The ordered key-value operations the store needs: where the bytes live,
+/// and nothing else (the layout, the checks, the writer lock and the
+/// held-back cases are [`KvStore`]'s).
+///
+/// Sealed: its implementations are this crate's backends, [`crate::SledKv`]
+/// and [`crate::MemKv`], which only [`crate::SledStore`] and
+/// [`crate::MemStore`] construct, so every write goes through [`Store`]'s
+/// checks. A clone is a handle on the same data, as [`Store`] needs.
+pub trait Kv: Clone + std::fmt::Debug + Send + Sync + 'static + sealed::Sealed {
     /// The value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// The last pair with `lo <= key <= hi`.
@@ -30,8 +41,163 @@ pub(crate) trait Kv: Send + Sync {
     /// Writes all `(key, value)` pairs as one atomic batch and makes them
     /// durable before returning.
     fn write_atomic(&self, pairs: Vec<Pair>) -> Result<(), StoreError>;
-    /// The case values this handle's store holds back (shared by clones).
-    fn pending(&self) -> &Pending;
+}
+
+/// Keeps [`Kv`] implemented by this crate's backends only.
+pub(crate) mod sealed {
+    /// Implemented by [`super::Kv`]'s backends, in this crate only.
+    pub trait Sealed {}
+}
+
+/// The store over the key-value backend `K`: the one implementation of
+/// [`Store`] and [`NodeSource`], used as [`crate::SledStore`] and
+/// [`crate::MemStore`]. Cloning shares the backend's data, the writer lock
+/// and the held-back case values, so lookups run on clones on other threads
+/// while one writer commits.
+#[derive(Clone)]
+pub struct KvStore<K> {
+    kv: K,
+    /// Serialises every write (commits, checkpoints, the held-back cases'
+    /// writes), so the head a write checks against is the head it writes on.
+    writer: Arc<Mutex<()>>,
+    /// Case values held back from writing (write-behind), shared by clones.
+    pending: Arc<Pending>,
+}
+
+/// Formats as its backend does (`SledStore { was_recovered: .. }`,
+/// `MemStore { keys: .. }`).
+impl<K: std::fmt::Debug> std::fmt::Debug for KvStore<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.kv.fmt(f)
+    }
+}
+
+impl<K: Kv> KvStore<K> {
+    /// A store over `kv` (whose format the caller has checked), with a
+    /// writer lock of its own and nothing held back.
+    pub(crate) fn over(kv: K) -> Self {
+        KvStore { kv, writer: Arc::new(Mutex::new(())), pending: Arc::new(Pending::default()) }
+    }
+
+    /// The backend.
+    pub(crate) fn kv(&self) -> &K {
+        &self.kv
+    }
+
+    /// This handle on the same data and writer lock, without the case
+    /// values held back from writing: what a crash leaves.
+    pub(crate) fn dropping_held_back(self) -> Self {
+        KvStore { kv: self.kv, writer: self.writer, pending: Arc::new(Pending::default()) }
+    }
+
+    /// Takes the writer lock. A poisoned lock only means another write
+    /// panicked; the store itself is consistent (every write is one atomic
+    /// batch, built before it is applied), so carry on.
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<K: Kv> Store for KvStore<K> {
+    fn head(&self) -> Result<Head, StoreError> {
+        head(&self.kv)
+    }
+
+    fn head_and_frontier(&self) -> Result<(Head, MerkleFrontier), StoreError> {
+        head_and_frontier(&self.kv)
+    }
+
+    fn subtree(&self, level: u32, index: u64) -> Result<Option<Hash32>, StoreError> {
+        subtree(&self.kv, level, index)
+    }
+
+    fn checkpoint(&self, tree_size: u64) -> Result<Option<SignedCheckpoint>, StoreError> {
+        checkpoint(&self.kv, tree_size)
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StoreError> {
+        latest_checkpoint(&self.kv)
+    }
+
+    fn checkpoints(&self, from_size: u64, to_size: u64) -> Checkpoints<'_> {
+        checkpoints(&self.kv, from_size, to_size)
+    }
+
+    fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
+        let _writer = self.writer();
+        put_checkpoint(&self.kv, checkpoint)
+    }
+
+    fn case(&self, id: &TrackingNumber) -> Result<Option<Case>, StoreError> {
+        case(&self.kv, &self.pending, id)
+    }
+
+    fn cases(&self) -> Cases<'_> {
+        cases(&self.kv, &self.pending)
+    }
+
+    fn standard(
+        &self,
+        agency: &AgencyId,
+        service: &ServiceId,
+    ) -> Result<Option<ServiceStandard>, StoreError> {
+        standard(&self.kv, agency, service)
+    }
+
+    fn standards(&self) -> Result<Vec<ServiceStandard>, StoreError> {
+        standards(&self.kv)
+    }
+
+    fn event_seq(&self, id: &EventId) -> Result<Option<u64>, StoreError> {
+        event_seq(&self.kv, id)
+    }
+
+    fn event_seqs(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError> {
+        event_seqs(&self.kv, ids)
+    }
+
+    fn projected_through(&self) -> Result<u64, StoreError> {
+        projected_through(&self.kv)
+    }
+
+    fn stage_replayed(&self, cases: Vec<Case>) -> Result<(), StoreError> {
+        let _writer = self.writer();
+        stage_replayed(&self.kv, &self.pending, cases)
+    }
+
+    fn flush_projection(&self) -> Result<(), StoreError> {
+        let _writer = self.writer();
+        flush_projection(&self.kv, &self.pending)
+    }
+
+    fn entry(&self, seq: u64) -> Result<Option<LogEntry>, StoreError> {
+        entry(&self.kv, seq)
+    }
+
+    fn entries(&self, from_seq: u64) -> Entries<'_> {
+        entries(&self.kv, from_seq)
+    }
+
+    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Arc<Case>>, StoreError> {
+        let _writer = self.writer();
+        commit(&self.kv, &self.pending, batch)
+    }
+}
+
+impl<K: Kv> NodeSource for KvStore<K> {
+    type Error = StoreError;
+
+    fn leaf_hash(&self, index: u64) -> Result<Hash32, StoreError> {
+        Tree(&self.kv).leaf_hash(index)
+    }
+
+    fn leaf_hashes(&self, start: u64, out: &mut [Hash32]) -> Result<(), StoreError> {
+        Tree(&self.kv).leaf_hashes(start, out)
+    }
+
+    fn stored_subtree_hash(&self, level: u32, index: u64) -> Result<Option<Hash32>, StoreError> {
+        Tree(&self.kv).stored_subtree_hash(level, index)
+    }
 }
 
 /// Most cases whose new values a store holds back in memory instead of
@@ -56,7 +222,7 @@ pub const PROJECTION_EVERY_COMMITS: u32 = 16;
 /// entries after `projected_through` (see `mpp_hub::ledger::Ledger::open`),
 /// then hands them back with [`crate::Store::stage_replayed`].
 #[derive(Debug, Default)]
-pub(crate) struct Pending {
+struct Pending {
     inner: std::sync::RwLock<PendingInner>,
 }
 
@@ -119,18 +285,18 @@ pub(crate) fn check_format(kv: &impl Kv, is_empty: bool) -> Result<(), StoreErro
     }
 }
 
-pub(crate) fn head(kv: &impl Kv) -> Result<Head, StoreError> {
+fn head(kv: &impl Kv) -> Result<Head, StoreError> {
     Ok(head_and_frontier(kv)?.0)
 }
 
-pub(crate) fn head_and_frontier(kv: &impl Kv) -> Result<(Head, MerkleFrontier), StoreError> {
+fn head_and_frontier(kv: &impl Kv) -> Result<(Head, MerkleFrontier), StoreError> {
     match kv.get(&layout::head_key())? {
         Some(v) => layout::decode_head(&v),
         None => Ok((Head::GENESIS, MerkleFrontier::new())),
     }
 }
 
-pub(crate) fn subtree(kv: &impl Kv, level: u32, index: u64) -> Result<Option<Hash32>, StoreError> {
+fn subtree(kv: &impl Kv, level: u32, index: u64) -> Result<Option<Hash32>, StoreError> {
     if !(STORED_SUBTREE_LEVEL_MIN..merkle::TREE_LEVELS_MAX).contains(&level) {
         return Ok(None);
     }
@@ -138,17 +304,17 @@ pub(crate) fn subtree(kv: &impl Kv, level: u32, index: u64) -> Result<Option<Has
     kv.get(&key)?.map(|v| layout::decode_subtree(&v, &key)).transpose()
 }
 
-pub(crate) fn checkpoint(kv: &impl Kv, tree_size: u64) -> Result<Option<SignedCheckpoint>, StoreError> {
+fn checkpoint(kv: &impl Kv, tree_size: u64) -> Result<Option<SignedCheckpoint>, StoreError> {
     let key = layout::checkpoint_key(tree_size);
     kv.get(&key)?.map(|v| layout::decode_checkpoint(&key, &v)).transpose()
 }
 
-pub(crate) fn latest_checkpoint(kv: &impl Kv) -> Result<Option<SignedCheckpoint>, StoreError> {
+fn latest_checkpoint(kv: &impl Kv) -> Result<Option<SignedCheckpoint>, StoreError> {
     let found = kv.last_in(&layout::checkpoint_key(0), &layout::checkpoint_key(u64::MAX))?;
     found.map(|(k, v)| layout::decode_checkpoint(&k, &v)).transpose()
 }
 
-pub(crate) fn checkpoints<K: Kv>(kv: &K, from_size: u64, to_size: u64) -> Checkpoints<'_> {
+fn checkpoints<K: Kv>(kv: &K, from_size: u64, to_size: u64) -> Checkpoints<'_> {
     let after = match from_size.checked_sub(1) {
         Some(before) => layout::checkpoint_key(before).to_vec(),
         None => vec![layout::PREFIX_CHECKPOINT],
@@ -161,13 +327,13 @@ pub(crate) fn checkpoints<K: Kv>(kv: &K, from_size: u64, to_size: u64) -> Checkp
     Box::new(it.take_while(move |r| r.as_ref().map_or(true, |cp| cp.checkpoint.tree_size <= to_size)))
 }
 
-pub(crate) fn case(kv: &impl Kv, id: &TrackingNumber) -> Result<Option<Case>, StoreError> {
-    case_by_key(kv, &layout::case_key(id))
+fn case(kv: &impl Kv, pending: &Pending, id: &TrackingNumber) -> Result<Option<Case>, StoreError> {
+    case_by_key(kv, pending, &layout::case_key(id))
 }
 
 /// The case under a case key: held back, or as written.
-fn case_by_key(kv: &impl Kv, key: &[u8]) -> Result<Option<Case>, StoreError> {
-    if let Some(held) = kv.pending().get(key) {
+fn case_by_key(kv: &impl Kv, pending: &Pending, key: &[u8]) -> Result<Option<Case>, StoreError> {
+    if let Some(held) = pending.get(key) {
         return Ok(Some(Case::clone(&held)));
     }
     match kv.get(key)? {
@@ -197,7 +363,7 @@ fn case_with_timeline(kv: &impl Kv, key: &[u8], v: &[u8]) -> Result<Case, StoreE
     layout::decode_case(key, v, &chunks)
 }
 
-pub(crate) fn standard(
+fn standard(
     kv: &impl Kv,
     agency: &AgencyId,
     service: &ServiceId,
@@ -207,7 +373,7 @@ pub(crate) fn standard(
 }
 
 /// Every value under `prefix`, in key order, decoded.
-pub(crate) fn scan<'a, K: Kv, T: 'a>(
+fn scan<'a, K: Kv, T: 'a>(
     kv: &'a K,
     prefix: u8,
     decode: fn(&[u8], &[u8]) -> Result<T, StoreError>,
@@ -216,7 +382,7 @@ pub(crate) fn scan<'a, K: Kv, T: 'a>(
 }
 
 /// Every value under `prefix` with a key above `after`, in key order, decoded.
-pub(crate) fn scan_after<'a, K: Kv, T: 'a>(
+fn scan_after<'a, K: Kv, T: 'a>(
     kv: &'a K,
     prefix: u8,
     mut after: Vec<u8>,
@@ -246,16 +412,16 @@ pub(crate) fn scan_after<'a, K: Kv, T: 'a>(
     })
 }
 
-pub(crate) fn standards(kv: &impl Kv) -> Result<Vec<ServiceStandard>, StoreError> {
+fn standards(kv: &impl Kv) -> Result<Vec<ServiceStandard>, StoreError> {
     scan(kv, layout::PREFIX_STANDARD, layout::decode_standard).collect()
 }
 
-pub(crate) fn event_seq(kv: &impl Kv, id: &EventId) -> Result<Option<u64>, StoreError> {
+fn event_seq(kv: &impl Kv, id: &EventId) -> Result<Option<u64>, StoreError> {
     Ok(event_seqs(kv, std::slice::from_ref(id))?.pop().flatten())
 }
 
 /// [`event_seq`] of each id, reading each bucket once.
-pub(crate) fn event_seqs(kv: &impl Kv, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError> {
+fn event_seqs(kv: &impl Kv, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError> {
     let mut parts: std::collections::HashMap<u64, Vec<Pair>> = std::collections::HashMap::new();
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
@@ -315,7 +481,7 @@ fn event_index_pairs(kv: &impl Kv, ids: &[(EventId, u64)]) -> Result<Vec<Pair>, 
     Ok(pairs)
 }
 
-pub(crate) fn entry(kv: &impl Kv, seq: u64) -> Result<Option<LogEntry>, StoreError> {
+fn entry(kv: &impl Kv, seq: u64) -> Result<Option<LogEntry>, StoreError> {
     if seq == 0 {
         return Ok(None);
     }
@@ -334,7 +500,7 @@ pub(crate) fn entry(kv: &impl Kv, seq: u64) -> Result<Option<LogEntry>, StoreErr
     Ok(None)
 }
 
-pub(crate) fn entries<K: Kv>(kv: &K, from_seq: u64) -> Entries<'_> {
+fn entries<K: Kv>(kv: &K, from_seq: u64) -> Entries<'_> {
     let from_seq = from_seq.max(1);
     let last_seq = match head(kv) {
         Ok(h) => h.last_seq,
@@ -376,6 +542,16 @@ pub(crate) fn entries<K: Kv>(kv: &K, from_seq: u64) -> Entries<'_> {
 
 /// The entries from `seq` to the end of the block holding `seq`.
 fn load_block_from(kv: &impl Kv, seq: u64) -> Result<Vec<LogEntry>, StoreError> {
+    with_block_holding(kv, seq, |block, from| (from..block.len()).map(|i| block.entry(i)).collect())
+}
+
+/// Calls `f` with the block holding entry `seq` (which must exist: the
+/// caller has checked `seq` against the head) and the index of `seq` in it.
+fn with_block_holding<T>(
+    kv: &impl Kv,
+    seq: u64,
+    f: impl FnOnce(&Block<'_>, usize) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     let missing = || corrupt(format!("no log block holds entry {seq}"), &layout::log_key(seq));
     let (key, bytes) = kv.last_in(&layout::log_key(1), &layout::log_key(seq))?.ok_or_else(missing)?;
     let first = layout::log_key_seq(&key).ok_or_else(|| corrupt("log key has a bad length", &key))?;
@@ -383,7 +559,7 @@ fn load_block_from(kv: &impl Kv, seq: u64) -> Result<Vec<LogEntry>, StoreError> 
     if seq >= block.end_seq() {
         return Err(missing());
     }
-    ((seq - first) as usize..block.len()).map(|i| block.entry(i)).collect()
+    f(&block, (seq - first) as usize)
 }
 
 /// Checks a batch against the current head and frontier (see [`CommitBatch`]).
@@ -452,7 +628,7 @@ fn check_batch(cur: &Head, cur_frontier: &MerkleFrontier, b: &CommitBatch) -> Re
 /// written on. The batch's cases are held back (see [`Pending`]) unless the
 /// projection is due, in which case every held-back case is encoded and
 /// written with them.
-pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Arc<Case>>, StoreError> {
+fn commit(kv: &impl Kv, held_back: &Pending, b: CommitBatch) -> Result<Vec<Arc<Case>>, StoreError> {
     let (cur, projected, cur_frontier) = head_value(kv)?;
     check_batch(&cur, &cur_frontier, &b)?;
     let cases: Vec<Arc<Case>> = b.cases.into_iter().map(Arc::new).collect();
@@ -481,7 +657,7 @@ pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Arc<Case>>, Sto
             continue;
         }
         let key = layout::case_key(&c.tracking_number);
-        let stored_items = match kv.pending().held(&key) {
+        let stored_items = match held_back.held(&key) {
             Some((stored_items, held)) => {
                 check_timelines_extend(c, layout::timeline_shape_iter(&held), &batch_seqs)?;
                 stored_items
@@ -497,7 +673,7 @@ pub(crate) fn commit(kv: &impl Kv, b: CommitBatch) -> Result<Vec<Arc<Case>>, Sto
     // The held-back set stays write-locked across the write, so a reader
     // never sees a head whose cases are not yet readable (nor a held-back
     // value that is not durable); readers wait for the flush instead.
-    let mut pending = kv.pending().write();
+    let mut pending = held_back.write();
     let new_cases = staged.iter().filter(|(k, _)| !pending.cases.contains_key(k)).count();
     // Standards are written only with the projection, so the stored
     // standards are always those in force at `projected_through`.
@@ -633,16 +809,16 @@ fn head_value(kv: &impl Kv) -> Result<(Head, u64, MerkleFrontier), StoreError> {
 }
 
 /// The last sequence the stored (written) case values describe.
-pub(crate) fn projected_through(kv: &impl Kv) -> Result<u64, StoreError> {
+fn projected_through(kv: &impl Kv) -> Result<u64, StoreError> {
     Ok(head_value(kv)?.1)
 }
 
 /// Writes every held-back case value, so the stored projection describes
 /// the whole log; does nothing when none is held back. The caller holds its
 /// store's writer lock.
-pub(crate) fn flush_projection(kv: &impl Kv) -> Result<(), StoreError> {
+fn flush_projection(kv: &impl Kv, held_back: &Pending) -> Result<(), StoreError> {
     let (head, _, frontier) = head_value(kv)?;
-    let mut pending = kv.pending().write();
+    let mut pending = held_back.write();
     // Nothing held back: the written projection is as current as this
     // handle knows. (After a crash it may lag the log with nothing held
     // back; only the ledger's catch-up can bring it forward.)
@@ -663,14 +839,14 @@ pub(crate) fn flush_projection(kv: &impl Kv) -> Result<(), StoreError> {
 /// Holds back `cases`, re-derived from the log entries after
 /// `projected_through`, as if their commits had held them back. The caller
 /// holds its store's writer lock.
-pub(crate) fn stage_replayed(kv: &impl Kv, cases: Vec<Case>) -> Result<(), StoreError> {
+fn stage_replayed(kv: &impl Kv, pending: &Pending, cases: Vec<Case>) -> Result<(), StoreError> {
     let mut staged = Vec::with_capacity(cases.len());
     for c in cases {
         let key = layout::case_key(&c.tracking_number);
         let stored_items = layout::shape_items(&stored_shape(kv, &key)?);
         staged.push((key, PendingCase { stored_items, case: Arc::new(c) }));
     }
-    kv.pending().write().cases.extend(staged);
+    pending.write().cases.extend(staged);
     Ok(())
 }
 
@@ -717,7 +893,7 @@ fn check_timelines_extend(
 
 /// Stores a checkpoint after checking it against the log (see
 /// [`crate::Store::put_checkpoint`]). The caller holds its store's writer lock.
-pub(crate) fn put_checkpoint(kv: &impl Kv, cp: &SignedCheckpoint) -> Result<(), StoreError> {
+fn put_checkpoint(kv: &impl Kv, cp: &SignedCheckpoint) -> Result<(), StoreError> {
     let c = &cp.checkpoint;
     let (head, frontier) = head_and_frontier(kv)?;
     if c.tree_size > head.last_seq {
@@ -763,7 +939,7 @@ pub(crate) fn put_checkpoint(kv: &impl Kv, cp: &SignedCheckpoint) -> Result<(), 
 
 /// The leaf hashes of entries `start + 1 ..= start + out.len()`, decoding
 /// each block once and each needed entry once (its hash checked).
-pub(crate) fn leaf_hashes(kv: &impl Kv, start: u64, out: &mut [Hash32]) -> Result<(), StoreError> {
+fn leaf_hashes(kv: &impl Kv, start: u64, out: &mut [Hash32]) -> Result<(), StoreError> {
     if out.is_empty() {
         return Ok(());
     }
@@ -776,19 +952,14 @@ pub(crate) fn leaf_hashes(kv: &impl Kv, start: u64, out: &mut [Hash32]) -> Resul
     let mut seq = first_seq;
     let mut filled = 0usize;
     while filled < out.len() {
-        let missing = || corrupt(format!("no log block holds entry {seq}"), &layout::log_key(seq));
-        let (key, bytes) = kv.last_in(&layout::log_key(1), &layout::log_key(seq))?.ok_or_else(missing)?;
-        let first = layout::log_key_seq(&key).ok_or_else(|| corrupt("log key has a bad length", &key))?;
-        let block = Block::parse(first, &bytes)?;
-        if seq >= block.end_seq() {
-            return Err(missing());
-        }
-        let from = (seq - first) as usize;
-        let n = (block.len() - from).min(out.len() - filled);
-        for i in from..from + n {
-            out[filled] = entry_leaf_hash(&block.entry(i)?.hash);
-            filled += 1;
-        }
+        let n = with_block_holding(kv, seq, |block, from| {
+            let n = (block.len() - from).min(out.len() - filled);
+            for (slot, i) in out[filled..filled + n].iter_mut().zip(from..) {
+                *slot = entry_leaf_hash(&block.entry(i)?.hash);
+            }
+            Ok(n)
+        })?;
+        filled += n;
         seq += n as u64;
     }
     Ok(())
@@ -796,7 +967,7 @@ pub(crate) fn leaf_hashes(kv: &impl Kv, start: u64, out: &mut [Hash32]) -> Resul
 
 /// The Merkle tree over a store's entries, as a [`NodeSource`].
 #[derive(Debug)]
-pub(crate) struct Tree<'a, K>(pub(crate) &'a K);
+struct Tree<'a, K>(&'a K);
 
 impl<K: Kv> NodeSource for Tree<'_, K> {
     type Error = StoreError;
@@ -836,8 +1007,8 @@ impl<K: Kv> NodeSource for Tree<'_, K> {
 /// Every case, in tracking-number order, each with its timeline: the
 /// written ones merged with those held back (as of the moment the iterator
 /// was created; each case is read when the iterator reaches it).
-pub(crate) fn cases<K: Kv>(kv: &K) -> crate::Cases<'_> {
-    let mut held: Vec<[u8; 16]> = kv.pending().read().cases.keys().copied().collect();
+fn cases<'a>(kv: &'a impl Kv, pending: &'a Pending) -> Cases<'a> {
+    let mut held: Vec<[u8; 16]> = pending.read().cases.keys().copied().collect();
     held.sort_unstable();
     let mut held = held.into_iter().peekable();
     let mut after = vec![layout::PREFIX_CASE];
@@ -874,7 +1045,7 @@ pub(crate) fn cases<K: Kv>(kv: &K) -> crate::Cases<'_> {
                 return None;
             }
         };
-        match case_by_key(kv, &key) {
+        match case_by_key(kv, pending, &key) {
             Ok(Some(c)) => Some(Ok(c)),
             // Not reached: a written case is never deleted, and a held-back
             // case is written before it leaves the held-back set.

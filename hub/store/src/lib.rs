@@ -1,8 +1,10 @@
 //! MPP Hub's store: the hash-chained log and the Merkle tree over it, the
 //! event-id dedupe index, the case and service-standard projections, the
 //! ingest checkpoint and the hub's signed checkpoints, behind one
-//! [`Store`] trait with two implementations: [`SledStore`] (sled 0.34.7 on
-//! disk) and [`MemStore`] (an in-memory twin for tests).
+//! [`Store`] trait with one implementation, [`KvStore`], over two ordered
+//! key-value backends ([`Kv`]): [`SledStore`] (sled 0.34.7 on disk) and
+//! [`MemStore`] (an in-memory twin for tests, with the same keys and
+//! values).
 //!
 //! Architecture invariant: this crate knows nothing about NATS, tonic or
 //! prost, and decides nothing. It stores what the ledger hands it and checks
@@ -134,13 +136,13 @@ use mpp_core::log::{Hash32, GENESIS_HASH};
 use mpp_core::merkle::{entry_leaf_hash, MerkleFrontier, NodeSource, Subtree, TreeFull};
 use mpp_core::{Case, LogEntry, ServiceStandard};
 
-pub use kv::{PENDING_CASES_MAX, PROJECTION_EVERY_COMMITS};
+pub use kv::{Kv, KvStore, PENDING_CASES_MAX, PROJECTION_EVERY_COMMITS};
 pub use layout::{
     BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, EVENT_BUCKET_MS_SHIFT, EVENT_PART_IDS_MAX, FORMAT_TAG,
     TIMELINE_CHUNK_ITEMS,
 };
-pub use mem::MemStore;
-pub use sled_store::{open_waiting_for_lock, SledStore, CACHE_CAPACITY_BYTES, OPEN_LOCK_WAIT_MS_MAX};
+pub use mem::{MemKv, MemStore};
+pub use sled_store::{open_waiting_for_lock, SledKv, SledStore, CACHE_CAPACITY_BYTES, OPEN_LOCK_WAIT_MS_MAX};
 
 /// The head of the log and the ingest checkpoint, written in the same batch as
 /// the entries it describes.

@@ -1,17 +1,10 @@
-//! The store on disk, in sled 0.34.7.
+//! The store on disk, in sled 0.34.7: the backend [`SledKv`].
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mpp_core::checkpoint::SignedCheckpoint;
-use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
-use mpp_core::log::Hash32;
-use mpp_core::merkle::{MerkleFrontier, NodeSource};
-use mpp_core::{Case, LogEntry, ServiceStandard};
-
-use crate::kv::{self, Kv, Pair, Pending};
-use crate::{Cases, Checkpoints, CommitBatch, Entries, Head, Store, StoreError};
+use crate::kv::{self, Kv, KvStore, Pair};
+use crate::StoreError;
 
 /// sled's page cache bound, in bytes (96 MiB). sled's default is 1 GiB; the
 /// hub's working set is the recent log blocks, the cases being worked on
@@ -55,17 +48,16 @@ pub fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, sled::Er
 }
 
 /// The store in a sled database directory. Cloning shares the database.
+pub type SledStore = KvStore<SledKv>;
+
+/// The backend of [`SledStore`]: sled's default tree, every write one
+/// `apply_batch` and a synchronous flush. Cloning shares the database.
 #[derive(Clone)]
-pub struct SledStore {
+pub struct SledKv {
     db: sled::Db,
-    /// Serialises commits, so the head a commit checks against is the head
-    /// it writes on.
-    writer: Arc<Mutex<()>>,
-    /// Case values held back from writing (write-behind), shared by clones.
-    pending: Arc<Pending>,
 }
 
-impl std::fmt::Debug for SledStore {
+impl std::fmt::Debug for SledKv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SledStore").field("was_recovered", &self.db.was_recovered()).finish_non_exhaustive()
     }
@@ -89,21 +81,22 @@ impl SledStore {
             // Every commit flushes synchronously, so sled's periodic
             // background flusher adds nothing.
             .flush_every_ms(None);
-        let db = open_waiting_for_lock(&config)?;
-        let store = SledStore { db, writer: Arc::new(Mutex::new(())), pending: Arc::new(Pending::default()) };
-        let is_empty = store.db.is_empty();
-        kv::check_format(&store, is_empty)?;
-        tracing::debug!(dir = %dir.as_ref().display(), recovered = store.db.was_recovered(), "Store opened");
-        Ok(store)
+        let kv = SledKv { db: open_waiting_for_lock(&config)? };
+        let is_empty = kv.db.is_empty();
+        kv::check_format(&kv, is_empty)?;
+        tracing::debug!(dir = %dir.as_ref().display(), recovered = kv.db.was_recovered(), "Store opened");
+        Ok(KvStore::over(kv))
     }
 
     /// The size of the database files, in bytes (for metrics).
     pub fn size_on_disk_bytes(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.kv().db.size_on_disk()?)
     }
 }
 
-impl Kv for SledStore {
+impl kv::sealed::Sealed for SledKv {}
+
+impl Kv for SledKv {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get(key)?.map(|v| v.to_vec()))
     }
@@ -137,10 +130,6 @@ impl Kv for SledStore {
             .collect()
     }
 
-    fn pending(&self) -> &Pending {
-        &self.pending
-    }
-
     fn write_atomic(&self, pairs: Vec<Pair>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (k, v) in pairs {
@@ -152,109 +141,5 @@ impl Kv for SledStore {
         // flush_async, which is known to deadlock.
         self.db.flush()?;
         Ok(())
-    }
-}
-
-impl Store for SledStore {
-    fn head(&self) -> Result<Head, StoreError> {
-        kv::head(self)
-    }
-
-    fn head_and_frontier(&self) -> Result<(Head, MerkleFrontier), StoreError> {
-        kv::head_and_frontier(self)
-    }
-
-    fn subtree(&self, level: u32, index: u64) -> Result<Option<Hash32>, StoreError> {
-        kv::subtree(self, level, index)
-    }
-
-    fn checkpoint(&self, tree_size: u64) -> Result<Option<SignedCheckpoint>, StoreError> {
-        kv::checkpoint(self, tree_size)
-    }
-
-    fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StoreError> {
-        kv::latest_checkpoint(self)
-    }
-
-    fn checkpoints(&self, from_size: u64, to_size: u64) -> Checkpoints<'_> {
-        kv::checkpoints(self, from_size, to_size)
-    }
-
-    fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        kv::put_checkpoint(self, checkpoint)
-    }
-
-    fn case(&self, id: &TrackingNumber) -> Result<Option<Case>, StoreError> {
-        kv::case(self, id)
-    }
-
-    fn cases(&self) -> Cases<'_> {
-        kv::cases(self)
-    }
-
-    fn standard(
-        &self,
-        agency: &AgencyId,
-        service: &ServiceId,
-    ) -> Result<Option<ServiceStandard>, StoreError> {
-        kv::standard(self, agency, service)
-    }
-
-    fn standards(&self) -> Result<Vec<ServiceStandard>, StoreError> {
-        kv::standards(self)
-    }
-
-    fn event_seq(&self, id: &EventId) -> Result<Option<u64>, StoreError> {
-        kv::event_seq(self, id)
-    }
-
-    fn event_seqs(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError> {
-        kv::event_seqs(self, ids)
-    }
-
-    fn projected_through(&self) -> Result<u64, StoreError> {
-        kv::projected_through(self)
-    }
-
-    fn stage_replayed(&self, cases: Vec<Case>) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        kv::stage_replayed(self, cases)
-    }
-
-    fn flush_projection(&self) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        kv::flush_projection(self)
-    }
-
-    fn entry(&self, seq: u64) -> Result<Option<LogEntry>, StoreError> {
-        kv::entry(self, seq)
-    }
-
-    fn entries(&self, from_seq: u64) -> Entries<'_> {
-        kv::entries(self, from_seq)
-    }
-
-    fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<std::sync::Arc<Case>>, StoreError> {
-        // A poisoned lock only means another commit panicked; the store
-        // itself is consistent (sled batches are atomic), so carry on.
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        kv::commit(self, batch)
-    }
-}
-
-impl NodeSource for SledStore {
-    type Error = StoreError;
-
-    fn leaf_hash(&self, index: u64) -> Result<Hash32, StoreError> {
-        kv::Tree(self).leaf_hash(index)
-    }
-
-    fn leaf_hashes(&self, start: u64, out: &mut [Hash32]) -> Result<(), StoreError> {
-        kv::Tree(self).leaf_hashes(start, out)
-    }
-
-    fn stored_subtree_hash(&self, level: u32, index: u64) -> Result<Option<Hash32>, StoreError> {
-        kv::Tree(self).stored_subtree_hash(level, index)
     }
 }
