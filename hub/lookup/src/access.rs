@@ -215,7 +215,7 @@ impl AccessLog {
     /// Opens (creating) the access store in `dir` and starts its writer
     /// thread, which stops when the last handle is dropped.
     pub fn open(dir: &Path) -> Result<Self, AccessError> {
-        let db = mpp_store::open_waiting_for_lock(
+        let db = mpp_edge::sled_open::open_waiting_for_lock(
             &sled::Config::new()
                 .path(dir)
                 .cache_capacity(ACCESS_CACHE_BYTES_MAX)

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args().nth(1).ok_or("usage: store_sizes <store directory>")?;
-    let db = mpp_store::open_waiting_for_lock(&sled::Config::new().path(&dir))?;
+    let db = mpp_edge::sled_open::open_waiting_for_lock(&sled::Config::new().path(&dir))?;
     let mut kinds: BTreeMap<char, (u64, u64, u64)> = BTreeMap::new();
     for kv in db.iter() {
         let (k, v) = kv?;

@@ -142,7 +142,7 @@ pub use layout::{
     TIMELINE_CHUNK_ITEMS,
 };
 pub use mem::{MemKv, MemStore};
-pub use sled_store::{open_waiting_for_lock, SledKv, SledStore, CACHE_CAPACITY_BYTES, OPEN_LOCK_WAIT_MS_MAX};
+pub use sled_store::{SledKv, SledStore, CACHE_CAPACITY_BYTES};
 
 /// The head of the log and the ingest checkpoint, written in the same batch as
 /// the entries it describes.

@@ -1,7 +1,6 @@
 //! The store on disk, in sled 0.34.7: the backend [`SledKv`].
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use crate::kv::{self, Kv, KvStore, Pair};
 use crate::StoreError;
@@ -15,37 +14,6 @@ use crate::StoreError;
 /// events (peak 601), with 96 MiB 378 MiB (peak 437) at the same ingest
 /// rate and lookup rates (`mpp-bench --sections 5,7 --footprint-10m`).
 pub const CACHE_CAPACITY_BYTES: u64 = 96 * 1024 * 1024;
-
-/// How long [`SledStore::open`] keeps retrying while the directory's lock is
-/// held, in milliseconds. sled's IO thread pool can hold the lock for a moment
-/// after the last handle of a database is dropped (sled's own test suite
-/// blocks on the lock for the same reason), so a reopen in the same process,
-/// or a restart racing the old process's exit, waits instead of failing.
-pub const OPEN_LOCK_WAIT_MS_MAX: u64 = 5_000;
-
-/// Interval between attempts while waiting for the lock, in milliseconds.
-const OPEN_LOCK_POLL_MS: u64 = 10;
-
-/// Opens the sled database of `config`, polling for up to
-/// [`OPEN_LOCK_WAIT_MS_MAX`] while another handle still holds its lock. Every
-/// sled database of the project (the hub's store, its access log, the agency
-/// outboxes, the front office's counter) is opened through it.
-pub fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, sled::Error> {
-    let deadline = Instant::now() + Duration::from_millis(OPEN_LOCK_WAIT_MS_MAX);
-    loop {
-        match config.open() {
-            Ok(db) => return Ok(db),
-            // sled 0.34.7 reports a held lock only in the error text.
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock") && Instant::now() < deadline =>
-            {
-                tracing::debug!(error = %e, "Store lock held, retrying");
-                std::thread::sleep(Duration::from_millis(OPEN_LOCK_POLL_MS));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
 
 /// The store in a sled database directory. Cloning shares the database.
 pub type SledStore = KvStore<SledKv>;
@@ -67,7 +35,7 @@ impl SledStore {
     /// Opens (creating if needed) the store in `dir`, with a page cache of
     /// [`CACHE_CAPACITY_BYTES`]. Refuses a store of another format version.
     /// sled locks the directory: a second open, in this or another process,
-    /// waits up to [`OPEN_LOCK_WAIT_MS_MAX`] for every handle of the first to
+    /// waits up to [`mpp_edge::sled_open::OPEN_LOCK_WAIT_MS_MAX`] for every handle of the first to
     /// be dropped, then fails.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with_cache(dir, CACHE_CAPACITY_BYTES)
@@ -81,7 +49,7 @@ impl SledStore {
             // Every commit flushes synchronously, so sled's periodic
             // background flusher adds nothing.
             .flush_every_ms(None);
-        let kv = SledKv { db: open_waiting_for_lock(&config)? };
+        let kv = SledKv { db: mpp_edge::sled_open::open_waiting_for_lock(&config)? };
         let is_empty = kv.db.is_empty();
         kv::check_format(&kv, is_empty)?;
         tracing::debug!(dir = %dir.as_ref().display(), recovered = kv.db.was_recovered(), "Store opened");

@@ -4,7 +4,7 @@
 //! (or the directory of a stopped hub): sled 0.34 cannot open a directory
 //! read-only and locks it, so pointing these tools at a running hub's
 //! directory fails with a lock error after
-//! [`mpp_store::OPEN_LOCK_WAIT_MS_MAX`]. Opening a copy may let sled finish
+//! [`mpp_edge::sled_open::OPEN_LOCK_WAIT_MS_MAX`]. Opening a copy may let sled finish
 //! its crash recovery in the copy; the log itself is never written.
 //! `verify`, `rebuild`, `case-at` and `sla-report` also read an export
 //! (`--export FILE`), which is what an auditor without access to the hub
