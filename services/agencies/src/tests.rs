@@ -11,7 +11,9 @@ use mpp_core::{AppState, EventKind};
 use prost::Message as _;
 
 use crate::test_support::legal_path;
-use crate::{bank, bpn, dpmptsp, imigrasi, pdam, pln, AgencyInfo, Category, AGENCIES, MAPPING_VERSION};
+use crate::{
+    bank, bpn, dpmptsp, dukcapil, imigrasi, pdam, pln, AgencyInfo, Category, AGENCIES, MAPPING_VERSION,
+};
 
 const MAPPING_MD: &str = include_str!("../MAPPING.md");
 
@@ -23,6 +25,7 @@ fn catalogue(info: &AgencyInfo) -> Vec<mpp_agency_kit::ServiceStandardSpec> {
         pdam::AGENCY_ID => pdam::catalogue(),
         bank::AGENCY_ID => bank::catalogue(),
         dpmptsp::AGENCY_ID => dpmptsp::catalogue(),
+        dukcapil::AGENCY_ID => dukcapil::catalogue(),
         other => panic!("no catalogue for {other}"),
     }
     .unwrap()
@@ -30,7 +33,6 @@ fn catalogue(info: &AgencyInfo) -> Vec<mpp_agency_kit::ServiceStandardSpec> {
 
 #[test]
 fn every_category_the_law_names_is_covered() {
-    // Disdukcapil (mpp-dukcapil, its own crate) is daerah as well.
     let covered: BTreeSet<Category> = AGENCIES.iter().map(|a| a.category).collect();
     assert_eq!(covered, Category::ALL.iter().copied().collect());
     assert!(AGENCIES.len() >= 5);
@@ -39,7 +41,7 @@ fn every_category_the_law_names_is_covered() {
 #[test]
 fn ids_prefixes_and_binaries_are_distinct_and_well_formed() {
     let mut agencies = BTreeSet::new();
-    let mut prefixes = BTreeSet::from(["DKC"]);
+    let mut prefixes = BTreeSet::new();
     for info in AGENCIES {
         assert!(info.agency_id().is_ok(), "{}", info.agency_id);
         assert!(agencies.insert(info.agency_id), "{}", info.agency_id);
