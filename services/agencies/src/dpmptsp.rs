@@ -13,10 +13,12 @@ use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandar
 use mpp_agency_kit::{input, Agency, KitError};
 use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::dpmptsp::v1 as pb;
+use pb::dpmptsp_service_client::DpmptspServiceClient;
 use pb::dpmptsp_service_server::{DpmptspService, DpmptspServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
+use crate::calls::{Target, Unmapped};
 use crate::common::{
     self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
 };
@@ -264,6 +266,87 @@ impl DpmptspService for Dpmptsp {
         let body = common::withdrawn("alasan", &r.alasan)?;
         self.publish(step, body).await
     }
+}
+
+agency_calls! {
+    server: DpmptspService,
+    client: DpmptspServiceClient,
+    filing: AjukanPermohonan(pb::Permohonan) => ajukan_permohonan { nomor_berkas, nomor_registrasi },
+    steps: {
+        MintaPerbaikan(pb::PerbaikanDokumen) => minta_perbaikan,
+        TerimaPerbaikan(pb::DokumenDiperbaiki) => terima_perbaikan,
+        MulaiPemeriksaan(pb::Langkah) => mulai_pemeriksaan,
+        JadwalkanPeninjauan(pb::PeninjauanLapangan) => jadwalkan_peninjauan,
+        TetapkanRetribusi(pb::Skrd) => tetapkan_retribusi,
+        KonfirmasiPembayaran(pb::PembayaranRetribusi) => konfirmasi_pembayaran,
+        TerbitkanIzin(pb::IzinTerbit) => terbitkan_izin,
+        TolakPermohonan(pb::Penolakan) => tolak_permohonan,
+        BatalkanPermohonan(pb::Pembatalan) => batalkan_permohonan,
+    }
+}
+
+/// The inverse of [`INFO`]'s mapping table: the request that makes
+/// DPMPTSP publish `body` about `t`'s application (an `application_filed`
+/// files one into `t.case`, or into a new case when it is empty).
+pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
+    use EventBody as E;
+    let top = || pb::Langkah {
+        nomor_berkas: t.case.to_owned(),
+        nomor_registrasi: t.application.to_owned(),
+        petugas: t.officer.to_owned(),
+    };
+    let langkah = || Some(top());
+    Ok(match body.clone() {
+        E::ApplicationFiled { documents } => Call::AjukanPermohonan(pb::Permohonan {
+            nomor_berkas: t.case.to_owned(),
+            jenis_izin: INFO.service_value(t.service_id)?,
+            dokumen: documents,
+            petugas: t.officer.to_owned(),
+        }),
+        E::DocumentsRequested { documents, counter, note } => Call::MintaPerbaikan(pb::PerbaikanDokumen {
+            langkah: langkah(),
+            dokumen: documents,
+            loket: counter,
+            catatan: note,
+        }),
+        E::DocumentsReceived { documents } => {
+            Call::TerimaPerbaikan(pb::DokumenDiperbaiki { langkah: langkah(), dokumen: documents })
+        }
+        E::ReviewStarted => Call::MulaiPemeriksaan(top()),
+        E::AppointmentScheduled { kind, at_ms, place } => match AppointmentKind::parse(&kind) {
+            Some(AppointmentKind::Inspection) => Call::JadwalkanPeninjauan(pb::PeninjauanLapangan {
+                langkah: langkah(),
+                waktu_ms: at_ms,
+                lokasi: place,
+            }),
+            _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
+        },
+        E::FeeAssessed { amount_idr, payment_channel, billing_code } => Call::TetapkanRetribusi(pb::Skrd {
+            langkah: langkah(),
+            jumlah_retribusi: amount_idr,
+            nomor_skrd: billing_code,
+            saluran_pembayaran: payment_channel,
+        }),
+        E::PaymentReceived { amount_idr, payment_reference } => {
+            Call::KonfirmasiPembayaran(pb::PembayaranRetribusi {
+                langkah: langkah(),
+                jumlah_bayar: amount_idr,
+                nomor_sts: payment_reference,
+            })
+        }
+        E::Issued { document_number } => {
+            Call::TerbitkanIzin(pb::IzinTerbit { langkah: langkah(), nomor_izin: document_number })
+        }
+        E::Rejected { reason_code, reason } => Call::TolakPermohonan(pb::Penolakan {
+            langkah: langkah(),
+            kode_alasan: reason_code,
+            alasan: reason,
+        }),
+        E::Withdrawn { reason } => {
+            Call::BatalkanPermohonan(pb::Pembatalan { langkah: langkah(), alasan: reason })
+        }
+        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
+    })
 }
 
 #[cfg(test)]

@@ -12,11 +12,13 @@ use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandar
 use mpp_agency_kit::{input, Agency, KitError};
 use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::dukcapil::v1 as pb;
+use pb::dukcapil_service_client::DukcapilServiceClient;
 use pb::dukcapil_service_server::{DukcapilService, DukcapilServiceServer};
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
+use crate::calls::{Target, Unmapped};
 use crate::common::{self, AgencyInfo, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields};
 
 /// The agency id on every event and subject.
@@ -237,6 +239,64 @@ impl DukcapilService for Dukcapil {
         let step = self.langkah(Some(request.get_ref()), &TOP)?;
         self.publish(step, EventBody::Withdrawn { reason: String::new() }).await
     }
+}
+
+agency_calls! {
+    server: DukcapilService,
+    client: DukcapilServiceClient,
+    filing: AjukanPermohonan(pb::Permohonan) => ajukan_permohonan { nomor_berkas, nomor_permohonan },
+    steps: {
+        MintaKelengkapan(pb::KekuranganBerkas) => minta_kelengkapan,
+        TerimaKelengkapan(pb::BerkasDilengkapi) => terima_kelengkapan,
+        MulaiVerifikasi(pb::Langkah) => mulai_verifikasi,
+        CetakDokumen(pb::DokumenDicetak) => cetak_dokumen,
+        SerahkanDokumen(pb::Langkah) => serahkan_dokumen,
+        TolakPermohonan(pb::Penolakan) => tolak_permohonan,
+        BatalkanPermohonan(pb::Langkah) => batalkan_permohonan,
+    }
+}
+
+/// The inverse of [`INFO`]'s mapping table: the request that makes
+/// Disdukcapil publish `body` about `t`'s application (an `application_filed`
+/// files one into `t.case`, or into a new case when it is empty).
+pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
+    use EventBody as E;
+    let top = || pb::Langkah {
+        nomor_berkas: t.case.to_owned(),
+        nomor_permohonan: t.application.to_owned(),
+        petugas: t.officer.to_owned(),
+    };
+    let langkah = || Some(top());
+    Ok(match body.clone() {
+        E::ApplicationFiled { documents } => Call::AjukanPermohonan(pb::Permohonan {
+            nomor_berkas: t.case.to_owned(),
+            layanan: INFO.service_value(t.service_id)?,
+            dokumen: documents,
+            petugas: t.officer.to_owned(),
+        }),
+        E::DocumentsRequested { documents, counter, note } => Call::MintaKelengkapan(pb::KekuranganBerkas {
+            langkah: langkah(),
+            dokumen: documents,
+            loket: counter,
+            catatan: note,
+        }),
+        E::DocumentsReceived { documents } => {
+            Call::TerimaKelengkapan(pb::BerkasDilengkapi { langkah: langkah(), dokumen: documents })
+        }
+        E::ReviewStarted => Call::MulaiVerifikasi(top()),
+        E::Issued { document_number } => {
+            Call::CetakDokumen(pb::DokumenDicetak { langkah: langkah(), nomor_register: document_number })
+        }
+        E::Collected => Call::SerahkanDokumen(top()),
+        E::Rejected { reason_code, reason } => Call::TolakPermohonan(pb::Penolakan {
+            langkah: langkah(),
+            kode_alasan: reason_code,
+            alasan: reason,
+        }),
+        // The withdrawal carries no reason: the event's is dropped (mapping v1).
+        E::Withdrawn { .. } => Call::BatalkanPermohonan(top()),
+        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
+    })
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
+// First: its `agency_calls!` macro is used by the agency modules.
+#[macro_use]
+pub mod calls;
+
 pub mod bank;
 pub mod bpn;
 pub mod cli;
@@ -40,6 +44,7 @@ pub mod imigrasi;
 pub mod pdam;
 pub mod pln;
 
+pub use calls::{Answer, Target, Unmapped};
 pub use common::{AgencyInfo, Category, RpcMapping, ServiceInfo, MAPPING_VERSION};
 
 /// Every agency of this crate.
