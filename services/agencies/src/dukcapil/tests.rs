@@ -11,6 +11,7 @@ use mpp_proto::v1::envelope::Body;
 use tonic::Code;
 
 use super::*;
+use crate::test_support::{optional_text, text, Shapes};
 
 fn service(publisher: Arc<MemoryPublisher>) -> Dukcapil {
     let builder = EventBuilder::new(
@@ -267,3 +268,19 @@ async fn a_publish_failure_is_unavailable() {
         .unwrap_err();
     assert_eq!((s.code(), reason(&s)), (Code::Unavailable, "PUBLISH_FAILED"));
 }
+
+round_trip_test!(
+    Dukcapil,
+    Shapes {
+        service_id: "kk",
+        amount_max_idr: 1,
+        billing_code: text(),
+        payment_reference: text(),
+        document_number: optional_text(),
+    },
+    |e| match e {
+        // The withdrawal carries no reason (mapping v1).
+        EventBody::Withdrawn { .. } => EventBody::Withdrawn { reason: String::new() },
+        other => other,
+    }
+);
