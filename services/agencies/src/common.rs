@@ -90,6 +90,9 @@ pub struct RpcMapping {
     pub rpc: &'static str,
     /// The common event it publishes.
     pub event: EventKind,
+    /// How the request's fields become the event's, for `docs/MAPPING.md`
+    /// (Markdown, one table cell).
+    pub fields: &'static str,
 }
 
 /// Everything fixed about one agency.

@@ -52,14 +52,42 @@ pub static INFO: AgencyInfo = AgencyInfo {
         },
     ],
     rpcs: &[
-        RpcMapping { rpc: "AjukanPermohonan", event: EventKind::ApplicationFiled },
-        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested },
-        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived },
-        RpcMapping { rpc: "MulaiVerifikasi", event: EventKind::ReviewStarted },
-        RpcMapping { rpc: "CetakDokumen", event: EventKind::Issued },
-        RpcMapping { rpc: "SerahkanDokumen", event: EventKind::Collected },
-        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected },
-        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn },
+        RpcMapping {
+            rpc: "AjukanPermohonan",
+            event: EventKind::ApplicationFiled,
+            fields: "`layanan` → service; `dokumen` → `documents`",
+        },
+        RpcMapping {
+            rpc: "MintaKelengkapan",
+            event: EventKind::DocumentsRequested,
+            fields: "`dokumen` → `documents` (≥ 1), `loket` → `counter` (required), `catatan` → `note`",
+        },
+        RpcMapping {
+            rpc: "TerimaKelengkapan",
+            event: EventKind::DocumentsReceived,
+            fields: "`dokumen` → `documents`",
+        },
+        RpcMapping {
+            rpc: "MulaiVerifikasi",
+            event: EventKind::ReviewStarted,
+            fields: "— (data verification)",
+        },
+        RpcMapping {
+            rpc: "CetakDokumen",
+            event: EventKind::Issued,
+            fields: "`nomor_register` → `document_number` (may be empty)",
+        },
+        RpcMapping { rpc: "SerahkanDokumen", event: EventKind::Collected, fields: "—" },
+        RpcMapping {
+            rpc: "TolakPermohonan",
+            event: EventKind::Rejected,
+            fields: "`kode_alasan` → `reason_code`, `alasan` → `reason` (required)",
+        },
+        RpcMapping {
+            rpc: "BatalkanPermohonan",
+            event: EventKind::Withdrawn,
+            fields: "`reason` empty (the request is a bare `Langkah`)",
+        },
     ],
     journey: &["AjukanPermohonan", "MulaiVerifikasi", "CetakDokumen", "SerahkanDokumen"],
 };
