@@ -4,26 +4,16 @@ use std::sync::Arc;
 
 use mpp_agency_kit::ids::new_application_id;
 use mpp_agency_kit::testing::MemoryPublisher;
-use mpp_agency_kit::{EventBuilder, PinPepper, SystemClock, REASON_CODE_METADATA_KEY};
-use mpp_core::ids::{AgencyId, ApplicationId, RegionCode, TrackingNumber};
+use mpp_core::ids::{ApplicationId, RegionCode, TrackingNumber};
 use mpp_core::ReasonCode;
 use mpp_proto::v1::envelope::Body;
 use tonic::Code;
 
 use super::*;
-use crate::test_support::{optional_text, text, Shapes};
+use crate::test_support::{agency, optional_text, reason, text, Shapes};
 
 fn service(publisher: Arc<MemoryPublisher>) -> Dukcapil {
-    let builder = EventBuilder::new(
-        RegionCode::parse("1771").unwrap(),
-        AgencyId::parse(AGENCY_ID).unwrap(),
-        Arc::new(SystemClock),
-    );
-    Dukcapil::new(Agency::new(builder, publisher, PinPepper::from_bytes(b"unit-test-pepper-000").unwrap()))
-}
-
-fn reason(s: &Status) -> &str {
-    s.metadata().get(REASON_CODE_METADATA_KEY).and_then(|v| v.to_str().ok()).unwrap_or("")
+    Dukcapil::new(agency(&INFO, publisher))
 }
 
 async fn file(svc: &Dukcapil, layanan: pb::Layanan) -> pb::PermohonanDiterima {
