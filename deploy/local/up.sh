@@ -85,7 +85,7 @@ for addr in "${ADDRS[@]}"; do
 done
 
 echo "building ($PROFILE) ..." >&2
-BUILD=(cargo build -p mpp-hub -p mpp-dukcapil -p mpp-agencies -p mpp-frontoffice -p mpp-sim --bins)
+BUILD=(cargo build -p mpp-hub -p mpp-agencies -p mpp-frontoffice -p mpp-sim --bins)
 if [ "$PROFILE" = release ]; then
     BUILD+=(--release)
 fi

@@ -15,10 +15,12 @@ use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandar
 use mpp_agency_kit::{input, Agency, KitError};
 use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::bank::v1 as pb;
+use pb::bank_service_client::BankServiceClient;
 use pb::bank_service_server::{BankService, BankServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
+use crate::calls::{Target, Unmapped};
 use crate::common::{
     self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
 };
@@ -60,17 +62,17 @@ pub static INFO: AgencyInfo = AgencyInfo {
         },
     ],
     rpcs: &[
-        RpcMapping { rpc: "AjukanPermohonan", event: EventKind::ApplicationFiled },
-        RpcMapping { rpc: "VerifikasiDataNasabah", event: EventKind::ReviewStarted },
-        RpcMapping { rpc: "MintaDokumen", event: EventKind::DocumentsRequested },
-        RpcMapping { rpc: "TerimaDokumen", event: EventKind::DocumentsReceived },
-        RpcMapping { rpc: "JadwalkanSurveiUsaha", event: EventKind::AppointmentScheduled },
-        RpcMapping { rpc: "TagihSetoranAwal", event: EventKind::FeeAssessed },
-        RpcMapping { rpc: "TerimaSetoranAwal", event: EventKind::PaymentReceived },
-        RpcMapping { rpc: "AktifkanRekening", event: EventKind::Issued },
-        RpcMapping { rpc: "SerahkanKartu", event: EventKind::Collected },
-        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected },
-        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn },
+        RpcMapping { rpc: "AjukanPermohonan", event: EventKind::ApplicationFiled, fields: "`produk` → service; `dokumen` → `documents`" },
+        RpcMapping { rpc: "VerifikasiDataNasabah", event: EventKind::ReviewStarted, fields: "— (customer due diligence)" },
+        RpcMapping { rpc: "MintaDokumen", event: EventKind::DocumentsRequested, fields: "`dokumen` → `documents` (≥ 1), `meja_layanan` → `counter`, `catatan` → `note`" },
+        RpcMapping { rpc: "TerimaDokumen", event: EventKind::DocumentsReceived, fields: "`dokumen` → `documents`" },
+        RpcMapping { rpc: "JadwalkanSurveiUsaha", event: EventKind::AppointmentScheduled, fields: "kind `survey`; `waktu_ms` → `at_ms`, `lokasi_usaha` → `place`" },
+        RpcMapping { rpc: "TagihSetoranAwal", event: EventKind::FeeAssessed, fields: "`jumlah_setoran` → `amount_idr` (1..=1 000 000 000), `saluran_setoran` → `payment_channel`; `billing_code` empty" },
+        RpcMapping { rpc: "TerimaSetoranAwal", event: EventKind::PaymentReceived, fields: "`jumlah_setoran` → `amount_idr`, `nomor_transaksi` → `payment_reference` (may be empty)" },
+        RpcMapping { rpc: "AktifkanRekening", event: EventKind::Issued, fields: "`nomor_rekening` (10–16 digits) → `document_number` **masked**: all but the last 4 digits replaced by `*`; the full number never leaves the service" },
+        RpcMapping { rpc: "SerahkanKartu", event: EventKind::Collected, fields: "— (passbook and debit card handed over)" },
+        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected, fields: "`kode_alasan` → `reason_code`, `alasan` → `reason`" },
+        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn, fields: "`alasan` → `reason`" },
     ],
     journey: &[
         "AjukanPermohonan",
@@ -276,6 +278,90 @@ impl BankService for Bank {
         let body = common::withdrawn("alasan", &r.alasan)?;
         self.publish(step, body).await
     }
+}
+
+agency_calls! {
+    server: BankService,
+    client: BankServiceClient,
+    filing: AjukanPermohonan(pb::PermohonanNasabah) => ajukan_permohonan { nomor_berkas, nomor_referensi },
+    steps: {
+        VerifikasiDataNasabah(pb::Langkah) => verifikasi_data_nasabah,
+        MintaDokumen(pb::DokumenKurang) => minta_dokumen,
+        TerimaDokumen(pb::DokumenDiterima) => terima_dokumen,
+        JadwalkanSurveiUsaha(pb::SurveiUsaha) => jadwalkan_survei_usaha,
+        TagihSetoranAwal(pb::TagihanSetoranAwal) => tagih_setoran_awal,
+        TerimaSetoranAwal(pb::SetoranAwal) => terima_setoran_awal,
+        AktifkanRekening(pb::RekeningAktif) => aktifkan_rekening,
+        SerahkanKartu(pb::Langkah) => serahkan_kartu,
+        TolakPermohonan(pb::Penolakan) => tolak_permohonan,
+        BatalkanPermohonan(pb::Pembatalan) => batalkan_permohonan,
+    }
+}
+
+/// The inverse of [`INFO`]'s mapping table: the request that makes
+/// the bank publish `body` about `t`'s application (an `application_filed`
+/// files one into `t.case`, or into a new case when it is empty).
+pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
+    use EventBody as E;
+    let top = || pb::Langkah {
+        nomor_berkas: t.case.to_owned(),
+        nomor_referensi: t.application.to_owned(),
+        petugas: t.officer.to_owned(),
+    };
+    let langkah = || Some(top());
+    Ok(match body.clone() {
+        E::ApplicationFiled { documents } => Call::AjukanPermohonan(pb::PermohonanNasabah {
+            nomor_berkas: t.case.to_owned(),
+            produk: INFO.service_value(t.service_id)?,
+            dokumen: documents,
+            petugas: t.officer.to_owned(),
+        }),
+        E::ReviewStarted => Call::VerifikasiDataNasabah(top()),
+        E::DocumentsRequested { documents, counter, note } => Call::MintaDokumen(pb::DokumenKurang {
+            langkah: langkah(),
+            dokumen: documents,
+            meja_layanan: counter,
+            catatan: note,
+        }),
+        E::DocumentsReceived { documents } => {
+            Call::TerimaDokumen(pb::DokumenDiterima { langkah: langkah(), dokumen: documents })
+        }
+        E::AppointmentScheduled { kind, at_ms, place } => match AppointmentKind::parse(&kind) {
+            Some(AppointmentKind::Survey) => Call::JadwalkanSurveiUsaha(pb::SurveiUsaha {
+                langkah: langkah(),
+                waktu_ms: at_ms,
+                lokasi_usaha: place,
+            }),
+            _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
+        },
+        // The deposit has no billing code: the event's is dropped (mapping v1).
+        E::FeeAssessed { amount_idr, payment_channel, .. } => {
+            Call::TagihSetoranAwal(pb::TagihanSetoranAwal {
+                langkah: langkah(),
+                jumlah_setoran: amount_idr,
+                saluran_setoran: payment_channel,
+            })
+        }
+        E::PaymentReceived { amount_idr, payment_reference } => Call::TerimaSetoranAwal(pb::SetoranAwal {
+            langkah: langkah(),
+            jumlah_setoran: amount_idr,
+            nomor_transaksi: payment_reference,
+        }),
+        // The service publishes the number masked (see `masked_account`).
+        E::Issued { document_number } => {
+            Call::AktifkanRekening(pb::RekeningAktif { langkah: langkah(), nomor_rekening: document_number })
+        }
+        E::Collected => Call::SerahkanKartu(top()),
+        E::Rejected { reason_code, reason } => Call::TolakPermohonan(pb::Penolakan {
+            langkah: langkah(),
+            kode_alasan: reason_code,
+            alasan: reason,
+        }),
+        E::Withdrawn { reason } => {
+            Call::BatalkanPermohonan(pb::Pembatalan { langkah: langkah(), alasan: reason })
+        }
+        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
+    })
 }
 
 #[cfg(test)]

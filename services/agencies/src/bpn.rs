@@ -10,10 +10,12 @@ use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandar
 use mpp_agency_kit::{input, Agency, KitError};
 use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::bpn::v1 as pb;
+use pb::bpn_service_client::BpnServiceClient;
 use pb::bpn_service_server::{BpnService, BpnServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
+use crate::calls::{Target, Unmapped};
 use crate::common::{
     self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
 };
@@ -59,17 +61,17 @@ pub static INFO: AgencyInfo = AgencyInfo {
         },
     ],
     rpcs: &[
-        RpcMapping { rpc: "DaftarkanBerkas", event: EventKind::ApplicationFiled },
-        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested },
-        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived },
-        RpcMapping { rpc: "MulaiPemeriksaan", event: EventKind::ReviewStarted },
-        RpcMapping { rpc: "TerbitkanSps", event: EventKind::FeeAssessed },
-        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived },
-        RpcMapping { rpc: "JadwalkanPengukuran", event: EventKind::AppointmentScheduled },
-        RpcMapping { rpc: "TerbitkanProduk", event: EventKind::Issued },
-        RpcMapping { rpc: "SerahkanProduk", event: EventKind::Collected },
-        RpcMapping { rpc: "TolakBerkas", event: EventKind::Rejected },
-        RpcMapping { rpc: "BatalkanBerkas", event: EventKind::Withdrawn },
+        RpcMapping { rpc: "DaftarkanBerkas", event: EventKind::ApplicationFiled, fields: "`layanan` → service; `dokumen` → `documents`" },
+        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested, fields: "`dokumen` → `documents` (≥ 1), `loket` → `counter`, `catatan` → `note`" },
+        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived, fields: "`dokumen` → `documents`" },
+        RpcMapping { rpc: "MulaiPemeriksaan", event: EventKind::ReviewStarted, fields: "—" },
+        RpcMapping { rpc: "TerbitkanSps", event: EventKind::FeeAssessed, fields: "`jumlah_pnbp` → `amount_idr` (1..=1 000 000 000), `kode_billing` (SIMPONI, 15 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel`" },
+        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived, fields: "`jumlah_pnbp` → `amount_idr`, `ntpn` → `payment_reference`" },
+        RpcMapping { rpc: "JadwalkanPengukuran", event: EventKind::AppointmentScheduled, fields: "kind `survey`; `waktu_ms` → `at_ms`, `lokasi` → `place`" },
+        RpcMapping { rpc: "TerbitkanProduk", event: EventKind::Issued, fields: "`nomor_produk` → `document_number` (may be empty: a check note)" },
+        RpcMapping { rpc: "SerahkanProduk", event: EventKind::Collected, fields: "—" },
+        RpcMapping { rpc: "TolakBerkas", event: EventKind::Rejected, fields: "`kode_alasan` → `reason_code`, `alasan` → `reason`" },
+        RpcMapping { rpc: "BatalkanBerkas", event: EventKind::Withdrawn, fields: "`alasan` → `reason`" },
     ],
     journey: &[
         "DaftarkanBerkas",
@@ -272,6 +274,89 @@ impl BpnService for Bpn {
         let body = common::withdrawn("alasan", &r.alasan)?;
         self.publish(step, body).await
     }
+}
+
+agency_calls! {
+    server: BpnService,
+    client: BpnServiceClient,
+    filing: DaftarkanBerkas(pb::PendaftaranBerkas) => daftarkan_berkas { nomor_berkas_mpp, nomor_permohonan },
+    steps: {
+        MintaKelengkapan(pb::KekuranganBerkas) => minta_kelengkapan,
+        TerimaKelengkapan(pb::BerkasDilengkapi) => terima_kelengkapan,
+        MulaiPemeriksaan(pb::Langkah) => mulai_pemeriksaan,
+        TerbitkanSps(pb::SuratPerintahSetor) => terbitkan_sps,
+        KonfirmasiPembayaran(pb::PembayaranPnbp) => konfirmasi_pembayaran,
+        JadwalkanPengukuran(pb::JadwalPengukuran) => jadwalkan_pengukuran,
+        TerbitkanProduk(pb::ProdukTerbit) => terbitkan_produk,
+        SerahkanProduk(pb::Langkah) => serahkan_produk,
+        TolakBerkas(pb::Penolakan) => tolak_berkas,
+        BatalkanBerkas(pb::Pembatalan) => batalkan_berkas,
+    }
+}
+
+/// The inverse of [`INFO`]'s mapping table: the request that makes
+/// the land office publish `body` about `t`'s application (an `application_filed`
+/// files one into `t.case`, or into a new case when it is empty).
+pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
+    use EventBody as E;
+    let top = || pb::Langkah {
+        nomor_berkas_mpp: t.case.to_owned(),
+        nomor_permohonan: t.application.to_owned(),
+        petugas: t.officer.to_owned(),
+    };
+    let langkah = || Some(top());
+    Ok(match body.clone() {
+        E::ApplicationFiled { documents } => Call::DaftarkanBerkas(pb::PendaftaranBerkas {
+            nomor_berkas_mpp: t.case.to_owned(),
+            layanan: INFO.service_value(t.service_id)?,
+            dokumen: documents,
+            petugas: t.officer.to_owned(),
+        }),
+        E::DocumentsRequested { documents, counter, note } => Call::MintaKelengkapan(pb::KekuranganBerkas {
+            langkah: langkah(),
+            dokumen: documents,
+            loket: counter,
+            catatan: note,
+        }),
+        E::DocumentsReceived { documents } => {
+            Call::TerimaKelengkapan(pb::BerkasDilengkapi { langkah: langkah(), dokumen: documents })
+        }
+        E::ReviewStarted => Call::MulaiPemeriksaan(top()),
+        E::FeeAssessed { amount_idr, payment_channel, billing_code } => {
+            Call::TerbitkanSps(pb::SuratPerintahSetor {
+                langkah: langkah(),
+                jumlah_pnbp: amount_idr,
+                kode_billing: billing_code,
+                saluran_pembayaran: payment_channel,
+            })
+        }
+        E::PaymentReceived { amount_idr, payment_reference } => {
+            Call::KonfirmasiPembayaran(pb::PembayaranPnbp {
+                langkah: langkah(),
+                jumlah_pnbp: amount_idr,
+                ntpn: payment_reference,
+            })
+        }
+        E::AppointmentScheduled { kind, at_ms, place } => match AppointmentKind::parse(&kind) {
+            Some(AppointmentKind::Survey) => Call::JadwalkanPengukuran(pb::JadwalPengukuran {
+                langkah: langkah(),
+                waktu_ms: at_ms,
+                lokasi: place,
+            }),
+            _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
+        },
+        E::Issued { document_number } => {
+            Call::TerbitkanProduk(pb::ProdukTerbit { langkah: langkah(), nomor_produk: document_number })
+        }
+        E::Collected => Call::SerahkanProduk(top()),
+        E::Rejected { reason_code, reason } => {
+            Call::TolakBerkas(pb::Penolakan { langkah: langkah(), kode_alasan: reason_code, alasan: reason })
+        }
+        E::Withdrawn { reason } => {
+            Call::BatalkanBerkas(pb::Pembatalan { langkah: langkah(), alasan: reason })
+        }
+        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
+    })
 }
 
 #[cfg(test)]

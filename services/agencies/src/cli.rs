@@ -29,7 +29,7 @@ pub fn long_about(info: &AgencyInfo) -> String {
     format!(
         "{about}.\n\n\
          Serves {grpc} over gRPC (with gRPC health and reflection). Each RPC becomes one of the \
-         hub's common events (services/agencies/MAPPING.md, mapping v{MAPPING_VERSION}): {rpcs}.\n\n\
+         hub's common events (docs/MAPPING.md, mapping v{MAPPING_VERSION}): {rpcs}.\n\n\
          A call is answered once its events are flushed to the durable outbox in --data-dir; the \
          outbox publishes them to NATS JetStream on mpp.events.{agency}.<{services}> with \
          Nats-Msg-Id = event id, retrying while NATS is down and after restarts.\n\n\

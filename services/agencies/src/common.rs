@@ -13,6 +13,8 @@ use mpp_agency_kit::{input, Accepted, Agency, AgencyConfig, CommonArgs, Filed, K
 use mpp_core::ids::{AgencyId, ApplicationId, OfficerId, ServiceId, TrackingNumber};
 use mpp_core::{EventBody, EventKind, ReasonCode, Rejection};
 
+use crate::calls::Unmapped;
+
 /// Version of the RPC → event mapping of every agency in `MAPPING.md`. A
 /// change that alters which event an RPC produces bumps it.
 pub const MAPPING_VERSION: u32 = 1;
@@ -88,6 +90,9 @@ pub struct RpcMapping {
     pub rpc: &'static str,
     /// The common event it publishes.
     pub event: EventKind,
+    /// How the request's fields become the event's, for `docs/MAPPING.md`
+    /// (Markdown, one table cell).
+    pub fields: &'static str,
 }
 
 /// Everything fixed about one agency.
@@ -147,6 +152,14 @@ impl AgencyInfo {
                 ReasonCode::InvalidFieldValue,
                 format!("{value} is not a service of {}; use one of {}", self.name, known.join(", ")),
             )
+        })
+    }
+
+    /// The enum value of the service `service_id`, for a filing request
+    /// built by an agency's `request`.
+    pub fn service_value(&self, service_id: &str) -> Result<i32, Unmapped> {
+        self.services.iter().find(|s| s.service_id == service_id).map(|s| s.value).ok_or_else(|| {
+            Unmapped::UnknownService { agency: self.agency_id, service_id: service_id.to_owned() }
         })
     }
 
@@ -309,6 +322,18 @@ pub(crate) enum AppointmentKind {
 }
 
 impl AppointmentKind {
+    const ALL: [AppointmentKind; 4] = [
+        AppointmentKind::Interview,
+        AppointmentKind::Inspection,
+        AppointmentKind::Survey,
+        AppointmentKind::Installation,
+    ];
+
+    /// The kind called `kind` in an `appointment_scheduled` event.
+    pub(crate) fn parse(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             AppointmentKind::Interview => "interview",

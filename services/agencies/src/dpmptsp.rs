@@ -13,10 +13,12 @@ use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandar
 use mpp_agency_kit::{input, Agency, KitError};
 use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::dpmptsp::v1 as pb;
+use pb::dpmptsp_service_client::DpmptspServiceClient;
 use pb::dpmptsp_service_server::{DpmptspService, DpmptspServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
+use crate::calls::{Target, Unmapped};
 use crate::common::{
     self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
 };
@@ -62,16 +64,16 @@ pub static INFO: AgencyInfo = AgencyInfo {
         },
     ],
     rpcs: &[
-        RpcMapping { rpc: "AjukanPermohonan", event: EventKind::ApplicationFiled },
-        RpcMapping { rpc: "MintaPerbaikan", event: EventKind::DocumentsRequested },
-        RpcMapping { rpc: "TerimaPerbaikan", event: EventKind::DocumentsReceived },
-        RpcMapping { rpc: "MulaiPemeriksaan", event: EventKind::ReviewStarted },
-        RpcMapping { rpc: "JadwalkanPeninjauan", event: EventKind::AppointmentScheduled },
-        RpcMapping { rpc: "TetapkanRetribusi", event: EventKind::FeeAssessed },
-        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived },
-        RpcMapping { rpc: "TerbitkanIzin", event: EventKind::Issued },
-        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected },
-        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn },
+        RpcMapping { rpc: "AjukanPermohonan", event: EventKind::ApplicationFiled, fields: "`jenis_izin` → service; `dokumen` → `documents`" },
+        RpcMapping { rpc: "MintaPerbaikan", event: EventKind::DocumentsRequested, fields: "`dokumen` → `documents` (≥ 1), `loket` → `counter`, `catatan` → `note`" },
+        RpcMapping { rpc: "TerimaPerbaikan", event: EventKind::DocumentsReceived, fields: "`dokumen` → `documents`" },
+        RpcMapping { rpc: "MulaiPemeriksaan", event: EventKind::ReviewStarted, fields: "— (technical check / consultation)" },
+        RpcMapping { rpc: "JadwalkanPeninjauan", event: EventKind::AppointmentScheduled, fields: "kind `inspection`; `waktu_ms` → `at_ms`, `lokasi` → `place`" },
+        RpcMapping { rpc: "TetapkanRetribusi", event: EventKind::FeeAssessed, fields: "`jumlah_retribusi` → `amount_idr` (1..=10 000 000 000), `nomor_skrd` (required) → `billing_code`, `saluran_pembayaran` → `payment_channel`" },
+        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived, fields: "`jumlah_bayar` → `amount_idr`, `nomor_sts` → `payment_reference` (may be empty)" },
+        RpcMapping { rpc: "TerbitkanIzin", event: EventKind::Issued, fields: "`nomor_izin` (required; for `nib` exactly 13 digits) → `document_number`" },
+        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected, fields: "`kode_alasan` → `reason_code`, `alasan` → `reason`" },
+        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn, fields: "`alasan` → `reason`" },
     ],
     journey: &[
         "AjukanPermohonan",
@@ -264,6 +266,87 @@ impl DpmptspService for Dpmptsp {
         let body = common::withdrawn("alasan", &r.alasan)?;
         self.publish(step, body).await
     }
+}
+
+agency_calls! {
+    server: DpmptspService,
+    client: DpmptspServiceClient,
+    filing: AjukanPermohonan(pb::Permohonan) => ajukan_permohonan { nomor_berkas, nomor_registrasi },
+    steps: {
+        MintaPerbaikan(pb::PerbaikanDokumen) => minta_perbaikan,
+        TerimaPerbaikan(pb::DokumenDiperbaiki) => terima_perbaikan,
+        MulaiPemeriksaan(pb::Langkah) => mulai_pemeriksaan,
+        JadwalkanPeninjauan(pb::PeninjauanLapangan) => jadwalkan_peninjauan,
+        TetapkanRetribusi(pb::Skrd) => tetapkan_retribusi,
+        KonfirmasiPembayaran(pb::PembayaranRetribusi) => konfirmasi_pembayaran,
+        TerbitkanIzin(pb::IzinTerbit) => terbitkan_izin,
+        TolakPermohonan(pb::Penolakan) => tolak_permohonan,
+        BatalkanPermohonan(pb::Pembatalan) => batalkan_permohonan,
+    }
+}
+
+/// The inverse of [`INFO`]'s mapping table: the request that makes
+/// DPMPTSP publish `body` about `t`'s application (an `application_filed`
+/// files one into `t.case`, or into a new case when it is empty).
+pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
+    use EventBody as E;
+    let top = || pb::Langkah {
+        nomor_berkas: t.case.to_owned(),
+        nomor_registrasi: t.application.to_owned(),
+        petugas: t.officer.to_owned(),
+    };
+    let langkah = || Some(top());
+    Ok(match body.clone() {
+        E::ApplicationFiled { documents } => Call::AjukanPermohonan(pb::Permohonan {
+            nomor_berkas: t.case.to_owned(),
+            jenis_izin: INFO.service_value(t.service_id)?,
+            dokumen: documents,
+            petugas: t.officer.to_owned(),
+        }),
+        E::DocumentsRequested { documents, counter, note } => Call::MintaPerbaikan(pb::PerbaikanDokumen {
+            langkah: langkah(),
+            dokumen: documents,
+            loket: counter,
+            catatan: note,
+        }),
+        E::DocumentsReceived { documents } => {
+            Call::TerimaPerbaikan(pb::DokumenDiperbaiki { langkah: langkah(), dokumen: documents })
+        }
+        E::ReviewStarted => Call::MulaiPemeriksaan(top()),
+        E::AppointmentScheduled { kind, at_ms, place } => match AppointmentKind::parse(&kind) {
+            Some(AppointmentKind::Inspection) => Call::JadwalkanPeninjauan(pb::PeninjauanLapangan {
+                langkah: langkah(),
+                waktu_ms: at_ms,
+                lokasi: place,
+            }),
+            _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
+        },
+        E::FeeAssessed { amount_idr, payment_channel, billing_code } => Call::TetapkanRetribusi(pb::Skrd {
+            langkah: langkah(),
+            jumlah_retribusi: amount_idr,
+            nomor_skrd: billing_code,
+            saluran_pembayaran: payment_channel,
+        }),
+        E::PaymentReceived { amount_idr, payment_reference } => {
+            Call::KonfirmasiPembayaran(pb::PembayaranRetribusi {
+                langkah: langkah(),
+                jumlah_bayar: amount_idr,
+                nomor_sts: payment_reference,
+            })
+        }
+        E::Issued { document_number } => {
+            Call::TerbitkanIzin(pb::IzinTerbit { langkah: langkah(), nomor_izin: document_number })
+        }
+        E::Rejected { reason_code, reason } => Call::TolakPermohonan(pb::Penolakan {
+            langkah: langkah(),
+            kode_alasan: reason_code,
+            alasan: reason,
+        }),
+        E::Withdrawn { reason } => {
+            Call::BatalkanPermohonan(pb::Pembatalan { langkah: langkah(), alasan: reason })
+        }
+        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
+    })
 }
 
 #[cfg(test)]

@@ -13,10 +13,12 @@ use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandar
 use mpp_agency_kit::{input, Agency, KitError};
 use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::imigrasi::v1 as pb;
+use pb::imigrasi_service_client::ImigrasiServiceClient;
 use pb::imigrasi_service_server::{ImigrasiService, ImigrasiServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
+use crate::calls::{Target, Unmapped};
 use crate::common::{
     self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
 };
@@ -56,17 +58,17 @@ pub static INFO: AgencyInfo = AgencyInfo {
         },
     ],
     rpcs: &[
-        RpcMapping { rpc: "AjukanPermohonan", event: EventKind::ApplicationFiled },
-        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested },
-        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived },
-        RpcMapping { rpc: "JadwalkanWawancara", event: EventKind::AppointmentScheduled },
-        RpcMapping { rpc: "MulaiWawancara", event: EventKind::ReviewStarted },
-        RpcMapping { rpc: "TerbitkanKodeBilling", event: EventKind::FeeAssessed },
-        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived },
-        RpcMapping { rpc: "CetakPaspor", event: EventKind::Issued },
-        RpcMapping { rpc: "SerahkanPaspor", event: EventKind::Collected },
-        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected },
-        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn },
+        RpcMapping { rpc: "AjukanPermohonan", event: EventKind::ApplicationFiled, fields: "`jenis_paspor` → service; `dokumen` → `documents`" },
+        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested, fields: "`dokumen` → `documents` (≥ 1), `loket` → `counter` (required), `catatan` → `note`" },
+        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived, fields: "`dokumen` → `documents`" },
+        RpcMapping { rpc: "JadwalkanWawancara", event: EventKind::AppointmentScheduled, fields: "kind `interview`; `waktu_ms` → `at_ms`, `tempat` → `place` (required)" },
+        RpcMapping { rpc: "MulaiWawancara", event: EventKind::ReviewStarted, fields: "— (the interview is held: from Diterima for a walk-in, or from Dijadwalkan after a booked interview)" },
+        RpcMapping { rpc: "TerbitkanKodeBilling", event: EventKind::FeeAssessed, fields: "`jumlah_pnbp` → `amount_idr` (1..=5 000 000), `kode_billing` (SIMPONI, 15 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel` (required)" },
+        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived, fields: "`jumlah_pnbp` → `amount_idr` (1..=5 000 000), `ntpn` (required, 16 chars) → `payment_reference`" },
+        RpcMapping { rpc: "CetakPaspor", event: EventKind::Issued, fields: "`nomor_paspor` (1–2 capital letters + 6–7 digits, required) → `document_number`" },
+        RpcMapping { rpc: "SerahkanPaspor", event: EventKind::Collected, fields: "—" },
+        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected, fields: "`kode_alasan` → `reason_code`, `alasan` → `reason` (required)" },
+        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn, fields: "`alasan` → `reason`" },
     ],
     journey: &[
         "AjukanPermohonan",
@@ -277,6 +279,91 @@ impl ImigrasiService for Imigrasi {
         let body = common::withdrawn("alasan", &r.alasan)?;
         self.publish(step, body).await
     }
+}
+
+agency_calls! {
+    server: ImigrasiService,
+    client: ImigrasiServiceClient,
+    filing: AjukanPermohonan(pb::Permohonan) => ajukan_permohonan { nomor_berkas, nomor_permohonan },
+    steps: {
+        MintaKelengkapan(pb::KekuranganBerkas) => minta_kelengkapan,
+        TerimaKelengkapan(pb::BerkasDilengkapi) => terima_kelengkapan,
+        JadwalkanWawancara(pb::JadwalWawancara) => jadwalkan_wawancara,
+        MulaiWawancara(pb::Langkah) => mulai_wawancara,
+        TerbitkanKodeBilling(pb::KodeBilling) => terbitkan_kode_billing,
+        KonfirmasiPembayaran(pb::PembayaranPnbp) => konfirmasi_pembayaran,
+        CetakPaspor(pb::PasporDicetak) => cetak_paspor,
+        SerahkanPaspor(pb::Langkah) => serahkan_paspor,
+        TolakPermohonan(pb::Penolakan) => tolak_permohonan,
+        BatalkanPermohonan(pb::Pembatalan) => batalkan_permohonan,
+    }
+}
+
+/// The inverse of [`INFO`]'s mapping table: the request that makes
+/// Kantor Imigrasi publish `body` about `t`'s application (an `application_filed`
+/// files one into `t.case`, or into a new case when it is empty).
+pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
+    use EventBody as E;
+    let top = || pb::Langkah {
+        nomor_berkas: t.case.to_owned(),
+        nomor_permohonan: t.application.to_owned(),
+        petugas: t.officer.to_owned(),
+    };
+    let langkah = || Some(top());
+    Ok(match body.clone() {
+        E::ApplicationFiled { documents } => Call::AjukanPermohonan(pb::Permohonan {
+            nomor_berkas: t.case.to_owned(),
+            jenis_paspor: INFO.service_value(t.service_id)?,
+            dokumen: documents,
+            petugas: t.officer.to_owned(),
+        }),
+        E::DocumentsRequested { documents, counter, note } => Call::MintaKelengkapan(pb::KekuranganBerkas {
+            langkah: langkah(),
+            dokumen: documents,
+            loket: counter,
+            catatan: note,
+        }),
+        E::DocumentsReceived { documents } => {
+            Call::TerimaKelengkapan(pb::BerkasDilengkapi { langkah: langkah(), dokumen: documents })
+        }
+        E::AppointmentScheduled { kind, at_ms, place } => match AppointmentKind::parse(&kind) {
+            Some(AppointmentKind::Interview) => Call::JadwalkanWawancara(pb::JadwalWawancara {
+                langkah: langkah(),
+                waktu_ms: at_ms,
+                tempat: place,
+            }),
+            _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
+        },
+        E::ReviewStarted => Call::MulaiWawancara(top()),
+        E::FeeAssessed { amount_idr, payment_channel, billing_code } => {
+            Call::TerbitkanKodeBilling(pb::KodeBilling {
+                langkah: langkah(),
+                jumlah_pnbp: amount_idr,
+                kode_billing: billing_code,
+                saluran_pembayaran: payment_channel,
+            })
+        }
+        E::PaymentReceived { amount_idr, payment_reference } => {
+            Call::KonfirmasiPembayaran(pb::PembayaranPnbp {
+                langkah: langkah(),
+                jumlah_pnbp: amount_idr,
+                ntpn: payment_reference,
+            })
+        }
+        E::Issued { document_number } => {
+            Call::CetakPaspor(pb::PasporDicetak { langkah: langkah(), nomor_paspor: document_number })
+        }
+        E::Collected => Call::SerahkanPaspor(top()),
+        E::Rejected { reason_code, reason } => Call::TolakPermohonan(pb::Penolakan {
+            langkah: langkah(),
+            kode_alasan: reason_code,
+            alasan: reason,
+        }),
+        E::Withdrawn { reason } => {
+            Call::BatalkanPermohonan(pb::Pembatalan { langkah: langkah(), alasan: reason })
+        }
+        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
+    })
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
-//! The MPP agency services of every category the law names besides
-//! Disdukcapil (`mpp-dukcapil`, its own crate): one module per agency, each
-//! serving the agency's own gRPC vocabulary and translating every RPC into
-//! the hub's common events (see `MAPPING.md`, mapping v1).
+//! The MPP agency services of every category the law names: one module per
+//! agency, each serving the agency's own gRPC vocabulary and translating
+//! every RPC into the hub's common events (see `MAPPING.md`, mapping v1).
 //!
 //! | module | agency | category | binary |
 //! |---|---|---|---|
+//! | [`dukcapil`] | Disdukcapil (family card, KTP-el, birth certificate) | daerah | `mpp-dukcapil` |
 //! | [`imigrasi`] | Kantor Imigrasi (passports) | vertikal | `mpp-imigrasi` |
 //! | [`bpn`] | Kantor Pertanahan, ATR/BPN (land) | pusat | `mpp-bpn` |
 //! | [`pln`] | PT PLN (electricity connections) | BUMN | `mpp-pln` |
@@ -12,7 +12,7 @@
 //! | [`bank`] | a private bank's desk (accounts, KUR credit) | swasta | `mpp-bank` |
 //! | [`dpmptsp`] | DPMPTSP (PBG building approval, NIB) | daerah | `mpp-dpmptsp` |
 //!
-//! Every service is stateless, exactly like `mpp-dukcapil`: it checks the
+//! Every service is stateless: it checks the
 //! shape of each request with the kit's input helpers (a bad request is
 //! refused with `INVALID_ARGUMENT` or `FAILED_PRECONDITION` and a stable
 //! reason code, and nothing is published), builds the common event and hands
@@ -30,23 +30,31 @@
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
+// First: its `agency_calls!` macro is used by the agency modules.
+#[macro_use]
+pub mod calls;
+
+// Before the agency modules: its `round_trip_test!` is used by their tests.
+#[cfg(test)]
+#[macro_use]
+mod test_support;
+
 pub mod bank;
 pub mod bpn;
 pub mod cli;
 pub mod common;
 pub mod dpmptsp;
+pub mod dukcapil;
 pub mod imigrasi;
 pub mod pdam;
 pub mod pln;
 
+pub use calls::{Answer, Target, Unmapped};
 pub use common::{AgencyInfo, Category, RpcMapping, ServiceInfo, MAPPING_VERSION};
 
 /// Every agency of this crate.
 pub static AGENCIES: &[&AgencyInfo] =
-    &[&imigrasi::INFO, &bpn::INFO, &pln::INFO, &pdam::INFO, &bank::INFO, &dpmptsp::INFO];
-
-#[cfg(test)]
-mod test_support;
+    &[&dukcapil::INFO, &imigrasi::INFO, &bpn::INFO, &pln::INFO, &pdam::INFO, &bank::INFO, &dpmptsp::INFO];
 
 #[cfg(test)]
 mod tests;

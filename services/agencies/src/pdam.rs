@@ -11,10 +11,12 @@ use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandar
 use mpp_agency_kit::{input, Agency, KitError};
 use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::pdam::v1 as pb;
+use pb::pdam_service_client::PdamServiceClient;
 use pb::pdam_service_server::{PdamService, PdamServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
+use crate::calls::{Target, Unmapped};
 use crate::common::{
     self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
 };
@@ -54,16 +56,16 @@ pub static INFO: AgencyInfo = AgencyInfo {
         },
     ],
     rpcs: &[
-        RpcMapping { rpc: "AjukanPendaftaran", event: EventKind::ApplicationFiled },
-        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested },
-        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived },
-        RpcMapping { rpc: "JadwalkanSurvei", event: EventKind::AppointmentScheduled },
-        RpcMapping { rpc: "TerbitkanRab", event: EventKind::FeeAssessed },
-        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived },
-        RpcMapping { rpc: "JadwalkanPemasangan", event: EventKind::AppointmentScheduled },
-        RpcMapping { rpc: "AktifkanSambungan", event: EventKind::Issued },
-        RpcMapping { rpc: "TolakPendaftaran", event: EventKind::Rejected },
-        RpcMapping { rpc: "BatalkanPendaftaran", event: EventKind::Withdrawn },
+        RpcMapping { rpc: "AjukanPendaftaran", event: EventKind::ApplicationFiled, fields: "`layanan` → service; `dokumen` → `documents`" },
+        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested, fields: "`dokumen` → `documents` (≥ 1), `loket` → `counter`, `catatan` → `note`" },
+        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived, fields: "`dokumen` → `documents`" },
+        RpcMapping { rpc: "JadwalkanSurvei", event: EventKind::AppointmentScheduled, fields: "kind `survey`; `waktu_ms` → `at_ms`, `alamat` → `place`" },
+        RpcMapping { rpc: "TerbitkanRab", event: EventKind::FeeAssessed, fields: "`jumlah_biaya` → `amount_idr` (1..=50 000 000), `nomor_rab` (required) → `billing_code`, `saluran_pembayaran` → `payment_channel`" },
+        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived, fields: "`jumlah_bayar` → `amount_idr`, `nomor_kuitansi` → `payment_reference` (may be empty)" },
+        RpcMapping { rpc: "JadwalkanPemasangan", event: EventKind::AppointmentScheduled, fields: "kind `installation`; `waktu_ms` → `at_ms`, `alamat` → `place`" },
+        RpcMapping { rpc: "AktifkanSambungan", event: EventKind::Issued, fields: "`nomor_sambungan` (6–12 digits) → `document_number`" },
+        RpcMapping { rpc: "TolakPendaftaran", event: EventKind::Rejected, fields: "`kode_alasan` → `reason_code`, `alasan` → `reason`" },
+        RpcMapping { rpc: "BatalkanPendaftaran", event: EventKind::Withdrawn, fields: "`alasan` → `reason`" },
     ],
     journey: &[
         "AjukanPendaftaran",
@@ -245,6 +247,86 @@ impl PdamService for Pdam {
         let body = common::withdrawn("alasan", &r.alasan)?;
         self.publish(step, body).await
     }
+}
+
+agency_calls! {
+    server: PdamService,
+    client: PdamServiceClient,
+    filing: AjukanPendaftaran(pb::Pendaftaran) => ajukan_pendaftaran { nomor_berkas, nomor_pendaftaran },
+    steps: {
+        MintaKelengkapan(pb::KekuranganBerkas) => minta_kelengkapan,
+        TerimaKelengkapan(pb::BerkasDilengkapi) => terima_kelengkapan,
+        JadwalkanSurvei(pb::Kunjungan) => jadwalkan_survei,
+        TerbitkanRab(pb::Rab) => terbitkan_rab,
+        KonfirmasiPembayaran(pb::Pembayaran) => konfirmasi_pembayaran,
+        JadwalkanPemasangan(pb::Kunjungan) => jadwalkan_pemasangan,
+        AktifkanSambungan(pb::SambunganAktif) => aktifkan_sambungan,
+        TolakPendaftaran(pb::Penolakan) => tolak_pendaftaran,
+        BatalkanPendaftaran(pb::Pembatalan) => batalkan_pendaftaran,
+    }
+}
+
+/// The inverse of [`INFO`]'s mapping table: the request that makes
+/// PDAM publish `body` about `t`'s application (an `application_filed`
+/// files one into `t.case`, or into a new case when it is empty).
+pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
+    use EventBody as E;
+    let langkah = || {
+        Some(pb::Langkah {
+            nomor_berkas: t.case.to_owned(),
+            nomor_pendaftaran: t.application.to_owned(),
+            petugas: t.officer.to_owned(),
+        })
+    };
+    Ok(match body.clone() {
+        E::ApplicationFiled { documents } => Call::AjukanPendaftaran(pb::Pendaftaran {
+            nomor_berkas: t.case.to_owned(),
+            layanan: INFO.service_value(t.service_id)?,
+            dokumen: documents,
+            petugas: t.officer.to_owned(),
+        }),
+        E::DocumentsRequested { documents, counter, note } => Call::MintaKelengkapan(pb::KekuranganBerkas {
+            langkah: langkah(),
+            dokumen: documents,
+            loket: counter,
+            catatan: note,
+        }),
+        E::DocumentsReceived { documents } => {
+            Call::TerimaKelengkapan(pb::BerkasDilengkapi { langkah: langkah(), dokumen: documents })
+        }
+        E::AppointmentScheduled { kind, at_ms, place } => {
+            let k = pb::Kunjungan { langkah: langkah(), waktu_ms: at_ms, alamat: place };
+            match AppointmentKind::parse(&kind) {
+                Some(AppointmentKind::Survey) => Call::JadwalkanSurvei(k),
+                Some(AppointmentKind::Installation) => Call::JadwalkanPemasangan(k),
+                _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
+            }
+        }
+        E::FeeAssessed { amount_idr, payment_channel, billing_code } => Call::TerbitkanRab(pb::Rab {
+            langkah: langkah(),
+            jumlah_biaya: amount_idr,
+            nomor_rab: billing_code,
+            saluran_pembayaran: payment_channel,
+        }),
+        E::PaymentReceived { amount_idr, payment_reference } => Call::KonfirmasiPembayaran(pb::Pembayaran {
+            langkah: langkah(),
+            jumlah_bayar: amount_idr,
+            nomor_kuitansi: payment_reference,
+        }),
+        E::Issued { document_number } => Call::AktifkanSambungan(pb::SambunganAktif {
+            langkah: langkah(),
+            nomor_sambungan: document_number,
+        }),
+        E::Rejected { reason_code, reason } => Call::TolakPendaftaran(pb::Penolakan {
+            langkah: langkah(),
+            kode_alasan: reason_code,
+            alasan: reason,
+        }),
+        E::Withdrawn { reason } => {
+            Call::BatalkanPendaftaran(pb::Pembatalan { langkah: langkah(), alasan: reason })
+        }
+        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
+    })
 }
 
 #[cfg(test)]

@@ -11,10 +11,12 @@ use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandar
 use mpp_agency_kit::{input, Agency, KitError};
 use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::pln::v1 as pb;
+use pb::pln_service_client::PlnServiceClient;
 use pb::pln_service_server::{PlnService, PlnServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
+use crate::calls::{Target, Unmapped};
 use crate::common::{
     self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
 };
@@ -57,16 +59,16 @@ pub static INFO: AgencyInfo = AgencyInfo {
         },
     ],
     rpcs: &[
-        RpcMapping { rpc: "DaftarPermohonan", event: EventKind::ApplicationFiled },
-        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested },
-        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived },
-        RpcMapping { rpc: "JadwalkanSurvei", event: EventKind::AppointmentScheduled },
-        RpcMapping { rpc: "TerbitkanTagihan", event: EventKind::FeeAssessed },
-        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived },
-        RpcMapping { rpc: "JadwalkanPemasangan", event: EventKind::AppointmentScheduled },
-        RpcMapping { rpc: "NyalakanSambungan", event: EventKind::Issued },
-        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected },
-        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn },
+        RpcMapping { rpc: "DaftarPermohonan", event: EventKind::ApplicationFiled, fields: "`jenis_layanan` → service; `dokumen` → `documents`" },
+        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested, fields: "`dokumen` → `documents` (≥ 1), `loket` → `counter`, `catatan` → `note`" },
+        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived, fields: "`dokumen` → `documents`" },
+        RpcMapping { rpc: "JadwalkanSurvei", event: EventKind::AppointmentScheduled, fields: "kind `survey`; `waktu_ms` → `at_ms`, `alamat` → `place`" },
+        RpcMapping { rpc: "TerbitkanTagihan", event: EventKind::FeeAssessed, fields: "`jumlah_tagihan` → `amount_idr` (1..=500 000 000), `kode_bayar` (10–16 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel`" },
+        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived, fields: "`jumlah_bayar` → `amount_idr`, `nomor_referensi` → `payment_reference` (may be empty)" },
+        RpcMapping { rpc: "JadwalkanPemasangan", event: EventKind::AppointmentScheduled, fields: "kind `installation`; `waktu_ms` → `at_ms`, `alamat` → `place`" },
+        RpcMapping { rpc: "NyalakanSambungan", event: EventKind::Issued, fields: "`id_pelanggan` (12 digits) → `document_number`" },
+        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected, fields: "`kode_alasan` → `reason_code`, `alasan` → `reason`" },
+        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn, fields: "`alasan` → `reason`" },
     ],
     journey: &[
         "DaftarPermohonan",
@@ -259,6 +261,85 @@ impl PlnService for Pln {
         let body = common::withdrawn("alasan", &r.alasan)?;
         self.publish(step, body).await
     }
+}
+
+agency_calls! {
+    server: PlnService,
+    client: PlnServiceClient,
+    filing: DaftarPermohonan(pb::Permohonan) => daftar_permohonan { nomor_berkas, nomor_agenda },
+    steps: {
+        MintaKelengkapan(pb::KekuranganData) => minta_kelengkapan,
+        TerimaKelengkapan(pb::DataDilengkapi) => terima_kelengkapan,
+        JadwalkanSurvei(pb::Kunjungan) => jadwalkan_survei,
+        TerbitkanTagihan(pb::Tagihan) => terbitkan_tagihan,
+        KonfirmasiPembayaran(pb::Pembayaran) => konfirmasi_pembayaran,
+        JadwalkanPemasangan(pb::Kunjungan) => jadwalkan_pemasangan,
+        NyalakanSambungan(pb::Penyalaan) => nyalakan_sambungan,
+        TolakPermohonan(pb::Penolakan) => tolak_permohonan,
+        BatalkanPermohonan(pb::Pembatalan) => batalkan_permohonan,
+    }
+}
+
+/// The inverse of [`INFO`]'s mapping table: the request that makes
+/// PLN publish `body` about `t`'s application (an `application_filed`
+/// files one into `t.case`, or into a new case when it is empty).
+pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
+    use EventBody as E;
+    let langkah = || {
+        Some(pb::Langkah {
+            nomor_berkas: t.case.to_owned(),
+            nomor_agenda: t.application.to_owned(),
+            petugas: t.officer.to_owned(),
+        })
+    };
+    Ok(match body.clone() {
+        E::ApplicationFiled { documents } => Call::DaftarPermohonan(pb::Permohonan {
+            nomor_berkas: t.case.to_owned(),
+            jenis_layanan: INFO.service_value(t.service_id)?,
+            dokumen: documents,
+            petugas: t.officer.to_owned(),
+        }),
+        E::DocumentsRequested { documents, counter, note } => Call::MintaKelengkapan(pb::KekuranganData {
+            langkah: langkah(),
+            dokumen: documents,
+            loket: counter,
+            catatan: note,
+        }),
+        E::DocumentsReceived { documents } => {
+            Call::TerimaKelengkapan(pb::DataDilengkapi { langkah: langkah(), dokumen: documents })
+        }
+        E::AppointmentScheduled { kind, at_ms, place } => {
+            let k = pb::Kunjungan { langkah: langkah(), waktu_ms: at_ms, alamat: place };
+            match AppointmentKind::parse(&kind) {
+                Some(AppointmentKind::Survey) => Call::JadwalkanSurvei(k),
+                Some(AppointmentKind::Installation) => Call::JadwalkanPemasangan(k),
+                _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
+            }
+        }
+        E::FeeAssessed { amount_idr, payment_channel, billing_code } => Call::TerbitkanTagihan(pb::Tagihan {
+            langkah: langkah(),
+            jumlah_tagihan: amount_idr,
+            kode_bayar: billing_code,
+            saluran_pembayaran: payment_channel,
+        }),
+        E::PaymentReceived { amount_idr, payment_reference } => Call::KonfirmasiPembayaran(pb::Pembayaran {
+            langkah: langkah(),
+            jumlah_bayar: amount_idr,
+            nomor_referensi: payment_reference,
+        }),
+        E::Issued { document_number } => {
+            Call::NyalakanSambungan(pb::Penyalaan { langkah: langkah(), id_pelanggan: document_number })
+        }
+        E::Rejected { reason_code, reason } => Call::TolakPermohonan(pb::Penolakan {
+            langkah: langkah(),
+            kode_alasan: reason_code,
+            alasan: reason,
+        }),
+        E::Withdrawn { reason } => {
+            Call::BatalkanPermohonan(pb::Pembatalan { langkah: langkah(), alasan: reason })
+        }
+        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! started the way its binary starts (the kit's `run_with`: durable outbox
 //! in a temporary directory, relay to JetStream, no client tokens).
 //!
-//! One citizen's case goes through all six agencies: DPMPTSP opens it with a
+//! One citizen's case goes through all seven agencies: DPMPTSP opens it with a
 //! building approval, the others file into it and walk their documented
 //! journey. The stream must then hold each agency's service standards exactly
 //! once, and each agency's events in the order of its journey, with the
@@ -14,7 +14,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mpp_agencies::{bank, bpn, cli, dpmptsp, imigrasi, pdam, pln, AgencyInfo, AGENCIES};
+use mpp_agencies::{bank, bpn, cli, dpmptsp, dukcapil, imigrasi, pdam, pln, AgencyInfo, AGENCIES};
 use mpp_agency_kit::testing::NatsServer;
 use mpp_agency_kit::{run_with, standard_event_id, Agency, Listeners, RunError, STREAM_NAME};
 use mpp_core::EventKind;
@@ -359,6 +359,37 @@ async fn imigrasi_journey(addr: SocketAddr, case: &str) -> Walked {
     Walked { case: filed.nomor_berkas, event_ids: ids }
 }
 
+async fn dukcapil_journey(addr: SocketAddr, case: &str) -> Walked {
+    use mpp_proto::agency::dukcapil::v1 as pb;
+    let mut c = pb::dukcapil_service_client::DukcapilServiceClient::new(channel(addr).await);
+    let filed = c
+        .ajukan_permohonan(pb::Permohonan {
+            nomor_berkas: case.to_owned(),
+            layanan: pb::Layanan::AktaLahir as i32,
+            dokumen: vec!["Surat keterangan lahir".into()],
+            petugas: "dkc-07".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let top = pb::Langkah {
+        nomor_berkas: filed.nomor_berkas.clone(),
+        nomor_permohonan: filed.nomor_permohonan.clone(),
+        petugas: "dkc-08".into(),
+    };
+    let mut ids = filed.event_ids;
+    ids.push(c.mulai_verifikasi(top.clone()).await.unwrap().into_inner().event_id);
+    let r = c
+        .cetak_dokumen(pb::DokumenDicetak {
+            langkah: Some(top.clone()),
+            nomor_register: "AL.1771.0001".into(),
+        })
+        .await;
+    ids.push(r.unwrap().into_inner().event_id);
+    ids.push(c.serahkan_dokumen(top).await.unwrap().into_inner().event_id);
+    Walked { case: filed.nomor_berkas, event_ids: ids }
+}
+
 async fn bank_journey(addr: SocketAddr, case: &str) -> Walked {
     use mpp_proto::agency::bank::v1 as pb;
     let mut c = pb::bank_service_client::BankServiceClient::new(channel(addr).await);
@@ -488,6 +519,7 @@ async fn one_case_walks_every_agency_and_the_stream_holds_each_journey_in_order(
         start(&bpn::INFO, bpn::Bpn::server, &url).await,
         start(&imigrasi::INFO, imigrasi::Imigrasi::server, &url).await,
         start(&bank::INFO, bank::Bank::server, &url).await,
+        start(&dukcapil::INFO, dukcapil::Dukcapil::server, &url).await,
     ];
     assert_eq!(running.len(), AGENCIES.len(), "every agency is started");
     let addr = |id: &str| running.iter().find(|r| r.info.agency_id == id).unwrap().addr;
@@ -502,6 +534,7 @@ async fn one_case_walks_every_agency_and_the_stream_holds_each_journey_in_order(
     walked.insert("bpn", bpn_journey(addr("bpn"), &case).await);
     walked.insert("imigrasi", imigrasi_journey(addr("imigrasi"), &case).await);
     walked.insert("bank", bank_journey(addr("bank"), &case).await);
+    walked.insert("dukcapil", dukcapil_journey(addr("dukcapil"), &case).await);
 
     let standards: usize = AGENCIES.iter().map(|a| a.services.len()).sum();
     let events: usize = walked.values().map(|w| w.event_ids.len()).sum();

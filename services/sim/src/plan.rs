@@ -21,8 +21,13 @@
 
 use std::fmt;
 
+use mpp_core::EventBody;
+
 use crate::citizen::Citizen;
 use crate::rng::Rng;
+
+/// One day, in milliseconds (appointments are booked days ahead).
+const DAY_MS: i64 = 86_400_000;
 
 /// One reason for a citizen to come to the MPP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -429,6 +434,39 @@ impl Action {
             Action::Reject { .. } => "reject",
             Action::Withdraw { .. } => "withdraw",
         }
+    }
+
+    /// The event this action asks an agency to publish, with an
+    /// appointment booked `days_ahead` days from `now_ms` (Unix ms); `None`
+    /// for [`Action::OpenCase`], which the front office performs. Each
+    /// agency's inverse mapping (`mpp_agencies::<agency>::request`) turns
+    /// it into the agency's RPC.
+    pub fn event(&self, now_ms: i64) -> Option<EventBody> {
+        let body = match self.clone() {
+            Action::OpenCase { .. } => return None,
+            Action::File { documents } => EventBody::ApplicationFiled { documents },
+            Action::RequestDocuments { documents, counter, note } => {
+                EventBody::DocumentsRequested { documents, counter, note }
+            }
+            Action::ReceiveDocuments { documents } => EventBody::DocumentsReceived { documents },
+            Action::StartReview => EventBody::ReviewStarted,
+            Action::Schedule { visit, days_ahead, place } => EventBody::AppointmentScheduled {
+                kind: visit.as_str().to_owned(),
+                at_ms: now_ms + i64::from(days_ahead) * DAY_MS,
+                place,
+            },
+            Action::AssessFee { amount_idr, billing_code, channel } => {
+                EventBody::FeeAssessed { amount_idr, payment_channel: channel, billing_code }
+            }
+            Action::ConfirmPayment { amount_idr, reference } => {
+                EventBody::PaymentReceived { amount_idr, payment_reference: reference }
+            }
+            Action::Issue { document_number } => EventBody::Issued { document_number },
+            Action::Collect => EventBody::Collected,
+            Action::Reject { code, reason } => EventBody::Rejected { reason_code: code, reason },
+            Action::Withdraw { reason } => EventBody::Withdrawn { reason },
+        };
+        Some(body)
     }
 
     /// The hub event type this action publishes.

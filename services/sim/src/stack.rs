@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use mpp_agencies::{Answer, Target as AgencyTarget};
+use mpp_core::EventBody;
 use mpp_proto::agency::{bank, bpn, dpmptsp, dukcapil, imigrasi, pdam, pln};
 use mpp_proto::frontoffice::v1 as fo;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -19,7 +21,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::citizen::Citizen;
 use crate::error::SimError;
-use crate::plan::{Action, Agency, Service, Visit};
+use crate::plan::{Action, Agency, Service};
 
 /// Longest one RPC may take, connecting included, in milliseconds.
 pub const CALL_TIMEOUT_MS: u64 = 10_000;
@@ -27,9 +29,6 @@ pub const CALL_TIMEOUT_MS: u64 = 10_000;
 /// Pause between two attempts to reach a service that is still starting, in
 /// milliseconds ([`Stack::wait_reachable`]).
 pub const CONNECT_RETRY_MS: u64 = 200;
-
-/// One day, in milliseconds (appointments are booked days ahead).
-const DAY_MS: i64 = 86_400_000;
 
 /// Where one service listens and the token the simulator presents to it.
 #[derive(Clone, PartialEq, Eq)]
@@ -162,105 +161,71 @@ pub struct StepRef<'a> {
 
 /// The name of the RPC that performs `action` for `service` in the agency's
 /// own vocabulary, or `None` when the agency has no such step (e.g. PDAM
-/// has no review RPC, Dukcapil charges no fee).
+/// has no review RPC, Dukcapil charges no fee). The agency's inverse
+/// mapping in `mpp-agencies` decides.
 pub fn rpc_name(service: Service, action: &Action) -> Option<&'static str> {
-    use Action as A;
-    let name = match (service.agency(), action) {
-        (Agency::FrontOffice, _) | (_, A::OpenCase { .. }) => return None,
-        (Agency::Dpmptsp, a) => match a {
-            A::File { .. } => "AjukanPermohonan",
-            A::RequestDocuments { .. } => "MintaPerbaikan",
-            A::ReceiveDocuments { .. } => "TerimaPerbaikan",
-            A::StartReview => "MulaiPemeriksaan",
-            A::Schedule { visit: Visit::Inspection, .. } => "JadwalkanPeninjauan",
-            A::AssessFee { .. } => "TetapkanRetribusi",
-            A::ConfirmPayment { .. } => "KonfirmasiPembayaran",
-            A::Issue { .. } => "TerbitkanIzin",
-            A::Reject { .. } => "TolakPermohonan",
-            A::Withdraw { .. } => "BatalkanPermohonan",
-            _ => return None,
-        },
-        (Agency::Pdam, a) => match a {
-            A::File { .. } => "AjukanPendaftaran",
-            A::RequestDocuments { .. } => "MintaKelengkapan",
-            A::ReceiveDocuments { .. } => "TerimaKelengkapan",
-            A::Schedule { visit: Visit::Survey, .. } => "JadwalkanSurvei",
-            A::Schedule { visit: Visit::Installation, .. } => "JadwalkanPemasangan",
-            A::AssessFee { .. } => "TerbitkanRab",
-            A::ConfirmPayment { .. } => "KonfirmasiPembayaran",
-            A::Issue { .. } => "AktifkanSambungan",
-            A::Reject { .. } => "TolakPendaftaran",
-            A::Withdraw { .. } => "BatalkanPendaftaran",
-            _ => return None,
-        },
-        (Agency::Pln, a) => match a {
-            A::File { .. } => "DaftarPermohonan",
-            A::RequestDocuments { .. } => "MintaKelengkapan",
-            A::ReceiveDocuments { .. } => "TerimaKelengkapan",
-            A::Schedule { visit: Visit::Survey, .. } => "JadwalkanSurvei",
-            A::Schedule { visit: Visit::Installation, .. } => "JadwalkanPemasangan",
-            A::AssessFee { .. } => "TerbitkanTagihan",
-            A::ConfirmPayment { .. } => "KonfirmasiPembayaran",
-            A::Issue { .. } => "NyalakanSambungan",
-            A::Reject { .. } => "TolakPermohonan",
-            A::Withdraw { .. } => "BatalkanPermohonan",
-            _ => return None,
-        },
-        (Agency::Dukcapil, a) => match a {
-            A::File { .. } => "AjukanPermohonan",
-            A::RequestDocuments { .. } => "MintaKelengkapan",
-            A::ReceiveDocuments { .. } => "TerimaKelengkapan",
-            A::StartReview => "MulaiVerifikasi",
-            A::Issue { .. } => "CetakDokumen",
-            A::Collect => "SerahkanDokumen",
-            A::Reject { .. } => "TolakPermohonan",
-            A::Withdraw { .. } => "BatalkanPermohonan",
-            _ => return None,
-        },
-        (Agency::Bank, a) => match a {
-            A::File { .. } => "AjukanPermohonan",
-            A::StartReview => "VerifikasiDataNasabah",
-            A::RequestDocuments { .. } => "MintaDokumen",
-            A::ReceiveDocuments { .. } => "TerimaDokumen",
-            A::Schedule { visit: Visit::Survey, .. } => "JadwalkanSurveiUsaha",
-            A::AssessFee { .. } => "TagihSetoranAwal",
-            A::ConfirmPayment { .. } => "TerimaSetoranAwal",
-            A::Issue { .. } => "AktifkanRekening",
-            A::Collect => "SerahkanKartu",
-            A::Reject { .. } => "TolakPermohonan",
-            A::Withdraw { .. } => "BatalkanPermohonan",
-            _ => return None,
-        },
-        (Agency::Imigrasi, a) => match a {
-            A::File { .. } => "AjukanPermohonan",
-            A::RequestDocuments { .. } => "MintaKelengkapan",
-            A::ReceiveDocuments { .. } => "TerimaKelengkapan",
-            A::Schedule { visit: Visit::Interview, .. } => "JadwalkanWawancara",
-            A::StartReview => "MulaiWawancara",
-            A::AssessFee { .. } => "TerbitkanKodeBilling",
-            A::ConfirmPayment { .. } => "KonfirmasiPembayaran",
-            A::Issue { .. } => "CetakPaspor",
-            A::Collect => "SerahkanPaspor",
-            A::Reject { .. } => "TolakPermohonan",
-            A::Withdraw { .. } => "BatalkanPermohonan",
-            _ => return None,
-        },
-        (Agency::Bpn, a) => match a {
-            A::File { .. } => "DaftarkanBerkas",
-            A::RequestDocuments { .. } => "MintaKelengkapan",
-            A::ReceiveDocuments { .. } => "TerimaKelengkapan",
-            A::StartReview => "MulaiPemeriksaan",
-            A::AssessFee { .. } => "TerbitkanSps",
-            A::ConfirmPayment { .. } => "KonfirmasiPembayaran",
-            A::Schedule { visit: Visit::Survey, .. } => "JadwalkanPengukuran",
-            A::Issue { .. } => "TerbitkanProduk",
-            A::Collect => "SerahkanProduk",
-            A::Reject { .. } => "TolakBerkas",
-            A::Withdraw { .. } => "BatalkanBerkas",
-            _ => return None,
-        },
-    };
-    Some(name)
+    // The time does not choose the RPC.
+    let body = action.event(0)?;
+    let t = AgencyTarget { service_id: service.service_id(), case: "", application: "", officer: "" };
+    AgencyCall::new(service.agency(), &t, &body).map(|c| c.rpc())
+}
+
+/// One agency's request, as the agency's module in `mpp-agencies` builds
+/// it from the event a step describes.
+#[derive(Debug)]
+enum AgencyCall {
+    Dukcapil(mpp_agencies::dukcapil::Call),
+    Imigrasi(mpp_agencies::imigrasi::Call),
+    Bpn(mpp_agencies::bpn::Call),
+    Pln(mpp_agencies::pln::Call),
+    Pdam(mpp_agencies::pdam::Call),
+    Bank(mpp_agencies::bank::Call),
+    Dpmptsp(mpp_agencies::dpmptsp::Call),
+}
+
+impl AgencyCall {
+    /// The request that makes `agency` publish `body` about `t`, or `None`
+    /// when the agency has no RPC for it.
+    fn new(agency: Agency, t: &AgencyTarget<'_>, body: &EventBody) -> Option<Self> {
+        use mpp_agencies as a;
+        let call = match agency {
+            Agency::FrontOffice => return None,
+            Agency::Dukcapil => AgencyCall::Dukcapil(a::dukcapil::request(t, body).ok()?),
+            Agency::Imigrasi => AgencyCall::Imigrasi(a::imigrasi::request(t, body).ok()?),
+            Agency::Bpn => AgencyCall::Bpn(a::bpn::request(t, body).ok()?),
+            Agency::Pln => AgencyCall::Pln(a::pln::request(t, body).ok()?),
+            Agency::Pdam => AgencyCall::Pdam(a::pdam::request(t, body).ok()?),
+            Agency::Bank => AgencyCall::Bank(a::bank::request(t, body).ok()?),
+            Agency::Dpmptsp => AgencyCall::Dpmptsp(a::dpmptsp::request(t, body).ok()?),
+        };
+        Some(call)
+    }
+
+    /// The RPC's name.
+    fn rpc(&self) -> &'static str {
+        match self {
+            AgencyCall::Dukcapil(c) => c.rpc(),
+            AgencyCall::Imigrasi(c) => c.rpc(),
+            AgencyCall::Bpn(c) => c.rpc(),
+            AgencyCall::Pln(c) => c.rpc(),
+            AgencyCall::Pdam(c) => c.rpc(),
+            AgencyCall::Bank(c) => c.rpc(),
+            AgencyCall::Dpmptsp(c) => c.rpc(),
+        }
+    }
+
+    /// Sends the request to the agency's client in `stack`.
+    async fn send(self, stack: &mut Stack) -> Result<Answer, tonic::Status> {
+        match self {
+            AgencyCall::Dukcapil(c) => c.call(&mut stack.dukcapil).await,
+            AgencyCall::Imigrasi(c) => c.call(&mut stack.imigrasi).await,
+            AgencyCall::Bpn(c) => c.call(&mut stack.bpn).await,
+            AgencyCall::Pln(c) => c.call(&mut stack.pln).await,
+            AgencyCall::Pdam(c) => c.call(&mut stack.pdam).await,
+            AgencyCall::Bank(c) => c.call(&mut stack.bank).await,
+            AgencyCall::Dpmptsp(c) => c.call(&mut stack.dpmptsp).await,
+        }
+    }
 }
 
 /// Normalises an address to a URI (`http://` unless a scheme is given).
@@ -288,21 +253,16 @@ fn endpoint(agency: Agency, addr: &str, tls_ca_pem: Option<&[u8]>) -> Result<End
         .connect_timeout(Duration::from_millis(CALL_TIMEOUT_MS)))
 }
 
-/// The time `days` days from now, Unix milliseconds (the one input not
-/// taken from the seed).
-fn days_from_now_ms(days: u32) -> i64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    now + i64::from(days) * DAY_MS
+/// The time now, Unix milliseconds (the one input not taken from the
+/// seed: appointments are booked days from it).
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Maps an RPC's outcome, keeping the status code and the service's
 /// `mpp-reason-code`.
-fn answer<T>(
-    agency: Agency,
-    rpc: &'static str,
-    r: Result<tonic::Response<T>, tonic::Status>,
-) -> Result<T, SimError> {
-    r.map(tonic::Response::into_inner).map_err(|s| SimError::Rpc {
+fn answer<T>(agency: Agency, rpc: &'static str, r: Result<T, tonic::Status>) -> Result<T, SimError> {
+    r.map_err(|s| SimError::Rpc {
         agency,
         rpc,
         code: s.code(),
@@ -411,7 +371,8 @@ impl Stack {
                     // A fake address on a placeholder domain, from the fake name.
                     surel: format!("{}@contoh.id", citizen.nama.to_lowercase().replace(' ', ".")),
                 })
-                .await,
+                .await
+                .map(tonic::Response::into_inner),
         )?;
         if r.nomor_berkas.is_empty() {
             return Err(SimError::BadAnswer { agency: a, rpc: RPC, what: "a tracking number" });
@@ -442,93 +403,18 @@ impl Stack {
         officer: &str,
     ) -> Result<Filed, SimError> {
         let agency = service.agency();
-        let rpc = rpc_name(service, &Action::File { documents: Vec::new() })
-            .ok_or(SimError::Unsupported { service, action: "file" })?;
-        let (nomor_berkas, dokumen, petugas) =
-            (tracking_number.to_owned(), documents.to_vec(), officer.to_owned());
-        let (case, application_id, event_ids) = match service {
-            Service::DpmptspNib | Service::DpmptspPbg => {
-                use dpmptsp::v1 as pb;
-                let jenis =
-                    if service == Service::DpmptspNib { pb::JenisIzin::Nib } else { pb::JenisIzin::Pbg };
-                let r = answer(
-                    agency,
-                    rpc,
-                    self.dpmptsp
-                        .ajukan_permohonan(pb::Permohonan {
-                            nomor_berkas,
-                            jenis_izin: jenis as i32,
-                            dokumen,
-                            petugas,
-                        })
-                        .await,
-                )?;
-                (r.nomor_berkas, r.nomor_registrasi, r.event_ids)
-            }
-            Service::PdamSambungan => {
-                use pdam::v1 as pb;
-                let req = pb::Pendaftaran {
-                    nomor_berkas,
-                    layanan: pb::Layanan::SambunganBaru as i32,
-                    dokumen,
-                    petugas,
-                };
-                let r = answer(agency, rpc, self.pdam.ajukan_pendaftaran(req).await)?;
-                (r.nomor_berkas, r.nomor_pendaftaran, r.event_ids)
-            }
-            Service::PlnPasangBaru => {
-                use pln::v1 as pb;
-                let req = pb::Permohonan {
-                    nomor_berkas,
-                    jenis_layanan: pb::JenisLayanan::PasangBaru as i32,
-                    dokumen,
-                    petugas,
-                };
-                let r = answer(agency, rpc, self.pln.daftar_permohonan(req).await)?;
-                (r.nomor_berkas, r.nomor_agenda, r.event_ids)
-            }
-            Service::DukcapilAktaLahir | Service::DukcapilKk => {
-                use dukcapil::v1 as pb;
-                let layanan =
-                    if service == Service::DukcapilKk { pb::Layanan::Kk } else { pb::Layanan::AktaLahir };
-                let req = pb::Permohonan { nomor_berkas, layanan: layanan as i32, dokumen, petugas };
-                let r = answer(agency, rpc, self.dukcapil.ajukan_permohonan(req).await)?;
-                (r.nomor_berkas, r.nomor_permohonan, r.event_ids)
-            }
-            Service::BankTabungan => {
-                use bank::v1 as pb;
-                let req = pb::PermohonanNasabah {
-                    nomor_berkas,
-                    produk: pb::Produk::Tabungan as i32,
-                    dokumen,
-                    petugas,
-                };
-                let r = answer(agency, rpc, self.bank.ajukan_permohonan(req).await)?;
-                (r.nomor_berkas, r.nomor_referensi, r.event_ids)
-            }
-            Service::ImigrasiPaspor => {
-                use imigrasi::v1 as pb;
-                let req = pb::Permohonan {
-                    nomor_berkas,
-                    jenis_paspor: pb::JenisPaspor::Biasa as i32,
-                    dokumen,
-                    petugas,
-                };
-                let r = answer(agency, rpc, self.imigrasi.ajukan_permohonan(req).await)?;
-                (r.nomor_berkas, r.nomor_permohonan, r.event_ids)
-            }
-            Service::BpnPengecekan => {
-                use bpn::v1 as pb;
-                let req = pb::PendaftaranBerkas {
-                    nomor_berkas_mpp: nomor_berkas,
-                    layanan: pb::LayananPertanahan::Pengecekan as i32,
-                    dokumen,
-                    petugas,
-                };
-                let r = answer(agency, rpc, self.bpn.daftarkan_berkas(req).await)?;
-                (r.nomor_berkas_mpp, r.nomor_permohonan, r.event_ids)
-            }
+        let body = EventBody::ApplicationFiled { documents: documents.to_vec() };
+        let t = AgencyTarget {
+            service_id: service.service_id(),
+            case: tracking_number,
+            application: "",
+            officer,
         };
+        let call =
+            AgencyCall::new(agency, &t, &body).ok_or(SimError::Unsupported { service, action: "file" })?;
+        let rpc = call.rpc();
+        let Answer { case, application: application_id, event_ids } =
+            answer(agency, rpc, call.send(self).await)?;
         if case != tracking_number {
             return Err(SimError::BadAnswer { agency, rpc, what: "the case it was asked to file into" });
         }
@@ -548,493 +434,22 @@ impl Stack {
         at: StepRef<'_>,
         action: &Action,
     ) -> Result<String, SimError> {
-        let rpc =
-            rpc_name(service, action).ok_or(SimError::Unsupported { service, action: action.name() })?;
-        match service.agency() {
-            Agency::Dpmptsp => self.step_dpmptsp(service, rpc, at, action).await,
-            Agency::Pdam => self.step_pdam(service, rpc, at, action).await,
-            Agency::Pln => self.step_pln(service, rpc, at, action).await,
-            Agency::Dukcapil => self.step_dukcapil(service, rpc, at, action).await,
-            Agency::Bank => self.step_bank(service, rpc, at, action).await,
-            Agency::Imigrasi => self.step_imigrasi(service, rpc, at, action).await,
-            Agency::Bpn => self.step_bpn(service, rpc, at, action).await,
-            Agency::FrontOffice => Err(SimError::Unsupported { service, action: action.name() }),
-        }
-        .and_then(|id| event_id(service.agency(), rpc, id))
-    }
-
-    async fn step_dpmptsp(
-        &mut self,
-        service: Service,
-        rpc: &'static str,
-        at: StepRef<'_>,
-        action: &Action,
-    ) -> Result<String, SimError> {
-        use dpmptsp::v1 as pb;
-        let ag = Agency::Dpmptsp;
-        let l = pb::Langkah {
-            nomor_berkas: at.tracking_number.to_owned(),
-            nomor_registrasi: at.application_id.to_owned(),
-            petugas: at.officer.to_owned(),
+        let agency = service.agency();
+        let unsupported = || SimError::Unsupported { service, action: action.name() };
+        // Opening a case and filing are not steps of an application.
+        let body = match action.event(now_ms()) {
+            None | Some(EventBody::ApplicationFiled { .. }) => return Err(unsupported()),
+            Some(body) => body,
         };
-        let langkah = Some(l.clone());
-        let c = &mut self.dpmptsp;
-        let r = match action.clone() {
-            Action::RequestDocuments { documents, counter, note } => {
-                c.minta_perbaikan(pb::PerbaikanDokumen {
-                    langkah,
-                    dokumen: documents,
-                    loket: counter,
-                    catatan: note,
-                })
-                .await
-            }
-            Action::ReceiveDocuments { documents } => {
-                c.terima_perbaikan(pb::DokumenDiperbaiki { langkah, dokumen: documents }).await
-            }
-            Action::StartReview => c.mulai_pemeriksaan(l).await,
-            Action::Schedule { days_ahead, place, .. } => {
-                c.jadwalkan_peninjauan(pb::PeninjauanLapangan {
-                    langkah,
-                    waktu_ms: days_from_now_ms(days_ahead),
-                    lokasi: place,
-                })
-                .await
-            }
-            Action::AssessFee { amount_idr, billing_code, channel } => {
-                c.tetapkan_retribusi(pb::Skrd {
-                    langkah,
-                    jumlah_retribusi: amount_idr,
-                    nomor_skrd: billing_code,
-                    saluran_pembayaran: channel,
-                })
-                .await
-            }
-            Action::ConfirmPayment { amount_idr, reference } => {
-                c.konfirmasi_pembayaran(pb::PembayaranRetribusi {
-                    langkah,
-                    jumlah_bayar: amount_idr,
-                    nomor_sts: reference,
-                })
-                .await
-            }
-            Action::Issue { document_number } => {
-                c.terbitkan_izin(pb::IzinTerbit { langkah, nomor_izin: document_number }).await
-            }
-            Action::Reject { code, reason } => {
-                c.tolak_permohonan(pb::Penolakan { langkah, kode_alasan: code, alasan: reason }).await
-            }
-            Action::Withdraw { reason } => {
-                c.batalkan_permohonan(pb::Pembatalan { langkah, alasan: reason }).await
-            }
-            Action::OpenCase { .. } | Action::File { .. } | Action::Collect => {
-                return Err(SimError::Unsupported { service, action: action.name() })
-            }
+        let t = AgencyTarget {
+            service_id: service.service_id(),
+            case: at.tracking_number,
+            application: at.application_id,
+            officer: at.officer,
         };
-        Ok(answer(ag, rpc, r)?.event_id)
-    }
-
-    async fn step_pdam(
-        &mut self,
-        service: Service,
-        rpc: &'static str,
-        at: StepRef<'_>,
-        action: &Action,
-    ) -> Result<String, SimError> {
-        use pdam::v1 as pb;
-        let ag = Agency::Pdam;
-        let langkah = Some(pb::Langkah {
-            nomor_berkas: at.tracking_number.to_owned(),
-            nomor_pendaftaran: at.application_id.to_owned(),
-            petugas: at.officer.to_owned(),
-        });
-        let c = &mut self.pdam;
-        let r = match action.clone() {
-            Action::RequestDocuments { documents, counter, note } => {
-                c.minta_kelengkapan(pb::KekuranganBerkas {
-                    langkah,
-                    dokumen: documents,
-                    loket: counter,
-                    catatan: note,
-                })
-                .await
-            }
-            Action::ReceiveDocuments { documents } => {
-                c.terima_kelengkapan(pb::BerkasDilengkapi { langkah, dokumen: documents }).await
-            }
-            Action::Schedule { visit, days_ahead, place } => {
-                let k = pb::Kunjungan { langkah, waktu_ms: days_from_now_ms(days_ahead), alamat: place };
-                if visit == Visit::Installation {
-                    c.jadwalkan_pemasangan(k).await
-                } else {
-                    c.jadwalkan_survei(k).await
-                }
-            }
-            Action::AssessFee { amount_idr, billing_code, channel } => {
-                c.terbitkan_rab(pb::Rab {
-                    langkah,
-                    jumlah_biaya: amount_idr,
-                    nomor_rab: billing_code,
-                    saluran_pembayaran: channel,
-                })
-                .await
-            }
-            Action::ConfirmPayment { amount_idr, reference } => {
-                c.konfirmasi_pembayaran(pb::Pembayaran {
-                    langkah,
-                    jumlah_bayar: amount_idr,
-                    nomor_kuitansi: reference,
-                })
-                .await
-            }
-            Action::Issue { document_number } => {
-                c.aktifkan_sambungan(pb::SambunganAktif { langkah, nomor_sambungan: document_number }).await
-            }
-            Action::Reject { code, reason } => {
-                c.tolak_pendaftaran(pb::Penolakan { langkah, kode_alasan: code, alasan: reason }).await
-            }
-            Action::Withdraw { reason } => {
-                c.batalkan_pendaftaran(pb::Pembatalan { langkah, alasan: reason }).await
-            }
-            Action::OpenCase { .. } | Action::File { .. } | Action::StartReview | Action::Collect => {
-                return Err(SimError::Unsupported { service, action: action.name() })
-            }
-        };
-        Ok(answer(ag, rpc, r)?.event_id)
-    }
-
-    async fn step_pln(
-        &mut self,
-        service: Service,
-        rpc: &'static str,
-        at: StepRef<'_>,
-        action: &Action,
-    ) -> Result<String, SimError> {
-        use pln::v1 as pb;
-        let ag = Agency::Pln;
-        let langkah = Some(pb::Langkah {
-            nomor_berkas: at.tracking_number.to_owned(),
-            nomor_agenda: at.application_id.to_owned(),
-            petugas: at.officer.to_owned(),
-        });
-        let c = &mut self.pln;
-        let r = match action.clone() {
-            Action::RequestDocuments { documents, counter, note } => {
-                c.minta_kelengkapan(pb::KekuranganData {
-                    langkah,
-                    dokumen: documents,
-                    loket: counter,
-                    catatan: note,
-                })
-                .await
-            }
-            Action::ReceiveDocuments { documents } => {
-                c.terima_kelengkapan(pb::DataDilengkapi { langkah, dokumen: documents }).await
-            }
-            Action::Schedule { visit, days_ahead, place } => {
-                let k = pb::Kunjungan { langkah, waktu_ms: days_from_now_ms(days_ahead), alamat: place };
-                if visit == Visit::Installation {
-                    c.jadwalkan_pemasangan(k).await
-                } else {
-                    c.jadwalkan_survei(k).await
-                }
-            }
-            Action::AssessFee { amount_idr, billing_code, channel } => {
-                c.terbitkan_tagihan(pb::Tagihan {
-                    langkah,
-                    jumlah_tagihan: amount_idr,
-                    kode_bayar: billing_code,
-                    saluran_pembayaran: channel,
-                })
-                .await
-            }
-            Action::ConfirmPayment { amount_idr, reference } => {
-                c.konfirmasi_pembayaran(pb::Pembayaran {
-                    langkah,
-                    jumlah_bayar: amount_idr,
-                    nomor_referensi: reference,
-                })
-                .await
-            }
-            Action::Issue { document_number } => {
-                c.nyalakan_sambungan(pb::Penyalaan { langkah, id_pelanggan: document_number }).await
-            }
-            Action::Reject { code, reason } => {
-                c.tolak_permohonan(pb::Penolakan { langkah, kode_alasan: code, alasan: reason }).await
-            }
-            Action::Withdraw { reason } => {
-                c.batalkan_permohonan(pb::Pembatalan { langkah, alasan: reason }).await
-            }
-            Action::OpenCase { .. } | Action::File { .. } | Action::StartReview | Action::Collect => {
-                return Err(SimError::Unsupported { service, action: action.name() })
-            }
-        };
-        Ok(answer(ag, rpc, r)?.event_id)
-    }
-
-    async fn step_dukcapil(
-        &mut self,
-        service: Service,
-        rpc: &'static str,
-        at: StepRef<'_>,
-        action: &Action,
-    ) -> Result<String, SimError> {
-        use dukcapil::v1 as pb;
-        let ag = Agency::Dukcapil;
-        let l = pb::Langkah {
-            nomor_berkas: at.tracking_number.to_owned(),
-            nomor_permohonan: at.application_id.to_owned(),
-            petugas: at.officer.to_owned(),
-        };
-        let c = &mut self.dukcapil;
-        let r = match action.clone() {
-            Action::RequestDocuments { documents, counter, note } => {
-                c.minta_kelengkapan(pb::KekuranganBerkas {
-                    langkah: Some(l),
-                    dokumen: documents,
-                    loket: counter,
-                    catatan: note,
-                })
-                .await
-            }
-            Action::ReceiveDocuments { documents } => {
-                c.terima_kelengkapan(pb::BerkasDilengkapi { langkah: Some(l), dokumen: documents }).await
-            }
-            Action::StartReview => c.mulai_verifikasi(l).await,
-            Action::Issue { document_number } => {
-                c.cetak_dokumen(pb::DokumenDicetak { langkah: Some(l), nomor_register: document_number })
-                    .await
-            }
-            Action::Collect => c.serahkan_dokumen(l).await,
-            Action::Reject { code, reason } => {
-                c.tolak_permohonan(pb::Penolakan { langkah: Some(l), kode_alasan: code, alasan: reason })
-                    .await
-            }
-            // Dukcapil's withdrawal carries no reason (mapping v1).
-            Action::Withdraw { .. } => c.batalkan_permohonan(l).await,
-            Action::OpenCase { .. }
-            | Action::File { .. }
-            | Action::Schedule { .. }
-            | Action::AssessFee { .. }
-            | Action::ConfirmPayment { .. } => {
-                return Err(SimError::Unsupported { service, action: action.name() })
-            }
-        };
-        Ok(answer(ag, rpc, r)?.event_id)
-    }
-
-    async fn step_bank(
-        &mut self,
-        service: Service,
-        rpc: &'static str,
-        at: StepRef<'_>,
-        action: &Action,
-    ) -> Result<String, SimError> {
-        use bank::v1 as pb;
-        let ag = Agency::Bank;
-        let l = pb::Langkah {
-            nomor_berkas: at.tracking_number.to_owned(),
-            nomor_referensi: at.application_id.to_owned(),
-            petugas: at.officer.to_owned(),
-        };
-        let c = &mut self.bank;
-        let r = match action.clone() {
-            Action::StartReview => c.verifikasi_data_nasabah(l).await,
-            Action::RequestDocuments { documents, counter, note } => {
-                c.minta_dokumen(pb::DokumenKurang {
-                    langkah: Some(l),
-                    dokumen: documents,
-                    meja_layanan: counter,
-                    catatan: note,
-                })
-                .await
-            }
-            Action::ReceiveDocuments { documents } => {
-                c.terima_dokumen(pb::DokumenDiterima { langkah: Some(l), dokumen: documents }).await
-            }
-            Action::Schedule { days_ahead, place, .. } => {
-                c.jadwalkan_survei_usaha(pb::SurveiUsaha {
-                    langkah: Some(l),
-                    waktu_ms: days_from_now_ms(days_ahead),
-                    lokasi_usaha: place,
-                })
-                .await
-            }
-            Action::AssessFee { amount_idr, channel, .. } => {
-                c.tagih_setoran_awal(pb::TagihanSetoranAwal {
-                    langkah: Some(l),
-                    jumlah_setoran: amount_idr,
-                    saluran_setoran: channel,
-                })
-                .await
-            }
-            Action::ConfirmPayment { amount_idr, reference } => {
-                c.terima_setoran_awal(pb::SetoranAwal {
-                    langkah: Some(l),
-                    jumlah_setoran: amount_idr,
-                    nomor_transaksi: reference,
-                })
-                .await
-            }
-            Action::Issue { document_number } => {
-                c.aktifkan_rekening(pb::RekeningAktif { langkah: Some(l), nomor_rekening: document_number })
-                    .await
-            }
-            Action::Collect => c.serahkan_kartu(l).await,
-            Action::Reject { code, reason } => {
-                c.tolak_permohonan(pb::Penolakan { langkah: Some(l), kode_alasan: code, alasan: reason })
-                    .await
-            }
-            Action::Withdraw { reason } => {
-                c.batalkan_permohonan(pb::Pembatalan { langkah: Some(l), alasan: reason }).await
-            }
-            Action::OpenCase { .. } | Action::File { .. } => {
-                return Err(SimError::Unsupported { service, action: action.name() })
-            }
-        };
-        Ok(answer(ag, rpc, r)?.event_id)
-    }
-
-    async fn step_imigrasi(
-        &mut self,
-        service: Service,
-        rpc: &'static str,
-        at: StepRef<'_>,
-        action: &Action,
-    ) -> Result<String, SimError> {
-        use imigrasi::v1 as pb;
-        let ag = Agency::Imigrasi;
-        let l = pb::Langkah {
-            nomor_berkas: at.tracking_number.to_owned(),
-            nomor_permohonan: at.application_id.to_owned(),
-            petugas: at.officer.to_owned(),
-        };
-        let c = &mut self.imigrasi;
-        let r = match action.clone() {
-            Action::RequestDocuments { documents, counter, note } => {
-                c.minta_kelengkapan(pb::KekuranganBerkas {
-                    langkah: Some(l),
-                    dokumen: documents,
-                    loket: counter,
-                    catatan: note,
-                })
-                .await
-            }
-            Action::ReceiveDocuments { documents } => {
-                c.terima_kelengkapan(pb::BerkasDilengkapi { langkah: Some(l), dokumen: documents }).await
-            }
-            Action::Schedule { days_ahead, place, .. } => {
-                c.jadwalkan_wawancara(pb::JadwalWawancara {
-                    langkah: Some(l),
-                    waktu_ms: days_from_now_ms(days_ahead),
-                    tempat: place,
-                })
-                .await
-            }
-            Action::StartReview => c.mulai_wawancara(l).await,
-            Action::AssessFee { amount_idr, billing_code, channel } => {
-                c.terbitkan_kode_billing(pb::KodeBilling {
-                    langkah: Some(l),
-                    jumlah_pnbp: amount_idr,
-                    kode_billing: billing_code,
-                    saluran_pembayaran: channel,
-                })
-                .await
-            }
-            Action::ConfirmPayment { amount_idr, reference } => {
-                c.konfirmasi_pembayaran(pb::PembayaranPnbp {
-                    langkah: Some(l),
-                    jumlah_pnbp: amount_idr,
-                    ntpn: reference,
-                })
-                .await
-            }
-            Action::Issue { document_number } => {
-                c.cetak_paspor(pb::PasporDicetak { langkah: Some(l), nomor_paspor: document_number }).await
-            }
-            Action::Collect => c.serahkan_paspor(l).await,
-            Action::Reject { code, reason } => {
-                c.tolak_permohonan(pb::Penolakan { langkah: Some(l), kode_alasan: code, alasan: reason })
-                    .await
-            }
-            Action::Withdraw { reason } => {
-                c.batalkan_permohonan(pb::Pembatalan { langkah: Some(l), alasan: reason }).await
-            }
-            Action::OpenCase { .. } | Action::File { .. } => {
-                return Err(SimError::Unsupported { service, action: action.name() })
-            }
-        };
-        Ok(answer(ag, rpc, r)?.event_id)
-    }
-
-    async fn step_bpn(
-        &mut self,
-        service: Service,
-        rpc: &'static str,
-        at: StepRef<'_>,
-        action: &Action,
-    ) -> Result<String, SimError> {
-        use bpn::v1 as pb;
-        let ag = Agency::Bpn;
-        let l = pb::Langkah {
-            nomor_berkas_mpp: at.tracking_number.to_owned(),
-            nomor_permohonan: at.application_id.to_owned(),
-            petugas: at.officer.to_owned(),
-        };
-        let c = &mut self.bpn;
-        let r = match action.clone() {
-            Action::RequestDocuments { documents, counter, note } => {
-                c.minta_kelengkapan(pb::KekuranganBerkas {
-                    langkah: Some(l),
-                    dokumen: documents,
-                    loket: counter,
-                    catatan: note,
-                })
-                .await
-            }
-            Action::ReceiveDocuments { documents } => {
-                c.terima_kelengkapan(pb::BerkasDilengkapi { langkah: Some(l), dokumen: documents }).await
-            }
-            Action::StartReview => c.mulai_pemeriksaan(l).await,
-            Action::AssessFee { amount_idr, billing_code, channel } => {
-                c.terbitkan_sps(pb::SuratPerintahSetor {
-                    langkah: Some(l),
-                    jumlah_pnbp: amount_idr,
-                    kode_billing: billing_code,
-                    saluran_pembayaran: channel,
-                })
-                .await
-            }
-            Action::ConfirmPayment { amount_idr, reference } => {
-                c.konfirmasi_pembayaran(pb::PembayaranPnbp {
-                    langkah: Some(l),
-                    jumlah_pnbp: amount_idr,
-                    ntpn: reference,
-                })
-                .await
-            }
-            Action::Schedule { days_ahead, place, .. } => {
-                c.jadwalkan_pengukuran(pb::JadwalPengukuran {
-                    langkah: Some(l),
-                    waktu_ms: days_from_now_ms(days_ahead),
-                    lokasi: place,
-                })
-                .await
-            }
-            Action::Issue { document_number } => {
-                c.terbitkan_produk(pb::ProdukTerbit { langkah: Some(l), nomor_produk: document_number }).await
-            }
-            Action::Collect => c.serahkan_produk(l).await,
-            Action::Reject { code, reason } => {
-                c.tolak_berkas(pb::Penolakan { langkah: Some(l), kode_alasan: code, alasan: reason }).await
-            }
-            Action::Withdraw { reason } => {
-                c.batalkan_berkas(pb::Pembatalan { langkah: Some(l), alasan: reason }).await
-            }
-            Action::OpenCase { .. } | Action::File { .. } => {
-                return Err(SimError::Unsupported { service, action: action.name() })
-            }
-        };
-        Ok(answer(ag, rpc, r)?.event_id)
+        let call = AgencyCall::new(agency, &t, &body).ok_or_else(unsupported)?;
+        let rpc = call.rpc();
+        let a = answer(agency, rpc, call.send(self).await)?;
+        event_id(agency, rpc, a.event_ids.into_iter().next().unwrap_or_default())
     }
 }

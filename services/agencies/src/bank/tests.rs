@@ -5,6 +5,7 @@ use tonic::Code;
 
 use super::*;
 use crate::test_support::{body, in_days, typo, Recorder};
+use crate::test_support::{digits, optional_text, Shapes};
 
 async fn file(svc: &Bank, produk: pb::Produk, nomor_berkas: &str) -> pb::PermohonanDiterima {
     svc.ajukan_permohonan(Request::new(pb::PermohonanNasabah {
@@ -260,3 +261,24 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
         .await;
     rec.refused(n, r, inv, "MALFORMED_APPLICATION_ID", "nomor_referensi");
 }
+
+round_trip_test!(
+    Bank,
+    Shapes {
+        service_id: "tabungan",
+        amount_max_idr: SETORAN_IDR_MAX,
+        billing_code: optional_text(),
+        payment_reference: optional_text(),
+        document_number: digits(10..=16),
+    },
+    |e| match e {
+        // The deposit has no billing code, and the account number is published masked.
+        EventBody::FeeAssessed { amount_idr, payment_channel, .. } => {
+            EventBody::FeeAssessed { amount_idr, payment_channel, billing_code: String::new() }
+        }
+        EventBody::Issued { document_number } => {
+            EventBody::Issued { document_number: masked_account("x", &document_number).unwrap() }
+        }
+        other => other,
+    }
+);

@@ -5,6 +5,7 @@ use tonic::Code;
 
 use super::*;
 use crate::test_support::{body, in_days, other_region_case, typo, Recorder};
+use crate::test_support::{digits, ntpn, optional_text, Shapes};
 
 async fn file(svc: &Bpn, layanan: pb::LayananPertanahan, nomor_berkas_mpp: &str) -> pb::BerkasTerdaftar {
     svc.daftarkan_berkas(Request::new(pb::PendaftaranBerkas {
@@ -288,3 +289,15 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
         .await;
     rec.refused(n, r, inv, "MISSING_FIELD", "alasan");
 }
+
+round_trip_test!(
+    Bpn,
+    Shapes {
+        service_id: "pengecekan",
+        amount_max_idr: PNBP_IDR_MAX,
+        billing_code: digits(15..=15),
+        payment_reference: ntpn(),
+        document_number: optional_text(),
+    },
+    |e| e
+);

@@ -5,6 +5,7 @@ use tonic::Code;
 
 use super::*;
 use crate::test_support::{body, in_days, other_region_case, Recorder};
+use crate::test_support::{optional_text, text, Shapes};
 
 async fn file(svc: &Dpmptsp, jenis: pb::JenisIzin, nomor_berkas: &str) -> pb::PermohonanDiterima {
     svc.ajukan_permohonan(Request::new(pb::Permohonan {
@@ -271,3 +272,15 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
     // gate, which the kit runs before anything is published.
     rec.refused(n, r, inv, "INVALID_FIELD_VALUE", "documents");
 }
+
+round_trip_test!(
+    Dpmptsp,
+    Shapes {
+        service_id: "pbg",
+        amount_max_idr: RETRIBUSI_IDR_MAX,
+        billing_code: text(),
+        payment_reference: optional_text(),
+        document_number: text(),
+    },
+    |e| e
+);

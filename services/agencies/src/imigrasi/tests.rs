@@ -6,6 +6,7 @@ use tonic::Code;
 
 use super::*;
 use crate::test_support::{body, in_days, other_region_case, typo, Recorder};
+use crate::test_support::{digits, ntpn, Shapes};
 
 async fn file(svc: &Imigrasi, jenis: pb::JenisPaspor, nomor_berkas: &str) -> pb::PermohonanDiterima {
     svc.ajukan_permohonan(Request::new(pb::Permohonan {
@@ -324,3 +325,15 @@ async fn a_publish_failure_is_unavailable() {
         .unwrap_err();
     assert_eq!((s.code(), crate::test_support::reason(&s)), (Code::Unavailable, "PUBLISH_FAILED"));
 }
+
+round_trip_test!(
+    Imigrasi,
+    Shapes {
+        service_id: "paspor",
+        amount_max_idr: PNBP_IDR_MAX,
+        billing_code: digits(15..=15),
+        payment_reference: ntpn(),
+        document_number: "[A-Z]{1,2}[0-9]{6,7}".boxed(),
+    },
+    |e| e
+);

@@ -5,6 +5,7 @@ use tonic::Code;
 
 use super::*;
 use crate::test_support::{body, in_days, other_region_case, Recorder};
+use crate::test_support::{digits, optional_text, text, Shapes};
 
 async fn file(svc: &Pdam, layanan: pb::Layanan, nomor_berkas: &str) -> pb::PendaftaranDiterima {
     svc.ajukan_pendaftaran(Request::new(pb::Pendaftaran {
@@ -245,3 +246,15 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
         .await;
     rec.refused(n, r, inv, "MISSING_FIELD", "langkah.petugas");
 }
+
+round_trip_test!(
+    Pdam,
+    Shapes {
+        service_id: "sambungan",
+        amount_max_idr: BIAYA_IDR_MAX,
+        billing_code: text(),
+        payment_reference: optional_text(),
+        document_number: digits(6..=12),
+    },
+    |e| e
+);

@@ -5,6 +5,7 @@ use tonic::Code;
 
 use super::*;
 use crate::test_support::{body, in_days, typo, Recorder};
+use crate::test_support::{digits, optional_text, Shapes};
 
 async fn file(svc: &Pln, jenis: pb::JenisLayanan, nomor_berkas: &str) -> pb::PermohonanTerdaftar {
     svc.daftar_permohonan(Request::new(pb::Permohonan {
@@ -263,3 +264,15 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
         .await;
     rec.refused(n, r, inv, "MISSING_FIELD", "id_pelanggan");
 }
+
+round_trip_test!(
+    Pln,
+    Shapes {
+        service_id: "pasang-baru",
+        amount_max_idr: TAGIHAN_IDR_MAX,
+        billing_code: digits(10..=16),
+        payment_reference: optional_text(),
+        document_number: digits(ID_PELANGGAN_DIGITS..=ID_PELANGGAN_DIGITS),
+    },
+    |e| e
+);

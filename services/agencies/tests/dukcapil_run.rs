@@ -9,13 +9,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use mpp_agencies::dukcapil::{catalogue, Dukcapil, AGENCY_ID, SERVING};
 use mpp_agency_kit::auth::hash_token;
 use mpp_agency_kit::testing::NatsServer;
 use mpp_agency_kit::{
     run_with, AgencyConfig, CommonArgs, Listeners, LogFormat, RunError, REASON_CODE_METADATA_KEY, STREAM_NAME,
 };
 use mpp_core::ids::{AgencyId, RegionCode};
-use mpp_dukcapil::{catalogue, Dukcapil, AGENCY_ID, SERVING};
 use mpp_proto::agency::dukcapil::v1 as pb;
 use pb::dukcapil_service_client::DukcapilServiceClient;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -130,14 +130,10 @@ async fn tokens_are_checked_and_accepted_calls_reach_the_stream() {
     let (grpc_addr, metrics_addr) = (grpc.local_addr().unwrap(), metrics.local_addr().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let cfg = config(args(nats.url(), dir.path().join("outbox"), Some(tokens), false));
-    let server = tokio::spawn(run_with(
-        cfg,
-        |agency| Dukcapil::new(agency).into_server(),
-        Listeners { grpc, metrics: Some(metrics) },
-        async {
+    let server =
+        tokio::spawn(run_with(cfg, Dukcapil::server, Listeners { grpc, metrics: Some(metrics) }, async {
             let _ = stop_rx.await;
-        },
-    ));
+        }));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))
         .unwrap()
         .connect()
@@ -235,7 +231,7 @@ async fn without_tokens_it_refuses_to_start_unless_told_to_run_insecurely() {
     };
     let refused = run_with(
         config(args(url.clone(), dir.path().join("a"), None, false)),
-        |agency| Dukcapil::new(agency).into_server(),
+        Dukcapil::server,
         listeners().await,
         async {},
     )
@@ -250,7 +246,7 @@ async fn without_tokens_it_refuses_to_start_unless_told_to_run_insecurely() {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(run_with(
         config(args(url, dir.path().join("b"), None, true)),
-        |agency| Dukcapil::new(agency).into_server(),
+        Dukcapil::server,
         l,
         async {
             let _ = stop_rx.await;

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
+use mpp_agencies::dukcapil::{run, AGENCY_ID, SERVING};
 use mpp_agency_kit::testing::NatsServer;
 use mpp_agency_kit::{
     ensure_stream, Agency, EventBuilder, JetStreamPublisher, PinPepper, SystemClock,
     REASON_CODE_METADATA_KEY, STREAM_NAME,
 };
 use mpp_core::ids::{AgencyId, RegionCode};
-use mpp_dukcapil::{run, AGENCY_ID, SERVING};
 use mpp_proto::agency::dukcapil::v1 as pb;
 use mpp_proto::v1 as ev;
 use pb::dukcapil_service_client::DukcapilServiceClient;

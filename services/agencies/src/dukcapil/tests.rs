@@ -1,26 +1,19 @@
-//! Mapping tests: each RPC against an in-memory publisher.
+//! Mapping tests of Disdukcapil: each RPC against an in-memory publisher.
 
 use std::sync::Arc;
 
+use mpp_agency_kit::ids::new_application_id;
 use mpp_agency_kit::testing::MemoryPublisher;
-use mpp_agency_kit::{EventBuilder, PinPepper, SystemClock, REASON_CODE_METADATA_KEY};
-use mpp_core::ids::{AgencyId, RegionCode};
+use mpp_core::ids::{ApplicationId, RegionCode, TrackingNumber};
+use mpp_core::ReasonCode;
 use mpp_proto::v1::envelope::Body;
 use tonic::Code;
 
 use super::*;
+use crate::test_support::{agency, optional_text, reason, text, Shapes};
 
 fn service(publisher: Arc<MemoryPublisher>) -> Dukcapil {
-    let builder = EventBuilder::new(
-        RegionCode::parse("1771").unwrap(),
-        AgencyId::parse(AGENCY_ID).unwrap(),
-        Arc::new(SystemClock),
-    );
-    Dukcapil::new(Agency::new(builder, publisher, PinPepper::from_bytes(b"unit-test-pepper-000").unwrap()))
-}
-
-fn reason(s: &Status) -> &str {
-    s.metadata().get(REASON_CODE_METADATA_KEY).and_then(|v| v.to_str().ok()).unwrap_or("")
+    Dukcapil::new(agency(&INFO, publisher))
 }
 
 async fn file(svc: &Dukcapil, layanan: pb::Layanan) -> pb::PermohonanDiterima {
@@ -45,31 +38,31 @@ fn langkah(filed: &pb::PermohonanDiterima) -> pb::Langkah {
 
 #[test]
 fn every_layanan_is_mapped_and_unspecified_is_refused() {
-    assert_eq!(layanan("layanan", pb::Layanan::Kk as i32).unwrap().service_id, "kk");
-    assert_eq!(layanan("layanan", pb::Layanan::KtpEl as i32).unwrap().service_id, "ktp-el");
-    assert_eq!(layanan("layanan", pb::Layanan::AktaLahir as i32).unwrap().service_id, "akta-lahir");
+    assert_eq!(INFO.service_by_value(pb::Layanan::Kk as i32).unwrap().service_id, "kk");
+    assert_eq!(INFO.service_by_value(pb::Layanan::KtpEl as i32).unwrap().service_id, "ktp-el");
+    assert_eq!(INFO.service_by_value(pb::Layanan::AktaLahir as i32).unwrap().service_id, "akta-lahir");
     for bad in [pb::Layanan::Unspecified as i32, 99] {
-        let s = Status::from(layanan("layanan", bad).unwrap_err());
+        let s = Status::from(INFO.service_by_value(bad).unwrap_err());
         assert_eq!(s.code(), Code::InvalidArgument);
         assert_eq!(reason(&s), "INVALID_FIELD_VALUE");
     }
     // Every catalogue entry has a layanan and vice versa.
     let cat = catalogue().unwrap();
-    assert_eq!(cat.len(), LAYANAN.len());
-    for info in LAYANAN {
+    assert_eq!(cat.len(), INFO.services.len());
+    for info in INFO.services {
         assert!(cat.iter().any(|s| s.service.as_str() == info.service_id), "{info:?}");
     }
 }
 
 #[test]
 fn application_ids_name_their_layanan() {
-    for info in LAYANAN {
-        let id = new_application_id(&info.application_prefix()).unwrap();
-        assert_eq!(layanan_of_application("nomor_permohonan", &id).unwrap(), info);
+    for info in INFO.services {
+        let id = new_application_id(&INFO.application_prefix(info)).unwrap();
+        assert_eq!(INFO.service_of_application("nomor_permohonan", &id).unwrap(), info);
     }
     for bad in ["DKC-KK-", "DKC-XX-ABC", "KK-ABC", "DKC-KK", "IMG-KK-ABC"] {
         let id = ApplicationId::parse(bad).unwrap();
-        let err = layanan_of_application("nomor_permohonan", &id).unwrap_err();
+        let err = INFO.service_of_application("nomor_permohonan", &id).unwrap_err();
         assert_eq!(err.reason_code(), ReasonCode::MalformedApplicationId, "{bad}");
     }
 }
@@ -265,3 +258,19 @@ async fn a_publish_failure_is_unavailable() {
         .unwrap_err();
     assert_eq!((s.code(), reason(&s)), (Code::Unavailable, "PUBLISH_FAILED"));
 }
+
+round_trip_test!(
+    Dukcapil,
+    Shapes {
+        service_id: "kk",
+        amount_max_idr: 1,
+        billing_code: text(),
+        payment_reference: text(),
+        document_number: optional_text(),
+    },
+    |e| match e {
+        // The withdrawal carries no reason (mapping v1).
+        EventBody::Withdrawn { .. } => EventBody::Withdrawn { reason: String::new() },
+        other => other,
+    }
+);
