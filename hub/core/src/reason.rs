@@ -133,6 +133,14 @@ reason_codes! {
     UnknownDataKey => "UNKNOWN_DATA_KEY", "The case's personal data is not sealed under this key id (or was never sealed), so there is nothing of it to erase.";
     /// The case's personal data is already sealed.
     PersonalDataAlreadySealed => "PERSONAL_DATA_ALREADY_SEALED", "The case's personal data is already sealed; a case holds one sealing.";
+    /// No such resource (HTTP): an unknown path or log entry.
+    NotFound => "NOT_FOUND", "No such resource: an unknown path, or a log sequence the log does not hold.";
+    /// The request is malformed (HTTP) in a way no field code names.
+    BadRequest => "BAD_REQUEST", "The request is malformed: a path segment or form field does not have the shape the endpoint documents.";
+    /// An operator asked to redrive an entry no redrive could change.
+    NotRedrivable => "NOT_REDRIVABLE", "The log entry is not a rejection a redrive could change: it was accepted or a duplicate, its bytes are unreadable, or its event was accepted since.";
+    /// An operator asked for a redrive on a hub that cannot publish.
+    RedriveDisabled => "REDRIVE_DISABLED", "This hub has no NATS target for redrives, so operators cannot republish rejected entries on it.";
 }
 
 impl fmt::Display for ReasonCode {

@@ -4,8 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mpp_core::{ReasonCode, Rejection};
 
-/// gRPC metadata key carrying the stable reason code of an error.
-pub const REASON_METADATA_KEY: &str = "mpp-reason-code";
+pub use mpp_edge::meta::REASON_CODE_METADATA_KEY;
 
 /// An error answered to a client: a stable code and a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,9 +35,12 @@ impl ApiError {
 
     fn grpc_code(&self) -> tonic::Code {
         match self.code {
-            ReasonCode::CaseNotFound => tonic::Code::NotFound,
+            ReasonCode::CaseNotFound | ReasonCode::NotFound => tonic::Code::NotFound,
             ReasonCode::Unauthenticated => tonic::Code::Unauthenticated,
-            ReasonCode::Unavailable | ReasonCode::PublishFailed => tonic::Code::Unavailable,
+            ReasonCode::NotRedrivable => tonic::Code::FailedPrecondition,
+            ReasonCode::Unavailable | ReasonCode::PublishFailed | ReasonCode::RedriveDisabled => {
+                tonic::Code::Unavailable
+            }
             ReasonCode::RateLimited | ReasonCode::LookupLocked => tonic::Code::ResourceExhausted,
             _ => tonic::Code::InvalidArgument,
         }
@@ -46,9 +48,12 @@ impl ApiError {
 
     fn http_status(&self) -> StatusCode {
         match self.code {
-            ReasonCode::CaseNotFound => StatusCode::NOT_FOUND,
+            ReasonCode::CaseNotFound | ReasonCode::NotFound => StatusCode::NOT_FOUND,
             ReasonCode::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ReasonCode::Unavailable | ReasonCode::PublishFailed => StatusCode::SERVICE_UNAVAILABLE,
+            ReasonCode::NotRedrivable => StatusCode::CONFLICT,
+            ReasonCode::Unavailable | ReasonCode::PublishFailed | ReasonCode::RedriveDisabled => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ReasonCode::RateLimited | ReasonCode::LookupLocked => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -65,7 +70,7 @@ impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
         let mut status = tonic::Status::new(e.grpc_code(), e.message.clone());
         if let Ok(v) = e.code.as_str().parse() {
-            status.metadata_mut().insert(REASON_METADATA_KEY, v);
+            status.metadata_mut().insert(REASON_CODE_METADATA_KEY, v);
         }
         status
     }

@@ -164,8 +164,7 @@ async fn not_found(State(s): State<AppState>, uri: Uri) -> Response {
             Lang::parse(uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lang="))));
         return page::not_found_page(&s.web, lang);
     }
-    let body = serde_json::json!({ "error": { "code": "NOT_FOUND", "message": "no such path" } });
-    (StatusCode::NOT_FOUND, Json(body)).into_response()
+    ApiError::new(ReasonCode::NotFound, "no such path").into_response()
 }
 
 #[cfg(test)]

@@ -78,6 +78,7 @@ use tracing::{info, warn};
 
 use mpp_edge::auth::{hash_token, ClientId as OperatorId, TokenTable, TOKEN_BYTES_MAX};
 use mpp_edge::nats::{connect_nats, NatsCredentials};
+use mpp_lookup::error::ApiError;
 use mpp_lookup::lookup::Lookups;
 use mpp_obs::health::Health;
 
@@ -614,23 +615,15 @@ pub enum RedriveError {
     Nats(String),
 }
 
-impl RedriveError {
-    fn status(&self) -> StatusCode {
-        match self {
-            RedriveError::Disabled => StatusCode::SERVICE_UNAVAILABLE,
-            RedriveError::NoSuchEntry(_) => StatusCode::NOT_FOUND,
-            RedriveError::NotRedrivable(_) => StatusCode::CONFLICT,
-            RedriveError::Store(_) | RedriveError::Nats(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            RedriveError::Disabled => "REDRIVE_DISABLED",
-            RedriveError::NoSuchEntry(_) => "NOT_FOUND",
-            RedriveError::NotRedrivable(_) => "NOT_REDRIVABLE",
-            RedriveError::Store(_) | RedriveError::Nats(_) => "UNAVAILABLE",
-        }
+impl From<&RedriveError> for ApiError {
+    fn from(e: &RedriveError) -> Self {
+        let code = match e {
+            RedriveError::Disabled => ReasonCode::RedriveDisabled,
+            RedriveError::NoSuchEntry(_) => ReasonCode::NotFound,
+            RedriveError::NotRedrivable(_) => ReasonCode::NotRedrivable,
+            RedriveError::Store(_) | RedriveError::Nats(_) => ReasonCode::Unavailable,
+        };
+        ApiError::new(code, e.to_string())
     }
 }
 
@@ -738,17 +731,13 @@ impl Ops {
 // ---------------------------------------------------------------------------
 // Handlers.
 
-fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": { "code": code, "message": message } }))).into_response()
-}
-
 fn unauthorized_json(reason: &str) -> Response {
     warn!(reason, "Unauthenticated operator request refused");
-    let mut r = json_error(
-        StatusCode::UNAUTHORIZED,
-        ReasonCode::Unauthenticated.as_str(),
+    let mut r = ApiError::new(
+        ReasonCode::Unauthenticated,
         "send 'Authorization: Bearer <token>' with an operator token",
-    );
+    )
+    .into_response();
     r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mpp-ops\""));
     r
 }
@@ -787,7 +776,7 @@ async fn summary_json(State(ops): State<Ops>, headers: HeaderMap) -> Response {
     }
     match ops.summary().await {
         Ok(s) => ([(header::CACHE_CONTROL, "no-store")], Json(s)).into_response(),
-        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", &e),
+        Err(e) => ApiError::new(ReasonCode::Unavailable, e).into_response(),
     }
 }
 
@@ -801,15 +790,11 @@ async fn redrive_json(
         Err(reason) => return unauthorized_json(reason),
     };
     let Ok(Path(seq)) = seq else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "the path must end in a log sequence number",
-        );
+        return ApiError::new(ReasonCode::BadRequest, "the path must end in a log sequence number").into_response();
     };
     match ops.redrive(seq, &operator).await {
         Ok(o) => (StatusCode::ACCEPTED, Json(o)).into_response(),
-        Err(e) => json_error(e.status(), e.code(), &e.to_string()),
+        Err(e) => ApiError::from(&e).into_response(),
     }
 }
 
@@ -934,11 +919,12 @@ async fn redrive_form(
         Err(_) => return login_page(&ops, StatusCode::UNAUTHORIZED, None),
     };
     let Ok(Form(form)) = form else {
-        return (StatusCode::SEE_OTHER, [(header::LOCATION, "/ops?error=BAD_REQUEST")]).into_response();
+        let location = format!("/ops?error={}", ReasonCode::BadRequest.as_str());
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
     };
     let location = match ops.redrive(form.seq, &operator).await {
         Ok(o) => format!("/ops?redriven={}", o.redrive_of),
-        Err(e) => format!("/ops?error={}", e.code()),
+        Err(e) => format!("/ops?error={}", ApiError::from(&e).code.as_str()),
     };
     match HeaderValue::from_str(&location) {
         Ok(l) => (StatusCode::SEE_OTHER, [(header::LOCATION, l)]).into_response(),
