@@ -56,6 +56,11 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; script-src 'se
 
 const LIVE_JS: &str = include_str!("templates/live.js");
 
+/// The one page layout (`templates/layout.html`) of the citizens' pages and
+/// the operators' dashboard (which adds it to its own environment as
+/// `layout.html`).
+pub const LAYOUT_HTML: &str = include_str!("templates/layout.html");
+
 /// How the page is served.
 #[derive(Debug, Clone, Default)]
 pub struct WebSettings {
@@ -111,6 +116,7 @@ pub enum WebError {
 pub fn templates() -> Result<Environment<'static>, minijinja::Error> {
     let mut env = Environment::new();
     // Names end in .html, so minijinja's default callback escapes HTML.
+    env.add_template("layout.html", LAYOUT_HTML)?;
     env.add_template("base.html", include_str!("templates/base.html"))?;
     env.add_template("form.html", include_str!("templates/form.html"))?;
     env.add_template("case.html", include_str!("templates/case.html"))?;

@@ -165,6 +165,7 @@ struct Inner {
 /// The templates of the dashboard.
 pub fn templates() -> Result<Environment<'static>, minijinja::Error> {
     let mut env = Environment::new();
+    env.add_template("layout.html", mpp_lookup::page::LAYOUT_HTML)?;
     env.add_template("ops_base.html", include_str!("templates/ops_base.html"))?;
     env.add_template("ops.html", include_str!("templates/ops.html"))?;
     env.add_template("ops_login.html", include_str!("templates/ops_login.html"))?;
