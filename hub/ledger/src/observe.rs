@@ -34,7 +34,7 @@ mod tests {
     use crate::ledger::{Ledger, RawMessage};
 
     fn scrape(health: &Health, now_ms: i64) -> Scrape {
-        Scrape { readiness: health.readiness(), watchers: Some(3), access_events_dropped: Some(7), now_ms }
+        health.scrape(Some(3), Some(7), now_ms)
     }
 
     fn raw(seq: u64, subject: &str, payload: &'static [u8]) -> RawMessage {

@@ -12,9 +12,9 @@ use tonic::{Request, Response, Status};
 
 use crate::access::AccessChannel;
 use crate::error::ApiError;
-use crate::http::last_forwarded_for;
 use crate::json::access_event;
 use crate::lookup::{Found, LookupRequest, Lookups};
+use crate::state::last_forwarded_for;
 use crate::watch::{CaseChanges, WATCH_BUFFER_VIEWS_MAX};
 use mpp_wire as wire;
 

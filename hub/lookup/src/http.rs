@@ -3,14 +3,10 @@
 //! [`REQUEST_BODY_BYTES_MAX`]; every answer to bad input is a clear message
 //! (JSON for the API, a page for the tracking page), never an error trace.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,69 +18,16 @@ use crate::access::{AccessChannel, AccessLog};
 use crate::error::ApiError;
 use crate::i18n::Lang;
 use crate::json::case_json;
-use crate::lookup::{LookupError, LookupRequest, Lookups};
-use crate::page::{self, Web, REQUEST_BODY_BYTES_MAX};
-use mpp_obs::health::Health;
-use mpp_obs::metrics::{Scrape, METRICS_CONTENT_TYPE};
+use crate::lookup::{LookupError, LookupRequest};
+use crate::page::{self, REQUEST_BODY_BYTES_MAX};
+pub use crate::state::{AppState, ClientAddr};
+use mpp_obs::metrics::METRICS_CONTENT_TYPE;
 
 /// Most HTTP requests served at once; further ones wait (back-pressure).
 pub const HTTP_CONCURRENT_REQUESTS_MAX: usize = 1024;
 
 /// The request header carrying the PIN of `GET /api/v1/cases/{tn}`.
 pub const PIN_HEADER: &str = "x-mpp-pin";
-
-/// Longest `X-Forwarded-For` header read, in bytes.
-pub const FORWARDED_FOR_BYTES_MAX: usize = 1024;
-
-/// State shared by the handlers.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// Case lookups.
-    pub lookups: Lookups,
-    /// Health.
-    pub health: Arc<Health>,
-    /// The tracking page.
-    pub web: Arc<Web>,
-}
-
-/// The client's address: the TCP peer, or with `--trust-forwarded-for` the
-/// last address of `X-Forwarded-For` (the one the hub's own reverse proxy
-/// appended). Without a known peer (in-process tests), `0.0.0.0`.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub IpAddr);
-
-/// The last address of an `X-Forwarded-For` value, if it parses.
-pub fn last_forwarded_for(value: &str) -> Option<IpAddr> {
-    if value.len() > FORWARDED_FOR_BYTES_MAX {
-        return None;
-    }
-    let last = value.rsplit(',').next()?.trim();
-    last.parse::<IpAddr>().ok().or_else(|| last.parse::<SocketAddr>().ok().map(|s| s.ip()))
-}
-
-impl FromRequestParts<AppState> for ClientAddr {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        if state.web.settings().trust_forwarded_for {
-            let forwarded = parts
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .next_back()
-                .and_then(|v| v.to_str().ok())
-                .and_then(last_forwarded_for);
-            if let Some(ip) = forwarded {
-                return Ok(ClientAddr(ip));
-            }
-        }
-        Ok(ClientAddr(peer))
-    }
-}
 
 /// The router.
 pub fn router(state: AppState) -> Router {
@@ -117,12 +60,11 @@ async fn readyz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let scrape = Scrape {
-        readiness: s.health.readiness(),
-        watchers: Some(s.web.changes().watchers()),
-        access_events_dropped: s.lookups.access_log().map(AccessLog::dropped),
+    let scrape = s.health.scrape(
+        Some(s.web.changes().watchers()),
+        s.lookups.access_log().map(AccessLog::dropped),
         now_ms,
-    };
+    );
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], s.health.metrics().render(&scrape)).into_response()
 }
 
@@ -165,19 +107,4 @@ async fn not_found(State(s): State<AppState>, uri: Uri) -> Response {
         return page::not_found_page(&s.web, lang);
     }
     ApiError::new(ReasonCode::NotFound, "no such path").into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_last_forwarded_address_counts() {
-        assert_eq!(last_forwarded_for("203.0.113.9"), Some("203.0.113.9".parse().unwrap()));
-        assert_eq!(last_forwarded_for("1.1.1.1, 203.0.113.9"), Some("203.0.113.9".parse().unwrap()));
-        assert_eq!(last_forwarded_for("1.1.1.1, 2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(last_forwarded_for("1.1.1.1, 203.0.113.9:4711"), Some("203.0.113.9".parse().unwrap()));
-        assert_eq!(last_forwarded_for("203.0.113.9, garbage"), None);
-        assert_eq!(last_forwarded_for(&"1".repeat(2000)), None);
-    }
 }

@@ -25,4 +25,6 @@ pub mod page;
 pub mod ratelimit;
 pub mod session;
 pub mod sla_gauge;
+pub mod state;
 pub mod watch;
+pub mod web;

@@ -756,7 +756,7 @@ mod tests {
     #[test]
     fn lookups_are_counted_by_channel_and_outcome() {
         use crate::error::ApiError;
-        use mpp_obs::metrics::{Scrape, LOOKUP_SECONDS_BUCKETS};
+        use mpp_obs::metrics::LOOKUP_SECONDS_BUCKETS;
         use mpp_obs::testing::{histogram_is_consistent, parse};
         let m = mpp_ledger::observe::hub_metrics();
         let err = |code| -> Result<(), LookupError> { Err(ApiError::new(code, "x").into()) };
@@ -780,12 +780,7 @@ mod tests {
         assert_eq!(m.lookups(LookupChannel::Page, LookupOutcome::RateLimited), 1);
         assert_eq!(m.lookups(LookupChannel::Page, LookupOutcome::Locked), 1);
         let health = mpp_ledger::observe::health(&mpp_store::Head::GENESIS);
-        let scrape = Scrape {
-            readiness: health.readiness(),
-            watchers: Some(3),
-            access_events_dropped: Some(7),
-            now_ms: 0,
-        };
+        let scrape = health.scrape(Some(3), Some(7), 0);
         let s = parse(&m.render(&scrape));
         assert_eq!(s["mpp_hub_lookups_total{channel=\"grpc\",outcome=\"invalid\"}"], 2.0);
         assert_eq!(s["mpp_hub_lookups_total{channel=\"page\",outcome=\"found\"}"], 0.0);

@@ -25,7 +25,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use minijinja::value::Serde;
-use minijinja::Environment;
 use mpp_core::case::Pending;
 use mpp_core::{ReasonCode, TrackingNumber};
 use serde::{Deserialize, Serialize};
@@ -33,128 +32,16 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::{error, warn};
 
 use crate::access::{AccessChannel, Accessor};
-use crate::http::{AppState, ClientAddr};
 use crate::i18n::{self, Lang, Text};
 use crate::lookup::{http_status, parse_tracking_number, LookupError, LookupRequest};
-use crate::session::{Sessions, SESSION_COOKIE, SESSION_TTL_MS};
-use crate::watch::{CaseChanges, WATCH_BUFFER_VIEWS_MAX};
+use crate::session::{SESSION_COOKIE, SESSION_TTL_MS};
+use crate::state::{AppState, ClientAddr};
+use crate::watch::WATCH_BUFFER_VIEWS_MAX;
 
-/// Largest request body accepted anywhere on the HTTP server, in bytes.
-pub const REQUEST_BODY_BYTES_MAX: usize = 8 * 1024;
-
-/// Longest `Cookie` header read, in bytes.
-pub const COOKIE_HEADER_BYTES_MAX: usize = 4096;
-
-/// Longest public URL (`--public-url`) or `Host` header used in QR codes.
-pub const PUBLIC_URL_BYTES_MAX: usize = 200;
-
-/// The security headers of every page: no caching (pages show a case), no
-/// framing, no referrer, and a content security policy that allows only
-/// this origin's script and the pages' inline styles.
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; \
-                   img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
-
-const LIVE_JS: &str = include_str!("templates/live.js");
-
-/// The one page layout (`templates/layout.html`) of the citizens' pages and
-/// the operators' dashboard (which adds it to its own environment as
-/// `layout.html`).
-pub const LAYOUT_HTML: &str = include_str!("templates/layout.html");
-
-/// How the page is served.
-#[derive(Debug, Clone, Default)]
-pub struct WebSettings {
-    /// Public base URL of the hub (`--public-url`), e.g.
-    /// `https://lacak.mpp.example.go.id`; QR codes point there. Without it,
-    /// the request's `Host` header is used.
-    pub public_url: Option<String>,
-    /// Take the client address from the last `X-Forwarded-For` entry
-    /// (`--trust-forwarded-for`).
-    pub trust_forwarded_for: bool,
-    /// The hub serves TLS itself (`--tls-cert-file`): session cookies are
-    /// `Secure` then, as they are behind an `https://` `--public-url`.
-    pub serves_tls: bool,
-}
-
-impl WebSettings {
-    /// Whether cookies must carry `Secure`: the browser reaches the hub
-    /// over https (its own TLS, or a TLS proxy named by `--public-url`).
-    pub fn secure_cookies(&self) -> bool {
-        self.serves_tls || self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
-    }
-}
-
-/// The page's templates, sessions and live-update source.
-pub struct Web {
-    env: Environment<'static>,
-    sessions: Sessions,
-    changes: CaseChanges,
-    settings: WebSettings,
-}
-
-impl std::fmt::Debug for Web {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Web").field("settings", &self.settings).finish_non_exhaustive()
-    }
-}
-
-/// Why the page could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum WebError {
-    /// A template does not compile (a build defect).
-    #[error("template: {0}")]
-    Template(#[from] minijinja::Error),
-    /// No random key for sessions.
-    #[error(transparent)]
-    Random(#[from] crate::session::RandomUnavailable),
-    /// `--public-url` is not an http(s) URL.
-    #[error("--public-url must start with http:// or https://, hold no spaces or quotes, and be at most {PUBLIC_URL_BYTES_MAX} bytes")]
-    PublicUrl,
-}
-
-/// The templates, compiled once.
-pub fn templates() -> Result<Environment<'static>, minijinja::Error> {
-    let mut env = Environment::new();
-    // Names end in .html, so minijinja's default callback escapes HTML.
-    env.add_template("layout.html", LAYOUT_HTML)?;
-    env.add_template("base.html", include_str!("templates/base.html"))?;
-    env.add_template("form.html", include_str!("templates/form.html"))?;
-    env.add_template("case.html", include_str!("templates/case.html"))?;
-    env.add_template("case_body.html", include_str!("templates/case_body.html"))?;
-    env.add_template("receipt.html", include_str!("templates/receipt.html"))?;
-    env.add_template("message.html", include_str!("templates/message.html"))?;
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    Ok(env)
-}
-
-fn valid_base_url(s: &str) -> bool {
-    s.len() <= PUBLIC_URL_BYTES_MAX
-        && (s.starts_with("http://") || s.starts_with("https://"))
-        && s.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '<' | '>' | '\\'))
-}
+pub use crate::web::{templates, Web, WebError, WebSettings, LAYOUT_HTML, REQUEST_BODY_BYTES_MAX};
+use crate::web::{COOKIE_HEADER_BYTES_MAX, CSP, LIVE_JS, PUBLIC_URL_BYTES_MAX};
 
 impl Web {
-    /// The page with a fresh session key.
-    pub fn new(changes: CaseChanges, mut settings: WebSettings) -> Result<Self, WebError> {
-        if let Some(url) = &settings.public_url {
-            if !valid_base_url(url) {
-                return Err(WebError::PublicUrl);
-            }
-            settings.public_url = Some(url.trim_end_matches('/').to_owned());
-        }
-        Ok(Self { env: templates()?, sessions: Sessions::new()?, changes, settings })
-    }
-
-    /// The settings.
-    pub fn settings(&self) -> &WebSettings {
-        &self.settings
-    }
-
-    /// The live-update source.
-    pub fn changes(&self) -> &CaseChanges {
-        &self.changes
-    }
-
     fn render<S: Serialize>(&self, name: &str, ctx: &S) -> Result<String, minijinja::Error> {
         self.env.get_template(name)?.render(minijinja::Value::from(Serde(ctx)))
     }

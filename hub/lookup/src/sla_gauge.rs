@@ -104,7 +104,7 @@ mod tests {
     use super::*;
 
     fn scrape(health: &Health) -> Scrape {
-        Scrape { readiness: health.readiness(), watchers: None, access_events_dropped: None, now_ms: 0 }
+        health.scrape(None, None, 0)
     }
 
     #[test]

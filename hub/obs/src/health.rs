@@ -4,7 +4,7 @@
 //! Ready means "ingesting, no gap, disk ok": ingest runs (NATS reachable, no
 //! stream gap, no store failure) and the data directory has at least
 //! `--min-free-disk-mb` free (checked every few seconds, see
-//! [`crate::metrics::check_disk`]). A halt (gap, store failure) and stopping
+//! [`check_disk`]). A halt (gap, store failure) and stopping
 //! outrank a low disk; a low disk outranks the transient ingest reasons.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +12,22 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::metrics::HubMetrics;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::metrics::{HubMetrics, Scrape};
+
+/// How often the free space of the data directory is checked.
+pub const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Default of `--min-free-disk-mb`.
+pub const MIN_FREE_DISK_MB_DEFAULT: u64 = 256;
+
+/// Bytes in one "MB" of `--min-free-disk-mb` (a mebibyte).
+pub const BYTES_PER_MB: u64 = 1024 * 1024;
 
 /// Why the hub is not ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -150,6 +165,21 @@ impl Health {
     }
 
     /// The current snapshot.
+    /// What a scrape of `/metrics` reads at this moment: readiness and head,
+    /// with the figures the caller knows (open watches, dropped access
+    /// events) and the wall clock.
+    pub fn scrape(&self, watchers: Option<usize>, access_events_dropped: Option<u64>, now_ms: i64) -> Scrape {
+        let r = self.readiness();
+        Scrape {
+            ready: r.ready,
+            last_seq: r.last_seq,
+            last_stream_seq: r.last_stream_seq,
+            watchers,
+            access_events_dropped,
+            now_ms,
+        }
+    }
+
     pub fn readiness(&self) -> Readiness {
         let g = self.lock();
         let reason = match &g.not_ready {
@@ -165,5 +195,93 @@ impl Health {
             last_stream_seq: g.head.last_stream_seq,
             head_hash: hex::encode(g.head.head_hash),
         }
+    }
+}
+
+/// Checks the free space of `dir`, records it, and marks the hub not ready
+/// (`disk_low`) while it is below `min_free_bytes`. Returns the free bytes.
+pub fn check_disk(health: &Health, dir: &Path, min_free_bytes: u64) -> std::io::Result<u64> {
+    let free = fs2::available_space(dir)?;
+    health.metrics().set_disk_free_bytes(free);
+    health.set_disk_low((free < min_free_bytes).then_some((free, min_free_bytes)));
+    Ok(free)
+}
+
+/// Checks the disk every [`DISK_CHECK_INTERVAL`] until `stop` turns true.
+/// A failed check is logged and leaves readiness as it was.
+pub fn spawn_disk_check(
+    health: Arc<Health>,
+    dir: PathBuf,
+    min_free_bytes: u64,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(DISK_CHECK_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_low = false;
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let (h, d) = (health.clone(), dir.clone());
+            // statvfs may block on a sick file system; keep it off the runtime.
+            match tokio::task::spawn_blocking(move || check_disk(&h, &d, min_free_bytes)).await {
+                Ok(Ok(free)) => {
+                    let low = free < min_free_bytes;
+                    if low && !was_low {
+                        warn!(free_bytes = free, min_free_bytes, dir = %dir.display(), "Disk low: not ready");
+                    } else if !low && was_low {
+                        warn!(free_bytes = free, "Disk space recovered");
+                    }
+                    was_low = low;
+                }
+                Ok(Err(e)) => warn!(error = %e, dir = %dir.display(), "Checking free disk space failed"),
+                Err(e) => warn!(error = %e, "Disk check task failed"),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::parse;
+
+    fn scrape(health: &Health, now_ms: i64) -> Scrape {
+        health.scrape(Some(3), Some(7), now_ms)
+    }
+
+    #[test]
+    fn readiness_turns_disk_low_below_the_minimum_and_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let health = Health::new(HeadMark::default(), HubMetrics::new(Vec::new()));
+        health.set_ready();
+        let free = check_disk(&health, dir.path(), 0).unwrap();
+        assert!(free > 0);
+        assert!(health.readiness().ready);
+        // A minimum above the real free space (rather than filling a disk).
+        let huge = 1_000_000_000 * BYTES_PER_MB;
+        check_disk(&health, dir.path(), huge).unwrap();
+        let r = health.readiness();
+        assert!(!r.ready);
+        assert!(
+            matches!(r.reason, Some(NotReady::DiskLow { min_free_bytes, .. }) if min_free_bytes == huge),
+            "{r:?}"
+        );
+        assert_eq!(serde_json::to_value(&r.reason).unwrap()["kind"], "disk_low");
+        let s = parse(&health.metrics().render(&scrape(&health, 0)));
+        assert_eq!(s["mpp_hub_ready"], 0.0);
+        assert!(s["mpp_hub_disk_free_bytes"] > 0.0);
+        // Transient ingest trouble does not hide the disk; a halt outranks it.
+        health.set_not_ready(NotReady::NatsUnavailable { error: "down".into() });
+        assert!(matches!(health.readiness().reason, Some(NotReady::DiskLow { .. })));
+        health.set_ready();
+        check_disk(&health, dir.path(), 0).unwrap();
+        assert!(health.readiness().ready, "recovers when space is back");
+        check_disk(&health, dir.path(), huge).unwrap();
+        health.set_not_ready(NotReady::Gap { expected: 2, got: 3 });
+        assert!(matches!(health.readiness().reason, Some(NotReady::Gap { .. })));
+        assert!(check_disk(&health, &dir.path().join("missing"), 0).is_err());
     }
 }

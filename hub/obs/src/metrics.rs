@@ -33,15 +33,8 @@
 //! and stored here with [`HubMetrics::set_sla_scan`].
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::sync::watch;
-use tracing::warn;
-
-use crate::health::{Health, Readiness};
 
 /// The `Content-Type` of the metrics text.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -61,15 +54,6 @@ pub const LOOKUP_SECONDS_BUCKETS: &[f64] =
 /// the largest `--batch-max` (`mpp_hub::config::BATCH_MESSAGES_MAX`).
 pub const BATCH_SIZE_BUCKETS: &[f64] =
     &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 4096.0];
-
-/// How often the free space of the data directory is checked.
-pub const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Default of `--min-free-disk-mb`.
-pub const MIN_FREE_DISK_MB_DEFAULT: u64 = 256;
-
-/// Bytes in one "MB" of `--min-free-disk-mb` (a mebibyte).
-pub const BYTES_PER_MB: u64 = 1024 * 1024;
 
 /// Log entry verdicts, the label values of `mpp_hub_ingest_messages_total`.
 const VERDICTS: [&str; 3] = ["accepted", "rejected", "duplicate"];
@@ -245,8 +229,12 @@ pub struct HubMetrics {
 /// scrape.
 #[derive(Debug, Clone)]
 pub struct Scrape {
-    /// Readiness and head.
-    pub readiness: Readiness,
+    /// `/readyz` answers 200 (`mpp_hub_ready`).
+    pub ready: bool,
+    /// Last log sequence.
+    pub last_seq: u64,
+    /// Last stream sequence committed (the checkpoint).
+    pub last_stream_seq: u64,
     /// Open watches, if known.
     pub watchers: Option<usize>,
     /// Access events dropped since start, if there is an access log.
@@ -414,21 +402,20 @@ impl HubMetrics {
                 last_ns as f64 / 1e9,
             );
         }
-        let r = &scrape.readiness;
-        single(&mut out, "mpp_hub_last_seq", "gauge", "Last log sequence.", r.last_seq);
+        single(&mut out, "mpp_hub_last_seq", "gauge", "Last log sequence.", scrape.last_seq);
         single(
             &mut out,
             "mpp_hub_last_stream_seq",
             "gauge",
             "Last stream sequence committed (the checkpoint).",
-            r.last_stream_seq,
+            scrape.last_stream_seq,
         );
         single(
             &mut out,
             "mpp_hub_ready",
             "gauge",
             "1 when ingesting with no gap and enough disk (/readyz answers 200).",
-            u8::from(r.ready),
+            u8::from(scrape.ready),
         );
         let free = load(&self.disk_free_bytes);
         if free != DISK_UNKNOWN {
@@ -525,60 +512,9 @@ impl HubMetrics {
     }
 }
 
-/// Checks the free space of `dir`, records it, and marks the hub not ready
-/// (`disk_low`) while it is below `min_free_bytes`. Returns the free bytes.
-pub fn check_disk(health: &Health, dir: &Path, min_free_bytes: u64) -> std::io::Result<u64> {
-    let free = fs2::available_space(dir)?;
-    health.metrics().set_disk_free_bytes(free);
-    health.set_disk_low((free < min_free_bytes).then_some((free, min_free_bytes)));
-    Ok(free)
-}
-
-/// Checks the disk every [`DISK_CHECK_INTERVAL`] until `stop` turns true.
-/// A failed check is logged and leaves readiness as it was.
-pub fn spawn_disk_check(
-    health: Arc<Health>,
-    dir: PathBuf,
-    min_free_bytes: u64,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(DISK_CHECK_INTERVAL);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut was_low = false;
-        loop {
-            tokio::select! {
-                _ = every.tick() => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-            let (h, d) = (health.clone(), dir.clone());
-            // statvfs may block on a sick file system; keep it off the runtime.
-            match tokio::task::spawn_blocking(move || check_disk(&h, &d, min_free_bytes)).await {
-                Ok(Ok(free)) => {
-                    let low = free < min_free_bytes;
-                    if low && !was_low {
-                        warn!(free_bytes = free, min_free_bytes, dir = %dir.display(), "Disk low: not ready");
-                    } else if !low && was_low {
-                        warn!(free_bytes = free, "Disk space recovered");
-                    }
-                    was_low = low;
-                }
-                Ok(Err(e)) => warn!(error = %e, dir = %dir.display(), "Checking free disk space failed"),
-                Err(e) => warn!(error = %e, "Disk check task failed"),
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::{HeadMark, NotReady};
-    use crate::testing::parse;
-
-    fn scrape(health: &Health, now_ms: i64) -> Scrape {
-        Scrape { readiness: health.readiness(), watchers: Some(3), access_events_dropped: Some(7), now_ms }
-    }
 
     #[test]
     fn histograms_are_cumulative_with_a_matching_count_and_sum() {
@@ -602,38 +538,5 @@ mod tests {
         for b in [COMMIT_SECONDS_BUCKETS, LOOKUP_SECONDS_BUCKETS, BATCH_SIZE_BUCKETS] {
             assert!(b.windows(2).all(|w| w[0] < w[1]), "{b:?}");
         }
-    }
-
-    #[test]
-    fn readiness_turns_disk_low_below_the_minimum_and_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let health = Health::new(HeadMark::default(), HubMetrics::new(Vec::new()));
-        health.set_ready();
-        let free = check_disk(&health, dir.path(), 0).unwrap();
-        assert!(free > 0);
-        assert!(health.readiness().ready);
-        // A minimum above the real free space (rather than filling a disk).
-        let huge = 1_000_000_000 * BYTES_PER_MB;
-        check_disk(&health, dir.path(), huge).unwrap();
-        let r = health.readiness();
-        assert!(!r.ready);
-        assert!(
-            matches!(r.reason, Some(NotReady::DiskLow { min_free_bytes, .. }) if min_free_bytes == huge),
-            "{r:?}"
-        );
-        assert_eq!(serde_json::to_value(&r.reason).unwrap()["kind"], "disk_low");
-        let s = parse(&health.metrics().render(&scrape(&health, 0)));
-        assert_eq!(s["mpp_hub_ready"], 0.0);
-        assert!(s["mpp_hub_disk_free_bytes"] > 0.0);
-        // Transient ingest trouble does not hide the disk; a halt outranks it.
-        health.set_not_ready(NotReady::NatsUnavailable { error: "down".into() });
-        assert!(matches!(health.readiness().reason, Some(NotReady::DiskLow { .. })));
-        health.set_ready();
-        check_disk(&health, dir.path(), 0).unwrap();
-        assert!(health.readiness().ready, "recovers when space is back");
-        check_disk(&health, dir.path(), huge).unwrap();
-        health.set_not_ready(NotReady::Gap { expected: 2, got: 3 });
-        assert!(matches!(health.readiness().reason, Some(NotReady::Gap { .. })));
-        assert!(check_disk(&health, &dir.path().join("missing"), 0).is_err());
     }
 }

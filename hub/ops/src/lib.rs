@@ -791,7 +791,8 @@ async fn redrive_json(
         Err(reason) => return unauthorized_json(reason),
     };
     let Ok(Path(seq)) = seq else {
-        return ApiError::new(ReasonCode::BadRequest, "the path must end in a log sequence number").into_response();
+        return ApiError::new(ReasonCode::BadRequest, "the path must end in a log sequence number")
+            .into_response();
     };
     match ops.redrive(seq, &operator).await {
         Ok(o) => (StatusCode::ACCEPTED, Json(o)).into_response(),

@@ -165,7 +165,7 @@ pub struct ServeArgs {
     /// The hub is not ready (`/readyz` 503, reason `disk_low`) while the
     /// data directory has less than this many MiB free (checked every 5 s).
     /// 0 turns the check off.
-    #[arg(long, env = "MPP_MIN_FREE_DISK_MB", default_value_t = mpp_obs::metrics::MIN_FREE_DISK_MB_DEFAULT,
+    #[arg(long, env = "MPP_MIN_FREE_DISK_MB", default_value_t = mpp_obs::health::MIN_FREE_DISK_MB_DEFAULT,
           value_parser = clap::value_parser!(u64).range(0..=MIN_FREE_DISK_MB_MAX))]
     pub min_free_disk_mb: u64,
     /// What to do when sled reports its files corrupt on open (seen after

@@ -94,8 +94,8 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
         .with_access_log(access.clone())
         .with_metrics(metrics.clone());
     // Readiness knows the disk from the start; then a task checks it every few seconds.
-    let min_free_bytes = args.min_free_disk_mb.saturating_mul(mpp_obs::metrics::BYTES_PER_MB);
-    match mpp_obs::metrics::check_disk(&health, &args.data_dir, min_free_bytes) {
+    let min_free_bytes = args.min_free_disk_mb.saturating_mul(mpp_obs::health::BYTES_PER_MB);
+    match mpp_obs::health::check_disk(&health, &args.data_dir, min_free_bytes) {
         Ok(free) if free < min_free_bytes => {
             warn!(free_bytes = free, min_free_bytes, "Disk low: the hub reports not ready")
         }
@@ -185,12 +185,7 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
             stop_rx.clone(),
         )),
     };
-    mpp_obs::metrics::spawn_disk_check(
-        health.clone(),
-        args.data_dir.clone(),
-        min_free_bytes,
-        stop_rx.clone(),
-    );
+    mpp_obs::health::spawn_disk_check(health.clone(), args.data_dir.clone(), min_free_bytes, stop_rx.clone());
     mpp_lookup::sla_gauge::spawn_sla_refresh(health.clone(), lookups.clone(), stop_rx.clone());
     let operators = match &args.operator_tokens_file {
         Some(path) => Some(Arc::new(TokenTable::load(path).context("loading --operator-tokens-file")?)),

@@ -21,11 +21,10 @@ use mpp_audit::cli::case_at::{case_at, case_at_indexed, Point};
 use mpp_audit::cli::export::{export_store, CheckpointLine, EntryLine, ExportReader, Line};
 use mpp_audit::cli::fixture::{fill, FixtureKey, Generator};
 use mpp_audit::cli::prove::{check_bundle, prove};
-use mpp_audit::cli::rebuild::{
-    diff_projections, import_export, rebuild_and_compare, Scratch, Windowed, WINDOW_ENTRIES,
-};
+use mpp_audit::cli::rebuild::{diff_projections, import_export, rebuild_and_compare, Scratch};
 use mpp_audit::cli::sla_report::{sla_report, Tally};
 use mpp_audit::cli::verify::{verify_dir, verify_export, verify_store, Failure};
+use mpp_audit::cli::window::{Windowed, WINDOW_ENTRIES};
 use mpp_audit::cli::{parse_instant, Progress, PublicKey};
 use mpp_core::calendar::CalendarSet;
 use mpp_core::log::Verdict;

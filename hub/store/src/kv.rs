@@ -12,13 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mpp_core::{Application, Case, LogEntry, ServiceStandard};
 
-use crate::layout::{self, corrupt, Block};
+use crate::layout::{self, corrupt, Block, Pair};
 use crate::{
     push_entry, Cases, Checkpoints, CommitBatch, Entries, Head, Store, StoreError, STORED_SUBTREE_LEVEL_MIN,
 };
-
-/// One key-value pair as read.
-pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 
 /// The ordered key-value operations the store needs: where the bytes live,
 /// and nothing else (the layout, the checks, the writer lock and the

@@ -11,8 +11,10 @@ use mpp_core::{Case, LogEntry, ServiceStandard, TimelineItem};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::kv::Pair;
 use crate::{Head, StoreError};
+
+/// One key-value pair as read.
+pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 
 /// The format tag stored under `V`. A store with another tag is refused.
 pub const FORMAT_TAG: &str = "mpp-store/v4";

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
-use crate::kv::{self, Kv, KvStore, Pair};
+use crate::kv::{self, Kv, KvStore};
+use crate::layout::Pair;
 use crate::StoreError;
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;

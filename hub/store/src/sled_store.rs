@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use crate::kv::{self, Kv, KvStore, Pair};
+use crate::kv::{self, Kv, KvStore};
+use crate::layout::Pair;
 use crate::StoreError;
 
 /// sled's page cache bound, in bytes (96 MiB). sled's default is 1 GiB; the

@@ -12,7 +12,12 @@ pub use mpp_edge::nats::{
 };
 
 use crate::outbox::{OUTBOX_BYTES_MAX_DEFAULT, OUTBOX_ENTRIES_MAX_DEFAULT};
-use crate::run::OUTBOX_DRAIN_MS_DEFAULT;
+
+/// Default of `--outbox-drain-ms`: after the gRPC server stopped, how long
+/// the relay may publish what is left in the outbox, in milliseconds. The rest
+/// stays on disk. With [`crate::server::SHUTDOWN_DRAIN_MS_MAX`] it fits in a
+/// 30-second termination grace period.
+pub const OUTBOX_DRAIN_MS_DEFAULT: u64 = 10_000;
 
 /// Flags common to every agency service (`#[command(flatten)]` them). Each
 /// has an `MPP_*` environment fallback.

@@ -5,13 +5,61 @@
 //! [`REASON_CODE_METADATA_KEY`], the same codes the hub writes into its log, and
 //! a message a back-office developer can act on.
 
+use std::fmt;
+
 use mpp_core::{ReasonCode, Rejection};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
-use crate::publish::PublishError;
-
 pub use mpp_edge::meta::REASON_CODE_METADATA_KEY;
+
+/// Whether a failed event may nevertheless be in the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Definitely not stored (e.g. no stream listens on the subject).
+    NotStored,
+    /// Possibly stored: a message was sent but its PubAck never arrived.
+    Unknown,
+}
+
+/// Why an event could not be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishError {
+    /// The stable reason code the caller sees: `PUBLISH_FAILED` (JetStream),
+    /// `OUTBOX_FULL` or `UNAVAILABLE` (the outbox cannot take the call).
+    pub reason: ReasonCode,
+    /// The event that failed.
+    pub event_id: String,
+    /// Whether it may be stored anyway.
+    pub outcome: PublishOutcome,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error, as text.
+    pub last_error: String,
+    /// Events of the same call that were published before this one, in order.
+    pub accepted_before: Vec<String>,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let outcome = match self.outcome {
+            PublishOutcome::NotStored => "was not stored",
+            PublishOutcome::Unknown => "may or may not have been stored (no PubAck arrived)",
+        };
+        write!(
+            f,
+            "event {} {outcome} after {} attempt(s): {}",
+            self.event_id, self.attempts, self.last_error
+        )?;
+        if self.accepted_before.is_empty() {
+            f.write_str("; no earlier event of this call was published")
+        } else {
+            write!(f, "; earlier events of this call were published: {}", self.accepted_before.join(", "))
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
 
 /// Why a request was refused. Nothing was published for any of these, except
 /// for [`KitError::Publish`] (see [`PublishError`]).
@@ -83,7 +131,6 @@ impl From<KitError> for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::PublishOutcome;
 
     fn reason_of(s: &Status) -> &str {
         s.metadata().get(REASON_CODE_METADATA_KEY).and_then(|v| v.to_str().ok()).unwrap_or("")

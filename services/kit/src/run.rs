@@ -76,12 +76,6 @@ use crate::server::{serve_with_transport, shutdown_signal, ServeError};
 use crate::stream::STREAM_NAME;
 use crate::tls::{TlsError, Transport};
 
-/// Default of `--outbox-drain-ms`: after the gRPC server stopped, how long
-/// the relay may publish what is left in the outbox, in milliseconds. The rest
-/// stays on disk. With [`crate::server::SHUTDOWN_DRAIN_MS_MAX`] it fits in a
-/// 30-second termination grace period.
-pub const OUTBOX_DRAIN_MS_DEFAULT: u64 = 10_000;
-
 /// What one agency service is.
 #[derive(Debug, Clone)]
 pub struct AgencyConfig {

@@ -76,10 +76,7 @@ pub enum SimError {
         /// What it lacks: the tracking number or the application id.
         what: &'static str,
     },
-    /// `--rate` is not a usable rate.
-    #[error(
-        "rate {0} events/s is not usable: give 0 (unpaced) or a rate up to {max}",
-        max = crate::run::RATE_EVENTS_PER_S_MAX
-    )]
-    BadRate(f64),
+    /// `--rate` is not a usable rate: the rate given, and the highest one.
+    #[error("rate {0} events/s is not usable: give 0 (unpaced) or a rate up to {1}")]
+    BadRate(f64, f64),
 }

@@ -44,7 +44,7 @@ impl Pacer {
             return Ok(Self::unpaced());
         }
         if !rate.is_finite() || !(0.0..=RATE_EVENTS_PER_S_MAX).contains(&rate) {
-            return Err(SimError::BadRate(rate));
+            return Err(SimError::BadRate(rate, RATE_EVENTS_PER_S_MAX));
         }
         Ok(Self { period: Some(Duration::from_secs_f64(1.0 / rate)), interval: None })
     }
@@ -316,7 +316,7 @@ mod tests {
         }
         assert_eq!(t.elapsed(), Duration::ZERO);
         for bad in [-1.0, f64::NAN, f64::INFINITY, RATE_EVENTS_PER_S_MAX * 2.0] {
-            assert!(matches!(Pacer::new(bad), Err(SimError::BadRate(_))), "{bad}");
+            assert!(matches!(Pacer::new(bad), Err(SimError::BadRate(_, _))), "{bad}");
         }
     }
 

@@ -416,7 +416,7 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<u8> {
     // Fail early on a directory without a store; then read the log in
     // windows (see `Windowed`: sled would keep every block read otherwise).
     drop(open_store(dir)?);
-    let store = super::rebuild::Windowed::new(dir);
+    let store = super::window::Windowed::new(dir);
     let mut progress = Progress::new("export");
     let summary = if args.out.as_os_str() == "-" {
         let stdout = std::io::stdout();

@@ -36,6 +36,7 @@ pub mod rebuild;
 pub mod remote;
 pub mod sla_report;
 pub mod verify;
+pub mod window;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
