@@ -28,10 +28,10 @@ pub mod grpc_serve;
 #[cfg(feature = "net")]
 pub mod listen;
 pub mod meta;
-#[cfg(feature = "net")]
+#[cfg(feature = "nats")]
 pub mod nats;
 pub mod sled_open;
-#[cfg(feature = "net")]
+#[cfg(feature = "nats")]
 pub mod stream;
 #[cfg(feature = "net")]
 pub mod tls;
