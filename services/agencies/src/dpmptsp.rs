@@ -10,7 +10,7 @@
 //! is free: checked, then issued with the 13-digit NIB.
 
 use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
-use mpp_agency_kit::{input, Agency, KitError};
+use mpp_agency_kit::input;
 use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::dpmptsp::v1 as pb;
 use pb::dpmptsp_service_client::DpmptspServiceClient;
@@ -19,9 +19,7 @@ use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use crate::calls::{Target, Unmapped};
-use crate::common::{
-    self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
-};
+use crate::common::{self, AgencyInfo, AppointmentKind, Category, RpcMapping, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "dpmptsp";
@@ -98,139 +96,30 @@ pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
     INFO.builtin_standards()
 }
 
-const FILING: FilingFields = FilingFields { case: "nomor_berkas", documents: "dokumen", officer: "petugas" };
-
-const TOP: StepFields = StepFields {
-    message: "langkah",
-    case: "nomor_berkas",
-    application: "nomor_registrasi",
-    officer: "petugas",
-};
-
-const NESTED: StepFields = StepFields {
-    message: "langkah",
-    case: "langkah.nomor_berkas",
-    application: "langkah.nomor_registrasi",
-    officer: "langkah.petugas",
-};
-
-/// The RPC implementation.
-#[derive(Debug, Clone)]
-pub struct Dpmptsp {
-    agency: Agency,
-}
-
-impl Dpmptsp {
-    /// The service over `agency`.
-    pub fn new(agency: Agency) -> Self {
-        Self { agency }
+agency_service! {
+    /// The RPC implementation.
+    pub struct Dpmptsp: DpmptspService, DpmptspServiceServer;
+    langkah { nomor_berkas, nomor_registrasi, petugas }
+    filing ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { jenis_izin, dokumen }
+    steps {
+        minta_perbaikan(pb::PerbaikanDokumen) => documents_requested { dokumen, loket, catatan },
+        terima_perbaikan(pb::DokumenDiperbaiki) => documents_received { dokumen },
+        mulai_pemeriksaan(pb::Langkah) => top { EventBody::ReviewStarted },
+        jadwalkan_peninjauan(pb::PeninjauanLapangan) => appointment { Inspection, waktu_ms, lokasi },
+        tetapkan_retribusi(pb::Skrd) => fee {
+            jumlah_retribusi <= RETRIBUSI_IDR_MAX,
+            saluran_pembayaran,
+            nomor_skrd: common::required_text
+        },
+        konfirmasi_pembayaran(pb::PembayaranRetribusi) => payment {
+            jumlah_bayar <= RETRIBUSI_IDR_MAX,
+            nomor_sts: common::optional_text
+        },
+        tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
+        batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
     }
 
-    /// The tonic server of the service over `agency`.
-    pub fn server(agency: Agency) -> DpmptspServiceServer<Self> {
-        DpmptspServiceServer::new(Self::new(agency))
-    }
-
-    fn langkah(&self, l: Option<&pb::Langkah>, f: &StepFields) -> Result<Step, KitError> {
-        let l = input::message(f.message, l)?;
-        common::step(&self.agency, &INFO, f, &l.nomor_berkas, &l.nomor_registrasi, &l.petugas)
-    }
-
-    async fn publish(&self, step: Step, body: EventBody) -> Result<Response<pb::Diterima>, Status> {
-        let event_id = common::publish(&self.agency, step, body).await?;
-        Ok(Response::new(pb::Diterima { event_id }))
-    }
-}
-
-#[tonic::async_trait]
-impl DpmptspService for Dpmptsp {
-    async fn ajukan_permohonan(
-        &self,
-        request: Request<pb::Permohonan>,
-    ) -> Result<Response<pb::PermohonanDiterima>, Status> {
-        let p = request.into_inner();
-        let filed =
-            common::file(&self.agency, &INFO, &FILING, p.jenis_izin, &p.nomor_berkas, &p.dokumen, &p.petugas)
-                .await?;
-        Ok(Response::new(pb::PermohonanDiterima {
-            nomor_berkas: filed.tracking_number.to_string(),
-            nomor_registrasi: filed.application_id.to_string(),
-            event_ids: filed.accepted.into_iter().map(|a| a.event_id).collect(),
-            pin: filed.pin.map(|p| p.expose().to_owned()).unwrap_or_default(),
-        }))
-    }
-
-    async fn minta_perbaikan(
-        &self,
-        request: Request<pb::PerbaikanDokumen>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_requested(
-            ("dokumen", &r.dokumen),
-            ("loket", &r.loket),
-            ("catatan", &r.catatan),
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn terima_perbaikan(
-        &self,
-        request: Request<pb::DokumenDiperbaiki>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_received("dokumen", &r.dokumen)?;
-        self.publish(step, body).await
-    }
-
-    async fn mulai_pemeriksaan(
-        &self,
-        request: Request<pb::Langkah>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let step = self.langkah(Some(request.get_ref()), &TOP)?;
-        self.publish(step, EventBody::ReviewStarted).await
-    }
-
-    async fn jadwalkan_peninjauan(
-        &self,
-        request: Request<pb::PeninjauanLapangan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::appointment(
-            &self.agency,
-            AppointmentKind::Inspection,
-            ("waktu_ms", r.waktu_ms),
-            ("lokasi", &r.lokasi),
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn tetapkan_retribusi(&self, request: Request<pb::Skrd>) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let nomor_skrd = input::text("nomor_skrd", &r.nomor_skrd, true)?;
-        let body = common::fee(
-            ("jumlah_retribusi", r.jumlah_retribusi),
-            RETRIBUSI_IDR_MAX,
-            ("saluran_pembayaran", &r.saluran_pembayaran),
-            nomor_skrd,
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn konfirmasi_pembayaran(
-        &self,
-        request: Request<pb::PembayaranRetribusi>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let reference = input::text("nomor_sts", &r.nomor_sts, false)?;
-        let body = common::payment(("jumlah_bayar", r.jumlah_bayar), RETRIBUSI_IDR_MAX, reference)?;
-        self.publish(step, body).await
-    }
-
+    // A NIB has a fixed shape; other permits' numbers are the office's own.
     async fn terbitkan_izin(
         &self,
         request: Request<pb::IzinTerbit>,
@@ -245,26 +134,6 @@ impl DpmptspService for Dpmptsp {
             input::text("nomor_izin", &r.nomor_izin, true)?
         };
         self.publish(step, EventBody::Issued { document_number }).await
-    }
-
-    async fn tolak_permohonan(
-        &self,
-        request: Request<pb::Penolakan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::rejected(("kode_alasan", &r.kode_alasan), ("alasan", &r.alasan))?;
-        self.publish(step, body).await
-    }
-
-    async fn batalkan_permohonan(
-        &self,
-        request: Request<pb::Pembatalan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::withdrawn("alasan", &r.alasan)?;
-        self.publish(step, body).await
     }
 }
 

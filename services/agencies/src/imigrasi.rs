@@ -10,7 +10,7 @@
 //! review".
 
 use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
-use mpp_agency_kit::{input, Agency, KitError};
+use mpp_agency_kit::KitError;
 use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::imigrasi::v1 as pb;
 use pb::imigrasi_service_client::ImigrasiServiceClient;
@@ -19,9 +19,7 @@ use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use crate::calls::{Target, Unmapped};
-use crate::common::{
-    self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
-};
+use crate::common::{self, AgencyInfo, AppointmentKind, Category, RpcMapping, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "imigrasi";
@@ -100,184 +98,36 @@ fn is_passport_number(s: &str) -> bool {
     (1..=2).contains(&letters) && common::is_digits(&s[letters..], 6..=7)
 }
 
-const FILING: FilingFields = FilingFields { case: "nomor_berkas", documents: "dokumen", officer: "petugas" };
-
-const TOP: StepFields = StepFields {
-    message: "langkah",
-    case: "nomor_berkas",
-    application: "nomor_permohonan",
-    officer: "petugas",
-};
-
-const NESTED: StepFields = StepFields {
-    message: "langkah",
-    case: "langkah.nomor_berkas",
-    application: "langkah.nomor_permohonan",
-    officer: "langkah.petugas",
-};
-
-/// The RPC implementation.
-#[derive(Debug, Clone)]
-pub struct Imigrasi {
-    agency: Agency,
+/// A passport number (see [`is_passport_number`]), required.
+fn passport_number(field: &'static str, value: &str) -> Result<String, KitError> {
+    common::shaped(
+        field,
+        value,
+        "a passport number (one or two capital letters, then 6 or 7 digits)",
+        is_passport_number,
+    )
 }
 
-impl Imigrasi {
-    /// The service over `agency`.
-    pub fn new(agency: Agency) -> Self {
-        Self { agency }
-    }
-
-    /// The tonic server of the service over `agency`.
-    pub fn server(agency: Agency) -> ImigrasiServiceServer<Self> {
-        ImigrasiServiceServer::new(Self::new(agency))
-    }
-
-    fn langkah(&self, l: Option<&pb::Langkah>, f: &StepFields) -> Result<Step, KitError> {
-        let l = input::message(f.message, l)?;
-        common::step(&self.agency, &INFO, f, &l.nomor_berkas, &l.nomor_permohonan, &l.petugas)
-    }
-
-    async fn publish(&self, step: Step, body: EventBody) -> Result<Response<pb::Diterima>, Status> {
-        let event_id = common::publish(&self.agency, step, body).await?;
-        Ok(Response::new(pb::Diterima { event_id }))
-    }
-}
-
-#[tonic::async_trait]
-impl ImigrasiService for Imigrasi {
-    async fn ajukan_permohonan(
-        &self,
-        request: Request<pb::Permohonan>,
-    ) -> Result<Response<pb::PermohonanDiterima>, Status> {
-        let p = request.into_inner();
-        let filed = common::file(
-            &self.agency,
-            &INFO,
-            &FILING,
-            p.jenis_paspor,
-            &p.nomor_berkas,
-            &p.dokumen,
-            &p.petugas,
-        )
-        .await?;
-        Ok(Response::new(pb::PermohonanDiterima {
-            nomor_berkas: filed.tracking_number.to_string(),
-            nomor_permohonan: filed.application_id.to_string(),
-            event_ids: filed.accepted.into_iter().map(|a| a.event_id).collect(),
-            pin: filed.pin.map(|p| p.expose().to_owned()).unwrap_or_default(),
-        }))
-    }
-
-    async fn minta_kelengkapan(
-        &self,
-        request: Request<pb::KekuranganBerkas>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_requested(
-            ("dokumen", &r.dokumen),
-            ("loket", &r.loket),
-            ("catatan", &r.catatan),
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn terima_kelengkapan(
-        &self,
-        request: Request<pb::BerkasDilengkapi>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_received("dokumen", &r.dokumen)?;
-        self.publish(step, body).await
-    }
-
-    async fn jadwalkan_wawancara(
-        &self,
-        request: Request<pb::JadwalWawancara>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::appointment(
-            &self.agency,
-            AppointmentKind::Interview,
-            ("waktu_ms", r.waktu_ms),
-            ("tempat", &r.tempat),
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn mulai_wawancara(&self, request: Request<pb::Langkah>) -> Result<Response<pb::Diterima>, Status> {
-        let step = self.langkah(Some(request.get_ref()), &TOP)?;
-        self.publish(step, EventBody::ReviewStarted).await
-    }
-
-    async fn terbitkan_kode_billing(
-        &self,
-        request: Request<pb::KodeBilling>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let billing_code = common::simponi_billing_code("kode_billing", &r.kode_billing)?;
-        let body = common::fee(
-            ("jumlah_pnbp", r.jumlah_pnbp),
-            PNBP_IDR_MAX,
-            ("saluran_pembayaran", &r.saluran_pembayaran),
-            billing_code,
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn konfirmasi_pembayaran(
-        &self,
-        request: Request<pb::PembayaranPnbp>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let reference = common::ntpn("ntpn", &r.ntpn)?;
-        let body = common::payment(("jumlah_pnbp", r.jumlah_pnbp), PNBP_IDR_MAX, reference)?;
-        self.publish(step, body).await
-    }
-
-    async fn cetak_paspor(
-        &self,
-        request: Request<pb::PasporDicetak>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let document_number = common::shaped(
-            "nomor_paspor",
-            &r.nomor_paspor,
-            "a passport number (one or two capital letters, then 6 or 7 digits)",
-            is_passport_number,
-        )?;
-        self.publish(step, EventBody::Issued { document_number }).await
-    }
-
-    async fn serahkan_paspor(&self, request: Request<pb::Langkah>) -> Result<Response<pb::Diterima>, Status> {
-        let step = self.langkah(Some(request.get_ref()), &TOP)?;
-        self.publish(step, EventBody::Collected).await
-    }
-
-    async fn tolak_permohonan(
-        &self,
-        request: Request<pb::Penolakan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::rejected(("kode_alasan", &r.kode_alasan), ("alasan", &r.alasan))?;
-        self.publish(step, body).await
-    }
-
-    async fn batalkan_permohonan(
-        &self,
-        request: Request<pb::Pembatalan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::withdrawn("alasan", &r.alasan)?;
-        self.publish(step, body).await
+agency_service! {
+    /// The RPC implementation.
+    pub struct Imigrasi: ImigrasiService, ImigrasiServiceServer;
+    langkah { nomor_berkas, nomor_permohonan, petugas }
+    filing ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { jenis_paspor, dokumen }
+    steps {
+        minta_kelengkapan(pb::KekuranganBerkas) => documents_requested { dokumen, loket, catatan },
+        terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
+        jadwalkan_wawancara(pb::JadwalWawancara) => appointment { Interview, waktu_ms, tempat },
+        mulai_wawancara(pb::Langkah) => top { EventBody::ReviewStarted },
+        terbitkan_kode_billing(pb::KodeBilling) => fee {
+            jumlah_pnbp <= PNBP_IDR_MAX,
+            saluran_pembayaran,
+            kode_billing: common::simponi_billing_code
+        },
+        konfirmasi_pembayaran(pb::PembayaranPnbp) => payment { jumlah_pnbp <= PNBP_IDR_MAX, ntpn: common::ntpn },
+        cetak_paspor(pb::PasporDicetak) => issued { nomor_paspor: passport_number },
+        serahkan_paspor(pb::Langkah) => top { EventBody::Collected },
+        tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
+        batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
     }
 }
 

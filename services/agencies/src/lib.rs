@@ -34,6 +34,10 @@
 #[macro_use]
 pub mod calls;
 
+// Before the agency modules: its `agency_service!` writes their services.
+#[macro_use]
+mod service;
+
 // Before the agency modules: its `round_trip_test!` is used by their tests.
 #[cfg(test)]
 #[macro_use]

@@ -8,7 +8,7 @@
 //! nothing to collect.
 
 use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
-use mpp_agency_kit::{input, Agency, KitError};
+use mpp_agency_kit::KitError;
 use mpp_core::{EventBody, EventKind};
 use mpp_proto::agency::pln::v1 as pb;
 use pb::pln_service_client::PlnServiceClient;
@@ -17,9 +17,7 @@ use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use crate::calls::{Target, Unmapped};
-use crate::common::{
-    self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
-};
+use crate::common::{self, AgencyInfo, AppointmentKind, Category, RpcMapping, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "pln";
@@ -93,173 +91,40 @@ pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
     INFO.builtin_standards()
 }
 
-const FILING: FilingFields = FilingFields { case: "nomor_berkas", documents: "dokumen", officer: "petugas" };
-
-const NESTED: StepFields = StepFields {
-    message: "langkah",
-    case: "langkah.nomor_berkas",
-    application: "langkah.nomor_agenda",
-    officer: "langkah.petugas",
-};
-
-/// The RPC implementation.
-#[derive(Debug, Clone)]
-pub struct Pln {
-    agency: Agency,
+/// A PLN payment code: 10 to 16 digits.
+fn kode_bayar(field: &'static str, value: &str) -> Result<String, KitError> {
+    common::shaped(field, value, "a PLN payment code (10 to 16 digits)", |s| common::is_digits(s, 10..=16))
 }
 
-impl Pln {
-    /// The service over `agency`.
-    pub fn new(agency: Agency) -> Self {
-        Self { agency }
-    }
-
-    /// The tonic server of the service over `agency`.
-    pub fn server(agency: Agency) -> PlnServiceServer<Self> {
-        PlnServiceServer::new(Self::new(agency))
-    }
-
-    fn langkah(&self, l: Option<&pb::Langkah>, f: &StepFields) -> Result<Step, KitError> {
-        let l = input::message(f.message, l)?;
-        common::step(&self.agency, &INFO, f, &l.nomor_berkas, &l.nomor_agenda, &l.petugas)
-    }
-
-    async fn publish(&self, step: Step, body: EventBody) -> Result<Response<pb::Diterima>, Status> {
-        let event_id = common::publish(&self.agency, step, body).await?;
-        Ok(Response::new(pb::Diterima { event_id }))
-    }
-
-    async fn visit(&self, kind: AppointmentKind, r: pb::Kunjungan) -> Result<Response<pb::Diterima>, Status> {
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::appointment(&self.agency, kind, ("waktu_ms", r.waktu_ms), ("alamat", &r.alamat))?;
-        self.publish(step, body).await
-    }
+/// A PLN customer id: [`ID_PELANGGAN_DIGITS`] digits.
+fn id_pelanggan(field: &'static str, value: &str) -> Result<String, KitError> {
+    common::shaped(field, value, "a PLN customer id (12 digits)", |s| {
+        common::is_digits(s, ID_PELANGGAN_DIGITS..=ID_PELANGGAN_DIGITS)
+    })
 }
 
-#[tonic::async_trait]
-impl PlnService for Pln {
-    async fn daftar_permohonan(
-        &self,
-        request: Request<pb::Permohonan>,
-    ) -> Result<Response<pb::PermohonanTerdaftar>, Status> {
-        let p = request.into_inner();
-        let filed = common::file(
-            &self.agency,
-            &INFO,
-            &FILING,
-            p.jenis_layanan,
-            &p.nomor_berkas,
-            &p.dokumen,
-            &p.petugas,
-        )
-        .await?;
-        Ok(Response::new(pb::PermohonanTerdaftar {
-            nomor_berkas: filed.tracking_number.to_string(),
-            nomor_agenda: filed.application_id.to_string(),
-            event_ids: filed.accepted.into_iter().map(|a| a.event_id).collect(),
-            pin: filed.pin.map(|p| p.expose().to_owned()).unwrap_or_default(),
-        }))
-    }
-
-    async fn minta_kelengkapan(
-        &self,
-        request: Request<pb::KekuranganData>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_requested(
-            ("dokumen", &r.dokumen),
-            ("loket", &r.loket),
-            ("catatan", &r.catatan),
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn terima_kelengkapan(
-        &self,
-        request: Request<pb::DataDilengkapi>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_received("dokumen", &r.dokumen)?;
-        self.publish(step, body).await
-    }
-
-    async fn jadwalkan_survei(
-        &self,
-        request: Request<pb::Kunjungan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        self.visit(AppointmentKind::Survey, request.into_inner()).await
-    }
-
-    async fn terbitkan_tagihan(
-        &self,
-        request: Request<pb::Tagihan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let kode_bayar =
-            common::shaped("kode_bayar", &r.kode_bayar, "a PLN payment code (10 to 16 digits)", |s| {
-                common::is_digits(s, 10..=16)
-            })?;
-        let body = common::fee(
-            ("jumlah_tagihan", r.jumlah_tagihan),
-            TAGIHAN_IDR_MAX,
-            ("saluran_pembayaran", &r.saluran_pembayaran),
-            kode_bayar,
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn konfirmasi_pembayaran(
-        &self,
-        request: Request<pb::Pembayaran>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let reference = input::text("nomor_referensi", &r.nomor_referensi, false)?;
-        let body = common::payment(("jumlah_bayar", r.jumlah_bayar), TAGIHAN_IDR_MAX, reference)?;
-        self.publish(step, body).await
-    }
-
-    async fn jadwalkan_pemasangan(
-        &self,
-        request: Request<pb::Kunjungan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        self.visit(AppointmentKind::Installation, request.into_inner()).await
-    }
-
-    async fn nyalakan_sambungan(
-        &self,
-        request: Request<pb::Penyalaan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let document_number =
-            common::shaped("id_pelanggan", &r.id_pelanggan, "a PLN customer id (12 digits)", |s| {
-                common::is_digits(s, ID_PELANGGAN_DIGITS..=ID_PELANGGAN_DIGITS)
-            })?;
-        self.publish(step, EventBody::Issued { document_number }).await
-    }
-
-    async fn tolak_permohonan(
-        &self,
-        request: Request<pb::Penolakan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::rejected(("kode_alasan", &r.kode_alasan), ("alasan", &r.alasan))?;
-        self.publish(step, body).await
-    }
-
-    async fn batalkan_permohonan(
-        &self,
-        request: Request<pb::Pembatalan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::withdrawn("alasan", &r.alasan)?;
-        self.publish(step, body).await
+agency_service! {
+    /// The RPC implementation.
+    pub struct Pln: PlnService, PlnServiceServer;
+    langkah { nomor_berkas, nomor_agenda, petugas }
+    filing daftar_permohonan(pb::Permohonan) -> PermohonanTerdaftar { jenis_layanan, dokumen }
+    steps {
+        minta_kelengkapan(pb::KekuranganData) => documents_requested { dokumen, loket, catatan },
+        terima_kelengkapan(pb::DataDilengkapi) => documents_received { dokumen },
+        jadwalkan_survei(pb::Kunjungan) => appointment { Survey, waktu_ms, alamat },
+        terbitkan_tagihan(pb::Tagihan) => fee {
+            jumlah_tagihan <= TAGIHAN_IDR_MAX,
+            saluran_pembayaran,
+            kode_bayar: kode_bayar
+        },
+        konfirmasi_pembayaran(pb::Pembayaran) => payment {
+            jumlah_bayar <= TAGIHAN_IDR_MAX,
+            nomor_referensi: common::optional_text
+        },
+        jadwalkan_pemasangan(pb::Kunjungan) => appointment { Installation, waktu_ms, alamat },
+        nyalakan_sambungan(pb::Penyalaan) => issued { id_pelanggan: id_pelanggan },
+        tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
+        batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
     }
 }
 
