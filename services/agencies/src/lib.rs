@@ -38,7 +38,8 @@ pub mod calls;
 #[macro_use]
 mod service;
 
-// Before the agency modules: its `round_trip_test!` is used by their tests.
+// Before the agency modules: its `round_trip_test!` and `desk_fixture!` are
+// used by their tests.
 #[cfg(test)]
 #[macro_use]
 mod test_support;
