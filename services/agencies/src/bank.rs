@@ -13,15 +13,14 @@
 
 use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
-use mpp_core::{EventBody, EventKind};
+use mpp_core::EventKind;
 use mpp_proto::agency::bank::v1 as pb;
 use pb::bank_service_client::BankServiceClient;
 use pb::bank_service_server::{BankService, BankServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::calls::{Target, Unmapped};
-use crate::common::{self, AgencyInfo, AppointmentKind, Category, RpcMapping, ServiceInfo};
+use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "bank";
@@ -109,123 +108,29 @@ fn masked_account(field: &'static str, value: &str) -> Result<String, KitError> 
 
 agency_service! {
     /// The RPC implementation.
-    pub struct Bank: BankService, BankServiceServer;
+    pub struct Bank: BankService, BankServiceServer, BankServiceClient;
     langkah { nomor_berkas, nomor_referensi, petugas }
-    filing ajukan_permohonan(pb::PermohonanNasabah) -> PermohonanDiterima { produk, dokumen }
+    filing AjukanPermohonan: ajukan_permohonan(pb::PermohonanNasabah) -> PermohonanDiterima { produk, dokumen }
     steps {
-        verifikasi_data_nasabah(pb::Langkah) => top { EventBody::ReviewStarted },
-        minta_dokumen(pb::DokumenKurang) => documents_requested { dokumen, meja_layanan, catatan },
-        terima_dokumen(pb::DokumenDiterima) => documents_received { dokumen },
-        jadwalkan_survei_usaha(pb::SurveiUsaha) => appointment { Survey, waktu_ms, lokasi_usaha },
-        terima_setoran_awal(pb::SetoranAwal) => payment {
-            jumlah_setoran <= SETORAN_IDR_MAX,
-            nomor_transaksi: common::optional_text
+        VerifikasiDataNasabah: verifikasi_data_nasabah(pb::Langkah) => top { ReviewStarted },
+        MintaDokumen: minta_dokumen(pb::DokumenKurang) => documents_requested { dokumen, meja_layanan, catatan },
+        TerimaDokumen: terima_dokumen(pb::DokumenDiterima) => documents_received { dokumen },
+        JadwalkanSurveiUsaha: jadwalkan_survei_usaha(pb::SurveiUsaha) => appointment {
+            Survey, waktu_ms, lokasi_usaha
         },
-        aktifkan_rekening(pb::RekeningAktif) => issued { nomor_rekening: masked_account },
-        serahkan_kartu(pb::Langkah) => top { EventBody::Collected },
-        tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
-        batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
-    }
-
-    // The opening deposit has no billing code (mapping v1).
-    async fn tagih_setoran_awal(
-        &self,
-        request: Request<pb::TagihanSetoranAwal>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::fee(
-            ("jumlah_setoran", r.jumlah_setoran),
-            SETORAN_IDR_MAX,
-            ("saluran_setoran", &r.saluran_setoran),
-            String::new(),
-        )?;
-        self.publish(step, body).await
-    }
-}
-
-agency_calls! {
-    server: BankService,
-    client: BankServiceClient,
-    filing: AjukanPermohonan(pb::PermohonanNasabah) => ajukan_permohonan { nomor_berkas, nomor_referensi },
-    steps: {
-        VerifikasiDataNasabah(pb::Langkah) => verifikasi_data_nasabah,
-        MintaDokumen(pb::DokumenKurang) => minta_dokumen,
-        TerimaDokumen(pb::DokumenDiterima) => terima_dokumen,
-        JadwalkanSurveiUsaha(pb::SurveiUsaha) => jadwalkan_survei_usaha,
-        TagihSetoranAwal(pb::TagihanSetoranAwal) => tagih_setoran_awal,
-        TerimaSetoranAwal(pb::SetoranAwal) => terima_setoran_awal,
-        AktifkanRekening(pb::RekeningAktif) => aktifkan_rekening,
-        SerahkanKartu(pb::Langkah) => serahkan_kartu,
-        TolakPermohonan(pb::Penolakan) => tolak_permohonan,
-        BatalkanPermohonan(pb::Pembatalan) => batalkan_permohonan,
-    }
-}
-
-/// The inverse of [`INFO`]'s mapping table: the request that makes
-/// the bank publish `body` about `t`'s application (an `application_filed`
-/// files one into `t.case`, or into a new case when it is empty).
-pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
-    use EventBody as E;
-    let top = || pb::Langkah {
-        nomor_berkas: t.case.to_owned(),
-        nomor_referensi: t.application.to_owned(),
-        petugas: t.officer.to_owned(),
-    };
-    let langkah = || Some(top());
-    Ok(match body.clone() {
-        E::ApplicationFiled { documents } => Call::AjukanPermohonan(pb::PermohonanNasabah {
-            nomor_berkas: t.case.to_owned(),
-            produk: INFO.service_value(t.service_id)?,
-            dokumen: documents,
-            petugas: t.officer.to_owned(),
-        }),
-        E::ReviewStarted => Call::VerifikasiDataNasabah(top()),
-        E::DocumentsRequested { documents, counter, note } => Call::MintaDokumen(pb::DokumenKurang {
-            langkah: langkah(),
-            dokumen: documents,
-            meja_layanan: counter,
-            catatan: note,
-        }),
-        E::DocumentsReceived { documents } => {
-            Call::TerimaDokumen(pb::DokumenDiterima { langkah: langkah(), dokumen: documents })
-        }
-        E::AppointmentScheduled { kind, at_ms, place } => match AppointmentKind::parse(&kind) {
-            Some(AppointmentKind::Survey) => Call::JadwalkanSurveiUsaha(pb::SurveiUsaha {
-                langkah: langkah(),
-                waktu_ms: at_ms,
-                lokasi_usaha: place,
-            }),
-            _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
+        // The opening deposit has no billing code (mapping v1).
+        TagihSetoranAwal: tagih_setoran_awal(pb::TagihanSetoranAwal) => fee {
+            jumlah_setoran <= SETORAN_IDR_MAX, saluran_setoran
         },
-        // The deposit has no billing code: the event's is dropped (mapping v1).
-        E::FeeAssessed { amount_idr, payment_channel, .. } => {
-            Call::TagihSetoranAwal(pb::TagihanSetoranAwal {
-                langkah: langkah(),
-                jumlah_setoran: amount_idr,
-                saluran_setoran: payment_channel,
-            })
-        }
-        E::PaymentReceived { amount_idr, payment_reference } => Call::TerimaSetoranAwal(pb::SetoranAwal {
-            langkah: langkah(),
-            jumlah_setoran: amount_idr,
-            nomor_transaksi: payment_reference,
-        }),
+        TerimaSetoranAwal: terima_setoran_awal(pb::SetoranAwal) => payment {
+            jumlah_setoran <= SETORAN_IDR_MAX, nomor_transaksi: common::optional_text
+        },
         // The service publishes the number masked (see `masked_account`).
-        E::Issued { document_number } => {
-            Call::AktifkanRekening(pb::RekeningAktif { langkah: langkah(), nomor_rekening: document_number })
-        }
-        E::Collected => Call::SerahkanKartu(top()),
-        E::Rejected { reason_code, reason } => Call::TolakPermohonan(pb::Penolakan {
-            langkah: langkah(),
-            kode_alasan: reason_code,
-            alasan: reason,
-        }),
-        E::Withdrawn { reason } => {
-            Call::BatalkanPermohonan(pb::Pembatalan { langkah: langkah(), alasan: reason })
-        }
-        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
-    })
+        AktifkanRekening: aktifkan_rekening(pb::RekeningAktif) => issued { nomor_rekening: masked_account },
+        SerahkanKartu: serahkan_kartu(pb::Langkah) => top { Collected },
+        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
+        BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
+    }
 }
 
 #[cfg(test)]

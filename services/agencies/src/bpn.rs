@@ -8,15 +8,14 @@
 
 use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 
-use mpp_core::{EventBody, EventKind};
+use mpp_core::EventKind;
 use mpp_proto::agency::bpn::v1 as pb;
 use pb::bpn_service_client::BpnServiceClient;
 use pb::bpn_service_server::{BpnService, BpnServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::calls::{Target, Unmapped};
-use crate::common::{self, AgencyInfo, AppointmentKind, Category, RpcMapping, ServiceInfo};
+use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "bpn";
@@ -99,108 +98,29 @@ pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
 
 agency_service! {
     /// The RPC implementation.
-    pub struct Bpn: BpnService, BpnServiceServer;
+    pub struct Bpn: BpnService, BpnServiceServer, BpnServiceClient;
     langkah { nomor_berkas_mpp, nomor_permohonan, petugas }
-    filing daftarkan_berkas(pb::PendaftaranBerkas) -> BerkasTerdaftar { layanan, dokumen }
+    filing DaftarkanBerkas: daftarkan_berkas(pb::PendaftaranBerkas) -> BerkasTerdaftar { layanan, dokumen }
     steps {
-        minta_kelengkapan(pb::KekuranganBerkas) => documents_requested { dokumen, loket, catatan },
-        terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
-        mulai_pemeriksaan(pb::Langkah) => top { EventBody::ReviewStarted },
-        terbitkan_sps(pb::SuratPerintahSetor) => fee {
-            jumlah_pnbp <= PNBP_IDR_MAX,
-            saluran_pembayaran,
-            kode_billing: common::simponi_billing_code
+        MintaKelengkapan: minta_kelengkapan(pb::KekuranganBerkas) => documents_requested {
+            dokumen, loket, catatan
         },
-        konfirmasi_pembayaran(pb::PembayaranPnbp) => payment { jumlah_pnbp <= PNBP_IDR_MAX, ntpn: common::ntpn },
-        jadwalkan_pengukuran(pb::JadwalPengukuran) => appointment { Survey, waktu_ms, lokasi },
-        terbitkan_produk(pb::ProdukTerbit) => issued { nomor_produk: common::optional_text },
-        serahkan_produk(pb::Langkah) => top { EventBody::Collected },
-        tolak_berkas(pb::Penolakan) => rejected { kode_alasan, alasan },
-        batalkan_berkas(pb::Pembatalan) => withdrawn { alasan },
-    }
-}
-
-agency_calls! {
-    server: BpnService,
-    client: BpnServiceClient,
-    filing: DaftarkanBerkas(pb::PendaftaranBerkas) => daftarkan_berkas { nomor_berkas_mpp, nomor_permohonan },
-    steps: {
-        MintaKelengkapan(pb::KekuranganBerkas) => minta_kelengkapan,
-        TerimaKelengkapan(pb::BerkasDilengkapi) => terima_kelengkapan,
-        MulaiPemeriksaan(pb::Langkah) => mulai_pemeriksaan,
-        TerbitkanSps(pb::SuratPerintahSetor) => terbitkan_sps,
-        KonfirmasiPembayaran(pb::PembayaranPnbp) => konfirmasi_pembayaran,
-        JadwalkanPengukuran(pb::JadwalPengukuran) => jadwalkan_pengukuran,
-        TerbitkanProduk(pb::ProdukTerbit) => terbitkan_produk,
-        SerahkanProduk(pb::Langkah) => serahkan_produk,
-        TolakBerkas(pb::Penolakan) => tolak_berkas,
-        BatalkanBerkas(pb::Pembatalan) => batalkan_berkas,
-    }
-}
-
-/// The inverse of [`INFO`]'s mapping table: the request that makes
-/// the land office publish `body` about `t`'s application (an `application_filed`
-/// files one into `t.case`, or into a new case when it is empty).
-pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
-    use EventBody as E;
-    let top = || pb::Langkah {
-        nomor_berkas_mpp: t.case.to_owned(),
-        nomor_permohonan: t.application.to_owned(),
-        petugas: t.officer.to_owned(),
-    };
-    let langkah = || Some(top());
-    Ok(match body.clone() {
-        E::ApplicationFiled { documents } => Call::DaftarkanBerkas(pb::PendaftaranBerkas {
-            nomor_berkas_mpp: t.case.to_owned(),
-            layanan: INFO.service_value(t.service_id)?,
-            dokumen: documents,
-            petugas: t.officer.to_owned(),
-        }),
-        E::DocumentsRequested { documents, counter, note } => Call::MintaKelengkapan(pb::KekuranganBerkas {
-            langkah: langkah(),
-            dokumen: documents,
-            loket: counter,
-            catatan: note,
-        }),
-        E::DocumentsReceived { documents } => {
-            Call::TerimaKelengkapan(pb::BerkasDilengkapi { langkah: langkah(), dokumen: documents })
-        }
-        E::ReviewStarted => Call::MulaiPemeriksaan(top()),
-        E::FeeAssessed { amount_idr, payment_channel, billing_code } => {
-            Call::TerbitkanSps(pb::SuratPerintahSetor {
-                langkah: langkah(),
-                jumlah_pnbp: amount_idr,
-                kode_billing: billing_code,
-                saluran_pembayaran: payment_channel,
-            })
-        }
-        E::PaymentReceived { amount_idr, payment_reference } => {
-            Call::KonfirmasiPembayaran(pb::PembayaranPnbp {
-                langkah: langkah(),
-                jumlah_pnbp: amount_idr,
-                ntpn: payment_reference,
-            })
-        }
-        E::AppointmentScheduled { kind, at_ms, place } => match AppointmentKind::parse(&kind) {
-            Some(AppointmentKind::Survey) => Call::JadwalkanPengukuran(pb::JadwalPengukuran {
-                langkah: langkah(),
-                waktu_ms: at_ms,
-                lokasi: place,
-            }),
-            _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
+        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
+        MulaiPemeriksaan: mulai_pemeriksaan(pb::Langkah) => top { ReviewStarted },
+        TerbitkanSps: terbitkan_sps(pb::SuratPerintahSetor) => fee {
+            jumlah_pnbp <= PNBP_IDR_MAX, saluran_pembayaran, kode_billing: common::simponi_billing_code
         },
-        E::Issued { document_number } => {
-            Call::TerbitkanProduk(pb::ProdukTerbit { langkah: langkah(), nomor_produk: document_number })
-        }
-        E::Collected => Call::SerahkanProduk(top()),
-        E::Rejected { reason_code, reason } => {
-            Call::TolakBerkas(pb::Penolakan { langkah: langkah(), kode_alasan: reason_code, alasan: reason })
-        }
-        E::Withdrawn { reason } => {
-            Call::BatalkanBerkas(pb::Pembatalan { langkah: langkah(), alasan: reason })
-        }
-        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
-    })
+        KonfirmasiPembayaran: konfirmasi_pembayaran(pb::PembayaranPnbp) => payment {
+            jumlah_pnbp <= PNBP_IDR_MAX, ntpn: common::ntpn
+        },
+        JadwalkanPengukuran: jadwalkan_pengukuran(pb::JadwalPengukuran) => appointment {
+            Survey, waktu_ms, lokasi
+        },
+        TerbitkanProduk: terbitkan_produk(pb::ProdukTerbit) => issued { nomor_produk: common::optional_text },
+        SerahkanProduk: serahkan_produk(pb::Langkah) => top { Collected },
+        TolakBerkas: tolak_berkas(pb::Penolakan) => rejected { kode_alasan, alasan },
+        BatalkanBerkas: batalkan_berkas(pb::Pembatalan) => withdrawn { alasan },
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::future::Future;
 
 use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::{Agency, KitError};
-use mpp_core::{EventBody, EventKind};
+use mpp_core::EventKind;
 use mpp_proto::agency::dukcapil::v1 as pb;
 use pb::dukcapil_service_client::DukcapilServiceClient;
 use pb::dukcapil_service_server::{DukcapilService, DukcapilServiceServer};
@@ -18,7 +18,6 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::calls::{Target, Unmapped};
 use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
 
 /// The agency id on every event and subject.
@@ -139,77 +138,21 @@ pub async fn run(
 
 agency_service! {
     /// The RPC implementation.
-    pub struct Dukcapil: DukcapilService, DukcapilServiceServer;
+    pub struct Dukcapil: DukcapilService, DukcapilServiceServer, DukcapilServiceClient;
     langkah { nomor_berkas, nomor_permohonan, petugas }
-    filing ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { layanan, dokumen }
+    filing AjukanPermohonan: ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { layanan, dokumen }
     steps {
-        minta_kelengkapan(pb::KekuranganBerkas) => documents_requested { dokumen, loket, catatan },
-        terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
-        mulai_verifikasi(pb::Langkah) => top { EventBody::ReviewStarted },
-        cetak_dokumen(pb::DokumenDicetak) => issued { nomor_register: common::optional_text },
-        serahkan_dokumen(pb::Langkah) => top { EventBody::Collected },
-        tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
+        MintaKelengkapan: minta_kelengkapan(pb::KekuranganBerkas) => documents_requested {
+            dokumen, loket, catatan
+        },
+        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
+        MulaiVerifikasi: mulai_verifikasi(pb::Langkah) => top { ReviewStarted },
+        CetakDokumen: cetak_dokumen(pb::DokumenDicetak) => issued { nomor_register: common::optional_text },
+        SerahkanDokumen: serahkan_dokumen(pb::Langkah) => top { Collected },
+        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
         // Dukcapil's withdrawal carries no reason (mapping v1).
-        batalkan_permohonan(pb::Langkah) => top { EventBody::Withdrawn { reason: String::new() } },
+        BatalkanPermohonan: batalkan_permohonan(pb::Langkah) => top { Withdrawn },
     }
-}
-
-agency_calls! {
-    server: DukcapilService,
-    client: DukcapilServiceClient,
-    filing: AjukanPermohonan(pb::Permohonan) => ajukan_permohonan { nomor_berkas, nomor_permohonan },
-    steps: {
-        MintaKelengkapan(pb::KekuranganBerkas) => minta_kelengkapan,
-        TerimaKelengkapan(pb::BerkasDilengkapi) => terima_kelengkapan,
-        MulaiVerifikasi(pb::Langkah) => mulai_verifikasi,
-        CetakDokumen(pb::DokumenDicetak) => cetak_dokumen,
-        SerahkanDokumen(pb::Langkah) => serahkan_dokumen,
-        TolakPermohonan(pb::Penolakan) => tolak_permohonan,
-        BatalkanPermohonan(pb::Langkah) => batalkan_permohonan,
-    }
-}
-
-/// The inverse of [`INFO`]'s mapping table: the request that makes
-/// Disdukcapil publish `body` about `t`'s application (an `application_filed`
-/// files one into `t.case`, or into a new case when it is empty).
-pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
-    use EventBody as E;
-    let top = || pb::Langkah {
-        nomor_berkas: t.case.to_owned(),
-        nomor_permohonan: t.application.to_owned(),
-        petugas: t.officer.to_owned(),
-    };
-    let langkah = || Some(top());
-    Ok(match body.clone() {
-        E::ApplicationFiled { documents } => Call::AjukanPermohonan(pb::Permohonan {
-            nomor_berkas: t.case.to_owned(),
-            layanan: INFO.service_value(t.service_id)?,
-            dokumen: documents,
-            petugas: t.officer.to_owned(),
-        }),
-        E::DocumentsRequested { documents, counter, note } => Call::MintaKelengkapan(pb::KekuranganBerkas {
-            langkah: langkah(),
-            dokumen: documents,
-            loket: counter,
-            catatan: note,
-        }),
-        E::DocumentsReceived { documents } => {
-            Call::TerimaKelengkapan(pb::BerkasDilengkapi { langkah: langkah(), dokumen: documents })
-        }
-        E::ReviewStarted => Call::MulaiVerifikasi(top()),
-        E::Issued { document_number } => {
-            Call::CetakDokumen(pb::DokumenDicetak { langkah: langkah(), nomor_register: document_number })
-        }
-        E::Collected => Call::SerahkanDokumen(top()),
-        E::Rejected { reason_code, reason } => Call::TolakPermohonan(pb::Penolakan {
-            langkah: langkah(),
-            kode_alasan: reason_code,
-            alasan: reason,
-        }),
-        // The withdrawal carries no reason: the event's is dropped (mapping v1).
-        E::Withdrawn { .. } => Call::BatalkanPermohonan(top()),
-        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
-    })
 }
 
 #[cfg(test)]

@@ -11,15 +11,14 @@
 
 use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
-use mpp_core::{EventBody, EventKind};
+use mpp_core::EventKind;
 use mpp_proto::agency::imigrasi::v1 as pb;
 use pb::imigrasi_service_client::ImigrasiServiceClient;
 use pb::imigrasi_service_server::{ImigrasiService, ImigrasiServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::calls::{Target, Unmapped};
-use crate::common::{self, AgencyInfo, AppointmentKind, Category, RpcMapping, ServiceInfo};
+use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "imigrasi";
@@ -110,110 +109,29 @@ fn passport_number(field: &'static str, value: &str) -> Result<String, KitError>
 
 agency_service! {
     /// The RPC implementation.
-    pub struct Imigrasi: ImigrasiService, ImigrasiServiceServer;
+    pub struct Imigrasi: ImigrasiService, ImigrasiServiceServer, ImigrasiServiceClient;
     langkah { nomor_berkas, nomor_permohonan, petugas }
-    filing ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { jenis_paspor, dokumen }
+    filing AjukanPermohonan: ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { jenis_paspor, dokumen }
     steps {
-        minta_kelengkapan(pb::KekuranganBerkas) => documents_requested { dokumen, loket, catatan },
-        terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
-        jadwalkan_wawancara(pb::JadwalWawancara) => appointment { Interview, waktu_ms, tempat },
-        mulai_wawancara(pb::Langkah) => top { EventBody::ReviewStarted },
-        terbitkan_kode_billing(pb::KodeBilling) => fee {
-            jumlah_pnbp <= PNBP_IDR_MAX,
-            saluran_pembayaran,
-            kode_billing: common::simponi_billing_code
+        MintaKelengkapan: minta_kelengkapan(pb::KekuranganBerkas) => documents_requested {
+            dokumen, loket, catatan
         },
-        konfirmasi_pembayaran(pb::PembayaranPnbp) => payment { jumlah_pnbp <= PNBP_IDR_MAX, ntpn: common::ntpn },
-        cetak_paspor(pb::PasporDicetak) => issued { nomor_paspor: passport_number },
-        serahkan_paspor(pb::Langkah) => top { EventBody::Collected },
-        tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
-        batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
-    }
-}
-
-agency_calls! {
-    server: ImigrasiService,
-    client: ImigrasiServiceClient,
-    filing: AjukanPermohonan(pb::Permohonan) => ajukan_permohonan { nomor_berkas, nomor_permohonan },
-    steps: {
-        MintaKelengkapan(pb::KekuranganBerkas) => minta_kelengkapan,
-        TerimaKelengkapan(pb::BerkasDilengkapi) => terima_kelengkapan,
-        JadwalkanWawancara(pb::JadwalWawancara) => jadwalkan_wawancara,
-        MulaiWawancara(pb::Langkah) => mulai_wawancara,
-        TerbitkanKodeBilling(pb::KodeBilling) => terbitkan_kode_billing,
-        KonfirmasiPembayaran(pb::PembayaranPnbp) => konfirmasi_pembayaran,
-        CetakPaspor(pb::PasporDicetak) => cetak_paspor,
-        SerahkanPaspor(pb::Langkah) => serahkan_paspor,
-        TolakPermohonan(pb::Penolakan) => tolak_permohonan,
-        BatalkanPermohonan(pb::Pembatalan) => batalkan_permohonan,
-    }
-}
-
-/// The inverse of [`INFO`]'s mapping table: the request that makes
-/// Kantor Imigrasi publish `body` about `t`'s application (an `application_filed`
-/// files one into `t.case`, or into a new case when it is empty).
-pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
-    use EventBody as E;
-    let top = || pb::Langkah {
-        nomor_berkas: t.case.to_owned(),
-        nomor_permohonan: t.application.to_owned(),
-        petugas: t.officer.to_owned(),
-    };
-    let langkah = || Some(top());
-    Ok(match body.clone() {
-        E::ApplicationFiled { documents } => Call::AjukanPermohonan(pb::Permohonan {
-            nomor_berkas: t.case.to_owned(),
-            jenis_paspor: INFO.service_value(t.service_id)?,
-            dokumen: documents,
-            petugas: t.officer.to_owned(),
-        }),
-        E::DocumentsRequested { documents, counter, note } => Call::MintaKelengkapan(pb::KekuranganBerkas {
-            langkah: langkah(),
-            dokumen: documents,
-            loket: counter,
-            catatan: note,
-        }),
-        E::DocumentsReceived { documents } => {
-            Call::TerimaKelengkapan(pb::BerkasDilengkapi { langkah: langkah(), dokumen: documents })
-        }
-        E::AppointmentScheduled { kind, at_ms, place } => match AppointmentKind::parse(&kind) {
-            Some(AppointmentKind::Interview) => Call::JadwalkanWawancara(pb::JadwalWawancara {
-                langkah: langkah(),
-                waktu_ms: at_ms,
-                tempat: place,
-            }),
-            _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
+        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
+        JadwalkanWawancara: jadwalkan_wawancara(pb::JadwalWawancara) => appointment {
+            Interview, waktu_ms, tempat
         },
-        E::ReviewStarted => Call::MulaiWawancara(top()),
-        E::FeeAssessed { amount_idr, payment_channel, billing_code } => {
-            Call::TerbitkanKodeBilling(pb::KodeBilling {
-                langkah: langkah(),
-                jumlah_pnbp: amount_idr,
-                kode_billing: billing_code,
-                saluran_pembayaran: payment_channel,
-            })
-        }
-        E::PaymentReceived { amount_idr, payment_reference } => {
-            Call::KonfirmasiPembayaran(pb::PembayaranPnbp {
-                langkah: langkah(),
-                jumlah_pnbp: amount_idr,
-                ntpn: payment_reference,
-            })
-        }
-        E::Issued { document_number } => {
-            Call::CetakPaspor(pb::PasporDicetak { langkah: langkah(), nomor_paspor: document_number })
-        }
-        E::Collected => Call::SerahkanPaspor(top()),
-        E::Rejected { reason_code, reason } => Call::TolakPermohonan(pb::Penolakan {
-            langkah: langkah(),
-            kode_alasan: reason_code,
-            alasan: reason,
-        }),
-        E::Withdrawn { reason } => {
-            Call::BatalkanPermohonan(pb::Pembatalan { langkah: langkah(), alasan: reason })
-        }
-        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
-    })
+        MulaiWawancara: mulai_wawancara(pb::Langkah) => top { ReviewStarted },
+        TerbitkanKodeBilling: terbitkan_kode_billing(pb::KodeBilling) => fee {
+            jumlah_pnbp <= PNBP_IDR_MAX, saluran_pembayaran, kode_billing: common::simponi_billing_code
+        },
+        KonfirmasiPembayaran: konfirmasi_pembayaran(pb::PembayaranPnbp) => payment {
+            jumlah_pnbp <= PNBP_IDR_MAX, ntpn: common::ntpn
+        },
+        CetakPaspor: cetak_paspor(pb::PasporDicetak) => issued { nomor_paspor: passport_number },
+        SerahkanPaspor: serahkan_paspor(pb::Langkah) => top { Collected },
+        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
+        BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
+    }
 }
 
 #[cfg(test)]

@@ -30,11 +30,12 @@
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
-// First: its `agency_calls!` macro is used by the agency modules.
+// First: its `agency_calls!` macro is used by `agency_service!`.
 #[macro_use]
 pub mod calls;
 
-// Before the agency modules: its `agency_service!` writes their services.
+// Before the agency modules: its `agency_service!` writes their services,
+// inverse mappings and `Call` enums.
 #[macro_use]
 mod service;
 

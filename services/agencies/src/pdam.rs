@@ -9,15 +9,14 @@
 
 use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
-use mpp_core::{EventBody, EventKind};
+use mpp_core::EventKind;
 use mpp_proto::agency::pdam::v1 as pb;
 use pb::pdam_service_client::PdamServiceClient;
 use pb::pdam_service_server::{PdamService, PdamServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::calls::{Target, Unmapped};
-use crate::common::{self, AgencyInfo, AppointmentKind, Category, RpcMapping, ServiceInfo};
+use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "pdam";
@@ -95,107 +94,28 @@ fn nomor_sambungan(field: &'static str, value: &str) -> Result<String, KitError>
 
 agency_service! {
     /// The RPC implementation.
-    pub struct Pdam: PdamService, PdamServiceServer;
+    pub struct Pdam: PdamService, PdamServiceServer, PdamServiceClient;
     langkah { nomor_berkas, nomor_pendaftaran, petugas }
-    filing ajukan_pendaftaran(pb::Pendaftaran) -> PendaftaranDiterima { layanan, dokumen }
+    filing AjukanPendaftaran: ajukan_pendaftaran(pb::Pendaftaran) -> PendaftaranDiterima { layanan, dokumen }
     steps {
-        minta_kelengkapan(pb::KekuranganBerkas) => documents_requested { dokumen, loket, catatan },
-        terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
-        jadwalkan_survei(pb::Kunjungan) => appointment { Survey, waktu_ms, alamat },
-        terbitkan_rab(pb::Rab) => fee {
-            jumlah_biaya <= BIAYA_IDR_MAX,
-            saluran_pembayaran,
-            nomor_rab: common::required_text
+        MintaKelengkapan: minta_kelengkapan(pb::KekuranganBerkas) => documents_requested {
+            dokumen, loket, catatan
         },
-        konfirmasi_pembayaran(pb::Pembayaran) => payment {
-            jumlah_bayar <= BIAYA_IDR_MAX,
-            nomor_kuitansi: common::optional_text
+        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
+        JadwalkanSurvei: jadwalkan_survei(pb::Kunjungan) => appointment { Survey, waktu_ms, alamat },
+        TerbitkanRab: terbitkan_rab(pb::Rab) => fee {
+            jumlah_biaya <= BIAYA_IDR_MAX, saluran_pembayaran, nomor_rab: common::required_text
         },
-        jadwalkan_pemasangan(pb::Kunjungan) => appointment { Installation, waktu_ms, alamat },
-        aktifkan_sambungan(pb::SambunganAktif) => issued { nomor_sambungan: nomor_sambungan },
-        tolak_pendaftaran(pb::Penolakan) => rejected { kode_alasan, alasan },
-        batalkan_pendaftaran(pb::Pembatalan) => withdrawn { alasan },
+        KonfirmasiPembayaran: konfirmasi_pembayaran(pb::Pembayaran) => payment {
+            jumlah_bayar <= BIAYA_IDR_MAX, nomor_kuitansi: common::optional_text
+        },
+        JadwalkanPemasangan: jadwalkan_pemasangan(pb::Kunjungan) => appointment {
+            Installation, waktu_ms, alamat
+        },
+        AktifkanSambungan: aktifkan_sambungan(pb::SambunganAktif) => issued { nomor_sambungan: nomor_sambungan },
+        TolakPendaftaran: tolak_pendaftaran(pb::Penolakan) => rejected { kode_alasan, alasan },
+        BatalkanPendaftaran: batalkan_pendaftaran(pb::Pembatalan) => withdrawn { alasan },
     }
-}
-
-agency_calls! {
-    server: PdamService,
-    client: PdamServiceClient,
-    filing: AjukanPendaftaran(pb::Pendaftaran) => ajukan_pendaftaran { nomor_berkas, nomor_pendaftaran },
-    steps: {
-        MintaKelengkapan(pb::KekuranganBerkas) => minta_kelengkapan,
-        TerimaKelengkapan(pb::BerkasDilengkapi) => terima_kelengkapan,
-        JadwalkanSurvei(pb::Kunjungan) => jadwalkan_survei,
-        TerbitkanRab(pb::Rab) => terbitkan_rab,
-        KonfirmasiPembayaran(pb::Pembayaran) => konfirmasi_pembayaran,
-        JadwalkanPemasangan(pb::Kunjungan) => jadwalkan_pemasangan,
-        AktifkanSambungan(pb::SambunganAktif) => aktifkan_sambungan,
-        TolakPendaftaran(pb::Penolakan) => tolak_pendaftaran,
-        BatalkanPendaftaran(pb::Pembatalan) => batalkan_pendaftaran,
-    }
-}
-
-/// The inverse of [`INFO`]'s mapping table: the request that makes
-/// PDAM publish `body` about `t`'s application (an `application_filed`
-/// files one into `t.case`, or into a new case when it is empty).
-pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
-    use EventBody as E;
-    let langkah = || {
-        Some(pb::Langkah {
-            nomor_berkas: t.case.to_owned(),
-            nomor_pendaftaran: t.application.to_owned(),
-            petugas: t.officer.to_owned(),
-        })
-    };
-    Ok(match body.clone() {
-        E::ApplicationFiled { documents } => Call::AjukanPendaftaran(pb::Pendaftaran {
-            nomor_berkas: t.case.to_owned(),
-            layanan: INFO.service_value(t.service_id)?,
-            dokumen: documents,
-            petugas: t.officer.to_owned(),
-        }),
-        E::DocumentsRequested { documents, counter, note } => Call::MintaKelengkapan(pb::KekuranganBerkas {
-            langkah: langkah(),
-            dokumen: documents,
-            loket: counter,
-            catatan: note,
-        }),
-        E::DocumentsReceived { documents } => {
-            Call::TerimaKelengkapan(pb::BerkasDilengkapi { langkah: langkah(), dokumen: documents })
-        }
-        E::AppointmentScheduled { kind, at_ms, place } => {
-            let k = pb::Kunjungan { langkah: langkah(), waktu_ms: at_ms, alamat: place };
-            match AppointmentKind::parse(&kind) {
-                Some(AppointmentKind::Survey) => Call::JadwalkanSurvei(k),
-                Some(AppointmentKind::Installation) => Call::JadwalkanPemasangan(k),
-                _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
-            }
-        }
-        E::FeeAssessed { amount_idr, payment_channel, billing_code } => Call::TerbitkanRab(pb::Rab {
-            langkah: langkah(),
-            jumlah_biaya: amount_idr,
-            nomor_rab: billing_code,
-            saluran_pembayaran: payment_channel,
-        }),
-        E::PaymentReceived { amount_idr, payment_reference } => Call::KonfirmasiPembayaran(pb::Pembayaran {
-            langkah: langkah(),
-            jumlah_bayar: amount_idr,
-            nomor_kuitansi: payment_reference,
-        }),
-        E::Issued { document_number } => Call::AktifkanSambungan(pb::SambunganAktif {
-            langkah: langkah(),
-            nomor_sambungan: document_number,
-        }),
-        E::Rejected { reason_code, reason } => Call::TolakPendaftaran(pb::Penolakan {
-            langkah: langkah(),
-            kode_alasan: reason_code,
-            alasan: reason,
-        }),
-        E::Withdrawn { reason } => {
-            Call::BatalkanPendaftaran(pb::Pembatalan { langkah: langkah(), alasan: reason })
-        }
-        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
-    })
 }
 
 #[cfg(test)]

@@ -9,15 +9,14 @@
 
 use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
-use mpp_core::{EventBody, EventKind};
+use mpp_core::EventKind;
 use mpp_proto::agency::pln::v1 as pb;
 use pb::pln_service_client::PlnServiceClient;
 use pb::pln_service_server::{PlnService, PlnServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::calls::{Target, Unmapped};
-use crate::common::{self, AgencyInfo, AppointmentKind, Category, RpcMapping, ServiceInfo};
+use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "pln";
@@ -105,106 +104,28 @@ fn id_pelanggan(field: &'static str, value: &str) -> Result<String, KitError> {
 
 agency_service! {
     /// The RPC implementation.
-    pub struct Pln: PlnService, PlnServiceServer;
+    pub struct Pln: PlnService, PlnServiceServer, PlnServiceClient;
     langkah { nomor_berkas, nomor_agenda, petugas }
-    filing daftar_permohonan(pb::Permohonan) -> PermohonanTerdaftar { jenis_layanan, dokumen }
+    filing DaftarPermohonan: daftar_permohonan(pb::Permohonan) -> PermohonanTerdaftar { jenis_layanan, dokumen }
     steps {
-        minta_kelengkapan(pb::KekuranganData) => documents_requested { dokumen, loket, catatan },
-        terima_kelengkapan(pb::DataDilengkapi) => documents_received { dokumen },
-        jadwalkan_survei(pb::Kunjungan) => appointment { Survey, waktu_ms, alamat },
-        terbitkan_tagihan(pb::Tagihan) => fee {
-            jumlah_tagihan <= TAGIHAN_IDR_MAX,
-            saluran_pembayaran,
-            kode_bayar: kode_bayar
+        MintaKelengkapan: minta_kelengkapan(pb::KekuranganData) => documents_requested {
+            dokumen, loket, catatan
         },
-        konfirmasi_pembayaran(pb::Pembayaran) => payment {
-            jumlah_bayar <= TAGIHAN_IDR_MAX,
-            nomor_referensi: common::optional_text
+        TerimaKelengkapan: terima_kelengkapan(pb::DataDilengkapi) => documents_received { dokumen },
+        JadwalkanSurvei: jadwalkan_survei(pb::Kunjungan) => appointment { Survey, waktu_ms, alamat },
+        TerbitkanTagihan: terbitkan_tagihan(pb::Tagihan) => fee {
+            jumlah_tagihan <= TAGIHAN_IDR_MAX, saluran_pembayaran, kode_bayar: kode_bayar
         },
-        jadwalkan_pemasangan(pb::Kunjungan) => appointment { Installation, waktu_ms, alamat },
-        nyalakan_sambungan(pb::Penyalaan) => issued { id_pelanggan: id_pelanggan },
-        tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
-        batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
+        KonfirmasiPembayaran: konfirmasi_pembayaran(pb::Pembayaran) => payment {
+            jumlah_bayar <= TAGIHAN_IDR_MAX, nomor_referensi: common::optional_text
+        },
+        JadwalkanPemasangan: jadwalkan_pemasangan(pb::Kunjungan) => appointment {
+            Installation, waktu_ms, alamat
+        },
+        NyalakanSambungan: nyalakan_sambungan(pb::Penyalaan) => issued { id_pelanggan: id_pelanggan },
+        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
+        BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
     }
-}
-
-agency_calls! {
-    server: PlnService,
-    client: PlnServiceClient,
-    filing: DaftarPermohonan(pb::Permohonan) => daftar_permohonan { nomor_berkas, nomor_agenda },
-    steps: {
-        MintaKelengkapan(pb::KekuranganData) => minta_kelengkapan,
-        TerimaKelengkapan(pb::DataDilengkapi) => terima_kelengkapan,
-        JadwalkanSurvei(pb::Kunjungan) => jadwalkan_survei,
-        TerbitkanTagihan(pb::Tagihan) => terbitkan_tagihan,
-        KonfirmasiPembayaran(pb::Pembayaran) => konfirmasi_pembayaran,
-        JadwalkanPemasangan(pb::Kunjungan) => jadwalkan_pemasangan,
-        NyalakanSambungan(pb::Penyalaan) => nyalakan_sambungan,
-        TolakPermohonan(pb::Penolakan) => tolak_permohonan,
-        BatalkanPermohonan(pb::Pembatalan) => batalkan_permohonan,
-    }
-}
-
-/// The inverse of [`INFO`]'s mapping table: the request that makes
-/// PLN publish `body` about `t`'s application (an `application_filed`
-/// files one into `t.case`, or into a new case when it is empty).
-pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
-    use EventBody as E;
-    let langkah = || {
-        Some(pb::Langkah {
-            nomor_berkas: t.case.to_owned(),
-            nomor_agenda: t.application.to_owned(),
-            petugas: t.officer.to_owned(),
-        })
-    };
-    Ok(match body.clone() {
-        E::ApplicationFiled { documents } => Call::DaftarPermohonan(pb::Permohonan {
-            nomor_berkas: t.case.to_owned(),
-            jenis_layanan: INFO.service_value(t.service_id)?,
-            dokumen: documents,
-            petugas: t.officer.to_owned(),
-        }),
-        E::DocumentsRequested { documents, counter, note } => Call::MintaKelengkapan(pb::KekuranganData {
-            langkah: langkah(),
-            dokumen: documents,
-            loket: counter,
-            catatan: note,
-        }),
-        E::DocumentsReceived { documents } => {
-            Call::TerimaKelengkapan(pb::DataDilengkapi { langkah: langkah(), dokumen: documents })
-        }
-        E::AppointmentScheduled { kind, at_ms, place } => {
-            let k = pb::Kunjungan { langkah: langkah(), waktu_ms: at_ms, alamat: place };
-            match AppointmentKind::parse(&kind) {
-                Some(AppointmentKind::Survey) => Call::JadwalkanSurvei(k),
-                Some(AppointmentKind::Installation) => Call::JadwalkanPemasangan(k),
-                _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
-            }
-        }
-        E::FeeAssessed { amount_idr, payment_channel, billing_code } => Call::TerbitkanTagihan(pb::Tagihan {
-            langkah: langkah(),
-            jumlah_tagihan: amount_idr,
-            kode_bayar: billing_code,
-            saluran_pembayaran: payment_channel,
-        }),
-        E::PaymentReceived { amount_idr, payment_reference } => Call::KonfirmasiPembayaran(pb::Pembayaran {
-            langkah: langkah(),
-            jumlah_bayar: amount_idr,
-            nomor_referensi: payment_reference,
-        }),
-        E::Issued { document_number } => {
-            Call::NyalakanSambungan(pb::Penyalaan { langkah: langkah(), id_pelanggan: document_number })
-        }
-        E::Rejected { reason_code, reason } => Call::TolakPermohonan(pb::Penolakan {
-            langkah: langkah(),
-            kode_alasan: reason_code,
-            alasan: reason,
-        }),
-        E::Withdrawn { reason } => {
-            Call::BatalkanPermohonan(pb::Pembatalan { langkah: langkah(), alasan: reason })
-        }
-        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
-    })
 }
 
 #[cfg(test)]
