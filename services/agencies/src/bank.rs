@@ -12,18 +12,15 @@
 //! digits only.
 
 use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
-use mpp_agency_kit::{input, Agency, KitError};
-use mpp_core::{EventBody, EventKind};
+use mpp_agency_kit::KitError;
+use mpp_core::EventKind;
 use mpp_proto::agency::bank::v1 as pb;
 use pb::bank_service_client::BankServiceClient;
 use pb::bank_service_server::{BankService, BankServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::calls::{Target, Unmapped};
-use crate::common::{
-    self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
-};
+use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "bank";
@@ -109,259 +106,31 @@ fn masked_account(field: &'static str, value: &str) -> Result<String, KitError> 
     Ok(format!("{}{}", "*".repeat(hidden), &digits[hidden..]))
 }
 
-const FILING: FilingFields = FilingFields { case: "nomor_berkas", documents: "dokumen", officer: "petugas" };
-
-const TOP: StepFields = StepFields {
-    message: "langkah",
-    case: "nomor_berkas",
-    application: "nomor_referensi",
-    officer: "petugas",
-};
-
-const NESTED: StepFields = StepFields {
-    message: "langkah",
-    case: "langkah.nomor_berkas",
-    application: "langkah.nomor_referensi",
-    officer: "langkah.petugas",
-};
-
-/// The RPC implementation.
-#[derive(Debug, Clone)]
-pub struct Bank {
-    agency: Agency,
-}
-
-impl Bank {
-    /// The service over `agency`.
-    pub fn new(agency: Agency) -> Self {
-        Self { agency }
-    }
-
-    /// The tonic server of the service over `agency`.
-    pub fn server(agency: Agency) -> BankServiceServer<Self> {
-        BankServiceServer::new(Self::new(agency))
-    }
-
-    fn langkah(&self, l: Option<&pb::Langkah>, f: &StepFields) -> Result<Step, KitError> {
-        let l = input::message(f.message, l)?;
-        common::step(&self.agency, &INFO, f, &l.nomor_berkas, &l.nomor_referensi, &l.petugas)
-    }
-
-    async fn publish(&self, step: Step, body: EventBody) -> Result<Response<pb::Diterima>, Status> {
-        let event_id = common::publish(&self.agency, step, body).await?;
-        Ok(Response::new(pb::Diterima { event_id }))
-    }
-}
-
-#[tonic::async_trait]
-impl BankService for Bank {
-    async fn ajukan_permohonan(
-        &self,
-        request: Request<pb::PermohonanNasabah>,
-    ) -> Result<Response<pb::PermohonanDiterima>, Status> {
-        let p = request.into_inner();
-        let filed =
-            common::file(&self.agency, &INFO, &FILING, p.produk, &p.nomor_berkas, &p.dokumen, &p.petugas)
-                .await?;
-        Ok(Response::new(pb::PermohonanDiterima {
-            nomor_berkas: filed.tracking_number.to_string(),
-            nomor_referensi: filed.application_id.to_string(),
-            event_ids: filed.accepted.into_iter().map(|a| a.event_id).collect(),
-            pin: filed.pin.map(|p| p.expose().to_owned()).unwrap_or_default(),
-        }))
-    }
-
-    async fn verifikasi_data_nasabah(
-        &self,
-        request: Request<pb::Langkah>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let step = self.langkah(Some(request.get_ref()), &TOP)?;
-        self.publish(step, EventBody::ReviewStarted).await
-    }
-
-    async fn minta_dokumen(
-        &self,
-        request: Request<pb::DokumenKurang>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_requested(
-            ("dokumen", &r.dokumen),
-            ("meja_layanan", &r.meja_layanan),
-            ("catatan", &r.catatan),
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn terima_dokumen(
-        &self,
-        request: Request<pb::DokumenDiterima>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_received("dokumen", &r.dokumen)?;
-        self.publish(step, body).await
-    }
-
-    async fn jadwalkan_survei_usaha(
-        &self,
-        request: Request<pb::SurveiUsaha>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::appointment(
-            &self.agency,
-            AppointmentKind::Survey,
-            ("waktu_ms", r.waktu_ms),
-            ("lokasi_usaha", &r.lokasi_usaha),
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn tagih_setoran_awal(
-        &self,
-        request: Request<pb::TagihanSetoranAwal>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::fee(
-            ("jumlah_setoran", r.jumlah_setoran),
-            SETORAN_IDR_MAX,
-            ("saluran_setoran", &r.saluran_setoran),
-            String::new(),
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn terima_setoran_awal(
-        &self,
-        request: Request<pb::SetoranAwal>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let reference = input::text("nomor_transaksi", &r.nomor_transaksi, false)?;
-        let body = common::payment(("jumlah_setoran", r.jumlah_setoran), SETORAN_IDR_MAX, reference)?;
-        self.publish(step, body).await
-    }
-
-    async fn aktifkan_rekening(
-        &self,
-        request: Request<pb::RekeningAktif>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let document_number = masked_account("nomor_rekening", &r.nomor_rekening)?;
-        self.publish(step, EventBody::Issued { document_number }).await
-    }
-
-    async fn serahkan_kartu(&self, request: Request<pb::Langkah>) -> Result<Response<pb::Diterima>, Status> {
-        let step = self.langkah(Some(request.get_ref()), &TOP)?;
-        self.publish(step, EventBody::Collected).await
-    }
-
-    async fn tolak_permohonan(
-        &self,
-        request: Request<pb::Penolakan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::rejected(("kode_alasan", &r.kode_alasan), ("alasan", &r.alasan))?;
-        self.publish(step, body).await
-    }
-
-    async fn batalkan_permohonan(
-        &self,
-        request: Request<pb::Pembatalan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::withdrawn("alasan", &r.alasan)?;
-        self.publish(step, body).await
-    }
-}
-
-agency_calls! {
-    server: BankService,
-    client: BankServiceClient,
-    filing: AjukanPermohonan(pb::PermohonanNasabah) => ajukan_permohonan { nomor_berkas, nomor_referensi },
-    steps: {
-        VerifikasiDataNasabah(pb::Langkah) => verifikasi_data_nasabah,
-        MintaDokumen(pb::DokumenKurang) => minta_dokumen,
-        TerimaDokumen(pb::DokumenDiterima) => terima_dokumen,
-        JadwalkanSurveiUsaha(pb::SurveiUsaha) => jadwalkan_survei_usaha,
-        TagihSetoranAwal(pb::TagihanSetoranAwal) => tagih_setoran_awal,
-        TerimaSetoranAwal(pb::SetoranAwal) => terima_setoran_awal,
-        AktifkanRekening(pb::RekeningAktif) => aktifkan_rekening,
-        SerahkanKartu(pb::Langkah) => serahkan_kartu,
-        TolakPermohonan(pb::Penolakan) => tolak_permohonan,
-        BatalkanPermohonan(pb::Pembatalan) => batalkan_permohonan,
-    }
-}
-
-/// The inverse of [`INFO`]'s mapping table: the request that makes
-/// the bank publish `body` about `t`'s application (an `application_filed`
-/// files one into `t.case`, or into a new case when it is empty).
-pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
-    use EventBody as E;
-    let top = || pb::Langkah {
-        nomor_berkas: t.case.to_owned(),
-        nomor_referensi: t.application.to_owned(),
-        petugas: t.officer.to_owned(),
-    };
-    let langkah = || Some(top());
-    Ok(match body.clone() {
-        E::ApplicationFiled { documents } => Call::AjukanPermohonan(pb::PermohonanNasabah {
-            nomor_berkas: t.case.to_owned(),
-            produk: INFO.service_value(t.service_id)?,
-            dokumen: documents,
-            petugas: t.officer.to_owned(),
-        }),
-        E::ReviewStarted => Call::VerifikasiDataNasabah(top()),
-        E::DocumentsRequested { documents, counter, note } => Call::MintaDokumen(pb::DokumenKurang {
-            langkah: langkah(),
-            dokumen: documents,
-            meja_layanan: counter,
-            catatan: note,
-        }),
-        E::DocumentsReceived { documents } => {
-            Call::TerimaDokumen(pb::DokumenDiterima { langkah: langkah(), dokumen: documents })
-        }
-        E::AppointmentScheduled { kind, at_ms, place } => match AppointmentKind::parse(&kind) {
-            Some(AppointmentKind::Survey) => Call::JadwalkanSurveiUsaha(pb::SurveiUsaha {
-                langkah: langkah(),
-                waktu_ms: at_ms,
-                lokasi_usaha: place,
-            }),
-            _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
+agency_service! {
+    /// The RPC implementation.
+    pub struct Bank: BankService, BankServiceServer, BankServiceClient;
+    langkah { nomor_berkas, nomor_referensi, petugas }
+    filing AjukanPermohonan: ajukan_permohonan(pb::PermohonanNasabah) -> PermohonanDiterima { produk, dokumen }
+    steps {
+        VerifikasiDataNasabah: verifikasi_data_nasabah(pb::Langkah) => top { ReviewStarted },
+        MintaDokumen: minta_dokumen(pb::DokumenKurang) => documents_requested { dokumen, meja_layanan, catatan },
+        TerimaDokumen: terima_dokumen(pb::DokumenDiterima) => documents_received { dokumen },
+        JadwalkanSurveiUsaha: jadwalkan_survei_usaha(pb::SurveiUsaha) => appointment {
+            Survey, waktu_ms, lokasi_usaha
         },
-        // The deposit has no billing code: the event's is dropped (mapping v1).
-        E::FeeAssessed { amount_idr, payment_channel, .. } => {
-            Call::TagihSetoranAwal(pb::TagihanSetoranAwal {
-                langkah: langkah(),
-                jumlah_setoran: amount_idr,
-                saluran_setoran: payment_channel,
-            })
-        }
-        E::PaymentReceived { amount_idr, payment_reference } => Call::TerimaSetoranAwal(pb::SetoranAwal {
-            langkah: langkah(),
-            jumlah_setoran: amount_idr,
-            nomor_transaksi: payment_reference,
-        }),
+        // The opening deposit has no billing code (mapping v1).
+        TagihSetoranAwal: tagih_setoran_awal(pb::TagihanSetoranAwal) => fee {
+            jumlah_setoran <= SETORAN_IDR_MAX, saluran_setoran
+        },
+        TerimaSetoranAwal: terima_setoran_awal(pb::SetoranAwal) => payment {
+            jumlah_setoran <= SETORAN_IDR_MAX, nomor_transaksi: common::optional_text
+        },
         // The service publishes the number masked (see `masked_account`).
-        E::Issued { document_number } => {
-            Call::AktifkanRekening(pb::RekeningAktif { langkah: langkah(), nomor_rekening: document_number })
-        }
-        E::Collected => Call::SerahkanKartu(top()),
-        E::Rejected { reason_code, reason } => Call::TolakPermohonan(pb::Penolakan {
-            langkah: langkah(),
-            kode_alasan: reason_code,
-            alasan: reason,
-        }),
-        E::Withdrawn { reason } => {
-            Call::BatalkanPermohonan(pb::Pembatalan { langkah: langkah(), alasan: reason })
-        }
-        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
-    })
+        AktifkanRekening: aktifkan_rekening(pb::RekeningAktif) => issued { nomor_rekening: masked_account },
+        SerahkanKartu: serahkan_kartu(pb::Langkah) => top { Collected },
+        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
+        BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
+    }
 }
 
 #[cfg(test)]

@@ -7,18 +7,15 @@
 //! the product (certificate, check note, parcel map) is then collected.
 
 use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
-use mpp_agency_kit::{input, Agency, KitError};
-use mpp_core::{EventBody, EventKind};
+
+use mpp_core::EventKind;
 use mpp_proto::agency::bpn::v1 as pb;
 use pb::bpn_service_client::BpnServiceClient;
 use pb::bpn_service_server::{BpnService, BpnServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::calls::{Target, Unmapped};
-use crate::common::{
-    self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
-};
+use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "bpn";
@@ -99,264 +96,31 @@ pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
     INFO.builtin_standards()
 }
 
-const FILING: FilingFields =
-    FilingFields { case: "nomor_berkas_mpp", documents: "dokumen", officer: "petugas" };
-
-const TOP: StepFields = StepFields {
-    message: "langkah",
-    case: "nomor_berkas_mpp",
-    application: "nomor_permohonan",
-    officer: "petugas",
-};
-
-const NESTED: StepFields = StepFields {
-    message: "langkah",
-    case: "langkah.nomor_berkas_mpp",
-    application: "langkah.nomor_permohonan",
-    officer: "langkah.petugas",
-};
-
-/// The RPC implementation.
-#[derive(Debug, Clone)]
-pub struct Bpn {
-    agency: Agency,
-}
-
-impl Bpn {
-    /// The service over `agency`.
-    pub fn new(agency: Agency) -> Self {
-        Self { agency }
-    }
-
-    /// The tonic server of the service over `agency`.
-    pub fn server(agency: Agency) -> BpnServiceServer<Self> {
-        BpnServiceServer::new(Self::new(agency))
-    }
-
-    fn langkah(&self, l: Option<&pb::Langkah>, f: &StepFields) -> Result<Step, KitError> {
-        let l = input::message(f.message, l)?;
-        common::step(&self.agency, &INFO, f, &l.nomor_berkas_mpp, &l.nomor_permohonan, &l.petugas)
-    }
-
-    async fn publish(&self, step: Step, body: EventBody) -> Result<Response<pb::Diterima>, Status> {
-        let event_id = common::publish(&self.agency, step, body).await?;
-        Ok(Response::new(pb::Diterima { event_id }))
-    }
-}
-
-#[tonic::async_trait]
-impl BpnService for Bpn {
-    async fn daftarkan_berkas(
-        &self,
-        request: Request<pb::PendaftaranBerkas>,
-    ) -> Result<Response<pb::BerkasTerdaftar>, Status> {
-        let p = request.into_inner();
-        let filed = common::file(
-            &self.agency,
-            &INFO,
-            &FILING,
-            p.layanan,
-            &p.nomor_berkas_mpp,
-            &p.dokumen,
-            &p.petugas,
-        )
-        .await?;
-        Ok(Response::new(pb::BerkasTerdaftar {
-            nomor_berkas_mpp: filed.tracking_number.to_string(),
-            nomor_permohonan: filed.application_id.to_string(),
-            event_ids: filed.accepted.into_iter().map(|a| a.event_id).collect(),
-            pin: filed.pin.map(|p| p.expose().to_owned()).unwrap_or_default(),
-        }))
-    }
-
-    async fn minta_kelengkapan(
-        &self,
-        request: Request<pb::KekuranganBerkas>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_requested(
-            ("dokumen", &r.dokumen),
-            ("loket", &r.loket),
-            ("catatan", &r.catatan),
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn terima_kelengkapan(
-        &self,
-        request: Request<pb::BerkasDilengkapi>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_received("dokumen", &r.dokumen)?;
-        self.publish(step, body).await
-    }
-
-    async fn mulai_pemeriksaan(
-        &self,
-        request: Request<pb::Langkah>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let step = self.langkah(Some(request.get_ref()), &TOP)?;
-        self.publish(step, EventBody::ReviewStarted).await
-    }
-
-    async fn terbitkan_sps(
-        &self,
-        request: Request<pb::SuratPerintahSetor>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let billing_code = common::simponi_billing_code("kode_billing", &r.kode_billing)?;
-        let body = common::fee(
-            ("jumlah_pnbp", r.jumlah_pnbp),
-            PNBP_IDR_MAX,
-            ("saluran_pembayaran", &r.saluran_pembayaran),
-            billing_code,
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn konfirmasi_pembayaran(
-        &self,
-        request: Request<pb::PembayaranPnbp>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let reference = common::ntpn("ntpn", &r.ntpn)?;
-        let body = common::payment(("jumlah_pnbp", r.jumlah_pnbp), PNBP_IDR_MAX, reference)?;
-        self.publish(step, body).await
-    }
-
-    async fn jadwalkan_pengukuran(
-        &self,
-        request: Request<pb::JadwalPengukuran>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::appointment(
-            &self.agency,
-            AppointmentKind::Survey,
-            ("waktu_ms", r.waktu_ms),
-            ("lokasi", &r.lokasi),
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn terbitkan_produk(
-        &self,
-        request: Request<pb::ProdukTerbit>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let document_number = input::text("nomor_produk", &r.nomor_produk, false)?;
-        self.publish(step, EventBody::Issued { document_number }).await
-    }
-
-    async fn serahkan_produk(&self, request: Request<pb::Langkah>) -> Result<Response<pb::Diterima>, Status> {
-        let step = self.langkah(Some(request.get_ref()), &TOP)?;
-        self.publish(step, EventBody::Collected).await
-    }
-
-    async fn tolak_berkas(&self, request: Request<pb::Penolakan>) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::rejected(("kode_alasan", &r.kode_alasan), ("alasan", &r.alasan))?;
-        self.publish(step, body).await
-    }
-
-    async fn batalkan_berkas(
-        &self,
-        request: Request<pb::Pembatalan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::withdrawn("alasan", &r.alasan)?;
-        self.publish(step, body).await
-    }
-}
-
-agency_calls! {
-    server: BpnService,
-    client: BpnServiceClient,
-    filing: DaftarkanBerkas(pb::PendaftaranBerkas) => daftarkan_berkas { nomor_berkas_mpp, nomor_permohonan },
-    steps: {
-        MintaKelengkapan(pb::KekuranganBerkas) => minta_kelengkapan,
-        TerimaKelengkapan(pb::BerkasDilengkapi) => terima_kelengkapan,
-        MulaiPemeriksaan(pb::Langkah) => mulai_pemeriksaan,
-        TerbitkanSps(pb::SuratPerintahSetor) => terbitkan_sps,
-        KonfirmasiPembayaran(pb::PembayaranPnbp) => konfirmasi_pembayaran,
-        JadwalkanPengukuran(pb::JadwalPengukuran) => jadwalkan_pengukuran,
-        TerbitkanProduk(pb::ProdukTerbit) => terbitkan_produk,
-        SerahkanProduk(pb::Langkah) => serahkan_produk,
-        TolakBerkas(pb::Penolakan) => tolak_berkas,
-        BatalkanBerkas(pb::Pembatalan) => batalkan_berkas,
-    }
-}
-
-/// The inverse of [`INFO`]'s mapping table: the request that makes
-/// the land office publish `body` about `t`'s application (an `application_filed`
-/// files one into `t.case`, or into a new case when it is empty).
-pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
-    use EventBody as E;
-    let top = || pb::Langkah {
-        nomor_berkas_mpp: t.case.to_owned(),
-        nomor_permohonan: t.application.to_owned(),
-        petugas: t.officer.to_owned(),
-    };
-    let langkah = || Some(top());
-    Ok(match body.clone() {
-        E::ApplicationFiled { documents } => Call::DaftarkanBerkas(pb::PendaftaranBerkas {
-            nomor_berkas_mpp: t.case.to_owned(),
-            layanan: INFO.service_value(t.service_id)?,
-            dokumen: documents,
-            petugas: t.officer.to_owned(),
-        }),
-        E::DocumentsRequested { documents, counter, note } => Call::MintaKelengkapan(pb::KekuranganBerkas {
-            langkah: langkah(),
-            dokumen: documents,
-            loket: counter,
-            catatan: note,
-        }),
-        E::DocumentsReceived { documents } => {
-            Call::TerimaKelengkapan(pb::BerkasDilengkapi { langkah: langkah(), dokumen: documents })
-        }
-        E::ReviewStarted => Call::MulaiPemeriksaan(top()),
-        E::FeeAssessed { amount_idr, payment_channel, billing_code } => {
-            Call::TerbitkanSps(pb::SuratPerintahSetor {
-                langkah: langkah(),
-                jumlah_pnbp: amount_idr,
-                kode_billing: billing_code,
-                saluran_pembayaran: payment_channel,
-            })
-        }
-        E::PaymentReceived { amount_idr, payment_reference } => {
-            Call::KonfirmasiPembayaran(pb::PembayaranPnbp {
-                langkah: langkah(),
-                jumlah_pnbp: amount_idr,
-                ntpn: payment_reference,
-            })
-        }
-        E::AppointmentScheduled { kind, at_ms, place } => match AppointmentKind::parse(&kind) {
-            Some(AppointmentKind::Survey) => Call::JadwalkanPengukuran(pb::JadwalPengukuran {
-                langkah: langkah(),
-                waktu_ms: at_ms,
-                lokasi: place,
-            }),
-            _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
+agency_service! {
+    /// The RPC implementation.
+    pub struct Bpn: BpnService, BpnServiceServer, BpnServiceClient;
+    langkah { nomor_berkas_mpp, nomor_permohonan, petugas }
+    filing DaftarkanBerkas: daftarkan_berkas(pb::PendaftaranBerkas) -> BerkasTerdaftar { layanan, dokumen }
+    steps {
+        MintaKelengkapan: minta_kelengkapan(pb::KekuranganBerkas) => documents_requested {
+            dokumen, loket, catatan
         },
-        E::Issued { document_number } => {
-            Call::TerbitkanProduk(pb::ProdukTerbit { langkah: langkah(), nomor_produk: document_number })
-        }
-        E::Collected => Call::SerahkanProduk(top()),
-        E::Rejected { reason_code, reason } => {
-            Call::TolakBerkas(pb::Penolakan { langkah: langkah(), kode_alasan: reason_code, alasan: reason })
-        }
-        E::Withdrawn { reason } => {
-            Call::BatalkanBerkas(pb::Pembatalan { langkah: langkah(), alasan: reason })
-        }
-        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
-    })
+        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
+        MulaiPemeriksaan: mulai_pemeriksaan(pb::Langkah) => top { ReviewStarted },
+        TerbitkanSps: terbitkan_sps(pb::SuratPerintahSetor) => fee {
+            jumlah_pnbp <= PNBP_IDR_MAX, saluran_pembayaran, kode_billing: common::simponi_billing_code
+        },
+        KonfirmasiPembayaran: konfirmasi_pembayaran(pb::PembayaranPnbp) => payment {
+            jumlah_pnbp <= PNBP_IDR_MAX, ntpn: common::ntpn
+        },
+        JadwalkanPengukuran: jadwalkan_pengukuran(pb::JadwalPengukuran) => appointment {
+            Survey, waktu_ms, lokasi
+        },
+        TerbitkanProduk: terbitkan_produk(pb::ProdukTerbit) => issued { nomor_produk: common::optional_text },
+        SerahkanProduk: serahkan_produk(pb::Langkah) => top { Collected },
+        TolakBerkas: tolak_berkas(pb::Penolakan) => rejected { kode_alasan, alasan },
+        BatalkanBerkas: batalkan_berkas(pb::Pembatalan) => withdrawn { alasan },
+    }
 }
 
 #[cfg(test)]

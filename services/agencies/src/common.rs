@@ -403,6 +403,16 @@ pub(crate) fn withdrawn(field: &'static str, reason: &str) -> Result<EventBody, 
     Ok(EventBody::Withdrawn { reason: input::text(field, reason, false)? })
 }
 
+/// A required text field, for a step shape's `check`.
+pub(crate) fn required_text(field: &'static str, value: &str) -> Result<String, KitError> {
+    input::text(field, value, true)
+}
+
+/// An optional text field (may be empty), for a step shape's `check`.
+pub(crate) fn optional_text(field: &'static str, value: &str) -> Result<String, KitError> {
+    input::text(field, value, false)
+}
+
 /// A required identifier of a fixed shape, e.g. a billing code:
 /// `MISSING_FIELD` when empty, `INVALID_FIELD_VALUE` (with `expected` in
 /// the message) when `valid` says no. Surrounding whitespace is removed.

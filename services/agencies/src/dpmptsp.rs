@@ -10,18 +10,15 @@
 //! is free: checked, then issued with the 13-digit NIB.
 
 use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
-use mpp_agency_kit::{input, Agency, KitError};
-use mpp_core::{EventBody, EventKind};
+use mpp_agency_kit::KitError;
+use mpp_core::EventKind;
 use mpp_proto::agency::dpmptsp::v1 as pb;
 use pb::dpmptsp_service_client::DpmptspServiceClient;
 use pb::dpmptsp_service_server::{DpmptspService, DpmptspServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::calls::{Target, Unmapped};
-use crate::common::{
-    self, AgencyInfo, AppointmentKind, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields,
-};
+use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "dpmptsp";
@@ -98,255 +95,38 @@ pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
     INFO.builtin_standards()
 }
 
-const FILING: FilingFields = FilingFields { case: "nomor_berkas", documents: "dokumen", officer: "petugas" };
-
-const TOP: StepFields = StepFields {
-    message: "langkah",
-    case: "nomor_berkas",
-    application: "nomor_registrasi",
-    officer: "petugas",
-};
-
-const NESTED: StepFields = StepFields {
-    message: "langkah",
-    case: "langkah.nomor_berkas",
-    application: "langkah.nomor_registrasi",
-    officer: "langkah.petugas",
-};
-
-/// The RPC implementation.
-#[derive(Debug, Clone)]
-pub struct Dpmptsp {
-    agency: Agency,
-}
-
-impl Dpmptsp {
-    /// The service over `agency`.
-    pub fn new(agency: Agency) -> Self {
-        Self { agency }
-    }
-
-    /// The tonic server of the service over `agency`.
-    pub fn server(agency: Agency) -> DpmptspServiceServer<Self> {
-        DpmptspServiceServer::new(Self::new(agency))
-    }
-
-    fn langkah(&self, l: Option<&pb::Langkah>, f: &StepFields) -> Result<Step, KitError> {
-        let l = input::message(f.message, l)?;
-        common::step(&self.agency, &INFO, f, &l.nomor_berkas, &l.nomor_registrasi, &l.petugas)
-    }
-
-    async fn publish(&self, step: Step, body: EventBody) -> Result<Response<pb::Diterima>, Status> {
-        let event_id = common::publish(&self.agency, step, body).await?;
-        Ok(Response::new(pb::Diterima { event_id }))
+/// A permit number: a NIB has [`NIB_DIGITS`] digits; the numbers of the
+/// other permits are the office's own (required).
+fn nomor_izin(service: &ServiceInfo, field: &'static str, value: &str) -> Result<String, KitError> {
+    if service.service_id == NIB_SERVICE {
+        common::shaped(field, value, "a NIB (13 digits)", |s| common::is_digits(s, NIB_DIGITS..=NIB_DIGITS))
+    } else {
+        common::required_text(field, value)
     }
 }
 
-#[tonic::async_trait]
-impl DpmptspService for Dpmptsp {
-    async fn ajukan_permohonan(
-        &self,
-        request: Request<pb::Permohonan>,
-    ) -> Result<Response<pb::PermohonanDiterima>, Status> {
-        let p = request.into_inner();
-        let filed =
-            common::file(&self.agency, &INFO, &FILING, p.jenis_izin, &p.nomor_berkas, &p.dokumen, &p.petugas)
-                .await?;
-        Ok(Response::new(pb::PermohonanDiterima {
-            nomor_berkas: filed.tracking_number.to_string(),
-            nomor_registrasi: filed.application_id.to_string(),
-            event_ids: filed.accepted.into_iter().map(|a| a.event_id).collect(),
-            pin: filed.pin.map(|p| p.expose().to_owned()).unwrap_or_default(),
-        }))
-    }
-
-    async fn minta_perbaikan(
-        &self,
-        request: Request<pb::PerbaikanDokumen>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_requested(
-            ("dokumen", &r.dokumen),
-            ("loket", &r.loket),
-            ("catatan", &r.catatan),
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn terima_perbaikan(
-        &self,
-        request: Request<pb::DokumenDiperbaiki>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_received("dokumen", &r.dokumen)?;
-        self.publish(step, body).await
-    }
-
-    async fn mulai_pemeriksaan(
-        &self,
-        request: Request<pb::Langkah>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let step = self.langkah(Some(request.get_ref()), &TOP)?;
-        self.publish(step, EventBody::ReviewStarted).await
-    }
-
-    async fn jadwalkan_peninjauan(
-        &self,
-        request: Request<pb::PeninjauanLapangan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::appointment(
-            &self.agency,
-            AppointmentKind::Inspection,
-            ("waktu_ms", r.waktu_ms),
-            ("lokasi", &r.lokasi),
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn tetapkan_retribusi(&self, request: Request<pb::Skrd>) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let nomor_skrd = input::text("nomor_skrd", &r.nomor_skrd, true)?;
-        let body = common::fee(
-            ("jumlah_retribusi", r.jumlah_retribusi),
-            RETRIBUSI_IDR_MAX,
-            ("saluran_pembayaran", &r.saluran_pembayaran),
-            nomor_skrd,
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn konfirmasi_pembayaran(
-        &self,
-        request: Request<pb::PembayaranRetribusi>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let reference = input::text("nomor_sts", &r.nomor_sts, false)?;
-        let body = common::payment(("jumlah_bayar", r.jumlah_bayar), RETRIBUSI_IDR_MAX, reference)?;
-        self.publish(step, body).await
-    }
-
-    async fn terbitkan_izin(
-        &self,
-        request: Request<pb::IzinTerbit>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let document_number = if step.info.service_id == NIB_SERVICE {
-            common::shaped("nomor_izin", &r.nomor_izin, "a NIB (13 digits)", |s| {
-                common::is_digits(s, NIB_DIGITS..=NIB_DIGITS)
-            })?
-        } else {
-            input::text("nomor_izin", &r.nomor_izin, true)?
-        };
-        self.publish(step, EventBody::Issued { document_number }).await
-    }
-
-    async fn tolak_permohonan(
-        &self,
-        request: Request<pb::Penolakan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::rejected(("kode_alasan", &r.kode_alasan), ("alasan", &r.alasan))?;
-        self.publish(step, body).await
-    }
-
-    async fn batalkan_permohonan(
-        &self,
-        request: Request<pb::Pembatalan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::withdrawn("alasan", &r.alasan)?;
-        self.publish(step, body).await
-    }
-}
-
-agency_calls! {
-    server: DpmptspService,
-    client: DpmptspServiceClient,
-    filing: AjukanPermohonan(pb::Permohonan) => ajukan_permohonan { nomor_berkas, nomor_registrasi },
-    steps: {
-        MintaPerbaikan(pb::PerbaikanDokumen) => minta_perbaikan,
-        TerimaPerbaikan(pb::DokumenDiperbaiki) => terima_perbaikan,
-        MulaiPemeriksaan(pb::Langkah) => mulai_pemeriksaan,
-        JadwalkanPeninjauan(pb::PeninjauanLapangan) => jadwalkan_peninjauan,
-        TetapkanRetribusi(pb::Skrd) => tetapkan_retribusi,
-        KonfirmasiPembayaran(pb::PembayaranRetribusi) => konfirmasi_pembayaran,
-        TerbitkanIzin(pb::IzinTerbit) => terbitkan_izin,
-        TolakPermohonan(pb::Penolakan) => tolak_permohonan,
-        BatalkanPermohonan(pb::Pembatalan) => batalkan_permohonan,
-    }
-}
-
-/// The inverse of [`INFO`]'s mapping table: the request that makes
-/// DPMPTSP publish `body` about `t`'s application (an `application_filed`
-/// files one into `t.case`, or into a new case when it is empty).
-pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
-    use EventBody as E;
-    let top = || pb::Langkah {
-        nomor_berkas: t.case.to_owned(),
-        nomor_registrasi: t.application.to_owned(),
-        petugas: t.officer.to_owned(),
-    };
-    let langkah = || Some(top());
-    Ok(match body.clone() {
-        E::ApplicationFiled { documents } => Call::AjukanPermohonan(pb::Permohonan {
-            nomor_berkas: t.case.to_owned(),
-            jenis_izin: INFO.service_value(t.service_id)?,
-            dokumen: documents,
-            petugas: t.officer.to_owned(),
-        }),
-        E::DocumentsRequested { documents, counter, note } => Call::MintaPerbaikan(pb::PerbaikanDokumen {
-            langkah: langkah(),
-            dokumen: documents,
-            loket: counter,
-            catatan: note,
-        }),
-        E::DocumentsReceived { documents } => {
-            Call::TerimaPerbaikan(pb::DokumenDiperbaiki { langkah: langkah(), dokumen: documents })
-        }
-        E::ReviewStarted => Call::MulaiPemeriksaan(top()),
-        E::AppointmentScheduled { kind, at_ms, place } => match AppointmentKind::parse(&kind) {
-            Some(AppointmentKind::Inspection) => Call::JadwalkanPeninjauan(pb::PeninjauanLapangan {
-                langkah: langkah(),
-                waktu_ms: at_ms,
-                lokasi: place,
-            }),
-            _ => return Err(Unmapped::no_appointment(AGENCY_ID, &kind)),
+agency_service! {
+    /// The RPC implementation.
+    pub struct Dpmptsp: DpmptspService, DpmptspServiceServer, DpmptspServiceClient;
+    langkah { nomor_berkas, nomor_registrasi, petugas }
+    filing AjukanPermohonan: ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { jenis_izin, dokumen }
+    steps {
+        MintaPerbaikan: minta_perbaikan(pb::PerbaikanDokumen) => documents_requested { dokumen, loket, catatan },
+        TerimaPerbaikan: terima_perbaikan(pb::DokumenDiperbaiki) => documents_received { dokumen },
+        MulaiPemeriksaan: mulai_pemeriksaan(pb::Langkah) => top { ReviewStarted },
+        JadwalkanPeninjauan: jadwalkan_peninjauan(pb::PeninjauanLapangan) => appointment {
+            Inspection, waktu_ms, lokasi
         },
-        E::FeeAssessed { amount_idr, payment_channel, billing_code } => Call::TetapkanRetribusi(pb::Skrd {
-            langkah: langkah(),
-            jumlah_retribusi: amount_idr,
-            nomor_skrd: billing_code,
-            saluran_pembayaran: payment_channel,
-        }),
-        E::PaymentReceived { amount_idr, payment_reference } => {
-            Call::KonfirmasiPembayaran(pb::PembayaranRetribusi {
-                langkah: langkah(),
-                jumlah_bayar: amount_idr,
-                nomor_sts: payment_reference,
-            })
-        }
-        E::Issued { document_number } => {
-            Call::TerbitkanIzin(pb::IzinTerbit { langkah: langkah(), nomor_izin: document_number })
-        }
-        E::Rejected { reason_code, reason } => Call::TolakPermohonan(pb::Penolakan {
-            langkah: langkah(),
-            kode_alasan: reason_code,
-            alasan: reason,
-        }),
-        E::Withdrawn { reason } => {
-            Call::BatalkanPermohonan(pb::Pembatalan { langkah: langkah(), alasan: reason })
-        }
-        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
-    })
+        TetapkanRetribusi: tetapkan_retribusi(pb::Skrd) => fee {
+            jumlah_retribusi <= RETRIBUSI_IDR_MAX, saluran_pembayaran, nomor_skrd: common::required_text
+        },
+        KonfirmasiPembayaran: konfirmasi_pembayaran(pb::PembayaranRetribusi) => payment {
+            jumlah_bayar <= RETRIBUSI_IDR_MAX, nomor_sts: common::optional_text
+        },
+        TerbitkanIzin: terbitkan_izin(pb::IzinTerbit) => issued_by_service { nomor_izin: nomor_izin },
+        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
+        BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
+    }
 }
 
 #[cfg(test)]

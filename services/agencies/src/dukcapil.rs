@@ -9,8 +9,8 @@
 use std::future::Future;
 
 use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
-use mpp_agency_kit::{input, Agency, KitError};
-use mpp_core::{EventBody, EventKind};
+use mpp_agency_kit::{Agency, KitError};
+use mpp_core::EventKind;
 use mpp_proto::agency::dukcapil::v1 as pb;
 use pb::dukcapil_service_client::DukcapilServiceClient;
 use pb::dukcapil_service_server::{DukcapilService, DukcapilServiceServer};
@@ -18,8 +18,7 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::calls::{Target, Unmapped};
-use crate::common::{self, AgencyInfo, Category, FilingFields, RpcMapping, ServiceInfo, Step, StepFields};
+use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "dukcapil";
@@ -137,194 +136,23 @@ pub async fn run(
     Ok(())
 }
 
-const FILING: FilingFields = FilingFields { case: "nomor_berkas", documents: "dokumen", officer: "petugas" };
-
-const TOP: StepFields = StepFields {
-    message: "langkah",
-    case: "nomor_berkas",
-    application: "nomor_permohonan",
-    officer: "petugas",
-};
-
-const NESTED: StepFields = StepFields {
-    message: "langkah",
-    case: "langkah.nomor_berkas",
-    application: "langkah.nomor_permohonan",
-    officer: "langkah.petugas",
-};
-
-/// The RPC implementation.
-#[derive(Debug, Clone)]
-pub struct Dukcapil {
-    agency: Agency,
-}
-
-impl Dukcapil {
-    /// The service over `agency`.
-    pub fn new(agency: Agency) -> Self {
-        Self { agency }
-    }
-
-    /// The tonic server of the service over `agency`.
-    pub fn server(agency: Agency) -> DukcapilServiceServer<Self> {
-        DukcapilServiceServer::new(Self::new(agency))
-    }
-
-    fn langkah(&self, l: Option<&pb::Langkah>, f: &StepFields) -> Result<Step, KitError> {
-        let l = input::message(f.message, l)?;
-        common::step(&self.agency, &INFO, f, &l.nomor_berkas, &l.nomor_permohonan, &l.petugas)
-    }
-
-    async fn publish(&self, step: Step, body: EventBody) -> Result<Response<pb::Diterima>, Status> {
-        let event_id = common::publish(&self.agency, step, body).await?;
-        Ok(Response::new(pb::Diterima { event_id }))
-    }
-}
-
-#[tonic::async_trait]
-impl DukcapilService for Dukcapil {
-    async fn ajukan_permohonan(
-        &self,
-        request: Request<pb::Permohonan>,
-    ) -> Result<Response<pb::PermohonanDiterima>, Status> {
-        let p = request.into_inner();
-        let filed =
-            common::file(&self.agency, &INFO, &FILING, p.layanan, &p.nomor_berkas, &p.dokumen, &p.petugas)
-                .await?;
-        Ok(Response::new(pb::PermohonanDiterima {
-            nomor_berkas: filed.tracking_number.to_string(),
-            nomor_permohonan: filed.application_id.to_string(),
-            event_ids: filed.accepted.into_iter().map(|a| a.event_id).collect(),
-            pin: filed.pin.map(|p| p.expose().to_owned()).unwrap_or_default(),
-        }))
-    }
-
-    async fn minta_kelengkapan(
-        &self,
-        request: Request<pb::KekuranganBerkas>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_requested(
-            ("dokumen", &r.dokumen),
-            ("loket", &r.loket),
-            ("catatan", &r.catatan),
-        )?;
-        self.publish(step, body).await
-    }
-
-    async fn terima_kelengkapan(
-        &self,
-        request: Request<pb::BerkasDilengkapi>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::documents_received("dokumen", &r.dokumen)?;
-        self.publish(step, body).await
-    }
-
-    async fn mulai_verifikasi(
-        &self,
-        request: Request<pb::Langkah>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let step = self.langkah(Some(request.get_ref()), &TOP)?;
-        self.publish(step, EventBody::ReviewStarted).await
-    }
-
-    async fn cetak_dokumen(
-        &self,
-        request: Request<pb::DokumenDicetak>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let document_number = input::text("nomor_register", &r.nomor_register, false)?;
-        self.publish(step, EventBody::Issued { document_number }).await
-    }
-
-    async fn serahkan_dokumen(
-        &self,
-        request: Request<pb::Langkah>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let step = self.langkah(Some(request.get_ref()), &TOP)?;
-        self.publish(step, EventBody::Collected).await
-    }
-
-    async fn tolak_permohonan(
-        &self,
-        request: Request<pb::Penolakan>,
-    ) -> Result<Response<pb::Diterima>, Status> {
-        let r = request.into_inner();
-        let step = self.langkah(r.langkah.as_ref(), &NESTED)?;
-        let body = common::rejected(("kode_alasan", &r.kode_alasan), ("alasan", &r.alasan))?;
-        self.publish(step, body).await
-    }
-
-    async fn batalkan_permohonan(
-        &self,
-        request: Request<pb::Langkah>,
-    ) -> Result<Response<pb::Diterima>, Status> {
+agency_service! {
+    /// The RPC implementation.
+    pub struct Dukcapil: DukcapilService, DukcapilServiceServer, DukcapilServiceClient;
+    langkah { nomor_berkas, nomor_permohonan, petugas }
+    filing AjukanPermohonan: ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { layanan, dokumen }
+    steps {
+        MintaKelengkapan: minta_kelengkapan(pb::KekuranganBerkas) => documents_requested {
+            dokumen, loket, catatan
+        },
+        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
+        MulaiVerifikasi: mulai_verifikasi(pb::Langkah) => top { ReviewStarted },
+        CetakDokumen: cetak_dokumen(pb::DokumenDicetak) => issued { nomor_register: common::optional_text },
+        SerahkanDokumen: serahkan_dokumen(pb::Langkah) => top { Collected },
+        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
         // Dukcapil's withdrawal carries no reason (mapping v1).
-        let step = self.langkah(Some(request.get_ref()), &TOP)?;
-        self.publish(step, EventBody::Withdrawn { reason: String::new() }).await
+        BatalkanPermohonan: batalkan_permohonan(pb::Langkah) => top { Withdrawn },
     }
-}
-
-agency_calls! {
-    server: DukcapilService,
-    client: DukcapilServiceClient,
-    filing: AjukanPermohonan(pb::Permohonan) => ajukan_permohonan { nomor_berkas, nomor_permohonan },
-    steps: {
-        MintaKelengkapan(pb::KekuranganBerkas) => minta_kelengkapan,
-        TerimaKelengkapan(pb::BerkasDilengkapi) => terima_kelengkapan,
-        MulaiVerifikasi(pb::Langkah) => mulai_verifikasi,
-        CetakDokumen(pb::DokumenDicetak) => cetak_dokumen,
-        SerahkanDokumen(pb::Langkah) => serahkan_dokumen,
-        TolakPermohonan(pb::Penolakan) => tolak_permohonan,
-        BatalkanPermohonan(pb::Langkah) => batalkan_permohonan,
-    }
-}
-
-/// The inverse of [`INFO`]'s mapping table: the request that makes
-/// Disdukcapil publish `body` about `t`'s application (an `application_filed`
-/// files one into `t.case`, or into a new case when it is empty).
-pub fn request(t: &Target<'_>, body: &EventBody) -> Result<Call, Unmapped> {
-    use EventBody as E;
-    let top = || pb::Langkah {
-        nomor_berkas: t.case.to_owned(),
-        nomor_permohonan: t.application.to_owned(),
-        petugas: t.officer.to_owned(),
-    };
-    let langkah = || Some(top());
-    Ok(match body.clone() {
-        E::ApplicationFiled { documents } => Call::AjukanPermohonan(pb::Permohonan {
-            nomor_berkas: t.case.to_owned(),
-            layanan: INFO.service_value(t.service_id)?,
-            dokumen: documents,
-            petugas: t.officer.to_owned(),
-        }),
-        E::DocumentsRequested { documents, counter, note } => Call::MintaKelengkapan(pb::KekuranganBerkas {
-            langkah: langkah(),
-            dokumen: documents,
-            loket: counter,
-            catatan: note,
-        }),
-        E::DocumentsReceived { documents } => {
-            Call::TerimaKelengkapan(pb::BerkasDilengkapi { langkah: langkah(), dokumen: documents })
-        }
-        E::ReviewStarted => Call::MulaiVerifikasi(top()),
-        E::Issued { document_number } => {
-            Call::CetakDokumen(pb::DokumenDicetak { langkah: langkah(), nomor_register: document_number })
-        }
-        E::Collected => Call::SerahkanDokumen(top()),
-        E::Rejected { reason_code, reason } => Call::TolakPermohonan(pb::Penolakan {
-            langkah: langkah(),
-            kode_alasan: reason_code,
-            alasan: reason,
-        }),
-        // The withdrawal carries no reason: the event's is dropped (mapping v1).
-        E::Withdrawn { .. } => Call::BatalkanPermohonan(top()),
-        other => return Err(Unmapped::no_rpc(AGENCY_ID, other.kind())),
-    })
 }
 
 #[cfg(test)]

@@ -30,11 +30,17 @@
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
-// First: its `agency_calls!` macro is used by the agency modules.
+// First: its `agency_calls!` macro is used by `agency_service!`.
 #[macro_use]
 pub mod calls;
 
-// Before the agency modules: its `round_trip_test!` is used by their tests.
+// Before the agency modules: its `agency_service!` writes their services,
+// inverse mappings and `Call` enums.
+#[macro_use]
+mod service;
+
+// Before the agency modules: its `round_trip_test!` and `desk_fixture!` are
+// used by their tests.
 #[cfg(test)]
 #[macro_use]
 mod test_support;

@@ -322,3 +322,45 @@ macro_rules! round_trip_test {
         }
     };
 }
+
+/// The preamble of an agency's mapping tests, over its own protobuf types:
+/// `desk()` is the service over a fresh [`Recorder`];
+/// `file(&svc, service, case)` files an application of `service` into
+/// `case` (a new case when empty) through the filing RPC, with the given
+/// documents and filing officer, and answers what the RPC returned;
+/// `langkah(&filed)` is the step reference to that application by the
+/// stepping officer. Expects the agency's `pb` and tonic's `Request`.
+macro_rules! desk_fixture {
+    (
+        $svc:ty,
+        filing $filing:ident(pb::$req:ident { $service_field:ident: $service:ty }) -> pb::$filed:ident,
+        langkah { $case:ident, $application:ident },
+        dokumen: [$($document:expr),* $(,)?],
+        petugas: $filer:expr => $stepper:expr $(,)?
+    ) => {
+        // Unused by a module whose tests build the service over their own publisher.
+        #[allow(dead_code)]
+        fn desk() -> ($crate::test_support::Recorder, $svc) {
+            let (rec, agency) = $crate::test_support::Recorder::new(&INFO);
+            (rec, <$svc>::new(agency))
+        }
+
+        async fn file(svc: &$svc, $service_field: $service, $case: &str) -> pb::$filed {
+            let request = pb::$req {
+                $case: $case.to_owned(),
+                $service_field: $service_field as i32,
+                dokumen: vec![$($document.into()),*],
+                petugas: $filer.into(),
+            };
+            svc.$filing(Request::new(request)).await.unwrap().into_inner()
+        }
+
+        fn langkah(filed: &pb::$filed) -> pb::Langkah {
+            pb::Langkah {
+                $case: filed.$case.clone(),
+                $application: filed.$application.clone(),
+                petugas: $stepper.into(),
+            }
+        }
+    };
+}

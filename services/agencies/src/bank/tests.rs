@@ -4,27 +4,15 @@ use mpp_proto::v1::envelope::Body;
 use tonic::Code;
 
 use super::*;
-use crate::test_support::{body, in_days, typo, Recorder};
+use crate::test_support::{body, in_days, typo};
 use crate::test_support::{digits, optional_text, Shapes};
 
-async fn file(svc: &Bank, produk: pb::Produk, nomor_berkas: &str) -> pb::PermohonanDiterima {
-    svc.ajukan_permohonan(Request::new(pb::PermohonanNasabah {
-        nomor_berkas: nomor_berkas.to_owned(),
-        produk: produk as i32,
-        dokumen: vec!["KTP-el".into()],
-        petugas: "cs-21".into(),
-    }))
-    .await
-    .unwrap()
-    .into_inner()
-}
-
-fn langkah(filed: &pb::PermohonanDiterima) -> pb::Langkah {
-    pb::Langkah {
-        nomor_berkas: filed.nomor_berkas.clone(),
-        nomor_referensi: filed.nomor_referensi.clone(),
-        petugas: "cs-22".into(),
-    }
+desk_fixture! {
+    Bank,
+    filing ajukan_permohonan(pb::PermohonanNasabah { produk: pb::Produk }) -> pb::PermohonanDiterima,
+    langkah { nomor_berkas, nomor_referensi },
+    dokumen: ["KTP-el"],
+    petugas: "cs-21" => "cs-22",
 }
 
 #[test]
@@ -49,8 +37,7 @@ fn account_numbers_are_masked() {
 
 #[tokio::test]
 async fn ajukan_permohonan_opens_a_case_or_files_into_one() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Bank::new(agency);
+    let (rec, svc) = desk();
     let r = file(&svc, pb::Produk::Tabungan, "").await;
     assert_eq!(r.pin.len(), 6);
     assert!(r.nomor_referensi.starts_with("BNK-TAB-"), "{}", r.nomor_referensi);
@@ -68,8 +55,7 @@ async fn ajukan_permohonan_opens_a_case_or_files_into_one() {
 
 #[tokio::test]
 async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Bank::new(agency);
+    let (rec, svc) = desk();
     let filed = file(&svc, pb::Produk::Tabungan, "").await;
     let l = langkah(&filed);
     let some = Some(l.clone());
@@ -180,8 +166,7 @@ async fn every_step_rpc_maps_to_its_common_event() {
 
 #[tokio::test]
 async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Bank::new(agency);
+    let (rec, svc) = desk();
     let filed = file(&svc, pb::Produk::Tabungan, "").await;
     let l = langkah(&filed);
     let some = Some(l.clone());

@@ -4,27 +4,15 @@ use mpp_proto::v1::envelope::Body;
 use tonic::Code;
 
 use super::*;
-use crate::test_support::{body, in_days, other_region_case, typo, Recorder};
+use crate::test_support::{body, in_days, other_region_case, typo};
 use crate::test_support::{digits, ntpn, optional_text, Shapes};
 
-async fn file(svc: &Bpn, layanan: pb::LayananPertanahan, nomor_berkas_mpp: &str) -> pb::BerkasTerdaftar {
-    svc.daftarkan_berkas(Request::new(pb::PendaftaranBerkas {
-        nomor_berkas_mpp: nomor_berkas_mpp.to_owned(),
-        layanan: layanan as i32,
-        dokumen: vec!["Formulir permohonan".into()],
-        petugas: "bpn-02".into(),
-    }))
-    .await
-    .unwrap()
-    .into_inner()
-}
-
-fn langkah(filed: &pb::BerkasTerdaftar) -> pb::Langkah {
-    pb::Langkah {
-        nomor_berkas_mpp: filed.nomor_berkas_mpp.clone(),
-        nomor_permohonan: filed.nomor_permohonan.clone(),
-        petugas: "bpn-03".into(),
-    }
+desk_fixture! {
+    Bpn,
+    filing daftarkan_berkas(pb::PendaftaranBerkas { layanan: pb::LayananPertanahan }) -> pb::BerkasTerdaftar,
+    langkah { nomor_berkas_mpp, nomor_permohonan },
+    dokumen: ["Formulir permohonan"],
+    petugas: "bpn-02" => "bpn-03",
 }
 
 #[test]
@@ -39,8 +27,7 @@ fn the_catalogue_has_the_land_office_standards() {
 
 #[tokio::test]
 async fn daftarkan_berkas_opens_a_case_or_files_into_one() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Bpn::new(agency);
+    let (rec, svc) = desk();
     let r = file(&svc, pb::LayananPertanahan::Pengukuran, "").await;
     assert_eq!(r.pin.len(), 6);
     assert!(r.nomor_permohonan.starts_with("BPN-UKUR-"), "{}", r.nomor_permohonan);
@@ -61,8 +48,7 @@ async fn daftarkan_berkas_opens_a_case_or_files_into_one() {
 
 #[tokio::test]
 async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Bpn::new(agency);
+    let (rec, svc) = desk();
     let filed = file(&svc, pb::LayananPertanahan::Pengukuran, "").await;
     let l = langkah(&filed);
     let some = Some(l.clone());
@@ -180,8 +166,7 @@ async fn every_step_rpc_maps_to_its_common_event() {
 
 #[tokio::test]
 async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Bpn::new(agency);
+    let (rec, svc) = desk();
     let filed = file(&svc, pb::LayananPertanahan::Pengecekan, "").await;
     let l = langkah(&filed);
     let some = Some(l.clone());

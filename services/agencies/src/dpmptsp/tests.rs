@@ -4,27 +4,15 @@ use mpp_proto::v1::envelope::Body;
 use tonic::Code;
 
 use super::*;
-use crate::test_support::{body, in_days, other_region_case, Recorder};
+use crate::test_support::{body, in_days, other_region_case};
 use crate::test_support::{optional_text, text, Shapes};
 
-async fn file(svc: &Dpmptsp, jenis: pb::JenisIzin, nomor_berkas: &str) -> pb::PermohonanDiterima {
-    svc.ajukan_permohonan(Request::new(pb::Permohonan {
-        nomor_berkas: nomor_berkas.to_owned(),
-        jenis_izin: jenis as i32,
-        dokumen: vec!["Gambar arsitektur".into(), "Sertipikat tanah".into()],
-        petugas: "ptsp-1".into(),
-    }))
-    .await
-    .unwrap()
-    .into_inner()
-}
-
-fn langkah(filed: &pb::PermohonanDiterima) -> pb::Langkah {
-    pb::Langkah {
-        nomor_berkas: filed.nomor_berkas.clone(),
-        nomor_registrasi: filed.nomor_registrasi.clone(),
-        petugas: "ptsp-2".into(),
-    }
+desk_fixture! {
+    Dpmptsp,
+    filing ajukan_permohonan(pb::Permohonan { jenis_izin: pb::JenisIzin }) -> pb::PermohonanDiterima,
+    langkah { nomor_berkas, nomor_registrasi },
+    dokumen: ["Gambar arsitektur", "Sertipikat tanah"],
+    petugas: "ptsp-1" => "ptsp-2",
 }
 
 #[test]
@@ -42,8 +30,7 @@ fn pbg_is_fiktif_positif_and_nib_is_free() {
 
 #[tokio::test]
 async fn ajukan_permohonan_opens_a_case_or_files_into_one() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Dpmptsp::new(agency);
+    let (rec, svc) = desk();
     let r = file(&svc, pb::JenisIzin::Pbg, "").await;
     assert_eq!(r.pin.len(), 6);
     assert!(r.nomor_registrasi.starts_with("DPM-PBG-"), "{}", r.nomor_registrasi);
@@ -61,8 +48,7 @@ async fn ajukan_permohonan_opens_a_case_or_files_into_one() {
 
 #[tokio::test]
 async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Dpmptsp::new(agency);
+    let (rec, svc) = desk();
     let filed = file(&svc, pb::JenisIzin::Pbg, "").await;
     let l = langkah(&filed);
     let some = Some(l.clone());
@@ -171,8 +157,7 @@ async fn every_step_rpc_maps_to_its_common_event() {
 
 #[tokio::test]
 async fn a_nib_is_issued_with_its_13_digits() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Dpmptsp::new(agency);
+    let (rec, svc) = desk();
     let filed = file(&svc, pb::JenisIzin::Nib, "").await;
     let l = langkah(&filed);
     let n = rec.count();
@@ -203,8 +188,7 @@ async fn a_nib_is_issued_with_its_13_digits() {
 
 #[tokio::test]
 async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Dpmptsp::new(agency);
+    let (rec, svc) = desk();
     let filed = file(&svc, pb::JenisIzin::Pbg, "").await;
     let l = langkah(&filed);
     let some = Some(l.clone());

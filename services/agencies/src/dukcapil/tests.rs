@@ -16,24 +16,12 @@ fn service(publisher: Arc<MemoryPublisher>) -> Dukcapil {
     Dukcapil::new(agency(&INFO, publisher))
 }
 
-async fn file(svc: &Dukcapil, layanan: pb::Layanan) -> pb::PermohonanDiterima {
-    svc.ajukan_permohonan(Request::new(pb::Permohonan {
-        nomor_berkas: String::new(),
-        layanan: layanan as i32,
-        dokumen: vec!["Formulir F-1.01".into()],
-        petugas: "ptg-07".into(),
-    }))
-    .await
-    .unwrap()
-    .into_inner()
-}
-
-fn langkah(filed: &pb::PermohonanDiterima) -> pb::Langkah {
-    pb::Langkah {
-        nomor_berkas: filed.nomor_berkas.clone(),
-        nomor_permohonan: filed.nomor_permohonan.clone(),
-        petugas: "ptg-08".into(),
-    }
+desk_fixture! {
+    Dukcapil,
+    filing ajukan_permohonan(pb::Permohonan { layanan: pb::Layanan }) -> pb::PermohonanDiterima,
+    langkah { nomor_berkas, nomor_permohonan },
+    dokumen: ["Formulir F-1.01"],
+    petugas: "ptg-07" => "ptg-08",
 }
 
 #[test]
@@ -71,7 +59,7 @@ fn application_ids_name_their_layanan() {
 async fn ajukan_permohonan_opens_a_case_and_files_the_application() {
     let publisher = Arc::new(MemoryPublisher::new());
     let svc = service(publisher.clone());
-    let r = file(&svc, pb::Layanan::AktaLahir).await;
+    let r = file(&svc, pb::Layanan::AktaLahir, "").await;
     assert_eq!(r.pin.len(), 6);
     assert!(r.nomor_permohonan.starts_with("DKC-AKTA-"));
     assert!(TrackingNumber::parse(&r.nomor_berkas).is_ok());
@@ -107,7 +95,7 @@ async fn ajukan_permohonan_opens_a_case_and_files_the_application() {
 async fn every_step_rpc_maps_to_its_common_event() {
     let publisher = Arc::new(MemoryPublisher::new());
     let svc = service(publisher.clone());
-    let filed = file(&svc, pb::Layanan::Kk).await;
+    let filed = file(&svc, pb::Layanan::Kk, "").await;
     let l = langkah(&filed);
     let some = Some(l.clone());
 
@@ -170,7 +158,7 @@ async fn every_step_rpc_maps_to_its_common_event() {
 async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
     let publisher = Arc::new(MemoryPublisher::new());
     let svc = service(publisher.clone());
-    let filed = file(&svc, pb::Layanan::Kk).await;
+    let filed = file(&svc, pb::Layanan::Kk, "").await;
     let before = publisher.events().len();
     let l = langkah(&filed);
 

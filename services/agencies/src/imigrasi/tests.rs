@@ -5,27 +5,15 @@ use mpp_proto::v1::envelope::Body;
 use tonic::Code;
 
 use super::*;
-use crate::test_support::{body, in_days, other_region_case, typo, Recorder};
+use crate::test_support::{body, in_days, other_region_case, typo};
 use crate::test_support::{digits, ntpn, Shapes};
 
-async fn file(svc: &Imigrasi, jenis: pb::JenisPaspor, nomor_berkas: &str) -> pb::PermohonanDiterima {
-    svc.ajukan_permohonan(Request::new(pb::Permohonan {
-        nomor_berkas: nomor_berkas.to_owned(),
-        jenis_paspor: jenis as i32,
-        dokumen: vec!["KTP-el".into(), "Kartu Keluarga".into()],
-        petugas: "img-07".into(),
-    }))
-    .await
-    .unwrap()
-    .into_inner()
-}
-
-fn langkah(filed: &pb::PermohonanDiterima) -> pb::Langkah {
-    pb::Langkah {
-        nomor_berkas: filed.nomor_berkas.clone(),
-        nomor_permohonan: filed.nomor_permohonan.clone(),
-        petugas: "img-08".into(),
-    }
+desk_fixture! {
+    Imigrasi,
+    filing ajukan_permohonan(pb::Permohonan { jenis_paspor: pb::JenisPaspor }) -> pb::PermohonanDiterima,
+    langkah { nomor_berkas, nomor_permohonan },
+    dokumen: ["KTP-el", "Kartu Keluarga"],
+    petugas: "img-07" => "img-08",
 }
 
 #[test]
@@ -49,8 +37,7 @@ fn passport_numbers() {
 
 #[tokio::test]
 async fn ajukan_permohonan_opens_a_case_or_files_into_one() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Imigrasi::new(agency);
+    let (rec, svc) = desk();
     let r = file(&svc, pb::JenisPaspor::Elektronik, "").await;
     assert_eq!(r.pin.len(), 6);
     assert!(r.nomor_permohonan.starts_with("IMG-EPASPOR-"), "{}", r.nomor_permohonan);
@@ -73,8 +60,7 @@ async fn ajukan_permohonan_opens_a_case_or_files_into_one() {
 
 #[tokio::test]
 async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Imigrasi::new(agency);
+    let (rec, svc) = desk();
     let filed = file(&svc, pb::JenisPaspor::Biasa, "").await;
     let l = langkah(&filed);
     let some = Some(l.clone());
@@ -190,8 +176,7 @@ async fn every_step_rpc_maps_to_its_common_event() {
 
 #[tokio::test]
 async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Imigrasi::new(agency);
+    let (rec, svc) = desk();
     let filed = file(&svc, pb::JenisPaspor::Biasa, "").await;
     let l = langkah(&filed);
     let some = Some(l.clone());

@@ -4,27 +4,15 @@ use mpp_proto::v1::envelope::Body;
 use tonic::Code;
 
 use super::*;
-use crate::test_support::{body, in_days, other_region_case, Recorder};
+use crate::test_support::{body, in_days, other_region_case};
 use crate::test_support::{digits, optional_text, text, Shapes};
 
-async fn file(svc: &Pdam, layanan: pb::Layanan, nomor_berkas: &str) -> pb::PendaftaranDiterima {
-    svc.ajukan_pendaftaran(Request::new(pb::Pendaftaran {
-        nomor_berkas: nomor_berkas.to_owned(),
-        layanan: layanan as i32,
-        dokumen: vec!["KTP-el".into()],
-        petugas: "pdam-4".into(),
-    }))
-    .await
-    .unwrap()
-    .into_inner()
-}
-
-fn langkah(filed: &pb::PendaftaranDiterima) -> pb::Langkah {
-    pb::Langkah {
-        nomor_berkas: filed.nomor_berkas.clone(),
-        nomor_pendaftaran: filed.nomor_pendaftaran.clone(),
-        petugas: "pdam-5".into(),
-    }
+desk_fixture! {
+    Pdam,
+    filing ajukan_pendaftaran(pb::Pendaftaran { layanan: pb::Layanan }) -> pb::PendaftaranDiterima,
+    langkah { nomor_berkas, nomor_pendaftaran },
+    dokumen: ["KTP-el"],
+    petugas: "pdam-4" => "pdam-5",
 }
 
 #[test]
@@ -37,8 +25,7 @@ fn the_catalogue_has_the_water_standards() {
 
 #[tokio::test]
 async fn ajukan_pendaftaran_opens_a_case_or_files_into_one() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Pdam::new(agency);
+    let (rec, svc) = desk();
     let r = file(&svc, pb::Layanan::SambunganBaru, "").await;
     assert_eq!(r.pin.len(), 6);
     assert!(r.nomor_pendaftaran.starts_with("PDAM-SB-"), "{}", r.nomor_pendaftaran);
@@ -56,8 +43,7 @@ async fn ajukan_pendaftaran_opens_a_case_or_files_into_one() {
 
 #[tokio::test]
 async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Pdam::new(agency);
+    let (rec, svc) = desk();
     let filed = file(&svc, pb::Layanan::SambunganBaru, "").await;
     let l = langkah(&filed);
     let some = Some(l.clone());
@@ -168,8 +154,7 @@ async fn every_step_rpc_maps_to_its_common_event() {
 
 #[tokio::test]
 async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Pdam::new(agency);
+    let (rec, svc) = desk();
     let filed = file(&svc, pb::Layanan::SambunganBaru, "").await;
     let l = langkah(&filed);
     let some = Some(l.clone());

@@ -4,27 +4,15 @@ use mpp_proto::v1::envelope::Body;
 use tonic::Code;
 
 use super::*;
-use crate::test_support::{body, in_days, typo, Recorder};
+use crate::test_support::{body, in_days, typo};
 use crate::test_support::{digits, optional_text, Shapes};
 
-async fn file(svc: &Pln, jenis: pb::JenisLayanan, nomor_berkas: &str) -> pb::PermohonanTerdaftar {
-    svc.daftar_permohonan(Request::new(pb::Permohonan {
-        nomor_berkas: nomor_berkas.to_owned(),
-        jenis_layanan: jenis as i32,
-        dokumen: vec!["KTP-el".into(), "SLO instalasi".into()],
-        petugas: "pln-11".into(),
-    }))
-    .await
-    .unwrap()
-    .into_inner()
-}
-
-fn langkah(filed: &pb::PermohonanTerdaftar) -> pb::Langkah {
-    pb::Langkah {
-        nomor_berkas: filed.nomor_berkas.clone(),
-        nomor_agenda: filed.nomor_agenda.clone(),
-        petugas: "pln-12".into(),
-    }
+desk_fixture! {
+    Pln,
+    filing daftar_permohonan(pb::Permohonan { jenis_layanan: pb::JenisLayanan }) -> pb::PermohonanTerdaftar,
+    langkah { nomor_berkas, nomor_agenda },
+    dokumen: ["KTP-el", "SLO instalasi"],
+    petugas: "pln-11" => "pln-12",
 }
 
 #[test]
@@ -38,8 +26,7 @@ fn the_catalogue_has_the_connection_standards() {
 
 #[tokio::test]
 async fn daftar_permohonan_opens_a_case_or_files_into_one() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Pln::new(agency);
+    let (rec, svc) = desk();
     let r = file(&svc, pb::JenisLayanan::PasangBaru, "").await;
     assert_eq!(r.pin.len(), 6);
     assert!(r.nomor_agenda.starts_with("PLN-PB-"), "{}", r.nomor_agenda);
@@ -59,8 +46,7 @@ async fn daftar_permohonan_opens_a_case_or_files_into_one() {
 
 #[tokio::test]
 async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Pln::new(agency);
+    let (rec, svc) = desk();
     let filed = file(&svc, pb::JenisLayanan::PasangBaru, "").await;
     let l = langkah(&filed);
     let some = Some(l.clone());
@@ -171,8 +157,7 @@ async fn every_step_rpc_maps_to_its_common_event() {
 
 #[tokio::test]
 async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let (rec, agency) = Recorder::new(&INFO);
-    let svc = Pln::new(agency);
+    let (rec, svc) = desk();
     let filed = file(&svc, pb::JenisLayanan::PasangBaru, "").await;
     let l = langkah(&filed);
     let some = Some(l.clone());
