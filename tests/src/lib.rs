@@ -10,6 +10,12 @@
 //!   ([`wait::wait_for`]) and fails with what it waited for and the last answer.
 //! - Randomness comes from a printed seed ([`rng::Rng`]), so a failure replays.
 //!
+//! The generic parts (the nats-server launcher, free ports, the seeded
+//! generator, waiting, child processes, the HTTP client) live in
+//! `mpp-test-support`, shared with every crate's tests and the bench; they
+//! are re-exported here under their old module paths (`mpp_tests::nats`,
+//! `mpp_tests::ports`, ...) so the e2e tests did not have to change.
+//!
 //! Binaries are found next to the test executable (`target/<profile>/`);
 //! build them first with `cargo build --workspace --bins` (tests/run-all.sh
 //! does).
@@ -30,32 +36,15 @@ pub mod browser;
 pub mod check;
 pub mod dukcapil;
 pub mod envelope;
-pub mod http;
-pub mod nats;
 pub mod pin;
-pub mod ports;
-pub mod process;
-pub mod rng;
 pub mod services;
 pub mod store;
-pub mod wait;
 
+pub use mpp_test_support::{http, nats, ports, process, rng, temp_dir, wait};
 pub use nats::NatsServer;
 pub use process::ManagedProcess;
 pub use services::{AgencyProcess, Bearer, HubProcess};
 pub use wait::wait_for;
-
-/// A temporary directory named `<prefix>…`. With `MPP_KEEP_TEST_DIRS=1` it
-/// is kept after the test (for a post-mortem) and its path is printed.
-pub fn temp_dir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
-    use anyhow::Context;
-    let mut dir = tempfile::Builder::new().prefix(prefix).tempdir().context("cannot create a temp dir")?;
-    if std::env::var("MPP_KEEP_TEST_DIRS").is_ok_and(|v| v == "1") {
-        dir.disable_cleanup(true);
-        println!("[harness] keeping {}", dir.path().display());
-    }
-    Ok(dir)
-}
 
 /// The JetStream stream every agency publishes onto.
 pub const STREAM_NAME: &str = "MPP_EVENTS";

@@ -19,10 +19,12 @@ use mpp_core::checkpoint::{Origin, SignatureError, SignedCheckpoint};
 use mpp_core::ids::{AgencyId, RegionCode, TrackingNumber};
 use mpp_core::log::Verdict;
 use mpp_core::merkle::ProofError;
+use mpp_core::rng::Rng;
 use mpp_core::{Case, EventBody, EventKind, LogEntry, UncheckedEnvelope};
 use mpp_ledger::ledger::{self, Ledger, RawMessage};
 use mpp_ledger::signer::{self, CheckpointPolicy, Checkpointer, KeyError, Signer};
 use mpp_store::{MemStore, SledStore, Store};
+use mpp_test_support::wait_until;
 use mpp_wire as wire;
 use prost::Message as _;
 
@@ -34,22 +36,6 @@ const STEP_NS: i64 = 1_000_000_000;
 const MESSAGES: usize = 320;
 /// A checkpoint every this many entries.
 const CHECKPOINT_EVERY: u64 = 17;
-
-/// splitmix64: small, seeded, good enough to pick test steps.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn seeds() -> Vec<u64> {
     match std::env::var("AUDIT_SEED") {
@@ -101,7 +87,7 @@ fn app_body(kind: u64) -> EventBody {
 
 /// The generated stream (stream sequences 1..=MESSAGES, one second apart).
 fn stream(seed: u64) -> Vec<RawMessage> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut out: Vec<RawMessage> = Vec::new();
     let mut versions = [0u32; 2];
     let mut cursor = BTreeMap::<(u64, u64), u64>::new();
@@ -206,7 +192,7 @@ fn filled(seed: u64) -> Filled {
     let signer = test_signer();
     let policy = CheckpointPolicy { every_entries: CHECKPOINT_EVERY, every_ms: 86_400_000 };
     let mut ckp = Checkpointer::new(signer.clone(), policy, Arc::new(|| 1_750_000_000_000), &store).unwrap();
-    let mut rng = Rng(seed ^ 0xabcd);
+    let mut rng = Rng::new(seed ^ 0xabcd);
     let mut at = 0usize;
     while at < msgs.len() {
         let len = (1 + rng.below(12) as usize).min(msgs.len() - at);
@@ -280,7 +266,7 @@ fn inclusion_and_consistency_proofs_verify_and_forgeries_fail() {
         let f = filled(seed);
         let key = f.signer.public_key();
         let entries = all_entries(&f.store);
-        let mut rng = Rng(seed ^ 0x1234);
+        let mut rng = Rng::new(seed ^ 0x1234);
         for _ in 0..40 {
             let cp = &f.checkpoints[rng.below(f.checkpoints.len() as u64) as usize];
             audit::verify_signature(&key, cp).unwrap();
@@ -654,18 +640,18 @@ async fn the_writer_signs_checkpoints_by_entries_by_time_and_at_the_end() {
     let sizes = |store: &SledStore| -> Vec<u64> {
         store.checkpoints(0, u64::MAX).map(|c| c.unwrap().checkpoint.tree_size).collect()
     };
+    let deadline = std::time::Duration::from_secs(10);
     let wait_for = |want: Vec<u64>| {
         let store = store.clone();
         async move {
-            let deadline = Instant::now() + std::time::Duration::from_secs(10);
-            loop {
+            let what = format!("checkpoints {want:?}");
+            wait_until(&what, deadline, || {
                 let got = sizes(&store);
-                if got == want {
-                    return;
-                }
-                assert!(Instant::now() < deadline, "checkpoints {got:?}, waiting for {want:?}");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+                let done = got == want;
+                async move { Ok((done, got)) }
+            })
+            .await
+            .unwrap();
         }
     };
     // 12 entries: due by entries at once.
@@ -675,12 +661,16 @@ async fn the_writer_signs_checkpoints_by_entries_by_time_and_at_the_end() {
     // 3 more: not due by entries (10), so only time (200 ms after the
     // first checkpoint, itself signed after `before_first`) signs them, on a tick.
     writer.commit(msgs[12..15].to_vec()).await.unwrap();
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    while sizes(&store) != vec![12, 15] {
-        assert!(Instant::now() < deadline, "no time-based checkpoint: {:?}", sizes(&store));
-        writer.tick();
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_until("a time-based checkpoint", deadline, || {
+        let got = sizes(&store);
+        let done = got == [12, 15];
+        if !done {
+            writer.tick();
+        }
+        async move { Ok((done, got)) }
+    })
+    .await
+    .unwrap();
     assert!(
         before_first.elapsed() >= std::time::Duration::from_millis(200),
         "signed before the time was due"

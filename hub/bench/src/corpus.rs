@@ -20,7 +20,7 @@ use futures::StreamExt;
 use mpp_core::ids::TrackingNumber;
 use prost::Message as _;
 
-use crate::nats::{NatsServer, Sync};
+use crate::nats::{self, NatsServer, SyncInterval};
 use crate::workload::{now_ms, standards, Interleaved, OPEN_CASES_DEFAULT};
 
 /// Publishes awaiting their PubAck at once while filling.
@@ -134,7 +134,7 @@ impl Pipeline {
 /// `sync_interval: always`.
 pub(crate) async fn fill(parent: &Path, messages: u64, seed: u64) -> Result<Corpus> {
     let started = Instant::now();
-    let mut nats = NatsServer::start(parent, Sync::Default).await?;
+    let mut nats = nats::start(parent, SyncInterval::ServerDefault).await?;
     let client = nats.connect().await?;
     let mut pipe = Pipeline::new(client.clone(), FILL_IN_FLIGHT_MAX);
     pipe.context()
@@ -164,7 +164,7 @@ pub(crate) async fn fill(parent: &Path, messages: u64, seed: u64) -> Result<Corp
     pipe.flush().await?;
     drop(pipe);
     drop(client);
-    nats.restart(Sync::Always).await?;
+    nats.restart_with_sync(SyncInterval::Always).await?;
     let js = jetstream::new(nats.connect().await?);
     let mut stream = js.get_stream(mpp_edge::stream::STREAM_NAME).await.context("the filled stream")?;
     let stored = stream.info().await.context("stream info")?.state.messages;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use mpp_agency_kit::{Outbox, OutboxConfig, OutgoingEvent, Publisher, RelayConfig, SystemClock};
 
-use crate::nats::{NatsServer, Sync};
+use crate::nats::{self, SyncInterval};
 use crate::workload::{Interleaved, KitEvents};
 
 /// How long the relay may take to publish what was accepted.
@@ -41,7 +41,7 @@ pub(crate) fn kit_events(n: usize, seed: u64) -> Result<Vec<OutgoingEvent>> {
 /// Publishes `n` events, one per call, from `callers` concurrent callers,
 /// through a fresh outbox relaying to a fresh nats-server.
 pub(crate) async fn run(tmp: &Path, n: usize, callers: usize, seed: u64) -> Result<OutboxRun> {
-    let nats = NatsServer::start(tmp, Sync::Always).await?;
+    let nats = nats::start(tmp, SyncInterval::Always).await?;
     let client = nats.connect().await?;
     let dir = crate::temp_dir(tmp, "outbox-")?;
     let mut outbox = Outbox::open(OutboxConfig::new(dir.path()), Arc::new(SystemClock))?;

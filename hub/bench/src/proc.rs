@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use mpp_test_support::free_port;
 
 use crate::workload::BENCH_PEPPER;
 
@@ -18,11 +19,6 @@ pub(crate) const HUB_STOP_DEADLINE: Duration = Duration::from_secs(60);
 /// is a defence against guessing, not a capacity limit, and every bench
 /// client shares one address.
 pub(crate) const BENCH_LOOKUP_RATE: u32 = 10_000_000;
-
-/// A local TCP port that was free a moment ago.
-pub(crate) fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 /// SIGTERM (through `kill`, as the crate forbids unsafe code), then waits
 /// for the exit; SIGKILL after `deadline`.

@@ -87,7 +87,7 @@ pub(crate) async fn run(
         corpus.mean_payload_bytes()
     ));
 
-    let nats = NatsServer::start(tmp, crate::nats::Sync::Always).await?;
+    let nats = crate::nats::start(tmp, crate::nats::SyncInterval::Always).await?;
     let (one, window) = publish(&nats, sizes.publish_one, sizes.publish_window, seed).await?;
     raw.publish_one_per_s = Some(one);
     sec.row(Row::new("JetStream publish, sync_interval always, one at a time", one, "msg/s"));

@@ -22,7 +22,7 @@ use mpp_proto::v1::{CaseView, GetCaseRequest, WatchCaseRequest};
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
-use crate::nats::{NatsServer, Sync};
+use crate::nats::{self, SyncInterval};
 use crate::proc::Hub;
 use crate::report::{percentiles, Percentiles};
 use crate::workload::{region, standards, Cases, KitEvents, BENCH_PIN};
@@ -228,7 +228,7 @@ pub(crate) async fn run(
     sizes: &VisibilitySizes,
     seed: u64,
 ) -> Result<Vec<Level>> {
-    let nats = NatsServer::start(tmp, Sync::Always).await?;
+    let nats = nats::start(tmp, SyncInterval::Always).await?;
     let hub_dir = crate::temp_dir(tmp, "hub-vis-")?;
     let mut hub = Hub::start(hub_exe, hub_dir.path(), &nats.url()).await?;
     let client = nats.connect().await?;

@@ -23,29 +23,18 @@ const PROOFS: usize = 100_000;
 const REPLAY_ENTRIES: u64 = 200_000;
 const REPLAY_PAYLOAD_BYTES: usize = 300;
 
-/// A deterministic pseudo-random sequence (xorshift64*), for picking indices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 fn rate(count: u64, secs: f64) -> String {
     format!("{:>12.0}/s  ({count} in {secs:.3} s)", count as f64 / secs)
 }
 
 fn main() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // The core's seeded generator, for the hashes and the picked indices.
+    let mut rng = mpp_core::rng::Rng::new(0x9e37_79b9_7f4a_7c15);
     let entry_hashes: Vec<Hash32> = (0..LEAVES)
         .map(|_| {
             let mut h = [0u8; 32];
             for c in h.chunks_mut(8) {
-                c.copy_from_slice(&rng.next().to_be_bytes());
+                c.copy_from_slice(&rng.next_u64().to_be_bytes());
             }
             h
         })
@@ -86,7 +75,7 @@ fn main() {
 
     // Inclusion proofs over the full 1M-leaf tree, from the MemTree (stored
     // subtrees of 1024 leaves and up).
-    let picks: Vec<u64> = (0..PROOFS).map(|_| rng.next() % LEAVES).collect();
+    let picks: Vec<u64> = (0..PROOFS).map(|_| rng.next_u64() % LEAVES).collect();
     let t = Instant::now();
     let proofs: Vec<Vec<Hash32>> =
         picks.iter().map(|&i| inclusion_proof(&tree, i, LEAVES).unwrap_or_default()).collect();
@@ -103,7 +92,7 @@ fn main() {
     );
 
     // Consistency proofs from random older sizes to 1M.
-    let olds: Vec<u64> = (0..PROOFS / 10).map(|_| 1 + rng.next() % (LEAVES - 1)).collect();
+    let olds: Vec<u64> = (0..PROOFS / 10).map(|_| 1 + rng.next_u64() % (LEAVES - 1)).collect();
     let t = Instant::now();
     let mut old_roots = Vec::with_capacity(olds.len());
     let mut cproofs = Vec::with_capacity(olds.len());

@@ -20,6 +20,10 @@
 //! Auditing: [`merkle`] builds the RFC 9162 Merkle tree over the entries'
 //! chain hashes (frontier, inclusion and consistency proofs and their
 //! verification), and [`checkpoint`] defines what the hub signs about it.
+//!
+//! Seeded choices: [`rng::Rng`] (SplitMix64) is the project's one seeded
+//! generator, a pure function of its seed, used by the simulator's journeys
+//! and the tests (not by the hub itself).
 
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
@@ -35,6 +39,7 @@ pub mod log;
 pub mod merkle;
 pub mod pin;
 pub mod reason;
+pub mod rng;
 pub mod sla;
 pub mod state;
 pub mod validate;

@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use mpp_core::calendar::CalendarSet;
 use mpp_core::pin::{pin_verifier, Pin, PinPepper};
+use mpp_core::rng::Rng;
 use mpp_core::{EventBody, RegionCode, TrackingNumber, UncheckedEnvelope};
 use mpp_ledger::ledger::{Ledger, RawMessage};
 use mpp_lookup::access::AccessLog;
@@ -185,18 +186,6 @@ fn build_store(store: SledStore, cases: usize) -> Result<()> {
     Ok(())
 }
 
-/// A small xorshift generator: which case each request asks for.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
-
 /// One keep-alive HTTP/1.1 GET; returns the status.
 async fn http_get(stream: &mut TcpStream, buf: &mut Vec<u8>, path: &str, pin: &str) -> Result<u16> {
     let req = format!("GET {path} HTTP/1.1\r\nHost: load\r\nX-MPP-PIN: {pin}\r\n\r\n");
@@ -313,12 +302,12 @@ async fn main() -> Result<()> {
     for c in 0..args.clients {
         tasks.push(tokio::spawn(async move {
             let mut run = Run { latencies_us: Vec::new(), errors: 0 };
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1));
+            let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1));
             let mut stream = TcpStream::connect(http_addr).await?;
             stream.set_nodelay(true)?;
             let mut buf = Vec::with_capacity(16 * 1024);
             while start.elapsed() < run_for {
-                let i = rng.below(n);
+                let i = rng.below(n as u64) as usize;
                 let path = format!("/api/v1/cases/{}", tracking(i));
                 let t = Instant::now();
                 match http_get(&mut stream, &mut buf, &path, &pin_of(i)).await {
@@ -347,10 +336,10 @@ async fn main() -> Result<()> {
         let endpoint = endpoint.clone();
         tasks.push(tokio::spawn(async move {
             let mut run = Run { latencies_us: Vec::new(), errors: 0 };
-            let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ (c as u64 + 1));
+            let mut rng = Rng::new(0xD1B5_4A32_D192_ED03 ^ (c as u64 + 1));
             let mut client = CasesServiceClient::connect(endpoint).await?;
             while start.elapsed() < run_for {
-                let i = rng.below(n);
+                let i = rng.below(n as u64) as usize;
                 let req = GetCaseRequest { tracking_number: tracking(i).to_string(), pin: pin_of(i) };
                 let t = Instant::now();
                 match client.get_case(req).await {

@@ -6,11 +6,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use mpp_agency_kit::testing::{free_port, NatsServer};
 use mpp_edge::tls::client_tls_config;
 use mpp_edge::tls::test_pki::{http_get, https_get, TestPki};
 use mpp_proto::v1::cases_service_client::CasesServiceClient;
 use mpp_proto::v1::GetCaseRequest;
+use mpp_test_support::{free_addr, free_port, NatsServer};
 use tonic::transport::Endpoint;
 
 use crate::config::{Cli, Command, ServeArgs};
@@ -36,17 +36,13 @@ fn serve_args(nats: &str, data: &Path, grpc: SocketAddr, http: SocketAddr, tls: 
     }
 }
 
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_answers_over_grpc_and_https_to_clients_trusting_its_ca_only() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::generate(dir.path()).unwrap();
-    let mut nats = NatsServer::start().unwrap();
+    let nats = NatsServer::start().await.unwrap();
     nats.connect().await.unwrap();
-    let (grpc, http) = (loopback(), loopback());
+    let (grpc, http) = (free_addr().unwrap(), free_addr().unwrap());
     let (cert, key) = (pki.cert.display().to_string(), pki.key.display().to_string());
     let args = serve_args(
         &nats.url(),
@@ -149,8 +145,8 @@ async fn unusable_tls_files_stop_the_hub_before_it_opens_anything() {
             // Never contacted: the hub stops before connecting.
             "nats://127.0.0.1:1",
             &data,
-            loopback(),
-            loopback(),
+            free_addr().unwrap(),
+            free_addr().unwrap(),
             &["--tls-cert-file", &cert, "--tls-key-file", &key_arg],
         );
         let e = format!("{:#}", crate::server::serve(args, std::future::pending()).await.unwrap_err());
@@ -164,7 +160,7 @@ async fn unusable_tls_files_stop_the_hub_before_it_opens_anything() {
 async fn the_hub_refuses_plaintext_on_a_public_address() {
     let dir = tempfile::tempdir().unwrap();
     let public = SocketAddr::from(([0, 0, 0, 0], free_port().unwrap()));
-    let args = serve_args("nats://127.0.0.1:1", &dir.path().join("hub"), loopback(), public, &[]);
+    let args = serve_args("nats://127.0.0.1:1", &dir.path().join("hub"), free_addr().unwrap(), public, &[]);
     let e = format!("{:#}", crate::server::serve(args, std::future::pending()).await.unwrap_err());
     assert!(e.contains("--insecure-plaintext") && e.contains(&public.to_string()), "{e}");
 }

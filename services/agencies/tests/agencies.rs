@@ -15,10 +15,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mpp_agencies::{bank, bpn, cli, dpmptsp, dukcapil, imigrasi, pdam, pln, AgencyInfo, AGENCIES};
-use mpp_agency_kit::testing::NatsServer;
 use mpp_agency_kit::{run_with, standard_event_id, Agency, Listeners, RunError, STREAM_NAME};
 use mpp_core::EventKind;
 use mpp_proto::v1 as ev;
+use mpp_test_support::NatsServer;
 use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -508,7 +508,7 @@ async fn read_stream(client: async_nats::Client, expected: u64) -> Vec<Stored> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_case_walks_every_agency_and_the_stream_holds_each_journey_in_order() {
-    let mut nats = NatsServer::start().expect("spawn nats-server (is it on PATH?)");
+    let nats = NatsServer::start().await.expect("start nats-server (is it on PATH?)");
     let client = nats.connect().await.unwrap();
     let url = nats.url();
 

@@ -17,11 +17,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mpp_agencies::{cli, pln};
-use mpp_agency_kit::testing::NatsServer;
 use mpp_agency_kit::{run_with, standard_event_id, Listeners, RunError, StandardsError, STREAM_NAME};
 use mpp_core::ids::ServiceId;
 use mpp_proto::agency::pln::v1 as pb;
 use mpp_proto::v1 as ev;
+use mpp_test_support::NatsServer;
 use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -151,7 +151,7 @@ fn pasang_baru_v2() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raised_version_reaches_the_stream_once_and_a_silent_change_refuses_to_start() {
-    let mut nats = NatsServer::start().expect("spawn nats-server (is it on PATH?)");
+    let nats = NatsServer::start().await.expect("start nats-server (is it on PATH?)");
     let js = async_nats::jetstream::new(nats.connect().await.unwrap());
     let url = nats.url();
     let data = tempfile::tempdir().unwrap();

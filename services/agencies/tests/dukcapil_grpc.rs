@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use mpp_agencies::dukcapil::{run, AGENCY_ID, SERVING};
-use mpp_agency_kit::testing::NatsServer;
 use mpp_agency_kit::{
     ensure_stream, Agency, EventBuilder, JetStreamPublisher, PinPepper, SystemClock,
     REASON_CODE_METADATA_KEY, STREAM_NAME,
@@ -13,6 +12,7 @@ use mpp_agency_kit::{
 use mpp_core::ids::{AgencyId, RegionCode};
 use mpp_proto::agency::dukcapil::v1 as pb;
 use mpp_proto::v1 as ev;
+use mpp_test_support::NatsServer;
 use pb::dukcapil_service_client::DukcapilServiceClient;
 use prost::Message as _;
 use tonic_health::pb::health_client::HealthClient;
@@ -20,7 +20,7 @@ use tonic_health::pb::HealthCheckRequest;
 
 #[tokio::test]
 async fn a_call_becomes_acknowledged_events_in_the_stream() {
-    let mut nats = NatsServer::start().expect("spawn nats-server (is it on PATH?)");
+    let nats = NatsServer::start().await.expect("start nats-server (is it on PATH?)");
     let publisher = JetStreamPublisher::new(nats.connect().await.unwrap());
     let js = publisher.context().clone();
     ensure_stream(&js).await.unwrap();

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use mpp_agencies::dukcapil::{catalogue, Dukcapil, AGENCY_ID, SERVING};
 use mpp_agency_kit::auth::hash_token;
-use mpp_agency_kit::testing::NatsServer;
 use mpp_agency_kit::{
     run_with, AgencyConfig, CommonArgs, Listeners, LogFormat, RunError, REASON_CODE_METADATA_KEY, STREAM_NAME,
 };
 use mpp_core::ids::{AgencyId, RegionCode};
 use mpp_proto::agency::dukcapil::v1 as pb;
+use mpp_test_support::NatsServer;
 use pb::dukcapil_service_client::DukcapilServiceClient;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic_health::pb::health_client::HealthClient;
@@ -117,7 +117,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_and_accepted_calls_reach_the_stream() {
     captured_log();
-    let mut nats = NatsServer::start().expect("spawn nats-server (is it on PATH?)");
+    let nats = NatsServer::start().await.expect("start nats-server (is it on PATH?)");
     let js = async_nats::jetstream::new(nats.connect().await.unwrap());
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");
@@ -225,7 +225,7 @@ async fn without_tokens_it_refuses_to_start_unless_told_to_run_insecurely() {
     captured_log();
     let dir = tempfile::tempdir().unwrap();
     // A NATS URL nobody listens on: the service starts anyway.
-    let url = format!("nats://127.0.0.1:{}", mpp_agency_kit::testing::free_port().unwrap());
+    let url = format!("nats://127.0.0.1:{}", mpp_test_support::free_port().unwrap());
     let listeners = || async {
         Listeners { grpc: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), metrics: None }
     };

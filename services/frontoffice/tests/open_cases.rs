@@ -7,9 +7,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mpp_agency_kit::testing::{free_port, NatsServer};
 use mpp_agency_kit::{CommonArgs, Listeners, LogFormat, STREAM_NAME};
 use mpp_core::ids::{RegionCode, TrackingNumber};
 use mpp_frontoffice::nik_key::hmac_sha256;
@@ -17,6 +16,7 @@ use mpp_frontoffice::receipt::LookupUrl;
 use mpp_frontoffice::{run_with, FrontOfficeArgs, RunError};
 use mpp_proto::frontoffice::v1 as pb;
 use mpp_proto::v1 as ev;
+use mpp_test_support::{free_port, wait_for, NatsServer};
 use pb::front_office_service_client::FrontOfficeServiceClient;
 use prost::Message as _;
 
@@ -163,18 +163,15 @@ async fn wait_for_messages(
     js: &async_nats::jetstream::Context,
     n: u64,
 ) -> async_nats::jetstream::stream::Stream {
-    let deadline = Instant::now() + Duration::from_millis(DEADLINE_MS);
-    loop {
-        if let Ok(mut s) = js.get_stream(STREAM_NAME).await {
-            let messages = s.info().await.map(|i| i.state.messages).unwrap_or(0);
-            assert!(messages <= n, "{messages} messages in the stream, expected {n}");
-            if messages == n {
-                return s;
-            }
-        }
-        assert!(Instant::now() < deadline, "{n} events did not reach the stream");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{n} events to reach the stream");
+    wait_for(&what, Duration::from_millis(DEADLINE_MS), || async move {
+        let mut s = js.get_stream(STREAM_NAME).await?;
+        let messages = s.info().await.map(|i| i.state.messages).unwrap_or(0);
+        assert!(messages <= n, "{messages} messages in the stream, expected {n}");
+        Ok((messages == n).then_some(s))
+    })
+    .await
+    .unwrap()
 }
 
 fn write_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
@@ -190,7 +187,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cases_get_unique_numbers_that_survive_a_restart() {
     captured_log();
-    let mut nats = NatsServer::start().expect("spawn nats-server (is it on PATH?)");
+    let nats = NatsServer::start().await.expect("start nats-server (is it on PATH?)");
     let js = async_nats::jetstream::new(nats.connect().await.unwrap());
     let dir = tempfile::tempdir().unwrap();
     let key = write_file(dir.path(), "nik.key", &[NIK_KEY, b"\n"].concat());

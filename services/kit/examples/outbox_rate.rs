@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mpp_agency_kit::event::OutgoingEvent;
-use mpp_agency_kit::testing::NatsServer;
 use mpp_agency_kit::{
     allocate_tracking_number, ensure_stream, new_application_id, EventBuilder, JetStreamPublisher, Outbox,
     OutboxConfig, Publisher, RelayConfig, SystemClock,
@@ -23,6 +22,7 @@ use mpp_agency_kit::{
 use mpp_core::event::Target;
 use mpp_core::ids::{AgencyId, OfficerId, RegionCode, ServiceId};
 use mpp_core::EventBody;
+use mpp_test_support::NatsServer;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(default)
@@ -79,7 +79,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n_raw = env_usize("MPP_BENCH_RAW_EVENTS", 2_000);
     let callers = env_usize("MPP_BENCH_CALLERS", 64);
 
-    let mut nats = NatsServer::start()?;
+    let nats = NatsServer::start().await?;
     let client = nats.connect().await?;
     let raw = JetStreamPublisher::new(client.clone());
     ensure_stream(raw.context()).await?;

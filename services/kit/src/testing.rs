@@ -1,11 +1,8 @@
 //! Test support for agency services (feature `testing`): an in-memory
-//! [`Publisher`] and a throw-away `nats-server` with JetStream.
+//! [`Publisher`]. The throw-away `nats-server` and free ports are in
+//! `mpp-test-support`, shared with every crate's tests.
 
-use std::io;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use crate::event::OutgoingEvent;
 use crate::publish::{Accepted, PubAckInfo, PublishError, PublishFuture, PublishOutcome, Publisher};
@@ -65,98 +62,5 @@ impl Publisher for MemoryPublisher {
             }
             Ok(accepted)
         })
-    }
-}
-
-/// A local TCP port that was free a moment ago (bound and released).
-pub fn free_port() -> io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// How long a test waits for its nats-server to accept connections, in milliseconds.
-pub const NATS_START_DEADLINE_MS: u64 = 10_000;
-
-/// A `nats-server` (from PATH) with JetStream on a free local port and a
-/// fresh store directory, configured with `sync_interval: always`. Killed
-/// and its directory removed on drop.
-#[derive(Debug)]
-pub struct NatsServer {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl NatsServer {
-    /// Starts the server (it may not accept connections yet: use
-    /// [`NatsServer::connect`]).
-    pub fn start() -> io::Result<Self> {
-        Self::start_on(free_port()?)
-    }
-
-    /// Starts the server on `port` (e.g. one from [`free_port`] that a client
-    /// was pointed at before the server existed).
-    pub fn start_on(port: u16) -> io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("mpp-nats-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(dir.join("js"))?;
-        let conf = dir.join("nats.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
-                dir.join("js")
-            ),
-        )?;
-        let log = std::fs::File::create(dir.join("nats.log"))?;
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()?;
-        Ok(Self { child, dir, port })
-    }
-
-    /// The client URL.
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// The server's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("nats.log")).unwrap_or_default()
-    }
-
-    /// Connects, retrying until the server accepts connections or
-    /// [`NATS_START_DEADLINE_MS`] passes (then the error includes its log).
-    pub async fn connect(&mut self) -> io::Result<async_nats::Client> {
-        let deadline = Instant::now() + Duration::from_millis(NATS_START_DEADLINE_MS);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Err(io::Error::other(format!("nats-server exited with {status}:\n{}", self.log())));
-            }
-            let attempt = async_nats::ConnectOptions::new()
-                .connection_timeout(Duration::from_millis(500))
-                .connect(self.url())
-                .await;
-            match attempt {
-                Ok(client) => return Ok(client),
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(io::Error::other(format!(
-                        "nats-server not reachable at {}: {e}\n{}",
-                        self.url(),
-                        self.log()
-                    )))
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use async_nats::jetstream;
 use mpp_agency_kit::catalogue::ServiceStandardSpec;
-use mpp_agency_kit::testing::NatsServer;
 use mpp_agency_kit::{
     ensure_stream, new_application_id, Agency, EventBuilder, JetStreamPublisher, PinPepper, SystemClock,
     STREAM_NAME,
 };
 use mpp_core::ids::{AgencyId, OfficerId, RegionCode, ServiceId};
 use mpp_proto::v1 as pb;
+use mpp_test_support::NatsServer;
 use prost::Message as _;
 
 fn kk() -> ServiceId {
@@ -21,7 +21,7 @@ fn kk() -> ServiceId {
 
 #[tokio::test]
 async fn events_reach_the_stream_once_with_their_message_id() {
-    let mut nats = NatsServer::start().expect("spawn nats-server (is it on PATH?)");
+    let nats = NatsServer::start().await.expect("start nats-server (is it on PATH?)");
     let client = nats.connect().await.unwrap();
     let publisher = JetStreamPublisher::new(client);
     let js = publisher.context().clone();

@@ -3,13 +3,12 @@
 //! order across NATS outages and restarts, each event once, and the limits.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
 use mpp_agency_kit::cli::connect_nats_in_background;
 use mpp_agency_kit::outbox::{OutboxError, StoredEvent};
-use mpp_agency_kit::testing::{free_port, NatsServer};
 use mpp_agency_kit::{allocate_tracking_number, event::OutgoingEvent, Outbox};
 use mpp_agency_kit::{
     ensure_stream, new_application_id, to_status, Accepted, EventBuilder, KitError, OutboxConfig, Publisher,
@@ -18,6 +17,7 @@ use mpp_agency_kit::{
 use mpp_core::event::Target;
 use mpp_core::ids::{AgencyId, OfficerId, RegionCode, ServiceId};
 use mpp_core::EventBody;
+use mpp_test_support::{free_port, wait_for, NatsServer};
 
 /// How long a test waits for a condition before it fails.
 const DEADLINE_MS: u64 = 30_000;
@@ -51,24 +51,26 @@ fn open(config: &OutboxConfig) -> Outbox {
 /// Reopens after a drop: the previous handles release sled's lock as their
 /// thread and task end, so poll until the directory can be opened.
 async fn reopen(config: &OutboxConfig) -> Outbox {
-    let deadline = Instant::now() + Duration::from_millis(DEADLINE_MS);
-    loop {
-        match Outbox::open(config.clone(), Arc::new(SystemClock)) {
-            Ok(o) => return o,
-            Err(OutboxError::Open { .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
+    wait_for("the outbox to reopen", Duration::from_millis(DEADLINE_MS), || {
+        let opened = match Outbox::open(config.clone(), Arc::new(SystemClock)) {
+            Ok(o) => Some(o),
+            Err(OutboxError::Open { .. }) => None,
             Err(e) => panic!("cannot reopen the outbox: {e}"),
-        }
-    }
+        };
+        async move { Ok(opened) }
+    })
+    .await
+    .unwrap()
 }
 
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_millis(DEADLINE_MS);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let deadline = Duration::from_millis(DEADLINE_MS);
+    wait_for(what, deadline, || {
+        let done = cond();
+        async move { Ok(done.then_some(())) }
+    })
+    .await
+    .unwrap();
 }
 
 fn ids(entries: &[StoredEvent]) -> Vec<String> {
@@ -198,7 +200,7 @@ async fn calls_are_accepted_while_nats_is_down_and_published_in_order_once_it_is
     assert_eq!(outbox.status().snapshot().published_total, 0);
 
     // When the server comes up, then the outbox drains.
-    let mut nats = NatsServer::start_on(port).unwrap();
+    let nats = NatsServer::start_on(port).await.unwrap();
     let status = outbox.status();
     wait_until("the outbox is empty", || status.snapshot().depth == 0).await;
 
@@ -224,7 +226,7 @@ async fn calls_are_accepted_while_nats_is_down_and_published_in_order_once_it_is
 async fn a_restart_publishes_the_rest_once_and_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let config = OutboxConfig::new(dir.path());
-    let mut nats = NatsServer::start().unwrap();
+    let nats = NatsServer::start().await.unwrap();
     let client = nats.connect().await.unwrap();
     let js = jetstream::new(client.clone());
     ensure_stream(&js).await.unwrap();
@@ -289,7 +291,7 @@ async fn shutdown_keeps_what_could_not_be_published_for_the_next_start() {
     assert_eq!(status.metadata().get(REASON_CODE_METADATA_KEY).unwrap(), "UNAVAILABLE");
 
     // Then after a restart with NATS up, the rest goes out first, in order.
-    let mut nats = NatsServer::start_on(port).unwrap();
+    let nats = NatsServer::start_on(port).await.unwrap();
     let mut outbox = reopen(&config).await;
     assert_eq!(ids(&outbox.entries(0, 1000).unwrap()), accepted_ids(&accepted));
     outbox.start_relay(

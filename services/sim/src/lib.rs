@@ -25,7 +25,8 @@
 //! - [`run`]: running one case step by step ([`run::CaseRun`], used by the
 //!   end-to-end tests) or many interleaved ([`run::run`], used by the
 //!   `mpp-sim` binary), paced by [`run::Pacer`];
-//! - [`citizen`]: synthetic citizens; [`rng`]: the seeded generator.
+//! - [`citizen`]: synthetic citizens; [`rng`]: the seeded generator (the
+//!   core's [`mpp_core::rng`], shared with the tests' support crate).
 //!
 //! Everything is deterministic from the seed except what the services
 //! allocate (tracking numbers, PINs, application and event ids) and times.
@@ -36,9 +37,13 @@
 pub mod citizen;
 pub mod error;
 pub mod plan;
-pub mod rng;
 pub mod run;
 pub mod stack;
+
+// The one seeded generator of the project lives in the core, so that the
+// tests share it without depending on the simulator; re-exported under its
+// old path so `crate::rng::Rng` and `mpp_sim::rng::Rng` keep working.
+pub use mpp_core::rng;
 
 pub use error::SimError;
 pub use plan::{Action, Agency, AppChoice, Fate, Journey, Plan, Service, Step, Visit};

@@ -222,7 +222,7 @@ fn check_tally(seed: u64, t: &Tally, audit: &StoreAudit, unanswered_max: usize) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nats_outage_mid_traffic_loses_nothing_and_the_agency_keeps_accepting() -> Result<()> {
-    let seed = Rng::seed_from_env("MPP_TEST_SEED");
+    let seed = mpp_tests::rng::seed_from_env("MPP_TEST_SEED");
     let mut rng = Rng::new(seed);
     let started = Instant::now();
     let mut nats = NatsServer::start().await?;
@@ -316,7 +316,7 @@ async fn nats_outage_mid_traffic_loses_nothing_and_the_agency_keeps_accepting() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agency_kill9_with_unpublished_outbox_restarts_and_publishes_everything_once() -> Result<()> {
-    let seed = Rng::seed_from_env("MPP_TEST_SEED");
+    let seed = mpp_tests::rng::seed_from_env("MPP_TEST_SEED");
     let mut rng = Rng::new(seed);
     let started = Instant::now();
     let mut nats = NatsServer::start().await?;

@@ -112,7 +112,7 @@ fn export_entry_lines(data_dir: &Path, out: &Path) -> Result<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hubs_on_one_stream_hold_byte_identical_logs_and_sign_equal_roots() -> Result<()> {
-    let seed = Rng::seed_from_env("MPP_TEST_SEED");
+    let seed = mpp_tests::rng::seed_from_env("MPP_TEST_SEED");
     let mut rng = Rng::new(seed);
     let nats = NatsServer::start().await?;
     let mut a = HubProcess::spawn_with(

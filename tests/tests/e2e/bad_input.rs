@@ -54,7 +54,7 @@ fn with<F: FnOnce(&mut Envelope)>(mut e: Envelope, f: F) -> Envelope {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_is_recorded_with_its_reason_and_ingest_continues() -> Result<()> {
-    let seed = Rng::seed_from_env("MPP_TEST_SEED");
+    let seed = mpp_tests::rng::seed_from_env("MPP_TEST_SEED");
     let mut rng = Rng::new(seed);
     let nats = NatsServer::start().await?;
     let mut hub = HubProcess::spawn(&nats.url())?;

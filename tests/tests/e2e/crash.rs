@@ -71,7 +71,7 @@ async fn publisher(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill9_hub_repeatedly_loses_nothing_and_applies_nothing_twice() -> Result<()> {
-    let seed = Rng::seed_from_env("MPP_TEST_SEED");
+    let seed = mpp_tests::rng::seed_from_env("MPP_TEST_SEED");
     let cycles: u32 =
         std::env::var("MPP_CRASH_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(CYCLES_DEFAULT);
     println!("crash cycles = {cycles} (MPP_CRASH_CYCLES)");

@@ -162,7 +162,7 @@ pub(crate) struct Plan {
 
 /// The seed from `MPP_FAULT_SEED`, or a fresh one; printed either way.
 pub(crate) fn seed_from_env() -> u64 {
-    Rng::seed_from_env(SEED_ENV)
+    mpp_tests::rng::seed_from_env(SEED_ENV)
 }
 
 /// Runs a scenario to its checked end.

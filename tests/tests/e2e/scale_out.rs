@@ -89,7 +89,7 @@ async fn wait_all_caught_up(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hub_replicas_on_a_3_node_cluster_agree_and_serve_while_one_is_down() -> Result<()> {
-    let seed = Rng::seed_from_env("MPP_FAULT_SEED");
+    let seed = mpp_tests::rng::seed_from_env("MPP_FAULT_SEED");
     let mut rng = Rng::new(seed);
     let started = Instant::now();
     let cluster = NatsCluster::start().await?;

@@ -97,17 +97,19 @@ const JOURNEYS: [&[EventKind]; 7] = [
     &[K::ApplicationFiled, K::ReviewStarted, K::FeeAssessed, K::PaymentReceived, K::Issued],
 ];
 
-/// SplitMix64: small, fast, deterministic.
+/// The core's seeded generator (SplitMix64), drawn from as the fixture
+/// always has, so a seed still gives byte-identical fixtures: unlike
+/// [`mpp_core::rng::Rng::below`], `below(0)` here draws a number (and gives 0).
 #[derive(Debug, Clone)]
-struct Rng(u64);
+struct Rng(mpp_core::rng::Rng);
 
 impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(mpp_core::rng::Rng::new(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -164,7 +166,7 @@ impl Generator {
     /// A generator from `seed`.
     pub fn new(seed: u64) -> Self {
         Generator {
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             seed,
             stream_seq: 0,
             time_ns: T0_NS,
@@ -492,7 +494,7 @@ pub struct FixtureKey {
 impl FixtureKey {
     /// The key derived from `seed`, signing as `mpp-hub/<hub_id>`.
     pub fn new(seed: u64, hub_id: &str) -> anyhow::Result<Self> {
-        let mut rng = Rng(seed ^ 0x005E_ED0F_CAFE);
+        let mut rng = Rng::new(seed ^ 0x005E_ED0F_CAFE);
         let secret: Vec<u8> = rng.bytes32();
         let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&secret)
             .map_err(|_| anyhow::anyhow!("ring refused a 32-byte Ed25519 seed"))?;

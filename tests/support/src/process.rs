@@ -186,8 +186,9 @@ pub fn read_tail(path: &Path, max: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// Progress notes go to stdout, which the test runner shows for failing
-/// tests only (and always with `--nocapture`).
+/// Progress notes go to stderr, which the test runner shows for failing
+/// tests only (and always with `--nocapture`), and which keeps a binary's
+/// stdout (the bench's) free of them.
 fn note(msg: &str) {
-    println!("[harness] {msg}");
+    eprintln!("[harness] {msg}");
 }
