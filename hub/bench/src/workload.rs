@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use mpp_agency_kit::event::body_to_proto;
 use mpp_agency_kit::{EventBuilder, OutgoingEvent, SystemClock};
 use mpp_core::event::Target;
 use mpp_core::ids::{AgencyId, ApplicationId, OfficerId, RegionCode, ServiceId, TrackingNumber};
@@ -105,7 +104,7 @@ impl Step {
             application_id,
             occurred_at_ms: now_ms,
             officer: self.officer.to_string(),
-            body: Some(body_to_proto(self.body.clone())),
+            body: Some(mpp_wire::body_to_wire(&self.body)),
         }
     }
 

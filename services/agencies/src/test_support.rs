@@ -308,12 +308,7 @@ macro_rules! round_trip_test {
                     rec.stepped(rpc, before, &answer.event_ids[0], service_id, &filed.case, app, "rt-02")
                 };
                 prop_assert_eq!(INFO.event_of(rpc), Some(event.kind()), "{}", rpc);
-                prop_assert_eq!(
-                    body(&e),
-                    mpp_agency_kit::event::body_to_proto(published(event.clone())),
-                    "{}",
-                    rpc
-                );
+                prop_assert_eq!(body(&e), mpp_wire::body_to_wire(&published(event.clone())), "{}", rpc);
                 Ok(())
             });
             if let Err(e) = result {

@@ -145,7 +145,8 @@ impl EventBuilder {
         // The hub's own validation, with our clock standing in for the time
         // of record: the last gate before anything leaves the service.
         validate(&subject, &unchecked, now_ms).map_err(KitError::Event)?;
-        let envelope = to_proto(unchecked);
+        // The hub's own conversion (mpp_wire), so what leaves is what it reads.
+        let envelope = mpp_wire::from_unchecked(&unchecked);
         let len = envelope.encoded_len();
         if len > limits::MESSAGE_BYTES_MAX {
             return Err(KitError::Event(Rejection::new(
@@ -157,78 +158,6 @@ impl EventBuilder {
             )));
         }
         Ok(OutgoingEvent { subject, envelope })
-    }
-}
-
-/// Converts the core's envelope fields to the wire type, field by field.
-fn to_proto(u: UncheckedEnvelope) -> pb::Envelope {
-    pb::Envelope {
-        schema_version: u.schema_version,
-        event_id: u.event_id,
-        case_id: u.case_id,
-        region_code: u.region_code,
-        agency_id: u.agency_id,
-        service_id: u.service_id,
-        application_id: u.application_id,
-        occurred_at_ms: u.occurred_at_ms,
-        officer: u.officer,
-        body: u.body.map(body_to_proto),
-    }
-}
-
-/// Converts a core event body to the protobuf oneof.
-pub fn body_to_proto(body: EventBody) -> pb::envelope::Body {
-    use pb::envelope::Body;
-    match body {
-        EventBody::CaseOpened { pin_verifier, nik_keyed_hash } => {
-            Body::CaseOpened(pb::CaseOpened { pin_verifier, nik_keyed_hash })
-        }
-        EventBody::ApplicationFiled { documents } => {
-            Body::ApplicationFiled(pb::ApplicationFiled { documents })
-        }
-        EventBody::DocumentsRequested { documents, counter, note } => {
-            Body::DocumentsRequested(pb::DocumentsRequested { documents, counter, note })
-        }
-        EventBody::DocumentsReceived { documents } => {
-            Body::DocumentsReceived(pb::DocumentsReceived { documents })
-        }
-        EventBody::FeeAssessed { amount_idr, payment_channel, billing_code } => {
-            Body::FeeAssessed(pb::FeeAssessed { amount_idr, payment_channel, billing_code })
-        }
-        EventBody::PaymentReceived { amount_idr, payment_reference } => {
-            Body::PaymentReceived(pb::PaymentReceived { amount_idr, payment_reference })
-        }
-        EventBody::AppointmentScheduled { kind, at_ms, place } => {
-            Body::AppointmentScheduled(pb::AppointmentScheduled { kind, at_ms, place })
-        }
-        EventBody::ReviewStarted => Body::ReviewStarted(pb::ReviewStarted {}),
-        EventBody::Issued { document_number } => Body::Issued(pb::Issued { document_number }),
-        EventBody::Rejected { reason_code, reason } => Body::Rejected(pb::Rejected { reason_code, reason }),
-        EventBody::Withdrawn { reason } => Body::Withdrawn(pb::Withdrawn { reason }),
-        EventBody::Collected => Body::Collected(pb::Collected {}),
-        EventBody::ServiceStandardPublished {
-            name_id,
-            name_en,
-            completion_working_days,
-            fee_idr,
-            requirements,
-            fiktif_positif,
-            version,
-        } => Body::ServiceStandardPublished(pb::ServiceStandardPublished {
-            name_id,
-            name_en,
-            completion_working_days,
-            fee_idr,
-            requirements,
-            fiktif_positif,
-            version,
-        }),
-        EventBody::PersonalDataSealed { key_id, nonce, ciphertext } => {
-            Body::PersonalDataSealed(pb::PersonalDataSealed { key_id, nonce, ciphertext })
-        }
-        EventBody::PersonalDataErased { key_id } => {
-            Body::PersonalDataErased(pb::PersonalDataErased { key_id })
-        }
     }
 }
 
