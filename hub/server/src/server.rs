@@ -38,11 +38,44 @@ use crate::config::ServeArgs;
 /// How long shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Runs the hub until `shutdown` completes.
+/// The sockets the hub serves on, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The gRPC server's (cases, audit, health, reflection).
+    pub grpc: TcpListener,
+    /// The HTTP server's (tracking page, JSON, operators, metrics, health).
+    pub http: TcpListener,
+}
+
+/// Runs the hub until `shutdown` completes, serving on `--grpc-addr` and
+/// `--http-addr` (bound after the store is open).
 pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    start(args, None, shutdown).await
+}
+
+/// Runs the hub in this process until `shutdown` completes, on `listeners`
+/// the caller bound (tests bind port 0 and read the addresses first);
+/// `--grpc-addr` and `--http-addr` are not used.
+pub async fn run(
+    args: ServeArgs,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    start(args, Some(listeners), shutdown).await
+}
+
+async fn start(
+    args: ServeArgs,
+    listeners: Option<Listeners>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     // TLS files are read (and plaintext on a non-loopback address refused)
     // before anything else is opened.
-    let transport = Transport::from_args(&args.tls, &[args.grpc_addr, args.http_addr])?;
+    let addrs = match &listeners {
+        Some(l) => [l.grpc.local_addr()?, l.http.local_addr()?],
+        None => [args.grpc_addr, args.http_addr],
+    };
+    let transport = Transport::from_args(&args.tls, &addrs)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let store =
@@ -138,12 +171,17 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyho
         .context("setting up the tracking page")?,
     );
 
-    let grpc_listener = TcpListener::bind(args.grpc_addr)
-        .await
-        .with_context(|| format!("binding gRPC on {}", args.grpc_addr))?;
-    let http_listener = TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
+    let (grpc_listener, http_listener) = match listeners {
+        Some(l) => (l.grpc, l.http),
+        None => (
+            TcpListener::bind(args.grpc_addr)
+                .await
+                .with_context(|| format!("binding gRPC on {}", args.grpc_addr))?,
+            TcpListener::bind(args.http_addr)
+                .await
+                .with_context(|| format!("binding HTTP on {}", args.http_addr))?,
+        ),
+    };
     info!(
         grpc = %grpc_listener.local_addr()?,
         http = %http_listener.local_addr()?,

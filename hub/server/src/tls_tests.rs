@@ -42,7 +42,12 @@ async fn the_hub_answers_over_grpc_and_https_to_clients_trusting_its_ca_only() {
     let pki = TestPki::generate(dir.path()).unwrap();
     let nats = NatsServer::start().await.unwrap();
     nats.connect().await.unwrap();
-    let (grpc, http) = (free_addr().unwrap(), free_addr().unwrap());
+    // Bound here, handed to the in-process hub: no port can be taken between.
+    let listeners = crate::server::Listeners {
+        grpc: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    };
+    let (grpc, http) = (listeners.grpc.local_addr().unwrap(), listeners.http.local_addr().unwrap());
     let (cert, key) = (pki.cert.display().to_string(), pki.key.display().to_string());
     let args = serve_args(
         &nats.url(),
@@ -52,7 +57,7 @@ async fn the_hub_answers_over_grpc_and_https_to_clients_trusting_its_ca_only() {
         &["--tls-cert-file", &cert, "--tls-key-file", &key],
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let hub = tokio::spawn(crate::server::serve(args, async {
+    let hub = tokio::spawn(crate::server::run(args, listeners, async {
         let _ = stopped.await;
     }));
 
