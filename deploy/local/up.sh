@@ -71,6 +71,16 @@ SERVICES=(
 source deploy/lib/ensure-nats.sh
 mpp_ensure_nats_server
 
+# jq reads the hub's and NATS' JSON below; install it (Debian's package) or
+# stop here with one line, rather than time out later.
+if ! command -v jq >/dev/null 2>&1; then
+    SUDO=
+    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=sudo; fi
+    echo "jq not found; installing it with apt-get" >&2
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq jq; } >&2 || true
+    command -v jq >/dev/null 2>&1 || { echo "error: deploy/local/up.sh needs jq (apt-get install jq)" >&2; exit 1; }
+fi
+
 port_in_use() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 ADDRS=("127.0.0.1:$NATS_PORT" "$NATS_MONITOR" "$HUB_GRPC" "$HUB_HTTP")
 for s in "${SERVICES[@]}"; do
