@@ -13,7 +13,7 @@ use mpp_core::limits;
 use mpp_core::reason::ReasonCode as R;
 use mpp_core::state::{next_state, AppState as S};
 
-/// The specification, written out by hand from DESIGN.md and state.rs's
+/// The specification, written out by hand from docs/DESIGN.md and state.rs's
 /// diagram, independently of `next_state`: every legal (from, event) pair
 /// and the state it leads to. Every pair not listed is illegal.
 fn spec() -> BTreeMap<(S, E), S> {

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! MPP_FUZZ_CASES=2000000 MPP_FUZZ_SECONDS=60 \
-//!     cargo test --release -p mpp-hub --test fuzz -- --nocapture --test-threads 1
+//!     cargo test --release -p mpp-ledger --test fuzz -- --nocapture --test-threads 1
 //! ```
 //!
 //! Properties: decoding any bytes as an `mpp.v1.Envelope`, converting it

@@ -4,7 +4,7 @@
 //! - `the_committed_corpus_is_the_generated_one`: the files under
 //!   `tests/corpus/{nats,http,grpc}` are exactly what this file's generator
 //!   writes, so they are reproducible. Regenerate after a change with
-//!   `MPP_BLESS=1 cargo test -p mpp-hub --test corpus`.
+//!   `MPP_BLESS=1 cargo test -p mpp-lookup --test corpus`.
 //! - `every_nats_entry_gets_its_verdict`: every `nats/` entry, in file order,
 //!   through [`Ledger::commit_batch`] on a [`MemStore`] and on a
 //!   [`SledStore`]: the recorded verdict and reason code are the expected
@@ -1396,7 +1396,7 @@ fn the_committed_corpus_is_the_generated_one() {
     }
     assert!(
         stale.is_empty(),
-        "tests/corpus is stale; regenerate with MPP_BLESS=1 cargo test -p mpp-hub --test corpus:\n{}",
+        "tests/corpus is stale; regenerate with MPP_BLESS=1 cargo test -p mpp-lookup --test corpus:\n{}",
         stale.join("\n")
     );
 }

@@ -216,7 +216,7 @@ pub const PROJECTION_EVERY_COMMITS: u32 = 16;
 /// in the same atomic batch as them; readers of this handle see the held
 /// back values first, so they see every committed case. After a crash the
 /// held-back values are gone and the ledger re-derives them from the log
-/// entries after `projected_through` (see `mpp_hub::ledger::Ledger::open`),
+/// entries after `projected_through` (see `mpp_ledger::ledger::Ledger::open`),
 /// then hands them back with [`crate::Store::stage_replayed`].
 #[derive(Debug, Default)]
 struct Pending {

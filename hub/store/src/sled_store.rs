@@ -8,7 +8,7 @@ use crate::StoreError;
 
 /// sled's page cache bound, in bytes (96 MiB). sled's default is 1 GiB; the
 /// hub's working set is the recent log blocks, the cases being worked on
-/// (which the ledger also keeps decoded, `mpp_hub::ledger::CASE_CACHE_CASES_MAX`,
+/// (which the ledger also keeps decoded, `mpp_ledger::ledger::CASE_CACHE_CASES_MAX`,
 /// and the store holds back from writing, `PENDING_CASES_MAX`) and the
 /// event-id index parts of recent ids. sled counts its cache below what the
 /// process holds for it: with 160 MiB the hub's RSS reached 540 MiB at 10M

@@ -18,7 +18,7 @@
 //! Known limits: a serial allocated for a call that then fails (the outbox
 //! refused it) is never used, leaving a gap. sled 0.34's `flush` writes
 //! with `sync_file_range`: it survives a process crash, a power loss may
-//! lose what the disk cache held (as for the outbox, see DESIGN.md).
+//! lose what the disk cache held (as for the outbox, see docs/DESIGN.md).
 //!
 //! One front office per region allocates serials. Should a region ever run
 //! several, each gets its own disjoint `--serial-range-start` /

@@ -31,7 +31,7 @@
 //! [`mpp_agency_kit::run_with`]. The hub accepts `case_opened` of a service
 //! without a published standard, so the front office publishes none.
 //!
-//! Privacy (DESIGN.md, invariant 7): the NIK leaves the service only as
+//! Privacy (docs/DESIGN.md, invariant 7): the NIK leaves the service only as
 //! HMAC-SHA-256 under the NIK key; the name, phone number and e-mail
 //! address leave it only sealed under the citizen's data key (and printed on
 //! the receipt): they are in no log line, and no error message repeats them.

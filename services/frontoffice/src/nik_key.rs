@@ -6,7 +6,7 @@
 //! all; the key is what makes the published `nik_keyed_hash` useless to
 //! anyone reading the log. The same key gives the same hash for the same
 //! citizen, so the hub can tell that two cases belong to one person without
-//! ever holding the NIK (DESIGN.md, invariant 7).
+//! ever holding the NIK (docs/DESIGN.md, invariant 7).
 //!
 //! The construction, the one definition every component must mirror:
 //!

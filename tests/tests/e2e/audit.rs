@@ -1,4 +1,4 @@
-//! Determinism across replicas (DESIGN.md invariant 4) and the auditor's
+//! Determinism across replicas (docs/DESIGN.md invariant 4) and the auditor's
 //! tools on real hubs: two `mpp-hub serve` processes with their own data
 //! directories and their own durable consumers read the same JetStream
 //! stream while events flow (one of them is killed with SIGKILL mid-stream

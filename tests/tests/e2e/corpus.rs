@@ -8,7 +8,7 @@
 //! hub's log holds every NATS entry with its expected verdict and reason.
 //!
 //! The corpus files are generated and checked by
-//! `hub/server/tests/corpus.rs`, which also runs them in-process.
+//! `hub/lookup/tests/corpus.rs`, which also runs them in-process.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,29 +1,44 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
-//! per test, `mpp-hub serve`, and the agency services. One file per concern:
+//! per test, `mpp-hub serve`, and the agency services. One module per
+//! concern (18):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
 //!   every answered event reaches the hub exactly once.
-//! - `citizen`: the tracking page in a real headless browser (Chromium),
-//!   lookup rate limits and lockouts, identical answers for an unknown case
-//!   and a wrong PIN, and live updates over a gRPC watch.
 //! - `audit`: two hubs on one stream (one killed and restarted) hold
 //!   byte-identical logs and sign equal Merkle roots; `mpp-hub audit`
 //!   verify, export and rebuild agree on both.
+//! - `bad_input`: every kind of bad message ends as a rejected log entry with
+//!   its reason code, and ingest carries on.
+//! - `bench_smoke`: `mpp-bench --quick` runs and writes a report that parses
+//!   (no timing is asserted).
+//! - `checker`: the fault scenarios' checker: every event answered
+//!   "accepted" is in the stopped hub's log exactly once.
+//! - `citizen`: the tracking page in a real headless browser (Chromium),
+//!   lookup rate limits and lockouts, identical answers for an unknown case
+//!   and a wrong PIN, and live updates over a gRPC watch.
+//! - `cluster`: a 3-node NATS JetStream cluster from the deployment template,
+//!   with `MPP_EVENTS` at replicas 3.
+//! - `corpus`: the hostile-input corpus (`tests/corpus/`) against real
+//!   processes, byte for byte.
+//! - `crash`: `kill -9` the hub many times while events flow; nothing lost,
+//!   nothing applied twice, chain intact, projection = rebuild.
+//! - `faults`: seeded fault scenarios under continuous traffic (hub, agency,
+//!   NATS and cluster kills, a full disk — needs root —, a slow consumer).
 //! - `harness`: the harness itself (nats-server start, restart, kill -9).
 //! - `journey`: a case opened at the front office and filed into by
 //!   DPMPTSP, PDAM and PLN: every agency's step and what the citizen must do
 //!   next, visit by visit, until done.
-//! - `spine`: 1,000 events through the Dukcapil service → NATS → hub → lookup.
-//! - `bench_smoke`: `mpp-bench --quick` runs and writes a report that parses
-//!   (no timing is asserted).
-//! - `bad_input`: every kind of bad message ends as a rejected log entry with
-//!   its reason code, and ingest carries on.
 //! - `nats_auth`: NATS with one user per agency (deploy/nats/secure.conf):
 //!   a foreign publish is refused by NATS and, on an open server, rejected
 //!   by the hub.
-//! - `crash`: `kill -9` the hub many times while events flow; nothing lost,
-//!   nothing applied twice, chain intact, projection = rebuild.
+//! - `ops`: the operators' dashboard in a headless browser, its JSON twin,
+//!   redrive; with `deploy` (the deployment files checked with PyYAML,
+//!   `nats-server -t`, systemd-analyze and kubectl).
+//! - `privacy`: personal data under UU 27/2022 (crypto-shredding), end to end.
+//! - `scale_out`: two hub replicas on a 3-node cluster hold the same log.
+//! - `spine`: 1,000 events through the Dukcapil service → NATS → hub → lookup.
+//! - `tls`: the real binaries over TLS, agency to lookup.
 //!
 //! Build the binaries first: `cargo build --workspace --bins` (tests/run-all.sh).
 

@@ -1,7 +1,7 @@
 //! `mpp-hub admin …`: backup and restore of a hub's log.
 //!
 //! The hub's store is derived from its log, and the log is a deterministic
-//! function of the stream (DESIGN.md): a backup is therefore an **export**
+//! function of the stream (docs/DESIGN.md): a backup is therefore an **export**
 //! of the log (the JSON-lines format of `mpp-hub audit export`, docs/AUDIT.md)
 //! and a restore **replays** it through the same ledger that ingest uses,
 //! which rebuilds the log byte for byte together with every projection,

@@ -32,7 +32,7 @@
 //! Known limits, stated so nobody relies on more:
 //!
 //! - sled 0.34's `flush` writes its log with `sync_file_range` (see
-//!   DESIGN.md, "Where durability comes from"): it survives a process crash;
+//!   docs/DESIGN.md, "Where durability comes from"): it survives a process crash;
 //!   a power loss may lose what the disk cache held.
 //! - Deletions of published entries are not flushed on their own; they
 //!   become durable with the next group-commit flush, sled's background flush
