@@ -111,6 +111,18 @@ pub fn checkpoint_to_wire(cp: &SignedCheckpoint) -> pb::SignedCheckpoint {
     pb::SignedCheckpoint { encoded: cp.encode(), text: cp.to_text(), tree_size: cp.checkpoint.tree_size }
 }
 
+/// `size`, or the tree size of the latest signed checkpoint when `size` is
+/// 0 (the requests' "latest").
+fn size_or_latest(store: &SledStore, size: u64) -> Result<u64, AuditError> {
+    if size != 0 {
+        return Ok(size);
+    }
+    let latest = store
+        .latest_checkpoint()?
+        .ok_or_else(|| AuditError::NotFound("no checkpoint has been signed yet".to_owned()))?;
+    Ok(latest.checkpoint.tree_size)
+}
+
 fn hashes(h: &[[u8; 32]]) -> Vec<Vec<u8>> {
     h.iter().map(|x| x.to_vec()).collect()
 }
@@ -263,16 +275,7 @@ impl AuditService for Audit {
                     .ok_or_else(|| AuditError::NotFound(format!("the hub accepted no event {id}")))?,
                 _ => return Err(AuditError::Invalid("give seq or event_id".to_owned())),
             };
-            let tree_size = match r.tree_size {
-                0 => {
-                    store
-                        .latest_checkpoint()?
-                        .ok_or_else(|| AuditError::NotFound("no checkpoint has been signed yet".to_owned()))?
-                        .checkpoint
-                        .tree_size
-                }
-                n => n,
-            };
+            let tree_size = size_or_latest(&store, r.tree_size)?;
             let (entry, proof) = audit::inclusion_proof(&store, seq, tree_size)?;
             let checkpoint = store.checkpoint(tree_size)?;
             Ok(pb::InclusionProof {
@@ -293,16 +296,7 @@ impl AuditService for Audit {
         let r = request.into_inner();
         let store = self.store().clone();
         let out = blocking(move || {
-            let new_size = match r.new_size {
-                0 => {
-                    store
-                        .latest_checkpoint()?
-                        .ok_or_else(|| AuditError::NotFound("no checkpoint has been signed yet".to_owned()))?
-                        .checkpoint
-                        .tree_size
-                }
-                n => n,
-            };
+            let new_size = size_or_latest(&store, r.new_size)?;
             let proof = audit::consistency_proof(&store, r.old_size, new_size)?;
             Ok(pb::ConsistencyProof {
                 old_size: r.old_size,

@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
+pub mod base64;
 pub mod calendar;
 pub mod case;
 pub mod checkpoint;

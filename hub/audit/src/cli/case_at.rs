@@ -20,8 +20,7 @@ use mpp_proto::v1 as pb;
 use mpp_store::Store;
 use prost::Message as _;
 
-use super::export::ExportReader;
-use super::rebuild::{import_export, ImportError, Scratch};
+use super::rebuild::load_verified_export;
 use super::{calendars, open_store_with_projection, parse_instant, say, CaseAtArgs, Progress, EXIT_FAILED};
 use mpp_lookup::lookup::{Found, ServiceName};
 
@@ -174,18 +173,9 @@ pub(crate) fn run(args: &CaseAtArgs, out: &mut dyn Write) -> anyhow::Result<u8> 
     let result = match (&args.data_dir, &args.export) {
         (Some(dir), _) => case_at_indexed(&open_store_with_projection(dir)?, &tn, point)?,
         (None, Some(path)) => {
-            let scratch = Scratch::create(None)?;
-            let mut load = Progress::new("load export");
-            match import_export(&mut ExportReader::open(path)?, scratch.store(), None, &mut load) {
-                Ok(_) => {}
-                Err(ImportError::Invalid(f)) => {
-                    say(out, &format!("the export does not verify: {f}"))?;
-                    return Ok(EXIT_FAILED);
-                }
-                Err(ImportError::Store(e)) => return Err(e).context("loading the export"),
-            }
-            load.finish();
-            let (log, _dir) = scratch.into_windowed();
+            let Some((log, _dir)) = load_verified_export(path, out)? else {
+                return Ok(EXIT_FAILED);
+            };
             case_at(&log, &tn, point, &mut progress)?
         }
         (None, None) => bail!("give --data-dir or --export"),

@@ -195,6 +195,27 @@ impl Scratch {
     }
 }
 
+/// Loads the export at `path` into a new scratch store, verifying it as it
+/// goes, and hands back its log (read in windows) with the directory that
+/// holds it. `None`: the export does not verify, which was said to `out`.
+pub(crate) fn load_verified_export(
+    path: &Path,
+    out: &mut dyn Write,
+) -> anyhow::Result<Option<(Windowed, ScratchDir)>> {
+    let scratch = Scratch::create(None)?;
+    let mut load = Progress::new("load export");
+    match import_export(&mut ExportReader::open(path)?, scratch.store(), None, &mut load) {
+        Ok(_) => {}
+        Err(ImportError::Invalid(f)) => {
+            say(out, &format!("the export does not verify: {f}"))?;
+            return Ok(None);
+        }
+        Err(ImportError::Store(e)) => return Err(e).context("loading the export"),
+    }
+    load.finish();
+    Ok(Some(scratch.into_windowed()))
+}
+
 /// The directory of a scratch store, closed and removed when dropped.
 #[derive(Debug)]
 pub struct ScratchDir(PathBuf, Windowed);

@@ -24,11 +24,8 @@ use mpp_core::{Case, Date};
 use mpp_store::Store;
 use serde::Serialize;
 
-use super::export::ExportReader;
-use super::rebuild::{import_export, ImportError, Scratch};
-use super::{
-    calendars, open_store_with_projection, parse_instant, say, Progress, SlaReportArgs, EXIT_FAILED,
-};
+use super::rebuild::load_verified_export;
+use super::{calendars, open_store_with_projection, parse_instant, say, SlaReportArgs, EXIT_FAILED};
 
 /// Counts for one group of applications.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -253,18 +250,9 @@ pub(crate) fn run(args: &SlaReportArgs, out: &mut dyn Write) -> anyhow::Result<u
             sla_report(cases, &cals, from, to, ms, label)?
         }
         (None, Some(path)) => {
-            let scratch = Scratch::create(None)?;
-            let mut load = Progress::new("load export");
-            match import_export(&mut ExportReader::open(path)?, scratch.store(), None, &mut load) {
-                Ok(_) => {}
-                Err(ImportError::Invalid(f)) => {
-                    say(out, &format!("the export does not verify: {f}"))?;
-                    return Ok(EXIT_FAILED);
-                }
-                Err(ImportError::Store(e)) => return Err(e).context("loading the export"),
-            }
-            load.finish();
-            let (log, _dir) = scratch.into_windowed();
+            let Some((log, _dir)) = load_verified_export(path, out)? else {
+                return Ok(EXIT_FAILED);
+            };
             let (state, _) = mpp_ledger::ledger::rebuild(&log).context("rebuilding from the export")?;
             let ms = as_of(last_entry_ms(&log)?)?;
             sla_report(state.cases.into_values().map(Ok), &cals, from, to, ms, label)?
