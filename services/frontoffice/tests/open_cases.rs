@@ -89,6 +89,10 @@ fn front(nik_key_file: Option<PathBuf>, insecure_dev_keys: bool) -> FrontOfficeA
         mpp_name: Some("MPP Kota Bengkulu".into()),
         serial_range_start: 1,
         serial_range_end: 5_000_000_000,
+        personal_data_reads_per_minute: 30,
+        personal_data_reads_burst: 20,
+        personal_data_erasures_per_minute: 2,
+        personal_data_erasures_burst: 3,
     }
 }
 
