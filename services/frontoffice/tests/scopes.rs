@@ -7,15 +7,16 @@
 use std::path::{Path, PathBuf};
 
 use mpp_agency_kit::auth::hash_token;
-use mpp_agency_kit::{CommonArgs, Listeners, LogFormat, REASON_CODE_METADATA_KEY};
-use mpp_core::ids::RegionCode;
-use mpp_frontoffice::receipt::LookupUrl;
+use mpp_agency_kit::{CommonArgs, Listeners, REASON_CODE_METADATA_KEY};
 use mpp_frontoffice::{run_with, FrontOfficeArgs, RunError, RETRY_AFTER_METADATA_KEY};
 use mpp_proto::frontoffice::v1 as pb;
 use mpp_test_support::NatsServer;
 use pb::front_office_service_client::FrontOfficeServiceClient;
+use support::{common, front};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
+
+mod support;
 
 const NIK: &str = "1771014501900001";
 
@@ -40,40 +41,22 @@ fn tokens_file(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
-fn common(nats_url: String, dir: &Path, tokens: PathBuf) -> CommonArgs {
+fn common_with(nats_url: String, dir: &Path, tokens: PathBuf) -> CommonArgs {
     CommonArgs {
-        nats_url,
-        nats_user: None,
-        nats_password_file: None,
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        region_code: RegionCode::parse("1771").unwrap(),
-        pin_pepper_file: None,
-        log_format: LogFormat::Pretty,
-        skip_stream_setup: false,
-        data_dir: Some(dir.join("data")),
-        outbox_entries_max: 1_000,
-        outbox_bytes_max: 1024 * 1024,
-        outbox_drain_ms: 2_000,
         tokens_file: Some(tokens),
         insecure_no_auth: false,
-        metrics_addr: None,
-        tls: Default::default(),
-        catalogue_file: None,
+        ..common(nats_url, dir.join("data"), None)
     }
 }
 
-fn front() -> FrontOfficeArgs {
+/// Small limits: bursts of 2 reads and 1 erasure per token.
+fn front_limited() -> FrontOfficeArgs {
     FrontOfficeArgs {
-        nik_key_file: None,
-        insecure_dev_keys: true,
-        lookup_base_url: LookupUrl::parse("http://127.0.0.1:8080/lacak").unwrap(),
-        mpp_name: None,
-        serial_range_start: 1,
-        serial_range_end: 5_000_000_000,
         personal_data_reads_per_minute: 1,
         personal_data_reads_burst: 2,
         personal_data_erasures_per_minute: 1,
         personal_data_erasures_burst: 1,
+        ..front(None, true)
     }
 }
 
@@ -118,8 +101,8 @@ async fn each_rpc_needs_its_scope_and_reads_and_erasures_are_rate_limited() {
     let addr = grpc.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(run_with(
-        common(nats.url(), dir.path(), tokens_file(dir.path(), "")),
-        front(),
+        common_with(nats.url(), dir.path(), tokens_file(dir.path(), "")),
+        front_limited(),
         Listeners { grpc, metrics: None },
         async {
             let _ = stopped.await;
@@ -176,8 +159,8 @@ async fn a_scope_the_front_office_does_not_know_stops_it_at_start() {
     let typo = format!("typo:{}:personal-data:raed\n", hex(hash_token(b"t-typo")));
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = run_with(
-        common("nats://127.0.0.1:1".into(), dir.path(), tokens_file(dir.path(), &typo)),
-        front(),
+        common_with("nats://127.0.0.1:1".into(), dir.path(), tokens_file(dir.path(), &typo)),
+        front_limited(),
         Listeners { grpc, metrics: None },
         async {},
     )
