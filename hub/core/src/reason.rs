@@ -122,7 +122,7 @@ reason_codes! {
     /// The PIN given is not six digits.
     MalformedPin => "MALFORMED_PIN", "The PIN is not 6 digits.";
     /// Too many lookups from one client address.
-    RateLimited => "RATE_LIMITED", "Too many lookups from this client address; wait as long as Retry-After says, then retry.";
+    RateLimited => "RATE_LIMITED", "Too many requests: lookups from this client address, or personal-data reads or erasures by this client system; wait as long as Retry-After (or retry-after-s) says, then retry.";
     /// Too many wrong PINs for one tracking number.
     LookupLocked => "LOOKUP_LOCKED", "Too many wrong PINs were tried for this tracking number (whether or not it exists); its lookups are locked for a while (see Retry-After).";
     /// The case's personal data was erased (its data key destroyed).
@@ -141,6 +141,9 @@ reason_codes! {
     NotRedrivable => "NOT_REDRIVABLE", "The log entry is not a rejection a redrive could change: it was accepted or a duplicate, its bytes are unreadable, or its event was accepted since.";
     /// An operator asked for a redrive on a hub that cannot publish.
     RedriveDisabled => "REDRIVE_DISABLED", "This hub has no NATS target for redrives, so operators cannot republish rejected entries on it.";
+    // Appended, never inserted: the variant index is in stored encodings.
+    /// The caller's token lacks the scope the RPC needs.
+    ScopeMissing => "SCOPE_MISSING", "The caller's token is valid but lacks the scope this RPC needs (e.g. personal-data:read); ask the server's operator for a token with it.";
 }
 
 impl fmt::Display for ReasonCode {

@@ -146,7 +146,7 @@ async fn start(
     let checkpointer = Checkpointer::new(signer, policy, mpp_lookup::lookup::system_clock(), &store)
         .context("reading the latest checkpoint")?;
     let auditors = match &args.auditor_tokens_file {
-        Some(path) => Some(Arc::new(TokenTable::load(path).context("loading --auditor-tokens-file")?)),
+        Some(path) => Some(Arc::new(load_unscoped(path).context("loading --auditor-tokens-file")?)),
         None => {
             warn!("No --auditor-tokens-file: every audit gRPC call will be refused");
             None
@@ -226,7 +226,7 @@ async fn start(
     mpp_obs::health::spawn_disk_check(health.clone(), args.data_dir.clone(), min_free_bytes, stop_rx.clone());
     mpp_lookup::sla_gauge::spawn_sla_refresh(health.clone(), lookups.clone(), stop_rx.clone());
     let operators = match &args.operator_tokens_file {
-        Some(path) => Some(Arc::new(TokenTable::load(path).context("loading --operator-tokens-file")?)),
+        Some(path) => Some(Arc::new(load_unscoped(path).context("loading --operator-tokens-file")?)),
         None => {
             warn!("No --operator-tokens-file: every operator dashboard request will be refused");
             None
@@ -338,4 +338,12 @@ impl<E: std::fmt::Display + Send + 'static> JoinToString for tokio::task::JoinHa
             }
         })
     }
+}
+
+/// A hub tokens file (auditors, operators): the hub declares no scopes, so
+/// a line with a scope list is refused rather than silently ignored.
+fn load_unscoped(path: &std::path::Path) -> Result<TokenTable, mpp_edge::auth::TokensError> {
+    let table = TokenTable::load(path)?;
+    table.check_scopes(&[])?;
+    Ok(table)
 }

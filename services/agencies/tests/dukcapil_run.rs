@@ -84,7 +84,12 @@ fn args(nats_url: String, data_dir: PathBuf, tokens_file: Option<PathBuf>, insec
 }
 
 fn config(args: CommonArgs) -> AgencyConfig {
-    AgencyConfig { agency_id: AgencyId::parse(AGENCY_ID).unwrap(), args, standards: catalogue().unwrap() }
+    AgencyConfig {
+        agency_id: AgencyId::parse(AGENCY_ID).unwrap(),
+        args,
+        standards: catalogue().unwrap(),
+        rpc_scopes: None,
+    }
 }
 
 fn permohonan() -> pb::Permohonan {

@@ -26,6 +26,14 @@
 //! 27/2022) and publishes `personal_data_erased` for each of their cases
 //! (docs/PRIVACY.md).
 //!
+//! Each RPC needs its own scope in the caller's token ([`RPC_SCOPES`]:
+//! `cases:open`, `personal-data:read`, `personal-data:erase`), so a desk
+//! that opens cases cannot read or erase personal data. Reads and erasures
+//! are logged with the authenticated client id as the accountable officer
+//! (the request's `petugas` is logged as what the caller claims, and stays
+//! the pseudonymous officer of published events) and rate-limited per
+//! client id ([`limit`]).
+//!
 //! Everything else — authentication, the durable outbox and its relay to
 //! JetStream, metrics, health, graceful shutdown — is the agency kit's
 //! [`mpp_agency_kit::run_with`]. The hub accepts `case_opened` of a service
@@ -45,6 +53,7 @@
 
 pub mod citizen;
 pub mod counter;
+pub mod limit;
 pub mod nik_key;
 pub mod receipt;
 pub mod vault;
@@ -52,8 +61,12 @@ pub mod vault;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use mpp_agency_kit::{input, to_status, Agency, AgencyConfig, ClientId, CommonArgs, KitError, Listeners};
+use mpp_agency_kit::{
+    input, to_status, Agency, AgencyConfig, ClientId, Clock, CommonArgs, KitError, Listeners, RpcScopes,
+    SystemClock,
+};
 use mpp_core::event::Target;
 use mpp_core::ids::{AgencyId, OfficerId, RegionCode, ServiceId, TrackingNumber};
 use mpp_core::{EventBody, ReasonCode, Rejection};
@@ -67,6 +80,7 @@ use crate::counter::{
     CounterError, RangeError, SerialCounter, SerialRange, COUNTER_DIR, SERIAL_RANGE_END_MAX,
     SERIAL_RANGE_START_DEFAULT,
 };
+use crate::limit::{Action, Limit, PersonalDataLimiter, PersonalDataLimits, RetryAfter};
 use crate::nik_key::{nik_keyed_hash, NikKey, NikKeyError};
 use crate::receipt::{parse_mpp_name, LookupUrl, Receipt, ReceiptConfig, LOOKUP_BASE_URL_DEFAULT};
 use crate::vault::{CaseRecord, PersonalData, Vault, VaultError, VAULT_DIR};
@@ -86,6 +100,27 @@ pub fn service_id() -> ServiceId {
 
 /// Default gRPC listen address of `mpp-frontoffice`.
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50060";
+
+/// The scope of `BukaBerkas`.
+pub const SCOPE_CASES_OPEN: &str = "cases:open";
+
+/// The scope of `LihatDataPribadi`.
+pub const SCOPE_PERSONAL_DATA_READ: &str = "personal-data:read";
+
+/// The scope of `HapusDataPribadi`.
+pub const SCOPE_PERSONAL_DATA_ERASE: &str = "personal-data:erase";
+
+/// The scope each RPC of the front office needs (see
+/// [`mpp_agency_kit::auth`]); a tokens-file line without scopes has all three.
+pub const RPC_SCOPES: RpcScopes = RpcScopes(&[
+    ("/mpp.frontoffice.v1.FrontOfficeService/BukaBerkas", SCOPE_CASES_OPEN),
+    ("/mpp.frontoffice.v1.FrontOfficeService/LihatDataPribadi", SCOPE_PERSONAL_DATA_READ),
+    ("/mpp.frontoffice.v1.FrontOfficeService/HapusDataPribadi", SCOPE_PERSONAL_DATA_ERASE),
+]);
+
+/// The gRPC metadata entry of a `RATE_LIMITED` answer: whole seconds to
+/// wait before retrying.
+pub const RETRY_AFTER_METADATA_KEY: &str = "retry-after-s";
 
 /// The agency id of the front office of `region`, e.g. `mpp-1771`.
 pub fn agency_id(region: RegionCode) -> Result<AgencyId, Rejection> {
@@ -136,6 +171,43 @@ pub struct FrontOfficeArgs {
     /// that open cases for walk-in citizens themselves.
     #[arg(long, env = "MPP_SERIAL_RANGE_END", default_value_t = SERIAL_RANGE_END_MAX)]
     pub serial_range_end: u64,
+
+    /// Personal-data reads (LihatDataPribadi) one client system may make per
+    /// minute; beyond them RESOURCE_EXHAUSTED / RATE_LIMITED.
+    #[arg(long, env = "MPP_PERSONAL_DATA_READS_PER_MINUTE", default_value_t = limit::READS_PER_MINUTE_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub personal_data_reads_per_minute: u32,
+
+    /// Personal-data reads one client system may make in a burst.
+    #[arg(long, env = "MPP_PERSONAL_DATA_READS_BURST", default_value_t = limit::READS_BURST_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub personal_data_reads_burst: u32,
+
+    /// Erasures (HapusDataPribadi) one client system may make per minute.
+    #[arg(long, env = "MPP_PERSONAL_DATA_ERASURES_PER_MINUTE", default_value_t = limit::ERASURES_PER_MINUTE_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub personal_data_erasures_per_minute: u32,
+
+    /// Erasures one client system may make in a burst.
+    #[arg(long, env = "MPP_PERSONAL_DATA_ERASURES_BURST", default_value_t = limit::ERASURES_BURST_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub personal_data_erasures_burst: u32,
+}
+
+impl FrontOfficeArgs {
+    /// The per-client limits of reading and erasing personal data.
+    pub fn personal_data_limits(&self) -> PersonalDataLimits {
+        PersonalDataLimits {
+            reads: Limit {
+                per_minute: self.personal_data_reads_per_minute,
+                burst: self.personal_data_reads_burst,
+            },
+            erasures: Limit {
+                per_minute: self.personal_data_erasures_per_minute,
+                burst: self.personal_data_erasures_burst,
+            },
+        }
+    }
 }
 
 /// Why opening a case failed. Nothing was published for any of these except
@@ -211,6 +283,16 @@ pub enum PrivacyError {
     /// The citizen's key was destroyed on an erasure request.
     #[error("the personal data of case {0} was erased on request; it can no longer be read")]
     Erased(TrackingNumber),
+    /// The calling client system used up its reads or erasures for now.
+    #[error("client {client} made too many personal-data {what}; retry in {} s", retry.seconds)]
+    RateLimited {
+        /// The authenticated client.
+        client: ClientId,
+        /// "reads" or "erasures".
+        what: &'static str,
+        /// How long to wait.
+        retry: RetryAfter,
+    },
 }
 
 impl PrivacyError {
@@ -221,6 +303,7 @@ impl PrivacyError {
             PrivacyError::Vault(e) => vault_reason(e),
             PrivacyError::NotFound(_) => ReasonCode::UnknownCase,
             PrivacyError::Erased(_) => ReasonCode::PersonalDataErased,
+            PrivacyError::RateLimited { .. } => ReasonCode::RateLimited,
         }
     }
 }
@@ -233,6 +316,11 @@ impl From<PrivacyError> for Status {
             PrivacyError::NotFound(_) => status_with(Code::NotFound, err.reason_code(), err.to_string()),
             PrivacyError::Erased(_) => {
                 status_with(Code::FailedPrecondition, err.reason_code(), err.to_string())
+            }
+            PrivacyError::RateLimited { retry, .. } => {
+                let mut status = status_with(Code::ResourceExhausted, err.reason_code(), err.to_string());
+                status.metadata_mut().insert(RETRY_AFTER_METADATA_KEY, MetadataValue::from(retry.seconds));
+                status
             }
         }
     }
@@ -265,11 +353,12 @@ pub struct FrontOffice {
     vault: Vault,
     nik_key: NikKey,
     receipt: ReceiptConfig,
+    limiter: PersonalDataLimiter,
 }
 
 impl FrontOffice {
     /// The front office over `agency`, allocating from `counter`, keeping
-    /// citizens' data keys in `vault`.
+    /// citizens' data keys in `vault`, with the default personal-data limits.
     pub fn new(
         agency: Agency,
         counter: SerialCounter,
@@ -277,7 +366,15 @@ impl FrontOffice {
         nik_key: NikKey,
         receipt: ReceiptConfig,
     ) -> Self {
-        Self { agency, service: service_id(), counter, vault, nik_key, receipt }
+        let limiter = PersonalDataLimiter::new(PersonalDataLimits::DEFAULT, Arc::new(SystemClock));
+        Self { agency, service: service_id(), counter, vault, nik_key, receipt, limiter }
+    }
+
+    /// This front office with `limits` on reading and erasing personal
+    /// data, timed by `clock`.
+    pub fn with_limits(mut self, limits: PersonalDataLimits, clock: Arc<dyn Clock>) -> Self {
+        self.limiter = PersonalDataLimiter::new(limits, clock);
+        self
     }
 
     /// The tonic server wrapper.
@@ -369,14 +466,28 @@ impl FrontOffice {
 }
 
 impl FrontOffice {
-    /// The name and contact details of a case, decrypted. Every call is
-    /// logged with the case, the officer and the calling system (never the
-    /// data).
+    /// Takes a token of `client`'s bucket for `action`.
+    fn admit(&self, client: &ClientId, action: Action) -> Result<(), PrivacyError> {
+        self.limiter.admit(client, action).map_err(|retry| {
+            let what = match action {
+                Action::Read => "reads",
+                Action::Erase => "erasures",
+            };
+            tracing::warn!(officer = %client, what, retry_after_s = retry.seconds, "Personal-data call rate-limited");
+            PrivacyError::RateLimited { client: client.clone(), what, retry }
+        })
+    }
+
+    /// The name and contact details of a case, decrypted, for the
+    /// authenticated `client`. Every call is rate-limited per client and
+    /// logged with the case, the client as the accountable officer and the
+    /// officer id the request claims (never the data).
     pub async fn lihat_data_pribadi(
         &self,
         r: &pb::PermintaanDataPribadi,
-        client: Option<&ClientId>,
+        client: &ClientId,
     ) -> Result<pb::DataPribadi, PrivacyError> {
+        self.admit(client, Action::Read)?;
         let officer = input::officer("petugas", &r.petugas)?;
         let tracking = input::tracking_number("nomor_berkas", &r.nomor_berkas, self.agency.region())?;
         let record = self.vault.blocking(move |v| v.case(&tracking)).await?;
@@ -391,8 +502,8 @@ impl FrontOffice {
         let reason = outcome.as_ref().err().map(|e| e.reason_code().as_str()).unwrap_or("");
         tracing::info!(
             case = %tracking,
-            officer = %officer,
-            client = client.map(ClientId::as_str).unwrap_or(""),
+            officer = %client,
+            petugas = %officer,
             reason,
             "Personal data read"
         );
@@ -404,11 +515,14 @@ impl FrontOffice {
     /// `personal_data_erased` for each case sealed under it, in one outbox
     /// batch. The key is destroyed (flushed) before anything is published;
     /// repeating the call after a failed publish publishes the events again.
+    /// Rate-limited and logged per authenticated `client`, as reads are; the
+    /// events carry the request's pseudonymous `petugas`, as before.
     pub async fn hapus_data_pribadi(
         &self,
         r: &pb::PenghapusanDataPribadi,
-        client: Option<&ClientId>,
+        client: &ClientId,
     ) -> Result<pb::DataPribadiDihapus, PrivacyError> {
+        self.admit(client, Action::Erase)?;
         let officer = input::officer("petugas", &r.petugas)?;
         let tracking = input::tracking_number("nomor_berkas", &r.nomor_berkas, self.agency.region())?;
         let erasure = self
@@ -424,8 +538,8 @@ impl FrontOffice {
         let accepted = self.agency.publish_events(&events).await?;
         tracing::info!(
             case = %tracking,
-            officer = %officer,
-            client = client.map(ClientId::as_str).unwrap_or(""),
+            officer = %client,
+            petugas = %officer,
             cases = erasure.cases.len(),
             destroyed_now = erasure.destroyed_now,
             "Personal data erased"
@@ -464,7 +578,7 @@ impl FrontOfficeService for FrontOffice {
         &self,
         request: Request<pb::PermintaanDataPribadi>,
     ) -> Result<Response<pb::DataPribadi>, Status> {
-        let client = request.extensions().get::<ClientId>();
+        let client = authenticated_client(&request)?;
         Ok(Response::new(FrontOffice::lihat_data_pribadi(self, request.get_ref(), client).await?))
     }
 
@@ -472,9 +586,18 @@ impl FrontOfficeService for FrontOffice {
         &self,
         request: Request<pb::PenghapusanDataPribadi>,
     ) -> Result<Response<pb::DataPribadiDihapus>, Status> {
-        let client = request.extensions().get::<ClientId>();
+        let client = authenticated_client(&request)?;
         Ok(Response::new(FrontOffice::hapus_data_pribadi(self, request.get_ref(), client).await?))
     }
+}
+
+/// The client the interceptor authenticated. A call without one (the
+/// service served without the kit's interceptor) is refused: reads and
+/// erasures are never made anonymously.
+fn authenticated_client<T>(request: &Request<T>) -> Result<&ClientId, Status> {
+    request.extensions().get::<ClientId>().ok_or_else(|| {
+        mpp_agency_kit::auth::unauthenticated("no authenticated client", "the token of your client system")
+    })
 }
 
 /// Why the front office could not start or stopped with an error.
@@ -556,16 +679,22 @@ pub async fn run_with(
         mpp_name: args.mpp_name.clone().unwrap_or_else(|| format!("Mal Pelayanan Publik {region}")),
         lookup: args.lookup_base_url.clone(),
     };
+    let limits = args.personal_data_limits();
     let config = AgencyConfig {
         agency_id: agency_id(region).map_err(RunError::AgencyId)?,
         args: common,
         standards: vec![],
+        rpc_scopes: Some(RPC_SCOPES),
     };
     let counter = SerialCounter::open(&config.data_dir().join(COUNTER_DIR), range)?;
     let vault = Vault::open(&config.data_dir().join(VAULT_DIR))?;
     let make = {
         let (counter, vault) = (counter.clone(), vault.clone());
-        move |agency| FrontOffice::new(agency, counter, vault, nik_key, receipt).into_server()
+        move |agency| {
+            FrontOffice::new(agency, counter, vault, nik_key, receipt)
+                .with_limits(limits, Arc::new(SystemClock))
+                .into_server()
+        }
     };
     let result = mpp_agency_kit::run_with(config, make, listeners, shutdown).await;
     if let Err(e) = counter.close() {

@@ -46,6 +46,11 @@ fn fixture() -> Fixture {
     fixture_with(Arc::new(MemoryPublisher::new()), SerialRange::default())
 }
 
+/// The authenticated client system of the calls.
+fn client() -> ClientId {
+    ClientId::parse("loket-desk-3").unwrap()
+}
+
 fn request() -> pb::PembukaanBerkas {
     pb::PembukaanBerkas {
         nik: NIK.into(),
@@ -148,27 +153,27 @@ async fn personal_data_is_read_back_then_erased_for_every_case_of_the_citizen() 
         .unwrap();
     let ask =
         |nomor: &str| pb::PermintaanDataPribadi { nomor_berkas: nomor.into(), petugas: "ptg-09".into() };
-    let d = f.svc.lihat_data_pribadi(&ask(&r1.nomor_berkas), None).await.unwrap();
+    let d = f.svc.lihat_data_pribadi(&ask(&r1.nomor_berkas), &client()).await.unwrap();
     assert_eq!((d.nama.as_str(), d.telepon.as_str(), d.surel.as_str()), (NAMA, TELEPON, SUREL));
-    let d = f.svc.lihat_data_pribadi(&ask(&r2.nomor_berkas), None).await.unwrap();
+    let d = f.svc.lihat_data_pribadi(&ask(&r2.nomor_berkas), &client()).await.unwrap();
     assert_eq!((d.nama.as_str(), d.telepon.as_str()), (NAMA, ""));
-    let d = f.svc.lihat_data_pribadi(&ask(&other.nomor_berkas), None).await.unwrap();
+    let d = f.svc.lihat_data_pribadi(&ask(&other.nomor_berkas), &client()).await.unwrap();
     assert_eq!((d.nama.as_str(), d.surel.as_str()), ("Budi Hartono", ""));
 
     // Unknown and malformed cases.
     let unknown = TrackingNumber::new(RegionCode::parse("1771").unwrap(), 999).unwrap().to_string();
-    let s = Status::from(f.svc.lihat_data_pribadi(&ask(&unknown), None).await.unwrap_err());
+    let s = Status::from(f.svc.lihat_data_pribadi(&ask(&unknown), &client()).await.unwrap_err());
     assert_eq!((s.code(), reason(&s)), (Code::NotFound, "UNKNOWN_CASE"));
-    let s = Status::from(f.svc.lihat_data_pribadi(&ask("1771-0000000001-0"), None).await.unwrap_err());
+    let s = Status::from(f.svc.lihat_data_pribadi(&ask("1771-0000000001-0"), &client()).await.unwrap_err());
     assert_eq!(s.code(), Code::InvalidArgument);
     let foreign = TrackingNumber::new(RegionCode::parse("1707").unwrap(), 1).unwrap().to_string();
-    let s = Status::from(f.svc.lihat_data_pribadi(&ask(&foreign), None).await.unwrap_err());
+    let s = Status::from(f.svc.lihat_data_pribadi(&ask(&foreign), &client()).await.unwrap_err());
     assert_eq!((s.code(), reason(&s)), (Code::FailedPrecondition, "REGION_MISMATCH"));
     let s = Status::from(
         f.svc
             .lihat_data_pribadi(
                 &pb::PermintaanDataPribadi { petugas: String::new(), ..ask(&r1.nomor_berkas) },
-                None,
+                &client(),
             )
             .await
             .unwrap_err(),
@@ -183,7 +188,7 @@ async fn personal_data_is_read_back_then_erased_for_every_case_of_the_citizen() 
     };
     let erase =
         |nomor: &str| pb::PenghapusanDataPribadi { nomor_berkas: nomor.into(), petugas: "ptg-09".into() };
-    let e = f.svc.hapus_data_pribadi(&erase(&r2.nomor_berkas), None).await.unwrap();
+    let e = f.svc.hapus_data_pribadi(&erase(&r2.nomor_berkas), &client()).await.unwrap();
     assert_eq!(e.nomor_berkas, vec![r1.nomor_berkas.clone(), r2.nomor_berkas.clone()]);
     let published = f.publisher.events();
     assert_eq!(published.len(), before + 2);
@@ -198,17 +203,20 @@ async fn personal_data_is_read_back_then_erased_for_every_case_of_the_citizen() 
     // The citizen's next visit gets a fresh key.
     assert_ne!(f.vault.key_for(&hmac_sha256(KEY, NIK.as_bytes())).unwrap().id().to_vec(), sealed_key);
     for nomor in [&r1.nomor_berkas, &r2.nomor_berkas] {
-        let s = Status::from(f.svc.lihat_data_pribadi(&ask(nomor), None).await.unwrap_err());
+        let s = Status::from(f.svc.lihat_data_pribadi(&ask(nomor), &client()).await.unwrap_err());
         assert_eq!((s.code(), reason(&s)), (Code::FailedPrecondition, "PERSONAL_DATA_ERASED"));
         assert!(!s.message().contains("Siti"), "{}", s.message());
     }
     // The other citizen keeps theirs.
-    assert_eq!(f.svc.lihat_data_pribadi(&ask(&other.nomor_berkas), None).await.unwrap().nama, "Budi Hartono");
+    assert_eq!(
+        f.svc.lihat_data_pribadi(&ask(&other.nomor_berkas), &client()).await.unwrap().nama,
+        "Budi Hartono"
+    );
     // Repeating publishes the events again and answers the same cases.
-    let again = f.svc.hapus_data_pribadi(&erase(&r1.nomor_berkas), None).await.unwrap();
+    let again = f.svc.hapus_data_pribadi(&erase(&r1.nomor_berkas), &client()).await.unwrap();
     assert_eq!(again.nomor_berkas, e.nomor_berkas);
     assert_eq!(f.publisher.events().len(), before + 4);
-    let s = Status::from(f.svc.hapus_data_pribadi(&erase(&unknown), None).await.unwrap_err());
+    let s = Status::from(f.svc.hapus_data_pribadi(&erase(&unknown), &client()).await.unwrap_err());
     assert_eq!((s.code(), reason(&s)), (Code::NotFound, "UNKNOWN_CASE"));
 }
 
@@ -218,7 +226,7 @@ async fn erasure_survives_a_restart_of_the_vault() {
     let r = f.svc.buka_berkas(&request()).await.unwrap();
     let tracking = TrackingNumber::parse(&r.nomor_berkas).unwrap();
     let erase = pb::PenghapusanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "ptg-09".into() };
-    f.svc.hapus_data_pribadi(&erase, None).await.unwrap();
+    f.svc.hapus_data_pribadi(&erase, &client()).await.unwrap();
     f.vault.close().unwrap();
     let reopened = Vault::open(&f._dir.path().join(VAULT_DIR)).unwrap();
     assert!(matches!(reopened.case(&tracking).unwrap(), Some(vault::CaseRecord::Erased(_))));
@@ -397,10 +405,10 @@ async fn nothing_personal_is_logged_even_at_trace_level() {
     let _ = f.svc.buka_berkas(&pb::PembukaanBerkas { surel: format!("{SUREL} x"), ..request() }).await;
     // Reading and erasing log the case and the officer, not the data.
     let ask = pb::PermintaanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "ptg-09".into() };
-    assert_eq!(f.svc.lihat_data_pribadi(&ask, None).await.unwrap().nama, NAMA);
+    assert_eq!(f.svc.lihat_data_pribadi(&ask, &client()).await.unwrap().nama, NAMA);
     let erase = pb::PenghapusanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "ptg-09".into() };
-    f.svc.hapus_data_pribadi(&erase, None).await.unwrap();
-    let _ = f.svc.lihat_data_pribadi(&ask, None).await.unwrap_err();
+    f.svc.hapus_data_pribadi(&erase, &client()).await.unwrap();
+    let _ = f.svc.lihat_data_pribadi(&ask, &client()).await.unwrap_err();
     let log = String::from_utf8_lossy(&captured_log().lock().unwrap_or_else(|e| e.into_inner())).into_owned();
     assert!(
         log.lines().any(|l| l.contains("Case opened") && l.contains(&r.event_id)),
@@ -457,4 +465,83 @@ fn flags_have_safe_defaults_and_are_validated() {
     assert!(parse(&["x", "--lookup-base-url", "mpp.example.go.id"]).is_err());
     assert!(parse(&["x", "--mpp-name", ""]).is_err());
     assert!(parse(&["x", "--serial-range-start", "-1"]).is_err());
+}
+
+#[tokio::test]
+async fn reads_and_erasures_are_rate_limited_per_authenticated_client() {
+    let limits = PersonalDataLimits {
+        reads: Limit { per_minute: 1, burst: 2 },
+        erasures: Limit { per_minute: 1, burst: 1 },
+    };
+    let f = fixture();
+    let svc = f.svc.clone().with_limits(limits, Arc::new(SystemClock));
+    let r = svc.buka_berkas(&request()).await.unwrap();
+    let other =
+        svc.buka_berkas(&pb::PembukaanBerkas { nik: "1771010501900002".into(), ..request() }).await.unwrap();
+    // The officer field is the caller's to choose; the bucket is not.
+    let ask = |petugas: &str| pb::PermintaanDataPribadi {
+        nomor_berkas: r.nomor_berkas.clone(),
+        petugas: petugas.into(),
+    };
+    svc.lihat_data_pribadi(&ask("ptg-1"), &client()).await.unwrap();
+    svc.lihat_data_pribadi(&ask("ptg-2"), &client()).await.unwrap();
+    let s = Status::from(svc.lihat_data_pribadi(&ask("ptg-3"), &client()).await.unwrap_err());
+    assert_eq!((s.code(), reason(&s)), (Code::ResourceExhausted, "RATE_LIMITED"));
+    let wait = s.metadata().get(RETRY_AFTER_METADATA_KEY).and_then(|v| v.to_str().ok());
+    assert!(wait.and_then(|w| w.parse::<u64>().ok()).is_some_and(|w| (1..=60).contains(&w)), "{wait:?}");
+    // Another client system has its own bucket.
+    let desk = ClientId::parse("loket-desk-4").unwrap();
+    svc.lihat_data_pribadi(&ask("ptg-1"), &desk).await.unwrap();
+
+    let erase =
+        |nomor: &str| pb::PenghapusanDataPribadi { nomor_berkas: nomor.into(), petugas: "ptg-1".into() };
+    let before = f.publisher.events().len();
+    svc.hapus_data_pribadi(&erase(&r.nomor_berkas), &client()).await.unwrap();
+    let s = Status::from(svc.hapus_data_pribadi(&erase(&other.nomor_berkas), &client()).await.unwrap_err());
+    assert_eq!((s.code(), reason(&s)), (Code::ResourceExhausted, "RATE_LIMITED"));
+    assert_eq!(f.publisher.events().len(), before + 1, "a refused erasure publishes nothing");
+    assert!(
+        !matches!(
+            f.vault.case(&TrackingNumber::parse(&other.nomor_berkas).unwrap()).unwrap(),
+            Some(vault::CaseRecord::Erased(_))
+        ),
+        "and destroys no key"
+    );
+    svc.hapus_data_pribadi(&erase(&other.nomor_berkas), &desk).await.unwrap();
+}
+
+#[tokio::test]
+async fn reads_and_erasures_log_the_authenticated_client_as_the_officer() {
+    captured_log();
+    let f = fixture();
+    let r = f.svc.buka_berkas(&request()).await.unwrap();
+    let who = ClientId::parse("officer-7f3a").unwrap();
+    let ask =
+        pb::PermintaanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "claimed-x1".into() };
+    f.svc.lihat_data_pribadi(&ask, &who).await.unwrap();
+    let erase =
+        pb::PenghapusanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "claimed-x2".into() };
+    f.svc.hapus_data_pribadi(&erase, &who).await.unwrap();
+    let log = String::from_utf8_lossy(&captured_log().lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    for (message, claimed) in [("Personal data read", "claimed-x1"), ("Personal data erased", "claimed-x2")] {
+        // Other tests' fixtures number their cases alike: find this test's
+        // line by the officer id it claimed.
+        let line = log.lines().find(|l| l.contains(message) && l.contains(&format!("petugas={claimed}")));
+        let line = line.unwrap_or_else(|| panic!("no {message:?} line:\n{log}"));
+        assert!(line.contains("officer=officer-7f3a"), "{line}");
+    }
+    // Published events keep the pseudonymous officer of the request.
+    let events = f.publisher.events();
+    let erased = events.last().unwrap().envelope();
+    assert!(matches!(erased.body, Some(Body::PersonalDataErased(_))));
+    assert_eq!(erased.officer, "claimed-x2");
+}
+
+#[test]
+fn the_scope_table_names_every_rpc_of_the_service() {
+    assert_eq!(RPC_SCOPES.scopes(), vec!["cases:open", "personal-data:read", "personal-data:erase"]);
+    for (path, _) in RPC_SCOPES.0 {
+        let method = path.rsplit('/').next().unwrap();
+        assert_eq!(*path, format!("/{}/{method}", pb::front_office_service_server::SERVICE_NAME));
+    }
 }

@@ -9,16 +9,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use mpp_agency_kit::{CommonArgs, Listeners, LogFormat, STREAM_NAME};
+use mpp_agency_kit::{CommonArgs, Listeners, STREAM_NAME};
 use mpp_core::ids::{RegionCode, TrackingNumber};
 use mpp_frontoffice::nik_key::hmac_sha256;
-use mpp_frontoffice::receipt::LookupUrl;
 use mpp_frontoffice::{run_with, FrontOfficeArgs, RunError};
 use mpp_proto::frontoffice::v1 as pb;
 use mpp_proto::v1 as ev;
 use mpp_test_support::{free_port, wait_for, NatsServer};
 use pb::front_office_service_client::FrontOfficeServiceClient;
 use prost::Message as _;
+use support::{common, front};
+
+mod support;
 
 const DEADLINE_MS: u64 = 30_000;
 const NIK_KEY: &[u8] = b"integration-test-nik-key-0123456789abcdef";
@@ -57,39 +59,6 @@ impl std::io::Write for Capture {
 
 fn log_text() -> String {
     String::from_utf8_lossy(&captured_log().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-}
-
-fn common(nats_url: String, data_dir: PathBuf, pepper: Option<PathBuf>) -> CommonArgs {
-    CommonArgs {
-        nats_url,
-        nats_user: None,
-        nats_password_file: None,
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        region_code: RegionCode::parse("1771").unwrap(),
-        pin_pepper_file: pepper,
-        log_format: LogFormat::Pretty,
-        skip_stream_setup: false,
-        data_dir: Some(data_dir),
-        outbox_entries_max: 10_000,
-        outbox_bytes_max: 10 * 1024 * 1024,
-        outbox_drain_ms: 2_000,
-        tokens_file: None,
-        insecure_no_auth: true,
-        metrics_addr: None,
-        tls: Default::default(),
-        catalogue_file: None,
-    }
-}
-
-fn front(nik_key_file: Option<PathBuf>, insecure_dev_keys: bool) -> FrontOfficeArgs {
-    FrontOfficeArgs {
-        nik_key_file,
-        insecure_dev_keys,
-        lookup_base_url: LookupUrl::parse("http://127.0.0.1:8080/lacak").unwrap(),
-        mpp_name: Some("MPP Kota Bengkulu".into()),
-        serial_range_start: 1,
-        serial_range_end: 5_000_000_000,
-    }
 }
 
 /// The personal data of citizen `i`.

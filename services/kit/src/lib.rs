@@ -100,7 +100,7 @@ mod tls_tests;
 pub use mpp_edge::{auth, stream, tls};
 
 pub use agency::{Agency, Filed};
-pub use auth::{AuthInterceptor, AuthMode, ClientId, TokenTable};
+pub use auth::{AuthInterceptor, AuthMode, Caller, ClientId, RpcScopes, Scopes, TokenTable};
 pub use catalogue::{
     publish_standard_changes, standard_event_id, BuiltinCatalogue, CatalogueError, CatalogueFault,
     ServiceStandardSpec, StandardsError,

@@ -14,8 +14,9 @@
 //! [`run`] then, in order:
 //!
 //! 1. sets up tracing (`--log-format`, RUST_LOG);
-//! 2. loads the client tokens (`--tokens-file`), or refuses to start unless
-//!    `--insecure-no-auth` is given (then warns loudly);
+//! 2. loads the client tokens (`--tokens-file`), refusing a scope the
+//!    service does not declare ([`AgencyConfig::rpc_scopes`]), or refuses to
+//!    start unless `--insecure-no-auth` is given (then warns loudly);
 //! 3. loads the PIN pepper (`--pin-pepper-file`);
 //! 4. compares the catalogue with the standards recorded as published in
 //!    `--data-dir` (default `./data/<agency_id>`) and refuses to start, before
@@ -37,7 +38,8 @@
 //!    duplicate JetStream or the hub drops; if the outbox cannot take them,
 //!    e.g. it is full, that is logged and the service serves anyway, and
 //!    they go out on the next start);
-//! 8. serves the agency's service behind the [`AuthInterceptor`], with gRPC
+//! 8. serves the agency's service behind the [`AuthInterceptor`] (which
+//!    also checks each RPC's scope when the service declares them), with gRPC
 //!    health (NOT_SERVING while the outbox cannot take calls) and reflection,
 //!    over TLS when a certificate is given (`/metrics` too);
 //! 9. on SIGTERM or ctrl-c: stops taking connections, lets open calls finish
@@ -59,7 +61,7 @@ use tonic::server::NamedService;
 use tonic::service::Routes;
 
 use crate::agency::Agency;
-use crate::auth::{authenticated, AuthInterceptor, AuthMode, TokenTable, TokensError};
+use crate::auth::{authenticated, AuthInterceptor, AuthMode, RpcScopes, TokenTable, TokensError};
 use crate::catalogue::{
     load_catalogue, publish_standard_changes, BuiltinCatalogue, CatalogueError, PublishedStandards,
     ServiceStandardSpec, StandardsError,
@@ -85,6 +87,10 @@ pub struct AgencyConfig {
     pub args: CommonArgs,
     /// The service standards (the catalogue), published when they change.
     pub standards: Vec<ServiceStandardSpec>,
+    /// The scope each RPC needs (see [`crate::auth`]), or `None`: every
+    /// authenticated caller may call every RPC, and the tokens file may list
+    /// no scopes.
+    pub rpc_scopes: Option<RpcScopes>,
 }
 
 impl AgencyConfig {
@@ -100,7 +106,7 @@ impl AgencyConfig {
         services: &[ServiceId],
     ) -> Result<Self, CatalogueError> {
         let standards = load_catalogue(args.catalogue_file.as_deref(), builtin, &agency_id, services)?;
-        Ok(Self { agency_id, args, standards })
+        Ok(Self { agency_id, args, standards, rpc_scopes: None })
     }
 
     /// The binary's name, `mpp-<agency_id>` (also its NATS connection name).
@@ -233,6 +239,7 @@ where
     let auth = match (&args.tokens_file, args.insecure_no_auth) {
         (Some(path), _) => {
             let table = TokenTable::load(path)?;
+            table.check_scopes(&config.rpc_scopes.map(|t| t.scopes()).unwrap_or_default())?;
             let clients: Vec<&str> = table.clients().map(|c| c.as_str()).collect();
             tracing::info!(file = %path.display(), clients = %clients.join(","), "Client tokens loaded");
             AuthMode::Tokens(Arc::new(table))
@@ -246,7 +253,10 @@ where
         }
         (None, false) => return Err(RunError::NoAuth),
     };
-    let interceptor = AuthInterceptor::new(auth);
+    let interceptor = match config.rpc_scopes {
+        Some(table) => AuthInterceptor::new(auth).with_rpc_scopes(table),
+        None => AuthInterceptor::new(auth),
+    };
     // TLS files are read (and a plaintext non-loopback address refused)
     // before anything is opened or published.
     let grpc_addr =

@@ -1,0 +1,49 @@
+//! What the front office's integration tests share: the flags of a test
+//! instance.
+
+use std::path::PathBuf;
+
+use mpp_agency_kit::{CommonArgs, LogFormat};
+use mpp_core::ids::RegionCode;
+use mpp_frontoffice::receipt::LookupUrl;
+use mpp_frontoffice::FrontOfficeArgs;
+
+/// The kit's flags of region 1771 on a free port, unauthenticated
+/// (`--insecure-no-auth`); tests that check tokens override two fields.
+pub(crate) fn common(nats_url: String, data_dir: PathBuf, pepper: Option<PathBuf>) -> CommonArgs {
+    CommonArgs {
+        nats_url,
+        nats_user: None,
+        nats_password_file: None,
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        region_code: RegionCode::parse("1771").unwrap(),
+        pin_pepper_file: pepper,
+        log_format: LogFormat::Pretty,
+        skip_stream_setup: false,
+        data_dir: Some(data_dir),
+        outbox_entries_max: 10_000,
+        outbox_bytes_max: 10 * 1024 * 1024,
+        outbox_drain_ms: 2_000,
+        tokens_file: None,
+        insecure_no_auth: true,
+        metrics_addr: None,
+        tls: Default::default(),
+        catalogue_file: None,
+    }
+}
+
+/// The front office's flags, with the default personal-data limits.
+pub(crate) fn front(nik_key_file: Option<PathBuf>, insecure_dev_keys: bool) -> FrontOfficeArgs {
+    FrontOfficeArgs {
+        nik_key_file,
+        insecure_dev_keys,
+        lookup_base_url: LookupUrl::parse("http://127.0.0.1:8080/lacak").unwrap(),
+        mpp_name: Some("MPP Kota Bengkulu".into()),
+        serial_range_start: 1,
+        serial_range_end: 5_000_000_000,
+        personal_data_reads_per_minute: 30,
+        personal_data_reads_burst: 20,
+        personal_data_erasures_per_minute: 2,
+        personal_data_erasures_burst: 3,
+    }
+}
