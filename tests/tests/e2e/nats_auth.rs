@@ -71,7 +71,7 @@ fn password(gen: &Path, user: &str) -> Result<NatsUser> {
     let file = gen.join("creds").join(format!("{user}.pass"));
     let password = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     ensure!(!password.trim().is_empty(), "{} is empty", file.display());
-    Ok(NatsUser { user: user.to_owned(), password: password.trim().to_owned() })
+    Ok(NatsUser { user: user.to_owned(), password: password.trim().to_owned(), tls_ca_file: None })
 }
 
 #[cfg(unix)]
@@ -103,7 +103,7 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
     let creds = gen.path().join("creds");
     std::fs::create_dir_all(&creds)?;
     std::fs::write(creds.join("hub.pass"), format!("{HUB_PASSWORD}\n"))?;
-    let hub_user = NatsUser { user: "hub".to_owned(), password: HUB_PASSWORD.to_owned() };
+    let hub_user = NatsUser { user: "hub".to_owned(), password: HUB_PASSWORD.to_owned(), tls_ca_file: None };
     let nats = NatsServer::start_with_config(|slots| generate(gen.path(), slots), Some(hub_user)).await?;
     #[cfg(unix)]
     for file in [gen.path().join("nats.conf"), creds.join("dukcapil.pass")] {
@@ -117,7 +117,7 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
         async_nats::ConnectOptions::new().connection_timeout(REFUSED_TIMEOUT).connect(nats.url()).await;
     ensure!(anonymous.is_err(), "an anonymous client logged in to the secure server");
     // Nor with another user's name and a wrong password.
-    let wrong = NatsUser { user: "pln".to_owned(), password: dukcapil.password.clone() };
+    let wrong = NatsUser { user: "pln".to_owned(), password: dukcapil.password.clone(), tls_ca_file: None };
     ensure!(
         wrong.options().connection_timeout(REFUSED_TIMEOUT).connect(nats.url()).await.is_err(),
         "logged in as pln with dukcapil's password"
