@@ -321,10 +321,27 @@ fn nats_check(conf: &Path, env: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
+/// A server certificate and key made by deploy/nats/gen-secure.sh (its
+/// throw-away CA) under `dir`: their paths.
+fn throwaway_certificate(dir: &Path) -> Result<(String, String)> {
+    let out = dir.join("gen-secure");
+    let mut cmd = Command::new("bash");
+    cmd.arg(deploy_dir()?.join("nats/gen-secure.sh")).arg(&out);
+    if let Ok(exe) = mpp_tests::bins::nats_server() {
+        cmd.env("MPP_NATS_SERVER", exe);
+    }
+    let run = cmd.output()?;
+    ensure!(run.status.success(), "gen-secure.sh: {}", String::from_utf8_lossy(&run.stderr));
+    let tls = out.join("tls");
+    Ok((tls.join("server.pem").display().to_string(), tls.join("server.key").display().to_string()))
+}
+
 #[test]
 fn every_nats_config_passes_nats_server_t() -> Result<()> {
     let deploy = deploy_dir()?;
     let tmp = tempfile::tempdir()?;
+    // A certificate and key for the templates' TLS fields.
+    let (cert, key) = throwaway_certificate(tmp.path())?;
     let mut checked = 0;
     for conf in files(&deploy, &[".conf"])? {
         let text = std::fs::read_to_string(&conf)?;
@@ -337,6 +354,8 @@ fn every_nats_config_passes_nats_server_t() -> Result<()> {
                         "STORE_DIR" => "/tmp/mpp-nats-check",
                         "LISTEN" => "127.0.0.1:4222",
                         "HTTP" => "127.0.0.1:8222",
+                        "TLS_CERT" => cert.as_str(),
+                        "TLS_KEY" => key.as_str(),
                         _ => "placeholder-value",
                     }
                 } else {
