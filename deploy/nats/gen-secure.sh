@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# Writes a runnable nats-server config with one user per agency from the
-# template deploy/nats/secure.conf:
+# Writes a runnable nats-server config with one user per participant and
+# TLS from the template deploy/nats/secure.conf:
 #   OUT_DIR/nats.conf            the config (mode 0600: it holds the passwords)
 #   OUT_DIR/creds/<user>.pass    each user's password (mode 0600), for
 #                                --nats-password-file of that user's process
+#   OUT_DIR/tls/ca.pem           the CA of the server's certificate, for
+#                                --nats-tls-ca-file of every client
+#   OUT_DIR/tls/server.pem, server.key   the server's certificate and key
 # A random password (24 bytes, hex) is made for every @PASS_<user>@ of the
 # template; an existing OUT_DIR/creds/<user>.pass is kept, so running this
-# again keeps every password. The config is checked with `nats-server -t`
-# when a nats-server is found ($MPP_NATS_SERVER or on PATH).
+# again keeps every password. Without --tls-cert, a throw-away CA and server
+# certificate are made with openssl (kept when present; a local/dev
+# convenience: production gives its own with --tls-cert/--tls-key). The
+# config is checked with `nats-server -t` when a nats-server is found
+# ($MPP_NATS_SERVER or on PATH).
 #
 # Usage: deploy/nats/gen-secure.sh OUT_DIR [--listen HOST:PORT] [--http HOST:PORT]
 #            [--store-dir DIR] [--server-name NAME] [--template FILE]
+#            [--tls-cert FILE --tls-key FILE] [--tls-name DNS] [--conf-dir DIR]
 # Defaults (the local stack's): --listen 127.0.0.1:14222 --http 127.0.0.1:18222
 #   --store-dir .local/nats/jetstream (relative to nats-server's working
 #   directory) --server-name mpp-local --template <this dir>/secure.conf
+# --tls-name adds a DNS name to the generated certificate (repeatable; it
+#   always has localhost, 127.0.0.1, ::1, nats and mpp-nats).
+# --conf-dir: where nats-server sees OUT_DIR (e.g. /etc/nats in a container;
+#   default OUT_DIR's absolute path); the generated certificate's paths in
+#   the config start with it.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -23,8 +35,13 @@ STORE_DIR=.local/nats/jetstream
 SERVER_NAME=mpp-local
 TEMPLATE=$HERE/secure.conf
 PASSWORD_BYTES=24
+TLS_CERT=
+TLS_KEY=
+TLS_NAMES=(localhost nats mpp-nats)
+CONF_DIR=
+TLS_DAYS=825
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h | --help) usage; exit 0 ;; esac
 OUT=$1
@@ -37,14 +54,27 @@ while [ $# -gt 0 ]; do
     --store-dir) STORE_DIR=$2 ;;
     --server-name) SERVER_NAME=$2 ;;
     --template) TEMPLATE=$2 ;;
+    --tls-cert) TLS_CERT=$2 ;;
+    --tls-key) TLS_KEY=$2 ;;
+    --tls-name) TLS_NAMES+=("$2") ;;
+    --conf-dir) CONF_DIR=$2 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift 2
 done
 
+if { [ -n "$TLS_CERT" ] && [ -z "$TLS_KEY" ]; } || { [ -z "$TLS_CERT" ] && [ -n "$TLS_KEY" ]; }; then
+    echo "error: --tls-cert and --tls-key go together" >&2
+    exit 2
+fi
+(umask 077 && mkdir -p "$OUT")
+OUT_ABS=$(cd "$OUT" && pwd)
+CONF_DIR=${CONF_DIR:-$OUT_ABS}
 # The values go inside quoted strings of the config: refuse anything that
 # could end the string or the line.
-for v in "$LISTEN" "$HTTP" "$STORE_DIR" "$SERVER_NAME"; do
+check_values=("$LISTEN" "$HTTP" "$STORE_DIR" "$SERVER_NAME" "$CONF_DIR" "${TLS_NAMES[@]}")
+[ -z "$TLS_CERT" ] || check_values+=("$TLS_CERT" "$TLS_KEY")
+for v in "${check_values[@]}"; do
     if [ -z "$v" ] || [[ "$v" == *[\"\\\$\'$'\n\r']* ]]; then
         echo "error: unusable value ${v@Q} (empty, or a quote, backslash, \$ or line break)" >&2
         exit 2
@@ -59,6 +89,37 @@ conf=${conf//@SERVER_NAME@/$SERVER_NAME}
 conf=${conf//@LISTEN@/$LISTEN}
 conf=${conf//@HTTP@/$HTTP}
 conf=${conf//@STORE_DIR@/$STORE_DIR}
+
+# The server's TLS certificate: the one given, or a throw-away CA and
+# certificate made here (kept across runs, like the passwords).
+if [ -n "$TLS_CERT" ]; then
+    cert_in_conf=$TLS_CERT key_in_conf=$TLS_KEY
+    cert_to_check=$TLS_CERT key_to_check=$TLS_KEY
+else
+    (umask 077 && mkdir -p "$OUT/tls")
+    if [ ! -s "$OUT/tls/server.pem" ] || [ ! -s "$OUT/tls/server.key" ] || [ ! -s "$OUT/tls/ca.pem" ]; then
+        command -v openssl >/dev/null || { echo "error: openssl is needed to make a TLS certificate (or give --tls-cert/--tls-key)" >&2; exit 1; }
+        names="IP:127.0.0.1,IP:::1"
+        for n in "${TLS_NAMES[@]}"; do names="$names,DNS:$n"; done
+        (
+            umask 077
+            cd "$OUT/tls"
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days "$TLS_DAYS" \
+                -subj "/CN=MPP NATS throw-away CA" -keyout ca.key -out ca.pem 2>/dev/null
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                -subj "/CN=mpp-nats" -keyout server.key -out server.csr 2>/dev/null
+            printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$names" >server.ext
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days "$TLS_DAYS" \
+                -extfile server.ext -out server.pem 2>/dev/null
+            rm -f server.csr server.ext ca.srl
+        )
+        echo "made a throw-away CA and server certificate in $OUT/tls/ (names: $names)" >&2
+    fi
+    # The certificates are public (the keys stay 0600).
+    chmod 644 "$OUT/tls/ca.pem" "$OUT/tls/server.pem"
+    cert_in_conf=$CONF_DIR/tls/server.pem key_in_conf=$CONF_DIR/tls/server.key
+    cert_to_check=$OUT_ABS/tls/server.pem key_to_check=$OUT_ABS/tls/server.key
+fi
 
 (umask 077 && mkdir -p "$OUT/creds")
 chmod 700 "$OUT/creds"
@@ -77,18 +138,24 @@ for user in "${USERS[@]}"; do
     fi
     conf=${conf//@PASS_${user}@/$pass}
 done
-if grep -q '@[A-Z_]*[A-Za-z0-9_-]*@' <<<"$conf"; then
-    echo "error: template fields left unfilled: $(grep -o '@[A-Za-z0-9_-]*@' <<<"$conf" | sort -u | tr '\n' ' ')" >&2
+left=$(grep -o '@[A-Za-z0-9_-]*@' <<<"$conf" | grep -vx '@TLS_CERT@\|@TLS_KEY@' | sort -u | tr '\n' ' ' || true)
+if [ -n "$left" ]; then
+    echo "error: template fields left unfilled: $left" >&2
     exit 1
 fi
 
 tmp=$(umask 077 && mktemp "$OUT/.nats.conf.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
-printf '# Written by deploy/nats/gen-secure.sh from %s; holds passwords (0600).\n%s\n' \
-    "$(basename "$TEMPLATE")" "$conf" >"$tmp"
+check=$(umask 077 && mktemp "$OUT/.nats-check.conf.XXXXXX")
+trap 'rm -f "$tmp" "$check"' EXIT
+header=$(printf '# Written by deploy/nats/gen-secure.sh from %s; holds passwords (0600).' "$(basename "$TEMPLATE")")
+printf '%s\n%s\n' "$header" "${conf//@TLS_CERT@/$cert_in_conf}" >"$tmp"
+sed -i "s|@TLS_KEY@|$key_in_conf|" "$tmp"
+# The check reads the certificate where this machine has it.
+printf '%s\n%s\n' "$header" "${conf//@TLS_CERT@/$cert_to_check}" >"$check"
+sed -i "s|@TLS_KEY@|$key_to_check|" "$check"
 NATS_SERVER=${MPP_NATS_SERVER:-$(command -v nats-server || true)}
 if [ -n "$NATS_SERVER" ]; then
-    if ! out=$("$NATS_SERVER" -t -c "$tmp" 2>&1); then
+    if ! out=$("$NATS_SERVER" -t -c "$check" 2>&1); then
         echo "error: nats-server rejects the generated config: $out" >&2
         exit 1
     fi
@@ -96,5 +163,6 @@ else
     echo "warning: no nats-server found; the config was not checked" >&2
 fi
 mv "$tmp" "$OUT/nats.conf"
+rm -f "$check"
 trap - EXIT
 echo "wrote $OUT/nats.conf and ${#USERS[@]} password files in $OUT/creds/ (${USERS[*]})" >&2

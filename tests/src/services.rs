@@ -48,6 +48,8 @@ pub struct HubOptions {
     pub documented_rate_limits: bool,
     /// `--nats-user` and `--nats-password-file` (anonymous when `None`).
     pub nats_login: Option<(String, PathBuf)>,
+    /// `--nats-tls-ca-file` (TLS only if the server asks when `None`).
+    pub nats_tls_ca_file: Option<PathBuf>,
 }
 
 /// Lookup rate (and burst) per client address of the hubs the harness
@@ -116,6 +118,9 @@ impl HubProcess {
                 "--nats-password-file".to_owned(),
                 password_file.display().to_string(),
             ]);
+        }
+        if let Some(ca) = options.nats_tls_ca_file {
+            args.extend(["--nats-tls-ca-file".to_owned(), ca.display().to_string()]);
         }
         if !options.documented_rate_limits {
             let rate = HARNESS_LOOKUPS_PER_MINUTE.to_string();

@@ -1,6 +1,6 @@
-//! Connecting to NATS, with or without a user and password, the same way
-//! from every process (the hub's ingest and redrive, every agency's outbox
-//! relay, the front office).
+//! Connecting to NATS, with or without a user and password, over TLS or
+//! not, the same way from every process (the hub's ingest and redrive,
+//! every agency's outbox relay, the front office).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -55,6 +55,14 @@ pub enum NatsCredentialsError {
     /// Only one of user and password file was given.
     #[error("{0}")]
     Incomplete(&'static str),
+    /// The CA file for the server's TLS certificate cannot be read.
+    #[error("cannot read the NATS TLS CA file {}: {source}", path.display())]
+    TlsCa {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// Checks a NATS user name: 1..=[`NATS_USER_BYTES_MAX`] bytes of ASCII
@@ -108,13 +116,41 @@ impl NatsCredentials {
     }
 }
 
+/// How a process reaches NATS besides the URL: its login and the CA that
+/// signed the server's TLS certificate. The default is anonymous, and TLS
+/// only if the server asks for it (verified against the system's roots).
+#[derive(Debug, Clone, Default)]
+pub struct NatsAccess {
+    /// The user and password; anonymous when `None`.
+    pub credentials: Option<NatsCredentials>,
+    /// With a CA file (PEM), the connection must be TLS and the server's
+    /// certificate must chain to this CA.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl NatsAccess {
+    /// `credentials`, and TLS verified against the CA in `tls_ca_file` when
+    /// given; fails when that file cannot be read (a typo should stop the
+    /// process at start, not make it retry its connection forever).
+    pub fn new(
+        credentials: Option<NatsCredentials>,
+        tls_ca_file: Option<&Path>,
+    ) -> Result<Self, NatsCredentialsError> {
+        if let Some(path) = tls_ca_file {
+            std::fs::File::open(path)
+                .map_err(|source| NatsCredentialsError::TlsCa { path: path.to_owned(), source })?;
+        }
+        Ok(Self { credentials, tls_ca_file: tls_ca_file.map(Path::to_owned) })
+    }
+}
+
 /// How long connecting to NATS may take at start, in milliseconds.
 pub const NATS_CONNECT_TIMEOUT_MS: u64 = 5_000;
 
 /// The connection options shared by both connect functions: the name,
-/// the connect timeout and, with credentials, user, password and the
-/// user's inbox prefix.
-fn connect_options(name: &str, credentials: Option<&NatsCredentials>) -> async_nats::ConnectOptions {
+/// the connect timeout, with credentials user, password and the user's
+/// inbox prefix, and with a CA file required TLS verified against it.
+fn connect_options(name: &str, access: &NatsAccess) -> async_nats::ConnectOptions {
     // The server's errors (a refused login, a publish outside the user's
     // permissions) otherwise show only as PubAck timeouts.
     let options = async_nats::ConnectOptions::new()
@@ -127,25 +163,29 @@ fn connect_options(name: &str, credentials: Option<&NatsCredentials>) -> async_n
                 _ => {}
             }
         });
-    match credentials {
+    let options = match &access.credentials {
         Some(c) => options
             .user_and_password(c.user.clone(), c.password.clone())
             .custom_inbox_prefix(c.inbox_prefix()),
+        None => options,
+    };
+    match &access.tls_ca_file {
+        Some(ca) => options.add_root_certificates(ca.clone()).require_tls(true),
         None => options,
     }
 }
 
 /// Connects to NATS as `name` (shown in the server's connection list),
-/// anonymously or with `credentials`. `urls` may list several servers of a
+/// with `access`'s login and TLS. `urls` may list several servers of a
 /// cluster, comma-separated. The client reconnects by itself after a later
 /// disconnect.
 pub async fn connect_nats(
     urls: &str,
     name: &str,
-    credentials: Option<&NatsCredentials>,
+    access: &NatsAccess,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
     let servers: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    connect_options(name, credentials).connect(servers).await
+    connect_options(name, access).connect(servers).await
 }
 
 /// Longest wait between two reconnect attempts to NATS, in milliseconds.
@@ -155,16 +195,16 @@ pub const NATS_RECONNECT_DELAY_MS_MAX: u64 = 2_000;
 /// no server is reachable yet, and keeps (re)connecting forever (waits
 /// doubling from 50 ms up to [`NATS_RECONNECT_DELAY_MS_MAX`]). For the outbox
 /// relay, which must not keep a service from starting while NATS is down.
-/// A login the server refuses (`credentials`) is retried the same way, and
+/// A login the server refuses (`access`) is retried the same way, and
 /// each refusal is logged. Fails only on unusable options (e.g. a malformed
 /// URL).
 pub async fn connect_nats_in_background(
     urls: &str,
     name: &str,
-    credentials: Option<&NatsCredentials>,
+    access: &NatsAccess,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
     let servers: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    connect_options(name, credentials)
+    connect_options(name, access)
         .retry_on_initial_connect()
         .max_reconnects(None)
         .reconnect_delay_callback(|attempts| {
@@ -200,5 +240,16 @@ mod tests {
         assert!(matches!(NatsCredentials::load("hub", &file), Err(NatsCredentialsError::Empty { .. })));
         std::fs::write(&file, "x".repeat(NATS_PASSWORD_FILE_BYTES_MAX as usize + 1)).unwrap();
         assert!(matches!(NatsCredentials::load("hub", &file), Err(NatsCredentialsError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_missing_tls_ca_file_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("ca.pem");
+        assert!(matches!(NatsAccess::new(None, Some(&missing)), Err(NatsCredentialsError::TlsCa { .. })));
+        std::fs::write(&missing, "pem").unwrap();
+        let access = NatsAccess::new(None, Some(&missing)).unwrap();
+        assert_eq!(access.tls_ca_file.as_deref(), Some(missing.as_path()));
+        assert!(NatsAccess::new(None, None).unwrap().tls_ca_file.is_none());
     }
 }

@@ -35,7 +35,7 @@ use tracing::{debug, error, info, warn};
 use crate::ledger::{BatchOutcome, CheckedBatch, Ledger, LedgerError, RawMessage};
 use crate::signer::Checkpointer;
 use mpp_core::TrackingNumber;
-use mpp_edge::nats::{connect_nats, NatsCredentials};
+use mpp_edge::nats::{connect_nats, NatsAccess};
 use mpp_edge::stream::{stream_config, STREAM_NAME, STREAM_SUBJECT_FILTER};
 use mpp_obs::health::{Health, NotReady};
 use mpp_obs::metrics::HubMetrics;
@@ -296,13 +296,13 @@ pub async fn run(
     initial_head: Head,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
-    run_with_credentials(cfg, None, writer, health, initial_head, shutdown).await
+    run_with_access(cfg, NatsAccess::default(), writer, health, initial_head, shutdown).await
 }
 
-/// [`run`], connecting to NATS as `credentials` (anonymously when `None`).
-pub async fn run_with_credentials(
+/// [`run`], connecting to NATS with `access` (its login and TLS).
+pub async fn run_with_access(
     cfg: IngestConfig,
-    credentials: Option<NatsCredentials>,
+    access: NatsAccess,
     writer: Arc<Writer>,
     health: Arc<Health>,
     initial_head: Head,
@@ -315,7 +315,7 @@ pub async fn run_with_credentials(
             return Ok(());
         }
         let head_before = head;
-        let result = consume(&cfg, credentials.as_ref(), &writer, &health, &mut head, &mut shutdown).await;
+        let result = consume(&cfg, &access, &writer, &health, &mut head, &mut shutdown).await;
         if head.last_stream_seq > head_before.last_stream_seq {
             // Progress since the last failure: start the backoff afresh.
             backoff = RETRY_BACKOFF_MIN;
@@ -347,7 +347,7 @@ pub async fn run_with_credentials(
 
 async fn consume(
     cfg: &IngestConfig,
-    credentials: Option<&NatsCredentials>,
+    access: &NatsAccess,
     writer: &Writer,
     health: &Health,
     head: &mut Head,
@@ -356,7 +356,7 @@ async fn consume(
     // A comma-separated list names the nodes of a cluster; the client picks
     // one and fails over to the others.
     let name = format!("mpp-hub/{}", cfg.consumer_name);
-    let client = connect_nats(&cfg.nats_url, &name, credentials).await.map_err(nats_err)?;
+    let client = connect_nats(&cfg.nats_url, &name, access).await.map_err(nats_err)?;
     let js = jetstream::new(client);
     let stream = js.get_or_create_stream(stream_config()).await.map_err(nats_err)?;
     // Start exactly after the checkpoint, whatever the consumer remembered.

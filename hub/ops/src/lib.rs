@@ -77,7 +77,7 @@ use tower::limit::ConcurrencyLimitLayer;
 use tracing::{info, warn};
 
 use mpp_edge::auth::{hash_token, ClientId as OperatorId, TokenTable, TOKEN_BYTES_MAX};
-use mpp_edge::nats::{connect_nats, NatsCredentials};
+use mpp_edge::nats::{connect_nats, NatsAccess, NatsCredentials};
 use mpp_lookup::error::ApiError;
 use mpp_lookup::lookup::Lookups;
 use mpp_obs::health::Health;
@@ -133,6 +133,8 @@ pub struct RedriveTarget {
     pub nats_url: String,
     /// NATS user and password file, when the hub logs in.
     pub login: Option<(String, PathBuf)>,
+    /// CA of the NATS server's TLS certificate, when it must be TLS.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// Settings of the dashboard.
@@ -655,7 +657,9 @@ impl Ops {
             None => None,
         };
         let timeout = std::time::Duration::from_millis(REDRIVE_NATS_TIMEOUT_MS);
-        let connect = connect_nats(&target.nats_url, "mpp-hub/ops-redrive", credentials.as_ref());
+        let access = NatsAccess::new(credentials, target.tls_ca_file.as_deref())
+            .map_err(|e| RedriveError::Nats(format!("NATS TLS: {e}")))?;
+        let connect = connect_nats(&target.nats_url, "mpp-hub/ops-redrive", &access);
         let client = tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| RedriveError::Nats("connect timed out".to_owned()))?
@@ -973,8 +977,11 @@ mod tests {
         let settings = OpsSettings {
             tokens: Some(Arc::new(TokenTable::parse(&format!("op-1:{TEST_HASH}")).unwrap())),
             // A port nothing listens on: a redrive that gets past the checks fails on NATS.
-            redrive: redrive
-                .then(|| RedriveTarget { nats_url: "nats://127.0.0.1:1".to_owned(), login: None }),
+            redrive: redrive.then(|| RedriveTarget {
+                nats_url: "nats://127.0.0.1:1".to_owned(),
+                login: None,
+                tls_ca_file: None,
+            }),
             secure_cookie: false,
         };
         let app = router(Ops::new(settings, lookups, health).unwrap());

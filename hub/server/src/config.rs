@@ -77,6 +77,11 @@ pub struct ServeArgs {
     /// surrounding whitespace ignored). Read once at start, never logged.
     #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
     pub nats_password_file: Option<PathBuf>,
+    /// CA certificate (PEM) of the NATS server's TLS certificate. With it
+    /// the connection must be TLS and the server's certificate must chain to
+    /// this CA; without it TLS is used only if the server asks for it.
+    #[arg(long, env = "MPP_NATS_TLS_CA_FILE")]
+    pub nats_tls_ca_file: Option<PathBuf>,
     /// Directory of the hub's sled store (created if missing).
     #[arg(long, env = "MPP_DATA_DIR", default_value = "./data/hub")]
     pub data_dir: PathBuf,

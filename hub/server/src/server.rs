@@ -19,7 +19,7 @@ use mpp_audit::audit_service::Audit;
 use mpp_audit::auth::AuditorAuth;
 use mpp_edge::auth::TokenTable;
 use mpp_edge::listen::{grpc_incoming, tcp_incoming, HttpsListener};
-use mpp_edge::nats::NatsCredentials;
+use mpp_edge::nats::{NatsAccess, NatsCredentials};
 use mpp_edge::tls::Transport;
 use mpp_ledger::ingest::{self, IngestConfig, OnCommit, Writer};
 use mpp_ledger::ledger::Ledger;
@@ -114,6 +114,8 @@ async fn start(
         (None, None) => None,
         _ => anyhow::bail!("--nats-user and --nats-password-file go together"),
     };
+    let nats_access = NatsAccess::new(nats_credentials, args.nats_tls_ca_file.as_deref())
+        .context("checking --nats-tls-ca-file")?;
     let limits = LookupLimits {
         per_minute: args.lookups_per_minute,
         burst: args.lookup_burst,
@@ -238,6 +240,7 @@ async fn start(
             redrive: Some(mpp_ops::RedriveTarget {
                 nats_url: args.nats_url.clone(),
                 login: args.nats_user.clone().zip(args.nats_password_file.clone()),
+                tls_ca_file: args.nats_tls_ca_file.clone(),
             }),
             secure_cookie: web.settings().secure_cookies(),
         },
@@ -278,14 +281,14 @@ async fn start(
             }
         }
     });
-    let ingest_task = tokio::spawn(ingest::run_with_credentials(
+    let ingest_task = tokio::spawn(ingest::run_with_access(
         IngestConfig {
             nats_url: args.nats_url.clone(),
             consumer_name: args.consumer_name.clone(),
             batch_max: args.batch_max as usize,
             changes: Some(OnCommit(Arc::new(move |touched| changes.publish(touched)))),
         },
-        nats_credentials,
+        nats_access,
         writer.clone(),
         health.clone(),
         head,

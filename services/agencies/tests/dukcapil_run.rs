@@ -66,6 +66,7 @@ fn args(nats_url: String, data_dir: PathBuf, tokens_file: Option<PathBuf>, insec
         nats_url,
         nats_user: None,
         nats_password_file: None,
+        nats_tls_ca_file: None,
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         region_code: RegionCode::parse("1771").unwrap(),
         pin_pepper_file: None,

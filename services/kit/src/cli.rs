@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use mpp_core::ids::RegionCode;
 
 pub use mpp_edge::nats::{
-    check_nats_user, connect_nats, connect_nats_in_background, NatsCredentials, NatsCredentialsError,
-    NATS_CONNECT_TIMEOUT_MS, NATS_PASSWORD_FILE_BYTES_MAX, NATS_RECONNECT_DELAY_MS_MAX, NATS_USER_BYTES_MAX,
+    check_nats_user, connect_nats, connect_nats_in_background, NatsAccess, NatsCredentials,
+    NatsCredentialsError, NATS_CONNECT_TIMEOUT_MS, NATS_PASSWORD_FILE_BYTES_MAX, NATS_RECONNECT_DELAY_MS_MAX,
+    NATS_USER_BYTES_MAX,
 };
 
 use crate::outbox::{OUTBOX_BYTES_MAX_DEFAULT, OUTBOX_ENTRIES_MAX_DEFAULT};
@@ -39,6 +40,12 @@ pub struct CommonArgs {
     /// surrounding whitespace ignored). Read once at start, never logged.
     #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
     pub nats_password_file: Option<PathBuf>,
+
+    /// CA certificate (PEM) of the NATS server's TLS certificate. With it
+    /// the connection must be TLS and the server's certificate must chain to
+    /// this CA; without it TLS is used only if the server asks for it.
+    #[arg(long, env = "MPP_NATS_TLS_CA_FILE")]
+    pub nats_tls_ca_file: Option<PathBuf>,
 
     /// Address the gRPC server listens on (host:port). Each binary sets its
     /// own default, shown below.
@@ -148,6 +155,14 @@ impl CommonArgs {
                 Err(NatsCredentialsError::Incomplete("--nats-password-file without --nats-user"))
             }
         }
+    }
+}
+
+impl CommonArgs {
+    /// How to reach NATS: the credentials of [`Self::nats_credentials`] and
+    /// `--nats-tls-ca-file` (checked readable).
+    pub fn nats_access(&self) -> Result<NatsAccess, NatsCredentialsError> {
+        NatsAccess::new(self.nats_credentials()?, self.nats_tls_ca_file.as_deref())
     }
 }
 

@@ -141,7 +141,7 @@ pub enum RunError {
     /// The outbox could not be opened.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
-    /// `--nats-user` / `--nats-password-file` are unusable.
+    /// `--nats-user` / `--nats-password-file` / `--nats-tls-ca-file` are unusable.
     #[error(transparent)]
     NatsCredentials(#[from] NatsCredentialsError),
     /// The NATS options are unusable (e.g. a malformed URL).
@@ -268,7 +268,7 @@ where
     }
     let transport = Transport::from_args(&args.tls, &addrs)?;
     let pepper = PinPepper::load(args.pin_pepper_file.as_deref())?;
-    let nats_credentials = args.nats_credentials()?;
+    let nats_access = args.nats_access()?;
 
     // Refuse a catalogue the hub would never apply before anything is
     // opened or published (checked again, against the same record, when
@@ -285,7 +285,7 @@ where
         bytes_max: args.outbox_bytes_max,
     };
     let mut outbox = Outbox::open(outbox_config, clock.clone())?;
-    let client = connect_nats_in_background(&args.nats_url, &name, nats_credentials.as_ref())
+    let client = connect_nats_in_background(&args.nats_url, &name, &nats_access)
         .await
         .map_err(|source| RunError::Nats { url: args.nats_url.clone(), source })?;
     outbox.start_relay(
@@ -299,7 +299,8 @@ where
     tracing::info!(
         region = %args.region_code,
         nats = %args.nats_url,
-        nats_user = nats_credentials.as_ref().map_or("(anonymous)", |c| c.user()),
+        nats_user = nats_access.credentials.as_ref().map_or("(anonymous)", |c| c.user()),
+        nats_tls = nats_access.tls_ca_file.is_some(),
         data_dir = %data_dir.display(),
         catalogue = %args.catalogue_file.as_ref().map_or("built in".into(), |f| f.display().to_string()),
         services = config.standards.len(),

@@ -185,7 +185,9 @@ async fn calls_are_accepted_while_nats_is_down_and_published_in_order_once_it_is
     let mut outbox = open(&OutboxConfig::new(dir.path()));
     // Given a relay pointed at a NATS server that does not exist yet.
     let client =
-        connect_nats_in_background(&format!("nats://127.0.0.1:{port}"), "outbox-test", None).await.unwrap();
+        connect_nats_in_background(&format!("nats://127.0.0.1:{port}"), "outbox-test", &Default::default())
+            .await
+            .unwrap();
     outbox.start_relay(client, RelayConfig::default());
     let publisher = outbox.publisher();
 
@@ -270,7 +272,7 @@ async fn shutdown_keeps_what_could_not_be_published_for_the_next_start() {
     let url = format!("nats://127.0.0.1:{port}");
     let mut outbox = open(&config);
     outbox.start_relay(
-        connect_nats_in_background(&url, "outbox-test", None).await.unwrap(),
+        connect_nats_in_background(&url, "outbox-test", &Default::default()).await.unwrap(),
         RelayConfig::default(),
     );
     let publisher = outbox.publisher();
@@ -295,7 +297,7 @@ async fn shutdown_keeps_what_could_not_be_published_for_the_next_start() {
     let mut outbox = reopen(&config).await;
     assert_eq!(ids(&outbox.entries(0, 1000).unwrap()), accepted_ids(&accepted));
     outbox.start_relay(
-        connect_nats_in_background(&url, "outbox-test", None).await.unwrap(),
+        connect_nats_in_background(&url, "outbox-test", &Default::default()).await.unwrap(),
         RelayConfig::default(),
     );
     let newer = outbox.publisher().publish_all(&call_events(&b, 1)).await.unwrap();

@@ -137,6 +137,9 @@ pub struct NatsUser {
     pub user: String,
     /// The password.
     pub password: String,
+    /// The CA of the server's TLS certificate: with it the connection must
+    /// be TLS, verified against this CA.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for NatsUser {
@@ -148,9 +151,13 @@ impl std::fmt::Debug for NatsUser {
 impl NatsUser {
     /// Connection options logging in as this user, with its inbox prefix.
     pub fn options(&self) -> async_nats::ConnectOptions {
-        async_nats::ConnectOptions::new()
+        let options = async_nats::ConnectOptions::new()
             .user_and_password(self.user.clone(), self.password.clone())
-            .custom_inbox_prefix(format!("_INBOX.{}", self.user))
+            .custom_inbox_prefix(format!("_INBOX.{}", self.user));
+        match &self.tls_ca_file {
+            Some(ca) => options.add_root_certificates(ca.clone()).require_tls(true),
+            None => options,
+        }
     }
 }
 

@@ -12,6 +12,8 @@
 //!   as files; `kubectl kustomize deploy/k8s` builds offline (`kubectl apply
 //!   --dry-run=client` needs an API server, so it is not run);
 //! - every NATS configuration passes `nats-server -t` and syncs always;
+//!   every one has users and TLS but the named exceptions, and Kubernetes
+//!   restricts the NATS ports with NetworkPolicies;
 //! - the systemd units pass `systemd-analyze verify` (with the ExecStart
 //!   paths pointed at the built binaries: the units name the install paths);
 //! - every flag and `MPP_*` variable the files pass to a binary appears in
@@ -321,10 +323,27 @@ fn nats_check(conf: &Path, env: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
+/// A server certificate and key made by deploy/nats/gen-secure.sh (its
+/// throw-away CA) under `dir`: their paths.
+fn throwaway_certificate(dir: &Path) -> Result<(String, String)> {
+    let out = dir.join("gen-secure");
+    let mut cmd = Command::new("bash");
+    cmd.arg(deploy_dir()?.join("nats/gen-secure.sh")).arg(&out);
+    if let Ok(exe) = mpp_tests::bins::nats_server() {
+        cmd.env("MPP_NATS_SERVER", exe);
+    }
+    let run = cmd.output()?;
+    ensure!(run.status.success(), "gen-secure.sh: {}", String::from_utf8_lossy(&run.stderr));
+    let tls = out.join("tls");
+    Ok((tls.join("server.pem").display().to_string(), tls.join("server.key").display().to_string()))
+}
+
 #[test]
 fn every_nats_config_passes_nats_server_t() -> Result<()> {
     let deploy = deploy_dir()?;
     let tmp = tempfile::tempdir()?;
+    // A certificate and key for the templates' TLS fields.
+    let (cert, key) = throwaway_certificate(tmp.path())?;
     let mut checked = 0;
     for conf in files(&deploy, &[".conf"])? {
         let text = std::fs::read_to_string(&conf)?;
@@ -337,6 +356,8 @@ fn every_nats_config_passes_nats_server_t() -> Result<()> {
                         "STORE_DIR" => "/tmp/mpp-nats-check",
                         "LISTEN" => "127.0.0.1:4222",
                         "HTTP" => "127.0.0.1:8222",
+                        "TLS_CERT" => cert.as_str(),
+                        "TLS_KEY" => key.as_str(),
                         _ => "placeholder-value",
                     }
                 } else {
@@ -380,6 +401,109 @@ fn every_nats_config_passes_nats_server_t() -> Result<()> {
     let bad = tmp.path().join("bad.conf");
     std::fs::write(&bad, "jetstream { sync_interval: always\n listen: [\n")?;
     ensure!(nats_check(&bad, &[]).is_err(), "a broken NATS config must fail nats-server -t");
+    Ok(())
+}
+
+/// NATS configurations without users or TLS, each with why. The test fails
+/// when one of them is locked down (take it off the list) and when any
+/// other config is open.
+const OPEN_NATS_CONFIGS: [(&str, &str); 4] = [
+    ("nats/local.conf", "the local stack's default mode, on 127.0.0.1 only (up.sh --secure-nats locks it)"),
+    ("compose/nats.conf", "NOT DONE (issue 15 item 6): compose still runs the open server"),
+    ("k8s/nats.yaml", "NOT DONE (issue 15 item 6): the Kubernetes ConfigMap is still open"),
+    (
+        "nats/cluster/node.conf.template",
+        "NOT DONE (issue 15 item 6): the cluster template has no users or route TLS",
+    ),
+];
+
+/// Whether a NATS config text has users and TLS.
+fn locked_down(conf: &str) -> bool {
+    let code: String =
+        conf.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+    code.contains("authorization {") && code.contains("users") && code.contains("tls {")
+}
+
+#[test]
+fn every_nats_config_has_users_and_tls_but_the_named_exceptions() -> Result<()> {
+    let deploy = deploy_dir()?;
+    let mut configs: Vec<(String, String)> = Vec::new();
+    for conf in files(&deploy, &[".conf", ".template"])? {
+        let name = conf.strip_prefix(&deploy)?.display().to_string();
+        configs.push((name, std::fs::read_to_string(&conf)?));
+    }
+    for d in yaml_docs(&deploy.join("k8s/nats.yaml"))? {
+        if let Some(conf) = d["data"]["nats.conf"].as_str() {
+            configs.push(("k8s/nats.yaml".to_owned(), conf.to_owned()));
+        }
+    }
+    ensure!(configs.iter().any(|(n, _)| n == "nats/secure.conf"), "no nats/secure.conf among {configs:?}");
+    for (name, text) in &configs {
+        match OPEN_NATS_CONFIGS.iter().find(|(open, _)| open == name) {
+            Some((_, why)) => {
+                ensure!(!locked_down(text), "{name} is locked down now: take it off OPEN_NATS_CONFIGS");
+                println!("open NATS config {name}: {why}");
+            }
+            None => ensure!(locked_down(text), "{name}: a NATS config without users (authorization) or TLS"),
+        }
+    }
+    for (open, _) in OPEN_NATS_CONFIGS {
+        ensure!(configs.iter().any(|(n, _)| n == open), "{open} is gone: take it off OPEN_NATS_CONFIGS");
+    }
+    Ok(())
+}
+
+#[test]
+fn kubernetes_lets_only_its_pods_reach_the_nats_ports() -> Result<()> {
+    let deploy = deploy_dir()?;
+    let kustomization = std::fs::read_to_string(deploy.join("k8s/kustomization.yaml"))?;
+    ensure!(
+        kustomization.contains("network-policies.yaml"),
+        "kustomization.yaml does not include network-policies.yaml"
+    );
+    let policies: Vec<Value> = yaml_docs(&deploy.join("k8s/network-policies.yaml"))?
+        .into_iter()
+        .filter(|d| d["kind"] == "NetworkPolicy")
+        .collect();
+    // Clients: the hub and every participant (the pods are named like the
+    // binaries), and the stream set-up Job.
+    let clients: Vec<&str> = std::iter::once("mpp-hub").chain(SERVICE_BINARIES).collect();
+    for (port, expect) in [(4222, "clients"), (6222, "nats"), (8222, "monitoring")] {
+        let found: Vec<&Value> = policies
+            .iter()
+            .filter(|p| {
+                p["spec"]["ingress"].as_array().is_some_and(|rules| {
+                    rules
+                        .iter()
+                        .all(|r| r["ports"].as_array().is_some_and(|ps| ps.iter().all(|x| x["port"] == port)))
+                })
+            })
+            .collect();
+        ensure!(found.len() == 1, "want one NetworkPolicy for port {port} alone, found {}", found.len());
+        let p = found[0];
+        ensure!(p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "mpp-nats", "{p}");
+        ensure!(p["spec"]["policyTypes"].to_string().contains("Ingress"), "{p}: not an ingress policy");
+        let from = &p["spec"]["ingress"][0]["from"];
+        ensure!(from.as_array().is_some_and(|f| f.len() == 1), "{p}: one peer selector expected");
+        let selector = &from[0]["podSelector"];
+        ensure!(from[0]["namespaceSelector"].is_null() && from[0]["ipBlock"].is_null(), "{p}: pods only");
+        match expect {
+            "clients" => {
+                let allowed = strs(&selector["matchExpressions"][0]["values"]);
+                for c in &clients {
+                    ensure!(allowed.iter().any(|a| a == c), "port 4222: {c} may not connect ({allowed:?})");
+                }
+                for a in &allowed {
+                    ensure!(
+                        clients.contains(&a.as_str()) || a == "mpp-nats-stream",
+                        "port 4222: {a} is neither hub nor participant"
+                    );
+                }
+            }
+            "nats" => ensure!(selector["matchLabels"]["app.kubernetes.io/name"] == "mpp-nats", "{p}"),
+            _ => ensure!(selector["matchLabels"]["app.kubernetes.io/component"] == "monitoring", "{p}"),
+        }
+    }
     Ok(())
 }
 

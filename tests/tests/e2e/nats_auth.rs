@@ -67,11 +67,20 @@ fn generate(out: &Path, slots: &ConfigSlots) -> Result<String> {
     Ok(text)
 }
 
+/// The CA of the throw-away certificate gen-secure.sh made.
+fn tls_ca(gen: &Path) -> PathBuf {
+    gen.join("tls").join("ca.pem")
+}
+
 fn password(gen: &Path, user: &str) -> Result<NatsUser> {
     let file = gen.join("creds").join(format!("{user}.pass"));
     let password = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     ensure!(!password.trim().is_empty(), "{} is empty", file.display());
-    Ok(NatsUser { user: user.to_owned(), password: password.trim().to_owned() })
+    Ok(NatsUser {
+        user: user.to_owned(),
+        password: password.trim().to_owned(),
+        tls_ca_file: Some(tls_ca(gen)),
+    })
 }
 
 #[cfg(unix)]
@@ -97,14 +106,49 @@ async fn server_error(events: &mut mpsc::UnboundedReceiver<String>, what: &str) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
+/// A connection as `user` whose events (the server's errors among them)
+/// arrive on the returned receiver.
+async fn connect_watching(
+    user: &NatsUser,
+    url: &str,
+) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<String>)> {
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let client = user
+        .options()
+        .connection_timeout(REFUSED_TIMEOUT)
+        .event_callback(move |event| {
+            let tx = events_tx.clone();
+            async move {
+                let _ = tx.send(event.to_string());
+            }
+        })
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting as the {} user", user.user))?;
+    Ok((client, events))
+}
+
+/// Generates the secure config into a fresh directory with the hub's
+/// password known and starts a server on it (the harness logs in as the
+/// hub): the directory and the server.
+async fn start_secure() -> Result<(tempfile::TempDir, NatsServer)> {
     let gen = mpp_tests::temp_dir("mpp-nats-secure-")?;
     let creds = gen.path().join("creds");
     std::fs::create_dir_all(&creds)?;
     std::fs::write(creds.join("hub.pass"), format!("{HUB_PASSWORD}\n"))?;
-    let hub_user = NatsUser { user: "hub".to_owned(), password: HUB_PASSWORD.to_owned() };
+    let hub_user = NatsUser {
+        user: "hub".to_owned(),
+        password: HUB_PASSWORD.to_owned(),
+        tls_ca_file: Some(tls_ca(gen.path())),
+    };
     let nats = NatsServer::start_with_config(|slots| generate(gen.path(), slots), Some(hub_user)).await?;
+    Ok((gen, nats))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
+    let (gen, nats) = start_secure().await?;
+    let creds = gen.path().join("creds");
     #[cfg(unix)]
     for file in [gen.path().join("nats.conf"), creds.join("dukcapil.pass")] {
         ensure!(mode(&file)? == 0o600, "{} has mode {:o}, not 0600", file.display(), mode(&file)?);
@@ -117,7 +161,7 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
         async_nats::ConnectOptions::new().connection_timeout(REFUSED_TIMEOUT).connect(nats.url()).await;
     ensure!(anonymous.is_err(), "an anonymous client logged in to the secure server");
     // Nor with another user's name and a wrong password.
-    let wrong = NatsUser { user: "pln".to_owned(), password: dukcapil.password.clone() };
+    let wrong = NatsUser { user: "pln".to_owned(), ..dukcapil.clone() };
     ensure!(
         wrong.options().connection_timeout(REFUSED_TIMEOUT).connect(nats.url()).await.is_err(),
         "logged in as pln with dukcapil's password"
@@ -127,7 +171,11 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
     // which may not create the stream.
     let mut hub = HubProcess::spawn_with(
         &nats.url(),
-        HubOptions { nats_login: Some(("hub".to_owned(), creds.join("hub.pass"))), ..HubOptions::default() },
+        HubOptions {
+            nats_login: Some(("hub".to_owned(), creds.join("hub.pass"))),
+            nats_tls_ca_file: Some(tls_ca(gen.path())),
+            ..HubOptions::default()
+        },
     )?;
     hub.wait_ready(READY_DEADLINE).await?;
     let mut options = AgencyOptions::region(REGION);
@@ -136,6 +184,8 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
         "dukcapil".to_owned(),
         "--nats-password-file".to_owned(),
         creds.join("dukcapil.pass").display().to_string(),
+        "--nats-tls-ca-file".to_owned(),
+        tls_ca(gen.path()).display().to_string(),
         "--skip-stream-setup".to_owned(),
     ];
     let mut agency = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
@@ -180,19 +230,7 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
     hub.wait_caught_up(before, CATCH_UP_DEADLINE).await?;
 
     // (2) A raw publish as the Dukcapil user on PLN's subject is refused by NATS.
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let raw = dukcapil
-        .options()
-        .connection_timeout(REFUSED_TIMEOUT)
-        .event_callback(move |event| {
-            let tx = events_tx.clone();
-            async move {
-                let _ = tx.send(event.to_string());
-            }
-        })
-        .connect(nats.url())
-        .await
-        .context("connecting as the dukcapil user")?;
+    let (raw, mut events) = connect_watching(&dukcapil, &nats.url()).await?;
     let raw_js = async_nats::jetstream::ContextBuilder::new().timeout(REFUSED_TIMEOUT).build(raw.clone());
     let foreign = EventFactory::new("dukcapil", "kk", REGION).app_event(
         &tn,
@@ -243,6 +281,111 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
         "the hub's log holds an entry on PLN's subjects"
     );
     ensure!(audit.summary.rejected_total() == 0, "rejected entries: {:?}", audit.summary);
+    Ok(())
+}
+
+/// With the secure config, NATS itself refuses what no participant may do,
+/// each with a "Permissions Violation" and no answer: a publish on another
+/// agency's subject; deleting or updating the stream, even by the hub
+/// replica that created it; deleting or pulling from another replica's
+/// consumer; reading another replica's inbox (its deliveries) or injecting
+/// into it. The plain-text port is closed: a client that will not speak TLS
+/// gets no login. Each replica still does its own work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secure_config_refuses_foreign_publishes_stream_changes_and_other_replicas() -> Result<()> {
+    let (gen, nats) = start_secure().await?;
+    let hub = NatsUser {
+        user: "hub".to_owned(),
+        password: HUB_PASSWORD.to_owned(),
+        tls_ca_file: Some(tls_ca(gen.path())),
+    };
+    let hub2 = password(gen.path(), "hub-2")?;
+    let dukcapil = password(gen.path(), "dukcapil")?;
+    // Without the CA the server's certificate is not trusted.
+    let untrusted = NatsUser { tls_ca_file: None, ..hub.clone() };
+    ensure!(
+        untrusted.options().connection_timeout(REFUSED_TIMEOUT).connect(nats.url()).await.is_err(),
+        "logged in over TLS without trusting the throw-away CA"
+    );
+
+    // Replica "hub" sets up the stream and its consumer, as mpp-hub serve does.
+    let (hub_client, mut hub_events) = connect_watching(&hub, &nats.url()).await?;
+    let hub_js = async_nats::jetstream::ContextBuilder::new().timeout(REFUSED_TIMEOUT).build(hub_client);
+    let stream = hub_js
+        .get_or_create_stream(mpp_edge::stream::stream_config())
+        .await
+        .context("creating the stream")?;
+    let consumer_config = |name: &str| async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some(name.to_owned()),
+        filter_subject: mpp_edge::stream::STREAM_SUBJECT_FILTER.to_owned(),
+        ..Default::default()
+    };
+    stream.create_consumer(consumer_config("mpp-hub")).await.context("creating consumer mpp-hub")?;
+
+    // (1) A foreign publish.
+    let (agency, mut agency_events) = connect_watching(&dukcapil, &nats.url()).await?;
+    let agency_js = async_nats::jetstream::ContextBuilder::new().timeout(REFUSED_TIMEOUT).build(agency);
+    let ack = agency_js.publish(FOREIGN_SUBJECT, "foreign".into()).await?.await;
+    ensure!(ack.is_err(), "NATS acknowledged dukcapil's publish on {FOREIGN_SUBJECT}: {ack:?}");
+    server_error(&mut agency_events, &format!("Permissions Violation for Publish to \"{FOREIGN_SUBJECT}\""))
+        .await?;
+
+    // (2) Deleting or updating the stream, even by the replica that made it.
+    let deleted = hub_js.delete_stream(mpp_tests::STREAM_NAME).await;
+    ensure!(deleted.is_err(), "the hub user deleted the stream");
+    server_error(
+        &mut hub_events,
+        "Permissions Violation for Publish to \"$JS.API.STREAM.DELETE.MPP_EVENTS\"",
+    )
+    .await?;
+    let mut wider = mpp_edge::stream::stream_config();
+    wider.deny_delete = false;
+    let updated = hub_js.update_stream(wider).await;
+    ensure!(updated.is_err(), "the hub user updated the stream: {updated:?}");
+    server_error(
+        &mut hub_events,
+        "Permissions Violation for Publish to \"$JS.API.STREAM.UPDATE.MPP_EVENTS\"",
+    )
+    .await?;
+
+    // (3) Replica "hub-2" deleting replica "hub"'s consumer, or pulling from it.
+    let (hub2_client, mut hub2_events) = connect_watching(&hub2, &nats.url()).await?;
+    let hub2_js =
+        async_nats::jetstream::ContextBuilder::new().timeout(REFUSED_TIMEOUT).build(hub2_client.clone());
+    let hub2_stream = hub2_js.get_stream(mpp_tests::STREAM_NAME).await.context("hub-2 reading the stream")?;
+    let gone = hub2_stream.delete_consumer("mpp-hub").await;
+    ensure!(gone.is_err(), "hub-2 deleted hub's consumer");
+    server_error(
+        &mut hub2_events,
+        "Permissions Violation for Publish to \"$JS.API.CONSUMER.DELETE.MPP_EVENTS.mpp-hub\"",
+    )
+    .await?;
+    hub2_client.publish("$JS.API.CONSUMER.MSG.NEXT.MPP_EVENTS.mpp-hub", "1".into()).await?;
+    server_error(
+        &mut hub2_events,
+        "Permissions Violation for Publish to \"$JS.API.CONSUMER.MSG.NEXT.MPP_EVENTS.mpp-hub\"",
+    )
+    .await?;
+
+    // (4) Reading replica "hub"'s inbox (where its deliveries arrive), or
+    // injecting a message into it, as another replica or an agency.
+    let _sub = hub2_client.subscribe("_INBOX.hub.>").await.context("sending the subscription")?;
+    server_error(&mut hub2_events, "Permissions Violation for Subscription to \"_INBOX.hub.>\"").await?;
+    hub2_client.publish("_INBOX.hub.injected", "forged".into()).await?;
+    server_error(&mut hub2_events, "Permissions Violation for Publish to \"_INBOX.hub.injected\"").await?;
+    let agency_client = agency_js.client();
+    agency_client.publish("_INBOX.hub.injected", "forged".into()).await?;
+    server_error(&mut agency_events, "Permissions Violation for Publish to \"_INBOX.hub.injected\"").await?;
+
+    // Nothing was changed, and each replica still does its own work.
+    let mut stream = hub_js.get_stream(mpp_tests::STREAM_NAME).await.context("the stream is gone")?;
+    ensure!(stream.info().await?.config.deny_delete, "the stream's settings changed");
+    stream.consumer_info("mpp-hub").await.context("hub's consumer is gone")?;
+    hub2_stream
+        .create_consumer(consumer_config("mpp-hub-2"))
+        .await
+        .context("hub-2 creating its own consumer")?;
+    hub2_stream.delete_consumer("mpp-hub-2").await.context("hub-2 deleting its own consumer")?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ pub(crate) fn common(nats_url: String, data_dir: PathBuf, pepper: Option<PathBuf
         nats_url,
         nats_user: None,
         nats_password_file: None,
+        nats_tls_ca_file: None,
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         region_code: RegionCode::parse("1771").unwrap(),
         pin_pepper_file: pepper,
