@@ -1,43 +1,99 @@
 #!/usr/bin/env bash
 # Writes the Compose stack's secrets into deploy/compose/secrets/ (mode 0600,
-# never commit): the province's PIN pepper, the NIK key, a bearer token for
-# back-office callers (services keep only its SHA-256) and an operator and an
-# auditor token for the hub (the hub keeps only their SHA-256), and a local
-# CA (tls-ca.pem, tls-ca.key) with one TLS certificate (tls-cert, tls-key)
-# for every service name of the stack, localhost and 127.0.0.1 (docs/TLS.md).
-# Existing files are kept. Prints the tokens' paths.
+# never commit); the same files, as keys of the Secret mpp-secrets, serve
+# the Kubernetes files (deploy/k8s). No secret is shared by two participants
+# (the front office and the seven agency services), except the province's
+# PIN pepper, which every service that issues PINs and the hub must share:
+#
+#   pin-pepper                  the province's PIN pepper (every service, the hub)
+#   nik-key                     the front office's NIK key
+#   client-token-<p>            the bearer token of participant <p>'s back-office
+#                               caller (give it to that caller only; never mounted)
+#   tokens-<p>                  <p>'s tokens file: client_id:sha256(token)[:scopes]
+#                               (the front office's caller gets cases:open,
+#                               personal-data:read, personal-data:erase)
+#   operator-token, auditor-token and their hashes operator-tokens, auditor-tokens (the hub)
+#   nats-password-<user>        the NATS password of <user>: every participant,
+#                               the hub ("hub" in Compose, "mpp-hub-0" and
+#                               "mpp-hub-1" in Kubernetes) and the Kubernetes
+#                               stream set-up Job ("stream-setup")
+#   nats.env                    the same passwords as NATS_PASSWORD_<USER>=...,
+#                               for the NATS server only (Compose env_file)
+#   tls-ca.pem, tls-ca.key      a local CA (docs/TLS.md); tls-ca.pem is public
+#   tls-cert-<s>, tls-key-<s>   the TLS certificate and key of server <s> (the
+#                               hub and every participant), each its own
+#   nats-cert, nats-key         the NATS servers' certificate (client and
+#                               route ports; Compose and Kubernetes names)
+#
+# Existing files are kept (delete one to rotate it). Prints the tokens' paths.
 set -euo pipefail
 DIR=$(cd "$(dirname "$0")" && pwd)/secrets
+PARTICIPANTS=(frontoffice dukcapil imigrasi bpn pln pdam bank dpmptsp)
+NATS_USERS=("${PARTICIPANTS[@]}" hub mpp-hub-0 mpp-hub-1 stream-setup)
 (umask 077 && mkdir -p "$DIR")
 secret() { [ -s "$DIR/$1" ] || (umask 077 && od -An -tx1 -N"$2" /dev/urandom | tr -d ' \n' >"$DIR/$1"); }
+hash() { printf %s "$(cat "$DIR/$1")" | sha256sum | cut -d' ' -f1; }
 secret pin-pepper 32
 secret nik-key 32
-secret client-token 24
 secret operator-token 24
 secret auditor-token 24
-hash() { printf %s "$(cat "$DIR/$1")" | sha256sum | cut -d' ' -f1; }
-(umask 077 && printf 'backoffice:%s\n' "$(hash client-token)" >"$DIR/tokens")
 (umask 077 && printf 'operator:%s\n' "$(hash operator-token)" >"$DIR/operator-tokens")
 (umask 077 && printf 'auditor:%s\n' "$(hash auditor-token)" >"$DIR/auditor-tokens")
-if [ ! -s "$DIR/tls-cert" ]; then
+for p in "${PARTICIPANTS[@]}"; do
+    secret "client-token-$p" 24
+    scopes=
+    [ "$p" != frontoffice ] || scopes=:cases:open,personal-data:read,personal-data:erase
+    (umask 077 && printf 'backoffice-%s:%s%s\n' "$p" "$(hash "client-token-$p")" "$scopes" >"$DIR/tokens-$p")
+done
+
+# NATS passwords. The NATS server reads them from its environment
+# (password: $NATS_PASSWORD_<USER>), and it parses such a value as a config
+# token: one that looks like a number (123, 1e5, 12kb) would become a number
+# and the config would fail. So every password starts with a letter.
+for u in "${NATS_USERS[@]}"; do
+    f="$DIR/nats-password-$u"
+    [ -s "$f" ] || (umask 077 && printf 'p%s' "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" >"$f")
+done
+(
+    umask 077
+    for u in "${NATS_USERS[@]}"; do
+        v=$(echo "$u" | tr 'a-z-' 'A-Z_')
+        printf 'NATS_PASSWORD_%s=%s\n' "$v" "$(cat "$DIR/nats-password-$u")"
+    done >"$DIR/nats.env"
+)
+
+cd "$DIR"
+if [ ! -s tls-ca.pem ]; then
+    (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
+        -subj "/CN=MPP compose CA" -keyout tls-ca.key -out tls-ca.pem 2>/dev/null)
+fi
+# cert NAME EXTENDED_KEY_USAGE SUBJECT_ALT_NAMES: tls-cert-NAME / tls-key-NAME
+# (or OUT_CERT / OUT_KEY), signed by the local CA, unless present.
+cert() {
+    local name=$1 eku=$2 names=$3 out_cert=${4:-tls-cert-$1} out_key=${5:-tls-key-$1}
+    [ -s "$out_cert" ] && return 0
     (
         umask 077
-        cd "$DIR"
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
-            -subj "/CN=MPP compose CA" -keyout tls-ca.key -out tls-ca.pem 2>/dev/null
         openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-            -subj "/CN=mpp" -keyout tls-key -out tls.csr 2>/dev/null
-        # Compose service names, and the Kubernetes services (deploy/k8s).
-        names="DNS:localhost,IP:127.0.0.1,DNS:hub,DNS:mpp-hub,DNS:mpp-hub.mpp.svc"
-        for s in frontoffice dukcapil imigrasi bpn pln pdam bank dpmptsp; do
-            names="$names,DNS:$s,DNS:mpp-$s,DNS:mpp-$s.mpp.svc"
-        done
-        printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$names" >tls.ext
-        openssl x509 -req -in tls.csr -CA tls-ca.pem -CAkey tls-ca.key -CAcreateserial -days 825 \
-            -extfile tls.ext -out tls-cert 2>/dev/null
-        rm -f tls.csr tls.ext
+            -subj "/CN=$name" -keyout "$out_key" -out "$name.csr" 2>/dev/null
+        printf 'subjectAltName=%s\nextendedKeyUsage=%s\n' "$names" "$eku" >"$name.ext"
+        openssl x509 -req -in "$name.csr" -CA tls-ca.pem -CAkey tls-ca.key -CAcreateserial -days 825 \
+            -extfile "$name.ext" -out "$out_cert" 2>/dev/null
+        rm -f "$name.csr" "$name.ext"
     )
-fi
-# The certificate and its CA are public (the keys stay 0600).
-chmod 644 "$DIR/tls-cert" "$DIR/tls-ca.pem"
-echo "secrets in $DIR (operator token: $DIR/operator-token)"
+}
+# Each server's own certificate: its Compose service name, its Kubernetes
+# Service names, localhost and 127.0.0.1.
+cert hub serverAuth "DNS:localhost,IP:127.0.0.1,DNS:hub,DNS:mpp-hub,DNS:mpp-hub.mpp.svc"
+for s in "${PARTICIPANTS[@]}"; do
+    cert "$s" serverAuth "DNS:localhost,IP:127.0.0.1,DNS:$s,DNS:mpp-$s,DNS:mpp-$s.mpp.svc"
+done
+# NATS: client port and routes. Routes verify each other's certificate both
+# ways, so it is a client certificate too. Names: Compose's "nats", the
+# Kubernetes Service and every pod behind it.
+cert nats serverAuth,clientAuth "DNS:localhost,IP:127.0.0.1,DNS:nats,DNS:mpp-nats,DNS:mpp-nats.mpp.svc,DNS:*.mpp-nats,DNS:*.mpp-nats.mpp.svc,DNS:*.mpp-nats.mpp.svc.cluster.local" \
+    nats-cert nats-key
+rm -f tls-ca.srl
+# The certificates and the CA are public (the keys stay 0600).
+chmod 644 tls-ca.pem nats-cert tls-cert-*
+echo "secrets in $DIR (operator token: $DIR/operator-token; back-office tokens: $DIR/client-token-<participant>)"

@@ -9,9 +9,11 @@
 # then drives sample journeys with mpp-sim (cases opened at the front office,
 # filed into by the agencies) and prints where to look them up, with PINs.
 # Secrets are generated once into .local/secrets/ (mode 0600, never commit):
-# the province's PIN pepper, the NIK key, mpp-sim's token (services keep only
-# its SHA-256 in .local/secrets/tokens). Logs: .local/logs/. Data persists
-# across runs; delete .local/ to start over. Ctrl-C (or SIGTERM) stops all.
+# the province's PIN pepper, the NIK key, and mpp-sim's own token for each
+# service (sim-token-<service>; that service alone keeps its SHA-256, in
+# .local/secrets/tokens-<service>: no tokens file is shared). Logs:
+# .local/logs/. Data persists across runs; delete .local/ to start over.
+# Ctrl-C (or SIGTERM) stops all.
 #
 # Usage: deploy/local/up.sh [--release] [--cases N] [--seed S] [--rate R]
 #                           [--journey NAME[,NAME]] [--no-sim] [--secure-nats] [--tls]
@@ -40,7 +42,7 @@ while [ $# -gt 0 ]; do
     --no-sim) RUN_SIM=0 ;;
     --secure-nats) SECURE_NATS=1 ;;
     --tls) TLS=1 ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -117,12 +119,19 @@ secret() {
 # it, the hub checks citizens' PINs with it. The NIK key: keyed NIK hashes.
 secret pin-pepper 32
 secret nik-key 32
-# mpp-sim's bearer token; every service keeps only its SHA-256
-# (printf %s TOKEN | sha256sum).
-secret sim-token 24
-SIM_TOKEN=$(cat .local/secrets/sim-token)
-(umask 077 && printf '# written by deploy/local/up.sh: client_id:sha256(token)\nmpp-sim:%s\n' \
-    "$(printf %s "$SIM_TOKEN" | sha256sum | cut -d' ' -f1)" >.local/secrets/tokens)
+# mpp-sim's bearer token at each service, and that service's tokens file
+# with only its SHA-256 (printf %s TOKEN | sha256sum); at the front office
+# with the scopes it needs. mpp-sim gets them as MPP_<SERVICE>_TOKEN.
+SIM_TOKENS=()
+for s in "${SERVICES[@]}"; do
+    read -r name _ <<<"$s"
+    secret "sim-token-$name" 24
+    scopes=
+    [ "$name" != frontoffice ] || scopes=:cases:open,personal-data:read,personal-data:erase
+    (umask 077 && printf '# written by deploy/local/up.sh: client_id:sha256(token)[:scopes]\nmpp-sim:%s%s\n' \
+        "$(sha256sum <".local/secrets/sim-token-$name" | cut -d' ' -f1)" "$scopes" >".local/secrets/tokens-$name")
+    SIM_TOKENS+=("MPP_$(tr a-z A-Z <<<"$name")_TOKEN=$(cat ".local/secrets/sim-token-$name")")
+done
 PEPPER=.local/secrets/pin-pepper
 
 # With --tls: a local CA and one certificate for 127.0.0.1 and localhost,
@@ -273,7 +282,7 @@ for s in "${SERVICES[@]}"; do
     exe="$BIN/mpp-$name"
     help=$("$exe" --help 2>&1 || true)
     args=(--nats-url "$NATS_URL" --grpc-addr "127.0.0.1:$grpc" --region-code "$REGION"
-        --data-dir ".local/data/$name" --tokens-file .local/secrets/tokens
+        --data-dir ".local/data/$name" --tokens-file ".local/secrets/tokens-$name"
         --pin-pepper-file "$PEPPER" --metrics-addr "127.0.0.1:$metrics" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"})
     if [ "$SECURE_NATS" = 1 ]; then
         # shellcheck disable=SC2207 # user names and paths without spaces
@@ -314,8 +323,8 @@ if [ "$RUN_SIM" = 1 ]; then
         SIM_ARGS+=("--$name-addr" "$SCHEME://127.0.0.1:$grpc")
     done
     echo >&2
-    echo "sample traffic: mpp-sim ${SIM_ARGS[*]:0:8} (token from .local/secrets/sim-token)" >&2
-    MPP_SIM_TOKEN=$SIM_TOKEN "$BIN/mpp-sim" "${SIM_ARGS[@]}" | tee .local/logs/mpp-sim.out
+    echo "sample traffic: mpp-sim ${SIM_ARGS[*]:0:8} (tokens from .local/secrets/sim-token-<service>)" >&2
+    env "${SIM_TOKENS[@]}" "$BIN/mpp-sim" "${SIM_ARGS[@]}" | tee .local/logs/mpp-sim.out
     mapfile -t SAMPLE_LINES < <(grep -v '^#' .local/logs/mpp-sim.out | head -n "$SAMPLES")
     wait_until mpp-hub "${PIDS[1]}" caught_up
     echo "mpp-hub ingested everything up to stream seq $(hub_last_stream_seq)" >&2
@@ -350,11 +359,12 @@ for s in "${SERVICES[@]}"; do
     printf '  %-15s %s://127.0.0.1:%s/metrics\n' "mpp-$name" "$SCHEME" "$metrics"
 done
 echo
-echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, sim-token (mpp-sim's token; tokens = its hash)."
+echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, sim-token-<service> (mpp-sim's token there; tokens-<service> = its hash)."
+SIM_ENV='for s in frontoffice dukcapil imigrasi bpn pln pdam bank dpmptsp; do export "MPP_${s^^}_TOKEN=$(cat .local/secrets/sim-token-$s)"; done'
 if [ "$TLS" = 1 ]; then
-    echo "More traffic: MPP_SIM_TOKEN=\$(cat .local/secrets/sim-token) $BIN/mpp-sim --cases 20 --seed 7 --tls-ca-file $TLS_DIR/ca.pem --<service>-addr https://127.0.0.1:<port> (each service)"
+    echo "More traffic: $SIM_ENV; $BIN/mpp-sim --cases 20 --seed 7 --tls-ca-file $TLS_DIR/ca.pem --<service>-addr https://127.0.0.1:<port> (each service)"
 else
-    echo "More traffic: MPP_SIM_TOKEN=\$(cat .local/secrets/sim-token) $BIN/mpp-sim --cases 20 --seed 7"
+    echo "More traffic: $SIM_ENV; $BIN/mpp-sim --cases 20 --seed 7"
 fi
 echo "Logs: .local/logs/.  Stop: Ctrl-C here (or kill -TERM $$); everything started here stops."
 

@@ -304,6 +304,39 @@ fn every_yaml_file_parses_and_the_kubernetes_objects_are_complete() -> Result<()
     Ok(())
 }
 
+/// Values for the `$VAR` references of a NATS config (the Compose and
+/// Kubernetes configs take passwords and TLS file paths from the
+/// environment): the TLS files given for `*_CERT_FILE`, `*_KEY_FILE` and
+/// `*_CA_FILE`, a password-like placeholder for every other name.
+fn config_env(text: &str, cert: &str, key: &str, ca: &str) -> Vec<(String, String)> {
+    let mut names = BTreeSet::new();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        for part in line.split('$').skip(1) {
+            let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            // `$JS.API...` and `$POD_NAME`-like names only: subjects start
+            // with "$JS." inside quotes, which are not references.
+            if !name.is_empty() && name != "JS" && name.chars().all(|c| !c.is_ascii_lowercase()) {
+                names.insert(name);
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            let v = if n.ends_with("_CERT_FILE") {
+                cert.to_owned()
+            } else if n.ends_with("_KEY_FILE") {
+                key.to_owned()
+            } else if n.ends_with("_CA_FILE") {
+                ca.to_owned()
+            } else {
+                format!("p-placeholder-{}", n.to_ascii_lowercase())
+            };
+            (n, v)
+        })
+        .collect()
+}
+
 fn nats_check(conf: &Path, env: &[(&str, &str)]) -> Result<()> {
     let text = std::fs::read_to_string(conf)?;
     ensure!(text.contains("sync_interval: always"), "{}: JetStream must sync always", conf.display());
@@ -344,6 +377,8 @@ fn every_nats_config_passes_nats_server_t() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     // A certificate and key for the templates' TLS fields.
     let (cert, key) = throwaway_certificate(tmp.path())?;
+    let ca = Path::new(&cert).with_file_name("ca.pem").display().to_string();
+    let env_for = |text: &str| config_env(text, &cert, &key, &ca);
     let mut checked = 0;
     for conf in files(&deploy, &[".conf"])? {
         let text = std::fs::read_to_string(&conf)?;
@@ -368,7 +403,9 @@ fn every_nats_config_passes_nats_server_t() -> Result<()> {
             std::fs::write(&p, filled)?;
             nats_check(&p, &[])?;
         } else {
-            nats_check(&conf, &[])?;
+            let env = env_for(&text);
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            nats_check(&conf, &env)?;
         }
         checked += 1;
     }
@@ -392,7 +429,11 @@ fn every_nats_config_passes_nats_server_t() -> Result<()> {
         if let Some(conf) = d["data"]["nats.conf"].as_str() {
             let p = tmp.path().join("k8s-nats.conf");
             std::fs::write(&p, conf)?;
-            nats_check(&p, &[("POD_NAME", "mpp-nats-0")])?;
+            let mut env = env_for(conf);
+            env.retain(|(k, _)| k != "POD_NAME");
+            env.push(("POD_NAME".to_owned(), "mpp-nats-0".to_owned()));
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            nats_check(&p, &env)?;
             checked += 1;
         }
     }
@@ -407,13 +448,13 @@ fn every_nats_config_passes_nats_server_t() -> Result<()> {
 /// NATS configurations without users or TLS, each with why. The test fails
 /// when one of them is locked down (take it off the list) and when any
 /// other config is open.
-const OPEN_NATS_CONFIGS: [(&str, &str); 4] = [
+const OPEN_NATS_CONFIGS: [(&str, &str); 2] = [
     ("nats/local.conf", "the local stack's default mode, on 127.0.0.1 only (up.sh --secure-nats locks it)"),
-    ("compose/nats.conf", "NOT DONE (issue 15 item 6): compose still runs the open server"),
-    ("k8s/nats.yaml", "NOT DONE (issue 15 item 6): the Kubernetes ConfigMap is still open"),
     (
         "nats/cluster/node.conf.template",
-        "NOT DONE (issue 15 item 6): the cluster template has no users or route TLS",
+        "NOT DONE (issue 15 item 6): the e2e cluster harness (cluster.rs, used by faults and \
+         scale_out) runs this very file with clients that log in without a user or TLS; the \
+         Kubernetes ConfigMap is the locked-down cluster config (users, client and route TLS)",
     ),
 ];
 
@@ -450,6 +491,218 @@ fn every_nats_config_has_users_and_tls_but_the_named_exceptions() -> Result<()> 
     for (open, _) in OPEN_NATS_CONFIGS {
         ensure!(configs.iter().any(|(n, _)| n == open), "{open} is gone: take it off OPEN_NATS_CONFIGS");
     }
+    Ok(())
+}
+
+/// Each user's `permissions` block of a NATS config, whitespace and comment
+/// lines removed, by user name (in the order of the config).
+fn user_permissions(conf: &str) -> Result<Vec<(String, String)>> {
+    let code: String =
+        conf.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+    let mut out = Vec::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("user: \"") {
+        let after = &rest[at + "user: \"".len()..];
+        let name = after.split('"').next().context("unterminated user name")?.to_owned();
+        let perm = after.find("permissions:").context("a user without permissions")?;
+        let block = &after[perm..];
+        let open = block.find('{').context("permissions without a block")?;
+        let mut depth = 0usize;
+        let mut end = None;
+        for (i, c) in block[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(open + i + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let end = end.context("unbalanced permissions block")?;
+        let text: String = block[open..end].chars().filter(|c| !c.is_whitespace()).collect();
+        out.push((name, text));
+        rest = &after[perm + end..];
+    }
+    Ok(out)
+}
+
+/// The participants' NATS users (and tokens files): the front office and
+/// the seven agencies.
+const PARTICIPANTS: [&str; 8] =
+    ["frontoffice", "dukcapil", "imigrasi", "bpn", "pln", "pdam", "bank", "dpmptsp"];
+
+#[test]
+fn the_locked_down_configs_grant_what_secure_conf_grants() -> Result<()> {
+    let deploy = deploy_dir()?;
+    let secure = user_permissions(&std::fs::read_to_string(deploy.join("nats/secure.conf"))?)?;
+    let reference = |user: &str| secure.iter().find(|(u, _)| u == user).map(|(_, p)| p.clone());
+    let hub = reference("hub").context("secure.conf has no user hub")?;
+    let mut configs = vec![(
+        "compose/nats.conf".to_owned(),
+        std::fs::read_to_string(deploy.join("compose/nats.conf"))?,
+        vec!["hub"],
+    )];
+    for d in yaml_docs(&deploy.join("k8s/nats.yaml"))? {
+        if let Some(conf) = d["data"]["nats.conf"].as_str() {
+            configs.push(("k8s/nats.yaml".to_owned(), conf.to_owned(), vec!["mpp-hub-0", "mpp-hub-1"]));
+        }
+    }
+    ensure!(configs.len() == 2, "the Kubernetes NATS config is missing");
+    for (name, conf, hubs) in &configs {
+        let users = user_permissions(conf)?;
+        for p in PARTICIPANTS.iter().chain(hubs.iter()) {
+            ensure!(users.iter().any(|(u, _)| u == p), "{name}: no NATS user {p}");
+        }
+        for (user, perms) in &users {
+            let want = match (reference(user), user.as_str()) {
+                (Some(p), _) => p,
+                // A hub replica named after its pod (and consumer): the
+                // "hub" block of secure.conf with its names.
+                (None, u) if u.starts_with("mpp-hub-") => hub
+                    .replace("_INBOX.hub.", &format!("_INBOX.{u}."))
+                    .replace("MPP_EVENTS.mpp-hub", &format!("MPP_EVENTS.{u}")),
+                // The Kubernetes stream Job: stream info and create only.
+                (None, "stream-setup") => {
+                    let publish = perms.split("subscribe").next().unwrap_or("");
+                    ensure!(
+                        ["mpp.events", "CONSUMER", "DELETE", "UPDATE", "PURGE", ">", "*"]
+                            .iter()
+                            .all(|s| !publish.contains(s)),
+                        "{name}: stream-setup may do more than create the stream: {perms}"
+                    );
+                    continue;
+                }
+                (None, u) => bail!("{name}: user {u} is not in secure.conf"),
+            };
+            ensure!(
+                perms == &want,
+                "{name}: user {user} is granted\n{perms}\nbut secure.conf grants\n{want}"
+            );
+        }
+        // A config with routes protects them with TLS as well.
+        let code: String =
+            conf.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+        if let Some(at) = code.find("cluster {") {
+            let cluster = &code[at..];
+            let routes = cluster.find("routes").context("a cluster without routes")?;
+            ensure!(cluster[..routes].contains("tls {"), "{name}: routes without TLS");
+            ensure!(cluster[..routes].contains("ca_file"), "{name}: route TLS without a CA");
+        }
+    }
+    // The comparison does notice a change.
+    let mut changed = std::fs::read_to_string(deploy.join("compose/nats.conf"))?;
+    changed = changed.replacen("mpp.events.bank.>", "mpp.events.>", 1);
+    let bank = user_permissions(&changed)?.into_iter().find(|(u, _)| u == "bank").context("bank")?;
+    ensure!(Some(bank.1) != reference("bank"), "a widened permission went unnoticed");
+    Ok(())
+}
+
+/// Secrets that more than one participant may have, and why. Anything else
+/// mounted into two participants' workloads (or a participant's and the
+/// hub's) fails the test below.
+const SHARED_SECRETS: [(&str, &str); 2] = [
+    (
+        "pin-pepper",
+        "the province's PIN pepper: every service that issues PINs (the front office and the \
+         agency services, mpp-agency-kit) makes the PIN verifiers the hub checks with it; one \
+         value per province by design (docs/DESIGN.md)",
+    ),
+    ("tls-ca.pem", "the CA certificate: public, every client trusts it (NATS and gRPC)"),
+];
+
+/// Secret names mounted into more than one of `mounts`' workloads but not
+/// in [`SHARED_SECRETS`], each with the workloads.
+fn shared_secrets(mounts: &[(String, BTreeSet<String>)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let all: BTreeSet<&String> = mounts.iter().flat_map(|(_, s)| s).collect();
+    for secret in all {
+        let holders: Vec<&str> =
+            mounts.iter().filter(|(_, s)| s.contains(secret)).map(|(w, _)| w.as_str()).collect();
+        if holders.len() > 1 && !SHARED_SECRETS.iter().any(|(name, _)| name == secret) {
+            problems.push(format!("{secret} is mounted into {holders:?}"));
+        }
+    }
+    problems
+}
+
+/// The participants' and the hub's secrets, each participant's own tokens
+/// file and NATS password, as Kubernetes and Compose mount them. The NATS
+/// server (it checks every password) and the stream Job are not
+/// participants.
+#[test]
+fn no_secret_is_mounted_into_two_participants() -> Result<()> {
+    let deploy = deploy_dir()?;
+    let is_workload = |w: &str| w == "hub" || PARTICIPANTS.contains(&w);
+    // Kubernetes: the keys of every secret volume and secretKeyRef.
+    let mut k8s: Vec<(String, BTreeSet<String>)> = Vec::new();
+    for y in files(&deploy.join("k8s"), &[".yaml"])? {
+        for d in yaml_docs(&y)? {
+            let name = d["metadata"]["name"].as_str().unwrap_or("").trim_start_matches("mpp-").to_owned();
+            let spec = &d["spec"]["template"]["spec"];
+            if !is_workload(&name) || spec.is_null() {
+                continue;
+            }
+            let mut keys = BTreeSet::new();
+            for v in spec["volumes"].as_array().into_iter().flatten() {
+                for item in v["secret"]["items"].as_array().into_iter().flatten() {
+                    keys.insert(item["key"].as_str().context("an item without key")?.to_owned());
+                }
+                ensure!(
+                    v["secret"].is_null() || v["secret"]["items"].is_array(),
+                    "{name}: a secret volume without items mounts every key"
+                );
+            }
+            let containers = spec["containers"].as_array().into_iter().flatten();
+            for c in containers.chain(spec["initContainers"].as_array().into_iter().flatten()) {
+                for e in c["env"].as_array().into_iter().flatten() {
+                    if let Some(k) = e["valueFrom"]["secretKeyRef"]["key"].as_str() {
+                        keys.insert(k.to_owned());
+                    }
+                }
+            }
+            k8s.push((name, keys));
+        }
+    }
+    // Compose: each service's secrets by source, and its env files.
+    let mut compose: Vec<(String, BTreeSet<String>)> = Vec::new();
+    let doc = yaml_docs(&deploy.join("compose/compose.yaml"))?.remove(0);
+    for (name, svc) in doc["services"].as_object().context("services")? {
+        if !is_workload(name) {
+            continue;
+        }
+        let mut keys = BTreeSet::new();
+        for s in svc["secrets"].as_array().into_iter().flatten() {
+            let source = s.as_str().or_else(|| s["source"].as_str()).context("a secret without source")?;
+            let file = doc["secrets"][source]["file"].as_str().context("a secret without file")?;
+            keys.insert(file.rsplit('/').next().unwrap_or(file).to_owned());
+        }
+        ensure!(svc["env_file"].is_null(), "{name}: an env file holds secrets of the NATS server only");
+        compose.push((name.clone(), keys));
+    }
+    for (what, mounts) in [("deploy/k8s", &k8s), ("deploy/compose", &compose)] {
+        ensure!(mounts.len() == PARTICIPANTS.len() + 1, "{what}: workloads {mounts:?}");
+        let problems = shared_secrets(mounts);
+        ensure!(problems.is_empty(), "{what}: secrets shared by participants:\n{}", problems.join("\n"));
+        for p in PARTICIPANTS {
+            let keys = &mounts.iter().find(|(w, _)| w == p).context("participant")?.1;
+            for own in [format!("tokens-{p}"), format!("nats-password-{p}"), format!("tls-key-{p}")] {
+                ensure!(keys.contains(&own), "{what}: {p} does not mount {own} ({keys:?})");
+            }
+        }
+        for (secret, why) in SHARED_SECRETS {
+            println!("{what}: {secret} shared on purpose: {why}");
+        }
+    }
+    // The check does catch a shared tokens file.
+    let shared = vec![
+        ("dukcapil".to_owned(), BTreeSet::from(["tokens".to_owned(), "pin-pepper".to_owned()])),
+        ("bank".to_owned(), BTreeSet::from(["tokens".to_owned(), "pin-pepper".to_owned()])),
+    ];
+    ensure!(shared_secrets(&shared).len() == 1, "a shared tokens file went unnoticed");
     Ok(())
 }
 
