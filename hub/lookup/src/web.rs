@@ -5,6 +5,7 @@
 
 use minijinja::Environment;
 
+use crate::proxy::ClientAddrPolicy;
 use crate::session::Sessions;
 use crate::watch::CaseChanges;
 
@@ -38,9 +39,9 @@ pub struct WebSettings {
     /// `https://lacak.mpp.example.go.id`; QR codes point there. Without it,
     /// the request's `Host` header is used.
     pub public_url: Option<String>,
-    /// Take the client address from the last `X-Forwarded-For` entry
-    /// (`--trust-forwarded-for`).
-    pub trust_forwarded_for: bool,
+    /// How the client address is found (`--trusted-proxies`, or the
+    /// deprecated `--trust-forwarded-for`).
+    pub client_addr: ClientAddrPolicy,
     /// The hub serves TLS itself (`--tls-cert-file`): session cookies are
     /// `Secure` then, as they are behind an `https://` `--public-url`.
     pub serves_tls: bool,
