@@ -105,15 +105,25 @@ fn valid_base_url(s: &str) -> bool {
 }
 
 impl Web {
-    /// The page with a fresh session key.
-    pub fn new(changes: CaseChanges, mut settings: WebSettings) -> Result<Self, WebError> {
+    /// The page with a fresh random session key (sessions end with the
+    /// process and do not cross replicas).
+    pub fn new(changes: CaseChanges, settings: WebSettings) -> Result<Self, WebError> {
+        Self::with_sessions(changes, settings, Sessions::new()?)
+    }
+
+    /// The page with `sessions` (e.g. from `--session-key-file`).
+    pub fn with_sessions(
+        changes: CaseChanges,
+        mut settings: WebSettings,
+        sessions: Sessions,
+    ) -> Result<Self, WebError> {
         if let Some(url) = &settings.public_url {
             if !valid_base_url(url) {
                 return Err(WebError::PublicUrl);
             }
             settings.public_url = Some(url.trim_end_matches('/').to_owned());
         }
-        Ok(Self { env: templates()?, sessions: Sessions::new()?, changes, settings })
+        Ok(Self { env: templates()?, sessions, changes, settings })
     }
 
     /// The settings.

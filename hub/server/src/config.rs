@@ -155,6 +155,19 @@ pub struct ServeArgs {
     /// send the other freely.
     #[arg(long, env = "MPP_FORWARDED_HEADER", value_enum, default_value_t = ForwardedHeaderArg::XForwardedFor)]
     pub forwarded_header: ForwardedHeaderArg,
+    /// File holding the tracking page's session key: 32..=512 random bytes
+    /// as hex (64 to 1024 hex digits, surrounding whitespace ignored; e.g.
+    /// `od -An -tx1 -N32 /dev/urandom | tr -d ' \n'`). Give every replica
+    /// the same file so a citizen's session survives restarts and reaches
+    /// any replica. Without it, a random key per process (logged).
+    #[arg(long, env = "MPP_SESSION_KEY_FILE")]
+    pub session_key_file: Option<PathBuf>,
+    /// The session key file before a rotation: sessions it signed are still
+    /// accepted (never issued), so a rotation ends none early. Keep it for
+    /// one session lifetime (30 minutes) after every replica has the new
+    /// --session-key-file, then drop it.
+    #[arg(long, env = "MPP_PREVIOUS_SESSION_KEY_FILE", requires = "session_key_file")]
+    pub previous_session_key_file: Option<PathBuf>,
     /// Public base URL of the tracking page, e.g.
     /// https://lacak.mpp.example.go.id; receipts' QR codes point to
     /// <url>/lacak/<tracking number>. Without it, the request's Host header

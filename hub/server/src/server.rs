@@ -31,6 +31,7 @@ use mpp_lookup::lookup::{load_calendars, read_pepper_file, system_clock, Lookups
 use mpp_lookup::page::{Web, WebSettings};
 use mpp_lookup::proxy::{ClientAddrPolicy, TrustedProxies};
 use mpp_lookup::ratelimit::LookupLimits;
+use mpp_lookup::session::Sessions;
 use mpp_lookup::watch::CaseChanges;
 use mpp_obs::health::NotReady;
 
@@ -78,6 +79,7 @@ async fn start(
     };
     let transport = Transport::from_args(&args.tls, &addrs)?;
     let (http_client_addr, grpc_client_addr) = client_addr_policies(&args)?;
+    let sessions = page_sessions(&args)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let store =
@@ -164,13 +166,14 @@ async fn start(
     let (stop_tx, stop_rx) = watch::channel(false);
     let changes = CaseChanges::new(stop_rx.clone());
     let web = Arc::new(
-        Web::new(
+        Web::with_sessions(
             changes.clone(),
             WebSettings {
                 public_url: args.public_url.clone(),
                 client_addr: http_client_addr,
                 serves_tls: matches!(transport, Transport::Tls(_)),
             },
+            sessions,
         )
         .context("setting up the tracking page")?,
     );
@@ -349,6 +352,26 @@ fn client_addr_policies(args: &ServeArgs) -> anyhow::Result<(ClientAddrPolicy, C
     Ok((trusted(&args.trusted_proxies), trusted(&args.grpc_trusted_proxies)))
 }
 
+/// The tracking page's sessions: under `--session-key-file` (and
+/// `--previous-session-key-file`), or a random key for this process only.
+fn page_sessions(args: &ServeArgs) -> anyhow::Result<Sessions> {
+    match &args.session_key_file {
+        Some(current) => {
+            let previous = args.previous_session_key_file.as_deref();
+            let sessions = Sessions::from_key_files(current, previous)?;
+            info!(previous_key = previous.is_some(), "Page sessions keyed from --session-key-file");
+            Ok(sessions)
+        }
+        None => {
+            warn!(
+                "No --session-key-file: page sessions use a random key of this process; they do not \
+                 survive a restart or reach another replica (citizens type the PIN again)"
+            );
+            Sessions::new().context("drawing a random session key")
+        }
+    }
+}
+
 trait JoinToString {
     fn map_err_to_string(self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 }
@@ -428,5 +451,24 @@ mod tests {
         assert!(serve_args(&["--grpc-trusted-proxies", "example.org"]).is_err());
         let (http, _) = client_addr_policies(&serve_args(&[]).unwrap()).unwrap();
         assert!(matches!(http, ClientAddrPolicy::Peer), "unchanged without flags");
+    }
+
+    #[test]
+    fn the_session_key_files_are_read_at_start_and_bad_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("session-key");
+        std::fs::write(&key, "ab".repeat(32)).unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "ab".repeat(16)).unwrap();
+        let key = key.display().to_string();
+        assert!(page_sessions(&serve_args(&[]).unwrap()).is_ok(), "a random key without the flag");
+        assert!(page_sessions(&serve_args(&["--session-key-file", &key]).unwrap()).is_ok());
+        let args = serve_args(&["--session-key-file", &key, "--previous-session-key-file", &key]).unwrap();
+        assert!(page_sessions(&args).is_ok());
+        let e = page_sessions(&serve_args(&["--session-key-file", &short.display().to_string()]).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too short"), "{e}");
+        assert!(serve_args(&["--previous-session-key-file", &key]).is_err(), "needs --session-key-file");
     }
 }
