@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Writes the Compose stack's secrets into deploy/compose/secrets/ (mode 0600,
-# never commit): the province's PIN pepper, the NIK key, a bearer token for
+# never commit): the province's PIN pepper, the NIK key, the hub's
+# page-session key (shared by its replicas), a bearer token for
 # back-office callers (services keep only its SHA-256) and an operator and an
 # auditor token for the hub (the hub keeps only their SHA-256), and a local
 # CA (tls-ca.pem, tls-ca.key) with one TLS certificate (tls-cert, tls-key)
@@ -12,6 +13,7 @@ DIR=$(cd "$(dirname "$0")" && pwd)/secrets
 secret() { [ -s "$DIR/$1" ] || (umask 077 && od -An -tx1 -N"$2" /dev/urandom | tr -d ' \n' >"$DIR/$1"); }
 secret pin-pepper 32
 secret nik-key 32
+secret session-key 32
 secret client-token 24
 secret operator-token 24
 secret auditor-token 24
