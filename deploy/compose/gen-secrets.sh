@@ -6,6 +6,7 @@
 # PIN pepper, which every service that issues PINs and the hub must share:
 #
 #   pin-pepper                  the province's PIN pepper (every service, the hub)
+#   session-key                 the hub's page-session key (shared by its replicas)
 #   nik-key                     the front office's NIK key
 #   client-token-<p>            the bearer token of participant <p>'s back-office
 #                               caller (give it to that caller only; never mounted)
@@ -35,6 +36,7 @@ secret() { [ -s "$DIR/$1" ] || (umask 077 && od -An -tx1 -N"$2" /dev/urandom | t
 hash() { printf %s "$(cat "$DIR/$1")" | sha256sum | cut -d' ' -f1; }
 secret pin-pepper 32
 secret nik-key 32
+secret session-key 32
 secret operator-token 24
 secret auditor-token 24
 (umask 077 && printf 'operator:%s\n' "$(hash operator-token)" >"$DIR/operator-tokens")

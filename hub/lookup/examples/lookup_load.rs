@@ -278,7 +278,8 @@ async fn main() -> Result<()> {
     });
     let grpc_listener = TcpListener::bind("127.0.0.1:0").await?;
     let grpc_addr = grpc_listener.local_addr()?;
-    let cases_service = CasesServiceServer::new(Cases::new(lookups, changes, false));
+    let cases_service =
+        CasesServiceServer::new(Cases::new(lookups, changes, mpp_lookup::proxy::ClientAddrPolicy::Peer));
     let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()

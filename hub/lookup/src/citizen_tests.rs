@@ -28,6 +28,7 @@ use crate::grpc::Cases;
 use crate::http::{router, AppState};
 use crate::lookup::Lookups;
 use crate::page::{Web, WebSettings};
+use crate::proxy::ClientAddrPolicy;
 use crate::ratelimit::LookupLimits;
 use crate::watch::CaseChanges;
 use mpp_ledger::ledger::{Ledger, RawMessage};
@@ -57,6 +58,7 @@ struct Fixture {
     lookups: Lookups,
     changes: CaseChanges,
     mono: Arc<AtomicU64>,
+    health: Arc<mpp_obs::health::Health>,
     _stop: watch::Sender<bool>,
 }
 
@@ -87,8 +89,14 @@ impl Fixture {
         let (stop_tx, stop_rx) = watch::channel(false);
         let changes = CaseChanges::new(stop_rx);
         let web = Arc::new(Web::new(changes.clone(), WebSettings::default()).unwrap());
-        let app = router(AppState { lookups: lookups.clone(), health, web });
-        Self { _dir: dir, ledger, next_seq: 1, app, lookups, changes, mono, _stop: stop_tx }
+        let app = router(AppState { lookups: lookups.clone(), health: health.clone(), web });
+        Self { _dir: dir, ledger, next_seq: 1, app, lookups, changes, mono, health, _stop: stop_tx }
+    }
+
+    /// Serves the page and API with `settings` from now on.
+    fn set_web_settings(&mut self, settings: WebSettings) {
+        let web = Arc::new(Web::new(self.changes.clone(), settings).unwrap());
+        self.app = router(AppState { lookups: self.lookups.clone(), health: self.health.clone(), web });
     }
 
     fn advance_ms(&self, ms: u64) {
@@ -291,6 +299,98 @@ async fn lookups_are_rate_limited_per_client_with_retry_after() {
     assert_eq!(f.api(&case.to_string(), Some(PIN)).await.0, StatusCode::TOO_MANY_REQUESTS);
 }
 
+/// One lookup a minute per client, so a second lookup tells whether two
+/// requests counted as the same client.
+fn one_per_client() -> LookupLimits {
+    LookupLimits { per_minute: 1, burst: 1, ..LookupLimits::DEFAULT }
+}
+
+fn trusted_xff(cidrs: &str) -> ClientAddrPolicy {
+    ClientAddrPolicy::TrustedProxies {
+        proxies: cidrs.parse().unwrap(),
+        header: crate::proxy::ForwardedHeader::XForwardedFor,
+    }
+}
+
+#[tokio::test]
+async fn forwarded_for_counts_only_from_trusted_proxies_over_http() {
+    let (mut f, case) = Fixture::with_multi_agency_case(one_per_client());
+    f.set_web_settings(WebSettings {
+        client_addr: trusted_xff("10.0.0.0/8, fd00::/8"),
+        ..WebSettings::default()
+    });
+    async fn forwarded(f: &Fixture, case: TrackingNumber, from: Ipv4Addr, xff: &str) -> StatusCode {
+        let req = Request::get(format!("/api/v1/cases/{case}"))
+            .header("x-mpp-pin", PIN)
+            .header("x-forwarded-for", xff)
+            .body(Body::empty())
+            .unwrap();
+        f.send_from(req, from).await.0
+    }
+    // An untrusted peer: its header is ignored, so a new "address" does not
+    // buy it a new bucket.
+    assert_eq!(forwarded(&f, case, Ipv4Addr::new(203, 0, 113, 1), "198.51.100.50").await, StatusCode::OK);
+    assert_eq!(
+        forwarded(&f, case, Ipv4Addr::new(203, 0, 113, 1), "198.51.100.51").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A trusted proxy names the client; what the client wrote left of it is ignored.
+    let proxy = Ipv4Addr::new(10, 0, 0, 5);
+    assert_eq!(forwarded(&f, case, proxy, "198.51.100.60").await, StatusCode::OK);
+    assert_eq!(forwarded(&f, case, proxy, "6.6.6.6, 198.51.100.60").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        forwarded(&f, case, proxy, "198.51.100.61").await,
+        StatusCode::OK,
+        "another client behind the proxy"
+    );
+    // A chain of trusted proxies (an edge proxy, then an ingress).
+    assert_eq!(forwarded(&f, case, proxy, "198.51.100.62, 10.9.9.9").await, StatusCode::OK);
+    assert_eq!(
+        forwarded(&f, case, Ipv4Addr::new(10, 0, 0, 6), "7.7.7.7, 198.51.100.62, 10.1.1.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // IPv6 clients behind the proxy (counted per /64).
+    assert_eq!(forwarded(&f, case, proxy, "2001:db8:1:2::1, fd00::7").await, StatusCode::OK);
+    assert_eq!(forwarded(&f, case, proxy, "[2001:db8:1:2::99]:4711").await, StatusCode::TOO_MANY_REQUESTS);
+    // Without --trusted-proxies, the header is ignored even from 10.0.0.5.
+    f.set_web_settings(WebSettings::default());
+    assert_eq!(forwarded(&f, case, proxy, "198.51.100.70").await, StatusCode::OK);
+    assert_eq!(forwarded(&f, case, proxy, "198.51.100.71").await, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn grpc_has_its_own_trusted_proxies() {
+    let (f, case) = Fixture::with_multi_agency_case(one_per_client());
+    let get = |cases: &Cases, from: &str, xff: &str| {
+        let mut req = tonic::Request::new(pb::GetCaseRequest {
+            tracking_number: case.to_string(),
+            pin: PIN.to_owned(),
+        });
+        req.extensions_mut().insert(tonic::transport::server::TcpConnectInfo {
+            local_addr: None,
+            remote_addr: Some(SocketAddr::new(from.parse().unwrap(), 40_000)),
+        });
+        req.metadata_mut().insert("x-forwarded-for", xff.parse().unwrap());
+        let cases = cases.clone();
+        async move { cases.get_case(req).await.map(|_| ()).map_err(|e| e.code()) }
+    };
+    let limited = Err(tonic::Code::ResourceExhausted);
+    // The gRPC list: an IPv6 load balancer. The HTTP settings do not apply here.
+    let cases = Cases::new(f.lookups.clone(), f.changes.clone(), trusted_xff("fd00::/8"));
+    assert_eq!(get(&cases, "fd00::5", "203.0.113.20").await, Ok(()));
+    assert_eq!(get(&cases, "fd00::6", "1.2.3.4, 203.0.113.20").await, limited);
+    assert_eq!(get(&cases, "fd00::5", "203.0.113.21").await, Ok(()));
+    // Spoofed from outside the list (an IPv4 peer, or an IPv6 one elsewhere).
+    assert_eq!(get(&cases, "10.0.0.5", "203.0.113.30").await, Ok(()));
+    assert_eq!(get(&cases, "10.0.0.5", "203.0.113.31").await, limited);
+    assert_eq!(get(&cases, "2001:db8:5::1", "203.0.113.32").await, Ok(()));
+    assert_eq!(get(&cases, "2001:db8:5::2", "203.0.113.33").await, limited, "same /64");
+    // Without a list, gRPC ignores the metadata.
+    let plain = Cases::new(f.lookups.clone(), f.changes.clone(), ClientAddrPolicy::Peer);
+    assert_eq!(get(&plain, "fd00::9", "203.0.113.40").await, Ok(()));
+    assert_eq!(get(&plain, "fd00::9", "203.0.113.41").await, limited);
+}
+
 #[tokio::test]
 async fn five_wrong_pins_lock_known_and_unknown_numbers_alike_for_fifteen_minutes() {
     let (f, case) = Fixture::with_multi_agency_case(generous());
@@ -451,7 +551,7 @@ async fn successful_lookups_are_access_events_the_citizen_sees() {
 #[tokio::test]
 async fn grpc_lookups_need_the_pin_and_a_watch_sees_the_next_change() {
     let (mut f, case) = Fixture::with_multi_agency_case(generous());
-    let cases = Cases::new(f.lookups.clone(), f.changes.clone(), false);
+    let cases = Cases::new(f.lookups.clone(), f.changes.clone(), ClientAddrPolicy::Peer);
     let get = |pin: &str| pb::GetCaseRequest { tracking_number: case.to_string(), pin: pin.to_owned() };
     let view = cases.get_case(tonic::Request::new(get(PIN))).await.unwrap().into_inner();
     assert_eq!(view.applications.len(), 2);

@@ -14,7 +14,7 @@ use crate::access::AccessChannel;
 use crate::error::ApiError;
 use crate::json::access_event;
 use crate::lookup::{Found, LookupRequest, Lookups};
-use crate::state::last_forwarded_for;
+use crate::proxy::ClientAddrPolicy;
 use crate::watch::{CaseChanges, WATCH_BUFFER_VIEWS_MAX};
 use mpp_wire as wire;
 
@@ -23,32 +23,30 @@ use mpp_wire as wire;
 pub struct Cases {
     lookups: Lookups,
     changes: CaseChanges,
-    trust_forwarded_for: bool,
+    client_addr: ClientAddrPolicy,
 }
 
 impl Cases {
-    /// A service answering from `lookups`, watching through `changes`. With
-    /// `trust_forwarded_for`, the client address for rate limits is the last
-    /// entry of the `x-forwarded-for` metadata, if any. `lookups` (and every
+    /// A service answering from `lookups`, watching through `changes`. The
+    /// client address for rate limits is found by `client_addr` from the
+    /// TCP peer and the forwarding metadata (`--grpc-trusted-proxies`; gRPC
+    /// has its own list, since a plain TCP load balancer in front of it
+    /// passes whatever metadata a client sends). `lookups` (and every
     /// clone of it, e.g. the HTTP API's) follows the commits `changes`
     /// announces ([`Lookups::follow_commits`]).
-    pub fn new(lookups: Lookups, changes: CaseChanges, trust_forwarded_for: bool) -> Self {
+    pub fn new(lookups: Lookups, changes: CaseChanges, client_addr: ClientAddrPolicy) -> Self {
         lookups.follow_commits(&changes);
-        Self { lookups, changes, trust_forwarded_for }
+        Self { lookups, changes, client_addr }
     }
 
     fn client<T>(&self, request: &Request<T>) -> IpAddr {
-        if self.trust_forwarded_for {
-            let forwarded = request
-                .metadata()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(last_forwarded_for);
-            if let Some(ip) = forwarded {
-                return ip;
-            }
+        let peer = request.remote_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        match self.client_addr.header() {
+            None => peer,
+            Some(name) => self
+                .client_addr
+                .client(peer, request.metadata().get_all(name).iter().map(|v| v.as_encoded_bytes())),
         }
-        request.remote_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Citizens' side of the hub: case lookups ([`lookup`]) over gRPC
 //! ([`grpc`]) and HTTP ([`http`], [`json`]), the `/lacak` tracking page
 //! ([`page`], [`i18n`], `templates/`), page sessions ([`session`]), rate
-//! limits ([`ratelimit`]), the "who looked at my case" log ([`access`]),
+//! limits ([`ratelimit`]) per client address ([`proxy`]: who may name it), the "who looked at my case" log ([`access`]),
 //! live updates ([`watch`]) and the one mapping of reason codes to answers
 //! ([`error`]).
 //!
@@ -22,6 +22,7 @@ pub mod i18n;
 pub mod json;
 pub mod lookup;
 pub mod page;
+pub mod proxy;
 pub mod ratelimit;
 pub mod session;
 pub mod sla_gauge;

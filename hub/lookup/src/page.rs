@@ -683,7 +683,7 @@ mod tests {
     fn cookies_are_secure_whenever_the_browser_comes_over_https() {
         let s = |public_url: Option<&str>, serves_tls| WebSettings {
             public_url: public_url.map(str::to_owned),
-            trust_forwarded_for: false,
+            client_addr: crate::proxy::ClientAddrPolicy::Peer,
             serves_tls,
         };
         assert!(!s(None, false).secure_cookies());

@@ -1,6 +1,6 @@
 //! What every HTTP handler of the hub shares: the router's state and the
-//! client's address (the TCP peer, or the last `X-Forwarded-For` hop when
-//! the hub is told to trust its reverse proxy).
+//! client's address (the TCP peer, or the client its trusted reverse proxies
+//! name, [`crate::proxy`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -11,10 +11,9 @@ use axum::http::request::Parts;
 use mpp_obs::health::Health;
 
 use crate::lookup::Lookups;
+use crate::proxy::forwarded_for_entry;
+pub use crate::proxy::FORWARDED_FOR_BYTES_MAX;
 use crate::web::Web;
-
-/// Longest `X-Forwarded-For` header read, in bytes.
-pub const FORWARDED_FOR_BYTES_MAX: usize = 1024;
 
 /// State shared by the handlers.
 #[derive(Debug, Clone)]
@@ -27,9 +26,11 @@ pub struct AppState {
     pub web: Arc<Web>,
 }
 
-/// The client's address: the TCP peer, or with `--trust-forwarded-for` the
-/// last address of `X-Forwarded-For` (the one the hub's own reverse proxy
-/// appended). Without a known peer (in-process tests), `0.0.0.0`.
+/// The client's address, found by the page's [`crate::proxy::ClientAddrPolicy`]:
+/// the TCP peer, or behind `--trusted-proxies` the client they name (with
+/// the deprecated `--trust-forwarded-for`, the last address of
+/// `X-Forwarded-For` from any peer). Without a known peer (in-process
+/// tests), `0.0.0.0`.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
 
@@ -38,8 +39,7 @@ pub fn last_forwarded_for(value: &str) -> Option<IpAddr> {
     if value.len() > FORWARDED_FOR_BYTES_MAX {
         return None;
     }
-    let last = value.rsplit(',').next()?.trim();
-    last.parse::<IpAddr>().ok().or_else(|| last.parse::<SocketAddr>().ok().map(|s| s.ip()))
+    forwarded_for_entry(value.rsplit(',').next()?)
 }
 
 impl FromRequestParts<AppState> for ClientAddr {
@@ -50,19 +50,11 @@ impl FromRequestParts<AppState> for ClientAddr {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        if state.web.settings().trust_forwarded_for {
-            let forwarded = parts
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .next_back()
-                .and_then(|v| v.to_str().ok())
-                .and_then(last_forwarded_for);
-            if let Some(ip) = forwarded {
-                return Ok(ClientAddr(ip));
-            }
-        }
-        Ok(ClientAddr(peer))
+        let policy = &state.web.settings().client_addr;
+        Ok(ClientAddr(match policy.header() {
+            None => peer,
+            Some(name) => policy.client(peer, parts.headers.get_all(name).iter().map(|v| v.as_bytes())),
+        }))
     }
 }
 

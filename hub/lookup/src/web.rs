@@ -5,6 +5,7 @@
 
 use minijinja::Environment;
 
+use crate::proxy::ClientAddrPolicy;
 use crate::session::Sessions;
 use crate::watch::CaseChanges;
 
@@ -38,9 +39,9 @@ pub struct WebSettings {
     /// `https://lacak.mpp.example.go.id`; QR codes point there. Without it,
     /// the request's `Host` header is used.
     pub public_url: Option<String>,
-    /// Take the client address from the last `X-Forwarded-For` entry
-    /// (`--trust-forwarded-for`).
-    pub trust_forwarded_for: bool,
+    /// How the client address is found (`--trusted-proxies`, or the
+    /// deprecated `--trust-forwarded-for`).
+    pub client_addr: ClientAddrPolicy,
     /// The hub serves TLS itself (`--tls-cert-file`): session cookies are
     /// `Secure` then, as they are behind an `https://` `--public-url`.
     pub serves_tls: bool,
@@ -104,15 +105,25 @@ fn valid_base_url(s: &str) -> bool {
 }
 
 impl Web {
-    /// The page with a fresh session key.
-    pub fn new(changes: CaseChanges, mut settings: WebSettings) -> Result<Self, WebError> {
+    /// The page with a fresh random session key (sessions end with the
+    /// process and do not cross replicas).
+    pub fn new(changes: CaseChanges, settings: WebSettings) -> Result<Self, WebError> {
+        Self::with_sessions(changes, settings, Sessions::new()?)
+    }
+
+    /// The page with `sessions` (e.g. from `--session-key-file`).
+    pub fn with_sessions(
+        changes: CaseChanges,
+        mut settings: WebSettings,
+        sessions: Sessions,
+    ) -> Result<Self, WebError> {
         if let Some(url) = &settings.public_url {
             if !valid_base_url(url) {
                 return Err(WebError::PublicUrl);
             }
             settings.public_url = Some(url.trim_end_matches('/').to_owned());
         }
-        Ok(Self { env: templates()?, sessions: Sessions::new()?, changes, settings })
+        Ok(Self { env: templates()?, sessions, changes, settings })
     }
 
     /// The settings.

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mpp_lookup::proxy::{ForwardedHeader, TrustedProxies};
 
 /// Most messages the hub decides and commits in one sled batch.
 pub const BATCH_MESSAGES_MAX: usize = 4096;
@@ -129,12 +130,44 @@ pub struct ServeArgs {
     #[arg(long, env = "MPP_LOCKOUT_MINUTES", default_value_t = 15,
           value_parser = clap::value_parser!(u32).range(1..=24 * 60))]
     pub lockout_minutes: u32,
-    /// Take the client address (for rate limits) from the last entry of
-    /// X-Forwarded-For (HTTP) / x-forwarded-for (gRPC metadata). Only behind
-    /// a reverse proxy that appends it; otherwise clients could pick their
-    /// own address.
+    /// Deprecated: use --trusted-proxies and --grpc-trusted-proxies. Takes
+    /// the client address (for rate limits) from the last entry of
+    /// X-Forwarded-For (HTTP) / x-forwarded-for (gRPC metadata) from ANY
+    /// peer, so a client that reaches the hub without the proxy picks its
+    /// own address. Logged as deprecated at start; refused together with
+    /// either trusted-proxies flag.
     #[arg(long, env = "MPP_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+    /// Reverse proxies in front of the HTTP server (comma-separated CIDRs or
+    /// addresses, IPv4 and IPv6, at most 64): only a request whose TCP peer
+    /// is in the list has its --forwarded-header read, and then the client
+    /// is the right-most address in it that is not itself a trusted proxy.
+    /// Without it, the client is the TCP peer.
+    #[arg(long, env = "MPP_TRUSTED_PROXIES", value_name = "CIDRS")]
+    pub trusted_proxies: Option<TrustedProxies>,
+    /// Like --trusted-proxies, for the gRPC server (its own list: a plain
+    /// TCP load balancer in front of gRPC forwards whatever metadata a
+    /// client sends, so only name proxies that append x-forwarded-for).
+    #[arg(long, env = "MPP_GRPC_TRUSTED_PROXIES", value_name = "CIDRS")]
+    pub grpc_trusted_proxies: Option<TrustedProxies>,
+    /// The header the trusted proxies append the client to: x-forwarded-for
+    /// or forwarded (RFC 7239 `for=`). Only that one is read; a client can
+    /// send the other freely.
+    #[arg(long, env = "MPP_FORWARDED_HEADER", value_enum, default_value_t = ForwardedHeaderArg::XForwardedFor)]
+    pub forwarded_header: ForwardedHeaderArg,
+    /// File holding the tracking page's session key: 32..=512 random bytes
+    /// as hex (64 to 1024 hex digits, surrounding whitespace ignored; e.g.
+    /// `od -An -tx1 -N32 /dev/urandom | tr -d ' \n'`). Give every replica
+    /// the same file so a citizen's session survives restarts and reaches
+    /// any replica. Without it, a random key per process (logged).
+    #[arg(long, env = "MPP_SESSION_KEY_FILE")]
+    pub session_key_file: Option<PathBuf>,
+    /// The session key file before a rotation: sessions it signed are still
+    /// accepted (never issued), so a rotation ends none early. Keep it for
+    /// one session lifetime (30 minutes) after every replica has the new
+    /// --session-key-file, then drop it.
+    #[arg(long, env = "MPP_PREVIOUS_SESSION_KEY_FILE", requires = "session_key_file")]
+    pub previous_session_key_file: Option<PathBuf>,
     /// Public base URL of the tracking page, e.g.
     /// https://lacak.mpp.example.go.id; receipts' QR codes point to
     /// <url>/lacak/<tracking number>. Without it, the request's Host header
@@ -184,6 +217,24 @@ pub struct ServeArgs {
     /// --tls-client-ca-file, --insecure-plaintext (see docs/TLS.md).
     #[command(flatten)]
     pub tls: mpp_edge::tls::TlsArgs,
+}
+
+/// The values of `--forwarded-header`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ForwardedHeaderArg {
+    /// `X-Forwarded-For: client, proxy1, …`.
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239).
+    Forwarded,
+}
+
+impl From<ForwardedHeaderArg> for ForwardedHeader {
+    fn from(a: ForwardedHeaderArg) -> Self {
+        match a {
+            ForwardedHeaderArg::XForwardedFor => Self::XForwardedFor,
+            ForwardedHeaderArg::Forwarded => Self::Forwarded,
+        }
+    }
 }
 
 /// Highest accepted `--min-free-disk-mb` (1 EiB in MiB; no disk is larger).

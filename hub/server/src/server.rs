@@ -29,7 +29,9 @@ use mpp_lookup::grpc::Cases;
 use mpp_lookup::http::{router, AppState};
 use mpp_lookup::lookup::{load_calendars, read_pepper_file, system_clock, Lookups};
 use mpp_lookup::page::{Web, WebSettings};
+use mpp_lookup::proxy::{ClientAddrPolicy, TrustedProxies};
 use mpp_lookup::ratelimit::LookupLimits;
+use mpp_lookup::session::Sessions;
 use mpp_lookup::watch::CaseChanges;
 use mpp_obs::health::NotReady;
 
@@ -76,6 +78,8 @@ async fn start(
         None => [args.grpc_addr, args.http_addr],
     };
     let transport = Transport::from_args(&args.tls, &addrs)?;
+    let (http_client_addr, grpc_client_addr) = client_addr_policies(&args)?;
+    let sessions = page_sessions(&args)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let store =
@@ -162,13 +166,14 @@ async fn start(
     let (stop_tx, stop_rx) = watch::channel(false);
     let changes = CaseChanges::new(stop_rx.clone());
     let web = Arc::new(
-        Web::new(
+        Web::with_sessions(
             changes.clone(),
             WebSettings {
                 public_url: args.public_url.clone(),
-                trust_forwarded_for: args.trust_forwarded_for,
+                client_addr: http_client_addr,
                 serves_tls: matches!(transport, Transport::Tls(_)),
             },
+            sessions,
         )
         .context("setting up the tracking page")?,
     );
@@ -204,11 +209,7 @@ async fn start(
             Audit::new(lookups.clone()),
             AuditorAuth::new(auditors),
         ))
-        .add_service(CasesServiceServer::new(Cases::new(
-            lookups.clone(),
-            changes.clone(),
-            args.trust_forwarded_for,
-        )));
+        .add_service(CasesServiceServer::new(Cases::new(lookups.clone(), changes.clone(), grpc_client_addr)));
     let stopped = |rx: &watch::Receiver<bool>| {
         let mut rx = rx.clone();
         async move {
@@ -321,6 +322,56 @@ async fn start(
     Ok(())
 }
 
+/// How the HTTP and the gRPC server find a request's client address, from
+/// `--trusted-proxies`, `--grpc-trusted-proxies`, `--forwarded-header` and
+/// the deprecated `--trust-forwarded-for` (refused together with either list).
+fn client_addr_policies(args: &ServeArgs) -> anyhow::Result<(ClientAddrPolicy, ClientAddrPolicy)> {
+    let header = args.forwarded_header.into();
+    let trusted = |list: &Option<TrustedProxies>| match list {
+        Some(proxies) => ClientAddrPolicy::TrustedProxies { proxies: proxies.clone(), header },
+        None => ClientAddrPolicy::Peer,
+    };
+    if args.trust_forwarded_for {
+        anyhow::ensure!(
+            args.trusted_proxies.is_none() && args.grpc_trusted_proxies.is_none(),
+            "--trust-forwarded-for (MPP_TRUST_FORWARDED_FOR) is deprecated and cannot be combined with \
+             --trusted-proxies or --grpc-trusted-proxies: drop it and name the proxies (docs/OPERATIONS.md)"
+        );
+        warn!(
+            "--trust-forwarded-for is deprecated: it believes X-Forwarded-For from any peer, so a client \
+             that reaches the hub directly picks its own address; use --trusted-proxies and \
+             --grpc-trusted-proxies"
+        );
+        return Ok((ClientAddrPolicy::LastForwardedFor, ClientAddrPolicy::LastForwardedFor));
+    }
+    for (server, list) in [("HTTP", &args.trusted_proxies), ("gRPC", &args.grpc_trusted_proxies)] {
+        if let Some(l) = list {
+            info!(server, trusted_proxies = %l, header = header.name(), "Client addresses forwarded by trusted proxies");
+        }
+    }
+    Ok((trusted(&args.trusted_proxies), trusted(&args.grpc_trusted_proxies)))
+}
+
+/// The tracking page's sessions: under `--session-key-file` (and
+/// `--previous-session-key-file`), or a random key for this process only.
+fn page_sessions(args: &ServeArgs) -> anyhow::Result<Sessions> {
+    match &args.session_key_file {
+        Some(current) => {
+            let previous = args.previous_session_key_file.as_deref();
+            let sessions = Sessions::from_key_files(current, previous)?;
+            info!(previous_key = previous.is_some(), "Page sessions keyed from --session-key-file");
+            Ok(sessions)
+        }
+        None => {
+            warn!(
+                "No --session-key-file: page sessions use a random key of this process; they do not \
+                 survive a restart or reach another replica (citizens type the PIN again)"
+            );
+            Sessions::new().context("drawing a random session key")
+        }
+    }
+}
+
 trait JoinToString {
     fn map_err_to_string(self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 }
@@ -349,4 +400,75 @@ fn load_unscoped(path: &std::path::Path) -> Result<TokenTable, mpp_edge::auth::T
     let table = TokenTable::load(path)?;
     table.check_scopes(&[])?;
     Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::{Cli, Command};
+
+    fn serve_args(flags: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let argv = ["mpp-hub", "serve"].iter().chain(flags);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(args) => Ok(args),
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_are_per_server_and_refused_with_the_deprecated_flag() {
+        let args =
+            serve_args(&["--trusted-proxies", "10.0.0.0/8,fd00::/8", "--forwarded-header", "forwarded"])
+                .unwrap();
+        let (http, grpc) = client_addr_policies(&args).unwrap();
+        match http {
+            ClientAddrPolicy::TrustedProxies { proxies, header } => {
+                assert_eq!(proxies.to_string(), "10.0.0.0/8,fd00::/8");
+                assert_eq!(header, mpp_lookup::proxy::ForwardedHeader::Forwarded);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(grpc, ClientAddrPolicy::Peer), "gRPC has its own list");
+        let args = serve_args(&["--grpc-trusted-proxies", "192.168.0.0/16"]).unwrap();
+        let (http, grpc) = client_addr_policies(&args).unwrap();
+        assert!(matches!(http, ClientAddrPolicy::Peer));
+        assert!(matches!(grpc, ClientAddrPolicy::TrustedProxies { .. }));
+        let (http, grpc) = client_addr_policies(&serve_args(&["--trust-forwarded-for"]).unwrap()).unwrap();
+        assert!(matches!(
+            (http, grpc),
+            (ClientAddrPolicy::LastForwardedFor, ClientAddrPolicy::LastForwardedFor)
+        ));
+        for list in ["--trusted-proxies", "--grpc-trusted-proxies"] {
+            let args = serve_args(&["--trust-forwarded-for", list, "10.0.0.0/8"]).unwrap();
+            let e = client_addr_policies(&args).unwrap_err().to_string();
+            assert!(e.contains("deprecated") && e.contains("cannot be combined"), "{e}");
+        }
+        let e = serve_args(&["--trusted-proxies", "10.0.0.1/8"]).unwrap_err().to_string();
+        assert!(e.contains("did you mean 10.0.0.0/8"), "{e}");
+        assert!(serve_args(&["--trusted-proxies", ""]).is_err());
+        assert!(serve_args(&["--grpc-trusted-proxies", "example.org"]).is_err());
+        let (http, _) = client_addr_policies(&serve_args(&[]).unwrap()).unwrap();
+        assert!(matches!(http, ClientAddrPolicy::Peer), "unchanged without flags");
+    }
+
+    #[test]
+    fn the_session_key_files_are_read_at_start_and_bad_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("session-key");
+        std::fs::write(&key, "ab".repeat(32)).unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "ab".repeat(16)).unwrap();
+        let key = key.display().to_string();
+        assert!(page_sessions(&serve_args(&[]).unwrap()).is_ok(), "a random key without the flag");
+        assert!(page_sessions(&serve_args(&["--session-key-file", &key]).unwrap()).is_ok());
+        let args = serve_args(&["--session-key-file", &key, "--previous-session-key-file", &key]).unwrap();
+        assert!(page_sessions(&args).is_ok());
+        let e = page_sessions(&serve_args(&["--session-key-file", &short.display().to_string()]).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too short"), "{e}");
+        assert!(serve_args(&["--previous-session-key-file", &key]).is_err(), "needs --session-key-file");
+    }
 }
