@@ -56,6 +56,7 @@ pub mod counter;
 pub mod limit;
 pub mod nik_key;
 pub mod receipt;
+pub mod serial_key;
 pub mod vault;
 
 use std::future::Future;
