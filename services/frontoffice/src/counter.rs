@@ -11,6 +11,14 @@
 //!   and the start of the configured range; changing the range can skip
 //!   serials, never reuse them. A counter past the end of its range refuses
 //!   to allocate (and the service refuses to start) instead of wrapping.
+//! - **Not enumerable, with a key.** With `--serial-key-file`, the printed
+//!   serial is not the counter value but a keyed pseudo-random permutation
+//!   of it within the *permuted domain* (see [`crate::serial_key`]): the
+//!   counter still counts up, so no serial repeats, but the next tracking
+//!   number cannot be guessed from the last one. Without a key, serials are
+//!   the counter values, as before, and the service warns at start that
+//!   tracking numbers are enumerable (`--insecure-dev-keys` changes
+//!   nothing here).
 //! - **Disjoint from the random serials.** Ranges lie below
 //!   [`RANDOM_SERIAL_MIN`], the start of the serials agency services draw at
 //!   random for walk-in cases (see `mpp_agency_kit::ids`).
@@ -19,6 +27,17 @@
 //! refused it) is never used, leaving a gap. sled 0.34's `flush` writes
 //! with `sync_file_range`: it survives a process crash, a power loss may
 //! lose what the disk cache held (as for the outbox, see docs/DESIGN.md).
+//!
+//! The permuted domain is fixed the first time a key is used: it runs from
+//! the counter's next value to the end of the range, so every serial issued
+//! before (sequentially, all below it) keeps its number and none is
+//! printed again. It is stored with a fingerprint of the key
+//! ([`PERMUTED_DOMAIN_KEY`]). Because the domain's serials are scattered
+//! over all of it, the domain is never left while serials of it may still
+//! be handed out: a changed key or range end, or dropping the key, is
+//! refused at start unless the new range starts at or after the domain's
+//! end (then a fresh domain begins there, or sequential serials resume).
+//! Existing cases never change number: nothing rewrites issued serials.
 //!
 //! One front office per region allocates serials. Should a region ever run
 //! several, each gets its own disjoint `--serial-range-start` /
@@ -29,13 +48,24 @@ use std::sync::{Arc, Mutex};
 
 use mpp_agency_kit::ids::RANDOM_SERIAL_MIN;
 
+use crate::serial_key::{Permutation, SerialKey};
+
 /// The counter's directory inside the service's data directory. (The data
 /// directory is also the outbox's sled directory; sled only uses its own
 /// `conf`, `db`, `blobs/` and `snap.*` entries and ignores this one.)
 pub const COUNTER_DIR: &str = "counter";
 
-/// The key of the last allocated serial (8 bytes, big-endian).
+/// The key of the counter: the last allocated counter value (8 bytes,
+/// big-endian). Without a serial key it is the last serial handed out (the
+/// name dates from then).
 pub const COUNTER_KEY: &[u8] = b"last_serial";
+
+/// The key of the permuted domain, once a serial key was used: start and
+/// end (8 bytes each, big-endian) and the key's fingerprint (32 bytes).
+pub const PERMUTED_DOMAIN_KEY: &[u8] = b"permuted_domain";
+
+/// Length of the stored permuted domain, in bytes.
+const PERMUTED_DOMAIN_BYTES: usize = 8 + 8 + 32;
 
 /// sled's page cache for the counter, in bytes: it holds one key.
 pub const COUNTER_CACHE_BYTES: u64 = 1024 * 1024;
@@ -135,6 +165,31 @@ pub enum CounterError {
         /// The stored value's length.
         len: usize,
     },
+    /// The stored permuted domain is not [`PERMUTED_DOMAIN_BYTES`] long.
+    #[error(
+        "the tracking-number counter's permuted domain holds a {len}-byte value instead of 48 bytes; \
+         refusing to guess. Restore the counter directory from a backup"
+    )]
+    DomainCorrupt {
+        /// The stored value's length.
+        len: usize,
+    },
+    /// The configuration would leave the permuted domain while serials of it
+    /// may still be handed out, so a serial could be printed twice.
+    #[error(
+        "tracking-number serials {start}..{end} are permuted under a serial key; {change}. Serials of that \
+         range may already be issued anywhere in it, so it can only be continued with the same \
+         --serial-key-file and --serial-range-end {end}; otherwise configure --serial-range-start {end} \
+         or higher"
+    )]
+    DomainInUse {
+        /// The domain's first serial.
+        start: u64,
+        /// The domain's end (exclusive).
+        end: u64,
+        /// What changed.
+        change: &'static str,
+    },
     /// No serial is left in the configured range.
     #[error(
         "no tracking-number serial left: the last one allocated is {last:?} and the range ends before \
@@ -154,11 +209,102 @@ pub enum CounterError {
     Task(String),
 }
 
+/// How counter values become serials.
+#[derive(Debug, Clone)]
+pub enum SerialOrder {
+    /// The serial is the counter value: enumerable (no `--serial-key-file`).
+    Sequential,
+    /// The serial is a keyed permutation of the counter value.
+    Permuted(SerialKey),
+}
+
 #[derive(Debug)]
 struct Inner {
     /// `None` once closed. The lock also serialises read-increment-write.
     db: Mutex<Option<sled::Db>>,
+    /// The counter values this process allocates (inside the permuted
+    /// domain, with a key).
     range: SerialRange,
+    /// `None` for sequential serials.
+    permutation: Option<Permutation>,
+}
+
+/// A stored permuted domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Domain {
+    start: u64,
+    end: u64,
+    fingerprint: [u8; 32],
+}
+
+impl Domain {
+    fn encode(&self) -> [u8; PERMUTED_DOMAIN_BYTES] {
+        let mut out = [0u8; PERMUTED_DOMAIN_BYTES];
+        out[..8].copy_from_slice(&self.start.to_be_bytes());
+        out[8..16].copy_from_slice(&self.end.to_be_bytes());
+        out[16..].copy_from_slice(&self.fingerprint);
+        out
+    }
+
+    fn decode(value: Option<sled::IVec>) -> Result<Option<Self>, CounterError> {
+        let Some(v) = value else { return Ok(None) };
+        let bytes: &[u8; PERMUTED_DOMAIN_BYTES] =
+            v.as_ref().try_into().map_err(|_| CounterError::DomainCorrupt { len: v.len() })?;
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[i..i + 8]);
+            u64::from_be_bytes(w)
+        };
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(&bytes[16..]);
+        let domain = Self { start: word(0), end: word(8), fingerprint };
+        if domain.start >= domain.end || domain.end > SERIAL_RANGE_END_MAX {
+            return Err(CounterError::DomainCorrupt { len: v.len() });
+        }
+        Ok(Some(domain))
+    }
+}
+
+/// The counter range and permutation for `order`, given the stored domain
+/// and the counter's `last` value; `Some` domain to store when a new one
+/// begins.
+fn plan(
+    range: SerialRange,
+    last: Option<u64>,
+    stored: Option<Domain>,
+    order: &SerialOrder,
+) -> Result<(SerialRange, Option<Permutation>, Option<Domain>), CounterError> {
+    let exhausted = |range: SerialRange| CounterError::Exhausted { last, end: range.end };
+    let in_use = |d: Domain, change| CounterError::DomainInUse { start: d.start, end: d.end, change };
+    match (order, stored) {
+        (SerialOrder::Sequential, None) => Ok((range, None, None)),
+        (SerialOrder::Sequential, Some(d)) if range.start >= d.end => Ok((range, None, None)),
+        (SerialOrder::Sequential, Some(d)) => Err(in_use(d, "no --serial-key-file is given now")),
+        (SerialOrder::Permuted(key), stored) => {
+            let fingerprint = key.fingerprint();
+            if let Some(d) = stored.filter(|d| d.fingerprint == fingerprint && d.end == range.end) {
+                // Continue the domain; a lower start changes nothing, a
+                // higher one skips counter values.
+                let counted = SerialRange { start: range.start.max(d.start), end: d.end };
+                counted.next_after(last).ok_or_else(|| exhausted(counted))?;
+                return Ok((counted, Some(Permutation::new(key.clone(), d.start, d.end)), None));
+            }
+            if let Some(d) = stored.filter(|d| range.start < d.end) {
+                let change = if d.fingerprint != fingerprint {
+                    "--serial-key-file holds a different key now"
+                } else {
+                    "--serial-range-end differs now"
+                };
+                return Err(in_use(d, change));
+            }
+            // A new domain from the next counter value: everything below it
+            // was handed out sequentially or belongs to an earlier domain.
+            let start = range.next_after(last).ok_or_else(|| exhausted(range))?;
+            let d = Domain { start, end: range.end, fingerprint };
+            let counted = SerialRange { start, end: range.end };
+            Ok((counted, Some(Permutation::new(key.clone(), d.start, d.end)), Some(d)))
+        }
+    }
 }
 
 /// The counter. Cheap to clone; [`SerialCounter::close`] releases the
@@ -179,9 +325,11 @@ fn decode(value: Option<sled::IVec>) -> Result<Option<u64>, CounterError> {
 }
 
 impl SerialCounter {
-    /// Opens (or creates) the counter in `dir`. Fails if no serial is left in
-    /// `range` (so the service does not start to refuse every call).
-    pub fn open(dir: &Path, range: SerialRange) -> Result<Self, CounterError> {
+    /// Opens (or creates) the counter in `dir`, handing out serials in
+    /// `order`. Fails if no serial is left in `range` (so the service does
+    /// not start to refuse every call), or if `order` would leave a permuted
+    /// domain in use (see the module docs).
+    pub fn open(dir: &Path, range: SerialRange, order: SerialOrder) -> Result<Self, CounterError> {
         std::fs::create_dir_all(dir)
             .map_err(|source| CounterError::CreateDir { dir: dir.to_owned(), source })?;
         let db = mpp_edge::sled_open::open_waiting_for_lock(
@@ -189,51 +337,82 @@ impl SerialCounter {
         )
         .map_err(|source| CounterError::Open { dir: dir.to_owned(), source })?;
         let last = decode(db.get(COUNTER_KEY)?)?;
-        let next = range.next_after(last).ok_or(CounterError::Exhausted { last, end: range.end })?;
+        let stored = Domain::decode(db.get(PERMUTED_DOMAIN_KEY)?)?;
+        let (counted, permutation, new_domain) = plan(range, last, stored, &order)?;
+        let next = counted.next_after(last).ok_or(CounterError::Exhausted { last, end: counted.end })?;
+        if let Some(d) = new_domain {
+            db.insert(PERMUTED_DOMAIN_KEY, d.encode().as_slice())?;
+            db.flush()?;
+            tracing::info!(
+                domain_start = d.start,
+                domain_end = d.end,
+                "Permuted tracking-number domain began"
+            );
+        }
+        if permutation.is_none() {
+            tracing::warn!(
+                "No --serial-key-file (MPP_SERIAL_KEY_FILE): tracking-number serials count up by one, so \
+                 anyone holding one tracking number can guess the others. Give a serial key file to make \
+                 them unpredictable"
+            );
+        }
         tracing::info!(
             dir = %dir.display(),
-            last_serial = ?last,
-            next_serial = next,
+            last_counter = ?last,
+            next_counter = next,
             range_start = range.start,
             range_end = range.end,
+            permuted = permutation.is_some(),
             "Tracking-number counter opened"
         );
-        Ok(Self { inner: Arc::new(Inner { db: Mutex::new(Some(db)), range }) })
+        Ok(Self { inner: Arc::new(Inner { db: Mutex::new(Some(db)), range: counted, permutation }) })
     }
 
-    /// The configured range.
+    /// The range of counter values this counter allocates (with a serial
+    /// key, the rest of the permuted domain).
     pub fn range(&self) -> SerialRange {
         self.inner.range
     }
 
-    /// The last allocated serial, if any.
+    /// The last allocated counter value, if any (the last serial, without a
+    /// serial key).
     pub fn last(&self) -> Result<Option<u64>, CounterError> {
         let guard = self.inner.db.lock().unwrap_or_else(|e| e.into_inner());
         let db = guard.as_ref().ok_or(CounterError::Closed)?;
         decode(db.get(COUNTER_KEY)?)
     }
 
+    /// The serial printed for counter value `value`.
+    fn serial_of(&self, value: u64) -> u64 {
+        let serial = match &self.inner.permutation {
+            None => value,
+            Some(p) => p.apply(value),
+        };
+        assert!(serial < SERIAL_RANGE_END_MAX, "serial {serial} outside the counters' space");
+        serial
+    }
+
     /// Allocates the next serial, durably (blocks on the flush; see
     /// [`SerialCounter::allocate`] for async callers).
     pub fn allocate_blocking(&self) -> Result<u64, CounterError> {
-        let (db, serial) = {
+        let (db, value) = {
             let guard = self.inner.db.lock().unwrap_or_else(|e| e.into_inner());
             let db = guard.as_ref().ok_or(CounterError::Closed)?;
             let last = decode(db.get(COUNTER_KEY)?)?;
-            let serial = self
+            let value = self
                 .inner
                 .range
                 .next_after(last)
                 .ok_or(CounterError::Exhausted { last, end: self.inner.range.end })?;
-            db.insert(COUNTER_KEY, &serial.to_be_bytes())?;
-            (db.clone(), serial)
+            db.insert(COUNTER_KEY, &value.to_be_bytes())?;
+            (db.clone(), value)
         };
         // Outside the lock, so concurrent allocations share flushes. The flush
         // covers this insert (it happened before); until it returns, the serial
         // is not handed out. If it fails, the serial stays taken in memory and
         // is never handed out by this process.
         db.flush()?;
-        Ok(serial)
+        Ok(self.serial_of(value))
     }
 
     /// Allocates the next serial, durably, on the blocking thread pool.
@@ -280,7 +459,7 @@ mod tests {
     fn counter_is_monotonic_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(COUNTER_DIR);
-        let c = SerialCounter::open(&path, SerialRange::default()).unwrap();
+        let c = SerialCounter::open(&path, SerialRange::default(), SerialOrder::Sequential).unwrap();
         assert_eq!(c.last().unwrap(), None);
         let first: Vec<u64> = (0..5).map(|_| c.allocate_blocking().unwrap()).collect();
         assert_eq!(first, vec![1, 2, 3, 4, 5]);
@@ -288,7 +467,7 @@ mod tests {
         assert!(matches!(c.allocate_blocking(), Err(CounterError::Closed)));
         drop(c);
 
-        let c = SerialCounter::open(&path, SerialRange::default()).unwrap();
+        let c = SerialCounter::open(&path, SerialRange::default(), SerialOrder::Sequential).unwrap();
         assert_eq!(c.last().unwrap(), Some(5));
         assert_eq!(c.allocate_blocking().unwrap(), 6);
         c.close().unwrap();
@@ -297,17 +476,108 @@ mod tests {
         // A lower range does not reuse serials: it is used up.
         let low = SerialRange::new(1, 6).unwrap();
         assert!(matches!(
-            SerialCounter::open(&path, low),
+            SerialCounter::open(&path, low, SerialOrder::Sequential),
             Err(CounterError::Exhausted { last: Some(6), end: 6 })
         ));
         // A higher range skips ahead.
-        let c = SerialCounter::open(&path, SerialRange::new(1000, 1002).unwrap()).unwrap();
+        let c = SerialCounter::open(&path, SerialRange::new(1000, 1002).unwrap(), SerialOrder::Sequential)
+            .unwrap();
         assert_eq!(c.allocate_blocking().unwrap(), 1000);
         assert_eq!(c.allocate_blocking().unwrap(), 1001);
         let err = c.allocate_blocking().unwrap_err();
         assert!(matches!(err, CounterError::Exhausted { last: Some(1001), end: 1002 }), "{err:?}");
         assert!(err.to_string().contains("--serial-range-start"), "{err}");
         assert_eq!(c.last().unwrap(), Some(1001), "a refused allocation changes nothing");
+    }
+
+    fn keyed(byte: u8) -> SerialOrder {
+        SerialOrder::Permuted(SerialKey::from_bytes(&[byte; 32]).unwrap())
+    }
+
+    fn draw(c: &SerialCounter, n: usize) -> Vec<u64> {
+        (0..n).map(|_| c.allocate_blocking().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_keyed_counter_reopened_with_its_key_continues_without_repeating() {
+        let dir = tempfile::tempdir().unwrap();
+        let range = SerialRange::new(1, 2001).unwrap();
+        let c = SerialCounter::open(dir.path(), range, keyed(1)).unwrap();
+        let mut got = draw(&c, 700);
+        assert_eq!(c.last().unwrap(), Some(700), "the counter itself still counts up");
+        c.close().unwrap();
+        drop(c);
+
+        let c = SerialCounter::open(dir.path(), range, keyed(1)).unwrap();
+        got.extend(draw(&c, 1300));
+        assert!(matches!(
+            c.allocate_blocking(),
+            Err(CounterError::Exhausted { last: Some(2000), end: 2001 })
+        ));
+        c.close().unwrap();
+        drop(c);
+
+        // The same sequence as one uninterrupted counter under that key.
+        let other = tempfile::tempdir().unwrap();
+        let c = SerialCounter::open(other.path(), range, keyed(1)).unwrap();
+        assert_eq!(draw(&c, 2000), got);
+        // A bijection of the range: every serial exactly once, not in order.
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (1..2001).collect::<Vec<_>>());
+        assert_ne!(got, sorted);
+    }
+
+    #[test]
+    fn a_key_given_to_a_sequential_counter_never_reprints_its_serials() {
+        let dir = tempfile::tempdir().unwrap();
+        let range = SerialRange::new(1, 101).unwrap();
+        let c = SerialCounter::open(dir.path(), range, SerialOrder::Sequential).unwrap();
+        assert_eq!(draw(&c, 40), (1..41).collect::<Vec<_>>());
+        c.close().unwrap();
+        drop(c);
+
+        let c = SerialCounter::open(dir.path(), range, keyed(1)).unwrap();
+        let mut keyed_serials = draw(&c, 60);
+        assert!(c.allocate_blocking().is_err(), "the range is used up");
+        keyed_serials.sort_unstable();
+        assert_eq!(keyed_serials, (41..101).collect::<Vec<_>>(), "only the unused serials, once each");
+    }
+
+    #[test]
+    fn leaving_a_permuted_domain_in_use_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let range = SerialRange::new(1, 1001).unwrap();
+        let c = SerialCounter::open(dir.path(), range, keyed(1)).unwrap();
+        draw(&c, 10);
+        c.close().unwrap();
+        drop(c);
+
+        let refused = |range, order| match SerialCounter::open(dir.path(), range, order) {
+            Err(CounterError::DomainInUse { start: 1, end: 1001, change }) => change,
+            other => panic!("{other:?}"),
+        };
+        assert!(refused(range, keyed(2)).contains("different key"));
+        assert!(refused(range, SerialOrder::Sequential).contains("no --serial-key-file"));
+        assert!(refused(SerialRange::new(1, 2001).unwrap(), keyed(1)).contains("--serial-range-end"));
+        let err = SerialCounter::open(dir.path(), range, keyed(2)).unwrap_err().to_string();
+        assert!(err.contains("--serial-range-start 1001"), "{err}");
+
+        // A lower start continues the domain; a range past it starts afresh.
+        let c = SerialCounter::open(dir.path(), SerialRange::new(0, 1001).unwrap(), keyed(1)).unwrap();
+        assert_eq!(c.range(), SerialRange::new(1, 1001).unwrap());
+        c.close().unwrap();
+        drop(c);
+        let c = SerialCounter::open(dir.path(), SerialRange::new(1001, 1011).unwrap(), keyed(2)).unwrap();
+        let mut fresh = draw(&c, 10);
+        fresh.sort_unstable();
+        assert_eq!(fresh, (1001..1011).collect::<Vec<_>>());
+        c.close().unwrap();
+        drop(c);
+        let c =
+            SerialCounter::open(dir.path(), SerialRange::new(2000, 2002).unwrap(), SerialOrder::Sequential)
+                .unwrap();
+        assert_eq!(draw(&c, 2), vec![2000, 2001]);
     }
 
     #[test]
@@ -318,14 +588,17 @@ mod tests {
             db.insert(COUNTER_KEY, b"bad").unwrap();
             db.flush().unwrap();
         }
-        let err = SerialCounter::open(dir.path(), SerialRange::default()).unwrap_err();
+        let err =
+            SerialCounter::open(dir.path(), SerialRange::default(), SerialOrder::Sequential).unwrap_err();
         assert!(matches!(err, CounterError::Corrupt { len: 3 }), "{err:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_allocations_are_distinct_and_dense() {
         let dir = tempfile::tempdir().unwrap();
-        let c = SerialCounter::open(dir.path(), SerialRange::new(100, 1000).unwrap()).unwrap();
+        let c =
+            SerialCounter::open(dir.path(), SerialRange::new(100, 1000).unwrap(), SerialOrder::Sequential)
+                .unwrap();
         let tasks: Vec<_> = (0..64)
             .map(|_| {
                 let c = c.clone();

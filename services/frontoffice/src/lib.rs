@@ -78,12 +78,13 @@ use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Response, Status};
 
 use crate::counter::{
-    CounterError, RangeError, SerialCounter, SerialRange, COUNTER_DIR, SERIAL_RANGE_END_MAX,
+    CounterError, RangeError, SerialCounter, SerialOrder, SerialRange, COUNTER_DIR, SERIAL_RANGE_END_MAX,
     SERIAL_RANGE_START_DEFAULT,
 };
 use crate::limit::{Action, Limit, PersonalDataLimiter, PersonalDataLimits, RetryAfter};
 use crate::nik_key::{nik_keyed_hash, NikKey, NikKeyError};
 use crate::receipt::{parse_mpp_name, LookupUrl, Receipt, ReceiptConfig, LOOKUP_BASE_URL_DEFAULT};
+use crate::serial_key::{SerialKey, SerialKeyError};
 use crate::vault::{CaseRecord, PersonalData, Vault, VaultError, VAULT_DIR};
 
 /// First part of the agency id: the front office of region `1771` publishes
@@ -172,6 +173,16 @@ pub struct FrontOfficeArgs {
     /// that open cases for walk-in citizens themselves.
     #[arg(long, env = "MPP_SERIAL_RANGE_END", default_value_t = SERIAL_RANGE_END_MAX)]
     pub serial_range_end: u64,
+
+    /// File holding the secret key that makes tracking numbers impossible to
+    /// enumerate: 32..=1024 bytes as hex digits (surrounding whitespace
+    /// ignored), e.g. from `head -c 32 /dev/urandom | od -An -tx1 | tr -d '
+    /// \n'`. The printed serial is then a keyed permutation of the counter.
+    /// Without it serials count up by one (logged as a warning at start).
+    /// Once used, keep the key and --serial-range-end, or move to a range
+    /// past the permuted one (see the README).
+    #[arg(long, env = "MPP_SERIAL_KEY_FILE")]
+    pub serial_key_file: Option<PathBuf>,
 
     /// Personal-data reads (LihatDataPribadi) one client system may make per
     /// minute; beyond them RESOURCE_EXHAUSTED / RATE_LIMITED.
@@ -619,6 +630,9 @@ pub enum RunError {
     /// The serial range is invalid.
     #[error(transparent)]
     Range(#[from] RangeError),
+    /// The serial key file is unusable.
+    #[error(transparent)]
+    SerialKey(#[from] SerialKeyError),
     /// The counter could not be opened.
     #[error(transparent)]
     Counter(#[from] CounterError),
@@ -675,6 +689,12 @@ pub async fn run_with(
     }
     let range = SerialRange::new(args.serial_range_start, args.serial_range_end)?;
     let nik_key = NikKey::load(args.nik_key_file.as_deref(), args.insecure_dev_keys)?;
+    // --insecure-dev-keys has no say here: without a key file serials stay
+    // sequential, as they always were, and the counter warns.
+    let order = match &args.serial_key_file {
+        Some(path) => SerialOrder::Permuted(SerialKey::from_file(path)?),
+        None => SerialOrder::Sequential,
+    };
     let region = common.region_code;
     let receipt = ReceiptConfig {
         mpp_name: args.mpp_name.clone().unwrap_or_else(|| format!("Mal Pelayanan Publik {region}")),
@@ -687,7 +707,7 @@ pub async fn run_with(
         standards: vec![],
         rpc_scopes: Some(RPC_SCOPES),
     };
-    let counter = SerialCounter::open(&config.data_dir().join(COUNTER_DIR), range)?;
+    let counter = SerialCounter::open(&config.data_dir().join(COUNTER_DIR), range, order)?;
     let vault = Vault::open(&config.data_dir().join(VAULT_DIR))?;
     let make = {
         let (counter, vault) = (counter.clone(), vault.clone());

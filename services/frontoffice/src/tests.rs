@@ -27,11 +27,15 @@ struct Fixture {
 }
 
 fn fixture_with(publisher: Arc<MemoryPublisher>, range: SerialRange) -> Fixture {
+    fixture_ordered(publisher, range, SerialOrder::Sequential)
+}
+
+fn fixture_ordered(publisher: Arc<MemoryPublisher>, range: SerialRange, order: SerialOrder) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let region = RegionCode::parse("1771").unwrap();
     let builder = EventBuilder::new(region, agency_id(region).unwrap(), Arc::new(SystemClock));
     let agency = Agency::new(builder, publisher.clone(), PinPepper::from_bytes(PEPPER).unwrap());
-    let counter = SerialCounter::open(&dir.path().join(COUNTER_DIR), range).unwrap();
+    let counter = SerialCounter::open(&dir.path().join(COUNTER_DIR), range, order).unwrap();
     let receipt = ReceiptConfig {
         mpp_name: "MPP Kota Bengkulu".into(),
         lookup: LookupUrl::parse("http://127.0.0.1:8080/lacak").unwrap(),
@@ -40,6 +44,22 @@ fn fixture_with(publisher: Arc<MemoryPublisher>, range: SerialRange) -> Fixture 
     let svc =
         FrontOffice::new(agency, counter.clone(), vault.clone(), NikKey::from_bytes(KEY).unwrap(), receipt);
     Fixture { svc, publisher, counter, vault, _dir: dir }
+}
+
+#[tokio::test]
+async fn with_a_serial_key_tracking_numbers_are_permuted_and_keep_their_check_digit() {
+    let key = crate::serial_key::SerialKey::from_bytes(&[9; 32]).unwrap();
+    let range = SerialRange::default();
+    let order = SerialOrder::Permuted(key.clone());
+    let f = fixture_ordered(Arc::new(MemoryPublisher::new()), range, order);
+    let p = crate::serial_key::Permutation::new(key, range.start(), range.end());
+    for counter in 1..=3 {
+        let r = f.svc.buka_berkas(&request()).await.unwrap();
+        let tracking = TrackingNumber::parse(&r.nomor_berkas).expect("format and Damm check digit");
+        assert_eq!(tracking.serial(), p.apply(counter));
+        assert_ne!(tracking.serial(), counter);
+    }
+    assert_eq!(f.counter.last().unwrap(), Some(3));
 }
 
 fn fixture() -> Fixture {

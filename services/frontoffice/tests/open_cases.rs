@@ -298,6 +298,17 @@ async fn it_refuses_to_start_without_keys_before_opening_anything() {
     )
     .await;
     assert!(matches!(refused, Err(RunError::Range(_))), "{refused:?}");
+    let mut bad_serial_key = front(Some(key.clone()), false);
+    bad_serial_key.serial_key_file = Some(data.with_extension("serial-key-missing"));
+    let refused = run_with(
+        common(url.clone(), data.clone(), Some(pepper.clone())),
+        bad_serial_key,
+        listeners().await,
+        async {},
+    )
+    .await;
+    let Err(RunError::SerialKey(e)) = &refused else { panic!("{refused:?}") };
+    assert!(e.to_string().contains("serial-key-missing"), "{e}");
     let mut no_auth = common(url.clone(), data.clone(), Some(pepper.clone()));
     no_auth.insecure_no_auth = false;
     let refused = run_with(no_auth, front(Some(key.clone()), false), listeners().await, async {}).await;

@@ -42,6 +42,7 @@ pub(crate) fn front(nik_key_file: Option<PathBuf>, insecure_dev_keys: bool) -> F
         mpp_name: Some("MPP Kota Bengkulu".into()),
         serial_range_start: 1,
         serial_range_end: 5_000_000_000,
+        serial_key_file: None,
         personal_data_reads_per_minute: 30,
         personal_data_reads_burst: 20,
         personal_data_erasures_per_minute: 2,
