@@ -9,7 +9,8 @@
 # then drives sample journeys with mpp-sim (cases opened at the front office,
 # filed into by the agencies) and prints where to look them up, with PINs.
 # Secrets are generated once into .local/secrets/ (mode 0600, never commit):
-# the province's PIN pepper, the NIK key, and mpp-sim's own token for each
+# the province's PIN pepper, the NIK key, the front office's serial key
+# (unguessable tracking numbers), and mpp-sim's own token for each
 # service (sim-token-<service>; that service alone keeps its SHA-256, in
 # .local/secrets/tokens-<service>: no tokens file is shared). Logs:
 # .local/logs/. Data persists across runs; delete .local/ to start over.
@@ -119,6 +120,8 @@ secret() {
 # it, the hub checks citizens' PINs with it. The NIK key: keyed NIK hashes.
 secret pin-pepper 32
 secret nik-key 32
+# The front office's serial key: tracking numbers that cannot be guessed from the last one.
+secret serial-key 32
 # mpp-sim's bearer token at each service, and that service's tokens file
 # with only its SHA-256 (printf %s TOKEN | sha256sum); at the front office
 # with the scopes it needs. mpp-sim gets them as MPP_<SERVICE>_TOKEN.
@@ -289,7 +292,7 @@ for s in "${SERVICES[@]}"; do
         args+=($(nats_login "$name") --skip-stream-setup)
     fi
     if [ "$name" = frontoffice ]; then
-        args+=(--nik-key-file .local/secrets/nik-key --mpp-name "MPP Kota Bengkulu"
+        args+=(--nik-key-file .local/secrets/nik-key --serial-key-file .local/secrets/serial-key --mpp-name "MPP Kota Bengkulu"
             --lookup-base-url "$SCHEME://$HUB_HTTP/lacak")
     elif [ -f "deploy/catalogue/$name.toml" ] && has_flag "$help" --catalogue-file; then
         args+=(--catalogue-file "deploy/catalogue/$name.toml")
@@ -359,7 +362,7 @@ for s in "${SERVICES[@]}"; do
     printf '  %-15s %s://127.0.0.1:%s/metrics\n' "mpp-$name" "$SCHEME" "$metrics"
 done
 echo
-echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, sim-token-<service> (mpp-sim's token there; tokens-<service> = its hash)."
+echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, serial-key, sim-token-<service> (mpp-sim's token there; tokens-<service> = its hash)."
 SIM_ENV='for s in frontoffice dukcapil imigrasi bpn pln pdam bank dpmptsp; do export "MPP_${s^^}_TOKEN=$(cat .local/secrets/sim-token-$s)"; done'
 if [ "$TLS" = 1 ]; then
     echo "More traffic: $SIM_ENV; $BIN/mpp-sim --cases 20 --seed 7 --tls-ca-file $TLS_DIR/ca.pem --<service>-addr https://127.0.0.1:<port> (each service)"
