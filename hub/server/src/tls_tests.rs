@@ -3,13 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use mpp_edge::tls::client_tls_config;
 use mpp_edge::tls::test_pki::{http_get, https_get, TestPki};
 use mpp_proto::v1::cases_service_client::CasesServiceClient;
 use mpp_proto::v1::GetCaseRequest;
+use mpp_test_support::wait::{wait_for, Fatal};
 use mpp_test_support::{free_addr, free_port, NatsServer};
 use tonic::transport::Endpoint;
 
@@ -61,18 +62,20 @@ async fn the_hub_answers_over_grpc_and_https_to_clients_trusting_its_ca_only() {
         let _ = stopped.await;
     }));
 
-    // HTTPS: poll /healthz until it answers.
-    let deadline = Instant::now() + Duration::from_millis(START_DEADLINE_MS);
-    let healthz = loop {
-        match https_get(http, "localhost", &pki.ca, "/healthz", &[]).await {
-            Ok(answer) => break answer,
-            Err(e) if Instant::now() < deadline && !hub.is_finished() => {
-                tracing::debug!(error = %e, "Hub not up yet");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    // HTTPS: poll /healthz until it answers (or the hub stops).
+    let answered =
+        wait_for("the hub to answer over HTTPS", Duration::from_millis(START_DEADLINE_MS), || async {
+            if hub.is_finished() {
+                return Err(Fatal("the hub stopped".to_owned()).into());
             }
-            Err(e) if hub.is_finished() => panic!("the hub stopped: {:?} (last: {e})", hub.await),
-            Err(e) => panic!("the hub never answered over HTTPS: {e}"),
-        }
+            let answer = https_get(http, "localhost", &pki.ca, "/healthz", &[]).await;
+            answer.map(Some).map_err(anyhow::Error::msg)
+        })
+        .await;
+    let healthz = match answered {
+        Ok(answer) => answer,
+        Err(e) if hub.is_finished() => panic!("the hub stopped: {:?} ({e:#})", hub.await),
+        Err(e) => panic!("the hub never answered over HTTPS: {e:#}"),
     };
     assert_eq!(healthz.0, 200, "{healthz:?}");
     // A case lookup over HTTPS gets the JSON API's answer (no such case).

@@ -7,15 +7,16 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mpp_agencies::dukcapil::{catalogue, Dukcapil, AGENCY_ID, SERVING};
 use mpp_agency_kit::auth::hash_token;
 use mpp_agency_kit::{
-    run_with, AgencyConfig, CommonArgs, Listeners, LogFormat, RunError, REASON_CODE_METADATA_KEY, STREAM_NAME,
+    run_with, AgencyConfig, CommonArgs, Listeners, RunError, REASON_CODE_METADATA_KEY, STREAM_NAME,
 };
-use mpp_core::ids::{AgencyId, RegionCode};
+use mpp_core::ids::AgencyId;
 use mpp_proto::agency::dukcapil::v1 as pb;
+use mpp_test_support::wait::{wait_for, wait_until};
 use mpp_test_support::NatsServer;
 use pb::dukcapil_service_client::DukcapilServiceClient;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -63,24 +64,11 @@ fn log_text() -> String {
 
 fn args(nats_url: String, data_dir: PathBuf, tokens_file: Option<PathBuf>, insecure: bool) -> CommonArgs {
     CommonArgs {
-        nats_url,
-        nats_user: None,
-        nats_password_file: None,
-        nats_tls_ca_file: None,
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        region_code: RegionCode::parse("1771").unwrap(),
-        pin_pepper_file: None,
-        log_format: LogFormat::Pretty,
-        skip_stream_setup: false,
-        data_dir: Some(data_dir),
         outbox_entries_max: 1000,
-        outbox_bytes_max: 10 * 1024 * 1024,
         outbox_drain_ms: 200,
         tokens_file,
         insecure_no_auth: insecure,
-        metrics_addr: None,
-        tls: Default::default(),
-        catalogue_file: None,
+        ..mpp_agency_kit::testing::common_args(nats_url, data_dir)
     }
 }
 
@@ -182,16 +170,13 @@ async fn tokens_are_checked_and_accepted_calls_reach_the_stream() {
     assert!(log.lines().any(|l| l.contains("client=siak-loket") && l.contains("Application filed")), "{log}");
 
     // The outbox publishes the standards and both events to the stream.
-    let deadline = Instant::now() + Duration::from_millis(DEADLINE_MS);
-    let mut stream = loop {
-        if let Ok(mut s) = js.get_stream(STREAM_NAME).await {
-            if s.info().await.map(|i| i.state.messages).unwrap_or(0) >= 5 {
-                break s;
-            }
-        }
-        assert!(Instant::now() < deadline, "events did not reach the stream");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mut stream = wait_for("the events in the stream", Duration::from_millis(DEADLINE_MS), || async {
+        let mut s = js.get_stream(STREAM_NAME).await?;
+        let messages = s.info().await?.state.messages;
+        Ok((messages >= 5).then_some(s))
+    })
+    .await
+    .unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 5, "3 standards, case_opened, application_filed");
     for (seq, id) in [(4u64, &filed.event_ids[0]), (5, &filed.event_ids[1])] {
         let msg = stream.get_raw_message(seq).await.unwrap();
@@ -200,15 +185,12 @@ async fn tokens_are_checked_and_accepted_calls_reach_the_stream() {
     }
 
     // /metrics reports the outbox and the refusals.
-    let deadline = Instant::now() + Duration::from_millis(DEADLINE_MS);
-    let metrics = loop {
+    let metrics = wait_until("the outbox to drain", Duration::from_millis(DEADLINE_MS), || async {
         let m = http_get(metrics_addr, "/metrics").await;
-        if m.contains("\nmpp_outbox_depth 0\n") {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "outbox did not drain:\n{m}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        Ok((m.contains("\nmpp_outbox_depth 0\n"), m))
+    })
+    .await
+    .unwrap();
     assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
     assert!(metrics.contains("text/plain; version=0.0.4"), "{metrics}");
     for line in [

@@ -64,3 +64,30 @@ impl Publisher for MemoryPublisher {
         })
     }
 }
+
+/// The kit's flags for a service under test: region 1771, a free port,
+/// anonymous NATS at `nats_url`, data in `data_dir`, no tokens
+/// (`--insecure-no-auth`), no metrics, no TLS. Tests override what they
+/// check with struct-update syntax.
+pub fn common_args(nats_url: String, data_dir: std::path::PathBuf) -> crate::CommonArgs {
+    crate::CommonArgs {
+        nats_url,
+        nats_user: None,
+        nats_password_file: None,
+        nats_tls_ca_file: None,
+        grpc_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        region_code: mpp_core::ids::RegionCode::parse("1771").expect("1771 is a region code"),
+        pin_pepper_file: None,
+        log_format: crate::LogFormat::Pretty,
+        skip_stream_setup: false,
+        data_dir: Some(data_dir),
+        outbox_entries_max: 10_000,
+        outbox_bytes_max: 10 * 1024 * 1024,
+        outbox_drain_ms: 2_000,
+        tokens_file: None,
+        insecure_no_auth: true,
+        metrics_addr: None,
+        tls: Default::default(),
+        catalogue_file: None,
+    }
+}

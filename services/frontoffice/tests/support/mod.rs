@@ -3,34 +3,14 @@
 
 use std::path::PathBuf;
 
-use mpp_agency_kit::{CommonArgs, LogFormat};
-use mpp_core::ids::RegionCode;
+use mpp_agency_kit::CommonArgs;
 use mpp_frontoffice::receipt::LookupUrl;
 use mpp_frontoffice::FrontOfficeArgs;
 
 /// The kit's flags of region 1771 on a free port, unauthenticated
 /// (`--insecure-no-auth`); tests that check tokens override two fields.
 pub(crate) fn common(nats_url: String, data_dir: PathBuf, pepper: Option<PathBuf>) -> CommonArgs {
-    CommonArgs {
-        nats_url,
-        nats_user: None,
-        nats_password_file: None,
-        nats_tls_ca_file: None,
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        region_code: RegionCode::parse("1771").unwrap(),
-        pin_pepper_file: pepper,
-        log_format: LogFormat::Pretty,
-        skip_stream_setup: false,
-        data_dir: Some(data_dir),
-        outbox_entries_max: 10_000,
-        outbox_bytes_max: 10 * 1024 * 1024,
-        outbox_drain_ms: 2_000,
-        tokens_file: None,
-        insecure_no_auth: true,
-        metrics_addr: None,
-        tls: Default::default(),
-        catalogue_file: None,
-    }
+    CommonArgs { pin_pepper_file: pepper, ..mpp_agency_kit::testing::common_args(nats_url, data_dir) }
 }
 
 /// The front office's flags, with the default personal-data limits.
