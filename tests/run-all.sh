@@ -63,6 +63,11 @@ if ! $quick; then
     fi
 fi
 
+if ! $quick; then
+    step "tests/bootstrap/pep668.sh (the nats-server bootstrap under an externally managed Python)"
+    tests/bootstrap/pep668.sh
+fi
+
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
