@@ -50,18 +50,30 @@ fn quiet() -> Progress {
 }
 
 /// A filled store in a directory of its own, closed.
+///
+/// The fixtures live in statics, which are never dropped, so a `TempDir`
+/// would be left behind in the system's temp directory by every run. They
+/// are built instead under cargo's per-target scratch directory, at a fixed
+/// path per fixture that each test process clears and rebuilds: at most one
+/// copy of each exists, inside `target/`.
 struct Fixture {
-    dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
     public: PublicKey,
     entries: u64,
 }
 
 impl Fixture {
-    fn build(entries: u64, checkpoint_every: u64) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
+    fn build(name: &str, entries: u64, checkpoint_every: u64) -> Fixture {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit_cli-fixtures").join(name);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("clearing {}: {e}", dir.display()),
+        }
+        std::fs::create_dir_all(&dir).unwrap();
         let key = FixtureKey::new(SEED, "test-hub").unwrap();
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = SledStore::open(&dir).unwrap();
             let signer = (checkpoint_every > 0).then_some((&key, checkpoint_every));
             fill(&store, &mut Generator::new(SEED), entries, signer, &mut quiet()).unwrap();
         }
@@ -71,19 +83,19 @@ impl Fixture {
     /// A fresh copy of the data directory (tests tamper with copies).
     fn copy(&self) -> tempfile::TempDir {
         let to = tempfile::tempdir().unwrap();
-        copy_dir(self.dir.path(), to.path());
+        copy_dir(&self.dir, to.path());
         to
     }
 }
 
 fn small() -> &'static Fixture {
     static SMALL: OnceLock<Fixture> = OnceLock::new();
-    SMALL.get_or_init(|| Fixture::build(SMALL_ENTRIES, CHECKPOINT_EVERY))
+    SMALL.get_or_init(|| Fixture::build("small", SMALL_ENTRIES, CHECKPOINT_EVERY))
 }
 
 fn big() -> &'static Fixture {
     static BIG: OnceLock<Fixture> = OnceLock::new();
-    BIG.get_or_init(|| Fixture::build(BIG_ENTRIES, 10_000))
+    BIG.get_or_init(|| Fixture::build("big", BIG_ENTRIES, 10_000))
 }
 
 /// Attempts at copying a directory before giving up: sled's IO threads may
@@ -940,12 +952,12 @@ fn verify_streams_in_bounded_memory() {
     const MEASUREMENTS: usize = 3;
     let mut least = f64::INFINITY;
     for attempt in 0..MEASUREMENTS {
-        let half = Fixture::build(BIG_ENTRIES / 2, 0);
+        let half = Fixture::build("verify-half", BIG_ENTRIES / 2, 0);
         let fresh;
         let big_fixture = if attempt == 0 {
             big()
         } else {
-            fresh = Fixture::build(BIG_ENTRIES, 10_000);
+            fresh = Fixture::build("verify-fresh", BIG_ENTRIES, 10_000);
             &fresh
         };
         let small_dir = half.copy();
