@@ -10,7 +10,8 @@
 # filed into by the agencies) and prints where to look them up, with PINs.
 # Secrets are generated once into .local/secrets/ (mode 0600, never commit):
 # the province's PIN pepper, the NIK key, the front office's serial key
-# (unguessable tracking numbers), and mpp-sim's own token for each
+# (unguessable tracking numbers), an operator token (/ops) and an auditor
+# token (the audit API), and mpp-sim's own token for each
 # service (sim-token-<service>; that service alone keeps its SHA-256, in
 # .local/secrets/tokens-<service>: no tokens file is shared). Logs:
 # .local/logs/. Data persists across runs; delete .local/ to start over.
@@ -272,6 +273,15 @@ HUB_ARGS=(serve --nats-url "$NATS_URL" --data-dir .local/data/hub --grpc-addr "$
     --http-addr "$HUB_HTTP" --calendars-dir deploy/calendars ${TLS_ARGS[@]+"${TLS_ARGS[@]}"})
 # shellcheck disable=SC2207 # user names and paths without spaces
 HUB_ARGS+=($(nats_login hub))
+# The local operator's and auditor's tokens: the hub keeps only their
+# SHA-256 (tokens files in the hub's format, client_id:sha256).
+secret operator-token 24
+secret auditor-token 24
+for role in operator auditor; do
+    (umask 077 && printf '# written by deploy/local/up.sh: client_id:sha256(token)\nlocal-%s:%s\n' "$role" \
+        "$(sha256sum <".local/secrets/$role-token" | cut -d' ' -f1)" >".local/secrets/$role-tokens")
+done
+HUB_ARGS+=(--operator-tokens-file .local/secrets/operator-tokens --auditor-tokens-file .local/secrets/auditor-tokens)
 HUB_HELP=$("$BIN/mpp-hub" serve --help 2>&1 || true)
 if has_flag "$HUB_HELP" --pin-pepper-file; then
     HUB_ARGS+=(--pin-pepper-file "$PEPPER")
@@ -340,6 +350,8 @@ echo "  tracking page   $SCHEME://$HUB_HTTP/lacak   (tracking number + PIN)"
 echo "  JSON lookup     $CURL_SHOWN -H 'X-MPP-PIN: <pin>' $SCHEME://$HUB_HTTP/api/v1/cases/<tracking number>"
 echo "  gRPC            mpp.v1.CasesService/GetCase on $HUB_GRPC${CURL_TLS[*]+ (TLS, CA $TLS_DIR/ca.pem)}"
 echo "  health          $SCHEME://$HUB_HTTP/healthz   $SCHEME://$HUB_HTTP/readyz   $SCHEME://$HUB_HTTP/api/v1/head"
+echo "  ops dashboard   $SCHEME://$HUB_HTTP/ops   (operator token: $(cat .local/secrets/operator-token))"
+echo "  audit API       mpp.v1.AuditService on $HUB_GRPC   (auditor token: $(cat .local/secrets/auditor-token); docs/AUDIT_API.md)"
 if http_ok "$SCHEME://$HUB_HTTP/metrics" 2>/dev/null; then
     echo "  hub metrics     $SCHEME://$HUB_HTTP/metrics"
 fi
@@ -362,7 +374,7 @@ for s in "${SERVICES[@]}"; do
     printf '  %-15s %s://127.0.0.1:%s/metrics\n' "mpp-$name" "$SCHEME" "$metrics"
 done
 echo
-echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, serial-key, sim-token-<service> (mpp-sim's token there; tokens-<service> = its hash)."
+echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, serial-key, operator-token, auditor-token (operator-tokens, auditor-tokens = their hashes), sim-token-<service> (mpp-sim's token there; tokens-<service> = its hash)."
 SIM_ENV='for s in frontoffice dukcapil imigrasi bpn pln pdam bank dpmptsp; do export "MPP_${s^^}_TOKEN=$(cat .local/secrets/sim-token-$s)"; done'
 if [ "$TLS" = 1 ]; then
     echo "More traffic: $SIM_ENV; $BIN/mpp-sim --cases 20 --seed 7 --tls-ca-file $TLS_DIR/ca.pem --<service>-addr https://127.0.0.1:<port> (each service)"
