@@ -71,6 +71,9 @@ pub struct Health {
     /// Mirrors `Inner::disk_low.is_some()` for the ingest loop, which reads
     /// it once per message and should not take the lock for it.
     disk_low_flag: AtomicBool,
+    /// Whether [`Health::readiness`] says ready, for those who follow it
+    /// (the gRPC health service): changed only when readiness changes.
+    ready_tx: watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -116,7 +119,20 @@ impl Health {
             inner: Mutex::new(Inner { not_ready: Some(NotReady::Starting), disk_low: None, head }),
             metrics: Arc::new(metrics),
             disk_low_flag: AtomicBool::new(false),
+            ready_tx: watch::channel(false).0,
         }
+    }
+
+    /// Follows readiness: the receiver sees `true` while [`Health::readiness`]
+    /// says ready and `false` otherwise, and wakes on each change.
+    pub fn subscribe_ready(&self) -> watch::Receiver<bool> {
+        self.ready_tx.subscribe()
+    }
+
+    /// Publishes the readiness `g` now implies to the subscribers, if it changed.
+    fn publish_ready(&self, g: &Inner) {
+        let ready = Self::reason(g).is_none();
+        self.ready_tx.send_if_modified(|r| std::mem::replace(r, ready) != ready);
     }
 
     /// The hub's metrics registry.
@@ -132,7 +148,9 @@ impl Health {
 
     /// Marks ingest as running.
     pub fn set_ready(&self) {
-        self.lock().not_ready = None;
+        let mut g = self.lock();
+        g.not_ready = None;
+        self.publish_ready(&g);
     }
 
     /// Marks the hub not ready, keeping a halt (gap, store failure) sticky
@@ -143,6 +161,7 @@ impl Health {
         if !sticky || matches!(why, NotReady::Stopping) {
             g.not_ready = Some(why);
         }
+        self.publish_ready(&g);
     }
 
     /// Records the outcome of a disk check: `Some(free, min)` when the free
@@ -151,6 +170,7 @@ impl Health {
         let mut g = self.lock();
         g.disk_low = low.map(|(free_bytes, min_free_bytes)| NotReady::DiskLow { free_bytes, min_free_bytes });
         self.disk_low_flag.store(g.disk_low.is_some(), Ordering::Relaxed);
+        self.publish_ready(&g);
     }
 
     /// Whether the last disk check found less free space than the minimum:
@@ -180,14 +200,20 @@ impl Health {
         }
     }
 
-    pub fn readiness(&self) -> Readiness {
-        let g = self.lock();
-        let reason = match &g.not_ready {
+    /// Why `g` is not ready, if it is not: a halt or stopping outranks a
+    /// low disk, which outranks the transient ingest reasons.
+    fn reason(g: &Inner) -> Option<NotReady> {
+        match &g.not_ready {
             halt @ Some(NotReady::Gap { .. } | NotReady::StoreFailed { .. } | NotReady::Stopping) => {
                 halt.clone()
             }
             other => g.disk_low.clone().or_else(|| other.clone()),
-        };
+        }
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let g = self.lock();
+        let reason = Self::reason(&g);
         Readiness {
             ready: reason.is_none(),
             reason,
@@ -250,6 +276,27 @@ mod tests {
 
     fn scrape(health: &Health, now_ms: i64) -> Scrape {
         health.scrape(Some(3), Some(7), now_ms)
+    }
+
+    #[test]
+    fn the_ready_watch_follows_readiness_and_wakes_only_on_changes() {
+        let health = Health::new(HeadMark::default(), HubMetrics::new(Vec::new()));
+        let mut rx = health.subscribe_ready();
+        assert!(!*rx.borrow_and_update(), "starting is not ready");
+        health.set_ready();
+        assert!(rx.has_changed().unwrap());
+        assert!(*rx.borrow_and_update());
+        health.set_ready();
+        assert!(!rx.has_changed().unwrap(), "no change, no wake-up");
+        health.set_disk_low(Some((1, 2)));
+        assert!(!*rx.borrow_and_update(), "a low disk is not ready");
+        health.set_disk_low(None);
+        assert!(*rx.borrow_and_update());
+        health.set_not_ready(NotReady::Gap { expected: 2, got: 3 });
+        assert!(!*rx.borrow_and_update());
+        health.set_ready();
+        assert!(*rx.borrow_and_update(), "set_ready clears a halt, and the watch says so");
+        assert_eq!(*rx.borrow(), health.readiness().ready);
     }
 
     #[test]

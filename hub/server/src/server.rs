@@ -197,14 +197,17 @@ async fn start(
     );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<CasesServiceServer<Cases>>().await;
-    health_reporter.set_serving::<AuditServiceServer<Audit>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(mpp_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building gRPC reflection")?;
+    spawn_grpc_health(health_reporter, health.subscribe_ready(), stop_rx.clone());
+    let reflection =
+        reflection_builder(SERVICE_NAMES_V1).build_v1().context("building gRPC reflection (v1)")?;
+    // Many clients (grpcurl before 1.9, older Postman and Evans) still ask
+    // the v1alpha reflection service; both serve the same descriptors.
+    let reflection_v1alpha = reflection_builder(SERVICE_NAMES_V1ALPHA)
+        .build_v1alpha()
+        .context("building gRPC reflection (v1alpha)")?;
     let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(AuditServiceServer::with_interceptor(
             Audit::new(lookups.clone()),
             AuditorAuth::new(auditors),
@@ -400,6 +403,60 @@ fn load_unscoped(path: &std::path::Path) -> Result<TokenTable, mpp_edge::auth::T
     let table = TokenTable::load(path)?;
     table.check_scopes(&[])?;
     Ok(table)
+}
+
+/// The services the hub's gRPC port serves, as reflection lists them: the
+/// proto crate's descriptor set also holds the agencies' and the front
+/// office's services, which this port does not serve and so must not list.
+const HUB_SERVICE_NAMES: [&str; 3] = ["mpp.v1.CasesService", "mpp.v1.AuditService", "grpc.health.v1.Health"];
+const SERVICE_NAMES_V1: &str = "grpc.reflection.v1.ServerReflection";
+const SERVICE_NAMES_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
+
+/// A reflection builder listing exactly the hub's services and the given
+/// reflection service.
+fn reflection_builder(reflection_service: &str) -> tonic_reflection::server::Builder<'static> {
+    let builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(mpp_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(reflection_service);
+    HUB_SERVICE_NAMES.into_iter().fold(builder, |b, name| b.with_service_name(name))
+}
+
+/// The gRPC health service follows readiness (`/readyz`): the whole server
+/// (service `""`) and each service report `SERVING` while the hub is ready
+/// and `NOT_SERVING` otherwise (starting, NATS unreachable, a stream gap, a
+/// store failure, a low disk, stopping), so that a gRPC probe and an HTTP
+/// probe of one replica never disagree. The services still answer while not
+/// ready (lookups from the last committed state); the status tells a load
+/// balancer to prefer a ready replica.
+fn spawn_grpc_health(
+    reporter: tonic_health::server::HealthReporter,
+    mut ready: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    use tonic::server::NamedService;
+    use tonic_health::ServingStatus;
+    const SERVICES: [&str; 3] = [
+        "",
+        <CasesServiceServer<Cases> as NamedService>::NAME,
+        <AuditServiceServer<Audit> as NamedService>::NAME,
+    ];
+    tokio::spawn(async move {
+        loop {
+            let status =
+                if *ready.borrow_and_update() { ServingStatus::Serving } else { ServingStatus::NotServing };
+            for service in SERVICES {
+                reporter.set_service_status(service, status).await;
+            }
+            tokio::select! {
+                changed = ready.changed() => if changed.is_err() { return },
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+        for service in SERVICES {
+            reporter.set_service_status(service, ServingStatus::NotServing).await;
+        }
+    })
 }
 
 #[cfg(test)]

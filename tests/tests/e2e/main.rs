@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (18):
+//! concern (19):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -36,6 +36,8 @@
 //!   redrive; with `deploy` (the deployment files checked with PyYAML,
 //!   `nats-server -t`, systemd-analyze and kubectl).
 //! - `privacy`: personal data under UU 27/2022 (crypto-shredding), end to end.
+//! - `probes`: the gRPC health service follows readiness through a NATS
+//!   outage; gRPC reflection answers v1 and v1alpha.
 //! - `scale_out`: two hub replicas on a 3-node cluster hold the same log.
 //! - `spine`: 1,000 events through the Dukcapil service → NATS → hub → lookup.
 //! - `tls`: the real binaries over TLS, agency to lookup.
@@ -57,6 +59,7 @@ mod journey;
 mod nats_auth;
 mod ops;
 mod privacy;
+mod probes;
 mod scale_out;
 mod spine;
 mod tls;
