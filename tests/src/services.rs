@@ -430,7 +430,6 @@ impl AgencyProcess {
         let mut process = ManagedProcess::new(binary, exe, args, log);
         let level = std::env::var("MPP_TEST_AGENCY_LOG").unwrap_or_else(|_| "info".to_owned());
         process.env("MPP_LOG", &level);
-        process.env("RUST_LOG", &level);
         process.start()?;
         Ok(Self { name: binary.to_owned(), process, grpc_addr, token, dir })
     }

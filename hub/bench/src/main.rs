@@ -60,39 +60,42 @@ use crate::report::{fmt_num, Machine, Report, Row, Section};
                   cargo build --release -p mpp-hub -p mpp-bench."
 )]
 struct Cli {
+    /// Logging: --log-format (stderr; filter MPP_LOG, default error).
+    #[command(flatten)]
+    log: mpp_edge::log::LogArgs,
     /// Tiny sizes and one-second windows: a few seconds in all (the CI smoke
     /// test). Figures from a quick run mean nothing.
-    #[arg(long)]
+    #[arg(long, env = "MPP_BENCH_QUICK")]
     quick: bool,
     /// Sections to run, comma-separated (1 raw, 2 ingest, 3 publish path,
     /// 4 visibility, 5 lookups, 6 audit, 7 footprint, 8 peer); all by default.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=8))]
+    #[arg(long, env = "MPP_BENCH_SECTIONS", value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=8))]
     sections: Vec<u8>,
     /// Messages consumed raw and ingested in-process (sections 1 and 2);
     /// default 200,000 (quick: 2,000).
-    #[arg(long)]
+    #[arg(long, env = "MPP_BENCH_EVENTS")]
     events: Option<u64>,
     /// Events in the pre-filled stream that a real `mpp-hub serve` ingests
     /// for sections 5, 6 and 7; default 1,000,000 (quick: 5,000).
-    #[arg(long)]
+    #[arg(long, env = "MPP_BENCH_CORPUS_EVENTS")]
     corpus_events: Option<u64>,
     /// Footprint at 10 million events as well (readings at 1M and 10M);
     /// adds about 6 minutes and ~8 GB of temporary disk.
-    #[arg(long)]
+    #[arg(long, env = "MPP_BENCH_FOOTPRINT_10M")]
     footprint_10m: bool,
     /// Seconds per offered load (section 4) and per lookup API (section 5);
     /// default 10 (quick: 1).
-    #[arg(long)]
+    #[arg(long, env = "MPP_BENCH_WINDOW_S")]
     window_s: Option<u64>,
     /// Events of the peer's workload (section 8); default 50,000 (quick: 300).
-    #[arg(long)]
+    #[arg(long, env = "MPP_BENCH_PEER_EVENTS")]
     peer_events: Option<u64>,
     /// Where report.md and report.json go (created if missing).
-    #[arg(long, default_value = "bench-report")]
+    #[arg(long, env = "MPP_BENCH_OUT", default_value = "bench-report")]
     out: PathBuf,
     /// The `mpp-bench-peer` binary (default: next to this binary, if built
     /// with `cargo build --release -p mpp-bench-peer`).
-    #[arg(long)]
+    #[arg(long, env = "MPP_BENCH_PEER_BIN")]
     peer_bin: Option<PathBuf>,
     /// The `mpp-hub` binary (default: next to this binary).
     #[arg(long, env = "MPP_BENCH_HUB_BIN")]
@@ -100,11 +103,11 @@ struct Cli {
     /// Directory for the run's temporary data (default: the system's temp
     /// dir). With MPP_BENCH_KEEP=1 it is kept (hub and nats-server logs
     /// included); MPP_BENCH_HUB_LOG sets the hubs' log filter (default warn),
-    /// MPP_BENCH_LOG that of the in-process components (default: silent).
-    #[arg(long)]
+    /// MPP_LOG that of the in-process components (default: error).
+    #[arg(long, env = "MPP_BENCH_WORK_DIR")]
     work_dir: Option<PathBuf>,
     /// Seed of the generated journeys.
-    #[arg(long, default_value_t = 17_710_001)]
+    #[arg(long, env = "MPP_BENCH_SEED", default_value_t = 17_710_001)]
     seed: u64,
 }
 
@@ -251,17 +254,16 @@ fn skipped(id: u8, why: &str) -> Section {
     s
 }
 
+/// The benchmark's log filter without MPP_LOG: errors only.
+const BENCH_LOG_FILTER_DEFAULT: &str = "error";
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    // The in-process hub components' logs (e.g. `mpp_ledger::ingest=debug` shows
-    // every committed batch), for profiling; silent by default.
-    if let Ok(filter) = std::env::var("MPP_BENCH_LOG") {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    // The in-process hub components' logs (e.g. MPP_LOG=mpp_ledger::ingest=debug
+    // shows every committed batch), for profiling; only errors by default, so
+    // that the figures on stdout stand alone.
+    mpp_edge::log::init(&cli.log, BENCH_LOG_FILTER_DEFAULT)?;
     let sizes = Sizes::of(&cli);
     let want = |id: u8| cli.sections.is_empty() || cli.sections.contains(&id);
     let started = Instant::now();

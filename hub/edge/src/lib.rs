@@ -13,6 +13,7 @@
 //! - [`grpc_serve`]: the gRPC connection loop (one task per connection).
 //! - [`sled_open`]: opening a sled database, waiting for a held lock.
 //! - [`meta`]: metadata and header names every API shares.
+//! - [`log`]: the one logging contract of every binary (feature `log`).
 //!
 //! Architecture invariant: no domain decision and no business vocabulary
 //! lives here (the only domain import is `ReasonCode`, for the reason
@@ -27,6 +28,8 @@ pub mod auth;
 pub mod grpc_serve;
 #[cfg(feature = "net")]
 pub mod listen;
+#[cfg(feature = "log")]
+pub mod log;
 pub mod meta;
 #[cfg(feature = "nats")]
 pub mod nats;

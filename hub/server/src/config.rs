@@ -17,21 +17,12 @@ pub const BATCH_MESSAGES_MAX: usize = 4096;
     about = "MPP Hub: one case status across every agency of a public service mall"
 )]
 pub struct Cli {
-    /// Log output format.
-    #[arg(long, global = true, env = "MPP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
-    pub log_format: LogFormat,
+    /// Logging: --log-format (see `mpp_edge::log`).
+    #[command(flatten)]
+    pub log: mpp_edge::log::LogArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Log output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Pretty,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Subcommands.

@@ -9,17 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use mpp_hub::config::{Cli, Command, LogFormat};
-use tracing_subscriber::EnvFilter;
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("MPP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
-    }
-}
+use mpp_hub::config::{Cli, Command};
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -46,7 +36,7 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    mpp_edge::log::init(&cli.log, mpp_edge::log::LOG_FILTER_DEFAULT)?;
     match cli.command {
         Command::Serve(args) => mpp_hub::server::serve(args, shutdown_signal()).await,
         Command::ExportPublicKey(args) => {

@@ -654,7 +654,7 @@ pub enum RunError {
 /// Runs the front office until SIGTERM or ctrl-c: tracing, then
 /// [`run_with`] on the bound `--grpc-addr` and `--metrics-addr`.
 pub async fn run(common: CommonArgs, args: FrontOfficeArgs) -> Result<(), RunError> {
-    mpp_agency_kit::init_tracing(common.log_format).map_err(mpp_agency_kit::RunError::from)?;
+    mpp_agency_kit::init_tracing(&common.log).map_err(mpp_agency_kit::RunError::from)?;
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr).await.map_err(|source| mpp_agency_kit::RunError::Bind { addr, source })
     };

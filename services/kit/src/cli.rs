@@ -65,9 +65,9 @@ pub struct CommonArgs {
     #[arg(long, env = "MPP_PIN_PEPPER_FILE")]
     pub pin_pepper_file: Option<PathBuf>,
 
-    /// Log output format. The level is set with RUST_LOG (default: info).
-    #[arg(long, env = "MPP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
-    pub log_format: LogFormat,
+    /// Logging: --log-format (see `mpp_edge::log`: stderr, filter MPP_LOG).
+    #[command(flatten)]
+    pub log: mpp_edge::log::LogArgs,
 
     /// Do not create the MPP_EVENTS stream if it is missing (for deployments
     /// where agencies may only publish; the operator or the hub creates it).
@@ -174,38 +174,13 @@ fn parse_region(s: &str) -> Result<RegionCode, String> {
     RegionCode::parse(s).map_err(|r| r.detail)
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line (for log shippers).
-    Json,
-    /// Human-readable lines.
-    Pretty,
-}
+pub use mpp_edge::log::{LogFormat, LogInitError as TracingInitError};
 
-/// Why tracing could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum TracingInitError {
-    /// RUST_LOG is not a valid filter.
-    #[error("invalid RUST_LOG filter: {0}")]
-    Filter(#[from] tracing_subscriber::filter::FromEnvError),
-    /// A global subscriber was already installed.
-    #[error("cannot install the tracing subscriber: {0}")]
-    Install(String),
-}
-
-/// Installs the global tracing subscriber: level from RUST_LOG (default
-/// info), format from `--log-format`.
-pub fn init_tracing(format: LogFormat) -> Result<(), TracingInitError> {
-    let filter = tracing_subscriber::EnvFilter::builder()
-        .with_default_directive(tracing_subscriber::filter::LevelFilter::INFO.into())
-        .from_env()?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
-    result.map_err(|e| TracingInitError::Install(e.to_string()))
+/// Installs the global tracing subscriber under the one logging contract of
+/// every binary ([`mpp_edge::log`]): stderr, filter `MPP_LOG` (default
+/// info), `--log-format` or by terminal.
+pub fn init_tracing(args: &mpp_edge::log::LogArgs) -> Result<LogFormat, TracingInitError> {
+    mpp_edge::log::init(args, mpp_edge::log::LOG_FILTER_DEFAULT)
 }
 
 #[cfg(test)]
@@ -231,7 +206,7 @@ mod tests {
         assert_eq!(cli.common.grpc_addr.to_string(), "127.0.0.1:50061");
         assert_eq!(cli.common.region_code.to_string(), "1771");
         assert_eq!(cli.common.nats_url, "nats://127.0.0.1:4222");
-        assert_eq!(cli.common.log_format, LogFormat::Pretty);
+        assert_eq!(cli.common.log.log_format, None, "chosen by terminal at start");
         assert!(!cli.common.skip_stream_setup);
         assert_eq!(cli.common.data_dir, None);
         assert_eq!(cli.common.tokens_file, None);
@@ -241,7 +216,7 @@ mod tests {
         assert_eq!(cli.common.outbox_entries_max, 1_000_000);
         let cli = parse(&["x", "--region-code", "1707", "--log-format", "json"]).unwrap();
         assert_eq!(cli.common.region_code.to_string(), "1707");
-        assert_eq!(cli.common.log_format, LogFormat::Json);
+        assert_eq!(cli.common.log.log_format, Some(LogFormat::Json));
         assert!(parse(&["x", "--region-code", "17"]).is_err());
         let cli =
             parse(&["x", "--data-dir", "/tmp/o", "--tokens-file", "/t", "--metrics-addr", "127.0.0.1:9100"])

@@ -13,7 +13,7 @@
 //!
 //! [`run`] then, in order:
 //!
-//! 1. sets up tracing (`--log-format`, RUST_LOG);
+//! 1. sets up tracing (`mpp_edge::log`: `--log-format`, `MPP_LOG`);
 //! 2. loads the client tokens (`--tokens-file`), refusing a scope the
 //!    service does not declare ([`AgencyConfig::rpc_scopes`]), or refuses to
 //!    start unless `--insecure-no-auth` is given (then warns loudly);
@@ -201,7 +201,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    init_tracing(config.args.log_format)?;
+    init_tracing(&config.args.log)?;
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr).await.map_err(|source| RunError::Bind { addr, source })
     };

@@ -53,6 +53,10 @@ chosen journeys need are contacted.";
 #[derive(Debug, Parser)]
 #[command(name = "mpp-sim", version, about = ABOUT, long_about = LONG_ABOUT)]
 struct Cli {
+    /// Logging: --log-format (stderr; filter MPP_LOG, default info). The
+    /// sample cases themselves go to stdout.
+    #[command(flatten)]
+    log: mpp_edge::log::LogArgs,
     /// How many cases to create (1..=10000).
     #[arg(long, env = "MPP_SIM_CASES", default_value_t = 12,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(CASES_MAX)))]
@@ -65,10 +69,10 @@ struct Cli {
     rate: f64,
     /// Only these journeys (repeat the flag or separate with commas):
     /// usaha-baru, kelahiran, paspor, tanah. Default: all.
-    #[arg(long = "journey", value_delimiter = ',', value_parser = parse_journey)]
+    #[arg(long = "journey", env = "MPP_SIM_JOURNEYS", value_delimiter = ',', value_parser = parse_journey)]
     journeys: Vec<Journey>,
     /// Cases in progress at once (1..=64); their steps interleave, like citizens at several counters.
-    #[arg(long, default_value_t = 4,
+    #[arg(long, env = "MPP_SIM_IN_FLIGHT", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..=IN_FLIGHT_CASES_MAX as i64))]
     in_flight: u32,
     /// BPS region code of the MPP (4 digits): the citizens' NIKs are of this region.
@@ -78,10 +82,10 @@ struct Cli {
     #[arg(long, env = "MPP_LOOKUP_BASE", default_value = "http://127.0.0.1:8080/api/v1/cases/")]
     lookup_base: String,
     /// How long to wait for the services to accept connections at start, in seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "MPP_SIM_CONNECT_TIMEOUT_SECS", default_value_t = 30)]
     connect_timeout_secs: u64,
     /// Print each case's plan (every RPC in order) and contact nothing.
-    #[arg(long)]
+    #[arg(long, env = "MPP_SIM_DRY_RUN")]
     dry_run: bool,
 
     /// gRPC address of mpp-frontoffice.
@@ -229,6 +233,7 @@ fn print_plan(config: &RunConfig, index: u32) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    mpp_edge::log::init(&cli.log, mpp_edge::log::LOG_FILTER_DEFAULT)?;
     let config = RunConfig {
         cases: cli.cases,
         seed: cli.seed,

@@ -26,7 +26,8 @@ mod cluster;
 #[path = "../../tests/e2e/faults.rs"]
 mod faults;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use clap::Parser;
 use faults::{Plan, Scenario};
 
 /// Hub kills of the long run (issue 7 asks for at least 200).
@@ -40,9 +41,39 @@ const CLUSTER_KILL_CYCLES_DEFAULT: u32 = 10;
 /// Events of the slow-consumer long run (issue 7 asks for at least 1M).
 const SLOW_CONSUMER_EVENTS_DEFAULT: u64 = 1_000_000;
 
-const USAGE: &str = "usage: mpp-faults --scenario <hub-kill|agency-kill|nats-restart|cluster-kill|disk-full|slow-consumer|all> \
-                     [--cycles N] [--events N] [--seed N]\n\
-                     The seed also comes from MPP_FAULT_SEED. Build the binaries first: cargo build --release --workspace --bins";
+/// The fault scenarios' long runs. Build the binaries first:
+/// cargo build --release --workspace --bins
+#[derive(Debug, Parser)]
+#[command(name = "mpp-faults")]
+struct Cli {
+    /// Scenarios to run (repeat or separate with commas): hub-kill,
+    /// agency-kill, nats-restart, cluster-kill, disk-full, slow-consumer, all.
+    #[arg(long = "scenario", env = "MPP_FAULT_SCENARIOS", value_delimiter = ',', required = true,
+          value_parser = parse_scenarios)]
+    scenarios: Vec<Scenarios>,
+    /// Fault cycles (kills, outages) of each scenario (default: the
+    /// scenario's long-run count).
+    #[arg(long, env = "MPP_FAULT_CYCLES")]
+    cycles: Option<u32>,
+    /// Events published while the hub is stopped (slow consumer only).
+    #[arg(long, env = "MPP_FAULT_EVENTS")]
+    events: Option<u64>,
+    /// The schedule's seed (default: a fresh one, printed).
+    #[arg(long, env = "MPP_FAULT_SEED")]
+    seed: Option<u64>,
+}
+
+/// What one `--scenario` value names: one scenario, or all of them.
+#[derive(Debug, Clone)]
+struct Scenarios(Vec<Scenario>);
+
+/// A scenario name, or `all`.
+fn parse_scenarios(name: &str) -> Result<Scenarios, String> {
+    if name == "all" {
+        return Ok(Scenarios(Scenario::ALL.to_vec()));
+    }
+    Scenario::parse(name).map(|s| Scenarios(vec![s])).ok_or_else(|| format!("unknown scenario {name:?}"))
+}
 
 fn default_plan(scenario: Scenario, seed: u64) -> Plan {
     let (cycles, events) = match scenario {
@@ -57,35 +88,9 @@ fn default_plan(scenario: Scenario, seed: u64) -> Plan {
 }
 
 fn main() -> Result<()> {
-    let mut scenarios = Vec::new();
-    let (mut cycles, mut events, mut seed) = (None, None, None);
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{flag} needs a value\n{USAGE}"));
-        match flag.as_str() {
-            "--scenario" => {
-                let v = value()?;
-                if v == "all" {
-                    scenarios.extend(Scenario::ALL);
-                } else {
-                    scenarios.push(
-                        Scenario::parse(&v).with_context(|| format!("unknown scenario {v:?}\n{USAGE}"))?,
-                    );
-                }
-            }
-            "--cycles" => cycles = Some(value()?.parse::<u32>().context("--cycles")?),
-            "--events" => events = Some(value()?.parse::<u64>().context("--events")?),
-            "--seed" => seed = Some(value()?.parse::<u64>().context("--seed")?),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
-        }
-    }
-    if scenarios.is_empty() {
-        bail!("no --scenario given\n{USAGE}");
-    }
+    let cli = Cli::parse();
+    let scenarios: Vec<Scenario> = cli.scenarios.into_iter().flat_map(|s| s.0).collect();
+    let (cycles, events, seed) = (cli.cycles, cli.events, cli.seed);
     let seed = seed.unwrap_or_else(faults::seed_from_env);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build()?;
     let mut failed = Vec::new();

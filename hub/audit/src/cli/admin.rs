@@ -67,7 +67,12 @@ pub enum AdminCommand {
 pub struct BackupArgs {
     /// A stopped hub's data directory, or a copy of it (sled locks the
     /// directory of a running hub: use --hub-grpc for that).
-    #[arg(long, conflicts_with = "hub_grpc", required_unless_present = "hub_grpc")]
+    #[arg(
+        long,
+        env = "MPP_BACKUP_DATA_DIR",
+        conflicts_with = "hub_grpc",
+        required_unless_present = "hub_grpc"
+    )]
     pub data_dir: Option<PathBuf>,
     /// A running hub's gRPC endpoint, e.g. http://127.0.0.1:50051: the
     /// backup reads its audit service up to the latest signed checkpoint.
@@ -82,7 +87,7 @@ pub struct BackupArgs {
     #[arg(long, env = "MPP_TLS_CA_FILE", requires = "hub_grpc")]
     pub tls_ca_file: Option<PathBuf>,
     /// The backup file to create (never overwritten).
-    #[arg(long)]
+    #[arg(long, env = "MPP_BACKUP_OUT")]
     pub out: PathBuf,
 }
 
@@ -90,16 +95,16 @@ pub struct BackupArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RestoreArgs {
     /// The backup file (from `admin backup` or `audit export`).
-    #[arg(long)]
+    #[arg(long, env = "MPP_RESTORE_FROM")]
     pub from: PathBuf,
     /// The new data directory: must not hold a store yet.
-    #[arg(long)]
+    #[arg(long, env = "MPP_RESTORE_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Directory holding the hub's checkpoint key files
     /// (`checkpoint.ed25519`, `checkpoint.pub`), copied into
     /// `<data-dir>/keys/` with mode 0600, so the restored hub keeps signing
     /// with the same key.
-    #[arg(long)]
+    #[arg(long, env = "MPP_RESTORE_KEYS_FROM")]
     pub keys_from: Option<PathBuf>,
 }
 

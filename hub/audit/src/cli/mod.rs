@@ -124,10 +124,10 @@ pub struct RemoteArgs {
 pub struct VerifyArgs {
     /// A COPY of a hub's data directory (or a stopped hub's): sled cannot
     /// open a directory read-only and locks it.
-    #[arg(long, required_unless_present_any = ["export", "hub_grpc"], conflicts_with = "export")]
+    #[arg(long, env = "MPP_VERIFY_DATA_DIR", required_unless_present_any = ["export", "hub_grpc"], conflicts_with = "export")]
     pub data_dir: Option<PathBuf>,
     /// An export file (`audit export`) instead of a data directory.
-    #[arg(long)]
+    #[arg(long, env = "MPP_VERIFY_EXPORT")]
     pub export: Option<PathBuf>,
     /// The hub's Ed25519 public key (32 raw bytes, 64 hex digits, base64, or
     /// a PEM/DER SubjectPublicKeyInfo). Without it, checkpoints are compared
@@ -148,14 +148,14 @@ pub struct VerifyArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
     /// A COPY of a hub's data directory (or a stopped hub's).
-    #[arg(long, required_unless_present = "hub_grpc")]
+    #[arg(long, env = "MPP_EXPORT_DATA_DIR", required_unless_present = "hub_grpc")]
     pub data_dir: Option<PathBuf>,
     /// Where to write the export (`-` for stdout). Refuses to overwrite.
-    #[arg(long)]
+    #[arg(long, env = "MPP_EXPORT_OUT")]
     pub out: PathBuf,
     /// Leave out the informational `envelope` field (the payload decoded as
     /// JSON): about half the size.
-    #[arg(long)]
+    #[arg(long, env = "MPP_EXPORT_NO_DECODE")]
     pub no_decode: bool,
     /// Remote mode.
     #[command(flatten)]
@@ -167,15 +167,15 @@ pub struct ExportArgs {
 pub struct RebuildArgs {
     /// A COPY of a hub's data directory: its live projection is the one
     /// compared; without --export its log is also the one replayed.
-    #[arg(long, required_unless_present = "export")]
+    #[arg(long, env = "MPP_REBUILD_DATA_DIR", required_unless_present = "export")]
     pub data_dir: Option<PathBuf>,
     /// Replay this export instead of the store's log. With --data-dir the
     /// result is diffed against that store's live projection; alone, the
     /// replay is checked entry by entry and the projection's digest printed.
-    #[arg(long)]
+    #[arg(long, env = "MPP_REBUILD_EXPORT")]
     pub export: Option<PathBuf>,
     /// Print the rebuilt projection's digest and counts as JSON.
-    #[arg(long)]
+    #[arg(long, env = "MPP_REBUILD_JSON")]
     pub json: bool,
 }
 
@@ -183,20 +183,20 @@ pub struct RebuildArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CaseAtArgs {
     /// A COPY of a hub's data directory.
-    #[arg(long, required_unless_present = "export", conflicts_with = "export")]
+    #[arg(long, env = "MPP_CASE_AT_DATA_DIR", required_unless_present = "export", conflicts_with = "export")]
     pub data_dir: Option<PathBuf>,
     /// An export file instead of a data directory.
-    #[arg(long)]
+    #[arg(long, env = "MPP_CASE_AT_EXPORT")]
     pub export: Option<PathBuf>,
     /// The tracking number (RRRR-SSSSSSSSSS-C).
-    #[arg(long = "case")]
+    #[arg(long = "case", env = "MPP_CASE_AT_CASE")]
     pub case: String,
     /// As of this log sequence (entries 1..=N).
-    #[arg(long, required_unless_present = "time", conflicts_with = "time")]
+    #[arg(long, env = "MPP_CASE_AT_SEQ", required_unless_present = "time", conflicts_with = "time")]
     pub seq: Option<u64>,
     /// As of this instant: RFC 3339 (2025-06-15T08:00:00+07:00) or Unix ms.
     /// Covers the log up to the last entry recorded at or before it.
-    #[arg(long)]
+    #[arg(long, env = "MPP_CASE_AT_TIME")]
     pub time: Option<String>,
     /// Region calendars (`<dir>/<region>/<year>.txt`) for the SLA clocks.
     #[arg(long, env = "MPP_CALENDARS_DIR")]
@@ -207,20 +207,20 @@ pub struct CaseAtArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ProveArgs {
     /// A COPY of a hub's data directory.
-    #[arg(long, required_unless_present = "hub_grpc")]
+    #[arg(long, env = "MPP_PROVE_DATA_DIR", required_unless_present = "hub_grpc")]
     pub data_dir: Option<PathBuf>,
     /// The event id (UUIDv7) whose accepting entry to prove.
-    #[arg(long, required_unless_present = "seq", conflicts_with = "seq")]
+    #[arg(long, env = "MPP_PROVE_EVENT_ID", required_unless_present = "seq", conflicts_with = "seq")]
     pub event_id: Option<String>,
     /// Or the log sequence of any entry (rejected ones too).
-    #[arg(long)]
+    #[arg(long, env = "MPP_PROVE_SEQ")]
     pub seq: Option<u64>,
     /// Prove inclusion in the tree of this size; by default the size of the
     /// latest signed checkpoint (or the head when none covers the entry).
-    #[arg(long)]
+    #[arg(long, env = "MPP_PROVE_TREE_SIZE")]
     pub tree_size: Option<u64>,
     /// Write the bundle here instead of stdout.
-    #[arg(long)]
+    #[arg(long, env = "MPP_PROVE_OUT")]
     pub out: Option<PathBuf>,
     /// Remote mode.
     #[command(flatten)]
@@ -231,7 +231,7 @@ pub struct ProveArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CheckProofArgs {
     /// The proof bundle (`audit prove`).
-    #[arg(long)]
+    #[arg(long, env = "MPP_CHECK_PROOF_BUNDLE")]
     pub bundle: PathBuf,
     /// The hub's Ed25519 public key (see `audit verify --help`).
     #[arg(long, env = "MPP_PUBLIC_KEY_FILE")]
@@ -242,28 +242,33 @@ pub struct CheckProofArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SlaReportArgs {
     /// A COPY of a hub's data directory (its live projection is reported).
-    #[arg(long, required_unless_present = "export", conflicts_with = "export")]
+    #[arg(
+        long,
+        env = "MPP_SLA_REPORT_DATA_DIR",
+        required_unless_present = "export",
+        conflicts_with = "export"
+    )]
     pub data_dir: Option<PathBuf>,
     /// An export file: the projection is rebuilt from it first.
-    #[arg(long)]
+    #[arg(long, env = "MPP_SLA_REPORT_EXPORT")]
     pub export: Option<PathBuf>,
     /// First filing date of the period (YYYY-MM-DD, the MPP's local date).
-    #[arg(long)]
+    #[arg(long, env = "MPP_SLA_REPORT_FROM")]
     pub from: String,
     /// Last filing date of the period (YYYY-MM-DD, inclusive).
-    #[arg(long)]
+    #[arg(long, env = "MPP_SLA_REPORT_TO")]
     pub to: String,
     /// Clocks as of this instant (RFC 3339 or Unix ms); by default the time
     /// of record of the last log entry, so the report is a function of the
     /// log alone. Must not be before the last entry.
-    #[arg(long)]
+    #[arg(long, env = "MPP_SLA_REPORT_AS_OF")]
     pub as_of: Option<String>,
     /// Region calendars (`<dir>/<region>/<year>.txt`). Without it only
     /// weekends are days off, and the report says so.
     #[arg(long, env = "MPP_CALENDARS_DIR")]
     pub calendars_dir: Option<PathBuf>,
     /// JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, env = "MPP_SLA_REPORT_JSON")]
     pub json: bool,
 }
 
@@ -271,20 +276,20 @@ pub struct SlaReportArgs {
 #[derive(Debug, Clone, Args)]
 pub struct GenFixtureArgs {
     /// Entries to write.
-    #[arg(long)]
+    #[arg(long, env = "MPP_GEN_FIXTURE_ENTRIES")]
     pub entries: u64,
     /// A new (empty or missing) data directory.
-    #[arg(long)]
+    #[arg(long, env = "MPP_GEN_FIXTURE_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Seed of the generator.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "MPP_GEN_FIXTURE_SEED", default_value_t = 1)]
     pub seed: u64,
     /// Sign a checkpoint every this many entries and at the end (0: none)
     /// with a key derived from the seed.
-    #[arg(long, default_value_t = 0, requires = "public_key_out")]
+    #[arg(long, env = "MPP_GEN_FIXTURE_CHECKPOINT_EVERY", default_value_t = 0, requires = "public_key_out")]
     pub checkpoint_every: u64,
     /// Where to write that key's public key (hex).
-    #[arg(long)]
+    #[arg(long, env = "MPP_GEN_FIXTURE_PUBLIC_KEY_OUT")]
     pub public_key_out: Option<PathBuf>,
 }
 
