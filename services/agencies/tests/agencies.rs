@@ -67,6 +67,7 @@ where
             "--data-dir",
             data.path().to_str().unwrap(),
             "--insecure-no-auth",
+            "--insecure-dev-keys",
             "--region-code",
             "1771",
         ],

@@ -227,6 +227,14 @@ async fn without_tokens_it_refuses_to_start_unless_told_to_run_insecurely() {
     assert!(matches!(refused, Err(RunError::NoAuth)), "{refused:?}");
     assert!(!dir.path().join("a").exists(), "nothing opened before the refusal");
 
+    // Without a pepper file it refuses unless --insecure-dev-keys, like the hub.
+    let no_pepper =
+        CommonArgs { insecure_dev_keys: false, ..args(url.clone(), dir.path().join("p"), None, true) };
+    let refused = run_with(config(no_pepper), Dukcapil::server, listeners().await, async {}).await;
+    assert!(matches!(refused, Err(RunError::NoPepper)), "{refused:?}");
+    assert!(refused.unwrap_err().to_string().contains("--insecure-dev-keys"));
+    assert!(!dir.path().join("p").exists(), "nothing opened before the refusal");
+
     // With --insecure-no-auth a call without a token is accepted into the
     // outbox although NATS is down.
     let l = listeners().await;

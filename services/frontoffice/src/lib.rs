@@ -141,14 +141,6 @@ pub struct FrontOfficeArgs {
     #[arg(long, env = "MPP_NIK_KEY_FILE")]
     pub nik_key_file: Option<PathBuf>,
 
-    /// Allow the PUBLIC development NIK key and PIN pepper when
-    /// --nik-key-file or --pin-pepper-file is missing (logged loudly at
-    /// start). Development only: with them, every published NIK hash and PIN
-    /// verifier can be reversed. Without this flag the service refuses to
-    /// start when either file is missing.
-    #[arg(long, env = "MPP_INSECURE_DEV_KEYS")]
-    pub insecure_dev_keys: bool,
-
     /// The hub's public tracking page, printed on every receipt; the receipt
     /// also gives the JSON lookup <scheme://host[:port]>/api/v1/cases/<tracking
     /// number> on the same origin.
@@ -681,14 +673,14 @@ pub async fn run_with(
     if common.tokens_file.is_none() && !common.insecure_no_auth {
         return Err(mpp_agency_kit::RunError::NoAuth.into());
     }
-    if common.pin_pepper_file.is_none() && !args.insecure_dev_keys {
+    if common.pin_pepper_file.is_none() && !common.insecure_dev_keys {
         return Err(RunError::NoPepper);
     }
     if common.catalogue_file.is_some() {
         return Err(RunError::CatalogueNotUsed);
     }
     let range = SerialRange::new(args.serial_range_start, args.serial_range_end)?;
-    let nik_key = NikKey::load(args.nik_key_file.as_deref(), args.insecure_dev_keys)?;
+    let nik_key = NikKey::load(args.nik_key_file.as_deref(), common.insecure_dev_keys)?;
     // --insecure-dev-keys has no say here: without a key file serials stay
     // sequential, as they always were, and the counter warns.
     let order = match &args.serial_key_file {

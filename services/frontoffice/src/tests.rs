@@ -461,7 +461,7 @@ fn flags_have_safe_defaults_and_are_validated() {
     let cli = parse(&["mpp-frontoffice"]).unwrap();
     assert_eq!(cli.common.grpc_addr.to_string(), DEFAULT_GRPC_ADDR);
     assert_eq!(cli.front.nik_key_file, None);
-    assert!(!cli.front.insecure_dev_keys);
+    assert!(!cli.common.insecure_dev_keys);
     assert_eq!(cli.front.lookup_base_url.page(), "http://127.0.0.1:8080/lacak");
     assert_eq!(cli.front.mpp_name, None);
     assert_eq!((cli.front.serial_range_start, cli.front.serial_range_end), (1, 5_000_000_000));
@@ -479,7 +479,7 @@ fn flags_have_safe_defaults_and_are_validated() {
     ])
     .unwrap();
     assert_eq!(cli.front.nik_key_file.as_deref(), Some(std::path::Path::new("/k")));
-    assert!(cli.front.insecure_dev_keys);
+    assert!(cli.common.insecure_dev_keys);
     assert_eq!(cli.front.mpp_name.as_deref(), Some("MPP Kota Bengkulu"));
     assert_eq!(cli.front.serial_range_start, 2_500_000_000);
     assert!(parse(&["x", "--lookup-base-url", "mpp.example.go.id"]).is_err());

@@ -162,7 +162,7 @@ async fn concurrent_cases_get_unique_numbers_that_survive_a_restart() {
     let key = write_file(dir.path(), "nik.key", &[NIK_KEY, b"\n"].concat());
     let pepper = write_file(dir.path(), "pepper", b"integration-test-pepper-0123\n");
     let data = dir.path().join("data");
-    let cfg = || (common(nats.url(), data.clone(), Some(pepper.clone())), front(Some(key.clone()), false));
+    let cfg = || (common(nats.url(), data.clone(), Some(pepper.clone())), front(Some(key.clone())));
 
     // 50 cases at once.
     let (c, a) = cfg();
@@ -265,7 +265,7 @@ async fn it_refuses_to_start_without_keys_before_opening_anything() {
 
     let no_key = run_with(
         common(url.clone(), data.clone(), Some(pepper.clone())),
-        front(None, false),
+        front(None),
         listeners().await,
         async {},
     )
@@ -274,7 +274,7 @@ async fn it_refuses_to_start_without_keys_before_opening_anything() {
     assert!(no_key.unwrap_err().to_string().contains("--insecure-dev-keys"));
     let no_pepper = run_with(
         common(url.clone(), data.clone(), None),
-        front(Some(key.clone()), false),
+        front(Some(key.clone())),
         listeners().await,
         async {},
     )
@@ -282,13 +282,13 @@ async fn it_refuses_to_start_without_keys_before_opening_anything() {
     assert!(matches!(no_pepper, Err(RunError::NoPepper)), "{no_pepper:?}");
     let bad_key = run_with(
         common(url.clone(), data.clone(), Some(pepper.clone())),
-        front(Some(short), false),
+        front(Some(short)),
         listeners().await,
         async {},
     )
     .await;
     assert!(matches!(bad_key, Err(RunError::NikKey(_))), "{bad_key:?}");
-    let mut bad_range = front(Some(key.clone()), false);
+    let mut bad_range = front(Some(key.clone()));
     bad_range.serial_range_end = 5_000_000_001;
     let refused = run_with(
         common(url.clone(), data.clone(), Some(pepper.clone())),
@@ -298,7 +298,7 @@ async fn it_refuses_to_start_without_keys_before_opening_anything() {
     )
     .await;
     assert!(matches!(refused, Err(RunError::Range(_))), "{refused:?}");
-    let mut bad_serial_key = front(Some(key.clone()), false);
+    let mut bad_serial_key = front(Some(key.clone()));
     bad_serial_key.serial_key_file = Some(data.with_extension("serial-key-missing"));
     let refused = run_with(
         common(url.clone(), data.clone(), Some(pepper.clone())),
@@ -311,18 +311,18 @@ async fn it_refuses_to_start_without_keys_before_opening_anything() {
     assert!(e.to_string().contains("serial-key-missing"), "{e}");
     let mut no_auth = common(url.clone(), data.clone(), Some(pepper.clone()));
     no_auth.insecure_no_auth = false;
-    let refused = run_with(no_auth, front(Some(key.clone()), false), listeners().await, async {}).await;
+    let refused = run_with(no_auth, front(Some(key.clone())), listeners().await, async {}).await;
     assert!(matches!(refused, Err(RunError::Kit(mpp_agency_kit::RunError::NoAuth))), "{refused:?}");
     let mut with_catalogue = common(url.clone(), data.clone(), Some(pepper.clone()));
     with_catalogue.catalogue_file = Some(data.join("catalogue.toml"));
-    let refused =
-        run_with(with_catalogue, front(Some(key.clone()), false), listeners().await, async {}).await;
+    let refused = run_with(with_catalogue, front(Some(key.clone())), listeners().await, async {}).await;
     assert!(matches!(refused, Err(RunError::CatalogueNotUsed)), "{refused:?}");
     assert!(!data.exists(), "nothing opened before a refusal");
 
     // With --insecure-dev-keys it starts (NATS down: the case waits in the
     // outbox) and says loudly that the keys are public.
-    let running = start(common(url, data.clone(), None), front(None, true)).await;
+    let running =
+        start(CommonArgs { insecure_dev_keys: true, ..common(url, data.clone(), None) }, front(None)).await;
     let mut client = running.client.clone();
     let r = client.buka_berkas(request(&citizen(0))).await.unwrap().into_inner();
     assert_eq!(TrackingNumber::parse(&r.nomor_berkas).unwrap().serial(), 1);

@@ -45,6 +45,7 @@ fn common_with(nats_url: String, dir: &Path, tokens: PathBuf) -> CommonArgs {
     CommonArgs {
         tokens_file: Some(tokens),
         insecure_no_auth: false,
+        insecure_dev_keys: true,
         ..common(nats_url, dir.join("data"), None)
     }
 }
@@ -56,7 +57,7 @@ fn front_limited() -> FrontOfficeArgs {
         personal_data_reads_burst: 2,
         personal_data_erasures_per_minute: 1,
         personal_data_erasures_burst: 1,
-        ..front(None, true)
+        ..front(None)
     }
 }
 

@@ -60,10 +60,19 @@ pub struct CommonArgs {
 
     /// File holding the secret pepper of citizen PIN verifiers (16..=4096
     /// bytes; surrounding whitespace ignored). Must be the same for every
-    /// agency service and the hub of the province. Without it a public
-    /// development pepper is used and a warning is logged: never in production.
+    /// agency service and the hub of the province. Required unless
+    /// --insecure-dev-keys is given.
     #[arg(long, env = "MPP_PIN_PEPPER_FILE")]
     pub pin_pepper_file: Option<PathBuf>,
+
+    /// Allow the PUBLIC development keys when a key file is missing: the PIN
+    /// pepper without --pin-pepper-file (and, at the front office, the NIK
+    /// key without --nik-key-file), logged loudly at start. Development
+    /// only: with them every published PIN verifier (and NIK hash) can be
+    /// reversed. Without this flag the service refuses to start when a key
+    /// file is missing, as the hub does.
+    #[arg(long, env = "MPP_INSECURE_DEV_KEYS")]
+    pub insecure_dev_keys: bool,
 
     /// Logging: --log-format (see `mpp_edge::log`: stderr, filter MPP_LOG).
     #[command(flatten)]

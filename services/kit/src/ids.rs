@@ -177,21 +177,14 @@ impl PinPepper {
         Self::from_bytes(&buf)
     }
 
-    /// The development pepper [`DEV_PIN_PEPPER`], with a loud warning.
+    /// The development pepper [`DEV_PIN_PEPPER`], with a loud warning (only
+    /// under `--insecure-dev-keys`).
     pub fn dev_default() -> Self {
         tracing::warn!(
-            "No --pin-pepper-file given: using the PUBLIC development PIN pepper. Every citizen PIN \
-             published by this service can be recovered from the log. Never run this in production"
+            "--insecure-dev-keys and no --pin-pepper-file: using the PUBLIC development PIN pepper. Every \
+             citizen PIN published by this service can be recovered from the log. Never run this in production"
         );
         Self(mpp_core::pin::PinPepper::insecure_dev())
-    }
-
-    /// The file's pepper if `path` is given, else [`PinPepper::dev_default`].
-    pub fn load(path: Option<&Path>) -> Result<Self, PepperError> {
-        match path {
-            Some(p) => Self::from_file(p),
-            None => Ok(Self::dev_default()),
-        }
     }
 }
 

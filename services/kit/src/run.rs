@@ -132,6 +132,12 @@ pub enum RunError {
          Give a tokens file, or --insecure-no-auth for development"
     )]
     NoAuth,
+    /// Neither `--pin-pepper-file` nor `--insecure-dev-keys` was given.
+    #[error(
+        "no --pin-pepper-file (MPP_PIN_PEPPER_FILE) given: refusing to publish PIN verifiers under the \
+         public development pepper. Give the province's pepper file, or --insecure-dev-keys for development"
+    )]
+    NoPepper,
     /// The tokens file is unusable.
     #[error(transparent)]
     Tokens(#[from] TokensError),
@@ -267,7 +273,11 @@ where
         addrs.push(metrics.local_addr().map_err(|source| RunError::Bind { addr, source })?);
     }
     let transport = Transport::from_args(&args.tls, &addrs)?;
-    let pepper = PinPepper::load(args.pin_pepper_file.as_deref())?;
+    let pepper = match (args.pin_pepper_file.as_deref(), args.insecure_dev_keys) {
+        (Some(path), _) => PinPepper::from_file(path)?,
+        (None, true) => PinPepper::dev_default(),
+        (None, false) => return Err(RunError::NoPepper),
+    };
     let nats_access = args.nats_access()?;
 
     // Refuse a catalogue the hub would never apply before anything is

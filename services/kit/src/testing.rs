@@ -78,6 +78,7 @@ pub fn common_args(nats_url: String, data_dir: std::path::PathBuf) -> crate::Com
         grpc_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         region_code: mpp_core::ids::RegionCode::parse("1771").expect("1771 is a region code"),
         pin_pepper_file: None,
+        insecure_dev_keys: true,
         log: mpp_edge::log::LogArgs { log_format: Some(crate::LogFormat::Pretty) },
         skip_stream_setup: false,
         data_dir: Some(data_dir),

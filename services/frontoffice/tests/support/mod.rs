@@ -8,16 +8,20 @@ use mpp_frontoffice::receipt::LookupUrl;
 use mpp_frontoffice::FrontOfficeArgs;
 
 /// The kit's flags of region 1771 on a free port, unauthenticated
-/// (`--insecure-no-auth`); tests that check tokens override two fields.
+/// (`--insecure-no-auth`), without `--insecure-dev-keys`; tests that check
+/// tokens override two fields, tests on the development keys one.
 pub(crate) fn common(nats_url: String, data_dir: PathBuf, pepper: Option<PathBuf>) -> CommonArgs {
-    CommonArgs { pin_pepper_file: pepper, ..mpp_agency_kit::testing::common_args(nats_url, data_dir) }
+    CommonArgs {
+        pin_pepper_file: pepper,
+        insecure_dev_keys: false,
+        ..mpp_agency_kit::testing::common_args(nats_url, data_dir)
+    }
 }
 
 /// The front office's flags, with the default personal-data limits.
-pub(crate) fn front(nik_key_file: Option<PathBuf>, insecure_dev_keys: bool) -> FrontOfficeArgs {
+pub(crate) fn front(nik_key_file: Option<PathBuf>) -> FrontOfficeArgs {
     FrontOfficeArgs {
         nik_key_file,
-        insecure_dev_keys,
         lookup_base_url: LookupUrl::parse("http://127.0.0.1:8080/lacak").unwrap(),
         mpp_name: Some("MPP Kota Bengkulu".into()),
         serial_range_start: 1,
