@@ -36,6 +36,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
+/// The binary whose registry this is, as `mpp_build_info` names it.
+pub const HUB_BINARY: &str = "mpp-hub";
+
 /// The `Content-Type` of the metrics text.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -498,6 +501,7 @@ impl HubMetrics {
             "Operator requests refused for a missing or wrong token.",
             load(&self.ops_auth_failures),
         );
+        crate::process::render(&mut out, &crate::process::BuildInfo::new(HUB_BINARY));
         out
     }
 

@@ -28,7 +28,7 @@ pub fn parse(text: &str) -> BTreeMap<String, f64> {
         };
         let name = series.split('{').next().unwrap();
         assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
-        assert!(name.starts_with("mpp_hub_"), "{line}");
+        assert!(name.starts_with("mpp_") || name.starts_with("process_"), "{line}");
         let base = ["_bucket", "_sum", "_count"]
             .iter()
             .find_map(|s| name.strip_suffix(s).filter(|b| typed.contains(*b)))

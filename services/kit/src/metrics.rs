@@ -51,6 +51,8 @@ pub struct MetricsSource {
     pub outbox: OutboxStatus,
     /// Calls refused by authentication.
     pub auth_failures: Arc<AtomicU64>,
+    /// The binary, for `mpp_build_info`.
+    pub build: mpp_obs::process::BuildInfo,
 }
 
 /// The metrics text.
@@ -109,6 +111,7 @@ pub fn render(source: &MetricsSource) -> String {
         "Calls refused because the caller presented no valid token.",
         source.auth_failures.load(Ordering::Relaxed).to_string(),
     );
+    mpp_obs::process::render(&mut out, &source.build);
     out
 }
 
@@ -229,7 +232,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox =
             Outbox::open(OutboxConfig::new(dir.path()), Arc::new(crate::event::SystemClock)).unwrap();
-        let source = MetricsSource { outbox: outbox.status(), auth_failures: Arc::default() };
+        let source = MetricsSource {
+            outbox: outbox.status(),
+            auth_failures: Arc::default(),
+            build: mpp_obs::process::BuildInfo::new("mpp-test"),
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -240,6 +247,8 @@ mod tests {
         assert_eq!(http_get(addr, "/readyz").await.unwrap(), (200, "ready\n".to_owned()));
         let (status, body) = http_get(addr, "/metrics").await.unwrap();
         assert!(status == 200 && body.contains("mpp_outbox_depth 0"), "{status} {body}");
+        assert!(body.contains("mpp_build_info{binary=\"mpp-test\",version=\""), "{body}");
+        assert!(body.contains("\nprocess_resident_memory_bytes "), "{body}");
         assert_eq!(http_get(addr, "/nope").await.unwrap().0, 404);
         // A closed outbox takes no calls: not ready, still alive.
         let _ = outbox.shutdown(Duration::ZERO).await;

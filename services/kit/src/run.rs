@@ -319,7 +319,11 @@ where
 
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_task = listeners.metrics.map(|listener| {
-        let source = MetricsSource { outbox: status.clone(), auth_failures: interceptor.failures_counter() };
+        let source = MetricsSource {
+            outbox: status.clone(),
+            auth_failures: interceptor.failures_counter(),
+            build: mpp_obs::process::BuildInfo::new(config.binary_name()),
+        };
         let tls = transport.tls().map(|t| t.acceptor(&[crate::tls::ALPN_HTTP11]));
         tokio::spawn(crate::metrics::serve_with_tls(listener, source, tls, async {
             let _ = metrics_stopped.await;
