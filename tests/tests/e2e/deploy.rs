@@ -868,3 +868,24 @@ fn the_container_build_files_are_multi_stage_and_identical() -> Result<()> {
     }
     Ok(())
 }
+
+/// The Kubernetes files carry the Prometheus rules as a ConfigMap whose data
+/// is deploy/prometheus/mpp-rules.yaml byte for byte, and kustomize
+/// includes it.
+#[test]
+fn the_prometheus_rules_configmap_is_the_rules_file() -> Result<()> {
+    let dir = deploy_dir()?;
+    let rules = std::fs::read_to_string(dir.join("prometheus/mpp-rules.yaml"))?;
+    let docs = yaml_docs(&dir.join("k8s/prometheus-rules.yaml"))?;
+    ensure!(docs.len() == 1, "one ConfigMap expected, found {} documents", docs.len());
+    let map = &docs[0];
+    ensure!(map["kind"] == "ConfigMap" && map["metadata"]["name"] == "mpp-prometheus-rules", "{map}");
+    ensure!(
+        map["data"]["mpp-rules.yaml"].as_str() == Some(rules.as_str()),
+        "deploy/k8s/prometheus-rules.yaml differs from deploy/prometheus/mpp-rules.yaml: regenerate it with \
+         python3 deploy/prometheus/configmap.py > deploy/k8s/prometheus-rules.yaml"
+    );
+    let kustomization = std::fs::read_to_string(dir.join("k8s/kustomization.yaml"))?;
+    ensure!(kustomization.contains("- prometheus-rules.yaml"), "kustomization.yaml leaves the rules out");
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (20):
+//! concern (21):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -34,6 +34,9 @@
 //! - `nats_auth`: NATS with one user per agency (deploy/nats/secure.conf):
 //!   a foreign publish is refused by NATS and, on an open server, rejected
 //!   by the hub.
+//! - `observability`: the Prometheus rules pass promtool's check and unit
+//!   tests; the rules and the Grafana dashboard name only metrics the
+//!   running binaries export.
 //! - `ops`: the operators' dashboard in a headless browser, its JSON twin,
 //!   redrive; with `deploy` (the deployment files checked with PyYAML,
 //!   `nats-server -t`, systemd-analyze and kubectl).
@@ -60,6 +63,7 @@ mod flags;
 mod harness;
 mod journey;
 mod nats_auth;
+mod observability;
 mod ops;
 mod privacy;
 mod probes;
