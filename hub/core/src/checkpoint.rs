@@ -58,7 +58,9 @@
 //! decimal size, base64 root, extension lines, a blank line, then an em-dash
 //! signature line), but it is not a C2SP signed note: the signature covers
 //! the binary signed bytes above, not the text, so a C2SP note verifier does
-//! not accept it. Every line ends with `\n`; base64 is the standard alphabet
+//! not accept it. The standard note is a second signature by the same key,
+//! over the C2SP body ([`Checkpoint::note_body`], [`crate::note`]), kept in
+//! [`SignedCheckpoint::note`] and written by [`SignedCheckpoint::to_note`]. Every line ends with `\n`; base64 is the standard alphabet
 //! with padding (RFC 4648 §4); numbers are decimal without leading zeros.
 //!
 //! ```text
@@ -328,7 +330,26 @@ impl Checkpoint {
     /// signature of the message it is given (the key whose id is `key_id`).
     pub fn sign(self, signer: impl FnOnce(&[u8]) -> [u8; SIGNATURE_BYTES]) -> SignedCheckpoint {
         let signature = signer(&self.to_signed_bytes());
-        SignedCheckpoint { checkpoint: self, signature }
+        SignedCheckpoint { checkpoint: self, signature, note: None }
+    }
+
+    /// Signs the checkpoint and its C2SP note ([`Checkpoint::note_body`])
+    /// with the same key: `note_key_hash` is
+    /// [`crate::note::key_hash`]`(origin, public key)`.
+    pub fn sign_with_note(
+        self,
+        note_key_hash: [u8; crate::note::KEY_HASH_BYTES],
+        signer: impl Fn(&[u8]) -> [u8; SIGNATURE_BYTES],
+    ) -> SignedCheckpoint {
+        let note = NoteSeal { key_hash: note_key_hash, signature: signer(self.note_body().as_bytes()) };
+        let signature = signer(&self.to_signed_bytes());
+        SignedCheckpoint { checkpoint: self, signature, note: Some(note) }
+    }
+
+    /// The C2SP tlog-checkpoint body of this checkpoint: origin, tree size,
+    /// base64 root hash ([`crate::note`]).
+    pub fn note_body(&self) -> String {
+        crate::note::checkpoint_body(self.origin.as_str(), self.tree_size, &self.root_hash)
     }
 
     /// Checks that `self` can follow `earlier` in the history of one log:
@@ -363,6 +384,20 @@ impl Checkpoint {
     }
 }
 
+/// The hub's Ed25519 signature of a checkpoint's C2SP note: over
+/// [`Checkpoint::note_body`], by the checkpoint's key under the key name =
+/// the origin ([`crate::note`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NoteSeal {
+    /// [`crate::note::key_hash`] of the origin and the public key.
+    pub key_hash: [u8; crate::note::KEY_HASH_BYTES],
+    /// The signature of the note body.
+    pub signature: [u8; SIGNATURE_BYTES],
+}
+
+/// Bytes a [`NoteSeal`] adds to the stored form.
+pub const NOTE_SEAL_BYTES: usize = crate::note::KEY_HASH_BYTES + SIGNATURE_BYTES;
+
 /// A checkpoint with its Ed25519 signature.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SignedCheckpoint {
@@ -370,6 +405,9 @@ pub struct SignedCheckpoint {
     pub checkpoint: Checkpoint,
     /// Ed25519 signature over [`Checkpoint::to_signed_bytes`].
     pub signature: [u8; SIGNATURE_BYTES],
+    /// The signature of its C2SP note; `None` for checkpoints signed before
+    /// hubs signed notes.
+    pub note: Option<NoteSeal>,
 }
 
 impl SignedCheckpoint {
@@ -391,11 +429,28 @@ impl SignedCheckpoint {
         }
     }
 
-    /// The stored form: the signed bytes followed by the signature.
+    /// The stored form: the signed bytes followed by the signature, then,
+    /// if there is one, the note's key hash and signature.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = self.checkpoint.to_signed_bytes();
         out.extend_from_slice(&self.signature);
+        if let Some(n) = &self.note {
+            out.extend_from_slice(&n.key_hash);
+            out.extend_from_slice(&n.signature);
+        }
         out
+    }
+
+    /// The checkpoint as a C2SP signed note (tlog-checkpoint), if its note
+    /// was signed.
+    pub fn to_note(&self) -> Option<String> {
+        let seal = self.note?;
+        let signature = crate::note::NoteSignature {
+            name: self.checkpoint.origin.as_str().to_owned(),
+            key_hash: seal.key_hash,
+            signature: seal.signature.to_vec(),
+        };
+        Some(crate::note::render(&self.checkpoint.note_body(), &[signature]))
     }
 
     /// Decodes exactly the bytes of [`SignedCheckpoint::encode`]. Does not
@@ -406,12 +461,22 @@ impl SignedCheckpoint {
         if rest.len() < SIGNATURE_BYTES {
             return Err(CheckpointDecodeError::Truncated);
         }
-        if rest.len() > SIGNATURE_BYTES {
-            return Err(CheckpointDecodeError::Trailing);
-        }
+        let (sig, seal) = rest.split_at(SIGNATURE_BYTES);
+        let note = match seal.len() {
+            0 => None,
+            NOTE_SEAL_BYTES => {
+                let (key_hash, signature) = seal.split_at(crate::note::KEY_HASH_BYTES);
+                Some(NoteSeal {
+                    key_hash: key_hash.try_into().map_err(|_| CheckpointDecodeError::Truncated)?,
+                    signature: signature.try_into().map_err(|_| CheckpointDecodeError::Truncated)?,
+                })
+            }
+            n if n < NOTE_SEAL_BYTES => return Err(CheckpointDecodeError::Truncated),
+            _ => return Err(CheckpointDecodeError::Trailing),
+        };
         let mut signature = [0u8; SIGNATURE_BYTES];
-        signature.copy_from_slice(rest);
-        Ok(SignedCheckpoint { checkpoint, signature })
+        signature.copy_from_slice(sig);
+        Ok(SignedCheckpoint { checkpoint, signature, note })
     }
 
     /// The text form (layout in the module docs).
@@ -491,6 +556,9 @@ impl SignedCheckpoint {
                 signed_at_ms,
             },
             signature,
+            // The text form carries no note signature (SignedCheckpoint::to_note
+            // is the note form).
+            note: None,
         };
         // One spelling per checkpoint: "+1", "007", other base64 padding bits
         // and the like are rejected here.

@@ -38,6 +38,7 @@ pub mod ids;
 pub mod limits;
 pub mod log;
 pub mod merkle;
+pub mod note;
 pub mod pin;
 pub mod reason;
 pub mod rng;

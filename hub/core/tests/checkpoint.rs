@@ -142,7 +142,7 @@ fn the_stored_form_round_trips() {
 
 #[test]
 fn the_text_form_is_the_documented_one() {
-    let signed = SignedCheckpoint { checkpoint: sample(), signature: [0x42; 64] };
+    let signed = SignedCheckpoint { checkpoint: sample(), signature: [0x42; 64], note: None };
     assert_eq!(signed.to_text(), SAMPLE_TEXT);
     assert_eq!(SignedCheckpoint::parse_text(SAMPLE_TEXT), Ok(signed));
 }
@@ -214,7 +214,7 @@ fn signatures_are_checked() {
         (Checkpoint { signed_at_ms: cp.signed_at_ms + 1, ..cp.clone() }, "signed_at_ms"),
     ];
     for (changed, field) in tampered {
-        let forged = SignedCheckpoint { checkpoint: changed, signature: signed.signature };
+        let forged = SignedCheckpoint { checkpoint: changed, signature: signed.signature, note: None };
         assert_eq!(forged.verify(key_id, verifier), Err(SignatureError::Invalid), "{field}");
     }
 }
@@ -296,6 +296,7 @@ fn arb_checkpoint() -> impl Strategy<Value = SignedCheckpoint> {
                     signed_at_ms: signed_at,
                 },
                 signature,
+                note: None,
             }
         })
 }

@@ -190,7 +190,7 @@ fn checkpoint() -> impl Strategy<Value = SignedCheckpoint> {
                 last_entry_time_ns: t,
                 signed_at_ms: at,
             };
-            Some(SignedCheckpoint { checkpoint, signature: sig.try_into().ok()? })
+            Some(SignedCheckpoint { checkpoint, signature: sig.try_into().ok()?, note: None })
         })
 }
 

@@ -245,7 +245,8 @@ impl Signer {
     }
 
     /// Signs a checkpoint of the log at `tree_size` (see
-    /// [`mpp_core::checkpoint`] for the fields).
+    /// [`mpp_core::checkpoint`] for the fields), and its C2SP note
+    /// ([`mpp_core::note`]) under the key name = the origin.
     pub fn sign(&self, fields: CheckpointFields, signed_at_ms: i64) -> SignedCheckpoint {
         Checkpoint {
             origin: self.origin.clone(),
@@ -257,7 +258,7 @@ impl Signer {
             last_entry_time_ns: fields.last_entry_time_ns,
             signed_at_ms,
         }
-        .sign(|msg| {
+        .sign_with_note(mpp_core::note::key_hash(self.origin.as_str(), &self.public_key), |msg| {
             let sig = self.key.sign(msg);
             let mut out = [0u8; SIGNATURE_BYTES];
             // An Ed25519 signature is always 64 bytes.

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/head", get(head))
+        .route("/checkpoint", get(checkpoint_note))
         .route("/api/v1/cases/{tracking_number}", get(get_case))
         .route("/lacak", get(page::form).post(page::submit))
         .route("/lacak/live.js", get(page::live_js))
@@ -70,6 +71,27 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 async fn head(State(s): State<AppState>) -> Response {
     Json(s.health.readiness()).into_response()
+}
+
+/// The latest signed checkpoint as a C2SP signed note (tlog-checkpoint), for
+/// witnesses and transparency-log tools (`mpp_core::note`; docs/AUDIT.md).
+async fn checkpoint_note(State(s): State<AppState>) -> Response {
+    match mpp_store::Store::latest_checkpoint(s.lookups.store()) {
+        Ok(Some(cp)) => match cp.to_note() {
+            Some(note) => (
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+                note,
+            )
+                .into_response(),
+            None => ApiError::new(ReasonCode::NotFound, "the latest checkpoint was signed before notes were")
+                .into_response(),
+        },
+        Ok(None) => ApiError::new(ReasonCode::NotFound, "no checkpoint has been signed yet").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "Reading the latest checkpoint failed");
+            ApiError::internal().into_response()
+        }
+    }
 }
 
 async fn get_case(

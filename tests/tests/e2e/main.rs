@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (21):
+//! concern (22):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -45,6 +45,8 @@
 //!   outage; gRPC reflection answers v1 and v1alpha.
 //! - `scale_out`: two hub replicas on a 3-node cluster hold the same log.
 //! - `spine`: 1,000 events through the Dukcapil service → NATS → hub → lookup.
+//! - `transparency`: the hub's checkpoint as a C2SP signed note, at
+//!   `/checkpoint` and in the audit API, checked by an independent verifier.
 //! - `tls`: the real binaries over TLS, agency to lookup.
 //!
 //! Build the binaries first: `cargo build --workspace --bins` (tests/run-all.sh).
@@ -70,3 +72,4 @@ mod probes;
 mod scale_out;
 mod spine;
 mod tls;
+mod transparency;

@@ -314,6 +314,9 @@ impl CheckpointLine {
                 signed_at_ms: self.signed_at_ms,
             },
             signature,
+            // An export line carries the binary checkpoint and its signature;
+            // the C2SP note is served by the hub (`/checkpoint`).
+            note: None,
         };
         if cp.to_text() != self.text {
             return Err("the text form does not match the fields".to_owned());
