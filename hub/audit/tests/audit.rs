@@ -226,8 +226,11 @@ fn checkpoints_follow_the_policy_and_verify_with_the_public_key() {
         }
         for cp in &f.checkpoints {
             audit::verify_signature(&public_key, cp).unwrap();
-            // The text form carries the same signed checkpoint.
-            assert_eq!(&SignedCheckpoint::parse_text(&cp.to_text()).unwrap(), cp);
+            // The text form carries the same checkpoint and signature (the
+            // C2SP note is the other text form, SignedCheckpoint::to_note).
+            let back = SignedCheckpoint::parse_text(&cp.to_text()).unwrap();
+            assert_eq!((&back.checkpoint, back.signature), (&cp.checkpoint, cp.signature));
+            assert!(cp.note.is_some() && back.note.is_none());
         }
         // The chain, the tree and every stored checkpoint agree with the log.
         assert_eq!(ledger::verify_chain(&f.store).unwrap(), head.last_seq);
