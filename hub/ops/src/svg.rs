@@ -317,13 +317,15 @@ pub fn stacked_bars(label: &str, bars: &[String], segments: &[String], values: &
                 escape(&format!("{bar} · {segment}: {n}"))
             );
         }
-        let _ = write!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#1a1a1a\" font-size=\"11\">{}</text>",
-            x_of(b),
-            y - 4.0,
-            total(b)
-        );
+        if total(b) > 0 {
+            let _ = write!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#1a1a1a\" font-size=\"11\">{}</text>",
+                x_of(b),
+                y - 4.0,
+                total(b)
+            );
+        }
     }
     x_labels(&mut out, bars, x_of, slot);
     legend(&mut out, segments, false);
