@@ -8,6 +8,7 @@
 //! | `POST /ops/login` | checks a token from the form and sets the `mpp_ops` cookie |
 //! | `POST /ops/logout` | clears the cookie |
 //! | `POST /ops/redrive` | redrives the rejected entry `seq` (form), then back to `/ops` |
+//! | `GET /ops/export/{table}.csv` | one table of the dashboard as CSV ([`csv::TABLES`]); `404` for another name |
 //! | `GET /api/v1/ops/summary` | the dashboard's figures as JSON ([`Summary`]) |
 //! | `POST /api/v1/ops/redrive/{seq}` | redrives the rejected entry `seq` ([`RedriveOutcome`]) |
 //!
@@ -53,6 +54,10 @@
 //! (`cases_truncated`); `mpp-hub audit sla-report` gives full figures
 //! offline.
 
+pub mod charts;
+pub mod csv;
+pub mod svg;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -65,8 +70,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use minijinja::value::Serde;
 use minijinja::Environment;
+use mpp_core::calendar::{Date, Zone};
 use mpp_core::log::Verdict;
-use mpp_core::sla::sla;
+use mpp_core::sla::{sla, SlaView};
 use mpp_core::{AppState as ApplicationState, LogEntry, ReasonCode};
 use mpp_proto::v1 as pb;
 use mpp_store::Store;
@@ -95,6 +101,12 @@ pub const OVERDUE_LIST_MAX: usize = 200;
 
 /// Most rejected entries listed, newest first.
 pub const REJECTED_LIST_MAX: usize = 100;
+
+/// Weeks the SLA chart covers, the current one included.
+pub const OPS_CHART_WEEKS: usize = 12;
+
+/// Days (UTC) the rejections chart covers, today included.
+pub const OPS_CHART_DAYS: usize = 14;
 
 /// Dashboard scans running at once; further requests wait.
 pub const OPS_SCANS_CONCURRENT_MAX: usize = 2;
@@ -241,6 +253,7 @@ pub fn router(ops: Ops) -> Router {
         .route("/ops/login", post(login))
         .route("/ops/logout", post(logout))
         .route("/ops/redrive", post(redrive_form))
+        .route("/ops/export/{file}", get(export_csv))
         .route("/api/v1/ops/summary", get(summary_json))
         .route("/api/v1/ops/redrive/{seq}", post(redrive_json))
         .layer(DefaultBodyLimit::max(OPS_REQUEST_BODY_BYTES_MAX))
@@ -340,11 +353,91 @@ impl Tally {
             on_time: self.on_time,
             late: self.late,
             overdue: self.overdue,
-            sla_compliance_pct: (decided > 0).then(|| {
-                // One decimal, so the JSON and the page show the same figure.
-                (1000.0 * self.on_time as f64 / decided as f64).round() / 10.0
-            }),
+            sla_compliance_pct: compliance_pct(self.on_time, decided),
         }
+    }
+}
+
+/// `on_time / decided` in percent with one decimal (so the JSON and the
+/// page show the same figure); `None` when nothing is decided.
+fn compliance_pct(on_time: u64, decided: u64) -> Option<f64> {
+    (decided > 0).then(|| (1000.0 * on_time as f64 / decided as f64).round() / 10.0)
+}
+
+/// The SLA of one agency in one ISO week.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlaWeek {
+    /// Agency.
+    pub agency: String,
+    /// ISO week (`2025-W02`).
+    pub week: String,
+    /// Its Monday (`YYYY-MM-DD`).
+    pub starts_on: String,
+    /// Finished within their standard in this week.
+    pub on_time: u64,
+    /// Finished after their standard in this week.
+    pub late: u64,
+    /// Open, overdue, and due in this week.
+    pub overdue: u64,
+    /// `on_time / (on_time + late + overdue)` in percent.
+    pub sla_compliance_pct: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct WeekTally {
+    on_time: u64,
+    late: u64,
+    overdue: u64,
+}
+
+/// Rejections of one reason on one day.
+#[derive(Debug, Clone, Serialize)]
+pub struct DayReasonCount {
+    /// The day of the time of record, UTC (`YYYY-MM-DD`).
+    pub day: String,
+    /// Reason code.
+    pub reason: &'static str,
+    /// Entries.
+    pub count: u64,
+}
+
+/// The Monday of the ISO week of `d`.
+fn week_start(d: Date) -> Date {
+    d.add_days(-i32::from(d.weekday().index_from_monday()))
+}
+
+/// The ISO week (`YYYY-Www`) that starts on `monday`.
+fn iso_week(monday: Date) -> String {
+    // The ISO year is the year of the week's Thursday.
+    let thursday = monday.add_days(3);
+    let year = thursday.year();
+    let jan1 = Date::from_ymd(year, 1, 1).unwrap_or(thursday);
+    format!("{year:04}-W{:02}", (thursday.days() - jan1.days()) / 7 + 1)
+}
+
+/// The Mondays of the SLA chart's [`OPS_CHART_WEEKS`] weeks, oldest first.
+/// Weeks are those of the applications' local dates; the current week is
+/// that of `now_ms` in WIT (UTC+9), the easternmost zone, so no local date
+/// in any zone lies past it.
+pub fn chart_weeks(now_ms: i64) -> Vec<Date> {
+    let this = week_start(Date::from_unix_ms(now_ms, Zone::Wit.offset_minutes()));
+    (0..OPS_CHART_WEEKS).rev().map(|i| this.add_days(-7 * i as i32)).collect()
+}
+
+/// The [`OPS_CHART_DAYS`] days (UTC) of the rejections chart, oldest first.
+pub fn chart_days(now_ms: i64) -> Vec<Date> {
+    let today = Date::from_unix_ms(now_ms, 0);
+    (0..OPS_CHART_DAYS).rev().map(|i| today.add_days(-(i as i32))).collect()
+}
+
+/// The week an application counts in for the SLA chart, and how: the week
+/// it finished (on time or late), or for an open overdue one the week of
+/// its due date. `None` for one still within its time.
+fn sla_week_of(v: &SlaView) -> Option<(Date, Option<bool>)> {
+    match (v.finished_on_time, v.finished_on, v.due_date) {
+        (Some(on_time), Some(d), _) => Some((week_start(d), Some(on_time))),
+        (None, _, Some(d)) if v.overdue => Some((week_start(d), None)),
+        _ => None,
     }
 }
 
@@ -439,6 +532,16 @@ pub struct Summary {
     pub rejected: Vec<Rejected>,
     /// Whether this hub can redrive (NATS configured).
     pub redrive_enabled: bool,
+    /// The SLA chart's ISO weeks, oldest first ([`OPS_CHART_WEEKS`]).
+    pub sla_weeks: Vec<String>,
+    /// SLA per agency and week within `sla_weeks`, by agency then week;
+    /// weeks with nothing decided are left out.
+    pub sla_weekly: Vec<SlaWeek>,
+    /// The rejections chart's days (UTC), oldest first ([`OPS_CHART_DAYS`]).
+    pub rejection_days: Vec<String>,
+    /// Rejections in the scanned entries per day within `rejection_days`
+    /// and reason, by day then reason.
+    pub rejections_daily: Vec<DayReasonCount>,
 }
 
 fn agency_of(subject: &str) -> String {
@@ -469,6 +572,8 @@ pub fn summarize(lookups: &Lookups, health: &Health, now_ms: i64) -> Result<Summ
     let (mut total, mut by_mpp, mut by_agency) =
         (Tally::default(), BTreeMap::<String, Tally>::new(), BTreeMap::<String, Tally>::new());
     let mut overdue = Vec::new();
+    let weeks = chart_weeks(now_ms);
+    let mut weekly: BTreeMap<(String, Date), WeekTally> = BTreeMap::new();
     let mut scan = ScanView { cases_read: 0, cases_truncated: false, entries_from_seq: 0, entries_read: 0 };
     for case in store.cases() {
         if scan.cases_read == OPS_SCAN_CASES_MAX {
@@ -501,6 +606,14 @@ pub fn summarize(lookups: &Lookups, health: &Health, now_ms: i64) -> Result<Summ
                     None => {}
                 }
             }
+            if let Some((week, on_time)) = sla_week_of(&v).filter(|(w, _)| weeks.contains(w)) {
+                let t = weekly.entry((app.agency.to_string(), week)).or_default();
+                match on_time {
+                    Some(true) => t.on_time += 1,
+                    Some(false) => t.late += 1,
+                    None => t.overdue += 1,
+                }
+            }
             if v.overdue {
                 overdue.push(Overdue {
                     tracking_number: case.tracking_number.to_string(),
@@ -526,6 +639,8 @@ pub fn summarize(lookups: &Lookups, health: &Health, now_ms: i64) -> Result<Summ
     let mut reasons: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
     let mut rejected: Vec<Rejected> = Vec::new();
     let mut rejected_total = 0u64;
+    let days = chart_days(now_ms);
+    let mut daily: BTreeMap<(Date, &'static str), u64> = BTreeMap::new();
     // (subject, payload hash) of each listed rejected entry → its index.
     let mut open: HashMap<(String, [u8; 32]), Vec<usize>> = HashMap::new();
     let take = usize::try_from(head.last_seq.saturating_sub(from) + 1).unwrap_or(usize::MAX);
@@ -550,6 +665,10 @@ pub fn summarize(lookups: &Lookups, health: &Health, now_ms: i64) -> Result<Summ
             let reason = e.reason.map_or("-", ReasonCode::as_str);
             let agency = agency_of(&e.subject);
             *reasons.entry((agency.clone(), reason)).or_default() += 1;
+            let day = Date::from_unix_ms(e.stream_time_ns.div_euclid(1_000_000), 0);
+            if days.contains(&day) {
+                *daily.entry((day, reason)).or_default() += 1;
+            }
             open.entry(key).or_default().push(rejected.len());
             rejected.push(Rejected {
                 seq: e.seq,
@@ -592,6 +711,24 @@ pub fn summarize(lookups: &Lookups, health: &Health, now_ms: i64) -> Result<Summ
         rejected_total,
         rejected,
         redrive_enabled: false,
+        sla_weeks: weeks.iter().map(|w| iso_week(*w)).collect(),
+        sla_weekly: weekly
+            .into_iter()
+            .map(|((agency, week), t)| SlaWeek {
+                agency,
+                week: iso_week(week),
+                starts_on: week.to_string(),
+                on_time: t.on_time,
+                late: t.late,
+                overdue: t.overdue,
+                sla_compliance_pct: compliance_pct(t.on_time, t.on_time + t.late + t.overdue),
+            })
+            .collect(),
+        rejection_days: days.iter().map(Date::to_string).collect(),
+        rejections_daily: daily
+            .into_iter()
+            .map(|((day, reason), count)| DayReasonCount { day: day.to_string(), reason, count })
+            .collect(),
     })
 }
 
@@ -785,6 +922,44 @@ async fn summary_json(State(ops): State<Ops>, headers: HeaderMap) -> Response {
     }
 }
 
+async fn export_csv(
+    State(ops): State<Ops>,
+    headers: HeaderMap,
+    file: Result<Path<String>, PathRejection>,
+) -> Response {
+    if let Err(reason) = ops.authenticate(&headers) {
+        return unauthorized_json(reason);
+    }
+    let name = file.ok().and_then(|Path(f)| f.strip_suffix(".csv").map(str::to_owned));
+    let Some(name) = name.filter(|n| csv::TABLES.contains(&n.as_str())) else {
+        return ApiError::new(
+            ReasonCode::NotFound,
+            format!("no such table; the tables are {}", csv::TABLES.map(|t| format!("{t}.csv")).join(", ")),
+        )
+        .into_response();
+    };
+    let s = match ops.summary().await {
+        Ok(s) => s,
+        Err(e) => return ApiError::new(ReasonCode::Unavailable, e).into_response(),
+    };
+    let Some(body) = csv::table(&s, &name) else {
+        return ApiError::new(ReasonCode::NotFound, "no such table").into_response();
+    };
+    let disposition = format!("attachment; filename=\"mpp-ops-{name}.csv\"");
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment")),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 async fn redrive_json(
     State(ops): State<Ops>,
     headers: HeaderMap,
@@ -857,6 +1032,7 @@ async fn dashboard(
             notice_error => notice_error,
             rejected_times => rejected_times,
             states => ApplicationState::ALL.iter().map(|s| s.label_id()).collect::<Vec<_>>(),
+            charts => Serde(&charts::charts(&s)),
             s => Serde(&s),
             overdue_list_max => OVERDUE_LIST_MAX,
             rejected_list_max => REJECTED_LIST_MAX,
@@ -962,15 +1138,21 @@ mod tests {
     }
 
     fn world(redrive: bool) -> World {
+        world_at(redrive, |_| NOW_MS)
+    }
+
+    /// A world whose clock reads `now(store)` once the fixture is written.
+    fn world_at(redrive: bool, now: impl Fn(&SledStore) -> i64) -> World {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         fill(&store, &mut Generator::new(11), 400, None, &mut Progress::quiet("t")).unwrap();
+        let now_ms = now(&store);
         let health = Arc::new(mpp_ledger::observe::health(&store.head().unwrap()));
         let limits = LookupLimits { per_minute: 60, burst: 20, pin_failures_max: 5, lockout_ms: 60_000 };
         let lookups = Lookups::new(
             store.clone(),
             Arc::new(CalendarSet::new()),
-            Arc::new(|| NOW_MS),
+            Arc::new(move || now_ms),
             mpp_core::pin::PinPepper::insecure_dev(),
             limits,
         );
@@ -1108,6 +1290,150 @@ mod tests {
         let (status, _, body) = call(&off.app, post(&target.seq.to_string())).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("REDRIVE_DISABLED"));
+    }
+
+    /// The fixture's last time of record plus `days`, Unix ms.
+    fn after_last_entry(store: &SledStore, days: i64) -> i64 {
+        let last = store.entry(store.head().unwrap().last_seq).unwrap().unwrap();
+        last.stream_time_ns.div_euclid(1_000_000) + days * 86_400_000
+    }
+
+    #[test]
+    fn weeks_and_days_come_from_now_ms() {
+        // 2025-01-08 is a Wednesday in ISO week 2; 2021-01-03 a Sunday in 2020-W53.
+        let wed = Date::from_ymd(2025, 1, 8).unwrap();
+        assert_eq!(week_start(wed), Date::from_ymd(2025, 1, 6).unwrap());
+        assert_eq!(iso_week(week_start(wed)), "2025-W02");
+        assert_eq!(iso_week(week_start(Date::from_ymd(2021, 1, 3).unwrap())), "2020-W53");
+        assert_eq!(iso_week(week_start(Date::from_ymd(2024, 12, 30).unwrap())), "2025-W01");
+        // Sunday 2025-01-12 16:00 UTC is Monday 01:00 WIT: the week of 01-13 is the current one.
+        let now = Date::from_ymd(2025, 1, 12).unwrap().start_unix_ms(0) + 16 * 3_600_000;
+        let weeks = chart_weeks(now);
+        assert_eq!(weeks.len(), OPS_CHART_WEEKS);
+        assert_eq!(*weeks.last().unwrap(), Date::from_ymd(2025, 1, 13).unwrap());
+        assert!(weeks.windows(2).all(|w| w[1].days() - w[0].days() == 7));
+        let days = chart_days(now);
+        assert_eq!(days.len(), OPS_CHART_DAYS);
+        assert_eq!(*days.last().unwrap(), Date::from_ymd(2025, 1, 12).unwrap());
+        assert_eq!(days[0], Date::from_ymd(2024, 12, 30).unwrap());
+    }
+
+    #[tokio::test]
+    async fn weekly_sla_and_daily_rejections_match_the_store() {
+        let w = world_at(false, |store| after_last_entry(store, 1));
+        let now_ms = after_last_entry(&w.store, 1);
+        let (status, _, body) = call(&w.app, get("/api/v1/ops/summary", Some("Bearer test"))).await;
+        assert_eq!(status, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        // Counted independently: every application finished, or overdue with
+        // its due date, in the last OPS_CHART_WEEKS weeks of WIT dates.
+        let this_monday = week_start(Date::from_unix_ms(now_ms, 9 * 60));
+        let first = this_monday.add_days(-7 * (OPS_CHART_WEEKS as i32 - 1));
+        let calendars = CalendarSet::new();
+        let (mut on_time, mut late, mut overdue) = (0u64, 0u64, 0u64);
+        for case in w.store.cases().map(Result::unwrap).filter(|c| !c.is_shell()) {
+            let cal = calendars.calendar(case.tracking_number.region());
+            for app in &case.applications {
+                let v = sla(app, &cal, now_ms);
+                let when = v.finished_on.or(v.due_date.filter(|_| v.overdue));
+                if when.is_none_or(|d| d < first) {
+                    continue;
+                }
+                match v.finished_on_time {
+                    Some(true) => on_time += 1,
+                    Some(false) => late += 1,
+                    None => overdue += 1,
+                }
+            }
+        }
+        let rows = v["sla_weekly"].as_array().unwrap();
+        let sum = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap()).sum::<u64>();
+        assert!(on_time + late + overdue > 0, "the fixture decides something in the window");
+        assert_eq!((sum("on_time"), sum("late"), sum("overdue")), (on_time, late, overdue));
+        let weeks: Vec<&str> =
+            v["sla_weeks"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+        assert_eq!(weeks.len(), OPS_CHART_WEEKS);
+        assert!(rows.iter().all(|r| weeks.contains(&r["week"].as_str().unwrap())));
+        for r in rows {
+            let n =
+                r["on_time"].as_u64().unwrap() + r["late"].as_u64().unwrap() + r["overdue"].as_u64().unwrap();
+            let want = (1000.0 * r["on_time"].as_f64().unwrap() / n as f64).round() / 10.0;
+            assert_eq!(r["sla_compliance_pct"].as_f64().unwrap(), want, "{r}");
+        }
+        // Rejections per UTC day in the last OPS_CHART_DAYS days.
+        let today = now_ms.div_euclid(86_400_000);
+        let rejected = w
+            .store
+            .entries(1)
+            .map(Result::unwrap)
+            .filter(|e| e.verdict == Verdict::Rejected)
+            .filter(|e| today - e.stream_time_ns.div_euclid(86_400_000_000_000) < OPS_CHART_DAYS as i64)
+            .count() as u64;
+        let daily: u64 =
+            v["rejections_daily"].as_array().unwrap().iter().map(|r| r["count"].as_u64().unwrap()).sum();
+        assert!(rejected > 0);
+        assert_eq!(daily, rejected);
+        assert_eq!(v["rejection_days"].as_array().unwrap().len(), OPS_CHART_DAYS);
+
+        // The page draws the three charts.
+        let (status, _, page) = call(&w.app, get("/ops", Some("Bearer test"))).await;
+        assert_eq!(status, StatusCode::OK);
+        for label in [charts::SLA_CHART_LABEL, charts::BACKLOG_CHART_LABEL, charts::REJECTIONS_CHART_LABEL] {
+            assert!(page.contains(&format!("aria-label=\"{}\"", svg::escape(label))), "{label}");
+        }
+        assert!(!page.contains("&lt;svg"), "the charts are not escaped twice");
+        assert!(!page.contains("no data yet"), "every chart has data");
+    }
+
+    #[tokio::test]
+    async fn an_empty_window_draws_no_data_charts() {
+        let w = world(false);
+        let (_, _, page) = call(&w.app, get("/ops", Some("Bearer test"))).await;
+        // NOW_MS is years after the fixture: nothing decided or rejected in the window.
+        assert_eq!(page.matches("no data yet").count(), 2, "the backlog is a snapshot and has data");
+    }
+
+    #[tokio::test]
+    async fn every_table_exports_as_csv_behind_the_token() {
+        let w = world_at(false, |store| after_last_entry(store, 1));
+        let (_, _, json) = call(&w.app, get("/api/v1/ops/summary", Some("Bearer test"))).await;
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for table in csv::TABLES {
+            let path = format!("/ops/export/{table}.csv");
+            let (status, _, body) = call(&w.app, get(&path, None)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{table}");
+            assert!(body.contains("UNAUTHENTICATED"));
+            let (status, headers, body) = call(&w.app, get(&path, Some("Bearer test"))).await;
+            assert_eq!(status, StatusCode::OK, "{table}: {body}");
+            assert_eq!(headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+            let disposition = headers[header::CONTENT_DISPOSITION].to_str().unwrap();
+            assert_eq!(disposition, format!("attachment; filename=\"mpp-ops-{table}.csv\""));
+            // A header row, then one row per entry of the JSON list of the same name.
+            let rows = json[table].as_array().unwrap().len();
+            assert!(body.ends_with("\r\n") && body.lines().count() == rows + 1, "{table}: {body}");
+        }
+        let req = Request::get("/ops/export/by_agency.csv").header(header::COOKIE, "mpp_ops=test");
+        let (status, _, body) = call(&w.app, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        let first = &json["by_agency"][0];
+        let mut lines = body.lines();
+        assert!(lines.next().unwrap().starts_with("agency,cases_opened,applications,submitted,"));
+        let row = lines.next().unwrap();
+        assert!(
+            row.starts_with(&format!(
+                "{},{},{},",
+                first["key"].as_str().unwrap(),
+                first["cases_opened"],
+                first["applications"]
+            )),
+            "{row} vs {first}"
+        );
+        for bad in ["/ops/export/nope.csv", "/ops/export/by_mpp", "/ops/export/by_mpp.csv.csv"] {
+            let (status, _, body) = call(&w.app, get(bad, Some("Bearer test"))).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{bad}");
+            let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(e["error"]["code"], "NOT_FOUND", "{body}");
+        }
     }
 
     #[test]

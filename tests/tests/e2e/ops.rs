@@ -5,7 +5,8 @@
 //! verifies to the same head. The deployment files are checked in
 //! [`deploy`].
 //!
-//! The screenshot goes to `test-artifacts/ops-dashboard.png`.
+//! The screenshots (the whole page and each chart, 1280 px wide) go to
+//! `test-artifacts/` or to `MPP_TEST_ARTIFACTS` when set.
 
 #[path = "deploy.rs"]
 mod deploy;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use mpp_tests::browser::{artifact_dir, Browser};
+use mpp_tests::browser::{artifact_dir, decode_base64, Browser};
 use mpp_tests::envelope::{body, publish_envelope, stream_last_seq, tracking_number, EventFactory};
 use mpp_tests::http::{get_with_headers, parse_response, HttpResponse};
 use mpp_tests::{wait_for, HubProcess, NatsServer};
@@ -29,6 +30,8 @@ const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 const BACKUP_DEADLINE: Duration = Duration::from_secs(60);
 /// Largest HTTP response read by [`post`], in bytes.
 const RESPONSE_BYTES_MAX: u64 = 1 << 20;
+/// The width of the operators' screens the page must fit, in CSS pixels.
+const VIEWPORT_WIDTH_PX: u64 = 1280;
 const OPERATOR_TOKEN: &str = "ops-token-e2e-7f3a";
 const AUDITOR_TOKEN: &str = "audit-token-e2e-91c2";
 
@@ -81,6 +84,29 @@ async fn run(exe: PathBuf, args: Vec<String>) -> Result<(bool, String, String)> 
         ))
     })
     .await?
+}
+
+/// A PNG of the element `id` alone, saved to `path`.
+async fn screenshot_of(b: &mut Browser, id: &str, path: &Path) -> Result<()> {
+    let rect = b
+        .eval(&format!(
+            "(() => {{ const r = document.getElementById('{id}').getBoundingClientRect(); \
+             return [r.x + window.scrollX, r.y + window.scrollY, r.width, r.height]; }})()"
+        ))
+        .await?;
+    let r: Vec<f64> = serde_json::from_value(rect).context("element rectangle")?;
+    let clip = serde_json::json!({ "x": r[0], "y": r[1], "width": r[2], "height": r[3], "scale": 1 });
+    let shot = b
+        .call(
+            "Page.captureScreenshot",
+            serde_json::json!({ "format": "png", "clip": clip, "captureBeyondViewport": true }),
+        )
+        .await?;
+    let png = decode_base64(shot["data"].as_str().context("no screenshot data")?)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
 }
 
 fn s(p: &Path) -> String {
@@ -237,20 +263,85 @@ async fn the_dashboard_shows_the_traffic_redrives_and_the_backup_restores_to_the
         .await?;
     ensure!(outcome.contains("accepted"), "the redriven row shows {outcome:?}:\n{}", b.text().await?);
     ensure!(b.eval_string(&kpi("kpi-applications")).await? == "3");
-    // A desktop-sized window: the operators' screens, not a phone.
+
+    // DPMPTSP decides the redriven IMB application the same day: on time,
+    // a point on the SLA chart.
+    publish_envelope(&js, &imb.app_event(&t1, "IMB-1", body::rejected())).await?;
+    published += 1;
+    hub.wait_caught_up(published, CATCH_UP_DEADLINE).await?;
+
+    // A desktop-sized window (the operators' screens, not a phone): the
+    // three charts are drawn without JavaScript, nothing makes the page
+    // scroll sideways, and the SLA column is in view.
     b.call(
         "Emulation.setDeviceMetricsOverride",
-        serde_json::json!({ "width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": false }),
+        serde_json::json!({ "width": VIEWPORT_WIDTH_PX, "height": 900, "deviceScaleFactor": 1, "mobile": false }),
     )
     .await?;
-    let shot = artifact_dir()?.join("ops-dashboard.png");
+    b.goto(&format!("{base}/ops")).await?;
+    let labels = b
+        .eval_string("[...document.querySelectorAll('svg[role=img]')].map(s => s.getAttribute('aria-label')).join('|')")
+        .await?;
+    for want in
+        ["SLA compliance per week per agency", "Backlog by state per agency", "Rejections per day by reason"]
+    {
+        ensure!(labels.contains(want), "no chart {want:?} among {labels:?}");
+    }
+    let empty = b.eval("document.querySelectorAll('figure.chart-box svg').length === 3 && [...document.querySelectorAll('figure.chart-box svg')].filter(s => s.textContent.includes('no data yet')).length").await?;
+    ensure!(empty == 0, "every chart has data after this traffic (empty: {empty})");
+    let point = b.eval_string("document.querySelector('#chart-sla circle title').textContent").await?;
+    ensure!(point.starts_with("dpmptsp · ") && point.ends_with(": 100% (1/1)"), "the SLA point: {point:?}");
+    let scroll_width = b.eval("document.documentElement.scrollWidth").await?;
+    ensure!(
+        scroll_width.as_u64().is_some_and(|w| w <= VIEWPORT_WIDTH_PX),
+        "the page is {scroll_width} px wide at {VIEWPORT_WIDTH_PX} px"
+    );
+    for table in ["by-mpp", "by-agency"] {
+        let right = b
+            .eval(&format!("document.querySelector('#{table} td.pct').getBoundingClientRect().right"))
+            .await?;
+        ensure!(
+            right.as_f64().is_some_and(|r| r <= VIEWPORT_WIDTH_PX as f64),
+            "the SLA column of #{table} ends at {right} px, out of view"
+        );
+    }
+    let dir = artifact_dir()?;
+    let shot = dir.join("ops-dashboard.png");
     b.screenshot(&shot).await?;
     println!("dashboard screenshot: {}", shot.display());
+    for id in ["chart-sla", "chart-backlog", "chart-rejections"] {
+        let shot = dir.join(format!("ops-{id}.png"));
+        screenshot_of(&mut b, id, &shot).await?;
+        println!("chart screenshot: {}", shot.display());
+    }
     b.close().await?;
+
+    // Every table downloads as CSV with the token, and only with it.
+    let addr = hub.http_addr();
+    let csv = |path: &'static str| async move {
+        get_with_headers(addr, path, &[("Authorization", &format!("Bearer {OPERATOR_TOKEN}"))]).await
+    };
+    let r = csv("/ops/export/rejections_by_reason.csv").await?;
+    ensure!(r.status == 200, "CSV: {} {}", r.status, r.text());
+    ensure!(r.header("content-type") == Some("text/csv; charset=utf-8"), "CSV type: {:?}", r.headers);
+    ensure!(r.header("content-disposition").is_some_and(|d| d.starts_with("attachment")), "CSV disposition");
+    let text = r.text();
+    let mut lines = text.split("\r\n");
+    ensure!(lines.next() == Some("agency,reason,count"), "CSV header: {text:?}");
+    ensure!(text.split("\r\n").any(|l| l == "dpmptsp,UNKNOWN_SERVICE,1"), "CSV rows: {text:?}");
+    let r = csv("/ops/export/sla_weekly.csv").await?;
+    ensure!(
+        r.text().starts_with("agency,week,starts_on,on_time,late,overdue,sla_compliance_pct\r\ndpmptsp,"),
+        "SLA CSV: {}",
+        r.text()
+    );
+    ensure!(hub.get("/ops/export/by_mpp.csv").await?.status == 401, "a CSV without a token");
+    ensure!(csv("/ops/export/nope.csv").await?.status == 404, "an unknown table");
 
     // The JSON agrees, and the redrive is not redrivable again.
     let v = summary(&hub, OPERATOR_TOKEN).await?.json()?;
     ensure!(v["total"]["applications"] == 3 && v["rejected_total"] == 2, "after the redrive: {}", v["total"]);
+    ensure!(v["sla_weekly"][0]["on_time"] == 1, "the weekly SLA: {}", v["sla_weekly"]);
     let again =
         post(hub.http_addr(), &format!("/api/v1/ops/redrive/{imb_seq}"), Some(OPERATOR_TOKEN)).await?;
     ensure!(again.status == 409, "a second redrive of an accepted event: {} {}", again.status, again.text());
