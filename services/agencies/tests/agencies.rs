@@ -10,12 +10,11 @@
 //! `Nats-Msg-Id` = event id.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mpp_agencies::{bank, bpn, cli, dpmptsp, dukcapil, imigrasi, pdam, pln, AgencyInfo, AGENCIES};
-use mpp_agency_kit::{run_with, standard_event_id, Agency, Listeners, RunError, STREAM_NAME};
+use mpp_agency_kit::{run_with, standard_event_id, Agency, AgencyService, Listeners, RunError, STREAM_NAME};
 use mpp_core::EventKind;
 use mpp_proto::v1 as ev;
 use mpp_test_support::NatsServer;
@@ -23,8 +22,6 @@ use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::codegen::http;
-use tonic::server::NamedService;
 use tonic::transport::Channel;
 
 /// How long the relays may take to bring every event into the stream.
@@ -46,16 +43,7 @@ struct Running {
 async fn start<S, F>(info: &'static AgencyInfo, make: F, nats: &str) -> Running
 where
     F: FnOnce(Agency) -> S + Send + 'static,
-    S: tonic::codegen::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-            Error = Infallible,
-        > + NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: AgencyService,
 {
     let data = tempfile::tempdir().unwrap();
     let args = cli::try_parse_args_from(
