@@ -155,6 +155,63 @@ impl Recorder {
     }
 }
 
+/// What a filing RPC answered, in the hub's words.
+#[derive(Debug)]
+pub(crate) struct FiledAnswer<'a> {
+    pub(crate) case: &'a str,
+    pub(crate) application: &'a str,
+    pub(crate) event_ids: &'a [String],
+    pub(crate) pin: &'a str,
+}
+
+impl Recorder {
+    /// Checks a filing of `service` (an enum value of the agency's proto)
+    /// answered `answer` after `before` events: into a new case when
+    /// `new_case` (a tracking number, a 6-digit PIN, `case_opened` then
+    /// `application_filed`), else into `case` (no PIN, `application_filed`
+    /// only); the application id has the service's prefix; the events
+    /// carry the returned ids, `documents`, `officer` and the service's
+    /// subject.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn filed(
+        &self,
+        before: usize,
+        service: i32,
+        answer: FiledAnswer<'_>,
+        case: Option<&str>,
+        documents: &[&str],
+        officer: &str,
+    ) {
+        let info = self.info.service_by_value(service).unwrap();
+        let prefix = format!("{}-", self.info.application_prefix(info));
+        assert!(answer.application.starts_with(&prefix), "{} of {prefix}", answer.application);
+        assert!(TrackingNumber::parse(answer.case).is_ok(), "{}", answer.case);
+        let events = &self.publisher.events()[before..];
+        let ids: Vec<&str> = events.iter().map(|e| e.event_id()).collect();
+        assert_eq!(answer.event_ids, ids);
+        let kinds: Vec<EventKind> = events.iter().map(|e| kind(&body(e))).collect();
+        match case {
+            None => {
+                assert_eq!(answer.pin.len(), 6, "a new case has a PIN");
+                assert_eq!(kinds, [EventKind::CaseOpened, EventKind::ApplicationFiled]);
+            }
+            Some(case) => {
+                assert_eq!((answer.case, answer.pin), (case, ""), "filed into the case, no PIN");
+                assert_eq!(kinds, [EventKind::ApplicationFiled]);
+            }
+        }
+        let filed = body(events.last().unwrap());
+        assert!(matches!(&filed, Body::ApplicationFiled(f) if f.documents == documents), "{filed:?}");
+        for e in events {
+            assert_eq!(e.subject(), format!("mpp.events.{}.{}", self.info.agency_id, info.service_id));
+            assert_eq!(
+                (e.envelope().case_id.as_str(), e.envelope().officer.as_str()),
+                (answer.case, officer)
+            );
+        }
+    }
+}
+
 /// Checks that `kinds` (application events, starting with
 /// `application_filed`) is a legal path of the hub's state machine, and
 /// returns the final state.
@@ -324,7 +381,10 @@ macro_rules! round_trip_test {
 /// `case` (a new case when empty) through the filing RPC, with the given
 /// documents and filing officer, and answers what the RPC returned;
 /// `langkah(&filed)` is the step reference to that application by the
-/// stepping officer. Expects the agency's `pb` and tonic's `Request`.
+/// stepping officer; `check_filing`, `check_steps` and `check_refusals`
+/// serve a table of requests and check what each published or why it was
+/// refused. It also writes the test `a_publish_failure_is_unavailable`.
+/// Expects the agency's `pb`, `INFO` and `Call`, and tonic's `Request`.
 macro_rules! desk_fixture {
     (
         $svc:ty,
@@ -333,8 +393,6 @@ macro_rules! desk_fixture {
         dokumen: [$($document:expr),* $(,)?],
         petugas: $filer:expr => $stepper:expr $(,)?
     ) => {
-        // Unused by a module whose tests build the service over their own publisher.
-        #[allow(dead_code)]
         fn desk() -> ($crate::test_support::Recorder, $svc) {
             let (rec, agency) = $crate::test_support::Recorder::new(&INFO);
             (rec, <$svc>::new(agency))
@@ -355,6 +413,85 @@ macro_rules! desk_fixture {
                 $case: filed.$case.clone(),
                 $application: filed.$application.clone(),
                 petugas: $stepper.into(),
+            }
+        }
+
+        /// A filing the publisher cannot take is answered UNAVAILABLE with
+        /// `PUBLISH_FAILED`.
+        #[tokio::test]
+        async fn a_publish_failure_is_unavailable() {
+            let publisher = std::sync::Arc::new(mpp_agency_kit::testing::MemoryPublisher::failing_after(0));
+            let svc = <$svc>::new($crate::test_support::agency(&INFO, publisher));
+            let request = pb::$req {
+                $case: String::new(),
+                $service_field: INFO.services[0].value,
+                dokumen: vec![],
+                petugas: $filer.into(),
+            };
+            let s = svc.$filing(Request::new(request)).await.unwrap_err();
+            let reason_code = $crate::test_support::reason(&s);
+            assert_eq!((s.code(), reason_code), (tonic::Code::Unavailable, "PUBLISH_FAILED"));
+        }
+
+        /// Files the first of `services` into a new case and the others
+        /// into that case, and checks every answer and its events
+        /// ([`Recorder::filed`]).
+        async fn check_filing(services: &[$service]) {
+            fn answer(r: &pb::$filed) -> $crate::test_support::FiledAnswer<'_> {
+                $crate::test_support::FiledAnswer {
+                    case: &r.$case,
+                    application: &r.$application,
+                    event_ids: &r.event_ids,
+                    pin: &r.pin,
+                }
+            }
+            let (rec, svc) = desk();
+            let documents = [$($document),*];
+            let (first, others) = services.split_first().expect("a service to file");
+            let r = file(&svc, *first, "").await;
+            rec.filed(0, *first as i32, answer(&r), None, &documents, $filer);
+            for service in others {
+                let before = rec.count();
+                let again = file(&svc, *service, &r.$case).await;
+                rec.filed(before, *service as i32, answer(&again), Some(&r.$case), &documents, $filer);
+            }
+        }
+
+        /// Serves each step of `steps` in order about `filed`'s application
+        /// and checks that it published exactly its event
+        /// ([`Recorder::stepped`]); answers the events.
+        async fn check_steps(
+            rec: &$crate::test_support::Recorder,
+            svc: &$svc,
+            filed: &pb::$filed,
+            steps: Vec<(Call, mpp_core::EventBody)>,
+        ) -> Vec<mpp_agency_kit::OutgoingEvent> {
+            let id = mpp_core::ids::ApplicationId::parse(&filed.$application).unwrap();
+            let service = INFO.service_of_application("application", &id).unwrap().service_id;
+            let mut published = Vec::new();
+            for (call, want) in steps {
+                let rpc = call.rpc();
+                let before = rec.count();
+                let answer = call.serve(svc).await.unwrap_or_else(|s| panic!("{rpc} refused: {s:?}"));
+                let (case, application) = (&filed.$case, &filed.$application);
+                let e = rec.stepped(rpc, before, &answer.event_ids[0], service, case, application, $stepper);
+                assert_eq!($crate::test_support::body(&e), mpp_wire::body_to_wire(&want), "{rpc}");
+                published.push(e);
+            }
+            published
+        }
+
+        /// Serves each request of `refusals` and checks that it was refused
+        /// with its status code and reason code, naming its field, and
+        /// published nothing ([`Recorder::refused`]).
+        async fn check_refusals(
+            rec: &$crate::test_support::Recorder,
+            svc: &$svc,
+            refusals: Vec<(Call, tonic::Code, &str, &str)>,
+        ) {
+            for (call, code, reason_code, field) in refusals {
+                let before = rec.count();
+                rec.refused(before, call.serve(svc).await, code, reason_code, field);
             }
         }
     };
