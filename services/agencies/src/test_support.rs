@@ -375,23 +375,42 @@ macro_rules! round_trip_test {
     };
 }
 
-/// The preamble of an agency's mapping tests, over its own protobuf types:
-/// `desk()` is the service over a fresh [`Recorder`];
-/// `file(&svc, service, case)` files an application of `service` into
-/// `case` (a new case when empty) through the filing RPC, with the given
-/// documents and filing officer, and answers what the RPC returned;
-/// `langkah(&filed)` is the step reference to that application by the
-/// stepping officer; `check_filing`, `check_steps` and `check_refusals`
-/// serve a table of requests and check what each published or why it was
-/// refused. It also writes the test `a_publish_failure_is_unavailable`.
-/// Expects the agency's `pb`, `INFO` and `Call`, and tonic's `Request`.
-macro_rules! desk_fixture {
+/// One row of an agency's step table: a step request and the event it
+/// must publish.
+pub(crate) type Step<C> = (C, EventBody);
+
+/// One row of an agency's table of bad requests: the request, and the
+/// status code, reason code and field it must be refused with.
+pub(crate) type Refusal<C> = (C, Code, &'static str, &'static str);
+
+/// The mapping tests of an agency, over its own protobuf types. Writes the
+/// fixtures `desk()` (the service over a fresh [`Recorder`]),
+/// `file(&svc, service, case)` (files an application of `service` into
+/// `case`, a new case when empty, through the filing RPC with the given
+/// documents and filing officer, and answers what the RPC returned) and
+/// `langkah(&filed)` (the step reference to that application by the
+/// stepping officer); the checks `check_filing`, `check_steps` and
+/// `check_refusals`, which serve a table of requests and check what each
+/// published or why it was refused; and the tests:
+///
+/// - the filing opens a case with the first of `services` and files the
+///   others into it;
+/// - every step of the module's `steps(&langkah)` table publishes exactly
+///   its event about an application of the first service;
+/// - every request of its `refusals(&langkah)` table is refused as the
+///   table says, and publishes nothing;
+/// - a filing the publisher cannot take is answered UNAVAILABLE.
+///
+/// Expects the agency's `pb`, `INFO` and `Call`, tonic's `Request`, and
+/// the module's `steps` and `refusals`.
+macro_rules! mapping_tests {
     (
         $svc:ty,
         filing $filing:ident(pb::$req:ident { $service_field:ident: $service:ty }) -> pb::$filed:ident,
         langkah { $case:ident, $application:ident },
         dokumen: [$($document:expr),* $(,)?],
-        petugas: $filer:expr => $stepper:expr $(,)?
+        petugas: $filer:expr => $stepper:expr,
+        services: [$first:expr $(, $other:expr)* $(,)?] $(,)?
     ) => {
         fn desk() -> ($crate::test_support::Recorder, $svc) {
             let (rec, agency) = $crate::test_support::Recorder::new(&INFO);
@@ -416,15 +435,32 @@ macro_rules! desk_fixture {
             }
         }
 
-        /// A filing the publisher cannot take is answered UNAVAILABLE with
-        /// `PUBLISH_FAILED`.
+        #[tokio::test]
+        async fn the_filing_opens_a_case_or_files_into_one() {
+            check_filing(&[$first $(, $other)*]).await;
+        }
+
+        #[tokio::test]
+        async fn every_step_rpc_maps_to_its_common_event() {
+            let (rec, svc) = desk();
+            let filed = file(&svc, $first, "").await;
+            check_steps(&rec, &svc, &filed, steps(&langkah(&filed))).await;
+        }
+
+        #[tokio::test]
+        async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
+            let (rec, svc) = desk();
+            let filed = file(&svc, $first, "").await;
+            check_refusals(&rec, &svc, refusals(&langkah(&filed))).await;
+        }
+
         #[tokio::test]
         async fn a_publish_failure_is_unavailable() {
             let publisher = std::sync::Arc::new(mpp_agency_kit::testing::MemoryPublisher::failing_after(0));
             let svc = <$svc>::new($crate::test_support::agency(&INFO, publisher));
             let request = pb::$req {
                 $case: String::new(),
-                $service_field: INFO.services[0].value,
+                $service_field: $first as i32,
                 dokumen: vec![],
                 petugas: $filer.into(),
             };
@@ -464,7 +500,7 @@ macro_rules! desk_fixture {
             rec: &$crate::test_support::Recorder,
             svc: &$svc,
             filed: &pb::$filed,
-            steps: Vec<(Call, mpp_core::EventBody)>,
+            steps: Vec<$crate::test_support::Step<Call>>,
         ) -> Vec<mpp_agency_kit::OutgoingEvent> {
             let id = mpp_core::ids::ApplicationId::parse(&filed.$application).unwrap();
             let service = INFO.service_of_application("application", &id).unwrap().service_id;
@@ -487,7 +523,7 @@ macro_rules! desk_fixture {
         async fn check_refusals(
             rec: &$crate::test_support::Recorder,
             svc: &$svc,
-            refusals: Vec<(Call, tonic::Code, &str, &str)>,
+            refusals: Vec<$crate::test_support::Refusal<Call>>,
         ) {
             for (call, code, reason_code, field) in refusals {
                 let before = rec.count();

@@ -6,13 +6,15 @@ use tonic::Code;
 use super::*;
 use crate::test_support::{digits, optional_text, Shapes};
 use crate::test_support::{in_days, typo};
+use crate::test_support::{Refusal, Step};
 
-desk_fixture! {
+mapping_tests! {
     Bank,
     filing ajukan_permohonan(pb::PermohonanNasabah { produk: pb::Produk }) -> pb::PermohonanDiterima,
     langkah { nomor_berkas, nomor_referensi },
     dokumen: ["KTP-el"],
     petugas: "cs-21" => "cs-22",
+    services: [pb::Produk::Tabungan, pb::Produk::Kur],
 }
 
 #[test]
@@ -27,21 +29,13 @@ fn account_numbers_are_masked() {
     }
 }
 
-#[tokio::test]
-async fn ajukan_permohonan_opens_a_case_or_files_into_one() {
-    check_filing(&[pb::Produk::Tabungan, pb::Produk::Kur]).await;
-}
-
-#[tokio::test]
-async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::Produk::Tabungan, "").await;
-    let top = langkah(&filed);
+/// Every step RPC, and the event it must publish.
+fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
     let l = || Some(top.clone());
     let npwp = || vec!["NPWP".to_owned()];
     let (meja, teller) = ("Meja Bank Mitra Swasta, MPP", "Teller Bank Mitra Swasta, MPP");
     let (at, warung) = (in_days(2), "Warung kelontong, Pasar Minggu");
-    let steps = vec![
+    vec![
         (Call::VerifikasiDataNasabah(top.clone()), E::ReviewStarted),
         (
             Call::MintaDokumen(pb::DokumenKurang {
@@ -109,19 +103,20 @@ async fn every_step_rpc_maps_to_its_common_event() {
             Call::BatalkanPermohonan(pb::Pembatalan { langkah: l(), alasan: String::new() }),
             E::Withdrawn { reason: String::new() },
         ),
-    ];
-    let published = check_steps(&rec, &svc, &filed, steps).await;
-    assert!(
-        published.iter().all(|e| !e.encode().windows(9).any(|w| w == b"008123456")),
-        "the full account number is never published"
-    );
+    ]
 }
 
 #[tokio::test]
-async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
+async fn the_full_account_number_is_never_published() {
     let (rec, svc) = desk();
     let filed = file(&svc, pb::Produk::Tabungan, "").await;
-    let l = langkah(&filed);
+    let published = check_steps(&rec, &svc, &filed, steps(&langkah(&filed))).await;
+    assert!(published.iter().all(|e| !e.encode().windows(9).any(|w| w == b"008123456")));
+}
+
+/// Bad requests: each with the status code, reason code and field it
+/// must be refused with.
+fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
     let inv = Code::InvalidArgument;
     let unspecified = Call::AjukanPermohonan(pb::PermohonanNasabah {
         nomor_berkas: String::new(),
@@ -146,7 +141,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
     let negative =
         pb::SetoranAwal { langkah: Some(l.clone()), jumlah_setoran: -5, nomor_transaksi: String::new() };
     let survei = pb::SurveiUsaha { langkah: Some(l.clone()), waktu_ms: 1_000, lokasi_usaha: "Pasar".into() };
-    let refusals = vec![
+    vec![
         (unspecified, inv, "INVALID_FIELD_VALUE", "produk"),
         (verifikasi(typo(&l.nomor_berkas)), inv, "BAD_CHECK_DIGIT", "nomor_berkas"),
         (verifikasi("abc".into()), inv, "MALFORMED_TRACKING_NUMBER", "nomor_berkas"),
@@ -171,8 +166,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
             "MALFORMED_APPLICATION_ID",
             "nomor_referensi",
         ),
-    ];
-    check_refusals(&rec, &svc, refusals).await;
+    ]
 }
 
 round_trip_test!(

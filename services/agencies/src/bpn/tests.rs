@@ -6,32 +6,25 @@ use tonic::Code;
 use super::*;
 use crate::test_support::{digits, ntpn, optional_text, Shapes};
 use crate::test_support::{in_days, other_region_case, typo};
+use crate::test_support::{Refusal, Step};
 
-desk_fixture! {
+mapping_tests! {
     Bpn,
     filing daftarkan_berkas(pb::PendaftaranBerkas { layanan: pb::LayananPertanahan }) -> pb::BerkasTerdaftar,
     langkah { nomor_berkas_mpp, nomor_permohonan },
     dokumen: ["Formulir permohonan"],
     petugas: "bpn-02" => "bpn-03",
+    services: [pb::LayananPertanahan::Pengukuran, pb::LayananPertanahan::PeralihanHak, pb::LayananPertanahan::Pengecekan],
 }
 
-#[tokio::test]
-async fn daftarkan_berkas_opens_a_case_or_files_into_one() {
-    use pb::LayananPertanahan as L;
-    check_filing(&[L::Pengukuran, L::PeralihanHak, L::Pengecekan]).await;
-}
-
-#[tokio::test]
-async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::LayananPertanahan::Pengukuran, "").await;
-    let top = langkah(&filed);
+/// Every step RPC, and the event it must publish.
+fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
     let l = || Some(top.clone());
     let tanda_batas = || vec!["Surat pernyataan tanda batas".to_owned()];
     let (kode, simponi, ntpn) =
         ("820260115000777", "Bank persepsi / Kantor Pos (SIMPONI)", "A1B2C3D4E5F6G7H8");
     let (at, lokasi) = (in_days(5), "Kel. Padang Jati, patok utara");
-    let steps = vec![
+    vec![
         (
             Call::MintaKelengkapan(pb::KekuranganBerkas {
                 langkah: l(),
@@ -96,15 +89,12 @@ async fn every_step_rpc_maps_to_its_common_event() {
             Call::BatalkanBerkas(pb::Pembatalan { langkah: l(), alasan: String::new() }),
             E::Withdrawn { reason: String::new() },
         ),
-    ];
-    check_steps(&rec, &svc, &filed, steps).await;
+    ]
 }
 
-#[tokio::test]
-async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::LayananPertanahan::Pengecekan, "").await;
-    let l = langkah(&filed);
+/// Bad requests: each with the status code, reason code and field it
+/// must be refused with.
+fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
     let inv = Code::InvalidArgument;
     let filing = |nomor_berkas_mpp: String, layanan: pb::LayananPertanahan, petugas: &str| {
         Call::DaftarkanBerkas(pb::PendaftaranBerkas {
@@ -128,7 +118,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
         loket: "Loket BPN".into(),
         catatan: String::new(),
     };
-    let refusals = vec![
+    vec![
         (
             filing(String::new(), pb::LayananPertanahan::Unspecified, "bpn-02"),
             inv,
@@ -204,8 +194,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
             "MISSING_FIELD",
             "alasan",
         ),
-    ];
-    check_refusals(&rec, &svc, refusals).await;
+    ]
 }
 
 round_trip_test!(

@@ -6,31 +6,25 @@ use tonic::Code;
 use super::*;
 use crate::test_support::{in_days, other_region_case};
 use crate::test_support::{optional_text, text, Shapes};
+use crate::test_support::{Refusal, Step};
 
-desk_fixture! {
+mapping_tests! {
     Dpmptsp,
     filing ajukan_permohonan(pb::Permohonan { jenis_izin: pb::JenisIzin }) -> pb::PermohonanDiterima,
     langkah { nomor_berkas, nomor_registrasi },
     dokumen: ["Gambar arsitektur", "Sertipikat tanah"],
     petugas: "ptsp-1" => "ptsp-2",
+    services: [pb::JenisIzin::Pbg, pb::JenisIzin::Nib],
 }
 
-#[tokio::test]
-async fn ajukan_permohonan_opens_a_case_or_files_into_one() {
-    check_filing(&[pb::JenisIzin::Pbg, pb::JenisIzin::Nib]).await;
-}
-
-#[tokio::test]
-async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::JenisIzin::Pbg, "").await;
-    let top = langkah(&filed);
+/// Every step RPC, and the event it must publish.
+fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
     let l = || Some(top.clone());
     let struktur = || vec!["Perhitungan struktur".to_owned()];
     let (loket, tenaga_ahli) = ("Loket DPMPTSP, MPP / SIMBG", "Ditandatangani tenaga ahli");
     let (at, lokasi) = (in_days(7), "Jl. Soekarno-Hatta, Kel. Anggut Atas");
     let (skrd, kas, sts) = ("SKRD/PBG/2026/0042", "Bank daerah, kas daerah", "STS-2026-1187");
-    let steps = vec![
+    vec![
         (
             Call::MintaPerbaikan(pb::PerbaikanDokumen {
                 langkah: l(),
@@ -89,8 +83,7 @@ async fn every_step_rpc_maps_to_its_common_event() {
             Call::BatalkanPermohonan(pb::Pembatalan { langkah: l(), alasan: "Ditarik pemohon".into() }),
             E::Withdrawn { reason: "Ditarik pemohon".into() },
         ),
-    ];
-    check_steps(&rec, &svc, &filed, steps).await;
+    ]
 }
 
 #[tokio::test]
@@ -106,11 +99,9 @@ async fn a_nib_is_issued_with_its_13_digits() {
     check_steps(&rec, &svc, &filed, nib).await;
 }
 
-#[tokio::test]
-async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::JenisIzin::Pbg, "").await;
-    let l = langkah(&filed);
+/// Bad requests: each with the status code, reason code and field it
+/// must be refused with.
+fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
     let inv = Code::InvalidArgument;
     let unknown_izin = Call::AjukanPermohonan(pb::Permohonan {
         nomor_berkas: String::new(),
@@ -139,7 +130,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
         loket: "Loket".into(),
         catatan: String::new(),
     };
-    let refusals = vec![
+    vec![
         (unknown_izin, inv, "INVALID_FIELD_VALUE", "jenis_izin"),
         (
             Call::MulaiPemeriksaan(pb::Langkah { nomor_berkas: other_region_case(), ..l.clone() }),
@@ -175,8 +166,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
             "nomor_izin",
         ),
         (Call::MintaPerbaikan(bidi), inv, "INVALID_FIELD_VALUE", "documents"),
-    ];
-    check_refusals(&rec, &svc, refusals).await;
+    ]
 }
 
 round_trip_test!(

@@ -7,13 +7,15 @@ use tonic::Code;
 
 use super::*;
 use crate::test_support::{optional_text, other_region_case, reason, text, typo, Shapes};
+use crate::test_support::{Refusal, Step};
 
-desk_fixture! {
+mapping_tests! {
     Dukcapil,
     filing ajukan_permohonan(pb::Permohonan { layanan: pb::Layanan }) -> pb::PermohonanDiterima,
     langkah { nomor_berkas, nomor_permohonan },
     dokumen: ["Formulir F-1.01"],
     petugas: "ptg-07" => "ptg-08",
+    services: [pb::Layanan::Kk, pb::Layanan::AktaLahir],
 }
 
 #[test]
@@ -47,19 +49,11 @@ fn application_ids_name_their_layanan() {
     }
 }
 
-#[tokio::test]
-async fn ajukan_permohonan_opens_a_case_and_files_the_application() {
-    check_filing(&[pb::Layanan::AktaLahir, pb::Layanan::Kk]).await;
-}
-
-#[tokio::test]
-async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::Layanan::Kk, "").await;
-    let top = langkah(&filed);
+/// Every step RPC, and the event it must publish.
+fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
     let l = || Some(top.clone());
     let buku_nikah = || vec!["Buku nikah".to_owned()];
-    let steps = vec![
+    vec![
         (
             Call::MintaKelengkapan(pb::KekuranganBerkas {
                 langkah: l(),
@@ -93,15 +87,12 @@ async fn every_step_rpc_maps_to_its_common_event() {
         ),
         // The withdrawal is a bare `Langkah`: no reason (mapping v1).
         (Call::BatalkanPermohonan(top.clone()), E::Withdrawn { reason: String::new() }),
-    ];
-    check_steps(&rec, &svc, &filed, steps).await;
+    ]
 }
 
-#[tokio::test]
-async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::Layanan::Kk, "").await;
-    let l = langkah(&filed);
+/// Bad requests: each with the status code, reason code and field it
+/// must be refused with.
+fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
     let inv = Code::InvalidArgument;
     let unspecified = Call::AjukanPermohonan(pb::Permohonan {
         nomor_berkas: String::new(),
@@ -120,7 +111,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
     let other_region = pb::Langkah { nomor_berkas: other_region_case(), ..l.clone() };
     let too_long =
         pb::Penolakan { langkah: Some(l.clone()), kode_alasan: String::new(), alasan: "x".repeat(501) };
-    let refusals = vec![
+    vec![
         (unspecified, inv, "INVALID_FIELD_VALUE", "layanan"),
         (kekurangan(None, "Loket 3"), inv, "MISSING_FIELD", "langkah"),
         (kekurangan(Some(l.clone()), ""), inv, "MISSING_FIELD", "loket"),
@@ -144,8 +135,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
             "petugas",
         ),
         (Call::TolakPermohonan(too_long), inv, "FIELD_TOO_LONG", "alasan"),
-    ];
-    check_refusals(&rec, &svc, refusals).await;
+    ]
 }
 
 round_trip_test!(

@@ -6,13 +6,15 @@ use tonic::Code;
 use super::*;
 use crate::test_support::{digits, ntpn, Shapes};
 use crate::test_support::{in_days, other_region_case, typo};
+use crate::test_support::{Refusal, Step};
 
-desk_fixture! {
+mapping_tests! {
     Imigrasi,
     filing ajukan_permohonan(pb::Permohonan { jenis_paspor: pb::JenisPaspor }) -> pb::PermohonanDiterima,
     langkah { nomor_berkas, nomor_permohonan },
     dokumen: ["KTP-el", "Kartu Keluarga"],
     petugas: "img-07" => "img-08",
+    services: [pb::JenisPaspor::Biasa, pb::JenisPaspor::Elektronik],
 }
 
 #[test]
@@ -25,22 +27,14 @@ fn passport_numbers() {
     }
 }
 
-#[tokio::test]
-async fn ajukan_permohonan_opens_a_case_or_files_into_one() {
-    check_filing(&[pb::JenisPaspor::Elektronik, pb::JenisPaspor::Biasa]).await;
-}
-
-#[tokio::test]
-async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::JenisPaspor::Biasa, "").await;
-    let top = langkah(&filed);
+/// Every step RPC, and the event it must publish.
+fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
     let l = || Some(top.clone());
     let akta = || vec!["Akta kelahiran".to_owned()];
     let (at, ruang) = (in_days(3), "Ruang wawancara Imigrasi");
     let (kode, simponi, ntpn) =
         ("820260114000123", "Bank persepsi / Kantor Pos (SIMPONI)", "0A1B2C3D4E5F6G7H");
-    let steps = vec![
+    vec![
         (
             Call::MintaKelengkapan(pb::KekuranganBerkas {
                 langkah: l(),
@@ -108,15 +102,12 @@ async fn every_step_rpc_maps_to_its_common_event() {
             }),
             E::Withdrawn { reason: "Pemohon tidak hadir wawancara".into() },
         ),
-    ];
-    check_steps(&rec, &svc, &filed, steps).await;
+    ]
 }
 
-#[tokio::test]
-async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::JenisPaspor::Biasa, "").await;
-    let l = langkah(&filed);
+/// Bad requests: each with the status code, reason code and field it
+/// must be refused with.
+fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
     let inv = Code::InvalidArgument;
     let filing = |nomor_berkas: String, jenis_paspor: i32| {
         Call::AjukanPermohonan(pb::Permohonan {
@@ -149,7 +140,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
         catatan: String::new(),
     };
     let (typo_case, other_region) = (typo(&l.nomor_berkas), other_region_case());
-    let refusals = vec![
+    vec![
         (
             filing(String::new(), pb::JenisPaspor::Unspecified as i32),
             inv,
@@ -157,7 +148,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
             "jenis_paspor",
         ),
         (filing(String::new(), 99), inv, "INVALID_FIELD_VALUE", "jenis_paspor"),
-        (filing(typo(&filed.nomor_berkas), biasa), inv, "BAD_CHECK_DIGIT", "nomor_berkas"),
+        (filing(typo(&l.nomor_berkas), biasa), inv, "BAD_CHECK_DIGIT", "nomor_berkas"),
         (Call::MintaKelengkapan(no_langkah), inv, "MISSING_FIELD", "langkah"),
         (
             Call::MulaiWawancara(pb::Langkah { nomor_berkas: typo_case, ..l.clone() }),
@@ -227,8 +218,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
             "INVALID_FIELD_VALUE",
             "alasan",
         ),
-    ];
-    check_refusals(&rec, &svc, refusals).await;
+    ]
 }
 
 round_trip_test!(

@@ -6,31 +6,26 @@ use tonic::Code;
 use super::*;
 use crate::test_support::{digits, optional_text, text, Shapes};
 use crate::test_support::{in_days, other_region_case};
+use crate::test_support::{Refusal, Step};
 
-desk_fixture! {
+mapping_tests! {
     Pdam,
     filing ajukan_pendaftaran(pb::Pendaftaran { layanan: pb::Layanan }) -> pb::PendaftaranDiterima,
     langkah { nomor_berkas, nomor_pendaftaran },
     dokumen: ["KTP-el"],
     petugas: "pdam-4" => "pdam-5",
+    services: [pb::Layanan::SambunganBaru, pb::Layanan::BalikNama],
 }
 
-#[tokio::test]
-async fn ajukan_pendaftaran_opens_a_case_or_files_into_one() {
-    check_filing(&[pb::Layanan::SambunganBaru, pb::Layanan::BalikNama]).await;
-}
-
-#[tokio::test]
-async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::Layanan::SambunganBaru, "").await;
-    let l = || Some(langkah(&filed));
+/// Every step RPC, and the event it must publish.
+fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
+    let l = || Some(top.clone());
     let docs = || vec!["Denah lokasi rumah".to_owned()];
     let (alamat, survey, install) = ("Jl. Salak No. 9, Kota Bengkulu", in_days(1), in_days(6));
     let visit = |waktu_ms| pb::Kunjungan { langkah: l(), waktu_ms, alamat: alamat.into() };
     let appointment =
         |kind: &str, at_ms| E::AppointmentScheduled { kind: kind.into(), at_ms, place: alamat.into() };
-    let steps = vec![
+    vec![
         (
             Call::MintaKelengkapan(pb::KekuranganBerkas {
                 langkah: l(),
@@ -90,15 +85,12 @@ async fn every_step_rpc_maps_to_its_common_event() {
             Call::BatalkanPendaftaran(pb::Pembatalan { langkah: l(), alasan: "Pindah rumah".into() }),
             E::Withdrawn { reason: "Pindah rumah".into() },
         ),
-    ];
-    check_steps(&rec, &svc, &filed, steps).await;
+    ]
 }
 
-#[tokio::test]
-async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::Layanan::SambunganBaru, "").await;
-    let l = langkah(&filed);
+/// Bad requests: each with the status code, reason code and field it
+/// must be refused with.
+fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
     let inv = Code::InvalidArgument;
     let filing = |layanan: pb::Layanan, dokumen: Vec<String>| {
         Call::AjukanPendaftaran(pb::Pendaftaran {
@@ -123,7 +115,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
             saluran_pembayaran: "Kasir PDAM".into(),
         })
     };
-    let refusals = vec![
+    vec![
         (filing(pb::Layanan::Unspecified, vec![]), inv, "INVALID_FIELD_VALUE", "layanan"),
         (filing(pb::Layanan::SambunganBaru, vec!["x".to_owned(); 33]), inv, "FIELD_TOO_LONG", "dokumen"),
         (
@@ -169,8 +161,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
             "MISSING_FIELD",
             "langkah.petugas",
         ),
-    ];
-    check_refusals(&rec, &svc, refusals).await;
+    ]
 }
 
 round_trip_test!(

@@ -6,25 +6,20 @@ use tonic::Code;
 use super::*;
 use crate::test_support::{digits, optional_text, Shapes};
 use crate::test_support::{in_days, typo};
+use crate::test_support::{Refusal, Step};
 
-desk_fixture! {
+mapping_tests! {
     Pln,
     filing daftar_permohonan(pb::Permohonan { jenis_layanan: pb::JenisLayanan }) -> pb::PermohonanTerdaftar,
     langkah { nomor_berkas, nomor_agenda },
     dokumen: ["KTP-el", "SLO instalasi"],
     petugas: "pln-11" => "pln-12",
+    services: [pb::JenisLayanan::PasangBaru, pb::JenisLayanan::TambahDaya],
 }
 
-#[tokio::test]
-async fn daftar_permohonan_opens_a_case_or_files_into_one() {
-    check_filing(&[pb::JenisLayanan::PasangBaru, pb::JenisLayanan::TambahDaya]).await;
-}
-
-#[tokio::test]
-async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::JenisLayanan::PasangBaru, "").await;
-    let l = || Some(langkah(&filed));
+/// Every step RPC, and the event it must publish.
+fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
+    let l = || Some(top.clone());
     let slo = || vec!["SLO instalasi".to_owned()];
     let (alamat, survey, install) = ("Jl. Merapi No. 5, Kota Bengkulu", in_days(2), in_days(4));
     let visit = |waktu_ms| pb::Kunjungan { langkah: l(), waktu_ms, alamat: alamat.into() };
@@ -32,7 +27,7 @@ async fn every_step_rpc_maps_to_its_common_event() {
         |kind: &str, at_ms| E::AppointmentScheduled { kind: kind.into(), at_ms, place: alamat.into() };
     let (kode, saluran, note) =
         ("521100123456", "Bank, Kantor Pos, PLN Mobile", "SLO dari LIT TR terakreditasi");
-    let steps = vec![
+    vec![
         (
             Call::MintaKelengkapan(pb::KekuranganData {
                 langkah: l(),
@@ -88,15 +83,12 @@ async fn every_step_rpc_maps_to_its_common_event() {
             Call::BatalkanPermohonan(pb::Pembatalan { langkah: l(), alasan: "Pelanggan membatalkan".into() }),
             E::Withdrawn { reason: "Pelanggan membatalkan".into() },
         ),
-    ];
-    check_steps(&rec, &svc, &filed, steps).await;
+    ]
 }
 
-#[tokio::test]
-async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::JenisLayanan::PasangBaru, "").await;
-    let l = langkah(&filed);
+/// Bad requests: each with the status code, reason code and field it
+/// must be refused with.
+fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
     let inv = Code::InvalidArgument;
     let unknown_layanan = Call::DaftarPermohonan(pb::Permohonan {
         nomor_berkas: String::new(),
@@ -131,7 +123,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
     };
     let typo_case = pb::Langkah { nomor_berkas: typo(&l.nomor_berkas), ..l.clone() };
     let foreign_app = pb::Langkah { nomor_agenda: "PDAM-SB-ABC".into(), ..l.clone() };
-    let refusals = vec![
+    vec![
         (unknown_layanan, inv, "INVALID_FIELD_VALUE", "jenis_layanan"),
         (Call::JadwalkanSurvei(visit(None, in_days(1), "x")), inv, "MISSING_FIELD", "langkah"),
         (survei(typo_case), inv, "BAD_CHECK_DIGIT", "langkah.nomor_berkas"),
@@ -144,8 +136,7 @@ async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
         (bayar(i64::MIN), inv, "INVALID_FIELD_VALUE", "jumlah_bayar"),
         (nyalakan("17201001234"), inv, "INVALID_FIELD_VALUE", "id_pelanggan"),
         (nyalakan(""), inv, "MISSING_FIELD", "id_pelanggan"),
-    ];
-    check_refusals(&rec, &svc, refusals).await;
+    ]
 }
 
 round_trip_test!(
