@@ -11,7 +11,6 @@
 //! Account numbers never reach the hub: the event carries the last four
 //! digits only.
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
 use mpp_core::EventKind;
 use mpp_proto::agency::bank::v1 as pb;
@@ -43,7 +42,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "produk",
     application_prefix: "BNK",
     application_field: "nomor_referensi",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("bank"),
     services: &[
         ServiceInfo {
             value: pb::Produk::Tabungan as i32,
@@ -82,19 +81,6 @@ pub static INFO: AgencyInfo = AgencyInfo {
         "SerahkanKartu",
     ],
 };
-
-/// The bank's built-in catalogue: `deploy/catalogue/bank.toml` (which explains
-/// the fees and completion times), compiled in. `--catalogue-file` replaces
-/// it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/bank.toml",
-    text: include_str!("../../../deploy/catalogue/bank.toml"),
-};
-
-/// The bank's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
 
 /// `nomor_rekening` with all but its last [`ACCOUNT_DIGITS_SHOWN`] digits
 /// replaced by `*`, after checking it is 10 to 16 digits.

@@ -6,8 +6,6 @@
 //! (SPS) for the PNBP, and for a measurement sends a surveyor after payment;
 //! the product (certificate, check note, parcel map) is then collected.
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
-
 use mpp_core::EventKind;
 use mpp_proto::agency::bpn::v1 as pb;
 use pb::bpn_service_client::BpnServiceClient;
@@ -36,7 +34,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "layanan",
     application_prefix: "BPN",
     application_field: "nomor_permohonan",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("bpn"),
     services: &[
         ServiceInfo {
             value: pb::LayananPertanahan::Pengecekan as i32,
@@ -82,19 +80,6 @@ pub static INFO: AgencyInfo = AgencyInfo {
         "SerahkanProduk",
     ],
 };
-
-/// The land office's built-in catalogue: `deploy/catalogue/bpn.toml` (which explains
-/// the fees and completion times), compiled in. `--catalogue-file` replaces
-/// it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/bpn.toml",
-    text: include_str!("../../../deploy/catalogue/bpn.toml"),
-};
-
-/// The land office's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
 
 agency_service! {
     /// The RPC implementation.

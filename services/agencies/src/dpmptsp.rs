@@ -9,7 +9,6 @@
 //! it as granted when the deadline passes without a decision. NIB guidance
 //! is free: checked, then issued with the 13-digit NIB.
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
 use mpp_core::EventKind;
 use mpp_proto::agency::dpmptsp::v1 as pb;
@@ -45,7 +44,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "jenis_izin",
     application_prefix: "DPM",
     application_field: "nomor_registrasi",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("dpmptsp"),
     services: &[
         ServiceInfo {
             value: pb::JenisIzin::Pbg as i32,
@@ -81,19 +80,6 @@ pub static INFO: AgencyInfo = AgencyInfo {
         "TerbitkanIzin",
     ],
 };
-
-/// DPMPTSP's built-in catalogue: `deploy/catalogue/dpmptsp.toml` (which explains
-/// the fees and completion times), compiled in. `--catalogue-file` replaces
-/// it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/dpmptsp.toml",
-    text: include_str!("../../../deploy/catalogue/dpmptsp.toml"),
-};
-
-/// DPMPTSP's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
 
 /// A permit number: a NIB has [`NIB_DIGITS`] digits; the numbers of the
 /// other permits are the office's own (required).

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
+use mpp_agency_kit::catalogue::CatalogueError;
 use mpp_agency_kit::{Agency, KitError};
 use mpp_core::EventKind;
 use mpp_proto::agency::dukcapil::v1 as pb;
@@ -34,7 +34,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "layanan",
     application_prefix: "DKC",
     application_field: "nomor_permohonan",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("dukcapil"),
     services: &[
         ServiceInfo { value: pb::Layanan::Kk as i32, enum_name: "LAYANAN_KK", service_id: "kk", code: "KK" },
         ServiceInfo {
@@ -91,19 +91,6 @@ pub static INFO: AgencyInfo = AgencyInfo {
     journey: &["AjukanPermohonan", "MulaiVerifikasi", "CetakDokumen", "SerahkanDokumen"],
 };
 
-/// Dukcapil's built-in catalogue: `deploy/catalogue/dukcapil.toml` (which
-/// explains the completion times), compiled in. `--catalogue-file`
-/// replaces it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/dukcapil.toml",
-    text: include_str!("../../../deploy/catalogue/dukcapil.toml"),
-};
-
-/// Dukcapil's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
-
 /// The names reported SERVING by gRPC health.
 pub const SERVING: &[&str] = &[<DukcapilServiceServer<Dukcapil> as NamedService>::NAME];
 
@@ -130,7 +117,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
-    agency.publish_standards(&catalogue()?).await?;
+    agency.publish_standards(&INFO.builtin_standards()?).await?;
     let routes = tonic::service::Routes::new(Dukcapil::server(agency));
     mpp_agency_kit::serve(routes, SERVING, listener, shutdown).await?;
     Ok(())

@@ -9,7 +9,6 @@
 //! because the hub's state machine has no step from "scheduled" back to "in
 //! review".
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
 use mpp_core::EventKind;
 use mpp_proto::agency::imigrasi::v1 as pb;
@@ -39,7 +38,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "jenis_paspor",
     application_prefix: "IMG",
     application_field: "nomor_permohonan",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("imigrasi"),
     services: &[
         ServiceInfo {
             value: pb::JenisPaspor::Biasa as i32,
@@ -76,19 +75,6 @@ pub static INFO: AgencyInfo = AgencyInfo {
         "SerahkanPaspor",
     ],
 };
-
-/// Kantor Imigrasi's built-in catalogue: `deploy/catalogue/imigrasi.toml` (which explains
-/// the fees and completion times), compiled in. `--catalogue-file` replaces
-/// it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/imigrasi.toml",
-    text: include_str!("../../../deploy/catalogue/imigrasi.toml"),
-};
-
-/// Kantor Imigrasi's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
 
 /// Whether `s` looks like an Indonesian passport number: one or two capital
 /// letters, then 6 or 7 digits.

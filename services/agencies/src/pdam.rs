@@ -7,7 +7,6 @@
 //! (water flows) is the "issued". A change of customer (balik nama) is
 //! checked, billed and recorded on the same connection number.
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
 use mpp_core::EventKind;
 use mpp_proto::agency::pdam::v1 as pb;
@@ -37,7 +36,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "layanan",
     application_prefix: "PDAM",
     application_field: "nomor_pendaftaran",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("pdam"),
     services: &[
         ServiceInfo {
             value: pb::Layanan::SambunganBaru as i32,
@@ -73,19 +72,6 @@ pub static INFO: AgencyInfo = AgencyInfo {
         "AktifkanSambungan",
     ],
 };
-
-/// The PDAM's built-in catalogue: `deploy/catalogue/pdam.toml` (which explains
-/// the fees and completion times), compiled in. `--catalogue-file` replaces
-/// it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/pdam.toml",
-    text: include_str!("../../../deploy/catalogue/pdam.toml"),
-};
-
-/// The PDAM's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
 
 /// A connection number: 6 to 12 digits.
 fn nomor_sambungan(field: &'static str, value: &str) -> Result<String, KitError> {

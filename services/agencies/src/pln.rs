@@ -7,7 +7,6 @@
 //! supply on (penyalaan), which is the "issued" of a connection: there is
 //! nothing to collect.
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
 use mpp_core::EventKind;
 use mpp_proto::agency::pln::v1 as pb;
@@ -40,7 +39,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "jenis_layanan",
     application_prefix: "PLN",
     application_field: "nomor_agenda",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("pln"),
     services: &[
         ServiceInfo {
             value: pb::JenisLayanan::PasangBaru as i32,
@@ -76,19 +75,6 @@ pub static INFO: AgencyInfo = AgencyInfo {
         "NyalakanSambungan",
     ],
 };
-
-/// PLN's built-in catalogue: `deploy/catalogue/pln.toml` (which explains
-/// the fees and completion times), compiled in. `--catalogue-file` replaces
-/// it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/pln.toml",
-    text: include_str!("../../../deploy/catalogue/pln.toml"),
-};
-
-/// PLN's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
 
 /// A PLN payment code: 10 to 16 digits.
 fn kode_bayar(field: &'static str, value: &str) -> Result<String, KitError> {

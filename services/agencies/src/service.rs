@@ -352,3 +352,15 @@ macro_rules! agency_service {
         }
     };
 }
+
+/// The built-in catalogue of the agency `$id`: `deploy/catalogue/<id>.toml`
+/// (which explains the agency's fees and completion times), compiled in.
+/// `--catalogue-file` replaces it in the binary.
+macro_rules! builtin_catalogue {
+    ($id:literal) => {
+        mpp_agency_kit::catalogue::BuiltinCatalogue {
+            path: concat!("deploy/catalogue/", $id, ".toml"),
+            text: include_str!(concat!("../../../deploy/catalogue/", $id, ".toml")),
+        }
+    };
+}

@@ -11,24 +11,12 @@ use mpp_core::{AppState, EventKind};
 use prost::Message as _;
 
 use crate::test_support::legal_path;
-use crate::{
-    bank, bpn, dpmptsp, dukcapil, imigrasi, pdam, pln, AgencyInfo, Category, AGENCIES, MAPPING_VERSION,
-};
+use crate::{imigrasi, AgencyInfo, Category, AGENCIES, MAPPING_VERSION};
 
 const MAPPING_MD: &str = include_str!("../../../docs/MAPPING.md");
 
 fn catalogue(info: &AgencyInfo) -> Vec<mpp_agency_kit::ServiceStandardSpec> {
-    match info.agency_id {
-        imigrasi::AGENCY_ID => imigrasi::catalogue(),
-        bpn::AGENCY_ID => bpn::catalogue(),
-        pln::AGENCY_ID => pln::catalogue(),
-        pdam::AGENCY_ID => pdam::catalogue(),
-        bank::AGENCY_ID => bank::catalogue(),
-        dpmptsp::AGENCY_ID => dpmptsp::catalogue(),
-        dukcapil::AGENCY_ID => dukcapil::catalogue(),
-        other => panic!("no catalogue for {other}"),
-    }
-    .unwrap()
+    info.builtin_standards().unwrap_or_else(|e| panic!("{}: {e}", info.agency_id))
 }
 
 #[test]

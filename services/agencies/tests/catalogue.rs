@@ -135,7 +135,7 @@ fn standard_id(service: &str, version: u32) -> String {
 /// The shipped PLN catalogue with `pasang-baru` raised to version 2: 7
 /// working days, Rp1.500.000, fiktif positif.
 fn pasang_baru_v2() -> String {
-    let text = pln::CATALOGUE.text;
+    let text = pln::INFO.catalogue.text;
     let edits = [
         ("version = 1", "version = 2"),
         ("completion_working_days = 5", "completion_working_days = 7"),

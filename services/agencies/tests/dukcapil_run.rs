@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use mpp_agencies::dukcapil::{catalogue, Dukcapil, AGENCY_ID, SERVING};
+use mpp_agencies::dukcapil::{Dukcapil, AGENCY_ID, INFO, SERVING};
 use mpp_agency_kit::auth::hash_token;
 use mpp_agency_kit::{
     run_with, AgencyConfig, CommonArgs, Listeners, RunError, REASON_CODE_METADATA_KEY, STREAM_NAME,
@@ -76,7 +76,7 @@ fn config(args: CommonArgs) -> AgencyConfig {
     AgencyConfig {
         agency_id: AgencyId::parse(AGENCY_ID).unwrap(),
         args,
-        standards: catalogue().unwrap(),
+        standards: INFO.builtin_standards().unwrap(),
         rpc_scopes: None,
     }
 }
