@@ -61,23 +61,7 @@ pub(crate) fn reason(s: &Status) -> &str {
 
 /// The kind of a wire body.
 pub(crate) fn kind(body: &Body) -> EventKind {
-    match body {
-        Body::CaseOpened(_) => EventKind::CaseOpened,
-        Body::ApplicationFiled(_) => EventKind::ApplicationFiled,
-        Body::DocumentsRequested(_) => EventKind::DocumentsRequested,
-        Body::DocumentsReceived(_) => EventKind::DocumentsReceived,
-        Body::FeeAssessed(_) => EventKind::FeeAssessed,
-        Body::PaymentReceived(_) => EventKind::PaymentReceived,
-        Body::AppointmentScheduled(_) => EventKind::AppointmentScheduled,
-        Body::ReviewStarted(_) => EventKind::ReviewStarted,
-        Body::Issued(_) => EventKind::Issued,
-        Body::Rejected(_) => EventKind::Rejected,
-        Body::Withdrawn(_) => EventKind::Withdrawn,
-        Body::Collected(_) => EventKind::Collected,
-        Body::ServiceStandardPublished(_) => EventKind::ServiceStandardPublished,
-        Body::PersonalDataSealed(_) => EventKind::PersonalDataSealed,
-        Body::PersonalDataErased(_) => EventKind::PersonalDataErased,
-    }
+    mpp_wire::body_to_core(body).kind()
 }
 
 /// The body of an event.
