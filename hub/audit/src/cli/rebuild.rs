@@ -288,10 +288,7 @@ pub fn import_export<R: BufRead, S: Store>(
         };
         match line {
             Line::Entry(l) => {
-                let (e, claimed) = l.to_entry().map_err(|what| Failure {
-                    seq: v.next_seq(),
-                    what: format!("line {at} (entry seq {}): {what}", l.seq),
-                })?;
+                let (e, claimed) = Failure::entry_at(&l, at, v.next_seq())?;
                 v.push(&e, &claimed)?;
                 push_entry(&mut frontier, &e.hash, &mut batch.subtrees)
                     .map_err(|_| Failure { seq: e.seq, what: "the Merkle tree is full".to_owned() })?;
@@ -302,10 +299,7 @@ pub fn import_export<R: BufRead, S: Store>(
                 progress.tick(1);
             }
             Line::Checkpoint(l) => {
-                let cp = l.to_checkpoint().map_err(|what| Failure {
-                    seq: l.tree_size.max(1),
-                    what: format!("line {at} (checkpoint of tree size {}): {what}", l.tree_size),
-                })?;
+                let cp = Failure::checkpoint_at(&l, at)?;
                 v.checkpoint(&cp)?;
                 commit(&mut batch, &frontier)?;
                 store.put_checkpoint(&cp)?;

@@ -25,7 +25,7 @@ use mpp_core::merkle::{entry_leaf_hash, MerkleFrontier, Subtree};
 use mpp_core::LogEntry;
 use mpp_store::{Store, BLOCK_ENTRIES_MAX};
 
-use super::export::{ExportReader, Line, EXPORT_FORMAT};
+use super::export::{CheckpointLine, EntryLine, ExportReader, Line, EXPORT_FORMAT};
 use super::{hex32, open_store, read_key, say, Progress, PublicKey, VerifyArgs, EXIT_FAILED};
 
 /// The first thing wrong, with the sequence of the first entry it
@@ -38,6 +38,25 @@ pub struct Failure {
     pub seq: u64,
     /// What is wrong.
     pub what: String,
+}
+
+impl Failure {
+    /// The entry of an export's line `at`, or why it is not one (the
+    /// failure is at `next_seq`, the sequence the entry should have).
+    pub(crate) fn entry_at(l: &EntryLine, at: u64, next_seq: u64) -> Result<(LogEntry, Hash32), Failure> {
+        l.to_entry().map_err(|what| Failure {
+            seq: next_seq,
+            what: format!("line {at} (entry seq {}): {what}", l.seq),
+        })
+    }
+
+    /// The checkpoint of an export's line `at`, or why it is not one.
+    pub(crate) fn checkpoint_at(l: &CheckpointLine, at: u64) -> Result<SignedCheckpoint, Failure> {
+        l.to_checkpoint().map_err(|what| Failure {
+            seq: l.tree_size.max(1),
+            what: format!("line {at} (checkpoint of tree size {}): {what}", l.tree_size),
+        })
+    }
 }
 
 /// What a verification that passed saw.
@@ -524,18 +543,12 @@ pub fn verify_export<R: BufRead>(
         let at = reader.line();
         match line {
             Line::Entry(l) => {
-                let (e, claimed) = l.to_entry().map_err(|what| Failure {
-                    seq: v.next_seq(),
-                    what: format!("line {at} (entry seq {}): {what}", l.seq),
-                })?;
+                let (e, claimed) = Failure::entry_at(&l, at, v.next_seq())?;
                 v.push(&e, &claimed).map_err(|f| Failure { what: format!("line {at}: {}", f.what), ..f })?;
                 progress.tick(1);
             }
             Line::Checkpoint(l) => {
-                let cp = l.to_checkpoint().map_err(|what| Failure {
-                    seq: l.tree_size.max(1),
-                    what: format!("line {at} (checkpoint of tree size {}): {what}", l.tree_size),
-                })?;
+                let cp = Failure::checkpoint_at(&l, at)?;
                 v.checkpoint(&cp).map_err(|f| Failure { what: format!("line {at}: {}", f.what), ..f })?;
             }
             Line::End(end) => {
