@@ -123,7 +123,37 @@ pub struct ChainVerifier {
     completed: Vec<Subtree>,
 }
 
+/// Reads the header line of an export: the failure (at sequence 1) when
+/// it is missing, does not read, or names an unknown format.
+pub(crate) fn read_header<R: BufRead>(reader: &mut ExportReader<R>) -> Result<(), Failure> {
+    let what = match reader.next_line() {
+        Some(Ok(Line::Header(h))) if h.format == EXPORT_FORMAT => return Ok(()),
+        Some(Ok(Line::Header(h))) => format!("unknown export format {:?}", h.format),
+        Some(Ok(_)) => "line 1 is not the export header".to_owned(),
+        Some(Err(e)) => e.to_string(),
+        None => "the export is empty".to_owned(),
+    };
+    Err(Failure { seq: 1, what })
+}
+
 impl ChainVerifier {
+    /// The next line of an export this verifier reads: the failure (at the
+    /// next sequence) when it does not read, or when the export ends before
+    /// its end line.
+    pub(crate) fn next_line<R: BufRead>(&self, reader: &mut ExportReader<R>) -> Result<Line, Failure> {
+        match reader.next_line() {
+            Some(Ok(l)) => Ok(l),
+            Some(Err(e)) => Err(Failure { seq: self.next_seq(), what: e.to_string() }),
+            None => Err(Failure {
+                seq: self.next_seq(),
+                what: format!(
+                    "the export ends after entry {} without its end line (truncated?)",
+                    self.size()
+                ),
+            }),
+        }
+    }
+
     /// A verifier of an empty log; with `key`, checkpoint signatures are checked.
     pub fn new(key: Option<PublicKey>) -> Self {
         ChainVerifier {
@@ -517,29 +547,9 @@ pub fn verify_export<R: BufRead>(
     progress: &mut Progress,
 ) -> Result<VerifyReport, Failure> {
     let mut v = ChainVerifier::new(key);
-    match reader.next_line() {
-        Some(Ok(Line::Header(h))) if h.format == EXPORT_FORMAT => {}
-        Some(Ok(Line::Header(h))) => {
-            return Err(Failure { seq: 1, what: format!("unknown export format {:?}", h.format) })
-        }
-        Some(Ok(_)) => return Err(Failure { seq: 1, what: "line 1 is not the export header".to_owned() }),
-        Some(Err(e)) => return Err(Failure { seq: 1, what: e.to_string() }),
-        None => return Err(Failure { seq: 1, what: "the export is empty".to_owned() }),
-    }
+    read_header(reader)?;
     loop {
-        let line = match reader.next_line() {
-            Some(Ok(l)) => l,
-            Some(Err(e)) => return Err(Failure { seq: v.next_seq(), what: e.to_string() }),
-            None => {
-                return Err(Failure {
-                    seq: v.next_seq(),
-                    what: format!(
-                        "the export ends after entry {} without its end line (truncated?)",
-                        v.size()
-                    ),
-                })
-            }
-        };
+        let line = v.next_line(reader)?;
         let at = reader.line();
         match line {
             Line::Entry(l) => {
