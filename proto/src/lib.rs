@@ -9,56 +9,39 @@ pub mod v1 {
     tonic::include_proto!("mpp.v1");
 }
 
+/// Writes `pub mod <agency> { pub mod v1 { … } }` with the generated code
+/// of the package `mpp.agency.<agency>.v1`.
+macro_rules! agency_packages {
+    ($($(#[$doc:meta])* $agency:ident => $package:literal;)*) => {
+        $(
+            $(#[$doc])*
+            pub mod $agency {
+                #[doc = concat!("`", $package, "`.")]
+                pub mod v1 {
+                    tonic::include_proto!($package);
+                }
+            }
+        )*
+    };
+}
+
 /// Agency vocabularies.
 pub mod agency {
-    /// Disdukcapil.
-    pub mod dukcapil {
-        /// `mpp.agency.dukcapil.v1`.
-        pub mod v1 {
-            tonic::include_proto!("mpp.agency.dukcapil.v1");
-        }
-    }
-    /// Kantor Imigrasi (vertikal).
-    pub mod imigrasi {
-        /// `mpp.agency.imigrasi.v1`.
-        pub mod v1 {
-            tonic::include_proto!("mpp.agency.imigrasi.v1");
-        }
-    }
-    /// Kantor Pertanahan, ATR/BPN (pusat).
-    pub mod bpn {
-        /// `mpp.agency.bpn.v1`.
-        pub mod v1 {
-            tonic::include_proto!("mpp.agency.bpn.v1");
-        }
-    }
-    /// PT PLN (BUMN).
-    pub mod pln {
-        /// `mpp.agency.pln.v1`.
-        pub mod v1 {
-            tonic::include_proto!("mpp.agency.pln.v1");
-        }
-    }
-    /// Perumda Air Minum, PDAM (BUMD).
-    pub mod pdam {
-        /// `mpp.agency.pdam.v1`.
-        pub mod v1 {
-            tonic::include_proto!("mpp.agency.pdam.v1");
-        }
-    }
-    /// A private bank's MPP desk (swasta).
-    pub mod bank {
-        /// `mpp.agency.bank.v1`.
-        pub mod v1 {
-            tonic::include_proto!("mpp.agency.bank.v1");
-        }
-    }
-    /// DPMPTSP, regional licensing (daerah).
-    pub mod dpmptsp {
-        /// `mpp.agency.dpmptsp.v1`.
-        pub mod v1 {
-            tonic::include_proto!("mpp.agency.dpmptsp.v1");
-        }
+    agency_packages! {
+        /// Disdukcapil.
+        dukcapil => "mpp.agency.dukcapil.v1";
+        /// Kantor Imigrasi (vertikal).
+        imigrasi => "mpp.agency.imigrasi.v1";
+        /// Kantor Pertanahan, ATR/BPN (pusat).
+        bpn => "mpp.agency.bpn.v1";
+        /// PT PLN (BUMN).
+        pln => "mpp.agency.pln.v1";
+        /// Perumda Air Minum, PDAM (BUMD).
+        pdam => "mpp.agency.pdam.v1";
+        /// A private bank's MPP desk (swasta).
+        bank => "mpp.agency.bank.v1";
+        /// DPMPTSP, regional licensing (daerah).
+        dpmptsp => "mpp.agency.dpmptsp.v1";
     }
 }
 

@@ -104,14 +104,7 @@ impl HubProcess {
         if let Some(n) = options.batch_max {
             args.extend(["--batch-max".to_owned(), n.to_string()]);
         }
-        let pepper = match options.pin_pepper_file {
-            Some(p) => p,
-            None => {
-                let p = dir.path().join("pin-pepper");
-                std::fs::write(&p, TEST_PIN_PEPPER).context("cannot write pepper file")?;
-                p
-            }
-        };
+        let pepper = pin_pepper_file(options.pin_pepper_file, dir.path())?;
         args.extend(["--pin-pepper-file".to_owned(), pepper.display().to_string()]);
         if let Some((user, password_file)) = options.nats_login {
             args.extend([
@@ -356,6 +349,19 @@ impl AgencyOptions {
 /// The test pepper written when a process gets no `--pin-pepper-file`.
 pub const TEST_PIN_PEPPER: &[u8] = b"test pepper: not a secret, only for this test run\n";
 
+/// The `--pin-pepper-file` of a process: `given`, or a file with
+/// [`TEST_PIN_PEPPER`] written into the process's directory `dir`.
+fn pin_pepper_file(given: Option<PathBuf>, dir: &Path) -> Result<PathBuf> {
+    match given {
+        Some(p) => Ok(p),
+        None => {
+            let p = dir.join("pin-pepper");
+            std::fs::write(&p, TEST_PIN_PEPPER).context("cannot write pepper file")?;
+            Ok(p)
+        }
+    }
+}
+
 impl AgencyProcess {
     /// Spawns `mpp-dukcapil` for region `region_code` against `nats_url`.
     pub fn spawn_dukcapil(nats_url: &str, region_code: &str) -> Result<Self> {
@@ -413,14 +419,7 @@ impl AgencyProcess {
             args.extend(["--tokens-file".to_owned(), tokens.display().to_string()]);
         }
         if help.contains("--pin-pepper-file") {
-            let pepper = match options.pin_pepper_file {
-                Some(p) => p,
-                None => {
-                    let p = dir.path().join("pin-pepper");
-                    std::fs::write(&p, TEST_PIN_PEPPER).context("cannot write pepper file")?;
-                    p
-                }
-            };
+            let pepper = pin_pepper_file(options.pin_pepper_file, dir.path())?;
             args.extend(["--pin-pepper-file".to_owned(), pepper.display().to_string()]);
         }
         // The durable outbox lives under the data directory, if the service has one.

@@ -19,7 +19,7 @@ use mpp_core::ids::{AgencyId, ApplicationId, OfficerId, RegionCode, ServiceId, T
 use mpp_core::pin::{pin_verifier, Pin, PinPepper};
 use mpp_core::EventBody;
 use mpp_proto::v1 as pb;
-use mpp_sim::{Action, Journey, Plan, Rng};
+use mpp_sim::{Journey, Plan, Rng};
 use sha2::{Digest, Sha256};
 
 /// The MPP every bench case belongs to (Kota Bengkulu).
@@ -226,7 +226,7 @@ impl Cases {
         let plan = Plan::random(journey, REGION, &mut self.rng);
         let mut steps = Vec::with_capacity(plan.steps.len());
         for step in &plan.steps {
-            let Some(body) = self.body(&step.action) else {
+            let Some(body) = step.action.event(self.now_ms) else {
                 // The opening: the front office, with the PIN verifier.
                 let verifier = pin_verifier(&self.pepper, &tn, &self.pin);
                 let nik_hash = match plan.citizen() {
@@ -313,34 +313,6 @@ impl Cases {
         key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut ciphertext)
             .map_err(|_| anyhow!("sealing the personal data"))?;
         Ok(EventBody::PersonalDataSealed { key_id, nonce: nonce.to_vec(), ciphertext })
-    }
-
-    /// The event of an application step; `None` for the case opening.
-    fn body(&self, action: &Action) -> Option<EventBody> {
-        Some(match action.clone() {
-            Action::OpenCase { .. } => return None,
-            Action::File { documents } => EventBody::ApplicationFiled { documents },
-            Action::RequestDocuments { documents, counter, note } => {
-                EventBody::DocumentsRequested { documents, counter, note }
-            }
-            Action::ReceiveDocuments { documents } => EventBody::DocumentsReceived { documents },
-            Action::StartReview => EventBody::ReviewStarted,
-            Action::Schedule { visit, days_ahead, place } => EventBody::AppointmentScheduled {
-                kind: visit.as_str().to_owned(),
-                at_ms: self.now_ms + i64::from(days_ahead) * 86_400_000,
-                place,
-            },
-            Action::AssessFee { amount_idr, billing_code, channel } => {
-                EventBody::FeeAssessed { amount_idr, payment_channel: channel, billing_code }
-            }
-            Action::ConfirmPayment { amount_idr, reference } => {
-                EventBody::PaymentReceived { amount_idr, payment_reference: reference }
-            }
-            Action::Issue { document_number } => EventBody::Issued { document_number },
-            Action::Collect => EventBody::Collected,
-            Action::Reject { code, reason } => EventBody::Rejected { reason_code: code, reason },
-            Action::Withdraw { reason } => EventBody::Withdrawn { reason },
-        })
     }
 }
 

@@ -109,8 +109,11 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The civil date of a day count (Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// The civil date (year, month 1..=12, day 1..=31) of a count of days
+/// since 1970-01-01 (Hinnant's `civil_from_days`; proleptic Gregorian,
+/// total for every count of days an `i64` of seconds or milliseconds
+/// gives).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097; // [0, 146096]

@@ -2,10 +2,13 @@
 //! how signatures and successive checkpoints are checked. Signing here uses a
 //! stand-in keyed hash; the edge plugs in Ed25519 through the same closures.
 
+mod common;
+
+use common::any_signed_checkpoint;
 use mpp_core::checkpoint::{
     Checkpoint, CheckpointDecodeError, CheckpointOrderError, KeyId, Origin, OriginError, SignatureError,
-    SignedCheckpoint, CHECKPOINT_DOMAIN, CHECKPOINT_FORMAT_V1, CHECKPOINT_TEXT_BYTES_MAX, ORIGIN_BYTES_MAX,
-    SIGNATURE_BYTES, SIGNED_BYTES_MAX,
+    SignedCheckpoint, CHECKPOINT_DOMAIN, CHECKPOINT_FORMAT_V1, CHECKPOINT_TEXT_BYTES_MAX, NOTE_SEAL_BYTES,
+    ORIGIN_BYTES_MAX, SIGNATURE_BYTES, SIGNED_BYTES_MAX,
 };
 use mpp_core::log::GENESIS_HASH;
 use mpp_core::merkle::EMPTY_ROOT;
@@ -135,7 +138,17 @@ fn the_stored_form_round_trips() {
     assert_eq!(bytes.len(), sample().to_signed_bytes().len() + SIGNATURE_BYTES);
     assert_eq!(SignedCheckpoint::decode(&bytes), Ok(signed));
     assert_eq!(SignedCheckpoint::decode(&bytes[..bytes.len() - 1]), Err(CheckpointDecodeError::Truncated));
-    let mut longer = bytes;
+    // After the signature only a whole note seal may follow: fewer bytes
+    // are a cut seal, more are trailing.
+    let mut longer = bytes.clone();
+    longer.push(9);
+    assert_eq!(SignedCheckpoint::decode(&longer), Err(CheckpointDecodeError::Truncated));
+    let sealed = sample().sign_with_note([1, 2, 3, 4], |m| toy_sign(b"k", m));
+    let sealed_bytes = sealed.encode();
+    assert_eq!(sealed_bytes.len(), bytes.len() + NOTE_SEAL_BYTES);
+    assert_eq!(SignedCheckpoint::decode(&sealed_bytes), Ok(sealed.clone()));
+    assert_eq!(sealed.note.map(|n| n.key_hash), Some([1, 2, 3, 4]));
+    let mut longer = sealed_bytes;
     longer.push(9);
     assert_eq!(SignedCheckpoint::decode(&longer), Err(CheckpointDecodeError::Trailing));
 }
@@ -268,42 +281,9 @@ fn the_empty_log_has_a_checkpoint_too() {
     assert_eq!(SignedCheckpoint::decode(&signed.encode()), Ok(signed));
 }
 
-fn arb_checkpoint() -> impl Strategy<Value = SignedCheckpoint> {
-    (
-        "[!-~]{1,128}",
-        any::<[u8; 8]>(),
-        any::<u64>(),
-        any::<[u8; 32]>(),
-        any::<[u8; 32]>(),
-        any::<u64>(),
-        any::<i64>(),
-        any::<i64>(),
-        any::<[u8; 32]>(),
-    )
-        .prop_map(|(origin, key, size, root, head, stream, time, signed_at, sig)| {
-            let mut signature = [0u8; 64];
-            signature[..32].copy_from_slice(&sig);
-            signature[32..].copy_from_slice(&root);
-            SignedCheckpoint {
-                checkpoint: Checkpoint {
-                    origin: Origin::new(&origin).expect("strategy yields valid origins"),
-                    key_id: KeyId(key),
-                    tree_size: size,
-                    root_hash: root,
-                    head_hash: head,
-                    last_stream_seq: stream,
-                    last_entry_time_ns: time,
-                    signed_at_ms: signed_at,
-                },
-                signature,
-                note: None,
-            }
-        })
-}
-
 proptest! {
     #[test]
-    fn every_checkpoint_round_trips_through_bytes_and_text(s in arb_checkpoint()) {
+    fn every_checkpoint_round_trips_through_bytes_and_text(s in any_signed_checkpoint()) {
         let text = s.to_text();
         prop_assert!(text.len() <= CHECKPOINT_TEXT_BYTES_MAX);
         prop_assert_eq!(SignedCheckpoint::parse_text(&text), Ok(s.clone()));

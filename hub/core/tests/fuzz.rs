@@ -15,6 +15,9 @@
 //! (`MPP_FUZZ_SEED` replays it); crashing inputs found go into
 //! `tests/corpus/` (see `tests/corpus/FUZZING.md`).
 
+mod common;
+
+use common::any_signed_checkpoint;
 use std::time::{Duration, Instant};
 
 use mpp_core::checkpoint::{Checkpoint, SignedCheckpoint};
@@ -167,38 +170,11 @@ fn fuzz_valid_log_entries_round_trip() {
     });
 }
 
-fn checkpoint() -> impl Strategy<Value = SignedCheckpoint> {
-    (
-        "[!-~]{1,40}",
-        any::<[u8; 8]>(),
-        any::<u64>(),
-        any::<[u8; 32]>(),
-        any::<[u8; 32]>(),
-        any::<u64>(),
-        any::<i64>(),
-        any::<i64>(),
-        proptest::collection::vec(any::<u8>(), 64),
-    )
-        .prop_filter_map("origin", |(o, k, size, root, head, sseq, t, at, sig)| {
-            let checkpoint = Checkpoint {
-                origin: mpp_core::checkpoint::Origin::new(&o).ok()?,
-                key_id: mpp_core::checkpoint::KeyId(k),
-                tree_size: size,
-                root_hash: root,
-                head_hash: head,
-                last_stream_seq: sseq,
-                last_entry_time_ns: t,
-                signed_at_ms: at,
-            };
-            Some(SignedCheckpoint { checkpoint, signature: sig.try_into().ok()?, note: None })
-        })
-}
-
 #[test]
 fn fuzz_checkpoint_decode() {
     let input = prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..300),
-        (checkpoint(), proptest::collection::vec(mutation(), 0..4)).prop_map(|(c, ms)| {
+        (any_signed_checkpoint(), proptest::collection::vec(mutation(), 0..4)).prop_map(|(c, ms)| {
             let mut b = c.encode();
             ms.iter().for_each(|m| mutate(&mut b, m));
             b
@@ -219,7 +195,7 @@ fn fuzz_checkpoint_decode() {
 fn fuzz_checkpoint_parse_text() {
     let input = prop_oneof![
         "\\PC{0,300}",
-        (checkpoint(), proptest::collection::vec(mutation(), 0..4)).prop_map(|(c, ms)| {
+        (any_signed_checkpoint(), proptest::collection::vec(mutation(), 0..4)).prop_map(|(c, ms)| {
             let mut b = c.to_text().into_bytes();
             ms.iter().for_each(|m| mutate(&mut b, m));
             String::from_utf8_lossy(&b).into_owned()

@@ -1,5 +1,8 @@
 //! The log entry's canonical encoding and hash chain.
 
+mod common;
+
+use common::accepted_chain;
 use mpp_core::limits;
 use mpp_core::log::{
     hash_canonical, EntryDecodeError, Hash32, ENTRY_FORMAT_V1, ENTRY_HASH_DOMAIN, GENESIS_HASH,
@@ -187,129 +190,39 @@ fn new_truncates_detail_and_subject_at_char_boundaries() {
 #[test]
 fn every_field_is_committed_to_by_the_hash() {
     let base = small(GENESIS_HASH);
+    // `base` with one field changed, built (and so hashed) afresh.
+    let with = |change: &dyn Fn(&mut LogEntry)| {
+        let mut e = base.clone();
+        change(&mut e);
+        let (detail, subject, payload) = (e.detail.clone(), e.subject.clone(), e.payload.clone());
+        LogEntry::new(
+            e.seq,
+            e.stream_seq,
+            e.stream_time_ns,
+            e.verdict,
+            e.reason,
+            &detail,
+            &subject,
+            payload,
+            e.prev_hash,
+        )
+    };
     let variants = [
-        LogEntry::new(
-            8,
-            1_042,
-            base.stream_time_ns,
-            base.verdict,
-            base.reason,
-            &base.detail,
-            &base.subject,
-            base.payload.clone(),
-            GENESIS_HASH,
-        ),
-        LogEntry::new(
-            7,
-            1_043,
-            base.stream_time_ns,
-            base.verdict,
-            base.reason,
-            &base.detail,
-            &base.subject,
-            base.payload.clone(),
-            GENESIS_HASH,
-        ),
-        LogEntry::new(
-            7,
-            1_042,
-            base.stream_time_ns + 1,
-            base.verdict,
-            base.reason,
-            &base.detail,
-            &base.subject,
-            base.payload.clone(),
-            GENESIS_HASH,
-        ),
-        LogEntry::new(
-            7,
-            1_042,
-            base.stream_time_ns,
-            Verdict::Duplicate,
-            base.reason,
-            &base.detail,
-            &base.subject,
-            base.payload.clone(),
-            GENESIS_HASH,
-        ),
-        LogEntry::new(
-            7,
-            1_042,
-            base.stream_time_ns,
-            base.verdict,
-            Some(ReasonCode::UnknownCase),
-            &base.detail,
-            &base.subject,
-            base.payload.clone(),
-            GENESIS_HASH,
-        ),
-        LogEntry::new(
-            7,
-            1_042,
-            base.stream_time_ns,
-            base.verdict,
-            None,
-            &base.detail,
-            &base.subject,
-            base.payload.clone(),
-            GENESIS_HASH,
-        ),
-        LogEntry::new(
-            7,
-            1_042,
-            base.stream_time_ns,
-            base.verdict,
-            base.reason,
-            "other",
-            &base.subject,
-            base.payload.clone(),
-            GENESIS_HASH,
-        ),
-        LogEntry::new(
-            7,
-            1_042,
-            base.stream_time_ns,
-            base.verdict,
-            base.reason,
-            &base.detail,
-            "mpp.events.x.y",
-            base.payload.clone(),
-            GENESIS_HASH,
-        ),
-        LogEntry::new(
-            7,
-            1_042,
-            base.stream_time_ns,
-            base.verdict,
-            base.reason,
-            &base.detail,
-            &base.subject,
-            vec![],
-            GENESIS_HASH,
-        ),
-        LogEntry::new(
-            7,
-            1_042,
-            base.stream_time_ns,
-            base.verdict,
-            base.reason,
-            &base.detail,
-            &base.subject,
-            base.payload.clone(),
-            [1; 32],
-        ),
+        with(&|e| e.seq = 8),
+        with(&|e| e.stream_seq = 1_043),
+        with(&|e| e.stream_time_ns += 1),
+        with(&|e| e.verdict = Verdict::Duplicate),
+        with(&|e| e.reason = Some(ReasonCode::UnknownCase)),
+        with(&|e| e.reason = None),
+        with(&|e| e.detail = "other".into()),
+        with(&|e| e.subject = "mpp.events.x.y".into()),
+        with(&|e| e.payload = vec![]),
+        with(&|e| e.prev_hash = [1; 32]),
         // Moving bytes between adjacent length-prefixed fields.
-        LogEntry::new(
-            7,
-            1_042,
-            base.stream_time_ns,
-            base.verdict,
-            base.reason,
-            "issued is not allowed in state submittedm",
-            "pp.events.dukcapil.kk",
-            base.payload.clone(),
-            GENESIS_HASH,
-        ),
+        with(&|e| {
+            e.detail = "issued is not allowed in state submittedm".into();
+            e.subject = "pp.events.dukcapil.kk".into();
+        }),
     ];
     for v in &variants {
         assert_ne!(v.hash, base.hash, "{v:?}");
@@ -339,28 +252,6 @@ fn verdict_bytes_round_trip() {
     assert_eq!(known, 3);
 }
 
-/// Builds a chain of `n` entries as the hub does.
-fn chain(n: u64) -> Vec<LogEntry> {
-    let mut prev = GENESIS_HASH;
-    (1..=n)
-        .map(|seq| {
-            let e = LogEntry::new(
-                seq,
-                seq + 100,
-                1_750_000_000_000_000_000 + seq as i64,
-                Verdict::Accepted,
-                None,
-                "",
-                "mpp.events.dukcapil.kk",
-                seq.to_be_bytes().to_vec(),
-                prev,
-            );
-            prev = e.hash;
-            e
-        })
-        .collect()
-}
-
 /// What an auditor checks: every record decodes, sequences are dense and
 /// each links to the one before. Returns the first bad sequence.
 fn verify(records: &[Vec<u8>]) -> Result<Hash32, u64> {
@@ -378,7 +269,7 @@ fn verify(records: &[Vec<u8>]) -> Result<Hash32, u64> {
 
 #[test]
 fn entries_chain_through_prev_hash() {
-    let entries = chain(10);
+    let entries = accepted_chain(10, "mpp.events.dukcapil.kk", |seq| seq.to_be_bytes().to_vec());
     assert_eq!(entries[0].prev_hash, GENESIS_HASH);
     for w in entries.windows(2) {
         assert_eq!(w[1].prev_hash, w[0].hash);
@@ -412,7 +303,7 @@ fn entries_chain_through_prev_hash() {
     assert_eq!(verify(&swapped), Err(3));
 
     // Changing anything earlier changes the head.
-    let mut other = chain(10);
+    let mut other = accepted_chain(10, "mpp.events.dukcapil.kk", |seq| seq.to_be_bytes().to_vec());
     other[0] =
         LogEntry::new(1, 101, 0, Verdict::Accepted, None, "", "mpp.events.dukcapil.kk", vec![], GENESIS_HASH);
     assert_ne!(other[0].hash, entries[0].hash);

@@ -2,6 +2,9 @@
 //! definition, inclusion and consistency proofs that verify, and forged
 //! proofs that do not.
 
+mod common;
+
+use common::accepted_chain;
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 
@@ -714,27 +717,12 @@ fn stored_subtrees_give_the_same_proofs_with_bounded_reads() {
 
 #[test]
 fn an_auditor_proves_one_log_entry_from_its_stored_record() {
-    use mpp_core::log::GENESIS_HASH;
-    use mpp_core::{LogEntry, Verdict};
+    use mpp_core::LogEntry;
 
     // The hub: a chain of entries, the frontier kept current at ingest.
-    let mut prev = GENESIS_HASH;
     let mut records = Vec::new();
     let mut frontier = MerkleFrontier::new();
-    for seq in 1..=21u64 {
-        let payload = vec![seq as u8; (seq % 5) as usize];
-        let e = LogEntry::new(
-            seq,
-            seq + 100,
-            1_750_000_000_000_000_000 + seq as i64,
-            Verdict::Accepted,
-            None,
-            "",
-            "mpp.events.a.b",
-            payload,
-            prev,
-        );
-        prev = e.hash;
+    for e in accepted_chain(21, "mpp.events.a.b", |seq| vec![seq as u8; (seq % 5) as usize]) {
         frontier.push(entry_leaf_hash(&e.hash)).expect("tree is far from full");
         records.push(e.encode());
     }

@@ -48,6 +48,14 @@ impl Cases {
                 .client(peer, request.metadata().get_all(name).iter().map(|v| v.as_encoded_bytes())),
         }
     }
+
+    /// Looks up the case `tracking_number` with `pin` for the caller of
+    /// `request`.
+    fn lookup<T>(&self, request: &Request<T>, tracking_number: &str, pin: &str) -> Result<Found, Status> {
+        let client = self.client(request);
+        let req = LookupRequest { tracking_number, pin: Some(pin), client, channel: AccessChannel::Grpc };
+        Ok(self.lookups.lookup(&req)?)
+    }
 }
 
 /// The wire view of a lookup: the case, its service names and access history.
@@ -79,15 +87,8 @@ pub type CaseViewStream = Pin<Box<dyn Stream<Item = Result<CaseView, Status>> + 
 #[tonic::async_trait]
 impl CasesService for Cases {
     async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<CaseView>, Status> {
-        let client = self.client(&request);
         let r = request.get_ref();
-        let req = LookupRequest {
-            tracking_number: &r.tracking_number,
-            pin: Some(&r.pin),
-            client,
-            channel: AccessChannel::Grpc,
-        };
-        let found = self.lookups.lookup(&req)?;
+        let found = self.lookup(&request, &r.tracking_number, &r.pin)?;
         Ok(Response::new(view(&found)))
     }
 
@@ -97,15 +98,8 @@ impl CasesService for Cases {
         &self,
         request: Request<WatchCaseRequest>,
     ) -> Result<Response<Self::WatchCaseStream>, Status> {
-        let client = self.client(&request);
         let r = request.get_ref();
-        let req = LookupRequest {
-            tracking_number: &r.tracking_number,
-            pin: Some(&r.pin),
-            client,
-            channel: AccessChannel::Grpc,
-        };
-        let found = self.lookups.lookup(&req)?;
+        let found = self.lookup(&request, &r.tracking_number, &r.pin)?;
         let tn = found.case.tracking_number;
         let mut sub = self.changes.subscribe(tn).map_err(|e| {
             Status::from(ApiError::new(mpp_core::ReasonCode::Unavailable, format!("{e}; retry later")))

@@ -30,7 +30,8 @@ pub fn to_unchecked(e: &pb::Envelope) -> UncheckedEnvelope {
     }
 }
 
-fn body_to_core(b: &Body) -> EventBody {
+/// A wire body in the core's words; the inverse of [`body_to_wire`].
+pub fn body_to_core(b: &Body) -> EventBody {
     match b {
         Body::CaseOpened(x) => EventBody::CaseOpened {
             pin_verifier: x.pin_verifier.clone(),

@@ -11,16 +11,14 @@
 //! Account numbers never reach the hub: the event carries the last four
 //! digits only.
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
-use mpp_core::EventKind;
 use mpp_proto::agency::bank::v1 as pb;
 use pb::bank_service_client::BankServiceClient;
 use pb::bank_service_server::{BankService, BankServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
+use crate::common::{self, AgencyInfo, Category, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "bank";
@@ -43,7 +41,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "produk",
     application_prefix: "BNK",
     application_field: "nomor_referensi",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("bank"),
     services: &[
         ServiceInfo {
             value: pb::Produk::Tabungan as i32,
@@ -58,19 +56,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
             code: "KUR",
         },
     ],
-    rpcs: &[
-        RpcMapping { rpc: "AjukanPermohonan", event: EventKind::ApplicationFiled, fields: "`produk` → service; `dokumen` → `documents`" },
-        RpcMapping { rpc: "VerifikasiDataNasabah", event: EventKind::ReviewStarted, fields: "— (customer due diligence)" },
-        RpcMapping { rpc: "MintaDokumen", event: EventKind::DocumentsRequested, fields: "`dokumen` → `documents` (≥ 1), `meja_layanan` → `counter`, `catatan` → `note`" },
-        RpcMapping { rpc: "TerimaDokumen", event: EventKind::DocumentsReceived, fields: "`dokumen` → `documents`" },
-        RpcMapping { rpc: "JadwalkanSurveiUsaha", event: EventKind::AppointmentScheduled, fields: "kind `survey`; `waktu_ms` → `at_ms`, `lokasi_usaha` → `place`" },
-        RpcMapping { rpc: "TagihSetoranAwal", event: EventKind::FeeAssessed, fields: "`jumlah_setoran` → `amount_idr` (1..=1 000 000 000), `saluran_setoran` → `payment_channel`; `billing_code` empty" },
-        RpcMapping { rpc: "TerimaSetoranAwal", event: EventKind::PaymentReceived, fields: "`jumlah_setoran` → `amount_idr`, `nomor_transaksi` → `payment_reference` (may be empty)" },
-        RpcMapping { rpc: "AktifkanRekening", event: EventKind::Issued, fields: "`nomor_rekening` (10–16 digits) → `document_number` **masked**: all but the last 4 digits replaced by `*`; the full number never leaves the service" },
-        RpcMapping { rpc: "SerahkanKartu", event: EventKind::Collected, fields: "— (passbook and debit card handed over)" },
-        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected, fields: "`kode_alasan` → `reason_code`, `alasan` → `reason`" },
-        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn, fields: "`alasan` → `reason`" },
-    ],
+    rpcs: RPCS,
     journey: &[
         "AjukanPermohonan",
         "VerifikasiDataNasabah",
@@ -82,19 +68,6 @@ pub static INFO: AgencyInfo = AgencyInfo {
         "SerahkanKartu",
     ],
 };
-
-/// The bank's built-in catalogue: `deploy/catalogue/bank.toml` (which explains
-/// the fees and completion times), compiled in. `--catalogue-file` replaces
-/// it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/bank.toml",
-    text: include_str!("../../../deploy/catalogue/bank.toml"),
-};
-
-/// The bank's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
 
 /// `nomor_rekening` with all but its last [`ACCOUNT_DIGITS_SHOWN`] digits
 /// replaced by `*`, after checking it is 10 to 16 digits.
@@ -111,25 +84,33 @@ agency_service! {
     pub struct Bank: BankService, BankServiceServer, BankServiceClient;
     langkah { nomor_berkas, nomor_referensi, petugas }
     filing AjukanPermohonan: ajukan_permohonan(pb::PermohonanNasabah) -> PermohonanDiterima { produk, dokumen }
+        "`produk` → service; `dokumen` → `documents`",
     steps {
-        VerifikasiDataNasabah: verifikasi_data_nasabah(pb::Langkah) => top { ReviewStarted },
-        MintaDokumen: minta_dokumen(pb::DokumenKurang) => documents_requested { dokumen, meja_layanan, catatan },
-        TerimaDokumen: terima_dokumen(pb::DokumenDiterima) => documents_received { dokumen },
+        VerifikasiDataNasabah: verifikasi_data_nasabah(pb::Langkah) => top { ReviewStarted }
+            "— (customer due diligence)",
+        MintaDokumen: minta_dokumen(pb::DokumenKurang) => documents_requested { dokumen, meja_layanan, catatan }
+            "`dokumen` → `documents` (≥ 1), `meja_layanan` → `counter`, `catatan` → `note`",
+        TerimaDokumen: terima_dokumen(pb::DokumenDiterima) => documents_received { dokumen }
+            "`dokumen` → `documents`",
         JadwalkanSurveiUsaha: jadwalkan_survei_usaha(pb::SurveiUsaha) => appointment {
             Survey, waktu_ms, lokasi_usaha
-        },
+        } "kind `survey`; `waktu_ms` → `at_ms`, `lokasi_usaha` → `place`",
         // The opening deposit has no billing code (mapping v1).
         TagihSetoranAwal: tagih_setoran_awal(pb::TagihanSetoranAwal) => fee {
             jumlah_setoran <= SETORAN_IDR_MAX, saluran_setoran
-        },
+        } "`jumlah_setoran` → `amount_idr` (1..=1 000 000 000), `saluran_setoran` → `payment_channel`; `billing_code` empty",
         TerimaSetoranAwal: terima_setoran_awal(pb::SetoranAwal) => payment {
             jumlah_setoran <= SETORAN_IDR_MAX, nomor_transaksi: common::optional_text
-        },
+        } "`jumlah_setoran` → `amount_idr`, `nomor_transaksi` → `payment_reference` (may be empty)",
         // The service publishes the number masked (see `masked_account`).
-        AktifkanRekening: aktifkan_rekening(pb::RekeningAktif) => issued { nomor_rekening: masked_account },
-        SerahkanKartu: serahkan_kartu(pb::Langkah) => top { Collected },
-        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
-        BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
+        AktifkanRekening: aktifkan_rekening(pb::RekeningAktif) => issued { nomor_rekening: masked_account }
+            "`nomor_rekening` (10–16 digits) → `document_number` **masked**: all but the last 4 digits replaced by `*`; the full number never leaves the service",
+        SerahkanKartu: serahkan_kartu(pb::Langkah) => top { Collected }
+            "— (passbook and debit card handed over)",
+        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan }
+            "`kode_alasan` → `reason_code`, `alasan` → `reason`",
+        BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan }
+            "`alasan` → `reason`",
     }
 }
 

@@ -6,16 +6,13 @@
 //! (SPS) for the PNBP, and for a measurement sends a surveyor after payment;
 //! the product (certificate, check note, parcel map) is then collected.
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
-
-use mpp_core::EventKind;
 use mpp_proto::agency::bpn::v1 as pb;
 use pb::bpn_service_client::BpnServiceClient;
 use pb::bpn_service_server::{BpnService, BpnServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
+use crate::common::{self, AgencyInfo, Category, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "bpn";
@@ -36,7 +33,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "layanan",
     application_prefix: "BPN",
     application_field: "nomor_permohonan",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("bpn"),
     services: &[
         ServiceInfo {
             value: pb::LayananPertanahan::Pengecekan as i32,
@@ -57,19 +54,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
             code: "UKUR",
         },
     ],
-    rpcs: &[
-        RpcMapping { rpc: "DaftarkanBerkas", event: EventKind::ApplicationFiled, fields: "`layanan` → service; `dokumen` → `documents`" },
-        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested, fields: "`dokumen` → `documents` (≥ 1), `loket` → `counter`, `catatan` → `note`" },
-        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived, fields: "`dokumen` → `documents`" },
-        RpcMapping { rpc: "MulaiPemeriksaan", event: EventKind::ReviewStarted, fields: "—" },
-        RpcMapping { rpc: "TerbitkanSps", event: EventKind::FeeAssessed, fields: "`jumlah_pnbp` → `amount_idr` (1..=1 000 000 000), `kode_billing` (SIMPONI, 15 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel`" },
-        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived, fields: "`jumlah_pnbp` → `amount_idr`, `ntpn` → `payment_reference`" },
-        RpcMapping { rpc: "JadwalkanPengukuran", event: EventKind::AppointmentScheduled, fields: "kind `survey`; `waktu_ms` → `at_ms`, `lokasi` → `place`" },
-        RpcMapping { rpc: "TerbitkanProduk", event: EventKind::Issued, fields: "`nomor_produk` → `document_number` (may be empty: a check note)" },
-        RpcMapping { rpc: "SerahkanProduk", event: EventKind::Collected, fields: "—" },
-        RpcMapping { rpc: "TolakBerkas", event: EventKind::Rejected, fields: "`kode_alasan` → `reason_code`, `alasan` → `reason`" },
-        RpcMapping { rpc: "BatalkanBerkas", event: EventKind::Withdrawn, fields: "`alasan` → `reason`" },
-    ],
+    rpcs: RPCS,
     journey: &[
         "DaftarkanBerkas",
         "MintaKelengkapan",
@@ -83,43 +68,37 @@ pub static INFO: AgencyInfo = AgencyInfo {
     ],
 };
 
-/// The land office's built-in catalogue: `deploy/catalogue/bpn.toml` (which explains
-/// the fees and completion times), compiled in. `--catalogue-file` replaces
-/// it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/bpn.toml",
-    text: include_str!("../../../deploy/catalogue/bpn.toml"),
-};
-
-/// The land office's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
-
 agency_service! {
     /// The RPC implementation.
     pub struct Bpn: BpnService, BpnServiceServer, BpnServiceClient;
     langkah { nomor_berkas_mpp, nomor_permohonan, petugas }
     filing DaftarkanBerkas: daftarkan_berkas(pb::PendaftaranBerkas) -> BerkasTerdaftar { layanan, dokumen }
+        "`layanan` → service; `dokumen` → `documents`",
     steps {
         MintaKelengkapan: minta_kelengkapan(pb::KekuranganBerkas) => documents_requested {
             dokumen, loket, catatan
-        },
-        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
-        MulaiPemeriksaan: mulai_pemeriksaan(pb::Langkah) => top { ReviewStarted },
+        } "`dokumen` → `documents` (≥ 1), `loket` → `counter`, `catatan` → `note`",
+        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen }
+            "`dokumen` → `documents`",
+        MulaiPemeriksaan: mulai_pemeriksaan(pb::Langkah) => top { ReviewStarted }
+            "—",
         TerbitkanSps: terbitkan_sps(pb::SuratPerintahSetor) => fee {
             jumlah_pnbp <= PNBP_IDR_MAX, saluran_pembayaran, kode_billing: common::simponi_billing_code
-        },
+        } "`jumlah_pnbp` → `amount_idr` (1..=1 000 000 000), `kode_billing` (SIMPONI, 15 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel`",
         KonfirmasiPembayaran: konfirmasi_pembayaran(pb::PembayaranPnbp) => payment {
             jumlah_pnbp <= PNBP_IDR_MAX, ntpn: common::ntpn
-        },
+        } "`jumlah_pnbp` → `amount_idr`, `ntpn` → `payment_reference`",
         JadwalkanPengukuran: jadwalkan_pengukuran(pb::JadwalPengukuran) => appointment {
             Survey, waktu_ms, lokasi
-        },
-        TerbitkanProduk: terbitkan_produk(pb::ProdukTerbit) => issued { nomor_produk: common::optional_text },
-        SerahkanProduk: serahkan_produk(pb::Langkah) => top { Collected },
-        TolakBerkas: tolak_berkas(pb::Penolakan) => rejected { kode_alasan, alasan },
-        BatalkanBerkas: batalkan_berkas(pb::Pembatalan) => withdrawn { alasan },
+        } "kind `survey`; `waktu_ms` → `at_ms`, `lokasi` → `place`",
+        TerbitkanProduk: terbitkan_produk(pb::ProdukTerbit) => issued { nomor_produk: common::optional_text }
+            "`nomor_produk` → `document_number` (may be empty: a check note)",
+        SerahkanProduk: serahkan_produk(pb::Langkah) => top { Collected }
+            "—",
+        TolakBerkas: tolak_berkas(pb::Penolakan) => rejected { kode_alasan, alasan }
+            "`kode_alasan` → `reason_code`, `alasan` → `reason`",
+        BatalkanBerkas: batalkan_berkas(pb::Pembatalan) => withdrawn { alasan }
+            "`alasan` → `reason`",
     }
 }
 

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use mpp_agency_kit::cli::with_grpc_addr_default;
-use mpp_agency_kit::CommonArgs;
+use mpp_agency_kit::{Agency, AgencyService, CommonArgs, RunError};
 
 use crate::common::{AgencyInfo, MAPPING_VERSION};
 
@@ -80,6 +80,19 @@ where
 {
     let matches = command(info).try_get_matches_from(argv)?;
     Ok(Cli::from_arg_matches(&matches)?.common)
+}
+
+/// The whole of an agency binary's `main`: parses the process's arguments
+/// for `info` ([`parse_args`]) and runs the service `make_service` builds
+/// with the kit's [`mpp_agency_kit::run`] until SIGTERM or ctrl-c.
+pub async fn run<S, F>(info: &AgencyInfo, make_service: F) -> Result<(), RunError>
+where
+    F: FnOnce(Agency) -> S,
+    S: AgencyService,
+{
+    let args = parse_args(info);
+    mpp_agency_kit::run(info.config(args)?, make_service).await?;
+    Ok(())
 }
 
 #[cfg(test)]

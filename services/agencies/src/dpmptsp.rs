@@ -9,16 +9,14 @@
 //! it as granted when the deadline passes without a decision. NIB guidance
 //! is free: checked, then issued with the 13-digit NIB.
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
-use mpp_core::EventKind;
 use mpp_proto::agency::dpmptsp::v1 as pb;
 use pb::dpmptsp_service_client::DpmptspServiceClient;
 use pb::dpmptsp_service_server::{DpmptspService, DpmptspServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
+use crate::common::{self, AgencyInfo, Category, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "dpmptsp";
@@ -45,7 +43,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "jenis_izin",
     application_prefix: "DPM",
     application_field: "nomor_registrasi",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("dpmptsp"),
     services: &[
         ServiceInfo {
             value: pb::JenisIzin::Pbg as i32,
@@ -60,18 +58,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
             code: "NIB",
         },
     ],
-    rpcs: &[
-        RpcMapping { rpc: "AjukanPermohonan", event: EventKind::ApplicationFiled, fields: "`jenis_izin` → service; `dokumen` → `documents`" },
-        RpcMapping { rpc: "MintaPerbaikan", event: EventKind::DocumentsRequested, fields: "`dokumen` → `documents` (≥ 1), `loket` → `counter`, `catatan` → `note`" },
-        RpcMapping { rpc: "TerimaPerbaikan", event: EventKind::DocumentsReceived, fields: "`dokumen` → `documents`" },
-        RpcMapping { rpc: "MulaiPemeriksaan", event: EventKind::ReviewStarted, fields: "— (technical check / consultation)" },
-        RpcMapping { rpc: "JadwalkanPeninjauan", event: EventKind::AppointmentScheduled, fields: "kind `inspection`; `waktu_ms` → `at_ms`, `lokasi` → `place`" },
-        RpcMapping { rpc: "TetapkanRetribusi", event: EventKind::FeeAssessed, fields: "`jumlah_retribusi` → `amount_idr` (1..=10 000 000 000), `nomor_skrd` (required) → `billing_code`, `saluran_pembayaran` → `payment_channel`" },
-        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived, fields: "`jumlah_bayar` → `amount_idr`, `nomor_sts` → `payment_reference` (may be empty)" },
-        RpcMapping { rpc: "TerbitkanIzin", event: EventKind::Issued, fields: "`nomor_izin` (required; for `nib` exactly 13 digits) → `document_number`" },
-        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected, fields: "`kode_alasan` → `reason_code`, `alasan` → `reason`" },
-        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn, fields: "`alasan` → `reason`" },
-    ],
+    rpcs: RPCS,
     journey: &[
         "AjukanPermohonan",
         "MulaiPemeriksaan",
@@ -81,19 +68,6 @@ pub static INFO: AgencyInfo = AgencyInfo {
         "TerbitkanIzin",
     ],
 };
-
-/// DPMPTSP's built-in catalogue: `deploy/catalogue/dpmptsp.toml` (which explains
-/// the fees and completion times), compiled in. `--catalogue-file` replaces
-/// it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/dpmptsp.toml",
-    text: include_str!("../../../deploy/catalogue/dpmptsp.toml"),
-};
-
-/// DPMPTSP's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
 
 /// A permit number: a NIB has [`NIB_DIGITS`] digits; the numbers of the
 /// other permits are the office's own (required).
@@ -110,22 +84,29 @@ agency_service! {
     pub struct Dpmptsp: DpmptspService, DpmptspServiceServer, DpmptspServiceClient;
     langkah { nomor_berkas, nomor_registrasi, petugas }
     filing AjukanPermohonan: ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { jenis_izin, dokumen }
+        "`jenis_izin` → service; `dokumen` → `documents`",
     steps {
-        MintaPerbaikan: minta_perbaikan(pb::PerbaikanDokumen) => documents_requested { dokumen, loket, catatan },
-        TerimaPerbaikan: terima_perbaikan(pb::DokumenDiperbaiki) => documents_received { dokumen },
-        MulaiPemeriksaan: mulai_pemeriksaan(pb::Langkah) => top { ReviewStarted },
+        MintaPerbaikan: minta_perbaikan(pb::PerbaikanDokumen) => documents_requested { dokumen, loket, catatan }
+            "`dokumen` → `documents` (≥ 1), `loket` → `counter`, `catatan` → `note`",
+        TerimaPerbaikan: terima_perbaikan(pb::DokumenDiperbaiki) => documents_received { dokumen }
+            "`dokumen` → `documents`",
+        MulaiPemeriksaan: mulai_pemeriksaan(pb::Langkah) => top { ReviewStarted }
+            "— (technical check / consultation)",
         JadwalkanPeninjauan: jadwalkan_peninjauan(pb::PeninjauanLapangan) => appointment {
             Inspection, waktu_ms, lokasi
-        },
+        } "kind `inspection`; `waktu_ms` → `at_ms`, `lokasi` → `place`",
         TetapkanRetribusi: tetapkan_retribusi(pb::Skrd) => fee {
             jumlah_retribusi <= RETRIBUSI_IDR_MAX, saluran_pembayaran, nomor_skrd: common::required_text
-        },
+        } "`jumlah_retribusi` → `amount_idr` (1..=10 000 000 000), `nomor_skrd` (required) → `billing_code`, `saluran_pembayaran` → `payment_channel`",
         KonfirmasiPembayaran: konfirmasi_pembayaran(pb::PembayaranRetribusi) => payment {
             jumlah_bayar <= RETRIBUSI_IDR_MAX, nomor_sts: common::optional_text
-        },
-        TerbitkanIzin: terbitkan_izin(pb::IzinTerbit) => issued_by_service { nomor_izin: nomor_izin },
-        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
-        BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
+        } "`jumlah_bayar` → `amount_idr`, `nomor_sts` → `payment_reference` (may be empty)",
+        TerbitkanIzin: terbitkan_izin(pb::IzinTerbit) => issued_by_service { nomor_izin: nomor_izin }
+            "`nomor_izin` (required; for `nib` exactly 13 digits) → `document_number`",
+        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan }
+            "`kode_alasan` → `reason_code`, `alasan` → `reason`",
+        BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan }
+            "`alasan` → `reason`",
     }
 }
 

@@ -8,9 +8,8 @@
 
 use std::future::Future;
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
+use mpp_agency_kit::catalogue::CatalogueError;
 use mpp_agency_kit::{Agency, KitError};
-use mpp_core::EventKind;
 use mpp_proto::agency::dukcapil::v1 as pb;
 use pb::dukcapil_service_client::DukcapilServiceClient;
 use pb::dukcapil_service_server::{DukcapilService, DukcapilServiceServer};
@@ -18,7 +17,7 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
+use crate::common::{self, AgencyInfo, Category, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "dukcapil";
@@ -34,7 +33,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "layanan",
     application_prefix: "DKC",
     application_field: "nomor_permohonan",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("dukcapil"),
     services: &[
         ServiceInfo { value: pb::Layanan::Kk as i32, enum_name: "LAYANAN_KK", service_id: "kk", code: "KK" },
         ServiceInfo {
@@ -50,59 +49,9 @@ pub static INFO: AgencyInfo = AgencyInfo {
             code: "AKTA",
         },
     ],
-    rpcs: &[
-        RpcMapping {
-            rpc: "AjukanPermohonan",
-            event: EventKind::ApplicationFiled,
-            fields: "`layanan` → service; `dokumen` → `documents`",
-        },
-        RpcMapping {
-            rpc: "MintaKelengkapan",
-            event: EventKind::DocumentsRequested,
-            fields: "`dokumen` → `documents` (≥ 1), `loket` → `counter` (required), `catatan` → `note`",
-        },
-        RpcMapping {
-            rpc: "TerimaKelengkapan",
-            event: EventKind::DocumentsReceived,
-            fields: "`dokumen` → `documents`",
-        },
-        RpcMapping {
-            rpc: "MulaiVerifikasi",
-            event: EventKind::ReviewStarted,
-            fields: "— (data verification)",
-        },
-        RpcMapping {
-            rpc: "CetakDokumen",
-            event: EventKind::Issued,
-            fields: "`nomor_register` → `document_number` (may be empty)",
-        },
-        RpcMapping { rpc: "SerahkanDokumen", event: EventKind::Collected, fields: "—" },
-        RpcMapping {
-            rpc: "TolakPermohonan",
-            event: EventKind::Rejected,
-            fields: "`kode_alasan` → `reason_code`, `alasan` → `reason` (required)",
-        },
-        RpcMapping {
-            rpc: "BatalkanPermohonan",
-            event: EventKind::Withdrawn,
-            fields: "`reason` empty (the request is a bare `Langkah`)",
-        },
-    ],
+    rpcs: RPCS,
     journey: &["AjukanPermohonan", "MulaiVerifikasi", "CetakDokumen", "SerahkanDokumen"],
 };
-
-/// Dukcapil's built-in catalogue: `deploy/catalogue/dukcapil.toml` (which
-/// explains the completion times), compiled in. `--catalogue-file`
-/// replaces it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/dukcapil.toml",
-    text: include_str!("../../../deploy/catalogue/dukcapil.toml"),
-};
-
-/// Dukcapil's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
 
 /// The names reported SERVING by gRPC health.
 pub const SERVING: &[&str] = &[<DukcapilServiceServer<Dukcapil> as NamedService>::NAME];
@@ -130,7 +79,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
-    agency.publish_standards(&catalogue()?).await?;
+    agency.publish_standards(&INFO.builtin_standards()?).await?;
     let routes = tonic::service::Routes::new(Dukcapil::server(agency));
     mpp_agency_kit::serve(routes, SERVING, listener, shutdown).await?;
     Ok(())
@@ -141,17 +90,24 @@ agency_service! {
     pub struct Dukcapil: DukcapilService, DukcapilServiceServer, DukcapilServiceClient;
     langkah { nomor_berkas, nomor_permohonan, petugas }
     filing AjukanPermohonan: ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { layanan, dokumen }
+        "`layanan` → service; `dokumen` → `documents`",
     steps {
         MintaKelengkapan: minta_kelengkapan(pb::KekuranganBerkas) => documents_requested {
             dokumen, loket, catatan
-        },
-        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
-        MulaiVerifikasi: mulai_verifikasi(pb::Langkah) => top { ReviewStarted },
-        CetakDokumen: cetak_dokumen(pb::DokumenDicetak) => issued { nomor_register: common::optional_text },
-        SerahkanDokumen: serahkan_dokumen(pb::Langkah) => top { Collected },
-        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
+        } "`dokumen` → `documents` (≥ 1), `loket` → `counter` (required), `catatan` → `note`",
+        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen }
+            "`dokumen` → `documents`",
+        MulaiVerifikasi: mulai_verifikasi(pb::Langkah) => top { ReviewStarted }
+            "— (data verification)",
+        CetakDokumen: cetak_dokumen(pb::DokumenDicetak) => issued { nomor_register: common::optional_text }
+            "`nomor_register` → `document_number` (may be empty)",
+        SerahkanDokumen: serahkan_dokumen(pb::Langkah) => top { Collected }
+            "—",
+        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan }
+            "`kode_alasan` → `reason_code`, `alasan` → `reason` (required)",
         // Dukcapil's withdrawal carries no reason (mapping v1).
-        BatalkanPermohonan: batalkan_permohonan(pb::Langkah) => top { Withdrawn },
+        BatalkanPermohonan: batalkan_permohonan(pb::Langkah) => top { Withdrawn }
+            "`reason` empty (the request is a bare `Langkah`)",
     }
 }
 

@@ -9,16 +9,14 @@
 //! because the hub's state machine has no step from "scheduled" back to "in
 //! review".
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
-use mpp_core::EventKind;
 use mpp_proto::agency::imigrasi::v1 as pb;
 use pb::imigrasi_service_client::ImigrasiServiceClient;
 use pb::imigrasi_service_server::{ImigrasiService, ImigrasiServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
+use crate::common::{self, AgencyInfo, Category, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "imigrasi";
@@ -39,7 +37,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "jenis_paspor",
     application_prefix: "IMG",
     application_field: "nomor_permohonan",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("imigrasi"),
     services: &[
         ServiceInfo {
             value: pb::JenisPaspor::Biasa as i32,
@@ -54,19 +52,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
             code: "EPASPOR",
         },
     ],
-    rpcs: &[
-        RpcMapping { rpc: "AjukanPermohonan", event: EventKind::ApplicationFiled, fields: "`jenis_paspor` → service; `dokumen` → `documents`" },
-        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested, fields: "`dokumen` → `documents` (≥ 1), `loket` → `counter` (required), `catatan` → `note`" },
-        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived, fields: "`dokumen` → `documents`" },
-        RpcMapping { rpc: "JadwalkanWawancara", event: EventKind::AppointmentScheduled, fields: "kind `interview`; `waktu_ms` → `at_ms`, `tempat` → `place` (required)" },
-        RpcMapping { rpc: "MulaiWawancara", event: EventKind::ReviewStarted, fields: "— (the interview is held: from Diterima for a walk-in, or from Dijadwalkan after a booked interview)" },
-        RpcMapping { rpc: "TerbitkanKodeBilling", event: EventKind::FeeAssessed, fields: "`jumlah_pnbp` → `amount_idr` (1..=5 000 000), `kode_billing` (SIMPONI, 15 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel` (required)" },
-        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived, fields: "`jumlah_pnbp` → `amount_idr` (1..=5 000 000), `ntpn` (required, 16 chars) → `payment_reference`" },
-        RpcMapping { rpc: "CetakPaspor", event: EventKind::Issued, fields: "`nomor_paspor` (1–2 capital letters + 6–7 digits, required) → `document_number`" },
-        RpcMapping { rpc: "SerahkanPaspor", event: EventKind::Collected, fields: "—" },
-        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected, fields: "`kode_alasan` → `reason_code`, `alasan` → `reason` (required)" },
-        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn, fields: "`alasan` → `reason`" },
-    ],
+    rpcs: RPCS,
     journey: &[
         "AjukanPermohonan",
         "MulaiWawancara",
@@ -76,19 +62,6 @@ pub static INFO: AgencyInfo = AgencyInfo {
         "SerahkanPaspor",
     ],
 };
-
-/// Kantor Imigrasi's built-in catalogue: `deploy/catalogue/imigrasi.toml` (which explains
-/// the fees and completion times), compiled in. `--catalogue-file` replaces
-/// it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/imigrasi.toml",
-    text: include_str!("../../../deploy/catalogue/imigrasi.toml"),
-};
-
-/// Kantor Imigrasi's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
 
 /// Whether `s` looks like an Indonesian passport number: one or two capital
 /// letters, then 6 or 7 digits.
@@ -112,25 +85,32 @@ agency_service! {
     pub struct Imigrasi: ImigrasiService, ImigrasiServiceServer, ImigrasiServiceClient;
     langkah { nomor_berkas, nomor_permohonan, petugas }
     filing AjukanPermohonan: ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { jenis_paspor, dokumen }
+        "`jenis_paspor` → service; `dokumen` → `documents`",
     steps {
         MintaKelengkapan: minta_kelengkapan(pb::KekuranganBerkas) => documents_requested {
             dokumen, loket, catatan
-        },
-        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
+        } "`dokumen` → `documents` (≥ 1), `loket` → `counter` (required), `catatan` → `note`",
+        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen }
+            "`dokumen` → `documents`",
         JadwalkanWawancara: jadwalkan_wawancara(pb::JadwalWawancara) => appointment {
             Interview, waktu_ms, tempat
-        },
-        MulaiWawancara: mulai_wawancara(pb::Langkah) => top { ReviewStarted },
+        } "kind `interview`; `waktu_ms` → `at_ms`, `tempat` → `place` (required)",
+        MulaiWawancara: mulai_wawancara(pb::Langkah) => top { ReviewStarted }
+            "— (the interview is held: from Diterima for a walk-in, or from Dijadwalkan after a booked interview)",
         TerbitkanKodeBilling: terbitkan_kode_billing(pb::KodeBilling) => fee {
             jumlah_pnbp <= PNBP_IDR_MAX, saluran_pembayaran, kode_billing: common::simponi_billing_code
-        },
+        } "`jumlah_pnbp` → `amount_idr` (1..=5 000 000), `kode_billing` (SIMPONI, 15 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel` (required)",
         KonfirmasiPembayaran: konfirmasi_pembayaran(pb::PembayaranPnbp) => payment {
             jumlah_pnbp <= PNBP_IDR_MAX, ntpn: common::ntpn
-        },
-        CetakPaspor: cetak_paspor(pb::PasporDicetak) => issued { nomor_paspor: passport_number },
-        SerahkanPaspor: serahkan_paspor(pb::Langkah) => top { Collected },
-        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
-        BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
+        } "`jumlah_pnbp` → `amount_idr` (1..=5 000 000), `ntpn` (required, 16 chars) → `payment_reference`",
+        CetakPaspor: cetak_paspor(pb::PasporDicetak) => issued { nomor_paspor: passport_number }
+            "`nomor_paspor` (1–2 capital letters + 6–7 digits, required) → `document_number`",
+        SerahkanPaspor: serahkan_paspor(pb::Langkah) => top { Collected }
+            "—",
+        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan }
+            "`kode_alasan` → `reason_code`, `alasan` → `reason` (required)",
+        BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan }
+            "`alasan` → `reason`",
     }
 }
 

@@ -39,7 +39,7 @@ pub mod calls;
 #[macro_use]
 mod service;
 
-// Before the agency modules: its `round_trip_test!` and `desk_fixture!` are
+// Before the agency modules: its `round_trip_test!` and `mapping_tests!` are
 // used by their tests.
 #[cfg(test)]
 #[macro_use]

@@ -7,16 +7,14 @@
 //! (water flows) is the "issued". A change of customer (balik nama) is
 //! checked, billed and recorded on the same connection number.
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
-use mpp_core::EventKind;
 use mpp_proto::agency::pdam::v1 as pb;
 use pb::pdam_service_client::PdamServiceClient;
 use pb::pdam_service_server::{PdamService, PdamServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
+use crate::common::{self, AgencyInfo, Category, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "pdam";
@@ -37,7 +35,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "layanan",
     application_prefix: "PDAM",
     application_field: "nomor_pendaftaran",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("pdam"),
     services: &[
         ServiceInfo {
             value: pb::Layanan::SambunganBaru as i32,
@@ -52,18 +50,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
             code: "BN",
         },
     ],
-    rpcs: &[
-        RpcMapping { rpc: "AjukanPendaftaran", event: EventKind::ApplicationFiled, fields: "`layanan` → service; `dokumen` → `documents`" },
-        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested, fields: "`dokumen` → `documents` (≥ 1), `loket` → `counter`, `catatan` → `note`" },
-        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived, fields: "`dokumen` → `documents`" },
-        RpcMapping { rpc: "JadwalkanSurvei", event: EventKind::AppointmentScheduled, fields: "kind `survey`; `waktu_ms` → `at_ms`, `alamat` → `place`" },
-        RpcMapping { rpc: "TerbitkanRab", event: EventKind::FeeAssessed, fields: "`jumlah_biaya` → `amount_idr` (1..=50 000 000), `nomor_rab` (required) → `billing_code`, `saluran_pembayaran` → `payment_channel`" },
-        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived, fields: "`jumlah_bayar` → `amount_idr`, `nomor_kuitansi` → `payment_reference` (may be empty)" },
-        RpcMapping { rpc: "JadwalkanPemasangan", event: EventKind::AppointmentScheduled, fields: "kind `installation`; `waktu_ms` → `at_ms`, `alamat` → `place`" },
-        RpcMapping { rpc: "AktifkanSambungan", event: EventKind::Issued, fields: "`nomor_sambungan` (6–12 digits) → `document_number`" },
-        RpcMapping { rpc: "TolakPendaftaran", event: EventKind::Rejected, fields: "`kode_alasan` → `reason_code`, `alasan` → `reason`" },
-        RpcMapping { rpc: "BatalkanPendaftaran", event: EventKind::Withdrawn, fields: "`alasan` → `reason`" },
-    ],
+    rpcs: RPCS,
     journey: &[
         "AjukanPendaftaran",
         "JadwalkanSurvei",
@@ -73,19 +60,6 @@ pub static INFO: AgencyInfo = AgencyInfo {
         "AktifkanSambungan",
     ],
 };
-
-/// The PDAM's built-in catalogue: `deploy/catalogue/pdam.toml` (which explains
-/// the fees and completion times), compiled in. `--catalogue-file` replaces
-/// it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/pdam.toml",
-    text: include_str!("../../../deploy/catalogue/pdam.toml"),
-};
-
-/// The PDAM's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
 
 /// A connection number: 6 to 12 digits.
 fn nomor_sambungan(field: &'static str, value: &str) -> Result<String, KitError> {
@@ -97,24 +71,30 @@ agency_service! {
     pub struct Pdam: PdamService, PdamServiceServer, PdamServiceClient;
     langkah { nomor_berkas, nomor_pendaftaran, petugas }
     filing AjukanPendaftaran: ajukan_pendaftaran(pb::Pendaftaran) -> PendaftaranDiterima { layanan, dokumen }
+        "`layanan` → service; `dokumen` → `documents`",
     steps {
         MintaKelengkapan: minta_kelengkapan(pb::KekuranganBerkas) => documents_requested {
             dokumen, loket, catatan
-        },
-        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen },
-        JadwalkanSurvei: jadwalkan_survei(pb::Kunjungan) => appointment { Survey, waktu_ms, alamat },
+        } "`dokumen` → `documents` (≥ 1), `loket` → `counter`, `catatan` → `note`",
+        TerimaKelengkapan: terima_kelengkapan(pb::BerkasDilengkapi) => documents_received { dokumen }
+            "`dokumen` → `documents`",
+        JadwalkanSurvei: jadwalkan_survei(pb::Kunjungan) => appointment { Survey, waktu_ms, alamat }
+            "kind `survey`; `waktu_ms` → `at_ms`, `alamat` → `place`",
         TerbitkanRab: terbitkan_rab(pb::Rab) => fee {
             jumlah_biaya <= BIAYA_IDR_MAX, saluran_pembayaran, nomor_rab: common::required_text
-        },
+        } "`jumlah_biaya` → `amount_idr` (1..=50 000 000), `nomor_rab` (required) → `billing_code`, `saluran_pembayaran` → `payment_channel`",
         KonfirmasiPembayaran: konfirmasi_pembayaran(pb::Pembayaran) => payment {
             jumlah_bayar <= BIAYA_IDR_MAX, nomor_kuitansi: common::optional_text
-        },
+        } "`jumlah_bayar` → `amount_idr`, `nomor_kuitansi` → `payment_reference` (may be empty)",
         JadwalkanPemasangan: jadwalkan_pemasangan(pb::Kunjungan) => appointment {
             Installation, waktu_ms, alamat
-        },
-        AktifkanSambungan: aktifkan_sambungan(pb::SambunganAktif) => issued { nomor_sambungan: nomor_sambungan },
-        TolakPendaftaran: tolak_pendaftaran(pb::Penolakan) => rejected { kode_alasan, alasan },
-        BatalkanPendaftaran: batalkan_pendaftaran(pb::Pembatalan) => withdrawn { alasan },
+        } "kind `installation`; `waktu_ms` → `at_ms`, `alamat` → `place`",
+        AktifkanSambungan: aktifkan_sambungan(pb::SambunganAktif) => issued { nomor_sambungan: nomor_sambungan }
+            "`nomor_sambungan` (6–12 digits) → `document_number`",
+        TolakPendaftaran: tolak_pendaftaran(pb::Penolakan) => rejected { kode_alasan, alasan }
+            "`kode_alasan` → `reason_code`, `alasan` → `reason`",
+        BatalkanPendaftaran: batalkan_pendaftaran(pb::Pembatalan) => withdrawn { alasan }
+            "`alasan` → `reason`",
     }
 }
 

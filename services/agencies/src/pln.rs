@@ -7,16 +7,14 @@
 //! supply on (penyalaan), which is the "issued" of a connection: there is
 //! nothing to collect.
 
-use mpp_agency_kit::catalogue::{BuiltinCatalogue, CatalogueError, ServiceStandardSpec};
 use mpp_agency_kit::KitError;
-use mpp_core::EventKind;
 use mpp_proto::agency::pln::v1 as pb;
 use pb::pln_service_client::PlnServiceClient;
 use pb::pln_service_server::{PlnService, PlnServiceServer};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, RpcMapping, ServiceInfo};
+use crate::common::{self, AgencyInfo, Category, ServiceInfo};
 
 /// The agency id on every event and subject.
 pub const AGENCY_ID: &str = "pln";
@@ -40,7 +38,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     service_field: "jenis_layanan",
     application_prefix: "PLN",
     application_field: "nomor_agenda",
-    catalogue: CATALOGUE,
+    catalogue: builtin_catalogue!("pln"),
     services: &[
         ServiceInfo {
             value: pb::JenisLayanan::PasangBaru as i32,
@@ -55,18 +53,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
             code: "TD",
         },
     ],
-    rpcs: &[
-        RpcMapping { rpc: "DaftarPermohonan", event: EventKind::ApplicationFiled, fields: "`jenis_layanan` → service; `dokumen` → `documents`" },
-        RpcMapping { rpc: "MintaKelengkapan", event: EventKind::DocumentsRequested, fields: "`dokumen` → `documents` (≥ 1), `loket` → `counter`, `catatan` → `note`" },
-        RpcMapping { rpc: "TerimaKelengkapan", event: EventKind::DocumentsReceived, fields: "`dokumen` → `documents`" },
-        RpcMapping { rpc: "JadwalkanSurvei", event: EventKind::AppointmentScheduled, fields: "kind `survey`; `waktu_ms` → `at_ms`, `alamat` → `place`" },
-        RpcMapping { rpc: "TerbitkanTagihan", event: EventKind::FeeAssessed, fields: "`jumlah_tagihan` → `amount_idr` (1..=500 000 000), `kode_bayar` (10–16 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel`" },
-        RpcMapping { rpc: "KonfirmasiPembayaran", event: EventKind::PaymentReceived, fields: "`jumlah_bayar` → `amount_idr`, `nomor_referensi` → `payment_reference` (may be empty)" },
-        RpcMapping { rpc: "JadwalkanPemasangan", event: EventKind::AppointmentScheduled, fields: "kind `installation`; `waktu_ms` → `at_ms`, `alamat` → `place`" },
-        RpcMapping { rpc: "NyalakanSambungan", event: EventKind::Issued, fields: "`id_pelanggan` (12 digits) → `document_number`" },
-        RpcMapping { rpc: "TolakPermohonan", event: EventKind::Rejected, fields: "`kode_alasan` → `reason_code`, `alasan` → `reason`" },
-        RpcMapping { rpc: "BatalkanPermohonan", event: EventKind::Withdrawn, fields: "`alasan` → `reason`" },
-    ],
+    rpcs: RPCS,
     journey: &[
         "DaftarPermohonan",
         "JadwalkanSurvei",
@@ -76,19 +63,6 @@ pub static INFO: AgencyInfo = AgencyInfo {
         "NyalakanSambungan",
     ],
 };
-
-/// PLN's built-in catalogue: `deploy/catalogue/pln.toml` (which explains
-/// the fees and completion times), compiled in. `--catalogue-file` replaces
-/// it in the binary.
-pub const CATALOGUE: BuiltinCatalogue = BuiltinCatalogue {
-    path: "deploy/catalogue/pln.toml",
-    text: include_str!("../../../deploy/catalogue/pln.toml"),
-};
-
-/// PLN's built-in service standards, parsed and validated.
-pub fn catalogue() -> Result<Vec<ServiceStandardSpec>, CatalogueError> {
-    INFO.builtin_standards()
-}
 
 /// A PLN payment code: 10 to 16 digits.
 fn kode_bayar(field: &'static str, value: &str) -> Result<String, KitError> {
@@ -107,24 +81,30 @@ agency_service! {
     pub struct Pln: PlnService, PlnServiceServer, PlnServiceClient;
     langkah { nomor_berkas, nomor_agenda, petugas }
     filing DaftarPermohonan: daftar_permohonan(pb::Permohonan) -> PermohonanTerdaftar { jenis_layanan, dokumen }
+        "`jenis_layanan` → service; `dokumen` → `documents`",
     steps {
         MintaKelengkapan: minta_kelengkapan(pb::KekuranganData) => documents_requested {
             dokumen, loket, catatan
-        },
-        TerimaKelengkapan: terima_kelengkapan(pb::DataDilengkapi) => documents_received { dokumen },
-        JadwalkanSurvei: jadwalkan_survei(pb::Kunjungan) => appointment { Survey, waktu_ms, alamat },
+        } "`dokumen` → `documents` (≥ 1), `loket` → `counter`, `catatan` → `note`",
+        TerimaKelengkapan: terima_kelengkapan(pb::DataDilengkapi) => documents_received { dokumen }
+            "`dokumen` → `documents`",
+        JadwalkanSurvei: jadwalkan_survei(pb::Kunjungan) => appointment { Survey, waktu_ms, alamat }
+            "kind `survey`; `waktu_ms` → `at_ms`, `alamat` → `place`",
         TerbitkanTagihan: terbitkan_tagihan(pb::Tagihan) => fee {
             jumlah_tagihan <= TAGIHAN_IDR_MAX, saluran_pembayaran, kode_bayar: kode_bayar
-        },
+        } "`jumlah_tagihan` → `amount_idr` (1..=500 000 000), `kode_bayar` (10–16 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel`",
         KonfirmasiPembayaran: konfirmasi_pembayaran(pb::Pembayaran) => payment {
             jumlah_bayar <= TAGIHAN_IDR_MAX, nomor_referensi: common::optional_text
-        },
+        } "`jumlah_bayar` → `amount_idr`, `nomor_referensi` → `payment_reference` (may be empty)",
         JadwalkanPemasangan: jadwalkan_pemasangan(pb::Kunjungan) => appointment {
             Installation, waktu_ms, alamat
-        },
-        NyalakanSambungan: nyalakan_sambungan(pb::Penyalaan) => issued { id_pelanggan: id_pelanggan },
-        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan },
-        BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan },
+        } "kind `installation`; `waktu_ms` → `at_ms`, `alamat` → `place`",
+        NyalakanSambungan: nyalakan_sambungan(pb::Penyalaan) => issued { id_pelanggan: id_pelanggan }
+            "`id_pelanggan` (12 digits) → `document_number`",
+        TolakPermohonan: tolak_permohonan(pb::Penolakan) => rejected { kode_alasan, alasan }
+            "`kode_alasan` → `reason_code`, `alasan` → `reason`",
+        BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan }
+            "`alasan` → `reason`",
     }
 }
 

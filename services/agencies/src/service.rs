@@ -20,6 +20,8 @@
 ///   (the tonic server), `langkah` (parses a `pb::Langkah` with the field
 ///   names of `TOP` or `NESTED`) and `publish` (publishes one step and
 ///   answers `pb::Diterima`);
+/// - the mapping table `RPCS`, for [`INFO`](crate::common::AgencyInfo)'s
+///   `rpcs`;
 /// - the consts `FILING`, `TOP` and `NESTED`: the field names of the
 ///   filing request and of the `Langkah`, top-level or nested in a step
 ///   request as `langkah`, as the agency's proto spells them;
@@ -28,8 +30,13 @@
 /// - `request`, the inverse of the mapping table, and the `Call` enum it
 ///   answers (see [`crate::calls`]).
 ///
-/// A step line is `Rpc: method(pb::Request) => shape { fields }`, the
-/// shapes being:
+/// The filing line ends with, and each step line is followed by, the
+/// field mapping of the RPC's row in the mapping table (Markdown, for
+/// `docs/MAPPING.md`); the macro writes the table, `RPCS`, from the same
+/// lines, so an RPC's row and its handler cannot disagree on the event.
+///
+/// A step line is `Rpc: method(pb::Request) => shape { fields } "mapping"`,
+/// the shapes being:
 ///
 /// | shape | request | publishes |
 /// |---|---|---|
@@ -54,9 +61,25 @@ macro_rules! agency_service {
         langkah { $case:ident, $application:ident, $officer:ident }
         filing $Filing:ident: $filing:ident(pb::$FilingReq:ident) -> $filed:ident {
             $service_field:ident, $documents:ident
-        }
-        steps { $($Rpc:ident: $method:ident(pb::$Req:ident) => $shape:ident { $($spec:tt)* },)* }
+        } $filing_fields:expr,
+        steps { $($Rpc:ident: $method:ident(pb::$Req:ident) => $shape:ident { $($spec:tt)* } $fields:expr,)* }
     ) => {
+        /// The mapping table ([`INFO`]'s `rpcs`): every RPC in the order of
+        /// the proto, the common event it publishes and how its fields
+        /// become the event's (for `docs/MAPPING.md`).
+        const RPCS: &[$crate::common::RpcMapping] = &[
+            $crate::common::RpcMapping {
+                rpc: stringify!($Filing),
+                event: mpp_core::EventKind::ApplicationFiled,
+                fields: $filing_fields,
+            },
+            $($crate::common::RpcMapping {
+                rpc: stringify!($Rpc),
+                event: agency_service!(@kind $shape { $($spec)* }),
+                fields: $fields,
+            },)*
+        ];
+
         const FILING: $crate::common::FilingFields = $crate::common::FilingFields {
             case: stringify!($case),
             documents: stringify!($documents),
@@ -191,6 +214,18 @@ macro_rules! agency_service {
             })
         }
     };
+
+    // The event kind a step RPC publishes.
+    (@kind top { $variant:ident }) => { mpp_core::EventKind::$variant };
+    (@kind documents_requested { $($spec:tt)* }) => { mpp_core::EventKind::DocumentsRequested };
+    (@kind documents_received { $($spec:tt)* }) => { mpp_core::EventKind::DocumentsReceived };
+    (@kind appointment { $($spec:tt)* }) => { mpp_core::EventKind::AppointmentScheduled };
+    (@kind fee { $($spec:tt)* }) => { mpp_core::EventKind::FeeAssessed };
+    (@kind payment { $($spec:tt)* }) => { mpp_core::EventKind::PaymentReceived };
+    (@kind issued { $($spec:tt)* }) => { mpp_core::EventKind::Issued };
+    (@kind issued_by_service { $($spec:tt)* }) => { mpp_core::EventKind::Issued };
+    (@kind rejected { $($spec:tt)* }) => { mpp_core::EventKind::Rejected };
+    (@kind withdrawn { $($spec:tt)* }) => { mpp_core::EventKind::Withdrawn };
 
     // The handler of a step RPC.
     (@step $self:ident, $request:ident, top { Withdrawn }) => {{
@@ -349,6 +384,18 @@ macro_rules! agency_service {
         match $body {
             mpp_core::EventBody::Withdrawn { reason } => Some(pb::$Req { langkah: $langkah(), $reason: reason.clone() }),
             _ => None,
+        }
+    };
+}
+
+/// The built-in catalogue of the agency `$id`: `deploy/catalogue/<id>.toml`
+/// (which explains the agency's fees and completion times), compiled in.
+/// `--catalogue-file` replaces it in the binary.
+macro_rules! builtin_catalogue {
+    ($id:literal) => {
+        mpp_agency_kit::catalogue::BuiltinCatalogue {
+            path: concat!("deploy/catalogue/", $id, ".toml"),
+            text: include_str!(concat!("../../../deploy/catalogue/", $id, ".toml")),
         }
     };
 }

@@ -61,23 +61,7 @@ pub(crate) fn reason(s: &Status) -> &str {
 
 /// The kind of a wire body.
 pub(crate) fn kind(body: &Body) -> EventKind {
-    match body {
-        Body::CaseOpened(_) => EventKind::CaseOpened,
-        Body::ApplicationFiled(_) => EventKind::ApplicationFiled,
-        Body::DocumentsRequested(_) => EventKind::DocumentsRequested,
-        Body::DocumentsReceived(_) => EventKind::DocumentsReceived,
-        Body::FeeAssessed(_) => EventKind::FeeAssessed,
-        Body::PaymentReceived(_) => EventKind::PaymentReceived,
-        Body::AppointmentScheduled(_) => EventKind::AppointmentScheduled,
-        Body::ReviewStarted(_) => EventKind::ReviewStarted,
-        Body::Issued(_) => EventKind::Issued,
-        Body::Rejected(_) => EventKind::Rejected,
-        Body::Withdrawn(_) => EventKind::Withdrawn,
-        Body::Collected(_) => EventKind::Collected,
-        Body::ServiceStandardPublished(_) => EventKind::ServiceStandardPublished,
-        Body::PersonalDataSealed(_) => EventKind::PersonalDataSealed,
-        Body::PersonalDataErased(_) => EventKind::PersonalDataErased,
-    }
+    mpp_wire::body_to_core(body).kind()
 }
 
 /// The body of an event.
@@ -152,6 +136,63 @@ impl Recorder {
         assert_eq!((s.code(), reason(&s)), (code, reason_code), "{}", s.message());
         assert!(s.message().contains(field), "{field} not named in {:?}", s.message());
         assert_eq!(self.count(), before, "nothing published for a refused request");
+    }
+}
+
+/// What a filing RPC answered, in the hub's words.
+#[derive(Debug)]
+pub(crate) struct FiledAnswer<'a> {
+    pub(crate) case: &'a str,
+    pub(crate) application: &'a str,
+    pub(crate) event_ids: &'a [String],
+    pub(crate) pin: &'a str,
+}
+
+impl Recorder {
+    /// Checks a filing of `service` (an enum value of the agency's proto)
+    /// answered `answer` after `before` events: into a new case when
+    /// `new_case` (a tracking number, a 6-digit PIN, `case_opened` then
+    /// `application_filed`), else into `case` (no PIN, `application_filed`
+    /// only); the application id has the service's prefix; the events
+    /// carry the returned ids, `documents`, `officer` and the service's
+    /// subject.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn filed(
+        &self,
+        before: usize,
+        service: i32,
+        answer: FiledAnswer<'_>,
+        case: Option<&str>,
+        documents: &[&str],
+        officer: &str,
+    ) {
+        let info = self.info.service_by_value(service).unwrap();
+        let prefix = format!("{}-", self.info.application_prefix(info));
+        assert!(answer.application.starts_with(&prefix), "{} of {prefix}", answer.application);
+        assert!(TrackingNumber::parse(answer.case).is_ok(), "{}", answer.case);
+        let events = &self.publisher.events()[before..];
+        let ids: Vec<&str> = events.iter().map(|e| e.event_id()).collect();
+        assert_eq!(answer.event_ids, ids);
+        let kinds: Vec<EventKind> = events.iter().map(|e| kind(&body(e))).collect();
+        match case {
+            None => {
+                assert_eq!(answer.pin.len(), 6, "a new case has a PIN");
+                assert_eq!(kinds, [EventKind::CaseOpened, EventKind::ApplicationFiled]);
+            }
+            Some(case) => {
+                assert_eq!((answer.case, answer.pin), (case, ""), "filed into the case, no PIN");
+                assert_eq!(kinds, [EventKind::ApplicationFiled]);
+            }
+        }
+        let filed = body(events.last().unwrap());
+        assert!(matches!(&filed, Body::ApplicationFiled(f) if f.documents == documents), "{filed:?}");
+        for e in events {
+            assert_eq!(e.subject(), format!("mpp.events.{}.{}", self.info.agency_id, info.service_id));
+            assert_eq!(
+                (e.envelope().case_id.as_str(), e.envelope().officer.as_str()),
+                (answer.case, officer)
+            );
+        }
     }
 }
 
@@ -318,23 +359,43 @@ macro_rules! round_trip_test {
     };
 }
 
-/// The preamble of an agency's mapping tests, over its own protobuf types:
-/// `desk()` is the service over a fresh [`Recorder`];
-/// `file(&svc, service, case)` files an application of `service` into
-/// `case` (a new case when empty) through the filing RPC, with the given
-/// documents and filing officer, and answers what the RPC returned;
-/// `langkah(&filed)` is the step reference to that application by the
-/// stepping officer. Expects the agency's `pb` and tonic's `Request`.
-macro_rules! desk_fixture {
+/// One row of an agency's step table: a step request and the event it
+/// must publish.
+pub(crate) type Step<C> = (C, EventBody);
+
+/// One row of an agency's table of bad requests: the request, and the
+/// status code, reason code and field it must be refused with.
+pub(crate) type Refusal<C> = (C, Code, &'static str, &'static str);
+
+/// The mapping tests of an agency, over its own protobuf types. Writes the
+/// fixtures `desk()` (the service over a fresh [`Recorder`]),
+/// `file(&svc, service, case)` (files an application of `service` into
+/// `case`, a new case when empty, through the filing RPC with the given
+/// documents and filing officer, and answers what the RPC returned) and
+/// `langkah(&filed)` (the step reference to that application by the
+/// stepping officer); the checks `check_filing`, `check_steps` and
+/// `check_refusals`, which serve a table of requests and check what each
+/// published or why it was refused; and the tests:
+///
+/// - the filing opens a case with the first of `services` and files the
+///   others into it;
+/// - every step of the module's `steps(&langkah)` table publishes exactly
+///   its event about an application of the first service;
+/// - every request of its `refusals(&langkah)` table is refused as the
+///   table says, and publishes nothing;
+/// - a filing the publisher cannot take is answered UNAVAILABLE.
+///
+/// Expects the agency's `pb`, `INFO` and `Call`, tonic's `Request`, and
+/// the module's `steps` and `refusals`.
+macro_rules! mapping_tests {
     (
         $svc:ty,
         filing $filing:ident(pb::$req:ident { $service_field:ident: $service:ty }) -> pb::$filed:ident,
         langkah { $case:ident, $application:ident },
         dokumen: [$($document:expr),* $(,)?],
-        petugas: $filer:expr => $stepper:expr $(,)?
+        petugas: $filer:expr => $stepper:expr,
+        services: [$first:expr $(, $other:expr)* $(,)?] $(,)?
     ) => {
-        // Unused by a module whose tests build the service over their own publisher.
-        #[allow(dead_code)]
         fn desk() -> ($crate::test_support::Recorder, $svc) {
             let (rec, agency) = $crate::test_support::Recorder::new(&INFO);
             (rec, <$svc>::new(agency))
@@ -355,6 +416,102 @@ macro_rules! desk_fixture {
                 $case: filed.$case.clone(),
                 $application: filed.$application.clone(),
                 petugas: $stepper.into(),
+            }
+        }
+
+        #[tokio::test]
+        async fn the_filing_opens_a_case_or_files_into_one() {
+            check_filing(&[$first $(, $other)*]).await;
+        }
+
+        #[tokio::test]
+        async fn every_step_rpc_maps_to_its_common_event() {
+            let (rec, svc) = desk();
+            let filed = file(&svc, $first, "").await;
+            check_steps(&rec, &svc, &filed, steps(&langkah(&filed))).await;
+        }
+
+        #[tokio::test]
+        async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
+            let (rec, svc) = desk();
+            let filed = file(&svc, $first, "").await;
+            check_refusals(&rec, &svc, refusals(&langkah(&filed))).await;
+        }
+
+        #[tokio::test]
+        async fn a_publish_failure_is_unavailable() {
+            let publisher = std::sync::Arc::new(mpp_agency_kit::testing::MemoryPublisher::failing_after(0));
+            let svc = <$svc>::new($crate::test_support::agency(&INFO, publisher));
+            let request = pb::$req {
+                $case: String::new(),
+                $service_field: $first as i32,
+                dokumen: vec![],
+                petugas: $filer.into(),
+            };
+            let s = svc.$filing(Request::new(request)).await.unwrap_err();
+            let reason_code = $crate::test_support::reason(&s);
+            assert_eq!((s.code(), reason_code), (tonic::Code::Unavailable, "PUBLISH_FAILED"));
+        }
+
+        /// Files the first of `services` into a new case and the others
+        /// into that case, and checks every answer and its events
+        /// ([`Recorder::filed`]).
+        async fn check_filing(services: &[$service]) {
+            fn answer(r: &pb::$filed) -> $crate::test_support::FiledAnswer<'_> {
+                $crate::test_support::FiledAnswer {
+                    case: &r.$case,
+                    application: &r.$application,
+                    event_ids: &r.event_ids,
+                    pin: &r.pin,
+                }
+            }
+            let (rec, svc) = desk();
+            let documents = [$($document),*];
+            let (first, others) = services.split_first().expect("a service to file");
+            let r = file(&svc, *first, "").await;
+            rec.filed(0, *first as i32, answer(&r), None, &documents, $filer);
+            for service in others {
+                let before = rec.count();
+                let again = file(&svc, *service, &r.$case).await;
+                rec.filed(before, *service as i32, answer(&again), Some(&r.$case), &documents, $filer);
+            }
+        }
+
+        /// Serves each step of `steps` in order about `filed`'s application
+        /// and checks that it published exactly its event
+        /// ([`Recorder::stepped`]); answers the events.
+        async fn check_steps(
+            rec: &$crate::test_support::Recorder,
+            svc: &$svc,
+            filed: &pb::$filed,
+            steps: Vec<$crate::test_support::Step<Call>>,
+        ) -> Vec<mpp_agency_kit::OutgoingEvent> {
+            let id = mpp_core::ids::ApplicationId::parse(&filed.$application).unwrap();
+            let service = INFO.service_of_application("application", &id).unwrap().service_id;
+            let mut published = Vec::new();
+            for (call, want) in steps {
+                let rpc = call.rpc();
+                let before = rec.count();
+                let answer = call.serve(svc).await.unwrap_or_else(|s| panic!("{rpc} refused: {s:?}"));
+                let (case, application) = (&filed.$case, &filed.$application);
+                let e = rec.stepped(rpc, before, &answer.event_ids[0], service, case, application, $stepper);
+                assert_eq!($crate::test_support::body(&e), mpp_wire::body_to_wire(&want), "{rpc}");
+                published.push(e);
+            }
+            published
+        }
+
+        /// Serves each request of `refusals` and checks that it was refused
+        /// with its status code and reason code, naming its field, and
+        /// published nothing ([`Recorder::refused`]).
+        async fn check_refusals(
+            rec: &$crate::test_support::Recorder,
+            svc: &$svc,
+            refusals: Vec<$crate::test_support::Refusal<Call>>,
+        ) {
+            for (call, code, reason_code, field) in refusals {
+                let before = rec.count();
+                rec.refused(before, call.serve(svc).await, code, reason_code, field);
             }
         }
     };

@@ -11,24 +11,12 @@ use mpp_core::{AppState, EventKind};
 use prost::Message as _;
 
 use crate::test_support::legal_path;
-use crate::{
-    bank, bpn, dpmptsp, dukcapil, imigrasi, pdam, pln, AgencyInfo, Category, AGENCIES, MAPPING_VERSION,
-};
+use crate::{imigrasi, AgencyInfo, Category, AGENCIES, MAPPING_VERSION};
 
 const MAPPING_MD: &str = include_str!("../../../docs/MAPPING.md");
 
 fn catalogue(info: &AgencyInfo) -> Vec<mpp_agency_kit::ServiceStandardSpec> {
-    match info.agency_id {
-        imigrasi::AGENCY_ID => imigrasi::catalogue(),
-        bpn::AGENCY_ID => bpn::catalogue(),
-        pln::AGENCY_ID => pln::catalogue(),
-        pdam::AGENCY_ID => pdam::catalogue(),
-        bank::AGENCY_ID => bank::catalogue(),
-        dpmptsp::AGENCY_ID => dpmptsp::catalogue(),
-        dukcapil::AGENCY_ID => dukcapil::catalogue(),
-        other => panic!("no catalogue for {other}"),
-    }
-    .unwrap()
+    info.builtin_standards().unwrap_or_else(|e| panic!("{}: {e}", info.agency_id))
 }
 
 #[test]
@@ -84,6 +72,43 @@ fn every_service_has_exactly_one_valid_standard() {
             spec.to_event(&builder).unwrap_or_else(|e| panic!("{}/{}: {e}", info.agency_id, spec.service));
         }
     }
+}
+
+#[test]
+fn every_catalogue_holds_the_standards_the_agency_publishes() {
+    // (agency, service, completion in working days, fee in rupiah, fiktif positif)
+    let published: &[(&str, &str, u32, i64, bool)] = &[
+        // Dukcapil services are free of charge (UU 24/2013 art. 79A).
+        ("dukcapil", "kk", 3, 0, false),
+        ("dukcapil", "ktp-el", 14, 0, false),
+        ("dukcapil", "akta-lahir", 5, 0, false),
+        ("imigrasi", "paspor", 4, 350_000, false),
+        ("imigrasi", "paspor-el", 4, 650_000, false),
+        ("bpn", "pengecekan", 1, 50_000, false),
+        ("bpn", "peralihan-hak", 5, 50_000, false),
+        ("bpn", "pengukuran", 14, 100_000, false),
+        // Rp969 per VA: 1 300 VA new, 1 300 → 2 200 VA upgraded.
+        ("pln", "pasang-baru", 5, 969 * 1_300, false),
+        ("pln", "tambah-daya", 5, 969 * (2_200 - 1_300), false),
+        ("pdam", "sambungan", 10, 1_500_000, false),
+        ("pdam", "balik-nama", 3, 50_000, false),
+        // The bank's desk charges nothing.
+        ("bank", "tabungan", 1, 0, false),
+        ("bank", "kur", 14, 0, false),
+        // PBG is fiktif positif; NIB is free.
+        ("dpmptsp", "pbg", 28, 1_500_000, true),
+        ("dpmptsp", "nib", 1, 0, false),
+    ];
+    let mut got = Vec::new();
+    for info in AGENCIES {
+        for s in catalogue(info) {
+            let standard = (s.completion_working_days, s.fee_idr, s.fiktif_positif);
+            got.push((info.agency_id, s.service.as_str().to_owned(), standard));
+        }
+    }
+    let want: Vec<_> =
+        published.iter().map(|&(a, s, days, fee, fp)| (a, s.to_owned(), (days, fee, fp))).collect();
+    assert_eq!(got, want);
 }
 
 /// The RPC names of each `mpp.agency.<id>.v1` service in the descriptor set.

@@ -9,29 +9,22 @@
 //! kinds its mapping table names, the event ids the RPCs returned, and
 //! `Nats-Msg-Id` = event id.
 
+mod common;
+
+use common::read_stream;
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use mpp_agencies::{bank, bpn, cli, dpmptsp, dukcapil, imigrasi, pdam, pln, AgencyInfo, AGENCIES};
-use mpp_agency_kit::{run_with, standard_event_id, Agency, Listeners, RunError, STREAM_NAME};
+use mpp_agency_kit::{run_with, standard_event_id, Agency, AgencyService, Listeners, RunError};
 use mpp_core::EventKind;
 use mpp_proto::v1 as ev;
 use mpp_test_support::NatsServer;
-use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::codegen::http;
-use tonic::server::NamedService;
 use tonic::transport::Channel;
-
-/// How long the relays may take to bring every event into the stream.
-const STREAM_DEADLINE_MS: u64 = 30_000;
-
-/// Poll interval while waiting for the stream.
-const POLL_MS: u64 = 25;
 
 /// One agency service running in this process.
 struct Running {
@@ -46,16 +39,7 @@ struct Running {
 async fn start<S, F>(info: &'static AgencyInfo, make: F, nats: &str) -> Running
 where
     F: FnOnce(Agency) -> S + Send + 'static,
-    S: tonic::codegen::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-            Error = Infallible,
-        > + NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: AgencyService,
 {
     let data = tempfile::tempdir().unwrap();
     let args = cli::try_parse_args_from(
@@ -448,63 +432,7 @@ async fn bank_journey(addr: SocketAddr, case: &str) -> Walked {
 }
 
 fn kind(body: &ev::envelope::Body) -> EventKind {
-    use ev::envelope::Body as B;
-    match body {
-        B::CaseOpened(_) => EventKind::CaseOpened,
-        B::ApplicationFiled(_) => EventKind::ApplicationFiled,
-        B::DocumentsRequested(_) => EventKind::DocumentsRequested,
-        B::DocumentsReceived(_) => EventKind::DocumentsReceived,
-        B::FeeAssessed(_) => EventKind::FeeAssessed,
-        B::PaymentReceived(_) => EventKind::PaymentReceived,
-        B::AppointmentScheduled(_) => EventKind::AppointmentScheduled,
-        B::ReviewStarted(_) => EventKind::ReviewStarted,
-        B::Issued(_) => EventKind::Issued,
-        B::Rejected(_) => EventKind::Rejected,
-        B::Withdrawn(_) => EventKind::Withdrawn,
-        B::Collected(_) => EventKind::Collected,
-        B::ServiceStandardPublished(_) => EventKind::ServiceStandardPublished,
-        B::PersonalDataSealed(_) => EventKind::PersonalDataSealed,
-        B::PersonalDataErased(_) => EventKind::PersonalDataErased,
-    }
-}
-
-/// A message of the stream, decoded.
-struct Stored {
-    subject: String,
-    msg_id: Option<String>,
-    envelope: ev::Envelope,
-}
-
-/// Waits until the stream holds `expected` messages (not fewer: the relays
-/// publish in the background; not more: nothing may be duplicated), then
-/// reads them all in stream order.
-async fn read_stream(client: async_nats::Client, expected: u64) -> Vec<Stored> {
-    let js = async_nats::jetstream::new(client);
-    let deadline = Instant::now() + Duration::from_millis(STREAM_DEADLINE_MS);
-    let mut stream = loop {
-        let seen = match js.get_stream(STREAM_NAME).await {
-            Ok(mut s) => match s.info().await {
-                Ok(info) if info.state.messages >= expected => break s,
-                Ok(info) => info.state.messages,
-                Err(_) => 0,
-            },
-            Err(_) => 0,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "the stream holds {seen} of {expected} messages after the deadline"
-        );
-        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
-    };
-    assert_eq!(stream.info().await.unwrap().state.messages, expected, "no message more than expected");
-    let mut out = Vec::new();
-    for seq in 1..=expected {
-        let msg = stream.get_raw_message(seq).await.unwrap();
-        let msg_id = msg.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_owned());
-        let envelope = ev::Envelope::decode(msg.payload.clone()).unwrap();
-        out.push(Stored { subject: msg.subject.to_string(), msg_id, envelope });
-    }
-    out
+    mpp_wire::body_to_core(body).kind()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -539,7 +467,7 @@ async fn one_case_walks_every_agency_and_the_stream_holds_each_journey_in_order(
 
     let standards: usize = AGENCIES.iter().map(|a| a.services.len()).sum();
     let events: usize = walked.values().map(|w| w.event_ids.len()).sum();
-    let stored = read_stream(client, (standards + events) as u64).await;
+    let stored = read_stream(&async_nats::jetstream::new(client), (standards + events) as u64).await;
 
     for s in &stored {
         let e = &s.envelope;

@@ -6,10 +6,9 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use mpp_agencies::dukcapil::{catalogue, Dukcapil, AGENCY_ID, SERVING};
+use mpp_agencies::dukcapil::{Dukcapil, AGENCY_ID, INFO, SERVING};
 use mpp_agency_kit::auth::hash_token;
 use mpp_agency_kit::{
     run_with, AgencyConfig, CommonArgs, Listeners, RunError, REASON_CODE_METADATA_KEY, STREAM_NAME,
@@ -27,41 +26,6 @@ const RIGHT_TOKEN: &str = "tok-right-5f0c2a9e-back-office";
 const WRONG_TOKEN: &str = "tok-wrong-77aa10be-guess";
 const DEADLINE_MS: u64 = 30_000;
 
-/// Everything logged by this test binary (one global subscriber, so the
-/// server's tasks on any thread are captured).
-fn captured_log() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buf.clone());
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("install the test subscriber");
-        buf
-    })
-}
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn log_text() -> String {
-    String::from_utf8_lossy(&captured_log().lock().unwrap()).into_owned()
-}
-
 fn args(nats_url: String, data_dir: PathBuf, tokens_file: Option<PathBuf>, insecure: bool) -> CommonArgs {
     CommonArgs {
         outbox_entries_max: 1000,
@@ -76,7 +40,7 @@ fn config(args: CommonArgs) -> AgencyConfig {
     AgencyConfig {
         agency_id: AgencyId::parse(AGENCY_ID).unwrap(),
         args,
-        standards: catalogue().unwrap(),
+        standards: INFO.builtin_standards().unwrap(),
         rpc_scopes: None,
     }
 }
@@ -110,7 +74,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_and_accepted_calls_reach_the_stream() {
-    captured_log();
+    mpp_test_support::log::capture(tracing::Level::INFO);
     let nats = NatsServer::start().await.expect("start nats-server (is it on PATH?)");
     let js = async_nats::jetstream::new(nats.connect().await.unwrap());
     let dir = tempfile::tempdir().unwrap();
@@ -157,7 +121,7 @@ async fn tokens_are_checked_and_accepted_calls_reach_the_stream() {
 
     // The refusals are logged with peer, RPC and reason, never a token; the
     // accepted call's log lines name the client system.
-    let log = log_text();
+    let log = mpp_test_support::log::captured_text();
     let refusals: Vec<&str> = log.lines().filter(|l| l.contains("Unauthenticated call refused")).collect();
     assert_eq!(refusals.len(), 2, "{log}");
     for line in &refusals {
@@ -210,7 +174,7 @@ async fn tokens_are_checked_and_accepted_calls_reach_the_stream() {
 
 #[tokio::test]
 async fn without_tokens_it_refuses_to_start_unless_told_to_run_insecurely() {
-    captured_log();
+    mpp_test_support::log::capture(tracing::Level::INFO);
     let dir = tempfile::tempdir().unwrap();
     // A NATS URL nobody listens on: the service starts anyway.
     let url = format!("nats://127.0.0.1:{}", mpp_test_support::free_port().unwrap());
@@ -253,7 +217,7 @@ async fn without_tokens_it_refuses_to_start_unless_told_to_run_insecurely() {
     let filed =
         DukcapilServiceClient::new(channel).ajukan_permohonan(permohonan()).await.unwrap().into_inner();
     assert_eq!(filed.event_ids.len(), 2);
-    assert!(log_text().contains("AUTHENTICATION DISABLED"));
+    assert!(mpp_test_support::log::captured_text().contains("AUTHENTICATION DISABLED"));
     let _ = stop_tx.send(());
     server.await.unwrap().unwrap();
 }

@@ -1,7 +1,7 @@
 //! The RPCs against an in-memory publisher and a real counter and key vault
 //! in a temporary directory.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use mpp_agency_kit::testing::MemoryPublisher;
 use mpp_agency_kit::{pin_verifier, EventBuilder, Pin, PinPepper, SystemClock, REASON_CODE_METADATA_KEY};
@@ -383,41 +383,9 @@ async fn a_publish_failure_burns_the_serial_and_never_reuses_it() {
     assert_eq!(f.counter.last().unwrap(), Some(2), "serial 2 was taken and stays taken");
 }
 
-/// Everything logged by this test binary, at TRACE level: one global
-/// subscriber (a thread-scoped one misses events whose callsites another test
-/// thread registered first), so every test's log lines are checked too.
-fn captured_log() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOG: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
-    LOG.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buf.clone());
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("install the test subscriber");
-        buf
-    })
-}
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(b);
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn nothing_personal_is_logged_even_at_trace_level() {
-    captured_log();
+    mpp_test_support::log::capture(tracing::Level::TRACE);
     let f = fixture();
     let r = f.svc.buka_berkas(&request()).await.unwrap();
     // A refused request too: its error must not carry the values either.
@@ -429,7 +397,7 @@ async fn nothing_personal_is_logged_even_at_trace_level() {
     let erase = pb::PenghapusanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "ptg-09".into() };
     f.svc.hapus_data_pribadi(&erase, &client()).await.unwrap();
     let _ = f.svc.lihat_data_pribadi(&ask, &client()).await.unwrap_err();
-    let log = String::from_utf8_lossy(&captured_log().lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let log = mpp_test_support::log::captured_text();
     assert!(
         log.lines().any(|l| l.contains("Case opened") && l.contains(&r.event_id)),
         "the test sees the log:\n{log}"
@@ -532,7 +500,7 @@ async fn reads_and_erasures_are_rate_limited_per_authenticated_client() {
 
 #[tokio::test]
 async fn reads_and_erasures_log_the_authenticated_client_as_the_officer() {
-    captured_log();
+    mpp_test_support::log::capture(tracing::Level::TRACE);
     let f = fixture();
     let r = f.svc.buka_berkas(&request()).await.unwrap();
     let who = ClientId::parse("officer-7f3a").unwrap();
@@ -542,7 +510,7 @@ async fn reads_and_erasures_log_the_authenticated_client_as_the_officer() {
     let erase =
         pb::PenghapusanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "claimed-x2".into() };
     f.svc.hapus_data_pribadi(&erase, &who).await.unwrap();
-    let log = String::from_utf8_lossy(&captured_log().lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let log = mpp_test_support::log::captured_text();
     for (message, claimed) in [("Personal data read", "claimed-x1"), ("Personal data erased", "claimed-x2")] {
         // Other tests' fixtures number their cases alike: find this test's
         // line by the officer id it claimed.

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use mpp_agency_kit::{CommonArgs, Listeners, STREAM_NAME};
@@ -25,41 +24,6 @@ mod support;
 const DEADLINE_MS: u64 = 30_000;
 const NIK_KEY: &[u8] = b"integration-test-nik-key-0123456789abcdef";
 const CASES: usize = 50;
-
-/// Everything logged by this test binary, at TRACE level (one global
-/// subscriber, so the server's tasks on any thread are captured).
-fn captured_log() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buf.clone());
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("install the test subscriber");
-        buf
-    })
-}
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(b);
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn log_text() -> String {
-    String::from_utf8_lossy(&captured_log().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-}
 
 /// The personal data of citizen `i`.
 struct Citizen {
@@ -155,7 +119,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cases_get_unique_numbers_that_survive_a_restart() {
-    captured_log();
+    mpp_test_support::log::capture(tracing::Level::TRACE);
     let nats = NatsServer::start().await.expect("start nats-server (is it on PATH?)");
     let js = async_nats::jetstream::new(nats.connect().await.unwrap());
     let dir = tempfile::tempdir().unwrap();
@@ -237,7 +201,7 @@ async fn concurrent_cases_get_unique_numbers_that_survive_a_restart() {
     running.stop().await;
 
     // Nothing personal was logged, by the service, the kit or a dependency.
-    let log = log_text();
+    let log = mpp_test_support::log::captured_text();
     assert!(log.lines().filter(|l| l.contains("Case opened")).count() >= CASES + 5, "{log}");
     assert!(log.contains("Tracking-number counter opened"), "{log}");
     for i in 0..CASES + 5 {
@@ -251,7 +215,7 @@ async fn concurrent_cases_get_unique_numbers_that_survive_a_restart() {
 
 #[tokio::test]
 async fn it_refuses_to_start_without_keys_before_opening_anything() {
-    captured_log();
+    mpp_test_support::log::capture(tracing::Level::TRACE);
     let dir = tempfile::tempdir().unwrap();
     // A NATS URL nobody listens on: nothing gets that far anyway.
     let url = format!("nats://127.0.0.1:{}", free_port().unwrap());
@@ -327,7 +291,7 @@ async fn it_refuses_to_start_without_keys_before_opening_anything() {
     let r = client.buka_berkas(request(&citizen(0))).await.unwrap().into_inner();
     assert_eq!(TrackingNumber::parse(&r.nomor_berkas).unwrap().serial(), 1);
     running.stop().await;
-    let log = log_text();
+    let log = mpp_test_support::log::captured_text();
     assert!(log.contains("INSECURE DEVELOPMENT NIK KEY"), "{log}");
     assert!(log.contains("PUBLIC development PIN pepper"), "{log}");
     assert!(data.join("counter").is_dir());

@@ -111,6 +111,6 @@ pub use event::{Clock, EventBuilder, OutgoingEvent, SystemClock};
 pub use ids::{allocate_tracking_number, new_application_id, pin_verifier, Pin, PinPepper};
 pub use outbox::{Outbox, OutboxConfig, OutboxPublisher, OutboxSnapshot, OutboxStatus, RelayConfig};
 pub use publish::{Accepted, JetStreamPublisher, PubAckInfo, PublishError, Publisher};
-pub use run::{run, run_with, AgencyConfig, Listeners, RunError};
+pub use run::{run, run_with, AgencyConfig, AgencyService, Listeners, RunError};
 pub use server::{serve, serve_with_readiness, serve_with_transport, shutdown_signal, Readiness};
 pub use stream::{ensure_stream, stream_config, STREAM_NAME, STREAM_SUBJECTS};

@@ -78,6 +78,38 @@ use crate::server::{serve_with_transport, shutdown_signal, ServeError};
 use crate::stream::STREAM_NAME;
 use crate::tls::{TlsError, Transport};
 
+/// A generated tonic server of an agency's service, as [`run`] serves it:
+/// a named gRPC service that cannot fail (tonic answers errors as
+/// statuses), cheap to clone and sendable to the server's tasks. Every
+/// `<Agency>ServiceServer<T>` is one.
+pub trait AgencyService:
+    tonic::codegen::Service<
+        http::Request<tonic::body::Body>,
+        Response = http::Response<tonic::body::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> AgencyService for S where
+    S: tonic::codegen::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// What one agency service is.
 #[derive(Debug, Clone)]
 pub struct AgencyConfig {
@@ -166,6 +198,10 @@ pub enum RunError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The catalogue (built in, or `--catalogue-file`) is unusable, so
+    /// there is no [`AgencyConfig`] to run.
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
     /// The service standards cannot be published: a standard changed
     /// without a version bump or went down, the record of published
     /// standards is unreadable, or a standard does not make a valid event.
@@ -196,16 +232,7 @@ pub struct Listeners {
 pub async fn run<S, F>(config: AgencyConfig, make_service: F) -> Result<(), RunError>
 where
     F: FnOnce(Agency) -> S,
-    S: tonic::codegen::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-            Error = Infallible,
-        > + NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: AgencyService,
 {
     init_tracing(&config.args.log)?;
     let bind = |addr: SocketAddr| async move {
@@ -229,16 +256,7 @@ pub async fn run_with<S, F>(
 ) -> Result<(), RunError>
 where
     F: FnOnce(Agency) -> S,
-    S: tonic::codegen::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-            Error = Infallible,
-        > + NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: AgencyService,
 {
     let name = config.binary_name();
     let args = &config.args;

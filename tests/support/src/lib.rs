@@ -8,7 +8,8 @@
 //! - [`wait`]: waiting on a condition with a deadline, never on the clock
 //!   alone;
 //! - [`process`]: a child process with a log file, signalled by pid;
-//! - [`http`]: a small HTTP/1.1 GET client.
+//! - [`http`]: a small HTTP/1.1 GET client;
+//! - [`log`]: what a test binary logs, captured.
 //!
 //! Architecture invariant: this crate depends on no project crate but
 //! `mpp-core` (for the one seeded generator), so any crate's tests can use it
@@ -23,6 +24,7 @@
 #![deny(unreachable_pub)]
 
 pub mod http;
+pub mod log;
 pub mod nats;
 pub mod ports;
 pub mod process;

@@ -140,6 +140,45 @@ async fn wait_delivered(
     Ok(head)
 }
 
+/// How a scenario ended: the tally of the answers against the stopped
+/// hub's log, the audit of that log, the stream's last sequence, and how
+/// many event ids the stream holds more than once.
+struct Final {
+    t: Tally,
+    audit: StoreAudit,
+    last: u64,
+    stored_twice: usize,
+}
+
+/// Ends a scenario: waits until every answered event id of `ids` is in the
+/// stream and the hub has ingested the whole stream, stops the service and
+/// the hub, and audits the hub's log (one entry per stream message) against
+/// the answers.
+async fn finish(
+    nats: &NatsServer,
+    hub: &mut HubProcess,
+    service: &mut AgencyProcess,
+    scan: &tokio::sync::Mutex<StreamIds>,
+    ids: &[String],
+) -> Result<Final> {
+    wait_delivered("final", nats, hub, scan, ids).await?;
+    let js = nats.jetstream().await?;
+    let last = stream_last_seq(&js).await?;
+    hub.wait_caught_up(last, DELIVERY_DEADLINE).await?;
+    let stored_twice = scan.lock().await.stored_twice();
+
+    service.terminate().await?;
+    hub.terminate().await?;
+    let audit = audit_stopped_hub(hub.data_dir())?;
+    ensure!(
+        audit.entries.len() as u64 == last,
+        "{} log entries for {last} stream messages",
+        audit.entries.len()
+    );
+    let t = tally(&audit, ids)?;
+    Ok(Final { t, audit, last, stored_twice })
+}
+
 /// The answered events compared with a stopped hub's audited log.
 #[derive(Debug, Default)]
 struct Tally {
@@ -280,22 +319,8 @@ async fn nats_outage_mid_traffic_loses_nothing_and_the_agency_keeps_accepting() 
         }
     }
     let journeys: u64 = reports.iter().map(|r| r.journeys).sum();
-    let ids = answered.snapshot()?;
-    wait_delivered("final", &nats, &mut hub, &scan, &ids).await?;
-    let js = nats.jetstream().await?;
-    let last = stream_last_seq(&js).await?;
-    hub.wait_caught_up(last, DELIVERY_DEADLINE).await?;
-    let stored_twice = scan.lock().await.stored_twice();
-
-    service.terminate().await?;
-    hub.terminate().await?;
-    let audit = audit_stopped_hub(hub.data_dir())?;
-    ensure!(
-        audit.entries.len() as u64 == last,
-        "{} log entries for {last} stream messages",
-        audit.entries.len()
-    );
-    let t = tally(&audit, &ids)?;
+    let Final { t, audit, last, stored_twice } =
+        finish(&nats, &mut hub, &mut service, &scan, &answered.snapshot()?).await?;
     println!(
         "seed {seed}: accepted during outage: {}; total answered {} ({journeys} journeys); found once {}; \
          lost {}; duplicated {}; DUPLICATE entries {}; stored twice in the stream {stored_twice}; \
@@ -402,22 +427,8 @@ async fn agency_kill9_with_unpublished_outbox_restarts_and_publishes_everything_
     }
     println!("phase 2: {live} event ids answered before kill -9 mid-traffic; {failed_at_kill} calls cut off");
 
-    let ids = answered.snapshot()?;
-    wait_delivered("final", &nats, &mut hub, &scan, &ids).await?;
-    let js = nats.jetstream().await?;
-    let last = stream_last_seq(&js).await?;
-    hub.wait_caught_up(last, DELIVERY_DEADLINE).await?;
-    let stored_twice = scan.lock().await.stored_twice();
-
-    service.terminate().await?;
-    hub.terminate().await?;
-    let audit = audit_stopped_hub(hub.data_dir())?;
-    ensure!(
-        audit.entries.len() as u64 == last,
-        "{} log entries for {last} stream messages",
-        audit.entries.len()
-    );
-    let t = tally(&audit, &ids)?;
+    let Final { t, audit, last, stored_twice } =
+        finish(&nats, &mut hub, &mut service, &scan, &answered.snapshot()?).await?;
     println!(
         "seed {seed}: queued at kill -9 {}; answered before mid-traffic kill -9 {live}; total answered {}; \
          found once {}; lost {}; duplicated {}; DUPLICATE entries {}; accepted but unanswered {}; stored \

@@ -13,8 +13,11 @@
 use std::io::Write;
 
 use anyhow::{bail, Context};
+use mpp_core::checkpoint::SignedCheckpoint;
 use mpp_core::ids::EventId;
+use mpp_core::log::Hash32;
 use mpp_core::merkle::{entry_leaf_hash, inclusion_proof, root_from_inclusion};
+use mpp_core::LogEntry;
 use mpp_store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -88,19 +91,35 @@ pub fn prove<S: Store>(store: &S, seq: u64, tree_size: Option<u64>) -> anyhow::R
             bail!("the stored checkpoint of tree size {tree_size} signs another root than the log's");
         }
     }
-    let mut canonical = Vec::new();
-    e.write_canonical(&mut canonical);
-    Ok(ProofBundle {
-        format: PROOF_FORMAT.to_owned(),
-        entry: EntryLine::of(&e, true),
-        canonical_b64: base64_encode(&canonical),
-        leaf_index: seq - 1,
-        tree_size,
-        leaf_hash: hex32(&leaf),
-        inclusion_proof: proof.iter().map(hex32).collect(),
-        root_hash: hex32(&root),
-        checkpoint: checkpoint.as_ref().map(CheckpointLine::of),
-    })
+    Ok(ProofBundle::new(&e, tree_size, &leaf, &proof, &root, checkpoint.as_ref()))
+}
+
+impl ProofBundle {
+    /// The bundle of entry `e`: its leaf hash `leaf`, inclusion `proof` in
+    /// the tree of `tree_size` entries whose root is `root`, and the hub's
+    /// checkpoint of that size if it signed one.
+    pub(crate) fn new(
+        e: &LogEntry,
+        tree_size: u64,
+        leaf: &Hash32,
+        proof: &[Hash32],
+        root: &Hash32,
+        checkpoint: Option<&SignedCheckpoint>,
+    ) -> Self {
+        let mut canonical = Vec::new();
+        e.write_canonical(&mut canonical);
+        ProofBundle {
+            format: PROOF_FORMAT.to_owned(),
+            entry: EntryLine::of(e, true),
+            canonical_b64: base64_encode(&canonical),
+            leaf_index: e.seq - 1,
+            tree_size,
+            leaf_hash: hex32(leaf),
+            inclusion_proof: proof.iter().map(hex32).collect(),
+            root_hash: hex32(root),
+            checkpoint: checkpoint.map(CheckpointLine::of),
+        }
+    }
 }
 
 /// What a bundle proves, once checked.

@@ -26,8 +26,8 @@ use mpp_core::{Case, LogEntry, ServiceStandard};
 use mpp_store::{push_entry, Cases, Checkpoints, CommitBatch, Entries, Head, SledStore, Store, StoreError};
 use serde_json::Value;
 
-use super::export::{ExportReader, Line, EXPORT_FORMAT};
-use super::verify::{ChainVerifier, Failure, VerifyReport};
+use super::export::{ExportReader, Line};
+use super::verify::{read_header, ChainVerifier, Failure, VerifyReport};
 use super::window::Windowed;
 use super::{open_store, say, Progress, PublicKey, RebuildArgs, EXIT_FAILED};
 
@@ -262,36 +262,13 @@ pub fn import_export<R: BufRead, S: Store>(
         }
         Ok(())
     };
-    match reader.next_line() {
-        Some(Ok(Line::Header(h))) if h.format == EXPORT_FORMAT => {}
-        Some(Ok(_)) => {
-            return Err(Failure { seq: 1, what: "line 1 is not a known export header".to_owned() }.into())
-        }
-        Some(Err(e)) => return Err(Failure { seq: 1, what: e.to_string() }.into()),
-        None => return Err(Failure { seq: 1, what: "the export is empty".to_owned() }.into()),
-    }
+    read_header(reader)?;
     loop {
         let at = reader.line() + 1;
-        let line = match reader.next_line() {
-            Some(Ok(l)) => l,
-            Some(Err(e)) => return Err(Failure { seq: v.next_seq(), what: e.to_string() }.into()),
-            None => {
-                return Err(Failure {
-                    seq: v.next_seq(),
-                    what: format!(
-                        "the export ends after entry {} without its end line (truncated?)",
-                        v.size()
-                    ),
-                }
-                .into())
-            }
-        };
+        let line = v.next_line(reader)?;
         match line {
             Line::Entry(l) => {
-                let (e, claimed) = l.to_entry().map_err(|what| Failure {
-                    seq: v.next_seq(),
-                    what: format!("line {at} (entry seq {}): {what}", l.seq),
-                })?;
+                let (e, claimed) = Failure::entry_at(&l, at, v.next_seq())?;
                 v.push(&e, &claimed)?;
                 push_entry(&mut frontier, &e.hash, &mut batch.subtrees)
                     .map_err(|_| Failure { seq: e.seq, what: "the Merkle tree is full".to_owned() })?;
@@ -302,10 +279,7 @@ pub fn import_export<R: BufRead, S: Store>(
                 progress.tick(1);
             }
             Line::Checkpoint(l) => {
-                let cp = l.to_checkpoint().map_err(|what| Failure {
-                    seq: l.tree_size.max(1),
-                    what: format!("line {at} (checkpoint of tree size {}): {what}", l.tree_size),
-                })?;
+                let cp = Failure::checkpoint_at(&l, at)?;
                 v.checkpoint(&cp)?;
                 commit(&mut batch, &frontier)?;
                 store.put_checkpoint(&cp)?;

@@ -25,9 +25,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use super::export::{CheckpointLine, EndLine, EntryLine, HeaderLine, Line};
-use super::prove::{ProofBundle, PROOF_FORMAT};
+use super::prove::ProofBundle;
 use super::verify::{ChainVerifier, Failure, VerifyReport};
-use super::{base64_encode, hex32, Progress, PublicKey, RemoteArgs};
+use super::{hex32, Progress, PublicKey, RemoteArgs};
 
 /// Entries asked for per `Replay` page (the service's maximum).
 pub const REPLAY_PAGE_ENTRIES: u32 = 10_000;
@@ -246,19 +246,7 @@ impl Remote {
         let root = mpp_core::merkle::root_from_inclusion(&leaf, e.seq - 1, r.tree_size, &proof)
             .map_err(|err| anyhow::anyhow!("the hub's proof does not verify: {err}"))?;
         let checkpoint = r.checkpoint.as_ref().map(decode_checkpoint).transpose()?;
-        let mut canonical = Vec::new();
-        e.write_canonical(&mut canonical);
-        Ok(ProofBundle {
-            format: PROOF_FORMAT.to_owned(),
-            entry: EntryLine::of(&e, true),
-            canonical_b64: base64_encode(&canonical),
-            leaf_index: e.seq - 1,
-            tree_size: r.tree_size,
-            leaf_hash: hex32(&leaf),
-            inclusion_proof: proof.iter().map(hex32).collect(),
-            root_hash: hex32(&root),
-            checkpoint: checkpoint.as_ref().map(CheckpointLine::of),
-        })
+        Ok(ProofBundle::new(&e, r.tree_size, &leaf, &proof, &root, checkpoint.as_ref()))
     }
 }
 

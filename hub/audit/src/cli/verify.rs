@@ -25,7 +25,7 @@ use mpp_core::merkle::{entry_leaf_hash, MerkleFrontier, Subtree};
 use mpp_core::LogEntry;
 use mpp_store::{Store, BLOCK_ENTRIES_MAX};
 
-use super::export::{ExportReader, Line, EXPORT_FORMAT};
+use super::export::{CheckpointLine, EntryLine, ExportReader, Line, EXPORT_FORMAT};
 use super::{hex32, open_store, read_key, say, Progress, PublicKey, VerifyArgs, EXIT_FAILED};
 
 /// The first thing wrong, with the sequence of the first entry it
@@ -38,6 +38,25 @@ pub struct Failure {
     pub seq: u64,
     /// What is wrong.
     pub what: String,
+}
+
+impl Failure {
+    /// The entry of an export's line `at`, or why it is not one (the
+    /// failure is at `next_seq`, the sequence the entry should have).
+    pub(crate) fn entry_at(l: &EntryLine, at: u64, next_seq: u64) -> Result<(LogEntry, Hash32), Failure> {
+        l.to_entry().map_err(|what| Failure {
+            seq: next_seq,
+            what: format!("line {at} (entry seq {}): {what}", l.seq),
+        })
+    }
+
+    /// The checkpoint of an export's line `at`, or why it is not one.
+    pub(crate) fn checkpoint_at(l: &CheckpointLine, at: u64) -> Result<SignedCheckpoint, Failure> {
+        l.to_checkpoint().map_err(|what| Failure {
+            seq: l.tree_size.max(1),
+            what: format!("line {at} (checkpoint of tree size {}): {what}", l.tree_size),
+        })
+    }
 }
 
 /// What a verification that passed saw.
@@ -104,7 +123,37 @@ pub struct ChainVerifier {
     completed: Vec<Subtree>,
 }
 
+/// Reads the header line of an export: the failure (at sequence 1) when
+/// it is missing, does not read, or names an unknown format.
+pub(crate) fn read_header<R: BufRead>(reader: &mut ExportReader<R>) -> Result<(), Failure> {
+    let what = match reader.next_line() {
+        Some(Ok(Line::Header(h))) if h.format == EXPORT_FORMAT => return Ok(()),
+        Some(Ok(Line::Header(h))) => format!("unknown export format {:?}", h.format),
+        Some(Ok(_)) => "line 1 is not the export header".to_owned(),
+        Some(Err(e)) => e.to_string(),
+        None => "the export is empty".to_owned(),
+    };
+    Err(Failure { seq: 1, what })
+}
+
 impl ChainVerifier {
+    /// The next line of an export this verifier reads: the failure (at the
+    /// next sequence) when it does not read, or when the export ends before
+    /// its end line.
+    pub(crate) fn next_line<R: BufRead>(&self, reader: &mut ExportReader<R>) -> Result<Line, Failure> {
+        match reader.next_line() {
+            Some(Ok(l)) => Ok(l),
+            Some(Err(e)) => Err(Failure { seq: self.next_seq(), what: e.to_string() }),
+            None => Err(Failure {
+                seq: self.next_seq(),
+                what: format!(
+                    "the export ends after entry {} without its end line (truncated?)",
+                    self.size()
+                ),
+            }),
+        }
+    }
+
     /// A verifier of an empty log; with `key`, checkpoint signatures are checked.
     pub fn new(key: Option<PublicKey>) -> Self {
         ChainVerifier {
@@ -498,44 +547,18 @@ pub fn verify_export<R: BufRead>(
     progress: &mut Progress,
 ) -> Result<VerifyReport, Failure> {
     let mut v = ChainVerifier::new(key);
-    match reader.next_line() {
-        Some(Ok(Line::Header(h))) if h.format == EXPORT_FORMAT => {}
-        Some(Ok(Line::Header(h))) => {
-            return Err(Failure { seq: 1, what: format!("unknown export format {:?}", h.format) })
-        }
-        Some(Ok(_)) => return Err(Failure { seq: 1, what: "line 1 is not the export header".to_owned() }),
-        Some(Err(e)) => return Err(Failure { seq: 1, what: e.to_string() }),
-        None => return Err(Failure { seq: 1, what: "the export is empty".to_owned() }),
-    }
+    read_header(reader)?;
     loop {
-        let line = match reader.next_line() {
-            Some(Ok(l)) => l,
-            Some(Err(e)) => return Err(Failure { seq: v.next_seq(), what: e.to_string() }),
-            None => {
-                return Err(Failure {
-                    seq: v.next_seq(),
-                    what: format!(
-                        "the export ends after entry {} without its end line (truncated?)",
-                        v.size()
-                    ),
-                })
-            }
-        };
+        let line = v.next_line(reader)?;
         let at = reader.line();
         match line {
             Line::Entry(l) => {
-                let (e, claimed) = l.to_entry().map_err(|what| Failure {
-                    seq: v.next_seq(),
-                    what: format!("line {at} (entry seq {}): {what}", l.seq),
-                })?;
+                let (e, claimed) = Failure::entry_at(&l, at, v.next_seq())?;
                 v.push(&e, &claimed).map_err(|f| Failure { what: format!("line {at}: {}", f.what), ..f })?;
                 progress.tick(1);
             }
             Line::Checkpoint(l) => {
-                let cp = l.to_checkpoint().map_err(|what| Failure {
-                    seq: l.tree_size.max(1),
-                    what: format!("line {at} (checkpoint of tree size {}): {what}", l.tree_size),
-                })?;
+                let cp = Failure::checkpoint_at(&l, at)?;
                 v.checkpoint(&cp).map_err(|f| Failure { what: format!("line {at}: {}", f.what), ..f })?;
             }
             Line::End(end) => {

@@ -8,12 +8,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mpp_core::case::Case;
+use mpp_core::checkpoint::{Checkpoint, KeyId, Origin, SignedCheckpoint};
 use mpp_core::decide::{apply, decide, EntryMeta, MemState};
 use mpp_core::event::{EventBody, EventKind, UncheckedEnvelope};
 use mpp_core::ids::{ApplicationId, EventId, RegionCode, TrackingNumber};
+use mpp_core::log::{LogEntry, Verdict, GENESIS_HASH};
 use mpp_core::reason::{ReasonCode, Rejection};
 use mpp_core::state::AppState;
 use mpp_core::validate::{validate, SCHEMA_VERSION};
+use proptest::prelude::*;
 
 /// The MPP every sample case belongs to (Kota Bengkulu).
 pub(crate) const REGION: &str = "1771";
@@ -265,4 +268,56 @@ impl Outcome {
         }
         self.scenario
     }
+}
+
+/// A hash chain of `n` accepted entries on `subject`, as the hub builds
+/// it: sequences from 1, stream sequences from 101, one nanosecond apart,
+/// with the payload `payload(seq)`.
+pub(crate) fn accepted_chain(n: u64, subject: &str, payload: impl Fn(u64) -> Vec<u8>) -> Vec<LogEntry> {
+    let mut prev = GENESIS_HASH;
+    (1..=n)
+        .map(|seq| {
+            let time_ns = RECORD_MS * 1_000_000 + seq as i64;
+            let e = LogEntry::new(
+                seq,
+                seq + 100,
+                time_ns,
+                Verdict::Accepted,
+                None,
+                "",
+                subject,
+                payload(seq),
+                prev,
+            );
+            prev = e.hash;
+            e
+        })
+        .collect()
+}
+
+/// Any signed checkpoint: a valid origin, any fields, any signature bytes.
+pub(crate) fn any_signed_checkpoint() -> impl Strategy<Value = SignedCheckpoint> {
+    (
+        "[!-~]{1,128}",
+        any::<[u8; 8]>(),
+        (any::<u64>(), any::<[u8; 32]>(), any::<[u8; 32]>()),
+        (any::<u64>(), any::<i64>(), any::<i64>()),
+        proptest::collection::vec(any::<u8>(), 64),
+    )
+        .prop_filter_map(
+            "a valid origin",
+            |(origin, key, (size, root, head), (stream, time, at), sig)| {
+                let checkpoint = Checkpoint {
+                    origin: Origin::new(&origin).ok()?,
+                    key_id: KeyId(key),
+                    tree_size: size,
+                    root_hash: root,
+                    head_hash: head,
+                    last_stream_seq: stream,
+                    last_entry_time_ns: time,
+                    signed_at_ms: at,
+                };
+                Some(SignedCheckpoint { checkpoint, signature: sig.try_into().ok()?, note: None })
+            },
+        )
 }

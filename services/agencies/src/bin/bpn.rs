@@ -7,7 +7,5 @@ use mpp_agencies::bpn::{Bpn, INFO};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = mpp_agencies::cli::parse_args(&INFO);
-    mpp_agency_kit::run(INFO.config(args)?, Bpn::server).await?;
-    Ok(())
+    Ok(mpp_agencies::cli::run(&INFO, Bpn::server).await?)
 }

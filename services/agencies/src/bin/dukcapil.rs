@@ -8,7 +8,5 @@ use mpp_agencies::dukcapil::{Dukcapil, INFO};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = mpp_agencies::cli::parse_args(&INFO);
-    mpp_agency_kit::run(INFO.config(args)?, Dukcapil::server).await?;
-    Ok(())
+    Ok(mpp_agencies::cli::run(&INFO, Dukcapil::server).await?)
 }

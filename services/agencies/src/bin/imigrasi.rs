@@ -7,7 +7,5 @@ use mpp_agencies::imigrasi::{Imigrasi, INFO};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = mpp_agencies::cli::parse_args(&INFO);
-    mpp_agency_kit::run(INFO.config(args)?, Imigrasi::server).await?;
-    Ok(())
+    Ok(mpp_agencies::cli::run(&INFO, Imigrasi::server).await?)
 }

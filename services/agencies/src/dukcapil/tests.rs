@@ -1,27 +1,21 @@
 //! Mapping tests of Disdukcapil: each RPC against an in-memory publisher.
 
-use std::sync::Arc;
-
 use mpp_agency_kit::ids::new_application_id;
-use mpp_agency_kit::testing::MemoryPublisher;
-use mpp_core::ids::{ApplicationId, RegionCode, TrackingNumber};
-use mpp_core::ReasonCode;
-use mpp_proto::v1::envelope::Body;
+use mpp_core::ids::ApplicationId;
+use mpp_core::{EventBody as E, ReasonCode};
 use tonic::Code;
 
 use super::*;
-use crate::test_support::{agency, optional_text, reason, text, Shapes};
+use crate::test_support::{optional_text, other_region_case, reason, text, typo, Shapes};
+use crate::test_support::{Refusal, Step};
 
-fn service(publisher: Arc<MemoryPublisher>) -> Dukcapil {
-    Dukcapil::new(agency(&INFO, publisher))
-}
-
-desk_fixture! {
+mapping_tests! {
     Dukcapil,
     filing ajukan_permohonan(pb::Permohonan { layanan: pb::Layanan }) -> pb::PermohonanDiterima,
     langkah { nomor_berkas, nomor_permohonan },
     dokumen: ["Formulir F-1.01"],
     petugas: "ptg-07" => "ptg-08",
+    services: [pb::Layanan::Kk, pb::Layanan::AktaLahir],
 }
 
 #[test]
@@ -35,7 +29,7 @@ fn every_layanan_is_mapped_and_unspecified_is_refused() {
         assert_eq!(reason(&s), "INVALID_FIELD_VALUE");
     }
     // Every catalogue entry has a layanan and vice versa.
-    let cat = catalogue().unwrap();
+    let cat = INFO.builtin_standards().unwrap();
     assert_eq!(cat.len(), INFO.services.len());
     for info in INFO.services {
         assert!(cat.iter().any(|s| s.service.as_str() == info.service_id), "{info:?}");
@@ -55,196 +49,93 @@ fn application_ids_name_their_layanan() {
     }
 }
 
-#[tokio::test]
-async fn ajukan_permohonan_opens_a_case_and_files_the_application() {
-    let publisher = Arc::new(MemoryPublisher::new());
-    let svc = service(publisher.clone());
-    let r = file(&svc, pb::Layanan::AktaLahir, "").await;
-    assert_eq!(r.pin.len(), 6);
-    assert!(r.nomor_permohonan.starts_with("DKC-AKTA-"));
-    assert!(TrackingNumber::parse(&r.nomor_berkas).is_ok());
-    let events = publisher.events();
-    assert_eq!(r.event_ids, events.iter().map(|e| e.event_id().to_owned()).collect::<Vec<_>>());
-    assert!(matches!(events[0].envelope().body, Some(Body::CaseOpened(_))));
-    assert!(
-        matches!(&events[1].envelope().body, Some(Body::ApplicationFiled(f)) if f.documents == ["Formulir F-1.01"])
-    );
-    for e in &events {
-        assert_eq!(e.subject(), "mpp.events.dukcapil.akta-lahir");
-        assert_eq!(e.envelope().officer, "ptg-07");
-    }
-
-    // Into the existing case: only application_filed, no PIN.
-    let again = svc
-        .ajukan_permohonan(Request::new(pb::Permohonan {
-            nomor_berkas: r.nomor_berkas.clone(),
-            layanan: pb::Layanan::Kk as i32,
-            dokumen: vec![],
-            petugas: "ptg-07".into(),
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(again.nomor_berkas, r.nomor_berkas);
-    assert!(again.pin.is_empty());
-    assert_eq!(again.event_ids.len(), 1);
-    assert_eq!(publisher.events()[2].subject(), "mpp.events.dukcapil.kk");
-}
-
-#[tokio::test]
-async fn every_step_rpc_maps_to_its_common_event() {
-    let publisher = Arc::new(MemoryPublisher::new());
-    let svc = service(publisher.clone());
-    let filed = file(&svc, pb::Layanan::Kk, "").await;
-    let l = langkah(&filed);
-    let some = Some(l.clone());
-
-    let ids = [
-        svc.minta_kelengkapan(Request::new(pb::KekuranganBerkas {
-            langkah: some.clone(),
-            dokumen: vec!["Buku nikah".into()],
-            loket: "Loket 3 Disdukcapil".into(),
-            catatan: "Bawa asli".into(),
-        }))
-        .await,
-        svc.terima_kelengkapan(Request::new(pb::BerkasDilengkapi {
-            langkah: some.clone(),
-            dokumen: vec!["Buku nikah".into()],
-        }))
-        .await,
-        svc.mulai_verifikasi(Request::new(l.clone())).await,
-        svc.cetak_dokumen(Request::new(pb::DokumenDicetak {
-            langkah: some.clone(),
-            nomor_register: "REG-2026-0001".into(),
-        }))
-        .await,
-        svc.serahkan_dokumen(Request::new(l.clone())).await,
-        svc.tolak_permohonan(Request::new(pb::Penolakan {
-            langkah: some.clone(),
-            kode_alasan: "D01".into(),
-            alasan: "Data tidak sesuai".into(),
-        }))
-        .await,
-        svc.batalkan_permohonan(Request::new(l.clone())).await,
+/// Every step RPC, and the event it must publish.
+fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
+    let l = || Some(top.clone());
+    let buku_nikah = || vec!["Buku nikah".to_owned()];
+    vec![
+        (
+            Call::MintaKelengkapan(pb::KekuranganBerkas {
+                langkah: l(),
+                dokumen: buku_nikah(),
+                loket: "Loket 3 Disdukcapil".into(),
+                catatan: "Bawa asli".into(),
+            }),
+            E::DocumentsRequested {
+                documents: buku_nikah(),
+                counter: "Loket 3 Disdukcapil".into(),
+                note: "Bawa asli".into(),
+            },
+        ),
+        (
+            Call::TerimaKelengkapan(pb::BerkasDilengkapi { langkah: l(), dokumen: buku_nikah() }),
+            E::DocumentsReceived { documents: buku_nikah() },
+        ),
+        (Call::MulaiVerifikasi(top.clone()), E::ReviewStarted),
+        (
+            Call::CetakDokumen(pb::DokumenDicetak { langkah: l(), nomor_register: "REG-2026-0001".into() }),
+            E::Issued { document_number: "REG-2026-0001".into() },
+        ),
+        (Call::SerahkanDokumen(top.clone()), E::Collected),
+        (
+            Call::TolakPermohonan(pb::Penolakan {
+                langkah: l(),
+                kode_alasan: "D01".into(),
+                alasan: "Data tidak sesuai".into(),
+            }),
+            E::Rejected { reason_code: "D01".into(), reason: "Data tidak sesuai".into() },
+        ),
+        // The withdrawal is a bare `Langkah`: no reason (mapping v1).
+        (Call::BatalkanPermohonan(top.clone()), E::Withdrawn { reason: String::new() }),
     ]
-    .into_iter()
-    .map(|r| r.unwrap().into_inner().event_id)
-    .collect::<Vec<_>>();
-
-    let events = publisher.events();
-    let steps = &events[2..];
-    assert_eq!(steps.len(), ids.len());
-    for (e, id) in steps.iter().zip(&ids) {
-        assert_eq!(e.event_id(), id);
-        assert_eq!(e.subject(), "mpp.events.dukcapil.kk");
-        assert_eq!(e.envelope().case_id, filed.nomor_berkas);
-        assert_eq!(e.envelope().application_id, filed.nomor_permohonan);
-        assert_eq!(e.envelope().officer, "ptg-08");
-    }
-    let body = |i: usize| steps[i].envelope().body.clone();
-    assert!(matches!(body(0), Some(Body::DocumentsRequested(d))
-        if d.documents == ["Buku nikah"] && d.counter == "Loket 3 Disdukcapil" && d.note == "Bawa asli"));
-    assert!(matches!(body(1), Some(Body::DocumentsReceived(d)) if d.documents == ["Buku nikah"]));
-    assert!(matches!(body(2), Some(Body::ReviewStarted(_))));
-    assert!(matches!(body(3), Some(Body::Issued(d)) if d.document_number == "REG-2026-0001"));
-    assert!(matches!(body(4), Some(Body::Collected(_))));
-    assert!(
-        matches!(body(5), Some(Body::Rejected(d)) if d.reason_code == "D01" && d.reason == "Data tidak sesuai")
-    );
-    assert!(matches!(body(6), Some(Body::Withdrawn(_))));
 }
 
-#[tokio::test]
-async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let publisher = Arc::new(MemoryPublisher::new());
-    let svc = service(publisher.clone());
-    let filed = file(&svc, pb::Layanan::Kk, "").await;
-    let before = publisher.events().len();
-    let l = langkah(&filed);
-
-    let unspecified = svc
-        .ajukan_permohonan(Request::new(pb::Permohonan {
-            nomor_berkas: String::new(),
-            layanan: pb::Layanan::Unspecified as i32,
-            dokumen: vec![],
-            petugas: "ptg-07".into(),
-        }))
-        .await
-        .unwrap_err();
-    assert_eq!((unspecified.code(), reason(&unspecified)), (Code::InvalidArgument, "INVALID_FIELD_VALUE"));
-
-    let no_langkah = svc
-        .minta_kelengkapan(Request::new(pb::KekuranganBerkas {
-            langkah: None,
+/// Bad requests: each with the status code, reason code and field it
+/// must be refused with.
+fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
+    let inv = Code::InvalidArgument;
+    let unspecified = Call::AjukanPermohonan(pb::Permohonan {
+        nomor_berkas: String::new(),
+        layanan: pb::Layanan::Unspecified as i32,
+        dokumen: vec![],
+        petugas: "ptg-07".into(),
+    });
+    let kekurangan = |langkah: Option<pb::Langkah>, loket: &str| {
+        Call::MintaKelengkapan(pb::KekuranganBerkas {
+            langkah,
             dokumen: vec!["x".into()],
-            loket: "Loket 3".into(),
+            loket: loket.into(),
             catatan: String::new(),
-        }))
-        .await
-        .unwrap_err();
-    assert_eq!((no_langkah.code(), reason(&no_langkah)), (Code::InvalidArgument, "MISSING_FIELD"));
-    assert!(no_langkah.message().contains("langkah"), "{}", no_langkah.message());
-
-    let no_loket = svc
-        .minta_kelengkapan(Request::new(pb::KekuranganBerkas {
-            langkah: Some(l.clone()),
-            dokumen: vec!["x".into()],
-            loket: String::new(),
-            catatan: String::new(),
-        }))
-        .await
-        .unwrap_err();
-    assert_eq!(reason(&no_loket), "MISSING_FIELD");
-    assert!(no_loket.message().contains("loket"), "{}", no_loket.message());
-
-    let mut typo = l.clone();
-    let last = typo.nomor_berkas.pop().unwrap();
-    typo.nomor_berkas.push(if last == '0' { '1' } else { '0' });
-    let s = svc.mulai_verifikasi(Request::new(typo)).await.unwrap_err();
-    assert_eq!((s.code(), reason(&s)), (Code::InvalidArgument, "BAD_CHECK_DIGIT"));
-    assert!(s.message().contains("nomor_berkas"), "{}", s.message());
-
-    let other_region = pb::Langkah {
-        nomor_berkas: TrackingNumber::new(RegionCode::parse("1707").unwrap(), 5).unwrap().to_string(),
-        ..l.clone()
+        })
     };
-    let s = svc.serahkan_dokumen(Request::new(other_region)).await.unwrap_err();
-    assert_eq!((s.code(), reason(&s)), (Code::FailedPrecondition, "REGION_MISMATCH"));
-
-    let foreign_app = pb::Langkah { nomor_permohonan: "IMG-PASPOR-1".into(), ..l.clone() };
-    let s = svc.batalkan_permohonan(Request::new(foreign_app)).await.unwrap_err();
-    assert_eq!(reason(&s), "MALFORMED_APPLICATION_ID");
-
-    let no_officer = pb::Langkah { petugas: String::new(), ..l.clone() };
-    let s = svc.mulai_verifikasi(Request::new(no_officer)).await.unwrap_err();
-    assert_eq!(reason(&s), "MISSING_FIELD");
-
-    let s = svc
-        .tolak_permohonan(Request::new(pb::Penolakan {
-            langkah: Some(l.clone()),
-            kode_alasan: String::new(),
-            alasan: "x".repeat(501),
-        }))
-        .await
-        .unwrap_err();
-    assert_eq!(reason(&s), "FIELD_TOO_LONG");
-
-    assert_eq!(publisher.events().len(), before, "nothing published for a refused request");
-}
-
-#[tokio::test]
-async fn a_publish_failure_is_unavailable() {
-    let svc = service(Arc::new(MemoryPublisher::failing_after(0)));
-    let s = svc
-        .ajukan_permohonan(Request::new(pb::Permohonan {
-            nomor_berkas: String::new(),
-            layanan: pb::Layanan::Kk as i32,
-            dokumen: vec![],
-            petugas: "ptg-07".into(),
-        }))
-        .await
-        .unwrap_err();
-    assert_eq!((s.code(), reason(&s)), (Code::Unavailable, "PUBLISH_FAILED"));
+    let other_region = pb::Langkah { nomor_berkas: other_region_case(), ..l.clone() };
+    let too_long =
+        pb::Penolakan { langkah: Some(l.clone()), kode_alasan: String::new(), alasan: "x".repeat(501) };
+    vec![
+        (unspecified, inv, "INVALID_FIELD_VALUE", "layanan"),
+        (kekurangan(None, "Loket 3"), inv, "MISSING_FIELD", "langkah"),
+        (kekurangan(Some(l.clone()), ""), inv, "MISSING_FIELD", "loket"),
+        (
+            Call::MulaiVerifikasi(pb::Langkah { nomor_berkas: typo(&l.nomor_berkas), ..l.clone() }),
+            inv,
+            "BAD_CHECK_DIGIT",
+            "nomor_berkas",
+        ),
+        (Call::SerahkanDokumen(other_region), Code::FailedPrecondition, "REGION_MISMATCH", "nomor_berkas"),
+        (
+            Call::BatalkanPermohonan(pb::Langkah { nomor_permohonan: "IMG-PASPOR-1".into(), ..l.clone() }),
+            inv,
+            "MALFORMED_APPLICATION_ID",
+            "nomor_permohonan",
+        ),
+        (
+            Call::MulaiVerifikasi(pb::Langkah { petugas: String::new(), ..l.clone() }),
+            inv,
+            "MISSING_FIELD",
+            "petugas",
+        ),
+        (Call::TolakPermohonan(too_long), inv, "FIELD_TOO_LONG", "alasan"),
+    ]
 }
 
 round_trip_test!(

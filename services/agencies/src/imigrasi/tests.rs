@@ -1,28 +1,20 @@
 //! Mapping tests of Kantor Imigrasi: each RPC against an in-memory publisher.
 
-use mpp_core::ids::TrackingNumber;
-use mpp_proto::v1::envelope::Body;
+use mpp_core::EventBody as E;
 use tonic::Code;
 
 use super::*;
-use crate::test_support::{body, in_days, other_region_case, typo};
 use crate::test_support::{digits, ntpn, Shapes};
+use crate::test_support::{in_days, other_region_case, typo};
+use crate::test_support::{Refusal, Step};
 
-desk_fixture! {
+mapping_tests! {
     Imigrasi,
     filing ajukan_permohonan(pb::Permohonan { jenis_paspor: pb::JenisPaspor }) -> pb::PermohonanDiterima,
     langkah { nomor_berkas, nomor_permohonan },
     dokumen: ["KTP-el", "Kartu Keluarga"],
     petugas: "img-07" => "img-08",
-}
-
-#[test]
-fn the_catalogue_has_the_published_passport_standards() {
-    let cat = catalogue().unwrap();
-    let by_id = |id: &str| cat.iter().find(|s| s.service.as_str() == id).unwrap();
-    assert_eq!((by_id("paspor").completion_working_days, by_id("paspor").fee_idr), (4, 350_000));
-    assert_eq!((by_id("paspor-el").completion_working_days, by_id("paspor-el").fee_idr), (4, 650_000));
-    assert!(cat.iter().all(|s| !s.fiktif_positif && s.version == 1 && !s.requirements.is_empty()));
+    services: [pb::JenisPaspor::Biasa, pb::JenisPaspor::Elektronik],
 }
 
 #[test]
@@ -35,280 +27,198 @@ fn passport_numbers() {
     }
 }
 
-#[tokio::test]
-async fn ajukan_permohonan_opens_a_case_or_files_into_one() {
-    let (rec, svc) = desk();
-    let r = file(&svc, pb::JenisPaspor::Elektronik, "").await;
-    assert_eq!(r.pin.len(), 6);
-    assert!(r.nomor_permohonan.starts_with("IMG-EPASPOR-"), "{}", r.nomor_permohonan);
-    assert!(TrackingNumber::parse(&r.nomor_berkas).is_ok());
-    let events = rec.publisher.events();
-    assert_eq!(r.event_ids, events.iter().map(|e| e.event_id().to_owned()).collect::<Vec<_>>());
-    assert!(matches!(body(&events[0]), Body::CaseOpened(_)));
-    assert!(
-        matches!(body(&events[1]), Body::ApplicationFiled(f) if f.documents == ["KTP-el", "Kartu Keluarga"])
-    );
-    assert!(events.iter().all(|e| e.subject() == "mpp.events.imigrasi.paspor-el"));
-
-    let again = file(&svc, pb::JenisPaspor::Biasa, &r.nomor_berkas).await;
-    assert_eq!(again.nomor_berkas, r.nomor_berkas);
-    assert!(again.pin.is_empty());
-    assert_eq!(again.event_ids.len(), 1);
-    assert!(again.nomor_permohonan.starts_with("IMG-PASPOR-"));
-    assert_eq!(rec.publisher.events()[2].subject(), "mpp.events.imigrasi.paspor");
+/// Every step RPC, and the event it must publish.
+fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
+    let l = || Some(top.clone());
+    let akta = || vec!["Akta kelahiran".to_owned()];
+    let (at, ruang) = (in_days(3), "Ruang wawancara Imigrasi");
+    let (kode, simponi, ntpn) =
+        ("820260114000123", "Bank persepsi / Kantor Pos (SIMPONI)", "0A1B2C3D4E5F6G7H");
+    vec![
+        (
+            Call::MintaKelengkapan(pb::KekuranganBerkas {
+                langkah: l(),
+                dokumen: akta(),
+                loket: "Loket Imigrasi, MPP lantai 2".into(),
+                catatan: "Bawa asli".into(),
+            }),
+            E::DocumentsRequested {
+                documents: akta(),
+                counter: "Loket Imigrasi, MPP lantai 2".into(),
+                note: "Bawa asli".into(),
+            },
+        ),
+        (
+            Call::TerimaKelengkapan(pb::BerkasDilengkapi { langkah: l(), dokumen: akta() }),
+            E::DocumentsReceived { documents: akta() },
+        ),
+        (
+            Call::JadwalkanWawancara(pb::JadwalWawancara {
+                langkah: l(),
+                waktu_ms: at,
+                tempat: ruang.into(),
+            }),
+            E::AppointmentScheduled { kind: "interview".into(), at_ms: at, place: ruang.into() },
+        ),
+        (Call::MulaiWawancara(top.clone()), E::ReviewStarted),
+        (
+            Call::TerbitkanKodeBilling(pb::KodeBilling {
+                langkah: l(),
+                jumlah_pnbp: 350_000,
+                kode_billing: kode.into(),
+                saluran_pembayaran: simponi.into(),
+            }),
+            E::FeeAssessed {
+                amount_idr: 350_000,
+                billing_code: kode.into(),
+                payment_channel: simponi.into(),
+            },
+        ),
+        (
+            Call::KonfirmasiPembayaran(pb::PembayaranPnbp {
+                langkah: l(),
+                jumlah_pnbp: 350_000,
+                ntpn: ntpn.into(),
+            }),
+            E::PaymentReceived { amount_idr: 350_000, payment_reference: ntpn.into() },
+        ),
+        (
+            Call::CetakPaspor(pb::PasporDicetak { langkah: l(), nomor_paspor: "X1234567".into() }),
+            E::Issued { document_number: "X1234567".into() },
+        ),
+        (Call::SerahkanPaspor(top.clone()), E::Collected),
+        (
+            Call::TolakPermohonan(pb::Penolakan {
+                langkah: l(),
+                kode_alasan: "TL-03".into(),
+                alasan: "Data tidak sesuai".into(),
+            }),
+            E::Rejected { reason_code: "TL-03".into(), reason: "Data tidak sesuai".into() },
+        ),
+        (
+            Call::BatalkanPermohonan(pb::Pembatalan {
+                langkah: l(),
+                alasan: "Pemohon tidak hadir wawancara".into(),
+            }),
+            E::Withdrawn { reason: "Pemohon tidak hadir wawancara".into() },
+        ),
+    ]
 }
 
-#[tokio::test]
-async fn every_step_rpc_maps_to_its_common_event() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::JenisPaspor::Biasa, "").await;
-    let l = langkah(&filed);
-    let some = Some(l.clone());
-    let check = |rpc: &str, before: usize, id: String| {
-        rec.stepped(rpc, before, &id, "paspor", &filed.nomor_berkas, &filed.nomor_permohonan, "img-08")
-    };
-    let at = in_days(3);
-
-    let n = rec.count();
-    let r = svc
-        .minta_kelengkapan(Request::new(pb::KekuranganBerkas {
-            langkah: some.clone(),
-            dokumen: vec!["Akta kelahiran".into()],
-            loket: "Loket Imigrasi, MPP lantai 2".into(),
-            catatan: "Bawa asli".into(),
-        }))
-        .await;
-    let e = check("MintaKelengkapan", n, r.unwrap().into_inner().event_id);
-    assert!(matches!(body(&e), Body::DocumentsRequested(d)
-        if d.documents == ["Akta kelahiran"] && d.counter == "Loket Imigrasi, MPP lantai 2" && d.note == "Bawa asli"));
-
-    let n = rec.count();
-    let r = svc
-        .terima_kelengkapan(Request::new(pb::BerkasDilengkapi {
-            langkah: some.clone(),
-            dokumen: vec!["Akta kelahiran".into()],
-        }))
-        .await;
-    let e = check("TerimaKelengkapan", n, r.unwrap().into_inner().event_id);
-    assert!(matches!(body(&e), Body::DocumentsReceived(d) if d.documents == ["Akta kelahiran"]));
-
-    let n = rec.count();
-    let r = svc
-        .jadwalkan_wawancara(Request::new(pb::JadwalWawancara {
-            langkah: some.clone(),
-            waktu_ms: at,
-            tempat: "Ruang wawancara Imigrasi".into(),
-        }))
-        .await;
-    let e = check("JadwalkanWawancara", n, r.unwrap().into_inner().event_id);
-    assert!(matches!(body(&e), Body::AppointmentScheduled(a)
-        if a.kind == "interview" && a.at_ms == at && a.place == "Ruang wawancara Imigrasi"));
-
-    let n = rec.count();
-    let r = svc.mulai_wawancara(Request::new(l.clone())).await;
-    let e = check("MulaiWawancara", n, r.unwrap().into_inner().event_id);
-    assert!(matches!(body(&e), Body::ReviewStarted(_)));
-
-    let n = rec.count();
-    let r = svc
-        .terbitkan_kode_billing(Request::new(pb::KodeBilling {
-            langkah: some.clone(),
-            jumlah_pnbp: 350_000,
-            kode_billing: "820260114000123".into(),
-            saluran_pembayaran: "Bank persepsi / Kantor Pos (SIMPONI)".into(),
-        }))
-        .await;
-    let e = check("TerbitkanKodeBilling", n, r.unwrap().into_inner().event_id);
-    assert!(matches!(body(&e), Body::FeeAssessed(f)
-        if f.amount_idr == 350_000 && f.billing_code == "820260114000123"
-            && f.payment_channel == "Bank persepsi / Kantor Pos (SIMPONI)"));
-
-    let n = rec.count();
-    let r = svc
-        .konfirmasi_pembayaran(Request::new(pb::PembayaranPnbp {
-            langkah: some.clone(),
-            jumlah_pnbp: 350_000,
-            ntpn: "0A1B2C3D4E5F6G7H".into(),
-        }))
-        .await;
-    let e = check("KonfirmasiPembayaran", n, r.unwrap().into_inner().event_id);
-    assert!(matches!(body(&e), Body::PaymentReceived(p)
-        if p.amount_idr == 350_000 && p.payment_reference == "0A1B2C3D4E5F6G7H"));
-
-    let n = rec.count();
-    let r = svc
-        .cetak_paspor(Request::new(pb::PasporDicetak {
-            langkah: some.clone(),
-            nomor_paspor: "X1234567".into(),
-        }))
-        .await;
-    let e = check("CetakPaspor", n, r.unwrap().into_inner().event_id);
-    assert!(matches!(body(&e), Body::Issued(i) if i.document_number == "X1234567"));
-
-    let n = rec.count();
-    let r = svc.serahkan_paspor(Request::new(l.clone())).await;
-    let e = check("SerahkanPaspor", n, r.unwrap().into_inner().event_id);
-    assert!(matches!(body(&e), Body::Collected(_)));
-
-    let n = rec.count();
-    let r = svc
-        .tolak_permohonan(Request::new(pb::Penolakan {
-            langkah: some.clone(),
-            kode_alasan: "TL-03".into(),
-            alasan: "Data tidak sesuai".into(),
-        }))
-        .await;
-    let e = check("TolakPermohonan", n, r.unwrap().into_inner().event_id);
-    assert!(
-        matches!(body(&e), Body::Rejected(x) if x.reason_code == "TL-03" && x.reason == "Data tidak sesuai")
-    );
-
-    let n = rec.count();
-    let r = svc
-        .batalkan_permohonan(Request::new(pb::Pembatalan {
-            langkah: some.clone(),
-            alasan: "Pemohon tidak hadir wawancara".into(),
-        }))
-        .await;
-    let e = check("BatalkanPermohonan", n, r.unwrap().into_inner().event_id);
-    assert!(matches!(body(&e), Body::Withdrawn(w) if w.reason == "Pemohon tidak hadir wawancara"));
-}
-
-#[tokio::test]
-async fn bad_requests_are_refused_with_reason_codes_and_publish_nothing() {
-    let (rec, svc) = desk();
-    let filed = file(&svc, pb::JenisPaspor::Biasa, "").await;
-    let l = langkah(&filed);
-    let some = Some(l.clone());
-    let n = rec.count();
+/// Bad requests: each with the status code, reason code and field it
+/// must be refused with.
+fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
     let inv = Code::InvalidArgument;
-
-    for jenis in [pb::JenisPaspor::Unspecified as i32, 99] {
-        let r = svc
-            .ajukan_permohonan(Request::new(pb::Permohonan {
-                nomor_berkas: String::new(),
-                jenis_paspor: jenis,
-                dokumen: vec![],
-                petugas: "img-07".into(),
-            }))
-            .await;
-        rec.refused(n, r, inv, "INVALID_FIELD_VALUE", "jenis_paspor");
-    }
-    let r = svc
-        .ajukan_permohonan(Request::new(pb::Permohonan {
-            nomor_berkas: typo(&filed.nomor_berkas),
-            jenis_paspor: pb::JenisPaspor::Biasa as i32,
+    let filing = |nomor_berkas: String, jenis_paspor: i32| {
+        Call::AjukanPermohonan(pb::Permohonan {
+            nomor_berkas,
+            jenis_paspor,
             dokumen: vec![],
             petugas: "img-07".into(),
-        }))
-        .await;
-    rec.refused(n, r, inv, "BAD_CHECK_DIGIT", "nomor_berkas");
-
-    let r = svc
-        .minta_kelengkapan(Request::new(pb::KekuranganBerkas {
-            langkah: None,
-            dokumen: vec!["x".into()],
-            loket: "Loket".into(),
-            catatan: String::new(),
-        }))
-        .await;
-    rec.refused(n, r, inv, "MISSING_FIELD", "langkah");
-    let r = svc
-        .mulai_wawancara(Request::new(pb::Langkah { nomor_berkas: typo(&l.nomor_berkas), ..l.clone() }))
-        .await;
-    rec.refused(n, r, inv, "BAD_CHECK_DIGIT", "nomor_berkas");
-    let r = svc
-        .mulai_wawancara(Request::new(pb::Langkah { nomor_berkas: other_region_case(), ..l.clone() }))
-        .await;
-    rec.refused(n, r, Code::FailedPrecondition, "REGION_MISMATCH", "nomor_berkas");
-    let r = svc
-        .serahkan_paspor(Request::new(pb::Langkah { nomor_permohonan: "DKC-KK-ABC".into(), ..l.clone() }))
-        .await;
-    rec.refused(n, r, inv, "MALFORMED_APPLICATION_ID", "nomor_permohonan");
-    let r =
-        svc.serahkan_paspor(Request::new(pb::Langkah { petugas: "Budi Santoso".into(), ..l.clone() })).await;
-    rec.refused(n, r, inv, "MALFORMED_OFFICER", "petugas");
-
+        })
+    };
+    let biasa = pb::JenisPaspor::Biasa as i32;
     let billing = |jumlah_pnbp: i64, kode_billing: &str| pb::KodeBilling {
-        langkah: some.clone(),
+        langkah: Some(l.clone()),
         jumlah_pnbp,
         kode_billing: kode_billing.into(),
         saluran_pembayaran: "SIMPONI".into(),
     };
-    let r = svc.terbitkan_kode_billing(Request::new(billing(-350_000, "820260114000123"))).await;
-    rec.refused(n, r, inv, "INVALID_FIELD_VALUE", "jumlah_pnbp");
-    let r = svc.terbitkan_kode_billing(Request::new(billing(PNBP_IDR_MAX + 1, "820260114000123"))).await;
-    rec.refused(n, r, inv, "INVALID_FIELD_VALUE", "jumlah_pnbp");
-    let r = svc.terbitkan_kode_billing(Request::new(billing(0, "820260114000123"))).await;
-    rec.refused(n, r, inv, "MISSING_FIELD", "jumlah_pnbp");
-    let r = svc.terbitkan_kode_billing(Request::new(billing(350_000, "KB-123"))).await;
-    rec.refused(n, r, inv, "INVALID_FIELD_VALUE", "kode_billing");
-    let r = svc
-        .terbitkan_kode_billing(Request::new(pb::KodeBilling {
-            saluran_pembayaran: String::new(),
-            ..billing(350_000, "820260114000123")
-        }))
-        .await;
-    rec.refused(n, r, inv, "MISSING_FIELD", "saluran_pembayaran");
-
-    let r = svc
-        .konfirmasi_pembayaran(Request::new(pb::PembayaranPnbp {
-            langkah: some.clone(),
-            jumlah_pnbp: 350_000,
-            ntpn: "lunas".into(),
-        }))
-        .await;
-    rec.refused(n, r, inv, "INVALID_FIELD_VALUE", "ntpn");
-
-    let r = svc
-        .jadwalkan_wawancara(Request::new(pb::JadwalWawancara {
-            langkah: some.clone(),
-            waktu_ms: in_days(3 * 366),
-            tempat: "Ruang wawancara".into(),
-        }))
-        .await;
-    rec.refused(n, r, inv, "INVALID_FIELD_VALUE", "waktu_ms");
-    let r = svc
-        .jadwalkan_wawancara(Request::new(pb::JadwalWawancara {
-            langkah: some.clone(),
-            waktu_ms: in_days(1),
-            tempat: String::new(),
-        }))
-        .await;
-    rec.refused(n, r, inv, "MISSING_FIELD", "tempat");
-
-    let r = svc
-        .cetak_paspor(Request::new(pb::PasporDicetak { langkah: some.clone(), nomor_paspor: "12345".into() }))
-        .await;
-    rec.refused(n, r, inv, "INVALID_FIELD_VALUE", "nomor_paspor");
-    let r = svc
-        .tolak_permohonan(Request::new(pb::Penolakan {
-            langkah: some.clone(),
-            kode_alasan: String::new(),
-            alasan: "x".repeat(501),
-        }))
-        .await;
-    rec.refused(n, r, inv, "FIELD_TOO_LONG", "alasan");
-    let r = svc
-        .batalkan_permohonan(Request::new(pb::Pembatalan { langkah: some.clone(), alasan: "a\nb".into() }))
-        .await;
-    rec.refused(n, r, inv, "INVALID_FIELD_VALUE", "alasan");
-}
-
-#[tokio::test]
-async fn a_publish_failure_is_unavailable() {
-    let publisher = std::sync::Arc::new(mpp_agency_kit::testing::MemoryPublisher::failing_after(0));
-    let svc = Imigrasi::new(crate::test_support::agency(&INFO, publisher));
-    let s = svc
-        .ajukan_permohonan(Request::new(pb::Permohonan {
-            nomor_berkas: String::new(),
-            jenis_paspor: pb::JenisPaspor::Biasa as i32,
-            dokumen: vec![],
-            petugas: "img-07".into(),
-        }))
-        .await
-        .unwrap_err();
-    assert_eq!((s.code(), crate::test_support::reason(&s)), (Code::Unavailable, "PUBLISH_FAILED"));
+    let kode = "820260114000123";
+    let no_channel = pb::KodeBilling { saluran_pembayaran: String::new(), ..billing(350_000, kode) };
+    let wawancara = |waktu_ms: i64, tempat: &str| {
+        Call::JadwalkanWawancara(pb::JadwalWawancara {
+            langkah: Some(l.clone()),
+            waktu_ms,
+            tempat: tempat.into(),
+        })
+    };
+    let no_langkah = pb::KekuranganBerkas {
+        langkah: None,
+        dokumen: vec!["x".into()],
+        loket: "Loket".into(),
+        catatan: String::new(),
+    };
+    let (typo_case, other_region) = (typo(&l.nomor_berkas), other_region_case());
+    vec![
+        (
+            filing(String::new(), pb::JenisPaspor::Unspecified as i32),
+            inv,
+            "INVALID_FIELD_VALUE",
+            "jenis_paspor",
+        ),
+        (filing(String::new(), 99), inv, "INVALID_FIELD_VALUE", "jenis_paspor"),
+        (filing(typo(&l.nomor_berkas), biasa), inv, "BAD_CHECK_DIGIT", "nomor_berkas"),
+        (Call::MintaKelengkapan(no_langkah), inv, "MISSING_FIELD", "langkah"),
+        (
+            Call::MulaiWawancara(pb::Langkah { nomor_berkas: typo_case, ..l.clone() }),
+            inv,
+            "BAD_CHECK_DIGIT",
+            "nomor_berkas",
+        ),
+        (
+            Call::MulaiWawancara(pb::Langkah { nomor_berkas: other_region, ..l.clone() }),
+            Code::FailedPrecondition,
+            "REGION_MISMATCH",
+            "nomor_berkas",
+        ),
+        (
+            Call::SerahkanPaspor(pb::Langkah { nomor_permohonan: "DKC-KK-ABC".into(), ..l.clone() }),
+            inv,
+            "MALFORMED_APPLICATION_ID",
+            "nomor_permohonan",
+        ),
+        (
+            Call::SerahkanPaspor(pb::Langkah { petugas: "Budi Santoso".into(), ..l.clone() }),
+            inv,
+            "MALFORMED_OFFICER",
+            "petugas",
+        ),
+        (Call::TerbitkanKodeBilling(billing(-350_000, kode)), inv, "INVALID_FIELD_VALUE", "jumlah_pnbp"),
+        (
+            Call::TerbitkanKodeBilling(billing(PNBP_IDR_MAX + 1, kode)),
+            inv,
+            "INVALID_FIELD_VALUE",
+            "jumlah_pnbp",
+        ),
+        (Call::TerbitkanKodeBilling(billing(0, kode)), inv, "MISSING_FIELD", "jumlah_pnbp"),
+        (Call::TerbitkanKodeBilling(billing(350_000, "KB-123")), inv, "INVALID_FIELD_VALUE", "kode_billing"),
+        (Call::TerbitkanKodeBilling(no_channel), inv, "MISSING_FIELD", "saluran_pembayaran"),
+        (
+            Call::KonfirmasiPembayaran(pb::PembayaranPnbp {
+                langkah: Some(l.clone()),
+                jumlah_pnbp: 350_000,
+                ntpn: "lunas".into(),
+            }),
+            inv,
+            "INVALID_FIELD_VALUE",
+            "ntpn",
+        ),
+        (wawancara(in_days(3 * 366), "Ruang wawancara"), inv, "INVALID_FIELD_VALUE", "waktu_ms"),
+        (wawancara(in_days(1), ""), inv, "MISSING_FIELD", "tempat"),
+        (
+            Call::CetakPaspor(pb::PasporDicetak { langkah: Some(l.clone()), nomor_paspor: "12345".into() }),
+            inv,
+            "INVALID_FIELD_VALUE",
+            "nomor_paspor",
+        ),
+        (
+            Call::TolakPermohonan(pb::Penolakan {
+                langkah: Some(l.clone()),
+                kode_alasan: String::new(),
+                alasan: "x".repeat(501),
+            }),
+            inv,
+            "FIELD_TOO_LONG",
+            "alasan",
+        ),
+        (
+            Call::BatalkanPermohonan(pb::Pembatalan { langkah: Some(l.clone()), alasan: "a\nb".into() }),
+            inv,
+            "INVALID_FIELD_VALUE",
+            "alasan",
+        ),
+    ]
 }
 
 round_trip_test!(
