@@ -34,6 +34,7 @@
 pub mod bins;
 pub mod browser;
 pub mod check;
+pub mod docs;
 pub mod dukcapil;
 pub mod envelope;
 pub mod pin;

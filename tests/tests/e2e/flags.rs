@@ -200,7 +200,12 @@ fn every_flag_of_every_binary_has_its_mpp_variable() -> Result<()> {
         .collect();
     ensure!(shared.is_empty(), "audit/admin flags reading mpp-hub serve's variables:\n{}", shared.join("\n"));
     println!("{} flags of {} binaries, each with its MPP_* variable", config.len(), BINARIES.len());
-    check_generated_doc(&render_configuration(&config))
+    mpp_tests::docs::check_generated(
+        "CONFIGURATION.md",
+        &render_configuration(&config),
+        "the binaries' --help",
+        "flags",
+    )
 }
 
 /// `docs/CONFIGURATION.md`: every flag of every binary, from `--help`.
@@ -233,22 +238,6 @@ fn render_configuration(flags: &[&Flag]) -> String {
         ));
     }
     out
-}
-
-/// Compares `docs/CONFIGURATION.md` with `want`; `MPP_BLESS=1` rewrites it.
-fn check_generated_doc(want: &str) -> Result<()> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CONFIGURATION.md");
-    if std::env::var("MPP_BLESS").as_deref() == Ok("1") {
-        std::fs::write(&path, want).with_context(|| format!("writing {}", path.display()))?;
-        return Ok(());
-    }
-    let got = std::fs::read_to_string(&path).with_context(|| format!("{} is missing", path.display()))?;
-    ensure!(
-        got == want,
-        "{} is out of date with the binaries' --help; run `MPP_BLESS=1 cargo test -p mpp-tests --test e2e flags`",
-        path.display()
-    );
-    Ok(())
 }
 
 #[test]

@@ -179,7 +179,12 @@ async fn the_rules_and_the_dashboard_name_only_metrics_the_binaries_export() -> 
         names.extend(found);
         families.push((what, metric_families(&page)));
     }
-    check_metrics_doc(&render_metrics_doc(&families))?;
+    mpp_tests::docs::check_generated(
+        "METRICS.md",
+        &render_metrics_doc(&families),
+        "the binaries' /metrics",
+        "observability",
+    )?;
     let varz = mpp_tests::http::get(monitor, "/varz").await.context("NATS /varz")?;
     let varz: serde_json::Value = serde_json::from_slice(&varz.body).context("NATS /varz is not JSON")?;
     for (field, value) in varz.as_object().context("/varz is not an object")? {
@@ -279,22 +284,6 @@ fn render_metrics_doc(sources: &[(&str, Vec<Family>)]) -> String {
     }
     table("Exported by every binary", &mut everywhere.iter().copied());
     out
-}
-
-/// Compares `docs/METRICS.md` with `want`; `MPP_BLESS=1` rewrites it.
-fn check_metrics_doc(want: &str) -> Result<()> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/METRICS.md");
-    if std::env::var("MPP_BLESS").as_deref() == Ok("1") {
-        std::fs::write(&path, want).with_context(|| format!("writing {}", path.display()))?;
-        return Ok(());
-    }
-    let got = std::fs::read_to_string(&path).with_context(|| format!("{} is missing", path.display()))?;
-    ensure!(
-        got == want,
-        "{} is out of date with the binaries' /metrics; run `MPP_BLESS=1 cargo test -p mpp-tests --test e2e observability`",
-        path.display()
-    );
-    Ok(())
 }
 
 #[test]
