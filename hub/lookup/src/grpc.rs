@@ -18,6 +18,11 @@ use crate::proxy::ClientAddrPolicy;
 use crate::watch::{CaseChanges, WATCH_BUFFER_VIEWS_MAX};
 use mpp_wire as wire;
 
+/// Largest `GetCase` or `WatchCase` request the gRPC server decodes, in
+/// bytes: a tracking number, a PIN and a timeline page cursor take under
+/// 100.
+pub const CASES_REQUEST_BYTES_MAX: usize = 1024;
+
 /// Citizen-facing case lookups.
 #[derive(Debug, Clone)]
 pub struct Cases {
