@@ -29,9 +29,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Sleep;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
@@ -335,9 +336,43 @@ pub fn accept_limited(
     accept(listener, limits, gate)
 }
 
+/// Runs `serve` in a task of its own for every connection `incoming`
+/// yields, until `stop` turns true or `incoming` ends; then drops `incoming`
+/// (closing the listening socket at once) and returns once every
+/// connection's task has ended (each sees `stop` and closes its connection
+/// in its own way).
+pub async fn serve_each<I, IO, F, Fut>(incoming: I, mut stop: watch::Receiver<bool>, serve: F)
+where
+    I: Stream<Item = IO>,
+    F: Fn(IO, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    // Every connection task holds a sender; the channel closes when the
+    // last one ends.
+    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
+    {
+        let mut incoming = std::pin::pin!(incoming);
+        loop {
+            let io = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                io = incoming.next() => match io {
+                    Some(io) => io,
+                    None => break,
+                },
+            };
+            let (served, open) = (serve(io, stop.clone()), open_tx.clone());
+            tokio::spawn(async move {
+                served.await;
+                drop(open);
+            });
+        }
+    }
+    drop(open_tx);
+    let _ = open_rx.recv().await;
+}
+
 #[cfg(test)]
 mod tests {
-    use futures::StreamExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;

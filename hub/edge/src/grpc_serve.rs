@@ -44,7 +44,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::service::Routes;
 use tonic::transport::server::Connected;
@@ -138,35 +138,14 @@ impl Default for GrpcLimits {
 /// turns true, then lets each open connection finish its calls (HTTP/2
 /// GOAWAY, for at most [`GRPC_CLOSE_GRACE_MS`]) and returns once all have
 /// closed.
-pub async fn serve<I, IO>(routes: Routes, incoming: I, mut stop: watch::Receiver<bool>, limits: GrpcLimits)
+pub async fn serve<I, IO>(routes: Routes, incoming: I, stop: watch::Receiver<bool>, limits: GrpcLimits)
 where
     I: Stream<Item = IO>,
     IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
 {
     let routes = routes.prepare();
-    // Every connection task holds a sender; the channel closes when the
-    // last one ends.
-    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
-    {
-        // Scoped: the listening socket closes as soon as accepting stops.
-        let mut incoming = std::pin::pin!(incoming);
-        loop {
-            let io = tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
-                io = incoming.next() => match io {
-                    Some(io) => io,
-                    None => break,
-                },
-            };
-            let (routes, stop, open) = (routes.clone(), stop.clone(), open_tx.clone());
-            tokio::spawn(async move {
-                serve_connection(io, routes, stop, limits).await;
-                drop(open);
-            });
-        }
-    }
-    drop(open_tx);
-    let _ = open_rx.recv().await;
+    crate::conn::serve_each(incoming, stop, |io, stop| serve_connection(io, routes.clone(), stop, limits))
+        .await;
 }
 
 /// The answer of a call that ran out of [`GrpcLimits::request_timeout_ms`].

@@ -25,12 +25,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
@@ -59,33 +59,12 @@ pub const HTTP_SHUTDOWN_GRACE_MS: u64 = 5_000;
 /// Serves `app` on every connection of `incoming` until `stop` turns true,
 /// then lets each connection finish its answer in progress (for at most
 /// [`HTTP_SHUTDOWN_GRACE_MS`]) and returns once all have closed.
-pub async fn serve<I, IO>(app: axum::Router, incoming: I, mut stop: watch::Receiver<bool>)
+pub async fn serve<I, IO>(app: axum::Router, incoming: I, stop: watch::Receiver<bool>)
 where
     I: Stream<Item = IO>,
     IO: AsyncRead + AsyncWrite + PeerAddr + Unpin + Send + 'static,
 {
-    // Every connection task holds a sender; the channel closes when the
-    // last one ends.
-    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
-    {
-        let mut incoming = std::pin::pin!(incoming);
-        loop {
-            let io = tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
-                io = incoming.next() => match io {
-                    Some(io) => io,
-                    None => break,
-                },
-            };
-            let (app, stop, open) = (app.clone(), stop.clone(), open_tx.clone());
-            tokio::spawn(async move {
-                serve_connection(io, app, stop).await;
-                drop(open);
-            });
-        }
-    }
-    drop(open_tx);
-    let _ = open_rx.recv().await;
+    crate::conn::serve_each(incoming, stop, |io, stop| serve_connection(io, app.clone(), stop)).await;
 }
 
 async fn serve_connection<IO>(io: IO, app: axum::Router, mut stop: watch::Receiver<bool>)
