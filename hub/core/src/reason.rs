@@ -150,6 +150,8 @@ reason_codes! {
     AgencyApplicationsExceeded => "AGENCY_APPLICATIONS_EXCEEDED", "The agency already filed the most applications one agency may file in a case (limits::APPLICATIONS_PER_AGENCY_PER_CASE_MAX: 8); other agencies can still file.";
     /// One agency's applications would take more than its share of a case.
     AgencyCaseShareExceeded => "AGENCY_CASE_SHARE_EXCEEDED", "The event would grow the agency's applications past the share of a case one agency may take (limits::CASE_BYTES_PER_AGENCY_MAX: 256 KiB); events that finish an application are still accepted.";
+    /// Too many watches from one client address or of one case.
+    TooManyWatches => "TOO_MANY_WATCHES", "Too many live updates (gRPC WatchCase or the tracking page's) are open from this client address or of this case; close one or retry later.";
 }
 
 impl fmt::Display for ReasonCode {

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::json::access_event;
 use crate::lookup::{Found, LookupRequest, Lookups};
 use crate::proxy::ClientAddrPolicy;
-use crate::watch::{CaseChanges, WATCH_BUFFER_VIEWS_MAX};
+use crate::watch::{deliver, CaseChanges, WATCH_BUFFER_VIEWS_MAX};
 use mpp_wire as wire;
 
 /// Largest `GetCase` or `WatchCase` request the gRPC server decodes, in
@@ -112,14 +112,12 @@ impl CasesService for Cases {
         };
         let found = self.lookups.lookup(&req)?;
         let tn = found.case.tracking_number;
-        let mut sub = self.changes.subscribe(tn).map_err(|e| {
-            Status::from(ApiError::new(mpp_core::ReasonCode::Unavailable, format!("{e}; retry later")))
-        })?;
+        let mut sub = self.changes.subscribe(tn, client).map_err(|e| Status::from(ApiError::from(e)))?;
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER_VIEWS_MAX);
         let lookups = self.lookups.clone();
         tokio::spawn(async move {
             let mut last = view(&found);
-            if tx.send(Ok(last.clone())).await.is_err() {
+            if !deliver(&tx, Ok(last.clone())).await {
                 return;
             }
             loop {
@@ -132,7 +130,7 @@ impl CasesService for Cases {
                     Ok(Some(found)) => {
                         let next = view(&found);
                         if next != last {
-                            if tx.send(Ok(next.clone())).await.is_err() {
+                            if !deliver(&tx, Ok(next.clone())).await {
                                 return;
                             }
                             last = next;
@@ -140,7 +138,7 @@ impl CasesService for Cases {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        let _ = tx.send(Err(Status::from(e))).await;
+                        deliver(&tx, Err(Status::from(e))).await;
                         return;
                     }
                 }

@@ -36,7 +36,7 @@ use crate::i18n::{self, Lang, Text};
 use crate::lookup::{http_status, parse_tracking_number, LookupError, LookupRequest};
 use crate::session::{SESSION_COOKIE, SESSION_TTL_MS};
 use crate::state::{AppState, ClientAddr};
-use crate::watch::WATCH_BUFFER_VIEWS_MAX;
+use crate::watch::{deliver, WatchRefused, WATCH_BUFFER_VIEWS_MAX};
 
 pub use crate::web::{templates, Web, WebError, WebSettings, LAYOUT_HTML, REQUEST_BODY_BYTES_MAX};
 use crate::web::{COOKIE_HEADER_BYTES_MAX, CSP, LIVE_JS, PUBLIC_URL_BYTES_MAX};
@@ -619,8 +619,14 @@ pub async fn events(
     if let Err(e) = s.lookups.admit(client) {
         return e.into_response();
     }
-    let Ok(mut sub) = s.web.changes.subscribe(tn) else {
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "too many live updates open; reload later\n");
+    let mut sub = match s.web.changes.subscribe(tn, client) {
+        Ok(sub) => sub,
+        Err(WatchRefused::Full) => {
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "too many live updates open; reload later\n")
+        }
+        Err(WatchRefused::ClientFull | WatchRefused::CaseFull) => {
+            return plain(StatusCode::TOO_MANY_REQUESTS, "too many live updates open here; close one\n")
+        }
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(WATCH_BUFFER_VIEWS_MAX);
     let web = s.web.clone();
@@ -633,7 +639,7 @@ pub async fn events(
                 let ctx = case_page(&found, lookups.calendars(), lang);
                 match web.render("case_body.html", &ctx) {
                     Ok(fragment) if last.as_deref() != Some(fragment.as_str()) => {
-                        if tx.send(Ok(Event::default().event("case").data(&fragment))).await.is_err() {
+                        if !deliver(&tx, Ok(Event::default().event("case").data(&fragment))).await {
                             return;
                         }
                         last = Some(fragment);
@@ -645,7 +651,7 @@ pub async fn events(
             tokio::select! {
                 r = sub.changed() => {
                     if r.is_err() {
-                        let _ = tx.send(Ok(Event::default().event("end").data("end"))).await;
+                        deliver(&tx, Ok(Event::default().event("end").data("end"))).await;
                         return;
                     }
                 }
