@@ -358,9 +358,12 @@ impl AuditService for Audit {
                 AccessEvent { at_ms: now_ms, accessor: Accessor::Auditor, channel: AccessChannel::Audit },
             );
         }
+        // An auditor's view: every timeline item (the case is bounded by
+        // mpp_core::limits::CASE_BYTES_MAX).
         let found = Found {
             status: case_status_at(&case, calendars, at_ms),
             slas: case_sla(&case, calendars, at_ms),
+            timeline: mpp_lookup::lookup::TimelinePage::whole(&case),
             case,
             service_names,
             access: Vec::new(),

@@ -365,6 +365,7 @@ async fn grpc_has_its_own_trusted_proxies() {
         let mut req = tonic::Request::new(pb::GetCaseRequest {
             tracking_number: case.to_string(),
             pin: PIN.to_owned(),
+            ..Default::default()
         });
         req.extensions_mut().insert(tonic::transport::server::TcpConnectInfo {
             local_addr: None,
@@ -552,7 +553,11 @@ async fn successful_lookups_are_access_events_the_citizen_sees() {
 async fn grpc_lookups_need_the_pin_and_a_watch_sees_the_next_change() {
     let (mut f, case) = Fixture::with_multi_agency_case(generous());
     let cases = Cases::new(f.lookups.clone(), f.changes.clone(), ClientAddrPolicy::Peer);
-    let get = |pin: &str| pb::GetCaseRequest { tracking_number: case.to_string(), pin: pin.to_owned() };
+    let get = |pin: &str| pb::GetCaseRequest {
+        tracking_number: case.to_string(),
+        pin: pin.to_owned(),
+        ..Default::default()
+    };
     let view = cases.get_case(tonic::Request::new(get(PIN))).await.unwrap().into_inner();
     assert_eq!(view.applications.len(), 2);
     assert_eq!(view.applications[0].service_name_id, "Kartu Keluarga");
@@ -562,6 +567,7 @@ async fn grpc_lookups_need_the_pin_and_a_watch_sees_the_next_change() {
         .get_case(tonic::Request::new(pb::GetCaseRequest {
             tracking_number: tn(99_999).to_string(),
             pin: PIN.to_owned(),
+            ..Default::default()
         }))
         .await
         .unwrap_err();

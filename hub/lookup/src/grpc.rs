@@ -75,6 +75,8 @@ pub fn view(found: &Found) -> CaseView {
             }
         })
         .collect();
+    v.timeline_items_total = u32::try_from(found.timeline.items_total).unwrap_or(u32::MAX);
+    v.timeline_next_before_seq = found.timeline.next_before_seq.unwrap_or(0);
     v
 }
 
@@ -91,6 +93,7 @@ impl CasesService for Cases {
             pin: Some(&r.pin),
             client,
             channel: AccessChannel::Grpc,
+            timeline_before_seq: Some(r.timeline_before_seq).filter(|s| *s != 0),
         };
         let found = self.lookups.lookup(&req)?;
         Ok(Response::new(view(&found)))
@@ -109,6 +112,7 @@ impl CasesService for Cases {
             pin: Some(&r.pin),
             client,
             channel: AccessChannel::Grpc,
+            timeline_before_seq: None,
         };
         let found = self.lookups.lookup(&req)?;
         let tn = found.case.tracking_number;

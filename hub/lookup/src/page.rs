@@ -84,6 +84,9 @@ fn security_headers(h: &mut HeaderMap) {
 #[derive(Debug, Default, Deserialize)]
 pub struct LangQuery {
     lang: Option<String>,
+    /// The timeline page of `/lacak/{tn}`: items older than this log
+    /// sequence.
+    timeline_before_seq: Option<u64>,
 }
 
 fn lang_of(q: &Result<Query<LangQuery>, QueryRejection>) -> Lang {
@@ -216,6 +219,10 @@ struct CasePage {
     access: Vec<AccessVm>,
     receipt_href: String,
     events_href: String,
+    /// "Newest history shown: N of M" when the timelines hold one page.
+    timeline_note: Option<String>,
+    /// The next, older page of the timelines.
+    older_href: Option<String>,
 }
 
 fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, lang: Lang) -> CasePage {
@@ -352,6 +359,16 @@ fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, la
         access,
         receipt_href: format!("/lacak/{tn}/tanda-terima?lang={}", lang.code()),
         events_href: format!("/lacak/{tn}/events?lang={}", lang.code()),
+        timeline_note: {
+            let shown: usize = c.applications.iter().map(|a| a.timeline.len()).sum();
+            (shown < found.timeline.items_total).then(|| {
+                format!("{} {shown} {} {}", t.timeline_shown, t.timeline_of, found.timeline.items_total)
+            })
+        },
+        older_href: found
+            .timeline
+            .next_before_seq
+            .map(|seq| format!("/lacak/{tn}?lang={}&timeline_before_seq={seq}", lang.code())),
         tn,
     }
 }
@@ -439,8 +456,13 @@ pub async fn submit(
         None => lang_of(&q),
     };
     let typed = f.nomor.unwrap_or_default();
-    let req =
-        LookupRequest { tracking_number: &typed, pin: f.pin.as_deref(), client, channel: AccessChannel::Web };
+    let req = LookupRequest {
+        tracking_number: &typed,
+        pin: f.pin.as_deref(),
+        client,
+        channel: AccessChannel::Web,
+        timeline_before_seq: None,
+    };
     match s.lookups.lookup(&req) {
         Ok(found) => {
             let ctx = case_page(&found, s.lookups.calendars(), lang);
@@ -515,7 +537,8 @@ pub async fn case(
     }
     let now = s.lookups.now_ms();
     if has_session(&s.web, &headers, &tn, now) {
-        match s.lookups.read(&tn) {
+        let before = q.as_ref().ok().and_then(|Query(q)| q.timeline_before_seq).filter(|s| *s != 0);
+        match s.lookups.read_page(&tn, before) {
             Ok(Some(found)) => {
                 return s.web.page(
                     StatusCode::OK,
