@@ -50,6 +50,8 @@ pub struct HubOptions {
     pub nats_login: Option<(String, PathBuf)>,
     /// `--nats-tls-ca-file` (TLS only if the server asks when `None`).
     pub nats_tls_ca_file: Option<PathBuf>,
+    /// Further arguments of `mpp-hub serve` (e.g. the TLS flags).
+    pub extra_args: Vec<String>,
 }
 
 /// Lookup rate (and burst) per client address of the hubs the harness
@@ -126,6 +128,7 @@ impl HubProcess {
             let rate = HARNESS_LOOKUPS_PER_MINUTE.to_string();
             args.extend(["--lookups-per-minute".to_owned(), rate.clone(), "--lookup-burst".to_owned(), rate]);
         }
+        args.extend(options.extra_args);
         let mut process = ManagedProcess::new("mpp-hub", exe, args, dir.path().join("mpp-hub.log"));
         process.env("MPP_LOG", &std::env::var("MPP_TEST_HUB_LOG").unwrap_or_else(|_| "info".to_owned()));
         process.start()?;

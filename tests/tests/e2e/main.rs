@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (18):
+//! concern (19):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -37,6 +37,10 @@
 //!   `nats-server -t`, systemd-analyze and kubectl).
 //! - `privacy`: personal data under UU 27/2022 (crypto-shredding), end to end.
 //! - `scale_out`: two hub replicas on a 3-node cluster hold the same log.
+//! - `slow_clients`: slow-client attacks (≥ 500 connections each: TLS
+//!   handshakes never completed, heads and bodies trickled, no HTTP/2
+//!   preface, watches never read) against the hub and an agency service
+//!   while a well-behaved client's lookups stay fast and memory bounded.
 //! - `spine`: 1,000 events through the Dukcapil service → NATS → hub → lookup.
 //! - `tls`: the real binaries over TLS, agency to lookup.
 //!
@@ -58,5 +62,6 @@ mod nats_auth;
 mod ops;
 mod privacy;
 mod scale_out;
+mod slow_clients;
 mod spine;
 mod tls;
