@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (19):
+//! concern (20):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -10,6 +10,10 @@
 //!   verify, export and rebuild agree on both.
 //! - `bad_input`: every kind of bad message ends as a rejected log entry with
 //!   its reason code, and ingest carries on.
+//! - `big_case`: the largest legal case: growth past the case size and one
+//!   agency's share refused at ingest, one agency's ninth application
+//!   refused while another still files, and lookups of the case by 32
+//!   concurrent clients under the hub's RSS bound.
 //! - `bench_smoke`: `mpp-bench --quick` runs and writes a report that parses
 //!   (no timing is asserted).
 //! - `checker`: the fault scenarios' checker: every event answered
@@ -50,6 +54,7 @@ mod agency_faults;
 mod audit;
 mod bad_input;
 mod bench_smoke;
+mod big_case;
 mod checker;
 mod citizen;
 mod cluster;
