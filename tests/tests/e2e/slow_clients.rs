@@ -44,9 +44,13 @@ const ATTACK_CONNECTIONS_MIN: usize = 500;
 /// servers' per-address caps, so the timeouts, not the caps, are what the
 /// attacks meet.
 const ATTACKER_ADDRESSES: usize = 20;
-/// How long the attacks whose timeouts are 10 s run: past those timeouts.
+/// How long the well-behaved client calls while the attacks whose timeouts
+/// are 10 s run: until past those timeouts. (Each attack connection is held
+/// until the server closes it, or its timeout and [`CLOSE_SLACK`] passed.)
 const LONG_ATTACK: Duration = Duration::from_millis(12_500);
-/// How long the TLS attacks run: past the 2 s ClientHello timeout.
+/// The same for the TLS attacks (past the 2 s ClientHello timeout), and how
+/// long the agency's trickled bodies (held until its 30 s request timeout)
+/// are held.
 const TLS_ATTACK: Duration = Duration::from_millis(4_000);
 /// Attack connections are opened in steps of this many, one step every
 /// [`RAMP_STEP`] (500 in 0.5 s): a burst of thousands at once would
@@ -61,8 +65,9 @@ const RAMP_STEP: Duration = Duration::from_millis(50);
 /// rather than the server. Calls before it must still succeed and are
 /// printed.
 const MEASURE_AFTER: Duration = Duration::from_millis(1_500);
-/// Slack on a server timeout before a connection must have been closed.
-const CLOSE_SLACK: Duration = Duration::from_millis(2_500);
+/// Slack on a server timeout before a connection must have been closed (the
+/// machine is shared: a loaded server reads late).
+const CLOSE_SLACK: Duration = Duration::from_millis(5_000);
 /// The well-behaved client's p99 latency bound (the criterion).
 const LEGIT_P99_MS_MAX: f64 = 50.0;
 /// Between two of the well-behaved client's requests.
@@ -121,7 +126,8 @@ impl AttackReport {
         );
     }
 
-    /// Every connection was closed by the server within `timeout` (plus slack).
+    /// Every connection was closed by the server within `timeout` (plus
+    /// [`CLOSE_SLACK`]; the attack held each at most that long).
     fn ensure_all_closed_within(&self, timeout: Duration) -> Result<()> {
         ensure!(self.connected >= ATTACK_CONNECTIONS_MIN, "{}: only {} connected", self.name, self.connected);
         ensure!(
@@ -154,17 +160,16 @@ async fn connect_from(from: IpAddr, target: SocketAddr) -> std::io::Result<tokio
     socket.connect(target).await
 }
 
-/// Opens [`ATTACK_CONNECTIONS_MIN`] connections to `target` at once, each
-/// misbehaving as `how`, and holds each until the server closes it or
-/// `length` has passed.
+/// Opens [`ATTACK_CONNECTIONS_MIN`] connections to `target` (ramped, see
+/// [`RAMP_CONNECTIONS`]), each misbehaving as `how`, and holds each until
+/// the server closes it or `hold_max` has passed since it connected.
 async fn attack(
     name: &'static str,
     number: u8,
     target: SocketAddr,
     how: Misbehaviour,
-    length: Duration,
+    hold_max: Duration,
 ) -> AttackReport {
-    let until = Instant::now() + length;
     let held = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..ATTACK_CONNECTIONS_MIN)
@@ -176,6 +181,7 @@ async fn attack(
                 let now_held = held.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now_held, Ordering::SeqCst);
                 let started = Instant::now();
+                let until = started + hold_max;
                 let (mut r, mut w) = stream.into_split();
                 let read_to_end = async {
                     let mut buf = [0u8; 4096];
@@ -490,16 +496,16 @@ async fn hub_plaintext_attacks(hub: &mut HubProcess, tn: &str) -> Result<()> {
             0,
             http,
             Misbehaviour::trickle(head.as_bytes(), b"1234567890123456"),
-            LONG_ATTACK
+            HEADER_TIMEOUT + CLOSE_SLACK
         ),
         attack(
             "HTTP body trickled",
             1,
             http,
             Misbehaviour::trickle(form_head, b"nomor=1771012345678"),
-            LONG_ATTACK
+            BODY_TIMEOUT + CLOSE_SLACK
         ),
-        attack("gRPC without preface", 2, grpc, Misbehaviour::silent(), LONG_ATTACK),
+        attack("gRPC without preface", 2, grpc, Misbehaviour::silent(), FIRST_REQUEST_TIMEOUT + CLOSE_SLACK),
         unread_watches(grpc, tn.to_owned(), until),
         hub_lookups(hub, tn, until),
     );
@@ -555,7 +561,7 @@ async fn hub_tls_attack(hub: &mut HubProcess, pki: &TestPki, tn: &str) -> Result
             4,
             http,
             Misbehaviour::trickle(&[], TLS_HELLO_START),
-            TLS_ATTACK
+            CLIENT_HELLO_TIMEOUT + CLOSE_SLACK
         ),
         lookups,
     );
@@ -671,13 +677,19 @@ async fn agency_plaintext_attacks(agency: &mut AgencyProcess) -> Result<()> {
     let (stop_rss, rss) = sample_rss(pid);
     let until = Instant::now() + LONG_ATTACK;
     let (silent, trickled, calls) = tokio::join!(
-        attack("agency gRPC without preface", 5, grpc, Misbehaviour::silent(), LONG_ATTACK),
+        attack(
+            "agency gRPC without preface",
+            5,
+            grpc,
+            Misbehaviour::silent(),
+            FIRST_REQUEST_TIMEOUT + CLOSE_SLACK
+        ),
         attack(
             "agency HTTP/2 headers trickled",
             6,
             grpc,
             Misbehaviour::trickle(&h2_preface(), &headers),
-            LONG_ATTACK
+            FIRST_REQUEST_TIMEOUT + CLOSE_SLACK
         ),
         agency_calls(agency, None, until),
     );
@@ -737,7 +749,7 @@ async fn agency_tls_attack(agency: &mut AgencyProcess, pki: &TestPki) -> Result<
             8,
             grpc,
             Misbehaviour::trickle(&[], TLS_HELLO_START),
-            TLS_ATTACK
+            CLIENT_HELLO_TIMEOUT + CLOSE_SLACK
         ),
         agency_calls(agency, Some(pki), until),
     );
