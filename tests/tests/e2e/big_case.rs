@@ -13,7 +13,7 @@
 //! the stored one).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,18 +66,6 @@ fn big_request() -> Body {
 
 fn big_receipt() -> Body {
     Body::DocumentsReceived(pb::DocumentsReceived { documents: most_documents() })
-}
-
-/// VmRSS of `pid`, in MiB.
-fn vm_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    kib / 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,19 +134,8 @@ async fn the_largest_case_is_bounded_at_ingest_and_its_lookups_in_memory() -> Re
 
     // 32 clients look it up at once; the hub's RSS is sampled meanwhile.
     let pid = hub.process().pid().context("the hub's pid")?;
-    let idle_mib = vm_rss_mib(pid);
-    let stop = Arc::new(AtomicBool::new(false));
+    let idle_mib = mpp_tests::rss::rss_bytes(pid)? >> 20;
     let lookups = Arc::new(AtomicU64::new(0));
-    let peak_mib = Arc::new(AtomicU64::new(idle_mib));
-    let sampler = tokio::spawn({
-        let (stop, peak_mib) = (stop.clone(), peak_mib.clone());
-        async move {
-            while !stop.load(Ordering::SeqCst) {
-                peak_mib.fetch_max(vm_rss_mib(pid), Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    });
     let channel = Channel::from_shared(hub.grpc_endpoint())?.connect().await?;
     let http = hub.http_addr();
     let path = format!("/api/v1/cases/{tn}");
@@ -190,12 +167,10 @@ async fn the_largest_case_is_bounded_at_ingest_and_its_lookups_in_memory() -> Re
             })
         })
         .collect();
-    for c in clients {
-        c.await??;
+    let (finished, peak) = mpp_tests::rss::peak_while(pid, futures::future::join_all(clients)).await?;
+    for c in finished {
+        c??;
     }
-    stop.store(true, Ordering::SeqCst);
-    sampler.await?;
-    let peak = peak_mib.load(Ordering::SeqCst);
     let n = lookups.load(Ordering::Relaxed);
     println!(
         "{CLIENTS} clients: {n} lookups in {} s ({:.0}/s); hub RSS idle {idle_mib} MiB, peak {peak} MiB (bound \
