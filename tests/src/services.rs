@@ -50,7 +50,8 @@ pub struct HubOptions {
     pub nats_login: Option<(String, PathBuf)>,
     /// `--nats-tls-ca-file` (TLS only if the server asks when `None`).
     pub nats_tls_ca_file: Option<PathBuf>,
-    /// More arguments of `mpp-hub serve`, appended as given.
+    /// More arguments of `mpp-hub serve` (e.g. the TLS flags), appended as
+    /// given.
     pub extra_args: Vec<String>,
 }
 

@@ -46,6 +46,10 @@ use mpp_lookup::error::ApiError;
 use mpp_lookup::lookup::{parse_tracking_number, Found, Lookups, ServiceName};
 use mpp_wire as wire;
 
+/// Largest audit request the gRPC server decodes, in bytes: every request
+/// is a few numbers and ids (a replay's filters included).
+pub const AUDIT_REQUEST_BYTES_MAX: usize = 4 * 1024;
+
 /// Entries in a replay page when the request does not say.
 pub const REPLAY_PAGE_ENTRIES_DEFAULT: u32 = 1000;
 
@@ -359,9 +363,12 @@ impl AuditService for Audit {
                 AccessEvent { at_ms: now_ms, accessor: Accessor::Auditor, channel: AccessChannel::Audit },
             );
         }
+        // An auditor's view: every timeline item (the case is bounded by
+        // mpp_core::limits::CASE_BYTES_MAX).
         let found = Found {
             status: case_status_at(&case, calendars, at_ms),
             slas: case_sla(&case, calendars, at_ms),
+            timeline: mpp_lookup::lookup::TimelinePage::whole(&case),
             case,
             service_names,
             access: Vec::new(),

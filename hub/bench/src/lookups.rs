@@ -81,7 +81,11 @@ pub(crate) async fn run(
                 let t0 = Instant::now();
                 let ok = match (&mut grpc, &mut conn) {
                     (Some(c), _) => {
-                        let req = GetCaseRequest { tracking_number: tn, pin: BENCH_PIN.to_owned() };
+                        let req = GetCaseRequest {
+                            tracking_number: tn,
+                            pin: BENCH_PIN.to_owned(),
+                            ..Default::default()
+                        };
                         c.unary(GET_CASE_PATH, &req).await.unwrap_or(false)
                     }
                     (None, Some(c)) => {

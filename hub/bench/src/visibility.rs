@@ -181,7 +181,11 @@ pub(crate) const PROBE_POLL_MAX: Duration = Duration::from_millis(100);
 async fn wait_readable(grpc: &mut CasesServiceClient<Channel>, tn: &TrackingNumber) -> Result<bool> {
     let mut pause = Duration::from_millis(1);
     for _ in 0..PROBE_READ_ATTEMPTS_MAX {
-        let req = GetCaseRequest { tracking_number: tn.to_string(), pin: BENCH_PIN.to_owned() };
+        let req = GetCaseRequest {
+            tracking_number: tn.to_string(),
+            pin: BENCH_PIN.to_owned(),
+            ..Default::default()
+        };
         match grpc.get_case(req).await {
             Ok(_) => return Ok(true),
             Err(s) if s.code() == tonic::Code::NotFound => {}

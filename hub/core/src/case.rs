@@ -209,6 +209,69 @@ impl PersonalData {
     }
 }
 
+/// Bytes [`Case::size_bytes`] counts for a case besides its texts and
+/// applications.
+pub const CASE_FIXED_BYTES: usize = 256;
+
+/// Bytes [`Case::size_bytes`] counts for an application besides its texts
+/// and timeline.
+pub const APPLICATION_FIXED_BYTES: usize = 128;
+
+/// Bytes [`Case::size_bytes`] counts for a timeline item besides its detail
+/// (sequence, time, kind, state and the detail's length).
+pub const TIMELINE_ITEM_FIXED_BYTES: usize = 32;
+
+/// Bytes counted for each text or byte string besides its content (its
+/// length).
+pub const TEXT_FIXED_BYTES: usize = 8;
+
+/// The size [`Case::size_bytes`] counts for a text or byte string.
+fn text_bytes(len: usize) -> usize {
+    TEXT_FIXED_BYTES + len
+}
+
+impl TimelineItem {
+    /// The size counted for an item with `detail`.
+    pub fn size_bytes_of(detail: &str) -> usize {
+        TIMELINE_ITEM_FIXED_BYTES + text_bytes(detail.len())
+    }
+}
+
+impl Pending {
+    /// The size counted for `pending` (none: nothing).
+    pub fn size_bytes(pending: Option<&Pending>) -> usize {
+        match pending {
+            None => 0,
+            Some(Pending::BringDocuments { documents, counter }) => {
+                text_bytes(counter.len()) + documents.iter().map(|d| text_bytes(d.len())).sum::<usize>()
+            }
+            Some(Pending::PayFee { payment_channel, billing_code, .. }) => {
+                16 + text_bytes(payment_channel.len()) + text_bytes(billing_code.len())
+            }
+            Some(Pending::Attend { kind, place, .. }) => {
+                16 + text_bytes(kind.len()) + text_bytes(place.len())
+            }
+            Some(Pending::Collect) => 8,
+        }
+    }
+}
+
+impl Application {
+    /// The size counted for this application: a fixed part, its ids, what
+    /// is pending and its timeline (see [`Case::size_bytes`]).
+    pub fn size_bytes(&self) -> usize {
+        APPLICATION_FIXED_BYTES
+            + Self::ids_bytes(self.id.as_str(), self.agency.as_str(), self.service.as_str())
+            + Pending::size_bytes(self.pending.as_ref())
+            + self.timeline.iter().map(|t| TimelineItem::size_bytes_of(&t.detail)).sum::<usize>()
+    }
+
+    /// The size counted for an application's ids.
+    pub fn ids_bytes(id: &str, agency: &str, service: &str) -> usize {
+        text_bytes(id.len()) + text_bytes(agency.len()) + text_bytes(service.len())
+    }
+}
+
 /// A citizen's case (berkas) at one MPP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Case {
@@ -237,6 +300,31 @@ pub struct Case {
 }
 
 impl Case {
+    /// The case's size in bytes as the limits count it
+    /// ([`crate::limits::CASE_BYTES_MAX`]): every text and byte string with
+    /// its length, plus fixed parts per case, application and timeline item
+    /// ([`CASE_FIXED_BYTES`], [`APPLICATION_FIXED_BYTES`],
+    /// [`TIMELINE_ITEM_FIXED_BYTES`]), about what the store's encoding of
+    /// the case takes. Deterministic: it is part of the rules.
+    pub fn size_bytes(&self) -> usize {
+        let key_id = match &self.personal_data {
+            PersonalData::None => 0,
+            PersonalData::Sealed { key_id, .. } | PersonalData::Erased { key_id, .. } => key_id.len(),
+        };
+        CASE_FIXED_BYTES
+            + text_bytes(self.opened_by.as_str().len())
+            + text_bytes(self.pin_verifier.len())
+            + text_bytes(self.nik_keyed_hash.len())
+            + text_bytes(key_id)
+            + self.applications.iter().map(Application::size_bytes).sum::<usize>()
+    }
+
+    /// The bytes the applications of `agency` take (see
+    /// [`Case::size_bytes`]).
+    pub fn agency_bytes(&self, agency: &AgencyId) -> usize {
+        self.applications.iter().filter(|a| &a.agency == agency).map(Application::size_bytes).sum()
+    }
+
     /// The application with this id.
     pub fn application(&self, id: &ApplicationId) -> Option<&Application> {
         self.applications.iter().find(|a| &a.id == id)

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::case::{Application, Case, Pending, PersonalData, ServiceStandard, TimelineItem};
+use crate::case::{
+    Application, Case, Pending, PersonalData, ServiceStandard, TimelineItem, APPLICATION_FIXED_BYTES,
+};
 use crate::event::{Envelope, EventBody, EventKind, Target};
 use crate::ids::{AgencyId, ServiceId, TrackingNumber};
 use crate::limits;
@@ -39,8 +41,21 @@ pub struct EntryMeta {
     pub recorded_at_ms: i64,
 }
 
-/// Decides whether `env` may be applied to `state`.
+/// Decides whether `env` may be applied to `state` under the rules in force
+/// now: [`decide_at`] for an entry recorded after every rule took effect.
+/// The ledger judges log entries with [`decide_at`] and their time of
+/// record.
 pub fn decide(state: &impl State, env: &Envelope) -> Result<(), Rejection> {
+    decide_at(state, env, i64::MAX)
+}
+
+/// Decides whether `env`, recorded at `recorded_at_ms` (the time of record,
+/// Unix ms), may be applied to `state`. Rules added after logs already
+/// existed apply only to entries recorded from the moment they took effect
+/// (e.g. [`limits::CASE_SIZE_RULES_FROM_MS`]), so an old log is judged again
+/// exactly as it was judged when written.
+pub fn decide_at(state: &impl State, env: &Envelope, recorded_at_ms: i64) -> Result<(), Rejection> {
+    let size_rules = recorded_at_ms >= limits::CASE_SIZE_RULES_FROM_MS;
     let kind = env.body.kind();
     // `validate` always pairs a body with the target its kind needs, but an
     // `Envelope` can be built by hand: refuse a mismatch rather than accept
@@ -112,6 +127,30 @@ pub fn decide(state: &impl State, env: &Envelope) -> Result<(), Rejection> {
                         format!("a case holds at most {} applications", limits::APPLICATIONS_PER_CASE_MAX),
                     ));
                 }
+                if size_rules {
+                    let own = case.applications.iter().filter(|a| a.agency == env.agency).count();
+                    if own >= limits::APPLICATIONS_PER_AGENCY_PER_CASE_MAX {
+                        return Err(Rejection::new(
+                            ReasonCode::AgencyApplicationsExceeded,
+                            format!(
+                                "agency {} already filed {own} applications in case {id}; one agency may file \
+                                 at most {}",
+                                env.agency,
+                                limits::APPLICATIONS_PER_AGENCY_PER_CASE_MAX
+                            ),
+                        ));
+                    }
+                    if let Some(to) = next_state(None, kind) {
+                        let growth = APPLICATION_FIXED_BYTES
+                            + Application::ids_bytes(
+                                app_id.as_str(),
+                                env.agency.as_str(),
+                                env.service.as_str(),
+                            )
+                            + growth_bytes(None, to, &env.body);
+                        check_case_size(case, env, growth, false)?;
+                    }
+                }
                 return Ok(());
             }
             let app = app.ok_or_else(|| {
@@ -150,9 +189,68 @@ pub fn decide(state: &impl State, env: &Envelope) -> Result<(), Rejection> {
                     ),
                 ));
             }
+            if size_rules {
+                check_case_size(
+                    case,
+                    env,
+                    growth_bytes(app.pending.as_ref(), to, &env.body),
+                    to.is_finished(),
+                )?;
+            }
             Ok(())
         }
     }
+}
+
+/// How many bytes (as [`Case::size_bytes`] counts them) an application
+/// event grows its application by: its timeline item, and the change of
+/// what is pending, from `pending` to what the event leaves in state `to`.
+/// Negative growth (a shorter pending) counts as none.
+fn growth_bytes(pending: Option<&Pending>, to: AppState, body: &EventBody) -> usize {
+    let next = pending_after(to, body);
+    (TimelineItem::size_bytes_of(&timeline_detail(body)) + Pending::size_bytes(next.as_ref()))
+        .saturating_sub(Pending::size_bytes(pending))
+}
+
+/// Refuses an application event that would grow `case` by `growth` bytes
+/// past [`limits::CASE_BYTES_MAX`] (less the reserve for finishing events
+/// unless `finishes`), or, unless `finishes`, grow the agency's
+/// applications past [`limits::CASE_BYTES_PER_AGENCY_MAX`].
+fn check_case_size(case: &Case, env: &Envelope, growth: usize, finishes: bool) -> Result<(), Rejection> {
+    let room = if finishes {
+        limits::CASE_BYTES_MAX
+    } else {
+        limits::CASE_BYTES_MAX - limits::CASE_BYTES_RESERVED_FOR_FINISH
+    };
+    let size = case.size_bytes();
+    if size + growth > room {
+        return Err(Rejection::new(
+            ReasonCode::CaseTooLarge,
+            format!(
+                "case {} takes {size} bytes; this event adds {growth}, past the {room} allowed (a case \
+                 holds at most {} bytes, the last {} of them only to finish applications)",
+                case.tracking_number,
+                limits::CASE_BYTES_MAX,
+                limits::CASE_BYTES_RESERVED_FOR_FINISH
+            ),
+        ));
+    }
+    if !finishes {
+        let own = case.agency_bytes(&env.agency);
+        if own + growth > limits::CASE_BYTES_PER_AGENCY_MAX {
+            return Err(Rejection::new(
+                ReasonCode::AgencyCaseShareExceeded,
+                format!(
+                    "the applications of agency {} take {own} bytes of case {}; this event adds {growth}, \
+                     past the {} one agency may take",
+                    env.agency,
+                    case.tracking_number,
+                    limits::CASE_BYTES_PER_AGENCY_MAX
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Decides a `personal_data_sealed` or `personal_data_erased` for case `id`:

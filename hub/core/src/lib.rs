@@ -48,7 +48,7 @@ pub mod validate;
 
 pub use calendar::{Calendar, CalendarError, CalendarSet, Date, Weekday, Zone};
 pub use case::{Application, Case, CaseStatus, NextAction, PersonalData, ServiceStandard, TimelineItem};
-pub use decide::{apply, decide, EntryMeta, State, StateMut};
+pub use decide::{apply, decide, decide_at, EntryMeta, State, StateMut};
 pub use event::{Envelope, EventBody, EventKind, UncheckedEnvelope};
 pub use ids::{AgencyId, ApplicationId, EventId, Nik, RegionCode, ServiceId, TrackingNumber};
 pub use log::{LogEntry, Verdict};

@@ -25,6 +25,45 @@ pub const HASH_BYTES_MAX: usize = 64;
 /// Most applications in one case (`CASE_LIMIT_EXCEEDED`).
 pub const APPLICATIONS_PER_CASE_MAX: usize = 32;
 
+/// Most applications one agency may file in one case
+/// (`AGENCY_APPLICATIONS_EXCEEDED`): a quarter of
+/// [`APPLICATIONS_PER_CASE_MAX`], so no single agency can take a case's
+/// application slots from the others. Enforced from
+/// [`CASE_SIZE_RULES_FROM_MS`].
+pub const APPLICATIONS_PER_AGENCY_PER_CASE_MAX: usize = 8;
+
+/// Largest size of one case, in bytes as [`crate::case::Case::size_bytes`]
+/// counts them (`CASE_TOO_LARGE`): 1 MiB. It bounds what every lookup and
+/// watch of the case reads and decodes; a real case of 32 applications with
+/// a few dozen events each takes well under a tenth of it. Enforced from
+/// [`CASE_SIZE_RULES_FROM_MS`]; see also [`CASE_BYTES_RESERVED_FOR_FINISH`].
+pub const CASE_BYTES_MAX: usize = 1024 * 1024;
+
+/// How many of a case's last bytes are kept for events that finish an
+/// application (issued, collected, rejected, withdrawn): other events are
+/// refused once the case would exceed `CASE_BYTES_MAX -
+/// CASE_BYTES_RESERVED_FOR_FINISH` (`CASE_TOO_LARGE`), so every application
+/// of a full case can still be closed. Finishing takes one item whose
+/// detail is at most two texts of [`TEXT_BYTES_MAX`] (a rejection's code
+/// and reason), plus `collected` with none: about 1,100 bytes counted per
+/// application, so 48 KiB covers all 32 applications.
+pub const CASE_BYTES_RESERVED_FOR_FINISH: usize = 48 * 1024;
+
+/// Most bytes of a case (as [`crate::case::Case::size_bytes`] counts its
+/// applications) that one agency's applications may take
+/// (`AGENCY_CASE_SHARE_EXCEEDED`): a quarter of [`CASE_BYTES_MAX`], so no
+/// single agency can fill a case for the others. Events that finish an
+/// application are not held to it (only to [`CASE_BYTES_MAX`]). Enforced
+/// from [`CASE_SIZE_RULES_FROM_MS`].
+pub const CASE_BYTES_PER_AGENCY_MAX: usize = CASE_BYTES_MAX / 4;
+
+/// The time of record (Unix ms) from which the case size and per-agency
+/// limits above apply: 2026-12-01T00:00:00Z. The verdicts of entries
+/// recorded earlier are judged as they were when they were logged, so a log
+/// written before these limits replays, rebuilds and restores to the same
+/// bytes (time of record is data, part of each entry).
+pub const CASE_SIZE_RULES_FROM_MS: i64 = 1_796_083_200_000;
+
 /// Most timeline items (accepted events) in one application (`CASE_LIMIT_EXCEEDED`);
 /// see also [`TIMELINE_ITEMS_RESERVED_FOR_FINISH`].
 pub const TIMELINE_ITEMS_PER_APPLICATION_MAX: usize = 256;

@@ -144,6 +144,14 @@ reason_codes! {
     // Appended, never inserted: the variant index is in stored encodings.
     /// The caller's token lacks the scope the RPC needs.
     ScopeMissing => "SCOPE_MISSING", "The caller's token is valid but lacks the scope this RPC needs (e.g. personal-data:read); ask the server's operator for a token with it.";
+    /// The case would grow past `limits::CASE_BYTES_MAX`.
+    CaseTooLarge => "CASE_TOO_LARGE", "The event would grow the case past 1 MiB (limits::CASE_BYTES_MAX; the last 48 KiB are kept for events that finish an application).";
+    /// One agency already filed its share of a case's applications.
+    AgencyApplicationsExceeded => "AGENCY_APPLICATIONS_EXCEEDED", "The agency already filed the most applications one agency may file in a case (limits::APPLICATIONS_PER_AGENCY_PER_CASE_MAX: 8); other agencies can still file.";
+    /// One agency's applications would take more than its share of a case.
+    AgencyCaseShareExceeded => "AGENCY_CASE_SHARE_EXCEEDED", "The event would grow the agency's applications past the share of a case one agency may take (limits::CASE_BYTES_PER_AGENCY_MAX: 256 KiB); events that finish an application are still accepted.";
+    /// Too many watches from one client address or of one case.
+    TooManyWatches => "TOO_MANY_WATCHES", "Too many live updates (gRPC WatchCase or the tracking page's) are open from this client address or of this case; close one or retry later.";
 }
 
 impl fmt::Display for ReasonCode {

@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
-use mpp_core::decide::{apply, decide, EntryMeta, MemState};
+use mpp_core::decide::{apply, decide_at, EntryMeta, MemState};
 use mpp_core::event::{Envelope, EventBody, EventKind, UncheckedEnvelope};
 use mpp_core::limits;
 use mpp_core::reason::ReasonCode as R;
@@ -306,7 +306,7 @@ proptest! {
             let (subject, u) = envelope_of(op);
             let before = state.clone();
             let result = validate(&subject, &u, meta.recorded_at_ms).and_then(|env| {
-                decide(&state, &env)?;
+                decide_at(&state, &env, meta.recorded_at_ms)?;
                 Ok(env)
             });
             let want = model.predict(op);

@@ -17,9 +17,18 @@
 //! Each connection serves the same [`Routes`] as tonic's server would, with
 //! the peer's [`Connected::connect_info`] in every request's extensions (what
 //! `Request::remote_addr` reads). tonic's per-request `grpc-timeout` is not
-//! applied: the hub's methods answer (or start streaming) without waiting on
-//! anything a deadline could cut short; a client's deadline still ends its
-//! own call.
+//! applied (a client's deadline still ends its own call); the server's own
+//! [`GrpcLimits::request_timeout_ms`] is.
+//!
+//! Limits ([`GrpcLimits`]): a connection must send its first request within
+//! [`GRPC_FIRST_REQUEST_TIMEOUT_MS`] (the HTTP/2 preface alone does not
+//! count), is closed after [`GRPC_IDLE_TIMEOUT_MS`] without an open request
+//! stream and after [`GRPC_CONNECTION_AGE_MAX_MS`] in any case (gracefully,
+//! with [`GRPC_CLOSE_GRACE_MS`] for its calls); flow-control windows of
+//! [`GRPC_STREAM_WINDOW_BYTES`] and [`GRPC_CONNECTION_WINDOW_BYTES`] bound
+//! what a client sends ahead. The number of connections is the listener's
+//! ([`crate::conn`]); how large a message each method decodes is set per
+//! service by the caller (`max_decoding_message_size`).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -35,21 +44,55 @@ use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tonic::service::Routes;
 use tonic::transport::server::Connected;
 use tower::Service;
 use tracing::{debug, error};
 
-/// Concurrent request streams per connection (HTTP/2
-/// `SETTINGS_MAX_CONCURRENT_STREAMS`: the client holds further calls back).
+/// Default for [`GrpcLimits::streams_per_connection_max`]: concurrent
+/// request streams per connection (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`:
+/// the client holds further calls back).
 pub const GRPC_STREAMS_PER_CONNECTION_MAX: u32 = 256;
 
-/// Open gRPC connections; accepting waits while this many are open.
-pub const GRPC_CONNECTIONS_MAX: usize = 4096;
+/// Largest gRPC health or reflection request decoded, in bytes (a service
+/// or symbol name).
+pub const GRPC_CONTROL_REQUEST_BYTES_MAX: usize = 4 * 1024;
 
 /// Largest request header block, in bytes.
-pub const GRPC_HEADER_LIST_BYTES_MAX: u32 = 64 * 1024;
+pub const GRPC_HEADER_LIST_BYTES_MAX: u32 = 16 * 1024;
+
+/// Default for [`GrpcLimits::first_request_timeout_ms`]: longest a new
+/// connection may take to send the HTTP/2 preface and its first request's
+/// headers, in milliseconds, before it is closed.
+pub const GRPC_FIRST_REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+/// Default for [`GrpcLimits::idle_timeout_ms`]: longest a connection may sit
+/// with no request stream open, in milliseconds, before it is closed
+/// (gracefully: HTTP/2 GOAWAY).
+pub const GRPC_IDLE_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+
+/// Default for [`GrpcLimits::connection_age_max_ms`]: longest a connection
+/// lives, in milliseconds; then it is closed gracefully (clients reconnect,
+/// and a watch ends as it does at its own limit).
+pub const GRPC_CONNECTION_AGE_MAX_MS: u64 = 60 * 60 * 1000;
+
+/// After a graceful close (idle, age or stop), how long the calls in flight
+/// may take to finish, in milliseconds, before the connection is dropped.
+pub const GRPC_CLOSE_GRACE_MS: u64 = 30_000;
+
+/// Default for [`GrpcLimits::request_timeout_ms`]: longest a call may take
+/// to produce its answer (a streaming call: to start streaming), reading its
+/// request included, in milliseconds; then it fails with `CANCELLED`.
+pub const GRPC_REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+/// HTTP/2 flow-control window of one request stream, in bytes: what a
+/// client may send on a stream before the server reads it.
+pub const GRPC_STREAM_WINDOW_BYTES: u32 = 64 * 1024;
+
+/// HTTP/2 flow-control window of a whole connection, in bytes.
+pub const GRPC_CONNECTION_WINDOW_BYTES: u32 = 256 * 1024;
 
 /// How often an idle connection is pinged, and how long the answer may take
 /// before the connection is dropped (a vanished client holding a
@@ -62,77 +105,122 @@ pub const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// connection's task before it yields to the other tasks of its worker.
 const DRIVER_ROUNDS_PER_POLL_MAX: usize = 16;
 
-/// Serves `routes` on every connection `incoming` yields (which logs and
-/// paces its own accept errors, as [`crate::listen::tcp_incoming`] does) until
-/// `stop` turns true, then lets each open connection finish its calls (HTTP/2 GOAWAY) and
-/// returns once all have closed.
-pub async fn serve<I, IO>(routes: Routes, incoming: I, mut stop: watch::Receiver<bool>)
+/// The per-connection limits of a gRPC server (the number of connections is
+/// the listener's, [`crate::conn::ConnLimits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcLimits {
+    /// Concurrent request streams per connection.
+    pub streams_per_connection_max: u32,
+    /// See [`GRPC_FIRST_REQUEST_TIMEOUT_MS`].
+    pub first_request_timeout_ms: u64,
+    /// See [`GRPC_IDLE_TIMEOUT_MS`].
+    pub idle_timeout_ms: u64,
+    /// See [`GRPC_CONNECTION_AGE_MAX_MS`].
+    pub connection_age_max_ms: u64,
+    /// See [`GRPC_REQUEST_TIMEOUT_MS`].
+    pub request_timeout_ms: u64,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        GrpcLimits {
+            streams_per_connection_max: GRPC_STREAMS_PER_CONNECTION_MAX,
+            first_request_timeout_ms: GRPC_FIRST_REQUEST_TIMEOUT_MS,
+            idle_timeout_ms: GRPC_IDLE_TIMEOUT_MS,
+            connection_age_max_ms: GRPC_CONNECTION_AGE_MAX_MS,
+            request_timeout_ms: GRPC_REQUEST_TIMEOUT_MS,
+        }
+    }
+}
+
+/// Serves `routes` on every connection `incoming` yields (admitted by the
+/// listener's caps, [`crate::conn::accept`]) under `limits` until `stop`
+/// turns true, then lets each open connection finish its calls (HTTP/2
+/// GOAWAY, for at most [`GRPC_CLOSE_GRACE_MS`]) and returns once all have
+/// closed.
+pub async fn serve<I, IO>(routes: Routes, incoming: I, stop: watch::Receiver<bool>, limits: GrpcLimits)
 where
-    I: Stream<Item = std::io::Result<IO>>,
+    I: Stream<Item = IO>,
     IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
 {
     let routes = routes.prepare();
-    let open = Arc::new(Semaphore::new(GRPC_CONNECTIONS_MAX));
-    {
-        // Scoped: the listening socket closes as soon as accepting stops.
-        let mut incoming = std::pin::pin!(incoming);
-        loop {
-            let permit = tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
-                p = open.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    // Never closed.
-                    Err(_) => break,
-                },
-            };
-            let io = tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
-                io = incoming.next() => match io {
-                    Some(Ok(io)) => io,
-                    // Already logged and paced by `incoming`.
-                    Some(Err(_)) => continue,
-                    None => break,
-                },
-            };
-            let routes = routes.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                serve_connection(io, routes, stop).await;
-                drop(permit);
-            });
-        }
-    }
-    // Every connection task holds a permit until it ends.
-    let _ = open.acquire_many(GRPC_CONNECTIONS_MAX as u32).await;
+    crate::conn::serve_each(incoming, stop, |io, stop| serve_connection(io, routes.clone(), stop, limits))
+        .await;
 }
 
-/// Serves one connection until it closes; on `stop`, closes it gracefully.
-async fn serve_connection<IO>(io: IO, routes: Routes, mut stop: watch::Receiver<bool>)
+/// The answer of a call that ran out of [`GrpcLimits::request_timeout_ms`].
+fn timed_out() -> hyper::Response<tonic::body::Body> {
+    tonic::Status::cancelled("the call took longer than the server allows").into_http()
+}
+
+/// Serves one connection until it closes; closes it when it sends no first
+/// request in time, sits idle too long or reaches its age limit, and
+/// gracefully on `stop`.
+async fn serve_connection<IO>(io: IO, routes: Routes, mut stop: watch::Receiver<bool>, limits: GrpcLimits)
 where
     IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
 {
     let info = io.connect_info();
+    let request_timeout = Duration::from_millis(limits.request_timeout_ms);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(info.clone());
         let mut routes = routes.clone();
-        routes.call(req.map(tonic::body::Body::new))
+        let call = routes.call(req.map(tonic::body::Body::new));
+        async move {
+            match tokio::time::timeout(request_timeout, call).await {
+                Ok(answer) => answer,
+                Err(_) => Ok(timed_out()),
+            }
+        }
     });
     let spawned = Arc::new(Spawned::default());
     let mut builder = http2::Builder::new(ConnExec(spawned.clone()));
     builder
         .timer(TokioTimer::new())
-        .max_concurrent_streams(GRPC_STREAMS_PER_CONNECTION_MAX)
+        .max_concurrent_streams(limits.streams_per_connection_max)
         .max_header_list_size(GRPC_HEADER_LIST_BYTES_MAX)
+        .initial_stream_window_size(GRPC_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(GRPC_CONNECTION_WINDOW_BYTES)
         .keep_alive_interval(GRPC_KEEPALIVE_INTERVAL)
         .keep_alive_timeout(GRPC_KEEPALIVE_TIMEOUT);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut driver = ConnDriver::new(conn, spawned);
-    tokio::select! {
-        biased;
-        () = &mut driver => return,
-        _ = stop.wait_for(|s| *s) => driver.conn.as_mut().graceful_shutdown(),
+    let opened = Instant::now();
+    let first_request_by = opened + Duration::from_millis(limits.first_request_timeout_ms);
+    let too_old_at = opened + Duration::from_millis(limits.connection_age_max_ms);
+    let idle_for = Duration::from_millis(limits.idle_timeout_ms);
+    let mut closing_by: Option<Instant> = None;
+    loop {
+        let next_check = match closing_by {
+            Some(by) => by,
+            None if !driver.requested => first_request_by,
+            None => driver.idle_since.map_or(too_old_at, |since| (since + idle_for).min(too_old_at)),
+        };
+        tokio::select! {
+            biased;
+            () = &mut driver => return,
+            _ = stop.wait_for(|s| *s), if closing_by.is_none() => {
+                driver.conn.as_mut().graceful_shutdown();
+                closing_by = Some(Instant::now() + Duration::from_millis(GRPC_CLOSE_GRACE_MS));
+            }
+            () = tokio::time::sleep_until(next_check) => {
+                let now = Instant::now();
+                if closing_by.is_some() {
+                    debug!("gRPC connection still busy after its close grace; dropped");
+                    return;
+                }
+                if !driver.requested {
+                    debug!("gRPC connection sent no request in time; closed");
+                    return;
+                }
+                let idle = driver.idle_since.is_some_and(|since| now >= since + idle_for);
+                if idle || now >= too_old_at {
+                    driver.conn.as_mut().graceful_shutdown();
+                    closing_by = Some(now + Duration::from_millis(GRPC_CLOSE_GRACE_MS));
+                }
+            }
+        }
     }
-    driver.await;
 }
 
 /// Futures hyper spawned on a connection (one per request stream), waiting
@@ -183,11 +271,33 @@ struct ConnDriver<C> {
     conn_done: bool,
     streams: FuturesUnordered<BoxFuture<'static, ()>>,
     spawned: Arc<Spawned>,
+    /// Whether any request stream was opened yet.
+    requested: bool,
+    /// Since when no request stream is open (`None` while one is, and
+    /// before the first).
+    idle_since: Option<Instant>,
 }
 
 impl<C> ConnDriver<C> {
     fn new(conn: C, spawned: Arc<Spawned>) -> Self {
-        Self { conn: Box::pin(conn), conn_done: false, streams: FuturesUnordered::new(), spawned }
+        Self {
+            conn: Box::pin(conn),
+            conn_done: false,
+            streams: FuturesUnordered::new(),
+            spawned,
+            requested: false,
+            idle_since: None,
+        }
+    }
+
+    /// Notes whether request streams are open, after a round of polling.
+    fn note_activity(&mut self) {
+        if !self.streams.is_empty() {
+            self.requested = true;
+            self.idle_since = None;
+        } else if self.requested && self.idle_since.is_none() {
+            self.idle_since = Some(Instant::now());
+        }
     }
 }
 
@@ -200,9 +310,11 @@ impl<C: Future<Output = Result<(), hyper::Error>>> Future for ConnDriver<C> {
         this.spawned.waker.take();
         for _ in 0..DRIVER_ROUNDS_PER_POLL_MAX {
             this.streams.extend(this.spawned.take());
+            this.note_activity();
             // The streams first, so that the connection's poll below writes
             // all they answered in one go.
             while let Poll::Ready(Some(())) = this.streams.poll_next_unpin(cx) {}
+            this.note_activity();
             if !this.conn_done {
                 if let Poll::Ready(res) = this.conn.as_mut().poll(cx) {
                     if let Err(e) = res {
@@ -255,10 +367,15 @@ mod tests {
     }
 
     async fn start(routes: Routes) -> Served {
+        start_with(routes, GrpcLimits::default()).await
+    }
+
+    async fn start_with(routes: Routes, limits: GrpcLimits) -> Served {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stop_rx) = watch::channel(false);
-        let done = tokio::spawn(serve(routes, crate::listen::tcp_incoming(listener), stop_rx));
+        let incoming = crate::conn::accept_limited(listener, crate::conn::ConnLimits::default());
+        let done = tokio::spawn(serve(routes, incoming, stop_rx, limits));
         Served { addr, stop, done }
     }
 
@@ -391,6 +508,48 @@ mod tests {
         done.await.expect("server task");
         // The listener is gone with the server.
         assert!(tokio::net::TcpStream::connect(served.addr).await.is_err());
+    }
+
+    /// Short limits, so that tests see them act in real time.
+    const SHORT: GrpcLimits = GrpcLimits {
+        streams_per_connection_max: 8,
+        first_request_timeout_ms: 300,
+        idle_timeout_ms: 300,
+        connection_age_max_ms: 60_000,
+        request_timeout_ms: 300,
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silent_and_preface_only_connections_are_closed_after_the_first_request_timeout() {
+        let served = start_with(health_routes().await, SHORT).await;
+        let mut silent = tokio::net::TcpStream::connect(served.addr).await.expect("connect");
+        let mut preface = tokio::net::TcpStream::connect(served.addr).await.expect("connect");
+        preface.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.expect("write");
+        let started = tokio::time::Instant::now();
+        let mut rest = Vec::new();
+        let _ = silent.read_to_end(&mut rest).await;
+        let _ = preface.read_to_end(&mut rest).await;
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(10), "{took:?}");
+        served.stop.send(true).expect("stop");
+        served.done.await.expect("server task");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_over_the_request_timeout_is_cancelled() {
+        let (routes, _entered, _release) = slow_and_panicking_routes();
+        let served = start_with(routes, SHORT).await;
+        let mut channel = channel(served.addr).await;
+        let req = axum::http::Request::post("http://hub/mpp.test.Slow/Call")
+            .header("content-type", "application/grpc")
+            .body(tonic::body::Body::empty())
+            .expect("request");
+        let answer =
+            tower::ServiceExt::ready(&mut channel).await.expect("ready").call(req).await.expect("answer");
+        let status = tonic::Status::from_header_map(answer.headers()).expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::Cancelled);
+        served.stop.send(true).expect("stop");
+        served.done.await.expect("server task");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,14 +3,19 @@
 //! The hub and every agency service (and the front office) stand on this
 //! crate, so each concern below has exactly one definition:
 //!
+//! - [`conn`]: the connection caps of every listener (in total and per
+//!   client address) and the write-stall limit.
 //! - [`tls`]: TLS flags, file loading, the plaintext rule and the bounded
-//!   handshake loop; [`listen`] adapts it to the TCP listeners of a gRPC and
-//!   an HTTP server.
+//!   handshakes; [`listen`] puts caps and TLS together for the TCP
+//!   listeners of a gRPC and an HTTP server.
 //! - [`auth`]: the one token-table format (`client_id:sha256-hex`) of every
 //!   server, and the gRPC interceptor that checks it.
 //! - [`stream`]: THE definition of the `MPP_EVENTS` stream.
 //! - [`nats`]: connecting to NATS with credentials.
-//! - [`grpc_serve`]: the gRPC connection loop (one task per connection).
+//! - [`grpc_serve`]: the gRPC connection loop (one task per connection,
+//!   first-request, idle, age and request timeouts).
+//! - [`http_serve`]: the HTTP/1.1 connection loop (head, idle and body
+//!   timeouts, body cap).
 //! - [`sled_open`]: opening a sled database, waiting for a held lock.
 //! - [`meta`]: metadata and header names every API shares.
 //! - [`log`]: the one logging contract of every binary (feature `log`).
@@ -25,7 +30,11 @@
 #[cfg(feature = "net")]
 pub mod auth;
 #[cfg(feature = "net")]
+pub mod conn;
+#[cfg(feature = "net")]
 pub mod grpc_serve;
+#[cfg(feature = "net")]
+pub mod http_serve;
 #[cfg(feature = "net")]
 pub mod listen;
 #[cfg(feature = "log")]

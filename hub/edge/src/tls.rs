@@ -14,7 +14,9 @@
 //!   logged loudly.
 //!
 //! Handshakes happen off the accept loop, at most
-//! [`TLS_HANDSHAKES_CONCURRENT_MAX`] at once and each within
+//! [`TLS_HANDSHAKES_CONCURRENT_MAX`] at once and
+//! [`TLS_HANDSHAKES_PER_ADDRESS_MAX`] per client address, the ClientHello
+//! within [`TLS_CLIENT_HELLO_TIMEOUT_MS`] and the whole handshake within
 //! [`TLS_HANDSHAKE_TIMEOUT_MS`]; a failed handshake closes that connection
 //! only ([`tls_incoming`]).
 //!
@@ -31,26 +33,36 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::conn::{AddrGate, PeerAddr};
+
 /// Largest certificate, key or CA file read, in bytes. Real chains are a few
 /// KiB; the bound keeps a wrong path (a log file, a device) from being read
 /// whole.
 pub const TLS_FILE_BYTES_MAX: u64 = 1024 * 1024;
 
-/// Most TLS handshakes in progress at once on one listener. Further
-/// accepted connections wait (in the listen backlog) until one finishes, so a
-/// flood of slow or half-open clients cannot tie up unbounded memory and CPU.
-pub const TLS_HANDSHAKES_CONCURRENT_MAX: usize = 64;
+/// Most TLS handshakes in progress at once on one listener. A connection
+/// arriving while this many run is closed at once (the accept loop never
+/// waits), so a flood of slow or half-open clients ties up neither memory
+/// nor the listener.
+pub const TLS_HANDSHAKES_CONCURRENT_MAX: usize = 1024;
 
-/// Longest a TLS handshake may take, in milliseconds, before the connection
-/// is closed (a client that connects and says nothing frees its slot).
-pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Most TLS handshakes in progress at once from one client address (IPv4
+/// address or IPv6 /64, see [`crate::conn::AddrKey`]) on one listener.
+pub const TLS_HANDSHAKES_PER_ADDRESS_MAX: usize = 16;
+
+/// Longest a client may take from connecting to sending its ClientHello, in
+/// milliseconds (a client that connects and says nothing frees its slot).
+pub const TLS_CLIENT_HELLO_TIMEOUT_MS: u64 = 2_000;
+
+/// Longest a whole TLS handshake may take from connecting, in milliseconds.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 
 /// ALPN protocol id of HTTP/2, which gRPC runs on.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -343,75 +355,92 @@ impl ServerTls {
     /// An acceptor offering the ALPN protocols `alpn` (e.g. [`ALPN_H2`] for
     /// gRPC, [`ALPN_HTTP11`] for an HTTP/1.1 server).
     pub fn acceptor(&self, alpn: &[&[u8]]) -> TlsAcceptor {
+        TlsAcceptor::from(self.config(alpn))
+    }
+
+    /// The server configuration offering the ALPN protocols `alpn`, for
+    /// [`tls_incoming`].
+    pub fn config(&self, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
         let mut config = (*self.config).clone();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        TlsAcceptor::from(Arc::new(config))
+        Arc::new(config)
     }
 }
 
-/// Turns a stream of accepted connections into a stream of TLS connections.
+/// Turns a stream of admitted connections into a stream of TLS connections.
 ///
-/// A background task takes connections from `incoming` and runs their
-/// handshakes concurrently, at most [`TLS_HANDSHAKES_CONCURRENT_MAX`] at once,
-/// each bounded by [`TLS_HANDSHAKE_TIMEOUT_MS`]; a handshake that fails or
-/// times out closes that connection (logged at debug level: scanners and
-/// plaintext clients are routine). Accept errors of `incoming` are passed
-/// through. The task stops when the returned stream is dropped, and then
-/// drops `incoming` (closing its listener).
+/// A background task takes connections from `incoming` and hands each to a
+/// task of its own for the handshake, so the accept loop never waits on a
+/// slow client. At most [`TLS_HANDSHAKES_CONCURRENT_MAX`] handshakes run at
+/// once, at most [`TLS_HANDSHAKES_PER_ADDRESS_MAX`] of them from one client
+/// address; a connection over either cap is closed at once. The client must
+/// send its ClientHello within [`TLS_CLIENT_HELLO_TIMEOUT_MS`] and finish
+/// the handshake within [`TLS_HANDSHAKE_TIMEOUT_MS`] of connecting; a
+/// handshake that fails or times out closes that connection (logged at debug
+/// level: scanners and plaintext clients are routine). The task stops when
+/// the returned stream is dropped, and then drops `incoming` (closing its
+/// listener).
 pub fn tls_incoming<S, IO>(
     incoming: S,
-    acceptor: TlsAcceptor,
-) -> impl Stream<Item = io::Result<TlsStream<IO>>>
+    config: Arc<rustls::ServerConfig>,
+) -> impl Stream<Item = TlsStream<IO>>
 where
-    S: Stream<Item = io::Result<IO>> + Send + 'static,
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Stream<Item = IO> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + PeerAddr + Unpin + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel::<io::Result<TlsStream<IO>>>(TLS_HANDSHAKES_CONCURRENT_MAX);
+    let (tx, rx) = mpsc::channel::<TlsStream<IO>>(TLS_HANDSHAKES_CONCURRENT_MAX);
     tokio::spawn(async move {
-        let handshakes = Arc::new(Semaphore::new(TLS_HANDSHAKES_CONCURRENT_MAX));
+        let handshakes = AddrGate::new(TLS_HANDSHAKES_CONCURRENT_MAX, TLS_HANDSHAKES_PER_ADDRESS_MAX);
         let mut incoming = std::pin::pin!(incoming);
         loop {
-            let permit = tokio::select! {
+            let io = tokio::select! {
                 () = tx.closed() => return,
-                p = handshakes.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    // Never closed.
-                    Err(_) => return,
+                next = incoming.next() => match next {
+                    None => return,
+                    Some(io) => io,
                 },
             };
-            let next = tokio::select! {
-                () = tx.closed() => return,
-                next = incoming.next() => next,
-            };
-            let io = match next {
-                None => return,
-                Some(Err(e)) => {
-                    if tx.send(Err(e)).await.is_err() {
-                        return;
-                    }
+            let peer = io.peer_addr();
+            let ticket = match handshakes.admit(peer.ip()) {
+                Ok(t) => t,
+                Err(why) => {
+                    tracing::debug!(peer = %peer, why = ?why, "TLS handshake refused by the handshake caps");
                     continue;
                 }
-                Some(Ok(io)) => io,
             };
-            let acceptor = acceptor.clone();
+            let config = config.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let timeout = Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS);
-                let result = tokio::time::timeout(timeout, acceptor.accept(io)).await;
-                drop(permit);
+                let result = handshake(io, config).await;
+                drop(ticket);
                 match result {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
+                    Ok(tls) => {
+                        let _ = tx.send(tls).await;
                     }
-                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                    Err(_) => {
-                        tracing::debug!(timeout_ms = TLS_HANDSHAKE_TIMEOUT_MS, "TLS handshake timed out")
-                    }
+                    Err(e) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
                 }
             });
         }
     });
     tokio_stream_from(rx)
+}
+
+/// One server handshake on `io`, within the ClientHello and handshake
+/// timeouts.
+async fn handshake<IO>(io: IO, config: Arc<rustls::ServerConfig>) -> io::Result<TlsStream<IO>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS);
+    let hello_by = tokio::time::Instant::now() + Duration::from_millis(TLS_CLIENT_HELLO_TIMEOUT_MS);
+    let timed_out = |what: &str| io::Error::new(io::ErrorKind::TimedOut, format!("no {what} in time"));
+    let start = tokio::time::timeout_at(
+        hello_by.min(deadline),
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io),
+    )
+    .await
+    .map_err(|_| timed_out("ClientHello"))??;
+    tokio::time::timeout_at(deadline, start.into_stream(config)).await.map_err(|_| timed_out("handshake"))?
 }
 
 /// A stream over an mpsc receiver.

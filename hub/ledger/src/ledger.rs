@@ -23,7 +23,7 @@
 //! 4. [`validate`] (fields, ids, subject) → its reason code;
 //! 5. the event id was already **accepted** (earlier in the log, or earlier in
 //!    this batch) → verdict *duplicate*, `DUPLICATE_EVENT_ID`, no effect;
-//! 6. [`decide`] against the current projection → its reason code;
+//! 6. [`decide_at`] against the current projection and the time of record → its reason code;
 //! 7. otherwise *accepted*: [`apply`] changes the projection and the event id
 //!    enters the permanent dedupe index.
 //!
@@ -56,7 +56,7 @@ use mpp_core::log::Verdict;
 use mpp_core::merkle::{MerkleFrontier, Subtree};
 use mpp_core::validate::validate;
 use mpp_core::{
-    apply, decide, limits, Case, EntryMeta, Envelope, LogEntry, ReasonCode, Rejection, ServiceStandard,
+    apply, decide_at, limits, Case, EntryMeta, Envelope, LogEntry, ReasonCode, Rejection, ServiceStandard,
     State, StateMut,
 };
 use mpp_proto::v1 as pb;
@@ -556,7 +556,7 @@ fn judge_checked(
     if let Some(case) = env.case_id() {
         f.load_case(&case)?;
     }
-    if let Err(r) = decide(f, &env) {
+    if let Err(r) = decide_at(f, &env, recorded_at_ms) {
         return Ok(Judgement::rejected(r));
     }
     apply(f, &env, EntryMeta { seq, recorded_at_ms });

@@ -341,7 +341,11 @@ async fn main() -> Result<()> {
             let mut client = CasesServiceClient::connect(endpoint).await?;
             while start.elapsed() < run_for {
                 let i = rng.below(n as u64) as usize;
-                let req = GetCaseRequest { tracking_number: tracking(i).to_string(), pin: pin_of(i) };
+                let req = GetCaseRequest {
+                    tracking_number: tracking(i).to_string(),
+                    pin: pin_of(i),
+                    ..Default::default()
+                };
                 let t = Instant::now();
                 match client.get_case(req).await {
                     Ok(_) => run.latencies_us.push(t.elapsed().as_micros() as u32),

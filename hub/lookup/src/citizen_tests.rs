@@ -365,6 +365,7 @@ async fn grpc_has_its_own_trusted_proxies() {
         let mut req = tonic::Request::new(pb::GetCaseRequest {
             tracking_number: case.to_string(),
             pin: PIN.to_owned(),
+            ..Default::default()
         });
         req.extensions_mut().insert(tonic::transport::server::TcpConnectInfo {
             local_addr: None,
@@ -414,6 +415,102 @@ async fn five_wrong_pins_lock_known_and_unknown_numbers_alike_for_fifteen_minute
     assert_eq!(answers[0], answers[1], "a lockout must not tell known from unknown numbers");
     f.advance_ms(15 * 60 * 1000);
     assert_eq!(f.api(&case.to_string(), Some(PIN)).await.0, StatusCode::OK, "the lock ends");
+}
+
+#[tokio::test]
+async fn a_long_timeline_is_paged_newest_first_on_json_the_page_and_grpc() {
+    let (mut f, case) = Fixture::with_multi_agency_case(generous());
+    // KK-1 waits on documents: 60 more events, received and asked for again.
+    let docs = || vec!["akta nikah".to_owned()];
+    let events: Vec<_> = (0..60)
+        .map(|i| {
+            let body = if i % 2 == 0 {
+                EventBody::DocumentsReceived { documents: docs() }
+            } else {
+                EventBody::DocumentsRequested {
+                    documents: docs(),
+                    counter: "Loket 3".to_owned(),
+                    note: String::new(),
+                }
+            };
+            ("dukcapil", "kk", Some(case), "KK-1", body)
+        })
+        .collect();
+    f.commit(&events);
+    let page_items = crate::lookup::TIMELINE_PAGE_ITEMS_MAX;
+    let items = |v: &serde_json::Value| -> Vec<u64> {
+        let mut seqs: Vec<u64> = v["applications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|a| a["timeline"].as_array().unwrap().iter().map(|t| t["seq"].as_u64().unwrap()))
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    };
+
+    // JSON: the newest page, then the older one by its cursor.
+    let (status, _, body) = f.api(&case.to_string(), Some(PIN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let first = json(&body);
+    let total = first["timeline_items_total"].as_u64().unwrap() as usize;
+    assert_eq!(total, 5 + 60, "{body}");
+    let newest = items(&first);
+    assert_eq!(newest.len(), page_items);
+    let cursor = first["timeline_next_before_seq"].as_u64().unwrap();
+    assert_eq!(cursor, newest[0], "the next page starts below this page's oldest item");
+    assert_eq!(first["status"], "action_needed", "the status reads the whole case");
+    let req = Request::get(format!("/api/v1/cases/{case}?timeline_before_seq={cursor}"))
+        .header("x-mpp-pin", PIN)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = f.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = json(&body);
+    let older = items(&second);
+    assert_eq!(older.len(), total - page_items);
+    assert!(older.iter().all(|s| *s < cursor));
+    assert!(second["timeline_next_before_seq"].is_null(), "{body}");
+    let req = Request::get(format!("/api/v1/cases/{case}?timeline_before_seq=x"))
+        .header("x-mpp-pin", PIN)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = f.send(req).await;
+    assert_eq!((status, code(&body).as_str()), (StatusCode::BAD_REQUEST, "BAD_REQUEST"));
+
+    // The page: the newest page with a note and a link to the older one.
+    let (status, headers, page) = f.post_form(&format!("nomor={case}&pin={PIN}&lang=en")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(&format!("Newest history shown: {page_items} of {total}")), "{page}");
+    // As the template escapes it in the attribute.
+    let older_href = format!("&#x2f;lacak&#x2f;{case}?lang=en&amp;timeline_before_seq={cursor}");
+    assert!(page.contains(&older_href), "no link to {older_href}:\n{page}");
+    let session =
+        headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().split(';').next().unwrap().to_owned();
+    let req = Request::get(format!("/lacak/{case}?lang=en&timeline_before_seq={cursor}"))
+        .header(header::COOKIE, &session)
+        .body(Body::empty());
+    let (status, _, older_page) = f.send(req.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(older_page.contains(&format!("Newest history shown: {} of {total}", total - page_items)));
+    assert!(!older_page.contains("timeline_before_seq="), "the oldest page links no further");
+
+    // gRPC: the same page and cursor.
+    let cases = Cases::new(f.lookups.clone(), f.changes.clone(), ClientAddrPolicy::Peer);
+    let get = |before: u64| pb::GetCaseRequest {
+        tracking_number: case.to_string(),
+        pin: PIN.to_owned(),
+        timeline_before_seq: before,
+    };
+    let view = cases.get_case(tonic::Request::new(get(0))).await.unwrap().into_inner();
+    let shown: usize = view.applications.iter().map(|a| a.timeline.len()).sum();
+    assert_eq!(
+        (shown, view.timeline_items_total as usize, view.timeline_next_before_seq),
+        (page_items, total, cursor)
+    );
+    let view = cases.get_case(tonic::Request::new(get(cursor))).await.unwrap().into_inner();
+    let shown: usize = view.applications.iter().map(|a| a.timeline.len()).sum();
+    assert_eq!((shown, view.timeline_next_before_seq), (total - page_items, 0));
 }
 
 #[tokio::test]
@@ -552,7 +649,11 @@ async fn successful_lookups_are_access_events_the_citizen_sees() {
 async fn grpc_lookups_need_the_pin_and_a_watch_sees_the_next_change() {
     let (mut f, case) = Fixture::with_multi_agency_case(generous());
     let cases = Cases::new(f.lookups.clone(), f.changes.clone(), ClientAddrPolicy::Peer);
-    let get = |pin: &str| pb::GetCaseRequest { tracking_number: case.to_string(), pin: pin.to_owned() };
+    let get = |pin: &str| pb::GetCaseRequest {
+        tracking_number: case.to_string(),
+        pin: pin.to_owned(),
+        ..Default::default()
+    };
     let view = cases.get_case(tonic::Request::new(get(PIN))).await.unwrap().into_inner();
     assert_eq!(view.applications.len(), 2);
     assert_eq!(view.applications[0].service_name_id, "Kartu Keluarga");
@@ -562,6 +663,7 @@ async fn grpc_lookups_need_the_pin_and_a_watch_sees_the_next_change() {
         .get_case(tonic::Request::new(pb::GetCaseRequest {
             tracking_number: tn(99_999).to_string(),
             pin: PIN.to_owned(),
+            ..Default::default()
         }))
         .await
         .unwrap_err();

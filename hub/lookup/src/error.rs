@@ -41,7 +41,9 @@ impl ApiError {
             ReasonCode::Unavailable | ReasonCode::PublishFailed | ReasonCode::RedriveDisabled => {
                 tonic::Code::Unavailable
             }
-            ReasonCode::RateLimited | ReasonCode::LookupLocked => tonic::Code::ResourceExhausted,
+            ReasonCode::RateLimited | ReasonCode::LookupLocked | ReasonCode::TooManyWatches => {
+                tonic::Code::ResourceExhausted
+            }
             _ => tonic::Code::InvalidArgument,
         }
     }
@@ -54,7 +56,9 @@ impl ApiError {
             ReasonCode::Unavailable | ReasonCode::PublishFailed | ReasonCode::RedriveDisabled => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ReasonCode::RateLimited | ReasonCode::LookupLocked => StatusCode::TOO_MANY_REQUESTS,
+            ReasonCode::RateLimited | ReasonCode::LookupLocked | ReasonCode::TooManyWatches => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             _ => StatusCode::BAD_REQUEST,
         }
     }

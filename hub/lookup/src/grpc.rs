@@ -15,8 +15,13 @@ use crate::error::ApiError;
 use crate::json::access_event;
 use crate::lookup::{Found, LookupRequest, Lookups};
 use crate::proxy::ClientAddrPolicy;
-use crate::watch::{CaseChanges, WATCH_BUFFER_VIEWS_MAX};
+use crate::watch::{deliver, CaseChanges, WATCH_BUFFER_VIEWS_MAX};
 use mpp_wire as wire;
+
+/// Largest `GetCase` or `WatchCase` request the gRPC server decodes, in
+/// bytes: a tracking number, a PIN and a timeline page cursor take under
+/// 100.
+pub const CASES_REQUEST_BYTES_MAX: usize = 1024;
 
 /// Citizen-facing case lookups.
 #[derive(Debug, Clone)]
@@ -49,11 +54,22 @@ impl Cases {
         }
     }
 
-    /// Looks up the case `tracking_number` with `pin` for the caller of
-    /// `request`.
-    fn lookup<T>(&self, request: &Request<T>, tracking_number: &str, pin: &str) -> Result<Found, Status> {
-        let client = self.client(request);
-        let req = LookupRequest { tracking_number, pin: Some(pin), client, channel: AccessChannel::Grpc };
+    /// Looks up the case `tracking_number` with `pin` for `client`, with the
+    /// timeline page before `timeline_before_seq` (0: the newest).
+    fn lookup(
+        &self,
+        client: IpAddr,
+        tracking_number: &str,
+        pin: &str,
+        timeline_before_seq: u64,
+    ) -> Result<Found, Status> {
+        let req = LookupRequest {
+            tracking_number,
+            pin: Some(pin),
+            client,
+            channel: AccessChannel::Grpc,
+            timeline_before_seq: Some(timeline_before_seq).filter(|s| *s != 0),
+        };
         Ok(self.lookups.lookup(&req)?)
     }
 }
@@ -78,6 +94,8 @@ pub fn view(found: &Found) -> CaseView {
             }
         })
         .collect();
+    v.timeline_items_total = u32::try_from(found.timeline.items_total).unwrap_or(u32::MAX);
+    v.timeline_next_before_seq = found.timeline.next_before_seq.unwrap_or(0);
     v
 }
 
@@ -88,7 +106,7 @@ pub type CaseViewStream = Pin<Box<dyn Stream<Item = Result<CaseView, Status>> + 
 impl CasesService for Cases {
     async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<CaseView>, Status> {
         let r = request.get_ref();
-        let found = self.lookup(&request, &r.tracking_number, &r.pin)?;
+        let found = self.lookup(self.client(&request), &r.tracking_number, &r.pin, r.timeline_before_seq)?;
         Ok(Response::new(view(&found)))
     }
 
@@ -98,17 +116,16 @@ impl CasesService for Cases {
         &self,
         request: Request<WatchCaseRequest>,
     ) -> Result<Response<Self::WatchCaseStream>, Status> {
+        let client = self.client(&request);
         let r = request.get_ref();
-        let found = self.lookup(&request, &r.tracking_number, &r.pin)?;
+        let found = self.lookup(client, &r.tracking_number, &r.pin, 0)?;
         let tn = found.case.tracking_number;
-        let mut sub = self.changes.subscribe(tn).map_err(|e| {
-            Status::from(ApiError::new(mpp_core::ReasonCode::Unavailable, format!("{e}; retry later")))
-        })?;
+        let mut sub = self.changes.subscribe(tn, client).map_err(|e| Status::from(ApiError::from(e)))?;
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER_VIEWS_MAX);
         let lookups = self.lookups.clone();
         tokio::spawn(async move {
             let mut last = view(&found);
-            if tx.send(Ok(last.clone())).await.is_err() {
+            if !deliver(&tx, Ok(last.clone())).await {
                 return;
             }
             loop {
@@ -121,7 +138,7 @@ impl CasesService for Cases {
                     Ok(Some(found)) => {
                         let next = view(&found);
                         if next != last {
-                            if tx.send(Ok(next.clone())).await.is_err() {
+                            if !deliver(&tx, Ok(next.clone())).await {
                                 return;
                             }
                             last = next;
@@ -129,7 +146,7 @@ impl CasesService for Cases {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        let _ = tx.send(Err(Status::from(e))).await;
+                        deliver(&tx, Err(Status::from(e))).await;
                         return;
                     }
                 }

@@ -5,8 +5,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -94,11 +94,19 @@ async fn checkpoint_note(State(s): State<AppState>) -> Response {
     }
 }
 
+/// The query of `GET /api/v1/cases/{tn}`.
+#[derive(Debug, serde::Deserialize)]
+pub struct CaseQuery {
+    /// The timeline page: items older than this log sequence.
+    timeline_before_seq: Option<u64>,
+}
+
 async fn get_case(
     State(s): State<AppState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<CaseQuery>, QueryRejection>,
 ) -> Response {
     let Ok(Path(tracking_number)) = path else {
         return ApiError::new(
@@ -115,7 +123,17 @@ async fn get_case(
                 .into_response()
         }
     };
-    let req = LookupRequest { tracking_number: &tracking_number, pin, client, channel: AccessChannel::Api };
+    let Ok(Query(query)) = query else {
+        return ApiError::new(ReasonCode::BadRequest, "timeline_before_seq must be a log sequence number")
+            .into_response();
+    };
+    let req = LookupRequest {
+        tracking_number: &tracking_number,
+        pin,
+        client,
+        channel: AccessChannel::Api,
+        timeline_before_seq: query.timeline_before_seq.filter(|s| *s != 0),
+    };
     match s.lookups.lookup(&req) {
         Ok(found) => Json(case_json(&found)).into_response(),
         Err(e) => e.into_response(),

@@ -102,6 +102,12 @@ pub struct Text {
     pub paused_note: &'static str,
     /// Heading of the timeline (summary of the details element).
     pub timeline_heading: &'static str,
+    /// Before "N of M" when only the newest timeline items are shown.
+    pub timeline_shown: &'static str,
+    /// The "of" of "N of M".
+    pub timeline_of: &'static str,
+    /// Link to the next, older page of timeline items.
+    pub timeline_older: &'static str,
     /// Heading of the access history.
     pub access_heading: &'static str,
     /// Explains the access history.
@@ -221,6 +227,9 @@ pub static ID: Text = Text {
     overdue_mark: "TERLAMBAT",
     paused_note: "Waktu layanan berhenti sampai Anda melengkapi.",
     timeline_heading: "Riwayat permohonan",
+    timeline_shown: "Riwayat terbaru yang ditampilkan:",
+    timeline_of: "dari",
+    timeline_older: "Riwayat sebelumnya",
     access_heading: "Riwayat akses",
     access_intro: "Siapa yang melihat berkas ini.",
     access_none: "Belum ada catatan akses.",
@@ -295,6 +304,9 @@ pub static EN: Text = Text {
     overdue_mark: "OVERDUE",
     paused_note: "The service clock is stopped until you complete this.",
     timeline_heading: "Application history",
+    timeline_shown: "Newest history shown:",
+    timeline_of: "of",
+    timeline_older: "Older history",
     access_heading: "Access history",
     access_intro: "Who looked at this case.",
     access_none: "No access recorded yet.",

@@ -38,6 +38,13 @@ pub struct CaseJson {
     /// readable only at the front office), `erased` (key destroyed on an
     /// erasure request) or `none`. Never the data (docs/PRIVACY.md).
     pub personal_data: &'static str,
+    /// Timeline items the whole case holds; `applications[].timeline` hold
+    /// one page of them (the newest [`crate::lookup::TIMELINE_PAGE_ITEMS_MAX`]
+    /// across the case, older than `?timeline_before_seq=` when given).
+    pub timeline_items_total: usize,
+    /// The `?timeline_before_seq=` of the next, older page; `null` when this
+    /// page holds the oldest item.
+    pub timeline_next_before_seq: Option<u64>,
 }
 
 /// One lookup of the case as JSON.
@@ -289,5 +296,7 @@ pub fn case_json(found: &Found) -> CaseJson {
             .collect(),
         access_events: found.access.iter().map(access_event).collect(),
         personal_data: c.personal_data.as_str(),
+        timeline_items_total: found.timeline.items_total,
+        timeline_next_before_seq: found.timeline.next_before_seq,
     }
 }

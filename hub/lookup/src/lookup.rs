@@ -93,6 +93,61 @@ pub struct Found {
     pub access: Vec<AccessEvent>,
     /// The lookup's time, Unix ms.
     pub now_ms: i64,
+    /// Which timeline items `case` still holds (one page, see
+    /// [`TIMELINE_PAGE_ITEMS_MAX`]), and where the next page starts.
+    pub timeline: TimelinePage,
+}
+
+/// Most timeline items one lookup answers: the newest across the case's
+/// applications (older ones page by page, with
+/// [`LookupRequest::timeline_before_seq`]). With [`mpp_core::limits::CASE_BYTES_MAX`]
+/// this bounds every answer (JSON, gRPC, page, watch update).
+pub const TIMELINE_PAGE_ITEMS_MAX: usize = 50;
+
+/// One page of a case's timelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelinePage {
+    /// Timeline items the whole case holds.
+    pub items_total: usize,
+    /// The `timeline_before_seq` of the next (older) page; `None` when this
+    /// page holds the oldest item.
+    pub next_before_seq: Option<u64>,
+}
+
+impl TimelinePage {
+    /// Cuts `case`'s timelines to the newest [`TIMELINE_PAGE_ITEMS_MAX`]
+    /// items older than `before_seq` (every item when `None`), keeping each
+    /// application's items in log order, and says where the next page starts.
+    pub fn cut(case: &mut Case, before_seq: Option<u64>) -> TimelinePage {
+        let before = before_seq.unwrap_or(u64::MAX);
+        let items_total = case.applications.iter().map(|a| a.timeline.len()).sum();
+        let mut seqs: Vec<u64> = case
+            .applications
+            .iter()
+            .flat_map(|a| a.timeline.iter().map(|t| t.seq))
+            .filter(|s| *s < before)
+            .collect();
+        let (oldest_kept, next_before_seq) = if seqs.len() > TIMELINE_PAGE_ITEMS_MAX {
+            // The page's oldest item: the TIMELINE_PAGE_ITEMS_MAX-th newest.
+            let (_, nth, _) = seqs.select_nth_unstable_by(TIMELINE_PAGE_ITEMS_MAX - 1, |a, b| b.cmp(a));
+            (*nth, Some(*nth))
+        } else {
+            (0, None)
+        };
+        seqs.clear();
+        for a in &mut case.applications {
+            a.timeline.retain(|t| t.seq < before && t.seq >= oldest_kept);
+        }
+        TimelinePage { items_total, next_before_seq }
+    }
+
+    /// The page of a case whose timelines are whole.
+    pub fn whole(case: &Case) -> TimelinePage {
+        TimelinePage {
+            items_total: case.applications.iter().map(|a| a.timeline.len()).sum(),
+            next_before_seq: None,
+        }
+    }
 }
 
 /// Where "now" comes from: the system clock in production, a fixed or
@@ -183,6 +238,9 @@ pub struct LookupRequest<'a> {
     pub client: IpAddr,
     /// How the citizen looks (recorded in the access event).
     pub channel: AccessChannel,
+    /// The timeline page: items older than this log sequence; `None` for
+    /// the newest ([`TimelinePage`]).
+    pub timeline_before_seq: Option<u64>,
 }
 
 /// Reads cases from the store, checks PINs and limits, and dresses cases for
@@ -389,14 +447,25 @@ impl Lookups {
         };
         self.guard.record_success(&digits);
         let event = AccessEvent { at_ms: self.now_ms(), accessor: Accessor::Citizen, channel: req.channel };
-        self.dress(case, Some(event))
+        self.dress(case, Some(event), req.timeline_before_seq)
     }
 
     /// Reads a case without a PIN, for callers that already proved they may
-    /// see it (a page session, a running watch). Records nothing.
+    /// see it (a page session, a running watch), with the newest timeline
+    /// page. Records nothing.
     pub fn read(&self, tn: &TrackingNumber) -> Result<Option<Found>, LookupError> {
+        self.read_page(tn, None)
+    }
+
+    /// [`Lookups::read`], with the timeline page of items older than
+    /// `timeline_before_seq`.
+    pub fn read_page(
+        &self,
+        tn: &TrackingNumber,
+        timeline_before_seq: Option<u64>,
+    ) -> Result<Option<Found>, LookupError> {
         match self.store.case(tn) {
-            Ok(Some(case)) => self.dress(case, None).map(Some),
+            Ok(Some(case)) => self.dress(case, None, timeline_before_seq).map(Some),
             Ok(None) => Ok(None),
             Err(e) => {
                 error!(error = %e, "Case lookup failed in the store");
@@ -405,9 +474,15 @@ impl Lookups {
         }
     }
 
-    /// Status, SLA clocks, service names and access history, as of now. A
+    /// Status, SLA clocks, service names and access history, as of now, and
+    /// the timeline page of items older than `timeline_before_seq`. A
     /// `new_access` is recorded and shown first.
-    fn dress(&self, case: Case, new_access: Option<AccessEvent>) -> Result<Found, LookupError> {
+    fn dress(
+        &self,
+        mut case: Case,
+        new_access: Option<AccessEvent>,
+        timeline_before_seq: Option<u64>,
+    ) -> Result<Found, LookupError> {
         let now_ms = self.now_ms();
         let status = case_status_at(&case, &self.calendars, now_ms);
         let slas = case_sla(&case, &self.calendars, now_ms);
@@ -432,7 +507,9 @@ impl Lookups {
             }
             access.extend(recent);
         }
-        Ok(Found { case, status, slas, service_names, access, now_ms })
+        // Status and clocks read the whole timelines; the answer holds a page.
+        let timeline = TimelinePage::cut(&mut case, timeline_before_seq);
+        Ok(Found { case, status, slas, service_names, access, now_ms, timeline })
     }
 
     /// The name of a service from its current standard: from memory while
@@ -616,6 +693,97 @@ mod tests {
 
     const T0_MS: i64 = 1_750_039_200_000;
 
+    /// A case whose applications hold timeline items with these seqs.
+    fn case_with_timelines(apps: &[&[u64]]) -> Case {
+        let item = |seq: u64| mpp_core::case::TimelineItem {
+            seq,
+            recorded_at_ms: T0_MS,
+            kind: mpp_core::EventKind::ReviewStarted,
+            state_after: mpp_core::state::AppState::InReview,
+            detail: "".into(),
+        };
+        Case {
+            tracking_number: TrackingNumber::new(RegionCode::parse("1771").unwrap(), 5).unwrap(),
+            opened_by: mpp_core::AgencyId::parse("dukcapil").unwrap(),
+            opened_at_ms: T0_MS,
+            opened_seq: 1,
+            pin_verifier: vec![],
+            nik_keyed_hash: vec![],
+            updated_at_ms: T0_MS,
+            last_seq: 1,
+            applications: apps
+                .iter()
+                .enumerate()
+                .map(|(i, seqs)| mpp_core::case::Application {
+                    id: mpp_core::ApplicationId::parse(&format!("A-{i}")).unwrap(),
+                    agency: mpp_core::AgencyId::parse("dukcapil").unwrap(),
+                    service: mpp_core::ServiceId::parse("kk").unwrap(),
+                    state: mpp_core::state::AppState::InReview,
+                    filed_at_ms: T0_MS,
+                    state_since_ms: T0_MS,
+                    pending: None,
+                    timeline: seqs.iter().copied().map(item).collect(),
+                    sla_working_days: 5,
+                    fiktif_positif: false,
+                    standard_version: 1,
+                })
+                .collect(),
+            personal_data: mpp_core::case::PersonalData::None,
+        }
+    }
+
+    fn seqs_of(case: &Case) -> Vec<Vec<u64>> {
+        case.applications.iter().map(|a| a.timeline.iter().map(|t| t.seq).collect()).collect()
+    }
+
+    #[test]
+    fn timelines_are_paged_newest_first_across_applications() {
+        let n = TIMELINE_PAGE_ITEMS_MAX as u64;
+        // Two applications interleaved: even seqs in one, odd in the other.
+        let evens: Vec<u64> = (0..n + 10).map(|i| 10 + 2 * i).collect();
+        let odds: Vec<u64> = (0..n + 10).map(|i| 11 + 2 * i).collect();
+        let full = case_with_timelines(&[&evens, &odds]);
+        let total = full.applications.iter().map(|a| a.timeline.len()).sum::<usize>();
+
+        let mut first = full.clone();
+        let page = TimelinePage::cut(&mut first, None);
+        let kept: Vec<u64> = seqs_of(&first).concat();
+        assert_eq!(kept.len(), TIMELINE_PAGE_ITEMS_MAX);
+        assert_eq!(page.items_total, total);
+        let newest = *odds.last().unwrap();
+        assert!(kept.contains(&newest), "the newest item is on the first page");
+        let oldest_kept = *kept.iter().min().unwrap();
+        assert_eq!(page.next_before_seq, Some(oldest_kept));
+        for a in seqs_of(&first) {
+            assert!(a.windows(2).all(|w| w[0] < w[1]), "log order within an application: {a:?}");
+        }
+
+        // Walking the cursor visits every item exactly once.
+        let mut seen = kept;
+        let mut cursor = page.next_before_seq;
+        while let Some(before) = cursor {
+            let mut next = full.clone();
+            let page = TimelinePage::cut(&mut next, Some(before));
+            let items = seqs_of(&next).concat();
+            assert!(!items.is_empty() && items.len() <= TIMELINE_PAGE_ITEMS_MAX);
+            assert!(items.iter().all(|s| *s < before));
+            seen.extend(items);
+            cursor = page.next_before_seq;
+        }
+        seen.sort_unstable();
+        let mut all = [evens, odds].concat();
+        all.sort_unstable();
+        assert_eq!(seen, all);
+
+        // A small case is one page.
+        let mut small = case_with_timelines(&[&[3, 5], &[4]]);
+        assert_eq!(
+            TimelinePage::cut(&mut small, None),
+            TimelinePage { items_total: 3, next_before_seq: None }
+        );
+        assert_eq!(seqs_of(&small), vec![vec![3, 5], vec![4]]);
+    }
+
     fn message(
         seq: u64,
         case: Option<TrackingNumber>,
@@ -690,6 +858,7 @@ mod tests {
             pin: Some("123456"),
             client: IpAddr::from([127, 0, 0, 1]),
             channel: AccessChannel::Api,
+            timeline_before_seq: None,
         };
         let name = |l: &Lookups| l.lookup(&req).unwrap().service_names[0].id.clone();
         assert_eq!(name(&lookups), "Kartu Keluarga");
@@ -730,6 +899,7 @@ mod tests {
             pin: Some("123456"),
             client: IpAddr::from([127, 0, 0, 1]),
             channel: AccessChannel::Web,
+            timeline_before_seq: None,
         };
         let first = lookups.lookup(&req).unwrap();
         assert_eq!(first.access.len(), 1, "this lookup is shown as queued");

@@ -36,7 +36,7 @@ use crate::i18n::{self, Lang, Text};
 use crate::lookup::{http_status, parse_tracking_number, LookupError, LookupRequest};
 use crate::session::{SESSION_COOKIE, SESSION_TTL_MS};
 use crate::state::{AppState, ClientAddr};
-use crate::watch::WATCH_BUFFER_VIEWS_MAX;
+use crate::watch::{deliver, WatchRefused, WATCH_BUFFER_VIEWS_MAX};
 
 pub use crate::web::{templates, Web, WebError, WebSettings, LAYOUT_HTML, REQUEST_BODY_BYTES_MAX};
 use crate::web::{COOKIE_HEADER_BYTES_MAX, CSP, LIVE_JS, PUBLIC_URL_BYTES_MAX};
@@ -84,6 +84,9 @@ fn security_headers(h: &mut HeaderMap) {
 #[derive(Debug, Default, Deserialize)]
 pub struct LangQuery {
     lang: Option<String>,
+    /// The timeline page of `/lacak/{tn}`: items older than this log
+    /// sequence.
+    timeline_before_seq: Option<u64>,
 }
 
 fn lang_of(q: &Result<Query<LangQuery>, QueryRejection>) -> Lang {
@@ -216,6 +219,10 @@ struct CasePage {
     access: Vec<AccessVm>,
     receipt_href: String,
     events_href: String,
+    /// "Newest history shown: N of M" when the timelines hold one page.
+    timeline_note: Option<String>,
+    /// The next, older page of the timelines.
+    older_href: Option<String>,
 }
 
 fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, lang: Lang) -> CasePage {
@@ -352,6 +359,16 @@ fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, la
         access,
         receipt_href: format!("/lacak/{tn}/tanda-terima?lang={}", lang.code()),
         events_href: format!("/lacak/{tn}/events?lang={}", lang.code()),
+        timeline_note: {
+            let shown: usize = c.applications.iter().map(|a| a.timeline.len()).sum();
+            (shown < found.timeline.items_total).then(|| {
+                format!("{} {shown} {} {}", t.timeline_shown, t.timeline_of, found.timeline.items_total)
+            })
+        },
+        older_href: found
+            .timeline
+            .next_before_seq
+            .map(|seq| format!("/lacak/{tn}?lang={}&timeline_before_seq={seq}", lang.code())),
         tn,
     }
 }
@@ -439,8 +456,13 @@ pub async fn submit(
         None => lang_of(&q),
     };
     let typed = f.nomor.unwrap_or_default();
-    let req =
-        LookupRequest { tracking_number: &typed, pin: f.pin.as_deref(), client, channel: AccessChannel::Web };
+    let req = LookupRequest {
+        tracking_number: &typed,
+        pin: f.pin.as_deref(),
+        client,
+        channel: AccessChannel::Web,
+        timeline_before_seq: None,
+    };
     match s.lookups.lookup(&req) {
         Ok(found) => {
             let ctx = case_page(&found, s.lookups.calendars(), lang);
@@ -515,7 +537,8 @@ pub async fn case(
     }
     let now = s.lookups.now_ms();
     if has_session(&s.web, &headers, &tn, now) {
-        match s.lookups.read(&tn) {
+        let before = q.as_ref().ok().and_then(|Query(q)| q.timeline_before_seq).filter(|s| *s != 0);
+        match s.lookups.read_page(&tn, before) {
             Ok(Some(found)) => {
                 return s.web.page(
                     StatusCode::OK,
@@ -619,8 +642,14 @@ pub async fn events(
     if let Err(e) = s.lookups.admit(client) {
         return e.into_response();
     }
-    let Ok(mut sub) = s.web.changes.subscribe(tn) else {
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "too many live updates open; reload later\n");
+    let mut sub = match s.web.changes.subscribe(tn, client) {
+        Ok(sub) => sub,
+        Err(WatchRefused::Full) => {
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "too many live updates open; reload later\n")
+        }
+        Err(WatchRefused::ClientFull | WatchRefused::CaseFull) => {
+            return plain(StatusCode::TOO_MANY_REQUESTS, "too many live updates open here; close one\n")
+        }
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(WATCH_BUFFER_VIEWS_MAX);
     let web = s.web.clone();
@@ -633,7 +662,7 @@ pub async fn events(
                 let ctx = case_page(&found, lookups.calendars(), lang);
                 match web.render("case_body.html", &ctx) {
                     Ok(fragment) if last.as_deref() != Some(fragment.as_str()) => {
-                        if tx.send(Ok(Event::default().event("case").data(&fragment))).await.is_err() {
+                        if !deliver(&tx, Ok(Event::default().event("case").data(&fragment))).await {
                             return;
                         }
                         last = Some(fragment);
@@ -645,7 +674,7 @@ pub async fn events(
             tokio::select! {
                 r = sub.changed() => {
                     if r.is_err() {
-                        let _ = tx.send(Ok(Event::default().event("end").data("end"))).await;
+                        deliver(&tx, Ok(Event::default().event("end").data("end"))).await;
                         return;
                     }
                 }

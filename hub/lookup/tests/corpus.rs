@@ -1279,8 +1279,12 @@ struct GrpcCase {
 fn grpc_corpus() -> Vec<GrpcCase> {
     let a = case_a();
     let get = |tracking_number: &str, pin: &str| {
-        pb::GetCaseRequest { tracking_number: tracking_number.to_owned(), pin: pin.to_owned() }
-            .encode_to_vec()
+        pb::GetCaseRequest {
+            tracking_number: tracking_number.to_owned(),
+            pin: pin.to_owned(),
+            ..Default::default()
+        }
+        .encode_to_vec()
     };
     let utf8_marker = |m: &pb::GetCaseRequest| {
         let mut b = m.encode_to_vec();
@@ -1288,8 +1292,11 @@ fn grpc_corpus() -> Vec<GrpcCase> {
         b[at..at + 4].copy_from_slice(&[0xC3, 0x28, 0xFF, 0xFE]);
         b
     };
-    let bad_tn =
-        utf8_marker(&pb::GetCaseRequest { tracking_number: "@@@@".to_owned(), pin: TEST_PIN.to_owned() });
+    let bad_tn = utf8_marker(&pb::GetCaseRequest {
+        tracking_number: "@@@@".to_owned(),
+        pin: TEST_PIN.to_owned(),
+        ..Default::default()
+    });
     let full = get(&a, TEST_PIN);
     let ajukan = |nomor: &str, layanan: i32, dokumen: Vec<String>, petugas: &str| {
         dk::Permohonan { nomor_berkas: nomor.to_owned(), layanan, dokumen, petugas: petugas.to_owned() }

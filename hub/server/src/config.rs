@@ -204,10 +204,38 @@ pub struct ServeArgs {
     /// a byte-identical log; lookups miss cases until it has caught up).
     #[arg(long, env = "MPP_ON_CORRUPT_STORE", value_enum, default_value_t = mpp_ledger::recover::OnCorruptStore::Fail)]
     pub on_corrupt_store: mpp_ledger::recover::OnCorruptStore,
+    /// Most connections one client address (IPv4 address or IPv6 /64) may
+    /// hold open on each of the HTTP and gRPC listeners; more are closed at
+    /// once. Behind a reverse proxy every client shares the proxy's address:
+    /// raise it to what the proxy opens (docs/OPERATIONS.md).
+    #[arg(long, env = "MPP_CONNECTIONS_PER_ADDRESS_MAX",
+          default_value_t = mpp_edge::conn::CONNECTIONS_PER_ADDRESS_MAX,
+          value_parser = parse_connections_per_address)]
+    pub connections_per_address_max: usize,
     /// TLS of the gRPC and HTTP servers: --tls-cert-file, --tls-key-file,
     /// --tls-client-ca-file, --insecure-plaintext (see docs/TLS.md).
     #[command(flatten)]
     pub tls: mpp_edge::tls::TlsArgs,
+}
+
+impl ServeArgs {
+    /// The connection caps of each of the hub's listeners.
+    pub fn conn_limits(&self) -> mpp_edge::conn::ConnLimits {
+        mpp_edge::conn::ConnLimits {
+            connections_per_address_max: self.connections_per_address_max,
+            ..mpp_edge::conn::ConnLimits::default()
+        }
+    }
+}
+
+/// `--connections-per-address-max`: 1 up to the listener's whole cap.
+fn parse_connections_per_address(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if (1..=mpp_edge::conn::CONNECTIONS_MAX).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("must be 1..={}", mpp_edge::conn::CONNECTIONS_MAX))
+    }
 }
 
 /// The values of `--forwarded-header`.

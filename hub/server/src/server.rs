@@ -14,11 +14,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use axum::serve::ListenerExt;
 use mpp_audit::audit_service::Audit;
 use mpp_audit::auth::AuditorAuth;
 use mpp_edge::auth::TokenTable;
-use mpp_edge::listen::{grpc_incoming, tcp_incoming, HttpsListener};
+use mpp_edge::grpc_serve::GrpcLimits;
+use mpp_edge::listen::{grpc_tls_incoming, http_tls_incoming, plain_incoming};
 use mpp_edge::nats::{NatsAccess, NatsCredentials};
 use mpp_edge::tls::Transport;
 use mpp_ledger::ingest::{self, IngestConfig, OnCommit, Writer};
@@ -198,6 +198,10 @@ async fn start(
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     spawn_grpc_health(health_reporter, health.subscribe_ready(), stop_rx.clone());
+    // Decode limits per service: a lookup or watch request is a tracking
+    // number, a PIN and a page cursor; an audit request a few numbers and
+    // ids.
+    let control_bytes_max = mpp_edge::grpc_serve::GRPC_CONTROL_REQUEST_BYTES_MAX;
     let reflection =
         reflection_builder(SERVICE_NAMES_V1).build_v1().context("building gRPC reflection (v1)")?;
     // Many clients (grpcurl before 1.9, older Postman and Evans) still ask
@@ -205,28 +209,32 @@ async fn start(
     let reflection_v1alpha = reflection_builder(SERVICE_NAMES_V1ALPHA)
         .build_v1alpha()
         .context("building gRPC reflection (v1alpha)")?;
-    let routes = tonic::service::Routes::new(health_service)
-        .add_service(reflection)
-        .add_service(reflection_v1alpha)
-        .add_service(AuditServiceServer::with_interceptor(
-            Audit::new(lookups.clone()),
+    let routes = tonic::service::Routes::new(health_service.max_decoding_message_size(control_bytes_max))
+        .add_service(reflection.max_decoding_message_size(control_bytes_max))
+        .add_service(reflection_v1alpha.max_decoding_message_size(control_bytes_max))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            AuditServiceServer::new(Audit::new(lookups.clone()))
+                .max_decoding_message_size(mpp_audit::audit_service::AUDIT_REQUEST_BYTES_MAX),
             AuditorAuth::new(auditors),
         ))
-        .add_service(CasesServiceServer::new(Cases::new(lookups.clone(), changes.clone(), grpc_client_addr)));
-    let stopped = |rx: &watch::Receiver<bool>| {
-        let mut rx = rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+        .add_service(
+            CasesServiceServer::new(Cases::new(lookups.clone(), changes.clone(), grpc_client_addr))
+                .max_decoding_message_size(mpp_lookup::grpc::CASES_REQUEST_BYTES_MAX),
+        );
+    let conn_limits = args.conn_limits();
+    let grpc_limits = GrpcLimits::default();
     let grpc_task = match transport.tls() {
-        None => {
-            tokio::spawn(mpp_edge::grpc_serve::serve(routes, tcp_incoming(grpc_listener), stop_rx.clone()))
-        }
+        None => tokio::spawn(mpp_edge::grpc_serve::serve(
+            routes,
+            plain_incoming(grpc_listener, conn_limits),
+            stop_rx.clone(),
+            grpc_limits,
+        )),
         Some(tls) => tokio::spawn(mpp_edge::grpc_serve::serve(
             routes,
-            grpc_incoming(grpc_listener, tls),
+            grpc_tls_incoming(grpc_listener, tls, conn_limits),
             stop_rx.clone(),
+            grpc_limits,
         )),
     };
     mpp_obs::health::spawn_disk_check(health.clone(), args.data_dir.clone(), min_free_bytes, stop_rx.clone());
@@ -253,20 +261,17 @@ async fn start(
     )
     .context("setting up the operators' dashboard")?;
     let app = router(AppState { lookups, health: health.clone(), web }).merge(mpp_ops::router(ops));
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http_task = match transport.tls() {
-        None => {
-            let http = axum::serve(http_listener, app).with_graceful_shutdown(stopped(&stop_rx));
-            tokio::spawn(async move { http.await })
-        }
-        Some(tls) => {
-            // `tap_io` only to get axum's connect info for a custom listener.
-            let listener = HttpsListener::new(http_listener, tls)
-                .context("setting up TLS on the HTTP listener")?
-                .tap_io(|_| {});
-            let http = axum::serve(listener, app).with_graceful_shutdown(stopped(&stop_rx));
-            tokio::spawn(async move { http.await })
-        }
+        None => tokio::spawn(mpp_edge::http_serve::serve(
+            app,
+            plain_incoming(http_listener, conn_limits),
+            stop_rx.clone(),
+        )),
+        Some(tls) => tokio::spawn(mpp_edge::http_serve::serve(
+            app,
+            http_tls_incoming(http_listener, tls, conn_limits),
+            stop_rx.clone(),
+        )),
     };
     // Time-based checkpoints: the writer checks its policy on every tick.
     tokio::spawn({

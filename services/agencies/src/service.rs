@@ -117,6 +117,7 @@ macro_rules! agency_service {
             /// The tonic server of the service over `agency`.
             pub fn server(agency: mpp_agency_kit::Agency) -> $server<Self> {
                 $server::new(Self::new(agency))
+                    .max_decoding_message_size(mpp_agency_kit::server::GRPC_REQUEST_BYTES_MAX)
             }
 
             fn langkah(

@@ -384,6 +384,7 @@ impl FrontOffice {
     /// The tonic server wrapper.
     pub fn into_server(self) -> FrontOfficeServiceServer<Self> {
         FrontOfficeServiceServer::new(self)
+            .max_decoding_message_size(mpp_agency_kit::server::GRPC_REQUEST_BYTES_MAX)
     }
 
     /// Opens a case (see the crate docs for the steps).

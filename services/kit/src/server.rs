@@ -2,29 +2,39 @@
 //! bounded connections and requests, graceful shutdown.
 
 use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use mpp_edge::conn::ConnLimits;
+use mpp_edge::grpc_serve::{GrpcLimits, GRPC_CONTROL_REQUEST_BYTES_MAX};
+use mpp_edge::listen::{grpc_tls_incoming, plain_incoming};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::service::Routes;
-use tonic::transport::server::{Connected, TcpConnectInfo};
-use tonic::transport::Server;
+use tonic::transport::server::Connected;
 use tonic_health::ServingStatus;
 
 use crate::tls::ServerTls;
 
-/// Most simultaneous gRPC connections. Further clients wait in the listen
-/// backlog until a connection closes: a burst of back-office clients pushes
-/// back instead of exhausting file descriptors.
-pub const GRPC_CONNECTIONS_MAX: usize = 256;
+/// Most simultaneous gRPC connections (TLS handshakes in progress
+/// included). A connection beyond it is closed at once, so the accept loop
+/// never stalls; slow and silent clients are dropped by the timeouts of
+/// [`mpp_edge::grpc_serve`] and [`mpp_edge::tls`], which free their places.
+pub const GRPC_CONNECTIONS_MAX: usize = 1024;
+
+/// Most simultaneous gRPC connections from one client address (IPv4 address
+/// or IPv6 /64): a back office opens a handful; more are closed at once.
+pub const GRPC_CONNECTIONS_PER_ADDRESS_MAX: usize = 64;
 
 /// Most requests in flight on one connection (HTTP/2 streams served at once).
-pub const GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX: usize = 64;
+pub const GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX: u32 = 64;
+
+/// Largest request an agency's or the front office's service decodes, in
+/// bytes: the events a request becomes are at most
+/// [`mpp_core::limits::MESSAGE_BYTES_MAX`]. Requests are only decoded after
+/// the caller's token was checked.
+pub const GRPC_REQUEST_BYTES_MAX: usize = 64 * 1024;
 
 /// Longest a request may run, in milliseconds, before it fails with
 /// `CANCELLED`. With the outbox a call waits for one group-commit flush (and,
@@ -39,7 +49,27 @@ pub const SHUTDOWN_DRAIN_MS_MAX: u64 = 15_000;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), in
 /// milliseconds, so the accept loop does not spin.
-pub const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
+pub const ACCEPT_ERROR_BACKOFF_MS: u64 = mpp_edge::conn::ACCEPT_ERROR_BACKOFF_MS;
+
+/// The connection caps of an agency's gRPC listener.
+pub fn conn_limits() -> ConnLimits {
+    ConnLimits {
+        connections_max: GRPC_CONNECTIONS_MAX,
+        connections_per_address_max: GRPC_CONNECTIONS_PER_ADDRESS_MAX,
+        ..ConnLimits::default()
+    }
+}
+
+/// The per-connection limits of an agency's gRPC server: the edge's
+/// defaults (first request, idle and age timeouts) with the agency's
+/// streams and request timeout.
+pub fn grpc_limits() -> GrpcLimits {
+    GrpcLimits {
+        streams_per_connection_max: GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX,
+        request_timeout_ms: GRPC_REQUEST_TIMEOUT_MS,
+        ..GrpcLimits::default()
+    }
+}
 
 /// How often gRPC health asks the [`Readiness`] source, in milliseconds.
 pub const HEALTH_POLL_MS: u64 = 1_000;
@@ -58,9 +88,6 @@ pub enum ServeError {
     /// The reflection service could not be built from the descriptor set.
     #[error("cannot build the gRPC reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// The transport failed.
-    #[error("gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
 }
 
 /// Serves `routes` (the agency's service) on `listener` until `shutdown`
@@ -68,9 +95,8 @@ pub enum ServeError {
 /// and NOT_SERVING once shutdown begins) and gRPC reflection over
 /// `mpp_proto::FILE_DESCRIPTOR_SET`.
 ///
-/// Limits: [`GRPC_CONNECTIONS_MAX`], [`GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX`],
-/// [`GRPC_REQUEST_TIMEOUT_MS`]; the drain after shutdown is bounded by
-/// [`SHUTDOWN_DRAIN_MS_MAX`].
+/// Limits: [`conn_limits`] and [`grpc_limits`]; the drain after shutdown is
+/// bounded by [`SHUTDOWN_DRAIN_MS_MAX`].
 pub async fn serve(
     routes: Routes,
     serving: &[&'static str],
@@ -96,7 +122,7 @@ pub async fn serve_with_readiness(
 }
 
 /// [`serve_with_readiness`], over TLS when `tls` is given (HTTP/2 by ALPN;
-/// handshakes bounded as [`crate::tls::tls_incoming`] says, and counted
+/// handshakes bounded as [`mpp_edge::tls::tls_incoming`] says, and counted
 /// against [`GRPC_CONNECTIONS_MAX`] while they run).
 pub async fn serve_with_transport(
     routes: Routes,
@@ -114,7 +140,9 @@ pub async fn serve_with_transport(
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(mpp_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let routes = routes.add_service(health_service).add_service(reflection);
+    let routes = routes
+        .add_service(health_service.max_decoding_message_size(GRPC_CONTROL_REQUEST_BYTES_MAX))
+        .add_service(reflection.max_decoding_message_size(GRPC_CONTROL_REQUEST_BYTES_MAX));
 
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, services = ?serving, tls = tls.is_some(), "gRPC server listening");
@@ -132,14 +160,13 @@ pub async fn serve_with_transport(
         }
         let _ = began_tx.send(());
     };
-    let incoming = limited_incoming(listener, GRPC_CONNECTIONS_MAX);
     match tls {
-        None => serve_incoming(routes, incoming, signal, began_rx).await,
+        None => serve_incoming(routes, plain_incoming(listener, conn_limits()), signal, began_rx).await,
         Some(tls) => {
-            let incoming = crate::tls::tls_incoming(incoming, tls.acceptor(&[crate::tls::ALPN_H2]));
-            serve_incoming(routes, incoming, signal, began_rx).await
+            serve_incoming(routes, grpc_tls_incoming(listener, tls, conn_limits()), signal, began_rx).await
         }
     }
+    Ok(())
 }
 
 /// Serves `routes` on the connections of `incoming` until `signal`, then
@@ -149,17 +176,18 @@ async fn serve_incoming<I, IO>(
     incoming: I,
     signal: impl Future<Output = ()> + Send,
     began: tokio::sync::oneshot::Receiver<()>,
-) -> Result<(), ServeError>
-where
-    I: futures::Stream<Item = io::Result<IO>> + Send,
+) where
+    I: futures::Stream<Item = IO> + Send,
     IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
-    IO::ConnectInfo: Clone + Send + Sync + 'static,
 {
-    let server = Server::builder()
-        .concurrency_limit_per_connection(GRPC_CONCURRENT_REQUESTS_PER_CONNECTION_MAX)
-        .timeout(Duration::from_millis(GRPC_REQUEST_TIMEOUT_MS))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, signal);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = mpp_edge::grpc_serve::serve(routes, incoming, stop_rx, grpc_limits());
+    let stop = async move {
+        signal.await;
+        let _ = stop_tx.send(true);
+        // Keep the sender: the server watches it until it returns.
+        std::future::pending::<()>().await;
+    };
     let drain_deadline = async move {
         if began.await.is_ok() {
             tokio::time::sleep(Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX)).await;
@@ -169,13 +197,13 @@ where
     };
     tokio::select! {
         biased;
-        r = server => r?,
+        () = server => {}
+        () = stop => {}
         () = drain_deadline => {
             tracing::warn!(drain_ms_max = SHUTDOWN_DRAIN_MS_MAX, "Connections still open after the drain deadline; stopping anyway");
         }
     }
     tracing::info!("gRPC server stopped");
-    Ok(())
 }
 
 /// Sets the health of `names` from `readiness`, every [`HEALTH_POLL_MS`].
@@ -237,82 +265,4 @@ pub async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("Received ctrl-c"),
         () = term => tracing::info!("Received SIGTERM"),
     }
-}
-
-/// A TCP connection that holds one of the [`GRPC_CONNECTIONS_MAX`] permits
-/// until it is dropped.
-#[derive(Debug)]
-struct LimitedConn {
-    io: TcpStream,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl AsyncRead for LimitedConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for LimitedConn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-}
-
-impl Connected for LimitedConn {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
-    }
-}
-
-/// Accepts connections only while fewer than `max` are open.
-fn limited_incoming(
-    listener: TcpListener,
-    max: usize,
-) -> impl futures::Stream<Item = io::Result<LimitedConn>> + Send {
-    let permits = Arc::new(Semaphore::new(max));
-    futures::stream::unfold((listener, permits), |(listener, permits)| async move {
-        // The semaphore is never closed, so acquiring only fails if it were.
-        let permit = permits.clone().acquire_owned().await.ok()?;
-        let item = match listener.accept().await {
-            Ok((io, _peer)) => {
-                if let Err(e) = io.set_nodelay(true) {
-                    tracing::debug!(error = %e, "Cannot set TCP_NODELAY");
-                }
-                Ok(LimitedConn { io, _permit: permit })
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Accepting a gRPC connection failed");
-                tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
-                Err(e)
-            }
-        };
-        Some((item, (listener, permits)))
-    })
 }

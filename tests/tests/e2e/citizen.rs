@@ -358,11 +358,19 @@ async fn rate_limits_lockout_and_identical_answers_behave_as_documented() -> Res
     );
     let mut grpc = CasesServiceClient::connect(w.hub.grpc_endpoint()).await?;
     let g_wrong = grpc
-        .get_case(GetCaseRequest { tracking_number: w.tn.clone(), pin: other_pin(&w.pin) })
+        .get_case(GetCaseRequest {
+            tracking_number: w.tn.clone(),
+            pin: other_pin(&w.pin),
+            ..Default::default()
+        })
         .await
         .expect_err("a wrong PIN must fail");
     let g_none = grpc
-        .get_case(GetCaseRequest { tracking_number: unknown.clone(), pin: w.pin.clone() })
+        .get_case(GetCaseRequest {
+            tracking_number: unknown.clone(),
+            pin: w.pin.clone(),
+            ..Default::default()
+        })
         .await
         .expect_err("an unknown case must fail");
     ensure!(

@@ -774,17 +774,6 @@ async fn disk_full(plan: Plan) -> Result<Counts> {
     Ok(counts)
 }
 
-/// The hub's resident memory in bytes, from `/proc/<pid>/status`.
-fn rss_bytes(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("read /proc/<pid>/status")?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))?;
-    Ok(kb * 1024)
-}
-
 /// (6) Slow consumer: the hub stopped while `plan.events` events (whole
 /// journeys) are published onto the stream; then it starts and catches up,
 /// its RSS sampled all along; its peak must stay under
@@ -884,7 +873,7 @@ async fn slow_consumer(plan: Plan) -> Result<Counts> {
     loop {
         every.tick().await;
         hub.process().ensure_running()?;
-        let rss = rss_bytes(pid)?;
+        let rss = mpp_tests::rss::rss_bytes(pid)?;
         rss_max = rss_max.max(rss);
         let head = read_head(addr).await.ok();
         let done = head.map_or(0, |h| h.last_stream_seq);
@@ -922,7 +911,7 @@ async fn slow_consumer(plan: Plan) -> Result<Counts> {
     let pid = hub.process().pid().ok_or_else(|| anyhow!("hub has no pid"))?;
     println!(
         "[slow-consumer] hub RSS after a restart on the caught-up store ({last} entries): {} MiB",
-        rss_bytes(pid)? >> 20
+        mpp_tests::rss::rss_bytes(pid)? >> 20
     );
     hub.terminate().await?;
     check_stopped_hub(

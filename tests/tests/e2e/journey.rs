@@ -418,7 +418,7 @@ async fn a_multi_agency_journey_shows_every_agencys_step_and_what_to_do_next() -
     // The same over gRPC.
     let mut grpc = CasesServiceClient::connect(hub.grpc_endpoint()).await?;
     let view = grpc
-        .get_case(GetCaseRequest { tracking_number: tn.clone(), pin: pin.clone() })
+        .get_case(GetCaseRequest { tracking_number: tn.clone(), pin: pin.clone(), ..Default::default() })
         .await
         .context("GetCase")?
         .into_inner();
@@ -470,7 +470,7 @@ async fn a_multi_agency_journey_shows_every_agencys_step_and_what_to_do_next() -
     ensure!(str_of(&case, "status") == "done", "status at the end: {case}");
     check_apps_json(&case, &run, &DONE)?;
     let view = grpc
-        .get_case(GetCaseRequest { tracking_number: tn.clone(), pin: pin.clone() })
+        .get_case(GetCaseRequest { tracking_number: tn.clone(), pin: pin.clone(), ..Default::default() })
         .await
         .context("GetCase")?
         .into_inner();

@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (22):
+//! concern (24):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -10,6 +10,10 @@
 //!   verify, export and rebuild agree on both.
 //! - `bad_input`: every kind of bad message ends as a rejected log entry with
 //!   its reason code, and ingest carries on.
+//! - `big_case`: the largest legal case: growth past the case size and one
+//!   agency's share refused at ingest, one agency's ninth application
+//!   refused while another still files, and lookups of the case by 32
+//!   concurrent clients under the hub's RSS bound.
 //! - `bench_smoke`: `mpp-bench --quick` runs and writes a report that parses
 //!   (no timing is asserted).
 //! - `checker`: the fault scenarios' checker: every event answered
@@ -44,6 +48,10 @@
 //! - `probes`: the gRPC health service follows readiness through a NATS
 //!   outage; gRPC reflection answers v1 and v1alpha.
 //! - `scale_out`: two hub replicas on a 3-node cluster hold the same log.
+//! - `slow_clients`: slow-client attacks (≥ 500 connections each: TLS
+//!   handshakes never completed, heads and bodies trickled, no HTTP/2
+//!   preface, watches never read) against the hub and an agency service
+//!   while a well-behaved client's lookups stay fast and memory bounded.
 //! - `spine`: 1,000 events through the Dukcapil service → NATS → hub → lookup.
 //! - `transparency`: the hub's checkpoint as a C2SP signed note, at
 //!   `/checkpoint` and in the audit API, checked by an independent verifier.
@@ -55,6 +63,7 @@ mod agency_faults;
 mod audit;
 mod bad_input;
 mod bench_smoke;
+mod big_case;
 mod checker;
 mod citizen;
 mod cluster;
@@ -70,6 +79,7 @@ mod ops;
 mod privacy;
 mod probes;
 mod scale_out;
+mod slow_clients;
 mod spine;
 mod tls;
 mod transparency;

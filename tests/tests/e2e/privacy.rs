@@ -120,7 +120,11 @@ async fn hub_says(hub: &HubProcess, tn: &str, pin: &str) -> Result<String> {
     }
     let mut cases = CasesServiceClient::connect(hub.grpc_endpoint()).await?;
     let view = cases
-        .get_case(GetCaseRequest { tracking_number: tn.to_owned(), pin: pin.to_owned() })
+        .get_case(GetCaseRequest {
+            tracking_number: tn.to_owned(),
+            pin: pin.to_owned(),
+            ..Default::default()
+        })
         .await
         .context("GetCase")?
         .into_inner();

@@ -381,7 +381,8 @@ async fn check_lookup_errors(hub: &HubProcess, any: &ExpectedCase) -> Result<()>
         (any_tn, wrong_pin.as_str(), tonic::Code::NotFound, "CASE_NOT_FOUND"),
         (any_tn, "", tonic::Code::InvalidArgument, "PIN_REQUIRED"),
     ] {
-        let request = GetCaseRequest { tracking_number: tn.to_owned(), pin: pin.to_owned() };
+        let request =
+            GetCaseRequest { tracking_number: tn.to_owned(), pin: pin.to_owned(), ..Default::default() };
         match cases.get_case(request).await {
             Ok(r) => bail!("GetCase({tn}) answered a case: {:?}", r.into_inner()),
             Err(s) => ensure!(
@@ -483,7 +484,11 @@ async fn thousand_events_through_dukcapil_are_all_visible_with_exact_counts() ->
             continue;
         }
         let view = grpc
-            .get_case(GetCaseRequest { tracking_number: tn.clone(), pin: want.pin.clone() })
+            .get_case(GetCaseRequest {
+                tracking_number: tn.clone(),
+                pin: want.pin.clone(),
+                ..Default::default()
+            })
             .await
             .with_context(|| format!("gRPC GetCase {tn}"))?
             .into_inner();

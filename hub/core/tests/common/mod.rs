@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mpp_core::case::Case;
 use mpp_core::checkpoint::{Checkpoint, KeyId, Origin, SignedCheckpoint};
-use mpp_core::decide::{apply, decide, EntryMeta, MemState};
+use mpp_core::decide::{apply, decide_at, EntryMeta, MemState};
 use mpp_core::event::{EventBody, EventKind, UncheckedEnvelope};
 use mpp_core::ids::{ApplicationId, EventId, RegionCode, TrackingNumber};
 use mpp_core::log::{LogEntry, Verdict, GENESIS_HASH};
@@ -190,11 +190,20 @@ pub(crate) struct Scenario {
     pub(crate) state: MemState,
     /// Sequences submitted so far.
     pub(crate) submitted: u64,
+    /// The time of record before the first entry, Unix ms; [`RECORD_MS`]
+    /// when 0.
+    pub(crate) start_ms: i64,
 }
 
 /// Starts a scenario from events that must all be accepted.
 pub(crate) fn given(events: impl IntoIterator<Item = UncheckedEnvelope>) -> Scenario {
-    let mut s = Scenario::default();
+    given_at(RECORD_MS, events)
+}
+
+/// [`given`], with entries recorded from `start_ms` on (rules that took
+/// effect at some time apply to entries recorded from then).
+pub(crate) fn given_at(start_ms: i64, events: impl IntoIterator<Item = UncheckedEnvelope>) -> Scenario {
+    let mut s = Scenario { start_ms, ..Scenario::default() };
     for u in events {
         let kind = u.body.as_ref().map(EventBody::kind);
         if let Err(r) = s.submit(&u) {
@@ -216,10 +225,11 @@ impl Scenario {
         self.submitted += 1;
         let meta = EntryMeta {
             seq: self.submitted,
-            recorded_at_ms: RECORD_MS + ENTRY_GAP_MS * self.submitted as i64,
+            recorded_at_ms: self.start_ms + ENTRY_GAP_MS * self.submitted as i64,
         };
         let env = validate(subject, u, meta.recorded_at_ms)?;
-        decide(&self.state, &env)?;
+        // As the ledger judges: under the rules in force at the time of record.
+        decide_at(&self.state, &env, meta.recorded_at_ms)?;
         apply(&mut self.state, &env, meta);
         Ok(())
     }
