@@ -17,7 +17,7 @@ pub const TEST_PIN: &str = "314159";
 /// not parse (bad-input tests) gets a fixed dummy verifier.
 pub fn verifier(tracking_number: &str, pin: &str) -> Result<Vec<u8>> {
     let pepper = PinPepper::from_bytes(TEST_PIN_PEPPER).map_err(|e| anyhow!("{e}"))?;
-    let pin = Pin::parse(pin).ok_or_else(|| anyhow!("{pin:?} is not a 6-digit PIN"))?;
+    let pin = Pin::parse(pin).ok_or_else(|| anyhow!("{pin:?} is not a PIN (9 characters or 6 digits)"))?;
     Ok(match TrackingNumber::parse(tracking_number) {
         Ok(tn) => pin_verifier(&pepper, &tn, &pin).to_vec(),
         Err(_) => vec![7u8; 32],

@@ -118,9 +118,9 @@ reason_codes! {
     /// The agency service's durable outbox is full (RPCs).
     OutboxFull => "OUTBOX_FULL", "The agency service's durable outbox is full (NATS JetStream has been unreachable for long); nothing was accepted, retry later.";
     /// A case lookup came without a PIN.
-    PinRequired => "PIN_REQUIRED", "A case lookup needs the case's 6-digit PIN (printed on the receipt); none was given.";
-    /// The PIN given is not six digits.
-    MalformedPin => "MALFORMED_PIN", "The PIN is not 6 digits.";
+    PinRequired => "PIN_REQUIRED", "A case lookup needs the case's PIN (printed on the receipt); none was given.";
+    /// The PIN given has neither shape of a PIN.
+    MalformedPin => "MALFORMED_PIN", "The PIN is neither 9 characters of 23456789ABCDEFGHJKMNPQRSTUVWXYZ (case, spaces and dashes ignored) nor 6 digits (a PIN issued before 9-character PINs).";
     /// Too many lookups from one client address.
     RateLimited => "RATE_LIMITED", "Too many requests: lookups from this client address, or personal-data reads or erasures by this client system; wait as long as Retry-After (or retry-after-s) says, then retry.";
     /// Too many wrong PINs for one tracking number.

@@ -488,8 +488,8 @@ async fn wrong_pin_and_unknown_case_get_the_same_page_and_bad_input_a_clear_mess
     for (body, want) in [
         ("nomor=1771-0000012345-8&pin=042137".to_owned(), "angka terakhirnya tidak cocok"),
         ("nomor=1771-12&pin=042137".to_owned(), "terdiri dari 15 angka"),
-        (format!("nomor={case}"), "Masukkan PIN 6 angka"),
-        (format!("nomor={case}&pin=12"), "PIN terdiri dari 6 angka"),
+        (format!("nomor={case}"), "Masukkan PIN yang tercetak"),
+        (format!("nomor={case}&pin=12"), "PIN terdiri dari 9 huruf dan angka"),
         (format!("nomor={long}&pin=042137"), "Isian terlalu panjang"),
         ("nomor=%3Cb%3Ex%3C%2Fb%3E%00&pin=1".to_owned(), "terdiri dari 15 angka"),
         ("%%%&&&=&nomor".to_owned(), "terdiri dari 15 angka"),

@@ -88,10 +88,7 @@ async fn get_case(
     let pin = match headers.get(PIN_HEADER).map(|v| v.to_str()) {
         None => None,
         Some(Ok(v)) => Some(v),
-        Some(Err(_)) => {
-            return LookupError::from(ApiError::new(ReasonCode::MalformedPin, "the PIN must be 6 digits"))
-                .into_response()
-        }
+        Some(Err(_)) => return LookupError::from(crate::lookup::malformed_pin()).into_response(),
     };
     let req = LookupRequest { tracking_number: &tracking_number, pin, client, channel: AccessChannel::Api };
     match s.lookups.lookup(&req) {

@@ -5,7 +5,8 @@
 //!
 //! # The PIN check
 //!
-//! Every lookup needs the case's six-digit PIN. The hub computes the PIN's
+//! Every lookup needs the case's PIN (nine characters, or six digits for a
+//! PIN issued before, [`mpp_core::pin`]). The hub computes the PIN's
 //! verifier ([`mpp_core::pin::pin_verifier`], under the province's pepper
 //! from `--pin-pepper-file`) and compares it in constant time with the one
 //! the agency published in `case_opened`. An unknown case and a wrong PIN
@@ -30,7 +31,7 @@ use anyhow::Context;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mpp_core::calendar::CalendarSet;
-use mpp_core::pin::{pin_verifier, verifier_matches, Pin, PinPepper, PIN_VERIFIER_BYTES};
+use mpp_core::pin::{pin_verifier, verifier_matches, Pin, PinPepper, PIN_VERIFIER_BYTES_MAX};
 use mpp_core::sla::{case_sla, case_status_at, SlaView};
 use mpp_core::{AgencyId, Case, CaseStatus, ReasonCode, RegionCode, ServiceId, TrackingNumber};
 use mpp_store::{SledStore, Store};
@@ -243,7 +244,17 @@ pub fn parse_tracking_number(input: &str) -> Result<TrackingNumber, ApiError> {
     Ok(TrackingNumber::parse(&digits)?)
 }
 
-/// Parses a PIN as typed: `PIN_REQUIRED` when absent or blank.
+/// The answer to a PIN of neither shape.
+pub fn malformed_pin() -> ApiError {
+    ApiError::new(
+        ReasonCode::MalformedPin,
+        "the PIN must be 9 characters of 23456789ABCDEFGHJKMNPQRSTUVWXYZ (case, spaces and dashes ignored), \
+         or 6 digits for a PIN issued before",
+    )
+}
+
+/// Parses a PIN as typed ([`Pin::parse_typed`]): `PIN_REQUIRED` when absent
+/// or blank.
 pub fn parse_pin(input: Option<&str>) -> Result<Pin, ApiError> {
     let input = input.unwrap_or("");
     if input.len() > PIN_INPUT_BYTES_MAX {
@@ -253,11 +264,9 @@ pub fn parse_pin(input: Option<&str>) -> Result<Pin, ApiError> {
         ));
     }
     if input.trim().is_empty() {
-        return Err(ApiError::new(ReasonCode::PinRequired, "the case's 6-digit PIN is required"));
+        return Err(ApiError::new(ReasonCode::PinRequired, "the case's PIN is required"));
     }
-    digits_of(input)
-        .and_then(|d| Pin::parse(&d))
-        .ok_or_else(|| ApiError::new(ReasonCode::MalformedPin, "the PIN must be 6 digits"))
+    Pin::parse_typed(input).ok_or_else(malformed_pin)
 }
 
 impl Lookups {
@@ -378,7 +387,7 @@ impl Lookups {
         };
         // The same comparison with or without a case: against a dummy that
         // no verifier equals when there is none.
-        let dummy = [0u8; PIN_VERIFIER_BYTES];
+        let dummy = [0u8; PIN_VERIFIER_BYTES_MAX];
         let stored = case.as_ref().map_or(&dummy[..], |c| &c.pin_verifier[..]);
         let matches = verifier_matches(stored, &computed) && case.is_some();
         let Some(case) = case.filter(|_| matches) else {
@@ -745,11 +754,14 @@ mod tests {
     fn typed_pins_are_normalised_or_refused_with_a_reason() {
         assert_eq!(parse_pin(Some(" 042 137 ")).unwrap().expose(), "042137");
         assert_eq!(parse_pin(Some("０４２１３７")).unwrap().expose(), "042137");
+        assert_eq!(parse_pin(Some(" k7m-r2x 9qh ")).unwrap().expose(), "K7MR2X9QH");
+        assert!(!parse_pin(Some("K7M-R2X-9QH")).unwrap().is_legacy());
         let code = |s: Option<&str>| parse_pin(s).unwrap_err().code;
         assert_eq!(code(None), ReasonCode::PinRequired);
         assert_eq!(code(Some("   ")), ReasonCode::PinRequired);
         assert_eq!(code(Some("12345")), ReasonCode::MalformedPin);
         assert_eq!(code(Some("12345x")), ReasonCode::MalformedPin);
+        assert_eq!(code(Some("K7M-R2X-9Q0")), ReasonCode::MalformedPin);
         assert_eq!(code(Some(&"1".repeat(33))), ReasonCode::FieldTooLong);
     }
 

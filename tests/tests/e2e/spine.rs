@@ -112,10 +112,10 @@ async fn ajukan(
         r.event_ids.len()
     );
     ensure!(nomor_berkas.is_empty() || r.nomor_berkas == nomor_berkas, "answered another case: {r:?}");
-    let pin_ok = r.pin.len() == 6 && r.pin.bytes().all(|b| b.is_ascii_digit());
+    let pin_ok = mpp_core::pin::Pin::parse(&r.pin).is_some_and(|p| !p.is_legacy());
     ensure!(
         if nomor_berkas.is_empty() { pin_ok } else { r.pin.is_empty() },
-        "AjukanPermohonan (nomor_berkas {nomor_berkas:?}) answered PIN {:?}: a new case needs 6 digits, \
+        "AjukanPermohonan (nomor_berkas {nomor_berkas:?}) answered PIN {:?}: a new case needs a strong PIN, \
          an existing one none",
         r.pin
     );
