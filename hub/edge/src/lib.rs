@@ -10,6 +10,9 @@
 //!   server, and the gRPC interceptor that checks it.
 //! - [`stream`]: THE definition of the `MPP_EVENTS` stream.
 //! - [`nats`]: connecting to NATS with credentials.
+//! - [`cas`]: a key-value store with compare-and-set writes, as a trait
+//!   with an in-memory twin; [`nats_kv`] implements it on a JetStream
+//!   key-value bucket.
 //! - [`grpc_serve`]: the gRPC connection loop (one task per connection).
 //! - [`sled_open`]: opening a sled database, waiting for a held lock.
 //! - [`meta`]: metadata and header names every API shares.
@@ -23,6 +26,8 @@
 
 #[cfg(feature = "net")]
 pub mod auth;
+#[cfg(any(feature = "net", feature = "nats"))]
+pub mod cas;
 #[cfg(feature = "net")]
 pub mod grpc_serve;
 #[cfg(feature = "net")]
@@ -30,6 +35,8 @@ pub mod listen;
 pub mod meta;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "nats")]
+pub mod nats_kv;
 pub mod sled_open;
 #[cfg(feature = "nats")]
 pub mod stream;
