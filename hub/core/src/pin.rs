@@ -280,6 +280,21 @@ impl PinPepper {
     pub fn insecure_dev() -> Self {
         Self(DEV_PIN_PEPPER.to_vec())
     }
+
+    /// A 32-byte key for another purpose, derived one-way from the pepper:
+    /// `SHA-256("mpp-pepper-derived-key" || 0x00 || u32_be(len(label)) ||
+    /// label || pepper)`. Every process holding the pepper derives the same
+    /// key (the hub's replicas key their shared lookup counters with one),
+    /// and the key reveals nothing about the pepper.
+    pub fn derive_key(&self, label: &[u8]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"mpp-pepper-derived-key\0");
+        // Labels are short constants of the callers.
+        h.update((label.len() as u32).to_be_bytes());
+        h.update(label);
+        h.update(&self.0);
+        h.finalize().into()
+    }
 }
 
 /// A computed PIN verifier of either version (see the module docs).
@@ -456,6 +471,15 @@ mod tests {
             PinPepper::from_bytes(b"0123456789abcdef").unwrap()
         );
         assert_eq!(format!("{:?}", PinPepper::insecure_dev()), "PinPepper(<redacted>)");
+    }
+
+    #[test]
+    fn derived_keys_depend_on_label_and_pepper() {
+        let a = PinPepper::from_bytes(b"0123456789abcdef").unwrap();
+        let b = PinPepper::from_bytes(b"0123456789abcdeX").unwrap();
+        assert_eq!(a.derive_key(b"x"), a.derive_key(b"x"));
+        assert_ne!(a.derive_key(b"x"), a.derive_key(b"y"));
+        assert_ne!(a.derive_key(b"x"), b.derive_key(b"x"));
     }
 
     #[test]

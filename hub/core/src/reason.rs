@@ -144,6 +144,12 @@ reason_codes! {
     // Appended, never inserted: the variant index is in stored encodings.
     /// The caller's token lacks the scope the RPC needs.
     ScopeMissing => "SCOPE_MISSING", "The caller's token is valid but lacks the scope this RPC needs (e.g. personal-data:read); ask the server's operator for a token with it.";
+    /// The tracking number reached its daily cap of wrong PINs.
+    PinReissueRequired => "PIN_REISSUE_REQUIRED", "So many wrong PINs were tried for this tracking number (whether or not it exists) that its lookups stay locked until the citizen has the PIN re-issued at the MPP counter.";
+    /// Many lookups failed lately: a proof of work is needed.
+    ProofOfWorkRequired => "PROOF_OF_WORK_REQUIRED", "Many lookups failed across the hub lately, so each lookup needs a proof of work: solve the challenge given with this answer (or wait out its delay token) and send the proof with the lookup (docs/API.md).";
+    /// The shared store of lookup budgets cannot answer.
+    LookupBudgetUnavailable => "LOOKUP_BUDGET_UNAVAILABLE", "The lookup needed the shared store of guessing budgets (a NATS key-value bucket), which is unreachable or full; nothing was checked, retry later.";
 }
 
 impl fmt::Display for ReasonCode {

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::access::AccessChannel;
 use crate::error::ApiError;
 use crate::json::access_event;
-use crate::lookup::{Found, LookupRequest, Lookups};
+use crate::lookup::{Found, LookupRequest, Lookups, POW_PROOF_HEADER};
 use crate::proxy::ClientAddrPolicy;
 use crate::watch::{CaseChanges, WATCH_BUFFER_VIEWS_MAX};
 use mpp_wire as wire;
@@ -50,6 +50,11 @@ impl Cases {
     }
 }
 
+/// The proof of work a request carries (metadata `x-mpp-pow`).
+fn proof<T>(request: &Request<T>) -> Option<&str> {
+    request.metadata().get(POW_PROOF_HEADER).and_then(|v| v.to_str().ok())
+}
+
 /// The wire view of a lookup: the case, its service names and access history.
 pub fn view(found: &Found) -> CaseView {
     let mut v = wire::case_view(&found.case, found.status, &found.slas);
@@ -84,10 +89,11 @@ impl CasesService for Cases {
         let req = LookupRequest {
             tracking_number: &r.tracking_number,
             pin: Some(&r.pin),
+            proof: proof(&request),
             client,
             channel: AccessChannel::Grpc,
         };
-        let found = self.lookups.lookup(&req)?;
+        let found = self.lookups.lookup(&req).await?;
         Ok(Response::new(view(&found)))
     }
 
@@ -102,10 +108,11 @@ impl CasesService for Cases {
         let req = LookupRequest {
             tracking_number: &r.tracking_number,
             pin: Some(&r.pin),
+            proof: proof(&request),
             client,
             channel: AccessChannel::Grpc,
         };
-        let found = self.lookups.lookup(&req)?;
+        let found = self.lookups.lookup(&req).await?;
         let tn = found.case.tracking_number;
         let mut sub = self.changes.subscribe(tn).map_err(|e| {
             Status::from(ApiError::new(mpp_core::ReasonCode::Unavailable, format!("{e}; retry later")))

@@ -18,7 +18,7 @@ use crate::access::{AccessChannel, AccessLog};
 use crate::error::ApiError;
 use crate::i18n::Lang;
 use crate::json::case_json;
-use crate::lookup::{LookupError, LookupRequest};
+use crate::lookup::{LookupError, LookupRequest, POW_PROOF_HEADER};
 use crate::page::{self, REQUEST_BODY_BYTES_MAX};
 pub use crate::state::{AppState, ClientAddr};
 use mpp_obs::metrics::METRICS_CONTENT_TYPE;
@@ -90,8 +90,10 @@ async fn get_case(
         Some(Ok(v)) => Some(v),
         Some(Err(_)) => return LookupError::from(crate::lookup::malformed_pin()).into_response(),
     };
-    let req = LookupRequest { tracking_number: &tracking_number, pin, client, channel: AccessChannel::Api };
-    match s.lookups.lookup(&req) {
+    let proof = headers.get(POW_PROOF_HEADER).and_then(|v| v.to_str().ok());
+    let req =
+        LookupRequest { tracking_number: &tracking_number, pin, proof, client, channel: AccessChannel::Api };
+    match s.lookups.lookup(&req).await {
         Ok(found) => Json(case_json(&found)).into_response(),
         Err(e) => e.into_response(),
     }

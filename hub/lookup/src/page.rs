@@ -99,6 +99,8 @@ pub struct LookupForm {
     nomor: Option<String>,
     pin: Option<String>,
     lang: Option<String>,
+    /// A proof of work or delay token ([`crate::pow`]).
+    bukti: Option<String>,
 }
 
 /// What every page's layout needs.
@@ -439,9 +441,14 @@ pub async fn submit(
         None => lang_of(&q),
     };
     let typed = f.nomor.unwrap_or_default();
-    let req =
-        LookupRequest { tracking_number: &typed, pin: f.pin.as_deref(), client, channel: AccessChannel::Web };
-    match s.lookups.lookup(&req) {
+    let req = LookupRequest {
+        tracking_number: &typed,
+        pin: f.pin.as_deref(),
+        proof: f.bukti.as_deref(),
+        client,
+        channel: AccessChannel::Web,
+    };
+    match s.lookups.lookup(&req).await {
         Ok(found) => {
             let ctx = case_page(&found, s.lookups.calendars(), lang);
             let mut resp = s.web.page(StatusCode::OK, "case.html", &ctx);

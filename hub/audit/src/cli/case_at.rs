@@ -155,7 +155,15 @@ pub fn case_json(
                 .unwrap_or_default()
         })
         .collect();
-    let found = Found { case, status, slas, service_names, access: Vec::new(), now_ms: as_of_ms };
+    let found = Found {
+        case,
+        status,
+        slas,
+        service_names,
+        access: Vec::new(),
+        failed_attempts: None,
+        now_ms: as_of_ms,
+    };
     serde_json::to_value(mpp_lookup::json::case_json(&found)).unwrap_or(serde_json::Value::Null)
 }
 
