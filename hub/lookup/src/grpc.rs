@@ -75,6 +75,10 @@ pub fn view(found: &Found) -> CaseView {
             }
         })
         .collect();
+    if let Some(f) = &found.failed_attempts {
+        v.failed_lookups_since_last_visit = f.count;
+        v.last_failed_lookup_at_ms = f.last_at_ms.unwrap_or(0);
+    }
     v
 }
 

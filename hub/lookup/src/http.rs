@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cases/{tracking_number}", get(get_case))
         .route("/lacak", get(page::form).post(page::submit))
         .route("/lacak/live.js", get(page::live_js))
+        .route("/lacak/pow.js", get(page::pow_js))
         .route("/lacak/{tracking_number}", get(page::case))
         .route("/lacak/{tracking_number}/tanda-terima", get(page::receipt))
         .route("/lacak/{tracking_number}/events", get(page::events))

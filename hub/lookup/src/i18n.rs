@@ -108,6 +108,22 @@ pub struct Text {
     pub access_intro: &'static str,
     /// No access recorded.
     pub access_none: &'static str,
+    /// Before the count of wrong PINs since the last visit.
+    pub failed_lookups_caption: &'static str,
+    /// The daily cap was reached.
+    pub pin_reissue_required: &'static str,
+    /// A proof of work (or the wait) is needed.
+    pub pow_required: &'static str,
+    /// The form's note while proofs are asked, before the seconds to wait.
+    pub pow_wait: &'static str,
+    /// The note while the browser computes the proof.
+    pub pow_working: &'static str,
+    /// When no wrong PIN was tried since the last visit.
+    pub failed_lookups_none: &'static str,
+    /// Before the time of the last wrong PIN.
+    pub failed_lookups_last: &'static str,
+    /// What to do about them.
+    pub failed_lookups_advice: &'static str,
     /// Caption: documents.
     pub documents_caption: &'static str,
     /// Caption: where.
@@ -224,6 +240,14 @@ pub static ID: Text = Text {
     access_heading: "Riwayat akses",
     access_intro: "Siapa yang melihat berkas ini.",
     access_none: "Belum ada catatan akses.",
+    failed_lookups_caption: "PIN salah dicoba sejak kunjungan terakhir Anda",
+    pin_reissue_required: "Terlalu banyak PIN salah dicoba untuk nomor berkas ini hari ini. Untuk melindungi berkas Anda, mintalah PIN baru di loket MPP dengan membawa KTP-el.",
+    pow_required: "Banyak pencarian gagal akhir-akhir ini, jadi setiap pencarian perlu pemeriksaan keamanan. Tunggu sebentar, lalu tekan Lihat status lagi.",
+    pow_wait: "Pemeriksaan keamanan: peramban Anda menghitungnya otomatis saat Anda menekan Lihat status. Tanpa JavaScript, tunggu detik berikut sebelum menekan Lihat status:",
+    pow_working: "Menghitung pemeriksaan keamanan…",
+    failed_lookups_none: "Tidak ada PIN salah yang dicoba sejak kunjungan terakhir Anda.",
+    failed_lookups_last: "terakhir",
+    failed_lookups_advice: "Jika itu bukan Anda, mintalah PIN baru di loket MPP.",
     documents_caption: "Dokumen",
     place_caption: "Tempat",
     amount_caption: "Biaya",
@@ -298,6 +322,14 @@ pub static EN: Text = Text {
     access_heading: "Access history",
     access_intro: "Who looked at this case.",
     access_none: "No access recorded yet.",
+    failed_lookups_caption: "Wrong PINs tried since your last visit",
+    pin_reissue_required: "Too many wrong PINs were tried for this tracking number today. To protect your case, ask for a new PIN at the MPP counter, bringing your KTP-el.",
+    pow_required: "Many lookups failed lately, so each lookup needs a security check. Wait a moment, then press Show status again.",
+    pow_wait: "Security check: your browser computes it when you press Show status. Without JavaScript, wait this many seconds before pressing Show status:",
+    pow_working: "Computing the security check…",
+    failed_lookups_none: "No wrong PIN was tried since your last visit.",
+    failed_lookups_last: "last",
+    failed_lookups_advice: "If that was not you, ask for a new PIN at the MPP counter.",
     documents_caption: "Documents required",
     place_caption: "Where",
     amount_caption: "Fee",

@@ -38,6 +38,21 @@ pub struct CaseJson {
     /// readable only at the front office), `erased` (key destroyed on an
     /// erasure request) or `none`. Never the data (docs/PRIVACY.md).
     pub personal_data: &'static str,
+    /// Wrong PINs tried for this case since its last successful lookup, as
+    /// of this lookup (only in the answer to a lookup with the PIN; seeing
+    /// them clears them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_lookups: Option<FailedLookupsJson>,
+}
+
+/// Wrong PINs since the last successful lookup.
+#[derive(Debug, Serialize)]
+pub struct FailedLookupsJson {
+    /// How many.
+    pub count: u32,
+    /// When the last was tried (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_at_ms: Option<i64>,
 }
 
 /// One lookup of the case as JSON.
@@ -289,5 +304,8 @@ pub fn case_json(found: &Found) -> CaseJson {
             .collect(),
         access_events: found.access.iter().map(access_event).collect(),
         personal_data: c.personal_data.as_str(),
+        failed_lookups: found
+            .failed_attempts
+            .map(|f| FailedLookupsJson { count: f.count, last_at_ms: f.last_at_ms }),
     }
 }

@@ -115,8 +115,9 @@ pub struct PowChallenge {
     pub challenge: String,
     /// Leading zero bits the solution's hash needs.
     pub difficulty_bits: u8,
-    /// A delay token (`d1.…`), the way without computing.
-    pub delay_token: String,
+    /// A delay token (`d1.…`), the way without computing (the page's only:
+    /// handing one out spaces the next for the same network).
+    pub delay_token: Option<String>,
     /// When the delay token becomes good (Unix ms).
     pub not_before_ms: i64,
 }
@@ -462,15 +463,16 @@ impl Lookups {
         result
     }
 
-    /// The proof-of-work answer for `client`, with `message`.
-    pub fn pow_required(&self, client: IpAddr, now_ms: i64, message: &str) -> LookupError {
+    /// The proof-of-work answer for `client`, with `message`; with a delay
+    /// token when `page` (the tracking page's way without JavaScript).
+    pub fn pow_required(&self, client: IpAddr, now_ms: i64, message: &str, page: bool) -> LookupError {
         let pow = self.pow.as_ref().map(|p| {
-            let (delay_token, not_before_ms) = p.delay_token(client, now_ms);
+            let delay = page.then(|| p.delay_token(client, now_ms));
             PowChallenge {
                 challenge: p.challenge(client, now_ms),
                 difficulty_bits: p.difficulty_bits(),
-                delay_token,
-                not_before_ms,
+                not_before_ms: delay.as_ref().map_or(now_ms, |d| d.1),
+                delay_token: delay.map(|d| d.0),
             }
         });
         LookupError { error: ApiError::new(ReasonCode::ProofOfWorkRequired, message), retry_after: None, pow }
@@ -492,14 +494,20 @@ impl Lookups {
             return Ok(());
         }
         let check = req.proof.map_or(ProofCheck::Invalid, |p| pow.check(p, &tn.digits(), req.client, now_ms));
+        let page = req.channel == AccessChannel::Web;
         match check {
             ProofCheck::Valid => Ok(()),
             ProofCheck::TooEarly { wait_ms } => {
-                let mut e = self.pow_required(req.client, now_ms, "the delay token is not good yet; wait, then send it again");
+                // Keep the token the client holds: a new one would wait longer.
+                let mut e = self.pow_required(
+                    req.client,
+                    now_ms,
+                    "the delay token is not good yet; wait, then send it again",
+                    false,
+                );
                 e.retry_after = Some(RetryAfter::from_ms(u64::try_from(wait_ms).unwrap_or(0)));
                 if let Some(p) = e.pow.as_mut() {
-                    // Keep the token the client holds: a new one would wait longer.
-                    p.delay_token = req.proof.unwrap_or_default().to_owned();
+                    p.delay_token = req.proof.map(str::to_owned);
                     p.not_before_ms = now_ms.saturating_add(wait_ms);
                 }
                 Err(e)
@@ -507,7 +515,8 @@ impl Lookups {
             ProofCheck::Invalid => Err(self.pow_required(
                 req.client,
                 now_ms,
-                "many lookups failed lately: solve the challenge (or wait out the delay token) and send the proof",
+                "many lookups failed lately: solve the challenge and send the proof",
+                page,
             )),
         }
     }

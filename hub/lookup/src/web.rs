@@ -27,6 +27,8 @@ pub(crate) const CSP: &str =
 
 pub(crate) const LIVE_JS: &str = include_str!("templates/live.js");
 
+pub(crate) const POW_JS: &str = include_str!("templates/pow.js");
+
 /// The one page layout (`templates/layout.html`) of the citizens' pages and
 /// the operators' dashboard (which adds it to its own environment as
 /// `layout.html`).

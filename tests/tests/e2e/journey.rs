@@ -352,10 +352,7 @@ async fn a_multi_agency_journey_shows_every_agencys_step_and_what_to_do_next() -
     run.run_until(ends[0], &mut stack, &mut pacer).await?;
     let tn = run.tracking_number().context("no tracking number")?.to_owned();
     let pin = run.pin().context("no PIN")?.to_owned();
-    ensure!(
-        mpp_core::pin::Pin::parse(&pin).is_some_and(|p| !p.is_legacy()),
-        "PIN {pin:?} is not a strong 9-character PIN"
-    );
+    ensure!(mpp_tests::pin::is_strong(&pin), "PIN {pin:?} is not a strong 9-character PIN");
     println!("case {tn}: {} events answered in the first visit", run.event_ids().len());
     wait_ingested(&nats, &mut hub, run.event_ids().len() as u64 + STANDARDS).await?;
 
