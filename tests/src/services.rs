@@ -50,13 +50,17 @@ pub struct HubOptions {
     pub nats_login: Option<(String, PathBuf)>,
     /// `--nats-tls-ca-file` (TLS only if the server asks when `None`).
     pub nats_tls_ca_file: Option<PathBuf>,
-    /// More arguments of `mpp-hub serve` (e.g. the TLS flags), appended as
-    /// given.
+    /// More arguments of `mpp-hub serve` (e.g. the TLS flags), after the
+    /// harness's own. The hub refuses a flag given twice: to set a rate
+    /// limit or budget here, ask for `documented_rate_limits` (so the
+    /// harness gives none of them).
     pub extra_args: Vec<String>,
 }
 
 /// Lookup rate (and burst) per client address of the hubs the harness
-/// starts, unless [`HubOptions::documented_rate_limits`].
+/// starts, unless [`HubOptions::documented_rate_limits`]; the failed-lookup
+/// budgets per network and in all are lifted to it too (tests fail many
+/// lookups on purpose, all from loopback).
 pub const HARNESS_LOOKUPS_PER_MINUTE: u32 = 10_000_000;
 
 /// `mpp-hub serve` on free ports with a temporary data directory.
@@ -120,7 +124,17 @@ impl HubProcess {
         }
         if !options.documented_rate_limits {
             let rate = HARNESS_LOOKUPS_PER_MINUTE.to_string();
-            args.extend(["--lookups-per-minute".to_owned(), rate.clone(), "--lookup-burst".to_owned(), rate]);
+            for flag in [
+                "--lookups-per-minute",
+                "--lookup-burst",
+                "--failed-lookups-per-ipv4-max",
+                "--failed-lookups-per-ipv6-64-max",
+                "--failed-lookups-per-ipv6-56-max",
+                "--failed-lookups-per-ipv6-48-max",
+                "--failed-lookups-global-max",
+            ] {
+                args.extend([flag.to_owned(), rate.clone()]);
+            }
         }
         args.extend(options.extra_args);
         let mut process = ManagedProcess::new("mpp-hub", exe, args, dir.path().join("mpp-hub.log"));

@@ -372,6 +372,7 @@ impl AuditService for Audit {
             case,
             service_names,
             access: Vec::new(),
+            failed_attempts: None,
             now_ms: at_ms,
         };
         Ok(Response::new(mpp_lookup::grpc::view(&found)))

@@ -520,12 +520,7 @@ async fn the_audit_service_needs_an_auditor_token() {
         Arc::new(mpp_core::CalendarSet::new()),
         Arc::new(|| 1_760_000_000_000),
         mpp_core::pin::PinPepper::insecure_dev(),
-        mpp_lookup::ratelimit::LookupLimits {
-            per_minute: 60,
-            burst: 20,
-            pin_failures_max: 5,
-            lockout_ms: 60_000,
-        },
+        mpp_lookup::ratelimit::LookupLimits { per_minute: 60, burst: 20 },
     );
     // printf %s test | sha256sum
     let table =

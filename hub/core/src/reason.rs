@@ -118,9 +118,9 @@ reason_codes! {
     /// The agency service's durable outbox is full (RPCs).
     OutboxFull => "OUTBOX_FULL", "The agency service's durable outbox is full (NATS JetStream has been unreachable for long); nothing was accepted, retry later.";
     /// A case lookup came without a PIN.
-    PinRequired => "PIN_REQUIRED", "A case lookup needs the case's 6-digit PIN (printed on the receipt); none was given.";
-    /// The PIN given is not six digits.
-    MalformedPin => "MALFORMED_PIN", "The PIN is not 6 digits.";
+    PinRequired => "PIN_REQUIRED", "A case lookup needs the case's PIN (printed on the receipt); none was given.";
+    /// The PIN given has neither shape of a PIN.
+    MalformedPin => "MALFORMED_PIN", "The PIN is neither 9 characters of 23456789ABCDEFGHJKMNPQRSTUVWXYZ (case, spaces and dashes ignored) nor 6 digits (a PIN issued before 9-character PINs).";
     /// Too many lookups from one client address.
     RateLimited => "RATE_LIMITED", "Too many requests: lookups from this client address, or personal-data reads or erasures by this client system; wait as long as Retry-After (or retry-after-s) says, then retry.";
     /// Too many wrong PINs for one tracking number.
@@ -152,6 +152,12 @@ reason_codes! {
     AgencyCaseShareExceeded => "AGENCY_CASE_SHARE_EXCEEDED", "The event would grow the agency's applications past the share of a case one agency may take (limits::CASE_BYTES_PER_AGENCY_MAX: 256 KiB); events that finish an application are still accepted.";
     /// Too many watches from one client address or of one case.
     TooManyWatches => "TOO_MANY_WATCHES", "Too many live updates (gRPC WatchCase or the tracking page's) are open from this client address or of this case; close one or retry later.";
+    /// The tracking number reached its daily cap of wrong PINs.
+    PinReissueRequired => "PIN_REISSUE_REQUIRED", "So many wrong PINs were tried for this tracking number (whether or not it exists) that its lookups stay locked until the citizen has the PIN re-issued at the MPP counter.";
+    /// Many lookups failed lately: a proof of work is needed.
+    ProofOfWorkRequired => "PROOF_OF_WORK_REQUIRED", "Many lookups failed across the hub lately, so each lookup needs a proof of work: solve the challenge given with this answer (or wait out its delay token) and send the proof with the lookup (docs/API.md).";
+    /// The shared store of lookup budgets cannot answer.
+    LookupBudgetUnavailable => "LOOKUP_BUDGET_UNAVAILABLE", "The lookup needed the shared store of guessing budgets (a NATS key-value bucket), which is unreachable or full; nothing was checked, retry later.";
 }
 
 impl fmt::Display for ReasonCode {

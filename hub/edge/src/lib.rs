@@ -12,6 +12,9 @@
 //!   server, and the gRPC interceptor that checks it.
 //! - [`stream`]: THE definition of the `MPP_EVENTS` stream.
 //! - [`nats`]: connecting to NATS with credentials.
+//! - [`cas`]: a key-value store with compare-and-set writes, as a trait
+//!   with an in-memory twin; [`nats_kv`] implements it on a JetStream
+//!   key-value bucket.
 //! - [`grpc_serve`]: the gRPC connection loop (one task per connection,
 //!   first-request, idle, age and request timeouts).
 //! - [`http_serve`]: the HTTP/1.1 connection loop (head, idle and body
@@ -29,6 +32,8 @@
 
 #[cfg(feature = "net")]
 pub mod auth;
+#[cfg(any(feature = "net", feature = "nats"))]
+pub mod cas;
 #[cfg(feature = "net")]
 pub mod conn;
 #[cfg(feature = "net")]
@@ -42,6 +47,8 @@ pub mod log;
 pub mod meta;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "nats")]
+pub mod nats_kv;
 pub mod sled_open;
 #[cfg(feature = "nats")]
 pub mod stream;

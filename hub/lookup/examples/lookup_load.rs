@@ -256,7 +256,7 @@ async fn main() -> Result<()> {
     build_store(store.clone(), args.cases)?;
     println!("built {} two-agency cases in {:.1} s", args.cases, started.elapsed().as_secs_f64());
 
-    let limits = LookupLimits { per_minute: 10_000_000, burst: 10_000_000, ..LookupLimits::DEFAULT };
+    let limits = LookupLimits { per_minute: 10_000_000, burst: 10_000_000 };
     let access = AccessLog::open(&dir.path().join("access"))?;
     let lookups = Lookups::new(
         store,

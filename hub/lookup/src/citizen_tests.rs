@@ -74,12 +74,15 @@ impl Fixture {
         let ledger = Ledger::open(store.clone()).unwrap();
         let mono = Arc::new(AtomicU64::new(0));
         let m = mono.clone();
+        // The wall clock moves with the monotonic one (the guessing
+        // budgets, shared across replicas, run on the wall clock).
+        let wall = mono.clone();
         let access = AccessLog::open(&dir.path().join("access")).unwrap();
         let health = Arc::new(mpp_ledger::observe::health(&ledger.head()));
         let lookups = Lookups::new(
             store,
             Arc::new(CalendarSet::new()),
-            Arc::new(move || now_ms),
+            Arc::new(move || now_ms + wall.load(Ordering::SeqCst) as i64),
             PinPepper::from_bytes(PEPPER).unwrap(),
             limits,
         )
@@ -91,6 +94,17 @@ impl Fixture {
         let web = Arc::new(Web::new(changes.clone(), WebSettings::default()).unwrap());
         let app = router(AppState { lookups: lookups.clone(), health: health.clone(), web });
         Self { _dir: dir, ledger, next_seq: 1, app, lookups, changes, mono, health, _stop: stop_tx }
+    }
+
+    /// Counts guesses under `budgets` (in memory) and asks proofs of work
+    /// of `bits` with a `delay_ms` wait, from now on.
+    fn set_budgets(&mut self, budgets: crate::guard::GuessBudgets, bits: u8, delay_ms: i64) {
+        use crate::guard::{GuardSettings, SharedGuard};
+        let guard = SharedGuard::in_memory(&self.lookups.guard_secret(), GuardSettings::in_memory(budgets));
+        let sessions = Arc::new(crate::session::Sessions::with_key(&[3; 32]));
+        let pow = Arc::new(crate::pow::ProofOfWork::new(sessions, bits, delay_ms));
+        self.lookups = self.lookups.clone().with_guard(guard).with_pow(pow);
+        self.set_web_settings(WebSettings::default());
     }
 
     /// Serves the page and API with `settings` from now on.
@@ -224,7 +238,7 @@ impl Fixture {
 }
 
 fn generous() -> LookupLimits {
-    LookupLimits { per_minute: 1_000_000, burst: 1_000_000, ..LookupLimits::DEFAULT }
+    LookupLimits { per_minute: 1_000_000, burst: 1_000_000 }
 }
 
 fn json(body: &str) -> serde_json::Value {
@@ -302,7 +316,7 @@ async fn lookups_are_rate_limited_per_client_with_retry_after() {
 /// One lookup a minute per client, so a second lookup tells whether two
 /// requests counted as the same client.
 fn one_per_client() -> LookupLimits {
-    LookupLimits { per_minute: 1, burst: 1, ..LookupLimits::DEFAULT }
+    LookupLimits { per_minute: 1, burst: 1 }
 }
 
 fn trusted_xff(cidrs: &str) -> ClientAddrPolicy {
@@ -585,8 +599,8 @@ async fn wrong_pin_and_unknown_case_get_the_same_page_and_bad_input_a_clear_mess
     for (body, want) in [
         ("nomor=1771-0000012345-8&pin=042137".to_owned(), "angka terakhirnya tidak cocok"),
         ("nomor=1771-12&pin=042137".to_owned(), "terdiri dari 15 angka"),
-        (format!("nomor={case}"), "Masukkan PIN 6 angka"),
-        (format!("nomor={case}&pin=12"), "PIN terdiri dari 6 angka"),
+        (format!("nomor={case}"), "Masukkan PIN yang tercetak"),
+        (format!("nomor={case}&pin=12"), "PIN terdiri dari 9 huruf dan angka"),
         (format!("nomor={long}&pin=042137"), "Isian terlalu panjang"),
         ("nomor=%3Cb%3Ex%3C%2Fb%3E%00&pin=1".to_owned(), "terdiri dari 15 angka"),
         ("%%%&&&=&nomor".to_owned(), "terdiri dari 15 angka"),
@@ -779,4 +793,69 @@ async fn an_overdue_case_says_terlambat_with_a_mark_in_both_languages() {
     ] {
         assert!(text.contains(line), "{line:?} in {text}");
     }
+}
+
+#[tokio::test]
+async fn the_page_and_the_api_show_the_wrong_pins_tried_since_the_last_visit() {
+    let (f, case) = Fixture::with_multi_agency_case(generous());
+    let (_, _, first) = f.api(&case.to_string(), Some(PIN)).await;
+    assert_eq!(json(&first)["failed_lookups"]["count"], 0, "{first}");
+    for _ in 0..3 {
+        assert_eq!(f.api(&case.to_string(), Some(WRONG_PIN)).await.0, StatusCode::NOT_FOUND);
+    }
+    let (status, _, page) = f.post_form(&format!("nomor={case}&pin={PIN}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"pin-salah\" data-count=\"3\""), "{page}");
+    assert!(page.contains("PIN salah dicoba sejak kunjungan terakhir Anda: <strong>3</strong>"), "{page}");
+    // Seen once, then cleared.
+    let (_, _, again) = f.api(&case.to_string(), Some(PIN)).await;
+    assert_eq!(json(&again)["failed_lookups"]["count"], 0, "{again}");
+    assert!(json(&again)["failed_lookups"].get("last_at_ms").is_none());
+}
+
+#[tokio::test]
+async fn past_the_global_budget_lookups_need_a_proof_of_work_or_the_wait() {
+    let (mut f, case) = Fixture::with_multi_agency_case(generous());
+    let budgets = crate::guard::GuessBudgets { global_max: 3, ..crate::guard::GuessBudgets::DEFAULT };
+    f.set_budgets(budgets, 6, 15_000);
+    let (_, _, form) = f.send(Request::get("/lacak").body(Body::empty()).unwrap()).await;
+    assert!(!form.contains("data-challenge"), "no proof asked yet");
+    for serial in 0..3 {
+        assert_eq!(f.api(&tn(70_000 + serial).to_string(), Some(PIN)).await.0, StatusCode::NOT_FOUND);
+    }
+    // The API: 429 with the challenge; a solved one opens the case.
+    let (status, headers, body) = f.api(&case.to_string(), Some(PIN)).await;
+    assert_eq!((status, code(&body).as_str()), (StatusCode::TOO_MANY_REQUESTS, "PROOF_OF_WORK_REQUIRED"));
+    let challenge = headers.get("x-mpp-pow-challenge").unwrap().to_str().unwrap().to_owned();
+    assert_eq!(json(&body)["error"]["challenge"], challenge.as_str());
+    assert_eq!(headers.get("x-mpp-pow-difficulty").unwrap(), "6");
+    let proof = crate::pow::solve(&challenge, &case.digits(), 6, 1 << 20).unwrap();
+    let req = Request::get(format!("/api/v1/cases/{case}"))
+        .header("x-mpp-pin", PIN)
+        .header("x-mpp-pow", proof.as_str())
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.send(req).await.0, StatusCode::OK);
+    // The page: the form carries the challenge (for its script) and a delay
+    // token, which is good only after the wait.
+    let (_, _, form) = f.send(Request::get("/lacak").body(Body::empty()).unwrap()).await;
+    assert!(form.contains("data-challenge=\"c1.") && form.contains("src=\"/lacak/pow.js\""), "{form}");
+    let token = form.split("name=\"bukti\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    assert!(token.starts_with("d1."), "{token}");
+    assert!(form.contains("id=\"bukti-tunggu\">15<"), "the wait is shown");
+    let post = format!("nomor={case}&pin={PIN}&bukti={token}");
+    let (status, _, early) = f.post_form(&post).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        early.contains("pemeriksaan keamanan") && early.contains(&token),
+        "the same token comes back: {early}"
+    );
+    f.advance_ms(15_000);
+    let (status, _, page) = f.post_form(&post).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let (status, _, _) = f.post_form(&post).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "a delay token is good once");
+    let (status, headers, _) = f.send(Request::get("/lacak/pow.js").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get(header::CONTENT_TYPE).unwrap(), "text/javascript; charset=utf-8");
 }

@@ -38,12 +38,17 @@ impl ApiError {
             ReasonCode::CaseNotFound | ReasonCode::NotFound => tonic::Code::NotFound,
             ReasonCode::Unauthenticated => tonic::Code::Unauthenticated,
             ReasonCode::NotRedrivable => tonic::Code::FailedPrecondition,
-            ReasonCode::Unavailable | ReasonCode::PublishFailed | ReasonCode::RedriveDisabled => {
-                tonic::Code::Unavailable
+            ReasonCode::Unavailable
+            | ReasonCode::PublishFailed
+            | ReasonCode::RedriveDisabled
+            | ReasonCode::LookupBudgetUnavailable => tonic::Code::Unavailable,
+            ReasonCode::RateLimited | ReasonCode::LookupLocked | ReasonCode::ProofOfWorkRequired => {
+                tonic::Code::ResourceExhausted
             }
             ReasonCode::RateLimited | ReasonCode::LookupLocked | ReasonCode::TooManyWatches => {
                 tonic::Code::ResourceExhausted
             }
+            ReasonCode::PinReissueRequired => tonic::Code::PermissionDenied,
             _ => tonic::Code::InvalidArgument,
         }
     }
@@ -53,12 +58,17 @@ impl ApiError {
             ReasonCode::CaseNotFound | ReasonCode::NotFound => StatusCode::NOT_FOUND,
             ReasonCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ReasonCode::NotRedrivable => StatusCode::CONFLICT,
-            ReasonCode::Unavailable | ReasonCode::PublishFailed | ReasonCode::RedriveDisabled => {
-                StatusCode::SERVICE_UNAVAILABLE
+            ReasonCode::Unavailable
+            | ReasonCode::PublishFailed
+            | ReasonCode::RedriveDisabled
+            | ReasonCode::LookupBudgetUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ReasonCode::RateLimited | ReasonCode::LookupLocked | ReasonCode::ProofOfWorkRequired => {
+                StatusCode::TOO_MANY_REQUESTS
             }
             ReasonCode::RateLimited | ReasonCode::LookupLocked | ReasonCode::TooManyWatches => {
                 StatusCode::TOO_MANY_REQUESTS
             }
+            ReasonCode::PinReissueRequired => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }

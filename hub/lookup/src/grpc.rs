@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::access::AccessChannel;
 use crate::error::ApiError;
 use crate::json::access_event;
-use crate::lookup::{Found, LookupRequest, Lookups};
+use crate::lookup::{Found, LookupRequest, Lookups, POW_PROOF_HEADER};
 use crate::proxy::ClientAddrPolicy;
 use crate::watch::{deliver, CaseChanges, WATCH_BUFFER_VIEWS_MAX};
 use mpp_wire as wire;
@@ -54,11 +54,12 @@ impl Cases {
         }
     }
 
-    /// Looks up the case `tracking_number` with `pin` for `client`, with the
-    /// timeline page before `timeline_before_seq` (0: the newest).
-    fn lookup(
+    /// Looks up the case `tracking_number` with `pin` for the caller of
+    /// `request` (its client address and proof of work), with the timeline
+    /// page before `timeline_before_seq` (0: the newest).
+    async fn lookup<T>(
         &self,
-        client: IpAddr,
+        request: &Request<T>,
         tracking_number: &str,
         pin: &str,
         timeline_before_seq: u64,
@@ -66,12 +67,18 @@ impl Cases {
         let req = LookupRequest {
             tracking_number,
             pin: Some(pin),
-            client,
+            proof: proof(request),
+            client: self.client(request),
             channel: AccessChannel::Grpc,
             timeline_before_seq: Some(timeline_before_seq).filter(|s| *s != 0),
         };
-        Ok(self.lookups.lookup(&req)?)
+        Ok(self.lookups.lookup(&req).await?)
     }
+}
+
+/// The proof of work a request carries (metadata `x-mpp-pow`).
+fn proof<T>(request: &Request<T>) -> Option<&str> {
+    request.metadata().get(POW_PROOF_HEADER).and_then(|v| v.to_str().ok())
 }
 
 /// The wire view of a lookup: the case, its service names and access history.
@@ -96,6 +103,10 @@ pub fn view(found: &Found) -> CaseView {
         .collect();
     v.timeline_items_total = u32::try_from(found.timeline.items_total).unwrap_or(u32::MAX);
     v.timeline_next_before_seq = found.timeline.next_before_seq.unwrap_or(0);
+    if let Some(f) = &found.failed_attempts {
+        v.failed_lookups_since_last_visit = f.count;
+        v.last_failed_lookup_at_ms = f.last_at_ms.unwrap_or(0);
+    }
     v
 }
 
@@ -106,7 +117,7 @@ pub type CaseViewStream = Pin<Box<dyn Stream<Item = Result<CaseView, Status>> + 
 impl CasesService for Cases {
     async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<CaseView>, Status> {
         let r = request.get_ref();
-        let found = self.lookup(self.client(&request), &r.tracking_number, &r.pin, r.timeline_before_seq)?;
+        let found = self.lookup(&request, &r.tracking_number, &r.pin, r.timeline_before_seq).await?;
         Ok(Response::new(view(&found)))
     }
 
@@ -118,7 +129,7 @@ impl CasesService for Cases {
     ) -> Result<Response<Self::WatchCaseStream>, Status> {
         let client = self.client(&request);
         let r = request.get_ref();
-        let found = self.lookup(client, &r.tracking_number, &r.pin, 0)?;
+        let found = self.lookup(&request, &r.tracking_number, &r.pin, 0).await?;
         let tn = found.case.tracking_number;
         let mut sub = self.changes.subscribe(tn, client).map_err(|e| Status::from(ApiError::from(e)))?;
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER_VIEWS_MAX);

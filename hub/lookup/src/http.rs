@@ -18,7 +18,7 @@ use crate::access::{AccessChannel, AccessLog};
 use crate::error::ApiError;
 use crate::i18n::Lang;
 use crate::json::case_json;
-use crate::lookup::{LookupError, LookupRequest};
+use crate::lookup::{LookupError, LookupRequest, POW_PROOF_HEADER};
 use crate::page::{self, REQUEST_BODY_BYTES_MAX};
 pub use crate::state::{AppState, ClientAddr};
 use mpp_obs::metrics::METRICS_CONTENT_TYPE;
@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cases/{tracking_number}", get(get_case))
         .route("/lacak", get(page::form).post(page::submit))
         .route("/lacak/live.js", get(page::live_js))
+        .route("/lacak/pow.js", get(page::pow_js))
         .route("/lacak/{tracking_number}", get(page::case))
         .route("/lacak/{tracking_number}/tanda-terima", get(page::receipt))
         .route("/lacak/{tracking_number}/events", get(page::events))
@@ -118,10 +119,7 @@ async fn get_case(
     let pin = match headers.get(PIN_HEADER).map(|v| v.to_str()) {
         None => None,
         Some(Ok(v)) => Some(v),
-        Some(Err(_)) => {
-            return LookupError::from(ApiError::new(ReasonCode::MalformedPin, "the PIN must be 6 digits"))
-                .into_response()
-        }
+        Some(Err(_)) => return LookupError::from(crate::lookup::malformed_pin()).into_response(),
     };
     let Ok(Query(query)) = query else {
         return ApiError::new(ReasonCode::BadRequest, "timeline_before_seq must be a log sequence number")
@@ -130,11 +128,12 @@ async fn get_case(
     let req = LookupRequest {
         tracking_number: &tracking_number,
         pin,
+        proof: headers.get(POW_PROOF_HEADER).and_then(|v| v.to_str().ok()),
         client,
         channel: AccessChannel::Api,
         timeline_before_seq: query.timeline_before_seq.filter(|s| *s != 0),
     };
-    match s.lookups.lookup(&req) {
+    match s.lookups.lookup(&req).await {
         Ok(found) => Json(case_json(&found)).into_response(),
         Err(e) => e.into_response(),
     }

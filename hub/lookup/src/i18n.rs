@@ -114,6 +114,22 @@ pub struct Text {
     pub access_intro: &'static str,
     /// No access recorded.
     pub access_none: &'static str,
+    /// Before the count of wrong PINs since the last visit.
+    pub failed_lookups_caption: &'static str,
+    /// The daily cap was reached.
+    pub pin_reissue_required: &'static str,
+    /// A proof of work (or the wait) is needed.
+    pub pow_required: &'static str,
+    /// The form's note while proofs are asked, before the seconds to wait.
+    pub pow_wait: &'static str,
+    /// The note while the browser computes the proof.
+    pub pow_working: &'static str,
+    /// When no wrong PIN was tried since the last visit.
+    pub failed_lookups_none: &'static str,
+    /// Before the time of the last wrong PIN.
+    pub failed_lookups_last: &'static str,
+    /// What to do about them.
+    pub failed_lookups_advice: &'static str,
     /// Caption: documents.
     pub documents_caption: &'static str,
     /// Caption: where.
@@ -211,7 +227,7 @@ pub static ID: Text = Text {
     tracking_number_label: "Nomor berkas",
     tracking_number_hint: "15 angka, contoh 1771-0000012345-7",
     pin_label: "PIN",
-    pin_hint: "6 angka pada tanda terima",
+    pin_hint: "9 huruf dan angka pada tanda terima, mis. K7M-R2X-9QH (PIN lama: 6 angka)",
     submit: "Lihat status",
     pin_prompt: "Masukkan PIN untuk melihat status berkas ini.",
     case_title: "Status berkas",
@@ -233,6 +249,14 @@ pub static ID: Text = Text {
     access_heading: "Riwayat akses",
     access_intro: "Siapa yang melihat berkas ini.",
     access_none: "Belum ada catatan akses.",
+    failed_lookups_caption: "PIN salah dicoba sejak kunjungan terakhir Anda",
+    pin_reissue_required: "Terlalu banyak PIN salah dicoba untuk nomor berkas ini hari ini. Untuk melindungi berkas Anda, mintalah PIN baru di loket MPP dengan membawa KTP-el.",
+    pow_required: "Banyak pencarian gagal akhir-akhir ini, jadi setiap pencarian perlu pemeriksaan keamanan. Tunggu sebentar, lalu tekan Lihat status lagi.",
+    pow_wait: "Pemeriksaan keamanan: peramban Anda menghitungnya otomatis saat Anda menekan Lihat status. Tanpa JavaScript, tunggu detik berikut sebelum menekan Lihat status:",
+    pow_working: "Menghitung pemeriksaan keamanan…",
+    failed_lookups_none: "Tidak ada PIN salah yang dicoba sejak kunjungan terakhir Anda.",
+    failed_lookups_last: "terakhir",
+    failed_lookups_advice: "Jika itu bukan Anda, mintalah PIN baru di loket MPP.",
     documents_caption: "Dokumen",
     place_caption: "Tempat",
     amount_caption: "Biaya",
@@ -251,8 +275,8 @@ pub static ID: Text = Text {
     not_found: "Nomor berkas atau PIN tidak cocok. Periksa kembali keduanya.",
     bad_check_digit: "Periksa kembali nomor berkas: angka terakhirnya tidak cocok dengan angka lainnya (mungkin salah ketik).",
     malformed_tracking_number: "Nomor berkas terdiri dari 15 angka, contoh 1771-0000012345-7.",
-    pin_required: "Masukkan PIN 6 angka yang tercetak pada tanda terima.",
-    malformed_pin: "PIN terdiri dari 6 angka.",
+    pin_required: "Masukkan PIN yang tercetak pada tanda terima.",
+    malformed_pin: "PIN terdiri dari 9 huruf dan angka (tanpa 0, 1, I, L, O), atau 6 angka untuk PIN lama.",
     too_long: "Isian terlalu panjang. Periksa kembali nomor berkas dan PIN.",
     bad_form: "Formulir tidak dapat dibaca. Silakan isi kembali.",
     rate_limited: "Terlalu banyak permintaan dari perangkat Anda. Coba lagi dalam",
@@ -288,7 +312,7 @@ pub static EN: Text = Text {
     tracking_number_label: "Tracking number",
     tracking_number_hint: "15 digits, e.g. 1771-0000012345-7",
     pin_label: "PIN",
-    pin_hint: "6 digits on the receipt",
+    pin_hint: "9 letters and digits on the receipt, e.g. K7M-R2X-9QH (older PINs: 6 digits)",
     submit: "Show status",
     pin_prompt: "Enter the PIN to see the status of this case.",
     case_title: "Case status",
@@ -310,6 +334,14 @@ pub static EN: Text = Text {
     access_heading: "Access history",
     access_intro: "Who looked at this case.",
     access_none: "No access recorded yet.",
+    failed_lookups_caption: "Wrong PINs tried since your last visit",
+    pin_reissue_required: "Too many wrong PINs were tried for this tracking number today. To protect your case, ask for a new PIN at the MPP counter, bringing your KTP-el.",
+    pow_required: "Many lookups failed lately, so each lookup needs a security check. Wait a moment, then press Show status again.",
+    pow_wait: "Security check: your browser computes it when you press Show status. Without JavaScript, wait this many seconds before pressing Show status:",
+    pow_working: "Computing the security check…",
+    failed_lookups_none: "No wrong PIN was tried since your last visit.",
+    failed_lookups_last: "last",
+    failed_lookups_advice: "If that was not you, ask for a new PIN at the MPP counter.",
     documents_caption: "Documents required",
     place_caption: "Where",
     amount_caption: "Fee",
@@ -328,8 +360,8 @@ pub static EN: Text = Text {
     not_found: "The tracking number or the PIN does not match. Check both.",
     bad_check_digit: "Check the tracking number: its last digit does not match the others (probably a typo).",
     malformed_tracking_number: "A tracking number has 15 digits, e.g. 1771-0000012345-7.",
-    pin_required: "Enter the 6-digit PIN printed on your receipt.",
-    malformed_pin: "The PIN has 6 digits.",
+    pin_required: "Enter the PIN printed on your receipt.",
+    malformed_pin: "The PIN has 9 letters and digits (no 0, 1, I, L or O), or 6 digits for an older PIN.",
     too_long: "Too long. Check the tracking number and the PIN.",
     bad_form: "The form could not be read. Please fill it in again.",
     rate_limited: "Too many requests from your device. Try again in",

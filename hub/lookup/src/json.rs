@@ -45,6 +45,21 @@ pub struct CaseJson {
     /// The `?timeline_before_seq=` of the next, older page; `null` when this
     /// page holds the oldest item.
     pub timeline_next_before_seq: Option<u64>,
+    /// Wrong PINs tried for this case since its last successful lookup, as
+    /// of this lookup (only in the answer to a lookup with the PIN; seeing
+    /// them clears them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_lookups: Option<FailedLookupsJson>,
+}
+
+/// Wrong PINs since the last successful lookup.
+#[derive(Debug, Serialize)]
+pub struct FailedLookupsJson {
+    /// How many.
+    pub count: u32,
+    /// When the last was tried (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_at_ms: Option<i64>,
 }
 
 /// One lookup of the case as JSON.
@@ -298,5 +313,8 @@ pub fn case_json(found: &Found) -> CaseJson {
         personal_data: c.personal_data.as_str(),
         timeline_items_total: found.timeline.items_total,
         timeline_next_before_seq: found.timeline.next_before_seq,
+        failed_lookups: found
+            .failed_attempts
+            .map(|f| FailedLookupsJson { count: f.count, last_at_ms: f.last_at_ms }),
     }
 }

@@ -1,7 +1,9 @@
 //! Citizens' side of the hub: case lookups ([`lookup`]) over gRPC
 //! ([`grpc`]) and HTTP ([`http`], [`json`]), the `/lacak` tracking page
 //! ([`page`], [`i18n`], `templates/`), page sessions ([`session`]), rate
-//! limits ([`ratelimit`]) per client address ([`proxy`]: who may name it), the "who looked at my case" log ([`access`]),
+//! limits ([`ratelimit`]) per client address ([`proxy`]: who may name it),
+//! guessing budgets every replica shares ([`guard`]) with proofs of work
+//! ([`pow`]), the "who looked at my case" log ([`access`]),
 //! live updates ([`watch`]) and the one mapping of reason codes to answers
 //! ([`error`]).
 //!
@@ -17,11 +19,13 @@ pub mod access;
 mod citizen_tests;
 pub mod error;
 pub mod grpc;
+pub mod guard;
 pub mod http;
 pub mod i18n;
 pub mod json;
 pub mod lookup;
 pub mod page;
+pub mod pow;
 pub mod proxy;
 pub mod ratelimit;
 pub mod session;

@@ -5,20 +5,27 @@
 //!
 //! # The PIN check
 //!
-//! Every lookup needs the case's six-digit PIN. The hub computes the PIN's
+//! Every lookup needs the case's PIN (nine characters, or six digits for a
+//! PIN issued before, [`mpp_core::pin`]). The hub computes the PIN's
 //! verifier ([`mpp_core::pin::pin_verifier`], under the province's pepper
 //! from `--pin-pepper-file`) and compares it in constant time with the one
 //! the agency published in `case_opened`. An unknown case and a wrong PIN
 //! take the same steps (the verifier is computed and compared against a
 //! dummy when there is no case) and get the same answer, byte for byte:
 //! `CASE_NOT_FOUND`, "no case with this tracking number and PIN". Both count
-//! towards the tracking number's lockout (see [`crate::ratelimit`]).
+//! against the guessing budgets every replica shares ([`crate::guard`]).
 //!
 //! Order of checks, the first failing one answering: the client's rate
-//! limit (`RATE_LIMITED`), the tracking number's form (`FIELD_TOO_LONG`,
+//! limit (`RATE_LIMITED`, this replica's token bucket,
+//! [`crate::ratelimit`]), the tracking number's form (`FIELD_TOO_LONG`,
 //! `MALFORMED_TRACKING_NUMBER`, `BAD_CHECK_DIGIT`), the PIN's presence and
-//! form (`PIN_REQUIRED`, `MALFORMED_PIN`), the tracking number's lockout
-//! (`LOOKUP_LOCKED`), then case and PIN together (`CASE_NOT_FOUND`).
+//! form (`PIN_REQUIRED`, `MALFORMED_PIN`), a proof of work while the global
+//! failed-lookup budget is spent (`PROOF_OF_WORK_REQUIRED`, [`crate::pow`]),
+//! the client's networks' failed-lookup budgets (`RATE_LIMITED`), the
+//! tracking number's lock (`LOOKUP_LOCKED`) or daily cap
+//! (`PIN_REISSUE_REQUIRED`), the shared store when the lookup needs it
+//! (`LOOKUP_BUDGET_UNAVAILABLE`), then case and PIN together
+//! (`CASE_NOT_FOUND`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,7 +37,7 @@ use anyhow::Context;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mpp_core::calendar::CalendarSet;
-use mpp_core::pin::{pin_verifier, verifier_matches, Pin, PinPepper, PIN_VERIFIER_BYTES};
+use mpp_core::pin::{pin_verifier, verifier_matches, Pin, PinPepper, PIN_VERIFIER_BYTES_MAX};
 use mpp_core::sla::{case_sla, case_status_at, SlaView};
 use mpp_core::{AgencyId, Case, CaseStatus, ReasonCode, RegionCode, ServiceId, TrackingNumber};
 use mpp_store::{SledStore, Store};
@@ -38,6 +45,8 @@ use tracing::{error, info, warn};
 
 use crate::access::{AccessChannel, AccessEvent, AccessLog, Accessor, ACCESS_EVENTS_SHOWN_MAX};
 use crate::error::ApiError;
+use crate::guard::{FailedAttempts, GuardRefusal, GuardSettings, GuessBudgets, NumberRefusal, SharedGuard};
+use crate::pow::{ProofCheck, ProofOfWork};
 use crate::ratelimit::{ClientKey, Guard, LookupLimits, RetryAfter};
 use crate::watch::{CaseChanges, CommitEpoch};
 use mpp_obs::metrics::{HubMetrics, LookupChannel, LookupOutcome};
@@ -91,6 +100,9 @@ pub struct Found {
     pub service_names: Vec<ServiceName>,
     /// The newest lookups of the case, newest first (this one included).
     pub access: Vec<AccessEvent>,
+    /// Wrong PINs tried since the last successful lookup (shown after a
+    /// lookup with the PIN; `None` for a re-read through a session).
+    pub failed_attempts: Option<FailedAttempts>,
     /// The lookup's time, Unix ms.
     pub now_ms: i64,
     /// Which timeline items `case` still holds (one page, see
@@ -150,6 +162,21 @@ impl TimelinePage {
     }
 }
 
+/// What a client needs to prove work ([`crate::pow`]): a challenge to
+/// solve, or (without JavaScript) a delay token good from `not_before_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PowChallenge {
+    /// The challenge (`c1.…`).
+    pub challenge: String,
+    /// Leading zero bits the solution's hash needs.
+    pub difficulty_bits: u8,
+    /// A delay token (`d1.…`), the way without computing (the page's only:
+    /// handing one out spaces the next for the same network).
+    pub delay_token: Option<String>,
+    /// When the delay token becomes good (Unix ms).
+    pub not_before_ms: i64,
+}
+
 /// Where "now" comes from: the system clock in production, a fixed or
 /// stepped value in tests. Unix milliseconds.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -177,11 +204,23 @@ pub struct LookupError {
     pub error: ApiError,
     /// Seconds to wait (`RATE_LIMITED`, `LOOKUP_LOCKED`).
     pub retry_after: Option<RetryAfter>,
+    /// The proof asked (`PROOF_OF_WORK_REQUIRED`).
+    pub pow: Option<PowChallenge>,
 }
+
+/// The response header (and gRPC metadata key) carrying a proof-of-work
+/// challenge.
+pub const POW_CHALLENGE_HEADER: &str = "x-mpp-pow-challenge";
+
+/// The response header (and gRPC metadata key) carrying the difficulty.
+pub const POW_DIFFICULTY_HEADER: &str = "x-mpp-pow-difficulty";
+
+/// The request header (and gRPC metadata key) carrying a proof.
+pub const POW_PROOF_HEADER: &str = "x-mpp-pow";
 
 impl From<ApiError> for LookupError {
     fn from(error: ApiError) -> Self {
-        Self { error, retry_after: None }
+        Self { error, retry_after: None, pow: None }
     }
 }
 
@@ -193,7 +232,7 @@ impl From<mpp_core::Rejection> for LookupError {
 
 impl LookupError {
     fn limited(code: ReasonCode, message: &str, retry: RetryAfter) -> Self {
-        Self { error: ApiError::new(code, message), retry_after: Some(retry) }
+        Self { error: ApiError::new(code, message), retry_after: Some(retry), pow: None }
     }
 
     /// The reason code.
@@ -204,10 +243,24 @@ impl LookupError {
 
 impl IntoResponse for LookupError {
     fn into_response(self) -> Response {
-        let mut resp = self.error.into_response();
-        if let Some(r) = self.retry_after {
-            resp.headers_mut().insert("retry-after", HeaderValue::from(r.seconds));
+        let Some(pow) = &self.pow else {
+            let mut resp = self.error.into_response();
+            if let Some(r) = self.retry_after {
+                resp.headers_mut().insert("retry-after", HeaderValue::from(r.seconds));
+            }
+            return resp;
+        };
+        let body = serde_json::json!({ "error": {
+            "code": self.error.code.as_str(),
+            "message": self.error.message,
+            "challenge": pow.challenge,
+            "difficulty_bits": pow.difficulty_bits,
+        }});
+        let mut resp = (http_status(&self), axum::Json(body)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&pow.challenge) {
+            resp.headers_mut().insert(POW_CHALLENGE_HEADER, v);
         }
+        resp.headers_mut().insert(POW_DIFFICULTY_HEADER, HeaderValue::from(u16::from(pow.difficulty_bits)));
         resp
     }
 }
@@ -217,6 +270,12 @@ impl From<LookupError> for tonic::Status {
         let mut status = tonic::Status::from(e.error);
         if let Some(r) = e.retry_after {
             status.metadata_mut().insert("retry-after", r.seconds.into());
+        }
+        if let Some(pow) = e.pow {
+            if let Ok(v) = pow.challenge.parse() {
+                status.metadata_mut().insert(POW_CHALLENGE_HEADER, v);
+            }
+            status.metadata_mut().insert(POW_DIFFICULTY_HEADER, u32::from(pow.difficulty_bits).into());
         }
         status
     }
@@ -234,6 +293,8 @@ pub struct LookupRequest<'a> {
     pub tracking_number: &'a str,
     /// The PIN as typed; `None` when not given.
     pub pin: Option<&'a str>,
+    /// A proof of work or delay token ([`crate::pow`]), if the client sent one.
+    pub proof: Option<&'a str>,
     /// The client's address (for its rate limit).
     pub client: IpAddr,
     /// How the citizen looks (recorded in the access event).
@@ -252,7 +313,9 @@ pub struct Lookups {
     clock: Clock,
     mono: MonoClock,
     pepper: Arc<PinPepper>,
-    guard: Arc<Guard>,
+    rate: Arc<Guard>,
+    guard: Arc<SharedGuard>,
+    pow: Option<Arc<ProofOfWork>>,
     access: Option<AccessLog>,
     metrics: Option<Arc<HubMetrics>>,
     /// Set once by [`Lookups::follow_commits`], shared by every clone.
@@ -301,7 +364,17 @@ pub fn parse_tracking_number(input: &str) -> Result<TrackingNumber, ApiError> {
     Ok(TrackingNumber::parse(&digits)?)
 }
 
-/// Parses a PIN as typed: `PIN_REQUIRED` when absent or blank.
+/// The answer to a PIN of neither shape.
+pub fn malformed_pin() -> ApiError {
+    ApiError::new(
+        ReasonCode::MalformedPin,
+        "the PIN must be 9 characters of 23456789ABCDEFGHJKMNPQRSTUVWXYZ (case, spaces and dashes ignored), \
+         or 6 digits for a PIN issued before",
+    )
+}
+
+/// Parses a PIN as typed ([`Pin::parse_typed`]): `PIN_REQUIRED` when absent
+/// or blank.
 pub fn parse_pin(input: Option<&str>) -> Result<Pin, ApiError> {
     let input = input.unwrap_or("");
     if input.len() > PIN_INPUT_BYTES_MAX {
@@ -311,16 +384,16 @@ pub fn parse_pin(input: Option<&str>) -> Result<Pin, ApiError> {
         ));
     }
     if input.trim().is_empty() {
-        return Err(ApiError::new(ReasonCode::PinRequired, "the case's 6-digit PIN is required"));
+        return Err(ApiError::new(ReasonCode::PinRequired, "the case's PIN is required"));
     }
-    digits_of(input)
-        .and_then(|d| Pin::parse(&d))
-        .ok_or_else(|| ApiError::new(ReasonCode::MalformedPin, "the PIN must be 6 digits"))
+    Pin::parse_typed(input).ok_or_else(malformed_pin)
 }
 
 impl Lookups {
     /// Lookups over `store` with the given calendars, clock, PIN pepper and
-    /// limits; no access log, the system's monotonic clock.
+    /// rate limits; no access log, the system's monotonic clock, the default
+    /// guessing budgets in this process's memory (one replica; see
+    /// [`Lookups::with_guard`]) and no proofs of work.
     pub fn new(
         store: SledStore,
         calendars: Arc<CalendarSet>,
@@ -328,13 +401,19 @@ impl Lookups {
         pepper: PinPepper,
         limits: LookupLimits,
     ) -> Self {
+        let guard = SharedGuard::in_memory(
+            &pepper.derive_key(GUARD_KEY_LABEL),
+            GuardSettings::in_memory(GuessBudgets::DEFAULT),
+        );
         Self {
             store,
             calendars,
             clock,
             mono: system_mono_clock(),
             pepper: Arc::new(pepper),
-            guard: Arc::new(Guard::new(limits)),
+            rate: Arc::new(Guard::new(limits)),
+            guard,
+            pow: None,
             access: None,
             metrics: None,
             commits: Arc::default(),
@@ -348,6 +427,35 @@ impl Lookups {
     /// first call wins; later ones (with the same announcer) change nothing.
     pub fn follow_commits(&self, changes: &CaseChanges) {
         let _ = self.commits.set(changes.epoch());
+    }
+
+    /// Checks and counts guesses in `guard` (the store every replica
+    /// shares, in production).
+    pub fn with_guard(mut self, guard: Arc<SharedGuard>) -> Self {
+        self.guard = guard;
+        self
+    }
+
+    /// Asks proofs of work of `pow` while the global failed-lookup budget
+    /// is spent (without it, none is asked).
+    pub fn with_pow(mut self, pow: Arc<ProofOfWork>) -> Self {
+        self.pow = Some(pow);
+        self
+    }
+
+    /// The key, derived from the PIN pepper, of the guard's record names.
+    pub fn guard_secret(&self) -> [u8; 32] {
+        self.pepper.derive_key(GUARD_KEY_LABEL)
+    }
+
+    /// The guessing budgets' shared store and cache.
+    pub fn shared_guard(&self) -> &Arc<SharedGuard> {
+        &self.guard
+    }
+
+    /// The proofs of work, if asked.
+    pub fn pow(&self) -> Option<&Arc<ProofOfWork>> {
+        self.pow.as_ref()
     }
 
     /// Records every successful lookup in `log`.
@@ -379,9 +487,9 @@ impl Lookups {
         self.access.as_ref()
     }
 
-    /// The rate limits and lockouts.
-    pub fn guard(&self) -> &Guard {
-        &self.guard
+    /// The per-replica rate limits.
+    pub fn rate_limits(&self) -> &Guard {
+        &self.rate
     }
 
     /// Now, Unix ms.
@@ -392,7 +500,7 @@ impl Lookups {
     /// Takes one token of `client`'s rate limit (every lookup does; pages
     /// shown through a session too).
     pub fn admit(&self, client: IpAddr) -> Result<(), LookupError> {
-        self.guard.admit(ClientKey::of(client), (self.mono)()).map_err(|r| {
+        self.rate.admit(ClientKey::of(client), (self.mono)()).map_err(|r| {
             LookupError::limited(
                 ReasonCode::RateLimited,
                 "too many lookups from this address; retry later",
@@ -403,30 +511,80 @@ impl Lookups {
 
     /// A citizen's lookup with the case's PIN. See the module docs for the
     /// order of checks. A success is recorded in the access log.
-    pub fn lookup(&self, req: &LookupRequest<'_>) -> Result<Found, LookupError> {
-        let Some(metrics) = &self.metrics else { return self.lookup_unmetered(req) };
+    pub async fn lookup(&self, req: &LookupRequest<'_>) -> Result<Found, LookupError> {
+        let Some(metrics) = &self.metrics else { return self.lookup_unmetered(req).await };
         let started = Instant::now();
-        let result = self.lookup_unmetered(req);
+        let result = self.lookup_unmetered(req).await;
         if let Some(channel) = lookup_channel(req.channel) {
             metrics.record_lookup(channel, lookup_outcome(&result), started.elapsed());
         }
         result
     }
 
-    fn lookup_unmetered(&self, req: &LookupRequest<'_>) -> Result<Found, LookupError> {
+    /// The proof-of-work answer for `client`, with `message`; with a delay
+    /// token when `page` (the tracking page's way without JavaScript).
+    pub fn pow_required(&self, client: IpAddr, now_ms: i64, message: &str, page: bool) -> LookupError {
+        let pow = self.pow.as_ref().map(|p| {
+            let delay = page.then(|| p.delay_token(client, now_ms));
+            PowChallenge {
+                challenge: p.challenge(client, now_ms),
+                difficulty_bits: p.difficulty_bits(),
+                not_before_ms: delay.as_ref().map_or(now_ms, |d| d.1),
+                delay_token: delay.map(|d| d.0),
+            }
+        });
+        LookupError { error: ApiError::new(ReasonCode::ProofOfWorkRequired, message), retry_after: None, pow }
+    }
+
+    /// Whether lookups need a proof of work now.
+    pub fn proof_of_work_required(&self) -> bool {
+        self.pow.is_some() && self.guard.proof_of_work_required(self.now_ms())
+    }
+
+    fn check_proof(
+        &self,
+        req: &LookupRequest<'_>,
+        tn: &TrackingNumber,
+        now_ms: i64,
+    ) -> Result<(), LookupError> {
+        let Some(pow) = &self.pow else { return Ok(()) };
+        if !self.guard.proof_of_work_required(now_ms) {
+            return Ok(());
+        }
+        let check = req.proof.map_or(ProofCheck::Invalid, |p| pow.check(p, &tn.digits(), req.client, now_ms));
+        let page = req.channel == AccessChannel::Web;
+        match check {
+            ProofCheck::Valid => Ok(()),
+            ProofCheck::TooEarly { wait_ms } => {
+                // Keep the token the client holds: a new one would wait longer.
+                let mut e = self.pow_required(
+                    req.client,
+                    now_ms,
+                    "the delay token is not good yet; wait, then send it again",
+                    false,
+                );
+                e.retry_after = Some(RetryAfter::from_ms(u64::try_from(wait_ms).unwrap_or(0)));
+                if let Some(p) = e.pow.as_mut() {
+                    p.delay_token = req.proof.map(str::to_owned);
+                    p.not_before_ms = now_ms.saturating_add(wait_ms);
+                }
+                Err(e)
+            }
+            ProofCheck::Invalid => Err(self.pow_required(
+                req.client,
+                now_ms,
+                "many lookups failed lately: solve the challenge and send the proof",
+                page,
+            )),
+        }
+    }
+
+    async fn lookup_unmetered(&self, req: &LookupRequest<'_>) -> Result<Found, LookupError> {
         self.admit(req.client)?;
         let tn = parse_tracking_number(req.tracking_number)?;
         let pin = parse_pin(req.pin)?;
-        let digits = tn.digits();
-        let mono_now = (self.mono)();
-        self.guard.check_lock(&digits, mono_now).map_err(|r| {
-            LookupError::limited(
-                ReasonCode::LookupLocked,
-                "too many wrong PINs for this tracking number; retry later",
-                r,
-            )
-        })?;
-        let computed = pin_verifier(&self.pepper, &tn, &pin);
+        let now_ms = self.now_ms();
+        self.check_proof(req, &tn, now_ms)?;
         let case = match self.store.case(&tn) {
             Ok(c) => c,
             Err(e) => {
@@ -434,20 +592,27 @@ impl Lookups {
                 return Err(ApiError::internal().into());
             }
         };
+        let epoch = case.as_ref().map_or(0, |c| pin_epoch(&c.pin_verifier));
+        let keys = self.guard.keys(&tn.digits(), req.client);
+        let ticket = self.guard.admit(&keys, epoch, now_ms).await.map_err(|r| refusal_error(r, now_ms))?;
+        let computed = pin_verifier(&self.pepper, &tn, &pin);
         // The same comparison with or without a case: against a dummy that
         // no verifier equals when there is none.
-        let dummy = [0u8; PIN_VERIFIER_BYTES];
+        let dummy = [0u8; PIN_VERIFIER_BYTES_MAX];
         let stored = case.as_ref().map_or(&dummy[..], |c| &c.pin_verifier[..]);
         let matches = verifier_matches(stored, &computed) && case.is_some();
         let Some(case) = case.filter(|_| matches) else {
-            if self.guard.record_failure(&digits, mono_now).is_some() {
-                info!(region = %tn.region(), "A tracking number was locked after repeated wrong PINs");
-            }
+            self.guard.failed(ticket, &keys, epoch, now_ms).await;
             return Err(ApiError::case_not_found().into());
         };
-        self.guard.record_success(&digits);
+        let attempts = self.guard.succeeded(ticket, &keys, epoch, now_ms).await;
+        if attempts.count > 0 {
+            info!(region = %tn.region(), failed = attempts.count, "A case was opened after wrong PINs were tried");
+        }
         let event = AccessEvent { at_ms: self.now_ms(), accessor: Accessor::Citizen, channel: req.channel };
-        self.dress(case, Some(event), req.timeline_before_seq)
+        let mut found = self.dress(case, Some(event), req.timeline_before_seq)?;
+        found.failed_attempts = Some(attempts);
+        Ok(found)
     }
 
     /// Reads a case without a PIN, for callers that already proved they may
@@ -509,7 +674,7 @@ impl Lookups {
         }
         // Status and clocks read the whole timelines; the answer holds a page.
         let timeline = TimelinePage::cut(&mut case, timeline_before_seq);
-        Ok(Found { case, status, slas, service_names, access, now_ms, timeline })
+        Ok(Found { case, status, slas, service_names, access, failed_attempts: None, now_ms, timeline })
     }
 
     /// The name of a service from its current standard: from memory while
@@ -624,6 +789,53 @@ pub fn read_pepper_file(path: &Path) -> anyhow::Result<PinPepper> {
     PinPepper::from_bytes(&buf).with_context(|| format!("in PIN pepper file {}", path.display()))
 }
 
+/// The label of [`PinPepper::derive_key`] for the guard's record names.
+pub const GUARD_KEY_LABEL: &[u8] = b"mpp-lookup-guard-keys";
+
+/// The fingerprint of a case's current PIN (its verifier), 0 for none: a
+/// tracking number's guess record counts against one PIN, and a re-issued
+/// PIN starts a fresh one.
+pub fn pin_epoch(verifier: &[u8]) -> u64 {
+    if verifier.is_empty() {
+        return 0;
+    }
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"mpp-pin-epoch\0");
+    ctx.update(verifier);
+    let d = ctx.finish();
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(&d.as_ref()[..8]);
+    u64::from_le_bytes(eight).max(1)
+}
+
+/// The answer to a lookup the guessing budgets refuse.
+fn refusal_error(r: GuardRefusal, now_ms: i64) -> LookupError {
+    let wait =
+        |until_ms: i64| RetryAfter::from_ms(u64::try_from(until_ms.saturating_sub(now_ms)).unwrap_or(0));
+    match r {
+        GuardRefusal::Number(NumberRefusal::Locked { until_ms }) => LookupError::limited(
+            ReasonCode::LookupLocked,
+            "too many wrong PINs for this tracking number; retry later",
+            wait(until_ms),
+        ),
+        GuardRefusal::Number(NumberRefusal::ReissueRequired) => ApiError::new(
+            ReasonCode::PinReissueRequired,
+            "too many wrong PINs for this tracking number today: ask at the MPP counter for a new PIN",
+        )
+        .into(),
+        GuardRefusal::Network { kind, retry_at_ms } => LookupError::limited(
+            ReasonCode::RateLimited,
+            &format!("too many failed lookups from this network ({}); retry later", kind.as_str()),
+            wait(retry_at_ms),
+        ),
+        GuardRefusal::Unavailable => ApiError::new(
+            ReasonCode::LookupBudgetUnavailable,
+            "the hub cannot check its lookup limits right now; retry later",
+        )
+        .into(),
+    }
+}
+
 /// The metrics channel of an access channel; `None` for the audit API,
 /// whose reads are not citizen lookups.
 pub fn lookup_channel(channel: AccessChannel) -> Option<LookupChannel> {
@@ -641,9 +853,9 @@ pub fn lookup_outcome<T>(result: &Result<T, LookupError>) -> LookupOutcome {
         Ok(_) => LookupOutcome::Found,
         Err(e) => match e.code() {
             ReasonCode::CaseNotFound => LookupOutcome::NotFoundOrPin,
-            ReasonCode::RateLimited => LookupOutcome::RateLimited,
-            ReasonCode::LookupLocked => LookupOutcome::Locked,
-            ReasonCode::Unavailable => LookupOutcome::Error,
+            ReasonCode::RateLimited | ReasonCode::ProofOfWorkRequired => LookupOutcome::RateLimited,
+            ReasonCode::LookupLocked | ReasonCode::PinReissueRequired => LookupOutcome::Locked,
+            ReasonCode::Unavailable | ReasonCode::LookupBudgetUnavailable => LookupOutcome::Error,
             _ => LookupOutcome::Invalid,
         },
     }
@@ -848,7 +1060,7 @@ mod tests {
             Arc::new(CalendarSet::new()),
             Arc::new(|| T0_MS + 3_600_000),
             pepper,
-            LookupLimits { per_minute: 1_000_000, burst: 1_000_000, ..LookupLimits::DEFAULT },
+            LookupLimits { per_minute: 1_000_000, burst: 1_000_000 },
         );
         // A clone made before following still shares the cache and the counter.
         let other = lookups.clone();
@@ -856,24 +1068,27 @@ mod tests {
         let req = LookupRequest {
             tracking_number: &case.to_string(),
             pin: Some("123456"),
+            proof: None,
             client: IpAddr::from([127, 0, 0, 1]),
             channel: AccessChannel::Api,
             timeline_before_seq: None,
         };
-        let name = |l: &Lookups| l.lookup(&req).unwrap().service_names[0].id.clone();
-        assert_eq!(name(&lookups), "Kartu Keluarga");
-        assert_eq!(name(&other), "Kartu Keluarga", "served from the cache");
+        async fn name(l: &Lookups, req: &LookupRequest<'_>) -> String {
+            l.lookup(req).await.unwrap().service_names[0].id.clone()
+        }
+        assert_eq!(name(&lookups, &req).await, "Kartu Keluarga");
+        assert_eq!(name(&other, &req).await, "Kartu Keluarga", "served from the cache");
         let outcome = ledger.commit_batch(&[standard_message(4, "Kartu Keluarga Baru", 2)]).unwrap();
         assert_eq!(outcome.rejected, 0, "{outcome:?}");
         assert!(outcome.touched_cases.is_empty(), "a standard touches no case, and is still announced");
         changes.publish(&outcome.touched_cases);
-        assert_eq!(name(&other), "Kartu Keluarga Baru");
-        assert_eq!(name(&lookups), "Kartu Keluarga Baru");
+        assert_eq!(name(&other, &req).await, "Kartu Keluarga Baru");
+        assert_eq!(name(&lookups, &req).await, "Kartu Keluarga Baru");
         drop(stop_tx);
     }
 
-    #[test]
-    fn a_lookup_whose_access_event_cannot_be_queued_is_refused() {
+    #[tokio::test]
+    async fn a_lookup_whose_access_event_cannot_be_queued_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path().join("store")).unwrap();
         let mut ledger = mpp_ledger::ledger::Ledger::open(store.clone()).unwrap();
@@ -891,19 +1106,20 @@ mod tests {
             Arc::new(CalendarSet::new()),
             Arc::new(|| T0_MS + 3_600_000),
             pepper,
-            LookupLimits { per_minute: 1_000_000, burst: 1_000_000, ..LookupLimits::DEFAULT },
+            LookupLimits { per_minute: 1_000_000, burst: 1_000_000 },
         )
         .with_access_log(log.clone());
         let req = LookupRequest {
             tracking_number: &case.to_string(),
             pin: Some("123456"),
+            proof: None,
             client: IpAddr::from([127, 0, 0, 1]),
             channel: AccessChannel::Web,
             timeline_before_seq: None,
         };
-        let first = lookups.lookup(&req).unwrap();
+        let first = lookups.lookup(&req).await.unwrap();
         assert_eq!(first.access.len(), 1, "this lookup is shown as queued");
-        let refused = lookups.lookup(&req).unwrap_err();
+        let refused = lookups.lookup(&req).await.unwrap_err();
         assert_eq!(refused.code(), ReasonCode::Unavailable, "no case without its access event");
         assert_eq!(log.refused(), 1);
         assert_eq!(log.dropped(), 0);
@@ -915,11 +1131,14 @@ mod tests {
     fn typed_pins_are_normalised_or_refused_with_a_reason() {
         assert_eq!(parse_pin(Some(" 042 137 ")).unwrap().expose(), "042137");
         assert_eq!(parse_pin(Some("０４２１３７")).unwrap().expose(), "042137");
+        assert_eq!(parse_pin(Some(" k7m-r2x 9qh ")).unwrap().expose(), "K7MR2X9QH");
+        assert!(!parse_pin(Some("K7M-R2X-9QH")).unwrap().is_legacy());
         let code = |s: Option<&str>| parse_pin(s).unwrap_err().code;
         assert_eq!(code(None), ReasonCode::PinRequired);
         assert_eq!(code(Some("   ")), ReasonCode::PinRequired);
         assert_eq!(code(Some("12345")), ReasonCode::MalformedPin);
         assert_eq!(code(Some("12345x")), ReasonCode::MalformedPin);
+        assert_eq!(code(Some("K7M-R2X-9Q0")), ReasonCode::MalformedPin);
         assert_eq!(code(Some(&"1".repeat(33))), ReasonCode::FieldTooLong);
     }
 

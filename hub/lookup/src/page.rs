@@ -10,6 +10,7 @@
 //! | `GET /lacak/{tn}/tanda-terima` | the receipt: tracking number and a QR code of `/lacak/{tn}`; never the PIN |
 //! | `GET /lacak/{tn}/events` | server-sent events `case` (the re-rendered case section) for the session's case |
 //! | `GET /lacak/live.js` | the small script that applies those events |
+//! | `GET /lacak/pow.js` | the form's proof-of-work solver, used while the hub asks for proofs ([`crate::pow`]) |
 //!
 //! Every page takes `?lang=en` (or the form's `lang` field). The PIN travels
 //! only in the POST body, never in a URL. A successful POST sets the session
@@ -18,6 +19,7 @@
 //! with a sentence saying what to fix, never an error trace.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
@@ -33,13 +35,13 @@ use tracing::{error, warn};
 
 use crate::access::{AccessChannel, Accessor};
 use crate::i18n::{self, Lang, Text};
-use crate::lookup::{http_status, parse_tracking_number, LookupError, LookupRequest};
+use crate::lookup::{http_status, parse_tracking_number, LookupError, LookupRequest, PowChallenge};
 use crate::session::{SESSION_COOKIE, SESSION_TTL_MS};
 use crate::state::{AppState, ClientAddr};
 use crate::watch::{deliver, WatchRefused, WATCH_BUFFER_VIEWS_MAX};
 
 pub use crate::web::{templates, Web, WebError, WebSettings, LAYOUT_HTML, REQUEST_BODY_BYTES_MAX};
-use crate::web::{COOKIE_HEADER_BYTES_MAX, CSP, LIVE_JS, PUBLIC_URL_BYTES_MAX};
+use crate::web::{COOKIE_HEADER_BYTES_MAX, CSP, LIVE_JS, POW_JS, PUBLIC_URL_BYTES_MAX};
 
 impl Web {
     fn render<S: Serialize>(&self, name: &str, ctx: &S) -> Result<String, minijinja::Error> {
@@ -102,6 +104,8 @@ pub struct LookupForm {
     nomor: Option<String>,
     pin: Option<String>,
     lang: Option<String>,
+    /// A proof of work or delay token ([`crate::pow`]).
+    bukti: Option<String>,
 }
 
 /// What every page's layout needs.
@@ -136,6 +140,36 @@ struct FormPage {
     prompt: Option<&'static str>,
     field: &'static str,
     focus_pin: bool,
+    /// The proof of work asked, while the global budget is spent.
+    pow: Option<PowVm>,
+}
+
+/// The form's proof of work: a challenge the script solves, and the delay
+/// token a browser without JavaScript sends after `wait_seconds`.
+#[derive(Debug, Serialize)]
+struct PowVm {
+    challenge: String,
+    bits: u8,
+    delay_token: Option<String>,
+    wait_seconds: i64,
+}
+
+fn pow_vm(pow: &PowChallenge, now_ms: i64) -> PowVm {
+    PowVm {
+        challenge: pow.challenge.clone(),
+        bits: pow.difficulty_bits,
+        delay_token: pow.delay_token.clone(),
+        wait_seconds: (pow.not_before_ms.saturating_sub(now_ms) + 999).div_euclid(1000).max(0),
+    }
+}
+
+/// The proof of work for a fresh form, when lookups need one now.
+fn fresh_pow(s: &AppState, client: IpAddr) -> Option<PowVm> {
+    if !s.lookups.proof_of_work_required() {
+        return None;
+    }
+    let now = s.lookups.now_ms();
+    s.lookups.pow_required(client, now, "", true).pow.map(|p| pow_vm(&p, now))
 }
 
 #[derive(Debug, Serialize)]
@@ -217,12 +251,20 @@ struct CasePage {
     actions: Vec<ActionVm>,
     applications: Vec<ApplicationVm>,
     access: Vec<AccessVm>,
+    /// Wrong PINs since the last visit (after a lookup with the PIN).
+    failed: Option<FailedVm>,
     receipt_href: String,
     events_href: String,
     /// "Newest history shown: N of M" when the timelines hold one page.
     timeline_note: Option<String>,
     /// The next, older page of the timelines.
     older_href: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct FailedVm {
+    count: u32,
+    last: Option<String>,
 }
 
 fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, lang: Lang) -> CasePage {
@@ -357,6 +399,7 @@ fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, la
         actions,
         applications,
         access,
+        failed: found.failed_attempts.map(|f| FailedVm { count: f.count, last: f.last_at_ms.map(moment) }),
         receipt_href: format!("/lacak/{tn}/tanda-terima?lang={}", lang.code()),
         events_href: format!("/lacak/{tn}/events?lang={}", lang.code()),
         timeline_note: {
@@ -386,6 +429,8 @@ fn message_of(e: &LookupError, lang: Lang) -> (String, &'static str) {
         ReasonCode::FieldTooLong => (t.too_long.to_owned(), "nomor"),
         ReasonCode::RateLimited => (format!("{} {secs} {}.", t.rate_limited, t.seconds), ""),
         ReasonCode::LookupLocked => (format!("{} {} {}.", t.locked, secs.div_ceil(60), t.minutes), ""),
+        ReasonCode::PinReissueRequired => (t.pin_reissue_required.to_owned(), ""),
+        ReasonCode::ProofOfWorkRequired => (t.pow_required.to_owned(), ""),
         _ => (t.unavailable.to_owned(), ""),
     }
 }
@@ -404,6 +449,18 @@ fn form_page(
     message: Option<(String, &'static str)>,
     prompt: bool,
 ) -> Response {
+    form_page_with(web, status, lang, tracking_number, message, prompt, None)
+}
+
+fn form_page_with(
+    web: &Web,
+    status: StatusCode,
+    lang: Lang,
+    tracking_number: String,
+    message: Option<(String, &'static str)>,
+    prompt: bool,
+    pow: Option<PowVm>,
+) -> Response {
     let switch_path = "/lacak".to_owned();
     let field = message.as_ref().map_or("", |m| m.1);
     let ctx = FormPage {
@@ -413,13 +470,19 @@ fn form_page(
         message: message.map(|m| m.0),
         prompt: prompt.then_some(lang.text().pin_prompt),
         field,
+        pow,
     };
     web.page(status, "form.html", &ctx)
 }
 
 /// `GET /lacak`.
-pub async fn form(State(s): State<AppState>, q: Result<Query<LangQuery>, QueryRejection>) -> Response {
-    form_page(&s.web, StatusCode::OK, lang_of(&q), String::new(), None, false)
+pub async fn form(
+    State(s): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    q: Result<Query<LangQuery>, QueryRejection>,
+) -> Response {
+    let pow = fresh_pow(&s, client);
+    form_page_with(&s.web, StatusCode::OK, lang_of(&q), String::new(), None, false, pow)
 }
 
 fn session_cookie(web: &Web, tn: &TrackingNumber, value: &str) -> HeaderValue {
@@ -459,11 +522,12 @@ pub async fn submit(
     let req = LookupRequest {
         tracking_number: &typed,
         pin: f.pin.as_deref(),
+        proof: f.bukti.as_deref(),
         client,
         channel: AccessChannel::Web,
         timeline_before_seq: None,
     };
-    match s.lookups.lookup(&req) {
+    match s.lookups.lookup(&req).await {
         Ok(found) => {
             let ctx = case_page(&found, s.lookups.calendars(), lang);
             let mut resp = s.web.page(StatusCode::OK, "case.html", &ctx);
@@ -472,7 +536,12 @@ pub async fn submit(
                 .insert(header::SET_COOKIE, session_cookie(&s.web, &found.case.tracking_number, &value));
             resp
         }
-        Err(e) => form_page(&s.web, http_status(&e), lang, echo(&typed), Some(message_of(&e, lang)), false),
+        Err(e) => {
+            let now = s.lookups.now_ms();
+            let pow = e.pow.as_ref().map(|p| pow_vm(p, now)).or_else(|| fresh_pow(&s, client));
+            let message = Some(message_of(&e, lang));
+            form_page_with(&s.web, http_status(&e), lang, echo(&typed), message, false, pow)
+        }
     }
 }
 
@@ -559,7 +628,8 @@ pub async fn case(
             }
         }
     }
-    form_page(&s.web, StatusCode::OK, lang, tn.to_string(), None, true)
+    let pow = fresh_pow(&s, client);
+    form_page_with(&s.web, StatusCode::OK, lang, tn.to_string(), None, true, pow)
 }
 
 fn base_url(web: &Web, headers: &HeaderMap) -> String {
@@ -690,7 +760,16 @@ pub async fn events(
 
 /// `GET /lacak/live.js`.
 pub async fn live_js() -> Response {
-    let mut resp = LIVE_JS.into_response();
+    script(LIVE_JS)
+}
+
+/// `GET /lacak/pow.js`: the form's proof-of-work solver.
+pub async fn pow_js() -> Response {
+    script(POW_JS)
+}
+
+fn script(body: &'static str) -> Response {
+    let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));

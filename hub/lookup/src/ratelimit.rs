@@ -1,26 +1,20 @@
-//! Abuse limits of case lookups, in bounded memory:
+//! This replica's rate limit of case lookups, in bounded memory: **per
+//! client address**, a token bucket: each lookup (good, bad or malformed)
+//! takes one token; the bucket holds at most `burst` tokens and refills at
+//! `per_minute` tokens a minute. An empty bucket answers `RATE_LIMITED`
+//! with the seconds until the next token.
 //!
-//! - **per client address**, a token bucket: each lookup (good, bad or
-//!   malformed) takes one token; the bucket holds at most `burst` tokens and
-//!   refills at `per_minute` tokens a minute. An empty bucket answers
-//!   `RATE_LIMITED` with the seconds until the next token;
-//! - **per tracking number**, a wrong-PIN counter: after `pin_failures_max`
-//!   wrong PINs (within one lockout period of each other) the tracking number
-//!   is locked for `lockout`: every lookup of it answers `LOOKUP_LOCKED`,
-//!   even with the right PIN. The counter is kept for any well-formed
-//!   tracking number, whether or not a case has it, so a lockout says
-//!   nothing about which numbers exist. A successful lookup clears it.
+//! It bounds the load one client puts on one replica. The guessing budgets
+//! (wrong PINs per tracking number, failed lookups per network and in all),
+//! which must hold across replicas and restarts, are [`crate::guard`]'s.
 //!
-//! Both tables are fixed-size, set-associative caches ([`SlotTable`]): a key
+//! The table is a fixed-size, set-associative cache ([`SlotTable`]): a key
 //! hashes (SipHash with a per-process random key, so collisions cannot be
 //! chosen from outside) to a set of [`SET_WAYS`] slots; a new key takes a
 //! free slot of its set or evicts the entry of the set that matters least
-//! (a refilled bucket, an expired counter, else the oldest). Memory is
-//! therefore fixed at start: [`CLIENTS_TRACKED_MAX`] and
-//! [`TRACKING_NUMBERS_TRACKED_MAX`] slots. The price of the bound: an
-//! attacker who floods a set with new keys can evict someone's state; for
-//! lockouts that needs thousands of lookups of distinct numbers, which the
-//! per-client bucket throttles.
+//! (a refilled bucket first). Memory is therefore fixed at start:
+//! [`CLIENTS_TRACKED_MAX`] slots. The price of the bound: an attacker who
+//! floods a set with new addresses can evict someone's bucket.
 //!
 //! IPv6 clients are keyed by their /64 prefix (one host usually holds a
 //! whole /64), IPv4 clients (and IPv4-mapped IPv6) by their address.
@@ -36,9 +30,6 @@ use std::sync::Mutex;
 /// Slots of the per-client table (each under 64 bytes: about 3 MiB).
 pub const CLIENTS_TRACKED_MAX: usize = 65_536;
 
-/// Slots of the per-tracking-number table (each under 64 bytes: about 3 MiB).
-pub const TRACKING_NUMBERS_TRACKED_MAX: usize = 65_536;
-
 /// Slots per set: a new key competes with this many others for a place.
 pub const SET_WAYS: usize = 4;
 
@@ -52,18 +43,12 @@ pub struct LookupLimits {
     pub per_minute: u32,
     /// Most tokens a bucket holds (lookups in a burst).
     pub burst: u32,
-    /// Wrong PINs that lock a tracking number.
-    pub pin_failures_max: u32,
-    /// How long a lockout lasts, in milliseconds; also how long a wrong-PIN
-    /// counter is remembered after its last failure.
-    pub lockout_ms: u64,
 }
 
 impl LookupLimits {
     /// The documented defaults: 60 lookups a minute with bursts of 20 per
-    /// client address; 5 wrong PINs lock a tracking number for 15 minutes.
-    pub const DEFAULT: LookupLimits =
-        LookupLimits { per_minute: 60, burst: 20, pin_failures_max: 5, lockout_ms: 15 * 60 * 1000 };
+    /// client address.
+    pub const DEFAULT: LookupLimits = LookupLimits { per_minute: 60, burst: 20 };
 }
 
 /// The key of a client: its IPv4 address, or its IPv6 /64 prefix.
@@ -95,7 +80,8 @@ pub struct RetryAfter {
 }
 
 impl RetryAfter {
-    fn from_ms(ms: u64) -> Self {
+    /// The whole seconds covering `ms` (at least 1).
+    pub fn from_ms(ms: u64) -> Self {
         Self { seconds: ms.div_ceil(1000).max(1) }
     }
 }
@@ -212,44 +198,11 @@ impl Keep for Bucket {
     }
 }
 
-/// A tracking number's wrong-PIN counter.
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    last_ms: u64,
-    locked_until_ms: u64,
-    forget_after_ms: u64,
-}
-
-impl Failures {
-    fn locked(&self, now_ms: u64) -> bool {
-        now_ms < self.locked_until_ms
-    }
-
-    fn stale(&self, now_ms: u64) -> bool {
-        !self.locked(now_ms) && now_ms.saturating_sub(self.last_ms) >= self.forget_after_ms
-    }
-}
-
-impl Keep for Failures {
-    fn keep_score(&self, now_ms: u64) -> u64 {
-        if self.locked(now_ms) {
-            // Locked entries rank above any counter, longest lock first.
-            u64::MAX / 2 + (self.locked_until_ms - now_ms).min(u64::MAX / 4)
-        } else if self.stale(now_ms) {
-            0
-        } else {
-            u64::from(self.count).saturating_mul(1 << 40).saturating_add(self.last_ms)
-        }
-    }
-}
-
-/// The abuse limits of one hub, shared by HTTP and gRPC.
+/// The rate limit of one hub replica, shared by HTTP and gRPC.
 #[derive(Debug)]
 pub struct Guard {
     limits: LookupLimits,
     clients: Mutex<SlotTable<ClientKey, Bucket>>,
-    numbers: Mutex<SlotTable<[u8; 15], Failures>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -259,18 +212,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Guard {
-    /// A guard with the default table sizes.
+    /// A guard with the default table size.
     pub fn new(limits: LookupLimits) -> Self {
-        Self::with_capacity(limits, CLIENTS_TRACKED_MAX, TRACKING_NUMBERS_TRACKED_MAX)
+        Self::with_capacity(limits, CLIENTS_TRACKED_MAX)
     }
 
-    /// A guard with the given table sizes (tests use small ones).
-    pub fn with_capacity(limits: LookupLimits, clients: usize, numbers: usize) -> Self {
-        Self {
-            limits,
-            clients: Mutex::new(SlotTable::new(clients)),
-            numbers: Mutex::new(SlotTable::new(numbers)),
-        }
+    /// A guard with the given table size (tests use small ones).
+    pub fn with_capacity(limits: LookupLimits, clients: usize) -> Self {
+        Self { limits, clients: Mutex::new(SlotTable::new(clients)) }
     }
 
     /// The limits.
@@ -296,44 +245,6 @@ impl Guard {
             Err(RetryAfter::from_ms(wait_ms))
         }
     }
-
-    /// Whether lookups of `tracking_digits` are locked, and for how long.
-    pub fn check_lock(&self, tracking_digits: &[u8; 15], now_ms: u64) -> Result<(), RetryAfter> {
-        let t = lock(&self.numbers);
-        match t.get(tracking_digits) {
-            Some(f) if f.locked(now_ms) => Err(RetryAfter::from_ms(f.locked_until_ms - now_ms)),
-            _ => Ok(()),
-        }
-    }
-
-    /// Counts a wrong PIN (or an unknown case) for `tracking_digits`; when
-    /// this failure reaches the limit, locks it and says for how long.
-    pub fn record_failure(&self, tracking_digits: &[u8; 15], now_ms: u64) -> Option<RetryAfter> {
-        let limits = self.limits;
-        let mut t = lock(&self.numbers);
-        let fresh =
-            || Failures { count: 0, last_ms: now_ms, locked_until_ms: 0, forget_after_ms: limits.lockout_ms };
-        let f = t.get_or_insert(tracking_digits, now_ms, fresh);
-        if f.stale(now_ms) {
-            *f = fresh();
-        }
-        f.count = f.count.saturating_add(1);
-        f.last_ms = now_ms;
-        if f.count >= limits.pin_failures_max {
-            f.count = 0;
-            f.locked_until_ms = now_ms.saturating_add(limits.lockout_ms);
-            // Remembered until the lock ends, then forgotten.
-            f.last_ms = f.locked_until_ms;
-            Some(RetryAfter::from_ms(limits.lockout_ms))
-        } else {
-            None
-        }
-    }
-
-    /// A lookup of `tracking_digits` succeeded: its counter is cleared.
-    pub fn record_success(&self, tracking_digits: &[u8; 15]) {
-        lock(&self.numbers).remove(tracking_digits);
-    }
 }
 
 #[cfg(test)]
@@ -341,9 +252,6 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
-
-    const TN: [u8; 15] = *b"177100000123457";
-    const OTHER_TN: [u8; 15] = *b"177100000123464";
 
     fn client(last: u8) -> ClientKey {
         ClientKey::of(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)))
@@ -372,7 +280,7 @@ mod tests {
 
     #[test]
     fn retry_after_counts_whole_seconds_until_the_next_token() {
-        let limits = LookupLimits { per_minute: 6, burst: 1, ..LookupLimits::DEFAULT };
+        let limits = LookupLimits { per_minute: 6, burst: 1 };
         let g = Guard::new(limits);
         let c = client(1);
         assert_eq!(g.admit(c, 0), Ok(()));
@@ -394,71 +302,19 @@ mod tests {
     }
 
     #[test]
-    fn five_wrong_pins_lock_a_number_for_fifteen_minutes() {
-        let g = Guard::new(LookupLimits::DEFAULT);
-        let minute = 60_000;
-        for i in 0..4 {
-            assert_eq!(g.record_failure(&TN, i * minute), None, "failure {}", i + 1);
-            assert_eq!(g.check_lock(&TN, i * minute), Ok(()));
-        }
-        let locked_at = 4 * minute;
-        assert_eq!(g.record_failure(&TN, locked_at), Some(RetryAfter { seconds: 15 * 60 }));
-        assert_eq!(g.check_lock(&TN, locked_at), Err(RetryAfter { seconds: 15 * 60 }));
-        assert_eq!(g.check_lock(&TN, locked_at + 14 * minute), Err(RetryAfter { seconds: 60 }));
-        assert_eq!(g.check_lock(&OTHER_TN, locked_at), Ok(()), "other numbers are not locked");
-        // The lock ends, and the count starts again from zero.
-        let after = locked_at + 15 * minute;
-        assert_eq!(g.check_lock(&TN, after), Ok(()));
-        for i in 0..4 {
-            assert_eq!(g.record_failure(&TN, after + i), None, "failure {} after the lock", i + 1);
-        }
-        assert!(g.record_failure(&TN, after + 4).is_some());
-    }
-
-    #[test]
-    fn failures_are_forgotten_after_a_quiet_lockout_period_and_cleared_by_success() {
-        let g = Guard::new(LookupLimits::DEFAULT);
-        for i in 0..4 {
-            assert_eq!(g.record_failure(&TN, i), None);
-        }
-        // 15 quiet minutes: the four failures no longer count.
-        let later = 15 * 60_000 + 10;
-        for i in 0..4 {
-            assert_eq!(g.record_failure(&TN, later + i), None, "failure {} after the quiet period", i + 1);
-        }
-        g.record_success(&TN);
-        for i in 0..4 {
-            assert_eq!(g.record_failure(&TN, later + 10 + i), None, "failure {} after a success", i + 1);
-        }
-        assert!(g.record_failure(&TN, later + 20).is_some());
-    }
-
-    #[test]
-    fn memory_is_bounded_and_locks_outlive_floods_of_other_keys() {
-        let g = Guard::with_capacity(LookupLimits::DEFAULT, 64, 64);
+    fn memory_is_bounded() {
+        let g = Guard::with_capacity(LookupLimits::DEFAULT, 64);
         assert_eq!(lock(&g.clients).capacity(), 64);
-        // Lock TN, then flood the table with single failures of other numbers.
-        for i in 0..5 {
-            g.record_failure(&TN, i);
-        }
-        for serial in 0..10_000u64 {
-            let mut key = [b'0'; 15];
-            key[4..14].copy_from_slice(format!("{serial:010}").as_bytes());
-            g.record_failure(&key, 10);
-        }
-        assert_eq!(lock(&g.numbers).capacity(), 64, "the table never grows");
-        assert!(g.check_lock(&TN, 20).is_err(), "a lock is kept over fresh single failures");
-        // Clients: 10 000 addresses through 64 slots.
         for i in 0..10_000u32 {
             let c = ClientKey::of(IpAddr::V4(Ipv4Addr::from(i)));
             let _ = g.admit(c, 0);
         }
-        assert_eq!(lock(&g.clients).capacity(), 64);
+        assert_eq!(lock(&g.clients).capacity(), 64, "the table never grows");
     }
 
     #[test]
     fn an_exhausted_bucket_is_kept_over_full_ones() {
-        let g = Guard::with_capacity(LookupLimits::DEFAULT, 4, 4);
+        let g = Guard::with_capacity(LookupLimits::DEFAULT, 4);
         let greedy = client(1);
         for _ in 0..20 {
             g.admit(greedy, 0).unwrap();

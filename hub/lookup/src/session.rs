@@ -136,6 +136,28 @@ impl Sessions {
         })
     }
 
+    /// HMAC-SHA-256 tags of `msg` under the current key (first) and the
+    /// previous one, for another use of the key every replica shares
+    /// (proofs of work, [`crate::pow`]): a token is made with the first and
+    /// accepted with either. `domain` separates the uses; it must not start
+    /// with a digit, so no tag of another use is a session cookie's (whose
+    /// message starts with the tracking number's digits).
+    pub(crate) fn tags_for(&self, domain: &[u8], msg: &[u8]) -> Vec<[u8; 32]> {
+        debug_assert!(domain.first().is_some_and(|b| !b.is_ascii_digit()));
+        std::iter::once(&self.key)
+            .chain(self.previous.as_ref())
+            .map(|key| {
+                let mut ctx = hmac::Context::with_key(key);
+                ctx.update(domain);
+                ctx.update(&[0]);
+                ctx.update(msg);
+                let mut out = [0u8; 32];
+                out.copy_from_slice(ctx.sign().as_ref());
+                out
+            })
+            .collect()
+    }
+
     fn tag(&self, digits: &[u8; 15], expires_ms: i64) -> String {
         let mut msg = Vec::with_capacity(15 + 1 + 20);
         msg.extend_from_slice(digits);

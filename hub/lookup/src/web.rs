@@ -27,6 +27,8 @@ pub(crate) const CSP: &str =
 
 pub(crate) const LIVE_JS: &str = include_str!("templates/live.js");
 
+pub(crate) const POW_JS: &str = include_str!("templates/pow.js");
+
 /// The one page layout (`templates/layout.html`) of the citizens' pages and
 /// the operators' dashboard (which adds it to its own environment as
 /// `layout.html`).
@@ -58,7 +60,7 @@ impl WebSettings {
 /// The page's templates, sessions and live-update source.
 pub struct Web {
     pub(crate) env: Environment<'static>,
-    pub(crate) sessions: Sessions,
+    pub(crate) sessions: std::sync::Arc<Sessions>,
     pub(crate) changes: CaseChanges,
     pub(crate) settings: WebSettings,
 }
@@ -108,14 +110,15 @@ impl Web {
     /// The page with a fresh random session key (sessions end with the
     /// process and do not cross replicas).
     pub fn new(changes: CaseChanges, settings: WebSettings) -> Result<Self, WebError> {
-        Self::with_sessions(changes, settings, Sessions::new()?)
+        Self::with_sessions(changes, settings, std::sync::Arc::new(Sessions::new()?))
     }
 
-    /// The page with `sessions` (e.g. from `--session-key-file`).
+    /// The page with `sessions` (e.g. from `--session-key-file`; the
+    /// proofs of work share their key).
     pub fn with_sessions(
         changes: CaseChanges,
         mut settings: WebSettings,
-        sessions: Sessions,
+        sessions: std::sync::Arc<Sessions>,
     ) -> Result<Self, WebError> {
         if let Some(url) = &settings.public_url {
             if !valid_base_url(url) {

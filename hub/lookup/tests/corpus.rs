@@ -1634,7 +1634,7 @@ async fn every_http_entry_gets_a_clear_answer() {
         })
         .collect();
     ledger.commit_batch(&msgs).unwrap_or_else(|e| panic!("{e}"));
-    let limits = LookupLimits { per_minute: 1_000_000, burst: 1_000_000, ..LookupLimits::DEFAULT };
+    let limits = LookupLimits { per_minute: 1_000_000, burst: 1_000_000 };
     let pepper = PinPepper::from_bytes(TEST_PIN_PEPPER).unwrap_or_else(|e| panic!("{e}"));
     let lookups =
         Lookups::new(store, Arc::new(CalendarSet::new()), Arc::new(|| RECORD_MS + 3_600_000), pepper, limits);

@@ -1139,7 +1139,7 @@ mod tests {
         fill(&store, &mut Generator::new(11), 400, None, &mut Progress::quiet("t")).unwrap();
         let now_ms = now(&store);
         let health = Arc::new(mpp_ledger::observe::health(&store.head().unwrap()));
-        let limits = LookupLimits { per_minute: 60, burst: 20, pin_failures_max: 5, lockout_ms: 60_000 };
+        let limits = LookupLimits { per_minute: 60, burst: 20 };
         let lookups = Lookups::new(
             store.clone(),
             Arc::new(CalendarSet::new()),

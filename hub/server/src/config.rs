@@ -113,14 +113,78 @@ pub struct ServeArgs {
     #[arg(long, env = "MPP_LOOKUP_BURST", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..=LOOKUP_RATE_MAX as i64))]
     pub lookup_burst: u32,
-    /// Wrong PINs (or lookups of an unknown case) that lock a tracking number.
+    /// Wrong PINs in a row (or lookups of an unknown case) that lock a
+    /// tracking number, on every replica (docs/API.md, "Guessing budgets").
     #[arg(long, env = "MPP_PIN_FAILURES_MAX", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub pin_failures_max: u32,
-    /// How long a locked tracking number stays locked, in minutes.
+    /// How long the first lock of a day lasts, in minutes; each further
+    /// lock that day lasts four times longer, up to 24 hours.
     #[arg(long, env = "MPP_LOCKOUT_MINUTES", default_value_t = 15,
           value_parser = clap::value_parser!(u32).range(1..=24 * 60))]
     pub lockout_minutes: u32,
+    /// Wrong PINs for one tracking number within 24 hours after which its
+    /// lookups stay locked until the PIN is re-issued at the counter (or
+    /// the number's record expires, --guard-max-age-hours).
+    #[arg(long, env = "MPP_PIN_FAILURES_PER_DAY_MAX", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub pin_failures_per_day_max: u32,
+    /// The window of the failed-lookup budgets per network and in all, in
+    /// seconds (windows are aligned to the clock, the same on every replica).
+    #[arg(long, env = "MPP_GUESS_WINDOW_SECONDS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub guess_window_seconds: u32,
+    /// Failed lookups per IPv4 address per window.
+    #[arg(long, env = "MPP_FAILED_LOOKUPS_PER_IPV4_MAX", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=LOOKUP_RATE_MAX as i64))]
+    pub failed_lookups_per_ipv4_max: u32,
+    /// Failed lookups per IPv6 /64 per window.
+    #[arg(long, env = "MPP_FAILED_LOOKUPS_PER_IPV6_64_MAX", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=LOOKUP_RATE_MAX as i64))]
+    pub failed_lookups_per_ipv6_64_max: u32,
+    /// Failed lookups per IPv6 /56 per window.
+    #[arg(long, env = "MPP_FAILED_LOOKUPS_PER_IPV6_56_MAX", default_value_t = 120,
+          value_parser = clap::value_parser!(u32).range(1..=LOOKUP_RATE_MAX as i64))]
+    pub failed_lookups_per_ipv6_56_max: u32,
+    /// Failed lookups per IPv6 /48 per window.
+    #[arg(long, env = "MPP_FAILED_LOOKUPS_PER_IPV6_48_MAX", default_value_t = 480,
+          value_parser = clap::value_parser!(u32).range(1..=LOOKUP_RATE_MAX as i64))]
+    pub failed_lookups_per_ipv6_48_max: u32,
+    /// Failed lookups of all clients per window; past it, every lookup
+    /// needs a proof of work (or the page's wait).
+    #[arg(long, env = "MPP_FAILED_LOOKUPS_GLOBAL_MAX", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(1..=LOOKUP_RATE_MAX as i64))]
+    pub failed_lookups_global_max: u32,
+    /// Leading zero bits a proof of work needs (each bit doubles the work;
+    /// 18 is about a quarter of a second in a phone's browser).
+    #[arg(long, env = "MPP_POW_DIFFICULTY_BITS", default_value_t = 18,
+          value_parser = clap::value_parser!(u8).range(1..=mpp_lookup::pow::POW_DIFFICULTY_BITS_MAX as i64))]
+    pub pow_difficulty_bits: u8,
+    /// How long the page's way without JavaScript makes a citizen wait
+    /// before a lookup while proofs of work are asked, in seconds.
+    #[arg(long, env = "MPP_POW_FALLBACK_DELAY_SECONDS", default_value_t = 15,
+          value_parser = clap::value_parser!(u32).range(0..=600))]
+    pub pow_fallback_delay_seconds: u32,
+    /// The NATS key-value bucket every replica keeps the guessing budgets
+    /// and lockouts in (created at start if missing).
+    #[arg(long, env = "MPP_GUARD_BUCKET", default_value = GUARD_BUCKET_DEFAULT)]
+    pub guard_bucket: String,
+    /// Most keys of that bucket (tracking numbers and networks with recent
+    /// failures); each replica caches them all (about 100 bytes each). When
+    /// full, a number with no key there fails closed after its first guess.
+    #[arg(long, env = "MPP_GUARD_KEYS_MAX", default_value_t = 262_144,
+          value_parser = clap::value_parser!(u32).range(1_000..=16_777_216))]
+    pub guard_keys_max: u32,
+    /// How long a key of that bucket lives after its last write, in hours:
+    /// a number's lock, daily cap or failures are forgotten that long after
+    /// the last wrong PIN.
+    #[arg(long, env = "MPP_GUARD_MAX_AGE_HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u32).range(25..=24 * 365))]
+    pub guard_max_age_hours: u32,
+    /// Copies of that bucket in a NATS cluster (1 on a single server).
+    #[arg(long, env = "MPP_GUARD_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub guard_replicas: u8,
     /// Deprecated: use --trusted-proxies and --grpc-trusted-proxies. Takes
     /// the client address (for rate limits) from the last entry of
     /// X-Forwarded-For (HTTP) / x-forwarded-for (gRPC metadata) from ANY
@@ -261,3 +325,6 @@ pub const MIN_FREE_DISK_MB_MAX: u64 = 1 << 40;
 
 /// Highest accepted `--lookups-per-minute` and `--lookup-burst`.
 pub const LOOKUP_RATE_MAX: u32 = 10_000_000;
+
+/// The default NATS key-value bucket of the guessing budgets.
+pub const GUARD_BUCKET_DEFAULT: &str = "MPP_LOOKUP_GUARD";

@@ -19,16 +19,19 @@ use mpp_audit::auth::AuditorAuth;
 use mpp_edge::auth::TokenTable;
 use mpp_edge::grpc_serve::GrpcLimits;
 use mpp_edge::listen::{grpc_tls_incoming, http_tls_incoming, plain_incoming};
-use mpp_edge::nats::{NatsAccess, NatsCredentials};
+use mpp_edge::nats::{connect_nats, NatsAccess, NatsCredentials};
+use mpp_edge::nats_kv::{BucketSpec, NatsKv};
 use mpp_edge::tls::Transport;
 use mpp_ledger::ingest::{self, IngestConfig, OnCommit, Writer};
 use mpp_ledger::ledger::Ledger;
 use mpp_ledger::signer::{CheckpointPolicy, Checkpointer, Signer};
 use mpp_lookup::access::AccessLog;
 use mpp_lookup::grpc::Cases;
+use mpp_lookup::guard::{GuardSettings, GuessBudgets, SharedGuard};
 use mpp_lookup::http::{router, AppState};
 use mpp_lookup::lookup::{load_calendars, read_pepper_file, system_clock, Lookups};
 use mpp_lookup::page::{Web, WebSettings};
+use mpp_lookup::pow::ProofOfWork;
 use mpp_lookup::proxy::{ClientAddrPolicy, TrustedProxies};
 use mpp_lookup::ratelimit::LookupLimits;
 use mpp_lookup::session::Sessions;
@@ -120,18 +123,21 @@ async fn start(
     };
     let nats_access = NatsAccess::new(nats_credentials, args.nats_tls_ca_file.as_deref())
         .context("checking --nats-tls-ca-file")?;
-    let limits = LookupLimits {
-        per_minute: args.lookups_per_minute,
-        burst: args.lookup_burst,
-        pin_failures_max: args.pin_failures_max,
-        lockout_ms: u64::from(args.lockout_minutes) * 60_000,
-    };
+    let limits = LookupLimits { per_minute: args.lookups_per_minute, burst: args.lookup_burst };
     let access = AccessLog::open(&args.data_dir.join("access")).context("opening the access log")?;
     let health = Arc::new(mpp_ledger::observe::health(&head));
     let metrics = health.metrics().clone();
     let lookups = Lookups::new(store.clone(), Arc::new(calendars), system_clock(), pepper, limits)
         .with_access_log(access.clone())
         .with_metrics(metrics.clone());
+    let guard = open_guard(&args, &nats_access, &lookups.guard_secret()).await?;
+    let sessions = Arc::new(sessions);
+    let pow = Arc::new(ProofOfWork::new(
+        sessions.clone(),
+        args.pow_difficulty_bits,
+        i64::from(args.pow_fallback_delay_seconds) * 1000,
+    ));
+    let lookups = lookups.with_guard(guard.clone()).with_pow(pow);
     // Readiness knows the disk from the start; then a task checks it every few seconds.
     let min_free_bytes = args.min_free_disk_mb.saturating_mul(mpp_obs::health::BYTES_PER_MB);
     match mpp_obs::health::check_disk(&health, &args.data_dir, min_free_bytes) {
@@ -164,6 +170,7 @@ async fn start(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(guard.follow(system_clock(), stop_rx.clone()));
     let changes = CaseChanges::new(stop_rx.clone());
     let web = Arc::new(
         Web::with_sessions(
@@ -358,6 +365,40 @@ fn client_addr_policies(args: &ServeArgs) -> anyhow::Result<(ClientAddrPolicy, C
         }
     }
     Ok((trusted(&args.trusted_proxies), trusted(&args.grpc_trusted_proxies)))
+}
+
+/// The guessing budgets every replica shares: the NATS key-value bucket
+/// `--guard-bucket`, created (or brought to the configured bounds) now.
+async fn open_guard(
+    args: &ServeArgs,
+    access: &NatsAccess,
+    secret: &[u8; 32],
+) -> anyhow::Result<Arc<SharedGuard>> {
+    let budgets = GuessBudgets {
+        pin_failures_max: args.pin_failures_max,
+        lockout_ms: u64::from(args.lockout_minutes) * 60_000,
+        pin_failures_per_day_max: args.pin_failures_per_day_max,
+        window_ms: u64::from(args.guess_window_seconds) * 1000,
+        per_ipv4_max: args.failed_lookups_per_ipv4_max,
+        per_ipv6_64_max: args.failed_lookups_per_ipv6_64_max,
+        per_ipv6_56_max: args.failed_lookups_per_ipv6_56_max,
+        per_ipv6_48_max: args.failed_lookups_per_ipv6_48_max,
+        global_max: args.failed_lookups_global_max,
+    };
+    let spec = BucketSpec {
+        name: args.guard_bucket.clone(),
+        keys_max: i64::from(args.guard_keys_max),
+        value_bytes_max: mpp_lookup::guard::policy::RECORD_BYTES_MAX as i32,
+        max_age: Duration::from_secs(u64::from(args.guard_max_age_hours) * 3600),
+        replicas: usize::from(args.guard_replicas),
+    };
+    let client = connect_nats(&args.nats_url, "mpp-hub-guard", access)
+        .await
+        .with_context(|| format!("connecting to NATS at {} for the lookup guard", args.nats_url))?;
+    let kv = NatsKv::open(client, &spec).await.context("opening the lookup guard's key-value bucket")?;
+    info!(bucket = %spec.name, keys_max = spec.keys_max, max_age_hours = args.guard_max_age_hours, "Lookup guard bucket ready");
+    let settings = GuardSettings { budgets, keys_max: args.guard_keys_max as usize, max_age: spec.max_age };
+    Ok(SharedGuard::new(Arc::new(kv), secret, settings))
 }
 
 /// The tracking page's sessions: under `--session-key-file` (and

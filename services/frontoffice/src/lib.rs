@@ -14,7 +14,7 @@
 //!    relying on chance;
 //! 4. seals the name and contact details for that case (AES-256-GCM) and
 //!    records the sealing in the vault (flushed);
-//! 5. generates the citizen's 6-digit PIN and publishes, in one outbox
+//! 5. generates the citizen's PIN (nine characters, 44.6 bits) and publishes, in one outbox
 //!    batch, `case_opened` (the PIN verifier and the NIK's keyed hash,
 //!    [`nik_key`]) and `personal_data_sealed` (key id, nonce, ciphertext) as
 //!    agency `mpp-<region>` (e.g. `mpp-1771`), service `loket`;

@@ -106,7 +106,7 @@ impl ReceiptConfig {
             self.mpp_name.clone(),
             "TANDA TERIMA PEMBUKAAN BERKAS / CASE RECEIPT".to_owned(),
             format!("Nomor berkas / Tracking number: {}", r.tracking),
-            format!("PIN: {}", r.pin.expose()),
+            format!("PIN: {}", r.pin.grouped()),
             format!("Nama / Name: {}", r.nama),
         ];
         if let Some(t) = r.telepon {
@@ -173,7 +173,7 @@ mod tests {
             lookup: LookupUrl::parse("http://127.0.0.1:8080/lacak").unwrap(),
         };
         let t = TrackingNumber::new(RegionCode::parse("1771").unwrap(), 42).unwrap();
-        let pin = Pin::parse("042137").unwrap();
+        let pin = Pin::parse("K7MR2X9QH").unwrap();
         let officer = OfficerId::parse("ptg-07").unwrap();
         let r = Receipt { tracking: &t, pin: &pin, nama: "Siti Aminah", telepon: None, officer: &officer };
         let lines = cfg.lines(&r);
@@ -181,7 +181,7 @@ mod tests {
         for want in [
             "MPP Kota Bengkulu",
             &format!("Nomor berkas / Tracking number: {t}"),
-            "PIN: 042137",
+            "PIN: K7M-R2X-9QH",
             "Nama / Name: Siti Aminah",
             "Petugas / Officer: ptg-07",
             "Cek status berkas / Check the case status: http://127.0.0.1:8080/lacak",

@@ -107,7 +107,8 @@ async fn a_case_is_opened_with_a_counter_serial_and_one_case_opened_event() {
     let tracking = TrackingNumber::parse(&r.nomor_berkas).unwrap();
     assert_eq!(tracking, TrackingNumber::new(RegionCode::parse("1771").unwrap(), 1).unwrap());
     assert_eq!(r.nomor_berkas, "1771-0000000001-".to_owned() + &r.nomor_berkas[16..]);
-    let pin = Pin::parse(&r.pin).expect("a 6-digit PIN");
+    let pin = Pin::parse(&r.pin).expect("a strong PIN in canonical form");
+    assert_eq!(r.pin.len(), mpp_agency_kit::ids::STRONG_PIN_CHARS);
 
     let events = f.publisher.events();
     assert_eq!(events.len(), 2, "case_opened, then personal_data_sealed");
@@ -266,7 +267,8 @@ async fn the_envelope_carries_no_personal_data() {
     assert!(!debug.contains(NIK) && !debug.contains("Siti") && !debug.contains(&phone_digits));
     // The receipt, which is the only place they go, has them.
     let receipt = r.tanda_terima.join("\n");
-    assert!(receipt.contains(NAMA) && receipt.contains(TELEPON) && receipt.contains(&r.pin));
+    let grouped = Pin::parse(&r.pin).unwrap().grouped();
+    assert!(receipt.contains(NAMA) && receipt.contains(TELEPON) && receipt.contains(&grouped));
     assert!(receipt.contains(&r.nomor_berkas));
     assert!(!receipt.contains(NIK), "the NIK is not printed either");
     assert!(receipt.contains(&format!("http://127.0.0.1:8080/api/v1/cases/{}", r.nomor_berkas)));

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use mpp_core::ids::{ApplicationId, RegionCode, TrackingNumber};
 pub use mpp_core::pin::{
-    DEV_PIN_PEPPER, PIN_DIGITS, PIN_PEPPER_BYTES_MAX, PIN_PEPPER_BYTES_MIN, PIN_VERIFIER_DOMAIN,
+    PinVerifier, DEV_PIN_PEPPER, LEGACY_PIN_DIGITS, PIN_ALPHABET, PIN_PEPPER_BYTES_MAX, PIN_PEPPER_BYTES_MIN,
+    PIN_VERIFIER_DOMAIN, PIN_VERIFIER_V2_DOMAIN, STRONG_PIN_CHARS, STRONG_PIN_SPACE,
 };
 use mpp_core::Rejection;
 
@@ -93,9 +94,10 @@ pub fn new_application_id(prefix: &str) -> Result<ApplicationId, Rejection> {
     ApplicationId::parse(&id)
 }
 
-/// A citizen's lookup PIN: six digits, returned once to the caller (the
-/// counter prints it on the receipt) and never stored or published. Its
-/// `Debug` output is redacted.
+/// A citizen's lookup PIN: nine characters of [`PIN_ALPHABET`] (44.6 bits,
+/// see [`mpp_core::pin`]), returned once to the caller (the counter prints
+/// it on the receipt, grouped `K7M-R2X-9QH`) and never stored or published.
+/// Its `Debug` output is redacted.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pin(mpp_core::pin::Pin);
 
@@ -106,28 +108,49 @@ impl fmt::Debug for Pin {
 }
 
 impl Pin {
-    /// A uniformly random PIN.
+    /// A uniformly random strong PIN: 64 random bits, drawn again while they
+    /// fall in the incomplete last block of `STRONG_PIN_SPACE`-sized blocks
+    /// (probability `2^64 mod 31^9 / 2^64 < 1.5·10^-6` per draw), so every
+    /// PIN is exactly equally likely. After [`PIN_DRAWS_MAX`] unlucky draws
+    /// (probability below 10^-46) the last is reduced with its negligible
+    /// bias rather than looping on.
     pub fn generate() -> Self {
-        // 64 random bits modulo 10^6: the bias is below 10^6 / 2^64, negligible.
-        let n = (random_u64() % 1_000_000) as u32;
-        Self(mpp_core::pin::Pin::from_number(n).expect("n is reduced modulo 10^6"))
+        let accept_below = u64::MAX - u64::MAX % STRONG_PIN_SPACE;
+        let mut n = random_u64();
+        for _ in 1..PIN_DRAWS_MAX {
+            if n < accept_below {
+                break;
+            }
+            n = random_u64();
+        }
+        let pin = mpp_core::pin::Pin::strong_from_number(n % STRONG_PIN_SPACE);
+        Self(pin.expect("n is reduced modulo STRONG_PIN_SPACE"))
     }
 
-    /// Parses six ASCII digits.
+    /// Parses a PIN in canonical form: nine symbols of [`PIN_ALPHABET`], or
+    /// six digits (a legacy PIN).
     pub fn parse(s: &str) -> Option<Self> {
         mpp_core::pin::Pin::parse(s).map(Self)
     }
 
-    /// The digits, to hand to the citizen. Do not log.
+    /// The canonical characters, to hand to the citizen. Do not log.
     pub fn expose(&self) -> &str {
         self.0.expose()
     }
+
+    /// The PIN as printed on the receipt (`K7M-R2X-9QH`). Do not log.
+    pub fn grouped(&self) -> String {
+        self.0.grouped()
+    }
 }
 
+/// Most random draws [`Pin::generate`] makes.
+pub const PIN_DRAWS_MAX: usize = 8;
+
 /// A secret key for [`pin_verifier`], shared by the agency services and the
-/// hub of one province. A six-digit PIN has only 10^6 values, so without the
-/// pepper anyone holding the log could find every PIN by trying them all; the
-/// pepper is what makes the published verifier useless to them. `Debug`
+/// hub of one province. Without it, the published verifier tells nothing
+/// about the PIN; with it, a strong PIN still takes `31^9 / 2 ≈ 2^43.6`
+/// tries on average to find (a legacy six-digit one only 500 000). `Debug`
 /// output is redacted.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PinPepper(mpp_core::pin::PinPepper);
@@ -189,17 +212,17 @@ impl PinPepper {
 }
 
 /// The verifier of a case's lookup PIN, published in `case_opened` instead of
-/// the PIN:
+/// the PIN (version 2 for a strong PIN, 33 bytes):
 ///
 /// ```text
-/// SHA-256( "mpp-pin-verifier-v1" || 0x00 || u32_be(len(pepper)) || pepper
-///          || the tracking number's 15 ASCII digits (no hyphens) || the PIN's 6 ASCII digits )
+/// 0x02 || SHA-256( "mpp-pin-verifier-v2" || 0x00 || u32_be(len(pepper)) || pepper
+///                  || the tracking number's 15 ASCII digits (no hyphens) || the PIN's 9 characters )
 /// ```
 ///
 /// Every part has a fixed length or a length prefix, so no two inputs share
 /// an encoding. The one definition is [`mpp_core::pin::pin_verifier`], which
 /// the hub uses to check a PIN; this delegates to it.
-pub fn pin_verifier(pepper: &PinPepper, tracking: &TrackingNumber, pin: &Pin) -> [u8; 32] {
+pub fn pin_verifier(pepper: &PinPepper, tracking: &TrackingNumber, pin: &Pin) -> PinVerifier {
     mpp_core::pin::pin_verifier(&pepper.0, tracking, &pin.0)
 }
 
@@ -245,16 +268,23 @@ mod tests {
     }
 
     #[test]
-    fn pins_are_six_digits_and_redacted() {
-        for _ in 0..100 {
+    fn new_pins_are_strong_uniform_enough_and_redacted() {
+        let mut first = [0usize; 31];
+        for _ in 0..3100 {
             let p = Pin::generate();
-            assert_eq!(p.expose().len(), PIN_DIGITS);
-            assert!(p.expose().bytes().all(|b| b.is_ascii_digit()));
+            assert_eq!(p.expose().len(), STRONG_PIN_CHARS);
+            assert!(p.expose().bytes().all(|b| PIN_ALPHABET.contains(&b)));
             assert_eq!(Pin::parse(p.expose()), Some(p.clone()));
+            assert_eq!(p.grouped().len(), STRONG_PIN_CHARS + 2);
             assert_eq!(format!("{p:?}"), "Pin(<redacted>)");
+            let i = PIN_ALPHABET.iter().position(|&c| c == p.expose().as_bytes()[0]).unwrap();
+            first[i] += 1;
         }
+        // 100 expected per symbol; each bound fails with probability < 10^-9.
+        assert!(first.iter().all(|&n| (40..=170).contains(&n)), "first symbols: {first:?}");
         assert_eq!(Pin::parse("12345"), None);
-        assert_eq!(Pin::parse("12345a"), None);
+        assert_eq!(Pin::parse("K7MR2X9Q0"), None);
+        assert!(Pin::parse("042137").is_some(), "legacy PINs still parse");
     }
 
     #[test]
@@ -263,8 +293,8 @@ mod tests {
         let other_pepper = PinPepper::from_bytes(b"0123456789abcdeX").unwrap();
         let t = TrackingNumber::new(region(), 12345).unwrap();
         let t2 = TrackingNumber::new(region(), 12346).unwrap();
-        let pin = Pin::parse("042137").unwrap();
-        let pin2 = Pin::parse("042138").unwrap();
+        let pin = Pin::parse("K7MR2X9QH").unwrap();
+        let pin2 = Pin::parse("K7MR2X9QJ").unwrap();
         let v = pin_verifier(&pepper, &t, &pin);
         assert_eq!(v, pin_verifier(&pepper, &t, &pin), "deterministic");
         assert_ne!(v, pin_verifier(&other_pepper, &t, &pin));
@@ -273,7 +303,7 @@ mod tests {
         // The core's verifier (whose tests spell out the documented
         // construction) of the same pepper, case and PIN.
         let core_pepper = mpp_core::pin::PinPepper::from_bytes(b"0123456789abcdef").unwrap();
-        let core_pin = mpp_core::pin::Pin::parse("042137").unwrap();
+        let core_pin = mpp_core::pin::Pin::parse("K7MR2X9QH").unwrap();
         assert_eq!(v, mpp_core::pin::pin_verifier(&core_pepper, &t, &core_pin));
     }
 

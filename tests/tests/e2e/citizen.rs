@@ -33,6 +33,7 @@ use mpp_proto::v1::{ApplicationState, GetCaseRequest, WatchCaseRequest};
 use mpp_tests::browser::{artifact_dir, Browser};
 use mpp_tests::envelope::{body, publish_envelope, stream_last_seq, tracking_number, EventFactory};
 use mpp_tests::http::{parse_response, HttpResponse};
+use mpp_tests::pin::other_pin;
 use mpp_tests::services::HubOptions;
 use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -79,7 +80,7 @@ impl World {
             .await
             .context("AjukanPermohonan")?
             .into_inner();
-        ensure!(opened.pin.len() == 6, "a new case must come with a 6-digit PIN: {opened:?}");
+        ensure!(mpp_tests::pin::is_strong(&opened.pin), "a new case must come with a strong PIN: {opened:?}");
         let (tn, kk) = (opened.nomor_berkas.clone(), opened.nomor_permohonan.clone());
         client
             .minta_kelengkapan(dk::KekuranganBerkas {
@@ -159,11 +160,6 @@ fn langkah(tn: &str, app: &str) -> dk::Langkah {
         nomor_permohonan: app.to_owned(),
         petugas: "petugas-loket-1".to_owned(),
     }
-}
-
-/// A PIN other than `pin`.
-fn other_pin(pin: &str) -> String {
-    pin.bytes().map(|b| char::from(b'0' + (b.wrapping_sub(b'0') + 1) % 10)).collect()
 }
 
 /// An unknown tracking number of the region.

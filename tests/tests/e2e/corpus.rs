@@ -255,6 +255,10 @@ async fn every_corpus_entry_gets_its_answer_over_real_nats_tcp_and_grpc() -> Res
     hub.wait_caught_up(last, CATCH_UP_DEADLINE).await?;
     let ready = hub.get("/readyz").await?;
     ensure!(ready.status == 200, "hub not ready after the NATS corpus: {} {}", ready.status, ready.text());
+    // Dukcapil (for the gRPC entries) starts only now: the standards it
+    // publishes when it starts would otherwise race the corpus's own.
+    let mut dukcapil = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), AgencyOptions::region("1771"))?;
+    dukcapil.wait_listening(READY_DEADLINE).await?;
 
     // The agency starts only now: the service standards it publishes when it
     // starts would otherwise race the corpus's own (the first version 1 in

@@ -352,7 +352,7 @@ async fn a_multi_agency_journey_shows_every_agencys_step_and_what_to_do_next() -
     run.run_until(ends[0], &mut stack, &mut pacer).await?;
     let tn = run.tracking_number().context("no tracking number")?.to_owned();
     let pin = run.pin().context("no PIN")?.to_owned();
-    ensure!(pin.len() == 6 && pin.bytes().all(|b| b.is_ascii_digit()), "PIN {pin:?} is not 6 digits");
+    ensure!(mpp_tests::pin::is_strong(&pin), "PIN {pin:?} is not a strong 9-character PIN");
     println!("case {tn}: {} events answered in the first visit", run.event_ids().len());
     wait_ingested(&nats, &mut hub, run.event_ids().len() as u64 + STANDARDS).await?;
 

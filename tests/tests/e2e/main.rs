@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (24):
+//! concern (25):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -31,6 +31,9 @@
 //!   NATS and cluster kills, a full disk — needs root —, a slow consumer).
 //! - `flags`: every flag of every binary and subcommand has its `MPP_*`
 //!   variable (read from each `--help`), and the one `--log-format`.
+//! - `guessing`: a seeded distributed PIN-guessing attack from many IPv4
+//!   addresses and IPv6 prefixes hits every guessing budget (figures
+//!   printed); lockouts are shared by replicas and survive a restart.
 //! - `harness`: the harness itself (nats-server start, restart, kill -9).
 //! - `journey`: a case opened at the front office and filed into by
 //!   DPMPTSP, PDAM and PLN: every agency's step and what the citizen must do
@@ -71,6 +74,7 @@ mod corpus;
 mod crash;
 mod faults;
 mod flags;
+mod guessing;
 mod harness;
 mod journey;
 mod nats_auth;

@@ -15,6 +15,7 @@ use mpp_proto::agency::dukcapil::v1 as dk;
 use mpp_proto::v1::cases_service_client::CasesServiceClient;
 use mpp_proto::v1::{ApplicationState, GetCaseRequest};
 use mpp_tests::envelope::{stream_last_seq, tracking_number, with_bad_check_digit};
+use mpp_tests::pin::other_pin;
 use mpp_tests::store::audit_stopped_hub;
 use mpp_tests::{check, wait_for, AgencyProcess, Bearer, HubProcess, NatsServer};
 use tonic::service::interceptor::InterceptedService;
@@ -112,10 +113,10 @@ async fn ajukan(
         r.event_ids.len()
     );
     ensure!(nomor_berkas.is_empty() || r.nomor_berkas == nomor_berkas, "answered another case: {r:?}");
-    let pin_ok = r.pin.len() == 6 && r.pin.bytes().all(|b| b.is_ascii_digit());
+    let pin_ok = mpp_tests::pin::is_strong(&r.pin);
     ensure!(
         if nomor_berkas.is_empty() { pin_ok } else { r.pin.is_empty() },
-        "AjukanPermohonan (nomor_berkas {nomor_berkas:?}) answered PIN {:?}: a new case needs 6 digits, \
+        "AjukanPermohonan (nomor_berkas {nomor_berkas:?}) answered PIN {:?}: a new case needs a strong PIN, \
          an existing one none",
         r.pin
     );
@@ -339,11 +340,6 @@ fn check_case_view(want: &ExpectedCase, v: &mpp_proto::v1::CaseView) -> Result<(
 
 fn reason_of(status: &tonic::Status) -> String {
     status.metadata().get("mpp-reason-code").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
-}
-
-/// A PIN that differs from `pin` (six digits either way).
-fn other_pin(pin: &str) -> String {
-    pin.bytes().map(|b| char::from(b'0' + (b.wrapping_sub(b'0') + 1) % 10)).collect()
 }
 
 /// Lookups of numbers that are mistyped, malformed or unknown, and of a

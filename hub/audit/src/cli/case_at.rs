@@ -158,7 +158,16 @@ pub fn case_json(
     // An auditor's view: every timeline item (the case is bounded by
     // mpp_core::limits::CASE_BYTES_MAX).
     let timeline = mpp_lookup::lookup::TimelinePage::whole(&case);
-    let found = Found { case, status, slas, service_names, access: Vec::new(), now_ms: as_of_ms, timeline };
+    let found = Found {
+        case,
+        status,
+        slas,
+        service_names,
+        access: Vec::new(),
+        failed_attempts: None,
+        now_ms: as_of_ms,
+        timeline,
+    };
     serde_json::to_value(mpp_lookup::json::case_json(&found)).unwrap_or(serde_json::Value::Null)
 }
 

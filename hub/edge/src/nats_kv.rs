@@ -1,0 +1,273 @@
+//! [`CasKv`] over a NATS JetStream key-value bucket: every replica of a
+//! process that opens the same bucket shares its keys, and they outlive
+//! every replica's restart.
+//!
+//! The bucket is the stream `KV_<name>` on subjects `$KV.<name>.>`, created
+//! (or brought to this configuration) by [`NatsKv::open`] with the
+//! conventions of a JetStream key-value bucket (one message per subject,
+//! rollups, direct gets), plus the bounds a key-value configuration cannot
+//! express: at most [`BucketSpec::keys_max`] keys (messages) and
+//! `keys_max × (value_bytes_max + overhead)` bytes, discarding NEW
+//! messages when full, so that a writer is told ([`KvError::Full`]) rather
+//! than someone's key silently dropped. Every key lives [`BucketSpec::max_age`]
+//! after its last write, then expires.
+//!
+//! The subjects a user needs (docs/OPERATIONS.md): publish
+//! `$KV.<name>.>`, `$JS.API.STREAM.INFO.KV_<name>`,
+//! `$JS.API.STREAM.CREATE.KV_<name>`, `$JS.API.STREAM.UPDATE.KV_<name>`,
+//! `$JS.API.DIRECT.GET.KV_<name>.>`, and for the watch (an ordered pull
+//! consumer) `$JS.API.CONSUMER.CREATE.KV_<name>.>`,
+//! `$JS.API.CONSUMER.MSG.NEXT.KV_<name>.>`,
+//! `$JS.API.CONSUMER.DELETE.KV_<name>.>` and
+//! `$JS.API.CONSUMER.INFO.KV_<name>.>`; and its own inbox.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, DeliverPolicy, ReplayPolicy};
+use async_nats::jetstream::kv::{self, Operation};
+use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
+use futures::StreamExt;
+
+use crate::cas::{valid_key, CasKv, KvChange, KvError, KvFuture, KvValue};
+
+/// How long one bucket operation may take before it counts as failed, in
+/// milliseconds (the caller fails closed).
+pub const KV_OP_TIMEOUT_MS: u64 = 2_000;
+
+/// Bytes a stored message may take beyond its value (subject and headers).
+pub const KV_MESSAGE_OVERHEAD_BYTES: i64 = 256;
+
+/// The bucket's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSpec {
+    /// The bucket's name (`KV_<name>` is its stream).
+    pub name: String,
+    /// Most keys the bucket holds.
+    pub keys_max: i64,
+    /// Largest value, in bytes.
+    pub value_bytes_max: i32,
+    /// How long a key lives after its last write.
+    pub max_age: Duration,
+    /// Copies of the bucket in a NATS cluster (1 on a single server).
+    pub replicas: usize,
+}
+
+impl BucketSpec {
+    /// The stream configuration of the bucket.
+    pub fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: format!("KV_{}", self.name),
+            description: Some("MPP hub: shared lookup guessing budgets and lockouts".to_owned()),
+            subjects: vec![format!("$KV.{}.>", self.name)],
+            max_messages: self.keys_max,
+            max_messages_per_subject: 1,
+            max_bytes: self
+                .keys_max
+                .saturating_mul(i64::from(self.value_bytes_max) + KV_MESSAGE_OVERHEAD_BYTES),
+            max_age: self.max_age,
+            max_message_size: self.value_bytes_max.saturating_add(KV_MESSAGE_OVERHEAD_BYTES as i32),
+            storage: StorageType::File,
+            num_replicas: self.replicas.max(1),
+            allow_rollup: true,
+            deny_delete: true,
+            deny_purge: false,
+            allow_direct: true,
+            discard: DiscardPolicy::New,
+            ..Default::default()
+        }
+    }
+}
+
+/// Why the bucket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsKvError {
+    /// The name is not a valid bucket name.
+    #[error("invalid key-value bucket name {0:?}")]
+    BadName(String),
+    /// Creating or updating the stream failed (permissions, limits, NATS down).
+    #[error("creating or updating the key-value bucket {name}: {source}")]
+    Stream {
+        /// The bucket.
+        name: String,
+        /// The cause.
+        source: async_nats::jetstream::context::CreateStreamError,
+    },
+    /// Binding to the bucket failed.
+    #[error("opening the key-value bucket {name}: {source}")]
+    Bind {
+        /// The bucket.
+        name: String,
+        /// The cause.
+        source: async_nats::jetstream::context::KeyValueError,
+    },
+}
+
+/// A [`CasKv`] on a JetStream key-value bucket.
+#[derive(Debug, Clone)]
+pub struct NatsKv {
+    store: kv::Store,
+    timeout: Duration,
+}
+
+fn valid_bucket_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl NatsKv {
+    /// Binds to the bucket of `spec`, creating it if it does not exist. An
+    /// existing bucket is used as it is (the hub's NATS user may not update
+    /// streams): when its bounds differ from `spec`, a warning says so and
+    /// an operator changes them (`nats stream edit KV_<name>`).
+    pub async fn open(client: async_nats::Client, spec: &BucketSpec) -> Result<Self, NatsKvError> {
+        if !valid_bucket_name(&spec.name) {
+            return Err(NatsKvError::BadName(spec.name.clone()));
+        }
+        let js = async_nats::jetstream::new(client);
+        let want = spec.stream_config();
+        match js.get_stream(&want.name).await {
+            Ok(existing) => {
+                let have = &existing.cached_info().config;
+                if (have.max_messages, have.max_age, have.max_bytes, have.discard)
+                    != (want.max_messages, want.max_age, want.max_bytes, want.discard)
+                {
+                    tracing::warn!(
+                        bucket = %spec.name,
+                        keys_max = have.max_messages,
+                        wanted_keys_max = want.max_messages,
+                        max_age_s = have.max_age.as_secs(),
+                        wanted_max_age_s = want.max_age.as_secs(),
+                        "The key-value bucket exists with other bounds; using it as it is"
+                    );
+                }
+            }
+            Err(_) => {
+                js.create_stream(want)
+                    .await
+                    .map_err(|source| NatsKvError::Stream { name: spec.name.clone(), source })?;
+            }
+        }
+        let store = js
+            .get_key_value(spec.name.clone())
+            .await
+            .map_err(|source| NatsKvError::Bind { name: spec.name.clone(), source })?;
+        Ok(Self { store, timeout: Duration::from_millis(KV_OP_TIMEOUT_MS) })
+    }
+
+    async fn timed<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        op: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<Result<T, E>, KvError> {
+        tokio::time::timeout(self.timeout, op).await.map_err(|_| {
+            KvError::Unavailable(format!("{what} timed out after {} ms", self.timeout.as_millis()))
+        })
+    }
+}
+
+/// The [`KvError`] of a failed write: a revision conflict, a full bucket
+/// (the server's "maximum messages/bytes exceeded"), or unavailable.
+fn write_error(e: &kv::UpdateError) -> KvError {
+    if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+        return KvError::Conflict;
+    }
+    let text = e.to_string();
+    let source = std::error::Error::source(e).map(ToString::to_string).unwrap_or_default();
+    if [&text, &source].iter().any(|t| t.contains("maximum messages") || t.contains("maximum bytes")) {
+        return KvError::Full;
+    }
+    KvError::Unavailable(if source.is_empty() { text } else { format!("{text}: {source}") })
+}
+
+impl CasKv for NatsKv {
+    fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, KvValue> {
+        Box::pin(async move {
+            if !valid_key(key) {
+                return Err(KvError::InvalidKey);
+            }
+            let entry = self.timed("reading a key", self.store.entry(key)).await?;
+            match entry.map_err(|e| KvError::Unavailable(e.to_string()))? {
+                None => Ok(KvValue { value: None, revision: 0 }),
+                Some(e) => Ok(match e.operation {
+                    Operation::Put => KvValue { value: Some(e.value.to_vec()), revision: e.revision },
+                    Operation::Delete | Operation::Purge => KvValue { value: None, revision: e.revision },
+                }),
+            }
+        })
+    }
+
+    fn put_if<'a>(&'a self, key: &'a str, value: Vec<u8>, expected: u64) -> KvFuture<'a, u64> {
+        Box::pin(async move {
+            if !valid_key(key) {
+                return Err(KvError::InvalidKey);
+            }
+            let put = self.store.update(key, value.into(), expected);
+            self.timed("writing a key", put).await?.map_err(|e| write_error(&e))
+        })
+    }
+
+    fn watch(&self) -> KvFuture<'_, futures::stream::BoxStream<'static, Result<KvChange, KvError>>> {
+        Box::pin(async move {
+            // The bucket's message count now: with none, the (empty)
+            // snapshot is complete at once.
+            let mut stream = self.store.stream.clone();
+            let info = self.timed("reading the bucket's state", stream.info()).await?;
+            let empty = info.map_err(|e| KvError::Unavailable(e.to_string()))?.state.messages == 0;
+            // An ordered pull consumer from each key's last value on (a
+            // push consumer's first delivery waited for its heartbeat).
+            let config = pull::OrderedConfig {
+                filter_subject: format!("{}>", self.store.prefix),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                replay_policy: ReplayPolicy::Instant,
+                description: Some("MPP hub: lookup guard cache".to_owned()),
+                ..Default::default()
+            };
+            let consumer = self.timed("watching the bucket", stream.create_consumer(config)).await?;
+            let consumer = consumer.map_err(|e| KvError::Unavailable(e.to_string()))?;
+            let messages = self.timed("watching the bucket", consumer.messages()).await?;
+            let messages = messages.map_err(|e| KvError::Unavailable(e.to_string()))?;
+            let prefix = self.store.prefix.clone();
+            let mut current_sent = empty;
+            let head = futures::stream::iter(empty.then_some(Ok(KvChange::Current)));
+            let changes = messages.flat_map(move |m| {
+                let out: Vec<Result<KvChange, KvError>> = match change_of(m, &prefix) {
+                    Err(e) => vec![Err(e)],
+                    Ok((change, pending)) => {
+                        // At 0 pending the snapshot has been delivered.
+                        if !current_sent && pending == 0 {
+                            current_sent = true;
+                            vec![Ok(change), Ok(KvChange::Current)]
+                        } else {
+                            vec![Ok(change)]
+                        }
+                    }
+                };
+                futures::stream::iter(out)
+            });
+            Ok(head.chain(changes).boxed())
+        })
+    }
+}
+
+/// The change a watched message carries, and the messages still pending.
+fn change_of<E: std::fmt::Display>(
+    m: Result<async_nats::jetstream::Message, E>,
+    prefix: &str,
+) -> Result<(KvChange, u64), KvError> {
+    let m = m.map_err(|e| KvError::Unavailable(e.to_string()))?;
+    let info = m.info().map_err(|e| KvError::Unavailable(e.to_string()))?;
+    let (revision, pending) = (info.stream_sequence, info.pending);
+    let key = m.subject.as_str().strip_prefix(prefix).unwrap_or_default().to_owned();
+    let deleted = m
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("KV-Operation"))
+        .is_some_and(|v| matches!(v.as_str(), "DEL" | "PURGE"));
+    let change = if deleted {
+        KvChange::Deleted { key, revision }
+    } else {
+        KvChange::Put { key, value: m.payload.to_vec(), revision }
+    };
+    Ok((change, pending))
+}
