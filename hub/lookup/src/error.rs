@@ -42,12 +42,10 @@ impl ApiError {
             | ReasonCode::PublishFailed
             | ReasonCode::RedriveDisabled
             | ReasonCode::LookupBudgetUnavailable => tonic::Code::Unavailable,
-            ReasonCode::RateLimited | ReasonCode::LookupLocked | ReasonCode::ProofOfWorkRequired => {
-                tonic::Code::ResourceExhausted
-            }
-            ReasonCode::RateLimited | ReasonCode::LookupLocked | ReasonCode::TooManyWatches => {
-                tonic::Code::ResourceExhausted
-            }
+            ReasonCode::RateLimited
+            | ReasonCode::LookupLocked
+            | ReasonCode::ProofOfWorkRequired
+            | ReasonCode::TooManyWatches => tonic::Code::ResourceExhausted,
             ReasonCode::PinReissueRequired => tonic::Code::PermissionDenied,
             _ => tonic::Code::InvalidArgument,
         }
@@ -62,12 +60,10 @@ impl ApiError {
             | ReasonCode::PublishFailed
             | ReasonCode::RedriveDisabled
             | ReasonCode::LookupBudgetUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ReasonCode::RateLimited | ReasonCode::LookupLocked | ReasonCode::ProofOfWorkRequired => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
-            ReasonCode::RateLimited | ReasonCode::LookupLocked | ReasonCode::TooManyWatches => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ReasonCode::RateLimited
+            | ReasonCode::LookupLocked
+            | ReasonCode::ProofOfWorkRequired
+            | ReasonCode::TooManyWatches => StatusCode::TOO_MANY_REQUESTS,
             ReasonCode::PinReissueRequired => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
