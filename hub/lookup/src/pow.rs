@@ -344,7 +344,17 @@ mod tests {
         let c = p.challenge(ip("2001:db8::1"), 1_000);
         let proof = solve(&c, &TN, 8, 1 << 16).unwrap();
         assert_eq!(p.check(&proof, &TN, ip("2001:db8::99"), 2_000), ProofCheck::Valid, "same /64");
-        assert_eq!(p.check(&proof, &OTHER, ip("2001:db8::1"), 2_000), ProofCheck::Invalid, "another number");
+        // A proof is bound to its number by the hash: for another number it
+        // meets the difficulty only by chance (2^-8 here), so count over
+        // many challenges rather than assert on one.
+        let for_other = (0..64)
+            .filter(|i| {
+                let c = p.challenge(ip("2001:db8::1"), 1_000 + i);
+                let proof = solve(&c, &TN, 8, 1 << 16).unwrap();
+                p.check(&proof, &OTHER, ip("2001:db8::1"), 2_000) == ProofCheck::Valid
+            })
+            .count();
+        assert!(for_other <= 8, "{for_other} of 64 proofs also held for another number (expected 0.25)");
         assert_eq!(p.check(&proof, &TN, ip("2001:db8:0:1::1"), 2_000), ProofCheck::Invalid, "another /64");
         assert_eq!(p.check(&proof, &TN, ip("2001:db8::1"), 1_000 + CHALLENGE_TTL_MS), ProofCheck::Invalid);
         let forged = proof.replacen(".8.", ".0.", 1);

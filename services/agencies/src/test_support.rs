@@ -176,7 +176,8 @@ impl Recorder {
         let kinds: Vec<EventKind> = events.iter().map(|e| kind(&body(e))).collect();
         match case {
             None => {
-                assert_eq!(answer.pin.len(), 6, "a new case has a PIN");
+                assert_eq!(answer.pin.len(), mpp_core::pin::STRONG_PIN_CHARS, "a new case has a strong PIN");
+                assert!(mpp_core::pin::Pin::parse(answer.pin).is_some(), "{} is a PIN", answer.pin);
                 assert_eq!(kinds, [EventKind::CaseOpened, EventKind::ApplicationFiled]);
             }
             Some(case) => {

@@ -96,7 +96,7 @@ async fn dpmptsp_journey(addr: SocketAddr) -> Walked {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(filed.pin.len(), 6, "the first agency opens the case");
+    assert_eq!(filed.pin.len(), mpp_core::pin::STRONG_PIN_CHARS, "the first agency opens the case");
     let l = Some(pb::Langkah {
         nomor_berkas: filed.nomor_berkas.clone(),
         nomor_registrasi: filed.nomor_registrasi.clone(),

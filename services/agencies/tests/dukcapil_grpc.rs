@@ -56,7 +56,7 @@ async fn a_call_becomes_acknowledged_events_in_the_stream() {
         .unwrap()
         .into_inner();
     assert_eq!(filed.event_ids.len(), 2);
-    assert_eq!(filed.pin.len(), 6);
+    assert_eq!(filed.pin.len(), mpp_core::pin::STRONG_PIN_CHARS);
 
     // The stream holds the three standards, then case_opened and application_filed.
     let mut stream = js.get_stream(STREAM_NAME).await.unwrap();

@@ -139,7 +139,7 @@ async fn concurrent_cases_get_unique_numbers_that_survive_a_restart() {
         let t = TrackingNumber::parse(&r.nomor_berkas).expect("a valid check digit");
         assert_eq!(t.to_string(), r.nomor_berkas);
         assert_eq!(t.region(), RegionCode::parse("1771").unwrap());
-        assert_eq!(r.pin.len(), 6);
+        assert_eq!(r.pin.len(), mpp_core::pin::STRONG_PIN_CHARS);
         assert!(r.tanda_terima.iter().any(|l| l == &format!("Nomor berkas / Tracking number: {t}")));
     }
 
@@ -159,7 +159,7 @@ async fn concurrent_cases_get_unique_numbers_that_survive_a_restart() {
         assert_eq!((env.agency_id.as_str(), env.service_id.as_str()), ("mpp-1771", "loket"));
         let opened = match &env.body {
             Some(ev::envelope::Body::CaseOpened(o)) => {
-                assert_eq!(o.pin_verifier.len(), 32);
+                assert_eq!(o.pin_verifier.len(), mpp_core::pin::PIN_VERIFIER_V2_BYTES);
                 nik_hashes.insert(o.nik_keyed_hash.clone());
                 true
             }

@@ -66,6 +66,12 @@ pub const NUMBERS_PENDING_MAX: usize = 4096;
 /// Longest wait before watching the bucket again after a failure, in ms.
 pub const WATCH_RETRY_MS_MAX: u64 = 2_000;
 
+/// Stripes of the per-key write locks: a replica writes one key at a time
+/// (concurrent lookups of one case queue here instead of losing their
+/// compare-and-set writes to each other), so writes contend only across
+/// replicas, which [`CAS_ATTEMPTS_MAX`] covers.
+pub const WRITE_LOCK_STRIPES: usize = 256;
+
 /// How the shared guard is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuardSettings {
@@ -191,6 +197,8 @@ pub struct SharedGuard {
     synced: AtomicBool,
     pending: Mutex<Pending>,
     counters: GuardCounters,
+    /// One writer per key per replica ([`WRITE_LOCK_STRIPES`]).
+    writers: Box<[tokio::sync::Mutex<()>]>,
 }
 
 impl std::fmt::Debug for SharedGuard {
@@ -220,6 +228,7 @@ impl SharedGuard {
             synced: AtomicBool::new(false),
             pending: Mutex::default(),
             counters: GuardCounters::default(),
+            writers: (0..WRITE_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
     }
 
@@ -483,6 +492,14 @@ impl SharedGuard {
         mut f: impl FnMut(Option<Record>) -> Result<Record, E>,
     ) -> Result<Result<Record, E>, KvError> {
         let kv_key = key.kv_key();
+        let stripe = {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key);
+            (h % WRITE_LOCK_STRIPES as u64) as usize
+        };
+        // Held across the round trips: the next local writer of this key
+        // then starts from the revision this one wrote (remembered below).
+        let _writer = self.writers[stripe].lock().await;
         let mut guess = self.cached(&key, now_ms).map(|(rev, rec)| (rev, Some(rec)));
         if guess.is_none() && self.synced() {
             guess = Some((0, None));
@@ -741,6 +758,57 @@ mod tests {
         // The next window starts afresh.
         let next = T0 + 3_600_000;
         assert!(!g.proof_of_work_required(next));
+    }
+
+    /// A store whose every operation yields first, so that concurrent
+    /// writers of one key interleave between their read and their write.
+    #[derive(Debug)]
+    struct Yielding(MemKv);
+
+    impl CasKv for Yielding {
+        fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, KvValue> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.get(key).await
+            })
+        }
+        fn put_if<'a>(&'a self, key: &'a str, value: Vec<u8>, expected: u64) -> KvFuture<'a, u64> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.put_if(key, value, expected).await
+            })
+        }
+        fn watch(&self) -> KvFuture<'_, futures::stream::BoxStream<'static, Result<KvChange, KvError>>> {
+            self.0.watch()
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_lookups_of_one_case_on_one_replica_never_fail_on_the_store() {
+        // 64 right-PIN lookups of one number at once (a watch attack with a
+        // known PIN, or a family looking together): each reserved attempt
+        // is a read-modify-write of the same key. With one local writer per
+        // key none loses its compare-and-set writes to the others (which
+        // would refuse it as if the store were down); the guard refuses
+        // only what its budgets refuse (attempts in flight count as wrong
+        // PINs until they are given back).
+        let g = SharedGuard::new(Arc::new(Yielding(MemKv::new(1000))), &[5; 32], settings());
+        let lookups: Vec<_> = (0..64)
+            .map(|i| {
+                let g = g.clone();
+                tokio::spawn(async move { guess(&g, &format!("10.0.2.{i}"), true, T0).await })
+            })
+            .collect();
+        let mut admitted = 0;
+        for l in lookups {
+            match l.await.unwrap() {
+                Ok(_) => admitted += 1,
+                Err(GuardRefusal::Number(_)) => {}
+                Err(other) => panic!("a right PIN was refused: {other:?}"),
+            }
+        }
+        assert!(admitted >= 4, "only {admitted} of 64 admitted");
+        assert_eq!(g.counters().store_errors.load(Ordering::Relaxed), 0);
     }
 
     #[derive(Debug)]
