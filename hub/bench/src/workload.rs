@@ -105,6 +105,7 @@ impl Step {
             occurred_at_ms: now_ms,
             officer: self.officer.to_string(),
             body: Some(mpp_wire::body_to_wire(&self.body)),
+            signature: None,
         }
     }
 
