@@ -149,7 +149,8 @@ impl EnvelopeSigner {
     }
 }
 
-fn read_seed(path: &Path) -> Result<[u8; 32], SigningKeyError> {
+/// Reads a private key file (see the module docs): the 32-byte seed.
+pub fn read_seed(path: &Path) -> Result<[u8; 32], SigningKeyError> {
     let io = |source| SigningKeyError::Io { path: path.to_owned(), source };
     let invalid = |what: &str| SigningKeyError::Invalid { path: path.to_owned(), what: what.to_owned() };
     let file = std::fs::File::open(path).map_err(io)?;
