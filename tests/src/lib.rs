@@ -37,6 +37,7 @@ pub mod check;
 pub mod dukcapil;
 pub mod envelope;
 pub mod pin;
+pub mod registry;
 pub mod services;
 pub mod store;
 
