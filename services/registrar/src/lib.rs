@@ -15,7 +15,7 @@
 //! kind = "agency"                 # or "front_office"
 //! category = "daerah"             # daerah, pusat, vertikal, bumn, bumd, swasta
 //! regions = ["1771"]              # MPP regions it serves
-//! services_from_catalogue = "../catalogue/dukcapil.toml"  # every [[service]] id, agency event types
+//! services_from_catalogue = "../catalogue/dukcapil.toml"  # every [[service]] id, every event type
 //! services = { kk = ["application_filed", "issued"] }     # and/or listed; "*" = every event type
 //!
 //! [[participant.key]]
@@ -175,8 +175,9 @@ pub struct ParticipantEntry {
     pub category: String,
     /// MPP regions it serves.
     pub regions: Vec<String>,
-    /// A service catalogue whose service ids it may publish, with the
-    /// agency event types.
+    /// A service catalogue whose service ids it may publish, each with
+    /// every event type (an agency's counter opens a case when the citizen
+    /// comes to it first).
     #[serde(default)]
     pub services_from_catalogue: Option<PathBuf>,
     /// Services and their event types (`"*"`: every type).
@@ -241,7 +242,7 @@ pub fn sign_registry(
             let c: Catalogue = toml::from_str(&read_text(&path)?)
                 .with_context(|| format!("parsing the catalogue {}", path.display()))?;
             for s in c.service {
-                services.insert(s.id, agency_event_types().iter().map(|k| k.as_str().to_owned()).collect());
+                services.insert(s.id, EventKind::ALL.iter().map(|k| k.as_str().to_owned()).collect());
             }
         }
         for (s, types) in &p.services {

@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (18):
+//! concern (19):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -36,6 +36,11 @@
 //!   redrive; with `deploy` (the deployment files checked with PyYAML,
 //!   `nats-server -t`, systemd-analyze and kubectl).
 //! - `privacy`: personal data under UU 27/2022 (crypto-shredding), end to end.
+//! - `registry`: the participant registry and signed envelopes: an
+//!   unregistered participant's event and standard, wrong, expired and
+//!   revoked keys, altered and unsigned envelopes, each logged with its
+//!   reason while the victim's case does not move; a log from before the
+//!   registry keeps its verdicts.
 //! - `scale_out`: two hub replicas on a 3-node cluster hold the same log.
 //! - `spine`: 1,000 events through the Dukcapil service → NATS → hub → lookup.
 //! - `tls`: the real binaries over TLS, agency to lookup.
@@ -57,6 +62,7 @@ mod journey;
 mod nats_auth;
 mod ops;
 mod privacy;
+mod registry;
 mod scale_out;
 mod spine;
 mod tls;
