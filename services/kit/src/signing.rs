@@ -5,8 +5,10 @@
 //!
 //! ```text
 //! <name>        the 32-byte Ed25519 private key seed as 64 lowercase hex
-//!               digits and a newline; mode 0600 (refused if its group or
-//!               others may read, write or execute it)
+//!               digits and a newline; mode 0600 as written (refused if
+//!               others may read, write or execute it; group access is
+//!               allowed, as Kubernetes mounts secrets 0440 for the pod's
+//!               group)
 //! <name>.pub    the 32-byte public key as 64 lowercase hex digits and a
 //!               newline; what the registrar registers
 //! ```
@@ -155,8 +157,8 @@ pub fn read_seed(path: &Path) -> Result<[u8; 32], SigningKeyError> {
     let invalid = |what: &str| SigningKeyError::Invalid { path: path.to_owned(), what: what.to_owned() };
     let file = std::fs::File::open(path).map_err(io)?;
     let mode = file.metadata().map_err(io)?.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(invalid("its group or others have access; chmod 600 it"));
+    if mode & 0o007 != 0 {
+        return Err(invalid("others have access to it; chmod 600 it"));
     }
     let mut text = String::new();
     file.take(SIGNING_KEY_FILE_BYTES_MAX).read_to_string(&mut text).map_err(io)?;
