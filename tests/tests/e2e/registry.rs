@@ -324,7 +324,90 @@ async fn unregistered_participants_and_wrong_expired_or_revoked_keys_are_logged_
         "{registry_accepted} of {} statements accepted",
         statements.len()
     );
+
+    // And: an independent verifier (Python, from docs/AUDIT.md alone) checks
+    // every signature of the export: the accepted ones verify, the altered
+    // envelope and the stranger's key do not; a proof bundle of Dukcapil's
+    // filing proves offline that Dukcapil's key signed it.
+    let work = mpp_tests::temp_dir("mpp-registry-verify-")?;
+    let export = work.path().join("export.jsonl");
+    let data_dir = path_str(hub.data_dir())?;
+    hub_audit(&["export", "--data-dir", &data_dir, "--out", &path_str(&export)?])?;
+    let registrar_pub = mpp_tests::registry::write_registrar_key_file(work.path())?;
+    let (ok, out) = verifier(&[&path_str(&export)?, &path_str(&registrar_pub)?])?;
+    ensure!(ok && out.contains("OK: "), "the verifier refused the export: {out}");
+    for a in attacks
+        .iter()
+        .filter(|a| matches!(a.reason, ReasonCode::BadSignature | ReasonCode::UnknownSigningKey))
+    {
+        let seq = audit.entries.iter().rev().find(|e| e.payload == a.payload.as_ref()).map(|e| e.seq);
+        let seq = seq.with_context(|| a.what)?;
+        ensure!(
+            out.contains(&format!("does not verify: seq {seq} ")),
+            "{}: not flagged (seq {seq}): {out}",
+            a.what
+        );
+    }
+    let filed = audit
+        .entries
+        .iter()
+        .find(|e| e.verdict == Verdict::Accepted && e.subject == dk_factory.subject())
+        .context("Dukcapil's accepted filing")?;
+    let bundle = work.path().join("proof.json");
+    let seq = filed.seq.to_string();
+    hub_audit(&["prove", "--data-dir", &data_dir, "--seq", &seq, "--out", &path_str(&bundle)?])?;
+    let dk_pub = mpp_agency_kit::signing::public_key_path(&dk_key);
+    let (ok, out) = verifier(&["--bundle", &path_str(&bundle)?, &path_str(&dk_pub)?])?;
+    ensure!(ok && out.contains("signed by dukcapil"), "the bundle did not verify: {out}");
+    let fo_pub = mpp_agency_kit::signing::public_key_path(&fo_key);
+    let (ok, out) = verifier(&["--bundle", &path_str(&bundle)?, &path_str(&fo_pub)?])?;
+    ensure!(!ok && out.contains("FAIL"), "the bundle verified under the front office's key: {out}");
+    // An export in which an accepted envelope was altered fails.
+    let mut forged = String::new();
+    for line in std::fs::read_to_string(&export)?.lines() {
+        let mut json: serde_json::Value = serde_json::from_str(line)?;
+        if json["seq"] == filed.seq {
+            let mut payload = filed.payload.clone();
+            let middle = payload.len() / 2;
+            payload[middle] ^= 1;
+            json["payload_b64"] = mpp_core::base64::encode(&payload).into();
+        }
+        forged.push_str(&format!("{json}\n"));
+    }
+    let forged_path = work.path().join("forged.jsonl");
+    std::fs::write(&forged_path, forged)?;
+    let (ok, out) = verifier(&[&path_str(&forged_path)?, &path_str(&registrar_pub)?])?;
+    ensure!(!ok && out.contains("FAIL"), "the verifier accepted an altered export: {out}");
     Ok(())
+}
+
+fn path_str(p: &Path) -> Result<String> {
+    Ok(p.to_str().context("a non-UTF-8 path")?.to_owned())
+}
+
+/// Runs `mpp-hub audit ARGS`.
+fn hub_audit(args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new(mpp_tests::bins::workspace_bin("mpp-hub")?)
+        .arg("audit")
+        .args(args)
+        .env("MPP_LOG", "warn")
+        .output()
+        .context("running mpp-hub audit")?;
+    ensure!(out.status.success(), "mpp-hub audit {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+/// Runs tools/verify_signatures.py with the project's Python (`MPP_PYTHON`,
+/// the .venv with `cryptography` that tests/run-all.sh sets up).
+fn verifier(args: &[&str]) -> Result<(bool, String)> {
+    let python = std::env::var("MPP_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/verify_signatures.py");
+    let out = std::process::Command::new(&python).arg(script).args(args).output().with_context(|| {
+        format!("running {python} (MPP_PYTHON: the project's .venv with the cryptography package)")
+    })?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    ensure!(!text.contains("ModuleNotFoundError"), "{python} lacks the cryptography package: {text}");
+    Ok((out.status.success(), text))
 }
 
 /// A registrar key the hub does not trust.
