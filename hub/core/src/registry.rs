@@ -89,20 +89,20 @@ impl ParticipantKind {
     }
 }
 
-/// The kind of institution behind a participant.
+/// The categories of MPP participants the law names (Perpres 89/2021).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Category {
-    /// Regional government (pemerintah daerah).
+    /// A regional government office (dinas of the province or kabupaten/kota).
     Daerah,
-    /// Central government.
+    /// A central government ministry or agency.
     Pusat,
-    /// A central agency's regional office (instansi vertikal).
+    /// A vertical office: a regional unit of a central agency.
     Vertikal,
-    /// State-owned enterprise.
+    /// A state-owned enterprise (Badan Usaha Milik Negara).
     Bumn,
-    /// Regionally owned enterprise.
+    /// A regional government-owned enterprise (Badan Usaha Milik Daerah).
     Bumd,
-    /// Private company.
+    /// A private firm.
     Swasta,
 }
 
