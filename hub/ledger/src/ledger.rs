@@ -253,6 +253,7 @@ impl<S: Store> Ledger<S> {
         let standards =
             store.standards()?.into_iter().map(|s| ((s.agency.clone(), s.service.clone()), s)).collect();
         let registry = store.registry()?;
+        trust.learn_keys(&registry);
         let mut ledger =
             Ledger { store, head, frontier, standards, registry, trust, cache: CaseCache::default() };
         ledger.catch_up()?;
@@ -467,6 +468,7 @@ impl<S: Store> Ledger<S> {
         self.frontier = frontier;
         self.standards.extend(standards);
         if let Some(r) = registry {
+            self.trust.learn_keys(&r);
             self.registry = r;
         }
         out.head = head;
@@ -578,6 +580,17 @@ impl CheckedBatch {
     /// The messages, in the order given.
     pub fn messages(&self) -> &[RawMessage] {
         &self.msgs
+    }
+
+    /// Verifies the batch's distinct envelope signatures ahead of the
+    /// writer (see [`Trust::preverify`]); changes no verdict.
+    pub fn preverify(&self, trust: &Trust) {
+        trust.preverify(self.checked.iter().filter_map(|c| match c {
+            Ok(Checked::Event { env, signature: EnvelopeSignature::Claim(claim) }) => {
+                Some((env.agency.as_str(), claim))
+            }
+            _ => None,
+        }));
     }
 }
 

@@ -8,12 +8,19 @@
 //! `mpp_core::signature::SIGN_BATCH_ENVELOPES_MAX` envelopes) and every
 //! envelope of the batch carries the same signature over the same root, so
 //! the ledger verifies each batch signature once and remembers it: the
-//! cache holds the SHA-256 of (public key, signature, message) of every
-//! signature that verified, in two generations of up to
-//! [`VERIFIED_SIGNATURES_MAX`]` / 2` (the older one dropped whole when the
-//! younger fills). Only successes are cached, and a hit means exactly the
-//! same bytes verified before, so the cache never changes a verdict: a
-//! replay with an empty cache judges the same.
+//! cache holds, by signature, the public key and message of every signature
+//! that verified, in two generations of up to [`VERIFIED_SIGNATURES_MAX`]`
+//! / 2` (the older one dropped whole when the younger fills). Only
+//! successes are cached, and a hit means exactly the same public key,
+//! message and signature verified before, so the cache never changes a
+//! verdict: a replay with an empty cache judges the same.
+//!
+//! The ingest task fills the cache ahead of the writer
+//! ([`Trust::preverify`]): while the writer commits one batch, the next
+//! batch's distinct signatures are verified under the keys the registry
+//! held at the last commit ([`Trust::learn_keys`]), so the writer mostly
+//! finds them verified. A key the snapshot lacks (added in the same batch)
+//! is simply verified by the writer.
 //!
 //! # Key file
 //!
@@ -23,11 +30,13 @@
 //! ignored. Every key listed is trusted: keep a retired registrar key in the
 //! file while its statements must still replay.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
-use mpp_core::signature::SignatureVerifier;
+use mpp_core::checkpoint::KeyId;
+use mpp_core::registry::Registry;
+use mpp_core::signature::{BatchClaim, SignatureVerifier};
 use ring::signature::{UnparsedPublicKey, ED25519};
 
 /// Most verified signatures remembered (two generations of half each);
@@ -45,12 +54,17 @@ pub const REGISTRAR_KEY_FILE_BYTES_MAX: u64 = 4096;
 pub struct Trust {
     registrar_keys: Vec<[u8; 32]>,
     verified: Mutex<Generations>,
+    /// Every key the registry held at the last commit: key id → (participant, public key).
+    known_keys: RwLock<HashMap<KeyId, (String, [u8; 32])>>,
 }
+
+/// A verified signature: the public key and the message it was checked against.
+type Verified = ([u8; 32], Box<[u8]>);
 
 #[derive(Debug, Default)]
 struct Generations {
-    young: HashSet<[u8; 32]>,
-    old: HashSet<[u8; 32]>,
+    young: HashMap<[u8; 64], Verified>,
+    old: HashMap<[u8; 64], Verified>,
 }
 
 /// Why a registrar key file cannot be used.
@@ -78,7 +92,7 @@ impl Trust {
     /// Trusts these registrar keys (none: registry statements are refused
     /// with `REGISTRAR_NOT_CONFIGURED`).
     pub fn new(registrar_keys: Vec<[u8; 32]>) -> Self {
-        Trust { registrar_keys, verified: Mutex::default() }
+        Trust { registrar_keys, verified: Mutex::default(), known_keys: RwLock::default() }
     }
 
     /// Reads a registrar key file (see the module docs).
@@ -101,17 +115,49 @@ impl Trust {
         &self.registrar_keys
     }
 
-    fn remember(&self, digest: [u8; 32]) {
+    fn remember(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) {
         let mut g = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if g.young.len() >= VERIFIED_SIGNATURES_MAX / 2 {
             g.old = std::mem::take(&mut g.young);
         }
-        g.young.insert(digest);
+        g.young.insert(*signature, (*public_key, message.into()));
     }
 
-    fn seen(&self, digest: &[u8; 32]) -> bool {
+    fn seen(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
         let g = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        g.young.contains(digest) || g.old.contains(digest)
+        let same = |v: &Verified| v.0 == *public_key && *v.1 == *message;
+        g.young.get(signature).is_some_and(same) || g.old.get(signature).is_some_and(same)
+    }
+
+    /// Records the keys of `registry` for [`Trust::preverify`] (the ledger
+    /// calls it when it opens and after each commit that changed the registry).
+    pub fn learn_keys(&self, registry: &Registry) {
+        let keys = registry
+            .participants
+            .iter()
+            .flat_map(|(id, p)| {
+                p.keys.iter().map(move |(k, key)| (*k, (id.as_str().to_owned(), key.public_key)))
+            })
+            .collect();
+        *self.known_keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+    }
+
+    /// Verifies the distinct batch signatures among `claims` (participant,
+    /// claim) under the keys last learnt, filling the cache; claims of
+    /// unknown keys are left for the writer. Never decides anything.
+    pub fn preverify<'a>(&self, claims: impl Iterator<Item = (&'a str, &'a BatchClaim)>) {
+        let mut last: Option<[u8; 64]> = None;
+        for (participant, claim) in claims {
+            // A batch's envelopes arrive together: skip repeats cheaply.
+            if last == Some(claim.signature) {
+                continue;
+            }
+            last = Some(claim.signature);
+            let key = self.known_keys.read().unwrap_or_else(|e| e.into_inner()).get(&claim.key_id).cloned();
+            if let Some((owner, public_key)) = key.filter(|(owner, _)| owner == participant) {
+                claim.verify(&owner, &public_key, self);
+            }
+        }
     }
 }
 
@@ -137,20 +183,14 @@ pub fn parse_registrar_keys(text: &str) -> Result<Vec<[u8; 32]>, String> {
     Ok(keys)
 }
 
-fn digest(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> [u8; 32] {
-    use sha2::{Digest as _, Sha256};
-    Sha256::new().chain_update(public_key).chain_update(signature).chain_update(message).finalize().into()
-}
-
 impl SignatureVerifier for Trust {
     fn verify_ed25519(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-        let d = digest(public_key, message, signature);
-        if self.seen(&d) {
+        if self.seen(public_key, message, signature) {
             return true;
         }
         let ok = UnparsedPublicKey::new(&ED25519, public_key).verify(message, signature).is_ok();
         if ok {
-            self.remember(d);
+            self.remember(public_key, message, signature);
         }
         ok
     }
@@ -169,9 +209,12 @@ mod tests {
         let sig: [u8; 64] = pair.sign(b"m").as_ref().try_into().unwrap();
         let t = Trust::default();
         assert!(t.verify_ed25519(&pk, b"m", &sig));
-        assert!(t.seen(&digest(&pk, b"m", &sig)));
+        assert!(t.seen(&pk, b"m", &sig));
+        // The same signature presented for another message, or under
+        // another key, is no hit and does not verify.
         assert!(!t.verify_ed25519(&pk, b"n", &sig));
-        assert!(!t.seen(&digest(&pk, b"n", &sig)));
+        assert!(!t.seen(&pk, b"n", &sig));
+        assert!(!t.seen(&[0; 32], b"m", &sig));
         assert!(t.verify_ed25519(&pk, b"m", &sig));
     }
 
@@ -179,9 +222,9 @@ mod tests {
     fn the_cache_is_bounded() {
         let t = Trust::default();
         for i in 0..(VERIFIED_SIGNATURES_MAX * 2) as u64 {
-            let mut d = [0u8; 32];
-            d[..8].copy_from_slice(&i.to_be_bytes());
-            t.remember(d);
+            let mut s = [0u8; 64];
+            s[..8].copy_from_slice(&i.to_be_bytes());
+            t.remember(&[0; 32], b"m", &s);
         }
         let g = t.verified.lock().unwrap();
         assert!(g.young.len() + g.old.len() <= VERIFIED_SIGNATURES_MAX);
