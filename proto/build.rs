@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let files = [
         "proto/mpp/v1/event.proto",
+        "proto/mpp/v1/registry.proto",
         "proto/mpp/v1/hub.proto",
         "proto/mpp/v1/dukcapil.proto",
         "proto/mpp/v1/imigrasi.proto",

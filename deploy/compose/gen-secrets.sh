@@ -25,12 +25,17 @@
 #                               hub and every participant), each its own
 #   nats-cert, nats-key         the NATS servers' certificate (client and
 #                               route ports; Compose and Kubernetes names)
+#   signing-key-<p>, .pub       participant <p>'s Ed25519 event-signing key (its
+#                               seed, 0600) and public key (for the registrar)
+#   registrar.key, .pub         the province registrar's Ed25519 key: the
+#                               private one belongs OFFLINE with the registrar
+#                               (move it off this host); the hub mounts .pub
 #
 # Existing files are kept (delete one to rotate it). Prints the tokens' paths.
 set -euo pipefail
 DIR=$(cd "$(dirname "$0")" && pwd)/secrets
 PARTICIPANTS=(frontoffice dukcapil imigrasi bpn pln pdam bank dpmptsp)
-NATS_USERS=("${PARTICIPANTS[@]}" hub mpp-hub-0 mpp-hub-1 stream-setup)
+NATS_USERS=("${PARTICIPANTS[@]}" hub mpp-hub-0 mpp-hub-1 stream-setup registrar)
 (umask 077 && mkdir -p "$DIR")
 secret() { [ -s "$DIR/$1" ] || (umask 077 && od -An -tx1 -N"$2" /dev/urandom | tr -d ' \n' >"$DIR/$1"); }
 hash() { printf %s "$(cat "$DIR/$1")" | sha256sum | cut -d' ' -f1; }
@@ -41,7 +46,22 @@ secret operator-token 24
 secret auditor-token 24
 (umask 077 && printf 'operator:%s\n' "$(hash operator-token)" >"$DIR/operator-tokens")
 (umask 077 && printf 'auditor:%s\n' "$(hash auditor-token)" >"$DIR/auditor-tokens")
+# ed25519 NAME: an Ed25519 key in the format of `mpp-registrar keygen`: NAME
+# holds the 32-byte seed in hex (0600), NAME.pub the public key in hex;
+# kept if present. The seed and the public key are the last 32 bytes of
+# OpenSSL's PKCS#8 and SubjectPublicKeyInfo DER encodings.
+ed25519() {
+    [ -s "$DIR/$1" ] && return 0
+    local der
+    der=$(mktemp)
+    openssl genpkey -algorithm ed25519 -outform DER -out "$der" 2>/dev/null
+    (umask 077 && { tail -c 32 "$der" | od -An -tx1 | tr -d ' \n'; echo; } >"$DIR/$1")
+    { openssl pkey -inform DER -in "$der" -pubout -outform DER 2>/dev/null | tail -c 32 | od -An -tx1 | tr -d ' \n'; echo; } >"$DIR/$1.pub"
+    rm -f "$der"
+}
+ed25519 registrar.key
 for p in "${PARTICIPANTS[@]}"; do
+    ed25519 "signing-key-$p"
     secret "client-token-$p" 24
     scopes=
     [ "$p" != frontoffice ] || scopes=:cases:open,personal-data:read,personal-data:erase

@@ -11,7 +11,10 @@
 # Secrets are generated once into .local/secrets/ (mode 0600, never commit):
 # the province's PIN pepper, the NIK key, the front office's serial key
 # (unguessable tracking numbers), an operator token (/ops) and an auditor
-# token (the audit API), and mpp-sim's own token for each
+# token (the audit API), a local registrar key and each participant's own
+# event-signing key (signing-<service>.key; the hub trusts the registrar's
+# public key, and the registrar registers every service with its key:
+# docs/OPERATIONS.md "Participant registry"), and mpp-sim's own token for each
 # service (sim-token-<service>; that service alone keeps its SHA-256, in
 # .local/secrets/tokens-<service>: no tokens file is shared). Logs:
 # .local/logs/. Data persists across runs; delete .local/ to start over.
@@ -44,7 +47,7 @@ while [ $# -gt 0 ]; do
     --no-sim) RUN_SIM=0 ;;
     --secure-nats) SECURE_NATS=1 ;;
     --tls) TLS=1 ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -99,7 +102,7 @@ for addr in "${ADDRS[@]}"; do
 done
 
 echo "building ($PROFILE) ..." >&2
-BUILD=(cargo build -p mpp-hub -p mpp-agencies -p mpp-frontoffice -p mpp-sim --bins)
+BUILD=(cargo build -p mpp-hub -p mpp-agencies -p mpp-frontoffice -p mpp-sim -p mpp-registrar --bins)
 if [ "$PROFILE" = release ]; then
     BUILD+=(--release)
 fi
@@ -137,6 +140,42 @@ for s in "${SERVICES[@]}"; do
     SIM_TOKENS+=("MPP_$(tr a-z A-Z <<<"$name")_TOKEN=$(cat ".local/secrets/sim-token-$name")")
 done
 PEPPER=.local/secrets/pin-pepper
+
+# The participant registry: a local registrar key (on a real province it is
+# kept offline) and one signing key per participant, each readable by that
+# participant only. The registry file lists every local participant.
+keygen() {
+    if [ ! -s ".local/secrets/$1" ]; then
+        "$BIN/mpp-registrar" keygen --out ".local/secrets/$1" >/dev/null
+    fi
+}
+keygen registrar.key
+category_of() {
+    case "$1" in
+    dukcapil | dpmptsp) echo daerah ;;
+    imigrasi) echo vertikal ;;
+    bpn) echo pusat ;;
+    pln) echo bumn ;;
+    pdam) echo bumd ;;
+    bank) echo swasta ;;
+    esac
+}
+REGISTRY=.local/registry.toml
+{
+    echo "# Written by deploy/local/up.sh: the local stack's participant registry."
+    for s in "${SERVICES[@]}"; do
+        read -r name _ _ <<<"$s"
+        keygen "signing-$name.key"
+        if [ "$name" = frontoffice ]; then
+            printf '[[participant]]\nid = "mpp-%s"\nkind = "front_office"\ncategory = "daerah"\nregions = ["%s"]\n' "$REGION" "$REGION"
+            printf 'services = { loket = ["case_opened", "personal_data_sealed", "personal_data_erased"] }\n'
+        else
+            printf '[[participant]]\nid = "%s"\nkind = "agency"\ncategory = "%s"\nregions = ["%s"]\n' "$name" "$(category_of "$name")" "$REGION"
+            printf 'services_from_catalogue = "../deploy/catalogue/%s.toml"\n' "$name"
+        fi
+        printf '[[participant.key]]\npublic_key_file = "secrets/signing-%s.key.pub"\n\n' "$name"
+    done
+} >"$REGISTRY"
 
 # With --tls: a local CA and one certificate for 127.0.0.1 and localhost,
 # made once (mode 0600 keys); every server gets --tls-cert-file and
@@ -286,9 +325,21 @@ HUB_HELP=$("$BIN/mpp-hub" serve --help 2>&1 || true)
 if has_flag "$HUB_HELP" --pin-pepper-file; then
     HUB_ARGS+=(--pin-pepper-file "$PEPPER")
 fi
+HUB_ARGS+=(--registrar-key-file .local/secrets/registrar.key.pub)
 start "$BIN/mpp-hub" "${HUB_ARGS[@]}"
 wait_until mpp-hub "${PIDS[-1]}" http_ok "$SCHEME://$HUB_HTTP/readyz"
 echo "mpp-hub         up: gRPC $HUB_GRPC, HTTP $SCHEME://$HUB_HTTP" >&2
+
+# The registry, once per stream (the marker lives with the data): the
+# registrar signs the statements (offline in a province) and publishes them.
+if [ ! -e .local/data/registry-published ]; then
+    "$BIN/mpp-registrar" sign --registrar-key .local/secrets/registrar.key --registry "$REGISTRY" \
+        --out .local/data/registry.statements >&2
+    # shellcheck disable=SC2046 # user names and paths without spaces
+    "$BIN/mpp-registrar" publish --statements .local/data/registry.statements --nats-url "$NATS_URL" \
+        $(nats_login registrar) >&2
+    touch .local/data/registry-published
+fi
 
 for s in "${SERVICES[@]}"; do
     read -r name grpc metrics <<<"$s"
@@ -296,7 +347,8 @@ for s in "${SERVICES[@]}"; do
     help=$("$exe" --help 2>&1 || true)
     args=(--nats-url "$NATS_URL" --grpc-addr "127.0.0.1:$grpc" --region-code "$REGION"
         --data-dir ".local/data/$name" --tokens-file ".local/secrets/tokens-$name"
-        --pin-pepper-file "$PEPPER" --metrics-addr "127.0.0.1:$metrics" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"})
+        --pin-pepper-file "$PEPPER" --metrics-addr "127.0.0.1:$metrics" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"}
+        --signing-key-file ".local/secrets/signing-$name.key")
     if [ "$SECURE_NATS" = 1 ]; then
         # shellcheck disable=SC2207 # user names and paths without spaces
         args+=($(nats_login "$name") --skip-stream-setup)
@@ -374,7 +426,7 @@ for s in "${SERVICES[@]}"; do
     printf '  %-15s %s://127.0.0.1:%s/metrics\n' "mpp-$name" "$SCHEME" "$metrics"
 done
 echo
-echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, serial-key, operator-token, auditor-token (operator-tokens, auditor-tokens = their hashes), sim-token-<service> (mpp-sim's token there; tokens-<service> = its hash)."
+echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, serial-key, operator-token, auditor-token (operator-tokens, auditor-tokens = their hashes), registrar.key, signing-<service>.key, sim-token-<service> (mpp-sim's token there; tokens-<service> = its hash)."
 SIM_ENV='for s in frontoffice dukcapil imigrasi bpn pln pdam bank dpmptsp; do export "MPP_${s^^}_TOKEN=$(cat .local/secrets/sim-token-$s)"; done'
 if [ "$TLS" = 1 ]; then
     echo "More traffic: $SIM_ENV; $BIN/mpp-sim --cases 20 --seed 7 --tls-ca-file $TLS_DIR/ca.pem --<service>-addr https://127.0.0.1:<port> (each service)"

@@ -97,6 +97,7 @@ impl EventFactory {
             occurred_at_ms: now_ms(),
             officer: self.officer.clone(),
             body: Some(body),
+            signature: None,
         }
     }
 

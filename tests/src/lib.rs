@@ -38,6 +38,7 @@ pub mod docs;
 pub mod dukcapil;
 pub mod envelope;
 pub mod pin;
+pub mod registry;
 pub mod rss;
 pub mod services;
 pub mod store;

@@ -55,6 +55,10 @@ pub struct HubOptions {
     /// limit or budget here, ask for `documented_rate_limits` (so the
     /// harness gives none of them).
     pub extra_args: Vec<String>,
+    /// `--registrar-key-file`; `None` writes the test registrar's public
+    /// key ([`crate::registry::test_registrar`]) into the hub's temporary
+    /// directory.
+    pub registrar_key_file: Option<PathBuf>,
 }
 
 /// Lookup rate (and burst) per client address of the hubs the harness
@@ -111,6 +115,11 @@ impl HubProcess {
         }
         let pepper = pin_pepper_file(options.pin_pepper_file, dir.path())?;
         args.extend(["--pin-pepper-file".to_owned(), pepper.display().to_string()]);
+        let registrar = match options.registrar_key_file {
+            Some(p) => p,
+            None => crate::registry::write_registrar_key_file(dir.path())?,
+        };
+        args.extend(["--registrar-key-file".to_owned(), registrar.display().to_string()]);
         if let Some((user, password_file)) = options.nats_login {
             args.extend([
                 "--nats-user".to_owned(),

@@ -59,10 +59,11 @@ pub fn audit_stopped_hub(data_dir: &Path) -> Result<StoreAudit> {
         "verify_chain verified {verified} entries, head says {}",
         head.last_seq
     );
-    let (rebuilt, rebuilt_head) = match mpp_ledger::ledger::rebuild(&store) {
-        Ok(r) => r,
-        Err(e) => bail!("rebuild from the log failed: {e}"),
-    };
+    let (rebuilt, rebuilt_head) =
+        match mpp_ledger::ledger::rebuild_with(&store, &crate::registry::test_trust()) {
+            Ok(r) => r,
+            Err(e) => bail!("rebuild from the log failed: {e}"),
+        };
     ensure!(rebuilt_head == head, "rebuilt head {rebuilt_head:?} differs from the stored head {head:?}");
     // The store writes case values behind the log; a hub that was killed
     // re-derives the newest from the log when it opens its ledger: so does

@@ -26,7 +26,8 @@ pub(crate) fn run(data_dir: &Path) -> Result<AuditRun> {
     let entries = mpp_ledger::ledger::verify_chain(&store).map_err(|e| anyhow!("verify: {e}"))?;
     let verify = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let (_, head) = mpp_ledger::ledger::rebuild(&store).map_err(|e| anyhow!("rebuild: {e}"))?;
+    let (_, head) = mpp_ledger::ledger::rebuild_with(&store, &crate::signing::trust())
+        .map_err(|e| anyhow!("rebuild: {e}"))?;
     let rebuild = t.elapsed().as_secs_f64();
     if head.last_seq != entries {
         return Err(anyhow!("rebuild ended at {} but verify counted {entries}", head.last_seq));

@@ -1,6 +1,8 @@
 //! The pre-filled stream shared by sections 1 (raw consume), 2 (ingest),
-//! 5 (lookups), 6 (audit) and 7 (footprint): the service standards, then
-//! journeys of many interleaved cases.
+//! 5 (lookups), 6 (audit) and 7 (footprint): the participant registry (the
+//! bench registrar's statements), the service standards, then journeys of
+//! many interleaved cases, every envelope signed by its participant, one
+//! signature per participant per [`SIGN_WINDOW_MESSAGES`] messages.
 //!
 //! Filling a stream under `sync_interval: always` runs at a few thousand
 //! messages per second (one fsync per message), so a million would take
@@ -18,9 +20,10 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use mpp_core::ids::TrackingNumber;
-use prost::Message as _;
+use mpp_proto::v1 as pb;
 
 use crate::nats::{self, NatsServer, SyncInterval};
+use crate::signing::{Signers, SIGN_WINDOW_MESSAGES};
 use crate::workload::{now_ms, standards, Interleaved, OPEN_CASES_DEFAULT};
 
 /// Publishes awaiting their PubAck at once while filling.
@@ -146,20 +149,29 @@ pub(crate) async fn fill(parent: &Path, messages: u64, seed: u64) -> Result<Corp
     let now = now_ms();
     let mut payload_bytes = 0u64;
     let mut sent = 0u64;
-    for step in standards(1)? {
-        let env = step.envelope(region, now);
-        let payload = Bytes::from(env.encode_to_vec());
-        payload_bytes += payload.len() as u64;
-        pipe.send(step.subject(), &env.event_id, payload).await?;
-        sent += 1;
-    }
-    while sent < messages {
-        let step = generator.next_step()?;
-        let env = step.envelope(region, now);
-        let payload = Bytes::from(env.encode_to_vec());
-        payload_bytes += payload.len() as u64;
-        pipe.send(step.subject(), &env.event_id, payload).await?;
-        sent += 1;
+    let signers = Signers::new()?;
+    let mut window: Vec<(String, pb::Envelope)> =
+        standards(1)?.iter().map(|s| (s.subject(), s.envelope(region, now))).collect();
+    let mut outgoing = signers.statements(region, now)?;
+    loop {
+        while window.len() < SIGN_WINDOW_MESSAGES
+            && sent + ((outgoing.len() + window.len()) as u64) < messages
+        {
+            let step = generator.next_step()?;
+            window.push((step.subject(), step.envelope(region, now)));
+        }
+        outgoing.extend(signers.sign(std::mem::take(&mut window))?);
+        if outgoing.is_empty() {
+            break;
+        }
+        for (subject, id, payload) in outgoing.drain(..) {
+            payload_bytes += payload.len() as u64;
+            pipe.send(subject, &id, payload).await?;
+            sent += 1;
+        }
+        if sent >= messages {
+            break;
+        }
     }
     pipe.flush().await?;
     drop(pipe);
@@ -184,16 +196,20 @@ pub(crate) async fn publish_paced(
 ) -> Result<u64> {
     let mut pipe = Pipeline::new(client, 512);
     let region = generator.region();
+    let signers = Signers::new()?;
     let start = Instant::now();
     let mut sent = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     while !*stop.borrow() {
         tick.tick().await;
         let due = (start.elapsed().as_secs_f64() * rate) as u64;
-        while sent < due {
+        let mut window = Vec::new();
+        while sent + (window.len() as u64) < due {
             let step = generator.next_step()?;
-            let env = step.envelope(region, now_ms());
-            pipe.send(step.subject(), &env.event_id, Bytes::from(env.encode_to_vec())).await?;
+            window.push((step.subject(), step.envelope(region, now_ms())));
+        }
+        for (subject, id, payload) in signers.sign(window)? {
+            pipe.send(subject, &id, payload).await?;
             sent += 1;
         }
     }

@@ -45,10 +45,17 @@ impl IngestRun {
 
 /// Ingests the first `n` messages of the corpus into a fresh store under
 /// `tmp` and measures the time until the head has reached message `n`.
-pub(crate) async fn run(tmp: &Path, corpus: &Corpus, n: u64) -> Result<IngestRun> {
+///
+/// With `registry`, the ledger trusts the bench registrar: the corpus's
+/// registry statements are accepted and every envelope's signature is
+/// verified. Without, the statements are rejected (no registrar key), the
+/// registry never comes into force and signatures are not looked at: the
+/// path of a hub from before the registry.
+pub(crate) async fn run(tmp: &Path, corpus: &Corpus, n: u64, registry: bool) -> Result<IngestRun> {
     let dir = crate::temp_dir(tmp, "ingest-")?;
     let store = SledStore::open(dir.path()).context("opening the store")?;
-    let ledger = Ledger::open(store.clone()).map_err(|e| anyhow!("{e}"))?;
+    let trust = if registry { crate::signing::trust() } else { mpp_ledger::trust::Trust::default() };
+    let ledger = Ledger::open_with(store.clone(), Arc::new(trust)).map_err(|e| anyhow!("{e}"))?;
     let head = ledger.head();
     let origin = Origin::for_hub("mpp-bench").map_err(|e| anyhow!("{e:?}"))?;
     let signer = Arc::new(Signer::load_or_create(dir.path(), origin).map_err(|e| anyhow!("{e}"))?);
@@ -60,7 +67,7 @@ pub(crate) async fn run(tmp: &Path, corpus: &Corpus, n: u64) -> Result<IngestRun
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = IngestConfig {
         nats_url: corpus.nats.url(),
-        consumer_name: "bench-ingest".to_owned(),
+        consumer_name: if registry { "bench-ingest" } else { "bench-ingest-unsigned" }.to_owned(),
         batch_max: HUB_BATCH,
         changes: None,
     };

@@ -132,6 +132,7 @@ impl Hub {
         let data_dir = dir.join("hub-data");
         let pepper = dir.join("pepper");
         std::fs::write(&pepper, BENCH_PEPPER)?;
+        let registrar = crate::signing::write_registrar_key_file(dir)?;
         let grpc_port = free_port()?;
         let http_port = free_port()?;
         let log = dir.join("mpp-hub.log");
@@ -147,6 +148,8 @@ impl Hub {
             .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
             .arg("--pin-pepper-file")
             .arg(&pepper)
+            .arg("--registrar-key-file")
+            .arg(&registrar)
             .args(["--lookups-per-minute", &rate, "--lookup-burst", &rate])
             // Probes poll a case until it exists; misses must not lock it.
             .args(["--pin-failures-max", "1000"])

@@ -33,7 +33,7 @@ pub(crate) const BENCH_PIN: &str = "271828";
 pub(crate) const BENCH_PEPPER: &[u8] = b"mpp-bench-pin-pepper-not-a-secret";
 
 /// The front office's service id: case openings.
-const FRONT_OFFICE_SERVICE: &str = "loket";
+pub(crate) const FRONT_OFFICE_SERVICE: &str = "loket";
 
 /// The year in the agencies' register numbers (application ids).
 const APPLICATION_YEAR: u32 = 2026;
@@ -105,6 +105,7 @@ impl Step {
             occurred_at_ms: now_ms,
             officer: self.officer.to_string(),
             body: Some(mpp_wire::body_to_wire(&self.body)),
+            signature: None,
         }
     }
 
@@ -148,7 +149,7 @@ fn officer(s: &str) -> Result<OfficerId> {
 }
 
 /// Every service of the simulator's journeys, as (agency, service).
-fn services() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn services() -> Vec<(&'static str, &'static str)> {
     let mut all: Vec<(&str, &str)> = Journey::ALL
         .iter()
         .flat_map(|j| j.services().iter().map(|s| (s.agency_id(), s.service_id())))

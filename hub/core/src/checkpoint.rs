@@ -108,7 +108,7 @@ const SIGNATURE_LINE_PREFIX: &str = "\u{2014} ";
 
 /// Names a signing key: the first 8 bytes of SHA-256 of its 32-byte Ed25519
 /// public key. Displayed as 16 lowercase hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct KeyId(pub [u8; 8]);
 
 impl KeyId {

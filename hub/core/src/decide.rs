@@ -11,6 +11,7 @@ use crate::event::{Envelope, EventBody, EventKind, Target};
 use crate::ids::{AgencyId, ServiceId, TrackingNumber};
 use crate::limits;
 use crate::reason::{ReasonCode, Rejection};
+use crate::registry::Registry;
 use crate::state::{next_state, AppState};
 
 /// Read access to the state a decision needs. Implementations must have
@@ -20,6 +21,11 @@ pub trait State {
     fn case(&self, id: &TrackingNumber) -> Option<&Case>;
     /// The service standard in force, if any was published.
     fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard>;
+    /// The participant registry (who each participant is, e.g. its kind),
+    /// for states that keep it.
+    fn registry(&self) -> Option<&Registry> {
+        None
+    }
 }
 
 /// Write access for [`apply`].
@@ -480,6 +486,8 @@ pub struct MemState {
     pub cases: BTreeMap<TrackingNumber, Case>,
     /// Standards in force by agency and service.
     pub standards: BTreeMap<(AgencyId, ServiceId), ServiceStandard>,
+    /// The participant registry.
+    pub registry: Registry,
 }
 
 impl State for MemState {
@@ -489,6 +497,10 @@ impl State for MemState {
 
     fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard> {
         self.standards.get(&(agency.clone(), service.clone()))
+    }
+
+    fn registry(&self) -> Option<&Registry> {
+        Some(&self.registry)
     }
 }
 

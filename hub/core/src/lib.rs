@@ -21,6 +21,12 @@
 //! chain hashes (frontier, inclusion and consistency proofs and their
 //! verification), and [`checkpoint`] defines what the hub signs about it.
 //!
+//! Trust: [`registry`] is the participant registry, a fold over the
+//! registrar's signed statements in the log, and its rules for every event
+//! (registered participant, valid key, signature, service, event type,
+//! region); [`signature`] is the canonical encoding participants sign,
+//! one Ed25519 signature per batch over a Merkle root.
+//!
 //! Seeded choices: [`rng::Rng`] (SplitMix64) is the project's one seeded
 //! generator, a pure function of its seed, used by the simulator's journeys
 //! and the tests (not by the hub itself).
@@ -41,7 +47,9 @@ pub mod merkle;
 pub mod note;
 pub mod pin;
 pub mod reason;
+pub mod registry;
 pub mod rng;
+pub mod signature;
 pub mod sla;
 pub mod state;
 pub mod validate;

@@ -158,6 +158,38 @@ reason_codes! {
     ProofOfWorkRequired => "PROOF_OF_WORK_REQUIRED", "Many lookups failed across the hub lately, so each lookup needs a proof of work: solve the challenge given with this answer (or wait out its delay token) and send the proof with the lookup (docs/API.md).";
     /// The shared store of lookup budgets cannot answer.
     LookupBudgetUnavailable => "LOOKUP_BUDGET_UNAVAILABLE", "The lookup needed the shared store of guessing budgets (a NATS key-value bucket), which is unreachable or full; nothing was checked, retry later.";
+    /// The envelope's participant (its agency_id) is not in the registry.
+    UnregisteredParticipant => "UNREGISTERED_PARTICIPANT", "The participant registry is in force and the envelope's agency_id (or the statement's participant) is not registered; ask the province's registrar to register it.";
+    /// The envelope carries no signature although the registry is in force.
+    UnsignedEnvelope => "UNSIGNED_ENVELOPE", "The participant registry is in force and the envelope carries no signature; run the service with --signing-key-file.";
+    /// The envelope's signature field is not well formed.
+    MalformedSignature => "MALFORMED_SIGNATURE", "The envelope's signature is malformed: not the payload's last field, a key id that is not 8 bytes, a signature that is not 64 bytes, a batch larger than 256, or a path of the wrong length.";
+    /// The signing key is not registered for the participant.
+    UnknownSigningKey => "UNKNOWN_SIGNING_KEY", "The signing key id is not registered for this participant (the registry has no such key for it).";
+    /// The signing key's validity starts after the time of record.
+    SigningKeyNotYetValid => "SIGNING_KEY_NOT_YET_VALID", "The signing key is registered but its validity period starts after the event's time of record.";
+    /// The signing key's validity ended before the time of record.
+    SigningKeyExpired => "SIGNING_KEY_EXPIRED", "The signing key's validity period ended before the event's time of record; sign with the participant's current key.";
+    /// The signing key was revoked.
+    SigningKeyRevoked => "SIGNING_KEY_REVOKED", "The signing key was revoked by the registrar; events signed with it after the revocation are refused.";
+    /// The signature does not verify.
+    BadSignature => "BAD_SIGNATURE", "The envelope's signature does not verify under the registered key: the envelope, its subject or its batch path was altered, or it was signed with another key.";
+    /// The service is not in the participant's registration.
+    ServiceNotRegistered => "SERVICE_NOT_REGISTERED", "The participant is not registered to publish this service.";
+    /// The event type is not registered for the service.
+    EventTypeNotRegistered => "EVENT_TYPE_NOT_REGISTERED", "The participant is not registered to publish this event type for this service.";
+    /// The envelope's region is not one the participant serves.
+    RegionNotServed => "REGION_NOT_SERVED", "The envelope's MPP region is not one the participant is registered to serve.";
+    /// A registry statement does not decode or holds invalid fields.
+    MalformedRegistryStatement => "MALFORMED_REGISTRY_STATEMENT", "The registry statement does not decode as a signed mpp.v1.RegistryStatement, or one of its fields is invalid.";
+    /// The hub has no registrar key, so it cannot judge registry statements.
+    RegistrarNotConfigured => "REGISTRAR_NOT_CONFIGURED", "This hub runs without a registrar key (--insecure-no-registrar or --insecure-dev-keys), so it refuses every registry statement.";
+    /// The registry statement is not signed by a registrar key the hub trusts.
+    RegistrarSignatureInvalid => "REGISTRAR_SIGNATURE_INVALID", "The registry statement is not signed by a registrar key in the hub's --registrar-key-file, or its signature does not verify.";
+    /// The signing key is already registered.
+    SigningKeyExists => "SIGNING_KEY_EXISTS", "A signing key with this id is already registered (keys are never re-added, even after revocation).";
+    /// A registry limit was reached.
+    RegistryLimitExceeded => "REGISTRY_LIMIT_EXCEEDED", "The registry or the participant already holds the most participants, keys, regions or services allowed (see mpp_core::registry).";
 }
 
 impl fmt::Display for ReasonCode {

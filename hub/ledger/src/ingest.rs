@@ -34,6 +34,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::ledger::{BatchOutcome, CheckedBatch, Ledger, LedgerError, RawMessage};
 use crate::signer::Checkpointer;
+use crate::trust::Trust;
 use mpp_core::TrackingNumber;
 use mpp_edge::nats::{connect_nats, NatsAccess};
 use mpp_edge::stream::{stream_config, STREAM_NAME, STREAM_SUBJECT_FILTER};
@@ -115,6 +116,7 @@ enum WriterJob {
 pub struct Writer {
     tx: mpsc::Sender<WriterJob>,
     thread: std::thread::JoinHandle<()>,
+    trust: Arc<Trust>,
 }
 
 impl Writer {
@@ -151,6 +153,7 @@ impl Writer {
         mut checkpointer: Option<Checkpointer>,
         metrics: Option<Arc<HubMetrics>>,
     ) -> std::io::Result<Self> {
+        let trust = ledger.trust().clone();
         let (tx, mut rx) = mpsc::channel::<WriterJob>(WRITER_QUEUE_BATCHES_MAX);
         let thread = std::thread::Builder::new().name("mpp-ledger-writer".into()).spawn(move || {
             while let Some(job) = rx.blocking_recv() {
@@ -197,7 +200,7 @@ impl Writer {
             }
             debug!("Ledger writer stopped");
         })?;
-        Ok(Self { tx, thread })
+        Ok(Self { tx, thread, trust })
     }
 
     /// Offers the writer a timer tick for time-based checkpoints. Never
@@ -225,6 +228,7 @@ impl Writer {
         // Decoding and validating here, on the caller's thread, runs in
         // parallel with the writer committing the batch before.
         let batch = CheckedBatch::new(batch);
+        batch.preverify(&self.trust);
         self.tx.send(WriterJob::Commit(batch, reply_tx)).await.map_err(|_| IngestError::WriterGone)?;
         Ok(reply_rx)
     }

@@ -21,11 +21,23 @@
 //! 2. the subject is longer than [`SUBJECT_CHECKED_BYTES_MAX`] → `BAD_SUBJECT`;
 //! 3. the payload is not a protobuf `mpp.v1.Envelope` → `UNDECODABLE_ENVELOPE`;
 //! 4. [`validate`] (fields, ids, subject) → its reason code;
-//! 5. the event id was already **accepted** (earlier in the log, or earlier in
+//! 5. once the participant registry is in force ([`Registry::in_force`]):
+//!    [`registry::admit`] (registered participant, a valid, unrevoked key,
+//!    the signature, the service, event type and region in the
+//!    registration) → its reason code;
+//! 6. the event id was already **accepted** (earlier in the log, or earlier in
 //!    this batch) → verdict *duplicate*, `DUPLICATE_EVENT_ID`, no effect;
-//! 6. [`decide_at`] against the current projection and the time of record → its reason code;
-//! 7. otherwise *accepted*: [`apply`] changes the projection and the event id
+//! 7. [`decide_at`] against the current projection and the time of record → its reason code;
+//! 8. otherwise *accepted*: [`apply`] changes the projection and the event id
 //!    enters the permanent dedupe index.
+//!
+//! A message on [`REGISTRY_SUBJECT`] is a registry statement instead: after
+//! steps 1-2, it must decode as a `mpp.v1.SignedRegistryStatement` holding a
+//! valid `mpp.v1.RegistryStatement` (`MALFORMED_REGISTRY_STATEMENT`), the hub
+//! must have registrar keys (`REGISTRAR_NOT_CONFIGURED`) and the statement
+//! must be signed by one of them (`REGISTRAR_SIGNATURE_INVALID`); then the
+//! dedupe of step 6 (its statement id shares the event-id index),
+//! [`registry::decide_statement`] and [`registry::apply_statement`].
 //!
 //! # Which event ids are burned
 //!
@@ -54,6 +66,8 @@ use mpp_core::decide::MemState;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::Verdict;
 use mpp_core::merkle::{MerkleFrontier, Subtree};
+use mpp_core::registry::{self, EnvelopeSignature, Registry, Statement, REGISTRY_SUBJECT};
+use mpp_core::signature::{self as sig, SignatureVerifier as _};
 use mpp_core::validate::validate;
 use mpp_core::{
     apply, decide_at, limits, Case, EntryMeta, Envelope, LogEntry, ReasonCode, Rejection, ServiceStandard,
@@ -64,6 +78,8 @@ use mpp_store::{push_entry, Checkpoints, CommitBatch, Head, Store, StoreError};
 use prost::Message as _;
 
 use mpp_wire as wire;
+
+use crate::trust::Trust;
 
 /// Most messages in one [`Ledger::commit_batch`]. A batch is one sled batch
 /// held in memory with the cases it touches, so it is bounded; ingest's pull
@@ -178,6 +194,8 @@ pub struct Ledger<S: Store> {
     head: Head,
     frontier: MerkleFrontier,
     standards: BTreeMap<StandardKey, ServiceStandard>,
+    registry: Registry,
+    trust: Arc<Trust>,
     cache: CaseCache,
 }
 
@@ -218,14 +236,26 @@ impl<S: Store> Ledger<S> {
     /// batches) are re-derived here from their log entries, each entry
     /// judged again and checked against its stored verdict, and handed back
     /// to the store, so every reader sees the projection of the whole log.
+    ///
+    /// Trusts no registrar key: registry statements are refused (see
+    /// [`Ledger::open_with`]).
     pub fn open(store: S) -> Result<Self, LedgerError> {
+        Self::open_with(store, Arc::new(Trust::default()))
+    }
+
+    /// [`Ledger::open`] with the registrar keys (and signature cache) of
+    /// `trust`.
+    pub fn open_with(store: S, trust: Arc<Trust>) -> Result<Self, LedgerError> {
         // Cases this handle (or a clone) still holds back: write them.
         store.flush_projection()?;
         let (head, frontier) = store.head_and_frontier()?;
         check_head_entry(&store, &head)?;
         let standards =
             store.standards()?.into_iter().map(|s| ((s.agency.clone(), s.service.clone()), s)).collect();
-        let mut ledger = Ledger { store, head, frontier, standards, cache: CaseCache::default() };
+        let registry = store.registry()?;
+        trust.learn_keys(&registry);
+        let mut ledger =
+            Ledger { store, head, frontier, standards, registry, trust, cache: CaseCache::default() };
         ledger.catch_up()?;
         Ok(ledger)
     }
@@ -243,25 +273,32 @@ impl<S: Store> Ledger<S> {
             .entries(projected + 1)
             .take(usize::try_from(lag).unwrap_or(usize::MAX))
             .collect::<Result<_, _>>()?;
-        let checked: Vec<Result<Envelope, Rejection>> = entries
+        let checked: Vec<Result<Checked, Rejection>> = entries
             .iter()
             .map(|e| check_message(&e.subject, &e.payload, e.stream_time_ns.div_euclid(1_000_000)))
             .collect();
-        let mut overlay = Overlay::new(&self.store, &self.standards, &mut self.cache);
+        let mut overlay = Overlay::new(&self.store, &self.standards, &self.registry, &mut self.cache);
         // The index already holds the ids these entries accepted; only ids
         // accepted up to the projection count as seen before them.
-        let ids: Vec<EventId> = checked.iter().flatten().map(|env| env.event_id).collect();
+        let ids: Vec<EventId> = checked.iter().flatten().map(Checked::id).collect();
         overlay.prefetch_ids(&ids, projected)?;
         for (e, checked) in entries.iter().zip(checked) {
-            let j = judge_checked(&mut overlay, e.seq, checked, e.stream_time_ns.div_euclid(1_000_000))?;
+            let j = judge_checked(
+                &mut overlay,
+                &self.trust,
+                e.seq,
+                checked,
+                e.stream_time_ns.div_euclid(1_000_000),
+            )?;
             check_replayed(e, &j)?;
         }
-        let Overlay { mut cases, dirty, standards, .. } = overlay;
-        if !standards.is_empty() {
-            // A commit that changes a standard always writes the projection.
+        let Overlay { mut cases, dirty, standards, registry, .. } = overlay;
+        if !standards.is_empty() || registry.is_some() {
+            // A commit that changes a standard or the registry always
+            // writes the projection.
             return Err(LedgerError::Replay {
                 seq: projected + 1,
-                what: "a service standard changed after the stored projection".to_owned(),
+                what: "a service standard or the registry changed after the stored projection".to_owned(),
             });
         }
         let changed: Vec<Case> = dirty.iter().filter_map(|id| cases.remove(id).flatten()).collect();
@@ -297,6 +334,16 @@ impl<S: Store> Ledger<S> {
         &self.store
     }
 
+    /// The participant registry as of the last commit.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The registrar keys and signature verifier this ledger judges with.
+    pub fn trust(&self) -> &Arc<Trust> {
+        &self.trust
+    }
+
     /// Processes messages in stream order as ONE atomic commit and flush.
     /// Messages at or below the running checkpoint are skipped (counted).
     /// The rest must be contiguous from checkpoint + 1: at the first gap,
@@ -321,12 +368,12 @@ impl<S: Store> Ledger<S> {
     fn commit_inner(
         &mut self,
         msgs: &[RawMessage],
-        mut checked: Vec<Option<Result<Envelope, Rejection>>>,
+        mut checked: Vec<Option<Result<Checked, Rejection>>>,
     ) -> Result<BatchOutcome, LedgerError> {
         if msgs.len() > BATCH_MESSAGES_MAX {
             return Err(LedgerError::BatchTooLarge { len: msgs.len(), max: BATCH_MESSAGES_MAX });
         }
-        let mut overlay = Overlay::new(&self.store, &self.standards, &mut self.cache);
+        let mut overlay = Overlay::new(&self.store, &self.standards, &self.registry, &mut self.cache);
         let mut head = self.head;
         let mut out = BatchOutcome {
             skipped: 0,
@@ -348,7 +395,7 @@ impl<S: Store> Ledger<S> {
             .iter()
             .zip(&checked)
             .filter(|(m, _)| m.stream_seq > head.last_stream_seq)
-            .filter_map(|(_, c)| c.as_ref()?.as_ref().ok().map(|env| env.event_id))
+            .filter_map(|(_, c)| c.as_ref()?.as_ref().ok().map(Checked::id))
             .collect();
         overlay.prefetch_ids(&ids, u64::MAX)?;
         for (m, checked) in msgs.iter().zip(checked.iter_mut()) {
@@ -364,7 +411,13 @@ impl<S: Store> Ledger<S> {
             let seq = head.last_seq + 1;
             // Each message's result is taken once (`checked` has one per message).
             let checked = checked.take().unwrap_or_else(|| check_raw(m));
-            let j = judge_checked(&mut overlay, seq, checked, m.stream_time_ns.div_euclid(1_000_000))?;
+            let j = judge_checked(
+                &mut overlay,
+                &self.trust,
+                seq,
+                checked,
+                m.stream_time_ns.div_euclid(1_000_000),
+            )?;
             match j.verdict {
                 Verdict::Accepted => out.accepted += 1,
                 Verdict::Rejected => {
@@ -394,12 +447,13 @@ impl<S: Store> Ledger<S> {
         if entries.is_empty() {
             return Ok(out);
         }
-        let Overlay { mut cases, dirty, standards, new_ids, cache, .. } = overlay;
+        let Overlay { mut cases, dirty, standards, new_ids, cache, registry, .. } = overlay;
         let changed: Vec<Case> = dirty.iter().filter_map(|id| cases.remove(id).flatten()).collect();
         let batch = CommitBatch {
             entries,
             cases: changed,
             standards: standards.values().cloned().collect(),
+            registry: registry.clone(),
             event_ids: new_ids,
             head,
             frontier: frontier.clone(),
@@ -413,6 +467,10 @@ impl<S: Store> Ledger<S> {
         self.head = head;
         self.frontier = frontier;
         self.standards.extend(standards);
+        if let Some(r) = registry {
+            self.trust.learn_keys(&r);
+            self.registry = r;
+        }
         out.head = head;
         out.touched_cases = dirty.into_iter().collect();
         Ok(out)
@@ -463,6 +521,44 @@ trait Fold: StateMut {
     fn load_case(&mut self, id: &TrackingNumber) -> Result<(), LedgerError>;
     /// Records an accepted event id.
     fn note_accepted(&mut self, id: EventId, seq: u64);
+    /// The registry as of the entry being judged.
+    fn registry_now(&self) -> &Registry;
+    /// The registry, to change.
+    fn registry_mut(&mut self) -> &mut Registry;
+}
+
+/// A message through steps 1-4 of the module docs.
+#[derive(Debug)]
+enum Checked {
+    /// An event, with the signature it came with.
+    Event {
+        /// The validated envelope.
+        env: Envelope,
+        /// Its signature, as far as the envelope alone tells.
+        signature: EnvelopeSignature,
+    },
+    /// A registry statement, its registrar signature not yet checked.
+    Statement(SignedStatement),
+}
+
+impl Checked {
+    /// The event or statement id (the dedupe key).
+    fn id(&self) -> EventId {
+        match self {
+            Checked::Event { env, .. } => env.event_id,
+            Checked::Statement(s) => s.statement.statement_id,
+        }
+    }
+}
+
+/// A decoded, validated registry statement and what its signature covers.
+#[derive(Debug)]
+struct SignedStatement {
+    statement: Statement,
+    /// The encoded `mpp.v1.RegistryStatement` the registrar signed.
+    signed: Vec<u8>,
+    registrar_public_key: Vec<u8>,
+    signature: Vec<u8>,
 }
 
 /// A batch of messages with steps 1-4 of the module docs (decode, validate)
@@ -471,7 +567,7 @@ trait Fold: StateMut {
 #[derive(Debug)]
 pub struct CheckedBatch {
     msgs: Vec<RawMessage>,
-    checked: Vec<Result<Envelope, Rejection>>,
+    checked: Vec<Result<Checked, Rejection>>,
 }
 
 impl CheckedBatch {
@@ -485,15 +581,26 @@ impl CheckedBatch {
     pub fn messages(&self) -> &[RawMessage] {
         &self.msgs
     }
+
+    /// Verifies the batch's distinct envelope signatures ahead of the
+    /// writer (see [`Trust::preverify`]); changes no verdict.
+    pub fn preverify(&self, trust: &Trust) {
+        trust.preverify(self.checked.iter().filter_map(|c| match c {
+            Ok(Checked::Event { env, signature: EnvelopeSignature::Claim(claim) }) => {
+                Some((env.agency.as_str(), claim))
+            }
+            _ => None,
+        }));
+    }
 }
 
 /// [`check_message`] of a stream message, at its time of record.
-fn check_raw(m: &RawMessage) -> Result<Envelope, Rejection> {
+fn check_raw(m: &RawMessage) -> Result<Checked, Rejection> {
     check_message(&m.subject, &m.payload, m.stream_time_ns.div_euclid(1_000_000))
 }
 
 /// Steps 1-4 of the module docs: bytes and subject to a valid envelope.
-fn check_message(subject: &str, payload: &[u8], record_ms: i64) -> Result<Envelope, Rejection> {
+fn check_message(subject: &str, payload: &[u8], record_ms: i64) -> Result<Checked, Rejection> {
     if payload.is_empty() {
         return Err(Rejection::new(ReasonCode::EmptyMessage, "the message payload is empty"));
     }
@@ -513,39 +620,84 @@ fn check_message(subject: &str, payload: &[u8], record_ms: i64) -> Result<Envelo
             format!("the subject is longer than {SUBJECT_CHECKED_BYTES_MAX} bytes"),
         ));
     }
+    if subject == REGISTRY_SUBJECT {
+        return check_statement(payload).map(Checked::Statement);
+    }
     // The decoder's own message is left out of the detail: it may change
     // between prost versions, and the detail is part of the hashed log.
     let decoded = pb::Envelope::decode(payload).map_err(|_| {
         Rejection::new(ReasonCode::UndecodableEnvelope, "the payload is not a protobuf mpp.v1.Envelope")
     })?;
-    validate(subject, &wire::to_unchecked(&decoded), record_ms)
+    let env = validate(subject, &wire::to_unchecked(&decoded), record_ms)?;
+    let signature = envelope_signature(subject, payload, &decoded);
+    Ok(Checked::Event { env, signature })
+}
+
+/// The signature of a decoded envelope: its path walked from the leaf of
+/// the payload's signed part (see `mpp_core::signature`).
+fn envelope_signature(subject: &str, payload: &[u8], decoded: &pb::Envelope) -> EnvelopeSignature {
+    let Some(unchecked) = wire::signature_of(decoded) else { return EnvelopeSignature::Unsigned };
+    let Ok(Some(signed_len)) = wire::signed_part(payload) else {
+        return EnvelopeSignature::Malformed(Rejection::new(
+            ReasonCode::MalformedSignature,
+            "the signature field is not the payload's last field",
+        ));
+    };
+    let leaf = sig::envelope_leaf(&decoded.event_id, &decoded.agency_id, subject, &payload[..signed_len]);
+    match sig::claim(&leaf, &unchecked) {
+        Ok(c) => EnvelopeSignature::Claim(c),
+        Err(r) => EnvelopeSignature::Malformed(r),
+    }
+}
+
+/// Decodes and validates a registry statement (its signature is checked
+/// when it is judged, against the ledger's registrar keys).
+fn check_statement(payload: &[u8]) -> Result<SignedStatement, Rejection> {
+    let malformed = |what: &str| Rejection::new(ReasonCode::MalformedRegistryStatement, what);
+    let outer = pb::SignedRegistryStatement::decode(payload)
+        .map_err(|_| malformed("the payload is not a protobuf mpp.v1.SignedRegistryStatement"))?;
+    let inner = pb::RegistryStatement::decode(outer.statement.as_slice())
+        .map_err(|_| malformed("the statement is not a protobuf mpp.v1.RegistryStatement"))?;
+    let statement = registry::validate_statement(&wire::statement_to_unchecked(&inner))?;
+    Ok(SignedStatement {
+        statement,
+        signed: outer.statement,
+        registrar_public_key: outer.registrar_public_key,
+        signature: outer.signature,
+    })
 }
 
 /// Steps 1-7 of the module docs for the entry `seq`; applies it to `f` when
 /// accepted.
 fn judge(
     f: &mut impl Fold,
+    trust: &Trust,
     seq: u64,
     subject: &str,
     payload: &[u8],
     stream_time_ns: i64,
 ) -> Result<Judgement, LedgerError> {
     let recorded_at_ms = stream_time_ns.div_euclid(1_000_000);
-    judge_checked(f, seq, check_message(subject, payload, recorded_at_ms), recorded_at_ms)
+    judge_checked(f, trust, seq, check_message(subject, payload, recorded_at_ms), recorded_at_ms)
 }
 
-/// Steps 5-7 of the module docs, for a message [`check_message`] already
+/// Steps 5-8 of the module docs, for a message [`check_message`] already
 /// checked.
 fn judge_checked(
     f: &mut impl Fold,
+    trust: &Trust,
     seq: u64,
-    checked: Result<Envelope, Rejection>,
+    checked: Result<Checked, Rejection>,
     recorded_at_ms: i64,
 ) -> Result<Judgement, LedgerError> {
-    let env = match checked {
-        Ok(env) => env,
+    let (env, signature) = match checked {
+        Ok(Checked::Event { env, signature }) => (env, signature),
+        Ok(Checked::Statement(s)) => return judge_statement(f, trust, seq, s, recorded_at_ms),
         Err(r) => return Ok(Judgement::rejected(r)),
     };
+    if let Err(r) = registry::admit(f.registry_now(), &env, &signature, recorded_at_ms, trust) {
+        return Ok(Judgement::rejected(r));
+    }
     if let Some(first) = f.accepted_seq(&env.event_id)? {
         return Ok(Judgement {
             verdict: Verdict::Duplicate,
@@ -564,10 +716,58 @@ fn judge_checked(
     Ok(Judgement { verdict: Verdict::Accepted, reason: None, detail: String::new() })
 }
 
+/// Judges a registry statement: the registrar's signature, the dedupe of
+/// its id, then [`registry::decide_statement`].
+fn judge_statement(
+    f: &mut impl Fold,
+    trust: &Trust,
+    seq: u64,
+    s: SignedStatement,
+    recorded_at_ms: i64,
+) -> Result<Judgement, LedgerError> {
+    if trust.registrar_keys().is_empty() {
+        return Ok(Judgement::rejected(Rejection::new(
+            ReasonCode::RegistrarNotConfigured,
+            "this hub has no registrar key",
+        )));
+    }
+    let invalid =
+        |what: &str| Ok(Judgement::rejected(Rejection::new(ReasonCode::RegistrarSignatureInvalid, what)));
+    let Ok(public_key) = <[u8; 32]>::try_from(s.registrar_public_key.as_slice()) else {
+        return invalid("registrar_public_key is not 32 bytes");
+    };
+    if !trust.registrar_keys().contains(&public_key) {
+        return invalid("registrar_public_key is not a registrar key this hub trusts");
+    }
+    let Ok(signature) = <[u8; 64]>::try_from(s.signature.as_slice()) else {
+        return invalid("the signature is not 64 bytes");
+    };
+    if !trust.verify_ed25519(&public_key, &registry::statement_signed_bytes(&s.signed), &signature) {
+        return invalid("the registrar's signature does not verify");
+    }
+    let st = s.statement;
+    if let Some(first) = f.accepted_seq(&st.statement_id)? {
+        return Ok(Judgement {
+            verdict: Verdict::Duplicate,
+            reason: Some(ReasonCode::DuplicateEventId),
+            detail: format!("statement_id {} was accepted at seq {first}", st.statement_id),
+        });
+    }
+    if let Err(r) = registry::decide_statement(f.registry_now(), &st) {
+        return Ok(Judgement::rejected(r));
+    }
+    registry::apply_statement(f.registry_mut(), &st, EntryMeta { seq, recorded_at_ms });
+    f.note_accepted(st.statement_id, seq);
+    Ok(Judgement { verdict: Verdict::Accepted, reason: None, detail: String::new() })
+}
+
 /// The projection as a batch sees it: the store plus the batch's changes.
 struct Overlay<'a, S: Store> {
     store: &'a S,
     committed_standards: &'a BTreeMap<StandardKey, ServiceStandard>,
+    committed_registry: &'a Registry,
+    /// The registry as this batch changed it (`None`: unchanged).
+    registry: Option<Registry>,
     /// Standards published in this batch.
     standards: BTreeMap<StandardKey, ServiceStandard>,
     /// Cases read or created in this batch; `None` = not in the store.
@@ -590,11 +790,14 @@ impl<'a, S: Store> Overlay<'a, S> {
     fn new(
         store: &'a S,
         committed_standards: &'a BTreeMap<StandardKey, ServiceStandard>,
+        committed_registry: &'a Registry,
         cache: &'a mut CaseCache,
     ) -> Self {
         Overlay {
             store,
             committed_standards,
+            committed_registry,
+            registry: None,
             cache,
             standards: BTreeMap::new(),
             cases: HashMap::new(),
@@ -630,6 +833,10 @@ impl<S: Store> State for Overlay<'_, S> {
     fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard> {
         let key = (agency.clone(), service.clone());
         self.standards.get(&key).or_else(|| self.committed_standards.get(&key))
+    }
+
+    fn registry(&self) -> Option<&Registry> {
+        Some(self.registry_now())
     }
 }
 
@@ -674,6 +881,15 @@ impl<S: Store> Fold for Overlay<'_, S> {
         self.ids.insert(id, seq);
         self.new_ids.push((id, seq));
     }
+
+    fn registry_now(&self) -> &Registry {
+        self.registry.as_ref().unwrap_or(self.committed_registry)
+    }
+
+    fn registry_mut(&mut self) -> &mut Registry {
+        let committed = self.committed_registry;
+        self.registry.get_or_insert_with(|| committed.clone())
+    }
 }
 
 /// The state of a replay from scratch: the projection and the dedupe index,
@@ -691,6 +907,10 @@ impl State for Replay {
 
     fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard> {
         self.state.standard(agency, service)
+    }
+
+    fn registry(&self) -> Option<&Registry> {
+        Some(&self.state.registry)
     }
 }
 
@@ -719,6 +939,14 @@ impl Fold for Replay {
 
     fn note_accepted(&mut self, id: EventId, seq: u64) {
         self.ids.insert(id, seq);
+    }
+
+    fn registry_now(&self) -> &Registry {
+        &self.state.registry
+    }
+
+    fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.state.registry
     }
 }
 
@@ -879,7 +1107,16 @@ pub fn verify_chain(store: &impl Store) -> Result<u64, ChainError> {
 /// would not produce is found too. Checks the Merkle tree and the stored
 /// checkpoints like [`verify_chain`]. Reads up to the head as it was when
 /// called. Returns the projection and the head.
+///
+/// Trusts no registrar key, so a log holding accepted registry statements
+/// does not replay: use [`rebuild_with`] and the hub's registrar keys.
 pub fn rebuild(store: &impl Store) -> Result<(MemState, Head), LedgerError> {
+    rebuild_with(store, &Trust::default())
+}
+
+/// [`rebuild`], judging registry statements with the registrar keys of
+/// `trust`.
+pub fn rebuild_with(store: &impl Store, trust: &Trust) -> Result<(MemState, Head), LedgerError> {
     let (stored, stored_frontier) = store.head_and_frontier()?;
     let mut replay = Replay::default();
     let mut walk = Walk::new(store, stored.last_seq)?;
@@ -887,7 +1124,7 @@ pub fn rebuild(store: &impl Store) -> Result<(MemState, Head), LedgerError> {
     for e in store.entries(1).take(usize::try_from(stored.last_seq).unwrap_or(usize::MAX)) {
         let e = e.map_err(|err| ChainError { seq: walk.head.last_seq + 1, what: err.to_string() })?;
         walk.step(&e)?;
-        let j = judge(&mut replay, e.seq, &e.subject, &e.payload, e.stream_time_ns)?;
+        let j = judge(&mut replay, trust, e.seq, &e.subject, &e.payload, e.stream_time_ns)?;
         check_replayed(&e, &j)?;
     }
     let head = walk.finish(&stored, &stored_frontier)?;
@@ -937,6 +1174,7 @@ pub fn projection(store: &impl Store) -> Result<MemState, StoreError> {
     for s in store.standards()? {
         state.standards.insert((s.agency.clone(), s.service.clone()), s);
     }
+    state.registry = store.registry()?;
     Ok(state)
 }
 

@@ -1,6 +1,7 @@
 //! The hub's writer: the JetStream consumer and the writer thread
 //! ([`ingest`]), the deterministic batch pipeline ([`ledger`]: decode,
-//! validate, dedupe, decide, apply, chain), checkpoint signing ([`signer`])
+//! validate, dedupe, decide, apply, chain), checkpoint signing ([`signer`]), the registrar keys and
+//! Ed25519 verification of participants' signatures ([`trust`])
 //! and opening the store with its recovery policy ([`recover`]).
 //!
 //! Architecture invariant: the only code that writes the main store. No
@@ -17,3 +18,4 @@ pub mod ledger;
 pub mod observe;
 pub mod recover;
 pub mod signer;
+pub mod trust;

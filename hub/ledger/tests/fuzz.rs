@@ -136,6 +136,7 @@ fn valid(n: u64, kind: u8, case: u64, app: u8) -> Envelope {
         occurred_at_ms: RECORD_MS,
         officer: "petugas-7".to_owned(),
         body: Some(body),
+        signature: None,
     }
 }
 

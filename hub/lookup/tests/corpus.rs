@@ -162,6 +162,7 @@ impl Gen {
             occurred_at_ms: OCCURRED_MS,
             officer: "petugas-7".to_owned(),
             body: Some(body),
+            signature: None,
         }
     }
 

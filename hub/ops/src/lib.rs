@@ -544,7 +544,11 @@ pub struct Summary {
     pub rejections_daily: Vec<DayReasonCount>,
 }
 
+/// The agency a subject names; registry statements count under "registrar".
 fn agency_of(subject: &str) -> String {
+    if subject == mpp_core::registry::REGISTRY_SUBJECT {
+        return "registrar".to_owned();
+    }
     mpp_core::validate::parse_subject(subject).map_or_else(|_| "?".to_owned(), |(a, _)| a.to_owned())
 }
 

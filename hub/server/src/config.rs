@@ -101,9 +101,28 @@ pub struct ServeArgs {
     #[arg(long, env = "MPP_PIN_PEPPER_FILE")]
     pub pin_pepper_file: Option<PathBuf>,
     /// Development only: without --pin-pepper-file, use the PUBLIC
-    /// development pepper (the agency services' default). Logged loudly.
+    /// development pepper (the agency services' default); without
+    /// --registrar-key-file, run without a participant registry as
+    /// --insecure-no-registrar does. Logged loudly.
     #[arg(long, env = "MPP_INSECURE_DEV_KEYS", conflicts_with = "pin_pepper_file")]
     pub insecure_dev_keys: bool,
+    /// File of the province registrar's Ed25519 public key(s), one per line
+    /// as 64 hex digits (`mpp-registrar keygen` writes one): the hub accepts
+    /// registry statements signed by these keys only, and from the first
+    /// accepted one on, every event must come from a registered participant
+    /// and be signed by one of its keys (docs/DESIGN.md "Trust boundaries").
+    /// Required unless --insecure-no-registrar or --insecure-dev-keys is
+    /// given. Keep a retired registrar key listed while its statements must
+    /// still replay.
+    #[arg(long, env = "MPP_REGISTRAR_KEY_FILE")]
+    pub registrar_key_file: Option<PathBuf>,
+    /// INSECURE: run without registrar keys. Every registry statement is
+    /// rejected (REGISTRAR_NOT_CONFIGURED), so no participant registry ever
+    /// comes into force and events are accepted from anyone who can publish
+    /// to the stream, unsigned, as before the registry existed. Logged
+    /// loudly at start.
+    #[arg(long, env = "MPP_INSECURE_NO_REGISTRAR", conflicts_with = "registrar_key_file")]
+    pub insecure_no_registrar: bool,
     /// Case lookups a client address may make per minute (token bucket
     /// refill; IPv6 clients counted per /64).
     #[arg(long, env = "MPP_LOOKUPS_PER_MINUTE", default_value_t = 60,

@@ -39,6 +39,7 @@ use mpp_lookup::watch::CaseChanges;
 use mpp_obs::health::NotReady;
 
 use crate::config::ServeArgs;
+use mpp_ledger::trust::Trust;
 
 /// How long shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -88,7 +89,14 @@ async fn start(
     let store =
         mpp_ledger::recover::open_store(&args.data_dir, args.on_corrupt_store, |d| SledStore::open(d))
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
-    let ledger = Ledger::open(store.clone()).context("reading the ledger head")?;
+    let trust = Arc::new(registrar_trust(&args)?);
+    let ledger = Ledger::open_with(store.clone(), trust).context("reading the ledger head")?;
+    let registry = ledger.registry();
+    info!(
+        registry_in_force = registry.in_force(),
+        participants = registry.participants.len(),
+        "Participant registry read"
+    );
     let head = ledger.head();
     info!(last_seq = head.last_seq, last_stream_seq = head.last_stream_seq, "Store opened");
     let calendars = match &args.calendars_dir {
@@ -340,6 +348,30 @@ async fn start(
 /// How the HTTP and the gRPC server find a request's client address, from
 /// `--trusted-proxies`, `--grpc-trusted-proxies`, `--forwarded-header` and
 /// the deprecated `--trust-forwarded-for` (refused together with either list).
+/// The registrar keys of `--registrar-key-file`; none (with a loud
+/// warning) under `--insecure-no-registrar` or `--insecure-dev-keys`.
+fn registrar_trust(args: &ServeArgs) -> anyhow::Result<Trust> {
+    match &args.registrar_key_file {
+        Some(path) => {
+            let trust = Trust::from_key_file(path)?;
+            info!(registrar_keys = trust.registrar_keys().len(), "Registrar keys loaded");
+            Ok(trust)
+        }
+        None if args.insecure_no_registrar || args.insecure_dev_keys => {
+            warn!(
+                "No --registrar-key-file: every registry statement is rejected, no participant registry comes \
+                 into force, and events are accepted unsigned from anyone who can publish to the stream. Never \
+                 run this in production"
+            );
+            Ok(Trust::default())
+        }
+        None => anyhow::bail!(
+            "no --registrar-key-file (MPP_REGISTRAR_KEY_FILE): the hub needs the province registrar's public key \
+             to judge the participant registry (--insecure-no-registrar runs without one, insecurely)"
+        ),
+    }
+}
+
 fn client_addr_policies(args: &ServeArgs) -> anyhow::Result<(ClientAddrPolicy, ClientAddrPolicy)> {
     let header = args.forwarded_header.into();
     let trusted = |list: &Option<TrustedProxies>| match list {

@@ -10,6 +10,7 @@ use mpp_core::log::{Hash32, GENESIS_HASH};
 use mpp_core::merkle::{self, entry_leaf_hash, MerkleFrontier, NodeSource};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use mpp_core::registry::Registry;
 use mpp_core::{Application, Case, LogEntry, ServiceStandard};
 
 use crate::layout::{self, corrupt, Block, Pair};
@@ -143,6 +144,13 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn standards(&self) -> Result<Vec<ServiceStandard>, StoreError> {
         standards(&self.kv)
+    }
+
+    fn registry(&self) -> Result<Registry, StoreError> {
+        match self.kv.get(layout::REGISTRY_KEY)? {
+            Some(v) => layout::decode_value(&v, layout::REGISTRY_KEY, "participant registry"),
+            None => Ok(Registry::default()),
+        }
     }
 
     fn event_seq(&self, id: &EventId) -> Result<Option<u64>, StoreError> {
@@ -568,6 +576,7 @@ fn check_batch(cur: &Head, cur_frontier: &MerkleFrontier, b: &CommitBatch) -> Re
             || !b.subtrees.is_empty()
             || !b.cases.is_empty()
             || !b.standards.is_empty()
+            || b.registry.is_some()
             || !b.event_ids.is_empty()
         {
             return bad("a batch without entries must change nothing".to_owned());
@@ -675,6 +684,7 @@ fn commit(kv: &impl Kv, held_back: &Pending, b: CommitBatch) -> Result<Vec<Arc<C
     // Standards are written only with the projection, so the stored
     // standards are always those in force at `projected_through`.
     let due = !b.standards.is_empty()
+        || b.registry.is_some()
         || pending.commits + 1 >= PROJECTION_EVERY_COMMITS
         || pending.cases.len() + new_cases > PENDING_CASES_MAX;
     if !due {
@@ -701,6 +711,9 @@ fn commit(kv: &impl Kv, held_back: &Pending, b: CommitBatch) -> Result<Vec<Arc<C
         let key = layout::standard_key(&s.agency, &s.service);
         let v = layout::encode_value(s, &key)?;
         pairs.push((key, v));
+    }
+    if let Some(r) = &b.registry {
+        pairs.push((layout::REGISTRY_KEY.to_vec(), layout::encode_value(r, layout::REGISTRY_KEY)?));
     }
     pairs.push((layout::head_key().to_vec(), layout::encode_head(&b.head, b.head.last_seq, &b.frontier)));
     kv.write_atomic(pairs)?;

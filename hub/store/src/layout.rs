@@ -39,6 +39,8 @@ pub(crate) const PREFIX_TIMELINE: u8 = b'T';
 pub(crate) const PREFIX_STANDARD: u8 = b'S';
 pub(crate) const PREFIX_SUBTREE: u8 = b'M';
 pub(crate) const PREFIX_CHECKPOINT: u8 = b'K';
+/// The participant registry: one key, written with the projection.
+pub(crate) const REGISTRY_KEY: &[u8] = b"R";
 
 const BLOCK_FORMAT_V1: u8 = 1;
 /// A v1 block body compressed with LZ4 (block format, no frame), after its
@@ -338,7 +340,7 @@ pub(crate) fn encode_value<T: Serialize>(v: &T, key: &[u8]) -> Result<Vec<u8>, S
     bincode_options().serialize(v).map_err(|e| StoreError::InvalidBatch(format!("{}: {e}", show_key(key))))
 }
 
-fn decode_value<T: DeserializeOwned>(v: &[u8], key: &[u8], what: &str) -> Result<T, StoreError> {
+pub(crate) fn decode_value<T: DeserializeOwned>(v: &[u8], key: &[u8], what: &str) -> Result<T, StoreError> {
     bincode_options().deserialize(v).map_err(|e| corrupt(format!("{what} does not decode: {e}"), key))
 }
 

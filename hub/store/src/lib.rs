@@ -72,6 +72,10 @@
 //!                                        case's items in log order (TIMELINE_CHUNK_ITEMS = 32;
 //!                                        every chunk but the last is full)
 //! "S" agency 0x00 service              bincode 1.3 (varint) of mpp_core::ServiceStandard
+//! "R"                                  bincode 1.3 (varint) of mpp_core::registry::Registry; absent
+//!                                        until the first registry statement is accepted (an absent
+//!                                        key reads as the empty registry, so stores written before
+//!                                        the registry existed open unchanged, format still v4)
 //! ```
 //!
 //! The log costs one key per block, not per entry: a commit's entries are
@@ -134,6 +138,7 @@ use mpp_core::checkpoint::SignedCheckpoint;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::{Hash32, GENESIS_HASH};
 use mpp_core::merkle::{entry_leaf_hash, MerkleFrontier, NodeSource, Subtree, TreeFull};
+use mpp_core::registry::Registry;
 use mpp_core::{Case, LogEntry, ServiceStandard};
 
 pub use kv::{Kv, KvStore, PENDING_CASES_MAX, PROJECTION_EVERY_COMMITS};
@@ -224,6 +229,9 @@ pub struct CommitBatch {
     pub cases: Vec<Case>,
     /// Service standards published in the batch (each replaces the one in force).
     pub standards: Vec<ServiceStandard>,
+    /// The participant registry after the batch, when the batch changed it
+    /// (written with the projection, like standards).
+    pub registry: Option<Registry>,
     /// Event ids accepted in the batch, with the sequence of the accepting entry.
     pub event_ids: Vec<(EventId, u64)>,
     /// The head after the batch.
@@ -335,6 +343,10 @@ pub trait Store: NodeSource<Error = StoreError> + Clone + Send + Sync + std::fmt
 
     /// Every standard in force, ordered by agency then service.
     fn standards(&self) -> Result<Vec<ServiceStandard>, StoreError>;
+
+    /// The participant registry as of [`Store::projected_through`] (the
+    /// empty registry when no statement was ever accepted).
+    fn registry(&self) -> Result<Registry, StoreError>;
 
     /// The sequence of the entry that accepted this event id (the permanent
     /// dedupe index).

@@ -10,8 +10,9 @@ use mpp_core::event::Target;
 use mpp_core::ids::{AgencyId, ApplicationId, EventId, OfficerId, RegionCode, ServiceId, TrackingNumber};
 use mpp_core::log::Verdict;
 use mpp_core::merkle::{self, MemTree, MerkleFrontier, Subtree};
+use mpp_core::registry::{Category, Participant, ParticipantKind, Registration, Registry};
 use mpp_core::{
-    apply, Case, EntryMeta, Envelope, EventBody, LogEntry, ReasonCode, ServiceStandard, StateMut,
+    apply, Case, EntryMeta, Envelope, EventBody, EventKind, LogEntry, ReasonCode, ServiceStandard, StateMut,
     TimelineItem,
 };
 use mpp_store::{
@@ -500,6 +501,40 @@ fn round_trip<S: Store>(store: S) {
         .commit(CommitBatch { head: m.head, frontier: m.tree.frontier().clone(), ..Default::default() })
         .unwrap();
     m.check(&store);
+}
+
+#[test]
+fn the_registry_is_empty_until_written_and_survives_a_reopen() {
+    let at = SledAt::new();
+    let store = at.open();
+    assert_eq!(store.registry().unwrap(), Registry::default());
+    let mut registry = Registry { since_seq: Some(1), ..Default::default() };
+    registry.participants.insert(
+        AgencyId::parse("dukcapil").unwrap(),
+        Participant {
+            registration: Registration {
+                participant: AgencyId::parse("dukcapil").unwrap(),
+                kind: ParticipantKind::Agency,
+                category: Category::Daerah,
+                regions: [RegionCode::parse("1771").unwrap()].into(),
+                services: [(ServiceId::parse("kk").unwrap(), [EventKind::Issued].into())].into(),
+            },
+            keys: BTreeMap::new(),
+            registered_seq: 1,
+            updated_seq: 1,
+        },
+    );
+    let entries = entries_after(&Head::GENESIS, 2, 10, 1);
+    let b = CommitBatch {
+        registry: Some(registry.clone()),
+        ..plain_batch(&Head::GENESIS, &MerkleFrontier::new(), entries)
+    };
+    store.commit(b.clone()).unwrap();
+    // Written with the projection at once.
+    assert_eq!(store.projected_through().unwrap(), b.head.last_seq);
+    assert_eq!(store.registry().unwrap(), registry);
+    drop(store);
+    assert_eq!(at.open().registry().unwrap(), registry);
 }
 
 #[test]

@@ -12,6 +12,12 @@ use mpp_core::{
 use mpp_proto::v1 as pb;
 use pb::envelope::Body;
 
+mod signed;
+
+pub use signed::{
+    append_signature, signature_of, signed_part, statement_to_unchecked, SignedPartError, SIGNATURE_FIELD,
+};
+
 /// Converts a decoded protobuf envelope field by field. An empty oneof gives
 /// `body: None` (prost decodes a body of a kind this build does not know as
 /// an empty oneof, too); validation turns that into `MISSING_BODY`.
@@ -95,6 +101,7 @@ pub fn from_unchecked(u: &UncheckedEnvelope) -> pb::Envelope {
         occurred_at_ms: u.occurred_at_ms,
         officer: u.officer.clone(),
         body: u.body.as_ref().map(body_to_wire),
+        signature: None,
     }
 }
 

@@ -19,7 +19,7 @@ struct Cli {
 
 /// The one-line description shown by `-h`.
 pub fn about(info: &AgencyInfo) -> String {
-    format!("{} ({}) MPP agency service", info.name, info.category.as_str())
+    format!("{} ({}) MPP agency service", info.name, crate::common::category_label(info.category))
 }
 
 /// The description shown by `--help`.

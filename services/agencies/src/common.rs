@@ -19,44 +19,16 @@ use crate::calls::Unmapped;
 /// change that alters which event an RPC produces bumps it.
 pub const MAPPING_VERSION: u32 = 1;
 
-/// The categories of MPP participants the law names (Perpres 89/2021).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Category {
-    /// A regional government office (dinas of the province or kabupaten/kota).
-    Daerah,
-    /// A central government ministry or agency.
-    Pusat,
-    /// A vertical office: a regional unit of a central agency.
-    Vertikal,
-    /// A state-owned enterprise (Badan Usaha Milik Negara).
-    Bumn,
-    /// A regional government-owned enterprise (Badan Usaha Milik Daerah).
-    Bumd,
-    /// A private firm.
-    Swasta,
-}
+/// The categories of MPP participants the law names (Perpres 89/2021): the
+/// participant registry's own type.
+pub use mpp_core::registry::Category;
 
-impl Category {
-    /// Every category.
-    pub const ALL: &'static [Category] = &[
-        Category::Daerah,
-        Category::Pusat,
-        Category::Vertikal,
-        Category::Bumn,
-        Category::Bumd,
-        Category::Swasta,
-    ];
-
-    /// The name used in `MAPPING.md` and `--help`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::Daerah => "daerah",
-            Category::Pusat => "pusat",
-            Category::Vertikal => "vertikal",
-            Category::Bumn => "BUMN",
-            Category::Bumd => "BUMD",
-            Category::Swasta => "swasta",
-        }
+/// A category's name in `MAPPING.md` and `--help` (BUMN and BUMD in capitals).
+pub fn category_label(c: Category) -> &'static str {
+    match c {
+        Category::Bumn => "BUMN",
+        Category::Bumd => "BUMD",
+        other => other.as_str(),
     }
 }
 
@@ -488,7 +460,7 @@ mod tests {
 
     #[test]
     fn categories_have_names() {
-        let names: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+        let names: Vec<&str> = Category::ALL.iter().map(|c| category_label(*c)).collect();
         assert_eq!(names, ["daerah", "pusat", "vertikal", "BUMN", "BUMD", "swasta"]);
     }
 }

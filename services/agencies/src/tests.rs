@@ -247,7 +247,7 @@ fn render_mapping_md() -> String {
         out.push_str(&format!(
             "| {} | {} | `{}` | {} | `{}` |\n",
             info.name,
-            info.category.as_str(),
+            crate::common::category_label(info.category),
             info.binary,
             info.default_grpc_addr,
             info.agency_id
@@ -258,7 +258,7 @@ fn render_mapping_md() -> String {
             "\n## {} (`{}`, {})\n\n`{}`; application ids `{}-<code>-…`, called `{}`.\n\n",
             info.name,
             info.agency_id,
-            info.category.as_str(),
+            crate::common::category_label(info.category),
             info.grpc_service,
             info.application_prefix,
             info.application_field

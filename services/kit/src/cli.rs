@@ -132,6 +132,15 @@ pub struct CommonArgs {
     #[arg(long, env = "MPP_CATALOGUE_FILE")]
     pub catalogue_file: Option<PathBuf>,
 
+    /// This participant's event-signing key (the Ed25519 seed file that
+    /// `mpp-registrar keygen` writes, mode 0600; its `.pub` is what the
+    /// province's registrar registers). Every batch the outbox relay
+    /// publishes is signed with it. Without it events go out unsigned and a
+    /// logged warning says so: a hub whose participant registry is in force
+    /// rejects them (UNSIGNED_ENVELOPE).
+    #[arg(long, env = "MPP_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+
     /// Address of the Prometheus `/metrics` endpoint (host:port): outbox
     /// depth, size, oldest age, published and failed counts. Not served
     /// when absent.

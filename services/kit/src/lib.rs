@@ -91,6 +91,7 @@ pub mod outbox;
 pub mod publish;
 pub mod run;
 pub mod server;
+pub mod signing;
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg(test)]
@@ -113,4 +114,5 @@ pub use outbox::{Outbox, OutboxConfig, OutboxPublisher, OutboxSnapshot, OutboxSt
 pub use publish::{Accepted, JetStreamPublisher, PubAckInfo, PublishError, Publisher};
 pub use run::{run, run_with, AgencyConfig, AgencyService, Listeners, RunError};
 pub use server::{serve, serve_with_readiness, serve_with_transport, shutdown_signal, Readiness};
+pub use signing::{EnvelopeSigner, SigningKeyError};
 pub use stream::{ensure_stream, stream_config, STREAM_NAME, STREAM_SUBJECTS};

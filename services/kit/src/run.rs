@@ -75,6 +75,7 @@ use crate::ids::{PepperError, PinPepper};
 use crate::metrics::MetricsSource;
 use crate::outbox::{Outbox, OutboxConfig, OutboxError, RelayConfig};
 use crate::server::{serve_with_transport, shutdown_signal, ServeError};
+use crate::signing::EnvelopeSigner;
 use crate::stream::STREAM_NAME;
 use crate::tls::{TlsError, Transport};
 
@@ -179,6 +180,9 @@ pub enum RunError {
     /// The outbox could not be opened.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    /// `--signing-key-file` is unusable.
+    #[error(transparent)]
+    SigningKey(#[from] crate::signing::SigningKeyError),
     /// `--nats-user` / `--nats-password-file` / `--nats-tls-ca-file` are unusable.
     #[error(transparent)]
     NatsCredentials(#[from] NatsCredentialsError),
@@ -306,6 +310,20 @@ where
         .and_then(|record| record.plan(&config.standards).map(|_| ()))
         .map_err(RunError::Standards)?;
 
+    let signer = match &args.signing_key_file {
+        Some(path) => {
+            let signer = EnvelopeSigner::load(config.agency_id.clone(), path)?;
+            tracing::info!(key_id = %signer.key_id(), "Envelopes are signed");
+            Some(Arc::new(signer))
+        }
+        None => {
+            tracing::warn!(
+                "No --signing-key-file (MPP_SIGNING_KEY_FILE): envelopes are published unsigned, and a hub whose \
+                 participant registry is in force rejects them"
+            );
+            None
+        }
+    };
     let clock = Arc::new(SystemClock);
     let outbox_config = OutboxConfig {
         dir: data_dir.clone(),
@@ -318,7 +336,7 @@ where
         .map_err(|source| RunError::Nats { url: args.nats_url.clone(), source })?;
     outbox.start_relay(
         client,
-        RelayConfig { stream: STREAM_NAME.to_owned(), ensure_stream: !args.skip_stream_setup },
+        RelayConfig { stream: STREAM_NAME.to_owned(), ensure_stream: !args.skip_stream_setup, signer },
     );
     let status = outbox.status();
 

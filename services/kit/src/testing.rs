@@ -90,5 +90,6 @@ pub fn common_args(nats_url: String, data_dir: std::path::PathBuf) -> crate::Com
         metrics_addr: None,
         tls: Default::default(),
         catalogue_file: None,
+        signing_key_file: None,
     }
 }

@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (25):
+//! concern (26):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -50,6 +50,11 @@
 //! - `privacy`: personal data under UU 27/2022 (crypto-shredding), end to end.
 //! - `probes`: the gRPC health service follows readiness through a NATS
 //!   outage; gRPC reflection answers v1 and v1alpha.
+//! - `registry`: the participant registry and signed envelopes: an
+//!   unregistered participant's event and standard, wrong, expired and
+//!   revoked keys, altered and unsigned envelopes, each logged with its
+//!   reason while the victim's case does not move; a log from before the
+//!   registry keeps its verdicts.
 //! - `scale_out`: two hub replicas on a 3-node cluster hold the same log.
 //! - `slow_clients`: slow-client attacks (≥ 500 connections each: TLS
 //!   handshakes never completed, heads and bodies trickled, no HTTP/2
@@ -82,6 +87,7 @@ mod observability;
 mod ops;
 mod privacy;
 mod probes;
+mod registry;
 mod scale_out;
 mod slow_clients;
 mod spine;

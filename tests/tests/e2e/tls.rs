@@ -55,6 +55,8 @@ fn spawn_hub(
         http.to_string(),
         "--pin-pepper-file".to_owned(),
         path(&pepper),
+        "--registrar-key-file".to_owned(),
+        path(&mpp_tests::registry::write_registrar_key_file(dir)?),
         "--auditor-tokens-file".to_owned(),
         path(auditors),
         "--checkpoint-every-ms".to_owned(),

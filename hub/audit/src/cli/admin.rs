@@ -106,6 +106,10 @@ pub struct RestoreArgs {
     /// with the same key.
     #[arg(long, env = "MPP_RESTORE_KEYS_FROM")]
     pub keys_from: Option<PathBuf>,
+    /// The registrar keys the hub ran with (the replay judges registry
+    /// statements with them).
+    #[command(flatten)]
+    pub registrar: super::RegistrarKeyArgs,
 }
 
 /// Runs an admin subcommand.
@@ -113,7 +117,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     match args.command {
         AdminCommand::Backup(a) => backup(&a).await,
         AdminCommand::Restore(a) => {
-            let r = restore(&a.from, &a.data_dir, a.keys_from.as_deref())?;
+            let trust = std::sync::Arc::new(a.registrar.trust()?);
+            let r = restore_with(&a.from, &a.data_dir, a.keys_from.as_deref(), trust)?;
             println!(
                 "restored {} entries and {} checkpoints into {}: head {} (stream seq {})",
                 r.entries,
@@ -231,6 +236,17 @@ fn replay(
 
 /// Restores `from` into the fresh data directory `dir` (see the module docs).
 pub fn restore(from: &Path, dir: &Path, keys_from: Option<&Path>) -> anyhow::Result<Restored> {
+    restore_with(from, dir, keys_from, std::sync::Arc::new(mpp_ledger::trust::Trust::default()))
+}
+
+/// [`restore`], judging registry statements with the registrar keys of
+/// `trust`.
+pub fn restore_with(
+    from: &Path,
+    dir: &Path,
+    keys_from: Option<&Path>,
+    trust: std::sync::Arc<mpp_ledger::trust::Trust>,
+) -> anyhow::Result<Restored> {
     ensure!(
         !dir.join("db").exists() && !dir.join("conf").exists(),
         "{} already holds a store: restore only into a fresh data directory",
@@ -240,7 +256,7 @@ pub fn restore(from: &Path, dir: &Path, keys_from: Option<&Path>) -> anyhow::Res
     let file = std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
     let mut reader = ExportReader::new(BufReader::new(file));
     let store = SledStore::open(dir).with_context(|| format!("creating a store in {}", dir.display()))?;
-    let mut ledger = Ledger::open(store).context("opening the new store")?;
+    let mut ledger = Ledger::open_with(store, trust).context("opening the new store")?;
     match reader.next_line() {
         Some(Ok(Line::Header(h))) if h.format == EXPORT_FORMAT => {}
         _ => bail!("{} does not start with an export header", from.display()),

@@ -162,6 +162,27 @@ pub struct ExportArgs {
     pub remote: RemoteArgs,
 }
 
+/// `--registrar-key-file`: the registrar keys a replay judges registry
+/// statements with (the hub's own `--registrar-key-file`). A log holding
+/// accepted registry statements replays only with them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RegistrarKeyArgs {
+    /// File of the province registrar's public key(s), one per line as 64
+    /// hex digits: the file the hub runs with.
+    #[arg(long, env = "MPP_REGISTRAR_KEY_FILE")]
+    pub registrar_key_file: Option<PathBuf>,
+}
+
+impl RegistrarKeyArgs {
+    /// The keys to judge with (none without the flag).
+    pub fn trust(&self) -> anyhow::Result<mpp_ledger::trust::Trust> {
+        match &self.registrar_key_file {
+            Some(path) => Ok(mpp_ledger::trust::Trust::from_key_file(path)?),
+            None => Ok(mpp_ledger::trust::Trust::default()),
+        }
+    }
+}
+
 /// Flags of `mpp-hub audit rebuild`.
 #[derive(Debug, Clone, Args)]
 pub struct RebuildArgs {
@@ -177,6 +198,9 @@ pub struct RebuildArgs {
     /// Print the rebuilt projection's digest and counts as JSON.
     #[arg(long, env = "MPP_REBUILD_JSON")]
     pub json: bool,
+    /// The registrar keys of the replay.
+    #[command(flatten)]
+    pub registrar: RegistrarKeyArgs,
 }
 
 /// Flags of `mpp-hub audit case-at`.
@@ -270,6 +294,9 @@ pub struct SlaReportArgs {
     /// JSON instead of a table.
     #[arg(long, env = "MPP_SLA_REPORT_JSON")]
     pub json: bool,
+    /// The registrar keys of the replay (with --export).
+    #[command(flatten)]
+    pub registrar: RegistrarKeyArgs,
 }
 
 /// Flags of the hidden `mpp-hub audit gen-fixture`.

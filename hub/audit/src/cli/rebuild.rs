@@ -123,6 +123,10 @@ impl<S: Store> Store for Counted<S> {
         self.inner.standards()
     }
 
+    fn registry(&self) -> Result<mpp_core::registry::Registry, StoreError> {
+        self.inner.registry()
+    }
+
     fn event_seq(&self, id: &EventId) -> Result<Option<u64>, StoreError> {
         self.inner.event_seq(id)
     }
@@ -328,8 +332,19 @@ pub fn rebuild_and_compare<L: Store, V: Store>(
     live: Option<&dyn Fn() -> anyhow::Result<V>>,
     progress: Progress,
 ) -> anyhow::Result<Result<RebuildReport, String>> {
+    rebuild_and_compare_with(log, live, progress, &mpp_ledger::trust::Trust::default())
+}
+
+/// [`rebuild_and_compare`], judging registry statements with the registrar
+/// keys of `trust`.
+pub fn rebuild_and_compare_with<L: Store, V: Store>(
+    log: &L,
+    live: Option<&dyn Fn() -> anyhow::Result<V>>,
+    progress: Progress,
+    trust: &mpp_ledger::trust::Trust,
+) -> anyhow::Result<Result<RebuildReport, String>> {
     let counted = Counted::new(log.clone(), progress);
-    let rebuilt = mpp_ledger::ledger::rebuild(&counted);
+    let rebuilt = mpp_ledger::ledger::rebuild_with(&counted, trust);
     counted.finish();
     let (rebuilt, head) = match rebuilt {
         Ok(r) => r,
@@ -473,6 +488,7 @@ pub(crate) fn run(args: &RebuildArgs, out: &mut dyn Write) -> anyhow::Result<u8>
     }
     let open_live = args.data_dir.as_ref().map(|dir| move || open_store(dir));
     let live = open_live.as_ref().map(|f| f as &dyn Fn() -> anyhow::Result<SledStore>);
+    let trust = args.registrar.trust()?;
     let result = match &args.export {
         Some(path) => {
             let scratch = Scratch::create(None)?;
@@ -490,7 +506,7 @@ pub(crate) fn run(args: &RebuildArgs, out: &mut dyn Write) -> anyhow::Result<u8>
                 }
             }
             let (log, _dir) = scratch.into_windowed();
-            rebuild_and_compare(&log, live, Progress::new("rebuild"))?
+            rebuild_and_compare_with(&log, live, Progress::new("rebuild"), &trust)?
         }
         None => {
             let Some(dir) = &args.data_dir else { bail!("give --data-dir, --export or both") };
@@ -499,7 +515,7 @@ pub(crate) fn run(args: &RebuildArgs, out: &mut dyn Write) -> anyhow::Result<u8>
                 log.close().context("closing the store")?;
                 open_store(dir)
             };
-            rebuild_and_compare(&log, Some(&open_live), Progress::new("rebuild"))?
+            rebuild_and_compare_with(&log, Some(&open_live), Progress::new("rebuild"), &trust)?
         }
     };
     let report = match result {

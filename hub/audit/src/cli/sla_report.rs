@@ -253,7 +253,8 @@ pub(crate) fn run(args: &SlaReportArgs, out: &mut dyn Write) -> anyhow::Result<u
             let Some((log, _dir)) = load_verified_export(path, out)? else {
                 return Ok(EXIT_FAILED);
             };
-            let (state, _) = mpp_ledger::ledger::rebuild(&log).context("rebuilding from the export")?;
+            let (state, _) = mpp_ledger::ledger::rebuild_with(&log, &args.registrar.trust()?)
+                .context("rebuilding from the export")?;
             let ms = as_of(last_entry_ms(&log)?)?;
             sla_report(state.cases.into_values().map(Ok), &cals, from, to, ms, label)?
         }

@@ -137,6 +137,10 @@ impl Store for Windowed {
         self.with(|s| s.standards())
     }
 
+    fn registry(&self) -> Result<mpp_core::registry::Registry, StoreError> {
+        self.with(|s| s.registry())
+    }
+
     fn event_seq(&self, id: &EventId) -> Result<Option<u64>, StoreError> {
         self.with(|s| s.event_seq(id))
     }

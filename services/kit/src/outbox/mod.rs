@@ -68,7 +68,7 @@ pub use self::entry::{EntryError, StoredEvent, ENTRY_BYTES_MAX, ENTRY_FORMAT, EV
 pub use self::relay::{
     RelayConfig, DELETE_BATCH_MAX, OUTBOX_AGE_WARN_S, PUBLISH_IN_FLIGHT_MAX, RELAY_BACKOFF_MS_MAX,
     RELAY_BACKOFF_MS_MIN, RELAY_CONNECTION_POLL_MS, RELAY_IDLE_POLL_MS, RELAY_STOP_WAIT_MS,
-    RELAY_WARN_INTERVAL_MS,
+    RELAY_WARN_INTERVAL_MS, SIGNED_BATCH_FILL_MIN,
 };
 use crate::event::{Clock, OutgoingEvent};
 use crate::publish::{too_many, Accepted, PublishError, PublishFuture, PublishOutcome, Publisher};

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use super::{entry, Counters, EntryError, Store, KEY_BYTES};
 use crate::event::Clock;
 use crate::publish::PUBACK_TIMEOUT_MS;
+use crate::signing::{EnvelopeSigner, ToSign};
 use crate::stream::{ensure_stream, STREAM_NAME};
 
 /// Most events sent and awaiting their PubAck at once. Acknowledgements are
@@ -55,8 +56,13 @@ pub const RELAY_WARN_INTERVAL_MS: u64 = 30_000;
 /// in a warning (every [`RELAY_WARN_INTERVAL_MS`]).
 pub const OUTBOX_AGE_WARN_S: f64 = 60.0;
 
+/// With a signer, the relay sends while fewer than this many entries are
+/// in flight only if none are: so a busy relay sends (and signs) batches of
+/// at least this many instead of one entry per PubAck.
+pub const SIGNED_BATCH_FILL_MIN: usize = PUBLISH_IN_FLIGHT_MAX / 2;
+
 /// How the relay publishes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RelayConfig {
     /// The events stream: every message carries `Nats-Expected-Stream` = this.
     pub stream: String,
@@ -64,11 +70,16 @@ pub struct RelayConfig {
     /// publishing, retrying until it succeeds. Off where the agency may only
     /// publish.
     pub ensure_stream: bool,
+    /// The participant's signing key: each batch the relay sends is signed
+    /// with one signature (see [`crate::signing`]). Without it envelopes go
+    /// out unsigned, which a hub whose participant registry is in force
+    /// rejects (`UNSIGNED_ENVELOPE`).
+    pub signer: Option<Arc<EnvelopeSigner>>,
 }
 
 impl Default for RelayConfig {
     fn default() -> Self {
-        Self { stream: STREAM_NAME.to_owned(), ensure_stream: true }
+        Self { stream: STREAM_NAME.to_owned(), ensure_stream: true, signer: None }
     }
 }
 
@@ -261,12 +272,29 @@ impl Relay {
         if room == 0 || !self.connected() {
             return Ok(());
         }
+        if self.config.signer.is_some() && !self.inflight.is_empty() && room < SIGNED_BATCH_FILL_MIN {
+            return Ok(());
+        }
         let mut batch = Vec::with_capacity(room.min(64));
         for kv in self.store.tree.range(&entry::key(self.cursor)[..]..).take(room) {
             let (k, v) = kv?;
             let seq = entry::seq_of(&k)
                 .ok_or(EntryError::Corrupt { seq: self.cursor, what: "key is not 8 bytes" })?;
             batch.push((entry::decode(seq, &v)?, KEY_BYTES + v.len() as u64));
+        }
+        if let Some(signer) = &self.config.signer {
+            let mut to_sign: Vec<ToSign> = batch
+                .iter()
+                .map(|(ev, _)| ToSign {
+                    subject: ev.subject.clone(),
+                    event_id: ev.event_id.clone(),
+                    payload: ev.payload.to_vec(),
+                })
+                .collect();
+            signer.sign_batch(&mut to_sign);
+            for ((ev, _), signed) in batch.iter_mut().zip(to_sign) {
+                ev.payload = signed.payload.into();
+            }
         }
         for (ev, bytes) in batch {
             let message = PublishMessage::build()

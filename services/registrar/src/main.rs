@@ -1,0 +1,127 @@
+//! `mpp-registrar`: the province registrar's command (see the library docs
+//! and docs/OPERATIONS.md "Participant registry").
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use mpp_agency_kit::cli::{connect_nats, NatsAccess, NatsCredentials};
+use mpp_agency_kit::signing::{generate_key_file, public_key_path, read_public_key};
+use mpp_core::checkpoint::KeyId;
+use mpp_registrar::{publish, read_statements, sign_registry, sign_revocation, write_statements, Registrar};
+
+/// The province registrar's tool.
+#[derive(Debug, Parser)]
+#[command(name = "mpp-registrar", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Creates an Ed25519 key: the seed in FILE (mode 0600, never
+    /// overwritten) and the public key in FILE.pub. For the registrar and
+    /// for each participant's --signing-key-file alike.
+    Keygen {
+        /// The private key file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Signs the statements of a registry file (offline): each
+    /// participant's registration, then its keys.
+    Sign {
+        /// The registrar's private key file.
+        #[arg(long, env = "MPP_REGISTRAR_PRIVATE_KEY_FILE")]
+        registrar_key: PathBuf,
+        /// The registry file (TOML).
+        #[arg(long)]
+        registry: PathBuf,
+        /// Where to write the signed statements.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Signs the revocation of a participant's key (offline).
+    Revoke {
+        /// The registrar's private key file.
+        #[arg(long, env = "MPP_REGISTRAR_PRIVATE_KEY_FILE")]
+        registrar_key: PathBuf,
+        /// The participant.
+        #[arg(long)]
+        participant: String,
+        /// The key's public key file (its id is derived from it).
+        #[arg(long)]
+        public_key_file: PathBuf,
+        /// Where to write the signed statement.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Publishes signed statements on the registry subject, in order.
+    Publish {
+        /// The statements file (from `sign` or `revoke`).
+        #[arg(long)]
+        statements: PathBuf,
+        /// NATS server URL(s), comma-separated.
+        #[arg(long, env = "MPP_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        /// NATS user (deploy/nats/secure.conf's `registrar`).
+        #[arg(long, env = "MPP_NATS_USER", requires = "nats_password_file")]
+        nats_user: Option<String>,
+        /// File holding the NATS password of --nats-user.
+        #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
+        nats_password_file: Option<PathBuf>,
+        /// CA certificate (PEM) of the NATS server's TLS certificate.
+        #[arg(long, env = "MPP_NATS_TLS_CA_FILE")]
+        nats_tls_ca_file: Option<PathBuf>,
+    },
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Keygen { out } => {
+            let pk = generate_key_file(&out)?;
+            println!(
+                "wrote {} (private, 0600) and {}: public key {} (key id {})",
+                out.display(),
+                public_key_path(&out).display(),
+                hex::encode(pk),
+                KeyId::of(&pk)
+            );
+        }
+        Command::Sign { registrar_key, registry, out } => {
+            let registrar = Registrar::load(&registrar_key)?;
+            let statements = sign_registry(&registrar, &registry, now_ms())?;
+            write_statements(&out, &statements)?;
+            println!("signed {} statements into {}", statements.len(), out.display());
+        }
+        Command::Revoke { registrar_key, participant, public_key_file, out } => {
+            let registrar = Registrar::load(&registrar_key)?;
+            let key_id = KeyId::of(&read_public_key(&public_key_file)?);
+            write_statements(&out, &[sign_revocation(&registrar, &participant, &key_id, now_ms())])?;
+            println!("signed the revocation of key {key_id} of {participant} into {}", out.display());
+        }
+        Command::Publish { statements, nats_url, nats_user, nats_password_file, nats_tls_ca_file } => {
+            let statements = read_statements(&statements)?;
+            let credentials = match (&nats_user, &nats_password_file) {
+                (Some(u), Some(f)) => Some(NatsCredentials::load(u, f)?),
+                _ => None,
+            };
+            let access = NatsAccess::new(credentials, nats_tls_ca_file.as_deref())?;
+            let client = connect_nats(&nats_url, "mpp-registrar", &access)
+                .await
+                .with_context(|| format!("connecting to {nats_url}"))?;
+            publish(&client, &statements).await?;
+            client.flush().await.context("flushing")?;
+            println!("published {} statements", statements.len());
+        }
+    }
+    Ok(())
+}
