@@ -168,8 +168,9 @@ pub struct ExportArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct RegistrarKeyArgs {
     /// File of the province registrar's public key(s), one per line as 64
-    /// hex digits: the file the hub runs with.
-    #[arg(long, env = "MPP_REGISTRAR_KEY_FILE")]
+    /// hex digits: the file the hub runs with. (Its own variable, so that
+    /// a replay never picks up the environment of a hub's `serve`.)
+    #[arg(long, env = "MPP_AUDIT_REGISTRAR_KEY_FILE")]
     pub registrar_key_file: Option<PathBuf>,
 }
 
