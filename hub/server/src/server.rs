@@ -196,6 +196,11 @@ async fn start(
         "Listening"
     );
 
+    let origin = mpp_core::checkpoint::Origin::for_hub(&args.hub_id)?;
+    let cosignatures = args
+        .witnesses
+        .start(&args.data_dir, origin.as_str(), store.clone(), stop_rx.clone())
+        .context("setting up the witnesses")?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     spawn_grpc_health(health_reporter, health.subscribe_ready(), stop_rx.clone());
     let reflection =
@@ -209,7 +214,10 @@ async fn start(
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(AuditServiceServer::with_interceptor(
-            Audit::new(lookups.clone()),
+            match &cosignatures {
+                Some(c) => Audit::new(lookups.clone()).with_cosignatures(c.clone()),
+                None => Audit::new(lookups.clone()),
+            },
             AuditorAuth::new(auditors),
         ))
         .add_service(CasesServiceServer::new(Cases::new(lookups.clone(), changes.clone(), grpc_client_addr)));
@@ -253,6 +261,7 @@ async fn start(
     )
     .context("setting up the operators' dashboard")?;
     let app = router(AppState { lookups, health: health.clone(), web }).merge(mpp_ops::router(ops));
+    let app = mpp_audit::cosign::with_cosigned_checkpoint(app, cosignatures.as_ref(), store.clone());
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http_task = match transport.tls() {
         None => {
