@@ -37,6 +37,7 @@ pub mod remote;
 pub mod sla_report;
 pub mod verify;
 pub mod window;
+pub mod witnessed;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -142,6 +143,9 @@ pub struct VerifyArgs {
     /// Remote mode.
     #[command(flatten)]
     pub remote: RemoteArgs,
+    /// Witnesses: --witness-key, --witness-quorum, --cosigned-checkpoint.
+    #[command(flatten)]
+    pub witnesses: witnessed::WitnessPolicyArgs,
 }
 
 /// Flags of `mpp-hub audit export`.
