@@ -40,6 +40,7 @@ pub mod envelope;
 pub mod pin;
 pub mod services;
 pub mod store;
+pub mod witness;
 
 pub use mpp_test_support::{http, nats, ports, process, rng, temp_dir, wait};
 pub use nats::NatsServer;

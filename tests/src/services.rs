@@ -52,6 +52,9 @@ pub struct HubOptions {
     pub nats_tls_ca_file: Option<PathBuf>,
     /// More arguments of `mpp-hub serve`, appended as given.
     pub extra_args: Vec<String>,
+    /// `--data-dir` (a directory prepared beforehand, e.g. restored from a
+    /// backup); `None`: `data` in the hub's temporary directory.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Lookup rate (and burst) per client address of the hubs the harness
@@ -78,7 +81,7 @@ impl HubProcess {
     pub fn spawn_with(nats_url: &str, options: HubOptions) -> Result<Self> {
         let exe = bins::workspace_bin("mpp-hub")?;
         let dir = crate::temp_dir("mpp-hub-")?;
-        let data_dir = dir.path().join("data");
+        let data_dir = options.data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
         let (grpc_addr, http_addr) = (free_addr()?, free_addr()?);
         let mut args = vec![
             "serve".to_owned(),

@@ -73,3 +73,4 @@ mod scale_out;
 mod spine;
 mod tls;
 mod transparency;
+mod witness;
