@@ -167,7 +167,7 @@ pub fn conclude(
         ));
     }
     let mut lines = vec![format!(
-        "witnesses: tree size {} cosigned by {} of {} required ({})",
+        "witnesses: tree size {} cosigned by {} witnesses ({} required): {}",
         c.size,
         c.witnesses.len(),
         quorum,
