@@ -11,10 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use mpp_core::log::Hash32;
 use mpp_core::note;
+use mpp_edge::auth::BearerToken;
 use mpp_proto::v1 as pb;
 use mpp_proto::v1::audit_service_client::AuditServiceClient;
 use tokio::sync::watch;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tracing::{error, info, warn};
@@ -149,23 +149,11 @@ pub fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Sends `authorization: Bearer <token>`.
-#[derive(Debug, Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
-}
-
-type Client = AuditServiceClient<InterceptedService<Channel, Bearer>>;
+type Client = AuditServiceClient<InterceptedService<Channel, BearerToken>>;
 
 /// A lazily connecting client of a hub's audit API.
 pub fn client(url: &str, token: &str, tls_ca_file: Option<&Path>) -> anyhow::Result<Client> {
-    let bearer =
-        Bearer(format!("Bearer {token}").parse().map_err(|_| anyhow::anyhow!("the token is not ASCII"))?);
+    let bearer = BearerToken::new(token).context("the token is not ASCII")?;
     let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("{url:?} is not a URI"))?
         .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))

@@ -3,21 +3,6 @@
 use clap::Parser as _;
 use mpp_witness::cli::{self, Cli, Command};
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
-}
-
 /// Exit status of a usage or IO error.
 const EXIT_ERROR: i32 = 2;
 
@@ -30,7 +15,7 @@ async fn main() {
     }
     let mut out = std::io::stdout();
     let result = match cli.command {
-        Command::Serve(args) => cli::serve(args, shutdown_signal()).await.map(|()| 0),
+        Command::Serve(args) => cli::serve(args, mpp_edge::signal::shutdown_signal()).await.map(|()| 0),
         Command::Check(args) => cli::check(&args, &mut out),
         Command::VerifyEvidence(args) => cli::verify_evidence(&args, &mut out),
         Command::PublicKey(args) => cli::public_key(&args, &mut out),

@@ -14,6 +14,7 @@
 //! - [`sled_open`]: opening a sled database, waiting for a held lock.
 //! - [`meta`]: metadata and header names every API shares.
 //! - [`log`]: the one logging contract of every binary (feature `log`).
+//! - [`signal`]: the one shutdown signal (ctrl-c, SIGTERM) of every server.
 //!
 //! Architecture invariant: no domain decision and no business vocabulary
 //! lives here (the only domain import is `ReasonCode`, for the reason
@@ -33,6 +34,8 @@ pub mod log;
 pub mod meta;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "net")]
+pub mod signal;
 pub mod sled_open;
 #[cfg(feature = "nats")]
 pub mod stream;

@@ -20,7 +20,6 @@ use mpp_core::log::{Hash32, Verdict};
 use mpp_core::{LogEntry, ReasonCode};
 use mpp_proto::v1 as pb;
 use mpp_proto::v1::audit_service_client::AuditServiceClient;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -36,15 +35,7 @@ pub const REPLAY_PAGE_ENTRIES: u32 = 10_000;
 pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
 
 /// Sends `authorization: Bearer <token>`.
-#[derive(Debug, Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
-}
+pub use mpp_edge::auth::BearerToken as Bearer;
 
 /// A connection to a hub's audit service.
 #[derive(Debug, Clone)]
@@ -70,11 +61,8 @@ impl Remote {
     /// `https://`).
     pub async fn connect_with(url: &str, token: &str, tls_ca_file: Option<&Path>) -> anyhow::Result<Remote> {
         // The token is never part of an error: only whether it parses.
-        let bearer = Bearer(
-            format!("Bearer {token}")
-                .parse()
-                .map_err(|_| anyhow::anyhow!("the token is not valid ASCII metadata"))?,
-        );
+        let bearer =
+            Bearer::new(token).ok_or_else(|| anyhow::anyhow!("the token is not valid ASCII metadata"))?;
         let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
             .with_context(|| format!("--hub-grpc {url:?} is not a URI"))?
             .connect_timeout(std::time::Duration::from_millis(CONNECT_TIMEOUT_MS));
