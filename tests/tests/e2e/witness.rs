@@ -217,6 +217,49 @@ async fn witnesses_cosign_across_restarts_and_kill9_and_a_quorum_of_two_verifies
         "{out}"
     );
     println!("audit verify --witness-quorum 2 (3 cosigned):\n{out}");
+    // A proof bundle carries the cosigned checkpoint; check-proof counts it.
+    let bundle = dir.path().join("bundle.json");
+    let (code, out) = hub_cli(&[
+        "audit".into(),
+        "prove".into(),
+        "--hub-grpc".into(),
+        hub.grpc_endpoint(),
+        "--auditor-token".into(),
+        AUDITOR_TOKEN.into(),
+        "--seq".into(),
+        "2".into(),
+        "--tree-size".into(),
+        sent.to_string(),
+        "--out".into(),
+        bundle.display().to_string(),
+    ])
+    .await?;
+    ensure!(code == 0, "audit prove: {out}");
+    let check = |quorum: u64| {
+        let (bundle, key, keys) =
+            (bundle.display().to_string(), hub_key_file(&hub).display().to_string(), all.join(","));
+        async move {
+            hub_cli(&[
+                "audit".into(),
+                "check-proof".into(),
+                "--bundle".into(),
+                bundle,
+                "--public-key".into(),
+                key,
+                "--witness-key".into(),
+                keys,
+                "--witness-quorum".into(),
+                quorum.to_string(),
+            ])
+            .await
+        }
+    };
+    let (code, out) = check(3).await?;
+    ensure!(
+        code == 0
+            && out.contains(&format!("witnesses: tree size {sent} cosigned by 3 witnesses (3 required)")),
+        "{out}"
+    );
 
     // Only one witness left: the newest checkpoint carries 1 cosignature.
     ws[1].terminate().await?;

@@ -240,6 +240,11 @@ pub struct CheckProofArgs {
     /// The hub's Ed25519 public key (see `audit verify --help`).
     #[arg(long, env = "MPP_PUBLIC_KEY_FILE")]
     pub public_key: PathBuf,
+    /// Witnesses: with --witness-key, the bundle's tree must also be
+    /// cosigned by the quorum (its checkpoint's note, or
+    /// --cosigned-checkpoint).
+    #[command(flatten)]
+    pub witnesses: witnessed::WitnessPolicyArgs,
 }
 
 /// Flags of `mpp-hub audit sla-report`.

@@ -261,7 +261,9 @@ impl Remote {
         let root = mpp_core::merkle::root_from_inclusion(&leaf, e.seq - 1, r.tree_size, &proof)
             .map_err(|err| anyhow::anyhow!("the hub's proof does not verify: {err}"))?;
         let checkpoint = r.checkpoint.as_ref().map(decode_checkpoint).transpose()?;
-        Ok(ProofBundle::new(&e, r.tree_size, &leaf, &proof, &root, checkpoint.as_ref()))
+        let cosigned = r.checkpoint.as_ref().map(|c| c.note.clone()).filter(|n| !n.is_empty());
+        Ok(ProofBundle::new(&e, r.tree_size, &leaf, &proof, &root, checkpoint.as_ref())
+            .with_cosigned_note(cosigned))
     }
 }
 
