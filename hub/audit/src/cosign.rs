@@ -429,4 +429,69 @@ mod tests {
         assert!(split_url("https://w.example").is_err());
         assert_eq!(percent_encode("mpp-hub/a b"), "mpp-hub%2Fa%20b");
     }
+
+    use mpp_core::checkpoint::{Checkpoint, KeyId, Origin};
+    use mpp_core::note::Cosignature;
+    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
+    fn pair(seed: u8) -> (Ed25519KeyPair, [u8; 32]) {
+        let p = Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).unwrap();
+        let pk = p.public_key().as_ref().try_into().unwrap();
+        (p, pk)
+    }
+
+    fn signed(size: u64, root: u8) -> SignedCheckpoint {
+        let (hub, pk) = pair(1);
+        let origin = Origin::new("mpp-hub/t").unwrap();
+        Checkpoint {
+            origin: origin.clone(),
+            key_id: KeyId::of(&pk),
+            tree_size: size,
+            root_hash: [root; 32],
+            head_hash: [0; 32],
+            last_stream_seq: size,
+            last_entry_time_ns: 0,
+            signed_at_ms: 0,
+        }
+        .sign_with_note(note::key_hash(origin.as_str(), &pk), |m| hub.sign(m).as_ref().try_into().unwrap())
+    }
+
+    /// `cp`'s note cosigned by the witness of `seed`.
+    fn cosigned_by(cp: &SignedCheckpoint, seed: u8) -> (CosignerKey, String) {
+        let (w, pk) = pair(seed);
+        let key = CosignerKey { name: format!("w{seed}.example/witness"), public_key: pk };
+        let own = cp.to_note().unwrap();
+        let (body, mut sigs) = note::parse(&own).unwrap();
+        let c = Cosignature::sign(&key.name, &pk, 1_700_000_000, body, |m| {
+            w.sign(m).as_ref().try_into().unwrap()
+        });
+        sigs.push(c.to_note_signature());
+        (key, note::render(body, &sigs))
+    }
+
+    #[test]
+    fn only_valid_cosignatures_of_the_hub_s_own_body_are_kept_served_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = signed(5, 7);
+        let (k2, by2) = cosigned_by(&cp, 2);
+        let (k3, by3) = cosigned_by(&cp, 3);
+        let (_, by_stranger) = cosigned_by(&cp, 4);
+        let cos = Cosignatures::open(dir.path(), "mpp-hub/t", vec![k2.clone(), k3.clone()]).unwrap();
+        assert_eq!(cos.note_of(&cp), cp.to_note(), "nothing held yet");
+        assert_eq!(cos.merge(&cp, &by_stranger).unwrap(), 0, "a key not configured");
+        assert_eq!(cos.merge(&cp, &by2).unwrap(), 1);
+        assert_eq!(cos.merge(&cp, &by2).unwrap(), 0, "the same witness again");
+        // The same witnesses over another root of size 5: not this hub's body.
+        let (_, other) = cosigned_by(&signed(5, 8), 3);
+        assert!(cos.merge(&cp, &other).is_err());
+        assert_eq!(cos.merge(&cp, &by3).unwrap(), 1);
+        let served = cos.note_of(&cp).unwrap();
+        let (body, sigs) = note::parse(&served).unwrap();
+        assert_eq!(valid_cosignatures(body, &sigs, &[k2.clone(), k3.clone()]).len(), 2);
+        // A checkpoint of that size with another body gets none of them.
+        assert_eq!(cos.note_of(&signed(5, 9)), signed(5, 9).to_note());
+        // Reloaded from the file after a restart.
+        let again = Cosignatures::open(dir.path(), "mpp-hub/t", vec![k2, k3]).unwrap();
+        assert_eq!(again.note_of(&cp), Some(served));
+    }
 }
