@@ -27,6 +27,9 @@ use axum::{Json, Router};
 use crate::evidence::EvidenceKind;
 use crate::follow::Shared;
 
+/// Most HTTP requests served at once; further ones wait (back-pressure).
+pub const HTTP_CONCURRENT_REQUESTS_MAX: usize = 256;
+
 /// The content type of `/metrics`.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -37,6 +40,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/cosigned", get(cosigned))
         .route("/evidence", get(evidence))
         .route("/metrics", get(metrics))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(HTTP_CONCURRENT_REQUESTS_MAX))
         .with_state(shared)
 }
 
