@@ -405,6 +405,18 @@ async fn a_restored_hub_s_rollback_and_split_view_are_refused_with_evidence() ->
     let ok = witness::run(&["verify-evidence", &path, "--hub-key", &hub_key]).await?;
     ensure!(ok.code == 0 && ok.stdout.starts_with("SPLIT VIEW PROVEN"), "{ok:?}");
     println!("mpp-witness verify-evidence: {}", ok.stdout.trim());
+    // And with the independent C2SP verifier (docs/verify_note.py): both
+    // notes are the hub's, of one size, with two roots.
+    let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+    let mut roots = Vec::new();
+    for which in ["cosigned", "conflicting"] {
+        let note = e[which].as_str().context("a note")?;
+        let (ok, said) = crate::transparency::verify_with_python(note, ORIGIN, &hub_key, dir.path())?;
+        ensure!(ok && said.starts_with(&format!("OK origin={ORIGIN} size=5 root=")), "{which}: {said}");
+        roots.push(said.trim().to_owned());
+    }
+    ensure!(roots[0] != roots[1], "one root twice: {roots:?}");
+    println!("docs/verify_note.py on the evidence: {roots:?}");
     // Doctored (the conflicting root changed): not proven.
     let mut e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
     let conflicting = e["conflicting"].as_str().context("conflicting")?.to_owned();
