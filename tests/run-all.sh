@@ -52,7 +52,8 @@ apt_install() { # package... ; one line when it cannot
 if ! $quick; then
     # The deploy test parses YAML with PyYAML from the project's .venv.
     mpp_venv_pip pyyaml "import yaml"
-    # The transparency test's independent C2SP note verifier (Ed25519).
+    # The transparency and witness tests' independent C2SP verifiers
+    # (docs/verify_note.py, docs/verify_cosignatures.py: Ed25519).
     mpp_venv_pip cryptography "import cryptography"
     export MPP_PYTHON="$MPP_VENV/bin/python3"
     if ! command -v systemd-analyze >/dev/null 2>&1; then

@@ -1,3 +1,6 @@
+//! Needs: the `cryptography` package in the project's Python environment
+//! (`MPP_PYTHON`; tests/run-all.sh installs it into `.venv`).
+//!
 //! Witnessed transparency against real processes: a real nats-server,
 //! real `mpp-hub serve` and real `mpp-witness serve` binaries.
 //!
@@ -5,7 +8,9 @@
 //!   and clean restarts of witnesses and hub; no witness ever goes back;
 //!   the hub serves the cosigned checkpoint at `GET /checkpoint`; `mpp-hub
 //!   audit verify --witness-quorum 2` passes with 2 of 3 (remotely and on
-//!   the data directory) and fails when the checkpoint carries only 1.
+//!   the data directory) and fails when the checkpoint carries only 1; an
+//!   independent verifier written from the C2SP specs
+//!   (`docs/verify_cosignatures.py`) counts the cosignatures too.
 //! - A hub restored from an old backup rolls its log back, then, fed a
 //!   different suffix on another stream, signs another root for a size
 //!   already cosigned: the witness refuses both, keeps evidence that
@@ -136,6 +141,34 @@ async fn wait_witness_at(w: &WitnessProcess, size: u64) -> Result<String> {
     .await
 }
 
+/// Runs `docs/verify_cosignatures.py` on `note`: whether at least `quorum`
+/// of `vkeys` cosigned it, and what it said.
+async fn cosignatures_with_python(
+    note: &str,
+    quorum: u64,
+    vkeys: &[String],
+    dir: &Path,
+) -> Result<(bool, String)> {
+    let file = dir.join("cosigned-for-python.note");
+    std::fs::write(&file, note)?;
+    let python = std::env::var("MPP_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/verify_cosignatures.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .arg(&file)
+        .arg(quorum.to_string())
+        .args(vkeys)
+        .output()
+        .await
+        .with_context(|| format!("running {python} {}", script.display()))?;
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        !said.contains("ModuleNotFoundError"),
+        "{python} lacks `cryptography` (tests/run-all.sh installs it): {said}"
+    );
+    Ok((out.status.success(), said))
+}
+
 /// Runs `mpp-hub args…`: exit code and stdout + stderr.
 async fn hub_cli(args: &[String]) -> Result<(i32, String)> {
     let exe = mpp_tests::bins::workspace_bin("mpp-hub")?;
@@ -180,6 +213,14 @@ async fn witnesses_cosign_across_restarts_and_kill9_and_a_quorum_of_two_verifies
     let mut sent = feed(&mut hub, &js, 0, 3, "a").await?;
     let note = wait_cosigned(&hub, sent, 3).await?;
     println!("GET /checkpoint, cosigned by 3 witnesses:\n{note}");
+    // An implementation written from the C2SP specs alone counts them.
+    let vkeys: Vec<String> = ws.iter().map(|w| w.vkey().to_owned()).collect();
+    let (ok, said) = cosignatures_with_python(&note, 3, &vkeys, dir.path()).await?;
+    ensure!(ok && said.starts_with(&format!("OK size={sent} cosigned by 3 of 3")), "{said}");
+    println!("docs/verify_cosignatures.py: {}", said.trim());
+    let one_changed = note.replacen(&format!("\n{sent}\n"), &format!("\n{}\n", sent + 1), 1);
+    let (ok, said) = cosignatures_with_python(&one_changed, 1, &vkeys, dir.path()).await?;
+    ensure!(!ok && said.contains("0 valid cosignature(s)"), "a changed size kept its cosignatures: {said}");
 
     // kill -9 a witness while the log grows: it restarts on its state,
     // never below what it cosigned, and catches up.
