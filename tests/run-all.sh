@@ -52,9 +52,9 @@ apt_install() { # package... ; one line when it cannot
 if ! $quick; then
     # The deploy test parses YAML with PyYAML from the project's .venv.
     mpp_venv_pip pyyaml "import yaml"
-    # The transparency test's independent C2SP note verifier and the
-    # registry test's signature verifier (tools/verify_signatures.py), both
-    # Ed25519.
+    # The transparency and witness tests' independent C2SP verifiers
+    # (docs/verify_note.py, docs/verify_cosignatures.py) and the registry
+    # test's signature verifier (tools/verify_signatures.py), all Ed25519.
     mpp_venv_pip cryptography "from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey"
     export MPP_PYTHON="$MPP_VENV/bin/python3"
     if ! command -v systemd-analyze >/dev/null 2>&1; then

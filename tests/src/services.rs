@@ -59,6 +59,9 @@ pub struct HubOptions {
     /// key ([`crate::registry::test_registrar`]) into the hub's temporary
     /// directory.
     pub registrar_key_file: Option<PathBuf>,
+    /// `--data-dir` (a directory prepared beforehand, e.g. restored from a
+    /// backup); `None`: `data` in the hub's temporary directory.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Lookup rate (and burst) per client address of the hubs the harness
@@ -87,7 +90,7 @@ impl HubProcess {
     pub fn spawn_with(nats_url: &str, options: HubOptions) -> Result<Self> {
         let exe = bins::workspace_bin("mpp-hub")?;
         let dir = crate::temp_dir("mpp-hub-")?;
-        let data_dir = dir.path().join("data");
+        let data_dir = options.data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
         let (grpc_addr, http_addr) = (free_addr()?, free_addr()?);
         let mut args = vec![
             "serve".to_owned(),
