@@ -7,7 +7,7 @@
 //! - **One key per citizen, never derived from who they are.** A citizen
 //!   (identified by the NIK's keyed hash) gets a random 256-bit AES-GCM key
 //!   and a random 128-bit key id the first time a case is opened for them;
-//!   later cases reuse it. Both are flushed to disk before anything sealed
+//!   later cases reuse it. Both are synced to disk before anything sealed
 //!   under them is published, and the creation runs under a lock, so two
 //!   concurrent first visits cannot create two keys.
 //! - **A ciphertext belongs to one case.** The additional authenticated data
@@ -15,23 +15,23 @@
 //!   `personal_data_sealed` event, so a ciphertext copied into another case
 //!   or another event does not open ([`Sealed::open`]).
 //! - **Every case of a key is known before its sealing is published.** The
-//!   vault records (case → key) and (key → case) and flushes before the
+//!   vault records (case → key) and (key → case) and syncs before the
 //!   event enters the outbox, so an erasure reaches every case sealed under
 //!   the key.
-//! - **Erasure is one atomic, flushed batch**: the key, the citizen's NIK-hash
+//! - **Erasure is one atomic, synced transaction**: the key, the citizen's NIK-hash
 //!   link and the stored ciphertexts are removed, a tombstone for the key id
 //!   is written. After it no code path of this service can decrypt the data,
 //!   and no other copy of the key ever existed outside this database.
 //!
-//! Known limits, honestly: sled 0.34 is log-structured. A removed value stays
-//! in the database files until sled rewrites that segment, so someone who
-//! reads the raw files of `<data-dir>/vault` (a disk image, a backup of the
-//! directory) may still find a destroyed key for a while. The vault
-//! directory must therefore be on an encrypted volume and kept out of
-//! ordinary backups; docs/PRIVACY.md says what it protects and what not.
+//! Known limits, honestly: redb does not overwrite the pages it frees, so
+//! someone who reads the raw file `<data-dir>/vault/vault.redb` (a disk
+//! image, a backup of the directory) may still find a destroyed key until
+//! its page is reused. The vault directory must therefore be on an
+//! encrypted volume and kept out of ordinary backups; docs/PRIVACY.md says
+//! what it protects and what not.
 //! Keys in memory are not zeroed on drop (no zeroize dependency).
 //!
-//! Layout (one sled tree, key prefixes; tracking numbers as their 17-byte
+//! Layout (one redb table of byte strings, key prefixes; tracking numbers as their 17-byte
 //! text `RRRR-SSSSSSSSSS-C`):
 //!
 //! ```text
@@ -46,16 +46,21 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use mpp_agency_kit::durable::{self, redb, sled, DurableError, Storage};
 use mpp_core::ids::TrackingNumber;
 use mpp_core::limits::{KEY_ID_BYTES, SEALED_CIPHERTEXT_BYTES_MAX, SEAL_NONCE_BYTES};
+use redb::{ReadableTable, TableDefinition};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// The vault's directory inside the service's data directory.
 pub const VAULT_DIR: &str = "vault";
 
-/// sled's page cache for the vault, in bytes.
-pub const VAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// The vault's redb file inside [`VAULT_DIR`].
+pub const VAULT_FILE: &str = "vault.redb";
+
+/// The vault's table: the layout in the module docs.
+const VAULT_TABLE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("vault");
 
 /// Length of a data key, in bytes (AES-256).
 pub const DATA_KEY_BYTES: usize = 32;
@@ -89,25 +94,13 @@ pub type KeyId = [u8; KEY_ID_BYTES];
 /// Why the vault failed.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
-    /// The directory could not be created.
-    #[error("cannot create the key vault directory {dir}: {source}")]
-    CreateDir {
-        /// The directory.
-        dir: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// sled refused to open the directory.
-    #[error("cannot open the key vault in {dir}: {source}")]
-    Open {
-        /// The directory.
-        dir: PathBuf,
-        /// The cause.
-        source: sled::Error,
-    },
-    /// Reading, writing or flushing failed.
+    /// The store could not be opened or migrated (e.g. another process
+    /// holds it).
+    #[error("cannot open the key vault: {0}")]
+    Open(#[from] DurableError),
+    /// Reading, writing or syncing failed.
     #[error("key vault storage failed: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(Box<redb::Error>),
     /// A stored value has the wrong shape.
     #[error("the key vault holds a malformed {what}; restore the vault from its backup")]
     Corrupt {
@@ -143,6 +136,8 @@ pub enum VaultError {
     #[error("the key vault task failed: {0}")]
     Task(String),
 }
+
+mpp_agency_kit::from_redb_errors!(VaultError, VaultError::Storage);
 
 /// A citizen's data key, in memory only while sealing or opening.
 #[derive(Clone)]
@@ -289,7 +284,7 @@ pub struct Erasure {
 #[derive(Debug)]
 struct Inner {
     /// `None` once closed. The lock serialises every read-modify-write.
-    db: Mutex<Option<sled::Db>>,
+    db: Mutex<Option<redb::Database>>,
 }
 
 /// The vault. Cheap to clone; [`Vault::close`] releases it for every clone.
@@ -314,27 +309,99 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A key and its value.
+type Record = (Vec<u8>, Vec<u8>);
+
+/// One read or write transaction's view of the vault table.
+trait View {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, VaultError>;
+    /// Keys (and values) starting with `prefix`, at most `limit`, in order.
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<Record>, VaultError>;
+}
+
+impl<T: ReadableTable<&'static [u8], &'static [u8]>> View for T {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
+        Ok(ReadableTable::get(self, key)?.map(|v| v.value().to_vec()))
+    }
+
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<Record>, VaultError> {
+        let mut out = Vec::new();
+        for kv in self.range(prefix..)? {
+            let (k, v) = kv?;
+            if !k.value().starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// Copies every record of a sled vault (default tree) into `tx`. A
+/// destroyed key has no record to copy, and its tombstone and case records
+/// are copied as they are, so what was erased stays erased.
+fn copy_from_sled(sled_db: &sled::Db, tx: &redb::WriteTransaction) -> Result<u64, DurableError> {
+    let redb_err = durable::redb_error(VAULT_FILE);
+    let mut table = tx.open_table(VAULT_TABLE).map_err(|e| redb_err(e.into()))?;
+    let mut n = 0;
+    for kv in sled_db.iter() {
+        let (k, v) = kv.map_err(|source| DurableError::Sled { dir: PathBuf::from(VAULT_DIR), source })?;
+        table.insert(k.as_ref(), v.as_ref()).map_err(|e| redb_err(e.into()))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 impl Vault {
-    /// Opens (or creates) the vault in `dir`.
+    /// Opens (or creates) the vault in `dir`, migrating a sled vault found
+    /// there.
     pub fn open(dir: &Path) -> Result<Self, VaultError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| VaultError::CreateDir { dir: dir.to_owned(), source })?;
-        let db = mpp_edge::sled_open::open_waiting_for_lock(
-            &sled::Config::new().path(dir).cache_capacity(VAULT_CACHE_BYTES),
-        )
-        .map_err(|source| VaultError::Open { dir: dir.to_owned(), source })?;
-        tracing::info!(dir = %dir.display(), "Key vault opened");
+        let file = dir.join(VAULT_FILE);
+        durable::migrate_from_sled(dir, &file, copy_from_sled)?;
+        Self::open_in(Storage::File(file))
+    }
+
+    /// Opens the vault on `storage` (its redb file, or a test backend),
+    /// without migrating anything.
+    pub fn open_in(storage: Storage) -> Result<Self, VaultError> {
+        let where_ = storage.describe();
+        let db = durable::open(storage)?;
+        let tx = db.begin_write()?;
+        tx.open_table(VAULT_TABLE)?;
+        tx.commit()?;
+        tracing::info!(store = %where_, "Key vault opened");
         Ok(Self { inner: Arc::new(Inner { db: Mutex::new(Some(db)) }) })
     }
 
-    fn with_db<T>(&self, f: impl FnOnce(&sled::Db) -> Result<T, VaultError>) -> Result<T, VaultError> {
+    fn with_db<T>(&self, f: impl FnOnce(&redb::Database) -> Result<T, VaultError>) -> Result<T, VaultError> {
         let guard = self.inner.db.lock().unwrap_or_else(|e| e.into_inner());
         let db = guard.as_ref().ok_or(VaultError::Closed)?;
         f(db)
     }
 
-    fn load_key(db: &sled::Db, id: &KeyId) -> Result<Option<DataKey>, VaultError> {
-        let Some(v) = db.get(prefixed(b'k', &[id]))? else { return Ok(None) };
+    /// Runs `f` in one write transaction, committed durably if it succeeds.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut redb::Table<&'static [u8], &'static [u8]>) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        self.with_db(|db| {
+            let tx = db.begin_write()?;
+            let out = f(&mut tx.open_table(VAULT_TABLE)?)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Runs `f` on a read transaction.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        self.with_db(|db| f(&db.begin_read()?.open_table(VAULT_TABLE)?))
+    }
+
+    fn load_key(db: &impl View, id: &KeyId) -> Result<Option<DataKey>, VaultError> {
+        let Some(v) = db.get(&prefixed(b'k', &[id]))? else { return Ok(None) };
         let bytes: [u8; DATA_KEY_BYTES] = v
             .get(..DATA_KEY_BYTES)
             .and_then(|b| b.try_into().ok())
@@ -342,19 +409,19 @@ impl Vault {
         Ok(Some(DataKey { id: *id, bytes }))
     }
 
-    /// The citizen's data key, created (and flushed) on their first case.
+    /// The citizen's data key, created (and synced) on their first case.
     /// Refuses with [`VaultError::TooManyCases`] when the key already seals
     /// [`CASES_PER_DATA_KEY_MAX`] cases.
     pub fn key_for(&self, nik_keyed_hash: &[u8]) -> Result<DataKey, VaultError> {
         if nik_keyed_hash.is_empty() || nik_keyed_hash.len() > NIK_HASH_BYTES_MAX {
             return Err(VaultError::BadNikHash);
         }
-        self.with_db(|db| {
+        self.write(|db| {
             let link = prefixed(b'n', &[nik_keyed_hash]);
-            if let Some(v) = db.get(&link)? {
+            if let Some(v) = View::get(db, &link)? {
                 let id = key_id_of(&v, "citizen key link")?;
                 let key = Self::load_key(db, &id)?.ok_or(VaultError::Corrupt { what: "citizen key link" })?;
-                let cases = db.scan_prefix(prefixed(b'x', &[&id])).take(CASES_PER_DATA_KEY_MAX).count();
+                let cases = db.scan(&prefixed(b'x', &[&id]), CASES_PER_DATA_KEY_MAX)?.len();
                 if cases >= CASES_PER_DATA_KEY_MAX {
                     return Err(VaultError::TooManyCases);
                 }
@@ -365,32 +432,26 @@ impl Vault {
             let mut bytes = [0u8; DATA_KEY_BYTES];
             rng.fill(&mut id).map_err(|_| VaultError::Random)?;
             rng.fill(&mut bytes).map_err(|_| VaultError::Random)?;
-            let mut batch = sled::Batch::default();
             let mut key_value = bytes.to_vec();
             key_value.extend_from_slice(nik_keyed_hash);
-            batch.insert(prefixed(b'k', &[&id]), key_value);
-            batch.insert(link, id.to_vec());
-            db.apply_batch(batch)?;
-            db.flush()?;
+            db.insert(prefixed(b'k', &[&id]).as_slice(), key_value.as_slice())?;
+            db.insert(link.as_slice(), id.as_slice())?;
             tracing::info!(key_id = %hex(&id), "Data key created for a citizen");
             Ok(DataKey { id, bytes })
         })
     }
 
-    /// Records the sealing of `case` (case → key and key → case), flushed
+    /// Records the sealing of `case` (case → key and key → case), synced
     /// before it returns. Publish the sealing only after this.
     pub fn record(&self, case: &TrackingNumber, sealed: &Sealed) -> Result<(), VaultError> {
         let tn = case.to_string();
-        self.with_db(|db| {
+        self.write(|db| {
             let ckey = prefixed(b'c', &[tn.as_bytes()]);
-            if db.get(&ckey)?.is_some() {
+            if View::get(db, &ckey)?.is_some() {
                 return Err(VaultError::AlreadySealed(*case));
             }
-            let mut batch = sled::Batch::default();
-            batch.insert(ckey, sealed.encode());
-            batch.insert(prefixed(b'x', &[&sealed.key_id, tn.as_bytes()]), Vec::new());
-            db.apply_batch(batch)?;
-            db.flush()?;
+            db.insert(ckey.as_slice(), sealed.encode().as_slice())?;
+            db.insert(prefixed(b'x', &[&sealed.key_id, tn.as_bytes()]).as_slice(), [].as_slice())?;
             Ok(())
         })
     }
@@ -399,8 +460,8 @@ impl Vault {
     /// here.
     pub fn case(&self, case: &TrackingNumber) -> Result<Option<CaseRecord>, VaultError> {
         let tn = case.to_string();
-        self.with_db(|db| {
-            let Some(v) = db.get(prefixed(b'c', &[tn.as_bytes()]))? else { return Ok(None) };
+        self.read(|db| {
+            let Some(v) = View::get(db, &prefixed(b'c', &[tn.as_bytes()]))? else { return Ok(None) };
             let key_id = key_id_of(&v, "case record")?;
             let Some(key) = Self::load_key(db, &key_id)? else {
                 return Ok(Some(CaseRecord::Erased(key_id)));
@@ -420,19 +481,18 @@ impl Vault {
         })
     }
 
-    /// Erases the personal data of the citizen of `case`: in one flushed
-    /// batch, removes their key, the link from their NIK hash and the stored
+    /// Erases the personal data of the citizen of `case`: in one synced
+    /// transaction, removes their key, the link from their NIK hash and the stored
     /// ciphertexts of all their cases, and writes a tombstone. Repeating it
     /// changes nothing and answers the same cases. `None` when nothing was
     /// sealed for `case` here.
     pub fn erase(&self, case: &TrackingNumber) -> Result<Option<Erasure>, VaultError> {
         let tn = case.to_string();
-        self.with_db(|db| {
-            let Some(v) = db.get(prefixed(b'c', &[tn.as_bytes()]))? else { return Ok(None) };
+        self.write(|db| {
+            let Some(v) = View::get(db, &prefixed(b'c', &[tn.as_bytes()]))? else { return Ok(None) };
             let key_id = key_id_of(&v, "case record")?;
             let mut cases = Vec::new();
-            for item in db.scan_prefix(prefixed(b'x', &[&key_id])).take(CASES_PER_DATA_KEY_MAX) {
-                let (k, _) = item?;
+            for (k, _) in db.scan(&prefixed(b'x', &[&key_id]), CASES_PER_DATA_KEY_MAX)? {
                 let text = k
                     .get(1 + KEY_ID_BYTES..)
                     .and_then(|b| std::str::from_utf8(b).ok())
@@ -440,37 +500,31 @@ impl Vault {
                 cases.push(TrackingNumber::parse(text).map_err(|_| VaultError::Corrupt { what: "key index" })?);
             }
             let kkey = prefixed(b'k', &[&key_id]);
-            let Some(key_value) = db.get(&kkey)? else {
+            let Some(key_value) = View::get(db, &kkey)? else {
                 return Ok(Some(Erasure { key_id, cases, destroyed_now: false }));
             };
-            let mut batch = sled::Batch::default();
             // The key value is key [32] | nik_keyed_hash: unlink the citizen.
             if let Some(nik_hash) = key_value.get(DATA_KEY_BYTES..).filter(|h| !h.is_empty()) {
-                batch.remove(prefixed(b'n', &[nik_hash]));
+                db.remove(prefixed(b'n', &[nik_hash]).as_slice())?;
             }
-            batch.remove(kkey);
-            batch.insert(prefixed(b'e', &[&key_id]), Vec::new());
+            db.remove(kkey.as_slice())?;
+            db.insert(prefixed(b'e', &[&key_id]).as_slice(), [].as_slice())?;
             for c in &cases {
-                batch.insert(prefixed(b'c', &[c.to_string().as_bytes()]), key_id.to_vec());
+                db.insert(prefixed(b'c', &[c.to_string().as_bytes()]).as_slice(), key_id.as_slice())?;
             }
-            db.apply_batch(batch)?;
-            db.flush()?;
             tracing::info!(key_id = %hex(&key_id), cases = cases.len(), "Data key destroyed on an erasure request");
             Ok(Some(Erasure { key_id, cases, destroyed_now: true }))
         })
     }
 
-    /// Flushes and releases the directory; later calls fail with
-    /// [`VaultError::Closed`].
+    /// Releases the file (every change was synced when it returned); later
+    /// calls fail with [`VaultError::Closed`].
     pub fn close(&self) -> Result<(), VaultError> {
-        let db = self.inner.db.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(db) = db {
-            db.flush()?;
-        }
+        drop(self.inner.db.lock().unwrap_or_else(|e| e.into_inner()).take());
         Ok(())
     }
 
-    /// Runs `f` on the blocking thread pool (every vault call flushes).
+    /// Runs `f` on the blocking thread pool (every vault change syncs).
     pub async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Vault) -> Result<T, VaultError> + Send + 'static,
@@ -661,9 +715,8 @@ mod tests {
         let v = Vault::open(dir.path()).unwrap();
         assert_eq!(v.case(&tn(1)).unwrap(), Some(CaseRecord::Erased(key_a.id())), "gone after reopen");
         // No live value of the database holds the key bytes or the ciphertext.
-        v.with_db(|db| {
-            for item in db.iter() {
-                let (k, val) = item?;
+        v.read(|db| {
+            for (k, val) in db.scan(b"", usize::MAX)? {
                 assert!(!val.windows(16).any(|w| w == &key_a.bytes[..16]), "key bytes under {k:?}");
                 assert!(!val.windows(16).any(|w| w == &s1.ciphertext[..16]), "ciphertext under {k:?}");
             }

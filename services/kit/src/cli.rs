@@ -83,8 +83,8 @@ pub struct CommonArgs {
     #[arg(long, env = "MPP_SKIP_STREAM_SETUP")]
     pub skip_stream_setup: bool,
 
-    /// Directory of the durable outbox (sled; created if missing). A call is
-    /// answered once its events are flushed here; they are published to
+    /// Directory of the durable outbox (redb; created if missing). A call is
+    /// answered once its events are synced here; they are published to
     /// JetStream from here, also after a restart. One service per directory.
     /// Default: ./data/<agency_id>.
     #[arg(long, env = "MPP_DATA_DIR")]

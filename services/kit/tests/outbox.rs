@@ -1,4 +1,4 @@
-//! The durable outbox with real sled in temporary directories and a real
+//! The durable outbox with real redb in temporary directories and a real
 //! nats-server: accepted means durable, group commit, publishing in outbox
 //! order across NATS outages and restarts, each event once, and the limits.
 
@@ -48,13 +48,13 @@ fn open(config: &OutboxConfig) -> Outbox {
     Outbox::open(config.clone(), Arc::new(SystemClock)).unwrap()
 }
 
-/// Reopens after a drop: the previous handles release sled's lock as their
+/// Reopens after a drop: the previous handles release redb's lock as their
 /// thread and task end, so poll until the directory can be opened.
 async fn reopen(config: &OutboxConfig) -> Outbox {
     wait_for("the outbox to reopen", Duration::from_millis(DEADLINE_MS), || {
         let opened = match Outbox::open(config.clone(), Arc::new(SystemClock)) {
             Ok(o) => Some(o),
-            Err(OutboxError::Open { .. }) => None,
+            Err(OutboxError::Open(_)) => None,
             Err(e) => panic!("cannot reopen the outbox: {e}"),
         };
         async move { Ok(opened) }
