@@ -635,6 +635,31 @@ mod tests {
         assert!(matches!(err, CounterError::Corrupt { len: 3 }), "{err:?}");
     }
 
+    #[test]
+    fn a_sled_counter_is_carried_over_and_continues_above_its_last_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::serial_key::SerialKey::from_bytes(&[7; 32]).unwrap();
+        let range = SerialRange::new(1, 1_000_000).unwrap();
+        // A counter of the sled version, keyed: last counter value 41 in a
+        // permuted domain that began at 11.
+        let domain = Domain { start: 11, end: range.end(), fingerprint: key.fingerprint() };
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.insert(COUNTER_KEY, &41u64.to_be_bytes()).unwrap();
+            db.insert(PERMUTED_DOMAIN_KEY, domain.encode().as_slice()).unwrap();
+            db.flush().unwrap();
+        }
+        let c = SerialCounter::open(dir.path(), range, SerialOrder::Permuted(key.clone())).unwrap();
+        assert_eq!(c.last().unwrap(), Some(41));
+        let p = Permutation::new(key.clone(), 11, range.end());
+        assert_eq!(draw(&c, 2), vec![p.apply(42), p.apply(43)], "continues in the same domain");
+        assert!(!durable::has_sled(dir.path()), "the sled files were moved");
+        assert!(durable::has_sled(&dir.path().join(durable::SLED_ASIDE_DIR)), "and kept");
+        c.close().unwrap();
+        let c = SerialCounter::open(dir.path(), range, SerialOrder::Permuted(key)).unwrap();
+        assert_eq!(c.last().unwrap(), Some(43), "no second migration");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_allocations_are_distinct_and_dense() {
         let dir = tempfile::tempdir().unwrap();

@@ -729,6 +729,56 @@ mod tests {
         assert_ne!(fresh.bytes, key_a.bytes);
     }
 
+    /// Writes a vault of the sled version: `live` sealed case 1 under a
+    /// live key, `erased` sealed cases 2 and 3 under a key destroyed since.
+    fn sled_vault(dir: &Path, live: &DataKey, erased: &DataKey) -> Sealed {
+        let db = sled::open(dir).unwrap();
+        let put = |k: Vec<u8>, v: &[u8]| {
+            db.insert(k, v).unwrap();
+        };
+        let mut kv = live.bytes.to_vec();
+        kv.extend_from_slice(b"nik-live");
+        put(prefixed(b'k', &[&live.id]), &kv);
+        put(prefixed(b'n', &[b"nik-live"]), &live.id);
+        let sealed = live.seal(&tn(1), &[1; 16], &data().encode().unwrap()).unwrap();
+        put(prefixed(b'c', &[tn(1).to_string().as_bytes()]), &sealed.encode());
+        put(prefixed(b'x', &[&live.id, tn(1).to_string().as_bytes()]), b"");
+        put(prefixed(b'e', &[&erased.id]), b"");
+        for c in [tn(2), tn(3)] {
+            put(prefixed(b'c', &[c.to_string().as_bytes()]), &erased.id);
+            put(prefixed(b'x', &[&erased.id, c.to_string().as_bytes()]), b"");
+        }
+        db.flush().unwrap();
+        sealed
+    }
+
+    #[test]
+    fn a_sled_vault_is_carried_over_live_keys_live_and_erased_ones_erased() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = DataKey { id: [1; KEY_ID_BYTES], bytes: [0xa1; DATA_KEY_BYTES] };
+        let erased = DataKey { id: [2; KEY_ID_BYTES], bytes: [0xe2; DATA_KEY_BYTES] };
+        let sealed = sled_vault(dir.path(), &live, &erased);
+        let v = Vault::open(dir.path()).unwrap();
+        assert_eq!(v.key_for(b"nik-live").unwrap(), live, "the live key moved, under the same id");
+        match v.case(&tn(1)).unwrap() {
+            Some(CaseRecord::Sealed(key, s)) => {
+                assert_eq!(s, sealed);
+                assert_eq!(PersonalData::decode(&s.open(&key, &tn(1)).unwrap()).unwrap(), data());
+            }
+            other => panic!("{other:?}"),
+        }
+        for c in [tn(2), tn(3)] {
+            assert_eq!(v.case(&c).unwrap(), Some(CaseRecord::Erased(erased.id)), "erased stays erased");
+        }
+        let again = v.erase(&tn(2)).unwrap().unwrap();
+        assert_eq!(again, Erasure { key_id: erased.id, cases: vec![tn(2), tn(3)], destroyed_now: false });
+        assert!(!durable::has_sled(dir.path()), "the sled files were moved");
+        assert!(durable::has_sled(&dir.path().join(durable::SLED_ASIDE_DIR)), "and kept");
+        v.close().unwrap();
+        let v = Vault::open(dir.path()).unwrap();
+        assert_eq!(v.key_for(b"nik-live").unwrap(), live, "no second migration");
+    }
+
     #[test]
     fn plaintext_round_trips_and_refuses_garbage() {
         let d = data();

@@ -127,3 +127,69 @@ pub(super) fn copy_from_sled(
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::durable::{has_sled, SLED_ASIDE_DIR};
+    use crate::event::SystemClock;
+    use crate::outbox::{Outbox, OutboxConfig};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sled_outbox_is_carried_over_with_its_order_and_event_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        // An outbox of the sled version: sequences 41..=45 left unpublished
+        // (1..=40 were published and deleted).
+        let ids: Vec<String> =
+            (41..=45u64).map(|s| format!("0190a000-0000-7000-8000-0000000000{s}")).collect();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let tree = db.open_tree(SLED_OUTBOX_TREE).unwrap();
+            for (seq, id) in (41..=45u64).zip(&ids) {
+                let v =
+                    entry::encode(1_767_225_600_000 + seq as i64, "mpp.events.dukcapil.kk", id, b"\x08\x01p")
+                        .unwrap();
+                tree.insert(seq.to_be_bytes(), v).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let config = OutboxConfig::new(dir.path());
+        let outbox = Outbox::open(config.clone(), Arc::new(SystemClock)).unwrap();
+        let got = outbox.entries(0, 100).unwrap();
+        assert_eq!(
+            got.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (41..=45).collect::<Vec<_>>(),
+            "order kept"
+        );
+        assert_eq!(got.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), ids, "event ids kept");
+        assert_eq!(got[0].enqueued_at_ms, 1_767_225_600_041, "enqueue time kept");
+        let s = outbox.status().snapshot();
+        assert_eq!((s.depth, s.durable_next_seq), (5, 46), "new entries follow the migrated ones");
+        assert!(!has_sled(dir.path()), "the sled files were moved");
+        assert!(has_sled(&dir.path().join(SLED_ASIDE_DIR)), "and kept, not deleted");
+        outbox.shutdown(std::time::Duration::ZERO).await;
+        // A second open reads the redb outbox and migrates nothing again.
+        let outbox = Outbox::open(config, Arc::new(SystemClock)).unwrap();
+        assert_eq!(outbox.entries(0, 100).unwrap(), got);
+    }
+
+    #[test]
+    fn a_sled_outbox_with_an_unreadable_entry_is_not_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree(SLED_OUTBOX_TREE)
+                .unwrap()
+                .insert(7u64.to_be_bytes(), b"garbage".as_slice())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err = Outbox::open(OutboxConfig::new(dir.path()), Arc::new(SystemClock)).unwrap_err();
+        assert!(err.to_string().contains("outbox entry 7 is corrupt"), "{err}");
+        assert!(has_sled(dir.path()), "the sled outbox stays where it was");
+        assert!(!dir.path().join(OUTBOX_FILE).exists(), "no half-migrated store");
+    }
+}
