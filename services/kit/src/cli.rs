@@ -67,7 +67,8 @@ pub struct CommonArgs {
 
     /// Allow the PUBLIC development keys when a key file is missing: the PIN
     /// pepper without --pin-pepper-file (and, at the front office, the NIK
-    /// key without --nik-key-file), logged loudly at start. Development
+    /// key and the vault key without --nik-key-file, --vault-key-file),
+    /// logged loudly at start. Development
     /// only: with them every published PIN verifier (and NIK hash) can be
     /// reversed. Without this flag the service refuses to start when a key
     /// file is missing, as the hub does.
