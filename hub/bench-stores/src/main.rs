@@ -84,6 +84,7 @@ const TABLE: redb::TableDefinition<'static, u64, &[u8]> = redb::TableDefinition:
 
 struct Redb {
     db: redb::Database,
+    name: &'static str,
 }
 
 impl Redb {
@@ -105,7 +106,7 @@ impl Redb {
 
 impl OutboxStore for Redb {
     fn name(&self) -> &'static str {
-        "redb 2.6 (Durability::Immediate = fdatasync)"
+        self.name
     }
     fn append(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
         self.commit(redb::Durability::Immediate, |t| {
@@ -164,7 +165,16 @@ fn open(kind: usize, dir: &Path) -> Result<Box<dyn OutboxStore>> {
         0 => {
             Box::new(Sled { db: sled::Config::new().path(dir.join("sled")).cache_capacity(64 << 20).open()? })
         }
-        1 => Box::new(Redb { db: redb::Database::create(dir.join("outbox.redb"))? }),
+        1 => Box::new(Redb {
+            db: redb::Database::create(dir.join("outbox.redb"))?,
+            name: "redb 2.6, its file backend (Durability::Immediate = fdatasync)",
+        }),
+        2 => Box::new(Redb {
+            db: mpp_agency_kit::durable::open(mpp_agency_kit::durable::Storage::File(
+                dir.join("outbox.redb"),
+            ))?,
+            name: "redb 2.6, durable::ZeroFilledFile (the kit's: grows by writing zeros)",
+        }),
         _ => {
             let conn = rusqlite::Connection::open(dir.join("outbox.sqlite"))?;
             conn.execute_batch(
@@ -203,7 +213,7 @@ fn main() -> Result<()> {
     let header: Vec<String> = args.groups.iter().map(|g| format!("{g} per commit")).collect();
     println!("| store, events/s | {} |", header.join(" | "));
     println!("|---|{}", "---:|".repeat(args.groups.len()));
-    for kind in 0..3 {
+    for kind in 0..4 {
         let mut cells = Vec::new();
         let mut name = "";
         for &group in &args.groups {
