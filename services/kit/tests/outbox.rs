@@ -9,14 +9,13 @@ use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
 use mpp_agency_kit::cli::connect_nats_in_background;
 use mpp_agency_kit::outbox::{OutboxError, StoredEvent};
-use mpp_agency_kit::{allocate_tracking_number, event::OutgoingEvent, Outbox};
+use mpp_agency_kit::testing::call_events;
+use mpp_agency_kit::Outbox;
 use mpp_agency_kit::{
-    ensure_stream, new_application_id, to_status, Accepted, EventBuilder, KitError, OutboxConfig, Publisher,
-    RelayConfig, SystemClock, REASON_CODE_METADATA_KEY, STREAM_NAME,
+    ensure_stream, to_status, Accepted, EventBuilder, KitError, OutboxConfig, Publisher, RelayConfig,
+    SystemClock, REASON_CODE_METADATA_KEY, STREAM_NAME,
 };
-use mpp_core::event::Target;
-use mpp_core::ids::{AgencyId, OfficerId, RegionCode, ServiceId};
-use mpp_core::EventBody;
+use mpp_core::ids::{AgencyId, RegionCode};
 use mpp_test_support::{free_port, wait_for, NatsServer};
 
 /// How long a test waits for a condition before it fails.
@@ -28,20 +27,6 @@ fn builder() -> EventBuilder {
         AgencyId::parse("dukcapil").unwrap(),
         Arc::new(SystemClock),
     )
-}
-
-/// The events of one call: `n` steps of one new application.
-fn call_events(b: &EventBuilder, n: usize) -> Vec<OutgoingEvent> {
-    let service = ServiceId::parse("kk").unwrap();
-    let case = allocate_tracking_number(b.region());
-    let app = new_application_id("DKC-KK").unwrap();
-    let officer = OfficerId::parse("ptg-1").unwrap();
-    (0..n)
-        .map(|_| {
-            b.build(&service, Target::Application(case, app.clone()), &officer, EventBody::ReviewStarted)
-                .unwrap()
-        })
-        .collect()
 }
 
 fn open(config: &OutboxConfig) -> Outbox {

@@ -58,6 +58,8 @@
 #![allow(clippy::result_large_err)]
 
 mod entry;
+#[cfg(test)]
+mod power_cut_tests;
 mod relay;
 mod store;
 mod writer;
