@@ -2,17 +2,26 @@
 //!
 //! It blocks on the channel for one call, takes every further call already
 //! waiting (up to [`GROUP_COMMIT_CALLS_MAX`] calls or
-//! [`GROUP_COMMIT_BYTES_MAX`] bytes), writes the admitted ones in one redb
+//! [`GROUP_COMMIT_BYTES_MAX`] bytes), waits at most
+//! [`GROUP_COMMIT_GATHER_US_MAX`] for as many more as the previous commit
+//! answered (when that was more than one), writes the admitted ones in one redb
 //! transaction, commits it durably, and only then answers each caller. It
 //! is a plain thread because the commit's sync blocks.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
 
-use super::{Append, AppendError, Counters, Store, GROUP_COMMIT_BYTES_MAX, GROUP_COMMIT_CALLS_MAX};
+use super::{
+    Append, AppendError, Counters, Store, GROUP_COMMIT_BYTES_MAX, GROUP_COMMIT_CALLS_MAX,
+    GROUP_COMMIT_GATHER_US_MAX,
+};
+
+/// How often the writer looks for more calls while it waits for them, in
+/// microseconds.
+const GROUP_COMMIT_GATHER_POLL_US: u64 = 50;
 use crate::event::Clock;
 
 /// The writer's state; owned by its thread.
@@ -31,10 +40,16 @@ pub(super) struct Writer {
 impl Writer {
     /// Runs until every sender is gone and the channel is empty.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Append>) {
+        // Calls the previous commit answered: their callers are likely to
+        // come back at once with their next call.
+        let mut answered = 0usize;
         while let Some(first) = rx.blocking_recv() {
             let mut bytes = first.bytes;
             let mut calls = vec![first];
-            while calls.len() < GROUP_COMMIT_CALLS_MAX && bytes < GROUP_COMMIT_BYTES_MAX as u64 {
+            let room = |calls: &Vec<Append>, bytes| {
+                calls.len() < GROUP_COMMIT_CALLS_MAX && bytes < GROUP_COMMIT_BYTES_MAX as u64
+            };
+            while room(&calls, bytes) {
                 match rx.try_recv() {
                     Ok(call) => {
                         bytes += call.bytes;
@@ -43,6 +58,24 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // A commit costs one sync whatever it holds: wait a moment for
+            // the callers just answered, so that concurrent callers share
+            // one sync instead of alternating between two half groups.
+            let want = (calls.len() + answered).min(GROUP_COMMIT_CALLS_MAX);
+            let deadline = Instant::now() + Duration::from_micros(GROUP_COMMIT_GATHER_US_MAX);
+            while answered > 1 && calls.len() < want && room(&calls, bytes) && Instant::now() < deadline {
+                match rx.try_recv() {
+                    Ok(call) => {
+                        bytes += call.bytes;
+                        calls.push(call);
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        std::thread::sleep(Duration::from_micros(GROUP_COMMIT_GATHER_POLL_US))
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
+            }
+            answered = calls.len();
             self.commit(calls);
         }
         tracing::debug!("Outbox writer stopped");
