@@ -52,9 +52,9 @@ apt_install() { # package... ; one line when it cannot
 if ! $quick; then
     # The deploy test parses YAML with PyYAML from the project's .venv.
     mpp_venv_pip pyyaml "import yaml"
-    # The transparency test's independent C2SP note verifier and the
-    # registry test's signature verifier (tools/verify_signatures.py), both
-    # Ed25519.
+    # The transparency and witness tests' independent C2SP verifiers
+    # (docs/verify_note.py, docs/verify_cosignatures.py) and the registry
+    # test's signature verifier (tools/verify_signatures.py), all Ed25519.
     mpp_venv_pip cryptography "from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey"
     export MPP_PYTHON="$MPP_VENV/bin/python3"
     if ! command -v systemd-analyze >/dev/null 2>&1; then
@@ -86,22 +86,22 @@ fi
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --workspace --exclude mpp-bench-peer --all-targets --locked -- -D warnings"
-cargo clippy --workspace --exclude mpp-bench-peer --all-targets --locked -- -D warnings
+step "cargo clippy --workspace --exclude mpp-bench-peer --exclude mpp-bench-stores --all-targets --locked -- -D warnings"
+cargo clippy --workspace --exclude mpp-bench-peer --exclude mpp-bench-stores --all-targets --locked -- -D warnings
 
 if $quick; then
-    step "cargo test --workspace --exclude mpp-bench-peer --exclude mpp-tests --locked"
-    cargo test --workspace --exclude mpp-bench-peer --exclude mpp-tests --locked
+    step "cargo test --workspace --exclude mpp-bench-peer --exclude mpp-bench-stores --exclude mpp-tests --locked"
+    cargo test --workspace --exclude mpp-bench-peer --exclude mpp-bench-stores --exclude mpp-tests --locked
     step "quick tests passed (end-to-end tests not run: tests/run-all.sh without --quick)"
     exit 0
 fi
 
 # The e2e tests run the binaries from target/debug, so build them first.
-step "cargo build --workspace --exclude mpp-bench-peer --bins --locked"
-cargo build --workspace --exclude mpp-bench-peer --bins --locked
+step "cargo build --workspace --exclude mpp-bench-peer --exclude mpp-bench-stores --bins --locked"
+cargo build --workspace --exclude mpp-bench-peer --exclude mpp-bench-stores --bins --locked
 
-step "cargo test --workspace --exclude mpp-bench-peer --locked"
+step "cargo test --workspace --exclude mpp-bench-peer --exclude mpp-bench-stores --locked"
 # The benchmark peer (cqrs-es + PostgreSQL) is built only on demand: see README.
-cargo test --workspace --exclude mpp-bench-peer --locked
+cargo test --workspace --exclude mpp-bench-peer --exclude mpp-bench-stores --locked
 
 step "all tests passed"

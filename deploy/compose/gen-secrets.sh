@@ -8,6 +8,7 @@
 #   pin-pepper                  the province's PIN pepper (every service, the hub)
 #   session-key                 the hub's page-session key (shared by its replicas)
 #   nik-key                     the front office's NIK key
+#   vault-key                   the front office's key vault key (KEK)
 #   client-token-<p>            the bearer token of participant <p>'s back-office
 #                               caller (give it to that caller only; never mounted)
 #   tokens-<p>                  <p>'s tokens file: client_id:sha256(token)[:scopes]
@@ -41,6 +42,7 @@ secret() { [ -s "$DIR/$1" ] || (umask 077 && od -An -tx1 -N"$2" /dev/urandom | t
 hash() { printf %s "$(cat "$DIR/$1")" | sha256sum | cut -d' ' -f1; }
 secret pin-pepper 32
 secret nik-key 32
+secret vault-key 32
 secret session-key 32
 secret operator-token 24
 secret auditor-token 24

@@ -124,6 +124,8 @@ secret() {
 # it, the hub checks citizens' PINs with it. The NIK key: keyed NIK hashes.
 secret pin-pepper 32
 secret nik-key 32
+# The front office's key vault key: the vault is encrypted at rest under it.
+secret vault-key 32
 # The front office's serial key: tracking numbers that cannot be guessed from the last one.
 secret serial-key 32
 # mpp-sim's bearer token at each service, and that service's tokens file
@@ -354,7 +356,8 @@ for s in "${SERVICES[@]}"; do
         args+=($(nats_login "$name") --skip-stream-setup)
     fi
     if [ "$name" = frontoffice ]; then
-        args+=(--nik-key-file .local/secrets/nik-key --serial-key-file .local/secrets/serial-key --mpp-name "MPP Kota Bengkulu"
+        args+=(--nik-key-file .local/secrets/nik-key --vault-key-file .local/secrets/vault-key
+            --serial-key-file .local/secrets/serial-key --mpp-name "MPP Kota Bengkulu"
             --lookup-base-url "$SCHEME://$HUB_HTTP/lacak")
     elif [ -f "deploy/catalogue/$name.toml" ] && has_flag "$help" --catalogue-file; then
         args+=(--catalogue-file "deploy/catalogue/$name.toml")
@@ -426,7 +429,7 @@ for s in "${SERVICES[@]}"; do
     printf '  %-15s %s://127.0.0.1:%s/metrics\n' "mpp-$name" "$SCHEME" "$metrics"
 done
 echo
-echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, serial-key, operator-token, auditor-token (operator-tokens, auditor-tokens = their hashes), registrar.key, signing-<service>.key, sim-token-<service> (mpp-sim's token there; tokens-<service> = its hash)."
+echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, vault-key, serial-key, operator-token, auditor-token (operator-tokens, auditor-tokens = their hashes), registrar.key, signing-<service>.key, sim-token-<service> (mpp-sim's token there; tokens-<service> = its hash)."
 SIM_ENV='for s in frontoffice dukcapil imigrasi bpn pln pdam bank dpmptsp; do export "MPP_${s^^}_TOKEN=$(cat .local/secrets/sim-token-$s)"; done'
 if [ "$TLS" = 1 ]; then
     echo "More traffic: $SIM_ENV; $BIN/mpp-sim --cases 20 --seed 7 --tls-ca-file $TLS_DIR/ca.pem --<service>-addr https://127.0.0.1:<port> (each service)"

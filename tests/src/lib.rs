@@ -42,6 +42,7 @@ pub mod registry;
 pub mod rss;
 pub mod services;
 pub mod store;
+pub mod witness;
 
 pub use mpp_test_support::{http, nats, ports, process, rng, temp_dir, wait};
 pub use nats::NatsServer;

@@ -59,6 +59,9 @@ pub struct HubOptions {
     /// key ([`crate::registry::test_registrar`]) into the hub's temporary
     /// directory.
     pub registrar_key_file: Option<PathBuf>,
+    /// `--data-dir` (a directory prepared beforehand, e.g. restored from a
+    /// backup); `None`: `data` in the hub's temporary directory.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Lookup rate (and burst) per client address of the hubs the harness
@@ -87,7 +90,7 @@ impl HubProcess {
     pub fn spawn_with(nats_url: &str, options: HubOptions) -> Result<Self> {
         let exe = bins::workspace_bin("mpp-hub")?;
         let dir = crate::temp_dir("mpp-hub-")?;
-        let data_dir = dir.path().join("data");
+        let data_dir = options.data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
         let (grpc_addr, http_addr) = (free_addr()?, free_addr()?);
         let mut args = vec![
             "serve".to_owned(),
@@ -392,14 +395,22 @@ impl AgencyProcess {
         Self::spawn("mpp-dukcapil", nats_url, AgencyOptions::region(region_code))
     }
 
-    /// Spawns the front office (`mpp-frontoffice`) with a test NIK key
-    /// written into its temporary directory (`--nik-key-file`).
+    /// Spawns the front office (`mpp-frontoffice`) with a test NIK key and
+    /// a test vault key written into its temporary directory
+    /// (`--nik-key-file`, `--vault-key-file`).
     pub fn spawn_frontoffice(nats_url: &str, options: AgencyOptions) -> Result<Self> {
         Self::spawn_with("mpp-frontoffice", nats_url, options, |dir| {
             let key = dir.join("nik-key");
             std::fs::write(&key, b"test NIK key: not a secret, only for this test run\n")
                 .context("cannot write NIK key file")?;
-            Ok(vec!["--nik-key-file".to_owned(), key.display().to_string()])
+            let vault_key = dir.join("vault-key");
+            std::fs::write(&vault_key, "7e".repeat(32)).context("cannot write vault key file")?;
+            Ok(vec![
+                "--nik-key-file".to_owned(),
+                key.display().to_string(),
+                "--vault-key-file".to_owned(),
+                vault_key.display().to_string(),
+            ])
         })
     }
 

@@ -41,6 +41,7 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, error, warn};
 
 use crate::audit::{self, AsOf, AuditError, ReplayFilter};
+use crate::cosign::Cosignatures;
 use mpp_lookup::access::{AccessChannel, AccessEvent, Accessor};
 use mpp_lookup::error::ApiError;
 use mpp_lookup::lookup::{parse_tracking_number, Found, Lookups, ServiceName};
@@ -71,12 +72,26 @@ pub const REPLAY_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Audit {
     lookups: Lookups,
     replays: Arc<Semaphore>,
+    cosignatures: Option<Arc<Cosignatures>>,
 }
 
 impl Audit {
     /// Answers from the store, calendars and access log of `lookups`.
     pub fn new(lookups: Lookups) -> Self {
-        Self { lookups, replays: Arc::new(Semaphore::new(REPLAY_STREAMS_MAX)) }
+        Self { lookups, replays: Arc::new(Semaphore::new(REPLAY_STREAMS_MAX)), cosignatures: None }
+    }
+
+    /// Serves every checkpoint note with the witnesses' cosignatures held
+    /// for its size ([`crate::cosign`]).
+    pub fn with_cosignatures(mut self, cosignatures: Arc<Cosignatures>) -> Self {
+        self.cosignatures = Some(cosignatures);
+        self
+    }
+
+    /// The wire form of `cp`, its note cosigned when cosignatures are held.
+    fn wire(&self) -> impl Fn(&SignedCheckpoint) -> pb::SignedCheckpoint + Send + 'static {
+        let cos = self.cosignatures.clone();
+        move |cp| cosigned_checkpoint_to_wire(cos.as_deref(), cp)
     }
 
     fn store(&self) -> &SledStore {
@@ -118,6 +133,19 @@ pub fn checkpoint_to_wire(cp: &SignedCheckpoint) -> pb::SignedCheckpoint {
         tree_size: cp.checkpoint.tree_size,
         note: cp.to_note().unwrap_or_default(),
     }
+}
+
+/// [`checkpoint_to_wire`], with the note carrying the cosignatures held in
+/// `cosignatures` for the checkpoint's size.
+pub fn cosigned_checkpoint_to_wire(
+    cosignatures: Option<&Cosignatures>,
+    cp: &SignedCheckpoint,
+) -> pb::SignedCheckpoint {
+    let mut w = checkpoint_to_wire(cp);
+    if let Some(note) = cosignatures.and_then(|c| c.note_of(cp)) {
+        w.note = note;
+    }
+    w
 }
 
 /// `size`, or the tree size of the latest signed checkpoint when `size` is
@@ -248,7 +276,7 @@ impl AuditService for Audit {
         _request: Request<pb::GetLatestCheckpointRequest>,
     ) -> Result<Response<pb::SignedCheckpoint>, Status> {
         match self.store().latest_checkpoint().map_err(store_status)? {
-            Some(cp) => Ok(Response::new(checkpoint_to_wire(&cp))),
+            Some(cp) => Ok(Response::new(self.wire()(&cp))),
             None => Err(Status::not_found("no checkpoint has been signed yet")),
         }
     }
@@ -259,7 +287,7 @@ impl AuditService for Audit {
     ) -> Result<Response<pb::SignedCheckpoint>, Status> {
         let size = request.get_ref().tree_size;
         match self.store().checkpoint(size).map_err(store_status)? {
-            Some(cp) => Ok(Response::new(checkpoint_to_wire(&cp))),
+            Some(cp) => Ok(Response::new(self.wire()(&cp))),
             None => Err(Status::not_found(format!("no checkpoint of tree size {size} was signed"))),
         }
     }
@@ -276,6 +304,7 @@ impl AuditService for Audit {
             None => return Err(ApiError::new(ReasonCode::MissingField, "give seq or event_id").into()),
         };
         let store = self.store().clone();
+        let wire_cp = self.wire();
         let out = blocking(move || {
             let seq = match (r.entry, event) {
                 (Some(Entry::Seq(seq)), _) => seq,
@@ -291,7 +320,7 @@ impl AuditService for Audit {
                 entry: Some(wire::log_entry(&entry)),
                 tree_size,
                 proof: hashes(&proof),
-                checkpoint: checkpoint.as_ref().map(checkpoint_to_wire),
+                checkpoint: checkpoint.as_ref().map(&wire_cp),
             })
         })
         .await?;
@@ -304,6 +333,7 @@ impl AuditService for Audit {
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
         let r = request.into_inner();
         let store = self.store().clone();
+        let wire_cp = self.wire();
         let out = blocking(move || {
             let new_size = size_or_latest(&store, r.new_size)?;
             let proof = audit::consistency_proof(&store, r.old_size, new_size)?;
@@ -311,8 +341,8 @@ impl AuditService for Audit {
                 old_size: r.old_size,
                 new_size,
                 proof: hashes(&proof),
-                old_checkpoint: store.checkpoint(r.old_size)?.as_ref().map(checkpoint_to_wire),
-                new_checkpoint: store.checkpoint(new_size)?.as_ref().map(checkpoint_to_wire),
+                old_checkpoint: store.checkpoint(r.old_size)?.as_ref().map(&wire_cp),
+                new_checkpoint: store.checkpoint(new_size)?.as_ref().map(&wire_cp),
             })
         })
         .await?;
@@ -388,7 +418,9 @@ impl AuditService for Audit {
         let Some(r) = receipt else {
             return Err(Status::not_found(format!("the hub accepted no event {id}")));
         };
-        Ok(Response::new(receipt_to_wire(&r)))
+        let mut wire = receipt_to_wire(&r);
+        wire.checkpoint = r.checkpoint.as_ref().map(self.wire());
+        Ok(Response::new(wire))
     }
 }
 

@@ -1,5 +1,5 @@
 //! Section 3: an agency service's publish path, through the agency kit's
-//! durable outbox (group commit into sled, then the relay to JetStream with
+//! durable outbox (group commit into redb, then the relay to JetStream with
 //! `sync_interval: always`).
 
 use std::path::Path;

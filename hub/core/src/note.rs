@@ -98,10 +98,15 @@ pub fn valid_key_name(name: &str) -> bool {
 
 /// The key hash of an Ed25519 public key under `name`.
 pub fn key_hash(name: &str, public_key: &[u8; 32]) -> [u8; KEY_HASH_BYTES] {
+    typed_key_hash(name, SIGNATURE_TYPE_ED25519, public_key)
+}
+
+/// `SHA-256(name || "\n" || signature type || public key)[:4]`.
+fn typed_key_hash(name: &str, signature_type: u8, public_key: &[u8; 32]) -> [u8; KEY_HASH_BYTES] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([SIGNATURE_TYPE_ED25519]);
+    h.update([signature_type]);
     h.update(public_key);
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]
@@ -191,6 +196,166 @@ pub fn verify<'n>(
         Ok(text)
     } else {
         Err(NoteError::Unverified(name.to_owned()))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cosignatures (c2sp.org/tlog-cosignature, Ed25519 cosignature/v1)
+// ---------------------------------------------------------------------------
+
+/// The signature type byte of Ed25519 cosignature/v1 in key hashes
+/// (tlog-cosignature).
+pub const SIGNATURE_TYPE_COSIGNATURE_V1: u8 = 0x04;
+
+/// The first line of a cosignature/v1 signed message.
+pub const COSIGNATURE_V1_HEADER: &str = "cosignature/v1\n";
+
+/// Length of a cosignature/v1 signature: an 8-byte big-endian timestamp
+/// (Unix seconds) and a 64-byte Ed25519 signature.
+pub const COSIGNATURE_V1_BYTES: usize = 8 + ED25519_SIGNATURE_BYTES;
+
+/// The key hash of a witness's Ed25519 cosignature/v1 key under `name`.
+pub fn cosignature_key_hash(name: &str, public_key: &[u8; 32]) -> [u8; KEY_HASH_BYTES] {
+    typed_key_hash(name, SIGNATURE_TYPE_COSIGNATURE_V1, public_key)
+}
+
+/// What a cosignature/v1 signs: `"cosignature/v1\n"`, `"time <t>\n"`, then
+/// the whole checkpoint body (its signed text, final newline included).
+pub fn cosignature_message(timestamp_s: u64, body: &str) -> Vec<u8> {
+    format!("{COSIGNATURE_V1_HEADER}time {timestamp_s}\n{body}").into_bytes()
+}
+
+/// A witness's cosignature of one checkpoint body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cosignature {
+    /// The witness's key name.
+    pub name: String,
+    /// [`cosignature_key_hash`] of its key.
+    pub key_hash: [u8; KEY_HASH_BYTES],
+    /// When it cosigned, Unix seconds (at most 2^63 - 1).
+    pub timestamp_s: u64,
+    /// Ed25519 over [`cosignature_message`].
+    pub signature: [u8; ED25519_SIGNATURE_BYTES],
+}
+
+impl Cosignature {
+    /// Cosigns `body` at `timestamp_s` with `sign` (Ed25519 by the key whose
+    /// public half is `public_key`).
+    pub fn sign(
+        name: &str,
+        public_key: &[u8; 32],
+        timestamp_s: u64,
+        body: &str,
+        sign: impl FnOnce(&[u8]) -> [u8; ED25519_SIGNATURE_BYTES],
+    ) -> Cosignature {
+        Cosignature {
+            name: name.to_owned(),
+            key_hash: cosignature_key_hash(name, public_key),
+            timestamp_s,
+            signature: sign(&cosignature_message(timestamp_s, body)),
+        }
+    }
+
+    /// The signature line's contents.
+    pub fn to_note_signature(&self) -> NoteSignature {
+        let mut signature = Vec::with_capacity(COSIGNATURE_V1_BYTES);
+        signature.extend_from_slice(&self.timestamp_s.to_be_bytes());
+        signature.extend_from_slice(&self.signature);
+        NoteSignature { name: self.name.clone(), key_hash: self.key_hash, signature }
+    }
+
+    /// Reads a signature line as a cosignature/v1, `None` if it cannot be
+    /// one (wrong length, or a timestamp above 2^63 - 1). Whether it is
+    /// one is up to the key: see [`CosignerKey::verify`].
+    pub fn from_note_signature(s: &NoteSignature) -> Option<Cosignature> {
+        if s.signature.len() != COSIGNATURE_V1_BYTES {
+            return None;
+        }
+        let timestamp_s = u64::from_be_bytes(s.signature[..8].try_into().ok()?);
+        if timestamp_s > i64::MAX as u64 {
+            return None;
+        }
+        Some(Cosignature {
+            name: s.name.clone(),
+            key_hash: s.key_hash,
+            timestamp_s,
+            signature: s.signature[8..].try_into().ok()?,
+        })
+    }
+}
+
+/// A witness's public key as verifiers configure it: a name and an
+/// Ed25519 key, written as a C2SP vkey `<name>+<key hash hex>+<base64(0x04
+/// || public key)>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosignerKey {
+    /// The key name.
+    pub name: String,
+    /// The 32-byte Ed25519 public key.
+    pub public_key: [u8; 32],
+}
+
+impl CosignerKey {
+    /// The key hash of its cosignatures.
+    pub fn key_hash(&self) -> [u8; KEY_HASH_BYTES] {
+        cosignature_key_hash(&self.name, &self.public_key)
+    }
+
+    /// The vkey text.
+    pub fn to_vkey(&self) -> String {
+        let mut material = Vec::with_capacity(33);
+        material.push(SIGNATURE_TYPE_COSIGNATURE_V1);
+        material.extend_from_slice(&self.public_key);
+        let h = self.key_hash();
+        format!(
+            "{}+{:02x}{:02x}{:02x}{:02x}+{}",
+            self.name,
+            h[0],
+            h[1],
+            h[2],
+            h[3],
+            crate::base64::encode(&material)
+        )
+    }
+
+    /// Parses a vkey of type cosignature/v1, checking its key hash.
+    pub fn parse_vkey(text: &str) -> Result<CosignerKey, NoteError> {
+        use NoteError::Malformed;
+        let mut parts = text.trim().splitn(3, '+');
+        let (Some(name), Some(hash), Some(material)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(Malformed("a vkey is <name>+<key hash>+<base64 key>"));
+        };
+        if !valid_key_name(name) {
+            return Err(Malformed("bad key name in a vkey"));
+        }
+        let material = crate::base64::decode(material).ok_or(Malformed("a vkey's key is not base64"))?;
+        if material.len() != 33 || material[0] != SIGNATURE_TYPE_COSIGNATURE_V1 {
+            return Err(Malformed("a vkey's key is not an Ed25519 cosignature/v1 key (type 0x04)"));
+        }
+        let key =
+            CosignerKey { name: name.to_owned(), public_key: material[1..].try_into().expect("33 - 1") };
+        let h = key.key_hash();
+        if hash != format!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3]) {
+            return Err(Malformed("a vkey's key hash does not match its name and key"));
+        }
+        Ok(key)
+    }
+
+    /// The cosignature by this key among `signatures` that verifies over
+    /// `body` (`verifier(message, signature)`: strict Ed25519 under
+    /// [`Self::public_key`]), if any.
+    pub fn verify(
+        &self,
+        body: &str,
+        signatures: &[NoteSignature],
+        verifier: impl Fn(&[u8], &[u8; ED25519_SIGNATURE_BYTES]) -> bool,
+    ) -> Option<Cosignature> {
+        let want = self.key_hash();
+        signatures
+            .iter()
+            .filter(|s| s.name == self.name && s.key_hash == want)
+            .filter_map(Cosignature::from_note_signature)
+            .find(|c| verifier(&cosignature_message(c.timestamp_s, body), &c.signature))
     }
 }
 
@@ -340,5 +505,50 @@ mod tests {
         }
         let with_ext = format!("o\n0\n{root_b64}\next one\n");
         assert_eq!(parse_checkpoint(&with_ext).unwrap().extensions, ["ext one"]);
+    }
+
+    #[test]
+    fn the_spec_example_cosignature_reads_as_cosignature_v1_at_its_time() {
+        // The example of c2sp.org/tlog-cosignature: cosigned at 1679315147.
+        let note = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n\n\
+                    \u{2014} witness.example.com/w1 jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZqhf5nNo0xUe+mbIUBkBIfZ+qnA==\n";
+        let (_, sigs) = parse(note).unwrap();
+        let c = Cosignature::from_note_signature(&sigs[0]).unwrap();
+        assert_eq!(c.timestamp_s, 1_679_315_147);
+        assert_eq!(c.name, "witness.example.com/w1");
+        assert_eq!(c.to_note_signature(), sigs[0]);
+        // A hub signature (64 bytes) is not a cosignature.
+        let (_, hub) = parse(EXAMPLE_NOTE).unwrap();
+        assert_eq!(Cosignature::from_note_signature(&hub[0]), None);
+    }
+
+    #[test]
+    fn a_cosignature_verifies_under_its_vkey_only_over_its_body() {
+        let key = CosignerKey { name: "witness.example/w1".into(), public_key: [5; 32] };
+        let vkey = key.to_vkey();
+        assert_eq!(CosignerKey::parse_vkey(&vkey), Ok(key.clone()));
+        let tampered = vkey.replacen("witness.example/w1", "witness.example/w2", 1);
+        assert!(CosignerKey::parse_vkey(&tampered).is_err(), "the key hash binds the name");
+        let body = checkpoint_body("mpp-hub/a", 7, &[1; 32]);
+        // A stand-in signature scheme: the "signature" is the message's
+        // SHA-256 twice; the verifier recomputes it.
+        let fake = |m: &[u8]| -> [u8; 64] {
+            let d: [u8; 32] = Sha256::digest(m).into();
+            let mut s = [0u8; 64];
+            s[..32].copy_from_slice(&d);
+            s[32..].copy_from_slice(&d);
+            s
+        };
+        let check = |m: &[u8], s: &[u8; 64]| fake(m) == *s;
+        let c = Cosignature::sign(&key.name, &key.public_key, 1_700_000_000, &body, fake);
+        let sigs = vec![c.to_note_signature()];
+        assert_eq!(key.verify(&body, &sigs, check), Some(c.clone()));
+        let other = checkpoint_body("mpp-hub/a", 7, &[2; 32]);
+        assert_eq!(key.verify(&other, &sigs, check), None, "another root");
+        let stranger = CosignerKey { name: "witness.example/w1".into(), public_key: [6; 32] };
+        assert_eq!(stranger.verify(&body, &sigs, |_, _| true), None, "another key");
+        assert!(String::from_utf8(cosignature_message(1_700_000_000, &body))
+            .unwrap()
+            .starts_with("cosignature/v1\ntime 1700000000\nmpp-hub/a\n7\n"));
     }
 }

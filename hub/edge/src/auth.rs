@@ -823,3 +823,23 @@ mod tests {
         assert_eq!(req.extensions().get::<ClientId>().map(ClientId::as_str), Some(INSECURE_CLIENT_ID));
     }
 }
+
+/// A client's interceptor that sends `authorization: Bearer <token>` (the
+/// witness and the auditor's tools calling a hub).
+#[derive(Debug, Clone)]
+pub struct BearerToken(MetadataValue<tonic::metadata::Ascii>);
+
+impl BearerToken {
+    /// The interceptor for `token`; `None` when the token is not valid
+    /// ASCII metadata. The token is never part of an error.
+    pub fn new(token: &str) -> Option<Self> {
+        format!("Bearer {token}").parse().ok().map(BearerToken)
+    }
+}
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}

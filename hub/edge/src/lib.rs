@@ -22,6 +22,7 @@
 //! - [`sled_open`]: opening a sled database, waiting for a held lock.
 //! - [`meta`]: metadata and header names every API shares.
 //! - [`log`]: the one logging contract of every binary (feature `log`).
+//! - [`signal`]: the one shutdown signal (ctrl-c, SIGTERM) of every server.
 //!
 //! Architecture invariant: no domain decision and no business vocabulary
 //! lives here (the only domain import is `ReasonCode`, for the reason
@@ -49,6 +50,8 @@ pub mod meta;
 pub mod nats;
 #[cfg(feature = "nats")]
 pub mod nats_kv;
+#[cfg(feature = "net")]
+pub mod signal;
 pub mod sled_open;
 #[cfg(feature = "nats")]
 pub mod stream;

@@ -1,6 +1,7 @@
 //! Opening a sled database (0.34.7) the same way everywhere: the hub's
-//! store and access log, the agency outboxes, the front office's counter and
-//! vault.
+//! store and access log, and the sled stores of agency outboxes and front
+//! offices of earlier versions, read once to migrate them to redb
+//! (`mpp_agency_kit::durable`).
 
 use std::time::{Duration, Instant};
 

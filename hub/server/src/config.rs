@@ -299,6 +299,10 @@ pub struct ServeArgs {
     /// --tls-client-ca-file, --insecure-plaintext (see docs/TLS.md).
     #[command(flatten)]
     pub tls: mpp_edge::tls::TlsArgs,
+    /// Witnesses: --witness-url, --witness-key, --witness-collect-ms (see
+    /// docs/AUDIT.md, "Witnesses").
+    #[command(flatten)]
+    pub witnesses: mpp_audit::cosign::WitnessArgs,
 }
 
 impl ServeArgs {

@@ -11,34 +11,12 @@ use anyhow::Context as _;
 use clap::Parser;
 use mpp_hub::config::{Cli, Command};
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     mpp_edge::log::init(&cli.log, mpp_edge::log::LOG_FILTER_DEFAULT)?;
     match cli.command {
-        Command::Serve(args) => mpp_hub::server::serve(args, shutdown_signal()).await,
+        Command::Serve(args) => mpp_hub::server::serve(args, mpp_edge::signal::shutdown_signal()).await,
         Command::ExportPublicKey(args) => {
             let key = mpp_ledger::signer::read_public_key(&args.data_dir).context(
                 "reading the checkpoint public key (the hub creates its key on its first `mpp-hub serve`)",

@@ -211,6 +211,11 @@ async fn start(
         "Listening"
     );
 
+    let origin = mpp_core::checkpoint::Origin::for_hub(&args.hub_id)?;
+    let cosignatures = args
+        .witnesses
+        .start(&args.data_dir, origin.as_str(), store.clone(), stop_rx.clone())
+        .context("setting up the witnesses")?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     spawn_grpc_health(health_reporter, health.subscribe_ready(), stop_rx.clone());
     // Decode limits per service: a lookup or watch request is a tracking
@@ -228,8 +233,11 @@ async fn start(
         .add_service(reflection.max_decoding_message_size(control_bytes_max))
         .add_service(reflection_v1alpha.max_decoding_message_size(control_bytes_max))
         .add_service(tonic::service::interceptor::InterceptedService::new(
-            AuditServiceServer::new(Audit::new(lookups.clone()))
-                .max_decoding_message_size(mpp_audit::audit_service::AUDIT_REQUEST_BYTES_MAX),
+            match &cosignatures {
+                Some(c) => AuditServiceServer::new(Audit::new(lookups.clone()).with_cosignatures(c.clone())),
+                None => AuditServiceServer::new(Audit::new(lookups.clone())),
+            }
+            .max_decoding_message_size(mpp_audit::audit_service::AUDIT_REQUEST_BYTES_MAX),
             AuditorAuth::new(auditors),
         ))
         .add_service(
@@ -276,6 +284,7 @@ async fn start(
     )
     .context("setting up the operators' dashboard")?;
     let app = router(AppState { lookups, health: health.clone(), web }).merge(mpp_ops::router(ops));
+    let app = mpp_audit::cosign::with_cosigned_checkpoint(app, cosignatures.as_ref(), store.clone());
     let http_task = match transport.tls() {
         None => tokio::spawn(mpp_edge::http_serve::serve(
             app,

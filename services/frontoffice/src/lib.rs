@@ -58,6 +58,7 @@ pub mod nik_key;
 pub mod receipt;
 pub mod serial_key;
 pub mod vault;
+pub mod vault_key;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -86,6 +87,7 @@ use crate::nik_key::{nik_keyed_hash, NikKey, NikKeyError};
 use crate::receipt::{parse_mpp_name, LookupUrl, Receipt, ReceiptConfig, LOOKUP_BASE_URL_DEFAULT};
 use crate::serial_key::{SerialKey, SerialKeyError};
 use crate::vault::{CaseRecord, PersonalData, Vault, VaultError, VAULT_DIR};
+use crate::vault_key::{VaultKey, VaultKeyError, VAULT_ROTATION_CHECK_MS};
 
 /// First part of the agency id: the front office of region `1771` publishes
 /// as agency `mpp-1771`.
@@ -175,6 +177,16 @@ pub struct FrontOfficeArgs {
     /// past the permuted one (see the README).
     #[arg(long, env = "MPP_SERIAL_KEY_FILE")]
     pub serial_key_file: Option<PathBuf>,
+
+    /// File holding the key that encrypts the key vault at rest (the
+    /// key-encryption key): exactly 32 random bytes as 64 hex digits
+    /// (surrounding whitespace ignored), e.g. from `head -c 32 /dev/urandom |
+    /// od -An -tx1 | tr -d ' \n'`. It wraps the vault's daily wrapping keys,
+    /// which wrap the citizens' data keys; without it the vault's files
+    /// cannot be read. Keep it apart from the data directory and its
+    /// backups. Required unless --insecure-dev-keys is given.
+    #[arg(long, env = "MPP_VAULT_KEY_FILE")]
+    pub vault_key_file: Option<PathBuf>,
 
     /// Personal-data reads (LihatDataPribadi) one client system may make per
     /// minute; beyond them RESOURCE_EXHAUSTED / RATE_LIMITED.
@@ -632,6 +644,9 @@ pub enum RunError {
     /// The key vault could not be opened.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The vault key file is unusable.
+    #[error(transparent)]
+    VaultKey(#[from] VaultKeyError),
     /// `--catalogue-file` was given: the front office files no applications,
     /// so it has no service standards to publish.
     #[error(
@@ -682,6 +697,7 @@ pub async fn run_with(
     }
     let range = SerialRange::new(args.serial_range_start, args.serial_range_end)?;
     let nik_key = NikKey::load(args.nik_key_file.as_deref(), common.insecure_dev_keys)?;
+    let vault_key = VaultKey::load(args.vault_key_file.as_deref(), common.insecure_dev_keys)?;
     // --insecure-dev-keys has no say here: without a key file serials stay
     // sequential, as they always were, and the counter warns.
     let order = match &args.serial_key_file {
@@ -701,7 +717,8 @@ pub async fn run_with(
         rpc_scopes: Some(RPC_SCOPES),
     };
     let counter = SerialCounter::open(&config.data_dir().join(COUNTER_DIR), range, order)?;
-    let vault = Vault::open(&config.data_dir().join(VAULT_DIR))?;
+    let vault = Vault::open(&config.data_dir().join(VAULT_DIR), vault_key, SystemClock.now_ms())?;
+    let rotation = tokio::spawn(rotate_vault_keys(vault.clone()));
     let make = {
         let (counter, vault) = (counter.clone(), vault.clone());
         move |agency| {
@@ -711,6 +728,7 @@ pub async fn run_with(
         }
     };
     let result = mpp_agency_kit::run_with(config, make, listeners, shutdown).await;
+    rotation.abort();
     if let Err(e) = counter.close() {
         tracing::error!(error = %e, "Cannot flush the tracking-number counter at shutdown");
     }
@@ -718,6 +736,21 @@ pub async fn run_with(
         tracing::error!(error = %e, "Cannot flush the key vault at shutdown");
     }
     Ok(result?)
+}
+
+/// Rotates the vault's wrapping key when it is due, checking every
+/// [`VAULT_ROTATION_CHECK_MS`]; runs until aborted.
+async fn rotate_vault_keys(vault: Vault) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(VAULT_ROTATION_CHECK_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now_ms = SystemClock.now_ms();
+        match vault.blocking(move |v| v.rotate_if_due(now_ms)).await {
+            Ok(_) | Err(VaultError::Closed) => {}
+            Err(e) => tracing::error!(error = %e, "Key vault rotation failed; retrying at the next check"),
+        }
+    }
 }
 
 #[cfg(test)]

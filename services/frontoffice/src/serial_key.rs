@@ -104,6 +104,42 @@ pub enum SerialKeyError {
     },
 }
 
+/// What a secret file of hex digits held.
+#[derive(Debug)]
+pub(crate) enum HexFile {
+    /// The bytes the digits spell.
+    Bytes(Vec<u8>),
+    /// The file is longer than allowed; `len` bytes' worth of digits (at
+    /// least) were read.
+    TooLong {
+        /// Bytes the digits read so far would spell.
+        len: usize,
+    },
+    /// Something other than an even number of hex digits (surrounding
+    /// whitespace is ignored).
+    NotHex,
+}
+
+/// Reads a secret file of hex digits, at most `file_bytes_max` bytes of it
+/// (a wrong path to a huge file fails fast).
+pub(crate) fn read_hex_file(path: &Path, file_bytes_max: usize) -> std::io::Result<HexFile> {
+    let file = std::fs::File::open(path)?;
+    let mut buf = Vec::new();
+    file.take(file_bytes_max as u64 + 1).read_to_end(&mut buf)?;
+    let text = buf.trim_ascii();
+    if buf.len() > file_bytes_max {
+        return Ok(HexFile::TooLong { len: text.len() / 2 });
+    }
+    if text.len() % 2 != 0 || !text.iter().all(|&c| hex_digit(c).is_some()) {
+        return Ok(HexFile::NotHex);
+    }
+    Ok(HexFile::Bytes(
+        text.chunks_exact(2)
+            .map(|pair| (hex_digit(pair[0]).unwrap_or(0) << 4) | hex_digit(pair[1]).unwrap_or(0))
+            .collect(),
+    ))
+}
+
 fn hex_digit(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
@@ -123,22 +159,14 @@ impl SerialKey {
     /// Reads a key file: hex digits, surrounding ASCII whitespace ignored.
     pub fn from_file(path: &Path) -> Result<Self, SerialKeyError> {
         let io = |source| SerialKeyError::Io { path: path.to_owned(), source };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let mut buf = Vec::new();
-        file.take(SERIAL_KEY_FILE_BYTES_MAX as u64 + 1).read_to_end(&mut buf).map_err(io)?;
-        let text = buf.trim_ascii();
-        if buf.len() > SERIAL_KEY_FILE_BYTES_MAX {
-            return Err(SerialKeyError::Length { path: path.to_owned(), len: text.len() / 2 });
+        match read_hex_file(path, SERIAL_KEY_FILE_BYTES_MAX).map_err(io)? {
+            HexFile::TooLong { len } => Err(SerialKeyError::Length { path: path.to_owned(), len }),
+            HexFile::NotHex => Err(SerialKeyError::NotHex { path: path.to_owned() }),
+            HexFile::Bytes(bytes) => {
+                let len = bytes.len();
+                Self::from_bytes(&bytes).ok_or(SerialKeyError::Length { path: path.to_owned(), len })
+            }
         }
-        if text.len() % 2 != 0 || !text.iter().all(|&c| hex_digit(c).is_some()) {
-            return Err(SerialKeyError::NotHex { path: path.to_owned() });
-        }
-        let bytes: Vec<u8> = text
-            .chunks_exact(2)
-            .map(|pair| (hex_digit(pair[0]).unwrap_or(0) << 4) | hex_digit(pair[1]).unwrap_or(0))
-            .collect();
-        let len = bytes.len();
-        Self::from_bytes(&bytes).ok_or(SerialKeyError::Length { path: path.to_owned(), len })
     }
 
     /// A public fingerprint of the key, stored next to the counter so a

@@ -40,7 +40,7 @@ fn fixture_ordered(publisher: Arc<MemoryPublisher>, range: SerialRange, order: S
         mpp_name: "MPP Kota Bengkulu".into(),
         lookup: LookupUrl::parse("http://127.0.0.1:8080/lacak").unwrap(),
     };
-    let vault = Vault::open(&dir.path().join(VAULT_DIR)).unwrap();
+    let vault = Vault::open(&dir.path().join(VAULT_DIR), VaultKey::from_bytes([5; 32]), 0).unwrap();
     let svc =
         FrontOffice::new(agency, counter.clone(), vault.clone(), NikKey::from_bytes(KEY).unwrap(), receipt);
     Fixture { svc, publisher, counter, vault, _dir: dir }
@@ -249,7 +249,7 @@ async fn erasure_survives_a_restart_of_the_vault() {
     let erase = pb::PenghapusanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "ptg-09".into() };
     f.svc.hapus_data_pribadi(&erase, &client()).await.unwrap();
     f.vault.close().unwrap();
-    let reopened = Vault::open(&f._dir.path().join(VAULT_DIR)).unwrap();
+    let reopened = Vault::open(&f._dir.path().join(VAULT_DIR), VaultKey::from_bytes([5; 32]), 0).unwrap();
     assert!(matches!(reopened.case(&tracking).unwrap(), Some(vault::CaseRecord::Erased(_))));
 }
 

@@ -7,7 +7,7 @@
 //! - **One key per citizen, never derived from who they are.** A citizen
 //!   (identified by the NIK's keyed hash) gets a random 256-bit AES-GCM key
 //!   and a random 128-bit key id the first time a case is opened for them;
-//!   later cases reuse it. Both are flushed to disk before anything sealed
+//!   later cases reuse it. Both are synced to disk before anything sealed
 //!   under them is published, and the creation runs under a lock, so two
 //!   concurrent first visits cannot create two keys.
 //! - **A ciphertext belongs to one case.** The additional authenticated data
@@ -15,28 +15,37 @@
 //!   `personal_data_sealed` event, so a ciphertext copied into another case
 //!   or another event does not open ([`Sealed::open`]).
 //! - **Every case of a key is known before its sealing is published.** The
-//!   vault records (case → key) and (key → case) and flushes before the
+//!   vault records (case → key) and (key → case) and syncs before the
 //!   event enters the outbox, so an erasure reaches every case sealed under
 //!   the key.
-//! - **Erasure is one atomic, flushed batch**: the key, the citizen's NIK-hash
+//! - **Erasure is one atomic, synced transaction**: the key, the citizen's NIK-hash
 //!   link and the stored ciphertexts are removed, a tombstone for the key id
 //!   is written. After it no code path of this service can decrypt the data,
 //!   and no other copy of the key ever existed outside this database.
 //!
-//! Known limits, honestly: sled 0.34 is log-structured. A removed value stays
-//! in the database files until sled rewrites that segment, so someone who
-//! reads the raw files of `<data-dir>/vault` (a disk image, a backup of the
-//! directory) may still find a destroyed key for a while. The vault
-//! directory must therefore be on an encrypted volume and kept out of
-//! ordinary backups; docs/PRIVACY.md says what it protects and what not.
+//! - **Encrypted at rest, and erasure final after the next rotation.**
+//!   Data keys are stored only wrapped under the vault file's wrapping key,
+//!   itself stored only wrapped under the key-encryption key from
+//!   `--vault-key-file` ([`crate::vault_key`]). [`Vault::rotate`] (daily,
+//!   [`VAULT_KEY_ROTATION_S`]) copies the live records into a new file under
+//!   a new wrapping key and shreds the old file, so after it nothing of an
+//!   erased key — nor of the wrapping key that wrapped it — is in the
+//!   vault's files (docs/PRIVACY.md states the bound).
+//!
+//! Known limits, honestly: redb does not overwrite the pages it frees, so
+//! until the next rotation a raw copy of the vault file may hold an erased
+//! key wrapped (readable with the key-encryption key). Overwriting the old
+//! file does not reach blocks a copy-on-write file system or an SSD keeps
+//! elsewhere: keep the vault on an encrypted volume.
 //! Keys in memory are not zeroed on drop (no zeroize dependency).
 //!
-//! Layout (one sled tree, key prefixes; tracking numbers as their 17-byte
+//! Layout (one redb table of byte strings, key prefixes; tracking numbers as their 17-byte
 //! text `RRRR-SSSSSSSSSS-C`):
 //!
 //! ```text
 //! "n" nik_keyed_hash           key_id [16]
-//! "k" key_id [16]              key [32] | nik_keyed_hash
+//! "w"                          epoch u64 | created_ms i64 | wrapping key wrapped under the KEK [60]
+//! "k" key_id [16]              data key wrapped under the wrapping key [60] | nik_keyed_hash
 //! "e" key_id [16]              (empty): the key was destroyed
 //! "x" key_id [16] tracking     (empty): a case sealed under the key
 //! "c" tracking                 key_id [16] | event_id [16] | nonce [12] | ciphertext
@@ -46,16 +55,24 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use mpp_agency_kit::durable::{self, redb, sled, DurableError};
 use mpp_core::ids::TrackingNumber;
 use mpp_core::limits::{KEY_ID_BYTES, SEALED_CIPHERTEXT_BYTES_MAX, SEAL_NONCE_BYTES};
+use redb::{ReadableTable, TableDefinition};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
+
+pub use crate::vault_key::{FsDir, VaultDir, VaultKey, VAULT_KEY_ROTATION_S};
+use crate::vault_key::{WrappingKey, WRAPPED_KEY_BYTES};
 
 /// The vault's directory inside the service's data directory.
 pub const VAULT_DIR: &str = "vault";
 
-/// sled's page cache for the vault, in bytes.
-pub const VAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// The vault's redb file inside [`VAULT_DIR`].
+pub const VAULT_FILE: &str = "vault.redb";
+
+/// The vault's table: the layout in the module docs.
+const VAULT_TABLE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("vault");
 
 /// Length of a data key, in bytes (AES-256).
 pub const DATA_KEY_BYTES: usize = 32;
@@ -89,25 +106,13 @@ pub type KeyId = [u8; KEY_ID_BYTES];
 /// Why the vault failed.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
-    /// The directory could not be created.
-    #[error("cannot create the key vault directory {dir}: {source}")]
-    CreateDir {
-        /// The directory.
-        dir: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// sled refused to open the directory.
-    #[error("cannot open the key vault in {dir}: {source}")]
-    Open {
-        /// The directory.
-        dir: PathBuf,
-        /// The cause.
-        source: sled::Error,
-    },
-    /// Reading, writing or flushing failed.
+    /// The store could not be opened or migrated (e.g. another process
+    /// holds it).
+    #[error("cannot open the key vault: {0}")]
+    Open(#[from] DurableError),
+    /// Reading, writing or syncing failed.
     #[error("key vault storage failed: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(Box<redb::Error>),
     /// A stored value has the wrong shape.
     #[error("the key vault holds a malformed {what}; restore the vault from its backup")]
     Corrupt {
@@ -142,7 +147,15 @@ pub enum VaultError {
     /// The blocking task failed.
     #[error("the key vault task failed: {0}")]
     Task(String),
+    /// The key-encryption key does not open the vault's wrapping key.
+    #[error(
+        "the vault key (--vault-key-file) does not open this key vault: it was created under another key. \
+         Give the vault's own key file"
+    )]
+    WrongKey,
 }
+
+mpp_agency_kit::from_redb_errors!(VaultError, VaultError::Storage);
 
 /// A citizen's data key, in memory only while sealing or opening.
 #[derive(Clone)]
@@ -286,10 +299,20 @@ pub struct Erasure {
     pub destroyed_now: bool,
 }
 
+/// The open vault file and its wrapping key.
+#[derive(Debug)]
+struct Open {
+    db: redb::Database,
+    wrapping: WrappingKey,
+}
+
 #[derive(Debug)]
 struct Inner {
-    /// `None` once closed. The lock serialises every read-modify-write.
-    db: Mutex<Option<sled::Db>>,
+    /// `None` once closed. The lock serialises every read-modify-write and
+    /// the rotation.
+    open: Mutex<Option<Open>>,
+    dir: Arc<dyn VaultDir>,
+    kek: VaultKey,
 }
 
 /// The vault. Cheap to clone; [`Vault::close`] releases it for every clone.
@@ -314,83 +337,318 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A key and its value.
+type Record = (Vec<u8>, Vec<u8>);
+
+/// One read or write transaction's view of the vault table.
+trait View {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, VaultError>;
+    /// Keys (and values) starting with `prefix`, at most `limit`, in order.
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<Record>, VaultError>;
+}
+
+impl<T: ReadableTable<&'static [u8], &'static [u8]>> View for T {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
+        Ok(ReadableTable::get(self, key)?.map(|v| v.value().to_vec()))
+    }
+
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<Record>, VaultError> {
+        let mut out = Vec::new();
+        for kv in self.range(prefix..)? {
+            let (k, v) = kv?;
+            if !k.value().starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// Copies every record of a sled vault (default tree) into `tx`, each
+/// data key wrapped under `wrapping` (stored under `kek`). A destroyed key
+/// has no record to copy, and its tombstone and case records are copied as
+/// they are, so what was erased stays erased.
+fn copy_from_sled(
+    sled_db: &sled::Db,
+    tx: &redb::WriteTransaction,
+    kek: &VaultKey,
+    wrapping: &WrappingKey,
+) -> Result<u64, DurableError> {
+    let redb_err = durable::redb_error(VAULT_FILE);
+    let bad = |what: &str| DurableError::Migrate { dir: PathBuf::from(VAULT_DIR), what: what.to_owned() };
+    let mut table = tx.open_table(VAULT_TABLE).map_err(|e| redb_err(e.into()))?;
+    let stored = wrapping.encode(kek).map_err(|_| bad("the random source failed"))?;
+    table.insert(WRAPPING_KEY_RECORD, stored.as_slice()).map_err(|e| redb_err(e.into()))?;
+    let mut n = 0;
+    for kv in sled_db.iter() {
+        let (k, v) = kv.map_err(|source| DurableError::Sled { dir: PathBuf::from(VAULT_DIR), source })?;
+        let value = match k.first() {
+            // key [32] | nik_keyed_hash, in the clear in sled.
+            Some(b'k') => {
+                let id: KeyId = k.get(1..).and_then(|b| b.try_into().ok()).ok_or_else(|| bad("a key id"))?;
+                let key: [u8; DATA_KEY_BYTES] = v
+                    .get(..DATA_KEY_BYTES)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| bad("a data key"))?;
+                let mut w = wrapping.wrap_data_key(&id, &key).map_err(|_| bad("the random source failed"))?;
+                w.extend_from_slice(&v[DATA_KEY_BYTES..]);
+                w
+            }
+            _ => v.to_vec(),
+        };
+        table.insert(k.as_ref(), value.as_slice()).map_err(|e| redb_err(e.into()))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The vault file; a rotation builds [`VAULT_NEXT_FILE`], renames the
+/// current one to [`VAULT_OLD_FILE`] and the new one into place, then
+/// shreds the old one.
+pub const VAULT_NEXT_FILE: &str = "vault-next.redb";
+
+/// The previous vault file during a rotation (shredded at its end, or at
+/// the next open after a crash).
+pub const VAULT_OLD_FILE: &str = "vault-old.redb";
+
+/// The record of the file's wrapping key (no other key starts with `w`).
+const WRAPPING_KEY_RECORD: &[u8] = b"w";
+
+fn io_error(e: std::io::Error) -> VaultError {
+    VaultError::Open(DurableError::Io { what: "key vault file", path: PathBuf::from(VAULT_DIR), source: e })
+}
+
 impl Vault {
-    /// Opens (or creates) the vault in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, VaultError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| VaultError::CreateDir { dir: dir.to_owned(), source })?;
-        let db = mpp_edge::sled_open::open_waiting_for_lock(
-            &sled::Config::new().path(dir).cache_capacity(VAULT_CACHE_BYTES),
-        )
-        .map_err(|source| VaultError::Open { dir: dir.to_owned(), source })?;
-        tracing::info!(dir = %dir.display(), "Key vault opened");
-        Ok(Self { inner: Arc::new(Inner { db: Mutex::new(Some(db)) }) })
+    /// Opens (or creates) the vault in `dir` under the key-encryption key
+    /// `kek`, migrating a sled vault found there. `now_ms` dates a new
+    /// wrapping key.
+    pub fn open(dir: &Path, kek: VaultKey, now_ms: i64) -> Result<Self, VaultError> {
+        let file = dir.join(VAULT_FILE);
+        if !file.exists() && !dir.join(VAULT_NEXT_FILE).exists() {
+            let wrapping = WrappingKey::new(1, now_ms).map_err(|_| VaultError::Random)?;
+            durable::migrate_from_sled(dir, &file, |s, tx| copy_from_sled(s, tx, &kek, &wrapping))?;
+        }
+        Self::open_in(Arc::new(FsDir(dir.to_owned())), kek, now_ms)
     }
 
-    fn with_db<T>(&self, f: impl FnOnce(&sled::Db) -> Result<T, VaultError>) -> Result<T, VaultError> {
-        let guard = self.inner.db.lock().unwrap_or_else(|e| e.into_inner());
-        let db = guard.as_ref().ok_or(VaultError::Closed)?;
-        f(db)
+    /// Opens the vault in `dir` (a directory of files, or a test's
+    /// simulated disk), without migrating anything. Finishes a rotation a
+    /// crash interrupted: an old file left behind is shredded, a complete
+    /// new one is moved into place.
+    pub fn open_in(dir: Arc<dyn VaultDir>, kek: VaultKey, now_ms: i64) -> Result<Self, VaultError> {
+        let open = Self::open_file(dir.as_ref(), &kek, now_ms)?;
+        tracing::info!(dir = ?dir, epoch = open.wrapping.epoch, "Key vault opened");
+        Ok(Self { inner: Arc::new(Inner { open: Mutex::new(Some(open)), dir, kek }) })
     }
 
-    fn load_key(db: &sled::Db, id: &KeyId) -> Result<Option<DataKey>, VaultError> {
-        let Some(v) = db.get(prefixed(b'k', &[id]))? else { return Ok(None) };
-        let bytes: [u8; DATA_KEY_BYTES] = v
-            .get(..DATA_KEY_BYTES)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(VaultError::Corrupt { what: "data key" })?;
+    fn open_file(dir: &dyn VaultDir, kek: &VaultKey, now_ms: i64) -> Result<Open, VaultError> {
+        // The new file is complete once the current one was renamed away.
+        if dir.exists(VAULT_FILE).map_err(io_error)? {
+            dir.shred(VAULT_NEXT_FILE).map_err(io_error)?;
+        } else if dir.exists(VAULT_NEXT_FILE).map_err(io_error)? {
+            dir.rename(VAULT_NEXT_FILE, VAULT_FILE).map_err(io_error)?;
+        }
+        dir.shred(VAULT_OLD_FILE).map_err(io_error)?;
+        let db = durable::open(dir.storage(VAULT_FILE).map_err(io_error)?)?;
+        let tx = db.begin_write()?;
+        let wrapping = {
+            let mut table = tx.open_table(VAULT_TABLE)?;
+            let stored = View::get(&table, WRAPPING_KEY_RECORD)?;
+            match stored {
+                Some(v) => WrappingKey::decode(kek, &v).map_err(|_| VaultError::WrongKey)?,
+                None => {
+                    if table.first()?.is_some() {
+                        return Err(VaultError::Corrupt { what: "vault without a wrapping key" });
+                    }
+                    let w = WrappingKey::new(1, now_ms).map_err(|_| VaultError::Random)?;
+                    table.insert(
+                        WRAPPING_KEY_RECORD,
+                        w.encode(kek).map_err(|_| VaultError::Random)?.as_slice(),
+                    )?;
+                    w
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(Open { db, wrapping })
+    }
+
+    fn with_open<T>(&self, f: impl FnOnce(&Open) -> Result<T, VaultError>) -> Result<T, VaultError> {
+        let guard = self.inner.open.lock().unwrap_or_else(|e| e.into_inner());
+        f(guard.as_ref().ok_or(VaultError::Closed)?)
+    }
+
+    /// Runs `f` in one write transaction, committed durably if it succeeds.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut redb::Table<&'static [u8], &'static [u8]>, &WrappingKey) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        self.with_open(|o| {
+            let tx = o.db.begin_write()?;
+            let out = f(&mut tx.open_table(VAULT_TABLE)?, &o.wrapping)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Runs `f` on a read transaction.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>, &WrappingKey) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        self.with_open(|o| f(&o.db.begin_read()?.open_table(VAULT_TABLE)?, &o.wrapping))
+    }
+
+    fn load_key(db: &impl View, w: &WrappingKey, id: &KeyId) -> Result<Option<DataKey>, VaultError> {
+        let Some(v) = db.get(&prefixed(b'k', &[id]))? else { return Ok(None) };
+        let wrapped = v.get(..WRAPPED_KEY_BYTES).ok_or(VaultError::Corrupt { what: "data key" })?;
+        let bytes = w.unwrap_data_key(id, wrapped).map_err(|_| VaultError::Corrupt { what: "data key" })?;
         Ok(Some(DataKey { id: *id, bytes }))
     }
 
-    /// The citizen's data key, created (and flushed) on their first case.
+    /// The wrapping key's generation and creation time (Unix ms).
+    pub fn wrapping_epoch(&self) -> Result<(u64, i64), VaultError> {
+        self.with_open(|o| Ok((o.wrapping.epoch, o.wrapping.created_ms)))
+    }
+
+    /// Rotates the wrapping key if it is [`VAULT_KEY_ROTATION_S`] old at
+    /// `now_ms`; whether it did.
+    pub fn rotate_if_due(&self, now_ms: i64) -> Result<bool, VaultError> {
+        let (_, created_ms) = self.wrapping_epoch()?;
+        let due = now_ms.saturating_sub(created_ms) >= (VAULT_KEY_ROTATION_S * 1000) as i64;
+        if due {
+            self.rotate(now_ms)?;
+        }
+        Ok(due)
+    }
+
+    /// Replaces the wrapping key and the vault file: every live record is
+    /// copied into a new file (data keys wrapped again under a new wrapping
+    /// key), the new file is committed and renamed into place, and the old
+    /// one is overwritten with zeros and removed. Nothing of an erased key,
+    /// nor the old wrapping key, is copied: after this the vault's files
+    /// hold no trace of them.
+    pub fn rotate(&self, now_ms: i64) -> Result<(), VaultError> {
+        let dir = self.inner.dir.as_ref();
+        let mut guard = self.inner.open.lock().unwrap_or_else(|e| e.into_inner());
+        let old = guard.as_ref().ok_or(VaultError::Closed)?;
+        let new = WrappingKey::new(old.wrapping.epoch + 1, now_ms).map_err(|_| VaultError::Random)?;
+        dir.shred(VAULT_NEXT_FILE).map_err(io_error)?;
+        let records = {
+            let next = durable::open(dir.storage(VAULT_NEXT_FILE).map_err(io_error)?)?;
+            let tx = next.begin_write()?;
+            let mut records = 0u64;
+            {
+                let mut to = tx.open_table(VAULT_TABLE)?;
+                let read = old.db.begin_read()?;
+                let from = read.open_table(VAULT_TABLE)?;
+                for kv in from.iter()? {
+                    let (k, v) = kv?;
+                    let (k, v) = (k.value(), v.value());
+                    let value = match k.first() {
+                        Some(b'w') => continue,
+                        Some(b'k') => {
+                            let id = key_id_of(&k[1..], "data key")?;
+                            let key = Self::load_key(&from, &old.wrapping, &id)?
+                                .ok_or(VaultError::Corrupt { what: "data key" })?;
+                            let mut w = new.wrap_data_key(&id, &key.bytes).map_err(|_| VaultError::Random)?;
+                            w.extend_from_slice(&v[WRAPPED_KEY_BYTES..]);
+                            w
+                        }
+                        _ => v.to_vec(),
+                    };
+                    to.insert(k, value.as_slice())?;
+                    records += 1;
+                }
+                let stored = new.encode(&self.inner.kek).map_err(|_| VaultError::Random)?;
+                to.insert(WRAPPING_KEY_RECORD, stored.as_slice())?;
+            }
+            tx.commit()?;
+            records
+        };
+        // The swap: close the current file, rename it away, rename the new
+        // one into place, open it. A crash anywhere here is finished by the
+        // next open (see `open_file`).
+        let swapped = guard.take().map(drop).ok_or(VaultError::Closed).and_then(|()| {
+            dir.rename(VAULT_FILE, VAULT_OLD_FILE).map_err(io_error)?;
+            dir.rename(VAULT_NEXT_FILE, VAULT_FILE).map_err(io_error)?;
+            Self::open_file(dir, &self.inner.kek, now_ms)
+        });
+        match swapped {
+            Ok(open) => {
+                tracing::info!(epoch = open.wrapping.epoch, records, "Key vault wrapping key rotated");
+                *guard = Some(open);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Key vault rotation failed; reopening the vault");
+                *guard = Some(Self::open_file(dir, &self.inner.kek, now_ms)?);
+                Err(e)
+            }
+        }
+    }
+
+    /// The key linked to `nik_keyed_hash`, if any; refuses one that seals
+    /// [`CASES_PER_DATA_KEY_MAX`] cases.
+    fn existing_key(
+        db: &impl View,
+        w: &WrappingKey,
+        nik_keyed_hash: &[u8],
+    ) -> Result<Option<DataKey>, VaultError> {
+        let Some(v) = db.get(&prefixed(b'n', &[nik_keyed_hash]))? else { return Ok(None) };
+        let id = key_id_of(&v, "citizen key link")?;
+        let key = Self::load_key(db, w, &id)?.ok_or(VaultError::Corrupt { what: "citizen key link" })?;
+        let cases = db.scan(&prefixed(b'x', &[&id]), CASES_PER_DATA_KEY_MAX)?.len();
+        if cases >= CASES_PER_DATA_KEY_MAX {
+            return Err(VaultError::TooManyCases);
+        }
+        Ok(Some(key))
+    }
+
+    /// The citizen's data key, created (and synced) on their first case.
     /// Refuses with [`VaultError::TooManyCases`] when the key already seals
     /// [`CASES_PER_DATA_KEY_MAX`] cases.
     pub fn key_for(&self, nik_keyed_hash: &[u8]) -> Result<DataKey, VaultError> {
         if nik_keyed_hash.is_empty() || nik_keyed_hash.len() > NIK_HASH_BYTES_MAX {
             return Err(VaultError::BadNikHash);
         }
-        self.with_db(|db| {
-            let link = prefixed(b'n', &[nik_keyed_hash]);
-            if let Some(v) = db.get(&link)? {
-                let id = key_id_of(&v, "citizen key link")?;
-                let key = Self::load_key(db, &id)?.ok_or(VaultError::Corrupt { what: "citizen key link" })?;
-                let cases = db.scan_prefix(prefixed(b'x', &[&id])).take(CASES_PER_DATA_KEY_MAX).count();
-                if cases >= CASES_PER_DATA_KEY_MAX {
-                    return Err(VaultError::TooManyCases);
-                }
+        // A returning citizen's key is read without a write (no sync); a new
+        // one is created in a write transaction that looks again, so two
+        // concurrent first visits make one key.
+        if let Some(key) = self.read(|db, w| Self::existing_key(db, w, nik_keyed_hash))? {
+            return Ok(key);
+        }
+        self.write(|db, w| {
+            if let Some(key) = Self::existing_key(db, w, nik_keyed_hash)? {
                 return Ok(key);
             }
+            let link = prefixed(b'n', &[nik_keyed_hash]);
             let rng = SystemRandom::new();
             let mut id = [0u8; KEY_ID_BYTES];
             let mut bytes = [0u8; DATA_KEY_BYTES];
             rng.fill(&mut id).map_err(|_| VaultError::Random)?;
             rng.fill(&mut bytes).map_err(|_| VaultError::Random)?;
-            let mut batch = sled::Batch::default();
-            let mut key_value = bytes.to_vec();
+            let mut key_value = w.wrap_data_key(&id, &bytes).map_err(|_| VaultError::Random)?;
             key_value.extend_from_slice(nik_keyed_hash);
-            batch.insert(prefixed(b'k', &[&id]), key_value);
-            batch.insert(link, id.to_vec());
-            db.apply_batch(batch)?;
-            db.flush()?;
+            db.insert(prefixed(b'k', &[&id]).as_slice(), key_value.as_slice())?;
+            db.insert(link.as_slice(), id.as_slice())?;
             tracing::info!(key_id = %hex(&id), "Data key created for a citizen");
             Ok(DataKey { id, bytes })
         })
     }
 
-    /// Records the sealing of `case` (case → key and key → case), flushed
+    /// Records the sealing of `case` (case → key and key → case), synced
     /// before it returns. Publish the sealing only after this.
     pub fn record(&self, case: &TrackingNumber, sealed: &Sealed) -> Result<(), VaultError> {
         let tn = case.to_string();
-        self.with_db(|db| {
+        self.write(|db, _| {
             let ckey = prefixed(b'c', &[tn.as_bytes()]);
-            if db.get(&ckey)?.is_some() {
+            if View::get(db, &ckey)?.is_some() {
                 return Err(VaultError::AlreadySealed(*case));
             }
-            let mut batch = sled::Batch::default();
-            batch.insert(ckey, sealed.encode());
-            batch.insert(prefixed(b'x', &[&sealed.key_id, tn.as_bytes()]), Vec::new());
-            db.apply_batch(batch)?;
-            db.flush()?;
+            db.insert(ckey.as_slice(), sealed.encode().as_slice())?;
+            db.insert(prefixed(b'x', &[&sealed.key_id, tn.as_bytes()]).as_slice(), [].as_slice())?;
             Ok(())
         })
     }
@@ -399,10 +657,10 @@ impl Vault {
     /// here.
     pub fn case(&self, case: &TrackingNumber) -> Result<Option<CaseRecord>, VaultError> {
         let tn = case.to_string();
-        self.with_db(|db| {
-            let Some(v) = db.get(prefixed(b'c', &[tn.as_bytes()]))? else { return Ok(None) };
+        self.read(|db, w| {
+            let Some(v) = View::get(db, &prefixed(b'c', &[tn.as_bytes()]))? else { return Ok(None) };
             let key_id = key_id_of(&v, "case record")?;
-            let Some(key) = Self::load_key(db, &key_id)? else {
+            let Some(key) = Self::load_key(db, w, &key_id)? else {
                 return Ok(Some(CaseRecord::Erased(key_id)));
             };
             let rest = &v[KEY_ID_BYTES..];
@@ -420,19 +678,18 @@ impl Vault {
         })
     }
 
-    /// Erases the personal data of the citizen of `case`: in one flushed
-    /// batch, removes their key, the link from their NIK hash and the stored
+    /// Erases the personal data of the citizen of `case`: in one synced
+    /// transaction, removes their key, the link from their NIK hash and the stored
     /// ciphertexts of all their cases, and writes a tombstone. Repeating it
     /// changes nothing and answers the same cases. `None` when nothing was
     /// sealed for `case` here.
     pub fn erase(&self, case: &TrackingNumber) -> Result<Option<Erasure>, VaultError> {
         let tn = case.to_string();
-        self.with_db(|db| {
-            let Some(v) = db.get(prefixed(b'c', &[tn.as_bytes()]))? else { return Ok(None) };
+        self.write(|db, _| {
+            let Some(v) = View::get(db, &prefixed(b'c', &[tn.as_bytes()]))? else { return Ok(None) };
             let key_id = key_id_of(&v, "case record")?;
             let mut cases = Vec::new();
-            for item in db.scan_prefix(prefixed(b'x', &[&key_id])).take(CASES_PER_DATA_KEY_MAX) {
-                let (k, _) = item?;
+            for (k, _) in db.scan(&prefixed(b'x', &[&key_id]), CASES_PER_DATA_KEY_MAX)? {
                 let text = k
                     .get(1 + KEY_ID_BYTES..)
                     .and_then(|b| std::str::from_utf8(b).ok())
@@ -440,37 +697,31 @@ impl Vault {
                 cases.push(TrackingNumber::parse(text).map_err(|_| VaultError::Corrupt { what: "key index" })?);
             }
             let kkey = prefixed(b'k', &[&key_id]);
-            let Some(key_value) = db.get(&kkey)? else {
+            let Some(key_value) = View::get(db, &kkey)? else {
                 return Ok(Some(Erasure { key_id, cases, destroyed_now: false }));
             };
-            let mut batch = sled::Batch::default();
-            // The key value is key [32] | nik_keyed_hash: unlink the citizen.
-            if let Some(nik_hash) = key_value.get(DATA_KEY_BYTES..).filter(|h| !h.is_empty()) {
-                batch.remove(prefixed(b'n', &[nik_hash]));
+            // The key value is wrapped key | nik_keyed_hash: unlink the citizen.
+            if let Some(nik_hash) = key_value.get(WRAPPED_KEY_BYTES..).filter(|h| !h.is_empty()) {
+                db.remove(prefixed(b'n', &[nik_hash]).as_slice())?;
             }
-            batch.remove(kkey);
-            batch.insert(prefixed(b'e', &[&key_id]), Vec::new());
+            db.remove(kkey.as_slice())?;
+            db.insert(prefixed(b'e', &[&key_id]).as_slice(), [].as_slice())?;
             for c in &cases {
-                batch.insert(prefixed(b'c', &[c.to_string().as_bytes()]), key_id.to_vec());
+                db.insert(prefixed(b'c', &[c.to_string().as_bytes()]).as_slice(), key_id.as_slice())?;
             }
-            db.apply_batch(batch)?;
-            db.flush()?;
             tracing::info!(key_id = %hex(&key_id), cases = cases.len(), "Data key destroyed on an erasure request");
             Ok(Some(Erasure { key_id, cases, destroyed_now: true }))
         })
     }
 
-    /// Flushes and releases the directory; later calls fail with
-    /// [`VaultError::Closed`].
+    /// Releases the file (every change was synced when it returned); later
+    /// calls fail with [`VaultError::Closed`].
     pub fn close(&self) -> Result<(), VaultError> {
-        let db = self.inner.db.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(db) = db {
-            db.flush()?;
-        }
+        drop(self.inner.open.lock().unwrap_or_else(|e| e.into_inner()).take());
         Ok(())
     }
 
-    /// Runs `f` on the blocking thread pool (every vault call flushes).
+    /// Runs `f` on the blocking thread pool (every vault change syncs).
     pub async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Vault) -> Result<T, VaultError> + Send + 'static,
@@ -542,6 +793,13 @@ mod tests {
 
     use super::*;
 
+    /// A time for the tests' wrapping keys (2026-01-01).
+    const NOW_MS: i64 = 1_767_225_600_000;
+
+    fn kek() -> VaultKey {
+        VaultKey::from_bytes([5; 32])
+    }
+
     fn tn(serial: u64) -> TrackingNumber {
         TrackingNumber::new(RegionCode::parse("1771").unwrap(), serial).unwrap()
     }
@@ -564,7 +822,7 @@ mod tests {
     #[test]
     fn one_key_per_citizen_that_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let v = Vault::open(dir.path()).unwrap();
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
         let a = v.key_for(b"nik-hash-a").unwrap();
         let a2 = v.key_for(b"nik-hash-a").unwrap();
         let b = v.key_for(b"nik-hash-b").unwrap();
@@ -576,7 +834,7 @@ mod tests {
         v.close().unwrap();
         assert!(matches!(v.key_for(b"nik-hash-a"), Err(VaultError::Closed)));
         drop(v);
-        let v = Vault::open(dir.path()).unwrap();
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
         assert_eq!(v.key_for(b"nik-hash-a").unwrap(), a, "survives a reopen");
         assert!(matches!(v.key_for(b""), Err(VaultError::BadNikHash)));
     }
@@ -584,7 +842,7 @@ mod tests {
     #[test]
     fn a_sealing_opens_only_for_its_case_and_event_and_untampered() {
         let dir = tempfile::tempdir().unwrap();
-        let v = Vault::open(dir.path()).unwrap();
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
         let sealed = seal_case(&v, b"nik", tn(1), 7);
         let key = v.key_for(b"nik").unwrap();
         let plain = sealed.open(&key, &tn(1)).unwrap();
@@ -619,13 +877,13 @@ mod tests {
     #[test]
     fn records_survive_reopen_and_a_case_is_sealed_once() {
         let dir = tempfile::tempdir().unwrap();
-        let v = Vault::open(dir.path()).unwrap();
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
         let sealed = seal_case(&v, b"nik", tn(1), 1);
         assert!(matches!(v.record(&tn(1), &sealed), Err(VaultError::AlreadySealed(_))));
         assert_eq!(v.case(&tn(2)).unwrap(), None);
         v.close().unwrap();
         drop(v);
-        let v = Vault::open(dir.path()).unwrap();
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
         match v.case(&tn(1)).unwrap() {
             Some(CaseRecord::Sealed(key, s)) => {
                 assert_eq!(s, sealed);
@@ -638,7 +896,7 @@ mod tests {
     #[test]
     fn erasure_destroys_the_key_for_every_case_of_the_citizen_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let v = Vault::open(dir.path()).unwrap();
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
         let s1 = seal_case(&v, b"nik-a", tn(1), 1);
         let _ = seal_case(&v, b"nik-a", tn(3), 3);
         let _ = seal_case(&v, b"nik-b", tn(2), 2);
@@ -658,12 +916,11 @@ mod tests {
         v.close().unwrap();
         drop(v);
 
-        let v = Vault::open(dir.path()).unwrap();
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
         assert_eq!(v.case(&tn(1)).unwrap(), Some(CaseRecord::Erased(key_a.id())), "gone after reopen");
         // No live value of the database holds the key bytes or the ciphertext.
-        v.with_db(|db| {
-            for item in db.iter() {
-                let (k, val) = item?;
+        v.read(|db, _| {
+            for (k, val) in db.scan(b"", usize::MAX)? {
                 assert!(!val.windows(16).any(|w| w == &key_a.bytes[..16]), "key bytes under {k:?}");
                 assert!(!val.windows(16).any(|w| w == &s1.ciphertext[..16]), "ciphertext under {k:?}");
             }
@@ -674,6 +931,296 @@ mod tests {
         let fresh = v.key_for(b"nik-a").unwrap();
         assert_ne!(fresh.id(), key_a.id());
         assert_ne!(fresh.bytes, key_a.bytes);
+    }
+
+    /// Every 16-byte window of `secrets` found in the files under `dir`
+    /// (live pages, freed pages, any file), as (file, secret index).
+    fn scan_files(dir: &Path, secrets: &[Vec<u8>]) -> Vec<(String, usize)> {
+        let mut windows = std::collections::HashMap::new();
+        for (i, s) in secrets.iter().enumerate() {
+            for w in s.windows(16) {
+                windows.insert(w.to_vec(), i);
+            }
+        }
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_owned()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let bytes = std::fs::read(&path).unwrap();
+                for w in bytes.windows(16) {
+                    if let Some(&i) = windows.get(w) {
+                        found.push((path.display().to_string(), i));
+                    }
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    #[test]
+    fn after_an_erasure_and_the_next_rotation_no_trace_of_the_key_is_in_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
+        let _ = seal_case(&v, b"nik-a", tn(1), 1);
+        let _ = seal_case(&v, b"nik-a", tn(2), 2);
+        let _ = seal_case(&v, b"nik-b", tn(3), 3);
+        let (a, b) = (v.key_for(b"nik-a").unwrap(), v.key_for(b"nik-b").unwrap());
+        // Every form of A's key the vault ever stored: the key, its wrapped
+        // record, the wrapping key, and the wrapping key's stored form.
+        let (a_wrapped, w_old, w_old_stored) = v
+            .read(|db, w| {
+                let rec = View::get(db, &prefixed(b'k', &[&a.id]))?.unwrap();
+                let stored = View::get(db, WRAPPING_KEY_RECORD)?.unwrap();
+                Ok((rec[..WRAPPED_KEY_BYTES].to_vec(), w.key.to_vec(), stored))
+            })
+            .unwrap();
+        let b_wrapped = v.read(|db, _| Ok(View::get(db, &prefixed(b'k', &[&b.id]))?.unwrap())).unwrap();
+        let secrets = vec![a.bytes.to_vec(), a_wrapped, w_old, w_old_stored[16..].to_vec()];
+        v.erase(&tn(1)).unwrap().unwrap();
+        assert!(!v.rotate_if_due(NOW_MS + 1).unwrap(), "not due before a day");
+        let rotated_at = NOW_MS + (VAULT_KEY_ROTATION_S * 1000) as i64;
+        assert!(v.rotate_if_due(rotated_at).unwrap(), "due after a day");
+        assert_eq!(v.wrapping_epoch().unwrap(), (2, rotated_at));
+
+        let found = scan_files(dir.path(), &secrets);
+        assert!(found.is_empty(), "traces of the erased key after the rotation: {found:?}");
+        // The scan does find what it looks for: B's live key, wrapped anew,
+        // is in the file, and B's old wrapped form is not.
+        let b_now = v.read(|db, _| Ok(View::get(db, &prefixed(b'k', &[&b.id]))?.unwrap())).unwrap();
+        assert_ne!(b_now, b_wrapped, "wrapped again under the new wrapping key");
+        assert_eq!(scan_files(dir.path(), &[b_now[..WRAPPED_KEY_BYTES].to_vec()]).len(), 1);
+        assert!(scan_files(dir.path(), &[b.bytes.to_vec()]).is_empty(), "no key in the clear");
+        assert!(!dir.path().join(VAULT_OLD_FILE).exists() && !dir.path().join(VAULT_NEXT_FILE).exists());
+        // B lives on, A stays erased, across a reopen.
+        v.close().unwrap();
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
+        assert_eq!(v.key_for(b"nik-b").unwrap(), b);
+        assert_eq!(v.case(&tn(2)).unwrap(), Some(CaseRecord::Erased(a.id)));
+        assert!(matches!(v.case(&tn(3)).unwrap(), Some(CaseRecord::Sealed(..))));
+        v.close().unwrap();
+        assert!(matches!(
+            Vault::open(dir.path(), VaultKey::from_bytes([6; 32]), NOW_MS),
+            Err(VaultError::WrongKey)
+        ));
+    }
+
+    /// A vault directory on the simulated disk of the power-cut test.
+    #[derive(Debug)]
+    struct SimDir(mpp_agency_kit::testing::power_cut::SimDisk);
+
+    impl VaultDir for SimDir {
+        fn storage(&self, name: &str) -> std::io::Result<durable::Storage> {
+            Ok(self.0.storage(name))
+        }
+        fn exists(&self, name: &str) -> std::io::Result<bool> {
+            self.0.exists(name)
+        }
+        fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+            self.0.rename(from, to)
+        }
+        fn shred(&self, name: &str) -> std::io::Result<()> {
+            self.0.remove(name)
+        }
+    }
+
+    /// Power cuts this test makes (with the outbox's and the counter's, over
+    /// 1,000).
+    const VAULT_POWER_CUTS: u64 = 300;
+
+    /// Citizens checked per cycle of the power-cut test, live and erased each.
+    const POWER_CUT_SAMPLE_MAX: u64 = 8;
+
+    /// Every live key of the model is the vault's, every erased one erased:
+    /// all of them, or a sample drawn from `rng`.
+    fn check(
+        v: &Vault,
+        at: &str,
+        live: &std::collections::BTreeMap<u64, DataKey>,
+        erased: &std::collections::BTreeMap<u64, KeyId>,
+        mut rng: Option<&mut mpp_agency_kit::testing::power_cut::Rng>,
+    ) {
+        let mut pick = |len: usize| -> Vec<usize> {
+            match rng.as_deref_mut() {
+                None => (0..len).collect(),
+                Some(r) if len > 0 => {
+                    (0..POWER_CUT_SAMPLE_MAX).map(|_| r.below(len as u64) as usize).collect()
+                }
+                Some(_) => Vec::new(),
+            }
+        };
+        for i in pick(live.len()) {
+            let (n, key) = live.iter().nth(i).unwrap();
+            let nik = format!("nik-{n}");
+            assert_eq!(&v.key_for(nik.as_bytes()).unwrap(), key, "{at}: live key of citizen {n} lost");
+        }
+        for i in pick(erased.len()) {
+            let (n, id) = erased.iter().nth(i).unwrap();
+            assert_eq!(v.case(&tn(*n)).unwrap(), Some(CaseRecord::Erased(*id)), "{at}: citizen {n} back");
+        }
+    }
+
+    #[test]
+    fn live_keys_stay_and_erased_keys_stay_erased_across_power_cuts() {
+        use mpp_agency_kit::testing::power_cut::{self, Rng, SimDisk};
+        use std::collections::BTreeMap;
+        let seed = power_cut::seed("vault");
+        let mut rng = Rng::new(seed);
+        let disk = SimDisk::new(rng.next_u64());
+        // Citizen n: NIK hash "nik-n", one case with serial n.
+        let (mut live, mut erased) = (BTreeMap::<u64, DataKey>::new(), BTreeMap::<u64, KeyId>::new());
+        let (mut next, mut rotations, mut rotations_tried) = (1u64, 0u64, 0u64);
+        for cycle in 0..VAULT_POWER_CUTS {
+            let at = format!("seed {seed}, cycle {cycle}");
+            let v = Vault::open_in(Arc::new(SimDir(disk.clone())), kek(), NOW_MS)
+                .unwrap_or_else(|e| panic!("{at}: the vault does not reopen after a power cut: {e}"));
+            // A sample each cycle (a lost key stays lost, so the full check
+            // at the end finds what a sample missed).
+            check(&v, &at, &live, &erased, Some(&mut rng));
+            disk.arm(rng.below(60));
+            for _ in 0..1 + rng.below(4) {
+                // Rotations (a new file each) are the slow step: 1 in 16.
+                let done = match rng.below(16) {
+                    0..=9 => {
+                        let n = next;
+                        next += 1;
+                        let key = v.key_for(format!("nik-{n}").as_bytes());
+                        let sealed =
+                            key.as_ref().ok().map(|k| k.seal(&tn(n), &[1; 16], b"\x01\0\x01a\0\0\0\0"));
+                        match (key, sealed) {
+                            (Ok(key), Some(Ok(s))) if v.record(&tn(n), &s).is_ok() => {
+                                live.insert(n, key).is_none()
+                            }
+                            _ => false,
+                        }
+                    }
+                    10..=14 => {
+                        let Some((&n, key)) = live.iter().nth(rng.below(live.len() as u64) as usize) else {
+                            continue;
+                        };
+                        let id = key.id();
+                        match v.erase(&tn(n)) {
+                            Ok(_) => {
+                                live.remove(&n);
+                                erased.insert(n, id);
+                                true
+                            }
+                            // Unknown: erased or not. Either is allowed
+                            // from here on, so the model forgets it.
+                            Err(_) => {
+                                live.remove(&n);
+                                false
+                            }
+                        }
+                    }
+                    _ => {
+                        rotations_tried += 1;
+                        let ok = v.rotate(NOW_MS + cycle as i64).is_ok();
+                        rotations += u64::from(ok);
+                        ok
+                    }
+                };
+                if !done {
+                    break;
+                }
+            }
+            disk.cut_now();
+        }
+        let v = Vault::open_in(Arc::new(SimDir(disk.clone())), kek(), NOW_MS).unwrap();
+        check(&v, &format!("seed {seed}, at the end"), &live, &erased, None);
+        let stats = disk.stats();
+        println!(
+            "vault power cuts: {} cuts ({} tearing a write), {} live keys, {} erased, {rotations} rotations \
+             ({rotations_tried} tried: the rest cut short), seed {seed}",
+            stats.cuts,
+            stats.torn_writes,
+            live.len(),
+            erased.len()
+        );
+        assert!(stats.cuts >= VAULT_POWER_CUTS && rotations > 0 && !erased.is_empty() && !live.is_empty());
+    }
+
+    #[test]
+    fn a_rotation_cut_short_is_finished_by_the_next_open() {
+        for cut in ["after building the new file", "between the renames"] {
+            let dir = tempfile::tempdir().unwrap();
+            let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
+            let sealed = seal_case(&v, b"nik", tn(1), 1);
+            v.close().unwrap();
+            // Stage what a rotation leaves at `cut`: a complete new file
+            // (a copy here) beside the current one, or only old and new.
+            let (cur, next, old) = (
+                dir.path().join(VAULT_FILE),
+                dir.path().join(VAULT_NEXT_FILE),
+                dir.path().join(VAULT_OLD_FILE),
+            );
+            std::fs::copy(&cur, &next).unwrap();
+            if cut == "between the renames" {
+                std::fs::rename(&cur, &old).unwrap();
+            }
+            let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
+            match v.case(&tn(1)).unwrap() {
+                Some(CaseRecord::Sealed(_, s)) => assert_eq!(s, sealed, "{cut}"),
+                other => panic!("{cut}: {other:?}"),
+            }
+            assert!(!next.exists() && !old.exists(), "{cut}: leftovers shredded");
+        }
+    }
+
+    /// Writes a vault of the sled version: `live` sealed case 1 under a
+    /// live key, `erased` sealed cases 2 and 3 under a key destroyed since.
+    fn sled_vault(dir: &Path, live: &DataKey, erased: &DataKey) -> Sealed {
+        let db = sled::open(dir).unwrap();
+        let put = |k: Vec<u8>, v: &[u8]| {
+            db.insert(k, v).unwrap();
+        };
+        let mut kv = live.bytes.to_vec();
+        kv.extend_from_slice(b"nik-live");
+        put(prefixed(b'k', &[&live.id]), &kv);
+        put(prefixed(b'n', &[b"nik-live"]), &live.id);
+        let sealed = live.seal(&tn(1), &[1; 16], &data().encode().unwrap()).unwrap();
+        put(prefixed(b'c', &[tn(1).to_string().as_bytes()]), &sealed.encode());
+        put(prefixed(b'x', &[&live.id, tn(1).to_string().as_bytes()]), b"");
+        put(prefixed(b'e', &[&erased.id]), b"");
+        for c in [tn(2), tn(3)] {
+            put(prefixed(b'c', &[c.to_string().as_bytes()]), &erased.id);
+            put(prefixed(b'x', &[&erased.id, c.to_string().as_bytes()]), b"");
+        }
+        db.flush().unwrap();
+        sealed
+    }
+
+    #[test]
+    fn a_sled_vault_is_carried_over_live_keys_live_and_erased_ones_erased() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = DataKey { id: [1; KEY_ID_BYTES], bytes: [0xa1; DATA_KEY_BYTES] };
+        let erased = DataKey { id: [2; KEY_ID_BYTES], bytes: [0xe2; DATA_KEY_BYTES] };
+        let sealed = sled_vault(dir.path(), &live, &erased);
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
+        assert_eq!(v.key_for(b"nik-live").unwrap(), live, "the live key moved, under the same id");
+        match v.case(&tn(1)).unwrap() {
+            Some(CaseRecord::Sealed(key, s)) => {
+                assert_eq!(s, sealed);
+                assert_eq!(PersonalData::decode(&s.open(&key, &tn(1)).unwrap()).unwrap(), data());
+            }
+            other => panic!("{other:?}"),
+        }
+        for c in [tn(2), tn(3)] {
+            assert_eq!(v.case(&c).unwrap(), Some(CaseRecord::Erased(erased.id)), "erased stays erased");
+        }
+        let again = v.erase(&tn(2)).unwrap().unwrap();
+        assert_eq!(again, Erasure { key_id: erased.id, cases: vec![tn(2), tn(3)], destroyed_now: false });
+        assert!(!durable::has_sled(dir.path()), "the sled files were moved");
+        assert!(durable::has_sled(&dir.path().join(durable::SLED_ASIDE_DIR)), "and kept");
+        v.close().unwrap();
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
+        assert_eq!(v.key_for(b"nik-live").unwrap(), live, "no second migration");
     }
 
     #[test]
@@ -695,7 +1242,7 @@ mod tests {
     #[test]
     fn a_key_seals_a_bounded_number_of_cases() {
         let dir = tempfile::tempdir().unwrap();
-        let v = Vault::open(dir.path()).unwrap();
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
         let key = v.key_for(b"nik").unwrap();
         for serial in 1..=CASES_PER_DATA_KEY_MAX as u64 {
             let s = key.seal(&tn(serial), &[1; 16], b"\x01\0\x01a\0\0\0\0").unwrap();

@@ -95,7 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. The same synchronous publisher, `callers` callers at once.
     let raw_conc = concurrent(Arc::new(raw.clone()), events(n_raw), callers).await;
 
-    // 3. Through the outbox: accepted = flushed into sled (group commit).
+    // 3. Through the outbox: accepted = synced into redb (group commit).
     let dir = tempfile::tempdir()?;
     let mut outbox = Outbox::open(OutboxConfig::new(dir.path()), Arc::new(SystemClock))?;
     outbox.start_relay(client.clone(), RelayConfig::default());

@@ -67,7 +67,8 @@ pub struct CommonArgs {
 
     /// Allow the PUBLIC development keys when a key file is missing: the PIN
     /// pepper without --pin-pepper-file (and, at the front office, the NIK
-    /// key without --nik-key-file), logged loudly at start. Development
+    /// key and the vault key without --nik-key-file, --vault-key-file),
+    /// logged loudly at start. Development
     /// only: with them every published PIN verifier (and NIK hash) can be
     /// reversed. Without this flag the service refuses to start when a key
     /// file is missing, as the hub does.
@@ -83,8 +84,8 @@ pub struct CommonArgs {
     #[arg(long, env = "MPP_SKIP_STREAM_SETUP")]
     pub skip_stream_setup: bool,
 
-    /// Directory of the durable outbox (sled; created if missing). A call is
-    /// answered once its events are flushed here; they are published to
+    /// Directory of the durable outbox (redb; created if missing). A call is
+    /// answered once its events are synced here; they are published to
     /// JetStream from here, also after a restart. One service per directory.
     /// Default: ./data/<agency_id>.
     #[arg(long, env = "MPP_DATA_DIR")]

@@ -11,8 +11,10 @@
 //! - [`ids`]: tracking numbers, application ids, citizen PINs and their verifier;
 //! - [`publish`]: the [`Publisher`] seam and the [`JetStreamPublisher`] behind it
 //!   (`Nats-Msg-Id` = event id, awaiting the PubAck, bounded retries);
-//! - [`outbox`]: the durable outbox in sled ([`OutboxPublisher`], group
+//! - [`outbox`]: the durable outbox in redb ([`OutboxPublisher`], group
 //!   commit, the relay that publishes to JetStream in outbox order);
+//! - [`durable`]: the redb store of the outbox and the front office's counter
+//!   and vault, and the migration of their sled stores;
 //! - [`auth`]: bearer tokens of the calling back-office systems, checked by
 //!   the [`AuthInterceptor`];
 //! - [`metrics`]: the `/metrics` endpoint;
@@ -29,7 +31,7 @@
 //!   shutdown), common flags and tracing set-up.
 //!
 //! Guarantee: an RPC is answered "accepted" only after every event it produced
-//! is durably in the service's outbox (one sled batch, flushed); the relay
+//! is durably in the service's outbox (one redb transaction, synced); the relay
 //! then publishes it to JetStream with `Nats-Msg-Id` = event id until a PubAck
 //! arrives, across NATS outages and restarts. The answer carries the event
 //! ids, no stream sequence. (With the [`JetStreamPublisher`] instead, used by
@@ -82,6 +84,7 @@
 pub mod agency;
 pub mod catalogue;
 pub mod cli;
+pub mod durable;
 pub mod error;
 pub mod event;
 pub mod ids;

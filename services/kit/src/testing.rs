@@ -1,8 +1,10 @@
 //! Test support for agency services (feature `testing`): an in-memory
-//! [`Publisher`]. The throw-away `nats-server` and free ports are in
+//! [`Publisher`], and a disk that loses power ([`power_cut`]). The throw-away `nats-server` and free ports are in
 //! `mpp-test-support`, shared with every crate's tests.
 
 use std::sync::Mutex;
+
+pub mod power_cut;
 
 use crate::event::OutgoingEvent;
 use crate::publish::{Accepted, PubAckInfo, PublishError, PublishFuture, PublishOutcome, Publisher};
@@ -92,4 +94,26 @@ pub fn common_args(nats_url: String, data_dir: std::path::PathBuf) -> crate::Com
         catalogue_file: None,
         signing_key_file: None,
     }
+}
+
+/// The events of one call: `n` steps (`review_started`) of one new
+/// application of service `kk`, in a fresh walk-in case.
+pub fn call_events(b: &crate::event::EventBuilder, n: usize) -> Vec<OutgoingEvent> {
+    use mpp_core::event::Target;
+    use mpp_core::ids::{OfficerId, ServiceId};
+    let service = ServiceId::parse("kk").unwrap_or_else(|e| panic!("{e:?}"));
+    let case = crate::ids::allocate_tracking_number(b.region());
+    let app = crate::ids::new_application_id("DKC-KK").unwrap_or_else(|e| panic!("{e:?}"));
+    let officer = OfficerId::parse("ptg-1").unwrap_or_else(|e| panic!("{e:?}"));
+    (0..n)
+        .map(|_| {
+            b.build(
+                &service,
+                Target::Application(case, app.clone()),
+                &officer,
+                mpp_core::EventBody::ReviewStarted,
+            )
+            .unwrap_or_else(|e| panic!("{e:?}"))
+        })
+        .collect()
 }

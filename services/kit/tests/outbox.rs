@@ -1,4 +1,4 @@
-//! The durable outbox with real sled in temporary directories and a real
+//! The durable outbox with real redb in temporary directories and a real
 //! nats-server: accepted means durable, group commit, publishing in outbox
 //! order across NATS outages and restarts, each event once, and the limits.
 
@@ -9,14 +9,13 @@ use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
 use mpp_agency_kit::cli::connect_nats_in_background;
 use mpp_agency_kit::outbox::{OutboxError, StoredEvent};
-use mpp_agency_kit::{allocate_tracking_number, event::OutgoingEvent, Outbox};
+use mpp_agency_kit::testing::call_events;
+use mpp_agency_kit::Outbox;
 use mpp_agency_kit::{
-    ensure_stream, new_application_id, to_status, Accepted, EventBuilder, KitError, OutboxConfig, Publisher,
-    RelayConfig, SystemClock, REASON_CODE_METADATA_KEY, STREAM_NAME,
+    ensure_stream, to_status, Accepted, EventBuilder, KitError, OutboxConfig, Publisher, RelayConfig,
+    SystemClock, REASON_CODE_METADATA_KEY, STREAM_NAME,
 };
-use mpp_core::event::Target;
-use mpp_core::ids::{AgencyId, OfficerId, RegionCode, ServiceId};
-use mpp_core::EventBody;
+use mpp_core::ids::{AgencyId, RegionCode};
 use mpp_test_support::{free_port, wait_for, NatsServer};
 
 /// How long a test waits for a condition before it fails.
@@ -30,31 +29,17 @@ fn builder() -> EventBuilder {
     )
 }
 
-/// The events of one call: `n` steps of one new application.
-fn call_events(b: &EventBuilder, n: usize) -> Vec<OutgoingEvent> {
-    let service = ServiceId::parse("kk").unwrap();
-    let case = allocate_tracking_number(b.region());
-    let app = new_application_id("DKC-KK").unwrap();
-    let officer = OfficerId::parse("ptg-1").unwrap();
-    (0..n)
-        .map(|_| {
-            b.build(&service, Target::Application(case, app.clone()), &officer, EventBody::ReviewStarted)
-                .unwrap()
-        })
-        .collect()
-}
-
 fn open(config: &OutboxConfig) -> Outbox {
     Outbox::open(config.clone(), Arc::new(SystemClock)).unwrap()
 }
 
-/// Reopens after a drop: the previous handles release sled's lock as their
+/// Reopens after a drop: the previous handles release redb's lock as their
 /// thread and task end, so poll until the directory can be opened.
 async fn reopen(config: &OutboxConfig) -> Outbox {
     wait_for("the outbox to reopen", Duration::from_millis(DEADLINE_MS), || {
         let opened = match Outbox::open(config.clone(), Arc::new(SystemClock)) {
             Ok(o) => Some(o),
-            Err(OutboxError::Open { .. }) => None,
+            Err(OutboxError::Open(_)) => None,
             Err(e) => panic!("cannot reopen the outbox: {e}"),
         };
         async move { Ok(opened) }

@@ -13,7 +13,7 @@ use anyhow::{ensure, Context, Result};
 use mpp_tests::bins::workspace_bin;
 
 /// Every binary the project ships or runs (the agencies by name).
-const BINARIES: [&str; 12] = [
+const BINARIES: [&str; 13] = [
     "mpp-hub",
     "mpp-frontoffice",
     "mpp-dukcapil",
@@ -26,6 +26,7 @@ const BINARIES: [&str; 12] = [
     "mpp-sim",
     "mpp-bench",
     "mpp-faults",
+    "mpp-witness",
 ];
 
 /// Subcommands nested deeper than this are not followed (a bound on the

@@ -93,3 +93,4 @@ mod slow_clients;
 mod spine;
 mod tls;
 mod transparency;
+mod witness;

@@ -34,7 +34,14 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 const AUDITOR_TOKEN: &str = "e2e-auditor-token-not-a-secret";
 
-fn verify_with_python(note: &str, name: &str, public_key_hex: &str, dir: &Path) -> Result<(bool, String)> {
+/// Runs `docs/verify_note.py` on `note` (written to `dir`): whether it
+/// accepted it, and what it said.
+pub(crate) fn verify_with_python(
+    note: &str,
+    name: &str,
+    public_key_hex: &str,
+    dir: &Path,
+) -> Result<(bool, String)> {
     let file = dir.join("checkpoint.note");
     std::fs::write(&file, note)?;
     let python = std::env::var("MPP_PYTHON").unwrap_or_else(|_| "python3".to_owned());

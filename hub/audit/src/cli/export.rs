@@ -267,6 +267,11 @@ pub struct CheckpointLine {
     pub signature: String,
     /// The checkpoint's text form.
     pub text: String,
+    /// The same checkpoint as the hub's C2SP signed note (`mpp_core::note`),
+    /// when it signed one; absent in exports written before notes were
+    /// exported (a restore from them serves no note for these sizes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl CheckpointLine {
@@ -284,6 +289,7 @@ impl CheckpointLine {
             signed_at_ms: c.signed_at_ms,
             signature: hex::encode(cp.signature),
             text: cp.to_text(),
+            note: cp.to_note(),
         }
     }
 
@@ -314,14 +320,29 @@ impl CheckpointLine {
                 signed_at_ms: self.signed_at_ms,
             },
             signature,
-            // An export line carries the binary checkpoint and its signature;
-            // the C2SP note is served by the hub (`/checkpoint`).
             note: None,
         };
         if cp.to_text() != self.text {
             return Err("the text form does not match the fields".to_owned());
         }
-        Ok(cp)
+        let Some(text) = &self.note else { return Ok(cp) };
+        // The note must be of exactly this checkpoint's body, signed under
+        // the origin; its signature is checked where the hub's key is known.
+        let (body, sigs) = mpp_core::note::parse(text).map_err(|e| format!("note: {e}"))?;
+        if body != cp.checkpoint.note_body() {
+            return Err("the note's body is not this checkpoint's".to_owned());
+        }
+        let seal = sigs
+            .iter()
+            .find(|s| s.name == self.origin)
+            .and_then(|s| {
+                Some(mpp_core::checkpoint::NoteSeal {
+                    key_hash: s.key_hash,
+                    signature: s.signature.as_slice().try_into().ok()?,
+                })
+            })
+            .ok_or("the note has no Ed25519 signature under the origin")?;
+        Ok(SignedCheckpoint { note: Some(seal), ..cp })
     }
 }
 

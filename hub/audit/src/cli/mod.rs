@@ -37,6 +37,7 @@ pub mod remote;
 pub mod sla_report;
 pub mod verify;
 pub mod window;
+pub mod witnessed;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -142,6 +143,9 @@ pub struct VerifyArgs {
     /// Remote mode.
     #[command(flatten)]
     pub remote: RemoteArgs,
+    /// Witnesses: --witness-key, --witness-quorum, --cosigned-checkpoint.
+    #[command(flatten)]
+    pub witnesses: witnessed::WitnessPolicyArgs,
 }
 
 /// Flags of `mpp-hub audit export`.
@@ -261,6 +265,11 @@ pub struct CheckProofArgs {
     /// The hub's Ed25519 public key (see `audit verify --help`).
     #[arg(long, env = "MPP_PUBLIC_KEY_FILE")]
     pub public_key: PathBuf,
+    /// Witnesses: with --witness-key, the bundle's tree must also be
+    /// cosigned by the quorum (its checkpoint's note, or
+    /// --cosigned-checkpoint).
+    #[command(flatten)]
+    pub witnesses: witnessed::WitnessPolicyArgs,
 }
 
 /// Flags of `mpp-hub audit sla-report`.

@@ -120,6 +120,22 @@ impl ProofBundle {
             checkpoint: checkpoint.map(CheckpointLine::of),
         }
     }
+
+    /// The bundle with its checkpoint's note replaced by `cosigned`, the
+    /// same note with the witnesses' cosignatures, when it is of exactly
+    /// that checkpoint's body (anything else is left out).
+    pub fn with_cosigned_note(mut self, cosigned: Option<String>) -> Self {
+        let (Some(line), Some(text)) = (self.checkpoint.as_mut(), cosigned) else { return self };
+        let same_body = match (line.note.as_deref().map(mpp_core::note::parse), mpp_core::note::parse(&text))
+        {
+            (Some(Ok((own, _))), Ok((theirs, _))) => own == theirs,
+            _ => false,
+        };
+        if same_body {
+            line.note = Some(text);
+        }
+        self
+    }
 }
 
 /// What a bundle proves, once checked.
@@ -209,7 +225,9 @@ pub(crate) fn run_prove(args: &ProveArgs, out: &mut dyn Write) -> anyhow::Result
         (None, None) => bail!("give --event-id or --seq"),
     };
     let bundle = prove(&store, seq, args.tree_size)?;
-    write_bundle(&bundle, args.out.as_deref(), out)?;
+    // The witnesses' cosignatures the hub kept for that size, if any.
+    let kept = crate::cosign::read_file(dir)?.remove(&bundle.tree_size);
+    write_bundle(&bundle.with_cosigned_note(kept), args.out.as_deref(), out)?;
     Ok(0)
 }
 
@@ -260,8 +278,46 @@ pub(crate) fn run_check(args: &CheckProofArgs, out: &mut dyn Write) -> anyhow::R
             return Ok(EXIT_FAILED);
         }
     };
+    let policy = args.witnesses.policy(Some(&key))?;
     match check_bundle(&bundle, &key) {
         Ok(p) => {
+            // With witness keys: the bundle's tree must be cosigned by the
+            // quorum (the bundle's own note, or --cosigned-checkpoint).
+            let witnessed = match &policy {
+                None => None,
+                Some(policy) => {
+                    let note = match args.witnesses.read_file()? {
+                        Some(text) => Some(text),
+                        None => bundle.checkpoint.as_ref().and_then(|l| l.note.clone()),
+                    };
+                    let checked = note
+                        .ok_or_else(|| "the bundle carries no cosigned checkpoint".to_owned())
+                        .and_then(|n| policy.check(&n))
+                        .and_then(|c| {
+                            if c.size == p.tree_size && hex32(&c.root) == bundle.root_hash {
+                                Ok(c)
+                            } else {
+                                Err(format!(
+                                    "the cosigned checkpoint is of tree size {}, not the bundle's",
+                                    c.size
+                                ))
+                            }
+                        });
+                    match checked {
+                        Ok(c) => Some(format!(
+                            "witnesses: tree size {} cosigned by {} witnesses ({} required): {}",
+                            c.size,
+                            c.witnesses.len(),
+                            policy.quorum(),
+                            c.witnesses.join(", ")
+                        )),
+                        Err(w) => {
+                            say(out, &format!("FAIL: witnesses: {w}"))?;
+                            return Ok(EXIT_FAILED);
+                        }
+                    }
+                }
+            };
             say(
                 out,
                 &format!(
@@ -273,6 +329,9 @@ pub(crate) fn run_check(args: &CheckProofArgs, out: &mut dyn Write) -> anyhow::R
                     p.signed_by
                 ),
             )?;
+            if let Some(w) = witnessed {
+                say(out, &w)?;
+            }
             Ok(0)
         }
         Err(what) => {

@@ -20,7 +20,6 @@ use mpp_core::log::{Hash32, Verdict};
 use mpp_core::{LogEntry, ReasonCode};
 use mpp_proto::v1 as pb;
 use mpp_proto::v1::audit_service_client::AuditServiceClient;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -36,15 +35,7 @@ pub const REPLAY_PAGE_ENTRIES: u32 = 10_000;
 pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
 
 /// Sends `authorization: Bearer <token>`.
-#[derive(Debug, Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
-}
+pub use mpp_edge::auth::BearerToken as Bearer;
 
 /// A connection to a hub's audit service.
 #[derive(Debug, Clone)]
@@ -70,11 +61,8 @@ impl Remote {
     /// `https://`).
     pub async fn connect_with(url: &str, token: &str, tls_ca_file: Option<&Path>) -> anyhow::Result<Remote> {
         // The token is never part of an error: only whether it parses.
-        let bearer = Bearer(
-            format!("Bearer {token}")
-                .parse()
-                .map_err(|_| anyhow::anyhow!("the token is not valid ASCII metadata"))?,
-        );
+        let bearer =
+            Bearer::new(token).ok_or_else(|| anyhow::anyhow!("the token is not valid ASCII metadata"))?;
         let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
             .with_context(|| format!("--hub-grpc {url:?} is not a URI"))?
             .connect_timeout(std::time::Duration::from_millis(CONNECT_TIMEOUT_MS));
@@ -111,6 +99,33 @@ impl Remote {
             Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
             Err(s) => Err(status("GetLatestCheckpoint", s)),
         }
+    }
+
+    /// The note of the hub's latest checkpoint (with the cosignatures it
+    /// holds), `None` before the first.
+    pub async fn latest_note(&mut self) -> anyhow::Result<Option<String>> {
+        match self.client.get_latest_checkpoint(pb::GetLatestCheckpointRequest {}).await {
+            Ok(r) => Ok(Some(r.into_inner().note)),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(status("GetLatestCheckpoint", s)),
+        }
+    }
+
+    /// The hub's consistency proof from `old_size` to `new_size` (not
+    /// verified here).
+    pub async fn consistency_proof(&mut self, old_size: u64, new_size: u64) -> anyhow::Result<Vec<Hash32>> {
+        let r = self
+            .client
+            .get_consistency_proof(pb::GetConsistencyProofRequest { old_size, new_size })
+            .await
+            .map_err(|s| status("GetConsistencyProof", s))?
+            .into_inner();
+        r.proof
+            .iter()
+            .map(|h| {
+                <Hash32>::try_from(h.as_slice()).map_err(|_| anyhow::anyhow!("a proof hash is not 32 bytes"))
+            })
+            .collect()
     }
 
     /// Reads entries `1..=to_seq` page by page, handing each (with the hash
@@ -246,7 +261,9 @@ impl Remote {
         let root = mpp_core::merkle::root_from_inclusion(&leaf, e.seq - 1, r.tree_size, &proof)
             .map_err(|err| anyhow::anyhow!("the hub's proof does not verify: {err}"))?;
         let checkpoint = r.checkpoint.as_ref().map(decode_checkpoint).transpose()?;
-        Ok(ProofBundle::new(&e, r.tree_size, &leaf, &proof, &root, checkpoint.as_ref()))
+        let cosigned = r.checkpoint.as_ref().map(|c| c.note.clone()).filter(|n| !n.is_empty());
+        Ok(ProofBundle::new(&e, r.tree_size, &leaf, &proof, &root, checkpoint.as_ref())
+            .with_cosigned_note(cosigned))
     }
 }
 
@@ -290,20 +307,56 @@ pub fn from_wire(e: &pb::LogEntry) -> anyhow::Result<(LogEntry, Hash32)> {
 /// `mpp-hub audit verify --hub-grpc …`.
 pub(crate) async fn run_verify(args: &super::VerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let key = super::read_key(args.public_key.as_deref())?;
+    let policy = args.witnesses.policy(key.as_ref())?;
     let mut remote = Remote::from_args(&args.remote).await?;
+    // The cosigned checkpoint: the file given, else the latest one's note
+    // (asked before the log, so it is never beyond the part verified).
+    let cosigned = match (&policy, args.witnesses.read_file()?) {
+        (None, _) => None,
+        (Some(p), Some(text)) => Some(p.check(&text)),
+        (Some(p), None) => Some(match remote.latest_note().await? {
+            Some(text) => p.check(&text),
+            None => Err("the hub has signed no checkpoint yet".to_owned()),
+        }),
+    };
     let mut progress = Progress::new("verify");
     let result = remote.verify(key, &mut progress).await?;
     progress.finish();
-    match result {
-        Ok(report) => {
-            super::say(out, &report.summary())?;
-            Ok(0)
-        }
+    let report = match result {
+        Ok(report) => report,
         Err(f) => {
             super::say(out, &f.to_string())?;
-            Ok(super::EXIT_FAILED)
+            return Ok(super::EXIT_FAILED);
         }
-    }
+    };
+    // The cosigned tree is a prefix of the verified one if the hub can
+    // prove it consistent with the root just recomputed.
+    let proof = match cosigned.as_ref() {
+        Some(Ok(c)) if c.size > 0 && c.size <= report.entries => {
+            Some(remote.consistency_proof(c.size, report.entries).await?)
+        }
+        _ => None,
+    };
+    let (entries, root) = (report.entries, report.root_hash);
+    let cosigned_root = cosigned.as_ref().and_then(|c| c.as_ref().ok()).map(|c| c.root);
+    let root_at = move |size: u64| -> anyhow::Result<Hash32> {
+        let claimed = match &cosigned_root {
+            Some(r) => *r,
+            None => anyhow::bail!("no cosigned root"),
+        };
+        let proof = proof.unwrap_or_default();
+        mpp_core::merkle::verify_consistency(size, entries, &claimed, &root, &proof).map_err(|e| {
+            anyhow::anyhow!("the hub cannot prove the cosigned tree a prefix of its log: {e}")
+        })?;
+        Ok(claimed)
+    };
+    super::verify::report_witnessed(
+        out,
+        &report,
+        cosigned,
+        policy.as_ref().map_or(0, |p| p.quorum()),
+        root_at,
+    )
 }
 
 /// `mpp-hub audit export --hub-grpc …`.

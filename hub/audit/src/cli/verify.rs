@@ -594,6 +594,18 @@ pub fn verify_export<R: BufRead>(
 /// `mpp-hub audit verify`.
 pub(crate) fn run(args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let key = read_key(args.public_key.as_deref())?;
+    let policy = args.witnesses.policy(key.as_ref())?;
+    // The cosigned checkpoint to end at, chosen before the log is read.
+    let cosigned = match (&policy, args.witnesses.read_file()?, &args.data_dir) {
+        (None, _, _) => None,
+        (Some(p), Some(text), _) => Some(p.check(&text)),
+        (Some(p), None, Some(dir)) if args.export.is_none() => {
+            Some(p.newest_in(&crate::cosign::read_file(dir)?))
+        }
+        (Some(_), None, _) => {
+            anyhow::bail!("with --export, give the cosigned checkpoint: --cosigned-checkpoint")
+        }
+    };
     let mut progress = Progress::new("verify");
     let result = match (&args.export, &args.data_dir) {
         (Some(path), _) => verify_export(&mut ExportReader::open(path)?, key, &mut progress),
@@ -601,14 +613,73 @@ pub(crate) fn run(args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> 
         (None, None) => anyhow::bail!("give --data-dir or --export"),
     };
     progress.finish();
-    match result {
-        Ok(report) => {
-            say(out, &report.summary())?;
-            Ok(0)
-        }
+    let report = match result {
+        Ok(report) => report,
         Err(f) => {
             say(out, &f.to_string())?;
+            return Ok(EXIT_FAILED);
+        }
+    };
+    let root_at = |size: u64| -> anyhow::Result<Hash32> {
+        match (&args.export, &args.data_dir) {
+            (Some(path), _) => export_prefix_root(path, size),
+            (None, Some(dir)) => Ok(crate::audit::root_at(&open_store(dir)?, size)?),
+            (None, None) => anyhow::bail!("give --data-dir or --export"),
+        }
+    };
+    report_witnessed(out, &report, cosigned, policy.as_ref().map_or(0, |p| p.quorum()), root_at)
+}
+
+/// Prints the summary and what the witnesses vouch for (or the warning
+/// about unsigned entries without them); the exit status.
+pub(crate) fn report_witnessed(
+    out: &mut dyn Write,
+    report: &VerifyReport,
+    cosigned: Option<Result<super::witnessed::Cosigned, String>>,
+    quorum: usize,
+    root_at: impl FnOnce(u64) -> anyhow::Result<Hash32>,
+) -> anyhow::Result<u8> {
+    let Some(cosigned) = cosigned else {
+        say(out, &report.summary())?;
+        if let Some(w) = super::witnessed::unsigned_tail(report) {
+            say(out, &w)?;
+            eprintln!("{w}");
+        }
+        return Ok(0);
+    };
+    match super::witnessed::conclude(report, cosigned, quorum, root_at) {
+        Ok(lines) => {
+            say(out, &report.summary())?;
+            for l in lines {
+                if l.starts_with("WARNING") {
+                    eprintln!("{l}");
+                }
+                say(out, &l)?;
+            }
+            Ok(0)
+        }
+        Err(failure) => {
+            say(out, &failure)?;
             Ok(EXIT_FAILED)
         }
     }
+}
+
+/// The Merkle root of the first `size` entries of an export (already
+/// verified whole).
+fn export_prefix_root(path: &std::path::Path, size: u64) -> anyhow::Result<Hash32> {
+    let mut reader = ExportReader::open(path)?;
+    let mut frontier = MerkleFrontier::new();
+    let mut n = 0u64;
+    while n < size {
+        let Some(line) = reader.next_line() else { anyhow::bail!("the export ends before entry {size}") };
+        if let Line::Entry(l) = line.map_err(|e| anyhow::anyhow!("{e}"))? {
+            let (e, _) = Failure::entry_at(&l, reader.line(), n + 1).map_err(|f| anyhow::anyhow!("{f}"))?;
+            frontier
+                .push(entry_leaf_hash(&e.hash))
+                .map_err(|_| anyhow::anyhow!("the Merkle tree is full"))?;
+            n += 1;
+        }
+    }
+    Ok(frontier.root())
 }

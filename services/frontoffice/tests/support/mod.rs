@@ -18,10 +18,20 @@ pub(crate) fn common(nats_url: String, data_dir: PathBuf, pepper: Option<PathBuf
     }
 }
 
-/// The front office's flags, with the default personal-data limits.
+/// The front office's flags, with the default personal-data limits. With a
+/// NIK key file, a vault key file beside it (written if missing); without,
+/// neither (the development keys, or a refusal to start).
 pub(crate) fn front(nik_key_file: Option<PathBuf>) -> FrontOfficeArgs {
+    let vault_key_file = nik_key_file.as_ref().map(|nik| {
+        let path = nik.with_file_name("vault.key");
+        if !path.exists() {
+            std::fs::write(&path, "5a".repeat(32)).unwrap();
+        }
+        path
+    });
     FrontOfficeArgs {
         nik_key_file,
+        vault_key_file,
         lookup_base_url: LookupUrl::parse("http://127.0.0.1:8080/lacak").unwrap(),
         mpp_name: Some("MPP Kota Bengkulu".into()),
         serial_range_start: 1,

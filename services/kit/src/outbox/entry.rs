@@ -1,7 +1,8 @@
 //! The on-disk form of one outbox entry.
 //!
-//! Key: the outbox sequence as 8 bytes big-endian, so sled's key order is the
-//! outbox order. Value (format 1):
+//! Key: the outbox sequence, a redb `u64`, so the table's order is the
+//! outbox order (the sled outbox of earlier versions kept it as 8 bytes
+//! big-endian; [`seq_of`] reads those when migrating). Value (format 1):
 //!
 //! ```text
 //! u8      format = 1
@@ -68,12 +69,7 @@ pub enum EntryError {
     },
 }
 
-/// The key of outbox sequence `seq`.
-pub(crate) fn key(seq: u64) -> [u8; 8] {
-    seq.to_be_bytes()
-}
-
-/// The sequence of a key (`None` if it is not 8 bytes).
+/// The sequence of a sled outbox key (`None` if it is not 8 bytes).
 pub(crate) fn seq_of(key: &[u8]) -> Option<u64> {
     let eight: [u8; 8] = key.try_into().ok()?;
     Some(u64::from_be_bytes(eight))
@@ -155,8 +151,7 @@ mod tests {
         assert_eq!(e.event_id, "0190-abc");
         assert_eq!(&e.payload[..], b"\x08\x01payload");
         assert_eq!(enqueued_at_ms(&v), Some(1_767_225_600_000));
-        assert!(key(255) < key(256), "big-endian keys sort numerically");
-        assert_eq!(seq_of(&key(u64::MAX - 1)), Some(u64::MAX - 1));
+        assert_eq!(seq_of(&(u64::MAX - 1).to_be_bytes()), Some(u64::MAX - 1));
         assert_eq!(seq_of(b"short"), None);
     }
 

@@ -1,18 +1,19 @@
-//! The durable outbox of an agency service, in sled.
+//! The durable outbox of an agency service, in redb ([`crate::durable`]).
 //!
 //! Guarantees, first:
 //!
 //! - **Accepted means durable.** A call is answered "accepted" only after its
-//!   events were written to the outbox in one sled batch and the outbox was
-//!   flushed (`sled::Db::flush`, never `flush_async`). A call's events are in
-//!   one batch, so after a crash either all of them are in the outbox or none
-//!   is; they get consecutive outbox sequences.
+//!   events were written to the outbox in one redb transaction committed
+//!   with `Durability::Immediate` (an `fdatasync` before the commit returns).
+//!   A call's events are in one transaction, so after a crash or a power cut
+//!   either all of them are in the outbox or none is; they get consecutive
+//!   outbox sequences.
 //! - **Group commit.** One writer thread takes calls from a bounded channel
 //!   ([`OUTBOX_QUEUE_CALLS_MAX`]); whatever calls are waiting when it is free
 //!   (at most [`GROUP_COMMIT_CALLS_MAX`] calls or [`GROUP_COMMIT_BYTES_MAX`]
-//!   bytes) go into one batch and one flush, and each caller is answered after
-//!   that flush. Concurrent calls therefore share flushes instead of paying one
-//!   each.
+//!   bytes) go into one transaction and one sync, and each caller is answered
+//!   after that commit. Concurrent calls therefore share syncs instead of
+//!   paying one each.
 //! - **Publishing in outbox order, each event until acknowledged.** A relay
 //!   task ([`Outbox::start_relay`]) sends entries to JetStream in outbox order
 //!   with `Nats-Msg-Id` = event id, up to [`PUBLISH_IN_FLIGHT_MAX`] awaiting
@@ -31,14 +32,14 @@
 //!
 //! Known limits, stated so nobody relies on more:
 //!
-//! - sled 0.34's `flush` writes its log with `sync_file_range` (see
-//!   docs/DESIGN.md, "Where durability comes from"): it survives a process crash;
-//!   a power loss may lose what the disk cache held.
-//! - Deletions of published entries are not flushed on their own; they
-//!   become durable with the next group-commit flush, sled's background flush
-//!   (every 500 ms) or shutdown. A crash before that republishes those
-//!   entries, which JetStream drops as duplicates while they are inside its
-//!   duplicate window (10 minutes, see [`mpp_edge::stream`]).
+//! - Deletions of published entries are committed without a sync of their
+//!   own (`Durability::None`); they become durable with the next group
+//!   commit or at shutdown. A crash before that republishes those entries,
+//!   which JetStream drops as duplicates while they are inside its duplicate
+//!   window (10 minutes, see [`mpp_edge::stream`]).
+//! - The durability of a commit is the disk's: a drive that acknowledges a
+//!   flush it has not made (a volatile write cache without power-loss
+//!   protection) can still lose it.
 //! - Pipelining keeps the order of sending, and a resend starts from the
 //!   oldest unacknowledged entry, so the stream receives the first copy of
 //!   every event in outbox order — unless the NATS connection breaks while a
@@ -51,8 +52,16 @@
 //!   logging, the outbox grows, and `mpp_outbox_oldest_age_seconds` tells the
 //!   operator. Nothing is dropped.
 
+// redb's error is 160 bytes. It is returned only on a failed disk
+// operation, next to a sync that costs milliseconds: boxing it would buy
+// nothing measurable and cost a layer at every `?`.
+#![allow(clippy::result_large_err)]
+
 mod entry;
+#[cfg(test)]
+mod power_cut_tests;
 mod relay;
+mod store;
 mod writer;
 
 use std::fmt;
@@ -70,6 +79,9 @@ pub use self::relay::{
     RELAY_BACKOFF_MS_MIN, RELAY_CONNECTION_POLL_MS, RELAY_IDLE_POLL_MS, RELAY_STOP_WAIT_MS,
     RELAY_WARN_INTERVAL_MS, SIGNED_BATCH_FILL_MIN,
 };
+use self::store::Store;
+pub use self::store::{OUTBOX_FILE, SLED_OUTBOX_TREE};
+use crate::durable::{self, DurableError, Storage};
 use crate::event::{Clock, OutgoingEvent};
 use crate::publish::{too_many, Accepted, PublishError, PublishFuture, PublishOutcome, Publisher};
 
@@ -80,8 +92,18 @@ use crate::publish::{too_many, Accepted, PublishError, PublishFuture, PublishOut
 /// real events are below 2 KiB.
 pub const OUTBOX_QUEUE_CALLS_MAX: usize = 1024;
 
-/// Most calls gathered into one sled batch and one flush.
+/// Most calls gathered into one transaction and one sync.
 pub const GROUP_COMMIT_CALLS_MAX: usize = 1024;
+
+/// Longest the writer waits for more calls before a commit, in
+/// microseconds: when the previous commit answered more than one call, the
+/// writer waits up to this long for as many new calls as it answered, since
+/// those callers tend to come straight back. Without it 64 concurrent
+/// callers split into two alternating groups of 32, each paying a sync
+/// (mpp-bench section 3 measured 33-35 events per commit; with 300 us,
+/// 49-56; with 1,000 us, 63-64). A lone caller never waits; concurrent ones
+/// wait at most this on top of a sync of several milliseconds.
+pub const GROUP_COMMIT_GATHER_US_MAX: u64 = 1_000;
 
 /// The writer stops gathering calls into a batch once it holds this many
 /// bytes (one call is never split).
@@ -93,13 +115,6 @@ pub const OUTBOX_ENTRIES_MAX_DEFAULT: u64 = 1_000_000;
 /// Default of [`OutboxConfig::bytes_max`]: 1 GiB of waiting events.
 pub const OUTBOX_BYTES_MAX_DEFAULT: u64 = 1024 * 1024 * 1024;
 
-/// sled's page cache for the outbox, in bytes. The outbox is written once and
-/// read once per entry, so a small cache suffices.
-pub const OUTBOX_CACHE_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Name of the sled tree holding the entries.
-pub const OUTBOX_TREE: &str = "outbox";
-
 /// Key bytes counted per entry in [`OutboxSnapshot::bytes`] (the value's
 /// length plus this).
 const KEY_BYTES: u64 = 8;
@@ -107,8 +122,9 @@ const KEY_BYTES: u64 = 8;
 /// Where the outbox lives and how large it may grow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxConfig {
-    /// The sled directory (created if missing). One service per directory:
-    /// sled locks it.
+    /// The outbox directory (created if missing): the outbox is its
+    /// [`OUTBOX_FILE`]. One service per directory: redb locks the file. A
+    /// sled outbox found here is migrated on the first open.
     pub dir: PathBuf,
     /// Most events waiting in the outbox.
     pub entries_max: u64,
@@ -126,25 +142,13 @@ impl OutboxConfig {
 /// Why the outbox could not be opened or read.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    /// The directory could not be created.
-    #[error("cannot create the outbox directory {dir}: {source}")]
-    CreateDir {
-        /// The directory.
-        dir: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// sled refused to open the directory (e.g. another process holds it).
-    #[error("cannot open the outbox in {dir}: {source}")]
-    Open {
-        /// The directory.
-        dir: PathBuf,
-        /// The cause.
-        source: sled::Error,
-    },
-    /// Reading the outbox failed.
+    /// The store could not be opened or migrated (e.g. another process
+    /// holds it).
+    #[error("cannot open the outbox: {0}")]
+    Open(#[from] DurableError),
+    /// Reading or writing the outbox failed.
     #[error("cannot read the outbox: {0}")]
-    Read(#[from] sled::Error),
+    Read(Box<redb::Error>),
     /// A stored entry does not parse.
     #[error(transparent)]
     Corrupt(#[from] EntryError),
@@ -161,14 +165,6 @@ pub enum OutboxError {
     Thread(std::io::Error),
 }
 
-/// The sled handles. Held by the [`Outbox`], its writer thread and its relay
-/// task only, so that the directory is released when they end.
-#[derive(Debug)]
-struct Store {
-    db: sled::Db,
-    tree: sled::Tree,
-}
-
 /// Counters shared by the writer, the relay and [`OutboxStatus`].
 #[derive(Debug, Default)]
 struct Counters {
@@ -179,7 +175,7 @@ struct Counters {
     publish_errors_total: AtomicU64,
     flushes_total: AtomicU64,
     full_total: AtomicU64,
-    /// Every sequence below this is flushed to disk.
+    /// Every sequence below this is durable on disk.
     durable_next_seq: AtomicU64,
     /// The last write or flush failed (cleared by the next success).
     write_failed: AtomicBool,
@@ -203,6 +199,8 @@ enum AppendError {
     Full { depth: u64, bytes: u64, entries_max: u64, bytes_max: u64 },
     Storage { error: String, maybe_stored: bool },
 }
+
+crate::from_redb_errors!(OutboxError, OutboxError::Read);
 
 /// The way in to the writer thread. The only long-lived sender sits here, so
 /// closing it lets the writer finish what is queued and stop.
@@ -252,22 +250,25 @@ impl Outbox {
     /// against nothing: an outbox over its limits only refuses new calls).
     /// `clock` stamps each entry's enqueue time.
     pub fn open(config: OutboxConfig, clock: Arc<dyn Clock>) -> Result<Self, OutboxError> {
-        if config.entries_max == 0 || config.bytes_max == 0 {
-            return Err(OutboxError::Limits { entries_max: config.entries_max, bytes_max: config.bytes_max });
-        }
-        std::fs::create_dir_all(&config.dir)
-            .map_err(|source| OutboxError::CreateDir { dir: config.dir.clone(), source })?;
-        let db = mpp_edge::sled_open::open_waiting_for_lock(
-            &sled::Config::new().path(&config.dir).cache_capacity(OUTBOX_CACHE_BYTES),
-        )
-        .map_err(|source| OutboxError::Open { dir: config.dir.clone(), source })?;
-        let tree = db.open_tree(OUTBOX_TREE)?;
+        Self::check_limits(&config)?;
+        let file = config.dir.join(OUTBOX_FILE);
+        durable::migrate_from_sled(&config.dir, &file, |s, tx| store::copy_from_sled(&config.dir, s, tx))?;
+        Self::open_in(config, Storage::File(file), clock)
+    }
+
+    /// Opens the outbox on `storage` (its redb file, or a test backend)
+    /// instead of `config.dir`'s file, without migrating anything.
+    pub fn open_in(
+        config: OutboxConfig,
+        storage: Storage,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OutboxError> {
+        Self::check_limits(&config)?;
+        let store = Store::new(durable::open(storage)?)?;
         let (mut depth, mut bytes, mut last_seq) = (0u64, 0u64, None);
-        for kv in tree.iter() {
-            let (k, v) = kv?;
-            let seq = entry::seq_of(&k).ok_or(EntryError::Corrupt { seq: 0, what: "key is not 8 bytes" })?;
+        for (seq, len) in store.scan()? {
             depth += 1;
-            bytes += KEY_BYTES + v.len() as u64;
+            bytes += KEY_BYTES + len as u64;
             last_seq = Some(seq);
         }
         let next_seq = last_seq.map_or(1, |s| s.saturating_add(1));
@@ -275,7 +276,7 @@ impl Outbox {
         counters.depth.store(depth, Ordering::Relaxed);
         counters.bytes.store(bytes, Ordering::Relaxed);
         counters.durable_next_seq.store(next_seq, Ordering::Relaxed);
-        let store = Arc::new(Store { db, tree });
+        let store = Arc::new(store);
         let (tx, rx) = mpsc::channel(OUTBOX_QUEUE_CALLS_MAX);
         let intake = Arc::new(Intake { tx: RwLock::new(Some(tx)) });
         let notify = Arc::new(Notify::new());
@@ -294,6 +295,13 @@ impl Outbox {
             .map_err(OutboxError::Thread)?;
         tracing::info!(dir = %config.dir.display(), entries = depth, bytes, next_seq, "Outbox opened");
         Ok(Self { store, counters, intake, notify, clock, config, writer: Some(writer), relay: None })
+    }
+
+    fn check_limits(config: &OutboxConfig) -> Result<(), OutboxError> {
+        if config.entries_max == 0 || config.bytes_max == 0 {
+            return Err(OutboxError::Limits { entries_max: config.entries_max, bytes_max: config.bytes_max });
+        }
+        Ok(())
     }
 
     /// The [`Publisher`] that accepts calls into this outbox. Cheap to clone;
@@ -334,13 +342,8 @@ impl Outbox {
 
     /// Up to `limit` entries from sequence `from_seq` on, in outbox order.
     pub fn entries(&self, from_seq: u64, limit: usize) -> Result<Vec<StoredEvent>, OutboxError> {
-        let mut out = Vec::new();
-        for kv in self.store.tree.range(entry::key(from_seq)..).take(limit) {
-            let (k, v) = kv?;
-            let seq = entry::seq_of(&k).ok_or(EntryError::Corrupt { seq: 0, what: "key is not 8 bytes" })?;
-            out.push(entry::decode(seq, &v)?);
-        }
-        Ok(out)
+        let rows = self.store.range(from_seq, limit)?;
+        Ok(rows.iter().map(|(seq, v)| entry::decode(*seq, v)).collect::<Result<_, _>>()?)
     }
 
     /// Stops gracefully: no new calls are taken (calls already queued are
@@ -363,10 +366,10 @@ impl Outbox {
             drained = relay.drain(drain).await;
         }
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.db.flush()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "Final outbox flush failed"),
-            Err(e) => tracing::error!(error = %e, "Final outbox flush panicked"),
+        match tokio::task::spawn_blocking(move || store.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "Final outbox sync failed"),
+            Err(e) => tracing::error!(error = %e, "Final outbox sync panicked"),
         }
         let remaining_entries = self.counters.depth.load(Ordering::Relaxed);
         tracing::info!(remaining_entries, drained, "Outbox closed");
@@ -524,7 +527,7 @@ impl OutboxStatus {
         } else {
             self.store
                 .upgrade()
-                .and_then(|s| s.tree.first().ok().flatten())
+                .and_then(|s| s.first().ok().flatten())
                 .and_then(|(_, v)| entry::enqueued_at_ms(&v))
         };
         let oldest_age_s =

@@ -32,7 +32,7 @@ pub const RELAY_BACKOFF_MS_MIN: u64 = 100;
 /// Longest wait between two attempts, in milliseconds.
 pub const RELAY_BACKOFF_MS_MAX: u64 = 5_000;
 
-/// Most acknowledged entries deleted in one sled batch. Deletes are also made
+/// Most acknowledged entries deleted in one transaction. Deletes are also made
 /// whenever nothing is in flight.
 pub const DELETE_BATCH_MAX: usize = 256;
 
@@ -134,7 +134,7 @@ pub(super) fn spawn(
 ) -> RelayHandle {
     let (mode_tx, mode_rx) = watch::channel(Mode::Run);
     let js = ContextBuilder::new().timeout(Duration::from_millis(PUBACK_TIMEOUT_MS)).build(client.clone());
-    let cursor = store.tree.first().ok().flatten().and_then(|(k, _)| entry::seq_of(&k)).unwrap_or(0);
+    let cursor = store.first().ok().flatten().map_or(0, |(seq, _)| seq);
     let relay = Relay {
         store,
         counters,
@@ -172,7 +172,7 @@ enum RelayError {
     #[error("cannot set up the events stream: {0}")]
     Stream(#[from] crate::stream::StreamSetupError),
     #[error("cannot read the outbox: {0}")]
-    Read(#[from] sled::Error),
+    Read(#[from] redb::Error),
     #[error(transparent)]
     Corrupt(#[from] EntryError),
 }
@@ -276,10 +276,7 @@ impl Relay {
             return Ok(());
         }
         let mut batch = Vec::with_capacity(room.min(64));
-        for kv in self.store.tree.range(&entry::key(self.cursor)[..]..).take(room) {
-            let (k, v) = kv?;
-            let seq = entry::seq_of(&k)
-                .ok_or(EntryError::Corrupt { seq: self.cursor, what: "key is not 8 bytes" })?;
+        for (seq, v) in self.store.range(self.cursor, room)? {
             batch.push((entry::decode(seq, &v)?, KEY_BYTES + v.len() as u64));
         }
         if let Some(signer) = &self.config.signer {
@@ -334,17 +331,14 @@ impl Relay {
         }
     }
 
-    /// Deletes acknowledged entries in one batch (not flushed: see the module
-    /// docs). On failure they stay listed and are tried again.
+    /// Deletes acknowledged entries in one transaction (not synced: see the
+    /// module docs). On failure they stay listed and are tried again.
     fn delete_done(&mut self) {
         if self.done.is_empty() {
             return;
         }
-        let mut batch = sled::Batch::default();
-        for (seq, _) in &self.done {
-            batch.remove(&entry::key(*seq)[..]);
-        }
-        match self.store.tree.apply_batch(batch) {
+        let seqs: Vec<u64> = self.done.iter().map(|(seq, _)| *seq).collect();
+        match self.store.remove(&seqs) {
             Ok(()) => {
                 let bytes: u64 = self.done.iter().map(|(_, b)| *b).sum();
                 self.counters.depth.fetch_sub(self.done.len() as u64, Ordering::Relaxed);
@@ -420,8 +414,7 @@ impl Relay {
         if self.counters.depth.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let Some(oldest_ms) =
-            self.store.tree.first().ok().flatten().and_then(|(_, v)| entry::enqueued_at_ms(&v))
+        let Some(oldest_ms) = self.store.first().ok().flatten().and_then(|(_, v)| entry::enqueued_at_ms(&v))
         else {
             return;
         };

@@ -2,17 +2,26 @@
 //!
 //! It blocks on the channel for one call, takes every further call already
 //! waiting (up to [`GROUP_COMMIT_CALLS_MAX`] calls or
-//! [`GROUP_COMMIT_BYTES_MAX`] bytes), writes the admitted ones in one sled
-//! batch, flushes, and only then answers each caller. It is a plain thread
-//! because sled's flush blocks.
+//! [`GROUP_COMMIT_BYTES_MAX`] bytes), waits at most
+//! [`GROUP_COMMIT_GATHER_US_MAX`] for as many more as the previous commit
+//! answered (when that was more than one), writes the admitted ones in one redb
+//! transaction, commits it durably, and only then answers each caller. It
+//! is a plain thread because the commit's sync blocks.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
 
-use super::{entry, Append, AppendError, Counters, Store, GROUP_COMMIT_BYTES_MAX, GROUP_COMMIT_CALLS_MAX};
+use super::{
+    Append, AppendError, Counters, Store, GROUP_COMMIT_BYTES_MAX, GROUP_COMMIT_CALLS_MAX,
+    GROUP_COMMIT_GATHER_US_MAX,
+};
+
+/// How often the writer looks for more calls while it waits for them, in
+/// microseconds.
+const GROUP_COMMIT_GATHER_POLL_US: u64 = 50;
 use crate::event::Clock;
 
 /// The writer's state; owned by its thread.
@@ -31,10 +40,16 @@ pub(super) struct Writer {
 impl Writer {
     /// Runs until every sender is gone and the channel is empty.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Append>) {
+        // Calls the previous commit answered: their callers are likely to
+        // come back at once with their next call.
+        let mut answered = 0usize;
         while let Some(first) = rx.blocking_recv() {
             let mut bytes = first.bytes;
             let mut calls = vec![first];
-            while calls.len() < GROUP_COMMIT_CALLS_MAX && bytes < GROUP_COMMIT_BYTES_MAX as u64 {
+            let room = |calls: &Vec<Append>, bytes| {
+                calls.len() < GROUP_COMMIT_CALLS_MAX && bytes < GROUP_COMMIT_BYTES_MAX as u64
+            };
+            while room(&calls, bytes) {
                 match rx.try_recv() {
                     Ok(call) => {
                         bytes += call.bytes;
@@ -43,18 +58,36 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // A commit costs one sync whatever it holds: wait a moment for
+            // the callers just answered, so that concurrent callers share
+            // one sync instead of alternating between two half groups.
+            let want = (calls.len() + answered).min(GROUP_COMMIT_CALLS_MAX);
+            let deadline = Instant::now() + Duration::from_micros(GROUP_COMMIT_GATHER_US_MAX);
+            while answered > 1 && calls.len() < want && room(&calls, bytes) && Instant::now() < deadline {
+                match rx.try_recv() {
+                    Ok(call) => {
+                        bytes += call.bytes;
+                        calls.push(call);
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        std::thread::sleep(Duration::from_micros(GROUP_COMMIT_GATHER_POLL_US))
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
+            }
+            answered = calls.len();
             self.commit(calls);
         }
         tracing::debug!("Outbox writer stopped");
     }
 
-    /// Writes the calls that fit in one batch, flushes, answers everyone.
+    /// Writes the calls that fit in one transaction, commits, answers
+    /// everyone.
     fn commit(&mut self, calls: Vec<Append>) {
         let now_ms = self.clock.now_ms();
         let mut depth = self.counters.depth.load(Ordering::Relaxed);
         let mut bytes = self.counters.bytes.load(Ordering::Relaxed);
-        let first_seq = self.next_seq;
-        let mut batch = sled::Batch::default();
+        let mut rows = Vec::new();
         let mut admitted = Vec::with_capacity(calls.len());
         let mut refused = Vec::new();
         let mut events = 0u64;
@@ -74,7 +107,7 @@ impl Writer {
                 if let Some(time) = value.get_mut(1..9) {
                     time.copy_from_slice(&now_ms.to_be_bytes());
                 }
-                batch.insert(&entry::key(self.next_seq)[..], std::mem::take(value));
+                rows.push((self.next_seq, std::mem::take(value)));
                 self.next_seq += 1;
             }
             depth += n;
@@ -100,24 +133,20 @@ impl Writer {
             return;
         }
         let started = Instant::now();
-        let result = match self.store.tree.apply_batch(batch) {
+        let result = match self.store.append(&rows) {
+            Ok(()) => Ok(()),
             Err(e) => {
-                // Nothing of the batch was applied: the sequences are free again.
-                self.next_seq = first_seq;
-                Err(AppendError::Storage { error: e.to_string(), maybe_stored: false })
-            }
-            Ok(()) => {
-                // From here on the entries are in the tree and the relay may
-                // publish them, so they count even if the flush fails.
-                let added: u64 = admitted.iter().map(|(_, b, _, _)| *b).sum();
-                self.counters.depth.fetch_add(events, Ordering::Relaxed);
-                self.counters.bytes.fetch_add(added, Ordering::Relaxed);
-                match self.store.db.flush() {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(AppendError::Storage { error: e.to_string(), maybe_stored: true }),
-                }
+                // The commit may have reached the disk (a sync that failed
+                // after the write): the relay may find these entries, so they
+                // count, and their sequences are not used again. redb refuses
+                // every later write until the outbox is reopened, which then
+                // counts what is really there.
+                Err(AppendError::Storage { error: e.to_string(), maybe_stored: true })
             }
         };
+        let added: u64 = admitted.iter().map(|(_, b, _, _)| *b).sum();
+        self.counters.depth.fetch_add(events, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(added, Ordering::Relaxed);
         match result {
             Ok(()) => {
                 self.counters.flushes_total.fetch_add(1, Ordering::Relaxed);
@@ -128,7 +157,7 @@ impl Writer {
                     calls = admitted.len(),
                     events,
                     flush_us = started.elapsed().as_micros() as u64,
-                    "Outbox batch flushed"
+                    "Outbox batch committed"
                 );
                 self.notify.notify_one();
                 for (reply, _, _, seq) in admitted {
