@@ -859,3 +859,22 @@ async fn past_the_global_budget_lookups_need_a_proof_of_work_or_the_wait() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers.get(header::CONTENT_TYPE).unwrap(), "text/javascript; charset=utf-8");
 }
+
+#[tokio::test]
+async fn case_answers_are_never_cached_and_a_wrong_method_gets_a_json_405() {
+    let (f, case) = Fixture::with_multi_agency_case(generous());
+    // The case, and an answer about a case (a wrong PIN), both no-store.
+    for pin in [PIN, "K7MR2X9QH"] {
+        let (_, headers, body) = f.api(&case.to_string(), Some(pin)).await;
+        assert_eq!(
+            headers.get(header::CACHE_CONTROL).map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{body}"
+        );
+    }
+    let req = Request::delete(format!("/api/v1/cases/{case}")).body(Body::empty()).unwrap();
+    let (status, headers, body) = f.send(req).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(code(&body), "METHOD_NOT_ALLOWED");
+    assert!(headers.get(header::ALLOW).is_some_and(|a| a.to_str().unwrap().contains("GET")), "{headers:?}");
+}

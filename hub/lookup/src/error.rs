@@ -38,6 +38,7 @@ impl ApiError {
             ReasonCode::CaseNotFound | ReasonCode::NotFound => tonic::Code::NotFound,
             ReasonCode::Unauthenticated => tonic::Code::Unauthenticated,
             ReasonCode::NotRedrivable => tonic::Code::FailedPrecondition,
+            ReasonCode::MethodNotAllowed => tonic::Code::Unimplemented,
             ReasonCode::Unavailable
             | ReasonCode::PublishFailed
             | ReasonCode::RedriveDisabled
@@ -56,6 +57,7 @@ impl ApiError {
             ReasonCode::CaseNotFound | ReasonCode::NotFound => StatusCode::NOT_FOUND,
             ReasonCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ReasonCode::NotRedrivable => StatusCode::CONFLICT,
+            ReasonCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ReasonCode::Unavailable
             | ReasonCode::PublishFailed
             | ReasonCode::RedriveDisabled

@@ -37,7 +37,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/head", get(head))
         .route("/checkpoint", get(checkpoint_note))
-        .route("/api/v1/cases/{tracking_number}", get(get_case))
+        .route(
+            "/api/v1/cases/{tracking_number}",
+            get(get_case).layer(axum::middleware::map_response(no_store)),
+        )
         .route("/lacak", get(page::form).post(page::submit))
         .route("/lacak/live.js", get(page::live_js))
         .route("/lacak/pow.js", get(page::pow_js))
@@ -45,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/lacak/{tracking_number}/tanda-terima", get(page::receipt))
         .route("/lacak/{tracking_number}/events", get(page::events))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .layer(ConcurrencyLimitLayer::new(HTTP_CONCURRENT_REQUESTS_MAX))
         .with_state(state)
@@ -137,6 +141,19 @@ async fn get_case(
         Ok(found) => Json(case_json(&found)).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// Case data (and every answer about a case) is never kept by a browser or
+/// a proxy: `Cache-Control: no-store`, as on the tracking page.
+async fn no_store(mut r: Response) -> Response {
+    r.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    r
+}
+
+/// A known path asked with a method it does not take: the JSON error body
+/// every API answer has (axum still adds the `Allow` header).
+async fn method_not_allowed() -> Response {
+    ApiError::new(ReasonCode::MethodNotAllowed, "this path does not take this method").into_response()
 }
 
 async fn not_found(State(s): State<AppState>, uri: Uri) -> Response {

@@ -1224,7 +1224,7 @@ fn http_corpus() -> Vec<HttpCase> {
         c("h14-fullwidth-digits", "400", "MALFORMED_TRACKING_NUMBER", "The tracking number in fullwidth digits, percent-encoded.", request("GET", b"/api/v1/cases/%EF%BC%91%EF%BC%97%EF%BC%97%EF%BC%91", pin, b"")),
         c("h15-spaces-in-number", "200", "-", "Spaces instead of hyphens are an accepted spelling.", request("GET", &api(&a.replace('-', "%20")), pin, b"")),
         c("h16-head", "200", "-", "The head.", request("GET", b"/api/v1/head", &[], b"")),
-        c("h17-method-not-allowed", "405", "-", "DELETE on a read-only path.", request("DELETE", b"/api/v1/head", &[], b"")),
+        c("h17-method-not-allowed", "405", "METHOD_NOT_ALLOWED", "DELETE on a read-only path.", request("DELETE", b"/api/v1/head", &[], b"")),
         c("h18-unknown-path-traversal", "404", "NOT_FOUND", "Encoded dot segments outside any route.", request("GET", b"/%2e%2e/%2e%2e/etc/passwd", &[], b"")),
         c("h19-lang-garbage", "200", "-", "A malformed, repeated lang parameter is ignored.", request("GET", b"/lacak?lang=%FF%FE%00&lang=en&x=%ZZ", &[], b"")),
         c("h20-lang-script", "200", "-", "Markup in the lang parameter.", request("GET", format!("/lacak/{a}?lang=%3Cscript%3Ealert(1)%3C/script%3E").as_bytes(), &[], b"")),
