@@ -14,6 +14,9 @@ use mpp_registrar::{publish, read_statements, sign_registry, sign_revocation, wr
 #[derive(Debug, Parser)]
 #[command(name = "mpp-registrar", version, about)]
 struct Cli {
+    /// Logging: --log-format.
+    #[command(flatten)]
+    log: mpp_edge::log::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,7 +28,7 @@ enum Command {
     /// for each participant's --signing-key-file alike.
     Keygen {
         /// The private key file to create.
-        #[arg(long)]
+        #[arg(long, env = "MPP_KEYGEN_OUT")]
         out: PathBuf,
     },
     /// Signs the statements of a registry file (offline): each
@@ -35,10 +38,10 @@ enum Command {
         #[arg(long, env = "MPP_REGISTRAR_PRIVATE_KEY_FILE")]
         registrar_key: PathBuf,
         /// The registry file (TOML).
-        #[arg(long)]
+        #[arg(long, env = "MPP_SIGN_REGISTRY")]
         registry: PathBuf,
         /// Where to write the signed statements.
-        #[arg(long)]
+        #[arg(long, env = "MPP_SIGN_OUT")]
         out: PathBuf,
     },
     /// Signs the revocation of a participant's key (offline).
@@ -47,19 +50,19 @@ enum Command {
         #[arg(long, env = "MPP_REGISTRAR_PRIVATE_KEY_FILE")]
         registrar_key: PathBuf,
         /// The participant.
-        #[arg(long)]
+        #[arg(long, env = "MPP_REVOKE_PARTICIPANT")]
         participant: String,
         /// The key's public key file (its id is derived from it).
-        #[arg(long)]
+        #[arg(long, env = "MPP_REVOKE_PUBLIC_KEY_FILE")]
         public_key_file: PathBuf,
         /// Where to write the signed statement.
-        #[arg(long)]
+        #[arg(long, env = "MPP_REVOKE_OUT")]
         out: PathBuf,
     },
     /// Publishes signed statements on the registry subject, in order.
     Publish {
         /// The statements file (from `sign` or `revoke`).
-        #[arg(long)]
+        #[arg(long, env = "MPP_PUBLISH_STATEMENTS")]
         statements: PathBuf,
         /// NATS server URL(s), comma-separated.
         #[arg(long, env = "MPP_NATS_URL", default_value = "nats://127.0.0.1:4222")]
@@ -85,7 +88,9 @@ fn now_ms() -> i64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    mpp_edge::log::init(&cli.log, mpp_edge::log::LOG_FILTER_DEFAULT)?;
+    match cli.command {
         Command::Keygen { out } => {
             let pk = generate_key_file(&out)?;
             println!(

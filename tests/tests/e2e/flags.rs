@@ -13,7 +13,7 @@ use anyhow::{ensure, Context, Result};
 use mpp_tests::bins::workspace_bin;
 
 /// Every binary the project ships or runs (the agencies by name).
-const BINARIES: [&str; 13] = [
+const BINARIES: [&str; 14] = [
     "mpp-hub",
     "mpp-frontoffice",
     "mpp-dukcapil",
@@ -27,6 +27,7 @@ const BINARIES: [&str; 13] = [
     "mpp-bench",
     "mpp-faults",
     "mpp-witness",
+    "mpp-registrar",
 ];
 
 /// Subcommands nested deeper than this are not followed (a bound on the
