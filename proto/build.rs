@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/mpp/v1/event.proto",
         "proto/mpp/v1/registry.proto",
         "proto/mpp/v1/hub.proto",
+        "proto/mpp/v1/verdicts.proto",
         "proto/mpp/v1/dukcapil.proto",
         "proto/mpp/v1/imigrasi.proto",
         "proto/mpp/v1/bpn.proto",

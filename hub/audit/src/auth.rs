@@ -1,4 +1,5 @@
-//! Authentication of auditors, for the audit gRPC service.
+//! Authentication of auditors, for the audit gRPC service, and of
+//! participants, for the verdict service ([`crate::verdicts`]).
 //!
 //! Each auditor (an Inspektorat, Ombudsman or BPK team, or a tool of
 //! theirs) has a bearer token. The hub keeps only the SHA-256 of each token,
@@ -19,6 +20,11 @@
 //! `mpp-reason-code` metadata), logged with the peer address and why, never
 //! the token. On success the [`AuditorId`] is put into the request's
 //! extensions. Without a tokens file every audit call is refused.
+//!
+//! Participants (the front office and each agency service) authenticate the
+//! same way with their own tokens, from `--participant-tokens-file`: there
+//! each client id is the participant's id as it stands in its subjects
+//! (`mpp.events.<participant>.…`), and it may read only its own verdicts.
 
 use std::sync::Arc;
 
@@ -29,21 +35,52 @@ use tonic::{Request, Status};
 /// The authenticated auditor, in the request's extensions.
 pub type AuditorId = ClientId;
 
-/// The tonic interceptor of the audit service (see the module docs).
+/// The tonic interceptor of the audit service and of the verdict service
+/// (see the module docs).
 #[derive(Debug, Clone)]
 pub struct AuditorAuth {
     table: Option<Arc<TokenTable>>,
+    role: Role,
+}
+
+/// Who a token table admits.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Auditor,
+    Participant,
+}
+
+impl Role {
+    fn none_configured(self) -> &'static str {
+        match self {
+            Role::Auditor => "this hub has no auditor tokens configured",
+            Role::Participant => "this hub has no participant tokens configured",
+        }
+    }
+
+    fn wanted(self) -> &'static str {
+        match self {
+            Role::Auditor => "an auditor token",
+            Role::Participant => "a participant token",
+        }
+    }
 }
 
 impl AuditorAuth {
     /// Admits the auditors of `table`; `None` refuses every call (no
     /// `--auditor-tokens-file`).
     pub fn new(table: Option<Arc<TokenTable>>) -> Self {
-        Self { table }
+        Self { table, role: Role::Auditor }
+    }
+
+    /// Admits the participants of `table` (`--participant-tokens-file`);
+    /// `None` refuses every call.
+    pub fn participants(table: Option<Arc<TokenTable>>) -> Self {
+        Self { table, role: Role::Participant }
     }
 
     fn check(&self, req: &Request<()>) -> Result<AuditorId, &'static str> {
-        let table = self.table.as_ref().ok_or("this hub has no auditor tokens configured")?;
+        let table = self.table.as_ref().ok_or(self.role.none_configured())?;
         bearer_client(table, req)
     }
 }
@@ -57,8 +94,8 @@ impl Interceptor for AuditorAuth {
             }
             Err(reason) => {
                 let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".to_owned());
-                tracing::warn!(peer = %peer, reason, "Unauthenticated audit call refused");
-                Err(unauthenticated(reason, "an auditor token"))
+                tracing::warn!(peer = %peer, reason, wanted = self.role.wanted(), "Unauthenticated call refused");
+                Err(unauthenticated(reason, self.role.wanted()))
             }
         }
     }

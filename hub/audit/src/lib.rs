@@ -16,3 +16,4 @@ pub mod audit_service;
 pub mod auth;
 pub mod cli;
 pub mod cosign;
+pub mod verdicts;

@@ -738,3 +738,200 @@ fn verify_chain_finds_altered_checkpoints_and_subtrees() {
     assert_eq!(err.seq, 128, "{err}");
     assert!(err.what.contains("subtree"), "{err}");
 }
+
+/// The entries of `participant` (by subject) after `after`, as the verdict
+/// feed must send them.
+fn own_entries(store: &impl Store, participant: &str, after: u64) -> Vec<LogEntry> {
+    all_entries(store)
+        .into_iter()
+        .filter(|e| e.seq > after && e.subject.starts_with(&format!("mpp.events.{participant}.")))
+        .collect()
+}
+
+#[test]
+fn verdict_feed_steps_give_each_participant_its_own_entries_once_from_any_cursor() {
+    use mpp_audit::verdicts::scan_step_within;
+    use mpp_proto::v1 as pb;
+
+    let f = filled(seeds()[0]);
+    let head = all_entries(&f.store).len() as u64;
+    let mut rng = Rng::new(seeds()[0] ^ 0xfeed);
+    for participant in ["dukcapil", "pdam", "bpn"] {
+        for _ in 0..8 {
+            let after = rng.below(head + 2);
+            let (steps, batch) = (1 + rng.below(40) as usize, 1 + rng.below(20) as usize);
+            let (mut got, mut cursor) = (Vec::new(), after);
+            loop {
+                let (found, scanned_to) =
+                    scan_step_within(&f.store, participant, cursor, steps, batch).unwrap();
+                assert!(found.len() <= batch, "a batch holds at most {batch}");
+                assert!(found.iter().all(|v| v.seq > cursor && v.seq <= scanned_to));
+                if scanned_to == cursor {
+                    assert!(found.is_empty());
+                    break;
+                }
+                cursor = scanned_to;
+                got.extend(found);
+            }
+            assert_eq!(cursor, head.max(after), "the feed looked at every entry after {after}");
+            let want = own_entries(&f.store, participant, after);
+            assert_eq!(got.len(), want.len(), "{participant} after {after}: every own entry once");
+            for (v, e) in got.iter().zip(&want) {
+                assert_eq!(
+                    (v.seq, v.entry_hash.as_slice(), v.subject.as_str()),
+                    (e.seq, &e.hash[..], e.subject.as_str())
+                );
+                assert_eq!(v.reason_code, e.reason.map(|r| r.as_str()).unwrap_or(""));
+                let verdict = match e.verdict {
+                    Verdict::Accepted => pb::Verdict::Accepted,
+                    Verdict::Rejected => pb::Verdict::Rejected,
+                    Verdict::Duplicate => pb::Verdict::Duplicate,
+                };
+                assert_eq!(v.verdict, verdict as i32);
+                let payload_id =
+                    pb::Envelope::decode(e.payload.as_slice()).map(|env| env.event_id).unwrap_or_default();
+                assert_eq!(v.event_id, payload_id, "garbage payloads have no event id");
+            }
+        }
+    }
+    // The stream holds every kind of verdict for both agencies.
+    let kinds: std::collections::BTreeSet<_> =
+        own_entries(&f.store, "dukcapil", 0).iter().map(|e| e.verdict as u8).collect();
+    assert_eq!(kinds.len(), 3, "accepted, rejected and duplicate entries: {kinds:?}");
+}
+
+#[tokio::test]
+async fn the_verdict_feed_serves_only_the_callers_entries_and_follows_new_commits() {
+    use mpp_audit::auth::AuditorAuth;
+    use mpp_audit::verdicts::Verdicts;
+    use mpp_edge::auth::TokenTable;
+    use mpp_proto::v1 as pb;
+    use mpp_proto::v1::verdict_service_client::VerdictServiceClient;
+    use mpp_proto::v1::verdict_service_server::VerdictServiceServer;
+    use tokio_stream::StreamExt as _;
+
+    let f = filled(seeds()[0]);
+    let lookups = mpp_lookup::lookup::Lookups::new(
+        f.store.clone(),
+        Arc::new(mpp_core::CalendarSet::new()),
+        Arc::new(|| 1_760_000_000_000),
+        mpp_core::pin::PinPepper::insecure_dev(),
+        mpp_lookup::ratelimit::LookupLimits { per_minute: 60, burst: 20 },
+    );
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let changes = mpp_lookup::watch::CaseChanges::new(stop_rx);
+    // printf %s test | sha256sum; printf %s pdam-token | sha256sum
+    let table = TokenTable::parse(&format!(
+        "dukcapil:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\npdam:{}",
+        hex::encode(mpp_edge::auth::hash_token(b"pdam-token"))
+    ))
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(VerdictServiceServer::with_interceptor(
+                Verdicts::new(lookups, changes.clone()),
+                AuditorAuth::participants(Some(Arc::new(table))),
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut client = VerdictServiceClient::connect(format!("http://{addr}")).await.unwrap();
+    fn with<T>(token: Option<&str>, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Some(t) = token {
+            r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        r
+    }
+    for token in [None, Some("wrong")] {
+        let err =
+            client.follow_verdicts(with(token, pb::FollowVerdictsRequest::default())).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        assert_eq!(err.metadata().get("mpp-reason-code").unwrap(), "UNAUTHENTICATED");
+    }
+
+    // Caught up from the start: exactly dukcapil's entries, in order.
+    let head = all_entries(&f.store).len() as u64;
+    let mut feed = client
+        .follow_verdicts(with(Some("test"), pb::FollowVerdictsRequest { after_seq: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    let mut cursor = 0;
+    while cursor < head {
+        let batch = feed.next().await.unwrap().unwrap();
+        assert!(batch.scanned_to_seq > cursor);
+        cursor = batch.scanned_to_seq;
+        got.extend(batch.verdicts);
+    }
+    let want: Vec<u64> = own_entries(&f.store, "dukcapil", 0).iter().map(|e| e.seq).collect();
+    assert_eq!(got.iter().map(|v| v.seq).collect::<Vec<_>>(), want);
+
+    // A commit after the feed caught up reaches it once announced.
+    let mut ledger = Ledger::open(f.store.clone()).unwrap();
+    let mut more = f.msgs[..3].to_vec();
+    for (i, m) in more.iter_mut().enumerate() {
+        m.stream_seq = f.msgs.len() as u64 + 1 + i as u64;
+    }
+    ledger.commit_batch(&more).unwrap();
+    changes.publish(&[]);
+    let mut live = Vec::new();
+    while cursor < head + 3 {
+        let batch = feed.next().await.unwrap().unwrap();
+        cursor = batch.scanned_to_seq;
+        live.extend(batch.verdicts);
+    }
+    let want: Vec<u64> = own_entries(&f.store, "dukcapil", head).iter().map(|e| e.seq).collect();
+    assert!(!want.is_empty(), "the resent messages are dukcapil's standards and cases");
+    assert_eq!(live.iter().map(|v| v.seq).collect::<Vec<_>>(), want);
+    assert!(live.iter().all(|v| v.verdict == pb::Verdict::Duplicate as i32), "resends are duplicates");
+
+    // Receipts: one's own accepted event, never another participant's.
+    let accepted = |who: &str| {
+        own_entries(&f.store, who, 0)
+            .into_iter()
+            .find(|e| e.verdict == Verdict::Accepted)
+            .map(|e| pb::Envelope::decode(e.payload.as_slice()).unwrap().event_id)
+            .unwrap()
+    };
+    let mine = client
+        .get_own_receipt(with(Some("test"), pb::GetOwnReceiptRequest { event_id: accepted("dukcapil") }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mine.event_id, accepted("dukcapil"));
+    let err = client
+        .get_own_receipt(with(Some("test"), pb::GetOwnReceiptRequest { event_id: accepted("pdam") }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "pdam's event is not dukcapil's to see");
+    let theirs = client
+        .get_own_receipt(with(Some("pdam-token"), pb::GetOwnReceiptRequest { event_id: accepted("pdam") }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(theirs.event_id, accepted("pdam"));
+
+    // The fifth feed of one participant is refused; others still get theirs.
+    let mut open = Vec::new();
+    for _ in 1..mpp_audit::verdicts::FOLLOWERS_PER_PARTICIPANT_MAX {
+        open.push(
+            client
+                .follow_verdicts(with(Some("test"), pb::FollowVerdictsRequest { after_seq: head }))
+                .await
+                .unwrap(),
+        );
+    }
+    let err = client
+        .follow_verdicts(with(Some("test"), pb::FollowVerdictsRequest { after_seq: head }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.metadata().get("mpp-reason-code").unwrap(), "TOO_MANY_FEEDS");
+    client
+        .follow_verdicts(with(Some("pdam-token"), pb::FollowVerdictsRequest { after_seq: head }))
+        .await
+        .unwrap();
+    server.abort();
+}

@@ -152,6 +152,8 @@ reason_codes! {
     AgencyCaseShareExceeded => "AGENCY_CASE_SHARE_EXCEEDED", "The event would grow the agency's applications past the share of a case one agency may take (limits::CASE_BYTES_PER_AGENCY_MAX: 256 KiB); events that finish an application are still accepted.";
     /// Too many watches from one client address or of one case.
     TooManyWatches => "TOO_MANY_WATCHES", "Too many live updates (gRPC WatchCase or the tracking page's) are open from this client address or of this case; close one or retry later.";
+    /// Too many verdict feeds are open for this participant, or in all.
+    TooManyFeeds => "TOO_MANY_FEEDS", "Too many verdict feeds (VerdictService.FollowVerdicts) are open for this participant or on this hub; close one or retry later.";
     /// The path exists but does not take this HTTP method.
     MethodNotAllowed => "METHOD_NOT_ALLOWED", "The path exists but does not take this HTTP method; the Allow header lists the methods it takes.";
     /// The tracking number reached its daily cap of wrong PINs.

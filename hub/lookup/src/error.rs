@@ -46,7 +46,8 @@ impl ApiError {
             ReasonCode::RateLimited
             | ReasonCode::LookupLocked
             | ReasonCode::ProofOfWorkRequired
-            | ReasonCode::TooManyWatches => tonic::Code::ResourceExhausted,
+            | ReasonCode::TooManyWatches
+            | ReasonCode::TooManyFeeds => tonic::Code::ResourceExhausted,
             ReasonCode::PinReissueRequired => tonic::Code::PermissionDenied,
             _ => tonic::Code::InvalidArgument,
         }
@@ -65,7 +66,8 @@ impl ApiError {
             ReasonCode::RateLimited
             | ReasonCode::LookupLocked
             | ReasonCode::ProofOfWorkRequired
-            | ReasonCode::TooManyWatches => StatusCode::TOO_MANY_REQUESTS,
+            | ReasonCode::TooManyWatches
+            | ReasonCode::TooManyFeeds => StatusCode::TOO_MANY_REQUESTS,
             ReasonCode::PinReissueRequired => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }

@@ -87,6 +87,9 @@ impl CommitEpoch {
 pub struct CaseChanges {
     tx: broadcast::Sender<Arc<[TrackingNumber]>>,
     epoch: Arc<CommitEpoch>,
+    /// Ticks once per committed batch, for followers of the whole log (the
+    /// verdict feed) that wait for anything new rather than for a case.
+    commits: Arc<watch::Sender<u64>>,
     places: Arc<Places>,
     stop: watch::Receiver<bool>,
 }
@@ -214,7 +217,8 @@ impl CaseChanges {
     pub fn with_watchers_max(stop: watch::Receiver<bool>, watchers_max: usize) -> Self {
         let (tx, _) = broadcast::channel(CASE_CHANGE_BATCHES_MAX);
         let places = Arc::new(Places { total_max: watchers_max, counts: Mutex::default() });
-        Self { tx, epoch: Arc::default(), places, stop }
+        let commits = Arc::new(watch::Sender::new(0));
+        Self { tx, epoch: Arc::default(), commits, places, stop }
     }
 
     /// Announces the cases one committed batch changed (ingest calls this
@@ -222,6 +226,7 @@ impl CaseChanges {
     /// no case). Never blocks.
     pub fn publish(&self, touched: &[TrackingNumber]) {
         self.epoch.advance();
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
         if !touched.is_empty() && self.tx.receiver_count() > 0 {
             // An error only means nobody listens right now.
             let _ = self.tx.send(Arc::from(touched));
@@ -239,6 +244,17 @@ impl CaseChanges {
             deadline: tokio::time::Instant::now() + WATCH_DURATION_MAX,
             _place: place,
         })
+    }
+
+    /// A receiver that sees a change after every committed batch (the
+    /// number counts batches since start; only its changes matter).
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
+    /// Whether the hub is stopping (or stopped).
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.clone()
     }
 
     /// The commit counter this announcer advances.

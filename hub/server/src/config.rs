@@ -269,6 +269,12 @@ pub struct ServeArgs {
     /// tokens-file format. Without it every audit call is refused.
     #[arg(long, env = "MPP_AUDITOR_TOKENS_FILE")]
     pub auditor_tokens_file: Option<PathBuf>,
+    /// Participants' tokens for the verdict feed (gRPC `VerdictService`), in
+    /// the format of --auditor-tokens-file; each client id is the
+    /// participant's id as in its subjects (`mpp.events.<id>.…`), and it
+    /// reads only its own verdicts. Without it every verdict call is refused.
+    #[arg(long, env = "MPP_PARTICIPANT_TOKENS_FILE")]
+    pub participant_tokens_file: Option<PathBuf>,
     /// Operators' tokens for the dashboard (`/ops`, `/api/v1/ops/…`), in
     /// the format of --auditor-tokens-file. Without it every operator
     /// request is refused.

@@ -9,6 +9,7 @@ use anyhow::Context;
 use mpp_core::calendar::CalendarSet;
 use mpp_proto::v1::audit_service_server::AuditServiceServer;
 use mpp_proto::v1::cases_service_server::CasesServiceServer;
+use mpp_proto::v1::verdict_service_server::VerdictServiceServer;
 use mpp_store::SledStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -16,6 +17,7 @@ use tracing::{error, info, warn};
 
 use mpp_audit::audit_service::Audit;
 use mpp_audit::auth::AuditorAuth;
+use mpp_audit::verdicts::Verdicts;
 use mpp_edge::auth::TokenTable;
 use mpp_edge::grpc_serve::GrpcLimits;
 use mpp_edge::listen::{grpc_tls_incoming, http_tls_incoming, plain_incoming};
@@ -172,6 +174,13 @@ async fn start(
             None
         }
     };
+    let participants = match &args.participant_tokens_file {
+        Some(path) => Some(Arc::new(load_participants(path).context("loading --participant-tokens-file")?)),
+        None => {
+            info!("No --participant-tokens-file: every verdict feed call will be refused");
+            None
+        }
+    };
     let writer = Arc::new(
         Writer::spawn_with_metrics(ledger, Some(checkpointer), metrics)
             .context("starting the ledger writer")?,
@@ -239,6 +248,11 @@ async fn start(
             }
             .max_decoding_message_size(mpp_audit::audit_service::AUDIT_REQUEST_BYTES_MAX),
             AuditorAuth::new(auditors),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            VerdictServiceServer::new(Verdicts::new(lookups.clone(), changes.clone()))
+                .max_decoding_message_size(mpp_audit::verdicts::VERDICT_REQUEST_BYTES_MAX),
+            AuditorAuth::participants(participants),
         ))
         .add_service(
             CasesServiceServer::new(Cases::new(lookups.clone(), changes.clone(), grpc_client_addr))
@@ -492,10 +506,25 @@ fn load_unscoped(path: &std::path::Path) -> Result<TokenTable, mpp_edge::auth::T
     Ok(table)
 }
 
+/// The participants' tokens: unscoped, and each client id must be a
+/// participant id (an agency id as subjects carry it), or no feed could
+/// ever match it.
+fn load_participants(path: &std::path::Path) -> anyhow::Result<TokenTable> {
+    let table = load_unscoped(path)?;
+    if let Some(bad) = table.clients().find(|c| mpp_core::ids::AgencyId::parse(c.as_str()).is_err()) {
+        anyhow::bail!(
+            "client id {:?} is not a participant id (lowercase letters, digits, '-')",
+            bad.as_str()
+        );
+    }
+    Ok(table)
+}
+
 /// The services the hub's gRPC port serves, as reflection lists them: the
 /// proto crate's descriptor set also holds the agencies' and the front
 /// office's services, which this port does not serve and so must not list.
-const HUB_SERVICE_NAMES: [&str; 3] = ["mpp.v1.CasesService", "mpp.v1.AuditService", "grpc.health.v1.Health"];
+const HUB_SERVICE_NAMES: [&str; 4] =
+    ["mpp.v1.CasesService", "mpp.v1.AuditService", "mpp.v1.VerdictService", "grpc.health.v1.Health"];
 const SERVICE_NAMES_V1: &str = "grpc.reflection.v1.ServerReflection";
 const SERVICE_NAMES_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
 
@@ -523,10 +552,11 @@ fn spawn_grpc_health(
 ) -> tokio::task::JoinHandle<()> {
     use tonic::server::NamedService;
     use tonic_health::ServingStatus;
-    const SERVICES: [&str; 3] = [
+    const SERVICES: [&str; 4] = [
         "",
         <CasesServiceServer<Cases> as NamedService>::NAME,
         <AuditServiceServer<Audit> as NamedService>::NAME,
+        <VerdictServiceServer<Verdicts> as NamedService>::NAME,
     ];
     tokio::spawn(async move {
         loop {
