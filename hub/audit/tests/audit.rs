@@ -205,6 +205,26 @@ fn filled(seed: u64) -> Filled {
     Filled { _dir: dir, store, msgs, signer, checkpoints }
 }
 
+/// Lookups over `store` for the gRPC services' tests.
+fn test_lookups(store: &SledStore) -> mpp_lookup::lookup::Lookups {
+    mpp_lookup::lookup::Lookups::new(
+        store.clone(),
+        Arc::new(mpp_core::CalendarSet::new()),
+        Arc::new(|| 1_760_000_000_000),
+        mpp_core::pin::PinPepper::insecure_dev(),
+        mpp_lookup::ratelimit::LookupLimits { per_minute: 60, burst: 20 },
+    )
+}
+
+/// `msg` with `authorization: Bearer <token>` when a token is given.
+fn with<T>(token: Option<&str>, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Some(t) = token {
+        r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    r
+}
+
 fn all_entries(store: &impl Store) -> Vec<LogEntry> {
     store.entries(1).map(Result::unwrap).collect()
 }
@@ -515,13 +535,7 @@ async fn the_audit_service_needs_an_auditor_token() {
     use mpp_proto::v1::audit_service_server::AuditServiceServer;
 
     let f = filled(seeds()[0]);
-    let lookups = mpp_lookup::lookup::Lookups::new(
-        f.store.clone(),
-        Arc::new(mpp_core::CalendarSet::new()),
-        Arc::new(|| 1_760_000_000_000),
-        mpp_core::pin::PinPepper::insecure_dev(),
-        mpp_lookup::ratelimit::LookupLimits { per_minute: 60, burst: 20 },
-    );
+    let lookups = test_lookups(&f.store);
     // printf %s test | sha256sum
     let table =
         TokenTable::parse("bpk-3:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08").unwrap();
@@ -539,13 +553,6 @@ async fn the_audit_service_needs_an_auditor_token() {
             }),
     );
     let mut client = AuditServiceClient::connect(format!("http://{addr}")).await.unwrap();
-    fn with<T>(token: Option<&str>, msg: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        if let Some(t) = token {
-            r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
-        }
-        r
-    }
     for token in [None, Some("wrong")] {
         let err =
             client.get_latest_checkpoint(with(token, pb::GetLatestCheckpointRequest {})).await.unwrap_err();
@@ -811,13 +818,7 @@ async fn the_verdict_feed_serves_only_the_callers_entries_and_follows_new_commit
     use tokio_stream::StreamExt as _;
 
     let f = filled(seeds()[0]);
-    let lookups = mpp_lookup::lookup::Lookups::new(
-        f.store.clone(),
-        Arc::new(mpp_core::CalendarSet::new()),
-        Arc::new(|| 1_760_000_000_000),
-        mpp_core::pin::PinPepper::insecure_dev(),
-        mpp_lookup::ratelimit::LookupLimits { per_minute: 60, burst: 20 },
-    );
+    let lookups = test_lookups(&f.store);
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let changes = mpp_lookup::watch::CaseChanges::new(stop_rx);
     // printf %s test | sha256sum; printf %s pdam-token | sha256sum
@@ -837,13 +838,6 @@ async fn the_verdict_feed_serves_only_the_callers_entries_and_follows_new_commit
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     let mut client = VerdictServiceClient::connect(format!("http://{addr}")).await.unwrap();
-    fn with<T>(token: Option<&str>, msg: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        if let Some(t) = token {
-            r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
-        }
-        r
-    }
     for token in [None, Some("wrong")] {
         let err =
             client.follow_verdicts(with(token, pb::FollowVerdictsRequest::default())).await.unwrap_err();

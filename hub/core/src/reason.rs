@@ -154,6 +154,8 @@ reason_codes! {
     TooManyWatches => "TOO_MANY_WATCHES", "Too many live updates (gRPC WatchCase or the tracking page's) are open from this client address or of this case; close one or retry later.";
     /// Too many verdict feeds are open for this participant, or in all.
     TooManyFeeds => "TOO_MANY_FEEDS", "Too many verdict feeds (VerdictService.FollowVerdicts) are open for this participant or on this hub; close one or retry later.";
+    /// An agency service was asked for verdicts it does not follow.
+    VerdictFeedOff => "VERDICT_FEED_OFF", "This agency service does not follow the hub's verdict feed (it was started without --hub-url and --hub-token-file), so it knows no verdicts.";
     /// The path exists but does not take this HTTP method.
     MethodNotAllowed => "METHOD_NOT_ALLOWED", "The path exists but does not take this HTTP method; the Allow header lists the methods it takes.";
     /// The tracking number reached its daily cap of wrong PINs.

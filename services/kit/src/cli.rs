@@ -142,6 +142,25 @@ pub struct CommonArgs {
     #[arg(long, env = "MPP_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
 
+    /// The hub's gRPC URL (`https://hub.example:50051`), to follow the hub's
+    /// verdicts on this service's events (kept in `verdicts.redb` in the data
+    /// directory, served as `mpp.v1.EventStatusService`); requires
+    /// --hub-token-file. Without it the service hears no verdicts and
+    /// `GetEventStatus` answers FAILED_PRECONDITION (VERDICT_FEED_OFF).
+    #[arg(long, env = "MPP_HUB_URL", requires = "hub_token_file")]
+    pub hub_url: Option<String>,
+
+    /// This participant's token at the hub (first line of the file), whose
+    /// SHA-256 the hub lists in its --participant-tokens-file under this
+    /// participant's id.
+    #[arg(long, env = "MPP_HUB_TOKEN_FILE", requires = "hub_url")]
+    pub hub_token_file: Option<PathBuf>,
+
+    /// CA certificate (PEM) of the hub's gRPC TLS certificate, for an
+    /// `https://` --hub-url signed by a private CA.
+    #[arg(long, env = "MPP_HUB_TLS_CA_FILE", requires = "hub_url")]
+    pub hub_tls_ca_file: Option<PathBuf>,
+
     /// Address of the Prometheus `/metrics` endpoint (host:port): outbox
     /// depth, size, oldest age, published and failed counts. Not served
     /// when absent.

@@ -117,7 +117,13 @@ pub fn to_status(err: &KitError) -> Status {
         KitError::Input { .. } | KitError::Event(_) => Code::InvalidArgument,
         KitError::Publish(_) => Code::Unavailable,
     };
-    let mut status = Status::new(code, format!("{reason}: {err}"));
+    reason_status(code, reason, format!("{reason}: {err}"))
+}
+
+/// A status with `code`, `message` and `reason` in the
+/// [`REASON_CODE_METADATA_KEY`] metadata entry.
+pub fn reason_status(code: Code, reason: ReasonCode, message: impl Into<String>) -> Status {
+    let mut status = Status::new(code, message);
     status.metadata_mut().insert(REASON_CODE_METADATA_KEY, MetadataValue::from_static(reason.as_str()));
     status
 }

@@ -78,6 +78,8 @@ use crate::server::{serve_with_transport, shutdown_signal, ServeError};
 use crate::signing::EnvelopeSigner;
 use crate::stream::STREAM_NAME;
 use crate::tls::{TlsError, Transport};
+use crate::verdicts::{spawn_follower, EventStatusApi, HubFeed, VerdictStore};
+use mpp_proto::v1::event_status_service_server::EventStatusServiceServer;
 
 /// A generated tonic server of an agency's service, as [`run`] serves it:
 /// a named gRPC service that cannot fail (tonic answers errors as
@@ -218,6 +220,12 @@ pub enum RunError {
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// `--hub-url` / `--hub-token-file` / `--hub-tls-ca-file` are unusable.
+    #[error(transparent)]
+    HubFeed(#[from] crate::verdicts::HubFeedError),
+    /// The verdict store could not be opened.
+    #[error(transparent)]
+    Verdicts(#[from] crate::verdicts::VerdictError),
 }
 
 /// The listeners [`run_with`] serves on.
@@ -301,6 +309,10 @@ where
         (None, false) => return Err(RunError::NoPepper),
     };
     let nats_access = args.nats_access()?;
+    let hub_feed = match (&args.hub_url, &args.hub_token_file) {
+        (Some(url), Some(token)) => Some(HubFeed::load(url, token, args.hub_tls_ca_file.as_deref())?),
+        _ => None,
+    };
 
     // Refuse a catalogue the hub would never apply before anything is
     // opened or published (checked again, against the same record, when
@@ -339,6 +351,21 @@ where
         RelayConfig { stream: STREAM_NAME.to_owned(), ensure_stream: !args.skip_stream_setup, signer },
     );
     let status = outbox.status();
+    let (stop_follower, follower_stop) = tokio::sync::watch::channel(false);
+    let verdicts = match hub_feed {
+        Some(hub) => {
+            let store = Arc::new(VerdictStore::open_in(&data_dir)?);
+            tracing::info!(hub = %hub.url, cursor = store.cursor(), "Following the hub's verdicts");
+            Some((store.clone(), spawn_follower(store, hub, follower_stop)))
+        }
+        None => {
+            tracing::info!(
+                "No --hub-url: the hub's verdicts are not followed (GetEventStatus answers VERDICT_FEED_OFF)"
+            );
+            None
+        }
+    };
+    let status_api = EventStatusApi::new(verdicts.as_ref().map(|(store, _)| store.clone()));
 
     let builder = EventBuilder::new(args.region_code, config.agency_id.clone(), clock);
     let agency = Agency::new(builder, Arc::new(outbox.publisher()), pepper);
@@ -389,11 +416,13 @@ where
             ),
             Err(e) => return Err(RunError::Standards(e)),
         }
-        let service = authenticated(make_service(agency), interceptor);
-        let routes = Routes::new(service);
+        let service = authenticated(make_service(agency), interceptor.clone());
+        let status_service = EventStatusServiceServer::new(status_api)
+            .max_decoding_message_size(crate::verdicts::EVENT_STATUS_REQUEST_BYTES_MAX);
+        let routes = Routes::new(service).add_service(authenticated(status_service, interceptor));
         serve_with_transport(
             routes,
-            &[S::NAME],
+            &[S::NAME, <EventStatusServiceServer<EventStatusApi> as NamedService>::NAME],
             listeners.grpc,
             shutdown,
             Some(Arc::new(status)),
@@ -412,6 +441,10 @@ where
         );
     }
     let _ = stop_metrics.send(());
+    let _ = stop_follower.send(true);
+    if let Some((_, follower)) = verdicts {
+        let _ = follower.await;
+    }
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

@@ -93,6 +93,9 @@ pub fn common_args(nats_url: String, data_dir: std::path::PathBuf) -> crate::Com
         tls: Default::default(),
         catalogue_file: None,
         signing_key_file: None,
+        hub_url: None,
+        hub_token_file: None,
+        hub_tls_ca_file: None,
     }
 }
 

@@ -64,6 +64,9 @@
 //! - `transparency`: the hub's checkpoint as a C2SP signed note, at
 //!   `/checkpoint` and in the audit API, checked by an independent verifier.
 //! - `tls`: the real binaries over TLS, agency to lookup.
+//! - `verdicts`: the hub's verdicts back to the agency service
+//!   (`GetEventStatus`, `WatchVerdicts`) across a hub restart and an agency
+//!   `kill -9`: accepted, rejected and duplicate, none missed or twice.
 //!
 //! Build the binaries first: `cargo build --workspace --bins` (tests/run-all.sh).
 
@@ -93,4 +96,5 @@ mod slow_clients;
 mod spine;
 mod tls;
 mod transparency;
+mod verdicts;
 mod witness;
