@@ -61,7 +61,9 @@ impl Agency {
     }
 
     async fn publish(&self, events: &[OutgoingEvent]) -> Result<Vec<Accepted>, KitError> {
-        Ok(self.publisher.publish_all(events).await?)
+        let accepted = self.publisher.publish_all(events).await?;
+        crate::verdicts::note_accepted(accepted.iter().map(|a| a.event_id.as_str()));
+        Ok(accepted)
     }
 
     /// Files an application for `service`. With `case` = `None` a new case is

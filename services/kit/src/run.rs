@@ -78,7 +78,7 @@ use crate::server::{serve_with_transport, shutdown_signal, ServeError};
 use crate::signing::EnvelopeSigner;
 use crate::stream::STREAM_NAME;
 use crate::tls::{TlsError, Transport};
-use crate::verdicts::{spawn_follower, EventStatusApi, HubFeed, VerdictStore};
+use crate::verdicts::{spawn_follower, EventStatusApi, HubFeed, VerdictStore, WaitVerdicts};
 use mpp_proto::v1::event_status_service_server::EventStatusServiceServer;
 
 /// A generated tonic server of an agency's service, as [`run`] serves it:
@@ -416,7 +416,8 @@ where
             ),
             Err(e) => return Err(RunError::Standards(e)),
         }
-        let service = authenticated(make_service(agency), interceptor.clone());
+        let store = verdicts.as_ref().map(|(store, _)| store.clone());
+        let service = authenticated(WaitVerdicts::new(make_service(agency), store), interceptor.clone());
         let status_service = EventStatusServiceServer::new(status_api)
             .max_decoding_message_size(crate::verdicts::EVENT_STATUS_REQUEST_BYTES_MAX);
         let routes = Routes::new(service).add_service(authenticated(status_service, interceptor));

@@ -37,6 +37,19 @@
 //!   client has not taken one for [`WATCH_SEND_STALL`].
 //! - The follower retries a lost feed after [`FOLLOW_RETRY_MS_MIN`],
 //!   doubling to [`FOLLOW_RETRY_MS_MAX`].
+//!
+//! # Waiting for the verdict on any call
+//!
+//! A back office that wants the hub's verdict in the answer of a call sends
+//! the metadata entry `mpp-wait-verdict-ms: <ms>` (at most
+//! [`WAIT_VERDICT_MS_MAX`]) with any RPC of the service. The service answers
+//! as always once the events are in its outbox, but first waits up to that
+//! long for the hub's verdicts on the events the call published, and puts
+//! them in the answer's metadata entry `mpp-verdicts`: one
+//! `<event_id>=<verdict>` per event, comma-separated, where the verdict is
+//! `accepted:<seq>`, `rejected:<REASON_CODE>`, `duplicate:<seq>` or
+//! `pending` (not known by the deadline; ask `GetEventStatus` later). The
+//! call's own answer and status never depend on the wait ([`WaitVerdicts`]).
 
 // redb's error is 160 bytes; see `crate::durable`.
 #![allow(clippy::result_large_err)]
@@ -56,6 +69,7 @@ use mpp_proto::v1::verdict_service_client::VerdictServiceClient;
 use prost::Message;
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{mpsc, watch, Semaphore};
+use tonic::server::NamedService;
 use tonic::{Code, Request, Response, Status};
 use tracing::{debug, info, warn};
 
@@ -86,6 +100,16 @@ pub const FOLLOW_RETRY_MS_MAX: u64 = 30_000;
 /// Largest request the event-status service decodes, in bytes (an event id
 /// or a cursor).
 pub const EVENT_STATUS_REQUEST_BYTES_MAX: usize = 1024;
+
+/// Longest wait a call may ask for with `mpp-wait-verdict-ms`, in
+/// milliseconds.
+pub const WAIT_VERDICT_MS_MAX: u64 = 30_000;
+
+/// The request metadata entry that asks for the verdicts in the answer.
+pub const WAIT_VERDICT_METADATA_KEY: &str = "mpp-wait-verdict-ms";
+
+/// The answer metadata entry that carries them.
+pub const VERDICTS_METADATA_KEY: &str = "mpp-verdicts";
 
 /// Verdicts by hub log sequence (the encoded `mpp.v1.EventVerdict`).
 const BY_SEQ: TableDefinition<u64, &[u8]> = TableDefinition::new("verdicts_by_seq");
@@ -366,6 +390,131 @@ async fn follow_once(store: &Arc<VerdictStore>, hub: &HubFeed) -> Result<u64, St
         stored += 1;
     }
     Ok(stored)
+}
+
+tokio::task_local! {
+    /// The event ids the current call published, while a [`WaitVerdicts`]
+    /// call collects them.
+    static CALL_EVENTS: std::cell::RefCell<Vec<String>>;
+}
+
+/// Notes event ids the current call had accepted (a no-op outside a call
+/// that waits for verdicts).
+pub fn note_accepted<'a>(ids: impl IntoIterator<Item = &'a str>) {
+    let _ = CALL_EVENTS.try_with(|c| c.borrow_mut().extend(ids.into_iter().map(str::to_owned)));
+}
+
+/// One event's verdict as `mpp-verdicts` spells it.
+fn verdict_word(v: Option<&pb::EventVerdict>) -> String {
+    match v {
+        None => "pending".to_owned(),
+        Some(v) if is_accepted(v) => format!("accepted:{}", v.seq),
+        Some(v) if is_duplicate(v) => format!("duplicate:{}", v.seq),
+        Some(v) => format!("rejected:{}", v.reason_code),
+    }
+}
+
+/// Waits until every one of `ids` has a verdict in `store`, or `deadline`;
+/// the `mpp-verdicts` value.
+async fn await_verdicts(
+    store: Arc<VerdictStore>,
+    ids: Vec<String>,
+    deadline: tokio::time::Instant,
+) -> String {
+    let mut changed = store.subscribe();
+    loop {
+        changed.borrow_and_update();
+        let (s, wanted) = (store.clone(), ids.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            wanted.iter().map(|id| s.status(id).ok().flatten()).collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let all_known = found.len() == ids.len() && found.iter().all(Option::is_some);
+        if all_known || tokio::time::Instant::now() >= deadline {
+            return ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| format!("{id}={}", verdict_word(found.get(i).and_then(Option::as_ref))))
+                .collect::<Vec<_>>()
+                .join(",");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {}
+            r = changed.changed() => if r.is_err() { return String::new() },
+        }
+    }
+}
+
+/// A service wrapper that honours `mpp-wait-verdict-ms` (see the module
+/// docs) on every RPC of the service it wraps.
+#[derive(Debug, Clone)]
+pub struct WaitVerdicts<S> {
+    inner: S,
+    store: Option<Arc<VerdictStore>>,
+}
+
+impl<S> WaitVerdicts<S> {
+    /// Wraps `inner`; without a store (no `--hub-url`) the wait answers
+    /// every event `pending` at once.
+    pub fn new(inner: S, store: Option<Arc<VerdictStore>>) -> Self {
+        Self { inner, store }
+    }
+}
+
+impl<S, B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for WaitVerdicts<S>
+where
+    S: tonic::codegen::Service<
+            tonic::codegen::http::Request<B>,
+            Response = tonic::codegen::http::Response<tonic::body::Body>,
+        > + Send,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        let wait_ms = req
+            .headers()
+            .get(WAIT_VERDICT_METADATA_KEY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|ms| ms.min(WAIT_VERDICT_MS_MAX));
+        let future = self.inner.call(req);
+        let Some(wait_ms) = wait_ms else { return Box::pin(future) };
+        let store = self.store.clone();
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+            let (result, ids) = CALL_EVENTS
+                .scope(std::cell::RefCell::new(Vec::new()), async move {
+                    let result = future.await;
+                    (result, CALL_EVENTS.with(|c| c.take()))
+                })
+                .await;
+            let mut response = result?;
+            if ids.is_empty() {
+                return Ok(response);
+            }
+            let value = match store {
+                Some(store) => await_verdicts(store, ids, deadline).await,
+                None => ids.iter().map(|id| format!("{id}=pending")).collect::<Vec<_>>().join(","),
+            };
+            if let Ok(v) = tonic::codegen::http::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(VERDICTS_METADATA_KEY, v);
+            }
+            Ok(response)
+        })
+    }
+}
+
+impl<S: NamedService> NamedService for WaitVerdicts<S> {
+    const NAME: &'static str = S::NAME;
 }
 
 /// `mpp.v1.EventStatusService`: the back office's view of the verdicts.

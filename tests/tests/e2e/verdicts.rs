@@ -131,6 +131,23 @@ async fn every_verdict_reaches_the_agency_across_hub_and_agency_restarts() -> Re
     let mut expected: BTreeMap<String, Expect> = traffic(&mut c, 3).await?.into_iter().collect();
     check_statuses(&agency, &expected).await?;
 
+    // A call that waits for the hub's verdicts gets them in its answer.
+    let mut request = tonic::Request::new(dukcapil::permohonan("", dk::Layanan::KtpEl));
+    request.metadata_mut().insert("mpp-wait-verdict-ms", "20000".parse()?);
+    let answer = c.ajukan_permohonan(request).await?;
+    let verdicts =
+        answer.metadata().get("mpp-verdicts").context("no mpp-verdicts in the answer")?.to_str()?.to_owned();
+    let ids = &answer.get_ref().event_ids;
+    ensure!(ids.len() == 2, "a new case and its application: {ids:?}");
+    for id in ids {
+        ensure!(
+            verdicts.split(',').any(|v| v.starts_with(&format!("{id}=accepted:"))),
+            "{id} accepted in {verdicts:?}"
+        );
+        expected.insert(id.clone(), Expect::Accepted);
+    }
+    println!("a call that waited for its verdicts was answered with mpp-verdicts: {verdicts}");
+
     // A duplicate: an accepted event's message published again under
     // another message id. The hub logs it as a duplicate; the agency keeps
     // the acceptance as the event's status.
