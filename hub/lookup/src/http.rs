@@ -79,10 +79,11 @@ async fn head(State(s): State<AppState>) -> Response {
 }
 
 /// The latest signed checkpoint as a C2SP signed note (tlog-checkpoint), for
-/// witnesses and transparency-log tools (`mpp_core::note`; docs/AUDIT.md).
+/// witnesses and transparency-log tools (`mpp_core::note`; docs/AUDIT.md),
+/// with the witnesses' cosignatures held for it ([`crate::cosigned`]).
 async fn checkpoint_note(State(s): State<AppState>) -> Response {
     match mpp_store::Store::latest_checkpoint(s.lookups.store()) {
-        Ok(Some(cp)) => match cp.to_note() {
+        Ok(Some(cp)) => match s.lookups.transparency().map_or_else(|| cp.to_note(), |t| t.note_of(&cp)) {
             Some(note) => (
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
                 note,

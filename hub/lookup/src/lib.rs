@@ -17,6 +17,7 @@
 pub mod access;
 #[cfg(test)]
 mod citizen_tests;
+pub mod cosigned;
 pub mod error;
 pub mod grpc;
 pub mod guard;
