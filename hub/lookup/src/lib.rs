@@ -29,6 +29,7 @@ pub mod page;
 pub mod pow;
 pub mod proxy;
 pub mod ratelimit;
+pub mod receipt;
 pub mod session;
 pub mod sla_gauge;
 pub mod state;
