@@ -14,8 +14,9 @@
 //! checker gets elsewhere.
 //!
 //! Cost: one case read, one entry read and one inclusion proof
-//! (at most 64 hashes, [`mpp_core::merkle`]); the answer is at most
-//! [`RECEIPT_PROOF_BYTES_MAX`] plus the entry.
+//! (at most 64 hashes, [`mpp_core::merkle`]); the answer is the entry (at
+//! most [`mpp_core::limits`]' message size plus its fields), the path and
+//! one note (at most [`mpp_core::note::NOTE_BYTES_MAX`]).
 
 use mpp_core::checkpoint::SignedCheckpoint;
 use mpp_core::merkle::{entry_leaf_hash, inclusion_proof, root_from_inclusion};
@@ -26,10 +27,6 @@ use crate::cosigned::Transparency;
 
 /// The proof's `format`.
 pub const RECEIPT_FORMAT: &str = "mpp-hub-receipt/v1";
-
-/// Bound on a proof without its entry, in bytes: the note (at most
-/// [`mpp_core::note::NOTE_BYTES_MAX`]) and 64 hashes in hex.
-pub const RECEIPT_PROOF_BYTES_MAX: usize = mpp_core::note::NOTE_BYTES_MAX + 64 * 67 + 512;
 
 /// A receipt's proof.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
