@@ -664,6 +664,11 @@ async fn a_receipt_is_checked_in_the_browser_and_tampered_proofs_fail() -> Resul
         "{bad}"
     );
     b.screenshot(&artifacts.join("receipt-bad-cosignature-375.png")).await?;
+    // The proof's data (what a browser without JavaScript shows unfolded)
+    // fits a phone too: long hashes and the command wrap.
+    b.eval("document.getElementById('periksa-data').open = true").await?;
+    viewport(&mut b, 375, true).await?;
+    b.screenshot(&artifacts.join("receipt-data-375.png")).await?;
 
     // In English, the English sentence comes first.
     b.goto(&page(&format!("/lacak/{}/tanda-terima?lang=en", opened.nomor_berkas))).await?;
