@@ -31,6 +31,14 @@
 #   registrar.key, .pub         the province registrar's Ed25519 key: the
 #                               private one belongs OFFLINE with the registrar
 #                               (move it off this host); the hub mounts .pub
+#   witness-key, .pub           the trial witness's cosigning key (seed, 0600);
+#                               a real witness makes its own on its own host
+#   witness-token               the witness's auditor token (its hash is in
+#                               auditor-tokens as client "witness")
+#   ../.env                     MPP_WITNESS_VKEY (the witness's vkey, which
+#                               the hub is given) and MPP_HUB_PUBLIC_KEY (fill
+#                               in after the hub's first start, for the
+#                               witness: docs/AUDIT.md "Running a witness")
 #
 # Existing files are kept (delete one to rotate it). Prints the tokens' paths.
 set -euo pipefail
@@ -47,7 +55,8 @@ secret session-key 32
 secret operator-token 24
 secret auditor-token 24
 (umask 077 && printf 'operator:%s\n' "$(hash operator-token)" >"$DIR/operator-tokens")
-(umask 077 && printf 'auditor:%s\n' "$(hash auditor-token)" >"$DIR/auditor-tokens")
+secret witness-token 24
+(umask 077 && printf 'auditor:%s\nwitness:%s\n' "$(hash auditor-token)" "$(hash witness-token)" >"$DIR/auditor-tokens")
 # ed25519 NAME: an Ed25519 key in the format of `mpp-registrar keygen`: NAME
 # holds the 32-byte seed in hex (0600), NAME.pub the public key in hex;
 # kept if present. The seed and the public key are the last 32 bytes of
@@ -62,6 +71,17 @@ ed25519() {
     rm -f "$der"
 }
 ed25519 registrar.key
+ed25519 witness-key
+# The witness's vkey (c2sp.org/signed-note, cosignature/v1 type 0x04):
+# NAME+hex(SHA-256(NAME "\n" 0x04 key)[:4])+base64(0x04 key).
+WITNESS_NAME=witness.mpp.example/witness
+bytes() { printf "$(sed 's/../\\x&/g' "$1" | tr -d '\n')"; }
+vkey_hash=$({ printf '%s\n\x04' "$WITNESS_NAME"; bytes "$DIR/witness-key.pub"; } | sha256sum | cut -c1-8)
+vkey_b64=$({ printf '\x04'; bytes "$DIR/witness-key.pub"; } | base64 -w0)
+ENV_FILE=$(dirname "$DIR")/.env
+hub_key=$(sed -n 's/^MPP_HUB_PUBLIC_KEY=//p' "$ENV_FILE" 2>/dev/null || true)
+printf 'MPP_WITNESS_NAME=%s\nMPP_WITNESS_VKEY=%s+%s+%s\nMPP_HUB_PUBLIC_KEY=%s\n' \
+    "$WITNESS_NAME" "$WITNESS_NAME" "$vkey_hash" "$vkey_b64" "$hub_key" >"$ENV_FILE"
 for p in "${PARTICIPANTS[@]}"; do
     ed25519 "signing-key-$p"
     secret "client-token-$p" 24
@@ -108,7 +128,7 @@ cert() {
 }
 # Each server's own certificate: its Compose service name, its Kubernetes
 # Service names, localhost and 127.0.0.1.
-cert hub serverAuth "DNS:localhost,IP:127.0.0.1,DNS:hub,DNS:mpp-hub,DNS:mpp-hub.mpp.svc"
+cert hub serverAuth "DNS:localhost,IP:127.0.0.1,DNS:hub,DNS:mpp-hub,DNS:mpp-hub.mpp.svc,DNS:mpp-hub-0.mpp-hub-replicas,DNS:mpp-hub-0.mpp-hub-replicas.mpp.svc"
 for s in "${PARTICIPANTS[@]}"; do
     cert "$s" serverAuth "DNS:localhost,IP:127.0.0.1,DNS:$s,DNS:mpp-$s,DNS:mpp-$s.mpp.svc"
 done

@@ -646,6 +646,28 @@ async fn the_receipt_has_a_qr_code_of_the_case_page_and_no_pin() {
 }
 
 #[tokio::test]
+async fn the_receipt_s_proof_is_only_for_the_holder_of_the_case_s_session() {
+    let (f, case) = Fixture::with_multi_agency_case(generous());
+    let get = |path: String| Request::get(path).body(Body::empty()).unwrap();
+    // Without the session: no proof, and the receipt page offers none.
+    let (status, headers, body) = f.send(get(format!("/lacak/{case}/bukti"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json(&body)["error"]["code"], "PIN_REQUIRED", "{body}");
+    assert_eq!(headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
+    let (_, _, page) = f.send(get(format!("/lacak/{case}/tanda-terima"))).await;
+    assert!(!page.contains("id=\"periksa\"") && !page.contains("periksa.js"), "{page}");
+    // A malformed number is answered with its reason code.
+    let (status, _, body) = f.send(get("/lacak/1771-12/bukti".to_owned())).await;
+    assert!(status.is_client_error(), "{status}");
+    assert_eq!(json(&body)["error"]["code"], "MALFORMED_TRACKING_NUMBER", "{body}");
+    // The script is served like the page's others.
+    let (status, headers, script) = f.send(get("/lacak/periksa.js".to_owned())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get(header::CONTENT_TYPE).unwrap(), "text/javascript; charset=utf-8");
+    assert!(script.contains("crypto.subtle.verify({ name: \"Ed25519\" }"), "{script}");
+}
+
+#[tokio::test]
 async fn successful_lookups_are_access_events_the_citizen_sees() {
     let (f, case) = Fixture::with_multi_agency_case(generous());
     let _ = f.api(&case.to_string(), Some(WRONG_PIN)).await;

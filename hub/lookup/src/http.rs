@@ -44,9 +44,11 @@ pub fn router(state: AppState) -> Router {
         .route("/lacak", get(page::form).post(page::submit))
         .route("/lacak/live.js", get(page::live_js))
         .route("/lacak/pow.js", get(page::pow_js))
+        .route("/lacak/periksa.js", get(page::periksa_js))
         .route("/lacak/{tracking_number}", get(page::case))
         .route("/lacak/{tracking_number}/tanda-terima", get(page::receipt))
         .route("/lacak/{tracking_number}/events", get(page::events))
+        .route("/lacak/{tracking_number}/bukti", get(page::receipt_proof_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
@@ -79,10 +81,11 @@ async fn head(State(s): State<AppState>) -> Response {
 }
 
 /// The latest signed checkpoint as a C2SP signed note (tlog-checkpoint), for
-/// witnesses and transparency-log tools (`mpp_core::note`; docs/AUDIT.md).
+/// witnesses and transparency-log tools (`mpp_core::note`; docs/AUDIT.md),
+/// with the witnesses' cosignatures held for it ([`crate::cosigned`]).
 async fn checkpoint_note(State(s): State<AppState>) -> Response {
     match mpp_store::Store::latest_checkpoint(s.lookups.store()) {
-        Ok(Some(cp)) => match cp.to_note() {
+        Ok(Some(cp)) => match s.lookups.transparency().map_or_else(|| cp.to_note(), |t| t.note_of(&cp)) {
             Some(note) => (
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
                 note,

@@ -156,6 +156,34 @@ pub struct Text {
     pub receipt_intro: &'static str,
     /// Where the PIN is.
     pub receipt_pin_note: &'static str,
+    /// Heading of the receipt's proof.
+    pub verify_title: &'static str,
+    /// What the proof is and what checking it shows.
+    pub verify_intro: &'static str,
+    /// The check button (shown only with JavaScript).
+    pub verify_button: &'static str,
+    /// Without JavaScript: where the proof and the offline check are.
+    pub verify_nojs: &'static str,
+    /// Summary of the proof's data.
+    pub verify_data: &'static str,
+    /// Caption: the entry proven.
+    pub verify_entry: &'static str,
+    /// Caption: the signed tree size.
+    pub verify_tree_size: &'static str,
+    /// Caption: the cosigned checkpoint.
+    pub verify_checkpoint: &'static str,
+    /// Caption: the inclusion path.
+    pub verify_path: &'static str,
+    /// Caption: the keys the check trusts.
+    pub verify_keys: &'static str,
+    /// Where those keys must be compared.
+    pub verify_keys_note: &'static str,
+    /// The proof's download link.
+    pub verify_download: &'static str,
+    /// The offline check.
+    pub verify_offline: &'static str,
+    /// The case's opening is in no signed checkpoint yet.
+    pub verify_not_yet: &'static str,
     /// Accessible label of the QR code.
     pub qr_label: &'static str,
     /// Print button text.
@@ -270,6 +298,20 @@ pub static ID: Text = Text {
     receipt_title: "Tanda terima",
     receipt_intro: "Pindai kode QR atau buka alamat di bawah untuk melacak berkas ini.",
     receipt_pin_note: "PIN tidak dicantumkan di sini. Simpan PIN dari tanda terima loket; Anda membutuhkannya untuk melihat status.",
+    verify_title: "Periksa bukti pencatatan",
+    verify_intro: "Pendaftaran berkas ini tercatat di log MPP yang tidak bisa diubah diam-diam. Periksa sendiri: peramban Anda menghitung ulang buktinya dan memeriksa tanda tangan hub serta para saksi independen, tanpa memercayai jawaban server.",
+    verify_button: "Periksa / Verify",
+    verify_nojs: "Tanpa JavaScript, bukti dan perintah untuk memeriksanya sendiri ada di bawah ini.",
+    verify_data: "Data bukti dan cara memeriksanya sendiri",
+    verify_entry: "Catatan nomor",
+    verify_tree_size: "Ukuran log yang ditandatangani",
+    verify_checkpoint: "Checkpoint bertanda tangan hub dan saksi",
+    verify_path: "Jalur bukti inklusi (RFC 9162)",
+    verify_keys: "Kunci publik yang dipercaya pemeriksaan",
+    verify_keys_note: "Cocokkan kunci ini dengan yang diumumkan penyelenggara MPP dan para saksi (Ombudsman, Inspektorat, …) di saluran mereka sendiri.",
+    verify_download: "Unduh bukti (JSON)",
+    verify_offline: "Periksa tanpa peramban, dengan docs/verify_receipt.py dari kode sumber MPP Hub (Python dan paket cryptography):",
+    verify_not_yet: "Pendaftaran berkas ini belum masuk checkpoint yang ditandatangani. Coba periksa lagi sebentar lagi.",
     qr_label: "Kode QR menuju halaman lacak berkas ini",
     print: "Cetak",
     not_found: "Nomor berkas atau PIN tidak cocok. Periksa kembali keduanya.",
@@ -355,6 +397,20 @@ pub static EN: Text = Text {
     receipt_title: "Receipt",
     receipt_intro: "Scan the QR code or open the address below to track this case.",
     receipt_pin_note: "The PIN is not shown here. Keep the PIN from the counter receipt; you need it to see the status.",
+    verify_title: "Check the proof of record",
+    verify_intro: "The filing of this case is recorded in the MPP's log, which cannot be changed quietly. Check it yourself: your browser recomputes the proof and checks the signatures of the hub and of independent witnesses, trusting nothing the server says.",
+    verify_button: "Periksa / Verify",
+    verify_nojs: "Without JavaScript, the proof and the command to check it yourself are below.",
+    verify_data: "The proof's data and how to check it yourself",
+    verify_entry: "Log entry",
+    verify_tree_size: "Signed log size",
+    verify_checkpoint: "Checkpoint signed by the hub and the witnesses",
+    verify_path: "Inclusion proof path (RFC 9162)",
+    verify_keys: "Public keys the check trusts",
+    verify_keys_note: "Compare these keys with those the MPP's operator and the witnesses (Ombudsman, Inspektorat, …) publish through their own channels.",
+    verify_download: "Download the proof (JSON)",
+    verify_offline: "Check it without a browser, with docs/verify_receipt.py from the MPP Hub source (Python and the cryptography package):",
+    verify_not_yet: "The filing of this case is in no signed checkpoint yet. Check again in a minute.",
     qr_label: "QR code leading to this case's tracking page",
     print: "Print",
     not_found: "The tracking number or the PIN does not match. Check both.",

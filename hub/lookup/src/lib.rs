@@ -17,6 +17,7 @@
 pub mod access;
 #[cfg(test)]
 mod citizen_tests;
+pub mod cosigned;
 pub mod error;
 pub mod grpc;
 pub mod guard;
@@ -28,6 +29,7 @@ pub mod page;
 pub mod pow;
 pub mod proxy;
 pub mod ratelimit;
+pub mod receipt;
 pub mod session;
 pub mod sla_gauge;
 pub mod state;

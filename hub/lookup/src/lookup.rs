@@ -44,6 +44,7 @@ use mpp_store::{SledStore, Store};
 use tracing::{error, info, warn};
 
 use crate::access::{AccessChannel, AccessEvent, AccessLog, Accessor, ACCESS_EVENTS_SHOWN_MAX};
+use crate::cosigned::Transparency;
 use crate::error::ApiError;
 use crate::guard::{FailedAttempts, GuardRefusal, GuardSettings, GuessBudgets, NumberRefusal, SharedGuard};
 use crate::pow::{ProofCheck, ProofOfWork};
@@ -321,6 +322,7 @@ pub struct Lookups {
     /// Set once by [`Lookups::follow_commits`], shared by every clone.
     commits: Arc<OnceLock<Arc<CommitEpoch>>>,
     names: Arc<Mutex<NameCache>>,
+    transparency: Option<Arc<Transparency>>,
 }
 
 impl std::fmt::Debug for Lookups {
@@ -418,6 +420,7 @@ impl Lookups {
             metrics: None,
             commits: Arc::default(),
             names: Arc::default(),
+            transparency: None,
         }
     }
 
@@ -468,6 +471,19 @@ impl Lookups {
     pub fn with_metrics(mut self, metrics: Arc<HubMetrics>) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Serves the hub's cosigned checkpoints and the receipt check with
+    /// `transparency` (without it, `/checkpoint` serves the hub's own note
+    /// and the receipt offers no check).
+    pub fn with_transparency(mut self, transparency: Arc<Transparency>) -> Self {
+        self.transparency = Some(transparency);
+        self
+    }
+
+    /// What the hub publishes about its log, if set.
+    pub fn transparency(&self) -> Option<&Arc<Transparency>> {
+        self.transparency.as_ref()
     }
 
     /// Uses `mono` for rate limits (tests step it by hand).

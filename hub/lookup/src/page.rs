@@ -7,7 +7,9 @@
 //! | `GET /lacak` | the lookup form (tracking number + PIN) |
 //! | `POST /lacak` | form fields `nomor`, `pin`, `lang`: the case page, or the form again with a message |
 //! | `GET /lacak/{tn}` | the case page with a session cookie, else the form with `tn` filled in (the QR target) |
-//! | `GET /lacak/{tn}/tanda-terima` | the receipt: tracking number and a QR code of `/lacak/{tn}`; never the PIN |
+//! | `GET /lacak/{tn}/tanda-terima` | the receipt: tracking number and a QR code of `/lacak/{tn}`; never the PIN. With the case's session, also the proof that the case's opening entry is in the witnessed log, the button that checks it in the browser, and the command that checks it offline |
+//! | `GET /lacak/{tn}/bukti` | that proof as JSON ([`crate::receipt`]), for the session's case only |
+//! | `GET /lacak/periksa.js` | the script that checks the proof with WebCrypto |
 //! | `GET /lacak/{tn}/events` | server-sent events `case` (the re-rendered case section) for the session's case |
 //! | `GET /lacak/live.js` | the small script that applies those events |
 //! | `GET /lacak/pow.js` | the form's proof-of-work solver, used while the hub asks for proofs ([`crate::pow`]) |
@@ -20,6 +22,7 @@
 
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
@@ -34,14 +37,17 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::{error, warn};
 
 use crate::access::{AccessChannel, Accessor};
+use crate::cosigned::Transparency;
+use crate::error::ApiError;
 use crate::i18n::{self, Lang, Text};
 use crate::lookup::{http_status, parse_tracking_number, LookupError, LookupRequest, PowChallenge};
+use crate::receipt::{receipt_proof, ReceiptError, ReceiptProof};
 use crate::session::{SESSION_COOKIE, SESSION_TTL_MS};
 use crate::state::{AppState, ClientAddr};
 use crate::watch::{deliver, WatchRefused, WATCH_BUFFER_VIEWS_MAX};
 
 pub use crate::web::{templates, Web, WebError, WebSettings, LAYOUT_HTML, REQUEST_BODY_BYTES_MAX};
-use crate::web::{COOKIE_HEADER_BYTES_MAX, CSP, LIVE_JS, POW_JS, PUBLIC_URL_BYTES_MAX};
+use crate::web::{COOKIE_HEADER_BYTES_MAX, CSP, LIVE_JS, PERIKSA_JS, POW_JS, PUBLIC_URL_BYTES_MAX};
 
 impl Web {
     fn render<S: Serialize>(&self, name: &str, ctx: &S) -> Result<String, minijinja::Error> {
@@ -187,6 +193,52 @@ struct ReceiptPage {
     qr_svg: String,
     case_url: String,
     case_href: String,
+    /// The proof and how to check it (with the case's session).
+    periksa: Option<PeriksaVm>,
+    /// Why there is no proof to check (with the case's session).
+    periksa_note: Option<&'static str>,
+}
+
+/// The receipt's proof as the page shows it, and the keys the script
+/// checks it with (rendered from the hub's configuration).
+#[derive(Debug, Serialize)]
+struct PeriksaVm {
+    proof_href: String,
+    download_name: String,
+    origin: String,
+    hub_key: String,
+    witness_keys: Vec<String>,
+    quorum: usize,
+    seq: u64,
+    tree_size: u64,
+    checkpoint: String,
+    path: String,
+    command: String,
+}
+
+fn periksa_vm(tn: &str, t: &Transparency, proof: &ReceiptProof) -> PeriksaVm {
+    let hub_key = hex::encode(t.hub_key);
+    let witness_keys: Vec<String> = t.witness_keys().iter().map(|k| k.to_vkey()).collect();
+    let download_name = format!("bukti-{tn}.json");
+    let mut command =
+        format!("python3 verify_receipt.py {download_name} --origin '{}' --hub-key {hub_key}", t.origin);
+    for k in &witness_keys {
+        command.push_str(&format!(" \\\n  --witness-key '{k}'"));
+    }
+    command.push_str(&format!(" --quorum {}", t.receipt_quorum()));
+    PeriksaVm {
+        proof_href: format!("/lacak/{tn}/bukti"),
+        download_name,
+        origin: t.origin.clone(),
+        hub_key,
+        witness_keys,
+        quorum: t.receipt_quorum(),
+        seq: proof.seq,
+        tree_size: proof.tree_size,
+        checkpoint: proof.checkpoint.clone(),
+        path: proof.inclusion_proof.join("\n"),
+        command,
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -662,11 +714,55 @@ pub fn qr_svg(text: &str) -> Option<String> {
     Some(svg[start..].to_owned())
 }
 
-/// `GET /lacak/{tn}/tanda-terima`: shows only what the URL already holds
-/// (the tracking number), for any well-formed number, so it reveals
-/// nothing about which cases exist.
+/// Why the receipt's proof is not given.
+enum NoProof {
+    /// No session for this case: the caller has not shown the PIN.
+    NoSession,
+    /// The hub publishes no keys to check it with (a bare in-process router).
+    NotConfigured,
+    /// The case is unknown, or its opening is in no signed checkpoint yet.
+    NotYet,
+    /// Refused or failed; the answer to give.
+    Refused(Box<Response>),
+}
+
+/// The proof of the case's opening entry, for the holder of the case's
+/// session, after this client's rate limit.
+fn proof_for(
+    s: &AppState,
+    client: IpAddr,
+    headers: &HeaderMap,
+    tn: &TrackingNumber,
+) -> Result<(Arc<Transparency>, ReceiptProof), NoProof> {
+    if !has_session(&s.web, headers, tn, s.lookups.now_ms()) {
+        return Err(NoProof::NoSession);
+    }
+    let Some(t) = s.lookups.transparency().cloned() else { return Err(NoProof::NotConfigured) };
+    if let Err(e) = s.lookups.admit(client) {
+        return Err(NoProof::Refused(Box::new(e.into_response())));
+    }
+    let found = match s.lookups.read(tn) {
+        Ok(Some(found)) if found.case.opened_seq != 0 => found,
+        Ok(_) => return Err(NoProof::NotYet),
+        Err(e) => return Err(NoProof::Refused(Box::new(e.into_response()))),
+    };
+    match receipt_proof(s.lookups.store(), &t, &tn.to_string(), found.case.opened_seq) {
+        Ok(proof) => Ok((t, proof)),
+        Err(ReceiptError::NotYetSigned(_)) => Err(NoProof::NotYet),
+        Err(e) => {
+            error!(error = %e, "Building a receipt's proof failed");
+            Err(NoProof::Refused(Box::new(ApiError::internal().into_response())))
+        }
+    }
+}
+
+/// `GET /lacak/{tn}/tanda-terima`: without the case's session it shows
+/// only what the URL already holds (the tracking number), for any
+/// well-formed number, so it reveals nothing about which cases exist; with
+/// it, also the proof of the case's opening entry and how to check it.
 pub async fn receipt(
     State(s): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     q: Result<Query<LangQuery>, QueryRejection>,
@@ -678,14 +774,60 @@ pub async fn receipt(
     };
     let case_url = format!("{}/lacak/{tn}", base_url(&s.web, &headers));
     let qr = qr_svg(&case_url).unwrap_or_default();
+    let (periksa, periksa_note) = match proof_for(&s, client, &headers, &tn) {
+        Ok((t, proof)) => (Some(periksa_vm(&tn.to_string(), &t, &proof)), None),
+        Err(NoProof::NoSession | NoProof::NotConfigured) => (None, None),
+        Err(NoProof::NotYet) => (None, Some(lang.text().verify_not_yet)),
+        Err(NoProof::Refused(_)) => (None, Some(lang.text().unavailable)),
+    };
     let ctx = ReceiptPage {
         layout: layout(lang, &format!("/lacak/{tn}/tanda-terima")),
         tn: tn.to_string(),
         qr_svg: qr,
         case_href: format!("/lacak/{tn}?lang={}", lang.code()),
         case_url,
+        periksa,
+        periksa_note,
     };
     s.web.page(StatusCode::OK, "receipt.html", &ctx)
+}
+
+/// `GET /lacak/{tn}/bukti`: the proof of the case's opening entry as JSON
+/// ([`crate::receipt`]), for the holder of the case's session.
+pub async fn receipt_proof_json(
+    State(s): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let tn = match path.ok().map(|Path(p)| parse_tracking_number(&p)) {
+        Some(Ok(tn)) => tn,
+        Some(Err(e)) => return LookupError::from(e).into_response(),
+        None => {
+            return ApiError::new(ReasonCode::MalformedTrackingNumber, "the path holds no tracking number")
+                .into_response()
+        }
+    };
+    let mut resp = match proof_for(&s, client, &headers, &tn) {
+        Ok((_, proof)) => axum::Json(proof).into_response(),
+        Err(NoProof::NoSession) => ApiError::new(
+            ReasonCode::PinRequired,
+            "no session for this case: look it up with its PIN on /lacak first",
+        )
+        .into_response(),
+        Err(NoProof::NotConfigured) => {
+            ApiError::new(ReasonCode::NotFound, "this hub publishes no keys to check a receipt with")
+                .into_response()
+        }
+        Err(NoProof::NotYet) => ApiError::new(
+            ReasonCode::NotFound,
+            "the case's opening is in no signed checkpoint yet: retry in a minute",
+        )
+        .into_response(),
+        Err(NoProof::Refused(r)) => *r,
+    };
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// `GET /lacak/{tn}/events`: server-sent events for the session's case.
@@ -761,6 +903,11 @@ pub async fn events(
 /// `GET /lacak/live.js`.
 pub async fn live_js() -> Response {
     script(LIVE_JS)
+}
+
+/// `GET /lacak/periksa.js`: the receipt's check in the browser.
+pub async fn periksa_js() -> Response {
+    script(PERIKSA_JS)
 }
 
 /// `GET /lacak/pow.js`: the form's proof-of-work solver.

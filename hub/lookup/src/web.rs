@@ -29,6 +29,8 @@ pub(crate) const LIVE_JS: &str = include_str!("templates/live.js");
 
 pub(crate) const POW_JS: &str = include_str!("templates/pow.js");
 
+pub(crate) const PERIKSA_JS: &str = include_str!("templates/periksa.js");
+
 /// The one page layout (`templates/layout.html`) of the citizens' pages and
 /// the operators' dashboard (which adds it to its own environment as
 /// `layout.html`).

@@ -28,6 +28,7 @@ use mpp_ledger::ingest::{self, IngestConfig, OnCommit, Writer};
 use mpp_ledger::ledger::Ledger;
 use mpp_ledger::signer::{CheckpointPolicy, Checkpointer, Signer};
 use mpp_lookup::access::AccessLog;
+use mpp_lookup::cosigned::Transparency;
 use mpp_lookup::grpc::Cases;
 use mpp_lookup::guard::{GuardSettings, GuessBudgets, SharedGuard};
 use mpp_lookup::http::{router, AppState};
@@ -165,6 +166,7 @@ async fn start(
     info!(key_id = %signer.key_id(), origin = %signer.origin(), "Checkpoint signing key ready");
     let policy =
         CheckpointPolicy { every_entries: args.checkpoint_every_entries, every_ms: args.checkpoint_every_ms };
+    let hub_key = signer.public_key();
     let checkpointer = Checkpointer::new(signer, policy, mpp_lookup::lookup::system_clock(), &store)
         .context("reading the latest checkpoint")?;
     let auditors = match &args.auditor_tokens_file {
@@ -225,6 +227,11 @@ async fn start(
         .witnesses
         .start(&args.data_dir, origin.as_str(), store.clone(), stop_rx.clone())
         .context("setting up the witnesses")?;
+    let lookups = lookups.with_transparency(Arc::new(Transparency {
+        origin: origin.as_str().to_owned(),
+        hub_key,
+        cosignatures: cosignatures.clone(),
+    }));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     spawn_grpc_health(health_reporter, health.subscribe_ready(), stop_rx.clone());
     // Decode limits per service: a lookup or watch request is a tracking
@@ -298,7 +305,6 @@ async fn start(
     )
     .context("setting up the operators' dashboard")?;
     let app = router(AppState { lookups, health: health.clone(), web }).merge(mpp_ops::router(ops));
-    let app = mpp_audit::cosign::with_cosigned_checkpoint(app, cosignatures.as_ref(), store.clone());
     let http_task = match transport.tls() {
         None => tokio::spawn(mpp_edge::http_serve::serve(
             app,

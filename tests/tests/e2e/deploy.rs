@@ -16,6 +16,10 @@
 //!   restricts the NATS ports with NetworkPolicies;
 //! - the systemd units pass `systemd-analyze verify` (with the ExecStart
 //!   paths pointed at the built binaries: the units name the install paths);
+//! - the witness (`mpp-witness`) is deployed by every kind of file (unit,
+//!   Compose service, StatefulSet with a NetworkPolicy letting only the hub
+//!   and monitoring reach it), and each kind names the witness's key to the
+//!   hub;
 //! - every flag and `MPP_*` variable the files pass to a binary appears in
 //!   that binary's `--help` (so the files cannot drift from the code);
 //! - the container build files are multi-stage and identical.
@@ -183,11 +187,12 @@ fn unit_invocations(path: &Path, out: &mut Vec<Invocation>) -> Result<()> {
     Ok(())
 }
 
-/// `--help` of a binary (for `mpp-hub`, of the subcommand the arguments name).
+/// `--help` of a binary (for `mpp-hub` and `mpp-witness`, of the subcommand
+/// the arguments name).
 fn help(binary: &str, args: &[String]) -> Result<String> {
     let exe = mpp_tests::bins::workspace_bin(binary)?;
     let mut cmd_args: Vec<String> = Vec::new();
-    if binary == "mpp-hub" {
+    if binary == "mpp-hub" || binary == "mpp-witness" {
         cmd_args.extend(args.iter().take_while(|a| !a.starts_with('-')).cloned());
     }
     cmd_args.push("--help".to_owned());
@@ -275,7 +280,10 @@ fn every_yaml_file_parses_and_the_kubernetes_objects_are_complete() -> Result<()
     let stream_job = docs.iter().any(|(_, d)| d["kind"] == "Job" && d.to_string().contains("--replicas 3"));
     ensure!(stream_job, "no Job creating MPP_EVENTS at 3 replicas");
     let has = |k: &str, n: &str| workloads.iter().any(|(kind, name)| kind == k && name == n);
-    ensure!(has("StatefulSet", "mpp-nats") && has("StatefulSet", "mpp-hub"), "workloads: {workloads:?}");
+    ensure!(
+        has("StatefulSet", "mpp-nats") && has("StatefulSet", "mpp-hub") && has("StatefulSet", "mpp-witness"),
+        "workloads: {workloads:?}"
+    );
     for b in SERVICE_BINARIES {
         ensure!(has("Deployment", b), "no Deployment {b}: {workloads:?}");
     }
@@ -760,6 +768,42 @@ fn kubernetes_lets_only_its_pods_reach_the_nats_ports() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn kubernetes_lets_only_the_hub_and_monitoring_reach_the_witness() -> Result<()> {
+    let policies: Vec<Value> = yaml_docs(&deploy_dir()?.join("k8s/network-policies.yaml"))?
+        .into_iter()
+        .filter(|d| d["kind"] == "NetworkPolicy")
+        .filter(|d| d["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "mpp-witness")
+        .collect();
+    ensure!(policies.len() == 1, "want one NetworkPolicy selecting mpp-witness, found {}", policies.len());
+    let p = &policies[0];
+    ensure!(p["spec"]["policyTypes"] == serde_json::json!(["Ingress"]), "{p}: not an ingress policy");
+    let rules = p["spec"]["ingress"].as_array().context("ingress")?;
+    ensure!(rules.len() == 1, "{p}: one rule expected");
+    ensure!(
+        rules[0]["ports"] == serde_json::json!([{"protocol": "TCP", "port": 8090}]),
+        "{p}: port 8090 only"
+    );
+    let mut peers: Vec<String> = Vec::new();
+    for from in rules[0]["from"].as_array().context("from")? {
+        ensure!(from["namespaceSelector"].is_null() && from["ipBlock"].is_null(), "{p}: pods only");
+        let labels = from["podSelector"]["matchLabels"].as_object().context("matchLabels")?;
+        peers.extend(labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))));
+    }
+    peers.sort();
+    ensure!(
+        peers == ["app.kubernetes.io/component=monitoring", "app.kubernetes.io/name=mpp-hub"],
+        "the witness is reachable from {peers:?}"
+    );
+    // The Service's port is the one the policy opens.
+    let svc = yaml_docs(&deploy_dir()?.join("k8s/witness.yaml"))?
+        .into_iter()
+        .find(|d| d["kind"] == "Service")
+        .context("no Service in witness.yaml")?;
+    ensure!(svc["spec"]["ports"][0]["port"] == 8090, "{svc}");
+    Ok(())
+}
+
 /// Needs systemd-analyze (else one SKIPPED line).
 #[test]
 fn the_systemd_units_pass_systemd_analyze_verify() -> Result<()> {
@@ -769,7 +813,7 @@ fn the_systemd_units_pass_systemd_analyze_verify() -> Result<()> {
     std::fs::create_dir(&bin)?;
     #[cfg(unix)]
     {
-        for b in SERVICE_BINARIES.iter().chain(["mpp-hub"].iter()) {
+        for b in SERVICE_BINARIES.iter().chain(["mpp-hub", "mpp-witness"].iter()) {
             std::os::unix::fs::symlink(mpp_tests::bins::workspace_bin(b)?, bin.join(b))?;
         }
         std::os::unix::fs::symlink(mpp_tests::bins::nats_server()?, bin.join("nats-server"))?;
@@ -783,7 +827,7 @@ fn the_systemd_units_pass_systemd_analyze_verify() -> Result<()> {
         std::fs::write(tmp.path().join(&name), text)?;
         names.push(name);
     }
-    ensure!(names.len() >= 5, "units: {names:?}");
+    ensure!(names.len() >= 6 && names.iter().any(|n| n == "mpp-witness.service"), "units: {names:?}");
     if Command::new("systemd-analyze").arg("--version").output().is_err() {
         println!("SKIPPED systemd-analyze verify: systemd-analyze is not installed (tests/run-all.sh installs it as root)");
         return Ok(());
@@ -826,9 +870,26 @@ fn every_flag_in_the_deployment_files_exists_in_the_binaries() -> Result<()> {
     }
     let binaries: BTreeSet<&str> = inv.iter().map(|i| i.binary.as_str()).collect();
     ensure!(
-        binaries.contains("mpp-hub") && SERVICE_BINARIES.iter().all(|b| binaries.contains(b)),
+        ["mpp-hub", "mpp-witness"].iter().chain(SERVICE_BINARIES.iter()).all(|b| binaries.contains(b)),
         "{binaries:?}"
     );
+    // The witness is run by every kind of deployment file, and the hub is
+    // told of witnesses in each.
+    for (kind, origin) in
+        [("k8s", "deploy/k8s/"), ("compose", "deploy/compose/"), ("systemd", "deploy/systemd/")]
+    {
+        ensure!(
+            inv.iter().any(|i| i.binary == "mpp-witness" && i.origin.contains(origin)),
+            "no mpp-witness in the {kind} files"
+        );
+        let hub_told = inv.iter().any(|i| {
+            i.binary == "mpp-hub"
+                && i.origin.contains(origin)
+                && (i.env.iter().any(|e| e == "MPP_WITNESS_KEYS")
+                    || i.args.iter().any(|a| a == "--witness-key"))
+        });
+        ensure!(hub_told, "the hub's {kind} files name no witness key");
+    }
     let mut problems = Vec::new();
     let mut checked = 0;
     for i in &inv {

@@ -16,12 +16,22 @@
 //!   already cosigned: the witness refuses both, keeps evidence that
 //!   `mpp-witness verify-evidence` checks offline, serves it at
 //!   `/evidence` and in `/metrics`, and `mpp-witness check` exits 1.
+//! - A citizen's receipt is checked in headless Chromium (the project's
+//!   launcher, `mpp_tests::browser`): the case's opening entry against the
+//!   checkpoint two witnesses cosigned, with WebCrypto, passes; the same
+//!   proof with one byte of a path hash changed, or with a witness's
+//!   cosignature changed, fails, each with the sentence the page shows
+//!   (asserted, in Bahasa Indonesia and English); screenshots at 375 and
+//!   1280 px go to `test-artifacts/receipt/` (printed); the downloaded proof
+//!   passes `docs/verify_receipt.py`, and fails it changed. Needs Chromium.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
+use mpp_proto::agency::dukcapil::v1 as dk;
+use mpp_tests::browser::{artifact_dir, Browser};
 use mpp_tests::envelope::{event_id, publish, subject};
 use mpp_tests::services::HubOptions;
 use mpp_tests::witness::{self, WitnessProcess};
@@ -84,6 +94,27 @@ fn hub_key_file(hub: &HubProcess) -> PathBuf {
     hub.data_dir().join("keys").join("checkpoint.pub")
 }
 
+/// Witnesses named `names`, a hub collecting from them (ready), and the
+/// witnesses following it.
+async fn witnessed_hub(
+    nats_url: &str,
+    names: &[&str],
+    dir: &Path,
+) -> Result<(Tokens, Vec<WitnessProcess>, HubProcess)> {
+    let t = tokens(dir)?;
+    let mut ws = Vec::new();
+    for name in names {
+        ws.push(WitnessProcess::create(name).await?);
+    }
+    let mut hub = spawn_hub(nats_url, &t, &ws.iter().collect::<Vec<_>>(), None)?;
+    hub.wait_ready(DEADLINE).await?;
+    let spec = hub_spec(&hub)?;
+    for w in &mut ws {
+        w.follow(&spec, &t.token, POLL_MS).await?;
+    }
+    Ok((t, ws, hub))
+}
+
 /// `ORIGIN,KEY,URL` of a hub, for `mpp-witness serve --hub`.
 fn hub_spec(hub: &HubProcess) -> Result<String> {
     let key = std::fs::read_to_string(hub_key_file(hub))?;
@@ -141,6 +172,25 @@ async fn wait_witness_at(w: &WitnessProcess, size: u64) -> Result<String> {
     .await
 }
 
+/// Runs the project's Python `docs/<script>` with `args`: whether it
+/// passed, and what it said.
+async fn docs_python(script: &str, args: &[String]) -> Result<(bool, String)> {
+    let python = std::env::var("MPP_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs").join(script);
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .args(args)
+        .output()
+        .await
+        .with_context(|| format!("running {python} {}", script.display()))?;
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        !said.contains("ModuleNotFoundError"),
+        "{python} lacks `cryptography` (tests/run-all.sh installs it): {said}"
+    );
+    Ok((out.status.success(), said))
+}
+
 /// Runs `docs/verify_cosignatures.py` on `note`: whether at least `quorum`
 /// of `vkeys` cosigned it, and what it said.
 async fn cosignatures_with_python(
@@ -151,22 +201,9 @@ async fn cosignatures_with_python(
 ) -> Result<(bool, String)> {
     let file = dir.join("cosigned-for-python.note");
     std::fs::write(&file, note)?;
-    let python = std::env::var("MPP_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/verify_cosignatures.py");
-    let out = tokio::process::Command::new(&python)
-        .arg(&script)
-        .arg(&file)
-        .arg(quorum.to_string())
-        .args(vkeys)
-        .output()
-        .await
-        .with_context(|| format!("running {python} {}", script.display()))?;
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    ensure!(
-        !said.contains("ModuleNotFoundError"),
-        "{python} lacks `cryptography` (tests/run-all.sh installs it): {said}"
-    );
-    Ok((out.status.success(), said))
+    let mut args = vec![file.display().to_string(), quorum.to_string()];
+    args.extend(vkeys.iter().cloned());
+    docs_python("verify_cosignatures.py", &args).await
 }
 
 /// Runs `mpp-hub args…`: exit code and stdout + stderr.
@@ -198,17 +235,8 @@ fn verify_args(hub: &HubProcess, keys: &[String], quorum: u64) -> Vec<String> {
 async fn witnesses_cosign_across_restarts_and_kill9_and_a_quorum_of_two_verifies() -> Result<()> {
     let nats = NatsServer::start().await?;
     let dir = tempfile::tempdir()?;
-    let t = tokens(dir.path())?;
-    let mut ws = Vec::new();
-    for name in ["ombudsman.example/witness", "inspektorat.example/witness", "kemenpan.example/witness"] {
-        ws.push(WitnessProcess::create(name).await?);
-    }
-    let mut hub = spawn_hub(&nats.url(), &t, &ws.iter().collect::<Vec<_>>(), None)?;
-    hub.wait_ready(DEADLINE).await?;
-    let spec = hub_spec(&hub)?;
-    for w in &mut ws {
-        w.follow(&spec, &t.token, POLL_MS).await?;
-    }
+    let names = ["ombudsman.example/witness", "inspektorat.example/witness", "kemenpan.example/witness"];
+    let (_t, mut ws, mut hub) = witnessed_hub(&nats.url(), &names, dir.path()).await?;
     let js = nats.jetstream().await?;
     let mut sent = feed(&mut hub, &js, 0, 3, "a").await?;
     let note = wait_cosigned(&hub, sent, 3).await?;
@@ -480,5 +508,198 @@ async fn a_restored_hub_s_rollback_and_split_view_are_refused_with_evidence() ->
     println!("audit verify of the forked hub against the cosigned checkpoint:\n{out}");
     forked.terminate().await?;
     w.terminate().await?;
+    Ok(())
+}
+
+/// Runs `docs/verify_receipt.py` on `proof` (a receipt's JSON) with the
+/// hub's key and `vkeys`: whether it passed, and what it said.
+async fn receipt_with_python(
+    proof: &str,
+    hub: &HubProcess,
+    vkeys: &[String],
+    dir: &Path,
+) -> Result<(bool, String)> {
+    let file = dir.join("bukti.json");
+    std::fs::write(&file, proof)?;
+    let key = std::fs::read_to_string(hub_key_file(hub))?;
+    let mut args = vec![file.display().to_string()];
+    args.extend(["--origin", ORIGIN, "--hub-key", key.trim()].map(str::to_owned));
+    for v in vkeys {
+        args.extend(["--witness-key".to_owned(), v.clone()]);
+    }
+    docs_python("verify_receipt.py", &args).await
+}
+
+/// Sets the page's viewport: `width` CSS pixels, a phone's or a desktop's.
+async fn viewport(b: &mut Browser, width: u32, mobile: bool) -> Result<()> {
+    b.call(
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({ "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": mobile }),
+    )
+    .await?;
+    // Readable: nothing wider than the viewport (no sideways scrolling).
+    let fits = b.eval("document.documentElement.scrollWidth <= window.innerWidth").await?;
+    ensure!(fits == true, "the receipt is wider than {width} px");
+    Ok(())
+}
+
+/// Clicks "Periksa / Verify" and waits for the verdict; its text.
+async fn click_verify(b: &mut Browser) -> Result<String> {
+    b.eval("document.getElementById('periksa-hasil').textContent = ''; document.getElementById('periksa-tombol').click(); true")
+        .await?;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let text = b.eval_string("document.getElementById('periksa-hasil').innerText").await?;
+        if !text.trim().is_empty() {
+            return Ok(text);
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "no verdict after clicking Periksa");
+        tokio::time::sleep(Duration::from_millis(mpp_tests::wait::POLL_INTERVAL_MS)).await;
+    }
+}
+
+/// Runs the page's check on the served proof changed by `change` (a
+/// JavaScript statement on `p`); the verdict's text.
+async fn verify_changed(b: &mut Browser, change: &str) -> Result<String> {
+    let r = b
+        .eval(&format!(
+            "fetch(document.getElementById('periksa').dataset.bukti).then(r => r.json()).then(p => {{ {change}; \
+             return window.mppPeriksa.periksa(p); }})"
+        ))
+        .await?;
+    ensure!(r["ok"] == false, "a tampered proof passed: {r}");
+    Ok(r["text"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_is_checked_in_the_browser_and_tampered_proofs_fail() -> Result<()> {
+    // Fails (does not skip) when no browser can be found.
+    let mut b = Browser::launch().await.context("the receipt check needs a headless browser")?;
+    let nats = NatsServer::start().await?;
+    let dir = tempfile::tempdir()?;
+    let names = ["ombudsman.example/witness", "inspektorat.example/witness"];
+    let (_t, ws, mut hub) = witnessed_hub(&nats.url(), &names, dir.path()).await?;
+    let vkeys: Vec<String> = ws.iter().map(|w| w.vkey().to_owned()).collect();
+
+    // A case opened at the Dukcapil counter: its tracking number and PIN.
+    let mut dukcapil = mpp_tests::AgencyProcess::spawn_dukcapil(&nats.url(), "1771")?;
+    dukcapil.wait_listening(DEADLINE).await?;
+    let channel = tonic::transport::Channel::from_shared(dukcapil.grpc_endpoint())?.connect().await?;
+    let mut client =
+        dk::dukcapil_service_client::DukcapilServiceClient::with_interceptor(channel, dukcapil.bearer()?);
+    let opened = client
+        .ajukan_permohonan(mpp_tests::dukcapil::permohonan("", dk::Layanan::Kk))
+        .await
+        .context("AjukanPermohonan")?
+        .into_inner();
+    // Its opening ingested and cosigned by both witnesses.
+    let js = nats.jetstream().await?;
+    let last = wait_for("the case in the stream", DEADLINE, || {
+        let js = js.clone();
+        async move { Ok(mpp_tests::envelope::stream_last_seq(&js).await.ok().filter(|n| *n >= 4)) }
+    })
+    .await?;
+    hub.wait_caught_up(last, DEADLINE).await?;
+    let note = wait_cosigned(&hub, last, 2).await?;
+    println!("the cosigned checkpoint the receipt is checked against:\n{note}");
+
+    // The lookup with the PIN, then the receipt: its proof and the check.
+    let page = |path: &str| format!("http://{}{path}", hub.http_addr());
+    b.goto(&page("/lacak")).await?;
+    let (tn, pin) = (serde_json::to_string(&opened.nomor_berkas)?, serde_json::to_string(&opened.pin)?);
+    b.navigate_by(&format!(
+        "document.getElementById('nomor').value = {tn}; document.getElementById('pin').value = {pin}; \
+         document.getElementById('kirim').click();"
+    ))
+    .await?;
+    b.goto(&page(&format!("/lacak/{}/tanda-terima", opened.nomor_berkas))).await?;
+    let shown = b.eval_string("document.getElementById('periksa-checkpoint').textContent").await?;
+    ensure!(shown.starts_with(&format!("{ORIGIN}\n")) && cosigners(&shown).len() == 2, "{shown}");
+    let command = b.eval_string("document.getElementById('periksa-perintah').textContent").await?;
+    ensure!(command.starts_with("python3 verify_receipt.py") && command.contains(&vkeys[1]), "{command}");
+    ensure!(
+        b.eval("!document.getElementById('periksa-data').open").await? == true,
+        "with JavaScript the proof's data starts folded"
+    );
+
+    let artifacts = artifact_dir()?.join("receipt");
+    let good = click_verify(&mut b).await?;
+    println!("Chromium, the served proof:\n{good}");
+    ensure!(good.starts_with("TERBUKTI: catatan nomor "), "{good}");
+    ensure!(good.contains("PROVEN: log entry ") && good.contains("and 2 witnesses"), "{good}");
+    ensure!(good.contains("ombudsman.example/witness, inspektorat.example/witness"), "{good}");
+    viewport(&mut b, 375, true).await?;
+    b.screenshot(&artifacts.join("receipt-ok-375.png")).await?;
+    viewport(&mut b, 1280, false).await?;
+    b.screenshot(&artifacts.join("receipt-ok-1280.png")).await?;
+
+    // One byte of a proof hash changed: the path leads elsewhere.
+    let bad = verify_changed(
+        &mut b,
+        "const h = p.inclusion_proof[0]; \
+         p.inclusion_proof[0] = (h[0] === '0' ? '1' : '0') + h.slice(1)",
+    )
+    .await?;
+    println!("Chromium, one byte of a proof hash changed:\n{bad}");
+    ensure!(bad.starts_with("GAGAL: jalur bukti tidak mengarah ke akar log yang ditandatangani"), "{bad}");
+    ensure!(bad.contains("FAILED: the inclusion proof does not lead to the root of the signed log"), "{bad}");
+    b.screenshot(&artifacts.join("receipt-bad-path-1280.png")).await?;
+    viewport(&mut b, 375, true).await?;
+    b.screenshot(&artifacts.join("receipt-bad-path-375.png")).await?;
+
+    // A wrong cosignature: one character of a witness's signature changed.
+    let bad = verify_changed(
+        &mut b,
+        "const ls = p.checkpoint.split('\\n'); \
+         const i = ls.findIndex(l => l.startsWith('\\u2014 ombudsman.example/witness ')); \
+         const c = ls[i].length - 20; \
+         ls[i] = ls[i].slice(0, c) + (ls[i][c] === 'A' ? 'B' : 'A') + ls[i].slice(c + 1); \
+         p.checkpoint = ls.join('\\n')",
+    )
+    .await?;
+    println!("Chromium, a wrong cosignature:\n{bad}");
+    ensure!(bad.starts_with("GAGAL: tanda tangan saksi ombudsman.example/witness tidak sah"), "{bad}");
+    ensure!(
+        bad.contains("FAILED: the cosignature of witness ombudsman.example/witness does not verify"),
+        "{bad}"
+    );
+    b.screenshot(&artifacts.join("receipt-bad-cosignature-375.png")).await?;
+    // The proof's data (what a browser without JavaScript shows unfolded)
+    // fits a phone too: long hashes and the command wrap.
+    b.eval("document.getElementById('periksa-data').open = true").await?;
+    viewport(&mut b, 375, true).await?;
+    b.screenshot(&artifacts.join("receipt-data-375.png")).await?;
+
+    // In English, the English sentence comes first.
+    b.goto(&page(&format!("/lacak/{}/tanda-terima?lang=en", opened.nomor_berkas))).await?;
+    viewport(&mut b, 1280, false).await?;
+    let good_en = click_verify(&mut b).await?;
+    ensure!(good_en.starts_with("PROVEN: log entry "), "{good_en}");
+    b.screenshot(&artifacts.join("receipt-ok-en-1280.png")).await?;
+
+    // The same proof, checked offline from the download, passes; changed, fails.
+    let proof =
+        b.eval_string("fetch(document.getElementById('periksa').dataset.bukti).then(r => r.text())").await?;
+    let (ok, said) = receipt_with_python(&proof, &hub, &vkeys, dir.path()).await?;
+    ensure!(ok && said.starts_with("OK: entry "), "docs/verify_receipt.py on the served proof: {said}");
+    println!("docs/verify_receipt.py: {}", said.trim());
+    let mut tampered: serde_json::Value = serde_json::from_str(&proof)?;
+    let h = tampered["inclusion_proof"][0].as_str().context("no path")?.to_owned();
+    tampered["inclusion_proof"][0] =
+        format!("{}{}", if h.starts_with('0') { '1' } else { '0' }, &h[1..]).into();
+    let (ok, said) = receipt_with_python(&tampered.to_string(), &hub, &vkeys, dir.path()).await?;
+    ensure!(!ok && said.contains("does not lead to the root"), "a changed proof hash passed offline: {said}");
+
+    // Without the case's session there is no proof to take.
+    let r = hub.get(&format!("/lacak/{}/bukti", opened.nomor_berkas)).await?;
+    ensure!(
+        r.status == 400 && r.text().contains("\"PIN_REQUIRED\""),
+        "bukti without a session: {}",
+        r.text()
+    );
+    println!("screenshots in {}", artifacts.display());
+    b.close().await?;
+    dukcapil.terminate().await?;
+    hub.terminate().await?;
     Ok(())
 }
