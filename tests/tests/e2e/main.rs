@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (26):
+//! concern (27):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -44,6 +44,9 @@
 //! - `observability`: the Prometheus rules pass promtool's check and unit
 //!   tests; the rules and the Grafana dashboard name only metrics the
 //!   running binaries export.
+//! - `openapi`: the HTTP contract (`/api/v1/openapi.json`): every route
+//!   documented, the document valid OpenAPI 3.1, and real answers of every
+//!   documented endpoint and status valid against it.
 //! - `ops`: the operators' dashboard in a headless browser, its JSON twin,
 //!   redrive; with `deploy` (the deployment files checked with PyYAML,
 //!   `nats-server -t`, systemd-analyze and kubectl).
@@ -84,6 +87,7 @@ mod harness;
 mod journey;
 mod nats_auth;
 mod observability;
+mod openapi;
 mod ops;
 mod privacy;
 mod probes;
