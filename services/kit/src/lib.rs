@@ -99,6 +99,7 @@ pub mod signing;
 pub mod testing;
 #[cfg(test)]
 mod tls_tests;
+pub mod trace;
 
 // The edge's modules, under the paths agency services have always used.
 pub use mpp_edge::{auth, stream, tls};
