@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (27):
+//! concern (28):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -67,6 +67,8 @@
 //! - `transparency`: the hub's checkpoint as a C2SP signed note, at
 //!   `/checkpoint` and in the audit API, checked by an independent verifier.
 //! - `tls`: the real binaries over TLS, agency to lookup.
+//! - `traces`: an agency call's W3C trace id followed to the hub's log line
+//!   for each of its events.
 //!
 //! Build the binaries first: `cargo build --workspace --bins` (tests/run-all.sh).
 
@@ -96,5 +98,6 @@ mod scale_out;
 mod slow_clients;
 mod spine;
 mod tls;
+mod traces;
 mod transparency;
 mod witness;
