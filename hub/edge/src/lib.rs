@@ -23,6 +23,7 @@
 //! - [`meta`]: metadata and header names every API shares.
 //! - [`log`]: the one logging contract of every binary (feature `log`).
 //! - [`signal`]: the one shutdown signal (ctrl-c, SIGTERM) of every server.
+//! - [`trace`]: the W3C `traceparent` that follows an event across the hop.
 //!
 //! Architecture invariant: no domain decision and no business vocabulary
 //! lives here (the only domain import is `ReasonCode`, for the reason
@@ -57,3 +58,4 @@ pub mod sled_open;
 pub mod stream;
 #[cfg(feature = "net")]
 pub mod tls;
+pub mod trace;

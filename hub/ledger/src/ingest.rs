@@ -38,6 +38,7 @@ use crate::trust::Trust;
 use mpp_core::TrackingNumber;
 use mpp_edge::nats::{connect_nats, NatsAccess};
 use mpp_edge::stream::{stream_config, STREAM_NAME, STREAM_SUBJECT_FILTER};
+use mpp_edge::trace::{TraceParent, TRACEPARENT_HEADER};
 use mpp_obs::health::{Health, NotReady};
 use mpp_obs::metrics::HubMetrics;
 
@@ -424,16 +425,16 @@ async fn consume(
             reply = next_reply(&mut in_flight) => {
                 // `next_reply` only completes when a batch is in flight.
                 let Some(done) = in_flight.pop_front() else { continue };
-                if let Err(e) = finish(cfg, &stream, health, head, reply, &done.last, done.pending).await {
+                if let Err(e) = finish(cfg, &stream, health, head, reply, &done).await {
                     drain(&mut in_flight, head).await;
                     return Err(e);
                 }
             }
             _ = shutdown.changed() => {
                 // Whatever was handed over is committed; ack it, leave the rest.
-                while let Some(done) = in_flight.pop_front() {
-                    let reply = done.reply.await;
-                    if let Err(e) = finish(cfg, &stream, health, head, reply, &done.last, done.pending).await {
+                while let Some(mut done) = in_flight.pop_front() {
+                    let reply = (&mut done.reply).await;
+                    if let Err(e) = finish(cfg, &stream, health, head, reply, &done).await {
                         drain(&mut in_flight, head).await;
                         return Err(e);
                     }
@@ -499,7 +500,35 @@ struct InFlight {
     last: jetstream::Message,
     /// JetStream's count of messages beyond the batch's last one (the lag).
     pending: u64,
+    /// The batch's messages that came with a W3C `traceparent`.
+    traced: Vec<Traced>,
 }
+
+/// A message that came with a `traceparent` header (an agency RPC's trace,
+/// `mpp_edge::trace`): logged with its `trace_id` once its batch is
+/// committed, so an operator can follow the trace to the hub.
+#[derive(Debug)]
+struct Traced {
+    stream_seq: u64,
+    trace: TraceParent,
+    /// The `Nats-Msg-Id` (the event id), as sent.
+    msg_id: String,
+}
+
+impl Traced {
+    fn of(m: &jetstream::Message, stream_seq: u64) -> Option<Self> {
+        let headers = m.headers.as_ref()?;
+        let trace = TraceParent::parse(headers.get(TRACEPARENT_HEADER)?.as_str())?;
+        let msg_id = headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str()).unwrap_or("");
+        // The event id is at most a UUID's 36 characters; a longer header is
+        // logged cut, never whole.
+        let msg_id = msg_id.chars().take(MSG_ID_LOGGED_CHARS_MAX).collect();
+        Some(Self { stream_seq, trace, msg_id })
+    }
+}
+
+/// Characters of a message's `Nats-Msg-Id` written to a log line.
+const MSG_ID_LOGGED_CHARS_MAX: usize = 64;
 
 /// The reply of the oldest batch in flight; never completes when none is.
 async fn next_reply(in_flight: &mut VecDeque<InFlight>) -> Reply {
@@ -513,6 +542,7 @@ async fn next_reply(in_flight: &mut VecDeque<InFlight>) -> Reply {
 /// while its queue is full).
 async fn submit(writer: &Writer, batch: Vec<jetstream::Message>) -> Result<InFlight, IngestError> {
     let mut raws = Vec::with_capacity(batch.len());
+    let mut traced = Vec::new();
     let mut pending = 0;
     for m in &batch {
         let info = m.info().map_err(nats_err)?;
@@ -520,6 +550,7 @@ async fn submit(writer: &Writer, batch: Vec<jetstream::Message>) -> Result<InFli
         // last message gives the lag after the batch.
         pending = info.pending;
         let ns = info.published.unix_timestamp_nanos();
+        traced.extend(Traced::of(m, info.stream_sequence));
         raws.push(RawMessage {
             stream_seq: info.stream_sequence,
             stream_time_ns: i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX }),
@@ -531,7 +562,7 @@ async fn submit(writer: &Writer, batch: Vec<jetstream::Message>) -> Result<InFli
         return Err(IngestError::Nats("an empty batch was handed to the writer".into()));
     };
     let reply = writer.submit(raws).await?;
-    Ok(InFlight { reply, last, pending })
+    Ok(InFlight { reply, last, pending, traced })
 }
 
 /// Handles the writer's reply for one batch: records the new head, announces
@@ -543,10 +574,22 @@ async fn finish(
     health: &Health,
     head: &mut Head,
     reply: Reply,
-    last: &jetstream::Message,
-    pending: u64,
+    batch: &InFlight,
 ) -> Result<(), IngestError> {
+    let (last, pending) = (&batch.last, batch.pending);
     let outcome = reply.map_err(|_| IngestError::WriterGone)?.map_err(IngestError::Ledger)?;
+    for t in batch.traced.iter().filter(|t| t.stream_seq <= outcome.head.last_stream_seq) {
+        let span = tracing::debug_span!("ingest", trace_id = %t.trace.trace_id_hex());
+        span.in_scope(|| {
+            debug!(
+                trace_id = %t.trace.trace_id_hex(),
+                parent_span_id = %t.trace.span_id_hex(),
+                stream_seq = t.stream_seq,
+                event_id = %t.msg_id,
+                "Traced event logged"
+            );
+        });
+    }
     *head = outcome.head;
     health.set_head(crate::observe::head_mark(&outcome.head));
     health.metrics().set_ingest_lag(pending);

@@ -26,6 +26,15 @@ use mpp_obs::metrics::METRICS_CONTENT_TYPE;
 /// Most HTTP requests served at once; further ones wait (back-pressure).
 pub const HTTP_CONCURRENT_REQUESTS_MAX: usize = 1024;
 
+/// The OpenAPI 3.1 contract of every HTTP endpoint of the hub (the
+/// lookups', the operators' and `/checkpoint`), served at
+/// `/api/v1/openapi.json`. A checked-in file rather than generated from the
+/// handlers: it is the contract a province's integrator reads and reviews in
+/// a diff, and the e2e `openapi` test holds the handlers to it (every route
+/// documented, every real answer valid against it), while a unit test keeps
+/// its reason-code enum equal to [`ReasonCode::ALL`].
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
 /// The request header carrying the PIN of `GET /api/v1/cases/{tn}`.
 pub const PIN_HEADER: &str = "x-mpp-pin";
 
@@ -36,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/head", get(head))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/checkpoint", get(checkpoint_note))
         .route(
             "/api/v1/cases/{tracking_number}",
@@ -74,6 +84,10 @@ async fn metrics(State(s): State<AppState>) -> Response {
         now_ms,
     );
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], s.health.metrics().render(&scrape)).into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
 
 async fn head(State(s): State<AppState>) -> Response {
@@ -166,4 +180,25 @@ async fn not_found(State(s): State<AppState>, uri: Uri) -> Response {
         return page::not_found_page(&s.web, lang);
     }
     ApiError::new(ReasonCode::NotFound, "no such path").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract's `ReasonCode` schema lists every code, in
+    /// documentation order, and nothing else.
+    #[test]
+    fn the_openapi_reason_code_enum_is_mpp_core_s() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let listed: Vec<&str> = doc["components"]["schemas"]["ReasonCode"]["enum"]
+            .as_array()
+            .expect("a ReasonCode enum")
+            .iter()
+            .map(|v| v.as_str().expect("codes are strings"))
+            .collect();
+        let want: Vec<&str> = ReasonCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, want, "hub/lookup/src/openapi.json's ReasonCode enum");
+    }
 }

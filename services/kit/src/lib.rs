@@ -99,6 +99,7 @@ pub mod signing;
 pub mod testing;
 #[cfg(test)]
 mod tls_tests;
+pub mod trace;
 pub mod verdicts;
 
 // The edge's modules, under the paths agency services have always used.

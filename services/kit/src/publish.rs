@@ -132,10 +132,14 @@ impl JetStreamPublisher {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let message = PublishMessage::build()
+            let mut message = PublishMessage::build()
                 .payload(payload.clone())
                 .message_id(&event_id)
                 .expected_stream(&self.stream);
+            // The RPC's trace, as the outbox's relay sends it (crate::trace).
+            if let Some(t) = crate::trace::current() {
+                message = message.header(mpp_edge::trace::TRACEPARENT_HEADER, t.to_string().as_str());
+            }
             let result = match self.js.send_publish(subject.to_owned(), message).await {
                 Ok(ack) => ack.await,
                 Err(e) => Err(e),

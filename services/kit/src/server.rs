@@ -143,6 +143,8 @@ pub async fn serve_with_transport(
     let routes = routes
         .add_service(health_service.max_decoding_message_size(GRPC_CONTROL_REQUEST_BYTES_MAX))
         .add_service(reflection.max_decoding_message_size(GRPC_CONTROL_REQUEST_BYTES_MAX));
+    // Every RPC in a trace of its own or its caller's (W3C traceparent).
+    let routes = crate::trace::layer(routes);
 
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, services = ?serving, tls = tls.is_some(), "gRPC server listening");

@@ -56,24 +56,44 @@ pub async fn get_with_headers(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<HttpResponse> {
-    tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), get_inner(addr, path, headers))
-        .await
-        .map_err(|_| anyhow!("GET http://{addr}{path} timed out after {REQUEST_TIMEOUT_MS} ms"))?
+    let mut all = vec![("Accept", "application/json")];
+    all.extend_from_slice(headers);
+    request(addr, "GET", path, &all, &[]).await
 }
 
-async fn get_inner(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<HttpResponse> {
-    if headers.iter().any(|(k, v)| [k, v].iter().any(|s| s.contains(['\r', '\n']))) {
-        bail!("a request header contains a line break");
-    }
-    let mut stream = TcpStream::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{extra}Connection: close\r\n\r\n"
-    );
-    stream.write_all(req.as_bytes()).await.context("cannot send request")?;
-    let mut raw = Vec::new();
-    (&mut stream).take(RESPONSE_BYTES_MAX).read_to_end(&mut raw).await.context("cannot read response")?;
-    parse_response(&raw).with_context(|| format!("bad response to GET http://{addr}{path}"))
+/// `method path` on `addr` with request headers and a body (sent with its
+/// `Content-Length`), with `Connection: close`, in at most
+/// [`REQUEST_TIMEOUT_MS`].
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse> {
+    tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), async {
+        if headers.iter().any(|(k, v)| [k, v].iter().any(|s| s.contains(['\r', '\n']))) {
+            bail!("a request header contains a line break");
+        }
+        let mut stream =
+            TcpStream::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
+        let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        let length = if body.is_empty() && method == "GET" {
+            String::new()
+        } else {
+            format!("Content-Length: {}\r\n", body.len())
+        };
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}{length}Connection: close\r\n\r\n")
+                .into_bytes();
+        req.extend_from_slice(body);
+        stream.write_all(&req).await.context("cannot send request")?;
+        let mut raw = Vec::new();
+        (&mut stream).take(RESPONSE_BYTES_MAX).read_to_end(&mut raw).await.context("cannot read response")?;
+        parse_response(&raw).with_context(|| format!("bad response to {method} http://{addr}{path}"))
+    })
+    .await
+    .map_err(|_| anyhow!("{method} http://{addr}{path} timed out after {REQUEST_TIMEOUT_MS} ms"))?
 }
 
 /// Parses a complete HTTP/1.1 response.

@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (26):
+//! concern (28):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -44,6 +44,9 @@
 //! - `observability`: the Prometheus rules pass promtool's check and unit
 //!   tests; the rules and the Grafana dashboard name only metrics the
 //!   running binaries export.
+//! - `openapi`: the HTTP contract (`/api/v1/openapi.json`): every route
+//!   documented, the document valid OpenAPI 3.1, and real answers of every
+//!   documented endpoint and status valid against it.
 //! - `ops`: the operators' dashboard in a headless browser, its JSON twin,
 //!   redrive; with `deploy` (the deployment files checked with PyYAML,
 //!   `nats-server -t`, systemd-analyze and kubectl).
@@ -67,6 +70,8 @@
 //! - `verdicts`: the hub's verdicts back to the agency service
 //!   (`GetEventStatus`, `WatchVerdicts`) across a hub restart and an agency
 //!   `kill -9`: accepted, rejected and duplicate, none missed or twice.
+//! - `traces`: an agency call's W3C trace id followed to the hub's log line
+//!   for each of its events.
 //!
 //! Build the binaries first: `cargo build --workspace --bins` (tests/run-all.sh).
 
@@ -87,6 +92,7 @@ mod harness;
 mod journey;
 mod nats_auth;
 mod observability;
+mod openapi;
 mod ops;
 mod privacy;
 mod probes;
@@ -95,6 +101,7 @@ mod scale_out;
 mod slow_clients;
 mod spine;
 mod tls;
+mod traces;
 mod transparency;
 mod verdicts;
 mod witness;

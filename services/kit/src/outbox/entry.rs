@@ -2,24 +2,33 @@
 //!
 //! Key: the outbox sequence, a redb `u64`, so the table's order is the
 //! outbox order (the sled outbox of earlier versions kept it as 8 bytes
-//! big-endian; [`seq_of`] reads those when migrating). Value (format 1):
+//! big-endian; [`seq_of`] reads those when migrating). Value (format 2):
 //!
 //! ```text
-//! u8      format = 1
+//! u8      format = 2
 //! i64 BE  enqueued_at_ms (the service's clock when the entry was written)
 //! u16 BE  subject length, then the subject (UTF-8)
 //! u8      event id length, then the event id (UTF-8, canonical UUIDv7 text)
+//! u8      traceparent length (0: none), then the W3C traceparent of the
+//!         RPC that wrote it (ASCII, version 00; mpp_edge::trace)
 //! ...     the encoded mpp.v1.Envelope (the message payload), to the end
 //! ```
+//!
+//! Format 1, written before traces were kept, is the same without the
+//! traceparent; it is still read.
 //!
 //! Every length is checked on write and on read; a value that does not parse
 //! is reported, never guessed at.
 
 use bytes::Bytes;
 use mpp_core::limits;
+use mpp_edge::trace::{TraceParent, TRACEPARENT_BYTES};
 
 /// The format byte of entries written by this version.
-pub const ENTRY_FORMAT: u8 = 1;
+pub const ENTRY_FORMAT: u8 = 2;
+
+/// The format of entries without a traceparent, still read.
+const ENTRY_FORMAT_UNTRACED: u8 = 1;
 
 /// Bytes of the fixed header before the subject (format, time, subject length).
 const HEADER_BYTES: usize = 1 + 8 + 2;
@@ -28,8 +37,13 @@ const HEADER_BYTES: usize = 1 + 8 + 2;
 pub const EVENT_ID_BYTES_MAX: usize = 64;
 
 /// Largest value of one entry, in bytes: header, subject, event id, payload.
-pub const ENTRY_BYTES_MAX: usize =
-    HEADER_BYTES + limits::SUBJECT_BYTES_MAX + 1 + EVENT_ID_BYTES_MAX + limits::MESSAGE_BYTES_MAX;
+pub const ENTRY_BYTES_MAX: usize = HEADER_BYTES
+    + limits::SUBJECT_BYTES_MAX
+    + 1
+    + EVENT_ID_BYTES_MAX
+    + 1
+    + TRACEPARENT_BYTES
+    + limits::MESSAGE_BYTES_MAX;
 
 /// One event as stored in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +56,8 @@ pub struct StoredEvent {
     pub subject: String,
     /// The event id, sent as `Nats-Msg-Id`.
     pub event_id: String,
+    /// The trace of the RPC that wrote it, sent as the `traceparent` header.
+    pub traceparent: Option<TraceParent>,
     /// The encoded envelope.
     pub payload: Bytes,
 }
@@ -80,6 +96,7 @@ pub(crate) fn encode(
     enqueued_at_ms: i64,
     subject: &str,
     event_id: &str,
+    traceparent: Option<&TraceParent>,
     payload: &[u8],
 ) -> Result<Vec<u8>, EntryError> {
     let check = |part, len, max| if len > max { Err(EntryError::TooLong { part, len, max }) } else { Ok(()) };
@@ -94,6 +111,11 @@ pub(crate) fn encode(
     out.extend_from_slice(subject.as_bytes());
     out.push(event_id.len() as u8);
     out.extend_from_slice(event_id.as_bytes());
+    let trace = traceparent.map(ToString::to_string).unwrap_or_default();
+    // Version 00, always TRACEPARENT_BYTES, which fits a u8.
+    assert!(trace.is_empty() || trace.len() == TRACEPARENT_BYTES, "a version-00 traceparent");
+    out.push(trace.len() as u8);
+    out.extend_from_slice(trace.as_bytes());
     out.extend_from_slice(payload);
     Ok(out)
 }
@@ -101,7 +123,7 @@ pub(crate) fn encode(
 /// Reads the enqueue time of a stored value without decoding the rest.
 pub(crate) fn enqueued_at_ms(value: &[u8]) -> Option<i64> {
     let eight: [u8; 8] = value.get(1..9)?.try_into().ok()?;
-    (value.first() == Some(&ENTRY_FORMAT)).then(|| i64::from_be_bytes(eight))
+    matches!(value.first(), Some(&(ENTRY_FORMAT | ENTRY_FORMAT_UNTRACED))).then(|| i64::from_be_bytes(eight))
 }
 
 /// Decodes the value of entry `seq`.
@@ -110,9 +132,11 @@ pub(crate) fn decode(seq: u64, value: &[u8]) -> Result<StoredEvent, EntryError> 
     if value.len() > ENTRY_BYTES_MAX {
         return Err(corrupt("longer than the largest entry"));
     }
-    if value.first() != Some(&ENTRY_FORMAT) {
-        return Err(corrupt("unknown format byte"));
-    }
+    let traced = match value.first() {
+        Some(&ENTRY_FORMAT) => true,
+        Some(&ENTRY_FORMAT_UNTRACED) => false,
+        _ => return Err(corrupt("unknown format byte")),
+    };
     let enqueued_at_ms = enqueued_at_ms(value).ok_or_else(|| corrupt("truncated header"))?;
     let subject_len = value
         .get(9..11)
@@ -123,7 +147,24 @@ pub(crate) fn decode(seq: u64, value: &[u8]) -> Result<StoredEvent, EntryError> 
     let id_len = usize::from(*value.get(subject_end).ok_or_else(|| corrupt("truncated event id length"))?);
     let id_end = subject_end + 1 + id_len;
     let event_id = value.get(subject_end + 1..id_end).ok_or_else(|| corrupt("truncated event id"))?;
-    let payload = value.get(id_end..).ok_or_else(|| corrupt("truncated payload"))?;
+    let (traceparent, trace_end) = if traced {
+        let len = usize::from(*value.get(id_end).ok_or_else(|| corrupt("truncated traceparent length"))?);
+        let end = id_end + 1 + len;
+        let text = value.get(id_end + 1..end).ok_or_else(|| corrupt("truncated traceparent"))?;
+        let parsed = match len {
+            0 => None,
+            _ => Some(
+                std::str::from_utf8(text)
+                    .ok()
+                    .and_then(TraceParent::parse)
+                    .ok_or_else(|| corrupt("malformed traceparent"))?,
+            ),
+        };
+        (parsed, end)
+    } else {
+        (None, id_end)
+    };
+    let payload = value.get(trace_end..).ok_or_else(|| corrupt("truncated payload"))?;
     if subject.is_empty() || event_id.is_empty() || payload.is_empty() {
         return Err(corrupt("empty subject, event id or payload"));
     }
@@ -133,6 +174,7 @@ pub(crate) fn decode(seq: u64, value: &[u8]) -> Result<StoredEvent, EntryError> 
         enqueued_at_ms,
         subject: text(subject)?,
         event_id: text(event_id)?,
+        traceparent,
         payload: Bytes::copy_from_slice(payload),
     })
 }
@@ -143,7 +185,8 @@ mod tests {
 
     #[test]
     fn round_trip_and_key_order() {
-        let v = encode(1_767_225_600_000, "mpp.events.dukcapil.kk", "0190-abc", b"\x08\x01payload").unwrap();
+        let v = encode(1_767_225_600_000, "mpp.events.dukcapil.kk", "0190-abc", None, b"\x08\x01payload")
+            .unwrap();
         let e = decode(7, &v).unwrap();
         assert_eq!(e.seq, 7);
         assert_eq!(e.enqueued_at_ms, 1_767_225_600_000);
@@ -157,16 +200,44 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        let v = encode(1, "s", "id", b"p").unwrap();
+        let v = encode(1, "s", "id", None, b"p").unwrap();
         for cut in 0..v.len() {
             assert!(decode(1, &v[..cut]).is_err(), "truncated at {cut}");
         }
         let mut other = v.clone();
         other[0] = 9;
         assert!(matches!(decode(1, &other), Err(EntryError::Corrupt { seq: 1, .. })));
-        assert!(encode(1, &"s".repeat(limits::SUBJECT_BYTES_MAX + 1), "id", b"p").is_err());
-        assert!(encode(1, "s", &"i".repeat(EVENT_ID_BYTES_MAX + 1), b"p").is_err());
-        assert!(encode(1, "s", "id", &vec![0; limits::MESSAGE_BYTES_MAX + 1]).is_err());
-        assert!(encode(1, "s", "id", &vec![0; limits::MESSAGE_BYTES_MAX]).is_ok());
+        assert!(encode(1, &"s".repeat(limits::SUBJECT_BYTES_MAX + 1), "id", None, b"p").is_err());
+        assert!(encode(1, "s", &"i".repeat(EVENT_ID_BYTES_MAX + 1), None, b"p").is_err());
+        assert!(encode(1, "s", "id", None, &vec![0; limits::MESSAGE_BYTES_MAX + 1]).is_err());
+        assert!(encode(1, "s", "id", None, &vec![0; limits::MESSAGE_BYTES_MAX]).is_ok());
+    }
+
+    #[test]
+    fn the_traceparent_round_trips_and_format_1_is_still_read() {
+        let t = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let v = encode(5, "mpp.events.dukcapil.kk", "0190-abc", Some(&t), b"\x08\x01payload").unwrap();
+        let e = decode(3, &v).unwrap();
+        assert_eq!((e.traceparent, &e.payload[..]), (Some(t), &b"\x08\x01payload"[..]));
+        // Cut anywhere before the payload's first byte.
+        for cut in 0..=v.len() - b"\x08\x01payload".len() {
+            assert!(decode(3, &v[..cut]).is_err(), "truncated at {cut}");
+        }
+        // Format 1: the same without the traceparent length and text.
+        let mut old = encode(5, "s", "id", None, b"p").unwrap();
+        old[0] = ENTRY_FORMAT_UNTRACED;
+        let trace_len_at = 1 + 8 + 2 + 1 + 1 + 2;
+        assert_eq!(old.remove(trace_len_at), 0);
+        let e = decode(4, &old).unwrap();
+        assert_eq!(
+            (e.subject.as_str(), e.event_id.as_str(), e.traceparent, &e.payload[..]),
+            ("s", "id", None, &b"p"[..])
+        );
+        assert_eq!(enqueued_at_ms(&old), Some(5));
+        // A stored traceparent that does not parse is corruption.
+        let mut bad = v.clone();
+        let at = bad.iter().position(|&b| b == b'4').unwrap();
+        bad[at] = b'X';
+        assert!(matches!(decode(3, &bad), Err(EntryError::Corrupt { what: "malformed traceparent", .. })));
     }
 }

@@ -410,8 +410,10 @@ impl OutboxPublisher {
         };
         let mut values = Vec::with_capacity(events.len());
         let mut bytes = 0u64;
+        // The RPC's trace, kept with each of its events (crate::trace).
+        let trace = crate::trace::current();
         for ev in events {
-            let value = entry::encode(0, ev.subject(), ev.event_id(), &ev.encode())
+            let value = entry::encode(0, ev.subject(), ev.event_id(), trace.as_ref(), &ev.encode())
                 .map_err(|e| refuse(ReasonCode::MessageTooLarge, PublishOutcome::NotStored, e.to_string()))?;
             bytes += KEY_BYTES + value.len() as u64;
             values.push(value);

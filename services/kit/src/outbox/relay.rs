@@ -20,6 +20,7 @@ use crate::event::Clock;
 use crate::publish::PUBACK_TIMEOUT_MS;
 use crate::signing::{EnvelopeSigner, ToSign};
 use crate::stream::{ensure_stream, STREAM_NAME};
+use mpp_edge::trace::TRACEPARENT_HEADER;
 
 /// Most events sent and awaiting their PubAck at once. Acknowledgements are
 /// taken in the order of sending.
@@ -294,10 +295,13 @@ impl Relay {
             }
         }
         for (ev, bytes) in batch {
-            let message = PublishMessage::build()
+            let mut message = PublishMessage::build()
                 .payload(ev.payload)
                 .message_id(&ev.event_id)
                 .expected_stream(&self.config.stream);
+            if let Some(t) = ev.traceparent {
+                message = message.header(TRACEPARENT_HEADER, t.to_string().as_str());
+            }
             let ack = self.js.send_publish(ev.subject, message).await?;
             self.inflight.push_back(InFlight { seq: ev.seq, bytes, ack: ack.into_future() });
             self.cursor = ev.seq + 1;

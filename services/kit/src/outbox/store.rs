@@ -149,9 +149,14 @@ mod tests {
             let db = sled::open(dir.path()).unwrap();
             let tree = db.open_tree(SLED_OUTBOX_TREE).unwrap();
             for (seq, id) in (41..=45u64).zip(&ids) {
-                let v =
-                    entry::encode(1_767_225_600_000 + seq as i64, "mpp.events.dukcapil.kk", id, b"\x08\x01p")
-                        .unwrap();
+                let v = entry::encode(
+                    1_767_225_600_000 + seq as i64,
+                    "mpp.events.dukcapil.kk",
+                    id,
+                    None,
+                    b"\x08\x01p",
+                )
+                .unwrap();
                 tree.insert(seq.to_be_bytes(), v).unwrap();
             }
             db.flush().unwrap();
