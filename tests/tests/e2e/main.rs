@@ -45,7 +45,8 @@
 //!   tests; the rules and the Grafana dashboard name only metrics the
 //!   running binaries export.
 //! - `ops`: the operators' dashboard in a headless browser, its JSON twin,
-//!   redrive; with `deploy` (the deployment files checked with PyYAML,
+//!   redrive (logged with the operator as its actor; a superseded one and
+//!   an agency's own redrive headers refused); with `deploy` (the deployment files checked with PyYAML,
 //!   `nats-server -t`, systemd-analyze and kubectl).
 //! - `privacy`: personal data under UU 27/2022 (crypto-shredding), end to end.
 //! - `probes`: the gRPC health service follows readiness through a NATS

@@ -377,6 +377,14 @@ async fn the_secure_config_refuses_foreign_publishes_stream_changes_and_other_re
     agency_client.publish("_INBOX.hub.injected", "forged".into()).await?;
     server_error(&mut agency_events, "Permissions Violation for Publish to \"_INBOX.hub.injected\"").await?;
 
+    // (5) An operator's redrive: only the hub may publish one, so an
+    // agency cannot make its message look like an operator's.
+    let redrive = format!("{}dukcapil.kk", mpp_core::redrive::REDRIVE_SUBJECT_PREFIX);
+    let ack = agency_js.publish(redrive.clone(), "forged".into()).await?.await;
+    ensure!(ack.is_err(), "NATS acknowledged dukcapil's publish on {redrive}: {ack:?}");
+    server_error(&mut agency_events, &format!("Permissions Violation for Publish to \"{redrive}\"")).await?;
+    hub_js.publish(redrive.clone(), "redrive".into()).await?.await.context("the hub publishing a redrive")?;
+
     // Nothing was changed, and each replica still does its own work.
     let mut stream = hub_js.get_stream(mpp_tests::STREAM_NAME).await.context("the stream is gone")?;
     ensure!(stream.info().await?.config.deny_delete, "the stream's settings changed");
