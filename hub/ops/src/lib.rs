@@ -91,7 +91,7 @@ use tower::limit::ConcurrencyLimitLayer;
 use tracing::{info, warn};
 
 use mpp_edge::auth::{ClientId as OperatorId, TokenTable, TOKEN_BYTES_MAX};
-use mpp_edge::nats::{connect_nats, NatsAccess, NatsCredentials};
+use mpp_edge::nats::{connect_nats, NatsAccess, NatsLogin};
 use mpp_lookup::error::ApiError;
 use mpp_lookup::lookup::Lookups;
 use mpp_obs::health::Health;
@@ -147,8 +147,8 @@ const NOT_REDRIVABLE: [ReasonCode; 4] = [
 pub struct RedriveTarget {
     /// NATS server URL.
     pub nats_url: String,
-    /// NATS user and password file, when the hub logs in.
-    pub login: Option<(String, PathBuf)>,
+    /// NATS user and its secret's file, when the hub logs in.
+    pub login: Option<NatsLogin>,
     /// CA of the NATS server's TLS certificate, when it must be TLS.
     pub tls_ca_file: Option<PathBuf>,
 }
@@ -861,10 +861,9 @@ impl Ops {
         }
         // Read at every connect, so a rotated password file is picked up.
         let credentials = match &target.login {
-            Some((user, file)) => Some(
-                NatsCredentials::load(user, file)
-                    .map_err(|e| RedriveError::Nats(format!("NATS credentials: {e}")))?,
-            ),
+            Some(login) => {
+                Some(login.load().map_err(|e| RedriveError::Nats(format!("NATS credentials: {e}")))?)
+            }
             None => None,
         };
         let timeout = std::time::Duration::from_millis(REDRIVE_NATS_TIMEOUT_MS);
