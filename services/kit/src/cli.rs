@@ -45,7 +45,7 @@ pub struct CommonArgs {
 
     /// File holding the NATS password of --nats-user (at most 1 KiB;
     /// surrounding whitespace ignored), for servers configured with
-    /// passwords; the deployment files use --nats-nkey-file. Read once at
+    /// passwords (the files in deploy/ still are). Read once at
     /// start, never logged.
     #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
     pub nats_password_file: Option<PathBuf>,

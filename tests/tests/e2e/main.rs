@@ -40,7 +40,7 @@
 //!   next, visit by visit, until done.
 //! - `nats_auth`: NATS with one user per agency (deploy/nats/secure.conf):
 //!   a foreign publish is refused by NATS and, on an open server, rejected
-//!   by the hub.
+//!   by the hub; an agency logged in with its NKey (`--nats-nkey-file`).
 //! - `observability`: the Prometheus rules pass promtool's check and unit
 //!   tests; the rules and the Grafana dashboard name only metrics the
 //!   running binaries export.
