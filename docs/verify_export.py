@@ -24,7 +24,11 @@ def canonical(e):
         b = text.encode("utf-8")
         out += struct.pack(">H", len(b)) + b
     payload = base64.b64decode(e["payload_b64"], validate=True)
-    return out + struct.pack(">I", len(payload)) + payload + bytes.fromhex(e["prev_hash"])
+    out += struct.pack(">I", len(payload)) + payload + bytes.fromhex(e["prev_hash"])
+    if e["format"] == 2:  # an operator's redrive: the entry redriven and the operator
+        operator = e["operator"].encode("ascii")
+        out += struct.pack(">QH", e["redrive_of"], len(operator)) + operator
+    return out
 
 def root(frontier):  # frontier: roots of the complete subtrees, largest first
     if not frontier:

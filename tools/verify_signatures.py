@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 REGISTRY_SUBJECT = "mpp.events.registry"
+REDRIVE_PREFIX = "mpp.events.redrive."
 STATEMENT_DOMAIN = b"mpp-registry-statement/v1\x00"
 LEAF_DOMAIN = b"mpp-envelope/v1\x00"
 BATCH_DOMAIN = b"mpp-envelope-batch/v1\x00"
@@ -128,6 +129,16 @@ def root_from_path(leaf, index, size, path):
     return r if sn == 0 else None
 
 
+def signed_subject(entry):
+    """The subject the participant signed: an operator's redrive (entry
+    format 2) is logged on mpp.events.redrive.<agency>.<service> but carries
+    the participant's signature over mpp.events.<agency>.<service>."""
+    subject = entry["subject"]
+    if entry.get("format") == 2 and subject.startswith(REDRIVE_PREFIX):
+        return "mpp.events." + subject[len(REDRIVE_PREFIX):]
+    return subject
+
+
 def envelope_claim(subject, payload):
     """(participant, key_id, batch_size, root, signature) of a signed envelope;
     None when unsigned; raises ValueError when malformed."""
@@ -187,7 +198,7 @@ def check_export(path, registrar_key_file):
                     keys[(one(added, 1).decode(), sha(pk)[:8])] = pk
             continue
         try:
-            claim = envelope_claim(line["subject"], payload)
+            claim = envelope_claim(signed_subject(line), payload)
         except ValueError as err:
             failures.append(f"seq {seq} ({line['verdict']} {line['reason_code']}): {err}")
             if accepted and in_force:
@@ -222,7 +233,7 @@ def check_bundle(path, key_file):
     bundle = json.load(open(path))
     entry = bundle["entry"]
     public_key = read_keys(key_file)[0]
-    claim = envelope_claim(entry["subject"], base64.b64decode(entry["payload_b64"]))
+    claim = envelope_claim(signed_subject(entry), base64.b64decode(entry["payload_b64"]))
     if claim is None:
         print(f"FAIL: the envelope of seq {entry['seq']} carries no signature")
         return 1

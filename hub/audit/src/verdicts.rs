@@ -168,8 +168,18 @@ impl Drop for Place {
     }
 }
 
-/// The participant a log entry belongs to: the one its subject names.
+/// The participant a log entry belongs to: the one its subject names, or
+/// for an operator's redrive (`mpp.events.redrive.<participant>.<service>`)
+/// the participant whose message was redriven, so that it hears the verdict
+/// on its own message.
 pub fn participant_of(e: &LogEntry) -> Option<&str> {
+    if let Some(rest) = e.subject.strip_prefix(mpp_core::redrive::REDRIVE_SUBJECT_PREFIX) {
+        let mut parts = rest.split('.');
+        return match (parts.next(), parts.next(), parts.next()) {
+            (Some(p), Some(s), None) if !p.is_empty() && !s.is_empty() => Some(p),
+            _ => None,
+        };
+    }
     parse_subject(&e.subject).ok().map(|(participant, _)| participant)
 }
 

@@ -98,6 +98,7 @@ fn stream(seed: u64) -> Vec<RawMessage> {
             stream_time_ns: T0_NS + seq as i64 * STEP_NS,
             subject,
             payload,
+            redrive: None,
         });
     };
     let envelope = |n: u64, case: Option<u64>, app: Option<u64>, svc: usize, body: EventBody| {

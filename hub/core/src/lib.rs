@@ -47,6 +47,7 @@ pub mod merkle;
 pub mod note;
 pub mod pin;
 pub mod reason;
+pub mod redrive;
 pub mod registry;
 pub mod rng;
 pub mod signature;
@@ -59,7 +60,7 @@ pub use case::{Application, Case, CaseStatus, NextAction, PersonalData, ServiceS
 pub use decide::{apply, decide, decide_at, EntryMeta, State, StateMut};
 pub use event::{Envelope, EventBody, EventKind, UncheckedEnvelope};
 pub use ids::{AgencyId, ApplicationId, EventId, Nik, RegionCode, ServiceId, TrackingNumber};
-pub use log::{LogEntry, Verdict};
+pub use log::{LogEntry, Redrive, Verdict};
 pub use reason::{ReasonCode, Rejection};
 pub use sla::{case_status_at, SlaView};
 pub use state::AppState;

@@ -19,8 +19,22 @@
 //! [32]    prev_hash         hash of entry seq-1, zeros for seq 1
 //! ```
 //!
-//! `hash = SHA-256("mpp-hub/log-entry/v1" || 0x00 || canonical bytes)`.
-//! The stored record is the canonical bytes followed by the 32-byte hash.
+//! Version 2 is the encoding of an operator's redrive (see
+//! [`crate::redrive`]): version 1's fields with the format byte 2, followed,
+//! after `prev_hash`, by
+//!
+//! ```text
+//! u64     redrive_of        seq of the rejected entry the operator redrove
+//! u16+..  operator          ASCII, the operator's id, at most redrive::OPERATOR_ID_BYTES_MAX
+//! ```
+//!
+//! Every other entry is written in version 1, so a log from before
+//! version 2 existed replays byte for byte.
+//!
+//! `hash = SHA-256("mpp-hub/log-entry/v1" || 0x00 || canonical bytes)` in
+//! both versions (the format byte, first of the canonical bytes, tells
+//! them apart). The stored record is the canonical bytes followed by the
+//! 32-byte hash.
 
 use sha2::{Digest, Sha256};
 
@@ -29,6 +43,9 @@ use crate::reason::ReasonCode;
 
 /// Format version byte of the canonical encoding.
 pub const ENTRY_FORMAT_V1: u8 = 1;
+
+/// Format version byte of a redriven entry's canonical encoding.
+pub const ENTRY_FORMAT_V2: u8 = 2;
 
 /// Domain separation tag of the entry hash.
 pub const ENTRY_HASH_DOMAIN: &[u8] = b"mpp-hub/log-entry/v1\0";
@@ -101,8 +118,22 @@ pub struct LogEntry {
     pub payload: Vec<u8>,
     /// Hash of the previous entry.
     pub prev_hash: Hash32,
+    /// The operator's redrive this entry records (format version 2), or
+    /// `None`: the participant's own message (version 1).
+    pub redrive: Option<Redrive>,
     /// Hash of this entry.
     pub hash: Hash32,
+}
+
+/// An operator's redrive of a rejected entry, as the log records it: the
+/// operator is the actor of the entry, the participant's payload (and its
+/// signature) is kept byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Redrive {
+    /// Seq of the rejected entry redriven (always below the entry's own).
+    pub of_seq: u64,
+    /// The operator who asked for it (their token's client id).
+    pub operator: String,
 }
 
 /// Why stored bytes do not decode to an entry.
@@ -167,12 +198,32 @@ impl LogEntry {
             subject: truncate_utf8(subject, limits::SUBJECT_BYTES_MAX).to_owned(),
             payload,
             prev_hash,
+            redrive: None,
             hash: GENESIS_HASH,
         };
-        let mut buf = Vec::with_capacity(e.canonical_len());
-        e.write_canonical(&mut buf);
-        e.hash = hash_canonical(&buf);
+        e.rehash();
         e
+    }
+
+    /// This entry as the record of an operator's `redrive` (format version
+    /// 2), its hash recomputed; `None` leaves it as it is. The operator id
+    /// is truncated to [`redrive::OPERATOR_ID_BYTES_MAX`] like the other
+    /// text fields.
+    ///
+    /// [`redrive::OPERATOR_ID_BYTES_MAX`]: crate::redrive::OPERATOR_ID_BYTES_MAX
+    pub fn with_redrive(mut self, redrive: Option<Redrive>) -> Self {
+        if let Some(mut r) = redrive {
+            r.operator = truncate_utf8(&r.operator, crate::redrive::OPERATOR_ID_BYTES_MAX).to_owned();
+            self.redrive = Some(r);
+            self.rehash();
+        }
+        self
+    }
+
+    fn rehash(&mut self) {
+        let mut buf = Vec::with_capacity(self.canonical_len());
+        self.write_canonical(&mut buf);
+        self.hash = hash_canonical(&buf);
     }
 
     /// Time of record in Unix milliseconds.
@@ -194,12 +245,13 @@ impl LogEntry {
             + 4
             + self.payload.len()
             + 32
+            + self.redrive.as_ref().map_or(0, |r| 8 + 2 + r.operator.len())
     }
 
     /// Appends the canonical encoding (without the hash) to `out`.
     pub fn write_canonical(&self, out: &mut Vec<u8>) {
         let reason = self.reason.map_or("", |r| r.as_str());
-        out.push(ENTRY_FORMAT_V1);
+        out.push(if self.redrive.is_some() { ENTRY_FORMAT_V2 } else { ENTRY_FORMAT_V1 });
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.stream_seq.to_be_bytes());
         out.extend_from_slice(&self.stream_time_ns.to_be_bytes());
@@ -212,6 +264,12 @@ impl LogEntry {
         out.extend_from_slice(&(self.payload.len() as u32).to_be_bytes());
         out.extend_from_slice(&self.payload);
         out.extend_from_slice(&self.prev_hash);
+        if let Some(r) = &self.redrive {
+            out.extend_from_slice(&r.of_seq.to_be_bytes());
+            // Bounded by `with_redrive`.
+            out.extend_from_slice(&(r.operator.len() as u16).to_be_bytes());
+            out.extend_from_slice(r.operator.as_bytes());
+        }
     }
 
     /// Appends the stored record (canonical bytes + hash) to `out`.
@@ -233,7 +291,7 @@ impl LogEntry {
     pub fn decode_prefix(buf: &[u8]) -> Result<(Self, usize), EntryDecodeError> {
         let mut r = Reader { buf, pos: 0 };
         let format = r.u8()?;
-        if format != ENTRY_FORMAT_V1 {
+        if format != ENTRY_FORMAT_V1 && format != ENTRY_FORMAT_V2 {
             return Err(EntryDecodeError::UnknownFormat(format));
         }
         let seq = r.u64()?;
@@ -252,6 +310,12 @@ impl LogEntry {
         let len = r.u32()? as usize;
         let payload = r.take(len)?.to_vec();
         let prev_hash = r.hash()?;
+        let redrive = if format == ENTRY_FORMAT_V2 {
+            let of_seq = r.u64()?;
+            Some(Redrive { of_seq, operator: r.str16()?.to_owned() })
+        } else {
+            None
+        };
         let canonical_end = r.pos;
         let hash = r.hash()?;
         if hash_canonical(&buf[..canonical_end]) != hash {
@@ -267,6 +331,7 @@ impl LogEntry {
             subject,
             payload,
             prev_hash,
+            redrive,
             hash,
         };
         Ok((entry, r.pos))

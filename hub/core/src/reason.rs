@@ -196,6 +196,10 @@ reason_codes! {
     SigningKeyExists => "SIGNING_KEY_EXISTS", "A signing key with this id is already registered (keys are never re-added, even after revocation).";
     /// A registry limit was reached.
     RegistryLimitExceeded => "REGISTRY_LIMIT_EXCEEDED", "The registry or the participant already holds the most participants, keys, regions or services allowed (see mpp_core::registry).";
+    /// A redrive names no earlier rejection of the same message.
+    RedriveInvalid => "REDRIVE_INVALID", "The operator's redrive does not name an earlier rejected entry of the same subject and payload (or names a registry statement, which the registrar publishes again itself).";
+    /// A later accepted statement superseded the redriven message.
+    RedriveSuperseded => "REDRIVE_SUPERSEDED", "A later accepted event changed the application, case or service standard the rejected message was about, so redriving it now would replay a stale statement; the participant must publish a new one.";
 }
 
 impl fmt::Display for ReasonCode {

@@ -344,8 +344,12 @@ pub fn validate_statement(u: &UncheckedStatement) -> Result<Statement, Rejection
     let statement_id =
         EventId::parse(&u.statement_id).map_err(|r| malformed(format!("statement_id: {}", r.detail)))?;
     let body = u.body.as_ref().ok_or_else(|| malformed("the statement has no body"))?;
-    let participant =
-        |s: &str| AgencyId::parse(s).map_err(|r| malformed(format!("participant_id: {}", r.detail)));
+    let participant = |s: &str| {
+        if s == crate::redrive::RESERVED_PARTICIPANT_ID {
+            return Err(malformed(format!("participant_id {s:?} is reserved for operators' redrives")));
+        }
+        AgencyId::parse(s).map_err(|r| malformed(format!("participant_id: {}", r.detail)))
+    };
     let body = match body {
         UncheckedStatementBody::ParticipantRegistered {
             participant_id,

@@ -7,7 +7,7 @@ use mpp_core::limits;
 use mpp_core::log::{
     hash_canonical, EntryDecodeError, Hash32, ENTRY_FORMAT_V1, ENTRY_HASH_DOMAIN, GENESIS_HASH,
 };
-use mpp_core::{LogEntry, ReasonCode, Verdict};
+use mpp_core::{LogEntry, ReasonCode, Redrive, Verdict};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -156,9 +156,13 @@ fn field_errors_are_named() {
         LogEntry::decode(&sealed(&canonical_with(2, b"", b"caf\xc3"))),
         Err(EntryDecodeError::NotUtf8)
     );
+    let mut v3 = canonical_with(1, b"", b"");
+    v3[0] = 3;
+    assert_eq!(LogEntry::decode(&sealed(&v3)), Err(EntryDecodeError::UnknownFormat(3)));
+    // Format 2 needs the redrive fields after prev_hash.
     let mut v2 = canonical_with(1, b"", b"");
     v2[0] = 2;
-    assert_eq!(LogEntry::decode(&sealed(&v2)), Err(EntryDecodeError::UnknownFormat(2)));
+    assert_eq!(LogEntry::decode(&sealed(&v2)), Err(EntryDecodeError::Truncated));
     // A payload length that runs past the end, even near u32::MAX.
     let mut huge = small(GENESIS_HASH).encode();
     let at = huge.len() - 64 - 5 - 4;
@@ -352,4 +356,26 @@ proptest! {
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = LogEntry::decode(&bytes);
     }
+}
+
+#[test]
+fn a_redrive_is_format_2_and_everything_else_stays_format_1() {
+    let plain = small(GENESIS_HASH);
+    assert_eq!(plain.encode()[0], 1);
+    let redrive = Redrive { of_seq: 7, operator: "op-1".to_owned() };
+    let e = small(GENESIS_HASH).with_redrive(Some(redrive.clone()));
+    let bytes = e.encode();
+    assert_eq!(bytes[0], 2);
+    assert_ne!(e.hash, plain.hash, "the redrive fields are hashed");
+    let back = LogEntry::decode(&bytes).unwrap();
+    assert_eq!(back.redrive, Some(redrive));
+    assert_eq!(back, e);
+    // Every field of the redrive is covered by the hash.
+    let other_op = small(GENESIS_HASH).with_redrive(Some(Redrive { of_seq: 7, operator: "op-2".to_owned() }));
+    let other_seq =
+        small(GENESIS_HASH).with_redrive(Some(Redrive { of_seq: 8, operator: "op-1".to_owned() }));
+    assert_ne!(other_op.hash, e.hash);
+    assert_ne!(other_seq.hash, e.hash);
+    // `None` changes nothing.
+    assert_eq!(small(GENESIS_HASH).with_redrive(None), plain);
 }

@@ -1,6 +1,17 @@
-//! Connecting to NATS, with or without a user and password, over TLS or
-//! not, the same way from every process (the hub's ingest and redrive,
-//! every agency's outbox relay, the front office).
+//! Connecting to NATS, anonymously or as a user (an NKey, or a password),
+//! over TLS or not, the same way from every process (the hub's ingest and
+//! redrive, every agency's outbox relay, the front office, the registrar).
+//!
+//! A participant proves who it is to NATS with an NKey (Ed25519): the
+//! server's configuration holds only the public key (`nkey: "U…"`), the
+//! seed stays in the participant's file (`--nats-nkey-file`), and the login
+//! signs the server's nonce, so no secret ever crosses the network or sits
+//! in the server's configuration. Decentralised JWT accounts would add an
+//! operator and account hierarchy and a resolver the province would have to
+//! run, for nothing this deployment needs: its participants are few, listed
+//! in one server configuration, and change only with the registry. A
+//! password (`--nats-password-file`) still works, for servers configured
+//! before NKeys, as the files in deploy/ still are.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,18 +22,119 @@ pub const NATS_USER_BYTES_MAX: usize = 64;
 /// Largest NATS password file, in bytes.
 pub const NATS_PASSWORD_FILE_BYTES_MAX: u64 = 1024;
 
-/// A NATS user and its password. The password is never shown: `Debug`
-/// prints it as `<redacted>`.
+/// Largest NATS NKey seed file, in bytes (a seed is 58 characters).
+pub const NATS_NKEY_FILE_BYTES_MAX: u64 = 1024;
+
+/// How a NATS user proves who it is.
+#[derive(Clone)]
+enum Secret {
+    /// A password, sent to the server (over TLS).
+    Password(String),
+    /// An NKey user seed (`SU…`): only the signature of the server's nonce
+    /// is sent.
+    NKeySeed(String),
+}
+
+/// A NATS user (the name of its inbox, `_INBOX.<user>`) and its password or
+/// NKey seed. The secret is never shown: `Debug` prints it as `<redacted>`.
 #[derive(Clone)]
 pub struct NatsCredentials {
     user: String,
-    password: String,
+    secret: Secret,
 }
 
 impl std::fmt::Debug for NatsCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsCredentials").field("user", &self.user).field("password", &"<redacted>").finish()
+        let kind = match self.secret {
+            Secret::Password(_) => "password",
+            Secret::NKeySeed(_) => "nkey",
+        };
+        f.debug_struct("NatsCredentials").field("user", &self.user).field(kind, &"<redacted>").finish()
     }
+}
+
+/// Where a NATS user's secret is: the files of `--nats-password-file` and
+/// `--nats-nkey-file`, read at every connect so a rotated file is picked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsSecretFile {
+    /// A password file.
+    Password(PathBuf),
+    /// An NKey user seed file.
+    NKeySeed(PathBuf),
+}
+
+/// A NATS login as the flags give it: the user and where its secret is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsLogin {
+    /// The user (`--nats-user`).
+    pub user: String,
+    /// Its secret's file.
+    pub secret: NatsSecretFile,
+}
+
+impl NatsLogin {
+    /// The login of `--nats-user` with `--nats-nkey-file` or
+    /// `--nats-password-file` (exactly one); `None` (anonymous) without any.
+    pub fn from_flags(
+        user: Option<&str>,
+        password_file: Option<&Path>,
+        nkey_file: Option<&Path>,
+    ) -> Result<Option<Self>, NatsCredentialsError> {
+        let secret = match (password_file, nkey_file) {
+            (Some(_), Some(_)) => {
+                return Err(NatsCredentialsError::Incomplete(
+                    "--nats-password-file and --nats-nkey-file exclude each other",
+                ))
+            }
+            (Some(p), None) => Some(NatsSecretFile::Password(p.to_owned())),
+            (None, Some(n)) => Some(NatsSecretFile::NKeySeed(n.to_owned())),
+            (None, None) => None,
+        };
+        match (user, secret) {
+            (Some(user), Some(secret)) => Ok(Some(Self { user: user.to_owned(), secret })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(NatsCredentialsError::Incomplete(
+                "--nats-user needs --nats-nkey-file or --nats-password-file",
+            )),
+            (None, Some(_)) => Err(NatsCredentialsError::Incomplete(
+                "--nats-nkey-file and --nats-password-file need --nats-user",
+            )),
+        }
+    }
+
+    /// Reads the secret's file.
+    pub fn load(&self) -> Result<NatsCredentials, NatsCredentialsError> {
+        match &self.secret {
+            NatsSecretFile::Password(f) => NatsCredentials::load(&self.user, f),
+            NatsSecretFile::NKeySeed(f) => NatsCredentials::load_nkey(&self.user, f),
+        }
+    }
+}
+
+/// A new NKey user key pair: its seed (`SU…`, the `--nats-nkey-file`
+/// content) and its public key (`U…`, the server configuration's `nkey`).
+pub fn generate_nkey() -> (String, String) {
+    let pair = nkeys::KeyPair::new_user();
+    // A key pair made from random bytes always has its seed.
+    let seed = pair.seed().unwrap_or_default();
+    (seed, pair.public_key())
+}
+
+/// Reads a small text file, trimmed.
+fn read_secret(path: &Path, max_bytes: u64) -> Result<String, NatsCredentialsError> {
+    use std::io::Read as _;
+    let read_err = |source| NatsCredentialsError::Read { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes + 1).read_to_end(&mut bytes).map_err(read_err)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(NatsCredentialsError::TooLarge { path: path.to_owned() });
+    }
+    let text = String::from_utf8(bytes).ok().map(|s| s.trim().to_owned()).unwrap_or_default();
+    if text.is_empty() {
+        return Err(NatsCredentialsError::Empty { path: path.to_owned() });
+    }
+    Ok(text)
 }
 
 /// Why NATS credentials are unusable.
@@ -40,21 +152,29 @@ pub enum NatsCredentialsError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The password file is larger than [`NATS_PASSWORD_FILE_BYTES_MAX`].
-    #[error("the NATS password file {} is larger than {NATS_PASSWORD_FILE_BYTES_MAX} bytes", path.display())]
+    /// The password or NKey file is larger than
+    /// [`NATS_PASSWORD_FILE_BYTES_MAX`] ([`NATS_NKEY_FILE_BYTES_MAX`]).
+    #[error("the NATS secret file {} is larger than {NATS_PASSWORD_FILE_BYTES_MAX} bytes", path.display())]
     TooLarge {
         /// The file.
         path: PathBuf,
     },
-    /// The password file holds no password (or not UTF-8 text).
-    #[error("the NATS password file {} holds no password (empty, blank or not UTF-8)", path.display())]
+    /// The password or NKey file is empty (or not UTF-8 text).
+    #[error("the NATS secret file {} is empty, blank or not UTF-8", path.display())]
     Empty {
         /// The file.
         path: PathBuf,
     },
-    /// Only one of user and password file was given.
+    /// The user, or its secret file, is missing, or both secret files
+    /// were given.
     #[error("{0}")]
     Incomplete(&'static str),
+    /// The NKey file does not hold an NKey user seed (`SU…`).
+    #[error("the NATS NKey file {} holds no NKey user seed (SU…, as `mpp-registrar nats-nkey` writes)", path.display())]
+    BadNKey {
+        /// The file.
+        path: PathBuf,
+    },
     /// The CA file for the server's TLS certificate cannot be read.
     #[error("cannot read the NATS TLS CA file {}: {source}", path.display())]
     TlsCa {
@@ -82,20 +202,30 @@ impl NatsCredentials {
     /// `user` with the password read from `password_file` (surrounding
     /// whitespace trimmed).
     pub fn load(user: &str, password_file: &Path) -> Result<Self, NatsCredentialsError> {
-        use std::io::Read;
         check_nats_user(user)?;
-        let read_err = |source| NatsCredentialsError::Read { path: password_file.to_owned(), source };
-        let file = std::fs::File::open(password_file).map_err(read_err)?;
-        let mut bytes = Vec::new();
-        file.take(NATS_PASSWORD_FILE_BYTES_MAX + 1).read_to_end(&mut bytes).map_err(read_err)?;
-        if bytes.len() as u64 > NATS_PASSWORD_FILE_BYTES_MAX {
-            return Err(NatsCredentialsError::TooLarge { path: password_file.to_owned() });
+        let password = read_secret(password_file, NATS_PASSWORD_FILE_BYTES_MAX)?;
+        Ok(Self { user: user.to_owned(), secret: Secret::Password(password) })
+    }
+
+    /// `user` with the NKey user seed read from `seed_file` (surrounding
+    /// whitespace ignored; at most [`NATS_NKEY_FILE_BYTES_MAX`] bytes).
+    pub fn load_nkey(user: &str, seed_file: &Path) -> Result<Self, NatsCredentialsError> {
+        check_nats_user(user)?;
+        let seed = read_secret(seed_file, NATS_NKEY_FILE_BYTES_MAX)?;
+        let bad = || NatsCredentialsError::BadNKey { path: seed_file.to_owned() };
+        let pair = nkeys::KeyPair::from_seed(&seed).map_err(|_| bad())?;
+        if pair.key_pair_type() != nkeys::KeyPairType::User {
+            return Err(bad());
         }
-        let password = String::from_utf8(bytes).ok().map(|s| s.trim().to_owned()).unwrap_or_default();
-        if password.is_empty() {
-            return Err(NatsCredentialsError::Empty { path: password_file.to_owned() });
+        Ok(Self { user: user.to_owned(), secret: Secret::NKeySeed(seed) })
+    }
+
+    /// The public key of an NKey login (what the server's `nkey` is).
+    pub fn nkey_public_key(&self) -> Option<String> {
+        match &self.secret {
+            Secret::NKeySeed(seed) => nkeys::KeyPair::from_seed(seed).ok().map(|p| p.public_key()),
+            Secret::Password(_) => None,
         }
-        Ok(Self { user: user.to_owned(), password })
     }
 
     /// The user name.
@@ -103,9 +233,12 @@ impl NatsCredentials {
         &self.user
     }
 
-    /// The password, for connecting only: never log it.
-    pub fn password(&self) -> &str {
-        &self.password
+    /// The password of a password login, for connecting only: never log it.
+    pub fn password(&self) -> Option<&str> {
+        match &self.secret {
+            Secret::Password(p) => Some(p),
+            Secret::NKeySeed(_) => None,
+        }
     }
 
     /// The inbox prefix of this user's connections, `_INBOX.<user>`: the
@@ -164,9 +297,11 @@ fn connect_options(name: &str, access: &NatsAccess) -> async_nats::ConnectOption
             }
         });
     let options = match &access.credentials {
-        Some(c) => options
-            .user_and_password(c.user.clone(), c.password.clone())
-            .custom_inbox_prefix(c.inbox_prefix()),
+        Some(c) => match &c.secret {
+            Secret::Password(p) => options.user_and_password(c.user.clone(), p.clone()),
+            Secret::NKeySeed(seed) => options.nkey(seed.clone()),
+        }
+        .custom_inbox_prefix(c.inbox_prefix()),
         None => options,
     };
     match &access.tls_ca_file {
@@ -225,7 +360,7 @@ mod tests {
         let file = dir.path().join("hub.pass");
         std::fs::write(&file, "s3cret-Pa55\n").unwrap();
         let c = NatsCredentials::load("hub", &file).unwrap();
-        assert_eq!((c.user(), c.password.as_str()), ("hub", "s3cret-Pa55"));
+        assert_eq!((c.user(), c.password()), ("hub", Some("s3cret-Pa55")));
         assert_eq!(c.inbox_prefix(), "_INBOX.hub");
         assert!(!format!("{c:?}").contains("s3cret"));
         for bad in ["", "a.b", "a*", "a>", "a b"] {
@@ -240,6 +375,47 @@ mod tests {
         assert!(matches!(NatsCredentials::load("hub", &file), Err(NatsCredentialsError::Empty { .. })));
         std::fs::write(&file, "x".repeat(NATS_PASSWORD_FILE_BYTES_MAX as usize + 1)).unwrap();
         assert!(matches!(NatsCredentials::load("hub", &file), Err(NatsCredentialsError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn an_nkey_seed_comes_from_a_file_and_is_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dukcapil.nk");
+        let (seed, public) = generate_nkey();
+        assert!(seed.starts_with("SU") && public.starts_with('U'), "{public}");
+        std::fs::write(&file, format!("{seed}\n")).unwrap();
+        let login = NatsLogin::from_flags(Some("dukcapil"), None, Some(&file)).unwrap().unwrap();
+        let c = login.load().unwrap();
+        assert_eq!((c.user(), c.password()), ("dukcapil", None));
+        assert_eq!(c.nkey_public_key(), Some(public.clone()));
+        assert!(!format!("{c:?}").contains(&seed[2..]), "{c:?}");
+        // A public key, an account seed or garbage is no user seed.
+        let account = nkeys::KeyPair::new_account().seed().unwrap();
+        for bad in [public.as_str(), account.as_str(), "SUNOTASEED"] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(matches!(login.load(), Err(NatsCredentialsError::BadNKey { .. })), "{bad}");
+        }
+        std::fs::write(&file, "S".repeat(NATS_NKEY_FILE_BYTES_MAX as usize + 1)).unwrap();
+        assert!(matches!(login.load(), Err(NatsCredentialsError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn the_flags_give_one_secret_with_a_user_or_nothing() {
+        let (p, n) = (Path::new("p"), Path::new("n"));
+        assert_eq!(NatsLogin::from_flags(None, None, None).unwrap(), None);
+        let login = NatsLogin::from_flags(Some("hub"), Some(p), None).unwrap().unwrap();
+        assert_eq!(login.secret, NatsSecretFile::Password(p.to_owned()));
+        for (user, pass, nkey) in [
+            (Some("hub"), Some(p), Some(n)),
+            (Some("hub"), None, None),
+            (None, Some(p), None),
+            (None, None, Some(n)),
+        ] {
+            assert!(
+                matches!(NatsLogin::from_flags(user, pass, nkey), Err(NatsCredentialsError::Incomplete(_))),
+                "{user:?} {pass:?} {nkey:?}"
+            );
+        }
     }
 
     #[test]

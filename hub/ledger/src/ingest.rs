@@ -551,11 +551,18 @@ async fn submit(writer: &Writer, batch: Vec<jetstream::Message>) -> Result<InFli
         pending = info.pending;
         let ns = info.published.unix_timestamp_nanos();
         traced.extend(Traced::of(m, info.stream_sequence));
+        let header = |name: &str| m.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str());
+        let redrive = mpp_core::redrive::claim(
+            m.subject.as_str(),
+            header(mpp_core::redrive::REDRIVE_OF_HEADER),
+            header(mpp_core::redrive::OPERATOR_HEADER),
+        );
         raws.push(RawMessage {
             stream_seq: info.stream_sequence,
             stream_time_ns: i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX }),
             subject: m.subject.to_string(),
             payload: m.payload.clone(),
+            redrive,
         });
     }
     let Some(last) = batch.into_iter().next_back() else {

@@ -39,6 +39,16 @@
 //! dedupe of step 6 (its statement id shares the event-id index),
 //! [`registry::decide_statement`] and [`registry::apply_statement`].
 //!
+//! A message on a redrive subject (`mpp.events.redrive.<agency>.<service>`,
+//! which only the hub's own NATS user may publish on) whose headers name
+//! the entry and the operator is an operator's redrive
+//! ([`mpp_core::redrive`]): its entry records both (log format version 2),
+//! and it is judged as the payload on the original subject after two more
+//! steps: first, the entry it names must be an earlier rejection of the
+//! same subject and payload (`REDRIVE_INVALID`); after step 6, nothing
+//! accepted since that entry may have changed the application, case or
+//! standard the message is about (`REDRIVE_SUPERSEDED`).
+//!
 //! # Which event ids are burned
 //!
 //! Only accepted events enter the dedupe index. An event rejected at any
@@ -64,8 +74,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mpp_core::decide::MemState;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
-use mpp_core::log::Verdict;
+use mpp_core::log::{Redrive, Verdict};
 use mpp_core::merkle::{MerkleFrontier, Subtree};
+use mpp_core::redrive;
 use mpp_core::registry::{self, EnvelopeSignature, Registry, Statement, REGISTRY_SUBJECT};
 use mpp_core::signature::{self as sig, SignatureVerifier as _};
 use mpp_core::validate::validate;
@@ -104,6 +115,9 @@ pub struct RawMessage {
     pub subject: String,
     /// The payload as received.
     pub payload: Bytes,
+    /// The operator's redrive its headers claim, honoured on a redrive
+    /// subject only ([`redrive::claim`]).
+    pub redrive: Option<Redrive>,
 }
 
 /// A hole in the stream: the next message was not checkpoint + 1.
@@ -275,7 +289,14 @@ impl<S: Store> Ledger<S> {
             .collect::<Result<_, _>>()?;
         let checked: Vec<Result<Checked, Rejection>> = entries
             .iter()
-            .map(|e| check_message(&e.subject, &e.payload, e.stream_time_ns.div_euclid(1_000_000)))
+            .map(|e| {
+                check_entry(
+                    &e.subject,
+                    &e.payload,
+                    e.redrive.as_ref(),
+                    e.stream_time_ns.div_euclid(1_000_000),
+                )
+            })
             .collect();
         let mut overlay = Overlay::new(&self.store, &self.standards, &self.registry, &mut self.cache);
         // The index already holds the ids these entries accepted; only ids
@@ -283,11 +304,13 @@ impl<S: Store> Ledger<S> {
         let ids: Vec<EventId> = checked.iter().flatten().map(Checked::id).collect();
         overlay.prefetch_ids(&ids, projected)?;
         for (e, checked) in entries.iter().zip(checked) {
+            let redrive = RedriveOf::read(&self.store, e.redrive.as_ref(), &[], &e.subject, &e.payload)?;
             let j = judge_checked(
                 &mut overlay,
                 &self.trust,
                 e.seq,
                 checked,
+                redrive,
                 e.stream_time_ns.div_euclid(1_000_000),
             )?;
             check_replayed(e, &j)?;
@@ -411,11 +434,13 @@ impl<S: Store> Ledger<S> {
             let seq = head.last_seq + 1;
             // Each message's result is taken once (`checked` has one per message).
             let checked = checked.take().unwrap_or_else(|| check_raw(m));
+            let redrive = RedriveOf::read(&self.store, m.redrive.as_ref(), &entries, &m.subject, &m.payload)?;
             let j = judge_checked(
                 &mut overlay,
                 &self.trust,
                 seq,
                 checked,
+                redrive,
                 m.stream_time_ns.div_euclid(1_000_000),
             )?;
             match j.verdict {
@@ -436,7 +461,8 @@ impl<S: Store> Ledger<S> {
                 &m.subject,
                 m.payload.to_vec(),
                 head.head_hash,
-            );
+            )
+            .with_redrive(m.redrive.clone());
             head = Head { last_seq: seq, last_stream_seq: m.stream_seq, head_hash: entry.hash };
             push_entry(&mut frontier, &entry.hash, &mut subtrees).map_err(|_| ChainError {
                 seq,
@@ -594,9 +620,54 @@ impl CheckedBatch {
     }
 }
 
-/// [`check_message`] of a stream message, at its time of record.
+/// [`check_entry`] of a stream message, at its time of record.
 fn check_raw(m: &RawMessage) -> Result<Checked, Rejection> {
-    check_message(&m.subject, &m.payload, m.stream_time_ns.div_euclid(1_000_000))
+    check_entry(&m.subject, &m.payload, m.redrive.as_ref(), m.stream_time_ns.div_euclid(1_000_000))
+}
+
+/// [`check_message`] of a message, or of an operator's redrive: its payload
+/// on the subject it redrives (so the participant's signature, made over
+/// that subject, is checked as it was made).
+fn check_entry(
+    subject: &str,
+    payload: &[u8],
+    redrive: Option<&Redrive>,
+    record_ms: i64,
+) -> Result<Checked, Rejection> {
+    match redrive.and_then(|_| redrive::original_subject(subject)) {
+        Some(original) if subject.len() <= SUBJECT_CHECKED_BYTES_MAX => {
+            check_message(&original, payload, record_ms)
+        }
+        _ => check_message(subject, payload, record_ms),
+    }
+}
+
+/// An operator's redrive being judged: what its headers claim and the log
+/// entry they name.
+struct RedriveOf<'a> {
+    claim: &'a Redrive,
+    original: Option<LogEntry>,
+    subject: &'a str,
+    payload: &'a [u8],
+}
+
+impl<'a> RedriveOf<'a> {
+    /// Reads the entry `claim` names from `pending` (the entries of the
+    /// batch not yet committed) or the store.
+    fn read<S: Store>(
+        store: &S,
+        claim: Option<&'a Redrive>,
+        pending: &[LogEntry],
+        subject: &'a str,
+        payload: &'a [u8],
+    ) -> Result<Option<Self>, LedgerError> {
+        let Some(claim) = claim else { return Ok(None) };
+        let original = match pending.iter().find(|e| e.seq == claim.of_seq) {
+            Some(e) => Some(e.clone()),
+            None => store.entry(claim.of_seq)?,
+        };
+        Ok(Some(RedriveOf { claim, original, subject, payload }))
+    }
 }
 
 /// Steps 1-4 of the module docs: bytes and subject to a valid envelope.
@@ -673,12 +744,12 @@ fn judge(
     f: &mut impl Fold,
     trust: &Trust,
     seq: u64,
-    subject: &str,
-    payload: &[u8],
-    stream_time_ns: i64,
+    e: &LogEntry,
+    redrive: Option<RedriveOf<'_>>,
 ) -> Result<Judgement, LedgerError> {
-    let recorded_at_ms = stream_time_ns.div_euclid(1_000_000);
-    judge_checked(f, trust, seq, check_message(subject, payload, recorded_at_ms), recorded_at_ms)
+    let recorded_at_ms = e.stream_time_ns.div_euclid(1_000_000);
+    let checked = check_entry(&e.subject, &e.payload, e.redrive.as_ref(), recorded_at_ms);
+    judge_checked(f, trust, seq, checked, redrive, recorded_at_ms)
 }
 
 /// Steps 5-8 of the module docs, for a message [`check_message`] already
@@ -688,8 +759,14 @@ fn judge_checked(
     trust: &Trust,
     seq: u64,
     checked: Result<Checked, Rejection>,
+    redrive: Option<RedriveOf<'_>>,
     recorded_at_ms: i64,
 ) -> Result<Judgement, LedgerError> {
+    if let Some(r) = &redrive {
+        if let Err(rej) = redrive::check_original(seq, r.subject, r.payload, r.claim, r.original.as_ref()) {
+            return Ok(Judgement::rejected(rej));
+        }
+    }
     let (env, signature) = match checked {
         Ok(Checked::Event { env, signature }) => (env, signature),
         Ok(Checked::Statement(s)) => return judge_statement(f, trust, seq, s, recorded_at_ms),
@@ -707,6 +784,9 @@ fn judge_checked(
     }
     if let Some(case) = env.case_id() {
         f.load_case(&case)?;
+    }
+    if let Some(rej) = redrive.and_then(|r| redrive::superseded(f, &env, r.claim.of_seq)) {
+        return Ok(Judgement::rejected(rej));
     }
     if let Err(r) = decide_at(f, &env, recorded_at_ms) {
         return Ok(Judgement::rejected(r));
@@ -1124,7 +1204,8 @@ pub fn rebuild_with(store: &impl Store, trust: &Trust) -> Result<(MemState, Head
     for e in store.entries(1).take(usize::try_from(stored.last_seq).unwrap_or(usize::MAX)) {
         let e = e.map_err(|err| ChainError { seq: walk.head.last_seq + 1, what: err.to_string() })?;
         walk.step(&e)?;
-        let j = judge(&mut replay, trust, e.seq, &e.subject, &e.payload, e.stream_time_ns)?;
+        let redrive = RedriveOf::read(store, e.redrive.as_ref(), &[], &e.subject, &e.payload)?;
+        let j = judge(&mut replay, trust, e.seq, &e, redrive)?;
         check_replayed(&e, &j)?;
     }
     let head = walk.finish(&stored, &stored_frontier)?;
@@ -1145,7 +1226,8 @@ fn check_replayed(e: &LogEntry, j: &Judgement) -> Result<(), LedgerError> {
         &e.subject,
         e.payload.clone(),
         e.prev_hash,
-    );
+    )
+    .with_redrive(e.redrive.clone());
     if again.hash == e.hash {
         return Ok(());
     }

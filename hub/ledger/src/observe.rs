@@ -43,6 +43,7 @@ mod tests {
             stream_time_ns: 1_750_000_000_000_000_000 + seq as i64,
             subject: subject.to_owned(),
             payload: Bytes::from_static(payload),
+            redrive: None,
         }
     }
 

@@ -321,6 +321,7 @@ fn fuzz_mutated_streams_through_the_ledger() {
                 stream_time_ns: (RECORD_MS + i as i64 * 1000) * 1_000_000,
                 subject: subject.clone(),
                 payload: Bytes::from(payload.clone()),
+                redrive: None,
             };
             let out = ledger.commit_batch(&[msg]).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(out.head.last_seq, seq, "one message, one log entry");

@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use mpp_core::ids::{RegionCode, TrackingNumber};
-use mpp_core::log::Verdict;
+use mpp_core::log::{Redrive, Verdict};
 use mpp_core::{limits, AppState, EventBody, LogEntry, ReasonCode, UncheckedEnvelope};
 use mpp_ledger::ledger::{self, BatchOutcome, Gap, Ledger, LedgerError, RawMessage, BATCH_MESSAGES_MAX};
 use mpp_store::{push_entry, CommitBatch, Head, MemStore, SledStore, Store};
@@ -160,6 +160,7 @@ fn stream(steps: &[Step]) -> Vec<RawMessage> {
             stream_time_ns: T0_NS + seq as i64 * STEP_NS,
             subject,
             payload,
+            redrive: None,
         });
         ids.push(id);
     }
@@ -441,8 +442,22 @@ impl Harness {
 
     /// Commits one message at `at_ns` and returns its entry.
     fn send_at(&mut self, subject: &str, payload: Bytes, at_ns: i64) -> LogEntry {
-        let m =
-            RawMessage { stream_seq: self.next, stream_time_ns: at_ns, subject: subject.to_owned(), payload };
+        self.send_raw(subject, payload, at_ns, None)
+    }
+
+    /// Commits one message with the redrive its headers claim.
+    fn send_redrive(&mut self, subject: &str, payload: Bytes, redrive: Redrive) -> LogEntry {
+        self.send_raw(subject, payload, T0_NS + self.next as i64 * STEP_NS, Some(redrive))
+    }
+
+    fn send_raw(&mut self, subject: &str, payload: Bytes, at_ns: i64, redrive: Option<Redrive>) -> LogEntry {
+        let m = RawMessage {
+            stream_seq: self.next,
+            stream_time_ns: at_ns,
+            subject: subject.to_owned(),
+            payload,
+            redrive,
+        };
         self.next += 1;
         let out = self.ledger.commit_batch(&[m]).unwrap();
         assert_eq!(out.skipped, 0);
@@ -616,6 +631,45 @@ fn a_rejected_event_id_is_not_burned() {
 }
 
 #[test]
+fn a_redrive_is_logged_as_the_operators_and_replays_byte_for_byte() {
+    let mut h = Harness::new();
+    let op = |of_seq| Redrive { of_seq, operator: "op-1".to_owned() };
+    let redrive_subject = "mpp.events.redrive.dukcapil.kk";
+    // Reviews of app-1 and app-2 before their filings: rejected.
+    let early1 = envelope(&event_id(1), &tracking(1), "app-1", "dukcapil", "kk", app_body(4));
+    let early2 = envelope(&event_id(2), &tracking(1), "app-2", "dukcapil", "kk", app_body(4));
+    let r1 = h.rejects_env(&early1, ReasonCode::UnknownApplication);
+    let r2 = h.rejects_env(&early2, ReasonCode::UnknownApplication);
+    h.ok(&envelope(&event_id(3), &tracking(1), "app-1", "dukcapil", "kk", app_body(0)));
+    h.ok(&envelope(&event_id(4), &tracking(1), "app-2", "dukcapil", "kk", app_body(0)));
+    // app-2 moved on: its early review is superseded.
+    h.ok(&envelope(&event_id(5), &tracking(1), "app-2", "dukcapil", "kk", app_body(4)));
+
+    // The operator's redrive of r1: accepted, in the operator's name.
+    let e = h.send_redrive(redrive_subject, encode(&early1), op(r1.seq));
+    assert_eq!((e.verdict, e.reason), (Verdict::Accepted, None), "{}", e.detail);
+    assert_eq!(e.redrive, Some(op(r1.seq)));
+    assert_eq!(e.payload, r1.payload);
+    assert_eq!(e.encode()[0], mpp_core::log::ENTRY_FORMAT_V2);
+    // Of r2: superseded.
+    let e = h.send_redrive(redrive_subject, encode(&early2), op(r2.seq));
+    assert_eq!(e.reason, Some(ReasonCode::RedriveSuperseded), "{}", e.detail);
+    // Naming an entry of another payload, an accepted one, a later one.
+    for of_seq in [r1.seq, r1.seq + 2, h.next + 100] {
+        let e = h.send_redrive(redrive_subject, encode(&early2), op(of_seq));
+        assert_eq!(e.reason, Some(ReasonCode::RedriveInvalid), "of {of_seq}: {}", e.detail);
+    }
+    // Ingest never claims a redrive on an agency's own subject
+    // (`redrive::claim`); the ledger refuses one there anyway.
+    let own = h.send_redrive(&subject("dukcapil", "kk"), encode(&early1), op(r1.seq));
+    assert_eq!(own.reason, Some(ReasonCode::RedriveInvalid), "{}", own.detail);
+
+    // The log replays to the same hashes, redrives included.
+    ledger::rebuild(h.ledger.store()).unwrap();
+    ledger::verify_chain(h.ledger.store()).unwrap();
+}
+
+#[test]
 fn a_duplicate_inside_one_batch_is_caught() {
     let mut h = Harness::new();
     let cp = h.ledger.head().last_stream_seq;
@@ -624,6 +678,7 @@ fn a_duplicate_inside_one_batch_is_caught() {
         stream_time_ns: T0_NS + seq as i64 * STEP_NS,
         subject: subject("dukcapil", "kk"),
         payload: encode(&on_app(1, 4)),
+        redrive: None,
     };
     let out = h.ledger.commit_batch(&[msg(cp + 1), msg(cp + 2)]).unwrap();
     assert_eq!((out.accepted, out.duplicates), (1, 1));
@@ -641,6 +696,7 @@ fn a_gap_is_reported_and_nothing_after_it_is_committed() {
         stream_time_ns: T0_NS + seq as i64 * STEP_NS,
         subject: subject("dukcapil", "kk"),
         payload: encode(&on_app(id, 4)),
+        redrive: None,
     };
     // 4 is fine, 5 is missing.
     let out = h.ledger.commit_batch(&[msg(2, 90), msg(4, 1), msg(6, 2), msg(7, 3)]).unwrap();
@@ -673,6 +729,7 @@ fn a_batch_of_redeliveries_writes_nothing() {
             stream_time_ns: e.stream_time_ns,
             subject: e.subject.clone(),
             payload: Bytes::from(e.payload.clone()),
+            redrive: None,
         })
         .collect();
     let out = h.ledger.commit_batch(&redelivered).unwrap();
@@ -690,6 +747,7 @@ fn an_oversized_batch_is_refused_whole() {
             stream_time_ns: T0_NS,
             subject: String::new(),
             payload: Bytes::new(),
+            redrive: None,
         })
         .collect();
     assert!(matches!(h.ledger.commit_batch(&msgs), Err(LedgerError::BatchTooLarge { .. })));

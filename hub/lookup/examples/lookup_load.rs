@@ -123,6 +123,7 @@ fn build_store(store: SledStore, cases: usize) -> Result<()> {
             stream_time_ns: (t0_ms + seq as i64) * 1_000_000,
             subject: format!("mpp.events.{agency}.{service}"),
             payload: Bytes::from(wire::from_unchecked(&u).encode_to_vec()),
+            redrive: None,
         });
     };
     let standard = |name: &str| EventBody::ServiceStandardPublished {

@@ -141,6 +141,7 @@ impl Fixture {
                 stream_time_ns: (T0_MS + seq as i64 * 1000) * 1_000_000,
                 subject: format!("mpp.events.{agency}.{service}"),
                 payload: Bytes::from(wire::from_unchecked(&u).encode_to_vec()),
+                redrive: None,
             });
         }
         let outcome = self.ledger.commit_batch(&raws).unwrap();

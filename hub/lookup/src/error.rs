@@ -37,7 +37,7 @@ impl ApiError {
         match self.code {
             ReasonCode::CaseNotFound | ReasonCode::NotFound => tonic::Code::NotFound,
             ReasonCode::Unauthenticated => tonic::Code::Unauthenticated,
-            ReasonCode::NotRedrivable => tonic::Code::FailedPrecondition,
+            ReasonCode::NotRedrivable | ReasonCode::RedriveSuperseded => tonic::Code::FailedPrecondition,
             ReasonCode::MethodNotAllowed => tonic::Code::Unimplemented,
             ReasonCode::Unavailable
             | ReasonCode::PublishFailed
@@ -57,7 +57,7 @@ impl ApiError {
         match self.code {
             ReasonCode::CaseNotFound | ReasonCode::NotFound => StatusCode::NOT_FOUND,
             ReasonCode::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ReasonCode::NotRedrivable => StatusCode::CONFLICT,
+            ReasonCode::NotRedrivable | ReasonCode::RedriveSuperseded => StatusCode::CONFLICT,
             ReasonCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ReasonCode::Unavailable
             | ReasonCode::PublishFailed

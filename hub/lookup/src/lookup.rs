@@ -1046,6 +1046,7 @@ mod tests {
             stream_time_ns: (T0_MS + seq as i64 * 1000) * 1_000_000,
             subject: "mpp.events.dukcapil.kk".to_owned(),
             payload: bytes::Bytes::from(mpp_wire::from_unchecked(&u).encode_to_vec()),
+            redrive: None,
         }
     }
 

@@ -1532,6 +1532,7 @@ fn run_nats_corpus<S: Store>(store: S) -> Vec<String> {
             stream_time_ns: (RECORD_MS + i as i64 * 1_000) * 1_000_000,
             subject: e.subject.clone(),
             payload: e.payload.clone(),
+            redrive: None,
         };
         let outcome = ledger.commit_batch(&[msg]).unwrap_or_else(|err| panic!("{}: {err}", e.name));
         assert_eq!(outcome.head.last_seq, seq, "{}: not exactly one log entry", e.name);
@@ -1589,6 +1590,7 @@ fn the_nats_corpus_in_one_batch_gives_the_same_log() {
             stream_time_ns: (RECORD_MS + i as i64 * 1_000) * 1_000_000,
             subject: e.subject.clone(),
             payload: e.payload.clone(),
+            redrive: None,
         })
         .collect();
     let mut one = Ledger::open(MemStore::new()).unwrap_or_else(|e| panic!("{e}"));
@@ -1632,6 +1634,7 @@ async fn every_http_entry_gets_a_clear_answer() {
             stream_time_ns: (RECORD_MS + i as i64 * 1_000) * 1_000_000,
             subject: e.subject.clone(),
             payload: e.payload.clone(),
+            redrive: None,
         })
         .collect();
     ledger.commit_batch(&msgs).unwrap_or_else(|e| panic!("{e}"));

@@ -28,21 +28,29 @@
 //! The ledger judges a message from its subject, payload and time of record
 //! only, and only accepted event ids are burned (see [`mpp_ledger::ledger`]): a
 //! rejected event published again is judged afresh against the state at that
-//! point. A redrive is exactly that: the hub publishes the rejected entry's
-//! own subject and payload, byte for byte, onto the stream again, with the
-//! headers `Mpp-Redrive-Of: <seq>` and `Mpp-Operator: <id>` (kept by the
-//! replicated stream) and the message id `redrive-<seq>-at-<head seq>` (a
-//! double click at the same head is one message). The ledger then records
-//! it as a new log entry with its own verdict, like any other message, so
-//! the log stays a pure function of the stream and every replica and every
-//! replay agrees on it. Nothing in the ledger knows about redrives. The
-//! dashboard pairs a rejected entry with a later entry of the same subject
-//! and payload to show the redrive's verdict.
+//! point. A redrive is the operator's act, never a new statement of the
+//! participant ([`mpp_core::redrive`]): the hub publishes the rejected
+//! entry's payload, byte for byte (the participant's signature with it),
+//! on the redrive subject of the entry's subject
+//! (`mpp.events.redrive.<agency>.<service>`, which only the hub's NATS user
+//! may publish on), with the headers `Mpp-Redrive-Of: <seq>` and
+//! `Mpp-Operator: <id>` (kept by the replicated stream) and the message id
+//! `redrive-<seq>-at-<head seq>` (a double click at the same head is one
+//! message). The ledger records it as a new log entry with the operator as
+//! its actor and the redriven entry's seq (log format version 2), judged
+//! as the payload on its original subject; so the log stays a pure
+//! function of the stream and every replica and every replay agrees on it.
+//! The dashboard shows each rejected entry's newest redrive, its operator
+//! and its verdict.
 //!
 //! Only entries whose rejection can change are redrivable: not those refused
 //! before the envelope could be read (`EMPTY_MESSAGE`, `MESSAGE_TOO_LARGE`,
-//! `BAD_SUBJECT`, `UNDECODABLE_ENVELOPE`), and not events whose id was
-//! accepted since (they would only be duplicates).
+//! `BAD_SUBJECT`, `UNDECODABLE_ENVELOPE`), not registry statements (the
+//! registrar publishes again), not redrives (redrive the original), not
+//! events whose id was accepted since (they would only be duplicates), and
+//! not events a later accepted event superseded (`REDRIVE_SUPERSEDED`: the
+//! application, case or standard they are about changed since; the ledger
+//! refuses those too).
 //!
 //! # What it costs
 //!
@@ -82,8 +90,8 @@ use tokio::sync::{Mutex, Semaphore};
 use tower::limit::ConcurrencyLimitLayer;
 use tracing::{info, warn};
 
-use mpp_edge::auth::{hash_token, ClientId as OperatorId, TokenTable, TOKEN_BYTES_MAX};
-use mpp_edge::nats::{connect_nats, NatsAccess, NatsCredentials};
+use mpp_edge::auth::{ClientId as OperatorId, TokenTable, TOKEN_BYTES_MAX};
+use mpp_edge::nats::{connect_nats, NatsAccess, NatsLogin};
 use mpp_lookup::error::ApiError;
 use mpp_lookup::lookup::Lookups;
 use mpp_obs::health::Health;
@@ -123,11 +131,7 @@ pub const REDRIVE_NATS_TIMEOUT_MS: u64 = 10_000;
 /// The dashboard's session cookie: the operator's token itself.
 pub const OPS_COOKIE: &str = "mpp_ops";
 
-/// The header naming the rejected entry a redrive republishes.
-pub const REDRIVE_OF_HEADER: &str = "Mpp-Redrive-Of";
-
-/// The header naming the operator who asked for a redrive.
-pub const OPERATOR_HEADER: &str = "Mpp-Operator";
+pub use mpp_core::redrive::{OPERATOR_HEADER, REDRIVE_OF_HEADER};
 
 /// Reasons given before the envelope could be read: a redrive of the same
 /// bytes can only be rejected again.
@@ -143,8 +147,8 @@ const NOT_REDRIVABLE: [ReasonCode; 4] = [
 pub struct RedriveTarget {
     /// NATS server URL.
     pub nats_url: String,
-    /// NATS user and password file, when the hub logs in.
-    pub login: Option<(String, PathBuf)>,
+    /// NATS user and its secret's file, when the hub logs in.
+    pub login: Option<NatsLogin>,
     /// CA of the NATS server's TLS certificate, when it must be TLS.
     pub tls_ca_file: Option<PathBuf>,
 }
@@ -473,11 +477,13 @@ pub struct ReasonCount {
     pub count: u64,
 }
 
-/// A later entry with the same subject and payload as a rejected one.
+/// An operator's redrive of a rejected entry, as the log recorded it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Redriven {
     /// Its log sequence.
     pub seq: u64,
+    /// The operator who redrove it (the entry's actor).
+    pub operator: String,
     /// Its verdict.
     pub verdict: &'static str,
     /// Its reason, if rejected.
@@ -503,7 +509,7 @@ pub struct Rejected {
     pub event_id: Option<String>,
     /// A redrive may change the verdict (see the module docs).
     pub redrivable: bool,
-    /// The newest later entry with the same subject and payload.
+    /// The accepted redrive of this entry, or else its newest.
     pub redriven: Option<Redriven>,
 }
 
@@ -544,11 +550,14 @@ pub struct Summary {
     pub rejections_daily: Vec<DayReasonCount>,
 }
 
-/// The agency a subject names; registry statements count under "registrar".
+/// The agency a subject names (a redrive's, that of the subject it
+/// redrives); registry statements count under "registrar".
 fn agency_of(subject: &str) -> String {
     if subject == mpp_core::registry::REGISTRY_SUBJECT {
         return "registrar".to_owned();
     }
+    let original = mpp_core::redrive::original_subject(subject);
+    let subject = original.as_deref().unwrap_or(subject);
     mpp_core::validate::parse_subject(subject).map_or_else(|_| "?".to_owned(), |(a, _)| a.to_owned())
 }
 
@@ -556,15 +565,68 @@ fn event_id_of(payload: &[u8]) -> Option<String> {
     pb::Envelope::decode(payload).ok().map(|e| e.event_id).filter(|id| !id.is_empty())
 }
 
-/// Whether a redrive of `e` could change its verdict: rejected, read as an
-/// envelope, its event id not accepted since.
+/// Whether a redrive of `e` could change its verdict: rejected, neither a
+/// registry statement nor itself a redrive, read as an envelope, its event
+/// id not accepted since and nothing it is about changed since
+/// ([`superseded`]).
 pub fn redrivable(store: &impl Store, e: &LogEntry) -> Result<bool, mpp_store::StoreError> {
-    if e.verdict != Verdict::Rejected || e.reason.is_some_and(|r| NOT_REDRIVABLE.contains(&r)) {
+    if e.verdict != Verdict::Rejected
+        || e.reason.is_some_and(|r| NOT_REDRIVABLE.contains(&r))
+        || e.redrive.is_some()
+        || mpp_core::redrive::redrive_subject(&e.subject).is_none()
+        || e.subject == mpp_core::registry::REGISTRY_SUBJECT
+    {
         return Ok(false);
     }
     let Some(id) = event_id_of(&e.payload) else { return Ok(false) };
-    let Ok(id) = mpp_core::EventId::parse(&id) else { return Ok(true) };
-    Ok(store.event_seq(&id)?.is_none())
+    if let Ok(id) = mpp_core::EventId::parse(&id) {
+        if store.event_seq(&id)?.is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(superseded(store, e)?.is_none())
+}
+
+/// The case and standard a redrive of one entry is judged against.
+struct Snapshot {
+    case: Option<mpp_core::Case>,
+    standard: Option<mpp_core::ServiceStandard>,
+}
+
+impl mpp_core::State for Snapshot {
+    fn case(&self, id: &mpp_core::TrackingNumber) -> Option<&mpp_core::Case> {
+        self.case.as_ref().filter(|c| c.tracking_number == *id)
+    }
+
+    fn standard(
+        &self,
+        agency: &mpp_core::AgencyId,
+        service: &mpp_core::ServiceId,
+    ) -> Option<&mpp_core::ServiceStandard> {
+        self.standard.as_ref().filter(|s| s.agency == *agency && s.service == *service)
+    }
+}
+
+/// Why the ledger would refuse a redrive of `e` as superseded now
+/// ([`mpp_core::redrive::superseded`] against the stored projection); `None`
+/// when it would not, or when the payload is no valid envelope (the ledger
+/// then rejects it for that again).
+pub fn superseded(
+    store: &impl Store,
+    e: &LogEntry,
+) -> Result<Option<mpp_core::Rejection>, mpp_store::StoreError> {
+    let Ok(decoded) = pb::Envelope::decode(e.payload.as_slice()) else { return Ok(None) };
+    let Ok(env) =
+        mpp_core::validate::validate(&e.subject, &mpp_wire::to_unchecked(&decoded), e.recorded_at_ms())
+    else {
+        return Ok(None);
+    };
+    let case = match env.case_id() {
+        Some(t) => store.case(&t)?,
+        None => None,
+    };
+    let standard = store.standard(&env.agency, &env.service)?;
+    Ok(mpp_core::redrive::superseded(&Snapshot { case, standard }, &env, e.seq))
 }
 
 /// Computes the figures (blocking: reads the store).
@@ -645,22 +707,26 @@ pub fn summarize(lookups: &Lookups, health: &Health, now_ms: i64) -> Result<Summ
     let mut rejected_total = 0u64;
     let days = chart_days(now_ms);
     let mut daily: BTreeMap<(Date, &'static str), u64> = BTreeMap::new();
-    // (subject, payload hash) of each listed rejected entry → its index.
-    let mut open: HashMap<(String, [u8; 32]), Vec<usize>> = HashMap::new();
+    // The seq of each listed rejected entry → its index.
+    let mut listed: HashMap<u64, usize> = HashMap::new();
     let take = usize::try_from(head.last_seq.saturating_sub(from) + 1).unwrap_or(usize::MAX);
     if head.last_seq > 0 {
         for e in store.entries(from).take(take) {
             let e = e?;
             scan.entries_read += 1;
-            let key = (e.subject.clone(), hash_token(&e.payload));
-            if let Some(earlier) = open.remove(&key) {
-                for i in earlier {
-                    rejected[i].redriven = Some(Redriven {
-                        seq: e.seq,
-                        verdict: e.verdict.as_str(),
-                        reason: e.reason.map(ReasonCode::as_str),
-                    });
-                }
+            // The newest redrive of an entry, unless one was accepted
+            // already: that one stays shown.
+            let shown =
+                |r: &Rejected| r.redriven.as_ref().is_some_and(|d| d.verdict == Verdict::Accepted.as_str());
+            if let Some(i) =
+                e.redrive.as_ref().and_then(|r| listed.get(&r.of_seq)).filter(|i| !shown(&rejected[**i]))
+            {
+                rejected[*i].redriven = Some(Redriven {
+                    seq: e.seq,
+                    operator: e.redrive.as_ref().map(|r| r.operator.clone()).unwrap_or_default(),
+                    verdict: e.verdict.as_str(),
+                    reason: e.reason.map(ReasonCode::as_str),
+                });
             }
             if e.verdict != Verdict::Rejected {
                 continue;
@@ -673,7 +739,7 @@ pub fn summarize(lookups: &Lookups, health: &Health, now_ms: i64) -> Result<Summ
             if days.contains(&day) {
                 *daily.entry((day, reason)).or_default() += 1;
             }
-            open.entry(key).or_default().push(rejected.len());
+            listed.insert(e.seq, rejected.len());
             rejected.push(Rejected {
                 seq: e.seq,
                 recorded_at_ms: e.stream_time_ns.div_euclid(1_000_000),
@@ -749,8 +815,11 @@ pub enum RedriveError {
     #[error("no log entry {0}")]
     NoSuchEntry(u64),
     /// The entry is not a rejection a redrive could change.
-    #[error("entry {0} is not a redrivable rejection (accepted, a duplicate, unreadable bytes, or its event was accepted since)")]
+    #[error("entry {0} is not a redrivable rejection (accepted, a duplicate, unreadable bytes, a registry statement, a redrive, or its event was accepted since)")]
     NotRedrivable(u64),
+    /// A later accepted event superseded the entry's event.
+    #[error("entry {0} is superseded: {1}")]
+    Superseded(u64, String),
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] mpp_store::StoreError),
@@ -765,6 +834,7 @@ impl From<&RedriveError> for ApiError {
             RedriveError::Disabled => ReasonCode::RedriveDisabled,
             RedriveError::NoSuchEntry(_) => ReasonCode::NotFound,
             RedriveError::NotRedrivable(_) => ReasonCode::NotRedrivable,
+            RedriveError::Superseded(..) => ReasonCode::RedriveSuperseded,
             RedriveError::Store(_) | RedriveError::Nats(_) => ReasonCode::Unavailable,
         };
         ApiError::new(code, e.to_string())
@@ -791,10 +861,9 @@ impl Ops {
         }
         // Read at every connect, so a rotated password file is picked up.
         let credentials = match &target.login {
-            Some((user, file)) => Some(
-                NatsCredentials::load(user, file)
-                    .map_err(|e| RedriveError::Nats(format!("NATS credentials: {e}")))?,
-            ),
+            Some(login) => {
+                Some(login.load().map_err(|e| RedriveError::Nats(format!("NATS credentials: {e}")))?)
+            }
             None => None,
         };
         let timeout = std::time::Duration::from_millis(REDRIVE_NATS_TIMEOUT_MS);
@@ -828,6 +897,9 @@ impl Ops {
         let (entry, head_seq) = tokio::task::spawn_blocking(move || {
             let store = lookups.store();
             let entry = store.entry(seq)?.ok_or(RedriveError::NoSuchEntry(seq))?;
+            if let Some(r) = superseded(store, &entry)? {
+                return Err(RedriveError::Superseded(seq, r.detail));
+            }
             if !redrivable(store, &entry)? {
                 return Err(RedriveError::NotRedrivable(seq));
             }
@@ -835,6 +907,8 @@ impl Ops {
         })
         .await
         .map_err(|e| RedriveError::Nats(format!("redrive task failed: {e}")))??;
+        let subject =
+            mpp_core::redrive::redrive_subject(&entry.subject).ok_or(RedriveError::NotRedrivable(seq))?;
         let js = self.jetstream().await?;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", format!("redrive-{seq}-at-{head_seq}").as_str());
@@ -842,7 +916,7 @@ impl Ops {
         headers.insert(OPERATOR_HEADER, operator.as_str());
         let timeout = std::time::Duration::from_millis(REDRIVE_NATS_TIMEOUT_MS);
         let publish = async {
-            js.publish_with_headers(entry.subject.clone(), headers, entry.payload.clone().into())
+            js.publish_with_headers(subject, headers, entry.payload.clone().into())
                 .await
                 .map_err(|e| RedriveError::Nats(e.to_string()))?
                 .await

@@ -60,13 +60,21 @@ pub struct ServeArgs {
     #[arg(long, env = "MPP_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// User name on the NATS server (the hub's own user in
-    /// deploy/nats/secure.conf); requires --nats-password-file. Replies and
-    /// deliveries then come to the inbox prefix `_INBOX.<user>`. Without it
-    /// the connection is anonymous.
-    #[arg(long, env = "MPP_NATS_USER", requires = "nats_password_file")]
+    /// deploy/nats/secure.conf); requires --nats-nkey-file or
+    /// --nats-password-file. Replies and deliveries then come to the inbox
+    /// prefix `_INBOX.<user>`. Without it the connection is anonymous.
+    #[arg(long, env = "MPP_NATS_USER")]
     pub nats_user: Option<String>,
+    /// File holding the NKey user seed (`SU…`, from `mpp-registrar
+    /// nats-nkey`) of --nats-user; the server's configuration holds its
+    /// public key. Read at every connect, never logged. Excludes
+    /// --nats-password-file.
+    #[arg(long, env = "MPP_NATS_NKEY_FILE", requires = "nats_user", conflicts_with = "nats_password_file")]
+    pub nats_nkey_file: Option<PathBuf>,
     /// File holding the NATS password of --nats-user (at most 1 KiB;
-    /// surrounding whitespace ignored). Read once at start, never logged.
+    /// surrounding whitespace ignored), for servers configured with
+    /// passwords (the files in deploy/ still are). Read at start,
+    /// never logged.
     #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
     pub nats_password_file: Option<PathBuf>,
     /// CA certificate (PEM) of the NATS server's TLS certificate. With it

@@ -21,7 +21,7 @@ use mpp_audit::verdicts::Verdicts;
 use mpp_edge::auth::TokenTable;
 use mpp_edge::grpc_serve::GrpcLimits;
 use mpp_edge::listen::{grpc_tls_incoming, http_tls_incoming, plain_incoming};
-use mpp_edge::nats::{connect_nats, NatsAccess, NatsCredentials};
+use mpp_edge::nats::{connect_nats, NatsAccess, NatsLogin};
 use mpp_edge::nats_kv::{BucketSpec, NatsKv};
 use mpp_edge::tls::Transport;
 use mpp_ledger::ingest::{self, IngestConfig, OnCommit, Writer};
@@ -123,14 +123,18 @@ async fn start(
              citizens' PINs (for development only, --insecure-dev-keys uses the public one)"
         ),
     };
-    let nats_credentials = match (&args.nats_user, &args.nats_password_file) {
-        (Some(user), Some(file)) => {
-            let c = NatsCredentials::load(user, file).context("loading the NATS credentials")?;
-            info!(nats_user = c.user(), "Connecting to NATS as a user (password from a file)");
+    let nats_login = NatsLogin::from_flags(
+        args.nats_user.as_deref(),
+        args.nats_password_file.as_deref(),
+        args.nats_nkey_file.as_deref(),
+    )?;
+    let nats_credentials = match &nats_login {
+        Some(login) => {
+            let c = login.load().context("loading the NATS credentials")?;
+            info!(nats_user = c.user(), nkey = c.nkey_public_key(), "Connecting to NATS as a user");
             Some(c)
         }
-        (None, None) => None,
-        _ => anyhow::bail!("--nats-user and --nats-password-file go together"),
+        None => None,
     };
     let nats_access = NatsAccess::new(nats_credentials, args.nats_tls_ca_file.as_deref())
         .context("checking --nats-tls-ca-file")?;
@@ -295,7 +299,7 @@ async fn start(
             tokens: operators,
             redrive: Some(mpp_ops::RedriveTarget {
                 nats_url: args.nats_url.clone(),
-                login: args.nats_user.clone().zip(args.nats_password_file.clone()),
+                login: nats_login,
                 tls_ca_file: args.nats_tls_ca_file.clone(),
             }),
             secure_cookie: web.settings().secure_cookies(),

@@ -752,6 +752,7 @@ fn the_sla_report_counts_on_time_late_open_and_overdue_in_working_days() {
                 stream_time_ns: ms * 1_000_000,
                 subject: format!("mpp.events.dukcapil.{service}"),
                 payload: Bytes::from(mpp_wire::from_unchecked(&u).encode_to_vec()),
+                redrive: None,
             }
         })
         .collect();

@@ -346,6 +346,8 @@ pub fn log_entry(e: &LogEntry) -> pb::LogEntry {
         detail: e.detail.clone(),
         prev_hash: e.prev_hash.to_vec(),
         hash: e.hash.to_vec(),
+        redrive_of: e.redrive.as_ref().map_or(0, |r| r.of_seq),
+        redrive_operator: e.redrive.as_ref().map(|r| r.operator.clone()).unwrap_or_default(),
     }
 }
 

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use mpp_core::ids::RegionCode;
 
 pub use mpp_edge::nats::{
-    check_nats_user, connect_nats, connect_nats_in_background, NatsAccess, NatsCredentials,
-    NatsCredentialsError, NATS_CONNECT_TIMEOUT_MS, NATS_PASSWORD_FILE_BYTES_MAX, NATS_RECONNECT_DELAY_MS_MAX,
-    NATS_USER_BYTES_MAX,
+    check_nats_user, connect_nats, connect_nats_in_background, generate_nkey, NatsAccess, NatsCredentials,
+    NatsCredentialsError, NatsLogin, NATS_CONNECT_TIMEOUT_MS, NATS_PASSWORD_FILE_BYTES_MAX,
+    NATS_RECONNECT_DELAY_MS_MAX, NATS_USER_BYTES_MAX,
 };
 
 use crate::outbox::{OUTBOX_BYTES_MAX_DEFAULT, OUTBOX_ENTRIES_MAX_DEFAULT};
@@ -29,15 +29,24 @@ pub struct CommonArgs {
     pub nats_url: String,
 
     /// User name on the NATS server (one per agency, see
-    /// deploy/nats/secure.conf); requires --nats-password-file. Replies
-    /// (PubAcks) then come to the inbox prefix `_INBOX.<user>`, the only
-    /// subjects the server lets that user subscribe to. Without it the
-    /// connection is anonymous.
-    #[arg(long, env = "MPP_NATS_USER", requires = "nats_password_file", value_parser = parse_nats_user)]
+    /// deploy/nats/secure.conf); requires --nats-nkey-file or
+    /// --nats-password-file. Replies (PubAcks) then come to the inbox prefix
+    /// `_INBOX.<user>`, the only subjects the server lets that user
+    /// subscribe to. Without it the connection is anonymous.
+    #[arg(long, env = "MPP_NATS_USER", value_parser = parse_nats_user)]
     pub nats_user: Option<String>,
 
+    /// File holding the NKey user seed (`SU…`, from `mpp-registrar
+    /// nats-nkey`) of --nats-user; the server's configuration holds its
+    /// public key. Read at every connect, never logged. Excludes
+    /// --nats-password-file.
+    #[arg(long, env = "MPP_NATS_NKEY_FILE", requires = "nats_user", conflicts_with = "nats_password_file")]
+    pub nats_nkey_file: Option<PathBuf>,
+
     /// File holding the NATS password of --nats-user (at most 1 KiB;
-    /// surrounding whitespace ignored). Read once at start, never logged.
+    /// surrounding whitespace ignored), for servers configured with
+    /// passwords (the files in deploy/ still are). Read once at
+    /// start, never logged.
     #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
     pub nats_password_file: Option<PathBuf>,
 
@@ -179,20 +188,16 @@ pub fn with_grpc_addr_default(cmd: clap::Command, default: &'static str) -> clap
 }
 
 impl CommonArgs {
-    /// The NATS credentials of `--nats-user` / `--nats-password-file`
-    /// (`None`: anonymous). Reads the password file.
+    /// The NATS credentials of `--nats-user` with `--nats-nkey-file` or
+    /// `--nats-password-file` (`None`: anonymous). Reads the file.
     pub fn nats_credentials(&self) -> Result<Option<NatsCredentials>, NatsCredentialsError> {
-        match (&self.nats_user, &self.nats_password_file) {
-            (Some(user), Some(file)) => NatsCredentials::load(user, file).map(Some),
-            (None, None) => Ok(None),
-            // clap's `requires` makes these unreachable from the command line.
-            (Some(_), None) => {
-                Err(NatsCredentialsError::Incomplete("--nats-user without --nats-password-file"))
-            }
-            (None, Some(_)) => {
-                Err(NatsCredentialsError::Incomplete("--nats-password-file without --nats-user"))
-            }
-        }
+        NatsLogin::from_flags(
+            self.nats_user.as_deref(),
+            self.nats_password_file.as_deref(),
+            self.nats_nkey_file.as_deref(),
+        )?
+        .map(|login| login.load())
+        .transpose()
     }
 }
 
@@ -281,13 +286,15 @@ mod tests {
         let cli = parse(&["x", "--nats-user", "dukcapil", "--nats-password-file", f]).unwrap();
         let c = cli.common.nats_credentials().unwrap().unwrap();
         assert_eq!(c.user(), "dukcapil");
-        assert_eq!(c.password(), "s3cret-Pa55", "surrounding whitespace trimmed");
+        assert_eq!(c.password(), Some("s3cret-Pa55"), "surrounding whitespace trimmed");
         assert_eq!(c.inbox_prefix(), "_INBOX.dukcapil");
         let shown = format!("{c:?} {cli:?}");
         assert!(!shown.contains("s3cret"), "password shown: {shown}");
-        // Both or neither; the user becomes a subject token.
-        assert!(parse(&["x", "--nats-user", "dukcapil"]).is_err());
+        // A user and one secret, or neither; the user becomes a subject token.
+        assert!(parse(&["x", "--nats-user", "dukcapil"]).unwrap().common.nats_credentials().is_err());
         assert!(parse(&["x", "--nats-password-file", f]).is_err());
+        assert!(parse(&["x", "--nats-nkey-file", f]).is_err());
+        assert!(parse(&["x", "--nats-user", "u", "--nats-password-file", f, "--nats-nkey-file", f]).is_err());
         for bad in ["", "a.b", "a*", "a>", "a b", &"u".repeat(NATS_USER_BYTES_MAX + 1)] {
             assert!(parse(&["x", "--nats-user", bad, "--nats-password-file", f]).is_err(), "{bad:?}");
         }

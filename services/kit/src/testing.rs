@@ -76,6 +76,7 @@ pub fn common_args(nats_url: String, data_dir: std::path::PathBuf) -> crate::Com
         nats_url,
         nats_user: None,
         nats_password_file: None,
+        nats_nkey_file: None,
         nats_tls_ca_file: None,
         grpc_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         region_code: mpp_core::ids::RegionCode::parse("1771").expect("1771 is a region code"),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use mpp_agency_kit::cli::{connect_nats, NatsAccess, NatsCredentials};
+use mpp_agency_kit::cli::{connect_nats, generate_nkey, NatsAccess, NatsLogin};
 use mpp_agency_kit::signing::{generate_key_file, public_key_path, read_public_key};
 use mpp_core::checkpoint::KeyId;
 use mpp_registrar::{publish, read_statements, sign_registry, sign_revocation, write_statements, Registrar};
@@ -59,6 +59,14 @@ enum Command {
         #[arg(long, env = "MPP_REVOKE_OUT")]
         out: PathBuf,
     },
+    /// Creates a participant's NATS NKey: the user seed in FILE (mode
+    /// 0600, never overwritten; the participant's --nats-nkey-file) and the
+    /// public key in FILE.pub and on stdout (the NATS server's `nkey`).
+    NatsNkey {
+        /// The seed file to create.
+        #[arg(long, env = "MPP_NATS_NKEY_OUT")]
+        out: PathBuf,
+    },
     /// Publishes signed statements on the registry subject, in order.
     Publish {
         /// The statements file (from `sign` or `revoke`).
@@ -67,10 +75,21 @@ enum Command {
         /// NATS server URL(s), comma-separated.
         #[arg(long, env = "MPP_NATS_URL", default_value = "nats://127.0.0.1:4222")]
         nats_url: String,
-        /// NATS user (deploy/nats/secure.conf's `registrar`).
-        #[arg(long, env = "MPP_NATS_USER", requires = "nats_password_file")]
+        /// NATS user (deploy/nats/secure.conf's `registrar`); requires
+        /// --nats-nkey-file or --nats-password-file.
+        #[arg(long, env = "MPP_NATS_USER")]
         nats_user: Option<String>,
-        /// File holding the NATS password of --nats-user.
+        /// File holding the NKey user seed of --nats-user (from
+        /// `nats-nkey`). Excludes --nats-password-file.
+        #[arg(
+            long,
+            env = "MPP_NATS_NKEY_FILE",
+            requires = "nats_user",
+            conflicts_with = "nats_password_file"
+        )]
+        nats_nkey_file: Option<PathBuf>,
+        /// File holding the NATS password of --nats-user, for servers
+        /// configured with passwords.
         #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
         nats_password_file: Option<PathBuf>,
         /// CA certificate (PEM) of the NATS server's TLS certificate.
@@ -91,6 +110,22 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     mpp_edge::log::init(&cli.log, mpp_edge::log::LOG_FILTER_DEFAULT)?;
     match cli.command {
+        Command::NatsNkey { out } => {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let (seed, public) = generate_nkey();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| format!("creating {} (never overwritten)", out.display()))?;
+            f.write_all(format!("{seed}\n").as_bytes()).and_then(|()| f.sync_all())?;
+            let pub_path = public_key_path(&out);
+            std::fs::write(&pub_path, format!("{public}\n"))
+                .with_context(|| format!("writing {}", pub_path.display()))?;
+            println!("{public}");
+        }
         Command::Keygen { out } => {
             let pk = generate_key_file(&out)?;
             println!(
@@ -113,12 +148,22 @@ async fn main() -> Result<()> {
             write_statements(&out, &[sign_revocation(&registrar, &participant, &key_id, now_ms())])?;
             println!("signed the revocation of key {key_id} of {participant} into {}", out.display());
         }
-        Command::Publish { statements, nats_url, nats_user, nats_password_file, nats_tls_ca_file } => {
+        Command::Publish {
+            statements,
+            nats_url,
+            nats_user,
+            nats_nkey_file,
+            nats_password_file,
+            nats_tls_ca_file,
+        } => {
             let statements = read_statements(&statements)?;
-            let credentials = match (&nats_user, &nats_password_file) {
-                (Some(u), Some(f)) => Some(NatsCredentials::load(u, f)?),
-                _ => None,
-            };
+            let credentials = NatsLogin::from_flags(
+                nats_user.as_deref(),
+                nats_password_file.as_deref(),
+                nats_nkey_file.as_deref(),
+            )?
+            .map(|login| login.load())
+            .transpose()?;
             let access = NatsAccess::new(credentials, nats_tls_ca_file.as_deref())?;
             let client = connect_nats(&nats_url, "mpp-registrar", &access)
                 .await

@@ -40,7 +40,7 @@
 //!   next, visit by visit, until done.
 //! - `nats_auth`: NATS with one user per agency (deploy/nats/secure.conf):
 //!   a foreign publish is refused by NATS and, on an open server, rejected
-//!   by the hub.
+//!   by the hub; an agency logged in with its NKey (`--nats-nkey-file`).
 //! - `observability`: the Prometheus rules pass promtool's check and unit
 //!   tests; the rules and the Grafana dashboard name only metrics the
 //!   running binaries export.
@@ -48,7 +48,8 @@
 //!   documented, the document valid OpenAPI 3.1, and real answers of every
 //!   documented endpoint and status valid against it.
 //! - `ops`: the operators' dashboard in a headless browser, its JSON twin,
-//!   redrive; with `deploy` (the deployment files checked with PyYAML,
+//!   redrive (logged with the operator as its actor; a superseded one and
+//!   an agency's own redrive headers refused); with `deploy` (the deployment files checked with PyYAML,
 //!   `nats-server -t`, systemd-analyze and kubectl).
 //! - `privacy`: personal data under UU 27/2022 (crypto-shredding), end to end.
 //! - `probes`: the gRPC health service follows readiness through a NATS

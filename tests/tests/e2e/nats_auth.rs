@@ -178,16 +178,8 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
         },
     )?;
     hub.wait_ready(READY_DEADLINE).await?;
-    let mut options = AgencyOptions::region(REGION);
-    options.extra_args = vec![
-        "--nats-user".to_owned(),
-        "dukcapil".to_owned(),
-        "--nats-password-file".to_owned(),
-        creds.join("dukcapil.pass").display().to_string(),
-        "--nats-tls-ca-file".to_owned(),
-        tls_ca(gen.path()).display().to_string(),
-        "--skip-stream-setup".to_owned(),
-    ];
+    let options =
+        dukcapil_login(("--nats-password-file", &creds.join("dukcapil.pass")), Some(&tls_ca(gen.path())));
     let mut agency = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
     agency.wait_listening(READY_DEADLINE).await?;
     ensure!(!agency.log_tail().contains(&dukcapil.password), "mpp-dukcapil logged its NATS password");
@@ -203,22 +195,7 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
     // A lookup before the case exists counts as a wrong PIN: wait for the
     // events in the stream and the hub to ingest them first.
     let js = nats.jetstream().await?;
-    let last = mpp_tests::wait_for("the answered events in the stream", CATCH_UP_DEADLINE, || {
-        let (js, answered) = (&js, &r.event_ids);
-        async move {
-            // A handful of messages: read them all on every probe.
-            let mut ids = StreamIds::new();
-            let last = ids.read_to_end(js).await?;
-            let missing = ids.missing(answered);
-            if missing.is_empty() {
-                Ok(Some(last))
-            } else {
-                bail!("missing {missing:?}")
-            }
-        }
-    })
-    .await
-    .with_context(|| format!("mpp-dukcapil log tail:\n{}", agency.log_tail()))?;
+    let last = wait_answered(&js, &r.event_ids, &agency).await?;
     hub.wait_caught_up(last, CATCH_UP_DEADLINE).await?;
     let (status, lookup) = hub.case_json(&tn, &pin).await?;
     ensure!(status == 200, "case {tn} not visible at the hub: {status} {lookup}");
@@ -281,6 +258,139 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
         "the hub's log holds an entry on PLN's subjects"
     );
     ensure!(audit.summary.rejected_total() == 0, "rejected entries: {:?}", audit.summary);
+    Ok(())
+}
+
+/// mpp-dukcapil's options to log in as the user `dukcapil` with `secret`
+/// (its flag and file), over TLS verified against `ca` when given; the hub
+/// sets up the stream.
+fn dukcapil_login(secret: (&str, &Path), ca: Option<&Path>) -> AgencyOptions {
+    let mut options = AgencyOptions::region(REGION);
+    options.extra_args = vec![
+        "--nats-user".to_owned(),
+        "dukcapil".to_owned(),
+        secret.0.to_owned(),
+        secret.1.display().to_string(),
+    ];
+    if let Some(ca) = ca {
+        options.extra_args.extend(["--nats-tls-ca-file".to_owned(), ca.display().to_string()]);
+    }
+    options.extra_args.push("--skip-stream-setup".to_owned());
+    options
+}
+
+/// Waits until every event `answered` by `agency` is in the stream; the
+/// stream's last sequence.
+async fn wait_answered(
+    js: &async_nats::jetstream::Context,
+    answered: &[String],
+    agency: &AgencyProcess,
+) -> Result<u64> {
+    mpp_tests::wait_for("the answered events in the stream", CATCH_UP_DEADLINE, || async move {
+        // A handful of messages: read them all on every probe.
+        let mut ids = StreamIds::new();
+        let last = ids.read_to_end(js).await?;
+        let missing = ids.missing(answered);
+        if missing.is_empty() {
+            Ok(Some(last))
+        } else {
+            bail!("missing {missing:?}")
+        }
+    })
+    .await
+    .with_context(|| format!("{} log tail:\n{}", agency.name(), agency.log_tail()))
+}
+
+/// NKeys: the server's configuration holds only the agency's public key;
+/// `mpp-registrar nats-nkey` made the seed (0600), and the agency service
+/// logs in with it (`--nats-nkey-file`), signing the server's nonce. Its
+/// events reach the hub; as that key, another agency's subject and the
+/// operators' redrive subject are refused by NATS; a key the server does
+/// not list gets no login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_logs_in_with_its_nkey_and_publishes_only_its_own_subjects() -> Result<()> {
+    let dir = mpp_tests::temp_dir("mpp-nats-nkey-")?;
+    let seed_file = dir.path().join("dukcapil.nk");
+    let out = std::process::Command::new(mpp_tests::bins::workspace_bin("mpp-registrar")?)
+        .args(["nats-nkey", "--out"])
+        .arg(&seed_file)
+        .output()
+        .context("running mpp-registrar nats-nkey")?;
+    ensure!(out.status.success(), "mpp-registrar nats-nkey: {}", String::from_utf8_lossy(&out.stderr));
+    let public = String::from_utf8(out.stdout)?.trim().to_owned();
+    ensure!(public.starts_with('U') && public.len() == 56, "not an NKey user public key: {public:?}");
+    #[cfg(unix)]
+    ensure!(mode(&seed_file)? == 0o600, "the seed file has mode {:o}", mode(&seed_file)?);
+    let seed = std::fs::read_to_string(&seed_file)?.trim().to_owned();
+    let hub_pass = dir.path().join("hub.pass");
+    std::fs::write(&hub_pass, HUB_PASSWORD)?;
+    let hub_user = NatsUser { user: "hub".to_owned(), password: HUB_PASSWORD.to_owned(), tls_ca_file: None };
+    let nats = NatsServer::start_with_config(
+        |slots| {
+            Ok(format!(
+                "server_name: \"{}\"\nlisten: \"127.0.0.1:{}\"\nhttp: \"127.0.0.1:{}\"\n\
+                 jetstream {{ store_dir: \"{}\" }}\n\
+                 authorization {{ users = [\n\
+                   {{ user: \"hub\", password: \"{HUB_PASSWORD}\" }}\n\
+                   {{ nkey: \"{public}\", permissions: {{ publish: {{ allow: [\"mpp.events.dukcapil.>\"] }}, \
+                      subscribe: {{ allow: [\"_INBOX.dukcapil.>\"] }} }} }}\n\
+                 ] }}\n",
+                slots.server_name,
+                slots.port,
+                slots.http_port,
+                slots.store_dir.display()
+            ))
+        },
+        Some(hub_user),
+    )
+    .await?;
+    let mut hub = HubProcess::spawn_with(
+        &nats.url(),
+        HubOptions { nats_login: Some(("hub".to_owned(), hub_pass)), ..HubOptions::default() },
+    )?;
+    hub.wait_ready(READY_DEADLINE).await?;
+    let options = dukcapil_login(("--nats-nkey-file", &seed_file), None);
+    let mut agency = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
+    agency.wait_listening(READY_DEADLINE).await?;
+    ensure!(!agency.log_tail().contains(&seed[2..]), "mpp-dukcapil logged its NKey seed");
+    let r = client(&agency)?
+        .ajukan_permohonan(mpp_tests::dukcapil::permohonan("", dk::Layanan::Kk))
+        .await
+        .context("AjukanPermohonan")?
+        .into_inner();
+    let js = nats.jetstream().await?;
+    let last = wait_answered(&js, &r.event_ids, &agency).await?;
+    hub.wait_caught_up(last, CATCH_UP_DEADLINE).await?;
+
+    // The key itself, raw: its own subject only.
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let raw = async_nats::ConnectOptions::with_nkey(seed.clone())
+        .custom_inbox_prefix("_INBOX.dukcapil")
+        .connection_timeout(REFUSED_TIMEOUT)
+        .event_callback(move |event| {
+            let tx = events_tx.clone();
+            async move {
+                let _ = tx.send(event.to_string());
+            }
+        })
+        .connect(nats.url())
+        .await
+        .context("logging in with the NKey")?;
+    let redrive = format!("{}dukcapil.kk", mpp_core::redrive::REDRIVE_SUBJECT_PREFIX);
+    for subject in [FOREIGN_SUBJECT, redrive.as_str()] {
+        raw.publish(subject.to_owned(), "forged".into()).await?;
+        server_error(&mut events, &format!("Permissions Violation for Publish to \"{subject}\"")).await?;
+    }
+    // A key the server does not list.
+    let (stranger, _) = mpp_edge::nats::generate_nkey();
+    let refused = async_nats::ConnectOptions::with_nkey(stranger)
+        .connection_timeout(REFUSED_TIMEOUT)
+        .connect(nats.url())
+        .await;
+    ensure!(refused.is_err(), "an unlisted NKey logged in");
+    ensure!(stream_last_seq(&js).await? == last, "a refused publish reached the stream");
+    agency.terminate().await?;
+    hub.terminate().await?;
     Ok(())
 }
 
@@ -376,6 +486,14 @@ async fn the_secure_config_refuses_foreign_publishes_stream_changes_and_other_re
     let agency_client = agency_js.client();
     agency_client.publish("_INBOX.hub.injected", "forged".into()).await?;
     server_error(&mut agency_events, "Permissions Violation for Publish to \"_INBOX.hub.injected\"").await?;
+
+    // (5) An operator's redrive: only the hub may publish one, so an
+    // agency cannot make its message look like an operator's.
+    let redrive = format!("{}dukcapil.kk", mpp_core::redrive::REDRIVE_SUBJECT_PREFIX);
+    let ack = agency_js.publish(redrive.clone(), "forged".into()).await?.await;
+    ensure!(ack.is_err(), "NATS acknowledged dukcapil's publish on {redrive}: {ack:?}");
+    server_error(&mut agency_events, &format!("Permissions Violation for Publish to \"{redrive}\"")).await?;
+    hub_js.publish(redrive.clone(), "redrive".into()).await?.await.context("the hub publishing a redrive")?;
 
     // Nothing was changed, and each replica still does its own work.
     let mut stream = hub_js.get_stream(mpp_tests::STREAM_NAME).await.context("the stream is gone")?;

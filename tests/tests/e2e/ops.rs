@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use mpp_tests::browser::{artifact_dir, decode_base64, Browser};
-use mpp_tests::envelope::{body, publish_envelope, stream_last_seq, tracking_number, EventFactory};
+use mpp_tests::envelope::{body, encode, publish_envelope, stream_last_seq, tracking_number, EventFactory};
 use mpp_tests::http::{get_with_headers, parse_response, HttpResponse};
 use mpp_tests::{wait_for, HubProcess, NatsServer};
 use serde_json::Value;
@@ -33,6 +33,8 @@ const RESPONSE_BYTES_MAX: u64 = 1 << 20;
 /// The width of the operators' screens the page must fit, in CSS pixels.
 const VIEWPORT_WIDTH_PX: u64 = 1280;
 const OPERATOR_TOKEN: &str = "ops-token-e2e-7f3a";
+/// The operator [`OPERATOR_TOKEN`] belongs to.
+const OPERATOR_ID: &str = "op-e2e";
 const AUDITOR_TOKEN: &str = "audit-token-e2e-91c2";
 
 fn sha256_hex(s: &str) -> String {
@@ -113,11 +115,10 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_shows_the_traffic_redrives_and_the_backup_restores_to_the_same_head() -> Result<()> {
-    // Fails (does not skip) when no browser can be found.
-    let mut b = Browser::launch().await.context("the dashboard test needs a headless browser")?;
-    let nats = NatsServer::start().await?;
+/// A ready hub on `nats` with the operator `op-e2e` ([`OPERATOR_TOKEN`]) and
+/// the auditor `backup` (its token in the returned file), signing a
+/// checkpoint after every entry.
+async fn hub_with_operator(nats: &NatsServer) -> Result<(HubProcess, PathBuf)> {
     let mut hub = HubProcess::spawn(&nats.url())?;
     hub.wait_ready(READY_DEADLINE).await?;
     // Restart it with operator and auditor tokens (the harness passes flags
@@ -126,7 +127,7 @@ async fn the_dashboard_shows_the_traffic_redrives_and_the_backup_restores_to_the
     let dir = hub.dir().to_owned();
     let (ops_tokens, audit_tokens, audit_token) =
         (dir.join("operator-tokens"), dir.join("auditor-tokens"), dir.join("auditor-token"));
-    std::fs::write(&ops_tokens, format!("op-e2e:{}\n", sha256_hex(OPERATOR_TOKEN)))?;
+    std::fs::write(&ops_tokens, format!("{OPERATOR_ID}:{}\n", sha256_hex(OPERATOR_TOKEN)))?;
     std::fs::write(&audit_tokens, format!("backup:{}\n", sha256_hex(AUDITOR_TOKEN)))?;
     std::fs::write(&audit_token, AUDITOR_TOKEN)?;
     for (k, v) in [
@@ -138,6 +139,15 @@ async fn the_dashboard_shows_the_traffic_redrives_and_the_backup_restores_to_the
     }
     hub.start()?;
     hub.wait_ready(READY_DEADLINE).await?;
+    Ok((hub, audit_token))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_traffic_redrives_and_the_backup_restores_to_the_same_head() -> Result<()> {
+    // Fails (does not skip) when no browser can be found.
+    let mut b = Browser::launch().await.context("the dashboard test needs a headless browser")?;
+    let nats = NatsServer::start().await?;
+    let (mut hub, audit_token) = hub_with_operator(&nats).await?;
 
     // Traffic: two MPPs (1771, 1707), DPMPTSP's PBG service; an IMB filing
     // before its standard exists (UNKNOWN_SERVICE, fixed upstream later) and
@@ -444,5 +454,140 @@ async fn the_dashboard_shows_the_traffic_redrives_and_the_backup_restores_to_the
     )
     .await?;
     ensure!(!ok, "a restore into a directory holding a store must fail");
+    Ok(())
+}
+
+/// The entry lines of `mpp-hub audit export` of a stopped hub's store, by
+/// seq, after docs/verify_export.py checked the whole export.
+async fn exported_entries(hub: &HubProcess, work: &Path) -> Result<Vec<Value>> {
+    let out = work.join("export.jsonl");
+    let exe = mpp_tests::bins::workspace_bin("mpp-hub")?;
+    let args = ["audit", "export", "--data-dir", &s(hub.data_dir()), "--out", &s(&out)];
+    let (ok, _, err) = run(exe, args.iter().map(|a| (*a).to_owned()).collect()).await?;
+    ensure!(ok, "audit export failed: {err}");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/verify_export.py");
+    let (ok, stdout, stderr) = run(PathBuf::from("python3"), vec![s(&script), s(&out)]).await?;
+    ensure!(ok && stdout.starts_with("OK"), "docs/verify_export.py: {stdout}{stderr}");
+    let mut entries = Vec::new();
+    for line in std::fs::read_to_string(&out)?.lines() {
+        let v: Value = serde_json::from_str(line)?;
+        if v["type"] == "entry" {
+            entries.push(v);
+        }
+    }
+    Ok(entries)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_is_logged_as_the_operators_act_and_a_superseded_one_is_refused() -> Result<()> {
+    let nats = NatsServer::start().await?;
+    let (mut hub, _) = hub_with_operator(&nats).await?;
+    let js = nats.jetstream().await?;
+    let pbg = EventFactory::new("dpmptsp", "pbg", "1771");
+    let t = tracking_number(1771, 51)?;
+    // Two reviews started before their filings arrived: both rejected.
+    let (early1, early2) = (
+        pbg.app_event(&t, "PBG-1", body::review_started()),
+        pbg.app_event(&t, "PBG-2", body::review_started()),
+    );
+    let events = [
+        pbg.standard(1),
+        pbg.case_opened(&t),
+        early1.clone(),
+        early2.clone(),
+        pbg.app_event(&t, "PBG-1", body::filed()),
+        pbg.app_event(&t, "PBG-2", body::filed()),
+        // PBG-2 moved on since: its early review is superseded.
+        pbg.app_event(&t, "PBG-2", body::review_started()),
+        pbg.app_event(&t, "PBG-2", body::fee_assessed()),
+    ];
+    for e in &events {
+        publish_envelope(&js, e).await?;
+    }
+    hub.wait_caught_up(events.len() as u64, CATCH_UP_DEADLINE).await?;
+    let v = summary(&hub, OPERATOR_TOKEN).await?.json()?;
+    let rows = v["rejected"].as_array().context("rejected")?.clone();
+    let seq_of = |id: &str| {
+        rows.iter()
+            .find(|r| r["event_id"] == id)
+            .and_then(|r| r["seq"].as_u64())
+            .context("not listed as rejected")
+    };
+    let (seq1, seq2) = (seq_of(&early1.event_id)?, seq_of(&early2.event_id)?);
+
+    // An agency that sets the redrive headers itself, on its own subject,
+    // is logged as saying the message again: no operator in its entry.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Mpp-Redrive-Of", seq2.to_string().as_str());
+    headers.insert("Mpp-Operator", "op-forged");
+    js.publish_with_headers(pbg.subject(), headers.clone(), encode(&early2)).await?.await?;
+    let own_subject_seq = stream_last_seq(&js).await?;
+
+    // The operator redrives PBG-1's early review: accepted, in their name.
+    let r = post(hub.http_addr(), &format!("/api/v1/ops/redrive/{seq1}"), Some(OPERATOR_TOKEN)).await?;
+    ensure!(r.status == 202, "redrive of {seq1}: {} {}", r.status, r.text());
+    let redrive_stream_seq = r.json()?["stream_seq"].as_u64().context("stream_seq")?;
+    // The dashboard refuses PBG-2's: superseded.
+    let r = post(hub.http_addr(), &format!("/api/v1/ops/redrive/{seq2}"), Some(OPERATOR_TOKEN)).await?;
+    ensure!(
+        r.status == 409 && r.text().contains("REDRIVE_SUPERSEDED"),
+        "redrive of the superseded {seq2}: {} {}",
+        r.status,
+        r.text()
+    );
+    // Past the dashboard (this NATS is open; the NATS configs let only the
+    // hub publish redrives): the ledger refuses it too, and a redrive that
+    // names an entry of another message.
+    let redrive_subject = format!("mpp.events.redrive.{}", pbg.subject().trim_start_matches("mpp.events."));
+    js.publish_with_headers(redrive_subject.clone(), headers.clone(), encode(&early2)).await?.await?;
+    let mut wrong = async_nats::HeaderMap::new();
+    wrong.insert("Mpp-Redrive-Of", seq1.to_string().as_str());
+    wrong.insert("Mpp-Operator", "op-forged");
+    js.publish_with_headers(redrive_subject, wrong, encode(&early2)).await?.await?;
+    let last = stream_last_seq(&js).await?;
+    hub.wait_caught_up(last, CATCH_UP_DEADLINE).await?;
+
+    let v = summary(&hub, OPERATOR_TOKEN).await?.json()?;
+    let row1 = v["rejected"]
+        .as_array()
+        .context("rejected")?
+        .iter()
+        .find(|r| r["seq"] == seq1)
+        .cloned()
+        .context("PBG-1's early review is no longer listed")?;
+    ensure!(
+        row1["redriven"]["operator"] == OPERATOR_ID && row1["redriven"]["verdict"] == "accepted",
+        "the dashboard's row of {seq1}: {row1}"
+    );
+    ensure!(row1["redrivable"] == false, "an accepted redrive is not redrivable again: {row1}");
+
+    hub.terminate().await?;
+    let work = tempfile::tempdir()?;
+    let entries = exported_entries(&hub, work.path()).await?;
+    let by_stream = |n: u64| entries.iter().find(|e| e["stream_seq"] == n).context("no entry of stream seq");
+    let original = entries.iter().find(|e| e["seq"] == seq1).context("entry seq1")?;
+    let own = by_stream(own_subject_seq)?;
+    ensure!(
+        own["format"] == 1 && own.get("operator").is_none() && own["verdict"] == "rejected",
+        "the agency's own headers made its entry an operator's: {own}"
+    );
+    let redriven = by_stream(redrive_stream_seq)?;
+    ensure!(
+        redriven["format"] == 2
+            && redriven["operator"] == OPERATOR_ID
+            && redriven["redrive_of"] == seq1
+            && redriven["verdict"] == "accepted"
+            && redriven["payload_b64"] == original["payload_b64"],
+        "the redrive's entry: {redriven}"
+    );
+    let superseded = by_stream(redrive_stream_seq + 1)?;
+    ensure!(
+        superseded["format"] == 2
+            && superseded["redrive_of"] == seq2
+            && superseded["reason_code"] == "REDRIVE_SUPERSEDED",
+        "the superseded redrive's entry: {superseded}"
+    );
+    let invalid = by_stream(redrive_stream_seq + 2)?;
+    ensure!(invalid["reason_code"] == "REDRIVE_INVALID", "a redrive of another entry: {invalid}");
     Ok(())
 }

@@ -284,6 +284,7 @@ pub fn restore_with(
                         stream_time_ns: e.stream_time_ns,
                         subject: e.subject,
                         payload: Bytes::from(e.payload),
+                        redrive: e.redrive,
                     },
                     e.hash,
                     e.seq,

@@ -29,7 +29,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use mpp_core::checkpoint::{Checkpoint, KeyId, Origin, SignedCheckpoint, SIGNATURE_BYTES};
-use mpp_core::log::{Hash32, Verdict, ENTRY_FORMAT_V1};
+use mpp_core::log::{Hash32, Redrive, Verdict, ENTRY_FORMAT_V1, ENTRY_FORMAT_V2};
 use mpp_core::merkle::MerkleFrontier;
 use mpp_core::{LogEntry, ReasonCode};
 use mpp_proto::v1 as pb;
@@ -52,7 +52,8 @@ pub const EXPORT_LINE_BYTES_MAX: usize = 64 * 1024 * 1024;
 const ENTRY_ENCODING: &str =
     "canonical bytes, all integers big-endian: u8 format=1 | u64 seq | u64 stream_seq | \
      i64 stream_time_ns | u8 verdict (1 accepted, 2 rejected, 3 duplicate) | u16 len + reason_code ASCII | \
-     u16 len + detail UTF-8 | u16 len + subject UTF-8 | u32 len + payload | [32] prev_hash";
+     u16 len + detail UTF-8 | u16 len + subject UTF-8 | u32 len + payload | [32] prev_hash; \
+     an operator's redrive has format=2 and, after prev_hash, u64 redrive_of | u16 len + operator ASCII";
 
 /// The `entry_hash` text of the header.
 const ENTRY_HASH: &str =
@@ -129,7 +130,7 @@ impl HeaderLine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntryLine {
-    /// Canonical encoding version (1).
+    /// Canonical encoding version: 1, or 2 for an operator's redrive.
     pub format: u8,
     /// Dense hub sequence, from 1.
     pub seq: u64,
@@ -152,6 +153,13 @@ pub struct EntryLine {
     pub prev_hash: String,
     /// Hash of this entry, 64 lowercase hex digits.
     pub hash: String,
+    /// Format 2 only: the seq of the rejected entry an operator redrove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_of: Option<u64>,
+    /// Format 2 only: the operator who redrove it, the actor of this entry
+    /// (the payload, and its signature, stay the participant's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
     /// The payload decoded as an `mpp.v1.Envelope`, when it decodes: for
     /// reading only; the hash covers `payload_b64`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,7 +170,7 @@ impl EntryLine {
     /// The line of `e`; with `decode`, the informational envelope too.
     pub fn of(e: &LogEntry, decode: bool) -> Self {
         EntryLine {
-            format: ENTRY_FORMAT_V1,
+            format: if e.redrive.is_some() { ENTRY_FORMAT_V2 } else { ENTRY_FORMAT_V1 },
             seq: e.seq,
             stream_seq: e.stream_seq,
             stream_time_ns: e.stream_time_ns,
@@ -173,6 +181,8 @@ impl EntryLine {
             payload_b64: base64_encode(&e.payload),
             prev_hash: hex32(&e.prev_hash),
             hash: hex32(&e.hash),
+            redrive_of: e.redrive.as_ref().map(|r| r.of_seq),
+            operator: e.redrive.as_ref().map(|r| r.operator.clone()),
             envelope: if decode { envelope_json(&e.payload) } else { None },
         }
     }
@@ -181,9 +191,16 @@ impl EntryLine {
     /// and the hash the line claims. Refuses what [`EntryLine::of`] would
     /// never write.
     pub fn to_entry(&self) -> Result<(LogEntry, Hash32), String> {
-        if self.format != ENTRY_FORMAT_V1 {
-            return Err(format!("unknown entry format {}", self.format));
-        }
+        let redrive = match (self.format, self.redrive_of, &self.operator) {
+            (ENTRY_FORMAT_V1, None, None) => None,
+            (ENTRY_FORMAT_V2, Some(of_seq), Some(operator)) => {
+                Some(Redrive { of_seq, operator: operator.clone() })
+            }
+            (ENTRY_FORMAT_V1 | ENTRY_FORMAT_V2, _, _) => {
+                return Err("redrive_of and operator are given exactly in format 2".to_owned())
+            }
+            (other, _, _) => return Err(format!("unknown entry format {other}")),
+        };
         let verdict = match self.verdict.as_str() {
             "accepted" => Verdict::Accepted,
             "rejected" => Verdict::Rejected,
@@ -212,9 +229,13 @@ impl EntryLine {
             &self.subject,
             payload,
             prev_hash,
-        );
+        )
+        .with_redrive(redrive);
         if e.detail != self.detail || e.subject != self.subject {
             return Err("detail or subject is longer than an entry can hold".to_owned());
+        }
+        if e.redrive.as_ref().map(|r| &r.operator) != self.operator.as_ref() {
+            return Err("operator is longer than an entry can hold".to_owned());
         }
         Ok((e, claimed))
     }

@@ -473,7 +473,13 @@ impl Iterator for Generator {
             (1 + self.rng.below(GAP_SECONDS_MAX)) as i64 * 1_000_000_000 + self.rng.below(1_000_000) as i64;
         self.stream_seq += 1;
         let (subject, payload, id) = self.next_body();
-        let m = RawMessage { stream_seq: self.stream_seq, stream_time_ns: self.time_ns, subject, payload };
+        let m = RawMessage {
+            stream_seq: self.stream_seq,
+            stream_time_ns: self.time_ns,
+            subject,
+            payload,
+            redrive: None,
+        };
         if !id.is_empty() {
             if self.recent.len() >= RECENT_MESSAGES_MAX {
                 self.recent.pop_front();

@@ -300,6 +300,10 @@ pub fn from_wire(e: &pb::LogEntry) -> anyhow::Result<(LogEntry, Hash32)> {
         &e.subject,
         e.payload.clone(),
         prev,
+    )
+    .with_redrive(
+        (e.redrive_of != 0)
+            .then(|| mpp_core::Redrive { of_seq: e.redrive_of, operator: e.redrive_operator.clone() }),
     );
     Ok((entry, claimed))
 }
