@@ -25,7 +25,9 @@
 //! tracking number's lock (`LOOKUP_LOCKED`) or daily cap
 //! (`PIN_REISSUE_REQUIRED`), the shared store when the lookup needs it
 //! (`LOOKUP_BUDGET_UNAVAILABLE`), then case and PIN together
-//! (`CASE_NOT_FOUND`).
+//! (`CASE_NOT_FOUND`). The PIN is compared before the lock is consulted
+//! (so lookups with the right PIN never count as wrong ones), but a locked
+//! number refuses the right PIN with the answer a wrong one gets.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -594,18 +596,21 @@ impl Lookups {
         };
         let epoch = case.as_ref().map_or(0, |c| pin_epoch(&c.pin_verifier));
         let keys = self.guard.keys(&tn.digits(), req.client);
-        let ticket = self.guard.admit(&keys, epoch, now_ms).await.map_err(|r| refusal_error(r, now_ms))?;
+        self.guard.check_networks(&keys, now_ms).map_err(|r| refusal_error(r, now_ms))?;
         let computed = pin_verifier(&self.pepper, &tn, &pin);
         // The same comparison with or without a case: against a dummy that
         // no verifier equals when there is none.
         let dummy = [0u8; PIN_VERIFIER_BYTES_MAX];
         let stored = case.as_ref().map_or(&dummy[..], |c| &c.pin_verifier[..]);
         let matches = verifier_matches(stored, &computed) && case.is_some();
+        // Then the number's lock, which refuses a right PIN exactly as a
+        // wrong one; a wrong PIN is checked and counted in one write.
         let Some(case) = case.filter(|_| matches) else {
-            self.guard.failed(ticket, &keys, epoch, now_ms).await;
+            self.guard.wrong_pin(&keys, epoch, now_ms).await.map_err(|r| refusal_error(r, now_ms))?;
             return Err(ApiError::case_not_found().into());
         };
-        let attempts = self.guard.succeeded(ticket, &keys, epoch, now_ms).await;
+        let attempts =
+            self.guard.right_pin(&keys, epoch, now_ms).await.map_err(|r| refusal_error(r, now_ms))?;
         if attempts.count > 0 {
             info!(region = %tn.region(), failed = attempts.count, "A case was opened after wrong PINs were tried");
         }
