@@ -230,6 +230,7 @@ fn validate_body(body: &EventBody, record_ms: i64) -> Result<(), Rejection> {
             Ok(())
         }
         EventBody::PersonalDataErased { key_id } => exact_bytes("key_id", key_id, limits::KEY_ID_BYTES),
+        EventBody::PinReissued { pin_verifier } => hash("pin_verifier", pin_verifier, true),
         EventBody::CaseOpened { pin_verifier, nik_keyed_hash } => {
             hash("pin_verifier", pin_verifier, true)?;
             hash("nik_keyed_hash", nik_keyed_hash, false)

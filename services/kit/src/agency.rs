@@ -172,6 +172,31 @@ impl Agency {
         Ok((pin, accepted))
     }
 
+    /// Re-issues the lookup PIN of `tracking` (a case this agency opened): a
+    /// new PIN is generated and `pin_reissued` is published with its
+    /// verifier. Returns the PIN, to hand to the caller once, and the
+    /// accepted event.
+    pub async fn reissue_pin(
+        &self,
+        service: &ServiceId,
+        tracking: TrackingNumber,
+        officer: &OfficerId,
+    ) -> Result<(Pin, Accepted), KitError> {
+        let pin = Pin::generate();
+        let pin_verifier = pin_verifier(&self.pepper, &tracking, &pin).to_vec();
+        let ev = self.builder.build(
+            service,
+            Target::Case(tracking),
+            officer,
+            EventBody::PinReissued { pin_verifier },
+        )?;
+        let event_id = ev.event_id().to_owned();
+        let accepted = self.publish(std::slice::from_ref(&ev)).await?;
+        let accepted =
+            accepted.into_iter().next().unwrap_or(Accepted { event_id, ack: None, outbox_seq: None });
+        Ok((pin, accepted))
+    }
+
     /// Publishes events the caller built with [`Agency::builder`], in order,
     /// in one call to the publisher (one outbox batch).
     pub async fn publish_events(&self, events: &[OutgoingEvent]) -> Result<Vec<Accepted>, KitError> {
