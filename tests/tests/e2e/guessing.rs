@@ -20,6 +20,10 @@
 //!   both replicas, all succeed (on a clean number and on one with wrong
 //!   PINs to show, which are shown once); a number locked by wrong PINs on
 //!   A refuses the right PIN on B with the answer a wrong PIN gets there.
+//! - `a_number_at_its_daily_cap_opens_again_with_a_pin_reissued_at_the_counter`:
+//!   a case of the front office reaches the daily cap
+//!   (`PIN_REISSUE_REQUIRED`); `TerbitkanUlangPin` at the front office
+//!   gives a new PIN that opens it, and the old PIN no longer does.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -83,12 +87,13 @@ const LOCK_PROPAGATION_DEADLINE: Duration = Duration::from_secs(2);
 /// Most IPv6 clients tried at one level before its budget must answer.
 const V6_CLIENTS_MAX: u32 = 200;
 
-fn hub_flags(trusted_proxy: bool) -> Vec<String> {
+/// The simulation's flags, with a daily cap of `per_day_max` wrong PINs.
+fn hub_flags(trusted_proxy: bool, per_day_max: u64) -> Vec<String> {
     let mut args: Vec<String> = [
         ("--lookups-per-minute", "1000000".to_owned()),
         ("--lookup-burst", "1000000".to_owned()),
         ("--pin-failures-max", PIN_FAILURES_MAX.to_string()),
-        ("--pin-failures-per-day-max", PIN_FAILURES_PER_DAY_MAX.to_string()),
+        ("--pin-failures-per-day-max", per_day_max.to_string()),
         ("--failed-lookups-per-ipv4-max", PER_IPV4_MAX.to_string()),
         ("--failed-lookups-per-ipv6-64-max", PER_IPV6_64_MAX.to_string()),
         ("--failed-lookups-per-ipv6-56-max", PER_IPV6_56_MAX.to_string()),
@@ -131,6 +136,19 @@ async fn seed_cases(nats: &NatsServer, rng: &mut Rng, n: usize) -> Result<Vec<(S
         cases.push((tn.to_string(), pin.expose().to_owned()));
     }
     Ok(cases)
+}
+
+/// Waits until the stream holds `n` messages (a service's outbox publishes
+/// after it answers) and `hub` has ingested them.
+async fn ingested(nats: &NatsServer, hub: &mut HubProcess, n: u64) -> Result<()> {
+    let js = async_nats::jetstream::new(nats.connect().await?);
+    let last = mpp_tests::wait_for(&format!("{n} messages in the stream"), CATCH_UP_DEADLINE, || async {
+        let last = stream_last_seq(&js).await?;
+        Ok((last >= n).then_some(last))
+    })
+    .await?;
+    hub.wait_caught_up(last, CATCH_UP_DEADLINE).await?;
+    Ok(())
 }
 
 async fn caught_up(nats: &NatsServer, hubs: &mut [&mut HubProcess]) -> Result<()> {
@@ -279,7 +297,11 @@ async fn a_seeded_distributed_guessing_attack_hits_every_budget() -> Result<()> 
     let nats = NatsServer::start().await?;
     let mut hub = HubProcess::spawn_with(
         &nats.url(),
-        HubOptions { documented_rate_limits: true, extra_args: hub_flags(true), ..HubOptions::default() },
+        HubOptions {
+            documented_rate_limits: true,
+            extra_args: hub_flags(true, PIN_FAILURES_PER_DAY_MAX),
+            ..HubOptions::default()
+        },
     )?;
     // The hub creates the stream.
     hub.wait_ready(READY_DEADLINE).await?;
@@ -606,5 +628,83 @@ async fn right_pins_in_flight_never_lock_and_a_lock_on_one_replica_holds_on_the_
     for hub in [&mut a, &mut b] {
         hub.terminate().await?;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_at_its_daily_cap_opens_again_with_a_pin_reissued_at_the_counter() -> Result<()> {
+    use mpp_proto::frontoffice::v1 as fo;
+    use mpp_tests::services::AgencyOptions;
+    let nats = NatsServer::start().await?;
+    let secrets = mpp_tests::temp_dir("mpp-guessing-secrets-")?;
+    let pepper = secrets.path().join("pin-pepper");
+    std::fs::write(&pepper, TEST_PIN_PEPPER).context("cannot write the pepper")?;
+    // A daily cap of 3, reached before the first lock (at 5).
+    let flags = hub_flags(false, 3);
+    let mut hub = HubProcess::spawn_with(
+        &nats.url(),
+        HubOptions {
+            pin_pepper_file: Some(pepper.clone()),
+            documented_rate_limits: true,
+            extra_args: flags,
+            ..HubOptions::default()
+        },
+    )?;
+    hub.wait_ready(READY_DEADLINE).await?;
+    let options = AgencyOptions {
+        region_code: REGION.to_owned(),
+        pin_pepper_file: Some(pepper),
+        extra_args: Vec::new(),
+    };
+    let mut front = mpp_tests::AgencyProcess::spawn_frontoffice(&nats.url(), options)?;
+    front.wait_listening(READY_DEADLINE).await?;
+    let channel = tonic::transport::Endpoint::from_shared(front.grpc_endpoint())?.connect().await?;
+    let mut desk =
+        fo::front_office_service_client::FrontOfficeServiceClient::with_interceptor(channel, front.bearer()?);
+    let opened = desk
+        .buka_berkas(fo::PembukaanBerkas {
+            nik: "1771014501900007".to_owned(),
+            nama: "Siti Aminah".to_owned(),
+            telepon: String::new(),
+            petugas: "ptg-loket-1".to_owned(),
+            surel: String::new(),
+        })
+        .await
+        .context("BukaBerkas")?
+        .into_inner();
+    let (tn, old_pin) = (opened.nomor_berkas.clone(), opened.pin.clone());
+    // case_opened and personal_data_sealed.
+    ingested(&nats, &mut hub, 2).await?;
+    let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let addr = hub.http_addr();
+    ensure!(lookup_from(client, addr, &tn, &old_pin, &[]).await?.status == 200, "the case opens at first");
+    for i in 0..3 {
+        let wrong = mpp_tests::pin::other_pin(&old_pin);
+        let c =
+            code(&lookup_from(IpAddr::V4(Ipv4Addr::new(127, 4, 0, i + 1)), addr, &tn, &wrong, &[]).await?);
+        ensure!(c == "CASE_NOT_FOUND", "wrong PIN {i}: {c}");
+    }
+    let r = lookup_from(client, addr, &tn, &old_pin, &[]).await?;
+    ensure!(r.status == 403 && code(&r) == "PIN_REISSUE_REQUIRED", "at the daily cap: {}", r.text());
+
+    // At the counter: a new PIN.
+    let new = desk
+        .terbitkan_ulang_pin(fo::PenerbitanUlangPin {
+            nomor_berkas: tn.clone(),
+            petugas: "ptg-loket-1".to_owned(),
+        })
+        .await
+        .context("TerbitkanUlangPin")?
+        .into_inner();
+    ensure!(mpp_tests::pin::is_strong(&new.pin) && new.pin != old_pin, "a new strong PIN: {new:?}");
+    ingested(&nats, &mut hub, 3).await?;
+    let r = lookup_from(client, addr, &tn, &new.pin, &[]).await?;
+    let v = r.json()?;
+    ensure!(r.status == 200 && v["failed_lookups"]["count"] == 0, "the new PIN: {v}");
+    let r = lookup_from(client, addr, &tn, &old_pin, &[]).await?;
+    ensure!(code(&r) == "CASE_NOT_FOUND", "the old PIN no longer opens the case: {}", r.text());
+    println!("a number at its daily cap opened again with a PIN re-issued at the counter");
+    front.terminate().await?;
+    hub.terminate().await?;
     Ok(())
 }
