@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::case::{
-    Application, Case, Pending, PersonalData, ServiceStandard, TimelineItem, APPLICATION_FIXED_BYTES,
+    Application, Case, Pending, PersonalData, PinReissue, ServiceStandard, TimelineItem,
+    APPLICATION_FIXED_BYTES, PIN_REISSUE_FIXED_BYTES,
 };
 use crate::event::{Envelope, EventBody, EventKind, Target};
 use crate::ids::{AgencyId, ServiceId, TrackingNumber};
@@ -282,7 +283,10 @@ fn opened_by_sender<'c>(
 /// the agency that opened it (whose counter handed out the first PIN) may
 /// re-issue its PIN.
 fn decide_pin_reissue(case: Option<&Case>, id: &TrackingNumber, env: &Envelope) -> Result<(), Rejection> {
-    opened_by_sender(case, id, env).map(|_| ())
+    let case = opened_by_sender(case, id, env)?;
+    // Each re-issue stays in the case (its access history): the case's
+    // size bounds how many.
+    check_case_size(case, env, PIN_REISSUE_FIXED_BYTES, true)
 }
 
 /// Decides a `personal_data_sealed` or `personal_data_erased` for case `id`:
@@ -419,6 +423,7 @@ pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
                 last_seq: meta.seq,
                 applications: Vec::new(),
                 personal_data: PersonalData::None,
+                pin_reissues: Vec::new(),
             })
         }
         (Target::Case(id), EventBody::PersonalDataSealed { key_id, .. }) => {
@@ -438,6 +443,7 @@ pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
         (Target::Case(id), EventBody::PinReissued { pin_verifier }) => {
             let Some(case) = state.case_mut(id) else { return };
             case.pin_verifier = pin_verifier.clone();
+            case.pin_reissues.push(PinReissue { seq: meta.seq, at_ms: meta.recorded_at_ms });
             case.updated_at_ms = meta.recorded_at_ms;
             case.last_seq = meta.seq;
         }
@@ -465,6 +471,7 @@ pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
                     last_seq: meta.seq,
                     applications: Vec::new(),
                     personal_data: PersonalData::None,
+                    pin_reissues: Vec::new(),
                 });
             }
             let Some(case) = state.case_mut(id) else { return };

@@ -677,6 +677,7 @@ impl Lookups {
             }
             access.extend(recent);
         }
+        merge_pin_reissues(&mut access, &case);
         // Status and clocks read the whole timelines; the answer holds a page.
         let timeline = TimelinePage::cut(&mut case, timeline_before_seq);
         Ok(Found { case, status, slas, service_names, access, failed_attempts: None, now_ms, timeline })
@@ -794,6 +795,25 @@ pub fn read_pepper_file(path: &Path) -> anyhow::Result<PinPepper> {
     PinPepper::from_bytes(&buf).with_context(|| format!("in PIN pepper file {}", path.display()))
 }
 
+/// Adds the PIN re-issues `case` records (from its log, so every replica
+/// shows them) to its access history `access`, newest first, keeping the
+/// newest [`ACCESS_EVENTS_SHOWN_MAX`]: the officer at the counter of the
+/// agency that opened the case.
+fn merge_pin_reissues(access: &mut Vec<AccessEvent>, case: &Case) {
+    if case.pin_reissues.is_empty() {
+        return;
+    }
+    let reissues = case.pin_reissues.iter().rev().take(ACCESS_EVENTS_SHOWN_MAX).map(|r| AccessEvent {
+        at_ms: r.at_ms,
+        accessor: Accessor::Officer { agency: case.opened_by.clone() },
+        channel: AccessChannel::Counter,
+    });
+    access.extend(reissues);
+    // Stable: events of one moment keep their order.
+    access.sort_by_key(|e| std::cmp::Reverse(e.at_ms));
+    access.truncate(ACCESS_EVENTS_SHOWN_MAX);
+}
+
 /// The label of [`PinPepper::derive_key`] for the guard's record names.
 pub const GUARD_KEY_LABEL: &[u8] = b"mpp-lookup-guard-keys";
 
@@ -848,7 +868,7 @@ pub fn lookup_channel(channel: AccessChannel) -> Option<LookupChannel> {
         AccessChannel::Api => Some(LookupChannel::Http),
         AccessChannel::Grpc => Some(LookupChannel::Grpc),
         AccessChannel::Web => Some(LookupChannel::Page),
-        AccessChannel::Audit => None,
+        AccessChannel::Audit | AccessChannel::Counter => None,
     }
 }
 
@@ -946,6 +966,7 @@ mod tests {
                 })
                 .collect(),
             personal_data: mpp_core::case::PersonalData::None,
+            pin_reissues: Vec::new(),
         }
     }
 

@@ -701,6 +701,13 @@ async fn a_number_at_its_daily_cap_opens_again_with_a_pin_reissued_at_the_counte
     let r = lookup_from(client, addr, &tn, &new.pin, &[]).await?;
     let v = r.json()?;
     ensure!(r.status == 200 && v["failed_lookups"]["count"] == 0, "the new PIN: {v}");
+    // The re-issue is in the case's access history: the opener's officer,
+    // at the counter.
+    let events = v["access_events"].as_array().context("no access_events")?;
+    ensure!(
+        events.iter().any(|e| e["accessor"] == "officer" && e["channel"] == "counter"),
+        "the re-issue in the access history: {events:?}"
+    );
     let r = lookup_from(client, addr, &tn, &old_pin, &[]).await?;
     ensure!(code(&r) == "CASE_NOT_FOUND", "the old PIN no longer opens the case: {}", r.text());
     println!("a number at its daily cap opened again with a PIN re-issued at the counter");
