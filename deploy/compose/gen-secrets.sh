@@ -13,7 +13,7 @@
 #                               caller (give it to that caller only; never mounted)
 #   tokens-<p>                  <p>'s tokens file: client_id:sha256(token)[:scopes]
 #                               (the front office's caller gets cases:open,
-#                               personal-data:read, personal-data:erase)
+#                               personal-data:read, personal-data:erase, pins:reissue)
 #   operator-token, auditor-token and their hashes operator-tokens, auditor-tokens (the hub)
 #   nats-password-<user>        the NATS password of <user>: every participant,
 #                               the hub ("hub" in Compose, "mpp-hub-0" and
@@ -86,7 +86,7 @@ for p in "${PARTICIPANTS[@]}"; do
     ed25519 "signing-key-$p"
     secret "client-token-$p" 24
     scopes=
-    [ "$p" != frontoffice ] || scopes=:cases:open,personal-data:read,personal-data:erase
+    [ "$p" != frontoffice ] || scopes=:cases:open,personal-data:read,personal-data:erase,pins:reissue
     (umask 077 && printf 'backoffice-%s:%s%s\n' "$p" "$(hash "client-token-$p")" "$scopes" >"$DIR/tokens-$p")
 done
 

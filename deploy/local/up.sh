@@ -136,7 +136,7 @@ for s in "${SERVICES[@]}"; do
     read -r name _ <<<"$s"
     secret "sim-token-$name" 24
     scopes=
-    [ "$name" != frontoffice ] || scopes=:cases:open,personal-data:read,personal-data:erase
+    [ "$name" != frontoffice ] || scopes=:cases:open,personal-data:read,personal-data:erase,pins:reissue
     (umask 077 && printf '# written by deploy/local/up.sh: client_id:sha256(token)[:scopes]\nmpp-sim:%s%s\n' \
         "$(sha256sum <".local/secrets/sim-token-$name" | cut -d' ' -f1)" "$scopes" >".local/secrets/tokens-$name")
     SIM_TOKENS+=("MPP_$(tr a-z A-Z <<<"$name")_TOKEN=$(cat ".local/secrets/sim-token-$name")")

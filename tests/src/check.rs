@@ -121,6 +121,7 @@ pub fn body_name(env: &mpp_proto::v1::Envelope) -> &'static str {
         Some(Body::ServiceStandardPublished(_)) => "service_standard_published",
         Some(Body::PersonalDataSealed(_)) => "personal_data_sealed",
         Some(Body::PersonalDataErased(_)) => "personal_data_erased",
+        Some(Body::PinReissued(_)) => "pin_reissued",
     }
 }
 

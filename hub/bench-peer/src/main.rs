@@ -141,10 +141,14 @@ impl Aggregate for Case {
                 return Err(Refused::Stale)
             }
             EventKind::ServiceStandardPublished => CaseEvent::Standard { version: cmd.version, payload_hex },
-            EventKind::PersonalDataSealed | EventKind::PersonalDataErased if !self.opened => {
+            EventKind::PersonalDataSealed | EventKind::PersonalDataErased | EventKind::PinReissued
+                if !self.opened =>
+            {
                 return Err(Refused::UnknownCase)
             }
-            kind @ (EventKind::PersonalDataSealed | EventKind::PersonalDataErased) => {
+            kind @ (EventKind::PersonalDataSealed
+            | EventKind::PersonalDataErased
+            | EventKind::PinReissued) => {
                 CaseEvent::PersonalData { kind: kind.as_str().to_owned(), payload_hex }
             }
             kind => {
@@ -214,6 +218,7 @@ fn kind_of(body: &Body) -> EventKind {
         Body::ServiceStandardPublished(_) => EventKind::ServiceStandardPublished,
         Body::PersonalDataSealed(_) => EventKind::PersonalDataSealed,
         Body::PersonalDataErased(_) => EventKind::PersonalDataErased,
+        Body::PinReissued(_) => EventKind::PinReissued,
     }
 }
 

@@ -35,9 +35,9 @@ impl GrpcConn {
     }
 
     /// Calls the unary method at `path` (`/package.Service/Method`) with
-    /// `msg`; true when the hub answered with `grpc-status` 0 and one whole
-    /// message.
-    pub(crate) async fn unary(&self, path: &str, msg: &impl prost::Message) -> Result<bool> {
+    /// `msg`; the answer's `grpc-status`, `None` when the answer was not a
+    /// whole gRPC answer (or a status 0 without one whole message).
+    pub(crate) async fn unary_status(&self, path: &str, msg: &impl prost::Message) -> Result<Option<u32>> {
         let len = msg.encoded_len();
         let mut body = BytesMut::with_capacity(5 + len);
         body.put_u8(0);
@@ -54,11 +54,12 @@ impl GrpcConn {
         stream.send_data(body.freeze(), true)?;
         let (head, mut body) = answer.await?.into_parts();
         if head.status != http::StatusCode::OK {
-            return Ok(false);
+            return Ok(None);
         }
+        let status_of = |v: &http::HeaderValue| v.to_str().ok().and_then(|s| s.parse::<u32>().ok());
         // A "trailers-only" answer (an error) carries its status in the head.
         if let Some(status) = head.headers.get("grpc-status") {
-            return Ok(status == "0");
+            return Ok(status_of(status).filter(|s| *s != 0));
         }
         let mut got = 0usize;
         let mut declared = None;
@@ -74,7 +75,7 @@ impl GrpcConn {
             }
         }
         let trailers = body.trailers().await?;
-        let ok = trailers.as_ref().and_then(|t| t.get("grpc-status")).is_some_and(|s| s == "0");
-        Ok(ok && declared == Some(got))
+        let status = trailers.as_ref().and_then(|t| t.get("grpc-status")).and_then(status_of);
+        Ok(status.filter(|s| *s != 0 || declared == Some(got)))
     }
 }

@@ -1,6 +1,8 @@
 //! Section 5: case lookups per second, gRPC `GetCase` and HTTP
-//! `GET /api/v1/cases/{tn}` (with the PIN), from a load generator on the same
-//! machine, while the hub ingests new events at a steady rate.
+//! `GET /api/v1/cases/{tn}` (with the PIN; one in [`WRONG_PIN_EVERY`] with a
+//! wrong one, so the lookup guard's shared store is exercised), from a load
+//! generator on the same machine, while the hub ingests new events at a
+//! steady rate.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,6 +23,20 @@ const GET_CASE_PATH: &str = "/mpp.v1.CasesService/GetCase";
 /// gRPC connections shared by the gRPC load tasks (HTTP/2 multiplexes).
 pub(crate) const GRPC_CHANNELS: usize = 4;
 
+/// One lookup in this many uses a wrong PIN ([`WRONG_PIN`]): it is
+/// answered `CASE_NOT_FOUND` after its failure is checked and counted in the
+/// hub's shared guard bucket (a compare-and-set write), and the next right
+/// PIN of that number then clears the failure (another write), so the
+/// guard's store path is part of what is measured, not only the lookups of
+/// numbers without a record.
+pub(crate) const WRONG_PIN_EVERY: u64 = 16;
+
+/// A PIN no bench case has (they all have [`BENCH_PIN`]).
+pub(crate) const WRONG_PIN: &str = "314159";
+
+/// `grpc-status` NOT_FOUND.
+const GRPC_NOT_FOUND: u32 = 5;
+
 /// One protocol's result.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LookupRun {
@@ -28,8 +44,10 @@ pub(crate) struct LookupRun {
     pub(crate) per_s: f64,
     /// Their latency.
     pub(crate) latency: Percentiles,
-    /// Failed lookups.
+    /// Failed lookups (a wrong answer or none).
     pub(crate) errors: u64,
+    /// Lookups with a wrong PIN, answered as such (among `per_s`).
+    pub(crate) wrong_pins: u64,
 }
 
 /// Which API.
@@ -71,6 +89,7 @@ pub(crate) async fn run(
         handles.push(tokio::spawn(async move {
             let mut samples = Vec::with_capacity(1 << 16);
             let mut errors = 0u64;
+            let mut wrong_pins = 0u64;
             let mut conn = match api {
                 Api::Http => Some(crate::http::Conn::connect(&http_addr).await?),
                 Api::Grpc => None,
@@ -78,20 +97,20 @@ pub(crate) async fn run(
             let mut grpc = grpc;
             while !stop.load(Ordering::Relaxed) {
                 let tn = cases[rng.below(cases.len() as u64) as usize].to_string();
+                let wrong = rng.below(WRONG_PIN_EVERY) == 0;
+                let pin = if wrong { WRONG_PIN } else { BENCH_PIN };
                 let t0 = Instant::now();
                 let ok = match (&mut grpc, &mut conn) {
                     (Some(c), _) => {
-                        let req = GetCaseRequest {
-                            tracking_number: tn,
-                            pin: BENCH_PIN.to_owned(),
-                            ..Default::default()
-                        };
-                        c.unary(GET_CASE_PATH, &req).await.unwrap_or(false)
+                        let req =
+                            GetCaseRequest { tracking_number: tn, pin: pin.to_owned(), ..Default::default() };
+                        let want = if wrong { GRPC_NOT_FOUND } else { 0 };
+                        c.unary_status(GET_CASE_PATH, &req).await.ok().flatten() == Some(want)
                     }
                     (None, Some(c)) => {
                         let path = format!("/api/v1/cases/{tn}");
-                        match c.get(&path, &[("x-mpp-pin", BENCH_PIN)]).await {
-                            Ok(r) => r.status == 200,
+                        match c.get(&path, &[("x-mpp-pin", pin)]).await {
+                            Ok(r) => r.status == if wrong { 404 } else { 200 },
                             Err(_) => {
                                 // A broken connection: count it and reconnect.
                                 *c = crate::http::Conn::connect(&http_addr).await?;
@@ -103,23 +122,26 @@ pub(crate) async fn run(
                 };
                 if ok {
                     samples.push(t0.elapsed());
+                    wrong_pins += u64::from(wrong);
                 } else {
                     errors += 1;
                 }
             }
-            Ok::<_, anyhow::Error>((samples, errors))
+            Ok::<_, anyhow::Error>((samples, errors, wrong_pins))
         }));
     }
     tokio::time::sleep(window).await;
     stop.store(true, Ordering::Relaxed);
     let mut samples = Vec::new();
     let mut errors = 0;
+    let mut wrong_pins = 0;
     for h in handles {
-        let (s, e) = h.await.context("lookup task")??;
+        let (s, e, w) = h.await.context("lookup task")??;
         samples.extend(s);
         errors += e;
+        wrong_pins += w;
     }
     let secs = started.elapsed().as_secs_f64();
     let per_s = samples.len() as f64 / secs;
-    Ok(LookupRun { per_s, latency: percentiles(&mut samples), errors })
+    Ok(LookupRun { per_s, latency: percentiles(&mut samples), errors, wrong_pins })
 }

@@ -669,6 +669,11 @@ async fn big_hub(
                 if r.errors > 0 {
                     sec.note(format!("{name}: {} failed lookups.", r.errors));
                 }
+                sec.note(format!(
+                    "{name}: {} of the lookups counted had a wrong PIN (answered not found, counted by the \
+                     lookup guard in its shared NATS bucket).",
+                    r.wrong_pins
+                ));
             }
             Ok(())
         }
@@ -690,12 +695,13 @@ async fn big_hub(
             "{} concurrent clients per API on the same machine, each with a minimal client that checks the \
              status and reads the answer without decoding it (gRPC: the h2 crate without tonic's stack, {} \
              HTTP/2 connections; HTTP: one keep-alive HTTP/1.1 connection each), each looking up random cases among {} of the stream's cases \
-             with their PIN for {:?}, while new events were published at {}/s and ingested (caught up {:.1} s \
+             with their PIN (one lookup in {} with a wrong PIN, so the lookup guard's store is exercised) for {:?}, while new events were published at {}/s and ingested (caught up {:.1} s \
              after the lookups). The hub's per-address rate limit was raised to {}/min for the bench (all \
              clients share 127.0.0.1); every successful lookup is also recorded in its access log.",
             sizes.lookup_tasks,
             lookups::GRPC_CHANNELS,
             cases.len(),
+            lookups::WRONG_PIN_EVERY,
             sizes.window,
             sizes.background_rate,
             c0.elapsed().as_secs_f64(),

@@ -151,8 +151,12 @@ impl Hub {
             .arg("--registrar-key-file")
             .arg(&registrar)
             .args(["--lookups-per-minute", &rate, "--lookup-burst", &rate])
-            // Probes poll a case until it exists; misses must not lock it.
-            .args(["--pin-failures-max", "1000"])
+            // Probes poll a case until it exists, and section 5 sends one
+            // lookup in 16 with a wrong PIN (lookups::WRONG_PIN_EVERY), all
+            // from 127.0.0.1: misses must not lock a case, nor spend the
+            // failed-lookup budgets (which would ask for proofs of work).
+            .args(["--pin-failures-max", "1000", "--pin-failures-per-day-max", "10000"])
+            .args(["--failed-lookups-per-ipv4-max", &rate, "--failed-lookups-global-max", &rate])
             .env("MPP_LOG", std::env::var("MPP_BENCH_HUB_LOG").unwrap_or_else(|_| "warn".to_owned()))
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(&log)?))

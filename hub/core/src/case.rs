@@ -221,6 +221,19 @@ pub const APPLICATION_FIXED_BYTES: usize = 128;
 /// (sequence, time, kind, state and the detail's length).
 pub const TIMELINE_ITEM_FIXED_BYTES: usize = 32;
 
+/// The size counted for each PIN re-issue a case records ([`PinReissue`]).
+pub const PIN_REISSUE_FIXED_BYTES: usize = 16;
+
+/// A re-issue of the case's PIN at the counter (`pin_reissued`): where it
+/// is in the log, and when it was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinReissue {
+    /// Hub sequence of the `pin_reissued` entry.
+    pub seq: u64,
+    /// Its time of record, Unix ms.
+    pub at_ms: i64,
+}
+
 /// Bytes counted for each text or byte string besides its content (its
 /// length).
 pub const TEXT_FIXED_BYTES: usize = 8;
@@ -294,9 +307,15 @@ pub struct Case {
     pub last_seq: u64,
     /// Applications in filing order.
     pub applications: Vec<Application>,
-    /// The state of the citizen's personal data (last field: added after the
-    /// others, so the store's encoding of a case only grew at its end).
+    /// The state of the citizen's personal data (added after the fields
+    /// above, so the store's encoding of a case only grew at its end).
     pub personal_data: PersonalData,
+    /// The PIN's re-issues, oldest first. Not serialised with the case, so
+    /// a case encodes as it did before re-issues existed (an old log
+    /// rebuilds to the same bytes); the store writes them after the case
+    /// when there are any (`mpp_store`).
+    #[serde(skip)]
+    pub pin_reissues: Vec<PinReissue>,
 }
 
 impl Case {
@@ -317,6 +336,7 @@ impl Case {
             + text_bytes(self.nik_keyed_hash.len())
             + text_bytes(key_id)
             + self.applications.iter().map(Application::size_bytes).sum::<usize>()
+            + self.pin_reissues.len() * PIN_REISSUE_FIXED_BYTES
     }
 
     /// The bytes the applications of `agency` take (see
@@ -374,6 +394,7 @@ impl Case {
             .filter(|s| *s != 0)
             .chain(self.applications.iter().flat_map(|a| a.timeline.iter().map(|t| t.seq)))
             .chain(self.personal_data.seqs())
+            .chain(self.pin_reissues.iter().map(|r| r.seq))
             .collect();
         seqs.sort_unstable();
         seqs

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::case::{
-    Application, Case, Pending, PersonalData, ServiceStandard, TimelineItem, APPLICATION_FIXED_BYTES,
+    Application, Case, Pending, PersonalData, PinReissue, ServiceStandard, TimelineItem,
+    APPLICATION_FIXED_BYTES, PIN_REISSUE_FIXED_BYTES,
 };
 use crate::event::{Envelope, EventBody, EventKind, Target};
 use crate::ids::{AgencyId, ServiceId, TrackingNumber};
@@ -106,6 +107,7 @@ pub fn decide_at(state: &impl State, env: &Envelope, recorded_at_ms: i64) -> Res
             }
             Some(_) | None => Ok(()),
         },
+        Target::Case(id) if kind == EventKind::PinReissued => decide_pin_reissue(state.case(id), id, env),
         Target::Case(id) => decide_personal_data(state.case(id), id, env),
         Target::Application(id, _) if kind == EventKind::ApplicationFiled && state.case(id).is_none() => {
             // Agencies publish independently: the front office's case_opened
@@ -259,11 +261,12 @@ fn check_case_size(case: &Case, env: &Envelope, growth: usize, finishes: bool) -
     Ok(())
 }
 
-/// Decides a `personal_data_sealed` or `personal_data_erased` for case `id`:
-/// the case must be open (not a shell), the event must come from the agency
-/// that opened it (the custodian of the citizen's data key), a case is
-/// sealed once, and only data sealed under the same key can be erased, once.
-fn decide_personal_data(case: Option<&Case>, id: &TrackingNumber, env: &Envelope) -> Result<(), Rejection> {
+/// The open case `id` (not a shell) whose opener is `env`'s agency.
+fn opened_by_sender<'c>(
+    case: Option<&'c Case>,
+    id: &TrackingNumber,
+    env: &Envelope,
+) -> Result<&'c Case, Rejection> {
     let case = case
         .filter(|c| !c.is_shell())
         .ok_or_else(|| Rejection::new(ReasonCode::UnknownCase, format!("case {id} was never opened")))?;
@@ -273,6 +276,25 @@ fn decide_personal_data(case: Option<&Case>, id: &TrackingNumber, env: &Envelope
             format!("case {id} was opened by {}, not {}", case.opened_by, env.agency),
         ));
     }
+    Ok(case)
+}
+
+/// Decides a `pin_reissued` for case `id`: the case must be open, and only
+/// the agency that opened it (whose counter handed out the first PIN) may
+/// re-issue its PIN.
+fn decide_pin_reissue(case: Option<&Case>, id: &TrackingNumber, env: &Envelope) -> Result<(), Rejection> {
+    let case = opened_by_sender(case, id, env)?;
+    // Each re-issue stays in the case (its access history): the case's
+    // size bounds how many.
+    check_case_size(case, env, PIN_REISSUE_FIXED_BYTES, true)
+}
+
+/// Decides a `personal_data_sealed` or `personal_data_erased` for case `id`:
+/// the case must be open (not a shell), the event must come from the agency
+/// that opened it (the custodian of the citizen's data key), a case is
+/// sealed once, and only data sealed under the same key can be erased, once.
+fn decide_personal_data(case: Option<&Case>, id: &TrackingNumber, env: &Envelope) -> Result<(), Rejection> {
+    let case = opened_by_sender(case, id, env)?;
     match (&env.body, &case.personal_data) {
         (_, PersonalData::Erased { .. }) => Err(Rejection::new(
             ReasonCode::PersonalDataErased,
@@ -323,7 +345,8 @@ fn timeline_detail(body: &EventBody) -> String {
         | EventBody::Collected
         | EventBody::ServiceStandardPublished { .. }
         | EventBody::PersonalDataSealed { .. }
-        | EventBody::PersonalDataErased { .. } => String::new(),
+        | EventBody::PersonalDataErased { .. }
+        | EventBody::PinReissued { .. } => String::new(),
     }
 }
 
@@ -400,6 +423,7 @@ pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
                 last_seq: meta.seq,
                 applications: Vec::new(),
                 personal_data: PersonalData::None,
+                pin_reissues: Vec::new(),
             })
         }
         (Target::Case(id), EventBody::PersonalDataSealed { key_id, .. }) => {
@@ -413,6 +437,13 @@ pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
             let PersonalData::Sealed { sealed_seq, .. } = case.personal_data else { return };
             case.personal_data =
                 PersonalData::Erased { key_id: key_id.clone(), sealed_seq, erased_seq: meta.seq };
+            case.updated_at_ms = meta.recorded_at_ms;
+            case.last_seq = meta.seq;
+        }
+        (Target::Case(id), EventBody::PinReissued { pin_verifier }) => {
+            let Some(case) = state.case_mut(id) else { return };
+            case.pin_verifier = pin_verifier.clone();
+            case.pin_reissues.push(PinReissue { seq: meta.seq, at_ms: meta.recorded_at_ms });
             case.updated_at_ms = meta.recorded_at_ms;
             case.last_seq = meta.seq;
         }
@@ -440,6 +471,7 @@ pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
                     last_seq: meta.seq,
                     applications: Vec::new(),
                     personal_data: PersonalData::None,
+                    pin_reissues: Vec::new(),
                 });
             }
             let Some(case) = state.case_mut(id) else { return };

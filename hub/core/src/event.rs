@@ -117,6 +117,14 @@ pub enum EventBody {
         /// The destroyed key's id.
         key_id: Vec<u8>,
     },
+    /// The case's lookup PIN was re-issued at the counter (the citizen
+    /// proved who they are there): the new PIN's verifier replaces the old
+    /// one, so the old PIN stops working and the guessing budgets of the
+    /// case start afresh.
+    PinReissued {
+        /// Keyed hash of the new lookup PIN (`mpp_core::pin`).
+        pin_verifier: Vec<u8>,
+    },
 }
 
 /// The kind of an event, with its stable snake_case name.
@@ -152,6 +160,8 @@ pub enum EventKind {
     PersonalDataSealed,
     /// See [`EventBody::PersonalDataErased`].
     PersonalDataErased,
+    /// See [`EventBody::PinReissued`].
+    PinReissued,
 }
 
 impl EventKind {
@@ -172,6 +182,7 @@ impl EventKind {
         EventKind::ServiceStandardPublished,
         EventKind::PersonalDataSealed,
         EventKind::PersonalDataErased,
+        EventKind::PinReissued,
     ];
 
     /// Stable snake_case name, as in the protobuf oneof.
@@ -192,6 +203,7 @@ impl EventKind {
             EventKind::ServiceStandardPublished => "service_standard_published",
             EventKind::PersonalDataSealed => "personal_data_sealed",
             EventKind::PersonalDataErased => "personal_data_erased",
+            EventKind::PinReissued => "pin_reissued",
         }
     }
 
@@ -206,9 +218,16 @@ impl EventKind {
     }
 
     /// Whether this kind acts on a case as a whole (a case id, no
-    /// `application_id`): the opening and the citizen's personal data.
+    /// `application_id`): the opening, the citizen's personal data and the
+    /// re-issue of the PIN.
     pub fn is_case_event(self) -> bool {
-        matches!(self, EventKind::CaseOpened | EventKind::PersonalDataSealed | EventKind::PersonalDataErased)
+        matches!(
+            self,
+            EventKind::CaseOpened
+                | EventKind::PersonalDataSealed
+                | EventKind::PersonalDataErased
+                | EventKind::PinReissued
+        )
     }
 }
 
@@ -231,6 +250,7 @@ impl EventBody {
             EventBody::ServiceStandardPublished { .. } => EventKind::ServiceStandardPublished,
             EventBody::PersonalDataSealed { .. } => EventKind::PersonalDataSealed,
             EventBody::PersonalDataErased { .. } => EventKind::PersonalDataErased,
+            EventBody::PinReissued { .. } => EventKind::PinReissued,
         }
     }
 }

@@ -56,7 +56,9 @@ pub mod state;
 pub mod validate;
 
 pub use calendar::{Calendar, CalendarError, CalendarSet, Date, Weekday, Zone};
-pub use case::{Application, Case, CaseStatus, NextAction, PersonalData, ServiceStandard, TimelineItem};
+pub use case::{
+    Application, Case, CaseStatus, NextAction, PersonalData, PinReissue, ServiceStandard, TimelineItem,
+};
 pub use decide::{apply, decide, decide_at, EntryMeta, State, StateMut};
 pub use event::{Envelope, EventBody, EventKind, UncheckedEnvelope};
 pub use ids::{AgencyId, ApplicationId, EventId, Nik, RegionCode, ServiceId, TrackingNumber};

@@ -64,6 +64,12 @@ pub const CASE_BYTES_PER_AGENCY_MAX: usize = CASE_BYTES_MAX / 4;
 /// bytes (time of record is data, part of each entry).
 pub const CASE_SIZE_RULES_FROM_MS: i64 = 1_796_083_200_000;
 
+/// The time of record (Unix ms) from which `pin_reissued` (protobuf field
+/// 35) is an event: 2026-12-07T00:00:00Z. A hub before it did not know the
+/// field and judged such a message `MISSING_BODY`; entries recorded earlier
+/// are judged so still, so an old log replays to the same bytes.
+pub const PIN_REISSUE_FROM_MS: i64 = 1_796_601_600_000;
+
 /// Most timeline items (accepted events) in one application (`CASE_LIMIT_EXCEEDED`);
 /// see also [`TIMELINE_ITEMS_RESERVED_FOR_FINISH`].
 pub const TIMELINE_ITEMS_PER_APPLICATION_MAX: usize = 256;

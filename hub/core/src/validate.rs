@@ -53,9 +53,14 @@ pub fn validate(subject: &str, u: &UncheckedEnvelope, record_ms: i64) -> Result<
     }
     let (subject_agency, subject_service) = parse_subject(subject)?;
     let event_id = EventId::parse(&u.event_id)?;
+    // Before `pin_reissued` existed, its field was unknown: no body.
+    let known = |b: &EventBody| {
+        !matches!(b, EventBody::PinReissued { .. }) || record_ms >= limits::PIN_REISSUE_FROM_MS
+    };
     let body = u
         .body
         .clone()
+        .filter(known)
         .ok_or_else(|| Rejection::new(ReasonCode::MissingBody, "the envelope carries no event body"))?;
     let agency = AgencyId::parse(&u.agency_id)?;
     if agency.as_str() != subject_agency {
@@ -230,6 +235,7 @@ fn validate_body(body: &EventBody, record_ms: i64) -> Result<(), Rejection> {
             Ok(())
         }
         EventBody::PersonalDataErased { key_id } => exact_bytes("key_id", key_id, limits::KEY_ID_BYTES),
+        EventBody::PinReissued { pin_verifier } => hash("pin_verifier", pin_verifier, true),
         EventBody::CaseOpened { pin_verifier, nik_keyed_hash } => {
             hash("pin_verifier", pin_verifier, true)?;
             hash("nik_keyed_hash", nik_keyed_hash, false)

@@ -111,6 +111,7 @@ fn body(kind: E, record_ms: i64) -> EventBody {
             EventBody::PersonalDataSealed { key_id: vec![7; 16], nonce: vec![8; 12], ciphertext: vec![9; 48] }
         }
         E::PersonalDataErased => EventBody::PersonalDataErased { key_id: vec![7; 16] },
+        E::PinReissued => EventBody::PinReissued { pin_verifier: vec![3; 33] },
     }
 }
 

@@ -138,6 +138,9 @@ pub enum AccessChannel {
     Grpc,
     /// The audit API.
     Audit,
+    /// The counter of the agency that opened the case: a PIN re-issued
+    /// there (`pin_reissued`, in the log, never in this store).
+    Counter,
 }
 
 impl AccessChannel {
@@ -148,6 +151,7 @@ impl AccessChannel {
             AccessChannel::Api => "api",
             AccessChannel::Grpc => "grpc",
             AccessChannel::Audit => "audit",
+            AccessChannel::Counter => "counter",
         }
     }
 }
@@ -419,6 +423,7 @@ fn encode_event(e: &AccessEvent, v: &mut Vec<u8>) {
         AccessChannel::Api => 1,
         AccessChannel::Grpc => 2,
         AccessChannel::Audit => 3,
+        AccessChannel::Counter => 4,
     });
     match &e.accessor {
         Accessor::Citizen => v.push(0),
@@ -444,6 +449,7 @@ fn decode_event(b: &[u8]) -> Option<(AccessEvent, usize)> {
         1 => AccessChannel::Api,
         2 => AccessChannel::Grpc,
         3 => AccessChannel::Audit,
+        4 => AccessChannel::Counter,
         _ => return None,
     };
     let (accessor, used) = match b[9] {

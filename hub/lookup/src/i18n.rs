@@ -498,6 +498,7 @@ pub fn event_label(k: EventKind, lang: Lang) -> &'static str {
         (Lang::Id, E::ServiceStandardPublished) => "Standar layanan terbit",
         (Lang::Id, E::PersonalDataSealed) => "Data pribadi disimpan terenkripsi",
         (Lang::Id, E::PersonalDataErased) => "Data pribadi dihapus",
+        (Lang::Id, E::PinReissued) => "PIN diterbitkan ulang",
         (Lang::En, E::CaseOpened) => "Case opened",
         (Lang::En, E::ApplicationFiled) => "Application received",
         (Lang::En, E::DocumentsRequested) => "Documents requested",
@@ -513,6 +514,7 @@ pub fn event_label(k: EventKind, lang: Lang) -> &'static str {
         (Lang::En, E::ServiceStandardPublished) => "Service standard published",
         (Lang::En, E::PersonalDataSealed) => "Personal data stored encrypted",
         (Lang::En, E::PersonalDataErased) => "Personal data erased",
+        (Lang::En, E::PinReissued) => "PIN re-issued",
     }
 }
 

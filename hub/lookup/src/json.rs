@@ -72,7 +72,8 @@ pub struct AccessEventJson {
     /// The officer's agency (accessor `officer`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agency_id: Option<String>,
-    /// `web`, `api`, `grpc` or `audit`.
+    /// `web`, `api`, `grpc`, `audit`, or `counter` (the PIN re-issued at
+    /// the counter of the case's opener).
     pub channel: &'static str,
 }
 

@@ -25,7 +25,9 @@
 //! tracking number's lock (`LOOKUP_LOCKED`) or daily cap
 //! (`PIN_REISSUE_REQUIRED`), the shared store when the lookup needs it
 //! (`LOOKUP_BUDGET_UNAVAILABLE`), then case and PIN together
-//! (`CASE_NOT_FOUND`).
+//! (`CASE_NOT_FOUND`). The PIN is compared before the lock is consulted
+//! (so lookups with the right PIN never count as wrong ones), but a locked
+//! number refuses the right PIN with the answer a wrong one gets.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -610,18 +612,21 @@ impl Lookups {
         };
         let epoch = case.as_ref().map_or(0, |c| pin_epoch(&c.pin_verifier));
         let keys = self.guard.keys(&tn.digits(), req.client);
-        let ticket = self.guard.admit(&keys, epoch, now_ms).await.map_err(|r| refusal_error(r, now_ms))?;
+        self.guard.check_networks(&keys, now_ms).map_err(|r| refusal_error(r, now_ms))?;
         let computed = pin_verifier(&self.pepper, &tn, &pin);
         // The same comparison with or without a case: against a dummy that
         // no verifier equals when there is none.
         let dummy = [0u8; PIN_VERIFIER_BYTES_MAX];
         let stored = case.as_ref().map_or(&dummy[..], |c| &c.pin_verifier[..]);
         let matches = verifier_matches(stored, &computed) && case.is_some();
+        // Then the number's lock, which refuses a right PIN exactly as a
+        // wrong one; a wrong PIN is checked and counted in one write.
         let Some(case) = case.filter(|_| matches) else {
-            self.guard.failed(ticket, &keys, epoch, now_ms).await;
+            self.guard.wrong_pin(&keys, epoch, now_ms).await.map_err(|r| refusal_error(r, now_ms))?;
             return Err(ApiError::case_not_found().into());
         };
-        let attempts = self.guard.succeeded(ticket, &keys, epoch, now_ms).await;
+        let attempts =
+            self.guard.right_pin(&keys, epoch, now_ms).await.map_err(|r| refusal_error(r, now_ms))?;
         if attempts.count > 0 {
             info!(region = %tn.region(), failed = attempts.count, "A case was opened after wrong PINs were tried");
         }
@@ -688,6 +693,7 @@ impl Lookups {
             }
             access.extend(recent);
         }
+        merge_pin_reissues(&mut access, &case);
         // Status and clocks read the whole timelines; the answer holds a page.
         let timeline = TimelinePage::cut(&mut case, timeline_before_seq);
         Ok(Found { case, status, slas, service_names, access, failed_attempts: None, now_ms, timeline })
@@ -805,6 +811,25 @@ pub fn read_pepper_file(path: &Path) -> anyhow::Result<PinPepper> {
     PinPepper::from_bytes(&buf).with_context(|| format!("in PIN pepper file {}", path.display()))
 }
 
+/// Adds the PIN re-issues `case` records (from its log, so every replica
+/// shows them) to its access history `access`, newest first, keeping the
+/// newest [`ACCESS_EVENTS_SHOWN_MAX`]: the officer at the counter of the
+/// agency that opened the case.
+fn merge_pin_reissues(access: &mut Vec<AccessEvent>, case: &Case) {
+    if case.pin_reissues.is_empty() {
+        return;
+    }
+    let reissues = case.pin_reissues.iter().rev().take(ACCESS_EVENTS_SHOWN_MAX).map(|r| AccessEvent {
+        at_ms: r.at_ms,
+        accessor: Accessor::Officer { agency: case.opened_by.clone() },
+        channel: AccessChannel::Counter,
+    });
+    access.extend(reissues);
+    // Stable: events of one moment keep their order.
+    access.sort_by_key(|e| std::cmp::Reverse(e.at_ms));
+    access.truncate(ACCESS_EVENTS_SHOWN_MAX);
+}
+
 /// The label of [`PinPepper::derive_key`] for the guard's record names.
 pub const GUARD_KEY_LABEL: &[u8] = b"mpp-lookup-guard-keys";
 
@@ -859,7 +884,7 @@ pub fn lookup_channel(channel: AccessChannel) -> Option<LookupChannel> {
         AccessChannel::Api => Some(LookupChannel::Http),
         AccessChannel::Grpc => Some(LookupChannel::Grpc),
         AccessChannel::Web => Some(LookupChannel::Page),
-        AccessChannel::Audit => None,
+        AccessChannel::Audit | AccessChannel::Counter => None,
     }
 }
 
@@ -957,6 +982,7 @@ mod tests {
                 })
                 .collect(),
             personal_data: mpp_core::case::PersonalData::None,
+            pin_reissues: Vec::new(),
         }
     }
 

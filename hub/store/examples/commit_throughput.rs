@@ -59,6 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     last_seq: n,
                     applications: Vec::new(),
                     personal_data: Default::default(),
+                    pin_reissues: Vec::new(),
                 });
             }
         }

@@ -740,7 +740,8 @@ fn encode_case(c: &Case, key: &[u8], stored_items: usize) -> Result<Vec<Pair>, S
     let first = (stored_items / layout::TIMELINE_CHUNK_ITEMS).max(1);
     let mut pairs = Vec::with_capacity(2);
     let chunk0 = layout::encode_timeline_chunk(&items[..items.len().min(layout::TIMELINE_CHUNK_ITEMS)], key)?;
-    pairs.push((key.to_vec(), layout::encode_case_value(&shape, &without_timelines(c), &chunk0, key)?));
+    let value = layout::encode_case_value(&shape, &without_timelines(c), &chunk0, &c.pin_reissues, key)?;
+    pairs.push((key.to_vec(), value));
     for (n, chunk) in items.chunks(layout::TIMELINE_CHUNK_ITEMS).enumerate().skip(first) {
         let tkey = layout::timeline_key(&c.tracking_number, n as u32);
         let v = layout::encode_timeline_chunk(chunk, &tkey)?;
@@ -764,6 +765,7 @@ fn without_timelines(c: &Case) -> Case {
         last_seq,
         applications,
         personal_data,
+        pin_reissues: _,
     } = c;
     let applications = applications
         .iter()
@@ -807,6 +809,8 @@ fn without_timelines(c: &Case) -> Case {
         last_seq: *last_seq,
         applications,
         personal_data: personal_data.clone(),
+        // Written after chunk 0 (layout::encode_case_value).
+        pin_reissues: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@ use mpp_core::checkpoint::SignedCheckpoint;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::Hash32;
 use mpp_core::merkle::MerkleFrontier;
-use mpp_core::{Case, LogEntry, ServiceStandard, TimelineItem};
+use mpp_core::{Case, LogEntry, PinReissue, ServiceStandard, TimelineItem};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -366,20 +366,29 @@ pub(crate) fn timeline_shape_iter(case: &Case) -> impl ExactSizeIterator<Item = 
 }
 
 /// The case value: `bincode(TimelineShape) ++ bincode(Case) ++
-/// bincode(chunk 0)`, the case with every application's timeline empty
-/// (`case` must already have its timelines taken out), then `chunk0`, the
-/// encoded first [`TIMELINE_CHUNK_ITEMS`] of its timeline items (see
-/// [`timeline_items`], [`encode_timeline_chunk`]); chunks 1, 2, ... live
-/// under `"T"` keys.
+/// bincode(chunk 0) [++ bincode(pin re-issues)]`, the case with every
+/// application's timeline empty and no re-issues (`case` must already have
+/// both taken out), then `chunk0`, the encoded first
+/// [`TIMELINE_CHUNK_ITEMS`] of its timeline items (see [`timeline_items`],
+/// [`encode_timeline_chunk`]; chunks 1, 2, ... live under `"T"` keys), then
+/// the case's PIN re-issues only when it has any. A case without re-issues
+/// is encoded exactly as before they existed, so stores written before are
+/// read unchanged (format still v4) and an old log rebuilds to the same
+/// bytes.
 pub(crate) fn encode_case_value(
     shape: &TimelineShape,
     case: &Case,
     chunk0: &[u8],
+    pin_reissues: &[PinReissue],
     key: &[u8],
 ) -> Result<Vec<u8>, StoreError> {
+    assert!(case.pin_reissues.is_empty(), "the re-issues are written after chunk 0");
     let mut v = encode_value(shape, key)?;
     v.extend_from_slice(&encode_value(case, key)?);
     v.extend_from_slice(chunk0);
+    if !pin_reissues.is_empty() {
+        v.extend_from_slice(&encode_value(&pin_reissues, key)?);
+    }
     Ok(v)
 }
 
@@ -427,10 +436,16 @@ pub(crate) fn timeline_items(case: &Case) -> Vec<(u32, &TimelineItem)> {
 /// the case, checking that the chunks rebuild exactly the recorded shape.
 pub(crate) fn decode_case(key: &[u8], v: &[u8], chunks: &[Pair]) -> Result<Case, StoreError> {
     let (shape, mut rest) = decode_case_shape(key, v)?;
+    // `Case::pin_reissues` is not serialised with the case: it follows.
     let mut case: Case = bincode_options()
         .deserialize_from(&mut rest)
         .map_err(|e| corrupt(format!("case does not decode: {e}"), key))?;
-    let chunk0: Chunk = decode_value(rest, key, "case's first timeline chunk")?;
+    let chunk0: Chunk = bincode_options()
+        .deserialize_from(&mut rest)
+        .map_err(|e| corrupt(format!("case's first timeline chunk does not decode: {e}"), key))?;
+    if !rest.is_empty() {
+        case.pin_reissues = decode_value(rest, key, "case's PIN re-issues")?;
+    }
     if case_key(&case.tracking_number) != key {
         return Err(corrupt("case is stored under another tracking number", key));
     }
@@ -641,6 +656,39 @@ mod tests {
                 e
             })
             .collect()
+    }
+
+    #[test]
+    fn pin_reissues_follow_chunk_zero_only_when_a_case_has_any() {
+        let tn = TrackingNumber::new(mpp_core::RegionCode::parse("1771").unwrap(), 42).unwrap();
+        let mut case = Case {
+            tracking_number: tn,
+            opened_by: AgencyId::parse("frontoffice").unwrap(),
+            opened_at_ms: 5,
+            opened_seq: 1,
+            pin_verifier: vec![7; 33],
+            nik_keyed_hash: vec![8; 32],
+            updated_at_ms: 6,
+            last_seq: 9,
+            applications: Vec::new(),
+            personal_data: mpp_core::PersonalData::None,
+            pin_reissues: Vec::new(),
+        };
+        let key = case_key(&tn);
+        let chunk0 = encode_timeline_chunk(&[], &key).unwrap();
+        let shape = timeline_shape(&case);
+        // Without re-issues: the value a store before them wrote.
+        let before = encode_case_value(&shape, &case, &chunk0, &[], &key).unwrap();
+        assert_eq!(decode_case(&key, &before, &[]).unwrap(), case);
+        // With them: the same bytes, then the re-issues.
+        let reissues = [PinReissue { seq: 9, at_ms: 6 }, PinReissue { seq: 12, at_ms: 70 }];
+        let after = encode_case_value(&shape, &case, &chunk0, &reissues, &key).unwrap();
+        assert_eq!(&after[..before.len()], &before[..]);
+        assert!(after.len() > before.len());
+        case.pin_reissues = reissues.to_vec();
+        assert_eq!(decode_case(&key, &after, &[]).unwrap(), case);
+        // A damaged tail is corrupt, not a panic.
+        assert!(decode_case(&key, &[&after[..], &[0xFF]].concat(), &[]).is_err());
     }
 
     #[test]

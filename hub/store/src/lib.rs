@@ -66,7 +66,10 @@
 //!                                        Vec<(u32 items, u64 seq of the last item)>, one per
 //!                                        application, then of mpp_core::Case with every
 //!                                        application's timeline left empty, then timeline
-//!                                        chunk 0 (as a "T" chunk, possibly empty)
+//!                                        chunk 0 (as a "T" chunk, possibly empty), then, only
+//!                                        when the case has any, bincode of its PIN re-issues
+//!                                        Vec<PinReissue> (absent otherwise: values written before
+//!                                        re-issues existed read unchanged, format still v4)
 //! "T" tracking_number:15 chunk:u32      timeline chunk >= 1: bincode of Vec<(u32 application index,
 //!                                        TimelineItem)>, items chunk*32 .. chunk*32+31 of the
 //!                                        case's items in log order (TIMELINE_CHUNK_ITEMS = 32;

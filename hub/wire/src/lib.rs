@@ -84,6 +84,7 @@ pub fn body_to_core(b: &Body) -> EventBody {
             ciphertext: x.ciphertext.clone(),
         },
         Body::PersonalDataErased(x) => EventBody::PersonalDataErased { key_id: x.key_id.clone() },
+        Body::PinReissued(x) => EventBody::PinReissued { pin_verifier: x.pin_verifier.clone() },
     }
 }
 
@@ -180,6 +181,9 @@ pub fn body_to_wire(b: &EventBody) -> Body {
         }
         EventBody::PersonalDataErased { key_id } => {
             Body::PersonalDataErased(pb::PersonalDataErased { key_id: key_id.clone() })
+        }
+        EventBody::PinReissued { pin_verifier } => {
+            Body::PinReissued(pb::PinReissued { pin_verifier: pin_verifier.clone() })
         }
     }
 }
@@ -394,6 +398,7 @@ mod tests {
                 ciphertext: vec![5; 20],
             },
             EventBody::PersonalDataErased { key_id: vec![3; 16] },
+            EventBody::PinReissued { pin_verifier: vec![4; 33] },
         ]
     }
 

@@ -114,12 +114,16 @@ pub const SCOPE_PERSONAL_DATA_READ: &str = "personal-data:read";
 /// The scope of `HapusDataPribadi`.
 pub const SCOPE_PERSONAL_DATA_ERASE: &str = "personal-data:erase";
 
+/// The scope of `TerbitkanUlangPin`.
+pub const SCOPE_PINS_REISSUE: &str = "pins:reissue";
+
 /// The scope each RPC of the front office needs (see
-/// [`mpp_agency_kit::auth`]); a tokens-file line without scopes has all three.
+/// [`mpp_agency_kit::auth`]); a tokens-file line without scopes has all four.
 pub const RPC_SCOPES: RpcScopes = RpcScopes(&[
     ("/mpp.frontoffice.v1.FrontOfficeService/BukaBerkas", SCOPE_CASES_OPEN),
     ("/mpp.frontoffice.v1.FrontOfficeService/LihatDataPribadi", SCOPE_PERSONAL_DATA_READ),
     ("/mpp.frontoffice.v1.FrontOfficeService/HapusDataPribadi", SCOPE_PERSONAL_DATA_ERASE),
+    ("/mpp.frontoffice.v1.FrontOfficeService/TerbitkanUlangPin", SCOPE_PINS_REISSUE),
 ]);
 
 /// The gRPC metadata entry of a `RATE_LIMITED` answer: whole seconds to
@@ -567,6 +571,43 @@ impl FrontOffice {
         })
     }
 
+    /// A new PIN for a case this front office opened (its vault knows the
+    /// case, sealed or erased): `pin_reissued` is published and the PIN
+    /// handed back once, with a receipt that prints no personal data.
+    /// Logged with the case and the authenticated `client`.
+    pub async fn terbitkan_ulang_pin(
+        &self,
+        r: &pb::PenerbitanUlangPin,
+        client: &ClientId,
+    ) -> Result<pb::PinBaru, PrivacyError> {
+        let officer = input::officer("petugas", &r.petugas)?;
+        let tracking = input::tracking_number("nomor_berkas", &r.nomor_berkas, self.agency.region())?;
+        if self.vault.blocking(move |v| v.case(&tracking)).await?.is_none() {
+            return Err(PrivacyError::NotFound(tracking));
+        }
+        let (pin, accepted) = self.agency.reissue_pin(&self.service, tracking, &officer).await?;
+        tracing::info!(
+            case = %tracking,
+            officer = %client,
+            petugas = %officer,
+            event_id = %accepted.event_id,
+            "PIN re-issued"
+        );
+        let tanda_terima = self.receipt.lines(&Receipt {
+            tracking: &tracking,
+            pin: &pin,
+            nama: "",
+            telepon: None,
+            officer: &officer,
+        });
+        Ok(pb::PinBaru {
+            nomor_berkas: tracking.to_string(),
+            pin: pin.expose().to_owned(),
+            event_id: accepted.event_id,
+            tanda_terima,
+        })
+    }
+
     fn erased_event(
         &self,
         case: TrackingNumber,
@@ -605,6 +646,14 @@ impl FrontOfficeService for FrontOffice {
     ) -> Result<Response<pb::DataPribadiDihapus>, Status> {
         let client = authenticated_client(&request)?;
         Ok(Response::new(FrontOffice::hapus_data_pribadi(self, request.get_ref(), client).await?))
+    }
+
+    async fn terbitkan_ulang_pin(
+        &self,
+        request: Request<pb::PenerbitanUlangPin>,
+    ) -> Result<Response<pb::PinBaru>, Status> {
+        let client = authenticated_client(&request)?;
+        Ok(Response::new(FrontOffice::terbitkan_ulang_pin(self, request.get_ref(), client).await?))
     }
 }
 

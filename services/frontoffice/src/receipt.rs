@@ -91,7 +91,7 @@ pub struct Receipt<'a> {
     pub tracking: &'a TrackingNumber,
     /// The citizen's PIN.
     pub pin: &'a Pin,
-    /// The citizen's name.
+    /// The citizen's name; empty on a re-issued PIN's receipt, which prints none.
     pub nama: &'a str,
     /// The citizen's phone number, if given.
     pub telepon: Option<&'a str>,
@@ -107,8 +107,10 @@ impl ReceiptConfig {
             "TANDA TERIMA PEMBUKAAN BERKAS / CASE RECEIPT".to_owned(),
             format!("Nomor berkas / Tracking number: {}", r.tracking),
             format!("PIN: {}", r.pin.grouped()),
-            format!("Nama / Name: {}", r.nama),
         ];
+        if !r.nama.is_empty() {
+            lines.push(format!("Nama / Name: {}", r.nama));
+        }
         if let Some(t) = r.telepon {
             lines.push(format!("Telepon / Phone: {t}"));
         }

@@ -529,9 +529,47 @@ async fn reads_and_erasures_log_the_authenticated_client_as_the_officer() {
 
 #[test]
 fn the_scope_table_names_every_rpc_of_the_service() {
-    assert_eq!(RPC_SCOPES.scopes(), vec!["cases:open", "personal-data:read", "personal-data:erase"]);
+    assert_eq!(
+        RPC_SCOPES.scopes(),
+        vec!["cases:open", "personal-data:read", "personal-data:erase", "pins:reissue"]
+    );
     for (path, _) in RPC_SCOPES.0 {
         let method = path.rsplit('/').next().unwrap();
         assert_eq!(*path, format!("/{}/{method}", pb::front_office_service_server::SERVICE_NAME));
     }
+}
+
+#[tokio::test]
+async fn a_pin_is_reissued_for_a_case_of_this_front_office_only() {
+    let f = fixture();
+    let r = f.svc.buka_berkas(&request()).await.unwrap();
+    let ask = |tn: &str| pb::PenerbitanUlangPin { nomor_berkas: tn.to_owned(), petugas: "ptg-07".to_owned() };
+    let new = f.svc.terbitkan_ulang_pin(&ask(&r.nomor_berkas), &client()).await.unwrap();
+    assert_ne!(new.pin, r.pin, "a new PIN");
+    let pin = Pin::parse(&new.pin).expect("a strong PIN in canonical form");
+    let tracking = TrackingNumber::parse(&r.nomor_berkas).unwrap();
+    let events = f.publisher.events();
+    let ev = events.last().unwrap();
+    assert_eq!(ev.event_id(), new.event_id);
+    let env = ev.envelope();
+    assert_eq!((env.case_id.as_str(), env.application_id.as_str()), (r.nomor_berkas.as_str(), ""));
+    match &env.body {
+        Some(Body::PinReissued(p)) => {
+            let pepper = PinPepper::from_bytes(PEPPER).unwrap();
+            assert_eq!(p.pin_verifier, pin_verifier(&pepper, &tracking, &pin).to_vec());
+        }
+        other => panic!("{other:?}"),
+    }
+    let receipt = new.tanda_terima.join("\n");
+    assert!(receipt.contains(&pin.grouped()) && receipt.contains(&r.nomor_berkas));
+    assert!(
+        !receipt.contains(NAMA) && !receipt.contains("Nama"),
+        "no personal data on a re-issue: {receipt}"
+    );
+    // Not a case of this front office: refused, nothing published.
+    let unknown = TrackingNumber::new(RegionCode::parse("1771").unwrap(), 4_000_000).unwrap().to_string();
+    let before = f.publisher.events().len();
+    let s = Status::from(f.svc.terbitkan_ulang_pin(&ask(&unknown), &client()).await.unwrap_err());
+    assert_eq!(s.code(), Code::NotFound);
+    assert_eq!(f.publisher.events().len(), before);
 }

@@ -151,14 +151,9 @@ impl Agency {
         nik_keyed_hash: Vec<u8>,
         more: &[OutgoingEvent],
     ) -> Result<(Pin, Vec<Accepted>), KitError> {
-        let pin = Pin::generate();
-        let pin_verifier = pin_verifier(&self.pepper, &tracking, &pin).to_vec();
-        let ev = self.builder.build(
-            service,
-            Target::Case(tracking),
-            officer,
-            EventBody::CaseOpened { pin_verifier, nik_keyed_hash },
-        )?;
+        let (pin, ev) = self.new_pin_event(service, tracking, officer, |pin_verifier| {
+            EventBody::CaseOpened { pin_verifier, nik_keyed_hash }
+        })?;
         let mut events = Vec::with_capacity(1 + more.len());
         events.push(ev);
         events.extend_from_slice(more);
@@ -172,6 +167,40 @@ impl Agency {
             .collect();
         accepted.extend(missing);
         Ok((pin, accepted))
+    }
+
+    /// Re-issues the lookup PIN of `tracking` (a case this agency opened): a
+    /// new PIN is generated and `pin_reissued` is published with its
+    /// verifier. Returns the PIN, to hand to the caller once, and the
+    /// accepted event.
+    pub async fn reissue_pin(
+        &self,
+        service: &ServiceId,
+        tracking: TrackingNumber,
+        officer: &OfficerId,
+    ) -> Result<(Pin, Accepted), KitError> {
+        let (pin, ev) = self.new_pin_event(service, tracking, officer, |pin_verifier| {
+            EventBody::PinReissued { pin_verifier }
+        })?;
+        let event_id = ev.event_id().to_owned();
+        let accepted = self.publish(std::slice::from_ref(&ev)).await?;
+        let accepted =
+            accepted.into_iter().next().unwrap_or(Accepted { event_id, ack: None, outbox_seq: None });
+        Ok((pin, accepted))
+    }
+
+    /// A fresh PIN and the case-level event `body` makes of its verifier.
+    fn new_pin_event(
+        &self,
+        service: &ServiceId,
+        tracking: TrackingNumber,
+        officer: &OfficerId,
+        body: impl FnOnce(Vec<u8>) -> EventBody,
+    ) -> Result<(Pin, OutgoingEvent), KitError> {
+        let pin = Pin::generate();
+        let verifier = pin_verifier(&self.pepper, &tracking, &pin).to_vec();
+        let ev = self.builder.build(service, Target::Case(tracking), officer, body(verifier))?;
+        Ok((pin, ev))
     }
 
     /// Publishes events the caller built with [`Agency::builder`], in order,

@@ -71,17 +71,7 @@ fn big_receipt() -> Body {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_case_is_bounded_at_ingest_and_its_lookups_in_memory() -> Result<()> {
     let nats = NatsServer::start().await?;
-    // The lookup guard counts each lookup of a number as a wrong PIN until
-    // its PIN is checked (docs/API.md), so 32 lookups in flight at once
-    // would lock the number; this test is about memory, so the number's
-    // budgets are set above its concurrency.
-    let options = mpp_tests::services::HubOptions {
-        extra_args: ["--pin-failures-max", "1000", "--pin-failures-per-day-max", "1000"]
-            .map(str::to_owned)
-            .to_vec(),
-        ..Default::default()
-    };
-    let mut hub = HubProcess::spawn_with(&nats.url(), options)?;
+    let mut hub = HubProcess::spawn(&nats.url())?;
     hub.wait_ready(READY_DEADLINE).await?;
     let js = nats.jetstream().await?;
     let tn = tracking_number(1771, 7_007)?;

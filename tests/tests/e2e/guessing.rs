@@ -15,6 +15,15 @@
 //! - `lockouts_are_seen_by_a_second_replica_and_survive_a_restart`: wrong
 //!   PINs on replica A lock the number on replica B, survive A's restart,
 //!   and reach a replica started afterwards; the wrong PINs are shown on B.
+//! - `right_pins_in_flight_never_lock_and_a_lock_on_one_replica_holds_on_the_other`:
+//!   [`RIGHT_PINS_IN_FLIGHT`] lookups with the right PIN at once, through
+//!   both replicas, all succeed (on a clean number and on one with wrong
+//!   PINs to show, which are shown once); a number locked by wrong PINs on
+//!   A refuses the right PIN on B with the answer a wrong PIN gets there.
+//! - `a_number_at_its_daily_cap_opens_again_with_a_pin_reissued_at_the_counter`:
+//!   a case of the front office reaches the daily cap
+//!   (`PIN_REISSUE_REQUIRED`); `TerbitkanUlangPin` at the front office
+//!   gives a new PIN that opens it, and the old PIN no longer does.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -68,15 +77,23 @@ const GUESSES_PER_SOURCE: usize = 5;
 const GUESSES_PER_64: usize = 6;
 const GUESSES_PER_64_IN_56: usize = 2;
 
+/// Lookups with the right PIN in flight at once, over two replicas.
+const RIGHT_PINS_IN_FLIGHT: usize = 48;
+
+/// How long a lock set through one replica may take to reach another's
+/// mirror (the bucket's watch; docs/OPERATIONS.md says about a millisecond).
+const LOCK_PROPAGATION_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Most IPv6 clients tried at one level before its budget must answer.
 const V6_CLIENTS_MAX: u32 = 200;
 
-fn hub_flags(trusted_proxy: bool) -> Vec<String> {
+/// The simulation's flags, with a daily cap of `per_day_max` wrong PINs.
+fn hub_flags(trusted_proxy: bool, per_day_max: u64) -> Vec<String> {
     let mut args: Vec<String> = [
         ("--lookups-per-minute", "1000000".to_owned()),
         ("--lookup-burst", "1000000".to_owned()),
         ("--pin-failures-max", PIN_FAILURES_MAX.to_string()),
-        ("--pin-failures-per-day-max", PIN_FAILURES_PER_DAY_MAX.to_string()),
+        ("--pin-failures-per-day-max", per_day_max.to_string()),
         ("--failed-lookups-per-ipv4-max", PER_IPV4_MAX.to_string()),
         ("--failed-lookups-per-ipv6-64-max", PER_IPV6_64_MAX.to_string()),
         ("--failed-lookups-per-ipv6-56-max", PER_IPV6_56_MAX.to_string()),
@@ -119,6 +136,19 @@ async fn seed_cases(nats: &NatsServer, rng: &mut Rng, n: usize) -> Result<Vec<(S
         cases.push((tn.to_string(), pin.expose().to_owned()));
     }
     Ok(cases)
+}
+
+/// Waits until the stream holds `n` messages (a service's outbox publishes
+/// after it answers) and `hub` has ingested them.
+async fn ingested(nats: &NatsServer, hub: &mut HubProcess, n: u64) -> Result<()> {
+    let js = async_nats::jetstream::new(nats.connect().await?);
+    let last = mpp_tests::wait_for(&format!("{n} messages in the stream"), CATCH_UP_DEADLINE, || async {
+        let last = stream_last_seq(&js).await?;
+        Ok((last >= n).then_some(last))
+    })
+    .await?;
+    hub.wait_caught_up(last, CATCH_UP_DEADLINE).await?;
+    Ok(())
 }
 
 async fn caught_up(nats: &NatsServer, hubs: &mut [&mut HubProcess]) -> Result<()> {
@@ -267,7 +297,11 @@ async fn a_seeded_distributed_guessing_attack_hits_every_budget() -> Result<()> 
     let nats = NatsServer::start().await?;
     let mut hub = HubProcess::spawn_with(
         &nats.url(),
-        HubOptions { documented_rate_limits: true, extra_args: hub_flags(true), ..HubOptions::default() },
+        HubOptions {
+            documented_rate_limits: true,
+            extra_args: hub_flags(true, PIN_FAILURES_PER_DAY_MAX),
+            ..HubOptions::default()
+        },
     )?;
     // The hub creates the stream.
     hub.wait_ready(READY_DEADLINE).await?;
@@ -401,7 +435,7 @@ async fn a_seeded_distributed_guessing_attack_hits_every_budget() -> Result<()> 
         tally.admitted_before_pow
     );
     println!(
-        "guesses per case per day, whatever the attacker's addresses or proofs of work: {per_case_per_day:.0} (one replica; + 1 per further replica)"
+        "guesses per case per day, whatever the attacker's addresses or proofs of work: {per_case_per_day:.0} (however many replicas)"
     );
     println!(
         "expected compromised cases per day at 1M cases (9-character PINs, 31^9): {:.2e}; an attacker without proofs of work is held to the global budget, {:.0}/day in all: {:.2e} cases per day",
@@ -418,18 +452,33 @@ async fn a_seeded_distributed_guessing_attack_hits_every_budget() -> Result<()> 
     Ok(())
 }
 
+/// A hub replica of its own consumer `name`.
+fn replica(name: &str) -> HubOptions {
+    HubOptions { consumer_name: Some(name.to_owned()), ..HubOptions::default() }
+}
+
+/// Replicas A and B sharing `nats`, both caught up with `n` cases drawn
+/// from `rng` (number, PIN).
+async fn two_replicas(
+    nats: &NatsServer,
+    rng: &mut Rng,
+    n: usize,
+) -> Result<(HubProcess, HubProcess, Vec<(String, String)>)> {
+    let mut a = HubProcess::spawn_with(&nats.url(), replica("mpp-hub-a"))?;
+    let mut b = HubProcess::spawn_with(&nats.url(), replica("mpp-hub-b"))?;
+    a.wait_ready(READY_DEADLINE).await?;
+    b.wait_ready(READY_DEADLINE).await?;
+    let cases = seed_cases(nats, rng, n).await?;
+    caught_up(nats, &mut [&mut a, &mut b]).await?;
+    Ok((a, b, cases))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lockouts_are_seen_by_a_second_replica_and_survive_a_restart() -> Result<()> {
     let seed = seed_from_env("MPP_TEST_SEED");
     let mut rng = Rng::new(seed);
     let nats = NatsServer::start().await?;
-    let replica = |name: &str| HubOptions { consumer_name: Some(name.to_owned()), ..HubOptions::default() };
-    let mut a = HubProcess::spawn_with(&nats.url(), replica("mpp-hub-a"))?;
-    let mut b = HubProcess::spawn_with(&nats.url(), replica("mpp-hub-b"))?;
-    a.wait_ready(READY_DEADLINE).await?;
-    b.wait_ready(READY_DEADLINE).await?;
-    let cases = seed_cases(&nats, &mut rng, 2).await?;
-    caught_up(&nats, &mut [&mut a, &mut b]).await?;
+    let (mut a, mut b, cases) = two_replicas(&nats, &mut rng, 2).await?;
     let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let (shown_tn, shown_pin) = &cases[0];
     let (tn, pin) = &cases[1];
@@ -481,5 +530,188 @@ async fn lockouts_are_seen_by_a_second_replica_and_survive_a_restart() -> Result
     for hub in [&mut a, &mut b, &mut c] {
         hub.terminate().await?;
     }
+    Ok(())
+}
+
+/// `RIGHT_PINS_IN_FLIGHT` lookups of `tn` with its right `pin` at once,
+/// alternating replicas, each from its own loopback address; returns the
+/// answers.
+async fn right_pins_at_once(
+    hubs: [SocketAddr; 2],
+    tn: &str,
+    pin: &str,
+    net: u8,
+) -> Result<Vec<HttpResponse>> {
+    let lookups: Vec<_> = (0..RIGHT_PINS_IN_FLIGHT)
+        .map(|i| {
+            let (tn, pin) = (tn.to_owned(), pin.to_owned());
+            let source = IpAddr::V4(Ipv4Addr::new(127, 5, net, i as u8 + 1));
+            tokio::spawn(async move { lookup_from(source, hubs[i % 2], &tn, &pin, &[]).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for l in lookups {
+        answers.push(l.await??);
+    }
+    Ok(answers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn right_pins_in_flight_never_lock_and_a_lock_on_one_replica_holds_on_the_other() -> Result<()> {
+    let seed = seed_from_env("MPP_TEST_SEED");
+    let mut rng = Rng::new(seed);
+    let nats = NatsServer::start().await?;
+    let (mut a, mut b, cases) = two_replicas(&nats, &mut rng, 3).await?;
+    let hubs = [a.http_addr(), b.http_addr()];
+    let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    // A clean number: every right PIN in flight at once is answered.
+    let (tn, pin) = &cases[0];
+    for (i, r) in right_pins_at_once(hubs, tn, pin, 0).await?.iter().enumerate() {
+        ensure!(r.status == 200, "right PIN {i} of {RIGHT_PINS_IN_FLIGHT} at once: {}", r.text());
+    }
+    // A number with wrong PINs to show: all answered, the wrong PINs shown
+    // once, and none of the right PINs counted (the number is not locked
+    // after more than its 5-in-a-row and 20-a-day budgets of lookups).
+    let (tn, pin) = &cases[1];
+    let wrong = mpp_tests::pin::other_pin(pin);
+    for _ in 0..3 {
+        ensure!(code(&lookup_from(client, hubs[0], tn, &wrong, &[]).await?) == "CASE_NOT_FOUND");
+    }
+    let mut shown = 0;
+    for (i, r) in right_pins_at_once(hubs, tn, pin, 1).await?.iter().enumerate() {
+        ensure!(r.status == 200, "right PIN {i} after 3 wrong ones: {}", r.text());
+        shown += r.json()?["failed_lookups"]["count"].as_u64().context("no failed_lookups")?;
+    }
+    ensure!(shown == 3, "the 3 wrong PINs were shown {shown} times over");
+    for _ in 0..4 {
+        ensure!(code(&lookup_from(client, hubs[1], tn, &wrong, &[]).await?) == "CASE_NOT_FOUND");
+    }
+    ensure!(lookup_from(client, hubs[1], tn, pin, &[]).await?.status == 200, "4 wrong PINs do not lock");
+
+    // Five wrong PINs on A lock the number; B refuses the right PIN with
+    // what it answers a wrong one.
+    let (tn, pin) = &cases[2];
+    for i in 0..5 {
+        let c = code(&lookup_from(client, hubs[0], tn, &wrong, &[]).await?);
+        ensure!(c == "CASE_NOT_FOUND", "wrong PIN {i} on A: {c}");
+    }
+    let locked_at = std::time::Instant::now();
+    let mut tries = 0u32;
+    let right =
+        mpp_tests::wait::wait_until("B to refuse the right PIN", LOCK_PROPAGATION_DEADLINE, || {
+            tries += 1;
+            async move {
+                lookup_from(client, hubs[1], tn, pin, &[]).await.map(|r| (code(&r) == "LOOKUP_LOCKED", r))
+            }
+        })
+        .await?;
+    let refused_after = locked_at.elapsed();
+    let wrong_answer = lookup_from(client, hubs[1], tn, &wrong, &[]).await?;
+    ensure!(
+        (right.status, right.body.as_slice()) == (wrong_answer.status, wrong_answer.body.as_slice()),
+        "B told the right PIN ({} {}) from a wrong one ({} {})",
+        right.status,
+        right.text(),
+        wrong_answer.status,
+        wrong_answer.text()
+    );
+    let retry =
+        |r: &HttpResponse| -> Result<i64> { Ok(r.header("retry-after").context("no Retry-After")?.parse()?) };
+    ensure!((retry(&right)? - retry(&wrong_answer)?).abs() <= 1, "Retry-After differs");
+    // And A, which locked it, refuses it too.
+    ensure!(code(&lookup_from(client, hubs[0], tn, pin, &[]).await?) == "LOOKUP_LOCKED");
+    println!(
+        "seed {seed}: {RIGHT_PINS_IN_FLIGHT} right PINs at once answered on a clean number and on one with 3 wrong PINs (shown once); a lock set on A refused the right PIN on B {} ms after A's fifth wrong PIN was answered (try {tries}), as B answers a wrong one",
+        refused_after.as_millis()
+    );
+    for hub in [&mut a, &mut b] {
+        hub.terminate().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_at_its_daily_cap_opens_again_with_a_pin_reissued_at_the_counter() -> Result<()> {
+    use mpp_proto::frontoffice::v1 as fo;
+    use mpp_tests::services::AgencyOptions;
+    let nats = NatsServer::start().await?;
+    let secrets = mpp_tests::temp_dir("mpp-guessing-secrets-")?;
+    let pepper = secrets.path().join("pin-pepper");
+    std::fs::write(&pepper, TEST_PIN_PEPPER).context("cannot write the pepper")?;
+    // A daily cap of 3, reached before the first lock (at 5).
+    let flags = hub_flags(false, 3);
+    let mut hub = HubProcess::spawn_with(
+        &nats.url(),
+        HubOptions {
+            pin_pepper_file: Some(pepper.clone()),
+            documented_rate_limits: true,
+            extra_args: flags,
+            ..HubOptions::default()
+        },
+    )?;
+    hub.wait_ready(READY_DEADLINE).await?;
+    let options = AgencyOptions {
+        region_code: REGION.to_owned(),
+        pin_pepper_file: Some(pepper),
+        extra_args: Vec::new(),
+    };
+    let mut front = mpp_tests::AgencyProcess::spawn_frontoffice(&nats.url(), options)?;
+    front.wait_listening(READY_DEADLINE).await?;
+    let channel = tonic::transport::Endpoint::from_shared(front.grpc_endpoint())?.connect().await?;
+    let mut desk =
+        fo::front_office_service_client::FrontOfficeServiceClient::with_interceptor(channel, front.bearer()?);
+    let opened = desk
+        .buka_berkas(fo::PembukaanBerkas {
+            nik: "1771014501900007".to_owned(),
+            nama: "Siti Aminah".to_owned(),
+            telepon: String::new(),
+            petugas: "ptg-loket-1".to_owned(),
+            surel: String::new(),
+        })
+        .await
+        .context("BukaBerkas")?
+        .into_inner();
+    let (tn, old_pin) = (opened.nomor_berkas.clone(), opened.pin.clone());
+    // case_opened and personal_data_sealed.
+    ingested(&nats, &mut hub, 2).await?;
+    let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let addr = hub.http_addr();
+    ensure!(lookup_from(client, addr, &tn, &old_pin, &[]).await?.status == 200, "the case opens at first");
+    for i in 0..3 {
+        let wrong = mpp_tests::pin::other_pin(&old_pin);
+        let c =
+            code(&lookup_from(IpAddr::V4(Ipv4Addr::new(127, 4, 0, i + 1)), addr, &tn, &wrong, &[]).await?);
+        ensure!(c == "CASE_NOT_FOUND", "wrong PIN {i}: {c}");
+    }
+    let r = lookup_from(client, addr, &tn, &old_pin, &[]).await?;
+    ensure!(r.status == 403 && code(&r) == "PIN_REISSUE_REQUIRED", "at the daily cap: {}", r.text());
+
+    // At the counter: a new PIN.
+    let new = desk
+        .terbitkan_ulang_pin(fo::PenerbitanUlangPin {
+            nomor_berkas: tn.clone(),
+            petugas: "ptg-loket-1".to_owned(),
+        })
+        .await
+        .context("TerbitkanUlangPin")?
+        .into_inner();
+    ensure!(mpp_tests::pin::is_strong(&new.pin) && new.pin != old_pin, "a new strong PIN: {new:?}");
+    ingested(&nats, &mut hub, 3).await?;
+    let r = lookup_from(client, addr, &tn, &new.pin, &[]).await?;
+    let v = r.json()?;
+    ensure!(r.status == 200 && v["failed_lookups"]["count"] == 0, "the new PIN: {v}");
+    // The re-issue is in the case's access history: the opener's officer,
+    // at the counter.
+    let events = v["access_events"].as_array().context("no access_events")?;
+    ensure!(
+        events.iter().any(|e| e["accessor"] == "officer" && e["channel"] == "counter"),
+        "the re-issue in the access history: {events:?}"
+    );
+    let r = lookup_from(client, addr, &tn, &old_pin, &[]).await?;
+    ensure!(code(&r) == "CASE_NOT_FOUND", "the old PIN no longer opens the case: {}", r.text());
+    println!("a number at its daily cap opened again with a PIN re-issued at the counter");
+    front.terminate().await?;
+    hub.terminate().await?;
     Ok(())
 }

@@ -431,11 +431,9 @@ async fn hub_lookups(hub: &HubProcess, tn: &str, until: Instant) -> Result<(Late
 
 /// `WatchCase` streams of `tn` from [`ATTACK_CONNECTIONS_MIN`] connections
 /// (attacker addresses), never read: returns (connections, watches
-/// granted, refused), holding them until `until`. A watch is refused with
-/// TOO_MANY_WATCHES past the per-case cap, or with LOOKUP_LOCKED or
-/// PIN_REISSUE_REQUIRED while more lookups of the number are in flight than
-/// its wrong-PIN streak or daily cap allows (the lookup guard counts each
-/// in advance: docs/API.md).
+/// granted, refused), holding them until `until`. A watch is refused only
+/// with TOO_MANY_WATCHES past the per-case cap: lookups with the right PIN
+/// never count against the number's lock, however many are in flight.
 async fn unread_watches(grpc: SocketAddr, tn: String, until: Instant) -> Result<(usize, usize, usize)> {
     let tasks: Vec<_> = (0..ATTACK_CONNECTIONS_MIN)
         .map(|i| {
@@ -454,13 +452,9 @@ async fn unread_watches(grpc: SocketAddr, tn: String, until: Instant) -> Result<
                 Ok::<_, anyhow::Error>(match answer {
                     Ok(_stream) => (1, 0),
                     Err(s)
-                        if matches!(
-                            s.code(),
-                            tonic::Code::ResourceExhausted | tonic::Code::PermissionDenied
-                        ) && matches!(
-                            s.metadata().get("mpp-reason-code").and_then(|v| v.to_str().ok()),
-                            Some("TOO_MANY_WATCHES" | "LOOKUP_LOCKED" | "PIN_REISSUE_REQUIRED")
-                        ) =>
+                        if s.code() == tonic::Code::ResourceExhausted
+                            && s.metadata().get("mpp-reason-code").and_then(|v| v.to_str().ok())
+                                == Some("TOO_MANY_WATCHES") =>
                     {
                         (0, 1)
                     }

@@ -273,9 +273,11 @@ impl Generator {
                 reason: "berkas tidak memenuhi syarat".to_owned(),
             },
             K::Withdrawn => EventBody::Withdrawn { reason: "atas permintaan pemohon".to_owned() },
-            K::CaseOpened | K::ServiceStandardPublished | K::PersonalDataSealed | K::PersonalDataErased => {
-                EventBody::ReviewStarted
-            }
+            K::CaseOpened
+            | K::ServiceStandardPublished
+            | K::PersonalDataSealed
+            | K::PersonalDataErased
+            | K::PinReissued => EventBody::ReviewStarted,
         }
     }
 

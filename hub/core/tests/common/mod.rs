@@ -102,6 +102,7 @@ pub(crate) fn body(kind: EventKind) -> EventBody {
             EventBody::PersonalDataSealed { key_id: vec![7; 16], nonce: vec![8; 12], ciphertext: vec![9; 48] }
         }
         EventKind::PersonalDataErased => EventBody::PersonalDataErased { key_id: vec![7; 16] },
+        EventKind::PinReissued => EventBody::PinReissued { pin_verifier: vec![3; 33] },
     }
 }
 

@@ -8,8 +8,10 @@
 //! [`policy`] is the pure arithmetic of the records, [`keys`] names them
 //! (keyed hashes, never the number or the address), and [`shared`] keeps
 //! them in a key-value store every replica shares (a NATS JetStream bucket)
-//! with a local cache, so that a right PIN costs no round trip. The bound
-//! an attacker can exceed the budgets by is stated in [`shared`].
+//! with a local mirror, so that a right PIN costs no round trip. The PIN is
+//! checked first: a wrong one is checked against the number's lock and
+//! counted in one atomic write; a right one only needs to know whether the
+//! number is locked. The bounds are stated in [`shared`].
 
 pub mod keys;
 pub mod policy;
@@ -17,4 +19,4 @@ pub mod shared;
 
 pub use keys::{GuardKeys, KeyKind};
 pub use policy::{FailedAttempts, GuessBudgets, NumberRefusal};
-pub use shared::{GuardRefusal, GuardSettings, SharedGuard, Ticket};
+pub use shared::{GuardRefusal, GuardSettings, SharedGuard};

@@ -133,7 +133,7 @@ pub struct NumberRecord {
     pub unseen: u32,
     /// The last wrong PIN (Unix ms), 0 if none.
     pub last_failure_ms: i64,
-    /// The one before it, so a reservation given back restores `last_failure_ms`.
+    /// The wrong PIN before the last one (Unix ms), 0 if none.
     pub prev_failure_ms: i64,
     /// The last successful lookup (Unix ms), 0 if none.
     pub last_success_ms: i64,
@@ -171,9 +171,9 @@ impl NumberRecord {
         }
     }
 
-    /// Counts one wrong PIN at `now_ms` (whatever the record's state: the
-    /// PIN was already tried), locking the number when the streak or the
-    /// day's cap is reached.
+    /// Counts one wrong PIN at `now_ms`, locking the number when the streak
+    /// or the day's cap is reached (a failure counted while locked, which
+    /// [`NumberRecord::wrong_pin`] never does, would not extend the lock).
     pub fn count_failure(mut self, now_ms: i64, b: &GuessBudgets) -> Self {
         let was_locked = now_ms < self.locked_until_ms;
         if self.day_failures == 0 {
@@ -196,35 +196,42 @@ impl NumberRecord {
         self
     }
 
-    /// The check and the count of one attempt in one step: refused when
-    /// locked, else counted as a wrong PIN in advance (a right PIN is
-    /// given back by [`NumberRecord::succeed`] with `reserved`).
-    pub fn reserve(self, now_ms: i64, b: &GuessBudgets) -> Result<Self, NumberRefusal> {
+    /// A wrong PIN, checked and counted in one step: refused (and not
+    /// counted) while the number is locked, else counted.
+    pub fn wrong_pin(self, now_ms: i64, b: &GuessBudgets) -> Result<Self, NumberRefusal> {
         match self.refusal(now_ms, b) {
             Some(r) => Err(r),
             None => Ok(self.count_failure(now_ms, b)),
         }
     }
 
-    /// A successful lookup at `now_ms`: with `reserved`, first gives back
-    /// the attempt [`NumberRecord::reserve`] counted. Clears the streak and
-    /// any lock, and returns the wrong PINs since the last success (shown
-    /// to the citizen), which are then cleared too. The day's count stays.
-    pub fn succeed(mut self, now_ms: i64, reserved: bool) -> (Self, FailedAttempts) {
-        if reserved {
-            self.day_failures = self.day_failures.saturating_sub(1);
-            self.unseen = self.unseen.saturating_sub(1);
-            self.last_failure_ms = self.prev_failure_ms;
+    /// Whether a right PIN has anything to clear: a streak of wrong PINs,
+    /// or wrong PINs the citizen has not been shown.
+    pub fn has_failures(&self) -> bool {
+        self.streak > 0 || self.unseen > 0
+    }
+
+    /// A right PIN at `now_ms`: refused while the number is locked, like
+    /// any PIN. Else the wrong PINs since the last success (shown to the
+    /// citizen) and, when there were any, the record with them and the
+    /// streak cleared (`None`: nothing to write). The day's count stays.
+    pub fn right_pin(
+        self,
+        now_ms: i64,
+        b: &GuessBudgets,
+    ) -> Result<(Option<Self>, FailedAttempts), NumberRefusal> {
+        if let Some(r) = self.refusal(now_ms, b) {
+            return Err(r);
+        }
+        if !self.has_failures() {
+            return Ok((None, FailedAttempts::default()));
         }
         let shown = FailedAttempts {
             count: self.unseen,
             last_at_ms: (self.unseen > 0 && self.last_failure_ms > 0).then_some(self.last_failure_ms),
         };
-        self.streak = 0;
-        self.locked_until_ms = 0;
-        self.unseen = 0;
-        self.last_success_ms = now_ms;
-        (self, shown)
+        let after = Self { streak: 0, unseen: 0, last_success_ms: now_ms, ..self };
+        Ok((Some(after), shown))
     }
 
     /// The record's bytes.
@@ -340,7 +347,7 @@ mod tests {
 
     fn fail_n(mut r: NumberRecord, n: u32, at: i64) -> NumberRecord {
         for _ in 0..n {
-            r = r.reserve(at, &B).expect("admitted");
+            r = r.wrong_pin(at, &B).expect("admitted");
         }
         r
     }
@@ -355,9 +362,9 @@ mod tests {
         let t0 = 1_000 * MIN;
         let r = fail_n(NumberRecord::default(), 4, t0);
         assert_eq!(r.refusal(t0, &B), None);
-        let r = r.reserve(t0, &B).unwrap();
+        let r = r.wrong_pin(t0, &B).unwrap();
         assert_eq!(r.refusal(t0, &B), Some(NumberRefusal::Locked { until_ms: t0 + 15 * MIN }));
-        assert_eq!(r.reserve(t0 + 14 * MIN, &B), Err(NumberRefusal::Locked { until_ms: t0 + 15 * MIN }));
+        assert_eq!(r.wrong_pin(t0 + 14 * MIN, &B), Err(NumberRefusal::Locked { until_ms: t0 + 15 * MIN }));
         let t1 = t0 + 15 * MIN;
         let r = fail_n(r, 5, t1);
         assert_eq!(r.refusal(t1, &B), Some(NumberRefusal::Locked { until_ms: t1 + 60 * MIN }));
@@ -392,19 +399,22 @@ mod tests {
     }
 
     #[test]
-    fn a_right_pin_gives_back_its_reservation_clears_the_lock_and_shows_the_failures() {
+    fn a_right_pin_is_refused_while_locked_and_else_clears_and_shows_the_failures() {
         let t = 1_000 * MIN;
+        // Nothing to clear: nothing to write.
+        assert_eq!(NumberRecord::default().right_pin(t, &B), Ok((None, FailedAttempts::default())));
         let r = fail_n(NumberRecord::default(), 4, t);
-        // The fifth attempt is reserved (and would lock), but the PIN is right.
-        let reserved = r.reserve(t + 1, &B).unwrap();
-        assert!(reserved.refusal(t + 1, &B).is_some());
-        let (after, shown) = reserved.succeed(t + 2, true);
+        let (after, shown) = r.right_pin(t + 2, &B).unwrap();
+        let after = after.expect("the failures are cleared");
         assert_eq!(shown, FailedAttempts { count: 4, last_at_ms: Some(t) });
-        assert_eq!(after.refusal(t + 2, &B), None);
         assert_eq!((after.unseen, after.streak, after.day_failures), (0, 0, 4));
         assert_eq!(after.last_success_ms, t + 2);
-        let (_, none) = after.succeed(t + 3, false);
-        assert_eq!(none, FailedAttempts { count: 0, last_at_ms: None });
+        assert_eq!(after.right_pin(t + 3, &B), Ok((None, FailedAttempts::default())));
+        // Locked: the right PIN is refused exactly as a wrong one.
+        let locked = fail_n(r, 1, t + 1);
+        let refusal = Err(NumberRefusal::Locked { until_ms: t + 1 + 15 * MIN });
+        assert_eq!(locked.right_pin(t + 2, &B).map(|_| ()), refusal);
+        assert_eq!(locked.wrong_pin(t + 2, &B).map(|_| ()), refusal);
     }
 
     #[test]

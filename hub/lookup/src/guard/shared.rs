@@ -1,47 +1,63 @@
 //! The records of [`super::policy`] in a key-value store every replica
-//! shares ([`CasKv`]: the NATS bucket in production), and the local cache
-//! that spares a good lookup any round trip.
+//! shares ([`CasKv`]: the NATS bucket in production), and the local mirror
+//! of it that spares a right PIN any round trip.
 //!
-//! # The two paths of a lookup
+//! # A lookup
 //!
-//! - **Fast**: the cache is in step with the bucket (its watch has
-//!   delivered every key), it holds no record of the tracking number, and
-//!   no other lookup of it is in flight on this replica. The PIN is checked
-//!   at once; a right PIN costs nothing more; a wrong one is then counted
-//!   in the bucket with a compare-and-set write.
-//! - **Reserved**: otherwise. Before the PIN is checked, one compare-and-set
-//!   write checks the number's lock and counts the attempt as a wrong PIN
-//!   (the check and the recording are one atomic step); a right PIN then
-//!   gives the attempt back. If the bucket cannot be reached (or is full
-//!   and the number has no key in it), the lookup is refused
-//!   (`LOOKUP_BUDGET_UNAVAILABLE`): it fails closed.
+//! The PIN is checked first; the guard then settles the attempt:
 //!
-//! # The bound
+//! - **Locked, as mirrored.** When this replica's mirror shows the number
+//!   locked (or at its daily cap), the lookup is refused at once, right PIN
+//!   or wrong: the same answer, with no round trip on either path, so not
+//!   even its timing tells the two apart. Nothing is written.
+//! - **A wrong PIN** (or an unknown case) is checked and counted in one
+//!   atomic step: a compare-and-set write of the number's record in the
+//!   store (retried on conflict, [`CAS_ATTEMPTS_MAX`]) that refuses, and
+//!   counts nothing, when the stored record is locked. Then the client's
+//!   networks and the global counter are counted.
+//! - **A right PIN** needs to know only whether the number is locked. When
+//!   the mirror is in step with the store and shows no wrong PINs for the
+//!   number, it is admitted with no round trip and nothing is written, so
+//!   any number of concurrent right-PIN lookups cost nothing and never
+//!   count as failures. When the mirror shows wrong PINs (to clear and show
+//!   the citizen), or is not in step, one compare-and-set write checks the
+//!   stored record's lock and clears them.
 //!
-//! Only a fast-path attempt is checked without the bucket. A replica takes
-//! the fast path for a number only while its cache shows no record of it
-//! and nothing of it is in flight, and the wrong PIN it then counts puts a
-//! record in its cache before the next attempt can be admitted. So beyond
-//! the budgets, an attacker gets at most **one guess per tracking number
-//! per replica** each time the number's record is absent from that
-//! replica's cache: when the record has expired ([`GuardSettings::max_age`],
-//! seven days after its last write), or in the moment between another
-//! replica's first write and its arrival through the watch. Per day this is
-//! at most `replicas` extra guesses on a number, on top of
-//! `GuessBudgets::guesses_per_number_per_day_max` (20 by default).
+//! If the store cannot be reached (or is full and the number has no key in
+//! it) when a lookup needs it, the lookup is refused
+//! (`LOOKUP_BUDGET_UNAVAILABLE`): it fails closed.
 //!
-//! The per-network and global budgets are read from the cache and counted
-//! after the PIN check: every replica can admit what its cache allows while
-//! the others' failures are on their way, so a budget of `N` per window
-//! holds to within the failures of one watch delay across replicas (at
-//! most `N × replicas` in the worst case of every replica's cache lagging a
-//! whole window).
+//! # The bounds
 //!
-//! Memory is bounded: the cache holds at most as many records as the
+//! Every wrong PIN the hub answers `CASE_NOT_FOUND` was counted in the
+//! store by the write that admitted it, so the per-number budgets hold
+//! exactly, across every replica. Two things are looser:
+//!
+//! - **A lock reaches the other replicas' mirrors through the bucket's
+//!   watch**, within its delivery latency (a JetStream push of a few
+//!   hundred bytes: on one network about a millisecond; the e2e test
+//!   `guessing` prints what it measured). Until then a right PIN on
+//!   another replica that has seen no wrong PIN of the number is admitted.
+//!   This never admits a guess: wrong PINs always go to the store.
+//! - **While the store cannot record a wrong PIN** (unreachable before
+//!   the watch notices, or full), a wrong PIN is answered
+//!   `LOOKUP_BUDGET_UNAVAILABLE` while a right one on a clean number may
+//!   succeed, which tells them apart: one uncounted guess per tracking
+//!   number per replica. The number is then marked, and a right PIN of it
+//!   opens only once a write of its record succeeds. At most
+//!   [`NUMBERS_MARKED_MAX`] numbers are marked; once that many are, every
+//!   right PIN needs a successful write (the guard fails closed).
+//!
+//! The per-network and global budgets are read from the mirror and counted
+//! after the PIN check: every replica can admit what its mirror allows
+//! while the others' failures are on their way, so a budget of `N` per
+//! window holds to within the failures of one watch delay across replicas
+//! (at most `N × replicas` in the worst case of every replica's mirror
+//! lagging a whole window).
+//!
+//! Memory is bounded: the mirror holds at most as many records as the
 //! bucket may ([`GuardSettings::keys_max`]); past that it stops being
-//! complete and every lookup takes the reserved path. Numbers in flight or
-//! whose wrong PIN could not be recorded are kept in a set of at most
-//! [`NUMBERS_PENDING_MAX`]; when it is full, lookups take the reserved path.
+//! complete and every right PIN needs the store.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -59,9 +75,9 @@ use super::policy::{window_start, CounterRecord, FailedAttempts, GuessBudgets, N
 /// Compare-and-set attempts of one update before it gives up (contention).
 pub const CAS_ATTEMPTS_MAX: usize = 8;
 
-/// Numbers with a fast-path lookup in flight, or a wrong PIN not yet
-/// recorded, tracked at most (beyond, lookups take the reserved path).
-pub const NUMBERS_PENDING_MAX: usize = 4096;
+/// Numbers marked because a wrong PIN of theirs could not be recorded,
+/// tracked at most (beyond, every right PIN needs the store).
+pub const NUMBERS_MARKED_MAX: usize = 4096;
 
 /// Longest wait before watching the bucket again after a failure, in ms.
 pub const WATCH_RETRY_MS_MAX: u64 = 2_000;
@@ -110,13 +126,13 @@ pub enum GuardRefusal {
     Unavailable,
 }
 
-/// Figures of the guard, for `/metrics` and the simulation.
+/// Figures of the guard, for tests and the simulation.
 #[derive(Debug, Default)]
 pub struct GuardCounters {
-    /// Lookups that took the fast path.
-    pub fast: AtomicU64,
-    /// Lookups that took the reserved path.
-    pub reserved: AtomicU64,
+    /// Lookups settled from the mirror alone, with no round trip.
+    pub local: AtomicU64,
+    /// Lookups settled by a write (or read) of the store.
+    pub stored: AtomicU64,
     /// Wrong PINs counted in the store.
     pub failures_recorded: AtomicU64,
     /// Store operations that failed (unavailable, full, contended).
@@ -145,42 +161,16 @@ struct Cache {
     complete: bool,
 }
 
-#[derive(Debug, Default)]
-struct Pending {
-    in_flight: HashSet<GuardKey>,
-    dirty: HashSet<GuardKey>,
-}
-
-/// A lookup admitted by [`SharedGuard::admit`]; settle it with
-/// [`SharedGuard::failed`] or [`SharedGuard::succeeded`]. Dropped unsettled
-/// (the request went away), a fast-path ticket leaves its number marked
-/// as possibly guessed, so its next lookup is reserved.
-#[derive(Debug)]
-pub struct Ticket {
-    guard: Arc<SharedGuard>,
-    number: GuardKey,
-    reserved: bool,
-    settled: bool,
-}
-
-impl Ticket {
-    /// Whether the attempt was counted in advance (reserved path).
-    pub fn reserved(&self) -> bool {
-        self.reserved
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if self.reserved {
-            return;
-        }
-        let mut p = lock(&self.guard.pending);
-        p.in_flight.remove(&self.number);
-        if !self.settled {
-            p.dirty.insert(self.number);
-        }
-    }
+/// What a right PIN needs of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreNeed {
+    /// Nothing: the mirror is in step and complete.
+    Nothing,
+    /// A read: the mirror may miss a lock.
+    Read,
+    /// A write that succeeds: a wrong PIN of the number could not be
+    /// recorded (or too many numbers are marked to tell).
+    Write,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -195,7 +185,8 @@ pub struct SharedGuard {
     keys: KeyMaker,
     cache: Mutex<Cache>,
     synced: AtomicBool,
-    pending: Mutex<Pending>,
+    /// Numbers whose wrong PIN could not be recorded ([`NUMBERS_MARKED_MAX`]).
+    marked: Mutex<HashSet<GuardKey>>,
     counters: GuardCounters,
     /// One writer per key per replica ([`WRITE_LOCK_STRIPES`]).
     writers: Box<[tokio::sync::Mutex<()>]>,
@@ -217,8 +208,8 @@ fn max_age_ms(s: &GuardSettings) -> i64 {
 impl SharedGuard {
     /// A guard over `kv`, keying its records with `secret` (derived from
     /// the PIN pepper, so every replica derives the same). Until
-    /// [`SharedGuard::follow`] has read the whole bucket, every lookup takes
-    /// the reserved path.
+    /// [`SharedGuard::follow`] has read the whole bucket, every right PIN
+    /// needs the store.
     pub fn new(kv: Arc<dyn CasKv>, secret: &[u8; 32], settings: GuardSettings) -> Arc<Self> {
         Arc::new(Self {
             kv,
@@ -226,7 +217,7 @@ impl SharedGuard {
             keys: KeyMaker::new(secret),
             cache: Mutex::new(Cache { map: HashMap::new(), complete: true }),
             synced: AtomicBool::new(false),
-            pending: Mutex::default(),
+            marked: Mutex::default(),
             counters: GuardCounters::default(),
             writers: (0..WRITE_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
@@ -314,7 +305,7 @@ impl SharedGuard {
             if c.complete {
                 warn!(
                     keys_max = self.settings.keys_max,
-                    "The lookup guard's cache is full: every lookup now takes the reserved path"
+                    "The lookup guard's mirror is full: every right PIN now needs its store"
                 );
             }
             c.complete = false;
@@ -330,16 +321,10 @@ impl SharedGuard {
         }
     }
 
-    /// Checks a lookup of `keys` (for the PIN `epoch`) against the cached
-    /// budgets, then admits it on the fast path or, with one write to the
-    /// store, on the reserved path. See the module docs.
-    pub async fn admit(
-        self: &Arc<Self>,
-        keys: &GuardKeys,
-        epoch: u64,
-        now_ms: i64,
-    ) -> Result<Ticket, GuardRefusal> {
-        let b = self.settings.budgets;
+    /// The budgets of the client's networks, as mirrored: checked before
+    /// the PIN (they do not depend on it).
+    pub fn check_networks(&self, keys: &GuardKeys, now_ms: i64) -> Result<(), GuardRefusal> {
+        let b = &self.settings.budgets;
         for net in &keys.nets {
             if self.counter_at(net, now_ms) >= self.limit(net.kind) {
                 let end = window_start(now_ms, b.window_ms)
@@ -347,150 +332,169 @@ impl SharedGuard {
                 return Err(GuardRefusal::Network { kind: net.kind, retry_at_ms: end });
             }
         }
-        let cached_number = self.cached(&keys.number, now_ms);
-        if let Some((_, Record::Number(r))) = cached_number {
-            if let Some(refusal) = r.current(epoch, now_ms, &b).refusal(now_ms, &b) {
-                return Err(GuardRefusal::Number(refusal));
-            }
-        }
-        if cached_number.is_none() && self.synced() && lock(&self.cache).complete {
-            let mut p = lock(&self.pending);
-            let clean = !p.in_flight.contains(&keys.number) && !p.dirty.contains(&keys.number);
-            if clean && p.in_flight.len() + p.dirty.len() < NUMBERS_PENDING_MAX {
-                p.in_flight.insert(keys.number);
-                self.counters.fast.fetch_add(1, Ordering::Relaxed);
-                return Ok(Ticket {
-                    guard: self.clone(),
-                    number: keys.number,
-                    reserved: false,
-                    settled: false,
-                });
-            }
-        }
-        self.counters.reserved.fetch_add(1, Ordering::Relaxed);
-        let reserved = self
-            .update_number(keys.number, now_ms, |r| r.current(epoch, now_ms, &b).reserve(now_ms, &b))
-            .await;
-        match reserved {
-            Ok(Ok(_)) => {
-                lock(&self.pending).dirty.remove(&keys.number);
-                Ok(Ticket { guard: self.clone(), number: keys.number, reserved: true, settled: false })
-            }
-            Ok(Err(refusal)) => Err(GuardRefusal::Number(refusal)),
-            Err(e) => {
-                self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
-                warn!(error = %e, "The lookup guard's store could not reserve an attempt: refusing the lookup");
-                Err(GuardRefusal::Unavailable)
-            }
+        Ok(())
+    }
+
+    /// The number's record for the PIN `epoch`, as mirrored (empty when
+    /// the mirror has none).
+    fn mirrored_number(&self, keys: &GuardKeys, epoch: u64, now_ms: i64) -> Option<NumberRecord> {
+        match self.cached(&keys.number, now_ms) {
+            Some((_, Record::Number(r))) => Some(r.current(epoch, now_ms, &self.settings.budgets)),
+            _ => None,
         }
     }
 
-    /// A wrong PIN (or an unknown case) of an admitted lookup: counted for
-    /// the number (unless reserved, which counted it already), the client's
-    /// networks and the global counter. Store errors are logged and leave
-    /// the number marked, so its next lookup is reserved.
-    pub async fn failed(&self, mut ticket: Ticket, keys: &GuardKeys, epoch: u64, now_ms: i64) {
-        let b = self.settings.budgets;
-        let number = async {
-            if ticket.reserved {
-                return Ok(());
+    /// What a right PIN of `number` needs of the store.
+    fn store_need(&self, number: &GuardKey) -> StoreNeed {
+        {
+            let marked = lock(&self.marked);
+            if marked.len() >= NUMBERS_MARKED_MAX || marked.contains(number) {
+                return StoreNeed::Write;
             }
-            self.update_number(keys.number, now_ms, |r| {
-                Ok::<_, NumberRefusal>(r.current(epoch, now_ms, &b).count_failure(now_ms, &b))
+        }
+        if self.synced() && lock(&self.cache).complete {
+            StoreNeed::Nothing
+        } else {
+            StoreNeed::Read
+        }
+    }
+
+    /// A right PIN of the case whose PIN is `epoch`: the wrong PINs since
+    /// the last success (cleared now, shown to the citizen), or the
+    /// refusal a wrong PIN would get. See the module docs.
+    pub async fn right_pin(
+        &self,
+        keys: &GuardKeys,
+        epoch: u64,
+        now_ms: i64,
+    ) -> Result<FailedAttempts, GuardRefusal> {
+        let b = self.settings.budgets;
+        let mirrored = self.mirrored_number(keys, epoch, now_ms);
+        if let Some(refusal) = mirrored.and_then(|r| r.refusal(now_ms, &b)) {
+            self.counters.local.fetch_add(1, Ordering::Relaxed);
+            return Err(GuardRefusal::Number(refusal));
+        }
+        let need = self.store_need(&keys.number);
+        if need == StoreNeed::Nothing && !mirrored.is_some_and(|r| r.has_failures()) {
+            self.counters.local.fetch_add(1, Ordering::Relaxed);
+            return Ok(FailedAttempts::default());
+        }
+        self.counters.stored.fetch_add(1, Ordering::Relaxed);
+        let mut shown = FailedAttempts::default();
+        let fresh = need != StoreNeed::Nothing;
+        let written = self
+            .update_number(keys.number, now_ms, fresh, |r| {
+                let current = r.current(epoch, now_ms, &b);
+                let (after, s) = current.right_pin(now_ms, &b)?;
+                shown = s;
+                // A marked number opens only once a write of it succeeds.
+                Ok(after.or((need == StoreNeed::Write).then_some(current)))
             })
-            .await
-            .map(|_| ())
+            .await;
+        match written {
+            Ok(Ok(())) => {
+                lock(&self.marked).remove(&keys.number);
+                Ok(shown)
+            }
+            Ok(Err(refusal)) => Err(GuardRefusal::Number(refusal)),
+            Err(e) => Err(self.unavailable(&e, "A right PIN could not be checked against its number's lock")),
+        }
+    }
+
+    /// A wrong PIN (or an unknown case) for the PIN `epoch`: checked
+    /// against the number's lock and counted in one atomic write; when
+    /// counted, counted for the client's networks and globally too. The
+    /// refusal is what a right PIN would get while the number is locked.
+    pub async fn wrong_pin(&self, keys: &GuardKeys, epoch: u64, now_ms: i64) -> Result<(), GuardRefusal> {
+        let b = self.settings.budgets;
+        if let Some(refusal) = self.mirrored_number(keys, epoch, now_ms).and_then(|r| r.refusal(now_ms, &b)) {
+            self.counters.local.fetch_add(1, Ordering::Relaxed);
+            return Err(GuardRefusal::Number(refusal));
+        }
+        self.counters.stored.fetch_add(1, Ordering::Relaxed);
+        let counted = self
+            .update_number(keys.number, now_ms, false, |r| {
+                r.current(epoch, now_ms, &b).wrong_pin(now_ms, &b).map(Some)
+            })
+            .await;
+        let answer = match counted {
+            Ok(Err(refusal)) => return Err(GuardRefusal::Number(refusal)),
+            Ok(Ok(())) => {
+                lock(&self.marked).remove(&keys.number);
+                self.counters.failures_recorded.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                {
+                    let mut marked = lock(&self.marked);
+                    if marked.len() < NUMBERS_MARKED_MAX {
+                        marked.insert(keys.number);
+                    }
+                }
+                Err(self.unavailable(&e, "A wrong PIN could not be counted in the lookup guard's store"))
+            }
         };
         let shard = GuardKey::global(random_shard());
         let counters = futures::future::join_all(
             keys.nets.iter().chain(std::iter::once(&shard)).map(|k| self.add_failure(*k, now_ms)),
-        );
-        let (number, counters) = tokio::join!(number, counters);
-        self.counters.failures_recorded.fetch_add(1, Ordering::Relaxed);
-        match number {
-            Ok(()) => ticket.settled = true,
-            Err(e) => {
-                self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
-                warn!(error = %e, "A wrong PIN could not be counted in the lookup guard's store");
-            }
-        }
+        )
+        .await;
         for r in counters {
             if let Err(e) = r {
                 self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
                 warn!(error = %e, "A failed lookup could not be counted for a network or globally");
             }
         }
+        answer
     }
 
-    /// A right PIN of an admitted lookup: the wrong PINs since the last
-    /// success, as the store knows them (cleared now). On the fast path the
-    /// number had no record, so there were none.
-    pub async fn succeeded(
-        &self,
-        mut ticket: Ticket,
-        keys: &GuardKeys,
-        epoch: u64,
-        now_ms: i64,
-    ) -> FailedAttempts {
-        ticket.settled = true;
-        if !ticket.reserved {
-            return FailedAttempts::default();
-        }
-        let b = self.settings.budgets;
-        let mut shown = FailedAttempts::default();
-        let r = self
-            .update_number(keys.number, now_ms, |r| {
-                let (after, s) = r.current(epoch, now_ms, &b).succeed(now_ms, true);
-                shown = s;
-                Ok::<_, NumberRefusal>(after)
-            })
-            .await;
-        if let Err(e) = r {
-            self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
-            warn!(error = %e, "A successful lookup could not clear its number's failures");
-        }
-        shown
+    fn unavailable(&self, e: &KvError, message: &'static str) -> GuardRefusal {
+        self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+        warn!(error = %e, "{message}: refusing the lookup");
+        GuardRefusal::Unavailable
     }
 
     async fn add_failure(&self, key: GuardKey, now_ms: i64) -> Result<(), KvError> {
         let window = self.settings.budgets.window_ms;
-        self.update(key, now_ms, |r| match r {
-            Some(Record::Counter(c)) => Ok::<_, NumberRefusal>(Record::Counter(c.add(now_ms, window))),
-            _ => Ok(Record::Counter(CounterRecord::default().add(now_ms, window))),
+        self.update(key, now_ms, false, |r| match r {
+            Some(Record::Counter(c)) => Ok::<_, NumberRefusal>(Some(Record::Counter(c.add(now_ms, window)))),
+            _ => Ok(Some(Record::Counter(CounterRecord::default().add(now_ms, window)))),
         })
         .await
         .map(|_| ())
     }
 
+    /// [`SharedGuard::update`] of a number's record (an empty one when the
+    /// store has none).
     async fn update_number<E>(
         &self,
         key: GuardKey,
         now_ms: i64,
-        mut f: impl FnMut(NumberRecord) -> Result<NumberRecord, E>,
-    ) -> Result<Result<NumberRecord, E>, KvError> {
-        let r = self
-            .update(key, now_ms, |r| {
-                let current = match r {
-                    Some(Record::Number(n)) => n,
-                    _ => NumberRecord::default(),
-                };
-                f(current).map(Record::Number)
-            })
-            .await?;
-        Ok(r.map(|rec| match rec {
-            Record::Number(n) => n,
-            Record::Counter(_) => NumberRecord::default(),
-        }))
+        fresh: bool,
+        mut f: impl FnMut(NumberRecord) -> Result<Option<NumberRecord>, E>,
+    ) -> Result<Result<(), E>, KvError> {
+        self.update(key, now_ms, fresh, |r| {
+            let current = match r {
+                Some(Record::Number(n)) => n,
+                _ => NumberRecord::default(),
+            };
+            f(current).map(|next| next.map(Record::Number))
+        })
+        .await
     }
 
     /// One atomic read-modify-write of `key`: up to [`CAS_ATTEMPTS_MAX`]
-    /// compare-and-set tries, the first on the cached revision.
+    /// compare-and-set tries, the first on the mirrored revision unless
+    /// `fresh` (which reads the store first). `f` gives the record to
+    /// write, `None` when nothing changes (then nothing is written: with
+    /// `fresh`, the store was read and it answered), or a refusal.
     async fn update<E>(
         &self,
         key: GuardKey,
         now_ms: i64,
-        mut f: impl FnMut(Option<Record>) -> Result<Record, E>,
-    ) -> Result<Result<Record, E>, KvError> {
+        fresh: bool,
+        mut f: impl FnMut(Option<Record>) -> Result<Option<Record>, E>,
+    ) -> Result<Result<(), E>, KvError> {
         let kv_key = key.kv_key();
         let stripe = {
             use std::hash::{BuildHasher, BuildHasherDefault};
@@ -500,26 +504,35 @@ impl SharedGuard {
         // Held across the round trips: the next local writer of this key
         // then starts from the revision this one wrote (remembered below).
         let _writer = self.writers[stripe].lock().await;
-        let mut guess = self.cached(&key, now_ms).map(|(rev, rec)| (rev, Some(rec)));
-        if guess.is_none() && self.synced() {
-            guess = Some((0, None));
+        let mut guess = None;
+        if !fresh {
+            guess = self.cached(&key, now_ms).map(|(rev, rec)| (rev, Some(rec)));
+            if guess.is_none() && self.synced() {
+                guess = Some((0, None));
+            }
         }
         for _ in 0..CAS_ATTEMPTS_MAX {
             let (revision, current) = match guess.take() {
                 Some(g) => g,
                 None => {
                     let v = self.kv.get(&kv_key).await?;
-                    (v.revision, v.value.as_deref().and_then(|b| decode(key.kind, b)))
+                    let record = v.value.as_deref().and_then(|b| decode(key.kind, b));
+                    // What the store holds is news to the mirror too.
+                    if let Some(r) = record {
+                        self.remember(key, v.revision, r, now_ms);
+                    }
+                    (v.revision, record)
                 }
             };
             let next = match f(current) {
-                Ok(next) => next,
+                Ok(Some(next)) => next,
+                Ok(None) => return Ok(Ok(())),
                 Err(refusal) => return Ok(Err(refusal)),
             };
             match self.kv.put_if(&kv_key, encode(&next), revision).await {
                 Ok(new_revision) => {
                     self.remember(key, new_revision, next, now_ms);
-                    return Ok(Ok(next));
+                    return Ok(Ok(()));
                 }
                 Err(KvError::Conflict) => continue,
                 Err(e) => return Err(e),
@@ -530,9 +543,9 @@ impl SharedGuard {
         )))
     }
 
-    /// Follows the bucket until `stop`: its watch fills the cache, and the
-    /// fast path opens once every key was read. A broken watch closes the
-    /// fast path and is started again (waits doubling up to
+    /// Follows the bucket until `stop`: its watch fills the mirror, and
+    /// right PINs are admitted from it once every key was read. A broken
+    /// watch sends every right PIN to the store again, and is started again (waits doubling up to
     /// [`WATCH_RETRY_MS_MAX`]).
     pub async fn follow(
         self: Arc<Self>,
@@ -568,7 +581,7 @@ impl SharedGuard {
                 Err(e) => warn!(error = %e, "Cannot watch the lookup guard's store"),
             }
             if self.synced.swap(false, Ordering::AcqRel) {
-                warn!("The lookup guard lost its watch: lookups take the reserved path until it is back");
+                warn!("The lookup guard lost its watch: every right PIN needs its store until it is back");
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
@@ -665,59 +678,84 @@ mod tests {
         (out.pop().unwrap(), b, stop)
     }
 
+    /// A lookup of [`TN`] (PIN epoch 1) from `client`, as `lookup.rs` does.
     async fn guess(
-        g: &Arc<SharedGuard>,
+        g: &SharedGuard,
         client: &str,
         right: bool,
         now: i64,
-    ) -> Result<(bool, FailedAttempts), GuardRefusal> {
+    ) -> Result<FailedAttempts, GuardRefusal> {
         let keys = g.keys(&TN, ip(client));
-        let ticket = g.admit(&keys, 1, now).await?;
-        let reserved = ticket.reserved();
+        g.check_networks(&keys, now)?;
         if right {
-            Ok((reserved, g.succeeded(ticket, &keys, 1, now).await))
+            g.right_pin(&keys, 1, now).await
         } else {
-            g.failed(ticket, &keys, 1, now).await;
-            Ok((reserved, FailedAttempts::default()))
+            g.wrong_pin(&keys, 1, now).await.map(|()| FailedAttempts::default())
         }
+    }
+
+    fn stored(g: &SharedGuard) -> u64 {
+        g.counters().stored.load(Ordering::Relaxed)
+    }
+
+    async fn wait_for_lock(g: &SharedGuard, now: i64) {
+        let keys = g.keys(&TN, ip("10.0.0.1"));
+        let b = g.settings.budgets;
+        let locked =
+            || async { Ok(g.mirrored_number(&keys, 1, now).and_then(|r| r.refusal(now, &b)).map(|_| ())) };
+        mpp_test_support::wait::wait_for("the lock reaches the replica", Duration::from_secs(5), locked)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
-    async fn a_lock_made_on_one_replica_holds_on_the_other_and_only_a_first_guess_is_unreserved() {
+    async fn a_lock_made_through_both_replicas_refuses_the_right_pin_on_each_as_a_wrong_one() {
         let kv = MemKv::new(1000);
         let (a, b, _stop) = replicas(&kv).await;
-        // The first guess of a clean number takes the fast path; every
-        // later one is reserved (checked and counted in one write).
-        assert!(!guess(&a, "10.0.0.1", false, T0).await.unwrap().0);
-        for i in 1..5 {
+        // A right PIN of a clean number needs no store.
+        assert_eq!(guess(&a, "10.0.0.2", true, T0).await, Ok(FailedAttempts::default()));
+        assert_eq!(stored(&a), 0);
+        // Five wrong PINs, alternating replicas, each checked and counted
+        // in the store whatever the replica's mirror shows.
+        for i in 0..5 {
             let g = if i % 2 == 0 { &a } else { &b };
-            wait_for_record(g, T0).await;
-            assert!(guess(g, "10.0.0.1", false, T0 + i).await.unwrap().0, "guess {i}");
+            assert_eq!(guess(g, "10.0.0.1", false, T0 + i).await, Ok(FailedAttempts::default()), "guess {i}");
         }
-        // Five wrong PINs: locked on both replicas, right PIN or not.
+        // Locked on both replicas: a right PIN gets what a wrong one gets,
+        // from the mirror, with no round trip.
+        let locked = Err(GuardRefusal::Number(NumberRefusal::Locked { until_ms: T0 + 4 + 15 * 60_000 }));
         for g in [&a, &b] {
-            match guess(g, "10.0.0.2", true, T0 + 10).await {
-                Err(GuardRefusal::Number(NumberRefusal::Locked { until_ms })) => {
-                    assert_eq!(until_ms, T0 + 4 + 15 * 60_000)
-                }
-                other => panic!("{other:?}"),
-            }
+            wait_for_lock(g, T0 + 10).await;
+            let before = stored(g);
+            assert_eq!(guess(g, "10.0.0.2", true, T0 + 10).await, locked);
+            assert_eq!(guess(g, "10.0.0.3", false, T0 + 10).await, locked);
+            assert_eq!(stored(g), before, "a mirrored lock needs no store");
         }
         // After the lock, the right PIN shows the five wrong ones and clears them.
         let after = T0 + 4 + 15 * 60_000;
-        let (reserved, shown) = guess(&b, "10.0.0.2", true, after).await.unwrap();
-        assert!(reserved);
-        assert_eq!(shown, FailedAttempts { count: 5, last_at_ms: Some(T0 + 4) });
-        assert_eq!(guess(&a, "10.0.0.2", true, after + 1).await.unwrap().1.count, 0);
-        assert_eq!(a.counters().fast.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            guess(&b, "10.0.0.2", true, after).await,
+            Ok(FailedAttempts { count: 5, last_at_ms: Some(T0 + 4) })
+        );
+        assert_eq!(guess(&a, "10.0.0.2", true, after + 1).await.unwrap().count, 0);
     }
 
-    async fn wait_for_record(g: &Arc<SharedGuard>, now: i64) {
-        let keys = g.keys(&TN, ip("10.0.0.1"));
-        let arrived = || async { Ok(g.cached(&keys.number, now).map(|_| ())) };
-        mpp_test_support::wait::wait_for("the record reaches the replica", Duration::from_secs(5), arrived)
-            .await
-            .unwrap();
+    #[tokio::test]
+    async fn a_wrong_pin_is_refused_by_a_lock_the_mirror_has_not_seen() {
+        // Replica A is not following the store (its mirror never learns of
+        // B's writes): its wrong PINs are still checked against the stored
+        // lock, in the one write that would count them.
+        let kv = MemKv::new(1000);
+        let a = SharedGuard::new(Arc::new(kv.clone()), &[5; 32], settings());
+        a.synced.store(true, Ordering::Release);
+        let b = SharedGuard::new(Arc::new(kv.clone()), &[5; 32], settings());
+        for i in 0..5 {
+            guess(&b, "10.0.0.1", false, T0 + i).await.unwrap();
+        }
+        let locked = Err(GuardRefusal::Number(NumberRefusal::Locked { until_ms: T0 + 4 + 15 * 60_000 }));
+        assert_eq!(guess(&a, "10.0.0.9", false, T0 + 5).await, locked);
+        // Its mirror now holds the stored record: the right PIN is refused too.
+        assert_eq!(guess(&a, "10.0.0.9", true, T0 + 6).await, locked);
     }
 
     #[tokio::test]
@@ -733,10 +771,10 @@ mod tests {
         let mut admitted = 0;
         for t in &tns[..20] {
             let keys = g.keys(t, ip("10.0.0.1"));
-            match g.admit(&keys, 0, T0).await {
-                Ok(ticket) => {
+            match g.check_networks(&keys, T0) {
+                Ok(()) => {
                     admitted += 1;
-                    g.failed(ticket, &keys, 0, T0).await;
+                    g.wrong_pin(&keys, 0, T0).await.unwrap();
                 }
                 Err(GuardRefusal::Network { kind, retry_at_ms }) => {
                     assert_eq!(kind, KeyKind::Ipv4);
@@ -750,8 +788,8 @@ mod tests {
         // Other addresses spend the global budget of 30.
         for (i, t) in tns[20..].iter().enumerate() {
             let keys = g.keys(t, ip(&format!("10.0.1.{i}")));
-            let ticket = g.admit(&keys, 0, T0).await.unwrap();
-            g.failed(ticket, &keys, 0, T0).await;
+            g.check_networks(&keys, T0).unwrap();
+            g.wrong_pin(&keys, 0, T0).await.unwrap();
         }
         assert_eq!(g.global_failures(T0), 32);
         assert!(g.proof_of_work_required(T0));
@@ -783,31 +821,43 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn concurrent_lookups_of_one_case_on_one_replica_never_fail_on_the_store() {
-        // 64 right-PIN lookups of one number at once (a watch attack with a
-        // known PIN, or a family looking together): each reserved attempt
-        // is a read-modify-write of the same key. With one local writer per
-        // key none loses its compare-and-set writes to the others (which
-        // would refuse it as if the store were down); the guard refuses
-        // only what its budgets refuse (attempts in flight count as wrong
-        // PINs until they are given back).
-        let g = SharedGuard::new(Arc::new(Yielding(MemKv::new(1000))), &[5; 32], settings());
-        let lookups: Vec<_> = (0..64)
+    /// `n` concurrent lookups of [`TN`] with the right PIN on `g`.
+    async fn right_pins_at_once(g: &Arc<SharedGuard>, n: usize) -> Vec<Result<FailedAttempts, GuardRefusal>> {
+        let lookups: Vec<_> = (0..n)
             .map(|i| {
                 let g = g.clone();
-                tokio::spawn(async move { guess(&g, &format!("10.0.2.{i}"), true, T0).await })
+                tokio::spawn(async move { guess(&g, &format!("10.0.2.{i}"), true, T0 + 1).await })
             })
             .collect();
-        let mut admitted = 0;
+        let mut out = Vec::new();
         for l in lookups {
-            match l.await.unwrap() {
-                Ok(_) => admitted += 1,
-                Err(GuardRefusal::Number(_)) => {}
-                Err(other) => panic!("a right PIN was refused: {other:?}"),
-            }
+            out.push(l.await.unwrap());
         }
-        assert!(admitted >= 4, "only {admitted} of 64 admitted");
+        out
+    }
+
+    #[tokio::test]
+    async fn concurrent_right_pins_all_succeed_and_never_count_as_failures() {
+        // 64 right-PIN lookups of one number at once (a watch attack with a
+        // known PIN, or a family looking together), first with no record,
+        // then with three wrong PINs to show: every one is admitted, the
+        // wrong PINs are shown once, and nothing is counted against the
+        // number.
+        let g = SharedGuard::new(Arc::new(Yielding(MemKv::new(1000))), &[5; 32], settings());
+        g.synced.store(true, Ordering::Release);
+        let clean = right_pins_at_once(&g, 64).await;
+        assert!(clean.iter().all(|r| *r == Ok(FailedAttempts::default())), "{clean:?}");
+        assert_eq!(stored(&g), 0, "a clean number's right PINs need no store");
+        for _ in 0..3 {
+            guess(&g, "10.0.3.1", false, T0).await.unwrap();
+        }
+        let shown = right_pins_at_once(&g, 64).await;
+        let counts: Vec<u32> = shown.iter().map(|r| r.as_ref().expect("admitted").count).collect();
+        assert_eq!(counts.iter().filter(|c| **c == 3).count(), 1, "shown once: {counts:?}");
+        assert_eq!(counts.iter().sum::<u32>(), 3);
+        let keys = g.keys(&TN, ip("10.0.0.1"));
+        let r = g.mirrored_number(&keys, 1, T0 + 1).unwrap();
+        assert_eq!((r.streak, r.unseen, r.day_failures), (0, 0, 3));
         assert_eq!(g.counters().store_errors.load(Ordering::Relaxed), 0);
     }
 
@@ -828,19 +878,23 @@ mod tests {
 
     #[tokio::test]
     async fn without_its_store_the_guard_fails_closed() {
-        // Never synced: every lookup needs the store, which is down.
+        // Never synced: a right PIN needs the store, which is down.
         let g = SharedGuard::new(Arc::new(Broken), &[5; 32], settings());
-        assert_eq!(guess(&g, "10.0.0.1", true, T0).await.unwrap_err(), GuardRefusal::Unavailable);
-        assert_eq!(g.counters().store_errors.load(Ordering::Relaxed), 1);
+        assert_eq!(guess(&g, "10.0.0.1", true, T0).await, Err(GuardRefusal::Unavailable));
+        assert_eq!(guess(&g, "10.0.0.1", false, T0).await, Err(GuardRefusal::Unavailable));
     }
 
     #[tokio::test]
-    async fn a_full_store_refuses_new_numbers_once_their_first_guess_is_spent() {
+    async fn a_number_whose_wrong_pin_went_unrecorded_opens_only_after_a_write() {
+        // A full store, a mirror in step: the wrong PIN cannot be recorded
+        // (refused), and from then on the right PIN needs a write, which
+        // the full store refuses too.
         let g = SharedGuard::new(Arc::new(MemKv::new(0)), &[5; 32], settings());
         g.synced.store(true, Ordering::Release);
-        // The fast path admits the first guess; its failure cannot be
-        // recorded, so the number is marked and its next lookup refused.
-        assert!(!guess(&g, "10.0.0.1", false, T0).await.unwrap().0);
-        assert_eq!(guess(&g, "10.0.0.1", true, T0).await.unwrap_err(), GuardRefusal::Unavailable);
+        assert_eq!(guess(&g, "10.0.0.1", false, T0).await, Err(GuardRefusal::Unavailable));
+        assert_eq!(guess(&g, "10.0.0.1", true, T0).await, Err(GuardRefusal::Unavailable));
+        // Another number is unaffected until it too is guessed.
+        let other = g.keys(b"177100000123464", ip("10.0.0.1"));
+        assert_eq!(g.right_pin(&other, 1, T0).await, Ok(FailedAttempts::default()));
     }
 }
