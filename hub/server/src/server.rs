@@ -86,9 +86,36 @@ async fn start(
     let sessions = page_sessions(&args)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let store =
-        mpp_ledger::recover::open_store(&args.data_dir, args.on_corrupt_store, |d| SledStore::open(d))
-            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let nats_credentials = match (&args.nats_user, &args.nats_password_file) {
+        (Some(user), Some(file)) => {
+            let c = NatsCredentials::load(user, file).context("loading the NATS credentials")?;
+            info!(nats_user = c.user(), "Connecting to NATS as a user (password from a file)");
+            Some(c)
+        }
+        (None, None) => None,
+        _ => anyhow::bail!("--nats-user and --nats-password-file go together"),
+    };
+    let nats_access = NatsAccess::new(nats_credentials, args.nats_tls_ca_file.as_deref())
+        .context("checking --nats-tls-ca-file")?;
+    // NATS is asked where the stream starts only if the store is corrupt.
+    let stream = mpp_ledger::recover::ask_stream(&args.nats_url, &nats_access);
+    let store = mpp_ledger::recover::open_store(
+        &args.data_dir,
+        args.on_corrupt_store,
+        |d| SledStore::open(d),
+        stream,
+    )
+    .await
+    .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let corrupt_stores_kept = mpp_ledger::recover::corrupt_stores_kept(&args.data_dir);
+    if corrupt_stores_kept > 0 {
+        warn!(
+            corrupt_stores_kept,
+            data_dir = %args.data_dir.display(),
+            "Corrupt stores moved aside by a rebuild are kept in the data directory (corrupt-store-*): \
+             remove them once their cause is known"
+        );
+    }
     let trust = Arc::new(registrar_trust(&args)?);
     let ledger = Ledger::open_with(store.clone(), trust).context("reading the ledger head")?;
     let registry = ledger.registry();
@@ -120,21 +147,11 @@ async fn start(
              citizens' PINs (for development only, --insecure-dev-keys uses the public one)"
         ),
     };
-    let nats_credentials = match (&args.nats_user, &args.nats_password_file) {
-        (Some(user), Some(file)) => {
-            let c = NatsCredentials::load(user, file).context("loading the NATS credentials")?;
-            info!(nats_user = c.user(), "Connecting to NATS as a user (password from a file)");
-            Some(c)
-        }
-        (None, None) => None,
-        _ => anyhow::bail!("--nats-user and --nats-password-file go together"),
-    };
-    let nats_access = NatsAccess::new(nats_credentials, args.nats_tls_ca_file.as_deref())
-        .context("checking --nats-tls-ca-file")?;
     let limits = LookupLimits { per_minute: args.lookups_per_minute, burst: args.lookup_burst };
     let access = AccessLog::open(&args.data_dir.join("access")).context("opening the access log")?;
     let health = Arc::new(mpp_ledger::observe::health(&head));
     let metrics = health.metrics().clone();
+    metrics.set_corrupt_stores_kept(corrupt_stores_kept);
     let lookups = Lookups::new(store.clone(), Arc::new(calendars), system_clock(), pepper, limits)
         .with_access_log(access.clone())
         .with_metrics(metrics.clone());

@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (26):
+//! concern (27):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -25,6 +25,8 @@
 //!   with `MPP_EVENTS` at replicas 3.
 //! - `corpus`: the hostile-input corpus (`tests/corpus/`) against real
 //!   processes, byte for byte.
+//! - `corrupt_store`: a hub whose sled files no longer open rebuilds from
+//!   the stream by default and serves the same head; with `fail` it refuses.
 //! - `crash`: `kill -9` the hub many times while events flow; nothing lost,
 //!   nothing applied twice, chain intact, projection = rebuild.
 //! - `faults`: seeded fault scenarios under continuous traffic (hub, agency,
@@ -76,6 +78,7 @@ mod checker;
 mod citizen;
 mod cluster;
 mod corpus;
+mod corrupt_store;
 mod crash;
 mod faults;
 mod flags;
