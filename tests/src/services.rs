@@ -62,6 +62,9 @@ pub struct HubOptions {
     /// `--data-dir` (a directory prepared beforehand, e.g. restored from a
     /// backup); `None`: `data` in the hub's temporary directory.
     pub data_dir: Option<PathBuf>,
+    /// `--on-corrupt-store` (`fail` or `rebuild`); `None` gives no flag, so
+    /// the hub's default (`rebuild`) holds.
+    pub on_corrupt_store: Option<&'static str>,
 }
 
 /// Lookup rate (and burst) per client address of the hubs the harness
@@ -104,12 +107,13 @@ impl HubProcess {
             http_addr.to_string(),
             "--log-format".to_owned(),
             "json".to_owned(),
-            // sled can find its files corrupt after a `kill -9` (rarely; see
-            // docs/FAULTS.md): the hub then re-derives its log from the
-            // stream, and the checkers verify the result like any other.
-            "--on-corrupt-store".to_owned(),
-            "rebuild".to_owned(),
         ];
+        // sled can find its files corrupt after a `kill -9` (rarely; see
+        // docs/FAULTS.md): by default the hub then re-derives its log from
+        // the stream, and the checkers verify the result like any other.
+        if let Some(policy) = options.on_corrupt_store {
+            args.extend(["--on-corrupt-store".to_owned(), policy.to_owned()]);
+        }
         if let Some(name) = options.consumer_name {
             args.extend(["--consumer-name".to_owned(), name]);
         }

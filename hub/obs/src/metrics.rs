@@ -19,6 +19,7 @@
 //! | `mpp_hub_last_stream_seq` | gauge | last stream sequence committed (the checkpoint) |
 //! | `mpp_hub_ready` | gauge | 1 when `/readyz` answers 200 |
 //! | `mpp_hub_disk_free_bytes` | gauge | free space of the data directory at the last check |
+//! | `mpp_hub_corrupt_stores_kept` | gauge | corrupt stores a rebuild moved aside (`corrupt-store-*` in the data directory) at start; above 0 an operator must look |
 //! | `mpp_hub_lookups_total{channel,outcome}` | counter | citizen lookups with a PIN |
 //! | `mpp_hub_lookup_seconds` | histogram | time of one citizen lookup (all outcomes) |
 //! | `mpp_hub_sla_overdue_applications` | gauge | open applications past their service standard's due date (absent until a complete scan) |
@@ -226,6 +227,7 @@ pub struct HubMetrics {
     ops_redrives: [AtomicU64; 2],
     ops_auth_failures: AtomicU64,
     disk_free_bytes: AtomicU64,
+    corrupt_stores_kept: AtomicU64,
 }
 
 /// What a scrape reads from outside the registry, at the moment of the
@@ -275,6 +277,7 @@ impl HubMetrics {
             ops_redrives: std::array::from_fn(|_| AtomicU64::new(0)),
             ops_auth_failures: AtomicU64::new(0),
             disk_free_bytes: AtomicU64::new(DISK_UNKNOWN),
+            corrupt_stores_kept: AtomicU64::new(0),
         }
     }
 
@@ -340,6 +343,11 @@ impl HubMetrics {
     /// Stores the free space found by a disk check.
     pub fn set_disk_free_bytes(&self, bytes: u64) {
         self.disk_free_bytes.store(bytes.min(DISK_UNKNOWN - 1), Ordering::Relaxed);
+    }
+
+    /// Stores how many corrupt stores moved aside the data directory keeps.
+    pub fn set_corrupt_stores_kept(&self, n: u64) {
+        self.corrupt_stores_kept.store(n, Ordering::Relaxed);
     }
 
     /// The metrics text (Prometheus text format 0.0.4).
@@ -430,6 +438,13 @@ impl HubMetrics {
                 free,
             );
         }
+        single(
+            &mut out,
+            "mpp_hub_corrupt_stores_kept",
+            "gauge",
+            "Corrupt stores a rebuild moved aside and the data directory still keeps (corrupt-store-*), at start.",
+            load(&self.corrupt_stores_kept),
+        );
         header(
             &mut out,
             "mpp_hub_lookups_total",

@@ -295,11 +295,14 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=MIN_FREE_DISK_MB_MAX))]
     pub min_free_disk_mb: u64,
     /// What to do when sled reports its files corrupt on open (seen after
-    /// `kill -9`, see docs/FAULTS.md): `fail` (exit, an operator decides) or
-    /// `rebuild` (move sled's files aside into `corrupt-store-<ms>/`, keep
-    /// `keys/` and `access/`, and re-ingest the stream from sequence 1 into
-    /// a byte-identical log; lookups miss cases until it has caught up).
-    #[arg(long, env = "MPP_ON_CORRUPT_STORE", value_enum, default_value_t = mpp_ledger::recover::OnCorruptStore::Fail)]
+    /// `kill -9`, see docs/FAULTS.md): `rebuild` (move sled's files aside
+    /// into `corrupt-store-<ms>/`, keep `keys/` and `access/`, and
+    /// re-ingest the stream from sequence 1 into a byte-identical log;
+    /// lookups miss cases until it has caught up; an ERROR log line and
+    /// `mpp_hub_corrupt_stores_kept` tell the operator) — only if the
+    /// stream still holds every message from sequence 1, else the hub
+    /// exits saying why — or `fail` (exit, an operator decides).
+    #[arg(long, env = "MPP_ON_CORRUPT_STORE", value_enum, default_value_t = mpp_ledger::recover::OnCorruptStore::Rebuild)]
     pub on_corrupt_store: mpp_ledger::recover::OnCorruptStore,
     /// Most connections one client address (IPv4 address or IPv6 /64) may
     /// hold open on each of the HTTP and gRPC listeners; more are closed at

@@ -89,9 +89,40 @@ async fn start(
     let sessions = page_sessions(&args)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let store =
-        mpp_ledger::recover::open_store(&args.data_dir, args.on_corrupt_store, |d| SledStore::open(d))
-            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let nats_login = NatsLogin::from_flags(
+        args.nats_user.as_deref(),
+        args.nats_password_file.as_deref(),
+        args.nats_nkey_file.as_deref(),
+    )?;
+    let nats_credentials = match &nats_login {
+        Some(login) => {
+            let c = login.load().context("loading the NATS credentials")?;
+            info!(nats_user = c.user(), nkey = c.nkey_public_key(), "Connecting to NATS as a user");
+            Some(c)
+        }
+        None => None,
+    };
+    let nats_access = NatsAccess::new(nats_credentials, args.nats_tls_ca_file.as_deref())
+        .context("checking --nats-tls-ca-file")?;
+    // NATS is asked where the stream starts only if the store is corrupt.
+    let stream = mpp_ledger::recover::ask_stream(&args.nats_url, &nats_access);
+    let store = mpp_ledger::recover::open_store(
+        &args.data_dir,
+        args.on_corrupt_store,
+        |d| SledStore::open(d),
+        stream,
+    )
+    .await
+    .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let corrupt_stores_kept = mpp_ledger::recover::corrupt_stores_kept(&args.data_dir);
+    if corrupt_stores_kept > 0 {
+        warn!(
+            corrupt_stores_kept,
+            data_dir = %args.data_dir.display(),
+            "Corrupt stores moved aside by a rebuild are kept in the data directory (corrupt-store-*): \
+             remove them once their cause is known"
+        );
+    }
     let trust = Arc::new(registrar_trust(&args)?);
     let ledger = Ledger::open_with(store.clone(), trust).context("reading the ledger head")?;
     let registry = ledger.registry();
@@ -123,25 +154,11 @@ async fn start(
              citizens' PINs (for development only, --insecure-dev-keys uses the public one)"
         ),
     };
-    let nats_login = NatsLogin::from_flags(
-        args.nats_user.as_deref(),
-        args.nats_password_file.as_deref(),
-        args.nats_nkey_file.as_deref(),
-    )?;
-    let nats_credentials = match &nats_login {
-        Some(login) => {
-            let c = login.load().context("loading the NATS credentials")?;
-            info!(nats_user = c.user(), nkey = c.nkey_public_key(), "Connecting to NATS as a user");
-            Some(c)
-        }
-        None => None,
-    };
-    let nats_access = NatsAccess::new(nats_credentials, args.nats_tls_ca_file.as_deref())
-        .context("checking --nats-tls-ca-file")?;
     let limits = LookupLimits { per_minute: args.lookups_per_minute, burst: args.lookup_burst };
     let access = AccessLog::open(&args.data_dir.join("access")).context("opening the access log")?;
     let health = Arc::new(mpp_ledger::observe::health(&head));
     let metrics = health.metrics().clone();
+    metrics.set_corrupt_stores_kept(corrupt_stores_kept);
     let lookups = Lookups::new(store.clone(), Arc::new(calendars), system_clock(), pepper, limits)
         .with_access_log(access.clone())
         .with_metrics(metrics.clone());

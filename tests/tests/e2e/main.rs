@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (28):
+//! concern (31):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -25,6 +25,8 @@
 //!   with `MPP_EVENTS` at replicas 3.
 //! - `corpus`: the hostile-input corpus (`tests/corpus/`) against real
 //!   processes, byte for byte.
+//! - `corrupt_store`: a hub whose sled files no longer open rebuilds from
+//!   the stream by default and serves the same head; with `fail` it refuses.
 //! - `crash`: `kill -9` the hub many times while events flow; nothing lost,
 //!   nothing applied twice, chain intact, projection = rebuild.
 //! - `faults`: seeded fault scenarios under continuous traffic (hub, agency,
@@ -68,6 +70,9 @@
 //! - `transparency`: the hub's checkpoint as a C2SP signed note, at
 //!   `/checkpoint` and in the audit API, checked by an independent verifier.
 //! - `tls`: the real binaries over TLS, agency to lookup.
+//! - `witness`: witnesses cosign a hub's checkpoints across restarts and
+//!   `kill -9`, a quorum verifies, a restored hub's rollback and split view
+//!   are refused with evidence, and a receipt is checked in the browser.
 //! - `verdicts`: the hub's verdicts back to the agency service
 //!   (`GetEventStatus`, `WatchVerdicts`) across a hub restart and an agency
 //!   `kill -9`: accepted, rejected and duplicate, none missed or twice.
@@ -85,6 +90,7 @@ mod checker;
 mod citizen;
 mod cluster;
 mod corpus;
+mod corrupt_store;
 mod crash;
 mod faults;
 mod flags;

@@ -16,6 +16,16 @@
 //!
 //! Format 1, written before traces were kept, is the same without the
 //! traceparent; it is still read.
+//! Since the second layout of the outbox file, entries are stored in group records
+//! ([`RecordBuilder`], [`record_entries`]): one record per run of
+//! consecutive sequences of one group commit, keyed by its first sequence,
+//! so that a commit writes one value instead of one per event:
+//!
+//! ```text
+//! u8      format = 2
+//! u32 BE  count (1..=RECORD_EVENTS_MAX)
+//! count × (u32 BE length, then that many bytes: one entry as above)
+//! ```
 //!
 //! Every length is checked on write and on read; a value that does not parse
 //! is reported, never guessed at.
@@ -179,6 +189,114 @@ pub(crate) fn decode(seq: u64, value: &[u8]) -> Result<StoredEvent, EntryError> 
     })
 }
 
+/// The format byte of a group record (format 2 of the outbox file).
+pub(crate) const RECORD_FORMAT: u8 = 2;
+
+/// Bytes of a record's header: format, event count.
+const RECORD_HEADER_BYTES: usize = 1 + 4;
+
+/// Bytes before each entry in a record: its length.
+const RECORD_LENGTH_BYTES: usize = 4;
+
+/// Most events in one record. A group commit with more is stored as
+/// several records (the relay reads a record whole to send part of it, so
+/// a record stays near what it sends at once).
+pub(crate) const RECORD_EVENTS_MAX: usize = 256;
+
+/// A record is closed before it grows past this many bytes (one entry
+/// alone may be larger: up to [`ENTRY_BYTES_MAX`]).
+pub(crate) const RECORD_BYTES_MAX: usize = 1024 * 1024;
+
+/// Builds group records: consecutive entries, each record holding
+/// consecutive sequences (a gap starts a new record).
+#[derive(Debug, Default)]
+pub(crate) struct RecordBuilder {
+    done: Vec<(u64, Vec<u8>)>,
+    /// The open record: its first sequence, the next one, its bytes.
+    open: Option<(u64, u64, Vec<u8>)>,
+}
+
+impl RecordBuilder {
+    /// Adds entry `seq` (its encoded value, [`encode`]).
+    pub(crate) fn push(&mut self, seq: u64, value: &[u8]) {
+        let fits = |next: u64, bytes: &Vec<u8>| {
+            next == seq
+                && record_count(bytes) < RECORD_EVENTS_MAX
+                && bytes.len() + RECORD_LENGTH_BYTES + value.len() <= RECORD_BYTES_MAX
+        };
+        match &mut self.open {
+            Some((_, next, bytes)) if fits(*next, bytes) => {
+                append_entry(bytes, value);
+                *next += 1;
+            }
+            open => {
+                if let Some((first, _, bytes)) = open.take() {
+                    self.done.push((first, bytes));
+                }
+                let mut bytes = Vec::with_capacity(RECORD_HEADER_BYTES + RECORD_LENGTH_BYTES + value.len());
+                bytes.push(RECORD_FORMAT);
+                bytes.extend_from_slice(&0u32.to_be_bytes());
+                append_entry(&mut bytes, value);
+                *open = Some((seq, seq + 1, bytes));
+            }
+        }
+    }
+
+    /// The records: (first sequence, record bytes), in order.
+    pub(crate) fn finish(mut self) -> Vec<(u64, Vec<u8>)> {
+        if let Some((first, _, bytes)) = self.open.take() {
+            self.done.push((first, bytes));
+        }
+        self.done
+    }
+}
+
+fn record_count(record: &[u8]) -> usize {
+    record.get(1..RECORD_HEADER_BYTES).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+fn append_entry(record: &mut Vec<u8>, value: &[u8]) {
+    // Entries are at most ENTRY_BYTES_MAX long and a record at most
+    // RECORD_EVENTS_MAX of them: both fit in a u32.
+    let count = record_count(record) as u32 + 1;
+    record[1..RECORD_HEADER_BYTES].copy_from_slice(&count.to_be_bytes());
+    record.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    record.extend_from_slice(value);
+}
+
+/// The entries of the record stored under `first_seq`: (sequence, encoded
+/// entry), each checked with [`decode`]'s bounds on the way (not decoded).
+pub(crate) fn record_entries(first_seq: u64, record: &[u8]) -> Result<Vec<(u64, &[u8])>, EntryError> {
+    let corrupt = |what| EntryError::Corrupt { seq: first_seq, what };
+    if record.first() != Some(&RECORD_FORMAT) {
+        return Err(corrupt("unknown record format byte"));
+    }
+    let count = record_count(record);
+    if record.len() < RECORD_HEADER_BYTES || count == 0 || count > RECORD_EVENTS_MAX {
+        return Err(corrupt("bad record header"));
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut at = RECORD_HEADER_BYTES;
+    for i in 0..count as u64 {
+        let len = record
+            .get(at..at + RECORD_LENGTH_BYTES)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| corrupt("truncated record"))?;
+        if len > ENTRY_BYTES_MAX {
+            return Err(corrupt("a record entry longer than the largest entry"));
+        }
+        at += RECORD_LENGTH_BYTES;
+        let value = record.get(at..at + len).ok_or_else(|| corrupt("truncated record"))?;
+        at += len;
+        let seq = first_seq.checked_add(i).ok_or_else(|| corrupt("sequence overflow"))?;
+        out.push((seq, value));
+    }
+    if at != record.len() {
+        return Err(corrupt("bytes after the record's last entry"));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +357,47 @@ mod tests {
         let at = bad.iter().position(|&b| b == b'4').unwrap();
         bad[at] = b'X';
         assert!(matches!(decode(3, &bad), Err(EntryError::Corrupt { what: "malformed traceparent", .. })));
+    }
+
+    #[test]
+    fn records_hold_consecutive_entries_and_refuse_damage() {
+        let values: Vec<Vec<u8>> =
+            (0..600u64).map(|i| encode(i as i64, "s", &format!("id{i}"), &[1; 10]).unwrap()).collect();
+        let mut b = RecordBuilder::default();
+        // 1..=300, then a gap (a failed commit's sequences), then 310..=609.
+        for (i, v) in values.iter().enumerate() {
+            let seq = if i < 300 { 1 + i as u64 } else { 10 + i as u64 };
+            b.push(seq, v);
+        }
+        let records = b.finish();
+        let firsts: Vec<u64> = records.iter().map(|(s, _)| *s).collect();
+        assert_eq!(firsts, vec![1, 257, 310, 566], "at most RECORD_EVENTS_MAX each, a gap starts a record");
+        let mut all = Vec::new();
+        for (first, r) in &records {
+            all.extend(record_entries(*first, r).unwrap().into_iter().map(|(s, v)| (s, v.to_vec())));
+        }
+        assert_eq!(all.len(), 600);
+        assert_eq!(all[299].0, 300);
+        assert_eq!(all[300].0, 310);
+        assert!(all.iter().zip(&values).all(|((_, got), want)| got == want), "values kept");
+        let (first, r) = &records[0];
+        for cut in 0..r.len() {
+            assert!(record_entries(*first, &r[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut longer = r.clone();
+        longer.push(0);
+        assert!(record_entries(*first, &longer).is_err(), "trailing bytes");
+        let mut other = r.clone();
+        other[0] = ENTRY_FORMAT;
+        assert!(record_entries(*first, &other).is_err(), "format byte");
+        let mut big = RecordBuilder::default();
+        let large = encode(1, "s", "id", &vec![0; limits::MESSAGE_BYTES_MAX]).unwrap();
+        let per_record = RECORD_BYTES_MAX / (large.len() + RECORD_LENGTH_BYTES);
+        for seq in 1..=per_record as u64 + 1 {
+            big.push(seq, &large);
+        }
+        let big = big.finish();
+        assert_eq!(big.len(), 2, "records close near RECORD_BYTES_MAX");
+        assert!(big.iter().all(|(_, r)| r.len() <= RECORD_BYTES_MAX));
     }
 }

@@ -13,7 +13,10 @@
 //!   (at most [`GROUP_COMMIT_CALLS_MAX`] calls or [`GROUP_COMMIT_BYTES_MAX`]
 //!   bytes) go into one transaction and one sync, and each caller is answered
 //!   after that commit. Concurrent calls therefore share syncs instead of
-//!   paying one each.
+//!   paying one each. A commit stores its events as one record (per
+//!   256 events, `RECORD_EVENTS_MAX`), not one row each, so that its sync
+//!   covers a few pages (the `store` module's docs; an outbox of the first
+//!   redb format is moved into records when it is opened).
 //! - **Publishing in outbox order, each event until acknowledged.** A relay
 //!   task ([`Outbox::start_relay`]) sends entries to JetStream in outbox order
 //!   with `Nats-Msg-Id` = event id, up to [`PUBLISH_IN_FLIGHT_MAX`] awaiting
@@ -57,6 +60,8 @@
 // nothing measurable and cost a layer at every `?`.
 #![allow(clippy::result_large_err)]
 
+#[cfg(test)]
+mod commit_cost_tests;
 mod entry;
 #[cfg(test)]
 mod power_cut_tests;
@@ -202,6 +207,15 @@ enum AppendError {
 
 crate::from_redb_errors!(OutboxError, OutboxError::Read);
 
+impl From<store::StoreError> for OutboxError {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::Redb(e) => Self::Read(e),
+            store::StoreError::Corrupt(e) => Self::Corrupt(e),
+        }
+    }
+}
+
 /// The way in to the writer thread. The only long-lived sender sits here, so
 /// closing it lets the writer finish what is queued and stop.
 #[derive(Debug, Default)]
@@ -265,13 +279,9 @@ impl Outbox {
     ) -> Result<Self, OutboxError> {
         Self::check_limits(&config)?;
         let store = Store::new(durable::open(storage)?)?;
-        let (mut depth, mut bytes, mut last_seq) = (0u64, 0u64, None);
-        for (seq, len) in store.scan()? {
-            depth += 1;
-            bytes += KEY_BYTES + len as u64;
-            last_seq = Some(seq);
-        }
-        let next_seq = last_seq.map_or(1, |s| s.saturating_add(1));
+        let (depth, value_bytes) = store.totals()?;
+        let bytes = depth * KEY_BYTES + value_bytes;
+        let next_seq = store.next_seq()?;
         let counters = Arc::new(Counters::default());
         counters.depth.store(depth, Ordering::Relaxed);
         counters.bytes.store(bytes, Ordering::Relaxed);

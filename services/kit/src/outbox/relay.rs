@@ -15,6 +15,7 @@ use async_nats::jetstream::publish::PublishAck;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+use super::store::StoreError;
 use super::{entry, Counters, EntryError, Store, KEY_BYTES};
 use crate::event::Clock;
 use crate::publish::PUBACK_TIMEOUT_MS;
@@ -173,7 +174,7 @@ enum RelayError {
     #[error("cannot set up the events stream: {0}")]
     Stream(#[from] crate::stream::StreamSetupError),
     #[error("cannot read the outbox: {0}")]
-    Read(#[from] redb::Error),
+    Read(#[from] StoreError),
     #[error(transparent)]
     Corrupt(#[from] EntryError),
 }
@@ -338,11 +339,10 @@ impl Relay {
     /// Deletes acknowledged entries in one transaction (not synced: see the
     /// module docs). On failure they stay listed and are tried again.
     fn delete_done(&mut self) {
-        if self.done.is_empty() {
-            return;
-        }
-        let seqs: Vec<u64> = self.done.iter().map(|(seq, _)| *seq).collect();
-        match self.store.remove(&seqs) {
+        // Acknowledgements come in outbox order from the oldest entry: what
+        // is done is always the outbox's oldest entries.
+        let Some(&(last, _)) = self.done.last() else { return };
+        match self.store.remove_through(last) {
             Ok(()) => {
                 let bytes: u64 = self.done.iter().map(|(_, b)| *b).sum();
                 self.counters.depth.fetch_sub(self.done.len() as u64, Ordering::Relaxed);

@@ -1,16 +1,40 @@
-//! The outbox's table in redb: entry sequence → entry value
-//! ([`super::entry`]), and the migration of a sled outbox.
+//! The outbox's tables in redb, and the migration of earlier outboxes.
+//!
+//! Format 2 (this version): table [`RECORDS`], first sequence → group
+//! record ([`entry::RecordBuilder`]): a group commit writes one value per
+//! run of consecutive sequences instead of one per event, and
+//! [`PUBLISHED`] holds the highest sequence the relay has deleted, so that
+//! a record whose first events were published need not be rewritten. A
+//! commit so writes a few pages instead of one leaf per handful of events
+//! (`commit_cost_tests`).
+//!
+//! Format 1 (the first redb outbox): table [`ENTRIES_V1`], one row per
+//! event. [`Store::new`] moves its rows into records, oldest first, in
+//! durable transactions of at most [`MIGRATE_ENTRIES_PER_COMMIT`] rows, each
+//! moving rows out of the old table and into the new one atomically, then
+//! deletes the old table: after a crash at any point every entry is in
+//! exactly one of the two, and the next open goes on.
 
-use redb::{Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Durability, ReadableTable, TableDefinition};
 
-use super::entry;
+use super::entry::{self, RecordBuilder};
 use crate::durable::{self, DurableError};
 
 /// The outbox's redb file, inside the outbox directory.
 pub const OUTBOX_FILE: &str = "outbox.redb";
 
-/// The entries: outbox sequence → encoded entry.
-const ENTRIES: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("outbox");
+/// Format 1: outbox sequence → encoded entry. Only read, to migrate it.
+pub(super) const ENTRIES_V1: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("outbox");
+
+/// Format 2: first sequence of a record → the record.
+const RECORDS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("outbox.records");
+
+/// Format 2: the highest sequence deleted after its PubAck (entries at or
+/// below it are gone, even when their record is still stored).
+const PUBLISHED: TableDefinition<'static, (), u64> = TableDefinition::new("outbox.published");
+
+/// Most format-1 rows moved into records in one transaction.
+pub(super) const MIGRATE_ENTRIES_PER_COMMIT: usize = 4096;
 
 /// Name of the sled tree that held the entries before redb.
 pub const SLED_OUTBOX_TREE: &str = "outbox";
@@ -25,71 +49,188 @@ pub(super) struct Store {
 /// A stored entry: its sequence and encoded value.
 pub(super) type Row = (u64, Vec<u8>);
 
+/// Why the store could not be read: redb, or a record that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StoreError {
+    #[error(transparent)]
+    Redb(Box<redb::Error>),
+    #[error(transparent)]
+    Corrupt(#[from] entry::EntryError),
+}
+
+crate::from_redb_errors!(StoreError, StoreError::Redb);
+
+/// The last sequence of the record stored under `first` (its header only).
+fn record_last(first: u64, record: &[u8]) -> Result<u64, StoreError> {
+    let n = entry::record_entries(first, record)?.len() as u64;
+    Ok(first + n - 1)
+}
+
 impl Store {
-    pub(super) fn new(db: redb::Database) -> Result<Self, redb::Error> {
-        // Create the table, so that readers find it.
+    /// Opens the tables (creating them), migrating a format-1 table.
+    pub(super) fn new(db: redb::Database) -> Result<Self, StoreError> {
         let tx = db.begin_write()?;
-        tx.open_table(ENTRIES)?;
+        tx.open_table(RECORDS)?;
+        tx.open_table(PUBLISHED)?;
         tx.commit()?;
-        Ok(Self { db })
+        let store = Self { db };
+        store.migrate_v1()?;
+        Ok(store)
     }
 
-    /// Every entry's sequence and value length, in order.
-    pub(super) fn scan(&self) -> Result<Vec<(u64, usize)>, redb::Error> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(ENTRIES)?;
-        let mut out = Vec::with_capacity(usize::try_from(table.len()?).unwrap_or(0));
-        for kv in table.iter()? {
-            let (k, v) = kv?;
-            out.push((k.value(), v.value().len()));
+    /// Moves format-1 rows into records (module docs); returns how many.
+    fn migrate_v1(&self) -> Result<u64, StoreError> {
+        let mut moved = 0u64;
+        loop {
+            let tx = self.db.begin_write()?;
+            let mut done = false;
+            {
+                let mut old = match tx.open_table(ENTRIES_V1) {
+                    Ok(t) => t,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(moved),
+                    Err(e) => return Err(e.into()),
+                };
+                let mut records = tx.open_table(RECORDS)?;
+                let mut builder = RecordBuilder::default();
+                let mut n = 0;
+                while n < MIGRATE_ENTRIES_PER_COMMIT {
+                    let Some((k, v)) = old.pop_first()? else {
+                        done = true;
+                        break;
+                    };
+                    let seq = k.value();
+                    entry::decode(seq, v.value())?;
+                    builder.push(seq, v.value());
+                    n += 1;
+                }
+                for (first, record) in builder.finish() {
+                    let old = records.insert(first, record.as_slice())?;
+                    assert!(old.is_none(), "outbox record {first} written twice");
+                }
+                moved += n as u64;
+            }
+            if done {
+                tx.delete_table(ENTRIES_V1)?;
+            }
+            tx.commit()?;
+            if done {
+                if moved > 0 {
+                    tracing::info!(entries = moved, "Outbox moved to format 2 (one record per group commit)");
+                }
+                return Ok(moved);
+            }
         }
-        Ok(out)
+    }
+
+    fn published(tx: &redb::ReadTransaction) -> Result<u64, StoreError> {
+        Ok(tx.open_table(PUBLISHED)?.get(())?.map_or(0, |v| v.value()))
+    }
+
+    /// Calls `each` with every entry from sequence `from` on, in order,
+    /// until it returns false.
+    fn each_from(&self, from: u64, mut each: impl FnMut(u64, &[u8]) -> bool) -> Result<(), StoreError> {
+        let tx = self.db.begin_read()?;
+        let from = from.max(Self::published(&tx)?.saturating_add(1));
+        let table = tx.open_table(RECORDS)?;
+        // The record holding `from`, if any, starts at or before it.
+        let start = table.range(..=from)?.next_back().transpose()?.map_or(from, |(k, _)| k.value());
+        for kv in table.range(start..)? {
+            let (k, v) = kv?;
+            for (seq, value) in entry::record_entries(k.value(), v.value())? {
+                if seq >= from && !each(seq, value) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many entries are stored, and the sum of their values' lengths.
+    pub(super) fn totals(&self) -> Result<(u64, u64), StoreError> {
+        let (mut entries, mut bytes) = (0u64, 0u64);
+        self.each_from(0, |_, v| {
+            entries += 1;
+            bytes += v.len() as u64;
+            true
+        })?;
+        Ok((entries, bytes))
+    }
+
+    /// The sequence the next entry takes: above every stored record and
+    /// every published sequence (an emptied outbox keeps counting, so that
+    /// no new entry falls at or below [`PUBLISHED`]).
+    pub(super) fn next_seq(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        let published = Self::published(&tx)?;
+        let table = tx.open_table(RECORDS)?;
+        let stored = match table.last()? {
+            Some((k, v)) => record_last(k.value(), v.value())?,
+            None => 0,
+        };
+        Ok(stored.max(published).saturating_add(1))
     }
 
     /// The oldest entry.
-    pub(super) fn first(&self) -> Result<Option<Row>, redb::Error> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(ENTRIES)?;
-        let first = table.first()?.map(|(k, v)| (k.value(), v.value().to_vec()));
-        Ok(first)
+    pub(super) fn first(&self) -> Result<Option<Row>, StoreError> {
+        Ok(self.range(0, 1)?.pop())
     }
 
     /// Up to `limit` entries from sequence `from` on, in order.
-    pub(super) fn range(&self, from: u64, limit: usize) -> Result<Vec<Row>, redb::Error> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(ENTRIES)?;
+    pub(super) fn range(&self, from: u64, limit: usize) -> Result<Vec<Row>, StoreError> {
         let mut out = Vec::new();
-        for kv in table.range(from..)?.take(limit) {
-            let (k, v) = kv?;
-            out.push((k.value(), v.value().to_vec()));
+        if limit > 0 {
+            self.each_from(from, |seq, v| {
+                out.push((seq, v.to_vec()));
+                out.len() < limit
+            })?;
         }
         Ok(out)
     }
 
-    /// Writes `rows` in one durable commit (fdatasync before it returns).
+    /// Writes `rows` (ascending sequences) as records in one durable commit
+    /// (fdatasync before it returns).
     pub(super) fn append(&self, rows: &[Row]) -> Result<(), redb::Error> {
+        assert!(rows.windows(2).all(|w| w[0].0 < w[1].0), "outbox rows out of order");
+        let mut builder = RecordBuilder::default();
+        for (seq, value) in rows {
+            builder.push(*seq, value);
+        }
         let tx = self.db.begin_write()?;
         {
-            let mut table = tx.open_table(ENTRIES)?;
-            for (seq, value) in rows {
-                let old = table.insert(*seq, value.as_slice())?;
-                assert!(old.is_none(), "outbox sequence {seq} written twice");
+            let mut table = tx.open_table(RECORDS)?;
+            for (first, record) in builder.finish() {
+                let old = table.insert(first, record.as_slice())?;
+                assert!(old.is_none(), "outbox sequence {first} written twice");
             }
         }
         tx.commit()?;
         Ok(())
     }
 
-    /// Deletes published entries in one commit that is not synced on its own:
-    /// the next append's (or [`Store::sync`]'s) sync makes it durable.
-    pub(super) fn remove(&self, seqs: &[u64]) -> Result<(), redb::Error> {
+    /// Deletes every entry up to sequence `last` (the relay publishes in
+    /// order, so what it deletes is always the oldest entries) in one commit
+    /// that is not synced on its own: the next append's (or
+    /// [`Store::sync`]'s) sync makes it durable. Records wholly at or below
+    /// `last` are removed; a record holding it stays, its published part
+    /// hidden by [`PUBLISHED`].
+    pub(super) fn remove_through(&self, last: u64) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::None);
         {
-            let mut table = tx.open_table(ENTRIES)?;
-            for seq in seqs {
-                table.remove(*seq)?;
+            let mut table = tx.open_table(RECORDS)?;
+            let mut published = tx.open_table(PUBLISHED)?;
+            let before = published.get(())?.map_or(0, |v| v.value());
+            if last <= before {
+                return Ok(());
             }
+            loop {
+                let first = match table.first()? {
+                    Some((k, v)) if record_last(k.value(), v.value())? <= last => k.value(),
+                    Some(_) | None => break,
+                };
+                table.remove(first)?;
+            }
+            published.insert((), last)?;
         }
         tx.commit()?;
         Ok(())
@@ -103,7 +244,7 @@ impl Store {
 }
 
 /// Copies the entries of a sled outbox (tree [`SLED_OUTBOX_TREE`], 8-byte
-/// big-endian sequences) into `tx`, keeping sequences and values. Every
+/// big-endian sequences) into `tx` as records, keeping sequences and values. Every
 /// value must parse as an entry: a migration never carries over what the
 /// relay could not publish.
 pub(super) fn copy_from_sled(
@@ -115,15 +256,19 @@ pub(super) fn copy_from_sled(
     let sled_err = |source| DurableError::Sled { dir: dir.clone(), source };
     let redb_err = durable::redb_error(OUTBOX_FILE);
     let tree = sled_db.open_tree(SLED_OUTBOX_TREE).map_err(sled_err)?;
-    let mut table = tx.open_table(ENTRIES).map_err(|e| redb_err(e.into()))?;
+    let mut table = tx.open_table(RECORDS).map_err(|e| redb_err(e.into()))?;
+    let mut builder = RecordBuilder::default();
     let mut n = 0;
     for kv in tree.iter() {
         let (k, v) = kv.map_err(sled_err)?;
         let bad = |what: String| DurableError::Migrate { dir: dir.clone(), what };
         let seq = entry::seq_of(&k).ok_or_else(|| bad(format!("an outbox key of {} bytes", k.len())))?;
         entry::decode(seq, &v).map_err(|e| bad(e.to_string()))?;
-        table.insert(seq, v.as_ref()).map_err(|e| redb_err(e.into()))?;
+        builder.push(seq, &v);
         n += 1;
+    }
+    for (first, record) in builder.finish() {
+        table.insert(first, record.as_slice()).map_err(|e| redb_err(e.into()))?;
     }
     Ok(n)
 }
@@ -196,5 +341,118 @@ mod tests {
         assert!(err.to_string().contains("outbox entry 7 is corrupt"), "{err}");
         assert!(has_sled(dir.path()), "the sled outbox stays where it was");
         assert!(!dir.path().join(OUTBOX_FILE).exists(), "no half-migrated store");
+    }
+
+    /// A format-1 outbox (one row per event, the first redb version) with
+    /// entries `seqs`, as that version wrote it.
+    fn v1_outbox(file: &std::path::Path, seqs: impl Iterator<Item = u64>) -> Vec<String> {
+        let db = durable::open(durable::Storage::File(file.to_owned())).unwrap();
+        let tx = db.begin_write().unwrap();
+        let mut ids = Vec::new();
+        {
+            let mut t = tx.open_table(ENTRIES_V1).unwrap();
+            for seq in seqs {
+                let id = format!("0190a000-0000-7000-8000-{seq:012}");
+                let v = entry::encode(
+                    1_767_225_600_000 + seq as i64,
+                    "mpp.events.dukcapil.kk",
+                    &id,
+                    b"\x08\x01p",
+                )
+                .unwrap();
+                t.insert(seq, v.as_slice()).unwrap();
+                ids.push(id);
+            }
+        }
+        tx.commit().unwrap();
+        ids
+    }
+
+    #[tokio::test]
+    async fn a_format_1_outbox_is_moved_into_records_keeping_order_and_event_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        // 3..=9000 (more than one migration commit), then a hole (a failed
+        // commit's sequences), then 9005..=9010.
+        let seqs: Vec<u64> = (3..=9000).chain(9005..=9010).collect();
+        let ids = v1_outbox(&dir.path().join(OUTBOX_FILE), seqs.iter().copied());
+        let config = OutboxConfig::new(dir.path());
+        let outbox = Outbox::open(config.clone(), Arc::new(SystemClock)).unwrap();
+        let got = outbox.entries(0, usize::MAX).unwrap();
+        assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs, "order and sequences kept");
+        assert_eq!(got.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), ids, "event ids kept");
+        assert_eq!(got[0].enqueued_at_ms, 1_767_225_600_003, "enqueue time kept");
+        let s = outbox.status().snapshot();
+        assert_eq!((s.depth, s.durable_next_seq), (seqs.len() as u64, 9011));
+        {
+            let tx = outbox.store.db.begin_read().unwrap();
+            assert!(
+                matches!(tx.open_table(ENTRIES_V1), Err(redb::TableError::TableDoesNotExist(_))),
+                "the format-1 table is gone"
+            );
+        }
+        outbox.shutdown(std::time::Duration::ZERO).await;
+        let outbox = Outbox::open(config, Arc::new(SystemClock)).unwrap();
+        assert_eq!(outbox.entries(0, usize::MAX).unwrap(), got, "a second open changes nothing");
+    }
+
+    #[test]
+    fn a_migration_cut_short_leaves_every_entry_in_exactly_one_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(OUTBOX_FILE);
+        let seqs: Vec<u64> = (1..=2 * MIGRATE_ENTRIES_PER_COMMIT as u64 + 5).collect();
+        let ids = v1_outbox(&file, seqs.iter().copied());
+        // One migration commit made, as if the process died after it.
+        {
+            let db = durable::open(durable::Storage::File(file.clone())).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut old = tx.open_table(ENTRIES_V1).unwrap();
+                let mut records = tx.open_table(RECORDS).unwrap();
+                let mut b = RecordBuilder::default();
+                for _ in 0..MIGRATE_ENTRIES_PER_COMMIT {
+                    let (k, v) = old.pop_first().unwrap().unwrap();
+                    b.push(k.value(), v.value());
+                }
+                for (first, r) in b.finish() {
+                    records.insert(first, r.as_slice()).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let store = Store::new(durable::open(durable::Storage::File(file)).unwrap()).unwrap();
+        let got = store.range(0, usize::MAX).unwrap();
+        assert_eq!(got.iter().map(|(s, _)| *s).collect::<Vec<_>>(), seqs);
+        let got_ids: Vec<String> = got.iter().map(|(s, v)| entry::decode(*s, v).unwrap().event_id).collect();
+        assert_eq!(got_ids, ids);
+    }
+
+    #[test]
+    fn deleting_part_of_a_record_hides_it_and_sequences_never_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(OUTBOX_FILE);
+        let value = |seq: u64| entry::encode(1, "s", &format!("id{seq}"), b"p").unwrap();
+        let rows: Vec<Row> = (1..=10).map(|s| (s, value(s))).collect();
+        {
+            let store = Store::new(durable::open(durable::Storage::File(file.clone())).unwrap()).unwrap();
+            store.append(&rows).unwrap();
+            store.remove_through(4).unwrap();
+            assert_eq!(store.first().unwrap().map(|(s, _)| s), Some(5), "1..=4 hidden");
+            assert_eq!(store.range(2, 3).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![5, 6, 7]);
+            assert_eq!(store.totals().unwrap().0, 6);
+            store.remove_through(3).unwrap();
+            assert_eq!(store.totals().unwrap().0, 6, "deleting less than before deletes nothing");
+            store.sync().unwrap();
+        }
+        let store = Store::new(durable::open(durable::Storage::File(file.clone())).unwrap()).unwrap();
+        assert_eq!(store.range(0, 100).unwrap(), rows[4..].to_vec(), "the deletion survives a reopen");
+        store.remove_through(10).unwrap();
+        assert_eq!(store.totals().unwrap(), (0, 0));
+        assert_eq!(store.next_seq().unwrap(), 11, "an emptied outbox goes on counting");
+        store.sync().unwrap();
+        drop(store);
+        let store = Store::new(durable::open(durable::Storage::File(file)).unwrap()).unwrap();
+        assert_eq!(store.next_seq().unwrap(), 11, "also after a reopen");
+        store.append(&[(11, value(11))]).unwrap();
+        assert_eq!(store.range(0, 100).unwrap(), vec![(11, value(11))]);
     }
 }

@@ -116,6 +116,16 @@ struct Disk {
     rng: Rng,
     cuts: u64,
     torn: u64,
+    io: IoCounts,
+}
+
+/// Write and sync calls, counted across files.
+#[derive(Debug, Default)]
+struct IoCounts {
+    writes: u64,
+    written_bytes: u64,
+    syncs: u64,
+    resizes: u64,
 }
 
 /// What happened on a [`SimDisk`] so far.
@@ -125,6 +135,15 @@ pub struct DiskStats {
     pub cuts: u64,
     /// Cuts that tore a write.
     pub torn_writes: u64,
+    /// Write calls, in every file (what a commit costs: see the outbox's
+    /// commit-cost test).
+    pub writes: u64,
+    /// Bytes those writes carried.
+    pub written_bytes: u64,
+    /// `sync_data` calls.
+    pub syncs: u64,
+    /// `set_len` calls (a file grown or shrunk).
+    pub resizes: u64,
 }
 
 /// The simulated disk. Cheap to clone (one disk).
@@ -146,8 +165,15 @@ fn off() -> std::io::Error {
 impl SimDisk {
     /// An empty disk whose cuts draw from `seed`.
     pub fn new(seed: u64) -> Self {
-        let disk =
-            Disk { files: BTreeMap::new(), life: 0, calls_left: None, rng: Rng::new(seed), cuts: 0, torn: 0 };
+        let disk = Disk {
+            files: BTreeMap::new(),
+            life: 0,
+            calls_left: None,
+            rng: Rng::new(seed),
+            cuts: 0,
+            torn: 0,
+            io: IoCounts::default(),
+        };
         Self { disk: Arc::new(Mutex::new(disk)) }
     }
 
@@ -203,7 +229,14 @@ impl SimDisk {
     /// Cuts and torn writes so far.
     pub fn stats(&self) -> DiskStats {
         let d = self.lock();
-        DiskStats { cuts: d.cuts, torn_writes: d.torn }
+        DiskStats {
+            cuts: d.cuts,
+            torn_writes: d.torn,
+            writes: d.io.writes,
+            written_bytes: d.io.written_bytes,
+            syncs: d.io.syncs,
+            resizes: d.io.resizes,
+        }
     }
 
     /// A handle on file `name` for this life (the file is created empty if
@@ -263,11 +296,21 @@ impl fmt::Debug for SimBackend {
 
 impl SimBackend {
     fn with<T>(&self, f: impl FnOnce(&mut SimFile) -> std::io::Result<T>) -> std::io::Result<T> {
-        let mut d = self.disk.lock();
-        SimDisk::call(&mut d, self.life)?;
+        self.with_disk(|_, file| f(file))
+    }
+
+    /// Like [`SimBackend::with`], with the disk's counters at hand.
+    fn with_disk<T>(
+        &self,
+        f: impl FnOnce(&mut IoCounts, &mut SimFile) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        let mut guard = self.disk.lock();
+        let d = &mut *guard;
+        SimDisk::call(d, self.life)?;
+        let Disk { files, io, .. } = d;
         let file =
-            d.files.get_mut(&self.name).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-        f(file)
+            files.get_mut(&self.name).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+        f(io, file)
     }
 }
 
@@ -287,7 +330,8 @@ impl redb::StorageBackend for SimBackend {
     }
 
     fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.with(|f| {
+        self.with_disk(|io, f| {
+            io.resizes += 1;
             let len = usize::try_from(len).map_err(std::io::Error::other)?;
             f.current.resize(len, 0);
             f.pending.retain(|&(at, _)| at < len);
@@ -296,14 +340,17 @@ impl redb::StorageBackend for SimBackend {
     }
 
     fn sync_data(&self, _eventual: bool) -> std::io::Result<()> {
-        self.with(|f| {
+        self.with_disk(|io, f| {
+            io.syncs += 1;
             f.sync();
             Ok(())
         })
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.with(|f| {
+        self.with_disk(|io, f| {
+            io.writes += 1;
+            io.written_bytes += data.len() as u64;
             let at = usize::try_from(offset).map_err(std::io::Error::other)?;
             if f.current.len() < at + data.len() {
                 f.current.resize(at + data.len(), 0);
