@@ -53,7 +53,7 @@ impl PerCommit {
 
 fn value(seq: u64) -> Vec<u8> {
     let id = format!("0190a000-0000-7000-8000-{seq:012}");
-    entry::encode(1_767_225_600_000, "mpp.events.dukcapil.kk", &id, &[7; 420]).unwrap()
+    entry::encode(1_767_225_600_000, "mpp.events.dukcapil.kk", &id, None, &[7; 420]).unwrap()
 }
 
 /// Runs the workload: `append` writes a group durably, `delete` deletes

@@ -16,13 +16,15 @@
 //!
 //! Format 1, written before traces were kept, is the same without the
 //! traceparent; it is still read.
+//!
 //! Since the second layout of the outbox file, entries are stored in group records
 //! ([`RecordBuilder`], [`record_entries`]): one record per run of
 //! consecutive sequences of one group commit, keyed by its first sequence,
 //! so that a commit writes one value instead of one per event:
 //!
 //! ```text
-//! u8      format = 2
+//! u8      format = 3 (never an entry's format byte, so neither is read as
+//!         the other)
 //! u32 BE  count (1..=RECORD_EVENTS_MAX)
 //! count × (u32 BE length, then that many bytes: one entry as above)
 //! ```
@@ -189,8 +191,9 @@ pub(crate) fn decode(seq: u64, value: &[u8]) -> Result<StoredEvent, EntryError> 
     })
 }
 
-/// The format byte of a group record (format 2 of the outbox file).
-pub(crate) const RECORD_FORMAT: u8 = 2;
+/// The format byte of a group record (the second layout of the outbox
+/// file); distinct from every entry format byte.
+pub(crate) const RECORD_FORMAT: u8 = 3;
 
 /// Bytes of a record's header: format, event count.
 const RECORD_HEADER_BYTES: usize = 1 + 4;
@@ -362,7 +365,7 @@ mod tests {
     #[test]
     fn records_hold_consecutive_entries_and_refuse_damage() {
         let values: Vec<Vec<u8>> =
-            (0..600u64).map(|i| encode(i as i64, "s", &format!("id{i}"), &[1; 10]).unwrap()).collect();
+            (0..600u64).map(|i| encode(i as i64, "s", &format!("id{i}"), None, &[1; 10]).unwrap()).collect();
         let mut b = RecordBuilder::default();
         // 1..=300, then a gap (a failed commit's sequences), then 310..=609.
         for (i, v) in values.iter().enumerate() {
@@ -391,7 +394,7 @@ mod tests {
         other[0] = ENTRY_FORMAT;
         assert!(record_entries(*first, &other).is_err(), "format byte");
         let mut big = RecordBuilder::default();
-        let large = encode(1, "s", "id", &vec![0; limits::MESSAGE_BYTES_MAX]).unwrap();
+        let large = encode(1, "s", "id", None, &vec![0; limits::MESSAGE_BYTES_MAX]).unwrap();
         let per_record = RECORD_BYTES_MAX / (large.len() + RECORD_LENGTH_BYTES);
         for seq in 1..=per_record as u64 + 1 {
             big.push(seq, &large);

@@ -357,6 +357,7 @@ mod tests {
                     1_767_225_600_000 + seq as i64,
                     "mpp.events.dukcapil.kk",
                     &id,
+                    None,
                     b"\x08\x01p",
                 )
                 .unwrap();
@@ -430,7 +431,7 @@ mod tests {
     fn deleting_part_of_a_record_hides_it_and_sequences_never_go_back() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(OUTBOX_FILE);
-        let value = |seq: u64| entry::encode(1, "s", &format!("id{seq}"), b"p").unwrap();
+        let value = |seq: u64| entry::encode(1, "s", &format!("id{seq}"), None, b"p").unwrap();
         let rows: Vec<Row> = (1..=10).map(|s| (s, value(s))).collect();
         {
             let store = Store::new(durable::open(durable::Storage::File(file.clone())).unwrap()).unwrap();
