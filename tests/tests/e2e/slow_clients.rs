@@ -360,7 +360,8 @@ async fn slow_client_attacks_leave_lookups_fast_and_memory_bounded() -> Result<(
             ..HubOptions::default()
         },
     )?;
-    wait_https_ready(&mut tls_hub, &pki.ca).await?;
+    // Ready is not caught up: the new replica must hold the case first.
+    wait_https_ready(&mut tls_hub, &pki.ca, last).await?;
     hub_tls_attack(&mut tls_hub, &pki, &tn).await?;
     tls_hub.terminate().await?;
 
@@ -386,18 +387,26 @@ fn tls_args(pki: &TestPki) -> Vec<String> {
     ]
 }
 
-async fn wait_https_ready(hub: &mut HubProcess, ca: &Path) -> Result<()> {
+/// Waits until the TLS hub is ready and has ingested the stream up to
+/// `stream_seq`, asked over HTTPS.
+async fn wait_https_ready(hub: &mut HubProcess, ca: &Path, stream_seq: u64) -> Result<()> {
     let addr = hub.http_addr();
     let process = hub.process();
-    wait_for("the TLS hub to answer /readyz over HTTPS", READY_DEADLINE, || {
+    wait_for("the TLS hub to be ready and caught up, over HTTPS", READY_DEADLINE, || {
         let running = process.ensure_running();
         async move {
             running?;
             match https_get(addr, "localhost", ca, "/readyz", &[]).await {
-                Ok((200, _)) => Ok(Some(())),
+                Ok((200, _)) => {}
                 Ok((status, body)) => bail!("{status} {body}"),
                 Err(e) => bail!(e),
             }
+            let (status, body) =
+                https_get(addr, "localhost", ca, "/api/v1/head", &[]).await.map_err(anyhow::Error::msg)?;
+            ensure!(status == 200, "/api/v1/head answered {status}: {body}");
+            let head: serde_json::Value = serde_json::from_str(&body)?;
+            let at = head.get("last_stream_seq").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            Ok((at >= stream_seq).then_some(()))
         }
     })
     .await
