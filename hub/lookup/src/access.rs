@@ -53,7 +53,7 @@
 //!   auditor) and the channel; never an address, a name or the PIN.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -173,6 +173,16 @@ pub enum AccessError {
     /// sled failed.
     #[error("access store: {0}")]
     Sled(#[from] sled::Error),
+    /// A corrupt store could not be moved aside.
+    #[error("moving the corrupt access store {from} aside to {to}: {source}")]
+    SetAside {
+        /// The store's directory.
+        from: PathBuf,
+        /// Where it was to go.
+        to: PathBuf,
+        /// Why it could not.
+        source: std::io::Error,
+    },
     /// The writer thread could not start.
     #[error("starting the access writer: {0}")]
     Thread(#[from] std::io::Error),
@@ -231,6 +241,37 @@ impl AccessLog {
         let (tx, rx) = mpsc::channel(ACCESS_QUEUE_EVENTS_MAX);
         std::thread::Builder::new().name("mpp-access-writer".into()).spawn(move || writer.run(rx))?;
         Ok(Self { db, pending, tx, dropped: Arc::default(), refused: Arc::default() })
+    }
+
+    /// [`AccessLog::open`], except that a store sled reports corrupt (sled
+    /// 0.34 fails so, now and then, to reopen its files after a `kill -9`)
+    /// is moved to `aside` and a new, empty access log is opened in `dir`.
+    /// Returns where the old one went, if it was moved.
+    ///
+    /// Why not refuse to start, as the main store does with
+    /// `--on-corrupt-store fail`: the access log is not derived from the
+    /// stream and cannot be rebuilt, and a hub that will not start serves
+    /// no citizen at all. Its history is a bounded window anyway (see the
+    /// module docs); the old files are kept for the operator, who is told
+    /// by an ERROR line and by the caller's gauge of what is kept aside.
+    pub fn open_or_set_aside(dir: &Path, aside: &Path) -> Result<(Self, Option<PathBuf>), AccessError> {
+        match Self::open(dir) {
+            Err(AccessError::Sled(e @ sled::Error::Corruption { .. })) => {
+                std::fs::rename(dir, aside).map_err(|source| AccessError::SetAside {
+                    from: dir.to_owned(),
+                    to: aside.to_owned(),
+                    source,
+                })?;
+                error!(
+                    error = %e,
+                    kept_in = %aside.display(),
+                    "ACCESS LOG RESET: the access store was corrupt; its files are kept aside and a new, empty \
+                     access log is started. Citizens' access histories recorded before now are not shown"
+                );
+                Ok((Self::open(dir)?, Some(aside.to_owned())))
+            }
+            other => other.map(|log| (log, None)),
+        }
     }
 
     /// An access log whose queue holds `queue_max` events and whose writer
@@ -978,6 +1019,37 @@ mod tests {
             }
         };
         assert_eq!(log.recent(&tn(1), 10), vec![citizen(1)]);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_store_is_set_aside_and_a_new_log_started() {
+        let data = tempfile::tempdir().unwrap();
+        let (dir, aside) = (data.path().join("access"), data.path().join("aside"));
+        {
+            let db = sled::open(&dir).unwrap();
+            db.insert(b"x", b"y".as_slice()).unwrap();
+            db.flush().unwrap();
+        }
+        // What sled 0.34 answers `Read corrupted data` to: a conf that no
+        // longer parses.
+        std::fs::write(dir.join("conf"), b"this line has no separator\n\0\0\0\0").unwrap();
+        assert!(matches!(AccessLog::open(&dir), Err(AccessError::Sled(sled::Error::Corruption { .. }))));
+
+        let (log, moved) = AccessLog::open_or_set_aside(&dir, &aside).unwrap();
+        assert_eq!(moved.as_deref(), Some(aside.as_path()));
+        assert!(aside.join("db").is_file() && aside.join("conf").is_file(), "the old files are kept");
+        log.record(tn(1), citizen(1));
+        log.settle().await;
+        assert_eq!(log.recent(&tn(1), 10), vec![citizen(1)], "the new log records");
+    }
+
+    #[test]
+    fn a_healthy_store_is_opened_where_it_is() {
+        let data = tempfile::tempdir().unwrap();
+        let (dir, aside) = (data.path().join("access"), data.path().join("aside"));
+        let (_log, moved) = AccessLog::open_or_set_aside(&dir, &aside).unwrap();
+        assert_eq!(moved, None);
+        assert!(!aside.exists());
     }
 
     /// An access log whose writer the test drives by hand (no thread).

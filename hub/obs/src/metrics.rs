@@ -19,7 +19,7 @@
 //! | `mpp_hub_last_stream_seq` | gauge | last stream sequence committed (the checkpoint) |
 //! | `mpp_hub_ready` | gauge | 1 when `/readyz` answers 200 |
 //! | `mpp_hub_disk_free_bytes` | gauge | free space of the data directory at the last check |
-//! | `mpp_hub_corrupt_stores_kept` | gauge | corrupt stores a rebuild moved aside (`corrupt-store-*` in the data directory) at start; above 0 an operator must look |
+//! | `mpp_hub_corrupt_stores_kept` | gauge | corrupt stores (a rebuilt main store, a reset access log) moved aside (`corrupt-store-*` in the data directory) at start; above 0 an operator must look |
 //! | `mpp_hub_lookups_total{channel,outcome}` | counter | citizen lookups with a PIN |
 //! | `mpp_hub_lookup_seconds` | histogram | time of one citizen lookup (all outcomes) |
 //! | `mpp_hub_sla_overdue_applications` | gauge | open applications past their service standard's due date (absent until a complete scan) |
@@ -442,7 +442,7 @@ impl HubMetrics {
             &mut out,
             "mpp_hub_corrupt_stores_kept",
             "gauge",
-            "Corrupt stores a rebuild moved aside and the data directory still keeps (corrupt-store-*), at start.",
+            "Corrupt stores (a rebuilt main store, a reset access log) moved aside and the data directory still keeps (corrupt-store-*), at start.",
             load(&self.corrupt_stores_kept),
         );
         header(

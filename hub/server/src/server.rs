@@ -114,15 +114,6 @@ async fn start(
     )
     .await
     .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
-    let corrupt_stores_kept = mpp_ledger::recover::corrupt_stores_kept(&args.data_dir);
-    if corrupt_stores_kept > 0 {
-        warn!(
-            corrupt_stores_kept,
-            data_dir = %args.data_dir.display(),
-            "Corrupt stores moved aside by a rebuild are kept in the data directory (corrupt-store-*): \
-             remove them once their cause is known"
-        );
-    }
     let trust = Arc::new(registrar_trust(&args)?);
     let ledger = Ledger::open_with(store.clone(), trust).context("reading the ledger head")?;
     let registry = ledger.registry();
@@ -155,7 +146,20 @@ async fn start(
         ),
     };
     let limits = LookupLimits { per_minute: args.lookups_per_minute, burst: args.lookup_burst };
-    let access = AccessLog::open(&args.data_dir.join("access")).context("opening the access log")?;
+    let (access, _) =
+        AccessLog::open_or_set_aside(&args.data_dir.join("access"), &corrupt_access_aside(&args.data_dir))
+            .context("opening the access log")?;
+    // Counted after the access log is open: a corrupt one is kept aside
+    // beside corrupt main stores, under the same prefix, for the same gauge.
+    let corrupt_stores_kept = mpp_ledger::recover::corrupt_stores_kept(&args.data_dir);
+    if corrupt_stores_kept > 0 {
+        warn!(
+            corrupt_stores_kept,
+            data_dir = %args.data_dir.display(),
+            "Corrupt stores moved aside (by a rebuild, or an access log reset) are kept in the data directory (corrupt-store-*): \
+             remove them once their cause is known"
+        );
+    }
     let health = Arc::new(mpp_ledger::observe::health(&head));
     let metrics = health.metrics().clone();
     metrics.set_corrupt_stores_kept(corrupt_stores_kept);
@@ -601,6 +605,13 @@ fn spawn_grpc_health(
             reporter.set_service_status(service, ServingStatus::NotServing).await;
         }
     })
+}
+
+/// Where a corrupt access log is moved: `corrupt-store-<unix ms>-access/`
+/// in the data directory, so `mpp_hub_corrupt_stores_kept` counts it.
+fn corrupt_access_aside(data_dir: &std::path::Path) -> std::path::PathBuf {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    data_dir.join(format!("{}{ms}-access", mpp_ledger::recover::CORRUPT_STORE_DIR_PREFIX))
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 //! moves them aside, says so in an ERROR line and in
 //! `mpp_hub_corrupt_stores_kept`, re-ingests the stream — which still starts
 //! at sequence 1 — and serves the same head as before; with `fail` it
-//! refuses to start and leaves the files as they are.
+//! refuses to start and leaves the files as they are. A corrupt access log
+//! (its own sled database, which no stream can rebuild) is moved aside too
+//! and a new one started, whatever the policy: an ERROR line "ACCESS LOG
+//! RESET" and the same gauge say so.
 
 use std::path::Path;
 use std::time::Duration;
@@ -81,8 +84,10 @@ async fn a_corrupt_store_is_rebuilt_by_default_and_refused_with_fail() -> Result
     let before = hub.get("/api/v1/head").await?.text();
     hub.terminate().await?;
 
-    // Given: the store's files corrupt; a copy of them for the `fail` hub.
+    // Given: the store's files corrupt, and the access log's (it has no
+    // stream to be rebuilt from, so it is reset); a copy for the `fail` hub.
     corrupt(hub.data_dir())?;
+    corrupt(&hub.data_dir().join("access"))?;
     let fail_dir = tempfile::tempdir()?;
     let fail_data = fail_dir.path().join("data");
     copy_dir(hub.data_dir(), &fail_data)?;
@@ -94,15 +99,23 @@ async fn a_corrupt_store_is_rebuilt_by_default_and_refused_with_fail() -> Result
     let after = hub.get("/api/v1/head").await?.text();
     ensure!(before == after, "head before the corruption {before}, after the rebuild {after}");
     let aside = kept(hub.data_dir())?;
-    ensure!(aside.len() == 1, "one corrupt store kept aside: {aside:?}");
-    ensure!(aside[0].join("db").is_file() && aside[0].join("conf").is_file(), "the old files are kept");
+    ensure!(aside.len() == 2, "the corrupt store and access log kept aside: {aside:?}");
+    for dir in &aside {
+        ensure!(dir.join("db").is_file() && dir.join("conf").is_file(), "the old files are kept in {dir:?}");
+    }
+    ensure!(
+        aside.iter().filter(|d| d.to_string_lossy().ends_with("-access")).count() == 1,
+        "one of them is the access log: {aside:?}"
+    );
     let log = hub.log_tail();
     ensure!(
-        log.contains("STORE REBUILT") && log.contains("\"level\":\"ERROR\""),
+        log.contains("STORE REBUILT")
+            && log.contains("ACCESS LOG RESET")
+            && log.contains("\"level\":\"ERROR\""),
         "an ERROR line an operator cannot miss:\n{log}"
     );
     let metrics = hub.get("/metrics").await?.text();
-    ensure!(metrics.contains("\nmpp_hub_corrupt_stores_kept 1\n"), "the gauge says a corrupt store is kept");
+    ensure!(metrics.contains("\nmpp_hub_corrupt_stores_kept 2\n"), "the gauge counts both kept aside");
     println!("seed {seed}: rebuilt to stream seq {last}, head {after}, old files in {}", aside[0].display());
     hub.terminate().await?;
 
