@@ -296,6 +296,21 @@ impl HubProcess {
     }
 }
 
+/// A participant's token for the hub's verdict feed, written into `dir`:
+/// the token file its agency service reads (`--hub-token-file`) and the
+/// hub's `--participant-tokens-file` naming `participant` with the token's
+/// SHA-256. Returns (token file, participants file).
+pub fn participant_token_files(dir: &Path, participant: &str) -> Result<(PathBuf, PathBuf)> {
+    let token = format!("{participant}-{}", uuid::Uuid::now_v7().simple());
+    let token_file = dir.join(format!("{participant}-hub-token"));
+    std::fs::write(&token_file, format!("{token}\n")).context("cannot write the hub token file")?;
+    let participants = dir.join("participants");
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    std::fs::write(&participants, format!("{participant}:{hash}\n"))
+        .context("cannot write the participants file")?;
+    Ok((token_file, participants))
+}
+
 /// `GET /api/v1/head` on a hub's HTTP address.
 pub async fn read_head(addr: SocketAddr) -> Result<Head> {
     let resp = http::get(addr, "/api/v1/head").await?;

@@ -19,6 +19,8 @@
 //! | `mpp_outbox_flushes_total` | counter | group-commit flushes |
 //! | `mpp_outbox_full_total` | counter | calls refused with `OUTBOX_FULL` |
 //! | `mpp_auth_failures_total` | counter | calls refused with `UNAUTHENTICATED` |
+//! | `mpp_agency_verdicts_total` | counter | the hub's verdicts on this service's events heard since start, by `verdict` (accepted, rejected, duplicate) and `reason` (the reason code of a rejection); only with `--hub-url` |
+//! | `mpp_agency_verdict_cursor` | gauge | the hub log sequence up to which the verdict feed has been read; only with `--hub-url` |
 //!
 //! Alert on `mpp_outbox_oldest_age_seconds`: it grows while JetStream does
 //! not take events, and the outbox fills behind it.
@@ -53,6 +55,8 @@ pub struct MetricsSource {
     pub auth_failures: Arc<AtomicU64>,
     /// The binary, for `mpp_build_info`.
     pub build: mpp_obs::process::BuildInfo,
+    /// The verdicts heard back from the hub, when the service follows them.
+    pub verdicts: Option<Arc<crate::verdicts::VerdictStore>>,
 }
 
 /// The metrics text.
@@ -111,6 +115,23 @@ pub fn render(source: &MetricsSource) -> String {
         "Calls refused because the caller presented no valid token.",
         source.auth_failures.load(Ordering::Relaxed).to_string(),
     );
+    if let Some(store) = &source.verdicts {
+        metric(
+            "mpp_agency_verdict_cursor",
+            "gauge",
+            "Hub log sequence up to which the verdict feed has been read.",
+            store.cursor().to_string(),
+        );
+        let _ = write!(
+            out,
+            "# HELP mpp_agency_verdicts_total The hub's verdicts on this service's events heard since start, by \
+             verdict and reason code.\n# TYPE mpp_agency_verdicts_total counter\n"
+        );
+        for (verdict, reason, n) in store.counts().snapshot() {
+            let _ =
+                writeln!(out, "mpp_agency_verdicts_total{{verdict=\"{verdict}\",reason=\"{reason}\"}} {n}");
+        }
+    }
     mpp_obs::process::render(&mut out, &source.build);
     out
 }
@@ -236,6 +257,7 @@ mod tests {
             outbox: outbox.status(),
             auth_failures: Arc::default(),
             build: mpp_obs::process::BuildInfo::new("mpp-test"),
+            verdicts: None,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

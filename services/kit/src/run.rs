@@ -386,6 +386,7 @@ where
             outbox: status.clone(),
             auth_failures: interceptor.failures_counter(),
             build: mpp_obs::process::BuildInfo::new(config.binary_name()),
+            verdicts: verdicts.as_ref().map(|(store, _)| store.clone()),
         };
         let tls = transport.tls().map(|t| t.acceptor(&[crate::tls::ALPN_HTTP11]));
         tokio::spawn(crate::metrics::serve_with_tls(listener, source, tls, async {

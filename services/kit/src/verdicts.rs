@@ -142,6 +142,40 @@ pub struct VerdictStore {
     /// The cursor after each stored batch, for watchers and waiters.
     cursor: watch::Sender<u64>,
     kept_max: u64,
+    counts: VerdictCounts,
+}
+
+/// Verdicts stored since the service started, by verdict and reason code,
+/// for `/metrics` (`mpp_agency_verdicts_total`). The labels are bounded:
+/// the verdict is one of four words and the reason one of
+/// [`ReasonCode`]'s codes, `""` when accepted or a duplicate, or `OTHER`
+/// for a code this build does not know (a newer hub).
+#[derive(Debug, Default)]
+pub struct VerdictCounts(std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>);
+
+impl VerdictCounts {
+    fn count(&self, v: &pb::EventVerdict) {
+        let (verdict, reason) = match pb::Verdict::try_from(v.verdict) {
+            Ok(pb::Verdict::Accepted) => ("accepted", ""),
+            Ok(pb::Verdict::Duplicate) => ("duplicate", ""),
+            Ok(pb::Verdict::Rejected) => {
+                ("rejected", ReasonCode::from_code(&v.reason_code).map_or("OTHER", ReasonCode::as_str))
+            }
+            _ => ("unknown", ""),
+        };
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((verdict, reason))
+            .or_default() += 1;
+    }
+
+    /// Every (verdict, reason, count) so far, in label order.
+    pub fn snapshot(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.iter().map(|(&(v, r), &n)| (v, r, n)).collect()
+    }
 }
 
 fn is_duplicate(v: &pb::EventVerdict) -> bool {
@@ -170,7 +204,12 @@ impl VerdictStore {
             cursor
         };
         txn.commit()?;
-        Ok(Self { db, cursor: watch::Sender::new(cursor), kept_max: kept_max.max(1) })
+        Ok(Self {
+            db,
+            cursor: watch::Sender::new(cursor),
+            kept_max: kept_max.max(1),
+            counts: VerdictCounts::default(),
+        })
     }
 
     /// The feed's cursor: every hub entry up to it has been looked at.
@@ -190,9 +229,11 @@ impl VerdictStore {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(redb::Durability::Immediate);
         let mut added = 0;
+        let before;
         let cursor = {
             let mut meta = txn.open_table(META)?;
             let cursor = meta.get(CURSOR)?.map(|v| v.value()).unwrap_or(0);
+            before = cursor;
             let mut by_seq = txn.open_table(BY_SEQ)?;
             let mut by_event = txn.open_table(BY_EVENT)?;
             for v in batch.verdicts.iter().filter(|v| v.seq > cursor) {
@@ -234,8 +275,16 @@ impl VerdictStore {
             next
         };
         txn.commit()?;
+        for v in batch.verdicts.iter().filter(|v| v.seq > before) {
+            self.counts.count(v);
+        }
         self.cursor.send_replace(cursor);
         Ok(added)
+    }
+
+    /// The verdicts stored since the service started, by verdict and reason.
+    pub fn counts(&self) -> &VerdictCounts {
+        &self.counts
     }
 
     /// The status verdict of `event_id` (see the module docs), if known.
@@ -634,6 +683,43 @@ mod tests {
 
     fn open(dir: &Path, kept_max: u64) -> VerdictStore {
         VerdictStore::open(Storage::File(dir.join(VERDICTS_FILE)), kept_max).unwrap()
+    }
+
+    #[test]
+    fn verdicts_are_counted_once_by_verdict_and_known_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 100);
+        let rejected = |seq, code: &str| pb::EventVerdict {
+            reason_code: code.to_owned(),
+            ..verdict(seq, &format!("r{seq}"), pb::Verdict::Rejected)
+        };
+        let first = batch(
+            vec![
+                verdict(1, "a", pb::Verdict::Accepted),
+                rejected(2, "ILLEGAL_TRANSITION"),
+                rejected(3, "ILLEGAL_TRANSITION"),
+                rejected(4, "NOT_A_CODE_THIS_BUILD_KNOWS"),
+                verdict(5, "a", pb::Verdict::Duplicate),
+            ],
+            5,
+        );
+        store.apply(&first).unwrap();
+        // A resume that overlaps counts only what is new.
+        store
+            .apply(&batch(
+                vec![verdict(5, "a", pb::Verdict::Duplicate), verdict(6, "b", pb::Verdict::Accepted)],
+                6,
+            ))
+            .unwrap();
+        assert_eq!(
+            store.counts().snapshot(),
+            vec![
+                ("accepted", "", 2),
+                ("duplicate", "", 1),
+                ("rejected", "ILLEGAL_TRANSITION", 2),
+                ("rejected", "OTHER", 1),
+            ]
+        );
     }
 
     #[test]

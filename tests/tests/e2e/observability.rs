@@ -150,25 +150,53 @@ async fn the_rules_and_the_dashboard_name_only_metrics_the_binaries_export() -> 
     .await?;
     let monitor =
         std::net::SocketAddr::from(([127, 0, 0, 1], monitor_port.load(std::sync::atomic::Ordering::Relaxed)));
-    let mut hub = HubProcess::spawn(&nats.url())?;
+    // The agency follows the hub's verdict feed, so its verdict metrics
+    // are exported (and documented) too.
+    let secrets = tempfile::tempdir()?;
+    let (token_file, participants) =
+        mpp_tests::services::participant_token_files(secrets.path(), "dukcapil")?;
+    let mut hub = HubProcess::spawn_with(
+        &nats.url(),
+        mpp_tests::services::HubOptions {
+            extra_args: vec!["--participant-tokens-file".into(), participants.display().to_string()],
+            ..Default::default()
+        },
+    )?;
     let metrics_addr = mpp_tests::ports::free_addr()?;
     let mut options = AgencyOptions::region("1771");
-    options.extra_args = vec!["--metrics-addr".to_owned(), metrics_addr.to_string()];
+    options.extra_args = vec![
+        "--metrics-addr".to_owned(),
+        metrics_addr.to_string(),
+        "--hub-url".into(),
+        hub.grpc_endpoint(),
+        "--hub-token-file".into(),
+        token_file.display().to_string(),
+    ];
     let mut agency = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
     hub.wait_ready(START_DEADLINE).await?;
     agency.wait_listening(START_DEADLINE).await?;
 
     let mut names = BTreeSet::new();
     let mut families: Vec<(&str, Vec<Family>)> = Vec::new();
-    // The hub's SLA gauge appears after its first scan (at start).
-    for (what, addr, last) in [
-        ("the hub", hub.http_addr(), "mpp_hub_sla_overdue_applications"),
-        ("every agency service and the front office", metrics_addr, "mpp_outbox_depth"),
+    // The hub's SLA gauge appears after its first scan (at start), its
+    // stream time after the first message (the agency's service standards)
+    // is committed; the agency's verdict counts once it heard a verdict.
+    for (what, addr, wanted) in [
+        (
+            "the hub",
+            hub.http_addr(),
+            &["mpp_hub_sla_overdue_applications", "mpp_hub_last_stream_timestamp_seconds"][..],
+        ),
+        (
+            "every agency service and the front office",
+            metrics_addr,
+            &["mpp_outbox_depth", "mpp_agency_verdicts_total{"][..],
+        ),
     ] {
         let page = mpp_tests::wait_for(&format!("{what}: /metrics"), START_DEADLINE, || async move {
             let r = mpp_tests::http::get(addr, "/metrics").await?;
             let text = String::from_utf8_lossy(&r.body).into_owned();
-            Ok((r.status == 200 && text.contains(&format!("\n{last}"))).then_some(text))
+            Ok((r.status == 200 && wanted.iter().all(|w| text.contains(&format!("\n{w}")))).then_some(text))
         })
         .await?;
         let found = exported(&page);

@@ -18,7 +18,6 @@ use mpp_proto::v1::event_status_service_client::EventStatusServiceClient;
 use mpp_tests::dukcapil::{self, ajukan, step, Answered, DukcapilClient, Step};
 use mpp_tests::services::{AgencyOptions, HubOptions};
 use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer};
-use sha2::{Digest, Sha256};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -102,11 +101,8 @@ async fn check_statuses(agency: &AgencyProcess, expected: &BTreeMap<String, Expe
 async fn every_verdict_reaches_the_agency_across_hub_and_agency_restarts() -> Result<()> {
     let nats = NatsServer::start().await?;
     let secrets = tempfile::tempdir()?;
-    let token = format!("verdicts-{}", uuid::Uuid::now_v7().simple());
-    let token_file = secrets.path().join("hub-token");
-    std::fs::write(&token_file, format!("{token}\n"))?;
-    let participants = secrets.path().join("participants");
-    std::fs::write(&participants, format!("dukcapil:{}\n", hex::encode(Sha256::digest(token.as_bytes()))))?;
+    let (token_file, participants) =
+        mpp_tests::services::participant_token_files(secrets.path(), "dukcapil")?;
 
     let mut hub = HubProcess::spawn_with(
         &nats.url(),
@@ -116,12 +112,15 @@ async fn every_verdict_reaches_the_agency_across_hub_and_agency_restarts() -> Re
         },
     )?;
     hub.wait_ready(READY_DEADLINE).await?;
+    let metrics_addr = mpp_tests::ports::free_addr()?;
     let mut options = AgencyOptions::region(REGION);
     options.extra_args = vec![
         "--hub-url".into(),
         hub.grpc_endpoint(),
         "--hub-token-file".into(),
         token_file.display().to_string(),
+        "--metrics-addr".into(),
+        metrics_addr.to_string(),
     ];
     let mut agency = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
     agency.wait_listening(READY_DEADLINE).await?;
@@ -175,6 +174,45 @@ async fn every_verdict_reaches_the_agency_across_hub_and_agency_restarts() -> Re
     hub.wait_ready(READY_DEADLINE).await?;
     expected.extend(round2);
     check_statuses(&agency, &expected).await?;
+    // Every verdict so far was heard by this process (it has not restarted):
+    // its /metrics counts them by verdict and reason. The duplicate was
+    // published before round 2, so its verdict is stored by now too.
+    let metrics =
+        String::from_utf8_lossy(&mpp_tests::http::get(metrics_addr, "/metrics").await?.body).into_owned();
+    let count = |labels: &str| -> u64 {
+        let prefix = format!("mpp_agency_verdicts_total{{{labels}}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    let of = |e: Expect| expected.values().filter(|&v| *v == e).count() as u64;
+    let rejected = count("verdict=\"rejected\",reason=\"ILLEGAL_TRANSITION\"")
+        + count("verdict=\"rejected\",reason=\"UNKNOWN_APPLICATION\"");
+    let all: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("mpp_agency_verdicts_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    // Every message in this test's stream is dukcapil's: its events, its
+    // service standards (published at start, accepted, not in `expected`)
+    // and the duplicate.
+    let messages = stream.info().await?.state.messages;
+    ensure!(
+        all == messages
+            && count("verdict=\"accepted\",reason=\"\"") >= of(Expect::Accepted)
+            && rejected == of(Expect::Rejected)
+            && count("verdict=\"duplicate\",reason=\"\"") == 1,
+        "/metrics counts each of the stream's {messages} messages once by verdict and reason (at least {} \
+         accepted, {} rejected, 1 duplicate expected):\n{metrics}",
+        of(Expect::Accepted),
+        of(Expect::Rejected)
+    );
+    println!(
+        "dukcapil's /metrics before its kill -9: {}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("mpp_agency_verdicts_total{"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
 
     // Round 3 after a kill -9 of the agency: it resumes from its cursor.
     agency.kill9()?;
