@@ -73,7 +73,7 @@ impl Evidence {
             bytes.extend_from_slice(part.as_bytes());
             bytes.push(0);
         }
-        format!("{}-{}", self.kind.as_str(), crate::state::short_id(&bytes))
+        format!("{}-{}", self.kind.as_str(), short_id(&bytes))
     }
 }
 
@@ -89,6 +89,13 @@ pub struct HubCheckpoint {
     pub root: Hash32,
     /// The hub's signature line.
     pub hub_signature: note::NoteSignature,
+}
+
+/// The first 16 hex digits of SHA-256 of `text`: names of evidence files
+/// and of hubs' state files.
+pub fn short_id(text: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(text)[..8])
 }
 
 /// Verifies `text` as a checkpoint note of `origin` signed by `hub_key`

@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use mpp_core::log::Hash32;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::evidence::Evidence;
+use crate::evidence::{short_id, Evidence};
 
 /// The `format` of a state file.
 pub const STATE_FORMAT: &str = "mpp-witness/state/v1";
@@ -59,11 +58,6 @@ impl Cosigned {
             .and_then(|b| b.try_into().ok())
             .context("a state file's root is not 32 bytes of base64")
     }
-}
-
-/// The first 16 hex digits of SHA-256 of `text`.
-pub fn short_id(text: &[u8]) -> String {
-    hex::encode(&Sha256::digest(text)[..8])
 }
 
 /// The state directory.

@@ -85,6 +85,9 @@ pub const SERIAL_RANGE_START_DEFAULT: u64 = 1;
 /// begin.
 pub const SERIAL_RANGE_END_MAX: u64 = RANDOM_SERIAL_MIN;
 
+// Every range a counter may be given can be permuted.
+const _: () = assert!(SERIAL_RANGE_END_MAX <= crate::serial_key::PERMUTATION_SIZE_MAX);
+
 /// The serials a front office may allocate: `start..end` (end exclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SerialRange {

@@ -34,6 +34,7 @@ pub mod fixture;
 pub mod prove;
 pub mod rebuild;
 pub mod remote;
+pub mod report;
 pub mod sla_report;
 pub mod verify;
 pub mod window;

@@ -27,7 +27,8 @@ use mpp_store::{push_entry, Cases, Checkpoints, CommitBatch, Entries, Head, Sled
 use serde_json::Value;
 
 use super::export::{ExportReader, Line};
-use super::verify::{read_header, ChainVerifier, Failure, VerifyReport};
+use super::report::VerifyReport;
+use super::verify::{read_header, ChainVerifier, Failure};
 use super::window::Windowed;
 use super::{open_store, say, Progress, PublicKey, RebuildArgs, EXIT_FAILED};
 

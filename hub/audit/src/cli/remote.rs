@@ -25,7 +25,8 @@ use tonic::transport::Channel;
 
 use super::export::{CheckpointLine, EndLine, EntryLine, HeaderLine, Line};
 use super::prove::ProofBundle;
-use super::verify::{ChainVerifier, Failure, VerifyReport};
+use super::report::VerifyReport;
+use super::verify::{ChainVerifier, Failure};
 use super::{hex32, Progress, PublicKey, RemoteArgs};
 
 /// Entries asked for per `Replay` page (the service's maximum).

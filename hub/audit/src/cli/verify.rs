@@ -26,6 +26,7 @@ use mpp_core::LogEntry;
 use mpp_store::{Store, BLOCK_ENTRIES_MAX};
 
 use super::export::{CheckpointLine, EntryLine, ExportReader, Line, EXPORT_FORMAT};
+use super::report::VerifyReport;
 use super::{hex32, open_store, read_key, say, Progress, PublicKey, VerifyArgs, EXIT_FAILED};
 
 /// The first thing wrong, with the sequence of the first entry it
@@ -56,52 +57,6 @@ impl Failure {
             seq: l.tree_size.max(1),
             what: format!("line {at} (checkpoint of tree size {}): {what}", l.tree_size),
         })
-    }
-}
-
-/// What a verification that passed saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// Entries verified.
-    pub entries: u64,
-    /// Hash of the last entry.
-    pub head_hash: Hash32,
-    /// Merkle root of all entries.
-    pub root_hash: Hash32,
-    /// Checkpoints that matched the log.
-    pub checkpoints: u64,
-    /// Whether their signatures were checked (a public key was given).
-    pub signatures_checked: bool,
-    /// The checkpoint of the largest tree size, if any.
-    pub latest_checkpoint: Option<SignedCheckpoint>,
-}
-
-impl VerifyReport {
-    /// The one-line summary: `OK: N entries, head <hex>, root <hex>, K
-    /// checkpoints verified`.
-    pub fn summary(&self) -> String {
-        let cps = if self.signatures_checked || self.checkpoints == 0 {
-            format!("{} checkpoints verified", self.checkpoints)
-        } else {
-            format!(
-                "{} checkpoints match the log (signatures NOT checked: no --public-key)",
-                self.checkpoints
-            )
-        };
-        let latest = match &self.latest_checkpoint {
-            Some(cp) => format!(
-                "; latest signed tree size {} by key {} ({})",
-                cp.checkpoint.tree_size, cp.checkpoint.key_id, cp.checkpoint.origin
-            ),
-            None if self.checkpoints == 0 => "; checkpoints: none".to_owned(),
-            None => String::new(),
-        };
-        format!(
-            "OK: {} entries, head {}, root {}, {cps}{latest}",
-            self.entries,
-            hex32(&self.head_hash),
-            hex32(&self.root_hash)
-        )
     }
 }
 

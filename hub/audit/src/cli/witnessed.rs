@@ -17,7 +17,7 @@ use clap::Args;
 use mpp_core::log::Hash32;
 use mpp_core::note::{self, CosignerKey};
 
-use super::verify::VerifyReport;
+use super::report::VerifyReport;
 use super::PublicKey;
 use crate::cosign::{parse_vkey, valid_cosignatures};
 
