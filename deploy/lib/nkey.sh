@@ -29,10 +29,11 @@ mpp_find_registrar() {
 # SEED_FILE.pub. Prints the public key. An existing seed is kept, so a
 # second run changes nothing; delete both files to rotate the key.
 mpp_nkey() {
-    local seed=$1 public
+    local seed=$1 public registrar
     if [ ! -s "$seed" ]; then
-        rm -f "$seed.pub"
-        "$(mpp_find_registrar)" nats-nkey --out "$seed" >/dev/null
+        registrar=$(mpp_find_registrar) || return 1
+        rm -f "$seed" "$seed.pub"
+        "$registrar" nats-nkey --out "$seed" >/dev/null || return 1
     fi
     chmod 600 "$seed"
     public=$(tr -d ' \n\r\t' <"$seed.pub" 2>/dev/null || true)
