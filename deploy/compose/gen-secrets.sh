@@ -15,12 +15,15 @@
 #                               (the front office's caller gets cases:open,
 #                               personal-data:read, personal-data:erase, pins:reissue)
 #   operator-token, auditor-token and their hashes operator-tokens, auditor-tokens (the hub)
-#   nats-password-<user>        the NATS password of <user>: every participant,
-#                               the hub ("hub" in Compose, "mpp-hub-0" and
-#                               "mpp-hub-1" in Kubernetes) and the Kubernetes
-#                               stream set-up Job ("stream-setup")
-#   nats.env                    the same passwords as NATS_PASSWORD_<USER>=...,
-#                               for the NATS server only (Compose env_file)
+#   nats-nkey-<user>, .pub      the NATS NKey of <user> (`mpp-registrar
+#                               nats-nkey`): its seed (0600, mounted into that
+#                               user's workload only) and public key; users:
+#                               every participant, the registrar, the hub
+#                               ("hub" in Compose, "mpp-hub-0" and "mpp-hub-1"
+#                               in Kubernetes) and the Kubernetes stream
+#                               set-up Job ("stream-setup")
+#   nats.env                    the PUBLIC keys as NATS_NKEY_<USER>=U..., for
+#                               the NATS server (Compose env_file)
 #   tls-ca.pem, tls-ca.key      a local CA (docs/TLS.md); tls-ca.pem is public
 #   tls-cert-<s>, tls-key-<s>   the TLS certificate and key of server <s> (the
 #                               hub and every participant), each its own
@@ -90,21 +93,16 @@ for p in "${PARTICIPANTS[@]}"; do
     (umask 077 && printf 'backoffice-%s:%s%s\n' "$p" "$(hash "client-token-$p")" "$scopes" >"$DIR/tokens-$p")
 done
 
-# NATS passwords. The NATS server reads them from its environment
-# (password: $NATS_PASSWORD_<USER>), and it parses such a value as a config
-# token: one that looks like a number (123, 1e5, 12kb) would become a number
-# and the config would fail. So every password starts with a letter.
+# NATS NKeys: one per user. The server is given only the public keys
+# (nkey: $NATS_NKEY_<USER>, from nats.env); each seed stays with its user.
+# shellcheck source=../lib/nkey.sh
+source "$(dirname "$DIR")/../lib/nkey.sh"
+NATS_ENV=
 for u in "${NATS_USERS[@]}"; do
-    f="$DIR/nats-password-$u"
-    [ -s "$f" ] || (umask 077 && printf 'p%s' "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" >"$f")
+    public=$(mpp_nkey "$DIR/nats-nkey-$u")
+    NATS_ENV+=$(printf 'NATS_NKEY_%s=%s' "$(echo "$u" | tr 'a-z-' 'A-Z_')" "$public")$'\n'
 done
-(
-    umask 077
-    for u in "${NATS_USERS[@]}"; do
-        v=$(echo "$u" | tr 'a-z-' 'A-Z_')
-        printf 'NATS_PASSWORD_%s=%s\n' "$v" "$(cat "$DIR/nats-password-$u")"
-    done >"$DIR/nats.env"
-)
+printf '%s' "$NATS_ENV" >"$DIR/nats.env"
 
 cd "$DIR"
 if [ ! -s tls-ca.pem ]; then

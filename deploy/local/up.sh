@@ -22,7 +22,7 @@
 #
 # Usage: deploy/local/up.sh [--release] [--cases N] [--seed S] [--rate R]
 #                           [--journey NAME[,NAME]] [--no-sim] [--secure-nats] [--tls]
-# --secure-nats: NATS with one user per agency and TLS (deploy/nats/secure.conf; config, passwords and CA in .local/nats/secure/).
+# --secure-nats: NATS with one NKey user per participant and TLS (deploy/nats/secure.conf; config, NKey seeds and CA in .local/nats/secure/).
 # --tls: every gRPC and HTTP server over TLS, with a local CA made by openssl in .local/secrets/tls/ (docs/TLS.md).
 set -euo pipefail
 
@@ -107,7 +107,7 @@ if [ "$PROFILE" = release ]; then
     BUILD+=(--release)
 fi
 "${BUILD[@]}"
-BIN="$ROOT/target/$PROFILE"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
 
 mkdir -p .local/logs .local/nats .local/data
 (umask 077 && mkdir -p .local/secrets)
@@ -292,17 +292,17 @@ start_service() {
 http_ok() { curl_ -fsS -o /dev/null --max-time 2 "$1"; }
 has_flag() { grep -q -- "$2" <<<"$1"; }
 
-# With --secure-nats every process logs in as its own NATS user (password
-# from .local/nats/secure/creds/<user>.pass) over TLS (the throw-away CA
+# With --secure-nats every process logs in as its own NATS NKey user (seed
+# in .local/nats/secure/creds/<user>.nk) over TLS (the throw-away CA
 # .local/nats/secure/tls/ca.pem); agencies may only publish their own
 # events, so the hub creates the stream (--skip-stream-setup).
 NATS_CONF=deploy/nats/local.conf
 nats_login() { :; }
 if [ "$SECURE_NATS" = 1 ]; then
-    MPP_NATS_SERVER=$MPP_NATS_SERVER deploy/nats/gen-secure.sh .local/nats/secure
+    MPP_NATS_SERVER=$MPP_NATS_SERVER MPP_REGISTRAR="$BIN/mpp-registrar" deploy/nats/gen-secure.sh .local/nats/secure
     NATS_CONF=.local/nats/secure/nats.conf
     nats_login() {
-        echo "--nats-user $1 --nats-password-file .local/nats/secure/creds/$1.pass" \
+        echo "--nats-user $1 --nats-nkey-file .local/nats/secure/creds/$1.nk" \
             "--nats-tls-ca-file .local/nats/secure/tls/ca.pem"
     }
 fi

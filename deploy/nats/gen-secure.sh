@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Writes a runnable nats-server config with one user per participant and
-# TLS from the template deploy/nats/secure.conf:
-#   OUT_DIR/nats.conf            the config (mode 0600: it holds the passwords)
-#   OUT_DIR/creds/<user>.pass    each user's password (mode 0600), for
-#                                --nats-password-file of that user's process
+# Writes a runnable nats-server config with one NKey user per participant
+# and TLS from the template deploy/nats/secure.conf:
+#   OUT_DIR/nats.conf            the config (mode 0600; it holds only public keys)
+#   OUT_DIR/creds/<user>.nk      each user's NKey seed (SU..., mode 0600), for
+#                                --nats-nkey-file of that user's process only
+#   OUT_DIR/creds/<user>.nk.pub  its public key (U...), what the config names
 #   OUT_DIR/tls/ca.pem           the CA of the server's certificate, for
 #                                --nats-tls-ca-file of every client
 #   OUT_DIR/tls/server.pem, server.key   the server's certificate and key
-# A random password (24 bytes, hex) is made for every @PASS_<user>@ of the
-# template; an existing OUT_DIR/creds/<user>.pass is kept, so running this
-# again keeps every password. Without --tls-cert, a throw-away CA and server
-# certificate are made with openssl (kept when present; a local/dev
-# convenience: production gives its own with --tls-cert/--tls-key). The
-# config is checked with `nats-server -t` when a nats-server is found
-# ($MPP_NATS_SERVER or on PATH).
+# An NKey (`mpp-registrar nats-nkey`, found as $MPP_REGISTRAR, on PATH or
+# built in the repository) is made for every @NKEY_<user>@ of the template;
+# an existing OUT_DIR/creds/<user>.nk is kept, so running this again keeps
+# every key. Without --tls-cert, a throw-away CA and server certificate are
+# made with openssl (kept when present; a local/dev convenience: production
+# gives its own with --tls-cert/--tls-key). The config is checked with
+# `nats-server -t` when a nats-server is found ($MPP_NATS_SERVER or on PATH).
 #
 # Usage: deploy/nats/gen-secure.sh OUT_DIR [--listen HOST:PORT] [--http HOST:PORT]
 #            [--store-dir DIR] [--server-name NAME] [--template FILE]
@@ -34,14 +35,13 @@ HTTP=127.0.0.1:18222
 STORE_DIR=.local/nats/jetstream
 SERVER_NAME=mpp-local
 TEMPLATE=$HERE/secure.conf
-PASSWORD_BYTES=24
 TLS_CERT=
 TLS_KEY=
 TLS_NAMES=(localhost nats mpp-nats)
 CONF_DIR=
 TLS_DAYS=825
 
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h | --help) usage; exit 0 ;; esac
 OUT=$1
@@ -91,7 +91,7 @@ conf=${conf//@HTTP@/$HTTP}
 conf=${conf//@STORE_DIR@/$STORE_DIR}
 
 # The server's TLS certificate: the one given, or a throw-away CA and
-# certificate made here (kept across runs, like the passwords).
+# certificate made here (kept across runs, like the NKeys).
 if [ -n "$TLS_CERT" ]; then
     cert_in_conf=$TLS_CERT key_in_conf=$TLS_KEY
     cert_to_check=$TLS_CERT key_to_check=$TLS_KEY
@@ -123,20 +123,13 @@ fi
 
 (umask 077 && mkdir -p "$OUT/creds")
 chmod 700 "$OUT/creds"
-mapfile -t USERS < <(grep -o '@PASS_[A-Za-z0-9_-]*@' "$TEMPLATE" | sed 's/^@PASS_//; s/@$//' | sort -u)
-[ ${#USERS[@]} -gt 0 ] || { echo "error: no @PASS_<user>@ in $TEMPLATE" >&2; exit 1; }
+# shellcheck source=../lib/nkey.sh
+source "$HERE/../lib/nkey.sh"
+mapfile -t USERS < <(grep -o '@NKEY_[A-Za-z0-9_-]*@' "$TEMPLATE" | sed 's/^@NKEY_//; s/@$//' | sort -u)
+[ ${#USERS[@]} -gt 0 ] || { echo "error: no @NKEY_<user>@ in $TEMPLATE" >&2; exit 1; }
 for user in "${USERS[@]}"; do
-    pass_file="$OUT/creds/$user.pass"
-    if [ ! -s "$pass_file" ]; then
-        (umask 077 && od -An -tx1 -N"$PASSWORD_BYTES" /dev/urandom | tr -d ' \n' >"$pass_file")
-    fi
-    chmod 600 "$pass_file"
-    pass=$(tr -d ' \n\r\t' <"$pass_file")
-    if [ -z "$pass" ] || [[ "$pass" == *[\"\\\$\']* ]]; then
-        echo "error: $pass_file holds no usable password (empty, or a quote, backslash or \$)" >&2
-        exit 1
-    fi
-    conf=${conf//@PASS_${user}@/$pass}
+    public=$(mpp_nkey "$OUT/creds/$user.nk")
+    conf=${conf//@NKEY_${user}@/$public}
 done
 left=$(grep -o '@[A-Za-z0-9_-]*@' <<<"$conf" | grep -vx '@TLS_CERT@\|@TLS_KEY@' | sort -u | tr '\n' ' ' || true)
 if [ -n "$left" ]; then
@@ -147,7 +140,7 @@ fi
 tmp=$(umask 077 && mktemp "$OUT/.nats.conf.XXXXXX")
 check=$(umask 077 && mktemp "$OUT/.nats-check.conf.XXXXXX")
 trap 'rm -f "$tmp" "$check"' EXIT
-header=$(printf '# Written by deploy/nats/gen-secure.sh from %s; holds passwords (0600).' "$(basename "$TEMPLATE")")
+header=$(printf '# Written by deploy/nats/gen-secure.sh from %s; NKey public keys only.' "$(basename "$TEMPLATE")")
 printf '%s\n%s\n' "$header" "${conf//@TLS_CERT@/$cert_in_conf}" >"$tmp"
 sed -i "s|@TLS_KEY@|$key_in_conf|" "$tmp"
 # The check reads the certificate where this machine has it.
@@ -165,4 +158,4 @@ fi
 mv "$tmp" "$OUT/nats.conf"
 rm -f "$check"
 trap - EXIT
-echo "wrote $OUT/nats.conf and ${#USERS[@]} password files in $OUT/creds/ (${USERS[*]})" >&2
+echo "wrote $OUT/nats.conf and ${#USERS[@]} NKey seeds in $OUT/creds/ (${USERS[*]})" >&2

@@ -46,7 +46,7 @@ pub struct HubOptions {
     /// [`HARNESS_LOOKUPS_PER_MINUTE`], because every test looks cases up
     /// from one address, far faster than a citizen would.
     pub documented_rate_limits: bool,
-    /// `--nats-user` and `--nats-password-file` (anonymous when `None`).
+    /// `--nats-user` and `--nats-nkey-file` (anonymous when `None`).
     pub nats_login: Option<(String, PathBuf)>,
     /// `--nats-tls-ca-file` (TLS only if the server asks when `None`).
     pub nats_tls_ca_file: Option<PathBuf>,
@@ -127,12 +127,12 @@ impl HubProcess {
             None => crate::registry::write_registrar_key_file(dir.path())?,
         };
         args.extend(["--registrar-key-file".to_owned(), registrar.display().to_string()]);
-        if let Some((user, password_file)) = options.nats_login {
+        if let Some((user, nkey_file)) = options.nats_login {
             args.extend([
                 "--nats-user".to_owned(),
                 user,
-                "--nats-password-file".to_owned(),
-                password_file.display().to_string(),
+                "--nats-nkey-file".to_owned(),
+                nkey_file.display().to_string(),
             ]);
         }
         if let Some(ca) = options.nats_tls_ca_file {

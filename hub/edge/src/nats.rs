@@ -11,7 +11,7 @@
 //! run, for nothing this deployment needs: its participants are few, listed
 //! in one server configuration, and change only with the registry. A
 //! password (`--nats-password-file`) still works, for servers configured
-//! before NKeys, as the files in deploy/ still are.
+//! before NKeys; every file in deploy/ uses NKeys.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

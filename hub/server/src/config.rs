@@ -73,8 +73,8 @@ pub struct ServeArgs {
     pub nats_nkey_file: Option<PathBuf>,
     /// File holding the NATS password of --nats-user (at most 1 KiB;
     /// surrounding whitespace ignored), for servers configured with
-    /// passwords (the files in deploy/ still are). Read at start,
-    /// never logged.
+    /// passwords (no file in deploy/ is: they use NKeys). Read at
+    /// start, never logged.
     #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
     pub nats_password_file: Option<PathBuf>,
     /// CA certificate (PEM) of the NATS server's TLS certificate. With it

@@ -45,8 +45,8 @@ pub struct CommonArgs {
 
     /// File holding the NATS password of --nats-user (at most 1 KiB;
     /// surrounding whitespace ignored), for servers configured with
-    /// passwords (the files in deploy/ still are). Read once at
-    /// start, never logged.
+    /// passwords (no file in deploy/ is: they use NKeys). Read once
+    /// at start, never logged.
     #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
     pub nats_password_file: Option<PathBuf>,
 

@@ -133,10 +133,10 @@ pub struct ConfigSlots {
 /// `_INBOX.<user>`, as the services' do with `--nats-user`.
 #[derive(Clone)]
 pub struct NatsUser {
-    /// The user name.
+    /// The user name (it names the inbox; an NKey login sends no name).
     pub user: String,
-    /// The password.
-    pub password: String,
+    /// The NKey user seed (`SU…`) the user logs in with.
+    pub nkey_seed: String,
     /// The CA of the server's TLS certificate: with it the connection must
     /// be TLS, verified against this CA.
     pub tls_ca_file: Option<PathBuf>,
@@ -151,8 +151,7 @@ impl std::fmt::Debug for NatsUser {
 impl NatsUser {
     /// Connection options logging in as this user, with its inbox prefix.
     pub fn options(&self) -> async_nats::ConnectOptions {
-        let options = async_nats::ConnectOptions::new()
-            .user_and_password(self.user.clone(), self.password.clone())
+        let options = async_nats::ConnectOptions::with_nkey(self.nkey_seed.clone())
             .custom_inbox_prefix(format!("_INBOX.{}", self.user));
         match &self.tls_ca_file {
             Some(ca) => options.add_root_certificates(ca.clone()).require_tls(true),

@@ -313,9 +313,10 @@ fn every_yaml_file_parses_and_the_kubernetes_objects_are_complete() -> Result<()
 }
 
 /// Values for the `$VAR` references of a NATS config (the Compose and
-/// Kubernetes configs take passwords and TLS file paths from the
+/// Kubernetes configs take NKey public keys and TLS file paths from the
 /// environment): the TLS files given for `*_CERT_FILE`, `*_KEY_FILE` and
-/// `*_CA_FILE`, a password-like placeholder for every other name.
+/// `*_CA_FILE`, a fresh NKey user public key for `NATS_NKEY_*`, a
+/// placeholder for every other name.
 fn config_env(text: &str, cert: &str, key: &str, ca: &str) -> Vec<(String, String)> {
     let mut names = BTreeSet::new();
     for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
@@ -337,6 +338,8 @@ fn config_env(text: &str, cert: &str, key: &str, ca: &str) -> Vec<(String, Strin
                 key.to_owned()
             } else if n.ends_with("_CA_FILE") {
                 ca.to_owned()
+            } else if n.starts_with("NATS_NKEY_") {
+                mpp_edge::nats::generate_nkey().1
             } else {
                 format!("p-placeholder-{}", n.to_ascii_lowercase())
             };
@@ -394,18 +397,21 @@ fn every_nats_config_passes_nats_server_t() -> Result<()> {
             // A template (secure.conf): fill every @PLACEHOLDER@.
             let mut filled = String::new();
             for (i, part) in text.split('@').enumerate() {
-                filled.push_str(if i % 2 == 1 {
-                    match part {
-                        "STORE_DIR" => "/tmp/mpp-nats-check",
-                        "LISTEN" => "127.0.0.1:4222",
-                        "HTTP" => "127.0.0.1:8222",
-                        "TLS_CERT" => cert.as_str(),
-                        "TLS_KEY" => key.as_str(),
-                        _ => "placeholder-value",
-                    }
+                let value = if i % 2 == 0 {
+                    part.to_owned()
                 } else {
-                    part
-                });
+                    match part {
+                        "STORE_DIR" => "/tmp/mpp-nats-check".to_owned(),
+                        "LISTEN" => "127.0.0.1:4222".to_owned(),
+                        "HTTP" => "127.0.0.1:8222".to_owned(),
+                        "TLS_CERT" => cert.clone(),
+                        "TLS_KEY" => key.clone(),
+                        // An NKey field needs a real public key.
+                        p if p.starts_with("NKEY_") => mpp_edge::nats::generate_nkey().1,
+                        _ => "placeholder-value".to_owned(),
+                    }
+                };
+                filled.push_str(&value);
             }
             let p = tmp.path().join(conf.file_name().context("name")?);
             std::fs::write(&p, filled)?;
@@ -466,11 +472,32 @@ const OPEN_NATS_CONFIGS: [(&str, &str); 2] = [
     ),
 ];
 
-/// Whether a NATS config text has users and TLS.
+/// A NATS config's text without its comment lines.
+fn config_code(conf: &str) -> String {
+    conf.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n")
+}
+
+/// Whether a NATS config text is locked down: every user an NKey (no
+/// password anywhere), TLS on the client port and, when it has routes,
+/// mutually verified TLS on them (a CA to check the other nodes against).
 fn locked_down(conf: &str) -> bool {
-    let code: String =
-        conf.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
-    code.contains("authorization {") && code.contains("users") && code.contains("tls {")
+    let code = config_code(conf);
+    let (client, cluster) = match code.find("cluster {") {
+        Some(at) => code.split_at(at),
+        None => (code.as_str(), ""),
+    };
+    let routes_tls = cluster.is_empty() || {
+        let before_routes = &cluster[..cluster.find("routes").unwrap_or(cluster.len())];
+        before_routes.contains("tls {") && before_routes.contains("ca_file")
+    };
+    let users = code.matches("permissions:").count();
+    code.contains("authorization {")
+        && users > 0
+        && code.matches("nkey:").count() == users
+        && !code.contains("password")
+        && !code.contains("user:")
+        && client.contains("tls {")
+        && routes_tls
 }
 
 #[test]
@@ -502,16 +529,30 @@ fn every_nats_config_has_users_and_tls_but_the_named_exceptions() -> Result<()> 
     Ok(())
 }
 
-/// Each user's `permissions` block of a NATS config, whitespace and comment
-/// lines removed, by user name (in the order of the config).
+/// The user an NKey line names: `"@NKEY_<user>@"` in secure.conf's
+/// template, `$NATS_NKEY_<USER>` (from the environment) in the Compose and
+/// Kubernetes configs, where `_` stands for `-`.
+fn nkey_user(value: &str) -> Result<String> {
+    let value = value.trim();
+    if let Some(name) = value.strip_prefix("\"@NKEY_") {
+        return Ok(name.split('@').next().unwrap_or("").to_owned());
+    }
+    if let Some(name) = value.strip_prefix("$NATS_NKEY_") {
+        let name: String = name.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        return Ok(name.to_ascii_lowercase().replace('_', "-"));
+    }
+    bail!("an NKey that names no user: {value:?}")
+}
+
+/// Each NKey user's `permissions` block of a NATS config, whitespace and
+/// comment lines removed, by user name (in the order of the config).
 fn user_permissions(conf: &str) -> Result<Vec<(String, String)>> {
-    let code: String =
-        conf.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+    let code = config_code(conf);
     let mut out = Vec::new();
     let mut rest = code.as_str();
-    while let Some(at) = rest.find("user: \"") {
-        let after = &rest[at + "user: \"".len()..];
-        let name = after.split('"').next().context("unterminated user name")?.to_owned();
+    while let Some(at) = rest.find("nkey:") {
+        let after = &rest[at + "nkey:".len()..];
+        let name = nkey_user(after.lines().next().unwrap_or(""))?;
         let perm = after.find("permissions:").context("a user without permissions")?;
         let block = &after[perm..];
         let open = block.find('{').context("permissions without a block")?;
@@ -591,15 +632,7 @@ fn the_locked_down_configs_grant_what_secure_conf_grants() -> Result<()> {
                 "{name}: user {user} is granted\n{perms}\nbut secure.conf grants\n{want}"
             );
         }
-        // A config with routes protects them with TLS as well.
-        let code: String =
-            conf.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
-        if let Some(at) = code.find("cluster {") {
-            let cluster = &code[at..];
-            let routes = cluster.find("routes").context("a cluster without routes")?;
-            ensure!(cluster[..routes].contains("tls {"), "{name}: routes without TLS");
-            ensure!(cluster[..routes].contains("ca_file"), "{name}: route TLS without a CA");
-        }
+        ensure!(locked_down(conf), "{name}: not locked down (NKeys only, TLS on client and route ports)");
     }
     // The comparison does notice a change.
     let mut changed = std::fs::read_to_string(deploy.join("compose/nats.conf"))?;
@@ -638,8 +671,8 @@ fn shared_secrets(mounts: &[(String, BTreeSet<String>)]) -> Vec<String> {
 }
 
 /// The participants' and the hub's secrets, each participant's own tokens
-/// file and NATS password, as Kubernetes and Compose mount them. The NATS
-/// server (it checks every password) and the stream Job are not
+/// file and NATS NKey seed, as Kubernetes and Compose mount them. The NATS
+/// server (given every public key) and the stream Job are not
 /// participants.
 #[test]
 fn no_secret_is_mounted_into_two_participants() -> Result<()> {
@@ -697,7 +730,7 @@ fn no_secret_is_mounted_into_two_participants() -> Result<()> {
         ensure!(problems.is_empty(), "{what}: secrets shared by participants:\n{}", problems.join("\n"));
         for p in PARTICIPANTS {
             let keys = &mounts.iter().find(|(w, _)| w == p).context("participant")?.1;
-            for own in [format!("tokens-{p}"), format!("nats-password-{p}"), format!("tls-key-{p}")] {
+            for own in [format!("tokens-{p}"), format!("nats-nkey-{p}"), format!("tls-key-{p}")] {
                 ensure!(keys.contains(&own), "{what}: {p} does not mount {own} ({keys:?})");
             }
         }
@@ -851,8 +884,9 @@ fn the_systemd_units_pass_systemd_analyze_verify() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn every_flag_in_the_deployment_files_exists_in_the_binaries() -> Result<()> {
+/// Every invocation of an `mpp-*` binary in the Kubernetes, Compose and
+/// systemd files.
+fn invocations() -> Result<Vec<Invocation>> {
     let deploy = deploy_dir()?;
     let mut inv = Vec::new();
     for y in files(&deploy.join("k8s"), &[".yaml"])? {
@@ -868,6 +902,65 @@ fn every_flag_in_the_deployment_files_exists_in_the_binaries() -> Result<()> {
     for u in files(&deploy.join("systemd"), &[".service"])? {
         unit_invocations(&u, &mut inv)?;
     }
+    Ok(inv)
+}
+
+/// Whether an invocation sets `flag` or its variable `env`.
+fn sets(i: &Invocation, flag: &str, env: &str) -> bool {
+    i.args.iter().any(|a| a == flag || a.starts_with(&format!("{flag}="))) || i.env.iter().any(|e| e == env)
+}
+
+/// Every process that connects to NATS in the deployment files (the hub
+/// and every participant's service, in Kubernetes, Compose and systemd)
+/// logs in with its own NKey seed file and checks the server's certificate
+/// against a CA; no file gives a NATS password any more.
+#[test]
+fn every_nats_client_logs_in_with_an_nkey_over_tls() -> Result<()> {
+    let inv = invocations()?;
+    let clients: Vec<&Invocation> = inv
+        .iter()
+        .filter(|i| {
+            SERVICE_BINARIES.contains(&i.binary.as_str())
+                || (i.binary == "mpp-hub" && i.args.first().is_some_and(|a| a == "serve"))
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for i in &clients {
+        let what = format!("{}: {}", i.origin, i.binary);
+        for (flag, env) in [
+            ("--nats-user", "MPP_NATS_USER"),
+            ("--nats-nkey-file", "MPP_NATS_NKEY_FILE"),
+            ("--nats-tls-ca-file", "MPP_NATS_TLS_CA_FILE"),
+        ] {
+            if !sets(i, flag, env) {
+                problems.push(format!("{what} sets neither {flag} nor {env}"));
+            }
+        }
+        if sets(i, "--nats-password-file", "MPP_NATS_PASSWORD_FILE") {
+            problems.push(format!("{what} logs in with a NATS password"));
+        }
+    }
+    ensure!(problems.is_empty(), "NATS logins:\n{}", problems.join("\n"));
+    // Each kind of file runs the hub and all eight participants.
+    for origin in ["deploy/k8s/", "deploy/compose/", "deploy/systemd/"] {
+        let n = clients.iter().filter(|i| i.origin.contains(origin)).count();
+        // The hub and every participant.
+        ensure!(n > SERVICE_BINARIES.len(), "{origin}: only {n} NATS clients found");
+    }
+    for f in files(&deploy_dir()?, &[".yaml", ".sh", ".service", ".conf", ".template"])? {
+        let text = std::fs::read_to_string(&f)?;
+        ensure!(
+            !text.contains("nats-password") && !text.contains("NATS_PASSWORD"),
+            "{} still names a NATS password",
+            f.display()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn every_flag_in_the_deployment_files_exists_in_the_binaries() -> Result<()> {
+    let inv = invocations()?;
     let binaries: BTreeSet<&str> = inv.iter().map(|i| i.binary.as_str()).collect();
     ensure!(
         ["mpp-hub", "mpp-witness"].iter().chain(SERVICE_BINARIES.iter()).all(|b| binaries.contains(b)),

@@ -1,9 +1,9 @@
 //! NATS authorization: on a server run with the config deploy/nats/gen-secure.sh
-//! writes from deploy/nats/secure.conf (one user per agency, the hub's own
-//! user, passwords from files), an agency publishes its own events, which
-//! reach the hub, and NATS refuses a publish on another agency's subject, a
-//! subscription to the events and any JetStream API call; a client without a
-//! user cannot log in. On a misconfigured (open) server the same foreign
+//! writes from deploy/nats/secure.conf (one NKey user per participant and
+//! per hub replica, seeds in files, TLS), an agency publishes its own
+//! events, which reach the hub, and NATS refuses a publish on another
+//! agency's subject, a subscription to the events and any JetStream API
+//! call; a client without a listed key cannot log in. On a misconfigured (open) server the same foreign
 //! publish gets through NATS, and the hub records it as rejected with
 //! AGENCY_SUBJECT_MISMATCH (bad_input covers every other bad message).
 
@@ -31,9 +31,6 @@ const REFUSED_TIMEOUT: Duration = Duration::from_secs(2);
 const SERVER_ERROR_DEADLINE: Duration = Duration::from_secs(10);
 /// Another agency's subject, which the Dukcapil user must not publish on.
 const FOREIGN_SUBJECT: &str = "mpp.events.pln.pasang-baru";
-/// The hub's password, written before the generator runs (it keeps an
-/// existing password file), so the harness can log in as the hub.
-const HUB_PASSWORD: &str = "e2e-hub-password-not-a-secret";
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -49,7 +46,8 @@ fn generate(out: &Path, slots: &ConfigSlots) -> Result<String> {
         .args(["--listen", &format!("127.0.0.1:{}", slots.port)])
         .args(["--http", &format!("127.0.0.1:{}", slots.http_port)])
         .args(["--store-dir", &slots.store_dir.display().to_string()])
-        .args(["--server-name", &slots.server_name]);
+        .args(["--server-name", &slots.server_name])
+        .env("MPP_REGISTRAR", mpp_tests::bins::workspace_bin("mpp-registrar")?);
     if let Ok(exe) = mpp_tests::bins::nats_server() {
         cmd.env("MPP_NATS_SERVER", exe);
     }
@@ -63,7 +61,9 @@ fn generate(out: &Path, slots: &ConfigSlots) -> Result<String> {
     );
     let conf = out.join("nats.conf");
     let text = std::fs::read_to_string(&conf).with_context(|| format!("reading {}", conf.display()))?;
-    ensure!(!text.contains("\"@PASS_"), "unfilled password fields in {}", conf.display());
+    let code: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
+    ensure!(!code.iter().any(|l| l.contains("@NKEY_")), "unfilled NKey fields in {}", conf.display());
+    ensure!(!code.iter().any(|l| l.contains("password")), "a password in {}", conf.display());
     Ok(text)
 }
 
@@ -72,15 +72,27 @@ fn tls_ca(gen: &Path) -> PathBuf {
     gen.join("tls").join("ca.pem")
 }
 
-fn password(gen: &Path, user: &str) -> Result<NatsUser> {
-    let file = gen.join("creds").join(format!("{user}.pass"));
-    let password = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    ensure!(!password.trim().is_empty(), "{} is empty", file.display());
-    Ok(NatsUser {
-        user: user.to_owned(),
-        password: password.trim().to_owned(),
-        tls_ca_file: Some(tls_ca(gen)),
-    })
+/// The seed file gen-secure.sh keeps for `user`.
+fn seed_file(gen: &Path, user: &str) -> PathBuf {
+    gen.join("creds").join(format!("{user}.nk"))
+}
+
+/// `user` logging in with the NKey seed gen-secure.sh made for it, over TLS.
+fn nkey_user(gen: &Path, user: &str) -> Result<NatsUser> {
+    let file = seed_file(gen, user);
+    let seed = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    ensure!(seed.trim().starts_with("SU"), "{} holds no NKey user seed", file.display());
+    Ok(NatsUser { user: user.to_owned(), nkey_seed: seed.trim().to_owned(), tls_ca_file: Some(tls_ca(gen)) })
+}
+
+/// Writes a fresh NKey for `user` where gen-secure.sh keeps it (it keeps
+/// an existing one): the login.
+fn write_nkey(gen: &Path, user: &str) -> Result<NatsUser> {
+    let (seed, public) = mpp_edge::nats::generate_nkey();
+    let file = seed_file(gen, user);
+    std::fs::write(&file, format!("{seed}\n"))?;
+    std::fs::write(file.with_extension("nk.pub"), format!("{public}\n"))?;
+    Ok(NatsUser { user: user.to_owned(), nkey_seed: seed, tls_ca_file: Some(tls_ca(gen)) })
 }
 
 #[cfg(unix)]
@@ -128,43 +140,42 @@ async fn connect_watching(
     Ok((client, events))
 }
 
-/// Generates the secure config into a fresh directory with the hub's
-/// password known and starts a server on it (the harness logs in as the
-/// hub): the directory and the server.
-async fn start_secure() -> Result<(tempfile::TempDir, NatsServer)> {
+/// Generates the secure config into a fresh directory with the hub's NKey
+/// made first (the generator keeps it), so that the harness can log in as
+/// the hub, and starts a server on it: the directory and the server.
+async fn start_secure() -> Result<(tempfile::TempDir, NatsServer, NatsUser)> {
     let gen = mpp_tests::temp_dir("mpp-nats-secure-")?;
-    let creds = gen.path().join("creds");
-    std::fs::create_dir_all(&creds)?;
-    std::fs::write(creds.join("hub.pass"), format!("{HUB_PASSWORD}\n"))?;
-    let hub_user = NatsUser {
-        user: "hub".to_owned(),
-        password: HUB_PASSWORD.to_owned(),
-        tls_ca_file: Some(tls_ca(gen.path())),
-    };
-    let nats = NatsServer::start_with_config(|slots| generate(gen.path(), slots), Some(hub_user)).await?;
-    Ok((gen, nats))
+    std::fs::create_dir_all(gen.path().join("creds"))?;
+    let hub_user = write_nkey(gen.path(), "hub")?;
+    let nats =
+        NatsServer::start_with_config(|slots| generate(gen.path(), slots), Some(hub_user.clone())).await?;
+    Ok((gen, nats, hub_user))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
-    let (gen, nats) = start_secure().await?;
-    let creds = gen.path().join("creds");
+    let (gen, nats, hub) = start_secure().await?;
     #[cfg(unix)]
-    for file in [gen.path().join("nats.conf"), creds.join("dukcapil.pass")] {
+    for file in [gen.path().join("nats.conf"), seed_file(gen.path(), "dukcapil")] {
         ensure!(mode(&file)? == 0o600, "{} has mode {:o}, not 0600", file.display(), mode(&file)?);
     }
-    let dukcapil = password(gen.path(), "dukcapil")?;
-    ensure!(password(gen.path(), "hub")?.password == HUB_PASSWORD, "the generator replaced a password file");
+    let dukcapil = nkey_user(gen.path(), "dukcapil")?;
+    let hub_seed = nkey_user(gen.path(), "hub")?.nkey_seed;
+    ensure!(hub.nkey_seed == hub_seed, "the generator replaced the hub's NKey");
+    // The config holds the public keys only, never a seed.
+    let conf = std::fs::read_to_string(gen.path().join("nats.conf"))?;
+    ensure!(!conf.contains(&dukcapil.nkey_seed) && !conf.contains(&hub_seed), "a seed in nats.conf");
 
-    // A client without a user cannot log in.
+    // A client without a key cannot log in.
     let anonymous =
         async_nats::ConnectOptions::new().connection_timeout(REFUSED_TIMEOUT).connect(nats.url()).await;
     ensure!(anonymous.is_err(), "an anonymous client logged in to the secure server");
-    // Nor with another user's name and a wrong password.
-    let wrong = NatsUser { user: "pln".to_owned(), ..dukcapil.clone() };
+    // Nor with a key the config does not list, whatever user it says it is.
+    let stranger =
+        NatsUser { user: "pln".to_owned(), nkey_seed: mpp_edge::nats::generate_nkey().0, ..dukcapil.clone() };
     ensure!(
-        wrong.options().connection_timeout(REFUSED_TIMEOUT).connect(nats.url()).await.is_err(),
-        "logged in as pln with dukcapil's password"
+        stranger.options().connection_timeout(REFUSED_TIMEOUT).connect(nats.url()).await.is_err(),
+        "logged in with an unlisted NKey"
     );
 
     // The hub as its user; it creates the stream. Dukcapil as its user,
@@ -172,17 +183,16 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
     let mut hub = HubProcess::spawn_with(
         &nats.url(),
         HubOptions {
-            nats_login: Some(("hub".to_owned(), creds.join("hub.pass"))),
+            nats_login: Some(("hub".to_owned(), seed_file(gen.path(), "hub"))),
             nats_tls_ca_file: Some(tls_ca(gen.path())),
             ..HubOptions::default()
         },
     )?;
     hub.wait_ready(READY_DEADLINE).await?;
-    let options =
-        dukcapil_login(("--nats-password-file", &creds.join("dukcapil.pass")), Some(&tls_ca(gen.path())));
+    let options = dukcapil_login(&seed_file(gen.path(), "dukcapil"), Some(&tls_ca(gen.path())));
     let mut agency = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
     agency.wait_listening(READY_DEADLINE).await?;
-    ensure!(!agency.log_tail().contains(&dukcapil.password), "mpp-dukcapil logged its NATS password");
+    ensure!(!agency.log_tail().contains(&dukcapil.nkey_seed[2..]), "mpp-dukcapil logged its NKey seed");
 
     // (1) A normal Dukcapil call reaches the hub.
     let mut c = client(&agency)?;
@@ -261,16 +271,16 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
     Ok(())
 }
 
-/// mpp-dukcapil's options to log in as the user `dukcapil` with `secret`
-/// (its flag and file), over TLS verified against `ca` when given; the hub
+/// mpp-dukcapil's options to log in as the user `dukcapil` with the NKey
+/// seed in `seed_file`, over TLS verified against `ca` when given; the hub
 /// sets up the stream.
-fn dukcapil_login(secret: (&str, &Path), ca: Option<&Path>) -> AgencyOptions {
+fn dukcapil_login(seed_file: &Path, ca: Option<&Path>) -> AgencyOptions {
     let mut options = AgencyOptions::region(REGION);
     options.extra_args = vec![
         "--nats-user".to_owned(),
         "dukcapil".to_owned(),
-        secret.0.to_owned(),
-        secret.1.display().to_string(),
+        "--nats-nkey-file".to_owned(),
+        seed_file.display().to_string(),
     ];
     if let Some(ca) = ca {
         options.extra_args.extend(["--nats-tls-ca-file".to_owned(), ca.display().to_string()]);
@@ -322,16 +332,17 @@ async fn an_agency_logs_in_with_its_nkey_and_publishes_only_its_own_subjects() -
     #[cfg(unix)]
     ensure!(mode(&seed_file)? == 0o600, "the seed file has mode {:o}", mode(&seed_file)?);
     let seed = std::fs::read_to_string(&seed_file)?.trim().to_owned();
-    let hub_pass = dir.path().join("hub.pass");
-    std::fs::write(&hub_pass, HUB_PASSWORD)?;
-    let hub_user = NatsUser { user: "hub".to_owned(), password: HUB_PASSWORD.to_owned(), tls_ca_file: None };
+    let (hub_seed, hub_public) = mpp_edge::nats::generate_nkey();
+    let hub_seed_file = dir.path().join("hub.nk");
+    std::fs::write(&hub_seed_file, &hub_seed)?;
+    let hub_user = NatsUser { user: "hub".to_owned(), nkey_seed: hub_seed, tls_ca_file: None };
     let nats = NatsServer::start_with_config(
         |slots| {
             Ok(format!(
                 "server_name: \"{}\"\nlisten: \"127.0.0.1:{}\"\nhttp: \"127.0.0.1:{}\"\n\
                  jetstream {{ store_dir: \"{}\" }}\n\
                  authorization {{ users = [\n\
-                   {{ user: \"hub\", password: \"{HUB_PASSWORD}\" }}\n\
+                   {{ nkey: \"{hub_public}\" }}\n\
                    {{ nkey: \"{public}\", permissions: {{ publish: {{ allow: [\"mpp.events.dukcapil.>\"] }}, \
                       subscribe: {{ allow: [\"_INBOX.dukcapil.>\"] }} }} }}\n\
                  ] }}\n",
@@ -346,10 +357,10 @@ async fn an_agency_logs_in_with_its_nkey_and_publishes_only_its_own_subjects() -
     .await?;
     let mut hub = HubProcess::spawn_with(
         &nats.url(),
-        HubOptions { nats_login: Some(("hub".to_owned(), hub_pass)), ..HubOptions::default() },
+        HubOptions { nats_login: Some(("hub".to_owned(), hub_seed_file)), ..HubOptions::default() },
     )?;
     hub.wait_ready(READY_DEADLINE).await?;
-    let options = dukcapil_login(("--nats-nkey-file", &seed_file), None);
+    let options = dukcapil_login(&seed_file, None);
     let mut agency = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
     agency.wait_listening(READY_DEADLINE).await?;
     ensure!(!agency.log_tail().contains(&seed[2..]), "mpp-dukcapil logged its NKey seed");
@@ -403,14 +414,10 @@ async fn an_agency_logs_in_with_its_nkey_and_publishes_only_its_own_subjects() -
 /// gets no login. Each replica still does its own work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secure_config_refuses_foreign_publishes_stream_changes_and_other_replicas() -> Result<()> {
-    let (gen, nats) = start_secure().await?;
-    let hub = NatsUser {
-        user: "hub".to_owned(),
-        password: HUB_PASSWORD.to_owned(),
-        tls_ca_file: Some(tls_ca(gen.path())),
-    };
-    let hub2 = password(gen.path(), "hub-2")?;
-    let dukcapil = password(gen.path(), "dukcapil")?;
+    let (gen, nats, hub) = start_secure().await?;
+    let hub2 = nkey_user(gen.path(), "hub-2")?;
+    let dukcapil = nkey_user(gen.path(), "dukcapil")?;
+    let registrar = nkey_user(gen.path(), "registrar")?;
     // Without the CA the server's certificate is not trusted.
     let untrusted = NatsUser { tls_ca_file: None, ..hub.clone() };
     ensure!(
@@ -458,6 +465,13 @@ async fn the_secure_config_refuses_foreign_publishes_stream_changes_and_other_re
     )
     .await?;
 
+    // An agency cannot delete the stream or a replica's consumer either.
+    let agency_client = agency_js.client();
+    for api in ["$JS.API.STREAM.DELETE.MPP_EVENTS", "$JS.API.CONSUMER.DELETE.MPP_EVENTS.mpp-hub"] {
+        agency_client.publish(api, "".into()).await?;
+        server_error(&mut agency_events, &format!("Permissions Violation for Publish to \"{api}\"")).await?;
+    }
+
     // (3) Replica "hub-2" deleting replica "hub"'s consumer, or pulling from it.
     let (hub2_client, mut hub2_events) = connect_watching(&hub2, &nats.url()).await?;
     let hub2_js =
@@ -483,7 +497,6 @@ async fn the_secure_config_refuses_foreign_publishes_stream_changes_and_other_re
     server_error(&mut hub2_events, "Permissions Violation for Subscription to \"_INBOX.hub.>\"").await?;
     hub2_client.publish("_INBOX.hub.injected", "forged".into()).await?;
     server_error(&mut hub2_events, "Permissions Violation for Publish to \"_INBOX.hub.injected\"").await?;
-    let agency_client = agency_js.client();
     agency_client.publish("_INBOX.hub.injected", "forged".into()).await?;
     server_error(&mut agency_events, "Permissions Violation for Publish to \"_INBOX.hub.injected\"").await?;
 
@@ -494,6 +507,23 @@ async fn the_secure_config_refuses_foreign_publishes_stream_changes_and_other_re
     ensure!(ack.is_err(), "NATS acknowledged dukcapil's publish on {redrive}: {ack:?}");
     server_error(&mut agency_events, &format!("Permissions Violation for Publish to \"{redrive}\"")).await?;
     hub_js.publish(redrive.clone(), "redrive".into()).await?.await.context("the hub publishing a redrive")?;
+
+    // (6) The registrar: the registry subject only, never an agency's.
+    let (registrar_client, mut registrar_events) = connect_watching(&registrar, &nats.url()).await?;
+    let registrar_js =
+        async_nats::jetstream::ContextBuilder::new().timeout(REFUSED_TIMEOUT).build(registrar_client);
+    let ack = registrar_js.publish(FOREIGN_SUBJECT, "forged".into()).await?.await;
+    ensure!(ack.is_err(), "NATS acknowledged the registrar's publish on {FOREIGN_SUBJECT}: {ack:?}");
+    server_error(
+        &mut registrar_events,
+        &format!("Permissions Violation for Publish to \"{FOREIGN_SUBJECT}\""),
+    )
+    .await?;
+    registrar_js
+        .publish(mpp_core::registry::REGISTRY_SUBJECT, "statement".into())
+        .await?
+        .await
+        .context("the registrar publishing on the registry subject")?;
 
     // Nothing was changed, and each replica still does its own work.
     let mut stream = hub_js.get_stream(mpp_tests::STREAM_NAME).await.context("the stream is gone")?;
