@@ -323,6 +323,20 @@ for role in operator auditor; do
         "$(sha256sum <".local/secrets/$role-token" | cut -d' ' -f1)" >".local/secrets/$role-tokens")
 done
 HUB_ARGS+=(--operator-tokens-file .local/secrets/operator-tokens --auditor-tokens-file .local/secrets/auditor-tokens)
+# Each participant's own token for the hub's verdict feed (VerdictService):
+# the service reads it (--hub-token-file), the hub keeps its SHA-256 under
+# the participant's id (the front office is mpp-<region>).
+participant_id() { if [ "$1" = frontoffice ]; then echo "mpp-$REGION"; else echo "$1"; fi; }
+(
+    umask 077
+    echo "# written by deploy/local/up.sh: participant_id:sha256(token)"
+    for s in "${SERVICES[@]}"; do
+        read -r name _ <<<"$s"
+        secret "hub-token-$name" 24
+        printf '%s:%s\n' "$(participant_id "$name")" "$(sha256sum <".local/secrets/hub-token-$name" | cut -d' ' -f1)"
+    done
+) >.local/secrets/participant-tokens
+HUB_ARGS+=(--participant-tokens-file .local/secrets/participant-tokens)
 HUB_HELP=$("$BIN/mpp-hub" serve --help 2>&1 || true)
 if has_flag "$HUB_HELP" --pin-pepper-file; then
     HUB_ARGS+=(--pin-pepper-file "$PEPPER")
@@ -350,7 +364,9 @@ for s in "${SERVICES[@]}"; do
     args=(--nats-url "$NATS_URL" --grpc-addr "127.0.0.1:$grpc" --region-code "$REGION"
         --data-dir ".local/data/$name" --tokens-file ".local/secrets/tokens-$name"
         --pin-pepper-file "$PEPPER" --metrics-addr "127.0.0.1:$metrics" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"}
-        --signing-key-file ".local/secrets/signing-$name.key")
+        --signing-key-file ".local/secrets/signing-$name.key"
+        --hub-url "$SCHEME://$HUB_GRPC" --hub-token-file ".local/secrets/hub-token-$name")
+    [ "$SCHEME" = http ] || args+=(--hub-tls-ca-file "$TLS_DIR/ca.pem")
     if [ "$SECURE_NATS" = 1 ]; then
         # shellcheck disable=SC2207 # user names and paths without spaces
         args+=($(nats_login "$name") --skip-stream-setup)
@@ -409,6 +425,7 @@ echo "  ops dashboard   $SCHEME://$HUB_HTTP/ops   (operator token: $(cat .local/
 echo "  audit API       mpp.v1.AuditService on $HUB_GRPC   (auditor token: $(cat .local/secrets/auditor-token); docs/AUDIT_API.md)"
 if http_ok "$SCHEME://$HUB_HTTP/metrics" 2>/dev/null; then
     echo "  hub metrics     $SCHEME://$HUB_HTTP/metrics"
+    echo "  verdicts        each service hears the hub's verdict on its events: mpp.v1.EventStatusService on its gRPC port, mpp_agency_verdicts_total on its metrics"
 fi
 if [ ${#SAMPLE_LINES[@]} -gt 0 ]; then
     echo
