@@ -425,8 +425,8 @@ echo "  ops dashboard   $SCHEME://$HUB_HTTP/ops   (operator token: $(cat .local/
 echo "  audit API       mpp.v1.AuditService on $HUB_GRPC   (auditor token: $(cat .local/secrets/auditor-token); docs/AUDIT_API.md)"
 if http_ok "$SCHEME://$HUB_HTTP/metrics" 2>/dev/null; then
     echo "  hub metrics     $SCHEME://$HUB_HTTP/metrics"
-    echo "  verdicts        each service hears the hub's verdict on its events: mpp.v1.EventStatusService on its gRPC port, mpp_agency_verdicts_total on its metrics"
 fi
+echo "  verdicts        each service hears the hub's verdict on its events: mpp.v1.EventStatusService on its gRPC port, mpp_agency_verdicts_total on its metrics"
 if [ ${#SAMPLE_LINES[@]} -gt 0 ]; then
     echo
     echo "Sample cases (all in .local/logs/mpp-sim.out):"
