@@ -12,7 +12,7 @@ use crate::event::{Envelope, EventBody, EventKind, Target};
 use crate::ids::{AgencyId, ServiceId, TrackingNumber};
 use crate::limits;
 use crate::reason::{ReasonCode, Rejection};
-use crate::registry::Registry;
+use crate::registry::{ParticipantKind, Registry};
 use crate::state::{next_state, AppState};
 
 /// Read access to the state a decision needs. Implementations must have
@@ -101,12 +101,15 @@ pub fn decide_at(state: &impl State, env: &Envelope, recorded_at_ms: i64) -> Res
         Target::Catalogue => Ok(()),
         // A case known only from an application filed before its opening
         // (see `Case::is_shell`) may still be opened, once.
-        Target::Case(id) if kind == EventKind::CaseOpened => match state.case(id) {
-            Some(case) if !case.is_shell() => {
-                Err(Rejection::new(ReasonCode::CaseAlreadyOpen, format!("case {id} is already open")))
+        Target::Case(id) if kind == EventKind::CaseOpened => {
+            decide_opener(state.registry(), env)?;
+            match state.case(id) {
+                Some(case) if !case.is_shell() => {
+                    Err(Rejection::new(ReasonCode::CaseAlreadyOpen, format!("case {id} is already open")))
+                }
+                Some(_) | None => Ok(()),
             }
-            Some(_) | None => Ok(()),
-        },
+        }
         Target::Case(id) if kind == EventKind::PinReissued => decide_pin_reissue(state.case(id), id, env),
         Target::Case(id) => decide_personal_data(state.case(id), id, env),
         Target::Application(id, _) if kind == EventKind::ApplicationFiled && state.case(id).is_none() => {
@@ -207,6 +210,28 @@ pub fn decide_at(state: &impl State, env: &Envelope, recorded_at_ms: i64) -> Res
             }
             Ok(())
         }
+    }
+}
+
+/// Decides who may open a case: while the registry is in force (see
+/// [`Registry::in_force`]), only a participant registered as a
+/// [`ParticipantKind::FrontOffice`]. Whatever event types the registrar
+/// lists for an agency, its `case_opened` is refused: a case opened by an
+/// agency would carry a PIN the agency chose, so the agency (not the
+/// citizen) would watch the case. Before the registry, any agency opened
+/// cases, and the log is judged as it was.
+fn decide_opener(registry: Option<&Registry>, env: &Envelope) -> Result<(), Rejection> {
+    let Some(registry) = registry.filter(|r| r.in_force()) else { return Ok(()) };
+    match registry.kind_of(&env.agency) {
+        Some(ParticipantKind::FrontOffice) => Ok(()),
+        kind => Err(Rejection::new(
+            ReasonCode::NotAFrontOffice,
+            format!(
+                "participant {} is registered as {}; only a front office opens cases",
+                env.agency,
+                kind.map_or("nothing", ParticipantKind::as_str)
+            ),
+        )),
     }
 }
 

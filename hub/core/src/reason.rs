@@ -200,6 +200,8 @@ reason_codes! {
     RedriveInvalid => "REDRIVE_INVALID", "The operator's redrive does not name an earlier rejected entry of the same subject and payload (or names a registry statement, which the registrar publishes again itself).";
     /// A later accepted statement superseded the redriven message.
     RedriveSuperseded => "REDRIVE_SUPERSEDED", "A later accepted event changed the application, case or service standard the rejected message was about, so redriving it now would replay a stale statement; the participant must publish a new one.";
+    /// A participant that is not a registered front office opened a case.
+    NotAFrontOffice => "NOT_A_FRONT_OFFICE", "The participant registry is in force and case_opened came from a participant registered as an agency: only a registered front office opens cases (an agency's walk-in citizen is opened through the front office).";
 }
 
 impl fmt::Display for ReasonCode {
