@@ -9,6 +9,7 @@ use crate::case::{
     APPLICATION_FIXED_BYTES, PIN_REISSUE_FIXED_BYTES,
 };
 use crate::event::{Envelope, EventBody, EventKind, Target};
+use crate::hold::{self, Holds, Resolution};
 use crate::ids::{AgencyId, ServiceId, TrackingNumber};
 use crate::limits;
 use crate::reason::{ReasonCode, Rejection};
@@ -37,6 +38,11 @@ pub trait StateMut: State {
     fn insert_case(&mut self, case: Case);
     /// Stores a newly published standard (replacing the one in force).
     fn put_standard(&mut self, standard: ServiceStandard);
+    /// The held applications, for states that keep the registry (see
+    /// [`State::registry`]).
+    fn holds_mut(&mut self) -> Option<&mut Holds> {
+        None
+    }
 }
 
 /// Where the entry being applied sits in the log.
@@ -96,6 +102,15 @@ pub fn decide_at(state: &impl State, env: &Envelope, recorded_at_ms: i64) -> Res
             ReasonCode::UnknownService,
             format!("agency {} has published no standard for service {}", env.agency, env.service),
         ));
+    }
+    if kind == EventKind::ApplicationFiled && registry_in_force(state) {
+        if let Target::Application(id, _) = &env.target {
+            if state.case(id).is_none_or(Case::is_shell) {
+                if let Some(registry) = state.registry() {
+                    registry.holds.decide_hold(&env.agency, recorded_at_ms)?;
+                }
+            }
+        }
     }
     match &env.target {
         Target::Catalogue => Ok(()),
@@ -396,10 +411,49 @@ fn pending_after(state: AppState, body: &EventBody) -> Option<Pending> {
     }
 }
 
+/// Whether `state` keeps a participant registry that is in force.
+fn registry_in_force(state: &impl State) -> bool {
+    state.registry().is_some_and(Registry::in_force)
+}
+
 /// Applies an envelope that [`decide`] accepted. Infallible: an envelope
 /// that does not fit (which `decide` rules out) leaves the state unchanged.
 pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
+    apply_noted(state, env, meta);
+}
+
+/// [`apply`], returning what the entry did to held applications
+/// ([`crate::hold`]), which the log notes on the entry.
+pub fn apply_noted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) -> Resolution {
     let kind = env.body.kind();
+    let holding = registry_in_force(state);
+    let mut resolution = Resolution::default();
+    match (&env.target, &env.body) {
+        (Target::Case(id), EventBody::CaseOpened { .. }) if holding => {
+            if let Some(shell) = state.case(id).filter(|c| c.is_shell()) {
+                resolution.dropped = hold::dropped_by_opening(shell, env, meta.recorded_at_ms);
+                if let Some(holds) = state.holds_mut() {
+                    holds.release(id);
+                }
+                if let Some(shell) = state.case_mut(id) {
+                    hold::drop_from(shell, &resolution.dropped, meta.recorded_at_ms);
+                }
+            }
+        }
+        (Target::Application(id, _), EventBody::ApplicationFiled { .. })
+            if holding && state.case(id).is_none_or(Case::is_shell) =>
+        {
+            if let Some(holds) = state.holds_mut() {
+                resolution = holds.hold(env, meta.seq, meta.recorded_at_ms);
+            }
+        }
+        _ => {}
+    }
+    apply_unnoted(state, env, meta, kind);
+    resolution
+}
+
+fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kind: EventKind) {
     match (&env.target, &env.body) {
         (
             Target::Catalogue,
@@ -572,5 +626,9 @@ impl StateMut for MemState {
 
     fn put_standard(&mut self, standard: ServiceStandard) {
         self.standards.insert((standard.agency.clone(), standard.service.clone()), standard);
+    }
+
+    fn holds_mut(&mut self) -> Option<&mut Holds> {
+        Some(&mut self.registry.holds)
     }
 }

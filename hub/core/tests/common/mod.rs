@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mpp_core::case::Case;
 use mpp_core::checkpoint::{Checkpoint, KeyId, Origin, SignedCheckpoint};
-use mpp_core::decide::{apply, decide_at, EntryMeta, MemState};
+use mpp_core::decide::{apply_noted, decide_at, EntryMeta, MemState};
 use mpp_core::event::{EventBody, EventKind, UncheckedEnvelope};
 use mpp_core::ids::{ApplicationId, EventId, RegionCode, TrackingNumber};
 use mpp_core::log::{LogEntry, Verdict, GENESIS_HASH};
@@ -198,6 +198,8 @@ pub(crate) struct Scenario {
     /// The time of record before the first entry, Unix ms; [`RECORD_MS`]
     /// when 0.
     pub(crate) start_ms: i64,
+    /// The note on the last accepted entry (held applications it resolved).
+    pub(crate) last_note: Option<Rejection>,
 }
 
 /// Starts a scenario from events that must all be accepted.
@@ -235,7 +237,7 @@ impl Scenario {
         let env = validate(subject, u, meta.recorded_at_ms)?;
         // As the ledger judges: under the rules in force at the time of record.
         decide_at(&self.state, &env, meta.recorded_at_ms)?;
-        apply(&mut self.state, &env, meta);
+        self.last_note = apply_noted(&mut self.state, &env, meta).note();
         Ok(())
     }
 
