@@ -19,6 +19,7 @@ use mpp_core::decide::{State, StateMut};
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::{Hash32, Verdict};
 use mpp_core::merkle::{self, ProofError, ProveError};
+use mpp_core::registry::Registry;
 use mpp_core::validate::{parse_subject, validate};
 use mpp_core::{apply, limits, Case, EntryMeta, EventKind, LogEntry, ServiceStandard};
 use mpp_proto::v1 as pb;
@@ -243,6 +244,10 @@ struct CaseFold<'a> {
     live: &'a Case,
     case: Option<Case>,
     filing: Option<ServiceStandard>,
+    /// The registry's start alone (an opening under the registry drops
+    /// held applications, `mpp_core::hold`), while the entry folded is
+    /// past it.
+    registry: Option<Registry>,
 }
 
 impl State for CaseFold<'_> {
@@ -252,6 +257,10 @@ impl State for CaseFold<'_> {
 
     fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard> {
         self.filing.as_ref().filter(|s| s.agency == *agency && s.service == *service)
+    }
+
+    fn registry(&self) -> Option<&Registry> {
+        self.registry.as_ref()
     }
 }
 
@@ -300,7 +309,8 @@ fn filing_terms(live: &Case, app: &mpp_core::ApplicationId) -> Option<ServiceSta
 /// of the log up to `as_of` gives.
 pub fn case_at<S: Store>(store: &S, tn: &TrackingNumber, as_of: AsOf) -> Result<Option<Case>, AuditError> {
     let Some(live) = store.case(tn)? else { return Ok(None) };
-    let mut fold = CaseFold { tn: *tn, live: &live, case: None, filing: None };
+    let registry_since_seq = store.registry()?.since_seq;
+    let mut fold = CaseFold { tn: *tn, live: &live, case: None, filing: None, registry: None };
     for seq in live.entry_seqs().into_iter().take(CASE_ENTRIES_MAX) {
         if let AsOf::Seq(n) = as_of {
             if seq > n {
@@ -336,6 +346,9 @@ pub fn case_at<S: Store>(store: &S, tn: &TrackingNumber, as_of: AsOf) -> Result<
             }
             _ => None,
         };
+        fold.registry = registry_since_seq
+            .filter(|since| *since < seq)
+            .map(|since| Registry { since_seq: Some(since), ..Registry::default() });
         apply(&mut fold, &env, EntryMeta { seq, recorded_at_ms });
     }
     Ok(fold.case)

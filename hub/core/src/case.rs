@@ -355,10 +355,16 @@ impl Case {
         self.applications.iter_mut().find(|a| &a.id == id)
     }
 
+    /// The applications the citizen sees, in filing order: all but those
+    /// dropped when the case was opened ([`AppState::Dropped`], see
+    /// [`crate::hold`]). Every view of a case lists these.
+    pub fn visible_applications(&self) -> impl Iterator<Item = &Application> + '_ {
+        self.applications.iter().filter(|a| a.state != AppState::Dropped)
+    }
+
     /// Everything the citizen must do now, in application order.
     pub fn next_actions(&self) -> Vec<NextAction> {
-        self.applications
-            .iter()
+        self.visible_applications()
             .filter_map(|a| {
                 a.pending.clone().map(|pending| NextAction { application_id: a.id.clone(), pending })
             })
@@ -370,9 +376,11 @@ impl Case {
     /// the citizen, done if every application is finished, else in progress.
     /// A case with no application yet is in progress.
     pub fn status(&self) -> CaseStatus {
-        if self.applications.iter().any(|a| a.state.waits_on_citizen()) {
+        if self.visible_applications().any(|a| a.state.waits_on_citizen()) {
             CaseStatus::ActionNeeded
-        } else if !self.applications.is_empty() && self.applications.iter().all(|a| a.state.is_finished()) {
+        } else if self.visible_applications().next().is_some()
+            && self.visible_applications().all(|a| a.state.is_finished())
+        {
             CaseStatus::Done
         } else {
             CaseStatus::InProgress

@@ -9,10 +9,11 @@ use crate::case::{
     APPLICATION_FIXED_BYTES, PIN_REISSUE_FIXED_BYTES,
 };
 use crate::event::{Envelope, EventBody, EventKind, Target};
+use crate::hold::{self, Holds, Resolution};
 use crate::ids::{AgencyId, ServiceId, TrackingNumber};
 use crate::limits;
 use crate::reason::{ReasonCode, Rejection};
-use crate::registry::Registry;
+use crate::registry::{ParticipantKind, Registry};
 use crate::state::{next_state, AppState};
 
 /// Read access to the state a decision needs. Implementations must have
@@ -37,6 +38,11 @@ pub trait StateMut: State {
     fn insert_case(&mut self, case: Case);
     /// Stores a newly published standard (replacing the one in force).
     fn put_standard(&mut self, standard: ServiceStandard);
+    /// The held applications, for states that keep the registry (see
+    /// [`State::registry`]).
+    fn holds_mut(&mut self) -> Option<&mut Holds> {
+        None
+    }
 }
 
 /// Where the entry being applied sits in the log.
@@ -97,16 +103,28 @@ pub fn decide_at(state: &impl State, env: &Envelope, recorded_at_ms: i64) -> Res
             format!("agency {} has published no standard for service {}", env.agency, env.service),
         ));
     }
+    if kind == EventKind::ApplicationFiled && registry_in_force(state) {
+        if let Target::Application(id, _) = &env.target {
+            if state.case(id).is_none_or(Case::is_shell) {
+                if let Some(registry) = state.registry() {
+                    registry.holds.decide_hold(&env.agency, recorded_at_ms)?;
+                }
+            }
+        }
+    }
     match &env.target {
         Target::Catalogue => Ok(()),
         // A case known only from an application filed before its opening
         // (see `Case::is_shell`) may still be opened, once.
-        Target::Case(id) if kind == EventKind::CaseOpened => match state.case(id) {
-            Some(case) if !case.is_shell() => {
-                Err(Rejection::new(ReasonCode::CaseAlreadyOpen, format!("case {id} is already open")))
+        Target::Case(id) if kind == EventKind::CaseOpened => {
+            decide_opener(state.registry(), env)?;
+            match state.case(id) {
+                Some(case) if !case.is_shell() => {
+                    Err(Rejection::new(ReasonCode::CaseAlreadyOpen, format!("case {id} is already open")))
+                }
+                Some(_) | None => Ok(()),
             }
-            Some(_) | None => Ok(()),
-        },
+        }
         Target::Case(id) if kind == EventKind::PinReissued => decide_pin_reissue(state.case(id), id, env),
         Target::Case(id) => decide_personal_data(state.case(id), id, env),
         Target::Application(id, _) if kind == EventKind::ApplicationFiled && state.case(id).is_none() => {
@@ -207,6 +225,28 @@ pub fn decide_at(state: &impl State, env: &Envelope, recorded_at_ms: i64) -> Res
             }
             Ok(())
         }
+    }
+}
+
+/// Decides who may open a case: while the registry is in force (see
+/// [`Registry::in_force`]), only a participant registered as a
+/// [`ParticipantKind::FrontOffice`]. Whatever event types the registrar
+/// lists for an agency, its `case_opened` is refused: a case opened by an
+/// agency would carry a PIN the agency chose, so the agency (not the
+/// citizen) would watch the case. Before the registry, any agency opened
+/// cases, and the log is judged as it was.
+fn decide_opener(registry: Option<&Registry>, env: &Envelope) -> Result<(), Rejection> {
+    let Some(registry) = registry.filter(|r| r.in_force()) else { return Ok(()) };
+    match registry.kind_of(&env.agency) {
+        Some(ParticipantKind::FrontOffice) => Ok(()),
+        kind => Err(Rejection::new(
+            ReasonCode::NotAFrontOffice,
+            format!(
+                "participant {} is registered as {}; only a front office opens cases",
+                env.agency,
+                kind.map_or("nothing", ParticipantKind::as_str)
+            ),
+        )),
     }
 }
 
@@ -371,10 +411,49 @@ fn pending_after(state: AppState, body: &EventBody) -> Option<Pending> {
     }
 }
 
+/// Whether `state` keeps a participant registry that is in force.
+fn registry_in_force(state: &impl State) -> bool {
+    state.registry().is_some_and(Registry::in_force)
+}
+
 /// Applies an envelope that [`decide`] accepted. Infallible: an envelope
 /// that does not fit (which `decide` rules out) leaves the state unchanged.
 pub fn apply(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) {
+    apply_noted(state, env, meta);
+}
+
+/// [`apply`], returning what the entry did to held applications
+/// ([`crate::hold`]), which the log notes on the entry.
+pub fn apply_noted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) -> Resolution {
     let kind = env.body.kind();
+    let holding = registry_in_force(state);
+    let mut resolution = Resolution::default();
+    match (&env.target, &env.body) {
+        (Target::Case(id), EventBody::CaseOpened { .. }) if holding => {
+            if let Some(shell) = state.case(id).filter(|c| c.is_shell()) {
+                resolution.dropped = hold::dropped_by_opening(shell, env, meta.recorded_at_ms);
+                if let Some(holds) = state.holds_mut() {
+                    holds.release(id);
+                }
+                if let Some(shell) = state.case_mut(id) {
+                    hold::drop_from(shell, &resolution.dropped, meta.recorded_at_ms);
+                }
+            }
+        }
+        (Target::Application(id, _), EventBody::ApplicationFiled { .. })
+            if holding && state.case(id).is_none_or(Case::is_shell) =>
+        {
+            if let Some(holds) = state.holds_mut() {
+                resolution = holds.hold(env, meta.seq, meta.recorded_at_ms);
+            }
+        }
+        _ => {}
+    }
+    apply_unnoted(state, env, meta, kind);
+    resolution
+}
+
+fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kind: EventKind) {
     match (&env.target, &env.body) {
         (
             Target::Catalogue,
@@ -547,5 +626,9 @@ impl StateMut for MemState {
 
     fn put_standard(&mut self, standard: ServiceStandard) {
         self.standards.insert((standard.agency.clone(), standard.service.clone()), standard);
+    }
+
+    fn holds_mut(&mut self) -> Option<&mut Holds> {
+        Some(&mut self.registry.holds)
     }
 }

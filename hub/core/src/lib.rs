@@ -40,6 +40,7 @@ pub mod case;
 pub mod checkpoint;
 pub mod decide;
 pub mod event;
+pub mod hold;
 pub mod ids;
 pub mod limits;
 pub mod log;

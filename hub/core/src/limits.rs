@@ -123,3 +123,25 @@ pub const SEALED_CIPHERTEXT_BYTES_MIN: usize = 16;
 /// a phone number and an e-mail address at their front-office limits with
 /// the encoding's overhead and the tag (`FIELD_TOO_LONG` beyond it).
 pub const SEALED_CIPHERTEXT_BYTES_MAX: usize = 1024;
+
+/// How long an application filed into a case no front office has opened
+/// yet is held, in milliseconds of time of record: 24 hours. Opened later,
+/// the case does not show it (`HELD_APPLICATION_EXPIRED`); see
+/// [`crate::hold`]. Applies while the participant registry is in force.
+pub const HELD_APPLICATION_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// How much earlier than the front office's opening says it issued the
+/// tracking number (its `occurred_at_ms`) a held application may have been
+/// recorded and still surface in the case, in milliseconds: one minute, for
+/// the front office's clock against the stream's. Earlier filings were made
+/// blind into a guessed number (`HELD_APPLICATION_PREDATES_OPENING`); see
+/// [`crate::hold`].
+pub const HELD_APPLICATION_ISSUE_SKEW_MS_MAX: i64 = 60 * 1000;
+
+/// Most applications one participant may hold in cases not opened yet
+/// (`HELD_APPLICATIONS_FULL`); see [`crate::hold`].
+pub const HELD_APPLICATIONS_PER_PARTICIPANT_MAX: usize = 64;
+
+/// Most applications the hub holds in cases not opened yet, all
+/// participants together (`HELD_APPLICATIONS_FULL`); see [`crate::hold`].
+pub const HELD_APPLICATIONS_MAX: usize = 1024;

@@ -12,7 +12,8 @@
 //! u64     stream_seq        JetStream stream sequence
 //! i64     stream_time_ns    JetStream timestamp, Unix ns (time of record)
 //! u8      verdict           1 accepted, 2 rejected, 3 duplicate
-//! u16+..  reason_code       ASCII, empty when accepted
+//! u16+..  reason_code       ASCII, empty when accepted (but for the note of held
+//!                           applications an accepted entry resolved, mpp_core::hold)
 //! u16+..  detail            UTF-8, at most limits::DETAIL_BYTES_MAX
 //! u16+..  subject           UTF-8, at most limits::SUBJECT_BYTES_MAX
 //! u32+..  payload           the message bytes as received

@@ -200,6 +200,14 @@ reason_codes! {
     RedriveInvalid => "REDRIVE_INVALID", "The operator's redrive does not name an earlier rejected entry of the same subject and payload (or names a registry statement, which the registrar publishes again itself).";
     /// A later accepted statement superseded the redriven message.
     RedriveSuperseded => "REDRIVE_SUPERSEDED", "A later accepted event changed the application, case or service standard the rejected message was about, so redriving it now would replay a stale statement; the participant must publish a new one.";
+    /// A participant that is not a registered front office opened a case.
+    NotAFrontOffice => "NOT_A_FRONT_OFFICE", "The participant registry is in force and case_opened came from a participant registered as an agency: only a registered front office opens cases (an agency's walk-in citizen is opened through the front office).";
+    /// A held application was not opened within the window.
+    HeldApplicationExpired => "HELD_APPLICATION_EXPIRED", "An application filed before its case was opened was held, and no front office opened the case within 24 hours of the filing (limits::HELD_APPLICATION_WINDOW_MS): the case never shows it. Noted on the accepted entry that dropped it (the detail lists each filing's seq).";
+    /// A held application was filed before the front office issued the number.
+    HeldApplicationPredatesOpening => "HELD_APPLICATION_PREDATES_OPENING", "An application was filed into a tracking number before the front office issued it (earlier than the opening's occurred_at_ms, less limits::HELD_APPLICATION_ISSUE_SKEW_MS_MAX): it was filed blind, so the opened case never shows it. Noted on the accepted opening (the detail lists each filing's seq).";
+    /// No room to hold another application filed into an unopened case.
+    HeldApplicationsFull => "HELD_APPLICATIONS_FULL", "The participant (limits::HELD_APPLICATIONS_PER_PARTICIPANT_MAX: 64) or the hub (limits::HELD_APPLICATIONS_MAX: 1,024) already holds the most applications filed into cases not opened yet; file once the front office has opened the case.";
 }
 
 impl fmt::Display for ReasonCode {

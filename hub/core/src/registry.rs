@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::KeyId;
 use crate::decide::EntryMeta;
 use crate::event::{Envelope, EventKind};
+use crate::hold::Holds;
 use crate::ids::{AgencyId, EventId, RegionCode, ServiceId};
 use crate::reason::{ReasonCode, Rejection};
 use crate::signature::{BatchClaim, SignatureVerifier};
@@ -194,6 +195,8 @@ pub struct Registry {
     pub since_seq: Option<u64>,
     /// Participants by id.
     pub participants: BTreeMap<AgencyId, Participant>,
+    /// The applications held in cases not opened yet ([`crate::hold`]).
+    pub holds: Holds,
 }
 
 impl Registry {

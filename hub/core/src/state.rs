@@ -38,6 +38,11 @@ pub enum AppState {
     Rejected,
     /// Dibatalkan: withdrawn (terminal).
     Withdrawn,
+    /// Held, then dropped when its case was opened (terminal, never shown
+    /// to the citizen): filed into the case before the front office issued
+    /// its number, or not opened within the window (`crate::hold`).
+    /// Appended last, so stored states keep their encoding.
+    Dropped,
 }
 
 impl AppState {
@@ -53,11 +58,12 @@ impl AppState {
         AppState::Collected,
         AppState::Rejected,
         AppState::Withdrawn,
+        AppState::Dropped,
     ];
 
     /// No event may leave a terminal state.
     pub fn is_terminal(self) -> bool {
-        matches!(self, AppState::Collected | AppState::Rejected | AppState::Withdrawn)
+        matches!(self, AppState::Collected | AppState::Rejected | AppState::Withdrawn | AppState::Dropped)
     }
 
     /// Open: neither terminal nor issued; rejection and withdrawal allowed.
@@ -88,6 +94,7 @@ impl AppState {
             AppState::Collected => "collected",
             AppState::Rejected => "rejected",
             AppState::Withdrawn => "withdrawn",
+            AppState::Dropped => "dropped",
         }
     }
 
@@ -104,6 +111,7 @@ impl AppState {
             AppState::Collected => "Diambil",
             AppState::Rejected => "Ditolak",
             AppState::Withdrawn => "Dibatalkan",
+            AppState::Dropped => "Tidak berlaku",
         }
     }
 
@@ -120,6 +128,7 @@ impl AppState {
             AppState::Collected => "Collected",
             AppState::Rejected => "Rejected",
             AppState::Withdrawn => "Withdrawn",
+            AppState::Dropped => "Dropped",
         }
     }
 }

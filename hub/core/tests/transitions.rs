@@ -55,6 +55,8 @@ fn path_to(to: S) -> Vec<E> {
         S::Collected => [&to_paid[..], &[E::AppointmentScheduled, E::Issued, E::Collected]].concat(),
         S::Rejected => vec![E::ReviewStarted, E::Rejected],
         S::Withdrawn => vec![E::Withdrawn],
+        // No application event leads here: see `app_in`.
+        S::Dropped => vec![],
     };
     path.insert(0, E::ApplicationFiled);
     path
@@ -62,10 +64,30 @@ fn path_to(to: S) -> Vec<E> {
 
 /// A standard, case 1 and application "A" brought to `state` by real events.
 fn app_in(state: S) -> Scenario {
+    if state == S::Dropped {
+        return dropped_app();
+    }
     let events =
         [standard(), open(1)].into_iter().chain(path_to(state).into_iter().map(|k| app_event(1, "A", k)));
     let s = given(events);
     assert_eq!(s.app_state(1, "A"), state, "path_to({state:?}) leads elsewhere");
+    s
+}
+
+/// Application "A" of case 1, filed while the registry is in force into
+/// the number before the front office issued it (an hour later), then
+/// dropped by the front office's opening (`mpp_core::hold`).
+fn dropped_app() -> Scenario {
+    let mut s = given([standard()]);
+    s.state.registry = registry_of(&[
+        ("mpp-1771", mpp_core::registry::ParticipantKind::FrontOffice),
+        (AGENCY, mpp_core::registry::ParticipantKind::Agency),
+    ]);
+    s.submit(&app_event(1, "A", E::ApplicationFiled)).expect("held");
+    let mut opening = envelope("mpp-1771", SERVICE, Some(1), None, body(E::CaseOpened));
+    opening.occurred_at_ms = RECORD_MS + 60 * 60 * 1000;
+    s.submit(&opening).expect("opened");
+    assert_eq!(s.app_state(1, "A"), S::Dropped);
     s
 }
 

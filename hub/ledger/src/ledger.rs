@@ -72,7 +72,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use mpp_core::decide::apply_noted;
 use mpp_core::decide::MemState;
+use mpp_core::hold::Holds;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::{Redrive, Verdict};
 use mpp_core::merkle::{MerkleFrontier, Subtree};
@@ -81,8 +83,8 @@ use mpp_core::registry::{self, EnvelopeSignature, Registry, Statement, REGISTRY_
 use mpp_core::signature::{self as sig, SignatureVerifier as _};
 use mpp_core::validate::validate;
 use mpp_core::{
-    apply, decide_at, limits, Case, EntryMeta, Envelope, LogEntry, ReasonCode, Rejection, ServiceStandard,
-    State, StateMut,
+    decide_at, limits, Case, EntryMeta, Envelope, LogEntry, ReasonCode, Rejection, ServiceStandard, State,
+    StateMut,
 };
 use mpp_proto::v1 as pb;
 use mpp_store::{push_entry, Checkpoints, CommitBatch, Head, Store, StoreError};
@@ -791,9 +793,12 @@ fn judge_checked(
     if let Err(r) = decide_at(f, &env, recorded_at_ms) {
         return Ok(Judgement::rejected(r));
     }
-    apply(f, &env, EntryMeta { seq, recorded_at_ms });
+    let resolution = apply_noted(f, &env, EntryMeta { seq, recorded_at_ms });
     f.note_accepted(env.event_id, seq);
-    Ok(Judgement { verdict: Verdict::Accepted, reason: None, detail: String::new() })
+    // An accepted entry that resolved held applications carries the note
+    // (mpp_core::hold): the only accepted entries with a reason.
+    let (reason, detail) = resolution.note().map_or((None, String::new()), |n| (Some(n.code), n.detail));
+    Ok(Judgement { verdict: Verdict::Accepted, reason, detail })
 }
 
 /// Judges a registry statement: the registrar's signature, the dedupe of
@@ -935,6 +940,10 @@ impl<S: Store> StateMut for Overlay<'_, S> {
     fn put_standard(&mut self, standard: ServiceStandard) {
         self.standards.insert((standard.agency.clone(), standard.service.clone()), standard);
     }
+
+    fn holds_mut(&mut self) -> Option<&mut Holds> {
+        Some(&mut self.registry_mut().holds)
+    }
 }
 
 impl<S: Store> Fold for Overlay<'_, S> {
@@ -1005,6 +1014,10 @@ impl StateMut for Replay {
 
     fn put_standard(&mut self, standard: ServiceStandard) {
         self.state.put_standard(standard)
+    }
+
+    fn holds_mut(&mut self) -> Option<&mut Holds> {
+        self.state.holds_mut()
     }
 }
 

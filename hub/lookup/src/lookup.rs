@@ -669,6 +669,9 @@ impl Lookups {
         new_access: Option<AccessEvent>,
         timeline_before_seq: Option<u64>,
     ) -> Result<Found, LookupError> {
+        // Applications dropped when the case was opened (filed blind into
+        // its number, or held too long: `mpp_core::hold`) are never shown.
+        case.applications.retain(|a| a.state != mpp_core::AppState::Dropped);
         let now_ms = self.now_ms();
         let status = case_status_at(&case, &self.calendars, now_ms);
         let slas = case_sla(&case, &self.calendars, now_ms);

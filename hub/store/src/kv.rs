@@ -10,7 +10,7 @@ use mpp_core::log::{Hash32, GENESIS_HASH};
 use mpp_core::merkle::{self, entry_leaf_hash, MerkleFrontier, NodeSource};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use mpp_core::registry::Registry;
+use mpp_core::registry::{Participant, Registry};
 use mpp_core::{Application, Case, LogEntry, ServiceStandard};
 
 use crate::layout::{self, corrupt, Block, Pair};
@@ -148,7 +148,14 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn registry(&self) -> Result<Registry, StoreError> {
         match self.kv.get(layout::REGISTRY_KEY)? {
-            Some(v) => layout::decode_value(&v, layout::REGISTRY_KEY, "participant registry"),
+            Some(v) => layout::decode_value(&v, layout::REGISTRY_KEY, "participant registry").or_else(|e| {
+                // A registry stored before held applications existed: its
+                // two fields, no holds (there were none).
+                type Before = (Option<u64>, std::collections::BTreeMap<AgencyId, Participant>);
+                let (since_seq, participants): Before =
+                    layout::decode_value(&v, layout::REGISTRY_KEY, "participant registry").map_err(|_| e)?;
+                Ok(Registry { since_seq, participants, holds: Default::default() })
+            }),
             None => Ok(Registry::default()),
         }
     }

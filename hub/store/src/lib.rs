@@ -78,7 +78,8 @@
 //! "R"                                  bincode 1.3 (varint) of mpp_core::registry::Registry; absent
 //!                                        until the first registry statement is accepted (an absent
 //!                                        key reads as the empty registry, so stores written before
-//!                                        the registry existed open unchanged, format still v4)
+//!                                        the registry existed open unchanged, format still v4; a
+//!                                        registry stored before its `holds` field reads with none)
 //! ```
 //!
 //! The log costs one key per block, not per entry: a commit's entries are

@@ -201,6 +201,9 @@ pub fn application_state(s: AppState) -> pb::ApplicationState {
         AppState::Collected => pb::ApplicationState::Collected,
         AppState::Rejected => pb::ApplicationState::Rejected,
         AppState::Withdrawn => pb::ApplicationState::Withdrawn,
+        // Never in a citizen's view (the lookup leaves dropped applications
+        // out); auditors' views show it as no state.
+        AppState::Dropped => pb::ApplicationState::Unspecified,
     }
 }
 
@@ -431,10 +434,12 @@ mod tests {
 
     #[test]
     fn enums_map_to_their_own_names() {
-        for s in AppState::ALL {
+        for s in AppState::ALL.iter().filter(|s| **s != AppState::Dropped) {
             let name = application_state(*s).as_str_name();
             assert_eq!(name, format!("APPLICATION_STATE_{}", s.as_str().to_ascii_uppercase()));
         }
+        // A dropped application is never in a citizen's view.
+        assert_eq!(application_state(AppState::Dropped), pb::ApplicationState::Unspecified);
         for s in [CaseStatus::Done, CaseStatus::ActionNeeded, CaseStatus::InProgress, CaseStatus::Overdue] {
             assert_eq!(
                 case_status(s).as_str_name(),

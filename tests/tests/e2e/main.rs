@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (31):
+//! concern (32):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -16,6 +16,11 @@
 //!   concurrent clients under the hub's RSS bound.
 //! - `bench_smoke`: `mpp-bench --quick` runs and writes a report that parses
 //!   (no timing is asserted).
+//! - `case_fence`: who may do what to a case under the registry: an
+//!   agency's opening of a victim's number and of its own refused
+//!   (`NOT_A_FRONT_OFFICE`), an application planted into the number the
+//!   front office issues next never shown to the citizen
+//!   (`HELD_APPLICATION_PREDATES_OPENING` noted on the opening).
 //! - `checker`: the fault scenarios' checker: every event answered
 //!   "accepted" is in the stopped hub's log exactly once.
 //! - `citizen`: the tracking page in a real headless browser (Chromium),
@@ -86,6 +91,7 @@ mod audit;
 mod bad_input;
 mod bench_smoke;
 mod big_case;
+mod case_fence;
 mod checker;
 mod citizen;
 mod cluster;

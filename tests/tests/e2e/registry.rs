@@ -39,12 +39,29 @@ fn catalogue(agency: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/catalogue").join(format!("{agency}.toml"))
 }
 
-fn signer(participant: &str, key: &Path) -> Result<EnvelopeSigner> {
+pub(crate) fn signer(participant: &str, key: &Path) -> Result<EnvelopeSigner> {
     Ok(EnvelopeSigner::load(AgencyId::parse(participant).map_err(|r| anyhow::anyhow!("{r}"))?, key)?)
 }
 
+/// The registrar's registration of the front office of [`REGION`].
+pub(crate) fn front_office_registration(
+    registrar: &mpp_registrar::Registrar,
+    now_ms: i64,
+) -> mpp_proto::v1::SignedRegistryStatement {
+    registrar.sign(
+        registration(
+            FRONT_OFFICE,
+            "front_office",
+            "daerah",
+            &[REGION],
+            &[("loket", &front_office_event_types())],
+        ),
+        now_ms,
+    )
+}
+
 /// The envelope signed alone, as a relay would sign a batch of one.
-fn signed(signer: &EnvelopeSigner, subject: &str, env: &Envelope) -> Bytes {
+pub(crate) fn signed(signer: &EnvelopeSigner, subject: &str, env: &Envelope) -> Bytes {
     let mut batch = [ToSign {
         subject: subject.to_owned(),
         event_id: env.event_id.clone(),
@@ -64,7 +81,7 @@ struct Attack {
     reason: ReasonCode,
 }
 
-async fn wait_stream(js: &async_nats::jetstream::Context, hub: &mut HubProcess) -> Result<u64> {
+pub(crate) async fn wait_stream(js: &async_nats::jetstream::Context, hub: &mut HubProcess) -> Result<u64> {
     let last = stream_last_seq(js).await?;
     hub.wait_caught_up(last, CATCH_UP_DEADLINE).await?;
     Ok(last)
@@ -99,16 +116,7 @@ async fn unregistered_participants_and_wrong_expired_or_revoked_keys_are_logged_
             catalogue("dukcapil").display().to_string()
         ),
     )?;
-    let mut statements = vec![registrar.sign(
-        registration(
-            FRONT_OFFICE,
-            "front_office",
-            "daerah",
-            &[REGION],
-            &[("loket", &front_office_event_types())],
-        ),
-        now,
-    )];
+    let mut statements = vec![front_office_registration(&registrar, now)];
     statements.extend(mpp_registrar::sign_registry(&registrar, &registry_file, now)?);
     for b in [
         key_added(FRONT_OFFICE, &fo_pk, now - DAY_MS, now + 365 * DAY_MS),

@@ -9,11 +9,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mpp_core::case::Case;
 use mpp_core::checkpoint::{Checkpoint, KeyId, Origin, SignedCheckpoint};
-use mpp_core::decide::{apply, decide_at, EntryMeta, MemState};
+use mpp_core::decide::{apply_noted, decide_at, EntryMeta, MemState};
 use mpp_core::event::{EventBody, EventKind, UncheckedEnvelope};
 use mpp_core::ids::{ApplicationId, EventId, RegionCode, TrackingNumber};
 use mpp_core::log::{LogEntry, Verdict, GENESIS_HASH};
 use mpp_core::reason::{ReasonCode, Rejection};
+use mpp_core::registry::{
+    apply_statement, decide_statement, validate_statement, ParticipantKind, Registry, UncheckedStatement,
+    UncheckedStatementBody,
+};
 use mpp_core::state::AppState;
 use mpp_core::validate::{validate, SCHEMA_VERSION};
 use proptest::prelude::*;
@@ -194,6 +198,8 @@ pub(crate) struct Scenario {
     /// The time of record before the first entry, Unix ms; [`RECORD_MS`]
     /// when 0.
     pub(crate) start_ms: i64,
+    /// The note on the last accepted entry (held applications it resolved).
+    pub(crate) last_note: Option<Rejection>,
 }
 
 /// Starts a scenario from events that must all be accepted.
@@ -231,7 +237,7 @@ impl Scenario {
         let env = validate(subject, u, meta.recorded_at_ms)?;
         // As the ledger judges: under the rules in force at the time of record.
         decide_at(&self.state, &env, meta.recorded_at_ms)?;
-        apply(&mut self.state, &env, meta);
+        self.last_note = apply_noted(&mut self.state, &env, meta).note();
         Ok(())
     }
 
@@ -331,4 +337,36 @@ pub(crate) fn any_signed_checkpoint() -> impl Strategy<Value = SignedCheckpoint>
                 Some(SignedCheckpoint { checkpoint, signature: sig.try_into().ok()?, note: None })
             },
         )
+}
+
+/// A registry in force in which each of `participants` is registered with
+/// its kind, for [`SERVICE`] with every event type, in [`REGION`]. Keys and
+/// signatures are `admit`'s business, which the scenarios do not call.
+pub(crate) fn registry_of(participants: &[(&str, ParticipantKind)]) -> Registry {
+    let mut registry = Registry::default();
+    for (i, (id, kind)) in participants.iter().enumerate() {
+        let statement = validate_statement(&UncheckedStatement {
+            schema_version: 1,
+            statement_id: fresh_event_id(),
+            issued_at_ms: RECORD_MS,
+            body: Some(UncheckedStatementBody::ParticipantRegistered {
+                participant_id: (*id).to_owned(),
+                kind: kind.as_str().to_owned(),
+                category: "daerah".to_owned(),
+                region_codes: vec![REGION.to_owned()],
+                services: vec![(
+                    SERVICE.to_owned(),
+                    EventKind::ALL.iter().map(|k| k.as_str().to_owned()).collect(),
+                )],
+            }),
+        })
+        .expect("valid registration");
+        decide_statement(&registry, &statement).expect("registration accepted");
+        apply_statement(
+            &mut registry,
+            &statement,
+            EntryMeta { seq: i as u64 + 1, recorded_at_ms: RECORD_MS },
+        );
+    }
+    registry
 }

@@ -1,0 +1,157 @@
+//! Who may do what to a case (issue 15 item 3), end to end: a real hub on
+//! a real nats-server, the registry published by the test registrar, and
+//! participants' envelopes signed with their registered keys and published
+//! straight to the stream, as an attacker with a registered agency's key
+//! and NATS access would. Each attack is logged with its reason code, the
+//! victim's case does not move, and the log replays byte for byte.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use bytes::Bytes;
+use mpp_core::{EventKind, ReasonCode, Verdict};
+use mpp_proto::v1::Envelope;
+use mpp_registrar::{agency_event_types, key_added, publish as publish_statements, registration};
+use mpp_tests::envelope::{body, now_ms, publish, tracking_number, EventFactory};
+use mpp_tests::pin::TEST_PIN;
+use mpp_tests::registry::{participant_key, test_registrar};
+use mpp_tests::services::HubProcess;
+use mpp_tests::store::audit_stopped_hub;
+use mpp_tests::NatsServer;
+
+use super::registry::{front_office_registration, signed, signer, wait_stream};
+
+const REGION: &str = "1771";
+const FRONT_OFFICE: &str = "mpp-1771";
+const ATTACKER: &str = "evil";
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+const DAY_MS: i64 = 86_400_000;
+
+/// A participant that signs what it publishes.
+struct Participant {
+    factory: EventFactory,
+    signer: mpp_agency_kit::signing::EnvelopeSigner,
+}
+
+impl Participant {
+    /// Signs `env` alone and publishes it; returns the payload as stored.
+    async fn publish(&self, js: &async_nats::jetstream::Context, env: &Envelope) -> Result<Bytes> {
+        let payload = signed(&self.signer, &self.factory.subject(), env);
+        publish(js, &self.factory.subject(), Some(&env.event_id), payload.clone()).await?;
+        Ok(payload)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_can_neither_open_a_case_nor_plant_an_application_in_one() -> Result<()> {
+    // Given: a hub under the registry: the front office, Dukcapil, and an
+    // agency `evil` whose registration (by the registrar's mistake) even
+    // lists case_opened.
+    let nats = NatsServer::start().await?;
+    let js = nats.jetstream().await?;
+    let mut hub = HubProcess::spawn(&nats.url())?;
+    hub.wait_ready(READY_DEADLINE).await?;
+    let keys = mpp_tests::temp_dir("mpp-case-fence-keys-")?;
+    let registrar = test_registrar();
+    let now = now_ms();
+    let all: Vec<EventKind> = EventKind::ALL.to_vec();
+    let mut statements = vec![
+        front_office_registration(&registrar, now),
+        registrar.sign(
+            registration("dukcapil", "agency", "daerah", &[REGION], &[("kk", &agency_event_types())]),
+            now,
+        ),
+        registrar.sign(registration(ATTACKER, "agency", "swasta", &[REGION], &[("izin", &all)]), now),
+    ];
+    let mut participant = |id: &str, service: &str| -> Result<Participant> {
+        let (key, public_key) = participant_key(keys.path(), id)?;
+        statements.push(registrar.sign(key_added(id, &public_key, now - DAY_MS, now + 365 * DAY_MS), now));
+        Ok(Participant { factory: EventFactory::new(id, service, REGION), signer: signer(id, &key)? })
+    };
+    let front = participant(FRONT_OFFICE, "loket")?;
+    let dukcapil = participant("dukcapil", "kk")?;
+    let evil = participant(ATTACKER, "izin")?;
+    publish_statements(&nats.connect().await?, &statements).await?;
+    dukcapil.publish(&js, &dukcapil.factory.standard(1)).await?;
+    evil.publish(&js, &evil.factory.standard(1)).await?;
+    // ...and a citizen's case opened at the front office, with Dukcapil's filing.
+    let victim = tracking_number(1771, 1001)?;
+    front.publish(&js, &front.factory.case_opened(&victim)).await?;
+    dukcapil.publish(&js, &dukcapil.factory.app_event(&victim, "KK-1", body::filed())).await?;
+    wait_stream(&js, &mut hub).await?;
+    let (status, before) = hub.case_json(&victim, TEST_PIN).await?;
+    ensure!(status == 200 && before["applications"].as_array().map(Vec::len) == Some(1), "{status} {before}");
+
+    // When: the agency opens the victim's number and a number of its own...
+    let take_over = evil.publish(&js, &evil.factory.case_opened(&victim)).await?;
+    let own = tracking_number(1771, 1002)?;
+    let shell_case = evil.publish(&js, &evil.factory.case_opened(&own)).await?;
+    // ...and files into the number the counter will issue next, which the
+    // front office issues two minutes later (its opening says when), after
+    // which Dukcapil files for the citizen.
+    let next = tracking_number(1771, 1003)?;
+    let planted = evil.publish(&js, &evil.factory.app_event(&next, "EVIL-2", body::filed())).await?;
+    wait_stream(&js, &mut hub).await?;
+    let mut opening = front.factory.case_opened(&next);
+    opening.occurred_at_ms = now_ms() + 2 * 60_000;
+    let opened = front.publish(&js, &opening).await?;
+    dukcapil.publish(&js, &dukcapil.factory.app_event(&next, "KK-2", body::filed())).await?;
+    wait_stream(&js, &mut hub).await?;
+
+    // Then: the victim's case did not move, the agency's own number opens
+    // to nobody, and the citizen of the next number sees Dukcapil only.
+    let (status, after) = hub.case_json(&victim, TEST_PIN).await?;
+    ensure!(status == 200, "GET victim answered {status}: {after}");
+    for field in ["/last_seq", "/applications"] {
+        ensure!(after.pointer(field) == before.pointer(field), "{field} changed: {before} -> {after}");
+    }
+    let (status, _) = hub.case_json(&own, TEST_PIN).await?;
+    ensure!(status == 404, "the agency's own case answered {status}");
+    let (status, next_case) = hub.case_json(&next, TEST_PIN).await?;
+    let shown: Vec<String> = next_case["applications"]
+        .as_array()
+        .context("applications")?
+        .iter()
+        .map(|a| {
+            format!(
+                "{}/{}",
+                a["agency_id"].as_str().unwrap_or(""),
+                a["application_id"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    ensure!(status == 200 && shown == ["dukcapil/KK-2"], "the citizen sees {shown:?} ({status} {next_case})");
+
+    // And: each attack is logged with its code; the planted filing was held
+    // (accepted) and the opening that dropped it carries the note.
+    hub.terminate().await?;
+    let audit = audit_stopped_hub(hub.data_dir())?;
+    let entry_of = |payload: &Bytes| {
+        audit.entries.iter().find(|e| e.payload == payload.as_ref()).context("no log entry for a payload")
+    };
+    for (what, payload) in
+        [("taking over the victim's number", &take_over), ("opening a number", &shell_case)]
+    {
+        let e = entry_of(payload)?;
+        ensure!(
+            e.verdict == Verdict::Rejected && e.reason == Some(ReasonCode::NotAFrontOffice),
+            "{what}: logged {:?} {:?} {}",
+            e.verdict,
+            e.reason,
+            e.detail
+        );
+    }
+    let held = entry_of(&planted)?;
+    ensure!(held.verdict == Verdict::Accepted && held.reason.is_none(), "the planted filing: {held:?}");
+    let note = entry_of(&opened)?;
+    ensure!(
+        note.verdict == Verdict::Accepted
+            && note.reason == Some(ReasonCode::HeldApplicationPredatesOpening)
+            && note.detail.contains(&format!("{} HELD_APPLICATION_PREDATES_OPENING", held.seq)),
+        "the opening: {:?} {:?} {}",
+        note.verdict,
+        note.reason,
+        note.detail
+    );
+    Ok(())
+}
