@@ -21,7 +21,7 @@ use mpp_core::log::{Hash32, Verdict};
 use mpp_core::merkle::{self, ProofError, ProveError};
 use mpp_core::registry::Registry;
 use mpp_core::validate::{parse_subject, validate};
-use mpp_core::{apply, limits, Case, EntryMeta, EventKind, LogEntry, ServiceStandard};
+use mpp_core::{apply, limits, Case, EntryMeta, EventKind, LogEntry, ServiceStandard, StandardTerms};
 use mpp_proto::v1 as pb;
 use mpp_store::{Store, StoreError};
 use prost::Message as _;
@@ -255,8 +255,11 @@ impl State for CaseFold<'_> {
         self.case.as_ref().filter(|_| *id == self.tn)
     }
 
-    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard> {
-        self.filing.as_ref().filter(|s| s.agency == *agency && s.service == *service)
+    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<StandardTerms> {
+        self.filing
+            .as_ref()
+            .filter(|s| s.agency == *agency && s.service == *service)
+            .map(ServiceStandard::terms)
     }
 
     fn registry(&self) -> Option<&Registry> {

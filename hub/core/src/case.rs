@@ -34,6 +34,36 @@ pub struct ServiceStandard {
     pub effective_from_ms: i64,
 }
 
+impl ServiceStandard {
+    /// What decisions need of it: see [`StandardTerms`].
+    pub fn terms(&self) -> StandardTerms {
+        StandardTerms {
+            version: self.version,
+            completion_working_days: self.completion_working_days,
+            fiktif_positif: self.fiktif_positif,
+            effective_from_seq: self.effective_from_seq,
+        }
+    }
+}
+
+/// What judging an event needs of the service standard in force: its
+/// version (a new one must be above it), the terms an application filed
+/// under it keeps for life, and where it took effect (a redrive of an
+/// older statement is superseded). The ledger keeps only these in memory,
+/// a few bytes per registered service; names, fee and requirements (up to
+/// ~17 KB a standard) stay in the store and are read when shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StandardTerms {
+    /// The agency's version.
+    pub version: u32,
+    /// Completion time in working days.
+    pub completion_working_days: u32,
+    /// Approval by default at the deadline.
+    pub fiktif_positif: bool,
+    /// Hub sequence of the entry that published it.
+    pub effective_from_seq: u64,
+}
+
 /// One accepted event in an application's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineItem {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::case::{
-    Application, Case, Pending, PersonalData, PinReissue, ServiceStandard, TimelineItem,
+    Application, Case, Pending, PersonalData, PinReissue, ServiceStandard, StandardTerms, TimelineItem,
     APPLICATION_FIXED_BYTES, PIN_REISSUE_FIXED_BYTES,
 };
 use crate::event::{Envelope, EventBody, EventKind, Target};
@@ -21,8 +21,8 @@ use crate::state::{next_state, AppState};
 pub trait State {
     /// The case, if opened.
     fn case(&self, id: &TrackingNumber) -> Option<&Case>;
-    /// The service standard in force, if any was published.
-    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard>;
+    /// The terms of the service standard in force, if any was published.
+    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<StandardTerms>;
     /// The participant registry (who each participant is, e.g. its kind),
     /// for states that keep it.
     fn registry(&self) -> Option<&Registry> {
@@ -606,8 +606,8 @@ impl State for MemState {
         self.cases.get(id)
     }
 
-    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard> {
-        self.standards.get(&(agency.clone(), service.clone()))
+    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<StandardTerms> {
+        self.standards.get(&(agency.clone(), service.clone())).map(ServiceStandard::terms)
     }
 
     fn registry(&self) -> Option<&Registry> {

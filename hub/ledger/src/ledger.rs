@@ -83,8 +83,8 @@ use mpp_core::registry::{self, EnvelopeSignature, Registry, Statement, REGISTRY_
 use mpp_core::signature::{self as sig, SignatureVerifier as _};
 use mpp_core::validate::validate;
 use mpp_core::{
-    decide_at, limits, Case, EntryMeta, Envelope, LogEntry, ReasonCode, Rejection, ServiceStandard, State,
-    StateMut,
+    decide_at, limits, Case, EntryMeta, Envelope, LogEntry, ReasonCode, Rejection, ServiceStandard,
+    StandardTerms, State, StateMut,
 };
 use mpp_proto::v1 as pb;
 use mpp_store::{push_entry, Checkpoints, CommitBatch, Head, Store, StoreError};
@@ -209,7 +209,8 @@ pub struct Ledger<S: Store> {
     store: S,
     head: Head,
     frontier: MerkleFrontier,
-    standards: BTreeMap<StandardKey, ServiceStandard>,
+    /// The terms of every standard in force (the rest stays in the store).
+    standards: BTreeMap<StandardKey, StandardTerms>,
     registry: Registry,
     trust: Arc<Trust>,
     cache: CaseCache,
@@ -266,8 +267,7 @@ impl<S: Store> Ledger<S> {
         store.flush_projection()?;
         let (head, frontier) = store.head_and_frontier()?;
         check_head_entry(&store, &head)?;
-        let standards =
-            store.standards()?.into_iter().map(|s| ((s.agency.clone(), s.service.clone()), s)).collect();
+        let standards = store.standard_terms()?.into_iter().collect();
         let registry = store.registry()?;
         trust.learn_keys(&registry);
         let mut ledger =
@@ -494,7 +494,7 @@ impl<S: Store> Ledger<S> {
         }
         self.head = head;
         self.frontier = frontier;
-        self.standards.extend(standards);
+        self.standards.extend(standards.into_iter().map(|(key, s)| (key, s.terms())));
         if let Some(r) = registry {
             self.trust.learn_keys(&r);
             self.registry = r;
@@ -849,7 +849,7 @@ fn judge_statement(
 /// The projection as a batch sees it: the store plus the batch's changes.
 struct Overlay<'a, S: Store> {
     store: &'a S,
-    committed_standards: &'a BTreeMap<StandardKey, ServiceStandard>,
+    committed_standards: &'a BTreeMap<StandardKey, StandardTerms>,
     committed_registry: &'a Registry,
     /// The registry as this batch changed it (`None`: unchanged).
     registry: Option<Registry>,
@@ -874,7 +874,7 @@ struct Overlay<'a, S: Store> {
 impl<'a, S: Store> Overlay<'a, S> {
     fn new(
         store: &'a S,
-        committed_standards: &'a BTreeMap<StandardKey, ServiceStandard>,
+        committed_standards: &'a BTreeMap<StandardKey, StandardTerms>,
         committed_registry: &'a Registry,
         cache: &'a mut CaseCache,
     ) -> Self {
@@ -915,9 +915,12 @@ impl<S: Store> State for Overlay<'_, S> {
         self.cases.get(id).and_then(Option::as_ref)
     }
 
-    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard> {
+    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<StandardTerms> {
         let key = (agency.clone(), service.clone());
-        self.standards.get(&key).or_else(|| self.committed_standards.get(&key))
+        self.standards
+            .get(&key)
+            .map(ServiceStandard::terms)
+            .or_else(|| self.committed_standards.get(&key).copied())
     }
 
     fn registry(&self) -> Option<&Registry> {
@@ -994,7 +997,7 @@ impl State for Replay {
         self.state.case(id)
     }
 
-    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<&ServiceStandard> {
+    fn standard(&self, agency: &AgencyId, service: &ServiceId) -> Option<StandardTerms> {
         self.state.standard(agency, service)
     }
 

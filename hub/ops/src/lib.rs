@@ -602,8 +602,8 @@ impl mpp_core::State for Snapshot {
         &self,
         agency: &mpp_core::AgencyId,
         service: &mpp_core::ServiceId,
-    ) -> Option<&mpp_core::ServiceStandard> {
-        self.standard.as_ref().filter(|s| s.agency == *agency && s.service == *service)
+    ) -> Option<mpp_core::StandardTerms> {
+        self.standard.as_ref().filter(|s| s.agency == *agency && s.service == *service).map(|s| s.terms())
     }
 }
 

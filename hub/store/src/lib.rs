@@ -143,7 +143,7 @@ use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::{Hash32, GENESIS_HASH};
 use mpp_core::merkle::{entry_leaf_hash, MerkleFrontier, NodeSource, Subtree, TreeFull};
 use mpp_core::registry::Registry;
-use mpp_core::{Case, LogEntry, ServiceStandard};
+use mpp_core::{Case, LogEntry, ServiceStandard, StandardTerms};
 
 pub use kv::{Kv, KvStore, PENDING_CASES_MAX, PROJECTION_EVERY_COMMITS};
 pub use layout::{
@@ -347,6 +347,17 @@ pub trait Store: NodeSource<Error = StoreError> + Clone + Send + Sync + std::fmt
 
     /// Every standard in force, ordered by agency then service.
     fn standards(&self) -> Result<Vec<ServiceStandard>, StoreError>;
+
+    /// The terms of every standard in force, ordered by agency then
+    /// service: what the ledger keeps in memory. The default decodes every
+    /// standard at once; stores override it to hold one at a time.
+    fn standard_terms(&self) -> Result<Vec<((AgencyId, ServiceId), StandardTerms)>, StoreError> {
+        Ok(self
+            .standards()?
+            .into_iter()
+            .map(|s| ((s.agency.clone(), s.service.clone()), s.terms()))
+            .collect())
+    }
 
     /// The participant registry as of [`Store::projected_through`] (the
     /// empty registry when no statement was ever accepted).
