@@ -261,7 +261,10 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
             Ok(()) => counts.exported.fetch_add(n, Ordering::Relaxed),
             Err(_) => counts.dropped.fetch_add(n, Ordering::Relaxed),
         };
-        self.in_flight.fetch_sub(n, Ordering::AcqRel);
+        // Saturating: a flush that timed out at shutdown already set the
+        // count to 0 (and counted what it held as dropped).
+        let _ =
+            self.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(n)));
         result
     }
 
