@@ -22,6 +22,8 @@
 //! - [`sled_open`]: opening a sled database, waiting for a held lock.
 //! - [`meta`]: metadata and header names every API shares.
 //! - [`log`]: the one logging contract of every binary (feature `log`).
+//! - [`otlp`]: the optional export of spans over OTLP (`--otlp-endpoint`,
+//!   feature `otlp`), continuing the callers' W3C traces.
 //! - [`signal`]: the one shutdown signal (ctrl-c, SIGTERM) of every server.
 //! - [`trace`]: the W3C `traceparent` that follows an event across the hop.
 //!
@@ -51,6 +53,8 @@ pub mod meta;
 pub mod nats;
 #[cfg(feature = "nats")]
 pub mod nats_kv;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "net")]
 pub mod signal;
 pub mod sled_open;

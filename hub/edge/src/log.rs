@@ -99,6 +99,30 @@ pub fn init(args: &LogArgs, default_filter: &str) -> Result<LogFormat, LogInitEr
     Ok(format)
 }
 
+/// The fmt layer of [`init`], with its filter as a filter of its own, to
+/// stand beside another layer with other filters (the span exporter of
+/// `crate::otlp`). Writes exactly what [`init`]'s subscriber writes.
+#[cfg(feature = "otlp")]
+pub(crate) fn layer(
+    args: &LogArgs,
+    default_filter: &str,
+) -> Result<
+    (LogFormat, Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>),
+    LogInitError,
+> {
+    use tracing_subscriber::Layer as _;
+    let stderr_is_terminal = std::io::stderr().is_terminal();
+    let format = resolve_format(args.log_format, std::io::stdout().is_terminal(), stderr_is_terminal);
+    let value = std::env::var(LOG_FILTER_ENV).ok();
+    let filter = filter(Some(value.as_deref().unwrap_or(default_filter)))?;
+    let builder = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(stderr_is_terminal);
+    let layer = match format {
+        LogFormat::Json => builder.json().with_filter(filter).boxed(),
+        LogFormat::Pretty => builder.with_filter(filter).boxed(),
+    };
+    Ok((format, layer))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,6 +102,27 @@ impl TraceParent {
         (random != [0; 8]).then_some(Self { span_id: random, ..*self })
     }
 
+    /// A `traceparent` of these ids (an exporter's own span); `None` if
+    /// either id is all zero (invalid).
+    pub fn from_parts(trace_id: [u8; 16], span_id: [u8; 8], flags: u8) -> Option<Self> {
+        (trace_id != [0; 16] && span_id != [0; 8]).then_some(Self { trace_id, span_id, flags })
+    }
+
+    /// The trace id's bytes.
+    pub fn trace_id(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
+    /// The parent span id's bytes.
+    pub fn span_id(&self) -> [u8; 8] {
+        self.span_id
+    }
+
+    /// The trace flags (bit 0: sampled).
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+
     /// The trace id, 32 lowercase hex digits (the `trace_id` of log lines).
     pub fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
@@ -129,6 +150,9 @@ mod tests {
         assert_eq!(c.trace_id_hex(), t.trace_id_hex());
         assert_eq!(c.span_id_hex(), "0707070707070707");
         assert!(t.child([0; 8]).is_none());
+        assert_eq!(TraceParent::from_parts(t.trace_id(), t.span_id(), t.flags()), Some(t));
+        assert!(TraceParent::from_parts([0; 16], t.span_id(), 1).is_none());
+        assert!(TraceParent::from_parts(t.trace_id(), [0; 8], 1).is_none());
     }
 
     #[test]

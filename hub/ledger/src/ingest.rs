@@ -587,6 +587,9 @@ async fn finish(
     let outcome = reply.map_err(|_| IngestError::WriterGone)?.map_err(IngestError::Ledger)?;
     for t in batch.traced.iter().filter(|t| t.stream_seq <= outcome.head.last_stream_seq) {
         let span = tracing::debug_span!("ingest", trace_id = %t.trace.trace_id_hex());
+        // With --otlp-endpoint, the exported span is the agency RPC span's
+        // child; without it, one relaxed load.
+        mpp_edge::otlp::continue_trace(&span, Some(&t.trace));
         span.in_scope(|| {
             debug!(
                 trace_id = %t.trace.trace_id_hex(),

@@ -1,6 +1,7 @@
 //! The metrics every MPP binary exports about itself, under the names
 //! Prometheus' own client libraries use, so that standard dashboards and
-//! alerts work unchanged: `mpp_build_info` (which binary, which version) and
+//! alerts work unchanged: `mpp_build_info` (which binary, which version),
+//! the OTLP span exporter's counts ([`SPAN_EXPORTS`]) and
 //! the `process_*` family (memory, CPU, file descriptors, start time), read
 //! from Linux's `/proc/self`.
 //!
@@ -8,6 +9,7 @@
 //! `process_*` series are left out, never reported as zero.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Clock ticks per second of `/proc/<pid>/stat`'s CPU times (`USER_HZ`).
 /// Linux fixes it at 100 for user space on every architecture this project
@@ -34,6 +36,22 @@ impl BuildInfo {
         Self { binary: binary.into(), version: env!("CARGO_PKG_VERSION") }
     }
 }
+
+/// Spans the OTLP exporter (`--otlp-endpoint`, `mpp_edge::otlp`) handed to
+/// the collector and spans it dropped (queue full, export failed or timed
+/// out, or still queued when the flush at shutdown ran out of time); both
+/// stay 0 without it. Rendered by [`render`] on every `/metrics`.
+#[derive(Debug)]
+pub struct SpanExportCounts {
+    /// Spans the collector accepted.
+    pub exported: AtomicU64,
+    /// Spans dropped.
+    pub dropped: AtomicU64,
+}
+
+/// The process's one [`SpanExportCounts`] (the exporter is process-wide).
+pub static SPAN_EXPORTS: SpanExportCounts =
+    SpanExportCounts { exported: AtomicU64::new(0), dropped: AtomicU64::new(0) };
 
 /// One reading of the process's own figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -96,7 +114,8 @@ fn max_open_files(limits: &str) -> Option<u64> {
     line["Max open files".len()..].split_whitespace().next()?.parse().ok()
 }
 
-/// Appends `mpp_build_info` and, where `/proc` can be read, the
+/// Appends `mpp_build_info`, the OTLP exporter's [`SPAN_EXPORTS`] and,
+/// where `/proc` can be read, the
 /// `process_*` series, in Prometheus' text format.
 pub fn render(out: &mut String, build: &BuildInfo) {
     render_with(out, build, ProcessStats::read());
@@ -106,6 +125,18 @@ fn render_with(out: &mut String, build: &BuildInfo, stats: Option<ProcessStats>)
     let _ = writeln!(out, "# HELP mpp_build_info The running binary and its version; always 1.");
     let _ = writeln!(out, "# TYPE mpp_build_info gauge");
     let _ = writeln!(out, "mpp_build_info{{binary=\"{}\",version=\"{}\"}} 1", build.binary, build.version);
+    for (name, help, value) in [
+        ("mpp_otlp_spans_exported_total", "Spans exported to the OTLP collector.", &SPAN_EXPORTS.exported),
+        (
+            "mpp_otlp_spans_dropped_total",
+            "Spans the OTLP exporter dropped (queue full, export failed).",
+            &SPAN_EXPORTS.dropped,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+    }
     let Some(s) = stats else { return };
     let mut series = |name: &str, kind: &str, help: &str, value: String| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -174,6 +205,8 @@ mod tests {
         assert!(out.contains("mpp_build_info{binary=\"mpp-test\",version=\"1.2.3\"} 1\n"), "{out}");
         let s = parse(&out);
         for name in [
+            "mpp_otlp_spans_exported_total",
+            "mpp_otlp_spans_dropped_total",
             "process_resident_memory_bytes",
             "process_virtual_memory_bytes",
             "process_cpu_seconds_total",

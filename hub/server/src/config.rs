@@ -320,6 +320,9 @@ pub struct ServeArgs {
     /// docs/AUDIT.md, "Witnesses").
     #[command(flatten)]
     pub witnesses: mpp_audit::cosign::WitnessArgs,
+    /// Export of spans over OTLP (see `mpp_edge::otlp`).
+    #[command(flatten)]
+    pub otlp: mpp_edge::otlp::OtlpArgs,
 }
 
 impl ServeArgs {

@@ -14,9 +14,21 @@ use mpp_hub::config::{Cli, Command};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    mpp_edge::log::init(&cli.log, mpp_edge::log::LOG_FILTER_DEFAULT)?;
+    // Only the server exports spans (--otlp-endpoint); without it this is
+    // the one logging contract's subscriber, as for every subcommand.
+    let otlp = match &cli.command {
+        Command::Serve(args) => args.otlp.clone(),
+        _ => mpp_edge::otlp::OtlpArgs::default(),
+    };
+    let (_, telemetry) = mpp_edge::otlp::init(&cli.log, mpp_edge::log::LOG_FILTER_DEFAULT, &otlp, "mpp-hub")?;
     match cli.command {
-        Command::Serve(args) => mpp_hub::server::serve(args, mpp_edge::signal::shutdown_signal()).await,
+        Command::Serve(args) => {
+            let served = mpp_hub::server::serve(args, mpp_edge::signal::shutdown_signal()).await;
+            // The spans of the last moments, flushed (bounded) once the
+            // servers have stopped.
+            tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+            served
+        }
         Command::ExportPublicKey(args) => {
             let key = mpp_ledger::signer::read_public_key(&args.data_dir).context(
                 "reading the checkpoint public key (the hub creates its key on its first `mpp-hub serve`)",

@@ -711,7 +711,8 @@ pub enum RunError {
 /// Runs the front office until SIGTERM or ctrl-c: tracing, then
 /// [`run_with`] on the bound `--grpc-addr` and `--metrics-addr`.
 pub async fn run(common: CommonArgs, args: FrontOfficeArgs) -> Result<(), RunError> {
-    mpp_agency_kit::init_tracing(&common.log).map_err(mpp_agency_kit::RunError::from)?;
+    let telemetry =
+        mpp_agency_kit::init_tracing(&common, "mpp-frontoffice").map_err(mpp_agency_kit::RunError::from)?;
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr).await.map_err(|source| mpp_agency_kit::RunError::Bind { addr, source })
     };
@@ -720,7 +721,10 @@ pub async fn run(common: CommonArgs, args: FrontOfficeArgs) -> Result<(), RunErr
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
-    run_with(common, args, Listeners { grpc, metrics }, mpp_agency_kit::shutdown_signal()).await
+    let ran = run_with(common, args, Listeners { grpc, metrics }, mpp_agency_kit::shutdown_signal()).await;
+    // The last spans, flushed (bounded) once the server has stopped.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    ran
 }
 
 /// [`run`] without tracing set-up, on given listeners, until `shutdown`

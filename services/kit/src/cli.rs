@@ -88,6 +88,10 @@ pub struct CommonArgs {
     #[command(flatten)]
     pub log: mpp_edge::log::LogArgs,
 
+    /// Export of spans over OTLP: --otlp-endpoint (see `mpp_edge::otlp`).
+    #[command(flatten)]
+    pub otlp: mpp_edge::otlp::OtlpArgs,
+
     /// Do not create the MPP_EVENTS stream if it is missing (for deployments
     /// where agencies may only publish; the operator or the hub creates it).
     #[arg(long, env = "MPP_SKIP_STREAM_SETUP")]
@@ -217,13 +221,18 @@ fn parse_region(s: &str) -> Result<RegionCode, String> {
     RegionCode::parse(s).map_err(|r| r.detail)
 }
 
-pub use mpp_edge::log::{LogFormat, LogInitError as TracingInitError};
+pub use mpp_edge::log::LogFormat;
+pub use mpp_edge::otlp::{Telemetry, TelemetryInitError as TracingInitError};
 
 /// Installs the global tracing subscriber under the one logging contract of
 /// every binary ([`mpp_edge::log`]): stderr, filter `MPP_LOG` (default
-/// info), `--log-format` or by terminal.
-pub fn init_tracing(args: &mpp_edge::log::LogArgs) -> Result<LogFormat, TracingInitError> {
-    mpp_edge::log::init(args, mpp_edge::log::LOG_FILTER_DEFAULT)
+/// info), `--log-format` or by terminal; with `--otlp-endpoint`, spans are
+/// exported too, as `service_name` ([`mpp_edge::otlp`]). Shut the returned
+/// [`Telemetry`] down when the service has stopped, to flush its spans.
+pub fn init_tracing(args: &CommonArgs, service_name: &str) -> Result<Telemetry, TracingInitError> {
+    let (_, telemetry) =
+        mpp_edge::otlp::init(&args.log, mpp_edge::log::LOG_FILTER_DEFAULT, &args.otlp, service_name)?;
+    Ok(telemetry)
 }
 
 #[cfg(test)]

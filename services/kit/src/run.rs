@@ -246,7 +246,7 @@ where
     F: FnOnce(Agency) -> S,
     S: AgencyService,
 {
-    init_tracing(&config.args.log)?;
+    let telemetry = init_tracing(&config.args, &config.binary_name())?;
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr).await.map_err(|source| RunError::Bind { addr, source })
     };
@@ -255,7 +255,10 @@ where
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
-    run_with(config, make_service, Listeners { grpc, metrics }, shutdown_signal()).await
+    let ran = run_with(config, make_service, Listeners { grpc, metrics }, shutdown_signal()).await;
+    // The last spans, flushed (bounded) once the server has stopped.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    ran
 }
 
 /// [`run`] without tracing set-up, on given listeners, until `shutdown`

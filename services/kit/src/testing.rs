@@ -83,6 +83,7 @@ pub fn common_args(nats_url: String, data_dir: std::path::PathBuf) -> crate::Com
         pin_pepper_file: None,
         insecure_dev_keys: true,
         log: mpp_edge::log::LogArgs { log_format: Some(crate::LogFormat::Pretty) },
+        otlp: mpp_edge::otlp::OtlpArgs::default(),
         skip_stream_setup: false,
         data_dir: Some(data_dir),
         outbox_entries_max: 10_000,

@@ -2,7 +2,9 @@
 //! server's layer ([`layer`]) takes the caller's `traceparent` metadata, or
 //! starts a trace when there is none or it is malformed, opens the RPC's span
 //! (`trace`, with `trace_id` and `span_id`) and keeps its own `traceparent` for the call in a
-//! task-local. The publishers read it there ([`current`]): the outbox stores
+//! task-local. With `--otlp-endpoint` the span is exported as the caller's
+//! child ([`mpp_edge::otlp::continue_trace`]) and its exported ids are the
+//! ones logged and sent on. The publishers read it there ([`current`]): the outbox stores
 //! it with each entry and the relay sends it as the NATS header
 //! `traceparent`, where the hub's ingest picks it up.
 
@@ -37,7 +39,12 @@ fn random<const N: usize>() -> [u8; N] {
 
 /// This RPC's span: a child of the caller's `traceparent`, or a new trace.
 fn rpc_trace(incoming: Option<&str>) -> Option<TraceParent> {
-    match incoming.and_then(TraceParent::parse) {
+    rpc_trace_under(incoming.and_then(TraceParent::parse))
+}
+
+/// [`rpc_trace`] of a parsed `traceparent`.
+fn rpc_trace_under(parent: Option<TraceParent>) -> Option<TraceParent> {
+    match parent {
         Some(parent) => parent.child(random()),
         None => TraceParent::root(random()),
     }
@@ -46,8 +53,28 @@ fn rpc_trace(incoming: Option<&str>) -> Option<TraceParent> {
 /// The layer's function: see the module docs.
 async fn trace_rpc(req: Request, next: Next) -> Response {
     let incoming = req.headers().get(TRACEPARENT_HEADER).and_then(|v| v.to_str().ok());
+    if mpp_edge::otlp::exporting() {
+        return trace_exported_rpc(incoming.and_then(TraceParent::parse), req, next).await;
+    }
     let Some(trace) = rpc_trace(incoming) else { return next.run(req).await };
     let span = tracing::info_span!("trace", trace_id = %trace.trace_id_hex(), span_id = %trace.span_id_hex(), path = %req.uri().path());
+    CURRENT.scope(trace, next.run(req).instrument(span)).await
+}
+
+/// [`trace_rpc`] with `--otlp-endpoint`: the span is exported as the
+/// caller's child, and its exported ids are the ones logged and sent on, so
+/// the hub's span for each event is this span's child.
+async fn trace_exported_rpc(parent: Option<TraceParent>, req: Request, next: Next) -> Response {
+    let span = tracing::info_span!(
+        "trace",
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        path = %req.uri().path()
+    );
+    let trace = mpp_edge::otlp::continue_trace(&span, parent.as_ref()).or_else(|| rpc_trace_under(parent));
+    let Some(trace) = trace else { return next.run(req).await };
+    span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+    span.record("span_id", tracing::field::display(trace.span_id_hex()));
     CURRENT.scope(trace, next.run(req).instrument(span)).await
 }
 

@@ -1,14 +1,26 @@
 //! One trace across the hop: an agency RPC called with a W3C `traceparent`
 //! → the agency's RPC span → its outbox entry → the NATS message header →
 //! the hub's ingest span and its JSON log line for each of the call's
-//! events, all with the caller's trace id.
+//! events, all with the caller's trace id; with `--otlp-endpoint`, the
+//! same spans exported over OTLP to a collector (here a tiny one inside the
+//! test), and a call that still succeeds when no collector answers.
 
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use mpp_proto::agency::dukcapil::v1 as dk;
 use mpp_tests::dukcapil::{client, permohonan};
+use mpp_tests::services::{AgencyOptions, HubOptions};
 use mpp_tests::{wait_for, AgencyProcess, HubProcess, NatsServer};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -79,5 +91,181 @@ async fn an_agency_call_s_trace_id_reaches_the_hub_s_log_line_for_its_events() -
         "the agency's span is the parent"
     );
     println!("agency: {filed}");
+    Ok(())
+}
+
+/// One span as the collector received it.
+#[derive(Debug, Clone)]
+struct Received {
+    /// The resource's `service.name`.
+    service: String,
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+}
+
+/// A tiny OTLP/gRPC collector: `TraceService/Export` on a free loopback
+/// port, keeping every span it is sent.
+#[derive(Debug, Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<Received>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut kept = self.spans.lock().map_err(|_| tonic::Status::internal("poisoned"))?;
+        for rs in request.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|a| a.key == "service.name")
+                .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
+                kept.push(Received {
+                    service: service.clone(),
+                    name: span.name,
+                    trace_id: hex::encode(span.trace_id),
+                    span_id: hex::encode(span.span_id),
+                    parent_span_id: hex::encode(span.parent_span_id),
+                });
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+impl Collector {
+    /// Serves on a free loopback port until the test ends; returns the
+    /// collector and its `--otlp-endpoint`.
+    async fn start() -> Result<(Self, String)> {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let collector = Self::default();
+        let server = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+        tokio::spawn(server);
+        Ok((collector, endpoint))
+    }
+
+    /// The spans received so far of the trace `trace_id`.
+    fn of_trace(&self, trace_id: &str) -> Vec<Received> {
+        let spans = self.spans.lock().map(|s| s.clone()).unwrap_or_default();
+        spans.into_iter().filter(|s| s.trace_id == trace_id).collect()
+    }
+}
+
+fn otlp_args(endpoint: &str) -> Vec<String> {
+    vec!["--otlp-endpoint".to_owned(), endpoint.to_owned()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_spans_of_the_agency_and_the_hub_share_the_caller_s_trace() -> Result<()> {
+    let (collector, endpoint) = Collector::start().await?;
+    let nats = NatsServer::start().await?;
+    let hub_options = HubOptions { extra_args: otlp_args(&endpoint), ..HubOptions::default() };
+    let mut hub = HubProcess::spawn_with(&nats.url(), hub_options)?;
+    hub.wait_ready(READY_DEADLINE).await?;
+    let options = AgencyOptions { extra_args: otlp_args(&endpoint), ..AgencyOptions::region("1771") };
+    let mut dukcapil = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
+    dukcapil.wait_listening(READY_DEADLINE).await?;
+
+    let mut c = client(&dukcapil)?;
+    let mut req = tonic::Request::new(permohonan("", dk::Layanan::Kk));
+    req.metadata_mut().insert("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01").parse()?);
+    let answer = c.ajukan_permohonan(req).await.context("AjukanPermohonan")?.into_inner();
+    ensure!(answer.event_ids.len() == 2, "case_opened and application_filed: {:?}", answer.event_ids);
+
+    // The agency's RPC span, and the hub's span for each of the call's two
+    // events, at the collector with the caller's trace id.
+    let spans = wait_for("the agency's and the hub's spans at the collector", READY_DEADLINE, || {
+        let spans = collector.of_trace(TRACE_ID);
+        async move {
+            let rpc = spans.iter().filter(|s| s.service == "mpp-dukcapil" && s.name == "trace").count();
+            let ingest = spans.iter().filter(|s| s.service == "mpp-hub" && s.name == "ingest").count();
+            Ok((rpc == 1 && ingest == 2).then_some(spans))
+        }
+    })
+    .await?;
+    for s in &spans {
+        println!("collector: {s:?}");
+    }
+    let rpc = spans
+        .iter()
+        .find(|s| s.service == "mpp-dukcapil" && s.name == "trace")
+        .context("the agency's RPC span")?;
+    ensure!(rpc.parent_span_id == CALLER_SPAN_ID, "the RPC span is the caller's child: {rpc:?}");
+    for ingest in spans.iter().filter(|s| s.service == "mpp-hub") {
+        ensure!(ingest.parent_span_id == rpc.span_id, "the hub's span is the RPC span's child: {ingest:?}");
+    }
+    // The ids exported are the ids logged: the agency's log line carries
+    // its exported span id.
+    let agency_lines = json_lines_with(dukcapil.process().log_path(), TRACE_ID)?;
+    ensure!(
+        agency_lines.iter().any(|l| l["spans"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["name"] == "trace" && s["span_id"] == rpc.span_id.as_str()))),
+        "the agency logs the exported span id {}: {agency_lines:?}",
+        rpc.span_id
+    );
+    println!(
+        "trace {TRACE_ID}: caller {CALLER_SPAN_ID} -> mpp-dukcapil {} -> mpp-hub ingest x2",
+        rpc.span_id
+    );
+    Ok(())
+}
+
+/// `name`'s value on a `/metrics` page, if the series is there.
+fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_collector_stops_no_call_and_no_ingest_and_its_spans_are_counted() -> Result<()> {
+    // Nothing listens there.
+    let endpoint = format!("http://{}", mpp_tests::ports::free_addr()?);
+    let nats = NatsServer::start().await?;
+    let hub_options = HubOptions { extra_args: otlp_args(&endpoint), ..HubOptions::default() };
+    let mut hub = HubProcess::spawn_with(&nats.url(), hub_options)?;
+    hub.wait_ready(READY_DEADLINE).await?;
+    let metrics_addr = mpp_tests::ports::free_addr()?;
+    let mut extra_args = otlp_args(&endpoint);
+    extra_args.extend(["--metrics-addr".to_owned(), metrics_addr.to_string()]);
+    let options = AgencyOptions { extra_args, ..AgencyOptions::region("1771") };
+    let mut dukcapil = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
+    dukcapil.wait_listening(READY_DEADLINE).await?;
+
+    let mut c = client(&dukcapil)?;
+    let mut req = tonic::Request::new(permohonan("", dk::Layanan::Kk));
+    req.metadata_mut().insert("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01").parse()?);
+    let answer = c.ajukan_permohonan(req).await.context("AjukanPermohonan with no collector")?.into_inner();
+    ensure!(answer.event_ids.len() == 2, "{:?}", answer.event_ids);
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await?);
+    let last = mpp_tests::envelope::stream_last_seq(&js).await?;
+    hub.wait_caught_up(last, READY_DEADLINE).await?;
+
+    // Both processes tried, failed and counted the spans they dropped.
+    for (who, addr) in [("mpp-dukcapil", metrics_addr), ("mpp-hub", hub.http_addr())] {
+        let dropped = wait_for(&format!("{who} to count dropped spans"), READY_DEADLINE, || async move {
+            let page = mpp_tests::http::get(addr, "/metrics").await?.text();
+            let dropped = metric(&page, "mpp_otlp_spans_dropped_total").context("no dropped-spans series")?;
+            let exported =
+                metric(&page, "mpp_otlp_spans_exported_total").context("no exported-spans series")?;
+            ensure!(exported == 0.0, "{who} exported to nowhere: {exported}");
+            Ok((dropped >= 1.0).then_some(dropped))
+        })
+        .await?;
+        println!("{who}: mpp_otlp_spans_dropped_total {dropped}");
+    }
     Ok(())
 }
