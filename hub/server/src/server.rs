@@ -210,7 +210,10 @@ async fn start(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(guard.follow(system_clock(), stop_rx.clone()));
+    tokio::spawn(guard.clone().follow(system_clock(), stop_rx.clone()));
+    // Network and global failure counts leave the answer path: this task
+    // adds them to the bucket every GUARD_COUNTER_FLUSH_MS.
+    tokio::spawn(guard.flush_counters(system_clock(), stop_rx.clone()));
     let changes = CaseChanges::new(stop_rx.clone());
     let web = Arc::new(
         Web::with_sessions(
