@@ -44,6 +44,10 @@ pub(crate) struct LookupRun {
     pub(crate) per_s: f64,
     /// Their latency.
     pub(crate) latency: Percentiles,
+    /// The latency of those with the right PIN.
+    pub(crate) right: Percentiles,
+    /// The latency of those with a wrong PIN.
+    pub(crate) wrong: Percentiles,
     /// Failed lookups (a wrong answer or none).
     pub(crate) errors: u64,
     /// Lookups with a wrong PIN, answered as such (among `per_s`).
@@ -87,7 +91,8 @@ pub(crate) async fn run(
         let grpc = channels.get(t % GRPC_CHANNELS.max(1)).cloned();
         let http_addr = hub.http_addr.clone();
         handles.push(tokio::spawn(async move {
-            let mut samples = Vec::with_capacity(1 << 16);
+            // Right PINs' latencies and wrong PINs', apart.
+            let mut samples = (Vec::with_capacity(1 << 16), Vec::with_capacity(1 << 12));
             let mut errors = 0u64;
             let mut wrong_pins = 0u64;
             let mut conn = match api {
@@ -121,8 +126,13 @@ pub(crate) async fn run(
                     (None, None) => false,
                 };
                 if ok {
-                    samples.push(t0.elapsed());
-                    wrong_pins += u64::from(wrong);
+                    let took = t0.elapsed();
+                    if wrong {
+                        samples.1.push(took);
+                        wrong_pins += 1;
+                    } else {
+                        samples.0.push(took);
+                    }
                 } else {
                     errors += 1;
                 }
@@ -132,16 +142,25 @@ pub(crate) async fn run(
     }
     tokio::time::sleep(window).await;
     stop.store(true, Ordering::Relaxed);
-    let mut samples = Vec::new();
+    let (mut right, mut wrong) = (Vec::new(), Vec::new());
     let mut errors = 0;
     let mut wrong_pins = 0;
     for h in handles {
-        let (s, e, w) = h.await.context("lookup task")??;
-        samples.extend(s);
+        let ((r, w), e, n) = h.await.context("lookup task")??;
+        right.extend(r);
+        wrong.extend(w);
         errors += e;
-        wrong_pins += w;
+        wrong_pins += n;
     }
     let secs = started.elapsed().as_secs_f64();
-    let per_s = samples.len() as f64 / secs;
-    Ok(LookupRun { per_s, latency: percentiles(&mut samples), errors, wrong_pins })
+    let mut all = [right.as_slice(), wrong.as_slice()].concat();
+    let per_s = all.len() as f64 / secs;
+    Ok(LookupRun {
+        per_s,
+        latency: percentiles(&mut all),
+        right: percentiles(&mut right),
+        wrong: percentiles(&mut wrong),
+        errors,
+        wrong_pins,
+    })
 }

@@ -666,6 +666,10 @@ async fn big_hub(
                     Row::new(format!("{name}: p99"), r.latency.p99_ms, "ms")
                         .target("<= 5 ms", r.latency.p99_ms <= 5.0),
                 );
+                for (pins, p) in [("right", r.right), ("wrong", r.wrong)] {
+                    sec.row(Row::new(format!("{name}: p50 with the {pins} PIN"), p.p50_ms, "ms"));
+                    sec.row(Row::new(format!("{name}: p99 with the {pins} PIN"), p.p99_ms, "ms"));
+                }
                 if r.errors > 0 {
                     sec.note(format!("{name}: {} failed lookups.", r.errors));
                 }

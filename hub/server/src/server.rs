@@ -214,7 +214,10 @@ async fn start(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(guard.follow(system_clock(), stop_rx.clone()));
+    tokio::spawn(guard.clone().follow(system_clock(), stop_rx.clone()));
+    // Network and global failure counts leave the answer path: this task
+    // adds them to the bucket every GUARD_COUNTER_FLUSH_MS.
+    let guard_flusher = tokio::spawn(guard.flush_counters(system_clock(), stop_rx.clone()));
     let changes = CaseChanges::new(stop_rx.clone());
     let web = Arc::new(
         Web::with_sessions(
@@ -389,6 +392,10 @@ async fn start(
             Ok(Err(e)) => error!(server = name, error = %e, "Server failed"),
             Err(_) => error!(server = name, "Server did not stop in time"),
         }
+    }
+    // The lookup guard's last flush of pending failure counts.
+    if tokio::time::timeout(SHUTDOWN_GRACE, guard_flusher).await.is_err() {
+        warn!("The lookup guard's pending failure counts were not flushed in time");
     }
     // The writer finishes the batch it holds (if any); its flush made it durable.
     if let Ok(writer) = Arc::try_unwrap(writer) {

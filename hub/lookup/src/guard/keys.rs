@@ -9,8 +9,9 @@ use std::net::IpAddr;
 
 use ring::hmac;
 
-/// Shards of the global failed-lookup counter: failures write to one shard
-/// at random, checks add all, so replicas rarely contend for one key.
+/// Shards of the global failed-lookup counter: each replica writes one,
+/// picked at random when it starts, and checks add all, so replicas rarely
+/// contend for one key.
 pub const GLOBAL_SHARDS: u8 = 8;
 
 /// What a key counts.

@@ -11,8 +11,11 @@
 //! with a local mirror, so that a right PIN costs no round trip. The PIN is
 //! checked first: a wrong one is checked against the number's lock and
 //! counted in one atomic write; a right one only needs to know whether the
-//! number is locked. The bounds are stated in [`shared`].
+//! number is locked. The per-network and global counts are kept in
+//! [`deltas`] and added to the store by one task, off the answer path. The
+//! bounds are stated in [`shared`].
 
+pub mod deltas;
 pub mod keys;
 pub mod policy;
 pub mod shared;

@@ -304,9 +304,18 @@ impl CounterRecord {
 
     /// One more failed lookup at `now_ms`.
     pub fn add(self, now_ms: i64, window_ms: u64) -> Self {
-        let start = window_start(now_ms, window_ms);
-        let count = if self.window_start_ms == start { self.count.saturating_add(1) } else { 1 };
-        Self { window_start_ms: start, count }
+        self.add_many(window_start(now_ms, window_ms), 1).unwrap_or(self)
+    }
+
+    /// `count` more failed lookups in the window starting at
+    /// `window_start_ms`; `None` (nothing to write) when the record
+    /// already counts a later window, which an earlier one cannot change.
+    pub fn add_many(self, window_start_ms: i64, count: u32) -> Option<Self> {
+        if self.window_start_ms > window_start_ms {
+            return None;
+        }
+        let before = if self.window_start_ms == window_start_ms { self.count } else { 0 };
+        Some(Self { window_start_ms, count: before.saturating_add(count) })
     }
 
     /// The record's bytes.
@@ -433,6 +442,11 @@ mod tests {
         assert_eq!(c.count_at(7_200_000 + 3_599_999, w), 2);
         assert_eq!(c.count_at(10_800_000, w), 0);
         assert_eq!(c.add(10_800_001, w), CounterRecord { window_start_ms: 10_800_000, count: 1 });
+        // Summed deltas: into the same window, a later one, never an earlier one.
+        assert_eq!(c.add_many(7_200_000, 5), Some(CounterRecord { window_start_ms: 7_200_000, count: 7 }));
+        assert_eq!(c.add_many(10_800_000, 5), Some(CounterRecord { window_start_ms: 10_800_000, count: 5 }));
+        assert_eq!(c.add_many(3_600_000, 5), None);
+        assert_eq!(c.add(3_600_001, w), c, "a failure of a window that is over changes nothing");
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   atomic step: a compare-and-set write of the number's record in the
 //!   store (retried on conflict, [`CAS_ATTEMPTS_MAX`]) that refuses, and
 //!   counts nothing, when the stored record is locked. Then the client's
-//!   networks and the global counter are counted.
+//!   networks and the global counter are counted, off the answer path
+//!   (below).
 //! - **A right PIN** needs to know only whether the number is locked. When
 //!   the mirror is in step with the store and shows no wrong PINs for the
 //!   number, it is admitted with no round trip and nothing is written, so
@@ -48,12 +49,35 @@
 //!   [`NUMBERS_MARKED_MAX`] numbers are marked; once that many are, every
 //!   right PIN needs a successful write (the guard fails closed).
 //!
-//! The per-network and global budgets are read from the mirror and counted
-//! after the PIN check: every replica can admit what its mirror allows
-//! while the others' failures are on their way, so a budget of `N` per
-//! window holds to within the failures of one watch delay across replicas
-//! (at most `N × replicas` in the worst case of every replica's mirror
-//! lagging a whole window).
+//! # The budgets of networks and of all clients
+//!
+//! These are only budgets: no lock of a number depends on them, so a wrong
+//! PIN does not wait for them. It adds one to its keys (the client's
+//! networks and this replica's shard of the global counter) in this
+//! replica's pending deltas ([`super::deltas`]), and one task
+//! ([`SharedGuard::flush_counters`]) adds each key's summed delta to the
+//! store every [`GUARD_COUNTER_FLUSH_MS`], in one compare-and-set write
+//! per key, so clients sharing a network no longer queue behind each
+//! other's writes. A delta stays pending until the store took it: a failed
+//! flush is retried with the next one, never counted twice by a failure
+//! this replica saw (an answer lost after the write landed counts it twice,
+//! which only tightens the budget). Reads add the replica's pending deltas
+//! to the mirrored counts, so it sees its own failures at once. When
+//! [`COUNTER_DELTA_KEYS_MAX`] keys are pending, a failure of a further key
+//! is counted in the store before the answer, as when no flusher runs (an
+//! in-memory guard, or after [`SharedGuard::flush_counters`] stopped).
+//!
+//! **What a crash loses:** the failures pending on the crashed replica, at
+//! most one flush interval's ([`GUARD_COUNTER_FLUSH_MS`]) worth of its
+//! network and global counts (more only while the store could not take
+//! them). Never a number's record: its wrong PINs are written before the
+//! answer.
+//!
+//! The budgets are read from the mirror: every replica can admit what its
+//! mirror allows while the others' failures are on their way, so a budget
+//! of `N` per window holds to within the failures of one flush interval
+//! plus one watch delay across replicas (at most `N × replicas` in the
+//! worst case of every replica's mirror lagging a whole window).
 //!
 //! Memory is bounded: the mirror holds at most as many records as the
 //! bucket may ([`GuardSettings::keys_max`]); past that it stops being
@@ -69,6 +93,8 @@ use futures::StreamExt;
 use mpp_edge::cas::{CasKv, KvChange, KvError};
 use tracing::{info, warn};
 
+use super::deltas::{Deferred, Delta, Deltas};
+pub use super::deltas::{COUNTER_DELTA_KEYS_MAX, GUARD_COUNTER_FLUSH_MS};
 use super::keys::{GuardKey, GuardKeys, KeyKind, KeyMaker, GLOBAL_SHARDS};
 use super::policy::{window_start, CounterRecord, FailedAttempts, GuessBudgets, NumberRecord, NumberRefusal};
 
@@ -87,6 +113,9 @@ pub const WATCH_RETRY_MS_MAX: u64 = 2_000;
 /// compare-and-set writes to each other), so writes contend only across
 /// replicas, which [`CAS_ATTEMPTS_MAX`] covers.
 pub const WRITE_LOCK_STRIPES: usize = 256;
+
+/// Counter writes one flush has in flight at most.
+pub const FLUSH_WRITES_CONCURRENT_MAX: usize = 32;
 
 /// How the shared guard is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +164,11 @@ pub struct GuardCounters {
     pub stored: AtomicU64,
     /// Wrong PINs counted in the store.
     pub failures_recorded: AtomicU64,
+    /// Network and global counts written before the answer, because no
+    /// flusher runs or [`COUNTER_DELTA_KEYS_MAX`] keys were pending.
+    pub counted_now: AtomicU64,
+    /// Counter writes of flushes that the store took.
+    pub deltas_flushed: AtomicU64,
     /// Store operations that failed (unavailable, full, contended).
     pub store_errors: AtomicU64,
 }
@@ -190,6 +224,11 @@ pub struct SharedGuard {
     counters: GuardCounters,
     /// One writer per key per replica ([`WRITE_LOCK_STRIPES`]).
     writers: Box<[tokio::sync::Mutex<()>]>,
+    /// Network and global counts not yet in the store.
+    deltas: Mutex<Deltas>,
+    /// This replica's shard of the global counter, so that replicas rarely
+    /// write the same one.
+    global_shard: u8,
 }
 
 impl std::fmt::Debug for SharedGuard {
@@ -220,6 +259,8 @@ impl SharedGuard {
             marked: Mutex::default(),
             counters: GuardCounters::default(),
             writers: (0..WRITE_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            deltas: Mutex::new(Deltas::new(COUNTER_DELTA_KEYS_MAX)),
+            global_shard: random_shard(),
         })
     }
 
@@ -270,16 +311,40 @@ impl SharedGuard {
         (now_ms < e.seen_ms.saturating_add(max_age_ms(&self.settings))).then_some((e.revision, e.record))
     }
 
-    fn counter_at(&self, key: &GuardKey, now_ms: i64) -> u32 {
-        match self.cached(key, now_ms) {
-            Some((_, Record::Counter(c))) => c.count_at(now_ms, self.settings.budgets.window_ms),
+    /// The count of `key` in the window of `now_ms`, as mirrored, without
+    /// this replica's pending delta.
+    fn mirrored_count(&self, c: &Cache, key: &GuardKey, now_ms: i64) -> u32 {
+        match c.map.get(key) {
+            Some(e) if now_ms < e.seen_ms.saturating_add(max_age_ms(&self.settings)) => match e.record {
+                Record::Counter(r) => r.count_at(now_ms, self.settings.budgets.window_ms),
+                Record::Number(_) => 0,
+            },
             _ => 0,
         }
     }
 
-    /// Failed lookups of all clients in the current window, as cached.
+    fn window_of(&self, now_ms: i64) -> i64 {
+        window_start(now_ms, self.settings.budgets.window_ms)
+    }
+
+    /// The count of `key` in the window of `now_ms`: as mirrored, plus what
+    /// this replica has pending.
+    fn counter_at(&self, key: &GuardKey, now_ms: i64) -> u32 {
+        let mirrored = self.mirrored_count(&lock(&self.cache), key, now_ms);
+        mirrored.saturating_add(lock(&self.deltas).pending(key, self.window_of(now_ms)))
+    }
+
+    /// Failed lookups of all clients in the current window: every shard as
+    /// mirrored, plus this replica's pending ones.
     pub fn global_failures(&self, now_ms: i64) -> u32 {
-        (0..GLOBAL_SHARDS).map(|s| self.counter_at(&GuardKey::global(s), now_ms)).fold(0, u32::saturating_add)
+        let mirrored = {
+            let c = lock(&self.cache);
+            (0..GLOBAL_SHARDS)
+                .map(|s| self.mirrored_count(&c, &GuardKey::global(s), now_ms))
+                .fold(0, u32::saturating_add)
+        };
+        let own = GuardKey::global(self.global_shard);
+        mirrored.saturating_add(lock(&self.deltas).pending(&own, self.window_of(now_ms)))
     }
 
     /// Whether lookups need a proof of work now (the global budget is spent).
@@ -434,18 +499,98 @@ impl SharedGuard {
                 Err(self.unavailable(&e, "A wrong PIN could not be counted in the lookup guard's store"))
             }
         };
-        let shard = GuardKey::global(random_shard());
-        let counters = futures::future::join_all(
-            keys.nets.iter().chain(std::iter::once(&shard)).map(|k| self.add_failure(*k, now_ms)),
-        )
-        .await;
-        for r in counters {
+        self.count_failure(keys, now_ms).await;
+        answer
+    }
+
+    /// Counts a failed lookup for the client's networks and globally: in
+    /// the pending deltas, or in the store at once for the keys they do
+    /// not take.
+    async fn count_failure(&self, keys: &GuardKeys, now_ms: i64) {
+        let window_start_ms = self.window_of(now_ms);
+        let shard = GuardKey::global(self.global_shard);
+        let now: Vec<GuardKey> = {
+            let mut deltas = lock(&self.deltas);
+            keys.nets
+                .iter()
+                .chain(std::iter::once(&shard))
+                .filter(|k| deltas.add(**k, window_start_ms) == Deferred::CountNow)
+                .copied()
+                .collect()
+        };
+        if now.is_empty() {
+            return;
+        }
+        self.counters.counted_now.fetch_add(now.len() as u64, Ordering::Relaxed);
+        let delta = Delta { window_start_ms, count: 1 };
+        let written =
+            futures::future::join_all(now.iter().map(|k| self.add_to_counter(*k, delta, now_ms))).await;
+        for r in written {
             if let Err(e) = r {
                 self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
                 warn!(error = %e, "A failed lookup could not be counted for a network or globally");
             }
         }
-        answer
+    }
+
+    /// Adds this replica's pending network and global counts to the store
+    /// every [`GUARD_COUNTER_FLUSH_MS`] until `stop`, then once more; while
+    /// it runs, wrong PINs leave their counts to it. See the module docs.
+    pub async fn flush_counters(
+        self: Arc<Self>,
+        clock: crate::lookup::Clock,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        lock(&self.deltas).open();
+        let mut tick = tokio::time::interval(Duration::from_millis(GUARD_COUNTER_FLUSH_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            if *stop.borrow() {
+                break;
+            }
+            self.flush(clock()).await;
+        }
+        // From now on wrong PINs count in the store themselves; what is
+        // pending goes in one last flush.
+        lock(&self.deltas).close();
+        self.flush(clock()).await;
+    }
+
+    /// Writes every pending delta to the store, one compare-and-set write
+    /// per key ([`FLUSH_WRITES_CONCURRENT_MAX`] at once); a delta the
+    /// store took stops being pending, one it did not waits for the next
+    /// flush. The number of keys whose delta the store did not take.
+    async fn flush(&self, now_ms: i64) -> usize {
+        let pending = lock(&self.deltas).snapshot();
+        if pending.is_empty() {
+            return 0;
+        }
+        let mut failed = 0usize;
+        let mut last_error = None;
+        let mut writes = futures::stream::iter(pending)
+            .map(|(key, delta)| async move { (key, delta, self.add_to_counter(key, delta, now_ms).await) })
+            .buffer_unordered(FLUSH_WRITES_CONCURRENT_MAX);
+        while let Some((key, delta, written)) = writes.next().await {
+            match written {
+                Ok(()) => {
+                    lock(&self.deltas).settle(&key, delta);
+                    self.counters.deltas_flushed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    failed += 1;
+                    last_error = Some(e);
+                }
+            }
+        }
+        if let Some(e) = last_error {
+            self.counters.store_errors.fetch_add(failed as u64, Ordering::Relaxed);
+            warn!(error = %e, keys = failed, "Failed lookups could not be counted in the lookup guard's store: retrying");
+        }
+        failed
     }
 
     fn unavailable(&self, e: &KvError, message: &'static str) -> GuardRefusal {
@@ -454,11 +599,15 @@ impl SharedGuard {
         GuardRefusal::Unavailable
     }
 
-    async fn add_failure(&self, key: GuardKey, now_ms: i64) -> Result<(), KvError> {
-        let window = self.settings.budgets.window_ms;
-        self.update(key, now_ms, false, |r| match r {
-            Some(Record::Counter(c)) => Ok::<_, NumberRefusal>(Some(Record::Counter(c.add(now_ms, window)))),
-            _ => Ok(Some(Record::Counter(CounterRecord::default().add(now_ms, window)))),
+    /// Adds `delta` to the counter `key` in the store, in one atomic
+    /// read-modify-write (nothing, when the store counts a later window).
+    async fn add_to_counter(&self, key: GuardKey, delta: Delta, now_ms: i64) -> Result<(), KvError> {
+        self.update(key, now_ms, false, |r| {
+            let before = match r {
+                Some(Record::Counter(c)) => c,
+                _ => CounterRecord::default(),
+            };
+            Ok::<_, NumberRefusal>(before.add_many(delta.window_start_ms, delta.count).map(Record::Counter))
         })
         .await
         .map(|_| ())
@@ -758,16 +907,33 @@ mod tests {
         assert_eq!(guess(&a, "10.0.0.9", true, T0 + 6).await, locked);
     }
 
-    #[tokio::test]
-    async fn network_budgets_refuse_and_the_global_one_asks_for_work() {
-        let g = SharedGuard::in_memory(&[5; 32], settings());
-        let tns: Vec<[u8; 15]> = (0..40u64)
+    /// `n` tracking numbers of region 1771.
+    fn numbers(n: u64) -> Vec<[u8; 15]> {
+        (0..n)
             .map(|i| {
                 let t = mpp_core::TrackingNumber::new(mpp_core::RegionCode::parse("1771").unwrap(), 1000 + i)
                     .unwrap();
                 t.digits()
             })
-            .collect();
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn network_budgets_refuse_and_the_global_one_asks_for_work() {
+        // Counted in the store before each answer (no flusher runs)...
+        let g = SharedGuard::in_memory(&[5; 32], settings());
+        spend_the_budgets(&g).await;
+        assert_eq!(g.counters().counted_now.load(Ordering::Relaxed), 2 * 32);
+        // ... or pending, never flushed: the replica sees its own at once.
+        let g = SharedGuard::in_memory(&[5; 32], settings());
+        lock(&g.deltas).open();
+        spend_the_budgets(&g).await;
+        assert_eq!(g.counters().counted_now.load(Ordering::Relaxed), 0);
+        assert_eq!(lock(&g.deltas).len(), 22, "21 addresses and a global shard");
+    }
+
+    async fn spend_the_budgets(g: &SharedGuard) {
+        let tns = numbers(40);
         let mut admitted = 0;
         for t in &tns[..20] {
             let keys = g.keys(t, ip("10.0.0.1"));
@@ -796,6 +962,106 @@ mod tests {
         // The next window starts afresh.
         let next = T0 + 3_600_000;
         assert!(!g.proof_of_work_required(next));
+    }
+
+    /// A store whose counter writes fail while `down` (the numbers' go
+    /// through).
+    #[derive(Debug)]
+    struct CountersDown {
+        kv: MemKv,
+        down: AtomicBool,
+    }
+
+    impl CasKv for CountersDown {
+        fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, KvValue> {
+            self.kv.get(key)
+        }
+        fn put_if<'a>(&'a self, key: &'a str, value: Vec<u8>, expected: u64) -> KvFuture<'a, u64> {
+            if !key.starts_with("n.") && self.down.load(Ordering::Relaxed) {
+                return Box::pin(async { Err(KvError::Unavailable("down".into())) });
+            }
+            self.kv.put_if(key, value, expected)
+        }
+        fn watch(&self) -> KvFuture<'_, futures::stream::BoxStream<'static, Result<KvChange, KvError>>> {
+            self.kv.watch()
+        }
+    }
+
+    /// The count of `key` in the store.
+    async fn in_store(kv: &MemKv, key: &GuardKey, now: i64) -> u32 {
+        let v = kv.get(&key.kv_key()).await.unwrap();
+        v.value
+            .and_then(|b| CounterRecord::decode(&b))
+            .map_or(0, |c| c.count_at(now, settings().budgets.window_ms))
+    }
+
+    #[tokio::test]
+    async fn network_counts_wait_for_the_flush_and_a_failed_one_is_retried_once() {
+        let kv = MemKv::new(1000);
+        let store = Arc::new(CountersDown { kv: kv.clone(), down: AtomicBool::new(false) });
+        let g = SharedGuard::new(store.clone(), &[5; 32], settings());
+        g.synced.store(true, Ordering::Release);
+        lock(&g.deltas).open();
+        let keys = g.keys(&TN, ip("10.0.0.1"));
+        let (net, shard) = (keys.nets[0], GuardKey::global(g.global_shard));
+        for i in 0..3 {
+            guess(&g, "10.0.0.1", false, T0 + i).await.unwrap();
+        }
+        // Given three wrong PINs: their number's record is in the store,
+        // the network's and global counts only pending, seen at once here.
+        assert_eq!(g.counters().failures_recorded.load(Ordering::Relaxed), 3);
+        assert_eq!((in_store(&kv, &net, T0).await, g.counter_at(&net, T0)), (0, 3));
+        assert_eq!(g.global_failures(T0), 3);
+        // When a flush fails, nothing is lost or settled.
+        store.down.store(true, Ordering::Relaxed);
+        assert_eq!(g.flush(T0 + 3).await, 2, "the network and the global shard");
+        assert_eq!((in_store(&kv, &net, T0).await, g.counter_at(&net, T0)), (0, 3));
+        guess(&g, "10.0.0.1", false, T0 + 4).await.unwrap();
+        // Then the next one writes the sum once, and a third writes nothing.
+        store.down.store(false, Ordering::Relaxed);
+        assert_eq!(g.flush(T0 + 5).await, 0);
+        assert!(lock(&g.deltas).is_empty());
+        assert_eq!((in_store(&kv, &net, T0).await, in_store(&kv, &shard, T0).await), (4, 4));
+        assert_eq!((g.counter_at(&net, T0), g.global_failures(T0)), (4, 4), "mirrored, not pending too");
+        assert_eq!(g.flush(T0 + 6).await, 0);
+        assert_eq!(in_store(&kv, &net, T0).await, 4);
+        assert_eq!(g.counters().deltas_flushed.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_network_spending_its_budget_on_one_replica_is_refused_on_the_other() {
+        let kv = MemKv::new(1000);
+        let (a, b, stop) = replicas(&kv).await;
+        let clock: crate::lookup::Clock = Arc::new(|| T0);
+        let flushers: Vec<_> =
+            [&a, &b].map(|g| tokio::spawn(g.clone().flush_counters(clock.clone(), stop.subscribe()))).into();
+        for g in [&a, &b] {
+            let open = || async { Ok(lock(&g.deltas).is_open().then_some(())) };
+            mpp_test_support::wait::wait_for("the flusher runs", Duration::from_secs(5), open).await.unwrap();
+        }
+        for t in &numbers(12) {
+            let keys = a.keys(t, ip("10.0.0.1"));
+            a.check_networks(&keys, T0).unwrap();
+            a.wrong_pin(&keys, 0, T0).await.unwrap();
+        }
+        let keys = b.keys(&TN, ip("10.0.0.1"));
+        let refused = || async { Ok(b.check_networks(&keys, T0).is_err().then_some(())) };
+        mpp_test_support::wait::wait_for(
+            "the budget reaches the other replica",
+            Duration::from_secs(5),
+            refused,
+        )
+        .await
+        .unwrap();
+        assert_eq!(b.global_failures(T0), 12);
+        assert_eq!(a.counters().counted_now.load(Ordering::Relaxed), 0, "all left to the flusher");
+        // Stopping flushes what is left, and from then on counts at once.
+        stop.send(true).unwrap();
+        for f in flushers {
+            f.await.unwrap();
+        }
+        assert_eq!(in_store(&kv, &keys.nets[0], T0).await, 12);
+        assert_eq!(lock(&a.deltas).add(keys.nets[0], a.window_of(T0)), Deferred::CountNow);
     }
 
     /// A store whose every operation yields first, so that concurrent
