@@ -179,6 +179,10 @@ struct Counters {
     published_total: AtomicU64,
     publish_errors_total: AtomicU64,
     flushes_total: AtomicU64,
+    /// Microseconds spent in group commits (the transaction and its sync).
+    flush_us_total: AtomicU64,
+    /// Microseconds the writer waited for more calls before a commit.
+    gather_us_total: AtomicU64,
     full_total: AtomicU64,
     /// Every sequence below this is durable on disk.
     durable_next_seq: AtomicU64,
@@ -517,6 +521,12 @@ pub struct OutboxSnapshot {
     pub publish_errors_total: u64,
     /// Group-commit flushes since start.
     pub flushes_total: u64,
+    /// Microseconds those flushes took (the redb transaction and its sync),
+    /// since start: divided by [`Self::flushes_total`], the commit latency.
+    pub flush_us_total: u64,
+    /// Microseconds the writer waited for more calls before a commit
+    /// ([`GROUP_COMMIT_GATHER_US_MAX`] at most each time), since start.
+    pub gather_us_total: u64,
     /// Events accepted into the outbox since start.
     pub accepted_events_total: u64,
     /// Calls refused with `OUTBOX_FULL` since start.
@@ -553,6 +563,8 @@ impl OutboxStatus {
             published_total: c.published_total.load(Ordering::Relaxed),
             publish_errors_total: c.publish_errors_total.load(Ordering::Relaxed),
             flushes_total: c.flushes_total.load(Ordering::Relaxed),
+            flush_us_total: c.flush_us_total.load(Ordering::Relaxed),
+            gather_us_total: c.gather_us_total.load(Ordering::Relaxed),
             accepted_events_total: c.accepted_events_total.load(Ordering::Relaxed),
             full_total: c.full_total.load(Ordering::Relaxed),
             durable_next_seq: c.durable_next_seq.load(Ordering::Relaxed),

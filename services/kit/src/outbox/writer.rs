@@ -62,7 +62,8 @@ impl Writer {
             // the callers just answered, so that concurrent callers share
             // one sync instead of alternating between two half groups.
             let want = (calls.len() + answered).min(GROUP_COMMIT_CALLS_MAX);
-            let deadline = Instant::now() + Duration::from_micros(GROUP_COMMIT_GATHER_US_MAX);
+            let gathering = Instant::now();
+            let deadline = gathering + Duration::from_micros(GROUP_COMMIT_GATHER_US_MAX);
             while answered > 1 && calls.len() < want && room(&calls, bytes) && Instant::now() < deadline {
                 match rx.try_recv() {
                     Ok(call) => {
@@ -75,6 +76,9 @@ impl Writer {
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 }
             }
+            self.counters
+                .gather_us_total
+                .fetch_add(gathering.elapsed().as_micros() as u64, Ordering::Relaxed);
             answered = calls.len();
             self.commit(calls);
         }
@@ -144,21 +148,18 @@ impl Writer {
                 Err(AppendError::Storage { error: e.to_string(), maybe_stored: true })
             }
         };
+        let flush_us = started.elapsed().as_micros() as u64;
         let added: u64 = admitted.iter().map(|(_, b, _, _)| *b).sum();
         self.counters.depth.fetch_add(events, Ordering::Relaxed);
         self.counters.bytes.fetch_add(added, Ordering::Relaxed);
         match result {
             Ok(()) => {
                 self.counters.flushes_total.fetch_add(1, Ordering::Relaxed);
+                self.counters.flush_us_total.fetch_add(flush_us, Ordering::Relaxed);
                 self.counters.accepted_events_total.fetch_add(events, Ordering::Relaxed);
                 self.counters.durable_next_seq.store(self.next_seq, Ordering::Relaxed);
                 self.counters.write_failed.store(false, Ordering::Relaxed);
-                tracing::trace!(
-                    calls = admitted.len(),
-                    events,
-                    flush_us = started.elapsed().as_micros() as u64,
-                    "Outbox batch committed"
-                );
+                tracing::trace!(calls = admitted.len(), events, flush_us, "Outbox batch committed");
                 self.notify.notify_one();
                 for (reply, _, _, seq) in admitted {
                     let _ = reply.send(Ok(seq));
