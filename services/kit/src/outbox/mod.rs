@@ -35,9 +35,10 @@
 //!
 //! Known limits, stated so nobody relies on more:
 //!
-//! - Deletions of published entries are committed without a sync of their
-//!   own (`Durability::None`); they become durable with the next group
-//!   commit or at shutdown. A crash before that republishes those entries,
+//! - Deletions of published entries have no commit of their own: they are
+//!   hidden at once and written by the next group commit, or by the relay
+//!   after [`RELAY_IDLE_POLL_MS`] without new entries, or at shutdown (the
+//!   `store` module's docs). A crash before that republishes those entries,
 //!   which JetStream drops as duplicates while they are inside its duplicate
 //!   window (10 minutes, see [`mpp_edge::stream`]).
 //! - The durability of a commit is the disk's: a drive that acknowledges a
