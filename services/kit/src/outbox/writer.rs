@@ -4,7 +4,8 @@
 //! waiting (up to [`GROUP_COMMIT_CALLS_MAX`] calls or
 //! [`GROUP_COMMIT_BYTES_MAX`] bytes), waits at most
 //! [`GROUP_COMMIT_GATHER_US_MAX`] for as many more as the previous commit
-//! answered (when that was more than one), writes the admitted ones in one redb
+//! answered (when that was more than one; parked, woken by each call),
+//! writes the admitted ones in one redb
 //! transaction, commits it durably, and only then answers each caller. It
 //! is a plain thread because the commit's sync blocks.
 
@@ -19,9 +20,6 @@ use super::{
     GROUP_COMMIT_GATHER_US_MAX,
 };
 
-/// How often the writer looks for more calls while it waits for them, in
-/// microseconds.
-const GROUP_COMMIT_GATHER_POLL_US: u64 = 50;
 use crate::event::Clock;
 
 /// The writer's state; owned by its thread.
@@ -70,8 +68,11 @@ impl Writer {
                         bytes += call.bytes;
                         calls.push(call);
                     }
+                    // Each queued call unparks this thread (a wake before
+                    // the park makes it return at once; a spurious return
+                    // only loops).
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        std::thread::sleep(Duration::from_micros(GROUP_COMMIT_GATHER_POLL_US))
+                        std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()))
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 }
