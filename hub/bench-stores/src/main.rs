@@ -20,7 +20,9 @@
 //!
 //! Run: `cargo run --release -p mpp-bench-stores -- --events 20000`;
 //! `--probe` instead measures where one group commit's time goes
-//! (`probe.rs`).
+//! (`probe.rs`). (The outbox itself now carries the relay's deletions in
+//! its next group commit; the workload below keeps the separate deletion
+//! commit it was measured with.)
 
 mod probe;
 
