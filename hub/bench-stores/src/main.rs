@@ -18,7 +18,13 @@
 //! - **SQLite** (bundled) in WAL mode, `synchronous=FULL` for appends (an
 //!   fsync of the WAL per commit) and `synchronous=NORMAL` for deletes.
 //!
-//! Run: `cargo run --release -p mpp-bench-stores -- --events 20000`.
+//! Run: `cargo run --release -p mpp-bench-stores -- --events 20000`;
+//! `--probe` instead measures where one group commit's time goes
+//! (`probe.rs`). (The outbox itself now carries the relay's deletions in
+//! its next group commit; the workload below keeps the separate deletion
+//! commit it was measured with.)
+
+mod probe;
 
 use std::path::Path;
 use std::time::Instant;
@@ -43,6 +49,10 @@ struct Args {
     /// Where the stores' directories are made (a real disk, not tmpfs).
     #[arg(long, default_value = ".")]
     dir: std::path::PathBuf,
+    /// Only measure where one group commit's time goes: raw fdatasync, a
+    /// redb commit of one group record, the relay's deletions (probe.rs).
+    #[arg(long)]
+    probe: bool,
 }
 
 /// One candidate store, driven by the writer thread only.
@@ -205,6 +215,9 @@ fn run(store: &mut dyn OutboxStore, events: usize, group: usize) -> Result<f64> 
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.probe {
+        return probe::run(&args.dir);
+    }
     println!(
         "Outbox group-commit workload: {} events of {VALUE_BYTES} B per store and group size, each \
          group one durable commit, deleted after the next group (as the relay does).",

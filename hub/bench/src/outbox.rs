@@ -26,6 +26,12 @@ pub(crate) struct OutboxRun {
     pub(crate) published_per_s: f64,
     /// Group-commit flushes.
     pub(crate) flushes: u64,
+    /// Mean time of one flush (the redb transaction and its sync), in
+    /// milliseconds: the commit latency.
+    pub(crate) flush_ms: f64,
+    /// Mean time the writer waited for more calls before a flush, in
+    /// milliseconds.
+    pub(crate) gather_ms: f64,
     /// Events.
     pub(crate) events: usize,
 }
@@ -77,10 +83,13 @@ pub(crate) async fn run(tmp: &Path, n: usize, callers: usize, seed: u64) -> Resu
     }
     let drained = started.elapsed();
     outbox.shutdown(Duration::from_secs(5)).await;
+    let flushes = after.flushes_total - before.flushes_total;
     Ok(OutboxRun {
         accepted_per_s: n as f64 / accepted.as_secs_f64(),
         published_per_s: n as f64 / drained.as_secs_f64(),
-        flushes: after.flushes_total - before.flushes_total,
+        flushes,
+        flush_ms: (after.flush_us_total - before.flush_us_total) as f64 / 1e3 / flushes.max(1) as f64,
+        gather_ms: (after.gather_us_total - before.gather_us_total) as f64 / 1e3 / flushes.max(1) as f64,
         events: n,
     })
 }

@@ -17,6 +17,7 @@
 //! | `mpp_outbox_publish_errors_total` | counter | failed publish attempts |
 //! | `mpp_outbox_accepted_events_total` | counter | events accepted into the outbox |
 //! | `mpp_outbox_flushes_total` | counter | group-commit flushes |
+//! | `mpp_outbox_flush_seconds_total` | counter | time spent in them (transaction and sync) |
 //! | `mpp_outbox_full_total` | counter | calls refused with `OUTBOX_FULL` |
 //! | `mpp_auth_failures_total` | counter | calls refused with `UNAUTHENTICATED` |
 //! | `mpp_agency_verdicts_total` | counter | the hub's verdicts on this service's events heard since start, by `verdict` (accepted, rejected, duplicate) and `reason` (the reason code of a rejection); only with `--hub-url` |
@@ -102,6 +103,12 @@ pub fn render(source: &MetricsSource) -> String {
         "counter",
         "Group-commit flushes of the outbox.",
         s.flushes_total.to_string(),
+    );
+    metric(
+        "mpp_outbox_flush_seconds_total",
+        "counter",
+        "Seconds spent in group-commit flushes of the outbox (transaction and sync).",
+        (s.flush_us_total as f64 / 1e6).to_string(),
     );
     metric(
         "mpp_outbox_full_total",

@@ -35,9 +35,10 @@
 //!
 //! Known limits, stated so nobody relies on more:
 //!
-//! - Deletions of published entries are committed without a sync of their
-//!   own (`Durability::None`); they become durable with the next group
-//!   commit or at shutdown. A crash before that republishes those entries,
+//! - Deletions of published entries have no commit of their own: they are
+//!   hidden at once and written by the next group commit, or by the relay
+//!   after [`RELAY_IDLE_POLL_MS`] without new entries, or at shutdown (the
+//!   `store` module's docs). A crash before that republishes those entries,
 //!   which JetStream drops as duplicates while they are inside its duplicate
 //!   window (10 minutes, see [`mpp_edge::stream`]).
 //! - The durability of a commit is the disk's: a drive that acknowledges a
@@ -72,7 +73,7 @@ mod writer;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use mpp_core::ReasonCode;
@@ -103,7 +104,8 @@ pub const GROUP_COMMIT_CALLS_MAX: usize = 1024;
 /// Longest the writer waits for more calls before a commit, in
 /// microseconds: when the previous commit answered more than one call, the
 /// writer waits up to this long for as many new calls as it answered, since
-/// those callers tend to come straight back. Without it 64 concurrent
+/// those callers tend to come straight back (each call wakes it, so the
+/// wait ends with the last of them). Without it 64 concurrent
 /// callers split into two alternating groups of 32, each paying a sync
 /// (mpp-bench section 3 measured 33-35 events per commit; with 300 us,
 /// 49-56; with 1,000 us, 63-64). A lone caller never waits; concurrent ones
@@ -179,6 +181,10 @@ struct Counters {
     published_total: AtomicU64,
     publish_errors_total: AtomicU64,
     flushes_total: AtomicU64,
+    /// Microseconds spent in group commits (the transaction and its sync).
+    flush_us_total: AtomicU64,
+    /// Microseconds the writer waited for more calls before a commit.
+    gather_us_total: AtomicU64,
     full_total: AtomicU64,
     /// Every sequence below this is durable on disk.
     durable_next_seq: AtomicU64,
@@ -221,9 +227,19 @@ impl From<store::StoreError> for OutboxError {
 #[derive(Debug, Default)]
 struct Intake {
     tx: RwLock<Option<mpsc::Sender<Append>>>,
+    /// The writer thread, woken after each call is queued: while it gathers
+    /// calls for a commit it sleeps until the next one arrives (or its
+    /// deadline), instead of polling and oversleeping.
+    writer: OnceLock<std::thread::Thread>,
 }
 
 impl Intake {
+    fn wake_writer(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.unpark();
+        }
+    }
+
     fn sender(&self) -> Option<mpsc::Sender<Append>> {
         self.tx.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -288,7 +304,7 @@ impl Outbox {
         counters.durable_next_seq.store(next_seq, Ordering::Relaxed);
         let store = Arc::new(store);
         let (tx, rx) = mpsc::channel(OUTBOX_QUEUE_CALLS_MAX);
-        let intake = Arc::new(Intake { tx: RwLock::new(Some(tx)) });
+        let intake = Arc::new(Intake { tx: RwLock::new(Some(tx)), writer: OnceLock::new() });
         let notify = Arc::new(Notify::new());
         let writer = writer::Writer {
             store: store.clone(),
@@ -303,6 +319,7 @@ impl Outbox {
             .name("mpp-outbox-writer".to_owned())
             .spawn(move || writer.run(rx))
             .map_err(OutboxError::Thread)?;
+        let _ = intake.writer.set(writer.thread().clone());
         tracing::info!(dir = %config.dir.display(), entries = depth, bytes, next_seq, "Outbox opened");
         Ok(Self { store, counters, intake, notify, clock, config, writer: Some(writer), relay: None })
     }
@@ -439,6 +456,7 @@ impl OutboxPublisher {
         let (reply, answer) = oneshot::channel();
         tx.send(Append { values, bytes, reply }).await.map_err(|_| closed())?;
         drop(tx);
+        self.intake.wake_writer();
         match answer.await {
             Ok(Ok(first_seq)) => Ok(events
                 .iter()
@@ -517,6 +535,12 @@ pub struct OutboxSnapshot {
     pub publish_errors_total: u64,
     /// Group-commit flushes since start.
     pub flushes_total: u64,
+    /// Microseconds those flushes took (the redb transaction and its sync),
+    /// since start: divided by [`Self::flushes_total`], the commit latency.
+    pub flush_us_total: u64,
+    /// Microseconds the writer waited for more calls before a commit
+    /// ([`GROUP_COMMIT_GATHER_US_MAX`] at most each time), since start.
+    pub gather_us_total: u64,
     /// Events accepted into the outbox since start.
     pub accepted_events_total: u64,
     /// Calls refused with `OUTBOX_FULL` since start.
@@ -553,6 +577,8 @@ impl OutboxStatus {
             published_total: c.published_total.load(Ordering::Relaxed),
             publish_errors_total: c.publish_errors_total.load(Ordering::Relaxed),
             flushes_total: c.flushes_total.load(Ordering::Relaxed),
+            flush_us_total: c.flush_us_total.load(Ordering::Relaxed),
+            gather_us_total: c.gather_us_total.load(Ordering::Relaxed),
             accepted_events_total: c.accepted_events_total.load(Ordering::Relaxed),
             full_total: c.full_total.load(Ordering::Relaxed),
             durable_next_seq: c.durable_next_seq.load(Ordering::Relaxed),

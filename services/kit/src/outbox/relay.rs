@@ -34,8 +34,10 @@ pub const RELAY_BACKOFF_MS_MIN: u64 = 100;
 /// Longest wait between two attempts, in milliseconds.
 pub const RELAY_BACKOFF_MS_MAX: u64 = 5_000;
 
-/// Most acknowledged entries deleted in one transaction. Deletes are also made
-/// whenever nothing is in flight.
+/// Most acknowledged entries gathered before the relay marks them
+/// published in the store (an in-memory mark that the next durable commit
+/// writes; see the `store` module). They are also marked whenever nothing
+/// is in flight.
 pub const DELETE_BATCH_MAX: usize = 256;
 
 /// How often the relay looks at the NATS connection while it is down, in
@@ -44,6 +46,8 @@ pub const RELAY_CONNECTION_POLL_MS: u64 = 100;
 
 /// Longest the idle relay waits for a new-entries signal before looking at
 /// the outbox anyway, in milliseconds (a safety net; the writer signals).
+/// An idle relay that waited this long also makes its deletions durable
+/// (no group commit came to carry them).
 pub const RELAY_IDLE_POLL_MS: u64 = 1_000;
 
 /// After the drain deadline of a shutdown, how long the relay may take to
@@ -336,21 +340,30 @@ impl Relay {
         }
     }
 
-    /// Deletes acknowledged entries in one transaction (not synced: see the
-    /// module docs). On failure they stay listed and are tried again.
+    /// Marks acknowledged entries published: hidden at once, deleted on
+    /// disk by the next durable commit (see the module docs).
     fn delete_done(&mut self) {
         // Acknowledgements come in outbox order from the oldest entry: what
         // is done is always the outbox's oldest entries.
         let Some(&(last, _)) = self.done.last() else { return };
-        match self.store.remove_through(last) {
-            Ok(()) => {
-                let bytes: u64 = self.done.iter().map(|(_, b)| *b).sum();
-                self.counters.depth.fetch_sub(self.done.len() as u64, Ordering::Relaxed);
-                self.counters.bytes.fetch_sub(bytes, Ordering::Relaxed);
-                self.done.clear();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, entries = self.done.len(), "Cannot delete published outbox entries")
+        self.store.acknowledge(last);
+        let bytes: u64 = self.done.iter().map(|(_, b)| *b).sum();
+        self.counters.depth.fetch_sub(self.done.len() as u64, Ordering::Relaxed);
+        self.counters.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.done.clear();
+    }
+
+    /// Makes the acknowledged deletions durable when no group commit did
+    /// (an idle outbox), off the runtime's threads: the commit syncs. (The
+    /// future holds the store, not the relay, which is not `Sync`.)
+    fn sync_deletions(&self) -> impl Future<Output = ()> + Send + 'static {
+        let store = self.store.deletions_pending().then(|| self.store.clone());
+        async move {
+            let Some(store) = store else { return };
+            match tokio::task::spawn_blocking(move || store.sync()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "Cannot delete published outbox entries"),
+                Err(e) => tracing::error!(error = %e, "Deleting published outbox entries panicked"),
             }
         }
     }
@@ -391,18 +404,24 @@ impl Relay {
     }
 
     /// Nothing in flight: wait for new entries, a mode change, or (while
-    /// disconnected) the next look at the connection.
+    /// disconnected) the next look at the connection. Deletions still
+    /// pending after [`RELAY_IDLE_POLL_MS`] without new entries (or while
+    /// disconnected) are made durable.
     async fn idle(&mut self) {
         self.warn_if_stale();
         if !self.connected() {
+            self.sync_deletions().await;
             self.wait(Duration::from_millis(RELAY_CONNECTION_POLL_MS)).await;
             return;
         }
         let notified = self.notify.notified();
-        tokio::select! {
-            () = notified => {}
-            _ = self.mode.changed() => {}
-            () = tokio::time::sleep(Duration::from_millis(RELAY_IDLE_POLL_MS)) => {}
+        let quiet = tokio::select! {
+            () = notified => false,
+            _ = self.mode.changed() => false,
+            () = tokio::time::sleep(Duration::from_millis(RELAY_IDLE_POLL_MS)) => true,
+        };
+        if quiet {
+            self.sync_deletions().await;
         }
     }
 

@@ -8,6 +8,16 @@
 //! commit so writes a few pages instead of one leaf per handful of events
 //! (`commit_cost_tests`).
 //!
+//! Deletions have no transaction of their own. The relay
+//! [acknowledges](Store::acknowledge) entries in memory (they are hidden
+//! from every read at once), and the next durable commit — a group commit's
+//! [`Store::append`], or [`Store::sync`] — writes the new [`PUBLISHED`]
+//! mark and removes the records wholly at or below it (at most
+//! [`DELETE_RECORDS_PER_COMMIT_MAX`] each time). A separate deletion
+//! commit would copy the tree's pages once more and take redb's write
+//! lock between two group commits, for nothing: it was not synced, so it
+//! was durable only with the next group commit anyway.
+//!
 //! Format 1 (the first redb outbox): table [`ENTRIES_V1`], one row per
 //! event. [`Store::new`] moves its rows into records, oldest first, in
 //! durable transactions of at most [`MIGRATE_ENTRIES_PER_COMMIT`] rows, each
@@ -15,7 +25,9 @@
 //! deletes the old table: after a crash at any point every entry is in
 //! exactly one of the two, and the next open goes on.
 
-use redb::{Durability, ReadableTable, TableDefinition};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{ReadableTable, TableDefinition};
 
 use super::entry::{self, RecordBuilder};
 use crate::durable::{self, DurableError};
@@ -36,6 +48,12 @@ const PUBLISHED: TableDefinition<'static, (), u64> = TableDefinition::new("outbo
 /// Most format-1 rows moved into records in one transaction.
 pub(super) const MIGRATE_ENTRIES_PER_COMMIT: usize = 4096;
 
+/// Most records removed by one commit (the rest by the next ones): bounds
+/// the work a deletion adds to a group commit after the relay caught up
+/// with a large outbox. A group commit adds one record, so the backlog
+/// shrinks with every commit.
+pub(super) const DELETE_RECORDS_PER_COMMIT_MAX: usize = 64;
+
 /// Name of the sled tree that held the entries before redb.
 pub const SLED_OUTBOX_TREE: &str = "outbox";
 
@@ -44,6 +62,11 @@ pub const SLED_OUTBOX_TREE: &str = "outbox";
 #[derive(Debug)]
 pub(super) struct Store {
     db: redb::Database,
+    /// The highest sequence the relay acknowledged (in memory; every read
+    /// hides what is at or below it). Never below the stored [`PUBLISHED`].
+    acknowledged: AtomicU64,
+    /// The highest [`PUBLISHED`] mark committed durably.
+    durable_published: AtomicU64,
 }
 
 /// A stored entry: its sequence and encoded value.
@@ -73,7 +96,12 @@ impl Store {
         tx.open_table(RECORDS)?;
         tx.open_table(PUBLISHED)?;
         tx.commit()?;
-        let store = Self { db };
+        let published = Self::published(&db.begin_read()?)?;
+        let store = Self {
+            db,
+            acknowledged: AtomicU64::new(published),
+            durable_published: AtomicU64::new(published),
+        };
         store.migrate_v1()?;
         Ok(store)
     }
@@ -130,7 +158,8 @@ impl Store {
     /// until it returns false.
     fn each_from(&self, from: u64, mut each: impl FnMut(u64, &[u8]) -> bool) -> Result<(), StoreError> {
         let tx = self.db.begin_read()?;
-        let from = from.max(Self::published(&tx)?.saturating_add(1));
+        let published = Self::published(&tx)?.max(self.acknowledged.load(Ordering::Acquire));
+        let from = from.max(published.saturating_add(1));
         let table = tx.open_table(RECORDS)?;
         // The record holding `from`, if any, starts at or before it.
         let start = table.range(..=from)?.next_back().transpose()?.map_or(from, |(k, _)| k.value());
@@ -161,7 +190,7 @@ impl Store {
     /// no new entry falls at or below [`PUBLISHED`]).
     pub(super) fn next_seq(&self) -> Result<u64, StoreError> {
         let tx = self.db.begin_read()?;
-        let published = Self::published(&tx)?;
+        let published = Self::published(&tx)?.max(self.acknowledged.load(Ordering::Acquire));
         let table = tx.open_table(RECORDS)?;
         let stored = match table.last()? {
             Some((k, v)) => record_last(k.value(), v.value())?,
@@ -188,58 +217,92 @@ impl Store {
     }
 
     /// Writes `rows` (ascending sequences) as records in one durable commit
-    /// (fdatasync before it returns).
-    pub(super) fn append(&self, rows: &[Row]) -> Result<(), redb::Error> {
+    /// (fdatasync before it returns), together with the deletions the relay
+    /// acknowledged since the last commit (module docs).
+    pub(super) fn append(&self, rows: &[Row]) -> Result<(), StoreError> {
         assert!(rows.windows(2).all(|w| w[0].0 < w[1].0), "outbox rows out of order");
         let mut builder = RecordBuilder::default();
         for (seq, value) in rows {
             builder.push(*seq, value);
         }
         let tx = self.db.begin_write()?;
+        let published = self.write_deletions(&tx)?;
         {
             let mut table = tx.open_table(RECORDS)?;
             for (first, record) in builder.finish() {
+                assert!(first > published, "outbox sequence {first} at or below the published {published}");
                 let old = table.insert(first, record.as_slice())?;
                 assert!(old.is_none(), "outbox sequence {first} written twice");
             }
         }
         tx.commit()?;
+        self.durable_published.fetch_max(published, Ordering::AcqRel);
         Ok(())
     }
 
-    /// Deletes every entry up to sequence `last` (the relay publishes in
-    /// order, so what it deletes is always the oldest entries) in one commit
-    /// that is not synced on its own: the next append's (or
-    /// [`Store::sync`]'s) sync makes it durable. Records wholly at or below
-    /// `last` are removed; a record holding it stays, its published part
-    /// hidden by [`PUBLISHED`].
-    pub(super) fn remove_through(&self, last: u64) -> Result<(), StoreError> {
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::None);
-        {
-            let mut table = tx.open_table(RECORDS)?;
-            let mut published = tx.open_table(PUBLISHED)?;
-            let before = published.get(())?.map_or(0, |v| v.value());
-            if last <= before {
+    /// Marks every entry up to sequence `last` as published: hidden from
+    /// every read now, deleted on disk by the next durable commit (module
+    /// docs). The relay publishes in order, so what it acknowledges is
+    /// always the oldest entries; acknowledging less than before changes
+    /// nothing.
+    pub(super) fn acknowledge(&self, last: u64) {
+        self.acknowledged.fetch_max(last, Ordering::AcqRel);
+    }
+
+    /// Whether entries were acknowledged that no durable commit deleted yet.
+    pub(super) fn deletions_pending(&self) -> bool {
+        self.acknowledged.load(Ordering::Acquire) > self.durable_published.load(Ordering::Acquire)
+    }
+
+    /// In `tx`: raises [`PUBLISHED`] to the acknowledged mark and removes
+    /// up to [`DELETE_RECORDS_PER_COMMIT_MAX`] records wholly at or below
+    /// it (a record holding it stays, its published part hidden by the
+    /// mark). Returns the mark written; whether records at or below it
+    /// remain is told by [`Store::covered_records`].
+    fn write_deletions(&self, tx: &redb::WriteTransaction) -> Result<u64, StoreError> {
+        let mut table = tx.open_table(RECORDS)?;
+        let mut published = tx.open_table(PUBLISHED)?;
+        let before = published.get(())?.map_or(0, |v| v.value());
+        let mark = self.acknowledged.load(Ordering::Acquire).max(before);
+        if mark > before {
+            published.insert((), mark)?;
+        }
+        for _ in 0..DELETE_RECORDS_PER_COMMIT_MAX {
+            let first = match table.first()? {
+                Some((k, v)) if record_last(k.value(), v.value())? <= mark => k.value(),
+                Some(_) | None => break,
+            };
+            table.remove(first)?;
+        }
+        Ok(mark)
+    }
+
+    /// Whether a stored record lies wholly at or below the stored
+    /// [`PUBLISHED`] mark (left for a later commit to remove).
+    fn covered_records(&self) -> Result<bool, StoreError> {
+        let tx = self.db.begin_read()?;
+        let published = Self::published(&tx)?;
+        let table = tx.open_table(RECORDS)?;
+        let covered = match table.first()? {
+            Some((k, v)) => record_last(k.value(), v.value())? <= published,
+            None => false,
+        };
+        Ok(covered)
+    }
+
+    /// Makes every acknowledged deletion durable: durable commits (of at
+    /// most [`DELETE_RECORDS_PER_COMMIT_MAX`] record removals each) until no
+    /// published record is left. Always commits at least once.
+    pub(super) fn sync(&self) -> Result<(), StoreError> {
+        loop {
+            let tx = self.db.begin_write()?;
+            let published = self.write_deletions(&tx)?;
+            tx.commit()?;
+            self.durable_published.fetch_max(published, Ordering::AcqRel);
+            if !self.covered_records()? {
                 return Ok(());
             }
-            loop {
-                let first = match table.first()? {
-                    Some((k, v)) if record_last(k.value(), v.value())? <= last => k.value(),
-                    Some(_) | None => break,
-                };
-                table.remove(first)?;
-            }
-            published.insert((), last)?;
         }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// An empty durable commit: makes every earlier deletion durable.
-    pub(super) fn sync(&self) -> Result<(), redb::Error> {
-        self.db.begin_write()?.commit()?;
-        Ok(())
     }
 }
 
@@ -436,24 +499,53 @@ mod tests {
         {
             let store = Store::new(durable::open(durable::Storage::File(file.clone())).unwrap()).unwrap();
             store.append(&rows).unwrap();
-            store.remove_through(4).unwrap();
-            assert_eq!(store.first().unwrap().map(|(s, _)| s), Some(5), "1..=4 hidden");
+            store.acknowledge(4);
+            assert!(store.deletions_pending());
+            assert_eq!(store.first().unwrap().map(|(s, _)| s), Some(5), "1..=4 hidden at once");
             assert_eq!(store.range(2, 3).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![5, 6, 7]);
             assert_eq!(store.totals().unwrap().0, 6);
-            store.remove_through(3).unwrap();
+            store.acknowledge(3);
             assert_eq!(store.totals().unwrap().0, 6, "deleting less than before deletes nothing");
             store.sync().unwrap();
+            assert!(!store.deletions_pending());
         }
         let store = Store::new(durable::open(durable::Storage::File(file.clone())).unwrap()).unwrap();
         assert_eq!(store.range(0, 100).unwrap(), rows[4..].to_vec(), "the deletion survives a reopen");
-        store.remove_through(10).unwrap();
+        store.acknowledge(10);
         assert_eq!(store.totals().unwrap(), (0, 0));
         assert_eq!(store.next_seq().unwrap(), 11, "an emptied outbox goes on counting");
         store.sync().unwrap();
+        assert!(!store.covered_records().unwrap(), "the published record is removed");
         drop(store);
         let store = Store::new(durable::open(durable::Storage::File(file)).unwrap()).unwrap();
         assert_eq!(store.next_seq().unwrap(), 11, "also after a reopen");
         store.append(&[(11, value(11))]).unwrap();
         assert_eq!(store.range(0, 100).unwrap(), vec![(11, value(11))]);
+    }
+
+    #[test]
+    fn the_next_group_commit_carries_the_deletions_a_bounded_number_of_records_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(OUTBOX_FILE);
+        let value = |seq: u64| entry::encode(1, "s", &format!("id{seq}"), None, b"p").unwrap();
+        let records = DELETE_RECORDS_PER_COMMIT_MAX as u64 + 10;
+        {
+            let store = Store::new(durable::open(durable::Storage::File(file.clone())).unwrap()).unwrap();
+            // One record of two entries per group commit.
+            for first in (1..=2 * records).step_by(2) {
+                store.append(&[(first, value(first)), (first + 1, value(first + 1))]).unwrap();
+            }
+            store.acknowledge(2 * records - 1);
+            store.append(&[(2 * records + 1, value(2 * records + 1))]).unwrap();
+            assert!(!store.deletions_pending(), "the group commit wrote the mark");
+            assert!(store.covered_records().unwrap(), "and removed only the first records");
+            // No sync: the group commit alone made the deletion durable.
+        }
+        let store = Store::new(durable::open(durable::Storage::File(file)).unwrap()).unwrap();
+        let seqs: Vec<u64> = store.range(0, 100).unwrap().iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![2 * records, 2 * records + 1], "the deletion survives a reopen");
+        store.sync().unwrap();
+        assert!(!store.covered_records().unwrap(), "sync removes the rest");
+        assert_eq!(store.range(0, 100).unwrap().len(), 2);
     }
 }

@@ -4,7 +4,8 @@
 //! waiting (up to [`GROUP_COMMIT_CALLS_MAX`] calls or
 //! [`GROUP_COMMIT_BYTES_MAX`] bytes), waits at most
 //! [`GROUP_COMMIT_GATHER_US_MAX`] for as many more as the previous commit
-//! answered (when that was more than one), writes the admitted ones in one redb
+//! answered (when that was more than one; parked, woken by each call),
+//! writes the admitted ones in one redb
 //! transaction, commits it durably, and only then answers each caller. It
 //! is a plain thread because the commit's sync blocks.
 
@@ -19,9 +20,6 @@ use super::{
     GROUP_COMMIT_GATHER_US_MAX,
 };
 
-/// How often the writer looks for more calls while it waits for them, in
-/// microseconds.
-const GROUP_COMMIT_GATHER_POLL_US: u64 = 50;
 use crate::event::Clock;
 
 /// The writer's state; owned by its thread.
@@ -62,19 +60,26 @@ impl Writer {
             // the callers just answered, so that concurrent callers share
             // one sync instead of alternating between two half groups.
             let want = (calls.len() + answered).min(GROUP_COMMIT_CALLS_MAX);
-            let deadline = Instant::now() + Duration::from_micros(GROUP_COMMIT_GATHER_US_MAX);
+            let gathering = Instant::now();
+            let deadline = gathering + Duration::from_micros(GROUP_COMMIT_GATHER_US_MAX);
             while answered > 1 && calls.len() < want && room(&calls, bytes) && Instant::now() < deadline {
                 match rx.try_recv() {
                     Ok(call) => {
                         bytes += call.bytes;
                         calls.push(call);
                     }
+                    // Each queued call unparks this thread (a wake before
+                    // the park makes it return at once; a spurious return
+                    // only loops).
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        std::thread::sleep(Duration::from_micros(GROUP_COMMIT_GATHER_POLL_US))
+                        std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()))
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 }
             }
+            self.counters
+                .gather_us_total
+                .fetch_add(gathering.elapsed().as_micros() as u64, Ordering::Relaxed);
             answered = calls.len();
             self.commit(calls);
         }
@@ -144,21 +149,18 @@ impl Writer {
                 Err(AppendError::Storage { error: e.to_string(), maybe_stored: true })
             }
         };
+        let flush_us = started.elapsed().as_micros() as u64;
         let added: u64 = admitted.iter().map(|(_, b, _, _)| *b).sum();
         self.counters.depth.fetch_add(events, Ordering::Relaxed);
         self.counters.bytes.fetch_add(added, Ordering::Relaxed);
         match result {
             Ok(()) => {
                 self.counters.flushes_total.fetch_add(1, Ordering::Relaxed);
+                self.counters.flush_us_total.fetch_add(flush_us, Ordering::Relaxed);
                 self.counters.accepted_events_total.fetch_add(events, Ordering::Relaxed);
                 self.counters.durable_next_seq.store(self.next_seq, Ordering::Relaxed);
                 self.counters.write_failed.store(false, Ordering::Relaxed);
-                tracing::trace!(
-                    calls = admitted.len(),
-                    events,
-                    flush_us = started.elapsed().as_micros() as u64,
-                    "Outbox batch committed"
-                );
+                tracing::trace!(calls = admitted.len(), events, flush_us, "Outbox batch committed");
                 self.notify.notify_one();
                 for (reply, _, _, seq) in admitted {
                     let _ = reply.send(Ok(seq));
