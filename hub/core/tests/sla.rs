@@ -76,6 +76,7 @@ fn standard_body(days: u32, fiktif_positif: bool, version: u32) -> EventBody {
         requirements: vec!["KTP-el".to_owned()],
         fiktif_positif,
         version,
+        collection: None,
     }
 }
 
@@ -94,6 +95,7 @@ fn body(kind: E, record_ms: i64) -> EventBody {
             amount_idr: 250_000,
             payment_channel: s("Bank Bengkulu"),
             billing_code: s("B-1"),
+            due_at_ms: 0,
         },
         E::PaymentReceived => EventBody::PaymentReceived { amount_idr: 250_000, payment_reference: s("R-1") },
         E::AppointmentScheduled => EventBody::AppointmentScheduled {

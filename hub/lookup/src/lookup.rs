@@ -940,6 +940,7 @@ mod tests {
             requirements: vec![],
             fiktif_positif: false,
             version,
+            collection: None,
         };
         message(seq, None, "", body)
     }
