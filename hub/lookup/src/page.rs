@@ -337,7 +337,7 @@ struct OutcomeVm {
 
 /// A rejection's reason code the page knows and the agency's text after it
 /// (the timeline detail `reason_code: reason`).
-fn known_rejection<'d>(detail: &'d str, lang: Lang) -> Option<(&'static str, &'d str)> {
+fn known_rejection(detail: &str, lang: Lang) -> Option<(&'static str, &str)> {
     let (code, rest) = detail.split_once(": ")?;
     i18n::rejection_reason(code, lang).map(|words| (words, rest))
 }
