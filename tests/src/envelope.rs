@@ -114,6 +114,7 @@ impl EventFactory {
                 requirements: vec!["KTP-el".to_owned()],
                 fiktif_positif: false,
                 version,
+                collection: None,
             }),
         )
     }
@@ -165,6 +166,7 @@ pub mod body {
             amount_idr: 50_000,
             payment_channel: "Bank Bengkulu".to_owned(),
             billing_code: "820001234567".to_owned(),
+            due_at_ms: 0,
         })
     }
     /// Payment received.

@@ -297,6 +297,14 @@ fn filing_terms(live: &Case, app: &mpp_core::ApplicationId) -> Option<ServiceSta
         version: a.standard_version,
         effective_from_seq: 0,
         effective_from_ms: 0,
+        // Where the issued document is collected, as the live case recorded
+        // it at the issue (once collected, the fold shows a bare collect).
+        collection: match &a.pending {
+            Some(mpp_core::case::Pending::CollectAt { place, within_working_days }) => {
+                Some(mpp_core::Collection { place: place.clone(), within_working_days: *within_working_days })
+            }
+            _ => None,
+        },
     })
 }
 

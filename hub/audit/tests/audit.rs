@@ -67,6 +67,7 @@ fn app_body(kind: u64) -> EventBody {
             amount_idr: 50_000,
             payment_channel: "Bank Bengkulu".to_owned(),
             billing_code: "B-1".to_owned(),
+            due_at_ms: 0,
         },
         3 => EventBody::PaymentReceived { amount_idr: 50_000, payment_reference: "P-1".to_owned() },
         4 => EventBody::AppointmentScheduled {
@@ -125,6 +126,7 @@ fn stream(seed: u64) -> Vec<RawMessage> {
         requirements: vec!["KTP".to_owned()],
         fiktif_positif: v % 2 == 0,
         version: v,
+        collection: None,
     };
     let mut n = 0u64;
     while out.len() < MESSAGES {

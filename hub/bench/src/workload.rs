@@ -178,6 +178,7 @@ pub(crate) fn standards(version: u32) -> Result<Vec<Step>> {
                     requirements: vec!["KTP-el".to_owned()],
                     fiktif_positif: false,
                     version,
+                    collection: None,
                 },
             })
         })

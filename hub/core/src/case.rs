@@ -6,6 +6,17 @@ use crate::event::EventKind;
 use crate::ids::{AgencyId, ApplicationId, ServiceId, TrackingNumber};
 use crate::state::AppState;
 
+/// What a service hands over and where the citizen collects it, as its
+/// standard says (`ServiceStandardPublished.collection`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Collection {
+    /// Where, e.g. "Loket Disdukcapil, MPP Kota Bengkulu".
+    pub place: String,
+    /// Working days after issue the document waits there
+    /// (1..=[`crate::limits::COLLECT_WITHIN_WORKING_DAYS_MAX`]).
+    pub within_working_days: u32,
+}
+
 /// A published service standard (standar pelayanan), in force from the log
 /// entry that published it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +43,12 @@ pub struct ServiceStandard {
     pub effective_from_seq: u64,
     /// Time of record of that entry, Unix ms.
     pub effective_from_ms: i64,
+    /// Where and by when its issued document is collected; `None` when
+    /// nothing is. Not serialised with the standard, so a standard without
+    /// one encodes as before the field existed; the store writes it after
+    /// the standard when there is one (`mpp_store`).
+    #[serde(skip)]
+    pub collection: Option<Collection>,
 }
 
 impl ServiceStandard {
@@ -42,6 +59,7 @@ impl ServiceStandard {
             completion_working_days: self.completion_working_days,
             fiktif_positif: self.fiktif_positif,
             effective_from_seq: self.effective_from_seq,
+            collection: self.collection.clone().map(std::sync::Arc::new),
         }
     }
 }
@@ -49,10 +67,12 @@ impl ServiceStandard {
 /// What judging an event needs of the service standard in force: its
 /// version (a new one must be above it), the terms an application filed
 /// under it keeps for life, and where it took effect (a redrive of an
-/// older statement is superseded). The ledger keeps only these in memory,
-/// a few bytes per registered service; names, fee and requirements (up to
-/// ~17 KB a standard) stay in the store and are read when shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// older statement is superseded), and what an issued document's
+/// collection is. The ledger keeps only these in memory, about 100 bytes
+/// per registered service (plus a collection place of at most
+/// `PROFILE`-sized text where one is named); names, fee and requirements
+/// (up to ~17 KB a standard) stay in the store and are read when shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StandardTerms {
     /// The agency's version.
     pub version: u32,
@@ -62,6 +82,9 @@ pub struct StandardTerms {
     pub fiktif_positif: bool,
     /// Hub sequence of the entry that published it.
     pub effective_from_seq: u64,
+    /// Where and by when its issued document is collected, shared (cloning
+    /// the terms on every judgement allocates nothing).
+    pub collection: Option<std::sync::Arc<Collection>>,
 }
 
 /// One accepted event in an application's history.
@@ -111,8 +134,44 @@ pub enum Pending {
         /// Where.
         place: String,
     },
-    /// Collect the issued document.
+    /// The document was issued, under a standard that says nothing about
+    /// collecting it (every standard before `collection` existed): not an
+    /// action for the citizen ([`Case::next_actions`] leaves it out), kept
+    /// so that a log written before rebuilds to the same projection.
     Collect,
+    /// Pay a fee by a due date (a `fee_assessed` with `due_at_ms`; without
+    /// one it is [`Pending::PayFee`], so older entries project as before).
+    PayFeeBy {
+        /// How much.
+        amount_idr: i64,
+        /// Where.
+        payment_channel: String,
+        /// Billing code.
+        billing_code: String,
+        /// Pay by, Unix ms.
+        due_at_ms: i64,
+    },
+    /// Collect the issued document where its service's standard says,
+    /// within its working days of the issue.
+    CollectAt {
+        /// Where.
+        place: String,
+        /// Working days after the issue.
+        within_working_days: u32,
+    },
+}
+
+/// A fee to pay, whichever [`Pending`] variant holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeeDue<'a> {
+    /// How much.
+    pub amount_idr: i64,
+    /// Where.
+    pub payment_channel: &'a str,
+    /// Billing code.
+    pub billing_code: &'a str,
+    /// Pay by, Unix ms, when the agency set a due date.
+    pub due_at_ms: Option<i64>,
 }
 
 /// One application (permohonan) of a case.
@@ -295,6 +354,26 @@ impl Pending {
                 16 + text_bytes(kind.len()) + text_bytes(place.len())
             }
             Some(Pending::Collect) => 8,
+            Some(Pending::PayFeeBy { payment_channel, billing_code, .. }) => {
+                24 + text_bytes(payment_channel.len()) + text_bytes(billing_code.len())
+            }
+            Some(Pending::CollectAt { place, .. }) => 16 + text_bytes(place.len()),
+        }
+    }
+
+    /// The fee to pay, for [`Pending::PayFee`] and [`Pending::PayFeeBy`].
+    pub fn fee(&self) -> Option<FeeDue<'_>> {
+        match self {
+            Pending::PayFee { amount_idr, payment_channel, billing_code } => {
+                Some(FeeDue { amount_idr: *amount_idr, payment_channel, billing_code, due_at_ms: None })
+            }
+            Pending::PayFeeBy { amount_idr, payment_channel, billing_code, due_at_ms } => Some(FeeDue {
+                amount_idr: *amount_idr,
+                payment_channel,
+                billing_code,
+                due_at_ms: Some(*due_at_ms),
+            }),
+            _ => None,
         }
     }
 }
@@ -393,8 +472,11 @@ impl Case {
     }
 
     /// Everything the citizen must do now, in application order.
+    /// A bare [`Pending::Collect`] is no action: its standard does not say
+    /// that anything is handed over.
     pub fn next_actions(&self) -> Vec<NextAction> {
         self.visible_applications()
+            .filter(|a| !matches!(a.pending, Some(Pending::Collect)))
             .filter_map(|a| {
                 a.pending.clone().map(|pending| NextAction { application_id: a.id.clone(), pending })
             })

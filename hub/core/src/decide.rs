@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::case::{
-    Application, Case, Pending, PersonalData, PinReissue, ServiceStandard, StandardTerms, TimelineItem,
-    APPLICATION_FIXED_BYTES, PIN_REISSUE_FIXED_BYTES,
+    Application, Case, Collection, Pending, PersonalData, PinReissue, ServiceStandard, StandardTerms,
+    TimelineItem, APPLICATION_FIXED_BYTES, PIN_REISSUE_FIXED_BYTES,
 };
 use crate::event::{Envelope, EventBody, EventKind, Target};
 use crate::hold::{self, Holds, Resolution};
@@ -173,7 +173,7 @@ pub fn decide_at(state: &impl State, env: &Envelope, recorded_at_ms: i64) -> Res
                                 env.agency.as_str(),
                                 env.service.as_str(),
                             )
-                            + growth_bytes(None, to, &env.body);
+                            + growth_bytes(None, to, &env.body, None);
                         check_case_size(case, env, growth, false)?;
                     }
                 }
@@ -219,7 +219,7 @@ pub fn decide_at(state: &impl State, env: &Envelope, recorded_at_ms: i64) -> Res
                 check_case_size(
                     case,
                     env,
-                    growth_bytes(app.pending.as_ref(), to, &env.body),
+                    growth_bytes(app.pending.as_ref(), to, &env.body, collection_of(state, env).as_deref()),
                     to.is_finished(),
                 )?;
             }
@@ -254,8 +254,13 @@ fn decide_opener(registry: Option<&Registry>, env: &Envelope) -> Result<(), Reje
 /// event grows its application by: its timeline item, and the change of
 /// what is pending, from `pending` to what the event leaves in state `to`.
 /// Negative growth (a shorter pending) counts as none.
-fn growth_bytes(pending: Option<&Pending>, to: AppState, body: &EventBody) -> usize {
-    let next = pending_after(to, body);
+fn growth_bytes(
+    pending: Option<&Pending>,
+    to: AppState,
+    body: &EventBody,
+    collection: Option<&Collection>,
+) -> usize {
+    let next = pending_after(to, body, collection);
     (TimelineItem::size_bytes_of(&timeline_detail(body)) + Pending::size_bytes(next.as_ref()))
         .saturating_sub(Pending::size_bytes(pending))
 }
@@ -390,23 +395,41 @@ fn timeline_detail(body: &EventBody) -> String {
     }
 }
 
-/// What the citizen must do after `body` moved an application to `state`.
-fn pending_after(state: AppState, body: &EventBody) -> Option<Pending> {
+/// What the citizen must do after `body` moved an application to `state`;
+/// `collection` is what the service's standard in force says about
+/// collecting its document. Without a due date or a collection the result
+/// is what it was before either existed, so an old log projects the same.
+fn pending_after(state: AppState, body: &EventBody, collection: Option<&Collection>) -> Option<Pending> {
     match (state, body) {
         (AppState::DocumentsRequired, EventBody::DocumentsRequested { documents, counter, .. }) => {
             Some(Pending::BringDocuments { documents: documents.clone(), counter: counter.clone() })
         }
-        (AppState::AwaitingPayment, EventBody::FeeAssessed { amount_idr, payment_channel, billing_code }) => {
-            Some(Pending::PayFee {
-                amount_idr: *amount_idr,
-                payment_channel: payment_channel.clone(),
-                billing_code: billing_code.clone(),
-            })
-        }
+        (
+            AppState::AwaitingPayment,
+            EventBody::FeeAssessed { amount_idr, payment_channel, billing_code, due_at_ms: 0 },
+        ) => Some(Pending::PayFee {
+            amount_idr: *amount_idr,
+            payment_channel: payment_channel.clone(),
+            billing_code: billing_code.clone(),
+        }),
+        (
+            AppState::AwaitingPayment,
+            EventBody::FeeAssessed { amount_idr, payment_channel, billing_code, due_at_ms },
+        ) => Some(Pending::PayFeeBy {
+            amount_idr: *amount_idr,
+            payment_channel: payment_channel.clone(),
+            billing_code: billing_code.clone(),
+            due_at_ms: *due_at_ms,
+        }),
         (AppState::Scheduled, EventBody::AppointmentScheduled { kind, at_ms, place }) => {
             Some(Pending::Attend { kind: kind.clone(), at_ms: *at_ms, place: place.clone() })
         }
-        (AppState::Issued, _) => Some(Pending::Collect),
+        (AppState::Issued, _) => Some(match collection {
+            Some(c) => {
+                Pending::CollectAt { place: c.place.clone(), within_working_days: c.within_working_days }
+            }
+            None => Pending::Collect,
+        }),
         _ => None,
     }
 }
@@ -465,6 +488,7 @@ fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kin
                 requirements,
                 fiktif_positif,
                 version,
+                collection,
             },
         ) => state.put_standard(ServiceStandard {
             agency: env.agency.clone(),
@@ -478,6 +502,7 @@ fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kin
             version: *version,
             effective_from_seq: meta.seq,
             effective_from_ms: meta.recorded_at_ms,
+            collection: collection.clone(),
         }),
         (Target::Catalogue, _) => {}
         (Target::Case(id), EventBody::CaseOpened { pin_verifier, nik_keyed_hash }) => {
@@ -553,6 +578,7 @@ fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kin
                     pin_reissues: Vec::new(),
                 });
             }
+            let collection = if kind == EventKind::Issued { collection_of(state, env) } else { None };
             let Some(case) = state.case_mut(id) else { return };
             let from = case.application(app_id).map(|a| a.state);
             let Some(to) = next_state(from, kind) else { return };
@@ -569,7 +595,7 @@ fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kin
                 Some(app) => {
                     app.state = to;
                     app.state_since_ms = meta.recorded_at_ms;
-                    app.pending = pending_after(to, body);
+                    app.pending = pending_after(to, body, collection.as_deref());
                     app.timeline.push(item);
                 }
                 None => case.applications.push(Application {
@@ -579,7 +605,7 @@ fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kin
                     state: to,
                     filed_at_ms: meta.recorded_at_ms,
                     state_since_ms: meta.recorded_at_ms,
-                    pending: pending_after(to, body),
+                    pending: pending_after(to, body, None),
                     timeline: vec![item],
                     sla_working_days: terms.map_or(0, |t| t.0),
                     fiktif_positif: terms.is_some_and(|t| t.1),
@@ -588,6 +614,12 @@ fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kin
             }
         }
     }
+}
+
+/// What the standard in force for `env`'s service says about collecting
+/// its document (read when an application is issued).
+fn collection_of(state: &impl State, env: &Envelope) -> Option<std::sync::Arc<Collection>> {
+    state.standard(&env.agency, &env.service).and_then(|s| s.collection)
 }
 
 /// An in-memory state: the model for tests and the engine of offline rebuilds.

@@ -44,6 +44,8 @@ pub enum EventBody {
         payment_channel: String,
         /// Billing code.
         billing_code: String,
+        /// Pay by, Unix ms; 0 when the agency set no due date.
+        due_at_ms: i64,
     },
     /// The fee was paid.
     PaymentReceived {
@@ -98,6 +100,10 @@ pub enum EventBody {
         fiktif_positif: bool,
         /// The agency's version of the standard.
         version: u32,
+        /// Where and by when the citizen collects what the service hands
+        /// over; `None` when nothing is collected (a connection switched on,
+        /// an account opened).
+        collection: Option<crate::case::Collection>,
     },
     /// The citizen's name and contact details, sealed under their data key,
     /// were attached to the case (docs/PRIVACY.md). The core never sees the

@@ -87,6 +87,14 @@ pub const AMOUNT_IDR_MAX: i64 = 1_000_000_000_000;
 /// Longest service standard completion time, in working days (`INVALID_FIELD_VALUE`).
 pub const COMPLETION_WORKING_DAYS_MAX: u32 = 365;
 
+/// Longest time a standard may give the citizen to collect an issued
+/// document, in working days (`INVALID_FIELD_VALUE`).
+pub const COLLECT_WITHIN_WORKING_DAYS_MAX: u32 = 365;
+
+/// How far after the time of record a fee may fall due, in milliseconds:
+/// one year of 366 days (`INVALID_FIELD_VALUE`).
+pub const FEE_DUE_AHEAD_MS_MAX: i64 = 366 * 24 * 60 * 60 * 1000;
+
 /// Earliest acceptable `occurred_at_ms`: 2000-01-01T00:00:00Z (`TIMESTAMP_OUT_OF_RANGE`).
 pub const OCCURRED_AT_MS_MIN: i64 = 946_684_800_000;
 

@@ -68,7 +68,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{Calendar, CalendarSet, Date};
-use crate::case::{Application, Case, CaseStatus};
+use crate::case::{Application, Case, CaseStatus, Pending};
 use crate::state::AppState;
 
 /// The most days after filing the clock counts, and the most days a due
@@ -113,6 +113,9 @@ pub struct SlaView {
     /// "as of" and the due date, so every holiday in between is known. False
     /// for a region without a calendar file (weekends only).
     pub calendar_covers_period: bool,
+    /// The last local date to collect the issued document, when its
+    /// service's standard says where it is collected ([`collect_by`]).
+    pub collect_by: Option<Date>,
 }
 
 /// Whether the clock runs in `state`: with the agency and not finished.
@@ -208,7 +211,17 @@ pub fn sla(app: &Application, cal: &Calendar, now_ms: i64) -> SlaView {
         fiktif_positif_deadline: if app.fiktif_positif && !finished { due_date } else { None },
         fiktif_positif_reached: app.fiktif_positif && overdue,
         calendar_covers_period,
+        collect_by: collect_by(app, cal),
     }
+}
+
+/// The local date by which an issued document must be collected: the
+/// working day [`Pending::CollectAt`]'s `within_working_days` after the
+/// issue (the application's last state change) in the region of `cal`.
+/// `None` when nothing is to be collected.
+pub fn collect_by(app: &Application, cal: &Calendar) -> Option<Date> {
+    let Some(Pending::CollectAt { within_working_days, .. }) = &app.pending else { return None };
+    working_day_after(cal, cal.local_date(app.state_since_ms), *within_working_days)
 }
 
 /// The SLA of every application of `case`, in application order, in the

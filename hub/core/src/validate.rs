@@ -247,10 +247,22 @@ fn validate_body(body: &EventBody, record_ms: i64) -> Result<(), Rejection> {
             text("note", note, false)
         }
         EventBody::DocumentsReceived { documents } => list("documents", documents, false),
-        EventBody::FeeAssessed { amount_idr, payment_channel, billing_code } => {
+        EventBody::FeeAssessed { amount_idr, payment_channel, billing_code, due_at_ms } => {
             amount("amount_idr", *amount_idr, false)?;
             text("payment_channel", payment_channel, true)?;
-            text("billing_code", billing_code, false)
+            text("billing_code", billing_code, false)?;
+            // 0: no due date (every fee_assessed before the field existed).
+            if *due_at_ms != 0
+                && (*due_at_ms < limits::OCCURRED_AT_MS_MIN
+                    || *due_at_ms > record_ms.saturating_add(limits::FEE_DUE_AHEAD_MS_MAX))
+            {
+                return Err(Rejection::new(
+                    ReasonCode::InvalidFieldValue,
+                    "fee due_at_ms must be 0 (none), or after 2000-01-01 and at most a year after the time of \
+                     record",
+                ));
+            }
+            Ok(())
         }
         EventBody::PaymentReceived { amount_idr, payment_reference } => {
             amount("amount_idr", *amount_idr, false)?;
@@ -288,6 +300,7 @@ fn validate_body(body: &EventBody, record_ms: i64) -> Result<(), Rejection> {
             requirements,
             fiktif_positif: _,
             version,
+            collection,
         } => {
             text("name_id", name_id, true)?;
             text("name_en", name_en, false)?;
@@ -305,6 +318,20 @@ fn validate_body(body: &EventBody, record_ms: i64) -> Result<(), Rejection> {
             list("requirements", requirements, false)?;
             if *version == 0 {
                 return Err(Rejection::new(ReasonCode::InvalidFieldValue, "version must be at least 1"));
+            }
+            if let Some(c) = collection {
+                text("collection.place", &c.place, true)?;
+                if c.within_working_days == 0
+                    || c.within_working_days > limits::COLLECT_WITHIN_WORKING_DAYS_MAX
+                {
+                    return Err(Rejection::new(
+                        ReasonCode::InvalidFieldValue,
+                        format!(
+                            "collection.within_working_days must be between 1 and {}",
+                            limits::COLLECT_WITHIN_WORKING_DAYS_MAX
+                        ),
+                    ));
+                }
             }
             Ok(())
         }

@@ -308,7 +308,7 @@ fn body() -> impl Strategy<Value = Option<EventBody>> {
             EventBody::DocumentsRequested { documents, counter, note }
         )),
         (any::<i64>(), field_text(), field_text()).prop_map(|(amount_idr, payment_channel, billing_code)| {
-            Some(EventBody::FeeAssessed { amount_idr, payment_channel, billing_code })
+            Some(EventBody::FeeAssessed { amount_idr, payment_channel, billing_code, due_at_ms: 0 })
         }),
         (field_text(), any::<i64>(), field_text())
             .prop_map(|(kind, at_ms, place)| Some(EventBody::AppointmentScheduled { kind, at_ms, place })),
@@ -332,6 +332,7 @@ fn body() -> impl Strategy<Value = Option<EventBody>> {
                         requirements,
                         fiktif_positif,
                         version,
+                        collection: None,
                     })
                 }
             ),

@@ -122,6 +122,7 @@ fn envelope_of(op: &Op) -> (String, UncheckedEnvelope) {
                         amount_idr: -1,
                         payment_channel: "Bank".to_owned(),
                         billing_code: String::new(),
+                        due_at_ms: 0,
                     })
                 }
             }

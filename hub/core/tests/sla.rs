@@ -76,6 +76,7 @@ fn standard_body(days: u32, fiktif_positif: bool, version: u32) -> EventBody {
         requirements: vec!["KTP-el".to_owned()],
         fiktif_positif,
         version,
+        collection: None,
     }
 }
 
@@ -94,6 +95,7 @@ fn body(kind: E, record_ms: i64) -> EventBody {
             amount_idr: 250_000,
             payment_channel: s("Bank Bengkulu"),
             billing_code: s("B-1"),
+            due_at_ms: 0,
         },
         E::PaymentReceived => EventBody::PaymentReceived { amount_idr: 250_000, payment_reference: s("R-1") },
         E::AppointmentScheduled => EventBody::AppointmentScheduled {
@@ -935,7 +937,14 @@ fn the_shipped_calendar_files_parse_and_hold_the_2026_holidays() {
             let text = std::fs::read_to_string(&file).unwrap();
             let cal = Calendar::parse(code, &text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             let year: i32 = file.file_stem().unwrap().to_str().unwrap().parse().unwrap();
-            assert_eq!(cal.years().collect::<Vec<_>>(), [year], "{} declares its year", file.display());
+            if year == 2027 {
+                // Only the fixed and computed holidays until the SKB 2027 is
+                // checked: the file must not claim the whole year.
+                assert_eq!(cal.years().count(), 0, "{} claims a year it does not complete", file.display());
+                assert_eq!(cal.holidays().filter(|(d, _)| d.year() == 2027).count(), 8, "{}", file.display());
+            } else {
+                assert_eq!(cal.years().collect::<Vec<_>>(), [year], "{} declares its year", file.display());
+            }
             set.insert(cal).unwrap();
             files += 1;
         }
@@ -965,4 +974,10 @@ fn the_shipped_calendar_files_parse_and_hold_the_2026_holidays() {
     let v = w.sla(&set, 1, "A", wib("2026-03-17 11:00"));
     assert_eq!(v.due_date, Some(date("2026-03-27")));
     assert!(v.calendar_covers_period);
+    // Into 2027: Good Friday (26 March 2027, computed from Easter) is a day
+    // off, but the year's list is not complete, so the caveat stays.
+    let w = given_standard(3, false).event(1, "A", E::ApplicationFiled, wib("2027-03-24 10:00"));
+    let v = w.sla(&set, 1, "A", wib("2027-03-24 11:00"));
+    assert_eq!(v.due_date, Some(date("2027-03-30")), "Thursday 25, Monday 29, Tuesday 30");
+    assert!(!v.calendar_covers_period);
 }

@@ -32,6 +32,7 @@ fn standard(version: u32, days: u32, fee_idr: i64, fiktif_positif: bool) -> Unch
             requirements: vec!["Formulir F-1.01".to_owned()],
             fiktif_positif,
             version,
+            collection: None,
         },
     )
 }

@@ -377,11 +377,21 @@ fn bodies_with_text(value: &str) -> Vec<(&'static str, EventBody)> {
         ),
         (
             "payment_channel",
-            EventBody::FeeAssessed { amount_idr: 1, payment_channel: v(), billing_code: "B".into() },
+            EventBody::FeeAssessed {
+                amount_idr: 1,
+                payment_channel: v(),
+                billing_code: "B".into(),
+                due_at_ms: 0,
+            },
         ),
         (
             "billing_code",
-            EventBody::FeeAssessed { amount_idr: 1, payment_channel: "Bank".into(), billing_code: v() },
+            EventBody::FeeAssessed {
+                amount_idr: 1,
+                payment_channel: "Bank".into(),
+                billing_code: v(),
+                due_at_ms: 0,
+            },
         ),
         ("payment_reference", EventBody::PaymentReceived { amount_idr: 1, payment_reference: v() }),
         ("place", EventBody::AppointmentScheduled { kind: "survey".into(), at_ms: RECORD_MS, place: v() }),
@@ -399,6 +409,7 @@ fn bodies_with_text(value: &str) -> Vec<(&'static str, EventBody)> {
             requirements,
             fiktif_positif: true,
             version: 1,
+            collection: None,
         };
     out.push(("name_id", std(v(), String::new(), vec![])));
     out.push(("name_en", std("Nama".into(), v(), vec![])));
@@ -452,6 +463,7 @@ fn too_many_list_items() {
                 requirements: docs,
                 fiktif_positif: false,
                 version: 1,
+                collection: None,
             },
         ]
     };
@@ -486,6 +498,7 @@ fn negative_zero_and_absurd_amounts_are_invalid() {
             amount_idr: amount,
             payment_channel: "Bank".into(),
             billing_code: "".into(),
+            due_at_ms: 0,
         };
         rejects(&with_body(fee), R::InvalidFieldValue);
         let paid = EventBody::PaymentReceived { amount_idr: amount, payment_reference: "".into() };
@@ -496,6 +509,7 @@ fn negative_zero_and_absurd_amounts_are_invalid() {
             amount_idr: amount,
             payment_channel: "Bank".into(),
             billing_code: "".into(),
+            due_at_ms: 0,
         }));
         ok(&with_body(EventBody::PaymentReceived { amount_idr: amount, payment_reference: "".into() }));
     }
@@ -509,6 +523,7 @@ fn negative_zero_and_absurd_amounts_are_invalid() {
             requirements: vec![],
             fiktif_positif: false,
             version: 1,
+            collection: None,
         })
     };
     for fee in [i64::MIN, -1, limits::AMOUNT_IDR_MAX + 1, i64::MAX] {
@@ -588,7 +603,12 @@ fn required_text_must_not_be_blank() {
                 note: String::new(),
             },
             EventBody::DocumentsReceived { documents: vec![blank.into()] },
-            EventBody::FeeAssessed { amount_idr: 1, payment_channel: blank.into(), billing_code: "B".into() },
+            EventBody::FeeAssessed {
+                amount_idr: 1,
+                payment_channel: blank.into(),
+                billing_code: "B".into(),
+                due_at_ms: 0,
+            },
             EventBody::AppointmentScheduled { kind: "survey".into(), at_ms: RECORD_MS, place: blank.into() },
             EventBody::Rejected { reason_code: "R1".into(), reason: blank.into() },
             EventBody::ServiceStandardPublished {
@@ -599,6 +619,7 @@ fn required_text_must_not_be_blank() {
                 requirements: vec![],
                 fiktif_positif: false,
                 version: 1,
+                collection: None,
             },
         ] {
             rejects(&with_body(body), R::InvalidFieldValue);
@@ -661,6 +682,7 @@ fn service_standard_domains() {
             requirements: vec![],
             fiktif_positif: true,
             version,
+            collection: None,
         })
     };
     for (days, version) in [(0, 1), (limits::COMPLETION_WORKING_DAYS_MAX + 1, 1), (u32::MAX, 1), (1, 0)] {
@@ -703,6 +725,7 @@ fn faults_are_reported_in_the_documented_order() {
                     amount_idr: -5,
                     payment_channel: "\n".into(),
                     billing_code: String::new(),
+                    due_at_ms: 0,
                 })
             }),
         ),
@@ -732,6 +755,7 @@ fn faults_are_reported_in_the_documented_order() {
                     amount_idr: 5,
                     payment_channel: long(501),
                     billing_code: String::new(),
+                    due_at_ms: 0,
                 })
             }),
         ),

@@ -98,6 +98,7 @@ fn valid(n: u64, kind: u8, case: u64, app: u8) -> Envelope {
             requirements: vec!["KTP-el".to_owned()],
             fiktif_positif: false,
             version: (n % 1000) as u32 + 1,
+            collection: None,
         }),
         1 => B::CaseOpened(pb::CaseOpened { pin_verifier: vec![1; 32], nik_keyed_hash: vec![2; 32] }),
         2 | 3 => B::ApplicationFiled(pb::ApplicationFiled { documents: vec!["surat pengantar".to_owned()] }),
@@ -112,6 +113,7 @@ fn valid(n: u64, kind: u8, case: u64, app: u8) -> Envelope {
             amount_idr: 50_000,
             payment_channel: "Bank".to_owned(),
             billing_code: "B-1".to_owned(),
+            due_at_ms: 0,
         }),
         8 => {
             B::PaymentReceived(pb::PaymentReceived { amount_idr: 50_000, payment_reference: "P".to_owned() })

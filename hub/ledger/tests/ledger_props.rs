@@ -73,6 +73,7 @@ fn standard_body(version: u32) -> EventBody {
         requirements: vec!["surat pengantar RT/RW".to_owned()],
         fiktif_positif: false,
         version,
+        collection: None,
     }
 }
 
@@ -93,6 +94,7 @@ fn app_body(kind: u8) -> EventBody {
             amount_idr: 50_000,
             payment_channel: "Bank Bengkulu".to_owned(),
             billing_code: "B-1".to_owned(),
+            due_at_ms: 0,
         },
         6 => EventBody::PaymentReceived { amount_idr: 50_000, payment_reference: "P-1".to_owned() },
         7 => EventBody::AppointmentScheduled {

@@ -134,6 +134,7 @@ fn build_store(store: SledStore, cases: usize) -> Result<()> {
         requirements: vec![],
         fiktif_positif: false,
         version: 1,
+        collection: None,
     };
     push(&mut batch, "dukcapil", "kk", "", "", standard("Kartu Keluarga"));
     push(&mut batch, "dpmptsp", "pbg", "", "", standard("PBG"));
@@ -171,6 +172,7 @@ fn build_store(store: SledStore, cases: usize) -> Result<()> {
                 amount_idr: 1_250_000,
                 payment_channel: "Bank Bengkulu".to_owned(),
                 billing_code: "820001234567".to_owned(),
+                due_at_ms: 0,
             },
         );
         if batch.len() >= 4000 {

@@ -164,6 +164,7 @@ impl Fixture {
             requirements: vec![],
             fiktif_positif: false,
             version: 1,
+            collection: None,
         };
         f.commit(&[
             ("dukcapil", "kk", None, "", standard("Kartu Keluarga", "Family card")),
@@ -198,6 +199,7 @@ impl Fixture {
                     amount_idr: 1_250_000,
                     payment_channel: "Bank Bengkulu".to_owned(),
                     billing_code: "820001234567".to_owned(),
+                    due_at_ms: 0,
                 },
             ),
         ]);
@@ -759,6 +761,7 @@ async fn an_overdue_case_says_terlambat_with_a_mark_in_both_languages() {
                 requirements: vec![],
                 fiktif_positif: false,
                 version: 1,
+                collection: None,
             },
         ),
         (
@@ -900,4 +903,385 @@ async fn case_answers_are_never_cached_and_a_wrong_method_gets_a_json_405() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(code(&body), "METHOD_NOT_ALLOWED");
     assert!(headers.get(header::ALLOW).is_some_and(|a| a.to_str().unwrap().contains("GET")), "{headers:?}");
+}
+
+// ---------------------------------------------------------------------------
+// A page that tells the truth (issue 18 item 4): each state a citizen can
+// meet, rendered in both languages, with the text asserted.
+
+/// A standard of `name` taking `days` working days.
+fn standard_of(name_id: &str, name_en: &str, days: u32) -> EventBody {
+    EventBody::ServiceStandardPublished {
+        name_id: name_id.to_owned(),
+        name_en: name_en.to_owned(),
+        completion_working_days: days,
+        fee_idr: 0,
+        requirements: vec![],
+        fiktif_positif: false,
+        version: 1,
+        collection: None,
+    }
+}
+
+impl Fixture {
+    /// Opens `case` at `agency` and files application `app` of `service`.
+    fn open_and_file(&mut self, agency: &str, service: &str, case: TrackingNumber, app: &str) {
+        let verifier =
+            pin_verifier(&PinPepper::from_bytes(PEPPER).unwrap(), &case, &Pin::parse(PIN).unwrap()).to_vec();
+        self.commit(&[
+            (
+                agency,
+                service,
+                Some(case),
+                "",
+                EventBody::CaseOpened { pin_verifier: verifier, nik_keyed_hash: vec![] },
+            ),
+            (agency, service, Some(case), app, EventBody::ApplicationFiled { documents: vec![] }),
+        ]);
+    }
+
+    /// A fixture with DPMPTSP's building approval (PBG) standard of `days`
+    /// working days and case `serial` with application PBG-1 filed.
+    fn with_pbg_filed(serial: u64, days: u32) -> (Self, TrackingNumber) {
+        let mut f = Self::new(generous());
+        let case = tn(serial);
+        let standard = standard_of("Persetujuan Bangunan Gedung", "Building approval", days);
+        f.file_under(standard, "dpmptsp", "pbg", case, "PBG-1");
+        (f, case)
+    }
+
+    /// The first next action of `case` in the JSON API (`null` if none).
+    async fn first_action(&self, case: TrackingNumber) -> serde_json::Value {
+        let (_, _, body) = self.api(&case.to_string(), Some(PIN)).await;
+        json(&body)["next_actions"][0].clone()
+    }
+
+    /// Publishes `standard` for `agency`/`service`, then opens `case` and
+    /// files application `app` under it.
+    fn file_under(
+        &mut self,
+        standard: EventBody,
+        agency: &str,
+        service: &str,
+        case: TrackingNumber,
+        app: &str,
+    ) {
+        self.commit(&[(agency, service, None, "", standard)]);
+        self.open_and_file(agency, service, case, app);
+    }
+
+    /// The case page in Bahasa Indonesia (after the PIN) and in English
+    /// (through the session).
+    async fn page_in_both_languages(&self, case: TrackingNumber) -> (String, String) {
+        let (status, headers, id) = self.post_form(&format!("nomor={case}&pin={PIN}&lang=id")).await;
+        assert_eq!(status, StatusCode::OK, "{id}");
+        let session =
+            headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().split(';').next().unwrap().to_owned();
+        let req = Request::get(format!("/lacak/{case}?lang=en"))
+            .header(header::COOKIE, session)
+            .body(Body::empty());
+        let (status, _, en) = self.send(req.unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{en}");
+        (id, en)
+    }
+}
+
+fn assert_has(page: &str, wants: &[&str], absent: &[&str]) {
+    for want in wants {
+        assert!(page.contains(want), "page lacks {want:?}:\n{page}");
+    }
+    for not in absent {
+        assert!(!page.contains(not), "page must not say {not:?}:\n{page}");
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_application_has_its_own_colour_and_its_reason_in_words_never_on_time() {
+    let (mut f, case) = Fixture::with_pbg_filed(1801, 1);
+    f.commit(&[
+        ("dpmptsp", "pbg", Some(case), "PBG-1", EventBody::ReviewStarted),
+        (
+            "dpmptsp",
+            "pbg",
+            Some(case),
+            "PBG-1",
+            EventBody::Rejected {
+                reason_code: "TATA_RUANG_TIDAK_SESUAI".to_owned(),
+                reason: "Fungsi bangunan tidak sesuai rencana tata ruang".to_owned(),
+            },
+        ),
+    ]);
+    let (id, en) = f.page_in_both_languages(case).await;
+    let refusals = [
+        "tepat waktu",
+        "on time",
+        "data-status=\"done\"",
+        ">Selesai<",
+        ">Done<",
+        "Ambil dokumen",
+        "Collect your",
+    ];
+    assert_has(
+        &id,
+        &[
+            "data-status=\"refused\"",
+            "Tidak dikabulkan",
+            "data-state=\"rejected\"",
+            "Ditolak pada 16 Juni 2025",
+            "Alasan:</strong> Rencana bangunan atau usaha tidak sesuai dengan rencana tata ruang (KKPR).",
+            "Keterangan instansi: Fungsi bangunan tidak sesuai rencana tata ruang",
+            "Standar layanan</dt><dd>1 hari kerja",
+        ],
+        &refusals,
+    );
+    assert_has(
+        &en,
+        &[
+            "data-status=\"refused\"",
+            "Not granted",
+            "Rejected on 16 June 2025",
+            "Reason:</strong> The planned building or business does not fit the spatial plan (KKPR).",
+            "The agency&#x27;s note: Fungsi bangunan tidak sesuai rencana tata ruang",
+            "Service standard</dt><dd>1 working day<",
+        ],
+        &refusals,
+    );
+    // The reason code itself is not what the citizen reads.
+    assert!(!en.contains("TATA_RUANG_TIDAK_SESUAI") && !id.contains("TATA_RUANG_TIDAK_SESUAI"));
+}
+
+#[tokio::test]
+async fn a_withdrawn_application_says_so_with_its_reason_and_an_unknown_code_shows_the_agency_s_words() {
+    let mut f = Fixture::new(generous());
+    let (withdrawn, unknown) = (tn(1802), tn(1803));
+    f.file_under(standard_of("Sambungan baru", "New connection", 3), "pdam", "sambungan", withdrawn, "SB-1");
+    f.commit(&[(
+        "pdam",
+        "sambungan",
+        Some(withdrawn),
+        "SB-1",
+        EventBody::Withdrawn { reason: "Pemohon membatalkan permohonan".to_owned() },
+    )]);
+    let (id, en) = f.page_in_both_languages(withdrawn).await;
+    let refusals = ["tepat waktu", "on time", "data-status=\"done\"", ">Selesai<", ">Done<"];
+    assert_has(
+        &id,
+        &[
+            "data-status=\"refused\"",
+            "data-state=\"withdrawn\"",
+            "Dibatalkan pada 16 Juni 2025",
+            "Alasan: Pemohon membatalkan permohonan",
+            "3 hari kerja",
+        ],
+        &refusals,
+    );
+    assert_has(
+        &en,
+        &[
+            "Not granted",
+            "Withdrawn on 16 June 2025",
+            "Reason: Pemohon membatalkan permohonan",
+            "3 working days",
+        ],
+        &refusals,
+    );
+
+    f.open_and_file("pdam", "sambungan", unknown, "SB-2");
+    f.commit(&[(
+        "pdam",
+        "sambungan",
+        Some(unknown),
+        "SB-2",
+        EventBody::Rejected { reason_code: "B1".to_owned(), reason: "Berkas tidak lengkap".to_owned() },
+    )]);
+    let (id, en) = f.page_in_both_languages(unknown).await;
+    assert_has(&id, &["Ditolak pada", "Alasan: B1: Berkas tidak lengkap"], &refusals);
+    assert_has(&en, &["Rejected on", "Reason: B1: Berkas tidak lengkap"], &refusals);
+}
+
+/// A standard whose issued document is collected at `place` within `days`
+/// working days.
+fn collecting_standard(name_id: &str, name_en: &str, place: &str, days: u32) -> EventBody {
+    let mut standard = standard_of(name_id, name_en, 5);
+    if let EventBody::ServiceStandardPublished { collection, .. } = &mut standard {
+        *collection = Some(mpp_core::Collection { place: place.to_owned(), within_working_days: days });
+    }
+    standard
+}
+
+#[tokio::test]
+async fn an_appointment_shows_when_and_where_it_is_not_when_it_was_recorded() {
+    let mut f = Fixture::new(generous());
+    let case = tn(1804);
+    f.file_under(standard_of("Paspor", "Passport", 3), "imigrasi", "paspor", case, "PP-1");
+    // 2025-06-18 09:30 WIB is 02:30 UTC.
+    let at_ms = 1_750_213_800_000;
+    f.commit(&[(
+        "imigrasi",
+        "paspor",
+        Some(case),
+        "PP-1",
+        EventBody::AppointmentScheduled {
+            kind: "interview".to_owned(),
+            at_ms,
+            place: "Loket Imigrasi, MPP Kota Bengkulu".to_owned(),
+        },
+    )]);
+    let (id, en) = f.page_in_both_languages(case).await;
+    assert_has(
+        &id,
+        &[
+            "data-kind=\"attend_appointment\"",
+            "Datang sesuai jadwal",
+            "Wawancara — 18 Juni 2025 pukul 09.30 WIB",
+            "Loket Imigrasi, MPP Kota Bengkulu",
+        ],
+        &[],
+    );
+    assert_has(
+        &en,
+        &[
+            "Come to your appointment",
+            "Interview — 18 June 2025 at 09:30 WIB",
+            "Loket Imigrasi, MPP Kota Bengkulu",
+        ],
+        &[],
+    );
+}
+
+#[tokio::test]
+async fn a_fee_with_a_due_date_says_how_much_where_and_by_when() {
+    let (mut f, case) = Fixture::with_pbg_filed(1805, 10);
+    // 2025-06-23 23:59 WIB.
+    let due_at_ms = 1_750_697_940_000;
+    f.commit(&[
+        ("dpmptsp", "pbg", Some(case), "PBG-1", EventBody::ReviewStarted),
+        (
+            "dpmptsp",
+            "pbg",
+            Some(case),
+            "PBG-1",
+            EventBody::FeeAssessed {
+                amount_idr: 2_750_000,
+                payment_channel: "Bank Bengkulu, kode billing".to_owned(),
+                billing_code: "820001234567".to_owned(),
+                due_at_ms,
+            },
+        ),
+    ]);
+    let (id, en) = f.page_in_both_languages(case).await;
+    assert_has(
+        &id,
+        &[
+            "data-kind=\"pay_fee\"",
+            "Rp 2.750.000",
+            "Bank Bengkulu, kode billing",
+            "Bayar paling lambat</dt><dd class=\"deadline\">23 Juni 2025 pukul 23.59 WIB",
+        ],
+        &[],
+    );
+    assert_has(&en, &["Rp 2,750,000", "Pay by</dt><dd class=\"deadline\">23 June 2025 at 23:59 WIB"], &[]);
+    let a = f.first_action(case).await;
+    assert_eq!((&a["kind"], &a["due_at_ms"]), (&"pay_fee".into(), &due_at_ms.into()), "{a}");
+}
+
+#[tokio::test]
+async fn collect_your_document_only_where_the_standard_says_with_where_and_by_when() {
+    let mut f = Fixture::new(generous());
+    let (kk, pdam) = (tn(1806), tn(1807));
+    f.commit(&[
+        (
+            "dukcapil",
+            "kk",
+            None,
+            "",
+            collecting_standard("Kartu Keluarga", "Family card", "Loket Disdukcapil, MPP Kota Bengkulu", 10),
+        ),
+        ("pdam", "sambungan", None, "", standard_of("Sambungan baru", "New connection", 5)),
+    ]);
+    f.open_and_file("dukcapil", "kk", kk, "KK-1");
+    f.open_and_file("pdam", "sambungan", pdam, "SB-1");
+    let issue = |agency, service, case, app| {
+        [
+            (agency, service, Some(case), app, EventBody::ReviewStarted),
+            (agency, service, Some(case), app, EventBody::Issued { document_number: "1771-X".to_owned() }),
+        ]
+    };
+    f.commit(&issue("dukcapil", "kk", kk, "KK-1"));
+    f.commit(&issue("pdam", "sambungan", pdam, "SB-1"));
+
+    // Issued on Monday 16 June 2025: ten working days later is Monday 30 June.
+    let (id, en) = f.page_in_both_languages(kk).await;
+    assert_has(
+        &id,
+        &[
+            "data-kind=\"collect_document\"",
+            "Ambil dokumen Anda",
+            "Loket Disdukcapil, MPP Kota Bengkulu",
+            "Ambil paling lambat</dt><dd class=\"deadline\">30 Juni 2025",
+            "Selesai tepat waktu",
+        ],
+        &[],
+    );
+    assert_has(&en, &["Collect your document", "Collect by</dt><dd class=\"deadline\">30 June 2025"], &[]);
+    let a = f.first_action(kk).await;
+    assert_eq!(a["kind"], "collect_document", "{a}");
+    assert_eq!(
+        (&a["place"], &a["due_on"]),
+        (&"Loket Disdukcapil, MPP Kota Bengkulu".into(), &"2025-06-30".into())
+    );
+
+    // A water connection switched on: nothing to collect, so no such line.
+    let (id, en) = f.page_in_both_languages(pdam).await;
+    assert_has(
+        &id,
+        &["Terbit", "Tidak ada yang perlu Anda lakukan saat ini."],
+        &["Ambil dokumen", "collect_document"],
+    );
+    assert_has(&en, &["Issued", "Nothing is needed from you right now."], &["Collect your document"]);
+    let (_, _, body) = f.api(&pdam.to_string(), Some(PIN)).await;
+    assert_eq!(json(&body)["next_actions"], serde_json::json!([]), "{body}");
+}
+
+#[tokio::test]
+async fn the_mpp_s_name_hours_contact_and_complaint_channel_come_from_its_profile() {
+    let (mut f, case) = Fixture::with_multi_agency_case(generous());
+    let profiles = crate::profile::MppProfiles::parse(
+        "profiles.toml",
+        "[[mpp]]\nregion_code = \"1771\"\nname = \"Mal Pelayanan Publik Kota Bengkulu\"\n\
+         address = \"Jl. Basuki Rahmat No. 1\"\nopening_hours_id = \"Senin–Jumat 08.00–15.00 WIB\"\n\
+         opening_hours_en = \"Monday–Friday 08:00–15:00 WIB\"\nphone = \"(0736) 000000\"\n",
+        |_| Err("no logo".to_owned()),
+    )
+    .unwrap();
+    f.set_web_settings(WebSettings { profiles: Arc::new(profiles), ..WebSettings::default() });
+    let (id, en) = f.page_in_both_languages(case).await;
+    assert_has(
+        &id,
+        &[
+            "<span class=\"mpp-name\" id=\"mpp-name\">Mal Pelayanan Publik Kota Bengkulu</span>",
+            "Jl. Basuki Rahmat No. 1",
+            "Jam layanan: Senin–Jumat 08.00–15.00 WIB",
+            "Kontak: (0736) 000000",
+            // Autoescaped: the browser reads https://www.lapor.go.id.
+            "Pengaduan pelayanan publik: <a href=\"https:&#x2f;&#x2f;www.lapor.go.id\" rel=\"noopener\">SP4N-LAPOR!</a>",
+        ],
+        &[],
+    );
+    assert_has(
+        &en,
+        &["Opening hours: Monday–Friday 08:00–15:00 WIB", "Complaints about a public service"],
+        &[],
+    );
+    // The form knows no region yet, and a region without a profile gets
+    // the neutral header.
+    let (_, _, form) = f.send(Request::get("/lacak").body(Body::empty()).unwrap()).await;
+    assert_has(&form, &["Mal Pelayanan Publik — Lacak Berkas"], &["mpp-footer", "mpp-name"]);
+    let other = TrackingNumber::new(RegionCode::parse("3171").unwrap(), 5).unwrap();
+    let (_, _, receipt) =
+        f.send(Request::get(format!("/lacak/{other}/tanda-terima")).body(Body::empty()).unwrap()).await;
+    assert_has(&receipt, &["Mal Pelayanan Publik — Lacak Berkas"], &["mpp-footer"]);
+    let (_, _, receipt) =
+        f.send(Request::get(format!("/lacak/{case}/tanda-terima")).body(Body::empty()).unwrap()).await;
+    assert_has(&receipt, &["id=\"mpp-footer\"", "SP4N-LAPOR!"], &[]);
 }

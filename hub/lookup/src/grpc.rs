@@ -88,6 +88,14 @@ pub fn view(found: &Found) -> CaseView {
         a.service_name_id = name.id.clone();
         a.service_name_en = name.en.clone();
     }
+    // The last day to collect needs the region's calendar, which the SLA
+    // clocks were computed with.
+    for n in &mut v.next_actions {
+        let i = found.case.applications.iter().position(|a| a.id.as_str() == n.application_id);
+        if let Some(d) = i.and_then(|i| found.slas.get(i)).and_then(|s| s.collect_by) {
+            n.due_on = d.to_string();
+        }
+    }
     v.access_events = found
         .access
         .iter()

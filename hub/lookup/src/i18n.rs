@@ -49,6 +49,28 @@ impl Lang {
     }
 }
 
+/// A noun (or phrase) after a count, in its singular and plural forms.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Plural {
+    /// After exactly 1 (English "1 working day").
+    pub one: &'static str,
+    /// After any other count, 0 included ("0 working days", "2 working days").
+    pub other: &'static str,
+}
+
+impl Plural {
+    /// A phrase with one form for every count (Bahasa Indonesia).
+    pub const fn same(form: &'static str) -> Plural {
+        Plural { one: form, other: form }
+    }
+
+    /// `n` followed by the right form: `1 working day`, `2 working days`.
+    pub fn count(&self, n: u64) -> String {
+        let form = if n == 1 { self.one } else { self.other };
+        format!("{n} {form}")
+    }
+}
+
 /// The page's fixed strings.
 #[derive(Debug, Serialize)]
 pub struct Text {
@@ -60,6 +82,14 @@ pub struct Text {
     pub site_name: &'static str,
     /// Skip link.
     pub skip_to_content: &'static str,
+    /// Under an MPP's name in the header.
+    pub track_caption: &'static str,
+    /// Caption: the MPP's opening hours.
+    pub opening_hours_caption: &'static str,
+    /// Caption: the MPP's telephone and e-mail.
+    pub contact_caption: &'static str,
+    /// Caption: where to complain (SP4N-LAPOR!).
+    pub complaint_caption: &'static str,
     /// Title of the lookup form.
     pub form_title: &'static str,
     /// Introduction of the lookup form.
@@ -140,6 +170,10 @@ pub struct Text {
     pub billing_caption: &'static str,
     /// Caption: when.
     pub when_caption: &'static str,
+    /// Caption: the fee's due date.
+    pub pay_by_caption: &'static str,
+    /// Caption: the last day to collect the document.
+    pub collect_by_caption: &'static str,
     /// Caption: for which application.
     pub for_caption: &'static str,
     /// Link to the receipt.
@@ -211,21 +245,31 @@ pub struct Text {
     /// Unknown page.
     pub page_not_found: &'static str,
     /// Seconds (after a number).
-    pub seconds: &'static str,
+    pub seconds: Plural,
     /// Minutes (after a number).
-    pub minutes: &'static str,
+    pub minutes: Plural,
     /// "working days left" (after a number).
-    pub working_days_left: &'static str,
+    pub working_days_left: Plural,
     /// "working days late" (after a number).
-    pub working_days_late: &'static str,
+    pub working_days_late: Plural,
     /// "service standard" (before a number of working days).
     pub standard_caption: &'static str,
     /// "working days" (after a number).
-    pub working_days: &'static str,
-    /// Finished on time.
+    pub working_days: Plural,
+    /// Finished on time (issued or collected within the standard).
     pub finished_on_time: &'static str,
     /// Finished late.
     pub finished_late: &'static str,
+    /// Before the date an application was rejected.
+    pub rejected_on: &'static str,
+    /// Before the date an application was withdrawn.
+    pub withdrawn_on: &'static str,
+    /// Caption: the reason of a rejection or withdrawal, in words.
+    pub reason_caption: &'static str,
+    /// Caption: the agency's own words about it.
+    pub agency_note_caption: &'static str,
+    /// A withdrawal without any reason given (a rejection always has one).
+    pub no_reason: &'static str,
     /// Approval by default reached.
     pub fiktif_positif_reached: &'static str,
     /// Approval by default at the due date.
@@ -250,6 +294,10 @@ pub static ID: Text = Text {
     switch_label: "Ganti bahasa",
     site_name: "Mal Pelayanan Publik — Lacak Berkas",
     skip_to_content: "Langsung ke isi",
+    track_caption: "Lacak Berkas",
+    opening_hours_caption: "Jam layanan",
+    contact_caption: "Kontak",
+    complaint_caption: "Pengaduan pelayanan publik",
     form_title: "Lacak berkas Anda",
     form_intro: "Masukkan nomor berkas dan PIN yang tercetak pada tanda terima Anda.",
     tracking_number_label: "Nomor berkas",
@@ -290,6 +338,8 @@ pub static ID: Text = Text {
     amount_caption: "Biaya",
     billing_caption: "Kode bayar",
     when_caption: "Waktu",
+    pay_by_caption: "Bayar paling lambat",
+    collect_by_caption: "Ambil paling lambat",
     for_caption: "Untuk",
     receipt_link: "Tanda terima dengan kode QR",
     other_case_link: "Lacak berkas lain",
@@ -325,14 +375,20 @@ pub static ID: Text = Text {
     locked: "Terlalu banyak PIN salah untuk nomor berkas ini. Coba lagi dalam",
     unavailable: "Layanan sedang tidak dapat menjawab. Coba lagi nanti.",
     page_not_found: "Halaman tidak ditemukan.",
-    seconds: "detik",
-    minutes: "menit",
-    working_days_left: "hari kerja tersisa",
-    working_days_late: "hari kerja terlambat",
+    // Indonesian nouns do not inflect for number: one form for both.
+    seconds: Plural::same("detik"),
+    minutes: Plural::same("menit"),
+    working_days_left: Plural::same("hari kerja tersisa"),
+    working_days_late: Plural::same("hari kerja terlambat"),
     standard_caption: "Standar layanan",
-    working_days: "hari kerja",
+    working_days: Plural::same("hari kerja"),
     finished_on_time: "Selesai tepat waktu",
     finished_late: "Selesai melewati standar",
+    rejected_on: "Ditolak pada",
+    withdrawn_on: "Dibatalkan pada",
+    reason_caption: "Alasan",
+    agency_note_caption: "Keterangan instansi",
+    no_reason: "Tidak ada alasan yang dicatat.",
     fiktif_positif_reached: "Batas waktu terlewati: permohonan dianggap disetujui (fiktif positif).",
     fiktif_positif_note: "Jika belum diputuskan pada batas waktu, permohonan dianggap disetujui (fiktif positif).",
     calendar_note: "Hari libur belum diketahui untuk sebagian periode; hanya akhir pekan yang dihitung libur.",
@@ -349,6 +405,10 @@ pub static EN: Text = Text {
     switch_label: "Change language",
     site_name: "Public Service Mall — Track your case",
     skip_to_content: "Skip to content",
+    track_caption: "Track your case",
+    opening_hours_caption: "Opening hours",
+    contact_caption: "Contact",
+    complaint_caption: "Complaints about a public service",
     form_title: "Track your case",
     form_intro: "Enter the tracking number and the PIN printed on your receipt.",
     tracking_number_label: "Tracking number",
@@ -389,6 +449,8 @@ pub static EN: Text = Text {
     amount_caption: "Fee",
     billing_caption: "Billing code",
     when_caption: "When",
+    pay_by_caption: "Pay by",
+    collect_by_caption: "Collect by",
     for_caption: "For",
     receipt_link: "Receipt with QR code",
     other_case_link: "Track another case",
@@ -424,14 +486,19 @@ pub static EN: Text = Text {
     locked: "Too many wrong PINs for this tracking number. Try again in",
     unavailable: "The service cannot answer right now. Try again later.",
     page_not_found: "Page not found.",
-    seconds: "seconds",
-    minutes: "minutes",
-    working_days_left: "working days left",
-    working_days_late: "working days late",
+    seconds: Plural { one: "second", other: "seconds" },
+    minutes: Plural { one: "minute", other: "minutes" },
+    working_days_left: Plural { one: "working day left", other: "working days left" },
+    working_days_late: Plural { one: "working day late", other: "working days late" },
     standard_caption: "Service standard",
-    working_days: "working days",
+    working_days: Plural { one: "working day", other: "working days" },
     finished_on_time: "Finished on time",
     finished_late: "Finished later than the standard",
+    rejected_on: "Rejected on",
+    withdrawn_on: "Withdrawn on",
+    reason_caption: "Reason",
+    agency_note_caption: "The agency's note",
+    no_reason: "No reason was recorded.",
     fiktif_positif_reached: "The deadline has passed: the application counts as approved (fiktif positif).",
     fiktif_positif_note: "If not decided by the deadline, the application counts as approved (fiktif positif).",
     calendar_note: "Holidays are not known for part of the period; only weekends were counted as days off.",
@@ -454,6 +521,81 @@ pub fn status_label(s: CaseStatus, lang: Lang) -> &'static str {
         },
     }
 }
+
+/// The overall status the page shows when every application is finished
+/// and at least one was rejected or withdrawn: not a green "Selesai".
+pub const STATUS_REFUSED_CODE: &str = "refused";
+
+/// [`STATUS_REFUSED_CODE`] in words: its label and its explanation.
+pub fn refused_status(lang: Lang) -> (&'static str, &'static str) {
+    match lang {
+        Lang::Id => (
+            "Tidak dikabulkan",
+            "Semua permohonan sudah diputus, tetapi ada yang ditolak atau dibatalkan. Alasannya ada di bawah.",
+        ),
+        Lang::En => (
+            "Not granted",
+            "Every application is decided, but at least one was rejected or withdrawn. The reason is below.",
+        ),
+    }
+}
+
+/// A rejection reason code the agencies of this hub send (the `reason_code`
+/// of `rejected`, their own vocabulary), in words; `None` for a code the
+/// page does not know, whose agency's own text is shown instead.
+pub fn rejection_reason(code: &str, lang: Lang) -> Option<&'static str> {
+    let (id, en) = match code {
+        "DATA_TIDAK_SESUAI" | "D01" => (
+            "Data pada permohonan tidak sesuai dengan dokumen pendukung.",
+            "The data in the application does not match the supporting documents.",
+        ),
+        "KBLI_TIDAK_SESUAI" => (
+            "Bidang usaha tidak sesuai dengan kode KBLI yang dipilih.",
+            "The line of business does not match the KBLI code chosen.",
+        ),
+        "TATA_RUANG_TIDAK_SESUAI" | "KKPR" => (
+            "Rencana bangunan atau usaha tidak sesuai dengan rencana tata ruang (KKPR).",
+            "The planned building or business does not fit the spatial plan (KKPR).",
+        ),
+        "DI_LUAR_JARINGAN" | "LUAR-JARINGAN" => (
+            "Lokasi berada di luar jangkauan jaringan pipa distribusi.",
+            "The location is outside the reach of the water distribution network.",
+        ),
+        "JARINGAN_BELUM_TERSEDIA" | "JTR-PENUH" => (
+            "Jaringan listrik tegangan rendah belum tersedia atau sudah penuh di lokasi.",
+            "The low-voltage power network is not available, or is full, at the location.",
+        ),
+        "CDD_TIDAK_LOLOS" | "CDD-01" => (
+            "Data nasabah tidak lolos uji tuntas (customer due diligence) bank.",
+            "The customer data did not pass the bank's due diligence check.",
+        ),
+        "SERTIPIKAT_DIBLOKIR" => (
+            "Sertipikat tanah tercatat diblokir di Kantor Pertanahan.",
+            "The land certificate is recorded as blocked at the Land Office.",
+        ),
+        _ => return None,
+    };
+    Some(match lang {
+        Lang::Id => id,
+        Lang::En => en,
+    })
+}
+
+/// The rejection reason codes [`rejection_reason`] knows (for tests).
+pub const REJECTION_REASON_CODES: &[&str] = &[
+    "DATA_TIDAK_SESUAI",
+    "D01",
+    "KBLI_TIDAK_SESUAI",
+    "TATA_RUANG_TIDAK_SESUAI",
+    "KKPR",
+    "DI_LUAR_JARINGAN",
+    "LUAR-JARINGAN",
+    "JARINGAN_BELUM_TERSEDIA",
+    "JTR-PENUH",
+    "CDD_TIDAK_LOLOS",
+    "CDD-01",
+    "SERTIPIKAT_DIBLOKIR",
+];
 
 /// One sentence explaining the overall status.
 pub fn status_explain(s: CaseStatus, lang: Lang) -> &'static str {
@@ -666,6 +808,30 @@ mod tests {
         let ms = d.start_unix_ms(0) + (7 * 60 + 5) * 60_000;
         assert_eq!(date_time(ms, 420, "WIB", Lang::Id), "2 Desember 2026 pukul 14.05 WIB");
         assert_eq!(date_time(ms, 420, "WIB", Lang::En), "2 December 2026 at 14:05 WIB");
+    }
+
+    #[test]
+    fn counts_take_the_right_form_in_both_languages() {
+        assert_eq!(EN.working_days.count(1), "1 working day");
+        assert_eq!(EN.working_days.count(0), "0 working days");
+        assert_eq!(EN.working_days.count(2), "2 working days");
+        assert_eq!(EN.working_days_left.count(1), "1 working day left");
+        assert_eq!(EN.working_days_late.count(1), "1 working day late");
+        assert_eq!(EN.seconds.count(1), "1 second");
+        assert_eq!(EN.minutes.count(5), "5 minutes");
+        assert_eq!(ID.working_days.count(1), "1 hari kerja");
+        assert_eq!(ID.working_days.count(3), "3 hari kerja");
+        assert_eq!(ID.seconds.count(1), "1 detik");
+    }
+
+    #[test]
+    fn every_known_rejection_reason_has_words_in_both_languages() {
+        for code in REJECTION_REASON_CODES {
+            let (id, en) = (rejection_reason(code, Lang::Id), rejection_reason(code, Lang::En));
+            assert!(id.is_some_and(|t| t.ends_with('.')) && en.is_some_and(|t| t.ends_with('.')), "{code}");
+            assert_ne!(id, en, "{code}");
+        }
+        assert_eq!(rejection_reason("SOMETHING_ELSE", Lang::Id), None);
     }
 
     #[test]

@@ -215,6 +215,13 @@ pub struct NextActionJson {
     /// Appointment time, Unix ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at_ms: Option<i64>,
+    /// Pay by, Unix ms (`pay_fee`, when the agency set a due date).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at_ms: Option<i64>,
+    /// The last local date to collect the document, `YYYY-MM-DD`
+    /// (`collect_document`, in the MPP region's calendar).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_on: Option<String>,
 }
 
 fn timeline(t: &TimelineItem) -> TimelineJson {
@@ -248,13 +255,13 @@ fn application(a: &Application, v: Option<&SlaView>, name: Option<&ServiceName>)
 pub fn pending_kind(p: &Pending) -> &'static str {
     match p {
         Pending::BringDocuments { .. } => "bring_documents",
-        Pending::PayFee { .. } => "pay_fee",
+        Pending::PayFee { .. } | Pending::PayFeeBy { .. } => "pay_fee",
         Pending::Attend { .. } => "attend_appointment",
-        Pending::Collect => "collect_document",
+        Pending::Collect | Pending::CollectAt { .. } => "collect_document",
     }
 }
 
-fn next_action(application_id: String, p: &Pending) -> NextActionJson {
+fn next_action(application_id: String, p: &Pending, sla: Option<&SlaView>) -> NextActionJson {
     let mut out = NextActionJson {
         application_id,
         kind: pending_kind(p),
@@ -264,16 +271,21 @@ fn next_action(application_id: String, p: &Pending) -> NextActionJson {
         billing_code: String::new(),
         appointment_kind: String::new(),
         at_ms: None,
+        due_at_ms: None,
+        due_on: None,
     };
     match p {
         Pending::BringDocuments { documents, counter } => {
             out.documents = documents.clone();
             out.place = counter.clone();
         }
-        Pending::PayFee { amount_idr, payment_channel, billing_code } => {
-            out.amount_idr = Some(*amount_idr);
-            out.place = payment_channel.clone();
-            out.billing_code = billing_code.clone();
+        Pending::PayFee { .. } | Pending::PayFeeBy { .. } => {
+            if let Some(fee) = p.fee() {
+                out.amount_idr = Some(fee.amount_idr);
+                out.place = fee.payment_channel.to_owned();
+                out.billing_code = fee.billing_code.to_owned();
+                out.due_at_ms = fee.due_at_ms;
+            }
         }
         Pending::Attend { kind, at_ms, place } => {
             out.appointment_kind = kind.clone();
@@ -281,6 +293,10 @@ fn next_action(application_id: String, p: &Pending) -> NextActionJson {
             out.place = place.clone();
         }
         Pending::Collect => {}
+        Pending::CollectAt { place, .. } => {
+            out.place = place.clone();
+            out.due_on = sla.and_then(|s| s.collect_by).map(|d| d.to_string());
+        }
     }
     out
 }
@@ -308,7 +324,14 @@ pub fn case_json(found: &Found) -> CaseJson {
         next_actions: c
             .next_actions()
             .into_iter()
-            .map(|n| next_action(n.application_id.to_string(), &n.pending))
+            .map(|n| {
+                let sla = c
+                    .applications
+                    .iter()
+                    .position(|a| a.id == n.application_id)
+                    .and_then(|i| found.slas.get(i));
+                next_action(n.application_id.to_string(), &n.pending, sla)
+            })
             .collect(),
         access_events: found.access.iter().map(access_event).collect(),
         personal_data: c.personal_data.as_str(),

@@ -27,6 +27,7 @@ pub mod json;
 pub mod lookup;
 pub mod page;
 pub mod pow;
+pub mod profile;
 pub mod proxy;
 pub mod ratelimit;
 pub mod receipt;

@@ -943,6 +943,7 @@ mod tests {
             requirements: vec![],
             fiktif_positif: false,
             version,
+            collection: None,
         };
         message(seq, None, "", body)
     }

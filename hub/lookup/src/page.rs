@@ -31,7 +31,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use minijinja::value::Serde;
 use mpp_core::case::Pending;
-use mpp_core::{ReasonCode, TrackingNumber};
+use mpp_core::{EventKind, ReasonCode, RegionCode, TrackingNumber};
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{error, warn};
@@ -41,6 +41,7 @@ use crate::cosigned::Transparency;
 use crate::error::ApiError;
 use crate::i18n::{self, Lang, Text};
 use crate::lookup::{http_status, parse_tracking_number, LookupError, LookupRequest, PowChallenge};
+use crate::profile::MppProfiles;
 use crate::receipt::{receipt_proof, ReceiptError, ReceiptProof};
 use crate::session::{SESSION_COOKIE, SESSION_TTL_MS};
 use crate::state::{AppState, ClientAddr};
@@ -123,11 +124,46 @@ struct Layout {
     other_lang: &'static str,
     other_name: &'static str,
     form_href: String,
+    /// The MPP's profile, for a page about a case of a region that has
+    /// one; `None` gives the neutral header and no footer.
+    mpp: Option<MppVm>,
+}
+
+/// An MPP's profile in the page's language.
+#[derive(Debug, Serialize)]
+struct MppVm {
+    name: String,
+    logo: String,
+    address: String,
+    hours: String,
+    phone: String,
+    email: String,
+    complaint_url: String,
+}
+
+impl Layout {
+    /// The layout with the profile of the MPP of `region`, if it has one.
+    fn for_region(mut self, profiles: &MppProfiles, region: RegionCode, lang: Lang) -> Layout {
+        self.mpp = profiles.get(region).map(|p| MppVm {
+            name: p.name.clone(),
+            logo: p.logo_data_url.clone(),
+            address: p.address.clone(),
+            hours: match lang {
+                Lang::Id => p.opening_hours_id.clone(),
+                Lang::En => p.opening_hours_en.clone(),
+            },
+            phone: p.phone.clone(),
+            email: p.email.clone(),
+            complaint_url: p.complaint_url.clone(),
+        });
+        self
+    }
 }
 
 fn layout(lang: Lang, switch_path: &str) -> Layout {
     let other = lang.other();
     Layout {
+        mpp: None,
         lang: lang.code(),
         t: lang.text(),
         switch_href: format!("{switch_path}?lang={}", other.code()),
@@ -259,6 +295,8 @@ struct ActionVm {
     billing_code: String,
     when: Option<String>,
     act_by: Option<String>,
+    /// A date set for this action (pay by, collect by) and its caption.
+    deadline: Option<(&'static str, String)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -282,9 +320,61 @@ struct ApplicationVm {
     due: Option<String>,
     days: Option<String>,
     finished: Option<String>,
+    /// Why it was rejected or withdrawn, in words.
+    outcome: Option<OutcomeVm>,
     fiktif: Option<&'static str>,
     calendar_note: bool,
     timeline: Vec<TimelineVm>,
+}
+
+/// A refusal's reason: the page's words for the agency's reason code when
+/// it knows the code, and the agency's own text.
+#[derive(Debug, Serialize)]
+struct OutcomeVm {
+    reason: Option<&'static str>,
+    note: String,
+}
+
+/// A rejection's reason code the page knows and the agency's text after it
+/// (the timeline detail `reason_code: reason`).
+fn known_rejection(detail: &str, lang: Lang) -> Option<(&'static str, &str)> {
+    let (code, rest) = detail.split_once(": ")?;
+    i18n::rejection_reason(code, lang).map(|words| (words, rest))
+}
+
+/// A timeline item's detail as the page shows it: a rejection's known
+/// reason code in words, anything else as recorded.
+fn timeline_detail(item: &mpp_core::TimelineItem, lang: Lang) -> String {
+    match (item.kind, known_rejection(&item.detail, lang)) {
+        (EventKind::Rejected, Some((words, rest))) => format!("{words} {rest}"),
+        _ => item.detail.to_string(),
+    }
+}
+
+/// The outcome of a rejected or withdrawn application, from its last
+/// timeline item (`reason_code: reason`, or the reason alone; the newest
+/// page of a timeline always holds it). `None` for any other state.
+fn outcome_vm(a: &mpp_core::Application, lang: Lang) -> Option<OutcomeVm> {
+    let t = lang.text();
+    let kind = match a.state {
+        mpp_core::AppState::Rejected => EventKind::Rejected,
+        mpp_core::AppState::Withdrawn => EventKind::Withdrawn,
+        _ => return None,
+    };
+    // An older page of the timeline may not hold it: then nothing is said.
+    let detail = &*a.timeline.iter().rev().find(|i| i.kind == kind)?.detail;
+    let known = match kind {
+        EventKind::Rejected => known_rejection(detail, lang),
+        _ => None,
+    };
+    // An unknown code stays with the agency's words: a reason text may hold
+    // ": " itself, so only a code the page knows is taken off.
+    let (reason, note) = match known {
+        Some((words, rest)) => (Some(words), rest.to_owned()),
+        None if detail.is_empty() => (Some(t.no_reason), String::new()),
+        None => (None, detail.to_owned()),
+    };
+    Some(OutcomeVm { reason, note })
 }
 
 #[derive(Debug, Serialize)]
@@ -319,7 +409,33 @@ struct FailedVm {
     last: Option<String>,
 }
 
-fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, lang: Lang) -> CasePage {
+/// The overall status the page shows: the case's, except that a finished
+/// case with a rejected or withdrawn application is "not granted" in its
+/// own colour, never a green "Selesai".
+fn status_vm(found: &crate::lookup::Found, lang: Lang) -> StatusVm {
+    let refused = found.status == mpp_core::CaseStatus::Done
+        && found
+            .case
+            .applications
+            .iter()
+            .any(|a| matches!(a.state, mpp_core::AppState::Rejected | mpp_core::AppState::Withdrawn));
+    if refused {
+        let (label, explain) = i18n::refused_status(lang);
+        return StatusVm { code: i18n::STATUS_REFUSED_CODE, label, explain };
+    }
+    StatusVm {
+        code: found.status.as_str(),
+        label: i18n::status_label(found.status, lang),
+        explain: i18n::status_explain(found.status, lang),
+    }
+}
+
+fn case_page(
+    found: &crate::lookup::Found,
+    calendars: &mpp_core::CalendarSet,
+    profiles: &MppProfiles,
+    lang: Lang,
+) -> CasePage {
     let c = &found.case;
     let t = lang.text();
     let tn = c.tracking_number.to_string();
@@ -352,21 +468,27 @@ fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, la
                 overdue: sla.is_some_and(|s| s.overdue),
                 paused: sla.is_some_and(|s| s.paused),
                 filed_on: moment(a.filed_at_ms),
-                standard: sla.map(|s| format!("{} {}", s.standard_working_days, t.working_days)),
+                standard: sla.map(|s| t.working_days.count(u64::from(s.standard_working_days))),
                 due: sla.filter(|_| open).and_then(|s| s.due_date).map(|d| i18n::date(d, lang)),
                 days: sla.filter(|_| open).map(|s| {
+                    let days = u64::from(s.working_days_left.unsigned_abs());
                     if s.working_days_left < 0 {
-                        format!("{} {}", -i64::from(s.working_days_left), t.working_days_late)
+                        t.working_days_late.count(days)
                     } else {
-                        format!("{} {}", s.working_days_left, t.working_days_left)
+                        t.working_days_left.count(days)
                     }
                 }),
                 finished: sla.and_then(|s| {
-                    let on = s.finished_on?;
-                    let verdict =
-                        if s.finished_on_time == Some(false) { t.finished_late } else { t.finished_on_time };
-                    Some(format!("{verdict}: {}", i18n::date(on, lang)))
+                    let on = i18n::date(s.finished_on?, lang);
+                    Some(match a.state {
+                        // A refusal is never "finished on time".
+                        mpp_core::AppState::Rejected => format!("{} {on}", t.rejected_on),
+                        mpp_core::AppState::Withdrawn => format!("{} {on}", t.withdrawn_on),
+                        _ if s.finished_on_time == Some(false) => format!("{}: {on}", t.finished_late),
+                        _ => format!("{}: {on}", t.finished_on_time),
+                    })
                 }),
+                outcome: outcome_vm(a, lang),
                 fiktif: sla.and_then(|s| {
                     if s.fiktif_positif_reached {
                         Some(t.fiktif_positif_reached)
@@ -381,7 +503,7 @@ fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, la
                     .map(|item| TimelineVm {
                         label: i18n::event_label(item.kind, lang),
                         when: moment(item.recorded_at_ms),
-                        detail: item.detail.to_string(),
+                        detail: timeline_detail(item, lang),
                     })
                     .collect(),
             }
@@ -403,6 +525,7 @@ fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, la
                 billing_code: String::new(),
                 when: None,
                 act_by: None,
+                deadline: None,
             };
             let projected_due = found.slas.get(i).and_then(|s| s.due_date).map(|d| i18n::date(d, lang));
             match &n.pending {
@@ -411,17 +534,29 @@ fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, la
                     vm.place = counter.clone();
                     vm.act_by = projected_due;
                 }
-                Pending::PayFee { amount_idr, payment_channel, billing_code } => {
-                    vm.amount = Some(i18n::rupiah(*amount_idr, lang));
-                    vm.place = payment_channel.clone();
-                    vm.billing_code = billing_code.clone();
+                Pending::PayFee { .. } | Pending::PayFeeBy { .. } => {
+                    if let Some(fee) = n.pending.fee() {
+                        vm.amount = Some(i18n::rupiah(fee.amount_idr, lang));
+                        vm.place = fee.payment_channel.to_owned();
+                        vm.billing_code = fee.billing_code.to_owned();
+                        vm.deadline = fee.due_at_ms.map(|ms| (t.pay_by_caption, moment(ms)));
+                    }
                     vm.act_by = projected_due;
                 }
                 Pending::Attend { kind, at_ms, place } => {
                     vm.when = Some(format!("{} — {}", i18n::appointment_kind(kind, lang), moment(*at_ms)));
                     vm.place = place.clone();
                 }
+                // Not an action: `Case::next_actions` leaves it out.
                 Pending::Collect => {}
+                Pending::CollectAt { place, .. } => {
+                    vm.place = place.clone();
+                    vm.deadline = found
+                        .slas
+                        .get(i)
+                        .and_then(|s| s.collect_by)
+                        .map(|d| (t.collect_by_caption, i18n::date(d, lang)));
+                }
             }
             vm
         })
@@ -441,12 +576,8 @@ fn case_page(found: &crate::lookup::Found, calendars: &mpp_core::CalendarSet, la
         })
         .collect();
     CasePage {
-        layout: layout(lang, &format!("/lacak/{tn}")),
-        status: StatusVm {
-            code: found.status.as_str(),
-            label: i18n::status_label(found.status, lang),
-            explain: i18n::status_explain(found.status, lang),
-        },
+        layout: layout(lang, &format!("/lacak/{tn}")).for_region(profiles, c.tracking_number.region(), lang),
+        status: status_vm(found, lang),
         updated: (c.updated_at_ms > 0).then(|| moment(c.updated_at_ms)),
         actions,
         applications,
@@ -479,8 +610,8 @@ fn message_of(e: &LookupError, lang: Lang) -> (String, &'static str) {
         ReasonCode::PinRequired => (t.pin_required.to_owned(), "pin"),
         ReasonCode::MalformedPin => (t.malformed_pin.to_owned(), "pin"),
         ReasonCode::FieldTooLong => (t.too_long.to_owned(), "nomor"),
-        ReasonCode::RateLimited => (format!("{} {secs} {}.", t.rate_limited, t.seconds), ""),
-        ReasonCode::LookupLocked => (format!("{} {} {}.", t.locked, secs.div_ceil(60), t.minutes), ""),
+        ReasonCode::RateLimited => (format!("{} {}.", t.rate_limited, t.seconds.count(secs)), ""),
+        ReasonCode::LookupLocked => (format!("{} {}.", t.locked, t.minutes.count(secs.div_ceil(60))), ""),
         ReasonCode::PinReissueRequired => (t.pin_reissue_required.to_owned(), ""),
         ReasonCode::ProofOfWorkRequired => (t.pow_required.to_owned(), ""),
         _ => (t.unavailable.to_owned(), ""),
@@ -581,7 +712,7 @@ pub async fn submit(
     };
     match s.lookups.lookup(&req).await {
         Ok(found) => {
-            let ctx = case_page(&found, s.lookups.calendars(), lang);
+            let ctx = case_page(&found, s.lookups.calendars(), &s.web.settings.profiles, lang);
             let mut resp = s.web.page(StatusCode::OK, "case.html", &ctx);
             let value = s.web.sessions.issue(&found.case.tracking_number, found.now_ms);
             resp.headers_mut()
@@ -664,7 +795,7 @@ pub async fn case(
                 return s.web.page(
                     StatusCode::OK,
                     "case.html",
-                    &case_page(&found, s.lookups.calendars(), lang),
+                    &case_page(&found, s.lookups.calendars(), &s.web.settings.profiles, lang),
                 );
             }
             Ok(None) => {}
@@ -781,7 +912,11 @@ pub async fn receipt(
         Err(NoProof::Refused(_)) => (None, Some(lang.text().unavailable)),
     };
     let ctx = ReceiptPage {
-        layout: layout(lang, &format!("/lacak/{tn}/tanda-terima")),
+        layout: layout(lang, &format!("/lacak/{tn}/tanda-terima")).for_region(
+            &s.web.settings.profiles,
+            tn.region(),
+            lang,
+        ),
         tn: tn.to_string(),
         qr_svg: qr,
         case_href: format!("/lacak/{tn}?lang={}", lang.code()),
@@ -871,7 +1006,7 @@ pub async fn events(
         loop {
             // A store error is logged by `read`; the next change retries.
             if let Ok(Some(found)) = lookups.read(&tn) {
-                let ctx = case_page(&found, lookups.calendars(), lang);
+                let ctx = case_page(&found, lookups.calendars(), &web.settings.profiles, lang);
                 match web.render("case_body.html", &ctx) {
                     Ok(fragment) if last.as_deref() != Some(fragment.as_str()) => {
                         if !deliver(&tx, Ok(Event::default().event("case").data(&fragment))).await {
@@ -940,6 +1075,7 @@ mod tests {
             public_url: public_url.map(str::to_owned),
             client_addr: crate::proxy::ClientAddrPolicy::Peer,
             serves_tls,
+            profiles: Default::default(),
         };
         assert!(!s(None, false).secure_cookies());
         assert!(!s(Some("http://lacak.example"), false).secure_cookies());

@@ -49,6 +49,9 @@ pub struct WebSettings {
     /// The hub serves TLS itself (`--tls-cert-file`): session cookies are
     /// `Secure` then, as they are behind an `https://` `--public-url`.
     pub serves_tls: bool,
+    /// The MPPs' profiles (`--mpp-profiles-file`), shown in the citizens'
+    /// pages' header and footer ([`crate::profile`]).
+    pub profiles: std::sync::Arc<crate::profile::MppProfiles>,
 }
 
 impl WebSettings {

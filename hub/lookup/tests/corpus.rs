@@ -183,6 +183,7 @@ fn standard_body(version: u32) -> B {
         requirements: vec!["surat pengantar RT/RW".to_owned()],
         fiktif_positif: false,
         version,
+        collection: None,
     })
 }
 
@@ -203,6 +204,7 @@ fn fee(amount_idr: i64) -> B {
         amount_idr,
         payment_channel: "Bank Bengkulu".to_owned(),
         billing_code: "820001234567".to_owned(),
+        due_at_ms: 0,
     })
 }
 

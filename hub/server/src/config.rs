@@ -256,6 +256,12 @@ pub struct ServeArgs {
     /// is used. An https URL also marks the session cookie Secure.
     #[arg(long, env = "MPP_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// The MPPs' profiles (TOML: name, logo, address, opening hours,
+    /// contact, complaint channel per region code; deploy/mpp-profiles.toml),
+    /// shown on the tracking page. Checked at start: a bad file stops the
+    /// hub. Without it, every page has the neutral header.
+    #[arg(long, env = "MPP_PROFILES_FILE")]
+    pub mpp_profiles_file: Option<PathBuf>,
     /// This hub's id: its signed checkpoints name the log `mpp-hub/<hub id>`
     /// (printable ASCII, no spaces, at most 120 bytes). Give each province's
     /// hub set its own; replicas of one set share it.

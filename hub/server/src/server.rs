@@ -226,6 +226,12 @@ async fn start(
                 public_url: args.public_url.clone(),
                 client_addr: http_client_addr,
                 serves_tls: matches!(transport, Transport::Tls(_)),
+                profiles: Arc::new(match &args.mpp_profiles_file {
+                    Some(path) => {
+                        mpp_lookup::profile::MppProfiles::load(path).context("reading --mpp-profiles-file")?
+                    }
+                    None => mpp_lookup::profile::MppProfiles::none(),
+                }),
             },
             sessions,
         )

@@ -705,6 +705,7 @@ fn the_sla_report_counts_on_time_late_open_and_overdue_in_working_days() {
         requirements: vec![],
         fiktif_positif: false,
         version: 1,
+        collection: None,
     };
     let opened = || B::CaseOpened { pin_verifier: vec![1; 32], nik_keyed_hash: vec![] };
     let filed = || B::ApplicationFiled { documents: vec![] };

@@ -722,7 +722,7 @@ fn commit(kv: &impl Kv, held_back: &Pending, b: CommitBatch) -> Result<Vec<Arc<C
     }
     for s in &b.standards {
         let key = layout::standard_key(&s.agency, &s.service);
-        let v = layout::encode_value(s, &key)?;
+        let v = layout::encode_standard(s, &key)?;
         pairs.push((key, v));
     }
     if let Some(r) = &b.registry {

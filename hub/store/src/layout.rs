@@ -487,8 +487,26 @@ pub(crate) fn decode_case(key: &[u8], v: &[u8], chunks: &[Pair]) -> Result<Case,
     Ok(case)
 }
 
+/// A standard's value: `bincode(ServiceStandard) [++ bincode(Collection)]`,
+/// the collection only when the standard has one, so a standard without
+/// one is encoded exactly as before the field existed (format still v4).
+pub(crate) fn encode_standard(s: &ServiceStandard, key: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let mut v = encode_value(s, key)?;
+    if let Some(c) = &s.collection {
+        v.extend_from_slice(&encode_value(c, key)?);
+    }
+    Ok(v)
+}
+
 pub(crate) fn decode_standard(key: &[u8], v: &[u8]) -> Result<ServiceStandard, StoreError> {
-    let s: ServiceStandard = decode_value(v, key, "service standard")?;
+    let mut rest = v;
+    let mut s: ServiceStandard = bincode_options()
+        .allow_trailing_bytes()
+        .deserialize_from(&mut rest)
+        .map_err(|e| corrupt(format!("service standard does not decode: {e}"), key))?;
+    if !rest.is_empty() {
+        s.collection = Some(decode_value(rest, key, "service standard's collection")?);
+    }
     if standard_key(&s.agency, &s.service) != key {
         return Err(corrupt("service standard is stored under another agency or service", key));
     }

@@ -102,6 +102,11 @@ fn standard(agency: &str, service: &str, version: u32, seq: u64) -> ServiceStand
         version,
         effective_from_seq: seq,
         effective_from_ms: 5,
+        // Even versions carry a collection, written after the standard.
+        collection: (version % 2 == 0).then(|| mpp_core::Collection {
+            place: "Loket Disdukcapil".to_owned(),
+            within_working_days: version,
+        }),
     }
 }
 

@@ -54,6 +54,7 @@ pub fn body_to_core(b: &Body) -> EventBody {
             amount_idr: x.amount_idr,
             payment_channel: x.payment_channel.clone(),
             billing_code: x.billing_code.clone(),
+            due_at_ms: x.due_at_ms,
         },
         Body::PaymentReceived(x) => EventBody::PaymentReceived {
             amount_idr: x.amount_idr,
@@ -77,6 +78,10 @@ pub fn body_to_core(b: &Body) -> EventBody {
             requirements: x.requirements.clone(),
             fiktif_positif: x.fiktif_positif,
             version: x.version,
+            collection: x.collection.as_ref().map(|c| mpp_core::Collection {
+                place: c.place.clone(),
+                within_working_days: c.within_working_days,
+            }),
         },
         Body::PersonalDataSealed(x) => EventBody::PersonalDataSealed {
             key_id: x.key_id.clone(),
@@ -126,11 +131,12 @@ pub fn body_to_wire(b: &EventBody) -> Body {
         EventBody::DocumentsReceived { documents } => {
             Body::DocumentsReceived(pb::DocumentsReceived { documents: documents.clone() })
         }
-        EventBody::FeeAssessed { amount_idr, payment_channel, billing_code } => {
+        EventBody::FeeAssessed { amount_idr, payment_channel, billing_code, due_at_ms } => {
             Body::FeeAssessed(pb::FeeAssessed {
                 amount_idr: *amount_idr,
                 payment_channel: payment_channel.clone(),
                 billing_code: billing_code.clone(),
+                due_at_ms: *due_at_ms,
             })
         }
         EventBody::PaymentReceived { amount_idr, payment_reference } => {
@@ -163,6 +169,7 @@ pub fn body_to_wire(b: &EventBody) -> Body {
             requirements,
             fiktif_positif,
             version,
+            collection,
         } => Body::ServiceStandardPublished(pb::ServiceStandardPublished {
             name_id: name_id.clone(),
             name_en: name_en.clone(),
@@ -171,6 +178,10 @@ pub fn body_to_wire(b: &EventBody) -> Body {
             requirements: requirements.clone(),
             fiktif_positif: *fiktif_positif,
             version: *version,
+            collection: collection.as_ref().map(|c| pb::Collection {
+                place: c.place.clone(),
+                within_working_days: c.within_working_days,
+            }),
         }),
         EventBody::PersonalDataSealed { key_id, nonce, ciphertext } => {
             Body::PersonalDataSealed(pb::PersonalDataSealed {
@@ -230,9 +241,9 @@ pub fn verdict(v: Verdict) -> pb::Verdict {
 pub fn next_action_kind(p: &Pending) -> &'static str {
     match p {
         Pending::BringDocuments { .. } => "bring_documents",
-        Pending::PayFee { .. } => "pay_fee",
+        Pending::PayFee { .. } | Pending::PayFeeBy { .. } => "pay_fee",
         Pending::Attend { .. } => "attend_appointment",
-        Pending::Collect => "collect_document",
+        Pending::Collect | Pending::CollectAt { .. } => "collect_document",
     }
 }
 
@@ -247,10 +258,13 @@ fn next_action(application_id: &str, p: &Pending) -> pb::NextAction {
             a.documents = documents.clone();
             a.place = counter.clone();
         }
-        Pending::PayFee { amount_idr, payment_channel, billing_code } => {
-            a.amount_idr = *amount_idr;
-            a.place = payment_channel.clone();
-            a.billing_code = billing_code.clone();
+        Pending::PayFee { .. } | Pending::PayFeeBy { .. } => {
+            if let Some(fee) = p.fee() {
+                a.amount_idr = fee.amount_idr;
+                a.place = fee.payment_channel.to_owned();
+                a.billing_code = fee.billing_code.to_owned();
+                a.due_at_ms = fee.due_at_ms.unwrap_or(0);
+            }
         }
         Pending::Attend { kind, at_ms, place } => {
             a.at_ms = *at_ms;
@@ -258,6 +272,10 @@ fn next_action(application_id: &str, p: &Pending) -> pb::NextAction {
             a.appointment_kind = kind.clone();
         }
         Pending::Collect => {}
+        Pending::CollectAt { place, within_working_days } => {
+            a.place = place.clone();
+            a.collect_within_working_days = *within_working_days;
+        }
     }
     a
 }
@@ -378,6 +396,7 @@ mod tests {
                 amount_idr: 5,
                 payment_channel: "bank".into(),
                 billing_code: "x".into(),
+                due_at_ms: 0,
             },
             EventBody::PaymentReceived { amount_idr: 5, payment_reference: "r".into() },
             EventBody::AppointmentScheduled { kind: "survey".into(), at_ms: 9, place: "p".into() },
@@ -394,6 +413,7 @@ mod tests {
                 requirements: vec!["x".into()],
                 fiktif_positif: true,
                 version: 2,
+                collection: None,
             },
             EventBody::PersonalDataSealed {
                 key_id: vec![3; 16],

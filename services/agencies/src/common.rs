@@ -343,6 +343,7 @@ pub(crate) fn fee(
         amount_idr: input::amount_idr(amount_field, amount_idr, max_idr)?,
         payment_channel: input::text(channel_field, channel, true)?,
         billing_code,
+        due_at_ms: 0,
     })
 }
 

@@ -335,7 +335,7 @@ macro_rules! agency_service {
     };
     (@inverse $body:ident, $top:ident, $langkah:ident, $Req:ident, fee { $amount:ident <= $max:expr, $channel:ident, $code:ident: $check:expr }) => {
         match $body {
-            mpp_core::EventBody::FeeAssessed { amount_idr, payment_channel, billing_code } => Some(pb::$Req {
+            mpp_core::EventBody::FeeAssessed { amount_idr, payment_channel, billing_code, due_at_ms: 0 } => Some(pb::$Req {
                 langkah: $langkah(),
                 $amount: *amount_idr,
                 $channel: payment_channel.clone(),

@@ -272,7 +272,8 @@ pub(crate) fn events(shapes: &Shapes) -> BoxedStrategy<EventBody> {
             |(amount_idr, payment_channel, billing_code)| EventBody::FeeAssessed {
                 amount_idr,
                 payment_channel,
-                billing_code
+                billing_code,
+                due_at_ms: 0
             }
         ),
         (1..=shapes.amount_max_idr, shapes.payment_reference.clone()).prop_map(

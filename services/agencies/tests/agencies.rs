@@ -487,10 +487,12 @@ async fn one_case_walks_every_agency_and_the_stream_holds_each_journey_in_order(
             .filter(|e| matches!(e.body, Some(ev::envelope::Body::ServiceStandardPublished(_))))
             .collect();
         assert_eq!(published.len(), info.services.len(), "{}: one standard per service", info.agency_id);
+        let standards = info.builtin_standards().unwrap();
         for svc in info.services {
             let one: Vec<_> = published.iter().filter(|e| e.service_id == svc.service_id).collect();
             assert_eq!(one.len(), 1, "{}/{}", info.agency_id, svc.service_id);
-            let id = standard_event_id(&info.agency_id().unwrap(), &svc.service().unwrap(), 1);
+            let version = standards.iter().find(|s| s.service.as_str() == svc.service_id).unwrap().version;
+            let id = standard_event_id(&info.agency_id().unwrap(), &svc.service().unwrap(), version);
             assert_eq!(one[0].event_id, id.hyphenated().to_string());
         }
 

@@ -56,6 +56,7 @@ async fn events_reach_the_stream_once_with_their_message_id() {
         requirements: vec!["KK lama".into()],
         fiktif_positif: false,
         version: 1,
+        collection: None,
     };
     let first = agency.publish_standards(std::slice::from_ref(&spec)).await.unwrap();
     let second = agency.publish_standards(std::slice::from_ref(&spec)).await.unwrap();

@@ -456,7 +456,7 @@ impl Action {
                 place,
             },
             Action::AssessFee { amount_idr, billing_code, channel } => {
-                EventBody::FeeAssessed { amount_idr, payment_channel: channel, billing_code }
+                EventBody::FeeAssessed { amount_idr, payment_channel: channel, billing_code, due_at_ms: 0 }
             }
             Action::ConfirmPayment { amount_idr, reference } => {
                 EventBody::PaymentReceived { amount_idr, payment_reference: reference }

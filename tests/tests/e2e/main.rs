@@ -26,6 +26,10 @@
 //! - `citizen`: the tracking page in a real headless browser (Chromium),
 //!   lookup rate limits and lockouts, identical answers for an unknown case
 //!   and a wrong PIN, and live updates over a gRPC watch.
+//! - `page_states`: the tracking page's states (rejected, withdrawn,
+//!   appointment, collect-at, payment due) in Chromium at 1280 and 375 px,
+//!   in both languages, with the MPP's profile in header and footer;
+//!   screenshots in `test-artifacts/page-*.png`.
 //! - `cluster`: a 3-node NATS JetStream cluster from the deployment template,
 //!   with `MPP_EVENTS` at replicas 3.
 //! - `corpus`: the hostile-input corpus (`tests/corpus/`) against real
@@ -107,6 +111,7 @@ mod nats_auth;
 mod observability;
 mod openapi;
 mod ops;
+mod page_states;
 mod privacy;
 mod probes;
 mod registry;

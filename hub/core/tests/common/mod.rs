@@ -87,6 +87,7 @@ pub(crate) fn body(kind: EventKind) -> EventBody {
             amount_idr: 150_000,
             payment_channel: s("Bank Bengkulu"),
             billing_code: s("BILL-0001"),
+            due_at_ms: 0,
         },
         EventKind::PaymentReceived => {
             EventBody::PaymentReceived { amount_idr: 150_000, payment_reference: s("REF-0001") }
@@ -120,6 +121,7 @@ pub(crate) fn standard_body(version: u32) -> EventBody {
         requirements: vec!["KTP-el".to_owned()],
         fiktif_positif: false,
         version,
+        collection: None,
     }
 }
 

@@ -69,6 +69,7 @@ fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
                 amount_idr: 100_000,
                 payment_channel: teller.into(),
                 billing_code: String::new(),
+                due_at_ms: 0,
             },
         ),
         (
@@ -181,7 +182,7 @@ round_trip_test!(
     |e| match e {
         // The deposit has no billing code, and the account number is published masked.
         EventBody::FeeAssessed { amount_idr, payment_channel, .. } => {
-            EventBody::FeeAssessed { amount_idr, payment_channel, billing_code: String::new() }
+            EventBody::FeeAssessed { amount_idr, payment_channel, billing_code: String::new(), due_at_ms: 0 }
         }
         EventBody::Issued { document_number } => {
             EventBody::Issued { document_number: masked_account("x", &document_number).unwrap() }

@@ -54,6 +54,7 @@ fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
                 amount_idr: 1_250_000,
                 billing_code: kode.into(),
                 payment_channel: simponi.into(),
+                due_at_ms: 0,
             },
         ),
         (

@@ -54,7 +54,12 @@ fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
                 nomor_skrd: skrd.into(),
                 saluran_pembayaran: kas.into(),
             }),
-            E::FeeAssessed { amount_idr: 2_340_000, billing_code: skrd.into(), payment_channel: kas.into() },
+            E::FeeAssessed {
+                amount_idr: 2_340_000,
+                billing_code: skrd.into(),
+                payment_channel: kas.into(),
+                due_at_ms: 0,
+            },
         ),
         (
             Call::KonfirmasiPembayaran(pb::PembayaranRetribusi {

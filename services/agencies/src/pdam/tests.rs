@@ -55,6 +55,7 @@ fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
                 amount_idr: 1_750_000,
                 billing_code: "RAB/2026/00123".into(),
                 payment_channel: "Kasir PDAM / Bank daerah".into(),
+                due_at_ms: 0,
             },
         ),
         (

@@ -53,6 +53,7 @@ fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
                 amount_idr: 1_259_700,
                 billing_code: kode.into(),
                 payment_channel: saluran.into(),
+                due_at_ms: 0,
             },
         ),
         (

@@ -226,6 +226,11 @@ struct RawService {
     fee_idr: Spanned<i64>,
     fiktif_positif: Spanned<bool>,
     requirements: Spanned<Vec<Spanned<String>>>,
+    /// Where the issued document is collected (optional, with
+    /// `collect_within_working_days`; absent when nothing is collected).
+    collect_at: Option<Spanned<String>>,
+    /// Working days after the issue it waits there.
+    collect_within_working_days: Option<Spanned<i64>>,
 }
 
 /// Where faults are reported.
@@ -376,6 +381,28 @@ fn check_service(
     // Out of range either way: the hub's "between 1 and 365" says it.
     let days = u32::try_from(*r.completion_working_days.get_ref()).unwrap_or(0);
     let requirements: Vec<String> = r.requirements.get_ref().iter().map(|s| s.get_ref().clone()).collect();
+    let collection = match (&r.collect_at, &r.collect_within_working_days) {
+        (None, None) => None,
+        (Some(place), Some(days)) => Some(mpp_core::Collection {
+            place: place.get_ref().clone(),
+            // Out of range either way: the hub's "between 1 and 365" says it.
+            within_working_days: u32::try_from(*days.get_ref()).unwrap_or(0),
+        }),
+        (Some(place), None) => {
+            return Err(at(
+                place.span(),
+                "collect_at",
+                "collect_at needs collect_within_working_days: how long the document waits there".to_owned(),
+            ))
+        }
+        (None, Some(days)) => {
+            return Err(at(
+                days.span(),
+                "collect_within_working_days",
+                "collect_within_working_days needs collect_at: where the document is collected".to_owned(),
+            ))
+        }
+    };
     let spec = ServiceStandardSpec {
         service,
         name_id: r.name_id.get_ref().clone(),
@@ -385,6 +412,7 @@ fn check_service(
         requirements,
         fiktif_positif: *r.fiktif_positif.get_ref(),
         version,
+        collection,
     };
     // Each field alone on an otherwise valid standard, so that a rejection
     // names the field (and the line) at fault.
@@ -397,6 +425,7 @@ fn check_service(
         requirements: Vec::new(),
         fiktif_positif: false,
         version: 1,
+        collection: None,
     };
     let probes: [(&str, Range<usize>, ServiceStandardSpec); 5] = [
         ("version", r.version.span(), ServiceStandardSpec { version, ..base.clone() }),
@@ -422,6 +451,10 @@ fn check_service(
         }
         let probe = ServiceStandardSpec { requirements: vec![item.get_ref().clone()], ..base.clone() };
         hub_validate(agency, &probe).map_err(|e| at(item.span(), "requirements", hub_rule(&e)))?;
+    }
+    if let (Some(c), Some(span)) = (&spec.collection, r.collect_at.as_ref().map(Spanned::span)) {
+        let probe = ServiceStandardSpec { collection: Some(c.clone()), ..base.clone() };
+        hub_validate(agency, &probe).map_err(|e| at(span, "collect_at", hub_rule(&e)))?;
     }
     let probe = ServiceStandardSpec { requirements: spec.requirements.clone(), ..base };
     hub_validate(agency, &probe).map_err(|e| at(r.requirements.span(), "requirements", hub_rule(&e)))?;
@@ -449,6 +482,7 @@ fn hub_validate(agency: &AgencyId, spec: &ServiceStandardSpec) -> Result<(), Rej
             requirements: spec.requirements.clone(),
             fiktif_positif: spec.fiktif_positif,
             version: spec.version,
+            collection: spec.collection.clone(),
         }),
     };
     validate(&subject_for(agency, &spec.service), &u, VALIDATION_AT_MS).map(|_| ())

@@ -88,6 +88,9 @@ pub struct ServiceStandardSpec {
     pub fiktif_positif: bool,
     /// The agency's version of this standard; raise it on every change.
     pub version: u32,
+    /// Where and by when the citizen collects what the service hands over;
+    /// `None` when nothing is collected (a connection, an account).
+    pub collection: Option<mpp_core::Collection>,
 }
 
 /// The event id of version `version` of the standard of `agency`/`service`:
@@ -124,7 +127,8 @@ impl ServiceStandardSpec {
     /// The SHA-256 of what this standard says, without its version:
     /// `SHA-256("mpp-standard-content-v1" || 0x00 || service || name_id ||
     /// name_en || u32_be(completion_working_days) || i64_be(fee_idr) ||
-    /// u32_be(requirement count) || each requirement || u8(fiktif_positif))`,
+    /// u32_be(requirement count) || each requirement || u8(fiktif_positif)
+    /// [|| 0x01 || collection place || u32_be(within_working_days)])`,
     /// each text as `u64_be(byte length) || UTF-8 bytes`. Two standards of
     /// a service with the same hash say the same thing.
     pub fn content_sha256(&self) -> [u8; 32] {
@@ -146,6 +150,13 @@ impl ServiceStandardSpec {
             text(&mut h, r);
         }
         h.update([u8::from(self.fiktif_positif)]);
+        // Only a standard with a collection hashes one, so every hash
+        // recorded before the field existed still matches its standard.
+        if let Some(c) = &self.collection {
+            h.update([1u8]);
+            text(&mut h, &c.place);
+            h.update(c.within_working_days.to_be_bytes());
+        }
         h.finalize().into()
     }
 
@@ -166,6 +177,7 @@ impl ServiceStandardSpec {
                 requirements: self.requirements.clone(),
                 fiktif_positif: self.fiktif_positif,
                 version: self.version,
+                collection: self.collection.clone(),
             },
         )
     }
@@ -218,6 +230,7 @@ mod tests {
             requirements: vec!["KK lama".into()],
             fiktif_positif: false,
             version: 1,
+            collection: None,
         };
         let ev = spec.to_event(&b).unwrap();
         assert_eq!(ev.event_id(), ids("dukcapil", "kk", 1).hyphenated().to_string());

@@ -617,6 +617,10 @@ mod tests {
             ServiceStandardSpec { completion_working_days: 6, ..base.clone() },
             ServiceStandardSpec { fee_idr: 1, ..base.clone() },
             ServiceStandardSpec { fiktif_positif: true, ..base.clone() },
+            ServiceStandardSpec {
+                collection: Some(mpp_core::Collection { place: "Loket PLN".into(), within_working_days: 5 }),
+                ..base.clone()
+            },
             ServiceStandardSpec { requirements: base.requirements[1..].to_vec(), ..base.clone() },
             // Moving text between fields changes the hash too.
             ServiceStandardSpec {
