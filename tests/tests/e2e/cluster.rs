@@ -274,12 +274,19 @@ fn server_name_of(config: &std::path::Path) -> Result<String> {
         .ok_or_else(|| anyhow!("{} sets no server_name", config.display()))
 }
 
-/// The cluster harness's own guarantee: the stream survives a `kill -9` of
+/// The cluster harness's own guarantee: the nodes refuse an anonymous
+/// client; the stream survives a `kill -9` of
 /// its leader (another node takes over and holds every acknowledged
 /// message), and the restarted node catches up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_keeps_acknowledged_messages_when_the_stream_leader_is_killed() -> Result<()> {
     let mut cluster = NatsCluster::start().await?;
+    // The nodes run the locked-down template: no anonymous login.
+    let anonymous = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(cluster.urls().split(',').collect::<Vec<_>>())
+        .await;
+    ensure!(anonymous.is_err(), "an anonymous client logged in to the cluster");
     // Dukcapil publishes, as its own user.
     let js = async_nats::jetstream::new(cluster.connect_as("dukcapil").await?);
     let f = mpp_tests::envelope::EventFactory::new("dukcapil", "kk", "1771");
