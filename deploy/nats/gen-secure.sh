@@ -70,17 +70,17 @@ fi
 (umask 077 && mkdir -p "$OUT")
 OUT_ABS=$(cd "$OUT" && pwd)
 CONF_DIR=${CONF_DIR:-$OUT_ABS}
-# The values go inside quoted strings of the config: refuse anything that
-# could end the string or the line.
+# shellcheck source=../lib/confvalue.sh
+source "$HERE/../lib/confvalue.sh"
 check_values=("$LISTEN" "$HTTP" "$STORE_DIR" "$SERVER_NAME" "$CONF_DIR" "${TLS_NAMES[@]}")
 [ -z "$TLS_CERT" ] || check_values+=("$TLS_CERT" "$TLS_KEY")
-for v in "${check_values[@]}"; do
-    if [ -z "$v" ] || [[ "$v" == *[\"\\\$\'$'\n\r']* ]]; then
-        echo "error: unusable value ${v@Q} (empty, or a quote, backslash, \$ or line break)" >&2
-        exit 2
-    fi
-done
+mpp_conf_values_ok "${check_values[@]}" || exit 2
 [ -r "$TEMPLATE" ] || { echo "error: cannot read template $TEMPLATE" >&2; exit 1; }
+
+# shellcheck source=../lib/nkey.sh
+source "$HERE/../lib/nkey.sh"
+# shellcheck source=../lib/tls.sh
+source "$HERE/../lib/tls.sh"
 
 conf=$(cat "$TEMPLATE")
 # Bash >= 5.2 would put the matched text in place of '&' in a replacement.
@@ -98,21 +98,11 @@ if [ -n "$TLS_CERT" ]; then
 else
     (umask 077 && mkdir -p "$OUT/tls")
     if [ ! -s "$OUT/tls/server.pem" ] || [ ! -s "$OUT/tls/server.key" ] || [ ! -s "$OUT/tls/ca.pem" ]; then
-        command -v openssl >/dev/null || { echo "error: openssl is needed to make a TLS certificate (or give --tls-cert/--tls-key)" >&2; exit 1; }
         names="IP:127.0.0.1,IP:::1"
         for n in "${TLS_NAMES[@]}"; do names="$names,DNS:$n"; done
-        (
-            umask 077
-            cd "$OUT/tls"
-            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days "$TLS_DAYS" \
-                -subj "/CN=MPP NATS throw-away CA" -keyout ca.key -out ca.pem 2>/dev/null
-            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-                -subj "/CN=mpp-nats" -keyout server.key -out server.csr 2>/dev/null
-            printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$names" >server.ext
-            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days "$TLS_DAYS" \
-                -extfile server.ext -out server.pem 2>/dev/null
-            rm -f server.csr server.ext ca.srl
-        )
+        mpp_tls_ca "$OUT/tls" "$TLS_DAYS"
+        rm -f "$OUT/tls/server.pem" "$OUT/tls/server.key"
+        mpp_tls_cert "$OUT/tls" server "$TLS_DAYS" "$names"
         echo "made a throw-away CA and server certificate in $OUT/tls/ (names: $names)" >&2
     fi
     # The certificates are public (the keys stay 0600).
@@ -123,8 +113,6 @@ fi
 
 (umask 077 && mkdir -p "$OUT/creds")
 chmod 700 "$OUT/creds"
-# shellcheck source=../lib/nkey.sh
-source "$HERE/../lib/nkey.sh"
 mapfile -t USERS < <(grep -o '@NKEY_[A-Za-z0-9_-]*@' "$TEMPLATE" | sed 's/^@NKEY_//; s/@$//' | sort -u)
 [ ${#USERS[@]} -gt 0 ] || { echo "error: no @NKEY_<user>@ in $TEMPLATE" >&2; exit 1; }
 for user in "${USERS[@]}"; do

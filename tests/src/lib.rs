@@ -37,6 +37,7 @@ pub mod check;
 pub mod docs;
 pub mod dukcapil;
 pub mod envelope;
+pub mod natsgen;
 pub mod pin;
 pub mod registry;
 pub mod rss;

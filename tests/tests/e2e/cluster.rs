@@ -1,6 +1,15 @@
-//! A 3-node NATS JetStream cluster on loopback, made from the deployment
-//! template `deploy/nats/cluster/node.conf.template` (so the tests run the
-//! config operators deploy), with the stream `MPP_EVENTS` at replicas 3.
+//! A 3-node NATS JetStream cluster on loopback, locked down as operators
+//! deploy it: each node's config is written by
+//! `deploy/nats/cluster/gen-cluster.sh` from the template
+//! `deploy/nats/cluster/node.conf.template` (one NKey user per participant
+//! and hub replica, TLS on the client port, mutually verified TLS on the
+//! routes), into a temporary directory with the keys and certificates it
+//! makes. The stream `MPP_EVENTS` runs at replicas 3, created by the
+//! bootstrap user [`SETUP_USER`]; the harness's checks read the stream as
+//! [`READER_USER`]; every client of the harness logs in with
+//! its own NKey and checks the nodes' certificates against the CA
+//! ([`NatsCluster::hub_options`], [`NatsCluster::agency_options`],
+//! [`NatsCluster::connect_as`]).
 //!
 //! Each node is a [`NatsServer`] of the harness (its own free ports, its own
 //! store in a temporary directory, `kill -9` and restart on the same ports).
@@ -10,11 +19,22 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use mpp_tests::natsgen::{run_generator, Logins};
 use mpp_tests::ports::free_port;
+use mpp_tests::services::{AgencyOptions, HubOptions};
 use mpp_tests::{wait_for, NatsServer, STREAM_NAME};
 
-/// The node config template operators deploy; the harness fills it in.
-pub(crate) const NODE_TEMPLATE: &str = include_str!("../../../deploy/nats/cluster/node.conf.template");
+/// The generator of the nodes' configs, keys and certificates.
+const GENERATOR: &str = "deploy/nats/cluster/gen-cluster.sh";
+
+/// The bootstrap user of the template: creates the stream and reads its
+/// info, nothing else.
+pub(crate) const SETUP_USER: &str = "stream-setup";
+
+/// The user the harness's checks read the stream as (stream info and
+/// messages by sequence): the hub user, which may read them, as the hub
+/// does. No user of the template may read events but the hub replicas.
+pub(crate) const READER_USER: &str = "hub";
 
 /// Nodes in the cluster (the stream's replica count too).
 pub(crate) const NODES: usize = 3;
@@ -32,32 +52,30 @@ pub(crate) const REPLICA_CURRENT_DEADLINE: Duration = Duration::from_secs(120);
 /// once taken longer than the harness's 20 s start deadline.
 pub(crate) const START_ATTEMPTS: u32 = 2;
 
-/// The template with every placeholder filled in. Fails if one is left.
+/// Runs the generator for one node into `gen` (which keeps the keys and
+/// the CA it made for the first node) and returns the node's config.
 pub(crate) fn render_node_config(
+    gen: &std::path::Path,
     server_name: &str,
     client_port: u16,
     cluster_port: u16,
     cluster_ports: &[u16],
     store_dir: &std::path::Path,
 ) -> Result<String> {
-    let routes = cluster_ports
-        .iter()
-        .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let text = NODE_TEMPLATE
-        .replace("{{SERVER_NAME}}", server_name)
-        .replace("{{HOST}}", "127.0.0.1")
-        .replace("{{CLIENT_PORT}}", &client_port.to_string())
-        .replace("{{CLUSTER_PORT}}", &cluster_port.to_string())
-        .replace("{{ROUTES}}", &routes)
-        .replace("{{STORE_DIR}}", &store_dir.display().to_string());
-    // The comment block names the placeholders too; only the config lines count.
-    let config_lines: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
-    if let Some(left) = config_lines.iter().find(|l| l.contains("{{")) {
-        bail!("node config template has an unfilled placeholder: {left}");
-    }
-    Ok(text)
+    let routes =
+        cluster_ports.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let args = [
+        ("--node", server_name.to_owned()),
+        ("--host", "127.0.0.1".to_owned()),
+        ("--client-port", client_port.to_string()),
+        ("--cluster-port", cluster_port.to_string()),
+        ("--routes", routes),
+        ("--store-dir", store_dir.display().to_string()),
+    ];
+    let args: Vec<String> = args.into_iter().flat_map(|(flag, value)| [flag.to_owned(), value]).collect();
+    run_generator(GENERATOR, gen, &args)?;
+    let conf = gen.join(format!("{server_name}.conf"));
+    std::fs::read_to_string(&conf).with_context(|| format!("reading {}", conf.display()))
 }
 
 /// A 3-node cluster; every node is killed when the cluster is dropped.
@@ -66,6 +84,11 @@ pub(crate) struct NatsCluster {
     nodes: Vec<NatsServer>,
     /// Each node's `server_name`, read back from its config file.
     names: Vec<String>,
+    /// The users' NKey seeds and the CA (in `_gen`).
+    logins: Logins,
+    /// The generator's output directory: the nodes read their certificates
+    /// from it at every (re)start, so it lives as long as the nodes.
+    _gen: tempfile::TempDir,
 }
 
 /// The stream's cluster placement as the current leader reports it.
@@ -95,21 +118,34 @@ impl NatsCluster {
     }
 
     async fn start_once() -> Result<Self> {
+        let gen = mpp_tests::temp_dir("mpp-nats-cluster-")?;
+        let logins = Logins::new(gen.path());
+        // The harness probes each node as the setup user: its key first
+        // (the generator keeps it, and makes every other one).
+        let setup = logins.write_nkey(SETUP_USER)?;
         let cluster_ports = (0..NODES).map(|_| free_port()).collect::<Result<Vec<u16>>>()?;
         let starts = cluster_ports.iter().map(|&cluster_port| {
             let ports = cluster_ports.clone();
+            let dir = gen.path().to_owned();
             NatsServer::start_with_config(
                 move |slots| {
-                    render_node_config(&slots.server_name, slots.port, cluster_port, &ports, &slots.store_dir)
+                    render_node_config(
+                        &dir,
+                        &slots.server_name,
+                        slots.port,
+                        cluster_port,
+                        &ports,
+                        &slots.store_dir,
+                    )
                 },
-                None,
+                Some(setup.clone()),
             )
         });
         let nodes =
             futures::future::try_join_all(starts).await.context("starting the 3-node NATS cluster")?;
         let names = nodes.iter().map(|n| server_name_of(n.config_path())).collect::<Result<Vec<_>>>()?;
-        let cluster = Self { nodes, names };
-        let js = cluster.jetstream().await?;
+        let cluster = Self { nodes, names, logins, _gen: gen };
+        let js = async_nats::jetstream::new(cluster.connect_as(SETUP_USER).await?);
         let config = async_nats::jetstream::stream::Config {
             num_replicas: NODES,
             ..mpp_edge::stream::stream_config()
@@ -140,15 +176,37 @@ impl NatsCluster {
         self.nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",")
     }
 
-    /// A JetStream context on a connection to any running node.
+    /// A JetStream context on a connection to any running node, as
+    /// [`READER_USER`] (stream info and messages).
     pub(crate) async fn jetstream(&self) -> Result<async_nats::jetstream::Context> {
+        Ok(async_nats::jetstream::new(self.connect_as(READER_USER).await?))
+    }
+
+    /// A connection to any running node as `user` (a user of the template),
+    /// over TLS checked against the cluster's CA.
+    pub(crate) async fn connect_as(&self, user: &str) -> Result<async_nats::Client> {
         let urls: Vec<String> = self.nodes.iter().map(NatsServer::url).collect();
-        let client = async_nats::ConnectOptions::new()
+        self.logins
+            .user(user)?
+            .options()
             .connection_timeout(Duration::from_secs(5))
             .connect(urls.iter().map(String::as_str).collect::<Vec<_>>())
             .await
-            .context("cannot connect to the NATS cluster")?;
-        Ok(async_nats::jetstream::new(client))
+            .with_context(|| format!("cannot connect to the NATS cluster as {user}"))
+    }
+
+    /// A hub replica's options: it logs in as `user` (`hub`, `hub-2`: the
+    /// template's hub users) and reads through `consumer` (the template
+    /// lets user `hub` use `mpp-hub`, the hub's default, and `hub-2`
+    /// `mpp-hub-2`).
+    pub(crate) fn hub_options(&self, user: &str, consumer: Option<&str>) -> HubOptions {
+        self.logins.hub_options(user, consumer)
+    }
+
+    /// An agency service's options: it logs in as `user` (its agency id in
+    /// the template), over TLS, for region `region`.
+    pub(crate) fn agency_options(&self, user: &str, region: &str) -> AgencyOptions {
+        self.logins.agency_options(user, region, true)
     }
 
     /// The stream's leader and current replicas, from stream info.
@@ -216,14 +274,22 @@ fn server_name_of(config: &std::path::Path) -> Result<String> {
         .ok_or_else(|| anyhow!("{} sets no server_name", config.display()))
 }
 
-/// The cluster harness's own guarantee: the stream survives a `kill -9` of
+/// The cluster harness's own guarantee: the nodes refuse an anonymous
+/// client; the stream survives a `kill -9` of
 /// its leader (another node takes over and holds every acknowledged
 /// message), and the restarted node catches up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_keeps_acknowledged_messages_when_the_stream_leader_is_killed() -> Result<()> {
     let mut cluster = NatsCluster::start().await?;
-    let js = cluster.jetstream().await?;
-    let f = mpp_tests::envelope::EventFactory::new("e2e-cluster", "izin", "1771");
+    // The nodes run the locked-down template: no anonymous login.
+    let anonymous = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(cluster.urls().split(',').collect::<Vec<_>>())
+        .await;
+    ensure!(anonymous.is_err(), "an anonymous client logged in to the cluster");
+    // Dukcapil publishes, as its own user.
+    let js = async_nats::jetstream::new(cluster.connect_as("dukcapil").await?);
+    let f = mpp_tests::envelope::EventFactory::new("dukcapil", "kk", "1771");
     for v in 1..=20 {
         mpp_tests::envelope::publish_envelope(&js, &f.standard(v)).await?;
     }

@@ -371,13 +371,7 @@ fn nats_check(conf: &Path, env: &[(&str, &str)]) -> Result<()> {
 /// throw-away CA) under `dir`: their paths.
 fn throwaway_certificate(dir: &Path) -> Result<(String, String)> {
     let out = dir.join("gen-secure");
-    let mut cmd = Command::new("bash");
-    cmd.arg(deploy_dir()?.join("nats/gen-secure.sh")).arg(&out);
-    if let Ok(exe) = mpp_tests::bins::nats_server() {
-        cmd.env("MPP_NATS_SERVER", exe);
-    }
-    let run = cmd.output()?;
-    ensure!(run.status.success(), "gen-secure.sh: {}", String::from_utf8_lossy(&run.stderr));
+    mpp_tests::natsgen::run_generator("deploy/nats/gen-secure.sh", &out, &[])?;
     let tls = out.join("tls");
     Ok((tls.join("server.pem").display().to_string(), tls.join("server.key").display().to_string()))
 }
@@ -423,19 +417,12 @@ fn every_nats_config_passes_nats_server_t() -> Result<()> {
         }
         checked += 1;
     }
-    // The cluster node template (H3's harness fills it the same way).
-    let template = deploy.join("nats/cluster/node.conf.template");
-    if template.is_file() {
-        let text = std::fs::read_to_string(&template)?
-            .replace("{{SERVER_NAME}}", "mpp-nats-1")
-            .replace("{{HOST}}", "127.0.0.1")
-            .replace("{{CLIENT_PORT}}", "4222")
-            .replace("{{CLUSTER_PORT}}", "6222")
-            .replace("{{ROUTES}}", "nats-route://127.0.0.1:6222, nats-route://127.0.0.1:6223")
-            .replace("{{STORE_DIR}}", "/tmp/mpp-nats-check");
-        let p = tmp.path().join("node.conf");
-        std::fs::write(&p, text)?;
-        nats_check(&p, &[])?;
+    // The cluster node template, filled by its generator (as the e2e
+    // cluster harness does) for the default three nodes.
+    let cluster = tmp.path().join("cluster");
+    mpp_tests::natsgen::run_generator("deploy/nats/cluster/gen-cluster.sh", &cluster, &[])?;
+    for node in ["mpp-nats-1", "mpp-nats-2", "mpp-nats-3"] {
+        nats_check(&cluster.join(format!("{node}.conf")), &[])?;
         checked += 1;
     }
     // The Kubernetes ConfigMap's config.
@@ -462,15 +449,8 @@ fn every_nats_config_passes_nats_server_t() -> Result<()> {
 /// NATS configurations without users or TLS, each with why. The test fails
 /// when one of them is locked down (take it off the list) and when any
 /// other config is open.
-const OPEN_NATS_CONFIGS: [(&str, &str); 2] = [
-    ("nats/local.conf", "the local stack's default mode, on 127.0.0.1 only (up.sh --secure-nats locks it)"),
-    (
-        "nats/cluster/node.conf.template",
-        "NOT DONE (issue 15 item 6): the e2e cluster harness (cluster.rs, used by faults and \
-         scale_out) runs this very file with clients that log in without a user or TLS; the \
-         Kubernetes ConfigMap is the locked-down cluster config (users, client and route TLS)",
-    ),
-];
+const OPEN_NATS_CONFIGS: [(&str, &str); 1] =
+    [("nats/local.conf", "the local stack's default mode, on 127.0.0.1 only (up.sh --secure-nats locks it)")];
 
 /// A NATS config's text without its comment lines.
 fn config_code(conf: &str) -> String {
@@ -530,12 +510,16 @@ fn every_nats_config_has_users_and_tls_but_the_named_exceptions() -> Result<()> 
 }
 
 /// The user an NKey line names: `"@NKEY_<user>@"` in secure.conf's
-/// template, `$NATS_NKEY_<USER>` (from the environment) in the Compose and
+/// template, `"{{NKEY_<user>}}"` in the cluster node template,
+/// `$NATS_NKEY_<USER>` (from the environment) in the Compose and
 /// Kubernetes configs, where `_` stands for `-`.
 fn nkey_user(value: &str) -> Result<String> {
     let value = value.trim();
     if let Some(name) = value.strip_prefix("\"@NKEY_") {
         return Ok(name.split('@').next().unwrap_or("").to_owned());
+    }
+    if let Some(name) = value.strip_prefix("\"{{NKEY_") {
+        return Ok(name.split('}').next().unwrap_or("").to_owned());
     }
     if let Some(name) = value.strip_prefix("$NATS_NKEY_") {
         let name: String = name.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
@@ -601,6 +585,11 @@ fn the_locked_down_configs_grant_what_secure_conf_grants() -> Result<()> {
         }
     }
     ensure!(configs.len() == 2, "the Kubernetes NATS config is missing");
+    configs.push((
+        "nats/cluster/node.conf.template".to_owned(),
+        std::fs::read_to_string(deploy.join("nats/cluster/node.conf.template"))?,
+        vec!["hub", "hub-2"],
+    ));
     for (name, conf, hubs) in &configs {
         let users = user_permissions(conf)?;
         for p in PARTICIPANTS.iter().chain(hubs.iter()) {
@@ -614,7 +603,8 @@ fn the_locked_down_configs_grant_what_secure_conf_grants() -> Result<()> {
                 (None, u) if u.starts_with("mpp-hub-") => hub
                     .replace("_INBOX.hub.", &format!("_INBOX.{u}."))
                     .replace("MPP_EVENTS.mpp-hub", &format!("MPP_EVENTS.{u}")),
-                // The Kubernetes stream Job: stream info and create only.
+                // The Kubernetes stream Job and the cluster template's
+                // bootstrap user: stream info and create only.
                 (None, "stream-setup") => {
                     let publish = perms.split("subscribe").next().unwrap_or("");
                     ensure!(

@@ -22,7 +22,7 @@ use mpp_tests::envelope::{
     encode, random_journey, stream_last_seq, subject, tracking_number, EventFactory, StreamIds,
 };
 use mpp_tests::rng::Rng;
-use mpp_tests::services::{ingest_halted, read_head, Head, HubOptions};
+use mpp_tests::services::{ingest_halted, read_head, AgencyOptions, Head, HubOptions};
 use mpp_tests::wait::Fatal;
 use mpp_tests::{wait_for, AgencyProcess, HubProcess, NatsServer};
 
@@ -211,6 +211,15 @@ impl Broker {
         }
     }
 
+    /// The Dukcapil service's options: anonymous on the single server (the
+    /// harness's open config), its own NKey and TLS on the cluster.
+    fn dukcapil_options(&self) -> AgencyOptions {
+        match self {
+            Broker::Single(_) => AgencyOptions::region(REGION),
+            Broker::Cluster(c) => c.agency_options("dukcapil", REGION),
+        }
+    }
+
     fn single(&mut self) -> Result<&mut NatsServer> {
         match self {
             Broker::Single(s) => Ok(s),
@@ -245,7 +254,7 @@ impl Stack {
     /// officers, and waits until traffic flows.
     async fn start(broker: Broker, mut hub: HubProcess, mut rng: Rng) -> Result<Self> {
         hub.wait_ready(READY_DEADLINE).await?;
-        let mut service = AgencyProcess::spawn_dukcapil(&broker.url(), REGION)?;
+        let mut service = AgencyProcess::spawn("mpp-dukcapil", &broker.url(), broker.dukcapil_options())?;
         service.wait_listening(READY_DEADLINE).await?;
         let answered = Arc::new(Answered::default());
         let driver = Driver::spawn(&dukcapil::client(&service)?, answered.clone(), rng.next_u64(), DRIVER);
@@ -527,7 +536,7 @@ async fn nats_restart(plan: Plan) -> Result<Counts> {
 async fn cluster_kill(plan: Plan) -> Result<Counts> {
     let mut rng = Rng::new(plan.seed);
     let cluster = NatsCluster::start().await?;
-    let hub = HubProcess::spawn(&cluster.urls())?;
+    let hub = HubProcess::spawn_with(&cluster.urls(), cluster.hub_options("hub", None))?;
     let mut s = Stack::start(Broker::Cluster(cluster), hub, rng.clone()).await?;
     for cycle in 0..plan.cycles {
         let kill_leader = cycle % 2 == 0;

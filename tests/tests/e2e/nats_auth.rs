@@ -17,6 +17,7 @@ use mpp_proto::agency::dukcapil::v1 as dk;
 use mpp_tests::dukcapil::client;
 use mpp_tests::envelope::{body, encode, event_id, publish, stream_last_seq, EventFactory, StreamIds};
 use mpp_tests::nats::{ConfigSlots, NatsUser};
+use mpp_tests::natsgen::{run_generator, Logins};
 use mpp_tests::services::{AgencyOptions, HubOptions};
 use mpp_tests::store::audit_stopped_hub;
 use mpp_tests::{AgencyProcess, HubProcess, NatsServer};
@@ -32,33 +33,20 @@ const SERVER_ERROR_DEADLINE: Duration = Duration::from_secs(10);
 /// Another agency's subject, which the Dukcapil user must not publish on.
 const FOREIGN_SUBJECT: &str = "mpp.events.pln.pasang-baru";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// Runs deploy/nats/gen-secure.sh into `out` for the harness's slots and
 /// returns the config it wrote.
 fn generate(out: &Path, slots: &ConfigSlots) -> Result<String> {
-    let script = repo_root().join("deploy/nats/gen-secure.sh");
-    let mut cmd = std::process::Command::new("bash");
-    cmd.arg(&script)
-        .arg(out)
-        .args(["--listen", &format!("127.0.0.1:{}", slots.port)])
-        .args(["--http", &format!("127.0.0.1:{}", slots.http_port)])
-        .args(["--store-dir", &slots.store_dir.display().to_string()])
-        .args(["--server-name", &slots.server_name])
-        .env("MPP_REGISTRAR", mpp_tests::bins::workspace_bin("mpp-registrar")?);
-    if let Ok(exe) = mpp_tests::bins::nats_server() {
-        cmd.env("MPP_NATS_SERVER", exe);
-    }
-    let output = cmd.output().with_context(|| format!("running {}", script.display()))?;
-    ensure!(
-        output.status.success(),
-        "{} failed: {}{}",
-        script.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let args = [
+        "--listen".to_owned(),
+        format!("127.0.0.1:{}", slots.port),
+        "--http".to_owned(),
+        format!("127.0.0.1:{}", slots.http_port),
+        "--store-dir".to_owned(),
+        slots.store_dir.display().to_string(),
+        "--server-name".to_owned(),
+        slots.server_name.clone(),
+    ];
+    run_generator("deploy/nats/gen-secure.sh", out, &args)?;
     let conf = out.join("nats.conf");
     let text = std::fs::read_to_string(&conf).with_context(|| format!("reading {}", conf.display()))?;
     let code: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
@@ -69,30 +57,17 @@ fn generate(out: &Path, slots: &ConfigSlots) -> Result<String> {
 
 /// The CA of the throw-away certificate gen-secure.sh made.
 fn tls_ca(gen: &Path) -> PathBuf {
-    gen.join("tls").join("ca.pem")
+    Logins::new(gen).tls_ca()
 }
 
 /// The seed file gen-secure.sh keeps for `user`.
 fn seed_file(gen: &Path, user: &str) -> PathBuf {
-    gen.join("creds").join(format!("{user}.nk"))
+    Logins::new(gen).seed_file(user)
 }
 
 /// `user` logging in with the NKey seed gen-secure.sh made for it, over TLS.
 fn nkey_user(gen: &Path, user: &str) -> Result<NatsUser> {
-    let file = seed_file(gen, user);
-    let seed = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    ensure!(seed.trim().starts_with("SU"), "{} holds no NKey user seed", file.display());
-    Ok(NatsUser { user: user.to_owned(), nkey_seed: seed.trim().to_owned(), tls_ca_file: Some(tls_ca(gen)) })
-}
-
-/// Writes a fresh NKey for `user` where gen-secure.sh keeps it (it keeps
-/// an existing one): the login.
-fn write_nkey(gen: &Path, user: &str) -> Result<NatsUser> {
-    let (seed, public) = mpp_edge::nats::generate_nkey();
-    let file = seed_file(gen, user);
-    std::fs::write(&file, format!("{seed}\n"))?;
-    std::fs::write(file.with_extension("nk.pub"), format!("{public}\n"))?;
-    Ok(NatsUser { user: user.to_owned(), nkey_seed: seed, tls_ca_file: Some(tls_ca(gen)) })
+    Logins::new(gen).user(user)
 }
 
 #[cfg(unix)]
@@ -146,7 +121,7 @@ async fn connect_watching(
 async fn start_secure() -> Result<(tempfile::TempDir, NatsServer, NatsUser)> {
     let gen = mpp_tests::temp_dir("mpp-nats-secure-")?;
     std::fs::create_dir_all(gen.path().join("creds"))?;
-    let hub_user = write_nkey(gen.path(), "hub")?;
+    let hub_user = Logins::new(gen.path()).write_nkey("hub")?;
     let nats =
         NatsServer::start_with_config(|slots| generate(gen.path(), slots), Some(hub_user.clone())).await?;
     Ok((gen, nats, hub_user))
@@ -189,7 +164,7 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
         },
     )?;
     hub.wait_ready(READY_DEADLINE).await?;
-    let options = dukcapil_login(&seed_file(gen.path(), "dukcapil"), Some(&tls_ca(gen.path())));
+    let options = dukcapil_login(gen.path(), true);
     let mut agency = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
     agency.wait_listening(READY_DEADLINE).await?;
     ensure!(!agency.log_tail().contains(&dukcapil.nkey_seed[2..]), "mpp-dukcapil logged its NKey seed");
@@ -274,19 +249,8 @@ async fn each_agency_publishes_only_its_own_subjects() -> Result<()> {
 /// mpp-dukcapil's options to log in as the user `dukcapil` with the NKey
 /// seed in `seed_file`, over TLS verified against `ca` when given; the hub
 /// sets up the stream.
-fn dukcapil_login(seed_file: &Path, ca: Option<&Path>) -> AgencyOptions {
-    let mut options = AgencyOptions::region(REGION);
-    options.extra_args = vec![
-        "--nats-user".to_owned(),
-        "dukcapil".to_owned(),
-        "--nats-nkey-file".to_owned(),
-        seed_file.display().to_string(),
-    ];
-    if let Some(ca) = ca {
-        options.extra_args.extend(["--nats-tls-ca-file".to_owned(), ca.display().to_string()]);
-    }
-    options.extra_args.push("--skip-stream-setup".to_owned());
-    options
+fn dukcapil_login(gen: &Path, tls: bool) -> AgencyOptions {
+    Logins::new(gen).agency_options("dukcapil", REGION, tls)
 }
 
 /// Waits until every event `answered` by `agency` is in the stream; the
@@ -320,7 +284,8 @@ async fn wait_answered(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agency_logs_in_with_its_nkey_and_publishes_only_its_own_subjects() -> Result<()> {
     let dir = mpp_tests::temp_dir("mpp-nats-nkey-")?;
-    let seed_file = dir.path().join("dukcapil.nk");
+    let seed_file = seed_file(dir.path(), "dukcapil");
+    std::fs::create_dir_all(dir.path().join("creds"))?;
     let out = std::process::Command::new(mpp_tests::bins::workspace_bin("mpp-registrar")?)
         .args(["nats-nkey", "--out"])
         .arg(&seed_file)
@@ -360,7 +325,7 @@ async fn an_agency_logs_in_with_its_nkey_and_publishes_only_its_own_subjects() -
         HubOptions { nats_login: Some(("hub".to_owned(), hub_seed_file)), ..HubOptions::default() },
     )?;
     hub.wait_ready(READY_DEADLINE).await?;
-    let options = dukcapil_login(&seed_file, None);
+    let options = dukcapil_login(dir.path(), false);
     let mut agency = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
     agency.wait_listening(READY_DEADLINE).await?;
     ensure!(!agency.log_tail().contains(&seed[2..]), "mpp-dukcapil logged its NKey seed");

@@ -16,7 +16,6 @@ use mpp_proto::agency::dukcapil::v1 as dk;
 use mpp_tests::dukcapil::{self, Answered, Driver, DriverConfig};
 use mpp_tests::envelope::{stream_last_seq, StreamIds};
 use mpp_tests::rng::Rng;
-use mpp_tests::services::HubOptions;
 use mpp_tests::store::audit_stopped_hub;
 use mpp_tests::{wait_for, AgencyProcess, HubProcess};
 
@@ -25,6 +24,9 @@ use crate::cluster::NatsCluster;
 
 /// Region of the MPP: Kota Bengkulu.
 const REGION: &str = "1771";
+/// The two hub replicas: consumer name and NATS user (the cluster
+/// template's hub users, each allowed its own consumer only).
+const REPLICAS: [(&str, &str); 2] = [("mpp-hub", "hub"), ("mpp-hub-2", "hub-2")];
 
 /// Officers calling the service (about 180 events/s).
 const DRIVER: DriverConfig = DriverConfig { workers: 4, journey_interval_ms: 100 };
@@ -93,13 +95,15 @@ async fn two_hub_replicas_on_a_3_node_cluster_agree_and_serve_while_one_is_down(
     let mut rng = Rng::new(seed);
     let started = Instant::now();
     let cluster = NatsCluster::start().await?;
-    let replica = |name: &str| HubOptions { consumer_name: Some(name.to_owned()), ..Default::default() };
-    // Each replica knows every node, like the agency service.
-    let mut a = HubProcess::spawn_with(&cluster.urls(), replica("mpp-hub-a"))?;
-    let mut b = HubProcess::spawn_with(&cluster.urls(), replica("mpp-hub-b"))?;
+    // Each replica knows every node, like the agency service, and logs in
+    // as its own user, which may read through its own consumer only.
+    let [(name_a, user_a), (name_b, user_b)] = REPLICAS;
+    let mut a = HubProcess::spawn_with(&cluster.urls(), cluster.hub_options(user_a, Some(name_a)))?;
+    let mut b = HubProcess::spawn_with(&cluster.urls(), cluster.hub_options(user_b, Some(name_b)))?;
     a.wait_ready(READY_DEADLINE).await?;
     b.wait_ready(READY_DEADLINE).await?;
-    let mut service = AgencyProcess::spawn_dukcapil(&cluster.urls(), REGION)?;
+    let mut service =
+        AgencyProcess::spawn("mpp-dukcapil", &cluster.urls(), cluster.agency_options("dukcapil", REGION))?;
     service.wait_listening(READY_DEADLINE).await?;
 
     // Cases whose PINs the test keeps, then continuous traffic.
@@ -155,8 +159,8 @@ async fn two_hub_replicas_on_a_3_node_cluster_agree_and_serve_while_one_is_down(
     let ids = answered.snapshot()?;
     let last = wait_all_caught_up(&cluster, &scan, &ids, &mut [&mut a, &mut b]).await?;
     let (head_a, head_b) = (head_of(&a).await?, head_of(&b).await?);
-    println!("replica mpp-hub-a head: stream seq {}, log seq {}, hash {}", head_a.0, head_a.1, head_a.2);
-    println!("replica mpp-hub-b head: stream seq {}, log seq {}, hash {}", head_b.0, head_b.1, head_b.2);
+    println!("replica {name_a} head: stream seq {}, log seq {}, hash {}", head_a.0, head_a.1, head_a.2);
+    println!("replica {name_b} head: stream seq {}, log seq {}, hash {}", head_b.0, head_b.1, head_b.2);
     ensure!(head_a == head_b, "seed {seed}: the replicas disagree: {head_a:?} vs {head_b:?}");
     ensure!(head_a.0 == last, "seed {seed}: heads at stream seq {} but the stream ends at {last}", head_a.0);
     lookups_succeed(&a, &cases).await?;
@@ -165,7 +169,7 @@ async fn two_hub_replicas_on_a_3_node_cluster_agree_and_serve_while_one_is_down(
     service.terminate().await?;
     a.terminate().await?;
     b.terminate().await?;
-    for (name, hub) in [("mpp-hub-a", &a), ("mpp-hub-b", &b)] {
+    for (name, hub) in [(name_a, &a), (name_b, &b)] {
         check_stopped_hub(
             hub.data_dir(),
             &Run { scenario: name, seed, run: 1, accepted: &ids, stream_last_seq: last, unanswered_max: 0 },
