@@ -11,7 +11,7 @@ use mpp_core::merkle::{self, entry_leaf_hash, MerkleFrontier, NodeSource};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mpp_core::registry::{Participant, Registry};
-use mpp_core::{Application, Case, LogEntry, ServiceStandard, StandardTerms};
+use mpp_core::{Application, Case, LogEntry, ServiceStandard};
 
 use crate::layout::{self, corrupt, Block, Pair};
 use crate::{
@@ -146,7 +146,7 @@ impl<K: Kv> Store for KvStore<K> {
         standards(&self.kv)
     }
 
-    fn standard_terms(&self) -> Result<Vec<((AgencyId, ServiceId), StandardTerms)>, StoreError> {
+    fn standard_terms(&self) -> Result<Vec<crate::ServiceTerms>, StoreError> {
         scan(&self.kv, layout::PREFIX_STANDARD, layout::decode_standard)
             .map(|s| s.map(|s| ((s.agency.clone(), s.service.clone()), s.terms())))
             .collect()

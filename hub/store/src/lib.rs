@@ -248,6 +248,9 @@ pub struct CommitBatch {
     pub subtrees: Vec<Subtree>,
 }
 
+/// A service (agency, service id) and the terms of its standard in force.
+pub type ServiceTerms = ((AgencyId, ServiceId), StandardTerms);
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -351,7 +354,7 @@ pub trait Store: NodeSource<Error = StoreError> + Clone + Send + Sync + std::fmt
     /// The terms of every standard in force, ordered by agency then
     /// service: what the ledger keeps in memory. The default decodes every
     /// standard at once; stores override it to hold one at a time.
-    fn standard_terms(&self) -> Result<Vec<((AgencyId, ServiceId), StandardTerms)>, StoreError> {
+    fn standard_terms(&self) -> Result<Vec<ServiceTerms>, StoreError> {
         Ok(self
             .standards()?
             .into_iter()
