@@ -6,16 +6,7 @@ use crate::event::EventKind;
 use crate::ids::{AgencyId, ApplicationId, ServiceId, TrackingNumber};
 use crate::state::AppState;
 
-/// What a service hands over and where the citizen collects it, as its
-/// standard says (`ServiceStandardPublished.collection`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Collection {
-    /// Where, e.g. "Loket Disdukcapil, MPP Kota Bengkulu".
-    pub place: String,
-    /// Working days after issue the document waits there
-    /// (1..=[`crate::limits::COLLECT_WITHIN_WORKING_DAYS_MAX`]).
-    pub within_working_days: u32,
-}
+pub use crate::event::Collection;
 
 /// A published service standard (standar pelayanan), in force from the log
 /// entry that published it.

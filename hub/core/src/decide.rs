@@ -45,14 +45,7 @@ pub trait StateMut: State {
     }
 }
 
-/// Where the entry being applied sits in the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EntryMeta {
-    /// Hub log sequence.
-    pub seq: u64,
-    /// Time of record (the JetStream timestamp), Unix ms.
-    pub recorded_at_ms: i64,
-}
+pub use crate::log::EntryMeta;
 
 /// Decides whether `env` may be applied to `state` under the rules in force
 /// now: [`decide_at`] for an entry recorded after every rule took effect.

@@ -7,6 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgencyId, ApplicationId, EventId, OfficerId, RegionCode, ServiceId, TrackingNumber};
 
+/// What a service hands over and where the citizen collects it, as its
+/// standard says (`ServiceStandardPublished.collection`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Collection {
+    /// Where, e.g. "Loket Disdukcapil, MPP Kota Bengkulu".
+    pub place: String,
+    /// Working days after issue the document waits there
+    /// (1..=[`crate::limits::COLLECT_WITHIN_WORKING_DAYS_MAX`]).
+    pub within_working_days: u32,
+}
+
 /// The body of an event: one of the common lifecycle events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventBody {
@@ -103,7 +114,7 @@ pub enum EventBody {
         /// Where and by when the citizen collects what the service hands
         /// over; `None` when nothing is collected (a connection switched on,
         /// an account opened).
-        collection: Option<crate::case::Collection>,
+        collection: Option<Collection>,
     },
     /// The citizen's name and contact details, sealed under their data key,
     /// were attached to the case (docs/PRIVACY.md). The core never sees the

@@ -7,6 +7,10 @@
 /// oversized message still reaches the hub and is recorded with its verdict.
 pub const MESSAGE_BYTES_MAX: usize = 64 * 1024;
 
+/// Longest operator id a log entry records, in bytes (an operator token's
+/// client id is at most this long; see `crate::redrive`).
+pub const OPERATOR_ID_BYTES_MAX: usize = 64;
+
 /// Longest agency or service id (`MALFORMED_AGENCY_ID`, `MALFORMED_SERVICE_ID`).
 pub const SLUG_BYTES_MAX: usize = 32;
 

@@ -42,6 +42,15 @@ use sha2::{Digest, Sha256};
 use crate::limits;
 use crate::reason::ReasonCode;
 
+/// Where the entry being applied sits in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Hub log sequence.
+    pub seq: u64,
+    /// Time of record (the JetStream timestamp), Unix ms.
+    pub recorded_at_ms: i64,
+}
+
 /// Format version byte of the canonical encoding.
 pub const ENTRY_FORMAT_V1: u8 = 1;
 
@@ -211,10 +220,10 @@ impl LogEntry {
     /// is truncated to [`redrive::OPERATOR_ID_BYTES_MAX`] like the other
     /// text fields.
     ///
-    /// [`redrive::OPERATOR_ID_BYTES_MAX`]: crate::redrive::OPERATOR_ID_BYTES_MAX
+    /// [`redrive::OPERATOR_ID_BYTES_MAX`]: crate::limits::OPERATOR_ID_BYTES_MAX
     pub fn with_redrive(mut self, redrive: Option<Redrive>) -> Self {
         if let Some(mut r) = redrive {
-            r.operator = truncate_utf8(&r.operator, crate::redrive::OPERATOR_ID_BYTES_MAX).to_owned();
+            r.operator = truncate_utf8(&r.operator, limits::OPERATOR_ID_BYTES_MAX).to_owned();
             self.redrive = Some(r);
             self.rehash();
         }

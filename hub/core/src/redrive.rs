@@ -35,9 +35,7 @@ use crate::validate::SUBJECT_PREFIX;
 /// called [`RESERVED_PARTICIPANT_ID`].
 pub const REDRIVE_SUBJECT_PREFIX: &str = "mpp.events.redrive.";
 
-/// The participant id no registry statement may register: an agency of this
-/// name would be granted `mpp.events.redrive.>` by the NATS configs' pattern.
-pub const RESERVED_PARTICIPANT_ID: &str = "redrive";
+pub use crate::registry::RESERVED_PARTICIPANT_ID;
 
 /// The header naming the seq of the rejected entry a redrive republishes.
 pub const REDRIVE_OF_HEADER: &str = "Mpp-Redrive-Of";
@@ -45,9 +43,7 @@ pub const REDRIVE_OF_HEADER: &str = "Mpp-Redrive-Of";
 /// The header naming the operator who asked for a redrive.
 pub const OPERATOR_HEADER: &str = "Mpp-Operator";
 
-/// Longest operator id a log entry records, in bytes (an operator token's
-/// client id is at most this long).
-pub const OPERATOR_ID_BYTES_MAX: usize = 64;
+pub use crate::limits::OPERATOR_ID_BYTES_MAX;
 
 /// The subject a redrive of a message published on `subject` goes to.
 pub fn redrive_subject(subject: &str) -> Option<String> {

@@ -29,10 +29,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::KeyId;
-use crate::decide::EntryMeta;
 use crate::event::{Envelope, EventKind};
 use crate::hold::Holds;
 use crate::ids::{AgencyId, EventId, RegionCode, ServiceId};
+use crate::log::EntryMeta;
 use crate::reason::{ReasonCode, Rejection};
 use crate::signature::{BatchClaim, SignatureVerifier};
 
@@ -40,6 +40,11 @@ use crate::signature::{BatchClaim, SignatureVerifier};
 /// stream's `mpp.events.>`, so no stream or consumer changes, and never a
 /// valid event subject (`mpp.events.<agency>.<service>` has four tokens).
 pub const REGISTRY_SUBJECT: &str = "mpp.events.registry";
+
+/// The participant id no registry statement may register: an agency of this
+/// name would be granted `mpp.events.redrive.>` (`crate::redrive`) by the
+/// NATS configs' pattern.
+pub const RESERVED_PARTICIPANT_ID: &str = "redrive";
 
 /// Domain prefix of the registrar's signed message: the signature covers
 /// this followed by the encoded `mpp.v1.RegistryStatement`.
@@ -348,7 +353,7 @@ pub fn validate_statement(u: &UncheckedStatement) -> Result<Statement, Rejection
         EventId::parse(&u.statement_id).map_err(|r| malformed(format!("statement_id: {}", r.detail)))?;
     let body = u.body.as_ref().ok_or_else(|| malformed("the statement has no body"))?;
     let participant = |s: &str| {
-        if s == crate::redrive::RESERVED_PARTICIPANT_ID {
+        if s == RESERVED_PARTICIPANT_ID {
             return Err(malformed(format!("participant_id {s:?} is reserved for operators' redrives")));
         }
         AgencyId::parse(s).map_err(|r| malformed(format!("participant_id: {}", r.detail)))

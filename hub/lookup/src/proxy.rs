@@ -197,6 +197,14 @@ impl ForwardedHeader {
     }
 }
 
+/// The last address of an `X-Forwarded-For` value, if it parses.
+pub fn last_forwarded_for(value: &str) -> Option<IpAddr> {
+    if value.len() > FORWARDED_FOR_BYTES_MAX {
+        return None;
+    }
+    forwarded_for_entry(value.rsplit(',').next()?)
+}
+
 /// The address of one `X-Forwarded-For` entry (or RFC 7239 `for=` value):
 /// an IPv4 or IPv6 address, optionally with a port (`a.b.c.d:port`,
 /// `[v6]:port`, or `[v6]`).
@@ -252,7 +260,7 @@ impl ClientAddrPolicy {
             Self::LastForwardedFor => lines
                 .last()
                 .and_then(|l| std::str::from_utf8(l).ok())
-                .and_then(crate::state::last_forwarded_for)
+                .and_then(last_forwarded_for)
                 .unwrap_or(peer),
             Self::TrustedProxies { proxies, header } => walk(proxies, *header, peer.to_canonical(), lines),
         }
@@ -310,6 +318,16 @@ mod tests {
 
     fn client(p: &ClientAddrPolicy, peer: &str, lines: &[&str]) -> IpAddr {
         p.client(ip(peer), lines.iter().map(|l| l.as_bytes()))
+    }
+
+    #[test]
+    fn the_last_forwarded_address_counts() {
+        assert_eq!(last_forwarded_for("203.0.113.9"), Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(last_forwarded_for("1.1.1.1, 203.0.113.9"), Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(last_forwarded_for("1.1.1.1, 2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(last_forwarded_for("1.1.1.1, 203.0.113.9:4711"), Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(last_forwarded_for("203.0.113.9, garbage"), None);
+        assert_eq!(last_forwarded_for(&"1".repeat(2000)), None);
     }
 
     #[test]

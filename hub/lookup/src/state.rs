@@ -11,7 +11,6 @@ use axum::http::request::Parts;
 use mpp_obs::health::Health;
 
 use crate::lookup::Lookups;
-use crate::proxy::forwarded_for_entry;
 pub use crate::proxy::FORWARDED_FOR_BYTES_MAX;
 use crate::web::Web;
 
@@ -34,14 +33,6 @@ pub struct AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
 
-/// The last address of an `X-Forwarded-For` value, if it parses.
-pub fn last_forwarded_for(value: &str) -> Option<IpAddr> {
-    if value.len() > FORWARDED_FOR_BYTES_MAX {
-        return None;
-    }
-    forwarded_for_entry(value.rsplit(',').next()?)
-}
-
 impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
@@ -55,20 +46,5 @@ impl FromRequestParts<AppState> for ClientAddr {
             None => peer,
             Some(name) => policy.client(peer, parts.headers.get_all(name).iter().map(|v| v.as_bytes())),
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_last_forwarded_address_counts() {
-        assert_eq!(last_forwarded_for("203.0.113.9"), Some("203.0.113.9".parse().unwrap()));
-        assert_eq!(last_forwarded_for("1.1.1.1, 203.0.113.9"), Some("203.0.113.9".parse().unwrap()));
-        assert_eq!(last_forwarded_for("1.1.1.1, 2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(last_forwarded_for("1.1.1.1, 203.0.113.9:4711"), Some("203.0.113.9".parse().unwrap()));
-        assert_eq!(last_forwarded_for("203.0.113.9, garbage"), None);
-        assert_eq!(last_forwarded_for(&"1".repeat(2000)), None);
     }
 }
