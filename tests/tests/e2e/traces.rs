@@ -46,11 +46,7 @@ async fn an_agency_call_s_trace_id_reaches_the_hub_s_log_line_for_its_events() -
     let mut dukcapil = AgencyProcess::spawn_dukcapil(&nats.url(), "1771")?;
     dukcapil.wait_listening(READY_DEADLINE).await?;
 
-    let mut c = client(&dukcapil)?;
-    let mut req = tonic::Request::new(permohonan("", dk::Layanan::Kk));
-    req.metadata_mut().insert("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01").parse()?);
-    let answer = c.ajukan_permohonan(req).await.context("AjukanPermohonan")?.into_inner();
-    ensure!(answer.event_ids.len() == 2, "case_opened and application_filed: {:?}", answer.event_ids);
+    let answer = traced_filing(&dukcapil).await?;
     println!("trace {TRACE_ID}: agency call answered events {:?}", answer.event_ids);
 
     // The hub: one line per event, with the caller's trace id, once the
@@ -165,6 +161,17 @@ impl Collector {
     }
 }
 
+/// Files a KK application at `agency` in the caller's trace
+/// (`traceparent` with [`TRACE_ID`] and [`CALLER_SPAN_ID`]): a new case and
+/// its application, two events.
+async fn traced_filing(agency: &AgencyProcess) -> Result<dk::PermohonanDiterima> {
+    let mut req = tonic::Request::new(permohonan("", dk::Layanan::Kk));
+    req.metadata_mut().insert("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01").parse()?);
+    let answer = client(agency)?.ajukan_permohonan(req).await.context("AjukanPermohonan")?.into_inner();
+    ensure!(answer.event_ids.len() == 2, "case_opened and application_filed: {:?}", answer.event_ids);
+    Ok(answer)
+}
+
 fn otlp_args(endpoint: &str) -> Vec<String> {
     vec!["--otlp-endpoint".to_owned(), endpoint.to_owned()]
 }
@@ -180,11 +187,7 @@ async fn exported_spans_of_the_agency_and_the_hub_share_the_caller_s_trace() -> 
     let mut dukcapil = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
     dukcapil.wait_listening(READY_DEADLINE).await?;
 
-    let mut c = client(&dukcapil)?;
-    let mut req = tonic::Request::new(permohonan("", dk::Layanan::Kk));
-    req.metadata_mut().insert("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01").parse()?);
-    let answer = c.ajukan_permohonan(req).await.context("AjukanPermohonan")?.into_inner();
-    ensure!(answer.event_ids.len() == 2, "case_opened and application_filed: {:?}", answer.event_ids);
+    traced_filing(&dukcapil).await?;
 
     // The agency's RPC span, and the hub's span for each of the call's two
     // events, at the collector with the caller's trace id.
@@ -245,11 +248,7 @@ async fn an_unreachable_collector_stops_no_call_and_no_ingest_and_its_spans_are_
     let mut dukcapil = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
     dukcapil.wait_listening(READY_DEADLINE).await?;
 
-    let mut c = client(&dukcapil)?;
-    let mut req = tonic::Request::new(permohonan("", dk::Layanan::Kk));
-    req.metadata_mut().insert("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01").parse()?);
-    let answer = c.ajukan_permohonan(req).await.context("AjukanPermohonan with no collector")?.into_inner();
-    ensure!(answer.event_ids.len() == 2, "{:?}", answer.event_ids);
+    traced_filing(&dukcapil).await.context("with no collector")?;
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await?);
     let last = mpp_tests::envelope::stream_last_seq(&js).await?;
     hub.wait_caught_up(last, READY_DEADLINE).await?;
