@@ -58,7 +58,7 @@ pub mod validate;
 
 pub use calendar::{Calendar, CalendarError, CalendarSet, Date, Weekday, Zone};
 pub use case::{
-    Application, Case, CaseStatus, Collection, NextAction, PersonalData, PinReissue, ServiceStandard,
+    Application, Case, CaseStatus, Collection, NextAction, DataRead, PersonalData, PinReissue, ServiceStandard,
     StandardTerms, TimelineItem,
 };
 pub use decide::{apply, decide, decide_at, EntryMeta, State, StateMut};
