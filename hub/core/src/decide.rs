@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::case::{
-    Application, Case, Collection, Pending, PersonalData, DataRead, PinReissue, ServiceStandard, StandardTerms,
-    TimelineItem, APPLICATION_FIXED_BYTES, PIN_REISSUE_FIXED_BYTES,
+    Application, Case, Collection, DataRead, Pending, PersonalData, PinReissue, ServiceStandard,
+    StandardTerms, TimelineItem, APPLICATION_FIXED_BYTES, PIN_REISSUE_FIXED_BYTES,
 };
 use crate::event::{Envelope, EventBody, EventKind, Target};
 use crate::hold::{self, Holds, Resolution};
@@ -335,7 +335,11 @@ fn decide_pin_reissue(case: Option<&Case>, id: &TrackingNumber, env: &Envelope) 
 /// No size check: the case keeps only the newest
 /// [`limits::PERSONAL_DATA_READS_KEPT`] reads, so reads grow it by a bounded
 /// amount however many come.
-fn decide_personal_data_read(case: Option<&Case>, id: &TrackingNumber, env: &Envelope) -> Result<(), Rejection> {
+fn decide_personal_data_read(
+    case: Option<&Case>,
+    id: &TrackingNumber,
+    env: &Envelope,
+) -> Result<(), Rejection> {
     let case = opened_by_sender(case, id, env)?;
     match &case.personal_data {
         PersonalData::Sealed { .. } => Ok(()),

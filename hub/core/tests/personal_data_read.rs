@@ -31,7 +31,10 @@ fn the_opener_records_reads_and_the_case_keeps_the_newest() {
     let s = s.when(read_by(FRONT, LOKET, 1, "loket-desk-3")).then_expect(Ok(()));
     let c = s.case(1);
     assert_eq!(c.personal_data_reads.len(), 1);
-    assert_eq!((c.personal_data_reads[0].seq, c.personal_data_reads[0].client_id.as_str()), (3, "loket-desk-3"));
+    assert_eq!(
+        (c.personal_data_reads[0].seq, c.personal_data_reads[0].client_id.as_str()),
+        (3, "loket-desk-3")
+    );
     assert!(c.personal_data_reads[0].at_ms >= PERSONAL_DATA_READ_FROM_MS);
     assert_eq!(c.entry_seqs(), vec![1, 2, 3], "the read is in the case's entries");
     assert_eq!(c.last_seq, 3);

@@ -724,7 +724,15 @@ mod tests {
         // Personal-data reads follow the re-issues: the value with them
         // starts with the value without.
         let reads = [DataRead { seq: 13, at_ms: 80, client_id: "loket-1771".into() }];
-        let with_reads = encode_case_value(&shape, &Case { pin_reissues: Vec::new(), ..case.clone() }, &chunk0, &reissues, &reads, &key).unwrap();
+        let with_reads = encode_case_value(
+            &shape,
+            &Case { pin_reissues: Vec::new(), ..case.clone() },
+            &chunk0,
+            &reissues,
+            &reads,
+            &key,
+        )
+        .unwrap();
         assert_eq!(&with_reads[..after.len()], &after[..]);
         case.personal_data_reads = reads.to_vec();
         assert_eq!(decode_case(&key, &with_reads, &[]).unwrap(), case);
