@@ -997,6 +997,45 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_opener_s_reissues_and_data_reads_join_the_access_history_newest_first() {
+        let mut case = case_with_timelines(&[]);
+        case.pin_reissues = vec![mpp_core::PinReissue { seq: 2, at_ms: T0_MS + 20 }];
+        case.personal_data_reads = (0..3)
+            .map(|i| mpp_core::DataRead {
+                seq: 3 + i,
+                at_ms: T0_MS + 10 * i as i64,
+                client_id: format!("desk-{i}"),
+            })
+            .collect();
+        let mut access =
+            vec![AccessEvent { at_ms: T0_MS + 15, accessor: Accessor::Citizen, channel: AccessChannel::Web }];
+        merge_opener_accesses(&mut access, &case);
+        let got: Vec<(i64, &str, Option<&str>)> =
+            access.iter().map(|e| (e.at_ms - T0_MS, e.channel.as_str(), e.accessor.client_id())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (20, "counter", None),
+                (20, "personal_data", Some("desk-2")),
+                (15, "web", None),
+                (10, "personal_data", Some("desk-1")),
+                (0, "personal_data", Some("desk-0")),
+            ]
+        );
+        assert!(access
+            .iter()
+            .filter(|e| e.channel != AccessChannel::Web)
+            .all(|e| e.accessor.agency() == Some(&case.opened_by)));
+        // However many, the history stays bounded.
+        case.personal_data_reads = (0..100)
+            .map(|i| mpp_core::DataRead { seq: 10 + i, at_ms: T0_MS + i as i64, client_id: "desk".into() })
+            .collect();
+        let mut access = Vec::new();
+        merge_opener_accesses(&mut access, &case);
+        assert_eq!(access.len(), ACCESS_EVENTS_SHOWN_MAX);
+    }
+
     fn seqs_of(case: &Case) -> Vec<Vec<u64>> {
         case.applications.iter().map(|a| a.timeline.iter().map(|t| t.seq).collect()).collect()
     }
