@@ -170,7 +170,7 @@ REGISTRY=.local/registry.toml
         keygen "signing-$name.key"
         if [ "$name" = frontoffice ]; then
             printf '[[participant]]\nid = "mpp-%s"\nkind = "front_office"\ncategory = "daerah"\nregions = ["%s"]\n' "$REGION" "$REGION"
-            printf 'services = { loket = ["case_opened", "personal_data_sealed", "personal_data_erased"] }\n'
+            printf 'services = { loket = ["case_opened", "personal_data_sealed", "personal_data_erased", "pin_reissued", "personal_data_read"] }\n'
         else
             printf '[[participant]]\nid = "%s"\nkind = "agency"\ncategory = "%s"\nregions = ["%s"]\n' "$name" "$(category_of "$name")" "$REGION"
             printf 'services_from_catalogue = "../deploy/catalogue/%s.toml"\n' "$name"

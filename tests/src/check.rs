@@ -122,6 +122,7 @@ pub fn body_name(env: &mpp_proto::v1::Envelope) -> &'static str {
         Some(Body::PersonalDataSealed(_)) => "personal_data_sealed",
         Some(Body::PersonalDataErased(_)) => "personal_data_erased",
         Some(Body::PinReissued(_)) => "pin_reissued",
+        Some(Body::PersonalDataRead(_)) => "personal_data_read",
     }
 }
 

@@ -141,14 +141,18 @@ impl Aggregate for Case {
                 return Err(Refused::Stale)
             }
             EventKind::ServiceStandardPublished => CaseEvent::Standard { version: cmd.version, payload_hex },
-            EventKind::PersonalDataSealed | EventKind::PersonalDataErased | EventKind::PinReissued
+            EventKind::PersonalDataSealed
+            | EventKind::PersonalDataErased
+            | EventKind::PinReissued
+            | EventKind::PersonalDataRead
                 if !self.opened =>
             {
                 return Err(Refused::UnknownCase)
             }
             kind @ (EventKind::PersonalDataSealed
             | EventKind::PersonalDataErased
-            | EventKind::PinReissued) => {
+            | EventKind::PinReissued
+            | EventKind::PersonalDataRead) => {
                 CaseEvent::PersonalData { kind: kind.as_str().to_owned(), payload_hex }
             }
             kind => {
@@ -219,6 +223,7 @@ fn kind_of(body: &Body) -> EventKind {
         Body::PersonalDataSealed(_) => EventKind::PersonalDataSealed,
         Body::PersonalDataErased(_) => EventKind::PersonalDataErased,
         Body::PinReissued(_) => EventKind::PinReissued,
+        Body::PersonalDataRead(_) => EventKind::PersonalDataRead,
     }
 }
 

@@ -314,6 +314,23 @@ pub struct PinReissue {
     pub at_ms: i64,
 }
 
+/// A read of the citizen's sealed personal data at the front office that
+/// opened the case (`personal_data_read`): where it is in the log, when it
+/// was recorded, and the authenticated client that read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRead {
+    /// Hub sequence of the `personal_data_read` entry.
+    pub seq: u64,
+    /// Its time of record, Unix ms.
+    pub at_ms: i64,
+    /// The reading client's id.
+    pub client_id: String,
+}
+
+/// The size counted for each personal-data read a case keeps, besides its
+/// client id ([`DataRead`]).
+pub const PERSONAL_DATA_READ_FIXED_BYTES: usize = 16;
+
 /// Bytes counted for each text or byte string besides its content (its
 /// length).
 pub const TEXT_FIXED_BYTES: usize = 8;
@@ -416,6 +433,12 @@ pub struct Case {
     /// when there are any (`mpp_store`).
     #[serde(skip)]
     pub pin_reissues: Vec<PinReissue>,
+    /// The newest [`crate::limits::PERSONAL_DATA_READS_KEPT`] reads of the
+    /// citizen's personal data, oldest first (the log keeps every one).
+    /// Not serialised with the case either; the store writes them after
+    /// the re-issues when there are any.
+    #[serde(skip)]
+    pub personal_data_reads: Vec<DataRead>,
 }
 
 impl Case {
@@ -437,6 +460,11 @@ impl Case {
             + text_bytes(key_id)
             + self.applications.iter().map(Application::size_bytes).sum::<usize>()
             + self.pin_reissues.len() * PIN_REISSUE_FIXED_BYTES
+            + self
+                .personal_data_reads
+                .iter()
+                .map(|r| PERSONAL_DATA_READ_FIXED_BYTES + text_bytes(r.client_id.len()))
+                .sum::<usize>()
     }
 
     /// The bytes the applications of `agency` take (see
@@ -499,13 +527,15 @@ impl Case {
     }
 
     /// Every log sequence that touched this case, ascending (the case →
-    /// entries index).
+    /// entries index). Of its personal-data reads only the kept ones: a
+    /// fold of these entries projects the same case as a fold of all.
     pub fn entry_seqs(&self) -> Vec<u64> {
         let mut seqs: Vec<u64> = std::iter::once(self.opened_seq)
             .filter(|s| *s != 0)
             .chain(self.applications.iter().flat_map(|a| a.timeline.iter().map(|t| t.seq)))
             .chain(self.personal_data.seqs())
             .chain(self.pin_reissues.iter().map(|r| r.seq))
+            .chain(self.personal_data_reads.iter().map(|r| r.seq))
             .collect();
         seqs.sort_unstable();
         seqs

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::case::{
-    Application, Case, Collection, Pending, PersonalData, PinReissue, ServiceStandard, StandardTerms,
-    TimelineItem, APPLICATION_FIXED_BYTES, PIN_REISSUE_FIXED_BYTES,
+    Application, Case, Collection, DataRead, Pending, PersonalData, PinReissue, ServiceStandard,
+    StandardTerms, TimelineItem, APPLICATION_FIXED_BYTES, PIN_REISSUE_FIXED_BYTES,
 };
 use crate::event::{Envelope, EventBody, EventKind, Target};
 use crate::hold::{self, Holds, Resolution};
@@ -119,6 +119,9 @@ pub fn decide_at(state: &impl State, env: &Envelope, recorded_at_ms: i64) -> Res
             }
         }
         Target::Case(id) if kind == EventKind::PinReissued => decide_pin_reissue(state.case(id), id, env),
+        Target::Case(id) if kind == EventKind::PersonalDataRead => {
+            decide_personal_data_read(state.case(id), id, env)
+        }
         Target::Case(id) => decide_personal_data(state.case(id), id, env),
         Target::Application(id, _) if kind == EventKind::ApplicationFiled && state.case(id).is_none() => {
             // Agencies publish independently: the front office's case_opened
@@ -327,6 +330,30 @@ fn decide_pin_reissue(case: Option<&Case>, id: &TrackingNumber, env: &Envelope) 
     check_case_size(case, env, PIN_REISSUE_FIXED_BYTES, true)
 }
 
+/// Decides a `personal_data_read` for case `id`: from the agency that opened
+/// the case (the custodian of the data key), of data sealed and not erased.
+/// No size check: the case keeps only the newest
+/// [`limits::PERSONAL_DATA_READS_KEPT`] reads, so reads grow it by a bounded
+/// amount however many come.
+fn decide_personal_data_read(
+    case: Option<&Case>,
+    id: &TrackingNumber,
+    env: &Envelope,
+) -> Result<(), Rejection> {
+    let case = opened_by_sender(case, id, env)?;
+    match &case.personal_data {
+        PersonalData::Sealed { .. } => Ok(()),
+        PersonalData::Erased { .. } => Err(Rejection::new(
+            ReasonCode::PersonalDataErased,
+            format!("the personal data of case {id} was erased"),
+        )),
+        PersonalData::None => Err(Rejection::new(
+            ReasonCode::UnknownDataKey,
+            format!("no personal data is sealed in case {id}"),
+        )),
+    }
+}
+
 /// Decides a `personal_data_sealed` or `personal_data_erased` for case `id`:
 /// the case must be open (not a shell), the event must come from the agency
 /// that opened it (the custodian of the citizen's data key), a case is
@@ -384,7 +411,8 @@ fn timeline_detail(body: &EventBody) -> String {
         | EventBody::ServiceStandardPublished { .. }
         | EventBody::PersonalDataSealed { .. }
         | EventBody::PersonalDataErased { .. }
-        | EventBody::PinReissued { .. } => String::new(),
+        | EventBody::PinReissued { .. }
+        | EventBody::PersonalDataRead { .. } => String::new(),
     }
 }
 
@@ -521,6 +549,7 @@ fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kin
                 applications: Vec::new(),
                 personal_data: PersonalData::None,
                 pin_reissues: Vec::new(),
+                personal_data_reads: Vec::new(),
             })
         }
         (Target::Case(id), EventBody::PersonalDataSealed { key_id, .. }) => {
@@ -541,6 +570,16 @@ fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kin
             let Some(case) = state.case_mut(id) else { return };
             case.pin_verifier = pin_verifier.clone();
             case.pin_reissues.push(PinReissue { seq: meta.seq, at_ms: meta.recorded_at_ms });
+            case.updated_at_ms = meta.recorded_at_ms;
+            case.last_seq = meta.seq;
+        }
+        (Target::Case(id), EventBody::PersonalDataRead { client_id }) => {
+            let Some(case) = state.case_mut(id) else { return };
+            let reads = &mut case.personal_data_reads;
+            if reads.len() >= limits::PERSONAL_DATA_READS_KEPT {
+                reads.drain(..=reads.len() - limits::PERSONAL_DATA_READS_KEPT);
+            }
+            reads.push(DataRead { seq: meta.seq, at_ms: meta.recorded_at_ms, client_id: client_id.clone() });
             case.updated_at_ms = meta.recorded_at_ms;
             case.last_seq = meta.seq;
         }
@@ -569,6 +608,7 @@ fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kin
                     applications: Vec::new(),
                     personal_data: PersonalData::None,
                     pin_reissues: Vec::new(),
+                    personal_data_reads: Vec::new(),
                 });
             }
             let collection = if kind == EventKind::Issued { collection_of(state, env) } else { None };

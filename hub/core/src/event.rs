@@ -142,6 +142,13 @@ pub enum EventBody {
         /// Keyed hash of the new lookup PIN (`mpp_core::pin`).
         pin_verifier: Vec<u8>,
     },
+    /// The citizen's sealed personal data was read at the front office that
+    /// opened the case, by the authenticated client `client_id`; shown to
+    /// the citizen in the case's access history.
+    PersonalDataRead {
+        /// The reading client's id (its token's, never one it chose).
+        client_id: String,
+    },
 }
 
 /// The kind of an event, with its stable snake_case name.
@@ -179,6 +186,8 @@ pub enum EventKind {
     PersonalDataErased,
     /// See [`EventBody::PinReissued`].
     PinReissued,
+    /// See [`EventBody::PersonalDataRead`].
+    PersonalDataRead,
 }
 
 impl EventKind {
@@ -200,6 +209,7 @@ impl EventKind {
         EventKind::PersonalDataSealed,
         EventKind::PersonalDataErased,
         EventKind::PinReissued,
+        EventKind::PersonalDataRead,
     ];
 
     /// Stable snake_case name, as in the protobuf oneof.
@@ -221,6 +231,7 @@ impl EventKind {
             EventKind::PersonalDataSealed => "personal_data_sealed",
             EventKind::PersonalDataErased => "personal_data_erased",
             EventKind::PinReissued => "pin_reissued",
+            EventKind::PersonalDataRead => "personal_data_read",
         }
     }
 
@@ -235,8 +246,8 @@ impl EventKind {
     }
 
     /// Whether this kind acts on a case as a whole (a case id, no
-    /// `application_id`): the opening, the citizen's personal data and the
-    /// re-issue of the PIN.
+    /// `application_id`): the opening, the citizen's personal data (sealed,
+    /// erased, read) and the re-issue of the PIN.
     pub fn is_case_event(self) -> bool {
         matches!(
             self,
@@ -244,6 +255,7 @@ impl EventKind {
                 | EventKind::PersonalDataSealed
                 | EventKind::PersonalDataErased
                 | EventKind::PinReissued
+                | EventKind::PersonalDataRead
         )
     }
 }
@@ -268,6 +280,7 @@ impl EventBody {
             EventBody::PersonalDataSealed { .. } => EventKind::PersonalDataSealed,
             EventBody::PersonalDataErased { .. } => EventKind::PersonalDataErased,
             EventBody::PinReissued { .. } => EventKind::PinReissued,
+            EventBody::PersonalDataRead { .. } => EventKind::PersonalDataRead,
         }
     }
 }

@@ -58,8 +58,8 @@ pub mod validate;
 
 pub use calendar::{Calendar, CalendarError, CalendarSet, Date, Weekday, Zone};
 pub use case::{
-    Application, Case, CaseStatus, Collection, NextAction, PersonalData, PinReissue, ServiceStandard,
-    StandardTerms, TimelineItem,
+    Application, Case, CaseStatus, Collection, DataRead, NextAction, PersonalData, PinReissue,
+    ServiceStandard, StandardTerms, TimelineItem,
 };
 pub use decide::{apply, decide, decide_at, EntryMeta, State, StateMut};
 pub use event::{Envelope, EventBody, EventKind, UncheckedEnvelope};

@@ -74,6 +74,20 @@ pub const CASE_SIZE_RULES_FROM_MS: i64 = 1_796_083_200_000;
 /// are judged so still, so an old log replays to the same bytes.
 pub const PIN_REISSUE_FROM_MS: i64 = 1_796_601_600_000;
 
+/// The time of record (Unix ms) from which `personal_data_read` (protobuf
+/// field 36) is an event: 2026-12-07T09:00:00Z, before any hub knew the
+/// field. Entries recorded earlier that carry it are judged `MISSING_BODY`,
+/// as the hubs of that time judged them.
+pub const PERSONAL_DATA_READ_FROM_MS: i64 = 1_796_634_000_000;
+
+/// Personal-data reads a case's projection keeps, newest first (the log
+/// keeps every one): what the citizen sees in the access history, and a
+/// bound on what reads add to a case's size however often they come.
+pub const PERSONAL_DATA_READS_KEPT: usize = 32;
+
+/// Longest client id a `personal_data_read` names, in bytes.
+pub const CLIENT_ID_BYTES_MAX: usize = 64;
+
 /// Most timeline items (accepted events) in one application (`CASE_LIMIT_EXCEEDED`);
 /// see also [`TIMELINE_ITEMS_RESERVED_FOR_FINISH`].
 pub const TIMELINE_ITEMS_PER_APPLICATION_MAX: usize = 256;

@@ -53,9 +53,12 @@ pub fn validate(subject: &str, u: &UncheckedEnvelope, record_ms: i64) -> Result<
     }
     let (subject_agency, subject_service) = parse_subject(subject)?;
     let event_id = EventId::parse(&u.event_id)?;
-    // Before `pin_reissued` existed, its field was unknown: no body.
-    let known = |b: &EventBody| {
-        !matches!(b, EventBody::PinReissued { .. }) || record_ms >= limits::PIN_REISSUE_FROM_MS
+    // Before `pin_reissued` and `personal_data_read` existed, their fields
+    // were unknown: no body.
+    let known = |b: &EventBody| match b {
+        EventBody::PinReissued { .. } => record_ms >= limits::PIN_REISSUE_FROM_MS,
+        EventBody::PersonalDataRead { .. } => record_ms >= limits::PERSONAL_DATA_READ_FROM_MS,
+        _ => true,
     };
     let body = u
         .body
@@ -205,6 +208,21 @@ fn hash(field: &str, v: &[u8], required: bool) -> Result<(), Rejection> {
 }
 
 /// A field of exactly `len` bytes (`INVALID_FIELD_VALUE` otherwise).
+/// A client id as the tokens files write them: 1..=[`limits::CLIENT_ID_BYTES_MAX`]
+/// bytes of `[A-Za-z0-9._-]`.
+fn client(field: &str, v: &str) -> Result<(), Rejection> {
+    let ok = !v.is_empty()
+        && v.len() <= limits::CLIENT_ID_BYTES_MAX
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        ReasonCode::InvalidFieldValue,
+        format!("{field} must be 1..={} characters of A-Z a-z 0-9 . _ -", limits::CLIENT_ID_BYTES_MAX),
+    ))
+}
+
 fn exact_bytes(field: &str, v: &[u8], len: usize) -> Result<(), Rejection> {
     if v.len() != len {
         return Err(Rejection::new(ReasonCode::InvalidFieldValue, format!("{field} must be {len} bytes")));
@@ -236,6 +254,7 @@ fn validate_body(body: &EventBody, record_ms: i64) -> Result<(), Rejection> {
         }
         EventBody::PersonalDataErased { key_id } => exact_bytes("key_id", key_id, limits::KEY_ID_BYTES),
         EventBody::PinReissued { pin_verifier } => hash("pin_verifier", pin_verifier, true),
+        EventBody::PersonalDataRead { client_id } => client("client_id", client_id),
         EventBody::CaseOpened { pin_verifier, nik_keyed_hash } => {
             hash("pin_verifier", pin_verifier, true)?;
             hash("nik_keyed_hash", nik_keyed_hash, false)

@@ -114,6 +114,7 @@ fn body(kind: E, record_ms: i64) -> EventBody {
         }
         E::PersonalDataErased => EventBody::PersonalDataErased { key_id: vec![7; 16] },
         E::PinReissued => EventBody::PinReissued { pin_verifier: vec![3; 33] },
+        E::PersonalDataRead => EventBody::PersonalDataRead { client_id: "loket-desk-3".into() },
     }
 }
 

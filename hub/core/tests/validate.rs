@@ -56,8 +56,13 @@ fn long(n: usize) -> String {
 fn a_valid_envelope_of_every_kind_is_typed() {
     for &kind in E::ALL {
         let mut u = sample(kind);
-        // pin_reissued is an event from its own time of record on.
-        let at = if kind == E::PinReissued { limits::PIN_REISSUE_FROM_MS } else { RECORD_MS };
+        // pin_reissued and personal_data_read are events from their own
+        // times of record on.
+        let at = match kind {
+            E::PinReissued => limits::PIN_REISSUE_FROM_MS,
+            E::PersonalDataRead => limits::PERSONAL_DATA_READ_FROM_MS,
+            _ => RECORD_MS,
+        };
         u.occurred_at_ms = at;
         let env = validate(&subject_of(&u), &u, at).unwrap_or_else(|r| panic!("{kind:?}: {r}"));
         assert_eq!(env.event_id.to_string(), u.event_id);

@@ -105,14 +105,25 @@ pub enum Accessor {
     },
     /// An auditor (Inspektorat, Ombudsman, BPK) through the audit API.
     Auditor,
+    /// A back-office system of the agency that opened the case, which
+    /// read the citizen's sealed personal data there (`personal_data_read`,
+    /// in the log, never in this store): named by its authenticated client
+    /// id, never by one it chose.
+    DataReader {
+        /// The agency (the front office that opened the case).
+        agency: AgencyId,
+        /// The reading client's id.
+        client_id: String,
+    },
 }
 
 impl Accessor {
-    /// Stable name: `citizen`, `officer` or `auditor`.
+    /// Stable name: `citizen`, `officer` (a reader of personal data too) or
+    /// `auditor`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Accessor::Citizen => "citizen",
-            Accessor::Officer { .. } => "officer",
+            Accessor::Officer { .. } | Accessor::DataReader { .. } => "officer",
             Accessor::Auditor => "auditor",
         }
     }
@@ -120,7 +131,15 @@ impl Accessor {
     /// The officer's agency, if any.
     pub fn agency(&self) -> Option<&AgencyId> {
         match self {
-            Accessor::Officer { agency } => Some(agency),
+            Accessor::Officer { agency } | Accessor::DataReader { agency, .. } => Some(agency),
+            _ => None,
+        }
+    }
+
+    /// The client id of a reader of personal data.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Accessor::DataReader { client_id, .. } => Some(client_id),
             _ => None,
         }
     }
@@ -141,6 +160,9 @@ pub enum AccessChannel {
     /// The counter of the agency that opened the case: a PIN re-issued
     /// there (`pin_reissued`, in the log, never in this store).
     Counter,
+    /// The citizen's personal data read at the agency that opened the case
+    /// (`personal_data_read`, in the log, never in this store).
+    PersonalData,
 }
 
 impl AccessChannel {
@@ -152,6 +174,7 @@ impl AccessChannel {
             AccessChannel::Grpc => "grpc",
             AccessChannel::Audit => "audit",
             AccessChannel::Counter => "counter",
+            AccessChannel::PersonalData => "personal_data",
         }
     }
 }
@@ -465,18 +488,37 @@ fn encode_event(e: &AccessEvent, v: &mut Vec<u8>) {
         AccessChannel::Grpc => 2,
         AccessChannel::Audit => 3,
         AccessChannel::Counter => 4,
+        AccessChannel::PersonalData => 5,
     });
     match &e.accessor {
         Accessor::Citizen => v.push(0),
         Accessor::Officer { agency } => {
             v.push(1);
-            // Agency ids are slugs of at most 32 bytes.
-            let id = agency.as_str().as_bytes();
-            v.push(id.len().min(usize::from(u8::MAX)) as u8);
-            v.extend_from_slice(&id[..id.len().min(usize::from(u8::MAX))]);
+            push_short(v, agency.as_str());
         }
         Accessor::Auditor => v.push(2),
+        Accessor::DataReader { agency, client_id } => {
+            v.push(3);
+            push_short(v, agency.as_str());
+            push_short(v, client_id);
+        }
     }
+}
+
+/// A length byte and the text (agency ids are slugs of at most 32 bytes,
+/// client ids at most 64: never cut in practice, cut at 255 bytes here).
+fn push_short(v: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    let n = b.len().min(usize::from(u8::MAX));
+    v.push(n as u8);
+    v.extend_from_slice(&b[..n]);
+}
+
+/// A text written by [`push_short`] at `at` of `b`, and where it ends.
+fn short_at(b: &[u8], at: usize) -> Option<(&str, usize)> {
+    let len = usize::from(*b.get(at)?);
+    let s = std::str::from_utf8(b.get(at + 1..at + 1 + len)?).ok()?;
+    Some((s, at + 1 + len))
 }
 
 /// An event at the start of `b` and the bytes it took.
@@ -491,15 +533,20 @@ fn decode_event(b: &[u8]) -> Option<(AccessEvent, usize)> {
         2 => AccessChannel::Grpc,
         3 => AccessChannel::Audit,
         4 => AccessChannel::Counter,
+        5 => AccessChannel::PersonalData,
         _ => return None,
     };
     let (accessor, used) = match b[9] {
         0 => (Accessor::Citizen, 10),
         2 => (Accessor::Auditor, 10),
         1 => {
-            let len = usize::from(*b.get(10)?);
-            let id = std::str::from_utf8(b.get(11..11 + len)?).ok()?;
-            (Accessor::Officer { agency: AgencyId::parse(id).ok()? }, 11 + len)
+            let (id, end) = short_at(b, 10)?;
+            (Accessor::Officer { agency: AgencyId::parse(id).ok()? }, end)
+        }
+        3 => {
+            let (id, end) = short_at(b, 10)?;
+            let (client_id, end) = short_at(b, end)?;
+            (Accessor::DataReader { agency: AgencyId::parse(id).ok()?, client_id: client_id.to_owned() }, end)
         }
         _ => return None,
     };
@@ -899,6 +946,37 @@ mod tests {
 
     fn citizen(at_ms: i64) -> AccessEvent {
         AccessEvent { at_ms, accessor: Accessor::Citizen, channel: AccessChannel::Web }
+    }
+
+    #[test]
+    fn every_accessor_and_channel_round_trips_through_the_encoding() {
+        let agency = AgencyId::parse("mpp-1771").unwrap();
+        let accessors = [
+            Accessor::Citizen,
+            Accessor::Auditor,
+            Accessor::Officer { agency: agency.clone() },
+            Accessor::DataReader { agency, client_id: "loket-1771.backoffice_2".into() },
+        ];
+        let channels = [
+            AccessChannel::Web,
+            AccessChannel::Api,
+            AccessChannel::Grpc,
+            AccessChannel::Audit,
+            AccessChannel::Counter,
+            AccessChannel::PersonalData,
+        ];
+        for accessor in &accessors {
+            for channel in channels {
+                let e = AccessEvent { at_ms: 1_796_634_000_123, accessor: accessor.clone(), channel };
+                let mut v = Vec::new();
+                encode_event(&e, &mut v);
+                assert_eq!(decode_event(&v), Some((e.clone(), v.len())));
+                // Cut short anywhere: no event, no panic.
+                for cut in 0..v.len() {
+                    assert_eq!(decode_event(&v[..cut]), None, "{e:?} cut at {cut}");
+                }
+            }
+        }
     }
 
     #[tokio::test]

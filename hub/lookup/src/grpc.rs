@@ -106,6 +106,7 @@ pub fn view(found: &Found) -> CaseView {
                 accessor: j.accessor.to_owned(),
                 agency_id: j.agency_id.unwrap_or_default(),
                 channel: j.channel.to_owned(),
+                client_id: j.client_id.unwrap_or_default(),
             }
         })
         .collect();

@@ -282,6 +282,11 @@ pub struct Text {
     pub accessor_officer: &'static str,
     /// An auditor (access history).
     pub accessor_auditor: &'static str,
+    /// A read of the citizen's personal data (access history), before the
+    /// agency name; the reading system's id follows [`Text::data_reader_system`].
+    pub data_reader: &'static str,
+    /// Before the reading system's client id.
+    pub data_reader_system: &'static str,
     /// Due-date note for actions waiting on the citizen.
     pub act_by_note: &'static str,
     /// Time zone names: WIB, WITA, WIT are the same in both languages.
@@ -395,6 +400,8 @@ pub static ID: Text = Text {
     accessor_citizen: "Anda (warga)",
     accessor_officer: "Petugas",
     accessor_auditor: "Auditor",
+    data_reader: "Data pribadi Anda dibaca oleh petugas",
+    data_reader_system: "sistem",
     act_by_note: "Selesaikan secepatnya: waktu layanan berhenti sampai Anda melakukannya. Jika selesai hari ini, batas waktu layanan menjadi",
     at: "pukul",
 };
@@ -505,6 +512,8 @@ pub static EN: Text = Text {
     accessor_citizen: "You (citizen)",
     accessor_officer: "Officer of",
     accessor_auditor: "Auditor",
+    data_reader: "Your personal data was read by an officer of",
+    data_reader_system: "system",
     act_by_note: "Act soon: the service clock is stopped until you do. If you do it today, the service deadline becomes",
     at: "at",
 };
@@ -641,6 +650,7 @@ pub fn event_label(k: EventKind, lang: Lang) -> &'static str {
         (Lang::Id, E::PersonalDataSealed) => "Data pribadi disimpan terenkripsi",
         (Lang::Id, E::PersonalDataErased) => "Data pribadi dihapus",
         (Lang::Id, E::PinReissued) => "PIN diterbitkan ulang",
+        (Lang::Id, E::PersonalDataRead) => "Data pribadi dibaca",
         (Lang::En, E::CaseOpened) => "Case opened",
         (Lang::En, E::ApplicationFiled) => "Application received",
         (Lang::En, E::DocumentsRequested) => "Documents requested",
@@ -657,6 +667,7 @@ pub fn event_label(k: EventKind, lang: Lang) -> &'static str {
         (Lang::En, E::PersonalDataSealed) => "Personal data stored encrypted",
         (Lang::En, E::PersonalDataErased) => "Personal data erased",
         (Lang::En, E::PinReissued) => "PIN re-issued",
+        (Lang::En, E::PersonalDataRead) => "Personal data read",
     }
 }
 

@@ -72,9 +72,14 @@ pub struct AccessEventJson {
     /// The officer's agency (accessor `officer`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agency_id: Option<String>,
-    /// `web`, `api`, `grpc`, `audit`, or `counter` (the PIN re-issued at
-    /// the counter of the case's opener).
+    /// `web`, `api`, `grpc`, `audit`, `counter` (the PIN re-issued at
+    /// the counter of the case's opener) or `personal_data` (the citizen's
+    /// personal data read at the case's opener).
     pub channel: &'static str,
+    /// The authenticated client that read the personal data (channel
+    /// `personal_data`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// The JSON form of an access event.
@@ -84,6 +89,7 @@ pub fn access_event(e: &AccessEvent) -> AccessEventJson {
         accessor: e.accessor.as_str(),
         agency_id: e.accessor.agency().map(ToString::to_string),
         channel: e.channel.as_str(),
+        client_id: e.accessor.client_id().map(str::to_owned),
     }
 }
 

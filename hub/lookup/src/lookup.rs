@@ -696,7 +696,7 @@ impl Lookups {
             }
             access.extend(recent);
         }
-        merge_pin_reissues(&mut access, &case);
+        merge_opener_accesses(&mut access, &case);
         // Status and clocks read the whole timelines; the answer holds a page.
         let timeline = TimelinePage::cut(&mut case, timeline_before_seq);
         Ok(Found { case, status, slas, service_names, access, failed_attempts: None, now_ms, timeline })
@@ -814,12 +814,13 @@ pub fn read_pepper_file(path: &Path) -> anyhow::Result<PinPepper> {
     PinPepper::from_bytes(&buf).with_context(|| format!("in PIN pepper file {}", path.display()))
 }
 
-/// Adds the PIN re-issues `case` records (from its log, so every replica
-/// shows them) to its access history `access`, newest first, keeping the
-/// newest [`ACCESS_EVENTS_SHOWN_MAX`]: the officer at the counter of the
-/// agency that opened the case.
-fn merge_pin_reissues(access: &mut Vec<AccessEvent>, case: &Case) {
-    if case.pin_reissues.is_empty() {
+/// Adds what `case` records of the agency that opened it (from its log, so
+/// every replica shows them) to its access history `access`, newest first,
+/// keeping the newest [`ACCESS_EVENTS_SHOWN_MAX`]: each PIN re-issue (the
+/// officer at its counter) and each read of the citizen's personal data
+/// (the authenticated client that read it).
+fn merge_opener_accesses(access: &mut Vec<AccessEvent>, case: &Case) {
+    if case.pin_reissues.is_empty() && case.personal_data_reads.is_empty() {
         return;
     }
     let reissues = case.pin_reissues.iter().rev().take(ACCESS_EVENTS_SHOWN_MAX).map(|r| AccessEvent {
@@ -827,7 +828,12 @@ fn merge_pin_reissues(access: &mut Vec<AccessEvent>, case: &Case) {
         accessor: Accessor::Officer { agency: case.opened_by.clone() },
         channel: AccessChannel::Counter,
     });
-    access.extend(reissues);
+    let reads = case.personal_data_reads.iter().rev().take(ACCESS_EVENTS_SHOWN_MAX).map(|r| AccessEvent {
+        at_ms: r.at_ms,
+        accessor: Accessor::DataReader { agency: case.opened_by.clone(), client_id: r.client_id.clone() },
+        channel: AccessChannel::PersonalData,
+    });
+    access.extend(reissues.chain(reads));
     // Stable: events of one moment keep their order.
     access.sort_by_key(|e| std::cmp::Reverse(e.at_ms));
     access.truncate(ACCESS_EVENTS_SHOWN_MAX);
@@ -887,7 +893,7 @@ pub fn lookup_channel(channel: AccessChannel) -> Option<LookupChannel> {
         AccessChannel::Api => Some(LookupChannel::Http),
         AccessChannel::Grpc => Some(LookupChannel::Grpc),
         AccessChannel::Web => Some(LookupChannel::Page),
-        AccessChannel::Audit | AccessChannel::Counter => None,
+        AccessChannel::Audit | AccessChannel::Counter | AccessChannel::PersonalData => None,
     }
 }
 
@@ -987,7 +993,47 @@ mod tests {
                 .collect(),
             personal_data: mpp_core::case::PersonalData::None,
             pin_reissues: Vec::new(),
+            personal_data_reads: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_opener_s_reissues_and_data_reads_join_the_access_history_newest_first() {
+        let mut case = case_with_timelines(&[]);
+        case.pin_reissues = vec![mpp_core::PinReissue { seq: 2, at_ms: T0_MS + 20 }];
+        case.personal_data_reads = (0..3)
+            .map(|i| mpp_core::DataRead {
+                seq: 3 + i,
+                at_ms: T0_MS + 10 * i as i64,
+                client_id: format!("desk-{i}"),
+            })
+            .collect();
+        let mut access =
+            vec![AccessEvent { at_ms: T0_MS + 15, accessor: Accessor::Citizen, channel: AccessChannel::Web }];
+        merge_opener_accesses(&mut access, &case);
+        let got: Vec<(i64, &str, Option<&str>)> =
+            access.iter().map(|e| (e.at_ms - T0_MS, e.channel.as_str(), e.accessor.client_id())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (20, "counter", None),
+                (20, "personal_data", Some("desk-2")),
+                (15, "web", None),
+                (10, "personal_data", Some("desk-1")),
+                (0, "personal_data", Some("desk-0")),
+            ]
+        );
+        assert!(access
+            .iter()
+            .filter(|e| e.channel != AccessChannel::Web)
+            .all(|e| e.accessor.agency() == Some(&case.opened_by)));
+        // However many, the history stays bounded.
+        case.personal_data_reads = (0..100)
+            .map(|i| mpp_core::DataRead { seq: 10 + i, at_ms: T0_MS + i as i64, client_id: "desk".into() })
+            .collect();
+        let mut access = Vec::new();
+        merge_opener_accesses(&mut access, &case);
+        assert_eq!(access.len(), ACCESS_EVENTS_SHOWN_MAX);
     }
 
     fn seqs_of(case: &Case) -> Vec<Vec<u64>> {

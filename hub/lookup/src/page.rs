@@ -571,6 +571,12 @@ fn case_page(
                     format!("{} {}", t.accessor_officer, i18n::agency_name(agency.as_str()))
                 }
                 Accessor::Auditor => t.accessor_auditor.to_owned(),
+                Accessor::DataReader { agency, client_id } => format!(
+                    "{} {} ({} {client_id})",
+                    t.data_reader,
+                    i18n::agency_name(agency.as_str()),
+                    t.data_reader_system
+                ),
             },
             when: moment(e.at_ms),
         })

@@ -60,6 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     applications: Vec::new(),
                     personal_data: Default::default(),
                     pin_reissues: Vec::new(),
+                    personal_data_reads: Vec::new(),
                 });
             }
         }

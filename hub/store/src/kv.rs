@@ -753,7 +753,14 @@ fn encode_case(c: &Case, key: &[u8], stored_items: usize) -> Result<Vec<Pair>, S
     let first = (stored_items / layout::TIMELINE_CHUNK_ITEMS).max(1);
     let mut pairs = Vec::with_capacity(2);
     let chunk0 = layout::encode_timeline_chunk(&items[..items.len().min(layout::TIMELINE_CHUNK_ITEMS)], key)?;
-    let value = layout::encode_case_value(&shape, &without_timelines(c), &chunk0, &c.pin_reissues, key)?;
+    let value = layout::encode_case_value(
+        &shape,
+        &without_timelines(c),
+        &chunk0,
+        &c.pin_reissues,
+        &c.personal_data_reads,
+        key,
+    )?;
     pairs.push((key.to_vec(), value));
     for (n, chunk) in items.chunks(layout::TIMELINE_CHUNK_ITEMS).enumerate().skip(first) {
         let tkey = layout::timeline_key(&c.tracking_number, n as u32);
@@ -779,6 +786,7 @@ fn without_timelines(c: &Case) -> Case {
         applications,
         personal_data,
         pin_reissues: _,
+        personal_data_reads: _,
     } = c;
     let applications = applications
         .iter()
@@ -824,6 +832,7 @@ fn without_timelines(c: &Case) -> Case {
         personal_data: personal_data.clone(),
         // Written after chunk 0 (layout::encode_case_value).
         pin_reissues: Vec::new(),
+        personal_data_reads: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@ use mpp_core::checkpoint::SignedCheckpoint;
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::Hash32;
 use mpp_core::merkle::MerkleFrontier;
-use mpp_core::{Case, LogEntry, PinReissue, ServiceStandard, TimelineItem};
+use mpp_core::{Case, DataRead, LogEntry, PinReissue, ServiceStandard, TimelineItem};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -371,23 +371,31 @@ pub(crate) fn timeline_shape_iter(case: &Case) -> impl ExactSizeIterator<Item = 
 /// both taken out), then `chunk0`, the encoded first
 /// [`TIMELINE_CHUNK_ITEMS`] of its timeline items (see [`timeline_items`],
 /// [`encode_timeline_chunk`]; chunks 1, 2, ... live under `"T"` keys), then
-/// the case's PIN re-issues only when it has any. A case without re-issues
-/// is encoded exactly as before they existed, so stores written before are
-/// read unchanged (format still v4) and an old log rebuilds to the same
-/// bytes.
+/// the case's PIN re-issues when it has any re-issues or personal-data
+/// reads, then its personal-data reads when it has any. A case without
+/// either is encoded exactly as before they existed, and one without reads
+/// as before reads existed, so stores written before are read unchanged
+/// (format still v4) and an old log rebuilds to the same bytes.
 pub(crate) fn encode_case_value(
     shape: &TimelineShape,
     case: &Case,
     chunk0: &[u8],
     pin_reissues: &[PinReissue],
+    reads: &[DataRead],
     key: &[u8],
 ) -> Result<Vec<u8>, StoreError> {
-    assert!(case.pin_reissues.is_empty(), "the re-issues are written after chunk 0");
+    assert!(
+        case.pin_reissues.is_empty() && case.personal_data_reads.is_empty(),
+        "the re-issues and reads are written after chunk 0"
+    );
     let mut v = encode_value(shape, key)?;
     v.extend_from_slice(&encode_value(case, key)?);
     v.extend_from_slice(chunk0);
-    if !pin_reissues.is_empty() {
+    if !pin_reissues.is_empty() || !reads.is_empty() {
         v.extend_from_slice(&encode_value(&pin_reissues, key)?);
+    }
+    if !reads.is_empty() {
+        v.extend_from_slice(&encode_value(&reads, key)?);
     }
     Ok(v)
 }
@@ -444,7 +452,12 @@ pub(crate) fn decode_case(key: &[u8], v: &[u8], chunks: &[Pair]) -> Result<Case,
         .deserialize_from(&mut rest)
         .map_err(|e| corrupt(format!("case's first timeline chunk does not decode: {e}"), key))?;
     if !rest.is_empty() {
-        case.pin_reissues = decode_value(rest, key, "case's PIN re-issues")?;
+        case.pin_reissues = bincode_options()
+            .deserialize_from(&mut rest)
+            .map_err(|e| corrupt(format!("case's PIN re-issues do not decode: {e}"), key))?;
+    }
+    if !rest.is_empty() {
+        case.personal_data_reads = decode_value(rest, key, "case's personal-data reads")?;
     }
     if case_key(&case.tracking_number) != key {
         return Err(corrupt("case is stored under another tracking number", key));
@@ -691,22 +704,51 @@ mod tests {
             applications: Vec::new(),
             personal_data: mpp_core::PersonalData::None,
             pin_reissues: Vec::new(),
+            personal_data_reads: Vec::new(),
         };
         let key = case_key(&tn);
         let chunk0 = encode_timeline_chunk(&[], &key).unwrap();
         let shape = timeline_shape(&case);
         // Without re-issues: the value a store before them wrote.
-        let before = encode_case_value(&shape, &case, &chunk0, &[], &key).unwrap();
+        let before = encode_case_value(&shape, &case, &chunk0, &[], &[], &key).unwrap();
         assert_eq!(decode_case(&key, &before, &[]).unwrap(), case);
         // With them: the same bytes, then the re-issues.
         let reissues = [PinReissue { seq: 9, at_ms: 6 }, PinReissue { seq: 12, at_ms: 70 }];
-        let after = encode_case_value(&shape, &case, &chunk0, &reissues, &key).unwrap();
+        let after = encode_case_value(&shape, &case, &chunk0, &reissues, &[], &key).unwrap();
         assert_eq!(&after[..before.len()], &before[..]);
         assert!(after.len() > before.len());
         case.pin_reissues = reissues.to_vec();
         assert_eq!(decode_case(&key, &after, &[]).unwrap(), case);
         // A damaged tail is corrupt, not a panic.
         assert!(decode_case(&key, &[&after[..], &[0xFF]].concat(), &[]).is_err());
+        // Personal-data reads follow the re-issues: the value with them
+        // starts with the value without.
+        let reads = [DataRead { seq: 13, at_ms: 80, client_id: "loket-1771".into() }];
+        let with_reads = encode_case_value(
+            &shape,
+            &Case { pin_reissues: Vec::new(), ..case.clone() },
+            &chunk0,
+            &reissues,
+            &reads,
+            &key,
+        )
+        .unwrap();
+        assert_eq!(&with_reads[..after.len()], &after[..]);
+        case.personal_data_reads = reads.to_vec();
+        assert_eq!(decode_case(&key, &with_reads, &[]).unwrap(), case);
+        // Reads without re-issues: an empty list of re-issues comes first.
+        let mut no_reissues = case.clone();
+        no_reissues.pin_reissues = Vec::new();
+        let reads_only = encode_case_value(
+            &shape,
+            &Case { personal_data_reads: Vec::new(), ..no_reissues.clone() },
+            &chunk0,
+            &[],
+            &reads,
+            &key,
+        )
+        .unwrap();
+        assert_eq!(decode_case(&key, &reads_only, &[]).unwrap(), no_reissues);
     }
 
     #[test]

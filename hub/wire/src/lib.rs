@@ -90,6 +90,7 @@ pub fn body_to_core(b: &Body) -> EventBody {
         },
         Body::PersonalDataErased(x) => EventBody::PersonalDataErased { key_id: x.key_id.clone() },
         Body::PinReissued(x) => EventBody::PinReissued { pin_verifier: x.pin_verifier.clone() },
+        Body::PersonalDataRead(x) => EventBody::PersonalDataRead { client_id: x.client_id.clone() },
     }
 }
 
@@ -195,6 +196,9 @@ pub fn body_to_wire(b: &EventBody) -> Body {
         }
         EventBody::PinReissued { pin_verifier } => {
             Body::PinReissued(pb::PinReissued { pin_verifier: pin_verifier.clone() })
+        }
+        EventBody::PersonalDataRead { client_id } => {
+            Body::PersonalDataRead(pb::PersonalDataRead { client_id: client_id.clone() })
         }
     }
 }
@@ -422,6 +426,7 @@ mod tests {
             },
             EventBody::PersonalDataErased { key_id: vec![3; 16] },
             EventBody::PinReissued { pin_verifier: vec![4; 33] },
+            EventBody::PersonalDataRead { client_id: "loket-1771".into() },
         ]
     }
 

@@ -174,14 +174,27 @@ async fn personal_data_is_read_back_then_erased_for_every_case_of_the_citizen() 
         .unwrap();
     let ask =
         |nomor: &str| pb::PermintaanDataPribadi { nomor_berkas: nomor.into(), petugas: "ptg-09".into() };
+    let opened = f.publisher.events().len();
     let d = f.svc.lihat_data_pribadi(&ask(&r1.nomor_berkas), &client()).await.unwrap();
     assert_eq!((d.nama.as_str(), d.telepon.as_str(), d.surel.as_str()), (NAMA, TELEPON, SUREL));
+    // The read is recorded: one personal_data_read naming the authenticated
+    // client (the request's petugas is the envelope's officer).
+    let published = f.publisher.events();
+    assert_eq!(published.len(), opened + 1);
+    let read = published[opened].envelope();
+    assert_eq!((read.case_id.as_str(), read.officer.as_str()), (r1.nomor_berkas.as_str(), "ptg-09"));
+    match &read.body {
+        Some(Body::PersonalDataRead(p)) => assert_eq!(p.client_id, client().as_str()),
+        other => panic!("{other:?}"),
+    }
     let d = f.svc.lihat_data_pribadi(&ask(&r2.nomor_berkas), &client()).await.unwrap();
     assert_eq!((d.nama.as_str(), d.telepon.as_str()), (NAMA, ""));
     let d = f.svc.lihat_data_pribadi(&ask(&other.nomor_berkas), &client()).await.unwrap();
     assert_eq!((d.nama.as_str(), d.surel.as_str()), ("Budi Hartono", ""));
 
-    // Unknown and malformed cases.
+    assert_eq!(f.publisher.events().len(), opened + 3, "one record per read");
+
+    // Unknown and malformed cases: refused, and nothing recorded.
     let unknown = TrackingNumber::new(RegionCode::parse("1771").unwrap(), 999).unwrap().to_string();
     let s = Status::from(f.svc.lihat_data_pribadi(&ask(&unknown), &client()).await.unwrap_err());
     assert_eq!((s.code(), reason(&s)), (Code::NotFound, "UNKNOWN_CASE"));
@@ -200,6 +213,7 @@ async fn personal_data_is_read_back_then_erased_for_every_case_of_the_citizen() 
             .unwrap_err(),
     );
     assert_eq!(reason(&s), "MISSING_FIELD");
+    assert_eq!(f.publisher.events().len(), opened + 3, "refused reads record nothing");
 
     // Erasing by one case erases both cases of the citizen.
     let before = f.publisher.events().len();
@@ -233,12 +247,26 @@ async fn personal_data_is_read_back_then_erased_for_every_case_of_the_citizen() 
         f.svc.lihat_data_pribadi(&ask(&other.nomor_berkas), &client()).await.unwrap().nama,
         "Budi Hartono"
     );
-    // Repeating publishes the events again and answers the same cases.
+    // Repeating publishes the events again and answers the same cases (the
+    // read of the other citizen's case above recorded one more).
     let again = f.svc.hapus_data_pribadi(&erase(&r1.nomor_berkas), &client()).await.unwrap();
     assert_eq!(again.nomor_berkas, e.nomor_berkas);
-    assert_eq!(f.publisher.events().len(), before + 4);
+    assert_eq!(f.publisher.events().len(), before + 5);
     let s = Status::from(f.svc.hapus_data_pribadi(&erase(&unknown), &client()).await.unwrap_err());
     assert_eq!((s.code(), reason(&s)), (Code::NotFound, "UNKNOWN_CASE"));
+}
+
+#[tokio::test]
+async fn a_read_that_cannot_be_recorded_hands_out_no_data() {
+    // Opening publishes two events; the third publish (the read's record)
+    // fails.
+    let f = fixture_with(Arc::new(MemoryPublisher::failing_after(2)), SerialRange::default());
+    let r = f.svc.buka_berkas(&request()).await.unwrap();
+    let ask = pb::PermintaanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "ptg-09".into() };
+    let s = Status::from(f.svc.lihat_data_pribadi(&ask, &client()).await.unwrap_err());
+    assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+    assert!(!s.message().contains(NAMA), "{}", s.message());
+    assert_eq!(f.publisher.events().len(), 2, "nothing but the opening");
 }
 
 #[tokio::test]

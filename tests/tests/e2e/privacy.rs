@@ -132,6 +132,10 @@ async fn hub_says(hub: &HubProcess, tn: &str, pin: &str) -> Result<String> {
     Ok(json)
 }
 
+/// The client system the harness's front office authenticates (its tokens
+/// file, `mpp_tests::services`).
+const FRONT_OFFICE_CLIENT: &str = "e2e-tests";
+
 fn reason(s: &tonic::Status) -> &str {
     s.metadata().get("mpp-reason-code").and_then(|v| v.to_str().ok()).unwrap_or("")
 }
@@ -181,15 +185,43 @@ async fn personal_data_is_sealed_readable_at_the_front_office_and_crypto_shredde
         (data.nama.as_str(), data.telepon.as_str(), data.surel.as_str()) == (NAMA, TELEPON, SUREL),
         "read back {data:?}"
     );
-    // ...the hub has the case_opened and personal_data_sealed and says "sealed".
-    wait_ingested(&mut hub, &js, 2).await?;
+    // ...the hub has the case_opened, personal_data_sealed and the read's
+    // record, and says "sealed"...
+    wait_ingested(&mut hub, &js, 3).await?;
     ensure!(hub_says(&hub, &tn, &pin).await? == "sealed", "the hub's view is not sealed");
+    // ...and the citizen sees the read in the case's access history, with
+    // the authenticated client system (not the request's petugas).
+    let (_, body) = hub.case_json(&tn, &pin).await?;
+    let reads: Vec<&serde_json::Value> = body["access_events"]
+        .as_array()
+        .context("access_events")?
+        .iter()
+        .filter(|e| e["channel"] == "personal_data")
+        .collect();
+    ensure!(reads.len() == 1, "one read in the access history: {body}");
+    ensure!(
+        reads[0]["client_id"] == FRONT_OFFICE_CLIENT
+            && reads[0]["accessor"] == "officer"
+            && reads[0]["agency_id"] == format!("mpp-{REGION}"),
+        "the read's access event: {}",
+        reads[0]
+    );
+    let mut cases = CasesServiceClient::connect(hub.grpc_endpoint()).await?;
+    let view = cases
+        .get_case(GetCaseRequest { tracking_number: tn.clone(), pin: pin.clone(), ..Default::default() })
+        .await?
+        .into_inner();
+    ensure!(
+        view.access_events.iter().any(|e| e.channel == "personal_data" && e.client_id == FRONT_OFFICE_CLIENT),
+        "gRPC access events: {:?}",
+        view.access_events
+    );
 
     // And nothing personal is in the raw stream messages.
     let stream = js.get_stream(mpp_tests::STREAM_NAME).await?;
     let mut kinds = Vec::new();
     let mut sealed_key_id = Vec::new();
-    for seq in 1..=2 {
+    for seq in 1..=3 {
         let msg = stream.get_raw_message(seq).await?;
         for n in NEEDLES {
             ensure!(!contains(&msg.payload, n.as_bytes()), "stream message {seq} holds {n:?}");
@@ -203,10 +235,14 @@ async fn personal_data_is_sealed_readable_at_the_front_office_and_crypto_shredde
                 sealed_key_id = p.key_id;
                 kinds.push("personal_data_sealed");
             }
+            Some(Body::PersonalDataRead(r)) => {
+                ensure!(r.client_id == FRONT_OFFICE_CLIENT, "the read names {:?}", r.client_id);
+                kinds.push("personal_data_read");
+            }
             other => bail!("unexpected message {seq}: {other:?}"),
         }
     }
-    ensure!(kinds == ["case_opened", "personal_data_sealed"], "stream holds {kinds:?}");
+    ensure!(kinds == ["case_opened", "personal_data_sealed", "personal_data_read"], "stream holds {kinds:?}");
 
     // When: the citizen asks for erasure.
     let erased = client
@@ -229,11 +265,11 @@ async fn personal_data_is_sealed_readable_at_the_front_office_and_crypto_shredde
         "after erasure: {refused:?}"
     );
     // ...the hub recorded personal_data_erased for the sealed key and says "erased".
-    wait_ingested(&mut hub, &js, 3).await?;
-    let msg = stream.get_raw_message(3).await?;
+    wait_ingested(&mut hub, &js, 4).await?;
+    let msg = stream.get_raw_message(4).await?;
     match Envelope::decode(msg.payload.clone())?.body {
         Some(Body::PersonalDataErased(p)) => ensure!(p.key_id == sealed_key_id, "another key was erased"),
-        other => bail!("message 3 is {other:?}"),
+        other => bail!("message 4 is {other:?}"),
     }
     ensure!(hub_says(&hub, &tn, &pin).await? == "erased", "the hub's view is not erased");
 
@@ -256,7 +292,7 @@ async fn personal_data_is_sealed_readable_at_the_front_office_and_crypto_shredde
     let key = hub.data_dir().join("keys").join("checkpoint.pub");
     let key = key.to_str().context("key path")?;
     let (code, out) = audit(&["verify", "--public-key", key], hub.data_dir())?;
-    ensure!(code == 0 && out.starts_with("OK: 3 entries"), "audit verify exited {code}: {out}");
+    ensure!(code == 0 && out.starts_with("OK: 4 entries"), "audit verify exited {code}: {out}");
     let (code, out) = audit(&["rebuild"], hub.data_dir())?;
     ensure!(code == 0 && out.starts_with("identical:"), "audit rebuild exited {code}: {out}");
     Ok(())

@@ -281,7 +281,8 @@ impl Generator {
             | K::ServiceStandardPublished
             | K::PersonalDataSealed
             | K::PersonalDataErased
-            | K::PinReissued => EventBody::ReviewStarted,
+            | K::PinReissued
+            | K::PersonalDataRead => EventBody::ReviewStarted,
         }
     }
 

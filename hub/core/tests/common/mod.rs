@@ -108,6 +108,7 @@ pub(crate) fn body(kind: EventKind) -> EventBody {
         }
         EventKind::PersonalDataErased => EventBody::PersonalDataErased { key_id: vec![7; 16] },
         EventKind::PinReissued => EventBody::PinReissued { pin_verifier: vec![3; 33] },
+        EventKind::PersonalDataRead => EventBody::PersonalDataRead { client_id: s("loket-desk-3") },
     }
 }
 
