@@ -111,6 +111,8 @@ pub struct NatsServer {
     /// How JetStream writes to disk with the standard config; `None` when
     /// the caller wrote the config ([`NatsServer::start_with_config`]).
     sync: Option<SyncInterval>,
+    /// Whether the config enables JetStream (a start waits for it).
+    jetstream: bool,
     dir: tempfile::TempDir,
 }
 
@@ -182,7 +184,7 @@ impl NatsServer {
         let NatsOptions { sync, port, dir } = options;
         let make_config =
             |slots: &ConfigSlots| Ok(config(&slots.server_name, slots.port, &slots.store_dir, sync));
-        Self::launch(port, dir, Some(sync), make_config, None).await
+        Self::launch(port, dir, Some(sync), make_config, None, true).await
     }
 
     /// Starts a server with the config `make_config` writes for the
@@ -195,7 +197,16 @@ impl NatsServer {
         make_config: impl FnOnce(&ConfigSlots) -> Result<String>,
         user: Option<NatsUser>,
     ) -> Result<Self> {
-        Self::launch(None, None, None, make_config, user).await
+        Self::launch(None, None, None, make_config, user, true).await
+    }
+
+    /// Starts a server with a config the caller writes that enables no
+    /// JetStream (e.g. a node that only tries to route to others), and waits
+    /// only until it accepts connections.
+    pub async fn start_without_jetstream(
+        make_config: impl FnOnce(&ConfigSlots) -> Result<String>,
+    ) -> Result<Self> {
+        Self::launch(None, None, None, make_config, None, false).await
     }
 
     async fn launch(
@@ -204,6 +215,7 @@ impl NatsServer {
         sync: Option<SyncInterval>,
         make_config: impl FnOnce(&ConfigSlots) -> Result<String>,
         user: Option<NatsUser>,
+        jetstream: bool,
     ) -> Result<Self> {
         let exe = nats_server_exe()?;
         let dir = match dir {
@@ -230,7 +242,8 @@ impl NatsServer {
             dir.path().join("nats-server.log"),
         );
         let ConfigSlots { server_name, store_dir, .. } = slots;
-        let mut server = Self { process, port, server_name, config_path, store_dir, user, sync, dir };
+        let mut server =
+            Self { process, port, server_name, config_path, store_dir, user, sync, jetstream, dir };
         server.spawn_and_wait().await?;
         eprintln!("[harness] nats-server {} on {}", server.server_name, server.url());
         Ok(server)
@@ -250,6 +263,9 @@ impl NatsServer {
             }
         })
         .await?;
+        if !self.jetstream {
+            return Ok(());
+        }
         // JetStream answers on the account API once it is enabled.
         let url = self.url();
         let user = self.user.clone();

@@ -86,6 +86,8 @@ pub(crate) struct NatsCluster {
     names: Vec<String>,
     /// The users' NKey seeds and the CA (in `_gen`).
     logins: Logins,
+    /// Each node's route (cluster) port.
+    route_ports: Vec<u16>,
     /// The generator's output directory: the nodes read their certificates
     /// from it at every (re)start, so it lives as long as the nodes.
     _gen: tempfile::TempDir,
@@ -144,7 +146,7 @@ impl NatsCluster {
         let nodes =
             futures::future::try_join_all(starts).await.context("starting the 3-node NATS cluster")?;
         let names = nodes.iter().map(|n| server_name_of(n.config_path())).collect::<Result<Vec<_>>>()?;
-        let cluster = Self { nodes, names, logins, _gen: gen };
+        let cluster = Self { nodes, names, logins, route_ports: cluster_ports, _gen: gen };
         let js = async_nats::jetstream::new(cluster.connect_as(SETUP_USER).await?);
         let config = async_nats::jetstream::stream::Config {
             num_replicas: NODES,
@@ -256,12 +258,33 @@ impl NatsCluster {
         self.wait_placement(|p| p.current.len() == NODES).await
     }
 
+    /// Each node's route port (where another node would join).
+    pub(crate) fn route_ports(&self) -> &[u16] {
+        &self.route_ports
+    }
+
+    /// How many times each node's log says a route's TLS handshake failed.
+    pub(crate) fn route_handshake_failures(&self) -> Result<Vec<usize>> {
+        self.nodes.iter().map(|n| count_in_log(n, ROUTE_REFUSED)).collect()
+    }
+
     fn index_of(&self, server_name: &str) -> Result<usize> {
         self.names
             .iter()
             .position(|n| n == server_name)
             .ok_or_else(|| anyhow!("{server_name:?} is not a node of this cluster"))
     }
+}
+
+/// What a node logs when a route's TLS handshake fails (nats-server's
+/// "TLS route handshake error").
+pub(crate) const ROUTE_REFUSED: &str = "TLS route handshake error";
+
+/// Lines of `node`'s whole log holding `needle`.
+fn count_in_log(node: &NatsServer, needle: &str) -> Result<usize> {
+    let path = node.dir().join("nats-server.log");
+    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(String::from_utf8_lossy(&text).lines().filter(|l| l.contains(needle)).count())
 }
 
 /// The `server_name` a config file sets.
@@ -302,4 +325,74 @@ async fn cluster_keeps_acknowledged_messages_when_the_stream_leader_is_killed() 
     let restarted = cluster.restart(before.leader).await?;
     println!("leader {} killed; new leader {}; after restart {restarted:?}", before.leader, after.leader);
     Ok(())
+}
+
+/// An intruder node cannot join the locked cluster: one that routes without
+/// TLS and one with TLS under a CA of its own (as a stolen config without
+/// the cluster's keys would) are each refused at the TLS handshake by every
+/// node, and the stream's peers stay the cluster's three, all current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intruder_node_cannot_join_the_cluster() -> Result<()> {
+    let cluster = NatsCluster::start().await?;
+    let routes = cluster
+        .route_ports()
+        .iter()
+        .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let plain = {
+        let routes = routes.clone();
+        move |slots: &mpp_tests::nats::ConfigSlots| -> Result<String> {
+            Ok(format!(
+                "server_name: \"{}\"\nlisten: \"127.0.0.1:{}\"\ncluster {{\n  name: \"mpp-nats\"\n  listen: \"127.0.0.1:{}\"\n  routes: [{routes}]\n}}\n",
+                slots.server_name,
+                slots.port,
+                free_port()?,
+            ))
+        }
+    };
+    let foreign_ca = mpp_tests::temp_dir("mpp-nats-intruder-")?;
+    let foreign = {
+        let (dir, ports) = (foreign_ca.path().to_owned(), cluster.route_ports().to_vec());
+        move |slots: &mpp_tests::nats::ConfigSlots| -> Result<String> {
+            // The deployment's own generator, run afresh: a valid node config
+            // with certificates of a CA the cluster does not trust.
+            render_node_config(&dir, &slots.server_name, slots.port, free_port()?, &ports, &slots.store_dir)
+        }
+    };
+    let intruder = NatsServer::start_without_jetstream(plain).await?;
+    expect_refused(&cluster, "without TLS", intruder, false).await?;
+    let intruder = NatsServer::start_without_jetstream(foreign).await?;
+    // It distrusts the cluster's certificates as the cluster distrusts its.
+    expect_refused(&cluster, "with a CA of its own", intruder, true).await?;
+    Ok(())
+}
+
+/// Waits until every node of `cluster` logged a refused route handshake
+/// more than before `intruder` started (and, with `intruder_refuses`, the
+/// intruder too), checks the stream's peers are still the cluster's, all
+/// current, and stops the intruder.
+async fn expect_refused(
+    cluster: &NatsCluster,
+    what: &str,
+    mut intruder: NatsServer,
+    intruder_refuses: bool,
+) -> Result<()> {
+    let before = cluster.route_handshake_failures()?;
+    let refused = wait_for(&format!("every node to refuse the intruder {what}"), LEADER_DEADLINE, || {
+        let before = before.clone();
+        let intruder = &intruder;
+        async move {
+            let now = cluster.route_handshake_failures()?;
+            let own = if intruder_refuses { count_in_log(intruder, ROUTE_REFUSED)? } else { 1 };
+            Ok((own > 0 && now.iter().zip(&before).all(|(n, b)| n > b)).then_some(now))
+        }
+    })
+    .await
+    .with_context(|| format!("intruder's log: {}", intruder.log_tail()))?;
+    // The stream's peers are still the cluster's nodes (an unknown server
+    // name fails `placement`), all current.
+    let placement = cluster.wait_placement(|p| p.current.len() == NODES).await?;
+    println!("intruder {what}: refused ({refused:?} handshake errors per node), placement {placement:?}");
+    intruder.stop().await
 }
