@@ -10,15 +10,18 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use mpp_core::{EventKind, ReasonCode, Verdict};
+use mpp_proto::v1::audit_service_client::AuditServiceClient;
 use mpp_proto::v1::cases_service_client::CasesServiceClient;
-use mpp_proto::v1::{ApplicationState, Envelope, GetCaseRequest};
+use mpp_proto::v1::get_case_at_request::AsOf;
+use mpp_proto::v1::{ApplicationState, Envelope, GetCaseAtRequest, GetCaseRequest};
 use mpp_registrar::{agency_event_types, key_added, publish as publish_statements, registration};
 use mpp_tests::envelope::{body, now_ms, publish, tracking_number, EventFactory};
 use mpp_tests::pin::TEST_PIN;
 use mpp_tests::registry::{participant_key, test_registrar};
-use mpp_tests::services::HubProcess;
+use mpp_tests::services::{Bearer, HubOptions, HubProcess};
 use mpp_tests::store::audit_stopped_hub;
 use mpp_tests::NatsServer;
+use sha2::{Digest, Sha256};
 
 use super::registry::{front_office_registration, signed, signer, wait_stream};
 
@@ -27,6 +30,8 @@ const FRONT_OFFICE: &str = "mpp-1771";
 const ATTACKER: &str = "evil";
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const DAY_MS: i64 = 86_400_000;
+/// The auditors' token of the hub (a test's, not a secret).
+const AUDITOR_TOKEN: &str = "e2e-case-fence-auditor-token";
 
 /// A participant that signs what it publishes.
 struct Participant {
@@ -50,9 +55,17 @@ async fn an_agency_can_neither_open_a_case_nor_plant_an_application_in_one() -> 
     // lists case_opened.
     let nats = NatsServer::start().await?;
     let js = nats.jetstream().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
     let keys = mpp_tests::temp_dir("mpp-case-fence-keys-")?;
+    let auditors = keys.path().join("auditors");
+    std::fs::write(&auditors, format!("e2e-auditor:{}\n", hex::encode(Sha256::digest(AUDITOR_TOKEN))))?;
+    let mut hub = HubProcess::spawn_with(
+        &nats.url(),
+        HubOptions {
+            extra_args: vec!["--auditor-tokens-file".to_owned(), auditors.display().to_string()],
+            ..HubOptions::default()
+        },
+    )?;
+    hub.wait_ready(READY_DEADLINE).await?;
     let registrar = test_registrar();
     let now = now_ms();
     let all: Vec<EventKind> = EventKind::ALL.to_vec();
@@ -144,6 +157,26 @@ async fn an_agency_can_neither_open_a_case_nor_plant_an_application_in_one() -> 
     let states: Vec<(String, i32)> =
         view.applications.iter().map(|a| (a.application_id.clone(), a.state)).collect();
     ensure!(states == [("KK-2".to_owned(), ApplicationState::Submitted as i32)], "GetCase shows {states:?}");
+    // The auditors' GetCaseAt shows it, as dropped.
+    let channel = tonic::transport::Channel::from_shared(hub.grpc_endpoint())?.connect().await?;
+    let mut audit_api = AuditServiceClient::with_interceptor(channel, Bearer::new(AUDITOR_TOKEN)?);
+    let at = audit_api
+        .get_case_at(GetCaseAtRequest {
+            tracking_number: next.clone(),
+            as_of: Some(AsOf::Seq(view.last_seq)),
+        })
+        .await?
+        .into_inner();
+    let states: Vec<(String, i32)> =
+        at.applications.iter().map(|a| (a.application_id.clone(), a.state)).collect();
+    ensure!(
+        states
+            == [
+                ("EVIL-2".to_owned(), ApplicationState::Dropped as i32),
+                ("KK-2".to_owned(), ApplicationState::Submitted as i32)
+            ],
+        "GetCaseAt shows {states:?}"
+    );
     let (status, adopted_case) = hub.case_json(&adopted, TEST_PIN).await?;
     let surfaced = adopted_case["applications"]
         .as_array()
