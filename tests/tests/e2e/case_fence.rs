@@ -3,7 +3,9 @@
 //! participants' envelopes signed with their registered keys and published
 //! straight to the stream, as an attacker with a registered agency's key
 //! and NATS access would. Each attack is logged with its reason code, the
-//! victim's case does not move, and the log replays byte for byte.
+//! victim's case does not move, and the log replays byte for byte. The
+//! auditors' views of the cases (`mpp-hub audit case-at`, `GetCaseAt`)
+//! agree with the citizen's.
 
 use std::time::Duration;
 

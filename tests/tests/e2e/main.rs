@@ -20,7 +20,10 @@
 //!   agency's opening of a victim's number and of its own refused
 //!   (`NOT_A_FRONT_OFFICE`), an application planted into the number the
 //!   front office issues next never shown to the citizen
-//!   (`HELD_APPLICATION_PREDATES_OPENING` noted on the opening).
+//!   (`HELD_APPLICATION_PREDATES_OPENING` noted on the opening), a filing
+//!   held until its opening arrives shown; `mpp-hub audit case-at` (data
+//!   directory and export) answers as the lookup did, and the auditors'
+//!   `GetCaseAt` shows the dropped filing as `APPLICATION_STATE_DROPPED`.
 //! - `checker`: the fault scenarios' checker: every event answered
 //!   "accepted" is in the stopped hub's log exactly once.
 //! - `citizen`: the tracking page in a real headless browser (Chromium),
