@@ -23,6 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod audit;
 mod corpus;
+mod flood;
 mod grpc;
 mod http;
 mod ingest;
@@ -107,6 +108,13 @@ struct Cli {
     /// MPP_LOG that of the in-process components (default: error).
     #[arg(long, env = "MPP_BENCH_WORK_DIR")]
     work_dir: Option<PathBuf>,
+    /// Instead of the sections: the hub's resident memory under a flood of
+    /// this many service standards (comma-separated sizes, e.g.
+    /// 5000,20000), from an unregistered agency, as successive versions of
+    /// one registered service, and on a hub with no registry yet; printed
+    /// as a table on stdout (BENCHMARKS.md, "Standards flood").
+    #[arg(long, env = "MPP_BENCH_STANDARDS_FLOOD", value_delimiter = ',')]
+    standards_flood: Vec<usize>,
     /// Seed of the generated journeys.
     #[arg(long, env = "MPP_BENCH_SEED", default_value_t = 17_710_001)]
     seed: u64,
@@ -288,6 +296,16 @@ async fn main() -> Result<()> {
         Some(p) => Ok(p.clone()),
         None => proc::sibling_bin("mpp-hub", "MPP_BENCH_HUB_BIN"),
     };
+
+    if !cli.standards_flood.is_empty() {
+        let exe = hub_exe?;
+        let mut readings = Vec::new();
+        for n in &cli.standards_flood {
+            readings.extend(flood::run(&exe, tmp_p, *n).await?);
+        }
+        println!("{}", flood::table(&readings));
+        return Ok(());
+    }
 
     // The pre-filled stream, if any section needs it.
     let needs_corpus = [1, 2, 5, 6, 7].iter().any(|&i| want(i));

@@ -97,6 +97,15 @@ impl Signers {
         Ok(out)
     }
 
+    /// The signing key of `participant`.
+    pub(crate) fn signer_of(&self, participant: &str) -> Result<&EnvelopeSigner> {
+        self.by_participant
+            .iter()
+            .find(|(p, _)| p.as_str() == participant)
+            .map(|(_, s)| s)
+            .ok_or_else(|| anyhow!("no bench signer for {participant}"))
+    }
+
     /// Signs envelopes, in order: each participant's among them as one batch.
     pub(crate) fn sign(&self, envelopes: Vec<(String, pb::Envelope)>) -> Result<Vec<Outgoing>> {
         let mut batches: BTreeMap<&str, Vec<(usize, ToSign)>> = BTreeMap::new();

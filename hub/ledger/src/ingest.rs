@@ -155,6 +155,9 @@ impl Writer {
         metrics: Option<Arc<HubMetrics>>,
     ) -> std::io::Result<Self> {
         let trust = ledger.trust().clone();
+        if let Some(m) = &metrics {
+            m.set_standards_in_memory(ledger.standards_in_memory());
+        }
         let (tx, mut rx) = mpsc::channel::<WriterJob>(WRITER_QUEUE_BATCHES_MAX);
         let thread = std::thread::Builder::new().name("mpp-ledger-writer".into()).spawn(move || {
             while let Some(job) = rx.blocking_recv() {
@@ -171,6 +174,7 @@ impl Writer {
                             last.map(|r| r.stream_time_ns),
                             started.elapsed(),
                         );
+                        m.set_standards_in_memory(ledger.standards_in_memory());
                     }
                     // The ingest task may have gone away (shutdown); nothing to do then.
                     let _ = reply.send(outcome);

@@ -364,6 +364,13 @@ impl<S: Store> Ledger<S> {
         &self.registry
     }
 
+    /// How many services' standard terms the ledger holds in memory: one
+    /// per service with a standard in force (a newer version replaces the
+    /// older; a refused standard adds nothing). `mpp_hub_standards_in_memory`.
+    pub fn standards_in_memory(&self) -> usize {
+        self.standards.len()
+    }
+
     /// The registrar keys and signature verifier this ledger judges with.
     pub fn trust(&self) -> &Arc<Trust> {
         &self.trust

@@ -87,6 +87,7 @@ mod tests {
         assert_eq!(s["mpp_hub_watchers"], 3.0);
         assert_eq!(s["mpp_hub_access_events_dropped_total"], 7.0);
         assert_eq!(s["mpp_hub_checkpoints_total"], 0.0);
+        assert_eq!(s["mpp_hub_standards_in_memory"], 0.0, "no standard accepted");
         assert_eq!(s["mpp_hub_ops_auth_failures_total"], 0.0);
         health.metrics().record_redrive(true);
         health.metrics().record_redrive(false);

@@ -556,6 +556,25 @@ fn an_unknown_service_is_rejected() {
 }
 
 #[test]
+fn only_the_standard_in_force_of_each_service_is_held_in_memory() {
+    let mut h = Harness::new();
+    assert_eq!(h.ledger.standards_in_memory(), 1, "dukcapil/kk");
+    // Successive versions of one service replace each other; a stale one
+    // is refused and adds nothing.
+    for (n, version) in [(1, 2), (2, 3), (3, 4)] {
+        h.ok(&envelope(&event_id(n), "", "", "dukcapil", "kk", standard_body(version)));
+    }
+    let stale = envelope(&event_id(4), "", "", "dukcapil", "kk", standard_body(2));
+    h.rejects_env(&stale, ReasonCode::StaleStandardVersion);
+    assert_eq!(h.ledger.standards_in_memory(), 1, "still one service");
+    // Another service is another entry; reopening loads the same count.
+    h.ok(&envelope(&event_id(5), "", "", "dukcapil", "ktp-el", standard_body(1)));
+    assert_eq!(h.ledger.standards_in_memory(), 2);
+    let store = h.ledger.store().clone();
+    assert_eq!(Ledger::open(store).unwrap().standards_in_memory(), 2);
+}
+
+#[test]
 fn an_event_for_a_never_filed_application_is_rejected() {
     let mut h = Harness::new();
     let u = envelope(&event_id(1), &tracking(1), "app-404", "dukcapil", "kk", app_body(4));

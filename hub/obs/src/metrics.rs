@@ -17,6 +17,7 @@
 //! | `mpp_hub_last_stream_timestamp_seconds` | gauge | stream time of the last committed message (Unix seconds; absent before the first) |
 //! | `mpp_hub_last_seq` | gauge | last log sequence |
 //! | `mpp_hub_last_stream_seq` | gauge | last stream sequence committed (the checkpoint) |
+//! | `mpp_hub_standards_in_memory` | gauge | service standards whose terms the ledger writer holds in memory (one per service with a standard in force) |
 //! | `mpp_hub_ready` | gauge | 1 when `/readyz` answers 200 |
 //! | `mpp_hub_disk_free_bytes` | gauge | free space of the data directory at the last check |
 //! | `mpp_hub_corrupt_stores_kept` | gauge | corrupt stores (a rebuilt main store, a reset access log) moved aside (`corrupt-store-*` in the data directory) at start; above 0 an operator must look |
@@ -228,6 +229,7 @@ pub struct HubMetrics {
     ops_auth_failures: AtomicU64,
     disk_free_bytes: AtomicU64,
     corrupt_stores_kept: AtomicU64,
+    standards_in_memory: AtomicU64,
 }
 
 /// What a scrape reads from outside the registry, at the moment of the
@@ -278,6 +280,7 @@ impl HubMetrics {
             ops_auth_failures: AtomicU64::new(0),
             disk_free_bytes: AtomicU64::new(DISK_UNKNOWN),
             corrupt_stores_kept: AtomicU64::new(0),
+            standards_in_memory: AtomicU64::new(0),
         }
     }
 
@@ -350,6 +353,12 @@ impl HubMetrics {
         self.corrupt_stores_kept.store(n, Ordering::Relaxed);
     }
 
+    /// Stores how many service standards' terms the ledger writer holds in
+    /// memory (one per service with a standard in force).
+    pub fn set_standards_in_memory(&self, n: usize) {
+        self.standards_in_memory.store(n as u64, Ordering::Relaxed);
+    }
+
     /// The metrics text (Prometheus text format 0.0.4).
     pub fn render(&self, scrape: &Scrape) -> String {
         let mut out = String::with_capacity(16 * 1024);
@@ -420,6 +429,13 @@ impl HubMetrics {
             "gauge",
             "Last stream sequence committed (the checkpoint).",
             scrape.last_stream_seq,
+        );
+        single(
+            &mut out,
+            "mpp_hub_standards_in_memory",
+            "gauge",
+            "Service standards whose terms the ledger writer holds in memory (one per service with a standard in force).",
+            load(&self.standards_in_memory),
         );
         single(
             &mut out,

@@ -217,8 +217,8 @@ pub fn application_state(s: AppState) -> pb::ApplicationState {
         AppState::Rejected => pb::ApplicationState::Rejected,
         AppState::Withdrawn => pb::ApplicationState::Withdrawn,
         // Never in a citizen's view (the lookup leaves dropped applications
-        // out); auditors' views show it as no state.
-        AppState::Dropped => pb::ApplicationState::Unspecified,
+        // out, see hub.proto); mapped for every other view of a case.
+        AppState::Dropped => pb::ApplicationState::Dropped,
     }
 }
 
@@ -459,12 +459,10 @@ mod tests {
 
     #[test]
     fn enums_map_to_their_own_names() {
-        for s in AppState::ALL.iter().filter(|s| **s != AppState::Dropped) {
+        for s in AppState::ALL {
             let name = application_state(*s).as_str_name();
             assert_eq!(name, format!("APPLICATION_STATE_{}", s.as_str().to_ascii_uppercase()));
         }
-        // A dropped application is never in a citizen's view.
-        assert_eq!(application_state(AppState::Dropped), pb::ApplicationState::Unspecified);
         for s in [CaseStatus::Done, CaseStatus::ActionNeeded, CaseStatus::InProgress, CaseStatus::Overdue] {
             assert_eq!(
                 case_status(s).as_str_name(),

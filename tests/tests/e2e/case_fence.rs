@@ -3,21 +3,27 @@
 //! participants' envelopes signed with their registered keys and published
 //! straight to the stream, as an attacker with a registered agency's key
 //! and NATS access would. Each attack is logged with its reason code, the
-//! victim's case does not move, and the log replays byte for byte.
+//! victim's case does not move, and the log replays byte for byte. The
+//! auditors' views of the cases (`mpp-hub audit case-at`, `GetCaseAt`)
+//! agree with the citizen's.
 
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use mpp_core::{EventKind, ReasonCode, Verdict};
-use mpp_proto::v1::Envelope;
+use mpp_proto::v1::audit_service_client::AuditServiceClient;
+use mpp_proto::v1::cases_service_client::CasesServiceClient;
+use mpp_proto::v1::get_case_at_request::AsOf;
+use mpp_proto::v1::{ApplicationState, Envelope, GetCaseAtRequest, GetCaseRequest};
 use mpp_registrar::{agency_event_types, key_added, publish as publish_statements, registration};
 use mpp_tests::envelope::{body, now_ms, publish, tracking_number, EventFactory};
 use mpp_tests::pin::TEST_PIN;
 use mpp_tests::registry::{participant_key, test_registrar};
-use mpp_tests::services::HubProcess;
+use mpp_tests::services::{Bearer, HubOptions, HubProcess};
 use mpp_tests::store::audit_stopped_hub;
 use mpp_tests::NatsServer;
+use sha2::{Digest, Sha256};
 
 use super::registry::{front_office_registration, signed, signer, wait_stream};
 
@@ -26,6 +32,8 @@ const FRONT_OFFICE: &str = "mpp-1771";
 const ATTACKER: &str = "evil";
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const DAY_MS: i64 = 86_400_000;
+/// The auditors' token of the hub (a test's, not a secret).
+const AUDITOR_TOKEN: &str = "e2e-case-fence-auditor-token";
 
 /// A participant that signs what it publishes.
 struct Participant {
@@ -49,9 +57,17 @@ async fn an_agency_can_neither_open_a_case_nor_plant_an_application_in_one() -> 
     // lists case_opened.
     let nats = NatsServer::start().await?;
     let js = nats.jetstream().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
     let keys = mpp_tests::temp_dir("mpp-case-fence-keys-")?;
+    let auditors = keys.path().join("auditors");
+    std::fs::write(&auditors, format!("e2e-auditor:{}\n", hex::encode(Sha256::digest(AUDITOR_TOKEN))))?;
+    let mut hub = HubProcess::spawn_with(
+        &nats.url(),
+        HubOptions {
+            extra_args: vec!["--auditor-tokens-file".to_owned(), auditors.display().to_string()],
+            ..HubOptions::default()
+        },
+    )?;
+    hub.wait_ready(READY_DEADLINE).await?;
     let registrar = test_registrar();
     let now = now_ms();
     let all: Vec<EventKind> = EventKind::ALL.to_vec();
@@ -96,6 +112,14 @@ async fn an_agency_can_neither_open_a_case_nor_plant_an_application_in_one() -> 
     opening.occurred_at_ms = now_ms() + 2 * 60_000;
     let opened = front.publish(&js, &opening).await?;
     dukcapil.publish(&js, &dukcapil.factory.app_event(&next, "KK-2", body::filed())).await?;
+    // ...while at another counter the front office issues a number, Dukcapil
+    // files for that citizen before the opening reaches the hub (its
+    // outbox lags), and then the opening arrives.
+    let adopted = tracking_number(1771, 1004)?;
+    let issued = front.factory.case_opened(&adopted);
+    dukcapil.publish(&js, &dukcapil.factory.app_event(&adopted, "KK-3", body::filed())).await?;
+    wait_stream(&js, &mut hub).await?;
+    front.publish(&js, &issued).await?;
     wait_stream(&js, &mut hub).await?;
 
     // Then: the victim's case did not move, the agency's own number opens
@@ -121,6 +145,48 @@ async fn an_agency_can_neither_open_a_case_nor_plant_an_application_in_one() -> 
         })
         .collect();
     ensure!(status == 200 && shown == ["dukcapil/KK-2"], "the citizen sees {shown:?} ({status} {next_case})");
+    // The gRPC lookup leaves the dropped application out as the JSON does
+    // (APPLICATION_STATE_DROPPED never reaches a citizen).
+    let mut grpc = CasesServiceClient::connect(hub.grpc_endpoint()).await?;
+    let view = grpc
+        .get_case(GetCaseRequest {
+            tracking_number: next.clone(),
+            pin: TEST_PIN.to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let states: Vec<(String, i32)> =
+        view.applications.iter().map(|a| (a.application_id.clone(), a.state)).collect();
+    ensure!(states == [("KK-2".to_owned(), ApplicationState::Submitted as i32)], "GetCase shows {states:?}");
+    // The auditors' GetCaseAt shows it, as dropped.
+    let channel = tonic::transport::Channel::from_shared(hub.grpc_endpoint())?.connect().await?;
+    let mut audit_api = AuditServiceClient::with_interceptor(channel, Bearer::new(AUDITOR_TOKEN)?);
+    let at = audit_api
+        .get_case_at(GetCaseAtRequest {
+            tracking_number: next.clone(),
+            as_of: Some(AsOf::Seq(view.last_seq)),
+        })
+        .await?
+        .into_inner();
+    let states: Vec<(String, i32)> =
+        at.applications.iter().map(|a| (a.application_id.clone(), a.state)).collect();
+    ensure!(
+        states
+            == [
+                ("EVIL-2".to_owned(), ApplicationState::Dropped as i32),
+                ("KK-2".to_owned(), ApplicationState::Submitted as i32)
+            ],
+        "GetCaseAt shows {states:?}"
+    );
+    let (status, adopted_case) = hub.case_json(&adopted, TEST_PIN).await?;
+    let surfaced = adopted_case["applications"]
+        .as_array()
+        .map(|a| a.iter().map(|x| format!("{}/{}", x["application_id"], x["state"])).collect::<Vec<_>>());
+    ensure!(
+        status == 200 && surfaced == Some(vec!["\"KK-3\"/\"submitted\"".to_owned()]),
+        "the held filing surfaced: {status} {adopted_case}"
+    );
 
     // And: each attack is logged with its code; the planted filing was held
     // (accepted) and the opening that dropped it carries the note.
@@ -153,5 +219,72 @@ async fn an_agency_can_neither_open_a_case_nor_plant_an_application_in_one() -> 
         note.reason,
         note.detail
     );
+
+    // And: `mpp-hub audit case-at`, from the data directory and from an
+    // export (which folds the registry statements itself), answers what the
+    // live lookup answered for the case with the dropped filing and for the
+    // one whose held filing surfaced, and lists the dropped one apart.
+    let work = mpp_tests::temp_dir("mpp-case-fence-audit-")?;
+    let export = work.path().join("export.jsonl");
+    let (data_dir, export) = (hub.data_dir().display().to_string(), export.display().to_string());
+    hub_audit(&["export", "--data-dir", &data_dir, "--out", &export])?;
+    let last = audit.head.last_seq.to_string();
+    for (tn, live, dropped) in [
+        (&next, &next_case, vec![format!("{ATTACKER}/EVIL-2 (filed at seq {})", held.seq)]),
+        (&adopted, &adopted_case, vec![]),
+    ] {
+        for source in [["--data-dir", data_dir.as_str()], ["--export", export.as_str()]] {
+            let out = hub_audit(&["case-at", source[0], source[1], "--case", tn, "--seq", &last])?;
+            let at: serde_json::Value =
+                serde_json::from_str(&out).with_context(|| format!("case-at: {out}"))?;
+            let what = format!("case-at {} of {tn}", source[0]);
+            ensure!(
+                applications(&at["case"])? == applications(live)?,
+                "{what}: {} while the lookup showed {}",
+                at["case"]["applications"],
+                live["applications"]
+            );
+            ensure!(at["case"]["last_seq"] == live["last_seq"], "{what}: {} vs {}", at["case"], live);
+            let listed: Vec<String> = serde_json::from_value(at["dropped_applications"].clone())?;
+            ensure!(listed == dropped, "{what}: dropped {listed:?}, expected {dropped:?}");
+        }
+    }
     Ok(())
+}
+
+/// `agency/application/state` and the timeline's sequences of each
+/// application a case view (lookup JSON or case-at) shows.
+fn applications(case: &serde_json::Value) -> Result<Vec<String>> {
+    case["applications"]
+        .as_array()
+        .context("no applications")?
+        .iter()
+        .map(|a| {
+            let seqs: Vec<String> = a["timeline"]
+                .as_array()
+                .context("no timeline")?
+                .iter()
+                .map(|t| t["seq"].to_string())
+                .collect();
+            let id = format!(
+                "{}/{}/{}",
+                a["agency_id"].as_str().unwrap_or(""),
+                a["application_id"].as_str().unwrap_or(""),
+                a["state"].as_str().unwrap_or("")
+            );
+            Ok(if seqs.is_empty() { id } else { format!("{id} [{}]", seqs.join(",")) })
+        })
+        .collect()
+}
+
+/// Runs `mpp-hub audit ARGS`; its stdout.
+fn hub_audit(args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(mpp_tests::bins::workspace_bin("mpp-hub")?)
+        .arg("audit")
+        .args(args)
+        .env("MPP_LOG", "warn")
+        .output()
+        .context("running mpp-hub audit")?;
+    ensure!(out.status.success(), "mpp-hub audit {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

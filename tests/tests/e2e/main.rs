@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (32):
+//! concern (34):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -20,7 +20,10 @@
 //!   agency's opening of a victim's number and of its own refused
 //!   (`NOT_A_FRONT_OFFICE`), an application planted into the number the
 //!   front office issues next never shown to the citizen
-//!   (`HELD_APPLICATION_PREDATES_OPENING` noted on the opening).
+//!   (`HELD_APPLICATION_PREDATES_OPENING` noted on the opening), a filing
+//!   held until its opening arrives shown; `mpp-hub audit case-at` (data
+//!   directory and export) answers as the lookup did, and the auditors'
+//!   `GetCaseAt` shows the dropped filing as `APPLICATION_STATE_DROPPED`.
 //! - `checker`: the fault scenarios' checker: every event answered
 //!   "accepted" is in the stopped hub's log exactly once.
 //! - `citizen`: the tracking page in a real headless browser (Chromium),
@@ -75,6 +78,11 @@
 //!   handshakes never completed, heads and bodies trickled, no HTTP/2
 //!   preface, watches never read) against the hub and an agency service
 //!   while a well-behaved client's lookups stay fast and memory bounded.
+//! - `standards_flood`: standards from an unregistered agency and outside
+//!   a registration refused with their codes, a registered service's
+//!   successive versions accepted with one standard held in memory
+//!   (`mpp_hub_standards_in_memory`), a stale version refused, the
+//!   citizen's view unchanged.
 //! - `spine`: 1,000 events through the Dukcapil service → NATS → hub → lookup.
 //! - `transparency`: the hub's checkpoint as a C2SP signed note, at
 //!   `/checkpoint` and in the audit API, checked by an independent verifier.
@@ -118,6 +126,7 @@ mod registry;
 mod scale_out;
 mod slow_clients;
 mod spine;
+mod standards_flood;
 mod tls;
 mod traces;
 mod transparency;

@@ -1,11 +1,21 @@
 //! `mpp-hub audit case-at`: one case as it stood at a point of the log.
 //!
 //! The fold applies, in log order up to the point, every accepted entry that
-//! publishes a service standard or targets the case, with the core's own
-//! [`mpp_core::apply`]: the same fold as the live projection, restricted to
-//! what the case depends on (the standard in force when each application was
-//! filed). It trusts the verdicts recorded in the log; `audit verify` and
-//! `audit rebuild` are what check them. Memory: one case and the standards.
+//! publishes a service standard or targets the case, and every accepted
+//! registry statement, with the core's own [`mpp_core::apply`] and
+//! [`mpp_core::registry::apply_statement`]: the same fold as the live
+//! projection, restricted to what the case depends on (the standard in
+//! force when each application was filed, and the registry, under which an
+//! application filed before the case was opened is held, then surfaces or
+//! is dropped by the opening: `mpp_core::hold`). It trusts the verdicts
+//! recorded in the log; `audit verify` and `audit rebuild` are what check
+//! them. Memory: one case, the standards and the registry (its holds are
+//! this case's only, as only this case's filings are folded).
+//!
+//! The answer shows the case as a citizen's lookup showed it at that point:
+//! applications dropped when the case was opened are left out of `case`,
+//! as the lookups leave them out, and listed apart in
+//! `dropped_applications`.
 
 use std::io::Write;
 
@@ -14,8 +24,9 @@ use mpp_core::calendar::CalendarSet;
 use mpp_core::decide::MemState;
 use mpp_core::event::Target;
 use mpp_core::log::Verdict;
+use mpp_core::registry::{self, Statement, REGISTRY_SUBJECT};
 use mpp_core::validate::validate;
-use mpp_core::{apply, case_status_at, Case, EntryMeta, TrackingNumber};
+use mpp_core::{apply, case_status_at, AppState, Case, EntryMeta, TrackingNumber};
 use mpp_proto::v1 as pb;
 use mpp_store::Store;
 use prost::Message as _;
@@ -80,6 +91,17 @@ pub fn case_at<S: Store>(
         if e.verdict != Verdict::Accepted {
             continue;
         }
+        if e.subject == REGISTRY_SUBJECT {
+            let statement = statement_of(&e.payload).map_err(|r| {
+                anyhow::anyhow!("entry {} was accepted but its statement does not validate: {r}", e.seq)
+            })?;
+            registry::apply_statement(
+                &mut state.registry,
+                &statement,
+                EntryMeta { seq: e.seq, recorded_at_ms },
+            );
+            continue;
+        }
         let decoded = pb::Envelope::decode(e.payload.as_slice())
             .with_context(|| format!("entry {} was accepted but its payload does not decode", e.seq))?;
         // Cheap filter before validating: only standards and this case matter.
@@ -102,6 +124,16 @@ pub fn case_at<S: Store>(
     as_of.case = state.cases.remove(tn);
     as_of.standards = state;
     Ok(as_of)
+}
+
+/// The registry statement an accepted entry on [`REGISTRY_SUBJECT`] holds
+/// (its registrar's signature was checked when the hub accepted it).
+fn statement_of(payload: &[u8]) -> Result<Statement, String> {
+    let outer = pb::SignedRegistryStatement::decode(payload)
+        .map_err(|_| "the payload is not a protobuf mpp.v1.SignedRegistryStatement".to_owned())?;
+    let inner = pb::RegistryStatement::decode(outer.statement.as_slice())
+        .map_err(|_| "the statement is not a protobuf mpp.v1.RegistryStatement".to_owned())?;
+    registry::validate_statement(&mpp_wire::statement_to_unchecked(&inner)).map_err(|r| r.code.to_string())
 }
 
 /// [`crate::audit::case_at`] (the hub's own fold, which reads only the
@@ -171,6 +203,23 @@ pub fn case_json(
     serde_json::to_value(mpp_lookup::json::case_json(&found)).unwrap_or(serde_json::Value::Null)
 }
 
+/// The case as the lookups show it (without the applications dropped when
+/// it was opened, `mpp_core::hold`), and those applications as
+/// `agency/application_id (filed at seq N)`, in filing order.
+pub fn split_dropped(mut case: Case) -> (Case, Vec<String>) {
+    let dropped = case
+        .applications
+        .iter()
+        .filter(|a| a.state == AppState::Dropped)
+        .map(|a| {
+            let filed = a.timeline.first().map_or(0, |t| t.seq);
+            format!("{}/{} (filed at seq {filed})", a.agency, a.id)
+        })
+        .collect();
+    case.applications.retain(|a| a.state != AppState::Dropped);
+    (case, dropped)
+}
+
 /// `mpp-hub audit case-at`.
 pub(crate) fn run(args: &CaseAtArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let tn = mpp_lookup::lookup::parse_tracking_number(&args.case)
@@ -197,10 +246,12 @@ pub(crate) fn run(args: &CaseAtArgs, out: &mut dyn Write) -> anyhow::Result<u8> 
         say(out, &format!("case {tn} was not open as of seq {} ({} ms)", result.as_of_seq, result.as_of_ms))?;
         return Ok(EXIT_FAILED);
     };
+    let (shown, dropped) = split_dropped(case);
     let v = serde_json::json!({
         "as_of_seq": result.as_of_seq,
         "as_of_ms": result.as_of_ms,
-        "case": case_json(case, &result.standards, &cals, result.as_of_ms),
+        "case": case_json(shown, &result.standards, &cals, result.as_of_ms),
+        "dropped_applications": dropped,
     });
     say(out, &serde_json::to_string_pretty(&v)?)?;
     Ok(0)
