@@ -745,3 +745,40 @@ impl Relay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_nats::jetstream::context::PublishErrorKind;
+
+    use super::*;
+
+    /// A failed PubAck carrying the JetStream API error `err_code`, as the
+    /// client reports it.
+    fn api_error(err_code: u64) -> RelayError {
+        let json = format!(r#"{{"code":400,"err_code":{err_code},"description":"test"}}"#);
+        let error: async_nats::jetstream::Error = serde_json::from_str(&json).unwrap();
+        RelayError::Publish(JsPublishError::with_source(PublishErrorKind::Other, error))
+    }
+
+    #[test]
+    fn refused_batches_are_told_apart_from_failures() {
+        for (code, want) in [
+            (10174, Some(Refusal::Unsupported)),
+            (10177, Some(Refusal::Unsupported)),
+            (10201, Some(Refusal::Duplicate)),
+            (10199, Some(Refusal::TooLarge)),
+            (10210, Some(Refusal::Busy)),
+            (10176, Some(Refusal::Busy)),
+            // Not about the batch: a stream that does not take the subject,
+            // a wrong expected stream.
+            (10077, None),
+            (10060, None),
+        ] {
+            assert_eq!(api_error(code).refusal(), want, "err_code {code}");
+        }
+        let not_acked = RelayError::NotABatchAck { batch: "b".to_owned(), count: 2 };
+        assert_eq!(not_acked.refusal(), Some(Refusal::Unsupported));
+        let timeout = RelayError::Publish(JsPublishError::new(PublishErrorKind::TimedOut));
+        assert_eq!(timeout.refusal(), None);
+    }
+}
