@@ -70,6 +70,10 @@
 //!   the subject) blocks the entries behind it: the relay keeps retrying and
 //!   logging, the outbox grows, and `mpp_outbox_oldest_age_seconds` tells the
 //!   operator. Nothing is dropped.
+//! - On a stream without `allow_atomic` that the relay may not change, its
+//!   first batch after each start is refused (one count in
+//!   `publish_errors_total`) before it publishes one event at a time; it does
+//!   not notice the flag being set later until it restarts.
 
 // redb's error is 160 bytes. It is returned only on a failed disk
 // operation, next to a sync that costs milliseconds: boxing it would buy
