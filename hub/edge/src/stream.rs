@@ -12,6 +12,7 @@
 //! | duplicate_window | 10 min ([`STREAM_DUPLICATE_WINDOW_S`]) | retries with the same `Nats-Msg-Id` are stored once |
 //! | max_message_size | 1 MiB ([`STREAM_MESSAGE_BYTES_MAX`]) | oversize events (> 64 KiB) still reach the hub and are logged as `MESSAGE_TOO_LARGE` |
 //! | replicas | 1 ([`STREAM_REPLICAS`]) | a cluster deployment creates the stream R3 itself |
+//! | allow_atomic | true (server 2.12+) | agencies' outbox relays publish ADR-50 atomic batches: one commit (one sync) per batch instead of one per event |
 //!
 //! The hub's ingest, every agency's outbox relay, the front office, the
 //! benchmarks and the tests all take the stream from here.
@@ -65,6 +66,7 @@ pub fn stream_config() -> Config {
         deny_delete: true,
         deny_purge: true,
         allow_rollup: false,
+        allow_atomic_publish: true,
         ..Config::default()
     }
 }
@@ -74,15 +76,50 @@ pub fn stream_config() -> Config {
 #[error("cannot find or create JetStream stream {STREAM_NAME}: {0}")]
 pub struct StreamSetupError(#[from] CreateStreamError);
 
+/// The oldest nats-server release with atomic batch publishes (ADR-50).
+pub const ATOMIC_BATCH_SERVER_MIN: (u64, u64) = (2, 12);
+
+/// Whether a nats-server of `version` ("2.15.1", "v2.12.0-beta") takes
+/// atomic batches. An unparsable version does not.
+pub fn server_supports_atomic_batches(version: &str) -> bool {
+    let mut parts = version.trim_start_matches('v').split(['.', '-']);
+    let mut number = || parts.next().and_then(|p| p.parse::<u64>().ok());
+    match (number(), number()) {
+        (Some(major), Some(minor)) => (major, minor) >= ATOMIC_BATCH_SERVER_MIN,
+        _ => false,
+    }
+}
+
 /// Finds the events stream or creates it with [`stream_config`]. An existing
-/// stream is left as it is; every property that differs from
-/// [`stream_config`] in a way that weakens the guarantees is logged at ERROR
-/// (an operator must look), so a deployment that created the stream
-/// differently (e.g. R3) starts without noise.
+/// stream is left as it is but for one property: where the server takes
+/// atomic batches and the stream does not allow them (a stream created
+/// before the kit asked for it), `allow_atomic` is switched on (only that;
+/// it adds a way to publish and weakens nothing). If that update fails the
+/// stream stays as it was and outbox relays publish one event at a time.
+/// Every property that differs from [`stream_config`] in a way that weakens
+/// the guarantees is logged at ERROR (an operator must look), so a
+/// deployment that created the stream differently (e.g. R3) starts without
+/// noise.
 #[tracing::instrument(skip(js))]
 pub async fn ensure_stream(js: &Context) -> Result<Info, StreamSetupError> {
     let stream = js.get_or_create_stream(stream_config()).await?;
-    let info = stream.cached_info().clone();
+    let mut info = stream.cached_info().clone();
+    let version = js.client().server_info().version;
+    if !info.config.allow_atomic_publish && server_supports_atomic_batches(&version) {
+        let mut config = info.config.clone();
+        config.allow_atomic_publish = true;
+        match js.update_stream(config).await {
+            Ok(updated) => {
+                tracing::info!(stream = STREAM_NAME, "Events stream now allows atomic batches");
+                info = updated;
+            }
+            Err(e) => tracing::warn!(
+                stream = STREAM_NAME,
+                error = %e,
+                "Cannot allow atomic batches on the events stream; outbox relays publish one event at a time"
+            ),
+        }
+    }
     for problem in weakened(&info.config) {
         tracing::error!(
             stream = STREAM_NAME,
@@ -149,7 +186,18 @@ mod tests {
         assert!(c.deny_delete && c.deny_purge && !c.allow_rollup);
         assert!(c.duplicate_window >= Duration::from_secs(600));
         assert_eq!(c.max_message_size, 1 << 20);
+        assert!(c.allow_atomic_publish);
         assert!(weakened(&c).is_empty());
+    }
+
+    #[test]
+    fn atomic_batches_need_server_2_12() {
+        for v in ["2.12.0", "v2.12.0-beta.1", "2.14.3", "2.15.1", "3.0.0"] {
+            assert!(server_supports_atomic_batches(v), "{v}");
+        }
+        for v in ["2.11.9", "2.10.0", "1.4.1", "", "x.y"] {
+            assert!(!server_supports_atomic_batches(v), "{v}");
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Accepted events per second: through the durable outbox (group commit, then
 //! relayed to JetStream) versus one-at-a-time synchronous JetStream publishing,
-//! both against a private nats-server with `sync_interval: always`.
+//! both against a private nats-server with `sync_interval: always`. The outbox
+//! runs twice: relayed one event at a time (pipelined single publishes, as on
+//! a stream without `allow_atomic`), then in atomic batches.
 //!
 //! ```text
 //! cargo run -p mpp-agency-kit --example outbox_rate --release
@@ -15,9 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mpp_agency_kit::event::OutgoingEvent;
+use mpp_agency_kit::outbox::OutboxSnapshot;
 use mpp_agency_kit::{
     allocate_tracking_number, ensure_stream, new_application_id, EventBuilder, JetStreamPublisher, Outbox,
-    OutboxConfig, Publisher, RelayConfig, SystemClock,
+    OutboxConfig, Publisher, RelayConfig, SystemClock, STREAM_NAME,
 };
 use mpp_core::event::Target;
 use mpp_core::ids::{AgencyId, OfficerId, RegionCode, ServiceId};
@@ -69,6 +72,57 @@ async fn concurrent(publisher: Arc<dyn Publisher>, events: Vec<OutgoingEvent>, c
     started.elapsed()
 }
 
+/// Outbox snapshots before the calls and once all were accepted.
+type Snapshots = (OutboxSnapshot, OutboxSnapshot);
+
+/// Accepts `n` events into a new outbox in `dir` whose relay publishes with
+/// `relay`; returns the time until all were accepted, until all were in the
+/// stream, and the snapshots around the calls.
+async fn through_outbox(
+    client: &async_nats::Client,
+    dir: &std::path::Path,
+    relay: RelayConfig,
+    n: usize,
+    callers: usize,
+) -> Result<(Duration, Duration, Snapshots), Box<dyn std::error::Error>> {
+    let mut outbox = Outbox::open(OutboxConfig::new(dir), Arc::new(SystemClock))?;
+    outbox.start_relay(client.clone(), relay);
+    let status = outbox.status();
+    let before = status.snapshot();
+    let started = Instant::now();
+    let accepted = concurrent(Arc::new(outbox.publisher()), events(n), callers).await;
+    // ... and until the relay has every one of them acknowledged by JetStream.
+    while status.snapshot().depth > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let drained = started.elapsed();
+    let after = status.snapshot();
+    outbox.shutdown(Duration::from_secs(5)).await;
+    Ok((accepted, drained, (before, after)))
+}
+
+/// Accepts `n` events into a new outbox in `dir` without a relay, then
+/// starts the relay (atomic batches) and returns the time until the stream
+/// holds them all.
+async fn relay_drain(
+    client: &async_nats::Client,
+    dir: &std::path::Path,
+    n: usize,
+    callers: usize,
+) -> Result<Duration, Box<dyn std::error::Error>> {
+    let mut outbox = Outbox::open(OutboxConfig::new(dir), Arc::new(SystemClock))?;
+    concurrent(Arc::new(outbox.publisher()), events(n), callers).await;
+    let status = outbox.status();
+    let started = Instant::now();
+    outbox.start_relay(client.clone(), RelayConfig::default());
+    while status.snapshot().depth > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let drained = started.elapsed();
+    outbox.shutdown(Duration::from_secs(5)).await;
+    Ok(drained)
+}
+
 fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -95,26 +149,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. The same synchronous publisher, `callers` callers at once.
     let raw_conc = concurrent(Arc::new(raw.clone()), events(n_raw), callers).await;
 
-    // 3. Through the outbox: accepted = synced into redb (group commit).
+    // 3. Through the outbox, relayed one event at a time: the stream without
+    // `allow_atomic`, which the relay may not change.
+    let js = raw.context();
+    let atomic = |allow: bool| async move {
+        let mut config = js.get_stream(STREAM_NAME).await?.info().await?.config.clone();
+        config.allow_atomic_publish = allow;
+        js.update_stream(config).await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    atomic(false).await?;
     let dir = tempfile::tempdir()?;
-    let mut outbox = Outbox::open(OutboxConfig::new(dir.path()), Arc::new(SystemClock))?;
-    outbox.start_relay(client.clone(), RelayConfig::default());
-    let status = outbox.status();
-    let before = status.snapshot();
-    let started = Instant::now();
-    let accepted = concurrent(Arc::new(outbox.publisher()), events(n_outbox), callers).await;
-    let after = status.snapshot();
-    // ... and until the relay has every one of them acknowledged by JetStream.
-    while status.snapshot().depth > 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let drained = started.elapsed();
-    outbox.shutdown(Duration::from_secs(5)).await;
+    let singles = RelayConfig { ensure_stream: false, ..RelayConfig::default() };
+    let (_, single_drained, single_s) =
+        through_outbox(&client, dir.path(), singles, n_outbox, callers).await?;
+
+    // 4. Through the outbox in atomic batches: accepted = synced into redb
+    // (group commit), published = in the stream.
+    atomic(true).await?;
+    let dir = tempfile::tempdir()?;
+    let (accepted, drained, batch_s) =
+        through_outbox(&client, dir.path(), RelayConfig::default(), n_outbox, callers).await?;
+    let (before, after) = batch_s;
+
+    // 5. The relay alone: the events are in the outbox before it starts.
+    let dir = tempfile::tempdir()?;
+    let relay_only = relay_drain(&client, dir.path(), n_outbox, callers).await?;
 
     let r_seq = rate(n_raw, raw_seq);
     let r_conc = rate(n_raw, raw_conc);
     let r_acc = rate(n_outbox, accepted);
     let r_e2e = rate(n_outbox, drained);
+    let r_single = rate(n_outbox, single_drained);
     println!("nats-server sync_interval: always; outbox in {}", dir.path().display());
     println!("raw sync publish, one at a time:        {n_raw:>6} events in {raw_seq:>10.2?} = {r_seq:>9.0} events/s");
     println!(
@@ -127,10 +193,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         n_outbox as f64 / (after.flushes_total - before.flushes_total).max(1) as f64
     );
     println!(
-        "outbox until all PubAcked, {callers} callers: {n_outbox:>6} events in {drained:>10.2?} = {r_e2e:>9.0} events/s"
+        "outbox until all PubAcked, singles, {callers} callers: {n_outbox:>6} events in {single_drained:>10.2?} = \
+         {r_single:>9.0} events/s ({} errors)",
+        single_s.1.publish_errors_total - single_s.0.publish_errors_total
+    );
+    println!(
+        "outbox until all PubAcked, batches, {callers} callers: {n_outbox:>6} events in {drained:>10.2?} = \
+         {r_e2e:>9.0} events/s ({} batches, {} errors)",
+        after.batches_total - before.batches_total,
+        after.publish_errors_total - before.publish_errors_total
+    );
+    let r_relay = rate(n_outbox, relay_only);
+    println!(
+        "relay alone, batches, outbox filled first:      {n_outbox:>6} events in {relay_only:>10.2?} = {r_relay:>9.0} events/s"
     );
     println!("ratio accepted-through-outbox / raw one-at-a-time:   {:.1}x", r_acc / r_seq);
-    println!("ratio published-through-outbox / raw one-at-a-time:  {:.1}x", r_e2e / r_seq);
+    println!("ratio relay alone (batches) / raw one-at-a-time:  {:.1}x", r_relay / r_seq);
+    println!("ratio published-through-outbox (singles) / raw one-at-a-time:  {:.1}x", r_single / r_seq);
+    println!("ratio published-through-outbox (batches) / raw one-at-a-time:  {:.1}x", r_e2e / r_seq);
     println!("ratio accepted-through-outbox / raw {callers} callers:     {:.1}x", r_acc / r_conc);
     Ok(())
 }

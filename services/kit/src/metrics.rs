@@ -14,6 +14,7 @@
 //! | `mpp_outbox_bytes` | gauge | bytes of those events |
 //! | `mpp_outbox_oldest_age_seconds` | gauge | age of the oldest waiting event (0 when empty) |
 //! | `mpp_outbox_published_total` | counter | events acknowledged by JetStream |
+//! | `mpp_outbox_batches_total` | counter | atomic batches acknowledged by JetStream |
 //! | `mpp_outbox_publish_errors_total` | counter | failed publish attempts |
 //! | `mpp_outbox_accepted_events_total` | counter | events accepted into the outbox |
 //! | `mpp_outbox_flushes_total` | counter | group-commit flushes |
@@ -85,6 +86,12 @@ pub fn render(source: &MetricsSource) -> String {
         "counter",
         "Events acknowledged by JetStream, duplicates included.",
         s.published_total.to_string(),
+    );
+    metric(
+        "mpp_outbox_batches_total",
+        "counter",
+        "Atomic batches of outbox events acknowledged by JetStream (their events are in mpp_outbox_published_total).",
+        s.batches_total.to_string(),
     );
     metric(
         "mpp_outbox_publish_errors_total",

@@ -330,3 +330,186 @@ async fn a_full_outbox_refuses_calls_and_writes_nothing() {
     assert!(outbox.entries(0, 100).unwrap().is_empty());
     assert_eq!(outbox.status().snapshot().bytes, 0);
 }
+
+/// Asserts that the stream holds `want`, each once, in that order; on a
+/// difference says where (the lists are too long to print).
+fn assert_ids(got: &[String], want: &[String]) {
+    let distinct: std::collections::HashSet<&String> = got.iter().collect();
+    let first_diff = got.iter().zip(want).position(|(g, w)| g != w);
+    assert!(
+        got == want,
+        "stream holds {} messages ({} distinct), want {}; first difference at {first_diff:?}",
+        got.len(),
+        distinct.len(),
+        want.len()
+    );
+}
+
+/// Accepts `calls` calls of `per_call` events each; returns their ids in order.
+async fn accept(outbox: &Outbox, calls: usize, per_call: usize) -> Vec<String> {
+    let b = builder();
+    let mut out = Vec::new();
+    for _ in 0..calls {
+        out.extend(accepted_ids(&outbox.publisher().publish_all(&call_events(&b, per_call)).await.unwrap()));
+    }
+    out
+}
+
+/// The events stream as [`mpp_agency_kit::stream_config`] defines it but
+/// without `allow_atomic` (as a stream created before the kit asked for it).
+async fn stream_without_atomic_batches(js: &jetstream::Context) {
+    let config = jetstream::stream::Config { allow_atomic_publish: false, ..mpp_agency_kit::stream_config() };
+    let info = js.create_stream(config).await.unwrap().cached_info().clone();
+    assert!(!info.config.allow_atomic_publish);
+}
+
+#[tokio::test]
+async fn entries_go_out_in_atomic_batches_in_outbox_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start().await.unwrap();
+    let client = nats.connect().await.unwrap();
+    let js = jetstream::new(client.clone());
+
+    // Given 2,500 accepted events waiting (more than two full batches).
+    let mut outbox = open(&OutboxConfig::new(dir.path()));
+    let expected = accept(&outbox, 500, 5).await;
+
+    // When the relay runs (it creates the stream).
+    outbox.start_relay(client, RelayConfig::default());
+    let status = outbox.status();
+    wait_until("the outbox is empty", || status.snapshot().depth == 0).await;
+
+    // Then the stream holds each once, in outbox order, sent as batches of
+    // at most BATCH_EVENTS_MAX, without a single failure.
+    let got: Vec<String> = stream_messages(&js).await.into_iter().map(|(_, id)| id).collect();
+    assert_ids(&got, &expected);
+    let s = status.snapshot();
+    assert_eq!(s.published_total, 2_500);
+    assert_eq!(s.publish_errors_total, 0, "{s:?}");
+    let least = 2_500usize.div_ceil(mpp_agency_kit::outbox::BATCH_EVENTS_MAX) as u64;
+    assert!((least..=2_500 / 2).contains(&s.batches_total), "{s:?}");
+    // The stored messages carry their batch (ADR-50 headers are kept).
+    let mut stream = js.get_stream(STREAM_NAME).await.unwrap();
+    assert!(stream.info().await.unwrap().config.allow_atomic_publish);
+    let first = stream.get_raw_message(1).await.unwrap();
+    assert!(first.headers.get("Nats-Batch-Id").is_some(), "{:?}", first.headers);
+    outbox.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_batch_resent_after_its_lost_puback_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = OutboxConfig::new(dir.path());
+    let nats = NatsServer::start().await.unwrap();
+    let client = nats.connect().await.unwrap();
+    let js = jetstream::new(client.clone());
+    ensure_stream(&js).await.unwrap();
+
+    // Given 1,500 accepted events whose first 300 JetStream stored as one
+    // atomic batch whose PubAck never came back (the relay still holds them).
+    let outbox = open(&config);
+    let expected = accept(&outbox, 300, 5).await;
+    let entries = outbox.entries(0, 300).unwrap();
+    let batch = "lost-ack-batch";
+    for (i, e) in entries.iter().enumerate() {
+        let mut msg = PublishMessage::build()
+            .payload(e.payload.clone())
+            .message_id(&e.event_id)
+            .header("Nats-Batch-Id", batch)
+            .header("Nats-Batch-Sequence", (i + 1).to_string().as_str());
+        if i + 1 == entries.len() {
+            msg = msg.header("Nats-Batch-Commit", "1");
+            let ack = js.send_publish(e.subject.clone(), msg).await.unwrap().await.unwrap();
+            assert_eq!((ack.batch_id.as_deref(), ack.batch_size), (Some(batch), Some(300)));
+        } else {
+            let out = msg.outbound_message(e.subject.clone());
+            client.publish_with_headers(out.subject, out.headers.unwrap(), out.payload).await.unwrap();
+        }
+    }
+    drop(outbox);
+
+    // When the relay resends them with the same event ids (its first batch
+    // holds those 300 and 700 more: the server refuses it as a whole).
+    let mut outbox = reopen(&config).await;
+    outbox.start_relay(client.clone(), RelayConfig::default());
+    let status = outbox.status();
+    wait_until("the outbox is empty", || status.snapshot().depth == 0).await;
+
+    // Then every event is in the stream exactly once, in outbox order: the
+    // refused batch went out one event at a time (300 duplicates), the rest
+    // in batches again.
+    let got: Vec<String> = stream_messages(&js).await.into_iter().map(|(_, id)| id).collect();
+    assert_ids(&got, &expected);
+    let s = status.snapshot();
+    assert_eq!(s.published_total, 1_500, "300 duplicates + 1,200 new, all acknowledged");
+    assert_eq!(s.publish_errors_total, 1, "the one refused batch: {s:?}");
+    assert!(s.batches_total >= 1, "batches resume after the refused range: {s:?}");
+
+    // And resending the very same batch once more changes nothing.
+    let again = PublishMessage::build()
+        .payload(entries[0].payload.clone())
+        .message_id(&entries[0].event_id)
+        .header("Nats-Batch-Id", "lost-ack-again")
+        .header("Nats-Batch-Sequence", "1")
+        .header("Nats-Batch-Commit", "1");
+    let err = js.send_publish(entries[0].subject.clone(), again).await.unwrap().await.unwrap_err();
+    assert!(err.to_string().contains("duplicate"), "{err}");
+    assert_eq!(stream_messages(&js).await.len(), 1_500);
+    outbox.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_stream_without_allow_atomic_gets_single_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start().await.unwrap();
+    let client = nats.connect().await.unwrap();
+    let js = jetstream::new(client.clone());
+    // Given a stream without the flag, which this relay may not change.
+    stream_without_atomic_batches(&js).await;
+    let mut outbox = open(&OutboxConfig::new(dir.path()));
+    let expected = accept(&outbox, 120, 5).await;
+
+    // When the relay runs.
+    outbox.start_relay(client.clone(), RelayConfig { ensure_stream: false, ..RelayConfig::default() });
+    let status = outbox.status();
+    wait_until("the outbox is empty", || status.snapshot().depth == 0).await;
+
+    // Then its first batch is refused, and everything goes out one event at
+    // a time, each once, in order.
+    let got: Vec<String> = stream_messages(&js).await.into_iter().map(|(_, id)| id).collect();
+    assert_ids(&got, &expected);
+    let s = status.snapshot();
+    assert_eq!((s.published_total, s.batches_total, s.publish_errors_total), (600, 0, 1), "{s:?}");
+    // Later events too, without another refused batch.
+    let more = accept(&outbox, 40, 5).await;
+    wait_until("the outbox is empty", || status.snapshot().depth == 0).await;
+    let got: Vec<String> = stream_messages(&js).await.into_iter().map(|(_, id)| id).collect();
+    assert_ids(&got[600..], &more);
+    let s = status.snapshot();
+    assert_eq!((s.batches_total, s.publish_errors_total), (0, 1), "{s:?}");
+    let info = js.get_stream(STREAM_NAME).await.unwrap().info().await.unwrap().clone();
+    assert!(!info.config.allow_atomic_publish, "left as it was");
+    outbox.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn ensure_stream_allows_atomic_batches_on_an_existing_stream() {
+    let nats = NatsServer::start().await.unwrap();
+    let js = jetstream::new(nats.connect().await.unwrap());
+    stream_without_atomic_batches(&js).await;
+    let info = ensure_stream(&js).await.unwrap();
+    assert!(info.config.allow_atomic_publish);
+    let info = js.get_stream(STREAM_NAME).await.unwrap().info().await.unwrap().clone();
+    assert!(info.config.allow_atomic_publish);
+    // Nothing else changed.
+    let want = jetstream::stream::Config { allow_atomic_publish: true, ..mpp_agency_kit::stream_config() };
+    assert_eq!(
+        (
+            info.config.deny_delete,
+            info.config.deny_purge,
+            info.config.duplicate_window,
+            &info.config.subjects
+        ),
+        (want.deny_delete, want.deny_purge, want.duplicate_window, &want.subjects)
+    );
+}

@@ -27,6 +27,21 @@
 //!   ([`RELAY_BACKOFF_MS_MIN`]..=[`RELAY_BACKOFF_MS_MAX`]), forever. A resend of
 //!   an event that JetStream did store is recognised as a duplicate within the
 //!   stream's duplicate window and not stored again.
+//! - **Atomic batches where allowed.** With nats-server 2.12+ and a stream
+//!   with `allow_atomic` (the kit's definition sets it, and
+//!   [`crate::stream::ensure_stream`] switches it on for an existing stream),
+//!   the relay sends consecutive entries as ADR-50 atomic batches (at most
+//!   [`BATCH_EVENTS_MAX`] entries and [`BATCH_BYTES_MAX`] bytes, up to
+//!   [`BATCHES_IN_FLIGHT_MAX`] awaiting their commit PubAck). Each message
+//!   keeps its `Nats-Msg-Id`; the server stores a batch whole or not at all,
+//!   with one commit (one sync under `sync_interval: always`) for all of it.
+//!   A batch holding an event already in the stream (a resend after a lost
+//!   PubAck) is refused as a whole: the relay then sends that batch's range
+//!   one event at a time, each stored once or acknowledged as a duplicate.
+//!   After the start and after any failure the relay sends one batch alone
+//!   until one is stored, so a later batch is never stored before a refused
+//!   range. A stream without the flag or an older server: pipelined single
+//!   publishes, as above.
 //! - **Bounded.** At most [`OutboxConfig::entries_max`] entries and
 //!   [`OutboxConfig::bytes_max`] bytes; a call that does not fit is refused
 //!   with `OUTBOX_FULL` and nothing of it is written.
@@ -55,6 +70,10 @@
 //!   the subject) blocks the entries behind it: the relay keeps retrying and
 //!   logging, the outbox grows, and `mpp_outbox_oldest_age_seconds` tells the
 //!   operator. Nothing is dropped.
+//! - On a stream without `allow_atomic` that the relay may not change, its
+//!   first batch after each start is refused (one count in
+//!   `publish_errors_total`) before it publishes one event at a time; it does
+//!   not notice the flag being set later until it restarts.
 
 // redb's error is 160 bytes. It is returned only on a failed disk
 // operation, next to a sync that costs milliseconds: boxing it would buy
@@ -81,9 +100,10 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 pub use self::entry::{EntryError, StoredEvent, ENTRY_BYTES_MAX, ENTRY_FORMAT, EVENT_ID_BYTES_MAX};
 pub use self::relay::{
-    RelayConfig, DELETE_BATCH_MAX, OUTBOX_AGE_WARN_S, PUBLISH_IN_FLIGHT_MAX, RELAY_BACKOFF_MS_MAX,
-    RELAY_BACKOFF_MS_MIN, RELAY_CONNECTION_POLL_MS, RELAY_IDLE_POLL_MS, RELAY_STOP_WAIT_MS,
-    RELAY_WARN_INTERVAL_MS, SIGNED_BATCH_FILL_MIN,
+    RelayConfig, BATCHES_IN_FLIGHT_MAX, BATCH_BYTES_MAX, BATCH_EVENTS_MAX, BATCH_EVENTS_MIN,
+    DELETE_BATCH_MAX, OUTBOX_AGE_WARN_S, PUBLISH_IN_FLIGHT_MAX, RELAY_BACKOFF_MS_MAX, RELAY_BACKOFF_MS_MIN,
+    RELAY_CONNECTION_POLL_MS, RELAY_IDLE_POLL_MS, RELAY_STOP_WAIT_MS, RELAY_WARN_INTERVAL_MS,
+    SIGNED_BATCH_FILL_MIN,
 };
 use self::store::Store;
 pub use self::store::{OUTBOX_FILE, SLED_OUTBOX_TREE};
@@ -179,6 +199,8 @@ struct Counters {
     bytes: AtomicU64,
     accepted_events_total: AtomicU64,
     published_total: AtomicU64,
+    /// Atomic batches acknowledged by JetStream.
+    batches_total: AtomicU64,
     publish_errors_total: AtomicU64,
     flushes_total: AtomicU64,
     /// Microseconds spent in group commits (the transaction and its sync).
@@ -531,7 +553,11 @@ pub struct OutboxSnapshot {
     pub oldest_age_s: f64,
     /// Events acknowledged by JetStream (duplicates included) since start.
     pub published_total: u64,
-    /// Failed publish attempts (each failure of a send or a PubAck) since start.
+    /// Atomic batches acknowledged by JetStream since start (their events
+    /// are counted in [`Self::published_total`]).
+    pub batches_total: u64,
+    /// Failed publish attempts (each failure of a send or a PubAck, a batch
+    /// refused as a whole included) since start.
     pub publish_errors_total: u64,
     /// Group-commit flushes since start.
     pub flushes_total: u64,
@@ -575,6 +601,7 @@ impl OutboxStatus {
             bytes_max: self.bytes_max,
             oldest_age_s,
             published_total: c.published_total.load(Ordering::Relaxed),
+            batches_total: c.batches_total.load(Ordering::Relaxed),
             publish_errors_total: c.publish_errors_total.load(Ordering::Relaxed),
             flushes_total: c.flushes_total.load(Ordering::Relaxed),
             flush_us_total: c.flush_us_total.load(Ordering::Relaxed),
