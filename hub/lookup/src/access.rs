@@ -105,22 +105,29 @@ pub enum Accessor {
     },
     /// An auditor (Inspektorat, Ombudsman, BPK) through the audit API.
     Auditor,
+    /// Another agency's system (no person), which received events of the
+    /// case over the hub's cross-agency feed (`mpp_audit::case_events`).
+    Agency {
+        /// The following agency.
+        agency: AgencyId,
+    },
 }
 
 impl Accessor {
-    /// Stable name: `citizen`, `officer` or `auditor`.
+    /// Stable name: `citizen`, `officer`, `auditor` or `agency`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Accessor::Citizen => "citizen",
             Accessor::Officer { .. } => "officer",
             Accessor::Auditor => "auditor",
+            Accessor::Agency { .. } => "agency",
         }
     }
 
-    /// The officer's agency, if any.
+    /// The officer's or the following system's agency, if any.
     pub fn agency(&self) -> Option<&AgencyId> {
         match self {
-            Accessor::Officer { agency } => Some(agency),
+            Accessor::Officer { agency } | Accessor::Agency { agency } => Some(agency),
             _ => None,
         }
     }
@@ -141,6 +148,9 @@ pub enum AccessChannel {
     /// The counter of the agency that opened the case: a PIN re-issued
     /// there (`pin_reissued`, in the log, never in this store).
     Counter,
+    /// The hub's cross-agency feed (`CaseEventService.FollowCaseEvents`):
+    /// another agency's system received events of the case.
+    Feed,
 }
 
 impl AccessChannel {
@@ -152,6 +162,7 @@ impl AccessChannel {
             AccessChannel::Grpc => "grpc",
             AccessChannel::Audit => "audit",
             AccessChannel::Counter => "counter",
+            AccessChannel::Feed => "feed",
         }
     }
 }
@@ -398,8 +409,11 @@ const RING_VERSION: u8 = 2;
 /// ```
 ///
 /// (integers big-endian; version 1 has no `folded_through`). channel: 0
-/// web, 1 api, 2 grpc, 3 audit; accessor: 0 citizen, 1 officer (followed by
-/// its agency id), 2 auditor.
+/// web, 1 api, 2 grpc, 3 audit, 4 counter, 5 feed; accessor: 0 citizen, 1
+/// officer (followed by its agency id), 2 auditor, 3 agency (followed by its
+/// agency id). A ring holding a code this build does not know reads as
+/// corrupt: a hub rolled back past the cross-agency feed shows no history
+/// for a case a feed recorded.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Ring {
     recorded: u64,
@@ -465,11 +479,12 @@ fn encode_event(e: &AccessEvent, v: &mut Vec<u8>) {
         AccessChannel::Grpc => 2,
         AccessChannel::Audit => 3,
         AccessChannel::Counter => 4,
+        AccessChannel::Feed => 5,
     });
     match &e.accessor {
         Accessor::Citizen => v.push(0),
-        Accessor::Officer { agency } => {
-            v.push(1);
+        Accessor::Officer { agency } | Accessor::Agency { agency } => {
+            v.push(if matches!(e.accessor, Accessor::Agency { .. }) { 3 } else { 1 });
             // Agency ids are slugs of at most 32 bytes.
             let id = agency.as_str().as_bytes();
             v.push(id.len().min(usize::from(u8::MAX)) as u8);
@@ -491,15 +506,18 @@ fn decode_event(b: &[u8]) -> Option<(AccessEvent, usize)> {
         2 => AccessChannel::Grpc,
         3 => AccessChannel::Audit,
         4 => AccessChannel::Counter,
+        5 => AccessChannel::Feed,
         _ => return None,
     };
     let (accessor, used) = match b[9] {
         0 => (Accessor::Citizen, 10),
         2 => (Accessor::Auditor, 10),
-        1 => {
+        code @ (1 | 3) => {
             let len = usize::from(*b.get(10)?);
             let id = std::str::from_utf8(b.get(11..11 + len)?).ok()?;
-            (Accessor::Officer { agency: AgencyId::parse(id).ok()? }, 11 + len)
+            let agency = AgencyId::parse(id).ok()?;
+            let accessor = if code == 3 { Accessor::Agency { agency } } else { Accessor::Officer { agency } };
+            (accessor, 11 + len)
         }
         _ => return None,
     };

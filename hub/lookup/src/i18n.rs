@@ -282,6 +282,9 @@ pub struct Text {
     pub accessor_officer: &'static str,
     /// An auditor (access history).
     pub accessor_auditor: &'static str,
+    /// Another agency's system that followed the case (access history),
+    /// `{agency}` replaced by the agency's name.
+    pub accessor_agency: &'static str,
     /// Due-date note for actions waiting on the citizen.
     pub act_by_note: &'static str,
     /// Time zone names: WIB, WITA, WIT are the same in both languages.
@@ -395,6 +398,7 @@ pub static ID: Text = Text {
     accessor_citizen: "Anda (warga)",
     accessor_officer: "Petugas",
     accessor_auditor: "Auditor",
+    accessor_agency: "Sistem layanan {agency}, menerima kabar perkembangan berkas dari instansi lain",
     act_by_note: "Selesaikan secepatnya: waktu layanan berhenti sampai Anda melakukannya. Jika selesai hari ini, batas waktu layanan menjadi",
     at: "pukul",
 };
@@ -505,6 +509,7 @@ pub static EN: Text = Text {
     accessor_citizen: "You (citizen)",
     accessor_officer: "Officer of",
     accessor_auditor: "Auditor",
+    accessor_agency: "The service system of {agency}, receiving other agencies' progress on the case",
     act_by_note: "Act soon: the service clock is stopped until you do. If you do it today, the service deadline becomes",
     at: "at",
 };

@@ -67,13 +67,14 @@ pub struct FailedLookupsJson {
 pub struct AccessEventJson {
     /// Hub clock, Unix ms.
     pub at_ms: i64,
-    /// `citizen`, `officer` or `auditor`.
+    /// `citizen`, `officer`, `auditor` or `agency` (another agency's system
+    /// over the cross-agency feed).
     pub accessor: &'static str,
-    /// The officer's agency (accessor `officer`).
+    /// The officer's or system's agency (accessor `officer` or `agency`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agency_id: Option<String>,
-    /// `web`, `api`, `grpc`, `audit`, or `counter` (the PIN re-issued at
-    /// the counter of the case's opener).
+    /// `web`, `api`, `grpc`, `audit`, `counter` (the PIN re-issued at
+    /// the counter of the case's opener) or `feed` (accessor `agency`).
     pub channel: &'static str,
 }
 

@@ -887,7 +887,7 @@ pub fn lookup_channel(channel: AccessChannel) -> Option<LookupChannel> {
         AccessChannel::Api => Some(LookupChannel::Http),
         AccessChannel::Grpc => Some(LookupChannel::Grpc),
         AccessChannel::Web => Some(LookupChannel::Page),
-        AccessChannel::Audit | AccessChannel::Counter => None,
+        AccessChannel::Audit | AccessChannel::Counter | AccessChannel::Feed => None,
     }
 }
 

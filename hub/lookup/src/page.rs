@@ -571,6 +571,9 @@ fn case_page(
                     format!("{} {}", t.accessor_officer, i18n::agency_name(agency.as_str()))
                 }
                 Accessor::Auditor => t.accessor_auditor.to_owned(),
+                Accessor::Agency { agency } => {
+                    t.accessor_agency.replace("{agency}", &i18n::agency_name(agency.as_str()))
+                }
             },
             when: moment(e.at_ms),
         })

@@ -155,12 +155,20 @@ impl<K: Kv> Store for KvStore<K> {
     fn registry(&self) -> Result<Registry, StoreError> {
         match self.kv.get(layout::REGISTRY_KEY)? {
             Some(v) => layout::decode_value(&v, layout::REGISTRY_KEY, "participant registry").or_else(|e| {
+                type Participants = std::collections::BTreeMap<AgencyId, Participant>;
+                // A registry stored before follow grants existed: its three
+                // fields, no grants (there were none).
+                let with_holds: Result<(Option<u64>, Participants, mpp_core::hold::Holds), _> =
+                    layout::decode_value(&v, layout::REGISTRY_KEY, "participant registry");
+                if let Ok((since_seq, participants, holds)) = with_holds {
+                    return Ok(Registry { since_seq, participants, holds, follows: Default::default() });
+                }
                 // A registry stored before held applications existed: its
                 // two fields, no holds (there were none).
-                type Before = (Option<u64>, std::collections::BTreeMap<AgencyId, Participant>);
+                type Before = (Option<u64>, Participants);
                 let (since_seq, participants): Before =
                     layout::decode_value(&v, layout::REGISTRY_KEY, "participant registry").map_err(|_| e)?;
-                Ok(Registry { since_seq, participants, holds: Default::default() })
+                Ok(Registry { since_seq, participants, ..Registry::default() })
             }),
             None => Ok(Registry::default()),
         }
