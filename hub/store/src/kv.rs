@@ -1095,3 +1095,43 @@ fn cases<'a>(kv: &'a impl Kv, pending: &'a Pending) -> Cases<'a> {
         }
     }))
 }
+
+#[cfg(test)]
+mod registry_tests {
+    use std::collections::BTreeMap;
+
+    use mpp_core::registry::{FollowGrant, Registry};
+    use mpp_core::{AgencyId, EventKind, ServiceId};
+
+    use super::*;
+
+    fn participant_free_registry() -> Registry {
+        Registry { since_seq: Some(3), ..Registry::default() }
+    }
+
+    #[test]
+    fn registries_stored_before_holds_or_follow_grants_still_read() {
+        let store = crate::MemStore::new();
+        let put = |v: Vec<u8>| store.kv().write_atomic(vec![(layout::REGISTRY_KEY.to_vec(), v)]).unwrap();
+        let before = participant_free_registry();
+        type Participants = BTreeMap<AgencyId, Participant>;
+        // Two fields (before holds), three (before follow grants), and now.
+        let two: (Option<u64>, Participants) = (before.since_seq, before.participants.clone());
+        put(layout::encode_value(&two, layout::REGISTRY_KEY).unwrap());
+        assert_eq!(store.registry().unwrap(), before);
+        let three = (before.since_seq, before.participants.clone(), before.holds.clone());
+        put(layout::encode_value(&three, layout::REGISTRY_KEY).unwrap());
+        assert_eq!(store.registry().unwrap(), before);
+        let mut now = before.clone();
+        now.follows.insert(
+            AgencyId::parse("pln").unwrap(),
+            vec![FollowGrant {
+                participant: AgencyId::parse("dpmptsp").unwrap(),
+                service: ServiceId::parse("pbg").unwrap(),
+                event_types: [EventKind::Issued].into_iter().collect(),
+            }],
+        );
+        put(layout::encode_value(&now, layout::REGISTRY_KEY).unwrap());
+        assert_eq!(store.registry().unwrap(), now);
+    }
+}
