@@ -11,6 +11,8 @@
 //! test registrar, with participant tokens), the front office, `mpp-dpmptsp`
 //! and `mpp-pln` (following the hub with `--hub-url`), each signing with its
 //! registered key; the bank's filing is published signed by the test.
+//! PLN's service is then killed (`kill -9`) while a second case's PBG is
+//! issued, and schedules that installation once restarted.
 
 use std::path::Path;
 use std::time::Duration;
@@ -28,6 +30,8 @@ use mpp_tests::services::{AgencyOptions, HubOptions};
 use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 use crate::registry::{front_office_registration, signed, signer};
 
@@ -101,6 +105,106 @@ async fn case_events_up_to(hub: &HubProcess, token: &str, head: u64) -> Result<V
         events.extend(batch.events);
     }
     Ok(events)
+}
+
+type Fo = fo::front_office_service_client::FrontOfficeServiceClient<InterceptedService<Channel, Bearer>>;
+type Dpm = dpm::dpmptsp_service_client::DpmptspServiceClient<InterceptedService<Channel, Bearer>>;
+type Pln = pln::pln_service_client::PlnServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A case opened at the front office with a PBG under review at DPMPTSP
+/// and a new connection at PLN surveyed, billed and paid.
+struct Prepared {
+    tn: String,
+    pin: String,
+    pbg: String,
+}
+
+async fn prepare(fo: &mut Fo, dpm: &mut Dpm, pln_c: &mut Pln, nik: &str) -> Result<Prepared> {
+    let opened = fo
+        .buka_berkas(fo::PembukaanBerkas {
+            nik: nik.to_owned(),
+            nama: "Siti Aminah".to_owned(),
+            telepon: "081234567890".to_owned(),
+            petugas: "ptg-loket-1".to_owned(),
+            surel: String::new(),
+        })
+        .await
+        .context("BukaBerkas")?
+        .into_inner();
+    let (tn, pin) = (opened.nomor_berkas, opened.pin);
+    let pbg = dpm
+        .ajukan_permohonan(dpm::Permohonan {
+            nomor_berkas: tn.clone(),
+            jenis_izin: dpm::JenisIzin::Pbg as i32,
+            dokumen: vec!["KTP-el pemohon / pemilik bangunan".to_owned()],
+            petugas: "dpm-1".to_owned(),
+        })
+        .await
+        .context("AjukanPermohonan PBG")?
+        .into_inner();
+    let dpm_step = || dpm::Langkah {
+        nomor_berkas: tn.clone(),
+        nomor_registrasi: pbg.nomor_registrasi.clone(),
+        petugas: "dpm-1".to_owned(),
+    };
+    dpm.mulai_pemeriksaan(dpm_step()).await.context("MulaiPemeriksaan")?;
+    let connection = pln_c
+        .daftar_permohonan(pln::Permohonan {
+            nomor_berkas: tn.clone(),
+            jenis_layanan: pln::JenisLayanan::PasangBaru as i32,
+            dokumen: vec!["KTP-el pemohon".to_owned()],
+            petugas: "pln-1".to_owned(),
+        })
+        .await
+        .context("DaftarPermohonan")?
+        .into_inner();
+    let pln_step = || {
+        Some(pln::Langkah {
+            nomor_berkas: tn.clone(),
+            nomor_agenda: connection.nomor_agenda.clone(),
+            petugas: "pln-1".to_owned(),
+        })
+    };
+    let survey_at = now_ms() + DAY_MS;
+    pln_c
+        .jadwalkan_survei(pln::Kunjungan {
+            langkah: pln_step(),
+            waktu_ms: survey_at,
+            alamat: "Jl. Merapi 5".into(),
+        })
+        .await
+        .context("JadwalkanSurvei")?;
+    pln_c
+        .terbitkan_tagihan(pln::Tagihan {
+            langkah: pln_step(),
+            jumlah_tagihan: 1_259_700,
+            kode_bayar: "521100123456".to_owned(),
+            saluran_pembayaran: "PLN Mobile".to_owned(),
+        })
+        .await
+        .context("TerbitkanTagihan")?;
+    pln_c
+        .konfirmasi_pembayaran(pln::Pembayaran {
+            langkah: pln_step(),
+            jumlah_bayar: 1_259_700,
+            nomor_referensi: String::new(),
+        })
+        .await
+        .context("KonfirmasiPembayaran")?;
+    Ok(Prepared { tn, pin, pbg: pbg.nomor_registrasi })
+}
+
+/// DPMPTSP issues the case's PBG.
+async fn issue_pbg(dpm: &mut Dpm, p: &Prepared) -> Result<()> {
+    let langkah = dpm::Langkah {
+        nomor_berkas: p.tn.clone(),
+        nomor_registrasi: p.pbg.clone(),
+        petugas: "dpm-1".to_owned(),
+    };
+    dpm.terbitkan_izin(dpm::IzinTerbit { langkah: Some(langkah), nomor_izin: format!("PBG-{}", p.tn) })
+        .await
+        .context("TerbitkanIzin")?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -199,85 +303,18 @@ async fn pln_schedules_the_installation_when_the_pbg_is_issued_and_others_see_no
         connect(&front)?,
         front.bearer()?,
     );
-    let opened = fo_client
-        .buka_berkas(fo::PembukaanBerkas {
-            nik: "1771014501900001".to_owned(),
-            nama: "Siti Aminah".to_owned(),
-            telepon: "081234567890".to_owned(),
-            petugas: "ptg-loket-1".to_owned(),
-            surel: String::new(),
-        })
-        .await
-        .context("BukaBerkas")?
-        .into_inner();
-    let (tn, pin) = (opened.nomor_berkas, opened.pin);
     let mut dpm_client = dpm::dpmptsp_service_client::DpmptspServiceClient::with_interceptor(
         connect(&dpmptsp)?,
         dpmptsp.bearer()?,
     );
-    let pbg = dpm_client
-        .ajukan_permohonan(dpm::Permohonan {
-            nomor_berkas: tn.clone(),
-            jenis_izin: dpm::JenisIzin::Pbg as i32,
-            dokumen: vec!["KTP-el pemohon / pemilik bangunan".to_owned()],
-            petugas: "dpm-1".to_owned(),
-        })
-        .await
-        .context("AjukanPermohonan PBG")?
-        .into_inner();
-    let dpm_step = || dpm::Langkah {
-        nomor_berkas: tn.clone(),
-        nomor_registrasi: pbg.nomor_registrasi.clone(),
-        petugas: "dpm-1".to_owned(),
-    };
-    dpm_client.mulai_pemeriksaan(dpm_step()).await.context("MulaiPemeriksaan")?;
     let mut pln_client = pln::pln_service_client::PlnServiceClient::with_interceptor(
         connect(&pln_service)?,
         pln_service.bearer()?,
     );
-    let connection = pln_client
-        .daftar_permohonan(pln::Permohonan {
-            nomor_berkas: tn.clone(),
-            jenis_layanan: pln::JenisLayanan::PasangBaru as i32,
-            dokumen: vec!["KTP-el pemohon".to_owned()],
-            petugas: "pln-1".to_owned(),
-        })
-        .await
-        .context("DaftarPermohonan")?
-        .into_inner();
-    let pln_step = || {
-        Some(pln::Langkah {
-            nomor_berkas: tn.clone(),
-            nomor_agenda: connection.nomor_agenda.clone(),
-            petugas: "pln-1".to_owned(),
-        })
-    };
-    let survey_at = now_ms() + DAY_MS;
-    pln_client
-        .jadwalkan_survei(pln::Kunjungan {
-            langkah: pln_step(),
-            waktu_ms: survey_at,
-            alamat: "Jl. Merapi 5".into(),
-        })
-        .await
-        .context("JadwalkanSurvei")?;
-    pln_client
-        .terbitkan_tagihan(pln::Tagihan {
-            langkah: pln_step(),
-            jumlah_tagihan: 1_259_700,
-            kode_bayar: "521100123456".to_owned(),
-            saluran_pembayaran: "PLN Mobile".to_owned(),
-        })
-        .await
-        .context("TerbitkanTagihan")?;
-    pln_client
-        .konfirmasi_pembayaran(pln::Pembayaran {
-            langkah: pln_step(),
-            jumlah_bayar: 1_259_700,
-            nomor_referensi: String::new(),
-        })
-        .await
-        .context("KonfirmasiPembayaran")?;
+    let first = prepare(&mut fo_client, &mut dpm_client, &mut pln_client, "1771014501900001").await?;
+    // (A second one, whose PBG is issued while PLN's service is down.)
+    let second = prepare(&mut fo_client, &mut dpm_client, &mut pln_client, "1771014501900002").await?;
+    let (tn, pin) = (first.tn.clone(), first.pin.clone());
     let bank = EventFactory::new("bank", "tabungan", REGION);
     // (The hub learns of the bank's service from its standard.)
     for env in [bank.standard(1), bank.app_event(&tn, "BANK-TAB-1", body::filed())] {
@@ -298,13 +335,7 @@ async fn pln_schedules_the_installation_when_the_pbg_is_issued_and_others_see_no
     );
 
     // When: DPMPTSP issues the PBG. Nobody tells PLN.
-    dpm_client
-        .terbitkan_izin(dpm::IzinTerbit {
-            langkah: Some(dpm_step()),
-            nomor_izin: "PBG-1771-2026-0042".to_owned(),
-        })
-        .await
-        .context("TerbitkanIzin")?;
+    issue_pbg(&mut dpm_client, &first).await?;
 
     // Then: PLN's service schedules the installation by itself.
     let case = case_when(&hub, &tn, &pin, "PLN's installation scheduled after the PBG", |c| {
@@ -396,6 +427,40 @@ async fn pln_schedules_the_installation_when_the_pbg_is_issued_and_others_see_no
         "the bank's and PLN's second reads of today add no record: {}",
         after["access_events"]
     );
-    println!("PLN scheduled the installation of {tn} by itself; the access history shows PLN's system once");
+
+    // PLN's service is killed; the second case's PBG is issued meanwhile.
+    // Restarted, it resumes from its stored cursor: the second case's
+    // installation is scheduled, nothing happens again on the first.
+    pln_service.kill9()?;
+    issue_pbg(&mut dpm_client, &second).await?;
+    pln_service.restart().await?;
+    pln_service.wait_listening(READY_DEADLINE).await?;
+    let case2 =
+        case_when(&hub, &second.tn, &second.pin, "the second installation after PLN's restart", |c| {
+            application(c, "pln", "pasang-baru").is_some_and(|a| a["state"] == "scheduled")
+        })
+        .await?;
+    let feeds2 = case2["access_events"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|e| e["channel"] == "feed" && e["agency_id"] == "pln").count());
+    ensure!(feeds2 == 1, "the second case's access history: {}", case2["access_events"]);
+    let head = stream_last_seq(&js).await?;
+    hub.wait_caught_up(head, CATCH_UP_DEADLINE).await?;
+    let (_, first_again) = hub.case_json(&tn, &pin).await?;
+    let steps: Vec<String> = application(&first_again, "pln", "pasang-baru")
+        .map(timeline)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| i["event_type"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(
+        steps.iter().filter(|s| *s == "appointment_scheduled").count() == 2,
+        "the first case keeps one survey and one installation: {steps:?}"
+    );
+    println!(
+        "PLN scheduled the installations of {tn} and, after a kill -9, of {} by itself; each access \
+         history shows PLN's system once",
+        second.tn
+    );
     Ok(())
 }
