@@ -176,6 +176,12 @@ REGISTRY=.local/registry.toml
             printf 'services_from_catalogue = "../deploy/catalogue/%s.toml"\n' "$name"
         fi
         printf '[[participant.key]]\npublic_key_file = "secrets/signing-%s.key.pub"\n\n' "$name"
+        # PLN follows DPMPTSP's building approvals (PBG issued) on its cases
+        # and schedules a paid connection's installation itself
+        # (services/agencies/src/pln.rs); nobody else follows anything.
+        if [ "$name" = pln ]; then
+            printf '[[participant.follow]]\nparticipant = "dpmptsp"\nservice = "pbg"\nevent_types = ["issued"]\n\n'
+        fi
     done
 } >"$REGISTRY"
 

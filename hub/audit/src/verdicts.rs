@@ -120,21 +120,22 @@ impl Verdicts {
 }
 
 /// The open feeds, in total and per participant; each map key has an open
-/// feed, so the map is bounded by [`FOLLOWERS_MAX`].
+/// feed, so the map is bounded by [`FOLLOWERS_MAX`]. Each feed service
+/// (this one, [`crate::case_events`]) has its own.
 #[derive(Debug, Default)]
-struct Places {
+pub(crate) struct Places {
     counts: Mutex<(usize, HashMap<String, usize>)>,
 }
 
 /// One taken place; dropping it frees it.
 #[derive(Debug)]
-struct Place {
+pub(crate) struct Place {
     places: Arc<Places>,
     participant: String,
 }
 
 impl Places {
-    fn take(self: &Arc<Self>, participant: &str) -> Result<Place, Status> {
+    pub(crate) fn take(self: &Arc<Self>, participant: &str) -> Result<Place, Status> {
         let mut guard = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let (total, per) = &mut *guard;
         let mine = per.get(participant).copied().unwrap_or(0);
@@ -142,7 +143,7 @@ impl Places {
             return Err(ApiError::new(
                 ReasonCode::TooManyFeeds,
                 format!(
-                    "at most {FOLLOWERS_PER_PARTICIPANT_MAX} verdict feeds per participant and \
+                    "at most {FOLLOWERS_PER_PARTICIPANT_MAX} feeds of this kind per participant and \
                      {FOLLOWERS_MAX} in all are open at once; retry when one ends"
                 ),
             )
@@ -228,14 +229,29 @@ pub fn scan_step_within(
     entries_max: usize,
     verdicts_max: usize,
 ) -> Result<(Vec<pb::EventVerdict>, u64), StoreError> {
+    scan_filtered(store, after, entries_max, verdicts_max, |e| {
+        Ok((participant_of(e) == Some(participant)).then(|| event_verdict(e)))
+    })
+}
+
+/// The scan both feeds share: reads at most `entries_max` log entries after
+/// `after`, keeps what `keep` makes of each (at most `found_max`), and says
+/// the last sequence looked at (`after` when there was nothing new).
+pub(crate) fn scan_filtered<T>(
+    store: &impl Store,
+    after: u64,
+    entries_max: usize,
+    found_max: usize,
+    mut keep: impl FnMut(&LogEntry) -> Result<Option<T>, StoreError>,
+) -> Result<(Vec<T>, u64), StoreError> {
     let mut found = Vec::new();
     let mut scanned_to = after;
     for item in store.entries(after.saturating_add(1)).take(entries_max) {
         let e = item?;
         scanned_to = e.seq;
-        if participant_of(&e) == Some(participant) {
-            found.push(event_verdict(&e));
-            if found.len() >= verdicts_max {
+        if let Some(t) = keep(&e)? {
+            found.push(t);
+            if found.len() >= found_max {
                 break;
             }
         }
@@ -243,10 +259,84 @@ pub fn scan_step_within(
     Ok((found, scanned_to))
 }
 
+/// One feed's caller, cursor, place and commit announcements.
+pub(crate) struct Feed {
+    pub(crate) participant: String,
+    pub(crate) after_seq: u64,
+    pub(crate) place: Place,
+    pub(crate) changes: CaseChanges,
+}
+
+/// Runs a feed (see the module docs: one step at a time on the blocking
+/// pool, each sent as a batch that advances the cursor, then a wait for the
+/// next commit; the bounds of time and stalls) and gives the receiving end
+/// of its batches. `what` names it in the logs.
+pub(crate) fn follow<T, B, S, M>(
+    what: &'static str,
+    feed: Feed,
+    step: S,
+    batch: M,
+) -> mpsc::Receiver<Result<B, Status>>
+where
+    T: Send + 'static,
+    B: Send + 'static,
+    S: Fn(&str, u64) -> Result<(Vec<T>, u64), StoreError> + Send + Sync + 'static,
+    M: Fn(Vec<T>, u64) -> B + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(FOLLOW_CHANNEL_BATCHES);
+    let Feed { participant, after_seq, place, changes } = feed;
+    let mut cursor = after_seq;
+    let mut commits = changes.commits();
+    let mut stop = changes.stopping();
+    let step = Arc::new(step);
+    tokio::spawn(async move {
+        let _place = place;
+        let deadline = tokio::time::Instant::now() + FOLLOW_DURATION_MAX;
+        loop {
+            // Marked seen before the scan: a commit during the scan
+            // wakes the wait below instead of being missed.
+            commits.borrow_and_update();
+            let (step2, who) = (step.clone(), participant.clone());
+            let found = tokio::task::spawn_blocking(move || step2(&who, cursor)).await;
+            let (items, scanned_to) = match found {
+                Ok(Ok(found)) => found,
+                Ok(Err(e)) => {
+                    error!(error = %e, "{what} read failed in the store");
+                    let _ = tx.send(Err(ApiError::internal().into())).await;
+                    return;
+                }
+                Err(e) => {
+                    error!(error = %e, "{what} task failed");
+                    return;
+                }
+            };
+            if scanned_to > cursor {
+                match tx.send_timeout(Ok(batch(items, scanned_to)), FOLLOW_SEND_STALL).await {
+                    Ok(()) => cursor = scanned_to,
+                    Err(mpsc::error::SendTimeoutError::Closed(_)) => return,
+                    Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                        warn!(participant = %participant, "{what}: the client stopped reading; feed ended");
+                        return;
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                r = stop.wait_for(|s| *s) => { let _ = r; debug!("{what} ends: the hub stops"); return }
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = tx.closed() => return,
+                r = commits.changed() => if r.is_err() { return },
+            }
+        }
+    });
+    rx
+}
+
 /// The stream type of `FollowVerdicts`.
 pub type VerdictStream = Pin<Box<dyn Stream<Item = Result<pb::VerdictBatch, Status>> + Send>>;
 
-fn caller<T>(request: &Request<T>) -> Result<String, Status> {
+pub(crate) fn caller<T>(request: &Request<T>) -> Result<String, Status> {
     request
         .extensions()
         .get::<ClientId>()
@@ -264,55 +354,15 @@ impl VerdictService for Verdicts {
     ) -> Result<Response<Self::FollowVerdictsStream>, Status> {
         let participant = caller(&request)?;
         let place = self.places.take(&participant)?;
-        let mut cursor = request.get_ref().after_seq;
-        let (tx, rx) = mpsc::channel(FOLLOW_CHANNEL_BATCHES);
+        let after_seq = request.get_ref().after_seq;
+        info!(participant = %participant, after_seq, "Verdict feed opened");
         let store = self.store().clone();
-        let mut commits = self.changes.commits();
-        let mut stop = self.changes.stopping();
-        info!(participant = %participant, after_seq = cursor, "Verdict feed opened");
-        tokio::spawn(async move {
-            let _place = place;
-            let deadline = tokio::time::Instant::now() + FOLLOW_DURATION_MAX;
-            loop {
-                // Marked seen before the scan: a commit during the scan
-                // wakes the wait below instead of being missed.
-                commits.borrow_and_update();
-                let (store2, who) = (store.clone(), participant.clone());
-                let step = tokio::task::spawn_blocking(move || scan_step(&store2, &who, cursor)).await;
-                let (verdicts, scanned_to) = match step {
-                    Ok(Ok(found)) => found,
-                    Ok(Err(e)) => {
-                        error!(error = %e, "Verdict feed read failed in the store");
-                        let _ = tx.send(Err(ApiError::internal().into())).await;
-                        return;
-                    }
-                    Err(e) => {
-                        error!(error = %e, "Verdict feed task failed");
-                        return;
-                    }
-                };
-                let more = scanned_to > cursor;
-                if more {
-                    let batch = pb::VerdictBatch { verdicts, scanned_to_seq: scanned_to };
-                    match tx.send_timeout(Ok(batch), FOLLOW_SEND_STALL).await {
-                        Ok(()) => cursor = scanned_to,
-                        Err(mpsc::error::SendTimeoutError::Closed(_)) => return,
-                        Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                            warn!(participant = %participant, "Verdict feed client stopped reading; feed ended");
-                            return;
-                        }
-                    }
-                    continue;
-                }
-                tokio::select! {
-                    biased;
-                    r = stop.wait_for(|s| *s) => { let _ = r; debug!("Verdict feed ends: the hub stops"); return }
-                    _ = tokio::time::sleep_until(deadline) => return,
-                    _ = tx.closed() => return,
-                    r = commits.changed() => if r.is_err() { return },
-                }
-            }
-        });
+        let rx = follow(
+            "Verdict feed",
+            Feed { participant, after_seq, place, changes: self.changes.clone() },
+            move |who: &str, cursor| scan_step(&store, who, cursor),
+            |verdicts, scanned_to_seq| pb::VerdictBatch { verdicts, scanned_to_seq },
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

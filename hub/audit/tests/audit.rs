@@ -932,3 +932,280 @@ async fn the_verdict_feed_serves_only_the_callers_entries_and_follows_new_commit
         .unwrap();
     server.abort();
 }
+
+/// What the cross-agency feed must send `follower` under `grants` after
+/// `after`, found the plain way: every accepted entry of another
+/// participant whose service and type a grant covers, in a case where the
+/// follower has an application now.
+fn case_events_oracle(
+    store: &SledStore,
+    follower: &str,
+    grants: &[mpp_core::registry::FollowGrant],
+    after: u64,
+) -> Vec<u64> {
+    let me = AgencyId::parse(follower).unwrap();
+    all_entries(store)
+        .into_iter()
+        .filter(|e| e.seq > after && e.verdict == Verdict::Accepted)
+        .filter(|e| {
+            let Ok(env) = mpp_proto::v1::Envelope::decode(e.payload.as_slice()) else { return false };
+            let Some(body) = env.body.as_ref() else { return false };
+            let kind = wire::body_to_core(body).kind();
+            let from = AgencyId::parse(&env.agency_id).unwrap();
+            let covered = grants.iter().any(|g| {
+                g.participant == from && g.service.as_str() == env.service_id && g.event_types.contains(&kind)
+            });
+            let mine = TrackingNumber::parse(&env.case_id)
+                .ok()
+                .and_then(|tn| store.case(&tn).unwrap())
+                .is_some_and(|c| c.applications.iter().any(|a| a.agency == me));
+            from != me && covered && mine
+        })
+        .map(|e| e.seq)
+        .collect()
+}
+
+fn grant(participant: &str, service: &str, kinds: &[EventKind]) -> mpp_core::registry::FollowGrant {
+    mpp_core::registry::FollowGrant {
+        participant: AgencyId::parse(participant).unwrap(),
+        service: mpp_core::ids::ServiceId::parse(service).unwrap(),
+        event_types: kinds.iter().copied().collect(),
+    }
+}
+
+#[test]
+fn case_event_steps_give_only_granted_events_of_others_on_the_followers_cases_once_from_any_cursor() {
+    use mpp_audit::case_events::scan_step_with_grants;
+
+    let f = filled(seeds()[0]);
+    let head = all_entries(&f.store).len() as u64;
+    let mut rng = Rng::new(seeds()[0] ^ 0xcafe);
+    let granted =
+        [grant("dukcapil", "kk", &[EventKind::Issued, EventKind::ApplicationFiled, EventKind::Withdrawn])];
+    // pdam's own service granted to itself and another service of dukcapil
+    // match nothing: own events never, other services never.
+    let ungranted = [
+        grant("dukcapil", "ktp-el", &[EventKind::Issued]),
+        grant("pdam", "sambungan-baru", &[EventKind::Issued, EventKind::ApplicationFiled]),
+    ];
+    let pdam = AgencyId::parse("pdam").unwrap();
+    let total = case_events_oracle(&f.store, "pdam", &granted, 0);
+    assert!(total.len() >= 5, "the stream gives pdam something to follow: {total:?}");
+    for _ in 0..12 {
+        let after = rng.below(head + 2);
+        let (steps, batch) = (1 + rng.below(40) as usize, 1 + rng.below(20) as usize);
+        let (mut got, mut cursor) = (Vec::new(), after);
+        loop {
+            let (found, scanned_to) =
+                scan_step_with_grants(&f.store, &pdam, &granted, cursor, steps, batch).unwrap();
+            assert!(found.len() <= batch);
+            assert!(found.iter().all(|(_, e)| e.seq > cursor && e.seq <= scanned_to));
+            if scanned_to == cursor {
+                assert!(found.is_empty());
+                break;
+            }
+            cursor = scanned_to;
+            got.extend(found);
+        }
+        assert_eq!(cursor, head.max(after));
+        let want = case_events_oracle(&f.store, "pdam", &granted, after);
+        assert_eq!(got.iter().map(|(_, e)| e.seq).collect::<Vec<_>>(), want, "after {after}");
+        for (tn, e) in &got {
+            assert_eq!((e.agency_id.as_str(), e.service_id.as_str()), ("dukcapil", "kk"));
+            assert!(["issued", "application_filed", "withdrawn"].contains(&e.event_type.as_str()));
+            assert_eq!(e.case_id, tn.to_string());
+            assert!(!e.own_applications.is_empty());
+            assert!(e
+                .own_applications
+                .iter()
+                .all(|a| a.service_id == "sambungan-baru" && !a.state.is_empty()));
+        }
+    }
+    let (none, _) = scan_step_with_grants(&f.store, &pdam, &ungranted, 0, usize::MAX, usize::MAX).unwrap();
+    assert!(none.is_empty(), "own events and ungranted services: {none:?}");
+    let (none, _) = scan_step_with_grants(&f.store, &pdam, &[], 0, usize::MAX, usize::MAX).unwrap();
+    assert!(none.is_empty());
+}
+
+/// A registry statement signed by the registrar with `seed`.
+fn signed_statement(seed: &[u8; 32], body: mpp_proto::v1::registry_statement::Body, n: u64) -> Bytes {
+    use mpp_proto::v1 as pb;
+    let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed).unwrap();
+    let statement = pb::RegistryStatement {
+        schema_version: 1,
+        statement_id: event_id(900_000 + n),
+        issued_at_ms: 0,
+        body: Some(body),
+    }
+    .encode_to_vec();
+    let signature = pair.sign(&mpp_core::registry::statement_signed_bytes(&statement)).as_ref().to_vec();
+    use ring::signature::KeyPair as _;
+    Bytes::from(
+        pb::SignedRegistryStatement {
+            statement,
+            registrar_public_key: pair.public_key().as_ref().to_vec(),
+            signature,
+        }
+        .encode_to_vec(),
+    )
+}
+
+#[tokio::test]
+async fn the_case_event_feed_refuses_without_grants_and_serves_what_the_registry_grants() {
+    use mpp_audit::auth::AuditorAuth;
+    use mpp_audit::case_events::CaseEvents;
+    use mpp_edge::auth::TokenTable;
+    use mpp_proto::v1 as pb;
+    use mpp_proto::v1::case_event_service_client::CaseEventServiceClient;
+    use mpp_proto::v1::case_event_service_server::CaseEventServiceServer;
+    use tokio_stream::StreamExt as _;
+
+    let f = filled(seeds()[0]);
+    let lookups = test_lookups(&f.store);
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let changes = mpp_lookup::watch::CaseChanges::new(stop_rx);
+    let table = TokenTable::parse(&format!(
+        "dukcapil:{}\npdam:{}",
+        hex::encode(mpp_edge::auth::hash_token(b"dukcapil-token")),
+        hex::encode(mpp_edge::auth::hash_token(b"pdam-token"))
+    ))
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(CaseEventServiceServer::with_interceptor(
+                CaseEvents::new(lookups, changes.clone()),
+                AuditorAuth::participants(Some(Arc::new(table))),
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut client = CaseEventServiceClient::connect(format!("http://{addr}")).await.unwrap();
+    let err =
+        client.follow_case_events(with(None, pb::FollowCaseEventsRequest::default())).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+
+    // No registry in force: nobody is granted anything.
+    for token in ["pdam-token", "dukcapil-token"] {
+        let err = client
+            .follow_case_events(with(Some(token), pb::FollowCaseEventsRequest::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert_eq!(err.metadata().get("mpp-reason-code").unwrap(), "NO_FOLLOW_GRANT");
+    }
+
+    // The registrar grants pdam dukcapil's kk `issued` events (the last
+    // entries of the log, so nothing before them needed a signature).
+    let seed = [0x5a; 32];
+    let pk = {
+        use ring::signature::KeyPair as _;
+        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+        let mut k = [0u8; 32];
+        k.copy_from_slice(pair.public_key().as_ref());
+        k
+    };
+    let trust = Arc::new(mpp_ledger::trust::Trust::new(vec![pk]));
+    let mut ledger = Ledger::open_with(f.store.clone(), trust).unwrap();
+    let registration = |id: &str, follows: Vec<pb::FollowGrant>| {
+        pb::registry_statement::Body::ParticipantRegistered(pb::ParticipantRegistered {
+            participant_id: id.to_owned(),
+            kind: "agency".to_owned(),
+            category: "daerah".to_owned(),
+            region_codes: vec!["1771".to_owned()],
+            services: vec![],
+            follows,
+        })
+    };
+    let pdam_follows = vec![pb::FollowGrant {
+        participant_id: "dukcapil".to_owned(),
+        service_id: "kk".to_owned(),
+        event_types: vec!["issued".to_owned()],
+    }];
+    let head_before = all_entries(&f.store).len() as u64;
+    let statements = [
+        signed_statement(&seed, registration("dukcapil", vec![]), 1),
+        signed_statement(&seed, registration("pdam", pdam_follows), 2),
+        // A grant of a case-level type is malformed and changes nothing.
+        signed_statement(
+            &seed,
+            registration(
+                "dukcapil",
+                vec![pb::FollowGrant {
+                    participant_id: "pdam".to_owned(),
+                    service_id: "sambungan-baru".to_owned(),
+                    event_types: vec!["personal_data_sealed".to_owned()],
+                }],
+            ),
+            3,
+        ),
+    ];
+    let msgs: Vec<RawMessage> = statements
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| {
+            let seq = f.msgs.len() as u64 + 1 + i as u64;
+            RawMessage {
+                stream_seq: seq,
+                stream_time_ns: T0_NS + seq as i64 * STEP_NS,
+                subject: mpp_core::registry::REGISTRY_SUBJECT.to_owned(),
+                payload,
+                redrive: None,
+            }
+        })
+        .collect();
+    ledger.commit_batch(&msgs).unwrap();
+    let entries = all_entries(&f.store);
+    let verdicts: Vec<_> = entries[head_before as usize..].iter().map(|e| (e.verdict, e.reason)).collect();
+    assert_eq!(
+        verdicts,
+        [
+            (Verdict::Accepted, None),
+            (Verdict::Accepted, None),
+            (Verdict::Rejected, Some(mpp_core::ReasonCode::MalformedRegistryStatement))
+        ]
+    );
+    changes.publish(&[]);
+
+    // dukcapil is registered without grants: still refused.
+    let err = client
+        .follow_case_events(with(Some("dukcapil-token"), pb::FollowCaseEventsRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.metadata().get("mpp-reason-code").unwrap(), "NO_FOLLOW_GRANT");
+
+    // pdam gets exactly dukcapil's accepted kk `issued` events on its cases.
+    let head = entries.len() as u64;
+    let want = case_events_oracle(&f.store, "pdam", &[grant("dukcapil", "kk", &[EventKind::Issued])], 0);
+    assert!(!want.is_empty(), "the stream issues kk documents on pdam's cases");
+    let mut feed = client
+        .follow_case_events(with(Some("pdam-token"), pb::FollowCaseEventsRequest { after_seq: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut got, mut cursor) = (Vec::new(), 0);
+    while cursor < head {
+        let batch = feed.next().await.unwrap().unwrap();
+        assert!(batch.scanned_to_seq > cursor);
+        cursor = batch.scanned_to_seq;
+        got.extend(batch.events);
+    }
+    assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), want);
+    assert!(got.iter().all(|e| e.event_type == "issued" && e.agency_id == "dukcapil"));
+
+    // Resumed from the middle: the rest, nothing twice.
+    let middle = want[want.len() / 2];
+    let mut feed = client
+        .follow_case_events(with(Some("pdam-token"), pb::FollowCaseEventsRequest { after_seq: middle }))
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut rest, mut cursor) = (Vec::new(), middle);
+    while cursor < head {
+        let batch = feed.next().await.unwrap().unwrap();
+        cursor = batch.scanned_to_seq;
+        rest.extend(batch.events.into_iter().map(|e| e.seq));
+    }
+    assert_eq!(rest, want.iter().copied().filter(|s| *s > middle).collect::<Vec<_>>());
+    server.abort();
+}

@@ -153,7 +153,7 @@ reason_codes! {
     /// Too many watches from one client address or of one case.
     TooManyWatches => "TOO_MANY_WATCHES", "Too many live updates (gRPC WatchCase or the tracking page's) are open from this client address or of this case; close one or retry later.";
     /// Too many verdict feeds are open for this participant, or in all.
-    TooManyFeeds => "TOO_MANY_FEEDS", "Too many verdict feeds (VerdictService.FollowVerdicts) are open for this participant or on this hub; close one or retry later.";
+    TooManyFeeds => "TOO_MANY_FEEDS", "Too many feeds (VerdictService.FollowVerdicts or CaseEventService.FollowCaseEvents) are open for this participant or on this hub; close one or retry later.";
     /// An agency service was asked for verdicts it does not follow.
     VerdictFeedOff => "VERDICT_FEED_OFF", "This agency service does not follow the hub's verdict feed (it was started without --hub-url and --hub-token-file), so it knows no verdicts.";
     /// The path exists but does not take this HTTP method.
@@ -208,6 +208,8 @@ reason_codes! {
     HeldApplicationPredatesOpening => "HELD_APPLICATION_PREDATES_OPENING", "An application was filed into a tracking number before the front office issued it (earlier than the opening's occurred_at_ms, less limits::HELD_APPLICATION_ISSUE_SKEW_MS_MAX): it was filed blind, so the opened case never shows it. Noted on the accepted opening (the detail lists each filing's seq).";
     /// No room to hold another application filed into an unopened case.
     HeldApplicationsFull => "HELD_APPLICATIONS_FULL", "The participant (limits::HELD_APPLICATIONS_PER_PARTICIPANT_MAX: 64) or the hub (limits::HELD_APPLICATIONS_MAX: 1,024) already holds the most applications filed into cases not opened yet; file once the front office has opened the case.";
+    /// The registry grants the caller no other participant's events to follow.
+    NoFollowGrant => "NO_FOLLOW_GRANT", "The participant registry grants the caller no other participant's event types to follow (ParticipantRegistered.follows), so CaseEventService.FollowCaseEvents has nothing it may send; ask the province's registrar.";
 }
 
 impl fmt::Display for ReasonCode {

@@ -68,6 +68,11 @@ pub const REGIONS_PER_PARTICIPANT_MAX: usize = 600;
 /// Most services one participant may publish (`REGISTRY_LIMIT_EXCEEDED`).
 pub const SERVICES_PER_PARTICIPANT_MAX: usize = 64;
 
+/// Most follow grants (other participants' services) one participant may
+/// hold (`REGISTRY_LIMIT_EXCEEDED`): every service of a few dozen partner
+/// agencies.
+pub const FOLLOWS_PER_PARTICIPANT_MAX: usize = 64;
+
 /// Whether a participant receives citizens (opens cases) or serves them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ParticipantKind {
@@ -171,6 +176,27 @@ pub struct Registration {
     pub services: BTreeMap<ServiceId, BTreeSet<EventKind>>,
 }
 
+/// What a participant may follow of another's events on the cases where it
+/// has an application (the hub's `CaseEventService`): one service of one
+/// other participant, and which of its application event types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowGrant {
+    /// The participant followed.
+    pub participant: AgencyId,
+    /// Its service.
+    pub service: ServiceId,
+    /// The application event types the follower may receive.
+    pub event_types: BTreeSet<EventKind>,
+}
+
+impl FollowGrant {
+    /// Whether the grant covers an event of this participant, service and
+    /// type.
+    pub fn covers(&self, participant: &AgencyId, service: &ServiceId, kind: EventKind) -> bool {
+        self.participant == *participant && self.service == *service && self.event_types.contains(&kind)
+    }
+}
+
 /// A registered participant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Participant {
@@ -202,6 +228,11 @@ pub struct Registry {
     pub participants: BTreeMap<AgencyId, Participant>,
     /// The applications held in cases not opened yet ([`crate::hold`]).
     pub holds: Holds,
+    /// What each participant may follow of the others' events, from its
+    /// latest registration; participants that follow nothing are absent.
+    /// (Here rather than in [`Registration`], so that a registry stored
+    /// before follow grants existed still decodes: they are its last field.)
+    pub follows: BTreeMap<AgencyId, Vec<FollowGrant>>,
 }
 
 impl Registry {
@@ -218,6 +249,11 @@ impl Registry {
     /// A participant's kind, if registered.
     pub fn kind_of(&self, id: &AgencyId) -> Option<ParticipantKind> {
         self.participant(id).map(Participant::kind)
+    }
+
+    /// What `id` may follow of the others' events (empty: nothing).
+    pub fn follows_of(&self, id: &AgencyId) -> &[FollowGrant] {
+        self.follows.get(id).map_or(&[], Vec::as_slice)
     }
 
     fn key_registered(&self, id: &KeyId, public_key: &[u8; 32]) -> bool {
@@ -242,6 +278,8 @@ pub enum UncheckedStatementBody {
         region_codes: Vec<String>,
         /// Services with their event type names.
         services: Vec<(String, Vec<String>)>,
+        /// Follow grants: (participant, service, event type names).
+        follows: Vec<(String, String, Vec<String>)>,
     },
     /// See `mpp.v1.SigningKeyAdded`.
     SigningKeyAdded {
@@ -279,8 +317,9 @@ pub struct UncheckedStatement {
 /// A validated statement's body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatementBody {
-    /// Registers a participant or replaces its registration (keys stay).
-    ParticipantRegistered(Registration),
+    /// Registers a participant or replaces its registration and its follow
+    /// grants (keys stay).
+    ParticipantRegistered(Registration, Vec<FollowGrant>),
     /// Adds a signing key.
     SigningKeyAdded {
         /// The participant.
@@ -316,7 +355,7 @@ impl Statement {
     /// The participant the statement is about.
     pub fn participant(&self) -> &AgencyId {
         match &self.body {
-            StatementBody::ParticipantRegistered(r) => &r.participant,
+            StatementBody::ParticipantRegistered(r, _) => &r.participant,
             StatementBody::SigningKeyAdded { participant, .. }
             | StatementBody::SigningKeyRevoked { participant, .. } => participant,
         }
@@ -365,6 +404,7 @@ pub fn validate_statement(u: &UncheckedStatement) -> Result<Statement, Rejection
             category,
             region_codes,
             services,
+            follows,
         } => {
             let kind = ParticipantKind::from_name(kind)
                 .ok_or_else(|| malformed(format!("kind {kind:?} is not front_office or agency")))?;
@@ -408,13 +448,12 @@ pub fn validate_statement(u: &UncheckedStatement) -> Result<Statement, Rejection
                     return Err(malformed(format!("service {service} is listed twice")));
                 }
             }
-            StatementBody::ParticipantRegistered(Registration {
-                participant: participant(participant_id)?,
-                kind,
-                category,
-                regions,
-                services: by_service,
-            })
+            let registered = participant(participant_id)?;
+            let follows = validate_follows(&registered, follows)?;
+            StatementBody::ParticipantRegistered(
+                Registration { participant: registered, kind, category, regions, services: by_service },
+                follows,
+            )
         }
         UncheckedStatementBody::SigningKeyAdded {
             participant_id,
@@ -450,13 +489,60 @@ pub fn validate_statement(u: &UncheckedStatement) -> Result<Statement, Rejection
     Ok(Statement { statement_id, issued_at_ms: u.issued_at_ms, body })
 }
 
+/// The follow grants of `registered`'s statement, checked: at most
+/// [`FOLLOWS_PER_PARTICIPANT_MAX`], each of another participant, a service
+/// listed once per participant, and at least one event type, each an
+/// application event (case-level and catalogue events, personal data among
+/// them, are never followed).
+fn validate_follows(
+    registered: &AgencyId,
+    follows: &[(String, String, Vec<String>)],
+) -> Result<Vec<FollowGrant>, Rejection> {
+    if follows.len() > FOLLOWS_PER_PARTICIPANT_MAX {
+        return Err(limit(format!(
+            "a participant holds at most {FOLLOWS_PER_PARTICIPANT_MAX} follow grants"
+        )));
+    }
+    let mut out: Vec<FollowGrant> = Vec::with_capacity(follows.len());
+    for (followed, service, types) in follows {
+        let followed = AgencyId::parse(followed)
+            .map_err(|r| malformed(format!("follow grant participant_id: {}", r.detail)))?;
+        if followed == *registered {
+            return Err(malformed(format!("{registered} cannot be granted to follow itself")));
+        }
+        let service = ServiceId::parse(service)
+            .map_err(|r| malformed(format!("follow grant service_id: {}", r.detail)))?;
+        if out.iter().any(|g| g.participant == followed && g.service == service) {
+            return Err(malformed(format!("the follow grant of {followed}/{service} is listed twice")));
+        }
+        if types.is_empty() || types.len() > EventKind::ALL.len() {
+            return Err(malformed(format!(
+                "the follow grant of {followed}/{service} must list between 1 and {} event types",
+                EventKind::ALL.len()
+            )));
+        }
+        let mut event_types = BTreeSet::new();
+        for t in types {
+            let k = EventKind::from_name(t).filter(|k| k.is_application_event()).ok_or_else(|| {
+                malformed(format!(
+                    "event type {t:?} of the follow grant of {followed}/{service} is not an application \
+                         event type"
+                ))
+            })?;
+            event_types.insert(k);
+        }
+        out.push(FollowGrant { participant: followed, service, event_types });
+    }
+    Ok(out)
+}
+
 /// Decides whether a (registrar-signed, validated) statement may be applied.
 pub fn decide_statement(registry: &Registry, s: &Statement) -> Result<(), Rejection> {
     let id = s.participant();
     let unregistered =
         || Rejection::new(ReasonCode::UnregisteredParticipant, format!("participant {id} is not registered"));
     match &s.body {
-        StatementBody::ParticipantRegistered(_) => {
+        StatementBody::ParticipantRegistered(..) => {
             if registry.participant(id).is_none() && registry.participants.len() >= PARTICIPANTS_MAX {
                 return Err(limit(format!("the registry holds at most {PARTICIPANTS_MAX} participants")));
             }
@@ -497,7 +583,12 @@ pub fn apply_statement(registry: &mut Registry, s: &Statement, meta: EntryMeta) 
     registry.since_seq.get_or_insert(meta.seq);
     let id = s.participant().clone();
     match &s.body {
-        StatementBody::ParticipantRegistered(r) => {
+        StatementBody::ParticipantRegistered(r, follows) => {
+            if follows.is_empty() {
+                registry.follows.remove(&id);
+            } else {
+                registry.follows.insert(id.clone(), follows.clone());
+            }
             let p = registry.participants.entry(id).or_insert_with(|| Participant {
                 registration: r.clone(),
                 keys: BTreeMap::new(),

@@ -62,6 +62,7 @@ fn registration(participant: &str, services: &[(&str, &[EventKind])]) -> Uncheck
             .iter()
             .map(|(s, kinds)| ((*s).to_owned(), kinds.iter().map(|k| k.as_str().to_owned()).collect()))
             .collect(),
+        follows: vec![],
     }
 }
 
@@ -270,6 +271,7 @@ fn malformed_statements_are_named() {
             category: "daerah".into(),
             region_codes: vec![],
             services: vec![],
+            follows: vec![],
         }),
         with_body(UncheckedStatementBody::ParticipantRegistered {
             participant_id: AGENCY.into(),
@@ -277,6 +279,7 @@ fn malformed_statements_are_named() {
             category: "daerah".into(),
             region_codes: vec!["17".into()],
             services: vec![],
+            follows: vec![],
         }),
         with_body(registration(AGENCY, &[(SERVICE, &[]), (SERVICE, &[])])),
         with_body(UncheckedStatementBody::ParticipantRegistered {
@@ -285,6 +288,7 @@ fn malformed_statements_are_named() {
             category: "daerah".into(),
             region_codes: vec![],
             services: vec![(SERVICE.into(), vec!["teleported".into()])],
+            follows: vec![],
         }),
         with_body(key_added(AGENCY, KEY, 5, 5)),
         with_body(UncheckedStatementBody::SigningKeyAdded {
@@ -320,4 +324,82 @@ fn a_new_registration_replaces_services_and_keeps_keys() {
     assert_eq!(p.updated_seq, 3);
     let (env, sig) = signed(&app_event(1, "A-1", EventKind::ReviewStarted), &KEY);
     assert_eq!(when_admitted(&reg, &env, &sig, RECORD_MS), Err(ReasonCode::ServiceNotRegistered));
+}
+
+/// `registration` with follow grants.
+fn registration_following(participant: &str, follows: &[(&str, &str, &[&str])]) -> UncheckedStatementBody {
+    let mut body = registration(participant, &[(SERVICE, &[EventKind::Issued])]);
+    if let UncheckedStatementBody::ParticipantRegistered { follows: f, .. } = &mut body {
+        *f = follows
+            .iter()
+            .map(|(p, s, types)| {
+                ((*p).to_owned(), (*s).to_owned(), types.iter().map(|t| (*t).to_owned()).collect())
+            })
+            .collect();
+    }
+    body
+}
+
+#[test]
+fn follow_grants_are_checked_kept_per_participant_and_replaced_by_a_new_registration() {
+    let mut reg = Registry::default();
+    let grant = statement(registration_following("pln", &[("dpmptsp", "pbg", &["issued", "rejected"])]));
+    assert!(decide_statement(&reg, &grant).is_ok());
+    apply_statement(&mut reg, &grant, EntryMeta { seq: 1, recorded_at_ms: RECORD_MS });
+    let pln = mpp_core::ids::AgencyId::parse("pln").unwrap();
+    let follows = reg.follows_of(&pln);
+    assert_eq!(follows.len(), 1);
+    let (dpm, pbg) =
+        (mpp_core::ids::AgencyId::parse("dpmptsp").unwrap(), mpp_core::ids::ServiceId::parse("pbg").unwrap());
+    assert!(follows[0].covers(&dpm, &pbg, EventKind::Issued));
+    assert!(!follows[0].covers(&dpm, &pbg, EventKind::FeeAssessed));
+    assert!(reg.follows_of(&mpp_core::ids::AgencyId::parse("dpmptsp").unwrap()).is_empty());
+    // A registration without grants takes them away.
+    let plain = statement(registration_following("pln", &[]));
+    apply_statement(&mut reg, &plain, EntryMeta { seq: 2, recorded_at_ms: RECORD_MS });
+    assert!(reg.follows_of(&pln).is_empty() && reg.follows.is_empty());
+
+    let too_many: Vec<(String, String, Vec<String>)> = (0..=mpp_core::registry::FOLLOWS_PER_PARTICIPANT_MAX)
+        .map(|i| ("dpmptsp".to_owned(), format!("svc-{i}"), vec!["issued".to_owned()]))
+        .collect();
+    let mut many = registration_following("pln", &[]);
+    if let UncheckedStatementBody::ParticipantRegistered { follows, .. } = &mut many {
+        *follows = too_many;
+    }
+    let bad: [(UncheckedStatementBody, ReasonCode); 7] = [
+        (
+            registration_following("pln", &[("pln", "pasang-baru", &["issued"])]),
+            ReasonCode::MalformedRegistryStatement,
+        ),
+        (
+            registration_following("pln", &[("dpmptsp", "pbg", &["personal_data_sealed"])]),
+            ReasonCode::MalformedRegistryStatement,
+        ),
+        (
+            registration_following("pln", &[("dpmptsp", "pbg", &["case_opened"])]),
+            ReasonCode::MalformedRegistryStatement,
+        ),
+        (registration_following("pln", &[("dpmptsp", "pbg", &[])]), ReasonCode::MalformedRegistryStatement),
+        (
+            registration_following(
+                "pln",
+                &[("dpmptsp", "pbg", &["issued"]), ("dpmptsp", "pbg", &["rejected"])],
+            ),
+            ReasonCode::MalformedRegistryStatement,
+        ),
+        (
+            registration_following("pln", &[("DPM", "pbg", &["issued"])]),
+            ReasonCode::MalformedRegistryStatement,
+        ),
+        (many, ReasonCode::RegistryLimitExceeded),
+    ];
+    for (body, code) in bad {
+        let u = UncheckedStatement {
+            schema_version: 1,
+            statement_id: fresh_event_id(),
+            issued_at_ms: RECORD_MS,
+            body: Some(body),
+        };
+        assert_eq!(validate_statement(&u).unwrap_err().code, code, "{u:?}");
+    }
 }

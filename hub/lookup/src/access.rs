@@ -105,6 +105,12 @@ pub enum Accessor {
     },
     /// An auditor (Inspektorat, Ombudsman, BPK) through the audit API.
     Auditor,
+    /// Another agency's system (no person), which received events of the
+    /// case over the hub's cross-agency feed (`mpp_audit::case_events`).
+    Agency {
+        /// The following agency.
+        agency: AgencyId,
+    },
     /// A back-office system of the agency that opened the case, which
     /// read the citizen's sealed personal data there (`personal_data_read`,
     /// in the log, never in this store): named by its authenticated client
@@ -118,20 +124,23 @@ pub enum Accessor {
 }
 
 impl Accessor {
-    /// Stable name: `citizen`, `officer` (a reader of personal data too) or
-    /// `auditor`.
+    /// Stable name: `citizen`, `officer` (a reader of personal data too),
+    /// `auditor` or `agency`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Accessor::Citizen => "citizen",
             Accessor::Officer { .. } | Accessor::DataReader { .. } => "officer",
             Accessor::Auditor => "auditor",
+            Accessor::Agency { .. } => "agency",
         }
     }
 
-    /// The officer's agency, if any.
+    /// The officer's or the following system's agency, if any.
     pub fn agency(&self) -> Option<&AgencyId> {
         match self {
-            Accessor::Officer { agency } | Accessor::DataReader { agency, .. } => Some(agency),
+            Accessor::Officer { agency }
+            | Accessor::Agency { agency }
+            | Accessor::DataReader { agency, .. } => Some(agency),
             _ => None,
         }
     }
@@ -160,6 +169,9 @@ pub enum AccessChannel {
     /// The counter of the agency that opened the case: a PIN re-issued
     /// there (`pin_reissued`, in the log, never in this store).
     Counter,
+    /// The hub's cross-agency feed (`CaseEventService.FollowCaseEvents`):
+    /// another agency's system received events of the case.
+    Feed,
     /// The citizen's personal data read at the agency that opened the case
     /// (`personal_data_read`, in the log, never in this store).
     PersonalData,
@@ -174,6 +186,7 @@ impl AccessChannel {
             AccessChannel::Grpc => "grpc",
             AccessChannel::Audit => "audit",
             AccessChannel::Counter => "counter",
+            AccessChannel::Feed => "feed",
             AccessChannel::PersonalData => "personal_data",
         }
     }
@@ -421,8 +434,11 @@ const RING_VERSION: u8 = 2;
 /// ```
 ///
 /// (integers big-endian; version 1 has no `folded_through`). channel: 0
-/// web, 1 api, 2 grpc, 3 audit; accessor: 0 citizen, 1 officer (followed by
-/// its agency id), 2 auditor.
+/// web, 1 api, 2 grpc, 3 audit, 4 counter, 5 feed; accessor: 0 citizen, 1
+/// officer (followed by its agency id), 2 auditor, 3 agency (followed by its
+/// agency id). A ring holding a code this build does not know reads as
+/// corrupt: a hub rolled back past the cross-agency feed shows no history
+/// for a case a feed recorded.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Ring {
     recorded: u64,
@@ -488,17 +504,21 @@ fn encode_event(e: &AccessEvent, v: &mut Vec<u8>) {
         AccessChannel::Grpc => 2,
         AccessChannel::Audit => 3,
         AccessChannel::Counter => 4,
-        AccessChannel::PersonalData => 5,
+        AccessChannel::Feed => 5,
+        AccessChannel::PersonalData => 6,
     });
     match &e.accessor {
         Accessor::Citizen => v.push(0),
-        Accessor::Officer { agency } => {
-            v.push(1);
-            push_short(v, agency.as_str());
+        Accessor::Officer { agency } | Accessor::Agency { agency } => {
+            v.push(if matches!(e.accessor, Accessor::Agency { .. }) { 3 } else { 1 });
+            // Agency ids are slugs of at most 32 bytes.
+            let id = agency.as_str().as_bytes();
+            v.push(id.len().min(usize::from(u8::MAX)) as u8);
+            v.extend_from_slice(&id[..id.len().min(usize::from(u8::MAX))]);
         }
         Accessor::Auditor => v.push(2),
         Accessor::DataReader { agency, client_id } => {
-            v.push(3);
+            v.push(4);
             push_short(v, agency.as_str());
             push_short(v, client_id);
         }
@@ -533,17 +553,21 @@ fn decode_event(b: &[u8]) -> Option<(AccessEvent, usize)> {
         2 => AccessChannel::Grpc,
         3 => AccessChannel::Audit,
         4 => AccessChannel::Counter,
-        5 => AccessChannel::PersonalData,
+        5 => AccessChannel::Feed,
+        6 => AccessChannel::PersonalData,
         _ => return None,
     };
     let (accessor, used) = match b[9] {
         0 => (Accessor::Citizen, 10),
         2 => (Accessor::Auditor, 10),
-        1 => {
-            let (id, end) = short_at(b, 10)?;
-            (Accessor::Officer { agency: AgencyId::parse(id).ok()? }, end)
+        code @ (1 | 3) => {
+            let len = usize::from(*b.get(10)?);
+            let id = std::str::from_utf8(b.get(11..11 + len)?).ok()?;
+            let agency = AgencyId::parse(id).ok()?;
+            let accessor = if code == 3 { Accessor::Agency { agency } } else { Accessor::Officer { agency } };
+            (accessor, 11 + len)
         }
-        3 => {
+        4 => {
             let (id, end) = short_at(b, 10)?;
             let (client_id, end) = short_at(b, end)?;
             (Accessor::DataReader { agency: AgencyId::parse(id).ok()?, client_id: client_id.to_owned() }, end)
@@ -955,6 +979,7 @@ mod tests {
             Accessor::Citizen,
             Accessor::Auditor,
             Accessor::Officer { agency: agency.clone() },
+            Accessor::Agency { agency: AgencyId::parse("pln").unwrap() },
             Accessor::DataReader { agency, client_id: "loket-1771.backoffice_2".into() },
         ];
         let channels = [
@@ -963,6 +988,7 @@ mod tests {
             AccessChannel::Grpc,
             AccessChannel::Audit,
             AccessChannel::Counter,
+            AccessChannel::Feed,
             AccessChannel::PersonalData,
         ];
         for accessor in &accessors {

@@ -48,7 +48,7 @@ impl ApiError {
             | ReasonCode::ProofOfWorkRequired
             | ReasonCode::TooManyWatches
             | ReasonCode::TooManyFeeds => tonic::Code::ResourceExhausted,
-            ReasonCode::PinReissueRequired => tonic::Code::PermissionDenied,
+            ReasonCode::PinReissueRequired | ReasonCode::NoFollowGrant => tonic::Code::PermissionDenied,
             _ => tonic::Code::InvalidArgument,
         }
     }
@@ -68,7 +68,7 @@ impl ApiError {
             | ReasonCode::ProofOfWorkRequired
             | ReasonCode::TooManyWatches
             | ReasonCode::TooManyFeeds => StatusCode::TOO_MANY_REQUESTS,
-            ReasonCode::PinReissueRequired => StatusCode::FORBIDDEN,
+            ReasonCode::PinReissueRequired | ReasonCode::NoFollowGrant => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -287,6 +287,9 @@ pub struct Text {
     pub data_reader: &'static str,
     /// Before the reading system's client id.
     pub data_reader_system: &'static str,
+    /// Another agency's system that followed the case (access history),
+    /// `{agency}` replaced by the agency's name.
+    pub accessor_agency: &'static str,
     /// Due-date note for actions waiting on the citizen.
     pub act_by_note: &'static str,
     /// Time zone names: WIB, WITA, WIT are the same in both languages.
@@ -402,6 +405,7 @@ pub static ID: Text = Text {
     accessor_auditor: "Auditor",
     data_reader: "Data pribadi Anda dibaca oleh petugas",
     data_reader_system: "sistem",
+    accessor_agency: "Sistem layanan {agency}, menerima kabar perkembangan berkas dari instansi lain",
     act_by_note: "Selesaikan secepatnya: waktu layanan berhenti sampai Anda melakukannya. Jika selesai hari ini, batas waktu layanan menjadi",
     at: "pukul",
 };
@@ -514,6 +518,7 @@ pub static EN: Text = Text {
     accessor_auditor: "Auditor",
     data_reader: "Your personal data was read by an officer of",
     data_reader_system: "system",
+    accessor_agency: "The service system of {agency}, receiving other agencies' progress on the case",
     act_by_note: "Act soon: the service clock is stopped until you do. If you do it today, the service deadline becomes",
     at: "at",
 };

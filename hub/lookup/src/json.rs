@@ -67,14 +67,16 @@ pub struct FailedLookupsJson {
 pub struct AccessEventJson {
     /// Hub clock, Unix ms.
     pub at_ms: i64,
-    /// `citizen`, `officer` or `auditor`.
+    /// `citizen`, `officer`, `auditor` or `agency` (another agency's system
+    /// over the cross-agency feed).
     pub accessor: &'static str,
-    /// The officer's agency (accessor `officer`).
+    /// The officer's or system's agency (accessor `officer` or `agency`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agency_id: Option<String>,
     /// `web`, `api`, `grpc`, `audit`, `counter` (the PIN re-issued at
-    /// the counter of the case's opener) or `personal_data` (the citizen's
-    /// personal data read at the case's opener).
+    /// the counter of the case's opener), `feed` (accessor `agency`) or
+    /// `personal_data` (the citizen's personal data read at the case's
+    /// opener).
     pub channel: &'static str,
     /// The authenticated client that read the personal data (channel
     /// `personal_data`).

@@ -893,7 +893,9 @@ pub fn lookup_channel(channel: AccessChannel) -> Option<LookupChannel> {
         AccessChannel::Api => Some(LookupChannel::Http),
         AccessChannel::Grpc => Some(LookupChannel::Grpc),
         AccessChannel::Web => Some(LookupChannel::Page),
-        AccessChannel::Audit | AccessChannel::Counter | AccessChannel::PersonalData => None,
+        AccessChannel::Audit | AccessChannel::Counter | AccessChannel::Feed | AccessChannel::PersonalData => {
+            None
+        }
     }
 }
 

@@ -577,6 +577,9 @@ fn case_page(
                     i18n::agency_name(agency.as_str()),
                     t.data_reader_system
                 ),
+                Accessor::Agency { agency } => {
+                    t.accessor_agency.replace("{agency}", &i18n::agency_name(agency.as_str()))
+                }
             },
             when: moment(e.at_ms),
         })

@@ -283,10 +283,12 @@ pub struct ServeArgs {
     /// tokens-file format. Without it every audit call is refused.
     #[arg(long, env = "MPP_AUDITOR_TOKENS_FILE")]
     pub auditor_tokens_file: Option<PathBuf>,
-    /// Participants' tokens for the verdict feed (gRPC `VerdictService`), in
-    /// the format of --auditor-tokens-file; each client id is the
-    /// participant's id as in its subjects (`mpp.events.<id>.…`), and it
-    /// reads only its own verdicts. Without it every verdict call is refused.
+    /// Participants' tokens for the verdict feed and the cross-agency feed
+    /// (gRPC `VerdictService`, `CaseEventService`), in the format of
+    /// --auditor-tokens-file; each client id is the participant's id as in
+    /// its subjects (`mpp.events.<id>.…`): it reads only its own verdicts,
+    /// and of others' events on its cases only what the registry grants it.
+    /// Without it every such call is refused.
     #[arg(long, env = "MPP_PARTICIPANT_TOKENS_FILE")]
     pub participant_tokens_file: Option<PathBuf>,
     /// Operators' tokens for the dashboard (`/ops`, `/api/v1/ops/…`), in

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use mpp_core::calendar::CalendarSet;
 use mpp_proto::v1::audit_service_server::AuditServiceServer;
+use mpp_proto::v1::case_event_service_server::CaseEventServiceServer;
 use mpp_proto::v1::cases_service_server::CasesServiceServer;
 use mpp_proto::v1::verdict_service_server::VerdictServiceServer;
 use mpp_store::SledStore;
@@ -17,6 +18,7 @@ use tracing::{error, info, warn};
 
 use mpp_audit::audit_service::Audit;
 use mpp_audit::auth::AuditorAuth;
+use mpp_audit::case_events::CaseEvents;
 use mpp_audit::verdicts::Verdicts;
 use mpp_edge::auth::TokenTable;
 use mpp_edge::grpc_serve::GrpcLimits;
@@ -204,7 +206,7 @@ async fn start(
     let participants = match &args.participant_tokens_file {
         Some(path) => Some(Arc::new(load_participants(path).context("loading --participant-tokens-file")?)),
         None => {
-            info!("No --participant-tokens-file: every verdict feed call will be refused");
+            info!("No --participant-tokens-file: every verdict and case-event feed call will be refused");
             None
         }
     };
@@ -293,6 +295,11 @@ async fn start(
         .add_service(tonic::service::interceptor::InterceptedService::new(
             VerdictServiceServer::new(Verdicts::new(lookups.clone(), changes.clone()))
                 .max_decoding_message_size(mpp_audit::verdicts::VERDICT_REQUEST_BYTES_MAX),
+            AuditorAuth::participants(participants.clone()),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            CaseEventServiceServer::new(CaseEvents::new(lookups.clone(), changes.clone()))
+                .max_decoding_message_size(mpp_audit::case_events::CASE_EVENT_REQUEST_BYTES_MAX),
             AuditorAuth::participants(participants),
         ))
         .add_service(
@@ -567,8 +574,13 @@ fn load_participants(path: &std::path::Path) -> anyhow::Result<TokenTable> {
 /// The services the hub's gRPC port serves, as reflection lists them: the
 /// proto crate's descriptor set also holds the agencies' and the front
 /// office's services, which this port does not serve and so must not list.
-const HUB_SERVICE_NAMES: [&str; 4] =
-    ["mpp.v1.CasesService", "mpp.v1.AuditService", "mpp.v1.VerdictService", "grpc.health.v1.Health"];
+const HUB_SERVICE_NAMES: [&str; 5] = [
+    "mpp.v1.CasesService",
+    "mpp.v1.AuditService",
+    "mpp.v1.VerdictService",
+    "mpp.v1.CaseEventService",
+    "grpc.health.v1.Health",
+];
 const SERVICE_NAMES_V1: &str = "grpc.reflection.v1.ServerReflection";
 const SERVICE_NAMES_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
 
@@ -596,11 +608,12 @@ fn spawn_grpc_health(
 ) -> tokio::task::JoinHandle<()> {
     use tonic::server::NamedService;
     use tonic_health::ServingStatus;
-    const SERVICES: [&str; 4] = [
+    const SERVICES: [&str; 5] = [
         "",
         <CasesServiceServer<Cases> as NamedService>::NAME,
         <AuditServiceServer<Audit> as NamedService>::NAME,
         <VerdictServiceServer<Verdicts> as NamedService>::NAME,
+        <CaseEventServiceServer<CaseEvents> as NamedService>::NAME,
     ];
     tokio::spawn(async move {
         loop {

@@ -155,12 +155,20 @@ impl<K: Kv> Store for KvStore<K> {
     fn registry(&self) -> Result<Registry, StoreError> {
         match self.kv.get(layout::REGISTRY_KEY)? {
             Some(v) => layout::decode_value(&v, layout::REGISTRY_KEY, "participant registry").or_else(|e| {
+                type Participants = std::collections::BTreeMap<AgencyId, Participant>;
+                // A registry stored before follow grants existed: its three
+                // fields, no grants (there were none).
+                let with_holds: Result<(Option<u64>, Participants, mpp_core::hold::Holds), _> =
+                    layout::decode_value(&v, layout::REGISTRY_KEY, "participant registry");
+                if let Ok((since_seq, participants, holds)) = with_holds {
+                    return Ok(Registry { since_seq, participants, holds, follows: Default::default() });
+                }
                 // A registry stored before held applications existed: its
                 // two fields, no holds (there were none).
-                type Before = (Option<u64>, std::collections::BTreeMap<AgencyId, Participant>);
+                type Before = (Option<u64>, Participants);
                 let (since_seq, participants): Before =
                     layout::decode_value(&v, layout::REGISTRY_KEY, "participant registry").map_err(|_| e)?;
-                Ok(Registry { since_seq, participants, holds: Default::default() })
+                Ok(Registry { since_seq, participants, ..Registry::default() })
             }),
             None => Ok(Registry::default()),
         }
@@ -1095,4 +1103,44 @@ fn cases<'a>(kv: &'a impl Kv, pending: &'a Pending) -> Cases<'a> {
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use std::collections::BTreeMap;
+
+    use mpp_core::registry::{FollowGrant, Registry};
+    use mpp_core::{AgencyId, EventKind, ServiceId};
+
+    use super::*;
+
+    fn participant_free_registry() -> Registry {
+        Registry { since_seq: Some(3), ..Registry::default() }
+    }
+
+    #[test]
+    fn registries_stored_before_holds_or_follow_grants_still_read() {
+        let store = crate::MemStore::new();
+        let put = |v: Vec<u8>| store.kv().write_atomic(vec![(layout::REGISTRY_KEY.to_vec(), v)]).unwrap();
+        let before = participant_free_registry();
+        type Participants = BTreeMap<AgencyId, Participant>;
+        // Two fields (before holds), three (before follow grants), and now.
+        let two: (Option<u64>, Participants) = (before.since_seq, before.participants.clone());
+        put(layout::encode_value(&two, layout::REGISTRY_KEY).unwrap());
+        assert_eq!(store.registry().unwrap(), before);
+        let three = (before.since_seq, before.participants.clone(), before.holds.clone());
+        put(layout::encode_value(&three, layout::REGISTRY_KEY).unwrap());
+        assert_eq!(store.registry().unwrap(), before);
+        let mut now = before.clone();
+        now.follows.insert(
+            AgencyId::parse("pln").unwrap(),
+            vec![FollowGrant {
+                participant: AgencyId::parse("dpmptsp").unwrap(),
+                service: ServiceId::parse("pbg").unwrap(),
+                event_types: [EventKind::Issued].into_iter().collect(),
+            }],
+        );
+        put(layout::encode_value(&now, layout::REGISTRY_KEY).unwrap());
+        assert_eq!(store.registry().unwrap(), now);
+    }
 }

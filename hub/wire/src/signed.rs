@@ -101,6 +101,11 @@ pub fn statement_to_unchecked(s: &pb::RegistryStatement) -> UncheckedStatement {
                 category: p.category.clone(),
                 region_codes: p.region_codes.clone(),
                 services: p.services.iter().map(|s| (s.service_id.clone(), s.event_types.clone())).collect(),
+                follows: p
+                    .follows
+                    .iter()
+                    .map(|f| (f.participant_id.clone(), f.service_id.clone(), f.event_types.clone()))
+                    .collect(),
             },
             StatementBody::SigningKeyAdded(k) => UncheckedStatementBody::SigningKeyAdded {
                 participant_id: k.participant_id.clone(),

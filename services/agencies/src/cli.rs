@@ -71,6 +71,23 @@ pub fn parse_args(info: &AgencyInfo) -> CommonArgs {
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()).common
 }
 
+/// [`run`] for an agency that reacts to other agencies' events on its
+/// cases (`mpp_agency_kit::case_events`): followed when `--hub-url` is
+/// given.
+pub async fn run_reacting<S, F>(
+    info: &AgencyInfo,
+    make_service: F,
+    reaction: mpp_agency_kit::case_events::CaseEventReaction,
+) -> Result<(), RunError>
+where
+    F: FnOnce(Agency) -> S,
+    S: AgencyService,
+{
+    let args = parse_args(info);
+    mpp_agency_kit::run(info.config(args)?.reacting(reaction), make_service).await?;
+    Ok(())
+}
+
 /// Parses `argv` (the first item is the program name), for tests and
 /// embedding.
 pub fn try_parse_args_from<I, T>(info: &AgencyInfo, argv: I) -> Result<CommonArgs, clap::Error>

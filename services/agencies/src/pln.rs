@@ -6,9 +6,30 @@
 //! schedules the installation of the meter once it is paid, and switches the
 //! supply on (penyalaan), which is the "issued" of a connection: there is
 //! nothing to collect.
+//!
+//! # Waiting for the building approval
+//!
+//! A new connection (`pasang-baru`) needs the building's approval (PBG),
+//! issued by DPMPTSP. PLN's service follows DPMPTSP's PBG `issued` events
+//! on its cases (the registry grants it that type only; see
+//! [`mpp_agency_kit::case_events`]) and reacts ([`reaction`]): a
+//! `pasang-baru` application of PLN in the same case that is **paid**
+//! (state `paid`: surveyed, billed and paid, the installation is the next
+//! step) is what "waiting for the PBG" means here, and for each such
+//! application PLN schedules the installation itself
+//! (`appointment_scheduled`, kind `installation`, [`INSTALLATION_LEAD_MS`]
+//! after the PBG's time of record, at [`INSTALLATION_PLACE`]) under an
+//! event id derived from the PBG's ([`reaction_event_id`]), so a PBG
+//! delivered twice schedules one installation. An application in any other
+//! state is left alone: the back office still schedules by hand
+//! (`JadwalkanPemasangan`), e.g. when the payment comes after the PBG.
 
-use mpp_agency_kit::KitError;
+use mpp_agency_kit::case_events::{reaction_event_id, CaseEventReaction};
+use mpp_agency_kit::{Agency, KitError};
+use mpp_core::ids::{ApplicationId, OfficerId, ServiceId, TrackingNumber};
+use mpp_core::EventBody;
 use mpp_proto::agency::pln::v1 as pb;
+use mpp_proto::v1 as hub;
 use pb::pln_service_client::PlnServiceClient;
 use pb::pln_service_server::{PlnService, PlnServiceServer};
 use tonic::server::NamedService;
@@ -106,6 +127,76 @@ agency_service! {
         BatalkanPermohonan: batalkan_permohonan(pb::Pembatalan) => withdrawn { alasan }
             "`alasan` → `reason`",
     }
+}
+
+/// The agency whose event PLN waits on: DPMPTSP.
+pub const PBG_AGENCY: &str = "dpmptsp";
+
+/// DPMPTSP's building approval service.
+pub const PBG_SERVICE: &str = "pbg";
+
+/// PLN's service that waits on the PBG.
+pub const WAITING_SERVICE: &str = "pasang-baru";
+
+/// The state in which a `pasang-baru` application waits on the PBG.
+pub const WAITING_STATE: &str = "paid";
+
+/// How long after the PBG's time of record the installation is scheduled:
+/// three days, for the installation team's round.
+pub const INSTALLATION_LEAD_MS: i64 = 3 * 86_400_000;
+
+/// Where the installation takes place (PLN knows the address from the
+/// application; the hub never holds it).
+pub const INSTALLATION_PLACE: &str =
+    "Alamat bangunan sesuai permohonan (dijadwalkan otomatis setelah PBG terbit)";
+
+/// The pseudonymous officer of the steps PLN's service takes by itself.
+pub const REACTION_OFFICER: &str = "sistem-pln";
+
+/// PLN's applications `event` finds waiting: when it is DPMPTSP's PBG
+/// issued, each own `pasang-baru` application in state [`WAITING_STATE`].
+pub fn waiting_applications(event: &hub::CaseEvent) -> Vec<String> {
+    if (event.agency_id.as_str(), event.service_id.as_str(), event.event_type.as_str())
+        != (PBG_AGENCY, PBG_SERVICE, "issued")
+    {
+        return Vec::new();
+    }
+    event
+        .own_applications
+        .iter()
+        .filter(|a| a.service_id == WAITING_SERVICE && a.state == WAITING_STATE)
+        .map(|a| a.application_id.clone())
+        .collect()
+}
+
+/// PLN's reaction to other agencies' events on its cases (see the module
+/// docs).
+pub fn reaction() -> CaseEventReaction {
+    CaseEventReaction::new(|agency: Agency, event: hub::CaseEvent| {
+        Box::pin(async move { schedule_installations(&agency, &event).await })
+    })
+}
+
+async fn schedule_installations(agency: &Agency, event: &hub::CaseEvent) -> Result<(), KitError> {
+    let waiting = waiting_applications(event);
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let input = |field: &'static str| move |rejection| KitError::Input { field, rejection };
+    let case = TrackingNumber::parse(&event.case_id).map_err(input("case_id"))?;
+    let service = ServiceId::parse(WAITING_SERVICE).map_err(input("service_id"))?;
+    let officer = OfficerId::parse(REACTION_OFFICER).map_err(input("officer"))?;
+    for app in waiting {
+        let application = ApplicationId::parse(&app).map_err(input("application_id"))?;
+        let body = EventBody::AppointmentScheduled {
+            kind: "installation".to_owned(),
+            at_ms: event.recorded_at_ms.saturating_add(INSTALLATION_LEAD_MS),
+            place: INSTALLATION_PLACE.to_owned(),
+        };
+        let id = reaction_event_id(event, &app);
+        agency.step_with_id(id, &service, case, application, &officer, body).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ fn config(args: CommonArgs) -> AgencyConfig {
         args,
         standards: INFO.builtin_standards().unwrap(),
         rpc_scopes: None,
+        reaction: None,
     }
 }
 

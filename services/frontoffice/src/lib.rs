@@ -789,6 +789,7 @@ pub async fn run_with(
         args: common,
         standards: vec![],
         rpc_scopes: Some(RPC_SCOPES),
+        reaction: None,
     };
     let counter = SerialCounter::open(&config.data_dir().join(COUNTER_DIR), range, order)?;
     let vault = Vault::open(&config.data_dir().join(VAULT_DIR), vault_key, SystemClock.now_ms())?;

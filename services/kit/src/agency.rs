@@ -233,6 +233,35 @@ impl Agency {
         }))
     }
 
+    /// [`Agency::step`] under a given event id (a deterministic one, such
+    /// as [`crate::case_events::reaction_event_id`], makes publishing the
+    /// step twice one event at the hub).
+    pub async fn step_with_id(
+        &self,
+        event_id: uuid::Uuid,
+        service: &ServiceId,
+        case: TrackingNumber,
+        application_id: ApplicationId,
+        officer: &OfficerId,
+        body: EventBody,
+    ) -> Result<Accepted, KitError> {
+        let kind = body.kind();
+        let ev = self.builder.build_with_id(
+            event_id,
+            service,
+            Target::Application(case, application_id.clone()),
+            officer,
+            body,
+        )?;
+        let mut accepted = self.publish(std::slice::from_ref(&ev)).await?;
+        tracing::info!(case = %case, application = %application_id, service = %service, event = kind.as_str(), event_id = ev.event_id(), "Step published");
+        Ok(accepted.pop().unwrap_or(Accepted {
+            event_id: ev.event_id().to_owned(),
+            ack: None,
+            outbox_seq: None,
+        }))
+    }
+
     /// Publishes the service standards, one event each, with deterministic
     /// ids (re-publishing an unchanged standard is a no-op; see
     /// [`crate::catalogue::standard_event_id`]), whether or not they were

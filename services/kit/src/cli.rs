@@ -157,7 +157,9 @@ pub struct CommonArgs {
 
     /// The hub's gRPC URL (`https://hub.example:50051`), to follow the hub's
     /// verdicts on this service's events (kept in `verdicts.redb` in the data
-    /// directory, served as `mpp.v1.EventStatusService`); requires
+    /// directory, served as `mpp.v1.EventStatusService`), and, for a
+    /// service that reacts to other agencies' events on its cases (PLN), the
+    /// hub's cross-agency feed (cursor in `case-events.redb`); requires
     /// --hub-token-file. Without it the service hears no verdicts and
     /// `GetEventStatus` answers FAILED_PRECONDITION (VERDICT_FEED_OFF).
     #[arg(long, env = "MPP_HUB_URL", requires = "hub_token_file")]

@@ -82,6 +82,7 @@
 #![deny(unreachable_pub)]
 
 pub mod agency;
+pub mod case_events;
 pub mod catalogue;
 pub mod cli;
 pub mod durable;

@@ -62,6 +62,7 @@ use tonic::service::Routes;
 
 use crate::agency::Agency;
 use crate::auth::{authenticated, AuthInterceptor, AuthMode, RpcScopes, TokenTable, TokensError};
+use crate::case_events::{spawn_case_event_follower, CaseEventCursor, CaseEventError, CaseEventReaction};
 use crate::catalogue::{
     load_catalogue, publish_standard_changes, BuiltinCatalogue, CatalogueError, PublishedStandards,
     ServiceStandardSpec, StandardsError,
@@ -126,6 +127,9 @@ pub struct AgencyConfig {
     /// authenticated caller may call every RPC, and the tokens file may list
     /// no scopes.
     pub rpc_scopes: Option<RpcScopes>,
+    /// What the agency does with other agencies' events on its cases
+    /// ([`crate::case_events`]), or `None`: it does not follow them.
+    pub reaction: Option<CaseEventReaction>,
 }
 
 impl AgencyConfig {
@@ -141,7 +145,14 @@ impl AgencyConfig {
         services: &[ServiceId],
     ) -> Result<Self, CatalogueError> {
         let standards = load_catalogue(args.catalogue_file.as_deref(), builtin, &agency_id, services)?;
-        Ok(Self { agency_id, args, standards, rpc_scopes: None })
+        Ok(Self { agency_id, args, standards, rpc_scopes: None, reaction: None })
+    }
+
+    /// This configuration with `reaction` to other agencies' events on the
+    /// agency's cases (followed when `--hub-url` is given).
+    pub fn reacting(mut self, reaction: CaseEventReaction) -> Self {
+        self.reaction = Some(reaction);
+        self
     }
 
     /// The binary's name, `mpp-<agency_id>` (also its NATS connection name).
@@ -226,6 +237,9 @@ pub enum RunError {
     /// The verdict store could not be opened.
     #[error(transparent)]
     Verdicts(#[from] crate::verdicts::VerdictError),
+    /// The case-event cursor could not be opened.
+    #[error(transparent)]
+    CaseEvents(#[from] CaseEventError),
 }
 
 /// The listeners [`run_with`] serves on.
@@ -355,11 +369,11 @@ where
     );
     let status = outbox.status();
     let (stop_follower, follower_stop) = tokio::sync::watch::channel(false);
-    let verdicts = match hub_feed {
+    let verdicts = match hub_feed.clone() {
         Some(hub) => {
             let store = Arc::new(VerdictStore::open_in(&data_dir)?);
             tracing::info!(hub = %hub.url, cursor = store.cursor(), "Following the hub's verdicts");
-            Some((store.clone(), spawn_follower(store, hub, follower_stop)))
+            Some((store.clone(), spawn_follower(store, hub, follower_stop.clone())))
         }
         None => {
             tracing::info!(
@@ -372,6 +386,24 @@ where
 
     let builder = EventBuilder::new(args.region_code, config.agency_id.clone(), clock);
     let agency = Agency::new(builder, Arc::new(outbox.publisher()), pepper);
+    let reacting = match (&config.reaction, &hub_feed) {
+        (Some(reaction), Some(hub)) => {
+            let cursor = Arc::new(CaseEventCursor::open_in(&data_dir)?);
+            tracing::info!(hub = %hub.url, "Following other agencies' events on this agency's cases");
+            Some(spawn_case_event_follower(
+                cursor,
+                hub.clone(),
+                agency.clone(),
+                reaction.clone(),
+                follower_stop.clone(),
+            ))
+        }
+        (Some(_), None) => {
+            tracing::info!("No --hub-url: other agencies' events on this agency's cases are not followed");
+            None
+        }
+        (None, _) => None,
+    };
     tracing::info!(
         region = %args.region_code,
         nats = %args.nats_url,
@@ -448,6 +480,9 @@ where
     let _ = stop_metrics.send(());
     let _ = stop_follower.send(true);
     if let Some((_, follower)) = verdicts {
+        let _ = follower.await;
+    }
+    if let Some(follower) = reacting {
         let _ = follower.await;
     }
     if let Some(task) = metrics_task {

@@ -361,7 +361,7 @@ impl HubFeed {
         Ok(Self { url: url.to_owned(), token, tls_ca_file: tls_ca_file.map(Path::to_owned) })
     }
 
-    async fn connect(&self) -> Result<tonic::transport::Channel, String> {
+    pub(crate) async fn connect(&self) -> Result<tonic::transport::Channel, String> {
         let mut endpoint = tonic::transport::Endpoint::from_shared(self.url.clone())
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_secs(5))

@@ -18,6 +18,11 @@
 //! services_from_catalogue = "../catalogue/dukcapil.toml"  # every [[service]] id, every event type
 //! services = { kk = ["application_filed", "issued"] }     # and/or listed; "*" = every event type
 //!
+//! [[participant.follow]]         # other participants' events it may follow on its cases
+//! participant = "dpmptsp"
+//! service = "pbg"
+//! event_types = ["issued"]        # application event types only
+//!
 //! [[participant.key]]
 //! public_key_file = "keys/dukcapil.key.pub"   # relative to this file
 //! valid_from_ms = 0                           # default: 0
@@ -122,7 +127,33 @@ pub fn registration(
                 event_types: kinds.iter().map(|k| k.as_str().to_owned()).collect(),
             })
             .collect(),
+        follows: vec![],
     })
+}
+
+/// A statement registering a participant that may follow other
+/// participants' events: `follows` lists (participant, service, event
+/// types) (see `mpp.v1.FollowGrant`).
+pub fn registration_following(
+    id: &str,
+    kind: &str,
+    category: &str,
+    regions: &[&str],
+    services: &[(&str, &[EventKind])],
+    follows: &[(&str, &str, &[EventKind])],
+) -> Body {
+    let mut body = registration(id, kind, category, regions, services);
+    if let Body::ParticipantRegistered(p) = &mut body {
+        p.follows = follows
+            .iter()
+            .map(|(participant, service, kinds)| pb::FollowGrant {
+                participant_id: (*participant).to_owned(),
+                service_id: (*service).to_owned(),
+                event_types: kinds.iter().map(|k| k.as_str().to_owned()).collect(),
+            })
+            .collect();
+    }
+    body
 }
 
 /// A statement adding a signing key.
@@ -183,9 +214,24 @@ pub struct ParticipantEntry {
     /// Services and their event types (`"*"`: every type).
     #[serde(default)]
     pub services: BTreeMap<String, Vec<String>>,
+    /// Other participants' events it may follow (default: none).
+    #[serde(default)]
+    pub follow: Vec<FollowEntry>,
     /// Its keys.
     #[serde(default)]
     pub key: Vec<KeyEntry>,
+}
+
+/// One follow grant of a participant (`mpp.v1.FollowGrant`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowEntry {
+    /// The participant followed.
+    pub participant: String,
+    /// Its service.
+    pub service: String,
+    /// The application event types.
+    pub event_types: Vec<String>,
 }
 
 /// One key of a participant.
@@ -261,6 +307,15 @@ pub fn sign_registry(
             services: services
                 .into_iter()
                 .map(|(service_id, event_types)| pb::RegisteredService { service_id, event_types })
+                .collect(),
+            follows: p
+                .follow
+                .iter()
+                .map(|f| pb::FollowGrant {
+                    participant_id: f.participant.clone(),
+                    service_id: f.service.clone(),
+                    event_types: f.event_types.clone(),
+                })
                 .collect(),
         });
         out.push(registrar.sign(body, now_ms));

@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (34):
+//! concern (35):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -39,6 +39,11 @@
 //!   processes, byte for byte.
 //! - `corrupt_store`: a hub whose sled files no longer open rebuilds from
 //!   the stream by default and serves the same head; with `fail` it refuses.
+//! - `cross_agency`: the PLN/PBG journey: PLN's service learns over the
+//!   hub's cross-agency feed that DPMPTSP issued the PBG and schedules the
+//!   installation itself; the case's access history shows PLN's system; a
+//!   participant without the grant receives nothing, one granted nothing is
+//!   refused.
 //! - `crash`: `kill -9` the hub many times while events flow; nothing lost,
 //!   nothing applied twice, chain intact, projection = rebuild.
 //! - `faults`: seeded fault scenarios under continuous traffic (hub, agency,
@@ -110,6 +115,7 @@ mod cluster;
 mod corpus;
 mod corrupt_store;
 mod crash;
+mod cross_agency;
 mod faults;
 mod flags;
 mod guessing;

@@ -125,8 +125,13 @@ async fn grpc_reflection_answers_v1_and_v1alpha() -> Result<()> {
             other => anyhow::bail!("reflection v1alpha answered {other:?}"),
         }
     };
-    let hub_services =
-        ["mpp.v1.CasesService", "mpp.v1.AuditService", "mpp.v1.VerdictService", "grpc.health.v1.Health"];
+    let hub_services = [
+        "mpp.v1.CasesService",
+        "mpp.v1.AuditService",
+        "mpp.v1.VerdictService",
+        "mpp.v1.CaseEventService",
+        "grpc.health.v1.Health",
+    ];
     for (names, reflection) in
         [(&v1, "grpc.reflection.v1.ServerReflection"), (&v1alpha, "grpc.reflection.v1alpha.ServerReflection")]
     {

@@ -361,6 +361,7 @@ pub(crate) fn registry_of(participants: &[(&str, ParticipantKind)]) -> Registry 
                     SERVICE.to_owned(),
                     EventKind::ALL.iter().map(|k| k.as_str().to_owned()).collect(),
                 )],
+                follows: vec![],
             }),
         })
         .expect("valid registration");

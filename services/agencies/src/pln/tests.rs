@@ -151,3 +151,69 @@ round_trip_test!(
     },
     |e| e
 );
+
+/// DPMPTSP's PBG issued on a case where PLN has these applications.
+fn pbg_issued(own: &[(&str, &str, &str)]) -> mpp_proto::v1::CaseEvent {
+    mpp_proto::v1::CaseEvent {
+        seq: 42,
+        event_id: "01890000-0000-7000-8000-0000000000aa".to_owned(),
+        case_id: TrackingNumber::new(mpp_core::ids::RegionCode::parse("1771").unwrap(), 12_345)
+            .unwrap()
+            .to_string(),
+        agency_id: PBG_AGENCY.to_owned(),
+        service_id: PBG_SERVICE.to_owned(),
+        application_id: "DPM-PBG-1".to_owned(),
+        event_type: "issued".to_owned(),
+        recorded_at_ms: in_days(0),
+        own_applications: own
+            .iter()
+            .map(|(id, service, state)| mpp_proto::v1::OwnApplication {
+                application_id: (*id).to_owned(),
+                service_id: (*service).to_owned(),
+                state: (*state).to_owned(),
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_pbg_issued_schedules_the_installation_of_each_paid_new_connection_once_per_id() {
+    let publisher = std::sync::Arc::new(mpp_agency_kit::testing::MemoryPublisher::new());
+    let agency = crate::test_support::agency(&INFO, publisher.clone());
+    let event = pbg_issued(&[
+        ("PLN-PB-1", "pasang-baru", "paid"),
+        ("PLN-PB-2", "pasang-baru", "submitted"),
+        ("PLN-TD-3", "tambah-daya", "paid"),
+    ]);
+    assert_eq!(waiting_applications(&event), ["PLN-PB-1"]);
+    reaction().call(agency.clone(), event.clone()).await.unwrap();
+    reaction().call(agency.clone(), event.clone()).await.unwrap();
+    let events = publisher.events();
+    assert_eq!(events.len(), 2, "one step per delivery");
+    let (a, b) = (events[0].envelope(), events[1].envelope());
+    assert_eq!(a.event_id, b.event_id, "a redelivery publishes the same event id (a duplicate at the hub)");
+    assert_eq!(a.event_id, reaction_event_id(&event, "PLN-PB-1").hyphenated().to_string());
+    assert_eq!((a.service_id.as_str(), a.application_id.as_str()), ("pasang-baru", "PLN-PB-1"));
+    assert_eq!(a.case_id, event.case_id);
+    match &a.body {
+        Some(mpp_proto::v1::envelope::Body::AppointmentScheduled(s)) => {
+            assert_eq!(s.kind, "installation");
+            assert_eq!(s.at_ms, event.recorded_at_ms + INSTALLATION_LEAD_MS);
+            assert_eq!(s.place, INSTALLATION_PLACE);
+        }
+        other => panic!("expected an installation, got {other:?}"),
+    }
+
+    // Not the PBG issued, or nothing paid: nothing happens.
+    let publisher = std::sync::Arc::new(mpp_agency_kit::testing::MemoryPublisher::new());
+    let agency = crate::test_support::agency(&INFO, publisher.clone());
+    let mut rejected = event.clone();
+    rejected.event_type = "rejected".to_owned();
+    let mut nib = event.clone();
+    nib.service_id = "nib".to_owned();
+    for e in [rejected, nib, pbg_issued(&[("PLN-PB-1", "pasang-baru", "scheduled")])] {
+        assert!(waiting_applications(&e).is_empty());
+        reaction().call(agency.clone(), e).await.unwrap();
+    }
+    assert!(publisher.events().is_empty());
+}

@@ -1,0 +1,312 @@
+//! Cross-agency updates (`mpp.v1.CaseEventService`): a participant follows
+//! the events other participants publish on the cases where it has an
+//! application, as far as the participant registry lets it — the event
+//! types, never their contents — and every case it hears of is recorded in
+//! the case's access history, which the citizen sees.
+//!
+//! # Who sees what
+//!
+//! The caller authenticates as for the verdict feed ([`crate::verdicts`]:
+//! `--participant-tokens-file`, client id = participant id). An entry of
+//! the log reaches it only when all of these hold:
+//!
+//! - the entry was accepted, and its subject names another participant
+//!   (nothing of the caller's own events: the verdict feed tells it those);
+//! - it is an application event (the registry refuses grants of case-level
+//!   and catalogue types: personal data, PIN re-issues, openings, standards
+//!   are never followed) whose participant, service and type one of the
+//!   caller's follow grants covers (`ParticipantRegistered.follows`, read
+//!   from the registry at every step, so a grant withdrawn by the registrar
+//!   stops the feed's events at its next step);
+//! - the case, as the hub's projection holds it when the feed reads the
+//!   entry, holds an application of the caller.
+//!
+//! The last condition is judged at the time of reading, not of the entry:
+//! a participant that files into a case after another's event, and whose
+//! feed had already read past it, does not get it (its feed is a stream of
+//! news, not a lookup of history). A caller the registry grants nothing is
+//! refused at the start with `PERMISSION_DENIED`, reason `NO_FOLLOW_GRANT`.
+//!
+//! What an event carries is [`pb::CaseEvent`]: the case, the followed
+//! participant, service and application, the event type, the log sequence
+//! and time of record, and the caller's own applications in the case with
+//! their states (what a follower needs to decide whether it was waiting on
+//! the event). Never a field of the event's body: no document number, no
+//! amount, no place, no reason text.
+//!
+//! # The access history
+//!
+//! Each case the feed sends events of is recorded in the case's access
+//! history (`mpp_lookup::access`) as accessor `agency` (the follower's
+//! system, no person) through channel `feed`, at most once per follower,
+//! case and UTC day ([`ACCESS_RECORD_DAY_MS`]): a feed remembers what it
+//! recorded in a bounded memo ([`ACCESS_MEMO_MAX`]) shared by every feed of
+//! the hub, and checks the case's recent history before recording. The
+//! record is made when the step that found the events runs, just before
+//! the batch is sent: a client that disconnects then is still shown as
+//! having looked (the citizen is told too much rather than too little).
+//!
+//! # Bounds
+//!
+//! Those of the verdict feed, with their own places: at most
+//! [`crate::verdicts::FOLLOWERS_MAX`] feeds in all and
+//! [`crate::verdicts::FOLLOWERS_PER_PARTICIPANT_MAX`] per participant
+//! (`TOO_MANY_FEEDS`), steps of [`crate::verdicts::SCAN_STEP_ENTRIES`]
+//! entries on the blocking pool, at most [`CASE_EVENT_BATCH_MAX`] events a
+//! batch, the same stall and duration limits. A step reads each case it
+//! needs once (a granted entry costs a case read; other entries cost only
+//! their decode).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use mpp_core::ids::{AgencyId, ServiceId, TrackingNumber};
+use mpp_core::log::{LogEntry, Verdict};
+use mpp_core::registry::FollowGrant;
+use mpp_core::ReasonCode;
+use mpp_lookup::access::{AccessChannel, AccessEvent, Accessor, ACCESS_EVENTS_PER_CASE_MAX};
+use mpp_lookup::error::ApiError;
+use mpp_lookup::lookup::Lookups;
+use mpp_lookup::watch::CaseChanges;
+use mpp_proto::v1 as pb;
+use mpp_proto::v1::case_event_service_server::CaseEventService;
+use mpp_store::{Store, StoreError};
+use prost::Message;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::{error, info};
+
+use crate::verdicts::{caller, follow, participant_of, scan_filtered, Feed, Places, SCAN_STEP_ENTRIES};
+
+/// Largest request the case-event service decodes, in bytes: a cursor.
+pub const CASE_EVENT_REQUEST_BYTES_MAX: usize = 1024;
+
+/// Events in one batch at most (each about a hundred bytes, plus the
+/// caller's applications in the case, bounded by the core's case limits).
+pub const CASE_EVENT_BATCH_MAX: usize = 256;
+
+/// The period within which one follower's access to one case is recorded
+/// once: a UTC day, in milliseconds.
+pub const ACCESS_RECORD_DAY_MS: i64 = 86_400_000;
+
+/// (follower, case) pairs the hub remembers having recorded today; when
+/// full, the memo is cleared and the cases' stored histories decide alone.
+/// About 80 bytes each: at most about 5 MiB.
+pub const ACCESS_MEMO_MAX: usize = 65_536;
+
+/// The case-event service.
+#[derive(Debug, Clone)]
+pub struct CaseEvents {
+    lookups: Lookups,
+    changes: CaseChanges,
+    places: Arc<Places>,
+    memo: Arc<AccessMemo>,
+}
+
+impl CaseEvents {
+    /// Serves from the store of `lookups` (and records in its access log),
+    /// woken by the commits `changes` announces.
+    pub fn new(lookups: Lookups, changes: CaseChanges) -> Self {
+        Self { lookups, changes, places: Arc::default(), memo: Arc::default() }
+    }
+}
+
+/// Which follower recorded which case on which day (see the module docs).
+#[derive(Debug, Default)]
+struct AccessMemo(Mutex<HashMap<(AgencyId, TrackingNumber), i64>>);
+
+impl AccessMemo {
+    /// Whether `(who, case)` is known recorded on `day`; if not, notes it.
+    fn seen_or_note(&self, who: &AgencyId, case: &TrackingNumber, day: i64) -> bool {
+        let mut memo = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (who.clone(), *case);
+        if memo.get(&key) == Some(&day) {
+            return true;
+        }
+        if memo.len() >= ACCESS_MEMO_MAX {
+            memo.clear();
+        }
+        memo.insert(key, day);
+        false
+    }
+}
+
+/// The case event of `e` for `follower`, if the feed sends it (see the
+/// module docs): `grants` are the follower's, `case_of` reads a case.
+fn case_event_of(
+    e: &LogEntry,
+    follower: &AgencyId,
+    grants: &[FollowGrant],
+    mut case_of: impl FnMut(&TrackingNumber) -> Result<Option<Vec<pb::OwnApplication>>, StoreError>,
+) -> Result<Option<(TrackingNumber, pb::CaseEvent)>, StoreError> {
+    if e.verdict != Verdict::Accepted {
+        return Ok(None);
+    }
+    let Some(publisher) = participant_of(e).and_then(|p| AgencyId::parse(p).ok()) else { return Ok(None) };
+    if publisher == *follower || !grants.iter().any(|g| g.participant == publisher) {
+        return Ok(None);
+    }
+    let Ok(env) = pb::Envelope::decode(e.payload.as_slice()) else { return Ok(None) };
+    let Some(body) = env.body.as_ref() else { return Ok(None) };
+    let kind = mpp_wire::body_to_core(body).kind();
+    let Ok(service) = ServiceId::parse(&env.service_id) else { return Ok(None) };
+    if !kind.is_application_event() || !grants.iter().any(|g| g.covers(&publisher, &service, kind)) {
+        return Ok(None);
+    }
+    let Ok(case) = TrackingNumber::parse(&env.case_id) else { return Ok(None) };
+    let Some(own_applications) = case_of(&case)? else { return Ok(None) };
+    Ok(Some((
+        case,
+        pb::CaseEvent {
+            seq: e.seq,
+            event_id: env.event_id,
+            case_id: case.to_string(),
+            agency_id: publisher.to_string(),
+            service_id: service.to_string(),
+            application_id: env.application_id,
+            event_type: kind.as_str().to_owned(),
+            recorded_at_ms: e.stream_time_ns.div_euclid(1_000_000),
+            own_applications,
+        },
+    )))
+}
+
+/// The follower's applications in `case`, or `None` when it has none there
+/// (or the case is unknown).
+fn own_applications(
+    store: &impl Store,
+    follower: &AgencyId,
+    case: &TrackingNumber,
+) -> Result<Option<Vec<pb::OwnApplication>>, StoreError> {
+    let Some(c) = store.case(case)? else { return Ok(None) };
+    let own: Vec<pb::OwnApplication> = c
+        .applications
+        .iter()
+        .filter(|a| a.agency == *follower)
+        .map(|a| pb::OwnApplication {
+            application_id: a.id.to_string(),
+            service_id: a.service.to_string(),
+            state: a.state.as_str().to_owned(),
+        })
+        .collect();
+    Ok((!own.is_empty()).then_some(own))
+}
+
+/// One step of a feed: the case events for `follower` among the entries
+/// after `after` (at most `entries_max` read, `events_max` kept), the cases
+/// they are of, and the last sequence looked at. The grants are read from
+/// the store's registry.
+pub fn scan_step_within(
+    store: &impl Store,
+    follower: &AgencyId,
+    after: u64,
+    entries_max: usize,
+    events_max: usize,
+) -> Result<(Vec<(TrackingNumber, pb::CaseEvent)>, u64), StoreError> {
+    let registry = store.registry()?;
+    scan_step_with_grants(store, follower, registry.follows_of(follower), after, entries_max, events_max)
+}
+
+/// [`scan_step_within`] under the given grants instead of the registry's.
+pub fn scan_step_with_grants(
+    store: &impl Store,
+    follower: &AgencyId,
+    grants: &[FollowGrant],
+    after: u64,
+    entries_max: usize,
+    events_max: usize,
+) -> Result<(Vec<(TrackingNumber, pb::CaseEvent)>, u64), StoreError> {
+    // One read per case per step.
+    let mut cases: HashMap<TrackingNumber, Option<Vec<pb::OwnApplication>>> = HashMap::new();
+    scan_filtered(store, after, entries_max, events_max, |e| {
+        case_event_of(e, follower, grants, |tn| {
+            if let Some(known) = cases.get(tn) {
+                return Ok(known.clone());
+            }
+            let own = own_applications(store, follower, tn)?;
+            cases.insert(*tn, own.clone());
+            Ok(own)
+        })
+    })
+}
+
+impl CaseEvents {
+    /// Records in each case's access history that `follower` received its
+    /// events, once per follower, case and day.
+    fn record_access(&self, follower: &AgencyId, cases: impl IntoIterator<Item = TrackingNumber>) {
+        let Some(log) = self.lookups.access_log() else { return };
+        let now_ms = self.lookups.now_ms();
+        let day = now_ms.div_euclid(ACCESS_RECORD_DAY_MS);
+        let accessor = Accessor::Agency { agency: follower.clone() };
+        for case in cases {
+            if self.memo.seen_or_note(follower, &case, day) {
+                continue;
+            }
+            let recorded_today = log.recent(&case, ACCESS_EVENTS_PER_CASE_MAX).iter().any(|a| {
+                a.channel == AccessChannel::Feed
+                    && a.accessor == accessor
+                    && a.at_ms.div_euclid(ACCESS_RECORD_DAY_MS) == day
+            });
+            if !recorded_today {
+                log.record(
+                    case,
+                    AccessEvent { at_ms: now_ms, accessor: accessor.clone(), channel: AccessChannel::Feed },
+                );
+            }
+        }
+    }
+}
+
+/// The stream type of `FollowCaseEvents`.
+pub type CaseEventStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::CaseEventBatch, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl CaseEventService for CaseEvents {
+    type FollowCaseEventsStream = CaseEventStream;
+
+    async fn follow_case_events(
+        &self,
+        request: Request<pb::FollowCaseEventsRequest>,
+    ) -> Result<Response<Self::FollowCaseEventsStream>, Status> {
+        let participant = caller(&request)?;
+        let follower = AgencyId::parse(&participant).map_err(ApiError::from)?;
+        let store = self.lookups.store().clone();
+        let registry = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.registry())
+                .await
+                .map_err(|_| Status::from(ApiError::internal()))?
+                .map_err(|e| {
+                    error!(error = %e, "Registry read failed");
+                    Status::from(ApiError::internal())
+                })?
+        };
+        if registry.follows_of(&follower).is_empty() {
+            return Err(ApiError::new(
+                ReasonCode::NoFollowGrant,
+                format!("the participant registry grants {follower} no other participant's events to follow"),
+            )
+            .into());
+        }
+        let place = self.places.take(&participant)?;
+        let after_seq = request.get_ref().after_seq;
+        info!(participant = %participant, after_seq, "Case event feed opened");
+        let me = self.clone();
+        let rx = follow(
+            "Case event feed",
+            Feed { participant, after_seq, place, changes: self.changes.clone() },
+            move |_: &str, cursor| {
+                let (found, scanned_to) =
+                    scan_step_within(&store, &follower, cursor, SCAN_STEP_ENTRIES, CASE_EVENT_BATCH_MAX)?;
+                let mut cases: Vec<TrackingNumber> = found.iter().map(|(tn, _)| *tn).collect();
+                cases.sort_unstable();
+                cases.dedup();
+                me.record_access(&follower, cases);
+                Ok((found.into_iter().map(|(_, e)| e).collect::<Vec<_>>(), scanned_to))
+            },
+            |events, scanned_to_seq| pb::CaseEventBatch { events, scanned_to_seq },
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
