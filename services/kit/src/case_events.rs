@@ -35,7 +35,6 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use mpp_edge::auth::BearerToken;
 use mpp_proto::v1 as pb;
@@ -43,13 +42,13 @@ use mpp_proto::v1::case_event_service_client::CaseEventServiceClient;
 use redb::{ReadableTable, TableDefinition};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 use uuid::Uuid;
 
 use crate::agency::Agency;
 use crate::durable::{self, Storage};
 use crate::error::KitError;
-use crate::verdicts::{HubFeed, FOLLOW_RETRY_MS_MAX, FOLLOW_RETRY_MS_MIN};
+use crate::verdicts::{follow_with_backoff, HubFeed};
 
 /// The file of the feed's cursor, in the service's data directory.
 pub const CASE_EVENTS_FILE: &str = "case-events.redb";
@@ -172,29 +171,11 @@ pub fn spawn_case_event_follower(
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut retry_ms = FOLLOW_RETRY_MS_MIN;
-        loop {
-            let outcome = tokio::select! {
-                biased;
-                _ = stop.wait_for(|s| *s) => return,
-                r = follow_once(&cursor, &hub, &agency, &reaction) => r,
-            };
-            match outcome {
-                Ok(batches) => {
-                    debug!(batches, "Case-event feed ended; resuming");
-                    retry_ms = FOLLOW_RETRY_MS_MIN;
-                    continue;
-                }
-                Err(e) => {
-                    warn!(hub = %hub.url, error = %e, retry_ms, "Case-event feed lost or refused; retrying")
-                }
-            }
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                _ = tokio::time::sleep(Duration::from_millis(retry_ms)) => {}
-            }
-            retry_ms = (retry_ms * 2).min(FOLLOW_RETRY_MS_MAX);
-        }
+        let url = hub.url.clone();
+        follow_with_backoff("case events", &url, &mut stop, || {
+            follow_once(&cursor, &hub, &agency, &reaction)
+        })
+        .await;
     })
 }
 

@@ -385,33 +385,50 @@ pub fn spawn_follower(
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut retry_ms = FOLLOW_RETRY_MS_MIN;
-        loop {
-            let outcome = tokio::select! {
-                biased;
-                _ = stop.wait_for(|s| *s) => return,
-                r = follow_once(&store, &hub) => r,
-            };
-            match outcome {
-                // The hub ended the feed in order (its time bound, or it is
-                // stopping): resume at once.
-                Ok(stored) => {
-                    debug!(stored, "Verdict feed ended; resuming");
-                    if stored > 0 {
-                        retry_ms = FOLLOW_RETRY_MS_MIN;
-                    }
-                }
-                Err(e) => {
-                    warn!(hub = %hub.url, error = %e, retry_ms, "Verdict feed lost; retrying");
-                    tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return,
-                        _ = tokio::time::sleep(Duration::from_millis(retry_ms)) => {}
-                    }
-                    retry_ms = (retry_ms * 2).min(FOLLOW_RETRY_MS_MAX);
+        let url = hub.url.clone();
+        follow_with_backoff("verdicts", &url, &mut stop, || follow_once(&store, &hub)).await;
+    })
+}
+
+/// Runs `once` (one feed of the hub, from the stored cursor until it ends,
+/// answering how far it got) until `stop` turns true. A feed the hub ended
+/// in order (its time bound, or it is stopping) resumes at once, and one
+/// that made progress starts the backoff afresh; a lost or refused feed is
+/// retried after [`FOLLOW_RETRY_MS_MIN`], doubling to
+/// [`FOLLOW_RETRY_MS_MAX`]. Shared by the verdict and case-event followers.
+pub(crate) async fn follow_with_backoff<F, Fut>(
+    feed: &'static str,
+    url: &str,
+    stop: &mut watch::Receiver<bool>,
+    mut once: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, String>>,
+{
+    let mut retry_ms = FOLLOW_RETRY_MS_MIN;
+    loop {
+        let outcome = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            r = once() => r,
+        };
+        match outcome {
+            Ok(progress) => {
+                debug!(feed, progress, "Feed ended; resuming");
+                if progress > 0 {
+                    retry_ms = FOLLOW_RETRY_MS_MIN;
                 }
             }
+            Err(e) => {
+                warn!(feed, hub = %url, error = %e, retry_ms, "Feed lost or refused; retrying");
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(Duration::from_millis(retry_ms)) => {}
+                }
+                retry_ms = (retry_ms * 2).min(FOLLOW_RETRY_MS_MAX);
+            }
         }
-    })
+    }
 }
 
 /// One feed, from the stored cursor until it ends: the batches stored.
