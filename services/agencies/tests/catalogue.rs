@@ -52,7 +52,6 @@ fn args(nats: &str, data: &Path, catalogue: Option<&Path>) -> mpp_agency_kit::Co
         "--data-dir".to_owned(),
         data.display().to_string(),
         "--insecure-no-auth".to_owned(),
-        "--insecure-dev-keys".to_owned(),
         "--outbox-drain-ms".to_owned(),
         "5000".to_owned(),
     ];
