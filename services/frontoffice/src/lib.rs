@@ -818,6 +818,17 @@ fn authenticated_client<T>(request: &Request<T>) -> Result<&ClientId, Status> {
     })
 }
 
+/// The front office's command without the kit's flags that only agency
+/// services use (`--front-office-url`, `--front-office-token-file`,
+/// `--front-office-tls-ca-file`: the front office opens walk-in cases
+/// itself, and refuses them, [`RunError::FrontOfficeLinkNotUsed`]) in its
+/// help.
+pub fn hide_agency_flags(cmd: clap::Command) -> clap::Command {
+    ["front_office_url", "front_office_token_file", "front_office_tls_ca_file"]
+        .into_iter()
+        .fold(cmd, |cmd, id| cmd.mut_arg(id, |a| a.hide(true)))
+}
+
 /// Why the front office could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

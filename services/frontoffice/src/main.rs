@@ -47,7 +47,9 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let matches = with_grpc_addr_default(Cli::command(), DEFAULT_GRPC_ADDR).get_matches();
+    let matches =
+        mpp_frontoffice::hide_agency_flags(with_grpc_addr_default(Cli::command(), DEFAULT_GRPC_ADDR))
+            .get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
     mpp_frontoffice::run(cli.common, cli.front).await?;
     Ok(())

@@ -427,9 +427,20 @@ struct Cli {
 }
 
 fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-    use clap::{CommandFactory as _, FromArgMatches as _};
-    let cmd = mpp_agency_kit::cli::with_grpc_addr_default(Cli::command(), DEFAULT_GRPC_ADDR);
-    Cli::from_arg_matches(&cmd.try_get_matches_from(args)?)
+    use clap::FromArgMatches as _;
+    Cli::from_arg_matches(&command().try_get_matches_from(args)?)
+}
+
+fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    hide_agency_flags(mpp_agency_kit::cli::with_grpc_addr_default(Cli::command(), DEFAULT_GRPC_ADDR))
+}
+
+#[test]
+fn the_help_shows_the_pepper_and_no_agency_only_flag() {
+    let help = command().render_long_help().to_string();
+    assert!(help.contains("--pin-pepper-file") && help.contains("--insecure-dev-keys"), "{help}");
+    assert!(!help.contains("--front-office-url") && !help.contains("--front-office-token-file"), "{help}");
 }
 
 #[test]
