@@ -34,8 +34,9 @@ pub struct Filed {
     pub application_id: ApplicationId,
     /// The events the call led to, in order: the front office's
     /// `case_opened` first when it opened a case (its receipt carries only
-    /// the event id: it is in the front office's outbox, not this
-    /// service's), then this service's `application_filed`.
+    /// the event id: it is durably in the front office's outbox, not this
+    /// service's, so this service's verdict feed never hears of it), then
+    /// this service's `application_filed`.
     pub accepted: Vec<Accepted>,
 }
 

@@ -71,13 +71,14 @@ pub enum WalkInError {
     #[error("the front office could not be reached: {0}")]
     Unavailable(String),
     /// The front office answered with an error.
-    #[error("the front office refused to open the case: {code:?} {reason}: {message}")]
+    #[error("the front office refused to open the case ({code:?}): {message}")]
     Refused {
         /// Its gRPC code.
         code: tonic::Code,
         /// Its reason code (`mpp-reason-code`), or empty.
         reason: String,
-        /// Its message, cut to [`FRONT_OFFICE_MESSAGE_BYTES_MAX`].
+        /// Its message (which starts with its reason code), cut to
+        /// [`FRONT_OFFICE_MESSAGE_BYTES_MAX`].
         message: String,
     },
     /// The front office answered something that is not a case of this MPP.
@@ -242,9 +243,7 @@ fn call_error(status: &tonic::Status) -> WalkInError {
         tonic::Code::Unavailable
         | tonic::Code::DeadlineExceeded
         | tonic::Code::Cancelled
-        | tonic::Code::Unknown => {
-            WalkInError::Unavailable(format!("{:?} {reason}: {message}", status.code()))
-        }
+        | tonic::Code::Unknown => WalkInError::Unavailable(format!("{:?}: {message}", status.code())),
         code => WalkInError::Refused { code, reason: cut(&reason, 64), message },
     }
 }
@@ -256,11 +255,16 @@ impl WalkInOpener for FrontOfficeClient {
                 self.channel.clone(),
                 self.token.clone(),
             );
-            let answer = client
-                .buka_berkas_instansi(fo::PembukaanBerkasInstansi { petugas: officer.to_string() })
-                .await
-                .map_err(|s| call_error(&s))?
-                .into_inner();
+            let mut request =
+                tonic::Request::new(fo::PembukaanBerkasInstansi { petugas: officer.to_string() });
+            // The opening belongs to the agency's call: its trace goes on
+            // at the front office, and with the opening's event to the hub.
+            if let Some(t) = crate::trace::current() {
+                if let Ok(v) = t.to_string().parse() {
+                    request.metadata_mut().insert(mpp_edge::trace::TRACEPARENT_HEADER, v);
+                }
+            }
+            let answer = client.buka_berkas_instansi(request).await.map_err(|s| call_error(&s))?.into_inner();
             let tracking_number = TrackingNumber::parse(&answer.nomor_berkas)
                 .map_err(|r| WalkInError::BadAnswer(format!("nomor_berkas: {}", r.detail)))?;
             if tracking_number.region() != region {
