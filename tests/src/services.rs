@@ -398,6 +398,12 @@ pub enum FrontOfficeLink {
     },
 }
 
+/// Walk-in openings per minute (and burst) per agency token at the
+/// companion front offices the harness starts (the flags' largest value):
+/// tests drive walk-ins far faster than a counter would (the front
+/// office's default is 60 a minute).
+pub const HARNESS_WALK_INS_PER_MINUTE: u32 = 100_000;
+
 /// The client id of an agency service's token at its companion front
 /// office: `walk-in-<binary>` (e.g. `walk-in-mpp-dukcapil`).
 pub fn walk_in_client_id(binary: &str) -> String {
@@ -549,7 +555,14 @@ impl AgencyProcess {
                         nats_url,
                         AgencyOptions {
                             pin_pepper_file: options.pin_pepper_file.clone(),
-                            extra_args: options.companion_args.clone(),
+                            extra_args: [
+                                options.companion_args.clone(),
+                                ["--walk-ins-per-minute", "--walk-ins-burst"]
+                                    .iter()
+                                    .flat_map(|f| [f.to_string(), HARNESS_WALK_INS_PER_MINUTE.to_string()])
+                                    .collect(),
+                            ]
+                            .concat(),
                             extra_token_lines: vec![token_line(
                                 &walk_in_client_id(binary),
                                 &walk_in_token,
