@@ -45,6 +45,11 @@ pub const FRONT_OFFICE_TOKEN_FILE_BYTES_MAX: u64 = 4_096;
 /// answer and log, in bytes.
 pub const FRONT_OFFICE_MESSAGE_BYTES_MAX: usize = 512;
 
+/// Longest reason code of the front office's refusal kept, in bytes (every
+/// `mpp_core::ReasonCode` is far shorter; a longer value is cut, not
+/// trusted).
+pub const FRONT_OFFICE_REASON_BYTES_MAX: usize = 64;
+
 /// A case the front office opened for a walk-in citizen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalkInCase {
@@ -75,7 +80,8 @@ pub enum WalkInError {
     Refused {
         /// Its gRPC code.
         code: tonic::Code,
-        /// Its reason code (`mpp-reason-code`), or empty.
+        /// Its reason code (`mpp-reason-code`), or empty; cut to
+        /// [`FRONT_OFFICE_REASON_BYTES_MAX`].
         reason: String,
         /// Its message (which starts with its reason code), cut to
         /// [`FRONT_OFFICE_MESSAGE_BYTES_MAX`].
@@ -244,7 +250,7 @@ fn call_error(status: &tonic::Status) -> WalkInError {
         | tonic::Code::DeadlineExceeded
         | tonic::Code::Cancelled
         | tonic::Code::Unknown => WalkInError::Unavailable(format!("{:?}: {message}", status.code())),
-        code => WalkInError::Refused { code, reason: cut(&reason, 64), message },
+        code => WalkInError::Refused { code, reason: cut(&reason, FRONT_OFFICE_REASON_BYTES_MAX), message },
     }
 }
 
