@@ -3,9 +3,10 @@
 # never commit); the same files, as keys of the Secret mpp-secrets, serve
 # the Kubernetes files (deploy/k8s). No secret is shared by two participants
 # (the front office and the seven agency services), except the province's
-# PIN pepper, which every service that issues PINs and the hub must share:
+# PIN pepper, which the front office (the only service that issues PINs;
+# agencies' walk-in citizens' cases are opened there) and the hub share:
 #
-#   pin-pepper                  the province's PIN pepper (every service, the hub)
+#   pin-pepper                  the province's PIN pepper (the front office, the hub)
 #   session-key                 the hub's page-session key (shared by its replicas)
 #   nik-key                     the front office's NIK key
 #   vault-key                   the front office's key vault key (KEK)
@@ -13,7 +14,11 @@
 #                               caller (give it to that caller only; never mounted)
 #   tokens-<p>                  <p>'s tokens file: client_id:sha256(token)[:scopes]
 #                               (the front office's caller gets cases:open,
-#                               personal-data:read, personal-data:erase, pins:reissue)
+#                               personal-data:read, personal-data:erase, pins:reissue;
+#                               its tokens file also lists each agency's walk-in token)
+#   front-office-token-<a>      agency <a>'s own token at the front office, to open
+#                               its walk-in citizens' cases (scope cases:open-walk-in
+#                               only; mounted into <a> alone)
 #   operator-token, auditor-token and their hashes operator-tokens, auditor-tokens (the hub)
 #   nats-nkey-<user>, .pub      the NATS NKey of <user> (`mpp-registrar
 #                               nats-nkey`): its seed (0600, mounted into that
@@ -91,6 +96,13 @@ for p in "${PARTICIPANTS[@]}"; do
     scopes=
     [ "$p" != frontoffice ] || scopes=:cases:open,personal-data:read,personal-data:erase,pins:reissue
     (umask 077 && printf 'backoffice-%s:%s%s\n' "$p" "$(hash "client-token-$p")" "$scopes" >"$DIR/tokens-$p")
+done
+# Each agency's walk-in token at the front office (BukaBerkasInstansi).
+for p in "${PARTICIPANTS[@]}"; do
+    [ "$p" != frontoffice ] || continue
+    secret "front-office-token-$p" 24
+    (umask 077 && printf 'walk-in-%s:%s:cases:open-walk-in\n' "$p" "$(hash "front-office-token-$p")" \
+        >>"$DIR/tokens-frontoffice")
 done
 
 # NATS NKeys: one per user. The server is given only the public keys

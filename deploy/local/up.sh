@@ -16,7 +16,10 @@
 # public key, and the registrar registers every service with its key:
 # docs/OPERATIONS.md "Participant registry"), and mpp-sim's own token for each
 # service (sim-token-<service>; that service alone keeps its SHA-256, in
-# .local/secrets/tokens-<service>: no tokens file is shared). Logs:
+# .local/secrets/tokens-<service>: no tokens file is shared), and each
+# agency's token at the front office, for its walk-in citizens' cases
+# (front-office-token-<agency>; scope cases:open-walk-in only). Only the
+# front office and the hub get the PIN pepper. Logs:
 # .local/logs/. Data persists across runs; delete .local/ to start over.
 # Ctrl-C (or SIGTERM) stops all.
 #
@@ -62,9 +65,11 @@ REGION=1771
 START_DEADLINE_S=60
 CATCH_UP_DEADLINE_S=60
 SAMPLES=4
+# The front office's gRPC port, where agencies open walk-in citizens' cases.
+FRONT_OFFICE_GRPC=50060
 # name  gRPC port  metrics port (the agencies' default gRPC ports)
 SERVICES=(
-    "frontoffice 50060 9160"
+    "frontoffice $FRONT_OFFICE_GRPC 9160"
     "dukcapil 50061 9161"
     "imigrasi 50062 9162"
     "bpn 50063 9163"
@@ -121,7 +126,9 @@ secret() {
     chmod 600 ".local/secrets/$1"
 }
 # The province's PIN pepper: the front office publishes PIN verifiers under
-# it, the hub checks citizens' PINs with it. The NIK key: keyed NIK hashes.
+# it, the hub checks citizens' PINs with it; no agency service gets it (a
+# walk-in citizen's case is opened by the front office). The NIK key: keyed
+# NIK hashes.
 secret pin-pepper 32
 secret nik-key 32
 # The front office's key vault key: the vault is encrypted at rest under it.
@@ -140,6 +147,15 @@ for s in "${SERVICES[@]}"; do
     (umask 077 && printf '# written by deploy/local/up.sh: client_id:sha256(token)[:scopes]\nmpp-sim:%s%s\n' \
         "$(sha256sum <".local/secrets/sim-token-$name" | cut -d' ' -f1)" "$scopes" >".local/secrets/tokens-$name")
     SIM_TOKENS+=("MPP_$(tr a-z A-Z <<<"$name")_TOKEN=$(cat ".local/secrets/sim-token-$name")")
+done
+# Each agency's own token at the front office, which opens its walk-in
+# citizens' cases (BukaBerkasInstansi): scope cases:open-walk-in only.
+for s in "${SERVICES[@]}"; do
+    read -r name _ <<<"$s"
+    [ "$name" != frontoffice ] || continue
+    secret "front-office-token-$name" 24
+    (umask 077 && printf 'walk-in-%s:%s:cases:open-walk-in\n' "$name" \
+        "$(sha256sum <".local/secrets/front-office-token-$name" | cut -d' ' -f1)" >>.local/secrets/tokens-frontoffice)
 done
 PEPPER=.local/secrets/pin-pepper
 
@@ -369,7 +385,7 @@ for s in "${SERVICES[@]}"; do
     help=$("$exe" --help 2>&1 || true)
     args=(--nats-url "$NATS_URL" --grpc-addr "127.0.0.1:$grpc" --region-code "$REGION"
         --data-dir ".local/data/$name" --tokens-file ".local/secrets/tokens-$name"
-        --pin-pepper-file "$PEPPER" --metrics-addr "127.0.0.1:$metrics" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"}
+        --metrics-addr "127.0.0.1:$metrics" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"}
         --signing-key-file ".local/secrets/signing-$name.key"
         --hub-url "$SCHEME://$HUB_GRPC" --hub-token-file ".local/secrets/hub-token-$name")
     [ "$SCHEME" = http ] || args+=(--hub-tls-ca-file "$TLS_DIR/ca.pem")
@@ -378,11 +394,17 @@ for s in "${SERVICES[@]}"; do
         args+=($(nats_login "$name") --skip-stream-setup)
     fi
     if [ "$name" = frontoffice ]; then
-        args+=(--nik-key-file .local/secrets/nik-key --vault-key-file .local/secrets/vault-key
+        args+=(--pin-pepper-file "$PEPPER" --nik-key-file .local/secrets/nik-key --vault-key-file .local/secrets/vault-key
             --serial-key-file .local/secrets/serial-key --mpp-name "MPP Kota Bengkulu"
             --lookup-base-url "$SCHEME://$HUB_HTTP/lacak")
-    elif [ -f "deploy/catalogue/$name.toml" ] && has_flag "$help" --catalogue-file; then
-        args+=(--catalogue-file "deploy/catalogue/$name.toml")
+    else
+        # Walk-in citizens' cases are opened by the front office (started first).
+        args+=(--front-office-url "$SCHEME://127.0.0.1:$FRONT_OFFICE_GRPC"
+            --front-office-token-file ".local/secrets/front-office-token-$name")
+        [ "$SCHEME" = http ] || args+=(--front-office-tls-ca-file "$TLS_DIR/ca.pem")
+        if [ -f "deploy/catalogue/$name.toml" ] && has_flag "$help" --catalogue-file; then
+            args+=(--catalogue-file "deploy/catalogue/$name.toml")
+        fi
     fi
     start_service "mpp-$name" "$grpc" "$exe" "${args[@]}"
     printf '%-15s up: gRPC 127.0.0.1:%s, metrics %s://127.0.0.1:%s/metrics\n' "mpp-$name" "$grpc" "$SCHEME" "$metrics" >&2
@@ -452,7 +474,7 @@ for s in "${SERVICES[@]}"; do
     printf '  %-15s %s://127.0.0.1:%s/metrics\n' "mpp-$name" "$SCHEME" "$metrics"
 done
 echo
-echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, vault-key, serial-key, operator-token, auditor-token (operator-tokens, auditor-tokens = their hashes), registrar.key, signing-<service>.key, sim-token-<service> (mpp-sim's token there; tokens-<service> = its hash)."
+echo "Secrets in .local/secrets/ (0600): pin-pepper, nik-key, vault-key, serial-key, operator-token, auditor-token (operator-tokens, auditor-tokens = their hashes), registrar.key, signing-<service>.key, sim-token-<service> (mpp-sim's token there; tokens-<service> = its hash), front-office-token-<agency> (its walk-in token at the front office)."
 SIM_ENV='for s in frontoffice dukcapil imigrasi bpn pln pdam bank dpmptsp; do export "MPP_${s^^}_TOKEN=$(cat .local/secrets/sim-token-$s)"; done'
 if [ "$TLS" = 1 ]; then
     echo "More traffic: $SIM_ENV; $BIN/mpp-sim --cases 20 --seed 7 --tls-ca-file $TLS_DIR/ca.pem --<service>-addr https://127.0.0.1:<port> (each service)"

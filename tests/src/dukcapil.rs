@@ -49,10 +49,14 @@ pub fn client(agency: &AgencyProcess) -> Result<DukcapilClient> {
 }
 
 /// Every event id the service answered "accepted", in answer order, shared
-/// between driver workers and the test.
+/// between driver workers and the test. A walk-in filing's answer starts
+/// with the front office's `case_opened` (the front office opened the case,
+/// in its own outbox): those ids are also kept apart ([`Answered::openings`]),
+/// since only the agency's own events have verdicts at the agency.
 #[derive(Debug, Default)]
 pub struct Answered {
     ids: Mutex<Vec<String>>,
+    openings: Mutex<Vec<String>>,
     count: AtomicU64,
 }
 
@@ -64,6 +68,27 @@ impl Answered {
         all.extend(ids.iter().cloned());
         self.count.store(all.len() as u64, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Records the event ids of a walk-in filing's answer: the front
+    /// office's opening, then the agency's filing.
+    pub fn record_walk_in(&self, ids: &[String]) -> Result<()> {
+        self.record(ids)?;
+        let opening = ids.first().ok_or_else(|| anyhow!("a walk-in answered no event id"))?;
+        self.openings.lock().map_err(|_| anyhow!("openings: lock poisoned"))?.push(opening.clone());
+        Ok(())
+    }
+
+    /// The front office's openings answered for walk-ins so far.
+    pub fn openings(&self) -> Result<Vec<String>> {
+        Ok(self.openings.lock().map_err(|_| anyhow!("openings: lock poisoned"))?.clone())
+    }
+
+    /// The event ids the agency itself published (answered, less the front
+    /// office's openings), in answer order.
+    pub fn published_by_agency(&self) -> Result<Vec<String>> {
+        let openings = self.openings()?;
+        Ok(self.snapshot()?.into_iter().filter(|id| !openings.contains(id)).collect())
     }
 
     /// How many event ids were answered so far.
@@ -121,7 +146,11 @@ pub async fn ajukan(
         "AjukanPermohonan answered {} event ids, expected {want}",
         r.event_ids.len()
     );
-    answered.record(&r.event_ids)?;
+    if nomor_berkas.is_empty() {
+        answered.record_walk_in(&r.event_ids)?;
+    } else {
+        answered.record(&r.event_ids)?;
+    }
     Ok((r.nomor_berkas, r.nomor_permohonan))
 }
 

@@ -108,6 +108,24 @@ impl Logins {
             options.extra_args.extend(["--nats-tls-ca-file".to_owned(), self.tls_ca().display().to_string()]);
         }
         options.extra_args.push("--skip-stream-setup".to_owned());
+        // The companion front office that opens its walk-in citizens' cases
+        // logs in as the front office's user, where the configuration has
+        // one (deploy/nats/secure.conf: `frontoffice`).
+        let front = "frontoffice";
+        if self.seed_file(front).exists() {
+            options.companion_args = vec![
+                "--nats-user".to_owned(),
+                front.to_owned(),
+                "--nats-nkey-file".to_owned(),
+                self.seed_file(front).display().to_string(),
+                "--skip-stream-setup".to_owned(),
+            ];
+            if tls {
+                options
+                    .companion_args
+                    .extend(["--nats-tls-ca-file".to_owned(), self.tls_ca().display().to_string()]);
+            }
+        }
         options
     }
 }

@@ -370,6 +370,55 @@ pub struct AgencyProcess {
     grpc_addr: SocketAddr,
     token: String,
     dir: tempfile::TempDir,
+    /// The front office the harness started for this agency's walk-in
+    /// citizens ([`FrontOfficeLink::Companion`]).
+    companion: Option<Box<AgencyProcess>>,
+}
+
+/// Which front office an agency service opens its walk-in citizens' cases
+/// at (`--front-office-url`, `--front-office-token-file`).
+#[derive(Debug, Clone, Default)]
+pub enum FrontOfficeLink {
+    /// A front office of the same region and NATS server, started by the
+    /// harness with the agency (with [`AgencyOptions::companion_args`],
+    /// e.g. its NATS login), which lists the agency's own token with the
+    /// scope `cases:open-walk-in` only. What a deployment
+    /// does: every agency service is given its MPP's front office.
+    #[default]
+    Companion,
+    /// No front office: a walk-in filing is refused
+    /// (`FRONT_OFFICE_NOT_CONFIGURED`).
+    None,
+    /// This front office's gRPC URL and the agency's token file there.
+    Given {
+        /// `--front-office-url`.
+        url: String,
+        /// `--front-office-token-file`.
+        token_file: PathBuf,
+    },
+}
+
+/// Walk-in openings per minute (and burst) per agency token at the
+/// companion front offices the harness starts (the flags' largest value):
+/// tests drive walk-ins far faster than a counter would (the front
+/// office's default is 60 a minute).
+pub const HARNESS_WALK_INS_PER_MINUTE: u32 = 100_000;
+
+/// The client id of an agency service's token at its companion front
+/// office: `walk-in-<binary>` (e.g. `walk-in-mpp-dukcapil`).
+pub fn walk_in_client_id(binary: &str) -> String {
+    format!("walk-in-{binary}")
+}
+
+/// A tokens-file line for `client_id` with `token`'s SHA-256 and `scopes`
+/// (comma-separated; empty for all).
+pub fn token_line(client_id: &str, token: &str, scopes: &str) -> String {
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    if scopes.is_empty() {
+        format!("{client_id}:{hash}\n")
+    } else {
+        format!("{client_id}:{hash}:{scopes}\n")
+    }
 }
 
 /// Options of an agency service process.
@@ -383,12 +432,29 @@ pub struct AgencyOptions {
     pub pin_pepper_file: Option<PathBuf>,
     /// More arguments, appended as given.
     pub extra_args: Vec<String>,
+    /// An agency service's front office (ignored by the front office).
+    pub front_office: FrontOfficeLink,
+    /// More arguments of the companion front office
+    /// ([`FrontOfficeLink::Companion`]), e.g. its NATS login.
+    pub companion_args: Vec<String>,
+    /// More lines of the tokens file (see [`token_line`]), after the
+    /// harness's `e2e-tests` client, e.g. an agency's walk-in token at a
+    /// front office.
+    pub extra_token_lines: Vec<String>,
 }
 
 impl AgencyOptions {
-    /// Defaults for region `region_code`.
+    /// Defaults for region `region_code`: a companion front office for an
+    /// agency service's walk-ins.
     pub fn region(region_code: &str) -> Self {
-        Self { region_code: region_code.to_owned(), pin_pepper_file: None, extra_args: Vec::new() }
+        Self {
+            region_code: region_code.to_owned(),
+            pin_pepper_file: None,
+            extra_args: Vec::new(),
+            front_office: FrontOfficeLink::Companion,
+            companion_args: Vec::new(),
+            extra_token_lines: Vec::new(),
+        }
     }
 }
 
@@ -467,10 +533,57 @@ impl AgencyProcess {
         let token = format!("e2e-{}", uuid::Uuid::now_v7().simple());
         if help.contains("--tokens-file") {
             let tokens = dir.path().join("tokens");
-            let hash = hex::encode(Sha256::digest(token.as_bytes()));
-            std::fs::write(&tokens, format!("# written by the mpp-tests harness\ne2e-tests:{hash}\n"))
-                .context("cannot write tokens file")?;
+            let text = format!(
+                "# written by the mpp-tests harness\n{}{}",
+                token_line("e2e-tests", &token, ""),
+                options.extra_token_lines.concat()
+            );
+            std::fs::write(&tokens, text).context("cannot write tokens file")?;
             args.extend(["--tokens-file".to_owned(), tokens.display().to_string()]);
+        }
+        let mut companion = None;
+        if binary != "mpp-frontoffice" && help.contains("--front-office-url") {
+            let link = match options.front_office.clone() {
+                FrontOfficeLink::None => None,
+                FrontOfficeLink::Given { url, token_file } => Some((url, token_file)),
+                FrontOfficeLink::Companion => {
+                    let walk_in_token = format!("walk-in-{}", uuid::Uuid::now_v7().simple());
+                    let token_file = dir.path().join("front-office-token");
+                    std::fs::write(&token_file, format!("{walk_in_token}\n"))
+                        .context("cannot write front-office token file")?;
+                    let front = Self::spawn_frontoffice(
+                        nats_url,
+                        AgencyOptions {
+                            pin_pepper_file: options.pin_pepper_file.clone(),
+                            extra_args: [
+                                options.companion_args.clone(),
+                                ["--walk-ins-per-minute", "--walk-ins-burst"]
+                                    .iter()
+                                    .flat_map(|f| [f.to_string(), HARNESS_WALK_INS_PER_MINUTE.to_string()])
+                                    .collect(),
+                            ]
+                            .concat(),
+                            extra_token_lines: vec![token_line(
+                                &walk_in_client_id(binary),
+                                &walk_in_token,
+                                "cases:open-walk-in",
+                            )],
+                            ..AgencyOptions::region(&options.region_code)
+                        },
+                    )?;
+                    let url = front.grpc_endpoint();
+                    companion = Some(Box::new(front));
+                    Some((url, token_file))
+                }
+            };
+            if let Some((url, token_file)) = link {
+                args.extend([
+                    "--front-office-url".to_owned(),
+                    url,
+                    "--front-office-token-file".to_owned(),
+                    token_file.display().to_string(),
+                ]);
+            }
         }
         if help.contains("--pin-pepper-file") {
             let pepper = pin_pepper_file(options.pin_pepper_file, dir.path())?;
@@ -487,7 +600,7 @@ impl AgencyProcess {
         let level = std::env::var("MPP_TEST_AGENCY_LOG").unwrap_or_else(|_| "info".to_owned());
         process.env("MPP_LOG", &level);
         process.start()?;
-        Ok(Self { name: binary.to_owned(), process, grpc_addr, token, dir })
+        Ok(Self { name: binary.to_owned(), process, grpc_addr, token, dir, companion })
     }
 
     /// The binary's name, e.g. `mpp-pdam`.
@@ -530,8 +643,18 @@ impl AgencyProcess {
         self.process.log_tail()
     }
 
-    /// Waits until the gRPC port accepts a connection; fails early on exit.
+    /// The front office the harness started for this agency's walk-ins
+    /// ([`FrontOfficeLink::Companion`]), if any.
+    pub fn companion(&mut self) -> Option<&mut AgencyProcess> {
+        self.companion.as_deref_mut()
+    }
+
+    /// Waits until the gRPC port (and the companion front office's)
+    /// accepts a connection; fails early on exit.
     pub async fn wait_listening(&mut self, deadline: Duration) -> Result<()> {
+        if let Some(front) = self.companion.as_deref_mut() {
+            Box::pin(front.wait_listening(deadline)).await?;
+        }
         let addr = self.grpc_addr;
         let process = &mut self.process;
         let r = wait_for(&format!("{} to accept gRPC connections", self.name), deadline, || {

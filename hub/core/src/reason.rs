@@ -122,7 +122,7 @@ reason_codes! {
     /// The PIN given has neither shape of a PIN.
     MalformedPin => "MALFORMED_PIN", "The PIN is neither 9 characters of 23456789ABCDEFGHJKMNPQRSTUVWXYZ (case, spaces and dashes ignored) nor 6 digits (a PIN issued before 9-character PINs).";
     /// Too many lookups from one client address.
-    RateLimited => "RATE_LIMITED", "Too many requests: lookups from this client address, or personal-data reads or erasures by this client system; wait as long as Retry-After (or retry-after-s) says, then retry.";
+    RateLimited => "RATE_LIMITED", "Too many requests: lookups from this client address, or personal-data reads or erasures or walk-in case openings by this client system; wait as long as Retry-After (or retry-after-s) says, then retry.";
     /// Too many wrong PINs for one tracking number.
     LookupLocked => "LOOKUP_LOCKED", "Too many wrong PINs were tried for this tracking number (whether or not it exists); its lookups are locked for a while (see Retry-After).";
     /// The case's personal data was erased (its data key destroyed).
@@ -210,6 +210,12 @@ reason_codes! {
     HeldApplicationsFull => "HELD_APPLICATIONS_FULL", "The participant (limits::HELD_APPLICATIONS_PER_PARTICIPANT_MAX: 64) or the hub (limits::HELD_APPLICATIONS_MAX: 1,024) already holds the most applications filed into cases not opened yet; file once the front office has opened the case.";
     /// The registry grants the caller no other participant's events to follow.
     NoFollowGrant => "NO_FOLLOW_GRANT", "The participant registry grants the caller no other participant's event types to follow (ParticipantRegistered.follows), so CaseEventService.FollowCaseEvents has nothing it may send; ask the province's registrar.";
+    /// An agency service was asked to open a case for a walk-in citizen without a front office configured.
+    FrontOfficeNotConfigured => "FRONT_OFFICE_NOT_CONFIGURED", "A filing without a tracking number needs a case opened by the MPP front office, and this agency service runs without one (--front-office-url, --front-office-token-file): open the case at the front office and file into it, or configure the service. Nothing was published.";
+    /// The front office could not be reached to open a walk-in citizen's case.
+    FrontOfficeUnavailable => "FRONT_OFFICE_UNAVAILABLE", "The agency service could not reach the MPP front office to open the walk-in citizen's case (connection refused, timed out or the front office is unavailable); nothing was filed, retry later.";
+    /// The front office refused to open a walk-in citizen's case.
+    FrontOfficeRefused => "FRONT_OFFICE_REFUSED", "The MPP front office refused to open the walk-in citizen's case for this agency service (e.g. its token lacks the cases:open-walk-in scope, or the front office's own reason code in the message); nothing was filed.";
 }
 
 impl fmt::Display for ReasonCode {

@@ -103,13 +103,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=BATCH_MESSAGES_MAX as i64))]
     pub batch_max: u32,
     /// File holding the province's secret PIN pepper (16..=4096 bytes after
-    /// trimming whitespace), the same file the agency services use: the hub
-    /// checks citizens' PINs against the verifiers they publish. Required
-    /// unless --insecure-dev-keys is given.
+    /// trimming whitespace), the same file the front offices use (and
+    /// nobody else): the hub checks citizens' PINs against the verifiers
+    /// they publish. Required unless --insecure-dev-keys is given.
     #[arg(long, env = "MPP_PIN_PEPPER_FILE")]
     pub pin_pepper_file: Option<PathBuf>,
     /// Development only: without --pin-pepper-file, use the PUBLIC
-    /// development pepper (the agency services' default); without
+    /// development pepper (the front office's default); without
     /// --registrar-key-file, run without a participant registry as
     /// --insecure-no-registrar does. Logged loudly.
     #[arg(long, env = "MPP_INSECURE_DEV_KEYS", conflicts_with = "pin_pepper_file")]

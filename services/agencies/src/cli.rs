@@ -36,8 +36,10 @@ pub fn long_about(info: &AgencyInfo) -> String {
          Callers authenticate with `authorization: Bearer <token>`; the tokens of the client \
          systems are listed hashed in --tokens-file (`client_id:` and the output of \
          `printf %s \"$TOKEN\" | sha256sum`). Without a tokens file the service refuses to start \
-         unless --insecure-no-auth is given; without --pin-pepper-file (the province's PIN \
-         pepper, shared with the hub) unless --insecure-dev-keys is given.\n\n\
+         unless --insecure-no-auth is given. A filing without a tracking number (a walk-in \
+         citizen) has its case opened by the MPP front office (--front-office-url, \
+         BukaBerkasInstansi), which returns the tracking number and PIN; without a front office \
+         it is refused (FRONT_OFFICE_NOT_CONFIGURED). The service holds no PIN pepper.\n\n\
          Its service standards (completion time, fee, requirements, fiktif positif) come from \
          {catalogue}, compiled in, or from --catalogue-file; they are checked at start. On start \
          it creates the MPP_EVENTS stream if missing (unless --skip-stream-setup) and publishes \

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use mpp_core::EventBody;
 use proptest::prelude::*;
 
-use mpp_agency_kit::testing::MemoryPublisher;
-use mpp_agency_kit::{Agency, EventBuilder, OutgoingEvent, PinPepper, SystemClock, REASON_CODE_METADATA_KEY};
+use mpp_agency_kit::testing::{MemoryFrontOffice, MemoryPublisher};
+use mpp_agency_kit::{Agency, EventBuilder, OutgoingEvent, SystemClock, REASON_CODE_METADATA_KEY};
 use mpp_core::ids::{AgencyId, RegionCode, TrackingNumber};
 use mpp_core::state::next_state;
 use mpp_core::{AppState, EventKind};
@@ -25,14 +25,24 @@ pub(crate) const REGION: &str = "1771";
 /// One day in milliseconds.
 pub(crate) const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// `info`'s agency at the test MPP over an in-memory publisher.
+/// `info`'s agency at the test MPP over an in-memory publisher, its walk-in
+/// cases opened by an in-memory front office.
 pub(crate) fn agency(info: &AgencyInfo, publisher: Arc<MemoryPublisher>) -> Agency {
+    agency_with(info, publisher, Arc::new(MemoryFrontOffice::new()))
+}
+
+/// [`agency`] with the front office `front`.
+pub(crate) fn agency_with(
+    info: &AgencyInfo,
+    publisher: Arc<MemoryPublisher>,
+    front: Arc<MemoryFrontOffice>,
+) -> Agency {
     let builder = EventBuilder::new(
         RegionCode::parse(REGION).unwrap(),
         AgencyId::parse(info.agency_id).unwrap(),
         Arc::new(SystemClock),
     );
-    Agency::new(builder, publisher, PinPepper::from_bytes(b"agencies-unit-test-pepper").unwrap())
+    Agency::new(builder, publisher).with_walk_in(front)
 }
 
 /// A time `days` days from now, in Unix milliseconds.
@@ -75,14 +85,16 @@ pub(crate) fn body(e: &OutgoingEvent) -> Body {
 pub(crate) struct Recorder {
     pub(crate) info: &'static AgencyInfo,
     pub(crate) publisher: Arc<MemoryPublisher>,
+    pub(crate) front: Arc<MemoryFrontOffice>,
 }
 
 impl Recorder {
     /// A recorder for `info` over a fresh in-memory publisher, and the agency.
     pub(crate) fn new(info: &'static AgencyInfo) -> (Self, Agency) {
         let publisher = Arc::new(MemoryPublisher::new());
-        let agency = agency(info, publisher.clone());
-        (Self { info, publisher }, agency)
+        let front = Arc::new(MemoryFrontOffice::new());
+        let agency = agency_with(info, publisher.clone(), front.clone());
+        (Self { info, publisher, front }, agency)
     }
 
     /// Events published so far.
@@ -150,10 +162,12 @@ pub(crate) struct FiledAnswer<'a> {
 
 impl Recorder {
     /// Checks a filing of `service` (an enum value of the agency's proto)
-    /// answered `answer` after `before` events: into a new case when
-    /// `new_case` (a tracking number, a 6-digit PIN, `case_opened` then
-    /// `application_filed`), else into `case` (no PIN, `application_filed`
-    /// only); the application id has the service's prefix; the events
+    /// answered `answer` after `before` events: into a new case when `case`
+    /// is `None` (the front office's last opening: its tracking number,
+    /// PIN and event id, then the agency's `application_filed` only: an
+    /// agency never publishes `case_opened`), else into `case` (no PIN,
+    /// `application_filed` only); the application id has the service's
+    /// prefix; the events
     /// carry the returned ids, `documents`, `officer` and the service's
     /// subject.
     #[allow(clippy::too_many_arguments)]
@@ -171,20 +185,25 @@ impl Recorder {
         assert!(answer.application.starts_with(&prefix), "{} of {prefix}", answer.application);
         assert!(TrackingNumber::parse(answer.case).is_ok(), "{}", answer.case);
         let events = &self.publisher.events()[before..];
-        let ids: Vec<&str> = events.iter().map(|e| e.event_id()).collect();
-        assert_eq!(answer.event_ids, ids);
+        let mut ids: Vec<&str> = events.iter().map(|e| e.event_id()).collect();
         let kinds: Vec<EventKind> = events.iter().map(|e| kind(&body(e))).collect();
+        assert_eq!(kinds, [EventKind::ApplicationFiled], "an agency publishes only its filing");
+        let opened = self.front.opened();
         match case {
             None => {
+                let (o, _) = opened.last().expect("the front office opened the case");
                 assert_eq!(answer.pin.len(), mpp_core::pin::STRONG_PIN_CHARS, "a new case has a strong PIN");
-                assert!(mpp_core::pin::Pin::parse(answer.pin).is_some(), "{} is a PIN", answer.pin);
-                assert_eq!(kinds, [EventKind::CaseOpened, EventKind::ApplicationFiled]);
+                assert_eq!(
+                    (answer.case, answer.pin),
+                    (o.tracking_number.to_string().as_str(), o.pin.expose())
+                );
+                ids.insert(0, &o.event_id);
             }
             Some(case) => {
                 assert_eq!((answer.case, answer.pin), (case, ""), "filed into the case, no PIN");
-                assert_eq!(kinds, [EventKind::ApplicationFiled]);
             }
         }
+        assert_eq!(answer.event_ids, ids);
         let filed = body(events.last().unwrap());
         assert!(matches!(&filed, Body::ApplicationFiled(f) if f.documents == documents), "{filed:?}");
         for e in events {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use mpp_agencies::dukcapil::{run, AGENCY_ID, SERVING};
 use mpp_agency_kit::{
-    ensure_stream, Agency, EventBuilder, JetStreamPublisher, PinPepper, SystemClock,
-    REASON_CODE_METADATA_KEY, STREAM_NAME,
+    ensure_stream, Agency, EventBuilder, JetStreamPublisher, SystemClock, REASON_CODE_METADATA_KEY,
+    STREAM_NAME,
 };
 use mpp_core::ids::{AgencyId, RegionCode};
 use mpp_proto::agency::dukcapil::v1 as pb;
@@ -30,8 +30,10 @@ async fn a_call_becomes_acknowledged_events_in_the_stream() {
         AgencyId::parse(AGENCY_ID).unwrap(),
         Arc::new(SystemClock),
     );
-    let agency =
-        Agency::new(builder, Arc::new(publisher), PinPepper::from_bytes(b"grpc-test-pepper-0").unwrap());
+    // Walk-in cases are opened by an in-memory front office (its case_opened
+    // is not in this stream).
+    let front = Arc::new(mpp_agency_kit::testing::MemoryFrontOffice::new());
+    let agency = Agency::new(builder, Arc::new(publisher)).with_walk_in(front.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -55,13 +57,20 @@ async fn a_call_becomes_acknowledged_events_in_the_stream() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(filed.event_ids.len(), 2);
+    assert_eq!(filed.event_ids.len(), 2, "the front office's case_opened, the filing");
     assert_eq!(filed.pin.len(), mpp_core::pin::STRONG_PIN_CHARS);
+    let opened = front.opened();
+    assert_eq!(opened.len(), 1);
+    assert_eq!(
+        (opened[0].0.tracking_number.to_string(), opened[0].0.pin.expose()),
+        (filed.nomor_berkas.clone(), filed.pin.as_str())
+    );
+    assert_eq!(opened[0].0.event_id, filed.event_ids[0]);
 
-    // The stream holds the three standards, then case_opened and application_filed.
+    // The stream holds the three standards, then application_filed.
     let mut stream = js.get_stream(STREAM_NAME).await.unwrap();
-    assert_eq!(stream.info().await.unwrap().state.messages, 5);
-    for (seq, id) in [(4u64, &filed.event_ids[0]), (5, &filed.event_ids[1])] {
+    assert_eq!(stream.info().await.unwrap().state.messages, 4);
+    for (seq, id) in [(4u64, &filed.event_ids[1])] {
         let msg = stream.get_raw_message(seq).await.unwrap();
         assert_eq!(msg.subject.as_str(), "mpp.events.dukcapil.kk");
         let header = msg.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_owned());
@@ -87,7 +96,7 @@ async fn a_call_becomes_acknowledged_events_in_the_stream() {
         err.metadata().get(REASON_CODE_METADATA_KEY).and_then(|v| v.to_str().ok()),
         Some("BAD_CHECK_DIGIT")
     );
-    assert_eq!(stream.info().await.unwrap().state.messages, 5);
+    assert_eq!(stream.info().await.unwrap().state.messages, 4);
 
     // A good step is published on the application's service subject.
     let step = client
@@ -99,7 +108,7 @@ async fn a_call_becomes_acknowledged_events_in_the_stream() {
         .await
         .unwrap()
         .into_inner();
-    let msg = stream.get_raw_message(6).await.unwrap();
+    let msg = stream.get_raw_message(5).await.unwrap();
     assert_eq!(msg.subject.as_str(), "mpp.events.dukcapil.kk");
     let env = ev::Envelope::decode(msg.payload.clone()).unwrap();
     assert_eq!(env.event_id, step.event_id);

@@ -46,9 +46,16 @@ fn config(args: CommonArgs) -> AgencyConfig {
     }
 }
 
+/// A case the front office opened (these tests run no front office, so
+/// they file into a given case; a walk-in filing is refused).
+fn case() -> String {
+    let region = mpp_core::ids::RegionCode::parse("1771").unwrap();
+    mpp_core::ids::TrackingNumber::new(region, 42).unwrap().to_string()
+}
+
 fn permohonan() -> pb::Permohonan {
     pb::Permohonan {
-        nomor_berkas: String::new(),
+        nomor_berkas: case(),
         layanan: pb::Layanan::Kk as i32,
         dokumen: vec!["Formulir F-1.01".into()],
         petugas: "ptg-07".into(),
@@ -118,7 +125,15 @@ async fn tokens_are_checked_and_accepted_calls_reach_the_stream() {
 
     // The right token: accepted, event ids in the answer.
     let filed = client.ajukan_permohonan(with_token(RIGHT_TOKEN)).await.unwrap().into_inner();
-    assert_eq!(filed.event_ids.len(), 2);
+    assert_eq!(filed.event_ids.len(), 1);
+
+    // A walk-in (no tracking number) needs a front office, which this
+    // service has none of: FAILED_PRECONDITION, nothing published.
+    let mut walk_in = with_token(RIGHT_TOKEN);
+    walk_in.get_mut().nomor_berkas = String::new();
+    let refused = client.ajukan_permohonan(walk_in).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(reason(&refused), Some("FRONT_OFFICE_NOT_CONFIGURED"));
 
     // The refusals are logged with peer, RPC and reason, never a token; the
     // accepted call's log lines name the client system.
@@ -134,16 +149,17 @@ async fn tokens_are_checked_and_accepted_calls_reach_the_stream() {
     assert!(!log.contains(WRONG_TOKEN) && !log.contains(RIGHT_TOKEN), "a token was logged:\n{log}");
     assert!(log.lines().any(|l| l.contains("client=siak-loket") && l.contains("Application filed")), "{log}");
 
-    // The outbox publishes the standards and both events to the stream.
+    // The outbox publishes the standards and the filing to the stream, and
+    // nothing of the refused walk-in.
     let mut stream = wait_for("the events in the stream", Duration::from_millis(DEADLINE_MS), || async {
         let mut s = js.get_stream(STREAM_NAME).await?;
         let messages = s.info().await?.state.messages;
-        Ok((messages >= 5).then_some(s))
+        Ok((messages >= 4).then_some(s))
     })
     .await
     .unwrap();
-    assert_eq!(stream.info().await.unwrap().state.messages, 5, "3 standards, case_opened, application_filed");
-    for (seq, id) in [(4u64, &filed.event_ids[0]), (5, &filed.event_ids[1])] {
+    assert_eq!(stream.info().await.unwrap().state.messages, 4, "3 standards, application_filed");
+    for (seq, id) in [(4u64, &filed.event_ids[0])] {
         let msg = stream.get_raw_message(seq).await.unwrap();
         let header = msg.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_owned());
         assert_eq!(header.as_deref(), Some(id.as_str()));
@@ -160,7 +176,7 @@ async fn tokens_are_checked_and_accepted_calls_reach_the_stream() {
     assert!(metrics.contains("text/plain; version=0.0.4"), "{metrics}");
     for line in [
         "\nmpp_outbox_oldest_age_seconds 0.000\n",
-        "\nmpp_outbox_published_total 5\n",
+        "\nmpp_outbox_published_total 4\n",
         "\nmpp_outbox_publish_errors_total 0\n",
         "\nmpp_auth_failures_total 2\n",
         "# TYPE mpp_outbox_published_total counter\n",
@@ -192,12 +208,13 @@ async fn without_tokens_it_refuses_to_start_unless_told_to_run_insecurely() {
     assert!(matches!(refused, Err(RunError::NoAuth)), "{refused:?}");
     assert!(!dir.path().join("a").exists(), "nothing opened before the refusal");
 
-    // Without a pepper file it refuses unless --insecure-dev-keys, like the hub.
-    let no_pepper =
-        CommonArgs { insecure_dev_keys: false, ..args(url.clone(), dir.path().join("p"), None, true) };
-    let refused = run_with(config(no_pepper), Dukcapil::server, listeners().await, async {}).await;
-    assert!(matches!(refused, Err(RunError::NoPepper)), "{refused:?}");
-    assert!(refused.unwrap_err().to_string().contains("--insecure-dev-keys"));
+    // An unusable front-office token file stops it before anything is opened.
+    let mut bad_front_office = args(url.clone(), dir.path().join("p"), None, true);
+    bad_front_office.front_office.front_office_url = Some("http://127.0.0.1:50060".into());
+    bad_front_office.front_office.front_office_token_file = Some(dir.path().join("no-such-token"));
+    let refused = run_with(config(bad_front_office), Dukcapil::server, listeners().await, async {}).await;
+    assert!(matches!(refused, Err(RunError::FrontOffice(_))), "{refused:?}");
+    assert!(refused.unwrap_err().to_string().contains("no-such-token"));
     assert!(!dir.path().join("p").exists(), "nothing opened before the refusal");
 
     // With --insecure-no-auth a call without a token is accepted into the
@@ -217,7 +234,7 @@ async fn without_tokens_it_refuses_to_start_unless_told_to_run_insecurely() {
         tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     let filed =
         DukcapilServiceClient::new(channel).ajukan_permohonan(permohonan()).await.unwrap().into_inner();
-    assert_eq!(filed.event_ids.len(), 2);
+    assert_eq!(filed.event_ids.len(), 1);
     assert!(mpp_test_support::log::captured_text().contains("AUTHENTICATION DISABLED"));
     let _ = stop_tx.send(());
     server.await.unwrap().unwrap();

@@ -20,9 +20,12 @@
 //!   the counter values, as before, and the service warns at start that
 //!   tracking numbers are enumerable (`--insecure-dev-keys` changes
 //!   nothing here).
-//! - **Disjoint from the random serials.** Ranges lie below
-//!   [`RANDOM_SERIAL_MIN`], the start of the serials agency services draw at
-//!   random for walk-in cases (see `mpp_agency_kit::ids`).
+//! - **The only source of tracking numbers.** Agency services no longer
+//!   draw random serials for walk-in citizens: they ask this front office
+//!   (`BukaBerkasInstansi`), which allocates from this counter. Ranges lie
+//!   below [`SERIAL_RANGE_END_MAX`] (the lower half of the serial space;
+//!   the upper half, once the agencies' random walk-in serials, is left
+//!   unused, see the const).
 //!
 //! Known limits: a serial allocated for a call that then fails (the outbox
 //! refused it) is never used, leaving a gap. Each allocation is one sync
@@ -51,7 +54,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use mpp_agency_kit::durable::{self, redb, sled, DurableError, Storage};
-use mpp_agency_kit::ids::RANDOM_SERIAL_MIN;
 use redb::{ReadableTable, TableDefinition};
 
 use crate::serial_key::{Permutation, SerialKey};
@@ -81,9 +83,12 @@ const PERMUTED_DOMAIN_BYTES: usize = 8 + 8 + 32;
 pub const SERIAL_RANGE_START_DEFAULT: u64 = 1;
 
 /// Default, and largest allowed value, of `--serial-range-end` (exclusive):
-/// the counters' half of the serial space ends where the random serials
-/// begin.
-pub const SERIAL_RANGE_END_MAX: u64 = RANDOM_SERIAL_MIN;
+/// the lower half of the 10-digit serial space. The upper half was where
+/// agency services drew random serials for walk-in citizens; they no longer
+/// do (their cases are opened here), and it stays unused: the default range
+/// is also the domain of the serial key's permutation, so raising it would
+/// change the printed serials of every front office that uses a key.
+pub const SERIAL_RANGE_END_MAX: u64 = 5_000_000_000;
 
 // Every range a counter may be given can be permuted.
 const _: () = assert!(SERIAL_RANGE_END_MAX <= crate::serial_key::PERMUTATION_SIZE_MAX);

@@ -21,13 +21,23 @@
 //! 6. answers with the tracking number, the PIN (once), the event id and the
 //!    [`receipt`] lines to print.
 //!
+//! `BukaBerkasInstansi` opens a case for an agency service's walk-in
+//! citizen (the agency files its application into it and hands the citizen
+//! the PIN): the same counter and PIN, `case_opened` with an empty NIK hash
+//! and no personal data, since the agencies' filings carry none. The caller
+//! is the agency service its token names (scope `cases:open-walk-in`),
+//! logged with every opening and rate-limited per token. The PIN pepper
+//! lives here and at the hub only (`--pin-pepper-file`): no agency service
+//! computes a PIN verifier.
+//!
 //! `LihatDataPribadi` decrypts a case's personal data for an officer;
 //! `HapusDataPribadi` destroys the citizen's key (crypto-shredding, UU
 //! 27/2022) and publishes `personal_data_erased` for each of their cases
 //! (docs/PRIVACY.md).
 //!
 //! Each RPC needs its own scope in the caller's token ([`RPC_SCOPES`]:
-//! `cases:open`, `personal-data:read`, `personal-data:erase`), so a desk
+//! `cases:open`, `personal-data:read`, `personal-data:erase`,
+//! `pins:reissue`, `cases:open-walk-in`), so a desk
 //! that opens cases cannot read or erase personal data. Reads and erasures
 //! are logged with the authenticated client id as the accountable officer
 //! (the request's `petugas` is logged as what the caller claims, and stays
@@ -65,9 +75,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use mpp_agency_kit::ids::PepperError;
 use mpp_agency_kit::{
-    input, to_status, Agency, AgencyConfig, ClientId, Clock, CommonArgs, KitError, Listeners, RpcScopes,
-    SystemClock,
+    input, pin_verifier, to_status, Agency, AgencyConfig, ClientId, Clock, CommonArgs, KitError, Listeners,
+    OutgoingEvent, Pin, PinPepper, RpcScopes, SystemClock,
 };
 use mpp_core::event::Target;
 use mpp_core::ids::{AgencyId, OfficerId, RegionCode, ServiceId, TrackingNumber};
@@ -117,13 +128,18 @@ pub const SCOPE_PERSONAL_DATA_ERASE: &str = "personal-data:erase";
 /// The scope of `TerbitkanUlangPin`.
 pub const SCOPE_PINS_REISSUE: &str = "pins:reissue";
 
+/// The scope of `BukaBerkasInstansi`: an agency service's token, to open
+/// its walk-in citizens' cases (give it no other scope).
+pub const SCOPE_CASES_OPEN_WALK_IN: &str = "cases:open-walk-in";
+
 /// The scope each RPC of the front office needs (see
-/// [`mpp_agency_kit::auth`]); a tokens-file line without scopes has all four.
+/// [`mpp_agency_kit::auth`]); a tokens-file line without scopes has them all.
 pub const RPC_SCOPES: RpcScopes = RpcScopes(&[
     ("/mpp.frontoffice.v1.FrontOfficeService/BukaBerkas", SCOPE_CASES_OPEN),
     ("/mpp.frontoffice.v1.FrontOfficeService/LihatDataPribadi", SCOPE_PERSONAL_DATA_READ),
     ("/mpp.frontoffice.v1.FrontOfficeService/HapusDataPribadi", SCOPE_PERSONAL_DATA_ERASE),
     ("/mpp.frontoffice.v1.FrontOfficeService/TerbitkanUlangPin", SCOPE_PINS_REISSUE),
+    ("/mpp.frontoffice.v1.FrontOfficeService/BukaBerkasInstansi", SCOPE_CASES_OPEN_WALK_IN),
 ]);
 
 /// The gRPC metadata entry of a `RATE_LIMITED` answer: whole seconds to
@@ -139,6 +155,23 @@ pub fn agency_id(region: RegionCode) -> Result<AgencyId, Rejection> {
 /// has an `MPP_*` environment fallback.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FrontOfficeArgs {
+    /// File holding the secret pepper of citizen PIN verifiers (16..=4096
+    /// bytes; surrounding whitespace ignored). Must be the same for every
+    /// front office and the hub of the province; agency services hold none
+    /// (their walk-in citizens' cases are opened here). Required unless
+    /// --insecure-dev-keys is given.
+    #[arg(long, env = "MPP_PIN_PEPPER_FILE")]
+    pub pin_pepper_file: Option<PathBuf>,
+
+    /// Allow the PUBLIC development keys when a key file is missing: the PIN
+    /// pepper without --pin-pepper-file, the NIK key without --nik-key-file
+    /// and the vault key without --vault-key-file, logged loudly at start.
+    /// Development only: with them every published PIN verifier and NIK
+    /// hash can be reversed. Without this flag the service refuses to start
+    /// when a key file is missing, as the hub does.
+    #[arg(long, env = "MPP_INSECURE_DEV_KEYS")]
+    pub insecure_dev_keys: bool,
+
     /// File holding the secret key of NIK keyed hashes (HMAC-SHA-256; 32..=4096
     /// bytes, surrounding whitespace ignored), e.g. from `head -c 32
     /// /dev/urandom | base64`. Every service of the province that publishes
@@ -166,9 +199,10 @@ pub struct FrontOfficeArgs {
     #[arg(long, env = "MPP_SERIAL_RANGE_START", default_value_t = SERIAL_RANGE_START_DEFAULT)]
     pub serial_range_start: u64,
 
-    /// End of this front office's serials (exclusive), at most 5000000000:
-    /// serials from 5000000000 on are drawn at random by agency services
-    /// that open cases for walk-in citizens themselves.
+    /// End of this front office's serials (exclusive), at most 5000000000
+    /// (serials from 5000000000 on are left unused: they were the random
+    /// serials of agency services' walk-in cases, which are now opened
+    /// here).
     #[arg(long, env = "MPP_SERIAL_RANGE_END", default_value_t = SERIAL_RANGE_END_MAX)]
     pub serial_range_end: u64,
 
@@ -212,6 +246,17 @@ pub struct FrontOfficeArgs {
     #[arg(long, env = "MPP_PERSONAL_DATA_ERASURES_BURST", default_value_t = limit::ERASURES_BURST_DEFAULT,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub personal_data_erasures_burst: u32,
+
+    /// Walk-in cases (BukaBerkasInstansi) one agency service's token may
+    /// have opened per minute; beyond them RESOURCE_EXHAUSTED / RATE_LIMITED.
+    #[arg(long, env = "MPP_WALK_INS_PER_MINUTE", default_value_t = limit::WALK_INS_PER_MINUTE_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub walk_ins_per_minute: u32,
+
+    /// Walk-in cases one agency service's token may have opened in a burst.
+    #[arg(long, env = "MPP_WALK_INS_BURST", default_value_t = limit::WALK_INS_BURST_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub walk_ins_burst: u32,
 }
 
 impl FrontOfficeArgs {
@@ -226,6 +271,7 @@ impl FrontOfficeArgs {
                 per_minute: self.personal_data_erasures_per_minute,
                 burst: self.personal_data_erasures_burst,
             },
+            walk_ins: Limit { per_minute: self.walk_ins_per_minute, burst: self.walk_ins_burst },
         }
     }
 }
@@ -244,6 +290,14 @@ pub enum OpenError {
     /// many cases).
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The calling agency service used up its walk-in openings for now.
+    #[error("client {client} opened too many walk-in cases; retry in {} s", retry.seconds)]
+    RateLimited {
+        /// The authenticated client.
+        client: ClientId,
+        /// How long to wait.
+        retry: RetryAfter,
+    },
 }
 
 impl OpenError {
@@ -253,6 +307,7 @@ impl OpenError {
             OpenError::Kit(e) => e.reason_code(),
             OpenError::Counter(_) => ReasonCode::Unavailable,
             OpenError::Vault(e) => vault_reason(e),
+            OpenError::RateLimited { .. } => ReasonCode::RateLimited,
         }
     }
 }
@@ -271,6 +326,14 @@ fn status_with(code: Code, reason: ReasonCode, message: String) -> Status {
     status
         .metadata_mut()
         .insert(mpp_agency_kit::REASON_CODE_METADATA_KEY, MetadataValue::from_static(reason.as_str()));
+    status
+}
+
+/// `RESOURCE_EXHAUSTED` / `RATE_LIMITED` with the seconds to wait in
+/// [`RETRY_AFTER_METADATA_KEY`].
+fn rate_limited(message: String, retry: RetryAfter) -> Status {
+    let mut status = status_with(Code::ResourceExhausted, ReasonCode::RateLimited, message);
+    status.metadata_mut().insert(RETRY_AFTER_METADATA_KEY, MetadataValue::from(retry.seconds));
     status
 }
 
@@ -337,11 +400,7 @@ impl From<PrivacyError> for Status {
             PrivacyError::Erased(_) => {
                 status_with(Code::FailedPrecondition, err.reason_code(), err.to_string())
             }
-            PrivacyError::RateLimited { retry, .. } => {
-                let mut status = status_with(Code::ResourceExhausted, err.reason_code(), err.to_string());
-                status.metadata_mut().insert(RETRY_AFTER_METADATA_KEY, MetadataValue::from(retry.seconds));
-                status
-            }
+            PrivacyError::RateLimited { retry, .. } => rate_limited(err.to_string(), *retry),
         }
     }
 }
@@ -360,6 +419,7 @@ impl From<OpenError> for Status {
                 status_with(code, ReasonCode::Unavailable, e.to_string())
             }
             OpenError::Vault(e) => vault_status(&e),
+            e @ OpenError::RateLimited { retry, .. } => rate_limited(e.to_string(), retry),
         }
     }
 }
@@ -368,6 +428,7 @@ impl From<OpenError> for Status {
 #[derive(Debug, Clone)]
 pub struct FrontOffice {
     agency: Agency,
+    pepper: PinPepper,
     service: ServiceId,
     counter: SerialCounter,
     vault: Vault,
@@ -377,17 +438,46 @@ pub struct FrontOffice {
 }
 
 impl FrontOffice {
-    /// The front office over `agency`, allocating from `counter`, keeping
-    /// citizens' data keys in `vault`, with the default personal-data limits.
+    /// The front office over `agency`, computing PIN verifiers with
+    /// `pepper`, allocating from `counter`, keeping citizens' data keys in
+    /// `vault`, with the default per-client limits.
     pub fn new(
         agency: Agency,
+        pepper: PinPepper,
         counter: SerialCounter,
         vault: Vault,
         nik_key: NikKey,
         receipt: ReceiptConfig,
     ) -> Self {
         let limiter = PersonalDataLimiter::new(PersonalDataLimits::DEFAULT, Arc::new(SystemClock));
-        Self { agency, service: service_id(), counter, vault, nik_key, receipt, limiter }
+        Self { agency, pepper, service: service_id(), counter, vault, nik_key, receipt, limiter }
+    }
+
+    /// A fresh PIN and the case-level event `body` makes of its verifier
+    /// (`case_opened`, `pin_reissued`): the only place PIN verifiers are
+    /// computed outside the hub.
+    fn pin_event(
+        &self,
+        tracking: TrackingNumber,
+        officer: &OfficerId,
+        body: impl FnOnce(Vec<u8>) -> EventBody,
+    ) -> Result<(Pin, OutgoingEvent), KitError> {
+        let pin = Pin::generate();
+        let verifier = pin_verifier(&self.pepper, &tracking, &pin).to_vec();
+        let ev =
+            self.agency.builder().build(&self.service, Target::Case(tracking), officer, body(verifier))?;
+        Ok((pin, ev))
+    }
+
+    /// The next tracking number of the counter.
+    async fn next_tracking_number(&self) -> Result<TrackingNumber, OpenError> {
+        let serial = self.counter.allocate().await.inspect_err(|e| {
+            tracing::error!(error = %e, "Cannot allocate a tracking number; no case opened");
+        })?;
+        Ok(TrackingNumber::new(self.agency.region(), serial).ok_or_else(|| {
+            // The range is validated below SERIAL_RANGE_END_MAX < SERIAL_MAX.
+            KitError::Event(Rejection::new(ReasonCode::MalformedTrackingNumber, "serial out of range"))
+        })?)
     }
 
     /// This front office with `limits` on reading and erasing personal
@@ -426,13 +516,7 @@ impl FrontOffice {
                 tracing::error!(error = %e, "Cannot take the citizen's data key; no case opened");
             })?
         };
-        let serial = self.counter.allocate().await.inspect_err(|e| {
-            tracing::error!(error = %e, "Cannot allocate a tracking number; no case opened");
-        })?;
-        let tracking = TrackingNumber::new(self.agency.region(), serial).ok_or_else(|| {
-            // The range is validated below SERIAL_RANGE_END_MAX < SERIAL_MAX.
-            KitError::Event(Rejection::new(ReasonCode::MalformedTrackingNumber, "serial out of range"))
-        })?;
+        let tracking = self.next_tracking_number().await?;
         // The sealing's event id is chosen first: it is in the AAD.
         let sealed_id = uuid::Uuid::now_v7();
         let sealed = key.seal(&tracking, sealed_id.as_bytes(), &plaintext)?;
@@ -451,10 +535,12 @@ impl FrontOffice {
                 ciphertext: sealed.ciphertext,
             },
         )?;
-        let (pin, accepted) = self
-            .agency
-            .open_case_with(&self.service, tracking, &officer, nik_hash, std::slice::from_ref(&sealed_event))
-            .await?;
+        let (pin, opened) = self.pin_event(tracking, &officer, |pin_verifier| EventBody::CaseOpened {
+            pin_verifier,
+            nik_keyed_hash: nik_hash,
+        })?;
+        // Both in one outbox batch: accepted together or not at all.
+        let accepted = self.agency.publish_events(&[opened, sealed_event]).await?;
         let Some(accepted) = accepted.into_iter().next() else {
             return Err(OpenError::Kit(KitError::Event(Rejection::new(
                 ReasonCode::Unavailable,
@@ -487,12 +573,62 @@ impl FrontOffice {
 }
 
 impl FrontOffice {
+    /// Opens a case for a walk-in citizen of the agency service `client`
+    /// (the token's client id, never a field of the request): the next
+    /// serial of the counter, a fresh PIN, `case_opened` with an empty NIK
+    /// hash (the agency's filing carries no NIK) and no personal data.
+    /// Rate-limited per client ([`Action::WalkIn`]) and logged with the
+    /// client as the accountable system and the officer the request
+    /// claims.
+    pub async fn buka_berkas_instansi(
+        &self,
+        r: &pb::PembukaanBerkasInstansi,
+        client: &ClientId,
+    ) -> Result<pb::BerkasInstansiDibuka, OpenError> {
+        self.limiter.admit(client, Action::WalkIn).map_err(|retry| {
+            tracing::warn!(client = %client, retry_after_s = retry.seconds, "Walk-in opening rate-limited");
+            OpenError::RateLimited { client: client.clone(), retry }
+        })?;
+        let officer = input::officer("petugas", &r.petugas)?;
+        let tracking = self.next_tracking_number().await?;
+        let (pin, opened) = self.pin_event(tracking, &officer, |pin_verifier| EventBody::CaseOpened {
+            pin_verifier,
+            nik_keyed_hash: Vec::new(),
+        })?;
+        let event_id = opened.event_id().to_owned();
+        let accepted = self.agency.publish_events(std::slice::from_ref(&opened)).await?;
+        tracing::info!(
+            case = %tracking,
+            event_id = %event_id,
+            outbox_seq = ?accepted.first().and_then(|a| a.outbox_seq),
+            client = %client,
+            petugas = %officer,
+            "Case opened for an agency's walk-in citizen"
+        );
+        let tanda_terima = self.receipt.lines(&Receipt {
+            tracking: &tracking,
+            pin: &pin,
+            nama: "",
+            telepon: None,
+            officer: &officer,
+        });
+        Ok(pb::BerkasInstansiDibuka {
+            nomor_berkas: tracking.to_string(),
+            pin: pin.expose().to_owned(),
+            event_id,
+            tanda_terima,
+        })
+    }
+}
+
+impl FrontOffice {
     /// Takes a token of `client`'s bucket for `action`.
     fn admit(&self, client: &ClientId, action: Action) -> Result<(), PrivacyError> {
         self.limiter.admit(client, action).map_err(|retry| {
             let what = match action {
                 Action::Read => "reads",
                 Action::Erase => "erasures",
+                Action::WalkIn => "walk-in openings",
             };
             tracing::warn!(officer = %client, what, retry_after_s = retry.seconds, "Personal-data call rate-limited");
             PrivacyError::RateLimited { client: client.clone(), what, retry }
@@ -606,7 +742,15 @@ impl FrontOffice {
         if self.vault.blocking(move |v| v.case(&tracking)).await?.is_none() {
             return Err(PrivacyError::NotFound(tracking));
         }
-        let (pin, accepted) = self.agency.reissue_pin(&self.service, tracking, &officer).await?;
+        let (pin, ev) =
+            self.pin_event(tracking, &officer, |pin_verifier| EventBody::PinReissued { pin_verifier })?;
+        let event_id = ev.event_id().to_owned();
+        let accepted = self.agency.publish_events(std::slice::from_ref(&ev)).await?;
+        let accepted = accepted.into_iter().next().unwrap_or(mpp_agency_kit::Accepted {
+            event_id,
+            ack: None,
+            outbox_seq: None,
+        });
         tracing::info!(
             case = %tracking,
             officer = %client,
@@ -634,7 +778,7 @@ impl FrontOffice {
         case: TrackingNumber,
         officer: &OfficerId,
         key_id: &[u8],
-    ) -> Result<mpp_agency_kit::OutgoingEvent, KitError> {
+    ) -> Result<OutgoingEvent, KitError> {
         self.agency.builder().build(
             &self.service,
             Target::Case(case),
@@ -676,6 +820,14 @@ impl FrontOfficeService for FrontOffice {
         let client = authenticated_client(&request)?;
         Ok(Response::new(FrontOffice::terbitkan_ulang_pin(self, request.get_ref(), client).await?))
     }
+
+    async fn buka_berkas_instansi(
+        &self,
+        request: Request<pb::PembukaanBerkasInstansi>,
+    ) -> Result<Response<pb::BerkasInstansiDibuka>, Status> {
+        let client = authenticated_client(&request)?;
+        Ok(Response::new(FrontOffice::buka_berkas_instansi(self, request.get_ref(), client).await?))
+    }
 }
 
 /// The client the interceptor authenticated. A call without one (the
@@ -685,6 +837,17 @@ fn authenticated_client<T>(request: &Request<T>) -> Result<&ClientId, Status> {
     request.extensions().get::<ClientId>().ok_or_else(|| {
         mpp_agency_kit::auth::unauthenticated("no authenticated client", "the token of your client system")
     })
+}
+
+/// The front office's command without the kit's flags that only agency
+/// services use (`--front-office-url`, `--front-office-token-file`,
+/// `--front-office-tls-ca-file`: the front office opens walk-in cases
+/// itself, and refuses them, [`RunError::FrontOfficeLinkNotUsed`]) in its
+/// help.
+pub fn hide_agency_flags(cmd: clap::Command) -> clap::Command {
+    ["front_office_url", "front_office_token_file", "front_office_tls_ca_file"]
+        .into_iter()
+        .fold(cmd, |cmd, id| cmd.mut_arg(id, |a| a.hide(true)))
 }
 
 /// Why the front office could not start or stopped with an error.
@@ -699,6 +862,9 @@ pub enum RunError {
          public development pepper. Give the province's pepper file, or --insecure-dev-keys for development"
     )]
     NoPepper,
+    /// The PIN pepper file is unusable.
+    #[error(transparent)]
+    Pepper(#[from] PepperError),
     /// The NIK key is missing or unusable.
     #[error(transparent)]
     NikKey(#[from] NikKeyError),
@@ -724,6 +890,13 @@ pub enum RunError {
          which need no service standard. Give the catalogue to the agency services instead"
     )]
     CatalogueNotUsed,
+    /// `--front-office-url` was given: the front office opens walk-in cases
+    /// itself.
+    #[error(
+        "--front-office-url (MPP_FRONT_OFFICE_URL) is for agency services, whose walk-in citizens' cases \
+         the front office opens; the front office opens its own"
+    )]
+    FrontOfficeLinkNotUsed,
     /// The region makes no valid agency id (a bug: region codes are 4 digits).
     #[error("no agency id for this region: {0}")]
     AgencyId(Rejection),
@@ -763,15 +936,22 @@ pub async fn run_with(
     if common.tokens_file.is_none() && !common.insecure_no_auth {
         return Err(mpp_agency_kit::RunError::NoAuth.into());
     }
-    if common.pin_pepper_file.is_none() && !common.insecure_dev_keys {
+    if args.pin_pepper_file.is_none() && !args.insecure_dev_keys {
         return Err(RunError::NoPepper);
     }
     if common.catalogue_file.is_some() {
         return Err(RunError::CatalogueNotUsed);
     }
+    if common.front_office.is_set() {
+        return Err(RunError::FrontOfficeLinkNotUsed);
+    }
+    let pepper = match &args.pin_pepper_file {
+        Some(path) => PinPepper::from_file(path)?,
+        None => PinPepper::dev_default(),
+    };
     let range = SerialRange::new(args.serial_range_start, args.serial_range_end)?;
-    let nik_key = NikKey::load(args.nik_key_file.as_deref(), common.insecure_dev_keys)?;
-    let vault_key = VaultKey::load(args.vault_key_file.as_deref(), common.insecure_dev_keys)?;
+    let nik_key = NikKey::load(args.nik_key_file.as_deref(), args.insecure_dev_keys)?;
+    let vault_key = VaultKey::load(args.vault_key_file.as_deref(), args.insecure_dev_keys)?;
     // --insecure-dev-keys has no say here: without a key file serials stay
     // sequential, as they always were, and the counter warns.
     let order = match &args.serial_key_file {
@@ -797,7 +977,7 @@ pub async fn run_with(
     let make = {
         let (counter, vault) = (counter.clone(), vault.clone());
         move |agency| {
-            FrontOffice::new(agency, counter, vault, nik_key, receipt)
+            FrontOffice::new(agency, pepper, counter, vault, nik_key, receipt)
                 .with_limits(limits, Arc::new(SystemClock))
                 .into_server()
         }

@@ -1,5 +1,6 @@
-//! Per-client rate limits of reading and erasing personal data: a token
-//! bucket per authenticated client system and action. Each call (whatever
+//! Per-client rate limits of reading and erasing personal data and of
+//! opening agencies' walk-in cases: a token bucket per authenticated client
+//! system and action. Each call (whatever
 //! its outcome) takes one token; a bucket holds at most `burst` tokens and
 //! refills at `per_minute` a minute. An empty bucket refuses the call with
 //! `RESOURCE_EXHAUSTED` / `RATE_LIMITED` and the seconds until the next token.
@@ -32,6 +33,18 @@ pub const ERASURES_PER_MINUTE_DEFAULT: u32 = 2;
 /// Erasures a client system may make in a burst, by default.
 pub const ERASURES_BURST_DEFAULT: u32 = 3;
 
+/// Walk-in cases one agency service (one token) may have opened per minute,
+/// by default (`BukaBerkasInstansi`; a busy agency counter serves a citizen
+/// every few minutes, so this bounds what a leaked token can burn of the
+/// serials and the hub's log, not a real counter).
+pub const WALK_INS_PER_MINUTE_DEFAULT: u32 = 60;
+
+/// Walk-in cases one agency service may have opened in a burst, by default.
+pub const WALK_INS_BURST_DEFAULT: u32 = 30;
+
+/// Actions with a bucket per client ([`Action`]'s variants).
+const ACTIONS: usize = 3;
+
 /// Milli-tokens in one token (buckets count in thousandths).
 const MILLI: u64 = 1000;
 
@@ -44,13 +57,16 @@ pub struct Limit {
     pub burst: u32,
 }
 
-/// The limits of `LihatDataPribadi` and `HapusDataPribadi`, per client.
+/// The limits of `LihatDataPribadi`, `HapusDataPribadi` and
+/// `BukaBerkasInstansi`, per client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PersonalDataLimits {
     /// Reads.
     pub reads: Limit,
     /// Erasures.
     pub erasures: Limit,
+    /// Walk-in case openings for agency services.
+    pub walk_ins: Limit,
 }
 
 impl PersonalDataLimits {
@@ -58,6 +74,7 @@ impl PersonalDataLimits {
     pub const DEFAULT: PersonalDataLimits = PersonalDataLimits {
         reads: Limit { per_minute: READS_PER_MINUTE_DEFAULT, burst: READS_BURST_DEFAULT },
         erasures: Limit { per_minute: ERASURES_PER_MINUTE_DEFAULT, burst: ERASURES_BURST_DEFAULT },
+        walk_ins: Limit { per_minute: WALK_INS_PER_MINUTE_DEFAULT, burst: WALK_INS_BURST_DEFAULT },
     };
 }
 
@@ -68,6 +85,8 @@ pub enum Action {
     Read,
     /// `HapusDataPribadi`.
     Erase,
+    /// `BukaBerkasInstansi`.
+    WalkIn,
 }
 
 /// How long to wait before trying again, in whole seconds (at least 1).
@@ -99,6 +118,10 @@ impl PersonalDataLimiter {
             limits.erasures.per_minute >= 1 && limits.erasures.burst >= 1,
             "erasure limits must allow calls"
         );
+        assert!(
+            limits.walk_ins.per_minute >= 1 && limits.walk_ins.burst >= 1,
+            "walk-in limits must allow calls"
+        );
         Self { limits, clock, buckets: Arc::default() }
     }
 
@@ -113,6 +136,7 @@ impl PersonalDataLimiter {
         let limit = match action {
             Action::Read => self.limits.reads,
             Action::Erase => self.limits.erasures,
+            Action::WalkIn => self.limits.walk_ins,
         };
         // A wall clock before 1970 reads as 0: it refills nothing.
         let now_ms = u64::try_from(self.clock.now_ms()).unwrap_or(0);
@@ -141,8 +165,8 @@ impl PersonalDataLimiter {
             let wait_ms = ((MILLI - tokens) * 60).div_ceil(u64::from(limit.per_minute));
             Err(RetryAfter { seconds: wait_ms.div_ceil(1000).max(1) })
         };
-        // Two buckets per client id of the tokens file (plus the insecure id).
-        assert!(buckets.len() <= 2 * (CLIENTS_MAX + 1), "more rate-limit buckets than clients");
+        // One bucket per action and client id of the tokens file (plus the insecure id).
+        assert!(buckets.len() <= ACTIONS * (CLIENTS_MAX + 1), "more rate-limit buckets than clients");
         answer
     }
 }
@@ -169,6 +193,7 @@ mod tests {
         let limits = PersonalDataLimits {
             reads: Limit { per_minute: 6, burst: 2 },
             erasures: Limit { per_minute: 1, burst: 1 },
+            walk_ins: Limit { per_minute: 1, burst: 1 },
         };
         let limiter = PersonalDataLimiter::new(limits, clock.clone());
         let (a, b) = (ClientId::parse("loket-a").unwrap(), ClientId::parse("loket-b").unwrap());
@@ -179,6 +204,8 @@ mod tests {
         assert_eq!(limiter.admit(&b, Action::Read), Ok(()), "another client's bucket is full");
         assert_eq!(limiter.admit(&a, Action::Erase), Ok(()), "erasures count separately");
         assert_eq!(limiter.admit(&a, Action::Erase), Err(RetryAfter { seconds: 60 }));
+        assert_eq!(limiter.admit(&a, Action::WalkIn), Ok(()), "walk-in openings count separately");
+        assert_eq!(limiter.admit(&a, Action::WalkIn), Err(RetryAfter { seconds: 60 }));
         clock.0.fetch_add(9_999, Ordering::Relaxed);
         assert_eq!(limiter.admit(&a, Action::Read), Err(RetryAfter { seconds: 1 }));
         clock.0.fetch_add(1, Ordering::Relaxed);

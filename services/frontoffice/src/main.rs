@@ -18,7 +18,11 @@ use mpp_frontoffice::{FrontOfficeArgs, DEFAULT_GRPC_ADDR};
 /// personal_data_sealed: the name, phone and e-mail encrypted (AES-256-GCM)
 /// under the citizen's own data key, kept in the key vault in
 /// <data-dir>/vault and nowhere else. The answer carries the tracking
-/// number, the PIN (once) and the receipt to print. LihatDataPribadi
+/// number, the PIN (once) and the receipt to print. BukaBerkasInstansi
+/// opens a case the same way for an agency service's walk-in citizen (no
+/// NIK, no personal data; the caller is the agency's token, scope
+/// cases:open-walk-in), so no agency service holds the PIN pepper.
+/// LihatDataPribadi
 /// decrypts a case's personal data; HapusDataPribadi (erasure under UU
 /// 27/2022) destroys the citizen's key and publishes personal_data_erased
 /// for each of their cases (docs/PRIVACY.md). Keep <data-dir>/vault on an
@@ -43,7 +47,9 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let matches = with_grpc_addr_default(Cli::command(), DEFAULT_GRPC_ADDR).get_matches();
+    let matches =
+        mpp_frontoffice::hide_agency_flags(with_grpc_addr_default(Cli::command(), DEFAULT_GRPC_ADDR))
+            .get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
     mpp_frontoffice::run(cli.common, cli.front).await?;
     Ok(())

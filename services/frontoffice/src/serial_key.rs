@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn neighbours_are_not_consecutive() {
         // The counters' whole space (`counter::SERIAL_RANGE_END_MAX`).
-        let p = Permutation::new(key(3), 1, mpp_agency_kit::ids::RANDOM_SERIAL_MIN);
+        let p = Permutation::new(key(3), 1, crate::counter::SERIAL_RANGE_END_MAX);
         let draws_max = 10_000u64;
         let serials: Vec<u64> = (1..=draws_max).map(|v| p.apply(v)).collect();
         let plus_one = serials.windows(2).filter(|w| w[1] == w[0].wrapping_add(1)).count();

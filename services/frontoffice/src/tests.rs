@@ -34,15 +34,21 @@ fn fixture_ordered(publisher: Arc<MemoryPublisher>, range: SerialRange, order: S
     let dir = tempfile::tempdir().unwrap();
     let region = RegionCode::parse("1771").unwrap();
     let builder = EventBuilder::new(region, agency_id(region).unwrap(), Arc::new(SystemClock));
-    let agency = Agency::new(builder, publisher.clone(), PinPepper::from_bytes(PEPPER).unwrap());
+    let agency = Agency::new(builder, publisher.clone());
     let counter = SerialCounter::open(&dir.path().join(COUNTER_DIR), range, order).unwrap();
     let receipt = ReceiptConfig {
         mpp_name: "MPP Kota Bengkulu".into(),
         lookup: LookupUrl::parse("http://127.0.0.1:8080/lacak").unwrap(),
     };
     let vault = Vault::open(&dir.path().join(VAULT_DIR), VaultKey::from_bytes([5; 32]), 0).unwrap();
-    let svc =
-        FrontOffice::new(agency, counter.clone(), vault.clone(), NikKey::from_bytes(KEY).unwrap(), receipt);
+    let svc = FrontOffice::new(
+        agency,
+        PinPepper::from_bytes(PEPPER).unwrap(),
+        counter.clone(),
+        vault.clone(),
+        NikKey::from_bytes(KEY).unwrap(),
+        receipt,
+    );
     Fixture { svc, publisher, counter, vault, _dir: dir }
 }
 
@@ -449,9 +455,20 @@ struct Cli {
 }
 
 fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-    use clap::{CommandFactory as _, FromArgMatches as _};
-    let cmd = mpp_agency_kit::cli::with_grpc_addr_default(Cli::command(), DEFAULT_GRPC_ADDR);
-    Cli::from_arg_matches(&cmd.try_get_matches_from(args)?)
+    use clap::FromArgMatches as _;
+    Cli::from_arg_matches(&command().try_get_matches_from(args)?)
+}
+
+fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    hide_agency_flags(mpp_agency_kit::cli::with_grpc_addr_default(Cli::command(), DEFAULT_GRPC_ADDR))
+}
+
+#[test]
+fn the_help_shows_the_pepper_and_no_agency_only_flag() {
+    let help = command().render_long_help().to_string();
+    assert!(help.contains("--pin-pepper-file") && help.contains("--insecure-dev-keys"), "{help}");
+    assert!(!help.contains("--front-office-url") && !help.contains("--front-office-token-file"), "{help}");
 }
 
 #[test]
@@ -459,7 +476,9 @@ fn flags_have_safe_defaults_and_are_validated() {
     let cli = parse(&["mpp-frontoffice"]).unwrap();
     assert_eq!(cli.common.grpc_addr.to_string(), DEFAULT_GRPC_ADDR);
     assert_eq!(cli.front.nik_key_file, None);
-    assert!(!cli.common.insecure_dev_keys);
+    assert!(!cli.front.insecure_dev_keys);
+    assert_eq!(cli.front.pin_pepper_file, None);
+    assert_eq!((cli.front.walk_ins_per_minute, cli.front.walk_ins_burst), (60, 30));
     assert_eq!(cli.front.lookup_base_url.page(), "http://127.0.0.1:8080/lacak");
     assert_eq!(cli.front.mpp_name, None);
     assert_eq!((cli.front.serial_range_start, cli.front.serial_range_end), (1, 5_000_000_000));
@@ -477,7 +496,7 @@ fn flags_have_safe_defaults_and_are_validated() {
     ])
     .unwrap();
     assert_eq!(cli.front.nik_key_file.as_deref(), Some(std::path::Path::new("/k")));
-    assert!(cli.common.insecure_dev_keys);
+    assert!(cli.front.insecure_dev_keys);
     assert_eq!(cli.front.mpp_name.as_deref(), Some("MPP Kota Bengkulu"));
     assert_eq!(cli.front.serial_range_start, 2_500_000_000);
     assert!(parse(&["x", "--lookup-base-url", "mpp.example.go.id"]).is_err());
@@ -490,6 +509,7 @@ async fn reads_and_erasures_are_rate_limited_per_authenticated_client() {
     let limits = PersonalDataLimits {
         reads: Limit { per_minute: 1, burst: 2 },
         erasures: Limit { per_minute: 1, burst: 1 },
+        walk_ins: Limit { per_minute: 1, burst: 1 },
     };
     let f = fixture();
     let svc = f.svc.clone().with_limits(limits, Arc::new(SystemClock));
@@ -559,7 +579,7 @@ async fn reads_and_erasures_log_the_authenticated_client_as_the_officer() {
 fn the_scope_table_names_every_rpc_of_the_service() {
     assert_eq!(
         RPC_SCOPES.scopes(),
-        vec!["cases:open", "personal-data:read", "personal-data:erase", "pins:reissue"]
+        vec!["cases:open", "personal-data:read", "personal-data:erase", "pins:reissue", "cases:open-walk-in"]
     );
     for (path, _) in RPC_SCOPES.0 {
         let method = path.rsplit('/').next().unwrap();
@@ -600,4 +620,68 @@ async fn a_pin_is_reissued_for_a_case_of_this_front_office_only() {
     let s = Status::from(f.svc.terbitkan_ulang_pin(&ask(&unknown), &client()).await.unwrap_err());
     assert_eq!(s.code(), Code::NotFound);
     assert_eq!(f.publisher.events().len(), before);
+}
+
+#[tokio::test]
+async fn an_agencys_walk_in_gets_a_counter_case_and_pin_with_no_personal_data() {
+    mpp_test_support::log::capture(tracing::Level::TRACE);
+    let f = fixture();
+    let agency = ClientId::parse("walk-in-dukcapil").unwrap();
+    let ask = pb::PembukaanBerkasInstansi { petugas: "dkc-ptg-9".into() };
+    let first = f.svc.buka_berkas(&request()).await.unwrap();
+    let r = f.svc.buka_berkas_instansi(&ask, &agency).await.unwrap();
+    // The same counter as the desk's openings: the next serial.
+    let tracking = TrackingNumber::parse(&r.nomor_berkas).unwrap();
+    assert_eq!(tracking.serial(), TrackingNumber::parse(&first.nomor_berkas).unwrap().serial() + 1);
+    let pin = Pin::parse(&r.pin).expect("a strong PIN in canonical form");
+    let events = f.publisher.events();
+    assert_eq!(events.len(), 3, "the desk's two events, then one case_opened and nothing sealed");
+    let env = events[2].envelope();
+    assert_eq!((env.event_id.as_str(), env.case_id.as_str()), (r.event_id.as_str(), r.nomor_berkas.as_str()));
+    assert_eq!((env.agency_id.as_str(), env.officer.as_str()), ("mpp-1771", "dkc-ptg-9"));
+    match &env.body {
+        Some(Body::CaseOpened(o)) => {
+            let pepper = PinPepper::from_bytes(PEPPER).unwrap();
+            assert_eq!(o.pin_verifier, pin_verifier(&pepper, &tracking, &pin).to_vec());
+            assert!(o.nik_keyed_hash.is_empty(), "no NIK was given");
+        }
+        other => panic!("{other:?}"),
+    }
+    let receipt = r.tanda_terima.join("\n");
+    assert!(receipt.contains(&pin.grouped()) && receipt.contains(&r.nomor_berkas), "{receipt}");
+    assert!(f.vault.case(&tracking).unwrap().is_none(), "no personal data kept for a walk-in");
+    // Logged with the authenticated client, never the PIN.
+    let log = mpp_test_support::log::captured_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("walk-in citizen") && l.contains(&r.nomor_berkas))
+        .unwrap_or_else(|| panic!("no walk-in line:\n{log}"));
+    assert!(line.contains("client=walk-in-dukcapil") && line.contains("petugas=dkc-ptg-9"), "{line}");
+    assert!(!log.contains(&r.pin), "the PIN is never logged");
+    // A bad officer id opens nothing.
+    let before = f.counter.last().unwrap();
+    let bad = pb::PembukaanBerkasInstansi { petugas: "bad officer".into() };
+    let s = Status::from(f.svc.buka_berkas_instansi(&bad, &agency).await.unwrap_err());
+    assert_eq!(s.code(), Code::InvalidArgument);
+    assert_eq!(f.counter.last().unwrap(), before, "no serial used");
+}
+
+#[tokio::test]
+async fn walk_in_openings_are_rate_limited_per_agency_token() {
+    let limits =
+        PersonalDataLimits { walk_ins: Limit { per_minute: 1, burst: 2 }, ..PersonalDataLimits::DEFAULT };
+    let f = fixture();
+    let svc = f.svc.clone().with_limits(limits, Arc::new(SystemClock));
+    let agency = ClientId::parse("walk-in-dukcapil").unwrap();
+    let ask = |petugas: &str| pb::PembukaanBerkasInstansi { petugas: petugas.into() };
+    svc.buka_berkas_instansi(&ask("a-1"), &agency).await.unwrap();
+    svc.buka_berkas_instansi(&ask("a-2"), &agency).await.unwrap();
+    let before = (f.publisher.events().len(), f.counter.last().unwrap());
+    let s = Status::from(svc.buka_berkas_instansi(&ask("a-3"), &agency).await.unwrap_err());
+    assert_eq!((s.code(), reason(&s)), (Code::ResourceExhausted, "RATE_LIMITED"));
+    assert!(s.metadata().get(RETRY_AFTER_METADATA_KEY).is_some());
+    assert_eq!((f.publisher.events().len(), f.counter.last().unwrap()), before, "nothing published or used");
+    // Another agency's token has its own bucket; the desk's openings are not limited by it.
+    svc.buka_berkas_instansi(&ask("b-1"), &ClientId::parse("walk-in-pln").unwrap()).await.unwrap();
+    svc.buka_berkas(&request()).await.unwrap();
 }

@@ -124,9 +124,8 @@ async fn concurrent_cases_get_unique_numbers_that_survive_a_restart() {
     let js = async_nats::jetstream::new(nats.connect().await.unwrap());
     let dir = tempfile::tempdir().unwrap();
     let key = write_file(dir.path(), "nik.key", &[NIK_KEY, b"\n"].concat());
-    let pepper = write_file(dir.path(), "pepper", b"integration-test-pepper-0123\n");
     let data = dir.path().join("data");
-    let cfg = || (common(nats.url(), data.clone(), Some(pepper.clone())), front(Some(key.clone())));
+    let cfg = || (common(nats.url(), data.clone()), front(Some(key.clone())));
 
     // 50 cases at once.
     let (c, a) = cfg();
@@ -228,8 +227,8 @@ async fn it_refuses_to_start_without_keys_before_opening_anything() {
     };
 
     let no_key = run_with(
-        common(url.clone(), data.clone(), Some(pepper.clone())),
-        front(None),
+        common(url.clone(), data.clone()),
+        FrontOfficeArgs { pin_pepper_file: Some(pepper.clone()), ..front(None) },
         listeners().await,
         async {},
     )
@@ -237,56 +236,45 @@ async fn it_refuses_to_start_without_keys_before_opening_anything() {
     assert!(matches!(no_key, Err(RunError::NikKey(_))), "{no_key:?}");
     assert!(no_key.unwrap_err().to_string().contains("--insecure-dev-keys"));
     let no_pepper = run_with(
-        common(url.clone(), data.clone(), None),
-        front(Some(key.clone())),
+        common(url.clone(), data.clone()),
+        FrontOfficeArgs { pin_pepper_file: None, ..front(Some(key.clone())) },
         listeners().await,
         async {},
     )
     .await;
     assert!(matches!(no_pepper, Err(RunError::NoPepper)), "{no_pepper:?}");
-    let bad_key = run_with(
-        common(url.clone(), data.clone(), Some(pepper.clone())),
-        front(Some(short)),
-        listeners().await,
-        async {},
-    )
-    .await;
+    let bad_key =
+        run_with(common(url.clone(), data.clone()), front(Some(short)), listeners().await, async {}).await;
     assert!(matches!(bad_key, Err(RunError::NikKey(_))), "{bad_key:?}");
     let mut bad_range = front(Some(key.clone()));
     bad_range.serial_range_end = 5_000_000_001;
-    let refused = run_with(
-        common(url.clone(), data.clone(), Some(pepper.clone())),
-        bad_range,
-        listeners().await,
-        async {},
-    )
-    .await;
+    let refused = run_with(common(url.clone(), data.clone()), bad_range, listeners().await, async {}).await;
     assert!(matches!(refused, Err(RunError::Range(_))), "{refused:?}");
     let mut bad_serial_key = front(Some(key.clone()));
     bad_serial_key.serial_key_file = Some(data.with_extension("serial-key-missing"));
-    let refused = run_with(
-        common(url.clone(), data.clone(), Some(pepper.clone())),
-        bad_serial_key,
-        listeners().await,
-        async {},
-    )
-    .await;
+    let refused =
+        run_with(common(url.clone(), data.clone()), bad_serial_key, listeners().await, async {}).await;
     let Err(RunError::SerialKey(e)) = &refused else { panic!("{refused:?}") };
     assert!(e.to_string().contains("serial-key-missing"), "{e}");
-    let mut no_auth = common(url.clone(), data.clone(), Some(pepper.clone()));
+    let mut no_auth = common(url.clone(), data.clone());
     no_auth.insecure_no_auth = false;
     let refused = run_with(no_auth, front(Some(key.clone())), listeners().await, async {}).await;
     assert!(matches!(refused, Err(RunError::Kit(mpp_agency_kit::RunError::NoAuth))), "{refused:?}");
-    let mut with_catalogue = common(url.clone(), data.clone(), Some(pepper.clone()));
+    let mut with_catalogue = common(url.clone(), data.clone());
     with_catalogue.catalogue_file = Some(data.join("catalogue.toml"));
     let refused = run_with(with_catalogue, front(Some(key.clone())), listeners().await, async {}).await;
     assert!(matches!(refused, Err(RunError::CatalogueNotUsed)), "{refused:?}");
+    let mut with_front_office = common(url.clone(), data.clone());
+    with_front_office.front_office.front_office_url = Some("http://127.0.0.1:1".into());
+    with_front_office.front_office.front_office_token_file = Some(data.join("token"));
+    let refused = run_with(with_front_office, front(Some(key.clone())), listeners().await, async {}).await;
+    assert!(matches!(refused, Err(RunError::FrontOfficeLinkNotUsed)), "{refused:?}");
     assert!(!data.exists(), "nothing opened before a refusal");
 
     // With --insecure-dev-keys it starts (NATS down: the case waits in the
     // outbox) and says loudly that the keys are public.
     let running =
-        start(CommonArgs { insecure_dev_keys: true, ..common(url, data.clone(), None) }, front(None)).await;
+        start(common(url, data.clone()), FrontOfficeArgs { insecure_dev_keys: true, ..front(None) }).await;
     let mut client = running.client.clone();
     let r = client.buka_berkas(request(&citizen(0))).await.unwrap().into_inner();
     assert_eq!(TrackingNumber::parse(&r.nomor_berkas).unwrap().serial(), 1);

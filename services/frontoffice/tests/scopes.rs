@@ -1,8 +1,9 @@
 //! mpp-frontoffice as the binary runs it, with a tokens file: each RPC is
 //! refused with PERMISSION_DENIED / SCOPE_MISSING to a token without its
 //! scope and allowed to one with it; a line without scopes (the format
-//! before scopes) may call every RPC; reads and erasures are rate-limited per
-//! token; a scope the front office does not know stops it at start.
+//! before scopes) may call every RPC; an agency service's walk-in token
+//! opens walk-in cases and nothing else; reads and erasures are
+//! rate-limited per token; a scope the front office does not know stops it at start.
 
 use std::path::{Path, PathBuf};
 
@@ -42,12 +43,7 @@ fn tokens_file(dir: &Path, extra: &str) -> PathBuf {
 }
 
 fn common_with(nats_url: String, dir: &Path, tokens: PathBuf) -> CommonArgs {
-    CommonArgs {
-        tokens_file: Some(tokens),
-        insecure_no_auth: false,
-        insecure_dev_keys: true,
-        ..common(nats_url, dir.join("data"), None)
-    }
+    CommonArgs { tokens_file: Some(tokens), insecure_no_auth: false, ..common(nats_url, dir.join("data")) }
 }
 
 /// Small limits: bursts of 2 reads and 1 erasure per token.
@@ -57,6 +53,7 @@ fn front_limited() -> FrontOfficeArgs {
         personal_data_reads_burst: 2,
         personal_data_erasures_per_minute: 1,
         personal_data_erasures_burst: 1,
+        insecure_dev_keys: true,
         ..front(None)
     }
 }
@@ -102,7 +99,14 @@ async fn each_rpc_needs_its_scope_and_reads_and_erasures_are_rate_limited() {
     let addr = grpc.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(run_with(
-        common_with(nats.url(), dir.path(), tokens_file(dir.path(), "")),
+        common_with(
+            nats.url(),
+            dir.path(),
+            tokens_file(
+                dir.path(),
+                &format!("walk-in-dukcapil:{}:cases:open-walk-in\n", hex(hash_token(b"t-walk-in-dukcapil"))),
+            ),
+        ),
         front_limited(),
         Listeners { grpc, metrics: None },
         async {
@@ -142,6 +146,21 @@ async fn each_rpc_needs_its_scope_and_reads_and_erasures_are_rate_limited() {
     let s = c.hapus_data_pribadi(with_token("eraser", erase(&case.nomor_berkas))).await.unwrap_err();
     assert_eq!((s.code(), reason(&s)), (Code::ResourceExhausted, "RATE_LIMITED"), "{s:?}");
     c.hapus_data_pribadi(with_token("desk-all", erase(&second.nomor_berkas))).await.unwrap();
+
+    // BukaBerkasInstansi: cases:open-walk-in, an agency service's token,
+    // which opens nothing else.
+    let walk_in = || pb::PembukaanBerkasInstansi { petugas: "dkc-ptg-1".into() };
+    for who in ["opener", "reader", "eraser"] {
+        assert_scope_missing(c.buka_berkas_instansi(with_token(who, walk_in())).await, who);
+    }
+    let w = c.buka_berkas_instansi(with_token("walk-in-dukcapil", walk_in())).await.unwrap().into_inner();
+    assert!(!w.nomor_berkas.is_empty() && !w.pin.is_empty() && !w.event_id.is_empty(), "{w:?}");
+    c.buka_berkas_instansi(with_token("desk-all", walk_in())).await.unwrap();
+    assert_scope_missing(c.buka_berkas(with_token("walk-in-dukcapil", open("ptg-1"))).await, "walk-in");
+    assert_scope_missing(
+        c.lihat_data_pribadi(with_token("walk-in-dukcapil", read(&case.nomor_berkas))).await,
+        "walk-in",
+    );
 
     // No token, or a wrong one: UNAUTHENTICATED, before any scope.
     let s = c.buka_berkas(Request::new(open("ptg-1"))).await.unwrap_err();

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use mpp_agency_kit::event::OutgoingEvent;
 use mpp_agency_kit::outbox::OutboxSnapshot;
 use mpp_agency_kit::{
-    allocate_tracking_number, ensure_stream, new_application_id, EventBuilder, JetStreamPublisher, Outbox,
-    OutboxConfig, Publisher, RelayConfig, SystemClock, STREAM_NAME,
+    ensure_stream, new_application_id, EventBuilder, JetStreamPublisher, Outbox, OutboxConfig, Publisher,
+    RelayConfig, SystemClock, STREAM_NAME,
 };
 use mpp_core::event::Target;
 use mpp_core::ids::{AgencyId, OfficerId, RegionCode, ServiceId};
@@ -41,7 +41,7 @@ fn events(n: usize) -> Vec<OutgoingEvent> {
     let officer = OfficerId::parse("ptg-1").expect("officer");
     (0..n)
         .map(|_| {
-            let case = allocate_tracking_number(b.region());
+            let case = mpp_agency_kit::testing::random_tracking_number(b.region());
             let app = new_application_id("DKC-KK").expect("application id");
             b.build(&service, Target::Application(case, app), &officer, EventBody::ReviewStarted)
                 .expect("event")

@@ -67,23 +67,6 @@ pub struct CommonArgs {
     #[arg(long, env = "MPP_REGION_CODE", default_value = "1771", value_parser = parse_region)]
     pub region_code: RegionCode,
 
-    /// File holding the secret pepper of citizen PIN verifiers (16..=4096
-    /// bytes; surrounding whitespace ignored). Must be the same for every
-    /// agency service and the hub of the province. Required unless
-    /// --insecure-dev-keys is given.
-    #[arg(long, env = "MPP_PIN_PEPPER_FILE")]
-    pub pin_pepper_file: Option<PathBuf>,
-
-    /// Allow the PUBLIC development keys when a key file is missing: the PIN
-    /// pepper without --pin-pepper-file (and, at the front office, the NIK
-    /// key and the vault key without --nik-key-file, --vault-key-file),
-    /// logged loudly at start. Development
-    /// only: with them every published PIN verifier (and NIK hash) can be
-    /// reversed. Without this flag the service refuses to start when a key
-    /// file is missing, as the hub does.
-    #[arg(long, env = "MPP_INSECURE_DEV_KEYS")]
-    pub insecure_dev_keys: bool,
-
     /// Logging: --log-format (see `mpp_edge::log`: stderr, filter MPP_LOG).
     #[command(flatten)]
     pub log: mpp_edge::log::LogArgs,
@@ -185,6 +168,11 @@ pub struct CommonArgs {
     /// TLS of the gRPC server (see docs/TLS.md).
     #[command(flatten)]
     pub tls: crate::tls::TlsArgs,
+
+    /// The front office that opens walk-in citizens' cases
+    /// (--front-office-url, see [`crate::walk_in`]).
+    #[command(flatten)]
+    pub front_office: crate::walk_in::FrontOfficeLinkArgs,
 }
 
 /// Sets the default of `--grpc-addr` on a binary's command (call it on

@@ -13,6 +13,8 @@ use tonic::{Code, Status};
 
 pub use mpp_edge::meta::REASON_CODE_METADATA_KEY;
 
+use crate::walk_in::WalkInError;
+
 /// Whether a failed event may nevertheless be in the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishOutcome {
@@ -80,6 +82,10 @@ pub enum KitError {
     /// Publishing failed; see the error for what may have been stored.
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// A walk-in citizen's case could not be opened at the front office;
+    /// nothing was published.
+    #[error(transparent)]
+    WalkIn(#[from] crate::walk_in::WalkInError),
 }
 
 impl KitError {
@@ -93,6 +99,11 @@ impl KitError {
         match self {
             KitError::Input { rejection, .. } | KitError::Event(rejection) => rejection.code,
             KitError::Publish(e) => e.reason,
+            KitError::WalkIn(e) => match e {
+                WalkInError::NotConfigured => ReasonCode::FrontOfficeNotConfigured,
+                WalkInError::Unavailable(_) | WalkInError::BadAnswer(_) => ReasonCode::FrontOfficeUnavailable,
+                WalkInError::Refused { .. } => ReasonCode::FrontOfficeRefused,
+            },
         }
     }
 }
@@ -108,6 +119,13 @@ impl KitError {
 ///   durable outbox is at its limit) or `UNAVAILABLE` (the outbox cannot write
 ///   or is shutting down). The message names the event ids involved and says
 ///   whether any of them may be stored.
+/// - A walk-in filing the front office could not open a case for:
+///   `FAILED_PRECONDITION` / `FRONT_OFFICE_NOT_CONFIGURED` (no front office
+///   configured), `UNAVAILABLE` / `FRONT_OFFICE_UNAVAILABLE` (unreachable,
+///   or an unusable answer), `FRONT_OFFICE_REFUSED` with
+///   `RESOURCE_EXHAUSTED` when the front office rate-limited this service,
+///   else `FAILED_PRECONDITION` (the message carries the front office's
+///   own code).
 pub fn to_status(err: &KitError) -> Status {
     let reason = err.reason_code();
     let code = match err {
@@ -116,6 +134,12 @@ pub fn to_status(err: &KitError) -> Status {
         }
         KitError::Input { .. } | KitError::Event(_) => Code::InvalidArgument,
         KitError::Publish(_) => Code::Unavailable,
+        KitError::WalkIn(e) => match e {
+            WalkInError::NotConfigured => Code::FailedPrecondition,
+            WalkInError::Unavailable(_) | WalkInError::BadAnswer(_) => Code::Unavailable,
+            WalkInError::Refused { code: Code::ResourceExhausted, .. } => Code::ResourceExhausted,
+            WalkInError::Refused { .. } => Code::FailedPrecondition,
+        },
     };
     reason_status(code, reason, format!("{reason}: {err}"))
 }
@@ -184,6 +208,19 @@ mod tests {
         }));
         assert_eq!(s.code(), Code::Unavailable);
         assert_eq!(reason_of(&s), "OUTBOX_FULL");
+    }
+
+    #[test]
+    fn walk_in_failures_have_their_own_codes() {
+        let s = to_status(&KitError::WalkIn(WalkInError::NotConfigured));
+        assert_eq!((s.code(), reason_of(&s)), (Code::FailedPrecondition, "FRONT_OFFICE_NOT_CONFIGURED"));
+        let s = to_status(&KitError::WalkIn(WalkInError::Unavailable("refused".into())));
+        assert_eq!((s.code(), reason_of(&s)), (Code::Unavailable, "FRONT_OFFICE_UNAVAILABLE"));
+        let refused = |code| WalkInError::Refused { code, reason: "X".into(), message: "m".into() };
+        let s = to_status(&KitError::WalkIn(refused(Code::PermissionDenied)));
+        assert_eq!((s.code(), reason_of(&s)), (Code::FailedPrecondition, "FRONT_OFFICE_REFUSED"));
+        let s = to_status(&KitError::WalkIn(refused(Code::ResourceExhausted)));
+        assert_eq!((s.code(), reason_of(&s)), (Code::ResourceExhausted, "FRONT_OFFICE_REFUSED"));
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! Identifiers an agency service allocates: tracking numbers of new cases,
-//! application ids, and the citizen's lookup PIN with its verifier.
+//! Identifiers an agency service allocates (application ids) and the
+//! citizen's lookup PIN with its verifier, which only the front office
+//! computes (an agency service's walk-in citizens have their cases opened
+//! there, [`crate::walk_in`]). Tracking numbers come from the front office's
+//! durable counter only.
 //!
 //! Randomness comes from UUIDv4 (122 random bits from the operating system's
 //! generator via `getrandom`), so the kit needs no separate RNG crate.
@@ -8,7 +11,7 @@ use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use mpp_core::ids::{ApplicationId, RegionCode, TrackingNumber};
+use mpp_core::ids::{ApplicationId, TrackingNumber};
 pub use mpp_core::pin::{
     PinVerifier, DEV_PIN_PEPPER, LEGACY_PIN_DIGITS, PIN_ALPHABET, PIN_PEPPER_BYTES_MAX, PIN_PEPPER_BYTES_MIN,
     PIN_VERIFIER_DOMAIN, PIN_VERIFIER_V2_DOMAIN, STRONG_PIN_CHARS, STRONG_PIN_SPACE,
@@ -31,42 +34,6 @@ fn random_u64() -> u64 {
     let mut eight = [0u8; 8];
     eight.copy_from_slice(&b[..8]);
     u64::from_be_bytes(eight)
-}
-
-/// The smallest serial [`allocate_tracking_number`] draws. The 10-digit
-/// serial space of a region is split in two, so that the two ways of opening
-/// a case never hand out the same number:
-///
-/// - `0..RANDOM_SERIAL_MIN` (0 ..= 4 999 999 999) belongs to counters: the
-///   MPP front office (`mpp-frontoffice`) allocates its serials from a durable
-///   counter in this range (one front office per region; several get disjoint
-///   sub-ranges);
-/// - `RANDOM_SERIAL_MIN..=TrackingNumber::SERIAL_MAX` (5 000 000 000 ..=
-///   9 999 999 999) belongs to the random serials an agency service draws
-///   when it opens a case for a walk-in citizen itself.
-pub const RANDOM_SERIAL_MIN: u64 = 5_000_000_000;
-
-/// Allocates the tracking number of a new case at the MPP of `region`: the
-/// region code, a uniformly random 10-digit serial from
-/// `RANDOM_SERIAL_MIN..=TrackingNumber::SERIAL_MAX` (the upper half of the
-/// serial space; the lower half belongs to the front office's counter, see
-/// [`RANDOM_SERIAL_MIN`]) and the Damm check digit.
-///
-/// The serial is `RANDOM_SERIAL_MIN` plus 64 random bits reduced modulo
-/// 5·10^9 (the bias is below 5·10^9 / 2^64 ≈ 3·10^-10, negligible). Nothing
-/// is coordinated between agency services, so two random cases can draw the
-/// same number (never one of the front office's). The odds: with `n` random
-/// cases already open in the region, a new one collides with probability
-/// `n / (5·10^9)` (1 in 50 000 at 100 000 cases, 1 in 5 000 at one million);
-/// the chance that some collision has happened among `n` cases is about
-/// `1 - exp(-n² / 10^10)` (1 % at 10 000 cases, 63 % at 100 000). The hub
-/// rejects the second `case_opened` with `CASE_ALREADY_OPEN`, visible in the
-/// agency's log. Opening cases at the front office avoids this entirely.
-pub fn allocate_tracking_number(region: RegionCode) -> TrackingNumber {
-    let span = TrackingNumber::SERIAL_MAX + 1 - RANDOM_SERIAL_MIN;
-    let serial = RANDOM_SERIAL_MIN + random_u64() % span;
-    // The modulo keeps the serial within SERIAL_MAX, so `new` cannot refuse it.
-    TrackingNumber::new(region, serial).expect("serial is at most RANDOM_SERIAL_MIN + span - 1 = SERIAL_MAX")
 }
 
 /// Crockford's base32 alphabet (no I, L, O, U): unambiguous when read aloud
@@ -147,8 +114,8 @@ impl Pin {
 /// Most random draws [`Pin::generate`] makes.
 pub const PIN_DRAWS_MAX: usize = 8;
 
-/// A secret key for [`pin_verifier`], shared by the agency services and the
-/// hub of one province. Without it, the published verifier tells nothing
+/// A secret key for [`pin_verifier`], held by the front offices and the hub
+/// of one province (never by an agency service). Without it, the published verifier tells nothing
 /// about the PIN; with it, a strong PIN still takes `31^9 / 2 ≈ 2^43.6`
 /// tries on average to find (a legacy six-digit one only 500 000). `Debug`
 /// output is redacted.
@@ -231,29 +198,8 @@ mod tests {
 
     use super::*;
 
-    fn region() -> RegionCode {
-        RegionCode::parse("1771").unwrap()
-    }
-
-    #[test]
-    fn allocated_tracking_numbers_are_valid_and_differ() {
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..1000 {
-            let t = allocate_tracking_number(region());
-            assert_eq!(t.region(), region());
-            assert!(t.serial() <= TrackingNumber::SERIAL_MAX);
-            assert!(t.serial() >= RANDOM_SERIAL_MIN, "random serials stay out of the counters' range");
-            // The canonical text parses back, check digit included.
-            assert_eq!(TrackingNumber::parse(&t.to_string()).unwrap(), t);
-            seen.insert(t);
-        }
-        // 1000 draws from 5·10^9: a repeat has probability ~1e-4.
-        assert!(seen.len() >= 999, "{} distinct of 1000", seen.len());
-        // They cover the whole upper half: each bound below fails with probability 0.9^1000.
-        let lowest = seen.iter().map(TrackingNumber::serial).min().unwrap();
-        let highest = seen.iter().map(TrackingNumber::serial).max().unwrap();
-        assert!(lowest < RANDOM_SERIAL_MIN + 500_000_000, "lowest {lowest}");
-        assert!(highest > TrackingNumber::SERIAL_MAX - 500_000_000, "highest {highest}");
+    fn region() -> mpp_core::ids::RegionCode {
+        mpp_core::ids::RegionCode::parse("1771").unwrap()
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //!   request is refused before anything is published;
 //! - [`event`]: the [`EventBuilder`] that turns a core [`mpp_core::EventBody`]
 //!   into a validated `mpp.v1.Envelope` with a fresh UUIDv7 event id;
-//! - [`ids`]: tracking numbers, application ids, citizen PINs and their verifier;
+//! - [`ids`]: application ids, citizen PINs and their verifier (computed by
+//!   the front office only);
+//! - [`walk_in`]: a filing without a tracking number has its case opened by
+//!   the MPP front office ([`FrontOfficeClient`], `--front-office-url`);
 //! - [`publish`]: the [`Publisher`] seam and the [`JetStreamPublisher`] behind it
 //!   (`Nats-Msg-Id` = event id, awaiting the PubAck, bounded retries);
 //! - [`outbox`]: the durable outbox in redb ([`OutboxPublisher`], group
@@ -102,6 +105,7 @@ pub mod testing;
 mod tls_tests;
 pub mod trace;
 pub mod verdicts;
+pub mod walk_in;
 
 // The edge's modules, under the paths agency services have always used.
 pub use mpp_edge::{auth, stream, tls};
@@ -115,10 +119,11 @@ pub use catalogue::{
 pub use cli::{init_tracing, CommonArgs, LogFormat};
 pub use error::{to_status, KitError, REASON_CODE_METADATA_KEY};
 pub use event::{Clock, EventBuilder, OutgoingEvent, SystemClock};
-pub use ids::{allocate_tracking_number, new_application_id, pin_verifier, Pin, PinPepper};
+pub use ids::{new_application_id, pin_verifier, Pin, PinPepper};
 pub use outbox::{Outbox, OutboxConfig, OutboxPublisher, OutboxSnapshot, OutboxStatus, RelayConfig};
 pub use publish::{Accepted, JetStreamPublisher, PubAckInfo, PublishError, Publisher};
 pub use run::{run, run_with, AgencyConfig, AgencyService, Listeners, RunError};
 pub use server::{serve, serve_with_readiness, serve_with_transport, shutdown_signal, Readiness};
 pub use signing::{EnvelopeSigner, SigningKeyError};
 pub use stream::{ensure_stream, stream_config, STREAM_NAME, STREAM_SUBJECTS};
+pub use walk_in::{FrontOfficeClient, FrontOfficeLinkArgs, WalkInCase, WalkInError, WalkInOpener};

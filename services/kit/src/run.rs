@@ -17,7 +17,9 @@
 //! 2. loads the client tokens (`--tokens-file`), refusing a scope the
 //!    service does not declare ([`AgencyConfig::rpc_scopes`]), or refuses to
 //!    start unless `--insecure-no-auth` is given (then warns loudly);
-//! 3. loads the PIN pepper (`--pin-pepper-file`);
+//! 3. reads the front office's settings (`--front-office-url`,
+//!    `--front-office-token-file`), which open walk-in citizens' cases
+//!    ([`crate::walk_in`]; the service holds no PIN pepper);
 //! 4. compares the catalogue with the standards recorded as published in
 //!    `--data-dir` (default `./data/<agency_id>`) and refuses to start, before
 //!    anything is opened or published, when a standard changed without a
@@ -72,7 +74,6 @@ use crate::cli::{
 };
 use crate::error::KitError;
 use crate::event::{EventBuilder, SystemClock};
-use crate::ids::{PepperError, PinPepper};
 use crate::metrics::MetricsSource;
 use crate::outbox::{Outbox, OutboxConfig, OutboxError, RelayConfig};
 use crate::server::{serve_with_transport, shutdown_signal, ServeError};
@@ -178,18 +179,13 @@ pub enum RunError {
          Give a tokens file, or --insecure-no-auth for development"
     )]
     NoAuth,
-    /// Neither `--pin-pepper-file` nor `--insecure-dev-keys` was given.
-    #[error(
-        "no --pin-pepper-file (MPP_PIN_PEPPER_FILE) given: refusing to publish PIN verifiers under the \
-         public development pepper. Give the province's pepper file, or --insecure-dev-keys for development"
-    )]
-    NoPepper,
     /// The tokens file is unusable.
     #[error(transparent)]
     Tokens(#[from] TokensError),
-    /// The PIN pepper is unusable.
+    /// `--front-office-url` / `--front-office-token-file` /
+    /// `--front-office-tls-ca-file` are unusable.
     #[error(transparent)]
-    Pepper(#[from] PepperError),
+    FrontOffice(#[from] crate::walk_in::FrontOfficeLinkError),
     /// The outbox could not be opened.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
@@ -320,11 +316,7 @@ where
         addrs.push(metrics.local_addr().map_err(|source| RunError::Bind { addr, source })?);
     }
     let transport = Transport::from_args(&args.tls, &addrs)?;
-    let pepper = match (args.pin_pepper_file.as_deref(), args.insecure_dev_keys) {
-        (Some(path), _) => PinPepper::from_file(path)?,
-        (None, true) => PinPepper::dev_default(),
-        (None, false) => return Err(RunError::NoPepper),
-    };
+    let front_office = crate::walk_in::FrontOfficeClient::from_args(&args.front_office)?;
     let nats_access = args.nats_access()?;
     let hub_feed = match (&args.hub_url, &args.hub_token_file) {
         (Some(url), Some(token)) => Some(HubFeed::load(url, token, args.hub_tls_ca_file.as_deref())?),
@@ -385,7 +377,16 @@ where
     let status_api = EventStatusApi::new(verdicts.as_ref().map(|(store, _)| store.clone()));
 
     let builder = EventBuilder::new(args.region_code, config.agency_id.clone(), clock);
-    let agency = Agency::new(builder, Arc::new(outbox.publisher()), pepper);
+    let mut agency = Agency::new(builder, Arc::new(outbox.publisher()));
+    match front_office {
+        Some(client) => {
+            tracing::info!(front_office = %client.url(), "Walk-in citizens' cases are opened at the front office");
+            agency = agency.with_walk_in(Arc::new(client));
+        }
+        None => tracing::info!(
+            "No --front-office-url: filings without a tracking number are refused (FRONT_OFFICE_NOT_CONFIGURED)"
+        ),
+    }
     let reacting = match (&config.reaction, &hub_feed) {
         (Some(reaction), Some(hub)) => {
             let cursor = Arc::new(CaseEventCursor::open_in(&data_dir)?);

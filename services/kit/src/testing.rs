@@ -1,5 +1,6 @@
 //! Test support for agency services (feature `testing`): an in-memory
-//! [`Publisher`], and a disk that loses power ([`power_cut`]). The throw-away `nats-server` and free ports are in
+//! [`Publisher`], an in-memory front office that opens walk-in cases
+//! ([`MemoryFrontOffice`]), and a disk that loses power ([`power_cut`]). The throw-away `nats-server` and free ports are in
 //! `mpp-test-support`, shared with every crate's tests.
 
 use std::sync::Mutex;
@@ -8,6 +9,7 @@ pub mod power_cut;
 
 use crate::event::OutgoingEvent;
 use crate::publish::{Accepted, PubAckInfo, PublishError, PublishFuture, PublishOutcome, Publisher};
+use crate::walk_in::{WalkInCase, WalkInError, WalkInFuture, WalkInOpener};
 
 /// A [`Publisher`] that keeps events in memory, acknowledging each with the
 /// next sequence number. It can be told to fail from the n-th event on.
@@ -67,6 +69,65 @@ impl Publisher for MemoryPublisher {
     }
 }
 
+/// A [`WalkInOpener`] that opens cases in memory, as the front office
+/// would: serials from 1 up, a fresh PIN each, a made-up event id. It can
+/// be told to refuse every opening with a given error.
+#[derive(Debug, Default)]
+pub struct MemoryFrontOffice {
+    opened: Mutex<Vec<(WalkInCase, String)>>,
+    refuse: Option<WalkInError>,
+}
+
+impl MemoryFrontOffice {
+    /// A front office that opens every case it is asked for.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A front office that answers every opening with `error`.
+    pub fn refusing(error: WalkInError) -> Self {
+        Self { opened: Mutex::new(Vec::new()), refuse: Some(error) }
+    }
+
+    /// The cases opened so far, each with the officer who asked, in order.
+    pub fn opened(&self) -> Vec<(WalkInCase, String)> {
+        self.opened.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl WalkInOpener for MemoryFrontOffice {
+    fn open<'a>(
+        &'a self,
+        region: mpp_core::ids::RegionCode,
+        officer: &'a mpp_core::ids::OfficerId,
+    ) -> WalkInFuture<'a> {
+        Box::pin(async move {
+            if let Some(e) = &self.refuse {
+                return Err(e.clone());
+            }
+            let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+            let serial = opened.len() as u64 + 1;
+            let tracking_number = mpp_core::ids::TrackingNumber::new(region, serial)
+                .ok_or_else(|| WalkInError::BadAnswer(format!("serial {serial}")))?;
+            let case = WalkInCase {
+                tracking_number,
+                pin: crate::ids::Pin::generate(),
+                event_id: uuid::Uuid::now_v7().hyphenated().to_string(),
+            };
+            opened.push((case.clone(), officer.to_string()));
+            Ok(case)
+        })
+    }
+}
+
+/// A tracking number of `region` with a random serial, for tests that need
+/// a case nobody opened.
+pub fn random_tracking_number(region: mpp_core::ids::RegionCode) -> mpp_core::ids::TrackingNumber {
+    let serial = u64::from_be_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([0; 8]))
+        % (mpp_core::ids::TrackingNumber::SERIAL_MAX + 1);
+    mpp_core::ids::TrackingNumber::new(region, serial).unwrap_or_else(|| panic!("serial {serial} in range"))
+}
+
 /// The kit's flags for a service under test: region 1771, a free port,
 /// anonymous NATS at `nats_url`, data in `data_dir`, no tokens
 /// (`--insecure-no-auth`), no metrics, no TLS. Tests override what they
@@ -80,8 +141,6 @@ pub fn common_args(nats_url: String, data_dir: std::path::PathBuf) -> crate::Com
         nats_tls_ca_file: None,
         grpc_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         region_code: mpp_core::ids::RegionCode::parse("1771").expect("1771 is a region code"),
-        pin_pepper_file: None,
-        insecure_dev_keys: true,
         log: mpp_edge::log::LogArgs { log_format: Some(crate::LogFormat::Pretty) },
         otlp: mpp_edge::otlp::OtlpArgs::default(),
         skip_stream_setup: false,
@@ -98,6 +157,7 @@ pub fn common_args(nats_url: String, data_dir: std::path::PathBuf) -> crate::Com
         hub_url: None,
         hub_token_file: None,
         hub_tls_ca_file: None,
+        front_office: Default::default(),
     }
 }
 
@@ -107,7 +167,7 @@ pub fn call_events(b: &crate::event::EventBuilder, n: usize) -> Vec<OutgoingEven
     use mpp_core::event::Target;
     use mpp_core::ids::{OfficerId, ServiceId};
     let service = ServiceId::parse("kk").unwrap_or_else(|e| panic!("{e:?}"));
-    let case = crate::ids::allocate_tracking_number(b.region());
+    let case = random_tracking_number(b.region());
     let app = crate::ids::new_application_id("DKC-KK").unwrap_or_else(|e| panic!("{e:?}"));
     let officer = OfficerId::parse("ptg-1").unwrap_or_else(|e| panic!("{e:?}"));
     (0..n)

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use async_nats::jetstream;
 use mpp_agency_kit::catalogue::ServiceStandardSpec;
+use mpp_agency_kit::testing::random_tracking_number;
 use mpp_agency_kit::{
-    ensure_stream, new_application_id, Agency, EventBuilder, JetStreamPublisher, PinPepper, SystemClock,
-    STREAM_NAME,
+    ensure_stream, new_application_id, Agency, EventBuilder, JetStreamPublisher, SystemClock, STREAM_NAME,
 };
 use mpp_core::ids::{AgencyId, OfficerId, RegionCode, ServiceId};
+use mpp_core::EventBody;
 use mpp_proto::v1 as pb;
 use mpp_test_support::NatsServer;
 use prost::Message as _;
@@ -40,11 +41,7 @@ async fn events_reach_the_stream_once_with_their_message_id() {
         AgencyId::parse("dukcapil").unwrap(),
         Arc::new(SystemClock),
     );
-    let agency = Agency::new(
-        builder,
-        Arc::new(publisher.clone()),
-        PinPepper::from_bytes(b"integration-test-pepper").unwrap(),
-    );
+    let agency = Agency::new(builder, Arc::new(publisher.clone()));
 
     // When the agency publishes its standard, twice (as on two starts).
     let spec = ServiceStandardSpec {
@@ -67,16 +64,22 @@ async fn events_reach_the_stream_once_with_their_message_id() {
     assert!(a2.duplicate);
     assert_eq!(a1.stream_seq, a2.stream_seq);
 
-    // When a new case is filed: case_opened then application_filed.
+    // When an application is filed into a case, then its review starts.
     let app = new_application_id("DKC-KK").unwrap();
     let officer = OfficerId::parse("ptg-1").unwrap();
-    let filed = agency.file_application(&kk(), None, app, &officer, vec!["KK lama".into()]).await.unwrap();
-    let seqs: Vec<u64> = filed.accepted.iter().map(|a| a.ack.as_ref().unwrap().stream_seq).collect();
+    let case = random_tracking_number(agency.region());
+    let filed = agency
+        .file_application(&kk(), Some(case), app.clone(), &officer, vec!["KK lama".into()])
+        .await
+        .unwrap();
+    let step = agency.step(&kk(), case, app, &officer, EventBody::ReviewStarted).await.unwrap();
+    let accepted = [filed.accepted.clone(), vec![step]].concat();
+    let seqs: Vec<u64> = accepted.iter().map(|a| a.ack.as_ref().unwrap().stream_seq).collect();
     assert_eq!(seqs, vec![a1.stream_seq + 1, a1.stream_seq + 2], "in order, right after the standard");
 
     // Then each message is stored with Nats-Msg-Id = event id, on the service's subject.
     let stream = js.get_stream(STREAM_NAME).await.unwrap();
-    for accepted in &filed.accepted {
+    for accepted in &accepted {
         let msg = stream.get_raw_message(accepted.ack.as_ref().unwrap().stream_seq).await.unwrap();
         assert_eq!(msg.subject.as_str(), "mpp.events.dukcapil.kk");
         let id = msg.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_owned());
@@ -86,7 +89,7 @@ async fn events_reach_the_stream_once_with_their_message_id() {
         assert_eq!(env.case_id, filed.tracking_number.to_string());
     }
 
-    // When the application_filed envelope is published again with the same id
+    // When the review_started envelope is published again with the same id
     // (a retry), then JetStream reports a duplicate and stores nothing new.
     let last = stream.get_raw_message(seqs[1]).await.unwrap();
     let env = pb::Envelope::decode(last.payload.clone()).unwrap();

@@ -638,9 +638,9 @@ fn the_locked_down_configs_grant_what_secure_conf_grants() -> Result<()> {
 const SHARED_SECRETS: [(&str, &str); 2] = [
     (
         "pin-pepper",
-        "the province's PIN pepper: every service that issues PINs (the front office and the \
-         agency services, mpp-agency-kit) makes the PIN verifiers the hub checks with it; one \
-         value per province by design (docs/DESIGN.md)",
+        "the province's PIN pepper: the front office, the only service that issues PINs \
+         (agencies' walk-in citizens' cases are opened there), makes the PIN verifiers the hub \
+         checks with it; one value per province by design (docs/DESIGN.md)",
     ),
     ("tls-ca.pem", "the CA certificate: public, every client trusts it (NATS and gRPC)"),
 ];
@@ -721,6 +721,13 @@ fn no_secret_is_mounted_into_two_participants() -> Result<()> {
         for p in PARTICIPANTS {
             let keys = &mounts.iter().find(|(w, _)| w == p).context("participant")?.1;
             for own in [format!("tokens-{p}"), format!("nats-nkey-{p}"), format!("tls-key-{p}")] {
+                ensure!(keys.contains(&own), "{what}: {p} does not mount {own} ({keys:?})");
+            }
+            // Only the front office (and the hub) holds the PIN pepper; an
+            // agency holds its own token at the front office instead.
+            if p != "frontoffice" {
+                ensure!(!keys.contains("pin-pepper"), "{what}: agency {p} mounts the PIN pepper");
+                let own = format!("front-office-token-{p}");
                 ensure!(keys.contains(&own), "{what}: {p} does not mount {own} ({keys:?})");
             }
         }

@@ -651,11 +651,7 @@ async fn a_number_at_its_daily_cap_opens_again_with_a_pin_reissued_at_the_counte
         },
     )?;
     hub.wait_ready(READY_DEADLINE).await?;
-    let options = AgencyOptions {
-        region_code: REGION.to_owned(),
-        pin_pepper_file: Some(pepper),
-        extra_args: Vec::new(),
-    };
+    let options = AgencyOptions { pin_pepper_file: Some(pepper), ..AgencyOptions::region(REGION) };
     let mut front = mpp_tests::AgencyProcess::spawn_frontoffice(&nats.url(), options)?;
     front.wait_listening(READY_DEADLINE).await?;
     let channel = tonic::transport::Endpoint::from_shared(front.grpc_endpoint())?.connect().await?;

@@ -26,7 +26,7 @@ use mpp_sim::{
     Action, Agency, AppChoice, CaseRun, Endpoints, Fate, Journey, Pacer, Plan, Rng, Stack, Target,
 };
 use mpp_tests::envelope::stream_last_seq;
-use mpp_tests::services::{AgencyOptions, HubOptions, TEST_PIN_PEPPER};
+use mpp_tests::services::{AgencyOptions, FrontOfficeLink, HubOptions, TEST_PIN_PEPPER};
 use mpp_tests::store::audit_stopped_hub;
 use mpp_tests::{check, wait_for, AgencyProcess, HubProcess, NatsServer};
 use serde_json::Value;
@@ -301,10 +301,11 @@ async fn a_multi_agency_journey_shows_every_agencys_step_and_what_to_do_next() -
     let hub_options = HubOptions { pin_pepper_file: Some(pepper.clone()), ..HubOptions::default() };
     let mut hub = HubProcess::spawn_with(&nats.url(), hub_options)?;
     hub.wait_ready(READY_DEADLINE).await?;
+    // Every case is opened at the front office: the agencies need none for walk-ins.
     let options = AgencyOptions {
-        region_code: REGION.to_owned(),
         pin_pepper_file: Some(pepper.clone()),
-        extra_args: Vec::new(),
+        front_office: FrontOfficeLink::None,
+        ..AgencyOptions::region(REGION)
     };
     let mut front = AgencyProcess::spawn_frontoffice(&nats.url(), options.clone())?;
     let mut dpmptsp = AgencyProcess::spawn("mpp-dpmptsp", &nats.url(), options.clone())?;

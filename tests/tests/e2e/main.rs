@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (35):
+//! concern (36):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -100,6 +100,11 @@
 //!   `kill -9`: accepted, rejected and duplicate, none missed or twice.
 //! - `traces`: an agency call's W3C trace id followed to the hub's log line
 //!   for each of its events.
+//! - `walk_in`: an agency's walk-in citizen under the registry: the front
+//!   office opens the case (`BukaBerkasInstansi`), the agency files into it
+//!   and hands back the PIN the citizen looks it up with; the RPC refused
+//!   without its scope, an agency without a front office refusing the
+//!   walk-in (`FRONT_OFFICE_NOT_CONFIGURED`).
 //!
 //! Build the binaries first: `cargo build --workspace --bins` (tests/run-all.sh).
 
@@ -137,4 +142,5 @@ mod tls;
 mod traces;
 mod transparency;
 mod verdicts;
+mod walk_in;
 mod witness;

@@ -15,10 +15,12 @@ use async_nats::jetstream::message::PublishMessage;
 use mpp_core::{ReasonCode, Verdict};
 use mpp_proto::agency::dukcapil::v1 as dk;
 use mpp_tests::dukcapil::client;
-use mpp_tests::envelope::{body, encode, event_id, publish, stream_last_seq, EventFactory, StreamIds};
+use mpp_tests::envelope::{
+    body, encode, event_id, publish, stream_last_seq, tracking_number, EventFactory, StreamIds,
+};
 use mpp_tests::nats::{ConfigSlots, NatsUser};
 use mpp_tests::natsgen::{run_generator, Logins};
-use mpp_tests::services::{AgencyOptions, HubOptions};
+use mpp_tests::services::{AgencyOptions, FrontOfficeLink, HubOptions};
 use mpp_tests::store::audit_stopped_hub;
 use mpp_tests::{AgencyProcess, HubProcess, NatsServer};
 use tokio::sync::mpsc;
@@ -325,12 +327,15 @@ async fn an_agency_logs_in_with_its_nkey_and_publishes_only_its_own_subjects() -
         HubOptions { nats_login: Some(("hub".to_owned(), hub_seed_file)), ..HubOptions::default() },
     )?;
     hub.wait_ready(READY_DEADLINE).await?;
-    let options = dukcapil_login(dir.path(), false);
+    // This server has no front office user: Dukcapil files into a case
+    // opened elsewhere (the hub, outside the registry, takes it as a shell).
+    let options = AgencyOptions { front_office: FrontOfficeLink::None, ..dukcapil_login(dir.path(), false) };
     let mut agency = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
     agency.wait_listening(READY_DEADLINE).await?;
     ensure!(!agency.log_tail().contains(&seed[2..]), "mpp-dukcapil logged its NKey seed");
+    let case = tracking_number(1771, 42)?;
     let r = client(&agency)?
-        .ajukan_permohonan(mpp_tests::dukcapil::permohonan("", dk::Layanan::Kk))
+        .ajukan_permohonan(mpp_tests::dukcapil::permohonan(&case, dk::Layanan::Kk))
         .await
         .context("AjukanPermohonan")?
         .into_inner();

@@ -153,11 +153,7 @@ async fn personal_data_is_sealed_readable_at_the_front_office_and_crypto_shredde
         HubOptions { pin_pepper_file: Some(pepper.clone()), ..HubOptions::default() },
     )?;
     hub.wait_ready(READY_DEADLINE).await?;
-    let options = AgencyOptions {
-        region_code: REGION.to_owned(),
-        pin_pepper_file: Some(pepper),
-        extra_args: Vec::new(),
-    };
+    let options = AgencyOptions { pin_pepper_file: Some(pepper), ..AgencyOptions::region(REGION) };
     let mut front = AgencyProcess::spawn_frontoffice(&nats.url(), options)?;
     front.wait_listening(READY_DEADLINE).await?;
     let channel = tonic::transport::Endpoint::from_shared(front.grpc_endpoint())?.connect().await?;

@@ -82,11 +82,30 @@ async fn an_agency_call_s_trace_id_reaches_the_hub_s_log_line_for_its_events() -
         .and_then(|s| s.iter().find(|s| s["name"] == "trace"))
         .with_context(|| format!("no trace span: {filed}"))?;
     ensure!(span["trace_id"] == TRACE_ID && span["span_id"] != CALLER_SPAN_ID, "{filed}");
-    ensure!(
-        lines.iter().all(|l| l["fields"]["parent_span_id"] == span["span_id"]),
-        "the agency's span is the parent"
-    );
+    // The front office opened the walk-in's case in the same trace, in its
+    // own span (the agency's call's child).
+    let front = dukcapil.companion().context("the walk-in's front office")?;
+    let front_lines = json_lines_with(front.process().log_path(), TRACE_ID)?;
+    let opened = front_lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "Case opened for an agency's walk-in citizen")
+        .with_context(|| format!("no front office line in the trace: {front_lines:?}"))?;
+    let front_span = opened["spans"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "trace"))
+        .with_context(|| format!("no trace span: {opened}"))?;
+    ensure!(front_span["trace_id"] == TRACE_ID && front_span["span_id"] != span["span_id"], "{opened}");
+    // The hub's line of the filing has the agency's span as its parent,
+    // that of the opening the front office's.
+    for (id, parent) in [(&answer.event_ids[0], front_span), (&answer.event_ids[1], span)] {
+        let line = lines
+            .iter()
+            .find(|l| l["fields"]["event_id"] == id.as_str())
+            .with_context(|| format!("no hub line of {id}"))?;
+        ensure!(line["fields"]["parent_span_id"] == parent["span_id"], "{line} is not the child of {parent}");
+    }
     println!("agency: {filed}");
+    println!("front office: {opened}");
     Ok(())
 }
 
@@ -162,13 +181,14 @@ impl Collector {
 }
 
 /// Files a KK application at `agency` in the caller's trace
-/// (`traceparent` with [`TRACE_ID`] and [`CALLER_SPAN_ID`]): a new case and
-/// its application, two events.
+/// (`traceparent` with [`TRACE_ID`] and [`CALLER_SPAN_ID`]): a walk-in, so
+/// two events: the front office's opening of the case, and the application.
 async fn traced_filing(agency: &AgencyProcess) -> Result<dk::PermohonanDiterima> {
     let mut req = tonic::Request::new(permohonan("", dk::Layanan::Kk));
     req.metadata_mut().insert("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01").parse()?);
     let answer = client(agency)?.ajukan_permohonan(req).await.context("AjukanPermohonan")?.into_inner();
     ensure!(answer.event_ids.len() == 2, "case_opened and application_filed: {:?}", answer.event_ids);
+    ensure!(!answer.pin.is_empty(), "a walk-in's PIN: {answer:?}");
     Ok(answer)
 }
 
@@ -183,20 +203,27 @@ async fn exported_spans_of_the_agency_and_the_hub_share_the_caller_s_trace() -> 
     let hub_options = HubOptions { extra_args: otlp_args(&endpoint), ..HubOptions::default() };
     let mut hub = HubProcess::spawn_with(&nats.url(), hub_options)?;
     hub.wait_ready(READY_DEADLINE).await?;
-    let options = AgencyOptions { extra_args: otlp_args(&endpoint), ..AgencyOptions::region("1771") };
+    // The front office that opens the walk-in's case exports its spans too.
+    let options = AgencyOptions {
+        extra_args: otlp_args(&endpoint),
+        companion_args: otlp_args(&endpoint),
+        ..AgencyOptions::region("1771")
+    };
     let mut dukcapil = AgencyProcess::spawn("mpp-dukcapil", &nats.url(), options)?;
     dukcapil.wait_listening(READY_DEADLINE).await?;
 
     traced_filing(&dukcapil).await?;
 
-    // The agency's RPC span, and the hub's span for each of the call's two
-    // events, at the collector with the caller's trace id.
+    // The agency's RPC span, the front office's span of the opening it
+    // asked for, and the hub's span for each of the call's two events, at
+    // the collector with the caller's trace id.
     let spans = wait_for("the agency's and the hub's spans at the collector", READY_DEADLINE, || {
         let spans = collector.of_trace(TRACE_ID);
         async move {
             let rpc = spans.iter().filter(|s| s.service == "mpp-dukcapil" && s.name == "trace").count();
+            let front = spans.iter().filter(|s| s.service == "mpp-frontoffice" && s.name == "trace").count();
             let ingest = spans.iter().filter(|s| s.service == "mpp-hub" && s.name == "ingest").count();
-            Ok((rpc == 1 && ingest == 2).then_some(spans))
+            Ok((rpc == 1 && front == 1 && ingest == 2).then_some(spans))
         }
     })
     .await?;
@@ -208,9 +235,25 @@ async fn exported_spans_of_the_agency_and_the_hub_share_the_caller_s_trace() -> 
         .find(|s| s.service == "mpp-dukcapil" && s.name == "trace")
         .context("the agency's RPC span")?;
     ensure!(rpc.parent_span_id == CALLER_SPAN_ID, "the RPC span is the caller's child: {rpc:?}");
-    for ingest in spans.iter().filter(|s| s.service == "mpp-hub") {
-        ensure!(ingest.parent_span_id == rpc.span_id, "the hub's span is the RPC span's child: {ingest:?}");
-    }
+    let front = spans
+        .iter()
+        .find(|s| s.service == "mpp-frontoffice" && s.name == "trace")
+        .context("the front office's RPC span")?;
+    ensure!(
+        front.parent_span_id == rpc.span_id,
+        "the front office's span is the RPC span's child: {front:?}"
+    );
+    // The filing's ingest is the agency's RPC span's child, the opening's
+    // the front office's.
+    let mut parents: Vec<&str> =
+        spans.iter().filter(|s| s.service == "mpp-hub").map(|s| s.parent_span_id.as_str()).collect();
+    parents.sort_unstable();
+    let mut want = vec![rpc.span_id.as_str(), front.span_id.as_str()];
+    want.sort_unstable();
+    ensure!(
+        parents == want,
+        "the hub's spans' parents {parents:?}, expected the agency's and the front office's"
+    );
     // The ids exported are the ids logged: the agency's log line carries
     // its exported span id.
     let agency_lines = json_lines_with(dukcapil.process().log_path(), TRACE_ID)?;
@@ -222,8 +265,9 @@ async fn exported_spans_of_the_agency_and_the_hub_share_the_caller_s_trace() -> 
         rpc.span_id
     );
     println!(
-        "trace {TRACE_ID}: caller {CALLER_SPAN_ID} -> mpp-dukcapil {} -> mpp-hub ingest x2",
-        rpc.span_id
+        "trace {TRACE_ID}: caller {CALLER_SPAN_ID} -> mpp-dukcapil {} (-> mpp-frontoffice {} -> mpp-hub ingest) -> mpp-hub ingest",
+        rpc.span_id,
+        front.span_id
     );
     Ok(())
 }

@@ -581,7 +581,8 @@ async fn a_receipt_is_checked_in_the_browser_and_tampered_proofs_fail() -> Resul
     let (_t, ws, mut hub) = witnessed_hub(&nats.url(), &names, dir.path()).await?;
     let vkeys: Vec<String> = ws.iter().map(|w| w.vkey().to_owned()).collect();
 
-    // A case opened at the Dukcapil counter: its tracking number and PIN.
+    // A case opened for a walk-in at the Dukcapil counter (by the front
+    // office): its tracking number and PIN.
     let mut dukcapil = mpp_tests::AgencyProcess::spawn_dukcapil(&nats.url(), "1771")?;
     dukcapil.wait_listening(DEADLINE).await?;
     let channel = tonic::transport::Channel::from_shared(dukcapil.grpc_endpoint())?.connect().await?;
@@ -592,11 +593,13 @@ async fn a_receipt_is_checked_in_the_browser_and_tampered_proofs_fail() -> Resul
         .await
         .context("AjukanPermohonan")?
         .into_inner();
-    // Its opening ingested and cosigned by both witnesses.
+    // Its opening ingested and cosigned by both witnesses: Dukcapil's three
+    // standards, the front office's opening (a walk-in) and the filing,
+    // published by two outboxes, so wait for all five.
     let js = nats.jetstream().await?;
     let last = wait_for("the case in the stream", DEADLINE, || {
         let js = js.clone();
-        async move { Ok(mpp_tests::envelope::stream_last_seq(&js).await.ok().filter(|n| *n >= 4)) }
+        async move { Ok(mpp_tests::envelope::stream_last_seq(&js).await.ok().filter(|n| *n >= 5)) }
     })
     .await?;
     hub.wait_caught_up(last, DEADLINE).await?;

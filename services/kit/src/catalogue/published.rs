@@ -418,7 +418,6 @@ mod tests {
     use super::*;
     use crate::catalogue::{parse_catalogue, standard_event_id};
     use crate::event::{EventBuilder, SystemClock};
-    use crate::ids::PinPepper;
     use crate::testing::MemoryPublisher;
 
     const PLN: &str = include_str!("../../../../deploy/catalogue/pln.toml");
@@ -449,7 +448,7 @@ mod tests {
 
     fn agency(publisher: Arc<MemoryPublisher>) -> Agency {
         let builder = EventBuilder::new(RegionCode::parse("1771").unwrap(), pln_id(), Arc::new(SystemClock));
-        Agency::new(builder, publisher, PinPepper::from_bytes(b"test-pepper-0123456789").unwrap())
+        Agency::new(builder, publisher)
     }
 
     /// One start of the service: a fresh publisher on the data directory `dir`.
