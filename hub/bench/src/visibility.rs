@@ -112,7 +112,7 @@ impl Lanes {
 
     /// A probe lane: opens a case, waits until it can be read, watches it,
     /// and times each further event from accepted to visible.
-    async fn probe(self: Arc<Self>) -> Result<()> {
+    async fn probe(self: Arc<Self>, lane: usize) -> Result<()> {
         while !self.stop.load(Ordering::Relaxed) {
             let case = self.next_case()?;
             let Some((open, rest)) = case.steps.split_first() else { continue };
@@ -128,7 +128,7 @@ impl Lanes {
                 continue;
             }
             let req = WatchCaseRequest { tracking_number: tn.to_string(), pin: BENCH_PIN.to_owned() };
-            let mut watch = grpc.watch_case(req).await.context("WatchCase")?.into_inner();
+            let mut watch = grpc.watch_case(as_citizen(req, lane)?).await.context("WatchCase")?.into_inner();
             let mut seen = 0usize;
             let mut want = 0usize;
             for step in rest {
@@ -178,6 +178,19 @@ pub(crate) const PROBE_POLL_MAX: Duration = Duration::from_millis(100);
 
 /// Polls `GetCase`, backing off from 1 ms to [`PROBE_POLL_MAX`], until the
 /// case can be read; `false` after [`PROBE_READ_ATTEMPTS_MAX`] misses.
+/// `req` as the citizen of probe `lane` sends it through the bench's
+/// ingress: each probe is a citizen of its own (an address of TEST-NET-2,
+/// 198.51.100.0/24, named in `x-forwarded-for`, which the bench's hub trusts
+/// from 127.0.0.1), as the watches of real citizens come from many
+/// addresses; from one address the hub allows only
+/// `mpp_lookup::watch::WATCHERS_PER_CLIENT_MAX` watches.
+fn as_citizen<T>(req: T, lane: usize) -> Result<tonic::Request<T>> {
+    let mut r = tonic::Request::new(req);
+    let addr = format!("198.51.100.{}", 1 + lane % 254);
+    r.metadata_mut().insert("x-forwarded-for", addr.parse().context("x-forwarded-for")?);
+    Ok(r)
+}
+
 async fn wait_readable(grpc: &mut CasesServiceClient<Channel>, tn: &TrackingNumber) -> Result<bool> {
     let mut pause = Duration::from_millis(1);
     for _ in 0..PROBE_READ_ATTEMPTS_MAX {
@@ -269,7 +282,7 @@ pub(crate) async fn run(
         for lane in 0..sizes.lanes.max(1) {
             let l = lanes.clone();
             if lane < sizes.probes {
-                tasks.push(tokio::spawn(l.probe()));
+                tasks.push(tokio::spawn(l.probe(lane)));
             } else {
                 tasks.push(tokio::spawn(l.background()));
             }
