@@ -659,33 +659,27 @@ impl FrontOffice {
         // No read goes unrecorded: the access is in the outbox (and so on
         // its way to the hub's log and the citizen's access history) before
         // the data is handed out; if it cannot be recorded, nothing is.
-        let recorded = match &outcome {
-            Ok(_) => {
-                let event = self.agency.builder().build(
-                    &self.service,
-                    Target::Case(tracking),
-                    &officer,
-                    EventBody::PersonalDataRead { client_id: client.as_str().to_owned() },
-                )?;
-                Some(self.agency.publish_events(std::slice::from_ref(&event)).await)
-            }
-            Err(_) => None,
-        };
-        let failed = outcome.as_ref().err().map(|e| e.reason_code().as_str());
-        let reason = failed.or_else(|| match &recorded {
-            Some(Err(e)) => Some(e.reason_code().as_str()),
-            _ => None,
-        });
+        let recorded = async {
+            let data = outcome?;
+            let event = self.agency.builder().build(
+                &self.service,
+                Target::Case(tracking),
+                &officer,
+                EventBody::PersonalDataRead { client_id: client.as_str().to_owned() },
+            )?;
+            self.agency.publish_events(std::slice::from_ref(&event)).await?;
+            Ok::<_, PrivacyError>((data, event))
+        }
+        .await;
         tracing::info!(
             case = %tracking,
             officer = %client,
             petugas = %officer,
-            reason = reason.unwrap_or(""),
-            event_id = recorded.as_ref().and_then(|r| r.as_ref().ok()).and_then(|a| a.first()).map_or("", |a| a.event_id.as_str()),
+            reason = recorded.as_ref().err().map_or("", |e| e.reason_code().as_str()),
+            event_id = recorded.as_ref().map_or("", |(_, event)| event.event_id()),
             "Personal data read"
         );
-        let d = outcome?;
-        recorded.transpose()?;
+        let (d, _) = recorded?;
         Ok(pb::DataPribadi { nama: d.nama, telepon: d.telepon, surel: d.surel })
     }
 
