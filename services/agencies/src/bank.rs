@@ -97,8 +97,8 @@ agency_service! {
         } "kind `survey`; `waktu_ms` → `at_ms`, `lokasi_usaha` → `place`",
         // The opening deposit has no billing code (mapping v1).
         TagihSetoranAwal: tagih_setoran_awal(pb::TagihanSetoranAwal) => fee {
-            jumlah_setoran <= SETORAN_IDR_MAX, saluran_setoran
-        } "`jumlah_setoran` → `amount_idr` (1..=1 000 000 000), `saluran_setoran` → `payment_channel`; `billing_code` empty",
+            jumlah_setoran <= SETORAN_IDR_MAX, saluran_setoran, batas_setor_ms
+        } "`jumlah_setoran` → `amount_idr` (1..=1 000 000 000), `saluran_setoran` → `payment_channel`, `batas_setor_ms` → `due_at_ms` (0: none; from now to a year ahead); `billing_code` empty",
         TerimaSetoranAwal: terima_setoran_awal(pb::SetoranAwal) => payment {
             jumlah_setoran <= SETORAN_IDR_MAX, nomor_transaksi: common::optional_text
         } "`jumlah_setoran` → `amount_idr`, `nomor_transaksi` → `payment_reference` (may be empty)",

@@ -83,8 +83,8 @@ agency_service! {
         MulaiPemeriksaan: mulai_pemeriksaan(pb::Langkah) => top { ReviewStarted }
             "—",
         TerbitkanSps: terbitkan_sps(pb::SuratPerintahSetor) => fee {
-            jumlah_pnbp <= PNBP_IDR_MAX, saluran_pembayaran, kode_billing: common::simponi_billing_code
-        } "`jumlah_pnbp` → `amount_idr` (1..=1 000 000 000), `kode_billing` (SIMPONI, 15 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel`",
+            jumlah_pnbp <= PNBP_IDR_MAX, saluran_pembayaran, kode_billing: common::simponi_billing_code, batas_bayar_ms
+        } "`jumlah_pnbp` → `amount_idr` (1..=1 000 000 000), `kode_billing` (SIMPONI, 15 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel`, `batas_bayar_ms` → `due_at_ms` (0: none; from now to a year ahead)",
         KonfirmasiPembayaran: konfirmasi_pembayaran(pb::PembayaranPnbp) => payment {
             jumlah_pnbp <= PNBP_IDR_MAX, ntpn: common::ntpn
         } "`jumlah_pnbp` → `amount_idr`, `ntpn` → `payment_reference`",

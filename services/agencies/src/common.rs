@@ -332,18 +332,22 @@ pub(crate) fn appointment(
 }
 
 /// `fee_assessed`: an amount of 1..=`max_idr` rupiah, where to pay
-/// (required) and the billing code (already checked by the caller).
+/// (required), the billing code (already checked by the caller) and the due
+/// date (0: none given; otherwise from now to a year ahead, on the agency's
+/// clock).
 pub(crate) fn fee(
+    agency: &Agency,
     (amount_field, amount_idr): (&'static str, i64),
     max_idr: i64,
     (channel_field, channel): (&'static str, &str),
     billing_code: String,
+    (due_field, due_at_ms): (&'static str, i64),
 ) -> Result<EventBody, KitError> {
     Ok(EventBody::FeeAssessed {
         amount_idr: input::amount_idr(amount_field, amount_idr, max_idr)?,
         payment_channel: input::text(channel_field, channel, true)?,
         billing_code,
-        due_at_ms: 0,
+        due_at_ms: input::fee_due_at_ms(due_field, due_at_ms, agency.builder().now_ms())?,
     })
 }
 

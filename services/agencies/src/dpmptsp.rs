@@ -96,8 +96,8 @@ agency_service! {
             Inspection, waktu_ms, lokasi
         } "kind `inspection`; `waktu_ms` → `at_ms`, `lokasi` → `place`",
         TetapkanRetribusi: tetapkan_retribusi(pb::Skrd) => fee {
-            jumlah_retribusi <= RETRIBUSI_IDR_MAX, saluran_pembayaran, nomor_skrd: common::required_text
-        } "`jumlah_retribusi` → `amount_idr` (1..=10 000 000 000), `nomor_skrd` (required) → `billing_code`, `saluran_pembayaran` → `payment_channel`",
+            jumlah_retribusi <= RETRIBUSI_IDR_MAX, saluran_pembayaran, nomor_skrd: common::required_text, jatuh_tempo_ms
+        } "`jumlah_retribusi` → `amount_idr` (1..=10 000 000 000), `nomor_skrd` (required) → `billing_code`, `saluran_pembayaran` → `payment_channel`, `jatuh_tempo_ms` → `due_at_ms` (0: none; from now to a year ahead)",
         KonfirmasiPembayaran: konfirmasi_pembayaran(pb::PembayaranRetribusi) => payment {
             jumlah_bayar <= RETRIBUSI_IDR_MAX, nomor_sts: common::optional_text
         } "`jumlah_bayar` → `amount_idr`, `nomor_sts` → `payment_reference` (may be empty)",

@@ -98,8 +98,8 @@ agency_service! {
         MulaiWawancara: mulai_wawancara(pb::Langkah) => top { ReviewStarted }
             "— (the interview is held: from Diterima for a walk-in, or from Dijadwalkan after a booked interview)",
         TerbitkanKodeBilling: terbitkan_kode_billing(pb::KodeBilling) => fee {
-            jumlah_pnbp <= PNBP_IDR_MAX, saluran_pembayaran, kode_billing: common::simponi_billing_code
-        } "`jumlah_pnbp` → `amount_idr` (1..=5 000 000), `kode_billing` (SIMPONI, 15 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel` (required)",
+            jumlah_pnbp <= PNBP_IDR_MAX, saluran_pembayaran, kode_billing: common::simponi_billing_code, berlaku_sampai_ms
+        } "`jumlah_pnbp` → `amount_idr` (1..=5 000 000), `kode_billing` (SIMPONI, 15 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel` (required), `berlaku_sampai_ms` → `due_at_ms` (0: none; from now to a year ahead)",
         KonfirmasiPembayaran: konfirmasi_pembayaran(pb::PembayaranPnbp) => payment {
             jumlah_pnbp <= PNBP_IDR_MAX, ntpn: common::ntpn
         } "`jumlah_pnbp` → `amount_idr` (1..=5 000 000), `ntpn` (required, 16 chars) → `payment_reference`",

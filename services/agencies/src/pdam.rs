@@ -81,8 +81,8 @@ agency_service! {
         JadwalkanSurvei: jadwalkan_survei(pb::Kunjungan) => appointment { Survey, waktu_ms, alamat }
             "kind `survey`; `waktu_ms` → `at_ms`, `alamat` → `place`",
         TerbitkanRab: terbitkan_rab(pb::Rab) => fee {
-            jumlah_biaya <= BIAYA_IDR_MAX, saluran_pembayaran, nomor_rab: common::required_text
-        } "`jumlah_biaya` → `amount_idr` (1..=50 000 000), `nomor_rab` (required) → `billing_code`, `saluran_pembayaran` → `payment_channel`",
+            jumlah_biaya <= BIAYA_IDR_MAX, saluran_pembayaran, nomor_rab: common::required_text, batas_bayar_ms
+        } "`jumlah_biaya` → `amount_idr` (1..=50 000 000), `nomor_rab` (required) → `billing_code`, `saluran_pembayaran` → `payment_channel`, `batas_bayar_ms` → `due_at_ms` (0: none; from now to a year ahead)",
         KonfirmasiPembayaran: konfirmasi_pembayaran(pb::Pembayaran) => payment {
             jumlah_bayar <= BIAYA_IDR_MAX, nomor_kuitansi: common::optional_text
         } "`jumlah_bayar` → `amount_idr`, `nomor_kuitansi` → `payment_reference` (may be empty)",

@@ -112,8 +112,8 @@ agency_service! {
         JadwalkanSurvei: jadwalkan_survei(pb::Kunjungan) => appointment { Survey, waktu_ms, alamat }
             "kind `survey`; `waktu_ms` → `at_ms`, `alamat` → `place`",
         TerbitkanTagihan: terbitkan_tagihan(pb::Tagihan) => fee {
-            jumlah_tagihan <= TAGIHAN_IDR_MAX, saluran_pembayaran, kode_bayar: kode_bayar
-        } "`jumlah_tagihan` → `amount_idr` (1..=500 000 000), `kode_bayar` (10–16 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel`",
+            jumlah_tagihan <= TAGIHAN_IDR_MAX, saluran_pembayaran, kode_bayar: kode_bayar, jatuh_tempo_ms
+        } "`jumlah_tagihan` → `amount_idr` (1..=500 000 000), `kode_bayar` (10–16 digits) → `billing_code`, `saluran_pembayaran` → `payment_channel`, `jatuh_tempo_ms` → `due_at_ms` (0: none; from now to a year ahead)",
         KonfirmasiPembayaran: konfirmasi_pembayaran(pb::Pembayaran) => payment {
             jumlah_bayar <= TAGIHAN_IDR_MAX, nomor_referensi: common::optional_text
         } "`jumlah_bayar` → `amount_idr`, `nomor_referensi` → `payment_reference` (may be empty)",

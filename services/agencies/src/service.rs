@@ -44,8 +44,8 @@
 /// | `documents_requested { dokumen, counter, note }` | nested | `documents_requested` |
 /// | `documents_received { dokumen }` | nested | `documents_received` |
 /// | `appointment { Kind, at_ms, place }` | nested | `appointment_scheduled` of [`crate::common::AppointmentKind`]`::Kind` |
-/// | `fee { amount <= MAX, channel, code: check }` | nested | `fee_assessed`, the billing code checked by `check(field, value)` |
-/// | `fee { amount <= MAX, channel }` | nested | `fee_assessed` without a billing code (the event's is dropped by `request`) |
+/// | `fee { amount <= MAX, channel, code: check, due }` | nested | `fee_assessed`, the billing code checked by `check(field, value)`, the due date by `input::fee_due_at_ms` |
+/// | `fee { amount <= MAX, channel, due }` | nested | `fee_assessed` without a billing code (the event's is dropped by `request`) |
 /// | `payment { amount <= MAX, reference: check }` | nested | `payment_received`, the reference checked by `check(field, value)` |
 /// | `issued { number: check }` | nested | `issued`, the document number checked by `check(field, value)` |
 /// | `issued_by_service { number: check }` | nested | `issued`, checked by `check(service, field, value)` for the application's service |
@@ -263,13 +263,27 @@ macro_rules! agency_service {
             (stringify!($place), &$r.$place),
         )
     };
-    (@body $self:ident, $step:ident, $r:ident, fee { $amount:ident <= $max:expr, $channel:ident, $code:ident: $check:expr }) => {
+    (@body $self:ident, $step:ident, $r:ident, fee { $amount:ident <= $max:expr, $channel:ident, $code:ident: $check:expr, $due:ident }) => {
         $check(stringify!($code), &$r.$code).and_then(|code| {
-            $crate::common::fee((stringify!($amount), $r.$amount), $max, (stringify!($channel), &$r.$channel), code)
+            $crate::common::fee(
+                &$self.agency,
+                (stringify!($amount), $r.$amount),
+                $max,
+                (stringify!($channel), &$r.$channel),
+                code,
+                (stringify!($due), $r.$due),
+            )
         })
     };
-    (@body $self:ident, $step:ident, $r:ident, fee { $amount:ident <= $max:expr, $channel:ident }) => {
-        $crate::common::fee((stringify!($amount), $r.$amount), $max, (stringify!($channel), &$r.$channel), String::new())
+    (@body $self:ident, $step:ident, $r:ident, fee { $amount:ident <= $max:expr, $channel:ident, $due:ident }) => {
+        $crate::common::fee(
+            &$self.agency,
+            (stringify!($amount), $r.$amount),
+            $max,
+            (stringify!($channel), &$r.$channel),
+            String::new(),
+            (stringify!($due), $r.$due),
+        )
     };
     (@body $self:ident, $step:ident, $r:ident, payment { $amount:ident <= $max:expr, $reference:ident: $check:expr }) => {
         $check(stringify!($reference), &$r.$reference)
@@ -333,24 +347,26 @@ macro_rules! agency_service {
             _ => None,
         }
     };
-    (@inverse $body:ident, $top:ident, $langkah:ident, $Req:ident, fee { $amount:ident <= $max:expr, $channel:ident, $code:ident: $check:expr }) => {
+    (@inverse $body:ident, $top:ident, $langkah:ident, $Req:ident, fee { $amount:ident <= $max:expr, $channel:ident, $code:ident: $check:expr, $due:ident }) => {
         match $body {
-            mpp_core::EventBody::FeeAssessed { amount_idr, payment_channel, billing_code, due_at_ms: 0 } => Some(pb::$Req {
+            mpp_core::EventBody::FeeAssessed { amount_idr, payment_channel, billing_code, due_at_ms } => Some(pb::$Req {
                 langkah: $langkah(),
                 $amount: *amount_idr,
                 $channel: payment_channel.clone(),
                 $code: billing_code.clone(),
+                $due: *due_at_ms,
             }),
             _ => None,
         }
     };
-    (@inverse $body:ident, $top:ident, $langkah:ident, $Req:ident, fee { $amount:ident <= $max:expr, $channel:ident }) => {
+    (@inverse $body:ident, $top:ident, $langkah:ident, $Req:ident, fee { $amount:ident <= $max:expr, $channel:ident, $due:ident }) => {
         // The request has no billing code: the event's is dropped (mapping v1).
         match $body {
-            mpp_core::EventBody::FeeAssessed { amount_idr, payment_channel, .. } => Some(pb::$Req {
+            mpp_core::EventBody::FeeAssessed { amount_idr, payment_channel, due_at_ms, .. } => Some(pb::$Req {
                 langkah: $langkah(),
                 $amount: *amount_idr,
                 $channel: payment_channel.clone(),
+                $due: *due_at_ms,
             }),
             _ => None,
         }

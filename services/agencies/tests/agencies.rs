@@ -118,6 +118,7 @@ async fn dpmptsp_journey(addr: SocketAddr, case: &str) -> Walked {
             jumlah_retribusi: 2_340_000,
             nomor_skrd: "SKRD/PBG/2026/0042".into(),
             saluran_pembayaran: "Bank daerah".into(),
+            jatuh_tempo_ms: in_days(30),
         })
         .await;
     ids.push(r.unwrap().into_inner().event_id);
@@ -165,6 +166,7 @@ async fn pln_journey(addr: SocketAddr, case: &str) -> Walked {
             jumlah_tagihan: 1_259_700,
             kode_bayar: "521100123456".into(),
             saluran_pembayaran: "PLN Mobile".into(),
+            jatuh_tempo_ms: in_days(7),
         })
         .await;
     ids.push(r.unwrap().into_inner().event_id);
@@ -211,6 +213,7 @@ async fn pdam_journey(addr: SocketAddr, case: &str) -> Walked {
             jumlah_biaya: 1_750_000,
             nomor_rab: "RAB/2026/00123".into(),
             saluran_pembayaran: "Kasir PDAM".into(),
+            batas_bayar_ms: in_days(14),
         })
         .await;
     ids.push(r.unwrap().into_inner().event_id);
@@ -273,6 +276,7 @@ async fn bpn_journey(addr: SocketAddr, case: &str) -> Walked {
             jumlah_pnbp: 1_250_000,
             kode_billing: "820260115000777".into(),
             saluran_pembayaran: "SIMPONI".into(),
+            batas_bayar_ms: in_days(7),
         })
         .await;
     ids.push(r.unwrap().into_inner().event_id);
@@ -327,6 +331,7 @@ async fn imigrasi_journey(addr: SocketAddr, case: &str) -> Walked {
             jumlah_pnbp: 650_000,
             kode_billing: "820260114000123".into(),
             saluran_pembayaran: "SIMPONI".into(),
+            berlaku_sampai_ms: 0,
         })
         .await;
     ids.push(r.unwrap().into_inner().event_id);
@@ -412,6 +417,7 @@ async fn bank_journey(addr: SocketAddr, case: &str) -> Walked {
             langkah: l.clone(),
             jumlah_setoran: 100_000,
             saluran_setoran: "Teller".into(),
+            batas_setor_ms: in_days(3),
         })
         .await;
     ids.push(r.unwrap().into_inner().event_id);
@@ -517,6 +523,17 @@ async fn one_case_walks_every_agency_and_the_stream_holds_each_journey_in_order(
             .map(|e| e.application_id.as_str())
             .collect();
         assert_eq!(apps.len(), 1, "{}: one application", info.agency_id);
+        // Each fee carries the due date its RPC gave (Imigrasi's journey
+        // gives none: 0), days ahead of now.
+        for e in &journey {
+            if let Some(ev::envelope::Body::FeeAssessed(fee)) = &e.body {
+                if info.agency_id == "imigrasi" {
+                    assert_eq!(fee.due_at_ms, 0, "imigrasi: no due date given");
+                } else {
+                    assert!(fee.due_at_ms > in_days(1), "{}: due date {}", info.agency_id, fee.due_at_ms);
+                }
+            }
+        }
         assert!(
             apps.iter().all(|a| a.starts_with(&format!("{}-", info.application_prefix))),
             "{}: {apps:?}",

@@ -165,6 +165,31 @@ pub fn appointment_at_ms(field: &'static str, value: i64, now_ms: i64) -> Result
     Ok(value)
 }
 
+/// The due date of a fee in Unix milliseconds, given the edge's clock
+/// `now_ms`: 0 (none given) passes as 0; otherwise `INVALID_FIELD_VALUE`
+/// when it is already past at `now_ms` or more than
+/// `limits::FEE_DUE_AHEAD_MS_MAX` after it (the hub's own bound). A due date
+/// in the past would tell the citizen nothing but that they are late before
+/// they were asked. Returned unchanged.
+pub fn fee_due_at_ms(field: &'static str, value: i64, now_ms: i64) -> Result<i64, KitError> {
+    if value == 0 {
+        return Ok(0);
+    }
+    let latest = now_ms.saturating_add(limits::FEE_DUE_AHEAD_MS_MAX);
+    if value < now_ms || value > latest {
+        return Err(KitError::input(
+            field,
+            ReasonCode::InvalidFieldValue,
+            format!(
+                "{value} is not a due date this service can set; expected 0 (none) or Unix milliseconds \
+                 from now to {} ms from now",
+                limits::FEE_DUE_AHEAD_MS_MAX
+            ),
+        ));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +271,14 @@ mod tests {
         let latest = now + limits::APPOINTMENT_AHEAD_MS_MAX;
         assert!(appointment_at_ms("waktu_ms", latest, now).is_ok());
         assert_eq!(code(appointment_at_ms("waktu_ms", latest + 1, now)), ReasonCode::InvalidFieldValue);
+
+        // A fee's due date is optional, never past, at most a year ahead.
+        assert_eq!(fee_due_at_ms("jatuh_tempo_ms", 0, now).unwrap(), 0);
+        assert_eq!(fee_due_at_ms("jatuh_tempo_ms", now, now).unwrap(), now);
+        assert_eq!(code(fee_due_at_ms("jatuh_tempo_ms", now - 1, now)), ReasonCode::InvalidFieldValue);
+        assert_eq!(code(fee_due_at_ms("jatuh_tempo_ms", -1, now)), ReasonCode::InvalidFieldValue);
+        let latest = now + limits::FEE_DUE_AHEAD_MS_MAX;
+        assert_eq!(fee_due_at_ms("jatuh_tempo_ms", latest, now).unwrap(), latest);
+        assert_eq!(code(fee_due_at_ms("jatuh_tempo_ms", latest + 1, now)), ReasonCode::InvalidFieldValue);
     }
 }

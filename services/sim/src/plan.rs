@@ -29,6 +29,10 @@ use crate::rng::Rng;
 /// One day, in milliseconds (appointments are booked days ahead).
 const DAY_MS: i64 = 86_400_000;
 
+/// Days a simulated citizen is given to pay a fee (sample terms: each
+/// agency sets its own due date; the simulator gives them all two weeks).
+const FEE_DUE_DAYS: u32 = 14;
+
 /// One reason for a citizen to come to the MPP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Journey {
@@ -387,6 +391,9 @@ pub enum Action {
         billing_code: String,
         /// Where to pay.
         channel: String,
+        /// Pay within this many days of the assessment (the agency's due
+        /// date; sample terms, not any agency's rule).
+        due_days: u32,
     },
     /// The payment arrived.
     ConfirmPayment {
@@ -455,9 +462,12 @@ impl Action {
                 at_ms: now_ms + i64::from(days_ahead) * DAY_MS,
                 place,
             },
-            Action::AssessFee { amount_idr, billing_code, channel } => {
-                EventBody::FeeAssessed { amount_idr, payment_channel: channel, billing_code, due_at_ms: 0 }
-            }
+            Action::AssessFee { amount_idr, billing_code, channel, due_days } => EventBody::FeeAssessed {
+                amount_idr,
+                payment_channel: channel,
+                billing_code,
+                due_at_ms: now_ms + i64::from(due_days) * DAY_MS,
+            },
             Action::ConfirmPayment { amount_idr, reference } => {
                 EventBody::PaymentReceived { amount_idr, payment_reference: reference }
             }
@@ -773,6 +783,7 @@ fn flow(service: Service, b: &mut AppBuilder, region: &str, rng: &mut Rng) {
                 amount_idr: amount,
                 billing_code: skrd,
                 channel: "Bank Bengkulu / kas daerah".to_owned(),
+                due_days: FEE_DUE_DAYS,
             };
             let pay =
                 Action::ConfirmPayment { amount_idr: amount, reference: format!("STS/{}", rng.digits(6)) };
@@ -797,6 +808,7 @@ fn flow(service: Service, b: &mut AppBuilder, region: &str, rng: &mut Rng) {
                 amount_idr: amount,
                 billing_code: format!("RAB/{}", rng.digits(6)),
                 channel: "Kasir PDAM / Bank Bengkulu".to_owned(),
+                due_days: FEE_DUE_DAYS,
             };
             let pay =
                 Action::ConfirmPayment { amount_idr: amount, reference: format!("KWT/{}", rng.digits(6)) };
@@ -824,6 +836,7 @@ fn flow(service: Service, b: &mut AppBuilder, region: &str, rng: &mut Rng) {
                 amount_idr: amount,
                 billing_code: format!("5{}", rng.digits(11)),
                 channel: "PLN Mobile / bank / kantor pos".to_owned(),
+                due_days: FEE_DUE_DAYS,
             };
             let pay =
                 Action::ConfirmPayment { amount_idr: amount, reference: format!("REF{}", rng.digits(9)) };
@@ -877,6 +890,7 @@ fn flow(service: Service, b: &mut AppBuilder, region: &str, rng: &mut Rng) {
                 amount_idr: amount,
                 billing_code: String::new(),
                 channel: "Teller".to_owned(),
+                due_days: FEE_DUE_DAYS,
             };
             let pay =
                 Action::ConfirmPayment { amount_idr: amount, reference: format!("TRX{}", rng.digits(10)) };
@@ -909,6 +923,7 @@ fn flow(service: Service, b: &mut AppBuilder, region: &str, rng: &mut Rng) {
                 amount_idr: 350_000,
                 billing_code: format!("8{}", rng.digits(14)),
                 channel: "Bank persepsi / kantor pos (SIMPONI)".to_owned(),
+                due_days: FEE_DUE_DAYS,
             };
             let pay = Action::ConfirmPayment { amount_idr: 350_000, reference: ntpn(rng) };
             if b.fee(assess, pay) == Next::Stop {
@@ -932,6 +947,7 @@ fn flow(service: Service, b: &mut AppBuilder, region: &str, rng: &mut Rng) {
                 amount_idr: 50_000,
                 billing_code: format!("8{}", rng.digits(14)),
                 channel: "Bank persepsi / kantor pos (SIMPONI)".to_owned(),
+                due_days: FEE_DUE_DAYS,
             };
             let pay = Action::ConfirmPayment { amount_idr: 50_000, reference: ntpn(rng) };
             if b.fee(assess, pay) == Next::Stop {

@@ -180,6 +180,7 @@ async fn prepare(fo: &mut Fo, dpm: &mut Dpm, pln_c: &mut Pln, nik: &str) -> Resu
             jumlah_tagihan: 1_259_700,
             kode_bayar: "521100123456".to_owned(),
             saluran_pembayaran: "PLN Mobile".to_owned(),
+            jatuh_tempo_ms: now_ms() + 7 * DAY_MS,
         })
         .await
         .context("TerbitkanTagihan")?;

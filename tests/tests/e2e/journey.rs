@@ -161,12 +161,13 @@ const DONE: [Want; 4] = [
     },
 ];
 
-/// The fee the plan assesses on `slot`: amount, billing code, where to pay.
-fn assessed_fee(plan: &Plan, slot: usize) -> Result<(i64, String, String)> {
+/// The fee the plan assesses on `slot`: amount, billing code, where to pay,
+/// days to pay.
+fn assessed_fee(plan: &Plan, slot: usize) -> Result<(i64, String, String, u32)> {
     plan.steps_of(slot)
         .find_map(|s| match &s.action {
-            Action::AssessFee { amount_idr, billing_code, channel } => {
-                Some((*amount_idr, billing_code.clone(), channel.clone()))
+            Action::AssessFee { amount_idr, billing_code, channel, due_days } => {
+                Some((*amount_idr, billing_code.clone(), channel.clone(), *due_days))
             }
             _ => None,
         })
@@ -343,9 +344,9 @@ async fn a_multi_agency_journey_shows_every_agencys_step_and_what_to_do_next() -
     let ends = plan.round_ends();
     ensure!(ends.len() == 3, "expected three visits, the plan has {ends:?}");
     let (pbg_documents, pbg_counter) = requested_documents(&plan, PBG)?;
-    let (pdam_fee, pdam_code, pdam_place) = assessed_fee(&plan, PDAM)?;
-    let (pln_fee, pln_code, pln_place) = assessed_fee(&plan, PLN)?;
-    let (pbg_fee, pbg_code, _) = assessed_fee(&plan, PBG)?;
+    let (pdam_fee, pdam_code, pdam_place, pdam_days) = assessed_fee(&plan, PDAM)?;
+    let (pln_fee, pln_code, pln_place, pln_days) = assessed_fee(&plan, PLN)?;
+    let (pbg_fee, pbg_code, _, _) = assessed_fee(&plan, PBG)?;
     let mut run = CaseRun::new(0, plan);
 
     // When: the first visit: case opened, four applications filed, the
@@ -393,9 +394,10 @@ async fn a_multi_agency_journey_shows_every_agencys_step_and_what_to_do_next() -
         .collect();
     ensure!(docs == pbg_documents, "bring_documents lists {docs:?}, expected {pbg_documents:?}");
     ensure!(str_of(bring, "place") == pbg_counter, "bring_documents place: {bring}");
-    for (id, fee, code, place) in
-        [(pdam_id, pdam_fee, &pdam_code, &pdam_place), (pln_id, pln_fee, &pln_code, &pln_place)]
-    {
+    for (id, fee, code, place, days) in [
+        (pdam_id, pdam_fee, &pdam_code, &pdam_place, pdam_days),
+        (pln_id, pln_fee, &pln_code, &pln_place, pln_days),
+    ] {
         let pay = find(id, "pay_fee")?;
         ensure!(
             pay.get("amount_idr").and_then(Value::as_i64) == Some(fee),
@@ -403,6 +405,15 @@ async fn a_multi_agency_journey_shows_every_agencys_step_and_what_to_do_next() -
         );
         ensure!(str_of(pay, "billing_code") == code.as_str(), "pay_fee billing code: {pay}, expected {code}");
         ensure!(str_of(pay, "place") == place.as_str(), "pay_fee place: {pay}, expected {place}");
+        // The agency's due date: `days` after the fee was assessed, which
+        // was during this test.
+        let due = pay.get("due_at_ms").and_then(Value::as_i64).context("pay_fee has no due_at_ms")?;
+        let now = mpp_tests::envelope::now_ms();
+        let days_ms = i64::from(days) * 86_400_000;
+        ensure!(
+            due > now && due <= now + days_ms,
+            "pay_fee due_at_ms {due}: expected within {days} days of now ({now})"
+        );
     }
     // Anything else the citizen is told to do concerns the issued NIB (collect it).
     let waiting = [pbg_id, pdam_id, pln_id];

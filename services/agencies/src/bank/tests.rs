@@ -31,6 +31,7 @@ fn account_numbers_are_masked() {
 
 /// Every step RPC, and the event it must publish.
 fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
+    let due = in_days(14);
     let l = || Some(top.clone());
     let npwp = || vec!["NPWP".to_owned()];
     let (meja, teller) = ("Meja Bank Mitra Swasta, MPP", "Teller Bank Mitra Swasta, MPP");
@@ -64,12 +65,13 @@ fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
                 langkah: l(),
                 jumlah_setoran: 100_000,
                 saluran_setoran: teller.into(),
+                batas_setor_ms: due,
             }),
             E::FeeAssessed {
                 amount_idr: 100_000,
                 payment_channel: teller.into(),
                 billing_code: String::new(),
-                due_at_ms: 0,
+                due_at_ms: due,
             },
         ),
         (
@@ -137,6 +139,7 @@ fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
         langkah: Some(l.clone()),
         jumlah_setoran,
         saluran_setoran: "Teller".into(),
+        batas_setor_ms: 0,
     };
     let no_teller = pb::TagihanSetoranAwal { saluran_setoran: String::new(), ..setoran(100_000) };
     let negative =

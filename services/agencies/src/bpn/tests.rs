@@ -19,6 +19,7 @@ mapping_tests! {
 
 /// Every step RPC, and the event it must publish.
 fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
+    let due = in_days(14);
     let l = || Some(top.clone());
     let tanda_batas = || vec!["Surat pernyataan tanda batas".to_owned()];
     let (kode, simponi, ntpn) =
@@ -49,12 +50,13 @@ fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
                 jumlah_pnbp: 1_250_000,
                 kode_billing: kode.into(),
                 saluran_pembayaran: simponi.into(),
+                batas_bayar_ms: due,
             }),
             E::FeeAssessed {
                 amount_idr: 1_250_000,
                 billing_code: kode.into(),
                 payment_channel: simponi.into(),
-                due_at_ms: 0,
+                due_at_ms: due,
             },
         ),
         (
@@ -111,6 +113,7 @@ fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
         jumlah_pnbp,
         kode_billing: "820260115000777".into(),
         saluran_pembayaran: "SIMPONI".into(),
+        batas_bayar_ms: 0,
     };
     let app = |nomor_permohonan: &str| pb::Langkah { nomor_permohonan: nomor_permohonan.into(), ..l.clone() };
     let no_documents = pb::KekuranganBerkas {

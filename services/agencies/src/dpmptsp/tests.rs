@@ -19,6 +19,7 @@ mapping_tests! {
 
 /// Every step RPC, and the event it must publish.
 fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
+    let due = in_days(14);
     let l = || Some(top.clone());
     let struktur = || vec!["Perhitungan struktur".to_owned()];
     let (loket, tenaga_ahli) = ("Loket DPMPTSP, MPP / SIMBG", "Ditandatangani tenaga ahli");
@@ -53,12 +54,13 @@ fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
                 jumlah_retribusi: 2_340_000,
                 nomor_skrd: skrd.into(),
                 saluran_pembayaran: kas.into(),
+                jatuh_tempo_ms: due,
             }),
             E::FeeAssessed {
                 amount_idr: 2_340_000,
                 billing_code: skrd.into(),
                 payment_channel: kas.into(),
-                due_at_ms: 0,
+                due_at_ms: due,
             },
         ),
         (
@@ -119,6 +121,7 @@ fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
         jumlah_retribusi,
         nomor_skrd: "SKRD/1".into(),
         saluran_pembayaran: "Bank daerah".into(),
+        jatuh_tempo_ms: 0,
     };
     let bayar = pb::PembayaranRetribusi {
         langkah: Some(l.clone()),

@@ -29,6 +29,7 @@ fn passport_numbers() {
 
 /// Every step RPC, and the event it must publish.
 fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
+    let due = in_days(14);
     let l = || Some(top.clone());
     let akta = || vec!["Akta kelahiran".to_owned()];
     let (at, ruang) = (in_days(3), "Ruang wawancara Imigrasi");
@@ -67,12 +68,13 @@ fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
                 jumlah_pnbp: 350_000,
                 kode_billing: kode.into(),
                 saluran_pembayaran: simponi.into(),
+                berlaku_sampai_ms: due,
             }),
             E::FeeAssessed {
                 amount_idr: 350_000,
                 billing_code: kode.into(),
                 payment_channel: simponi.into(),
-                due_at_ms: 0,
+                due_at_ms: due,
             },
         ),
         (
@@ -124,6 +126,7 @@ fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
         jumlah_pnbp,
         kode_billing: kode_billing.into(),
         saluran_pembayaran: "SIMPONI".into(),
+        berlaku_sampai_ms: 0,
     };
     let kode = "820260114000123";
     let no_channel = pb::KodeBilling { saluran_pembayaran: String::new(), ..billing(350_000, kode) };

@@ -19,6 +19,7 @@ mapping_tests! {
 
 /// Every step RPC, and the event it must publish.
 fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
+    let due = in_days(14);
     let l = || Some(top.clone());
     let docs = || vec!["Denah lokasi rumah".to_owned()];
     let (alamat, survey, install) = ("Jl. Salak No. 9, Kota Bengkulu", in_days(1), in_days(6));
@@ -50,12 +51,13 @@ fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
                 jumlah_biaya: 1_750_000,
                 nomor_rab: "RAB/2026/00123".into(),
                 saluran_pembayaran: "Kasir PDAM / Bank daerah".into(),
+                batas_bayar_ms: due,
             }),
             E::FeeAssessed {
                 amount_idr: 1_750_000,
                 billing_code: "RAB/2026/00123".into(),
                 payment_channel: "Kasir PDAM / Bank daerah".into(),
-                due_at_ms: 0,
+                due_at_ms: due,
             },
         ),
         (
@@ -114,6 +116,7 @@ fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
             jumlah_biaya,
             nomor_rab: nomor_rab.into(),
             saluran_pembayaran: "Kasir PDAM".into(),
+            batas_bayar_ms: 0,
         })
     };
     vec![

@@ -19,6 +19,7 @@ mapping_tests! {
 
 /// Every step RPC, and the event it must publish.
 fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
+    let due = in_days(14);
     let l = || Some(top.clone());
     let slo = || vec!["SLO instalasi".to_owned()];
     let (alamat, survey, install) = ("Jl. Merapi No. 5, Kota Bengkulu", in_days(2), in_days(4));
@@ -48,12 +49,13 @@ fn steps(top: &pb::Langkah) -> Vec<Step<Call>> {
                 jumlah_tagihan: 1_259_700,
                 kode_bayar: kode.into(),
                 saluran_pembayaran: saluran.into(),
+                jatuh_tempo_ms: due,
             }),
             E::FeeAssessed {
                 amount_idr: 1_259_700,
                 billing_code: kode.into(),
                 payment_channel: saluran.into(),
-                due_at_ms: 0,
+                due_at_ms: due,
             },
         ),
         (
@@ -110,6 +112,7 @@ fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
             jumlah_tagihan,
             kode_bayar: kode_bayar.into(),
             saluran_pembayaran: "PLN Mobile".into(),
+            jatuh_tempo_ms: 0,
         })
     };
     let bayar = |jumlah_bayar| {
@@ -134,6 +137,31 @@ fn refusals(l: &pb::Langkah) -> Vec<Refusal<Call>> {
         (tagihan(-1_259_700, "521100123456"), inv, "INVALID_FIELD_VALUE", "jumlah_tagihan"),
         (tagihan(TAGIHAN_IDR_MAX + 1, "521100123456"), inv, "INVALID_FIELD_VALUE", "jumlah_tagihan"),
         (tagihan(1_259_700, "5211-0012"), inv, "INVALID_FIELD_VALUE", "kode_bayar"),
+        // A due date already past, or more than a year ahead.
+        (
+            Call::TerbitkanTagihan(pb::Tagihan {
+                langkah: Some(l.clone()),
+                jumlah_tagihan: 1_259_700,
+                kode_bayar: "521100123456".into(),
+                saluran_pembayaran: "PLN Mobile".into(),
+                jatuh_tempo_ms: in_days(-1),
+            }),
+            inv,
+            "INVALID_FIELD_VALUE",
+            "jatuh_tempo_ms",
+        ),
+        (
+            Call::TerbitkanTagihan(pb::Tagihan {
+                langkah: Some(l.clone()),
+                jumlah_tagihan: 1_259_700,
+                kode_bayar: "521100123456".into(),
+                saluran_pembayaran: "PLN Mobile".into(),
+                jatuh_tempo_ms: in_days(367),
+            }),
+            inv,
+            "INVALID_FIELD_VALUE",
+            "jatuh_tempo_ms",
+        ),
         (bayar(i64::MIN), inv, "INVALID_FIELD_VALUE", "jumlah_bayar"),
         (nyalakan("17201001234"), inv, "INVALID_FIELD_VALUE", "id_pelanggan"),
         (nyalakan(""), inv, "MISSING_FIELD", "id_pelanggan"),
