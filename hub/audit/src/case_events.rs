@@ -31,7 +31,11 @@
 //! code). The front office alone can unseal the citizen's contact details,
 //! so it alone can tell them (docs/NOTIFICATIONS.md); the notice holds no
 //! personal data (the hub has none) and no free text of the agency's but
-//! the counter, channel and place it names for every citizen.
+//! the counter, channel and place it names for every citizen. An agency's
+//! steps that reach the log before the front office's opening (its relay
+//! overtook the front office's: the application is held in the case's
+//! shell) are sent when the feed reads the opening, with their notices, in
+//! log order; those of applications the opening dropped never are.
 //!
 //! The last condition is judged at the time of reading, not of the entry:
 //! a participant that files into a case after another's event, and whose
@@ -125,6 +129,8 @@ pub const CITIZEN_NOTICE_KINDS: &[EventKind] = &[
 #[derive(Debug, Clone)]
 struct CaseView {
     opened_by: AgencyId,
+    /// Not opened yet: its applications are held ([`mpp_core::hold`]).
+    shell: bool,
     own: Vec<pb::OwnApplication>,
 }
 
@@ -240,7 +246,7 @@ fn case_event_of(
     }
     let Ok(case) = TrackingNumber::parse(&env.case_id) else { return Ok(None) };
     let Some(view) = case_of(&case)? else { return Ok(None) };
-    let opener = noticed && view.opened_by == *follower.id;
+    let opener = noticed && !view.shell && view.opened_by == *follower.id;
     let follows_by_grant = granted && !view.own.is_empty();
     if !(opener || follows_by_grant) {
         return Ok(None);
@@ -283,7 +289,59 @@ fn case_view(
             state: a.state.as_str().to_owned(),
         })
         .collect();
-    Ok(Some(CaseView { opened_by: c.opened_by, own }))
+    Ok(Some(CaseView { opened_by: c.opened_by.clone(), shell: c.is_shell(), own }))
+}
+
+/// When `e` is the follower's own opening of a case (a front office's
+/// `case_opened`): the notice events of the applications filed and moved
+/// before it, held in the case's shell and surfaced by the opening (an
+/// agency's relay may overtake the front office's, so its steps reach the
+/// log before the opening). The feed skipped them when it read them (the
+/// case was not yet the follower's); they are sent now, once, in log
+/// order. Applications the opening dropped send nothing.
+fn surfaced_at_opening(
+    store: &impl Store,
+    e: &LogEntry,
+    follower: Follower<'_>,
+) -> Result<Vec<(TrackingNumber, pb::CaseEvent)>, StoreError> {
+    if !follower.front_office || e.verdict != Verdict::Accepted {
+        return Ok(Vec::new());
+    }
+    if participant_of(e).and_then(|p| AgencyId::parse(p).ok()).as_ref() != Some(follower.id) {
+        return Ok(Vec::new());
+    }
+    let Ok(env) = pb::Envelope::decode(e.payload.as_slice()) else { return Ok(Vec::new()) };
+    let Some(body) = env.body.as_ref() else { return Ok(Vec::new()) };
+    if mpp_wire::body_to_core(body).kind() != EventKind::CaseOpened {
+        return Ok(Vec::new());
+    }
+    let Ok(case) = TrackingNumber::parse(&env.case_id) else { return Ok(Vec::new()) };
+    let Some(c) = store.case(&case)? else { return Ok(Vec::new()) };
+    if c.is_shell() || c.opened_by != *follower.id || c.opened_seq != e.seq {
+        return Ok(Vec::new());
+    }
+    let mut seqs: Vec<u64> = c
+        .applications
+        .iter()
+        .filter(|a| a.state != mpp_core::state::AppState::Dropped)
+        .flat_map(|a| a.timeline.iter())
+        .filter(|i| i.seq < e.seq && CITIZEN_NOTICE_KINDS.contains(&i.kind))
+        .map(|i| i.seq)
+        .collect();
+    seqs.sort_unstable();
+    let view = CaseView { opened_by: c.opened_by.clone(), shell: false, own: Vec::new() };
+    let mut out = Vec::new();
+    for seq in seqs {
+        let Some(held) = store.entry(seq)? else { continue };
+        let found = case_event_of(
+            &held,
+            follower,
+            |_| Ok(Some(view.clone())),
+            |agency, service| store.standard(agency, service),
+        )?;
+        out.extend(found);
+    }
+    Ok(out)
 }
 
 /// One step of a feed: the case events for `follower` among the entries
@@ -328,8 +386,9 @@ pub fn scan_step_as(
     let who = Follower { id: follower, grants, front_office };
     // One read per case per step.
     let mut cases: HashMap<TrackingNumber, Option<CaseView>> = HashMap::new();
-    scan_filtered(store, after, entries_max, events_max, |e| {
-        case_event_of(
+    let (found, scanned_to) = scan_filtered(store, after, entries_max, events_max, |e| {
+        let mut out = surfaced_at_opening(store, e, who)?;
+        out.extend(case_event_of(
             e,
             who,
             |tn| {
@@ -341,8 +400,10 @@ pub fn scan_step_as(
                 Ok(view)
             },
             |agency, service| store.standard(agency, service),
-        )
-    })
+        )?);
+        Ok((!out.is_empty()).then_some(out))
+    })?;
+    Ok((found.into_iter().flatten().collect(), scanned_to))
 }
 
 impl CaseEvents {
