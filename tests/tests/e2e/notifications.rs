@@ -473,6 +473,20 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
             .await;
     if waited.is_err() {
         eprintln!("front office log:\n{}\nhub log:\n{}", front.log_tail(), hub.log_tail());
+        let (status, case) = hub.case_json(&a.tn, &a.pin).await?;
+        eprintln!("case A ({status}): {case}");
+        let channel = tonic::transport::Endpoint::from_shared(hub.grpc_endpoint())?.connect().await?;
+        let mut feed = mpp_proto::v1::case_event_service_client::CaseEventServiceClient::with_interceptor(
+            channel,
+            mpp_tests::Bearer::new(&fo_token)?,
+        );
+        let mut stream = feed
+            .follow_case_events(mpp_proto::v1::FollowCaseEventsRequest { after_seq: 0 })
+            .await?
+            .into_inner();
+        if let Ok(Ok(Some(batch))) = tokio::time::timeout(Duration::from_secs(5), stream.message()).await {
+            eprintln!("the feed now: {batch:?}");
+        }
     }
     waited?;
     wait_for("E's opt-out recorded", ARRIVAL_DEADLINE, || {
