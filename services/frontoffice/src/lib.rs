@@ -986,6 +986,7 @@ pub async fn run_with(
         standards: vec![],
         rpc_scopes: Some(RPC_SCOPES),
         reaction: None,
+        extra_metrics: None,
     };
     let counter = SerialCounter::open(&config.data_dir().join(COUNTER_DIR), range, order)?;
     let vault = Vault::open(&config.data_dir().join(VAULT_DIR), vault_key, SystemClock.now_ms())?;
@@ -997,6 +998,7 @@ pub async fn run_with(
             let outbox = notify::outbox::NotifyOutbox::open_in(&config.data_dir())?;
             let notifier = notify::Notifier::new(outbox, n, Arc::new(SystemClock));
             config.reaction = Some(notifier.reaction());
+            config.extra_metrics = Some(notifier.metrics());
             Some(notify::spawn_sender(notifier, vault.clone()))
         }
         (Some(_), false) => {

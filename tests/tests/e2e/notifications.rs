@@ -378,8 +378,11 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
     let mut sink = SmtpSink::start(dir)?;
     sink.wait_listening().await?;
     let gateway = Gateway::start().await?;
+    let metrics_addr = mpp_tests::ports::free_addr()?;
     let front_args = vec![
-        "--signing-key-file".to_owned(),
+        "--metrics-addr".to_owned(),
+        metrics_addr.to_string(),
+        "--signing-key-file".into(),
         fo_key.display().to_string(),
         "--hub-url".into(),
         hub.grpc_endpoint(),
@@ -592,6 +595,26 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
         async move { Ok((n >= 1).then_some(())) }
     })
     .await?;
+
+    // ...and the restarted front office's /metrics counts them since its
+    // start: D's e-mail sent, its SMS a duplicate.
+    let want = [
+        "mpp_notifications_total{channel=\"email\",outcome=\"sent\"} 1",
+        "mpp_notifications_total{channel=\"sms\",outcome=\"duplicate\"} 1",
+        "mpp_notifications_total{channel=\"sms\",outcome=\"sent\"} 0",
+        "mpp_notifications_pending 0",
+    ];
+    let scraped = wait_for("the front office's /metrics", ARRIVAL_DEADLINE, || async {
+        let page = mpp_tests::http::request(metrics_addr, "GET", "/metrics", &[], b"").await?;
+        let metrics = String::from_utf8_lossy(&page.body).into_owned();
+        Ok(want.iter().all(|w| metrics.lines().any(|l| l == *w)).then_some(()))
+    })
+    .await;
+    if scraped.is_err() {
+        let page = mpp_tests::http::request(metrics_addr, "GET", "/metrics", &[], b"").await?;
+        eprintln!("/metrics:\n{}", String::from_utf8_lossy(&page.body));
+    }
+    scraped?;
 
     // Every message once, with the link and never the PIN.
     let mails = sink.messages()?;

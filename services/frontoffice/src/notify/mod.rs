@@ -43,10 +43,12 @@ pub mod smtp;
 pub mod template;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use mpp_agency_kit::case_events::CaseEventReaction;
+use mpp_agency_kit::metrics::ExtraMetrics;
 use mpp_agency_kit::{Clock, KitError};
 use mpp_core::calendar::Zone;
 use mpp_core::ids::TrackingNumber;
@@ -306,6 +308,29 @@ pub struct Notifier {
     config: Arc<NotifyConfig>,
     wake: Arc<Notify>,
     clock: Arc<dyn Clock>,
+    counts: Arc<Counts>,
+}
+
+/// What the sender did since start, for `/metrics`: outcomes by channel,
+/// redeliveries refused, retries, and the entries pending after the last
+/// round.
+#[derive(Debug, Default)]
+struct Counts {
+    outcomes: [[AtomicU64; Outcome::ALL.len()]; Channel::ALL.len()],
+    retries: [AtomicU64; Channel::ALL.len()],
+    deduplicated: AtomicU64,
+    pending: AtomicU64,
+}
+
+impl Counts {
+    fn outcome(&self, channel: Channel, outcome: Outcome) {
+        let (c, o) = (channel_index(channel), Outcome::ALL.iter().position(|x| *x == outcome).unwrap_or(0));
+        self.outcomes[c][o].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn channel_index(channel: Channel) -> usize {
+    Channel::ALL.iter().position(|c| *c == channel).unwrap_or(0)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> KitError {
@@ -315,7 +340,60 @@ fn unavailable(e: impl std::fmt::Display) -> KitError {
 impl Notifier {
     /// Notifications from `outbox` under `config`, timed by `clock`.
     pub fn new(outbox: NotifyOutbox, config: NotifyConfig, clock: Arc<dyn Clock>) -> Self {
-        Self { outbox: Arc::new(outbox), config: Arc::new(config), wake: Arc::default(), clock }
+        Self {
+            outbox: Arc::new(outbox),
+            config: Arc::new(config),
+            wake: Arc::default(),
+            clock,
+            counts: Arc::default(),
+        }
+    }
+
+    /// The notification families of the front office's `/metrics`:
+    /// `mpp_notifications_total{channel,outcome}` (since start),
+    /// `mpp_notification_retries_total{channel}`,
+    /// `mpp_notifications_deduplicated_total` (redeliveries refused) and
+    /// `mpp_notifications_pending` (after the sender's last round).
+    pub fn metrics(&self) -> ExtraMetrics {
+        let counts = self.counts.clone();
+        ExtraMetrics(Arc::new(move |out: &mut String| {
+            use std::fmt::Write as _;
+            let _ = write!(
+                out,
+                "# HELP mpp_notifications_total Notifications to citizens ended since start, by channel and outcome.\n\
+                 # TYPE mpp_notifications_total counter\n"
+            );
+            for (c, channel) in Channel::ALL.iter().enumerate() {
+                for (o, outcome) in Outcome::ALL.iter().enumerate() {
+                    let n = counts.outcomes[c][o].load(Ordering::Relaxed);
+                    let _ = writeln!(
+                        out,
+                        "mpp_notifications_total{{channel=\"{}\",outcome=\"{}\"}} {n}",
+                        channel.as_str(),
+                        outcome.as_str()
+                    );
+                }
+            }
+            let _ = write!(
+                out,
+                "# HELP mpp_notification_retries_total Failed attempts to be retried since start, by channel.\n\
+                 # TYPE mpp_notification_retries_total counter\n"
+            );
+            for (c, channel) in Channel::ALL.iter().enumerate() {
+                let n = counts.retries[c].load(Ordering::Relaxed);
+                let _ =
+                    writeln!(out, "mpp_notification_retries_total{{channel=\"{}\"}} {n}", channel.as_str());
+            }
+            let _ = write!(
+                out,
+                "# HELP mpp_notifications_deduplicated_total Redelivered events refused by the notification outbox since start.\n\
+                 # TYPE mpp_notifications_deduplicated_total counter\nmpp_notifications_deduplicated_total {}\n\
+                 # HELP mpp_notifications_pending Notifications waiting in the outbox after the sender's last round.\n\
+                 # TYPE mpp_notifications_pending gauge\nmpp_notifications_pending {}\n",
+                counts.deduplicated.load(Ordering::Relaxed),
+                counts.pending.load(Ordering::Relaxed),
+            );
+        }))
     }
 
     /// The outbox (counts, for tests and the operator).
@@ -335,11 +413,15 @@ impl Notifier {
                     return Ok(());
                 }
                 let (outbox, channels, now) = (me.outbox.clone(), me.config.channels(), me.clock.now_ms());
+                let channels_len = channels.len();
                 let (seq, kind) = (event.seq, event.event_type.clone());
                 let queued = tokio::task::spawn_blocking(move || outbox.enqueue(&event, &channels, now))
                     .await
                     .map_err(unavailable)?
                     .map_err(unavailable)?;
+                if queued < channels_len {
+                    me.counts.deduplicated.fetch_add((channels_len - queued) as u64, Ordering::Relaxed);
+                }
                 if queued == 0 {
                     tracing::info!(seq, event = %kind, "Notification already queued or done; redelivery refused");
                 } else {
@@ -386,6 +468,10 @@ pub fn spawn_sender(notifier: Notifier, vault: Vault) -> tokio::task::JoinHandle
             if let Err(e) = send_due(&notifier, &vault).await {
                 tracing::error!(error = %e, "Notification outbox failed; retrying");
             }
+            let outbox = notifier.outbox.clone();
+            if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || outbox.pending_len()).await {
+                notifier.counts.pending.store(n, Ordering::Relaxed);
+            }
             let wait = Duration::from_millis(NOTIFY_POLL_MS);
             let _ = tokio::time::timeout(wait, notifier.wake.notified()).await;
         }
@@ -410,6 +496,7 @@ async fn send_due(n: &Notifier, vault: &Vault) -> Result<(), String> {
             match attempt {
                 Attempt::Done(outcome) => {
                     log_outcome(&entry, outcome.as_str(), "");
+                    n.counts.outcome(entry.channel, outcome);
                     let e = entry.clone();
                     tokio::task::spawn_blocking(move || outbox.finish(&e, outcome))
                         .await
@@ -430,6 +517,7 @@ async fn send_due(n: &Notifier, vault: &Vault) -> Result<(), String> {
                     let now = n.clock.now_ms();
                     if now - entry.enqueued_at_ms >= NOTIFY_MAX_AGE_MS {
                         log_outcome(&entry, Outcome::Expired.as_str(), &why);
+                        n.counts.outcome(entry.channel, Outcome::Expired);
                         tokio::task::spawn_blocking(move || outbox.finish(&entry, Outcome::Expired))
                             .await
                             .map_err(|e| e.to_string())?
@@ -439,6 +527,7 @@ async fn send_due(n: &Notifier, vault: &Vault) -> Result<(), String> {
                     }
                     entry.next_at_ms = now + backoff_ms(entry.attempts);
                     log_outcome(&entry, "retry", &why);
+                    n.counts.retries[channel_index(entry.channel)].fetch_add(1, Ordering::Relaxed);
                     tokio::task::spawn_blocking(move || outbox.reschedule(&entry))
                         .await
                         .map_err(|e| e.to_string())?
