@@ -131,6 +131,8 @@ struct CaseView {
     opened_by: AgencyId,
     /// Not opened yet: its applications are held ([`mpp_core::hold`]).
     shell: bool,
+    /// The opening's log sequence (0 for a shell).
+    opened_seq: u64,
     own: Vec<pb::OwnApplication>,
 }
 
@@ -246,7 +248,9 @@ fn case_event_of(
     }
     let Ok(case) = TrackingNumber::parse(&env.case_id) else { return Ok(None) };
     let Some(view) = case_of(&case)? else { return Ok(None) };
-    let opener = noticed && !view.shell && view.opened_by == *follower.id;
+    // Steps before the opening (held, then surfaced) are the opening's to
+    // send ([`surfaced_at_opening`]), however late the feed reads them.
+    let opener = noticed && !view.shell && view.opened_by == *follower.id && e.seq > view.opened_seq;
     let follows_by_grant = granted && !view.own.is_empty();
     if !(opener || follows_by_grant) {
         return Ok(None);
@@ -289,7 +293,7 @@ fn case_view(
             state: a.state.as_str().to_owned(),
         })
         .collect();
-    Ok(Some(CaseView { opened_by: c.opened_by.clone(), shell: c.is_shell(), own }))
+    Ok(Some(CaseView { opened_by: c.opened_by.clone(), shell: c.is_shell(), opened_seq: c.opened_seq, own }))
 }
 
 /// When `e` is the follower's own opening of a case (a front office's
@@ -329,7 +333,7 @@ fn surfaced_at_opening(
         .map(|i| i.seq)
         .collect();
     seqs.sort_unstable();
-    let view = CaseView { opened_by: c.opened_by.clone(), shell: false, own: Vec::new() };
+    let view = CaseView { opened_by: c.opened_by.clone(), shell: false, opened_seq: 0, own: Vec::new() };
     let mut out = Vec::new();
     for seq in seqs {
         let Some(held) = store.entry(seq)? else { continue };
