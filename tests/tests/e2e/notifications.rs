@@ -23,7 +23,10 @@
 //!   gateway takes the SMS but never answers; the front office is killed
 //!   (`kill -9`) with both pending, the SMTP server comes back, the front
 //!   office restarts: the e-mail arrives once, the SMS is not taken twice
-//!   (the gateway answers 409 to its `Idempotency-Key`).
+//!   (the gateway answers 409 to its `Idempotency-Key`);
+//! - case F: DPMPTSP's filing and request for documents reach the hub
+//!   before the front office opens the case (held in its shell): the
+//!   citizen hears of the request once the opening surfaces it.
 //!
 //! Every message: the tracking link, never the PIN. Needs aiosmtpd in
 //! `MPP_PYTHON` (tests/run-all.sh installs it into `.venv`).
@@ -37,7 +40,7 @@ use anyhow::{bail, ensure, Context, Result};
 use mpp_proto::agency::dpmptsp::v1 as dpm;
 use mpp_proto::frontoffice::v1 as fo;
 use mpp_registrar::{key_added, publish as publish_statements};
-use mpp_tests::envelope::{now_ms, stream_last_seq};
+use mpp_tests::envelope::{body, now_ms, publish, stream_last_seq, EventFactory};
 use mpp_tests::registry::{participant_key, test_registrar};
 use mpp_tests::services::{AgencyOptions, HubOptions};
 use mpp_tests::{wait_for, AgencyProcess, HubProcess, ManagedProcess, NatsServer};
@@ -261,6 +264,23 @@ impl Case {
 }
 
 async fn open(fo_c: &mut Fo, dpm_c: &mut Dpm, n: u32, bahasa: &str, opted_out: bool) -> Result<Case> {
+    let mut case = open_case(fo_c, n, bahasa, opted_out).await?;
+    let filed = dpm_c
+        .ajukan_permohonan(dpm::Permohonan {
+            nomor_berkas: case.tn.clone(),
+            jenis_izin: dpm::JenisIzin::Pbg as i32,
+            dokumen: vec!["KTP-el pemohon / pemilik bangunan".into()],
+            petugas: "dpm-1".into(),
+        })
+        .await
+        .context("AjukanPermohonan")?
+        .into_inner();
+    case.reg = filed.nomor_registrasi;
+    Ok(case)
+}
+
+/// A case opened at the front office, nothing filed.
+async fn open_case(fo_c: &mut Fo, n: u32, bahasa: &str, opted_out: bool) -> Result<Case> {
     let email = format!("warga{n}@contoh.id");
     let opened = fo_c
         .buka_berkas(fo::PembukaanBerkas {
@@ -275,17 +295,7 @@ async fn open(fo_c: &mut Fo, dpm_c: &mut Dpm, n: u32, bahasa: &str, opted_out: b
         .await
         .context("BukaBerkas")?
         .into_inner();
-    let filed = dpm_c
-        .ajukan_permohonan(dpm::Permohonan {
-            nomor_berkas: opened.nomor_berkas.clone(),
-            jenis_izin: dpm::JenisIzin::Pbg as i32,
-            dokumen: vec!["KTP-el pemohon / pemilik bangunan".into()],
-            petugas: "dpm-1".into(),
-        })
-        .await
-        .context("AjukanPermohonan")?
-        .into_inner();
-    Ok(Case { tn: opened.nomor_berkas, pin: opened.pin, reg: filed.nomor_registrasi, email })
+    Ok(Case { tn: opened.nomor_berkas, pin: opened.pin, reg: String::new(), email })
 }
 
 async fn request_documents(dpm_c: &mut Dpm, c: &Case) -> Result<()> {
@@ -616,6 +626,28 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
     }
     scraped?;
 
+    // When: DPMPTSP's filing and request for documents reach the hub before
+    // the front office's opening of the case (the number it issues next),
+    // as when an agency's relay overtakes the front office's: held in the
+    // case's shell until the opening surfaces them.
+    let f_tn = mpp_tests::envelope::tracking_number(1771, 6)?;
+    let dpm_f = EventFactory::new("dpmptsp", "pbg", REGION);
+    let dpm_signer = crate::registry::signer("dpmptsp", &dpm_key)?;
+    for b in [body::filed(), body::documents_requested()] {
+        let env = dpm_f.app_event(&f_tn, "DPM-PBG-HELD-1", b);
+        let payload = crate::registry::signed(&dpm_signer, &dpm_f.subject(), &env);
+        publish(&js, &dpm_f.subject(), Some(&env.event_id), payload).await?;
+    }
+    hub.wait_caught_up(stream_last_seq(&js).await?, CATCH_UP_DEADLINE).await?;
+    let f = open_case(&mut fo_c, 6, "id", false).await?;
+    ensure!(f.tn == f_tn, "the front office issued {} (expected {f_tn})", f.tn);
+    // Then: the citizen hears of the held request once the case is opened.
+    wait_for("F's messages", ARRIVAL_DEADLINE, || async { Ok(arrived(&sink, &gateway, 7, 7)) }).await?;
+    let f_mail =
+        sink.messages()?.into_iter().find(|m| m["subject"].as_str().is_some_and(|x| x.contains(&f.tn)));
+    let f_text = f_mail.as_ref().and_then(|m| m["text"].as_str()).unwrap_or("").to_owned();
+    ensure!(f_text.contains("akta nikah") && f_text.contains("Loket 3"), "F's e-mail: {f_text}");
+
     // Every message once, with the link and never the PIN.
     let mails = sink.messages()?;
     let sms = gateway.recorded(|r| r.accepted.clone());
@@ -623,20 +655,20 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
     for m in &mails {
         *ids.entry(m["message_id"].as_str().unwrap_or("").to_owned()).or_default() += 1;
     }
-    ensure!(ids.len() == mails.len() && mails.len() == 6, "Message-IDs: {ids:?}");
-    ensure!(sms.len() == 6, "the gateway took each SMS once: {sms:?}");
+    ensure!(ids.len() == mails.len() && mails.len() == 7, "Message-IDs: {ids:?}");
+    ensure!(sms.len() == 7, "the gateway took each SMS once: {sms:?}");
     let texts: Vec<String> = mails
         .iter()
         .map(|m| format!("{} {}", m["subject"], m["raw"]))
         .chain(mails.iter().map(|m| m["text"].as_str().unwrap_or("").to_owned()))
         .chain(sms.iter().map(|(_, v)| v["text"].as_str().unwrap_or("").to_owned()))
         .collect();
-    for c in [&a, &b, &c, &d, &e] {
+    for c in [&a, &b, &c, &d, &e, &f] {
         for t in &texts {
             ensure!(!t.contains(&c.pin) && !t.contains(&grouped(&c.pin)), "a PIN in {t}");
         }
     }
-    for (m, c) in [(&a, "en"), (&b, "id"), (&c, "id"), (&d, "id")] {
+    for (m, c) in [(&a, "en"), (&b, "id"), (&c, "id"), (&d, "id"), (&f, "id")] {
         let link = format!("/lacak?nomor={}&lang={c}", m.tn);
         ensure!(
             mails.iter().filter(|x| x["text"].as_str().is_some_and(|t| t.contains(&link))).count() >= 1,
@@ -652,7 +684,7 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
     let suppressed_erased = outcomes(&mut front, "suppressed_erased");
     let suppressed_opted_out = outcomes(&mut front, "suppressed_opted_out");
     let mut per_case: BTreeMap<&str, usize> = BTreeMap::new();
-    for (name, c) in [("A", &a), ("B", &b), ("C", &c), ("D", &d), ("E", &e)] {
+    for (name, c) in [("A", &a), ("B", &b), ("C", &c), ("D", &d), ("E", &e), ("F", &f)] {
         per_case.insert(name, texts.iter().skip(mails.len()).filter(|t| t.contains(&c.tn)).count());
     }
     println!(
