@@ -59,6 +59,8 @@ if ! $quick; then
     # The openapi test validates the contract and real answers against it
     # (tools/check_openapi.py; it brings jsonschema).
     mpp_venv_pip openapi-spec-validator "import openapi_spec_validator, jsonschema"
+    # The notifications test's SMTP server (tests/tools/smtp_sink.py).
+    mpp_venv_pip aiosmtpd "import aiosmtpd"
     export MPP_PYTHON="$MPP_VENV/bin/python3"
     if ! command -v systemd-analyze >/dev/null 2>&1; then
         step "installing systemd (systemd-analyze, for the deploy test)"

@@ -397,6 +397,13 @@ for s in "${SERVICES[@]}"; do
         args+=(--pin-pepper-file "$PEPPER" --nik-key-file .local/secrets/nik-key --vault-key-file .local/secrets/vault-key
             --serial-key-file .local/secrets/serial-key --mpp-name "MPP Kota Bengkulu"
             --lookup-base-url "$SCHEME://$HUB_HTTP/lacak")
+        # Notifications to citizens take their settings from the environment
+        # (the flags' MPP_* fallbacks); no SMTP server or gateway is started.
+        if [ -n "${MPP_SMTP_URL:-}${MPP_SMS_GATEWAY_URL:-}" ]; then
+            echo "notifications: on (MPP_SMTP_URL / MPP_SMS_GATEWAY_URL; docs/NOTIFICATIONS.md)" >&2
+        else
+            echo "notifications: off (set MPP_SMTP_URL and MPP_SMTP_FROM, or MPP_SMS_GATEWAY_URL and MPP_SMS_GATEWAY_TOKEN_FILE; docs/NOTIFICATIONS.md)" >&2
+        fi
     else
         # Walk-in citizens' cases are opened by the front office (started first).
         args+=(--front-office-url "$SCHEME://127.0.0.1:$FRONT_OFFICE_GRPC"

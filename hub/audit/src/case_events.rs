@@ -21,6 +21,22 @@
 //! - the case, as the hub's projection holds it when the feed reads the
 //!   entry, holds an application of the caller.
 //!
+//! A participant the registry registers as a front office also receives,
+//! with no grant, the application events of the cases it opened (the case's
+//! `opened_by`, the publisher of its `case_opened`) that need the citizen
+//! ([`CITIZEN_NOTICE_KINDS`]), each with a [`pb::CitizenNotice`]: what the
+//! event asks of or tells the citizen (documents and counter, amount,
+//! payment channel, billing code and due date, appointment time and place,
+//! where to collect from the service's standard, the rejection's reason
+//! code). The front office alone can unseal the citizen's contact details,
+//! so it alone can tell them (docs/NOTIFICATIONS.md); the notice holds no
+//! personal data (the hub has none) and no free text of the agency's but
+//! the counter, channel and place it names for every citizen. An agency's
+//! steps that reach the log before the front office's opening (its relay
+//! overtook the front office's: the application is held in the case's
+//! shell) are sent when the feed reads the opening, with their notices, in
+//! log order; those of applications the opening dropped never are.
+//!
 //! The last condition is judged at the time of reading, not of the entry:
 //! a participant that files into a case after another's event, and whose
 //! feed had already read past it, does not get it (its feed is a stream of
@@ -31,8 +47,8 @@
 //! participant, service and application, the event type, the log sequence
 //! and time of record, and the caller's own applications in the case with
 //! their states (what a follower needs to decide whether it was waiting on
-//! the event). Never a field of the event's body: no document number, no
-//! amount, no place, no reason text.
+//! the event). Never a field of the event's body for a follower by grant:
+//! no document number, no amount, no place, no reason text.
 //!
 //! # The access history
 //!
@@ -60,10 +76,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use mpp_core::case::ServiceStandard;
 use mpp_core::ids::{AgencyId, ServiceId, TrackingNumber};
 use mpp_core::log::{LogEntry, Verdict};
 use mpp_core::registry::FollowGrant;
+use mpp_core::registry::ParticipantKind;
 use mpp_core::ReasonCode;
+use mpp_core::{EventBody, EventKind};
 use mpp_lookup::access::{AccessChannel, AccessEvent, Accessor, ACCESS_EVENTS_PER_CASE_MAX};
 use mpp_lookup::error::ApiError;
 use mpp_lookup::lookup::Lookups;
@@ -93,6 +112,65 @@ pub const ACCESS_RECORD_DAY_MS: i64 = 86_400_000;
 /// full, the memo is cleared and the cases' stored histories decide alone.
 /// About 80 bytes each: at most about 5 MiB.
 pub const ACCESS_MEMO_MAX: usize = 65_536;
+
+/// The application event types a front office hears of, with their
+/// [`pb::CitizenNotice`], on the cases it opened: those that need the
+/// citizen.
+pub const CITIZEN_NOTICE_KINDS: &[EventKind] = &[
+    EventKind::DocumentsRequested,
+    EventKind::FeeAssessed,
+    EventKind::AppointmentScheduled,
+    EventKind::Issued,
+    EventKind::Rejected,
+];
+
+/// What a step needs of a case: who opened it and the follower's
+/// applications in it.
+#[derive(Debug, Clone)]
+struct CaseView {
+    opened_by: AgencyId,
+    /// Not opened yet: its applications are held ([`mpp_core::hold`]).
+    shell: bool,
+    /// The opening's log sequence (0 for a shell).
+    opened_seq: u64,
+    own: Vec<pb::OwnApplication>,
+}
+
+/// The citizen's notice of `body` (see the module docs); `standard` is the
+/// service's standard in force, if any.
+fn citizen_notice(body: &EventBody, standard: Option<&ServiceStandard>) -> pb::CitizenNotice {
+    let mut n = pb::CitizenNotice {
+        service_name_id: standard.map(|s| s.name_id.clone()).unwrap_or_default(),
+        service_name_en: standard.map(|s| s.name_en.clone()).unwrap_or_default(),
+        ..Default::default()
+    };
+    match body {
+        EventBody::DocumentsRequested { documents, counter, .. } => {
+            n.documents = documents.clone();
+            n.counter = counter.clone();
+        }
+        EventBody::FeeAssessed { amount_idr, payment_channel, billing_code, due_at_ms } => {
+            n.amount_idr = *amount_idr;
+            n.payment_channel = payment_channel.clone();
+            n.billing_code = billing_code.clone();
+            n.due_at_ms = *due_at_ms;
+        }
+        EventBody::AppointmentScheduled { kind, at_ms, place } => {
+            n.appointment_kind = kind.clone();
+            n.at_ms = *at_ms;
+            n.place = place.clone();
+        }
+        EventBody::Issued { .. } => {
+            if let Some(c) = standard.and_then(|s| s.collection.as_ref()) {
+                n.collect_place = c.place.clone();
+                n.collect_within_working_days = c.within_working_days;
+            }
+        }
+        EventBody::Rejected { reason_code, .. } => n.reason_code = reason_code.clone(),
+        _ => {}
+    }
+    n
+}
 
 /// The case-event service.
 #[derive(Debug, Clone)]
@@ -131,30 +209,55 @@ impl AccessMemo {
     }
 }
 
-/// The case event of `e` for `follower`, if the feed sends it (see the
-/// module docs): `grants` are the follower's, `case_of` reads a case.
+/// Who follows: the participant, its grants, and whether the registry
+/// registers it as a front office (see the module docs).
+#[derive(Debug, Clone, Copy)]
+struct Follower<'a> {
+    id: &'a AgencyId,
+    grants: &'a [FollowGrant],
+    front_office: bool,
+}
+
+/// The case event of `e` for the follower, if the feed sends it (see the
+/// module docs): `case_of` reads a case, `standard_of` a service's
+/// standard.
 fn case_event_of(
     e: &LogEntry,
-    follower: &AgencyId,
-    grants: &[FollowGrant],
-    mut case_of: impl FnMut(&TrackingNumber) -> Result<Option<Vec<pb::OwnApplication>>, StoreError>,
+    follower: Follower<'_>,
+    mut case_of: impl FnMut(&TrackingNumber) -> Result<Option<CaseView>, StoreError>,
+    standard_of: impl FnOnce(&AgencyId, &ServiceId) -> Result<Option<ServiceStandard>, StoreError>,
 ) -> Result<Option<(TrackingNumber, pb::CaseEvent)>, StoreError> {
     if e.verdict != Verdict::Accepted {
         return Ok(None);
     }
     let Some(publisher) = participant_of(e).and_then(|p| AgencyId::parse(p).ok()) else { return Ok(None) };
-    if publisher == *follower || !grants.iter().any(|g| g.participant == publisher) {
+    if publisher == *follower.id
+        || !(follower.front_office || follower.grants.iter().any(|g| g.participant == publisher))
+    {
         return Ok(None);
     }
     let Ok(env) = pb::Envelope::decode(e.payload.as_slice()) else { return Ok(None) };
     let Some(body) = env.body.as_ref() else { return Ok(None) };
-    let kind = mpp_wire::body_to_core(body).kind();
+    let body = mpp_wire::body_to_core(body);
+    let kind = body.kind();
     let Ok(service) = ServiceId::parse(&env.service_id) else { return Ok(None) };
-    if !kind.is_application_event() || !grants.iter().any(|g| g.covers(&publisher, &service, kind)) {
+    let granted = follower.grants.iter().any(|g| g.covers(&publisher, &service, kind));
+    let noticed = follower.front_office && CITIZEN_NOTICE_KINDS.contains(&kind);
+    if !kind.is_application_event() || !(granted || noticed) {
         return Ok(None);
     }
     let Ok(case) = TrackingNumber::parse(&env.case_id) else { return Ok(None) };
-    let Some(own_applications) = case_of(&case)? else { return Ok(None) };
+    let Some(view) = case_of(&case)? else { return Ok(None) };
+    // Steps before the opening (held, then surfaced) are the opening's to
+    // send ([`surfaced_at_opening`]), however late the feed reads them.
+    let opener = noticed && !view.shell && view.opened_by == *follower.id && e.seq > view.opened_seq;
+    let follows_by_grant = granted && !view.own.is_empty();
+    if !(opener || follows_by_grant) {
+        return Ok(None);
+    }
+    let notice =
+        if opener { Some(citizen_notice(&body, standard_of(&publisher, &service)?.as_ref())) } else { None };
+    let own_applications = view.own;
     Ok(Some((
         case,
         pb::CaseEvent {
@@ -167,17 +270,18 @@ fn case_event_of(
             event_type: kind.as_str().to_owned(),
             recorded_at_ms: e.stream_time_ns.div_euclid(1_000_000),
             own_applications,
+            notice,
         },
     )))
 }
 
-/// The follower's applications in `case`, or `None` when it has none there
-/// (or the case is unknown).
-fn own_applications(
+/// Who opened `case` and the follower's applications in it, or `None` when
+/// the case is unknown.
+fn case_view(
     store: &impl Store,
     follower: &AgencyId,
     case: &TrackingNumber,
-) -> Result<Option<Vec<pb::OwnApplication>>, StoreError> {
+) -> Result<Option<CaseView>, StoreError> {
     let Some(c) = store.case(case)? else { return Ok(None) };
     let own: Vec<pb::OwnApplication> = c
         .applications
@@ -189,7 +293,59 @@ fn own_applications(
             state: a.state.as_str().to_owned(),
         })
         .collect();
-    Ok((!own.is_empty()).then_some(own))
+    Ok(Some(CaseView { opened_by: c.opened_by.clone(), shell: c.is_shell(), opened_seq: c.opened_seq, own }))
+}
+
+/// When `e` is the follower's own opening of a case (a front office's
+/// `case_opened`): the notice events of the applications filed and moved
+/// before it, held in the case's shell and surfaced by the opening (an
+/// agency's relay may overtake the front office's, so its steps reach the
+/// log before the opening). The feed skipped them when it read them (the
+/// case was not yet the follower's); they are sent now, once, in log
+/// order. Applications the opening dropped send nothing.
+fn surfaced_at_opening(
+    store: &impl Store,
+    e: &LogEntry,
+    follower: Follower<'_>,
+) -> Result<Vec<(TrackingNumber, pb::CaseEvent)>, StoreError> {
+    if !follower.front_office || e.verdict != Verdict::Accepted {
+        return Ok(Vec::new());
+    }
+    if participant_of(e).and_then(|p| AgencyId::parse(p).ok()).as_ref() != Some(follower.id) {
+        return Ok(Vec::new());
+    }
+    let Ok(env) = pb::Envelope::decode(e.payload.as_slice()) else { return Ok(Vec::new()) };
+    let Some(body) = env.body.as_ref() else { return Ok(Vec::new()) };
+    if mpp_wire::body_to_core(body).kind() != EventKind::CaseOpened {
+        return Ok(Vec::new());
+    }
+    let Ok(case) = TrackingNumber::parse(&env.case_id) else { return Ok(Vec::new()) };
+    let Some(c) = store.case(&case)? else { return Ok(Vec::new()) };
+    if c.is_shell() || c.opened_by != *follower.id || c.opened_seq != e.seq {
+        return Ok(Vec::new());
+    }
+    let mut seqs: Vec<u64> = c
+        .applications
+        .iter()
+        .filter(|a| a.state != mpp_core::state::AppState::Dropped)
+        .flat_map(|a| a.timeline.iter())
+        .filter(|i| i.seq < e.seq && CITIZEN_NOTICE_KINDS.contains(&i.kind))
+        .map(|i| i.seq)
+        .collect();
+    seqs.sort_unstable();
+    let view = CaseView { opened_by: c.opened_by.clone(), shell: false, opened_seq: 0, own: Vec::new() };
+    let mut out = Vec::new();
+    for seq in seqs {
+        let Some(held) = store.entry(seq)? else { continue };
+        let found = case_event_of(
+            &held,
+            follower,
+            |_| Ok(Some(view.clone())),
+            |agency, service| store.standard(agency, service),
+        )?;
+        out.extend(found);
+    }
+    Ok(out)
 }
 
 /// One step of a feed: the case events for `follower` among the entries
@@ -204,10 +360,12 @@ pub fn scan_step_within(
     events_max: usize,
 ) -> Result<(Vec<(TrackingNumber, pb::CaseEvent)>, u64), StoreError> {
     let registry = store.registry()?;
-    scan_step_with_grants(store, follower, registry.follows_of(follower), after, entries_max, events_max)
+    let front_office = registry.kind_of(follower) == Some(ParticipantKind::FrontOffice);
+    scan_step_as(store, follower, registry.follows_of(follower), front_office, after, entries_max, events_max)
 }
 
-/// [`scan_step_within`] under the given grants instead of the registry's.
+/// [`scan_step_within`] under the given grants instead of the registry's
+/// (and not as a front office).
 pub fn scan_step_with_grants(
     store: &impl Store,
     follower: &AgencyId,
@@ -216,18 +374,40 @@ pub fn scan_step_with_grants(
     entries_max: usize,
     events_max: usize,
 ) -> Result<(Vec<(TrackingNumber, pb::CaseEvent)>, u64), StoreError> {
+    scan_step_as(store, follower, grants, false, after, entries_max, events_max)
+}
+
+/// [`scan_step_with_grants`], as a front office when `front_office`.
+pub fn scan_step_as(
+    store: &impl Store,
+    follower: &AgencyId,
+    grants: &[FollowGrant],
+    front_office: bool,
+    after: u64,
+    entries_max: usize,
+    events_max: usize,
+) -> Result<(Vec<(TrackingNumber, pb::CaseEvent)>, u64), StoreError> {
+    let who = Follower { id: follower, grants, front_office };
     // One read per case per step.
-    let mut cases: HashMap<TrackingNumber, Option<Vec<pb::OwnApplication>>> = HashMap::new();
-    scan_filtered(store, after, entries_max, events_max, |e| {
-        case_event_of(e, follower, grants, |tn| {
-            if let Some(known) = cases.get(tn) {
-                return Ok(known.clone());
-            }
-            let own = own_applications(store, follower, tn)?;
-            cases.insert(*tn, own.clone());
-            Ok(own)
-        })
-    })
+    let mut cases: HashMap<TrackingNumber, Option<CaseView>> = HashMap::new();
+    let (found, scanned_to) = scan_filtered(store, after, entries_max, events_max, |e| {
+        let mut out = surfaced_at_opening(store, e, who)?;
+        out.extend(case_event_of(
+            e,
+            who,
+            |tn| {
+                if let Some(known) = cases.get(tn) {
+                    return Ok(known.clone());
+                }
+                let view = case_view(store, follower, tn)?;
+                cases.insert(*tn, view.clone());
+                Ok(view)
+            },
+            |agency, service| store.standard(agency, service),
+        )?);
+        Ok((!out.is_empty()).then_some(out))
+    })?;
+    Ok((found.into_iter().flatten().collect(), scanned_to))
 }
 
 impl CaseEvents {
@@ -282,10 +462,15 @@ impl CaseEventService for CaseEvents {
                     Status::from(ApiError::internal())
                 })?
         };
-        if registry.follows_of(&follower).is_empty() {
+        if registry.follows_of(&follower).is_empty()
+            && registry.kind_of(&follower) != Some(ParticipantKind::FrontOffice)
+        {
             return Err(ApiError::new(
                 ReasonCode::NoFollowGrant,
-                format!("the participant registry grants {follower} no other participant's events to follow"),
+                format!(
+                    "the participant registry grants {follower} no other participant's events to follow, \
+                     and does not register it as a front office"
+                ),
             )
             .into());
         }

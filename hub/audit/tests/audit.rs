@@ -1027,6 +1027,52 @@ fn case_event_steps_give_only_granted_events_of_others_on_the_followers_cases_on
     assert!(none.is_empty());
 }
 
+#[test]
+fn a_front_office_hears_with_notices_of_the_events_that_need_the_citizen_on_the_cases_it_opened() {
+    use mpp_audit::case_events::{scan_step_as, CITIZEN_NOTICE_KINDS};
+
+    let f = filled(seeds()[0]);
+    // Every case of the fixture is opened by dukcapil: as a front office it
+    // hears of pdam's events of the notice kinds, nothing else.
+    let opener = AgencyId::parse("dukcapil").unwrap();
+    let want: Vec<u64> = all_entries(&f.store)
+        .into_iter()
+        .filter(|e| e.verdict == Verdict::Accepted)
+        .filter(|e| {
+            let Ok(env) = mpp_proto::v1::Envelope::decode(e.payload.as_slice()) else { return false };
+            let Some(body) = env.body.as_ref() else { return false };
+            env.agency_id == "pdam" && CITIZEN_NOTICE_KINDS.contains(&wire::body_to_core(body).kind())
+        })
+        .map(|e| e.seq)
+        .collect();
+    assert!(want.len() >= 3, "the stream has notices for the opener: {want:?}");
+    let (got, _) = scan_step_as(&f.store, &opener, &[], true, 0, usize::MAX, usize::MAX).unwrap();
+    assert_eq!(got.iter().map(|(_, e)| e.seq).collect::<Vec<_>>(), want);
+    for (_, e) in &got {
+        let n = e.notice.as_ref().expect("a notice for the opener");
+        match e.event_type.as_str() {
+            "fee_assessed" => assert_eq!((n.amount_idr, n.billing_code.as_str()), (50_000, "B-1")),
+            "appointment_scheduled" => assert_eq!(n.place, "Loket 1"),
+            "documents_requested" => {
+                assert_eq!((n.documents.clone(), n.counter.as_str()), (vec!["KK".to_owned()], "Loket 2"))
+            }
+            "issued" | "rejected" => {}
+            other => panic!("not a notice kind: {other}"),
+        }
+        assert_eq!(n.service_name_en, "Service", "the standard's names");
+    }
+    // Not as a front office, or not the opener: nothing.
+    let (none, _) = scan_step_as(&f.store, &opener, &[], false, 0, usize::MAX, usize::MAX).unwrap();
+    assert!(none.is_empty());
+    let pdam = AgencyId::parse("pdam").unwrap();
+    let (none, _) = scan_step_as(&f.store, &pdam, &[], true, 0, usize::MAX, usize::MAX).unwrap();
+    assert!(none.is_empty(), "pdam opened no case: {none:?}");
+    // A follower by grant gets no notice.
+    let granted = [grant("pdam", "sambungan-baru", &[EventKind::FeeAssessed])];
+    let (by_grant, _) = scan_step_as(&f.store, &opener, &granted, false, 0, usize::MAX, usize::MAX).unwrap();
+    assert!(by_grant.iter().all(|(_, e)| e.notice.is_none()));
+}
+
 /// A registry statement signed by the registrar with `seed`.
 fn signed_statement(seed: &[u8; 32], body: mpp_proto::v1::registry_statement::Body, n: u64) -> Bytes {
     use mpp_proto::v1 as pb;

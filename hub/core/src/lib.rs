@@ -50,6 +50,7 @@ pub mod pin;
 pub mod reason;
 pub mod redrive;
 pub mod registry;
+pub mod rejection;
 pub mod rng;
 pub mod signature;
 pub mod sla;

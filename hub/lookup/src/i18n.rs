@@ -558,37 +558,7 @@ pub fn refused_status(lang: Lang) -> (&'static str, &'static str) {
 /// of `rejected`, their own vocabulary), in words; `None` for a code the
 /// page does not know, whose agency's own text is shown instead.
 pub fn rejection_reason(code: &str, lang: Lang) -> Option<&'static str> {
-    let (id, en) = match code {
-        "DATA_TIDAK_SESUAI" | "D01" => (
-            "Data pada permohonan tidak sesuai dengan dokumen pendukung.",
-            "The data in the application does not match the supporting documents.",
-        ),
-        "KBLI_TIDAK_SESUAI" => (
-            "Bidang usaha tidak sesuai dengan kode KBLI yang dipilih.",
-            "The line of business does not match the KBLI code chosen.",
-        ),
-        "TATA_RUANG_TIDAK_SESUAI" | "KKPR" => (
-            "Rencana bangunan atau usaha tidak sesuai dengan rencana tata ruang (KKPR).",
-            "The planned building or business does not fit the spatial plan (KKPR).",
-        ),
-        "DI_LUAR_JARINGAN" | "LUAR-JARINGAN" => (
-            "Lokasi berada di luar jangkauan jaringan pipa distribusi.",
-            "The location is outside the reach of the water distribution network.",
-        ),
-        "JARINGAN_BELUM_TERSEDIA" | "JTR-PENUH" => (
-            "Jaringan listrik tegangan rendah belum tersedia atau sudah penuh di lokasi.",
-            "The low-voltage power network is not available, or is full, at the location.",
-        ),
-        "CDD_TIDAK_LOLOS" | "CDD-01" => (
-            "Data nasabah tidak lolos uji tuntas (customer due diligence) bank.",
-            "The customer data did not pass the bank's due diligence check.",
-        ),
-        "SERTIPIKAT_DIBLOKIR" => (
-            "Sertipikat tanah tercatat diblokir di Kantor Pertanahan.",
-            "The land certificate is recorded as blocked at the Land Office.",
-        ),
-        _ => return None,
-    };
+    let (id, en) = mpp_core::rejection::reason_words(code)?;
     Some(match lang {
         Lang::Id => id,
         Lang::En => en,
@@ -596,20 +566,7 @@ pub fn rejection_reason(code: &str, lang: Lang) -> Option<&'static str> {
 }
 
 /// The rejection reason codes [`rejection_reason`] knows (for tests).
-pub const REJECTION_REASON_CODES: &[&str] = &[
-    "DATA_TIDAK_SESUAI",
-    "D01",
-    "KBLI_TIDAK_SESUAI",
-    "TATA_RUANG_TIDAK_SESUAI",
-    "KKPR",
-    "DI_LUAR_JARINGAN",
-    "LUAR-JARINGAN",
-    "JARINGAN_BELUM_TERSEDIA",
-    "JTR-PENUH",
-    "CDD_TIDAK_LOLOS",
-    "CDD-01",
-    "SERTIPIKAT_DIBLOKIR",
-];
+pub use mpp_core::rejection::REJECTION_REASON_CODES;
 
 /// One sentence explaining the overall status.
 pub fn status_explain(s: CaseStatus, lang: Lang) -> &'static str {

@@ -43,6 +43,7 @@ fn config(args: CommonArgs) -> AgencyConfig {
         standards: INFO.builtin_standards().unwrap(),
         rpc_scopes: None,
         reaction: None,
+        extra_metrics: None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Parsing of the citizen's fields of `BukaBerkas`: NIK, name, phone, e-mail.
+//! Parsing of the citizen's fields of `BukaBerkas`: NIK, name, phone, e-mail,
+//! the language of notifications.
 //!
 //! No error message repeats the value it refuses: a refused NIK, name or
 //! phone number must not end up in a status message that a caller may log.
@@ -155,9 +156,47 @@ pub fn surel(field: &'static str, value: &str) -> Result<Option<String>, KitErro
     Ok(Some(value.to_owned()))
 }
 
+/// The language of a citizen's notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bahasa {
+    /// Bahasa Indonesia (the default).
+    Id,
+    /// English.
+    En,
+}
+
+impl Bahasa {
+    /// `id` or `en`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bahasa::Id => "id",
+            Bahasa::En => "en",
+        }
+    }
+}
+
+/// The language the citizen chose: empty or `id` is Bahasa Indonesia, `en`
+/// English (any case, surrounding whitespace ignored); anything else is
+/// `INVALID_FIELD_VALUE`.
+pub fn bahasa(field: &'static str, value: &str) -> Result<Bahasa, KitError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "id" => Ok(Bahasa::Id),
+        "en" => Ok(Bahasa::En),
+        _ => Err(KitError::input(field, ReasonCode::InvalidFieldValue, "expected \"id\" or \"en\"")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_language_is_id_or_en_and_id_by_default() {
+        assert_eq!(bahasa("bahasa", "").unwrap(), Bahasa::Id);
+        assert_eq!(bahasa("bahasa", " EN ").unwrap(), Bahasa::En);
+        assert_eq!(bahasa("bahasa", "id").unwrap(), Bahasa::Id);
+        assert!(bahasa("bahasa", "fr").is_err());
+    }
 
     fn code<T: std::fmt::Debug>(r: Result<T, KitError>) -> ReasonCode {
         r.unwrap_err().reason_code()

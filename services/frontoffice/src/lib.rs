@@ -65,6 +65,7 @@ pub mod citizen;
 pub mod counter;
 pub mod limit;
 pub mod nik_key;
+pub mod notify;
 pub mod receipt;
 pub mod serial_key;
 pub mod vault;
@@ -257,6 +258,10 @@ pub struct FrontOfficeArgs {
     #[arg(long, env = "MPP_WALK_INS_BURST", default_value_t = limit::WALK_INS_BURST_DEFAULT,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub walk_ins_burst: u32,
+
+    /// Notifications to citizens ([`notify`]).
+    #[command(flatten)]
+    pub notify: notify::NotifyArgs,
 }
 
 impl FrontOfficeArgs {
@@ -501,11 +506,14 @@ impl FrontOffice {
         let nama = citizen::nama("nama", &r.nama)?;
         let telepon = citizen::telepon("telepon", &r.telepon)?;
         let surel = citizen::surel("surel", &r.surel)?;
+        let bahasa = citizen::bahasa("bahasa", &r.bahasa)?;
         let nik_hash = nik_keyed_hash(&self.nik_key, &nik).to_vec();
         let plaintext = PersonalData {
             nama: nama.clone(),
             telepon: telepon.clone().unwrap_or_default(),
             surel: surel.unwrap_or_default(),
+            bahasa,
+            tanpa_notifikasi: r.tanpa_notifikasi,
         }
         .encode()?;
 
@@ -891,6 +899,12 @@ pub enum RunError {
          the front office opens; the front office opens its own"
     )]
     FrontOfficeLinkNotUsed,
+    /// The notification flags are inconsistent or a file is unusable.
+    #[error("notifications: {0}")]
+    Notify(String),
+    /// The notification outbox could not be opened.
+    #[error(transparent)]
+    NotifyOutbox(#[from] notify::outbox::OutboxError),
     /// The region makes no valid agency id (a bug: region codes are 4 digits).
     #[error("no agency id for this region: {0}")]
     AgencyId(Rejection),
@@ -958,16 +972,46 @@ pub async fn run_with(
         lookup: args.lookup_base_url.clone(),
     };
     let limits = args.personal_data_limits();
-    let config = AgencyConfig {
+    let notify_config = notify::NotifyConfig::from_args(
+        &args.notify,
+        mpp_core::calendar::Zone::of_region(region),
+        receipt.mpp_name.clone(),
+        receipt.lookup.page().to_owned(),
+    )
+    .map_err(RunError::Notify)?;
+    let follows_hub = common.hub_url.is_some();
+    let mut config = AgencyConfig {
         agency_id: agency_id(region).map_err(RunError::AgencyId)?,
         args: common,
         standards: vec![],
         rpc_scopes: Some(RPC_SCOPES),
         reaction: None,
+        extra_metrics: None,
     };
     let counter = SerialCounter::open(&config.data_dir().join(COUNTER_DIR), range, order)?;
     let vault = Vault::open(&config.data_dir().join(VAULT_DIR), vault_key, SystemClock.now_ms())?;
     let rotation = tokio::spawn(rotate_vault_keys(vault.clone()));
+    let sender = match (notify_config, follows_hub) {
+        (Some(n), true) => {
+            let channels: Vec<&str> = n.channels().iter().map(|c| c.as_str()).collect();
+            tracing::info!(channels = %channels.join(","), "Citizens are notified of their cases' events");
+            let outbox = notify::outbox::NotifyOutbox::open_in(&config.data_dir())?;
+            let notifier = notify::Notifier::new(outbox, n, Arc::new(SystemClock));
+            config.reaction = Some(notifier.reaction());
+            config.extra_metrics = Some(notifier.metrics());
+            Some(notify::spawn_sender(notifier, vault.clone()))
+        }
+        (Some(_), false) => {
+            tracing::warn!(
+                "Notifications are configured but there is no --hub-url to hear the cases' events from"
+            );
+            None
+        }
+        (None, _) => {
+            tracing::info!("Notifications off: no --smtp-url and no --sms-gateway-url");
+            None
+        }
+    };
     let make = {
         let (counter, vault) = (counter.clone(), vault.clone());
         move |agency| {
@@ -978,6 +1022,9 @@ pub async fn run_with(
     };
     let result = mpp_agency_kit::run_with(config, make, listeners, shutdown).await;
     rotation.abort();
+    if let Some(sender) = sender {
+        sender.abort();
+    }
     if let Err(e) = counter.close() {
         tracing::error!(error = %e, "Cannot flush the tracking-number counter at shutdown");
     }

@@ -84,6 +84,8 @@ fn request() -> pb::PembukaanBerkas {
         telepon: TELEPON.into(),
         petugas: "ptg-07".into(),
         surel: SUREL.into(),
+        bahasa: String::new(),
+        tanpa_notifikasi: false,
     }
 }
 

@@ -62,6 +62,7 @@ use redb::{ReadableTable, TableDefinition};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::citizen::Bahasa;
 pub use crate::vault_key::{FsDir, VaultDir, VaultKey, VAULT_KEY_ROTATION_S};
 use crate::vault_key::{WrappingKey, WRAPPED_KEY_BYTES};
 
@@ -91,8 +92,13 @@ pub const NIK_HASH_BYTES_MAX: usize = mpp_core::limits::HASH_BYTES_MAX;
 /// Domain tag at the start of the additional authenticated data.
 pub const AAD_DOMAIN: &[u8] = b"mpp-frontoffice/personal-data/v1\0";
 
-/// Format byte at the start of a sealed plaintext.
+/// Format byte at the start of a sealed plaintext: the three texts.
 pub const PLAINTEXT_FORMAT_V1: u8 = 1;
+
+/// Format byte of a plaintext with the citizen's notification choices after
+/// the texts: language (0 Bahasa Indonesia, 1 English) and opt-out (0, 1).
+/// Version 1 plaintexts read as Bahasa Indonesia, notifications on.
+pub const PLAINTEXT_FORMAT_V2: u8 = 2;
 
 /// Longest sealed plaintext, in bytes: the ciphertext limit less the tag.
 pub const PLAINTEXT_BYTES_MAX: usize = SEALED_CIPHERTEXT_BYTES_MAX - TAG_BYTES;
@@ -740,6 +746,10 @@ pub struct PersonalData {
     pub telepon: String,
     /// The e-mail address, empty when none.
     pub surel: String,
+    /// The language of the citizen's notifications.
+    pub bahasa: Bahasa,
+    /// Whether the citizen declined notifications.
+    pub tanpa_notifikasi: bool,
 }
 
 impl std::fmt::Debug for PersonalData {
@@ -750,15 +760,21 @@ impl std::fmt::Debug for PersonalData {
 }
 
 impl PersonalData {
-    /// The plaintext: format byte, then each field as u16 big-endian length
-    /// and UTF-8 bytes.
+    /// The plaintext: format byte ([`PLAINTEXT_FORMAT_V2`]), then each text
+    /// as u16 big-endian length and UTF-8 bytes, then the language and
+    /// opt-out bytes.
     pub fn encode(&self) -> Result<Vec<u8>, VaultError> {
-        let mut v = vec![PLAINTEXT_FORMAT_V1];
+        let mut v = vec![PLAINTEXT_FORMAT_V2];
         for f in [&self.nama, &self.telepon, &self.surel] {
             let len = u16::try_from(f.len()).map_err(|_| VaultError::TooLarge { len: f.len() })?;
             v.extend_from_slice(&len.to_be_bytes());
             v.extend_from_slice(f.as_bytes());
         }
+        v.push(match self.bahasa {
+            Bahasa::Id => 0,
+            Bahasa::En => 1,
+        });
+        v.push(u8::from(self.tanpa_notifikasi));
         if v.len() > PLAINTEXT_BYTES_MAX {
             return Err(VaultError::TooLarge { len: v.len() });
         }
@@ -769,7 +785,7 @@ impl PersonalData {
     pub fn decode(b: &[u8]) -> Result<Self, VaultError> {
         let bad = || VaultError::Corrupt { what: "sealed plaintext" };
         let (&format, mut rest) = b.split_first().ok_or_else(bad)?;
-        if format != PLAINTEXT_FORMAT_V1 {
+        if format != PLAINTEXT_FORMAT_V1 && format != PLAINTEXT_FORMAT_V2 {
             return Err(bad());
         }
         let mut field = || -> Result<String, VaultError> {
@@ -780,10 +796,13 @@ impl PersonalData {
             String::from_utf8(text.to_vec()).map_err(|_| bad())
         };
         let (nama, telepon, surel) = (field()?, field()?, field()?);
-        if !rest.is_empty() {
-            return Err(bad());
-        }
-        Ok(Self { nama, telepon, surel })
+        let (bahasa, tanpa_notifikasi) = match (format, rest) {
+            (PLAINTEXT_FORMAT_V1, []) => (Bahasa::Id, false),
+            (PLAINTEXT_FORMAT_V2, [0, opt]) if *opt <= 1 => (Bahasa::Id, *opt == 1),
+            (PLAINTEXT_FORMAT_V2, [1, opt]) if *opt <= 1 => (Bahasa::En, *opt == 1),
+            _ => return Err(bad()),
+        };
+        Ok(Self { nama, telepon, surel, bahasa, tanpa_notifikasi })
     }
 }
 
@@ -809,6 +828,8 @@ mod tests {
             nama: "Siti Aminah".into(),
             telepon: "0812-3456-7890".into(),
             surel: "siti@contoh.id".into(),
+            bahasa: Bahasa::En,
+            tanpa_notifikasi: true,
         }
     }
 
@@ -1235,6 +1256,11 @@ mod tests {
         long.push(0);
         assert!(PersonalData::decode(&long).is_err());
         assert_eq!(format!("{d:?}"), "PersonalData { .. }");
+        // A version 1 plaintext (before the notification choices): Bahasa
+        // Indonesia, notifications on.
+        let v1 = PersonalData::decode(b"\x01\0\x01a\0\0\0\0").unwrap();
+        assert_eq!((v1.nama.as_str(), v1.bahasa, v1.tanpa_notifikasi), ("a", Bahasa::Id, false));
+        assert!(PersonalData::decode(b"\x02\0\x01a\0\0\0\0\x02\0").is_err(), "an unknown language");
         let huge = PersonalData { nama: "a".repeat(PLAINTEXT_BYTES_MAX), ..d };
         assert!(matches!(huge.encode(), Err(VaultError::TooLarge { .. })));
     }

@@ -48,6 +48,8 @@ fn request(c: &Citizen) -> pb::PembukaanBerkas {
         telepon: c.telepon.clone(),
         petugas: "ptg-loket-2".into(),
         surel: format!("kirana.{}@contoh.id", c.telepon_digits),
+        bahasa: String::new(),
+        tanpa_notifikasi: false,
     }
 }
 

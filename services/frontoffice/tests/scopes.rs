@@ -80,6 +80,8 @@ fn open(petugas: &str) -> pb::PembukaanBerkas {
         telepon: String::new(),
         petugas: petugas.into(),
         surel: String::new(),
+        bahasa: String::new(),
+        tanpa_notifikasi: false,
     }
 }
 

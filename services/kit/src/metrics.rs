@@ -24,6 +24,9 @@
 //! | `mpp_agency_verdicts_total` | counter | the hub's verdicts on this service's events heard since start, by `verdict` (accepted, rejected, duplicate) and `reason` (the reason code of a rejection); only with `--hub-url` |
 //! | `mpp_agency_verdict_cursor` | gauge | the hub log sequence up to which the verdict feed has been read; only with `--hub-url` |
 //!
+//! A service may add its own families ([`ExtraMetrics`], e.g. the front
+//! office's notifications).
+//!
 //! Alert on `mpp_outbox_oldest_age_seconds`: it grows while JetStream does
 //! not take events, and the outbox fills behind it.
 
@@ -48,6 +51,17 @@ pub const METRICS_REQUEST_BYTES_MAX: usize = 8 * 1024;
 /// Longest one metrics connection may take, in milliseconds.
 pub const METRICS_CONNECTION_TIMEOUT_MS: u64 = 5_000;
 
+/// A service's own metric families, written in the Prometheus text format
+/// after the kit's (see [`crate::AgencyConfig::extra_metrics`]).
+#[derive(Clone)]
+pub struct ExtraMetrics(pub Arc<dyn Fn(&mut String) + Send + Sync>);
+
+impl std::fmt::Debug for ExtraMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExtraMetrics")
+    }
+}
+
 /// What the endpoint reports.
 #[derive(Debug, Clone)]
 pub struct MetricsSource {
@@ -59,6 +73,8 @@ pub struct MetricsSource {
     pub build: mpp_obs::process::BuildInfo,
     /// The verdicts heard back from the hub, when the service follows them.
     pub verdicts: Option<Arc<crate::verdicts::VerdictStore>>,
+    /// The service's own families, if any.
+    pub extra: Option<ExtraMetrics>,
 }
 
 /// The metrics text.
@@ -145,6 +161,9 @@ pub fn render(source: &MetricsSource) -> String {
             let _ =
                 writeln!(out, "mpp_agency_verdicts_total{{verdict=\"{verdict}\",reason=\"{reason}\"}} {n}");
         }
+    }
+    if let Some(extra) = &source.extra {
+        (extra.0)(&mut out);
     }
     mpp_obs::process::render(&mut out, &source.build);
     out
@@ -272,6 +291,7 @@ mod tests {
             auth_failures: Arc::default(),
             build: mpp_obs::process::BuildInfo::new("mpp-test"),
             verdicts: None,
+            extra: None,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -131,6 +131,8 @@ pub struct AgencyConfig {
     /// What the agency does with other agencies' events on its cases
     /// ([`crate::case_events`]), or `None`: it does not follow them.
     pub reaction: Option<CaseEventReaction>,
+    /// The service's own metric families on `/metrics`, if any.
+    pub extra_metrics: Option<crate::metrics::ExtraMetrics>,
 }
 
 impl AgencyConfig {
@@ -146,7 +148,7 @@ impl AgencyConfig {
         services: &[ServiceId],
     ) -> Result<Self, CatalogueError> {
         let standards = load_catalogue(args.catalogue_file.as_deref(), builtin, &agency_id, services)?;
-        Ok(Self { agency_id, args, standards, rpc_scopes: None, reaction: None })
+        Ok(Self { agency_id, args, standards, rpc_scopes: None, reaction: None, extra_metrics: None })
     }
 
     /// This configuration with `reaction` to other agencies' events on the
@@ -423,6 +425,7 @@ where
             auth_failures: interceptor.failures_counter(),
             build: mpp_obs::process::BuildInfo::new(config.binary_name()),
             verdicts: verdicts.as_ref().map(|(store, _)| store.clone()),
+            extra: config.extra_metrics.clone(),
         };
         let tls = transport.tls().map(|t| t.acceptor(&[crate::tls::ALPN_HTTP11]));
         tokio::spawn(crate::metrics::serve_with_tls(listener, source, tls, async {

@@ -370,6 +370,8 @@ impl Stack {
                     petugas: officer.to_owned(),
                     // A fake address on a placeholder domain, from the fake name.
                     surel: format!("{}@contoh.id", citizen.nama.to_lowercase().replace(' ', ".")),
+                    bahasa: String::new(),
+                    tanpa_notifikasi: false,
                 })
                 .await
                 .map(tonic::Response::into_inner),

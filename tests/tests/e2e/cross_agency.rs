@@ -127,6 +127,8 @@ async fn prepare(fo: &mut Fo, dpm: &mut Dpm, pln_c: &mut Pln, nik: &str) -> Resu
             telepon: "081234567890".to_owned(),
             petugas: "ptg-loket-1".to_owned(),
             surel: String::new(),
+            bahasa: String::new(),
+            tanpa_notifikasi: false,
         })
         .await
         .context("BukaBerkas")?

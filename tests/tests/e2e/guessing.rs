@@ -674,6 +674,8 @@ async fn a_number_at_its_daily_cap_opens_again_with_a_pin_reissued_at_the_counte
             telepon: String::new(),
             petugas: "ptg-loket-1".to_owned(),
             surel: String::new(),
+            bahasa: String::new(),
+            tanpa_notifikasi: false,
         })
         .await
         .context("BukaBerkas")?

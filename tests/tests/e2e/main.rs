@@ -1,6 +1,6 @@
 //! End-to-end tests of MPP Hub against real processes: a private nats-server
 //! per test, `mpp-hub serve`, and the agency services. One module per
-//! concern (36):
+//! concern (37):
 //!
 //! - `agency_faults`: NATS stopped or killed mid-traffic, and `kill -9` of an
 //!   agency service with a non-empty outbox: the service keeps accepting,
@@ -60,6 +60,11 @@
 //! - `nats_auth`: NATS with one user per agency (deploy/nats/secure.conf):
 //!   a foreign publish is refused by NATS and, on an open server, rejected
 //!   by the hub; an agency logged in with its NKey (`--nats-nkey-file`).
+//! - `notifications`: citizens told by e-mail (a real SMTP server process)
+//!   and SMS (a local HTTP gateway) once per change of their case, in
+//!   their language, with the link and never the PIN; nothing for one who
+//!   declined, nothing after erasure, nothing twice across a front-office
+//!   `kill -9`; prints the counts sent, deduplicated and suppressed.
 //! - `observability`: the Prometheus rules pass promtool's check and unit
 //!   tests; the rules and the Grafana dashboard name only metrics the
 //!   running binaries export.
@@ -127,6 +132,7 @@ mod guessing;
 mod harness;
 mod journey;
 mod nats_auth;
+mod notifications;
 mod observability;
 mod openapi;
 mod ops;

@@ -168,6 +168,8 @@ async fn personal_data_is_sealed_readable_at_the_front_office_and_crypto_shredde
             telepon: TELEPON.to_owned(),
             petugas: "ptg-loket-1".to_owned(),
             surel: SUREL.to_owned(),
+            bahasa: String::new(),
+            tanpa_notifikasi: false,
         })
         .await
         .context("BukaBerkas")?

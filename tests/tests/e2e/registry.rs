@@ -151,6 +151,8 @@ async fn unregistered_participants_and_wrong_expired_or_revoked_keys_are_logged_
             telepon: "081234567890".to_owned(),
             petugas: "ptg-loket-1".to_owned(),
             surel: String::new(),
+            bahasa: String::new(),
+            tanpa_notifikasi: false,
         })
         .await
         .context("BukaBerkas")?

@@ -201,6 +201,7 @@ fn pbg_issued(own: &[(&str, &str, &str)]) -> mpp_proto::v1::CaseEvent {
                 state: (*state).to_owned(),
             })
             .collect(),
+        notice: None,
     }
 }
 

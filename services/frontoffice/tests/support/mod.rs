@@ -48,5 +48,6 @@ pub(crate) fn front(nik_key_file: Option<PathBuf>) -> FrontOfficeArgs {
         personal_data_erasures_burst: 3,
         walk_ins_per_minute: 60,
         walk_ins_burst: 30,
+        notify: mpp_frontoffice::notify::NotifyArgs::off(),
     }
 }

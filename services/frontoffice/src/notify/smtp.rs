@@ -1,0 +1,336 @@
+//! A small SMTP client (RFC 5321) for the citizens' e-mail: greeting, EHLO,
+//! AUTH PLAIN when credentials are configured, MAIL, RCPT, DATA with
+//! dot-stuffing, QUIT. One connection per message; every reply read with a
+//! timeout and bounded in size. Plain TCP only: hand messages to a relay
+//! (on the machine or the MPP's network) that delivers them onwards over TLS
+//! (docs/NOTIFICATIONS.md). `lettre` was not added: the few commands below
+//! are smaller than what it brings (its own address parsing, encoders and
+//! TLS wiring), and the relay does the TLS.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// How long connecting, one command's reply, or the whole DATA may take.
+pub const SMTP_STEP_TIMEOUT_MS: u64 = 30_000;
+
+/// Longest reply line read, in bytes (RFC 5321 4.5.3.1.5: 512).
+pub const SMTP_REPLY_LINE_BYTES_MAX: usize = 512;
+
+/// Most lines of one (multi-line) reply read.
+pub const SMTP_REPLY_LINES_MAX: usize = 64;
+
+/// The SMTP server: `smtp://host:port` (`--smtp-url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpUrl {
+    /// `host:port`.
+    pub addr: String,
+}
+
+impl SmtpUrl {
+    /// Parses `smtp://host[:port]` (port 25 by default).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let rest = s.strip_prefix("smtp://").ok_or_else(|| {
+            format!("{s:?}: expected smtp://host[:port] (plain SMTP to a relay; see docs/NOTIFICATIONS.md)")
+        })?;
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() || rest.contains(['/', '@', ' ']) {
+            return Err(format!("{s:?}: expected smtp://host[:port]"));
+        }
+        let addr = if rest.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            rest.to_owned()
+        } else {
+            format!("{rest}:25")
+        };
+        Ok(Self { addr })
+    }
+}
+
+/// The user and password of AUTH PLAIN.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The user.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials {{ user: {:?}, .. }}", self.user)
+    }
+}
+
+impl Credentials {
+    /// The file's first line, `user:password`.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let line = text.lines().next().unwrap_or("").trim();
+        let (user, password) = line
+            .split_once(':')
+            .filter(|(u, p)| !u.is_empty() && !p.is_empty())
+            .ok_or_else(|| format!("{}: expected one line user:password", path.display()))?;
+        Ok(Self { user: user.to_owned(), password: password.to_owned() })
+    }
+}
+
+/// One e-mail.
+#[derive(Debug, Clone)]
+pub struct Mail<'a> {
+    /// Envelope and header sender (`--smtp-from`).
+    pub from: &'a str,
+    /// The recipient.
+    pub to: &'a str,
+    /// Header `Message-ID` without the brackets.
+    pub message_id: &'a str,
+    /// Header `Date` (RFC 5322 text).
+    pub date: &'a str,
+    /// Subject (UTF-8; encoded as RFC 2047).
+    pub subject: &'a str,
+    /// Plain text (UTF-8; sent base64-encoded).
+    pub text: &'a str,
+    /// `Content-Language`.
+    pub language: &'a str,
+}
+
+/// Why sending failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    /// Worth retrying: the connection, a timeout, a 4xx reply.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// The server refused for good (5xx).
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// The deterministic `Message-ID` of a notification: a hash of its key
+/// (event id and channel), `@` the sender's domain. A receiver that sees
+/// it twice has one message.
+pub fn message_id(key: &str, from: &str) -> String {
+    let digest = Sha256::digest(format!("mpp-notification/v1\0{key}").as_bytes());
+    let domain = from.rsplit_once('@').map_or("mpp.invalid", |(_, d)| d);
+    format!("{}@{domain}", hex::encode(&digest[..16]))
+}
+
+/// The message's bytes: headers and base64 body, CRLF line ends, not yet
+/// dot-stuffed.
+pub fn format_message(m: &Mail<'_>) -> String {
+    let b64 = mpp_core::base64::encode(m.text.as_bytes());
+    let mut body = String::new();
+    for chunk in b64.as_bytes().chunks(76) {
+        body.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+        body.push_str("\r\n");
+    }
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: =?UTF-8?B?{subject}?=\r\nDate: {date}\r\nMessage-ID: <{id}>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\
+         Content-Language: {lang}\r\nAuto-Submitted: auto-generated\r\n\r\n{body}",
+        from = m.from,
+        to = m.to,
+        subject = mpp_core::base64::encode(m.subject.as_bytes()),
+        date = m.date,
+        id = m.message_id,
+        lang = m.language,
+    )
+}
+
+/// `data` with every line that starts with `.` given another (RFC 5321
+/// 4.5.2), and the terminating `.` line.
+pub fn dot_stuff(data: &str) -> String {
+    let mut out = String::with_capacity(data.len() + 8);
+    for line in data.split_inclusive("\r\n") {
+        if line.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(line);
+    }
+    if !out.ends_with("\r\n") {
+        out.push_str("\r\n");
+    }
+    out.push_str(".\r\n");
+    out
+}
+
+fn step() -> Duration {
+    Duration::from_millis(SMTP_STEP_TIMEOUT_MS)
+}
+
+async fn reply(r: &mut BufReader<TcpStream>) -> Result<(u16, String), SmtpError> {
+    let mut text = String::new();
+    for _ in 0..SMTP_REPLY_LINES_MAX {
+        let mut line = Vec::new();
+        let read = tokio::time::timeout(step(), async {
+            let mut limited = (&mut *r).take(SMTP_REPLY_LINE_BYTES_MAX as u64 + 2);
+            limited.read_until(b'\n', &mut line).await
+        })
+        .await
+        .map_err(|_| SmtpError::Transient("no reply in time".into()))?
+        .map_err(|e| SmtpError::Transient(e.to_string()))?;
+        if read == 0 || !line.ends_with(b"\n") {
+            return Err(SmtpError::Transient("connection closed or reply line too long".into()));
+        }
+        let line = String::from_utf8_lossy(&line).trim_end().to_owned();
+        let code = line.get(..3).and_then(|c| c.parse::<u16>().ok()).ok_or_else(|| {
+            SmtpError::Transient(format!(
+                "not an SMTP reply: {:?}",
+                line.chars().take(80).collect::<String>()
+            ))
+        })?;
+        text.push_str(line.get(4..).unwrap_or(""));
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return Ok((code, text));
+        }
+        text.push(' ');
+    }
+    Err(SmtpError::Transient("reply has too many lines".into()))
+}
+
+/// Sends a command (or nothing) and expects a reply in `ok`; 4xx is
+/// transient, 5xx permanent.
+async fn exchange(
+    r: &mut BufReader<TcpStream>,
+    command: Option<&str>,
+    ok: &[u16],
+    what: &str,
+) -> Result<String, SmtpError> {
+    if let Some(c) = command {
+        tokio::time::timeout(step(), r.get_mut().write_all(c.as_bytes()))
+            .await
+            .map_err(|_| SmtpError::Transient(format!("{what}: write timed out")))?
+            .map_err(|e| SmtpError::Transient(format!("{what}: {e}")))?;
+    }
+    let (code, text) = reply(r).await?;
+    let text: String = text.chars().take(200).collect();
+    match code {
+        c if ok.contains(&c) => Ok(text),
+        400..=499 => Err(SmtpError::Transient(format!("{what}: {code} {text}"))),
+        _ => Err(SmtpError::Permanent(format!("{what}: {code} {text}"))),
+    }
+}
+
+/// Sends `mail` to the server at `url`, as `helo` (our host name).
+pub async fn send(
+    url: &SmtpUrl,
+    helo: &str,
+    credentials: Option<&Credentials>,
+    mail: &Mail<'_>,
+) -> Result<(), SmtpError> {
+    let stream = tokio::time::timeout(step(), TcpStream::connect(&url.addr))
+        .await
+        .map_err(|_| SmtpError::Transient(format!("connect to {}: timed out", url.addr)))?
+        .map_err(|e| SmtpError::Transient(format!("connect to {}: {e}", url.addr)))?;
+    let mut r = BufReader::new(stream);
+    exchange(&mut r, None, &[220], "greeting").await?;
+    exchange(&mut r, Some(&format!("EHLO {helo}\r\n")), &[250], "EHLO").await?;
+    if let Some(c) = credentials {
+        let token = mpp_core::base64::encode(format!("\0{}\0{}", c.user, c.password).as_bytes());
+        exchange(&mut r, Some(&format!("AUTH PLAIN {token}\r\n")), &[235], "AUTH").await?;
+    }
+    exchange(&mut r, Some(&format!("MAIL FROM:<{}>\r\n", mail.from)), &[250], "MAIL").await?;
+    exchange(&mut r, Some(&format!("RCPT TO:<{}>\r\n", mail.to)), &[250, 251], "RCPT").await?;
+    exchange(&mut r, Some("DATA\r\n"), &[354], "DATA").await?;
+    exchange(&mut r, Some(&dot_stuff(&format_message(mail))), &[250], "message").await?;
+    // The message is accepted: a failed QUIT changes nothing.
+    let _ = exchange(&mut r, Some("QUIT\r\n"), &[221], "QUIT").await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_default_to_port_25() {
+        assert_eq!(SmtpUrl::parse("smtp://relay.local").unwrap().addr, "relay.local:25");
+        assert_eq!(SmtpUrl::parse("smtp://127.0.0.1:2525").unwrap().addr, "127.0.0.1:2525");
+        assert!(SmtpUrl::parse("smtps://x").is_err());
+        assert!(SmtpUrl::parse("smtp://u@x").is_err());
+    }
+
+    #[test]
+    fn lines_starting_with_a_dot_are_stuffed_and_the_data_ends_with_a_dot_line() {
+        assert_eq!(dot_stuff("a\r\n.b\r\n..c\r\n"), "a\r\n..b\r\n...c\r\n.\r\n");
+        assert_eq!(dot_stuff("x"), "x\r\n.\r\n");
+    }
+
+    #[test]
+    fn the_message_id_is_one_per_key_at_the_senders_domain() {
+        let a = message_id("e1/email", "noreply@mpp.example");
+        assert_eq!(a, message_id("e1/email", "noreply@mpp.example"));
+        assert_ne!(a, message_id("e2/email", "noreply@mpp.example"));
+        assert!(a.ends_with("@mpp.example") && a.len() == 32 + 1 + 11);
+    }
+
+    #[tokio::test]
+    async fn a_message_goes_through_a_scripted_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = SmtpUrl::parse(&format!("smtp://{}", listener.local_addr().unwrap())).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            s.write_all(b"220 hi\r\n").await.unwrap();
+            for answer in [&b"250-hello\r\n250 8BITMIME\r\n"[..], b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n"]
+            {
+                let n = s.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+                s.write_all(answer).await.unwrap();
+            }
+            while !seen.ends_with(b"\r\n.\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"250 queued\r\n").await.unwrap();
+            let n = s.read(&mut buf).await.unwrap();
+            seen.extend_from_slice(&buf[..n]);
+            s.write_all(b"221 bye\r\n").await.unwrap();
+            String::from_utf8(seen).unwrap()
+        });
+        let mail = Mail {
+            from: "noreply@mpp.example",
+            to: "siti@contoh.id",
+            message_id: "abc@mpp.example",
+            date: "Mon, 7 Dec 2026 12:00:00 +0000",
+            subject: "Tagihan",
+            text: ".titik\nRp 50.000",
+            language: "id",
+        };
+        send(&url, "mpp.example", None, &mail).await.unwrap();
+        let seen = server.await.unwrap();
+        assert!(seen.starts_with(
+            "EHLO mpp.example\r\nMAIL FROM:<noreply@mpp.example>\r\nRCPT TO:<siti@contoh.id>\r\nDATA\r\n"
+        ));
+        assert!(seen.contains("Message-ID: <abc@mpp.example>\r\n") && seen.ends_with("QUIT\r\n"));
+    }
+
+    #[tokio::test]
+    async fn a_4xx_is_transient_and_a_5xx_permanent() {
+        for (code, transient) in [("451", true), ("550", false)] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = SmtpUrl::parse(&format!("smtp://{}", listener.local_addr().unwrap())).unwrap();
+            let answer = format!("{code} no\r\n");
+            tokio::spawn(async move {
+                let (s, _) = listener.accept().await.unwrap();
+                let mut r = BufReader::new(s);
+                r.get_mut().write_all(answer.as_bytes()).await.unwrap();
+                let mut line = String::new();
+                let _ = r.read_line(&mut line).await;
+            });
+            let mail = Mail {
+                from: "a@b.c",
+                to: "d@e.f",
+                message_id: "x@b.c",
+                date: "",
+                subject: "",
+                text: "",
+                language: "en",
+            };
+            let e = send(&url, "h", None, &mail).await.unwrap_err();
+            assert_eq!(matches!(e, SmtpError::Transient(_)), transient, "{code}: {e}");
+        }
+    }
+}
