@@ -318,6 +318,8 @@ async fn assess(dpm_c: &mut Dpm, c: &Case) -> Result<()> {
             jumlah_retribusi: 1_250_000,
             nomor_skrd: "SKRD/PBG/2026/0042".into(),
             saluran_pembayaran: "Bank Bengkulu".into(),
+            // The SKRD's due date: the message says "by <date>".
+            jatuh_tempo_ms: now_ms() + 10 * 86_400_000,
         })
         .await
         .context("TetapkanRetribusi")?;
@@ -519,7 +521,9 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
     let a_text: Vec<&str> = a_mails.iter().filter_map(|m| m["text"].as_str()).collect();
     ensure!(a_text.iter().any(|t| t.contains("needs documents: Gambar teknis bangunan")), "{a_text:?}");
     ensure!(
-        a_text.iter().any(|t| t.contains("Rp 1.250.000") && t.contains("SKRD/PBG/2026/0042")),
+        a_text
+            .iter()
+            .any(|t| t.contains("Rp 1.250.000") && t.contains("SKRD/PBG/2026/0042") && t.contains(", by ")),
         "{a_text:?}"
     );
     ensure!(
