@@ -146,6 +146,26 @@ pub(crate) struct PgBatchResult {
     pub(crate) phase_secs: std::collections::BTreeMap<String, f64>,
 }
 
+impl PgBatchResult {
+    fn skipped(reason: String) -> Self {
+        PgBatchResult {
+            status: "skipped".to_owned(),
+            reason,
+            events: 0,
+            secs: 0.0,
+            events_per_s: 0.0,
+            accepted: 0,
+            rejected: 0,
+            duplicates: 0,
+            batches: 0,
+            head_hash: String::new(),
+            signatures_verified: 0,
+            postgres: String::new(),
+            phase_secs: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
 /// Runs the PostgreSQL batch peer over stream sequences `1..=messages` of
 /// the stream at `nats_url`, in batches of `batch_max`, trusting the bench
 /// registrar.
@@ -168,6 +188,13 @@ pub(crate) fn run_pg_batch(
     let stdout = String::from_utf8_lossy(&out.stdout);
     let Some(line) = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')) else {
         let stderr = String::from_utf8_lossy(&out.stderr);
+        // A peer binary built before it had the mode (clap's usage error).
+        if stderr.contains("unexpected argument '--mode'") {
+            return Ok(PgBatchResult::skipped(format!(
+                "{} has no --mode pg-batch: rebuild it (cargo build --release -p mpp-bench-peer)",
+                bin.display()
+            )));
+        }
         let start = stderr.char_indices().rev().nth(2000).map_or(0, |(i, _)| i);
         bail!("the PostgreSQL batch peer printed no result ({}): {}", out.status, &stderr[start..]);
     };
