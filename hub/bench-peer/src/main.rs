@@ -1,10 +1,15 @@
-//! `mpp-bench-peer`: the benchmark's peer. Runs MPP Hub's journey workload
-//! (a file of length-delimited `mpp.v1.Envelope`s written by `mpp-bench`)
-//! as commands through cqrs-es 0.5 with the postgres-es 0.5 event store and
-//! a postgres-es case view, on a PostgreSQL cluster it creates and starts
-//! in a temporary directory, and prints one JSON line with the result.
+//! `mpp-bench-peer`: the benchmark's peers, each on a PostgreSQL cluster it
+//! creates and starts in a temporary directory; it prints one JSON line with
+//! the result.
 //!
-//! The aggregate is one case (id = tracking number) holding its
+//! - `--mode cqrs` (the default) runs MPP Hub's journey workload (a file of
+//!   length-delimited `mpp.v1.Envelope`s written by `mpp-bench`) as commands
+//!   through cqrs-es 0.5 with the postgres-es 0.5 event store and a
+//!   postgres-es case view;
+//! - `--mode pg-batch` consumes the hub's JetStream stream in the hub's
+//!   batches into PostgreSQL, one transaction per batch (see [`pg_batch`]).
+//!
+//! In cqrs mode the aggregate is one case (id = tracking number) holding its
 //! applications' states, decided by the hub core's own
 //! [`mpp_core::state::next_state`]; service standards are a second
 //! aggregate per service (a version must rise). Each case's commands run in
@@ -15,6 +20,8 @@
 //! exits 0. As root, the cluster runs as the `postgres` user.
 
 #![forbid(unsafe_code)]
+
+mod pg_batch;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt as _;
@@ -46,9 +53,31 @@ use sqlx::postgres::PgPoolOptions;
     about = "MPP Hub's journey workload through cqrs-es + postgres-es on a local PostgreSQL"
 )]
 struct Cli {
-    /// The workload: length-delimited mpp.v1.Envelope messages (mpp-bench writes it).
+    /// Which peer: cqrs (cqrs-es + postgres-es over a workload file) or
+    /// pg-batch (a batch consumer of the hub's stream).
+    #[arg(long, value_enum, default_value_t = Mode::Cqrs)]
+    mode: Mode,
+    /// cqrs: the workload, length-delimited mpp.v1.Envelope messages (mpp-bench writes it).
+    #[arg(long, required_if_eq("mode", "cqrs"))]
+    workload: Option<PathBuf>,
+    /// pg-batch: the NATS server holding the stream.
+    #[arg(long, required_if_eq("mode", "pg-batch"))]
+    nats_url: Option<String>,
+    /// pg-batch: the stream.
+    #[arg(long, default_value = "MPP_EVENTS")]
+    stream: String,
+    /// pg-batch: the durable consumer it creates (and deletes at the end).
+    #[arg(long, default_value = "bench-pg-batch-peer")]
+    consumer: String,
+    /// pg-batch: messages to commit (stream sequences 1..=N).
+    #[arg(long, required_if_eq("mode", "pg-batch"))]
+    messages: Option<u64>,
+    /// pg-batch: most messages per batch and transaction (the hub's --batch-max).
+    #[arg(long, default_value_t = 1000)]
+    batch_max: usize,
+    /// pg-batch: a trusted registrar public key, 64 hex digits (repeatable).
     #[arg(long)]
-    workload: PathBuf,
+    registrar_key: Vec<String>,
     /// Where the PostgreSQL cluster lives while the peer runs (default: a temp dir).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -56,6 +85,18 @@ struct Cli {
     #[arg(long, default_value_t = 16)]
     tasks: usize,
 }
+
+/// The peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// cqrs-es + postgres-es.
+    Cqrs,
+    /// The PostgreSQL batch consumer.
+    PgBatch,
+}
+
+/// Most messages per pg-batch batch (the hub's ledger takes at most 10,000).
+const BATCH_MAX: usize = 10_000;
 
 /// Most workload bytes read.
 const WORKLOAD_BYTES_MAX: u64 = 4 << 30;
@@ -413,12 +454,79 @@ async fn main() -> Result<()> {
         );
         return Ok(());
     };
-    let workload = read_workload(&cli.workload)?;
     let tmp = match &cli.work_dir {
         Some(d) => tempfile_in(d)?,
         None => tempfile_in(&std::env::temp_dir())?,
     };
-    let cluster = Cluster::start(&bin, &tmp)?;
+    let result = match cli.mode {
+        Mode::Cqrs => run_cqrs(&cli, &bin, &tmp).await,
+        Mode::PgBatch => run_pg_batch(&cli, &bin, &tmp).await,
+    };
+    let _ = std::fs::remove_dir_all(&tmp);
+    println!("{}", result?);
+    Ok(())
+}
+
+/// `--mode pg-batch`.
+async fn run_pg_batch(cli: &Cli, bin: &PgBin, tmp: &Path) -> Result<serde_json::Value> {
+    let messages = cli.messages.ok_or_else(|| anyhow!("--messages is required"))?;
+    if cli.batch_max == 0 || cli.batch_max > BATCH_MAX {
+        bail!("--batch-max must be 1..={BATCH_MAX}");
+    }
+    let registrar_keys = cli
+        .registrar_key
+        .iter()
+        .map(|k| {
+            let b = hex::decode(k.trim()).map_err(|_| anyhow!("--registrar-key is not hex"))?;
+            <[u8; 32]>::try_from(b.as_slice()).map_err(|_| anyhow!("--registrar-key is not 32 bytes"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cluster = Cluster::start(bin, tmp)?;
+    let url = format!("postgres://bench@127.0.0.1:{}/postgres", cluster.port);
+    let version = {
+        use sqlx::Connection as _;
+        let mut c = sqlx::PgConnection::connect(&url).await.context("connecting")?;
+        let v: String = sqlx::query_scalar("SELECT version()").fetch_one(&mut c).await?;
+        let sync: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&mut c).await?;
+        let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&mut c).await?;
+        if sync != "on" || fsync != "on" {
+            bail!("synchronous_commit {sync}, fsync {fsync}: both must be on");
+        }
+        c.close().await.ok();
+        v
+    };
+    let source = pg_batch::Source {
+        nats_url: cli.nats_url.clone().ok_or_else(|| anyhow!("--nats-url is required"))?,
+        stream: cli.stream.clone(),
+        consumer: cli.consumer.clone(),
+        messages,
+        batch_max: cli.batch_max,
+        registrar_keys,
+    };
+    let o = pg_batch::run(&url, source).await?;
+    drop(cluster);
+    Ok(serde_json::json!({
+        "status": "ok",
+        "mode": "pg-batch",
+        "events": o.events,
+        "secs": o.secs,
+        "events_per_s": o.events as f64 / o.secs,
+        "accepted": o.accepted,
+        "rejected": o.rejected,
+        "duplicates": o.duplicates,
+        "batches": o.batches,
+        "head_hash": o.head_hash,
+        "last_stream_seq": o.last_stream_seq,
+        "signatures_verified": o.signatures_verified,
+        "phase_secs": o.phase_secs,
+        "postgres": version.split(" on ").next().unwrap_or(&version),
+    }))
+}
+
+/// `--mode cqrs`.
+async fn run_cqrs(cli: &Cli, bin: &PgBin, tmp: &Path) -> Result<serde_json::Value> {
+    let workload = read_workload(cli.workload.as_deref().ok_or_else(|| anyhow!("--workload is required"))?)?;
+    let cluster = Cluster::start(bin, tmp)?;
     let url = format!("postgres://bench@127.0.0.1:{}/postgres", cluster.port);
     let tasks = cli.tasks.max(1);
     let pool =
@@ -474,20 +582,16 @@ async fn main() -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     pool.close().await;
     drop(cluster);
-    println!(
-        "{}",
-        serde_json::json!({
-            "status": "ok",
-            "events": total,
-            "refused": refused.load(Ordering::Relaxed),
-            "secs": secs,
-            "events_per_s": total as f64 / secs,
-            "tasks": tasks,
-            "postgres": version.split(" on ").next().unwrap_or(&version),
-        })
-    );
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok(())
+    Ok(serde_json::json!({
+        "status": "ok",
+        "mode": "cqrs",
+        "events": total,
+        "refused": refused.load(Ordering::Relaxed),
+        "secs": secs,
+        "events_per_s": total as f64 / secs,
+        "tasks": tasks,
+        "postgres": version.split(" on ").next().unwrap_or(&version),
+    }))
 }
 
 /// A fresh directory under `parent`.

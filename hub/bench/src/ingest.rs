@@ -34,6 +34,9 @@ pub(crate) struct IngestRun {
     pub(crate) verdicts: BTreeMap<&'static str, u64>,
     /// Rejection reasons, most frequent first.
     pub(crate) reasons: Vec<(String, u64)>,
+    /// The hash of the entry of stream sequence `n` (what the PostgreSQL
+    /// batch peer's chain is compared with), if the log holds it.
+    pub(crate) hash_at_n: Option<[u8; 32]>,
 }
 
 impl IngestRun {
@@ -101,8 +104,12 @@ pub(crate) async fn run(tmp: &Path, corpus: &Corpus, n: u64, registry: bool) -> 
     let messages = reached;
     let mut verdicts = BTreeMap::new();
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    let mut hash_at_n = None;
     for e in store.entries(1) {
         let e = e.map_err(|e| anyhow!("{e}"))?;
+        if e.stream_seq == n {
+            hash_at_n = Some(e.hash);
+        }
         let v = match e.verdict {
             Verdict::Accepted => "accepted",
             Verdict::Rejected => "rejected",
@@ -115,5 +122,5 @@ pub(crate) async fn run(tmp: &Path, corpus: &Corpus, n: u64, registry: bool) -> 
     }
     let mut reasons: Vec<_> = reasons.into_iter().collect();
     reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
-    Ok(IngestRun { messages, secs, verdicts, reasons })
+    Ok(IngestRun { messages, secs, verdicts, reasons, hash_at_n })
 }

@@ -9,8 +9,9 @@
 //!
 //! Sections (as in the "Benchmarks" issue): 1 raw limits, 2 hub ingest,
 //! 3 agency publish path, 4 visibility latency, 5 lookups, 6 audit,
-//! 7 footprint, 8 the cqrs-es + PostgreSQL peer. See `--help` and
-//! BENCHMARKS.md at the repository root.
+//! 7 footprint, 8 the cqrs-es + PostgreSQL peer, 9 the PostgreSQL batch
+//! consumer peer (issue 20). See `--help` and BENCHMARKS.md at the
+//! repository root.
 
 #![forbid(unsafe_code)]
 
@@ -70,11 +71,12 @@ struct Cli {
     #[arg(long, env = "MPP_BENCH_QUICK")]
     quick: bool,
     /// Sections to run, comma-separated (1 raw, 2 ingest, 3 publish path,
-    /// 4 visibility, 5 lookups, 6 audit, 7 footprint, 8 peer); all by default.
-    #[arg(long, env = "MPP_BENCH_SECTIONS", value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=8))]
+    /// 4 visibility, 5 lookups, 6 audit, 7 footprint, 8 cqrs-es peer, 9
+    /// PostgreSQL batch peer); all by default.
+    #[arg(long, env = "MPP_BENCH_SECTIONS", value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=9))]
     sections: Vec<u8>,
-    /// Messages consumed raw and ingested in-process (sections 1 and 2);
-    /// default 200,000 (quick: 2,000).
+    /// Messages consumed raw, ingested in-process and by the PostgreSQL
+    /// batch peer (sections 1, 2 and 9); default 200,000 (quick: 2,000).
     #[arg(long, env = "MPP_BENCH_EVENTS")]
     events: Option<u64>,
     /// Events in the pre-filled stream that a real `mpp-hub serve` ingests
@@ -171,7 +173,7 @@ impl Sizes {
     }
 }
 
-const TITLES: [&str; 8] = [
+const TITLES: [&str; 9] = [
     "Raw limits of this machine",
     "Hub ingest",
     "Agency publish path",
@@ -180,6 +182,7 @@ const TITLES: [&str; 8] = [
     "Audit",
     "Footprint",
     "Peer: cqrs-es + postgres-es on local PostgreSQL",
+    "Peer: PostgreSQL batch consumer of the hub's stream",
 ];
 
 /// Whether MPP_BENCH_KEEP=1 asks to keep the temporary data.
@@ -308,7 +311,7 @@ async fn main() -> Result<()> {
     }
 
     // The pre-filled stream, if any section needs it.
-    let needs_corpus = [1, 2, 5, 6, 7].iter().any(|&i| want(i));
+    let needs_corpus = [1, 2, 5, 6, 7, 9].iter().any(|&i| want(i));
     let mut corpus: Option<Corpus> = None;
     let mut corpus_error = None;
     if needs_corpus {
@@ -346,10 +349,13 @@ async fn main() -> Result<()> {
     }
 
     let mut ingest_rate = None;
+    // The hash of the section-2 hub's entry at stream seq `events`.
+    let mut ingest_hash = None;
     if want(2) {
         match &corpus {
             Some(c) => {
                 let rate_out = &mut ingest_rate;
+                let hash_out = &mut ingest_hash;
                 section(&mut sections, 2, |mut sec| async move {
                     let runs = async {
                         let signed = ingest::run(tmp_p, c, sizes.events, true).await?;
@@ -359,6 +365,7 @@ async fn main() -> Result<()> {
                     let r = runs.await.map(|(run, plain)| {
                         let rate = run.rate();
                         *rate_out = Some(rate);
+                        *hash_out = run.hash_at_n;
                         let ratio = rate / raw.consume_per_s.unwrap_or(f64::NAN);
                         sec.row(
                             Row::new("hub ingest, committed (fsync) and acked", rate, "events/s")
@@ -414,6 +421,22 @@ async fn main() -> Result<()> {
             }
             None => {
                 sections.insert(2, skipped(2, &no_corpus()));
+            }
+        }
+    }
+
+    if want(9) {
+        match &corpus {
+            Some(c) => {
+                let cli = &cli;
+                section(&mut sections, 9, |mut sec| async move {
+                    let r = pg_batch_section(&mut sec, cli, tmp_p, c, sizes.events, ingest_rate, ingest_hash);
+                    (sec, r)
+                })
+                .await;
+            }
+            None => {
+                sections.insert(9, skipped(9, &no_corpus()));
             }
         }
     }
@@ -827,6 +850,93 @@ fn peer_section(
         "Per command the peer loads the case's events, appends the new one in a transaction and updates a \
          postgres-es case view (GenericQuery over PostgresViewRepository). It does less per event than the hub: \
          no hash chain, no Merkle tree, no dedupe index, no checks across aggregates (service standards).",
+    );
+    Ok(())
+}
+
+/// Section 9: the PostgreSQL batch consumer (`mpp-bench-peer --mode
+/// pg-batch`) over the same stream, messages and batch size as section 2.
+fn pg_batch_section(
+    sec: &mut Section,
+    cli: &Cli,
+    tmp: &Path,
+    corpus: &Corpus,
+    events: u64,
+    ingest_rate: Option<f64>,
+    ingest_hash: Option<[u8; 32]>,
+) -> Result<()> {
+    let Some(bin) = peer::peer_bin(cli.peer_bin.as_deref()) else {
+        sec.skipped = Some(
+            "peer skipped: build with cargo build --release -p mpp-bench-peer (it is outside the default build), \
+             or pass --peer-bin"
+                .to_owned(),
+        );
+        eprintln!(
+            "[mpp-bench] PostgreSQL batch peer skipped: build with cargo build --release -p mpp-bench-peer"
+        );
+        return Ok(());
+    };
+    let n = events.min(corpus.messages);
+    let work = tmp.join("pg-batch-peer");
+    std::fs::create_dir_all(&work)?;
+    let r = peer::run_pg_batch(&bin, &corpus.nats.url(), n, raw::HUB_BATCH, &work)?;
+    if r.status == "skipped" {
+        sec.skipped = Some(format!("peer skipped: {}", r.reason));
+        return Ok(());
+    }
+    sec.row(Row::new(
+        "PostgreSQL batch peer: committed (one transaction per batch) and acked",
+        r.events_per_s,
+        "events/s",
+    ));
+    if let Some(hub) = ingest_rate {
+        sec.row(
+            Row::new("hub ingest (section 2) / PostgreSQL batch peer", hub / r.events_per_s, "x")
+                .target("hub ingest >= 2x PostgreSQL batch peer", hub / r.events_per_s >= 2.0),
+        );
+    }
+    let hub_hash: Option<String> = ingest_hash.map(|h| h.iter().map(|b| format!("{b:02x}")).collect());
+    let chain = match &hub_hash {
+        Some(h) if *h == r.head_hash => {
+            "equal to the section-2 hub's (the same chain, entry for entry)".to_owned()
+        }
+        Some(h) => format!("DIFFERENT from the section-2 hub's ({h}): their verdicts differ somewhere"),
+        None => "not compared (section 2 did not run)".to_owned(),
+    };
+    sec.note(format!(
+        "The first {n} messages of the section-2 stream (same corpus, same registry statements and signatures), \
+         consumed by mpp-bench-peer --mode pg-batch after section 2 (so from a warm stream) on {} started in a \
+         temporary directory with fsync and synchronous_commit on (the defaults, checked): a durable pull \
+         consumer (AckPolicy::All, max_ack_pending 8192), batches of {}, each written in ONE transaction on one \
+         connection with sqlx's prepared, cached statements: a SELECT = ANY($1) each for the dedupe index, the \
+         batch's cases and their applications; the entries (seq, stream seq and time, verdict, reason, subject, \
+         event id, case, payload, previous hash, hash) in one INSERT ... SELECT FROM UNNEST of arrays; cases, \
+         applications and standards upserted from arrays (ON CONFLICT DO UPDATE); the checkpoint (stream seq, \
+         head hash); COMMIT; then AckAll on the batch's last message. The consumer task decodes, validates and \
+         verifies the signatures of the next batch while the writer task commits the current one, as the hub's \
+         ingest task does; {} entries in {:.1} s, {} transactions.",
+        r.postgres, raw::HUB_BATCH, r.events, r.secs, r.batches
+    ));
+    sec.note(format!(
+        "Per message it runs the hub's checks with the hub core's functions: size and subject, protobuf decoding, \
+         mpp_core::validate, the registrar's Ed25519 signature on registry statements, registry::admit \
+         (registered participant, a valid key, the envelope's batch signature verified with ring, the \
+         service, event type and region), dedupe of accepted event ids (a unique index), and \
+         mpp_core::state::next_state against the projection read from PostgreSQL, with the hub's reason \
+         codes and texts; every message becomes one entry made with mpp_core's LogEntry::new, so the chain is \
+         the hub's while the verdicts agree. Verdicts: accepted {}, rejected {}, duplicate {}; {} Ed25519 \
+         verifications computed (each batch signature once). Its entry at stream seq {n}: hash {}, {chain}.",
+        r.accepted, r.rejected, r.duplicates, r.signatures_verified, r.head_hash
+    ));
+    let phases: Vec<String> = r.phase_secs.iter().map(|(k, v)| format!("{k} {v:.2} s")).collect();
+    sec.note(format!("Where its writer's time went: {}.", phases.join(", ")));
+    sec.note(
+        "What it skips, that the hub does: the rules of decide_at beyond the state machine (applications filed \
+         before their case is opened and held applications, the opener being a front office, personal-data and \
+         PIN rules, case and timeline size limits, service-standard terms and SLAs), the case timeline (its \
+         projection holds each case's and application's state and counts), the Merkle tree and its subtrees, \
+         signed checkpoints (its checkpoint row is unsigned), operators' redrives, and restoring the registry \
+         after a restart.",
     );
     Ok(())
 }

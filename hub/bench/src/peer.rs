@@ -102,3 +102,105 @@ pub(crate) fn run(bin: &Path, workload: &Path, work_dir: &Path, tasks: usize) ->
         }
     }
 }
+
+/// The PostgreSQL batch peer's answer (`mpp-bench-peer --mode pg-batch`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub(crate) struct PgBatchResult {
+    /// `ok` or `skipped`.
+    pub(crate) status: String,
+    /// Why it skipped.
+    #[serde(default)]
+    pub(crate) reason: String,
+    /// Entries committed.
+    #[serde(default)]
+    pub(crate) events: u64,
+    /// Seconds from the consumer's creation to the last commit.
+    #[serde(default)]
+    pub(crate) secs: f64,
+    /// Entries per second.
+    #[serde(default)]
+    pub(crate) events_per_s: f64,
+    /// Verdicts.
+    #[serde(default)]
+    pub(crate) accepted: u64,
+    /// Verdicts.
+    #[serde(default)]
+    pub(crate) rejected: u64,
+    /// Verdicts.
+    #[serde(default)]
+    pub(crate) duplicates: u64,
+    /// Transactions committed.
+    #[serde(default)]
+    pub(crate) batches: u64,
+    /// Hash of its entry at the last stream sequence, hex.
+    #[serde(default)]
+    pub(crate) head_hash: String,
+    /// Ed25519 verifications it computed.
+    #[serde(default)]
+    pub(crate) signatures_verified: u64,
+    /// PostgreSQL version.
+    #[serde(default)]
+    pub(crate) postgres: String,
+    /// The writer's time per phase, seconds.
+    #[serde(default)]
+    pub(crate) phase_secs: std::collections::BTreeMap<String, f64>,
+}
+
+impl PgBatchResult {
+    fn skipped(reason: String) -> Self {
+        PgBatchResult {
+            status: "skipped".to_owned(),
+            reason,
+            events: 0,
+            secs: 0.0,
+            events_per_s: 0.0,
+            accepted: 0,
+            rejected: 0,
+            duplicates: 0,
+            batches: 0,
+            head_hash: String::new(),
+            signatures_verified: 0,
+            postgres: String::new(),
+            phase_secs: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// Runs the PostgreSQL batch peer over stream sequences `1..=messages` of
+/// the stream at `nats_url`, in batches of `batch_max`, trusting the bench
+/// registrar.
+pub(crate) fn run_pg_batch(
+    bin: &Path,
+    nats_url: &str,
+    messages: u64,
+    batch_max: usize,
+    work_dir: &Path,
+) -> Result<PgBatchResult> {
+    let out = Command::new(bin)
+        .args(["--mode", "pg-batch", "--nats-url", nats_url])
+        .args(["--stream", mpp_edge::stream::STREAM_NAME])
+        .args(["--messages", &messages.to_string(), "--batch-max", &batch_max.to_string()])
+        .args(["--registrar-key", &crate::signing::registrar_key_hex()])
+        .arg("--work-dir")
+        .arg(work_dir)
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')) else {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // A peer binary built before it had the mode (clap's usage error).
+        if stderr.contains("unexpected argument '--mode'") {
+            return Ok(PgBatchResult::skipped(format!(
+                "{} has no --mode pg-batch: rebuild it (cargo build --release -p mpp-bench-peer)",
+                bin.display()
+            )));
+        }
+        let start = stderr.char_indices().rev().nth(2000).map_or(0, |(i, _)| i);
+        bail!("the PostgreSQL batch peer printed no result ({}): {}", out.status, &stderr[start..]);
+    };
+    let r: PgBatchResult = serde_json::from_str(line).with_context(|| format!("peer answer {line:?}"))?;
+    if !out.status.success() && r.status != "skipped" {
+        bail!("the PostgreSQL batch peer failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(r)
+}

@@ -42,11 +42,15 @@ pub(crate) fn trust() -> Trust {
     Trust::new(vec![registrar().public_key()])
 }
 
+/// The registrar's public key, 64 hex digits (for `mpp-bench-peer --registrar-key`).
+pub(crate) fn registrar_key_hex() -> String {
+    registrar().public_key().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Writes the registrar's public key file (for `mpp-hub serve`) into `dir`.
 pub(crate) fn write_registrar_key_file(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("registrar.pub");
-    let hex: String = registrar().public_key().iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&path, format!("{hex}\n")).context("writing the registrar key file")?;
+    std::fs::write(&path, format!("{}\n", registrar_key_hex())).context("writing the registrar key file")?;
     Ok(path)
 }
 
