@@ -65,11 +65,10 @@ pub const PARTIAL_MARKER: &str = "BOOTSTRAP-IN-PROGRESS";
 /// Entries the replay reads per opening of the copied store (see
 /// [`Windowed`]): sled keeps the log blocks it has read in memory until the
 /// database is closed (the compressed blocks: a few hundred MB per million
-/// entries), and each opening of a large store reads sled's page table
-/// again (a cost that grows with the store: the replay of 10M entries in
-/// windows of 50,000 ran at half the rate of 1M), so a bootstrap, which
-/// holds the whole re-derived projection anyway, reads larger windows than
-/// the audit tools.
+/// entries), and re-opening a large store every 50,000 entries, as the
+/// audit tools do, made the replay of 10M entries 3.6 times slower (226 s
+/// against 62 s with this window, BENCHMARKS.md "A new replica"). A
+/// bootstrap holds the whole re-derived projection anyway.
 pub const REPLAY_WINDOW_ENTRIES: u64 = 1_000_000;
 
 /// Differences of the event-id index named in a refusal.
