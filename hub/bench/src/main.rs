@@ -23,6 +23,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod audit;
+mod bootstrap;
 mod corpus;
 mod flood;
 mod grpc;
@@ -117,6 +118,13 @@ struct Cli {
     /// as a table on stdout (BENCHMARKS.md, "Standards flood").
     #[arg(long, env = "MPP_BENCH_STANDARDS_FLOOD", value_delimiter = ',')]
     standards_flood: Vec<usize>,
+    /// Instead of the sections: a new replica by `mpp-hub admin bootstrap`
+    /// against a full re-ingest of the same log, at each of these sizes
+    /// (comma-separated event counts, e.g. 1000000,10000000); printed as a
+    /// table on stdout (BENCHMARKS.md, "A new replica"). Needs about 900
+    /// bytes of temporary disk per event.
+    #[arg(long, env = "MPP_BENCH_BOOTSTRAP", value_delimiter = ',')]
+    bootstrap: Vec<u64>,
     /// Seed of the generated journeys.
     #[arg(long, env = "MPP_BENCH_SEED", default_value_t = 17_710_001)]
     seed: u64,
@@ -307,6 +315,16 @@ async fn main() -> Result<()> {
             readings.extend(flood::run(&exe, tmp_p, *n).await?);
         }
         println!("{}", flood::table(&readings));
+        return Ok(());
+    }
+
+    if !cli.bootstrap.is_empty() {
+        let exe = hub_exe?;
+        let mut readings = Vec::new();
+        for n in &cli.bootstrap {
+            readings.push(bootstrap::run(&exe, tmp_p, *n)?);
+        }
+        println!("{}", bootstrap::table(&readings));
         return Ok(());
     }
 

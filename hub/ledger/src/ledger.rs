@@ -1224,6 +1224,24 @@ pub fn rebuild(store: &impl Store) -> Result<(MemState, Head), LedgerError> {
 /// [`rebuild`], judging registry statements with the registrar keys of
 /// `trust`.
 pub fn rebuild_with(store: &impl Store, trust: &Trust) -> Result<(MemState, Head), LedgerError> {
+    rebuild_with_ids(store, trust).map(|r| (r.state, r.head))
+}
+
+/// What [`rebuild_with_ids`] re-derived from a log.
+#[derive(Debug, Clone, Default)]
+pub struct Rebuilt {
+    /// The projection: cases, standards in force, the registry.
+    pub state: MemState,
+    /// The dedupe index: every accepted event id and the sequence of the
+    /// entry that accepted it.
+    pub event_ids: HashMap<EventId, u64>,
+    /// The head of the log replayed.
+    pub head: Head,
+}
+
+/// [`rebuild_with`], also handing back the event ids the replay accepted,
+/// to compare with a store's dedupe index.
+pub fn rebuild_with_ids(store: &impl Store, trust: &Trust) -> Result<Rebuilt, LedgerError> {
     let (stored, stored_frontier) = store.head_and_frontier()?;
     let mut replay = Replay::default();
     let mut walk = Walk::new(store, stored.last_seq)?;
@@ -1236,7 +1254,7 @@ pub fn rebuild_with(store: &impl Store, trust: &Trust) -> Result<(MemState, Head
         check_replayed(&e, &j)?;
     }
     let head = walk.finish(&stored, &stored_frontier)?;
-    Ok((replay.state, head))
+    Ok(Rebuilt { state: replay.state, event_ids: replay.ids, head })
 }
 
 /// Checks that judging the stored entry `e` again gave its verdict, reason

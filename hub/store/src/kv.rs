@@ -88,6 +88,19 @@ impl<K: Kv> KvStore<K> {
         KvStore { kv: self.kv, writer: self.writer, pending: Arc::new(Pending::default()) }
     }
 
+    /// Every record of the permanent event-id index, `(id, sequence of the
+    /// entry that accepted it)`, in key order (bucket, part, id), each part
+    /// checked as it is read (sorted, every id in its key's bucket). What a
+    /// new replica's bootstrap compares with the ids a replay of the log
+    /// accepts (`mpp-hub admin bootstrap`), so an index altered in a copied
+    /// store is found.
+    pub fn event_index(&self) -> impl Iterator<Item = Result<(EventId, u64), StoreError>> + Send + '_ {
+        scan(&self.kv, layout::PREFIX_EVENT, layout::decode_event_part).flat_map(|part| match part {
+            Ok(records) => records.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
+        })
+    }
+
     /// Takes the writer lock. A poisoned lock only means another write
     /// panicked; the store itself is consistent (every write is one atomic
     /// batch, built before it is applied), so carry on.

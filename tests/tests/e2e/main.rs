@@ -33,6 +33,10 @@
 //!   appointment, collect-at, payment due) in Chromium at 1280 and 375 px,
 //!   in both languages, with the MPP's profile in header and footer;
 //!   screenshots in `test-artifacts/page-*.png`.
+//! - `bootstrap`: `mpp-hub admin bootstrap` makes a new replica from a
+//!   stopped one's store, verified against its signed checkpoint; the new
+//!   hub resumes the stream after the snapshot and reaches the same head;
+//!   tampered copies and a running hub's directory are refused.
 //! - `cluster`: a 3-node NATS JetStream cluster from the deployment template,
 //!   with `MPP_EVENTS` at replicas 3.
 //! - `corpus`: the hostile-input corpus (`tests/corpus/`) against real
@@ -118,6 +122,7 @@ mod audit;
 mod bad_input;
 mod bench_smoke;
 mod big_case;
+mod bootstrap;
 mod case_fence;
 mod checker;
 mod citizen;

@@ -13,6 +13,7 @@
 //! | `backup --hub-grpc URL --auditor-token-file F --out FILE` | a running hub: its log up to its latest signed checkpoint, read over the audit gRPC service (a consistent snapshot: the log is append-only and the checkpoint fixes the point) |
 //! | `backup --data-dir D --out FILE` | a stopped hub's data directory (or a copy): its log up to its head, with every signed checkpoint |
 //! | `restore --from FILE --data-dir NEW [--keys-from DIR]` | a fresh data directory from a backup; refuses a directory that holds a store |
+//! | `bootstrap --from DIR --data-dir NEW --hub-public-key F [--keys-from DIR]` | a new replica from a stopped replica's store (or a copy), verified, without a replay ([`super::bootstrap`]) |
 //!
 //! What a backup does not hold: the checkpoint signing key (`<data-dir>/keys/`,
 //! a secret: keep it in the province's secret store, and give it back with
@@ -60,6 +61,11 @@ pub enum AdminCommand {
     /// Rebuild a fresh data directory from a backup by replaying it through
     /// the ledger; every entry must hash as in the backup.
     Restore(RestoreArgs),
+    /// A new replica's data directory from a stopped replica's (or a copy
+    /// of it), verified against the source hub's signed checkpoint and
+    /// re-derived projections, without re-reading the stream
+    /// (docs/OPERATIONS.md "A new replica").
+    Bootstrap(super::bootstrap::BootstrapArgs),
 }
 
 /// Flags of `mpp-hub admin backup`.
@@ -129,6 +135,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        AdminCommand::Bootstrap(a) => super::bootstrap::run(&a),
     }
 }
 
@@ -330,7 +337,7 @@ pub fn restore_with(
     Ok(r)
 }
 
-fn copy_keys(from: &Path, to: &Path) -> anyhow::Result<()> {
+pub(crate) fn copy_keys(from: &Path, to: &Path) -> anyhow::Result<()> {
     use std::io::Read as _;
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     #[cfg(unix)]

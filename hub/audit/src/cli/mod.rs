@@ -28,6 +28,7 @@
 //! status 1 ([`EXIT_FAILED`]), a usage or IO error with status 2.
 
 pub mod admin;
+pub mod bootstrap;
 pub mod case_at;
 pub mod export;
 pub mod fixture;

@@ -45,6 +45,11 @@ impl Windowed {
         }
     }
 
+    /// The store in `dir`, read `window` entries (at least 1) at a time.
+    pub fn with_window(dir: &Path, window: u64) -> Self {
+        Windowed { window: window.max(1), ..Windowed::new(dir) }
+    }
+
     /// Writes the case values the store holds back, then closes the
     /// database (the next call opens it again).
     pub fn close(&self) -> Result<(), StoreError> {
