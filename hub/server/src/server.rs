@@ -504,7 +504,15 @@ async fn open_guard(
     let kv = NatsKv::open(client, &spec).await.context("opening the lookup guard's key-value bucket")?;
     info!(bucket = %spec.name, keys_max = spec.keys_max, max_age_hours = args.guard_max_age_hours, "Lookup guard bucket ready");
     let settings = GuardSettings { budgets, keys_max: args.guard_keys_max as usize, max_age: spec.max_age };
-    Ok(SharedGuard::new(Arc::new(kv), secret, settings))
+    // Wrong PINs of different numbers share one atomic batch (one commit,
+    // one disk sync) where the server and the bucket allow it.
+    let kv: Arc<dyn mpp_edge::cas::CasKv> = if mpp_edge::cas::CasKv::batches(&kv) {
+        Arc::new(mpp_edge::cas_batch::BatchingKv::new(Arc::new(kv)))
+    } else {
+        warn!(bucket = %spec.name, "The lookup guard writes one key at a time (no atomic batches)");
+        Arc::new(kv)
+    };
+    Ok(SharedGuard::new(kv, secret, settings))
 }
 
 /// The tracking page's sessions: under `--session-key-file` (and

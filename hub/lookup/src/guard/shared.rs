@@ -15,7 +15,12 @@
 //!   store (retried on conflict, [`CAS_ATTEMPTS_MAX`]) that refuses, and
 //!   counts nothing, when the stored record is locked. Then the client's
 //!   networks and the global counter are counted, off the answer path
-//!   (below).
+//!   (below). On NATS, the writes of concurrent lookups of different
+//!   numbers go as one atomic batch ([`mpp_edge::cas_batch`]): one commit
+//!   and one disk sync for many, each message still carrying the revision
+//!   its own write expects, the batch stored whole or not at all; a batch
+//!   that fails is written again key by key. So every write keeps its own
+//!   compare-and-set, and nothing here changes with batching.
 //! - **A right PIN** needs to know only whether the number is locked. When
 //!   the mirror is in step with the store and shows no wrong PINs for the
 //!   number, it is admitted with no round trip and nothing is written, so
@@ -1282,6 +1287,113 @@ mod tests {
         let r = g.mirrored_number(&keys, 1, T0 + 1).unwrap();
         assert_eq!((r.streak, r.unseen, r.day_failures), (0, 0, 3));
         assert_eq!(g.counters().store_errors.load(Ordering::Relaxed), 0);
+    }
+
+    /// A store that batches, every operation of which yields a few times,
+    /// so that concurrent writers interleave and gather into batches.
+    #[derive(Debug)]
+    struct SlowBatches(MemKv);
+
+    async fn yields() {
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    impl CasKv for SlowBatches {
+        fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, KvValue> {
+            Box::pin(async move {
+                yields().await;
+                self.0.get(key).await
+            })
+        }
+        fn put_if<'a>(&'a self, key: &'a str, value: Vec<u8>, expected: u64) -> KvFuture<'a, u64> {
+            Box::pin(async move {
+                yields().await;
+                self.0.put_if(key, value, expected).await
+            })
+        }
+        fn watch(&self) -> KvFuture<'_, futures::stream::BoxStream<'static, Result<KvChange, KvError>>> {
+            self.0.watch()
+        }
+        fn batches(&self) -> bool {
+            true
+        }
+        fn put_all_if<'a>(&'a self, writes: &'a [mpp_edge::cas::KvWrite]) -> KvFuture<'a, Vec<u64>> {
+            Box::pin(async move {
+                yields().await;
+                self.0.put_all_if(writes).await
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_wrong_pins_of_two_replicas_never_miss_a_lock_or_a_count() {
+        use mpp_edge::cas_batch::BatchingKv;
+        // Two replicas writing through batches into one store; replica A
+        // follows it, replica B does not (its mirror is stale, so its
+        // writes expect revisions the store moved past: its batches fail
+        // and fall back to one compare-and-set per key).
+        let kv = MemKv::new(10_000);
+        let batching = BatchingKv::new(Arc::new(SlowBatches(kv.clone())));
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let a = SharedGuard::new(Arc::new(batching.clone()), &[5; 32], settings());
+        tokio::spawn(a.clone().follow(Arc::new(|| T0), rx));
+        let synced = || async { Ok(a.synced().then_some(())) };
+        mpp_test_support::wait::wait_for("A follows", Duration::from_secs(5), synced).await.unwrap();
+        let b = SharedGuard::new(
+            Arc::new(BatchingKv::new(Arc::new(SlowBatches(kv.clone())))),
+            &[5; 32],
+            settings(),
+        );
+        b.synced.store(true, Ordering::Release);
+        // 24 wrong PINs of one number, alternating replicas, all at once,
+        // and among them one wrong PIN of each of 40 other numbers.
+        let tns = numbers(40);
+        let mut lookups = Vec::new();
+        for i in 0..24u32 {
+            let g = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let keys = g.keys(&TN, ip(&format!("10.1.0.{i}")));
+            lookups.push(tokio::spawn(async move { (true, g.wrong_pin(&keys, 1, T0).await) }));
+        }
+        for (i, t) in tns.iter().enumerate() {
+            let g = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let keys = g.keys(t, ip(&format!("10.2.0.{i}")));
+            lookups.push(tokio::spawn(async move { (false, g.wrong_pin(&keys, 1, T0).await) }));
+        }
+        let (mut counted, mut refused) = (0, 0);
+        for l in lookups {
+            match l.await.unwrap() {
+                (true, Ok(())) => counted += 1,
+                (true, Err(GuardRefusal::Number(NumberRefusal::Locked { .. }))) => refused += 1,
+                (false, Ok(())) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        // Exactly the five the policy allows were counted; every other one
+        // met the lock, in the store, whatever its replica's mirror showed.
+        assert_eq!((counted, refused), (5, 19));
+        let stored = |t: &[u8; 15]| {
+            let key = a.keys(t, ip("10.0.0.1")).number.kv_key();
+            let kv = kv.clone();
+            async move { NumberRecord::decode(&kv.get(&key).await.unwrap().value.unwrap()).unwrap() }
+        };
+        let r = stored(&TN).await;
+        assert_eq!((r.day_failures, r.unseen, r.level), (5, 5, 1));
+        for t in &tns {
+            assert_eq!(stored(t).await.day_failures, 1, "every other number counted once");
+        }
+        let c = batching.counters();
+        assert!(c.batches.load(Ordering::Relaxed) > 0, "writes went in batches");
+        // The lock holds on both replicas, for the right PIN too.
+        for g in [&a, &b] {
+            let keys = g.keys(&TN, ip("10.3.0.1"));
+            assert!(matches!(
+                g.right_pin(&keys, 1, T0 + 1).await,
+                Err(GuardRefusal::Number(NumberRefusal::Locked { .. }))
+            ));
+        }
+        stop.send(true).unwrap();
     }
 
     #[derive(Debug)]
