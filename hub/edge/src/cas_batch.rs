@@ -18,6 +18,15 @@
 //! sent again alone, so each caller gets the answer of its own
 //! compare-and-set, as without batches. An unreachable store fails every
 //! write of the batch, as it would each of them alone.
+//!
+//! **A throughput lever, not a latency one.** Measured on nats-server
+//! 2.15.1 with `sync_interval: always` (example `kv_batch_cost`, a shared
+//! 2-core VM): a single compare-and-set write answers in 0.84 ms, an atomic
+//! batch's commit in 17-40 ms whatever its size (1 to 250 writes), and
+//! batches in flight at once take turns. So batching raises the writes a
+//! stream takes per second (about 7,700/s in batches of 250, against about
+//! 700-1,200/s one at a time) but makes each write wait 20 ms or more; the
+//! lookup guard, whose wrong PINs wait for their write, does not use it.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};

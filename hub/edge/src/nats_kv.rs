@@ -12,9 +12,9 @@
 //! than someone's key silently dropped. Every key lives [`BucketSpec::max_age`]
 //! after its last write, then expires.
 //!
-//! On a server that takes ADR-50 atomic batches (2.12 or newer) the stream
-//! allows them (`allow_atomic`; an existing bucket without it is switched
-//! on, or, if the update is refused, written one key at a time), and
+//! On a server that takes ADR-50 atomic batches (2.12 or newer) a bucket
+//! created here allows them (`allow_atomic`; an existing one without it
+//! takes none, [`CasKv::batches`] says so), and
 //! [`CasKv::put_all_if`] writes many keys in one commit: every message
 //! carries its key's expected revision (`Nats-Expected-Last-Subject-Sequence`),
 //! the server checks them all when the batch commits and stores the batch
@@ -30,14 +30,13 @@
 //! `$JS.API.CONSUMER.DELETE.KV_<name>.>` and
 //! `$JS.API.CONSUMER.INFO.KV_<name>.>`; and its own inbox.
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy, ReplayPolicy};
 use async_nats::jetstream::kv::{self, Operation};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use futures::StreamExt;
-
-use std::future::IntoFuture;
 
 use crate::cas::{valid_key, CasKv, KvChange, KvError, KvFuture, KvValue, KvWrite};
 
@@ -147,20 +146,9 @@ impl NatsKv {
         match js.get_stream(&want.name).await {
             Ok(existing) => {
                 let have = &existing.cached_info().config;
-                if server_batches && !have.allow_atomic_publish {
-                    // Only that switched on: it adds a way to write and
-                    // weakens nothing.
-                    let config = stream::Config { allow_atomic_publish: true, ..have.clone() };
-                    if let Err(e) = js.update_stream(config).await {
-                        batches = false;
-                        tracing::warn!(
-                            bucket = %spec.name,
-                            error = %e,
-                            "The key-value bucket does not allow atomic batches and could not be changed: \
-                             writing one key at a time"
-                        );
-                    }
-                }
+                // Used as it is (the hub's user may not update streams): a
+                // bucket created without `allow_atomic` takes no batches.
+                batches = server_batches && have.allow_atomic_publish;
                 if (have.max_messages, have.max_age, have.max_bytes, have.discard)
                     != (want.max_messages, want.max_age, want.max_bytes, want.discard)
                 {

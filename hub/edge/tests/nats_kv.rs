@@ -124,7 +124,7 @@ async fn a_batch_is_written_whole_or_not_at_all() {
 }
 
 #[tokio::test]
-async fn a_bucket_made_without_atomic_batches_is_switched_to_them() {
+async fn a_bucket_made_without_atomic_batches_is_used_as_it_is_and_takes_none() {
     let server = NatsServer::start().await.unwrap();
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
@@ -132,7 +132,9 @@ async fn a_bucket_made_without_atomic_batches_is_switched_to_them() {
         async_nats::jetstream::stream::Config { allow_atomic_publish: false, ..spec(4).stream_config() };
     js.create_stream(old).await.unwrap();
     let kv = NatsKv::open(client.clone(), &spec(4)).await.unwrap();
-    assert!(kv.batches());
-    assert!(js.get_stream("KV_MPP_TEST_GUARD").await.unwrap().cached_info().config.allow_atomic_publish);
-    assert_eq!(kv.put_all_if(&[write("n.a", b"1", 0), write("n.b", b"1", 0)]).await.unwrap().len(), 2);
+    assert!(!kv.batches());
+    assert!(!js.get_stream("KV_MPP_TEST_GUARD").await.unwrap().cached_info().config.allow_atomic_publish);
+    let batch = [write("n.a", b"1", 0), write("n.b", b"1", 0)];
+    assert!(matches!(kv.put_all_if(&batch).await, Err(KvError::BatchRefused(_))));
+    assert_eq!(kv.get("n.a").await.unwrap().revision, 0);
 }
