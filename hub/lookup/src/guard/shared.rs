@@ -15,12 +15,10 @@
 //!   store (retried on conflict, [`CAS_ATTEMPTS_MAX`]) that refuses, and
 //!   counts nothing, when the stored record is locked. Then the client's
 //!   networks and the global counter are counted, off the answer path
-//!   (below). On NATS, the writes of concurrent lookups of different
-//!   numbers go as one atomic batch ([`mpp_edge::cas_batch`]): one commit
-//!   and one disk sync for many, each message still carrying the revision
-//!   its own write expects, the batch stored whole or not at all; a batch
-//!   that fails is written again key by key. So every write keeps its own
-//!   compare-and-set, and nothing here changes with batching.
+//!   (below). The guard is correct over a store that batches concurrent
+//!   writes ([`mpp_edge::cas_batch`]: each write keeps its own
+//!   compare-and-set), but the hub does not batch them: an atomic batch's
+//!   commit costs more than a wrong PIN may wait (see that module).
 //! - **A right PIN** needs to know only whether the number is locked. When
 //!   the mirror is in step with the store and shows no wrong PINs for the
 //!   number, it is admitted with no round trip and nothing is written, so
