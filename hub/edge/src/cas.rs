@@ -14,7 +14,15 @@
 //! - [`CasKv::watch`] yields every key's current value, then
 //!   [`KvChange::Current`], then every later write, in revision order;
 //! - a store holds at most a fixed number of keys: a write that would create
-//!   one more fails with [`KvError::Full`].
+//!   one more fails with [`KvError::Full`];
+//! - a store that [`CasKv::batches`] writes a batch of keys all or none
+//!   ([`CasKv::put_all_if`]): one expectation that fails fails the batch,
+//!   and nothing of it is written.
+//!
+//! [`BatchingKv`] gathers the compare-and-set writes of concurrent callers
+//! into such batches (one commit, so one disk sync, for many), and writes
+//! one at a time what a failed batch held, so each caller still gets the
+//! answer of its own compare-and-set.
 //!
 //! Values are opaque bytes; nothing here knows what they mean.
 
@@ -81,6 +89,21 @@ pub enum KvError {
     /// The store cannot be reached or answered with an error.
     #[error("the key-value store is unavailable: {0}")]
     Unavailable(String),
+    /// The store refused a batch as a batch (batches disabled, too many in
+    /// flight): nothing of it was written; write its keys one at a time.
+    #[error("the key-value store refused the batch: {0}")]
+    BatchRefused(String),
+}
+
+/// One write of a batch ([`CasKv::put_all_if`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvWrite {
+    /// The key (each key at most once in a batch).
+    pub key: String,
+    /// Its new value.
+    pub value: Vec<u8>,
+    /// The revision the key must have.
+    pub expected: u64,
 }
 
 /// A key-value store with compare-and-set writes. See the module docs.
@@ -91,6 +114,18 @@ pub trait CasKv: Send + Sync + std::fmt::Debug {
     fn put_if<'a>(&'a self, key: &'a str, value: Vec<u8>, expected: u64) -> KvFuture<'a, u64>;
     /// Every key's value, then [`KvChange::Current`], then every change.
     fn watch(&self) -> KvFuture<'_, BoxStream<'static, Result<KvChange, KvError>>>;
+    /// Whether [`CasKv::put_all_if`] writes batches.
+    fn batches(&self) -> bool {
+        false
+    }
+    /// Writes every one of `writes` (distinct keys) if every key has the
+    /// revision its write expects, else none ([`KvError::Conflict`]); the
+    /// new revisions, in order. A store that does not batch refuses
+    /// ([`KvError::BatchRefused`]).
+    fn put_all_if<'a>(&'a self, writes: &'a [KvWrite]) -> KvFuture<'a, Vec<u64>> {
+        let _ = writes;
+        Box::pin(async { Err(KvError::BatchRefused("this store writes one key at a time".to_owned())) })
+    }
 }
 
 /// Whether `key` is one a [`CasKv`] accepts: 1..=[`KV_KEY_BYTES_MAX`] bytes
@@ -185,6 +220,43 @@ impl CasKv for MemKv {
             // Sent under the lock, so watchers see revisions in order.
             let _ = self.changes.send(KvChange::Put { key: key.to_owned(), value, revision });
             Ok(revision)
+        })
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    fn put_all_if<'a>(&'a self, writes: &'a [KvWrite]) -> KvFuture<'a, Vec<u64>> {
+        Box::pin(async move {
+            if writes.iter().any(|w| !valid_key(&w.key)) {
+                return Err(KvError::InvalidKey);
+            }
+            let mut s = self.lock();
+            let mut new_keys = 0;
+            for (i, w) in writes.iter().enumerate() {
+                if writes[..i].iter().any(|o| o.key == w.key) {
+                    return Err(KvError::BatchRefused(format!("{} twice in one batch", w.key)));
+                }
+                let current = s.values.get(&w.key).map_or(0, |(_, rev)| *rev);
+                if current != w.expected {
+                    return Err(KvError::Conflict);
+                }
+                new_keys += usize::from(current == 0);
+            }
+            if s.values.len() + new_keys > self.keys_max {
+                return Err(KvError::Full);
+            }
+            let mut revisions = Vec::with_capacity(writes.len());
+            for w in writes {
+                s.last_revision += 1;
+                let revision = s.last_revision;
+                s.values.insert(w.key.clone(), (w.value.clone(), revision));
+                let _ =
+                    self.changes.send(KvChange::Put { key: w.key.clone(), value: w.value.clone(), revision });
+                revisions.push(revision);
+            }
+            Ok(revisions)
         })
     }
 

@@ -13,7 +13,8 @@
 //! - [`stream`]: THE definition of the `MPP_EVENTS` stream.
 //! - [`nats`]: connecting to NATS with credentials.
 //! - [`cas`]: a key-value store with compare-and-set writes, as a trait
-//!   with an in-memory twin; [`nats_kv`] implements it on a JetStream
+//!   with an in-memory twin ([`cas_batch`] gathers concurrent writes into
+//!   atomic batches); [`nats_kv`] implements it on a JetStream
 //!   key-value bucket.
 //! - [`grpc_serve`]: the gRPC connection loop (one task per connection,
 //!   first-request, idle, age and request timeouts).
@@ -38,6 +39,8 @@
 pub mod auth;
 #[cfg(any(feature = "net", feature = "nats"))]
 pub mod cas;
+#[cfg(any(feature = "net", feature = "nats"))]
+pub mod cas_batch;
 #[cfg(feature = "net")]
 pub mod conn;
 #[cfg(feature = "net")]

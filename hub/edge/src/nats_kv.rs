@@ -12,6 +12,15 @@
 //! than someone's key silently dropped. Every key lives [`BucketSpec::max_age`]
 //! after its last write, then expires.
 //!
+//! On a server that takes ADR-50 atomic batches (2.12 or newer) a bucket
+//! created here allows them (`allow_atomic`; an existing one without it
+//! takes none, [`CasKv::batches`] says so), and
+//! [`CasKv::put_all_if`] writes many keys in one commit: every message
+//! carries its key's expected revision (`Nats-Expected-Last-Subject-Sequence`),
+//! the server checks them all when the batch commits and stores the batch
+//! or nothing, and the messages take consecutive stream sequences (the
+//! commit's PubAck names the last).
+//!
 //! The subjects a user needs (docs/OPERATIONS.md): publish
 //! `$KV.<name>.>`, `$JS.API.STREAM.INFO.KV_<name>`,
 //! `$JS.API.STREAM.CREATE.KV_<name>`, `$JS.API.STREAM.UPDATE.KV_<name>`,
@@ -21,6 +30,7 @@
 //! `$JS.API.CONSUMER.DELETE.KV_<name>.>` and
 //! `$JS.API.CONSUMER.INFO.KV_<name>.>`; and its own inbox.
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy, ReplayPolicy};
@@ -28,7 +38,7 @@ use async_nats::jetstream::kv::{self, Operation};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use futures::StreamExt;
 
-use crate::cas::{valid_key, CasKv, KvChange, KvError, KvFuture, KvValue};
+use crate::cas::{valid_key, CasKv, KvChange, KvError, KvFuture, KvValue, KvWrite};
 
 /// How long one bucket operation may take before it counts as failed, in
 /// milliseconds (the caller fails closed).
@@ -72,6 +82,7 @@ impl BucketSpec {
             deny_delete: true,
             deny_purge: false,
             allow_direct: true,
+            allow_atomic_publish: true,
             discard: DiscardPolicy::New,
             ..Default::default()
         }
@@ -107,6 +118,10 @@ pub enum NatsKvError {
 pub struct NatsKv {
     store: kv::Store,
     timeout: Duration,
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    /// Whether the server and the stream take atomic batches.
+    batches: bool,
 }
 
 fn valid_bucket_name(name: &str) -> bool {
@@ -124,11 +139,16 @@ impl NatsKv {
         if !valid_bucket_name(&spec.name) {
             return Err(NatsKvError::BadName(spec.name.clone()));
         }
-        let js = async_nats::jetstream::new(client);
+        let js = async_nats::jetstream::new(client.clone());
         let want = spec.stream_config();
+        let server_batches = crate::stream::server_supports_atomic_batches(&client.server_info().version);
+        let mut batches = server_batches;
         match js.get_stream(&want.name).await {
             Ok(existing) => {
                 let have = &existing.cached_info().config;
+                // Used as it is (the hub's user may not update streams): a
+                // bucket created without `allow_atomic` takes no batches.
+                batches = server_batches && have.allow_atomic_publish;
                 if (have.max_messages, have.max_age, have.max_bytes, have.discard)
                     != (want.max_messages, want.max_age, want.max_bytes, want.discard)
                 {
@@ -152,7 +172,57 @@ impl NatsKv {
             .get_key_value(spec.name.clone())
             .await
             .map_err(|source| NatsKvError::Bind { name: spec.name.clone(), source })?;
-        Ok(Self { store, timeout: Duration::from_millis(KV_OP_TIMEOUT_MS) })
+        Ok(Self { store, timeout: Duration::from_millis(KV_OP_TIMEOUT_MS), client, js, batches })
+    }
+
+    fn subject(&self, key: &str) -> String {
+        // The context is the default one (no domain), so no JetStream
+        // prefix goes before the key's subject.
+        let mut subject = String::new();
+        subject.push_str(self.store.put_prefix.as_ref().unwrap_or(&self.store.prefix));
+        subject.push_str(key);
+        subject
+    }
+
+    /// `writes` as one atomic batch; the revisions (consecutive, the last
+    /// the commit's sequence).
+    async fn put_batch(&self, writes: &[KvWrite]) -> Result<Vec<u64>, KvError> {
+        use async_nats::header::{
+            NATS_BATCH_COMMIT, NATS_BATCH_COMMIT_FINAL, NATS_BATCH_ID, NATS_BATCH_SEQUENCE,
+            NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+        };
+        let n = writes.len();
+        let id = batch_id();
+        let mut ack = None;
+        for (i, w) in writes.iter().enumerate() {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(NATS_BATCH_ID, id.as_str());
+            headers.insert(NATS_BATCH_SEQUENCE, (i + 1).to_string().as_str());
+            headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, w.expected.to_string().as_str());
+            let payload = w.value.clone().into();
+            if i + 1 == n {
+                headers.insert(NATS_BATCH_COMMIT, NATS_BATCH_COMMIT_FINAL);
+                let sent = self.js.publish_with_headers(self.subject(&w.key), headers, payload).await;
+                ack = Some(sent.map_err(|e| batch_error(&e))?);
+            } else {
+                self.client
+                    .publish_with_headers(self.subject(&w.key), headers, payload)
+                    .await
+                    .map_err(|e| KvError::Unavailable(e.to_string()))?;
+            }
+        }
+        let Some(ack) = ack else { return Ok(Vec::new()) };
+        let ack = self.timed("writing a batch", ack.into_future()).await?.map_err(|e| batch_error(&e))?;
+        if ack.batch_id.as_deref() != Some(id.as_str()) || ack.batch_size != Some(n as u64) {
+            // A server that stored the messages one by one: what became of
+            // the others is unknown.
+            return Err(KvError::Unavailable(format!(
+                "the batch's acknowledgement names {:?} of {:?} messages, not {id} of {n}",
+                ack.batch_id, ack.batch_size
+            )));
+        }
+        let first = ack.sequence + 1 - n as u64;
+        Ok((first..=ack.sequence).collect())
     }
 
     async fn timed<T, E: std::fmt::Display>(
@@ -180,7 +250,64 @@ fn write_error(e: &kv::UpdateError) -> KvError {
     KvError::Unavailable(if source.is_empty() { text } else { format!("{text}: {source}") })
 }
 
+/// A batch id unique among the batches in flight (the server's limit is 64
+/// characters): this process's start and a counter.
+fn batch_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static PROCESS: OnceLock<String> = OnceLock::new();
+    let process = PROCESS.get_or_init(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        format!("{:x}{:x}", t.as_nanos(), std::process::id())
+    });
+    format!("kv{process}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The [`KvError`] of a failed batch: a failed expectation is a conflict (of
+/// some write of it, not said which), a full bucket is full, a lost
+/// connection or acknowledgement is unavailable, and anything else the
+/// server refused (batches disabled, too many in flight) is a refused
+/// batch, written again one key at a time by the caller.
+fn batch_error(e: &async_nats::jetstream::context::PublishError) -> KvError {
+    use async_nats::jetstream::context::PublishErrorKind;
+    let text = e.to_string();
+    let source = std::error::Error::source(e).map(ToString::to_string).unwrap_or_default();
+    match e.kind() {
+        PublishErrorKind::WrongLastSequence => KvError::Conflict,
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
+            KvError::Unavailable(format!("{text}: {source}"))
+        }
+        _ if [&text, &source]
+            .iter()
+            .any(|t| t.contains("maximum messages") || t.contains("maximum bytes")) =>
+        {
+            KvError::Full
+        }
+        _ => KvError::BatchRefused(format!("{text}: {source}")),
+    }
+}
+
 impl CasKv for NatsKv {
+    fn batches(&self) -> bool {
+        self.batches
+    }
+
+    fn put_all_if<'a>(&'a self, writes: &'a [KvWrite]) -> KvFuture<'a, Vec<u64>> {
+        Box::pin(async move {
+            if writes.iter().any(|w| !valid_key(&w.key)) {
+                return Err(KvError::InvalidKey);
+            }
+            if !self.batches {
+                return Err(KvError::BatchRefused("the bucket takes no atomic batches".to_owned()));
+            }
+            if writes.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.timed("writing a batch", self.put_batch(writes)).await?
+        })
+    }
+
     fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, KvValue> {
         Box::pin(async move {
             if !valid_key(key) {

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use mpp_edge::cas::{CasKv, KvChange, KvError};
+use mpp_edge::cas::{CasKv, KvChange, KvError, KvValue, KvWrite};
+use mpp_edge::cas_batch::BatchingKv;
 use mpp_edge::nats_kv::{BucketSpec, NatsKv};
 use mpp_test_support::nats::NatsServer;
 
@@ -70,4 +71,70 @@ async fn a_bucket_is_compare_and_set_bounded_and_watchable() {
     }
     keys.sort();
     assert_eq!(keys, ["n.a", "n.b", "n.c"]);
+}
+
+fn write(key: &str, value: &[u8], expected: u64) -> KvWrite {
+    KvWrite { key: key.to_owned(), value: value.to_vec(), expected }
+}
+
+#[tokio::test]
+async fn a_batch_is_written_whole_or_not_at_all() {
+    let server = NatsServer::start().await.unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let kv = NatsKv::open(client.clone(), &spec(4)).await.unwrap();
+    assert!(kv.batches(), "a 2.12+ server and the bucket allow atomic batches");
+    let ra = kv.put_if("n.a", b"1".to_vec(), 0).await.unwrap();
+
+    // Each message expects its key's revision; all hold: one commit, the
+    // revisions consecutive.
+    let revs = kv.put_all_if(&[write("n.a", b"2", ra), write("n.b", b"1", 0)]).await.unwrap();
+    assert_eq!(revs, vec![ra + 1, ra + 2]);
+    assert_eq!(kv.get("n.a").await.unwrap(), KvValue { value: Some(b"2".to_vec()), revision: ra + 1 });
+    assert_eq!(kv.get("n.b").await.unwrap().revision, ra + 2);
+
+    // One stale expectation (the last message's or an earlier one's) fails
+    // the whole batch as a conflict, and nothing of it is stored.
+    for batch in [
+        vec![write("n.c", b"1", 0), write("n.a", b"3", ra)],
+        vec![write("n.a", b"3", ra), write("n.c", b"1", 0)],
+    ] {
+        assert_eq!(kv.put_all_if(&batch).await, Err(KvError::Conflict), "{batch:?}");
+        assert_eq!(kv.get("n.c").await.unwrap().revision, 0, "nothing of a failed batch is stored");
+        assert_eq!(kv.get("n.a").await.unwrap().revision, ra + 1);
+    }
+
+    // A batch that would create keys past the bound is refused whole.
+    let past = [write("n.c", b"1", 0), write("n.d", b"1", 0), write("n.a", b"3", ra + 1)];
+    assert!(matches!(kv.put_all_if(&past).await, Err(KvError::Full | KvError::BatchRefused(_))));
+    assert_eq!((kv.get("n.c").await.unwrap().revision, kv.get("n.a").await.unwrap().revision), (0, ra + 1));
+
+    // Through the batching writer, a conflict among concurrent writes
+    // fails only its own write.
+    let batching = BatchingKv::new(std::sync::Arc::new(kv.clone()));
+    let writes: Vec<_> = [("n.a", ra), ("n.b", ra + 2), ("n.c", 0)]
+        .into_iter()
+        .map(|(k, e)| {
+            let b = batching.clone();
+            tokio::spawn(async move { b.put_if(k, b"4".to_vec(), e).await })
+        })
+        .collect();
+    let answers: Vec<_> = futures::future::join_all(writes).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(answers[0], Err(KvError::Conflict), "n.a was at {}", ra + 1);
+    assert!(answers[1].is_ok() && answers[2].is_ok(), "{answers:?}");
+}
+
+#[tokio::test]
+async fn a_bucket_made_without_atomic_batches_is_used_as_it_is_and_takes_none() {
+    let server = NatsServer::start().await.unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let old =
+        async_nats::jetstream::stream::Config { allow_atomic_publish: false, ..spec(4).stream_config() };
+    js.create_stream(old).await.unwrap();
+    let kv = NatsKv::open(client.clone(), &spec(4)).await.unwrap();
+    assert!(!kv.batches());
+    assert!(!js.get_stream("KV_MPP_TEST_GUARD").await.unwrap().cached_info().config.allow_atomic_publish);
+    let batch = [write("n.a", b"1", 0), write("n.b", b"1", 0)];
+    assert!(matches!(kv.put_all_if(&batch).await, Err(KvError::BatchRefused(_))));
+    assert_eq!(kv.get("n.a").await.unwrap().revision, 0);
 }

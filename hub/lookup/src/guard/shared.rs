@@ -15,7 +15,10 @@
 //!   store (retried on conflict, [`CAS_ATTEMPTS_MAX`]) that refuses, and
 //!   counts nothing, when the stored record is locked. Then the client's
 //!   networks and the global counter are counted, off the answer path
-//!   (below).
+//!   (below). The guard is correct over a store that batches concurrent
+//!   writes ([`mpp_edge::cas_batch`]: each write keeps its own
+//!   compare-and-set), but the hub does not batch them: an atomic batch's
+//!   commit costs more than a wrong PIN may wait (see that module).
 //! - **A right PIN** needs to know only whether the number is locked. When
 //!   the mirror is in step with the store and shows no wrong PINs for the
 //!   number, it is admitted with no round trip and nothing is written, so
@@ -62,7 +65,11 @@
 //! flush is retried with the next one, never counted twice by a failure
 //! this replica saw (an answer lost after the write landed counts it twice,
 //! which only tightens the budget). Reads add the replica's pending deltas
-//! to the mirrored counts, so it sees its own failures at once. When
+//! to the mirrored counts, so it sees its own failures at once; a flush
+//! puts the record it wrote in the mirror and settles the delta in one step
+//! under the mirror's lock, and holds back what the watch brings of that
+//! key while its write is out (one round trip), so a read never counts a
+//! failure both pending and mirrored. When
 //! [`COUNTER_DELTA_KEYS_MAX`] keys are pending, a failure of a further key
 //! is counted in the store before the answer, as when no flusher runs (an
 //! in-memory guard, or after [`SharedGuard::flush_counters`] stopped).
@@ -193,6 +200,12 @@ struct Cache {
     map: HashMap<GuardKey, Cached>,
     /// False once a record could not be kept for want of room.
     complete: bool,
+    /// Counters whose flush write is out: what the store says of them
+    /// meanwhile (the latest, if anything) waits here, so that no read
+    /// sees the write in the mirror while its delta is still pending. The
+    /// flush puts it in the mirror and settles the delta in one step
+    /// ([`SharedGuard::written_flush`]).
+    held: HashMap<GuardKey, Option<Cached>>,
 }
 
 /// What a right PIN needs of the store.
@@ -254,7 +267,7 @@ impl SharedGuard {
             kv,
             settings,
             keys: KeyMaker::new(secret),
-            cache: Mutex::new(Cache { map: HashMap::new(), complete: true }),
+            cache: Mutex::new(Cache { map: HashMap::new(), complete: true, held: HashMap::new() }),
             synced: AtomicBool::new(false),
             marked: Mutex::default(),
             counters: GuardCounters::default(),
@@ -330,19 +343,20 @@ impl SharedGuard {
     /// The count of `key` in the window of `now_ms`: as mirrored, plus what
     /// this replica has pending.
     fn counter_at(&self, key: &GuardKey, now_ms: i64) -> u32 {
-        let mirrored = self.mirrored_count(&lock(&self.cache), key, now_ms);
+        // Both under the cache's lock, which a flush holds while it moves a
+        // delta from pending into the mirror: never counted twice.
+        let c = lock(&self.cache);
+        let mirrored = self.mirrored_count(&c, key, now_ms);
         mirrored.saturating_add(lock(&self.deltas).pending(key, self.window_of(now_ms)))
     }
 
     /// Failed lookups of all clients in the current window: every shard as
     /// mirrored, plus this replica's pending ones.
     pub fn global_failures(&self, now_ms: i64) -> u32 {
-        let mirrored = {
-            let c = lock(&self.cache);
-            (0..GLOBAL_SHARDS)
-                .map(|s| self.mirrored_count(&c, &GuardKey::global(s), now_ms))
-                .fold(0, u32::saturating_add)
-        };
+        let c = lock(&self.cache);
+        let mirrored = (0..GLOBAL_SHARDS)
+            .map(|s| self.mirrored_count(&c, &GuardKey::global(s), now_ms))
+            .fold(0, u32::saturating_add);
         let own = GuardKey::global(self.global_shard);
         mirrored.saturating_add(lock(&self.deltas).pending(&own, self.window_of(now_ms)))
     }
@@ -356,6 +370,17 @@ impl SharedGuard {
     /// a later one.
     fn remember(&self, key: GuardKey, revision: u64, record: Record, now_ms: i64) {
         let mut c = lock(&self.cache);
+        if let Some(slot) = c.held.get_mut(&key) {
+            // A flush write of the key is out: kept until it is settled.
+            if slot.as_ref().is_none_or(|h| h.revision < revision) {
+                *slot = Some(Cached { revision, record, seen_ms: now_ms });
+            }
+            return;
+        }
+        self.remember_locked(&mut c, key, revision, record, now_ms);
+    }
+
+    fn remember_locked(&self, c: &mut Cache, key: GuardKey, revision: u64, record: Record, now_ms: i64) {
         if let Some(e) = c.map.get_mut(&key) {
             if e.revision < revision {
                 *e = Cached { revision, record, seen_ms: now_ms };
@@ -572,12 +597,11 @@ impl SharedGuard {
         let mut failed = 0usize;
         let mut last_error = None;
         let mut writes = futures::stream::iter(pending)
-            .map(|(key, delta)| async move { (key, delta, self.add_to_counter(key, delta, now_ms).await) })
+            .map(|(key, delta)| async move { (key, self.flush_counter(key, delta, now_ms).await) })
             .buffer_unordered(FLUSH_WRITES_CONCURRENT_MAX);
-        while let Some((key, delta, written)) = writes.next().await {
+        while let Some((_, written)) = writes.next().await {
             match written {
                 Ok(()) => {
-                    lock(&self.deltas).settle(&key, delta);
                     self.counters.deltas_flushed.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
@@ -642,17 +666,78 @@ impl SharedGuard {
         key: GuardKey,
         now_ms: i64,
         fresh: bool,
-        mut f: impl FnMut(Option<Record>) -> Result<Option<Record>, E>,
+        f: impl FnMut(Option<Record>) -> Result<Option<Record>, E>,
     ) -> Result<Result<(), E>, KvError> {
-        let kv_key = key.kv_key();
+        let _writer = self.writer(&key).await;
+        let written = self.read_modify_write(key, now_ms, fresh, f).await;
+        if let Ok(Ok(Some((revision, record)))) = written {
+            self.remember(key, revision, record, now_ms);
+        }
+        written.map(|r| r.map(|_| ()))
+    }
+
+    /// One local writer of `key` at a time: held across the round trips,
+    /// so the next local writer of this key starts from the revision this
+    /// one wrote (remembered before the lock is let go).
+    async fn writer(&self, key: &GuardKey) -> tokio::sync::MutexGuard<'_, ()> {
         let stripe = {
             use std::hash::{BuildHasher, BuildHasherDefault};
             let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key);
             (h % WRITE_LOCK_STRIPES as u64) as usize
         };
-        // Held across the round trips: the next local writer of this key
-        // then starts from the revision this one wrote (remembered below).
-        let _writer = self.writers[stripe].lock().await;
+        self.writers[stripe].lock().await
+    }
+
+    /// Adds the pending `delta` of the counter `key` to the store (a flush)
+    /// in one atomic read-modify-write, and once the store took it, puts
+    /// the written record in the mirror and settles the delta in one step
+    /// under the mirror's lock: a read sees the failures either pending or
+    /// mirrored, never both. Until then what the watch brings of the key
+    /// is held back (at most one write's round trip).
+    async fn flush_counter(&self, key: GuardKey, delta: Delta, now_ms: i64) -> Result<(), KvError> {
+        let _writer = self.writer(&key).await;
+        lock(&self.cache).held.insert(key, None);
+        let written = self
+            .read_modify_write(key, now_ms, false, |r| {
+                let before = match r {
+                    Some(Record::Counter(c)) => c,
+                    _ => CounterRecord::default(),
+                };
+                Ok::<_, std::convert::Infallible>(
+                    before.add_many(delta.window_start_ms, delta.count).map(Record::Counter),
+                )
+            })
+            .await;
+        let mut c = lock(&self.cache);
+        let held = c.held.remove(&key).flatten();
+        if let Ok(Ok(Some((revision, record)))) = written {
+            self.remember_locked(&mut c, key, revision, record, now_ms);
+        }
+        if let Some(h) = held {
+            self.remember_locked(&mut c, key, h.revision, h.record, h.seen_ms);
+        }
+        match written {
+            // Taken (or a later window is counted and the delta is moot).
+            Ok(Ok(_)) => {
+                lock(&self.deltas).settle(&key, delta);
+                Ok(())
+            }
+            Ok(Err(never)) => match never {},
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The compare-and-set loop of [`SharedGuard::update`], under the
+    /// key's writer lock: the revision and record written, `None` when
+    /// nothing was. Records what it reads in the mirror, not what it writes.
+    async fn read_modify_write<E>(
+        &self,
+        key: GuardKey,
+        now_ms: i64,
+        fresh: bool,
+        mut f: impl FnMut(Option<Record>) -> Result<Option<Record>, E>,
+    ) -> Result<Result<Option<(u64, Record)>, E>, KvError> {
+        let kv_key = key.kv_key();
         let mut guess = None;
         if !fresh {
             guess = self.cached(&key, now_ms).map(|(rev, rec)| (rev, Some(rec)));
@@ -675,14 +760,11 @@ impl SharedGuard {
             };
             let next = match f(current) {
                 Ok(Some(next)) => next,
-                Ok(None) => return Ok(Ok(())),
+                Ok(None) => return Ok(Ok(None)),
                 Err(refusal) => return Ok(Err(refusal)),
             };
             match self.kv.put_if(&kv_key, encode(&next), revision).await {
-                Ok(new_revision) => {
-                    self.remember(key, new_revision, next, now_ms);
-                    return Ok(Ok(()));
-                }
+                Ok(new_revision) => return Ok(Ok(Some((new_revision, next)))),
                 Err(KvError::Conflict) => continue,
                 Err(e) => return Err(e),
             }
@@ -708,7 +790,13 @@ impl SharedGuard {
             }
             match self.kv.watch().await {
                 Ok(mut changes) => {
-                    *lock(&self.cache) = Cache { map: HashMap::new(), complete: true };
+                    {
+                        // A flush write still out keeps its key held.
+                        let mut c = lock(&self.cache);
+                        c.map.clear();
+                        c.complete = true;
+                        c.held.values_mut().for_each(|h| *h = None);
+                    }
                     loop {
                         let change = tokio::select! {
                             c = changes.next() => c,
@@ -1028,6 +1116,78 @@ mod tests {
         assert_eq!(g.counters().deltas_flushed.load(Ordering::Relaxed), 2);
     }
 
+    /// A store whose counter writes land (and reach the guard's mirror, as
+    /// a watch faster than the answer would bring them) but answer only
+    /// once the test lets them.
+    #[derive(Debug)]
+    struct SlowAnswers {
+        kv: MemKv,
+        guard: std::sync::OnceLock<std::sync::Weak<SharedGuard>>,
+        landed: AtomicU64,
+        answer: tokio::sync::Semaphore,
+    }
+
+    impl CasKv for SlowAnswers {
+        fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, KvValue> {
+            self.kv.get(key)
+        }
+        fn put_if<'a>(&'a self, key: &'a str, value: Vec<u8>, expected: u64) -> KvFuture<'a, u64> {
+            Box::pin(async move {
+                let revision = self.kv.put_if(key, value.clone(), expected).await?;
+                if key.starts_with("n.") {
+                    return Ok(revision);
+                }
+                if let Some(g) = self.guard.get().and_then(std::sync::Weak::upgrade) {
+                    g.apply(KvChange::Put { key: key.to_owned(), value, revision }, T0);
+                }
+                self.landed.fetch_add(1, Ordering::SeqCst);
+                self.answer.acquire().await.expect("open").forget();
+                Ok(revision)
+            })
+        }
+        fn watch(&self) -> KvFuture<'_, futures::stream::BoxStream<'static, Result<KvChange, KvError>>> {
+            self.kv.watch()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flushed_count_is_never_read_both_pending_and_mirrored() {
+        let store = Arc::new(SlowAnswers {
+            kv: MemKv::new(1000),
+            guard: std::sync::OnceLock::new(),
+            landed: AtomicU64::new(0),
+            answer: tokio::sync::Semaphore::new(0),
+        });
+        let g = SharedGuard::new(store.clone(), &[5; 32], settings());
+        store.guard.set(Arc::downgrade(&g)).unwrap();
+        g.synced.store(true, Ordering::Release);
+        lock(&g.deltas).open();
+        let net = g.keys(&TN, ip("10.0.0.1")).nets[0];
+        for i in 0..3 {
+            guess(&g, "10.0.0.1", false, T0 + i).await.unwrap();
+        }
+        assert_eq!((g.counter_at(&net, T0), g.global_failures(T0)), (3, 3));
+        let flush = tokio::spawn({
+            let g = g.clone();
+            async move { g.flush(T0 + 3).await }
+        });
+        // Both writes (the network's, the global shard's) are in the store
+        // and their records in the mirror's reach; the answers are not back.
+        let landed = || async { Ok((store.landed.load(Ordering::SeqCst) == 2).then_some(())) };
+        mpp_test_support::wait::wait_for("the flush's writes land", Duration::from_secs(5), landed)
+            .await
+            .unwrap();
+        assert_eq!(
+            (g.counter_at(&net, T0), g.global_failures(T0)),
+            (3, 3),
+            "a write out with its delta pending counts once"
+        );
+        store.answer.add_permits(2);
+        assert_eq!(flush.await.unwrap(), 0);
+        assert!(lock(&g.deltas).is_empty());
+        assert_eq!((g.counter_at(&net, T0), g.global_failures(T0)), (3, 3), "now mirrored only");
+    }
+
     #[tokio::test]
     async fn a_network_spending_its_budget_on_one_replica_is_refused_on_the_other() {
         let kv = MemKv::new(1000);
@@ -1125,6 +1285,113 @@ mod tests {
         let r = g.mirrored_number(&keys, 1, T0 + 1).unwrap();
         assert_eq!((r.streak, r.unseen, r.day_failures), (0, 0, 3));
         assert_eq!(g.counters().store_errors.load(Ordering::Relaxed), 0);
+    }
+
+    /// A store that batches, every operation of which yields a few times,
+    /// so that concurrent writers interleave and gather into batches.
+    #[derive(Debug)]
+    struct SlowBatches(MemKv);
+
+    async fn yields() {
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    impl CasKv for SlowBatches {
+        fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, KvValue> {
+            Box::pin(async move {
+                yields().await;
+                self.0.get(key).await
+            })
+        }
+        fn put_if<'a>(&'a self, key: &'a str, value: Vec<u8>, expected: u64) -> KvFuture<'a, u64> {
+            Box::pin(async move {
+                yields().await;
+                self.0.put_if(key, value, expected).await
+            })
+        }
+        fn watch(&self) -> KvFuture<'_, futures::stream::BoxStream<'static, Result<KvChange, KvError>>> {
+            self.0.watch()
+        }
+        fn batches(&self) -> bool {
+            true
+        }
+        fn put_all_if<'a>(&'a self, writes: &'a [mpp_edge::cas::KvWrite]) -> KvFuture<'a, Vec<u64>> {
+            Box::pin(async move {
+                yields().await;
+                self.0.put_all_if(writes).await
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_wrong_pins_of_two_replicas_never_miss_a_lock_or_a_count() {
+        use mpp_edge::cas_batch::BatchingKv;
+        // Two replicas writing through batches into one store; replica A
+        // follows it, replica B does not (its mirror is stale, so its
+        // writes expect revisions the store moved past: its batches fail
+        // and fall back to one compare-and-set per key).
+        let kv = MemKv::new(10_000);
+        let batching = BatchingKv::new(Arc::new(SlowBatches(kv.clone())));
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let a = SharedGuard::new(Arc::new(batching.clone()), &[5; 32], settings());
+        tokio::spawn(a.clone().follow(Arc::new(|| T0), rx));
+        let synced = || async { Ok(a.synced().then_some(())) };
+        mpp_test_support::wait::wait_for("A follows", Duration::from_secs(5), synced).await.unwrap();
+        let b = SharedGuard::new(
+            Arc::new(BatchingKv::new(Arc::new(SlowBatches(kv.clone())))),
+            &[5; 32],
+            settings(),
+        );
+        b.synced.store(true, Ordering::Release);
+        // 24 wrong PINs of one number, alternating replicas, all at once,
+        // and among them one wrong PIN of each of 40 other numbers.
+        let tns = numbers(40);
+        let mut lookups = Vec::new();
+        for i in 0..24u32 {
+            let g = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let keys = g.keys(&TN, ip(&format!("10.1.0.{i}")));
+            lookups.push(tokio::spawn(async move { (true, g.wrong_pin(&keys, 1, T0).await) }));
+        }
+        for (i, t) in tns.iter().enumerate() {
+            let g = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let keys = g.keys(t, ip(&format!("10.2.0.{i}")));
+            lookups.push(tokio::spawn(async move { (false, g.wrong_pin(&keys, 1, T0).await) }));
+        }
+        let (mut counted, mut refused) = (0, 0);
+        for l in lookups {
+            match l.await.unwrap() {
+                (true, Ok(())) => counted += 1,
+                (true, Err(GuardRefusal::Number(NumberRefusal::Locked { .. }))) => refused += 1,
+                (false, Ok(())) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        // Exactly the five the policy allows were counted; every other one
+        // met the lock, in the store, whatever its replica's mirror showed.
+        assert_eq!((counted, refused), (5, 19));
+        let stored = |t: &[u8; 15]| {
+            let key = a.keys(t, ip("10.0.0.1")).number.kv_key();
+            let kv = kv.clone();
+            async move { NumberRecord::decode(&kv.get(&key).await.unwrap().value.unwrap()).unwrap() }
+        };
+        let r = stored(&TN).await;
+        assert_eq!((r.day_failures, r.unseen, r.level), (5, 5, 1));
+        for t in &tns {
+            assert_eq!(stored(t).await.day_failures, 1, "every other number counted once");
+        }
+        let c = batching.counters();
+        assert!(c.batches.load(Ordering::Relaxed) > 0, "writes went in batches");
+        // The lock holds on both replicas, for the right PIN too.
+        for g in [&a, &b] {
+            let keys = g.keys(&TN, ip("10.3.0.1"));
+            assert!(matches!(
+                g.right_pin(&keys, 1, T0 + 1).await,
+                Err(GuardRefusal::Number(NumberRefusal::Locked { .. }))
+            ));
+        }
+        stop.send(true).unwrap();
     }
 
     #[derive(Debug)]
