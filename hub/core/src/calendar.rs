@@ -73,6 +73,39 @@ pub const CALENDAR_HOLIDAYS_MAX: usize = 2048;
 /// Most years one region's calendar declares, over all its files merged.
 pub const CALENDAR_YEARS_MAX: usize = 100;
 
+/// The months' names in Bahasa Indonesia, January first (dates in words on
+/// the tracking page and in the citizens' notices).
+pub const MONTHS_ID: [&str; 12] = [
+    "Januari",
+    "Februari",
+    "Maret",
+    "April",
+    "Mei",
+    "Juni",
+    "Juli",
+    "Agustus",
+    "September",
+    "Oktober",
+    "November",
+    "Desember",
+];
+
+/// The months' names in English, January first.
+pub const MONTHS_EN: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
 const MS_PER_DAY: i64 = 86_400_000;
 const MS_PER_MINUTE: i64 = 60_000;
 

@@ -3,6 +3,7 @@
 //! each language. Templates only place these strings; they hold no prose.
 
 use mpp_core::calendar::Date;
+use mpp_core::calendar::{MONTHS_EN, MONTHS_ID};
 use mpp_core::{AppState, CaseStatus, EventKind};
 use serde::Serialize;
 
@@ -692,35 +693,6 @@ pub fn agency_name(agency_id: &str) -> String {
         known.to_owned()
     }
 }
-
-const MONTHS_ID: [&str; 12] = [
-    "Januari",
-    "Februari",
-    "Maret",
-    "April",
-    "Mei",
-    "Juni",
-    "Juli",
-    "Agustus",
-    "September",
-    "Oktober",
-    "November",
-    "Desember",
-];
-const MONTHS_EN: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
 
 /// A date in words, e.g. `2 Desember 2026` / `2 December 2026`.
 pub fn date(d: Date, lang: Lang) -> String {

@@ -9,6 +9,7 @@ use mpp_core::ids::TrackingNumber;
 use mpp_proto::v1 as pb;
 
 use crate::citizen::Bahasa;
+use mpp_core::calendar::{MONTHS_EN, MONTHS_ID};
 
 /// A notification's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,35 +219,6 @@ fn appointment(kind: &str, lang: Bahasa) -> &'static str {
         (_, Bahasa::En) => "Appointment",
     }
 }
-
-const MONTHS_ID: [&str; 12] = [
-    "Januari",
-    "Februari",
-    "Maret",
-    "April",
-    "Mei",
-    "Juni",
-    "Juli",
-    "Agustus",
-    "September",
-    "Oktober",
-    "November",
-    "Desember",
-];
-const MONTHS_EN: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
 
 /// The local civil date and time of `unix_ms` in `zone`: (year, month
 /// 1..=12, day, hour, minute).
