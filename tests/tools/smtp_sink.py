@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 from aiosmtpd.controller import Controller
 
@@ -62,8 +61,7 @@ def main():
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        while not stop.is_set():
-            time.sleep(0.2)
+        stop.wait()
     finally:
         controller.stop()
 
