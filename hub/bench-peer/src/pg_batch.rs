@@ -46,19 +46,13 @@ use futures::StreamExt;
 use mpp_core::checkpoint::KeyId;
 use mpp_core::event::Target;
 use mpp_core::log::{Hash32, GENESIS_HASH};
-use mpp_core::registry::{self, EnvelopeSignature, Registry, Statement, REGISTRY_SUBJECT};
-use mpp_core::signature::{self as sig, SignatureVerifier};
+use mpp_core::registry::{self, EnvelopeSignature, Registry, Statement};
+use mpp_core::signature::SignatureVerifier;
 use mpp_core::state::{next_state, AppState};
-use mpp_core::validate::validate;
-use mpp_core::{limits, EntryMeta, Envelope, EventBody, EventKind, LogEntry, ReasonCode, Rejection, Verdict};
-use mpp_proto::v1 as pb;
-use prost::Message as _;
+use mpp_core::{EntryMeta, Envelope, EventBody, EventKind, LogEntry, ReasonCode, Rejection, Verdict};
+use mpp_ledger::ledger::{check_message, Checked, SignedStatement};
 use sqlx::{Connection as _, PgConnection};
 use tokio::sync::mpsc;
-
-/// Longest subject checked, bytes (`BAD_SUBJECT` beyond): the hub's
-/// `mpp_ledger::ledger::SUBJECT_CHECKED_BYTES_MAX`.
-const SUBJECT_CHECKED_BYTES_MAX: usize = 128;
 
 /// Batches queued for the writer beyond the one it commits (the hub's
 /// `WRITER_QUEUE_BATCHES_MAX`).
@@ -239,13 +233,6 @@ impl SignatureVerifier for Verifier {
 /// signatures on the consumer task ahead of the writer.
 type KnownKeys = RwLock<HashMap<KeyId, (String, [u8; 32])>>;
 
-/// A message through the checks that need no state (the hub's steps 1-4).
-#[allow(clippy::large_enum_variant)]
-enum Checked {
-    Event { env: Envelope, signature: EnvelopeSignature },
-    Statement { statement: Statement, signed: Vec<u8>, registrar_public_key: Vec<u8>, signature: Vec<u8> },
-}
-
 /// One stream message, checked.
 struct Msg {
     stream_seq: u64,
@@ -259,70 +246,6 @@ struct Msg {
 struct Job {
     msgs: Vec<Msg>,
     last: jetstream::Message,
-}
-
-/// Steps 1-4 of the hub's ledger: size, subject, decoding, validation.
-/// The rejection texts are the hub's (they are hashed into the entry).
-fn check(subject: &str, payload: &[u8], record_ms: i64) -> Result<Checked, Rejection> {
-    if payload.is_empty() {
-        return Err(Rejection::new(ReasonCode::EmptyMessage, "the message payload is empty"));
-    }
-    if payload.len() > limits::MESSAGE_BYTES_MAX {
-        return Err(Rejection::new(
-            ReasonCode::MessageTooLarge,
-            format!(
-                "the payload is {} bytes; limits::MESSAGE_BYTES_MAX is {}",
-                payload.len(),
-                limits::MESSAGE_BYTES_MAX
-            ),
-        ));
-    }
-    if subject.len() > SUBJECT_CHECKED_BYTES_MAX {
-        return Err(Rejection::new(
-            ReasonCode::BadSubject,
-            format!("the subject is longer than {SUBJECT_CHECKED_BYTES_MAX} bytes"),
-        ));
-    }
-    if subject == REGISTRY_SUBJECT {
-        let malformed = |what: &str| Rejection::new(ReasonCode::MalformedRegistryStatement, what);
-        let outer = pb::SignedRegistryStatement::decode(payload)
-            .map_err(|_| malformed("the payload is not a protobuf mpp.v1.SignedRegistryStatement"))?;
-        let inner = pb::RegistryStatement::decode(outer.statement.as_slice())
-            .map_err(|_| malformed("the statement is not a protobuf mpp.v1.RegistryStatement"))?;
-        let statement = registry::validate_statement(&mpp_wire::statement_to_unchecked(&inner))?;
-        return Ok(Checked::Statement {
-            statement,
-            signed: outer.statement,
-            registrar_public_key: outer.registrar_public_key,
-            signature: outer.signature,
-        });
-    }
-    let decoded = pb::Envelope::decode(payload).map_err(|_| {
-        Rejection::new(ReasonCode::UndecodableEnvelope, "the payload is not a protobuf mpp.v1.Envelope")
-    })?;
-    let env = validate(subject, &mpp_wire::to_unchecked(&decoded), record_ms)?;
-    let signature = match mpp_wire::signature_of(&decoded) {
-        None => EnvelopeSignature::Unsigned,
-        Some(unchecked) => match mpp_wire::signed_part(payload) {
-            Ok(Some(signed_len)) => {
-                let leaf = sig::envelope_leaf(
-                    &decoded.event_id,
-                    &decoded.agency_id,
-                    subject,
-                    &payload[..signed_len],
-                );
-                match sig::claim(&leaf, &unchecked) {
-                    Ok(c) => EnvelopeSignature::Claim(c),
-                    Err(r) => EnvelopeSignature::Malformed(r),
-                }
-            }
-            _ => EnvelopeSignature::Malformed(Rejection::new(
-                ReasonCode::MalformedSignature,
-                "the signature field is not the payload's last field",
-            )),
-        },
-    };
-    Ok(Checked::Event { env, signature })
 }
 
 /// Runs the consumer against the database at `pg_url` (schema created)
@@ -423,7 +346,7 @@ pub(crate) async fn run(pg_url: &str, source: Source) -> Result<Outcome> {
                 let stream_time_ns = i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX });
                 let subject = m.subject.to_string();
                 let payload = m.payload.clone();
-                let checked = check(&subject, &payload, stream_time_ns.div_euclid(1_000_000));
+                let checked = check_message(&subject, &payload, stream_time_ns.div_euclid(1_000_000));
                 batch.push(Msg { stream_seq, stream_time_ns, subject, payload, checked });
                 last = Some(m);
                 if gather_until.is_none() {
@@ -575,7 +498,7 @@ impl Writer {
             .iter()
             .filter_map(|m| match &m.checked {
                 Ok(Checked::Event { env, .. }) => Some(env.event_id.0.to_vec()),
-                Ok(Checked::Statement { statement, .. }) => Some(statement.statement_id.0.to_vec()),
+                Ok(Checked::Statement(s)) => Some(s.statement.statement_id.0.to_vec()),
                 Err(_) => None,
             })
             .collect();
@@ -798,7 +721,12 @@ impl Writer {
     ) -> Judgement {
         let (env, signature) = match checked {
             Err(r) => return Judgement::rejected(r.clone()),
-            Ok(Checked::Statement { statement, signed, registrar_public_key, signature }) => {
+            Ok(Checked::Statement(SignedStatement {
+                statement,
+                signed,
+                registrar_public_key,
+                signature,
+            })) => {
                 return self.judge_statement(
                     b,
                     seq,

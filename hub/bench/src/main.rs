@@ -936,8 +936,8 @@ fn pg_batch_section(
         r.postgres, raw::HUB_BATCH, r.events, r.secs, r.batches
     ));
     sec.note(format!(
-        "Per message it runs the hub's checks with the hub core's functions: size and subject, protobuf decoding, \
-         mpp_core::validate, the registrar's Ed25519 signature on registry statements, registry::admit \
+        "Per message it runs the hub's checks with the hub's own functions: mpp_ledger::ledger::check_message \
+         (size and subject, protobuf decoding, mpp_core::validate), the registrar's Ed25519 signature on registry statements, registry::admit \
          (registered participant, a valid key, the envelope's batch signature verified with ring, the \
          service, event type and region), dedupe of accepted event ids (a unique index), and \
          mpp_core::state::next_state against the projection read from PostgreSQL, with the hub's reason \

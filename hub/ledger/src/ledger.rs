@@ -562,13 +562,15 @@ trait Fold: StateMut {
     fn registry_mut(&mut self) -> &mut Registry;
 }
 
-/// A message through steps 1-4 of the module docs.
+/// A message through steps 1-4 of the module docs: what every consumer of
+/// the stream must check before any state is read (the benchmark's
+/// PostgreSQL peer calls [`check_message`] too).
 // Nearly every message is an event, and a registry statement is rare:
 // boxing the event to shrink the enum would allocate once per event for
 // the statements' sake (the envelope grew with `collection`).
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-enum Checked {
+pub enum Checked {
     /// An event, with the signature it came with.
     Event {
         /// The validated envelope.
@@ -592,12 +594,15 @@ impl Checked {
 
 /// A decoded, validated registry statement and what its signature covers.
 #[derive(Debug)]
-struct SignedStatement {
-    statement: Statement,
+pub struct SignedStatement {
+    /// The validated statement.
+    pub statement: Statement,
     /// The encoded `mpp.v1.RegistryStatement` the registrar signed.
-    signed: Vec<u8>,
-    registrar_public_key: Vec<u8>,
-    signature: Vec<u8>,
+    pub signed: Vec<u8>,
+    /// The key the registrar says it signed with.
+    pub registrar_public_key: Vec<u8>,
+    /// The registrar's signature over `signed`.
+    pub signature: Vec<u8>,
 }
 
 /// A batch of messages with steps 1-4 of the module docs (decode, validate)
@@ -684,7 +689,7 @@ impl<'a> RedriveOf<'a> {
 }
 
 /// Steps 1-4 of the module docs: bytes and subject to a valid envelope.
-fn check_message(subject: &str, payload: &[u8], record_ms: i64) -> Result<Checked, Rejection> {
+pub fn check_message(subject: &str, payload: &[u8], record_ms: i64) -> Result<Checked, Rejection> {
     if payload.is_empty() {
         return Err(Rejection::new(ReasonCode::EmptyMessage, "the message payload is empty"));
     }
