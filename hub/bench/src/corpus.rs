@@ -23,7 +23,7 @@ use mpp_core::ids::TrackingNumber;
 use mpp_proto::v1 as pb;
 
 use crate::nats::{self, NatsServer, SyncInterval};
-use crate::signing::{Signers, SIGN_WINDOW_MESSAGES};
+use crate::signing::{Outgoing, Signers, SIGN_WINDOW_MESSAGES};
 use crate::workload::{now_ms, standards, Interleaved, OPEN_CASES_DEFAULT};
 
 /// Publishes awaiting their PubAck at once while filling.
@@ -132,6 +132,70 @@ impl Pipeline {
     }
 }
 
+/// The corpus's messages in stream order: the bench registrar's statements
+/// and the service standards, then journeys, signed a window at a time.
+/// Filling may stop and go on (the footprint run fills in chunks): the
+/// messages are the same as one fill of the total.
+pub(crate) struct Filler {
+    /// The journeys' generator.
+    pub(crate) generator: Interleaved,
+    signers: Signers,
+    region: mpp_core::ids::RegionCode,
+    now: i64,
+    window: Vec<(String, pb::Envelope)>,
+    outgoing: Vec<Outgoing>,
+    /// Messages sent so far.
+    pub(crate) sent: u64,
+    /// Sum of their payload sizes, bytes.
+    pub(crate) payload_bytes: u64,
+}
+
+impl std::fmt::Debug for Filler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filler").field("sent", &self.sent).finish_non_exhaustive()
+    }
+}
+
+impl Filler {
+    /// A filler of the corpus of `seed`, not yet started.
+    pub(crate) fn new(seed: u64) -> Result<Self> {
+        let generator = Interleaved::new(seed, 1, OPEN_CASES_DEFAULT, SAMPLE_CASES_MAX)?;
+        let region = generator.region();
+        let now = now_ms();
+        let signers = Signers::new()?;
+        let window = standards(1)?.iter().map(|s| (s.subject(), s.envelope(region, now))).collect();
+        let outgoing = signers.statements(region, now)?;
+        Ok(Self { generator, signers, region, now, window, outgoing, sent: 0, payload_bytes: 0 })
+    }
+
+    /// Sends messages through `pipe` until `messages` were sent in all (at
+    /// least the statements and standards), then waits for their acks.
+    pub(crate) async fn fill_to(&mut self, pipe: &mut Pipeline, messages: u64) -> Result<()> {
+        loop {
+            while self.window.len() < SIGN_WINDOW_MESSAGES
+                && self.sent + ((self.outgoing.len() + self.window.len()) as u64) < messages
+            {
+                let step = self.generator.next_step()?;
+                self.window.push((step.subject(), step.envelope(self.region, self.now)));
+            }
+            let window = std::mem::take(&mut self.window);
+            self.outgoing.extend(self.signers.sign(window)?);
+            if self.outgoing.is_empty() {
+                break;
+            }
+            for (subject, id, payload) in self.outgoing.drain(..) {
+                self.payload_bytes += payload.len() as u64;
+                pipe.send(subject, &id, payload).await?;
+                self.sent += 1;
+            }
+            if self.sent >= messages {
+                break;
+            }
+        }
+        pipe.flush().await
+    }
+}
+
 /// Fills a new stream with the standards and then `messages` events in all
 /// (at least the standards), and restarts its server with
 /// `sync_interval: always`.
@@ -144,36 +208,9 @@ pub(crate) async fn fill(parent: &Path, messages: u64, seed: u64) -> Result<Corp
         .get_or_create_stream(mpp_edge::stream::stream_config())
         .await
         .context("creating the stream")?;
-    let mut generator = Interleaved::new(seed, 1, OPEN_CASES_DEFAULT, SAMPLE_CASES_MAX)?;
-    let region = generator.region();
-    let now = now_ms();
-    let mut payload_bytes = 0u64;
-    let mut sent = 0u64;
-    let signers = Signers::new()?;
-    let mut window: Vec<(String, pb::Envelope)> =
-        standards(1)?.iter().map(|s| (s.subject(), s.envelope(region, now))).collect();
-    let mut outgoing = signers.statements(region, now)?;
-    loop {
-        while window.len() < SIGN_WINDOW_MESSAGES
-            && sent + ((outgoing.len() + window.len()) as u64) < messages
-        {
-            let step = generator.next_step()?;
-            window.push((step.subject(), step.envelope(region, now)));
-        }
-        outgoing.extend(signers.sign(std::mem::take(&mut window))?);
-        if outgoing.is_empty() {
-            break;
-        }
-        for (subject, id, payload) in outgoing.drain(..) {
-            payload_bytes += payload.len() as u64;
-            pipe.send(subject, &id, payload).await?;
-            sent += 1;
-        }
-        if sent >= messages {
-            break;
-        }
-    }
-    pipe.flush().await?;
+    let mut filler = Filler::new(seed)?;
+    filler.fill_to(&mut pipe, messages).await?;
+    let Filler { generator, sent, payload_bytes, .. } = filler;
     drop(pipe);
     drop(client);
     nats.restart_with_sync(SyncInterval::Always).await?;

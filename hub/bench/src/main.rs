@@ -26,6 +26,7 @@ mod audit;
 mod bootstrap;
 mod corpus;
 mod flood;
+mod footprint;
 mod grpc;
 mod http;
 mod ingest;
@@ -125,6 +126,18 @@ struct Cli {
     /// bytes of temporary disk per event.
     #[arg(long, env = "MPP_BENCH_BOOTSTRAP", value_delimiter = ',')]
     bootstrap: Vec<u64>,
+    /// Instead of the sections: one real `mpp-hub serve` grown through
+    /// the real ingest path to each of these sizes (comma-separated event
+    /// counts, e.g. 1000000,10000000,100000000), read at each: disk per
+    /// event, verify and rebuild rates, restart to ready, RSS and lookup
+    /// p99 while serving lookups; printed as a table on stdout
+    /// (BENCHMARKS.md, "A decade of a province"). Stops growing, and says
+    /// so, where the disk would fall below --footprint-disk-margin-gib free.
+    #[arg(long, env = "MPP_BENCH_FOOTPRINT", value_delimiter = ',')]
+    footprint: Vec<u64>,
+    /// Free disk, in GiB, that --footprint never uses.
+    #[arg(long, env = "MPP_BENCH_FOOTPRINT_DISK_MARGIN_GIB", default_value_t = footprint::DISK_MARGIN_GIB_DEFAULT)]
+    footprint_disk_margin_gib: u64,
     /// Seed of the generated journeys.
     #[arg(long, env = "MPP_BENCH_SEED", default_value_t = 17_710_001)]
     seed: u64,
@@ -325,6 +338,15 @@ async fn main() -> Result<()> {
             readings.push(bootstrap::run(&exe, tmp_p, *n)?);
         }
         println!("{}", bootstrap::table(&readings));
+        return Ok(());
+    }
+
+    if !cli.footprint.is_empty() {
+        let exe = hub_exe?;
+        let run =
+            footprint::run(&exe, tmp_p, &cli.footprint, cli.footprint_disk_margin_gib, sizes.window, seed)
+                .await?;
+        println!("{}", footprint::table(&run));
         return Ok(());
     }
 

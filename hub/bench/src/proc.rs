@@ -9,8 +9,9 @@ use mpp_test_support::free_port;
 
 use crate::workload::BENCH_PEPPER;
 
-/// How long `mpp-hub serve` may take to answer `/healthz`.
-pub(crate) const HUB_START_DEADLINE: Duration = Duration::from_secs(30);
+/// How long `mpp-hub serve` may take to answer `/healthz` (a store of
+/// tens of millions of events opens before it answers).
+pub(crate) const HUB_START_DEADLINE: Duration = Duration::from_secs(120);
 
 /// How long a hub may take to stop after SIGTERM.
 pub(crate) const HUB_STOP_DEADLINE: Duration = Duration::from_secs(60);
@@ -225,6 +226,20 @@ impl Hub {
                     "the hub reached stream seq {seq} of {stream_seq} within {deadline:?}: {}",
                     self.log_tail()
                 );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Polls `/readyz` until it answers 200. Fails after `deadline`.
+    pub(crate) async fn wait_ready(&self, deadline: Duration) -> Result<()> {
+        let until = Instant::now() + deadline;
+        loop {
+            if crate::http::get(&self.http_addr, "/readyz", &[]).await.is_ok_and(|r| r.status == 200) {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                bail!("mpp-hub was not ready within {deadline:?}: {}", self.log_tail());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

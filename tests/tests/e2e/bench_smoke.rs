@@ -59,3 +59,39 @@ async fn quick_bench_writes_a_parseable_report() -> Result<()> {
     assert!(json["machine"]["cpus"].as_u64().is_some_and(|n| n > 0), "machine: {}", json["machine"]);
     Ok(())
 }
+
+/// `mpp-bench --footprint` grows one real hub through the real ingest path
+/// and reads it at each size asked for: a row per size, in order, and the
+/// targets line. Tiny sizes (one chunk each); no figure is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn footprint_mode_reads_the_hub_at_each_size() -> Result<()> {
+    let exe = mpp_tests::bins::workspace_bin("mpp-bench")?;
+    let dir = mpp_tests::temp_dir("mpp-bench-footprint-")?;
+    let mut cmd = tokio::process::Command::new(&exe);
+    cmd.args(["--footprint", "4000,2000", "--window-s", "1", "--footprint-disk-margin-gib", "1"])
+        .arg("--work-dir")
+        .arg(dir.path())
+        .kill_on_drop(true);
+    if let Ok(nats) = mpp_tests::bins::nats_server() {
+        cmd.env("MPP_NATS_SERVER", nats);
+    }
+    let output = tokio::time::timeout(QUICK_RUN_DEADLINE, cmd.output())
+        .await
+        .context("mpp-bench --footprint did not finish in time")?
+        .context("running mpp-bench")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "mpp-bench --footprint failed with {}:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let rows: Vec<&str> =
+        stdout.lines().filter(|l| l.starts_with("| 2,000 |") || l.starts_with("| 4,000 |")).collect();
+    assert_eq!(rows.len(), 2, "one row per size:\n{stdout}");
+    assert!(rows[0].starts_with("| 2,000 |"), "sizes in ascending order:\n{stdout}");
+    assert!(stdout.contains("Targets (issue 20)"), "{stdout}");
+    assert!(!stdout.contains("growth stopped"), "{stdout}");
+    Ok(())
+}
