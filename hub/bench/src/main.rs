@@ -509,7 +509,6 @@ async fn main() -> Result<()> {
                     "events",
                 ));
                 sec.row(Row::new("group-commit flush (redb transaction + fdatasync), mean", run.flush_ms, "ms"));
-                sec.row(Row::new("writer's wait for more calls before a flush, mean", run.gather_ms, "ms"));
                 sec.note(format!(
                     "{} realistic events, one per call, from {} concurrent callers through \
                      mpp_agency_kit::Outbox (group commit: one redb transaction, committed with an \

@@ -29,9 +29,6 @@ pub(crate) struct OutboxRun {
     /// Mean time of one flush (the redb transaction and its sync), in
     /// milliseconds: the commit latency.
     pub(crate) flush_ms: f64,
-    /// Mean time the writer waited for more calls before a flush, in
-    /// milliseconds.
-    pub(crate) gather_ms: f64,
     /// Events.
     pub(crate) events: usize,
 }
@@ -89,7 +86,6 @@ pub(crate) async fn run(tmp: &Path, n: usize, callers: usize, seed: u64) -> Resu
         published_per_s: n as f64 / drained.as_secs_f64(),
         flushes,
         flush_ms: (after.flush_us_total - before.flush_us_total) as f64 / 1e3 / flushes.max(1) as f64,
-        gather_ms: (after.gather_us_total - before.gather_us_total) as f64 / 1e3 / flushes.max(1) as f64,
         events: n,
     })
 }

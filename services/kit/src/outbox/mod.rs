@@ -12,8 +12,10 @@
 //!   ([`OUTBOX_QUEUE_CALLS_MAX`]); whatever calls are waiting when it is free
 //!   (at most [`GROUP_COMMIT_CALLS_MAX`] calls or [`GROUP_COMMIT_BYTES_MAX`]
 //!   bytes) go into one transaction and one sync, and each caller is answered
-//!   after that commit. Concurrent calls therefore share syncs instead of
-//!   paying one each. A commit stores its events as one record (per
+//!   after that commit. It never waits for more: the calls that arrive
+//!   during a commit's sync form the next group (the `writer` module's
+//!   docs). Concurrent calls therefore share syncs instead of paying one
+//!   each, and the disk never idles while calls wait. A commit stores its events as one record (per
 //!   256 events, `RECORD_EVENTS_MAX`), not one row each, so that its sync
 //!   covers a few pages (the `store` module's docs; an outbox of the first
 //!   redb format is moved into records when it is opened).
@@ -92,7 +94,7 @@ mod writer;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use mpp_core::ReasonCode;
@@ -120,17 +122,6 @@ pub const OUTBOX_QUEUE_CALLS_MAX: usize = 1024;
 
 /// Most calls gathered into one transaction and one sync.
 pub const GROUP_COMMIT_CALLS_MAX: usize = 1024;
-
-/// Longest the writer waits for more calls before a commit, in
-/// microseconds: when the previous commit answered more than one call, the
-/// writer waits up to this long for as many new calls as it answered, since
-/// those callers tend to come straight back (each call wakes it, so the
-/// wait ends with the last of them). Without it 64 concurrent
-/// callers split into two alternating groups of 32, each paying a sync
-/// (mpp-bench section 3 measured 33-35 events per commit; with 300 us,
-/// 49-56; with 1,000 us, 63-64). A lone caller never waits; concurrent ones
-/// wait at most this on top of a sync of several milliseconds.
-pub const GROUP_COMMIT_GATHER_US_MAX: u64 = 1_000;
 
 /// The writer stops gathering calls into a batch once it holds this many
 /// bytes (one call is never split).
@@ -205,8 +196,6 @@ struct Counters {
     flushes_total: AtomicU64,
     /// Microseconds spent in group commits (the transaction and its sync).
     flush_us_total: AtomicU64,
-    /// Microseconds the writer waited for more calls before a commit.
-    gather_us_total: AtomicU64,
     full_total: AtomicU64,
     /// Every sequence below this is durable on disk.
     durable_next_seq: AtomicU64,
@@ -249,19 +238,9 @@ impl From<store::StoreError> for OutboxError {
 #[derive(Debug, Default)]
 struct Intake {
     tx: RwLock<Option<mpsc::Sender<Append>>>,
-    /// The writer thread, woken after each call is queued: while it gathers
-    /// calls for a commit it sleeps until the next one arrives (or its
-    /// deadline), instead of polling and oversleeping.
-    writer: OnceLock<std::thread::Thread>,
 }
 
 impl Intake {
-    fn wake_writer(&self) {
-        if let Some(writer) = self.writer.get() {
-            writer.unpark();
-        }
-    }
-
     fn sender(&self) -> Option<mpsc::Sender<Append>> {
         self.tx.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -326,7 +305,7 @@ impl Outbox {
         counters.durable_next_seq.store(next_seq, Ordering::Relaxed);
         let store = Arc::new(store);
         let (tx, rx) = mpsc::channel(OUTBOX_QUEUE_CALLS_MAX);
-        let intake = Arc::new(Intake { tx: RwLock::new(Some(tx)), writer: OnceLock::new() });
+        let intake = Arc::new(Intake { tx: RwLock::new(Some(tx)) });
         let notify = Arc::new(Notify::new());
         let writer = writer::Writer {
             store: store.clone(),
@@ -341,7 +320,6 @@ impl Outbox {
             .name("mpp-outbox-writer".to_owned())
             .spawn(move || writer.run(rx))
             .map_err(OutboxError::Thread)?;
-        let _ = intake.writer.set(writer.thread().clone());
         tracing::info!(dir = %config.dir.display(), entries = depth, bytes, next_seq, "Outbox opened");
         Ok(Self { store, counters, intake, notify, clock, config, writer: Some(writer), relay: None })
     }
@@ -478,7 +456,6 @@ impl OutboxPublisher {
         let (reply, answer) = oneshot::channel();
         tx.send(Append { values, bytes, reply }).await.map_err(|_| closed())?;
         drop(tx);
-        self.intake.wake_writer();
         match answer.await {
             Ok(Ok(first_seq)) => Ok(events
                 .iter()
@@ -564,9 +541,6 @@ pub struct OutboxSnapshot {
     /// Microseconds those flushes took (the redb transaction and its sync),
     /// since start: divided by [`Self::flushes_total`], the commit latency.
     pub flush_us_total: u64,
-    /// Microseconds the writer waited for more calls before a commit
-    /// ([`GROUP_COMMIT_GATHER_US_MAX`] at most each time), since start.
-    pub gather_us_total: u64,
     /// Events accepted into the outbox since start.
     pub accepted_events_total: u64,
     /// Calls refused with `OUTBOX_FULL` since start.
@@ -605,7 +579,6 @@ impl OutboxStatus {
             publish_errors_total: c.publish_errors_total.load(Ordering::Relaxed),
             flushes_total: c.flushes_total.load(Ordering::Relaxed),
             flush_us_total: c.flush_us_total.load(Ordering::Relaxed),
-            gather_us_total: c.gather_us_total.load(Ordering::Relaxed),
             accepted_events_total: c.accepted_events_total.load(Ordering::Relaxed),
             full_total: c.full_total.load(Ordering::Relaxed),
             durable_next_seq: c.durable_next_seq.load(Ordering::Relaxed),

@@ -1,24 +1,23 @@
-//! The outbox writer thread: group commit.
+//! The outbox writer thread: group commit, pipelined through the channel.
 //!
 //! It blocks on the channel for one call, takes every further call already
 //! waiting (up to [`GROUP_COMMIT_CALLS_MAX`] calls or
-//! [`GROUP_COMMIT_BYTES_MAX`] bytes), waits at most
-//! [`GROUP_COMMIT_GATHER_US_MAX`] for as many more as the previous commit
-//! answered (when that was more than one; parked, woken by each call),
-//! writes the admitted ones in one redb
+//! [`GROUP_COMMIT_BYTES_MAX`] bytes), writes the admitted ones in one redb
 //! transaction, commits it durably, and only then answers each caller. It
-//! is a plain thread because the commit's sync blocks.
+//! never waits for more calls: the calls that arrive while a commit syncs
+//! queue in the channel and form the next group, so the disk syncs without
+//! pause while calls come, and concurrent callers settle into groups that
+//! alternate (each group's callers come back while the other's commit
+//! syncs). No caller is answered before its own commit returned. It is a
+//! plain thread because the commit's sync blocks.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, Notify};
 
-use super::{
-    Append, AppendError, Counters, Store, GROUP_COMMIT_BYTES_MAX, GROUP_COMMIT_CALLS_MAX,
-    GROUP_COMMIT_GATHER_US_MAX,
-};
+use super::{Append, AppendError, Counters, Store, GROUP_COMMIT_BYTES_MAX, GROUP_COMMIT_CALLS_MAX};
 
 use crate::event::Clock;
 
@@ -38,16 +37,10 @@ pub(super) struct Writer {
 impl Writer {
     /// Runs until every sender is gone and the channel is empty.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Append>) {
-        // Calls the previous commit answered: their callers are likely to
-        // come back at once with their next call.
-        let mut answered = 0usize;
         while let Some(first) = rx.blocking_recv() {
             let mut bytes = first.bytes;
             let mut calls = vec![first];
-            let room = |calls: &Vec<Append>, bytes| {
-                calls.len() < GROUP_COMMIT_CALLS_MAX && bytes < GROUP_COMMIT_BYTES_MAX as u64
-            };
-            while room(&calls, bytes) {
+            while calls.len() < GROUP_COMMIT_CALLS_MAX && bytes < GROUP_COMMIT_BYTES_MAX as u64 {
                 match rx.try_recv() {
                     Ok(call) => {
                         bytes += call.bytes;
@@ -56,31 +49,6 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            // A commit costs one sync whatever it holds: wait a moment for
-            // the callers just answered, so that concurrent callers share
-            // one sync instead of alternating between two half groups.
-            let want = (calls.len() + answered).min(GROUP_COMMIT_CALLS_MAX);
-            let gathering = Instant::now();
-            let deadline = gathering + Duration::from_micros(GROUP_COMMIT_GATHER_US_MAX);
-            while answered > 1 && calls.len() < want && room(&calls, bytes) && Instant::now() < deadline {
-                match rx.try_recv() {
-                    Ok(call) => {
-                        bytes += call.bytes;
-                        calls.push(call);
-                    }
-                    // Each queued call unparks this thread (a wake before
-                    // the park makes it return at once; a spurious return
-                    // only loops).
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()))
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                }
-            }
-            self.counters
-                .gather_us_total
-                .fetch_add(gathering.elapsed().as_micros() as u64, Ordering::Relaxed);
-            answered = calls.len();
             self.commit(calls);
         }
         tracing::debug!("Outbox writer stopped");
