@@ -23,11 +23,11 @@ use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 pub const NOTIFY_FILE: &str = "notify.redb";
 
 /// Pending entries: key `<event id>/<channel>`, value [`Entry::encode`].
-const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("notify_pending");
+pub(super) const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("notify_pending");
 /// Done entries: key as above, value the [`Outcome`] byte.
-const DONE: TableDefinition<&str, u8> = TableDefinition::new("notify_done");
+pub(super) const DONE: TableDefinition<&str, u8> = TableDefinition::new("notify_done");
 /// Counts by outcome name, for the operator.
-const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("notify_counts");
+pub(super) const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("notify_counts");
 
 /// The count of redeliveries refused (an event already queued or done).
 pub const COUNT_DEDUPLICATED: &str = "deduplicated";
@@ -139,7 +139,7 @@ impl Entry {
         key(&self.event.event_id, self.channel)
     }
 
-    fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(64);
         v.push(self.channel as u8);
         v.extend_from_slice(&self.enqueued_at_ms.to_be_bytes());
@@ -169,6 +169,32 @@ fn key(event_id: &str, channel: Channel) -> String {
     format!("{event_id}/{}", channel.as_str())
 }
 
+/// [`NotifyOutbox::enqueue`] within `txn`.
+pub(super) fn enqueue_in(
+    txn: &redb::WriteTransaction,
+    event: &pb::CaseEvent,
+    channels: &[Channel],
+    now_ms: i64,
+) -> Result<usize, OutboxError> {
+    let mut queued = 0;
+    let mut pending = txn.open_table(PENDING)?;
+    let done = txn.open_table(DONE)?;
+    let mut counts = txn.open_table(COUNTS)?;
+    for &channel in channels {
+        let k = key(&event.event_id, channel);
+        if pending.get(k.as_str())?.is_some() || done.get(k.as_str())?.is_some() {
+            let n = counts.get(COUNT_DEDUPLICATED)?.map_or(0, |v| v.value());
+            counts.insert(COUNT_DEDUPLICATED, n + 1)?;
+            continue;
+        }
+        let entry =
+            Entry { channel, event: event.clone(), enqueued_at_ms: now_ms, attempts: 0, next_at_ms: now_ms };
+        pending.insert(k.as_str(), entry.encode().as_slice())?;
+        queued += 1;
+    }
+    Ok(queued)
+}
+
 /// Why the outbox failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -194,7 +220,7 @@ from_redb!(redb::Error, redb::TransactionError, redb::TableError, redb::StorageE
 /// The outbox (see the module docs).
 #[derive(Debug)]
 pub struct NotifyOutbox {
-    db: redb::Database,
+    pub(super) db: redb::Database,
 }
 
 impl NotifyOutbox {
@@ -210,11 +236,12 @@ impl NotifyOutbox {
         txn.open_table(PENDING)?;
         txn.open_table(DONE)?;
         txn.open_table(COUNTS)?;
+        super::overdue::create_tables(&txn)?;
         txn.commit()?;
         Ok(Self { db })
     }
 
-    fn write(
+    pub(super) fn write(
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<(), OutboxError>,
     ) -> Result<(), OutboxError> {
@@ -236,26 +263,7 @@ impl NotifyOutbox {
     ) -> Result<usize, OutboxError> {
         let mut queued = 0;
         self.write(|txn| {
-            let mut pending = txn.open_table(PENDING)?;
-            let done = txn.open_table(DONE)?;
-            let mut counts = txn.open_table(COUNTS)?;
-            for &channel in channels {
-                let k = key(&event.event_id, channel);
-                if pending.get(k.as_str())?.is_some() || done.get(k.as_str())?.is_some() {
-                    let n = counts.get(COUNT_DEDUPLICATED)?.map_or(0, |v| v.value());
-                    counts.insert(COUNT_DEDUPLICATED, n + 1)?;
-                    continue;
-                }
-                let entry = Entry {
-                    channel,
-                    event: event.clone(),
-                    enqueued_at_ms: now_ms,
-                    attempts: 0,
-                    next_at_ms: now_ms,
-                };
-                pending.insert(k.as_str(), entry.encode().as_slice())?;
-                queued += 1;
-            }
+            queued = enqueue_in(txn, event, channels, now_ms)?;
             Ok(())
         })?;
         Ok(queued)
