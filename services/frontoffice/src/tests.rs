@@ -265,6 +265,66 @@ async fn personal_data_is_read_back_then_erased_for_every_case_of_the_citizen() 
 }
 
 #[tokio::test]
+async fn notifications_are_declined_and_taken_back_after_the_opening_until_erasure() {
+    let f = fixture();
+    let r = f.svc.buka_berkas(&request()).await.unwrap();
+    let tn = TrackingNumber::parse(&r.nomor_berkas).unwrap();
+    let declined = |f: &Fixture| {
+        let Some(CaseRecord::Sealed(key, sealed)) = f.vault.case(&tn).unwrap() else { panic!("sealed") };
+        PersonalData::decode(&sealed.open(&key, &tn).unwrap()).unwrap().tanpa_notifikasi
+    };
+    let set = |nomor: &str, off: bool| pb::PengaturanNotifikasi {
+        nomor_berkas: nomor.into(),
+        tanpa_notifikasi: off,
+        petugas: "ptg-09".into(),
+    };
+    let published = f.publisher.events().len();
+    assert!(!declined(&f));
+    let a = f.svc.atur_notifikasi(&set(&r.nomor_berkas, true), &client()).await.unwrap();
+    assert_eq!((a.tanpa_notifikasi, a.berubah), (true, true));
+    assert!(declined(&f));
+    // The rest of the record is unchanged, and still opens for LihatDataPribadi.
+    let ask = pb::PermintaanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "ptg-09".into() };
+    let d = f.svc.lihat_data_pribadi(&ask, &client()).await.unwrap();
+    assert_eq!((d.nama.as_str(), d.telepon.as_str(), d.surel.as_str()), (NAMA, TELEPON, SUREL));
+    // The same choice again changes nothing; back in.
+    let a = f.svc.atur_notifikasi(&set(&r.nomor_berkas, true), &client()).await.unwrap();
+    assert!(!a.berubah);
+    let a = f.svc.atur_notifikasi(&set(&r.nomor_berkas, false), &client()).await.unwrap();
+    assert_eq!((a.tanpa_notifikasi, a.berubah), (false, true));
+    assert!(!declined(&f));
+    assert_eq!(f.publisher.events().len(), published + 1, "only the read is published");
+
+    // Refused with reasons: bad input, an unknown case, an erased one.
+    let s =
+        Status::from(f.svc.atur_notifikasi(&set("1771-0000000001-0", true), &client()).await.unwrap_err());
+    assert_eq!(s.code(), Code::InvalidArgument);
+    let s = Status::from(
+        f.svc
+            .atur_notifikasi(
+                &pb::PengaturanNotifikasi { petugas: String::new(), ..set(&r.nomor_berkas, true) },
+                &client(),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(s.code(), Code::InvalidArgument);
+    let unknown = TrackingNumber::new(RegionCode::parse("1771").unwrap(), 999).unwrap().to_string();
+    let s = Status::from(f.svc.atur_notifikasi(&set(&unknown, true), &client()).await.unwrap_err());
+    assert_eq!((s.code(), reason(&s)), (Code::NotFound, "UNKNOWN_CASE"));
+    let erase = pb::PenghapusanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "ptg-09".into() };
+    f.svc.hapus_data_pribadi(&erase, &client()).await.unwrap();
+    let s = Status::from(f.svc.atur_notifikasi(&set(&r.nomor_berkas, true), &client()).await.unwrap_err());
+    assert_eq!((s.code(), reason(&s)), (Code::FailedPrecondition, "PERSONAL_DATA_ERASED"));
+}
+
+#[test]
+fn the_notification_setting_needs_the_counters_scope() {
+    let scope = RPC_SCOPES.0.iter().find(|(rpc, _)| rpc.ends_with("/AturNotifikasi")).map(|(_, s)| *s);
+    assert_eq!(scope, Some(SCOPE_CASES_OPEN));
+}
+
+#[tokio::test]
 async fn a_read_that_cannot_be_recorded_hands_out_no_data() {
     // Opening publishes two events; the third publish (the read's record)
     // fails.

@@ -32,7 +32,10 @@
 //!   cancelled for H) survive a `kill -9`, and a restart with the timers'
 //!   drill clock past G's 28-working-day deadline sends G's citizen one
 //!   e-mail and one SMS "past its deadline", and H's nothing; a second
-//!   `kill -9` and restart send nothing more.
+//!   `kill -9` and restart send nothing more;
+//! - opt-out after the opening: G's citizen declines notifications at the
+//!   counter (`AturNotifikasi`): the retribution's messages end
+//!   `suppressed_opted_out`; taken back, the issue is sent.
 //!
 //! Every message: the tracking link, never the PIN. Needs aiosmtpd in
 //! `MPP_PYTHON` (tests/run-all.sh installs it into `.venv`).
@@ -817,6 +820,60 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
         "H: the retribution and the issue, nothing overdue"
     );
     let overdue_sent = om.len() + os.len();
+
+    // When: G's citizen declines notifications at the counter
+    // (AturNotifikasi) and the retribution is assessed, then takes them
+    // back and the PBG is issued.
+    let opted_out_before = outcomes(&mut front, "suppressed_opted_out");
+    let set = |off: bool| fo::PengaturanNotifikasi {
+        nomor_berkas: g.tn.clone(),
+        tanpa_notifikasi: off,
+        petugas: "ptg-loket-1".into(),
+    };
+    let off = fo_c.atur_notifikasi(set(true)).await.context("AturNotifikasi off")?.into_inner();
+    ensure!(off.tanpa_notifikasi && off.berubah, "{off:?}");
+    dpm_c
+        .terima_perbaikan(dpm::DokumenDiperbaiki {
+            langkah: Some(g.step()),
+            dokumen: vec!["Gambar teknis bangunan".into()],
+        })
+        .await
+        .context("TerimaPerbaikan G")?;
+    dpm_c.mulai_pemeriksaan(g.step()).await.context("MulaiPemeriksaan G")?;
+    assess(&mut dpm_c, &g).await?;
+    // Then: the retribution's messages end suppressed_opted_out.
+    wait_for("G's opt-out honoured", ARRIVAL_DEADLINE, || {
+        let n = outcomes(&mut front, "suppressed_opted_out");
+        async move { Ok((n >= opted_out_before + 2).then_some(())) }
+    })
+    .await?;
+    let on = fo_c.atur_notifikasi(set(false)).await.context("AturNotifikasi on")?.into_inner();
+    ensure!(!on.tanpa_notifikasi && on.berubah, "{on:?}");
+    dpm_c
+        .konfirmasi_pembayaran(dpm::PembayaranRetribusi {
+            langkah: Some(g.step()),
+            jumlah_bayar: 1_250_000,
+            nomor_sts: "STS-3".into(),
+        })
+        .await
+        .context("KonfirmasiPembayaran G")?;
+    dpm_c
+        .terbitkan_izin(dpm::IzinTerbit { langkah: Some(g.step()), nomor_izin: "SK-PBG-177101-0003".into() })
+        .await
+        .context("TerbitkanIzin G")?;
+    // Then: the issue reaches the citizen again; nothing of the retribution.
+    wait_for("G's issue", ARRIVAL_DEADLINE, || async { Ok(arrived(&sink, &gateway, 12, 12)) }).await?;
+    let g_mails: Vec<String> = sink
+        .messages()?
+        .iter()
+        .filter_map(|m| m["text"].as_str().filter(|t| t.contains(&g.tn)).map(str::to_owned))
+        .collect();
+    ensure!(
+        g_mails.len() == 3
+            && g_mails.iter().any(|t| t.contains("has been issued"))
+            && !g_mails.iter().any(|t| t.contains("Rp 1.250.000")),
+        "G's e-mails: {g_mails:?}"
+    );
 
     let deduplicated = gateway.recorded(|r| r.duplicates.len());
     let suppressed_erased = outcomes(&mut front, "suppressed_erased");
