@@ -564,7 +564,7 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
         |c: &Case| sms.iter().filter(|(_, v)| v["text"].as_str().is_some_and(|t| t.contains(&c.tn))).count();
     ensure!(sms_of(&a) == 3 && sms_of(&b) == 1 && sms_of(&e) == 0, "SMS: {sms:?}");
     for (_, v) in &sms {
-        ensure!(v["channel"] == "sms" && v["to"].as_str().is_some_and(|t| t.starts_with("0812345")), "{v}");
+        ensure!(v["channel"] == "sms" && v["to"].as_str().is_some_and(|t| t.starts_with("+62812345")), "{v}");
     }
     ensure!(sms.iter().any(|(_, v)| v["language"] == "en") && sms.iter().any(|(_, v)| v["language"] == "id"));
 

@@ -716,11 +716,17 @@ async fn attempt(n: &Notifier, vault: &Vault, entry: &Entry) -> Attempt {
             }
         }
         (channel, _, Some(g)) if channel.is_phone() => {
+            // Sealed in E.164 since BukaBerkas normalises; an older sealing
+            // is normalised here, and one that cannot be has no usable number.
+            let Some(to) = crate::citizen::e164(address) else {
+                tracing::warn!(case = %case_hash(&event.case_id), seq = event.seq, "The sealed phone number is not one a message can be sent to");
+                return Attempt::Done(Outcome::NoContact);
+            };
             let id = notification_id(&key);
             let m = GatewayMessage {
                 id: &id,
                 channel: channel.as_str(),
-                to: address,
+                to: &to,
                 language: data.bahasa.as_str(),
                 text: &message.text,
             };
