@@ -571,9 +571,29 @@ async fn fire_timers(n: &Notifier) -> Result<(), String> {
     Ok(())
 }
 
-/// One round: the overdue timers due, then every due entry, one at a time.
+/// Removes the done entries past [`outbox::NOTIFY_RETENTION_MS`].
+async fn purge(n: &Notifier) -> Result<(), String> {
+    let (outbox, now) = (n.outbox.clone(), n.clock.now_ms());
+    let purged = tokio::task::spawn_blocking(move || outbox.purge_done(now, outbox::NOTIFY_PURGE_BATCH_MAX))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if purged > 0 {
+        tracing::info!(purged, "Finished notifications purged after their retention");
+    }
+    Ok(())
+}
+
+/// One round: the overdue timers due, then every due entry, one at a time,
+/// then the finished entries past their retention.
 async fn send_due(n: &Notifier, vault: &Vault) -> Result<(), String> {
     fire_timers(n).await?;
+    send_entries(n, vault).await?;
+    purge(n).await
+}
+
+/// Every due entry, one at a time.
+async fn send_entries(n: &Notifier, vault: &Vault) -> Result<(), String> {
     loop {
         let (outbox, now) = (n.outbox.clone(), n.clock.now_ms());
         let due = tokio::task::spawn_blocking(move || outbox.due(now, NOTIFY_BATCH_MAX))
@@ -592,7 +612,8 @@ async fn send_due(n: &Notifier, vault: &Vault) -> Result<(), String> {
                     log_outcome(&entry, outcome.as_str(), "");
                     n.counts.outcome(entry.channel, outcome);
                     let e = entry.clone();
-                    tokio::task::spawn_blocking(move || outbox.finish(&e, outcome))
+                    let now = n.clock.now_ms();
+                    tokio::task::spawn_blocking(move || outbox.finish(&e, outcome, now))
                         .await
                         .map_err(|e| e.to_string())?
                         .map_err(|e| e.to_string())?;
@@ -612,7 +633,7 @@ async fn send_due(n: &Notifier, vault: &Vault) -> Result<(), String> {
                     if now - entry.enqueued_at_ms >= NOTIFY_MAX_AGE_MS {
                         log_outcome(&entry, Outcome::Expired.as_str(), &why);
                         n.counts.outcome(entry.channel, Outcome::Expired);
-                        tokio::task::spawn_blocking(move || outbox.finish(&entry, Outcome::Expired))
+                        tokio::task::spawn_blocking(move || outbox.finish(&entry, Outcome::Expired, now))
                             .await
                             .map_err(|e| e.to_string())?
                             .map_err(|e| e.to_string())?;
