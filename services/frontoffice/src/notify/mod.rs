@@ -17,8 +17,10 @@
 //!
 //! - the contact details are read from the vault when the message is sent:
 //!   an erased citizen's entries are dropped, counted and logged as
-//!   `suppressed_erased`; a citizen who declined notifications,
-//!   `suppressed_opted_out`; a channel without an address, `no_contact`;
+//!   `suppressed_erased`; a citizen who declined notifications (at the
+//!   opening, or later with `AturNotifikasi`), `suppressed_opted_out`; a
+//!   channel without an address, `no_contact`; the gateway gets the phone
+//!   number in E.164;
 //! - SMS and WhatsApp wait out quiet hours ([`QUIET_HOURS_DEFAULT`], local
 //!   time of the MPP's zone); e-mail goes at any hour;
 //! - a failure worth retrying is retried after [`NOTIFY_RETRY_MS_MIN`]
@@ -26,7 +28,12 @@
 //!   [`NOTIFY_MAX_AGE_MS`] old (`expired`); a refusal for good is `failed`;
 //! - every outcome is one log line (the case as a hash, the event's log
 //!   sequence and type, the channel, the outcome; never an address or a
-//!   text) and a count in the outbox.
+//!   text) and a count in the outbox;
+//! - an application past its SLA deadline gets one overdue notice, from a
+//!   durable timer per application set by the SLA clock each case event
+//!   carries ([`overdue`]);
+//! - finished entries are purged after [`outbox::NOTIFY_RETENTION_MS`]
+//!   (events older than that are never queued), the counts kept.
 //!
 //! An entry is marked done after the server or gateway accepted it; a
 //! crash in between sends it again with the same `Message-ID` and
