@@ -37,6 +37,16 @@
 //! shell) are sent when the feed reads the opening, with their notices, in
 //! log order; those of applications the opening dropped never are.
 //!
+//! The opener also receives every other application event of its cases
+//! (`application_filed`, `review_started`, `documents_received`, ...) with
+//! no notice (no message), and every event it receives of its cases
+//! carries the application's SLA clock ([`pb::SlaClock`]: its standard's
+//! working days, due date, the instant it becomes overdue if its clock
+//! keeps running, paused, finished), computed from the hub's projection
+//! and the region's calendar when the feed reads the entry: the front
+//! office keeps a durable timer per application from it and tells the
+//! citizen once when the deadline passes (docs/NOTIFICATIONS.md).
+//!
 //! The last condition is judged at the time of reading, not of the entry:
 //! a participant that files into a case after another's event, and whose
 //! feed had already read past it, does not get it (its feed is a stream of
@@ -76,6 +86,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use mpp_core::calendar::CalendarSet;
 use mpp_core::case::ServiceStandard;
 use mpp_core::ids::{AgencyId, ServiceId, TrackingNumber};
 use mpp_core::log::{LogEntry, Verdict};
@@ -124,8 +135,18 @@ pub const CITIZEN_NOTICE_KINDS: &[EventKind] = &[
     EventKind::Rejected,
 ];
 
-/// What a step needs of a case: who opened it and the follower's
-/// applications in it.
+/// What SLA clocks are computed with: the regions' calendars and the
+/// instant of reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Clocks<'a> {
+    /// The hub's calendars (weekends only for a region without one).
+    pub calendars: &'a CalendarSet,
+    /// Now, Unix ms.
+    pub now_ms: i64,
+}
+
+/// What a step needs of a case: who opened it, the follower's applications
+/// in it and, for its opener, every application's SLA clock.
 #[derive(Debug, Clone)]
 struct CaseView {
     opened_by: AgencyId,
@@ -134,6 +155,36 @@ struct CaseView {
     /// The opening's log sequence (0 for a shell).
     opened_seq: u64,
     own: Vec<pb::OwnApplication>,
+    /// (agency, application id, clock without the service's names), for
+    /// the opener only.
+    clocks: Vec<(AgencyId, String, pb::SlaClock)>,
+}
+
+impl CaseView {
+    fn clock_of(&self, agency: &AgencyId, application: &str) -> Option<pb::SlaClock> {
+        self.clocks.iter().find(|(a, id, _)| a == agency && id == application).map(|(_, _, c)| c.clone())
+    }
+}
+
+/// The SLA clocks of every application of `case` (see the module docs).
+fn sla_clocks(case: &mpp_core::case::Case, clocks: Clocks<'_>) -> Vec<(AgencyId, String, pb::SlaClock)> {
+    let cal = clocks.calendars.calendar(case.tracking_number.region());
+    case.applications
+        .iter()
+        .map(|a| {
+            let v = mpp_core::sla::sla(a, &cal, clocks.now_ms);
+            let clock = pb::SlaClock {
+                standard_working_days: v.standard_working_days,
+                due_date: v.due_date.map(|d| d.to_string()).unwrap_or_default(),
+                overdue_at_ms: mpp_core::sla::overdue_at_ms(&v, &cal).unwrap_or(0),
+                paused: v.paused,
+                finished: v.finished_on.is_some(),
+                service_name_id: String::new(),
+                service_name_en: String::new(),
+            };
+            (a.agency.clone(), a.id.to_string(), clock)
+        })
+        .collect()
 }
 
 /// The citizen's notice of `body` (see the module docs); `standard` is the
@@ -242,21 +293,31 @@ fn case_event_of(
     let kind = body.kind();
     let Ok(service) = ServiceId::parse(&env.service_id) else { return Ok(None) };
     let granted = follower.grants.iter().any(|g| g.covers(&publisher, &service, kind));
-    let noticed = follower.front_office && CITIZEN_NOTICE_KINDS.contains(&kind);
-    if !kind.is_application_event() || !(granted || noticed) {
+    if !kind.is_application_event() || !(granted || follower.front_office) {
         return Ok(None);
     }
     let Ok(case) = TrackingNumber::parse(&env.case_id) else { return Ok(None) };
     let Some(view) = case_of(&case)? else { return Ok(None) };
     // Steps before the opening (held, then surfaced) are the opening's to
     // send ([`surfaced_at_opening`]), however late the feed reads them.
-    let opener = noticed && !view.shell && view.opened_by == *follower.id && e.seq > view.opened_seq;
+    let opener =
+        follower.front_office && !view.shell && view.opened_by == *follower.id && e.seq > view.opened_seq;
     let follows_by_grant = granted && !view.own.is_empty();
     if !(opener || follows_by_grant) {
         return Ok(None);
     }
-    let notice =
-        if opener { Some(citizen_notice(&body, standard_of(&publisher, &service)?.as_ref())) } else { None };
+    let (mut notice, mut sla) = (None, None);
+    if opener {
+        let standard = standard_of(&publisher, &service)?;
+        if CITIZEN_NOTICE_KINDS.contains(&kind) {
+            notice = Some(citizen_notice(&body, standard.as_ref()));
+        }
+        sla = view.clock_of(&publisher, &env.application_id).map(|mut c| {
+            c.service_name_id = standard.as_ref().map(|s| s.name_id.clone()).unwrap_or_default();
+            c.service_name_en = standard.as_ref().map(|s| s.name_en.clone()).unwrap_or_default();
+            c
+        });
+    }
     let own_applications = view.own;
     Ok(Some((
         case,
@@ -271,6 +332,7 @@ fn case_event_of(
             recorded_at_ms: e.stream_time_ns.div_euclid(1_000_000),
             own_applications,
             notice,
+            sla,
         },
     )))
 }
@@ -281,6 +343,7 @@ fn case_view(
     store: &impl Store,
     follower: &AgencyId,
     case: &TrackingNumber,
+    clocks: Option<Clocks<'_>>,
 ) -> Result<Option<CaseView>, StoreError> {
     let Some(c) = store.case(case)? else { return Ok(None) };
     let own: Vec<pb::OwnApplication> = c
@@ -293,7 +356,17 @@ fn case_view(
             state: a.state.as_str().to_owned(),
         })
         .collect();
-    Ok(Some(CaseView { opened_by: c.opened_by.clone(), shell: c.is_shell(), opened_seq: c.opened_seq, own }))
+    let clocks = match clocks {
+        Some(clocks) if c.opened_by == *follower && !c.is_shell() => sla_clocks(&c, clocks),
+        _ => Vec::new(),
+    };
+    Ok(Some(CaseView {
+        opened_by: c.opened_by.clone(),
+        shell: c.is_shell(),
+        opened_seq: c.opened_seq,
+        own,
+        clocks,
+    }))
 }
 
 /// When `e` is the follower's own opening of a case (a front office's
@@ -307,6 +380,7 @@ fn surfaced_at_opening(
     store: &impl Store,
     e: &LogEntry,
     follower: Follower<'_>,
+    clocks: Clocks<'_>,
 ) -> Result<Vec<(TrackingNumber, pb::CaseEvent)>, StoreError> {
     if !follower.front_office || e.verdict != Verdict::Accepted {
         return Ok(Vec::new());
@@ -329,11 +403,17 @@ fn surfaced_at_opening(
         .iter()
         .filter(|a| a.state != mpp_core::state::AppState::Dropped)
         .flat_map(|a| a.timeline.iter())
-        .filter(|i| i.seq < e.seq && CITIZEN_NOTICE_KINDS.contains(&i.kind))
+        .filter(|i| i.seq < e.seq && i.kind.is_application_event())
         .map(|i| i.seq)
         .collect();
     seqs.sort_unstable();
-    let view = CaseView { opened_by: c.opened_by.clone(), shell: false, opened_seq: 0, own: Vec::new() };
+    let view = CaseView {
+        opened_by: c.opened_by.clone(),
+        shell: false,
+        opened_seq: 0,
+        own: Vec::new(),
+        clocks: sla_clocks(&c, clocks),
+    };
     let mut out = Vec::new();
     for seq in seqs {
         let Some(held) = store.entry(seq)? else { continue };
@@ -355,13 +435,16 @@ fn surfaced_at_opening(
 pub fn scan_step_within(
     store: &impl Store,
     follower: &AgencyId,
+    clocks: Clocks<'_>,
     after: u64,
     entries_max: usize,
     events_max: usize,
 ) -> Result<(Vec<(TrackingNumber, pb::CaseEvent)>, u64), StoreError> {
     let registry = store.registry()?;
     let front_office = registry.kind_of(follower) == Some(ParticipantKind::FrontOffice);
-    scan_step_as(store, follower, registry.follows_of(follower), front_office, after, entries_max, events_max)
+    let grants = registry.follows_of(follower);
+    let who = Follower { id: follower, grants, front_office };
+    scan_step_for(store, who, clocks, after, entries_max, events_max)
 }
 
 /// [`scan_step_within`] under the given grants instead of the registry's
@@ -374,24 +457,48 @@ pub fn scan_step_with_grants(
     entries_max: usize,
     events_max: usize,
 ) -> Result<(Vec<(TrackingNumber, pb::CaseEvent)>, u64), StoreError> {
-    scan_step_as(store, follower, grants, false, after, entries_max, events_max)
+    let calendars = CalendarSet::new();
+    let clocks = Clocks { calendars: &calendars, now_ms: 0 };
+    scan_step_as(store, follower, grants, false, clocks, after, entries_max, events_max)
 }
 
-/// [`scan_step_with_grants`], as a front office when `front_office`.
+/// [`scan_step_with_grants`], as a front office when `front_office`, its
+/// SLA clocks read with `clocks`.
+#[allow(clippy::too_many_arguments)]
 pub fn scan_step_as(
     store: &impl Store,
     follower: &AgencyId,
     grants: &[FollowGrant],
     front_office: bool,
+    clocks: Clocks<'_>,
     after: u64,
     entries_max: usize,
     events_max: usize,
 ) -> Result<(Vec<(TrackingNumber, pb::CaseEvent)>, u64), StoreError> {
-    let who = Follower { id: follower, grants, front_office };
+    scan_step_for(
+        store,
+        Follower { id: follower, grants, front_office },
+        clocks,
+        after,
+        entries_max,
+        events_max,
+    )
+}
+
+fn scan_step_for(
+    store: &impl Store,
+    who: Follower<'_>,
+    clocks: Clocks<'_>,
+    after: u64,
+    entries_max: usize,
+    events_max: usize,
+) -> Result<(Vec<(TrackingNumber, pb::CaseEvent)>, u64), StoreError> {
+    let follower = who.id;
+    let with_clocks = who.front_office.then_some(clocks);
     // One read per case per step.
     let mut cases: HashMap<TrackingNumber, Option<CaseView>> = HashMap::new();
     let (found, scanned_to) = scan_filtered(store, after, entries_max, events_max, |e| {
-        let mut out = surfaced_at_opening(store, e, who)?;
+        let mut out = surfaced_at_opening(store, e, who, clocks)?;
         out.extend(case_event_of(
             e,
             who,
@@ -399,7 +506,7 @@ pub fn scan_step_as(
                 if let Some(known) = cases.get(tn) {
                     return Ok(known.clone());
                 }
-                let view = case_view(store, follower, tn)?;
+                let view = case_view(store, follower, tn, with_clocks)?;
                 cases.insert(*tn, view.clone());
                 Ok(view)
             },
@@ -482,8 +589,15 @@ impl CaseEventService for CaseEvents {
             "Case event feed",
             Feed { participant, after_seq, place, changes: self.changes.clone() },
             move |_: &str, cursor| {
-                let (found, scanned_to) =
-                    scan_step_within(&store, &follower, cursor, SCAN_STEP_ENTRIES, CASE_EVENT_BATCH_MAX)?;
+                let clocks = Clocks { calendars: me.lookups.calendars(), now_ms: me.lookups.now_ms() };
+                let (found, scanned_to) = scan_step_within(
+                    &store,
+                    &follower,
+                    clocks,
+                    cursor,
+                    SCAN_STEP_ENTRIES,
+                    CASE_EVENT_BATCH_MAX,
+                )?;
                 let mut cases: Vec<TrackingNumber> = found.iter().map(|(tn, _)| *tn).collect();
                 cases.sort_unstable();
                 cases.dedup();

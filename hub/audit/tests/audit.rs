@@ -1029,48 +1029,70 @@ fn case_event_steps_give_only_granted_events_of_others_on_the_followers_cases_on
 
 #[test]
 fn a_front_office_hears_with_notices_of_the_events_that_need_the_citizen_on_the_cases_it_opened() {
-    use mpp_audit::case_events::{scan_step_as, CITIZEN_NOTICE_KINDS};
+    use mpp_audit::case_events::{scan_step_as, Clocks, CITIZEN_NOTICE_KINDS};
 
     let f = filled(seeds()[0]);
+    let calendars = mpp_core::calendar::CalendarSet::new();
+    let clocks = Clocks { calendars: &calendars, now_ms: 0 };
     // Every case of the fixture is opened by dukcapil: as a front office it
-    // hears of pdam's events of the notice kinds, nothing else.
+    // hears of pdam's application events, with notices for the kinds that
+    // need the citizen, and every one with the application's SLA clock.
     let opener = AgencyId::parse("dukcapil").unwrap();
+    let mut noticed = Vec::new();
     let want: Vec<u64> = all_entries(&f.store)
         .into_iter()
         .filter(|e| e.verdict == Verdict::Accepted)
         .filter(|e| {
             let Ok(env) = mpp_proto::v1::Envelope::decode(e.payload.as_slice()) else { return false };
             let Some(body) = env.body.as_ref() else { return false };
-            env.agency_id == "pdam" && CITIZEN_NOTICE_KINDS.contains(&wire::body_to_core(body).kind())
+            let kind = wire::body_to_core(body).kind();
+            if env.agency_id == "pdam" && CITIZEN_NOTICE_KINDS.contains(&kind) {
+                noticed.push(e.seq);
+            }
+            env.agency_id == "pdam" && kind.is_application_event()
         })
         .map(|e| e.seq)
         .collect();
-    assert!(want.len() >= 3, "the stream has notices for the opener: {want:?}");
-    let (got, _) = scan_step_as(&f.store, &opener, &[], true, 0, usize::MAX, usize::MAX).unwrap();
-    assert_eq!(got.iter().map(|(_, e)| e.seq).collect::<Vec<_>>(), want);
+    assert!(noticed.len() >= 3, "the stream has notices for the opener: {noticed:?}");
+    assert!(want.len() > noticed.len(), "and other application events: {want:?}");
+    let (got, _) = scan_step_as(&f.store, &opener, &[], true, clocks, 0, usize::MAX, usize::MAX).unwrap();
+    // (In log order, but for the steps held before an opening, which come
+    // with it.)
+    let mut seqs: Vec<u64> = got.iter().map(|(_, e)| e.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, want);
+    let mut with_notice: Vec<u64> =
+        got.iter().filter(|(_, e)| e.notice.is_some()).map(|(_, e)| e.seq).collect();
+    with_notice.sort_unstable();
+    assert_eq!(with_notice, noticed, "a notice for the kinds that need the citizen only");
     for (_, e) in &got {
-        let n = e.notice.as_ref().expect("a notice for the opener");
+        let clock = e.sla.as_ref().expect("an SLA clock for the opener");
+        assert_eq!(clock.service_name_en, "Service", "the standard's names");
+        assert!(!clock.finished || clock.overdue_at_ms == 0, "{clock:?}");
+        assert!(!clock.paused || clock.overdue_at_ms == 0, "{clock:?}");
+        let Some(n) = e.notice.as_ref() else { continue };
         match e.event_type.as_str() {
             "fee_assessed" => assert_eq!((n.amount_idr, n.billing_code.as_str()), (50_000, "B-1")),
             "appointment_scheduled" => assert_eq!(n.place, "Loket 1"),
             "documents_requested" => {
                 assert_eq!((n.documents.clone(), n.counter.as_str()), (vec!["KK".to_owned()], "Loket 2"))
             }
-            "issued" | "rejected" => {}
+            "issued" | "rejected" => assert!(clock.finished, "{clock:?}"),
             other => panic!("not a notice kind: {other}"),
         }
         assert_eq!(n.service_name_en, "Service", "the standard's names");
     }
     // Not as a front office, or not the opener: nothing.
-    let (none, _) = scan_step_as(&f.store, &opener, &[], false, 0, usize::MAX, usize::MAX).unwrap();
+    let (none, _) = scan_step_as(&f.store, &opener, &[], false, clocks, 0, usize::MAX, usize::MAX).unwrap();
     assert!(none.is_empty());
     let pdam = AgencyId::parse("pdam").unwrap();
-    let (none, _) = scan_step_as(&f.store, &pdam, &[], true, 0, usize::MAX, usize::MAX).unwrap();
+    let (none, _) = scan_step_as(&f.store, &pdam, &[], true, clocks, 0, usize::MAX, usize::MAX).unwrap();
     assert!(none.is_empty(), "pdam opened no case: {none:?}");
-    // A follower by grant gets no notice.
+    // A follower by grant gets no notice and no clock.
     let granted = [grant("pdam", "sambungan-baru", &[EventKind::FeeAssessed])];
-    let (by_grant, _) = scan_step_as(&f.store, &opener, &granted, false, 0, usize::MAX, usize::MAX).unwrap();
-    assert!(by_grant.iter().all(|(_, e)| e.notice.is_none()));
+    let (by_grant, _) =
+        scan_step_as(&f.store, &opener, &granted, false, clocks, 0, usize::MAX, usize::MAX).unwrap();
+    assert!(by_grant.iter().all(|(_, e)| e.notice.is_none() && e.sla.is_none()));
 }
 
 /// A registry statement signed by the registrar with `seed`.

@@ -216,6 +216,8 @@ reason_codes! {
     FrontOfficeUnavailable => "FRONT_OFFICE_UNAVAILABLE", "The agency service could not reach the MPP front office to open the walk-in citizen's case (connection refused, timed out or the front office is unavailable); nothing was filed, retry later.";
     /// The front office refused to open a walk-in citizen's case.
     FrontOfficeRefused => "FRONT_OFFICE_REFUSED", "The MPP front office refused to open the walk-in citizen's case for this agency service (e.g. its token lacks the cases:open-walk-in scope, or the front office's own reason code in the message); nothing was filed.";
+    /// A citizen's phone number is not one a message can be sent to.
+    InvalidPhoneNumber => "INVALID_PHONE_NUMBER", "A phone number is neither Indonesian (08..., 62... or +62..., then 8..=12 digits) nor international (+ and a country code, 8..=15 digits in all); spaces and hyphens are allowed. The front office keeps it in E.164 (+62...).";
 }
 
 impl fmt::Display for ReasonCode {

@@ -215,6 +215,19 @@ pub fn sla(app: &Application, cal: &Calendar, now_ms: i64) -> SlaView {
     }
 }
 
+/// When an application with `view` (as of any instant) becomes overdue if
+/// its clock keeps running from then on: the start (00:00 local) of the
+/// first working day after its due date, the first day it would count past
+/// the standard. `None` when no deadline runs: finished, paused (waiting on
+/// the citizen), or without a due date. In the past once it is overdue.
+pub fn overdue_at_ms(view: &SlaView, cal: &Calendar) -> Option<i64> {
+    if view.finished_on.is_some() || view.paused {
+        return None;
+    }
+    let due = view.due_date?;
+    working_day_after(cal, due, 1).map(|d| cal.day_start_ms(d))
+}
+
 /// The local date by which an issued document must be collected: the
 /// working day [`Pending::CollectAt`]'s `within_working_days` after the
 /// issue (the application's last state change) in the region of `cal`.

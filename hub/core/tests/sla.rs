@@ -22,7 +22,7 @@ use mpp_core::case::{Application, CaseStatus};
 use mpp_core::decide::{apply, decide, EntryMeta, MemState};
 use mpp_core::event::{EventBody, EventKind as E, UncheckedEnvelope};
 use mpp_core::ids::{ApplicationId, EventId, RegionCode, TrackingNumber};
-use mpp_core::sla::{case_sla, case_status_at, sla, SlaView};
+use mpp_core::sla::{case_sla, case_status_at, overdue_at_ms, sla, SlaView};
 use mpp_core::validate::{validate, SCHEMA_VERSION};
 use proptest::prelude::*;
 
@@ -299,6 +299,28 @@ fn a_region_without_a_calendar_counts_weekends_only_and_says_so() {
     let v = late.sla(&cals, 1, "A", wib("2026-12-30 12:00"));
     assert_eq!(v.due_date, Some(date("2027-01-04")));
     assert!(!v.calendar_covers_period);
+}
+
+#[test]
+fn the_overdue_instant_is_the_start_of_the_first_working_day_past_the_due_date() {
+    // Given a 3-day standard and Thursday 2026-03-12 as a holiday,
+    let cals = bengkulu(&["2026-03-12"]);
+    let cal = cals.calendar(region(1771));
+    // when an application is filed on Friday (due Wednesday 2026-03-11),
+    let w = given_standard(3, false).event(1, "A", E::ApplicationFiled, wib("2026-03-06 10:00"));
+    // then it becomes overdue at the start of Friday (the holiday skipped),
+    // whenever the clock is read, and not a millisecond earlier.
+    let at = wib("2026-03-13 00:00");
+    for now in [wib("2026-03-06 12:00"), wib("2026-03-10 09:00"), at, at + 86_400_000] {
+        assert_eq!(overdue_at_ms(&w.sla(&cals, 1, "A", now), &cal), Some(at), "as of {now}");
+    }
+    assert!(!w.sla(&cals, 1, "A", at - 1).overdue);
+    assert!(w.sla(&cals, 1, "A", at).overdue);
+    // A paused clock runs to no deadline, nor a finished one.
+    let asked = w.clone().event(1, "A", E::DocumentsRequested, wib("2026-03-09 14:00"));
+    assert_eq!(overdue_at_ms(&asked.sla(&cals, 1, "A", wib("2026-03-10 09:00")), &cal), None);
+    let rejected = w.event(1, "A", E::Rejected, wib("2026-03-09 14:00"));
+    assert_eq!(overdue_at_ms(&rejected.sla(&cals, 1, "A", wib("2026-03-10 09:00")), &cal), None);
 }
 
 // ---------------------------------------------------------------------------

@@ -28,6 +28,13 @@ pub const TELEPON_DIGITS_MIN: usize = 8;
 /// Most digits of a phone number (E.164).
 pub const TELEPON_DIGITS_MAX: usize = 15;
 
+/// Fewest digits of an Indonesian number after the country code 62 (a
+/// fixed line: area code and subscriber number, e.g. 736 21234).
+pub const TELEPON_ID_NATIONAL_DIGITS_MIN: usize = 8;
+
+/// Most digits of an Indonesian number after 62 (mobile numbers are 9..=12).
+pub const TELEPON_ID_NATIONAL_DIGITS_MAX: usize = 12;
+
 /// What a NIK is, appended to every NIK error so the officer knows what to check.
 const NIK_HELP: &str = "a NIK is 16 digits: province (2), regency/city (2), district (2), birth date \
                         DDMMYY with the day + 40 for women, serial (4); copy it from the citizen's \
@@ -81,10 +88,13 @@ pub fn nama(field: &'static str, value: &str) -> Result<String, KitError> {
     Ok(value.to_owned())
 }
 
-/// The citizen's phone number, for the receipt only: optional (`None` when
-/// empty); otherwise [`TELEPON_DIGITS_MIN`]..=[`TELEPON_DIGITS_MAX`] digits
-/// with an optional leading `+` and spaces or hyphens between them
-/// (`INVALID_FIELD_VALUE`). Returned trimmed, as written.
+/// The citizen's phone number in E.164, as it is sealed, printed on the
+/// receipt and handed to the SMS / WhatsApp gateway: optional (`None` when
+/// empty); otherwise at most [`TELEPON_BYTES_MAX`] bytes of digits with
+/// spaces or hyphens between them, written the Indonesian ways
+/// (`0812-3456-7890`, `62 812 3456 7890`, `+62 812-3456-7890`: [`e164`]) or
+/// as an international number (`+` and a country code). Anything else is
+/// refused with `INVALID_PHONE_NUMBER`, naming the rule, never the value.
 pub fn telepon(field: &'static str, value: &str) -> Result<Option<String>, KitError> {
     let value = value.trim();
     if value.is_empty() {
@@ -93,25 +103,60 @@ pub fn telepon(field: &'static str, value: &str) -> Result<Option<String>, KitEr
     let bad = || {
         KitError::input(
             field,
-            ReasonCode::InvalidFieldValue,
+            ReasonCode::InvalidPhoneNumber,
             format!(
-                "not a phone number: expected {TELEPON_DIGITS_MIN}..={TELEPON_DIGITS_MAX} digits, an \
-                 optional leading +, spaces or hyphens, e.g. 0812-3456-7890 or +62 812 3456 7890"
+                "not a phone number: expected an Indonesian number (08..., 62... or +62..., then \
+                 {TELEPON_ID_NATIONAL_DIGITS_MIN}..={TELEPON_ID_NATIONAL_DIGITS_MAX} digits) or + and a \
+                 country code ({TELEPON_DIGITS_MIN}..={TELEPON_DIGITS_MAX} digits in all), spaces or \
+                 hyphens between digits, e.g. 0812-3456-7890 or +62 812 3456 7890"
             ),
         )
     };
     if value.len() > TELEPON_BYTES_MAX {
         return Err(bad());
     }
-    let body = value.strip_prefix('+').unwrap_or(value);
-    if !body.bytes().all(|b| b.is_ascii_digit() || b == b' ' || b == b'-') {
-        return Err(bad());
+    e164(value).map(Some).ok_or_else(bad)
+}
+
+/// `value` in E.164 (`+` and digits), or `None` when it is no phone number
+/// (see [`telepon`]): `08…` and `62…` become `+628…`; `+62` followed by a
+/// `0` drops the `0`; `+` and another country code is kept as it is.
+pub fn e164(value: &str) -> Option<String> {
+    let value = value.trim();
+    let (plus, body) = match value.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, value),
+    };
+    let b = body.as_bytes();
+    let separators_ok = b.first().is_some_and(u8::is_ascii_digit)
+        && b.last().is_some_and(u8::is_ascii_digit)
+        && b.iter().all(|c| c.is_ascii_digit() || *c == b' ' || *c == b'-')
+        && !b.windows(2).any(|w| !w[0].is_ascii_digit() && !w[1].is_ascii_digit());
+    if !separators_ok {
+        return None;
     }
-    let digits = body.bytes().filter(u8::is_ascii_digit).count();
-    if !(TELEPON_DIGITS_MIN..=TELEPON_DIGITS_MAX).contains(&digits) {
-        return Err(bad());
+    let digits: String = body.chars().filter(char::is_ascii_digit).collect();
+    let national = if let Some(rest) = digits.strip_prefix("62") {
+        Some(rest.strip_prefix('0').unwrap_or(rest))
+    } else if plus {
+        None
+    } else {
+        digits.strip_prefix('0')
+    };
+    match national {
+        Some(n) => {
+            let ok = (TELEPON_ID_NATIONAL_DIGITS_MIN..=TELEPON_ID_NATIONAL_DIGITS_MAX).contains(&n.len())
+                && !n.starts_with('0');
+            ok.then(|| format!("+62{n}"))
+        }
+        // Another country's number: as given, in E.164's bounds.
+        None if plus => {
+            let ok =
+                (TELEPON_DIGITS_MIN..=TELEPON_DIGITS_MAX).contains(&digits.len()) && !digits.starts_with('0');
+            ok.then(|| format!("+{digits}"))
+        }
+        None => None,
     }
-    Ok(Some(value.to_owned()))
 }
 
 /// The citizen's e-mail address: optional (`None` when empty); otherwise
@@ -296,14 +341,41 @@ mod tests {
     #[test]
     fn phone_numbers() {
         assert_eq!(telepon("telepon", "").unwrap(), None);
-        assert_eq!(telepon("telepon", "0812-3456-7890").unwrap().as_deref(), Some("0812-3456-7890"));
-        assert_eq!(telepon("telepon", " +62 812 3456 7890 ").unwrap().as_deref(), Some("+62 812 3456 7890"));
-        assert!(telepon("telepon", "0736 21234").is_ok());
-        for bad in ["1234567", "+1234567890123456", "0812 3456 78x0", "++62812345678", "0812+345678", "62-"] {
+        // The Indonesian ways of writing one mobile number: one E.164 form.
+        for same in [
+            "0812-3456-7890",
+            "081234567890",
+            " +62 812 3456 7890 ",
+            "62 812-3456-7890",
+            "6281234567890",
+            "+62 0812 3456 7890",
+        ] {
+            assert_eq!(telepon("telepon", same).unwrap().as_deref(), Some("+6281234567890"), "{same}");
+        }
+        // A fixed line with its area code; a foreign number, kept.
+        assert_eq!(telepon("telepon", "0736 21234").unwrap().as_deref(), Some("+6273621234"));
+        assert_eq!(telepon("telepon", "+65 6123 4567").unwrap().as_deref(), Some("+6561234567"));
+        for bad in [
+            "1234567",
+            "+1234567890123456",
+            "0812 3456 78x0",
+            "++62812345678",
+            "0812+345678",
+            "62-",
+            "812345678",
+            "0812345",
+            "0812 3456 7890 123",
+            "00812345678",
+            "0812--3456-7890",
+            "-0812-3456-7890",
+            "+0812345678",
+            "(0736) 21234",
+        ] {
             let err = telepon("telepon", bad).unwrap_err();
-            assert_eq!(err.reason_code(), ReasonCode::InvalidFieldValue, "{bad}");
+            assert_eq!(err.reason_code(), ReasonCode::InvalidPhoneNumber, "{bad}");
             assert!(!err.to_string().contains(bad), "{err}");
         }
+        assert_eq!(e164("+6281234567890").as_deref(), Some("+6281234567890"), "E.164 stays E.164");
         let padded = format!("{}0812 3456 7890{}", " ".repeat(20), " ".repeat(20));
         assert!(telepon("telepon", &padded).is_ok(), "trimmed before the length check");
         assert!(telepon("telepon", &format!("08{}12345678", " ".repeat(30))).is_err());

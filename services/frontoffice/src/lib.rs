@@ -141,6 +141,7 @@ pub const RPC_SCOPES: RpcScopes = RpcScopes(&[
     ("/mpp.frontoffice.v1.FrontOfficeService/HapusDataPribadi", SCOPE_PERSONAL_DATA_ERASE),
     ("/mpp.frontoffice.v1.FrontOfficeService/TerbitkanUlangPin", SCOPE_PINS_REISSUE),
     ("/mpp.frontoffice.v1.FrontOfficeService/BukaBerkasInstansi", SCOPE_CASES_OPEN_WALK_IN),
+    ("/mpp.frontoffice.v1.FrontOfficeService/AturNotifikasi", SCOPE_CASES_OPEN),
 ]);
 
 /// The gRPC metadata entry of a `RATE_LIMITED` answer: whole seconds to
@@ -775,6 +776,50 @@ impl FrontOffice {
         })
     }
 
+    /// Declines or takes back the notifications of a case: its contact
+    /// record sealed again under the citizen's key with the choice changed
+    /// (nothing published). Logged with the case and the authenticated
+    /// `client`.
+    pub async fn atur_notifikasi(
+        &self,
+        r: &pb::PengaturanNotifikasi,
+        client: &ClientId,
+    ) -> Result<pb::NotifikasiDiatur, PrivacyError> {
+        let officer = input::officer("petugas", &r.petugas)?;
+        let tracking = input::tracking_number("nomor_berkas", &r.nomor_berkas, self.agency.region())?;
+        let (key, sealed) = match self.vault.blocking(move |v| v.case(&tracking)).await? {
+            None => return Err(PrivacyError::NotFound(tracking)),
+            Some(CaseRecord::Erased(_)) => return Err(PrivacyError::Erased(tracking)),
+            Some(CaseRecord::Sealed(key, sealed)) => (key, sealed),
+        };
+        let mut data = PersonalData::decode(&sealed.open(&key, &tracking)?)?;
+        let changed = data.tanpa_notifikasi != r.tanpa_notifikasi;
+        if changed {
+            data.tanpa_notifikasi = r.tanpa_notifikasi;
+            // A fresh id in the AAD: the new sealing is no copy of the
+            // published one.
+            let resealed = key.seal(&tracking, uuid::Uuid::now_v7().as_bytes(), &data.encode()?)?;
+            match self.vault.blocking(move |v| v.reseal(&tracking, &resealed)).await? {
+                vault::Reseal::Done => {}
+                vault::Reseal::Unknown => return Err(PrivacyError::NotFound(tracking)),
+                vault::Reseal::Erased => return Err(PrivacyError::Erased(tracking)),
+            }
+        }
+        tracing::info!(
+            case = %tracking,
+            officer = %client,
+            petugas = %officer,
+            tanpa_notifikasi = r.tanpa_notifikasi,
+            changed,
+            "Notifications set"
+        );
+        Ok(pb::NotifikasiDiatur {
+            nomor_berkas: tracking.to_string(),
+            tanpa_notifikasi: r.tanpa_notifikasi,
+            berubah: changed,
+        })
+    }
+
     fn erased_event(
         &self,
         case: TrackingNumber,
@@ -805,6 +850,14 @@ impl FrontOfficeService for FrontOffice {
     ) -> Result<Response<pb::DataPribadi>, Status> {
         let client = authenticated_client(&request)?;
         Ok(Response::new(FrontOffice::lihat_data_pribadi(self, request.get_ref(), client).await?))
+    }
+
+    async fn atur_notifikasi(
+        &self,
+        request: Request<pb::PengaturanNotifikasi>,
+    ) -> Result<Response<pb::NotifikasiDiatur>, Status> {
+        let client = authenticated_client(&request)?;
+        Ok(Response::new(FrontOffice::atur_notifikasi(self, request.get_ref(), client).await?))
     }
 
     async fn hapus_data_pribadi(

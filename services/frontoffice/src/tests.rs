@@ -14,6 +14,8 @@ use crate::nik_key::hmac_sha256;
 const NIK: &str = "1771014501900001";
 const NAMA: &str = "Siti Nurhaliza Zulkarnain";
 const TELEPON: &str = "0812-7788-9911";
+/// [`TELEPON`] as the front office keeps it (E.164).
+const TELEPON_E164: &str = "+6281277889911";
 const SUREL: &str = "siti.nurhaliza@contoh.id";
 const PEPPER: &[u8] = b"unit-test-pepper-000";
 const KEY: &[u8] = b"unit-test-nik-key-0123456789abcdef";
@@ -150,7 +152,7 @@ async fn a_case_is_opened_with_a_counter_serial_and_one_case_opened_event() {
                 ciphertext: p.ciphertext.clone(),
             };
             let d = PersonalData::decode(&s.open(&key, &tracking).unwrap()).unwrap();
-            assert_eq!((d.nama.as_str(), d.telepon.as_str(), d.surel.as_str()), (NAMA, TELEPON, SUREL));
+            assert_eq!((d.nama.as_str(), d.telepon.as_str(), d.surel.as_str()), (NAMA, TELEPON_E164, SUREL));
         }
         other => panic!("{other:?}"),
     }
@@ -184,7 +186,7 @@ async fn personal_data_is_read_back_then_erased_for_every_case_of_the_citizen() 
         |nomor: &str| pb::PermintaanDataPribadi { nomor_berkas: nomor.into(), petugas: "ptg-09".into() };
     let opened = f.publisher.events().len();
     let d = f.svc.lihat_data_pribadi(&ask(&r1.nomor_berkas), &client()).await.unwrap();
-    assert_eq!((d.nama.as_str(), d.telepon.as_str(), d.surel.as_str()), (NAMA, TELEPON, SUREL));
+    assert_eq!((d.nama.as_str(), d.telepon.as_str(), d.surel.as_str()), (NAMA, TELEPON_E164, SUREL));
     // The read is recorded: one personal_data_read naming the authenticated
     // client (the request's petugas is the envelope's officer).
     let published = f.publisher.events();
@@ -265,6 +267,66 @@ async fn personal_data_is_read_back_then_erased_for_every_case_of_the_citizen() 
 }
 
 #[tokio::test]
+async fn notifications_are_declined_and_taken_back_after_the_opening_until_erasure() {
+    let f = fixture();
+    let r = f.svc.buka_berkas(&request()).await.unwrap();
+    let tn = TrackingNumber::parse(&r.nomor_berkas).unwrap();
+    let declined = |f: &Fixture| {
+        let Some(CaseRecord::Sealed(key, sealed)) = f.vault.case(&tn).unwrap() else { panic!("sealed") };
+        PersonalData::decode(&sealed.open(&key, &tn).unwrap()).unwrap().tanpa_notifikasi
+    };
+    let set = |nomor: &str, off: bool| pb::PengaturanNotifikasi {
+        nomor_berkas: nomor.into(),
+        tanpa_notifikasi: off,
+        petugas: "ptg-09".into(),
+    };
+    let published = f.publisher.events().len();
+    assert!(!declined(&f));
+    let a = f.svc.atur_notifikasi(&set(&r.nomor_berkas, true), &client()).await.unwrap();
+    assert_eq!((a.tanpa_notifikasi, a.berubah), (true, true));
+    assert!(declined(&f));
+    // The rest of the record is unchanged, and still opens for LihatDataPribadi.
+    let ask = pb::PermintaanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "ptg-09".into() };
+    let d = f.svc.lihat_data_pribadi(&ask, &client()).await.unwrap();
+    assert_eq!((d.nama.as_str(), d.telepon.as_str(), d.surel.as_str()), (NAMA, TELEPON_E164, SUREL));
+    // The same choice again changes nothing; back in.
+    let a = f.svc.atur_notifikasi(&set(&r.nomor_berkas, true), &client()).await.unwrap();
+    assert!(!a.berubah);
+    let a = f.svc.atur_notifikasi(&set(&r.nomor_berkas, false), &client()).await.unwrap();
+    assert_eq!((a.tanpa_notifikasi, a.berubah), (false, true));
+    assert!(!declined(&f));
+    assert_eq!(f.publisher.events().len(), published + 1, "only the read is published");
+
+    // Refused with reasons: bad input, an unknown case, an erased one.
+    let s =
+        Status::from(f.svc.atur_notifikasi(&set("1771-0000000001-0", true), &client()).await.unwrap_err());
+    assert_eq!(s.code(), Code::InvalidArgument);
+    let s = Status::from(
+        f.svc
+            .atur_notifikasi(
+                &pb::PengaturanNotifikasi { petugas: String::new(), ..set(&r.nomor_berkas, true) },
+                &client(),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(s.code(), Code::InvalidArgument);
+    let unknown = TrackingNumber::new(RegionCode::parse("1771").unwrap(), 999).unwrap().to_string();
+    let s = Status::from(f.svc.atur_notifikasi(&set(&unknown, true), &client()).await.unwrap_err());
+    assert_eq!((s.code(), reason(&s)), (Code::NotFound, "UNKNOWN_CASE"));
+    let erase = pb::PenghapusanDataPribadi { nomor_berkas: r.nomor_berkas.clone(), petugas: "ptg-09".into() };
+    f.svc.hapus_data_pribadi(&erase, &client()).await.unwrap();
+    let s = Status::from(f.svc.atur_notifikasi(&set(&r.nomor_berkas, true), &client()).await.unwrap_err());
+    assert_eq!((s.code(), reason(&s)), (Code::FailedPrecondition, "PERSONAL_DATA_ERASED"));
+}
+
+#[test]
+fn the_notification_setting_needs_the_counters_scope() {
+    let scope = RPC_SCOPES.0.iter().find(|(rpc, _)| rpc.ends_with("/AturNotifikasi")).map(|(_, s)| *s);
+    assert_eq!(scope, Some(SCOPE_CASES_OPEN));
+}
+
+#[tokio::test]
 async fn a_read_that_cannot_be_recorded_hands_out_no_data() {
     // Opening publishes two events; the third publish (the read's record)
     // fails.
@@ -295,7 +357,7 @@ async fn the_envelope_carries_no_personal_data() {
     let r = f.svc.buka_berkas(&request()).await.unwrap();
     let bytes = f.publisher.events()[0].encode();
     let phone_digits: String = TELEPON.chars().filter(char::is_ascii_digit).collect();
-    for needle in [NIK, NAMA, "Siti", "Zulkarnain", TELEPON, &phone_digits, "7788", &r.pin] {
+    for needle in [NIK, NAMA, "Siti", "Zulkarnain", TELEPON, TELEPON_E164, &phone_digits, "7788", &r.pin] {
         assert!(!contains(&bytes, needle.as_bytes()), "{needle:?} is in the published envelope");
     }
     // Nor in the envelope's debug rendering (what a careless log line would print).
@@ -304,7 +366,7 @@ async fn the_envelope_carries_no_personal_data() {
     // The receipt, which is the only place they go, has them.
     let receipt = r.tanda_terima.join("\n");
     let grouped = Pin::parse(&r.pin).unwrap().grouped();
-    assert!(receipt.contains(NAMA) && receipt.contains(TELEPON) && receipt.contains(&grouped));
+    assert!(receipt.contains(NAMA) && receipt.contains(TELEPON_E164) && receipt.contains(&grouped));
     assert!(receipt.contains(&r.nomor_berkas));
     assert!(!receipt.contains(NIK), "the NIK is not printed either");
     assert!(receipt.contains(&format!("http://127.0.0.1:8080/api/v1/cases/{}", r.nomor_berkas)));
@@ -349,7 +411,13 @@ async fn bad_requests_are_refused_with_reason_codes_and_use_no_serial() {
         (
             pb::PembukaanBerkas { telepon: "12ab".into(), ..request() },
             Code::InvalidArgument,
-            "INVALID_FIELD_VALUE",
+            "INVALID_PHONE_NUMBER",
+            "telepon: ",
+        ),
+        (
+            pb::PembukaanBerkas { telepon: "812 3456 7890".into(), ..request() },
+            Code::InvalidArgument,
+            "INVALID_PHONE_NUMBER",
             "telepon: ",
         ),
         (
@@ -442,7 +510,9 @@ async fn nothing_personal_is_logged_even_at_trace_level() {
     );
     let phone_digits: String = TELEPON.chars().filter(char::is_ascii_digit).collect();
     assert!(log.contains("Personal data read") && log.contains("Personal data erased"), "{log}");
-    for needle in [NIK, "1771013201900001", NAMA, "Siti", TELEPON, &phone_digits, SUREL, "nurhaliza"] {
+    for needle in
+        [NIK, "1771013201900001", NAMA, "Siti", TELEPON, TELEPON_E164, &phone_digits, SUREL, "nurhaliza"]
+    {
         assert!(!log.contains(needle), "{needle:?} was logged:\n{log}");
     }
     assert!(!log.contains(&format!("PIN: {}", r.pin)) && !log.contains(&format!("pin={}", r.pin)), "{log}");

@@ -163,6 +163,17 @@ pub enum VaultError {
 
 mpp_agency_kit::from_redb_errors!(VaultError, VaultError::Storage);
 
+/// What [`Vault::reseal`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reseal {
+    /// The new sealing replaced the old one.
+    Done,
+    /// Nothing was sealed for the case here.
+    Unknown,
+    /// The citizen's key was destroyed: nothing to seal again.
+    Erased,
+}
+
 /// A citizen's data key, in memory only while sealing or opening.
 #[derive(Clone)]
 pub struct DataKey {
@@ -659,6 +670,29 @@ impl Vault {
         })
     }
 
+    /// Replaces the sealing of `case` by `sealed` (the same personal data
+    /// with a choice changed, sealed again under the same key: see
+    /// `AturNotifikasi`), synced before it returns. Not for a case sealed
+    /// nowhere here ([`Reseal::Unknown`]) or whose key was destroyed
+    /// ([`Reseal::Erased`]); a sealing under another key is refused as
+    /// [`VaultError::Crypto`].
+    pub fn reseal(&self, case: &TrackingNumber, sealed: &Sealed) -> Result<Reseal, VaultError> {
+        let tn = case.to_string();
+        self.write(|db, _| {
+            let ckey = prefixed(b'c', &[tn.as_bytes()]);
+            let Some(v) = View::get(db, &ckey)? else { return Ok(Reseal::Unknown) };
+            let key_id = key_id_of(&v, "case record")?;
+            if View::get(db, &prefixed(b'k', &[&key_id]))?.is_none() {
+                return Ok(Reseal::Erased);
+            }
+            if key_id != sealed.key_id {
+                return Err(VaultError::Crypto);
+            }
+            db.insert(ckey.as_slice(), sealed.encode().as_slice())?;
+            Ok(Reseal::Done)
+        })
+    }
+
     /// What the vault knows of `case`: `None` when nothing was sealed for it
     /// here.
     pub fn case(&self, case: &TrackingNumber) -> Result<Option<CaseRecord>, VaultError> {
@@ -893,6 +927,29 @@ mod tests {
         let again = key.seal(&tn(1), &[7; 16], &data().encode().unwrap()).unwrap();
         assert_ne!(again.nonce, sealed.nonce);
         assert_ne!(again.ciphertext, sealed.ciphertext);
+    }
+
+    #[test]
+    fn a_case_is_sealed_again_with_a_choice_changed_until_its_key_is_destroyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
+        seal_case(&v, b"nik", tn(1), 7);
+        let key = v.key_for(b"nik").unwrap();
+        let changed = PersonalData { tanpa_notifikasi: false, ..data() };
+        let again = key.seal(&tn(1), &[8; 16], &changed.encode().unwrap()).unwrap();
+        assert_eq!(v.reseal(&tn(1), &again).unwrap(), Reseal::Done);
+        drop(v);
+        let v = Vault::open(dir.path(), kek(), NOW_MS).unwrap();
+        let Some(CaseRecord::Sealed(k, s)) = v.case(&tn(1)).unwrap() else { panic!("sealed") };
+        assert_eq!(PersonalData::decode(&s.open(&k, &tn(1)).unwrap()).unwrap(), changed, "survives a reopen");
+        // Another citizen's key, an unknown case, an erased one.
+        let other = v.key_for(b"other").unwrap();
+        let wrong = other.seal(&tn(1), &[9; 16], &changed.encode().unwrap()).unwrap();
+        assert!(matches!(v.reseal(&tn(1), &wrong), Err(VaultError::Crypto)));
+        assert_eq!(v.reseal(&tn(2), &again).unwrap(), Reseal::Unknown);
+        v.erase(&tn(1)).unwrap();
+        assert_eq!(v.reseal(&tn(1), &again).unwrap(), Reseal::Erased);
+        assert!(matches!(v.case(&tn(1)).unwrap(), Some(CaseRecord::Erased(_))));
     }
 
     #[test]

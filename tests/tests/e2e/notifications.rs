@@ -26,7 +26,16 @@
 //!   (the gateway answers 409 to its `Idempotency-Key`);
 //! - case F: DPMPTSP's filing and request for documents reach the hub
 //!   before the front office opens the case (held in its shell): the
-//!   citizen hears of the request once the opening surfaces it.
+//!   citizen hears of the request once the opening surfaces it;
+//! - overdue: case G is filed and left with the agency, case H filed and
+//!   issued at once; the front office's overdue timers (armed for G,
+//!   cancelled for H) survive a `kill -9`, and a restart with the timers'
+//!   drill clock past G's 28-working-day deadline sends G's citizen one
+//!   e-mail and one SMS "past its deadline", and H's nothing; a second
+//!   `kill -9` and restart send nothing more;
+//! - opt-out after the opening: G's citizen declines notifications at the
+//!   counter (`AturNotifikasi`): the retribution's messages end
+//!   `suppressed_opted_out`; taken back, the issue is sent.
 //!
 //! Every message: the tracking link, never the PIN. Needs aiosmtpd in
 //! `MPP_PYTHON` (tests/run-all.sh installs it into `.venv`).
@@ -334,6 +343,21 @@ fn outcomes(front: &mut AgencyProcess, outcome: &str) -> usize {
         .count()
 }
 
+/// The front office's log lines of `c`'s notifications of `event` sent.
+fn sent_of(front: &mut AgencyProcess, c: &Case, event: &str) -> usize {
+    let log = std::fs::read_to_string(front.process().log_path()).unwrap_or_default();
+    let (hash, event) = (case_hash(&c.tn), format!("\"event\":\"{event}\""));
+    log.lines()
+        .filter(|l| l.contains("\"Notification\"") && l.contains(&hash) && l.contains(&event))
+        .filter(|l| l.contains("\"outcome\":\"sent\""))
+        .count()
+}
+
+/// The case as the front office's log names it (`notify::case_hash`).
+fn case_hash(tn: &str) -> String {
+    hex::encode(&Sha256::digest(format!("mpp-notify-case\0{tn}").as_bytes())[..8])
+}
+
 fn grouped(pin: &str) -> String {
     pin.as_bytes().chunks(3).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
 }
@@ -540,7 +564,7 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
         |c: &Case| sms.iter().filter(|(_, v)| v["text"].as_str().is_some_and(|t| t.contains(&c.tn))).count();
     ensure!(sms_of(&a) == 3 && sms_of(&b) == 1 && sms_of(&e) == 0, "SMS: {sms:?}");
     for (_, v) in &sms {
-        ensure!(v["channel"] == "sms" && v["to"].as_str().is_some_and(|t| t.starts_with("0812345")), "{v}");
+        ensure!(v["channel"] == "sms" && v["to"].as_str().is_some_and(|t| t.starts_with("+62812345")), "{v}");
     }
     ensure!(sms.iter().any(|(_, v)| v["language"] == "en") && sms.iter().any(|(_, v)| v["language"] == "id"));
 
@@ -684,15 +708,190 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
         );
     }
     ensure!(gateway.recorded(|r| r.unauthorised) == 0);
+
+    // When: G is filed and left with DPMPTSP; H is filed and issued at once.
+    let g = open(&mut fo_c, &mut dpm_c, 7, "en", false).await?;
+    let h = open(&mut fo_c, &mut dpm_c, 8, "id", false).await?;
+    dpm_c.mulai_pemeriksaan(h.step()).await.context("MulaiPemeriksaan H")?;
+    assess(&mut dpm_c, &h).await?;
+    dpm_c
+        .konfirmasi_pembayaran(dpm::PembayaranRetribusi {
+            langkah: Some(h.step()),
+            jumlah_bayar: 1_250_000,
+            nomor_sts: "STS-2".into(),
+        })
+        .await
+        .context("KonfirmasiPembayaran H")?;
+    dpm_c
+        .terbitkan_izin(dpm::IzinTerbit { langkah: Some(h.step()), nomor_izin: "SK-PBG-177101-0002".into() })
+        .await
+        .context("TerbitkanIzin H")?;
+    // Then: G's timer is armed, H's cancelled, H's two messages sent.
+    let timer_states = |front: &mut AgencyProcess, c: &Case| -> Vec<String> {
+        let log = std::fs::read_to_string(front.process().log_path()).unwrap_or_default();
+        let hash = case_hash(&c.tn);
+        log.lines()
+            .filter(|l| l.contains("\"Overdue timer\"") && l.contains(&hash))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["fields"]["state"].as_str().or(v["state"].as_str()).map(str::to_owned))
+            .collect()
+    };
+    let timers = wait_for("G's timer armed and H's cancelled", ARRIVAL_DEADLINE, || {
+        let (gs, hs) = (timer_states(&mut front, &g), timer_states(&mut front, &h));
+        let ok = gs.iter().any(|s| s == "armed") && hs.last().is_some_and(|s| s == "cancelled");
+        // Received and recorded as sent: a kill -9 before the front office
+        // marks them done would send them again (deduplicated by the
+        // receivers, but the sink keeps both).
+        let sent = arrived(&sink, &gateway, 9, 9).is_some() && sent_of(&mut front, &h, "issued") == 2;
+        async move { Ok((ok && sent).then_some(())) }
+    })
+    .await;
+    if timers.is_err() {
+        eprintln!("front office log:\n{}", front.log_tail());
+    }
+    timers?;
+    ensure!(timer_states(&mut front, &g).iter().all(|s| s == "armed"), "G is with the agency");
+
+    // When: the front office is killed and restarts with its timers' clock
+    // 200 days on (past G's 28 working days, whatever the holidays).
+    front.kill9()?;
+    front.process().env("MPP_NOTIFY_OVERDUE_CLOCK_OFFSET_MS", &(200 * DAY_MS).to_string());
+    front.restart().await?;
+    front.wait_listening(READY_DEADLINE).await?;
+    // Then: G's citizen is told once by e-mail and SMS, in English.
+    let is_overdue = |t: &str| t.contains("-working-day deadline of") || t.contains("melewati batas waktu");
+    let overdue_mails = |sink: &SmtpSink| -> Result<Vec<Value>> {
+        Ok(sink.messages()?.into_iter().filter(|m| m["text"].as_str().is_some_and(is_overdue)).collect())
+    };
+    let overdue_sms = |gateway: &Gateway| -> Vec<Value> {
+        gateway.recorded(|r| {
+            r.accepted
+                .iter()
+                .filter(|(_, v)| v["text"].as_str().is_some_and(is_overdue))
+                .map(|(_, v)| v.clone())
+                .collect()
+        })
+    };
+    let fired = wait_for("G's overdue notice", ARRIVAL_DEADLINE, || async {
+        Ok((overdue_mails(&sink)?.len() == 1 && overdue_sms(&gateway).len() == 1).then_some(()))
+    })
+    .await;
+    if fired.is_err() {
+        eprintln!("front office log:\n{}", front.log_tail());
+    }
+    fired?;
+    wait_for("G's overdue notice recorded as sent", ARRIVAL_DEADLINE, || {
+        let n = sent_of(&mut front, &g, "overdue");
+        async move { Ok((n == 2).then_some(())) }
+    })
+    .await?;
+    let m = overdue_mails(&sink)?.remove(0);
+    let text = m["text"].as_str().unwrap_or("");
+    ensure!(m["rcpt_tos"] == serde_json::json!([g.email]) && m["language"] == "en", "{m}");
+    ensure!(
+        text.contains("your application at DPMPTSP for ")
+            && text.contains(&format!("(case {}) is past its 28-working-day deadline of ", g.tn))
+            && text.contains(
+                "What you can do: the MPP's complaint channel, SP4N-LAPOR! https://www.lapor.go.id"
+            )
+            && text.contains(&format!("/lacak?nomor={}&lang=en", g.tn))
+            && !text.contains(&g.pin),
+        "G's overdue e-mail: {text}"
+    );
+    let sms = overdue_sms(&gateway).remove(0);
+    ensure!(sms["text"].as_str().is_some_and(|t| t.contains(&g.tn)) && sms["language"] == "en", "{sms}");
+
+    // When: killed and restarted once more, and G's documents requested (a
+    // message that shows the restarted sender's rounds ran).
+    front.kill9()?;
+    front.restart().await?;
+    front.wait_listening(READY_DEADLINE).await?;
+    request_documents(&mut dpm_c, &g).await?;
+    wait_for("G's request for documents", ARRIVAL_DEADLINE, || async {
+        Ok(arrived(&sink, &gateway, 11, 11))
+    })
+    .await?;
+    // Then: still one overdue notice, G's alone; none for H, issued in time.
+    let (om, os) = (overdue_mails(&sink)?, overdue_sms(&gateway));
+    ensure!(om.len() == 1 && os.len() == 1, "overdue notices once: {om:?} {os:?}");
+    ensure!(
+        sink.messages()?.iter().filter(|m| m["subject"].as_str().is_some_and(|s| s.contains(&h.tn))).count()
+            == 2,
+        "H: the retribution and the issue, nothing overdue"
+    );
+    let overdue_sent = om.len() + os.len();
+
+    // When: G's citizen declines notifications at the counter
+    // (AturNotifikasi) and the retribution is assessed, then takes them
+    // back and the PBG is issued.
+    let opted_out_before = outcomes(&mut front, "suppressed_opted_out");
+    let set = |off: bool| fo::PengaturanNotifikasi {
+        nomor_berkas: g.tn.clone(),
+        tanpa_notifikasi: off,
+        petugas: "ptg-loket-1".into(),
+    };
+    let off = fo_c.atur_notifikasi(set(true)).await.context("AturNotifikasi off")?.into_inner();
+    ensure!(off.tanpa_notifikasi && off.berubah, "{off:?}");
+    dpm_c
+        .terima_perbaikan(dpm::DokumenDiperbaiki {
+            langkah: Some(g.step()),
+            dokumen: vec!["Gambar teknis bangunan".into()],
+        })
+        .await
+        .context("TerimaPerbaikan G")?;
+    dpm_c.mulai_pemeriksaan(g.step()).await.context("MulaiPemeriksaan G")?;
+    assess(&mut dpm_c, &g).await?;
+    // Then: the retribution's messages end suppressed_opted_out.
+    wait_for("G's opt-out honoured", ARRIVAL_DEADLINE, || {
+        let n = outcomes(&mut front, "suppressed_opted_out");
+        async move { Ok((n >= opted_out_before + 2).then_some(())) }
+    })
+    .await?;
+    let on = fo_c.atur_notifikasi(set(false)).await.context("AturNotifikasi on")?.into_inner();
+    ensure!(!on.tanpa_notifikasi && on.berubah, "{on:?}");
+    dpm_c
+        .konfirmasi_pembayaran(dpm::PembayaranRetribusi {
+            langkah: Some(g.step()),
+            jumlah_bayar: 1_250_000,
+            nomor_sts: "STS-3".into(),
+        })
+        .await
+        .context("KonfirmasiPembayaran G")?;
+    dpm_c
+        .terbitkan_izin(dpm::IzinTerbit { langkah: Some(g.step()), nomor_izin: "SK-PBG-177101-0003".into() })
+        .await
+        .context("TerbitkanIzin G")?;
+    // Then: the issue reaches the citizen again; nothing of the retribution.
+    wait_for("G's issue", ARRIVAL_DEADLINE, || async { Ok(arrived(&sink, &gateway, 12, 12)) }).await?;
+    let g_mails: Vec<String> = sink
+        .messages()?
+        .iter()
+        .filter_map(|m| m["text"].as_str().filter(|t| t.contains(&g.tn)).map(str::to_owned))
+        .collect();
+    ensure!(
+        g_mails.len() == 3
+            && g_mails.iter().any(|t| t.contains("has been issued"))
+            && !g_mails.iter().any(|t| t.contains("Rp 1.250.000")),
+        "G's e-mails: {g_mails:?}"
+    );
+
     let deduplicated = gateway.recorded(|r| r.duplicates.len());
     let suppressed_erased = outcomes(&mut front, "suppressed_erased");
     let suppressed_opted_out = outcomes(&mut front, "suppressed_opted_out");
     let mut per_case: BTreeMap<&str, usize> = BTreeMap::new();
-    for (name, c) in [("A", &a), ("B", &b), ("C", &c), ("D", &d), ("E", &e), ("F", &f)] {
-        per_case.insert(name, texts.iter().skip(mails.len()).filter(|t| t.contains(&c.tn)).count());
+    let mails = sink.messages()?;
+    let sms = gateway.recorded(|r| r.accepted.clone());
+    let all_texts: Vec<&str> = mails
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .chain(sms.iter().filter_map(|(_, v)| v["text"].as_str()))
+        .collect();
+    for (name, c) in [("A", &a), ("B", &b), ("C", &c), ("D", &d), ("E", &e), ("F", &f), ("G", &g), ("H", &h)]
+    {
+        per_case.insert(name, all_texts.iter().filter(|t| t.contains(&c.tn)).count());
     }
     println!(
-        "notifications: sent {} (e-mail {}, sms {}), deduplicated {deduplicated} (gateway 409 after kill -9), \
+        "notifications: sent {} (e-mail {}, sms {}; overdue {overdue_sent}), deduplicated {deduplicated} (gateway 409 after kill -9), \
          suppressed {} (erased {suppressed_erased}, opted out {suppressed_opted_out}); messages per case (e-mail and sms) {per_case:?}; {:.1} s",
         mails.len() + sms.len(),
         mails.len(),

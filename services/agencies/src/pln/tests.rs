@@ -202,6 +202,7 @@ fn pbg_issued(own: &[(&str, &str, &str)]) -> mpp_proto::v1::CaseEvent {
             })
             .collect(),
         notice: None,
+        sla: None,
     }
 }
 

@@ -17,8 +17,10 @@
 //!
 //! - the contact details are read from the vault when the message is sent:
 //!   an erased citizen's entries are dropped, counted and logged as
-//!   `suppressed_erased`; a citizen who declined notifications,
-//!   `suppressed_opted_out`; a channel without an address, `no_contact`;
+//!   `suppressed_erased`; a citizen who declined notifications (at the
+//!   opening, or later with `AturNotifikasi`), `suppressed_opted_out`; a
+//!   channel without an address, `no_contact`; the gateway gets the phone
+//!   number in E.164;
 //! - SMS and WhatsApp wait out quiet hours ([`QUIET_HOURS_DEFAULT`], local
 //!   time of the MPP's zone); e-mail goes at any hour;
 //! - a failure worth retrying is retried after [`NOTIFY_RETRY_MS_MIN`]
@@ -26,7 +28,12 @@
 //!   [`NOTIFY_MAX_AGE_MS`] old (`expired`); a refusal for good is `failed`;
 //! - every outcome is one log line (the case as a hash, the event's log
 //!   sequence and type, the channel, the outcome; never an address or a
-//!   text) and a count in the outbox.
+//!   text) and a count in the outbox;
+//! - an application past its SLA deadline gets one overdue notice, from a
+//!   durable timer per application set by the SLA clock each case event
+//!   carries ([`overdue`]);
+//! - finished entries are purged after [`outbox::NOTIFY_RETENTION_MS`]
+//!   (events older than that are never queued), the counts kept.
 //!
 //! An entry is marked done after the server or gateway accepted it; a
 //! crash in between sends it again with the same `Message-ID` and
@@ -39,6 +46,7 @@
 
 pub mod gateway;
 pub mod outbox;
+pub mod overdue;
 pub mod smtp;
 pub mod template;
 
@@ -87,6 +95,16 @@ pub const NOTIFY_BATCH_MAX: usize = 32;
 /// Longest `--smtp-from`, in bytes.
 pub const SMTP_FROM_BYTES_MAX: usize = 254;
 
+/// Where overdue notices send the citizen by default: SP4N-LAPOR!, the
+/// national complaint system every public service is connected to.
+pub const COMPLAINT_CHANNEL_DEFAULT: &str = "SP4N-LAPOR! https://www.lapor.go.id";
+
+/// Longest `--notify-complaint-channel`, in bytes (one line of a message).
+pub const COMPLAINT_CHANNEL_BYTES_MAX: usize = 200;
+
+/// Largest `--notify-overdue-clock-offset-ms`: a year.
+pub const OVERDUE_CLOCK_OFFSET_MS_MAX: i64 = 366 * 86_400_000;
+
 /// The notification flags of the front office.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NotifyArgs {
@@ -124,6 +142,19 @@ pub struct NotifyArgs {
     /// START-END in whole hours (e.g. 21-7), or off.
     #[arg(long, env = "MPP_NOTIFY_QUIET_HOURS", default_value = QUIET_HOURS_DEFAULT, value_parser = QuietHours::parse)]
     pub notify_quiet_hours: QuietHours,
+
+    /// Where an overdue notice tells the citizen to complain: the MPP's
+    /// complaint channel, one line (name and address).
+    #[arg(long, env = "MPP_NOTIFY_COMPLAINT_CHANNEL", default_value = COMPLAINT_CHANNEL_DEFAULT,
+          value_parser = parse_complaint_channel)]
+    pub notify_complaint_channel: String,
+
+    /// Drills and tests only (hidden): the overdue timers fire as if the
+    /// time were this many milliseconds later (0..=a year). Nothing else is
+    /// shifted.
+    #[arg(long, env = "MPP_NOTIFY_OVERDUE_CLOCK_OFFSET_MS", default_value_t = 0, hide = true,
+          value_parser = clap::value_parser!(i64).range(0..=OVERDUE_CLOCK_OFFSET_MS_MAX))]
+    pub notify_overdue_clock_offset_ms: i64,
 }
 
 impl NotifyArgs {
@@ -137,8 +168,20 @@ impl NotifyArgs {
             sms_gateway_token_file: None,
             sms_gateway_channel: Channel::Sms,
             notify_quiet_hours: QuietHours::parse(QUIET_HOURS_DEFAULT).unwrap_or(QuietHours::OFF),
+            notify_complaint_channel: COMPLAINT_CHANNEL_DEFAULT.to_owned(),
+            notify_overdue_clock_offset_ms: 0,
         }
     }
+}
+
+fn parse_complaint_channel(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() || t.len() > COMPLAINT_CHANNEL_BYTES_MAX || t.chars().any(char::is_control) {
+        return Err(format!(
+            "{s:?}: expected one line of at most {COMPLAINT_CHANNEL_BYTES_MAX} bytes (e.g. {COMPLAINT_CHANNEL_DEFAULT:?})"
+        ));
+    }
+    Ok(t.to_owned())
 }
 
 fn parse_from(s: &str) -> Result<String, String> {
@@ -244,6 +287,10 @@ pub struct NotifyConfig {
     pub mpp_name: String,
     /// The tracking page.
     pub page: String,
+    /// Where overdue notices send the citizen to complain.
+    pub complaint: String,
+    /// Added to the clock the overdue timers fire by (drills and tests).
+    pub overdue_clock_offset_ms: i64,
 }
 
 impl NotifyConfig {
@@ -284,7 +331,16 @@ impl NotifyConfig {
         if email.is_none() && gateway.is_none() {
             return Ok(None);
         }
-        Ok(Some(Self { email, gateway, quiet: args.notify_quiet_hours, zone, mpp_name, page }))
+        Ok(Some(Self {
+            email,
+            gateway,
+            quiet: args.notify_quiet_hours,
+            zone,
+            mpp_name,
+            page,
+            complaint: args.notify_complaint_channel.clone(),
+            overdue_clock_offset_ms: args.notify_overdue_clock_offset_ms,
+        }))
     }
 
     /// The channels an event is queued on.
@@ -401,14 +457,36 @@ impl Notifier {
         &self.outbox
     }
 
-    /// The kit's reaction to a case event: queue it (an event with a
-    /// notice only) on every configured channel, durably, then wake the
+    /// The kit's reaction to a case event: set its application's overdue
+    /// timer from its SLA clock ([`overdue`]), then queue it (an event with
+    /// a notice only) on every configured channel, durably, then wake the
     /// sender.
     pub fn reaction(&self) -> CaseEventReaction {
         let me = self.clone();
         CaseEventReaction::new(move |_agency, event| {
             let me = me.clone();
             Box::pin(async move {
+                if event.sla.is_some() {
+                    let (outbox, e) = (me.outbox.clone(), event.clone());
+                    let state = tokio::task::spawn_blocking(move || outbox.observe(&e))
+                        .await
+                        .map_err(unavailable)?
+                        .map_err(unavailable)?;
+                    if let Some(state) = state {
+                        let at_ms = match state {
+                            overdue::TimerState::Armed(at) => at,
+                            _ => 0,
+                        };
+                        tracing::info!(
+                            case = %case_hash(&event.case_id),
+                            seq = event.seq,
+                            event = %event.event_type,
+                            state = state.as_str(),
+                            at_ms,
+                            "Overdue timer"
+                        );
+                    }
+                }
                 if event.notice.is_none() {
                     return Ok(());
                 }
@@ -478,8 +556,51 @@ pub fn spawn_sender(notifier: Notifier, vault: Vault) -> tokio::task::JoinHandle
     })
 }
 
-/// One round: every due entry, one at a time.
+/// Fires the overdue timers due now (plus the drill offset), queueing
+/// their notices.
+async fn fire_timers(n: &Notifier) -> Result<(), String> {
+    let (outbox, channels, now) = (n.outbox.clone(), n.config.channels(), n.clock.now_ms());
+    let timer_now = now.saturating_add(n.config.overdue_clock_offset_ms);
+    let fired = tokio::task::spawn_blocking(move || outbox.fire_due(timer_now, &channels, now))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    for e in &fired {
+        tracing::info!(
+            case = %case_hash(&e.case_id),
+            seq = e.seq,
+            event = %e.event_type,
+            state = "fired",
+            at_ms = e.sla.as_ref().map_or(0, |c| c.overdue_at_ms),
+            "Overdue timer"
+        );
+    }
+    Ok(())
+}
+
+/// Removes the done entries past [`outbox::NOTIFY_RETENTION_MS`].
+async fn purge(n: &Notifier) -> Result<(), String> {
+    let (outbox, now) = (n.outbox.clone(), n.clock.now_ms());
+    let purged = tokio::task::spawn_blocking(move || outbox.purge_done(now, outbox::NOTIFY_PURGE_BATCH_MAX))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if purged > 0 {
+        tracing::info!(purged, "Finished notifications purged after their retention");
+    }
+    Ok(())
+}
+
+/// One round: the overdue timers due, then every due entry, one at a time,
+/// then the finished entries past their retention.
 async fn send_due(n: &Notifier, vault: &Vault) -> Result<(), String> {
+    fire_timers(n).await?;
+    send_entries(n, vault).await?;
+    purge(n).await
+}
+
+/// Every due entry, one at a time.
+async fn send_entries(n: &Notifier, vault: &Vault) -> Result<(), String> {
     loop {
         let (outbox, now) = (n.outbox.clone(), n.clock.now_ms());
         let due = tokio::task::spawn_blocking(move || outbox.due(now, NOTIFY_BATCH_MAX))
@@ -498,7 +619,8 @@ async fn send_due(n: &Notifier, vault: &Vault) -> Result<(), String> {
                     log_outcome(&entry, outcome.as_str(), "");
                     n.counts.outcome(entry.channel, outcome);
                     let e = entry.clone();
-                    tokio::task::spawn_blocking(move || outbox.finish(&e, outcome))
+                    let now = n.clock.now_ms();
+                    tokio::task::spawn_blocking(move || outbox.finish(&e, outcome, now))
                         .await
                         .map_err(|e| e.to_string())?
                         .map_err(|e| e.to_string())?;
@@ -518,7 +640,7 @@ async fn send_due(n: &Notifier, vault: &Vault) -> Result<(), String> {
                     if now - entry.enqueued_at_ms >= NOTIFY_MAX_AGE_MS {
                         log_outcome(&entry, Outcome::Expired.as_str(), &why);
                         n.counts.outcome(entry.channel, Outcome::Expired);
-                        tokio::task::spawn_blocking(move || outbox.finish(&entry, Outcome::Expired))
+                        tokio::task::spawn_blocking(move || outbox.finish(&entry, Outcome::Expired, now))
                             .await
                             .map_err(|e| e.to_string())?
                             .map_err(|e| e.to_string())?;
@@ -592,6 +714,9 @@ async fn attempt(n: &Notifier, vault: &Vault, entry: &Entry) -> Attempt {
         mpp_name: &c.mpp_name,
         page: &c.page,
         zone: c.zone,
+        agency: &event.agency_id,
+        sla: event.sla.as_ref(),
+        complaint: &c.complaint,
     };
     let Some(message) = template::render(&about, data.bahasa) else { return Attempt::Done(Outcome::Failed) };
     let key = entry.key();
@@ -619,11 +744,17 @@ async fn attempt(n: &Notifier, vault: &Vault, entry: &Entry) -> Attempt {
             }
         }
         (channel, _, Some(g)) if channel.is_phone() => {
+            // Sealed in E.164 since BukaBerkas normalises; an older sealing
+            // is normalised here, and one that cannot be has no usable number.
+            let Some(to) = crate::citizen::e164(address) else {
+                tracing::warn!(case = %case_hash(&event.case_id), seq = event.seq, "The sealed phone number is not one a message can be sent to");
+                return Attempt::Done(Outcome::NoContact);
+            };
             let id = notification_id(&key);
             let m = GatewayMessage {
                 id: &id,
                 channel: channel.as_str(),
-                to: address,
+                to: &to,
                 language: data.bahasa.as_str(),
                 text: &message.text,
             };

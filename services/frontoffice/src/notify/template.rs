@@ -35,6 +35,13 @@ pub struct About<'a> {
     pub page: &'a str,
     /// The MPP's time zone, for times and dates.
     pub zone: Zone,
+    /// The agency the application is with (its participant id, written in
+    /// capitals: DPMPTSP, PLN).
+    pub agency: &'a str,
+    /// The application's SLA clock (overdue notices).
+    pub sla: Option<&'a pb::SlaClock>,
+    /// The MPP's complaint channel (overdue notices).
+    pub complaint: &'a str,
 }
 
 /// The tracking link of `case`: the page with the number filled in.
@@ -162,6 +169,31 @@ pub fn render(about: &About<'_>, lang: Bahasa) -> Option<Message> {
                 )
             }
         }
+        ("overdue", _) => {
+            let clock = about.sla?;
+            let agency = about.agency.to_uppercase();
+            let days = clock.standard_working_days;
+            let due = iso_date(&clock.due_date, lang).unwrap_or_else(|| clock.due_date.clone());
+            if en {
+                (
+                    format!("Case {tn}: past its deadline"),
+                    format!(
+                        "your application at {agency} for {service} (case {tn}) is past its {days}-working-day \
+                         deadline of {due}. What you can do: the MPP's complaint channel, {}.",
+                        about.complaint
+                    ),
+                )
+            } else {
+                (
+                    format!("Berkas {tn}: melewati batas waktu"),
+                    format!(
+                        "permohonan Anda di {agency} untuk {service} (berkas {tn}) melewati batas waktu {days} hari \
+                         kerja, yaitu {due}. Yang dapat Anda lakukan: sampaikan pengaduan melalui {}.",
+                        about.complaint
+                    ),
+                )
+            }
+        }
         _ => return None,
     };
     let link = tracking_link(about.page, tn, lang);
@@ -251,6 +283,15 @@ fn date(unix_ms: i64, zone: Zone, lang: Bahasa) -> String {
     format!("{d} {} {y}", months[(m - 1) as usize])
 }
 
+/// `2026-12-09` as `9 Desember 2026` / `9 December 2026`.
+fn iso_date(s: &str, lang: Bahasa) -> Option<String> {
+    let mut parts = s.splitn(3, '-').map(|p| p.parse::<u32>().ok());
+    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+    let months = if lang == Bahasa::En { MONTHS_EN } else { MONTHS_ID };
+    let month = months.get(usize::try_from(m).ok()?.checked_sub(1)?)?;
+    Some(format!("{d} {month} {y}"))
+}
+
 fn date_time(unix_ms: i64, zone: Zone, lang: Bahasa) -> String {
     let (_, _, _, h, min) = local(unix_ms, zone);
     let sep = if lang == Bahasa::En { "at" } else { "pukul" };
@@ -275,6 +316,9 @@ mod tests {
             mpp_name: "MPP Kota Bengkulu",
             page: "https://mpp.example/lacak",
             zone: Zone::Wib,
+            agency: "dpmptsp",
+            sla: None,
+            complaint: "SP4N-LAPOR! https://www.lapor.go.id",
         }
     }
 
@@ -323,6 +367,43 @@ mod tests {
         let rejected = render(&about(&case, "rejected", &notice), Bahasa::Id).unwrap();
         assert!(rejected.text.contains("rencana tata ruang (KKPR)"), "{}", rejected.text);
         assert!(render(&about(&case, "review_started", &notice), Bahasa::Id).is_none());
+    }
+
+    #[test]
+    fn the_overdue_notice_names_the_agency_the_deadline_and_the_complaint_channel() {
+        let case = tn();
+        let notice = pb::CitizenNotice {
+            service_name_id: "Persetujuan Bangunan Gedung (PBG)".into(),
+            service_name_en: "Building approval (PBG)".into(),
+            ..Default::default()
+        };
+        let clock =
+            pb::SlaClock { standard_working_days: 28, due_date: "2026-12-09".into(), ..Default::default() };
+        let mut a = about(&case, "overdue", &notice);
+        assert!(render(&a, Bahasa::En).is_none(), "no clock, no words");
+        a.sla = Some(&clock);
+        let en = render(&a, Bahasa::En).unwrap();
+        assert!(
+            en.text
+                .contains("your application at DPMPTSP for Building approval (PBG) (case 1771-0000000042-")
+                && en.text.contains(
+                    "is past its 28-working-day deadline of 9 December 2026. What you can do: \
+                 the MPP's complaint channel, SP4N-LAPOR! https://www.lapor.go.id."
+                ),
+            "{}",
+            en.text
+        );
+        assert!(en.subject.contains("past its deadline") && en.text.contains("lang=en"));
+        let id = render(&a, Bahasa::Id).unwrap();
+        assert!(
+            id.text.contains("melewati batas waktu 28 hari kerja, yaitu 9 Desember 2026")
+                && id.text.contains("di DPMPTSP untuk Persetujuan Bangunan Gedung (PBG)")
+                && id.text.contains("pengaduan melalui SP4N-LAPOR!"),
+            "{}",
+            id.text
+        );
+        assert_eq!(iso_date("2026-13-01", Bahasa::Id), None);
+        assert_eq!(iso_date("", Bahasa::Id), None);
     }
 
     #[test]
