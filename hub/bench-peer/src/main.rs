@@ -371,11 +371,8 @@ impl Cluster {
     fn start(bin: &PgBin, dir: &Path) -> Result<Cluster> {
         let user = run_as()?;
         let data = dir.join("pgdata");
-        let sock = dir.join("sock");
-        std::fs::create_dir_all(&sock)?;
         if let Some((uid, gid)) = user {
             std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
-            std::os::unix::fs::chown(&sock, Some(uid), Some(gid))?;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let cluster = Cluster { pg_ctl: bin.pg_ctl.clone(), data: data.clone(), user, port };
@@ -394,7 +391,10 @@ impl Cluster {
             );
         }
         let opts =
-            format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100", sock.display());
+            // TCP on 127.0.0.1 only: clients connect there, and a Unix
+            // socket's path under a deep work directory can pass its
+            // 107-byte limit (PostgreSQL then refuses to start).
+            format!("-p {port} -c unix_socket_directories='' -c listen_addresses=127.0.0.1 -c max_connections=100");
         let out = cluster
             .command(&bin.pg_ctl)
             .arg("-D")

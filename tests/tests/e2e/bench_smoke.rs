@@ -15,6 +15,10 @@ const QUICK_RUN_DEADLINE: Duration = Duration::from_secs(300);
 async fn quick_bench_writes_a_parseable_report() -> Result<()> {
     let exe = mpp_tests::bins::workspace_bin("mpp-bench")?;
     let dir = mpp_tests::temp_dir("mpp-bench-smoke-")?;
+    // Run as root, the PostgreSQL peers (when built) start PostgreSQL as the
+    // `postgres` user, which must be able to enter the work directory: a
+    // temp dir is created 0700.
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let out = dir.path().join("report");
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work)?;
