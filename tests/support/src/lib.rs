@@ -59,3 +59,18 @@ pub fn temp_dir_in(parent: &Path, prefix: &str) -> anyhow::Result<tempfile::Temp
     }
     Ok(dir)
 }
+
+/// Copies the directory `from` into `to` (created), recursively.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}

@@ -23,9 +23,9 @@ use mpp_registrar::{key_added, publish as publish_statements};
 use mpp_tests::dukcapil::{self, Answered};
 use mpp_tests::envelope::stream_last_seq;
 use mpp_tests::registry::{participant_key, test_registrar};
-use mpp_tests::services::{token_line, walk_in_client_id, AgencyOptions, FrontOfficeLink, HubProcess};
+use mpp_tests::services::{token_line, walk_in_client_id, AgencyOptions, FrontOfficeLink};
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{wait_for, AgencyProcess, NatsServer};
+use mpp_tests::{wait_for, AgencyProcess};
 use prost::Message as _;
 use tonic::Code;
 
@@ -56,10 +56,8 @@ fn write_token(dir: &Path, name: &str, token: &str) -> Result<std::path::PathBuf
 async fn an_agency_walk_in_is_opened_by_the_front_office_and_looked_up_with_its_pin() -> Result<()> {
     // Given: a hub under the registry (the front office and Dukcapil with
     // their keys).
-    let nats = NatsServer::start().await?;
+    let (nats, mut hub) = mpp_tests::services::nats_and_hub(READY_DEADLINE).await?;
     let js = nats.jetstream().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
     let keys = mpp_tests::temp_dir("mpp-walk-in-keys-")?;
     let (fo_key, fo_pk) = participant_key(keys.path(), "front-office")?;
     let (dk_key, dk_pk) = participant_key(keys.path(), "dukcapil")?;
