@@ -182,3 +182,19 @@ pub fn call_events(b: &crate::event::EventBuilder, n: usize) -> Vec<OutgoingEven
         })
         .collect()
 }
+
+/// The family card's standard (`kk`, version 1: three working days, free,
+/// the old card required) that the tests publish.
+pub fn kk_standard() -> crate::catalogue::ServiceStandardSpec {
+    crate::catalogue::ServiceStandardSpec {
+        service: mpp_core::ids::ServiceId::parse("kk").expect("kk is a valid service id"),
+        name_id: "Kartu Keluarga".into(),
+        name_en: "Family card".into(),
+        completion_working_days: 3,
+        fee_idr: 0,
+        requirements: vec!["KK lama".into()],
+        fiktif_positif: false,
+        version: 1,
+        collection: None,
+    }
+}
