@@ -357,9 +357,9 @@ where
         bytes_max: args.outbox_bytes_max,
     };
     let mut outbox = Outbox::open(outbox_config, clock.clone())?;
-    let client = connect_nats_in_background(&args.nats_url, &name, &nats_access)
+    let client = connect_nats_in_background(&args.nats.nats_url, &name, &nats_access)
         .await
-        .map_err(|source| RunError::Nats { url: args.nats_url.clone(), source })?;
+        .map_err(|source| RunError::Nats { url: args.nats.nats_url.clone(), source })?;
     outbox.start_relay(
         client,
         RelayConfig { stream: STREAM_NAME.to_owned(), ensure_stream: !args.skip_stream_setup, signer },
@@ -412,7 +412,7 @@ where
     };
     tracing::info!(
         region = %args.region_code,
-        nats = %args.nats_url,
+        nats = %args.nats.nats_url,
         nats_user = nats_access.credentials.as_ref().map_or("(anonymous)", |c| c.user()),
         nats_tls = nats_access.tls_ca_file.is_some(),
         data_dir = %data_dir.display(),

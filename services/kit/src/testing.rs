@@ -134,11 +134,7 @@ pub fn random_tracking_number(region: mpp_core::ids::RegionCode) -> mpp_core::id
 /// check with struct-update syntax.
 pub fn common_args(nats_url: String, data_dir: std::path::PathBuf) -> crate::CommonArgs {
     crate::CommonArgs {
-        nats_url,
-        nats_user: None,
-        nats_password_file: None,
-        nats_nkey_file: None,
-        nats_tls_ca_file: None,
+        nats: mpp_edge::nats::NatsArgs::anonymous(nats_url),
         grpc_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         region_code: mpp_core::ids::RegionCode::parse("1771").expect("1771 is a region code"),
         log: mpp_edge::log::LogArgs { log_format: Some(crate::LogFormat::Pretty) },
