@@ -23,6 +23,8 @@
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod http;
 pub mod log;
 pub mod nats;
