@@ -38,6 +38,36 @@ fn catalogue(agency: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/catalogue").join(format!("{agency}.toml"))
 }
 
+/// The statements that register the front office of [`REGION`] (key
+/// `fo_pk`) and Dukcapil (its services from its catalogue, key `dk_pk`),
+/// both keys valid from a day before `now` for a year, then `more`, all
+/// signed by `registrar` at `now` (the registry file is written in `dir`).
+pub(crate) fn front_office_and_dukcapil(
+    registrar: &mpp_registrar::Registrar,
+    dir: &Path,
+    now: i64,
+    (fo_pk, dk_pk): (&[u8; 32], &[u8; 32]),
+    more: Vec<mpp_proto::v1::registry_statement::Body>,
+) -> Result<Vec<mpp_proto::v1::SignedRegistryStatement>> {
+    let registry_file = dir.join("registry.toml");
+    std::fs::write(
+        &registry_file,
+        format!(
+            "[[participant]]\nid = \"dukcapil\"\nkind = \"agency\"\ncategory = \"daerah\"\nregions = [\"{REGION}\"]\n\
+             services_from_catalogue = {:?}\n",
+            catalogue("dukcapil").display().to_string()
+        ),
+    )?;
+    let mut statements = vec![front_office_registration(registrar, now)];
+    statements.extend(mpp_registrar::sign_registry(registrar, &registry_file, now)?);
+    let keys = [
+        key_added(FRONT_OFFICE, fo_pk, now - DAY_MS, now + 365 * DAY_MS),
+        key_added("dukcapil", dk_pk, now - DAY_MS, now + 365 * DAY_MS),
+    ];
+    statements.extend(keys.into_iter().chain(more).map(|b| registrar.sign(b, now)));
+    Ok(statements)
+}
+
 pub(crate) fn signer(participant: &str, key: &Path) -> Result<EnvelopeSigner> {
     Ok(EnvelopeSigner::load(AgencyId::parse(participant).map_err(|r| anyhow::anyhow!("{r}"))?, key)?)
 }
@@ -104,26 +134,17 @@ async fn unregistered_participants_and_wrong_expired_or_revoked_keys_are_logged_
     // expired and a revoked Dukcapil key. BPN is not registered.
     let registrar = test_registrar();
     let now = now_ms();
-    let registry_file = keys.path().join("registry.toml");
-    std::fs::write(
-        &registry_file,
-        format!(
-            "[[participant]]\nid = \"dukcapil\"\nkind = \"agency\"\ncategory = \"daerah\"\nregions = [\"{REGION}\"]\n\
-             services_from_catalogue = {:?}\n",
-            catalogue("dukcapil").display().to_string()
-        ),
+    let statements = front_office_and_dukcapil(
+        &registrar,
+        keys.path(),
+        now,
+        (&fo_pk, &dk_pk),
+        vec![
+            key_added("dukcapil", &expired_pk, now - 10 * DAY_MS, now - 5 * DAY_MS),
+            key_added("dukcapil", &revoked_pk, now - DAY_MS, now + 365 * DAY_MS),
+            key_revoked("dukcapil", &KeyId::of(&revoked_pk)),
+        ],
     )?;
-    let mut statements = vec![front_office_registration(&registrar, now)];
-    statements.extend(mpp_registrar::sign_registry(&registrar, &registry_file, now)?);
-    for b in [
-        key_added(FRONT_OFFICE, &fo_pk, now - DAY_MS, now + 365 * DAY_MS),
-        key_added("dukcapil", &dk_pk, now - DAY_MS, now + 365 * DAY_MS),
-        key_added("dukcapil", &expired_pk, now - 10 * DAY_MS, now - 5 * DAY_MS),
-        key_added("dukcapil", &revoked_pk, now - DAY_MS, now + 365 * DAY_MS),
-        key_revoked("dukcapil", &KeyId::of(&revoked_pk)),
-    ] {
-        statements.push(registrar.sign(b, now));
-    }
     publish_statements(&nats.connect().await?, &statements).await?;
     wait_stream(&js, &mut hub).await?;
 
