@@ -28,7 +28,7 @@ import sys
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-EM_DASH = "\u2014"
+from verify_note import signed_note
 
 
 def fail(why: str) -> None:
@@ -55,18 +55,9 @@ def main() -> None:
     note = open(sys.argv[1], "rb").read().decode("utf-8")
     quorum = int(sys.argv[2])
     witnesses = [parse_vkey(v) for v in sys.argv[3:]]
-    split = note.rfind("\n\n")
-    if split < 0:
-        fail("no empty line before the signatures")
-    text, sig_lines = note[: split + 1], note[split + 2 :]
-    if not sig_lines.endswith("\n"):
-        fail("the signature lines do not end in a newline")
+    text, signatures = signed_note(note)
     cosigned = []
-    for line in sig_lines[:-1].split("\n"):
-        if not line.startswith(EM_DASH + " "):
-            fail(f"not a signature line: {line!r}")
-        sig_name, _, b64 = line[2:].partition(" ")
-        blob = base64.b64decode(b64, validate=True)
+    for sig_name, blob in signatures:
         for name, key_hash, key in witnesses:
             if sig_name != name or blob[:4] != key_hash or len(blob) != 4 + 8 + 64 or name in cosigned:
                 continue

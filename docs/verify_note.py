@@ -36,6 +36,27 @@ def fail(why: str) -> None:
     sys.exit(1)
 
 
+def signed_note(note: str):
+    """The note's text (before the empty line, final newline included) and
+    its signature lines, read one by one as (name, signature blob); fails on
+    a note without them or on a line that is not one."""
+    split = note.rfind("\n\n")
+    if split < 0:
+        fail("no empty line before the signatures")
+    text, sig_lines = note[: split + 1], note[split + 2 :]
+    if not sig_lines.endswith("\n"):
+        fail("the signature lines do not end in a newline")
+    return text, _signature_lines(sig_lines[:-1].split("\n"))
+
+
+def _signature_lines(lines):
+    for line in lines:
+        if not line.startswith(EM_DASH + " "):
+            fail(f"not a signature line: {line!r}")
+        sig_name, _, b64 = line[2:].partition(" ")
+        yield sig_name, base64.b64decode(b64, validate=True)
+
+
 def main() -> None:
     if len(sys.argv) != 4:
         print(__doc__.strip().splitlines()[2].strip())
@@ -45,19 +66,10 @@ def main() -> None:
     public_key = binascii.unhexlify(sys.argv[3].strip())
     if len(public_key) != 32:
         fail("the public key is not 32 bytes")
-    split = note.rfind("\n\n")
-    if split < 0:
-        fail("no empty line before the signatures")
-    text, sig_lines = note[: split + 1], note[split + 2 :]
-    if not sig_lines.endswith("\n"):
-        fail("the signature lines do not end in a newline")
+    text, signatures = signed_note(note)
     key_hash = hashlib.sha256(name.encode() + b"\n" + b"\x01" + public_key).digest()[:4]
     verified = False
-    for line in sig_lines[:-1].split("\n"):
-        if not line.startswith(EM_DASH + " "):
-            fail(f"not a signature line: {line!r}")
-        sig_name, _, b64 = line[2:].partition(" ")
-        blob = base64.b64decode(b64, validate=True)
+    for sig_name, blob in signatures:
         if sig_name != name or blob[:4] != key_hash or len(blob) != 4 + 64:
             continue
         try:

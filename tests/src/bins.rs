@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 
 /// The directory holding the workspace's binaries: the test executable lives
 /// in `target/<profile>/deps/`, the binaries in `target/<profile>/`.
@@ -28,5 +28,31 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The service binaries the deployment files run besides `mpp-hub`: the
+/// front office and the agencies.
+pub const SERVICE_BINARIES: [&str; 8] = [
+    "mpp-frontoffice",
+    "mpp-dukcapil",
+    "mpp-imigrasi",
+    "mpp-bpn",
+    "mpp-pln",
+    "mpp-pdam",
+    "mpp-bank",
+    "mpp-dpmptsp",
+];
+
 /// The nats-server executable (`$MPP_NATS_SERVER`, else on `PATH`).
 pub use mpp_test_support::nats::nats_server_exe as nats_server;
+
+/// Runs `mpp-hub audit ARGS` (log level `warn`), checks it succeeded; its
+/// stdout.
+pub fn hub_audit(args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(workspace_bin("mpp-hub")?)
+        .arg("audit")
+        .args(args)
+        .env("MPP_LOG", "warn")
+        .output()
+        .context("running mpp-hub audit")?;
+    ensure!(out.status.success(), "mpp-hub audit {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

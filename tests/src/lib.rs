@@ -45,7 +45,7 @@ pub mod services;
 pub mod store;
 pub mod witness;
 
-pub use mpp_test_support::{http, nats, ports, process, rng, temp_dir, wait};
+pub use mpp_test_support::{copy_dir, http, nats, ports, process, rng, temp_dir, wait};
 pub use nats::NatsServer;
 pub use process::ManagedProcess;
 pub use services::{AgencyProcess, Bearer, HubProcess};

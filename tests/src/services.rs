@@ -12,6 +12,10 @@ use sha2::{Digest, Sha256};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 
+use mpp_proto::frontoffice::v1 as fo;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
 use crate::bins;
 use crate::http::{self, HttpResponse};
 use crate::ports::free_addr;
@@ -67,11 +71,38 @@ pub struct HubOptions {
     pub on_corrupt_store: Option<&'static str>,
 }
 
+impl HubOptions {
+    /// The defaults with one more `mpp-hub serve` flag naming a file, e.g.
+    /// `--participant-tokens-file`.
+    pub fn with_file(flag: &str, path: &Path) -> Self {
+        HubOptions { extra_args: vec![flag.to_owned(), path.display().to_string()], ..HubOptions::default() }
+    }
+}
+
 /// Lookup rate (and burst) per client address of the hubs the harness
 /// starts, unless [`HubOptions::documented_rate_limits`]; the failed-lookup
 /// budgets per network and in all are lifted to it too (tests fail many
 /// lookups on purpose, all from loopback).
 pub const HARNESS_LOOKUPS_PER_MINUTE: u32 = 10_000_000;
+
+/// A client of the front office with a harness token.
+pub type FrontOfficeClient =
+    fo::front_office_service_client::FrontOfficeServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A citizen's case opening at counter `ptg-loket-1` for "Siti Aminah":
+/// NIK `nik`, phone `telepon` (may be empty), no e-mail, default language,
+/// notifications on.
+pub fn case_opening(nik: &str, telepon: &str) -> fo::PembukaanBerkas {
+    fo::PembukaanBerkas {
+        nik: nik.to_owned(),
+        nama: "Siti Aminah".to_owned(),
+        telepon: telepon.to_owned(),
+        petugas: "ptg-loket-1".to_owned(),
+        surel: String::new(),
+        bahasa: String::new(),
+        tanpa_notifikasi: false,
+    }
+}
 
 /// `mpp-hub serve` on free ports with a temporary data directory.
 #[derive(Debug)]
@@ -240,6 +271,20 @@ impl HubProcess {
         read_head(self.http_addr).await
     }
 
+    /// The hub's head and its hash in hex (`GET /api/v1/head`): (last stream
+    /// seq, last log seq, head hash).
+    pub async fn head_with_hash(&self) -> Result<(u64, u64, String)> {
+        let v = self.get("/api/v1/head").await?.json()?;
+        let n = |k: &str| {
+            v.get(k).and_then(serde_json::Value::as_u64).ok_or_else(|| anyhow!("head has no {k}: {v}"))
+        };
+        let hash = v
+            .get("head_hash")
+            .and_then(|h| h.as_str())
+            .ok_or_else(|| anyhow!("head has no head_hash: {v}"))?;
+        Ok((n("last_stream_seq")?, n("last_seq")?, hash.to_owned()))
+    }
+
     /// Waits until the hub has ingested up to stream sequence `stream_seq`.
     pub async fn wait_caught_up(&mut self, stream_seq: u64, deadline: Duration) -> Result<Head> {
         let process = &mut self.process;
@@ -309,6 +354,14 @@ pub fn participant_token_files(dir: &Path, participant: &str) -> Result<(PathBuf
     std::fs::write(&participants, format!("{participant}:{hash}\n"))
         .context("cannot write the participants file")?;
     Ok((token_file, participants))
+}
+
+/// A private nats-server and a hub against it, ready within `deadline`.
+pub async fn nats_and_hub(deadline: Duration) -> Result<(crate::NatsServer, HubProcess)> {
+    let nats = crate::NatsServer::start().await?;
+    let mut hub = HubProcess::spawn(&nats.url())?;
+    hub.wait_ready(deadline).await?;
+    Ok((nats, hub))
 }
 
 /// `GET /api/v1/head` on a hub's HTTP address.
@@ -616,6 +669,16 @@ impl AgencyProcess {
     /// An interceptor authenticating calls as the `e2e-tests` client system.
     pub fn bearer(&self) -> Result<Bearer> {
         Bearer::new(&self.token)
+    }
+
+    /// A client of this front office's gRPC API (`mpp-frontoffice`) with
+    /// its token; the channel connects lazily.
+    pub fn front_office_client(&self) -> Result<FrontOfficeClient> {
+        let channel = tonic::transport::Endpoint::from_shared(self.grpc_endpoint())?.connect_lazy();
+        Ok(fo::front_office_service_client::FrontOfficeServiceClient::with_interceptor(
+            channel,
+            self.bearer()?,
+        ))
     }
 
     /// The gRPC endpoint URI.

@@ -281,6 +281,21 @@ where
     sections.insert(id, sec);
 }
 
+/// The peer binary (`--peer-bin`, else next to this executable); without
+/// one, `sec` is marked skipped and `which` peer's skip logged.
+fn peer_bin_or_skip(cli: &Cli, sec: &mut Section, which: &str) -> Option<PathBuf> {
+    let bin = peer::peer_bin(cli.peer_bin.as_deref());
+    if bin.is_none() {
+        sec.skipped = Some(
+            "peer skipped: build with cargo build --release -p mpp-bench-peer (it is outside the default build), \
+             or pass --peer-bin"
+                .to_owned(),
+        );
+        eprintln!("[mpp-bench] {which} skipped: build with cargo build --release -p mpp-bench-peer");
+    }
+    bin
+}
+
 fn skipped(id: u8, why: &str) -> Section {
     let mut s = Section::new(id, TITLES[usize::from(id - 1)]);
     s.skipped = Some(why.to_owned());
@@ -851,13 +866,7 @@ fn peer_section(
     ingest_rate: Option<f64>,
     seed: u64,
 ) -> Result<()> {
-    let Some(bin) = peer::peer_bin(cli.peer_bin.as_deref()) else {
-        sec.skipped = Some(
-            "peer skipped: build with cargo build --release -p mpp-bench-peer (it is outside the default build), \
-             or pass --peer-bin"
-                .to_owned(),
-        );
-        eprintln!("[mpp-bench] peer skipped: build with cargo build --release -p mpp-bench-peer");
+    let Some(bin) = peer_bin_or_skip(cli, sec, "peer") else {
         return Ok(());
     };
     let workload = tmp.join("peer-workload.bin");
@@ -904,15 +913,7 @@ fn pg_batch_section(
     ingest_rate: Option<f64>,
     ingest_hash: Option<[u8; 32]>,
 ) -> Result<()> {
-    let Some(bin) = peer::peer_bin(cli.peer_bin.as_deref()) else {
-        sec.skipped = Some(
-            "peer skipped: build with cargo build --release -p mpp-bench-peer (it is outside the default build), \
-             or pass --peer-bin"
-                .to_owned(),
-        );
-        eprintln!(
-            "[mpp-bench] PostgreSQL batch peer skipped: build with cargo build --release -p mpp-bench-peer"
-        );
+    let Some(bin) = peer_bin_or_skip(cli, sec, "PostgreSQL batch peer") else {
         return Ok(());
     };
     let n = events.min(corpus.messages);

@@ -497,6 +497,32 @@ pub fn apply_noted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta) -
     resolution
 }
 
+/// A case without applications, opened by `env`'s agency at `opened_seq`,
+/// as of the entry `meta`.
+fn new_case(
+    id: TrackingNumber,
+    env: &Envelope,
+    opened_seq: u64,
+    pin_verifier: Vec<u8>,
+    nik_keyed_hash: Vec<u8>,
+    meta: EntryMeta,
+) -> Case {
+    Case {
+        tracking_number: id,
+        opened_by: env.agency.clone(),
+        opened_at_ms: meta.recorded_at_ms,
+        opened_seq,
+        pin_verifier,
+        nik_keyed_hash,
+        updated_at_ms: meta.recorded_at_ms,
+        last_seq: meta.seq,
+        applications: Vec::new(),
+        personal_data: PersonalData::None,
+        pin_reissues: Vec::new(),
+        personal_data_reads: Vec::new(),
+    }
+}
+
 fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kind: EventKind) {
     match (&env.target, &env.body) {
         (
@@ -537,20 +563,14 @@ fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kin
                 shell.last_seq = meta.seq;
                 return;
             }
-            state.insert_case(Case {
-                tracking_number: *id,
-                opened_by: env.agency.clone(),
-                opened_at_ms: meta.recorded_at_ms,
-                opened_seq: meta.seq,
-                pin_verifier: pin_verifier.clone(),
-                nik_keyed_hash: nik_keyed_hash.clone(),
-                updated_at_ms: meta.recorded_at_ms,
-                last_seq: meta.seq,
-                applications: Vec::new(),
-                personal_data: PersonalData::None,
-                pin_reissues: Vec::new(),
-                personal_data_reads: Vec::new(),
-            })
+            state.insert_case(new_case(
+                *id,
+                env,
+                meta.seq,
+                pin_verifier.clone(),
+                nik_keyed_hash.clone(),
+                meta,
+            ))
         }
         (Target::Case(id), EventBody::PersonalDataSealed { key_id, .. }) => {
             let Some(case) = state.case_mut(id) else { return };
@@ -596,20 +616,8 @@ fn apply_unnoted(state: &mut impl StateMut, env: &Envelope, meta: EntryMeta, kin
                 None
             };
             if state.case(id).is_none() && kind == EventKind::ApplicationFiled {
-                state.insert_case(Case {
-                    tracking_number: *id,
-                    opened_by: env.agency.clone(),
-                    opened_at_ms: meta.recorded_at_ms,
-                    opened_seq: 0,
-                    pin_verifier: Vec::new(),
-                    nik_keyed_hash: Vec::new(),
-                    updated_at_ms: meta.recorded_at_ms,
-                    last_seq: meta.seq,
-                    applications: Vec::new(),
-                    personal_data: PersonalData::None,
-                    pin_reissues: Vec::new(),
-                    personal_data_reads: Vec::new(),
-                });
+                // A shell: its `case_opened` fills it in (opened_seq 0 until then).
+                state.insert_case(new_case(*id, env, 0, Vec::new(), Vec::new(), meta));
             }
             let collection = if kind == EventKind::Issued { collection_of(state, env) } else { None };
             let Some(case) = state.case_mut(id) else { return };

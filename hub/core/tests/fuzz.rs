@@ -18,7 +18,6 @@
 mod common;
 
 use common::any_signed_checkpoint;
-use std::time::{Duration, Instant};
 
 use mpp_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use mpp_core::ids::{EventId, Nik, RegionCode, TrackingNumber};
@@ -26,48 +25,17 @@ use mpp_core::log::{LogEntry, Verdict};
 use mpp_core::validate::validate;
 use mpp_core::{EventBody, ReasonCode, UncheckedEnvelope};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 /// Cases per target in the ordinary test run.
 const DEFAULT_CASES: u64 = 2_000;
-/// Cases per proptest runner round; a long run is many rounds, each seeded
-/// from the base seed and its round number.
-const ROUND_CASES: u64 = 20_000;
-
-/// Runs `test` on values of `strategy` until `MPP_FUZZ_CASES` cases (default
-/// [`DEFAULT_CASES`]) or `MPP_FUZZ_SECONDS` of wall clock, whichever comes
-/// first, and prints the figures.
+/// Runs `test` on values of `strategy` ([`mpp_test_support::fuzz::fuzz`],
+/// [`DEFAULT_CASES`] unless `MPP_FUZZ_CASES` says otherwise).
 fn fuzz<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
 where
     S::Value: std::fmt::Debug,
 {
-    let env_u64 = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    let cases = env_u64("MPP_FUZZ_CASES").unwrap_or(DEFAULT_CASES);
-    let limit = env_u64("MPP_FUZZ_SECONDS").map(Duration::from_secs);
-    let seed = env_u64("MPP_FUZZ_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-    });
-    let start = Instant::now();
-    let mut done = 0u64;
-    let mut round = 0u64;
-    while done < cases && limit.is_none_or(|l| start.elapsed() < l) {
-        let n = ROUND_CASES.min(cases - done);
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&seed.to_le_bytes());
-        key[8..16].copy_from_slice(&round.to_le_bytes());
-        let config = Config { cases: n as u32, failure_persistence: None, ..Config::default() };
-        let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key));
-        if let Err(e) = runner.run(&strategy, &test) {
-            panic!("fuzz target {name} failed (MPP_FUZZ_SEED={seed}, round {round}): {e}");
-        }
-        done += n;
-        round += 1;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "fuzz {name}: {done} cases in {secs:.1} s = {:.0} cases/s (MPP_FUZZ_SEED={seed})",
-        done as f64 / secs.max(1e-9)
-    );
+    mpp_test_support::fuzz::fuzz(name, DEFAULT_CASES, strategy, test)
 }
 
 /// Byte-level mutations of a valid input: the bytes a decoder meets when

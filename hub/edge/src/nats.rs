@@ -25,6 +25,78 @@ pub const NATS_PASSWORD_FILE_BYTES_MAX: u64 = 1024;
 /// Largest NATS NKey seed file, in bytes (a seed is 58 characters).
 pub const NATS_NKEY_FILE_BYTES_MAX: u64 = 1024;
 
+/// The flags of every process that connects to NATS: where the server is
+/// and how to log in. Each has an `MPP_*` environment fallback.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server URL, or a comma-separated list of a cluster's nodes (the
+    /// process connects to one and fails over to the others).
+    #[arg(long, env = "MPP_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// User name on the NATS server (the process's own user in
+    /// deploy/nats/secure.conf); requires --nats-nkey-file or
+    /// --nats-password-file. Replies then come to the inbox prefix
+    /// `_INBOX.<user>`, the only subjects the server lets that user subscribe
+    /// to. Without it the connection is anonymous.
+    #[arg(long, env = "MPP_NATS_USER", value_parser = parse_nats_user)]
+    pub nats_user: Option<String>,
+    /// File holding the NKey user seed (`SU…`, from `mpp-registrar
+    /// nats-nkey`) of --nats-user; the server's configuration holds its
+    /// public key. Read at every connect, never logged. Excludes
+    /// --nats-password-file.
+    #[arg(long, env = "MPP_NATS_NKEY_FILE", requires = "nats_user", conflicts_with = "nats_password_file")]
+    pub nats_nkey_file: Option<PathBuf>,
+    /// File holding the NATS password of --nats-user (at most 1 KiB;
+    /// surrounding whitespace ignored), for servers configured with
+    /// passwords (no file in deploy/ is: they use NKeys). Read at start,
+    /// never logged.
+    #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
+    pub nats_password_file: Option<PathBuf>,
+    /// CA certificate (PEM) of the NATS server's TLS certificate. With it
+    /// the connection must be TLS and the server's certificate must chain to
+    /// this CA; without it TLS is used only if the server asks for it.
+    #[arg(long, env = "MPP_NATS_TLS_CA_FILE")]
+    pub nats_tls_ca_file: Option<PathBuf>,
+}
+
+impl NatsArgs {
+    /// Anonymous access to `nats_url`, without TLS unless the server asks.
+    pub fn anonymous(nats_url: String) -> Self {
+        NatsArgs {
+            nats_url,
+            nats_user: None,
+            nats_nkey_file: None,
+            nats_password_file: None,
+            nats_tls_ca_file: None,
+        }
+    }
+
+    /// The login of `--nats-user` with `--nats-nkey-file` or
+    /// `--nats-password-file` (`None`: anonymous); reads no file.
+    pub fn login(&self) -> Result<Option<NatsLogin>, NatsCredentialsError> {
+        NatsLogin::from_flags(
+            self.nats_user.as_deref(),
+            self.nats_password_file.as_deref(),
+            self.nats_nkey_file.as_deref(),
+        )
+    }
+
+    /// The credentials of [`Self::login`] (`None`: anonymous). Reads the file.
+    pub fn credentials(&self) -> Result<Option<NatsCredentials>, NatsCredentialsError> {
+        self.login()?.map(|login| login.load()).transpose()
+    }
+
+    /// How to reach NATS: `credentials` and `--nats-tls-ca-file` (checked
+    /// readable).
+    pub fn access(&self, credentials: Option<NatsCredentials>) -> Result<NatsAccess, NatsCredentialsError> {
+        NatsAccess::new(credentials, self.nats_tls_ca_file.as_deref())
+    }
+}
+
+fn parse_nats_user(s: &str) -> Result<String, String> {
+    check_nats_user(s).map(|()| s.to_owned()).map_err(|e| e.to_string())
+}
+
 /// How a NATS user proves who it is.
 #[derive(Clone)]
 enum Secret {

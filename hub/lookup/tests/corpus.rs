@@ -40,6 +40,7 @@ use mpp_proto::agency::dukcapil::v1 as dk;
 use mpp_proto::v1::envelope::Body as B;
 use mpp_proto::v1::{self as pb, Envelope};
 use mpp_store::{MemStore, SledStore, Store};
+use mpp_test_support::http::{parse_corpus_request, CorpusRequest};
 use prost::Message as _;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
@@ -1480,25 +1481,7 @@ fn http_entries() -> Vec<HttpEntry> {
         .iter()
         .map(|p| {
             let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            let mut meta = BTreeMap::new();
-            let mut rest = bytes.as_slice();
-            while rest.starts_with(b"# ") {
-                let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-                let line = String::from_utf8_lossy(&rest[2..end]).into_owned();
-                if let Some((k, v)) = line.split_once(": ") {
-                    meta.insert(k.to_owned(), v.to_owned());
-                }
-                rest = &rest[(end + 1).min(rest.len())..];
-            }
-            let head_end = rest.windows(2).position(|w| w == b"\n\n").map_or(rest.len(), |i| i + 2);
-            let mut raw = Vec::new();
-            for &b in &rest[..head_end] {
-                if b == b'\n' {
-                    raw.push(b'\r');
-                }
-                raw.push(b);
-            }
-            raw.extend(&rest[head_end..]);
+            let CorpusRequest { meta, raw } = parse_corpus_request(&bytes);
             HttpEntry {
                 name: p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
                 status: meta.get("expect-status").cloned().unwrap_or_default(),

@@ -250,11 +250,15 @@ pub struct Scrape {
     pub now_ms: i64,
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// Appends the `# HELP` and `# TYPE` lines of the series `name` of `kind`
+/// (`counter`, `gauge`, `histogram`) in Prometheus' text format.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+/// Appends the series `name` with one unlabelled sample, `value`, after
+/// its [`header`].
+pub fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
     header(out, name, kind, help);
     let _ = writeln!(out, "{name} {value}");
 }

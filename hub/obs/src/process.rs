@@ -11,6 +11,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::metrics::single;
+
 /// Clock ticks per second of `/proc/<pid>/stat`'s CPU times (`USER_HZ`).
 /// Linux fixes it at 100 for user space on every architecture this project
 /// builds for (x86_64, aarch64), whatever the kernel's internal `HZ`.
@@ -133,47 +135,50 @@ fn render_with(out: &mut String, build: &BuildInfo, stats: Option<ProcessStats>)
             &SPAN_EXPORTS.dropped,
         ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        single(out, name, "counter", help, value.load(Ordering::Relaxed));
     }
     let Some(s) = stats else { return };
-    let mut series = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        let _ = writeln!(out, "{name} {value}");
-    };
-    series(
-        "process_resident_memory_bytes",
-        "gauge",
-        "Resident memory size in bytes.",
-        s.resident_memory_bytes.to_string(),
-    );
-    series(
-        "process_virtual_memory_bytes",
-        "gauge",
-        "Virtual memory size in bytes.",
-        s.virtual_memory_bytes.to_string(),
-    );
-    series(
-        "process_cpu_seconds_total",
-        "counter",
-        "Total user and system CPU time in seconds.",
-        s.cpu_seconds.to_string(),
-    );
-    series("process_open_fds", "gauge", "Number of open file descriptors.", s.open_fds.to_string());
-    if let Some(max) = s.max_fds {
-        series("process_max_fds", "gauge", "Maximum number of open file descriptors.", max.to_string());
-    }
-    if let Some(start) = s.start_time_seconds {
-        series(
+    let gauge = "gauge";
+    let series = [
+        (
+            Some(s.resident_memory_bytes.to_string()),
+            "process_resident_memory_bytes",
+            gauge,
+            "Resident memory size in bytes.",
+        ),
+        (
+            Some(s.virtual_memory_bytes.to_string()),
+            "process_virtual_memory_bytes",
+            gauge,
+            "Virtual memory size in bytes.",
+        ),
+        (
+            Some(s.cpu_seconds.to_string()),
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time in seconds.",
+        ),
+        (Some(s.open_fds.to_string()), "process_open_fds", gauge, "Number of open file descriptors."),
+        (
+            s.max_fds.map(|m| m.to_string()),
+            "process_max_fds",
+            gauge,
+            "Maximum number of open file descriptors.",
+        ),
+        (
+            s.start_time_seconds.map(|t| format!("{t:.2}")),
             "process_start_time_seconds",
-            "gauge",
+            gauge,
             "Start time of the process since the Unix epoch in seconds.",
-            format!("{start:.2}"),
-        );
+        ),
+        (Some(s.threads.to_string()), "process_threads", gauge, "Number of OS threads in the process."),
+    ];
+    // Those not known on this system (None) are left out.
+    for (value, name, kind, help) in series {
+        if let Some(value) = value {
+            single(out, name, kind, help, value);
+        }
     }
-    series("process_threads", "gauge", "Number of OS threads in the process.", s.threads.to_string());
 }
 
 #[cfg(test)]

@@ -55,33 +55,11 @@ pub struct ExportPublicKeyArgs {
 /// Flags of `mpp-hub serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// NATS server URL, or a comma-separated list of a cluster's nodes (the
-    /// hub connects to one and fails over to the others).
-    #[arg(long, env = "MPP_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
-    /// User name on the NATS server (the hub's own user in
-    /// deploy/nats/secure.conf); requires --nats-nkey-file or
-    /// --nats-password-file. Replies and deliveries then come to the inbox
-    /// prefix `_INBOX.<user>`. Without it the connection is anonymous.
-    #[arg(long, env = "MPP_NATS_USER")]
-    pub nats_user: Option<String>,
-    /// File holding the NKey user seed (`SU…`, from `mpp-registrar
-    /// nats-nkey`) of --nats-user; the server's configuration holds its
-    /// public key. Read at every connect, never logged. Excludes
-    /// --nats-password-file.
-    #[arg(long, env = "MPP_NATS_NKEY_FILE", requires = "nats_user", conflicts_with = "nats_password_file")]
-    pub nats_nkey_file: Option<PathBuf>,
-    /// File holding the NATS password of --nats-user (at most 1 KiB;
-    /// surrounding whitespace ignored), for servers configured with
-    /// passwords (no file in deploy/ is: they use NKeys). Read at
-    /// start, never logged.
-    #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
-    pub nats_password_file: Option<PathBuf>,
-    /// CA certificate (PEM) of the NATS server's TLS certificate. With it
-    /// the connection must be TLS and the server's certificate must chain to
-    /// this CA; without it TLS is used only if the server asks for it.
-    #[arg(long, env = "MPP_NATS_TLS_CA_FILE")]
-    pub nats_tls_ca_file: Option<PathBuf>,
+    /// Where NATS is and how to log in: --nats-url, --nats-user,
+    /// --nats-nkey-file, --nats-password-file, --nats-tls-ca-file (see
+    /// `mpp_edge::nats::NatsArgs`).
+    #[command(flatten)]
+    pub nats: mpp_edge::nats::NatsArgs,
     /// Directory of the hub's sled store (created if missing).
     #[arg(long, env = "MPP_DATA_DIR", default_value = "./data/hub")]
     pub data_dir: PathBuf,

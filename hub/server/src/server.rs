@@ -23,7 +23,7 @@ use mpp_audit::verdicts::Verdicts;
 use mpp_edge::auth::TokenTable;
 use mpp_edge::grpc_serve::GrpcLimits;
 use mpp_edge::listen::{grpc_tls_incoming, http_tls_incoming, plain_incoming};
-use mpp_edge::nats::{connect_nats, NatsAccess, NatsLogin};
+use mpp_edge::nats::{connect_nats, NatsAccess};
 use mpp_edge::nats_kv::{BucketSpec, NatsKv};
 use mpp_edge::tls::Transport;
 use mpp_ledger::ingest::{self, IngestConfig, OnCommit, Writer};
@@ -91,11 +91,7 @@ async fn start(
     let sessions = page_sessions(&args)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let nats_login = NatsLogin::from_flags(
-        args.nats_user.as_deref(),
-        args.nats_password_file.as_deref(),
-        args.nats_nkey_file.as_deref(),
-    )?;
+    let nats_login = args.nats.login()?;
     let nats_credentials = match &nats_login {
         Some(login) => {
             let c = login.load().context("loading the NATS credentials")?;
@@ -104,10 +100,9 @@ async fn start(
         }
         None => None,
     };
-    let nats_access = NatsAccess::new(nats_credentials, args.nats_tls_ca_file.as_deref())
-        .context("checking --nats-tls-ca-file")?;
+    let nats_access = args.nats.access(nats_credentials).context("checking --nats-tls-ca-file")?;
     // NATS is asked where the stream starts only if the store is corrupt.
-    let stream = mpp_ledger::recover::ask_stream(&args.nats_url, &nats_access);
+    let stream = mpp_ledger::recover::ask_stream(&args.nats.nats_url, &nats_access);
     let store = mpp_ledger::recover::open_store(
         &args.data_dir,
         args.on_corrupt_store,
@@ -335,9 +330,9 @@ async fn start(
         mpp_ops::OpsSettings {
             tokens: operators,
             redrive: Some(mpp_ops::RedriveTarget {
-                nats_url: args.nats_url.clone(),
+                nats_url: args.nats.nats_url.clone(),
                 login: nats_login,
-                tls_ca_file: args.nats_tls_ca_file.clone(),
+                tls_ca_file: args.nats.nats_tls_ca_file.clone(),
             }),
             secure_cookie: web.settings().secure_cookies(),
         },
@@ -377,7 +372,7 @@ async fn start(
     });
     let ingest_task = tokio::spawn(ingest::run_with_access(
         IngestConfig {
-            nats_url: args.nats_url.clone(),
+            nats_url: args.nats.nats_url.clone(),
             consumer_name: args.consumer_name.clone(),
             batch_max: args.batch_max as usize,
             changes: Some(OnCommit(Arc::new(move |touched| changes.publish(touched)))),
@@ -498,9 +493,9 @@ async fn open_guard(
         max_age: Duration::from_secs(u64::from(args.guard_max_age_hours) * 3600),
         replicas: usize::from(args.guard_replicas),
     };
-    let client = connect_nats(&args.nats_url, "mpp-hub-guard", access)
+    let client = connect_nats(&args.nats.nats_url, "mpp-hub-guard", access)
         .await
-        .with_context(|| format!("connecting to NATS at {} for the lookup guard", args.nats_url))?;
+        .with_context(|| format!("connecting to NATS at {} for the lookup guard", args.nats.nats_url))?;
     let kv = NatsKv::open(client, &spec).await.context("opening the lookup guard's key-value bucket")?;
     info!(bucket = %spec.name, keys_max = spec.keys_max, max_age_hours = args.guard_max_age_hours, "Lookup guard bucket ready");
     let settings = GuardSettings { budgets, keys_max: args.guard_keys_max as usize, max_age: spec.max_age };

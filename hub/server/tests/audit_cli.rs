@@ -106,7 +106,7 @@ const COPY_ATTEMPTS_MAX: u32 = 100;
 fn copy_dir(from: &Path, to: &Path) {
     for attempt in 1..=COPY_ATTEMPTS_MAX {
         let _ = std::fs::remove_dir_all(to);
-        match try_copy_dir(from, to) {
+        match mpp_test_support::copy_dir(from, to) {
             Ok(()) => return,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < COPY_ATTEMPTS_MAX => {
                 std::thread::yield_now();
@@ -114,20 +114,6 @@ fn copy_dir(from: &Path, to: &Path) {
             Err(e) => panic!("copying {} to {}: {e}", from.display(), to.display()),
         }
     }
-}
-
-fn try_copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let target = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            try_copy_dir(&e.path(), &target)?;
-        } else {
-            std::fs::copy(e.path(), &target)?;
-        }
-    }
-    Ok(())
 }
 
 /// Opens the raw sled database, waiting (with a deadline) for the lock a

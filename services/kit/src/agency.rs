@@ -74,6 +74,18 @@ impl Agency {
         &self.builder
     }
 
+    /// Publishes one event; its receipt.
+    async fn publish_one(&self, ev: &OutgoingEvent) -> Result<Accepted, KitError> {
+        let mut accepted = self.publish(std::slice::from_ref(ev)).await?;
+        // `publish` returned Ok, so the event is accepted; a publisher
+        // returns one receipt per event, the fallback only covers one that does not.
+        Ok(accepted.pop().unwrap_or(Accepted {
+            event_id: ev.event_id().to_owned(),
+            ack: None,
+            outbox_seq: None,
+        }))
+    }
+
     async fn publish(&self, events: &[OutgoingEvent]) -> Result<Vec<Accepted>, KitError> {
         let accepted = self.publisher.publish_all(events).await?;
         crate::verdicts::note_accepted(accepted.iter().map(|a| a.event_id.as_str()));
@@ -165,15 +177,9 @@ impl Agency {
         let kind = body.kind();
         let ev =
             self.builder.build(service, Target::Application(case, application_id.clone()), officer, body)?;
-        let mut accepted = self.publish(std::slice::from_ref(&ev)).await?;
+        let accepted = self.publish_one(&ev).await?;
         tracing::info!(case = %case, application = %application_id, service = %service, event = kind.as_str(), "Step published");
-        // `publish_all` returned Ok, so the event is accepted; a publisher
-        // returns one receipt per event, the fallback only covers one that does not.
-        Ok(accepted.pop().unwrap_or(Accepted {
-            event_id: ev.event_id().to_owned(),
-            ack: None,
-            outbox_seq: None,
-        }))
+        Ok(accepted)
     }
 
     /// [`Agency::step`] under a given event id (a deterministic one, such
@@ -196,13 +202,9 @@ impl Agency {
             officer,
             body,
         )?;
-        let mut accepted = self.publish(std::slice::from_ref(&ev)).await?;
+        let accepted = self.publish_one(&ev).await?;
         tracing::info!(case = %case, application = %application_id, service = %service, event = kind.as_str(), event_id = ev.event_id(), "Step published");
-        Ok(accepted.pop().unwrap_or(Accepted {
-            event_id: ev.event_id().to_owned(),
-            ack: None,
-            outbox_seq: None,
-        }))
+        Ok(accepted)
     }
 
     /// Publishes the service standards, one event each, with deterministic

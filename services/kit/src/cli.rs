@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use mpp_core::ids::RegionCode;
 
 pub use mpp_edge::nats::{
-    check_nats_user, connect_nats, connect_nats_in_background, generate_nkey, NatsAccess, NatsCredentials,
-    NatsCredentialsError, NatsLogin, NATS_CONNECT_TIMEOUT_MS, NATS_PASSWORD_FILE_BYTES_MAX,
+    check_nats_user, connect_nats, connect_nats_in_background, generate_nkey, NatsAccess, NatsArgs,
+    NatsCredentials, NatsCredentialsError, NatsLogin, NATS_CONNECT_TIMEOUT_MS, NATS_PASSWORD_FILE_BYTES_MAX,
     NATS_RECONNECT_DELAY_MS_MAX, NATS_USER_BYTES_MAX,
 };
 
@@ -24,37 +24,11 @@ pub const OUTBOX_DRAIN_MS_DEFAULT: u64 = 10_000;
 /// has an `MPP_*` environment fallback.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
-    /// NATS server URL; several may be given comma-separated (a cluster).
-    #[arg(long, env = "MPP_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
-
-    /// User name on the NATS server (one per agency, see
-    /// deploy/nats/secure.conf); requires --nats-nkey-file or
-    /// --nats-password-file. Replies (PubAcks) then come to the inbox prefix
-    /// `_INBOX.<user>`, the only subjects the server lets that user
-    /// subscribe to. Without it the connection is anonymous.
-    #[arg(long, env = "MPP_NATS_USER", value_parser = parse_nats_user)]
-    pub nats_user: Option<String>,
-
-    /// File holding the NKey user seed (`SU…`, from `mpp-registrar
-    /// nats-nkey`) of --nats-user; the server's configuration holds its
-    /// public key. Read at every connect, never logged. Excludes
-    /// --nats-password-file.
-    #[arg(long, env = "MPP_NATS_NKEY_FILE", requires = "nats_user", conflicts_with = "nats_password_file")]
-    pub nats_nkey_file: Option<PathBuf>,
-
-    /// File holding the NATS password of --nats-user (at most 1 KiB;
-    /// surrounding whitespace ignored), for servers configured with
-    /// passwords (no file in deploy/ is: they use NKeys). Read once
-    /// at start, never logged.
-    #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
-    pub nats_password_file: Option<PathBuf>,
-
-    /// CA certificate (PEM) of the NATS server's TLS certificate. With it
-    /// the connection must be TLS and the server's certificate must chain to
-    /// this CA; without it TLS is used only if the server asks for it.
-    #[arg(long, env = "MPP_NATS_TLS_CA_FILE")]
-    pub nats_tls_ca_file: Option<PathBuf>,
+    /// Where NATS is and how to log in: --nats-url, --nats-user,
+    /// --nats-nkey-file, --nats-password-file, --nats-tls-ca-file (see
+    /// `mpp_edge::nats::NatsArgs`).
+    #[command(flatten)]
+    pub nats: mpp_edge::nats::NatsArgs,
 
     /// Address the gRPC server listens on (host:port). Each binary sets its
     /// own default, shown below.
@@ -182,29 +156,12 @@ pub fn with_grpc_addr_default(cmd: clap::Command, default: &'static str) -> clap
 }
 
 impl CommonArgs {
-    /// The NATS credentials of `--nats-user` with `--nats-nkey-file` or
-    /// `--nats-password-file` (`None`: anonymous). Reads the file.
-    pub fn nats_credentials(&self) -> Result<Option<NatsCredentials>, NatsCredentialsError> {
-        NatsLogin::from_flags(
-            self.nats_user.as_deref(),
-            self.nats_password_file.as_deref(),
-            self.nats_nkey_file.as_deref(),
-        )?
-        .map(|login| login.load())
-        .transpose()
-    }
-}
-
-impl CommonArgs {
-    /// How to reach NATS: the credentials of [`Self::nats_credentials`] and
+    /// How to reach NATS: the credentials of `--nats-user` with
+    /// `--nats-nkey-file` or `--nats-password-file` (read now) and
     /// `--nats-tls-ca-file` (checked readable).
     pub fn nats_access(&self) -> Result<NatsAccess, NatsCredentialsError> {
-        NatsAccess::new(self.nats_credentials()?, self.nats_tls_ca_file.as_deref())
+        self.nats.access(self.nats.credentials()?)
     }
-}
-
-fn parse_nats_user(s: &str) -> Result<String, String> {
-    check_nats_user(s).map(|()| s.to_owned()).map_err(|e| e.to_string())
 }
 
 fn parse_region(s: &str) -> Result<RegionCode, String> {
@@ -247,7 +204,7 @@ mod tests {
         let cli = parse(&["x"]).unwrap();
         assert_eq!(cli.common.grpc_addr.to_string(), "127.0.0.1:50061");
         assert_eq!(cli.common.region_code.to_string(), "1771");
-        assert_eq!(cli.common.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(cli.common.nats.nats_url, "nats://127.0.0.1:4222");
         assert_eq!(cli.common.log.log_format, None, "chosen by terminal at start");
         assert!(!cli.common.skip_stream_setup);
         assert_eq!(cli.common.data_dir, None);
@@ -281,16 +238,16 @@ mod tests {
         std::fs::write(&file, "s3cret-Pa55\n").unwrap();
         let f = file.to_str().unwrap();
         let cli = parse(&["x"]).unwrap();
-        assert!(cli.common.nats_credentials().unwrap().is_none(), "anonymous by default");
+        assert!(cli.common.nats.credentials().unwrap().is_none(), "anonymous by default");
         let cli = parse(&["x", "--nats-user", "dukcapil", "--nats-password-file", f]).unwrap();
-        let c = cli.common.nats_credentials().unwrap().unwrap();
+        let c = cli.common.nats.credentials().unwrap().unwrap();
         assert_eq!(c.user(), "dukcapil");
         assert_eq!(c.password(), Some("s3cret-Pa55"), "surrounding whitespace trimmed");
         assert_eq!(c.inbox_prefix(), "_INBOX.dukcapil");
         let shown = format!("{c:?} {cli:?}");
         assert!(!shown.contains("s3cret"), "password shown: {shown}");
         // A user and one secret, or neither; the user becomes a subject token.
-        assert!(parse(&["x", "--nats-user", "dukcapil"]).unwrap().common.nats_credentials().is_err());
+        assert!(parse(&["x", "--nats-user", "dukcapil"]).unwrap().common.nats.credentials().is_err());
         assert!(parse(&["x", "--nats-password-file", f]).is_err());
         assert!(parse(&["x", "--nats-nkey-file", f]).is_err());
         assert!(parse(&["x", "--nats-user", "u", "--nats-password-file", f, "--nats-nkey-file", f]).is_err());

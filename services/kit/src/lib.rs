@@ -93,6 +93,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod input;
+pub mod link;
 pub mod metrics;
 pub mod outbox;
 pub mod publish;

@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mpp_obs::metrics::{header, single};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -81,9 +82,8 @@ pub struct MetricsSource {
 pub fn render(source: &MetricsSource) -> String {
     let s = source.outbox.snapshot();
     let mut out = String::with_capacity(1024);
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
-    };
+    let mut metric =
+        |name: &str, kind: &str, help: &str, value: String| single(&mut out, name, kind, help, value);
     metric(
         "mpp_outbox_depth",
         "gauge",
@@ -152,10 +152,11 @@ pub fn render(source: &MetricsSource) -> String {
             "Hub log sequence up to which the verdict feed has been read.",
             store.cursor().to_string(),
         );
-        let _ = write!(
-            out,
-            "# HELP mpp_agency_verdicts_total The hub's verdicts on this service's events heard since start, by \
-             verdict and reason code.\n# TYPE mpp_agency_verdicts_total counter\n"
+        header(
+            &mut out,
+            "mpp_agency_verdicts_total",
+            "counter",
+            "The hub's verdicts on this service's events heard since start, by verdict and reason code.",
         );
         for (verdict, reason, n) in store.counts().snapshot() {
             let _ =

@@ -187,7 +187,7 @@ pub enum RunError {
     /// `--front-office-url` / `--front-office-token-file` /
     /// `--front-office-tls-ca-file` are unusable.
     #[error(transparent)]
-    FrontOffice(#[from] crate::walk_in::FrontOfficeLinkError),
+    FrontOffice(crate::link::LinkError),
     /// The outbox could not be opened.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
@@ -231,7 +231,7 @@ pub enum RunError {
     Serve(#[from] ServeError),
     /// `--hub-url` / `--hub-token-file` / `--hub-tls-ca-file` are unusable.
     #[error(transparent)]
-    HubFeed(#[from] crate::verdicts::HubFeedError),
+    HubFeed(crate::link::LinkError),
     /// The verdict store could not be opened.
     #[error(transparent)]
     Verdicts(#[from] crate::verdicts::VerdictError),
@@ -318,10 +318,13 @@ where
         addrs.push(metrics.local_addr().map_err(|source| RunError::Bind { addr, source })?);
     }
     let transport = Transport::from_args(&args.tls, &addrs)?;
-    let front_office = crate::walk_in::FrontOfficeClient::from_args(&args.front_office)?;
+    let front_office =
+        crate::walk_in::FrontOfficeClient::from_args(&args.front_office).map_err(RunError::FrontOffice)?;
     let nats_access = args.nats_access()?;
     let hub_feed = match (&args.hub_url, &args.hub_token_file) {
-        (Some(url), Some(token)) => Some(HubFeed::load(url, token, args.hub_tls_ca_file.as_deref())?),
+        (Some(url), Some(token)) => {
+            Some(HubFeed::load(url, token, args.hub_tls_ca_file.as_deref()).map_err(RunError::HubFeed)?)
+        }
         _ => None,
     };
 
@@ -354,9 +357,9 @@ where
         bytes_max: args.outbox_bytes_max,
     };
     let mut outbox = Outbox::open(outbox_config, clock.clone())?;
-    let client = connect_nats_in_background(&args.nats_url, &name, &nats_access)
+    let client = connect_nats_in_background(&args.nats.nats_url, &name, &nats_access)
         .await
-        .map_err(|source| RunError::Nats { url: args.nats_url.clone(), source })?;
+        .map_err(|source| RunError::Nats { url: args.nats.nats_url.clone(), source })?;
     outbox.start_relay(
         client,
         RelayConfig { stream: STREAM_NAME.to_owned(), ensure_stream: !args.skip_stream_setup, signer },
@@ -409,7 +412,7 @@ where
     };
     tracing::info!(
         region = %args.region_code,
-        nats = %args.nats_url,
+        nats = %args.nats.nats_url,
         nats_user = nats_access.credentials.as_ref().map_or("(anonymous)", |c| c.user()),
         nats_tls = nats_access.tls_ca_file.is_some(),
         data_dir = %data_dir.display(),

@@ -134,11 +134,7 @@ pub fn random_tracking_number(region: mpp_core::ids::RegionCode) -> mpp_core::id
 /// check with struct-update syntax.
 pub fn common_args(nats_url: String, data_dir: std::path::PathBuf) -> crate::CommonArgs {
     crate::CommonArgs {
-        nats_url,
-        nats_user: None,
-        nats_password_file: None,
-        nats_nkey_file: None,
-        nats_tls_ca_file: None,
+        nats: mpp_edge::nats::NatsArgs::anonymous(nats_url),
         grpc_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         region_code: mpp_core::ids::RegionCode::parse("1771").expect("1771 is a region code"),
         log: mpp_edge::log::LogArgs { log_format: Some(crate::LogFormat::Pretty) },
@@ -181,4 +177,20 @@ pub fn call_events(b: &crate::event::EventBuilder, n: usize) -> Vec<OutgoingEven
             .unwrap_or_else(|e| panic!("{e:?}"))
         })
         .collect()
+}
+
+/// The family card's standard (`kk`, version 1: three working days, free,
+/// the old card required) that the tests publish.
+pub fn kk_standard() -> crate::catalogue::ServiceStandardSpec {
+    crate::catalogue::ServiceStandardSpec {
+        service: mpp_core::ids::ServiceId::parse("kk").expect("kk is a valid service id"),
+        name_id: "Kartu Keluarga".into(),
+        name_en: "Family card".into(),
+        completion_working_days: 3,
+        fee_idr: 0,
+        requirements: vec!["KK lama".into()],
+        fiktif_positif: false,
+        version: 1,
+        collection: None,
+    }
 }

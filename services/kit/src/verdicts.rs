@@ -75,6 +75,7 @@ use tracing::{debug, info, warn};
 
 use crate::durable::{self, Storage};
 use crate::error::reason_status;
+use crate::link::{self, LinkError};
 
 /// The file of the verdict store, in the service's data directory.
 pub const VERDICTS_FILE: &str = "verdicts.redb";
@@ -320,43 +321,13 @@ pub struct HubFeed {
     pub tls_ca_file: Option<PathBuf>,
 }
 
-/// Why the hub feed's settings are unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum HubFeedError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The token file holds no usable token.
-    #[error("{0} holds no token (one line of visible ASCII)")]
-    NoToken(PathBuf),
-    /// The URL is not one tonic can connect to.
-    #[error("--hub-url {0:?} is not an http:// or https:// URL")]
-    Url(String),
-}
-
 impl HubFeed {
     /// Reads the token file and checks the URL.
-    pub fn load(url: &str, token_file: &Path, tls_ca_file: Option<&Path>) -> Result<Self, HubFeedError> {
-        if !(url.starts_with("http://") || url.starts_with("https://"))
-            || tonic::transport::Endpoint::from_shared(url.to_owned()).is_err()
-        {
-            return Err(HubFeedError::Url(url.to_owned()));
-        }
-        let read = |path: &Path| {
-            std::fs::read_to_string(path)
-                .map_err(|source| HubFeedError::Read { path: path.to_owned(), source })
-        };
-        let token = read(token_file)?.lines().next().unwrap_or("").trim().to_owned();
-        if token.is_empty() || BearerToken::new(&token).is_none() {
-            return Err(HubFeedError::NoToken(token_file.to_owned()));
-        }
+    pub fn load(url: &str, token_file: &Path, tls_ca_file: Option<&Path>) -> Result<Self, LinkError> {
+        link::endpoint("--hub-url", url)?;
+        let token = link::read_token(token_file)?;
         if let Some(ca) = tls_ca_file {
-            read(ca)?;
+            link::read(ca)?;
         }
         Ok(Self { url: url.to_owned(), token, tls_ca_file: tls_ca_file.map(Path::to_owned) })
     }
@@ -369,9 +340,7 @@ impl HubFeed {
             .keep_alive_timeout(Duration::from_secs(10));
         if let Some(ca) = &self.tls_ca_file {
             let pem = tokio::fs::read(ca).await.map_err(|e| format!("{}: {e}", ca.display()))?;
-            let tls = tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(pem));
-            endpoint = endpoint.tls_config(tls).map_err(|e| e.to_string())?;
+            endpoint = link::with_ca(endpoint, "--hub-tls-ca-file", pem).map_err(|e| e.to_string())?;
         }
         endpoint.connect().await.map_err(|e| e.to_string())
     }

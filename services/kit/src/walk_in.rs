@@ -28,6 +28,7 @@ use mpp_proto::frontoffice::v1 as fo;
 use tonic::transport::Channel;
 
 use crate::ids::Pin;
+use crate::link::{self, LinkError};
 
 /// Longest a walk-in opening at the front office may take (connecting
 /// included), in milliseconds; past it the filing fails with
@@ -36,10 +37,6 @@ pub const FRONT_OFFICE_CALL_TIMEOUT_MS: u64 = 10_000;
 
 /// Longest connecting to the front office may take, in milliseconds.
 pub const FRONT_OFFICE_CONNECT_TIMEOUT_MS: u64 = 5_000;
-
-/// Most bytes read of `--front-office-token-file` (a token is one short
-/// line; a wrong path to a large file fails fast).
-pub const FRONT_OFFICE_TOKEN_FILE_BYTES_MAX: u64 = 4_096;
 
 /// Longest message of the front office's refusal kept in the agency's
 /// answer and log, in bytes.
@@ -132,28 +129,6 @@ impl FrontOfficeLinkArgs {
     }
 }
 
-/// Why the front office's settings are unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum FrontOfficeLinkError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The token file holds no usable token.
-    #[error("{0} holds no token (one line of visible ASCII)")]
-    NoToken(PathBuf),
-    /// The URL is not one tonic can connect to.
-    #[error("--front-office-url {0:?} is not an http:// or https:// URL")]
-    Url(String),
-    /// The CA certificate is unusable.
-    #[error("--front-office-tls-ca-file: {0}")]
-    Tls(String),
-}
-
 /// [`WalkInOpener`] over the front office's gRPC API.
 #[derive(Clone)]
 pub struct FrontOfficeClient {
@@ -173,7 +148,7 @@ impl FrontOfficeClient {
     /// Reads the token and CA files; connects lazily (a front office that
     /// is down does not stop the agency from starting). Call inside a
     /// tokio runtime.
-    pub fn from_args(args: &FrontOfficeLinkArgs) -> Result<Option<Self>, FrontOfficeLinkError> {
+    pub fn from_args(args: &FrontOfficeLinkArgs) -> Result<Option<Self>, LinkError> {
         match (&args.front_office_url, &args.front_office_token_file) {
             (Some(url), Some(token)) => {
                 Self::load(url, token, args.front_office_tls_ca_file.as_deref()).map(Some)
@@ -184,37 +159,14 @@ impl FrontOfficeClient {
 
     /// A client of the front office at `url`, authenticated by the token in
     /// `token_file`.
-    pub fn load(
-        url: &str,
-        token_file: &Path,
-        tls_ca_file: Option<&Path>,
-    ) -> Result<Self, FrontOfficeLinkError> {
-        use std::io::Read as _;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(FrontOfficeLinkError::Url(url.to_owned()));
-        }
-        let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
-            .map_err(|_| FrontOfficeLinkError::Url(url.to_owned()))?
+    pub fn load(url: &str, token_file: &Path, tls_ca_file: Option<&Path>) -> Result<Self, LinkError> {
+        let mut endpoint = link::endpoint("--front-office-url", url)?
             .connect_timeout(Duration::from_millis(FRONT_OFFICE_CONNECT_TIMEOUT_MS))
             .timeout(Duration::from_millis(FRONT_OFFICE_CALL_TIMEOUT_MS));
-        let read_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| FrontOfficeLinkError::Read { path, source }
-        };
-        let mut text = String::new();
-        std::fs::File::open(token_file)
-            .and_then(|f| f.take(FRONT_OFFICE_TOKEN_FILE_BYTES_MAX).read_to_string(&mut text))
-            .map_err(read_err(token_file))?;
-        let line = text.lines().next().unwrap_or("").trim();
-        let token = (!line.is_empty())
-            .then(|| BearerToken::new(line))
-            .flatten()
-            .ok_or_else(|| FrontOfficeLinkError::NoToken(token_file.to_owned()))?;
+        let token = BearerToken::new(&link::read_token(token_file)?)
+            .ok_or_else(|| LinkError::NoToken(token_file.to_owned()))?;
         if let Some(ca) = tls_ca_file {
-            let pem = std::fs::read(ca).map_err(read_err(ca))?;
-            let tls = tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(pem));
-            endpoint = endpoint.tls_config(tls).map_err(|e| FrontOfficeLinkError::Tls(e.to_string()))?;
+            endpoint = link::with_ca(endpoint, "--front-office-tls-ca-file", link::read(ca)?)?;
         }
         Ok(Self { url: url.to_owned(), channel: endpoint.connect_lazy(), token })
     }
@@ -323,16 +275,16 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cret"), "the token is never shown");
         assert!(matches!(
             FrontOfficeClient::load("127.0.0.1:50060", &token, None),
-            Err(FrontOfficeLinkError::Url(_))
+            Err(LinkError::Url { .. })
         ));
         std::fs::write(&token, " \n").unwrap();
         assert!(matches!(
             FrontOfficeClient::load("http://127.0.0.1:50060", &token, None),
-            Err(FrontOfficeLinkError::NoToken(_))
+            Err(LinkError::NoToken(_))
         ));
         assert!(matches!(
             FrontOfficeClient::load("http://127.0.0.1:50060", &dir.path().join("missing"), None),
-            Err(FrontOfficeLinkError::Read { .. })
+            Err(LinkError::Read { .. })
         ));
         assert!(FrontOfficeClient::from_args(&FrontOfficeLinkArgs::default()).unwrap().is_none());
     }

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use mpp_agency_kit::catalogue::ServiceStandardSpec;
 use mpp_agency_kit::testing::random_tracking_number;
 use mpp_agency_kit::{
     ensure_stream, new_application_id, Agency, EventBuilder, JetStreamPublisher, SystemClock, STREAM_NAME,
@@ -44,17 +43,7 @@ async fn events_reach_the_stream_once_with_their_message_id() {
     let agency = Agency::new(builder, Arc::new(publisher.clone()));
 
     // When the agency publishes its standard, twice (as on two starts).
-    let spec = ServiceStandardSpec {
-        service: kk(),
-        name_id: "Kartu Keluarga".into(),
-        name_en: "Family card".into(),
-        completion_working_days: 3,
-        fee_idr: 0,
-        requirements: vec!["KK lama".into()],
-        fiktif_positif: false,
-        version: 1,
-        collection: None,
-    };
+    let spec = mpp_agency_kit::testing::kk_standard();
     let first = agency.publish_standards(std::slice::from_ref(&spec)).await.unwrap();
     let second = agency.publish_standards(std::slice::from_ref(&spec)).await.unwrap();
     let (a1, a2) = (first[0].ack.clone().unwrap(), second[0].ack.clone().unwrap());

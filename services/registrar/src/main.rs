@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use mpp_agency_kit::cli::{connect_nats, generate_nkey, NatsAccess, NatsLogin};
+use mpp_agency_kit::cli::{connect_nats, generate_nkey, NatsArgs};
 use mpp_agency_kit::signing::{generate_key_file, public_key_path, read_public_key};
 use mpp_core::checkpoint::KeyId;
 use mpp_registrar::{publish, read_statements, sign_registry, sign_revocation, write_statements, Registrar};
@@ -72,29 +72,10 @@ enum Command {
         /// The statements file (from `sign` or `revoke`).
         #[arg(long, env = "MPP_PUBLISH_STATEMENTS")]
         statements: PathBuf,
-        /// NATS server URL(s), comma-separated.
-        #[arg(long, env = "MPP_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-        nats_url: String,
-        /// NATS user (deploy/nats/secure.conf's `registrar`); requires
-        /// --nats-nkey-file or --nats-password-file.
-        #[arg(long, env = "MPP_NATS_USER")]
-        nats_user: Option<String>,
-        /// File holding the NKey user seed of --nats-user (from
-        /// `nats-nkey`). Excludes --nats-password-file.
-        #[arg(
-            long,
-            env = "MPP_NATS_NKEY_FILE",
-            requires = "nats_user",
-            conflicts_with = "nats_password_file"
-        )]
-        nats_nkey_file: Option<PathBuf>,
-        /// File holding the NATS password of --nats-user, for servers
-        /// configured with passwords.
-        #[arg(long, env = "MPP_NATS_PASSWORD_FILE", requires = "nats_user")]
-        nats_password_file: Option<PathBuf>,
-        /// CA certificate (PEM) of the NATS server's TLS certificate.
-        #[arg(long, env = "MPP_NATS_TLS_CA_FILE")]
-        nats_tls_ca_file: Option<PathBuf>,
+        /// Where NATS is and how to log in (the registrar's own user in
+        /// deploy/nats/secure.conf).
+        #[command(flatten)]
+        nats: NatsArgs,
     },
 }
 
@@ -148,24 +129,11 @@ async fn main() -> Result<()> {
             write_statements(&out, &[sign_revocation(&registrar, &participant, &key_id, now_ms())])?;
             println!("signed the revocation of key {key_id} of {participant} into {}", out.display());
         }
-        Command::Publish {
-            statements,
-            nats_url,
-            nats_user,
-            nats_nkey_file,
-            nats_password_file,
-            nats_tls_ca_file,
-        } => {
+        Command::Publish { statements, nats } => {
             let statements = read_statements(&statements)?;
-            let credentials = NatsLogin::from_flags(
-                nats_user.as_deref(),
-                nats_password_file.as_deref(),
-                nats_nkey_file.as_deref(),
-            )?
-            .map(|login| login.load())
-            .transpose()?;
-            let access = NatsAccess::new(credentials, nats_tls_ca_file.as_deref())?;
-            let client = connect_nats(&nats_url, "mpp-registrar", &access)
+            let access = nats.access(nats.credentials()?)?;
+            let nats_url = &nats.nats_url;
+            let client = connect_nats(nats_url, "mpp-registrar", &access)
                 .await
                 .with_context(|| format!("connecting to {nats_url}"))?;
             publish(&client, &statements).await?;

@@ -166,3 +166,39 @@ mod tests {
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab").is_err());
     }
 }
+
+/// One HTTP request file of the input corpus: `# key: value` lines (the
+/// expectations, e.g. `expect-status`), then the request as written, LF
+/// line ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorpusRequest {
+    /// The `# key: value` lines.
+    pub meta: std::collections::BTreeMap<String, String>,
+    /// The raw request, with CRLF line ends in its head (up to the first
+    /// empty line) and its body as written.
+    pub raw: Vec<u8>,
+}
+
+/// Parses a request file of the corpus (see [`CorpusRequest`]).
+pub fn parse_corpus_request(bytes: &[u8]) -> CorpusRequest {
+    let mut meta = std::collections::BTreeMap::new();
+    let mut rest = bytes;
+    while rest.starts_with(b"# ") {
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let line = String::from_utf8_lossy(&rest[2..end]).into_owned();
+        if let Some((k, v)) = line.split_once(": ") {
+            meta.insert(k.to_owned(), v.to_owned());
+        }
+        rest = &rest[(end + 1).min(rest.len())..];
+    }
+    let head_end = rest.windows(2).position(|w| w == b"\n\n").map_or(rest.len(), |i| i + 2);
+    let mut raw = Vec::new();
+    for &b in &rest[..head_end] {
+        if b == b'\n' {
+            raw.push(b'\r');
+        }
+        raw.push(b);
+    }
+    raw.extend(&rest[head_end..]);
+    CorpusRequest { meta, raw }
+}

@@ -23,6 +23,8 @@
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod http;
 pub mod log;
 pub mod nats;
@@ -58,4 +60,19 @@ pub fn temp_dir_in(parent: &Path, prefix: &str) -> anyhow::Result<tempfile::Temp
         eprintln!("[harness] keeping {}", dir.path().display());
     }
     Ok(dir)
+}
+
+/// Copies the directory `from` into `to` (created), recursively.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }

@@ -259,16 +259,20 @@ fn check_tally(seed: u64, t: &Tally, audit: &StoreAudit, unanswered_max: usize) 
     Ok(())
 }
 
+/// NATS, a hub and the Dukcapil service, all ready.
+async fn start() -> Result<(NatsServer, HubProcess, AgencyProcess)> {
+    let (nats, hub) = mpp_tests::services::nats_and_hub(READY_DEADLINE).await?;
+    let mut service = AgencyProcess::spawn_dukcapil(&nats.url(), REGION)?;
+    service.wait_listening(READY_DEADLINE).await?;
+    Ok((nats, hub, service))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nats_outage_mid_traffic_loses_nothing_and_the_agency_keeps_accepting() -> Result<()> {
     let seed = mpp_tests::rng::seed_from_env("MPP_TEST_SEED");
     let mut rng = Rng::new(seed);
     let started = Instant::now();
-    let mut nats = NatsServer::start().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
-    let mut service = AgencyProcess::spawn_dukcapil(&nats.url(), REGION)?;
-    service.wait_listening(READY_DEADLINE).await?;
+    let (mut nats, mut hub, mut service) = start().await?;
     let scan = tokio::sync::Mutex::new(StreamIds::new());
 
     // Officers call continuously; the traffic reaches the hub before anything breaks.
@@ -344,11 +348,7 @@ async fn agency_kill9_with_unpublished_outbox_restarts_and_publishes_everything_
     let seed = mpp_tests::rng::seed_from_env("MPP_TEST_SEED");
     let mut rng = Rng::new(seed);
     let started = Instant::now();
-    let mut nats = NatsServer::start().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
-    let mut service = AgencyProcess::spawn_dukcapil(&nats.url(), REGION)?;
-    service.wait_listening(READY_DEADLINE).await?;
+    let (mut nats, mut hub, mut service) = start().await?;
     let scan = tokio::sync::Mutex::new(StreamIds::new());
     let answered = Arc::new(Answered::default());
     let mut client = dukcapil::client(&service)?;

@@ -16,7 +16,6 @@ use mpp_tests::envelope::{
 use mpp_tests::pin::TEST_PIN;
 use mpp_tests::rng::Rng;
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{HubProcess, NatsServer};
 
 const AGENCY: &str = "e2e-bad";
 const SERVICE: &str = "izin";
@@ -56,9 +55,7 @@ fn with<F: FnOnce(&mut Envelope)>(mut e: Envelope, f: F) -> Envelope {
 async fn every_bad_input_is_recorded_with_its_reason_and_ingest_continues() -> Result<()> {
     let seed = mpp_tests::rng::seed_from_env("MPP_TEST_SEED");
     let mut rng = Rng::new(seed);
-    let nats = NatsServer::start().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
+    let (nats, mut hub) = mpp_tests::services::nats_and_hub(READY_DEADLINE).await?;
     let js = nats.jetstream().await?;
     let f = EventFactory::new(AGENCY, SERVICE, REGION);
     let tn1 = tracking_number(1771, 1_000 + rng.below(1_000_000))?;

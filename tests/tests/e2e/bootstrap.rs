@@ -29,16 +29,6 @@ const JOURNEYS_AFTER: u64 = 15;
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(120);
 
-/// `GET /api/v1/head`: (last stream seq, last log seq, head hash hex).
-async fn head_of(hub: &HubProcess) -> Result<(u64, u64, String)> {
-    let v = hub.get("/api/v1/head").await?.json()?;
-    let n =
-        |k: &str| v.get(k).and_then(serde_json::Value::as_u64).ok_or_else(|| anyhow!("head has no {k}: {v}"));
-    let hash =
-        v.get("head_hash").and_then(|h| h.as_str()).ok_or_else(|| anyhow!("head has no head_hash: {v}"))?;
-    Ok((n("last_stream_seq")?, n("last_seq")?, hash.to_owned()))
-}
-
 async fn publish_journeys(
     js: &async_nats::jetstream::Context,
     rng: &mut Rng,
@@ -52,20 +42,6 @@ async fn publish_journeys(
         }
     }
     stream_last_seq(js).await
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }
 
 fn bootstrap(from: &Path, to: &Path, key: &Path, keys_from: Option<&Path>) -> Result<Output> {
@@ -166,18 +142,18 @@ async fn a_bootstrapped_replica_resumes_the_stream_and_reaches_the_same_head() -
     publish_envelope(&js, &f.standard(1)).await?;
     let snapshot_seq = publish_journeys(&js, &mut rng, &f, 0..JOURNEYS_BEFORE).await?;
     a.wait_caught_up(snapshot_seq, CATCH_UP_DEADLINE).await?;
-    let snapshot_head = head_of(&a).await?;
+    let snapshot_head = a.head_with_hash().await?;
     a.terminate().await?;
     let key = a.data_dir().join("keys").join("checkpoint.pub");
     let work = tempfile::tempdir()?;
 
     // Tampered copies are refused, and leave nothing behind.
     let copy = work.path().join("copy-entry");
-    copy_dir(a.data_dir(), &copy)?;
+    mpp_tests::copy_dir(a.data_dir(), &copy)?;
     flip_an_entry_byte(&copy)?;
     refused(&copy, &work.path().join("replica-entry"), &key, "log does not verify")?;
     let copy = work.path().join("copy-case");
-    copy_dir(a.data_dir(), &copy)?;
+    mpp_tests::copy_dir(a.data_dir(), &copy)?;
     let altered = alter_a_case(&copy)?;
     let why = refused(&copy, &work.path().join("replica-case"), &key, "projection")?;
     ensure!(why.contains(&altered), "the refusal names the altered case {altered}:\n{why}");
@@ -208,7 +184,7 @@ async fn a_bootstrapped_replica_resumes_the_stream_and_reaches_the_same_head() -
         },
     )?;
     b.wait_ready(READY_DEADLINE).await?;
-    ensure!(head_of(&b).await? == snapshot_head, "B starts at the snapshot's head {snapshot_head:?}");
+    ensure!(b.head_with_hash().await? == snapshot_head, "B starts at the snapshot's head {snapshot_head:?}");
     let log = b.log_tail();
     ensure!(
         log.contains(&format!("\"from_stream_seq\":{}", snapshot_seq + 1)),
@@ -219,7 +195,7 @@ async fn a_bootstrapped_replica_resumes_the_stream_and_reaches_the_same_head() -
     let last = publish_journeys(&js, &mut rng, &f, JOURNEYS_BEFORE..JOURNEYS_BEFORE + JOURNEYS_AFTER).await?;
     a.wait_caught_up(last, CATCH_UP_DEADLINE).await?;
     b.wait_caught_up(last, CATCH_UP_DEADLINE).await?;
-    let (head_a, head_b) = (head_of(&a).await?, head_of(&b).await?);
+    let (head_a, head_b) = (a.head_with_hash().await?, b.head_with_hash().await?);
     ensure!(head_a == head_b, "A's head {head_a:?}, B's {head_b:?}");
     ensure!(head_a.1 > snapshot_head.1, "the heads moved past the snapshot");
     ensure!(

@@ -60,13 +60,8 @@ async fn an_agency_can_neither_open_a_case_nor_plant_an_application_in_one() -> 
     let keys = mpp_tests::temp_dir("mpp-case-fence-keys-")?;
     let auditors = keys.path().join("auditors");
     std::fs::write(&auditors, format!("e2e-auditor:{}\n", hex::encode(Sha256::digest(AUDITOR_TOKEN))))?;
-    let mut hub = HubProcess::spawn_with(
-        &nats.url(),
-        HubOptions {
-            extra_args: vec!["--auditor-tokens-file".to_owned(), auditors.display().to_string()],
-            ..HubOptions::default()
-        },
-    )?;
+    let mut hub =
+        HubProcess::spawn_with(&nats.url(), HubOptions::with_file("--auditor-tokens-file", &auditors))?;
     hub.wait_ready(READY_DEADLINE).await?;
     let registrar = test_registrar();
     let now = now_ms();
@@ -227,14 +222,15 @@ async fn an_agency_can_neither_open_a_case_nor_plant_an_application_in_one() -> 
     let work = mpp_tests::temp_dir("mpp-case-fence-audit-")?;
     let export = work.path().join("export.jsonl");
     let (data_dir, export) = (hub.data_dir().display().to_string(), export.display().to_string());
-    hub_audit(&["export", "--data-dir", &data_dir, "--out", &export])?;
+    mpp_tests::bins::hub_audit(&["export", "--data-dir", &data_dir, "--out", &export])?;
     let last = audit.head.last_seq.to_string();
     for (tn, live, dropped) in [
         (&next, &next_case, vec![format!("{ATTACKER}/EVIL-2 (filed at seq {})", held.seq)]),
         (&adopted, &adopted_case, vec![]),
     ] {
         for source in [["--data-dir", data_dir.as_str()], ["--export", export.as_str()]] {
-            let out = hub_audit(&["case-at", source[0], source[1], "--case", tn, "--seq", &last])?;
+            let out =
+                mpp_tests::bins::hub_audit(&["case-at", source[0], source[1], "--case", tn, "--seq", &last])?;
             let at: serde_json::Value =
                 serde_json::from_str(&out).with_context(|| format!("case-at: {out}"))?;
             let what = format!("case-at {} of {tn}", source[0]);
@@ -275,16 +271,4 @@ fn applications(case: &serde_json::Value) -> Result<Vec<String>> {
             Ok(if seqs.is_empty() { id } else { format!("{id} [{}]", seqs.join(",")) })
         })
         .collect()
-}
-
-/// Runs `mpp-hub audit ARGS`; its stdout.
-fn hub_audit(args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new(mpp_tests::bins::workspace_bin("mpp-hub")?)
-        .arg("audit")
-        .args(args)
-        .env("MPP_LOG", "warn")
-        .output()
-        .context("running mpp-hub audit")?;
-    ensure!(out.status.success(), "mpp-hub audit {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

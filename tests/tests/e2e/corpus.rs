@@ -10,7 +10,6 @@
 //! The corpus files are generated and checked by
 //! `hub/lookup/tests/corpus.rs`, which also runs them in-process.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -19,6 +18,7 @@ use std::time::Duration;
 use anyhow::{anyhow, ensure, Context, Result};
 use bytes::{Buf, BufMut, Bytes};
 use mpp_tests::envelope::{publish, stream_last_seq};
+use mpp_tests::http::{parse_corpus_request, CorpusRequest};
 use mpp_tests::services::AgencyOptions;
 use mpp_tests::store::audit_stopped_hub;
 use mpp_tests::{AgencyProcess, HubProcess, NatsServer};
@@ -177,25 +177,7 @@ fn http_entries() -> Result<Vec<HttpEntry>> {
     let mut out = Vec::new();
     for p in sorted_files("http", "txt")? {
         let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-        let mut meta = BTreeMap::new();
-        let mut rest = bytes.as_slice();
-        while rest.starts_with(b"# ") {
-            let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-            let line = String::from_utf8_lossy(&rest[2..end]).into_owned();
-            if let Some((k, v)) = line.split_once(": ") {
-                meta.insert(k.to_owned(), v.to_owned());
-            }
-            rest = &rest[(end + 1).min(rest.len())..];
-        }
-        let head_end = rest.windows(2).position(|w| w == b"\n\n").map_or(rest.len(), |i| i + 2);
-        let mut raw = Vec::new();
-        for &b in &rest[..head_end] {
-            if b == b'\n' {
-                raw.push(b'\r');
-            }
-            raw.push(b);
-        }
-        raw.extend(&rest[head_end..]);
+        let CorpusRequest { meta, raw } = parse_corpus_request(&bytes);
         out.push(HttpEntry {
             name: stem(&p),
             status: meta.get("expect-status").cloned().unwrap_or_default(),

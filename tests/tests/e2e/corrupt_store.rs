@@ -15,7 +15,7 @@ use anyhow::{ensure, Context, Result};
 use mpp_tests::envelope::{publish_envelope, random_journey, stream_last_seq, tracking_number, EventFactory};
 use mpp_tests::rng::Rng;
 use mpp_tests::services::HubOptions;
-use mpp_tests::{wait_for, HubProcess, NatsServer};
+use mpp_tests::{wait_for, HubProcess};
 
 const AGENCY: &str = "e2e-corrupt";
 const SERVICE: &str = "izin";
@@ -37,20 +37,6 @@ fn corrupt(data_dir: &Path) -> Result<()> {
     std::fs::write(&conf, b"this line has no separator\n\0\0\0\0").context("overwriting conf")
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
-
 fn kept(data_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(data_dir)? {
@@ -66,9 +52,7 @@ fn kept(data_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 async fn a_corrupt_store_is_rebuilt_by_default_and_refused_with_fail() -> Result<()> {
     let seed = mpp_tests::rng::seed_from_env("MPP_TEST_SEED");
     let mut rng = Rng::new(seed);
-    let nats = NatsServer::start().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
+    let (nats, mut hub) = mpp_tests::services::nats_and_hub(READY_DEADLINE).await?;
     let js = nats.jetstream().await?;
     let f = EventFactory::new(AGENCY, SERVICE, REGION);
     publish_envelope(&js, &f.standard(1)).await?;
@@ -90,7 +74,7 @@ async fn a_corrupt_store_is_rebuilt_by_default_and_refused_with_fail() -> Result
     corrupt(&hub.data_dir().join("access"))?;
     let fail_dir = tempfile::tempdir()?;
     let fail_data = fail_dir.path().join("data");
-    copy_dir(hub.data_dir(), &fail_data)?;
+    mpp_tests::copy_dir(hub.data_dir(), &fail_data)?;
 
     // When the hub starts with the default: it rebuilds and serves the same head.
     hub.start()?;

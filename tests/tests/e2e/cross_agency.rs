@@ -20,13 +20,12 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use mpp_proto::agency::dpmptsp::v1 as dpm;
 use mpp_proto::agency::pln::v1 as pln;
-use mpp_proto::frontoffice::v1 as fo;
 use mpp_proto::v1 as pb;
 use mpp_proto::v1::case_event_service_client::CaseEventServiceClient;
 use mpp_registrar::{key_added, publish as publish_statements};
 use mpp_tests::envelope::{body, now_ms, publish, stream_last_seq, EventFactory};
 use mpp_tests::registry::{participant_key, test_registrar};
-use mpp_tests::services::{AgencyOptions, HubOptions};
+use mpp_tests::services::{case_opening, AgencyOptions, HubOptions};
 use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -107,7 +106,7 @@ async fn case_events_up_to(hub: &HubProcess, token: &str, head: u64) -> Result<V
     Ok(events)
 }
 
-type Fo = fo::front_office_service_client::FrontOfficeServiceClient<InterceptedService<Channel, Bearer>>;
+type Fo = mpp_tests::services::FrontOfficeClient;
 type Dpm = dpm::dpmptsp_service_client::DpmptspServiceClient<InterceptedService<Channel, Bearer>>;
 type Pln = pln::pln_service_client::PlnServiceClient<InterceptedService<Channel, Bearer>>;
 
@@ -120,19 +119,7 @@ struct Prepared {
 }
 
 async fn prepare(fo: &mut Fo, dpm: &mut Dpm, pln_c: &mut Pln, nik: &str) -> Result<Prepared> {
-    let opened = fo
-        .buka_berkas(fo::PembukaanBerkas {
-            nik: nik.to_owned(),
-            nama: "Siti Aminah".to_owned(),
-            telepon: "081234567890".to_owned(),
-            petugas: "ptg-loket-1".to_owned(),
-            surel: String::new(),
-            bahasa: String::new(),
-            tanpa_notifikasi: false,
-        })
-        .await
-        .context("BukaBerkas")?
-        .into_inner();
+    let opened = fo.buka_berkas(case_opening(nik, "081234567890")).await.context("BukaBerkas")?.into_inner();
     let (tn, pin) = (opened.nomor_berkas, opened.pin);
     let pbg = dpm
         .ajukan_permohonan(dpm::Permohonan {
@@ -230,10 +217,7 @@ async fn pln_schedules_the_installation_when_the_pbg_is_issued_and_others_see_no
     std::fs::write(&pln_token_file, format!("{pln_token}\n"))?;
     let mut hub = HubProcess::spawn_with(
         &nats.url(),
-        HubOptions {
-            extra_args: vec!["--participant-tokens-file".into(), participants.display().to_string()],
-            ..HubOptions::default()
-        },
+        HubOptions::with_file("--participant-tokens-file", &participants),
     )?;
     hub.wait_ready(READY_DEADLINE).await?;
 
@@ -302,10 +286,7 @@ async fn pln_schedules_the_installation_when_the_pbg_is_issued_and_others_see_no
     let connect = |p: &AgencyProcess| -> Result<_> {
         Ok(tonic::transport::Endpoint::from_shared(p.grpc_endpoint())?.connect_lazy())
     };
-    let mut fo_client = fo::front_office_service_client::FrontOfficeServiceClient::with_interceptor(
-        connect(&front)?,
-        front.bearer()?,
-    );
+    let mut fo_client = front.front_office_client()?;
     let mut dpm_client = dpm::dpmptsp_service_client::DpmptspServiceClient::with_interceptor(
         connect(&dpmptsp)?,
         dpmptsp.bearer()?,

@@ -31,19 +31,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
+use mpp_tests::bins::SERVICE_BINARIES;
 use serde_json::Value;
-
-/// The agency binaries the deployment files run (besides `mpp-hub`).
-const SERVICE_BINARIES: [&str; 8] = [
-    "mpp-frontoffice",
-    "mpp-dukcapil",
-    "mpp-imigrasi",
-    "mpp-bpn",
-    "mpp-pln",
-    "mpp-pdam",
-    "mpp-bank",
-    "mpp-dpmptsp",
-];
 
 /// The repository's `deploy/` (the tests crate sits at `<root>/tests`; the
 /// target directory may be anywhere, e.g. `CARGO_TARGET_DIR`).

@@ -13,22 +13,10 @@ use anyhow::{ensure, Context, Result};
 use mpp_tests::bins::workspace_bin;
 
 /// Every binary the project ships or runs (the agencies by name).
-const BINARIES: [&str; 14] = [
-    "mpp-hub",
-    "mpp-frontoffice",
-    "mpp-dukcapil",
-    "mpp-imigrasi",
-    "mpp-bpn",
-    "mpp-pln",
-    "mpp-pdam",
-    "mpp-bank",
-    "mpp-dpmptsp",
-    "mpp-sim",
-    "mpp-bench",
-    "mpp-faults",
-    "mpp-witness",
-    "mpp-registrar",
-];
+fn binaries() -> Vec<&'static str> {
+    let tools = ["mpp-sim", "mpp-bench", "mpp-faults", "mpp-witness", "mpp-registrar"];
+    std::iter::once("mpp-hub").chain(mpp_tests::bins::SERVICE_BINARIES).chain(tools).collect()
+}
 
 /// Subcommands nested deeper than this are not followed (a bound on the
 /// walk; the deepest today is `mpp-hub audit verify`, depth 2).
@@ -166,7 +154,7 @@ fn walk(binary: &str, path: &mut Vec<String>, found: &mut Vec<Flag>) -> Result<(
 #[test]
 fn every_flag_of_every_binary_has_its_mpp_variable() -> Result<()> {
     let mut found = Vec::new();
-    for binary in BINARIES {
+    for binary in binaries() {
         walk(binary, &mut Vec::new(), &mut found)?;
     }
     let config: Vec<&Flag> = found.iter().filter(|f| !NOT_CONFIGURATION.contains(&f.name.as_str())).collect();
@@ -179,7 +167,7 @@ fn every_flag_of_every_binary_has_its_mpp_variable() -> Result<()> {
     ensure!(missing.is_empty(), "{} flags without an MPP_* variable:\n{}", missing.len(), missing.join("\n"));
     // The logging contract: every binary takes --log-format (MPP_LOG_FORMAT),
     // except mpp-faults, which runs the others and logs nothing itself.
-    for binary in BINARIES.iter().filter(|b| **b != "mpp-faults") {
+    for binary in binaries().into_iter().filter(|b| *b != "mpp-faults") {
         ensure!(
             config.iter().any(|f| f.command == *binary
                 && f.name == "--log-format"
@@ -201,7 +189,7 @@ fn every_flag_of_every_binary_has_its_mpp_variable() -> Result<()> {
         .filter(|s| !SHARED_WITH_SERVE.iter().any(|ok| s.ends_with(&format!("({ok})"))))
         .collect();
     ensure!(shared.is_empty(), "audit/admin flags reading mpp-hub serve's variables:\n{}", shared.join("\n"));
-    println!("{} flags of {} binaries, each with its MPP_* variable", config.len(), BINARIES.len());
+    println!("{} flags of {} binaries, each with its MPP_* variable", config.len(), binaries().len());
     mpp_tests::docs::check_generated(
         "CONFIGURATION.md",
         &render_configuration(&config),

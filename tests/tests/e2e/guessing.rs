@@ -37,7 +37,7 @@ use mpp_proto::v1::CaseOpened;
 use mpp_tests::envelope::{publish_envelope, stream_last_seq, EventFactory};
 use mpp_tests::http::{parse_response, HttpResponse};
 use mpp_tests::rng::{seed_from_env, Rng};
-use mpp_tests::services::{HubOptions, TEST_PIN_PEPPER};
+use mpp_tests::services::{case_opening, HubOptions, TEST_PIN_PEPPER};
 use mpp_tests::{HubProcess, NatsServer};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -664,22 +664,9 @@ async fn a_number_at_its_daily_cap_opens_again_with_a_pin_reissued_at_the_counte
     let options = AgencyOptions { pin_pepper_file: Some(pepper), ..AgencyOptions::region(REGION) };
     let mut front = mpp_tests::AgencyProcess::spawn_frontoffice(&nats.url(), options)?;
     front.wait_listening(READY_DEADLINE).await?;
-    let channel = tonic::transport::Endpoint::from_shared(front.grpc_endpoint())?.connect().await?;
-    let mut desk =
-        fo::front_office_service_client::FrontOfficeServiceClient::with_interceptor(channel, front.bearer()?);
-    let opened = desk
-        .buka_berkas(fo::PembukaanBerkas {
-            nik: "1771014501900007".to_owned(),
-            nama: "Siti Aminah".to_owned(),
-            telepon: String::new(),
-            petugas: "ptg-loket-1".to_owned(),
-            surel: String::new(),
-            bahasa: String::new(),
-            tanpa_notifikasi: false,
-        })
-        .await
-        .context("BukaBerkas")?
-        .into_inner();
+    let mut desk = front.front_office_client()?;
+    let opened =
+        desk.buka_berkas(case_opening("1771014501900007", "")).await.context("BukaBerkas")?.into_inner();
     let (tn, old_pin) = (opened.nomor_berkas.clone(), opened.pin.clone());
     // case_opened and personal_data_sealed.
     ingested(&nats, &mut hub, 2).await?;

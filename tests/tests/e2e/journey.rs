@@ -51,72 +51,57 @@ const PLN: usize = 3;
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 
-/// What one application must look like.
+/// The applications of the small-business journey: (slot, agency, service).
+const APPLICATIONS: [(usize, &str, &str); 4] = [
+    (NIB, "dpmptsp", "nib"),
+    (PBG, "dpmptsp", "pbg"),
+    (PDAM, "pdam", "sambungan"),
+    (PLN, "pln", "pasang-baru"),
+];
+
+/// What one application (of [`APPLICATIONS`], in its order) must look like.
 #[derive(Debug)]
 struct Want {
-    slot: usize,
-    agency: &'static str,
-    service: &'static str,
     state: &'static str,
     pb_state: ApplicationState,
     timeline: &'static [&'static str],
 }
 
+const fn want(state: &'static str, pb_state: ApplicationState, timeline: &'static [&'static str]) -> Want {
+    Want { state, pb_state, timeline }
+}
+
 const FILED: &str = "application_filed";
+
+/// A connection (PDAM, PLN) surveyed and billed.
+const BILLED: Want = want(
+    "awaiting_payment",
+    ApplicationState::AwaitingPayment,
+    &[FILED, "appointment_scheduled", "fee_assessed"],
+);
+
+/// A connection (PDAM, PLN) paid for and installed.
+const CONNECTED: Want = want(
+    "issued",
+    ApplicationState::Issued,
+    &[FILED, "appointment_scheduled", "fee_assessed", "payment_received", "appointment_scheduled", "issued"],
+);
 
 /// After the first visit.
 const FIRST_VISIT: [Want; 4] = [
-    Want {
-        slot: NIB,
-        agency: "dpmptsp",
-        service: "nib",
-        state: "issued",
-        pb_state: ApplicationState::Issued,
-        timeline: &[FILED, "review_started", "issued"],
-    },
-    Want {
-        slot: PBG,
-        agency: "dpmptsp",
-        service: "pbg",
-        state: "documents_required",
-        pb_state: ApplicationState::DocumentsRequired,
-        timeline: &[FILED, "documents_requested"],
-    },
-    Want {
-        slot: PDAM,
-        agency: "pdam",
-        service: "sambungan",
-        state: "awaiting_payment",
-        pb_state: ApplicationState::AwaitingPayment,
-        timeline: &[FILED, "appointment_scheduled", "fee_assessed"],
-    },
-    Want {
-        slot: PLN,
-        agency: "pln",
-        service: "pasang-baru",
-        state: "awaiting_payment",
-        pb_state: ApplicationState::AwaitingPayment,
-        timeline: &[FILED, "appointment_scheduled", "fee_assessed"],
-    },
+    want("issued", ApplicationState::Issued, &[FILED, "review_started", "issued"]),
+    want("documents_required", ApplicationState::DocumentsRequired, &[FILED, "documents_requested"]),
+    BILLED,
+    BILLED,
 ];
 
 /// After the last visit.
 const DONE: [Want; 4] = [
-    Want {
-        slot: NIB,
-        agency: "dpmptsp",
-        service: "nib",
-        state: "issued",
-        pb_state: ApplicationState::Issued,
-        timeline: &[FILED, "review_started", "issued"],
-    },
-    Want {
-        slot: PBG,
-        agency: "dpmptsp",
-        service: "pbg",
-        state: "issued",
-        pb_state: ApplicationState::Issued,
-        timeline: &[
+    want("issued", ApplicationState::Issued, &[FILED, "review_started", "issued"]),
+    want(
+        "issued",
+        ApplicationState::Issued,
+        &[
             FILED,
             "documents_requested",
             "documents_received",
@@ -128,37 +113,9 @@ const DONE: [Want; 4] = [
             "payment_received",
             "issued",
         ],
-    },
-    Want {
-        slot: PDAM,
-        agency: "pdam",
-        service: "sambungan",
-        state: "issued",
-        pb_state: ApplicationState::Issued,
-        timeline: &[
-            FILED,
-            "appointment_scheduled",
-            "fee_assessed",
-            "payment_received",
-            "appointment_scheduled",
-            "issued",
-        ],
-    },
-    Want {
-        slot: PLN,
-        agency: "pln",
-        service: "pasang-baru",
-        state: "issued",
-        pb_state: ApplicationState::Issued,
-        timeline: &[
-            FILED,
-            "appointment_scheduled",
-            "fee_assessed",
-            "payment_received",
-            "appointment_scheduled",
-            "issued",
-        ],
-    },
+    ),
+    CONNECTED,
+    CONNECTED,
 ];
 
 /// The fee the plan assesses on `slot`: amount, billing code, where to pay,
@@ -199,34 +156,34 @@ fn app_json<'a>(case: &'a Value, id: &str) -> Result<&'a Value> {
 }
 
 /// Checks every application of the case JSON against `wants`.
-fn check_apps_json(case: &Value, run: &CaseRun, wants: &[Want]) -> Result<()> {
+fn check_apps_json(case: &Value, run: &CaseRun, wants: &[Want; 4]) -> Result<()> {
     let apps = case.get("applications").and_then(Value::as_array).context("no applications array")?;
     ensure!(apps.len() == wants.len(), "{} applications, expected {}: {case}", apps.len(), wants.len());
-    for w in wants {
-        let id = run.application_id(w.slot).context("application not filed")?;
+    for (w, &(slot, agency, service)) in wants.iter().zip(&APPLICATIONS) {
+        let id = run.application_id(slot).context("application not filed")?;
         let a = app_json(case, id)?;
         ensure!(
-            str_of(a, "agency_id") == w.agency && str_of(a, "service_id") == w.service,
+            str_of(a, "agency_id") == agency && str_of(a, "service_id") == service,
             "application {id} belongs to {}/{}, expected {}/{}",
             str_of(a, "agency_id"),
             str_of(a, "service_id"),
-            w.agency,
-            w.service
+            agency,
+            service
         );
         ensure!(
             str_of(a, "state") == w.state,
             "application {id} ({}) is {}, expected {}",
-            w.service,
+            service,
             str_of(a, "state"),
             w.state
         );
         let timeline = a.get("timeline").and_then(Value::as_array).context("no timeline")?;
         let types: Vec<&str> = timeline.iter().map(|t| str_of(t, "event_type")).collect();
-        ensure!(types == w.timeline, "{} timeline {types:?}, expected {:?}", w.service, w.timeline);
+        ensure!(types == w.timeline, "{} timeline {types:?}, expected {:?}", service, w.timeline);
         let seqs: Vec<u64> = timeline.iter().filter_map(|t| t.get("seq").and_then(Value::as_u64)).collect();
         ensure!(seqs.len() == types.len() && seqs.windows(2).all(|p| p[0] < p[1]), "timeline seqs {seqs:?}");
         let last = timeline.last().map(|t| str_of(t, "state_after"));
-        ensure!(last == Some(w.state), "{} timeline ends in {last:?}, expected {}", w.service, w.state);
+        ensure!(last == Some(w.state), "{} timeline ends in {last:?}, expected {}", service, w.state);
     }
     Ok(())
 }
@@ -236,27 +193,27 @@ fn next_actions(case: &Value) -> Result<Vec<&Value>> {
     Ok(case.get("next_actions").and_then(Value::as_array).context("no next_actions array")?.iter().collect())
 }
 
-fn check_apps_grpc(view: &CaseView, run: &CaseRun, wants: &[Want], status: CaseStatus) -> Result<()> {
+fn check_apps_grpc(view: &CaseView, run: &CaseRun, wants: &[Want; 4], status: CaseStatus) -> Result<()> {
     ensure!(view.status == status as i32, "gRPC status {}, expected {status:?}", view.status);
     ensure!(view.region_code == REGION, "gRPC region {:?}", view.region_code);
     ensure!(view.applications.len() == wants.len(), "gRPC: {} applications", view.applications.len());
-    for w in wants {
-        let id = run.application_id(w.slot).context("application not filed")?;
+    for (w, &(slot, agency, service)) in wants.iter().zip(&APPLICATIONS) {
+        let id = run.application_id(slot).context("application not filed")?;
         let a = view
             .applications
             .iter()
             .find(|a| a.application_id == id)
             .ok_or_else(|| anyhow!("gRPC view lacks application {id}"))?;
-        ensure!(a.agency_id == w.agency && a.service_id == w.service, "gRPC owner of {id}: {a:?}");
+        ensure!(a.agency_id == agency && a.service_id == service, "gRPC owner of {id}: {a:?}");
         ensure!(
             a.state == w.pb_state as i32,
             "gRPC state of {} is {}, expected {:?}",
-            w.service,
+            service,
             a.state,
             w.pb_state
         );
         let types: Vec<&str> = a.timeline.iter().map(|t| t.event_type.as_str()).collect();
-        ensure!(types == w.timeline, "gRPC {} timeline {types:?}", w.service);
+        ensure!(types == w.timeline, "gRPC {} timeline {types:?}", service);
     }
     Ok(())
 }

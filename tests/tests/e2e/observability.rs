@@ -157,10 +157,7 @@ async fn the_rules_and_the_dashboard_name_only_metrics_the_binaries_export() -> 
         mpp_tests::services::participant_token_files(secrets.path(), "dukcapil")?;
     let mut hub = HubProcess::spawn_with(
         &nats.url(),
-        mpp_tests::services::HubOptions {
-            extra_args: vec!["--participant-tokens-file".into(), participants.display().to_string()],
-            ..Default::default()
-        },
+        mpp_tests::services::HubOptions::with_file("--participant-tokens-file", &participants),
     )?;
     let metrics_addr = mpp_tests::ports::free_addr()?;
     let mut options = AgencyOptions::region("1771");

@@ -48,6 +48,14 @@ fn collecting_standard(f: &EventFactory) -> Envelope {
     e
 }
 
+/// The case `tn` opened by `f`'s agency, its application `app` filed,
+/// then `steps` on that application.
+fn filed_then(f: &EventFactory, tn: &str, app: &str, steps: Vec<Body>) -> Vec<Envelope> {
+    let mut events = vec![f.case_opened(tn), f.app_event(tn, app, body::filed())];
+    events.extend(steps.into_iter().map(|b| f.app_event(tn, app, b)));
+    events
+}
+
 fn states() -> Result<Vec<State>> {
     let tn = |serial| tracking_number(1771, serial);
     let pbg = EventFactory::new("dpmptsp", "pbg", REGION);
@@ -61,19 +69,18 @@ fn states() -> Result<Vec<State>> {
         State {
             name: "rejected",
             serial: 1_801,
-            events: vec![
-                pbg.case_opened(&rejected),
-                pbg.app_event(&rejected, "PBG-1", body::filed()),
-                pbg.app_event(&rejected, "PBG-1", body::review_started()),
-                pbg.app_event(
-                    &rejected,
-                    "PBG-1",
+            events: filed_then(
+                &pbg,
+                &rejected,
+                "PBG-1",
+                vec![
+                    body::review_started(),
                     Body::Rejected(pb::Rejected {
                         reason_code: "TATA_RUANG_TIDAK_SESUAI".to_owned(),
                         reason: "Fungsi bangunan tidak sesuai rencana tata ruang".to_owned(),
                     }),
-                ),
-            ],
+                ],
+            ),
             id_says: &[
                 "Tidak dikabulkan",
                 "Ditolak",
@@ -90,15 +97,12 @@ fn states() -> Result<Vec<State>> {
         State {
             name: "withdrawn",
             serial: 1_802,
-            events: vec![
-                pdam.case_opened(&withdrawn),
-                pdam.app_event(&withdrawn, "SB-1", body::filed()),
-                pdam.app_event(
-                    &withdrawn,
-                    "SB-1",
-                    Body::Withdrawn(pb::Withdrawn { reason: "Pemohon membatalkan permohonan".to_owned() }),
-                ),
-            ],
+            events: filed_then(
+                &pdam,
+                &withdrawn,
+                "SB-1",
+                vec![Body::Withdrawn(pb::Withdrawn { reason: "Pemohon membatalkan permohonan".to_owned() })],
+            ),
             id_says: &["Tidak dikabulkan", "Dibatalkan pada", "Alasan: Pemohon membatalkan permohonan"],
             en_says: &["Not granted", "Withdrawn on", "Reason: Pemohon membatalkan permohonan"],
             never: &["tepat waktu", "on time", "Ambil dokumen", "Collect your"],
@@ -106,19 +110,16 @@ fn states() -> Result<Vec<State>> {
         State {
             name: "appointment",
             serial: 1_803,
-            events: vec![
-                paspor.case_opened(&appointment),
-                paspor.app_event(&appointment, "PP-1", body::filed()),
-                paspor.app_event(
-                    &appointment,
-                    "PP-1",
-                    Body::AppointmentScheduled(pb::AppointmentScheduled {
-                        kind: "interview".to_owned(),
-                        at_ms: now_ms() + 2 * day_ms,
-                        place: "Loket Imigrasi, MPP Kota Bengkulu".to_owned(),
-                    }),
-                ),
-            ],
+            events: filed_then(
+                &paspor,
+                &appointment,
+                "PP-1",
+                vec![Body::AppointmentScheduled(pb::AppointmentScheduled {
+                    kind: "interview".to_owned(),
+                    at_ms: now_ms() + 2 * day_ms,
+                    place: "Loket Imigrasi, MPP Kota Bengkulu".to_owned(),
+                })],
+            ),
             id_says: &["Datang sesuai jadwal", "Wawancara —", "pukul", "Loket Imigrasi, MPP Kota Bengkulu"],
             en_says: &[
                 "Come to your appointment",
@@ -131,12 +132,7 @@ fn states() -> Result<Vec<State>> {
         State {
             name: "collect-at",
             serial: 1_804,
-            events: vec![
-                kk.case_opened(&collect),
-                kk.app_event(&collect, "KK-1", body::filed()),
-                kk.app_event(&collect, "KK-1", body::review_started()),
-                kk.app_event(&collect, "KK-1", body::issued()),
-            ],
+            events: filed_then(&kk, &collect, "KK-1", vec![body::review_started(), body::issued()]),
             id_says: &["Ambil dokumen Anda", "Loket Disdukcapil, MPP Kota Bengkulu", "Ambil paling lambat"],
             en_says: &["Collect your document", "Loket Disdukcapil, MPP Kota Bengkulu", "Collect by"],
             never: &[],
@@ -144,21 +140,20 @@ fn states() -> Result<Vec<State>> {
         State {
             name: "payment-due",
             serial: 1_805,
-            events: vec![
-                pbg.case_opened(&payment),
-                pbg.app_event(&payment, "PBG-2", body::filed()),
-                pbg.app_event(&payment, "PBG-2", body::review_started()),
-                pbg.app_event(
-                    &payment,
-                    "PBG-2",
+            events: filed_then(
+                &pbg,
+                &payment,
+                "PBG-2",
+                vec![
+                    body::review_started(),
                     Body::FeeAssessed(pb::FeeAssessed {
                         amount_idr: 2_750_000,
                         payment_channel: "Bank Bengkulu, kode billing".to_owned(),
                         billing_code: "820001234567".to_owned(),
                         due_at_ms: now_ms() + 5 * day_ms,
                     }),
-                ),
-            ],
+                ],
+            ),
             id_says: &["Bayar biaya", "Rp 2.750.000", "Bank Bengkulu, kode billing", "Bayar paling lambat"],
             en_says: &["Pay the fee", "Rp 2,750,000", "Pay by"],
             never: &["Ambil dokumen", "Collect your"],

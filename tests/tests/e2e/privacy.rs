@@ -23,7 +23,7 @@ use mpp_proto::v1::cases_service_client::CasesServiceClient;
 use mpp_proto::v1::envelope::Body;
 use mpp_proto::v1::{Envelope, GetCaseRequest};
 use mpp_tests::envelope::stream_last_seq;
-use mpp_tests::services::{AgencyOptions, HubOptions, TEST_PIN_PEPPER};
+use mpp_tests::services::{case_opening, AgencyOptions, HubOptions, TEST_PIN_PEPPER};
 use mpp_tests::{bins, wait_for, AgencyProcess, HubProcess, NatsServer};
 use prost::Message as _;
 use tonic::Code;
@@ -156,20 +156,14 @@ async fn personal_data_is_sealed_readable_at_the_front_office_and_crypto_shredde
     let options = AgencyOptions { pin_pepper_file: Some(pepper), ..AgencyOptions::region(REGION) };
     let mut front = AgencyProcess::spawn_frontoffice(&nats.url(), options)?;
     front.wait_listening(READY_DEADLINE).await?;
-    let channel = tonic::transport::Endpoint::from_shared(front.grpc_endpoint())?.connect().await?;
-    let mut client =
-        fo::front_office_service_client::FrontOfficeServiceClient::with_interceptor(channel, front.bearer()?);
+    let mut client = front.front_office_client()?;
 
     // When: a case is opened with the citizen's name and contacts.
     let opened = client
         .buka_berkas(fo::PembukaanBerkas {
-            nik: NIK.to_owned(),
             nama: NAMA.to_owned(),
-            telepon: TELEPON.to_owned(),
-            petugas: "ptg-loket-1".to_owned(),
             surel: SUREL.to_owned(),
-            bahasa: String::new(),
-            tanpa_notifikasi: false,
+            ..case_opening(NIK, TELEPON)
         })
         .await
         .context("BukaBerkas")?

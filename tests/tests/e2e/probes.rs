@@ -71,6 +71,35 @@ async fn grpc_health_follows_readiness_through_a_nats_outage() -> Result<()> {
     Ok(())
 }
 
+/// The services gRPC reflection `$version` (`v1` or `v1alpha`) lists on
+/// `$channel` (the two versions' types differ, their calls do not).
+macro_rules! list_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::$version::ServerReflectionRequest;
+        let version = stringify!($version);
+        let mut client = ServerReflectionClient::new($channel);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = client
+            .server_reflection_info(once(async { request }))
+            .await
+            .with_context(|| format!("reflection {version}"))?
+            .into_inner();
+        let answer = answers.message().await?.with_context(|| format!("reflection {version}: no answer"))?;
+        match answer.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+            }
+            other => anyhow::bail!("reflection {version} answered {other:?}"),
+        }
+    }};
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_reflection_answers_v1_and_v1alpha() -> Result<()> {
     let nats = NatsServer::start().await?;
@@ -79,52 +108,8 @@ async fn grpc_reflection_answers_v1_and_v1alpha() -> Result<()> {
     let channel =
         Channel::from_shared(hub.grpc_endpoint())?.connect().await.context("connecting to the hub")?;
 
-    let v1 = {
-        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::v1::ServerReflectionRequest;
-        let mut client = ServerReflectionClient::new(channel.clone());
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut answers = client
-            .server_reflection_info(once(async { request }))
-            .await
-            .context("reflection v1")?
-            .into_inner();
-        let answer = answers.message().await?.context("reflection v1: no answer")?;
-        match answer.message_response {
-            Some(MessageResponse::ListServicesResponse(list)) => {
-                list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
-            }
-            other => anyhow::bail!("reflection v1 answered {other:?}"),
-        }
-    };
-    let v1alpha = {
-        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-        let mut client = ServerReflectionClient::new(channel);
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut answers = client
-            .server_reflection_info(once(async { request }))
-            .await
-            .context("reflection v1alpha")?
-            .into_inner();
-        let answer = answers.message().await?.context("reflection v1alpha: no answer")?;
-        match answer.message_response {
-            Some(MessageResponse::ListServicesResponse(list)) => {
-                list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
-            }
-            other => anyhow::bail!("reflection v1alpha answered {other:?}"),
-        }
-    };
+    let v1 = list_services!(v1, channel.clone());
+    let v1alpha = list_services!(v1alpha, channel);
     let hub_services = [
         "mpp.v1.CasesService",
         "mpp.v1.AuditService",

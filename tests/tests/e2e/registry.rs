@@ -16,7 +16,6 @@ use mpp_core::ids::AgencyId;
 use mpp_core::registry::REGISTRY_SUBJECT;
 use mpp_core::{ReasonCode, Verdict};
 use mpp_proto::agency::dukcapil::v1 as dk;
-use mpp_proto::frontoffice::v1 as fo;
 use mpp_proto::v1::Envelope;
 use mpp_registrar::{
     front_office_event_types, key_added, key_revoked, publish as publish_statements, registration,
@@ -24,9 +23,9 @@ use mpp_registrar::{
 use mpp_tests::dukcapil::{self, Answered};
 use mpp_tests::envelope::{body, encode, event_id, now_ms, publish, stream_last_seq, EventFactory};
 use mpp_tests::registry::{participant_key, test_registrar};
-use mpp_tests::services::{AgencyOptions, HubProcess};
+use mpp_tests::services::{case_opening, AgencyOptions, HubProcess};
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{wait_for, AgencyProcess, NatsServer};
+use mpp_tests::{wait_for, AgencyProcess};
 use prost::Message as _;
 
 const REGION: &str = "1771";
@@ -37,6 +36,36 @@ const DAY_MS: i64 = 86_400_000;
 
 fn catalogue(agency: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/catalogue").join(format!("{agency}.toml"))
+}
+
+/// The statements that register the front office of [`REGION`] (key
+/// `fo_pk`) and Dukcapil (its services from its catalogue, key `dk_pk`),
+/// both keys valid from a day before `now` for a year, then `more`, all
+/// signed by `registrar` at `now` (the registry file is written in `dir`).
+pub(crate) fn front_office_and_dukcapil(
+    registrar: &mpp_registrar::Registrar,
+    dir: &Path,
+    now: i64,
+    (fo_pk, dk_pk): (&[u8; 32], &[u8; 32]),
+    more: Vec<mpp_proto::v1::registry_statement::Body>,
+) -> Result<Vec<mpp_proto::v1::SignedRegistryStatement>> {
+    let registry_file = dir.join("registry.toml");
+    std::fs::write(
+        &registry_file,
+        format!(
+            "[[participant]]\nid = \"dukcapil\"\nkind = \"agency\"\ncategory = \"daerah\"\nregions = [\"{REGION}\"]\n\
+             services_from_catalogue = {:?}\n",
+            catalogue("dukcapil").display().to_string()
+        ),
+    )?;
+    let mut statements = vec![front_office_registration(registrar, now)];
+    statements.extend(mpp_registrar::sign_registry(registrar, &registry_file, now)?);
+    let keys = [
+        key_added(FRONT_OFFICE, fo_pk, now - DAY_MS, now + 365 * DAY_MS),
+        key_added("dukcapil", dk_pk, now - DAY_MS, now + 365 * DAY_MS),
+    ];
+    statements.extend(keys.into_iter().chain(more).map(|b| registrar.sign(b, now)));
+    Ok(statements)
 }
 
 pub(crate) fn signer(participant: &str, key: &Path) -> Result<EnvelopeSigner> {
@@ -91,10 +120,8 @@ pub(crate) async fn wait_stream(js: &async_nats::jetstream::Context, hub: &mut H
 async fn unregistered_participants_and_wrong_expired_or_revoked_keys_are_logged_and_change_nothing(
 ) -> Result<()> {
     // Given: NATS and a hub that trusts the test registrar.
-    let nats = NatsServer::start().await?;
+    let (nats, mut hub) = mpp_tests::services::nats_and_hub(READY_DEADLINE).await?;
     let js = nats.jetstream().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
     let keys = mpp_tests::temp_dir("mpp-registry-keys-")?;
     let (fo_key, fo_pk) = participant_key(keys.path(), "front-office")?;
     let (dk_key, dk_pk) = participant_key(keys.path(), "dukcapil")?;
@@ -107,26 +134,17 @@ async fn unregistered_participants_and_wrong_expired_or_revoked_keys_are_logged_
     // expired and a revoked Dukcapil key. BPN is not registered.
     let registrar = test_registrar();
     let now = now_ms();
-    let registry_file = keys.path().join("registry.toml");
-    std::fs::write(
-        &registry_file,
-        format!(
-            "[[participant]]\nid = \"dukcapil\"\nkind = \"agency\"\ncategory = \"daerah\"\nregions = [\"{REGION}\"]\n\
-             services_from_catalogue = {:?}\n",
-            catalogue("dukcapil").display().to_string()
-        ),
+    let statements = front_office_and_dukcapil(
+        &registrar,
+        keys.path(),
+        now,
+        (&fo_pk, &dk_pk),
+        vec![
+            key_added("dukcapil", &expired_pk, now - 10 * DAY_MS, now - 5 * DAY_MS),
+            key_added("dukcapil", &revoked_pk, now - DAY_MS, now + 365 * DAY_MS),
+            key_revoked("dukcapil", &KeyId::of(&revoked_pk)),
+        ],
     )?;
-    let mut statements = vec![front_office_registration(&registrar, now)];
-    statements.extend(mpp_registrar::sign_registry(&registrar, &registry_file, now)?);
-    for b in [
-        key_added(FRONT_OFFICE, &fo_pk, now - DAY_MS, now + 365 * DAY_MS),
-        key_added("dukcapil", &dk_pk, now - DAY_MS, now + 365 * DAY_MS),
-        key_added("dukcapil", &expired_pk, now - 10 * DAY_MS, now - 5 * DAY_MS),
-        key_added("dukcapil", &revoked_pk, now - DAY_MS, now + 365 * DAY_MS),
-        key_revoked("dukcapil", &KeyId::of(&revoked_pk)),
-    ] {
-        statements.push(registrar.sign(b, now));
-    }
     publish_statements(&nats.connect().await?, &statements).await?;
     wait_stream(&js, &mut hub).await?;
 
@@ -141,19 +159,9 @@ async fn unregistered_participants_and_wrong_expired_or_revoked_keys_are_logged_
     dukcapil.wait_listening(READY_DEADLINE).await?;
 
     // ...a citizen's case opened at the front office, a family card filed at Dukcapil.
-    let channel = tonic::transport::Endpoint::from_shared(front.grpc_endpoint())?.connect().await?;
-    let mut fo_client =
-        fo::front_office_service_client::FrontOfficeServiceClient::with_interceptor(channel, front.bearer()?);
+    let mut fo_client = front.front_office_client()?;
     let opened = fo_client
-        .buka_berkas(fo::PembukaanBerkas {
-            nik: "1771014501900001".to_owned(),
-            nama: "Siti Aminah".to_owned(),
-            telepon: "081234567890".to_owned(),
-            petugas: "ptg-loket-1".to_owned(),
-            surel: String::new(),
-            bahasa: String::new(),
-            tanpa_notifikasi: false,
-        })
+        .buka_berkas(case_opening("1771014501900001", "081234567890"))
         .await
         .context("BukaBerkas")?
         .into_inner();
@@ -342,7 +350,7 @@ async fn unregistered_participants_and_wrong_expired_or_revoked_keys_are_logged_
     let work = mpp_tests::temp_dir("mpp-registry-verify-")?;
     let export = work.path().join("export.jsonl");
     let data_dir = path_str(hub.data_dir())?;
-    hub_audit(&["export", "--data-dir", &data_dir, "--out", &path_str(&export)?])?;
+    mpp_tests::bins::hub_audit(&["export", "--data-dir", &data_dir, "--out", &path_str(&export)?])?;
     let registrar_pub = mpp_tests::registry::write_registrar_key_file(work.path())?;
     let (ok, out) = verifier(&[&path_str(&export)?, &path_str(&registrar_pub)?])?;
     ensure!(ok && out.contains("OK: "), "the verifier refused the export: {out}");
@@ -365,7 +373,15 @@ async fn unregistered_participants_and_wrong_expired_or_revoked_keys_are_logged_
         .context("Dukcapil's accepted filing")?;
     let bundle = work.path().join("proof.json");
     let seq = filed.seq.to_string();
-    hub_audit(&["prove", "--data-dir", &data_dir, "--seq", &seq, "--out", &path_str(&bundle)?])?;
+    mpp_tests::bins::hub_audit(&[
+        "prove",
+        "--data-dir",
+        &data_dir,
+        "--seq",
+        &seq,
+        "--out",
+        &path_str(&bundle)?,
+    ])?;
     let dk_pub = mpp_agency_kit::signing::public_key_path(&dk_key);
     let (ok, out) = verifier(&["--bundle", &path_str(&bundle)?, &path_str(&dk_pub)?])?;
     ensure!(ok && out.contains("signed by dukcapil"), "the bundle did not verify: {out}");
@@ -395,18 +411,6 @@ fn path_str(p: &Path) -> Result<String> {
     Ok(p.to_str().context("a non-UTF-8 path")?.to_owned())
 }
 
-/// Runs `mpp-hub audit ARGS`.
-fn hub_audit(args: &[&str]) -> Result<()> {
-    let out = std::process::Command::new(mpp_tests::bins::workspace_bin("mpp-hub")?)
-        .arg("audit")
-        .args(args)
-        .env("MPP_LOG", "warn")
-        .output()
-        .context("running mpp-hub audit")?;
-    ensure!(out.status.success(), "mpp-hub audit {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(())
-}
-
 /// Runs tools/verify_signatures.py with the project's Python (`MPP_PYTHON`,
 /// the .venv with `cryptography` that tests/run-all.sh sets up).
 fn verifier(args: &[&str]) -> Result<(bool, String)> {
@@ -430,10 +434,8 @@ async fn a_log_from_before_the_registry_keeps_its_verdicts_and_the_rules_start_w
 ) -> Result<()> {
     // Given: a hub whose log holds unsigned events of an agency from before
     // any registry statement.
-    let nats = NatsServer::start().await?;
+    let (nats, mut hub) = mpp_tests::services::nats_and_hub(READY_DEADLINE).await?;
     let js = nats.jetstream().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
     let f = EventFactory::new("e2e-legacy", "izin", REGION);
     let tn = mpp_tests::envelope::tracking_number(1771, 4242)?;
     for e in [f.standard(1), f.case_opened(&tn), f.app_event(&tn, "A1", body::filed())] {

@@ -41,16 +41,6 @@ const READY_DEADLINE: Duration = Duration::from_secs(60);
 const ANSWERS_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(180);
 
-/// `GET /api/v1/head`: (last stream seq, last log seq, head hash hex).
-async fn head_of(hub: &HubProcess) -> Result<(u64, u64, String)> {
-    let v = hub.get("/api/v1/head").await?.json()?;
-    let n =
-        |k: &str| v.get(k).and_then(serde_json::Value::as_u64).ok_or_else(|| anyhow!("head has no {k}: {v}"));
-    let hash =
-        v.get("head_hash").and_then(|h| h.as_str()).ok_or_else(|| anyhow!("head has no head_hash: {v}"))?;
-    Ok((n("last_stream_seq")?, n("last_seq")?, hash.to_owned()))
-}
-
 /// Every lookup case answers 200 on `hub`.
 async fn lookups_succeed(hub: &HubProcess, cases: &[(String, String)]) -> Result<()> {
     for (tn, pin) in cases {
@@ -158,7 +148,7 @@ async fn two_hub_replicas_on_a_3_node_cluster_agree_and_serve_while_one_is_down(
     }
     let ids = answered.snapshot()?;
     let last = wait_all_caught_up(&cluster, &scan, &ids, &mut [&mut a, &mut b]).await?;
-    let (head_a, head_b) = (head_of(&a).await?, head_of(&b).await?);
+    let (head_a, head_b) = (a.head_with_hash().await?, b.head_with_hash().await?);
     println!("replica {name_a} head: stream seq {}, log seq {}, hash {}", head_a.0, head_a.1, head_a.2);
     println!("replica {name_b} head: stream seq {}, log seq {}, hash {}", head_b.0, head_b.1, head_b.2);
     ensure!(head_a == head_b, "seed {seed}: the replicas disagree: {head_a:?} vs {head_b:?}");

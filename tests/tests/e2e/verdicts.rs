@@ -110,10 +110,7 @@ async fn every_verdict_reaches_the_agency_across_hub_and_agency_restarts() -> Re
 
     let mut hub = HubProcess::spawn_with(
         &nats.url(),
-        HubOptions {
-            extra_args: vec!["--participant-tokens-file".into(), participants.display().to_string()],
-            ..HubOptions::default()
-        },
+        HubOptions::with_file("--participant-tokens-file", &participants),
     )?;
     hub.wait_ready(READY_DEADLINE).await?;
     let metrics_addr = mpp_tests::ports::free_addr()?;

@@ -19,23 +19,22 @@ use mpp_proto::agency::dukcapil::v1 as dk;
 use mpp_proto::frontoffice::v1 as fo;
 use mpp_proto::v1::envelope::Body;
 use mpp_proto::v1::Envelope;
-use mpp_registrar::{key_added, publish as publish_statements};
+use mpp_registrar::publish as publish_statements;
 use mpp_tests::dukcapil::{self, Answered};
 use mpp_tests::envelope::stream_last_seq;
 use mpp_tests::registry::{participant_key, test_registrar};
-use mpp_tests::services::{token_line, walk_in_client_id, AgencyOptions, FrontOfficeLink, HubProcess};
+use mpp_tests::services::{token_line, walk_in_client_id, AgencyOptions, FrontOfficeLink};
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{wait_for, AgencyProcess, NatsServer};
+use mpp_tests::{wait_for, AgencyProcess};
 use prost::Message as _;
 use tonic::Code;
 
-use super::registry::{front_office_registration, wait_stream};
+use super::registry::{front_office_and_dukcapil, wait_stream};
 
 const REGION: &str = "1771";
 const FRONT_OFFICE: &str = "mpp-1771";
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
-const DAY_MS: i64 = 86_400_000;
 /// Dukcapil's token at the front office, for walk-ins only.
 const WALK_IN_TOKEN: &str = "walk-in-token-of-dukcapil-e2e";
 /// A counter desk's token at the front office: it opens cases at the desk
@@ -56,33 +55,14 @@ fn write_token(dir: &Path, name: &str, token: &str) -> Result<std::path::PathBuf
 async fn an_agency_walk_in_is_opened_by_the_front_office_and_looked_up_with_its_pin() -> Result<()> {
     // Given: a hub under the registry (the front office and Dukcapil with
     // their keys).
-    let nats = NatsServer::start().await?;
+    let (nats, mut hub) = mpp_tests::services::nats_and_hub(READY_DEADLINE).await?;
     let js = nats.jetstream().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
     let keys = mpp_tests::temp_dir("mpp-walk-in-keys-")?;
     let (fo_key, fo_pk) = participant_key(keys.path(), "front-office")?;
     let (dk_key, dk_pk) = participant_key(keys.path(), "dukcapil")?;
     let registrar = test_registrar();
     let now = mpp_tests::envelope::now_ms();
-    let registry_file = keys.path().join("registry.toml");
-    let catalogue = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/catalogue/dukcapil.toml");
-    std::fs::write(
-        &registry_file,
-        format!(
-            "[[participant]]\nid = \"dukcapil\"\nkind = \"agency\"\ncategory = \"daerah\"\nregions = [\"{REGION}\"]\n\
-             services_from_catalogue = {:?}\n",
-            catalogue.display().to_string()
-        ),
-    )?;
-    let mut statements = vec![front_office_registration(&registrar, now)];
-    statements.extend(mpp_registrar::sign_registry(&registrar, &registry_file, now)?);
-    for b in [
-        key_added(FRONT_OFFICE, &fo_pk, now - DAY_MS, now + 365 * DAY_MS),
-        key_added("dukcapil", &dk_pk, now - DAY_MS, now + 365 * DAY_MS),
-    ] {
-        statements.push(registrar.sign(b, now));
-    }
+    let statements = front_office_and_dukcapil(&registrar, keys.path(), now, (&fo_pk, &dk_pk), vec![])?;
     publish_statements(&nats.connect().await?, &statements).await?;
     wait_stream(&js, &mut hub).await?;
 

@@ -500,6 +500,14 @@ mod tests {
         err
     }
 
+    /// A fresh source, tampered with by `f`, refused: the refusal.
+    fn refused_after_tamper(f: impl FnOnce(&sled::Db)) -> String {
+        let src = tempfile::tempdir().unwrap();
+        let key = source(src.path());
+        tamper(src.path(), f);
+        refused(src.path(), &key.public())
+    }
+
     fn refused_quietly(src: &Path, key: &PublicKey) -> String {
         let out = tempfile::tempdir().unwrap();
         let target = out.path().join("new");
@@ -538,9 +546,7 @@ mod tests {
 
     #[test]
     fn an_altered_entry_is_refused_and_nothing_is_left() {
-        let src = tempfile::tempdir().unwrap();
-        let key = source(src.path());
-        tamper(src.path(), |db| {
+        let err = refused_after_tamper(|db| {
             let k = first_key_with(db, b'L', 1);
             let mut v = db.get(&k).unwrap().unwrap().to_vec();
             // The last byte of an LZ4 block is always a literal: one byte
@@ -548,21 +554,17 @@ mod tests {
             *v.last_mut().unwrap() ^= 0x01;
             db.insert(&k, v).unwrap();
         });
-        let err = refused(src.path(), &key.public());
         assert!(err.contains("log does not verify"), "{err}");
     }
 
     #[test]
     fn an_altered_case_is_refused() {
-        let src = tempfile::tempdir().unwrap();
-        let key = source(src.path());
         // One case's value replaced by another's.
-        tamper(src.path(), |db| {
+        let err = refused_after_tamper(|db| {
             let (a, b) = (first_key_with(db, b'C', 3), first_key_with(db, b'C', 4));
             let v = db.get(&b).unwrap().unwrap();
             db.insert(&a, v).unwrap();
         });
-        let err = refused(src.path(), &key.public());
         assert!(err.contains("differs from the one its log gives") || err.contains("corrupt store"), "{err}");
         // One field of one case changed, the value still decoding: the
         // first single-bit change from its end that decodes to another case.
@@ -612,12 +614,9 @@ mod tests {
             "{err}"
         );
         // One case removed.
-        let src = tempfile::tempdir().unwrap();
-        let key = source(src.path());
-        tamper(src.path(), |db| {
+        let err = refused_after_tamper(|db| {
             db.remove(first_key_with(db, b'C', 5)).unwrap();
         });
-        let err = refused(src.path(), &key.public());
         assert!(
             err.contains("differs from the one its log gives") && err.contains("rebuilt projection only"),
             "{err}"
@@ -626,12 +625,9 @@ mod tests {
 
     #[test]
     fn an_altered_event_index_is_refused() {
-        let src = tempfile::tempdir().unwrap();
-        let key = source(src.path());
-        tamper(src.path(), |db| {
+        let err = refused_after_tamper(|db| {
             db.remove(first_key_with(db, b'E', 0)).unwrap();
         });
-        let err = refused(src.path(), &key.public());
         assert!(err.contains("event-id index differs"), "{err}");
     }
 

@@ -221,17 +221,7 @@ mod tests {
             AgencyId::parse("dukcapil").unwrap(),
             Arc::new(SystemClock),
         );
-        let spec = ServiceStandardSpec {
-            service: ServiceId::parse("kk").unwrap(),
-            name_id: "Kartu Keluarga".into(),
-            name_en: "Family card".into(),
-            completion_working_days: 3,
-            fee_idr: 0,
-            requirements: vec!["KK lama".into()],
-            fiktif_positif: false,
-            version: 1,
-            collection: None,
-        };
+        let spec = crate::testing::kk_standard();
         let ev = spec.to_event(&b).unwrap();
         assert_eq!(ev.event_id(), ids("dukcapil", "kk", 1).hyphenated().to_string());
         assert!(ev.envelope().case_id.is_empty() && ev.envelope().application_id.is_empty());
