@@ -847,6 +847,65 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tls_flags_are_checked_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = mpp_edge::tls::test_pki::TestPki::generate(dir.path()).unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0k\n").unwrap();
+        let config = |f: &dyn Fn(&mut NotifyArgs)| {
+            let mut a = NotifyArgs::off();
+            f(&mut a);
+            NotifyConfig::from_args(&a, Zone::Wib, "MPP".into(), "https://mpp.example/lacak".into())
+        };
+        let smtp = |a: &mut NotifyArgs| {
+            a.smtp_url = Some(SmtpUrl::parse("smtp://relay.example").unwrap());
+            a.smtp_from = Some("noreply@mpp.example".into());
+        };
+        let https = |a: &mut NotifyArgs| {
+            a.sms_gateway_url = Some(GatewayUrl::parse("https://sms.example/kirim").unwrap());
+            a.sms_gateway_token_file = Some(token.clone());
+        };
+        let err = |r: Result<Option<NotifyConfig>, String>| r.err().unwrap_or_default();
+
+        assert!(err(config(&|a| https(a))).contains("--sms-gateway-ca-file"));
+        let c = config(&|a| {
+            https(a);
+            a.sms_gateway_ca_file = Some(pki.ca.clone());
+        });
+        assert!(c.unwrap().unwrap().gateway.unwrap().tls.is_some());
+        assert!(err(config(&|a| {
+            https(a);
+            a.sms_gateway_url = Some(GatewayUrl::parse("http://10.0.0.5/kirim").unwrap());
+            a.sms_gateway_ca_file = Some(pki.ca.clone());
+        }))
+        .contains("https://"));
+        assert!(err(config(&|a| {
+            https(a);
+            a.sms_gateway_ca_file = Some(dir.path().join("missing.pem"));
+        }))
+        .contains("missing.pem"));
+
+        assert!(err(config(&|a| {
+            smtp(a);
+            a.smtp_tls = SmtpTls::Required;
+        }))
+        .contains("--smtp-ca-file"));
+        assert!(err(config(&|a| {
+            smtp(a);
+            a.smtp_ca_file = Some(pki.ca.clone());
+        }))
+        .contains("--smtp-tls"));
+        let c = config(&|a| {
+            smtp(a);
+            a.smtp_tls = SmtpTls::Required;
+            a.smtp_ca_file = Some(pki.ca.clone());
+        });
+        let email = c.unwrap().unwrap().email.unwrap();
+        assert!(email.security.mode == SmtpTls::Required && email.security.config.is_some());
+        assert!(err(config(&|a| a.smtp_tls = SmtpTls::Starttls)).contains("--smtp-url"));
+    }
+
+    #[test]
     fn backoff_doubles_from_the_minimum_to_the_maximum() {
         assert_eq!(backoff_ms(1), NOTIFY_RETRY_MS_MIN);
         assert_eq!(backoff_ms(2), 2 * NOTIFY_RETRY_MS_MIN);

@@ -355,7 +355,12 @@ mod tests {
     fn urls_default_to_port_25() {
         assert_eq!(SmtpUrl::parse("smtp://relay.local").unwrap().addr, "relay.local:25");
         assert_eq!(SmtpUrl::parse("smtp://127.0.0.1:2525").unwrap().addr, "127.0.0.1:2525");
+        assert_eq!(SmtpUrl::parse("smtp://relay.local").unwrap().server_name, "relay.local");
+        assert_eq!(SmtpUrl::parse("smtp://[::1]:2525").unwrap().server_name, "::1");
         assert!(SmtpUrl::parse("smtps://x").is_err());
+        assert!(SmtpUrl::parse("smtp://:25").is_err());
+        assert_eq!(SmtpTls::parse("required"), Ok(SmtpTls::Required));
+        assert!(SmtpTls::parse("yes").is_err());
         assert!(SmtpUrl::parse("smtp://u@x").is_err());
     }
 
@@ -440,5 +445,150 @@ mod tests {
             let e = send(&url, &SmtpSecurity::OFF, "h", None, &mail).await.unwrap_err();
             assert_eq!(matches!(e, SmtpError::Transient(_)), transient, "{code}: {e}");
         }
+    }
+
+    /// The EHLO answers of the test relay: with STARTTLS, without.
+    const EHLO_STARTTLS: &str = "250-relay.test\r\n250-8BITMIME\r\n250 STARTTLS\r\n";
+    const EHLO_PLAIN: &str = "250-relay.test\r\n250 8BITMIME\r\n";
+
+    /// Answers commands line by line, noting each in `seen`, until QUIT
+    /// (false), the end of the connection (false), or STARTTLS (true).
+    async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+        r: &mut BufReader<S>,
+        ehlo: &str,
+        seen: &mut Vec<String>,
+    ) -> bool {
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return false;
+            }
+            let line = line.trim_end().to_owned();
+            let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+            seen.push(line);
+            let answer = match verb.as_str() {
+                "EHLO" => ehlo.to_owned(),
+                "STARTTLS" => "220 go ahead\r\n".into(),
+                "MAIL" | "RCPT" => "250 ok\r\n".into(),
+                "DATA" => {
+                    r.get_mut().write_all(b"354 go\r\n").await.unwrap();
+                    let mut data = String::new();
+                    while !data.ends_with("\r\n.\r\n") {
+                        if r.read_line(&mut data).await.unwrap_or(0) == 0 {
+                            return false;
+                        }
+                    }
+                    seen.push(format!("<{} bytes>", data.len()));
+                    "250 queued\r\n".into()
+                }
+                "QUIT" => "221 bye\r\n".into(),
+                _ => "500 what\r\n".into(),
+            };
+            r.get_mut().write_all(answer.as_bytes()).await.unwrap();
+            r.get_mut().flush().await.unwrap();
+            if verb == "QUIT" {
+                return false;
+            }
+            if verb == "STARTTLS" {
+                return true;
+            }
+        }
+    }
+
+    /// A relay on 127.0.0.1 answering EHLO with `ehlo`, upgrading on
+    /// STARTTLS with the test PKI's server certificate; hands back the
+    /// commands it saw (`--tls--` where TLS began).
+    async fn relay(
+        pki: &mpp_edge::tls::test_pki::TestPki,
+        ehlo: &'static str,
+    ) -> (SmtpUrl, tokio::task::JoinHandle<Vec<String>>) {
+        let acceptor = mpp_edge::tls::ServerTls::load(&pki.cert, &pki.key, None).unwrap().acceptor(&[]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url =
+            SmtpUrl::parse(&format!("smtp://localhost:{}", listener.local_addr().unwrap().port())).unwrap();
+        let task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut r = BufReader::new(tcp);
+            r.get_mut().write_all(b"220 relay.test ESMTP\r\n").await.unwrap();
+            let mut seen = Vec::new();
+            if session(&mut r, ehlo, &mut seen).await {
+                match acceptor.accept(r.into_inner()).await {
+                    Err(e) => seen.push(format!("handshake failed: {e}")),
+                    Ok(tls) => {
+                        seen.push("--tls--".into());
+                        session(&mut BufReader::new(tls), EHLO_PLAIN, &mut seen).await;
+                    }
+                }
+            }
+            seen
+        });
+        (url, task)
+    }
+
+    fn security(mode: SmtpTls, ca: &std::path::Path) -> SmtpSecurity {
+        SmtpSecurity { mode, config: Some(mpp_edge::tls::rustls_client_config(ca, &[]).unwrap()) }
+    }
+
+    #[tokio::test]
+    async fn starttls_upgrades_verifies_the_relay_and_required_never_sends_in_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = mpp_edge::tls::test_pki::TestPki::generate(dir.path()).unwrap();
+        let mail = Mail {
+            from: "noreply@mpp.example",
+            to: "siti@contoh.id",
+            message_id: "abc@mpp.example",
+            date: "Mon, 7 Dec 2026 12:00:00 +0000",
+            subject: "Tagihan",
+            text: "Rp 50.000",
+            language: "id",
+        };
+        let envelope = ["MAIL FROM:<noreply@mpp.example>", "RCPT TO:<siti@contoh.id>", "DATA"];
+
+        // Offered and required: upgraded, EHLO again, the whole envelope in TLS.
+        for mode in [SmtpTls::Required, SmtpTls::Starttls] {
+            let (url, task) = relay(&pki, EHLO_STARTTLS).await;
+            send(&url, &security(mode, &pki.ca), "mpp.example", None, &mail).await.unwrap();
+            let seen = task.await.unwrap();
+            assert_eq!(
+                &seen[..4],
+                ["EHLO mpp.example", "STARTTLS", "--tls--", "EHLO mpp.example"],
+                "{mode:?}"
+            );
+            assert_eq!(&seen[4..7], envelope, "{mode:?}");
+            assert_eq!(seen.last().map(String::as_str), Some("QUIT"));
+        }
+
+        // A relay whose certificate the CA file does not vouch for: nothing sent, retried.
+        for mode in [SmtpTls::Required, SmtpTls::Starttls] {
+            let (url, task) = relay(&pki, EHLO_STARTTLS).await;
+            let e = send(&url, &security(mode, &pki.other_ca), "mpp.example", None, &mail).await.unwrap_err();
+            assert!(matches!(&e, SmtpError::Transient(why) if why.contains("TLS handshake")), "{e}");
+            let seen = task.await.unwrap();
+            assert!(seen[2].starts_with("handshake failed") && seen.len() == 3, "{seen:?}");
+        }
+
+        // Not offered, required: QUIT before MAIL, a transient failure.
+        let (url, task) = relay(&pki, EHLO_PLAIN).await;
+        let e =
+            send(&url, &security(SmtpTls::Required, &pki.ca), "mpp.example", None, &mail).await.unwrap_err();
+        assert!(matches!(&e, SmtpError::Transient(why) if why.contains("does not offer STARTTLS")), "{e}");
+        assert_eq!(task.await.unwrap(), ["EHLO mpp.example", "QUIT"]);
+
+        // Not offered, opportunistic: plain. Off: plain even when offered.
+        for (ehlo, mode) in [(EHLO_PLAIN, SmtpTls::Starttls), (EHLO_STARTTLS, SmtpTls::Off)] {
+            let (url, task) = relay(&pki, ehlo).await;
+            send(&url, &security(mode, &pki.ca), "mpp.example", None, &mail).await.unwrap();
+            let seen = task.await.unwrap();
+            assert_eq!(seen[0], "EHLO mpp.example");
+            assert_eq!(&seen[1..4], envelope, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn the_ehlo_keywords_are_read_after_the_greeting_line() {
+        assert!(advertises("relay.test\n8BITMIME\nSTARTTLS", "STARTTLS"));
+        assert!(advertises("relay.test\nstarttls", "STARTTLS"));
+        assert!(!advertises("STARTTLS relay says hi\n8BITMIME", "STARTTLS"));
+        assert!(!advertises("relay.test", "STARTTLS"));
     }
 }
