@@ -2,16 +2,19 @@
 //! (docs/NOTIFICATIONS.md). One `POST` of JSON `{id, channel, to, language,
 //! text}` per message, `Authorization: Bearer <token>` and
 //! `Idempotency-Key: <id>`; 2xx accepted, 409 accepted before (a duplicate),
-//! other 4xx refused for good, 5xx and timeouts retried. HTTP/1.1 over
-//! plain TCP, one connection per message (`Connection: close`): run the
-//! provider's adapter on the MPP's network, or put a TLS-terminating proxy
-//! before the provider.
+//! other 4xx refused for good, 5xx and timeouts retried. HTTP/1.1, one
+//! connection per message (`Connection: close`): over TLS (rustls, the
+//! certificate verified against `--sms-gateway-ca-file` for the URL's host)
+//! for an `https://` URL, a provider on the internet; over plain TCP for an
+//! `http://` URL, only an adapter on the MPP's own network.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
 
 /// How long connecting, writing the request, or the answer's status line
 /// may take.
@@ -24,35 +27,51 @@ pub const GATEWAY_ANSWER_BYTES_MAX: usize = 8 * 1024;
 /// Longest gateway URL, in bytes.
 pub const GATEWAY_URL_BYTES_MAX: usize = 512;
 
-/// The gateway's endpoint: `http://host[:port]/path` (`--sms-gateway-url`).
+/// The gateway's endpoint: `http[s]://host[:port]/path`
+/// (`--sms-gateway-url`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayUrl {
+    /// `https://`: spoken over TLS.
+    pub tls: bool,
     /// `host:port`.
     pub addr: String,
     /// `host[:port]` as given (the `Host` header).
     pub host: String,
+    /// The host without port or brackets: the TLS server name (SNI) the
+    /// certificate is checked for.
+    pub server_name: String,
     /// The path, `/` at least.
     pub path: String,
 }
 
 impl GatewayUrl {
-    /// Parses `http://host[:port][/path]`.
+    /// Parses `http://host[:port][/path]` or `https://host[:port][/path]`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("{s:?}: {why}; expected http://host[:port]/path");
+        let bad = |why: &str| format!("{s:?}: {why}; expected http[s]://host[:port]/path");
         if s.len() > GATEWAY_URL_BYTES_MAX || !s.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(bad("too long or not printable ASCII"));
         }
-        let rest = s.strip_prefix("http://").ok_or_else(|| bad("only http:// is spoken"))?;
+        let (tls, rest) = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => return Err(bad("only http:// and https:// are spoken")),
+        };
         let (host, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
         if host.is_empty() || host.contains('@') {
             return Err(bad("no host"));
         }
-        let addr = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-            host.to_owned()
-        } else {
-            format!("{host}:80")
+        let (addr, name) = match host.rsplit_once(':').filter(|(_, p)| p.parse::<u16>().is_ok()) {
+            Some((name, _)) => (host.to_owned(), name),
+            None => (format!("{host}:{}", if tls { 443 } else { 80 }), host),
         };
-        Ok(Self { addr, host: host.to_owned(), path: path.to_owned() })
+        let server_name = name.trim_start_matches('[').trim_end_matches(']').to_owned();
+        if server_name.is_empty() {
+            return Err(bad("no host"));
+        }
+        if tls && rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
+            return Err(bad("the host is not a DNS name or IP address"));
+        }
+        Ok(Self { tls, addr, host: host.to_owned(), server_name, path: path.to_owned() })
     }
 }
 
@@ -84,8 +103,15 @@ pub enum GatewayAnswer {
     Retry(String),
 }
 
-/// Posts `m` to the gateway with `token`.
-pub async fn post(url: &GatewayUrl, token: &str, m: &GatewayMessage<'_>) -> GatewayAnswer {
+/// Posts `m` to the gateway with `token`; over TLS with `tls` (the client
+/// configuration trusting `--sms-gateway-ca-file`) when the URL is
+/// `https://`, and never in clear then.
+pub async fn post(
+    url: &GatewayUrl,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    token: &str,
+    m: &GatewayMessage<'_>,
+) -> GatewayAnswer {
     let step = Duration::from_millis(GATEWAY_STEP_TIMEOUT_MS);
     let body = match serde_json::to_string(m) {
         Ok(b) => b,
@@ -101,18 +127,17 @@ pub async fn post(url: &GatewayUrl, token: &str, m: &GatewayMessage<'_>) -> Gate
         len = body.len(),
     );
     let exchange = async {
-        let mut s = TcpStream::connect(&url.addr).await?;
-        s.write_all(request.as_bytes()).await?;
-        let mut answer = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !answer.windows(2).any(|w| w == b"\r\n") && answer.len() < GATEWAY_ANSWER_BYTES_MAX {
-            let n = s.read(&mut buf).await?;
-            if n == 0 {
-                break;
+        let tcp = TcpStream::connect(&url.addr).await?;
+        match (url.tls, tls) {
+            (false, _) => status_line(tcp, &request).await,
+            (true, Some(config)) => {
+                let name = rustls::pki_types::ServerName::try_from(url.server_name.clone())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let s = tokio_rustls::TlsConnector::from(Arc::clone(config)).connect(name, tcp).await?;
+                status_line(s, &request).await
             }
-            answer.extend_from_slice(&buf[..n]);
+            (true, None) => Err(std::io::Error::other("https:// without a CA file")),
         }
-        Ok::<_, std::io::Error>(answer)
     };
     let answer = match tokio::time::timeout(step, exchange).await {
         Err(_) => return GatewayAnswer::Retry("timed out".into()),
@@ -135,6 +160,22 @@ pub async fn post(url: &GatewayUrl, token: &str, m: &GatewayMessage<'_>) -> Gate
     }
 }
 
+/// Writes `request` on `s` and reads until the end of the status line.
+async fn status_line<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, request: &str) -> std::io::Result<Vec<u8>> {
+    s.write_all(request.as_bytes()).await?;
+    s.flush().await?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(2).any(|w| w == b"\r\n") && answer.len() < GATEWAY_ANSWER_BYTES_MAX {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    Ok(answer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,9 +187,18 @@ mod tests {
             (u.addr.as_str(), u.host.as_str(), u.path.as_str()),
             ("127.0.0.1:9000", "127.0.0.1:9000", "/kirim")
         );
+        assert!(!u.tls && u.server_name == "127.0.0.1");
         assert_eq!(GatewayUrl::parse("http://gw.local").unwrap().addr, "gw.local:80");
-        assert!(GatewayUrl::parse("https://gw.local").is_err());
+        let s = GatewayUrl::parse("https://sms.provider.example/v1/kirim").unwrap();
+        assert!(s.tls);
+        assert_eq!(
+            (s.addr.as_str(), s.host.as_str(), s.server_name.as_str(), s.path.as_str()),
+            ("sms.provider.example:443", "sms.provider.example", "sms.provider.example", "/v1/kirim")
+        );
+        assert_eq!(GatewayUrl::parse("https://[::1]:8443/").unwrap().server_name, "::1");
+        assert!(GatewayUrl::parse("ftp://gw.local").is_err());
         assert!(GatewayUrl::parse("http:///x").is_err());
+        assert!(GatewayUrl::parse("https://:443/x").is_err());
     }
 
     async fn answering(status: &'static str) -> (GatewayUrl, tokio::task::JoinHandle<String>) {
@@ -178,7 +228,7 @@ mod tests {
             ("503 Busy", GatewayAnswer::Retry("status 503".into())),
         ] {
             let (url, task) = answering(status).await;
-            assert_eq!(post(&url, "tok", &m).await, want, "{status}");
+            assert_eq!(post(&url, None, "tok", &m).await, want, "{status}");
             let req = task.await.unwrap();
             assert!(req.starts_with("POST /kirim HTTP/1.1\r\n"));
             assert!(
@@ -186,5 +236,75 @@ mod tests {
             );
             assert!(req.contains(r#""text":"halo \"x\"""#), "{req}");
         }
+    }
+
+    /// A TLS gateway on 127.0.0.1 with the test PKI's server certificate:
+    /// answers 202 to one request and hands back what it read (or the
+    /// handshake's error).
+    async fn tls_gateway(
+        pki: &mpp_edge::tls::test_pki::TestPki,
+        host: &str,
+    ) -> (GatewayUrl, tokio::task::JoinHandle<Result<String, String>>) {
+        let acceptor = mpp_edge::tls::ServerTls::load(&pki.cert, &pki.key, None)
+            .unwrap()
+            .acceptor(&[mpp_edge::tls::ALPN_HTTP11]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = GatewayUrl::parse(&format!("https://{host}:{port}/kirim")).unwrap();
+        let task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut s = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&got).contains("\"text\"") {
+                let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("closed".into());
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+            s.shutdown().await.unwrap();
+            Ok(String::from_utf8(got).unwrap())
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn https_reaches_a_gateway_whose_certificate_verifies_and_refuses_one_that_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = mpp_edge::tls::test_pki::TestPki::generate(dir.path()).unwrap();
+        let m = GatewayMessage { id: "n-2", channel: "whatsapp", to: "+62812", language: "en", text: "hi" };
+        let trusted = mpp_edge::tls::rustls_client_config(&pki.ca, &[mpp_edge::tls::ALPN_HTTP11]).unwrap();
+
+        // The CA that signed the certificate, by IP and by DNS name (SNI).
+        for host in ["127.0.0.1", "localhost"] {
+            let (url, task) = tls_gateway(&pki, host).await;
+            assert_eq!(post(&url, Some(&trusted), "tok", &m).await, GatewayAnswer::Accepted, "{host}");
+            let req = task.await.unwrap().unwrap();
+            assert!(
+                req.starts_with("POST /kirim HTTP/1.1\r\n") && req.contains("\"to\":\"+62812\""),
+                "{req}"
+            );
+        }
+
+        // An unrelated CA: the handshake fails, nothing is sent, it is retried.
+        let wrong =
+            mpp_edge::tls::rustls_client_config(&pki.other_ca, &[mpp_edge::tls::ALPN_HTTP11]).unwrap();
+        let (url, task) = tls_gateway(&pki, "127.0.0.1").await;
+        let answer = post(&url, Some(&wrong), "tok", &m).await;
+        assert!(matches!(&answer, GatewayAnswer::Retry(why) if why.contains("certificate")), "{answer:?}");
+        assert!(task.await.unwrap().is_err());
+
+        // A name the certificate does not carry.
+        let (mut url, task) = tls_gateway(&pki, "127.0.0.1").await;
+        url.server_name = "gw.example".into();
+        assert!(matches!(post(&url, Some(&trusted), "tok", &m).await, GatewayAnswer::Retry(_)));
+        assert!(task.await.unwrap().is_err());
+
+        // https:// never falls back to clear text.
+        let (url, task) = tls_gateway(&pki, "127.0.0.1").await;
+        assert!(matches!(post(&url, None, "tok", &m).await, GatewayAnswer::Retry(_)));
+        task.abort();
     }
 }

@@ -67,7 +67,7 @@ use tokio::sync::Notify;
 
 use self::gateway::{GatewayAnswer, GatewayMessage, GatewayUrl};
 use self::outbox::{Channel, Entry, NotifyOutbox, Outcome};
-use self::smtp::{Credentials, SmtpError, SmtpUrl};
+use self::smtp::{Credentials, SmtpError, SmtpSecurity, SmtpTls, SmtpUrl};
 use self::template::About;
 use crate::vault::{CaseRecord, PersonalData, Vault};
 
@@ -109,10 +109,22 @@ pub const OVERDUE_CLOCK_OFFSET_MS_MAX: i64 = 366 * 86_400_000;
 #[derive(Debug, Clone, clap::Args)]
 pub struct NotifyArgs {
     /// The SMTP relay citizens' e-mails are handed to: smtp://host[:port]
-    /// (plain SMTP, port 25 by default; the relay delivers onwards). With
-    /// --hub-url, turns on e-mail notifications (docs/NOTIFICATIONS.md).
+    /// (port 25 by default; the relay delivers onwards; see --smtp-tls).
+    /// With --hub-url, turns on e-mail notifications (docs/NOTIFICATIONS.md).
     #[arg(long, env = "MPP_SMTP_URL", value_parser = SmtpUrl::parse)]
     pub smtp_url: Option<SmtpUrl>,
+
+    /// STARTTLS to the relay: off (plain SMTP, a relay on the MPP's
+    /// network), starttls (when the relay offers it), or required (a relay
+    /// that does not offer it fails the send, retried with backoff). With
+    /// starttls or required, --smtp-ca-file is required.
+    #[arg(long, env = "MPP_SMTP_TLS", default_value = "off", value_parser = SmtpTls::parse)]
+    pub smtp_tls: SmtpTls,
+
+    /// PEM file of the CA certificate(s) the relay's certificate is checked
+    /// against after STARTTLS, for the host of --smtp-url.
+    #[arg(long, env = "MPP_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
 
     /// The sender address of the e-mails, e.g. noreply@mpp.bengkulukota.go.id
     /// (required with --smtp-url).
@@ -124,10 +136,17 @@ pub struct NotifyArgs {
     #[arg(long, env = "MPP_SMTP_CREDENTIALS_FILE")]
     pub smtp_credentials_file: Option<PathBuf>,
 
-    /// The SMS / WhatsApp gateway's webhook: http://host[:port]/path. With
-    /// --hub-url, turns on phone notifications (docs/NOTIFICATIONS.md).
+    /// The SMS / WhatsApp gateway's webhook: https://host[:port]/path (a
+    /// provider on the internet; needs --sms-gateway-ca-file) or
+    /// http://host[:port]/path (only an adapter on the MPP's own network).
+    /// With --hub-url, turns on phone notifications (docs/NOTIFICATIONS.md).
     #[arg(long, env = "MPP_SMS_GATEWAY_URL", value_parser = GatewayUrl::parse)]
     pub sms_gateway_url: Option<GatewayUrl>,
+
+    /// PEM file of the CA certificate(s) an https:// gateway's certificate
+    /// is checked against, for the host of --sms-gateway-url.
+    #[arg(long, env = "MPP_SMS_GATEWAY_CA_FILE")]
+    pub sms_gateway_ca_file: Option<PathBuf>,
 
     /// File whose first line is the gateway's bearer token (required with
     /// --sms-gateway-url).
@@ -162,15 +181,36 @@ impl NotifyArgs {
     pub fn off() -> Self {
         Self {
             smtp_url: None,
+            smtp_tls: SmtpTls::Off,
+            smtp_ca_file: None,
             smtp_from: None,
             smtp_credentials_file: None,
             sms_gateway_url: None,
+            sms_gateway_ca_file: None,
             sms_gateway_token_file: None,
             sms_gateway_channel: Channel::Sms,
             notify_quiet_hours: QuietHours::parse(QUIET_HOURS_DEFAULT).unwrap_or(QuietHours::OFF),
             notify_complaint_channel: COMPLAINT_CHANNEL_DEFAULT.to_owned(),
             notify_overdue_clock_offset_ms: 0,
         }
+    }
+}
+
+/// A rustls client configuration trusting the CA(s) in `ca`.
+fn tls_client(
+    ca: &std::path::Path,
+    alpn: &[&[u8]],
+) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
+    mpp_edge::tls::rustls_client_config(ca, alpn).map_err(|e| e.to_string())
+}
+
+/// `--smtp-tls` and `--smtp-ca-file`, checked together.
+fn smtp_security(args: &NotifyArgs) -> Result<SmtpSecurity, String> {
+    match (args.smtp_tls, &args.smtp_ca_file) {
+        (SmtpTls::Off, None) => Ok(SmtpSecurity::OFF),
+        (SmtpTls::Off, Some(_)) => Err("--smtp-ca-file needs --smtp-tls starttls or required".into()),
+        (_, None) => Err("--smtp-tls starttls or required needs --smtp-ca-file (MPP_SMTP_CA_FILE)".into()),
+        (mode, Some(ca)) => Ok(SmtpSecurity { mode, config: Some(tls_client(ca, &[])?) }),
     }
 }
 
@@ -255,6 +295,8 @@ pub fn backoff_ms(attempts: u32) -> i64 {
 pub struct EmailConfig {
     /// The relay.
     pub url: SmtpUrl,
+    /// STARTTLS or not.
+    pub security: SmtpSecurity,
     /// The sender.
     pub from: String,
     /// AUTH PLAIN, if any.
@@ -266,6 +308,8 @@ pub struct EmailConfig {
 pub struct GatewayConfig {
     /// The webhook.
     pub url: GatewayUrl,
+    /// The TLS client configuration of an https:// webhook.
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     /// The bearer token.
     pub token: String,
     /// `sms` or `whatsapp`.
@@ -307,6 +351,7 @@ impl NotifyConfig {
             (Some(_), None) => return Err("--smtp-url needs --smtp-from (MPP_SMTP_FROM)".into()),
             (Some(url), Some(from)) => Some(EmailConfig {
                 url: url.clone(),
+                security: smtp_security(args)?,
                 from: from.clone(),
                 credentials: args.smtp_credentials_file.as_deref().map(Credentials::from_file).transpose()?,
             }),
@@ -325,9 +370,27 @@ impl NotifyConfig {
                 if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
                     return Err(format!("{} holds no token (one line of visible ASCII)", path.display()));
                 }
-                Some(GatewayConfig { url: url.clone(), token, channel: args.sms_gateway_channel })
+                let tls = match (url.tls, &args.sms_gateway_ca_file) {
+                    (true, Some(ca)) => Some(tls_client(ca, &[mpp_edge::tls::ALPN_HTTP11])?),
+                    (true, None) => {
+                        return Err("an https:// --sms-gateway-url needs --sms-gateway-ca-file \
+                                    (MPP_SMS_GATEWAY_CA_FILE)"
+                            .into())
+                    }
+                    (false, Some(_)) => {
+                        return Err("--sms-gateway-ca-file is for an https:// --sms-gateway-url".into())
+                    }
+                    (false, None) => None,
+                };
+                Some(GatewayConfig { url: url.clone(), tls, token, channel: args.sms_gateway_channel })
             }
         };
+        if email.is_none() && (args.smtp_tls != SmtpTls::Off || args.smtp_ca_file.is_some()) {
+            return Err("--smtp-tls and --smtp-ca-file need --smtp-url".into());
+        }
+        if gateway.is_none() && args.sms_gateway_ca_file.is_some() {
+            return Err("--sms-gateway-ca-file needs --sms-gateway-url".into());
+        }
         if email.is_none() && gateway.is_none() {
             return Ok(None);
         }
@@ -734,7 +797,7 @@ async fn attempt(n: &Notifier, vault: &Vault, entry: &Entry) -> Attempt {
                 text: &message.text,
                 language: data.bahasa.as_str(),
             };
-            match smtp::send(&email.url, helo, email.credentials.as_ref(), &mail).await {
+            match smtp::send(&email.url, &email.security, helo, email.credentials.as_ref(), &mail).await {
                 Ok(()) => Attempt::Done(Outcome::Sent),
                 Err(SmtpError::Permanent(why)) => {
                     tracing::warn!(case = %case_hash(&event.case_id), seq = event.seq, why = %why, "SMTP refused a notification");
@@ -758,7 +821,7 @@ async fn attempt(n: &Notifier, vault: &Vault, entry: &Entry) -> Attempt {
                 language: data.bahasa.as_str(),
                 text: &message.text,
             };
-            match gateway::post(&g.url, &g.token, &m).await {
+            match gateway::post(&g.url, g.tls.as_ref(), &g.token, &m).await {
                 GatewayAnswer::Accepted => Attempt::Done(Outcome::Sent),
                 GatewayAnswer::Duplicate => Attempt::Done(Outcome::Duplicate),
                 GatewayAnswer::Refused(status) => {
@@ -782,6 +845,65 @@ pub fn notification_id(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_flags_are_checked_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = mpp_edge::tls::test_pki::TestPki::generate(dir.path()).unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0k\n").unwrap();
+        let config = |f: &dyn Fn(&mut NotifyArgs)| {
+            let mut a = NotifyArgs::off();
+            f(&mut a);
+            NotifyConfig::from_args(&a, Zone::Wib, "MPP".into(), "https://mpp.example/lacak".into())
+        };
+        let smtp = |a: &mut NotifyArgs| {
+            a.smtp_url = Some(SmtpUrl::parse("smtp://relay.example").unwrap());
+            a.smtp_from = Some("noreply@mpp.example".into());
+        };
+        let https = |a: &mut NotifyArgs| {
+            a.sms_gateway_url = Some(GatewayUrl::parse("https://sms.example/kirim").unwrap());
+            a.sms_gateway_token_file = Some(token.clone());
+        };
+        let err = |r: Result<Option<NotifyConfig>, String>| r.err().unwrap_or_default();
+
+        assert!(err(config(&|a| https(a))).contains("--sms-gateway-ca-file"));
+        let c = config(&|a| {
+            https(a);
+            a.sms_gateway_ca_file = Some(pki.ca.clone());
+        });
+        assert!(c.unwrap().unwrap().gateway.unwrap().tls.is_some());
+        assert!(err(config(&|a| {
+            https(a);
+            a.sms_gateway_url = Some(GatewayUrl::parse("http://10.0.0.5/kirim").unwrap());
+            a.sms_gateway_ca_file = Some(pki.ca.clone());
+        }))
+        .contains("https://"));
+        assert!(err(config(&|a| {
+            https(a);
+            a.sms_gateway_ca_file = Some(dir.path().join("missing.pem"));
+        }))
+        .contains("missing.pem"));
+
+        assert!(err(config(&|a| {
+            smtp(a);
+            a.smtp_tls = SmtpTls::Required;
+        }))
+        .contains("--smtp-ca-file"));
+        assert!(err(config(&|a| {
+            smtp(a);
+            a.smtp_ca_file = Some(pki.ca.clone());
+        }))
+        .contains("--smtp-tls"));
+        let c = config(&|a| {
+            smtp(a);
+            a.smtp_tls = SmtpTls::Required;
+            a.smtp_ca_file = Some(pki.ca.clone());
+        });
+        let email = c.unwrap().unwrap().email.unwrap();
+        assert!(email.security.mode == SmtpTls::Required && email.security.config.is_some());
+        assert!(err(config(&|a| a.smtp_tls = SmtpTls::Starttls)).contains("--smtp-url"));
+    }
 
     #[test]
     fn backoff_doubles_from_the_minimum_to_the_maximum() {
