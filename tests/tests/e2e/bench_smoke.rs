@@ -11,30 +11,41 @@ use anyhow::{bail, Context, Result};
 /// loaded machine and a debug build).
 const QUICK_RUN_DEADLINE: Duration = Duration::from_secs(300);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quick_bench_writes_a_parseable_report() -> Result<()> {
+/// Runs `mpp-bench` with `args` and a work directory under `dir`; fails
+/// unless it exits 0 within [`QUICK_RUN_DEADLINE`].
+async fn run_bench(dir: &tempfile::TempDir, args: &[&str]) -> Result<std::process::Output> {
     let exe = mpp_tests::bins::workspace_bin("mpp-bench")?;
-    let dir = mpp_tests::temp_dir("mpp-bench-smoke-")?;
     // Run as root, the PostgreSQL peers (when built) start PostgreSQL as the
     // `postgres` user, which must be able to enter the work directory: a
     // temp dir is created 0700.
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    let out = dir.path().join("report");
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work)?;
     let mut cmd = tokio::process::Command::new(&exe);
-    cmd.arg("--quick").arg("--out").arg(&out).arg("--work-dir").arg(&work).kill_on_drop(true);
+    cmd.args(args).arg("--work-dir").arg(&work).kill_on_drop(true);
     if let Ok(nats) = mpp_tests::bins::nats_server() {
         cmd.env("MPP_NATS_SERVER", nats);
     }
     let output = tokio::time::timeout(QUICK_RUN_DEADLINE, cmd.output())
         .await
-        .context("mpp-bench --quick did not finish in time")?
+        .with_context(|| format!("mpp-bench {args:?} did not finish in time"))?
         .context("running mpp-bench")?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        bail!("mpp-bench --quick failed with {}:\n{stderr}", output.status);
+        bail!(
+            "mpp-bench {args:?} failed with {}:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
+    Ok(output)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_bench_writes_a_parseable_report() -> Result<()> {
+    let dir = mpp_tests::temp_dir("mpp-bench-smoke-")?;
+    let out = dir.path().join("report");
+    let out_arg = out.display().to_string();
+    run_bench(&dir, &["--quick", "--out", &out_arg]).await?;
     let md = std::fs::read_to_string(out.join("report.md")).context("report.md")?;
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).context("report.json")?)
@@ -69,28 +80,11 @@ async fn quick_bench_writes_a_parseable_report() -> Result<()> {
 /// targets line. Tiny sizes (one chunk each); no figure is checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn footprint_mode_reads_the_hub_at_each_size() -> Result<()> {
-    let exe = mpp_tests::bins::workspace_bin("mpp-bench")?;
     let dir = mpp_tests::temp_dir("mpp-bench-footprint-")?;
-    let mut cmd = tokio::process::Command::new(&exe);
-    cmd.args(["--footprint", "4000,2000", "--window-s", "1", "--footprint-disk-margin-gib", "1"])
-        .arg("--work-dir")
-        .arg(dir.path())
-        .kill_on_drop(true);
-    if let Ok(nats) = mpp_tests::bins::nats_server() {
-        cmd.env("MPP_NATS_SERVER", nats);
-    }
-    let output = tokio::time::timeout(QUICK_RUN_DEADLINE, cmd.output())
-        .await
-        .context("mpp-bench --footprint did not finish in time")?
-        .context("running mpp-bench")?;
+    let output =
+        run_bench(&dir, &["--footprint", "4000,2000", "--window-s", "1", "--footprint-disk-margin-gib", "1"])
+            .await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "mpp-bench --footprint failed with {}:\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
     let rows: Vec<&str> =
         stdout.lines().filter(|l| l.starts_with("| 2,000 |") || l.starts_with("| 4,000 |")).collect();
     assert_eq!(rows.len(), 2, "one row per size:\n{stdout}");

@@ -351,6 +351,19 @@ async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
 mod tests {
     use super::*;
 
+    /// The one mail of these tests, with `text` as its body.
+    fn test_mail(text: &str) -> Mail<'_> {
+        Mail {
+            from: "noreply@mpp.example",
+            to: "siti@contoh.id",
+            message_id: "abc@mpp.example",
+            date: "Mon, 7 Dec 2026 12:00:00 +0000",
+            subject: "Tagihan",
+            text,
+            language: "id",
+        }
+    }
+
     #[test]
     fn urls_default_to_port_25() {
         assert_eq!(SmtpUrl::parse("smtp://relay.local").unwrap().addr, "relay.local:25");
@@ -403,15 +416,7 @@ mod tests {
             s.write_all(b"221 bye\r\n").await.unwrap();
             String::from_utf8(seen).unwrap()
         });
-        let mail = Mail {
-            from: "noreply@mpp.example",
-            to: "siti@contoh.id",
-            message_id: "abc@mpp.example",
-            date: "Mon, 7 Dec 2026 12:00:00 +0000",
-            subject: "Tagihan",
-            text: ".titik\nRp 50.000",
-            language: "id",
-        };
+        let mail = test_mail(".titik\nRp 50.000");
         send(&url, &SmtpSecurity::OFF, "mpp.example", None, &mail).await.unwrap();
         let seen = server.await.unwrap();
         assert!(seen.starts_with(
@@ -533,15 +538,7 @@ mod tests {
     async fn starttls_upgrades_verifies_the_relay_and_required_never_sends_in_clear() {
         let dir = tempfile::tempdir().unwrap();
         let pki = mpp_edge::tls::test_pki::TestPki::generate(dir.path()).unwrap();
-        let mail = Mail {
-            from: "noreply@mpp.example",
-            to: "siti@contoh.id",
-            message_id: "abc@mpp.example",
-            date: "Mon, 7 Dec 2026 12:00:00 +0000",
-            subject: "Tagihan",
-            text: "Rp 50.000",
-            language: "id",
-        };
+        let mail = test_mail("Rp 50.000");
         let envelope = ["MAIL FROM:<noreply@mpp.example>", "RCPT TO:<siti@contoh.id>", "DATA"];
 
         // Offered and required: upgraded, EHLO again, the whole envelope in TLS.
