@@ -133,6 +133,9 @@ pub struct NatsKv {
     js: async_nats::jetstream::Context,
     /// Whether the server and the stream take atomic batches.
     batches: bool,
+    /// The stream as [`NatsKv::open`] creates it, to create it again when it
+    /// is gone (a memory bucket on a restarted single server).
+    config: stream::Config,
 }
 
 /// `file` or `memory`, as the flags and the `nats` tool spell them.
@@ -163,6 +166,7 @@ impl NatsKv {
         }
         let js = async_nats::jetstream::new(client.clone());
         let want = spec.stream_config();
+        let config = want.clone();
         let server_batches = crate::stream::server_supports_atomic_batches(&client.server_info().version);
         let mut batches = server_batches;
         match js.get_stream(&want.name).await {
@@ -211,7 +215,7 @@ impl NatsKv {
             .get_key_value(spec.name.clone())
             .await
             .map_err(|source| NatsKvError::Bind { name: spec.name.clone(), source })?;
-        Ok(Self { store, timeout: Duration::from_millis(KV_OP_TIMEOUT_MS), client, js, batches })
+        Ok(Self { store, timeout: Duration::from_millis(KV_OP_TIMEOUT_MS), client, js, batches, config })
     }
 
     fn subject(&self, key: &str) -> String {
@@ -378,8 +382,27 @@ impl CasKv for NatsKv {
             // The bucket's message count now: with none, the (empty)
             // snapshot is complete at once.
             let mut stream = self.store.stream.clone();
-            let info = self.timed("reading the bucket's state", stream.info()).await?;
-            let empty = info.map_err(|e| KvError::Unavailable(e.to_string()))?.state.messages == 0;
+            let info = match self.timed("reading the bucket's state", stream.info()).await? {
+                Ok(info) => info.clone(),
+                Err(e) => {
+                    // Gone (a memory bucket whose servers all restarted: a
+                    // single server keeps no memory stream): created again,
+                    // empty, as the first process to open it would.
+                    let created = self.js.get_or_create_stream(self.config.clone());
+                    let mut created = self
+                        .timed("creating the bucket again", created)
+                        .await?
+                        .map_err(|c| KvError::Unavailable(format!("{e}; creating it again: {c}")))?;
+                    tracing::warn!(
+                        bucket = %self.config.name,
+                        error = %e,
+                        "The key-value bucket could not be read; created it again if it was gone (its keys are lost)"
+                    );
+                    let info = self.timed("reading the bucket's state", created.info()).await?;
+                    info.map_err(|e| KvError::Unavailable(e.to_string()))?.clone()
+                }
+            };
+            let empty = info.state.messages == 0;
             // An ordered pull consumer from each key's last value on (a
             // push consumer's first delivery waited for its heartbeat).
             let config = pull::OrderedConfig {

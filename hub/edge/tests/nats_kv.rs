@@ -167,3 +167,29 @@ async fn a_bucket_made_without_atomic_batches_is_used_as_it_is_and_takes_none() 
     assert!(matches!(kv.put_all_if(&batch).await, Err(KvError::BatchRefused(_))));
     assert_eq!(kv.get("n.a").await.unwrap().revision, 0);
 }
+
+#[tokio::test]
+async fn a_memory_bucket_lost_with_its_server_is_created_again_by_the_next_watch() {
+    let mut server = NatsServer::start().await.unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let memory = BucketSpec { storage: StorageType::Memory, ..spec(10) };
+    let kv = NatsKv::open(client.clone(), &memory).await.unwrap();
+    kv.put_if("n.a", b"1".to_vec(), 0).await.unwrap();
+
+    // A single server keeps no memory stream across a restart.
+    server.restart().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut watch = loop {
+        match kv.watch().await {
+            Ok(w) => break w,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "no watch after the restart: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(watch.next().await.unwrap().unwrap(), KvChange::Current, "created again, empty");
+    assert_eq!(stored_in(&client, &memory).await, StorageType::Memory);
+    assert_eq!(kv.get("n.a").await.unwrap().revision, 0, "its keys are lost");
+    kv.put_if("n.a", b"2".to_vec(), 0).await.expect("written again");
+}

@@ -28,6 +28,10 @@
 //!   creates the guard bucket in memory by default and on file with
 //!   `--guard-bucket-storage file`; a hub asking for memory keeps an
 //!   existing file bucket as it is and warns how to switch.
+//! - `a_memory_guard_bucket_lost_with_a_single_nats_server_comes_back`:
+//!   after a single NATS server's restart (which keeps no memory stream),
+//!   wrong PINs are counted again within a deadline, in a bucket the hub
+//!   created again.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -764,6 +768,42 @@ async fn a_fresh_hub_keeps_the_guard_bucket_in_the_storage_asked() -> Result<()>
         "no warning of the storage mismatch in the hub's log: {}",
         hub.log_tail()
     );
+    hub.terminate().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_guard_bucket_lost_with_a_single_nats_server_comes_back() -> Result<()> {
+    let seed = seed_from_env("MPP_TEST_SEED");
+    let mut rng = Rng::new(seed);
+    let mut nats = NatsServer::start().await?;
+    let mut hub = HubProcess::spawn_with(&nats.url(), replica("mpp-hub-a"))?;
+    hub.wait_ready(READY_DEADLINE).await?;
+    let cases = seed_cases(&nats, &mut rng, 1).await?;
+    caught_up(&nats, &mut [&mut hub]).await?;
+    let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (tn, pin) = &cases[0];
+    let wrong = mpp_tests::pin::other_pin(pin);
+    ensure!(code(&lookup_from(client, hub.http_addr(), tn, &wrong, &[]).await?) == "CASE_NOT_FOUND");
+
+    nats.restart().await?;
+    // Until the hub has the bucket again, a wrong PIN fails closed.
+    let deadline = std::time::Instant::now() + READY_DEADLINE;
+    loop {
+        let c = code(&lookup_from(client, hub.http_addr(), tn, &wrong, &[]).await?);
+        if c == "CASE_NOT_FOUND" {
+            break;
+        }
+        ensure!(c == "LOOKUP_BUDGET_UNAVAILABLE", "a wrong PIN after the restart: {c}");
+        ensure!(std::time::Instant::now() < deadline, "the guard bucket never came back: {}", hub.log_tail());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(guard_storage(&nats).await? == async_nats::jetstream::stream::StorageType::Memory);
+    let log = std::fs::read_to_string(hub.process().log_path())?;
+    ensure!(log.contains("created it again"), "no word of the bucket made again: {}", hub.log_tail());
+    // The failure before the restart is forgotten, the one after counted.
+    let v = lookup_from(client, hub.http_addr(), tn, pin, &[]).await?.json()?;
+    ensure!(v["failed_lookups"]["count"] == 1, "after the restart: {v}");
     hub.terminate().await?;
     Ok(())
 }
