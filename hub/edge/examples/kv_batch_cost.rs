@@ -19,6 +19,7 @@ async fn main() {
         value_bytes_max: 64,
         max_age: Duration::from_secs(3600),
         replicas: 1,
+        storage: mpp_edge::nats_kv::StorageType::File,
     };
     let kv = NatsKv::open(client, &spec).await.unwrap();
     let mut k = 0u64;

@@ -36,6 +36,7 @@ async fn main() {
                 value_bytes_max: 64,
                 max_age: Duration::from_secs(3600),
                 replicas: 1,
+                storage: mpp_edge::nats_kv::StorageType::File,
             };
             kvs.push(NatsKv::open(client.clone(), &spec).await.unwrap());
         }

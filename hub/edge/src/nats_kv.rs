@@ -10,7 +10,10 @@
 //! `keys_max × (value_bytes_max + overhead)` bytes, discarding NEW
 //! messages when full, so that a writer is told ([`KvError::Full`]) rather
 //! than someone's key silently dropped. Every key lives [`BucketSpec::max_age`]
-//! after its last write, then expires.
+//! after its last write, then expires. The bucket is kept in the storage
+//! [`BucketSpec::storage`] names: on disk (every write synced as the server
+//! syncs, `sync_interval`) or in the servers' memory (replicated the same
+//! way in a cluster, lost only when every server holding it restarts).
 //!
 //! On a server that takes ADR-50 atomic batches (2.12 or newer) a bucket
 //! created here allows them (`allow_atomic`; an existing one without it
@@ -35,7 +38,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy, ReplayPolicy};
 use async_nats::jetstream::kv::{self, Operation};
-use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
+/// Where a bucket's stream keeps its messages (file or memory).
+pub use async_nats::jetstream::stream::StorageType;
+use async_nats::jetstream::stream::{self, DiscardPolicy};
 use futures::StreamExt;
 
 use crate::cas::{valid_key, CasKv, KvChange, KvError, KvFuture, KvValue, KvWrite};
@@ -60,6 +65,12 @@ pub struct BucketSpec {
     pub max_age: Duration,
     /// Copies of the bucket in a NATS cluster (1 on a single server).
     pub replicas: usize,
+    /// Where the servers keep it: [`StorageType::File`] (each write costs
+    /// a sync on a `sync_interval: always` server) or
+    /// [`StorageType::Memory`] (at most `keys_max × (value_bytes_max +
+    /// overhead)` bytes of each server's memory, gone when every server
+    /// holding a copy restarts). Fixed when the bucket is created.
+    pub storage: StorageType,
 }
 
 impl BucketSpec {
@@ -76,7 +87,7 @@ impl BucketSpec {
                 .saturating_mul(i64::from(self.value_bytes_max) + KV_MESSAGE_OVERHEAD_BYTES),
             max_age: self.max_age,
             max_message_size: self.value_bytes_max.saturating_add(KV_MESSAGE_OVERHEAD_BYTES as i32),
-            storage: StorageType::File,
+            storage: self.storage,
             num_replicas: self.replicas.max(1),
             allow_rollup: true,
             deny_delete: true,
@@ -122,6 +133,17 @@ pub struct NatsKv {
     js: async_nats::jetstream::Context,
     /// Whether the server and the stream take atomic batches.
     batches: bool,
+    /// The stream as [`NatsKv::open`] creates it, to create it again when it
+    /// is gone (a memory bucket on a restarted single server).
+    config: stream::Config,
+}
+
+/// `file` or `memory`, as the flags and the `nats` tool spell them.
+pub fn storage_name(storage: StorageType) -> &'static str {
+    match storage {
+        StorageType::File => "file",
+        StorageType::Memory => "memory",
+    }
 }
 
 fn valid_bucket_name(name: &str) -> bool {
@@ -134,13 +156,17 @@ impl NatsKv {
     /// Binds to the bucket of `spec`, creating it if it does not exist. An
     /// existing bucket is used as it is (the hub's NATS user may not update
     /// streams): when its bounds differ from `spec`, a warning says so and
-    /// an operator changes them (`nats stream edit KV_<name>`).
+    /// an operator changes them (`nats stream edit KV_<name>`). A stream's
+    /// storage cannot be changed at all: when it differs from `spec`, a
+    /// warning names both and the way to switch (remove the stream while
+    /// no process uses it, and let the next one create it).
     pub async fn open(client: async_nats::Client, spec: &BucketSpec) -> Result<Self, NatsKvError> {
         if !valid_bucket_name(&spec.name) {
             return Err(NatsKvError::BadName(spec.name.clone()));
         }
         let js = async_nats::jetstream::new(client.clone());
         let want = spec.stream_config();
+        let config = want.clone();
         let server_batches = crate::stream::server_supports_atomic_batches(&client.server_info().version);
         let mut batches = server_batches;
         match js.get_stream(&want.name).await {
@@ -161,6 +187,23 @@ impl NatsKv {
                         "The key-value bucket exists with other bounds; using it as it is"
                     );
                 }
+                if have.storage != want.storage {
+                    tracing::warn!(
+                        bucket = %spec.name,
+                        storage = storage_name(have.storage),
+                        wanted_storage = storage_name(want.storage),
+                        "The key-value bucket exists with {} storage, not the {} configured; using it \
+                         as it is (NATS cannot change a stream's storage). To switch, stop every process \
+                         using it, run `nats stream rm {}` and start them again (the bucket is created \
+                         afresh, empty); or keep it by configuring {} storage (mpp-hub: \
+                         --guard-bucket-storage {})",
+                        storage_name(have.storage),
+                        storage_name(want.storage),
+                        want.name,
+                        storage_name(have.storage),
+                        storage_name(have.storage),
+                    );
+                }
             }
             Err(_) => {
                 js.create_stream(want)
@@ -172,7 +215,7 @@ impl NatsKv {
             .get_key_value(spec.name.clone())
             .await
             .map_err(|source| NatsKvError::Bind { name: spec.name.clone(), source })?;
-        Ok(Self { store, timeout: Duration::from_millis(KV_OP_TIMEOUT_MS), client, js, batches })
+        Ok(Self { store, timeout: Duration::from_millis(KV_OP_TIMEOUT_MS), client, js, batches, config })
     }
 
     fn subject(&self, key: &str) -> String {
@@ -339,8 +382,27 @@ impl CasKv for NatsKv {
             // The bucket's message count now: with none, the (empty)
             // snapshot is complete at once.
             let mut stream = self.store.stream.clone();
-            let info = self.timed("reading the bucket's state", stream.info()).await?;
-            let empty = info.map_err(|e| KvError::Unavailable(e.to_string()))?.state.messages == 0;
+            let info = match self.timed("reading the bucket's state", stream.info()).await? {
+                Ok(info) => info.clone(),
+                Err(e) => {
+                    // Gone (a memory bucket whose servers all restarted: a
+                    // single server keeps no memory stream): created again,
+                    // empty, as the first process to open it would.
+                    let created = self.js.get_or_create_stream(self.config.clone());
+                    let mut created = self
+                        .timed("creating the bucket again", created)
+                        .await?
+                        .map_err(|c| KvError::Unavailable(format!("{e}; creating it again: {c}")))?;
+                    tracing::warn!(
+                        bucket = %self.config.name,
+                        error = %e,
+                        "The key-value bucket could not be read; created it again if it was gone (its keys are lost)"
+                    );
+                    let info = self.timed("reading the bucket's state", created.info()).await?;
+                    info.map_err(|e| KvError::Unavailable(e.to_string()))?.clone()
+                }
+            };
+            let empty = info.state.messages == 0;
             // An ordered pull consumer from each key's last value on (a
             // push consumer's first delivery waited for its heartbeat).
             let config = pull::OrderedConfig {

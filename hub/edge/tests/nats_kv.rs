@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use mpp_edge::cas::{CasKv, KvChange, KvError, KvValue, KvWrite};
 use mpp_edge::cas_batch::BatchingKv;
-use mpp_edge::nats_kv::{BucketSpec, NatsKv};
+use mpp_edge::nats_kv::{BucketSpec, NatsKv, StorageType};
 use mpp_test_support::nats::NatsServer;
 
 fn spec(keys_max: i64) -> BucketSpec {
@@ -17,7 +17,36 @@ fn spec(keys_max: i64) -> BucketSpec {
         value_bytes_max: 64,
         max_age: Duration::from_secs(3600),
         replicas: 1,
+        storage: StorageType::File,
     }
+}
+
+/// The storage of the bucket's stream, as the server reports it.
+async fn stored_in(client: &async_nats::Client, spec: &BucketSpec) -> StorageType {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js.get_stream(format!("KV_{}", spec.name)).await.unwrap();
+    stream.info().await.unwrap().config.storage
+}
+
+#[tokio::test]
+async fn a_bucket_is_created_in_the_storage_asked_and_an_existing_one_keeps_its_own() {
+    let server = NatsServer::start().await.unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let memory = BucketSpec { name: "MPP_TEST_MEM".to_owned(), storage: StorageType::Memory, ..spec(10) };
+    let kv = NatsKv::open(client.clone(), &memory).await.unwrap();
+    assert_eq!(stored_in(&client, &memory).await, StorageType::Memory);
+    let r = kv.put_if("n.a", b"1".to_vec(), 0).await.unwrap();
+    let file = spec(10);
+    NatsKv::open(client.clone(), &file).await.unwrap();
+    assert_eq!(stored_in(&client, &file).await, StorageType::File);
+
+    // A replica configured for file storage binds to the memory bucket as
+    // it is (NATS cannot change a stream's storage; the hub warns).
+    let other = NatsKv::open(client.clone(), &BucketSpec { storage: StorageType::File, ..memory.clone() })
+        .await
+        .unwrap();
+    assert_eq!(stored_in(&client, &memory).await, StorageType::Memory);
+    assert_eq!(other.get("n.a").await.unwrap().revision, r, "the same bucket, its keys kept");
 }
 
 #[tokio::test]
@@ -137,4 +166,30 @@ async fn a_bucket_made_without_atomic_batches_is_used_as_it_is_and_takes_none() 
     let batch = [write("n.a", b"1", 0), write("n.b", b"1", 0)];
     assert!(matches!(kv.put_all_if(&batch).await, Err(KvError::BatchRefused(_))));
     assert_eq!(kv.get("n.a").await.unwrap().revision, 0);
+}
+
+#[tokio::test]
+async fn a_memory_bucket_lost_with_its_server_is_created_again_by_the_next_watch() {
+    let mut server = NatsServer::start().await.unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let memory = BucketSpec { storage: StorageType::Memory, ..spec(10) };
+    let kv = NatsKv::open(client.clone(), &memory).await.unwrap();
+    kv.put_if("n.a", b"1".to_vec(), 0).await.unwrap();
+
+    // A single server keeps no memory stream across a restart.
+    server.restart().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut watch = loop {
+        match kv.watch().await {
+            Ok(w) => break w,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "no watch after the restart: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(watch.next().await.unwrap().unwrap(), KvChange::Current, "created again, empty");
+    assert_eq!(stored_in(&client, &memory).await, StorageType::Memory);
+    assert_eq!(kv.get("n.a").await.unwrap().revision, 0, "its keys are lost");
+    kv.put_if("n.a", b"2".to_vec(), 0).await.expect("written again");
 }

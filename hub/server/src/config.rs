@@ -190,6 +190,13 @@ pub struct ServeArgs {
     #[arg(long, env = "MPP_GUARD_REPLICAS", default_value_t = 1,
           value_parser = clap::value_parser!(u8).range(1..=5))]
     pub guard_replicas: u8,
+    /// Where NATS keeps that bucket: memory (replicated like file storage
+    /// in a cluster, so a lock survives a hub's restart and one NATS node's
+    /// loss, but cleared when the whole NATS deployment restarts) or file
+    /// (each wrong PIN then waits for a disk sync). Fixed when the bucket
+    /// is created: an existing bucket keeps its storage and the hub warns.
+    #[arg(long, env = "MPP_GUARD_BUCKET_STORAGE", value_enum, default_value_t = GuardBucketStorageArg::Memory)]
+    pub guard_bucket_storage: GuardBucketStorageArg,
     /// Deprecated: use --trusted-proxies and --grpc-trusted-proxies. Takes
     /// the client address (for rate limits) from the last entry of
     /// X-Forwarded-For (HTTP) / x-forwarded-for (gRPC metadata) from ANY
@@ -332,6 +339,25 @@ fn parse_connections_per_address(s: &str) -> Result<usize, String> {
 }
 
 /// The values of `--forwarded-header`.
+/// Where NATS keeps the lookup guard's bucket (`--guard-bucket-storage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GuardBucketStorageArg {
+    /// In the NATS servers' memory (replicated in a cluster).
+    Memory,
+    /// On the NATS servers' disks.
+    File,
+}
+
+impl GuardBucketStorageArg {
+    /// The stream storage.
+    pub fn storage(self) -> mpp_edge::nats_kv::StorageType {
+        match self {
+            Self::Memory => mpp_edge::nats_kv::StorageType::Memory,
+            Self::File => mpp_edge::nats_kv::StorageType::File,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ForwardedHeaderArg {
     /// `X-Forwarded-For: client, proxy1, …`.

@@ -492,12 +492,19 @@ async fn open_guard(
         value_bytes_max: mpp_lookup::guard::policy::RECORD_BYTES_MAX as i32,
         max_age: Duration::from_secs(u64::from(args.guard_max_age_hours) * 3600),
         replicas: usize::from(args.guard_replicas),
+        storage: args.guard_bucket_storage.storage(),
     };
     let client = connect_nats(&args.nats.nats_url, "mpp-hub-guard", access)
         .await
         .with_context(|| format!("connecting to NATS at {} for the lookup guard", args.nats.nats_url))?;
     let kv = NatsKv::open(client, &spec).await.context("opening the lookup guard's key-value bucket")?;
-    info!(bucket = %spec.name, keys_max = spec.keys_max, max_age_hours = args.guard_max_age_hours, "Lookup guard bucket ready");
+    info!(
+        bucket = %spec.name,
+        keys_max = spec.keys_max,
+        max_age_hours = args.guard_max_age_hours,
+        storage = mpp_edge::nats_kv::storage_name(spec.storage),
+        "Lookup guard bucket ready"
+    );
     let settings = GuardSettings { budgets, keys_max: args.guard_keys_max as usize, max_age: spec.max_age };
     // One compare-and-set write per key, not atomic batches: a batch's
     // commit costs 17-40 ms on a `sync_interval: always` server against

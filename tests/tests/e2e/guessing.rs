@@ -24,6 +24,14 @@
 //!   a case of the front office reaches the daily cap
 //!   (`PIN_REISSUE_REQUIRED`); `TerbitkanUlangPin` at the front office
 //!   gives a new PIN that opens it, and the old PIN no longer does.
+//! - `a_fresh_hub_keeps_the_guard_bucket_in_the_storage_asked`: a hub
+//!   creates the guard bucket in memory by default and on file with
+//!   `--guard-bucket-storage file`; a hub asking for memory keeps an
+//!   existing file bucket as it is and warns how to switch.
+//! - `a_memory_guard_bucket_lost_with_a_single_nats_server_comes_back`:
+//!   after a single NATS server's restart (which keeps no memory stream),
+//!   wrong PINs are counted again within a deadline, in a bucket the hub
+//!   created again.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -707,6 +715,82 @@ async fn a_number_at_its_daily_cap_opens_again_with_a_pin_reissued_at_the_counte
     ensure!(code(&r) == "CASE_NOT_FOUND", "the old PIN no longer opens the case: {}", r.text());
     println!("a number at its daily cap opened again with a PIN re-issued at the counter");
     front.terminate().await?;
+    hub.terminate().await?;
+    Ok(())
+}
+
+/// The storage of the guard bucket's stream on `nats`.
+async fn guard_storage(nats: &NatsServer) -> Result<async_nats::jetstream::stream::StorageType> {
+    let js = async_nats::jetstream::new(nats.connect().await?);
+    let mut stream = js.get_stream("KV_MPP_LOOKUP_GUARD").await.context("the guard bucket's stream")?;
+    Ok(stream.info().await?.config.storage)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_hub_keeps_the_guard_bucket_in_the_storage_asked() -> Result<()> {
+    use async_nats::jetstream::stream::StorageType;
+    let nats = NatsServer::start().await?;
+    let mut hub = HubProcess::spawn_with(&nats.url(), replica("mpp-hub-a"))?;
+    hub.wait_ready(READY_DEADLINE).await?;
+    ensure!(guard_storage(&nats).await? == StorageType::Memory, "the default is memory storage");
+    hub.terminate().await?;
+
+    let nats = NatsServer::start().await?;
+    let file = HubOptions {
+        extra_args: vec!["--guard-bucket-storage".to_owned(), "file".to_owned()],
+        ..replica("mpp-hub-a")
+    };
+    let mut hub = HubProcess::spawn_with(&nats.url(), file)?;
+    hub.wait_ready(READY_DEADLINE).await?;
+    ensure!(guard_storage(&nats).await? == StorageType::File, "--guard-bucket-storage file");
+    hub.terminate().await?;
+    // A hub asking for memory (the default) uses the file bucket as it is
+    // and says how to switch.
+    let mut hub = HubProcess::spawn_with(&nats.url(), replica("mpp-hub-b"))?;
+    hub.wait_ready(READY_DEADLINE).await?;
+    ensure!(guard_storage(&nats).await? == StorageType::File, "an existing bucket keeps its storage");
+    let log = std::fs::read_to_string(hub.process().log_path())?;
+    ensure!(
+        log.contains("not the memory configured") && log.contains("nats stream rm KV_MPP_LOOKUP_GUARD"),
+        "no warning of the storage mismatch in the hub's log: {}",
+        hub.log_tail()
+    );
+    hub.terminate().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_guard_bucket_lost_with_a_single_nats_server_comes_back() -> Result<()> {
+    let seed = seed_from_env("MPP_TEST_SEED");
+    let mut rng = Rng::new(seed);
+    let mut nats = NatsServer::start().await?;
+    let mut hub = HubProcess::spawn_with(&nats.url(), replica("mpp-hub-a"))?;
+    hub.wait_ready(READY_DEADLINE).await?;
+    let cases = seed_cases(&nats, &mut rng, 1).await?;
+    caught_up(&nats, &mut [&mut hub]).await?;
+    let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (tn, pin) = &cases[0];
+    let wrong = mpp_tests::pin::other_pin(pin);
+    ensure!(code(&lookup_from(client, hub.http_addr(), tn, &wrong, &[]).await?) == "CASE_NOT_FOUND");
+
+    nats.restart().await?;
+    // Until the hub has the bucket again, a wrong PIN fails closed.
+    let deadline = std::time::Instant::now() + READY_DEADLINE;
+    loop {
+        let c = code(&lookup_from(client, hub.http_addr(), tn, &wrong, &[]).await?);
+        if c == "CASE_NOT_FOUND" {
+            break;
+        }
+        ensure!(c == "LOOKUP_BUDGET_UNAVAILABLE", "a wrong PIN after the restart: {c}");
+        ensure!(std::time::Instant::now() < deadline, "the guard bucket never came back: {}", hub.log_tail());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(guard_storage(&nats).await? == async_nats::jetstream::stream::StorageType::Memory);
+    let log = std::fs::read_to_string(hub.process().log_path())?;
+    ensure!(log.contains("created it again"), "no word of the bucket made again: {}", hub.log_tail());
+    // The failure before the restart is forgotten, the one after counted.
+    let v = lookup_from(client, hub.http_addr(), tn, pin, &[]).await?.json()?;
+    ensure!(v["failed_lookups"]["count"] == 1, "after the restart: {v}");
     hub.terminate().await?;
     Ok(())
 }

@@ -89,6 +89,33 @@
 //! Memory is bounded: the mirror holds at most as many records as the
 //! bucket may ([`GuardSettings::keys_max`]); past that it stops being
 //! complete and every right PIN needs the store.
+//!
+//! # The bucket in memory
+//!
+//! The hub keeps the bucket in the NATS servers' memory by default
+//! (`--guard-bucket-storage memory`): on a server with `sync_interval:
+//! always` (which the events stream needs) a bucket on file makes every
+//! wrong PIN, and the next right PIN of its number, wait for a disk sync,
+//! and those syncs bound the lookup benchmark (BENCHMARKS.md). In a NATS
+//! cluster a memory bucket with `--guard-replicas 3` is replicated like a
+//! file one (raft), so a lock survives a hub's restart, the loss of a hub
+//! replica and of one NATS node. Only a restart of every NATS server
+//! holding it (or of a single server) loses it; the watch then creates it
+//! again, empty, and until it has, lookups that need the store fail closed.
+//!
+//! What one such restart gives a guesser is that of every key afresh: for
+//! each number at most one more daily cap (`--pin-failures-per-day-max`, 20
+//! by default, of which at most `--pin-failures-max` before a lock), and for
+//! each network and for all clients one more window's budget. With a
+//! nine-character PIN (`STRONG_PIN_SPACE` ≈ 2.6·10¹³, 44.6 bits) 20 guesses
+//! find it with odds 20 / 2.6·10¹³ ≈ 7.6·10⁻¹³ per number per restart
+//! (7.6·10⁻⁷ cases at 1M cases); a six-digit PIN of an older case, not yet
+//! re-issued, with 2·10⁻⁵, the same as one more day of guessing. A guesser
+//! cannot cause a restart: the hub's NATS user may not delete, purge or
+//! update the stream, and the bucket cannot grow NATS's memory past its
+//! bounds: at most `keys_max × (RECORD_BYTES_MAX + KV_MESSAGE_OVERHEAD_BYTES)`
+//! bytes per server holding a copy (262,144 × 320 B = 80 MiB by default),
+//! discarding new keys when full (then the guard fails closed, as on file).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
