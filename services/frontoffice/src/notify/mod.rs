@@ -115,8 +115,10 @@ pub struct NotifyArgs {
     pub smtp_url: Option<SmtpUrl>,
 
     /// STARTTLS to the relay: off (plain SMTP, a relay on the MPP's
-    /// network), starttls (when the relay offers it), or required (a relay
-    /// that does not offer it fails the send, retried with backoff). With
+    /// network), starttls (when the relay offers it; with
+    /// --smtp-credentials-file, a relay that does not offer it fails the
+    /// send: the password never goes in clear), or required (a relay that
+    /// does not offer it fails the send, retried with backoff). With
     /// starttls or required, --smtp-ca-file is required.
     #[arg(long, env = "MPP_SMTP_TLS", default_value = "off", value_parser = SmtpTls::parse)]
     pub smtp_tls: SmtpTls,

@@ -292,14 +292,19 @@ pub async fn send(
     let ehlo = format!("EHLO {helo}\r\n");
     let offered = advertises(&exchange(&mut r, Some(&ehlo), &[250], "EHLO").await?, "STARTTLS");
     let config = match (security.mode, &security.config, offered) {
-        (SmtpTls::Off, _, _) | (SmtpTls::Starttls, _, false) => None,
-        (SmtpTls::Required, _, false) => {
+        (SmtpTls::Off, _, _) => None,
+        (SmtpTls::Starttls, _, false) if credentials.is_none() => None,
+        (mode, _, false) => {
             // Retried: the relay may be reconfigured; never sent in clear.
+            // Opportunistic STARTTLS with credentials refuses too: a relay
+            // (or a man in the middle) that stops offering it must not get
+            // the password in clear.
             let _ = exchange(&mut r, Some("QUIT\r\n"), &[221], "QUIT").await;
-            return Err(SmtpError::Transient(format!(
-                "{} does not offer STARTTLS and --smtp-tls is required",
-                url.addr
-            )));
+            return Err(SmtpError::Transient(if mode == SmtpTls::Required {
+                format!("{} does not offer STARTTLS and --smtp-tls is required", url.addr)
+            } else {
+                format!("{} does not offer STARTTLS: the SMTP password is never sent in clear", url.addr)
+            }));
         }
         (_, None, true) => return Err(SmtpError::Transient("STARTTLS without a CA file".into())),
         (_, Some(config), true) => Some(Arc::clone(config)),
@@ -569,6 +574,15 @@ mod tests {
         let e =
             send(&url, &security(SmtpTls::Required, &pki.ca), "mpp.example", None, &mail).await.unwrap_err();
         assert!(matches!(&e, SmtpError::Transient(why) if why.contains("does not offer STARTTLS")), "{e}");
+        assert_eq!(task.await.unwrap(), ["EHLO mpp.example", "QUIT"]);
+
+        // Not offered, opportunistic, with a password: refused, no AUTH.
+        let (url, task) = relay(&pki, EHLO_PLAIN).await;
+        let user = Credentials { user: "mpp".into(), password: "rahasia".into() };
+        let e = send(&url, &security(SmtpTls::Starttls, &pki.ca), "mpp.example", Some(&user), &mail)
+            .await
+            .unwrap_err();
+        assert!(matches!(&e, SmtpError::Transient(why) if why.contains("never sent in clear")), "{e}");
         assert_eq!(task.await.unwrap(), ["EHLO mpp.example", "QUIT"]);
 
         // Not offered, opportunistic: plain. Off: plain even when offered.
