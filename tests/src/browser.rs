@@ -16,6 +16,7 @@
 //! Every wait polls with a deadline; nothing sleeps to synchronise.
 
 use std::collections::VecDeque;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -78,6 +79,8 @@ pub struct Browser {
     session: String,
     next_id: u64,
     events: VecDeque<Value>,
+    /// Whether `child` was waited for.
+    reaped: bool,
     _profile: tempfile::TempDir,
 }
 
@@ -111,6 +114,10 @@ impl Browser {
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("chromium log")?)
             .stderr(log)
+            // Its own process group, so that closing it ends its helper
+            // processes too (they write into the profile, which is removed
+            // right after).
+            .process_group(0)
             .spawn()
             .with_context(|| format!("cannot start {}", exe.display()))?;
         let mut browser_guard = ChildGuard(Some(child));
@@ -152,6 +159,7 @@ impl Browser {
             session: String::new(),
             next_id: 1,
             events: VecDeque::new(),
+            reaped: false,
             _profile: profile,
         };
         let target = b.call("Target.createTarget", json!({ "url": "about:blank" })).await?;
@@ -291,16 +299,37 @@ impl Browser {
     /// Closes the browser (also done, forcefully, on drop).
     pub async fn close(mut self) -> Result<()> {
         let _ = self.call("Browser.close", json!({})).await;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill_group();
         Ok(())
+    }
+
+    /// Kills Chromium's whole process group (its renderers and helpers
+    /// too, which would otherwise go on writing into the profile while it
+    /// is removed) and reaps the main process.
+    fn kill_group(&mut self) {
+        // Until it is reaped, the main process's id (its group's) cannot
+        // be taken by another process; after, the group is never signalled.
+        if self.reaped {
+            return;
+        }
+        self.reaped = true;
+        let group = format!("-{}", self.child.id());
+        let killed = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !killed {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill_group();
     }
 }
 
