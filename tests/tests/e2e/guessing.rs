@@ -775,16 +775,18 @@ async fn a_memory_guard_bucket_lost_with_a_single_nats_server_comes_back() -> Re
 
     nats.restart().await?;
     // Until the hub has the bucket again, a wrong PIN fails closed.
-    let deadline = std::time::Instant::now() + READY_DEADLINE;
-    loop {
+    mpp_tests::wait::wait_for("the guard bucket back after the NATS restart", READY_DEADLINE, || async {
         let c = code(&lookup_from(client, hub.http_addr(), tn, &wrong, &[]).await?);
         if c == "CASE_NOT_FOUND" {
-            break;
+            return Ok(Some(()));
         }
-        ensure!(c == "LOOKUP_BUDGET_UNAVAILABLE", "a wrong PIN after the restart: {c}");
-        ensure!(std::time::Instant::now() < deadline, "the guard bucket never came back: {}", hub.log_tail());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if c != "LOOKUP_BUDGET_UNAVAILABLE" {
+            return Err(mpp_tests::wait::Fatal(format!("a wrong PIN after the restart: {c}")).into());
+        }
+        Ok(None)
+    })
+    .await
+    .with_context(|| hub.log_tail())?;
     ensure!(guard_storage(&nats).await? == async_nats::jetstream::stream::StorageType::Memory);
     let log = std::fs::read_to_string(hub.process().log_path())?;
     ensure!(log.contains("created it again"), "no word of the bucket made again: {}", hub.log_tail());

@@ -82,7 +82,7 @@ pub struct GatewayMessage<'a> {
     pub id: &'a str,
     /// `sms` or `whatsapp`.
     pub channel: &'a str,
-    /// The phone number as the citizen gave it.
+    /// The phone number, in E.164 (`+62…`).
     pub to: &'a str,
     /// `id` or `en`.
     pub language: &'a str,
