@@ -20,7 +20,7 @@ use crate::i18n::Lang;
 use crate::json::case_json;
 use crate::lookup::{LookupError, LookupRequest, POW_PROOF_HEADER};
 use crate::page::{self, REQUEST_BODY_BYTES_MAX};
-pub use crate::state::{AppState, ClientAddr};
+pub use crate::state::{AppState, ClientAddr, SharedState};
 use mpp_obs::metrics::METRICS_CONTENT_TYPE;
 
 /// Most HTTP requests served at once; further ones wait (back-pressure).
@@ -63,20 +63,20 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .layer(ConcurrencyLimitLayer::new(HTTP_CONCURRENT_REQUESTS_MAX))
-        .with_state(state)
+        .with_state(std::sync::Arc::new(state))
 }
 
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "alive": true }))
 }
 
-async fn readyz(State(s): State<AppState>) -> Response {
+async fn readyz(State(s): State<SharedState>) -> Response {
     let r = s.health.readiness();
     let code = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(r)).into_response()
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+async fn metrics(State(s): State<SharedState>) -> Response {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let scrape = s.health.scrape(
         Some(s.web.changes().watchers()),
@@ -90,14 +90,14 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
 
-async fn head(State(s): State<AppState>) -> Response {
+async fn head(State(s): State<SharedState>) -> Response {
     Json(s.health.readiness()).into_response()
 }
 
 /// The latest signed checkpoint as a C2SP signed note (tlog-checkpoint), for
 /// witnesses and transparency-log tools (`mpp_core::note`; docs/AUDIT.md),
 /// with the witnesses' cosignatures held for it ([`crate::cosigned`]).
-async fn checkpoint_note(State(s): State<AppState>) -> Response {
+async fn checkpoint_note(State(s): State<SharedState>) -> Response {
     match mpp_store::Store::latest_checkpoint(s.lookups.store()) {
         Ok(Some(cp)) => match s.lookups.transparency().map_or_else(|| cp.to_note(), |t| t.note_of(&cp)) {
             Some(note) => (
@@ -124,7 +124,7 @@ pub struct CaseQuery {
 }
 
 async fn get_case(
-    State(s): State<AppState>,
+    State(s): State<SharedState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
@@ -173,7 +173,7 @@ async fn method_not_allowed() -> Response {
     ApiError::new(ReasonCode::MethodNotAllowed, "this path does not take this method").into_response()
 }
 
-async fn not_found(State(s): State<AppState>, uri: Uri) -> Response {
+async fn not_found(State(s): State<SharedState>, uri: Uri) -> Response {
     if uri.path() == "/lacak" || uri.path().starts_with("/lacak/") {
         let lang =
             Lang::parse(uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lang="))));

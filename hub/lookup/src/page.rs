@@ -44,7 +44,7 @@ use crate::lookup::{http_status, parse_tracking_number, LookupError, LookupReque
 use crate::profile::MppProfiles;
 use crate::receipt::{receipt_proof, ReceiptError, ReceiptProof};
 use crate::session::{SESSION_COOKIE, SESSION_TTL_MS};
-use crate::state::{AppState, ClientAddr};
+use crate::state::{AppState, ClientAddr, SharedState};
 use crate::watch::{deliver, WatchRefused, WATCH_BUFFER_VIEWS_MAX};
 
 pub use crate::web::{templates, Web, WebError, WebSettings, LAYOUT_HTML, REQUEST_BODY_BYTES_MAX};
@@ -669,7 +669,7 @@ fn form_page_with(
 
 /// `GET /lacak`.
 pub async fn form(
-    State(s): State<AppState>,
+    State(s): State<SharedState>,
     ClientAddr(client): ClientAddr,
     q: Result<Query<LangQuery>, QueryRejection>,
 ) -> Response {
@@ -690,7 +690,7 @@ fn session_cookie(web: &Web, tn: &TrackingNumber, value: &str) -> HeaderValue {
 
 /// `POST /lacak`.
 pub async fn submit(
-    State(s): State<AppState>,
+    State(s): State<SharedState>,
     ClientAddr(client): ClientAddr,
     q: Result<Query<LangQuery>, QueryRejection>,
     form: Result<Form<LookupForm>, FormRejection>,
@@ -778,7 +778,7 @@ fn redirect(to: &str) -> Response {
 
 /// `GET /lacak/{tn}`.
 pub async fn case(
-    State(s): State<AppState>,
+    State(s): State<SharedState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
@@ -901,7 +901,7 @@ fn proof_for(
 /// well-formed number, so it reveals nothing about which cases exist; with
 /// it, also the proof of the case's opening entry and how to check it.
 pub async fn receipt(
-    State(s): State<AppState>,
+    State(s): State<SharedState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
@@ -939,7 +939,7 @@ pub async fn receipt(
 /// `GET /lacak/{tn}/bukti`: the proof of the case's opening entry as JSON
 /// ([`crate::receipt`]), for the holder of the case's session.
 pub async fn receipt_proof_json(
-    State(s): State<AppState>,
+    State(s): State<SharedState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
@@ -976,7 +976,7 @@ pub async fn receipt_proof_json(
 
 /// `GET /lacak/{tn}/events`: server-sent events for the session's case.
 pub async fn events(
-    State(s): State<AppState>,
+    State(s): State<SharedState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,

@@ -25,6 +25,12 @@ pub struct AppState {
     pub web: Arc<Web>,
 }
 
+/// The router's state as the handlers hold it: axum clones the state for
+/// every request (the handler's and each `State` extractor's copy), and one
+/// reference count is much cheaper to copy than [`AppState`]'s dozen, whose
+/// counters both worker threads would otherwise bounce between them.
+pub type SharedState = Arc<AppState>;
+
 /// The client's address, found by the page's [`crate::proxy::ClientAddrPolicy`]:
 /// the TCP peer, or behind `--trusted-proxies` the client they name (with
 /// the deprecated `--trust-forwarded-for`, the last address of
@@ -33,10 +39,10 @@ pub struct AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
 
-impl FromRequestParts<AppState> for ClientAddr {
+impl FromRequestParts<SharedState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
