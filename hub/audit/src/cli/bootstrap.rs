@@ -783,6 +783,41 @@ mod tests {
         );
     }
 
+    /// A source that crashed with case values held back: its latest
+    /// checkpoint signs a projection behind the log, which the copy holds;
+    /// bootstrap accepts it by the commitment and judges the entries after
+    /// it again, so the new replica's projection is the log's.
+    #[test]
+    fn a_source_stopped_with_case_values_held_back_bootstraps_by_the_commitment() {
+        let src = tempfile::tempdir().unwrap();
+        let key = source(src.path());
+        {
+            let store = SledStore::open(src.path()).unwrap();
+            let mut ledger = mpp_ledger::ledger::Ledger::open(store.clone()).unwrap();
+            let mut generator = Generator::new(11);
+            for _ in 0..700 {
+                generator.next();
+            }
+            let batch: Vec<_> = generator.by_ref().take(50).collect();
+            ledger.commit_batch(&batch).unwrap();
+            let head = store.head().unwrap().last_seq;
+            assert!(store.projected_through().unwrap() < head, "the batch's cases are held back");
+            let signed = key.sign_head(&store).unwrap();
+            let p = signed.checkpoint.projection.unwrap();
+            assert_eq!(p.projected_through, 700);
+            // Dropped without writing the held-back values: a crash.
+        }
+        let out = tempfile::tempdir().unwrap();
+        let target = out.path().join("new");
+        let r = bootstrap(src.path(), &target, &key.public(), None, &trust()).unwrap();
+        assert_eq!((r.mode, r.entries), (VerifyMode::Commitment, 750));
+        let b = SledStore::open(&target).unwrap();
+        assert_eq!(b.projected_through().unwrap(), 750);
+        let a = SledStore::open(src.path()).unwrap();
+        let rebuilt = mpp_ledger::ledger::rebuild_with_ids(&a, &trust()).unwrap();
+        assert_eq!(mpp_ledger::ledger::projection(&b).unwrap(), rebuilt.state);
+    }
+
     /// The log verified in windows (re-opening the store between them once
     /// the other thread is done) while the commitment is recomputed on the
     /// shared handle: the same report as alone, and the signed commitment.
