@@ -249,7 +249,9 @@ mod tests {
             let mut h = of(&map.clone().into_iter().collect::<Vec<_>>());
             let start = h.clone();
             let keys: Vec<Vec<u8>> = map.keys().cloned().collect();
-            let mut log: Vec<(Vec<u8>, Option<Vec<u8>>, Vec<u8>)> = Vec::new();
+            // (key, the value replaced, the new value)
+            type Update = (Vec<u8>, Option<Vec<u8>>, Vec<u8>);
+            let mut log: Vec<Update> = Vec::new();
             for (n, (i, v)) in updates.into_iter().enumerate() {
                 // Half the updates replace a value, half add a new key.
                 let k = if n % 2 == 0 && !keys.is_empty() { keys[i.index(keys.len())].clone() } else { format!("new{n}").into_bytes() };

@@ -46,9 +46,12 @@ pub trait Kv: Clone + std::fmt::Debug + Send + Sync + 'static + sealed::Sealed {
     fn for_each_with_prefix(
         &self,
         prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+        f: &mut PairVisitor<'_>,
     ) -> Result<(), StoreError>;
 }
+
+/// What [`Kv::for_each_with_prefix`] calls with each pair (key, value).
+pub type PairVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
 
 /// Keeps [`Kv`] implemented by this crate's backends only.
 pub(crate) mod sealed {
@@ -1012,7 +1015,9 @@ fn commitment_after(kv: &impl Kv, cur: &LtHash, pairs: &[Pair]) -> Result<LtHash
     for (k, v) in pairs.iter().filter(|(k, _)| layout::is_projection_key(k)) {
         last.insert(k.as_slice(), v.as_slice());
     }
-    let mut olds: Vec<(&[u8], Option<Vec<u8>>, &[u8])> = Vec::with_capacity(last.len());
+    // (key, the value it replaces, the new value)
+    type Replaced<'a> = (&'a [u8], Option<Vec<u8>>, &'a [u8]);
+    let mut olds: Vec<Replaced<'_>> = Vec::with_capacity(last.len());
     for (k, v) in last {
         let old = kv.get(k)?;
         if old.as_deref() != Some(v) {

@@ -151,7 +151,7 @@ use mpp_core::merkle::{entry_leaf_hash, MerkleFrontier, NodeSource, Subtree, Tre
 use mpp_core::registry::Registry;
 use mpp_core::{Case, LogEntry, ServiceStandard, StandardTerms};
 
-pub use kv::{Kv, KvStore, PENDING_CASES_MAX, PROJECTION_EVERY_COMMITS};
+pub use kv::{Kv, KvStore, PairVisitor, PENDING_CASES_MAX, PROJECTION_EVERY_COMMITS};
 pub use layout::{
     BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, EVENT_BUCKET_MS_SHIFT, EVENT_PART_IDS_MAX, FORMAT_TAG,
     TIMELINE_CHUNK_ITEMS,

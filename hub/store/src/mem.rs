@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
-use crate::kv::{self, Kv, KvStore};
+use crate::kv::{self, Kv, KvStore, PairVisitor};
 use crate::layout::Pair;
 use crate::StoreError;
 
@@ -100,7 +100,7 @@ impl Kv for MemKv {
     fn for_each_with_prefix(
         &self,
         prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+        f: &mut PairVisitor<'_>,
     ) -> Result<(), StoreError> {
         let map = self.read();
         for (k, v) in map.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded)) {

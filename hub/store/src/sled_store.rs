@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::kv::{self, Kv, KvStore};
+use crate::kv::{self, Kv, KvStore, PairVisitor};
 use crate::layout::Pair;
 use crate::StoreError;
 
@@ -102,7 +102,7 @@ impl Kv for SledKv {
     fn for_each_with_prefix(
         &self,
         prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+        f: &mut PairVisitor<'_>,
     ) -> Result<(), StoreError> {
         for r in self.db.scan_prefix(prefix) {
             let (k, v) = r?;
