@@ -43,11 +43,7 @@ pub trait Kv: Clone + std::fmt::Debug + Send + Sync + 'static + sealed::Sealed {
     /// Calls `f` with every pair whose key starts with `prefix`, in key
     /// order, without holding them all in memory; stops at `f`'s first
     /// error.
-    fn for_each_with_prefix(
-        &self,
-        prefix: &[u8],
-        f: &mut PairVisitor<'_>,
-    ) -> Result<(), StoreError>;
+    fn for_each_with_prefix(&self, prefix: &[u8], f: &mut PairVisitor<'_>) -> Result<(), StoreError>;
 }
 
 /// What [`Kv::for_each_with_prefix`] calls with each pair (key, value).

@@ -97,11 +97,7 @@ impl Kv for MemKv {
             .collect())
     }
 
-    fn for_each_with_prefix(
-        &self,
-        prefix: &[u8],
-        f: &mut PairVisitor<'_>,
-    ) -> Result<(), StoreError> {
+    fn for_each_with_prefix(&self, prefix: &[u8], f: &mut PairVisitor<'_>) -> Result<(), StoreError> {
         let map = self.read();
         for (k, v) in map.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded)) {
             if !k.starts_with(prefix) {

@@ -99,11 +99,7 @@ impl Kv for SledKv {
             .collect()
     }
 
-    fn for_each_with_prefix(
-        &self,
-        prefix: &[u8],
-        f: &mut PairVisitor<'_>,
-    ) -> Result<(), StoreError> {
+    fn for_each_with_prefix(&self, prefix: &[u8], f: &mut PairVisitor<'_>) -> Result<(), StoreError> {
         for r in self.db.scan_prefix(prefix) {
             let (k, v) = r?;
             f(&k, &v)?;
