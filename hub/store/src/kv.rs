@@ -71,8 +71,9 @@ pub struct KvStore<K> {
     /// The projection commitment of the written pairs
     /// ([`crate::commitment`]), as stored under [`layout::COMMITMENT_KEY`];
     /// changed only with the writer lock held, after the write that stores
-    /// it.
-    commitment: Arc<Mutex<LtHash>>,
+    /// it. Loaded when first needed (a commit, a checkpoint), so tools that
+    /// only read a store neither pay for it nor write it.
+    commitment: Arc<Kept>,
 }
 
 /// Formats as its backend does (`SledStore { was_recovered: .. }`,
@@ -85,40 +86,14 @@ impl<K: std::fmt::Debug> std::fmt::Debug for KvStore<K> {
 
 impl<K: Kv> KvStore<K> {
     /// A store over `kv` (whose format the caller has checked), with a
-    /// writer lock of its own and nothing held back. Loads the projection
-    /// commitment; a store without one (written before it existed), or
-    /// whose commitment does not describe its head (written by a hub that
-    /// did not keep it), gets it computed in one pass over its projection
-    /// and stored.
+    /// writer lock of its own and nothing held back. The projection
+    /// commitment is loaded when first needed ([`loaded`]).
     pub(crate) fn over(kv: K) -> Result<Self, StoreError> {
-        let (head, projected, _) = head_value(&kv)?;
-        let stored = kv.get(layout::COMMITMENT_KEY)?.and_then(|v| layout::decode_commitment(&v));
-        let state = match stored {
-            Some((seq, through, state)) if seq == head.last_seq && through == projected => state,
-            other => {
-                let started = std::time::Instant::now();
-                let state = recompute(&kv)?;
-                kv.write_atomic(vec![(
-                    layout::COMMITMENT_KEY.to_vec(),
-                    layout::encode_commitment(head.last_seq, projected, &state),
-                )])?;
-                if head.last_seq > 0 || other.is_some() {
-                    tracing::info!(
-                        head = head.last_seq,
-                        projected,
-                        had_one = other.is_some(),
-                        seconds = started.elapsed().as_secs_f64(),
-                        "Projection commitment computed from the stored projection (a store without one, or with a stale one)"
-                    );
-                }
-                state
-            }
-        };
         Ok(KvStore {
             kv,
             writer: Arc::new(Mutex::new(())),
             pending: Arc::new(Pending::default()),
-            commitment: Arc::new(Mutex::new(state)),
+            commitment: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -134,14 +109,16 @@ impl<K: Kv> KvStore<K> {
         let (head, projected, _) = head_value(&self.kv)?;
         let state = recompute(&self.kv)?;
         let mut kept = self.commitment.lock().unwrap_or_else(|p| p.into_inner());
-        if *kept != state {
+        let stored = self.kv.get(layout::COMMITMENT_KEY)?.and_then(|v| layout::decode_commitment(&v));
+        if stored != Some((head.last_seq, projected, state.clone())) {
             self.kv.write_atomic(vec![(
                 layout::COMMITMENT_KEY.to_vec(),
                 layout::encode_commitment(head.last_seq, projected, &state),
             )])?;
-            *kept = state.clone();
         }
-        Ok(ProjectionCommitment { projected_through: projected, digest: state.digest() })
+        let digest = state.digest();
+        *kept = Some(state);
+        Ok(ProjectionCommitment { projected_through: projected, digest })
     }
 
     /// The projection commitment as the writer keeps it (with the sequence
@@ -149,7 +126,8 @@ impl<K: Kv> KvStore<K> {
     fn commitment_now(&self) -> Result<ProjectionCommitment, StoreError> {
         let _writer = self.writer();
         let (_, projected, _) = head_value(&self.kv)?;
-        let digest = self.commitment.lock().unwrap_or_else(|p| p.into_inner()).digest();
+        let mut kept = self.commitment.lock().unwrap_or_else(|p| p.into_inner());
+        let digest = loaded(&self.kv, &mut kept)?.digest();
         Ok(ProjectionCommitment { projected_through: projected, digest })
     }
 
@@ -756,7 +734,7 @@ fn check_batch(cur: &Head, cur_frontier: &MerkleFrontier, b: &CommitBatch) -> Re
 fn commit(
     kv: &impl Kv,
     held_back: &Pending,
-    state: &Mutex<LtHash>,
+    state: &Kept,
     b: CommitBatch,
 ) -> Result<Vec<Arc<Case>>, StoreError> {
     let (cur, projected, cur_frontier) = head_value(kv)?;
@@ -963,7 +941,7 @@ fn projected_through(kv: &impl Kv) -> Result<u64, StoreError> {
 /// Writes every held-back case value, so the stored projection describes
 /// the whole log; does nothing when none is held back. The caller holds its
 /// store's writer lock.
-fn flush_projection(kv: &impl Kv, held_back: &Pending, state: &Mutex<LtHash>) -> Result<(), StoreError> {
+fn flush_projection(kv: &impl Kv, held_back: &Pending, state: &Kept) -> Result<(), StoreError> {
     let (head, _, frontier) = head_value(kv)?;
     let mut pending = held_back.write();
     // Nothing held back: the written projection is as current as this
@@ -989,16 +967,51 @@ fn flush_projection(kv: &impl Kv, held_back: &Pending, state: &Mutex<LtHash>) ->
 fn write_committed(
     kv: &impl Kv,
     mut pairs: Vec<Pair>,
-    state: &Mutex<LtHash>,
+    state: &Kept,
     last_seq: u64,
     projected: u64,
 ) -> Result<(), StoreError> {
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-    let after = commitment_after(kv, &state, &pairs)?;
+    let after = commitment_after(kv, loaded(kv, &mut state)?, &pairs)?;
     pairs.push((layout::COMMITMENT_KEY.to_vec(), layout::encode_commitment(last_seq, projected, &after)));
     kv.write_atomic(pairs)?;
-    *state = after;
+    *state = Some(after);
     Ok(())
+}
+
+/// The projection commitment a handle keeps: `None` until first needed.
+type Kept = Mutex<Option<LtHash>>;
+
+/// The commitment in `slot`, loaded first if it is not yet: the stored one
+/// if it describes the store's head and projection; else (a store written
+/// before the commitment existed, or by a hub that did not keep it)
+/// computed in one pass over the stored projection (and logged); the next
+/// write stores it. The caller holds the store's writer lock.
+fn loaded<'a>(kv: &impl Kv, slot: &'a mut Option<LtHash>) -> Result<&'a LtHash, StoreError> {
+    if slot.is_none() {
+        let (head, projected, _) = head_value(kv)?;
+        let stored = kv.get(layout::COMMITMENT_KEY)?.and_then(|v| layout::decode_commitment(&v));
+        let state = match stored {
+            Some((seq, through, state)) if seq == head.last_seq && through == projected => state,
+            other => {
+                let started = std::time::Instant::now();
+                let state = recompute(kv)?;
+                if head.last_seq > 0 || other.is_some() {
+                    tracing::info!(
+                        head = head.last_seq,
+                        projected,
+                        had_one = other.is_some(),
+                        seconds = started.elapsed().as_secs_f64(),
+                        "Projection commitment computed from the stored projection (a store without one, or with a stale one)"
+                    );
+                }
+                state
+            }
+        };
+        *slot = Some(state);
+    }
+    // Filled just above.
+    slot.as_ref().ok_or_else(|| corrupt("the projection commitment was not loaded", layout::COMMITMENT_KEY))
 }
 
 /// The commitment after `pairs` are written over the store whose

@@ -79,7 +79,8 @@
 //!                                        | LtHash16 state [2048] over every "C", "T", "S", "R", "E"
 //!                                        pair (see `commitment`), written with every commit and
 //!                                        projection write; absent in stores written before it
-//!                                        existed (computed at open, format still v4)
+//!                                        existed (computed when first needed, a commit or a
+//!                                        checkpoint, and stored by the next write; format still v4)
 //! "R"                                  bincode 1.3 (varint) of mpp_core::registry::Registry; absent
 //!                                        until the first registry statement is accepted (an absent
 //!                                        key reads as the empty registry, so stores written before

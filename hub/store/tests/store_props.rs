@@ -961,7 +961,7 @@ fn case_values_are_written_behind_the_log_and_read_first() {
 
 /// A store written before the projection commitment existed (no `D` key),
 /// or by a writer that did not keep it (a stale one): the commitment is
-/// computed from its pairs when it is opened, and kept from then on.
+/// computed from its pairs when first needed, and kept from then on.
 #[test]
 fn a_store_without_a_projection_commitment_gets_one_at_open() {
     let at = SledAt::new();
@@ -996,8 +996,12 @@ fn a_store_without_a_projection_commitment_gets_one_at_open() {
         assert_eq!(store.projection_commitment().unwrap().unwrap(), kept, "after {change:?}");
         drop(store);
     }
+    // Stored again (the next write, or a recomputation, stores it).
+    let store = at.open();
+    assert_eq!(store.recompute_projection_commitment().unwrap(), kept);
+    drop(store);
     // A case value altered at rest changes the recomputed commitment, not
-    // the kept one (the open finds the stored state current).
+    // the kept one (the stored state describes the head, so it is used).
     let db = raw_sled(at.dir.path());
     let (k, mut v) = db.scan_prefix(b"C").next().unwrap().map(|(k, v)| (k, v.to_vec())).unwrap();
     *v.last_mut().unwrap() ^= 1;
