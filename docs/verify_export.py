@@ -40,9 +40,14 @@ def root(frontier):  # frontier: roots of the complete subtrees, largest first
 
 def signed_bytes(c):
     origin = c["origin"].encode("ascii")
-    return (b"mpp-hub/checkpoint\x00\x01" + bytes([len(origin)]) + origin + bytes.fromhex(c["key_id"])
-            + struct.pack(">Q", c["tree_size"]) + bytes.fromhex(c["root_hash"]) + bytes.fromhex(c["head_hash"])
-            + struct.pack(">Qqq", c["last_stream_seq"], c["last_entry_time_ns"], c["signed_at_ms"]))
+    v2 = "projected_through" in c  # format version 2: the projection commitment is signed too
+    out = (b"mpp-hub/checkpoint\x00" + (b"\x02" if v2 else b"\x01") + bytes([len(origin)]) + origin
+           + bytes.fromhex(c["key_id"])
+           + struct.pack(">Q", c["tree_size"]) + bytes.fromhex(c["root_hash"]) + bytes.fromhex(c["head_hash"])
+           + struct.pack(">Qqq", c["last_stream_seq"], c["last_entry_time_ns"], c["signed_at_ms"]))
+    if v2:
+        out += struct.pack(">Q", c["projected_through"]) + bytes.fromhex(c["projection_digest"])
+    return out
 
 def main(path, key_path=None):
     verify_sig, public_key = None, None

@@ -48,6 +48,28 @@
 //! i64     signed_at_ms
 //! ```
 //!
+//! # Signed bytes, version 2
+//!
+//! Version 1's fields with the format version 2, followed by the
+//! projection commitment ([`ProjectionCommitment`]):
+//!
+//! ```text
+//! ...     every field of version 1, format version = 2
+//! u64     projected_through
+//! [32]    projection digest
+//! ```
+//!
+//! The store keeps a homomorphic multiset hash (LtHash16) of every stored
+//! projection pair (cases, timeline chunks, standards, registry, event-id
+//! index) incrementally, in the same atomic write as the pairs; the digest
+//! is the hash of that state, and `projected_through` the log sequence the
+//! stored projection describes (the store writes case values behind the
+//! log, so it may be below `tree_size`). A copy of the store whose
+//! projections were altered at rest no longer hashes to it
+//! (`mpp_store::commitment`). Hubs sign version 2; version 1 checkpoints
+//! (signed before the commitment existed) still decode and verify, and
+//! re-encode to exactly their signed bytes.
+//!
 //! All integers are big-endian. The signature is Ed25519 (RFC 8032, pure)
 //! over exactly these bytes. The stored form ([`SignedCheckpoint::encode`]) is
 //! these bytes followed by the 64-byte signature.
@@ -71,6 +93,7 @@
 //! stream-seq 1050017                 last_stream_seq
 //! entry-time-ns 1750000000123456789  last_entry_time_ns
 //! signed-at-ms 1750000000500         signed_at_ms
+//! projection 1048000 Zm9v...=        version 2 only: projected_through, base64 digest
 //!                                    (empty line)
 //! — mpp-hub/jakarta-1 AAEC...        em dash (U+2014), origin, base64(key_id || signature)
 //! ```
@@ -87,6 +110,12 @@ pub const CHECKPOINT_DOMAIN: &[u8] = b"mpp-hub/checkpoint\0";
 /// Format version byte of the signed bytes.
 pub const CHECKPOINT_FORMAT_V1: u8 = 1;
 
+/// Format version byte of signed bytes that carry a projection commitment.
+pub const CHECKPOINT_FORMAT_V2: u8 = 2;
+
+/// Bytes the projection commitment adds to the signed bytes (version 2).
+pub const PROJECTION_COMMITMENT_BYTES: usize = 8 + 32;
+
 /// The origin of a hub's checkpoints is this prefix followed by its hub id.
 pub const ORIGIN_PREFIX: &str = "mpp-hub/";
 
@@ -97,8 +126,18 @@ pub const ORIGIN_BYTES_MAX: usize = 128;
 pub const SIGNATURE_BYTES: usize = 64;
 
 /// Longest signed bytes (with the longest origin).
-pub const SIGNED_BYTES_MAX: usize =
-    CHECKPOINT_DOMAIN.len() + 1 + 1 + ORIGIN_BYTES_MAX + 8 + 8 + 32 + 32 + 8 + 8 + 8;
+pub const SIGNED_BYTES_MAX: usize = CHECKPOINT_DOMAIN.len()
+    + 1
+    + 1
+    + ORIGIN_BYTES_MAX
+    + 8
+    + 8
+    + 32
+    + 32
+    + 8
+    + 8
+    + 8
+    + PROJECTION_COMMITMENT_BYTES;
 
 /// Longest text form accepted by [`SignedCheckpoint::parse_text`], in bytes.
 pub const CHECKPOINT_TEXT_BYTES_MAX: usize = 1024;
@@ -194,6 +233,20 @@ pub struct Checkpoint {
     pub last_entry_time_ns: i64,
     /// The hub's wall clock when it signed, Unix ms (not deterministic).
     pub signed_at_ms: i64,
+    /// The store's projection commitment when it signed (format version
+    /// 2); `None` for version 1 checkpoints.
+    pub projection: Option<ProjectionCommitment>,
+}
+
+/// What a version 2 checkpoint says about the hub's stored projections
+/// (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProjectionCommitment {
+    /// The last log sequence the stored projection describes.
+    pub projected_through: u64,
+    /// The hash of the store's multiset-hash state over every stored
+    /// projection pair.
+    pub digest: Hash32,
 }
 
 /// Why bytes or text do not decode to a checkpoint.
@@ -278,7 +331,7 @@ impl Checkpoint {
         let origin = self.origin.as_str().as_bytes();
         let mut out = Vec::with_capacity(SIGNED_BYTES_MAX);
         out.extend_from_slice(CHECKPOINT_DOMAIN);
-        out.push(CHECKPOINT_FORMAT_V1);
+        out.push(if self.projection.is_some() { CHECKPOINT_FORMAT_V2 } else { CHECKPOINT_FORMAT_V1 });
         // An Origin is at most ORIGIN_BYTES_MAX (128) bytes long.
         out.push(origin.len() as u8);
         out.extend_from_slice(origin);
@@ -289,6 +342,10 @@ impl Checkpoint {
         out.extend_from_slice(&self.last_stream_seq.to_be_bytes());
         out.extend_from_slice(&self.last_entry_time_ns.to_be_bytes());
         out.extend_from_slice(&self.signed_at_ms.to_be_bytes());
+        if let Some(p) = &self.projection {
+            out.extend_from_slice(&p.projected_through.to_be_bytes());
+            out.extend_from_slice(&p.digest);
+        }
         out
     }
 
@@ -307,13 +364,13 @@ impl Checkpoint {
             return Err(CheckpointDecodeError::WrongDomain);
         }
         let format = r.array::<1>()?[0];
-        if format != CHECKPOINT_FORMAT_V1 {
+        if format != CHECKPOINT_FORMAT_V1 && format != CHECKPOINT_FORMAT_V2 {
             return Err(CheckpointDecodeError::UnknownFormat(format));
         }
         let origin_len = r.array::<1>()?[0] as usize;
         let origin_bytes = r.take(origin_len)?;
         let origin_text = std::str::from_utf8(origin_bytes).map_err(|_| OriginError::Character)?;
-        let cp = Checkpoint {
+        let mut cp = Checkpoint {
             origin: Origin::new(origin_text)?,
             key_id: KeyId(r.array()?),
             tree_size: u64::from_be_bytes(r.array()?),
@@ -322,7 +379,14 @@ impl Checkpoint {
             last_stream_seq: u64::from_be_bytes(r.array()?),
             last_entry_time_ns: i64::from_be_bytes(r.array()?),
             signed_at_ms: i64::from_be_bytes(r.array()?),
+            projection: None,
         };
+        if format == CHECKPOINT_FORMAT_V2 {
+            cp.projection = Some(ProjectionCommitment {
+                projected_through: u64::from_be_bytes(r.array()?),
+                digest: r.array()?,
+            });
+        }
         Ok((cp, r.pos))
     }
 
@@ -485,9 +549,13 @@ impl SignedCheckpoint {
         let mut key_and_sig = Vec::with_capacity(8 + SIGNATURE_BYTES);
         key_and_sig.extend_from_slice(&c.key_id.0);
         key_and_sig.extend_from_slice(&self.signature);
+        let projection = match &c.projection {
+            Some(p) => format!("projection {} {}\n", p.projected_through, base64_encode(&p.digest)),
+            None => String::new(),
+        };
         format!(
             "{origin}\n{size}\n{root}\nhead {head}\nstream-seq {stream}\nentry-time-ns {time}\n\
-             signed-at-ms {signed}\n\n{SIGNATURE_LINE_PREFIX}{origin} {sig}\n",
+             signed-at-ms {signed}\n{projection}\n{SIGNATURE_LINE_PREFIX}{origin} {sig}\n",
             origin = c.origin,
             size = c.tree_size,
             root = base64_encode(&c.root_hash),
@@ -525,6 +593,20 @@ impl SignedCheckpoint {
         let signed_at_ms = field(next("no signed-at-ms line")?, "signed-at-ms ")
             .and_then(|v| v.parse::<i64>().ok())
             .ok_or(MalformedText("bad signed-at-ms line"))?;
+        let projection = match lines.next() {
+            None => None,
+            Some(line) => {
+                let (through, digest) = field(line, "projection ")
+                    .and_then(|v| v.split_once(' '))
+                    .ok_or(MalformedText("bad projection line"))?;
+                Some(ProjectionCommitment {
+                    projected_through: through
+                        .parse::<u64>()
+                        .map_err(|_| MalformedText("bad projection line"))?,
+                    digest: hash_from_base64(digest).ok_or(MalformedText("bad projection digest"))?,
+                })
+            }
+        };
         if lines.next().is_some() {
             return Err(MalformedText("extra lines before the empty line"));
         }
@@ -554,6 +636,7 @@ impl SignedCheckpoint {
                 last_stream_seq,
                 last_entry_time_ns,
                 signed_at_ms,
+                projection,
             },
             signature,
             // The text form carries no note signature (SignedCheckpoint::to_note

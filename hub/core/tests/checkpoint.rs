@@ -6,9 +6,10 @@ mod common;
 
 use common::any_signed_checkpoint;
 use mpp_core::checkpoint::{
-    Checkpoint, CheckpointDecodeError, CheckpointOrderError, KeyId, Origin, OriginError, SignatureError,
-    SignedCheckpoint, CHECKPOINT_DOMAIN, CHECKPOINT_FORMAT_V1, CHECKPOINT_TEXT_BYTES_MAX, NOTE_SEAL_BYTES,
-    ORIGIN_BYTES_MAX, SIGNATURE_BYTES, SIGNED_BYTES_MAX,
+    Checkpoint, CheckpointDecodeError, CheckpointOrderError, KeyId, Origin, OriginError,
+    ProjectionCommitment, SignatureError, SignedCheckpoint, CHECKPOINT_DOMAIN, CHECKPOINT_FORMAT_V1,
+    CHECKPOINT_FORMAT_V2, CHECKPOINT_TEXT_BYTES_MAX, NOTE_SEAL_BYTES, ORIGIN_BYTES_MAX, SIGNATURE_BYTES,
+    SIGNED_BYTES_MAX,
 };
 use mpp_core::log::GENESIS_HASH;
 use mpp_core::merkle::EMPTY_ROOT;
@@ -38,6 +39,7 @@ fn sample() -> Checkpoint {
         last_stream_seq: 1_050_017,
         last_entry_time_ns: 1_750_000_000_123_456_789,
         signed_at_ms: 1_750_000_000_500,
+        projection: None,
     }
 }
 
@@ -68,9 +70,60 @@ fn the_signed_bytes_are_the_documented_ones() {
     want.extend_from_slice(&1_750_000_000_500i64.to_be_bytes());
     assert_eq!(c.to_signed_bytes(), want);
     assert_eq!(Checkpoint::from_signed_bytes(&want), Ok(c));
-    let longest =
-        Checkpoint { origin: Origin::new(&"o".repeat(ORIGIN_BYTES_MAX)).expect("valid"), ..sample() };
+    let longest = Checkpoint {
+        origin: Origin::new(&"o".repeat(ORIGIN_BYTES_MAX)).expect("valid"),
+        projection: Some(ProjectionCommitment { projected_through: u64::MAX, digest: [9; 32] }),
+        ..sample()
+    };
     assert_eq!(longest.to_signed_bytes().len(), SIGNED_BYTES_MAX);
+}
+
+/// Version 2 is version 1's bytes with the version byte 2 and the
+/// projection commitment appended; its text form has one more line. A
+/// version 1 checkpoint (auditors hold old ones) still decodes to exactly
+/// its signed bytes, so its signature still verifies.
+#[test]
+fn version_2_signs_the_projection_commitment_and_version_1_still_decodes() {
+    let v1 = sample();
+    let v2 = Checkpoint {
+        projection: Some(ProjectionCommitment { projected_through: 1_048_000, digest: [7; 32] }),
+        ..sample()
+    };
+    let mut want = v1.to_signed_bytes();
+    want[CHECKPOINT_DOMAIN.len()] = CHECKPOINT_FORMAT_V2;
+    want.extend_from_slice(&1_048_000u64.to_be_bytes());
+    want.extend_from_slice(&[7; 32]);
+    assert_eq!(v2.to_signed_bytes(), want);
+    assert_eq!(Checkpoint::from_signed_bytes(&want), Ok(v2.clone()));
+    assert_eq!(Checkpoint::from_signed_bytes(&v1.to_signed_bytes()), Ok(v1.clone()));
+    // A version 2 body cut back to version 1's length, or a version 1 body
+    // claiming version 2, does not decode.
+    let mut claims_v2 = v1.to_signed_bytes();
+    claims_v2[CHECKPOINT_DOMAIN.len()] = CHECKPOINT_FORMAT_V2;
+    assert_eq!(Checkpoint::from_signed_bytes(&claims_v2), Err(CheckpointDecodeError::Truncated));
+    let secret = b"k";
+    let signed = v2.clone().sign(|m| toy_sign(secret, m));
+    let text = signed.to_text();
+    assert!(text.contains("\nsigned-at-ms 1750000000500\nprojection 1048000 BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n\n"), "{text}");
+    assert_eq!(SignedCheckpoint::parse_text(&text), Ok(signed.clone()));
+    assert_eq!(SignedCheckpoint::decode(&signed.encode()), Ok(signed.clone()));
+    let old = v1.sign(|m| toy_sign(secret, m));
+    assert_eq!(SignedCheckpoint::parse_text(&old.to_text()), Ok(old.clone()));
+    assert!(old.verify(old.checkpoint.key_id, |m, s| toy_sign(secret, m) == *s).is_ok());
+    assert!(signed.verify(signed.checkpoint.key_id, |m, s| toy_sign(secret, m) == *s).is_ok());
+    // The commitment is signed: another digest does not verify.
+    let mut forged = signed.clone();
+    forged.checkpoint.projection =
+        Some(ProjectionCommitment { projected_through: 1_048_000, digest: [8; 32] });
+    assert!(forged.verify(forged.checkpoint.key_id, |m, s| toy_sign(secret, m) == *s).is_err());
+    for bad in [
+        "projection 1048000\n",
+        "projection x BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n",
+        "projection 1 AA==\n",
+    ] {
+        let t = text.replace("projection 1048000 BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n", bad);
+        assert!(SignedCheckpoint::parse_text(&t).is_err(), "{t}");
+    }
 }
 
 #[test]
@@ -109,8 +162,8 @@ fn signed_bytes_reject_every_malformation() {
     assert_eq!(Checkpoint::from_signed_bytes(&domain), Err(CheckpointDecodeError::WrongDomain));
     let v = CHECKPOINT_DOMAIN.len();
     let mut version = bytes.clone();
-    version[v] = 2;
-    assert_eq!(Checkpoint::from_signed_bytes(&version), Err(CheckpointDecodeError::UnknownFormat(2)));
+    version[v] = 3;
+    assert_eq!(Checkpoint::from_signed_bytes(&version), Err(CheckpointDecodeError::UnknownFormat(3)));
     let mut empty_origin = bytes.clone();
     empty_origin[v + 1] = 0;
     assert_eq!(

@@ -193,15 +193,16 @@ impl Writer {
                     }
                 }
             }
+            // Held-back case values: written now, or re-derived from the log
+            // at the next start. Written before the last checkpoint, so it
+            // signs the projection a copy of the stopped store holds.
+            if let Err(e) = ledger.flush_projection() {
+                error!(error = %e, "Writing the held-back case values failed; the next start re-derives them");
+            }
             if let Some(c) = checkpointer.as_mut() {
                 if let Err(e) = c.finish(&ledger, std::time::Instant::now()) {
                     error!(error = %e, "Signing the last checkpoint failed");
                 }
-            }
-            // Held-back case values: written now, or re-derived from the log
-            // at the next start.
-            if let Err(e) = ledger.flush_projection() {
-                error!(error = %e, "Writing the held-back case values failed; the next start re-derives them");
             }
             debug!("Ledger writer stopped");
         })?;

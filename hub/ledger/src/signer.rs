@@ -44,6 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mpp_core::checkpoint::ProjectionCommitment;
 use mpp_core::checkpoint::{Checkpoint, KeyId, Origin, SignedCheckpoint, SIGNATURE_BYTES};
 use mpp_core::log::Hash32;
 use mpp_store::{Store, StoreError};
@@ -257,6 +258,7 @@ impl Signer {
             last_stream_seq: fields.last_stream_seq,
             last_entry_time_ns: fields.last_entry_time_ns,
             signed_at_ms,
+            projection: fields.projection,
         }
         .sign_with_note(mpp_core::note::key_hash(self.origin.as_str(), &self.public_key), |msg| {
             let sig = self.key.sign(msg);
@@ -282,6 +284,9 @@ pub struct CheckpointFields {
     pub last_stream_seq: u64,
     /// Time of record of entry `tree_size`, Unix ns.
     pub last_entry_time_ns: i64,
+    /// The store's projection commitment (format version 2), `None` for a
+    /// store that keeps none.
+    pub projection: Option<ProjectionCommitment>,
 }
 
 impl CheckpointFields {
@@ -304,6 +309,7 @@ impl CheckpointFields {
             head_hash: head.head_hash,
             last_stream_seq: head.last_stream_seq,
             last_entry_time_ns,
+            projection: ledger.store().projection_commitment()?,
         })
     }
 }
@@ -399,14 +405,23 @@ impl Checkpointer {
     }
 
     /// Signs and stores a checkpoint of the ledger's head if the tree grew
-    /// since the last one, whatever the time (when the writer stops).
+    /// since the last one, or if the store's projection commitment is not
+    /// the latest checkpoint's (the held-back case values were written
+    /// since: the same tree size is signed again, and replaces it), whatever
+    /// the time. The writer calls it when it stops, after writing the
+    /// held-back case values, so the latest checkpoint signs the projection
+    /// a copy of the stopped store holds (`mpp-hub admin bootstrap`).
     pub fn finish<S: Store>(
         &mut self,
         ledger: &Ledger<S>,
         now: Instant,
     ) -> Result<Option<SignedCheckpoint>, StoreError> {
         if ledger.head().last_seq <= self.last_size {
-            return Ok(None);
+            let current = ledger.store().projection_commitment()?;
+            let signed = ledger.store().latest_checkpoint()?.and_then(|c| c.checkpoint.projection);
+            if current.is_none() || current == signed {
+                return Ok(None);
+            }
         }
         self.force(ledger, now).map(Some)
     }

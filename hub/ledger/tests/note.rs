@@ -46,6 +46,7 @@ fn every_signed_checkpoint_carries_a_note_that_verifies() {
         head_hash: [4u8; 32],
         last_stream_seq: 1300,
         last_entry_time_ns: 1_750_000_000_000_000_000,
+        projection: None,
     };
     let signed = signer.sign(fields, 1_750_000_000_500);
     let text = signed.to_note().expect("the hub signs a note with every checkpoint");

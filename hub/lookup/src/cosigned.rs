@@ -268,6 +268,7 @@ mod tests {
             last_stream_seq: size,
             last_entry_time_ns: 0,
             signed_at_ms: 0,
+            projection: None,
         }
         .sign_with_note(note::key_hash(origin.as_str(), &pk), |m| hub.sign(m).as_ref().try_into().unwrap())
     }

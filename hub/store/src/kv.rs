@@ -4,7 +4,7 @@
 //! the in-memory twin differs from the real store only in where the bytes
 //! live.
 
-use mpp_core::checkpoint::SignedCheckpoint;
+use mpp_core::checkpoint::{ProjectionCommitment, SignedCheckpoint};
 use mpp_core::ids::{AgencyId, EventId, ServiceId, TrackingNumber};
 use mpp_core::log::{Hash32, GENESIS_HASH};
 use mpp_core::merkle::{self, entry_leaf_hash, MerkleFrontier, NodeSource};
@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use mpp_core::registry::{Participant, Registry};
 use mpp_core::{Application, Case, LogEntry, ServiceStandard};
 
+use crate::commitment::{self, LtHash};
 use crate::layout::{self, corrupt, Block, Pair};
 use crate::{
     push_entry, Cases, Checkpoints, CommitBatch, Entries, Head, Store, StoreError, STORED_SUBTREE_LEVEL_MIN,
@@ -39,7 +40,14 @@ pub trait Kv: Clone + std::fmt::Debug + Send + Sync + 'static + sealed::Sealed {
     /// Writes all `(key, value)` pairs as one atomic batch and makes them
     /// durable before returning.
     fn write_atomic(&self, pairs: Vec<Pair>) -> Result<(), StoreError>;
+    /// Calls `f` with every pair whose key starts with `prefix`, in key
+    /// order, without holding them all in memory; stops at `f`'s first
+    /// error.
+    fn for_each_with_prefix(&self, prefix: &[u8], f: &mut PairVisitor<'_>) -> Result<(), StoreError>;
 }
+
+/// What [`Kv::for_each_with_prefix`] calls with each pair (key, value).
+pub type PairVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
 
 /// Keeps [`Kv`] implemented by this crate's backends only.
 pub(crate) mod sealed {
@@ -60,6 +68,12 @@ pub struct KvStore<K> {
     writer: Arc<Mutex<()>>,
     /// Case values held back from writing (write-behind), shared by clones.
     pending: Arc<Pending>,
+    /// The projection commitment of the written pairs
+    /// ([`crate::commitment`]), as stored under [`layout::COMMITMENT_KEY`];
+    /// changed only with the writer lock held, after the write that stores
+    /// it. Loaded when first needed (a commit, a checkpoint), so tools that
+    /// only read a store neither pay for it nor write it.
+    commitment: Arc<Kept>,
 }
 
 /// Formats as its backend does (`SledStore { was_recovered: .. }`,
@@ -72,9 +86,49 @@ impl<K: std::fmt::Debug> std::fmt::Debug for KvStore<K> {
 
 impl<K: Kv> KvStore<K> {
     /// A store over `kv` (whose format the caller has checked), with a
-    /// writer lock of its own and nothing held back.
-    pub(crate) fn over(kv: K) -> Self {
-        KvStore { kv, writer: Arc::new(Mutex::new(())), pending: Arc::new(Pending::default()) }
+    /// writer lock of its own and nothing held back. The projection
+    /// commitment is loaded when first needed ([`loaded`]).
+    pub(crate) fn over(kv: K) -> Result<Self, StoreError> {
+        Ok(KvStore {
+            kv,
+            writer: Arc::new(Mutex::new(())),
+            pending: Arc::new(Pending::default()),
+            commitment: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// The projection commitment recomputed from scratch from the pairs
+    /// stored now, in one pass over them, hashed on every core (what a new
+    /// replica's bootstrap compares with the one the source's latest
+    /// checkpoint signs), with the sequence the stored projection describes.
+    /// Ignores the stored state (a copy's could be anything) and replaces
+    /// it, and the writer's, with the recomputed one, so this store's later
+    /// commits continue from what its pairs hash to.
+    pub fn recompute_projection_commitment(&self) -> Result<ProjectionCommitment, StoreError> {
+        let _writer = self.writer();
+        let (head, projected, _) = head_value(&self.kv)?;
+        let state = recompute(&self.kv)?;
+        let mut kept = self.commitment.lock().unwrap_or_else(|p| p.into_inner());
+        let stored = self.kv.get(layout::COMMITMENT_KEY)?.and_then(|v| layout::decode_commitment(&v));
+        if stored != Some((head.last_seq, projected, state.clone())) {
+            self.kv.write_atomic(vec![(
+                layout::COMMITMENT_KEY.to_vec(),
+                layout::encode_commitment(head.last_seq, projected, &state),
+            )])?;
+        }
+        let digest = state.digest();
+        *kept = Some(state);
+        Ok(ProjectionCommitment { projected_through: projected, digest })
+    }
+
+    /// The projection commitment as the writer keeps it (with the sequence
+    /// the stored projection describes).
+    fn commitment_now(&self) -> Result<ProjectionCommitment, StoreError> {
+        let _writer = self.writer();
+        let (_, projected, _) = head_value(&self.kv)?;
+        let mut kept = self.commitment.lock().unwrap_or_else(|p| p.into_inner());
+        let digest = loaded(&self.kv, &mut kept)?.digest();
+        Ok(ProjectionCommitment { projected_through: projected, digest })
     }
 
     /// The backend.
@@ -85,7 +139,12 @@ impl<K: Kv> KvStore<K> {
     /// This handle on the same data and writer lock, without the case
     /// values held back from writing: what a crash leaves.
     pub(crate) fn dropping_held_back(self) -> Self {
-        KvStore { kv: self.kv, writer: self.writer, pending: Arc::new(Pending::default()) }
+        KvStore {
+            kv: self.kv,
+            writer: self.writer,
+            pending: Arc::new(Pending::default()),
+            commitment: self.commitment,
+        }
     }
 
     /// Every record of the permanent event-id index, `(id, sequence of the
@@ -206,7 +265,11 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn flush_projection(&self) -> Result<(), StoreError> {
         let _writer = self.writer();
-        flush_projection(&self.kv, &self.pending)
+        flush_projection(&self.kv, &self.pending, &self.commitment)
+    }
+
+    fn projection_commitment(&self) -> Result<Option<ProjectionCommitment>, StoreError> {
+        self.commitment_now().map(Some)
     }
 
     fn entry(&self, seq: u64) -> Result<Option<LogEntry>, StoreError> {
@@ -219,7 +282,7 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Arc<Case>>, StoreError> {
         let _writer = self.writer();
-        commit(&self.kv, &self.pending, batch)
+        commit(&self.kv, &self.pending, &self.commitment, batch)
     }
 }
 
@@ -668,7 +731,12 @@ fn check_batch(cur: &Head, cur_frontier: &MerkleFrontier, b: &CommitBatch) -> Re
 /// written on. The batch's cases are held back (see [`Pending`]) unless the
 /// projection is due, in which case every held-back case is encoded and
 /// written with them.
-fn commit(kv: &impl Kv, held_back: &Pending, b: CommitBatch) -> Result<Vec<Arc<Case>>, StoreError> {
+fn commit(
+    kv: &impl Kv,
+    held_back: &Pending,
+    state: &Kept,
+    b: CommitBatch,
+) -> Result<Vec<Arc<Case>>, StoreError> {
     let (cur, projected, cur_frontier) = head_value(kv)?;
     check_batch(&cur, &cur_frontier, &b)?;
     let cases: Vec<Arc<Case>> = b.cases.into_iter().map(Arc::new).collect();
@@ -727,7 +795,7 @@ fn commit(kv: &impl Kv, held_back: &Pending, b: CommitBatch) -> Result<Vec<Arc<C
         let projected =
             if pending.cases.is_empty() && staged.is_empty() { b.head.last_seq } else { projected };
         pairs.push((layout::head_key().to_vec(), layout::encode_head(&b.head, projected, &b.frontier)));
-        kv.write_atomic(pairs)?;
+        write_committed(kv, pairs, state, b.head.last_seq, projected)?;
         pending.cases.extend(staged);
         pending.commits += 1;
         return Ok(cases);
@@ -750,7 +818,7 @@ fn commit(kv: &impl Kv, held_back: &Pending, b: CommitBatch) -> Result<Vec<Arc<C
         pairs.push((layout::REGISTRY_KEY.to_vec(), layout::encode_value(r, layout::REGISTRY_KEY)?));
     }
     pairs.push((layout::head_key().to_vec(), layout::encode_head(&b.head, b.head.last_seq, &b.frontier)));
-    kv.write_atomic(pairs)?;
+    write_committed(kv, pairs, state, b.head.last_seq, b.head.last_seq)?;
     pending.cases.clear();
     pending.commits = 0;
     Ok(cases)
@@ -873,7 +941,7 @@ fn projected_through(kv: &impl Kv) -> Result<u64, StoreError> {
 /// Writes every held-back case value, so the stored projection describes
 /// the whole log; does nothing when none is held back. The caller holds its
 /// store's writer lock.
-fn flush_projection(kv: &impl Kv, held_back: &Pending) -> Result<(), StoreError> {
+fn flush_projection(kv: &impl Kv, held_back: &Pending, state: &Kept) -> Result<(), StoreError> {
     let (head, _, frontier) = head_value(kv)?;
     let mut pending = held_back.write();
     // Nothing held back: the written projection is as current as this
@@ -887,10 +955,139 @@ fn flush_projection(kv: &impl Kv, held_back: &Pending) -> Result<(), StoreError>
         pairs.extend(encode_case(&pc.case, key, pc.stored_items)?);
     }
     pairs.push((layout::head_key().to_vec(), layout::encode_head(&head, head.last_seq, &frontier)));
-    kv.write_atomic(pairs)?;
+    write_committed(kv, pairs, state, head.last_seq, head.last_seq)?;
     pending.cases.clear();
     pending.commits = 0;
     Ok(())
+}
+
+/// Writes `pairs` (which set the head to `last_seq` and the stored
+/// projection to `projected`) with the projection commitment they leave,
+/// as one atomic write; updates `state` once it is durable.
+fn write_committed(
+    kv: &impl Kv,
+    mut pairs: Vec<Pair>,
+    state: &Kept,
+    last_seq: u64,
+    projected: u64,
+) -> Result<(), StoreError> {
+    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    let after = commitment_after(kv, loaded(kv, &mut state)?, &pairs)?;
+    pairs.push((layout::COMMITMENT_KEY.to_vec(), layout::encode_commitment(last_seq, projected, &after)));
+    kv.write_atomic(pairs)?;
+    *state = Some(after);
+    Ok(())
+}
+
+/// The projection commitment a handle keeps: `None` until first needed.
+type Kept = Mutex<Option<LtHash>>;
+
+/// The commitment in `slot`, loaded first if it is not yet: the stored one
+/// if it describes the store's head and projection; else (a store written
+/// before the commitment existed, or by a hub that did not keep it)
+/// computed in one pass over the stored projection (and logged); the next
+/// write stores it. The caller holds the store's writer lock.
+fn loaded<'a>(kv: &impl Kv, slot: &'a mut Option<LtHash>) -> Result<&'a LtHash, StoreError> {
+    if slot.is_none() {
+        let (head, projected, _) = head_value(kv)?;
+        let stored = kv.get(layout::COMMITMENT_KEY)?.and_then(|v| layout::decode_commitment(&v));
+        let state = match stored {
+            Some((seq, through, state)) if seq == head.last_seq && through == projected => state,
+            other => {
+                let started = std::time::Instant::now();
+                let state = recompute(kv)?;
+                if head.last_seq > 0 || other.is_some() {
+                    tracing::info!(
+                        head = head.last_seq,
+                        projected,
+                        had_one = other.is_some(),
+                        seconds = started.elapsed().as_secs_f64(),
+                        "Projection commitment computed from the stored projection (a store without one, or with a stale one)"
+                    );
+                }
+                state
+            }
+        };
+        *slot = Some(state);
+    }
+    // Filled just above.
+    slot.as_ref().ok_or_else(|| corrupt("the projection commitment was not loaded", layout::COMMITMENT_KEY))
+}
+
+/// The commitment after `pairs` are written over the store whose
+/// commitment is `cur`: for each projection pair, the value it replaces
+/// (read) is removed and the new one added. A key written twice counts
+/// with its last value, as the write does.
+fn commitment_after(kv: &impl Kv, cur: &LtHash, pairs: &[Pair]) -> Result<LtHash, StoreError> {
+    let mut last: std::collections::HashMap<&[u8], &[u8]> =
+        std::collections::HashMap::with_capacity(pairs.len());
+    for (k, v) in pairs.iter().filter(|(k, _)| layout::is_projection_key(k)) {
+        last.insert(k.as_slice(), v.as_slice());
+    }
+    // (key, the value it replaces, the new value)
+    type Replaced<'a> = (&'a [u8], Option<Vec<u8>>, &'a [u8]);
+    let mut olds: Vec<Replaced<'_>> = Vec::with_capacity(last.len());
+    for (k, v) in last {
+        let old = kv.get(k)?;
+        if old.as_deref() != Some(v) {
+            olds.push((k, old, v));
+        }
+    }
+    let changes: Vec<commitment::Change<'_>> = olds.iter().map(|(k, o, v)| (*k, o.as_deref(), *v)).collect();
+    let mut after = cur.clone();
+    after.add(&commitment::delta(&changes));
+    Ok(after)
+}
+
+/// The commitment of every projection pair stored in `kv`, computed from
+/// scratch: one thread reads the pairs in chunks, every core hashes them.
+fn recompute(kv: &impl Kv) -> Result<LtHash, StoreError> {
+    /// Pairs handed to a hashing thread at a time.
+    const CHUNK_PAIRS: usize = 512;
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(commitment::HASH_THREADS_MAX);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Pair>>(threads * 2);
+    let rx = Mutex::new(rx);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut h = LtHash::new();
+                    loop {
+                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(chunk) = next else { return h };
+                        for (k, v) in &chunk {
+                            h.add_pair(k, v);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut chunk: Vec<Pair> = Vec::with_capacity(CHUNK_PAIRS);
+        let mut read = || -> Result<(), StoreError> {
+            for prefix in layout::PROJECTION_PREFIXES {
+                kv.for_each_with_prefix(&[*prefix], &mut |k, v| {
+                    if layout::is_projection_key(k) {
+                        chunk.push((k.to_vec(), v.to_vec()));
+                    }
+                    if chunk.len() == CHUNK_PAIRS {
+                        // The workers live until the sender is dropped.
+                        let _ = tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_PAIRS)));
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        };
+        let r = read();
+        let _ = tx.send(chunk);
+        drop(tx);
+        let mut sum = LtHash::new();
+        for w in workers {
+            sum.add(&w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        r.map(|()| sum)
+    })
 }
 
 /// Holds back `cases`, re-derived from the log entries after
@@ -986,12 +1183,39 @@ fn put_checkpoint(kv: &impl Kv, cp: &SignedCheckpoint) -> Result<(), StoreError>
     }
     match checkpoint(kv, c.tree_size)? {
         Some(stored) if stored == *cp => Ok(()),
+        // The same log re-signed once the projection was written further
+        // (a stopping hub writes its held-back case values, then signs
+        // them): the newer commitment replaces the older.
+        Some(stored) if projection_advances(&stored.checkpoint, c) => {
+            kv.write_atomic(vec![(layout::checkpoint_key(c.tree_size).to_vec(), cp.encode())])
+        }
         Some(_) => Err(StoreError::InvalidBatch(format!(
             "another checkpoint of tree size {} is already stored",
             c.tree_size
         ))),
         None => kv.write_atomic(vec![(layout::checkpoint_key(c.tree_size).to_vec(), cp.encode())]),
     }
+}
+
+/// Whether `new` is `old` (the same log, origin and key) with a projection
+/// commitment written further than `old`'s (or `old` has none).
+fn projection_advances(
+    old: &mpp_core::checkpoint::Checkpoint,
+    new: &mpp_core::checkpoint::Checkpoint,
+) -> bool {
+    let same_log = old.origin == new.origin
+        && old.key_id == new.key_id
+        && old.tree_size == new.tree_size
+        && old.root_hash == new.root_hash
+        && old.head_hash == new.head_hash
+        && old.last_stream_seq == new.last_stream_seq
+        && old.last_entry_time_ns == new.last_entry_time_ns;
+    let further = match (&old.projection, &new.projection) {
+        (None, Some(_)) => true,
+        (Some(o), Some(n)) => n.projected_through > o.projected_through,
+        _ => false,
+    };
+    same_log && further
 }
 
 /// The leaf hashes of entries `start + 1 ..= start + out.len()`, decoding

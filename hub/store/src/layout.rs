@@ -41,6 +41,43 @@ pub(crate) const PREFIX_SUBTREE: u8 = b'M';
 pub(crate) const PREFIX_CHECKPOINT: u8 = b'K';
 /// The participant registry: one key, written with the projection.
 pub(crate) const REGISTRY_KEY: &[u8] = b"R";
+/// The projection commitment ([`crate::commitment`]): one key, written with
+/// every commit that changes the head or the projection.
+pub(crate) const COMMITMENT_KEY: &[u8] = b"D";
+
+/// The first bytes of every key the projection commitment covers: case
+/// values, timeline chunks, standards, the registry, event-id index parts.
+pub(crate) const PROJECTION_PREFIXES: &[u8] =
+    &[PREFIX_CASE, PREFIX_TIMELINE, PREFIX_STANDARD, b'R', PREFIX_EVENT];
+
+/// Whether the projection commitment covers `key`.
+pub(crate) fn is_projection_key(key: &[u8]) -> bool {
+    match key.first() {
+        Some(&(PREFIX_CASE | PREFIX_TIMELINE | PREFIX_STANDARD | PREFIX_EVENT)) => true,
+        _ => key == REGISTRY_KEY,
+    }
+}
+
+/// The commitment value: the head's `last_seq` u64 | `projected_through`
+/// u64 | the 2 KiB LtHash16 state, as of the write that stored it.
+pub(crate) fn encode_commitment(last_seq: u64, projected: u64, state: &crate::commitment::LtHash) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 + crate::commitment::STATE_BYTES);
+    v.extend_from_slice(&last_seq.to_be_bytes());
+    v.extend_from_slice(&projected.to_be_bytes());
+    v.extend_from_slice(&state.to_bytes());
+    v
+}
+
+/// The value of [`encode_commitment`]; `None` if it is not one (the store
+/// then computes it again).
+pub(crate) fn decode_commitment(v: &[u8]) -> Option<(u64, u64, crate::commitment::LtHash)> {
+    if v.len() != 16 + crate::commitment::STATE_BYTES {
+        return None;
+    }
+    let last_seq = u64::from_be_bytes(v[..8].try_into().ok()?);
+    let projected = u64::from_be_bytes(v[8..16].try_into().ok()?);
+    Some((last_seq, projected, crate::commitment::LtHash::from_bytes(&v[16..])?))
+}
 
 const BLOCK_FORMAT_V1: u8 = 1;
 /// A v1 block body compressed with LZ4 (block format, no frame), after its

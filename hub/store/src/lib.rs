@@ -75,6 +75,12 @@
 //!                                        case's items in log order (TIMELINE_CHUNK_ITEMS = 32;
 //!                                        every chunk but the last is full)
 //! "S" agency 0x00 service              bincode 1.3 (varint) of mpp_core::ServiceStandard
+//! "D"                                  projection commitment: last_seq u64 | projected_through u64
+//!                                        | LtHash16 state [2048] over every "C", "T", "S", "R", "E"
+//!                                        pair (see `commitment`), written with every commit and
+//!                                        projection write; absent in stores written before it
+//!                                        existed (computed when first needed, a commit or a
+//!                                        checkpoint, and stored by the next write; format still v4)
 //! "R"                                  bincode 1.3 (varint) of mpp_core::registry::Registry; absent
 //!                                        until the first registry statement is accepted (an absent
 //!                                        key reads as the empty registry, so stores written before
@@ -133,6 +139,7 @@
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
+pub mod commitment;
 mod kv;
 mod layout;
 mod mem;
@@ -145,7 +152,7 @@ use mpp_core::merkle::{entry_leaf_hash, MerkleFrontier, NodeSource, Subtree, Tre
 use mpp_core::registry::Registry;
 use mpp_core::{Case, LogEntry, ServiceStandard, StandardTerms};
 
-pub use kv::{Kv, KvStore, PENDING_CASES_MAX, PROJECTION_EVERY_COMMITS};
+pub use kv::{Kv, KvStore, PairVisitor, PENDING_CASES_MAX, PROJECTION_EVERY_COMMITS};
 pub use layout::{
     BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, EVENT_BUCKET_MS_SHIFT, EVENT_PART_IDS_MAX, FORMAT_TAG,
     TIMELINE_CHUNK_ITEMS,
@@ -334,7 +341,10 @@ pub trait Store: NodeSource<Error = StoreError> + Clone + Send + Sync + std::fmt
     /// at most the head's, and its root, head hash, stream sequence and entry
     /// time are those of the first `tree_size` entries. Storing the same
     /// checkpoint again is a no-op; another one of the same size is refused
-    /// ([`StoreError::InvalidBatch`]).
+    /// ([`StoreError::InvalidBatch`]), unless it is the same log re-signed
+    /// with a projection commitment written further (format version 2,
+    /// `projected_through` greater, or the stored one has none): that one
+    /// replaces it (a stopping hub signs its written projection so).
     fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError>;
 
     /// The case, if opened.
@@ -411,4 +421,14 @@ pub trait Store: NodeSource<Error = StoreError> + Clone + Send + Sync + std::fmt
     /// [`Store::projected_through`] is the head's sequence. A hub calls it
     /// when it stops; without it a restart re-derives them from the log.
     fn flush_projection(&self) -> Result<(), StoreError>;
+
+    /// The projection commitment the writer keeps over the written
+    /// projection pairs ([`commitment`]) and the sequence that projection
+    /// describes: what a checkpoint signs (format version 2). `None` for a
+    /// store that keeps none (wrappers that do not forward it).
+    fn projection_commitment(
+        &self,
+    ) -> Result<Option<mpp_core::checkpoint::ProjectionCommitment>, StoreError> {
+        Ok(None)
+    }
 }

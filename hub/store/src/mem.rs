@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
-use crate::kv::{self, Kv, KvStore};
+use crate::kv::{self, Kv, KvStore, PairVisitor};
 use crate::layout::Pair;
 use crate::StoreError;
 
@@ -40,7 +40,8 @@ impl MemStore {
     pub fn new() -> Self {
         let kv = MemKv { map: Arc::new(RwLock::new(Map::new())) };
         kv.write().insert(crate::layout::format_key().to_vec(), crate::FORMAT_TAG.as_bytes().to_vec());
-        KvStore::over(kv)
+        // An empty store: nothing to read, nothing to fail.
+        KvStore::over(kv).unwrap_or_else(|e| unreachable!("opening an empty in-memory store: {e}"))
     }
 
     /// A new handle on the same data without the case values held back
@@ -94,6 +95,17 @@ impl Kv for MemKv {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    fn for_each_with_prefix(&self, prefix: &[u8], f: &mut PairVisitor<'_>) -> Result<(), StoreError> {
+        let map = self.read();
+        for (k, v) in map.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded)) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            f(k, v)?;
+        }
+        Ok(())
     }
 
     fn write_atomic(&self, pairs: Vec<Pair>) -> Result<(), StoreError> {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::kv::{self, Kv, KvStore};
+use crate::kv::{self, Kv, KvStore, PairVisitor};
 use crate::layout::Pair;
 use crate::StoreError;
 
@@ -54,7 +54,7 @@ impl SledStore {
         let is_empty = kv.db.is_empty();
         kv::check_format(&kv, is_empty)?;
         tracing::debug!(dir = %dir.as_ref().display(), recovered = kv.db.was_recovered(), "Store opened");
-        Ok(KvStore::over(kv))
+        KvStore::over(kv)
     }
 
     /// The size of the database files, in bytes (for metrics).
@@ -97,6 +97,14 @@ impl Kv for SledKv {
             .scan_prefix(prefix)
             .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
             .collect()
+    }
+
+    fn for_each_with_prefix(&self, prefix: &[u8], f: &mut PairVisitor<'_>) -> Result<(), StoreError> {
+        for r in self.db.scan_prefix(prefix) {
+            let (k, v) = r?;
+            f(&k, &v)?;
+        }
+        Ok(())
     }
 
     fn write_atomic(&self, pairs: Vec<Pair>) -> Result<(), StoreError> {

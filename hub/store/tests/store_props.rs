@@ -474,6 +474,15 @@ proptest! {
         let b: Vec<_> = sled.cases().map(Result::unwrap).collect();
         prop_assert_eq!(a, b);
         prop_assert_eq!(mem.standards().unwrap(), sled.standards().unwrap());
+        // The projection commitment the writer kept through every commit,
+        // held-back write, crash and reopen is the one the stored pairs
+        // give, and the same in both backends.
+        let kept = sled.projection_commitment().unwrap().unwrap();
+        prop_assert_eq!(kept, sled.recompute_projection_commitment().unwrap());
+        prop_assert_eq!(mem.projection_commitment().unwrap().unwrap(), mem.recompute_projection_commitment().unwrap());
+        prop_assert_eq!(kept, mem.projection_commitment().unwrap().unwrap());
+        sled.flush_projection().unwrap();
+        prop_assert_eq!(sled.projection_commitment().unwrap().unwrap(), sled.recompute_projection_commitment().unwrap());
     }
 }
 
@@ -705,6 +714,7 @@ fn checkpoint_of(m: &Model, size: u64, signed_at_ms: i64) -> SignedCheckpoint {
         last_stream_seq: last.map_or(0, |e| e.stream_seq),
         last_entry_time_ns: last.map_or(0, |e| e.stream_time_ns),
         signed_at_ms,
+        projection: None,
     }
     .sign(|_| [7; 64])
 }
@@ -947,4 +957,58 @@ fn case_values_are_written_behind_the_log_and_read_first() {
     assert_eq!(crashed.projected_through().unwrap(), m.head.last_seq);
     drop(crashed);
     m.check(&at.open());
+}
+
+/// A store written before the projection commitment existed (no `D` key),
+/// or by a writer that did not keep it (a stale one): the commitment is
+/// computed from its pairs when first needed, and kept from then on.
+#[test]
+fn a_store_without_a_projection_commitment_gets_one_at_open() {
+    let at = SledAt::new();
+    let ops: Vec<Op> = (0..6)
+        .map(|i| Op::Commit {
+            n: 3,
+            big: false,
+            cases: vec![(i, 1), (i + 1, 2)],
+            standard: None,
+            events: 3,
+            fault: None,
+        })
+        .collect();
+    let (_, store) = run(&ops, |s| s, |s| s, at.open());
+    store.flush_projection().unwrap();
+    let kept = store.projection_commitment().unwrap().unwrap();
+    assert!(kept.projected_through > 0);
+    drop(store);
+    for change in [None, Some(b"stale".to_vec())] {
+        let db = raw_sled(at.dir.path());
+        match &change {
+            None => {
+                db.remove(b"D").unwrap();
+            }
+            Some(v) => {
+                db.insert(b"D", v.clone()).unwrap();
+            }
+        }
+        db.flush().unwrap();
+        drop(db);
+        let store = at.open();
+        assert_eq!(store.projection_commitment().unwrap().unwrap(), kept, "after {change:?}");
+        drop(store);
+    }
+    // Stored again (the next write, or a recomputation, stores it).
+    let store = at.open();
+    assert_eq!(store.recompute_projection_commitment().unwrap(), kept);
+    drop(store);
+    // A case value altered at rest changes the recomputed commitment, not
+    // the kept one (the stored state describes the head, so it is used).
+    let db = raw_sled(at.dir.path());
+    let (k, mut v) = db.scan_prefix(b"C").next().unwrap().map(|(k, v)| (k, v.to_vec())).unwrap();
+    *v.last_mut().unwrap() ^= 1;
+    db.insert(k, v).unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let store = at.open();
+    assert_eq!(store.projection_commitment().unwrap().unwrap(), kept);
+    assert_ne!(store.recompute_projection_commitment().unwrap(), kept);
 }

@@ -45,6 +45,16 @@ async fn publish_journeys(
 }
 
 fn bootstrap(from: &Path, to: &Path, key: &Path, keys_from: Option<&Path>) -> Result<Output> {
+    bootstrap_with(from, to, key, keys_from, &[])
+}
+
+fn bootstrap_with(
+    from: &Path,
+    to: &Path,
+    key: &Path,
+    keys_from: Option<&Path>,
+    more: &[&str],
+) -> Result<Output> {
     let exe = mpp_tests::bins::workspace_bin("mpp-hub")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["admin", "bootstrap", "--from"])
@@ -58,13 +68,19 @@ fn bootstrap(from: &Path, to: &Path, key: &Path, keys_from: Option<&Path>) -> Re
     if let Some(k) = keys_from {
         cmd.arg("--keys-from").arg(k);
     }
+    cmd.args(more);
     cmd.output().context("running mpp-hub admin bootstrap")
 }
 
 /// Runs a bootstrap expected to be refused; checks that it says so,
 /// mentions `why`, and leaves neither the target nor a partial copy.
 fn refused(from: &Path, to: &Path, key: &Path, why: &str) -> Result<String> {
-    let out = bootstrap(from, to, key, None)?;
+    refused_with(from, to, key, why, &[])
+}
+
+/// [`refused`], with more flags.
+fn refused_with(from: &Path, to: &Path, key: &Path, why: &str, more: &[&str]) -> Result<String> {
+    let out = bootstrap_with(from, to, key, None, more)?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     ensure!(!out.status.success(), "a bootstrap from {} succeeded", from.display());
     ensure!(
@@ -155,7 +171,10 @@ async fn a_bootstrapped_replica_resumes_the_stream_and_reaches_the_same_head() -
     let copy = work.path().join("copy-case");
     mpp_tests::copy_dir(a.data_dir(), &copy)?;
     let altered = alter_a_case(&copy)?;
-    let why = refused(&copy, &work.path().join("replica-case"), &key, "projection")?;
+    // By the commitment A signed when it stopped: refused with its reason;
+    // by a replay: refused naming the case.
+    refused(&copy, &work.path().join("replica-case"), &key, "PROJECTION_COMMITMENT_MISMATCH")?;
+    let why = refused_with(&copy, &work.path().join("replica-case"), &key, "projection", &["--replay"])?;
     ensure!(why.contains(&altered), "the refusal names the altered case {altered}:\n{why}");
 
     // When: B's directory is bootstrapped from A's, with A's signing key.
@@ -167,6 +186,7 @@ async fn a_bootstrapped_replica_resumes_the_stream_and_reaches_the_same_head() -
         said.contains(&format!("resumes the stream at {}", snapshot_seq + 1)),
         "bootstrap names where B resumes:\n{said}"
     );
+    ensure!(said.contains("signed projection commitment"), "verified by the commitment A signed:\n{said}");
 
     // A's directory while A runs is refused (its lock is held).
     a.start()?;

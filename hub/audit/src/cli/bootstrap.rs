@@ -25,12 +25,34 @@
 //!    stream sequence are the snapshot's. A log with entries past its latest
 //!    signed checkpoint is refused (a stopped hub signs its head when it
 //!    stops).
-//! 3. The projections, re-derived, not trusted: every entry is judged again
-//!    from scratch (as `audit rebuild` does; each verdict, reason and detail
-//!    must hash like the stored entry), and the resulting cases, standards,
-//!    registry and event-id index must equal the copied ones, key for key.
-//!    A digest computed by the source would prove nothing about a copy
-//!    altered at the source; a sample would let most alterations through.
+//! 3. The projections (cases with their timelines, standards, registry,
+//!    event-id index), in one of two ways:
+//!
+//!    * **By the signed commitment** (the default): the source's writer keeps
+//!      a multiset hash (LtHash16, `mpp_store::commitment`) of every stored
+//!      projection pair, updated in the same atomic write as the pairs, and
+//!      every checkpoint of format version 2 signs its digest and the
+//!      sequence the stored projection describes. Bootstrap recomputes it
+//!      from the copy's pairs in one pass (hashed on every core) and
+//!      requires the latest signed checkpoint's; then the entries after
+//!      that sequence (at most a few batches, when the source crashed with
+//!      case values held back) are judged again on top of it, as a starting
+//!      hub does. This proves that the copied projection is, byte for byte,
+//!      the one the source's writer committed and its key signed: an
+//!      alteration at rest, at the source or in transit (not through the
+//!      writer) is refused with [`PROJECTION_MISMATCH`]. It does not prove
+//!      that the writer computed that projection correctly from the log: a
+//!      hub whose code derives a wrong case value commits and signs it.
+//!    * **By replay** (`--replay`, and automatically when the latest
+//!      checkpoint is of format version 1, signed before hubs kept the
+//!      commitment): every entry is judged again from scratch (as `audit
+//!      rebuild` does; each verdict, reason and detail must hash like the
+//!      stored entry), and the resulting cases, standards, registry and
+//!      event-id index must equal the copied ones, key for key. Stronger
+//!      (it also catches a writer that committed other values than the
+//!      rules give, though replaying with the same code reproduces the
+//!      source's own projection bugs anyway) and as slow as most of a
+//!      re-ingest.
 //!
 //! The new directory is built beside the target as `<data-dir>.bootstrap-partial`
 //! and renamed to `<data-dir>` only once everything verified; on any
@@ -45,6 +67,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use clap::Args;
+use mpp_core::checkpoint::ProjectionCommitment;
 use mpp_core::decide::MemState;
 use mpp_core::ids::EventId;
 use mpp_ledger::trust::Trust;
@@ -74,6 +97,19 @@ pub const REPLAY_WINDOW_ENTRIES: u64 = 1_000_000;
 /// Differences of the event-id index named in a refusal.
 pub const INDEX_DIFFERENCES_SHOWN_MAX: usize = 5;
 
+/// The stable start of the refusal of a copy whose projections do not hash
+/// to the commitment its latest signed checkpoint signs.
+pub const PROJECTION_MISMATCH: &str = "PROJECTION_COMMITMENT_MISMATCH";
+
+/// How the copied projections were verified (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// Recomputed and compared with the signed projection commitment.
+    Commitment,
+    /// Re-derived by a replay of the whole log and compared key for key.
+    Replay,
+}
+
 /// Flags of `mpp-hub admin bootstrap`.
 #[derive(Debug, Clone, Args)]
 pub struct BootstrapArgs {
@@ -100,6 +136,13 @@ pub struct BootstrapArgs {
     /// statements with them).
     #[command(flatten)]
     pub registrar: super::RegistrarKeyArgs,
+    /// Verify the copied projections by replaying the whole log and
+    /// comparing every key (the stronger and much slower check) instead of
+    /// by the projection commitment its latest signed checkpoint signs;
+    /// snapshots whose latest checkpoint carries no commitment are replayed
+    /// anyway.
+    #[arg(long, env = "MPP_BOOTSTRAP_REPLAY")]
+    pub replay: bool,
 }
 
 /// What a bootstrap verified and wrote.
@@ -109,9 +152,10 @@ pub struct Bootstrapped {
     pub entries: u64,
     /// Signed checkpoints verified.
     pub checkpoints: u64,
-    /// Cases re-derived and found equal.
+    /// Cases re-derived and found equal ([`VerifyMode::Replay`]; 0 otherwise).
     pub cases: usize,
-    /// Accepted event ids in the index, re-derived and found equal.
+    /// Accepted event ids in the index, re-derived and found equal
+    /// ([`VerifyMode::Replay`]; 0 otherwise).
     pub event_ids: usize,
     /// Hash of the last entry.
     pub head_hash: [u8; 32],
@@ -119,13 +163,17 @@ pub struct Bootstrapped {
     pub last_stream_seq: u64,
     /// Time spent copying the source.
     pub copy: Duration,
-    /// Time spent verifying the copy (signatures, replay, comparison).
+    /// Time spent verifying the copy.
     pub verify: Duration,
-    /// Of which: replaying the log (chain, Merkle tree, every entry judged
-    /// again).
+    /// How the projections were verified.
+    pub mode: VerifyMode,
+    /// Of which: the log (chain, Merkle tree, checkpoints; with
+    /// [`VerifyMode::Replay`] every entry judged again too).
     pub replay: Duration,
-    /// Of which: comparing the re-derived projections and index with the
-    /// copied ones.
+    /// The projections: recomputing the commitment (on another thread,
+    /// during the log's verification: not part of `verify` then), or
+    /// comparing the re-derived projections and index with the copied ones
+    /// (after the replay).
     pub compare: Duration,
 }
 
@@ -133,23 +181,33 @@ pub struct Bootstrapped {
 pub fn run(a: &BootstrapArgs) -> anyhow::Result<()> {
     let trust = std::sync::Arc::new(a.registrar.trust()?);
     let key = PublicKey::read(&a.hub_public_key)?;
-    let r = bootstrap(&a.from, &a.data_dir, &key, a.keys_from.as_deref(), &trust)?;
+    let r = bootstrap_with(&a.from, &a.data_dir, &key, a.keys_from.as_deref(), &trust, a.replay)?;
+    let (what, split) = match r.mode {
+        VerifyMode::Commitment => (
+            "projections hash to the signed projection commitment".to_owned(),
+            format!(
+                "chain {:.2} s, commitment {:.2} s alongside",
+                r.replay.as_secs_f64(),
+                r.compare.as_secs_f64()
+            ),
+        ),
+        VerifyMode::Replay => (
+            format!("{} cases and {} event ids re-derived and equal", r.cases, r.event_ids),
+            format!("replay {:.2} s, compare {:.2} s", r.replay.as_secs_f64(), r.compare.as_secs_f64()),
+        ),
+    };
     println!(
-        "bootstrapped {} from {}: {} entries, {} signed checkpoints, {} cases and {} event ids re-derived and equal; \
-         head {} at stream seq {} (a hub started on it resumes the stream at {}); copy {:.2} s, verify {:.2} s (replay {:.2} s, compare {:.2} s)",
+        "bootstrapped {} from {}: {} entries, {} signed checkpoints, {what}; \
+         head {} at stream seq {} (a hub started on it resumes the stream at {}); copy {:.2} s, verify {:.2} s ({split})",
         a.data_dir.display(),
         a.from.display(),
         r.entries,
         r.checkpoints,
-        r.cases,
-        r.event_ids,
         hex::encode(r.head_hash),
         r.last_stream_seq,
         r.last_stream_seq + 1,
         r.copy.as_secs_f64(),
         r.verify.as_secs_f64(),
-        r.replay.as_secs_f64(),
-        r.compare.as_secs_f64()
     );
     Ok(())
 }
@@ -161,15 +219,29 @@ pub fn partial_dir(target: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Bootstraps `target` from `from` (see the module docs): builds and
-/// verifies the store in [`partial_dir`], then renames it to `target`; on
-/// failure removes it and returns why.
+/// Bootstraps `target` from `from` (see the module docs), verifying the
+/// projections by the signed commitment where the snapshot has one: builds
+/// and verifies the store in [`partial_dir`], then renames it to `target`;
+/// on failure removes it and returns why.
 pub fn bootstrap(
     from: &Path,
     target: &Path,
     key: &PublicKey,
     keys_from: Option<&Path>,
     trust: &Arc<Trust>,
+) -> anyhow::Result<Bootstrapped> {
+    bootstrap_with(from, target, key, keys_from, trust, false)
+}
+
+/// [`bootstrap`], verifying the projections by a replay of the whole log
+/// if `replay`.
+pub fn bootstrap_with(
+    from: &Path,
+    target: &Path,
+    key: &PublicKey,
+    keys_from: Option<&Path>,
+    trust: &Arc<Trust>,
+    replay: bool,
 ) -> anyhow::Result<Bootstrapped> {
     if target.exists() {
         let empty = std::fs::read_dir(target)
@@ -191,7 +263,7 @@ pub fn bootstrap(
     std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
     std::fs::write(partial.join(PARTIAL_MARKER), b"an unfinished mpp-hub admin bootstrap: not a hub store\n")
         .with_context(|| format!("writing into {}", partial.display()))?;
-    match build(from, &partial, key, keys_from, trust) {
+    match build(from, &partial, key, keys_from, trust, replay) {
         Ok(r) => {
             std::fs::remove_file(partial.join(PARTIAL_MARKER))?;
             if target.exists() {
@@ -218,6 +290,7 @@ fn build(
     key: &PublicKey,
     keys_from: Option<&Path>,
     trust: &Arc<Trust>,
+    replay: bool,
 ) -> anyhow::Result<Bootstrapped> {
     let started = Instant::now();
     if from.is_file() {
@@ -225,7 +298,7 @@ fn build(
         let copy = started.elapsed();
         let store = open_store(dir)?;
         let (head, _) = store.head_and_frontier()?;
-        let checkpoints = check_signatures(&store, key, head.last_seq)?;
+        let (checkpoints, _) = check_signatures(&store, key, head.last_seq)?;
         drop(store);
         let mut r = verify_copy(dir, trust)?;
         ensure!(
@@ -243,9 +316,14 @@ fn build(
     let copy = started.elapsed();
     let store = open_store(dir)?;
     let (head, _) = store.head_and_frontier()?;
-    let checkpoints = check_signatures(&store, key, head.last_seq)?;
-    drop(store);
-    let mut r = verify_copy(dir, trust)?;
+    let (checkpoints, signed) = check_signatures(&store, key, head.last_seq)?;
+    let mut r = match signed.checkpoint.projection {
+        Some(signed) if !replay => verify_by_commitment(store, dir, &signed, trust)?,
+        _ => {
+            drop(store);
+            verify_copy(dir, trust)?
+        }
+    };
     r.checkpoints = checkpoints;
     r.copy = copy;
     r.verify = started.elapsed() - copy;
@@ -299,8 +377,13 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 /// Checks every stored checkpoint's signature under `key`, and that the
-/// latest signs the whole log (`last_seq` entries). Returns how many.
-fn check_signatures(store: &SledStore, key: &PublicKey, last_seq: u64) -> anyhow::Result<u64> {
+/// latest signs the whole log (`last_seq` entries). Returns how many, and
+/// the latest.
+fn check_signatures(
+    store: &SledStore,
+    key: &PublicKey,
+    last_seq: u64,
+) -> anyhow::Result<(u64, mpp_core::checkpoint::SignedCheckpoint)> {
     let mut n = 0u64;
     let mut latest = None;
     for cp in store.checkpoints(0, u64::MAX) {
@@ -313,16 +396,84 @@ fn check_signatures(store: &SledStore, key: &PublicKey, last_seq: u64) -> anyhow
             )
         })?;
         n += 1;
-        latest = Some(cp.checkpoint.tree_size);
+        latest = Some(cp);
     }
     match latest {
         None => bail!("the snapshot holds no signed checkpoint: nothing to verify it against"),
-        Some(size) if size != last_seq => bail!(
-            "the latest signed checkpoint covers {size} entries, the log holds {last_seq}: entries past the signed \
-             checkpoint are not verified (a hub signs its head when it stops: copy a stopped replica)"
+        Some(cp) if cp.checkpoint.tree_size != last_seq => bail!(
+            "the latest signed checkpoint covers {} entries, the log holds {last_seq}: entries past the signed \
+             checkpoint are not verified (a hub signs its head when it stops: copy a stopped replica)",
+            cp.checkpoint.tree_size
         ),
-        Some(_) => Ok(n),
+        Some(cp) => Ok((n, cp)),
     }
+}
+
+/// Verifies the copy in `dir` (whose open handle is `store`) by the signed
+/// projection commitment (step 3, first way, of the module docs): the
+/// commitment recomputed from the copied pairs must be `signed`, then the
+/// log is verified (chain, Merkle tree, checkpoints), then the entries
+/// after the signed projection are judged again on top of it and written.
+fn verify_by_commitment(
+    store: SledStore,
+    dir: &Path,
+    signed: &ProjectionCommitment,
+    trust: &Arc<Trust>,
+) -> anyhow::Result<Bootstrapped> {
+    let started = Instant::now();
+    drop(store);
+    // The log's verification and the commitment's recomputation run on
+    // two threads over one open store.
+    let mut progress = super::Progress::quiet("bootstrap");
+    let (report, (got, compare)) = super::verify::verify_dir_reopening_alongside(
+        dir,
+        None,
+        REPLAY_WINDOW_ENTRIES,
+        &mut progress,
+        |store| {
+            let t = Instant::now();
+            (store.recompute_projection_commitment(), t.elapsed())
+        },
+    )?;
+    let got = got.context("reading the snapshot's projection")?;
+    ensure!(
+        got == *signed,
+        "{PROJECTION_MISMATCH}: the snapshot's projection (cases, timelines, standards, registry, event-id index) \
+         hashes to {} as of entry {}, its latest signed checkpoint signs {} as of entry {}: it was altered \
+         after its writer committed it (use --replay to find the differences)",
+        hex::encode(got.digest),
+        got.projected_through,
+        hex::encode(signed.digest),
+        signed.projected_through
+    );
+    let report = report
+        .map_err(|f| anyhow::anyhow!("the snapshot's log does not verify: entry {}: {}", f.seq, f.what))?;
+    let replay = started.elapsed();
+    let store = open_store(dir)?;
+    let head = store.head()?;
+    ensure!(
+        head.last_seq == report.entries && head.head_hash == report.head_hash,
+        "the store's head {head:?} moved while it was verified"
+    );
+    // A source that stopped with case values held back (a crash): the
+    // entries after the signed projection are judged again on top of it,
+    // as a starting hub does, and written.
+    let ledger = mpp_ledger::ledger::Ledger::open_with(store.clone(), Arc::clone(trust))
+        .map_err(|e| anyhow::anyhow!("catching the projection up with the log: {e}"))?;
+    ledger.flush_projection().map_err(|e| anyhow::anyhow!("writing the projection: {e}"))?;
+    Ok(Bootstrapped {
+        entries: head.last_seq,
+        checkpoints: 0,
+        cases: 0,
+        event_ids: 0,
+        head_hash: head.head_hash,
+        last_stream_seq: head.last_stream_seq,
+        copy: Duration::ZERO,
+        verify: Duration::ZERO,
+        mode: VerifyMode::Commitment,
+        replay,
+        compare,
+    })
 }
 
 /// Re-derives everything from the copied log and compares it with the
@@ -357,6 +508,7 @@ pub(crate) fn verify_copy(dir: &Path, trust: &Arc<Trust>) -> anyhow::Result<Boot
         last_stream_seq: head.last_stream_seq,
         copy: Duration::ZERO,
         verify: Duration::ZERO,
+        mode: VerifyMode::Replay,
         replay,
         compare: started.elapsed() - replay,
     })
@@ -509,12 +661,37 @@ mod tests {
     }
 
     fn refused_quietly(src: &Path, key: &PublicKey) -> String {
+        refused_in_mode(src, key, false)
+    }
+
+    fn refused_in_mode(src: &Path, key: &PublicKey, replay: bool) -> String {
         let out = tempfile::tempdir().unwrap();
         let target = out.path().join("new");
-        let err = bootstrap(src, &target, key, None, &trust()).unwrap_err();
+        let err = bootstrap_with(src, &target, key, None, &trust(), replay).unwrap_err();
         assert!(!target.exists(), "nothing at the target after a refusal");
         assert!(!partial_dir(&target).exists(), "the partial copy is removed");
         format!("{err:#}")
+    }
+
+    /// The refusal by replay of the same source (left as it was by the
+    /// first refusal).
+    fn refused_replaying(src: &Path, key: &PublicKey) -> String {
+        let err = refused_in_mode(src, key, true);
+        eprintln!("refused (replay): {err}");
+        err
+    }
+
+    /// A fresh source, tampered with by `f`: the refusals by commitment and
+    /// by replay.
+    fn refused_both_after_tamper(f: impl FnOnce(&sled::Db)) -> (String, String) {
+        let src = tempfile::tempdir().unwrap();
+        let key = source(src.path());
+        tamper(src.path(), f);
+        (refused(src.path(), &key.public()), refused_replaying(src.path(), &key.public()))
+    }
+
+    fn is_mismatch(err: &str) -> bool {
+        err.contains(PROJECTION_MISMATCH)
     }
 
     #[test]
@@ -524,6 +701,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let target = out.path().join("new");
         let r = bootstrap(src.path(), &target, &key.public(), None, &trust()).unwrap();
+        assert_eq!(r.mode, VerifyMode::Commitment);
         let (a, b) = (SledStore::open(src.path()).unwrap(), SledStore::open(&target).unwrap());
         let head = a.head().unwrap();
         assert_eq!(b.head().unwrap(), head);
@@ -532,7 +710,7 @@ mod tests {
             (head.last_seq, head.last_stream_seq, head.head_hash)
         );
         assert_eq!(r.checkpoints, 7, "every 100 entries, the last at the head");
-        assert!(r.cases > 10 && r.event_ids > 100, "{r:?}");
+        assert_eq!((r.cases, r.event_ids), (0, 0), "not counted without a replay: {r:?}");
         assert_eq!(mpp_ledger::ledger::projection(&a).unwrap(), mpp_ledger::ledger::projection(&b).unwrap());
         assert_eq!(b.projected_through().unwrap(), head.last_seq);
         assert!(!target.join(PARTIAL_MARKER).exists());
@@ -542,6 +720,123 @@ mod tests {
         let err = bootstrap(src.path(), &target, &key.public(), None, &trust()).unwrap_err();
         assert!(format!("{err:#}").contains("not empty"), "{err:#}");
         assert_eq!(SledStore::open(&target).unwrap().head().unwrap(), head);
+        // The commitment the new replica keeps is the one its pairs give,
+        // and the source's.
+        let b = SledStore::open(&target).unwrap();
+        let kept = b.projection_commitment().unwrap().unwrap();
+        assert_eq!(kept, b.recompute_projection_commitment().unwrap());
+        assert_eq!(Some(kept), a.latest_checkpoint().unwrap().unwrap().checkpoint.projection);
+        // By replay, the same.
+        drop((a, b));
+        let target = out.path().join("replayed");
+        let r = bootstrap_with(src.path(), &target, &key.public(), None, &trust(), true).unwrap();
+        assert_eq!(r.mode, VerifyMode::Replay);
+        assert!(r.cases > 10 && r.event_ids > 100, "{r:?}");
+        assert_eq!(SledStore::open(&target).unwrap().head().unwrap(), head);
+    }
+
+    /// A store of before the commitment: checkpoints of format version 1,
+    /// no commitment key. Bootstrap replays it (the commitment cannot vouch
+    /// for it), and the new replica keeps a commitment of its own.
+    #[test]
+    fn a_snapshot_signed_without_a_commitment_is_replayed() {
+        let src = tempfile::tempdir().unwrap();
+        let key = source(src.path());
+        tamper(src.path(), |db| {
+            db.remove(b"D").unwrap();
+            for kv in db.scan_prefix(b"K") {
+                let (k, v) = kv.unwrap();
+                let mut cp = mpp_core::checkpoint::SignedCheckpoint::decode(&v).unwrap();
+                assert!(cp.checkpoint.projection.is_some(), "hubs sign version 2");
+                cp.checkpoint.projection = None;
+                db.insert(k, key.sign(cp.checkpoint).encode()).unwrap();
+            }
+        });
+        let out = tempfile::tempdir().unwrap();
+        let target = out.path().join("new");
+        let r = bootstrap(src.path(), &target, &key.public(), None, &trust()).unwrap();
+        assert_eq!(r.mode, VerifyMode::Replay);
+        assert!(r.cases > 10, "{r:?}");
+        let b = SledStore::open(&target).unwrap();
+        assert_eq!(b.projection_commitment().unwrap().unwrap(), b.recompute_projection_commitment().unwrap());
+    }
+
+    /// One case value altered at rest (written into sled directly, not
+    /// through the writer), still decoding: refused by the commitment with
+    /// its stable reason, and by replay with the differences.
+    #[test]
+    fn a_case_value_altered_at_rest_is_refused_by_the_commitment() {
+        let (by_commitment, by_replay) = refused_both_after_tamper(|db| {
+            let k = first_key_with(db, b'C', 2);
+            let mut v = db.get(&k).unwrap().unwrap().to_vec();
+            // The last byte of a case value is inside its last bincode
+            // field (a timestamp or count): a change keeps it decodable
+            // more often than not, and the commitment refuses either way.
+            *v.last_mut().unwrap() ^= 0x01;
+            db.insert(&k, v).unwrap();
+        });
+        assert!(is_mismatch(&by_commitment), "{by_commitment}");
+        assert!(by_commitment.contains("latest signed checkpoint signs"), "{by_commitment}");
+        assert!(
+            by_replay.contains("differs from the one its log gives") || by_replay.contains("corrupt store"),
+            "{by_replay}"
+        );
+    }
+
+    /// A source that crashed with case values held back: its latest
+    /// checkpoint signs a projection behind the log, which the copy holds;
+    /// bootstrap accepts it by the commitment and judges the entries after
+    /// it again, so the new replica's projection is the log's.
+    #[test]
+    fn a_source_stopped_with_case_values_held_back_bootstraps_by_the_commitment() {
+        let src = tempfile::tempdir().unwrap();
+        let key = source(src.path());
+        {
+            let store = SledStore::open(src.path()).unwrap();
+            let mut ledger = mpp_ledger::ledger::Ledger::open(store.clone()).unwrap();
+            let mut generator = Generator::new(11);
+            for _ in 0..700 {
+                generator.next();
+            }
+            let batch: Vec<_> = generator.by_ref().take(50).collect();
+            ledger.commit_batch(&batch).unwrap();
+            let head = store.head().unwrap().last_seq;
+            assert!(store.projected_through().unwrap() < head, "the batch's cases are held back");
+            let signed = key.sign_head(&store).unwrap();
+            let p = signed.checkpoint.projection.unwrap();
+            assert_eq!(p.projected_through, 700);
+            // Dropped without writing the held-back values: a crash.
+        }
+        let out = tempfile::tempdir().unwrap();
+        let target = out.path().join("new");
+        let r = bootstrap(src.path(), &target, &key.public(), None, &trust()).unwrap();
+        assert_eq!((r.mode, r.entries), (VerifyMode::Commitment, 750));
+        let b = SledStore::open(&target).unwrap();
+        assert_eq!(b.projected_through().unwrap(), 750);
+        let a = SledStore::open(src.path()).unwrap();
+        let rebuilt = mpp_ledger::ledger::rebuild_with_ids(&a, &trust()).unwrap();
+        assert_eq!(mpp_ledger::ledger::projection(&b).unwrap(), rebuilt.state);
+    }
+
+    /// The log verified in windows (re-opening the store between them once
+    /// the other thread is done) while the commitment is recomputed on the
+    /// shared handle: the same report as alone, and the signed commitment.
+    #[test]
+    fn the_log_verifies_in_windows_alongside_the_commitment() {
+        let src = tempfile::tempdir().unwrap();
+        source(src.path());
+        let mut p = Progress::quiet("t");
+        let (report, got) =
+            crate::cli::verify::verify_dir_reopening_alongside(src.path(), None, 50, &mut p, |s| {
+                s.recompute_projection_commitment().unwrap()
+            })
+            .unwrap();
+        let report = report.unwrap();
+        assert_eq!((report.entries, report.checkpoints), (700, 7));
+        let alone = crate::cli::verify::verify_dir_reopening(src.path(), None, 50, &mut p).unwrap().unwrap();
+        assert_eq!((alone.head_hash, alone.root_hash), (report.head_hash, report.root_hash));
+        let store = SledStore::open(src.path()).unwrap();
+        assert_eq!(Some(got), store.latest_checkpoint().unwrap().unwrap().checkpoint.projection);
     }
 
     #[test]
@@ -560,11 +855,12 @@ mod tests {
     #[test]
     fn an_altered_case_is_refused() {
         // One case's value replaced by another's.
-        let err = refused_after_tamper(|db| {
+        let (commitment, err) = refused_both_after_tamper(|db| {
             let (a, b) = (first_key_with(db, b'C', 3), first_key_with(db, b'C', 4));
             let v = db.get(&b).unwrap().unwrap();
             db.insert(&a, v).unwrap();
         });
+        assert!(is_mismatch(&commitment), "{commitment}");
         assert!(err.contains("differs from the one its log gives") || err.contains("corrupt store"), "{err}");
         // One field of one case changed, the value still decoding: the
         // first single-bit change from its end that decodes to another case.
@@ -607,16 +903,19 @@ mod tests {
             }
         }
         assert!(changed, "no single-bit change of the case decodes");
-        let err = refused(src.path(), &key.public());
+        let commitment = refused(src.path(), &key.public());
+        assert!(is_mismatch(&commitment), "{commitment}");
+        let err = refused_replaying(src.path(), &key.public());
         assert!(
             err.contains("differs from the one its log gives")
                 && err.contains(&original.tracking_number.to_string()),
             "{err}"
         );
         // One case removed.
-        let err = refused_after_tamper(|db| {
+        let (commitment, err) = refused_both_after_tamper(|db| {
             db.remove(first_key_with(db, b'C', 5)).unwrap();
         });
+        assert!(is_mismatch(&commitment), "{commitment}");
         assert!(
             err.contains("differs from the one its log gives") && err.contains("rebuilt projection only"),
             "{err}"
@@ -625,9 +924,10 @@ mod tests {
 
     #[test]
     fn an_altered_event_index_is_refused() {
-        let err = refused_after_tamper(|db| {
+        let (commitment, err) = refused_both_after_tamper(|db| {
             db.remove(first_key_with(db, b'E', 0)).unwrap();
         });
+        assert!(is_mismatch(&commitment), "{commitment}");
         assert!(err.contains("event-id index differs"), "{err}");
     }
 

@@ -28,7 +28,9 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use mpp_core::checkpoint::{Checkpoint, KeyId, Origin, SignedCheckpoint, SIGNATURE_BYTES};
+use mpp_core::checkpoint::{
+    Checkpoint, KeyId, Origin, ProjectionCommitment, SignedCheckpoint, SIGNATURE_BYTES,
+};
 use mpp_core::log::{Hash32, Redrive, Verdict, ENTRY_FORMAT_V1, ENTRY_FORMAT_V2};
 use mpp_core::merkle::MerkleFrontier;
 use mpp_core::{LogEntry, ReasonCode};
@@ -66,9 +68,10 @@ const MERKLE: &str =
      SHA-256(0x01 || left || right), split at the largest power of two below n, empty tree = SHA-256()";
 
 /// The `checkpoint` text of the header.
-const CHECKPOINT: &str = "Ed25519 (RFC 8032) signature over: \"mpp-hub/checkpoint\" 0x00 | u8 1 | u8 len + origin | \
+const CHECKPOINT: &str = "Ed25519 (RFC 8032) signature over: \"mpp-hub/checkpoint\" 0x00 | u8 version | u8 len + origin | \
      [8] key_id | u64 tree_size | [32] root_hash | [32] head_hash | u64 last_stream_seq | i64 last_entry_time_ns | \
-     i64 signed_at_ms (big-endian); key_id = first 8 bytes of SHA-256(public key)";
+     i64 signed_at_ms, then, in version 2 only, u64 projected_through | [32] projection_digest (big-endian); \
+     version = 2 when the line has projected_through, else 1; key_id = first 8 bytes of SHA-256(public key)";
 
 /// One line of an export.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -284,6 +287,13 @@ pub struct CheckpointLine {
     pub last_entry_time_ns: i64,
     /// The hub's clock when it signed, Unix ms.
     pub signed_at_ms: i64,
+    /// Format version 2 only: the sequence the signed projection
+    /// commitment's stored projection describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projected_through: Option<u64>,
+    /// Format version 2 only: the projection commitment's digest, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection_digest: Option<String>,
     /// Ed25519 signature, 128 lowercase hex digits.
     pub signature: String,
     /// The checkpoint's text form.
@@ -308,6 +318,8 @@ impl CheckpointLine {
             last_stream_seq: c.last_stream_seq,
             last_entry_time_ns: c.last_entry_time_ns,
             signed_at_ms: c.signed_at_ms,
+            projected_through: c.projection.map(|p| p.projected_through),
+            projection_digest: c.projection.map(|p| hex32(&p.digest)),
             signature: hex::encode(cp.signature),
             text: cp.to_text(),
             note: cp.to_note(),
@@ -339,6 +351,14 @@ impl CheckpointLine {
                 last_stream_seq: self.last_stream_seq,
                 last_entry_time_ns: self.last_entry_time_ns,
                 signed_at_ms: self.signed_at_ms,
+                projection: match (self.projected_through, &self.projection_digest) {
+                    (None, None) => None,
+                    (Some(projected_through), Some(d)) => Some(ProjectionCommitment {
+                        projected_through,
+                        digest: parse_hex32(d).ok_or("projection_digest is not 64 lowercase hex digits")?,
+                    }),
+                    _ => return Err("projected_through and projection_digest come together".to_owned()),
+                },
             },
             signature,
             note: None,

@@ -536,6 +536,7 @@ impl FixtureKey {
             last_stream_seq: head.last_stream_seq,
             last_entry_time_ns: time_ns,
             signed_at_ms: time_ns.div_euclid(1_000_000),
+            projection: store.projection_commitment()?,
         };
         let signed = self.sign(cp);
         store.put_checkpoint(&signed)?;
@@ -580,13 +581,18 @@ pub fn fill<S: Store>(
         left -= n;
         progress.tick(n);
         if let Some((k, every)) = key {
-            if ledger.head().last_seq % every.max(1) == 0 || left == 0 {
+            if ledger.head().last_seq % every.max(1) == 0 && left > 0 {
                 k.sign_head(store)?;
             }
         }
     }
-    // As a hub does when it stops.
+    // As a hub does when it stops: the held-back case values written, then
+    // the head signed (again, if it was signed already: the projection
+    // commitment moved).
     ledger.flush_projection().context("writing the held-back case values")?;
+    if let Some((k, _)) = key.filter(|_| entries > 0) {
+        k.sign_head(store)?;
+    }
     Ok(())
 }
 

@@ -162,6 +162,12 @@ impl<S: Store> Store for Counted<S> {
     fn flush_projection(&self) -> Result<(), StoreError> {
         self.inner.flush_projection()
     }
+
+    fn projection_commitment(
+        &self,
+    ) -> Result<Option<mpp_core::checkpoint::ProjectionCommitment>, StoreError> {
+        self.inner.projection_commitment()
+    }
 }
 
 /// A scratch store in a directory of its own, read and written through

@@ -344,6 +344,64 @@ pub fn verify_dir_reopening(
     Ok(verify_end(&s, &v, &head, &frontier))
 }
 
+/// [`verify_dir_reopening`] while `alongside` runs on another thread with
+/// the same open store (sled lets one process hold a directory once, so
+/// the two share a handle): the store is re-opened at a window's end only
+/// once `alongside` has returned (until then the windows continue on the
+/// shared handle). Returns both results.
+pub fn verify_dir_reopening_alongside<T: Send>(
+    dir: &std::path::Path,
+    key: Option<PublicKey>,
+    reopen_every: u64,
+    progress: &mut Progress,
+    alongside: impl FnOnce(&mpp_store::SledStore) -> T + Send,
+) -> anyhow::Result<(Result<VerifyReport, Failure>, T)> {
+    let first = open_store(dir)?;
+    let (head, frontier) = match read_head(&first) {
+        Ok(h) => h,
+        Err(f) => return Ok((Err(f), alongside(&first))),
+    };
+    let mut v = ChainVerifier::new(key).collect_subtrees(mpp_store::STORED_SUBTREE_LEVEL_MIN);
+    std::thread::scope(|scope| {
+        let shared = first.clone();
+        let mut other = Some(scope.spawn(move || alongside(&shared)));
+        let mut done = None;
+        let mut store = Some(first);
+        let mut failed = None;
+        while v.size() < head.last_seq {
+            let s = match store.take() {
+                Some(s) => s,
+                None => open_store(dir)?,
+            };
+            let to = head.last_seq.min(v.size().saturating_add(reopen_every.max(1)));
+            if let Err(f) = verify_window(&s, &mut v, to, progress) {
+                failed = Some(f);
+                store = Some(s);
+                break;
+            }
+            // Keep the handle while the other thread still reads it, and
+            // at the end.
+            if to == head.last_seq || other.as_ref().is_some_and(|t| !t.is_finished()) {
+                store = Some(s);
+            } else if let Some(t) = other.take() {
+                done = Some(t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+        }
+        let result = match other.take() {
+            Some(t) => t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            None => done.take().ok_or_else(|| anyhow::anyhow!("the verification alongside did not run"))?,
+        };
+        if let Some(f) = failed {
+            return Ok((Err(f), result));
+        }
+        let s = match store.take() {
+            Some(s) => s,
+            None => open_store(dir)?,
+        };
+        Ok((verify_end(&s, &v, &head, &frontier), result))
+    })
+}
+
 fn read_head<S: Store>(store: &S) -> Result<(mpp_store::Head, MerkleFrontier), Failure> {
     store.head_and_frontier().map_err(|e| Failure { seq: 0, what: format!("reading the head: {e}") })
 }

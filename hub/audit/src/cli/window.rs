@@ -214,6 +214,12 @@ impl Store for Windowed {
         self.with(|s| s.flush_projection())
     }
 
+    fn projection_commitment(
+        &self,
+    ) -> Result<Option<mpp_core::checkpoint::ProjectionCommitment>, StoreError> {
+        self.with(|s| s.projection_commitment())
+    }
+
     fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<std::sync::Arc<Case>>, StoreError> {
         use std::sync::atomic::Ordering;
         let n = batch.entries.len() as u64;

@@ -323,10 +323,12 @@ pub(crate) fn any_signed_checkpoint() -> impl Strategy<Value = SignedCheckpoint>
         (any::<u64>(), any::<[u8; 32]>(), any::<[u8; 32]>()),
         (any::<u64>(), any::<i64>(), any::<i64>()),
         proptest::collection::vec(any::<u8>(), 64),
+        // Format version 1 (none) or 2.
+        proptest::option::of((any::<u64>(), any::<[u8; 32]>())),
     )
         .prop_filter_map(
             "a valid origin",
-            |(origin, key, (size, root, head), (stream, time, at), sig)| {
+            |(origin, key, (size, root, head), (stream, time, at), sig, projection)| {
                 let checkpoint = Checkpoint {
                     origin: Origin::new(&origin).ok()?,
                     key_id: KeyId(key),
@@ -336,6 +338,9 @@ pub(crate) fn any_signed_checkpoint() -> impl Strategy<Value = SignedCheckpoint>
                     last_stream_seq: stream,
                     last_entry_time_ns: time,
                     signed_at_ms: at,
+                    projection: projection.map(|(projected_through, digest)| {
+                        mpp_core::checkpoint::ProjectionCommitment { projected_through, digest }
+                    }),
                 };
                 Some(SignedCheckpoint { checkpoint, signature: sig.try_into().ok()?, note: None })
             },
