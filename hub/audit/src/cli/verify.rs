@@ -317,31 +317,7 @@ pub fn verify_dir_reopening(
     reopen_every: u64,
     progress: &mut Progress,
 ) -> anyhow::Result<Result<VerifyReport, Failure>> {
-    let mut store = Some(open_store(dir)?);
-    let (head, frontier) = match store.as_ref().map(read_head) {
-        Some(Ok(h)) => h,
-        Some(Err(f)) => return Ok(Err(f)),
-        None => unreachable!("the store was just opened"),
-    };
-    let mut v = ChainVerifier::new(key).collect_subtrees(mpp_store::STORED_SUBTREE_LEVEL_MIN);
-    while v.size() < head.last_seq {
-        let s = match store.take() {
-            Some(s) => s,
-            None => open_store(dir)?,
-        };
-        let to = head.last_seq.min(v.size().saturating_add(reopen_every.max(1)));
-        if let Err(f) = verify_window(&s, &mut v, to, progress) {
-            return Ok(Err(f));
-        }
-        if to == head.last_seq {
-            store = Some(s);
-        }
-    }
-    let s = match store.take() {
-        Some(s) => s,
-        None => open_store(dir)?,
-    };
-    Ok(verify_end(&s, &v, &head, &frontier))
+    verify_dir_reopening_alongside(dir, key, reopen_every, progress, |_| ()).map(|(report, ())| report)
 }
 
 /// [`verify_dir_reopening`] while `alongside` runs on another thread with
