@@ -178,16 +178,12 @@ async fn a_memory_bucket_lost_with_its_server_is_created_again_by_the_next_watch
 
     // A single server keeps no memory stream across a restart.
     server.restart().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut watch = loop {
-        match kv.watch().await {
-            Ok(w) => break w,
-            Err(e) => {
-                assert!(tokio::time::Instant::now() < deadline, "no watch after the restart: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let mut watch =
+        mpp_test_support::wait::wait_for("a watch after the restart", Duration::from_secs(10), || async {
+            Ok(kv.watch().await.ok())
+        })
+        .await
+        .unwrap();
     assert_eq!(watch.next().await.unwrap().unwrap(), KvChange::Current, "created again, empty");
     assert_eq!(stored_in(&client, &memory).await, StorageType::Memory);
     assert_eq!(kv.get("n.a").await.unwrap().revision, 0, "its keys are lost");
