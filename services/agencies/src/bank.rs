@@ -43,18 +43,8 @@ pub static INFO: AgencyInfo = AgencyInfo {
     application_field: "nomor_referensi",
     catalogue: builtin_catalogue!("bank"),
     services: &[
-        ServiceInfo {
-            value: pb::Produk::Tabungan as i32,
-            enum_name: "PRODUK_TABUNGAN",
-            service_id: "tabungan",
-            code: "TAB",
-        },
-        ServiceInfo {
-            value: pb::Produk::Kur as i32,
-            enum_name: "PRODUK_KUR",
-            service_id: "kur",
-            code: "KUR",
-        },
+        ServiceInfo::new(pb::Produk::Tabungan as i32, "PRODUK_TABUNGAN", "tabungan", "TAB"),
+        ServiceInfo::new(pb::Produk::Kur as i32, "PRODUK_KUR", "kur", "KUR"),
     ],
     rpcs: RPCS,
     journey: &[

@@ -35,24 +35,24 @@ pub static INFO: AgencyInfo = AgencyInfo {
     application_field: "nomor_permohonan",
     catalogue: builtin_catalogue!("bpn"),
     services: &[
-        ServiceInfo {
-            value: pb::LayananPertanahan::Pengecekan as i32,
-            enum_name: "LAYANAN_PERTANAHAN_PENGECEKAN",
-            service_id: "pengecekan",
-            code: "CEK",
-        },
-        ServiceInfo {
-            value: pb::LayananPertanahan::PeralihanHak as i32,
-            enum_name: "LAYANAN_PERTANAHAN_PERALIHAN_HAK",
-            service_id: "peralihan-hak",
-            code: "PHAK",
-        },
-        ServiceInfo {
-            value: pb::LayananPertanahan::Pengukuran as i32,
-            enum_name: "LAYANAN_PERTANAHAN_PENGUKURAN",
-            service_id: "pengukuran",
-            code: "UKUR",
-        },
+        ServiceInfo::new(
+            pb::LayananPertanahan::Pengecekan as i32,
+            "LAYANAN_PERTANAHAN_PENGECEKAN",
+            "pengecekan",
+            "CEK",
+        ),
+        ServiceInfo::new(
+            pb::LayananPertanahan::PeralihanHak as i32,
+            "LAYANAN_PERTANAHAN_PERALIHAN_HAK",
+            "peralihan-hak",
+            "PHAK",
+        ),
+        ServiceInfo::new(
+            pb::LayananPertanahan::Pengukuran as i32,
+            "LAYANAN_PERTANAHAN_PENGUKURAN",
+            "pengukuran",
+            "UKUR",
+        ),
     ],
     rpcs: RPCS,
     journey: &[

@@ -45,12 +45,7 @@ pub static INFO: AgencyInfo = AgencyInfo {
     application_field: "nomor_registrasi",
     catalogue: builtin_catalogue!("dpmptsp"),
     services: &[
-        ServiceInfo {
-            value: pb::JenisIzin::Pbg as i32,
-            enum_name: "JENIS_IZIN_PBG",
-            service_id: "pbg",
-            code: "PBG",
-        },
+        ServiceInfo::new(pb::JenisIzin::Pbg as i32, "JENIS_IZIN_PBG", "pbg", "PBG"),
         ServiceInfo {
             value: pb::JenisIzin::Nib as i32,
             enum_name: "JENIS_IZIN_NIB",

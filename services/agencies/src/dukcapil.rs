@@ -35,19 +35,9 @@ pub static INFO: AgencyInfo = AgencyInfo {
     application_field: "nomor_permohonan",
     catalogue: builtin_catalogue!("dukcapil"),
     services: &[
-        ServiceInfo { value: pb::Layanan::Kk as i32, enum_name: "LAYANAN_KK", service_id: "kk", code: "KK" },
-        ServiceInfo {
-            value: pb::Layanan::KtpEl as i32,
-            enum_name: "LAYANAN_KTP_EL",
-            service_id: "ktp-el",
-            code: "KTPEL",
-        },
-        ServiceInfo {
-            value: pb::Layanan::AktaLahir as i32,
-            enum_name: "LAYANAN_AKTA_LAHIR",
-            service_id: "akta-lahir",
-            code: "AKTA",
-        },
+        ServiceInfo::new(pb::Layanan::Kk as i32, "LAYANAN_KK", "kk", "KK"),
+        ServiceInfo::new(pb::Layanan::KtpEl as i32, "LAYANAN_KTP_EL", "ktp-el", "KTPEL"),
+        ServiceInfo::new(pb::Layanan::AktaLahir as i32, "LAYANAN_AKTA_LAHIR", "akta-lahir", "AKTA"),
     ],
     rpcs: RPCS,
     journey: &["AjukanPermohonan", "MulaiVerifikasi", "CetakDokumen", "SerahkanDokumen"],

@@ -39,18 +39,13 @@ pub static INFO: AgencyInfo = AgencyInfo {
     application_field: "nomor_permohonan",
     catalogue: builtin_catalogue!("imigrasi"),
     services: &[
-        ServiceInfo {
-            value: pb::JenisPaspor::Biasa as i32,
-            enum_name: "JENIS_PASPOR_BIASA",
-            service_id: "paspor",
-            code: "PASPOR",
-        },
-        ServiceInfo {
-            value: pb::JenisPaspor::Elektronik as i32,
-            enum_name: "JENIS_PASPOR_ELEKTRONIK",
-            service_id: "paspor-el",
-            code: "EPASPOR",
-        },
+        ServiceInfo::new(pb::JenisPaspor::Biasa as i32, "JENIS_PASPOR_BIASA", "paspor", "PASPOR"),
+        ServiceInfo::new(
+            pb::JenisPaspor::Elektronik as i32,
+            "JENIS_PASPOR_ELEKTRONIK",
+            "paspor-el",
+            "EPASPOR",
+        ),
     ],
     rpcs: RPCS,
     journey: &[

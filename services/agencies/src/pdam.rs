@@ -37,18 +37,8 @@ pub static INFO: AgencyInfo = AgencyInfo {
     application_field: "nomor_pendaftaran",
     catalogue: builtin_catalogue!("pdam"),
     services: &[
-        ServiceInfo {
-            value: pb::Layanan::SambunganBaru as i32,
-            enum_name: "LAYANAN_SAMBUNGAN_BARU",
-            service_id: "sambungan",
-            code: "SB",
-        },
-        ServiceInfo {
-            value: pb::Layanan::BalikNama as i32,
-            enum_name: "LAYANAN_BALIK_NAMA",
-            service_id: "balik-nama",
-            code: "BN",
-        },
+        ServiceInfo::new(pb::Layanan::SambunganBaru as i32, "LAYANAN_SAMBUNGAN_BARU", "sambungan", "SB"),
+        ServiceInfo::new(pb::Layanan::BalikNama as i32, "LAYANAN_BALIK_NAMA", "balik-nama", "BN"),
     ],
     rpcs: RPCS,
     journey: &[

@@ -61,18 +61,18 @@ pub static INFO: AgencyInfo = AgencyInfo {
     application_field: "nomor_agenda",
     catalogue: builtin_catalogue!("pln"),
     services: &[
-        ServiceInfo {
-            value: pb::JenisLayanan::PasangBaru as i32,
-            enum_name: "JENIS_LAYANAN_PASANG_BARU",
-            service_id: "pasang-baru",
-            code: "PB",
-        },
-        ServiceInfo {
-            value: pb::JenisLayanan::TambahDaya as i32,
-            enum_name: "JENIS_LAYANAN_TAMBAH_DAYA",
-            service_id: "tambah-daya",
-            code: "TD",
-        },
+        ServiceInfo::new(
+            pb::JenisLayanan::PasangBaru as i32,
+            "JENIS_LAYANAN_PASANG_BARU",
+            "pasang-baru",
+            "PB",
+        ),
+        ServiceInfo::new(
+            pb::JenisLayanan::TambahDaya as i32,
+            "JENIS_LAYANAN_TAMBAH_DAYA",
+            "tambah-daya",
+            "TD",
+        ),
     ],
     rpcs: RPCS,
     journey: &[
