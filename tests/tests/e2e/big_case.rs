@@ -26,12 +26,11 @@ use mpp_store::{SledStore, Store};
 use mpp_tests::envelope::{body, publish_envelope, tracking_number, EventFactory};
 use mpp_tests::pin::TEST_PIN;
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{HubProcess, NatsServer};
+use mpp_tests::{HubProcess, NatsServer, READY_DEADLINE};
 use tonic::transport::Channel;
 
 const REGION: &str = "1771";
 const SERVICE: &str = "izin";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(120);
 /// Agencies filing into the case (four at their byte share would not fill
 /// it).

@@ -21,13 +21,12 @@ use mpp_tests::envelope::{publish, stream_last_seq};
 use mpp_tests::http::{parse_corpus_request, CorpusRequest};
 use mpp_tests::services::AgencyOptions;
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{AgencyProcess, HubProcess, NatsServer};
+use mpp_tests::{AgencyProcess, HubProcess, NatsServer, READY_DEADLINE};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long one HTTP or gRPC answer may take before it counts as a stall.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(10);

@@ -26,7 +26,7 @@ use mpp_registrar::{key_added, publish as publish_statements};
 use mpp_tests::envelope::{body, now_ms, publish, stream_last_seq, EventFactory};
 use mpp_tests::registry::{participant_key, test_registrar};
 use mpp_tests::services::{case_opening, AgencyOptions, HubOptions};
-use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer};
+use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer, READY_DEADLINE};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tonic::service::interceptor::InterceptedService;
@@ -35,7 +35,6 @@ use tonic::transport::Channel;
 use crate::registry::{front_office_registration, signed, signer};
 
 const REGION: &str = "1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long PLN's service may take to hear of the PBG and schedule.
 const REACTION_DEADLINE: Duration = Duration::from_secs(60);

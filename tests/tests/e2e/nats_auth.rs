@@ -22,11 +22,10 @@ use mpp_tests::nats::{ConfigSlots, NatsUser};
 use mpp_tests::natsgen::{run_generator, Logins};
 use mpp_tests::services::{AgencyOptions, FrontOfficeLink, HubOptions};
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{AgencyProcess, HubProcess, NatsServer};
+use mpp_tests::{AgencyProcess, HubProcess, NatsServer, READY_DEADLINE};
 use tokio::sync::mpsc;
 
 const REGION: &str = "1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a refused request waits for an answer that never comes.
 const REFUSED_TIMEOUT: Duration = Duration::from_secs(2);

@@ -52,7 +52,7 @@ use mpp_registrar::{key_added, publish as publish_statements};
 use mpp_tests::envelope::{body, now_ms, publish, stream_last_seq, EventFactory};
 use mpp_tests::registry::{participant_key, test_registrar};
 use mpp_tests::services::{AgencyOptions, HubOptions};
-use mpp_tests::{wait_for, AgencyProcess, HubProcess, ManagedProcess, NatsServer};
+use mpp_tests::{wait_for, AgencyProcess, HubProcess, ManagedProcess, NatsServer, READY_DEADLINE};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,7 +62,6 @@ use tonic::transport::Channel;
 use crate::registry::front_office_registration;
 
 const REGION: &str = "1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a message may take to arrive (the feed, the outbox, a retry
 /// after the restart: at most `NOTIFY_RETRY_MS_MIN` doubled once).

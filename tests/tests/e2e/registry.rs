@@ -25,12 +25,11 @@ use mpp_tests::envelope::{body, encode, event_id, now_ms, publish, stream_last_s
 use mpp_tests::registry::{participant_key, test_registrar};
 use mpp_tests::services::{case_opening, AgencyOptions, HubProcess};
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{wait_for, AgencyProcess};
+use mpp_tests::{wait_for, AgencyProcess, READY_DEADLINE};
 use prost::Message as _;
 
 const REGION: &str = "1771";
 const FRONT_OFFICE: &str = "mpp-1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 const DAY_MS: i64 = 86_400_000;
 

@@ -17,7 +17,7 @@ use mpp_proto::v1::{ApplicationState, GetCaseRequest};
 use mpp_tests::envelope::{stream_last_seq, tracking_number, with_bad_check_digit};
 use mpp_tests::pin::other_pin;
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{check, wait_for, AgencyProcess, Bearer, HubProcess, NatsServer};
+use mpp_tests::{check, wait_for, AgencyProcess, Bearer, HubProcess, NatsServer, READY_DEADLINE};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -37,7 +37,6 @@ const WORKERS: usize = 8;
 /// Services whose standards mpp-dukcapil publishes when it starts.
 const DUKCAPIL_SERVICES: [&str; 3] = ["kk", "ktp-el", "akta-lahir"];
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(180);
 
 /// What one application must look like after its journey.

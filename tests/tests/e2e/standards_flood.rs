@@ -10,8 +10,6 @@
 //! byte. The hub's memory under a flood of thousands is measured by
 //! `mpp-bench --standards-flood` (BENCHMARKS.md), not asserted here.
 
-use std::time::Duration;
-
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use mpp_agency_kit::signing::{EnvelopeSigner, ToSign};
@@ -24,6 +22,7 @@ use mpp_tests::registry::{participant_key, test_registrar};
 use mpp_tests::services::HubProcess;
 use mpp_tests::store::audit_stopped_hub;
 use mpp_tests::NatsServer;
+use mpp_tests::READY_DEADLINE;
 use prost::Message as _;
 
 use super::registry::{front_office_registration, signed, signer, wait_stream};
@@ -31,7 +30,6 @@ use super::registry::{front_office_registration, signed, signer, wait_stream};
 const REGION: &str = "1771";
 const FRONT_OFFICE: &str = "mpp-1771";
 const ATTACKER: &str = "evil";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const DAY_MS: i64 = 86_400_000;
 /// Standards of each kind of flood: enough to show that the count held in
 /// memory does not follow them, few enough for a debug build (< 20 s).

@@ -7,13 +7,12 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use mpp_proto::agency::dukcapil::v1 as dk;
 use mpp_tests::dukcapil::{client, permohonan};
 use mpp_tests::services::{AgencyOptions, HubOptions};
-use mpp_tests::{wait_for, AgencyProcess, HubProcess, NatsServer};
+use mpp_tests::{wait_for, AgencyProcess, HubProcess, NatsServer, READY_DEADLINE};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -22,7 +21,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
 
