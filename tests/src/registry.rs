@@ -41,3 +41,16 @@ pub fn participant_key(dir: &Path, name: &str) -> Result<(PathBuf, [u8; 32])> {
     let pk = generate_key_file(&path).with_context(|| format!("creating {}", path.display()))?;
     Ok((path, pk))
 }
+
+/// The registry file's entry of the agency `id` (of `category`, serving
+/// `region`) whose services are those of its catalogue in the repository,
+/// `deploy/catalogue/<id>.toml`.
+pub fn agency_entry(id: &str, category: &str, region: &str) -> String {
+    let catalogue =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/catalogue").join(format!("{id}.toml"));
+    format!(
+        "[[participant]]\nid = \"{id}\"\nkind = \"agency\"\ncategory = \"{category}\"\nregions = [\"{region}\"]\n\
+         services_from_catalogue = {:?}\n",
+        catalogue.display().to_string()
+    )
+}
