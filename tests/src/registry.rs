@@ -14,6 +14,9 @@ use mpp_agency_kit::signing::generate_key_file;
 use mpp_ledger::trust::Trust;
 use mpp_registrar::Registrar;
 
+/// The participant id of the front office of the tests' MPP (region 1771).
+pub const FRONT_OFFICE: &str = "mpp-1771";
+
 /// The test registrar's private key seed (public: tests only).
 pub const TEST_REGISTRAR_SEED: [u8; 32] = [0x7e; 32];
 

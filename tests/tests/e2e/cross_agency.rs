@@ -24,9 +24,9 @@ use mpp_proto::v1 as pb;
 use mpp_proto::v1::case_event_service_client::CaseEventServiceClient;
 use mpp_registrar::{key_added, publish as publish_statements};
 use mpp_tests::envelope::{body, now_ms, publish, stream_last_seq, EventFactory};
-use mpp_tests::registry::{agency_entry, participant_key, test_registrar};
+use mpp_tests::registry::{agency_entry, participant_key, test_registrar, FRONT_OFFICE};
 use mpp_tests::services::{case_opening, dpm_step, pbg_filing, AgencyOptions, HubOptions};
-use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer, READY_DEADLINE};
+use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer, DAY_MS, READY_DEADLINE};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tonic::service::interceptor::InterceptedService;
@@ -38,7 +38,6 @@ const REGION: &str = "1771";
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long PLN's service may take to hear of the PBG and schedule.
 const REACTION_DEADLINE: Duration = Duration::from_secs(60);
-const DAY_MS: i64 = 86_400_000;
 
 /// The case's JSON once `pred` holds for it.
 async fn case_when(
@@ -229,7 +228,7 @@ async fn pln_schedules_the_installation_when_the_pbg_is_issued_and_others_see_no
     let now = now_ms();
     let mut statements = vec![front_office_registration(&registrar, now)];
     statements.extend(mpp_registrar::sign_registry(&registrar, &registry_file, now)?);
-    for (id, pk) in [("mpp-1771", fo_pk), ("dpmptsp", dpm_pk), ("pln", pln_pk), ("bank", bank_pk)] {
+    for (id, pk) in [(FRONT_OFFICE, fo_pk), ("dpmptsp", dpm_pk), ("pln", pln_pk), ("bank", bank_pk)] {
         statements.push(registrar.sign(key_added(id, &pk, now - DAY_MS, now + 365 * DAY_MS), now));
     }
     publish_statements(&nats.connect().await?, &statements).await?;

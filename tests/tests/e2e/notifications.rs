@@ -50,9 +50,9 @@ use mpp_proto::agency::dpmptsp::v1 as dpm;
 use mpp_proto::frontoffice::v1 as fo;
 use mpp_registrar::{key_added, publish as publish_statements};
 use mpp_tests::envelope::{body, now_ms, publish, stream_last_seq, EventFactory};
-use mpp_tests::registry::{agency_entry, participant_key, test_registrar};
+use mpp_tests::registry::{agency_entry, participant_key, test_registrar, FRONT_OFFICE};
 use mpp_tests::services::{dpm_step, pbg_filing, AgencyOptions, HubOptions};
-use mpp_tests::{wait_for, AgencyProcess, HubProcess, ManagedProcess, NatsServer, READY_DEADLINE};
+use mpp_tests::{wait_for, AgencyProcess, HubProcess, ManagedProcess, NatsServer, DAY_MS, READY_DEADLINE};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,7 +64,6 @@ const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a message may take to arrive (the feed, the outbox, a retry
 /// after the restart: at most `NOTIFY_RETRY_MS_MIN` doubled once).
 const ARRIVAL_DEADLINE: Duration = Duration::from_secs(60);
-const DAY_MS: i64 = 86_400_000;
 const GATEWAY_TOKEN: &str = "gateway-token-for-this-test";
 const GATEWAY_HEAD_BYTES_MAX: usize = 16 * 1024;
 
@@ -372,7 +371,7 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
     let now = now_ms();
     let mut statements = vec![front_office_registration(&registrar, now)];
     statements.extend(mpp_registrar::sign_registry(&registrar, &registry_file, now)?);
-    for (id, pk) in [("mpp-1771", fo_pk), ("dpmptsp", dpm_pk)] {
+    for (id, pk) in [(FRONT_OFFICE, fo_pk), ("dpmptsp", dpm_pk)] {
         statements.push(registrar.sign(key_added(id, &pk, now - DAY_MS, now + 365 * DAY_MS), now));
     }
     publish_statements(&nats.connect().await?, &statements).await?;

@@ -22,16 +22,14 @@ use mpp_registrar::{
 };
 use mpp_tests::dukcapil::{self, Answered};
 use mpp_tests::envelope::{body, encode, event_id, now_ms, publish, stream_last_seq, EventFactory};
-use mpp_tests::registry::{agency_entry, participant_key, test_registrar};
+use mpp_tests::registry::{agency_entry, participant_key, test_registrar, FRONT_OFFICE};
 use mpp_tests::services::{case_opening, AgencyOptions, HubProcess};
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{wait_for, AgencyProcess, READY_DEADLINE};
+use mpp_tests::{wait_for, AgencyProcess, DAY_MS, READY_DEADLINE};
 use prost::Message as _;
 
 const REGION: &str = "1771";
-const FRONT_OFFICE: &str = "mpp-1771";
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
-const DAY_MS: i64 = 86_400_000;
 
 /// The statements that register the front office of [`REGION`] (key
 /// `fo_pk`) and Dukcapil (its services from its catalogue, key `dk_pk`),
