@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mpp_agencies::{bank, bpn, cli, dpmptsp, dukcapil, imigrasi, pdam, pln, AgencyInfo, Answer, AGENCIES};
+use mpp_agency_kit::testing::grpc_channel;
 use mpp_agency_kit::{run_with, standard_event_id, Agency, AgencyService, Listeners, RunError};
 use mpp_core::EventKind;
 use mpp_proto::v1 as ev;
@@ -25,7 +26,6 @@ use mpp_test_support::NatsServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
 /// One agency service running in this process.
 struct Running {
@@ -67,10 +67,6 @@ where
     Running { info, addr, stop, task, _data: data }
 }
 
-async fn channel(addr: SocketAddr) -> Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
-}
-
 fn in_days(days: i64) -> i64 {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
     now + days * 24 * 60 * 60 * 1000
@@ -92,7 +88,7 @@ async fn dpmptsp_journey(addr: SocketAddr, case: &str) -> Walked {
     use dpmptsp::Call;
     use dpmptsp::INFO;
     use mpp_proto::agency::dpmptsp::v1 as pb;
-    let mut c = pb::dpmptsp_service_client::DpmptspServiceClient::new(channel(addr).await);
+    let mut c = pb::dpmptsp_service_client::DpmptspServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .ajukan_permohonan(pb::Permohonan {
             nomor_berkas: case.to_owned(),
@@ -142,7 +138,7 @@ async fn dpmptsp_journey(addr: SocketAddr, case: &str) -> Walked {
 async fn pln_journey(addr: SocketAddr, case: &str) -> Walked {
     use mpp_proto::agency::pln::v1 as pb;
     use pln::Call;
-    let mut c = pb::pln_service_client::PlnServiceClient::new(channel(addr).await);
+    let mut c = pb::pln_service_client::PlnServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .daftar_permohonan(pb::Permohonan {
             nomor_berkas: case.to_owned(),
@@ -188,7 +184,7 @@ async fn pln_journey(addr: SocketAddr, case: &str) -> Walked {
 async fn pdam_journey(addr: SocketAddr, case: &str) -> Walked {
     use mpp_proto::agency::pdam::v1 as pb;
     use pdam::Call;
-    let mut c = pb::pdam_service_client::PdamServiceClient::new(channel(addr).await);
+    let mut c = pb::pdam_service_client::PdamServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .ajukan_pendaftaran(pb::Pendaftaran {
             nomor_berkas: case.to_owned(),
@@ -234,7 +230,7 @@ async fn pdam_journey(addr: SocketAddr, case: &str) -> Walked {
 async fn bpn_journey(addr: SocketAddr, case: &str) -> Walked {
     use bpn::Call;
     use mpp_proto::agency::bpn::v1 as pb;
-    let mut c = pb::bpn_service_client::BpnServiceClient::new(channel(addr).await);
+    let mut c = pb::bpn_service_client::BpnServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .daftarkan_berkas(pb::PendaftaranBerkas {
             nomor_berkas_mpp: case.to_owned(),
@@ -294,7 +290,7 @@ async fn bpn_journey(addr: SocketAddr, case: &str) -> Walked {
 async fn imigrasi_journey(addr: SocketAddr, case: &str) -> Walked {
     use imigrasi::Call;
     use mpp_proto::agency::imigrasi::v1 as pb;
-    let mut c = pb::imigrasi_service_client::ImigrasiServiceClient::new(channel(addr).await);
+    let mut c = pb::imigrasi_service_client::ImigrasiServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .ajukan_permohonan(pb::Permohonan {
             nomor_berkas: case.to_owned(),
@@ -339,7 +335,7 @@ async fn imigrasi_journey(addr: SocketAddr, case: &str) -> Walked {
 async fn dukcapil_journey(addr: SocketAddr, case: &str) -> Walked {
     use dukcapil::Call;
     use mpp_proto::agency::dukcapil::v1 as pb;
-    let mut c = pb::dukcapil_service_client::DukcapilServiceClient::new(channel(addr).await);
+    let mut c = pb::dukcapil_service_client::DukcapilServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .ajukan_permohonan(pb::Permohonan {
             nomor_berkas: case.to_owned(),
@@ -374,7 +370,7 @@ async fn dukcapil_journey(addr: SocketAddr, case: &str) -> Walked {
 async fn bank_journey(addr: SocketAddr, case: &str) -> Walked {
     use bank::Call;
     use mpp_proto::agency::bank::v1 as pb;
-    let mut c = pb::bank_service_client::BankServiceClient::new(channel(addr).await);
+    let mut c = pb::bank_service_client::BankServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .ajukan_permohonan(pb::PermohonanNasabah {
             nomor_berkas: case.to_owned(),
