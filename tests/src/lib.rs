@@ -53,3 +53,10 @@ pub use wait::wait_for;
 
 /// The JetStream stream every agency publishes onto.
 pub const STREAM_NAME: &str = "MPP_EVENTS";
+
+/// A day, in milliseconds (due dates and appointments in the tests' events).
+pub const DAY_MS: i64 = 86_400_000;
+
+/// How long a hub, agency service or front office the tests start may take
+/// to become ready (or to listen), on a busy machine with a debug build.
+pub const READY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);

@@ -14,6 +14,9 @@ use mpp_agency_kit::signing::generate_key_file;
 use mpp_ledger::trust::Trust;
 use mpp_registrar::Registrar;
 
+/// The participant id of the front office of the tests' MPP (region 1771).
+pub const FRONT_OFFICE: &str = "mpp-1771";
+
 /// The test registrar's private key seed (public: tests only).
 pub const TEST_REGISTRAR_SEED: [u8; 32] = [0x7e; 32];
 
@@ -40,4 +43,17 @@ pub fn participant_key(dir: &Path, name: &str) -> Result<(PathBuf, [u8; 32])> {
     let path = dir.join(format!("{name}.key"));
     let pk = generate_key_file(&path).with_context(|| format!("creating {}", path.display()))?;
     Ok((path, pk))
+}
+
+/// The registry file's entry of the agency `id` (of `category`, serving
+/// `region`) whose services are those of its catalogue in the repository,
+/// `deploy/catalogue/<id>.toml`.
+pub fn agency_entry(id: &str, category: &str, region: &str) -> String {
+    let catalogue =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/catalogue").join(format!("{id}.toml"));
+    format!(
+        "[[participant]]\nid = \"{id}\"\nkind = \"agency\"\ncategory = \"{category}\"\nregions = [\"{region}\"]\n\
+         services_from_catalogue = {:?}\n",
+        catalogue.display().to_string()
+    )
 }

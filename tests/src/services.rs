@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 
+use mpp_proto::agency::dpmptsp::v1 as dpm;
 use mpp_proto::frontoffice::v1 as fo;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -89,6 +90,10 @@ pub const HARNESS_LOOKUPS_PER_MINUTE: u32 = 10_000_000;
 pub type FrontOfficeClient =
     fo::front_office_service_client::FrontOfficeServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// A client of mpp-dpmptsp with a harness token.
+pub type DpmptspClient =
+    dpm::dpmptsp_service_client::DpmptspServiceClient<InterceptedService<Channel, Bearer>>;
+
 /// A citizen's case opening at counter `ptg-loket-1` for "Siti Aminah":
 /// NIK `nik`, phone `telepon` (may be empty), no e-mail, default language,
 /// notifications on.
@@ -101,6 +106,27 @@ pub fn case_opening(nik: &str, telepon: &str) -> fo::PembukaanBerkas {
         surel: String::new(),
         bahasa: String::new(),
         tanpa_notifikasi: false,
+    }
+}
+
+/// A building approval (PBG) filed at DPMPTSP into case `nomor_berkas` by
+/// officer `dpm-1`, with the owner's KTP-el.
+pub fn pbg_filing(nomor_berkas: &str) -> dpm::Permohonan {
+    dpm::Permohonan {
+        nomor_berkas: nomor_berkas.to_owned(),
+        jenis_izin: dpm::JenisIzin::Pbg as i32,
+        dokumen: vec!["KTP-el pemohon / pemilik bangunan".to_owned()],
+        petugas: "dpm-1".to_owned(),
+    }
+}
+
+/// A DPMPTSP step of officer `dpm-1` on the application `nomor_registrasi`
+/// of case `nomor_berkas`.
+pub fn dpm_step(nomor_berkas: &str, nomor_registrasi: &str) -> dpm::Langkah {
+    dpm::Langkah {
+        nomor_berkas: nomor_berkas.to_owned(),
+        nomor_registrasi: nomor_registrasi.to_owned(),
+        petugas: "dpm-1".to_owned(),
     }
 }
 
@@ -674,11 +700,23 @@ impl AgencyProcess {
     /// A client of this front office's gRPC API (`mpp-frontoffice`) with
     /// its token; the channel connects lazily.
     pub fn front_office_client(&self) -> Result<FrontOfficeClient> {
-        let channel = tonic::transport::Endpoint::from_shared(self.grpc_endpoint())?.connect_lazy();
         Ok(fo::front_office_service_client::FrontOfficeServiceClient::with_interceptor(
-            channel,
+            self.channel()?,
             self.bearer()?,
         ))
+    }
+
+    /// A client of this process as mpp-dpmptsp, with its harness token.
+    pub fn dpmptsp_client(&self) -> Result<DpmptspClient> {
+        Ok(dpm::dpmptsp_service_client::DpmptspServiceClient::with_interceptor(
+            self.channel()?,
+            self.bearer()?,
+        ))
+    }
+
+    /// A channel to the gRPC port that connects on first use.
+    pub fn channel(&self) -> Result<Channel> {
+        Ok(tonic::transport::Endpoint::from_shared(self.grpc_endpoint())?.connect_lazy())
     }
 
     /// The gRPC endpoint URI.

@@ -15,13 +15,9 @@ use mpp_agency_kit::KitError;
 use mpp_proto::agency::bank::v1 as pb;
 use pb::bank_service_client::BankServiceClient;
 use pb::bank_service_server::{BankService, BankServiceServer};
-use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, ServiceInfo};
-
-/// The agency id on every event and subject.
-pub const AGENCY_ID: &str = "bank";
+use crate::common::{self, Category, ServiceInfo};
 
 /// Largest initial deposit the MPP desk takes, in rupiah; a larger opening
 /// deposit is a branch matter, and larger amounts here are typos.
@@ -29,45 +25,6 @@ pub const SETORAN_IDR_MAX: i64 = 1_000_000_000;
 
 /// Digits of the account number the service publishes.
 pub const ACCOUNT_DIGITS_SHOWN: usize = 4;
-
-/// Everything fixed about the bank's desk.
-pub static INFO: AgencyInfo = AgencyInfo {
-    agency_id: AGENCY_ID,
-    name: "Bank Mitra Swasta",
-    category: Category::Swasta,
-    binary: "mpp-bank",
-    default_grpc_addr: "127.0.0.1:50066",
-    grpc_service: <BankServiceServer<Bank> as NamedService>::NAME,
-    service_field: "produk",
-    application_prefix: "BNK",
-    application_field: "nomor_referensi",
-    catalogue: builtin_catalogue!("bank"),
-    services: &[
-        ServiceInfo {
-            value: pb::Produk::Tabungan as i32,
-            enum_name: "PRODUK_TABUNGAN",
-            service_id: "tabungan",
-            code: "TAB",
-        },
-        ServiceInfo {
-            value: pb::Produk::Kur as i32,
-            enum_name: "PRODUK_KUR",
-            service_id: "kur",
-            code: "KUR",
-        },
-    ],
-    rpcs: RPCS,
-    journey: &[
-        "AjukanPermohonan",
-        "VerifikasiDataNasabah",
-        "MintaDokumen",
-        "TerimaDokumen",
-        "TagihSetoranAwal",
-        "TerimaSetoranAwal",
-        "AktifkanRekening",
-        "SerahkanKartu",
-    ],
-};
 
 /// `nomor_rekening` with all but its last [`ACCOUNT_DIGITS_SHOWN`] digits
 /// replaced by `*`, after checking it is 10 to 16 digits.
@@ -82,6 +39,27 @@ fn masked_account(field: &'static str, value: &str) -> Result<String, KitError> 
 agency_service! {
     /// The RPC implementation.
     pub struct Bank: BankService, BankServiceServer, BankServiceClient;
+    /// Everything fixed about the bank's desk.
+    info "bank" {
+        name: "Bank Mitra Swasta",
+        category: Category::Swasta,
+        default_grpc_addr: "127.0.0.1:50066",
+        application_prefix: "BNK",
+        services: &[
+            ServiceInfo::new(pb::Produk::Tabungan as i32, "PRODUK_TABUNGAN", "tabungan", "TAB"),
+            ServiceInfo::new(pb::Produk::Kur as i32, "PRODUK_KUR", "kur", "KUR"),
+        ],
+        journey: &[
+            "AjukanPermohonan",
+            "VerifikasiDataNasabah",
+            "MintaDokumen",
+            "TerimaDokumen",
+            "TagihSetoranAwal",
+            "TerimaSetoranAwal",
+            "AktifkanRekening",
+            "SerahkanKartu",
+        ],
+    }
     langkah { nomor_berkas, nomor_referensi, petugas }
     filing AjukanPermohonan: ajukan_permohonan(pb::PermohonanNasabah) -> PermohonanDiterima { produk, dokumen }
         "`produk` → service; `dokumen` → `documents`",

@@ -9,68 +9,56 @@
 use mpp_proto::agency::bpn::v1 as pb;
 use pb::bpn_service_client::BpnServiceClient;
 use pb::bpn_service_server::{BpnService, BpnServiceServer};
-use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, ServiceInfo};
-
-/// The agency id on every event and subject.
-pub const AGENCY_ID: &str = "bpn";
+use crate::common::{self, Category, ServiceInfo};
 
 /// Largest PNBP one deposit order or payment may carry, in rupiah. Land
 /// PNBP grows with the land's value (transfer: 1‰ of it) and area
 /// (measurement), so the ceiling is high; beyond it an amount is a typo.
 pub const PNBP_IDR_MAX: i64 = 1_000_000_000;
 
-/// Everything fixed about the land office.
-pub static INFO: AgencyInfo = AgencyInfo {
-    agency_id: AGENCY_ID,
-    name: "Kantor Pertanahan (ATR/BPN)",
-    category: Category::Pusat,
-    binary: "mpp-bpn",
-    default_grpc_addr: "127.0.0.1:50063",
-    grpc_service: <BpnServiceServer<Bpn> as NamedService>::NAME,
-    service_field: "layanan",
-    application_prefix: "BPN",
-    application_field: "nomor_permohonan",
-    catalogue: builtin_catalogue!("bpn"),
-    services: &[
-        ServiceInfo {
-            value: pb::LayananPertanahan::Pengecekan as i32,
-            enum_name: "LAYANAN_PERTANAHAN_PENGECEKAN",
-            service_id: "pengecekan",
-            code: "CEK",
-        },
-        ServiceInfo {
-            value: pb::LayananPertanahan::PeralihanHak as i32,
-            enum_name: "LAYANAN_PERTANAHAN_PERALIHAN_HAK",
-            service_id: "peralihan-hak",
-            code: "PHAK",
-        },
-        ServiceInfo {
-            value: pb::LayananPertanahan::Pengukuran as i32,
-            enum_name: "LAYANAN_PERTANAHAN_PENGUKURAN",
-            service_id: "pengukuran",
-            code: "UKUR",
-        },
-    ],
-    rpcs: RPCS,
-    journey: &[
-        "DaftarkanBerkas",
-        "MintaKelengkapan",
-        "TerimaKelengkapan",
-        "MulaiPemeriksaan",
-        "TerbitkanSps",
-        "KonfirmasiPembayaran",
-        "JadwalkanPengukuran",
-        "TerbitkanProduk",
-        "SerahkanProduk",
-    ],
-};
-
 agency_service! {
     /// The RPC implementation.
     pub struct Bpn: BpnService, BpnServiceServer, BpnServiceClient;
+    /// Everything fixed about the land office.
+    info "bpn" {
+        name: "Kantor Pertanahan (ATR/BPN)",
+        category: Category::Pusat,
+        default_grpc_addr: "127.0.0.1:50063",
+        application_prefix: "BPN",
+        services: &[
+            ServiceInfo::new(
+                pb::LayananPertanahan::Pengecekan as i32,
+                "LAYANAN_PERTANAHAN_PENGECEKAN",
+                "pengecekan",
+                "CEK",
+            ),
+            ServiceInfo::new(
+                pb::LayananPertanahan::PeralihanHak as i32,
+                "LAYANAN_PERTANAHAN_PERALIHAN_HAK",
+                "peralihan-hak",
+                "PHAK",
+            ),
+            ServiceInfo::new(
+                pb::LayananPertanahan::Pengukuran as i32,
+                "LAYANAN_PERTANAHAN_PENGUKURAN",
+                "pengukuran",
+                "UKUR",
+            ),
+        ],
+        journey: &[
+            "DaftarkanBerkas",
+            "MintaKelengkapan",
+            "TerimaKelengkapan",
+            "MulaiPemeriksaan",
+            "TerbitkanSps",
+            "KonfirmasiPembayaran",
+            "JadwalkanPengukuran",
+            "TerbitkanProduk",
+            "SerahkanProduk",
+        ],
+    }
     langkah { nomor_berkas_mpp, nomor_permohonan, petugas }
     filing DaftarkanBerkas: daftarkan_berkas(pb::PendaftaranBerkas) -> BerkasTerdaftar { layanan, dokumen }
         "`layanan` → service; `dokumen` → `documents`",

@@ -47,6 +47,17 @@ pub struct ServiceInfo {
 }
 
 impl ServiceInfo {
+    /// A service: its enum `value` and the value's name in the proto, the
+    /// hub's `service_id` and the `code` inside its application ids.
+    pub const fn new(
+        value: i32,
+        enum_name: &'static str,
+        service_id: &'static str,
+        code: &'static str,
+    ) -> Self {
+        Self { value, enum_name, service_id, code }
+    }
+
     /// The service id as the core's type.
     pub fn service(&self) -> Result<ServiceId, KitError> {
         ServiceId::parse(self.service_id).map_err(KitError::Event)

@@ -13,13 +13,9 @@ use mpp_agency_kit::KitError;
 use mpp_proto::agency::dpmptsp::v1 as pb;
 use pb::dpmptsp_service_client::DpmptspServiceClient;
 use pb::dpmptsp_service_server::{DpmptspService, DpmptspServiceServer};
-use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, ServiceInfo};
-
-/// The agency id on every event and subject.
-pub const AGENCY_ID: &str = "dpmptsp";
+use crate::common::{self, Category, ServiceInfo};
 
 /// Largest retribution one SKRD or payment may carry, in rupiah. The PBG
 /// retribution grows with floor area and building class; even a large
@@ -31,43 +27,6 @@ pub const NIB_DIGITS: usize = 13;
 
 /// The service id of NIB guidance, whose issued number is a NIB.
 const NIB_SERVICE: &str = "nib";
-
-/// Everything fixed about DPMPTSP.
-pub static INFO: AgencyInfo = AgencyInfo {
-    agency_id: AGENCY_ID,
-    name: "DPMPTSP",
-    category: Category::Daerah,
-    binary: "mpp-dpmptsp",
-    default_grpc_addr: "127.0.0.1:50067",
-    grpc_service: <DpmptspServiceServer<Dpmptsp> as NamedService>::NAME,
-    service_field: "jenis_izin",
-    application_prefix: "DPM",
-    application_field: "nomor_registrasi",
-    catalogue: builtin_catalogue!("dpmptsp"),
-    services: &[
-        ServiceInfo {
-            value: pb::JenisIzin::Pbg as i32,
-            enum_name: "JENIS_IZIN_PBG",
-            service_id: "pbg",
-            code: "PBG",
-        },
-        ServiceInfo {
-            value: pb::JenisIzin::Nib as i32,
-            enum_name: "JENIS_IZIN_NIB",
-            service_id: NIB_SERVICE,
-            code: "NIB",
-        },
-    ],
-    rpcs: RPCS,
-    journey: &[
-        "AjukanPermohonan",
-        "MulaiPemeriksaan",
-        "JadwalkanPeninjauan",
-        "TetapkanRetribusi",
-        "KonfirmasiPembayaran",
-        "TerbitkanIzin",
-    ],
-};
 
 /// A permit number: a NIB has [`NIB_DIGITS`] digits; the numbers of the
 /// other permits are the office's own (required).
@@ -82,6 +41,25 @@ fn nomor_izin(service: &ServiceInfo, field: &'static str, value: &str) -> Result
 agency_service! {
     /// The RPC implementation.
     pub struct Dpmptsp: DpmptspService, DpmptspServiceServer, DpmptspServiceClient;
+    /// Everything fixed about DPMPTSP.
+    info "dpmptsp" {
+        name: "DPMPTSP",
+        category: Category::Daerah,
+        default_grpc_addr: "127.0.0.1:50067",
+        application_prefix: "DPM",
+        services: &[
+            ServiceInfo::new(pb::JenisIzin::Pbg as i32, "JENIS_IZIN_PBG", "pbg", "PBG"),
+            ServiceInfo::new(pb::JenisIzin::Nib as i32, "JENIS_IZIN_NIB", NIB_SERVICE, "NIB"),
+        ],
+        journey: &[
+            "AjukanPermohonan",
+            "MulaiPemeriksaan",
+            "JadwalkanPeninjauan",
+            "TetapkanRetribusi",
+            "KonfirmasiPembayaran",
+            "TerbitkanIzin",
+        ],
+    }
     langkah { nomor_berkas, nomor_registrasi, petugas }
     filing AjukanPermohonan: ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { jenis_izin, dokumen }
         "`jenis_izin` → service; `dokumen` → `documents`",

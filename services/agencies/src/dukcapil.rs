@@ -17,41 +17,7 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, ServiceInfo};
-
-/// The agency id on every event and subject.
-pub const AGENCY_ID: &str = "dukcapil";
-
-/// Everything fixed about Disdukcapil.
-pub static INFO: AgencyInfo = AgencyInfo {
-    agency_id: AGENCY_ID,
-    name: "Disdukcapil",
-    category: Category::Daerah,
-    binary: "mpp-dukcapil",
-    default_grpc_addr: "127.0.0.1:50061",
-    grpc_service: <DukcapilServiceServer<Dukcapil> as NamedService>::NAME,
-    service_field: "layanan",
-    application_prefix: "DKC",
-    application_field: "nomor_permohonan",
-    catalogue: builtin_catalogue!("dukcapil"),
-    services: &[
-        ServiceInfo { value: pb::Layanan::Kk as i32, enum_name: "LAYANAN_KK", service_id: "kk", code: "KK" },
-        ServiceInfo {
-            value: pb::Layanan::KtpEl as i32,
-            enum_name: "LAYANAN_KTP_EL",
-            service_id: "ktp-el",
-            code: "KTPEL",
-        },
-        ServiceInfo {
-            value: pb::Layanan::AktaLahir as i32,
-            enum_name: "LAYANAN_AKTA_LAHIR",
-            service_id: "akta-lahir",
-            code: "AKTA",
-        },
-    ],
-    rpcs: RPCS,
-    journey: &["AjukanPermohonan", "MulaiVerifikasi", "CetakDokumen", "SerahkanDokumen"],
-};
+use crate::common::{self, Category, ServiceInfo};
 
 /// The names reported SERVING by gRPC health.
 pub const SERVING: &[&str] = &[<DukcapilServiceServer<Dukcapil> as NamedService>::NAME];
@@ -88,6 +54,19 @@ pub async fn run(
 agency_service! {
     /// The RPC implementation.
     pub struct Dukcapil: DukcapilService, DukcapilServiceServer, DukcapilServiceClient;
+    /// Everything fixed about Disdukcapil.
+    info "dukcapil" {
+        name: "Disdukcapil",
+        category: Category::Daerah,
+        default_grpc_addr: "127.0.0.1:50061",
+        application_prefix: "DKC",
+        services: &[
+            ServiceInfo::new(pb::Layanan::Kk as i32, "LAYANAN_KK", "kk", "KK"),
+            ServiceInfo::new(pb::Layanan::KtpEl as i32, "LAYANAN_KTP_EL", "ktp-el", "KTPEL"),
+            ServiceInfo::new(pb::Layanan::AktaLahir as i32, "LAYANAN_AKTA_LAHIR", "akta-lahir", "AKTA"),
+        ],
+        journey: &["AjukanPermohonan", "MulaiVerifikasi", "CetakDokumen", "SerahkanDokumen"],
+    }
     langkah { nomor_berkas, nomor_permohonan, petugas }
     filing AjukanPermohonan: ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { layanan, dokumen }
         "`layanan` → service; `dokumen` → `documents`",

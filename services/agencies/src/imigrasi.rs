@@ -13,55 +13,14 @@ use mpp_agency_kit::KitError;
 use mpp_proto::agency::imigrasi::v1 as pb;
 use pb::imigrasi_service_client::ImigrasiServiceClient;
 use pb::imigrasi_service_server::{ImigrasiService, ImigrasiServiceServer};
-use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, ServiceInfo};
-
-/// The agency id on every event and subject.
-pub const AGENCY_ID: &str = "imigrasi";
+use crate::common::{self, Category, ServiceInfo};
 
 /// Largest PNBP one billing code or payment may carry, in rupiah: the most
 /// expensive passport plus the same-day (percepatan) service and the charge
 /// for a lost passport stay well below it.
 pub const PNBP_IDR_MAX: i64 = 5_000_000;
-
-/// Everything fixed about Kantor Imigrasi.
-pub static INFO: AgencyInfo = AgencyInfo {
-    agency_id: AGENCY_ID,
-    name: "Kantor Imigrasi",
-    category: Category::Vertikal,
-    binary: "mpp-imigrasi",
-    default_grpc_addr: "127.0.0.1:50062",
-    grpc_service: <ImigrasiServiceServer<Imigrasi> as NamedService>::NAME,
-    service_field: "jenis_paspor",
-    application_prefix: "IMG",
-    application_field: "nomor_permohonan",
-    catalogue: builtin_catalogue!("imigrasi"),
-    services: &[
-        ServiceInfo {
-            value: pb::JenisPaspor::Biasa as i32,
-            enum_name: "JENIS_PASPOR_BIASA",
-            service_id: "paspor",
-            code: "PASPOR",
-        },
-        ServiceInfo {
-            value: pb::JenisPaspor::Elektronik as i32,
-            enum_name: "JENIS_PASPOR_ELEKTRONIK",
-            service_id: "paspor-el",
-            code: "EPASPOR",
-        },
-    ],
-    rpcs: RPCS,
-    journey: &[
-        "AjukanPermohonan",
-        "MulaiWawancara",
-        "TerbitkanKodeBilling",
-        "KonfirmasiPembayaran",
-        "CetakPaspor",
-        "SerahkanPaspor",
-    ],
-};
 
 /// Whether `s` looks like an Indonesian passport number: one or two capital
 /// letters, then 6 or 7 digits.
@@ -83,6 +42,30 @@ fn passport_number(field: &'static str, value: &str) -> Result<String, KitError>
 agency_service! {
     /// The RPC implementation.
     pub struct Imigrasi: ImigrasiService, ImigrasiServiceServer, ImigrasiServiceClient;
+    /// Everything fixed about Kantor Imigrasi.
+    info "imigrasi" {
+        name: "Kantor Imigrasi",
+        category: Category::Vertikal,
+        default_grpc_addr: "127.0.0.1:50062",
+        application_prefix: "IMG",
+        services: &[
+            ServiceInfo::new(pb::JenisPaspor::Biasa as i32, "JENIS_PASPOR_BIASA", "paspor", "PASPOR"),
+            ServiceInfo::new(
+                pb::JenisPaspor::Elektronik as i32,
+                "JENIS_PASPOR_ELEKTRONIK",
+                "paspor-el",
+                "EPASPOR",
+            ),
+        ],
+        journey: &[
+            "AjukanPermohonan",
+            "MulaiWawancara",
+            "TerbitkanKodeBilling",
+            "KonfirmasiPembayaran",
+            "CetakPaspor",
+            "SerahkanPaspor",
+        ],
+    }
     langkah { nomor_berkas, nomor_permohonan, petugas }
     filing AjukanPermohonan: ajukan_permohonan(pb::Permohonan) -> PermohonanDiterima { jenis_paspor, dokumen }
         "`jenis_paspor` → service; `dokumen` → `documents`",

@@ -11,55 +11,14 @@ use mpp_agency_kit::KitError;
 use mpp_proto::agency::pdam::v1 as pb;
 use pb::pdam_service_client::PdamServiceClient;
 use pb::pdam_service_server::{PdamService, PdamServiceServer};
-use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, ServiceInfo};
-
-/// The agency id on every event and subject.
-pub const AGENCY_ID: &str = "pdam";
+use crate::common::{self, Category, ServiceInfo};
 
 /// Largest cost estimate or payment, in rupiah. A house connection costs a
 /// few million; a long service pipe or a commercial connection more, but
 /// not this.
 pub const BIAYA_IDR_MAX: i64 = 50_000_000;
-
-/// Everything fixed about the PDAM.
-pub static INFO: AgencyInfo = AgencyInfo {
-    agency_id: AGENCY_ID,
-    name: "Perumda Air Minum (PDAM)",
-    category: Category::Bumd,
-    binary: "mpp-pdam",
-    default_grpc_addr: "127.0.0.1:50065",
-    grpc_service: <PdamServiceServer<Pdam> as NamedService>::NAME,
-    service_field: "layanan",
-    application_prefix: "PDAM",
-    application_field: "nomor_pendaftaran",
-    catalogue: builtin_catalogue!("pdam"),
-    services: &[
-        ServiceInfo {
-            value: pb::Layanan::SambunganBaru as i32,
-            enum_name: "LAYANAN_SAMBUNGAN_BARU",
-            service_id: "sambungan",
-            code: "SB",
-        },
-        ServiceInfo {
-            value: pb::Layanan::BalikNama as i32,
-            enum_name: "LAYANAN_BALIK_NAMA",
-            service_id: "balik-nama",
-            code: "BN",
-        },
-    ],
-    rpcs: RPCS,
-    journey: &[
-        "AjukanPendaftaran",
-        "JadwalkanSurvei",
-        "TerbitkanRab",
-        "KonfirmasiPembayaran",
-        "JadwalkanPemasangan",
-        "AktifkanSambungan",
-    ],
-};
 
 /// A connection number: 6 to 12 digits.
 fn nomor_sambungan(field: &'static str, value: &str) -> Result<String, KitError> {
@@ -69,6 +28,25 @@ fn nomor_sambungan(field: &'static str, value: &str) -> Result<String, KitError>
 agency_service! {
     /// The RPC implementation.
     pub struct Pdam: PdamService, PdamServiceServer, PdamServiceClient;
+    /// Everything fixed about the PDAM.
+    info "pdam" {
+        name: "Perumda Air Minum (PDAM)",
+        category: Category::Bumd,
+        default_grpc_addr: "127.0.0.1:50065",
+        application_prefix: "PDAM",
+        services: &[
+            ServiceInfo::new(pb::Layanan::SambunganBaru as i32, "LAYANAN_SAMBUNGAN_BARU", "sambungan", "SB"),
+            ServiceInfo::new(pb::Layanan::BalikNama as i32, "LAYANAN_BALIK_NAMA", "balik-nama", "BN"),
+        ],
+        journey: &[
+            "AjukanPendaftaran",
+            "JadwalkanSurvei",
+            "TerbitkanRab",
+            "KonfirmasiPembayaran",
+            "JadwalkanPemasangan",
+            "AktifkanSambungan",
+        ],
+    }
     langkah { nomor_berkas, nomor_pendaftaran, petugas }
     filing AjukanPendaftaran: ajukan_pendaftaran(pb::Pendaftaran) -> PendaftaranDiterima { layanan, dokumen }
         "`layanan` → service; `dokumen` → `documents`",

@@ -32,13 +32,9 @@ use mpp_proto::agency::pln::v1 as pb;
 use mpp_proto::v1 as hub;
 use pb::pln_service_client::PlnServiceClient;
 use pb::pln_service_server::{PlnService, PlnServiceServer};
-use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::common::{self, AgencyInfo, Category, ServiceInfo};
-
-/// The agency id on every event and subject.
-pub const AGENCY_ID: &str = "pln";
+use crate::common::{self, Category, ServiceInfo};
 
 /// Largest bill or payment, in rupiah. The connection cost grows with the
 /// power asked for; low-voltage connections (up to 197 kVA, what an MPP
@@ -47,43 +43,6 @@ pub const TAGIHAN_IDR_MAX: i64 = 500_000_000;
 
 /// Digits of a PLN customer id (ID pelanggan).
 pub const ID_PELANGGAN_DIGITS: usize = 12;
-
-/// Everything fixed about PLN.
-pub static INFO: AgencyInfo = AgencyInfo {
-    agency_id: AGENCY_ID,
-    name: "PT PLN (Persero)",
-    category: Category::Bumn,
-    binary: "mpp-pln",
-    default_grpc_addr: "127.0.0.1:50064",
-    grpc_service: <PlnServiceServer<Pln> as NamedService>::NAME,
-    service_field: "jenis_layanan",
-    application_prefix: "PLN",
-    application_field: "nomor_agenda",
-    catalogue: builtin_catalogue!("pln"),
-    services: &[
-        ServiceInfo {
-            value: pb::JenisLayanan::PasangBaru as i32,
-            enum_name: "JENIS_LAYANAN_PASANG_BARU",
-            service_id: "pasang-baru",
-            code: "PB",
-        },
-        ServiceInfo {
-            value: pb::JenisLayanan::TambahDaya as i32,
-            enum_name: "JENIS_LAYANAN_TAMBAH_DAYA",
-            service_id: "tambah-daya",
-            code: "TD",
-        },
-    ],
-    rpcs: RPCS,
-    journey: &[
-        "DaftarPermohonan",
-        "JadwalkanSurvei",
-        "TerbitkanTagihan",
-        "KonfirmasiPembayaran",
-        "JadwalkanPemasangan",
-        "NyalakanSambungan",
-    ],
-};
 
 /// A PLN payment code: 10 to 16 digits.
 fn kode_bayar(field: &'static str, value: &str) -> Result<String, KitError> {
@@ -100,6 +59,35 @@ fn id_pelanggan(field: &'static str, value: &str) -> Result<String, KitError> {
 agency_service! {
     /// The RPC implementation.
     pub struct Pln: PlnService, PlnServiceServer, PlnServiceClient;
+    /// Everything fixed about PLN.
+    info "pln" {
+        name: "PT PLN (Persero)",
+        category: Category::Bumn,
+        default_grpc_addr: "127.0.0.1:50064",
+        application_prefix: "PLN",
+        services: &[
+            ServiceInfo::new(
+                pb::JenisLayanan::PasangBaru as i32,
+                "JENIS_LAYANAN_PASANG_BARU",
+                "pasang-baru",
+                "PB",
+            ),
+            ServiceInfo::new(
+                pb::JenisLayanan::TambahDaya as i32,
+                "JENIS_LAYANAN_TAMBAH_DAYA",
+                "tambah-daya",
+                "TD",
+            ),
+        ],
+        journey: &[
+            "DaftarPermohonan",
+            "JadwalkanSurvei",
+            "TerbitkanTagihan",
+            "KonfirmasiPembayaran",
+            "JadwalkanPemasangan",
+            "NyalakanSambungan",
+        ],
+    }
     langkah { nomor_berkas, nomor_agenda, petugas }
     filing DaftarPermohonan: daftar_permohonan(pb::Permohonan) -> PermohonanTerdaftar { jenis_layanan, dokumen }
         "`jenis_layanan` → service; `dokumen` → `documents`",

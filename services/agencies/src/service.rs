@@ -10,12 +10,17 @@
 //! inverse to each other; the round-trip test of every agency checks it.
 //!
 //! The macro is used inside an agency module and expects there: `pb` (the
-//! agency's generated package, with its `Langkah` and `Diterima`), `INFO`
-//! (its [`crate::common::AgencyInfo`]), `AGENCY_ID`, and `Request`,
-//! `Response` and `Status` from tonic.
+//! agency's generated package, with its `Langkah` and `Diterima`), and
+//! `Request`, `Response` and `Status` from tonic.
 
 /// Writes, for one agency module:
 ///
+/// - `AGENCY_ID` and `INFO`, the agency's [`crate::common::AgencyInfo`]:
+///   the fields of the `info "<agency id>" { .. }` block, and those that
+///   follow from the rest of the declaration (the binary `mpp-<id>`, the
+///   built-in catalogue `deploy/catalogue/<id>.toml`, the gRPC service's
+///   name, the service and application field names of the filing and
+///   `langkah` lines, and `RPCS`);
 /// - the service struct `$name` over a kit `Agency`, with `new`, `server`
 ///   (the tonic server), `langkah` (parses a `pb::Langkah` with the field
 ///   names of `TOP` or `NESTED`) and `publish` (publishes one step and
@@ -58,12 +63,29 @@ macro_rules! agency_service {
     (
         $(#[$meta:meta])*
         pub struct $name:ident: $service:ident, $server:ident, $client:ident;
+        $(#[$info_meta:meta])*
+        info $id:literal { $($info_field:ident: $info_value:expr,)* }
         langkah { $case:ident, $application:ident, $officer:ident }
         filing $Filing:ident: $filing:ident(pb::$FilingReq:ident) -> $filed:ident {
             $service_field:ident, $documents:ident
         } $filing_fields:expr,
         steps { $($Rpc:ident: $method:ident(pb::$Req:ident) => $shape:ident { $($spec:tt)* } $fields:expr,)* }
     ) => {
+        /// The agency id on every event and subject.
+        pub const AGENCY_ID: &str = $id;
+
+        $(#[$info_meta])*
+        pub static INFO: $crate::common::AgencyInfo = $crate::common::AgencyInfo {
+            agency_id: AGENCY_ID,
+            binary: concat!("mpp-", $id),
+            grpc_service: <$server<$name> as tonic::server::NamedService>::NAME,
+            service_field: stringify!($service_field),
+            application_field: stringify!($application),
+            catalogue: builtin_catalogue!($id),
+            rpcs: RPCS,
+            $($info_field: $info_value,)*
+        };
+
         /// The mapping table ([`INFO`]'s `rpcs`): every RPC in the order of
         /// the proto, the common event it publishes and how its fields
         /// become the event's (for `docs/MAPPING.md`).

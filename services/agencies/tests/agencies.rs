@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mpp_agencies::{bank, bpn, cli, dpmptsp, dukcapil, imigrasi, pdam, pln, AgencyInfo, AGENCIES};
+use mpp_agencies::{bank, bpn, cli, dpmptsp, dukcapil, imigrasi, pdam, pln, AgencyInfo, Answer, AGENCIES};
+use mpp_agency_kit::testing::grpc_channel;
 use mpp_agency_kit::{run_with, standard_event_id, Agency, AgencyService, Listeners, RunError};
 use mpp_core::EventKind;
 use mpp_proto::v1 as ev;
@@ -25,7 +26,6 @@ use mpp_test_support::NatsServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
 /// One agency service running in this process.
 struct Running {
@@ -67,13 +67,15 @@ where
     Running { info, addr, stop, task, _data: data }
 }
 
-async fn channel(addr: SocketAddr) -> Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
-}
-
 fn in_days(days: i64) -> i64 {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
     now + days * 24 * 60 * 60 * 1000
+}
+
+/// The event ids a journey's call was answered with; a refused call fails
+/// the test naming its RPC.
+fn answered(rpc: &str, answer: Result<Answer, tonic::Status>) -> Vec<String> {
+    answer.unwrap_or_else(|e| panic!("{rpc}: {e}")).event_ids
 }
 
 /// What one journey produced: the case and the event ids, in order.
@@ -83,9 +85,10 @@ struct Walked {
 }
 
 async fn dpmptsp_journey(addr: SocketAddr, case: &str) -> Walked {
+    use dpmptsp::Call;
     use dpmptsp::INFO;
     use mpp_proto::agency::dpmptsp::v1 as pb;
-    let mut c = pb::dpmptsp_service_client::DpmptspServiceClient::new(channel(addr).await);
+    let mut c = pb::dpmptsp_service_client::DpmptspServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .ajukan_permohonan(pb::Permohonan {
             nomor_berkas: case.to_owned(),
@@ -102,45 +105,40 @@ async fn dpmptsp_journey(addr: SocketAddr, case: &str) -> Walked {
         nomor_registrasi: filed.nomor_registrasi.clone(),
         petugas: "ptsp-2".into(),
     });
-    let mut ids = filed.event_ids;
-    ids.push(c.mulai_pemeriksaan(l.clone().unwrap()).await.unwrap().into_inner().event_id);
-    let r = c
-        .jadwalkan_peninjauan(pb::PeninjauanLapangan {
+    let steps = [
+        Call::MulaiPemeriksaan(l.clone().unwrap()),
+        Call::JadwalkanPeninjauan(pb::PeninjauanLapangan {
             langkah: l.clone(),
             waktu_ms: in_days(3),
             lokasi: "Kel. Anggut Atas".into(),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c
-        .tetapkan_retribusi(pb::Skrd {
+        }),
+        Call::TetapkanRetribusi(pb::Skrd {
             langkah: l.clone(),
             jumlah_retribusi: 2_340_000,
             nomor_skrd: "SKRD/PBG/2026/0042".into(),
             saluran_pembayaran: "Bank daerah".into(),
             jatuh_tempo_ms: in_days(30),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c
-        .konfirmasi_pembayaran(pb::PembayaranRetribusi {
+        }),
+        Call::KonfirmasiPembayaran(pb::PembayaranRetribusi {
             langkah: l.clone(),
             jumlah_bayar: 2_340_000,
             nomor_sts: "STS-1187".into(),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c
-        .terbitkan_izin(pb::IzinTerbit { langkah: l.clone(), nomor_izin: "SK-PBG-177101-0001".into() })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
+        }),
+        Call::TerbitkanIzin(pb::IzinTerbit { langkah: l.clone(), nomor_izin: "SK-PBG-177101-0001".into() }),
+    ];
+    let mut ids = filed.event_ids;
+    for call in steps {
+        let rpc = call.rpc();
+        ids.extend(answered(rpc, call.call(&mut c).await));
+    }
     assert_eq!(INFO.journey.len(), ids.len());
     Walked { case: filed.nomor_berkas, event_ids: ids }
 }
 
 async fn pln_journey(addr: SocketAddr, case: &str) -> Walked {
     use mpp_proto::agency::pln::v1 as pb;
-    let mut c = pb::pln_service_client::PlnServiceClient::new(channel(addr).await);
+    use pln::Call;
+    let mut c = pb::pln_service_client::PlnServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .daftar_permohonan(pb::Permohonan {
             nomor_berkas: case.to_owned(),
@@ -158,36 +156,35 @@ async fn pln_journey(addr: SocketAddr, case: &str) -> Walked {
     });
     let visit =
         |days| pb::Kunjungan { langkah: l.clone(), waktu_ms: in_days(days), alamat: "Jl. Merapi 5".into() };
-    let mut ids = filed.event_ids;
-    ids.push(c.jadwalkan_survei(visit(1)).await.unwrap().into_inner().event_id);
-    let r = c
-        .terbitkan_tagihan(pb::Tagihan {
+    let steps = [
+        Call::JadwalkanSurvei(visit(1)),
+        Call::TerbitkanTagihan(pb::Tagihan {
             langkah: l.clone(),
             jumlah_tagihan: 1_259_700,
             kode_bayar: "521100123456".into(),
             saluran_pembayaran: "PLN Mobile".into(),
             jatuh_tempo_ms: in_days(7),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c
-        .konfirmasi_pembayaran(pb::Pembayaran {
+        }),
+        Call::KonfirmasiPembayaran(pb::Pembayaran {
             langkah: l.clone(),
             jumlah_bayar: 1_259_700,
             nomor_referensi: "BANK-REF-1".into(),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    ids.push(c.jadwalkan_pemasangan(visit(4)).await.unwrap().into_inner().event_id);
-    let r =
-        c.nyalakan_sambungan(pb::Penyalaan { langkah: l.clone(), id_pelanggan: "172010012345".into() }).await;
-    ids.push(r.unwrap().into_inner().event_id);
+        }),
+        Call::JadwalkanPemasangan(visit(4)),
+        Call::NyalakanSambungan(pb::Penyalaan { langkah: l.clone(), id_pelanggan: "172010012345".into() }),
+    ];
+    let mut ids = filed.event_ids;
+    for call in steps {
+        let rpc = call.rpc();
+        ids.extend(answered(rpc, call.call(&mut c).await));
+    }
     Walked { case: filed.nomor_berkas, event_ids: ids }
 }
 
 async fn pdam_journey(addr: SocketAddr, case: &str) -> Walked {
     use mpp_proto::agency::pdam::v1 as pb;
-    let mut c = pb::pdam_service_client::PdamServiceClient::new(channel(addr).await);
+    use pdam::Call;
+    let mut c = pb::pdam_service_client::PdamServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .ajukan_pendaftaran(pb::Pendaftaran {
             nomor_berkas: case.to_owned(),
@@ -205,37 +202,35 @@ async fn pdam_journey(addr: SocketAddr, case: &str) -> Walked {
     });
     let visit =
         |days| pb::Kunjungan { langkah: l.clone(), waktu_ms: in_days(days), alamat: "Jl. Salak 9".into() };
-    let mut ids = filed.event_ids;
-    ids.push(c.jadwalkan_survei(visit(1)).await.unwrap().into_inner().event_id);
-    let r = c
-        .terbitkan_rab(pb::Rab {
+    let steps = [
+        Call::JadwalkanSurvei(visit(1)),
+        Call::TerbitkanRab(pb::Rab {
             langkah: l.clone(),
             jumlah_biaya: 1_750_000,
             nomor_rab: "RAB/2026/00123".into(),
             saluran_pembayaran: "Kasir PDAM".into(),
             batas_bayar_ms: in_days(14),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c
-        .konfirmasi_pembayaran(pb::Pembayaran {
+        }),
+        Call::KonfirmasiPembayaran(pb::Pembayaran {
             langkah: l.clone(),
             jumlah_bayar: 1_750_000,
             nomor_kuitansi: "KW-0099".into(),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    ids.push(c.jadwalkan_pemasangan(visit(6)).await.unwrap().into_inner().event_id);
-    let r = c
-        .aktifkan_sambungan(pb::SambunganAktif { langkah: l.clone(), nomor_sambungan: "0104512".into() })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
+        }),
+        Call::JadwalkanPemasangan(visit(6)),
+        Call::AktifkanSambungan(pb::SambunganAktif { langkah: l.clone(), nomor_sambungan: "0104512".into() }),
+    ];
+    let mut ids = filed.event_ids;
+    for call in steps {
+        let rpc = call.rpc();
+        ids.extend(answered(rpc, call.call(&mut c).await));
+    }
     Walked { case: filed.nomor_berkas, event_ids: ids }
 }
 
 async fn bpn_journey(addr: SocketAddr, case: &str) -> Walked {
+    use bpn::Call;
     use mpp_proto::agency::bpn::v1 as pb;
-    let mut c = pb::bpn_service_client::BpnServiceClient::new(channel(addr).await);
+    let mut c = pb::bpn_service_client::BpnServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .daftarkan_berkas(pb::PendaftaranBerkas {
             nomor_berkas_mpp: case.to_owned(),
@@ -252,61 +247,50 @@ async fn bpn_journey(addr: SocketAddr, case: &str) -> Walked {
         petugas: "bpn-03".into(),
     };
     let l = Some(top.clone());
-    let mut ids = filed.event_ids;
-    let r = c
-        .minta_kelengkapan(pb::KekuranganBerkas {
+    let steps = [
+        Call::MintaKelengkapan(pb::KekuranganBerkas {
             langkah: l.clone(),
             dokumen: vec!["Surat pernyataan tanda batas".into()],
             loket: "Loket BPN".into(),
             catatan: String::new(),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c
-        .terima_kelengkapan(pb::BerkasDilengkapi {
+        }),
+        Call::TerimaKelengkapan(pb::BerkasDilengkapi {
             langkah: l.clone(),
             dokumen: vec!["Surat pernyataan tanda batas".into()],
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    ids.push(c.mulai_pemeriksaan(top.clone()).await.unwrap().into_inner().event_id);
-    let r = c
-        .terbitkan_sps(pb::SuratPerintahSetor {
+        }),
+        Call::MulaiPemeriksaan(top.clone()),
+        Call::TerbitkanSps(pb::SuratPerintahSetor {
             langkah: l.clone(),
             jumlah_pnbp: 1_250_000,
             kode_billing: "820260115000777".into(),
             saluran_pembayaran: "SIMPONI".into(),
             batas_bayar_ms: in_days(7),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c
-        .konfirmasi_pembayaran(pb::PembayaranPnbp {
+        }),
+        Call::KonfirmasiPembayaran(pb::PembayaranPnbp {
             langkah: l.clone(),
             jumlah_pnbp: 1_250_000,
             ntpn: "A1B2C3D4E5F6G7H8".into(),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c
-        .jadwalkan_pengukuran(pb::JadwalPengukuran {
+        }),
+        Call::JadwalkanPengukuran(pb::JadwalPengukuran {
             langkah: l.clone(),
             waktu_ms: in_days(5),
             lokasi: "Kel. Padang Jati".into(),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c
-        .terbitkan_produk(pb::ProdukTerbit { langkah: l.clone(), nomor_produk: "PBT 00123/2026".into() })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    ids.push(c.serahkan_produk(top).await.unwrap().into_inner().event_id);
+        }),
+        Call::TerbitkanProduk(pb::ProdukTerbit { langkah: l.clone(), nomor_produk: "PBT 00123/2026".into() }),
+        Call::SerahkanProduk(top),
+    ];
+    let mut ids = filed.event_ids;
+    for call in steps {
+        let rpc = call.rpc();
+        ids.extend(answered(rpc, call.call(&mut c).await));
+    }
     Walked { case: filed.nomor_berkas_mpp, event_ids: ids }
 }
 
 async fn imigrasi_journey(addr: SocketAddr, case: &str) -> Walked {
+    use imigrasi::Call;
     use mpp_proto::agency::imigrasi::v1 as pb;
-    let mut c = pb::imigrasi_service_client::ImigrasiServiceClient::new(channel(addr).await);
+    let mut c = pb::imigrasi_service_client::ImigrasiServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .ajukan_permohonan(pb::Permohonan {
             nomor_berkas: case.to_owned(),
@@ -323,35 +307,35 @@ async fn imigrasi_journey(addr: SocketAddr, case: &str) -> Walked {
         petugas: "img-08".into(),
     };
     let l = Some(top.clone());
-    let mut ids = filed.event_ids;
-    ids.push(c.mulai_wawancara(top.clone()).await.unwrap().into_inner().event_id);
-    let r = c
-        .terbitkan_kode_billing(pb::KodeBilling {
+    let steps = [
+        Call::MulaiWawancara(top.clone()),
+        Call::TerbitkanKodeBilling(pb::KodeBilling {
             langkah: l.clone(),
             jumlah_pnbp: 650_000,
             kode_billing: "820260114000123".into(),
             saluran_pembayaran: "SIMPONI".into(),
             berlaku_sampai_ms: 0,
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c
-        .konfirmasi_pembayaran(pb::PembayaranPnbp {
+        }),
+        Call::KonfirmasiPembayaran(pb::PembayaranPnbp {
             langkah: l.clone(),
             jumlah_pnbp: 650_000,
             ntpn: "0A1B2C3D4E5F6G7H".into(),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c.cetak_paspor(pb::PasporDicetak { langkah: l.clone(), nomor_paspor: "E1234567".into() }).await;
-    ids.push(r.unwrap().into_inner().event_id);
-    ids.push(c.serahkan_paspor(top).await.unwrap().into_inner().event_id);
+        }),
+        Call::CetakPaspor(pb::PasporDicetak { langkah: l.clone(), nomor_paspor: "E1234567".into() }),
+        Call::SerahkanPaspor(top),
+    ];
+    let mut ids = filed.event_ids;
+    for call in steps {
+        let rpc = call.rpc();
+        ids.extend(answered(rpc, call.call(&mut c).await));
+    }
     Walked { case: filed.nomor_berkas, event_ids: ids }
 }
 
 async fn dukcapil_journey(addr: SocketAddr, case: &str) -> Walked {
+    use dukcapil::Call;
     use mpp_proto::agency::dukcapil::v1 as pb;
-    let mut c = pb::dukcapil_service_client::DukcapilServiceClient::new(channel(addr).await);
+    let mut c = pb::dukcapil_service_client::DukcapilServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .ajukan_permohonan(pb::Permohonan {
             nomor_berkas: case.to_owned(),
@@ -367,22 +351,26 @@ async fn dukcapil_journey(addr: SocketAddr, case: &str) -> Walked {
         nomor_permohonan: filed.nomor_permohonan.clone(),
         petugas: "dkc-08".into(),
     };
-    let mut ids = filed.event_ids;
-    ids.push(c.mulai_verifikasi(top.clone()).await.unwrap().into_inner().event_id);
-    let r = c
-        .cetak_dokumen(pb::DokumenDicetak {
+    let steps = [
+        Call::MulaiVerifikasi(top.clone()),
+        Call::CetakDokumen(pb::DokumenDicetak {
             langkah: Some(top.clone()),
             nomor_register: "AL.1771.0001".into(),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    ids.push(c.serahkan_dokumen(top).await.unwrap().into_inner().event_id);
+        }),
+        Call::SerahkanDokumen(top),
+    ];
+    let mut ids = filed.event_ids;
+    for call in steps {
+        let rpc = call.rpc();
+        ids.extend(answered(rpc, call.call(&mut c).await));
+    }
     Walked { case: filed.nomor_berkas, event_ids: ids }
 }
 
 async fn bank_journey(addr: SocketAddr, case: &str) -> Walked {
+    use bank::Call;
     use mpp_proto::agency::bank::v1 as pb;
-    let mut c = pb::bank_service_client::BankServiceClient::new(channel(addr).await);
+    let mut c = pb::bank_service_client::BankServiceClient::new(grpc_channel(addr).await);
     let filed = c
         .ajukan_permohonan(pb::PermohonanNasabah {
             nomor_berkas: case.to_owned(),
@@ -399,41 +387,37 @@ async fn bank_journey(addr: SocketAddr, case: &str) -> Walked {
         petugas: "cs-22".into(),
     };
     let l = Some(top.clone());
-    let mut ids = filed.event_ids;
-    ids.push(c.verifikasi_data_nasabah(top.clone()).await.unwrap().into_inner().event_id);
-    let r = c
-        .minta_dokumen(pb::DokumenKurang {
+    let steps = [
+        Call::VerifikasiDataNasabah(top.clone()),
+        Call::MintaDokumen(pb::DokumenKurang {
             langkah: l.clone(),
             dokumen: vec!["NPWP".into()],
             meja_layanan: "Meja Bank Mitra Swasta".into(),
             catatan: String::new(),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c.terima_dokumen(pb::DokumenDiterima { langkah: l.clone(), dokumen: vec!["NPWP".into()] }).await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c
-        .tagih_setoran_awal(pb::TagihanSetoranAwal {
+        }),
+        Call::TerimaDokumen(pb::DokumenDiterima { langkah: l.clone(), dokumen: vec!["NPWP".into()] }),
+        Call::TagihSetoranAwal(pb::TagihanSetoranAwal {
             langkah: l.clone(),
             jumlah_setoran: 100_000,
             saluran_setoran: "Teller".into(),
             batas_setor_ms: in_days(3),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c
-        .terima_setoran_awal(pb::SetoranAwal {
+        }),
+        Call::TerimaSetoranAwal(pb::SetoranAwal {
             langkah: l.clone(),
             jumlah_setoran: 100_000,
             nomor_transaksi: "TRX-1".into(),
-        })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    let r = c
-        .aktifkan_rekening(pb::RekeningAktif { langkah: l.clone(), nomor_rekening: "0081234567890".into() })
-        .await;
-    ids.push(r.unwrap().into_inner().event_id);
-    ids.push(c.serahkan_kartu(top).await.unwrap().into_inner().event_id);
+        }),
+        Call::AktifkanRekening(pb::RekeningAktif {
+            langkah: l.clone(),
+            nomor_rekening: "0081234567890".into(),
+        }),
+        Call::SerahkanKartu(top),
+    ];
+    let mut ids = filed.event_ids;
+    for call in steps {
+        let rpc = call.rpc();
+        ids.extend(answered(rpc, call.call(&mut c).await));
+    }
     Walked { case: filed.nomor_berkas, event_ids: ids }
 }
 

@@ -19,6 +19,7 @@ use common::{read_stream, Stored};
 use std::path::Path;
 
 use mpp_agencies::{cli, pln};
+use mpp_agency_kit::testing::grpc_channel;
 use mpp_agency_kit::{run_with, standard_event_id, Listeners, RunError, StandardsError};
 use mpp_core::ids::ServiceId;
 use mpp_proto::agency::pln::v1 as pb;
@@ -146,11 +147,7 @@ async fn a_raised_version_reaches_the_stream_once_and_a_silent_change_refuses_to
     let running = start(&url, data.path(), Some(&v2)).await;
     let region = mpp_core::ids::RegionCode::parse("1771").unwrap();
     let case = mpp_core::ids::TrackingNumber::new(region, 42).unwrap().to_string();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = grpc_channel(running.addr).await;
     let filed = pb::pln_service_client::PlnServiceClient::new(channel)
         .daftar_permohonan(pb::Permohonan {
             nomor_berkas: case.clone(),

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use mpp_agencies::dukcapil::{run, AGENCY_ID, SERVING};
+use mpp_agency_kit::testing::grpc_channel;
 use mpp_agency_kit::{
     ensure_stream, Agency, EventBuilder, JetStreamPublisher, SystemClock, REASON_CODE_METADATA_KEY,
     STREAM_NAME,
@@ -43,8 +44,7 @@ async fn a_call_becomes_acknowledged_events_in_the_stream() {
 
     // The listener is bound before `run` is spawned, so connecting succeeds
     // at once; the first call is served after the standards are published.
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = grpc_channel(addr).await;
     let mut client = DukcapilServiceClient::new(channel.clone());
 
     let filed = client

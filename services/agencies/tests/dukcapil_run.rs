@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use mpp_agencies::dukcapil::{Dukcapil, AGENCY_ID, INFO, SERVING};
 use mpp_agency_kit::auth::hash_token;
+use mpp_agency_kit::testing::grpc_channel;
 use mpp_agency_kit::{
     run_with, AgencyConfig, CommonArgs, Listeners, RunError, REASON_CODE_METADATA_KEY, STREAM_NAME,
 };
@@ -101,11 +102,7 @@ async fn tokens_are_checked_and_accepted_calls_reach_the_stream() {
         tokio::spawn(run_with(cfg, Dukcapil::server, Listeners { grpc, metrics: Some(metrics) }, async {
             let _ = stop_rx.await;
         }));
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = grpc_channel(grpc_addr).await;
     let mut client = DukcapilServiceClient::new(channel.clone());
 
     // Health needs no token.
@@ -231,8 +228,7 @@ async fn without_tokens_it_refuses_to_start_unless_told_to_run_insecurely() {
             let _ = stop_rx.await;
         },
     ));
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = grpc_channel(addr).await;
     let filed =
         DukcapilServiceClient::new(channel).ajukan_permohonan(permohonan()).await.unwrap().into_inner();
     assert_eq!(filed.event_ids.len(), 1);

@@ -835,53 +835,38 @@ impl FrontOffice {
     }
 }
 
-#[tonic::async_trait]
-impl FrontOfficeService for FrontOffice {
-    async fn buka_berkas(
-        &self,
-        request: Request<pb::PembukaanBerkas>,
-    ) -> Result<Response<pb::BerkasDibuka>, Status> {
-        Ok(Response::new(FrontOffice::buka_berkas(self, request.get_ref()).await?))
-    }
+/// Writes the tonic service: every RPC hands its request to the method of
+/// the same name on [`FrontOffice`], those under `authenticated` with the
+/// client the interceptor authenticated (refused without one).
+macro_rules! front_office_service {
+    (
+        open { $($open:ident($open_req:ident) -> $open_resp:ident;)* }
+        authenticated { $($rpc:ident($req:ident) -> $resp:ident;)* }
+    ) => {
+        #[tonic::async_trait]
+        impl FrontOfficeService for FrontOffice {
+            $(async fn $open(&self, request: Request<pb::$open_req>) -> Result<Response<pb::$open_resp>, Status> {
+                Ok(Response::new(FrontOffice::$open(self, request.get_ref()).await?))
+            })*
 
-    async fn lihat_data_pribadi(
-        &self,
-        request: Request<pb::PermintaanDataPribadi>,
-    ) -> Result<Response<pb::DataPribadi>, Status> {
-        let client = authenticated_client(&request)?;
-        Ok(Response::new(FrontOffice::lihat_data_pribadi(self, request.get_ref(), client).await?))
-    }
+            $(async fn $rpc(&self, request: Request<pb::$req>) -> Result<Response<pb::$resp>, Status> {
+                let client = authenticated_client(&request)?;
+                Ok(Response::new(FrontOffice::$rpc(self, request.get_ref(), client).await?))
+            })*
+        }
+    };
+}
 
-    async fn atur_notifikasi(
-        &self,
-        request: Request<pb::PengaturanNotifikasi>,
-    ) -> Result<Response<pb::NotifikasiDiatur>, Status> {
-        let client = authenticated_client(&request)?;
-        Ok(Response::new(FrontOffice::atur_notifikasi(self, request.get_ref(), client).await?))
+front_office_service! {
+    open {
+        buka_berkas(PembukaanBerkas) -> BerkasDibuka;
     }
-
-    async fn hapus_data_pribadi(
-        &self,
-        request: Request<pb::PenghapusanDataPribadi>,
-    ) -> Result<Response<pb::DataPribadiDihapus>, Status> {
-        let client = authenticated_client(&request)?;
-        Ok(Response::new(FrontOffice::hapus_data_pribadi(self, request.get_ref(), client).await?))
-    }
-
-    async fn terbitkan_ulang_pin(
-        &self,
-        request: Request<pb::PenerbitanUlangPin>,
-    ) -> Result<Response<pb::PinBaru>, Status> {
-        let client = authenticated_client(&request)?;
-        Ok(Response::new(FrontOffice::terbitkan_ulang_pin(self, request.get_ref(), client).await?))
-    }
-
-    async fn buka_berkas_instansi(
-        &self,
-        request: Request<pb::PembukaanBerkasInstansi>,
-    ) -> Result<Response<pb::BerkasInstansiDibuka>, Status> {
-        let client = authenticated_client(&request)?;
-        Ok(Response::new(FrontOffice::buka_berkas_instansi(self, request.get_ref(), client).await?))
+    authenticated {
+        lihat_data_pribadi(PermintaanDataPribadi) -> DataPribadi;
+        atur_notifikasi(PengaturanNotifikasi) -> NotifikasiDiatur;
+        hapus_data_pribadi(PenghapusanDataPribadi) -> DataPribadiDihapus;
+        terbitkan_ulang_pin(PenerbitanUlangPin) -> PinBaru;
+        buka_berkas_instansi(PembukaanBerkasInstansi) -> BerkasInstansiDibuka;
     }
 }
 

@@ -17,8 +17,8 @@
 //! HMAC is written out here over `sha2` (a dozen lines, checked against the
 //! RFC 4231 test vectors) rather than adding a crate.
 
+use mpp_agency_kit::files::read_at_most;
 use std::fmt;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use mpp_core::ids::Nik;
@@ -110,10 +110,7 @@ impl NikKey {
     /// a wrong path to a huge file fails fast).
     pub fn from_file(path: &Path) -> Result<Self, NikKeyError> {
         let io = |source| NikKeyError::Io { path: path.to_owned(), source };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let mut buf = Vec::new();
-        file.take(NIK_KEY_BYTES_MAX as u64 + 1).read_to_end(&mut buf).map_err(io)?;
-        Self::from_bytes(&buf)
+        Self::from_bytes(&read_at_most(path, NIK_KEY_BYTES_MAX as u64).map_err(io)?)
     }
 
     /// The development key [`DEV_NIK_KEY`], with a loud warning.

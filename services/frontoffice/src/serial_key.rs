@@ -30,8 +30,8 @@
 //! Without the key, the serial after a known one cannot be guessed; the
 //! counter value is never published.
 
+use mpp_agency_kit::files::read_at_most;
 use std::fmt;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use crate::nik_key::hmac_sha256;
@@ -121,9 +121,7 @@ pub(crate) enum HexFile {
 /// Reads a secret file of hex digits, at most `file_bytes_max` bytes of it
 /// (a wrong path to a huge file fails fast).
 pub(crate) fn read_hex_file(path: &Path, file_bytes_max: usize) -> std::io::Result<HexFile> {
-    let file = std::fs::File::open(path)?;
-    let mut buf = Vec::new();
-    file.take(file_bytes_max as u64 + 1).read_to_end(&mut buf)?;
+    let buf = read_at_most(path, file_bytes_max as u64)?;
     let text = buf.trim_ascii();
     if buf.len() > file_bytes_max {
         return Ok(HexFile::TooLong { len: text.len() / 2 });

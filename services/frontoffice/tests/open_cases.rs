@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mpp_agency_kit::testing::grpc_channel;
 use mpp_agency_kit::{CommonArgs, Listeners, STREAM_NAME};
 use mpp_core::ids::{RegionCode, TrackingNumber};
 use mpp_frontoffice::nik_key::hmac_sha256;
@@ -67,8 +68,7 @@ async fn start(common: CommonArgs, args: FrontOfficeArgs) -> Running {
     let task = tokio::spawn(run_with(common, args, Listeners { grpc, metrics: None }, async {
         let _ = stopped.await;
     }));
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = grpc_channel(addr).await;
     Running { client: FrontOfficeServiceClient::new(channel), stop, task }
 }
 

@@ -8,13 +8,13 @@
 use std::path::{Path, PathBuf};
 
 use mpp_agency_kit::auth::hash_token;
+use mpp_agency_kit::testing::grpc_channel;
 use mpp_agency_kit::{CommonArgs, Listeners, REASON_CODE_METADATA_KEY};
 use mpp_frontoffice::{run_with, FrontOfficeArgs, RunError, RETRY_AFTER_METADATA_KEY};
 use mpp_proto::frontoffice::v1 as pb;
 use mpp_test_support::NatsServer;
 use pb::front_office_service_client::FrontOfficeServiceClient;
 use support::{common, front};
-use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 mod support;
@@ -115,8 +115,7 @@ async fn each_rpc_needs_its_scope_and_reads_and_erasures_are_rate_limited() {
             let _ = stopped.await;
         },
     ));
-    let channel: Channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = grpc_channel(addr).await;
     let mut c = FrontOfficeServiceClient::new(channel);
 
     // BukaBerkas: cases:open.

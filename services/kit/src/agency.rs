@@ -165,7 +165,7 @@ impl Agency {
     }
 
     /// Publishes one step of an application (documents requested, review
-    /// started, issued, ...).
+    /// started, issued, ...) under a fresh event id.
     pub async fn step(
         &self,
         service: &ServiceId,
@@ -174,12 +174,7 @@ impl Agency {
         officer: &OfficerId,
         body: EventBody,
     ) -> Result<Accepted, KitError> {
-        let kind = body.kind();
-        let ev =
-            self.builder.build(service, Target::Application(case, application_id.clone()), officer, body)?;
-        let accepted = self.publish_one(&ev).await?;
-        tracing::info!(case = %case, application = %application_id, service = %service, event = kind.as_str(), "Step published");
-        Ok(accepted)
+        self.step_with_id(uuid::Uuid::now_v7(), service, case, application_id, officer, body).await
     }
 
     /// [`Agency::step`] under a given event id (a deterministic one, such

@@ -187,27 +187,23 @@ mod tests {
 
     #[test]
     fn publish_failures_are_unavailable() {
-        let s = to_status(&KitError::Publish(PublishError {
-            reason: ReasonCode::PublishFailed,
-            event_id: "0190-x".into(),
-            outcome: PublishOutcome::Unknown,
-            attempts: 3,
-            last_error: "timed out".into(),
-            accepted_before: vec![],
-        }));
-        assert_eq!(s.code(), Code::Unavailable);
-        assert_eq!(reason_of(&s), "PUBLISH_FAILED");
-        assert!(s.message().contains("0190-x"), "{}", s.message());
-        let s = to_status(&KitError::Publish(PublishError {
-            reason: ReasonCode::OutboxFull,
-            event_id: "0190-y".into(),
-            outcome: PublishOutcome::NotStored,
-            attempts: 1,
-            last_error: "outbox full".into(),
-            accepted_before: vec![],
-        }));
-        assert_eq!(s.code(), Code::Unavailable);
-        assert_eq!(reason_of(&s), "OUTBOX_FULL");
+        for (reason, event_id, outcome, attempts, last_error, expected) in [
+            (ReasonCode::PublishFailed, "0190-x", PublishOutcome::Unknown, 3, "timed out", "PUBLISH_FAILED"),
+            (ReasonCode::OutboxFull, "0190-y", PublishOutcome::NotStored, 1, "outbox full", "OUTBOX_FULL"),
+        ] {
+            let error = PublishError {
+                reason,
+                event_id: event_id.into(),
+                outcome,
+                attempts,
+                last_error: last_error.into(),
+                accepted_before: vec![],
+            };
+            let s = to_status(&KitError::Publish(error));
+            assert_eq!(s.code(), Code::Unavailable, "{expected}");
+            assert_eq!(reason_of(&s), expected);
+            assert!(s.message().contains(event_id), "{expected}: {}", s.message());
+        }
     }
 
     #[test]

@@ -8,7 +8,6 @@
 //! generator via `getrandom`), so the kit needs no separate RNG crate.
 
 use std::fmt;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use mpp_core::ids::{ApplicationId, TrackingNumber};
@@ -161,10 +160,7 @@ impl PinPepper {
     /// read, so a wrong path to a huge file fails fast).
     pub fn from_file(path: &Path) -> Result<Self, PepperError> {
         let io = |source| PepperError::Io { path: path.to_owned(), source };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let mut buf = Vec::new();
-        file.take(PIN_PEPPER_BYTES_MAX as u64 + 1).read_to_end(&mut buf).map_err(io)?;
-        Self::from_bytes(&buf)
+        Self::from_bytes(&crate::files::read_at_most(path, PIN_PEPPER_BYTES_MAX as u64).map_err(io)?)
     }
 
     /// The development pepper [`DEV_PIN_PEPPER`], with a loud warning (only

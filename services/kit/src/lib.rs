@@ -16,6 +16,7 @@
 //!   (`Nats-Msg-Id` = event id, awaiting the PubAck, bounded retries);
 //! - [`outbox`]: the durable outbox in redb ([`OutboxPublisher`], group
 //!   commit, the relay that publishes to JetStream in outbox order);
+//! - [`files`]: reading configured files (keys, catalogues) of bounded size;
 //! - [`durable`]: the redb store of the outbox and the front office's counter
 //!   and vault, and the migration of their sled stores;
 //! - [`auth`]: bearer tokens of the calling back-office systems, checked by
@@ -91,6 +92,7 @@ pub mod cli;
 pub mod durable;
 pub mod error;
 pub mod event;
+pub mod files;
 pub mod ids;
 pub mod input;
 pub mod link;

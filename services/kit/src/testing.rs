@@ -120,6 +120,14 @@ impl WalkInOpener for MemoryFrontOffice {
     }
 }
 
+/// A plain-HTTP/2 gRPC channel to a service the test started on `addr`,
+/// connected before it is returned (the test fails if it cannot be).
+pub async fn grpc_channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap_or_else(|e| panic!("http://{addr}: {e}"));
+    endpoint.connect().await.unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"))
+}
+
 /// A tracking number of `region` with a random serial, for tests that need
 /// a case nobody opened.
 pub fn random_tracking_number(region: mpp_core::ids::RegionCode) -> mpp_core::ids::TrackingNumber {

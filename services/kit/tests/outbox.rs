@@ -58,6 +58,22 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     .unwrap();
 }
 
+/// A fresh nats-server, a client of it and that client's JetStream context.
+async fn nats_with_jetstream() -> (NatsServer, async_nats::Client, jetstream::Context) {
+    let nats = NatsServer::start().await.unwrap();
+    let client = nats.connect().await.unwrap();
+    let js = jetstream::new(client.clone());
+    (nats, client, js)
+}
+
+/// [`nats_with_jetstream`] with the event stream created as the relay
+/// creates it.
+async fn nats_with_stream() -> (NatsServer, async_nats::Client, jetstream::Context) {
+    let (nats, client, js) = nats_with_jetstream().await;
+    ensure_stream(&js).await.unwrap();
+    (nats, client, js)
+}
+
 fn ids(entries: &[StoredEvent]) -> Vec<String> {
     entries.iter().map(|e| e.event_id.clone()).collect()
 }
@@ -213,10 +229,7 @@ async fn calls_are_accepted_while_nats_is_down_and_published_in_order_once_it_is
 async fn a_restart_publishes_the_rest_once_and_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let config = OutboxConfig::new(dir.path());
-    let nats = NatsServer::start().await.unwrap();
-    let client = nats.connect().await.unwrap();
-    let js = jetstream::new(client.clone());
-    ensure_stream(&js).await.unwrap();
+    let (_nats, client, js) = nats_with_stream().await;
 
     // Given 40 accepted events, of which the first 10 reached the stream
     // before the crash but were not yet deleted from the outbox.
@@ -366,9 +379,7 @@ async fn stream_without_atomic_batches(js: &jetstream::Context) {
 #[tokio::test]
 async fn entries_go_out_in_atomic_batches_in_outbox_order() {
     let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start().await.unwrap();
-    let client = nats.connect().await.unwrap();
-    let js = jetstream::new(client.clone());
+    let (_nats, client, js) = nats_with_jetstream().await;
 
     // Given 2,500 accepted events waiting (more than two full batches).
     let mut outbox = open(&OutboxConfig::new(dir.path()));
@@ -400,10 +411,7 @@ async fn entries_go_out_in_atomic_batches_in_outbox_order() {
 async fn a_batch_resent_after_its_lost_puback_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let config = OutboxConfig::new(dir.path());
-    let nats = NatsServer::start().await.unwrap();
-    let client = nats.connect().await.unwrap();
-    let js = jetstream::new(client.clone());
-    ensure_stream(&js).await.unwrap();
+    let (_nats, client, js) = nats_with_stream().await;
 
     // Given 1,500 accepted events whose first 300 JetStream stored as one
     // atomic batch whose PubAck never came back (the relay still holds them).
@@ -461,9 +469,7 @@ async fn a_batch_resent_after_its_lost_puback_is_stored_once() {
 #[tokio::test]
 async fn a_stream_without_allow_atomic_gets_single_publishes() {
     let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start().await.unwrap();
-    let client = nats.connect().await.unwrap();
-    let js = jetstream::new(client.clone());
+    let (_nats, client, js) = nats_with_jetstream().await;
     // Given a stream without the flag, which this relay may not change.
     stream_without_atomic_batches(&js).await;
     let mut outbox = open(&OutboxConfig::new(dir.path()));

@@ -712,10 +712,25 @@ impl AppBuilder {
         }
     }
 
-    /// The fee: assessed; then paid on the next visit, left pending, or the
-    /// citizen withdraws instead of paying.
-    fn fee(&mut self, assess: Action, pay: Action) -> Next {
-        self.agency(assess);
+    /// A PNBP fee of `amount_idr` rupiah through SIMPONI (a 15-digit
+    /// billing code starting with 8, paid with an NTPN), as [`Self::fee`].
+    fn simponi_fee(&mut self, rng: &mut Rng, amount_idr: i64) -> Next {
+        let billing_code = format!("8{}", rng.digits(14));
+        self.fee(amount_idr, billing_code, "Bank persepsi / kantor pos (SIMPONI)", ntpn(rng))
+    }
+
+    /// The fee of `amount_idr` rupiah under `billing_code`, to pay through
+    /// `channel` within [`FEE_DUE_DAYS`]: assessed; then paid (`reference`)
+    /// on the next visit, left pending, or the citizen withdraws instead of
+    /// paying.
+    fn fee(&mut self, amount_idr: i64, billing_code: String, channel: &str, reference: String) -> Next {
+        self.agency(Action::AssessFee {
+            amount_idr,
+            billing_code,
+            channel: channel.to_owned(),
+            due_days: FEE_DUE_DAYS,
+        });
+        let pay = Action::ConfirmPayment { amount_idr, reference };
         match self.choice.fate {
             Fate::PaymentPending => Next::Stop,
             Fate::Withdrawn => {
@@ -779,15 +794,9 @@ fn flow(service: Service, b: &mut AppBuilder, region: &str, rng: &mut Rng) {
             }
             let amount = 100_000 * rng.range(10, 35) as i64;
             let skrd = format!("SKRD/PBG/{region}/{}", rng.digits(5));
-            let assess = Action::AssessFee {
-                amount_idr: amount,
-                billing_code: skrd,
-                channel: "Bank Bengkulu / kas daerah".to_owned(),
-                due_days: FEE_DUE_DAYS,
-            };
-            let pay =
-                Action::ConfirmPayment { amount_idr: amount, reference: format!("STS/{}", rng.digits(6)) };
-            if b.fee(assess, pay) == Next::Stop {
+            if b.fee(amount, skrd, "Bank Bengkulu / kas daerah", format!("STS/{}", rng.digits(6)))
+                == Next::Stop
+            {
                 return;
             }
             b.agency(Action::Issue { document_number: format!("SK-PBG-{region}-{}", rng.digits(6)) });
@@ -804,15 +813,13 @@ fn flow(service: Service, b: &mut AppBuilder, region: &str, rng: &mut Rng) {
                 return;
             }
             let amount = 50_000 * rng.range(24, 40) as i64;
-            let assess = Action::AssessFee {
-                amount_idr: amount,
-                billing_code: format!("RAB/{}", rng.digits(6)),
-                channel: "Kasir PDAM / Bank Bengkulu".to_owned(),
-                due_days: FEE_DUE_DAYS,
-            };
-            let pay =
-                Action::ConfirmPayment { amount_idr: amount, reference: format!("KWT/{}", rng.digits(6)) };
-            if b.fee(assess, pay) == Next::Stop {
+            if b.fee(
+                amount,
+                format!("RAB/{}", rng.digits(6)),
+                "Kasir PDAM / Bank Bengkulu",
+                format!("KWT/{}", rng.digits(6)),
+            ) == Next::Stop
+            {
                 return;
             }
             b.agency(Action::Schedule { visit: Visit::Installation, days_ahead: 5, place: street });
@@ -832,15 +839,13 @@ fn flow(service: Service, b: &mut AppBuilder, region: &str, rng: &mut Rng) {
             }
             let va = *rng.pick(&[900i64, 1_300, 2_200, 3_500]);
             let amount = va * 969;
-            let assess = Action::AssessFee {
-                amount_idr: amount,
-                billing_code: format!("5{}", rng.digits(11)),
-                channel: "PLN Mobile / bank / kantor pos".to_owned(),
-                due_days: FEE_DUE_DAYS,
-            };
-            let pay =
-                Action::ConfirmPayment { amount_idr: amount, reference: format!("REF{}", rng.digits(9)) };
-            if b.fee(assess, pay) == Next::Stop {
+            if b.fee(
+                amount,
+                format!("5{}", rng.digits(11)),
+                "PLN Mobile / bank / kantor pos",
+                format!("REF{}", rng.digits(9)),
+            ) == Next::Stop
+            {
                 return;
             }
             b.agency(Action::Schedule { visit: Visit::Installation, days_ahead: 3, place: street });
@@ -886,15 +891,7 @@ fn flow(service: Service, b: &mut AppBuilder, region: &str, rng: &mut Rng) {
                 return;
             }
             let amount = 50_000 * rng.range(1, 4) as i64;
-            let assess = Action::AssessFee {
-                amount_idr: amount,
-                billing_code: String::new(),
-                channel: "Teller".to_owned(),
-                due_days: FEE_DUE_DAYS,
-            };
-            let pay =
-                Action::ConfirmPayment { amount_idr: amount, reference: format!("TRX{}", rng.digits(10)) };
-            if b.fee(assess, pay) == Next::Stop {
+            if b.fee(amount, String::new(), "Teller", format!("TRX{}", rng.digits(10))) == Next::Stop {
                 return;
             }
             b.agency(Action::Issue { document_number: rng.digits(12) });
@@ -919,14 +916,7 @@ fn flow(service: Service, b: &mut AppBuilder, region: &str, rng: &mut Rng) {
             if b.rejected("DATA_TIDAK_SESUAI", "Data akta kelahiran berbeda dengan KTP-el") == Next::Stop {
                 return;
             }
-            let assess = Action::AssessFee {
-                amount_idr: 350_000,
-                billing_code: format!("8{}", rng.digits(14)),
-                channel: "Bank persepsi / kantor pos (SIMPONI)".to_owned(),
-                due_days: FEE_DUE_DAYS,
-            };
-            let pay = Action::ConfirmPayment { amount_idr: 350_000, reference: ntpn(rng) };
-            if b.fee(assess, pay) == Next::Stop {
+            if b.simponi_fee(rng, 350_000) == Next::Stop {
                 return;
             }
             let letter = rng.pick(&["C", "E", "X"]);
@@ -943,14 +933,7 @@ fn flow(service: Service, b: &mut AppBuilder, region: &str, rng: &mut Rng) {
             if b.rejected("SERTIPIKAT_DIBLOKIR", "Sertipikat tercatat diblokir") == Next::Stop {
                 return;
             }
-            let assess = Action::AssessFee {
-                amount_idr: 50_000,
-                billing_code: format!("8{}", rng.digits(14)),
-                channel: "Bank persepsi / kantor pos (SIMPONI)".to_owned(),
-                due_days: FEE_DUE_DAYS,
-            };
-            let pay = Action::ConfirmPayment { amount_idr: 50_000, reference: ntpn(rng) };
-            if b.fee(assess, pay) == Next::Stop {
+            if b.simponi_fee(rng, 50_000) == Next::Stop {
                 return;
             }
             b.agency(Action::Issue { document_number: format!("CEK/{region}/{}", rng.digits(5)) });

@@ -297,29 +297,26 @@ impl Stack {
     /// Clients of every service in `endpoints`. Nothing is contacted yet:
     /// each channel connects on its first call.
     pub fn connect_lazy(endpoints: Endpoints) -> Result<Self, SimError> {
-        let ch = |agency: Agency| -> Result<(Channel, Bearer), SimError> {
+        // What each client's `with_interceptor` would build: the channel
+        // behind the agency's bearer token.
+        let ch = |agency: Agency| -> Result<Authed, SimError> {
             let t = endpoints.get(agency);
-            Ok((
+            Ok(InterceptedService::new(
                 endpoint(agency, &t.addr, endpoints.tls_ca_pem.as_deref())?.connect_lazy(),
                 Bearer::new(agency, t.token.as_deref())?,
             ))
         };
-        let (c, b) = ch(Agency::FrontOffice)?;
-        let frontoffice = fo::front_office_service_client::FrontOfficeServiceClient::with_interceptor(c, b);
-        let (c, b) = ch(Agency::Dukcapil)?;
-        let dukcapil = dukcapil::v1::dukcapil_service_client::DukcapilServiceClient::with_interceptor(c, b);
-        let (c, b) = ch(Agency::Imigrasi)?;
-        let imigrasi = imigrasi::v1::imigrasi_service_client::ImigrasiServiceClient::with_interceptor(c, b);
-        let (c, b) = ch(Agency::Bpn)?;
-        let bpn = bpn::v1::bpn_service_client::BpnServiceClient::with_interceptor(c, b);
-        let (c, b) = ch(Agency::Pln)?;
-        let pln = pln::v1::pln_service_client::PlnServiceClient::with_interceptor(c, b);
-        let (c, b) = ch(Agency::Pdam)?;
-        let pdam = pdam::v1::pdam_service_client::PdamServiceClient::with_interceptor(c, b);
-        let (c, b) = ch(Agency::Bank)?;
-        let bank = bank::v1::bank_service_client::BankServiceClient::with_interceptor(c, b);
-        let (c, b) = ch(Agency::Dpmptsp)?;
-        let dpmptsp = dpmptsp::v1::dpmptsp_service_client::DpmptspServiceClient::with_interceptor(c, b);
+        let frontoffice =
+            fo::front_office_service_client::FrontOfficeServiceClient::new(ch(Agency::FrontOffice)?);
+        let dukcapil =
+            dukcapil::v1::dukcapil_service_client::DukcapilServiceClient::new(ch(Agency::Dukcapil)?);
+        let imigrasi =
+            imigrasi::v1::imigrasi_service_client::ImigrasiServiceClient::new(ch(Agency::Imigrasi)?);
+        let bpn = bpn::v1::bpn_service_client::BpnServiceClient::new(ch(Agency::Bpn)?);
+        let pln = pln::v1::pln_service_client::PlnServiceClient::new(ch(Agency::Pln)?);
+        let pdam = pdam::v1::pdam_service_client::PdamServiceClient::new(ch(Agency::Pdam)?);
+        let bank = bank::v1::bank_service_client::BankServiceClient::new(ch(Agency::Bank)?);
+        let dpmptsp = dpmptsp::v1::dpmptsp_service_client::DpmptspServiceClient::new(ch(Agency::Dpmptsp)?);
         Ok(Self { endpoints, frontoffice, dukcapil, imigrasi, bpn, pln, pdam, bank, dpmptsp })
     }
 

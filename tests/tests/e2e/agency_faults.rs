@@ -31,7 +31,7 @@ use mpp_tests::rng::Rng;
 use mpp_tests::services::{ingest_halted, read_head, Head};
 use mpp_tests::store::{audit_stopped_hub, StoreAudit};
 use mpp_tests::wait::Fatal;
-use mpp_tests::{check, wait_for, AgencyProcess, HubProcess, NatsServer};
+use mpp_tests::{check, wait_for, AgencyProcess, HubProcess, NatsServer, READY_DEADLINE};
 use prost::Message;
 
 /// Region of the MPP: Kota Bengkulu.
@@ -67,7 +67,6 @@ const KILL_DELAY_MS_MAX: u64 = 150;
 /// Journeys made on the restarted service before the final checks.
 const JOURNEYS_AFTER_RESTART: u64 = 5;
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const ANSWERS_DEADLINE: Duration = Duration::from_secs(30);
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(60);
 

@@ -25,7 +25,7 @@ use mpp_tests::envelope::{
 };
 use mpp_tests::rng::Rng;
 use mpp_tests::services::HubOptions;
-use mpp_tests::{bins, HubProcess, NatsServer};
+use mpp_tests::{bins, HubProcess, NatsServer, READY_DEADLINE};
 use sha2::{Digest, Sha256};
 
 const REGION: &str = "1705";
@@ -35,7 +35,6 @@ const SERVICE: &str = "izin";
 /// Journeys published (about five events each), by two publishers.
 const JOURNEYS_PER_PUBLISHER: u64 = 120;
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(180);
 
 async fn publisher(

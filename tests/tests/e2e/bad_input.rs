@@ -16,11 +16,11 @@ use mpp_tests::envelope::{
 use mpp_tests::pin::TEST_PIN;
 use mpp_tests::rng::Rng;
 use mpp_tests::store::audit_stopped_hub;
+use mpp_tests::READY_DEADLINE;
 
 const AGENCY: &str = "e2e-bad";
 const SERVICE: &str = "izin";
 const REGION: &str = "1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A bad message and the verdict the hub must record for it.

@@ -25,13 +25,13 @@ use mpp_proto::v1::{self as pb, GetCaseRequest};
 use mpp_store::{SledStore, Store};
 use mpp_tests::envelope::{body, publish_envelope, tracking_number, EventFactory};
 use mpp_tests::pin::TEST_PIN;
+use mpp_tests::services::nats_and_hub;
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{HubProcess, NatsServer};
+use mpp_tests::READY_DEADLINE;
 use tonic::transport::Channel;
 
 const REGION: &str = "1771";
 const SERVICE: &str = "izin";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(120);
 /// Agencies filing into the case (four at their byte share would not fill
 /// it).
@@ -70,9 +70,7 @@ fn big_receipt() -> Body {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_case_is_bounded_at_ingest_and_its_lookups_in_memory() -> Result<()> {
-    let nats = NatsServer::start().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
+    let (nats, mut hub) = nats_and_hub(READY_DEADLINE).await?;
     let js = nats.jetstream().await?;
     let tn = tracking_number(1771, 7_007)?;
     let factories: Vec<EventFactory> =

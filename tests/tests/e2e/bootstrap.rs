@@ -16,7 +16,7 @@ use mpp_store::{SledStore, Store};
 use mpp_tests::envelope::{publish_envelope, random_journey, stream_last_seq, tracking_number, EventFactory};
 use mpp_tests::rng::Rng;
 use mpp_tests::services::HubOptions;
-use mpp_tests::{HubProcess, NatsServer};
+use mpp_tests::{HubProcess, NatsServer, READY_DEADLINE};
 
 const AGENCY: &str = "e2e-bootstrap";
 const SERVICE: &str = "izin";
@@ -26,7 +26,6 @@ const REGION: &str = "1771";
 const JOURNEYS_BEFORE: u64 = 30;
 const JOURNEYS_AFTER: u64 = 15;
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(120);
 
 async fn publish_journeys(

@@ -7,8 +7,6 @@
 //! auditors' views of the cases (`mpp-hub audit case-at`, `GetCaseAt`)
 //! agree with the citizen's.
 
-use std::time::Duration;
-
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use mpp_core::{EventKind, ReasonCode, Verdict};
@@ -19,19 +17,17 @@ use mpp_proto::v1::{ApplicationState, Envelope, GetCaseAtRequest, GetCaseRequest
 use mpp_registrar::{agency_event_types, key_added, publish as publish_statements, registration};
 use mpp_tests::envelope::{body, now_ms, publish, tracking_number, EventFactory};
 use mpp_tests::pin::TEST_PIN;
-use mpp_tests::registry::{participant_key, test_registrar};
+use mpp_tests::registry::{participant_key, test_registrar, FRONT_OFFICE};
 use mpp_tests::services::{Bearer, HubOptions, HubProcess};
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::NatsServer;
+use mpp_tests::READY_DEADLINE;
+use mpp_tests::{NatsServer, DAY_MS};
 use sha2::{Digest, Sha256};
 
 use super::registry::{front_office_registration, signed, signer, wait_stream};
 
 const REGION: &str = "1771";
-const FRONT_OFFICE: &str = "mpp-1771";
 const ATTACKER: &str = "evil";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
-const DAY_MS: i64 = 86_400_000;
 /// The auditors' token of the hub (a test's, not a secret).
 const AUDITOR_TOKEN: &str = "e2e-case-fence-auditor-token";
 

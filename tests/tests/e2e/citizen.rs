@@ -35,7 +35,7 @@ use mpp_tests::envelope::{body, publish_envelope, stream_last_seq, tracking_numb
 use mpp_tests::http::{parse_response, HttpResponse};
 use mpp_tests::pin::other_pin;
 use mpp_tests::services::HubOptions;
-use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer};
+use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer, READY_DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -47,7 +47,6 @@ type Dukcapil = DukcapilServiceClient<InterceptedService<Channel, Bearer>>;
 const REGION: &str = "1771";
 /// Standards mpp-dukcapil publishes when it starts (kk, ktp-el, akta-lahir).
 const DUKCAPIL_STANDARDS: u64 = 3;
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 const PBG: &str = "PBG-E2E-0001";
 

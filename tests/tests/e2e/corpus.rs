@@ -19,15 +19,14 @@ use anyhow::{anyhow, ensure, Context, Result};
 use bytes::{Buf, BufMut, Bytes};
 use mpp_tests::envelope::{publish, stream_last_seq};
 use mpp_tests::http::{parse_corpus_request, CorpusRequest};
-use mpp_tests::services::AgencyOptions;
+use mpp_tests::services::{nats_and_hub, AgencyOptions};
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{AgencyProcess, HubProcess, NatsServer};
+use mpp_tests::{AgencyProcess, READY_DEADLINE};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long one HTTP or gRPC answer may take before it counts as a stall.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
@@ -210,9 +209,7 @@ async fn http_send(addr: SocketAddr, raw: &[u8]) -> Result<(Option<u16>, String)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_corpus_entry_gets_its_answer_over_real_nats_tcp_and_grpc() -> Result<()> {
-    let nats = NatsServer::start().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
+    let (nats, mut hub) = nats_and_hub(READY_DEADLINE).await?;
     let js = nats.jetstream().await?;
 
     // NATS: every entry published raw, without Nats-Msg-Id, so replays reach the stream.

@@ -15,7 +15,7 @@ use anyhow::{ensure, Context, Result};
 use mpp_tests::envelope::{publish_envelope, random_journey, stream_last_seq, tracking_number, EventFactory};
 use mpp_tests::rng::Rng;
 use mpp_tests::services::HubOptions;
-use mpp_tests::{wait_for, HubProcess};
+use mpp_tests::{wait_for, HubProcess, READY_DEADLINE};
 
 const AGENCY: &str = "e2e-corrupt";
 const SERVICE: &str = "izin";
@@ -24,7 +24,6 @@ const REGION: &str = "1771";
 /// Journeys published before the store is corrupted.
 const JOURNEYS: u64 = 20;
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(120);
 const EXIT_DEADLINE: Duration = Duration::from_secs(60);
 

@@ -14,7 +14,7 @@ use mpp_tests::envelope::{
 };
 use mpp_tests::rng::Rng;
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{check, wait_for, HubProcess, NatsServer};
+use mpp_tests::{check, wait_for, HubProcess, NatsServer, READY_DEADLINE};
 
 const AGENCY: &str = "e2e-crash";
 const SERVICE: &str = "izin";
@@ -32,7 +32,6 @@ const JOURNEYS_PER_PUBLISHER_MAX: u64 = 10_000;
 /// Longest pause before a kill, in milliseconds.
 const KILL_DELAY_MS_MAX: u64 = 400;
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const PROGRESS_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(180);
 

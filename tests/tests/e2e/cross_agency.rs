@@ -24,9 +24,9 @@ use mpp_proto::v1 as pb;
 use mpp_proto::v1::case_event_service_client::CaseEventServiceClient;
 use mpp_registrar::{key_added, publish as publish_statements};
 use mpp_tests::envelope::{body, now_ms, publish, stream_last_seq, EventFactory};
-use mpp_tests::registry::{participant_key, test_registrar};
-use mpp_tests::services::{case_opening, AgencyOptions, HubOptions};
-use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer};
+use mpp_tests::registry::{agency_entry, participant_key, test_registrar, FRONT_OFFICE};
+use mpp_tests::services::{case_opening, dpm_step, pbg_filing, AgencyOptions, HubOptions};
+use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer, DAY_MS, READY_DEADLINE};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tonic::service::interceptor::InterceptedService;
@@ -35,19 +35,9 @@ use tonic::transport::Channel;
 use crate::registry::{front_office_registration, signed, signer};
 
 const REGION: &str = "1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long PLN's service may take to hear of the PBG and schedule.
 const REACTION_DEADLINE: Duration = Duration::from_secs(60);
-const DAY_MS: i64 = 86_400_000;
-
-fn catalogue(agency: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/catalogue")
-        .join(format!("{agency}.toml"))
-        .display()
-        .to_string()
-}
 
 /// The case's JSON once `pred` holds for it.
 async fn case_when(
@@ -107,7 +97,7 @@ async fn case_events_up_to(hub: &HubProcess, token: &str, head: u64) -> Result<V
 }
 
 type Fo = mpp_tests::services::FrontOfficeClient;
-type Dpm = dpm::dpmptsp_service_client::DpmptspServiceClient<InterceptedService<Channel, Bearer>>;
+type Dpm = mpp_tests::services::DpmptspClient;
 type Pln = pln::pln_service_client::PlnServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A case opened at the front office with a PBG under review at DPMPTSP
@@ -121,22 +111,8 @@ struct Prepared {
 async fn prepare(fo: &mut Fo, dpm: &mut Dpm, pln_c: &mut Pln, nik: &str) -> Result<Prepared> {
     let opened = fo.buka_berkas(case_opening(nik, "081234567890")).await.context("BukaBerkas")?.into_inner();
     let (tn, pin) = (opened.nomor_berkas, opened.pin);
-    let pbg = dpm
-        .ajukan_permohonan(dpm::Permohonan {
-            nomor_berkas: tn.clone(),
-            jenis_izin: dpm::JenisIzin::Pbg as i32,
-            dokumen: vec!["KTP-el pemohon / pemilik bangunan".to_owned()],
-            petugas: "dpm-1".to_owned(),
-        })
-        .await
-        .context("AjukanPermohonan PBG")?
-        .into_inner();
-    let dpm_step = || dpm::Langkah {
-        nomor_berkas: tn.clone(),
-        nomor_registrasi: pbg.nomor_registrasi.clone(),
-        petugas: "dpm-1".to_owned(),
-    };
-    dpm.mulai_pemeriksaan(dpm_step()).await.context("MulaiPemeriksaan")?;
+    let pbg = dpm.ajukan_permohonan(pbg_filing(&tn)).await.context("AjukanPermohonan PBG")?.into_inner();
+    dpm.mulai_pemeriksaan(dpm_step(&tn, &pbg.nomor_registrasi)).await.context("MulaiPemeriksaan")?;
     let connection = pln_c
         .daftar_permohonan(pln::Permohonan {
             nomor_berkas: tn.clone(),
@@ -228,13 +204,8 @@ async fn pln_schedules_the_installation_when_the_pbg_is_issued_and_others_see_no
     let (pln_key, pln_pk) = participant_key(dir, "pln")?;
     let (bank_key, bank_pk) = participant_key(dir, "bank")?;
     let registry_file = dir.join("registry.toml");
-    let agency = |id: &str, category: &str, follow: &str| {
-        format!(
-            "[[participant]]\nid = \"{id}\"\nkind = \"agency\"\ncategory = \"{category}\"\nregions = [\"{REGION}\"]\n\
-             services_from_catalogue = {:?}\n{follow}\n",
-            catalogue(id)
-        )
-    };
+    let agency =
+        |id: &str, category: &str, follow: &str| format!("{}{follow}\n", agency_entry(id, category, REGION));
     std::fs::write(
         &registry_file,
         [
@@ -257,7 +228,7 @@ async fn pln_schedules_the_installation_when_the_pbg_is_issued_and_others_see_no
     let now = now_ms();
     let mut statements = vec![front_office_registration(&registrar, now)];
     statements.extend(mpp_registrar::sign_registry(&registrar, &registry_file, now)?);
-    for (id, pk) in [("mpp-1771", fo_pk), ("dpmptsp", dpm_pk), ("pln", pln_pk), ("bank", bank_pk)] {
+    for (id, pk) in [(FRONT_OFFICE, fo_pk), ("dpmptsp", dpm_pk), ("pln", pln_pk), ("bank", bank_pk)] {
         statements.push(registrar.sign(key_added(id, &pk, now - DAY_MS, now + 365 * DAY_MS), now));
     }
     publish_statements(&nats.connect().await?, &statements).await?;
@@ -283,16 +254,10 @@ async fn pln_schedules_the_installation_when_the_pbg_is_issued_and_others_see_no
 
     // ...a citizen's case: a PBG at DPMPTSP under review, a new connection
     // at PLN surveyed, billed and paid, a savings account at the bank.
-    let connect = |p: &AgencyProcess| -> Result<_> {
-        Ok(tonic::transport::Endpoint::from_shared(p.grpc_endpoint())?.connect_lazy())
-    };
     let mut fo_client = front.front_office_client()?;
-    let mut dpm_client = dpm::dpmptsp_service_client::DpmptspServiceClient::with_interceptor(
-        connect(&dpmptsp)?,
-        dpmptsp.bearer()?,
-    );
+    let mut dpm_client = dpmptsp.dpmptsp_client()?;
     let mut pln_client = pln::pln_service_client::PlnServiceClient::with_interceptor(
-        connect(&pln_service)?,
+        pln_service.channel()?,
         pln_service.bearer()?,
     );
     let first = prepare(&mut fo_client, &mut dpm_client, &mut pln_client, "1771014501900001").await?;

@@ -24,7 +24,7 @@ use mpp_tests::envelope::{
 use mpp_tests::rng::Rng;
 use mpp_tests::services::{ingest_halted, read_head, AgencyOptions, Head, HubOptions};
 use mpp_tests::wait::Fatal;
-use mpp_tests::{wait_for, AgencyProcess, HubProcess, NatsServer};
+use mpp_tests::{wait_for, AgencyProcess, HubProcess, NatsServer, READY_DEADLINE};
 
 use crate::checker::{check_stopped_hub, Counts, Run};
 use crate::cluster::{NatsCluster, NODES};
@@ -94,7 +94,6 @@ const DISK_DEADLINE: Duration = Duration::from_secs(60);
 /// (longer than the hub's 5 s disk check) before restarting it.
 const DISK_SELF_RESUME_DEADLINE: Duration = Duration::from_secs(12);
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const ANSWERS_DEADLINE: Duration = Duration::from_secs(60);
 const PROGRESS_DEADLINE: Duration = Duration::from_secs(60);
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(180);

@@ -46,12 +46,11 @@ use mpp_tests::envelope::{publish_envelope, stream_last_seq, EventFactory};
 use mpp_tests::http::{parse_response, HttpResponse};
 use mpp_tests::rng::{seed_from_env, Rng};
 use mpp_tests::services::{case_opening, HubOptions, TEST_PIN_PEPPER};
-use mpp_tests::{HubProcess, NatsServer};
+use mpp_tests::{HubProcess, NatsServer, READY_DEADLINE};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const REGION: &str = "1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Cases the attacker knows the numbers of (the worst case: item 1 made

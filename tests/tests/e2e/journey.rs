@@ -28,7 +28,7 @@ use mpp_sim::{
 use mpp_tests::envelope::stream_last_seq;
 use mpp_tests::services::{AgencyOptions, FrontOfficeLink, HubOptions, TEST_PIN_PEPPER};
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{check, wait_for, AgencyProcess, HubProcess, NatsServer};
+use mpp_tests::{check, wait_for, AgencyProcess, HubProcess, NatsServer, READY_DEADLINE};
 use serde_json::Value;
 
 /// Region of the MPP: Kota Bengkulu.
@@ -48,7 +48,6 @@ const PBG: usize = 1;
 const PDAM: usize = 2;
 const PLN: usize = 3;
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The applications of the small-business journey: (slot, agency, service).

@@ -20,13 +20,12 @@ use mpp_tests::envelope::{
 };
 use mpp_tests::nats::{ConfigSlots, NatsUser};
 use mpp_tests::natsgen::{run_generator, Logins};
-use mpp_tests::services::{AgencyOptions, FrontOfficeLink, HubOptions};
+use mpp_tests::services::{nats_and_hub, AgencyOptions, FrontOfficeLink, HubOptions};
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{AgencyProcess, HubProcess, NatsServer};
+use mpp_tests::{AgencyProcess, HubProcess, NatsServer, READY_DEADLINE};
 use tokio::sync::mpsc;
 
 const REGION: &str = "1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a refused request waits for an answer that never comes.
 const REFUSED_TIMEOUT: Duration = Duration::from_secs(2);
@@ -511,9 +510,7 @@ async fn the_secure_config_refuses_foreign_publishes_stream_changes_and_other_re
 /// foreign publish gets in, and the hub rejects it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_publish_past_nats_is_rejected_by_the_hub() -> Result<()> {
-    let nats = NatsServer::start().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
+    let (nats, mut hub) = nats_and_hub(READY_DEADLINE).await?;
     let js = nats.jetstream().await?;
     let tn = mpp_tests::envelope::tracking_number(1771, 424_242)?;
     let foreign = EventFactory::new("dukcapil", "kk", REGION).case_opened(&tn);

@@ -50,34 +50,22 @@ use mpp_proto::agency::dpmptsp::v1 as dpm;
 use mpp_proto::frontoffice::v1 as fo;
 use mpp_registrar::{key_added, publish as publish_statements};
 use mpp_tests::envelope::{body, now_ms, publish, stream_last_seq, EventFactory};
-use mpp_tests::registry::{participant_key, test_registrar};
-use mpp_tests::services::{AgencyOptions, HubOptions};
-use mpp_tests::{wait_for, AgencyProcess, HubProcess, ManagedProcess, NatsServer};
+use mpp_tests::registry::{agency_entry, participant_key, test_registrar, FRONT_OFFICE};
+use mpp_tests::services::{dpm_step, pbg_filing, AgencyOptions, HubOptions};
+use mpp_tests::{wait_for, AgencyProcess, HubProcess, ManagedProcess, NatsServer, DAY_MS, READY_DEADLINE};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 use crate::registry::front_office_registration;
 
 const REGION: &str = "1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a message may take to arrive (the feed, the outbox, a retry
 /// after the restart: at most `NOTIFY_RETRY_MS_MIN` doubled once).
 const ARRIVAL_DEADLINE: Duration = Duration::from_secs(60);
-const DAY_MS: i64 = 86_400_000;
 const GATEWAY_TOKEN: &str = "gateway-token-for-this-test";
 const GATEWAY_HEAD_BYTES_MAX: usize = 16 * 1024;
-
-fn catalogue(agency: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/catalogue")
-        .join(format!("{agency}.toml"))
-        .display()
-        .to_string()
-}
 
 /// How the test gateway answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,9 +239,8 @@ impl SmtpSink {
     }
 }
 
-type Fo =
-    fo::front_office_service_client::FrontOfficeServiceClient<InterceptedService<Channel, mpp_tests::Bearer>>;
-type Dpm = dpm::dpmptsp_service_client::DpmptspServiceClient<InterceptedService<Channel, mpp_tests::Bearer>>;
+type Fo = mpp_tests::services::FrontOfficeClient;
+type Dpm = mpp_tests::services::DpmptspClient;
 
 struct Case {
     tn: String,
@@ -264,26 +251,13 @@ struct Case {
 
 impl Case {
     fn step(&self) -> dpm::Langkah {
-        dpm::Langkah {
-            nomor_berkas: self.tn.clone(),
-            nomor_registrasi: self.reg.clone(),
-            petugas: "dpm-1".into(),
-        }
+        dpm_step(&self.tn, &self.reg)
     }
 }
 
 async fn open(fo_c: &mut Fo, dpm_c: &mut Dpm, n: u32, bahasa: &str, opted_out: bool) -> Result<Case> {
     let mut case = open_case(fo_c, n, bahasa, opted_out).await?;
-    let filed = dpm_c
-        .ajukan_permohonan(dpm::Permohonan {
-            nomor_berkas: case.tn.clone(),
-            jenis_izin: dpm::JenisIzin::Pbg as i32,
-            dokumen: vec!["KTP-el pemohon / pemilik bangunan".into()],
-            petugas: "dpm-1".into(),
-        })
-        .await
-        .context("AjukanPermohonan")?
-        .into_inner();
+    let filed = dpm_c.ajukan_permohonan(pbg_filing(&case.tn)).await.context("AjukanPermohonan")?.into_inner();
     case.reg = filed.nomor_registrasi;
     Ok(case)
 }
@@ -392,19 +366,12 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
     let (fo_key, fo_pk) = participant_key(dir, "front-office")?;
     let (dpm_key, dpm_pk) = participant_key(dir, "dpmptsp")?;
     let registry_file = dir.join("registry.toml");
-    std::fs::write(
-        &registry_file,
-        format!(
-            "[[participant]]\nid = \"dpmptsp\"\nkind = \"agency\"\ncategory = \"daerah\"\nregions = [\"{REGION}\"]\n\
-             services_from_catalogue = {:?}\n",
-            catalogue("dpmptsp")
-        ),
-    )?;
+    std::fs::write(&registry_file, agency_entry("dpmptsp", "daerah", REGION))?;
     let registrar = test_registrar();
     let now = now_ms();
     let mut statements = vec![front_office_registration(&registrar, now)];
     statements.extend(mpp_registrar::sign_registry(&registrar, &registry_file, now)?);
-    for (id, pk) in [("mpp-1771", fo_pk), ("dpmptsp", dpm_pk)] {
+    for (id, pk) in [(FRONT_OFFICE, fo_pk), ("dpmptsp", dpm_pk)] {
         statements.push(registrar.sign(key_added(id, &pk, now - DAY_MS, now + 365 * DAY_MS), now));
     }
     publish_statements(&nats.connect().await?, &statements).await?;
@@ -451,17 +418,8 @@ async fn citizens_hear_once_per_change_by_email_and_sms_and_nothing_after_erasur
     )?;
     front.wait_listening(READY_DEADLINE).await?;
     dpmptsp.wait_listening(READY_DEADLINE).await?;
-    let connect = |p: &AgencyProcess| -> Result<Channel> {
-        Ok(tonic::transport::Endpoint::from_shared(p.grpc_endpoint())?.connect_lazy())
-    };
-    let mut fo_c = fo::front_office_service_client::FrontOfficeServiceClient::with_interceptor(
-        connect(&front)?,
-        front.bearer()?,
-    );
-    let mut dpm_c = dpm::dpmptsp_service_client::DpmptspServiceClient::with_interceptor(
-        connect(&dpmptsp)?,
-        dpmptsp.bearer()?,
-    );
+    let mut fo_c = front.front_office_client()?;
+    let mut dpm_c = dpmptsp.dpmptsp_client()?;
 
     // When: the journey of cases A (English), B (Bahasa Indonesia, rejected)
     // and E (declined notifications).

@@ -23,11 +23,10 @@ use mpp_tests::envelope::{body, publish_envelope, tracking_number, with_bad_chec
 use mpp_tests::http::{parse_response, request, HttpResponse};
 use mpp_tests::pin::{other_pin, TEST_PIN};
 use mpp_tests::services::HubOptions;
-use mpp_tests::{wait_for, HubProcess, NatsServer};
+use mpp_tests::{wait_for, HubProcess, NatsServer, READY_DEADLINE};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 const OPERATOR_TOKEN: &str = "ops-token-openapi-5b1e";
 /// Largest response head read from an event stream, in bytes.

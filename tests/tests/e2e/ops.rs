@@ -19,11 +19,10 @@ use anyhow::{bail, ensure, Context, Result};
 use mpp_tests::browser::{artifact_dir, decode_base64, Browser};
 use mpp_tests::envelope::{body, encode, publish_envelope, stream_last_seq, tracking_number, EventFactory};
 use mpp_tests::http::{get_with_headers, parse_response, HttpResponse};
-use mpp_tests::{wait_for, HubProcess, NatsServer};
+use mpp_tests::{wait_for, HubProcess, NatsServer, READY_DEADLINE};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a backup may take to cover the whole log (the hub signs a
 /// checkpoint after every entry here, just after each commit).

@@ -18,10 +18,9 @@ use mpp_tests::browser::{artifact_dir, Browser};
 use mpp_tests::envelope::{body, now_ms, publish_envelope, stream_last_seq, tracking_number, EventFactory};
 use mpp_tests::pin::TEST_PIN;
 use mpp_tests::services::HubOptions;
-use mpp_tests::{wait_for, HubProcess, NatsServer};
+use mpp_tests::{wait_for, HubProcess, NatsServer, READY_DEADLINE};
 
 const REGION: &str = "1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// The widths every state is read at: a laptop and a small phone.
 const WIDTHS_PX: [u32; 2] = [1280, 375];

@@ -24,7 +24,7 @@ use mpp_proto::v1::envelope::Body;
 use mpp_proto::v1::{Envelope, GetCaseRequest};
 use mpp_tests::envelope::stream_last_seq;
 use mpp_tests::services::{case_opening, AgencyOptions, HubOptions, TEST_PIN_PEPPER};
-use mpp_tests::{bins, wait_for, AgencyProcess, HubProcess, NatsServer};
+use mpp_tests::{bins, wait_for, AgencyProcess, HubProcess, NatsServer, READY_DEADLINE};
 use prost::Message as _;
 use tonic::Code;
 
@@ -42,7 +42,6 @@ const SUREL: &str = "zulaikha.marpaung@contoh.id";
 /// Distinctive pieces of the personal data looked for in raw bytes.
 const NEEDLES: [&str; 5] = [NAMA, "Zulaikha", "Marpaung", "97531864", SUREL];
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Largest file read when scanning a data directory for clear text, in bytes.

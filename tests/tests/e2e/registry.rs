@@ -5,7 +5,7 @@
 //! is logged with its own reason code, the victim's case does not move,
 //! and the log (registry included) replays byte for byte.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -22,21 +22,14 @@ use mpp_registrar::{
 };
 use mpp_tests::dukcapil::{self, Answered};
 use mpp_tests::envelope::{body, encode, event_id, now_ms, publish, stream_last_seq, EventFactory};
-use mpp_tests::registry::{participant_key, test_registrar};
+use mpp_tests::registry::{agency_entry, participant_key, test_registrar, FRONT_OFFICE};
 use mpp_tests::services::{case_opening, AgencyOptions, HubProcess};
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{wait_for, AgencyProcess};
+use mpp_tests::{wait_for, AgencyProcess, DAY_MS, READY_DEADLINE};
 use prost::Message as _;
 
 const REGION: &str = "1771";
-const FRONT_OFFICE: &str = "mpp-1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
-const DAY_MS: i64 = 86_400_000;
-
-fn catalogue(agency: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/catalogue").join(format!("{agency}.toml"))
-}
 
 /// The statements that register the front office of [`REGION`] (key
 /// `fo_pk`) and Dukcapil (its services from its catalogue, key `dk_pk`),
@@ -50,14 +43,7 @@ pub(crate) fn front_office_and_dukcapil(
     more: Vec<mpp_proto::v1::registry_statement::Body>,
 ) -> Result<Vec<mpp_proto::v1::SignedRegistryStatement>> {
     let registry_file = dir.join("registry.toml");
-    std::fs::write(
-        &registry_file,
-        format!(
-            "[[participant]]\nid = \"dukcapil\"\nkind = \"agency\"\ncategory = \"daerah\"\nregions = [\"{REGION}\"]\n\
-             services_from_catalogue = {:?}\n",
-            catalogue("dukcapil").display().to_string()
-        ),
-    )?;
+    std::fs::write(&registry_file, agency_entry("dukcapil", "daerah", REGION))?;
     let mut statements = vec![front_office_registration(registrar, now)];
     statements.extend(mpp_registrar::sign_registry(registrar, &registry_file, now)?);
     let keys = [

@@ -17,7 +17,7 @@ use mpp_tests::dukcapil::{self, Answered, Driver, DriverConfig};
 use mpp_tests::envelope::{stream_last_seq, StreamIds};
 use mpp_tests::rng::Rng;
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{wait_for, AgencyProcess, HubProcess};
+use mpp_tests::{wait_for, AgencyProcess, HubProcess, READY_DEADLINE};
 
 use crate::checker::{check_stopped_hub, Run};
 use crate::cluster::NatsCluster;
@@ -37,7 +37,6 @@ const LOOKUP_CASES: usize = 5;
 /// Event ids answered while one replica is down.
 const ANSWERS_WHILE_DOWN: u64 = 100;
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const ANSWERS_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(180);
 

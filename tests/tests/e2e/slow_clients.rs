@@ -30,14 +30,13 @@ use mpp_proto::v1::{GetCaseRequest, WatchCaseRequest};
 use mpp_tests::envelope::{body, publish_envelope, stream_last_seq, tracking_number, EventFactory};
 use mpp_tests::pin::TEST_PIN;
 use mpp_tests::services::{AgencyOptions, HubOptions};
-use mpp_tests::{wait_for, AgencyProcess, HubProcess, NatsServer};
+use mpp_tests::{wait_for, AgencyProcess, HubProcess, NatsServer, READY_DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 const REGION: &str = "1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// Connections of each attack (the issue asks for at least 500).
 const ATTACK_CONNECTIONS_MIN: usize = 500;
 /// Attacker addresses per attack; connections per address stay under the

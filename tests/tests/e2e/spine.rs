@@ -16,8 +16,9 @@ use mpp_proto::v1::cases_service_client::CasesServiceClient;
 use mpp_proto::v1::{ApplicationState, GetCaseRequest};
 use mpp_tests::envelope::{stream_last_seq, tracking_number, with_bad_check_digit};
 use mpp_tests::pin::other_pin;
+use mpp_tests::services::nats_and_hub;
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{check, wait_for, AgencyProcess, Bearer, HubProcess, NatsServer};
+use mpp_tests::{check, wait_for, AgencyProcess, Bearer, HubProcess, READY_DEADLINE};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -37,7 +38,6 @@ const WORKERS: usize = 8;
 /// Services whose standards mpp-dukcapil publishes when it starts.
 const DUKCAPIL_SERVICES: [&str; 3] = ["kk", "ktp-el", "akta-lahir"];
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(180);
 
 /// What one application must look like after its journey.
@@ -396,9 +396,7 @@ async fn check_lookup_errors(hub: &HubProcess, any: &ExpectedCase) -> Result<()>
 async fn thousand_events_through_dukcapil_are_all_visible_with_exact_counts() -> Result<()> {
     let cases: usize =
         std::env::var("MPP_SPINE_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(CASES_DEFAULT);
-    let nats = NatsServer::start().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
+    let (nats, mut hub) = nats_and_hub(READY_DEADLINE).await?;
     let mut dukcapil = AgencyProcess::spawn_dukcapil(&nats.url(), REGION)?;
     dukcapil.wait_listening(READY_DEADLINE).await?;
 

@@ -10,8 +10,6 @@
 //! byte. The hub's memory under a flood of thousands is measured by
 //! `mpp-bench --standards-flood` (BENCHMARKS.md), not asserted here.
 
-use std::time::Duration;
-
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use mpp_agency_kit::signing::{EnvelopeSigner, ToSign};
@@ -20,19 +18,17 @@ use mpp_proto::v1::Envelope;
 use mpp_registrar::{agency_event_types, key_added, publish as publish_statements, registration};
 use mpp_tests::envelope::{body, now_ms, publish, tracking_number, EventFactory};
 use mpp_tests::pin::TEST_PIN;
-use mpp_tests::registry::{participant_key, test_registrar};
+use mpp_tests::registry::{participant_key, test_registrar, FRONT_OFFICE};
 use mpp_tests::services::HubProcess;
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::NatsServer;
+use mpp_tests::READY_DEADLINE;
+use mpp_tests::{NatsServer, DAY_MS};
 use prost::Message as _;
 
 use super::registry::{front_office_registration, signed, signer, wait_stream};
 
 const REGION: &str = "1771";
-const FRONT_OFFICE: &str = "mpp-1771";
 const ATTACKER: &str = "evil";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
-const DAY_MS: i64 = 86_400_000;
 /// Standards of each kind of flood: enough to show that the count held in
 /// memory does not follow them, few enough for a debug build (< 20 s).
 const FLOOD: usize = 150;

@@ -7,13 +7,12 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use mpp_proto::agency::dukcapil::v1 as dk;
 use mpp_tests::dukcapil::{client, permohonan};
-use mpp_tests::services::{AgencyOptions, HubOptions};
-use mpp_tests::{wait_for, AgencyProcess, HubProcess, NatsServer};
+use mpp_tests::services::{nats_and_hub, AgencyOptions, HubOptions};
+use mpp_tests::{wait_for, AgencyProcess, HubProcess, NatsServer, READY_DEADLINE};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -22,7 +21,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
 
@@ -34,9 +32,7 @@ fn json_lines_with(log: &std::path::Path, needle: &str) -> Result<Vec<serde_json
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agency_call_s_trace_id_reaches_the_hub_s_log_line_for_its_events() -> Result<()> {
-    let nats = NatsServer::start().await?;
-    let mut hub = HubProcess::spawn(&nats.url())?;
-    hub.wait_ready(READY_DEADLINE).await?;
+    let (nats, mut hub) = nats_and_hub(READY_DEADLINE).await?;
     // The per-event lines are DEBUG (docs/OPERATIONS.md, "Following a
     // trace"): restart the hub with them on.
     hub.terminate().await?;

@@ -17,12 +17,11 @@ use mpp_proto::v1 as pb;
 use mpp_proto::v1::event_status_service_client::EventStatusServiceClient;
 use mpp_tests::dukcapil::{self, ajukan, step, Answered, DukcapilClient, Step};
 use mpp_tests::services::{AgencyOptions, HubOptions};
-use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer};
+use mpp_tests::{wait_for, AgencyProcess, Bearer, HubProcess, NatsServer, READY_DEADLINE};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 const REGION: &str = "1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const VERDICT_DEADLINE: Duration = Duration::from_secs(120);
 
 type StatusClient = EventStatusServiceClient<InterceptedService<Channel, Bearer>>;

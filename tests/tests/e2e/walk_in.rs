@@ -22,18 +22,16 @@ use mpp_proto::v1::Envelope;
 use mpp_registrar::publish as publish_statements;
 use mpp_tests::dukcapil::{self, Answered};
 use mpp_tests::envelope::stream_last_seq;
-use mpp_tests::registry::{participant_key, test_registrar};
+use mpp_tests::registry::{participant_key, test_registrar, FRONT_OFFICE};
 use mpp_tests::services::{token_line, walk_in_client_id, AgencyOptions, FrontOfficeLink};
 use mpp_tests::store::audit_stopped_hub;
-use mpp_tests::{wait_for, AgencyProcess};
+use mpp_tests::{wait_for, AgencyProcess, READY_DEADLINE};
 use prost::Message as _;
 use tonic::Code;
 
 use super::registry::{front_office_and_dukcapil, wait_stream};
 
 const REGION: &str = "1771";
-const FRONT_OFFICE: &str = "mpp-1771";
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// Dukcapil's token at the front office, for walk-ins only.
 const WALK_IN_TOKEN: &str = "walk-in-token-of-dukcapil-e2e";

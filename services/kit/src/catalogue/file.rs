@@ -36,7 +36,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -182,9 +181,7 @@ pub fn load_catalogue(
         return builtin.parse(agency, services);
     };
     let read = |source| CatalogueError::Read { file: path.to_owned(), source };
-    let f = std::fs::File::open(path).map_err(read)?;
-    let mut bytes = Vec::new();
-    f.take(CATALOGUE_FILE_BYTES_MAX + 1).read_to_end(&mut bytes).map_err(read)?;
+    let bytes = crate::files::read_at_most(path, CATALOGUE_FILE_BYTES_MAX).map_err(read)?;
     if bytes.len() as u64 > CATALOGUE_FILE_BYTES_MAX {
         return Err(CatalogueError::TooLarge { file: path.to_owned() });
     }

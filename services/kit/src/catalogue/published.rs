@@ -36,7 +36,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use mpp_core::ids::ServiceId;
@@ -210,17 +210,13 @@ impl PublishedStandards {
     /// does not exist yet).
     pub fn load(dir: &Path) -> Result<Self, StandardsError> {
         let path = dir.join(PUBLISHED_STANDARDS_FILE);
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
+        let bytes = match crate::files::read_at_most(&path, PUBLISHED_STANDARDS_FILE_BYTES_MAX) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Self { path, records: BTreeMap::new() })
             }
             Err(source) => return Err(StandardsError::Read { path, source }),
         };
-        let mut bytes = Vec::new();
-        if let Err(source) = file.take(PUBLISHED_STANDARDS_FILE_BYTES_MAX + 1).read_to_end(&mut bytes) {
-            return Err(StandardsError::Read { path, source });
-        }
         let corrupt =
             |line: usize, detail: String| StandardsError::Corrupt { path: path.clone(), line, detail };
         if bytes.len() as u64 > PUBLISHED_STANDARDS_FILE_BYTES_MAX {
