@@ -64,7 +64,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -371,9 +370,7 @@ impl TokenTable {
     /// Reads and parses a tokens file (at most [`TOKENS_FILE_BYTES_MAX`] bytes).
     pub fn load(path: &Path) -> Result<Self, TokensError> {
         let io = |source| TokensError::Io { path: path.to_owned(), source };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let mut buf = Vec::new();
-        file.take(TOKENS_FILE_BYTES_MAX as u64 + 1).read_to_end(&mut buf).map_err(io)?;
+        let buf = crate::files::read_at_most(path, TOKENS_FILE_BYTES_MAX as u64).map_err(io)?;
         if buf.len() > TOKENS_FILE_BYTES_MAX {
             return Err(TokensError::TooLarge);
         }

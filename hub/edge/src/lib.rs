@@ -21,6 +21,8 @@
 //! - [`http_serve`]: the HTTP/1.1 connection loop (head, idle and body
 //!   timeouts, body cap).
 //! - [`sled_open`]: opening a sled database, waiting for a held lock.
+//! - [`files`]: the one bounded read of a configured file (keys, tokens,
+//!   certificates, catalogues).
 //! - [`meta`]: metadata and header names every API shares.
 //! - [`log`]: the one logging contract of every binary (feature `log`).
 //! - [`otlp`]: the optional export of spans over OTLP (`--otlp-endpoint`,
@@ -43,6 +45,7 @@ pub mod cas;
 pub mod cas_batch;
 #[cfg(feature = "net")]
 pub mod conn;
+pub mod files;
 #[cfg(feature = "net")]
 pub mod grpc_serve;
 #[cfg(feature = "net")]

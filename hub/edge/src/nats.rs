@@ -194,11 +194,8 @@ pub fn generate_nkey() -> (String, String) {
 
 /// Reads a small text file, trimmed.
 fn read_secret(path: &Path, max_bytes: u64) -> Result<String, NatsCredentialsError> {
-    use std::io::Read as _;
     let read_err = |source| NatsCredentialsError::Read { path: path.to_owned(), source };
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let mut bytes = Vec::new();
-    file.take(max_bytes + 1).read_to_end(&mut bytes).map_err(read_err)?;
+    let bytes = crate::files::read_at_most(path, max_bytes).map_err(read_err)?;
     if bytes.len() as u64 > max_bytes {
         return Err(NatsCredentialsError::TooLarge { path: path.to_owned() });
     }

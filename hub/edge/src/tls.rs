@@ -264,11 +264,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Reads a PEM file of at most [`TLS_FILE_BYTES_MAX`] bytes.
 fn read_bounded(role: TlsFileRole, file: &Path) -> Result<Vec<u8>, TlsError> {
-    use std::io::Read;
     let read_err = |source| TlsError::Read { role, file: file.to_owned(), source };
-    let f = std::fs::File::open(file).map_err(read_err)?;
-    let mut buf = Vec::new();
-    f.take(TLS_FILE_BYTES_MAX + 1).read_to_end(&mut buf).map_err(read_err)?;
+    let buf = crate::files::read_at_most(file, TLS_FILE_BYTES_MAX).map_err(read_err)?;
     if buf.len() as u64 > TLS_FILE_BYTES_MAX {
         return Err(TlsError::TooLarge { role, file: file.to_owned() });
     }

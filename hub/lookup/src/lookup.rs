@@ -804,12 +804,7 @@ pub fn load_calendars(dir: &Path) -> anyhow::Result<CalendarSet> {
 /// read (a wrong path to a huge file fails fast), trimmed and bounded as
 /// [`PinPepper::from_bytes`] says.
 pub fn read_pepper_file(path: &Path) -> anyhow::Result<PinPepper> {
-    use std::io::Read as _;
-    let file =
-        std::fs::File::open(path).with_context(|| format!("opening PIN pepper file {}", path.display()))?;
-    let mut buf = Vec::new();
-    file.take(mpp_core::pin::PIN_PEPPER_BYTES_MAX as u64 + 1)
-        .read_to_end(&mut buf)
+    let buf = mpp_edge::files::read_at_most(path, mpp_core::pin::PIN_PEPPER_BYTES_MAX as u64)
         .with_context(|| format!("reading PIN pepper file {}", path.display()))?;
     PinPepper::from_bytes(&buf).with_context(|| format!("in PIN pepper file {}", path.display()))
 }

@@ -239,14 +239,12 @@ impl MppProfiles {
 }
 
 fn read_bounded(path: &Path, max: u64) -> Result<String, String> {
-    use std::io::Read as _;
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let mut text = String::new();
-    f.take(max + 1).read_to_string(&mut text).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if text.len() as u64 > max {
+    let bytes = mpp_edge::files::read_at_most(path, max)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > max {
         return Err(format!("{} is larger than {max} bytes", path.display()));
     }
-    Ok(text)
+    String::from_utf8(bytes).map_err(|_| format!("cannot read {}: it is not UTF-8 text", path.display()))
 }
 
 fn check_text(value: &str, required: bool) -> Result<(), String> {

@@ -16,7 +16,8 @@
 //!   (`Nats-Msg-Id` = event id, awaiting the PubAck, bounded retries);
 //! - [`outbox`]: the durable outbox in redb ([`OutboxPublisher`], group
 //!   commit, the relay that publishes to JetStream in outbox order);
-//! - [`files`]: reading configured files (keys, catalogues) of bounded size;
+//! - [`files`]: reading configured files (keys, catalogues) of bounded size
+//!   (re-exported from `mpp_edge::files`, the one definition);
 //! - [`durable`]: the redb store of the outbox and the front office's counter
 //!   and vault, and the migration of their sled stores;
 //! - [`auth`]: bearer tokens of the calling back-office systems, checked by
@@ -92,7 +93,7 @@ pub mod cli;
 pub mod durable;
 pub mod error;
 pub mod event;
-pub mod files;
+pub use mpp_edge::files;
 pub mod ids;
 pub mod input;
 pub mod link;

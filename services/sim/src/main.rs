@@ -152,10 +152,7 @@ const TLS_CA_FILE_BYTES_MAX: u64 = 1024 * 1024;
 
 /// Reads `--tls-ca-file` (bounded), checking it holds a PEM certificate.
 fn read_ca_file(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut pem = Vec::new();
-    std::fs::File::open(file)
-        .and_then(|f| f.take(TLS_CA_FILE_BYTES_MAX + 1).read_to_end(&mut pem))
+    let pem = mpp_edge::files::read_at_most(file, TLS_CA_FILE_BYTES_MAX)
         .with_context(|| format!("--tls-ca-file {}: cannot read it", file.display()))?;
     if pem.len() as u64 > TLS_CA_FILE_BYTES_MAX {
         anyhow::bail!("--tls-ca-file {}: larger than {TLS_CA_FILE_BYTES_MAX} bytes", file.display());

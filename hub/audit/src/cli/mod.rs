@@ -515,12 +515,7 @@ impl PublicKey {
 
     /// Reads and parses a key file (at most [`PUBLIC_KEY_FILE_BYTES_MAX`]).
     pub fn read(path: &Path) -> anyhow::Result<PublicKey> {
-        use std::io::Read as _;
-        let file =
-            std::fs::File::open(path).with_context(|| format!("opening key file {}", path.display()))?;
-        let mut buf = Vec::new();
-        file.take(PUBLIC_KEY_FILE_BYTES_MAX + 1)
-            .read_to_end(&mut buf)
+        let buf = mpp_edge::files::read_at_most(path, PUBLIC_KEY_FILE_BYTES_MAX)
             .with_context(|| format!("reading key file {}", path.display()))?;
         if buf.len() as u64 > PUBLIC_KEY_FILE_BYTES_MAX {
             bail!("key file {} is larger than {PUBLIC_KEY_FILE_BYTES_MAX} bytes", path.display());

@@ -262,12 +262,9 @@ pub(crate) fn write_bundle(
 
 /// `mpp-hub audit check-proof`.
 pub(crate) fn run_check(args: &CheckProofArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    use std::io::Read as _;
     let key = PublicKey::read(&args.public_key)?;
-    let file =
-        std::fs::File::open(&args.bundle).with_context(|| format!("opening {}", args.bundle.display()))?;
-    let mut text = Vec::new();
-    file.take(BUNDLE_BYTES_MAX + 1).read_to_end(&mut text).context("reading the bundle")?;
+    let text = mpp_edge::files::read_at_most(&args.bundle, BUNDLE_BYTES_MAX)
+        .with_context(|| format!("reading the bundle {}", args.bundle.display()))?;
     if text.len() as u64 > BUNDLE_BYTES_MAX {
         bail!("the bundle is larger than {BUNDLE_BYTES_MAX} bytes");
     }

@@ -1,5 +1,6 @@
-//! Reading the small files an edge service is configured with (keys,
-//! peppers, catalogues) without trusting their size.
+//! Reading the small files a hub or agency service is configured with
+//! (keys, peppers, tokens, certificates, catalogues) without trusting their
+//! size: one bounded read for every such file on both sides of the edge.
 
 use std::io::Read as _;
 use std::path::Path;
