@@ -231,33 +231,33 @@ pub struct FrontOfficeArgs {
     /// Personal-data reads (LihatDataPribadi) one client system may make per
     /// minute; beyond them RESOURCE_EXHAUSTED / RATE_LIMITED.
     #[arg(long, env = "MPP_PERSONAL_DATA_READS_PER_MINUTE", default_value_t = limit::READS_PER_MINUTE_DEFAULT,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+          value_parser = clap::value_parser!(u32).range(1..=limit::RATE_FLAG_MAX as i64))]
     pub personal_data_reads_per_minute: u32,
 
     /// Personal-data reads one client system may make in a burst.
     #[arg(long, env = "MPP_PERSONAL_DATA_READS_BURST", default_value_t = limit::READS_BURST_DEFAULT,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+          value_parser = clap::value_parser!(u32).range(1..=limit::RATE_FLAG_MAX as i64))]
     pub personal_data_reads_burst: u32,
 
     /// Erasures (HapusDataPribadi) one client system may make per minute.
     #[arg(long, env = "MPP_PERSONAL_DATA_ERASURES_PER_MINUTE", default_value_t = limit::ERASURES_PER_MINUTE_DEFAULT,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+          value_parser = clap::value_parser!(u32).range(1..=limit::RATE_FLAG_MAX as i64))]
     pub personal_data_erasures_per_minute: u32,
 
     /// Erasures one client system may make in a burst.
     #[arg(long, env = "MPP_PERSONAL_DATA_ERASURES_BURST", default_value_t = limit::ERASURES_BURST_DEFAULT,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+          value_parser = clap::value_parser!(u32).range(1..=limit::RATE_FLAG_MAX as i64))]
     pub personal_data_erasures_burst: u32,
 
     /// Walk-in cases (BukaBerkasInstansi) one agency service's token may
     /// have opened per minute; beyond them RESOURCE_EXHAUSTED / RATE_LIMITED.
     #[arg(long, env = "MPP_WALK_INS_PER_MINUTE", default_value_t = limit::WALK_INS_PER_MINUTE_DEFAULT,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+          value_parser = clap::value_parser!(u32).range(1..=limit::RATE_FLAG_MAX as i64))]
     pub walk_ins_per_minute: u32,
 
     /// Walk-in cases one agency service's token may have opened in a burst.
     #[arg(long, env = "MPP_WALK_INS_BURST", default_value_t = limit::WALK_INS_BURST_DEFAULT,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+          value_parser = clap::value_parser!(u32).range(1..=limit::RATE_FLAG_MAX as i64))]
     pub walk_ins_burst: u32,
 
     /// Notifications to citizens ([`notify`]).

@@ -42,6 +42,11 @@ pub const WALK_INS_PER_MINUTE_DEFAULT: u32 = 60;
 /// Walk-in cases one agency service may have opened in a burst, by default.
 pub const WALK_INS_BURST_DEFAULT: u32 = 30;
 
+/// Largest value each of those six flags takes (per minute or burst): a
+/// bucket that large no longer limits what one front office can serve, so
+/// a larger number is a typo rather than a setting.
+pub const RATE_FLAG_MAX: u32 = 100_000;
+
 /// Actions with a bucket per client ([`Action`]'s variants).
 const ACTIONS: usize = 3;
 
