@@ -38,7 +38,7 @@ pub(crate) const WRONG_PIN: &str = "314159";
 const GRPC_NOT_FOUND: u32 = 5;
 
 /// One protocol's result.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct LookupRun {
     /// Successful lookups per second.
     pub(crate) per_s: f64,
@@ -52,6 +52,8 @@ pub(crate) struct LookupRun {
     pub(crate) errors: u64,
     /// Lookups with a wrong PIN, answered as such (among `per_s`).
     pub(crate) wrong_pins: u64,
+    /// CPU per lookup of the bench, the hub and nats-server over the window.
+    pub(crate) cpu_per_lookup: String,
 }
 
 /// Which API.
@@ -82,6 +84,7 @@ pub(crate) async fn run(
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let cpu0 = crate::proc::CpuTimes::now();
     let started = Instant::now();
     let mut handles = Vec::new();
     for t in 0..tasks.max(1) {
@@ -142,6 +145,7 @@ pub(crate) async fn run(
     }
     tokio::time::sleep(window).await;
     stop.store(true, Ordering::Relaxed);
+    let cpu1 = crate::proc::CpuTimes::now();
     let (mut right, mut wrong) = (Vec::new(), Vec::new());
     let mut errors = 0;
     let mut wrong_pins = 0;
@@ -162,5 +166,6 @@ pub(crate) async fn run(
         wrong: percentiles(&mut wrong),
         errors,
         wrong_pins,
+        cpu_per_lookup: cpu1.per_op_since(&cpu0, all.len() as u64),
     })
 }
