@@ -83,12 +83,28 @@ pub(crate) async fn run(
             channels.push(crate::grpc::GrpcConn::connect(&hub.grpc_url).await.context("gRPC connect")?);
         }
     }
+    let uri = match channels.first() {
+        Some(c) => Some(c.method_uri(GET_CASE_PATH)?),
+        None => None,
+    };
+    // Each case's tracking number and path, written once rather than per lookup.
+    let numbers: Arc<Vec<(String, String)>> = Arc::new(
+        cases
+            .iter()
+            .map(|tn| {
+                let tn = tn.to_string();
+                let path = format!("/api/v1/cases/{tn}");
+                (tn, path)
+            })
+            .collect(),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let cpu0 = crate::proc::CpuTimes::now();
     let started = Instant::now();
     let mut handles = Vec::new();
     for t in 0..tasks.max(1) {
-        let cases = cases.clone();
+        let numbers = numbers.clone();
+        let uri = uri.clone();
         let stop = stop.clone();
         let mut rng = Rng::new(seed ^ (t as u64 + 1));
         let grpc = channels.get(t % GRPC_CHANNELS.max(1)).cloned();
@@ -104,21 +120,27 @@ pub(crate) async fn run(
             };
             let mut grpc = grpc;
             while !stop.load(Ordering::Relaxed) {
-                let tn = cases[rng.below(cases.len() as u64) as usize].to_string();
+                let (tn, path) = &numbers[rng.below(numbers.len() as u64) as usize];
                 let wrong = rng.below(WRONG_PIN_EVERY) == 0;
                 let pin = if wrong { WRONG_PIN } else { BENCH_PIN };
                 let t0 = Instant::now();
                 let ok = match (&mut grpc, &mut conn) {
                     (Some(c), _) => {
-                        let req =
-                            GetCaseRequest { tracking_number: tn, pin: pin.to_owned(), ..Default::default() };
+                        let req = GetCaseRequest {
+                            tracking_number: tn.clone(),
+                            pin: pin.to_owned(),
+                            ..Default::default()
+                        };
                         let want = if wrong { GRPC_NOT_FOUND } else { 0 };
-                        c.unary_status(GET_CASE_PATH, &req).await.ok().flatten() == Some(want)
+                        match &uri {
+                            Some(uri) => c.unary_status(uri, &req).await.ok().flatten() == Some(want),
+                            None => false,
+                        }
                     }
                     (None, Some(c)) => {
-                        let path = format!("/api/v1/cases/{tn}");
-                        match c.get(&path, &[("x-mpp-pin", pin)]).await {
-                            Ok(r) => r.status == if wrong { 404 } else { 200 },
+                        // The status, and a whole body of the length the head gave.
+                        match c.get_status(path, &[("x-mpp-pin", pin)]).await {
+                            Ok((status, _)) => status == if wrong { 404 } else { 200 },
                             Err(_) => {
                                 // A broken connection: count it and reconnect.
                                 *c = crate::http::Conn::connect(&http_addr).await?;
