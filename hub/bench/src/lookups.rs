@@ -20,8 +20,11 @@ use crate::workload::BENCH_PIN;
 /// The gRPC method the load calls.
 const GET_CASE_PATH: &str = "/mpp.v1.CasesService/GetCase";
 
-/// gRPC connections shared by the gRPC load tasks (HTTP/2 multiplexes).
-pub(crate) const GRPC_CHANNELS: usize = 4;
+/// gRPC connections shared by the gRPC load tasks (HTTP/2 multiplexes):
+/// two carry more requests per read and write than four, on both sides,
+/// so the load takes less of the hub's CPU per lookup (BENCHMARKS.md,
+/// "A lookup's CPU, continued").
+pub(crate) const GRPC_CHANNELS: usize = 2;
 
 /// One lookup in this many uses a wrong PIN ([`WRONG_PIN`]): it is
 /// answered `CASE_NOT_FOUND` after its failure is checked and counted in the
