@@ -34,20 +34,30 @@ impl GrpcConn {
         Ok(Self { send, base: url.trim_end_matches('/').to_owned() })
     }
 
-    /// Calls the unary method at `path` (`/package.Service/Method`) with
-    /// `msg`; the answer's `grpc-status`, `None` when the answer was not a
-    /// whole gRPC answer (or a status 0 without one whole message).
-    pub(crate) async fn unary_status(&self, path: &str, msg: &impl prost::Message) -> Result<Option<u32>> {
+    /// The URI of the method at `path` (`/package.Service/Method`), made once
+    /// for every call of [`Self::unary_status`].
+    pub(crate) fn method_uri(&self, path: &str) -> Result<http::Uri> {
+        Ok(format!("{}{path}", self.base).parse()?)
+    }
+
+    /// Calls the unary method at `uri` ([`Self::method_uri`]) with `msg`;
+    /// the answer's `grpc-status`, `None` when the answer was not a whole
+    /// gRPC answer (or a status 0 without one whole message).
+    pub(crate) async fn unary_status(
+        &self,
+        uri: &http::Uri,
+        msg: &impl prost::Message,
+    ) -> Result<Option<u32>> {
         let len = msg.encoded_len();
         let mut body = BytesMut::with_capacity(5 + len);
         body.put_u8(0);
         body.put_u32(u32::try_from(len)?);
         msg.encode(&mut body)?;
         let req = http::Request::builder()
-            .method("POST")
-            .uri(format!("{}{path}", self.base))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
+            .method(http::Method::POST)
+            .uri(uri.clone())
+            .header(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"))
+            .header(http::header::TE, http::HeaderValue::from_static("trailers"))
             .body(())?;
         let mut send = self.send.clone().ready().await.context("HTTP/2 connection")?;
         let (answer, mut stream) = send.send_request(req, false)?;

@@ -20,8 +20,11 @@ use crate::workload::BENCH_PIN;
 /// The gRPC method the load calls.
 const GET_CASE_PATH: &str = "/mpp.v1.CasesService/GetCase";
 
-/// gRPC connections shared by the gRPC load tasks (HTTP/2 multiplexes).
-pub(crate) const GRPC_CHANNELS: usize = 4;
+/// gRPC connections shared by the gRPC load tasks (HTTP/2 multiplexes):
+/// two carry more requests per read and write than four, on both sides,
+/// so the load takes less of the hub's CPU per lookup (BENCHMARKS.md,
+/// "A lookup's CPU, continued").
+pub(crate) const GRPC_CHANNELS: usize = 2;
 
 /// One lookup in this many uses a wrong PIN ([`WRONG_PIN`]): it is
 /// answered `CASE_NOT_FOUND` after its failure is checked and counted in the
@@ -38,7 +41,7 @@ pub(crate) const WRONG_PIN: &str = "314159";
 const GRPC_NOT_FOUND: u32 = 5;
 
 /// One protocol's result.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct LookupRun {
     /// Successful lookups per second.
     pub(crate) per_s: f64,
@@ -52,6 +55,8 @@ pub(crate) struct LookupRun {
     pub(crate) errors: u64,
     /// Lookups with a wrong PIN, answered as such (among `per_s`).
     pub(crate) wrong_pins: u64,
+    /// CPU per lookup of the bench, the hub and nats-server over the window.
+    pub(crate) cpu_per_lookup: String,
 }
 
 /// Which API.
@@ -81,11 +86,28 @@ pub(crate) async fn run(
             channels.push(crate::grpc::GrpcConn::connect(&hub.grpc_url).await.context("gRPC connect")?);
         }
     }
+    let uri = match channels.first() {
+        Some(c) => Some(c.method_uri(GET_CASE_PATH)?),
+        None => None,
+    };
+    // Each case's tracking number and path, written once rather than per lookup.
+    let numbers: Arc<Vec<(String, String)>> = Arc::new(
+        cases
+            .iter()
+            .map(|tn| {
+                let tn = tn.to_string();
+                let path = format!("/api/v1/cases/{tn}");
+                (tn, path)
+            })
+            .collect(),
+    );
     let stop = Arc::new(AtomicBool::new(false));
+    let cpu0 = crate::proc::CpuTimes::now();
     let started = Instant::now();
     let mut handles = Vec::new();
     for t in 0..tasks.max(1) {
-        let cases = cases.clone();
+        let numbers = numbers.clone();
+        let uri = uri.clone();
         let stop = stop.clone();
         let mut rng = Rng::new(seed ^ (t as u64 + 1));
         let grpc = channels.get(t % GRPC_CHANNELS.max(1)).cloned();
@@ -101,21 +123,27 @@ pub(crate) async fn run(
             };
             let mut grpc = grpc;
             while !stop.load(Ordering::Relaxed) {
-                let tn = cases[rng.below(cases.len() as u64) as usize].to_string();
+                let (tn, path) = &numbers[rng.below(numbers.len() as u64) as usize];
                 let wrong = rng.below(WRONG_PIN_EVERY) == 0;
                 let pin = if wrong { WRONG_PIN } else { BENCH_PIN };
                 let t0 = Instant::now();
                 let ok = match (&mut grpc, &mut conn) {
                     (Some(c), _) => {
-                        let req =
-                            GetCaseRequest { tracking_number: tn, pin: pin.to_owned(), ..Default::default() };
+                        let req = GetCaseRequest {
+                            tracking_number: tn.clone(),
+                            pin: pin.to_owned(),
+                            ..Default::default()
+                        };
                         let want = if wrong { GRPC_NOT_FOUND } else { 0 };
-                        c.unary_status(GET_CASE_PATH, &req).await.ok().flatten() == Some(want)
+                        match &uri {
+                            Some(uri) => c.unary_status(uri, &req).await.ok().flatten() == Some(want),
+                            None => false,
+                        }
                     }
                     (None, Some(c)) => {
-                        let path = format!("/api/v1/cases/{tn}");
-                        match c.get(&path, &[("x-mpp-pin", pin)]).await {
-                            Ok(r) => r.status == if wrong { 404 } else { 200 },
+                        // The status, and a whole body of the length the head gave.
+                        match c.get_status(path, &[("x-mpp-pin", pin)]).await {
+                            Ok((status, _)) => status == if wrong { 404 } else { 200 },
                             Err(_) => {
                                 // A broken connection: count it and reconnect.
                                 *c = crate::http::Conn::connect(&http_addr).await?;
@@ -142,6 +170,7 @@ pub(crate) async fn run(
     }
     tokio::time::sleep(window).await;
     stop.store(true, Ordering::Relaxed);
+    let cpu1 = crate::proc::CpuTimes::now();
     let (mut right, mut wrong) = (Vec::new(), Vec::new());
     let mut errors = 0;
     let mut wrong_pins = 0;
@@ -162,5 +191,6 @@ pub(crate) async fn run(
         wrong: percentiles(&mut wrong),
         errors,
         wrong_pins,
+        cpu_per_lookup: cpu1.per_op_since(&cpu0, all.len() as u64),
     })
 }

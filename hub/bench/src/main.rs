@@ -772,6 +772,7 @@ async fn big_hub(
             for (api, name) in
                 [(lookups::Api::Grpc, "gRPC GetCase"), (lookups::Api::Http, "HTTP GET /api/v1/cases/{tn}")]
             {
+                eprintln!("[mpp-bench] {name}: lookups for {:?}", sizes.window);
                 let r =
                     lookups::run(&hub, api, cases.clone(), sizes.lookup_tasks, sizes.window, seed).await?;
                 sec.row(
@@ -794,6 +795,10 @@ async fn big_hub(
                     "{name}: {} of the lookups counted had a wrong PIN (answered not found, counted by the \
                      lookup guard in its shared NATS bucket).",
                     r.wrong_pins
+                ));
+                sec.note(format!(
+                    "{name}: µs of CPU (user + system) per lookup over the window: {}.",
+                    r.cpu_per_lookup
                 ));
             }
             Ok(())

@@ -269,3 +269,70 @@ impl Drop for Hub {
         }
     }
 }
+
+/// The kernel's clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`,
+/// 100 on every Linux the bench runs on).
+const USER_HZ: u64 = 100;
+
+/// CPU time (user + system) of this process and of its direct children by
+/// name (`mpp-hub`, `nats-server`), read from `/proc/<pid>/stat`: what a
+/// measured window cost each process on a machine where they share the
+/// cores. Empty off Linux.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CpuTimes {
+    /// (process name, CPU time).
+    pub(crate) by_process: Vec<(String, Duration)>,
+}
+
+impl CpuTimes {
+    /// Reads them now.
+    pub(crate) fn now() -> Self {
+        let me = std::process::id();
+        let mut by_process = Vec::new();
+        if let Some((_, _, cpu)) = stat_of("self") {
+            by_process.push(("bench".to_owned(), cpu));
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let name = e.file_name();
+                let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+                    continue;
+                };
+                if let Some((comm, ppid, cpu)) = stat_of(pid) {
+                    if ppid == me {
+                        by_process.push((comm, cpu));
+                    }
+                }
+            }
+        }
+        by_process.sort();
+        Self { by_process }
+    }
+
+    /// Each process's CPU since `earlier` in µs per `ops` (processes seen
+    /// both times), as `name µs` pairs joined by " / ".
+    pub(crate) fn per_op_since(&self, earlier: &Self, ops: u64) -> String {
+        let mut out = Vec::new();
+        for (name, cpu) in &self.by_process {
+            if let Some((_, before)) = earlier.by_process.iter().find(|(n, _)| n == name) {
+                let us = cpu.saturating_sub(*before).as_secs_f64() * 1e6 / ops.max(1) as f64;
+                out.push(format!("{name} {us:.1}"));
+            }
+        }
+        out.join(" / ")
+    }
+}
+
+/// (comm, ppid, utime + stime) of `/proc/<pid>/stat`.
+fn stat_of(pid: &str) -> Option<(String, u32, Duration)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name is in parentheses and may hold spaces: split after the last ')'.
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text[open + 1..close].to_owned();
+    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    // After the name: state(0) ppid(1) ... utime(11) stime(12).
+    let ppid = fields.get(1)?.parse().ok()?;
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((comm, ppid, Duration::from_millis(ticks * 1000 / USER_HZ)))
+}

@@ -155,8 +155,27 @@ async fn get_case(
         timeline_before_seq: query.timeline_before_seq.filter(|s| *s != 0),
     };
     match s.lookups.lookup(&req).await {
-        Ok(found) => Json(case_json(&found)).into_response(),
+        Ok(found) => json_answer(&case_json(&found)),
         Err(e) => e.into_response(),
+    }
+}
+
+/// The first buffer a case's JSON answer is written into, in bytes: a
+/// typical case's answer fits, so it is written without growing the buffer
+/// (axum's `Json` starts at 128 bytes); bigger ones grow it.
+const CASE_JSON_BUFFER_BYTES: usize = 4096;
+
+/// `value` as an `application/json` answer, written straight into one
+/// buffer that becomes the body (the bytes and header axum's `Json` gives).
+fn json_answer(value: &impl serde::Serialize) -> Response {
+    let mut body = Vec::with_capacity(CASE_JSON_BUFFER_BYTES);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => ([(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"))], body)
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "Writing a case's JSON failed");
+            ApiError::internal().into_response()
+        }
     }
 }
 

@@ -4,18 +4,35 @@
 use mpp_core::case::Pending;
 use mpp_core::sla::SlaView;
 use mpp_core::{Application, TimelineItem};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::access::AccessEvent;
 use crate::lookup::{Found, ServiceName};
 
-/// A case as JSON.
+/// A value written as a JSON string through its `Display` (tracking
+/// numbers, region codes, dates): the same text as `to_string()` gives,
+/// without a `String` of its own per field and answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown<T>(pub T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// Whether a borrowed text is empty (for `skip_serializing_if`).
+fn is_empty(s: &&str) -> bool {
+    s.is_empty()
+}
+
+/// A case as JSON, borrowing from the lookup's answer ([`Found`]).
 #[derive(Debug, Serialize)]
-pub struct CaseJson {
+pub struct CaseJson<'a> {
     /// `RRRR-SSSSSSSSSS-C`.
-    pub tracking_number: String,
+    pub tracking_number: Shown<&'a mpp_core::ids::TrackingNumber>,
     /// BPS region code of the MPP.
-    pub region_code: String,
+    pub region_code: Shown<mpp_core::ids::RegionCode>,
     /// `done`, `action_needed`, `in_progress` or `overdue`.
     pub status: &'static str,
     /// The status in Bahasa Indonesia.
@@ -29,7 +46,7 @@ pub struct CaseJson {
     /// Hub log sequence of the last change.
     pub last_seq: u64,
     /// Applications in filing order.
-    pub applications: Vec<ApplicationJson>,
+    pub applications: Vec<ApplicationJson<'a>>,
     /// What the citizen must do now.
     pub next_actions: Vec<NextActionJson>,
     /// The newest lookups of the case, newest first ("who looked at my case").
@@ -97,19 +114,19 @@ pub fn access_event(e: &AccessEvent) -> AccessEventJson {
 
 /// An application as JSON.
 #[derive(Debug, Serialize)]
-pub struct ApplicationJson {
+pub struct ApplicationJson<'a> {
     /// Id within the case.
-    pub application_id: String,
+    pub application_id: &'a str,
     /// Agency.
-    pub agency_id: String,
+    pub agency_id: &'a str,
     /// Service.
-    pub service_id: String,
+    pub service_id: &'a str,
     /// The service's name in Bahasa Indonesia (from its current standard).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub service_name_id: String,
+    #[serde(skip_serializing_if = "is_empty")]
+    pub service_name_id: &'a str,
     /// The service's name in English.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub service_name_en: String,
+    #[serde(skip_serializing_if = "is_empty")]
+    pub service_name_en: &'a str,
     /// State, snake_case.
     pub state: &'static str,
     /// State in Bahasa Indonesia.
@@ -121,7 +138,7 @@ pub struct ApplicationJson {
     /// Time of record of the last state change, Unix ms.
     pub state_since_ms: i64,
     /// Accepted events in order.
-    pub timeline: Vec<TimelineJson>,
+    pub timeline: Vec<TimelineJson<'a>>,
     /// The service-standard clock as of the lookup.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sla: Option<SlaJson>,
@@ -135,7 +152,7 @@ pub struct SlaJson {
     /// Completion time the standard grants, in working days.
     pub standard_working_days: u32,
     /// Filing date.
-    pub filed_on: String,
+    pub filed_on: Shown<mpp_core::calendar::Date>,
     /// Working days the clock ran.
     pub working_days_used: u32,
     /// Working days the clock stood still (waiting on the citizen).
@@ -144,20 +161,20 @@ pub struct SlaJson {
     pub working_days_left: i32,
     /// Due date.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub due_date: Option<String>,
+    pub due_date: Option<Shown<mpp_core::calendar::Date>>,
     /// Past the due date and not finished.
     pub overdue: bool,
     /// The clock is stopped.
     pub paused: bool,
     /// When the agency finished (issued, rejected, withdrawn).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_on: Option<String>,
+    pub finished_on: Option<Shown<mpp_core::calendar::Date>>,
     /// Whether it finished within the standard.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_on_time: Option<bool>,
     /// Approval by default (fiktif positif) at this date.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fiktif_positif_deadline: Option<String>,
+    pub fiktif_positif_deadline: Option<Shown<mpp_core::calendar::Date>>,
     /// The fiktif-positif deadline has passed.
     pub fiktif_positif_reached: bool,
     /// False when holidays were unknown for part of the period.
@@ -168,16 +185,16 @@ fn sla(v: &SlaView) -> SlaJson {
     SlaJson {
         standard_version: v.standard_version,
         standard_working_days: v.standard_working_days,
-        filed_on: v.filed_on.to_string(),
+        filed_on: Shown(v.filed_on),
         working_days_used: v.working_days_used,
         working_days_stopped: v.working_days_stopped,
         working_days_left: v.working_days_left,
-        due_date: v.due_date.map(|d| d.to_string()),
+        due_date: v.due_date.map(Shown),
         overdue: v.overdue,
         paused: v.paused,
-        finished_on: v.finished_on.map(|d| d.to_string()),
+        finished_on: v.finished_on.map(Shown),
         finished_on_time: v.finished_on_time,
-        fiktif_positif_deadline: v.fiktif_positif_deadline.map(|d| d.to_string()),
+        fiktif_positif_deadline: v.fiktif_positif_deadline.map(Shown),
         fiktif_positif_reached: v.fiktif_positif_reached,
         calendar_covers_period: v.calendar_covers_period,
     }
@@ -185,7 +202,7 @@ fn sla(v: &SlaView) -> SlaJson {
 
 /// A timeline item as JSON.
 #[derive(Debug, Serialize)]
-pub struct TimelineJson {
+pub struct TimelineJson<'a> {
     /// Hub log sequence.
     pub seq: u64,
     /// Time of record, Unix ms.
@@ -195,7 +212,7 @@ pub struct TimelineJson {
     /// State after the event.
     pub state_after: &'static str,
     /// Short detail.
-    pub detail: String,
+    pub detail: &'a str,
 }
 
 /// A next action as JSON.
@@ -232,24 +249,28 @@ pub struct NextActionJson {
     pub due_on: Option<String>,
 }
 
-fn timeline(t: &TimelineItem) -> TimelineJson {
+fn timeline(t: &TimelineItem) -> TimelineJson<'_> {
     TimelineJson {
         seq: t.seq,
         recorded_at_ms: t.recorded_at_ms,
         event_type: t.kind.as_str(),
         state_after: t.state_after.as_str(),
-        detail: t.detail.to_string(),
+        detail: &t.detail,
     }
 }
 
-fn application(a: &Application, v: Option<&SlaView>, name: Option<&ServiceName>) -> ApplicationJson {
+fn application<'a>(
+    a: &'a Application,
+    v: Option<&SlaView>,
+    name: Option<&'a ServiceName>,
+) -> ApplicationJson<'a> {
     ApplicationJson {
         sla: v.map(sla),
-        application_id: a.id.to_string(),
-        agency_id: a.agency.to_string(),
-        service_id: a.service.to_string(),
-        service_name_id: name.map(|n| n.id.clone()).unwrap_or_default(),
-        service_name_en: name.map(|n| n.en.clone()).unwrap_or_default(),
+        application_id: a.id.as_str(),
+        agency_id: a.agency.as_str(),
+        service_id: a.service.as_str(),
+        service_name_id: name.map_or("", |n| n.id.as_str()),
+        service_name_en: name.map_or("", |n| n.en.as_str()),
         state: a.state.as_str(),
         state_label_id: a.state.label_id(),
         state_label_en: a.state.label_en(),
@@ -311,12 +332,12 @@ fn next_action(application_id: String, p: &Pending, sla: Option<&SlaView>) -> Ne
 
 /// The JSON view of a case. Carries no PIN verifier, NIK hash or any other
 /// personal data.
-pub fn case_json(found: &Found) -> CaseJson {
+pub fn case_json(found: &Found) -> CaseJson<'_> {
     let c = &found.case;
     let status = found.status;
     CaseJson {
-        tracking_number: c.tracking_number.to_string(),
-        region_code: c.tracking_number.region().to_string(),
+        tracking_number: Shown(&c.tracking_number),
+        region_code: Shown(c.tracking_number.region()),
         status: status.as_str(),
         status_label: status.label_id(),
         status_label_en: crate::i18n::status_label(status, crate::i18n::Lang::En),
