@@ -1077,9 +1077,11 @@ fn head_after(e: &LogEntry) -> Head {
 /// chunk starting inside a block decodes only that block twice.
 pub const READ_AHEAD_CHUNK_ENTRIES: u64 = 4096;
 
-/// Chunks each reader thread of [`read_ahead`] may hold decoded ahead of
-/// the walk: with [`READ_AHEAD_READERS_MAX`] readers, at most 2 × 4 ×
-/// 4,096 entries (about 16 MiB at 1 KiB each) wait in memory.
+/// Chunks each reader thread of [`read_ahead`] may have sent ahead of the
+/// walk. With the one it is reading and the one being walked, at most
+/// (2 + 1) × readers + 1 chunks are in memory: 7 at two cores, about
+/// 29,000 entries, some 70 MiB for rebuild at ~2.5 KiB per entry and its
+/// checked message (13 chunks at [`READ_AHEAD_READERS_MAX`]).
 pub const READ_AHEAD_CHUNKS: usize = 2;
 
 /// Most reader threads of [`read_ahead`] (fewer on a machine with fewer
