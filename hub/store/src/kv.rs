@@ -280,6 +280,10 @@ impl<K: Kv> Store for KvStore<K> {
         entries(&self.kv, from_seq)
     }
 
+    fn parallel_entries(&self) -> bool {
+        true
+    }
+
     fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<Arc<Case>>, StoreError> {
         let _writer = self.writer();
         commit(&self.kv, &self.pending, &self.commitment, batch)

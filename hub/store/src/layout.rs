@@ -601,7 +601,9 @@ pub(crate) struct Block<'a> {
     first_seq: u64,
     key: [u8; 9],
     ends: Vec<usize>,
-    records: std::borrow::Cow<'a, [u8]>,
+    /// The block body; its records start at `records_start`.
+    body: std::borrow::Cow<'a, [u8]>,
+    records_start: usize,
 }
 
 impl<'a> Block<'a> {
@@ -629,14 +631,7 @@ impl<'a> Block<'a> {
             other => return Err(bad(&format!("has unknown format {other}"))),
         };
         let (ends, records_start) = parse_block_header(&body, &bad)?;
-        let records = match body {
-            std::borrow::Cow::Borrowed(b) => std::borrow::Cow::Borrowed(&b[records_start..]),
-            std::borrow::Cow::Owned(mut b) => {
-                b.drain(..records_start);
-                std::borrow::Cow::Owned(b)
-            }
-        };
-        Ok(Block { first_seq, key, ends, records })
+        Ok(Block { first_seq, key, ends, body, records_start })
     }
 }
 
@@ -686,7 +681,8 @@ impl Block<'_> {
     pub(crate) fn entry(&self, i: usize) -> Result<LogEntry, StoreError> {
         let end = *self.ends.get(i).ok_or_else(|| corrupt("log block index out of range", &self.key))?;
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        let e = LogEntry::decode(&self.records[start..end])
+        let records = &self.body[self.records_start..];
+        let e = LogEntry::decode(&records[start..end])
             .map_err(|err| corrupt(format!("log entry {i} of block: {err}"), &self.key))?;
         let want = self.first_seq + i as u64;
         if e.seq != want {

@@ -393,6 +393,15 @@ pub trait Store: NodeSource<Error = StoreError> + Clone + Send + Sync + std::fmt
     /// auditor's and the ledger's job).
     fn entries(&self, from_seq: u64) -> Entries<'_>;
 
+    /// Whether several threads may each read [`Store::entries`] from their
+    /// own start at once and gain by it (an auditor's fold decodes the log
+    /// ahead of its sequential walk that way). `false`, the default, for a
+    /// store whose reads cost more when split (a windowed store reads a
+    /// whole window per call): it is then read through one iterator.
+    fn parallel_entries(&self) -> bool {
+        false
+    }
+
     /// Writes the batch as one atomic write, then flushes it durably. See
     /// [`CommitBatch`] for the preconditions.
     fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {

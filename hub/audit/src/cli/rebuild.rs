@@ -147,6 +147,10 @@ impl<S: Store> Store for Counted<S> {
         }))
     }
 
+    fn parallel_entries(&self) -> bool {
+        self.inner.parallel_entries()
+    }
+
     fn commit_returning_cases(&self, batch: CommitBatch) -> Result<Vec<std::sync::Arc<Case>>, StoreError> {
         self.inner.commit_returning_cases(batch)
     }
