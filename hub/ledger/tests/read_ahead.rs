@@ -54,17 +54,7 @@ fn block_starts(db: &sled::Db) -> Vec<u64> {
 /// The database under the store (whose handle may take a moment to let
 /// go of its lock after being dropped).
 fn raw_sled(dir: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match sled::open(dir) {
-            Ok(db) => return db,
-            Err(e) if std::time::Instant::now() < deadline => {
-                assert!(e.to_string().contains("could not acquire lock"), "{e}");
-                std::thread::yield_now();
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    mpp_edge::sled_open::open_waiting_for_lock(&sled::Config::new().path(dir)).unwrap()
 }
 
 /// Replaces the log block holding `seq` with bytes that do not parse.

@@ -688,17 +688,7 @@ fn readers_on_other_threads_see_whole_commits() {
 /// Opens the directory with sled itself, waiting (with a deadline) for the
 /// lock a just-dropped store may still hold.
 fn raw_sled(dir: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match sled::open(dir) {
-            Ok(db) => return db,
-            Err(e) if std::time::Instant::now() < deadline => {
-                assert!(e.to_string().contains("could not acquire lock"), "{e}");
-                std::thread::yield_now();
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    mpp_edge::sled_open::open_waiting_for_lock(&sled::Config::new().path(dir)).unwrap()
 }
 
 /// A checkpoint of the first `size` entries of the model, with a dummy
