@@ -270,10 +270,6 @@ impl Drop for Hub {
     }
 }
 
-/// The kernel's clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`,
-/// 100 on every Linux the bench runs on).
-const USER_HZ: u64 = 100;
-
 /// CPU time (user + system) of this process and of its direct children by
 /// name (`mpp-hub`, `nats-server`), read from `/proc/<pid>/stat`: what a
 /// measured window cost each process on a machine where they share the
@@ -326,13 +322,22 @@ impl CpuTimes {
 /// (comm, ppid, utime + stime) of `/proc/<pid>/stat`.
 fn stat_of(pid: &str) -> Option<(String, u32, Duration)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The name is in parentheses and may hold spaces: split after the last ')'.
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text[open + 1..close].to_owned();
-    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let comm = text.get(text.find('(')? + 1..text.rfind(')')?)?.to_owned();
+    let fields = mpp_obs::process::stat_fields(&text)?;
     // After the name: state(0) ppid(1) ... utime(11) stime(12).
     let ppid = fields.get(1)?.parse().ok()?;
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some((comm, ppid, Duration::from_millis(ticks * 1000 / USER_HZ)))
+    Some((comm, ppid, Duration::from_secs_f64(ticks as f64 / mpp_obs::process::USER_HZ)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_own_stat() {
+        let (comm, ppid, _cpu) = stat_of("self").expect("/proc/self/stat");
+        assert!(!comm.is_empty() && !comm.contains(')'), "{comm:?}");
+        assert_eq!(ppid, std::os::unix::process::parent_id());
+    }
 }

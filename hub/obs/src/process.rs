@@ -103,9 +103,10 @@ impl ProcessStats {
     }
 }
 
-/// The fields of `/proc/self/stat` after the command name (which is in
-/// parentheses and may itself hold spaces and parentheses).
-fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+/// The fields of a `/proc/<pid>/stat` after the command name (which is in
+/// parentheses and may itself hold spaces and parentheses): field `i` here
+/// is field `i + 3` of proc(5).
+pub fn stat_fields(stat: &str) -> Option<Vec<&str>> {
     let after = &stat[stat.rfind(')')? + 1..];
     Some(after.split_whitespace().collect())
 }
