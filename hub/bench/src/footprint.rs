@@ -19,14 +19,31 @@
 //! saying why, where the next chunk would leave less than
 //! `--footprint-disk-margin-gib`
 //! ([`DISK_MARGIN_GIB_DEFAULT`]) free. The table then names the sizes reached.
+//!
+//! The audit at each size runs the auditor's own tools as an auditor runs
+//! them, `mpp-hub audit verify` (with the hub's public key) and `mpp-hub
+//! audit rebuild`, each in its own process, timed, with its peak RSS: their
+//! memory is bounded by what they hold, not by the bench's (an in-process
+//! pass over a plain store keeps every log block it read: 16.8 GB at 30M
+//! events, which a 100M store would not fit in 24 GB). A tool that fails
+//! (a rebuild killed for memory) is recorded in the reading, and the run
+//! goes on. Each reading is printed on stderr as soon as it is taken, so
+//! an interrupted run keeps what it read.
+//!
+//! `--footprint-read DIR --footprint-nats-url URL` takes one reading of a
+//! store an earlier run left (its `hub-footprint-*` directory, with the
+//! run's nats-server still serving its stream at `URL`).
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use mpp_core::ids::TrackingNumber;
+use mpp_store::{SledStore, Store};
 
-use crate::corpus::{Filler, Pipeline, FILL_IN_FLIGHT_MAX};
+use crate::corpus::{Filler, Pipeline, FILL_IN_FLIGHT_MAX, SAMPLE_CASES_MAX};
 use crate::lookups::{self, Api};
 use crate::nats::{self, SyncInterval};
 use crate::proc::{self, Hub};
@@ -51,6 +68,13 @@ pub(crate) const READY_DEADLINE: Duration = Duration::from_secs(600);
 /// Concurrent lookup clients per API at each reading (as section 5).
 pub(crate) const LOOKUP_TASKS: usize = 32;
 
+/// How often an auditor's tool's peak RSS is read while it runs.
+const TOOL_POLL: Duration = Duration::from_millis(100);
+
+/// Entries whose payloads give the mean payload of a store read by
+/// `--footprint-read` (the generator's events are alike all through).
+const PAYLOAD_SAMPLE_ENTRIES: usize = 1_000_000;
+
 /// One reading.
 #[derive(Debug, Clone)]
 pub(crate) struct Reading {
@@ -58,7 +82,10 @@ pub(crate) struct Reading {
     payload_bytes: u64,
     disk_allocated: u64,
     verify_per_s: f64,
-    rebuild_per_s: f64,
+    verify_peak_rss: u64,
+    /// Entries per second, or why the rebuild failed.
+    rebuild: Result<f64, String>,
+    rebuild_peak_rss: u64,
     ready: Duration,
     rss_serving: u64,
     peak_rss: u64,
@@ -162,38 +189,229 @@ async fn read(
     hub.stop().await?;
     let data_dir = hub.data_dir.clone();
     let (_, disk_allocated) = proc::dir_bytes(&data_dir)?;
-    let audit =
-        tokio::task::spawn_blocking(move || crate::audit::run(&data_dir)).await.context("audit task")??;
+    let audit = audit(exe, hub_dir, &data_dir).await?;
     nats.restart_with_sync(SyncInterval::Always).await?;
-    let t0 = Instant::now();
+    let cases = Arc::new(filler.generator.started.clone());
+    let served = serve_and_read(exe, hub_dir, &nats.url(), cases, window, seed).await?;
+    nats.restart_with_sync(SyncInterval::ServerDefault).await?;
     *hub = Hub::start(exe, hub_dir, &nats.url()).await?;
+    Ok(Reading::new(filler.sent, filler.payload_bytes, disk_allocated, audit, served))
+}
+
+/// One reading of the store an earlier run left in `hub_dir` (no hub may
+/// hold it), served against the nats-server at `nats_url` that still holds
+/// that run's stream (in whatever sync mode it runs).
+pub(crate) async fn read_existing(
+    exe: &Path,
+    hub_dir: &Path,
+    nats_url: &str,
+    window: Duration,
+    seed: u64,
+) -> Result<Run> {
+    let data_dir = hub_dir.join("hub-data");
+    let (_, disk_allocated) = proc::dir_bytes(&data_dir)?;
+    let sample_dir = data_dir.clone();
+    let (sample, sample_bytes) =
+        tokio::task::spawn_blocking(move || payload_sample(&sample_dir)).await.context("sample task")??;
+    let audit = audit(exe, hub_dir, &data_dir).await?;
+    // The cases the run looked up: the generator's first ones, serials from 1.
+    let region = crate::workload::region()?;
+    let cases: Vec<TrackingNumber> = (1..=SAMPLE_CASES_MAX as u64)
+        .map(|serial| TrackingNumber::new(region, serial).ok_or_else(|| anyhow!("serial {serial}")))
+        .collect::<Result<_>>()?;
+    let served = serve_and_read(exe, hub_dir, nats_url, Arc::new(cases), window, seed).await?;
+    let events = audit.entries;
+    let payload_bytes = (sample_bytes as f64 / sample.max(1) as f64 * events as f64) as u64;
+    eprintln!(
+        "[mpp-bench] footprint: payload estimated from the mean of the first {sample} entries' payloads"
+    );
+    Ok(Run {
+        readings: vec![Reading::new(events, payload_bytes, disk_allocated, audit, served)],
+        stopped: None,
+    })
+}
+
+/// The entries read and their payload bytes, from the first
+/// [`PAYLOAD_SAMPLE_ENTRIES`] of the store in `data_dir`.
+fn payload_sample(data_dir: &Path) -> Result<(u64, u64)> {
+    let store = SledStore::open(data_dir).context("opening the store")?;
+    let mut entries = 0u64;
+    let mut bytes = 0u64;
+    for e in store.entries(1).take(PAYLOAD_SAMPLE_ENTRIES) {
+        let e = e.map_err(|e| anyhow!("reading the log: {e}"))?;
+        entries += 1;
+        bytes += e.payload.len() as u64;
+    }
+    Ok((entries, bytes))
+}
+
+/// What a hub serving lookups showed.
+#[derive(Debug, Clone, Copy)]
+struct Served {
+    ready: Duration,
+    rss_serving: u64,
+    peak_rss: u64,
+    grpc: (f64, f64),
+    http: (f64, f64),
+}
+
+/// Starts a hub on `hub_dir`, times it to `/readyz`, runs the lookups on
+/// both APIs reading its RSS, and stops it.
+async fn serve_and_read(
+    exe: &Path,
+    hub_dir: &Path,
+    nats_url: &str,
+    cases: Arc<Vec<TrackingNumber>>,
+    window: Duration,
+    seed: u64,
+) -> Result<Served> {
+    let t0 = Instant::now();
+    let mut hub = Hub::start(exe, hub_dir, nats_url).await?;
     hub.wait_ready(READY_DEADLINE).await?;
     let ready = t0.elapsed();
     let pid = hub.pid().context("the hub's pid")?;
-    let cases = Arc::new(filler.generator.started.clone());
     let mut rss_serving = 0u64;
     let mut apis = [(Api::Grpc, (0.0, 0.0)), (Api::Http, (0.0, 0.0))];
     for (api, figures) in &mut apis {
-        let r = lookups::run(hub, *api, cases.clone(), LOOKUP_TASKS, window, seed).await?;
+        let r = lookups::run(&hub, *api, cases.clone(), LOOKUP_TASKS, window, seed).await?;
         *figures = (r.per_s, r.latency.p99_ms);
         rss_serving = rss_serving.max(proc::memory(pid)?.rss_bytes);
     }
     let peak_rss = proc::memory(pid)?.peak_rss_bytes;
     hub.stop().await?;
-    nats.restart_with_sync(SyncInterval::ServerDefault).await?;
-    *hub = Hub::start(exe, hub_dir, &nats.url()).await?;
-    Ok(Reading {
-        events: filler.sent,
-        payload_bytes: filler.payload_bytes,
-        disk_allocated,
-        verify_per_s: audit.verify_per_s,
-        rebuild_per_s: audit.rebuild_per_s,
-        ready,
-        rss_serving,
-        peak_rss,
-        grpc: apis[0].1,
-        http: apis[1].1,
-    })
+    Ok(Served { ready, rss_serving, peak_rss, grpc: apis[0].1, http: apis[1].1 })
+}
+
+impl Reading {
+    fn new(events: u64, payload_bytes: u64, disk_allocated: u64, audit: Audit, s: Served) -> Self {
+        let reading = Reading {
+            events,
+            payload_bytes,
+            disk_allocated,
+            verify_per_s: audit.entries as f64 / audit.verify.seconds.max(1e-9),
+            verify_peak_rss: audit.verify.peak_rss,
+            rebuild: audit.rebuild.outcome.map(|_| audit.entries as f64 / audit.rebuild.seconds.max(1e-9)),
+            rebuild_peak_rss: audit.rebuild.peak_rss,
+            ready: s.ready,
+            rss_serving: s.rss_serving,
+            peak_rss: s.peak_rss,
+            grpc: s.grpc,
+            http: s.http,
+        };
+        eprintln!("[mpp-bench] footprint reading: {}", row(&reading).trim_end());
+        reading
+    }
+}
+
+/// The auditor's tools over one store.
+#[derive(Debug)]
+struct Audit {
+    /// Entries `audit verify` reported.
+    entries: u64,
+    verify: ToolRun,
+    rebuild: ToolRun,
+}
+
+/// One run of a tool.
+#[derive(Debug)]
+struct ToolRun {
+    seconds: f64,
+    /// `VmHWM`, as last read before it exited.
+    peak_rss: u64,
+    /// Its standard output, or how it failed.
+    outcome: Result<String, String>,
+}
+
+/// `mpp-hub audit verify` with the hub's public key (a failure to verify
+/// ends the run: the log is broken), then `mpp-hub audit rebuild` (a
+/// failure is recorded), on the stopped hub's `data_dir`.
+async fn audit(exe: &Path, hub_dir: &Path, data_dir: &Path) -> Result<Audit> {
+    let key = std::process::Command::new(exe)
+        .arg("export-public-key")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .context("running mpp-hub export-public-key")?;
+    if !key.status.success() {
+        bail!("mpp-hub export-public-key: {}", String::from_utf8_lossy(&key.stderr));
+    }
+    let key_file = hub_dir.join("checkpoint-key.hex");
+    std::fs::write(&key_file, &key.stdout).context("writing the public key")?;
+    let d = data_dir.as_os_str();
+    let verify = run_tool(
+        exe,
+        &[
+            OsStr::new("audit"),
+            OsStr::new("verify"),
+            OsStr::new("--data-dir"),
+            d,
+            OsStr::new("--public-key"),
+            key_file.as_os_str(),
+        ],
+        hub_dir,
+        "audit-verify",
+    )
+    .await?;
+    let out = verify.outcome.as_ref().map_err(|e| anyhow!("mpp-hub audit verify failed: {e}"))?;
+    let entries = out
+        .lines()
+        .find_map(|l| l.strip_prefix("OK: "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| anyhow!("mpp-hub audit verify printed no \"OK: N entries\": {out}"))?;
+    let registrar = crate::signing::write_registrar_key_file(hub_dir)?;
+    let rebuild = run_tool(
+        exe,
+        &[
+            OsStr::new("audit"),
+            OsStr::new("rebuild"),
+            OsStr::new("--data-dir"),
+            d,
+            OsStr::new("--registrar-key-file"),
+            registrar.as_os_str(),
+        ],
+        hub_dir,
+        "audit-rebuild",
+    )
+    .await?;
+    Ok(Audit { entries, verify, rebuild })
+}
+
+/// Runs `exe args`, its output in `dir/<name>.out` and `.err`, timed, its
+/// peak RSS read every [`TOOL_POLL`] until it exits.
+async fn run_tool(exe: &Path, args: &[&OsStr], dir: &Path, name: &str) -> Result<ToolRun> {
+    let out_path = dir.join(format!("{name}.out"));
+    let err_path = dir.join(format!("{name}.err"));
+    let t = Instant::now();
+    let mut child = std::process::Command::new(exe)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::fs::File::create(&err_path)?)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    let pid = child.id();
+    let mut peak_rss = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        // A process that just exited has no memory to read: keep the last.
+        if let Ok(m) = proc::memory(pid) {
+            peak_rss = peak_rss.max(m.peak_rss_bytes);
+        }
+        tokio::time::sleep(TOOL_POLL).await;
+    };
+    let seconds = t.elapsed().as_secs_f64();
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let outcome = if status.success() {
+        Ok(out)
+    } else {
+        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+        let tail = &err[err.len().saturating_sub(300)..];
+        Err(format!("{status} after {seconds:.0} s: {}", tail.trim()))
+    };
+    Ok(ToolRun { seconds, peak_rss, outcome })
 }
 
 fn gib(b: u64) -> f64 {
@@ -202,29 +420,13 @@ fn gib(b: u64) -> f64 {
 
 /// The readings as a Markdown table, with the targets of issue 20.
 pub(crate) fn table(run: &Run) -> String {
-    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
     let mut s = String::from(
         "| events | disk per event (x payload) | RSS serving | peak RSS | restart to ready | gRPC lookups/s, p99 | \
-         HTTP lookups/s, p99 | verify | rebuild |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         HTTP lookups/s, p99 | audit verify (peak RSS) | audit rebuild (peak RSS) |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in &run.readings {
-        let per_event = r.disk_allocated as f64 / r.events.max(1) as f64;
-        let payload = r.payload_bytes as f64 / r.events.max(1) as f64;
-        s.push_str(&format!(
-            "| {} | {:.0} B ({:.2}x) | {:.0} MiB | {:.0} MiB | {:.2} s | {} , {:.2} ms | {} , {:.2} ms | {}/s | {}/s |\n",
-            crate::report::fmt_num(r.events as f64),
-            per_event,
-            per_event / payload.max(1.0),
-            mib(r.rss_serving),
-            mib(r.peak_rss),
-            r.ready.as_secs_f64(),
-            crate::report::fmt_num(r.grpc.0),
-            r.grpc.1,
-            crate::report::fmt_num(r.http.0),
-            r.http.1,
-            crate::report::fmt_num(r.verify_per_s),
-            crate::report::fmt_num(r.rebuild_per_s),
-        ));
+        s.push_str(&row(r));
     }
     s.push_str(
         "\nTargets (issue 20): RSS serving <= 512 MiB, disk <= 2.5x payload, restart to ready <= 5 s, lookup \
@@ -234,4 +436,32 @@ pub(crate) fn table(run: &Run) -> String {
         s.push_str(&format!("\n{why}.\n"));
     }
     s
+}
+
+/// One reading's row of [`table`].
+fn row(r: &Reading) -> String {
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    let per_event = r.disk_allocated as f64 / r.events.max(1) as f64;
+    let payload = r.payload_bytes as f64 / r.events.max(1) as f64;
+    let rebuild = match &r.rebuild {
+        Ok(per_s) => format!("{}/s", crate::report::fmt_num(*per_s)),
+        Err(why) => format!("failed ({why})"),
+    };
+    format!(
+        "| {} | {:.0} B ({:.2}x) | {:.0} MiB | {:.0} MiB | {:.2} s | {} , {:.2} ms | {} , {:.2} ms | {}/s ({:.0} MiB) | {} ({:.0} MiB) |\n",
+        crate::report::fmt_num(r.events as f64),
+        per_event,
+        per_event / payload.max(1.0),
+        mib(r.rss_serving),
+        mib(r.peak_rss),
+        r.ready.as_secs_f64(),
+        crate::report::fmt_num(r.grpc.0),
+        r.grpc.1,
+        crate::report::fmt_num(r.http.0),
+        r.http.1,
+        crate::report::fmt_num(r.verify_per_s),
+        mib(r.verify_peak_rss),
+        rebuild,
+        mib(r.rebuild_peak_rss),
+    )
 }

@@ -138,6 +138,15 @@ struct Cli {
     /// Free disk, in GiB, that --footprint never uses.
     #[arg(long, env = "MPP_BENCH_FOOTPRINT_DISK_MARGIN_GIB", default_value_t = footprint::DISK_MARGIN_GIB_DEFAULT)]
     footprint_disk_margin_gib: u64,
+    /// Instead of the sections: one footprint reading of the store an
+    /// interrupted --footprint run left in this `hub-footprint-*`
+    /// directory (run with MPP_BENCH_KEEP=1, or killed), served against
+    /// --footprint-nats-url.
+    #[arg(long, env = "MPP_BENCH_FOOTPRINT_READ", requires = "footprint_nats_url")]
+    footprint_read: Option<PathBuf>,
+    /// The nats-server still holding that run's stream.
+    #[arg(long, env = "MPP_BENCH_FOOTPRINT_NATS_URL")]
+    footprint_nats_url: Option<String>,
     /// Seed of the generated journeys.
     #[arg(long, env = "MPP_BENCH_SEED", default_value_t = 17_710_001)]
     seed: u64,
@@ -358,6 +367,12 @@ async fn main() -> Result<()> {
             readings.push(bootstrap::run(&exe, tmp_p, *n)?);
         }
         println!("{}", bootstrap::table(&readings));
+        return Ok(());
+    }
+
+    if let (Some(dir), Some(url)) = (&cli.footprint_read, &cli.footprint_nats_url) {
+        let run = footprint::read_existing(&hub_exe?, dir, url, sizes.window, seed).await?;
+        println!("{}", footprint::table(&run));
         return Ok(());
     }
 
