@@ -77,7 +77,8 @@ async fn quick_bench_writes_a_parseable_report() -> Result<()> {
 
 /// `mpp-bench --footprint` grows one real hub through the real ingest path
 /// and reads it at each size asked for: a row per size, in order, and the
-/// targets line. Tiny sizes (one chunk each); no figure is checked.
+/// targets line; the auditor's tools (`audit verify`, `audit rebuild`) ran
+/// to the end at each. Tiny sizes (one chunk each); no figure is checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn footprint_mode_reads_the_hub_at_each_size() -> Result<()> {
     let dir = mpp_tests::temp_dir("mpp-bench-footprint-")?;
@@ -89,6 +90,10 @@ async fn footprint_mode_reads_the_hub_at_each_size() -> Result<()> {
         stdout.lines().filter(|l| l.starts_with("| 2,000 |") || l.starts_with("| 4,000 |")).collect();
     assert_eq!(rows.len(), 2, "one row per size:\n{stdout}");
     assert!(rows[0].starts_with("| 2,000 |"), "sizes in ascending order:\n{stdout}");
+    for row in &rows {
+        assert!(!row.contains("failed ("), "an audit tool failed: {row}");
+        assert_eq!(row.matches(" MiB) |").count(), 2, "both audit tools' rates and peaks: {row}");
+    }
     assert!(stdout.contains("Targets (issue 20)"), "{stdout}");
     assert!(!stdout.contains("growth stopped"), "{stdout}");
     Ok(())
