@@ -25,9 +25,11 @@
 //! audit rebuild`, each in its own process, timed, with its peak RSS: their
 //! memory is bounded by what they hold, not by the bench's (an in-process
 //! pass over a plain store keeps every log block it read: 16.8 GB at 30M
-//! events, which a 100M store would not fit in 24 GB). A tool that fails
-//! (a rebuild killed for memory) is recorded in the reading, and the run
-//! goes on. Each reading is printed on stderr as soon as it is taken, so
+//! events, which a 100M store would not fit in 24 GB). Verify runs before
+//! the hub is restarted and read, rebuild after. A rebuild that fails (one
+//! killed for memory) or passes `--footprint-rebuild-deadline-s` (it is
+//! then stopped) is recorded in the reading with the last progress it
+//! printed, and the run goes on. Each reading is printed on stderr as soon as it is taken, so
 //! an interrupted run keeps what it read.
 //!
 //! `--footprint-read DIR --footprint-nats-url URL` takes one reading of a
@@ -75,6 +77,17 @@ const TOOL_POLL: Duration = Duration::from_millis(100);
 /// `--footprint-read` (the generator's events are alike all through).
 const PAYLOAD_SAMPLE_ENTRIES: usize = 1_000_000;
 
+/// How each reading is taken.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadSettings {
+    /// Each lookup API's time.
+    pub(crate) window: Duration,
+    /// The seed of the lookups' choices.
+    pub(crate) seed: u64,
+    /// When `mpp-hub audit rebuild` is stopped, if it is.
+    pub(crate) rebuild_deadline: Option<Duration>,
+}
+
 /// One reading.
 #[derive(Debug, Clone)]
 pub(crate) struct Reading {
@@ -109,8 +122,7 @@ pub(crate) async fn run(
     tmp: &Path,
     sizes: &[u64],
     margin_gib: u64,
-    window: Duration,
-    seed: u64,
+    settings: ReadSettings,
 ) -> Result<Run> {
     let margin = margin_gib.saturating_mul(1 << 30);
     let mut sizes = sizes.to_vec();
@@ -123,7 +135,7 @@ pub(crate) async fn run(
         async_nats::jetstream::stream::Config { deny_purge: false, ..mpp_edge::stream::stream_config() };
     nats.jetstream().await?.get_or_create_stream(config).await.context("creating the stream")?;
     let hub_dir = crate::temp_dir(tmp, "hub-footprint-")?;
-    let mut filler = Filler::new(seed)?;
+    let mut filler = Filler::new(settings.seed)?;
     let mut hub = Hub::start(exe, hub_dir.path(), &nats.url()).await?;
     let mut run = Run::default();
     let mut per_event = FIRST_GUESS_BYTES_PER_EVENT;
@@ -166,7 +178,7 @@ pub(crate) async fn run(
                 per_event
             );
         }
-        let reading = read(exe, &mut hub, &mut nats, hub_dir.path(), &filler, window, seed).await?;
+        let reading = read(exe, &mut hub, &mut nats, hub_dir.path(), &filler, settings).await?;
         eprintln!("[mpp-bench] footprint: read at {} events", reading.events);
         run.readings.push(reading);
     }
@@ -183,19 +195,19 @@ async fn read(
     nats: &mut nats::NatsServer,
     hub_dir: &Path,
     filler: &Filler,
-    window: Duration,
-    seed: u64,
+    settings: ReadSettings,
 ) -> Result<Reading> {
     hub.stop().await?;
     let data_dir = hub.data_dir.clone();
     let (_, disk_allocated) = proc::dir_bytes(&data_dir)?;
-    let audit = audit(exe, hub_dir, &data_dir).await?;
+    let verify = verify(exe, hub_dir, &data_dir).await?;
     nats.restart_with_sync(SyncInterval::Always).await?;
     let cases = Arc::new(filler.generator.started.clone());
-    let served = serve_and_read(exe, hub_dir, &nats.url(), cases, window, seed).await?;
+    let served = serve_and_read(exe, hub_dir, &nats.url(), cases, settings).await?;
+    let rebuild = rebuild(exe, hub_dir, &data_dir, settings.rebuild_deadline).await?;
     nats.restart_with_sync(SyncInterval::ServerDefault).await?;
     *hub = Hub::start(exe, hub_dir, &nats.url()).await?;
-    Ok(Reading::new(filler.sent, filler.payload_bytes, disk_allocated, audit, served))
+    Ok(Reading::new(filler.sent, filler.payload_bytes, disk_allocated, verify, rebuild, served))
 }
 
 /// One reading of the store an earlier run left in `hub_dir` (no hub may
@@ -205,28 +217,28 @@ pub(crate) async fn read_existing(
     exe: &Path,
     hub_dir: &Path,
     nats_url: &str,
-    window: Duration,
-    seed: u64,
+    settings: ReadSettings,
 ) -> Result<Run> {
     let data_dir = hub_dir.join("hub-data");
     let (_, disk_allocated) = proc::dir_bytes(&data_dir)?;
     let sample_dir = data_dir.clone();
     let (sample, sample_bytes) =
         tokio::task::spawn_blocking(move || payload_sample(&sample_dir)).await.context("sample task")??;
-    let audit = audit(exe, hub_dir, &data_dir).await?;
+    let verify = verify(exe, hub_dir, &data_dir).await?;
     // The cases the run looked up: the generator's first ones, serials from 1.
     let region = crate::workload::region()?;
     let cases: Vec<TrackingNumber> = (1..=SAMPLE_CASES_MAX as u64)
         .map(|serial| TrackingNumber::new(region, serial).ok_or_else(|| anyhow!("serial {serial}")))
         .collect::<Result<_>>()?;
-    let served = serve_and_read(exe, hub_dir, nats_url, Arc::new(cases), window, seed).await?;
-    let events = audit.entries;
+    let served = serve_and_read(exe, hub_dir, nats_url, Arc::new(cases), settings).await?;
+    let rebuild = rebuild(exe, hub_dir, &data_dir, settings.rebuild_deadline).await?;
+    let events = verify.entries;
     let payload_bytes = (sample_bytes as f64 / sample.max(1) as f64 * events as f64) as u64;
     eprintln!(
         "[mpp-bench] footprint: payload estimated from the mean of the first {sample} entries' payloads"
     );
     Ok(Run {
-        readings: vec![Reading::new(events, payload_bytes, disk_allocated, audit, served)],
+        readings: vec![Reading::new(events, payload_bytes, disk_allocated, verify, rebuild, served)],
         stopped: None,
     })
 }
@@ -262,8 +274,7 @@ async fn serve_and_read(
     hub_dir: &Path,
     nats_url: &str,
     cases: Arc<Vec<TrackingNumber>>,
-    window: Duration,
-    seed: u64,
+    settings: ReadSettings,
 ) -> Result<Served> {
     let t0 = Instant::now();
     let mut hub = Hub::start(exe, hub_dir, nats_url).await?;
@@ -273,7 +284,7 @@ async fn serve_and_read(
     let mut rss_serving = 0u64;
     let mut apis = [(Api::Grpc, (0.0, 0.0)), (Api::Http, (0.0, 0.0))];
     for (api, figures) in &mut apis {
-        let r = lookups::run(&hub, *api, cases.clone(), LOOKUP_TASKS, window, seed).await?;
+        let r = lookups::run(&hub, *api, cases.clone(), LOOKUP_TASKS, settings.window, settings.seed).await?;
         *figures = (r.per_s, r.latency.p99_ms);
         rss_serving = rss_serving.max(proc::memory(pid)?.rss_bytes);
     }
@@ -283,15 +294,22 @@ async fn serve_and_read(
 }
 
 impl Reading {
-    fn new(events: u64, payload_bytes: u64, disk_allocated: u64, audit: Audit, s: Served) -> Self {
+    fn new(
+        events: u64,
+        payload_bytes: u64,
+        disk_allocated: u64,
+        verify: Verified,
+        rebuild: ToolRun,
+        s: Served,
+    ) -> Self {
         let reading = Reading {
             events,
             payload_bytes,
             disk_allocated,
-            verify_per_s: audit.entries as f64 / audit.verify.seconds.max(1e-9),
-            verify_peak_rss: audit.verify.peak_rss,
-            rebuild: audit.rebuild.outcome.map(|_| audit.entries as f64 / audit.rebuild.seconds.max(1e-9)),
-            rebuild_peak_rss: audit.rebuild.peak_rss,
+            verify_per_s: verify.entries as f64 / verify.run.seconds.max(1e-9),
+            verify_peak_rss: verify.run.peak_rss,
+            rebuild: rebuild.outcome.map(|_| verify.entries as f64 / rebuild.seconds.max(1e-9)),
+            rebuild_peak_rss: rebuild.peak_rss,
             ready: s.ready,
             rss_serving: s.rss_serving,
             peak_rss: s.peak_rss,
@@ -303,13 +321,11 @@ impl Reading {
     }
 }
 
-/// The auditor's tools over one store.
+/// `mpp-hub audit verify`'s run and the entries it reported.
 #[derive(Debug)]
-struct Audit {
-    /// Entries `audit verify` reported.
+struct Verified {
     entries: u64,
-    verify: ToolRun,
-    rebuild: ToolRun,
+    run: ToolRun,
 }
 
 /// One run of a tool.
@@ -322,10 +338,9 @@ struct ToolRun {
     outcome: Result<String, String>,
 }
 
-/// `mpp-hub audit verify` with the hub's public key (a failure to verify
-/// ends the run: the log is broken), then `mpp-hub audit rebuild` (a
-/// failure is recorded), on the stopped hub's `data_dir`.
-async fn audit(exe: &Path, hub_dir: &Path, data_dir: &Path) -> Result<Audit> {
+/// `mpp-hub audit verify` with the hub's public key on the stopped hub's
+/// `data_dir`; a failure to verify ends the run (the log is broken).
+async fn verify(exe: &Path, hub_dir: &Path, data_dir: &Path) -> Result<Verified> {
     let key = std::process::Command::new(exe)
         .arg("export-public-key")
         .arg("--data-dir")
@@ -337,49 +352,51 @@ async fn audit(exe: &Path, hub_dir: &Path, data_dir: &Path) -> Result<Audit> {
     }
     let key_file = hub_dir.join("checkpoint-key.hex");
     std::fs::write(&key_file, &key.stdout).context("writing the public key")?;
-    let d = data_dir.as_os_str();
-    let verify = run_tool(
-        exe,
-        &[
-            OsStr::new("audit"),
-            OsStr::new("verify"),
-            OsStr::new("--data-dir"),
-            d,
-            OsStr::new("--public-key"),
-            key_file.as_os_str(),
-        ],
-        hub_dir,
-        "audit-verify",
-    )
-    .await?;
-    let out = verify.outcome.as_ref().map_err(|e| anyhow!("mpp-hub audit verify failed: {e}"))?;
+    let args = [
+        OsStr::new("audit"),
+        OsStr::new("verify"),
+        OsStr::new("--data-dir"),
+        data_dir.as_os_str(),
+        OsStr::new("--public-key"),
+        key_file.as_os_str(),
+    ];
+    let run = run_tool(exe, &args, hub_dir, "audit-verify", None).await?;
+    let out = run.outcome.as_ref().map_err(|e| anyhow!("mpp-hub audit verify failed: {e}"))?;
     let entries = out
         .lines()
         .find_map(|l| l.strip_prefix("OK: "))
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse::<u64>().ok())
         .ok_or_else(|| anyhow!("mpp-hub audit verify printed no \"OK: N entries\": {out}"))?;
+    Ok(Verified { entries, run })
+}
+
+/// `mpp-hub audit rebuild` on the stopped hub's `data_dir`, stopped after
+/// `deadline`; a failure is recorded in its outcome.
+async fn rebuild(exe: &Path, hub_dir: &Path, data_dir: &Path, deadline: Option<Duration>) -> Result<ToolRun> {
     let registrar = crate::signing::write_registrar_key_file(hub_dir)?;
-    let rebuild = run_tool(
-        exe,
-        &[
-            OsStr::new("audit"),
-            OsStr::new("rebuild"),
-            OsStr::new("--data-dir"),
-            d,
-            OsStr::new("--registrar-key-file"),
-            registrar.as_os_str(),
-        ],
-        hub_dir,
-        "audit-rebuild",
-    )
-    .await?;
-    Ok(Audit { entries, verify, rebuild })
+    let args = [
+        OsStr::new("audit"),
+        OsStr::new("rebuild"),
+        OsStr::new("--data-dir"),
+        data_dir.as_os_str(),
+        OsStr::new("--registrar-key-file"),
+        registrar.as_os_str(),
+    ];
+    run_tool(exe, &args, hub_dir, "audit-rebuild", deadline).await
 }
 
 /// Runs `exe args`, its output in `dir/<name>.out` and `.err`, timed, its
-/// peak RSS read every [`TOOL_POLL`] until it exits.
-async fn run_tool(exe: &Path, args: &[&OsStr], dir: &Path, name: &str) -> Result<ToolRun> {
+/// peak RSS read every [`TOOL_POLL`] until it exits; killed after
+/// `deadline`, which its outcome then says with the last line it printed
+/// on stderr (the audit tools' progress).
+async fn run_tool(
+    exe: &Path,
+    args: &[&OsStr],
+    dir: &Path,
+    name: &str,
+    deadline: Option<Duration>,
+) -> Result<ToolRun> {
     let out_path = dir.join(format!("{name}.out"));
     let err_path = dir.join(format!("{name}.err"));
     let t = Instant::now();
@@ -395,6 +412,18 @@ async fn run_tool(exe: &Path, args: &[&OsStr], dir: &Path, name: &str) -> Result
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
+        }
+        if deadline.is_some_and(|d| t.elapsed() >= d) {
+            child.kill().context("stopping a tool at its deadline")?;
+            child.wait()?;
+            let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+            let last = err.lines().last().unwrap_or("").to_owned();
+            let seconds = t.elapsed().as_secs_f64();
+            return Ok(ToolRun {
+                seconds,
+                peak_rss,
+                outcome: Err(format!("stopped after {seconds:.0} s: {last}")),
+            });
         }
         // A process that just exited has no memory to read: keep the last.
         if let Ok(m) = proc::memory(pid) {
@@ -445,7 +474,7 @@ fn row(r: &Reading) -> String {
     let payload = r.payload_bytes as f64 / r.events.max(1) as f64;
     let rebuild = match &r.rebuild {
         Ok(per_s) => format!("{}/s", crate::report::fmt_num(*per_s)),
-        Err(why) => format!("failed ({why})"),
+        Err(why) => format!("not done ({why})"),
     };
     format!(
         "| {} | {:.0} B ({:.2}x) | {:.0} MiB | {:.0} MiB | {:.2} s | {} , {:.2} ms | {} , {:.2} ms | {}/s ({:.0} MiB) | {} ({:.0} MiB) |\n",

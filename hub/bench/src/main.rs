@@ -147,6 +147,11 @@ struct Cli {
     /// The nats-server still holding that run's stream.
     #[arg(long, env = "MPP_BENCH_FOOTPRINT_NATS_URL")]
     footprint_nats_url: Option<String>,
+    /// Stops each footprint reading's `mpp-hub audit rebuild` after this
+    /// many seconds (it then shows the rate it had reached); none by
+    /// default.
+    #[arg(long, env = "MPP_BENCH_FOOTPRINT_REBUILD_DEADLINE_S")]
+    footprint_rebuild_deadline_s: Option<u64>,
     /// Seed of the generated journeys.
     #[arg(long, env = "MPP_BENCH_SEED", default_value_t = 17_710_001)]
     seed: u64,
@@ -370,8 +375,13 @@ async fn main() -> Result<()> {
         return Ok(());
     }
 
+    let read_settings = footprint::ReadSettings {
+        window: sizes.window,
+        seed,
+        rebuild_deadline: cli.footprint_rebuild_deadline_s.map(Duration::from_secs),
+    };
     if let (Some(dir), Some(url)) = (&cli.footprint_read, &cli.footprint_nats_url) {
-        let run = footprint::read_existing(&hub_exe?, dir, url, sizes.window, seed).await?;
+        let run = footprint::read_existing(&hub_exe?, dir, url, read_settings).await?;
         println!("{}", footprint::table(&run));
         return Ok(());
     }
@@ -379,8 +389,7 @@ async fn main() -> Result<()> {
     if !cli.footprint.is_empty() {
         let exe = hub_exe?;
         let run =
-            footprint::run(&exe, tmp_p, &cli.footprint, cli.footprint_disk_margin_gib, sizes.window, seed)
-                .await?;
+            footprint::run(&exe, tmp_p, &cli.footprint, cli.footprint_disk_margin_gib, read_settings).await?;
         println!("{}", footprint::table(&run));
         return Ok(());
     }
