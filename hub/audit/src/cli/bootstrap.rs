@@ -86,13 +86,12 @@ pub const PARTIAL_SUFFIX: &str = ".bootstrap-partial";
 pub const PARTIAL_MARKER: &str = "BOOTSTRAP-IN-PROGRESS";
 
 /// Entries the replay reads per opening of the copied store (see
-/// [`Windowed`]): sled keeps the log blocks it has read in memory until the
-/// database is closed (the compressed blocks: a few hundred MB per million
-/// entries), and re-opening a large store every 50,000 entries, as the
-/// audit tools do, made the replay of 10M entries 3.6 times slower (226 s
-/// against 62 s with this window, BENCHMARKS.md "A new replica"). A
-/// bootstrap holds the whole re-derived projection anyway.
-pub const REPLAY_WINDOW_ENTRIES: u64 = 1_000_000;
+/// [`Windowed`]): the audit tools' window. Re-opening a large store every
+/// 50,000 entries, as the audit tools once did, made the replay of 10M
+/// entries 3.6 times slower (226 s against 62 s with this window,
+/// BENCHMARKS.md "A new replica"). A bootstrap holds the whole re-derived
+/// projection anyway.
+pub const REPLAY_WINDOW_ENTRIES: u64 = super::window::WINDOW_ENTRIES;
 
 /// Differences of the event-id index named in a refusal.
 pub const INDEX_DIFFERENCES_SHOWN_MAX: usize = 5;

@@ -296,7 +296,7 @@ pub fn verify_store<S: Store>(
 /// sled 0.34 keeps every log block it has read in memory (they are stored as
 /// blobs, which its cache bound does not count), so a long verification
 /// re-opens the store to let them go.
-pub const REOPEN_EVERY_ENTRIES: u64 = 50_000;
+pub const REOPEN_EVERY_ENTRIES: u64 = super::window::WINDOW_ENTRIES;
 
 /// [`verify_store`] on the store in `dir`, re-opened every
 /// [`REOPEN_EVERY_ENTRIES`] entries so that memory stays bounded whatever

@@ -14,8 +14,14 @@ use mpp_store::{Cases, Checkpoints, CommitBatch, Entries, Head, SledStore, Store
 
 use super::AUDIT_CACHE_BYTES;
 
-/// Entries a [`Windowed`] store reads per opening of the database.
-pub const WINDOW_ENTRIES: u64 = 50_000;
+/// Entries a [`Windowed`] store reads per opening of the database (and
+/// `audit verify` between two openings, [`super::verify::REOPEN_EVERY_ENTRIES`]).
+/// Opening costs more the larger the store (sled rebuilds its page table):
+/// about 0.59 s at 100M entries, where `audit verify` read 76,749 entries/s
+/// re-opening every 50,000 entries and about 490,000/s with this window,
+/// holding at most 860 MB (BENCHMARKS.md, "A decade of a province"): the
+/// compressed log blocks of one window, a few hundred bytes per entry.
+pub const WINDOW_ENTRIES: u64 = 1_000_000;
 
 /// The store in a directory, closed and opened again before every window of
 /// [`WINDOW_ENTRIES`] entries that [`Store::entries`] reads. sled 0.34 keeps
