@@ -221,9 +221,6 @@ pub(crate) async fn read_existing(
 ) -> Result<Run> {
     let data_dir = hub_dir.join("hub-data");
     let (_, disk_allocated) = proc::dir_bytes(&data_dir)?;
-    let sample_dir = data_dir.clone();
-    let (sample, sample_bytes) =
-        tokio::task::spawn_blocking(move || payload_sample(&sample_dir)).await.context("sample task")??;
     let verify = verify(exe, hub_dir, &data_dir).await?;
     // The cases the run looked up: the generator's first ones, serials from 1.
     let region = crate::workload::region()?;
@@ -232,6 +229,10 @@ pub(crate) async fn read_existing(
         .collect::<Result<_>>()?;
     let served = serve_and_read(exe, hub_dir, nats_url, Arc::new(cases), settings).await?;
     let rebuild = rebuild(exe, hub_dir, &data_dir, settings.rebuild_deadline).await?;
+    // Last: the store stays locked a moment after it is dropped.
+    let sample_dir = data_dir.clone();
+    let (sample, sample_bytes) =
+        tokio::task::spawn_blocking(move || payload_sample(&sample_dir)).await.context("sample task")??;
     let events = verify.entries;
     let payload_bytes = (sample_bytes as f64 / sample.max(1) as f64 * events as f64) as u64;
     eprintln!(
