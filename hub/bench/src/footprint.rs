@@ -36,7 +36,6 @@
 //! store an earlier run left (its `hub-footprint-*` directory, with the
 //! run's nats-server still serving its stream at `URL`).
 
-use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -353,15 +352,7 @@ async fn verify(exe: &Path, hub_dir: &Path, data_dir: &Path) -> Result<Verified>
     }
     let key_file = hub_dir.join("checkpoint-key.hex");
     std::fs::write(&key_file, &key.stdout).context("writing the public key")?;
-    let args = [
-        OsStr::new("audit"),
-        OsStr::new("verify"),
-        OsStr::new("--data-dir"),
-        data_dir.as_os_str(),
-        OsStr::new("--public-key"),
-        key_file.as_os_str(),
-    ];
-    let run = run_tool(exe, &args, hub_dir, "audit-verify", None).await?;
+    let run = run_audit(exe, "verify", data_dir, ("--public-key", &key_file), hub_dir, None).await?;
     let out = run.outcome.as_ref().map_err(|e| anyhow!("mpp-hub audit verify failed: {e}"))?;
     let entries = out
         .lines()
@@ -376,33 +367,31 @@ async fn verify(exe: &Path, hub_dir: &Path, data_dir: &Path) -> Result<Verified>
 /// `deadline`; a failure is recorded in its outcome.
 async fn rebuild(exe: &Path, hub_dir: &Path, data_dir: &Path, deadline: Option<Duration>) -> Result<ToolRun> {
     let registrar = crate::signing::write_registrar_key_file(hub_dir)?;
-    let args = [
-        OsStr::new("audit"),
-        OsStr::new("rebuild"),
-        OsStr::new("--data-dir"),
-        data_dir.as_os_str(),
-        OsStr::new("--registrar-key-file"),
-        registrar.as_os_str(),
-    ];
-    run_tool(exe, &args, hub_dir, "audit-rebuild", deadline).await
+    run_audit(exe, "rebuild", data_dir, ("--registrar-key-file", &registrar), hub_dir, deadline).await
 }
 
-/// Runs `exe args`, its output in `dir/<name>.out` and `.err`, timed, its
-/// peak RSS read every [`TOOL_POLL`] until it exits; killed after
-/// `deadline`, which its outcome then says with the last line it printed
-/// on stderr (the audit tools' progress).
-async fn run_tool(
+/// Runs `exe audit <command> --data-dir <data_dir> <key flag> <key file>`,
+/// its output in `dir/audit-<command>.out` and `.err`, timed, its peak RSS
+/// read every [`TOOL_POLL`] until it exits; killed after `deadline`, which
+/// its outcome then says with the last line it printed on stderr (the
+/// audit tools' progress).
+async fn run_audit(
     exe: &Path,
-    args: &[&OsStr],
+    command: &str,
+    data_dir: &Path,
+    (key_flag, key_file): (&str, &Path),
     dir: &Path,
-    name: &str,
     deadline: Option<Duration>,
 ) -> Result<ToolRun> {
+    let name = format!("audit-{command}");
     let out_path = dir.join(format!("{name}.out"));
     let err_path = dir.join(format!("{name}.err"));
     let t = Instant::now();
     let mut child = std::process::Command::new(exe)
-        .args(args)
+        .args(["audit", command, "--data-dir"])
+        .arg(data_dir)
+        .arg(key_flag)
+        .arg(key_file)
         .stdin(std::process::Stdio::null())
         .stdout(std::fs::File::create(&out_path)?)
         .stderr(std::fs::File::create(&err_path)?)
@@ -410,21 +399,15 @@ async fn run_tool(
         .with_context(|| format!("starting {name}"))?;
     let pid = child.id();
     let mut peak_rss = 0;
+    let mut stopped = false;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
         if deadline.is_some_and(|d| t.elapsed() >= d) {
             child.kill().context("stopping a tool at its deadline")?;
-            child.wait()?;
-            let err = std::fs::read_to_string(&err_path).unwrap_or_default();
-            let last = err.lines().last().unwrap_or("").to_owned();
-            let seconds = t.elapsed().as_secs_f64();
-            return Ok(ToolRun {
-                seconds,
-                peak_rss,
-                outcome: Err(format!("stopped after {seconds:.0} s: {last}")),
-            });
+            stopped = true;
+            break child.wait()?;
         }
         // A process that just exited has no memory to read: keep the last.
         if let Ok(m) = proc::memory(pid) {
@@ -433,12 +416,14 @@ async fn run_tool(
         tokio::time::sleep(TOOL_POLL).await;
     };
     let seconds = t.elapsed().as_secs_f64();
-    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let outcome = if status.success() {
-        Ok(out)
+    let err = || std::fs::read_to_string(&err_path).unwrap_or_default();
+    let outcome = if stopped {
+        Err(format!("stopped after {seconds:.0} s: {}", err().lines().last().unwrap_or("")))
+    } else if status.success() {
+        Ok(std::fs::read_to_string(&out_path).unwrap_or_default())
     } else {
-        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
-        let tail = &err[err.len().saturating_sub(300)..];
+        let err = err();
+        let tail = err.get(err.len().saturating_sub(300)..).unwrap_or(&err);
         Err(format!("{status} after {seconds:.0} s: {}", tail.trim()))
     };
     Ok(ToolRun { seconds, peak_rss, outcome })
